@@ -1,0 +1,485 @@
+/* check.c — the checker: from a parsed main file to a Program.
+ *
+ * Requires: an AST_PROGRAM from lang_parse. Does: follows `import std.NAME` (parsing
+ * stdlib_dir/NAME.nnq once), collects label sets, projections, blocks, models and data
+ * declarations into one namespace (a redefinition is an error with a note at the first),
+ * and reads the train block into a TrainConfig. Models are checked (shapes) when they
+ * are lowered (lower.c); projections when they are instantiated (proj.c).
+ * Reports every error it finds; returns NULL if there was any. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lang.h"
+#include "program.h"
+
+typedef struct Checker {
+    Program *prog;
+    Diag *diag;
+    const char *stdlib_dir;
+    int nimported;
+    const char *imported[16];
+    bool failed;
+} Checker;
+
+#define PUSH(arena, arr, n, v)                                                                     \
+    do {                                                                                           \
+        (arr) = arena_realloc((arena), (arr), sizeof(*(arr)) * (n), sizeof(*(arr)) * ((n) + 1));   \
+        (arr)[(n)++] = (v);                                                                        \
+    } while (0)
+
+const LabelSet *program_find_labels(const Program *prog, const char *name) {
+    for (int i = 0; i < prog->nlabels; i++)
+        if (strcmp(prog->labels[i]->name, name) == 0) return prog->labels[i];
+    return NULL;
+}
+
+const AstNode *program_find_projection(const Program *prog, const char *name) {
+    for (int i = 0; i < prog->nprojs; i++)
+        if (strcmp(prog->projs[i]->name, name) == 0) return prog->projs[i];
+    return NULL;
+}
+
+const AstNode *program_find_model(const Program *prog, const char *name) {
+    for (int i = 0; i < prog->nmodels; i++)
+        if (strcmp(prog->models[i]->name, name) == 0) return prog->models[i];
+    return NULL;
+}
+
+static const AstNode *find_data_node(const Program *prog, const char *name, DataDecl **out) {
+    for (int i = 0; i < prog->ndata; i++)
+        if (strcmp(prog->data[i]->name, name) == 0) {
+            if (out) *out = prog->data[i];
+            return (const AstNode *)prog->data[i];
+        }
+    return NULL;
+}
+
+static void error(Checker *ck, SrcLoc loc, const char *fmt, const char *a) {
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, a ? a : "");
+    diag_error(ck->diag, loc, "%s", msg);
+    ck->failed = true;
+}
+
+/* Every top-level name lives in one namespace. */
+static bool check_fresh(Checker *ck, const AstNode *item) {
+    Program *prog = ck->prog;
+    SrcLoc prev = {0};
+    bool dup = false;
+    for (int i = 0; i < prog->nlabels && !dup; i++)
+        if (strcmp(prog->labels[i]->name, item->name) == 0) dup = true, prev = prog->labels[i]->loc;
+    for (int i = 0; i < prog->nprojs && !dup; i++)
+        if (strcmp(prog->projs[i]->name, item->name) == 0) dup = true, prev = prog->projs[i]->loc;
+    for (int i = 0; i < prog->nmodels && !dup; i++)
+        if (strcmp(prog->models[i]->name, item->name) == 0) dup = true, prev = prog->models[i]->loc;
+    for (int i = 0; i < prog->nblocks && !dup; i++)
+        if (strcmp(prog->blocks[i]->name, item->name) == 0) dup = true, prev = prog->blocks[i]->loc;
+    for (int i = 0; i < prog->ndata && !dup; i++)
+        if (strcmp(prog->data[i]->name, item->name) == 0) dup = true, prev = prog->data[i]->loc;
+    if (!dup) return true;
+    error(ck, item->loc, "'%s' is already defined", item->name);
+    diag_note(ck->diag, prev, "first defined here");
+    return false;
+}
+
+/* A compile-time number: literal, unary +/-. */
+static bool const_number(const AstNode *e, double *out) {
+    if (e->kind == AST_NUMBER) {
+        *out = e->num;
+        return true;
+    }
+    if (e->kind == AST_UNARY && (e->op == AST_OP_NEG || e->op == AST_OP_PLUS)) {
+        if (!const_number(e->kids[0], out)) return false;
+        if (e->op == AST_OP_NEG) *out = -*out;
+        return true;
+    }
+    return false;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void check_labels(Checker *ck, const AstNode *item) {
+    if (!check_fresh(ck, item)) return;
+    const AstNode *e = item->kids[0];
+    LabelSet *ls = arena_alloc(ck->prog->arena, sizeof *ls);
+    ls->name = item->name;
+    ls->loc = item->loc;
+    if (e->kind == AST_SET) {
+        if (e->nkids > NNQ_MAX_LABELS) {
+            error(ck, e->loc, "a label set has at most 64 labels", NULL);
+            return;
+        }
+        for (int i = 0; i < e->nkids; i++) {
+            if (!const_number(e->kids[i], &ls->q[i])) {
+                error(ck, e->kids[i]->loc, "a label must be a number", NULL);
+                return;
+            }
+        }
+        ls->k = e->nkids;
+    } else if (e->kind == AST_CALL && strcmp(e->name, "levels") == 0) {
+        double L;
+        if (e->nkids != 1 || !const_number(e->kids[0], &L) || L < 2 || L > NNQ_MAX_LABELS ||
+            L != floor(L)) {
+            error(ck, e->loc, "levels(L) takes one integer L from 2 to 64", NULL);
+            return;
+        }
+        /* The PMF code's L-level sets: integers in [-L/2, L/2], without 0 when L is even. */
+        int l = (int)L, half = l / 2;
+        for (int v = -half; v <= half; v++) {
+            if (v == 0 && l % 2 == 0) continue;
+            if (l % 2 == 1 && (v < -(l - 1) / 2 || v > (l - 1) / 2)) continue;
+            ls->q[ls->k++] = v;
+        }
+    } else {
+        error(ck, e->loc, "a label set is written {a, b, ...} or levels(L)", NULL);
+        return;
+    }
+    qsort(ls->q, ls->k, sizeof(double), cmp_double);
+    for (int i = 1; i < ls->k; i++)
+        if (ls->q[i] == ls->q[i - 1]) {
+            error(ck, e->loc, "label set '%s' lists a value twice", item->name);
+            return;
+        }
+    if (ls->k < 2) {
+        error(ck, e->loc, "label set '%s' needs at least two labels", item->name);
+        return;
+    }
+    PUSH(ck->prog->arena, ck->prog->labels, ck->prog->nlabels, ls);
+}
+
+static const AstNode *named_arg(const AstNode *call, const char *name) {
+    for (int i = 0; i < call->nkids; i++)
+        if (call->kids[i]->kind == AST_NAMED_ARG && strcmp(call->kids[i]->name, name) == 0)
+            return call->kids[i]->kids[0];
+    return NULL;
+}
+
+/* Rejects named arguments not in `allowed` (NULL-terminated) and checks positional count. */
+static bool check_args(Checker *ck, const AstNode *call, int npos, const char *const *allowed) {
+    int pos = 0;
+    bool ok = true;
+    for (int i = 0; i < call->nkids; i++) {
+        const AstNode *a = call->kids[i];
+        if (a->kind != AST_NAMED_ARG) {
+            pos++;
+            continue;
+        }
+        bool known = false;
+        for (int j = 0; allowed && allowed[j]; j++)
+            if (strcmp(allowed[j], a->name) == 0) known = true;
+        for (int j = 0; j < i && known; j++)
+            if (call->kids[j]->kind == AST_NAMED_ARG && strcmp(call->kids[j]->name, a->name) == 0) {
+                error(ck, a->loc, "argument '%s' is given twice", a->name);
+                ok = false;
+            }
+        if (!known) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "'%s' has no argument named '%s'", call->name, a->name);
+            error(ck, a->loc, "%s", msg);
+            ok = false;
+        }
+    }
+    if (pos != npos) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "'%s' takes %d positional argument%s, got %d", call->name, npos,
+                 npos == 1 ? "" : "s", pos);
+        error(ck, call->loc, "%s", msg);
+        ok = false;
+    }
+    return ok;
+}
+
+static bool want_number(Checker *ck, const AstNode *e, double *out, const char *what) {
+    if (e && const_number(e, out)) return true;
+    if (e) error(ck, e->loc, "%s must be a number", what);
+    return false;
+}
+
+static bool want_int(Checker *ck, const AstNode *e, int64_t *out, const char *what, int64_t lo) {
+    double v;
+    if (!want_number(ck, e, &v, what)) return false;
+    if (v != floor(v) || v < lo || v > 1e15) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%%s must be an integer >= %lld", (long long)lo);
+        error(ck, e->loc, msg, what);
+        return false;
+    }
+    *out = (int64_t)v;
+    return true;
+}
+
+static bool want_string(Checker *ck, const AstNode *e, const char **out, const char *what) {
+    if (e && e->kind == AST_STRING) {
+        *out = e->str;
+        return true;
+    }
+    if (e) error(ck, e->loc, "%s must be a string", what);
+    return false;
+}
+
+/* `N iterations` or `N epochs`: returns iterations (>0) or -epochs (<0). */
+static bool want_period(Checker *ck, const AstNode *e, int64_t *out, const char *what) {
+    if (!e) return false;
+    if (e->kind != AST_QUANTITY) {
+        error(ck, e->loc, "%s must be a count with a unit, e.g. `100 iterations` or `2 epochs`", what);
+        return false;
+    }
+    int64_t n;
+    if (!want_int(ck, e->kids[0], &n, what, 1)) return false;
+    const char *u = e->name;
+    if (!strcmp(u, "iteration") || !strcmp(u, "iterations") || !strcmp(u, "iters")) *out = n;
+    else if (!strcmp(u, "epoch") || !strcmp(u, "epochs")) *out = -n;
+    else {
+        error(ck, e->loc, "unknown unit '%s' (use iterations or epochs)", u);
+        return false;
+    }
+    return true;
+}
+
+static void check_data(Checker *ck, const AstNode *item) {
+    if (!check_fresh(ck, item)) return;
+    const AstNode *e = item->kids[0];
+    DataDecl *d = arena_alloc(ck->prog->arena, sizeof *d);
+    d->name = item->name;
+    d->loc = item->loc;
+    if (e->kind != AST_CALL || strcmp(e->name, "idx") != 0) {
+        error(ck, e->loc, "unknown data source (available: idx(images, labels))", NULL);
+        return;
+    }
+    static const char *const allowed[] = {"normalize", NULL};
+    if (!check_args(ck, e, 2, allowed)) return;
+    if (!want_string(ck, e->kids[0], &d->images, "the images path") ||
+        !want_string(ck, e->kids[1], &d->labels, "the labels path"))
+        return;
+    const AstNode *norm = named_arg(e, "normalize");
+    if (norm) {
+        if (norm->kind == AST_IDENT && strcmp(norm->name, "standard") == 0) d->normalize = 1;
+        else if (norm->kind == AST_IDENT && strcmp(norm->name, "none") == 0) d->normalize = 0;
+        else if (norm->kind == AST_CALL && strcmp(norm->name, "like") == 0 && norm->nkids == 1 &&
+                 norm->kids[0]->kind == AST_IDENT) {
+            DataDecl *other = NULL;
+            if (!find_data_node(ck->prog, norm->kids[0]->name, &other)) {
+                error(ck, norm->kids[0]->loc, "unknown data set '%s' (define it first)",
+                      norm->kids[0]->name);
+                return;
+            }
+            if (!other->normalize) {
+                error(ck, norm->loc, "data set '%s' is not normalized", other->name);
+                return;
+            }
+            d->normalize = 1;
+            d->like = other->name;
+        } else {
+            error(ck, norm->loc, "normalize must be standard, none or like(DATA)", NULL);
+            return;
+        }
+    }
+    PUSH(ck->prog->arena, ck->prog->data, ck->prog->ndata, d);
+}
+
+static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "schedule", NULL};
+    static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "schedule", NULL};
+    if (e->kind != AST_CALL || (strcmp(e->name, "adam") && strcmp(e->name, "sgd"))) {
+        error(ck, e->loc, "unknown optimizer (available: adam(...), sgd(...))", NULL);
+        return;
+    }
+    bool adam = strcmp(e->name, "adam") == 0;
+    if (!check_args(ck, e, 0, adam ? adam_args : sgd_args)) return;
+    tc->opt = adam ? OPT_ADAM : OPT_SGD;
+    const AstNode *a;
+    if ((a = named_arg(e, "lr"))) want_number(ck, a, &tc->lr, "lr");
+    if ((a = named_arg(e, "beta1"))) want_number(ck, a, &tc->beta1, "beta1");
+    if ((a = named_arg(e, "beta2"))) want_number(ck, a, &tc->beta2, "beta2");
+    if ((a = named_arg(e, "eps"))) want_number(ck, a, &tc->eps, "eps");
+    if ((a = named_arg(e, "momentum"))) want_number(ck, a, &tc->momentum, "momentum");
+    if ((a = named_arg(e, "weight_decay"))) want_number(ck, a, &tc->weight_decay, "weight_decay");
+    if ((a = named_arg(e, "schedule"))) {
+        static const char *const step_args[] = {"every", "gamma", NULL};
+        if (a->kind != AST_CALL || strcmp(a->name, "step") != 0) {
+            error(ck, a->loc, "unknown schedule (available: step(every = ..., gamma = ...))", NULL);
+            return;
+        }
+        if (!check_args(ck, a, 0, step_args)) return;
+        if (!named_arg(a, "every") || !named_arg(a, "gamma")) {
+            error(ck, a->loc, "step(...) needs every = ... and gamma = ...", NULL);
+            return;
+        }
+        want_period(ck, named_arg(a, "every"), &tc->lr_every, "every");
+        want_number(ck, named_arg(a, "gamma"), &tc->lr_gamma, "gamma");
+    }
+    if (tc->lr <= 0) error(ck, e->loc, "the learning rate must be positive", NULL);
+}
+
+static void check_beta(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    double v;
+    if (const_number(e, &v)) {
+        tc->beta_start = v;
+        return;
+    }
+    static const char *const args[] = {"start", "times", "every", "max", NULL};
+    if (e->kind != AST_CALL || strcmp(e->name, "anneal") != 0) {
+        error(ck, e->loc, "beta must be a number or anneal(start = ..., times = ..., every = ...)", NULL);
+        return;
+    }
+    if (!check_args(ck, e, 0, args)) return;
+    const AstNode *a;
+    if ((a = named_arg(e, "start"))) want_number(ck, a, &tc->beta_start, "start");
+    if ((a = named_arg(e, "times"))) want_number(ck, a, &tc->beta_times, "times");
+    if ((a = named_arg(e, "every"))) want_period(ck, a, &tc->beta_every, "every");
+    if ((a = named_arg(e, "max"))) want_number(ck, a, &tc->beta_max, "max");
+    if (tc->beta_start <= 0 || tc->beta_times <= 0)
+        error(ck, e->loc, "beta's start and factor must be positive", NULL);
+}
+
+static void check_train(Checker *ck, const AstNode *item) {
+    Program *prog = ck->prog;
+    if (prog->train) {
+        error(ck, item->loc, "a program has at most one train block", NULL);
+        diag_note(ck->diag, prog->train->node->loc, "the first is here");
+        return;
+    }
+    TrainConfig *tc = arena_alloc(prog->arena, sizeof *tc);
+    tc->node = item;
+    tc->model = item->name;
+    tc->data = item->kids[0]->name;
+    tc->opt = OPT_ADAM;
+    tc->lr = 1e-3;
+    tc->beta1 = 0.9;
+    tc->beta2 = 0.999;
+    tc->eps = 1e-8;
+    tc->lr_gamma = 1;
+    tc->beta_start = 1;
+    tc->beta_times = 1;
+    tc->beta_max = 1e4;
+    tc->epochs = 10;
+    tc->batch = 100;
+    tc->seed = 0;
+    tc->validation = 10000;
+    if (!program_find_model(prog, tc->model))
+        error(ck, item->loc, "unknown model '%s'", tc->model);
+    if (!find_data_node(prog, tc->data, NULL))
+        error(ck, item->kids[0]->loc, "unknown data set '%s'", tc->data);
+    for (int i = 1; i < item->nkids; i++) {
+        const AstNode *st = item->kids[i];
+        const AstNode *e = st->nkids ? st->kids[0] : NULL;
+        int64_t n;
+        switch (st->kind) {
+        case AST_SETTING:
+            if (!strcmp(st->name, "loss")) {
+                if (e->kind != AST_IDENT || strcmp(e->name, "cross_entropy"))
+                    error(ck, e->loc, "unknown loss (available: cross_entropy)", NULL);
+            } else if (!strcmp(st->name, "optimizer")) {
+                check_optimizer(ck, tc, e);
+            } else if (!strcmp(st->name, "beta")) {
+                check_beta(ck, tc, e);
+            } else if (!strcmp(st->name, "epochs")) {
+                if (want_int(ck, e, &n, "epochs", 1)) tc->epochs = (int)n;
+            } else if (!strcmp(st->name, "batch")) {
+                if (want_int(ck, e, &n, "batch", 1)) tc->batch = (int)n;
+            } else if (!strcmp(st->name, "seed")) {
+                want_int(ck, e, &tc->seed, "seed", 0);
+            } else if (!strcmp(st->name, "validation")) {
+                want_int(ck, e, &tc->validation, "validation", 0);
+            } else if (!strcmp(st->name, "keep")) {
+                if (e->kind == AST_IDENT && !strcmp(e->name, "best")) tc->keep_best = true;
+                else if (e->kind == AST_IDENT && !strcmp(e->name, "last")) tc->keep_best = false;
+                else error(ck, e->loc, "keep must be best or last", NULL);
+            } else {
+                error(ck, st->loc, "unknown setting '%s'", st->name);
+                diag_note(ck->diag, st->loc, "settings: loss, optimizer, beta, epochs, batch, "
+                                             "seed, validation, keep");
+            }
+            break;
+        case AST_EVALUATE:
+            if (!find_data_node(prog, st->name, NULL))
+                error(ck, st->loc, "unknown data set '%s'", st->name);
+            tc->eval_data = st->name;
+            if (e && want_period(ck, e, &n, "the evaluation cadence")) {
+                if (n > 0) error(ck, e->loc, "evaluation cadence is given in epochs", NULL);
+                else tc->eval_every_epochs = (int)-n;
+            }
+            break;
+        case AST_SAVE: want_string(ck, e, &tc->save_path, "the model path"); break;
+        case AST_CHECKPOINT:
+            error(ck, st->loc, "checkpoints are not implemented yet", NULL);
+            break;
+        default: error(ck, st->loc, "unexpected statement in a train block", NULL);
+        }
+    }
+    prog->train = tc;
+}
+
+static bool load_import(Checker *ck, const AstNode *item);
+
+static void collect(Checker *ck, AstNode *root) {
+    Program *prog = ck->prog;
+    for (int i = 0; i < root->nkids; i++) {
+        const AstNode *item = root->kids[i];
+        switch (item->kind) {
+        case AST_IMPORT: load_import(ck, item); break;
+        case AST_LABELS: check_labels(ck, item); break;
+        case AST_PROJECTION:
+            if (check_fresh(ck, item)) PUSH(prog->arena, prog->projs, prog->nprojs, item);
+            break;
+        case AST_MODEL:
+            if (check_fresh(ck, item)) PUSH(prog->arena, prog->models, prog->nmodels, item);
+            break;
+        case AST_BLOCK:
+            if (check_fresh(ck, item)) PUSH(prog->arena, prog->blocks, prog->nblocks, item);
+            break;
+        case AST_DATA: check_data(ck, item); break;
+        case AST_TRAIN: break; /* after everything is known */
+        default: error(ck, item->loc, "unexpected item", NULL);
+        }
+    }
+    for (int i = 0; i < root->nkids; i++)
+        if (root->kids[i]->kind == AST_TRAIN) check_train(ck, root->kids[i]);
+}
+
+static bool load_import(Checker *ck, const AstNode *item) {
+    const char *name = item->name;
+    if (strncmp(name, "std.", 4) != 0 || strchr(name + 4, '.')) {
+        error(ck, item->loc, "unknown module '%s' (modules are std.NAME)", name);
+        return false;
+    }
+    for (int i = 0; i < ck->nimported; i++)
+        if (strcmp(ck->imported[i], name) == 0) return true;
+    if (ck->nimported == 16) return false;
+    ck->imported[ck->nimported++] = name;
+    Arena *arena = ck->prog->arena;
+    const char *path = arena_printf(arena, "%s/%s.nnq", ck->stdlib_dir, name + 4);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        error(ck, item->loc, "unknown module '%s'", name);
+        diag_note(ck->diag, item->loc, "looked for %s (set NNQ_STDLIB to the stdlib directory)",
+                  path);
+        return false;
+    }
+    fclose(f);
+    SourceFile *src = source_load(arena, path, ck->diag);
+    AstNode *root = src ? lang_parse(arena, ck->diag, src) : NULL;
+    if (!root) {
+        ck->failed = true;
+        return false;
+    }
+    collect(ck, root);
+    return true;
+}
+
+Program *check_program(Arena *arena, Diag *diag, AstNode *root, const char *stdlib_dir) {
+    Program *prog = arena_alloc(arena, sizeof *prog);
+    prog->arena = arena;
+    prog->pool = sx_pool_new();
+    Checker ck = {.prog = prog, .diag = diag, .stdlib_dir = stdlib_dir};
+    collect(&ck, root);
+    if (ck.failed) {
+        sx_pool_free(prog->pool);
+        return NULL;
+    }
+    return prog;
+}

@@ -1,0 +1,991 @@
+/* codegen.c — LLVM IR generation for a whole training program, through the LLVM C API.
+ *
+ * Requires: a verified IrModule with autodiff and fused kernels, and a TrainConfig.
+ * Produces: one LLVM module with
+ *   - static, 64-byte aligned buffers for every parameter array (weight, hard, grad,
+ *     aux/m/v components), batch-norm state and IR value (sized for the batch);
+ *   - @train_step(i64 n) and @eval_batch(i64 n, i32 hard) -> float, one loop nest per
+ *     IR instruction, GEMMs as calls to nnq_rt_sgemm;
+ *   - one function per fused kernel: a single loop over the parameter's elements;
+ *   - @evaluate(run, ds, start, count, hard) -> double accuracy;
+ *   - @nnq_main(run) -> i32: data loading, initialization, the epoch/iteration loops
+ *     with the learning-rate schedule and beta annealing, validation, keeping the best
+ *     hard model, the test evaluation and the model file.
+ * Only the opaque-pointer-safe builder calls (Load2, GEP2, Call2) are used; pointers
+ * are bitcast to their element type first, which is a no-op with opaque pointers. */
+#include "codegen.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+
+#include "rt_table.h"
+
+typedef struct Cg {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    const IrModule *m;
+    const TrainConfig *tc;
+    TrainConfig defaults;
+    int64_t batch;
+    bool export_internals;
+    LLVMTypeRef tv, ti1, ti8, ti32, ti64, tf32, tf64, tp;
+    LLVMValueRef *rt_fn;
+    LLVMTypeRef *rt_ty;
+    LLVMValueRef fn;                 /* function being built */
+    /* Buffers */
+    LLVMValueRef x, y;               /* the batch */
+    LLVMValueRef (*pbuf)[6];         /* per param: weight, hard, grad, aux0, m0, v0 (comp 0) */
+    LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
+    LLVMValueRef (*bnbuf)[6];        /* rmean, rvar, mean, invstd, sum1, sum2 */
+    LLVMValueRef *vtrain, *veval;    /* per IR value */
+    LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
+    LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
+    LLVMValueRef *kernels;           /* [nparams * 4] */
+    LLVMValueRef train_step, eval_batch, evaluate;
+    LLVMTypeRef train_step_ty, eval_batch_ty, evaluate_ty, kernel_ty;
+} Cg;
+
+/* ---------- small helpers ---------- */
+
+static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->ti64, (unsigned long long)v, 1); }
+static LLVMValueRef ci32(Cg *cg, int32_t v) { return LLVMConstInt(cg->ti32, (unsigned long long)(int64_t)v, 1); }
+static LLVMValueRef cf32(Cg *cg, double v) { return LLVMConstReal(cg->tf32, v); }
+static LLVMValueRef cf64(Cg *cg, double v) { return LLVMConstReal(cg->tf64, v); }
+
+static LLVMValueRef rt_call(Cg *cg, const char *name, LLVMValueRef *args, int nargs) {
+    int i = rt_table_find(name);
+    assert(i >= 0 && "runtime function missing from abi.def");
+    assert(rt_table[i].nargs == nargs);
+    /* Pointer arguments are declared i8*: cast whatever we have. */
+    for (int k = 0; k < nargs; k++)
+        if (rt_table[i].args[k] == RT_P && LLVMGetTypeKind(LLVMTypeOf(args[k])) == LLVMPointerTypeKind)
+            args[k] = LLVMBuildBitCast(cg->b, args[k], cg->tp, "");
+    return LLVMBuildCall2(cg->b, cg->rt_ty[i], cg->rt_fn[i], args, (unsigned)nargs, "");
+}
+
+static LLVMValueRef global_buf(Cg *cg, const char *name, int64_t count, LLVMTypeRef elem) {
+    if (count < 1) count = 1;
+    LLVMTypeRef at = LLVMArrayType(elem, (unsigned)count);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, at, name);
+    LLVMSetInitializer(g, LLVMConstNull(at));
+    if (!cg->export_internals) LLVMSetLinkage(g, LLVMInternalLinkage);
+    LLVMSetAlignment(g, 64);
+    return g;
+}
+
+/* A float* (or elem*) to the start of a buffer. */
+static LLVMValueRef as_ptr(Cg *cg, LLVMValueRef p, LLVMTypeRef elem) {
+    return LLVMBuildBitCast(cg->b, p, LLVMPointerType(elem, 0), "");
+}
+
+static LLVMValueRef gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef idx) {
+    return LLVMBuildInBoundsGEP2(cg->b, elem, as_ptr(cg, base, elem), &idx, 1, "");
+}
+
+static LLVMValueRef ldf(Cg *cg, LLVMValueRef base, LLVMValueRef idx) {
+    return LLVMBuildLoad2(cg->b, cg->tf32, gep(cg, cg->tf32, base, idx), "");
+}
+
+static void stf(Cg *cg, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v) {
+    LLVMBuildStore(cg->b, v, gep(cg, cg->tf32, base, idx));
+}
+
+static LLVMValueRef ldi32(Cg *cg, LLVMValueRef base, LLVMValueRef idx) {
+    return LLVMBuildLoad2(cg->b, cg->ti32, gep(cg, cg->ti32, base, idx), "");
+}
+
+static LLVMValueRef intrinsic(Cg *cg, const char *name, LLVMTypeRef ty, LLVMValueRef *args, int n) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    assert(id);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &ty, 1);
+    return LLVMBuildCall2(cg->b, fty, f, args, (unsigned)n, "");
+}
+
+static LLVMValueRef libm(Cg *cg, const char *name, LLVMValueRef x) {
+    LLVMTypeRef ty = LLVMTypeOf(x);
+    LLVMTypeRef fty = LLVMFunctionType(ty, &ty, 1, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+    if (!f) {
+        f = LLVMAddFunction(cg->mod, name, fty);
+        LLVMSetLinkage(f, LLVMExternalLinkage);
+    }
+    return LLVMBuildCall2(cg->b, fty, f, &x, 1, "");
+}
+
+static LLVMValueRef fmaxv(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGE, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef local(Cg *cg, LLVMTypeRef ty, LLVMValueRef init, const char *name) {
+    /* allocas go to the entry block so mem2reg promotes them */
+    LLVMBasicBlockRef cur = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(cg->fn);
+    LLVMValueRef first = LLVMGetFirstInstruction(entry);
+    if (first) LLVMPositionBuilderBefore(cg->b, first);
+    else LLVMPositionBuilderAtEnd(cg->b, entry);
+    LLVMValueRef a = LLVMBuildAlloca(cg->b, ty, name);
+    LLVMPositionBuilderAtEnd(cg->b, cur);
+    if (init) LLVMBuildStore(cg->b, init, a);
+    return a;
+}
+
+static LLVMValueRef get(Cg *cg, LLVMTypeRef ty, LLVMValueRef var) { return LLVMBuildLoad2(cg->b, ty, var, ""); }
+
+/* ---------- loops ---------- */
+
+typedef struct Loop {
+    LLVMBasicBlockRef header, exit;
+    LLVMValueRef iv, step;
+} Loop;
+
+static Loop loop_begin_step(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef step, const char *name) {
+    Loop l;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    l.header = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "body");
+    l.exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "exit");
+    l.step = step;
+    LLVMBuildBr(cg->b, l.header);
+    LLVMPositionBuilderAtEnd(cg->b, l.header);
+    l.iv = LLVMBuildPhi(cg->b, LLVMTypeOf(start), name);
+    LLVMAddIncoming(l.iv, &start, &pre, 1);
+    LLVMValueRef c = LLVMBuildICmp(cg->b, LLVMIntSLT, l.iv, end, "");
+    LLVMBuildCondBr(cg->b, c, body, l.exit);
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    return l;
+}
+
+static Loop loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, const char *name) {
+    return loop_begin_step(cg, start, end, LLVMConstInt(LLVMTypeOf(start), 1, 0), name);
+}
+
+static void loop_end(Cg *cg, Loop *l) {
+    LLVMValueRef next = LLVMBuildAdd(cg->b, l->iv, l->step, "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(l->iv, &next, &latch, 1);
+    LLVMBuildBr(cg->b, l->header);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
+static void if_begin(Cg *cg, LLVMValueRef cond, LLVMBasicBlockRef *join) {
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "then");
+    *join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "join");
+    LLVMBuildCondBr(cg->b, cond, then, *join);
+    LLVMPositionBuilderAtEnd(cg->b, then);
+}
+
+static void if_end(Cg *cg, LLVMBasicBlockRef join) {
+    LLVMBuildBr(cg->b, join);
+    LLVMPositionBuilderAtEnd(cg->b, join);
+}
+
+static LLVMValueRef new_function(Cg *cg, const char *name, LLVMTypeRef ty, bool external) {
+    LLVMValueRef f = LLVMAddFunction(cg->mod, name, ty);
+    if (!external && !cg->export_internals) LLVMSetLinkage(f, LLVMInternalLinkage);
+    cg->fn = f;
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, f, "entry");
+    LLVMPositionBuilderAtEnd(cg->b, entry);
+    return f;
+}
+
+/* ---------- buffers ---------- */
+
+static int64_t rows_of(Cg *cg, const IrShape *s) { return (s->rank > 0 && s->d[0] == IR_BATCH) ? cg->batch : 1; }
+
+static void make_buffers(Cg *cg) {
+    const IrModule *m = cg->m;
+    Arena *ar = m->arena;
+    int64_t in_elems = ir_shape_elems(&m->input);
+    cg->x = global_buf(cg, "batch.x", cg->batch * in_elems, cg->tf32);
+    cg->y = global_buf(cg, "batch.y", cg->batch, cg->ti32);
+    cg->pbuf = calloc(m->nparams, sizeof *cg->pbuf);
+    cg->pcomp = calloc(m->nparams * 3, sizeof(LLVMValueRef *));
+    cg->best = calloc(m->nparams, sizeof *cg->best);
+    bool use_m = cg->tc->opt == OPT_ADAM || cg->tc->momentum != 0, use_v = cg->tc->opt == OPT_ADAM;
+    for (int i = 0; i < m->nparams; i++) {
+        const IrParam *p = &m->params[i];
+        int K = p->proj->ncomp;
+        cg->pbuf[i][IRB_WEIGHT] = global_buf(cg, arena_printf(ar, "%s.weight", p->name), p->count, cg->tf32);
+        cg->pbuf[i][IRB_HARD] = global_buf(cg, arena_printf(ar, "%s.hard", p->name), p->count, cg->tf32);
+        cg->pbuf[i][IRB_GRAD] = global_buf(cg, arena_printf(ar, "%s.grad", p->name), p->count, cg->tf32);
+        for (int kind = 0; kind < 3; kind++) {
+            LLVMValueRef *comps = calloc(K, sizeof(LLVMValueRef));
+            cg->pcomp[i * 3 + kind] = comps;
+            if ((kind == 1 && !use_m) || (kind == 2 && !use_v)) continue;
+            static const char *const kn[] = {"aux", "m", "v"};
+            for (int c = 0; c < K; c++)
+                comps[c] = global_buf(cg, arena_printf(ar, "%s.%s%d", p->name, kn[kind], c), p->count, cg->tf32);
+        }
+        if (cg->tc->keep_best)
+            cg->best[i][0] = global_buf(cg, arena_printf(ar, "%s.best", p->name), p->count * K, cg->tf32);
+    }
+    cg->bnbuf = calloc(m->nbns, sizeof *cg->bnbuf);
+    cg->bestbn = calloc(m->nbns, sizeof(LLVMValueRef));
+    for (int i = 0; i < m->nbns; i++) {
+        static const char *const bn[] = {"running_mean", "running_var", "mean", "invstd", "sum1", "sum2"};
+        for (int k = 0; k < 6; k++)
+            cg->bnbuf[i][k] = global_buf(cg, arena_printf(ar, "%s.%s", m->bns[i].name, bn[k]),
+                                         m->bns[i].features, cg->tf32);
+        if (cg->tc->keep_best)
+            cg->bestbn[i] = global_buf(cg, arena_printf(ar, "%s.best", m->bns[i].name), 2 * m->bns[i].features, cg->tf32);
+    }
+    for (int which = 0; which < 2; which++) {
+        const IrFunc *f = which ? &m->eval : &m->train;
+        LLVMValueRef *v = calloc(f->n, sizeof(LLVMValueRef));
+        /* The adjoint of a parameter is computed straight into its grad buffer. */
+        for (int i = 0; i < f->n; i++)
+            if (f->insts[i].op == IR_PARAM_GRAD) v[f->insts[i].args[0]] = cg->pbuf[f->insts[i].attr[0]][IRB_GRAD];
+        for (int i = 0; i < f->n; i++) {
+            const IrInst *in = &f->insts[i];
+            if (v[i] || in->op == IR_PARAM || in->op == IR_RESHAPE || in->op == IR_PARAM_GRAD) continue;
+            if (in->op == IR_INPUT) v[i] = cg->x;
+            else if (in->op == IR_LABELS) v[i] = cg->y;
+            else v[i] = global_buf(cg, arena_printf(ar, "%s.v%d", f->name, i),
+                                   rows_of(cg, &in->shape) * ir_shape_elems(&in->shape), cg->tf32);
+        }
+        if (which) cg->veval = v;
+        else cg->vtrain = v;
+    }
+}
+
+/* ---------- tensor instructions ---------- */
+
+typedef struct FnCtx {
+    const IrFunc *f;
+    LLVMValueRef *val;   /* per value: pointer to its data */
+    LLVMValueRef n;      /* i64 batch rows */
+    LLVMValueRef hard;   /* eval: i1, use hard weights */
+} FnCtx;
+
+static LLVMValueRef dim(Cg *cg, FnCtx *fc, int64_t d) { return d == IR_BATCH ? fc->n : ci64(cg, d); }
+
+static LLVMValueRef elems(Cg *cg, FnCtx *fc, const IrShape *s) {
+    LLVMValueRef n = ci64(cg, ir_shape_elems(s));
+    if (s->rank > 0 && s->d[0] == IR_BATCH) n = LLVMBuildMul(cg->b, n, fc->n, "");
+    return n;
+}
+
+static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out);
+
+static void emit_func_body(Cg *cg, FnCtx *fc) {
+    const IrFunc *f = fc->f;
+    for (int i = 0; i < f->n; i++) {
+        const IrInst *in = &f->insts[i];
+        if (in->op == IR_PARAM) {
+            LLVMValueRef soft = as_ptr(cg, cg->pbuf[in->attr[0]][IRB_WEIGHT], cg->tf32);
+            LLVMValueRef hard = as_ptr(cg, cg->pbuf[in->attr[0]][IRB_HARD], cg->tf32);
+            fc->val[i] = fc->hard ? LLVMBuildSelect(cg->b, fc->hard, hard, soft, "") : soft;
+            continue;
+        }
+        if (in->op == IR_RESHAPE) {
+            fc->val[i] = fc->val[in->args[0]];
+            continue;
+        }
+        if (in->op == IR_INPUT || in->op == IR_LABELS || in->op == IR_PARAM_GRAD) continue;
+        emit_inst(cg, fc, i, fc->val[i]);
+    }
+}
+
+static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = in->args[0] >= 0 ? fc->val[in->args[0]] : NULL;
+    LLVMValueRef B = in->args[1] >= 0 ? fc->val[in->args[1]] : NULL;
+    const IrShape *as = in->args[0] >= 0 ? &fc->f->insts[in->args[0]].shape : NULL;
+    switch (in->op) {
+    case IR_MATMUL: {
+        const IrShape *a = as, *bs = &fc->f->insts[in->args[1]].shape;
+        int ta = (int)in->attr[0], tb = (int)in->attr[1];
+        LLVMValueRef M = dim(cg, fc, ta ? a->d[1] : a->d[0]);
+        LLVMValueRef K = dim(cg, fc, ta ? a->d[0] : a->d[1]);
+        LLVMValueRef N = dim(cg, fc, tb ? bs->d[0] : bs->d[1]);
+        LLVMValueRef lda = dim(cg, fc, a->d[1]), ldb = dim(cg, fc, bs->d[1]);
+#define T32(v) LLVMBuildTrunc(b, (v), cg->ti32, "")
+        LLVMValueRef args[13] = {ci32(cg, ta), ci32(cg, tb), T32(M), T32(N), T32(K), cf32(cg, 1.0),
+                                 A, T32(lda), B, T32(ldb), cf32(cg, 0.0), out, T32(N)};
+#undef T32
+        rt_call(cg, "nnq_rt_sgemm", args, 13);
+        return;
+    }
+    case IR_ADD:
+    case IR_RELU:
+    case IR_RELU_GRAD: {
+        Loop l = loop_begin(cg, ci64(cg, 0), elems(cg, fc, &in->shape), "ew");
+        LLVMValueRef a = ldf(cg, A, l.iv), r;
+        if (in->op == IR_ADD) r = LLVMBuildFAdd(b, a, ldf(cg, B, l.iv), "");
+        else if (in->op == IR_RELU) r = fmaxv(cg, a, cf32(cg, 0));
+        else {
+            LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, ldf(cg, B, l.iv), cf32(cg, 0), "");
+            r = LLVMBuildSelect(b, pos, a, cf32(cg, 0), "");
+        }
+        stf(cg, out, l.iv, r);
+        loop_end(cg, &l);
+        return;
+    }
+    case IR_BIAS_ADD: {
+        int64_t F = as->d[1];
+        Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
+        LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, F), "");
+        Loop j = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+        LLVMValueRef k = LLVMBuildAdd(b, base, j.iv, "");
+        stf(cg, out, k, LLVMBuildFAdd(b, ldf(cg, A, k), ldf(cg, B, j.iv), ""));
+        loop_end(cg, &j);
+        loop_end(cg, &r);
+        return;
+    }
+    case IR_BIAS_GRAD: {
+        int64_t F = as->d[1];
+        LLVMBuildMemSet(b, as_ptr(cg, out, cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, F * 4), 4);
+        Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
+        LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, F), "");
+        Loop j = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+        LLVMValueRef k = LLVMBuildAdd(b, base, j.iv, "");
+        stf(cg, out, j.iv, LLVMBuildFAdd(b, ldf(cg, out, j.iv), ldf(cg, A, k), ""));
+        loop_end(cg, &j);
+        loop_end(cg, &r);
+        return;
+    }
+    case IR_BN_TRAIN:
+    case IR_BN_EVAL:
+    case IR_BN_GRAD: {
+        int64_t F = as->d[1];
+        LLVMValueRef *bn = cg->bnbuf[in->attr[0]];
+        LLVMValueRef nf = LLVMBuildSIToFP(b, fc->n, cg->tf32, "");
+        LLVMValueRef zeroF = ci64(cg, F * 4);
+        if (in->op == IR_BN_TRAIN || in->op == IR_BN_GRAD) {
+            /* Column sums by rows (contiguous inner loop). TRAIN: sum1 = sum x, then
+             * sum2 = sum (x - mean)^2. GRAD: sum1 = sum dy, sum2 = sum dy * y. */
+            LLVMValueRef Y = in->op == IR_BN_GRAD ? B : NULL;
+            LLVMBuildMemSet(b, as_ptr(cg, bn[4], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
+            LLVMBuildMemSet(b, as_ptr(cg, bn[5], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
+            Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
+            LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, F), "");
+            Loop j = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+            LLVMValueRef k = LLVMBuildAdd(b, base, j.iv, "");
+            LLVMValueRef v = ldf(cg, A, k);
+            stf(cg, bn[4], j.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], j.iv), v, ""));
+            if (Y) stf(cg, bn[5], j.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], j.iv), LLVMBuildFMul(b, v, ldf(cg, Y, k), ""), ""));
+            loop_end(cg, &j);
+            loop_end(cg, &r);
+            if (in->op == IR_BN_TRAIN) {
+                Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+                stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
+                loop_end(cg, &j2);
+                Loop r2 = loop_begin(cg, ci64(cg, 0), fc->n, "row");
+                LLVMValueRef base2 = LLVMBuildMul(b, r2.iv, ci64(cg, F), "");
+                Loop j3 = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+                LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, LLVMBuildAdd(b, base2, j3.iv, "")), ldf(cg, bn[2], j3.iv), "");
+                stf(cg, bn[5], j3.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], j3.iv), LLVMBuildFMul(b, d, d, ""), ""));
+                loop_end(cg, &j3);
+                loop_end(cg, &r2);
+                /* var (biased) -> invstd; running stats with momentum 0.1, unbiased var. */
+                LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
+                Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+                LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
+                LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
+                LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
+                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
+                LLVMValueRef rm = LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[0], j4.iv), ""),
+                                                LLVMBuildFMul(b, cf32(cg, 0.1), ldf(cg, bn[2], j4.iv), ""), "");
+                LLVMValueRef rv = LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[1], j4.iv), ""),
+                                                LLVMBuildFMul(b, cf32(cg, 0.1), LLVMBuildFMul(b, var, unb, ""), ""), "");
+                stf(cg, bn[0], j4.iv, rm);
+                stf(cg, bn[1], j4.iv, rv);
+                loop_end(cg, &j4);
+            }
+        } else {
+            /* eval: mean = running mean, invstd from running var */
+            Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+            stf(cg, bn[2], j4.iv, ldf(cg, bn[0], j4.iv));
+            LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, bn[1], j4.iv), cf32(cg, 1e-5), "");
+            LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
+            stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
+            loop_end(cg, &j4);
+        }
+        /* Elementwise pass. */
+        Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
+        LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, F), "");
+        Loop j = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+        LLVMValueRef k = LLVMBuildAdd(b, base, j.iv, "");
+        LLVMValueRef s = ldf(cg, bn[3], j.iv), res;
+        if (in->op == IR_BN_GRAD) {
+            LLVMValueRef m1 = LLVMBuildFDiv(b, ldf(cg, bn[4], j.iv), nf, "");
+            LLVMValueRef m2 = LLVMBuildFDiv(b, ldf(cg, bn[5], j.iv), nf, "");
+            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, ldf(cg, A, k), m1, ""),
+                                           LLVMBuildFMul(b, ldf(cg, B, k), m2, ""), "");
+            res = LLVMBuildFMul(b, s, t, "");
+        } else {
+            res = LLVMBuildFMul(b, LLVMBuildFSub(b, ldf(cg, A, k), ldf(cg, bn[2], j.iv), ""), s, "");
+        }
+        stf(cg, out, k, res);
+        loop_end(cg, &j);
+        loop_end(cg, &r);
+        return;
+    }
+    case IR_XENT:
+    case IR_CORRECT:
+    case IR_XENT_GRAD: {
+        int64_t C = as->d[1];
+        LLVMValueRef acc = local(cg, cg->tf32, cf32(cg, 0), "acc");
+        Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
+        LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, C), "");
+        LLVMValueRef label = LLVMBuildSExt(b, ldi32(cg, B, r.iv), cg->ti64, "");
+        /* max and argmax (first maximum) */
+        LLVMValueRef mx = local(cg, cg->tf32, ldf(cg, A, base), "max");
+        LLVMValueRef am = local(cg, cg->ti64, ci64(cg, 0), "argmax");
+        Loop j = loop_begin(cg, ci64(cg, 1), ci64(cg, C), "col");
+        LLVMValueRef v = ldf(cg, A, LLVMBuildAdd(b, base, j.iv, ""));
+        LLVMValueRef cur = get(cg, cg->tf32, mx);
+        LLVMValueRef gt = LLVMBuildFCmp(b, LLVMRealOGT, v, cur, "");
+        LLVMBuildStore(b, LLVMBuildSelect(b, gt, v, cur, ""), mx);
+        LLVMBuildStore(b, LLVMBuildSelect(b, gt, j.iv, get(cg, cg->ti64, am), ""), am);
+        loop_end(cg, &j);
+        LLVMValueRef m = get(cg, cg->tf32, mx);
+        if (in->op == IR_CORRECT) {
+            LLVMValueRef hit = LLVMBuildICmp(b, LLVMIntEQ, get(cg, cg->ti64, am), label, "");
+            LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), LLVMBuildUIToFP(b, hit, cg->tf32, ""), ""), acc);
+        } else {
+            LLVMValueRef sum = local(cg, cg->tf32, cf32(cg, 0), "sum");
+            Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
+            LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, LLVMBuildAdd(b, base, j2.iv, "")), m, "");
+            LLVMValueRef e = intrinsic(cg, "llvm.exp", cg->tf32, &d, 1);
+            LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, sum), e, ""), sum);
+            if (in->op == IR_XENT_GRAD) stf(cg, out, LLVMBuildAdd(b, base, j2.iv, ""), e);
+            loop_end(cg, &j2);
+            LLVMValueRef s = get(cg, cg->tf32, sum);
+            if (in->op == IR_XENT) {
+                LLVMValueRef ls = intrinsic(cg, "llvm.log", cg->tf32, &s, 1);
+                LLVMValueRef zl = ldf(cg, A, LLVMBuildAdd(b, base, label, ""));
+                LLVMValueRef loss = LLVMBuildFSub(b, LLVMBuildFAdd(b, ls, m, ""), zl, "");
+                LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), loss, ""), acc);
+            } else {
+                LLVMValueRef scale = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildFMul(b, s, LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""), "");
+                LLVMValueRef invn = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), "");
+                Loop j3 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
+                LLVMValueRef k = LLVMBuildAdd(b, base, j3.iv, "");
+                LLVMValueRef g = LLVMBuildFMul(b, ldf(cg, out, k), scale, "");
+                LLVMValueRef is = LLVMBuildICmp(b, LLVMIntEQ, j3.iv, label, "");
+                g = LLVMBuildSelect(b, is, LLVMBuildFSub(b, g, invn, ""), g, "");
+                stf(cg, out, k, g);
+                loop_end(cg, &j3);
+            }
+        }
+        loop_end(cg, &r);
+        if (in->op == IR_XENT)
+            stf(cg, out, ci64(cg, 0), LLVMBuildFDiv(b, get(cg, cg->tf32, acc), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""));
+        else if (in->op == IR_CORRECT)
+            stf(cg, out, ci64(cg, 0), get(cg, cg->tf32, acc));
+        return;
+    }
+    default:
+        assert(!"codegen: unhandled IR op");
+    }
+}
+
+static void emit_tensor_functions(Cg *cg) {
+    const IrModule *m = cg->m;
+    /* void train_step(i64 n) */
+    cg->train_step_ty = LLVMFunctionType(cg->tv, &cg->ti64, 1, 0);
+    cg->train_step = new_function(cg, "train_step", cg->train_step_ty, false);
+    FnCtx fc = {.f = &m->train, .n = LLVMGetParam(cg->train_step, 0)};
+    fc.val = calloc(m->train.n, sizeof(LLVMValueRef));
+    for (int i = 0; i < m->train.n; i++) fc.val[i] = cg->vtrain[i] ? as_ptr(cg, cg->vtrain[i], cg->tf32) : NULL;
+    emit_func_body(cg, &fc);
+    LLVMBuildRetVoid(cg->b);
+    free(fc.val);
+    /* float eval_batch(i64 n, i32 hard) */
+    LLVMTypeRef ps[2] = {cg->ti64, cg->ti32};
+    cg->eval_batch_ty = LLVMFunctionType(cg->tf32, ps, 2, 0);
+    cg->eval_batch = new_function(cg, "eval_batch", cg->eval_batch_ty, false);
+    FnCtx ec = {.f = &m->eval, .n = LLVMGetParam(cg->eval_batch, 0)};
+    ec.hard = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(cg->eval_batch, 1), ci32(cg, 0), "hard");
+    ec.val = calloc(m->eval.n, sizeof(LLVMValueRef));
+    for (int i = 0; i < m->eval.n; i++) ec.val[i] = cg->veval[i] ? as_ptr(cg, cg->veval[i], cg->tf32) : NULL;
+    emit_func_body(cg, &ec);
+    LLVMBuildRet(cg->b, ldf(cg, ec.val[m->eval.correct], ci64(cg, 0)));
+    free(ec.val);
+}
+
+/* ---------- fused kernels ---------- */
+
+static LLVMValueRef kbuf(Cg *cg, int param, const IrKernelIO *io) {
+    switch (io->buf) {
+    case IRB_AUX: return cg->pcomp[param * 3 + 0][io->comp];
+    case IRB_M: return cg->pcomp[param * 3 + 1][io->comp];
+    case IRB_V: return cg->pcomp[param * 3 + 2][io->comp];
+    default: return cg->pbuf[param][io->buf];
+    }
+}
+
+static LLVMValueRef bool_f(Cg *cg, LLVMValueRef c) { return LLVMBuildUIToFP(cg->b, c, cg->tf32, ""); }
+static LLVMValueRef truth(Cg *cg, LLVMValueRef v) { return LLVMBuildFCmp(cg->b, LLVMRealUNE, v, cf32(cg, 0), ""); }
+
+static LLVMValueRef emit_sx(Cg *cg, const IrKernel *k, LLVMValueRef *memo, LLVMValueRef *inputs, int id) {
+    if (memo[id]) return memo[id];
+    const SxNode *n = sx_node(cg->m->prog->pool, id);
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef a = NULL, c = NULL, r = NULL;
+    if (n->op != SX_CONST && n->op != SX_INPUT) {
+        assert(n->op != SX_VAR);
+        a = emit_sx(cg, k, memo, inputs, n->a);
+        if (n->b >= 0) c = emit_sx(cg, k, memo, inputs, n->b);
+    }
+    switch (n->op) {
+    case SX_CONST: r = cf32(cg, n->value); break;
+    case SX_INPUT:
+        r = n->slot >= IR_SCALAR_SLOT(0) ? LLVMGetParam(cg->fn, (unsigned)(n->slot - IR_SCALAR_SLOT(0)))
+                                         : inputs[n->slot];
+        break;
+    case SX_ADD: r = LLVMBuildFAdd(b, a, c, ""); break;
+    case SX_SUB: r = LLVMBuildFSub(b, a, c, ""); break;
+    case SX_MUL: r = LLVMBuildFMul(b, a, c, ""); break;
+    case SX_DIV: r = LLVMBuildFDiv(b, a, c, ""); break;
+    case SX_NEG: r = LLVMBuildFNeg(b, a, ""); break;
+    case SX_EXP: r = intrinsic(cg, "llvm.exp", cg->tf32, &a, 1); break;
+    case SX_LOG: r = intrinsic(cg, "llvm.log", cg->tf32, &a, 1); break;
+    case SX_SQRT: r = intrinsic(cg, "llvm.sqrt", cg->tf32, &a, 1); break;
+    case SX_ABS: r = intrinsic(cg, "llvm.fabs", cg->tf32, &a, 1); break;
+    case SX_TANH: r = libm(cg, "tanhf", a); break;
+    case SX_ATANH: r = libm(cg, "atanhf", a); break;
+    case SX_MAX: r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGE, a, c, ""), a, c, ""); break;
+    case SX_MIN: r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLE, a, c, ""), a, c, ""); break;
+    case SX_SELECT: {
+        LLVMValueRef e = emit_sx(cg, k, memo, inputs, n->c);
+        r = LLVMBuildSelect(b, truth(cg, a), c, e, "");
+        break;
+    }
+    case SX_SIGN:
+        r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, a, cf32(cg, 0), ""), cf32(cg, 1),
+                            LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, a, cf32(cg, 0), ""), cf32(cg, -1), cf32(cg, 0), ""), "");
+        break;
+    case SX_LT: r = bool_f(cg, LLVMBuildFCmp(b, LLVMRealOLT, a, c, "")); break;
+    case SX_LE: r = bool_f(cg, LLVMBuildFCmp(b, LLVMRealOLE, a, c, "")); break;
+    case SX_EQ: r = bool_f(cg, LLVMBuildFCmp(b, LLVMRealOEQ, a, c, "")); break;
+    case SX_NE: r = bool_f(cg, LLVMBuildFCmp(b, LLVMRealUNE, a, c, "")); break;
+    case SX_AND: r = bool_f(cg, LLVMBuildAnd(b, truth(cg, a), truth(cg, c), "")); break;
+    case SX_OR: r = bool_f(cg, LLVMBuildOr(b, truth(cg, a), truth(cg, c), "")); break;
+    case SX_NOT: r = bool_f(cg, LLVMBuildNot(b, truth(cg, a), "")); break;
+    case SX_NOGRAD: r = a; break;
+    default: assert(!"codegen: unhandled scalar op");
+    }
+    memo[id] = r;
+    return r;
+}
+
+static void emit_kernels(Cg *cg) {
+    const IrModule *m = cg->m;
+    LLVMTypeRef ps[IRS_COUNT];
+    for (int i = 0; i < IRS_COUNT; i++) ps[i] = cg->tf32;
+    cg->kernel_ty = LLVMFunctionType(cg->tv, ps, IRS_COUNT, 0);
+    cg->kernels = calloc(m->nparams * 4, sizeof(LLVMValueRef));
+    int npool = sx_count(m->prog->pool);
+    for (int p = 0; p < m->nparams; p++) {
+        for (int w = 0; w < 4; w++) {
+            const IrKernel *k = &m->kernels[p][w];
+            char name[256];
+            snprintf(name, sizeof name, "kernel.%s.%s", k->name, m->params[p].name);
+            LLVMValueRef f = new_function(cg, name, cg->kernel_ty, false);
+            cg->kernels[p * 4 + w] = f;
+            Loop l = loop_begin(cg, ci64(cg, 0), ci64(cg, m->params[p].count), "i");
+            LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2];
+            for (int i = 0; i < k->nin; i++) inputs[i] = ldf(cg, kbuf(cg, p, &k->in[i]), l.iv);
+            LLVMValueRef *memo = calloc(npool, sizeof(LLVMValueRef));
+            LLVMValueRef vals[3 * NNQ_MAX_LABELS + 2];
+            for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, k, memo, inputs, k->out[o].node);
+            for (int o = 0; o < k->nout; o++) stf(cg, kbuf(cg, p, &k->out[o]), l.iv, vals[o]);
+            free(memo);
+            loop_end(cg, &l);
+            LLVMBuildRetVoid(cg->b);
+        }
+    }
+}
+
+static void call_kernel(Cg *cg, int p, int which, LLVMValueRef *scalars) {
+    LLVMBuildCall2(cg->b, cg->kernel_ty, cg->kernels[p * 4 + which], scalars, IRS_COUNT, "");
+}
+
+/* ---------- evaluate(run, ds, start, count, hard) -> accuracy ---------- */
+
+static void emit_evaluate(Cg *cg) {
+    LLVMTypeRef ps[5] = {cg->tp, cg->ti32, cg->ti64, cg->ti64, cg->ti32};
+    cg->evaluate_ty = LLVMFunctionType(cg->tf64, ps, 5, 0);
+    cg->evaluate = new_function(cg, "evaluate", cg->evaluate_ty, false);
+    LLVMValueRef run = LLVMGetParam(cg->fn, 0), ds = LLVMGetParam(cg->fn, 1);
+    LLVMValueRef start = LLVMGetParam(cg->fn, 2), count = LLVMGetParam(cg->fn, 3), hard = LLVMGetParam(cg->fn, 4);
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef correct = local(cg, cg->tf64, cf64(cg, 0), "correct");
+    LLVMValueRef end = LLVMBuildAdd(b, start, count, "");
+    Loop l = loop_begin_step(cg, start, end, ci64(cg, cg->batch), "batch");
+    LLVMValueRef left = LLVMBuildSub(b, end, l.iv, "");
+    LLVMValueRef nb = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci64(cg, cg->batch), ""), left, ci64(cg, cg->batch), "");
+    LLVMValueRef args[7] = {run, ds, LLVMConstNull(cg->tp), l.iv, nb, cg->x, cg->y};
+    rt_call(cg, "nnq_rt_data_batch", args, 7);
+    LLVMValueRef eargs[2] = {nb, hard};
+    LLVMValueRef c = LLVMBuildCall2(b, cg->eval_batch_ty, cg->eval_batch, eargs, 2, "");
+    LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, correct), LLVMBuildFPExt(b, c, cg->tf64, ""), ""), correct);
+    loop_end(cg, &l);
+    LLVMValueRef acc = LLVMBuildFDiv(b, get(cg, cg->tf64, correct), LLVMBuildSIToFP(b, count, cg->tf64, ""), "");
+    LLVMBuildRet(b, acc);
+}
+
+/* ---------- nnq_main ---------- */
+
+static LLVMValueRef str(Cg *cg, const char *s) { return LLVMBuildGlobalStringPtr(cg->b, s, "str"); }
+
+static const DataDecl *find_data(const Program *prog, const char *name) {
+    for (int i = 0; i < prog->ndata; i++)
+        if (!strcmp(prog->data[i]->name, name)) return prog->data[i];
+    return NULL;
+}
+
+static void all_kernels(Cg *cg, int which, LLVMValueRef *scalars) {
+    for (int p = 0; p < cg->m->nparams; p++) call_kernel(cg, p, which, scalars);
+}
+
+static LLVMValueRef scalars_beta(Cg *cg, LLVMValueRef *s, LLVMValueRef beta64) {
+    LLVMValueRef bf = LLVMBuildFPTrunc(cg->b, beta64, cg->tf32, "");
+    for (int i = 0; i < IRS_COUNT; i++) s[i] = cf32(cg, 0);
+    s[IRS_BETA] = s[IRS_BETA_NEXT] = bf;
+    return bf;
+}
+
+/* Copies between the live model (aux components, bn running stats) and the snapshot. */
+static void snapshot(Cg *cg, bool save) {
+    const IrModule *m = cg->m;
+    LLVMBuilderRef b = cg->b;
+    for (int p = 0; p < m->nparams; p++) {
+        int64_t cnt = m->params[p].count;
+        for (int c = 0; c < m->params[p].proj->ncomp; c++) {
+            LLVMValueRef live = as_ptr(cg, cg->pcomp[p * 3][c], cg->ti8);
+            LLVMValueRef snap = LLVMBuildInBoundsGEP2(b, cg->ti8, as_ptr(cg, cg->best[p][0], cg->ti8),
+                                                      (LLVMValueRef[]){ci64(cg, c * cnt * 4)}, 1, "");
+            if (save) LLVMBuildMemCpy(b, snap, 4, live, 4, ci64(cg, cnt * 4));
+            else LLVMBuildMemCpy(b, live, 4, snap, 4, ci64(cg, cnt * 4));
+        }
+    }
+    for (int i = 0; i < m->nbns; i++) {
+        int64_t F = m->bns[i].features;
+        for (int k = 0; k < 2; k++) {
+            LLVMValueRef live = as_ptr(cg, cg->bnbuf[i][k], cg->ti8);
+            LLVMValueRef snap = LLVMBuildInBoundsGEP2(b, cg->ti8, as_ptr(cg, cg->bestbn[i], cg->ti8),
+                                                      (LLVMValueRef[]){ci64(cg, k * F * 4)}, 1, "");
+            if (save) LLVMBuildMemCpy(b, snap, 4, live, 4, ci64(cg, F * 4));
+            else LLVMBuildMemCpy(b, live, 4, snap, 4, ci64(cg, F * 4));
+        }
+    }
+}
+
+static LLVMValueRef emit_load_data(Cg *cg, LLVMValueRef run, const DataDecl *d) {
+    LLVMValueRef args[3] = {run, str(cg, d->images), str(cg, d->labels)};
+    LLVMValueRef ds = rt_call(cg, "nnq_rt_data_idx", args, 3);
+    const IrModule *m = cg->m;
+    int rank = m->input.rank;
+    LLVMTypeRef at = LLVMArrayType(cg->ti64, (unsigned)rank);
+    LLVMValueRef dims[NNQ_MAX_RANK];
+    for (int i = 0; i < rank; i++) dims[i] = ci64(cg, m->input.d[i]);
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, at, "input.dims");
+    LLVMSetInitializer(g, LLVMConstArray(cg->ti64, dims, (unsigned)rank));
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    char what[256];
+    snprintf(what, sizeof what, "model '%s'", m->model);
+    LLVMValueRef cargs[6] = {run, ds, ci32(cg, rank), g, ci32(cg, (int32_t)m->classes), str(cg, what)};
+    rt_call(cg, "nnq_rt_data_check", cargs, 6);
+    return ds;
+}
+
+static void emit_main(Cg *cg) {
+    const IrModule *m = cg->m;
+    const TrainConfig *tc = cg->tc;
+    const Program *prog = m->prog;
+    LLVMBuilderRef b = cg->b;
+    LLVMTypeRef mt = LLVMFunctionType(cg->ti32, &cg->tp, 1, 0);
+    new_function(cg, "nnq_main", mt, true);
+    LLVMValueRef run = LLVMGetParam(cg->fn, 0);
+    LLVMValueRef a2[2];
+    a2[0] = run;
+    a2[1] = ci64(cg, tc->seed);
+    rt_call(cg, "nnq_rt_seed", a2, 2);
+
+    /* data */
+    const DataDecl *dtrain = find_data(prog, tc->data);
+    const DataDecl *dtest = tc->eval_data ? find_data(prog, tc->eval_data) : NULL;
+    LLVMValueRef ds = emit_load_data(cg, run, dtrain);
+    a2[1] = ds;
+    LLVMValueRef ntotal = rt_call(cg, "nnq_rt_data_count", (LLVMValueRef[]){run, ds}, 2);
+    /* validation: the last V samples, never more than half the set */
+    LLVMValueRef vwant = ci64(cg, tc->validation);
+    LLVMValueRef half = LLVMBuildSDiv(b, ntotal, ci64(cg, 2), "");
+    LLVMValueRef nval = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, vwant, half, ""), vwant, half, "nval");
+    LLVMValueRef ntrain = LLVMBuildSub(b, ntotal, nval, "ntrain");
+    if (dtrain->normalize)
+        rt_call(cg, "nnq_rt_data_normalize", (LLVMValueRef[]){run, ds, ci32(cg, 1), ds, ntrain}, 5);
+    LLVMValueRef dst = NULL, ntest = ci64(cg, 0);
+    if (dtest) {
+        dst = dtest == dtrain ? ds : emit_load_data(cg, run, dtest);
+        if (dtest != dtrain) {
+            ntest = rt_call(cg, "nnq_rt_data_count", (LLVMValueRef[]){run, dst}, 2);
+            if (dtest->normalize) {
+                bool like_train = dtest->like && !strcmp(dtest->like, dtrain->name);
+                /* like(train): the training portion's statistics; otherwise its own. */
+                LLVMValueRef src = like_train ? ds : dst;
+                LLVMValueRef cnt = like_train ? ntrain : ntest;
+                rt_call(cg, "nnq_rt_data_normalize", (LLVMValueRef[]){run, dst, ci32(cg, 1), src, cnt}, 5);
+            }
+        } else {
+            ntest = nval;
+        }
+    }
+    LLVMValueRef epochs = rt_call(cg, "nnq_rt_epochs", (LLVMValueRef[]){run, ci32(cg, tc->epochs)}, 2);
+    LLVMValueRef iters = LLVMBuildSDiv(b, ntrain, ci64(cg, cg->batch), "iters");
+    LLVMValueRef index = rt_call(cg, "nnq_rt_alloc", (LLVMValueRef[]){run, LLVMBuildMul(b, ntrain, ci64(cg, 8), "")}, 2);
+
+    /* initialization: w0 draws into the grad buffers, then each init kernel */
+    LLVMValueRef sc[IRS_COUNT];
+    scalars_beta(cg, sc, cf64(cg, tc->beta_start));
+    for (int p = 0; p < m->nparams; p++) {
+        const IrParam *par = &m->params[p];
+        LLVMValueRef g = as_ptr(cg, cg->pbuf[p][IRB_GRAD], cg->tf32);
+        if (par->init == IR_INIT_XAVIER) {
+            double bound = sqrt(6.0 / (double)(par->fan_in + par->fan_out));
+            rt_call(cg, "nnq_rt_fill_uniform", (LLVMValueRef[]){run, g, ci64(cg, par->count), cf32(cg, -bound), cf32(cg, bound)}, 5);
+        } else {
+            rt_call(cg, "nnq_rt_fill_normal", (LLVMValueRef[]){run, g, ci64(cg, par->count), cf32(cg, 0), cf32(cg, par->init_std)}, 5);
+        }
+        call_kernel(cg, p, 1, sc);
+    }
+    for (int i = 0; i < m->nbns; i++) {
+        Loop l = loop_begin(cg, ci64(cg, 0), ci64(cg, m->bns[i].features), "bninit");
+        stf(cg, cg->bnbuf[i][1], l.iv, cf32(cg, 1));
+        loop_end(cg, &l);
+    }
+
+    LLVMValueRef beta = local(cg, cg->tf64, cf64(cg, tc->beta_start), "beta");
+    LLVMValueRef lr = local(cg, cg->tf64, cf64(cg, tc->lr), "lr");
+    LLVMValueRef t = local(cg, cg->ti64, ci64(cg, 0), "t");
+    LLVMValueRef best_acc = local(cg, cg->tf64, cf64(cg, -1), "best_acc");
+    LLVMValueRef best_epoch = local(cg, cg->ti32, ci32(cg, 0), "best_epoch");
+    rt_call(cg, "nnq_rt_train_begin", (LLVMValueRef[]){run, str(cg, m->model), epochs, iters, ntrain, nval, ntest}, 7);
+    /* Schedules in iterations: `N epochs` becomes N * iters. */
+    LLVMValueRef lr_every = tc->lr_every >= 0 ? ci64(cg, tc->lr_every) : LLVMBuildMul(b, ci64(cg, -tc->lr_every), iters, "");
+    LLVMValueRef beta_every = tc->beta_every >= 0 ? ci64(cg, tc->beta_every) : LLVMBuildMul(b, ci64(cg, -tc->beta_every), iters, "");
+
+    Loop ep = loop_begin(cg, ci32(cg, 1), LLVMBuildAdd(b, epochs, ci32(cg, 1), ""), "epoch");
+    rt_call(cg, "nnq_rt_shuffle", (LLVMValueRef[]){run, index, ntrain}, 3);
+    LLVMValueRef sum_loss = local(cg, cg->tf64, NULL, "sum_loss");
+    LLVMValueRef sum_correct = local(cg, cg->tf64, NULL, "sum_correct");
+    LLVMBuildStore(b, cf64(cg, 0), sum_loss);
+    LLVMBuildStore(b, cf64(cg, 0), sum_correct);
+    Loop it = loop_begin(cg, ci64(cg, 0), iters, "iter");
+    {
+        LLVMValueRef start = LLVMBuildMul(b, it.iv, ci64(cg, cg->batch), "");
+        rt_call(cg, "nnq_rt_data_batch", (LLVMValueRef[]){run, ds, index, start, ci64(cg, cg->batch), cg->x, cg->y}, 7);
+        LLVMBuildCall2(b, cg->train_step_ty, cg->train_step, (LLVMValueRef[]){ci64(cg, cg->batch)}, 1, "");
+        LLVMValueRef loss = ldf(cg, cg->vtrain[m->train.loss], ci64(cg, 0));
+        LLVMValueRef correct = ldf(cg, cg->vtrain[m->train.correct], ci64(cg, 0));
+        LLVMValueRef tt = get(cg, cg->ti64, t);
+        rt_call(cg, "nnq_rt_check_loss", (LLVMValueRef[]){run, loss, tt}, 3);
+        LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, sum_loss), LLVMBuildFPExt(b, loss, cg->tf64, ""), ""), sum_loss);
+        LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, sum_correct), LLVMBuildFPExt(b, correct, cg->tf64, ""), ""), sum_correct);
+        LLVMValueRef t1 = LLVMBuildAdd(b, tt, ci64(cg, 1), "t1");
+        LLVMBuildStore(b, t1, t);
+        /* learning rate for this step: lr0 * gamma^floor(t / every) */
+        LLVMValueRef lrv = cf64(cg, tc->lr);
+        if (tc->lr_every != 0 && tc->lr_gamma != 1) {
+            LLVMValueRef k = LLVMBuildSIToFP(b, LLVMBuildSDiv(b, tt, lr_every, ""), cg->tf64, "");
+            LLVMValueRef pa[2] = {cf64(cg, tc->lr_gamma), k};
+            LLVMTypeRef f64 = cg->tf64;
+            unsigned id = LLVMLookupIntrinsicID("llvm.pow", 8);
+            LLVMValueRef pw = LLVMBuildCall2(b, LLVMIntrinsicGetType(cg->ctx, id, &f64, 1),
+                                             LLVMGetIntrinsicDeclaration(cg->mod, id, &f64, 1), pa, 2, "");
+            lrv = LLVMBuildFMul(b, lrv, pw, "lr");
+        }
+        LLVMBuildStore(b, lrv, lr);
+        /* beta for the next step */
+        LLVMValueRef bcur = get(cg, cg->tf64, beta), bnext = bcur;
+        if (tc->beta_every != 0 && tc->beta_times != 1) {
+            LLVMValueRef due = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, t1, beta_every, ""), ci64(cg, 0), "");
+            LLVMValueRef grown = LLVMBuildFMul(b, bcur, cf64(cg, tc->beta_times), "");
+            LLVMValueRef capped = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, grown, cf64(cg, tc->beta_max), ""),
+                                                  cf64(cg, tc->beta_max), grown, "");
+            bnext = LLVMBuildSelect(b, due, capped, bcur, "beta_next");
+        }
+        LLVMValueRef s[IRS_COUNT];
+        s[IRS_BETA] = LLVMBuildFPTrunc(b, bcur, cg->tf32, "");
+        s[IRS_BETA_NEXT] = LLVMBuildFPTrunc(b, bnext, cg->tf32, "");
+        s[IRS_LR] = LLVMBuildFPTrunc(b, lrv, cg->tf32, "");
+        LLVMValueRef tf = LLVMBuildSIToFP(b, t1, cg->tf64, "");
+        LLVMTypeRef f64 = cg->tf64;
+        unsigned pid = LLVMLookupIntrinsicID("llvm.pow", 8);
+        LLVMTypeRef powty = LLVMIntrinsicGetType(cg->ctx, pid, &f64, 1);
+        LLVMValueRef powf = LLVMGetIntrinsicDeclaration(cg->mod, pid, &f64, 1);
+        LLVMValueRef p1 = LLVMBuildCall2(b, powty, powf, (LLVMValueRef[]){cf64(cg, tc->beta1), tf}, 2, "");
+        LLVMValueRef p2 = LLVMBuildCall2(b, powty, powf, (LLVMValueRef[]){cf64(cg, tc->beta2), tf}, 2, "");
+        s[IRS_BC1] = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, cf64(cg, 1), LLVMBuildFSub(b, cf64(cg, 1), p1, ""), ""), cg->tf32, "bc1");
+        s[IRS_BC2] = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, cf64(cg, 1), LLVMBuildFSub(b, cf64(cg, 1), p2, ""), ""), cg->tf32, "bc2");
+        all_kernels(cg, 0, s);
+        LLVMBuildStore(b, bnext, beta);
+        rt_call(cg, "nnq_rt_progress", (LLVMValueRef[]){run, ep.iv, LLVMBuildAdd(b, it.iv, ci64(cg, 1), ""), loss}, 4);
+    }
+    loop_end(cg, &it);
+    /* end of epoch: validation, soft and hard */
+    LLVMValueRef vs = local(cg, cg->tf64, NULL, "val_soft"), vh = local(cg, cg->tf64, NULL, "val_hard");
+    LLVMBuildStore(b, cf64(cg, -1), vs);
+    LLVMBuildStore(b, cf64(cg, -1), vh);
+    LLVMBasicBlockRef join;
+    if_begin(cg, LLVMBuildICmp(b, LLVMIntSGT, nval, ci64(cg, 0), ""), &join);
+    {
+        LLVMValueRef s[IRS_COUNT];
+        scalars_beta(cg, s, get(cg, cg->tf64, beta));
+        all_kernels(cg, 2, s);
+        LLVMValueRef soft = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, ds, ntrain, nval, ci32(cg, 0)}, 5, "");
+        LLVMValueRef hard = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, ds, ntrain, nval, ci32(cg, 1)}, 5, "");
+        LLVMBuildStore(b, soft, vs);
+        LLVMBuildStore(b, hard, vh);
+        if (tc->keep_best) {
+            LLVMBasicBlockRef j2;
+            if_begin(cg, LLVMBuildFCmp(b, LLVMRealOGT, hard, get(cg, cg->tf64, best_acc), ""), &j2);
+            LLVMBuildStore(b, hard, best_acc);
+            LLVMBuildStore(b, ep.iv, best_epoch);
+            snapshot(cg, true);
+            if_end(cg, j2);
+        }
+    }
+    if_end(cg, join);
+    LLVMValueRef fi = LLVMBuildSIToFP(b, iters, cg->tf64, "");
+    LLVMValueRef mean_loss = LLVMBuildFDiv(b, get(cg, cg->tf64, sum_loss), fi, "");
+    LLVMValueRef tr_acc = LLVMBuildFDiv(b, get(cg, cg->tf64, sum_correct), LLVMBuildFMul(b, fi, cf64(cg, (double)cg->batch), ""), "");
+    rt_call(cg, "nnq_rt_epoch_end", (LLVMValueRef[]){run, ep.iv, mean_loss, tr_acc, get(cg, cg->tf64, vs), get(cg, cg->tf64, vh),
+                                                     get(cg, cg->tf64, beta), get(cg, cg->tf64, lr)}, 8);
+    loop_end(cg, &ep);
+
+    /* after training */
+    LLVMValueRef s[IRS_COUNT];
+    scalars_beta(cg, s, get(cg, cg->tf64, beta));
+    if (tc->keep_best) {
+        LLVMBasicBlockRef j3;
+        if_begin(cg, LLVMBuildICmp(b, LLVMIntSGT, get(cg, cg->ti32, best_epoch), ci32(cg, 0), ""), &j3);
+        snapshot(cg, false);
+        all_kernels(cg, 3, s);
+        rt_call(cg, "nnq_rt_note", (LLVMValueRef[]){run, str(cg, "kept the best hard-quantized validation model, from epoch"),
+                                                    LLVMBuildSExt(b, get(cg, cg->ti32, best_epoch), cg->ti64, "")}, 3);
+        if_end(cg, j3);
+    }
+    all_kernels(cg, 2, s);
+    LLVMValueRef ts = cf64(cg, -1), th = cf64(cg, -1);
+    if (dst) {
+        LLVMValueRef tstart = dtest == dtrain ? ntrain : ci64(cg, 0);
+        ts = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, dst, tstart, ntest, ci32(cg, 0)}, 5, "test_soft");
+        th = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, dst, tstart, ntest, ci32(cg, 1)}, 5, "test_hard");
+    }
+    rt_call(cg, "nnq_rt_train_end", (LLVMValueRef[]){run, epochs, ts, th}, 4);
+    if (tc->save_path) {
+        rt_call(cg, "nnq_rt_model_begin", (LLVMValueRef[]){run, str(cg, m->model)}, 2);
+        for (int p = 0; p < m->nparams; p++) {
+            const IrParam *par = &m->params[p];
+            const LabelSet *ls = par->proj->labels;
+            LLVMTypeRef dt = LLVMArrayType(cg->ti64, (unsigned)par->shape.rank);
+            LLVMValueRef dv[NNQ_MAX_RANK];
+            for (int i = 0; i < par->shape.rank; i++) dv[i] = ci64(cg, par->shape.d[i]);
+            LLVMValueRef dg = LLVMAddGlobal(cg->mod, dt, "dims");
+            LLVMSetInitializer(dg, LLVMConstArray(cg->ti64, dv, (unsigned)par->shape.rank));
+            LLVMSetGlobalConstant(dg, 1);
+            LLVMSetLinkage(dg, LLVMPrivateLinkage);
+            LLVMValueRef lg = LLVMConstNull(cg->tp);
+            if (ls) {
+                LLVMValueRef lv[NNQ_MAX_LABELS];
+                for (int i = 0; i < ls->k; i++) lv[i] = cf32(cg, ls->q[i]);
+                lg = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tf32, (unsigned)ls->k), "labels");
+                LLVMSetInitializer(lg, LLVMConstArray(cg->tf32, lv, (unsigned)ls->k));
+                LLVMSetGlobalConstant(lg, 1);
+                LLVMSetLinkage(lg, LLVMPrivateLinkage);
+            }
+            rt_call(cg, "nnq_rt_model_add", (LLVMValueRef[]){run, str(cg, par->name), ci32(cg, par->shape.rank), dg,
+                                                             ci32(cg, ls ? ls->k : 0), lg, cg->pbuf[p][IRB_HARD]}, 7);
+        }
+        for (int i = 0; i < m->nbns; i++) {
+            for (int k = 0; k < 2; k++) {
+                LLVMValueRef dg = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->ti64, 1), "dims");
+                LLVMValueRef dv = ci64(cg, m->bns[i].features);
+                LLVMSetInitializer(dg, LLVMConstArray(cg->ti64, &dv, 1));
+                LLVMSetGlobalConstant(dg, 1);
+                LLVMSetLinkage(dg, LLVMPrivateLinkage);
+                const char *nm = arena_printf(m->arena, "%s.%s", m->bns[i].name, k ? "running_var" : "running_mean");
+                rt_call(cg, "nnq_rt_model_add", (LLVMValueRef[]){run, str(cg, nm), ci32(cg, 1), dg, ci32(cg, 0),
+                                                                 LLVMConstNull(cg->tp), cg->bnbuf[i][k]}, 7);
+            }
+        }
+        rt_call(cg, "nnq_rt_model_save", (LLVMValueRef[]){run, str(cg, tc->save_path)}, 2);
+    }
+    LLVMBuildRet(b, ci32(cg, 0));
+}
+
+/* ---------- module ---------- */
+
+LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_internals, Diag *diag) {
+    Cg cg;
+    memset(&cg, 0, sizeof cg);
+    cg.export_internals = export_internals;
+    cg.ctx = ctx;
+    cg.m = m;
+    cg.defaults = (TrainConfig){.opt = OPT_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                                .beta_start = 1, .beta_times = 1, .beta_max = 1e4, .epochs = 10,
+                                .batch = 100, .validation = 10000, .lr_gamma = 1};
+    cg.tc = m->prog->train ? m->prog->train : &cg.defaults;
+    cg.batch = cg.tc->batch;
+    cg.mod = LLVMModuleCreateWithNameInContext(m->model, ctx);
+    cg.b = LLVMCreateBuilderInContext(ctx);
+    cg.tv = LLVMVoidTypeInContext(ctx);
+    cg.ti1 = LLVMInt1TypeInContext(ctx);
+    cg.ti8 = LLVMInt8TypeInContext(ctx);
+    cg.ti32 = LLVMInt32TypeInContext(ctx);
+    cg.ti64 = LLVMInt64TypeInContext(ctx);
+    cg.tf32 = LLVMFloatTypeInContext(ctx);
+    cg.tf64 = LLVMDoubleTypeInContext(ctx);
+    cg.tp = LLVMPointerType(cg.ti8, 0);
+    /* Runtime declarations from the ABI table. */
+    cg.rt_fn = calloc(rt_table_count, sizeof(LLVMValueRef));
+    cg.rt_ty = calloc(rt_table_count, sizeof(LLVMTypeRef));
+    for (int i = 0; i < rt_table_count; i++) {
+        LLVMTypeRef codes[6] = {cg.tv, cg.ti32, cg.ti64, cg.tf32, cg.tf64, cg.tp};
+        LLVMTypeRef ps[16];
+        for (int k = 0; k < rt_table[i].nargs; k++) ps[k] = codes[rt_table[i].args[k]];
+        cg.rt_ty[i] = LLVMFunctionType(codes[rt_table[i].ret], ps, (unsigned)rt_table[i].nargs, 0);
+        cg.rt_fn[i] = LLVMAddFunction(cg.mod, rt_table[i].name, cg.rt_ty[i]);
+    }
+    make_buffers(&cg);
+    emit_tensor_functions(&cg);
+    emit_kernels(&cg);
+    emit_evaluate(&cg);
+    emit_main(&cg);
+    LLVMDisposeBuilder(cg.b);
+    char *msg = NULL;
+    bool bad = LLVMVerifyModule(cg.mod, LLVMReturnStatusAction, &msg);
+    if (bad) {
+        diag_error_noloc(diag, "internal compiler error: LLVM module does not verify:\n%s", msg);
+        LLVMDisposeMessage(msg);
+        LLVMDisposeModule(cg.mod);
+        cg.mod = NULL;
+    } else if (msg) {
+        LLVMDisposeMessage(msg);
+    }
+    for (int i = 0; i < m->nparams * 3; i++) free(cg.pcomp[i]);
+    free(cg.pcomp);
+    free(cg.pbuf);
+    free(cg.best);
+    free(cg.bnbuf);
+    free(cg.bestbn);
+    free(cg.vtrain);
+    free(cg.veval);
+    free(cg.kernels);
+    free(cg.rt_fn);
+    free(cg.rt_ty);
+    return cg.mod;
+}

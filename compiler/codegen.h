@@ -1,0 +1,33 @@
+/* codegen.h — LLVM IR generation (codegen.c) and the JIT (jit.c).
+ * cg_emit_module builds the whole training program for an IrModule into a new LLVM
+ * module in `ctx` (the caller owns the returned module). The JIT owns the LLVM
+ * objects it creates; jit_free releases them in reverse order of creation. */
+#ifndef NNQ_CODEGEN_H
+#define NNQ_CODEGEN_H
+
+#include <stdbool.h>
+
+#include <llvm-c/Core.h>
+
+#include "diag.h"
+#include "ir.h"
+
+/* NULL after an internal error (reported to diag). With `export_internals`, buffers and
+ * the step functions get external linkage so tests can reach them (jit_lookup). */
+LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_internals, Diag *diag);
+
+typedef struct Jit Jit;
+
+/* Lowers an IrModule through LLVM (optimized at `opt_level` 0-3 for the host CPU) into
+ * native code. NULL after reporting an error. */
+Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, Diag *diag);
+/* Address of a JIT-compiled symbol, NULL when absent. */
+void *jit_lookup(Jit *jit, const char *name);
+/* The generated program's entry point: int nnq_main(NnqRun *). */
+void *jit_entry(Jit *jit);
+void jit_free(Jit *jit);
+
+/* Optimizes a module for the host (used by the JIT and by --emit=llvm -O). */
+bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag);
+
+#endif

@@ -1,0 +1,124 @@
+/* fuse.c — fused parameter updates. For every parameter tensor this pass builds the
+ * per-element programs the code generator turns into single loops over memory:
+ *
+ *   update: g -> projection gradient (derived in proj.c) -> weight decay -> optimizer
+ *           step (SGD / momentum / Adam) -> `after` -> new forward weight (next beta)
+ *   init:   w0 -> aux -> forward weight      hard: aux -> hard weight
+ *   soft:   aux -> forward weight (after restoring a kept model)
+ *
+ * Requires: a lowered IrModule whose parameters carry instantiated projections and a
+ * Program with a TrainConfig (defaults otherwise). Produces: m->kernels. Everything is
+ * built in the program's SxPool by substituting the projection's VARs, so the whole
+ * update is one expression DAG and shared subexpressions are computed once. */
+#include <assert.h>
+#include <string.h>
+
+#include "ir.h"
+
+static int add_in(IrKernel *k, IrBufKind buf, int comp) {
+    k->in[k->nin] = (IrKernelIO){buf, comp, -1};
+    return k->nin++;
+}
+
+static void add_out(IrKernel *k, IrBufKind buf, int comp, int node) {
+    k->out[k->nout++] = (IrKernelIO){buf, comp, node};
+}
+
+static int scalar(SxPool *p, IrScalar s) { return sx_input(p, IR_SCALAR_SLOT(s)); }
+
+void fuse_module(IrModule *m) {
+    SxPool *p = m->prog->pool;
+    const TrainConfig *tc = m->prog->train;
+    TrainConfig defaults = {.opt = OPT_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    if (!tc) tc = &defaults;
+    for (int pi = 0; pi < m->nparams; pi++) {
+        IrParam *par = &m->params[pi];
+        ProjInst *pr = par->proj;
+        int K = pr->ncomp;
+        int nvar = PV_AUX + K;
+        int subst[PV_AUX + NNQ_MAX_LABELS];
+
+        /* ---- update ---- */
+        IrKernel *k = &m->kernels[pi][0];
+        memset(k, 0, sizeof *k);
+        k->name = "update";
+        k->param = pi;
+        int gw = sx_input(p, add_in(k, IRB_GRAD, 0));
+        int a[NNQ_MAX_LABELS], mo[NNQ_MAX_LABELS], ve[NNQ_MAX_LABELS];
+        for (int c = 0; c < K; c++) a[c] = sx_input(p, add_in(k, IRB_AUX, c));
+        bool use_m = tc->opt == OPT_ADAM || tc->momentum != 0;
+        bool use_v = tc->opt == OPT_ADAM;
+        for (int c = 0; c < K && use_m; c++) mo[c] = sx_input(p, add_in(k, IRB_M, c));
+        for (int c = 0; c < K && use_v; c++) ve[c] = sx_input(p, add_in(k, IRB_V, c));
+        for (int v = 0; v < nvar; v++) subst[v] = -1;
+        subst[PV_BETA] = scalar(p, IRS_BETA);
+        subst[PV_GW] = gw;
+        for (int c = 0; c < K; c++) subst[PV_AUX + c] = a[c];
+        int anew[NNQ_MAX_LABELS];
+        int lr = scalar(p, IRS_LR);
+        for (int c = 0; c < K; c++) {
+            int g = sx_subst(p, pr->grad[c], subst, nvar);
+            if (tc->weight_decay != 0)
+                g = sx_binary(p, SX_ADD, g, sx_binary(p, SX_MUL, sx_const(p, tc->weight_decay), a[c]));
+            int step;
+            if (tc->opt == OPT_ADAM) {
+                int m1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->beta1), mo[c]),
+                                   sx_binary(p, SX_MUL, sx_const(p, 1 - tc->beta1), g));
+                int v1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->beta2), ve[c]),
+                                   sx_binary(p, SX_MUL, sx_const(p, 1 - tc->beta2),
+                                             sx_binary(p, SX_MUL, g, g)));
+                add_out(k, IRB_M, c, m1);
+                add_out(k, IRB_V, c, v1);
+                int mhat = sx_binary(p, SX_MUL, m1, scalar(p, IRS_BC1));
+                int vhat = sx_binary(p, SX_MUL, v1, scalar(p, IRS_BC2));
+                step = sx_binary(p, SX_DIV, mhat,
+                                 sx_binary(p, SX_ADD, sx_unary(p, SX_SQRT, vhat), sx_const(p, tc->eps)));
+            } else if (use_m) {
+                int m1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->momentum), mo[c]), g);
+                add_out(k, IRB_M, c, m1);
+                step = m1;
+            } else {
+                step = g;
+            }
+            anew[c] = sx_binary(p, SX_SUB, a[c], sx_binary(p, SX_MUL, lr, step));
+        }
+        for (int c = 0; c < K; c++) subst[PV_AUX + c] = anew[c];
+        int after[NNQ_MAX_LABELS];
+        for (int c = 0; c < K; c++) after[c] = sx_subst(p, pr->after[c], subst, nvar);
+        for (int c = 0; c < K; c++) {
+            add_out(k, IRB_AUX, c, after[c]);
+            subst[PV_AUX + c] = after[c];
+        }
+        subst[PV_BETA] = scalar(p, IRS_BETA_NEXT);
+        add_out(k, IRB_WEIGHT, 0, sx_subst(p, pr->weight, subst, nvar));
+
+        /* ---- init: the grad buffer holds the w0 draw ---- */
+        k = &m->kernels[pi][1];
+        memset(k, 0, sizeof *k);
+        k->name = "init";
+        k->param = pi;
+        for (int v = 0; v < nvar; v++) subst[v] = -1;
+        subst[PV_W0] = sx_input(p, add_in(k, IRB_GRAD, 0));
+        subst[PV_BETA] = scalar(p, IRS_BETA);
+        int a0[NNQ_MAX_LABELS];
+        for (int c = 0; c < K; c++) a0[c] = sx_subst(p, pr->init[c], subst, nvar);
+        for (int c = 0; c < K; c++) {
+            add_out(k, IRB_AUX, c, a0[c]);
+            subst[PV_AUX + c] = a0[c];
+        }
+        add_out(k, IRB_WEIGHT, 0, sx_subst(p, pr->weight, subst, nvar));
+
+        /* ---- hard and soft ---- */
+        for (int which = 2; which <= 3; which++) {
+            k = &m->kernels[pi][which];
+            memset(k, 0, sizeof *k);
+            k->name = which == 2 ? "hard" : "soft";
+            k->param = pi;
+            for (int v = 0; v < nvar; v++) subst[v] = -1;
+            subst[PV_BETA] = scalar(p, IRS_BETA);
+            for (int c = 0; c < K; c++) subst[PV_AUX + c] = sx_input(p, add_in(k, IRB_AUX, c));
+            add_out(k, which == 2 ? IRB_HARD : IRB_WEIGHT, 0,
+                    sx_subst(p, which == 2 ? pr->hard : pr->weight, subst, nvar));
+        }
+    }
+}

@@ -1,0 +1,83 @@
+/* ir.c — the IR op table accessors and instruction/shape helpers. */
+#include "ir.h"
+
+#include <assert.h>
+#include <string.h>
+
+static const char *const names[] = {
+#define IR_OP(name, text, nargs, cls, diff, doc) text,
+#include "ir_ops.def"
+#undef IR_OP
+};
+static const int nargs_tab[] = {
+#define IR_OP(name, text, nargs, cls, diff, doc) nargs,
+#include "ir_ops.def"
+#undef IR_OP
+};
+static const IrClass class_tab[] = {
+#define IR_OP(name, text, nargs, cls, diff, doc) IR_##cls,
+#include "ir_ops.def"
+#undef IR_OP
+};
+static const bool diff_tab[] = {
+#define IR_OP(name, text, nargs, cls, diff, doc) diff,
+#include "ir_ops.def"
+#undef IR_OP
+};
+
+const char *ir_op_name(IrOp op) { return names[op]; }
+int ir_op_nargs(IrOp op) { return nargs_tab[op]; }
+IrClass ir_op_class(IrOp op) { return class_tab[op]; }
+bool ir_op_differentiable(IrOp op) { return diff_tab[op]; }
+
+int ir_emit(IrModule *m, IrFunc *f, IrOp op, int a, int b, IrShape shape, IrDType dt) {
+    if (f->n == f->cap) {
+        int ncap = f->cap ? f->cap * 2 : 32;
+        f->insts = arena_realloc(m->arena, f->insts, sizeof(IrInst) * f->cap, sizeof(IrInst) * ncap);
+        f->cap = ncap;
+    }
+    assert(a < f->n && b < f->n);
+    IrInst *in = &f->insts[f->n];
+    memset(in, 0, sizeof *in);
+    in->op = op;
+    in->args[0] = a;
+    in->args[1] = b;
+    in->args[2] = -1;
+    in->shape = shape;
+    in->dtype = dt;
+    return f->n++;
+}
+
+IrShape ir_shape(int rank, const int64_t *d) {
+    IrShape s;
+    memset(&s, 0, sizeof s);
+    assert(rank <= NNQ_MAX_RANK);
+    s.rank = rank;
+    for (int i = 0; i < rank; i++) s.d[i] = d[i];
+    return s;
+}
+
+int64_t ir_shape_elems(const IrShape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++)
+        if (s->d[i] != IR_BATCH) n *= s->d[i];
+    return n;
+}
+
+bool ir_shape_equal(const IrShape *a, const IrShape *b) {
+    if (a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->d[i] != b->d[i]) return false;
+    return true;
+}
+
+void ir_shape_format(const IrShape *s, IrDType dt, char *buf, size_t n) {
+    size_t at = (size_t)snprintf(buf, n, "%s[", dt == IR_F32 ? "f32" : "i32");
+    for (int i = 0; i < s->rank && at < n; i++) {
+        if (s->d[i] == IR_BATCH)
+            at += (size_t)snprintf(buf + at, n - at, "%sN", i ? ", " : "");
+        else
+            at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? ", " : "", (long long)s->d[i]);
+    }
+    if (at < n) snprintf(buf + at, n - at, "]");
+}

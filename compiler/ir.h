@@ -1,0 +1,129 @@
+/* ir.h — the tensor IR: a module of parameters, batch-norm states, two functions
+ * (`train`: forward with batch statistics, loss, backward; `eval`: forward with running
+ * statistics and the count of correct predictions) and one fused update kernel per
+ * parameter (fuse.c). Values are SSA: instruction i defines value i; operands refer to
+ * earlier values. The module owns everything through its arena. */
+#ifndef NNQ_IR_H
+#define NNQ_IR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "program.h"
+
+typedef enum IrOp {
+#define IR_OP(name, text, nargs, cls, diff, doc) IR_##name,
+#include "ir_ops.def"
+#undef IR_OP
+    IR_OP_COUNT
+} IrOp;
+
+typedef enum IrClass { IR_SOURCE, IR_ELEMWISE, IR_ROWWISE, IR_REDUCE, IR_GEMM } IrClass;
+
+const char *ir_op_name(IrOp op);
+int ir_op_nargs(IrOp op);
+IrClass ir_op_class(IrOp op);
+bool ir_op_differentiable(IrOp op);
+
+#define IR_BATCH (-1) /* a dimension equal to the batch size N */
+
+typedef struct IrShape {
+    int rank;
+    int64_t d[NNQ_MAX_RANK];
+} IrShape;
+
+typedef enum IrDType { IR_F32, IR_I32 } IrDType;
+
+typedef struct IrInst {
+    IrOp op;
+    int args[3];
+    IrShape shape;
+    IrDType dtype;
+    int64_t attr[2];
+    const char *name;   /* layer name for messages and dumps; may be NULL */
+    SrcLoc loc;
+} IrInst;
+
+typedef struct IrFunc {
+    const char *name;
+    IrInst *insts;
+    int n, cap;
+    int loss, correct, logits; /* value ids, -1 when absent */
+} IrFunc;
+
+typedef enum IrInit { IR_INIT_XAVIER, IR_INIT_NORMAL } IrInit;
+
+typedef struct IrParam {
+    const char *name;           /* "dense1.w" */
+    IrShape shape;              /* no batch dimension */
+    int64_t count;              /* elements */
+    ProjInst *proj;
+    IrInit init;
+    int64_t fan_in, fan_out;    /* Xavier-uniform bound sqrt(6 / (fan_in + fan_out)) */
+    double init_std;            /* IR_INIT_NORMAL */
+    SrcLoc loc;
+} IrParam;
+
+typedef struct IrBn {
+    const char *name;
+    int64_t features;
+} IrBn;
+
+/* A fused per-element kernel: one loop over `count` elements that loads inputs, computes
+ * SxPool nodes and stores outputs. Buffers are named per parameter by IrBufKind. */
+typedef enum IrBufKind { IRB_WEIGHT, IRB_HARD, IRB_GRAD, IRB_AUX, IRB_M, IRB_V } IrBufKind;
+typedef enum IrScalar { IRS_BETA, IRS_BETA_NEXT, IRS_LR, IRS_BC1, IRS_BC2, IRS_COUNT } IrScalar;
+
+#define IR_SCALAR_SLOT(s) (1000 + (int)(s))
+
+typedef struct IrKernelIO {
+    IrBufKind buf;
+    int comp;                   /* aux / m / v component */
+    int node;                   /* outputs: the value stored */
+} IrKernelIO;
+
+typedef struct IrKernel {
+    const char *name;           /* "update", "init", "hard", "soft" */
+    int param;
+    int nin, nout;
+    IrKernelIO in[3 * NNQ_MAX_LABELS + 2];
+    IrKernelIO out[3 * NNQ_MAX_LABELS + 2];
+    /* Input slots: per-element input i is slot i; scalar s is slot IR_SCALAR_SLOT(s). */
+} IrKernel;
+
+typedef struct IrModule {
+    Arena *arena;
+    Program *prog;
+    const char *model;
+    IrShape input;              /* per-sample input shape */
+    int64_t classes;
+    int nparams;
+    IrParam *params;
+    int nbns;
+    IrBn *bns;
+    IrFunc train, eval;
+    /* Per parameter: [0] update (train step), [1] init, [2] hard, [3] soft (weights from aux). */
+    IrKernel (*kernels)[4];
+} IrModule;
+
+/* Appends an instruction, returns its value id. */
+int ir_emit(IrModule *m, IrFunc *f, IrOp op, int a, int b, IrShape shape, IrDType dt);
+IrShape ir_shape(int rank, const int64_t *d);
+int64_t ir_shape_elems(const IrShape *s);   /* product ignoring a leading IR_BATCH */
+bool ir_shape_equal(const IrShape *a, const IrShape *b);
+void ir_shape_format(const IrShape *s, IrDType dt, char *buf, size_t n);
+
+/* lower.c: lowers the program's trained model to train/eval forward functions,
+ * checking shapes. NULL after reporting errors. */
+IrModule *lower_program(Program *prog, Diag *diag);
+/* autodiff.c: appends the backward pass to m->train (reverse mode from the loss). */
+void autodiff_module(IrModule *m);
+/* fuse.c: builds each parameter's fused kernels from its projection and the optimizer. */
+void fuse_module(IrModule *m);
+/* verify.c: structural checks; false (and messages to `out`) on an internal error. */
+bool verify_module(const IrModule *m, FILE *out);
+/* ir_print.c: the readable text form documented in docs/ir.md. */
+void ir_print_module(const IrModule *m, FILE *out);
+
+#endif

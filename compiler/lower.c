@@ -1,0 +1,393 @@
+/* lower.c — lowering: the trained model's body becomes the forward part of two IR
+ * functions, `train` (batch statistics, then loss and correct count) and `eval`
+ * (running statistics, correct count). Shapes are inferred and checked here; a
+ * mismatch is reported at the layer that causes it.
+ *
+ * Requires: a checked Program. Produces: an IrModule with parameters (one per weight
+ * and bias tensor, each with its instantiated projection) and batch-norm states.
+ * The model is lowered twice, once per mode; the second pass reuses the parameters the
+ * first created, in creation order. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+
+typedef struct Binding {
+    const char *name;
+    int value;
+} Binding;
+
+typedef struct Lower {
+    IrModule *m;
+    Program *prog;
+    Diag *diag;
+    IrFunc *f;
+    bool train;
+    int next_param, next_bn;     /* creation counters of this pass */
+    int ndense;
+    Binding env[256];
+    int nenv;
+    bool failed;
+} Lower;
+
+static void lerror(Lower *lw, SrcLoc loc, const char *fmt, const char *a, const char *b) {
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, a ? a : "", b ? b : "");
+    diag_error(lw->diag, loc, "%s", msg);
+    lw->failed = true;
+}
+
+static const IrShape *shape_of(Lower *lw, int v) { return &lw->f->insts[v].shape; }
+
+static const char *fmt_shape(Lower *lw, int v) {
+    char buf[128];
+    ir_shape_format(shape_of(lw, v), lw->f->insts[v].dtype, buf, sizeof buf);
+    return arena_strdup(lw->m->arena, buf);
+}
+
+static int emit(Lower *lw, IrOp op, int a, int b, IrShape s, const AstNode *at) {
+    int v = ir_emit(lw->m, lw->f, op, a, b, s, IR_F32);
+    lw->f->insts[v].loc = at ? at->loc : (SrcLoc){0};
+    return v;
+}
+
+static const AstNode *named(const AstNode *call, const char *name) {
+    for (int i = 0; i < call->nkids; i++)
+        if (call->kids[i]->kind == AST_NAMED_ARG && strcmp(call->kids[i]->name, name) == 0)
+            return call->kids[i]->kids[0];
+    return NULL;
+}
+
+static int npositional(const AstNode *call) {
+    int n = 0;
+    for (int i = 0; i < call->nkids; i++) n += call->kids[i]->kind != AST_NAMED_ARG;
+    return n;
+}
+
+static bool check_layer_args(Lower *lw, const AstNode *call, int lo, int hi,
+                             const char *const *allowed) {
+    bool ok = true;
+    int pos = npositional(call);
+    if (pos < lo || pos > hi) {
+        char msg[160];
+        if (lo == hi)
+            snprintf(msg, sizeof msg, "'%s' takes %d positional argument%s, got %d", call->name,
+                     lo, lo == 1 ? "" : "s", pos);
+        else
+            snprintf(msg, sizeof msg, "'%s' takes %d to %d positional arguments, got %d",
+                     call->name, lo, hi, pos);
+        lerror(lw, call->loc, "%s", msg, NULL);
+        ok = false;
+    }
+    for (int i = 0; i < call->nkids; i++) {
+        const AstNode *a = call->kids[i];
+        if (a->kind != AST_NAMED_ARG) continue;
+        bool known = false;
+        for (int j = 0; allowed && allowed[j]; j++) known |= strcmp(allowed[j], a->name) == 0;
+        if (!known) {
+            lerror(lw, a->loc, "'%s' has no argument named '%s'", call->name, a->name);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* The projection of `quant = ...` (absent: float). */
+static ProjInst *quant_of(Lower *lw, const AstNode *call) {
+    const AstNode *q = named(call, "quant");
+    const char *pname = "float";
+    const AstNode *largs = NULL;
+    SrcLoc at = call->loc;
+    if (q) {
+        at = q->loc;
+        if (q->kind == AST_IDENT) pname = q->name;
+        else if (q->kind == AST_CALL) pname = q->name, largs = q;
+        else {
+            lerror(lw, q->loc, "quant must name a projection, e.g. pmf(binary) or float", NULL, NULL);
+            return NULL;
+        }
+    }
+    const AstNode *def = program_find_projection(lw->prog, pname);
+    if (!def) {
+        lerror(lw, at, "unknown projection '%s'", pname, NULL);
+        if (!program_find_projection(lw->prog, "pmf"))
+            diag_note(lw->diag, at, "the standard projections come with `import std.projections`");
+        return NULL;
+    }
+    int want = def->kids[0] ? def->kids[0]->nkids : 0;
+    int got = largs ? largs->nkids : 0;
+    if (want != got) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "projection '%s' takes %d argument%s, got %d", pname, want,
+                 want == 1 ? " (a label set)" : "s", got);
+        lerror(lw, at, "%s", msg, NULL);
+        diag_note(lw->diag, def->loc, "'%s' is defined here", pname);
+        return NULL;
+    }
+    const LabelSet *ls = NULL;
+    if (got) {
+        const AstNode *a = largs->kids[0];
+        if (a->kind == AST_IDENT) ls = program_find_labels(lw->prog, a->name);
+        if (!ls) {
+            if (a->kind == AST_IDENT)
+                lerror(lw, a->loc, "unknown label set '%s'", a->name, NULL);
+            else
+                lerror(lw, a->loc, "a projection's argument must name a label set", NULL, NULL);
+            return NULL;
+        }
+    }
+    return proj_instantiate(lw->prog, lw->diag, def, ls, at);
+}
+
+static int new_param(Lower *lw, const char *name, IrShape shape, ProjInst *pi, IrInit init,
+                     int64_t fan_in, int64_t fan_out, const AstNode *at) {
+    IrModule *m = lw->m;
+    int idx = lw->next_param++;
+    if (idx == m->nparams) {
+        m->params = arena_realloc(m->arena, m->params, sizeof(IrParam) * m->nparams,
+                                  sizeof(IrParam) * (m->nparams + 1));
+        IrParam *p = &m->params[m->nparams++];
+        p->name = name;
+        p->shape = shape;
+        p->count = ir_shape_elems(&shape);
+        p->proj = pi;
+        p->init = init;
+        p->fan_in = fan_in;
+        p->fan_out = fan_out;
+        p->init_std = 0.1;
+        p->loc = at->loc;
+    }
+    int v = emit(lw, IR_PARAM, -1, -1, m->params[idx].shape, at);
+    lw->f->insts[v].attr[0] = idx;
+    lw->f->insts[v].name = m->params[idx].name;
+    return v;
+}
+
+static int lower_expr(Lower *lw, const AstNode *e);
+
+static int lower_call(Lower *lw, const AstNode *e) {
+    const char *f = e->name;
+    Arena *arena = lw->m->arena;
+    if (!strcmp(f, "flatten") || !strcmp(f, "relu") || !strcmp(f, "batchnorm")) {
+        if (!check_layer_args(lw, e, 1, 1, NULL)) return -1;
+        int x = lower_expr(lw, e->kids[0]);
+        if (x < 0) return -1;
+        IrShape s = *shape_of(lw, x);
+        if (!strcmp(f, "flatten")) {
+            int64_t d[2] = {IR_BATCH, ir_shape_elems(&s)};
+            return emit(lw, IR_RESHAPE, x, -1, ir_shape(2, d), e);
+        }
+        if (!strcmp(f, "relu")) return emit(lw, IR_RELU, x, -1, s, e);
+        if (s.rank != 2) {
+            lerror(lw, e->loc, "batchnorm here needs [N, features], got %s", fmt_shape(lw, x), NULL);
+            return -1;
+        }
+        int idx = lw->next_bn++;
+        IrModule *m = lw->m;
+        if (idx == m->nbns) {
+            m->bns = arena_realloc(arena, m->bns, sizeof(IrBn) * m->nbns, sizeof(IrBn) * (m->nbns + 1));
+            m->bns[m->nbns].name = arena_printf(arena, "bn%d", idx + 1);
+            m->bns[m->nbns++].features = s.d[1];
+        }
+        int v = emit(lw, lw->train ? IR_BN_TRAIN : IR_BN_EVAL, x, -1, s, e);
+        lw->f->insts[v].attr[0] = idx;
+        lw->f->insts[v].name = m->bns[idx].name;
+        return v;
+    }
+    if (!strcmp(f, "dense")) {
+        static const char *const allowed[] = {"quant", "bias", NULL};
+        if (!check_layer_args(lw, e, 2, 2, allowed)) return -1;
+        int x = lower_expr(lw, e->kids[0]);
+        if (x < 0) return -1;
+        const AstNode *un = e->kids[1];
+        if (un->kind != AST_NUMBER || !un->is_int || un->num < 1 || un->num > 1e8) {
+            lerror(lw, un->loc, "the number of units must be a positive integer", NULL, NULL);
+            return -1;
+        }
+        const IrShape *xs = shape_of(lw, x);
+        if (xs->rank != 2) {
+            lerror(lw, e->kids[0]->loc, "dense needs an input of shape [N, features], got %s",
+                   fmt_shape(lw, x), NULL);
+            diag_note(lw->diag, e->kids[0]->loc, "use flatten(...) first");
+            return -1;
+        }
+        bool bias = true;
+        const AstNode *b = named(e, "bias");
+        if (b) {
+            if (b->kind == AST_IDENT && (!strcmp(b->name, "true") || !strcmp(b->name, "false")))
+                bias = !strcmp(b->name, "true");
+            else {
+                lerror(lw, b->loc, "bias must be true or false", NULL, NULL);
+                return -1;
+            }
+        }
+        ProjInst *pi = quant_of(lw, e);
+        if (!pi) return -1;
+        int64_t in = xs->d[1], out = (int64_t)un->num;
+        int layer = ++lw->ndense;
+        int64_t wd[2] = {in, out}, bd[1] = {out};
+        int w = new_param(lw, arena_printf(arena, "dense%d.w", layer), ir_shape(2, wd), pi,
+                          IR_INIT_XAVIER, in, out, e);
+        int64_t yd[2] = {IR_BATCH, out};
+        int y = emit(lw, IR_MATMUL, x, w, ir_shape(2, yd), e);
+        if (bias) {
+            int bv = new_param(lw, arena_printf(arena, "dense%d.b", layer), ir_shape(1, bd), pi,
+                               IR_INIT_NORMAL, in, out, e);
+            y = emit(lw, IR_BIAS_ADD, y, bv, ir_shape(2, yd), e);
+        }
+        return y;
+    }
+    static const char *const later[] = {"conv2d", "maxpool", "avgpool", "dropout", NULL};
+    for (int i = 0; later[i]; i++)
+        if (!strcmp(f, later[i])) {
+            lerror(lw, e->loc, "layer '%s' is not implemented yet", f, NULL);
+            return -1;
+        }
+    lerror(lw, e->loc, "unknown layer '%s'", f, NULL);
+    diag_note(lw->diag, e->loc, "layers: dense, relu, batchnorm, flatten");
+    return -1;
+}
+
+static int lower_expr(Lower *lw, const AstNode *e) {
+    switch (e->kind) {
+    case AST_IDENT:
+        for (int i = lw->nenv - 1; i >= 0; i--)
+            if (!strcmp(lw->env[i].name, e->name)) return lw->env[i].value;
+        lerror(lw, e->loc, "unknown name '%s'", e->name, NULL);
+        return -1;
+    case AST_CALL: return lower_call(lw, e);
+    case AST_BINARY:
+        if (e->op == AST_OP_ADD) {
+            int a = lower_expr(lw, e->kids[0]), b = lower_expr(lw, e->kids[1]);
+            if (a < 0 || b < 0) return -1;
+            if (!ir_shape_equal(shape_of(lw, a), shape_of(lw, b))) {
+                lerror(lw, e->loc, "cannot add %s and %s: shapes differ", fmt_shape(lw, a),
+                       fmt_shape(lw, b));
+                return -1;
+            }
+            return emit(lw, IR_ADD, a, b, *shape_of(lw, a), e);
+        }
+        break;
+    default: break;
+    }
+    lerror(lw, e->loc, "this expression is not a layer", NULL, NULL);
+    return -1;
+}
+
+static bool type_shape(Lower *lw, const AstNode *ty, IrShape *out) {
+    if (!ty || strcmp(ty->name, "f32") != 0 || ty->nkids < 1 || ty->nkids > NNQ_MAX_RANK - 1) {
+        lerror(lw, ty ? ty->loc : lw->f->insts[0].loc, "expected a tensor type such as f32[1, 28, 28]",
+               NULL, NULL);
+        return false;
+    }
+    out->rank = ty->nkids;
+    for (int i = 0; i < ty->nkids; i++) {
+        const AstNode *d = ty->kids[i];
+        if (d->kind != AST_NUMBER || !d->is_int || d->num < 1) {
+            lerror(lw, d->loc, "a dimension must be a positive integer", NULL, NULL);
+            return false;
+        }
+        out->d[i] = (int64_t)d->num;
+    }
+    return true;
+}
+
+static bool lower_model(Lower *lw, const AstNode *model, IrFunc *f, bool train) {
+    lw->f = f;
+    lw->train = train;
+    lw->next_param = lw->next_bn = lw->ndense = 0;
+    lw->nenv = 0;
+    f->loss = f->correct = f->logits = -1;
+    const AstNode *params = model->kids[0];
+    if (!params || params->nkids != 1) {
+        lerror(lw, model->loc, "model '%s' must take exactly one input", model->name, NULL);
+        return false;
+    }
+    IrShape in, ret;
+    if (!type_shape(lw, params->kids[0]->nkids ? params->kids[0]->kids[0] : NULL, &in) ||
+        !type_shape(lw, model->kids[1], &ret))
+        return false;
+    if (ret.rank != 1 || ret.d[0] < 2) {
+        lerror(lw, model->kids[1]->loc, "a classifier returns f32[classes] with at least 2 classes",
+               NULL, NULL);
+        return false;
+    }
+    lw->m->input = in;
+    lw->m->classes = ret.d[0];
+    IrShape xb = {.rank = in.rank + 1};
+    xb.d[0] = IR_BATCH;
+    for (int i = 0; i < in.rank; i++) xb.d[i + 1] = in.d[i];
+    int x = emit(lw, IR_INPUT, -1, -1, xb, params->kids[0]);
+    int64_t yd[1] = {IR_BATCH};
+    int y = ir_emit(lw->m, f, IR_LABELS, -1, -1, ir_shape(1, yd), IR_I32);
+    lw->env[lw->nenv++] = (Binding){params->kids[0]->name, x};
+    int result = -1;
+    const AstNode *ret_stmt = NULL;
+    for (int i = 2; i < model->nkids && !lw->failed; i++) {
+        const AstNode *st = model->kids[i];
+        if (st->kind == AST_ASSIGN) {
+            int v = lower_expr(lw, st->kids[0]);
+            if (v < 0) return false;
+            if (lw->nenv == 256) {
+                lerror(lw, st->loc, "too many names in one model", NULL, NULL);
+                return false;
+            }
+            lw->env[lw->nenv++] = (Binding){st->name, v};
+        } else if (st->kind == AST_RETURN) {
+            result = lower_expr(lw, st->kids[0]);
+            ret_stmt = st;
+            if (i + 1 < model->nkids)
+                lerror(lw, model->kids[i + 1]->loc, "statement after return", NULL, NULL);
+            break;
+        } else {
+            lerror(lw, st->loc, "this statement is not supported in a model yet", NULL, NULL);
+            return false;
+        }
+    }
+    if (lw->failed) return false;
+    if (!ret_stmt) {
+        lerror(lw, model->loc, "model '%s' has no return statement", model->name, NULL);
+        return false;
+    }
+    if (result < 0) return false;
+    int64_t want_d[2] = {IR_BATCH, ret.d[0]};
+    IrShape want = ir_shape(2, want_d);
+    if (!ir_shape_equal(shape_of(lw, result), &want)) {
+        char buf[64];
+        ir_shape_format(&ret, IR_F32, buf, sizeof buf);
+        lerror(lw, ret_stmt->kids[0]->loc, "model returns %s per batch, but its declared type is %s",
+               fmt_shape(lw, result), buf);
+        return false;
+    }
+    f->logits = result;
+    IrShape scalar = {.rank = 0};
+    if (train) f->loss = emit(lw, IR_XENT, result, y, scalar, ret_stmt);
+    f->correct = emit(lw, IR_CORRECT, result, y, scalar, ret_stmt);
+    return true;
+}
+
+IrModule *lower_program(Program *prog, Diag *diag) {
+    const AstNode *model = NULL;
+    if (prog->train) model = program_find_model(prog, prog->train->model);
+    else if (prog->nmodels > 0) model = prog->models[prog->nmodels - 1];
+    if (!model) {
+        diag_error_noloc(diag, "%s: the program defines no model", prog->main_path ? prog->main_path : "input");
+        return NULL;
+    }
+    IrModule *m = arena_alloc(prog->arena, sizeof *m);
+    m->arena = prog->arena;
+    m->prog = prog;
+    m->model = model->name;
+    m->train.name = "train";
+    m->eval.name = "eval";
+    Lower lw = {.m = m, .prog = prog, .diag = diag};
+    if (!lower_model(&lw, model, &m->train, true) || !lower_model(&lw, model, &m->eval, false))
+        return NULL;
+    if (m->nparams == 0) {
+        diag_error(diag, model->loc, "model '%s' has no parameters to train", model->name);
+        return NULL;
+    }
+    m->kernels = arena_alloc(m->arena, sizeof(*m->kernels) * m->nparams);
+    return m;
+}

@@ -1,0 +1,289 @@
+/* nnqc.c — the driver: parses flags, runs the pipeline, hands the result to the JIT
+ * and the runtime. The passes, in order (each in its own file):
+ *
+ *   source_load -> lang_parse -> check_program -> lower_program -> autodiff_module
+ *   -> fuse_module -> cg_emit_module -> cg_optimize -> ORC LLJIT -> nnq_main(run)
+ *
+ * with verify_module after every IR pass when --verify-each is given (and always in
+ * builds without NDEBUG). */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Core.h>
+
+#include "codegen.h"
+#include "ir.h"
+#include "lang.h"
+#include "nnq_rt.h"
+
+#ifndef NNQ_STDLIB_DIR
+#define NNQ_STDLIB_DIR "stdlib"
+#endif
+
+typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM } Emit;
+
+typedef struct Options {
+    const char *command; /* run, check, or NULL with --emit */
+    const char *file;
+    Emit emit;
+    const char *dump_after;
+    bool verify_each;
+    int opt_level;
+    NnqRunOptions run;
+} Options;
+
+static void usage(FILE *out) {
+    fputs("usage: nnqc run FILE.nnq [options]     compile and train\n"
+          "       nnqc check FILE.nnq             report errors only\n"
+          "       nnqc --emit=STAGE FILE.nnq      print a stage: tokens, ast, ir, llvm\n"
+          "       nnqc inspect MODEL.nnqm         summarize a trained model file\n"
+          "options:\n"
+          "  --epochs N         override the program's epochs\n"
+          "  --seed N           override the program's seed\n"
+          "  --threads N        OpenBLAS threads (default: OpenBLAS's choice)\n"
+          "  --data-dir DIR     search DIR first for data files (also $NNQ_DATA_DIR)\n"
+          "  --metrics PATH     write JSON Lines metrics to PATH\n"
+          "  --progress=MODE    bar, lines or auto (default: a bar on a terminal)\n"
+          "  --quiet            no per-epoch lines\n"
+          "  -O N               LLVM optimization level 0-3 (default 2)\n"
+          "  --dump-after=PASS  print the IR after lower, autodiff or fuse\n"
+          "  --verify-each      run the IR verifier after every pass\n",
+          out);
+}
+
+static bool parse_int(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static int parse_args(int argc, char **argv, Options *o) {
+    memset(o, 0, sizeof *o);
+    o->opt_level = 2;
+    nnq_run_options_default(&o->run);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+#define TAKES(flag)                                                                                \
+    (strcmp(a, flag) == 0 ? (i + 1 < argc ? (val = argv[++i], 1) : (fprintf(stderr, "nnqc: error: %s needs a value\n", flag), -1)) \
+     : strncmp(a, flag "=", strlen(flag) + 1) == 0 ? (val = a + strlen(flag) + 1, 1) : 0)
+        int t;
+        long long n;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if ((t = TAKES("--emit"))) {
+            if (t < 0) return 2;
+            if (!strcmp(val, "tokens")) o->emit = EMIT_TOKENS;
+            else if (!strcmp(val, "ast")) o->emit = EMIT_AST;
+            else if (!strcmp(val, "ir")) o->emit = EMIT_IR;
+            else if (!strcmp(val, "llvm")) o->emit = EMIT_LLVM;
+            else {
+                fprintf(stderr, "nnqc: error: unknown stage '%s' (tokens, ast, ir, llvm)\n", val);
+                return 2;
+            }
+        } else if ((t = TAKES("--epochs"))) {
+            if (t < 0) return 2;
+            if (!parse_int(val, 1, 1000000, &n)) goto bad_value;
+            o->run.epochs = (int32_t)n;
+        } else if ((t = TAKES("--seed"))) {
+            if (t < 0) return 2;
+            if (!parse_int(val, 0, INT64_MAX, &n)) goto bad_value;
+            o->run.seed = n;
+        } else if ((t = TAKES("--threads"))) {
+            if (t < 0) return 2;
+            if (!parse_int(val, 1, 1024, &n)) goto bad_value;
+            o->run.threads = (int32_t)n;
+        } else if ((t = TAKES("--data-dir"))) {
+            if (t < 0) return 2;
+            o->run.data_dir = val;
+        } else if ((t = TAKES("--metrics"))) {
+            if (t < 0) return 2;
+            o->run.metrics_path = val;
+        } else if ((t = TAKES("--progress"))) {
+            if (t < 0) return 2;
+            if (!strcmp(val, "bar")) o->run.progress = 1;
+            else if (!strcmp(val, "lines")) o->run.progress = 0;
+            else if (!strcmp(val, "auto")) o->run.progress = -1;
+            else goto bad_value;
+        } else if ((t = TAKES("--dump-after"))) {
+            if (t < 0) return 2;
+            if (strcmp(val, "lower") && strcmp(val, "autodiff") && strcmp(val, "fuse")) goto bad_value;
+            o->dump_after = val;
+        } else if (!strcmp(a, "--quiet")) {
+            o->run.quiet = true;
+        } else if (!strcmp(a, "--verify-each")) {
+            o->verify_each = true;
+        } else if (!strncmp(a, "-O", 2)) {
+            const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
+            if (!parse_int(v, 0, 3, &n)) {
+                fprintf(stderr, "nnqc: error: -O takes 0, 1, 2 or 3\n");
+                return 2;
+            }
+            o->opt_level = (int)n;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "nnqc: error: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        } else if (!o->command && !o->emit && (!strcmp(a, "run") || !strcmp(a, "check") || !strcmp(a, "inspect"))) {
+            o->command = a;
+        } else if (!o->file) {
+            o->file = a;
+        } else {
+            fprintf(stderr, "nnqc: error: unexpected argument '%s'\n", a);
+            return 2;
+        }
+        continue;
+    bad_value:
+        fprintf(stderr, "nnqc: error: bad value '%s' for %s\n", val, a);
+        return 2;
+    }
+    if ((!o->command && !o->emit) || !o->file) {
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+static bool verify(const Options *o, const IrModule *m, const char *after) {
+#ifdef NDEBUG
+    if (!o->verify_each) return true;
+#endif
+    if (verify_module(m, stderr)) return true;
+    fprintf(stderr, "nnqc: note: after pass '%s'\n", after);
+    return false;
+}
+
+static void dump(const Options *o, const IrModule *m, const char *pass) {
+    if (o->dump_after && !strcmp(o->dump_after, pass)) {
+        printf("; IR after %s\n", pass);
+        ir_print_module(m, stdout);
+    }
+}
+
+/* `nnqc inspect`: every tensor with its shape and, for quantized ones, how many values
+ * take each label (which also proves every value is in Q: the reader decodes indices). */
+static int inspect(const char *path) {
+    char err[512];
+    NnqModelFile *mf = nnq_model_read(path, err, sizeof err);
+    if (!mf) {
+        fprintf(stderr, "nnqc: error: %s\n", err);
+        return 1;
+    }
+    printf("model %s: %d tensors\n", mf->model, mf->ntensors);
+    for (int i = 0; i < mf->ntensors; i++) {
+        const NnqModelTensor *t = &mf->tensors[i];
+        int64_t n = 1;
+        printf("%-20s [", t->name);
+        for (int d = 0; d < t->rank; d++) {
+            printf("%s%lld", d ? ", " : "", (long long)t->dims[d]);
+            n *= t->dims[d];
+        }
+        printf("]");
+        if (t->nlabels == 0) {
+            double lo = n ? t->values[0] : 0, hi = lo;
+            for (int64_t k = 0; k < n; k++) {
+                if (t->values[k] < lo) lo = t->values[k];
+                if (t->values[k] > hi) hi = t->values[k];
+            }
+            printf("  float32  min %g  max %g\n", lo, hi);
+            continue;
+        }
+        printf("  %d labels ", t->nlabels);
+        for (int l = 0; l < t->nlabels; l++) {
+            int64_t count = 0;
+            for (int64_t k = 0; k < n; k++) count += t->values[k] == t->labels[l];
+            printf(" %g: %lld", t->labels[l], (long long)count);
+        }
+        printf("\n");
+    }
+    nnq_model_free(mf);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    Options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    if (o.command && !strcmp(o.command, "inspect")) return inspect(o.file);
+    const char *stdlib_dir = getenv("NNQ_STDLIB");
+    if (!stdlib_dir || !*stdlib_dir) stdlib_dir = NNQ_STDLIB_DIR;
+
+    Arena *arena = arena_new();
+    Diag *diag = diag_new(stderr);
+    rc = 1;
+    SourceFile *src = source_load(arena, o.file, diag);
+    if (!src) goto done;
+    if (o.emit == EMIT_TOKENS) {
+        rc = lang_dump_tokens(src, diag, stdout) ? 0 : 1;
+        goto done;
+    }
+    AstNode *root = lang_parse(arena, diag, src);
+    if (!root) goto done;
+    if (o.emit == EMIT_AST) {
+        ast_dump(root, stdout);
+        rc = 0;
+        goto done;
+    }
+    Program *prog = check_program(arena, diag, root, stdlib_dir);
+    if (!prog) goto done;
+    prog->main_path = o.file;
+    if (o.command && !strcmp(o.command, "check") && prog->nmodels == 0) {
+        rc = 0; /* a library file: nothing to lower */
+        goto done_prog;
+    }
+    IrModule *m = lower_program(prog, diag);
+    if (!m || !verify(&o, m, "lower")) goto done_prog;
+    dump(&o, m, "lower");
+    autodiff_module(m);
+    if (!verify(&o, m, "autodiff")) goto done_prog;
+    dump(&o, m, "autodiff");
+    fuse_module(m);
+    if (!verify(&o, m, "fuse")) goto done_prog;
+    dump(&o, m, "fuse");
+    if (o.emit == EMIT_IR) {
+        ir_print_module(m, stdout);
+        rc = 0;
+    } else if (o.emit == EMIT_LLVM) {
+        LLVMContextRef ctx = LLVMContextCreate();
+        LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
+        if (mod && (o.opt_level == 0 || cg_optimize(mod, o.opt_level, diag))) {
+            char *text = LLVMPrintModuleToString(mod);
+            fputs(text, stdout);
+            LLVMDisposeMessage(text);
+            rc = 0;
+        }
+        if (mod) LLVMDisposeModule(mod);
+        LLVMContextDispose(ctx);
+    } else if (!strcmp(o.command, "check")) {
+        rc = 0;
+    } else {
+        if (!prog->train) {
+            diag_error_noloc(diag, "%s: nothing to run: the program has no train block", o.file);
+            goto done_prog;
+        }
+        Jit *jit = jit_compile(m, o.opt_level, false, diag);
+        if (!jit) goto done_prog;
+        char *dup = strdup(o.file);
+        o.run.base_dir = dirname(dup);
+        NnqRun *run = nnq_run_new(&o.run);
+        if (run) {
+            rc = nnq_run_invoke(run, (int (*)(NnqRun *))jit_entry(jit));
+            nnq_run_free(run);
+        }
+        free(dup);
+        jit_free(jit);
+    }
+done_prog:
+    sx_pool_free(prog->pool);
+done:
+    diag_free(diag);
+    arena_free(arena);
+    return rc;
+}

@@ -1,0 +1,106 @@
+/* program.h — a checked nnq program: what the checker (check.c) produces from the AST
+ * and every later pass reads. All strings and tables live in the Program's arena; the
+ * AST it points into must outlive it. */
+#ifndef NNQ_PROGRAM_H
+#define NNQ_PROGRAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "ast.h"
+#include "diag.h"
+#include "sx.h"
+
+#define NNQ_MAX_LABELS 64
+#define NNQ_MAX_RANK 6
+
+typedef struct LabelSet {
+    const char *name;
+    SrcLoc loc;
+    int k;                      /* number of labels */
+    double q[NNQ_MAX_LABELS];   /* ascending, distinct */
+} LabelSet;
+
+/* VAR numbering of projection expressions (ProjInst); the fuser substitutes them. */
+enum { PV_BETA = 0, PV_GW = 1, PV_W0 = 2, PV_AUX = 3 };
+
+/* A projection instantiated for one label set: every expression is a node of the
+ * program's SxPool over the VARs above (aux component k is VAR PV_AUX + k). */
+typedef struct ProjInst {
+    const char *name;           /* e.g. "pmf" */
+    const LabelSet *labels;     /* NULL when the projection takes none (float) */
+    const AstNode *def;         /* the projection definition */
+    int ncomp;                  /* aux components per parameter element */
+    const char **comp_names;    /* "a" or "a0", "a1", ... */
+    int weight;                 /* w(aux, beta) */
+    int hard;                   /* hard(aux), must lie in Q */
+    int *init;                  /* [ncomp] aux from w0 (and beta) */
+    int *grad;                  /* [ncomp] the gradient stepping each aux: over aux, beta, gw */
+    int *after;                 /* [ncomp] post-step map of the aux (identity: the VAR itself) */
+    bool uses_beta;
+} ProjInst;
+
+typedef enum OptKind { OPT_SGD, OPT_ADAM } OptKind;
+
+typedef struct TrainConfig {
+    const AstNode *node;
+    const char *model;
+    const char *data;           /* training data set name */
+    OptKind opt;
+    double lr, momentum, beta1, beta2, eps, weight_decay;
+    int64_t lr_every;           /* iterations; 0 = constant */
+    double lr_gamma;
+    double beta_start, beta_times, beta_max;
+    int64_t beta_every;         /* iterations; 0 = constant beta */
+    int epochs, batch;
+    int64_t seed;
+    int64_t validation;         /* last N training samples held out */
+    bool keep_best;
+    const char *eval_data;      /* NULL: none */
+    int eval_every_epochs;      /* 0: only at the end */
+    const char *save_path;      /* NULL: none */
+} TrainConfig;
+
+typedef struct DataDecl {
+    const char *name;
+    SrcLoc loc;
+    const char *images, *labels;  /* IDX paths as written */
+    int normalize;               /* 0 none, 1 standard */
+    const char *like;            /* normalize = like(X): X's statistics */
+} DataDecl;
+
+typedef struct Program {
+    Arena *arena;
+    SxPool *pool;
+    const char *main_path;
+    int nlabels;
+    LabelSet **labels;
+    int nprojs;
+    const AstNode **projs;       /* definitions (stdlib and user) */
+    int ninsts;
+    ProjInst **insts;            /* instantiation cache */
+    int ndata;
+    DataDecl **data;
+    int nmodels;
+    const AstNode **models;
+    const AstNode **blocks;
+    int nblocks;
+    TrainConfig *train;          /* NULL when the program has no train block */
+} Program;
+
+/* check.c: resolves imports (stdlib_dir/NAME.nnq for `import std.NAME`), label sets,
+ * data and train declarations. Returns NULL after reporting errors. */
+Program *check_program(Arena *arena, Diag *diag, AstNode *root, const char *stdlib_dir);
+
+const LabelSet *program_find_labels(const Program *prog, const char *name);
+const AstNode *program_find_projection(const Program *prog, const char *name);
+const AstNode *program_find_model(const Program *prog, const char *name);
+
+/* proj.c: instantiates projection `def` for label set Q (NULL when it takes none),
+ * deriving grad(...) symbolically. `use` locates the instantiation for messages.
+ * Cached per (def, Q). NULL after reporting errors. */
+ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const LabelSet *q,
+                           SrcLoc use);
+
+#endif

@@ -1,0 +1,648 @@
+/* proj.c — projection instantiation: turns a `projection` definition and a label set
+ * into scalar expressions (sx.h) per parameter element, and derives every grad(x) the
+ * definition asks for by symbolic reverse mode.
+ *
+ * Requires: a checked Program (label sets resolved). Produces: a cached ProjInst whose
+ * expressions are over the VARs PV_BETA, PV_GW, PV_W0 and PV_AUX + k.
+ *
+ * Values in a projection are scalars or vectors of |Q| scalars ("per label"); vector
+ * functions (softmax, sum, argmax, ...) are unrolled over the labels, which |Q| being a
+ * compile-time constant allows. Named values (soft, weight) are first bound to
+ * placeholder VARs so that grad(x) means the partial derivative with respect to x
+ * itself; placeholders are substituted away at the end. */
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "program.h"
+
+typedef struct PVal {
+    int n;                      /* 0: error; 1: scalar; > 1: vector */
+    bool is_labels;             /* a label set used as a value */
+    const LabelSet *labels;
+    int c[NNQ_MAX_LABELS];
+} PVal;
+
+typedef struct Named {
+    const char *name;
+    const AstNode *node;        /* defining statement */
+    int kind;                   /* AST_AUX, AST_SOFT, AST_WEIGHT */
+    int n;                      /* components */
+    int var0;                   /* first VAR (placeholder or aux VAR) */
+    int *def;                   /* [n] definition over earlier VARs (soft/weight) */
+} Named;
+
+typedef struct PCtx {
+    Program *prog;
+    Diag *diag;
+    SxPool *pool;
+    const AstNode *def;
+    const LabelSet *q;
+    const char *qname;          /* the label-set parameter's name, or NULL */
+    SrcLoc use;
+    Named names[64];
+    int nnamed;
+    int nvars;
+    bool allow_w0, allow_grad;
+    int weight_named;           /* index of the weight value in names[], -1 before */
+    int gbase;                  /* grad(x) VARs: gbase + (VAR of x) */
+    int *adj;                   /* per VAR adjoint (after derivation), -1 = none */
+    bool failed;
+} PCtx;
+
+static PVal pv_error(void) {
+    PVal v;
+    memset(&v, 0, sizeof v);
+    return v;
+}
+
+static PVal pv_scalar(int node) {
+    PVal v = pv_error();
+    v.n = 1;
+    v.c[0] = node;
+    return v;
+}
+
+static void perr(PCtx *cx, SrcLoc loc, const char *fmt, const char *a, const char *b) {
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, a ? a : "", b ? b : "");
+    diag_error(cx->diag, loc, "%s", msg);
+    if (cx->use.file) diag_note(cx->diag, cx->use, "in projection '%s' used here", cx->def->name);
+    cx->failed = true;
+}
+
+static Named *find_named(PCtx *cx, const char *name) {
+    for (int i = 0; i < cx->nnamed; i++)
+        if (strcmp(cx->names[i].name, name) == 0) return &cx->names[i];
+    return NULL;
+}
+
+static PVal eval(PCtx *cx, const AstNode *e);
+
+/* Elementwise combination with scalar broadcasting. */
+static PVal zip(PCtx *cx, const AstNode *at, SxOp op, PVal x, PVal y) {
+    if (!x.n || !y.n) return pv_error();
+    if (x.n > 1 && y.n > 1 && x.n != y.n) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%d", x.n);
+        snprintf(b, sizeof b, "%d", y.n);
+        perr(cx, at->loc, "operands have different lengths (%s and %s)", a, b);
+        return pv_error();
+    }
+    PVal r = pv_error();
+    r.n = x.n > y.n ? x.n : y.n;
+    for (int i = 0; i < r.n; i++) {
+        int a = x.c[x.n == 1 ? 0 : i], b = y.c[y.n == 1 ? 0 : i];
+        r.c[i] = sx_binary(cx->pool, op, a, b);
+    }
+    return r;
+}
+
+static int reduce(PCtx *cx, SxOp op, PVal v) {
+    int acc = v.c[0];
+    for (int i = 1; i < v.n; i++) acc = sx_binary(cx->pool, op, acc, v.c[i]);
+    return acc;
+}
+
+/* Index of the first maximum, as a float. */
+static int argmax_node(PCtx *cx, PVal v) {
+    SxPool *p = cx->pool;
+    int best = v.c[0], idx = sx_const(p, 0);
+    for (int i = 1; i < v.n; i++) {
+        int better = sx_binary(p, SX_LT, best, v.c[i]);
+        idx = sx_select(p, better, sx_const(p, i), idx);
+        best = sx_select(p, better, v.c[i], best);
+    }
+    return idx;
+}
+
+/* v[i] for a scalar index node: a select chain (direct when i is a constant). */
+static int pick(PCtx *cx, PVal v, int index) {
+    SxPool *p = cx->pool;
+    double ci;
+    if (sx_is_const(p, index, &ci)) {
+        int k = (int)ci;
+        return (k >= 0 && k < v.n) ? v.c[k] : sx_const(p, NAN);
+    }
+    int r = v.c[v.n - 1];
+    for (int i = v.n - 2; i >= 0; i--)
+        r = sx_select(p, sx_binary(p, SX_EQ, index, sx_const(p, i)), v.c[i], r);
+    return r;
+}
+
+static bool want_args(PCtx *cx, const AstNode *call, int lo, int hi) {
+    if (call->nkids >= lo && call->nkids <= hi) {
+        for (int i = 0; i < call->nkids; i++)
+            if (call->kids[i]->kind == AST_NAMED_ARG) {
+                perr(cx, call->kids[i]->loc, "'%s' takes no named arguments", call->name, NULL);
+                return false;
+            }
+        return true;
+    }
+    char msg[160];
+    if (lo == hi)
+        snprintf(msg, sizeof msg, "'%s' takes %d argument%s, got %d", call->name, lo,
+                 lo == 1 ? "" : "s", call->nkids);
+    else
+        snprintf(msg, sizeof msg, "'%s' takes %d to %d arguments, got %d", call->name, lo, hi,
+                 call->nkids);
+    perr(cx, call->loc, "%s", msg, NULL);
+    return false;
+}
+
+static PVal labels_value(PCtx *cx, const LabelSet *q) {
+    PVal v = pv_error();
+    v.n = q->k;
+    v.is_labels = true;
+    v.labels = q;
+    for (int i = 0; i < q->k; i++) v.c[i] = sx_const(cx->pool, q->q[i]);
+    return v;
+}
+
+static const LabelSet *want_labels(PCtx *cx, const AstNode *call, PVal v) {
+    if (v.n && v.is_labels) return v.labels;
+    if (v.n) perr(cx, call->loc, "'%s' needs a label set argument", call->name, NULL);
+    return NULL;
+}
+
+static PVal eval_call(PCtx *cx, const AstNode *e) {
+    SxPool *p = cx->pool;
+    const char *f = e->name;
+    static const struct { const char *name; SxOp op; } unary[] = {
+        {"exp", SX_EXP}, {"log", SX_LOG}, {"tanh", SX_TANH}, {"atanh", SX_ATANH},
+        {"sqrt", SX_SQRT}, {"abs", SX_ABS}, {"sign", SX_SIGN},
+    };
+    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
+        if (strcmp(f, unary[i].name) != 0) continue;
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        PVal x = eval(cx, e->kids[0]);
+        PVal r = x;
+        r.is_labels = false;
+        for (int j = 0; j < x.n; j++) r.c[j] = sx_unary(p, unary[i].op, x.c[j]);
+        return r;
+    }
+    if (strcmp(f, "grad") == 0) {
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        const AstNode *x = e->kids[0];
+        if (!cx->allow_grad) {
+            perr(cx, e->loc, "grad(...) is only allowed in an `update` statement", NULL, NULL);
+            return pv_error();
+        }
+        Named *nm = x->kind == AST_IDENT ? find_named(cx, x->name) : NULL;
+        if (!nm) {
+            perr(cx, x->loc, "grad(...) needs the name of an aux, soft or weight value", NULL, NULL);
+            return pv_error();
+        }
+        PVal r = pv_error();
+        r.n = nm->n;
+        /* VAR gbase + v stands for the adjoint of VAR v until the update is resolved. */
+        for (int j = 0; j < nm->n; j++) r.c[j] = sx_var(p, cx->gbase + nm->var0 + j);
+        return r;
+    }
+    if (strcmp(f, "softmax") == 0) {
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        PVal x = eval(cx, e->kids[0]);
+        if (!x.n) return x;
+        /* softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m), m = max(x) held constant for
+         * the derivative (softmax is shift invariant, so this is exact). */
+        int m = sx_unary(p, SX_NOGRAD, reduce(cx, SX_MAX, x));
+        PVal ex = x;
+        ex.is_labels = false;
+        for (int j = 0; j < x.n; j++) ex.c[j] = sx_unary(p, SX_EXP, sx_binary(p, SX_SUB, x.c[j], m));
+        int s = reduce(cx, SX_ADD, ex);
+        for (int j = 0; j < x.n; j++) ex.c[j] = sx_binary(p, SX_DIV, ex.c[j], s);
+        return ex;
+    }
+    if (strcmp(f, "sum") == 0) {
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        PVal x = eval(cx, e->kids[0]);
+        return x.n ? pv_scalar(reduce(cx, SX_ADD, x)) : x;
+    }
+    if (strcmp(f, "argmax") == 0) {
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        PVal x = eval(cx, e->kids[0]);
+        return x.n ? pv_scalar(argmax_node(cx, x)) : x;
+    }
+    if (strcmp(f, "max") == 0 || strcmp(f, "min") == 0) {
+        SxOp op = f[1] == 'a' ? SX_MAX : SX_MIN;
+        if (!want_args(cx, e, 1, 2)) return pv_error();
+        PVal x = eval(cx, e->kids[0]);
+        if (e->nkids == 1) return x.n ? pv_scalar(reduce(cx, op, x)) : x;
+        return zip(cx, e, op, x, eval(cx, e->kids[1]));
+    }
+    if (strcmp(f, "clamp") == 0) {
+        if (!want_args(cx, e, 3, 3)) return pv_error();
+        PVal x = eval(cx, e->kids[0]);
+        PVal lo = eval(cx, e->kids[1]), hi = eval(cx, e->kids[2]);
+        return zip(cx, e, SX_MIN, zip(cx, e, SX_MAX, x, lo), hi);
+    }
+    if (strcmp(f, "mid") == 0 || strcmp(f, "half_range") == 0) {
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
+        if (!q) return pv_error();
+        double lo = q->q[0], hi = q->q[q->k - 1];
+        return pv_scalar(sx_const(p, f[0] == 'm' ? (lo + hi) / 2 : (hi - lo) / 2));
+    }
+    if (strcmp(f, "nearest") == 0) {
+        if (!want_args(cx, e, 2, 2)) return pv_error();
+        const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
+        PVal x = eval(cx, e->kids[1]);
+        if (!q || !x.n) return pv_error();
+        PVal r = x;
+        r.is_labels = false;
+        for (int j = 0; j < x.n; j++) {
+            /* Midpoints split the line; a tie goes to the larger label. */
+            int v = sx_const(p, q->q[q->k - 1]);
+            for (int i = q->k - 2; i >= 0; i--) {
+                int below = sx_binary(p, SX_LT, x.c[j], sx_const(p, (q->q[i] + q->q[i + 1]) / 2));
+                v = sx_select(p, below, sx_const(p, q->q[i]), v);
+            }
+            r.c[j] = v;
+        }
+        return r;
+    }
+    perr(cx, e->loc, "unknown function '%s' in a projection", f, NULL);
+    diag_note(cx->diag, e->loc,
+              "available: exp, log, tanh, atanh, sqrt, abs, sign, softmax, sum, max, min, "
+              "argmax, clamp, nearest, mid, half_range, grad");
+    return pv_error();
+}
+
+static PVal eval(PCtx *cx, const AstNode *e) {
+    SxPool *p = cx->pool;
+    switch (e->kind) {
+    case AST_NUMBER: return pv_scalar(sx_const(p, e->num));
+    case AST_IDENT: {
+        if (strcmp(e->name, "beta") == 0) return pv_scalar(sx_var(p, PV_BETA));
+        if (strcmp(e->name, "w0") == 0) {
+            if (!cx->allow_w0) {
+                perr(cx, e->loc, "'w0' (the initial float value) is only defined in `init`", NULL,
+                     NULL);
+                return pv_error();
+            }
+            return pv_scalar(sx_var(p, PV_W0));
+        }
+        if (cx->qname && strcmp(e->name, cx->qname) == 0) return labels_value(cx, cx->q);
+        Named *nm = find_named(cx, e->name);
+        if (nm) {
+            PVal r = pv_error();
+            r.n = nm->n;
+            for (int j = 0; j < nm->n; j++) r.c[j] = sx_var(p, nm->var0 + j);
+            return r;
+        }
+        const LabelSet *ls = program_find_labels(cx->prog, e->name);
+        if (ls) return labels_value(cx, ls);
+        perr(cx, e->loc, "unknown name '%s' in projection", e->name, NULL);
+        return pv_error();
+    }
+    case AST_CARD: {
+        PVal x = eval(cx, e->kids[0]);
+        return x.n ? pv_scalar(sx_const(p, x.n)) : x;
+    }
+    case AST_UNARY: {
+        PVal x = eval(cx, e->kids[0]);
+        if (e->op == AST_OP_PLUS || !x.n) return x;
+        PVal r = x;
+        r.is_labels = false;
+        for (int j = 0; j < x.n; j++)
+            r.c[j] = sx_unary(p, e->op == AST_OP_NEG ? SX_NEG : SX_NOT, x.c[j]);
+        return r;
+    }
+    case AST_BINARY: {
+        PVal x = eval(cx, e->kids[0]), y = eval(cx, e->kids[1]);
+        switch (e->op) {
+        case AST_OP_ADD: return zip(cx, e, SX_ADD, x, y);
+        case AST_OP_SUB: return zip(cx, e, SX_SUB, x, y);
+        case AST_OP_MUL: return zip(cx, e, SX_MUL, x, y);
+        case AST_OP_DIV: return zip(cx, e, SX_DIV, x, y);
+        case AST_OP_EQ: return zip(cx, e, SX_EQ, x, y);
+        case AST_OP_NE: return zip(cx, e, SX_NE, x, y);
+        case AST_OP_LT: return zip(cx, e, SX_LT, x, y);
+        case AST_OP_LE: return zip(cx, e, SX_LE, x, y);
+        case AST_OP_GT: return zip(cx, e, SX_LT, y, x);
+        case AST_OP_GE: return zip(cx, e, SX_LE, y, x);
+        case AST_OP_AND: return zip(cx, e, SX_AND, x, y);
+        case AST_OP_OR: return zip(cx, e, SX_OR, x, y);
+        default: break;
+        }
+        break;
+    }
+    case AST_INDEX: {
+        PVal base = eval(cx, e->kids[0]), idx = eval(cx, e->kids[1]);
+        if (!base.n || !idx.n) return pv_error();
+        if (idx.n != 1) {
+            perr(cx, e->kids[1]->loc, "an index must be a single value", NULL, NULL);
+            return pv_error();
+        }
+        return pv_scalar(pick(cx, base, idx.c[0]));
+    }
+    case AST_IF: {
+        PVal c = eval(cx, e->kids[0]), a = eval(cx, e->kids[1]), b = eval(cx, e->kids[2]);
+        if (!c.n || !a.n || !b.n) return pv_error();
+        PVal ab = zip(cx, e, SX_ADD, a, b); /* shape check only */
+        if (!ab.n) return ab;
+        PVal r = ab;
+        r.is_labels = false;
+        for (int j = 0; j < r.n; j++)
+            r.c[j] = sx_select(p, c.c[c.n == 1 ? 0 : j], a.c[a.n == 1 ? 0 : j], b.c[b.n == 1 ? 0 : j]);
+        return r;
+    }
+    case AST_CALL: return eval_call(cx, e);
+    default: break;
+    }
+    perr(cx, e->loc, "this expression is not allowed in a projection", NULL, NULL);
+    return pv_error();
+}
+
+/* Evaluates a size or requires expression to a constant. */
+static bool eval_const(PCtx *cx, const AstNode *e, double *out) {
+    PVal v = eval(cx, e);
+    if (!v.n) return false;
+    if (v.n != 1 || !sx_is_const(cx->pool, v.c[0], out)) {
+        perr(cx, e->loc, "this must be a constant known when the projection is used", NULL, NULL);
+        return false;
+    }
+    return true;
+}
+
+static Named *add_named(PCtx *cx, const AstNode *st, int n) {
+    if (find_named(cx, st->name) || (cx->qname && strcmp(st->name, cx->qname) == 0) ||
+        strcmp(st->name, "beta") == 0) {
+        perr(cx, st->loc, "'%s' is already defined in this projection", st->name, NULL);
+        return NULL;
+    }
+    assert(cx->nnamed < 64);
+    Named *nm = &cx->names[cx->nnamed++];
+    nm->name = st->name;
+    nm->node = st;
+    nm->kind = st->kind;
+    nm->n = n;
+    nm->var0 = cx->nvars;
+    cx->nvars += n;
+    nm->def = NULL;
+    return nm;
+}
+
+static PVal want_shape(PCtx *cx, const AstNode *at, PVal v, int n, const char *what) {
+    if (!v.n) return v;
+    if (v.n == 1 && n > 1) { /* broadcast a scalar */
+        for (int j = 1; j < n; j++) v.c[j] = v.c[0];
+        v.n = n;
+    }
+    if (v.n != n) {
+        char a[64], b[32];
+        snprintf(a, sizeof a, "%s needs %d value%s", what, n, n == 1 ? "" : "s");
+        snprintf(b, sizeof b, "%d", v.n);
+        perr(cx, at->loc, "%s, got %s", a, b);
+        return pv_error();
+    }
+    return v;
+}
+
+/* Substitutes every placeholder by its full definition, bottom-up. */
+static int *full_defs(PCtx *cx) {
+    int *subst = malloc(sizeof(int) * cx->nvars);
+    for (int v = 0; v < cx->nvars; v++) subst[v] = -1;
+    for (int i = 0; i < cx->nnamed; i++) {
+        Named *nm = &cx->names[i];
+        if (!nm->def) continue;
+        for (int j = 0; j < nm->n; j++)
+            subst[nm->var0 + j] = sx_subst(cx->pool, nm->def[j], subst, cx->nvars);
+    }
+    return subst;
+}
+
+/* Adjoints of every VAR for dLoss/dw = VAR PV_GW, processing named values from the
+ * weight back to the aux (definitions only refer to earlier names). */
+static void derive(PCtx *cx) {
+    SxPool *p = cx->pool;
+    cx->adj = malloc(sizeof(int) * cx->nvars);
+    for (int v = 0; v < cx->nvars; v++) cx->adj[v] = -1;
+    Named *w = &cx->names[cx->weight_named];
+    cx->adj[w->var0] = sx_var(p, PV_GW);
+    int *wrt = malloc(sizeof(int) * cx->nvars), *out = malloc(sizeof(int) * cx->nvars);
+    for (int v = 0; v < cx->nvars; v++) wrt[v] = sx_var(p, v);
+    for (int i = cx->nnamed - 1; i >= 0; i--) {
+        Named *nm = &cx->names[i];
+        if (!nm->def) continue;
+        int roots[NNQ_MAX_LABELS], seeds[NNQ_MAX_LABELS], nr = 0;
+        for (int j = 0; j < nm->n; j++) {
+            if (cx->adj[nm->var0 + j] < 0) continue;
+            roots[nr] = nm->def[j];
+            seeds[nr++] = cx->adj[nm->var0 + j];
+        }
+        if (!nr) continue;
+        sx_grad(p, nr, roots, seeds, nm->var0, wrt, out);
+        for (int v = 0; v < nm->var0; v++) {
+            double z;
+            if (sx_is_const(p, out[v], &z) && z == 0) continue;
+            cx->adj[v] = cx->adj[v] < 0 ? out[v] : sx_binary(p, SX_ADD, cx->adj[v], out[v]);
+        }
+    }
+    free(wrt);
+    free(out);
+}
+
+static ProjInst *instantiate(PCtx *cx) {
+    Program *prog = cx->prog;
+    SxPool *p = cx->pool;
+    const AstNode *def = cx->def;
+    const AstNode *params = def->kids[0];
+    for (int i = 0; params && i < params->nkids; i++) {
+        const AstNode *pa = params->kids[i];
+        const AstNode *ty = pa->nkids ? pa->kids[0] : NULL;
+        if (!ty || strcmp(ty->name, "labels") != 0 || i > 0) {
+            perr(cx, pa->loc, "a projection takes one parameter, of type labels", NULL, NULL);
+            return NULL;
+        }
+        cx->qname = pa->name;
+    }
+    if (def->kids[1]) {
+        double ok;
+        if (!eval_const(cx, def->kids[1], &ok)) return NULL;
+        if (ok == 0) {
+            diag_error(cx->diag, cx->use, "projection '%s' cannot serve label set '%s' (%d labels)",
+                       def->name, cx->q ? cx->q->name : "?", cx->q ? cx->q->k : 0);
+            diag_note(cx->diag, def->kids[1]->loc, "'%s' requires this", def->name);
+            cx->failed = true;
+            return NULL;
+        }
+    }
+    cx->nvars = PV_AUX;
+    cx->weight_named = -1;
+    /* Pass 1: aux declarations (they may be used anywhere). */
+    int ncomp = 0;
+    for (int i = 2; i < def->nkids; i++) {
+        const AstNode *st = def->kids[i];
+        if (st->kind != AST_AUX) continue;
+        double size = 1;
+        if (st->kids && st->nkids && st->kids[0] && !eval_const(cx, st->kids[0], &size)) return NULL;
+        if (size < 1 || size > NNQ_MAX_LABELS || size != floor(size)) {
+            perr(cx, st->loc, "aux size must be an integer from 1 to 64", NULL, NULL);
+            return NULL;
+        }
+        if (!add_named(cx, st, (int)size)) return NULL;
+        ncomp += (int)size;
+    }
+    if (ncomp == 0) {
+        perr(cx, def->loc, "projection '%s' declares no aux variable", def->name, NULL);
+        return NULL;
+    }
+    /* Pass 2: soft and weight definitions, in order. */
+    for (int i = 2; i < def->nkids; i++) {
+        const AstNode *st = def->kids[i];
+        if (st->kind != AST_SOFT && st->kind != AST_WEIGHT) continue;
+        if (st->kind == AST_WEIGHT && cx->weight_named >= 0) {
+            perr(cx, st->loc, "a projection has exactly one weight", NULL, NULL);
+            return NULL;
+        }
+        PVal v = eval(cx, st->kids[0]);
+        if (!v.n) return NULL;
+        if (st->kind == AST_WEIGHT && v.n != 1) {
+            perr(cx, st->loc, "the weight must be one value per parameter element", NULL, NULL);
+            return NULL;
+        }
+        Named *nm = add_named(cx, st, v.n);
+        if (!nm) return NULL;
+        nm->def = arena_alloc(prog->arena, sizeof(int) * v.n);
+        memcpy(nm->def, v.c, sizeof(int) * v.n);
+        if (st->kind == AST_WEIGHT) cx->weight_named = cx->nnamed - 1;
+    }
+    if (cx->weight_named < 0) {
+        perr(cx, def->loc, "projection '%s' has no `weight` statement", def->name, NULL);
+        return NULL;
+    }
+    const char *wname = cx->names[cx->weight_named].name;
+
+    ProjInst *pi = arena_alloc(prog->arena, sizeof *pi);
+    pi->name = def->name;
+    pi->labels = cx->q;
+    pi->def = def;
+    pi->ncomp = ncomp;
+    pi->comp_names = arena_alloc(prog->arena, sizeof(char *) * ncomp);
+    pi->init = arena_alloc(prog->arena, sizeof(int) * ncomp);
+    pi->grad = arena_alloc(prog->arena, sizeof(int) * ncomp);
+    pi->after = arena_alloc(prog->arena, sizeof(int) * ncomp);
+    for (int k = 0; k < ncomp; k++) {
+        pi->init[k] = pi->grad[k] = -1;
+        pi->after[k] = sx_var(p, PV_AUX + k);
+    }
+    for (int i = 0; i < cx->nnamed; i++) {
+        Named *nm = &cx->names[i];
+        if (nm->kind != AST_AUX) continue;
+        for (int j = 0; j < nm->n; j++)
+            pi->comp_names[nm->var0 - PV_AUX + j] =
+                nm->n == 1 ? nm->name : arena_printf(prog->arena, "%s%d", nm->name, j);
+    }
+
+    derive(cx);
+    int *full = full_defs(cx);
+    pi->weight = full[cx->names[cx->weight_named].var0];
+    /* One substitution map: placeholders -> definitions, grad VARs -> adjoints. */
+    cx->gbase = cx->nvars;
+    int nmap = 2 * cx->nvars;
+    int *map = malloc(sizeof(int) * nmap);
+    for (int v = 0; v < cx->nvars; v++) {
+        map[v] = full[v];
+        int a = cx->adj[v];
+        map[cx->gbase + v] = a >= 0 ? sx_subst(p, a, full, cx->nvars) : sx_const(p, 0);
+    }
+
+    /* Pass 3: init, update, after, hard. */
+    bool have_hard = false;
+    for (int i = 2; i < def->nkids; i++) {
+        const AstNode *st = def->kids[i];
+        if (st->kind == AST_AUX || st->kind == AST_SOFT || st->kind == AST_WEIGHT) continue;
+        Named *aux = NULL;
+        if (st->kind != AST_HARD) {
+            aux = find_named(cx, st->name);
+            if (!aux || aux->kind != AST_AUX) {
+                perr(cx, st->loc, "'%s' is not an aux variable of this projection", st->name, NULL);
+                continue;
+            }
+        } else if (strcmp(st->name, wname) != 0) {
+            perr(cx, st->loc, "`hard` must define the weight '%s'", wname, NULL);
+            continue;
+        }
+        cx->allow_w0 = st->kind == AST_INIT;
+        cx->allow_grad = st->kind == AST_UPDATE;
+        PVal v = eval(cx, st->kids[0]);
+        cx->allow_w0 = cx->allow_grad = false;
+        if (!v.n) continue;
+        if (st->kind == AST_HARD) {
+            if (v.n != 1) {
+                perr(cx, st->loc, "`hard` must give one value per parameter element", NULL, NULL);
+                continue;
+            }
+            pi->hard = sx_subst(p, v.c[0], map, nmap);
+            have_hard = true;
+            continue;
+        }
+        int *slot = st->kind == AST_INIT ? pi->init : st->kind == AST_UPDATE ? pi->grad : pi->after;
+        v = want_shape(cx, st, v, aux->n, st->kind == AST_UPDATE ? "the update of an aux"
+                                          : st->kind == AST_INIT ? "the init of an aux"
+                                                                 : "the post-step map of an aux");
+        if (!v.n) continue;
+        int k0 = aux->var0 - PV_AUX;
+        bool all_zero = true;
+        for (int j = 0; j < aux->n; j++) {
+            int e = sx_subst(p, v.c[j], map, nmap);
+            double z;
+            if (!sx_is_const(p, e, &z) || z != 0) all_zero = false;
+            bool seen = st->kind == AST_AFTER ? pi->after[k0 + j] != sx_var(p, PV_AUX + k0 + j)
+                                              : slot[k0 + j] >= 0;
+            if (seen) {
+                perr(cx, st->loc, "'%s' already has a statement of this kind", st->name, NULL);
+                break;
+            }
+            slot[k0 + j] = e;
+        }
+        if (st->kind == AST_UPDATE && all_zero) {
+            perr(cx, st->kids[0]->loc,
+                 "this gradient is zero everywhere: the weight does not depend differentiably on "
+                 "what grad(...) names here (e.g. nearest() and comparisons are piecewise "
+                 "constant)", NULL, NULL);
+            diag_note(cx->diag, st->kids[0]->loc, "write `update %s using grad(%s)` for that",
+                      st->name, wname);
+        }
+    }
+    free(map);
+    free(full);
+    if (cx->failed) return NULL;
+    if (!have_hard) {
+        perr(cx, def->loc, "projection '%s' has no `hard` statement", def->name, NULL);
+        return NULL;
+    }
+    for (int k = 0; k < ncomp; k++) {
+        if (pi->init[k] < 0 || pi->grad[k] < 0) {
+            perr(cx, def->loc, pi->init[k] < 0 ? "aux '%s' has no `init` statement"
+                                               : "aux '%s' has no `update` statement",
+                 pi->comp_names[k], NULL);
+            return NULL;
+        }
+    }
+    pi->uses_beta = sx_depends(p, pi->weight, sx_var(p, PV_BETA));
+    return pi;
+}
+
+ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const LabelSet *q,
+                           SrcLoc use) {
+    for (int i = 0; i < prog->ninsts; i++)
+        if (prog->insts[i]->def == def && prog->insts[i]->labels == q) return prog->insts[i];
+    PCtx cx;
+    memset(&cx, 0, sizeof cx);
+    cx.prog = prog;
+    cx.diag = diag;
+    cx.pool = prog->pool;
+    cx.def = def;
+    cx.q = q;
+    cx.use = use;
+    ProjInst *pi = instantiate(&cx);
+    free(cx.adj);
+    if (!pi) return NULL;
+    prog->insts = arena_realloc(prog->arena, prog->insts, sizeof(ProjInst *) * prog->ninsts,
+                                sizeof(ProjInst *) * (prog->ninsts + 1));
+    prog->insts[prog->ninsts++] = pi;
+    return pi;
+}

@@ -1,0 +1,24 @@
+/* rt_table.c — the runtime ABI as data for the code generator and the JIT: one entry
+ * per row of runtime/abi.def with its LLVM parameter codes and its address. */
+#include "rt_table.h"
+
+#include "nnq_rt.h"
+
+enum { V = RT_V, I32 = RT_I32, I64 = RT_I64, F32 = RT_F32, F64 = RT_F64, P = RT_P };
+
+#define UNPAREN(...) __VA_ARGS__
+#define NNQ_RT(rc, ret, name, params, codes)                                                       \
+    {#name, (void *)&name, rc, (int)(sizeof((const int[]){UNPAREN codes}) / sizeof(int)),         \
+     (const int[]){UNPAREN codes}},
+const RtFn rt_table[] = {
+#include "abi.def"
+};
+#undef NNQ_RT
+
+const int rt_table_count = (int)(sizeof rt_table / sizeof rt_table[0]);
+
+int rt_table_find(const char *name) {
+    for (int i = 0; i < rt_table_count; i++)
+        if (strcmp(rt_table[i].name, name) == 0) return i;
+    return -1;
+}

@@ -1,0 +1,68 @@
+/* sx.h — scalar expression DAGs: the per-element programs of fused parameter updates.
+ *
+ * An SxPool holds nodes (referenced by int id) built through sx_* constructors that
+ * hash-cons (structurally equal nodes are one node) and simplify as they go (constant
+ * folding, x+0, x*1, x*0, select on a constant condition), so derived expressions
+ * stay small. The pool owns all nodes; ids stay valid until sx_pool_free.
+ *
+ * sx_grad derives reverse-mode derivatives symbolically: new nodes in the same pool.
+ * sx_eval evaluates in double precision: the reference the JIT-compiled code and the
+ * finite-difference checks are compared with.
+ */
+#ifndef NNQ_SX_H
+#define NNQ_SX_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef enum SxOp {
+#define SX_OP(name, text, arity, diff, doc) SX_##name,
+#include "sx_ops.def"
+#undef SX_OP
+    SX_OP_COUNT
+} SxOp;
+
+typedef struct SxNode {
+    SxOp op;
+    int a, b, c;   /* operands (ids), -1 when unused */
+    int slot;      /* SX_INPUT: input slot; SX_VAR: variable number */
+    double value;  /* SX_CONST */
+} SxNode;
+
+typedef struct SxPool SxPool;
+
+SxPool *sx_pool_new(void);
+void sx_pool_free(SxPool *pool);
+const SxNode *sx_node(const SxPool *pool, int id);
+int sx_count(const SxPool *pool);
+
+const char *sx_op_name(SxOp op);
+int sx_op_arity(SxOp op);
+bool sx_op_differentiable(SxOp op);
+
+int sx_const(SxPool *pool, double v);
+int sx_input(SxPool *pool, int slot);
+int sx_var(SxPool *pool, int var);
+int sx_unary(SxPool *pool, SxOp op, int a);
+int sx_binary(SxPool *pool, SxOp op, int a, int b);
+int sx_select(SxPool *pool, int cond, int a, int b);
+bool sx_is_const(const SxPool *pool, int id, double *value);
+
+/* Reverse mode: given roots[i] with seeds[i] (adjoint node ids), returns in out[j] the
+ * adjoint node of leaf wrt[j] (a VAR or INPUT node). */
+void sx_grad(SxPool *pool, int nroots, const int *roots, const int *seeds,
+             int nwrt, const int *wrt, int *out);
+
+/* Rebuilds `id` with every VAR v replaced by subst[v] (subst[v] < 0: kept). */
+int sx_subst(SxPool *pool, int id, const int *subst, int nsubst);
+
+/* Does `id` depend on VAR/INPUT node `leaf`? */
+bool sx_depends(const SxPool *pool, int id, int leaf);
+
+/* Evaluates with inputs[slot] and vars[var]. */
+double sx_eval(const SxPool *pool, int id, const double *inputs, const double *vars);
+
+/* Writes an infix rendering, e.g. "(a0 * 2)", naming inputs through names[slot]. */
+void sx_print(const SxPool *pool, int id, const char *const *input_names, FILE *out);
+
+#endif

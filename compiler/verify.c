@@ -1,0 +1,101 @@
+/* verify.c — the IR verifier, run between passes (always with --verify-each, and after
+ * every pass in debug builds). Checks SSA order, operand counts and kinds, the shape
+ * rules of each op, parameter and batch-norm indices, and that kernels only read
+ * inputs they declare. A failure is an internal compiler error, not a user error. */
+#include <string.h>
+
+#include "ir.h"
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(out, "nnqc: internal error: IR verifier: " __VA_ARGS__);                          \
+        fputc('\n', out);                                                                          \
+        return false;                                                                              \
+    } while (0)
+
+static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
+    for (int i = 0; i < f->n; i++) {
+        const IrInst *in = &f->insts[i];
+        int na = ir_op_nargs(in->op);
+        for (int k = 0; k < na; k++)
+            if (in->args[k] < 0 || in->args[k] >= i)
+                FAIL("@%s %%%d (%s): operand %d is %%%d, not an earlier value", f->name, i,
+                     ir_op_name(in->op), k, in->args[k]);
+        const IrShape *s = &in->shape;
+        const IrShape *a = na > 0 ? &f->insts[in->args[0]].shape : NULL;
+        const IrShape *b = na > 1 ? &f->insts[in->args[1]].shape : NULL;
+        switch (in->op) {
+        case IR_PARAM:
+        case IR_PARAM_GRAD:
+            if (in->attr[0] < 0 || in->attr[0] >= m->nparams)
+                FAIL("@%s %%%d: parameter index %lld out of range", f->name, i, (long long)in->attr[0]);
+            if (in->op == IR_PARAM_GRAD && !ir_shape_equal(a, &m->params[in->attr[0]].shape))
+                FAIL("@%s %%%d: gradient shape differs from its parameter", f->name, i);
+            break;
+        case IR_BN_TRAIN:
+        case IR_BN_EVAL:
+        case IR_BN_GRAD:
+            if (in->attr[0] < 0 || in->attr[0] >= m->nbns)
+                FAIL("@%s %%%d: bn index out of range", f->name, i);
+            if (a->rank != 2 || a->d[1] != m->bns[in->attr[0]].features || !ir_shape_equal(a, s))
+                FAIL("@%s %%%d: bn shape mismatch", f->name, i);
+            break;
+        case IR_MATMUL: {
+            int64_t am = a->d[in->attr[0] ? 1 : 0], ak = a->d[in->attr[0] ? 0 : 1];
+            int64_t bk = b->d[in->attr[1] ? 1 : 0], bn = b->d[in->attr[1] ? 0 : 1];
+            if (a->rank != 2 || b->rank != 2 || s->rank != 2 || ak != bk || s->d[0] != am ||
+                s->d[1] != bn)
+                FAIL("@%s %%%d: matmul shapes do not agree", f->name, i);
+            break;
+        }
+        case IR_BIAS_ADD:
+            if (a->rank != 2 || b->rank != 1 || a->d[1] != b->d[0] || !ir_shape_equal(a, s))
+                FAIL("@%s %%%d: bias_add shapes do not agree", f->name, i);
+            break;
+        case IR_ADD:
+        case IR_RELU_GRAD:
+            if (!ir_shape_equal(a, b) || !ir_shape_equal(a, s))
+                FAIL("@%s %%%d: %s operands differ in shape", f->name, i, ir_op_name(in->op));
+            break;
+        case IR_RELU:
+            if (!ir_shape_equal(a, s)) FAIL("@%s %%%d: relu changes shape", f->name, i);
+            break;
+        case IR_RESHAPE:
+            if (ir_shape_elems(a) != ir_shape_elems(s)) FAIL("@%s %%%d: reshape changes size", f->name, i);
+            break;
+        case IR_XENT:
+        case IR_CORRECT:
+        case IR_XENT_GRAD:
+            if (a->rank != 2 || f->insts[in->args[1]].dtype != IR_I32)
+                FAIL("@%s %%%d: %s needs logits [N, C] and i32 labels", f->name, i, ir_op_name(in->op));
+            break;
+        case IR_BIAS_GRAD:
+            if (a->rank != 2 || s->rank != 1 || s->d[0] != a->d[1])
+                FAIL("@%s %%%d: bias_grad shape mismatch", f->name, i);
+            break;
+        default: break;
+        }
+    }
+    return true;
+}
+
+bool verify_module(const IrModule *m, FILE *out) {
+    if (!verify_func(m, &m->train, out) || !verify_func(m, &m->eval, out)) return false;
+    if (m->train.loss < 0 || m->train.insts[m->train.loss].op != IR_XENT)
+        FAIL("@train has no loss");
+    for (int i = 0; m->kernels && i < m->nparams; i++)
+        for (int j = 0; j < 4; j++) {
+            const IrKernel *k = &m->kernels[i][j];
+            if (!k->name) continue;
+            for (int o = 0; o < k->nout; o++) {
+                const SxNode *n = NULL;
+                if (k->out[o].node < 0 || k->out[o].node >= sx_count(m->prog->pool))
+                    FAIL("kernel %s.%s: output %d has no expression", k->name, m->params[i].name, o);
+                n = sx_node(m->prog->pool, k->out[o].node);
+                if (n->op == SX_VAR)
+                    FAIL("kernel %s.%s: an unresolved projection variable remains", k->name,
+                         m->params[i].name);
+            }
+        }
+    return true;
+}

@@ -1,0 +1,92 @@
+/* source.c — loading source files whole into an arena (see source.h).
+ *
+ * Invariants: text[len] == '\0' for every SourceFile made here; a loaded file holds no
+ * other NUL byte (the lexer treats NUL as end of input), so one found on load is
+ * reported at its line and column and the file is rejected. */
+#include "source.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+
+/* Reads all of `f` into a malloc'd buffer with a NUL after the last byte. */
+static char *source_read_all(FILE *f, size_t *len_out) {
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    for (;;) {
+        if (cap - len < 2) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                errno = ENOMEM;
+                return NULL;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    *len_out = len;
+    return buf;
+}
+
+SourceFile *source_load(Arena *arena, const char *path, Diag *diag) {
+    errno = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_error_noloc(diag, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    errno = 0;
+    size_t len = 0;
+    char *buf = source_read_all(f, &len);
+    int err = errno ? errno : EIO;
+    fclose(f);
+    if (!buf) {
+        diag_error_noloc(diag, "cannot read %s: %s", path, strerror(err));
+        return NULL;
+    }
+
+    SourceFile *src = arena_alloc(arena, sizeof(SourceFile));
+    src->path = arena_strdup(arena, path);
+    src->text = arena_strndup(arena, buf, len); /* memcpy: keeps any NUL for the check */
+    src->len = len;
+    free(buf);
+
+    const char *nul = memchr(src->text, '\0', len);
+    if (nul) {
+        SrcLoc loc = {src, 1, 1};
+        for (const char *p = src->text; p < nul; p++) {
+            if (*p == '\n') {
+                loc.line++;
+                loc.col = 1;
+            } else {
+                loc.col++;
+            }
+        }
+        diag_error(diag, loc, "file contains a NUL byte; nnq source must be text");
+        return NULL;
+    }
+    return src;
+}
+
+SourceFile *source_from_string(Arena *arena, const char *path, const char *text) {
+    SourceFile *src = arena_alloc(arena, sizeof(SourceFile));
+    src->path = arena_strdup(arena, path);
+    src->len = strlen(text);
+    src->text = arena_strndup(arena, text, src->len);
+    return src;
+}

@@ -1,0 +1,584 @@
+/* model_file.c — trained model files: writing (ABI) and reading (nnq_model_read).
+ *
+ * The byte layout is specified in docs/model-format.md (version 1): little-endian
+ * header "NNQM", version, model name, tensor count; per tensor its name, dims, label
+ * set and payload (packed label indices, or float32); a CRC-32 of everything before
+ * it at the end.
+ *
+ * Invariants:
+ *  - nnq_rt_model_begin starts an empty model; each nnq_rt_model_add validates and
+ *    serializes one tensor into run->model_buf at once (so the caller may reuse its
+ *    buffers); nnq_rt_model_save writes header + buffer + CRC and may be called again.
+ *  - A label tensor stores value i as the index of the label equal to it (==), in
+ *    `bits` bits (bits = the smallest b >= 1 with 2^b >= nlabels), at bit offset
+ *    i * bits of the payload, least significant bit first within each byte; unused
+ *    bits of the last byte are zero.
+ *  - Saving never leaves a partial file under the destination name: the data goes to
+ *    PATH.tmp, is fsynced and renamed over PATH; on any failure the .tmp we created is
+ *    removed and PATH is untouched.
+ *  - nnq_model_read checks magic, version, CRC, every length against the file size,
+ *    label indices and padding bits, and returns NULL with a message otherwise. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "rt_internal.h"
+
+#define MODEL_MAGIC "NNQM"
+#define MODEL_VERSION 1u
+#define MODEL_MAX_RANK 8
+#define MODEL_MAX_LABELS 256
+#define MODEL_MAX_NAME 4096
+#define MODEL_MAX_COUNT ((uint64_t)1 << 40)
+
+static int model_bits(int32_t nlabels) {
+    int bits = 1;
+    while ((1 << bits) < nlabels)
+        bits++;
+    return bits;
+}
+
+/* ---- writing ---- */
+
+static void buf_reserve(NnqRun *run, size_t more) {
+    if (run->model_len + more <= run->model_cap)
+        return;
+    size_t cap = run->model_cap ? run->model_cap : 4096;
+    while (cap < run->model_len + more)
+        cap *= 2;
+    unsigned char *b = realloc(run->model_buf, cap);
+    if (!b)
+        nnq_rt_fail(run, "out of memory while serializing model '%s'", run->pending_model);
+    run->model_buf = b;
+    run->model_cap = cap;
+}
+
+static void buf_bytes(NnqRun *run, const void *p, size_t n) {
+    buf_reserve(run, n);
+    memcpy(run->model_buf + run->model_len, p, n);
+    run->model_len += n;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void buf_u32(NnqRun *run, uint32_t v) {
+    unsigned char b[4];
+    put_u32(b, v);
+    buf_bytes(run, b, 4);
+}
+
+static void buf_u64(NnqRun *run, uint64_t v) {
+    unsigned char b[8];
+    put_u64(b, v);
+    buf_bytes(run, b, 8);
+}
+
+static void buf_f32(NnqRun *run, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    buf_u32(run, u);
+}
+
+void nnq_rt_model_begin(NnqRun *run, const char *model) {
+    if (!model || strlen(model) > MODEL_MAX_NAME)
+        nnq_rt_fail(run, "model_begin: invalid model name");
+    run->pending_model = rt_strdup(run, model);
+    run->model_len = 0;
+    run->model_ntensors = 0;
+}
+
+void nnq_rt_model_add(NnqRun *run, const char *name, int32_t rank, const int64_t *dims,
+                      int32_t nlabels, const float *labels, const float *values) {
+    if (!run->pending_model)
+        nnq_rt_fail(run, "model_add: no model begun (nnq_rt_model_begin was not called)");
+    const char *model = run->pending_model;
+    if (!name || !*name || strlen(name) > MODEL_MAX_NAME)
+        nnq_rt_fail(run, "model '%s': invalid tensor name", model);
+    for (int32_t i = 0; i < run->model_ntensors; i++)
+        if (strcmp(run->model_names[i], name) == 0)
+            nnq_rt_fail(run, "model '%s': tensor '%s' added twice", model, name);
+    if (rank < 0 || rank > MODEL_MAX_RANK)
+        nnq_rt_fail(run, "model '%s': tensor '%s' has rank %d (at most %d supported)", model,
+                    name, rank, MODEL_MAX_RANK);
+    uint64_t count = 1;
+    for (int32_t d = 0; d < rank; d++) {
+        if (dims[d] < 0 || (uint64_t)dims[d] > MODEL_MAX_COUNT)
+            nnq_rt_fail(run, "model '%s': tensor '%s' has invalid dimension %lld", model, name,
+                        (long long)dims[d]);
+        count *= (uint64_t)dims[d];
+        if (count > MODEL_MAX_COUNT)
+            nnq_rt_fail(run, "model '%s': tensor '%s' is too large", model, name);
+    }
+    if (nlabels < 0 || nlabels > MODEL_MAX_LABELS)
+        nnq_rt_fail(run, "model '%s': tensor '%s' has %d labels (at most %d supported)", model,
+                    name, nlabels, MODEL_MAX_LABELS);
+    for (int32_t l = 0; l < nlabels; l++) {
+        if (!isfinite(labels[l]))
+            nnq_rt_fail(run, "model '%s': tensor '%s': label %d is not finite", model, name, l);
+        for (int32_t m = 0; m < l; m++)
+            if (labels[m] == labels[l])
+                nnq_rt_fail(run, "model '%s': tensor '%s': label %g appears twice", model, name,
+                            labels[l]);
+    }
+
+    /* names are kept for the duplicate check */
+    char **names = realloc(run->model_names, (size_t)(run->model_ntensors + 1) * sizeof *names);
+    if (!names)
+        nnq_rt_fail(run, "out of memory while serializing model '%s'", model);
+    run->model_names = names;
+    size_t start = run->model_len; /* rolled back if a value is rejected */
+
+    size_t nlen = strlen(name);
+    buf_u32(run, (uint32_t)nlen);
+    buf_bytes(run, name, nlen);
+    buf_u32(run, (uint32_t)rank);
+    for (int32_t d = 0; d < rank; d++)
+        buf_u64(run, (uint64_t)dims[d]);
+    buf_u32(run, (uint32_t)nlabels);
+    for (int32_t l = 0; l < nlabels; l++)
+        buf_f32(run, labels[l]);
+    if (nlabels == 0) {
+        buf_u64(run, count * 4);
+        buf_reserve(run, count * 4);
+        for (uint64_t i = 0; i < count; i++)
+            buf_f32(run, values[i]);
+    } else {
+        int bits = model_bits(nlabels);
+        uint64_t nbytes = (count * (uint64_t)bits + 7) / 8;
+        buf_u64(run, nbytes);
+        buf_reserve(run, nbytes);
+        unsigned char *out = run->model_buf + run->model_len;
+        uint64_t acc = 0;
+        int nacc = 0;
+        size_t o = 0;
+        int32_t hint = 0; /* the last label matched: runs of equal values are common */
+        for (uint64_t i = 0; i < count; i++) {
+            float v = values[i];
+            int32_t idx = -1;
+            if (labels[hint] == v) {
+                idx = hint;
+            } else {
+                for (int32_t l = 0; l < nlabels; l++)
+                    if (labels[l] == v) {
+                        idx = l;
+                        break;
+                    }
+            }
+            if (idx < 0) {
+                run->model_len = start;
+                char set[256];
+                size_t len = 0;
+                for (int32_t l = 0; l < nlabels && len < sizeof set - 24; l++)
+                    len += (size_t)snprintf(set + len, sizeof set - len, "%s%g", l ? ", " : "",
+                                            labels[l]);
+                nnq_rt_fail(run,
+                            "cannot save model '%s': tensor '%s' value %g at index %llu is not "
+                            "one of its labels {%s}",
+                            model, name, v, (unsigned long long)i, set);
+            }
+            hint = idx;
+            acc |= (uint64_t)idx << nacc;
+            nacc += bits;
+            while (nacc >= 8) {
+                out[o++] = (unsigned char)acc;
+                acc >>= 8;
+                nacc -= 8;
+            }
+        }
+        if (nacc > 0)
+            out[o++] = (unsigned char)acc;
+        run->model_len += o;
+    }
+    run->model_names[run->model_ntensors++] = rt_strdup(run, name);
+}
+
+/* write() all of it, retrying short writes and EINTR. */
+static bool write_all(int fd, const unsigned char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+void nnq_rt_model_save(NnqRun *run, const char *path) {
+    if (!run->pending_model)
+        nnq_rt_fail(run, "model_save: no model begun (nnq_rt_model_begin was not called)");
+    if (!path || !*path)
+        nnq_rt_fail(run, "cannot save model '%s': empty file name", run->pending_model);
+    const char *model = run->pending_model;
+    size_t mlen = strlen(model);
+    unsigned char *head = rt_alloc_block(run, (int64_t)(16 + mlen), false);
+    memcpy(head, MODEL_MAGIC, 4);
+    put_u32(head + 4, MODEL_VERSION);
+    put_u32(head + 8, (uint32_t)mlen);
+    memcpy(head + 12, model, mlen);
+    put_u32(head + 12 + mlen, (uint32_t)run->model_ntensors);
+    size_t hlen = 16 + mlen;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32_z(crc, head, hlen);
+    crc = crc32_z(crc, run->model_buf ? run->model_buf : head, run->model_len);
+    unsigned char tail[4];
+    put_u32(tail, (uint32_t)crc);
+
+    char *tmp = rt_alloc_block(run, (int64_t)strlen(path) + 5, false);
+    strcpy(tmp, path);
+    strcat(tmp, ".tmp");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0)
+        nnq_rt_fail(run, "cannot save model to '%s': cannot create '%s': %s", path, tmp,
+                    strerror(errno));
+    const char *step = "write";
+    bool ok = write_all(fd, head, hlen) && write_all(fd, run->model_buf, run->model_len) &&
+              write_all(fd, tail, 4);
+    if (ok) {
+        step = "sync";
+        ok = fsync(fd) == 0;
+    }
+    int saved = errno;
+    if (close(fd) != 0 && ok) {
+        saved = errno;
+        step = "close";
+        ok = false;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        saved = errno;
+        step = "rename";
+        ok = false;
+    }
+    if (!ok) {
+        unlink(tmp);
+        nnq_rt_fail(run, "cannot save model to '%s': %s of '%s' failed: %s", path, step, tmp,
+                    strerror(saved));
+    }
+    /* Make the rename durable too (best effort: not every file system allows it). */
+    char *dir = rt_strdup(run, path);
+    char *slash = strrchr(dir, '/');
+    const char *dname = ".";
+    if (slash) {
+        slash[slash == dir ? 1 : 0] = 0;
+        dname = dir;
+    }
+    int dfd = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+}
+
+void rt_model_release(NnqRun *run) {
+    free(run->model_buf); /* pending_model and the names are tracked blocks */
+    free(run->model_names);
+    run->model_buf = NULL;
+    run->model_names = NULL;
+    run->model_len = run->model_cap = 0;
+}
+
+/* ---- reading ---- */
+
+typedef struct Reader {
+    const unsigned char *p;
+    size_t pos, end; /* end: where the CRC starts */
+    const char *path;
+    char *err;
+    size_t errlen;
+} Reader;
+
+static bool rd_need(Reader *r, uint64_t n, const char *what) {
+    if (n > r->end - r->pos) {
+        snprintf(r->err, r->errlen,
+                 "'%s': malformed model file: %s at byte %zu needs %llu bytes, %zu left",
+                 r->path, what, r->pos, (unsigned long long)n, r->end - r->pos);
+        return false;
+    }
+    return true;
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static bool rd_u32(Reader *r, uint32_t *v, const char *what) {
+    if (!rd_need(r, 4, what))
+        return false;
+    *v = get_u32(r->p + r->pos);
+    r->pos += 4;
+    return true;
+}
+
+static bool rd_u64(Reader *r, uint64_t *v, const char *what) {
+    if (!rd_need(r, 8, what))
+        return false;
+    *v = get_u32(r->p + r->pos) | (uint64_t)get_u32(r->p + r->pos + 4) << 32;
+    r->pos += 8;
+    return true;
+}
+
+static float f32_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static bool rd_string(Reader *r, char **out, const char *what) {
+    uint32_t n;
+    if (!rd_u32(r, &n, what))
+        return false;
+    if (n > MODEL_MAX_NAME) {
+        snprintf(r->err, r->errlen, "'%s': malformed model file: %s of %u bytes at byte %zu",
+                 r->path, what, n, r->pos - 4);
+        return false;
+    }
+    if (!rd_need(r, n, what))
+        return false;
+    *out = malloc(n + 1);
+    if (!*out) {
+        snprintf(r->err, r->errlen, "'%s': out of memory", r->path);
+        return false;
+    }
+    memcpy(*out, r->p + r->pos, n);
+    (*out)[n] = 0;
+    r->pos += n;
+    return true;
+}
+
+static bool rd_tensor(Reader *r, NnqModelTensor *t, int32_t ti) {
+    if (!rd_string(r, &t->name, "tensor name"))
+        return false;
+    uint32_t rank, nlabels;
+    if (!rd_u32(r, &rank, "tensor rank"))
+        return false;
+    if (rank > MODEL_MAX_RANK) {
+        snprintf(r->err, r->errlen, "'%s': malformed model file: tensor '%s' has rank %u",
+                 r->path, t->name, rank);
+        return false;
+    }
+    t->rank = (int32_t)rank;
+    uint64_t count = 1;
+    for (uint32_t d = 0; d < rank; d++) {
+        uint64_t v;
+        if (!rd_u64(r, &v, "tensor dimension"))
+            return false;
+        if (v > MODEL_MAX_COUNT || (count *= v) > MODEL_MAX_COUNT) {
+            snprintf(r->err, r->errlen, "'%s': malformed model file: tensor '%s' is too large",
+                     r->path, t->name);
+            return false;
+        }
+        t->dims[d] = (int64_t)v;
+    }
+    if (!rd_u32(r, &nlabels, "label count"))
+        return false;
+    if (nlabels > MODEL_MAX_LABELS) {
+        snprintf(r->err, r->errlen, "'%s': malformed model file: tensor '%s' has %u labels",
+                 r->path, t->name, nlabels);
+        return false;
+    }
+    t->nlabels = (int32_t)nlabels;
+    for (uint32_t l = 0; l < nlabels; l++) {
+        uint32_t u;
+        if (!rd_u32(r, &u, "label"))
+            return false;
+        t->labels[l] = f32_from_bits(u);
+    }
+    uint64_t plen;
+    if (!rd_u64(r, &plen, "payload length"))
+        return false;
+    int bits = nlabels ? model_bits((int32_t)nlabels) : 32;
+    uint64_t expect = nlabels ? (count * (uint64_t)bits + 7) / 8 : count * 4;
+    if (plen != expect) {
+        snprintf(r->err, r->errlen,
+                 "'%s': malformed model file: tensor '%s' payload is %llu bytes, expected %llu",
+                 r->path, t->name, (unsigned long long)plen, (unsigned long long)expect);
+        return false;
+    }
+    if (!rd_need(r, plen, "tensor payload"))
+        return false;
+    t->values = malloc((size_t)(count ? count : 1) * sizeof(float));
+    if (!t->values) {
+        snprintf(r->err, r->errlen, "'%s': out of memory reading tensor '%s'", r->path, t->name);
+        return false;
+    }
+    const unsigned char *in = r->p + r->pos;
+    if (nlabels == 0) {
+        for (uint64_t i = 0; i < count; i++)
+            t->values[i] = f32_from_bits(get_u32(in + 4 * i));
+    } else {
+        uint64_t acc = 0;
+        int nacc = 0;
+        size_t o = 0;
+        uint32_t mask = (1u << bits) - 1;
+        for (uint64_t i = 0; i < count; i++) {
+            while (nacc < bits) {
+                acc |= (uint64_t)in[o++] << nacc;
+                nacc += 8;
+            }
+            uint32_t idx = (uint32_t)acc & mask;
+            acc >>= bits;
+            nacc -= bits;
+            if (idx >= nlabels) {
+                snprintf(r->err, r->errlen,
+                         "'%s': malformed model file: tensor '%s' value %llu has label index "
+                         "%u of %u",
+                         r->path, t->name, (unsigned long long)i, idx, nlabels);
+                return false;
+            }
+            t->values[i] = t->labels[idx];
+        }
+        if (acc != 0) {
+            snprintf(r->err, r->errlen,
+                     "'%s': malformed model file: tensor '%s' has non-zero padding bits",
+                     r->path, t->name);
+            return false;
+        }
+    }
+    (void)ti;
+    r->pos += plen;
+    return true;
+}
+
+void nnq_model_free(NnqModelFile *mf) {
+    if (!mf)
+        return;
+    if (mf->tensors)
+        for (int32_t i = 0; i < mf->ntensors; i++) {
+            free(mf->tensors[i].name);
+            free(mf->tensors[i].values);
+        }
+    free(mf->tensors);
+    free(mf->model);
+    free(mf);
+}
+
+static unsigned char *model_slurp(const char *path, size_t *size, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open model file '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot read model file '%s': %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "cannot read model file '%s': not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory reading model file '%s'", path);
+        close(fd);
+        return NULL;
+    }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(err, errlen, "cannot read model file '%s': %s", path,
+                     r < 0 ? strerror(errno) : "file shrank while reading");
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *size = n;
+    return buf;
+}
+
+NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
+    char dummy[1];
+    if (!err || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    size_t size;
+    unsigned char *buf = model_slurp(path, &size, err, errlen);
+    if (!buf)
+        return NULL;
+    NnqModelFile *mf = NULL;
+    if (size < 4 || memcmp(buf, MODEL_MAGIC, 4) != 0) {
+        snprintf(err, errlen, "'%s' is not an nnq model file (bad magic)", path);
+        goto fail;
+    }
+    if (size < 20) {
+        snprintf(err, errlen, "'%s': truncated model file (%zu bytes)", path, size);
+        goto fail;
+    }
+    uint32_t version = get_u32(buf + 4);
+    if (version != MODEL_VERSION) {
+        snprintf(err, errlen, "'%s': unsupported model file version %u (this build reads %u)",
+                 path, version, MODEL_VERSION);
+        goto fail;
+    }
+    uint32_t stored = get_u32(buf + size - 4);
+    uint32_t computed = (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), buf, size - 4);
+    if (stored != computed) {
+        snprintf(err, errlen,
+                 "'%s' is corrupt or truncated: CRC-32 mismatch (stored 0x%08x, computed 0x%08x)",
+                 path, stored, computed);
+        goto fail;
+    }
+    Reader r = {buf, 8, size - 4, path, err, errlen};
+    mf = calloc(1, sizeof *mf);
+    if (!mf) {
+        snprintf(err, errlen, "out of memory reading '%s'", path);
+        goto fail;
+    }
+    if (!rd_string(&r, &mf->model, "model name"))
+        goto fail;
+    uint32_t nt;
+    if (!rd_u32(&r, &nt, "tensor count"))
+        goto fail;
+    /* each tensor takes at least 20 bytes: a cheap bound before allocating */
+    if (nt > (r.end - r.pos) / 20) {
+        snprintf(err, errlen, "'%s': malformed model file: %u tensors in %zu bytes", path, nt,
+                 size);
+        goto fail;
+    }
+    mf->tensors = calloc(nt ? nt : 1, sizeof *mf->tensors);
+    if (!mf->tensors) {
+        snprintf(err, errlen, "out of memory reading '%s'", path);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        mf->ntensors = (int32_t)i + 1;
+        if (!rd_tensor(&r, &mf->tensors[i], (int32_t)i))
+            goto fail;
+    }
+    if (r.pos != r.end) {
+        snprintf(err, errlen, "'%s': malformed model file: %zu unexpected bytes before the CRC",
+                 path, r.end - r.pos);
+        goto fail;
+    }
+    free(buf);
+    return mf;
+fail:
+    free(buf);
+    nnq_model_free(mf);
+    return NULL;
+}

@@ -1,0 +1,66 @@
+/* nnq_rt.h — the nnq runtime: what is the same for every compiled program.
+ *
+ * Two faces:
+ *  1. The ABI called by generated code: one prototype per row of abi.def.
+ *  2. The driver API used by nnqc (and by standalone trainers): create a run with
+ *     options, invoke the generated entry point, free the run.
+ * An NnqRun owns every allocation made through it (data sets, nnq_rt_alloc blocks,
+ * the metrics file); nnq_run_free releases them. Runtime code never calls exit():
+ * errors unwind (longjmp) to nnq_run_invoke, which returns non-zero after the message
+ * "nnqc: error: ..." has been written to stderr.
+ */
+#ifndef NNQ_RT_H
+#define NNQ_RT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct NnqRun NnqRun;
+
+#define NNQ_RT(rc, ret, name, params, codes) ret name params;
+#include "abi.def"
+#undef NNQ_RT
+
+typedef struct NnqRunOptions {
+    int32_t epochs;          /* > 0 overrides the program's epochs */
+    int64_t seed;            /* >= 0 overrides the program's seed */
+    int32_t threads;         /* > 0: OpenBLAS threads; 0: default */
+    const char *data_dir;    /* relative data files: data_dir, $NNQ_DATA_DIR entries, base_dir,
+                                ".", /usr/share/datasets (first match); may be NULL */
+    const char *base_dir;    /* directory of the .nnq file: searched after $NNQ_DATA_DIR; may be NULL */
+    const char *metrics_path;/* JSON Lines output; NULL: none */
+    int progress;            /* -1: auto (bar when stdout is a tty), 0: lines only, 1: bar */
+    bool quiet;              /* no per-epoch lines (errors still printed) */
+} NnqRunOptions;
+
+void nnq_run_options_default(NnqRunOptions *opts);
+/* NULL on failure (message printed), e.g. metrics file cannot be opened. */
+NnqRun *nnq_run_new(const NnqRunOptions *opts);
+/* Calls entry(run) under the error trap. Returns entry's result when it returns, 1
+ * after a reported error (the run stays usable; invokes may nest). */
+int nnq_run_invoke(NnqRun *run, int (*entry)(NnqRun *run));
+void nnq_run_free(NnqRun *run);
+
+/* Reports an error and unwinds to nnq_run_invoke. Only valid inside it. */
+_Noreturn void nnq_rt_fail(NnqRun *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- model files, read side (nnqc inspect, tests) ---- */
+typedef struct NnqModelTensor {
+    char *name;
+    int32_t rank;
+    int64_t dims[8];
+    int32_t nlabels;   /* 0: float32 */
+    float labels[256];
+    float *values;     /* decoded, count = product of dims */
+} NnqModelTensor;
+typedef struct NnqModelFile {
+    char *model;
+    int32_t ntensors;
+    NnqModelTensor *tensors;
+} NnqModelFile;
+/* NULL and a message in err (size errlen) on failure. */
+NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen);
+void nnq_model_free(NnqModelFile *mf);
+
+#endif

@@ -1,0 +1,307 @@
+/* progress.c — what a training run tells its user: header, live bar, per-epoch lines,
+ * notes, the final result, and the JSON Lines metrics file.
+ *
+ * Invariants:
+ *  - Human-readable output goes to stdout; errors (run.c) to stderr. With
+ *    options.quiet only the final "test accuracy" line is printed.
+ *  - The live bar is drawn only when enabled (options.progress 1, or -1 with stdout a
+ *    terminal), at most ~10 times a second, always on one line rewritten with '\r';
+ *    bar_width records what is on the line so that the next regular line (or an error)
+ *    first erases it (or ends it).
+ *  - The metrics file is written as PATH.tmp, one JSON object per line, flushed per
+ *    line; nnq_rt_train_end (or nnq_run_free of a run without error) fsyncs it and
+ *    renames it to PATH. After an error the .tmp is removed, so PATH only ever holds a
+ *    complete record of a run that did not fail.
+ *  - Values < 0 (and non-finite values) mean "not evaluated": omitted from the line and
+ *    written as null in JSON. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rt_internal.h"
+
+/* ---- metrics file ---- */
+
+bool rt_progress_open(NnqRun *run) {
+    run->bar_enabled = !run->opts.quiet &&
+                       (run->opts.progress == 1 ||
+                        (run->opts.progress == -1 && isatty(STDOUT_FILENO)));
+    const char *path = run->opts.metrics_path;
+    if (!path || !*path)
+        return true;
+    size_t n = strlen(path);
+    run->metrics_tmp = malloc(n + 5);
+    if (!run->metrics_tmp) {
+        fprintf(stderr, "nnqc: error: out of memory\n");
+        return false;
+    }
+    memcpy(run->metrics_tmp, path, n);
+    memcpy(run->metrics_tmp + n, ".tmp", 5);
+    run->metrics = fopen(run->metrics_tmp, "w");
+    if (!run->metrics) {
+        fprintf(stderr, "nnqc: error: cannot write metrics file '%s': %s\n", run->metrics_tmp,
+                strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Closes and removes the .tmp (after an error). */
+static void metrics_discard(NnqRun *run) {
+    if (run->metrics) {
+        fclose(run->metrics);
+        run->metrics = NULL;
+        unlink(run->metrics_tmp);
+    }
+}
+
+/* fsync, close, rename. false with a message in err on failure (the .tmp is then gone). */
+static bool metrics_finish(NnqRun *run, char *err, size_t errlen) {
+    FILE *f = run->metrics;
+    run->metrics = NULL;
+    const char *step = "write";
+    bool ok = fflush(f) == 0;
+    if (ok) {
+        step = "sync";
+        ok = fsync(fileno(f)) == 0;
+    }
+    int saved = errno;
+    if (fclose(f) != 0 && ok) {
+        saved = errno;
+        step = "close";
+        ok = false;
+    }
+    if (ok && rename(run->metrics_tmp, run->opts.metrics_path) != 0) {
+        saved = errno;
+        snprintf(err, errlen, "cannot rename metrics file '%s' to '%s': %s", run->metrics_tmp,
+                 run->opts.metrics_path, strerror(saved));
+        unlink(run->metrics_tmp);
+        return false;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "cannot %s metrics file '%s': %s", step, run->metrics_tmp,
+                 strerror(saved));
+        unlink(run->metrics_tmp);
+        return false;
+    }
+    return true;
+}
+
+/* Appends one line to the metrics file; fails the run on an I/O error. */
+static void metrics_line(NnqRun *run, const char *line) {
+    if (!run->metrics)
+        return;
+    if (fputs(line, run->metrics) < 0 || fputc('\n', run->metrics) < 0 ||
+        fflush(run->metrics) != 0) {
+        int saved = errno;
+        metrics_discard(run);
+        nnq_rt_fail(run, "cannot write metrics file '%s': %s", run->metrics_tmp,
+                    strerror(saved));
+    }
+}
+
+/* A JSON number, or null for "not evaluated" (< 0) and non-finite values. */
+static const char *json_num(char *buf, size_t len, double v) {
+    if (!(v >= 0.0) || !isfinite(v))
+        return "null";
+    snprintf(buf, len, "%.10g", v);
+    return buf;
+}
+
+void rt_progress_release(NnqRun *run, bool failed) {
+    if (run->metrics) {
+        if (failed) {
+            metrics_discard(run);
+        } else {
+            char err[1024];
+            if (!metrics_finish(run, err, sizeof err))
+                fprintf(stderr, "nnqc: error: %s\n", err);
+        }
+    }
+    free(run->metrics_tmp);
+    run->metrics_tmp = NULL;
+}
+
+/* ---- the live bar ---- */
+
+/* Erases the bar so that a regular line can be printed in its place. */
+static void bar_clear(NnqRun *run) {
+    if (run->bar_width > 0) {
+        printf("\r%*s\r", run->bar_width, "");
+        run->bar_width = 0;
+    }
+}
+
+void rt_progress_interrupt(NnqRun *run) {
+    if (run->bar_width > 0) {
+        putchar('\n');
+        run->bar_width = 0;
+    }
+    fflush(stdout);
+}
+
+static int digits(int64_t v) {
+    int d = 1;
+    while (v >= 10) {
+        v /= 10;
+        d++;
+    }
+    return d;
+}
+
+void nnq_rt_progress(NnqRun *run, int32_t epoch, int64_t iter_in_epoch, float loss) {
+    if (!run->bar_enabled)
+        return;
+    double now = rt_now();
+    bool last = run->iters_per_epoch > 0 && iter_in_epoch >= run->iters_per_epoch;
+    if (run->bar_width > 0 && now - run->last_draw < 0.1 && !last)
+        return;
+    run->last_draw = now;
+    char line[256];
+    int len;
+    int ew = run->epochs > 0 ? digits(run->epochs) : 1;
+    if (run->epochs > 0)
+        len = snprintf(line, sizeof line, "epoch %*d/%d ", ew, epoch, run->epochs);
+    else
+        len = snprintf(line, sizeof line, "epoch %d ", epoch);
+    int64_t total = run->iters_per_epoch;
+    if (total > 0) {
+        enum { WIDTH = 30 };
+        int64_t done = iter_in_epoch < 0 ? 0 : iter_in_epoch > total ? total : iter_in_epoch;
+        int fill = (int)(done * WIDTH / total);
+        line[len++] = '[';
+        for (int i = 0; i < WIDTH; i++)
+            line[len++] = i < fill ? '#' : '.';
+        line[len++] = ']';
+        len += snprintf(line + len, sizeof line - len, " %*lld/%lld", digits(total),
+                        (long long)done, (long long)total);
+        double elapsed = now - run->epoch_start;
+        if (done > 0 && run->training)
+            len += snprintf(line + len, sizeof line - len, "  eta %.0fs",
+                            elapsed / (double)done * (double)(total - done));
+    } else {
+        len += snprintf(line + len, sizeof line - len, " iteration %lld",
+                        (long long)iter_in_epoch);
+    }
+    len += snprintf(line + len, sizeof line - len, "  loss %.4f", loss);
+    int pad = run->bar_width > len ? run->bar_width - len : 0;
+    printf("\r%s%*s", line, pad, "");
+    fflush(stdout);
+    run->bar_width = len;
+}
+
+/* ---- lines ---- */
+
+void nnq_rt_train_begin(NnqRun *run, const char *model, int32_t epochs, int64_t iters_per_epoch,
+                        int64_t train_count, int64_t val_count, int64_t test_count) {
+    run->model_name = rt_strdup(run, model ? model : "?");
+    run->epochs = epochs;
+    run->iters_per_epoch = iters_per_epoch;
+    run->training = true;
+    run->train_start = run->epoch_start = rt_now();
+    if (run->opts.quiet)
+        return;
+    bar_clear(run);
+    printf("training %s: %d epoch%s of %lld iteration%s; %lld training", run->model_name, epochs,
+           epochs == 1 ? "" : "s", (long long)iters_per_epoch, iters_per_epoch == 1 ? "" : "s",
+           (long long)train_count);
+    if (val_count > 0)
+        printf(", %lld validation", (long long)val_count);
+    if (test_count > 0)
+        printf(", %lld test", (long long)test_count);
+    printf(" samples\n");
+    fflush(stdout);
+}
+
+void nnq_rt_check_loss(NnqRun *run, float loss, int64_t iteration) {
+    if (!isfinite(loss))
+        nnq_rt_fail(run, "training diverged: loss is %s at iteration %lld",
+                    isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", (long long)iteration);
+}
+
+void nnq_rt_epoch_end(NnqRun *run, int32_t epoch, double train_loss, double train_acc,
+                      double val_soft, double val_hard, double beta, double lr) {
+    double now = rt_now();
+    double secs = run->training ? now - run->epoch_start : 0.0;
+    run->epoch_start = now;
+    if (!run->opts.quiet) {
+        bar_clear(run);
+        if (run->epochs > 0)
+            printf("epoch %*d/%d", digits(run->epochs), epoch, run->epochs);
+        else
+            printf("epoch %d", epoch);
+        if (train_loss >= 0)
+            printf("  loss %.4f", train_loss);
+        if (train_acc >= 0)
+            printf("  train %.4f", train_acc);
+        if (val_soft >= 0)
+            printf("  val %.4f", val_soft);
+        if (val_hard >= 0)
+            printf("  hard %.4f", val_hard);
+        if (beta >= 0)
+            printf("  beta %.2e", beta);
+        if (lr >= 0)
+            printf("  lr %.2e", lr);
+        printf("  %.1fs\n", secs);
+        fflush(stdout);
+    }
+    if (run->metrics) {
+        char line[512], b[7][32];
+        snprintf(line, sizeof line,
+                 "{\"epoch\":%d,\"train_loss\":%s,\"train_acc\":%s,\"val_acc_soft\":%s,"
+                 "\"val_acc_hard\":%s,\"beta\":%s,\"lr\":%s,\"seconds\":%s}",
+                 epoch, json_num(b[0], 32, train_loss), json_num(b[1], 32, train_acc),
+                 json_num(b[2], 32, val_soft), json_num(b[3], 32, val_hard),
+                 json_num(b[4], 32, beta), json_num(b[5], 32, lr), json_num(b[6], 32, secs));
+        metrics_line(run, line);
+    }
+}
+
+/* msg's first "%lld" is replaced by value; without one, " value" is appended. No other
+ * character of msg is special (it is never used as a printf format). */
+void nnq_rt_note(NnqRun *run, const char *msg, int64_t value) {
+    if (run->opts.quiet)
+        return;
+    bar_clear(run);
+    const char *at = msg ? strstr(msg, "%lld") : NULL;
+    if (!msg)
+        printf("note: %lld\n", (long long)value);
+    else if (at)
+        printf("note: %.*s%lld%s\n", (int)(at - msg), msg, (long long)value, at + 4);
+    else
+        printf("note: %s %lld\n", msg, (long long)value);
+    fflush(stdout);
+}
+
+void nnq_rt_train_end(NnqRun *run, int32_t epochs, double test_soft, double test_hard) {
+    double total = run->training ? rt_now() - run->train_start : 0.0;
+    run->training = false;
+    bar_clear(run);
+    if (test_hard >= 0 || test_soft >= 0) {
+        printf("test accuracy:");
+        if (test_hard >= 0)
+            printf(" hard %.4f", test_hard);
+        if (test_hard >= 0 && test_soft >= 0)
+            printf(" ");
+        if (test_soft >= 0)
+            printf(" soft %.4f", test_soft);
+        printf("\n");
+    }
+    if (!run->opts.quiet)
+        printf("training time: %.1fs (%d epoch%s)\n", total, epochs, epochs == 1 ? "" : "s");
+    fflush(stdout);
+    if (run->metrics) {
+        char line[256], b[3][32];
+        snprintf(line, sizeof line,
+                 "{\"final\":true,\"epochs\":%d,\"test_acc_hard\":%s,\"test_acc_soft\":%s,"
+                 "\"train_seconds\":%s}",
+                 epochs, json_num(b[0], 32, test_hard), json_num(b[1], 32, test_soft),
+                 json_num(b[2], 32, total));
+        metrics_line(run, line);
+        char err[1024];
+        if (!metrics_finish(run, err, sizeof err))
+            nnq_rt_fail(run, "%s", err);
+    }
+}

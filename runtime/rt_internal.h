@@ -1,0 +1,90 @@
+/* rt_internal.h — what the runtime's source files share and nobody else sees.
+ *
+ * The NnqRun structure lives here; each runtime module owns one group of its fields
+ * (run.c: options, trap, blocks, RNG; data.c: data sets; progress.c: progress and
+ * metrics; model_file.c: the pending model). Invariants:
+ *  - every pointer reachable from an NnqRun is owned by it and released by
+ *    nnq_run_free, whether or not an error unwound through the code that made it;
+ *  - a module that holds an OS resource (FILE, gzFile, file descriptor) across a call
+ *    that might fail releases it before calling nnq_rt_fail — a longjmp never skips
+ *    a close;
+ *  - no function here calls exit().
+ * Helpers that may fail take the run and report through nnq_rt_fail. */
+#ifndef NNQ_RT_INTERNAL_H
+#define NNQ_RT_INTERNAL_H
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nnq_rt.h"
+
+typedef struct NnqDataSet {
+    char *images_path; /* as resolved on the search path */
+    char *labels_path;
+    int64_t count;
+    int32_t rows, cols;
+    float *pixels;   /* count * rows * cols */
+    int32_t *labels; /* count */
+    int32_t max_label;
+    int64_t max_label_at; /* first sample holding max_label */
+    /* Current pixel = (loaded pixel - shift) / scale. Loaded pixels are byte/255. */
+    double shift, scale;
+} NnqDataSet;
+
+struct NnqRun {
+    NnqRunOptions opts; /* strings duplicated, owned by the run */
+
+    /* error trap (run.c) */
+    jmp_buf *trap;  /* innermost active nnq_run_invoke, NULL outside */
+    bool failed;    /* an error was reported during this run */
+
+    /* tracked blocks (run.c) */
+    void **blocks;
+    size_t nblocks, cap_blocks;
+
+    /* xoshiro256** state (run.c) */
+    uint64_t rng[4];
+
+    /* data sets (data.c) */
+    NnqDataSet *datasets;
+    int32_t ndatasets, cap_datasets;
+
+    /* progress and metrics (progress.c) */
+    bool bar_enabled; /* progress 1, or -1 with stdout a terminal; never when quiet */
+    bool training;    /* between nnq_rt_train_begin and nnq_rt_train_end */
+    char *model_name;
+    int32_t epochs;
+    int64_t iters_per_epoch;
+    double train_start, epoch_start, last_draw;
+    int bar_width;  /* characters of the live bar now on the terminal line, 0: none */
+    FILE *metrics;  /* open on metrics_path + ".tmp", NULL when none or finished */
+    char *metrics_tmp;
+
+    /* pending model (model_file.c) */
+    char *pending_model;
+    unsigned char *model_buf; /* serialized tensors added since nnq_rt_model_begin */
+    size_t model_len, model_cap;
+    int32_t model_ntensors;
+    char **model_names; /* names added, for the duplicate check */
+};
+
+/* run.c */
+/* A tracked 64-byte aligned block (zeroed when asked); fails the run on bad sizes or
+ * when memory is exhausted. rt_alloc_try returns NULL instead of failing, for callers
+ * that must release something first. */
+void *rt_alloc_block(NnqRun *run, int64_t bytes, bool zero);
+void *rt_alloc_try(NnqRun *run, int64_t bytes, bool zero);
+char *rt_strdup(NnqRun *run, const char *s);
+uint64_t rt_rng_next(NnqRun *run);
+double rt_now(void); /* monotonic seconds */
+
+/* data.c, progress.c, model_file.c: release what the module holds. `failed` says
+ * whether the run ended in an error (temporary files are then removed). */
+void rt_data_release(NnqRun *run);
+void rt_progress_release(NnqRun *run, bool failed);
+bool rt_progress_open(NnqRun *run); /* nnq_run_new: opens the metrics file */
+void rt_progress_interrupt(NnqRun *run); /* ends a live bar line before an error */
+void rt_model_release(NnqRun *run);
+
+#endif

@@ -1,0 +1,276 @@
+/* run.c — the NnqRun: options, the error trap, tracked memory and the random generator.
+ *
+ * Invariants:
+ *  - nnq_rt_fail prints exactly one "nnqc: error: ..." line to stderr and longjmps to
+ *    the innermost active nnq_run_invoke, which returns 1. Calling it outside
+ *    nnq_run_invoke is a bug in the caller: the message is printed and the process
+ *    aborts (the library never calls exit()).
+ *  - Every block from nnq_rt_alloc / rt_alloc_block is 64-byte aligned and lives until
+ *    nnq_run_free; blocks are never freed one by one.
+ *  - The generator is xoshiro256** seeded through splitmix64, so a seed fixes every
+ *    number drawn afterwards, on every platform. A new run is seeded with
+ *    options.seed when that is >= 0, else with 0; nnq_rt_seed reseeds.
+ *  - Random draws use only the run's own state: two runs never share a stream. */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rt_internal.h"
+
+#define RT_TWO_PI 6.283185307179586476925286766559
+
+/* ---- options, lifetime, trap ---- */
+
+void nnq_run_options_default(NnqRunOptions *opts) {
+    memset(opts, 0, sizeof *opts);
+    opts->epochs = 0;
+    opts->seed = -1;
+    opts->threads = 0;
+    opts->progress = -1;
+    opts->quiet = false;
+}
+
+static char *run_dup_option(const char *s, bool *ok) {
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *ok = false;
+    return d;
+}
+
+static void run_seed_state(NnqRun *run, uint64_t seed) {
+    /* splitmix64 expands the seed into the 256-bit xoshiro state (never all zero). */
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) {
+        uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        run->rng[i] = z ^ (z >> 31);
+    }
+}
+
+NnqRun *nnq_run_new(const NnqRunOptions *opts) {
+    NnqRun *run = calloc(1, sizeof *run);
+    if (!run) {
+        fprintf(stderr, "nnqc: error: out of memory creating the run\n");
+        return NULL;
+    }
+    if (opts)
+        run->opts = *opts;
+    else
+        nnq_run_options_default(&run->opts);
+    bool ok = true;
+    run->opts.data_dir = run_dup_option(run->opts.data_dir, &ok);
+    run->opts.base_dir = run_dup_option(run->opts.base_dir, &ok);
+    run->opts.metrics_path = run_dup_option(run->opts.metrics_path, &ok);
+    if (!ok) {
+        fprintf(stderr, "nnqc: error: out of memory creating the run\n");
+        nnq_run_free(run);
+        return NULL;
+    }
+    run_seed_state(run, run->opts.seed >= 0 ? (uint64_t)run->opts.seed : 0);
+    if (run->opts.threads > 0)
+        openblas_set_num_threads(run->opts.threads);
+    if (!rt_progress_open(run)) {
+        nnq_run_free(run);
+        return NULL;
+    }
+    return run;
+}
+
+int nnq_run_invoke(NnqRun *run, int (*entry)(NnqRun *run)) {
+    jmp_buf trap;
+    jmp_buf *volatile outer = run->trap;
+    if (setjmp(trap)) {
+        run->trap = outer;
+        return 1;
+    }
+    run->trap = &trap;
+    int rc = entry(run);
+    run->trap = outer;
+    return rc;
+}
+
+void nnq_run_free(NnqRun *run) {
+    if (!run)
+        return;
+    rt_progress_release(run, run->failed);
+    rt_model_release(run);
+    rt_data_release(run);
+    for (size_t i = 0; i < run->nblocks; i++)
+        free(run->blocks[i]);
+    free(run->blocks);
+    free((char *)run->opts.data_dir);
+    free((char *)run->opts.base_dir);
+    free((char *)run->opts.metrics_path);
+    free(run);
+}
+
+void nnq_rt_fail(NnqRun *run, const char *fmt, ...) {
+    char msg[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (run)
+        rt_progress_interrupt(run);
+    fflush(stdout);
+    fprintf(stderr, "nnqc: error: %s\n", msg);
+    fflush(stderr);
+    if (!run || !run->trap) {
+        fprintf(stderr, "nnqc: internal error: nnq_rt_fail called outside nnq_run_invoke\n");
+        abort();
+    }
+    run->failed = true;
+    longjmp(*run->trap, 1);
+}
+
+/* ---- memory ---- */
+
+void *rt_alloc_try(NnqRun *run, int64_t bytes, bool zero) {
+    if (bytes < 0 || (uint64_t)bytes > ((uint64_t)1 << 46))
+        return NULL;
+    if (run->nblocks == run->cap_blocks) {
+        size_t cap = run->cap_blocks ? run->cap_blocks * 2 : 64;
+        void **blocks = realloc(run->blocks, cap * sizeof *blocks);
+        if (!blocks)
+            return NULL;
+        run->blocks = blocks;
+        run->cap_blocks = cap;
+    }
+    /* aligned_alloc wants a size that is a multiple of the alignment; 0 becomes 64 so
+     * every call returns a distinct valid pointer. */
+    size_t size = ((size_t)bytes + 63) & ~(size_t)63;
+    if (size == 0)
+        size = 64;
+    void *p = aligned_alloc(64, size);
+    if (!p)
+        return NULL;
+    if (zero)
+        memset(p, 0, size);
+    run->blocks[run->nblocks++] = p;
+    return p;
+}
+
+void *rt_alloc_block(NnqRun *run, int64_t bytes, bool zero) {
+    if (bytes < 0)
+        nnq_rt_fail(run, "invalid allocation of %lld bytes", (long long)bytes);
+    void *p = rt_alloc_try(run, bytes, zero);
+    if (!p)
+        nnq_rt_fail(run, "out of memory allocating %lld bytes", (long long)bytes);
+    return p;
+}
+
+void *nnq_rt_alloc(NnqRun *run, int64_t bytes) {
+    return rt_alloc_block(run, bytes, true);
+}
+
+char *rt_strdup(NnqRun *run, const char *s) {
+    size_t n = strlen(s);
+    char *d = rt_alloc_block(run, (int64_t)n + 1, false);
+    memcpy(d, s, n + 1);
+    return d;
+}
+
+double rt_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- random numbers ---- */
+
+static inline uint64_t rng_rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
+
+uint64_t rt_rng_next(NnqRun *run) {
+    uint64_t *s = run->rng;
+    uint64_t result = rng_rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rng_rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, 1) with 24 random bits: exactly representable as a float. */
+static inline float rng_unit_float(NnqRun *run) {
+    return (float)(rt_rng_next(run) >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Uniform in (0, 1] with 53 random bits (never 0, so log() is finite). */
+static inline double rng_unit_open(NnqRun *run) {
+    return (double)((rt_rng_next(run) >> 11) + 1) * (1.0 / 9007199254740992.0);
+}
+
+/* Uniform in [0, bound), unbiased (rejection of the short final interval). */
+static uint64_t rng_below(NnqRun *run, uint64_t bound) {
+    uint64_t threshold = (0 - bound) % bound; /* 2^64 mod bound */
+    for (;;) {
+        uint64_t r = rt_rng_next(run);
+        if (r >= threshold)
+            return r % bound;
+    }
+}
+
+int64_t nnq_rt_seed(NnqRun *run, int64_t seed) {
+    int64_t used = run->opts.seed >= 0 ? run->opts.seed : seed;
+    run_seed_state(run, (uint64_t)used);
+    return used;
+}
+
+void nnq_rt_fill_uniform(NnqRun *run, float *p, int64_t n, float lo, float hi) {
+    if (n < 0 || (n > 0 && !p))
+        nnq_rt_fail(run, "fill_uniform: invalid buffer (%lld values)", (long long)n);
+    if (!isfinite(lo) || !isfinite(hi) || lo > hi)
+        nnq_rt_fail(run, "fill_uniform: invalid range [%g, %g)", lo, hi);
+    float width = hi - lo;
+    for (int64_t i = 0; i < n; i++) {
+        float v = lo + width * rng_unit_float(run);
+        if (v >= hi && hi > lo) /* rounding can reach hi; the range is half-open */
+            v = nextafterf(hi, lo);
+        p[i] = v;
+    }
+}
+
+void nnq_rt_fill_normal(NnqRun *run, float *p, int64_t n, float mean, float stddev) {
+    if (n < 0 || (n > 0 && !p))
+        nnq_rt_fail(run, "fill_normal: invalid buffer (%lld values)", (long long)n);
+    if (!isfinite(mean) || !isfinite(stddev) || stddev < 0)
+        nnq_rt_fail(run, "fill_normal: invalid mean %g or standard deviation %g", mean, stddev);
+    /* Box–Muller: each pair of uniforms gives two independent normals. */
+    for (int64_t i = 0; i < n; i += 2) {
+        double r = sqrt(-2.0 * log(rng_unit_open(run)));
+        double theta = RT_TWO_PI * rng_unit_open(run);
+        p[i] = (float)(mean + stddev * r * cos(theta));
+        if (i + 1 < n)
+            p[i + 1] = (float)(mean + stddev * r * sin(theta));
+    }
+}
+
+void nnq_rt_shuffle(NnqRun *run, int64_t *index, int64_t n) {
+    if (n < 0 || (n > 0 && !index))
+        nnq_rt_fail(run, "shuffle: invalid index array (%lld entries)", (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        index[i] = i;
+    /* Fisher–Yates, from the end. */
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)rng_below(run, (uint64_t)i + 1);
+        int64_t t = index[i];
+        index[i] = index[j];
+        index[j] = t;
+    }
+}
+
+int32_t nnq_rt_epochs(NnqRun *run, int32_t epochs) {
+    return run->opts.epochs > 0 ? run->opts.epochs : epochs;
+}

@@ -1,0 +1,377 @@
+/* test_compiler.c — numeric tests of what nnqc derives and generates:
+ *  - scalar expression DAGs: hash-consing, simplification, and every derivative rule
+ *    against central finite differences (double precision, the sx interpreter);
+ *  - projections of std.projections instantiated for binary and ternary label sets:
+ *    derived gradients vs finite differences of the forward weight, hard values in Q,
+ *    init reproducing w0;
+ *  - a JIT-compiled network: the generated backward pass (every parameter's gradient,
+ *    through dense, bias, batch norm, ReLU and softmax cross-entropy) vs central
+ *    differences of the generated forward loss;
+ *  - the fused PMF + Adam update kernel vs a step-by-step reference written here.
+ * Ends with "N passed, N failed". */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen.h"
+#include "ir.h"
+#include "lang.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (cond) passed++;                                                                        \
+        else {                                                                                     \
+            failed++;                                                                              \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t rng = 88172645463325252ull;
+static double urand(double lo, double hi) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return lo + (hi - lo) * (double)(rng >> 11) / 9007199254740992.0;
+}
+
+/* ---------- sx ---------- */
+
+static void test_sx_basics(void) {
+    SxPool *p = sx_pool_new();
+    int x = sx_var(p, 0), y = sx_var(p, 1);
+    CHECK(sx_binary(p, SX_ADD, x, y) == sx_binary(p, SX_ADD, y, x), "add is hash-consed commutatively");
+    CHECK(sx_binary(p, SX_MUL, x, sx_const(p, 0)) == sx_const(p, 0), "x*0 folds");
+    CHECK(sx_binary(p, SX_MUL, x, sx_const(p, 1)) == x, "x*1 folds");
+    CHECK(sx_binary(p, SX_SUB, x, x) == sx_const(p, 0), "x-x folds");
+    double v;
+    CHECK(sx_is_const(p, sx_unary(p, SX_EXP, sx_const(p, 0)), &v) && v == 1, "exp(0) folds to 1");
+    sx_pool_free(p);
+}
+
+typedef int (*BuildFn)(SxPool *p, int x, int y);
+static int f_poly(SxPool *p, int x, int y) { return sx_binary(p, SX_SUB, sx_binary(p, SX_MUL, x, sx_binary(p, SX_MUL, x, y)), sx_binary(p, SX_DIV, y, sx_binary(p, SX_ADD, x, sx_const(p, 3)))); }
+static int f_exp_log(SxPool *p, int x, int y) { return sx_unary(p, SX_LOG, sx_binary(p, SX_ADD, sx_unary(p, SX_EXP, x), sx_unary(p, SX_EXP, y))); }
+static int f_tanh(SxPool *p, int x, int y) { return sx_binary(p, SX_MUL, sx_unary(p, SX_TANH, sx_binary(p, SX_MUL, x, y)), y); }
+static int f_atanh(SxPool *p, int x, int y) { return sx_unary(p, SX_ATANH, sx_binary(p, SX_MUL, sx_const(p, 0.4), sx_unary(p, SX_TANH, sx_binary(p, SX_ADD, x, y)))); }
+static int f_sqrt_abs(SxPool *p, int x, int y) { return sx_unary(p, SX_SQRT, sx_binary(p, SX_ADD, sx_unary(p, SX_ABS, x), sx_binary(p, SX_MUL, y, y))); }
+static int f_max_min(SxPool *p, int x, int y) { return sx_binary(p, SX_ADD, sx_binary(p, SX_MAX, x, y), sx_binary(p, SX_MUL, sx_const(p, 2), sx_binary(p, SX_MIN, x, sx_unary(p, SX_NEG, y)))); }
+static int f_select(SxPool *p, int x, int y) { return sx_select(p, sx_binary(p, SX_LT, x, y), sx_binary(p, SX_MUL, x, x), sx_binary(p, SX_MUL, y, sx_const(p, 3))); }
+static int f_nograd(SxPool *p, int x, int y) { return sx_binary(p, SX_MUL, sx_unary(p, SX_NOGRAD, x), sx_binary(p, SX_ADD, x, y)); }
+
+static void test_sx_derivatives(void) {
+    struct { const char *name; BuildFn f; } cases[] = {
+        {"polynomial/quotient", f_poly}, {"log-sum-exp", f_exp_log}, {"tanh", f_tanh},
+        {"atanh", f_atanh}, {"sqrt/abs", f_sqrt_abs}, {"max/min", f_max_min},
+        {"select", f_select}, {"nograd", f_nograd},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        SxPool *p = sx_pool_new();
+        int x = sx_var(p, 0), y = sx_var(p, 1);
+        int f = cases[c].f(p, x, y);
+        int seed = sx_const(p, 1);
+        int wrt[2] = {x, y}, g[2];
+        sx_grad(p, 1, &f, &seed, 2, wrt, g);
+        double worst = 0;
+        for (int trial = 0; trial < 50; trial++) {
+            double v[2] = {urand(-1.5, 1.5), urand(-1.5, 1.5)};
+            if (fabs(v[0] - v[1]) < 1e-3 || fabs(v[0] + v[1]) < 1e-3 || fabs(v[0]) < 1e-3) continue; /* kinks */
+            for (int k = 0; k < 2; k++) {
+                double h = 1e-6, vp[2] = {v[0], v[1]}, vm[2] = {v[0], v[1]};
+                vp[k] += h;
+                vm[k] -= h;
+                double fd = (sx_eval(p, f, NULL, vp) - sx_eval(p, f, NULL, vm)) / (2 * h);
+                double an = sx_eval(p, g[k], NULL, v);
+                if (cases[c].f == f_nograd && k == 0) fd -= v[0] + v[1]; /* the held factor */
+                double err = fabs(fd - an) / fmax(1, fabs(fd));
+                if (err > worst) worst = err;
+            }
+        }
+        CHECK(worst < 1e-6, "d/dx of %s: worst relative error %g", cases[c].name, worst);
+        sx_pool_free(p);
+    }
+}
+
+/* ---------- projections ---------- */
+
+typedef struct Compiled {
+    Arena *arena;
+    Diag *diag;
+    Program *prog;
+    IrModule *m;
+} Compiled;
+
+static bool compile_source(Compiled *c, const char *text, bool lower) {
+    memset(c, 0, sizeof *c);
+    c->arena = arena_new();
+    c->diag = diag_new(stderr);
+    SourceFile *src = source_from_string(c->arena, "test.nnq", text);
+    AstNode *root = lang_parse(c->arena, c->diag, src);
+    if (!root) return false;
+    c->prog = check_program(c->arena, c->diag, root, NNQ_STDLIB_DIR);
+    if (!c->prog) return false;
+    if (!lower) return true;
+    c->m = lower_program(c->prog, c->diag);
+    if (!c->m) return false;
+    autodiff_module(c->m);
+    fuse_module(c->m);
+    return verify_module(c->m, stderr);
+}
+
+static void compiled_free(Compiled *c) {
+    if (c->prog) sx_pool_free(c->prog->pool);
+    diag_free(c->diag);
+    arena_free(c->arena);
+}
+
+static void test_projections(void) {
+    Compiled c;
+    bool ok = compile_source(&c, "import std.projections\n"
+                                 "labels binary = {-1, +1}\n"
+                                 "labels ternary = {-1, 0, 1}\n"
+                                 "labels four = levels(4)\n", false);
+    CHECK(ok, "stdlib and label sets compile");
+    if (!ok) return;
+    const LabelSet *four = program_find_labels(c.prog, "four");
+    CHECK(four && four->k == 4 && four->q[0] == -2 && four->q[1] == -1 && four->q[2] == 1 && four->q[3] == 2,
+          "levels(4) is {-2, -1, 1, 2}");
+    struct { const char *proj, *labels; bool chain; } cases[] = {
+        {"pmf", "binary", true}, {"pmf", "ternary", true}, {"pmf", "four", true},
+        {"md_tanh", "binary", false}, {"ste", "binary", false}, {"float", NULL, false},
+    };
+    SrcLoc none = {0};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const AstNode *def = program_find_projection(c.prog, cases[i].proj);
+        const LabelSet *q = cases[i].labels ? program_find_labels(c.prog, cases[i].labels) : NULL;
+        ProjInst *pi = def ? proj_instantiate(c.prog, c.diag, def, q, none) : NULL;
+        CHECK(pi != NULL, "%s(%s) instantiates", cases[i].proj, cases[i].labels ? cases[i].labels : "");
+        if (!pi) continue;
+        SxPool *p = c.prog->pool;
+        int K = pi->ncomp;
+        double worst = 0;
+        bool hard_in_q = true, after_ok = true;
+        for (int trial = 0; trial < 40; trial++) {
+            double vars[PV_AUX + NNQ_MAX_LABELS];
+            vars[PV_BETA] = urand(0.5, 4);
+            vars[PV_GW] = urand(-2, 2);
+            vars[PV_W0] = urand(-0.5, 0.5);
+            for (int k = 0; k < K; k++) vars[PV_AUX + k] = urand(-0.9, 0.9);
+            for (int k = 0; k < K; k++) {
+                double an = sx_eval(p, pi->grad[k], NULL, vars), want;
+                if (cases[i].chain) {
+                    double h = 1e-6, save = vars[PV_AUX + k];
+                    vars[PV_AUX + k] = save + h;
+                    double wp = sx_eval(p, pi->weight, NULL, vars);
+                    vars[PV_AUX + k] = save - h;
+                    double wm = sx_eval(p, pi->weight, NULL, vars);
+                    vars[PV_AUX + k] = save;
+                    want = vars[PV_GW] * (wp - wm) / (2 * h);
+                } else {
+                    want = vars[PV_GW]; /* grad(w): identity (|a| <= 1 here, so no STE mask) */
+                }
+                double err = fabs(an - want) / fmax(1, fabs(want));
+                if (err > worst) worst = err;
+                double after = sx_eval(p, pi->after[k], NULL, vars);
+                if (q && (after < q->q[0] - 1e-12 || after > q->q[q->k - 1] + 1e-12) && strcmp(cases[i].proj, "ste") == 0)
+                    after_ok = false;
+            }
+            double hv = sx_eval(p, pi->hard, NULL, vars);
+            if (q) {
+                bool in = false;
+                for (int l = 0; l < q->k; l++) in |= hv == q->q[l];
+                hard_in_q &= in;
+            }
+        }
+        CHECK(worst < 1e-6, "%s(%s): derived aux gradient vs finite differences, worst %g", cases[i].proj,
+              cases[i].labels ? cases[i].labels : "", worst);
+        CHECK(hard_in_q, "%s(%s): hard values lie in Q", cases[i].proj, cases[i].labels ? cases[i].labels : "");
+        CHECK(after_ok, "%s: post-step map keeps aux in range", cases[i].proj);
+        /* init then weight at beta = 1 reproduces w0 (pmf binary: tanh(w0)) */
+        double vars[PV_AUX + NNQ_MAX_LABELS];
+        vars[PV_BETA] = 1;
+        vars[PV_W0] = 0.3;
+        for (int k = 0; k < K; k++) vars[PV_AUX + k] = sx_eval(p, pi->init[k], NULL, vars);
+        double w = sx_eval(p, pi->weight, NULL, vars);
+        if (!strcmp(cases[i].proj, "pmf") && !strcmp(cases[i].labels, "binary"))
+            CHECK(fabs(w - tanh(0.3)) < 1e-12, "pmf(binary) init gives w = tanh(w0), got %g", w);
+        if (!strcmp(cases[i].proj, "float") || !strcmp(cases[i].proj, "md_tanh"))
+            CHECK(fabs(w - (strcmp(cases[i].proj, "float") ? tanh(0.3) : 0.3)) < 1e-12, "%s init", cases[i].proj);
+    }
+    /* A straight-through step asked of the chain rule through nearest() is rejected. */
+    compiled_free(&c);
+    Diag *quiet;
+    FILE *sink = fopen("/dev/null", "w");
+    quiet = diag_new(sink);
+    Arena *ar = arena_new();
+    SourceFile *src = source_from_string(ar, "bad.nnq",
+                                         "labels binary = {-1, 1}\n"
+                                         "projection bad(Q: labels) {\n"
+                                         "    aux a\n    init a = w0\n    weight w = nearest(Q, a)\n"
+                                         "    update a using grad(a)\n    hard w = nearest(Q, a)\n}\n");
+    AstNode *root = lang_parse(ar, quiet, src);
+    Program *prog = root ? check_program(ar, quiet, root, NNQ_STDLIB_DIR) : NULL;
+    ProjInst *pi = prog ? proj_instantiate(prog, quiet, program_find_projection(prog, "bad"),
+                                           program_find_labels(prog, "binary"), none) : NULL;
+    CHECK(prog && !pi && diag_error_count(quiet) == 1, "grad through nearest() is a compile error");
+    if (prog) sx_pool_free(prog->pool);
+    arena_free(ar);
+    diag_free(quiet);
+    fclose(sink);
+}
+
+/* ---------- the generated network: backward vs finite differences ---------- */
+
+static const char *net_src =
+    "import std.projections\n"
+    "labels binary = {-1, +1}\n"
+    "model net(x: f32[2, 3]) -> f32[4] {\n"
+    "    h = flatten(x)\n"
+    "    h = relu(batchnorm(dense(h, 7, quant = pmf(binary))))\n"
+    "    h = relu(dense(h, 5))\n"
+    "    return dense(h, 4, quant = pmf(binary))\n"
+    "}\n"
+    "data d = idx(\"none-images\", \"none-labels\")\n"
+    "train net on d {\n"
+    "    optimizer = adam(lr = 0.01)\n"
+    "    beta = anneal(start = 1.5, times = 1.1, every = 1 iterations)\n"
+    "    batch = 8\n"
+    "}\n";
+
+static void test_network_gradients(void) {
+    Compiled c;
+    bool ok = compile_source(&c, net_src, true);
+    CHECK(ok, "test network compiles");
+    if (!ok) return;
+    Jit *jit = jit_compile(c.m, 1, true, c.diag);
+    CHECK(jit != NULL, "test network JIT-compiles");
+    if (!jit) {
+        compiled_free(&c);
+        return;
+    }
+    void (*train_step)(int64_t) = (void (*)(int64_t))jit_lookup(jit, "train_step");
+    float *x = jit_lookup(jit, "batch.x");
+    int32_t *y = jit_lookup(jit, "batch.y");
+    char name[128];
+    snprintf(name, sizeof name, "train.v%d", c.m->train.loss);
+    float *loss = jit_lookup(jit, name);
+    CHECK(train_step && x && y && loss, "internals are reachable");
+    if (!train_step || !x || !y || !loss) goto out;
+    int n = 8;
+    for (int i = 0; i < n * 6; i++) x[i] = (float)urand(-1, 1);
+    for (int i = 0; i < n; i++) y[i] = (int32_t)(urand(0, 4));
+    for (int pi = 0; pi < c.m->nparams; pi++) {
+        const IrParam *par = &c.m->params[pi];
+        snprintf(name, sizeof name, "%s.weight", par->name);
+        float *w = jit_lookup(jit, name);
+        for (int64_t i = 0; i < par->count; i++) w[i] = (float)urand(-0.8, 0.8);
+    }
+    train_step(n);
+    double base = *loss;
+    CHECK(isfinite(base) && base > 0, "loss is finite and positive (%g)", base);
+    for (int pi = 0; pi < c.m->nparams; pi++) {
+        const IrParam *par = &c.m->params[pi];
+        snprintf(name, sizeof name, "%s.weight", par->name);
+        float *w = jit_lookup(jit, name);
+        snprintf(name, sizeof name, "%s.grad", par->name);
+        float *g = jit_lookup(jit, name);
+        double *an = malloc(sizeof(double) * par->count);
+        train_step(n);
+        for (int64_t i = 0; i < par->count; i++) an[i] = g[i];
+        double worst = 0, scale = 1e-3;
+        for (int64_t i = 0; i < par->count; i++) scale = fmax(scale, fabs(an[i]));
+        for (int64_t i = 0; i < par->count; i++) {
+            float save = w[i], h = 2e-3f;
+            w[i] = save + h;
+            train_step(n);
+            double lp = *loss;
+            w[i] = save - h;
+            train_step(n);
+            double lm = *loss;
+            w[i] = save;
+            double fd = (lp - lm) / (2.0 * h);
+            double err = fabs(fd - an[i]) / scale;
+            if (err > worst) worst = err;
+        }
+        CHECK(worst < 2e-2, "%s: generated gradient vs central differences, worst %.3g of max |g| %.3g",
+              par->name, worst, scale);
+        free(an);
+    }
+
+    /* The fused PMF + Adam kernel against a step-by-step reference. */
+    {
+        int pi = 0;
+        const IrParam *par = &c.m->params[pi];
+        float *a[2], *mo[2], *ve[2], *w, *g;
+        for (int k = 0; k < 2; k++) {
+            snprintf(name, sizeof name, "%s.aux%d", par->name, k);
+            a[k] = jit_lookup(jit, name);
+            snprintf(name, sizeof name, "%s.m%d", par->name, k);
+            mo[k] = jit_lookup(jit, name);
+            snprintf(name, sizeof name, "%s.v%d", par->name, k);
+            ve[k] = jit_lookup(jit, name);
+        }
+        snprintf(name, sizeof name, "%s.weight", par->name);
+        w = jit_lookup(jit, name);
+        snprintf(name, sizeof name, "%s.grad", par->name);
+        g = jit_lookup(jit, name);
+        snprintf(name, sizeof name, "kernel.update.%s", par->name);
+        void (*upd)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
+        CHECK(upd && a[0] && a[1] && mo[0] && ve[1], "update kernel and its buffers are reachable");
+        if (upd) {
+            int64_t N = par->count;
+            double *ref = malloc(sizeof(double) * N * 7);
+            float beta = 1.5f, beta_next = 1.65f, lr = 0.01f, bc1 = 1 / (1 - 0.9f), bc2 = 1 / (1 - 0.999f);
+            for (int64_t i = 0; i < N; i++) {
+                for (int k = 0; k < 2; k++) {
+                    a[k][i] = (float)urand(-1, 1);
+                    mo[k][i] = (float)urand(-0.1, 0.1);
+                    ve[k][i] = (float)urand(0, 0.01);
+                }
+                g[i] = (float)urand(-1, 1);
+                /* reference: u = softmax(beta a), w = u1 - u0, g_a = beta (diag(u) - u u^T) (g q) */
+                double q[2] = {-1, 1}, u[2], e0 = exp(beta * a[0][i]), e1 = exp(beta * a[1][i]);
+                u[0] = e0 / (e0 + e1);
+                u[1] = e1 / (e0 + e1);
+                double gu[2] = {g[i] * q[0], g[i] * q[1]}, dot = u[0] * gu[0] + u[1] * gu[1], an[2];
+                for (int k = 0; k < 2; k++) {
+                    double ga = beta * u[k] * (gu[k] - dot);
+                    double m1 = 0.9 * mo[k][i] + 0.1 * ga, v1 = 0.999 * ve[k][i] + 0.001 * ga * ga;
+                    an[k] = a[k][i] - lr * (m1 * bc1) / (sqrt(v1 * bc2) + 1e-8);
+                    ref[i * 7 + 1 + k] = an[k];
+                    ref[i * 7 + 3 + k] = m1;
+                    ref[i * 7 + 5 + k] = v1;
+                }
+                double f0 = exp(beta_next * an[0]), f1 = exp(beta_next * an[1]);
+                ref[i * 7] = (f1 - f0) / (f0 + f1);
+            }
+            upd(beta, beta_next, lr, bc1, bc2);
+            double worst = 0;
+            for (int64_t i = 0; i < N; i++) {
+                double got[7] = {w[i], a[0][i], a[1][i], mo[0][i], mo[1][i], ve[0][i], ve[1][i]};
+                for (int j = 0; j < 7; j++) {
+                    double err = fabs(got[j] - ref[i * 7 + j]) / fmax(1e-3, fabs(ref[i * 7 + j]));
+                    if (err > worst) worst = err;
+                }
+            }
+            CHECK(worst < 1e-4, "fused pmf+adam update vs reference, worst relative error %g", worst);
+            free(ref);
+        }
+    }
+out:
+    jit_free(jit);
+    compiled_free(&c);
+}
+
+int main(void) {
+    test_sx_basics();
+    test_sx_derivatives();
+    test_projections();
+    test_network_gradients();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,30 @@
+# tests/e2e/lib.sh — helpers for the end-to-end tests (sourced).
+# make_subset DIR NTRAIN NTEST: writes DIR/fashion-mnist/*-idx*-ubyte.gz holding the
+# first NTRAIN training and NTEST test samples of the real Fashion-MNIST files, in the
+# real IDX format (uncompressed data under the .gz names: zlib reads both).
+FMNIST="${FMNIST:-/usr/share/datasets/fashion-mnist}"
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
+
+idx_head() { # SRC DST COUNT RECORD_BYTES HEADER_BYTES
+    { gzip -dc "$1" 2>/dev/null || true; } | head -c $(($5 + $3 * $4)) > "$2"
+    be32 "$3" | dd of="$2" bs=1 seek=4 conv=notrunc status=none
+}
+
+make_subset() {
+    local d="$1/fashion-mnist"
+    mkdir -p "$d"
+    [ -f "$FMNIST/train-images-idx3-ubyte.gz" ] || fail "Fashion-MNIST not found in $FMNIST (apt-get install dataset-fashion-mnist)"
+    idx_head "$FMNIST/train-images-idx3-ubyte.gz" "$d/train-images-idx3-ubyte.gz" "$2" 784 16
+    idx_head "$FMNIST/train-labels-idx1-ubyte.gz" "$d/train-labels-idx1-ubyte.gz" "$2" 1 8
+    idx_head "$FMNIST/t10k-images-idx3-ubyte.gz" "$d/t10k-images-idx3-ubyte.gz" "$3" 784 16
+    idx_head "$FMNIST/t10k-labels-idx1-ubyte.gz" "$d/t10k-labels-idx1-ubyte.gz" "$3" 1 8
+}
+
+# json_field FILE KEY: the number KEY has in the final (last) line of a JSON Lines file.
+json_field() { tail -n 1 "$1" | sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p"; }
+
+# ge A B: A >= B as decimals
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }

@@ -1,0 +1,184 @@
+/* test_gemm.c — nnq_rt_sgemm (OpenBLAS) against nnq_rt_sgemm_ref (naive), and the
+ * reference against hand-computed products. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* A fixed little generator so the test data does not depend on the runtime's RNG. */
+static uint32_t g_lcg = 12345;
+static float rnd(void) {
+    g_lcg = g_lcg * 1664525u + 1013904223u;
+    return (float)((g_lcg >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+void test_gemm_ref_known(void) {
+    /* A = [1 2 3; 4 5 6], B = [7 8; 9 10; 11 12]: A*B = [58 64; 139 154] */
+    const float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {7, 8, 9, 10, 11, 12};
+    const float at[6] = {1, 4, 2, 5, 3, 6}, bt[6] = {7, 9, 11, 8, 10, 12};
+    const float want[4] = {58, 64, 139, 154};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            float c[4] = {1, 1, 1, 1};
+            /* C = 2 * op(A) op(B) - 1 * C */
+            nnq_rt_sgemm_ref(ta, tb, 2, 2, 3, 2.0f, ta ? at : a, ta ? 2 : 3, tb ? bt : b,
+                             tb ? 3 : 2, -1.0f, c, 2);
+            for (int i = 0; i < 4; i++)
+                CHECK(c[i] == 2 * want[i] - 1, "ref ta=%d tb=%d c[%d] = %g, want %g", ta, tb, i,
+                      c[i], 2 * want[i] - 1);
+            float d[4] = {1, 1, 1, 1};
+            nnq_rt_sgemm(ta, tb, 2, 2, 3, 2.0f, ta ? at : a, ta ? 2 : 3, tb ? bt : b, tb ? 3 : 2,
+                         -1.0f, d, 2);
+            for (int i = 0; i < 4; i++)
+                CHECK(d[i] == 2 * want[i] - 1, "blas ta=%d tb=%d d[%d] = %g", ta, tb, i, d[i]);
+        }
+}
+
+typedef struct Shape {
+    int m, n, k;
+} Shape;
+
+/* One comparison: random A, B, C with padded leading dimensions. */
+static void gemm_compare(int ta, int tb, int m, int n, int k, float alpha, float beta, int pad) {
+    int arows = ta ? k : m, acols = ta ? m : k;
+    int brows = tb ? n : k, bcols = tb ? k : n;
+    int lda = acols + pad, ldb = bcols + 2 * pad, ldc = n + pad;
+    float *a = malloc(sizeof(float) * (size_t)arows * lda + 4);
+    float *b = malloc(sizeof(float) * (size_t)brows * ldb + 4);
+    float *c1 = malloc(sizeof(float) * (size_t)m * ldc + 4);
+    float *c2 = malloc(sizeof(float) * (size_t)m * ldc + 4);
+    for (size_t i = 0; i < (size_t)arows * lda; i++)
+        a[i] = rnd();
+    for (size_t i = 0; i < (size_t)brows * ldb; i++)
+        b[i] = rnd();
+    for (size_t i = 0; i < (size_t)m * ldc; i++)
+        c1[i] = c2[i] = rnd();
+    nnq_rt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
+    nnq_rt_sgemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+
+    /* |blas - ref| <= c * (k + 2) * eps * (|alpha| sum_p |a_ip b_pj| + |beta c_ij| + 1) */
+    int bad = 0, nonfinite = 0, touched = 0;
+    double worst = 0;
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < ldc; j++) {
+            size_t at = (size_t)i * ldc + j;
+            if (j >= n) { /* padding: untouched, and equal in both */
+                touched += c1[at] != c2[at];
+                continue;
+            }
+            double mag = 0;
+            for (int p = 0; p < k; p++) {
+                double av = ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+                double bv = tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                mag += fabs(av * bv);
+            }
+            double tol = 4.0 * (k + 2) * FLT_EPSILON * (fabs(alpha) * mag + fabs(beta) * 2.0 + 1.0);
+            double diff = fabs((double)c1[at] - (double)c2[at]);
+            if (diff / tol > worst)
+                worst = diff / tol;
+            bad += diff > tol;
+            nonfinite += !isfinite(c1[at]) || !isfinite(c2[at]);
+        }
+    }
+    CHECK(bad == 0 && nonfinite == 0,
+          "ta=%d tb=%d m=%d n=%d k=%d alpha=%g beta=%g pad=%d: %d elements differ (worst "
+          "%.3g x tol), %d non-finite",
+          ta, tb, m, n, k, alpha, beta, pad, bad, worst, nonfinite);
+    CHECK(touched == 0, "padding columns of C differ between the paths");
+    free(a), free(b), free(c1), free(c2);
+}
+
+/* Checks both paths against the double-precision product, including beta * C. */
+static void gemm_exact(int ta, int tb, int m, int n, int k, float alpha, float beta) {
+    int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 5;
+    int arows = ta ? k : m, brows = tb ? n : k;
+    float *a = malloc(sizeof(float) * (size_t)arows * lda);
+    float *b = malloc(sizeof(float) * (size_t)brows * ldb);
+    float *c[2], *c0 = malloc(sizeof(float) * (size_t)m * ldc);
+    for (size_t i = 0; i < (size_t)arows * lda; i++)
+        a[i] = rnd();
+    for (size_t i = 0; i < (size_t)brows * ldb; i++)
+        b[i] = rnd();
+    for (size_t i = 0; i < (size_t)m * ldc; i++)
+        c0[i] = rnd();
+    for (int w = 0; w < 2; w++) {
+        c[w] = malloc(sizeof(float) * (size_t)m * ldc);
+        memcpy(c[w], c0, sizeof(float) * (size_t)m * ldc);
+    }
+    nnq_rt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c[0], ldc);
+    nnq_rt_sgemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c[1], ldc);
+    int bad[2] = {0, 0}, pad_changed[2] = {0, 0};
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < ldc; j++) {
+            size_t at = (size_t)i * ldc + j;
+            if (j >= n) {
+                for (int w = 0; w < 2; w++)
+                    pad_changed[w] += c[w][at] != c0[at];
+                continue;
+            }
+            double exact = 0, mag = 0;
+            for (int p = 0; p < k; p++) {
+                double av = ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+                double bv = tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                exact += av * bv;
+                mag += fabs(av * bv);
+            }
+            double want = alpha * exact + (double)beta * c0[at];
+            double tol = 2.0 * (k + 2) * FLT_EPSILON *
+                         (fabs(alpha) * mag + fabs(beta * c0[at]) + 1e-6);
+            for (int w = 0; w < 2; w++)
+                bad[w] += !(fabs(c[w][at] - want) <= tol);
+        }
+    CHECK(bad[0] == 0 && bad[1] == 0,
+          "vs exact: ta=%d tb=%d %dx%dx%d alpha=%g beta=%g: %d blas, %d ref elements off", ta,
+          tb, m, n, k, alpha, beta, bad[0], bad[1]);
+    CHECK(pad_changed[0] == 0 && pad_changed[1] == 0,
+          "C outside the m x n block was written (blas %d, ref %d)", pad_changed[0],
+          pad_changed[1]);
+    free(a), free(b), free(c0), free(c[0]), free(c[1]);
+}
+
+void test_gemm_vs_ref(void) {
+    static const Shape shapes[] = {{1, 1, 1},   {7, 5, 3},    {17, 13, 31}, {3, 65, 2},
+                                   {33, 1, 129}, {100, 10, 100}, {64, 96, 257}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                const Shape *sh = &shapes[s];
+                gemm_compare(ta, tb, sh->m, sh->n, sh->k, 1.0f, 0.0f, 0);
+                gemm_compare(ta, tb, sh->m, sh->n, sh->k, 0.75f, -1.25f, 3);
+                gemm_exact(ta, tb, sh->m, sh->n, sh->k, -0.5f, 2.0f);
+            }
+}
+
+void test_gemm_edges(void) {
+    /* beta == 0: C is not read, NaNs in it are overwritten */
+    float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1};
+    float c[4], d[4];
+    for (int i = 0; i < 4; i++)
+        c[i] = d[i] = NAN;
+    nnq_rt_sgemm(0, 0, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2);
+    nnq_rt_sgemm_ref(0, 0, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, d, 2);
+    /* [1 2 3; 4 5 6] * [1 0; 0 1; 1 1] = [4 5; 10 11] */
+    const float want[4] = {4, 5, 10, 11};
+    for (int i = 0; i < 4; i++) {
+        CHECK(c[i] == want[i], "blas beta=0 c[%d] = %g", i, c[i]);
+        CHECK(d[i] == want[i], "ref beta=0 d[%d] = %g", i, d[i]);
+    }
+    /* k == 0: C = beta * C */
+    for (int i = 0; i < 4; i++)
+        c[i] = d[i] = (float)(i + 1);
+    nnq_rt_sgemm(0, 0, 2, 2, 0, 1.0f, a, 1, b, 2, 3.0f, c, 2);
+    nnq_rt_sgemm_ref(0, 0, 2, 2, 0, 1.0f, a, 1, b, 2, 3.0f, d, 2);
+    for (int i = 0; i < 4; i++)
+        CHECK(c[i] == 3.0f * (i + 1) && d[i] == 3.0f * (i + 1), "k=0: %g %g", c[i], d[i]);
+    /* m == 0 or n == 0: nothing written */
+    c[0] = 42;
+    nnq_rt_sgemm(0, 0, 0, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2);
+    nnq_rt_sgemm_ref(0, 0, 2, 0, 3, 1.0f, a, 3, b, 1, 0.0f, c, 1);
+    CHECK(c[0] == 42);
+}

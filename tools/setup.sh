@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# tools/setup.sh — installs what nnq needs (Debian 12 packages) when missing, then
+# configures and builds into build/ (or $NNQ_BUILD_DIR). Sourced by tools/train.sh and
+# tools/test.sh; safe to run again (only missing packages are installed, the build is
+# incremental).
+set -euo pipefail
+
+NNQ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NNQ_BUILD_DIR="${NNQ_BUILD_DIR:-$NNQ_ROOT/build}"
+
+# Build tools, the libraries nnq links (LLVM, OpenBLAS, zlib) and the example's data.
+NNQ_PACKAGES=(gcc make cmake re2c bison llvm-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist)
+
+nnq_install_packages() {
+    local missing=()
+    for p in "${NNQ_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "nnq: installing ${missing[*]}"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "nnq: error: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+        sudo=sudo
+    fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+nnq_build() {
+    local jobs
+    jobs="$(nproc 2>/dev/null || echo 2)"
+    if [ ! -f "$NNQ_BUILD_DIR/CMakeCache.txt" ]; then
+        cmake -S "$NNQ_ROOT" -B "$NNQ_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    fi
+    cmake --build "$NNQ_BUILD_DIR" -j "$jobs"
+}
+
+nnq_install_packages
+nnq_build
