@@ -19,6 +19,7 @@ typedef struct Checker {
     const char *stdlib_dir;
     int nimported;
     const char *imported[16];
+    bool prelude;   /* loading std.projections implicitly: the user's names win */
     bool failed;
 } Checker;
 
@@ -78,6 +79,7 @@ static bool check_fresh(Checker *ck, const AstNode *item) {
     for (int i = 0; i < prog->ndata && !dup; i++)
         if (strcmp(prog->data[i]->name, item->name) == 0) dup = true, prev = prog->data[i]->loc;
     if (!dup) return true;
+    if (ck->prelude) return false; /* shadowed by the user's definition */
     error(ck, item->loc, "'%s' is already defined", item->name);
     diag_note(ck->diag, prev, "first defined here");
     return false;
@@ -477,6 +479,16 @@ Program *check_program(Arena *arena, Diag *diag, AstNode *root, const char *stdl
     prog->pool = sx_pool_new();
     Checker ck = {.prog = prog, .diag = diag, .stdlib_dir = stdlib_dir};
     collect(&ck, root);
+    /* The prelude: std.projections (float, pmf, ...) is always available; a program
+     * that defines a name itself keeps its own definition. */
+    bool have = false;
+    for (int i = 0; i < ck.nimported; i++) have |= strcmp(ck.imported[i], "std.projections") == 0;
+    if (!have && !ck.failed) {
+        AstNode imp = {.kind = AST_IMPORT, .name = "std.projections", .loc = {0}};
+        ck.prelude = true;
+        load_import(&ck, &imp);
+        ck.prelude = false;
+    }
     if (ck.failed) {
         sx_pool_free(prog->pool);
         return NULL;

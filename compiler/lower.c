@@ -111,8 +111,12 @@ static ProjInst *quant_of(Lower *lw, const AstNode *call) {
     const AstNode *def = program_find_projection(lw->prog, pname);
     if (!def) {
         lerror(lw, at, "unknown projection '%s'", pname, NULL);
-        if (!program_find_projection(lw->prog, "pmf"))
-            diag_note(lw->diag, at, "the standard projections come with `import std.projections`");
+        char list[512] = "";
+        size_t at_len = 0;
+        for (int i = 0; i < lw->prog->nprojs && at_len + 40 < sizeof list; i++)
+            at_len += (size_t)snprintf(list + at_len, sizeof list - at_len, "%s%s", i ? ", " : "",
+                                       lw->prog->projs[i]->name);
+        if (at_len) diag_note(lw->diag, at, "known projections: %s", list);
         return NULL;
     }
     int want = def->kids[0] ? def->kids[0]->nkids : 0;

@@ -83,16 +83,37 @@ NnqRun *nnq_run_new(const NnqRunOptions *opts) {
     return run;
 }
 
+/* Denormal floats are flushed to zero while generated code runs: with a large annealed
+ * beta, softmax and tanh projections produce values far below FLT_MIN, and arithmetic
+ * on denormals is many times slower on x86 (a 5x slower epoch was measured). Flushing
+ * them changes results only below 1.2e-38. The caller's mode is restored. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define RT_FTZ_DAZ 0x8040u
+static unsigned rt_fp_enter(void) {
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | RT_FTZ_DAZ);
+    return old;
+}
+static void rt_fp_leave(unsigned old) { _mm_setcsr(old); }
+#else
+static unsigned rt_fp_enter(void) { return 0; }
+static void rt_fp_leave(unsigned old) { (void)old; }
+#endif
+
 int nnq_run_invoke(NnqRun *run, int (*entry)(NnqRun *run)) {
     jmp_buf trap;
     jmp_buf *volatile outer = run->trap;
+    volatile unsigned fp = rt_fp_enter();
     if (setjmp(trap)) {
         run->trap = outer;
+        rt_fp_leave(fp);
         return 1;
     }
     run->trap = &trap;
     int rc = entry(run);
     run->trap = outer;
+    rt_fp_leave(fp);
     return rc;
 }
 

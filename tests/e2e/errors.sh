@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Bad input at run time gets a clear message, a non-zero exit (1, not a crash) and
+# leaves no half-written output: missing and corrupt data files, shape and label
+# mismatches, a diverging run, an unwritable model path.
+set -u
+NNQC="$1"; SRC="$2"
+. "$SRC/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+make_subset "$tmp" 1000 200
+cd "$tmp"
+pass=0; fails=0
+
+# expect_error NAME PATTERN FILE [nnqc args]: nnqc must exit 1 and print PATTERN.
+expect_error() {
+    local name="$1" pattern="$2" file="$3"; shift 3
+    "$NNQC" run "$file" --data-dir "$tmp" --progress=lines "$@" > out.txt 2>&1
+    local rc=$?
+    if [ $rc -eq 1 ] && grep -q -- "$pattern" out.txt; then
+        pass=$((pass + 1))
+    else
+        fails=$((fails + 1)); echo "FAIL $name: exit $rc, expected 1 and '$pattern' in:"; cat out.txt
+    fi
+}
+
+program() { # NAME IMAGES LABELS INPUT_SHAPE [SETTINGS...]
+    local name="$1" img="$2" lbl="$3" shape="$4"; shift 4
+    {
+        echo "labels binary = {-1, +1}"
+        echo "model m(x: f32[$shape]) -> f32[10] {"
+        echo "    return dense(relu(dense(flatten(x), 32, quant = ${QUANT:-pmf(binary)})), 10)"
+        echo "}"
+        echo "data d = idx(\"$img\", \"$lbl\", normalize = standard)"
+        echo "train m on d {"
+        echo "    epochs = 1"
+        echo "    validation = 100"
+        for s in "$@"; do echo "    $s"; done
+        echo "}"
+    } > "$name.nnq"
+}
+F=fashion-mnist
+program missing "$F/nope-images.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+expect_error missing-file "cannot find data file 'fashion-mnist/nope-images.gz'" missing.nnq
+
+printf 'this is not an idx file at all' > garbage.gz
+program garbage garbage.gz "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+expect_error bad-magic "garbage.gz" garbage.nnq
+
+head -c 50000 "$F/train-images-idx3-ubyte.gz" > short.gz
+program short short.gz "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+expect_error truncated "truncated" short.nnq
+
+program shape "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "3, 32, 32"
+expect_error shape-mismatch "model 'm'" shape.nnq
+
+QUANT=float program diverge "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
+    "optimizer = sgd(lr = 1e30)"
+expect_error divergence "diverged" diverge.nnq
+
+program nodir "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
+    'save "no/such/dir/m.nnqm"'
+expect_error unwritable-model "no/such/dir/m.nnqm" nodir.nnq
+if ls no 2>/dev/null | grep -q .; then fails=$((fails + 1)); echo "FAIL: files left behind"; else pass=$((pass + 1)); fi
+
+program metrics "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+expect_error unwritable-metrics "no/such/dir/m.jsonl" metrics.nnq --metrics no/such/dir/m.jsonl
+
+echo "$pass passed, $fails failed"
+[ $fails -eq 0 ]
