@@ -123,6 +123,15 @@ static LLVMValueRef fmaxv(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGE, a, b, ""), a, b, "");
 }
 
+/* exp with its argument raised to -87 (exp(-87) ~ 1.6e-38, next to FLT_MIN): below
+ * that expf underflows through a slow path (scalar and SIMD alike) that dominated
+ * training once beta was large; the result differs from 0 by less than 2e-38. */
+static LLVMValueRef exp_f32(Cg *cg, LLVMValueRef a) {
+    LLVMValueRef lo = LLVMConstReal(cg->tf32, -87.0);
+    LLVMValueRef x = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, a, lo, ""), lo, a, "");
+    return intrinsic(cg, "llvm.exp", cg->tf32, &x, 1);
+}
+
 static LLVMValueRef local(Cg *cg, LLVMTypeRef ty, LLVMValueRef init, const char *name) {
     /* allocas go to the entry block so mem2reg promotes them */
     LLVMBasicBlockRef cur = LLVMGetInsertBlock(cg->b);
@@ -455,7 +464,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             LLVMValueRef sum = local(cg, cg->tf32, cf32(cg, 0), "sum");
             Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
             LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, LLVMBuildAdd(b, base, j2.iv, "")), m, "");
-            LLVMValueRef e = intrinsic(cg, "llvm.exp", cg->tf32, &d, 1);
+            LLVMValueRef e = exp_f32(cg, d);
             LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, sum), e, ""), sum);
             if (in->op == IR_XENT_GRAD) stf(cg, out, LLVMBuildAdd(b, base, j2.iv, ""), e);
             loop_end(cg, &j2);
@@ -548,7 +557,7 @@ static LLVMValueRef emit_sx(Cg *cg, const IrKernel *k, LLVMValueRef *memo, LLVMV
     case SX_MUL: r = LLVMBuildFMul(b, a, c, ""); break;
     case SX_DIV: r = LLVMBuildFDiv(b, a, c, ""); break;
     case SX_NEG: r = LLVMBuildFNeg(b, a, ""); break;
-    case SX_EXP: r = intrinsic(cg, "llvm.exp", cg->tf32, &a, 1); break;
+    case SX_EXP: r = exp_f32(cg, a); break;
     case SX_LOG: r = intrinsic(cg, "llvm.log", cg->tf32, &a, 1); break;
     case SX_SQRT: r = intrinsic(cg, "llvm.sqrt", cg->tf32, &a, 1); break;
     case SX_ABS: r = intrinsic(cg, "llvm.fabs", cg->tf32, &a, 1); break;
