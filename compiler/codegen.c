@@ -998,3 +998,21 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     free(cg.rt_ty);
     return cg.mod;
 }
+
+void cg_add_trainer_main(LLVMModuleRef mod) {
+    LLVMContextRef ctx = LLVMGetModuleContext(mod);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(ctx), p = LLVMPointerType(LLVMInt8TypeInContext(ctx), 0);
+    LLVMTypeRef pp = LLVMPointerType(p, 0);
+    LLVMValueRef entry = LLVMGetNamedFunction(mod, "nnq_main");
+    assert(entry);
+    LLVMTypeRef tm_params[3] = {i32, pp, p};
+    LLVMTypeRef tm_ty = LLVMFunctionType(i32, tm_params, 3, 0);
+    LLVMValueRef tmain = LLVMAddFunction(mod, "nnq_trainer_main", tm_ty);
+    LLVMTypeRef main_params[2] = {i32, pp};
+    LLVMValueRef mainf = LLVMAddFunction(mod, "main", LLVMFunctionType(i32, main_params, 2, 0));
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, mainf, "entry"));
+    LLVMValueRef args[3] = {LLVMGetParam(mainf, 0), LLVMGetParam(mainf, 1), LLVMBuildBitCast(b, entry, p, "")};
+    LLVMBuildRet(b, LLVMBuildCall2(b, tm_ty, tmain, args, 3, ""));
+    LLVMDisposeBuilder(b);
+}

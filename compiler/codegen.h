@@ -30,4 +30,13 @@ void jit_free(Jit *jit);
 /* Optimizes a module for the host (used by the JIT and by --emit=llvm -O). */
 bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag);
 
+/* Standalone trainers (nnqc build): adds `int main(argc, argv)` calling the runtime's
+ * nnq_trainer_main with nnq_main; writes an optimized, position-independent object. */
+void cg_add_trainer_main(LLVMModuleRef mod);
+bool cg_write_object(LLVMModuleRef mod, int opt_level, const char *path, Diag *diag);
+
+/* link.c: links an object with the runtime and its libraries into an executable at
+ * `out`, atomically (a temporary name, then rename). */
+bool link_trainer(const char *object, const char *out, Diag *diag);
+
 #endif

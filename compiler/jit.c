@@ -49,7 +49,7 @@ static void init_llvm(void) {
     done = true;
 }
 
-static LLVMTargetMachineRef host_machine(Diag *diag, int opt_level) {
+static LLVMTargetMachineRef host_machine(Diag *diag, int opt_level, bool for_object) {
     init_llvm();
     char *triple = LLVMGetDefaultTargetTriple();
     LLVMTargetRef target;
@@ -65,8 +65,9 @@ static LLVMTargetMachineRef host_machine(Diag *diag, int opt_level) {
                               : opt_level == 1 ? LLVMCodeGenLevelLess
                               : opt_level == 2 ? LLVMCodeGenLevelDefault
                                                : LLVMCodeGenLevelAggressive;
-    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features, lvl,
-                                                      LLVMRelocDefault, LLVMCodeModelJITDefault);
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(
+        target, triple, cpu, features, lvl, for_object ? LLVMRelocPIC : LLVMRelocDefault,
+        for_object ? LLVMCodeModelDefault : LLVMCodeModelJITDefault);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(features);
     LLVMDisposeMessage(triple);
@@ -74,7 +75,7 @@ static LLVMTargetMachineRef host_machine(Diag *diag, int opt_level) {
 }
 
 bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag) {
-    LLVMTargetMachineRef tm = host_machine(diag, opt_level);
+    LLVMTargetMachineRef tm = host_machine(diag, opt_level, false);
     if (!tm) return false;
     char *triple = LLVMGetTargetMachineTriple(tm);
     LLVMSetTarget(mod, triple);
@@ -166,4 +167,18 @@ void jit_free(Jit *jit) {
     if (!jit) return;
     if (jit->lljit) LLVMOrcDisposeLLJIT(jit->lljit);
     free(jit);
+}
+
+bool cg_write_object(LLVMModuleRef mod, int opt_level, const char *path, Diag *diag) {
+    if (!cg_optimize(mod, opt_level, diag)) return false;
+    LLVMTargetMachineRef tm = host_machine(diag, opt_level, true);
+    if (!tm) return false;
+    char *err = NULL;
+    bool ok = !LLVMTargetMachineEmitToFile(tm, mod, (char *)path, LLVMObjectFile, &err);
+    if (!ok) {
+        diag_error_noloc(diag, "cannot write object file %s: %s", path, err ? err : "unknown error");
+        LLVMDisposeMessage(err);
+    }
+    LLVMDisposeTargetMachine(tm);
+    return ok;
 }

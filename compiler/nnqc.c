@@ -30,24 +30,23 @@ typedef struct Options {
     const char *file;
     Emit emit;
     const char *dump_after;
+    const char *output; /* build: -o */
     bool verify_each;
     int opt_level;
     NnqRunOptions run;
 } Options;
 
 static void usage(FILE *out) {
-    fputs("usage: nnqc run FILE.nnq [options]     compile and train\n"
-          "       nnqc check FILE.nnq             report errors only\n"
-          "       nnqc --emit=STAGE FILE.nnq      print a stage: tokens, ast, ir, llvm\n"
-          "       nnqc inspect MODEL.nnqm         summarize a trained model file\n"
-          "options:\n"
-          "  --epochs N         override the program's epochs\n"
-          "  --seed N           override the program's seed\n"
-          "  --threads N        OpenBLAS threads (default: OpenBLAS's choice)\n"
-          "  --data-dir DIR     search DIR first for data files (also $NNQ_DATA_DIR)\n"
-          "  --metrics PATH     write JSON Lines metrics to PATH\n"
-          "  --progress=MODE    bar, lines or auto (default: a bar on a terminal)\n"
-          "  --quiet            no per-epoch lines\n"
+    fputs("usage: nnqc run FILE.nnq [options]       compile and train\n"
+          "       nnqc build FILE.nnq -o TRAINER    write a standalone trainer executable\n"
+          "       nnqc check FILE.nnq               report errors only\n"
+          "       nnqc --emit=STAGE FILE.nnq        print a stage: tokens, ast, ir, llvm\n"
+          "       nnqc inspect MODEL.nnqm           summarize a trained model file\n"
+          "training options (run; a built trainer takes the same):\n",
+          out);
+    fputs(nnq_run_options_help(), out);
+    fputs("compiler options:\n"
+          "  -o PATH            the trainer to write (build)\n"
           "  -O N               LLVM optimization level 0-3 (default 2)\n"
           "  --dump-after=PASS  print the IR after lower, autodiff or fuse\n"
           "  --verify-each      run the IR verifier after every pass\n",
@@ -73,8 +72,10 @@ static int parse_args(int argc, char **argv, Options *o) {
 #define TAKES(flag)                                                                                \
     (strcmp(a, flag) == 0 ? (i + 1 < argc ? (val = argv[++i], 1) : (fprintf(stderr, "nnqc: error: %s needs a value\n", flag), -1)) \
      : strncmp(a, flag "=", strlen(flag) + 1) == 0 ? (val = a + strlen(flag) + 1, 1) : 0)
-        int t;
+        int t = nnq_run_parse_option(&o->run, argc, argv, &i);
         long long n;
+        if (t < 0) return 2;
+        if (t > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -88,36 +89,13 @@ static int parse_args(int argc, char **argv, Options *o) {
                 fprintf(stderr, "nnqc: error: unknown stage '%s' (tokens, ast, ir, llvm)\n", val);
                 return 2;
             }
-        } else if ((t = TAKES("--epochs"))) {
-            if (t < 0) return 2;
-            if (!parse_int(val, 1, 1000000, &n)) goto bad_value;
-            o->run.epochs = (int32_t)n;
-        } else if ((t = TAKES("--seed"))) {
-            if (t < 0) return 2;
-            if (!parse_int(val, 0, INT64_MAX, &n)) goto bad_value;
-            o->run.seed = n;
-        } else if ((t = TAKES("--threads"))) {
-            if (t < 0) return 2;
-            if (!parse_int(val, 1, 1024, &n)) goto bad_value;
-            o->run.threads = (int32_t)n;
-        } else if ((t = TAKES("--data-dir"))) {
-            if (t < 0) return 2;
-            o->run.data_dir = val;
-        } else if ((t = TAKES("--metrics"))) {
-            if (t < 0) return 2;
-            o->run.metrics_path = val;
-        } else if ((t = TAKES("--progress"))) {
-            if (t < 0) return 2;
-            if (!strcmp(val, "bar")) o->run.progress = 1;
-            else if (!strcmp(val, "lines")) o->run.progress = 0;
-            else if (!strcmp(val, "auto")) o->run.progress = -1;
-            else goto bad_value;
         } else if ((t = TAKES("--dump-after"))) {
             if (t < 0) return 2;
             if (strcmp(val, "lower") && strcmp(val, "autodiff") && strcmp(val, "fuse")) goto bad_value;
             o->dump_after = val;
-        } else if (!strcmp(a, "--quiet")) {
-            o->run.quiet = true;
+        } else if ((t = TAKES("-o"))) {
+            if (t < 0) return 2;
+            o->output = val;
         } else if (!strcmp(a, "--verify-each")) {
             o->verify_each = true;
         } else if (!strncmp(a, "-O", 2)) {
@@ -131,7 +109,7 @@ static int parse_args(int argc, char **argv, Options *o) {
             fprintf(stderr, "nnqc: error: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
-        } else if (!o->command && !o->emit && (!strcmp(a, "run") || !strcmp(a, "check") || !strcmp(a, "inspect"))) {
+        } else if (!o->command && !o->emit && (!strcmp(a, "run") || !strcmp(a, "check") || !strcmp(a, "inspect") || !strcmp(a, "build"))) {
             o->command = a;
         } else if (!o->file) {
             o->file = a;
@@ -148,7 +126,35 @@ static int parse_args(int argc, char **argv, Options *o) {
         usage(stderr);
         return 2;
     }
+    if (o->command && !strcmp(o->command, "build") && !o->output) {
+        fprintf(stderr, "nnqc: error: build needs -o TRAINER\n");
+        return 2;
+    }
     return -1;
+}
+
+/* nnqc build: the same module as `run`, plus a main(), as an object linked with the
+ * runtime. The object goes to a temporary file next to the output. */
+static bool build_trainer(const Options *o, const Program *prog, const IrModule *m, Diag *diag) {
+    if (!prog->train) {
+        diag_error_noloc(diag, "%s: nothing to build: the program has no train block", o->file);
+        return false;
+    }
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
+    bool ok = false;
+    if (mod) {
+        cg_add_trainer_main(mod);
+        size_t n = strlen(o->output) + 8;
+        char *obj = malloc(n);
+        snprintf(obj, n, "%s.o.tmp", o->output);
+        ok = cg_write_object(mod, o->opt_level, obj, diag) && link_trainer(obj, o->output, diag);
+        remove(obj);
+        free(obj);
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    return ok;
 }
 
 static bool verify(const Options *o, const IrModule *m, const char *after) {
@@ -263,6 +269,8 @@ int main(int argc, char **argv) {
         LLVMContextDispose(ctx);
     } else if (!strcmp(o.command, "check")) {
         rc = 0;
+    } else if (!strcmp(o.command, "build")) {
+        rc = build_trainer(&o, prog, m, diag) ? 0 : 1;
     } else {
         if (!prog->train) {
             diag_error_noloc(diag, "%s: nothing to run: the program has no train block", o.file);

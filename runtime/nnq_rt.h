@@ -42,6 +42,16 @@ NnqRun *nnq_run_new(const NnqRunOptions *opts);
 int nnq_run_invoke(NnqRun *run, int (*entry)(NnqRun *run));
 void nnq_run_free(NnqRun *run);
 
+/* Parses the run option at argv[*i] (--epochs, --seed, --threads, --data-dir,
+ * --metrics, --progress, --quiet), advancing *i past its value. Returns 1 when consumed,
+ * 0 when argv[*i] is not a run option, -1 after printing an error. */
+int nnq_run_parse_option(NnqRunOptions *opts, int argc, char **argv, int *i);
+/* The help text of those options, one per line. */
+const char *nnq_run_options_help(void);
+/* main() of a standalone trainer: parses the run options, runs entry, returns the
+ * exit status (0 ok, 1 reported error, 2 bad usage). */
+int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run));
+
 /* Reports an error and unwinds to nnq_run_invoke. Only valid inside it. */
 _Noreturn void nnq_rt_fail(NnqRun *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -287,7 +287,8 @@ static void test_tokens(void) {
               "1:28 SLASH '/'\n1:30 COLON ':'\n1:32 COMMA ','\n1:34 DOT '.'\n1:36 LBRACKET '['\n"
               "1:38 RBRACKET ']'\n1:40 IDENT 'f32'\n1:44 IDENT 'int'\n1:48 IDENT 'trainer'\n"
               "1:55 EOF ''\n");
-    CHECK_STR(dump_tokens("a @ b", &ok), "1:1 IDENT 'a'\n1:3 ERROR '@'\n1:5 IDENT 'b'\n1:6 EOF ''\n");
+    CHECK_STR(dump_tokens("a @ b", &ok),
+              "1:1 IDENT 'a'\n1:3 ERROR '@'\n1:5 IDENT 'b'\n1:6 EOF ''\n");
     CHECK(!ok);
     /* Inside [ ] as inside ( ), line breaks are not tokens; inside { } they are. */
     CHECK_STR(dump_tokens("[1,\n2]\n{1,\n2}", &ok),

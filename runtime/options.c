@@ -1,0 +1,116 @@
+/* options.c — the command-line options every trainer understands, parsed in one place
+ * for `nnqc run` and for standalone trainers (`nnqc build`), and the trainer's main.
+ * Parsing never exits: it reports to stderr and returns -1. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nnq_rt.h"
+
+static bool parse_ll(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* "--flag VALUE" or "--flag=VALUE": 1 and *val set when argv[*i] is `flag`. */
+static int takes(const char *flag, int argc, char **argv, int *i, const char **val) {
+    const char *a = argv[*i];
+    size_t n = strlen(flag);
+    if (strncmp(a, flag, n) != 0) return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0') return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "nnqc: error: %s needs a value\n", flag);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i], *val = NULL;
+    long long n;
+    int t;
+    if (!strcmp(a, "--quiet")) {
+        o->quiet = true;
+        return 1;
+    }
+    if ((t = takes("--epochs", argc, argv, i, &val))) {
+        if (t < 0) return -1;
+        if (!parse_ll(val, 1, 1000000, &n)) goto bad;
+        o->epochs = (int32_t)n;
+        return 1;
+    }
+    if ((t = takes("--seed", argc, argv, i, &val))) {
+        if (t < 0) return -1;
+        if (!parse_ll(val, 0, INT64_MAX, &n)) goto bad;
+        o->seed = n;
+        return 1;
+    }
+    if ((t = takes("--threads", argc, argv, i, &val))) {
+        if (t < 0) return -1;
+        if (!parse_ll(val, 1, 1024, &n)) goto bad;
+        o->threads = (int32_t)n;
+        return 1;
+    }
+    if ((t = takes("--data-dir", argc, argv, i, &val))) {
+        if (t < 0) return -1;
+        o->data_dir = val;
+        return 1;
+    }
+    if ((t = takes("--metrics", argc, argv, i, &val))) {
+        if (t < 0) return -1;
+        o->metrics_path = val;
+        return 1;
+    }
+    if ((t = takes("--progress", argc, argv, i, &val))) {
+        if (t < 0) return -1;
+        if (!strcmp(val, "bar")) o->progress = 1;
+        else if (!strcmp(val, "lines")) o->progress = 0;
+        else if (!strcmp(val, "auto")) o->progress = -1;
+        else goto bad;
+        return 1;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "nnqc: error: bad value '%s' for %s\n", val, a);
+    return -1;
+}
+
+const char *nnq_run_options_help(void) {
+    return "  --epochs N         override the program's epochs\n"
+           "  --seed N           override the program's seed\n"
+           "  --threads N        OpenBLAS threads (default: OpenBLAS's choice)\n"
+           "  --data-dir DIR     search DIR first for data files (also $NNQ_DATA_DIR)\n"
+           "  --metrics PATH     write JSON Lines metrics to PATH\n"
+           "  --progress=MODE    bar, lines or auto (default: a bar on a terminal)\n"
+           "  --quiet            no per-epoch lines\n";
+}
+
+int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run)) {
+    NnqRunOptions o;
+    nnq_run_options_default(&o);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: %s [options]   train (a trainer written by nnqc build)\noptions:\n%s",
+                   argv[0], nnq_run_options_help());
+            return 0;
+        }
+        int r = nnq_run_parse_option(&o, argc, argv, &i);
+        if (r == 0) fprintf(stderr, "nnqc: error: unknown option '%s' (see --help)\n", argv[i]);
+        if (r <= 0) return 2;
+    }
+    NnqRun *run = nnq_run_new(&o);
+    if (!run) return 1;
+    int rc = nnq_run_invoke(run, entry);
+    nnq_run_free(run);
+    return rc;
+}

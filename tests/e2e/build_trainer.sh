@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# nnqc build writes a standalone trainer; run without the compiler it trains exactly as
+# `nnqc run` does (bitwise-identical saved weights for the same seed and threads), and
+# it rejects unknown options with status 2.
+set -eu
+NNQC="$1"; SRC="$2"
+. "$SRC/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+make_subset "$tmp" 3000 500
+sed -e 's/validation = 1000/validation = 500/' "$SRC/tests/e2e/mlp_subset.nnq" > "$tmp/b.nnq"
+cd "$tmp"
+"$NNQC" build b.nnq -o trainer || fail "nnqc build failed"
+[ -x trainer ] || fail "no executable written"
+[ ! -e trainer.tmp ] && [ ! -e trainer.o.tmp ] || fail "temporary files left behind"
+./trainer --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > aot.txt 2>&1 || { cat aot.txt; fail "trainer failed"; }
+mv mlp_subset.nnqm aot.nnqm
+"$NNQC" run b.nnq --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > jit.txt 2>&1 || { cat jit.txt; fail "nnqc run failed"; }
+cmp aot.nnqm mlp_subset.nnqm || fail "trainer and nnqc run disagree"
+set +e
+./trainer --bogus > bad.txt 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "unknown option '--bogus'" bad.txt || fail "unknown option: exit $rc"
+echo "3 passed, 0 failed"
