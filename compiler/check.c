@@ -242,12 +242,20 @@ static bool want_period(Checker *ck, const AstNode *e, int64_t *out, const char 
     return true;
 }
 
+static void check_data_source(Checker *ck, DataDecl *d, const AstNode *e);
+
+/* The name is registered even when the source is malformed, so later uses of it do
+ * not cascade into "unknown data set" errors. */
 static void check_data(Checker *ck, const AstNode *item) {
     if (!check_fresh(ck, item)) return;
-    const AstNode *e = item->kids[0];
     DataDecl *d = arena_alloc(ck->prog->arena, sizeof *d);
     d->name = item->name;
     d->loc = item->loc;
+    check_data_source(ck, d, item->kids[0]);
+    PUSH(ck->prog->arena, ck->prog->data, ck->prog->ndata, d);
+}
+
+static void check_data_source(Checker *ck, DataDecl *d, const AstNode *e) {
     if (e->kind != AST_CALL || strcmp(e->name, "idx") != 0) {
         error(ck, e->loc, "unknown data source (available: idx(images, labels))", NULL);
         return;
@@ -280,7 +288,6 @@ static void check_data(Checker *ck, const AstNode *item) {
             return;
         }
     }
-    PUSH(ck->prog->arena, ck->prog->data, ck->prog->ndata, d);
 }
 
 static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
@@ -458,12 +465,20 @@ static bool load_import(Checker *ck, const AstNode *item) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         error(ck, item->loc, "unknown module '%s'", name);
-        diag_note(ck->diag, item->loc, "looked for %s (set NNQ_STDLIB to the stdlib directory)",
-                  path);
+        diag_note(ck->diag, item->loc,
+                  "the standard library has no %s.nnq (NNQ_STDLIB selects another directory)",
+                  name + 4);
         return false;
     }
     fclose(f);
     SourceFile *src = source_load(arena, path, ck->diag);
+    if (src) {
+        /* Messages name library files as std/NAME.nnq, wherever the library lives. */
+        SourceFile *shown = arena_alloc(arena, sizeof *shown);
+        *shown = *src;
+        shown->path = arena_printf(arena, "std/%s.nnq", name + 4);
+        src = shown;
+    }
     AstNode *root = src ? lang_parse(arena, ck->diag, src) : NULL;
     if (!root) {
         ck->failed = true;

@@ -355,6 +355,19 @@ static PVal eval(PCtx *cx, const AstNode *e) {
     return pv_error();
 }
 
+/* The argument name of the first grad(x) in an update expression, for messages. */
+static const char *grad_name(const AstNode *e) {
+    if (!e) return NULL;
+    if (e->kind == AST_CALL && strcmp(e->name, "grad") == 0 && e->nkids == 1 &&
+        e->kids[0]->kind == AST_IDENT)
+        return e->kids[0]->name;
+    for (int i = 0; i < e->nkids; i++) {
+        const char *n = grad_name(e->kids[i]);
+        if (n) return n;
+    }
+    return NULL;
+}
+
 /* Evaluates a size or requires expression to a constant. */
 static bool eval_const(PCtx *cx, const AstNode *e, double *out) {
     PVal v = eval(cx, e);
@@ -599,12 +612,16 @@ static ProjInst *instantiate(PCtx *cx) {
             slot[k0 + j] = e;
         }
         if (st->kind == AST_UPDATE && all_zero) {
+            const char *x = grad_name(st->kids[0]);
+            char what[128];
+            snprintf(what, sizeof what, "grad(%s) is zero everywhere: '%s' does not depend",
+                     x ? x : "...", wname);
             perr(cx, st->kids[0]->loc,
-                 "this gradient is zero everywhere: the weight does not depend differentiably on "
-                 "what grad(...) names here (e.g. nearest() and comparisons are piecewise "
-                 "constant)", NULL, NULL);
-            diag_note(cx->diag, st->kids[0]->loc, "write `update %s using grad(%s)` for that",
-                      st->name, wname);
+                 "%s differentiably on it (nearest() and comparisons are piecewise constant)",
+                 what, NULL);
+            diag_note(cx->diag, st->kids[0]->loc,
+                      "a straight-through step is written `update %s using grad(%s)`", st->name,
+                      wname);
         }
     }
     free(map);
