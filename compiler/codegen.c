@@ -868,6 +868,21 @@ static void emit_main(Cg *cg) {
         }
     }
     if_end(cg, join);
+    /* `evaluate DATA every N epochs`: the test accuracies at this epoch */
+    const DataDecl *dtest_every = tc->eval_every_epochs > 0 ? dtest : NULL;
+    if (dtest_every) {
+        LLVMBasicBlockRef j4;
+        LLVMValueRef due = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, ep.iv, ci32(cg, tc->eval_every_epochs), ""), ci32(cg, 0), "");
+        if_begin(cg, due, &j4);
+        LLVMValueRef s[IRS_COUNT];
+        scalars_beta(cg, s, get(cg, cg->tf64, beta));
+        all_kernels(cg, 2, s);
+        LLVMValueRef tstart = dtest == dtrain ? ntrain : ci64(cg, 0);
+        LLVMValueRef soft = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, dst, tstart, ntest, ci32(cg, 0)}, 5, "");
+        LLVMValueRef hard = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, dst, tstart, ntest, ci32(cg, 1)}, 5, "");
+        rt_call(cg, "nnq_rt_epoch_test", (LLVMValueRef[]){run, soft, hard}, 3);
+        if_end(cg, j4);
+    }
     LLVMValueRef fi = LLVMBuildSIToFP(b, iters, cg->tf64, "");
     LLVMValueRef mean_loss = LLVMBuildFDiv(b, get(cg, cg->tf64, sum_loss), fi, "");
     LLVMValueRef tr_acc = LLVMBuildFDiv(b, get(cg, cg->tf64, sum_correct), LLVMBuildFMul(b, fi, cf64(cg, (double)cg->batch), ""), "");

@@ -221,8 +221,15 @@ void nnq_rt_check_loss(NnqRun *run, float loss, int64_t iteration) {
                     isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", (long long)iteration);
 }
 
+void nnq_rt_epoch_test(NnqRun *run, double test_soft, double test_hard) {
+    run->epoch_test_soft = test_soft;
+    run->epoch_test_hard = test_hard;
+}
+
 void nnq_rt_epoch_end(NnqRun *run, int32_t epoch, double train_loss, double train_acc,
                       double val_soft, double val_hard, double beta, double lr) {
+    double test_soft = run->epoch_test_soft, test_hard = run->epoch_test_hard;
+    run->epoch_test_soft = run->epoch_test_hard = -1;
     double now = rt_now();
     double secs = run->training ? now - run->epoch_start : 0.0;
     run->epoch_start = now;
@@ -240,6 +247,10 @@ void nnq_rt_epoch_end(NnqRun *run, int32_t epoch, double train_loss, double trai
             printf("  val %.4f", val_soft);
         if (val_hard >= 0)
             printf("  hard %.4f", val_hard);
+        if (test_soft >= 0)
+            printf("  test %.4f", test_soft);
+        if (test_hard >= 0)
+            printf("  hard %.4f", test_hard);
         if (beta >= 0)
             printf("  beta %.2e", beta);
         if (lr >= 0)
@@ -248,12 +259,14 @@ void nnq_rt_epoch_end(NnqRun *run, int32_t epoch, double train_loss, double trai
         fflush(stdout);
     }
     if (run->metrics) {
-        char line[512], b[7][32];
+        char line[640], b[9][32];
         snprintf(line, sizeof line,
                  "{\"epoch\":%d,\"train_loss\":%s,\"train_acc\":%s,\"val_acc_soft\":%s,"
-                 "\"val_acc_hard\":%s,\"beta\":%s,\"lr\":%s,\"seconds\":%s}",
+                 "\"val_acc_hard\":%s,\"test_acc_soft\":%s,\"test_acc_hard\":%s,\"beta\":%s,"
+                 "\"lr\":%s,\"seconds\":%s}",
                  epoch, json_num(b[0], 32, train_loss), json_num(b[1], 32, train_acc),
                  json_num(b[2], 32, val_soft), json_num(b[3], 32, val_hard),
+                 json_num(b[7], 32, test_soft), json_num(b[8], 32, test_hard),
                  json_num(b[4], 32, beta), json_num(b[5], 32, lr), json_num(b[6], 32, secs));
         metrics_line(run, line);
     }

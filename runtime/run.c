@@ -73,6 +73,7 @@ NnqRun *nnq_run_new(const NnqRunOptions *opts) {
         nnq_run_free(run);
         return NULL;
     }
+    run->epoch_test_soft = run->epoch_test_hard = -1;
     run_seed_state(run, run->opts.seed >= 0 ? (uint64_t)run->opts.seed : 0);
     if (run->opts.threads > 0)
         openblas_set_num_threads(run->opts.threads);

@@ -19,6 +19,7 @@ static int entry_train(NnqRun *run) {
     nnq_rt_epoch_end(run, 1, 0.5, 0.8, 0.75, -1, -1, 1e-3);
     g_tmp_seen = th_file_exists(g_metrics_tmp);
     g_final_seen = th_file_exists(g_metrics);
+    nnq_rt_epoch_test(run, 0.7, 0.6);
     nnq_rt_epoch_end(run, 2, 0.4, 0.85, 0.8, 0.79, 12.3, 2e-4);
     nnq_rt_note(run, "kept best hard model from epoch %lld", 2);
     nnq_rt_note(run, "iterations:", 10);
@@ -66,11 +67,13 @@ void test_metrics_success(void) {
             line[n++] = p;
         CHECK(n == 3, "%d lines", n);
         const char *first = "{\"epoch\":1,\"train_loss\":0.5,\"train_acc\":0.8,"
-                            "\"val_acc_soft\":0.75,\"val_acc_hard\":null,\"beta\":null,"
+                            "\"val_acc_soft\":0.75,\"val_acc_hard\":null,\"test_acc_soft\":null,"
+                            "\"test_acc_hard\":null,\"beta\":null,"
                             "\"lr\":0.001,\"seconds\":";
         CHECK(line[0] && strncmp(line[0], first, strlen(first)) == 0, "line 1: %s", line[0]);
         CHECK(line[1] && th_contains(line[1], "\"epoch\":2,") &&
-                  th_contains(line[1], "\"val_acc_hard\":0.79,\"beta\":12.3,\"lr\":0.0002,"),
+                  th_contains(line[1], "\"val_acc_hard\":0.79,\"test_acc_soft\":0.7,"
+                                        "\"test_acc_hard\":0.6,\"beta\":12.3,\"lr\":0.0002,"),
               "line 2: %s", line[1]);
         const char *fin = "{\"final\":true,\"epochs\":2,\"test_acc_hard\":0.8,"
                           "\"test_acc_soft\":0.81,\"train_seconds\":";
@@ -85,7 +88,7 @@ void test_metrics_success(void) {
     CHECK(th_contains(out, "epoch 1/2  loss 0.5000  train 0.8000  val 0.7500  lr 1.00e-03  "),
           "epoch 1 line: %s", out);
     CHECK(th_contains(out, "epoch 2/2  loss 0.4000  train 0.8500  val 0.8000  hard 0.7900  "
-                           "beta 1.23e+01  lr 2.00e-04  "),
+                           "test 0.7000  hard 0.6000  beta 1.23e+01  lr 2.00e-04  "),
           "epoch 2 line: %s", out);
     CHECK(th_contains(out, "note: kept best hard model from epoch 2\n"), "%s", out);
     CHECK(th_contains(out, "note: iterations: 10\n"), "%s", out);
