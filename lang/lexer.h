@@ -12,9 +12,8 @@
  *     block before it.
  * Lexical errors (unexpected character, unterminated string, invalid number) go to
  * the Diag sink; an unexpected character yields the error token YYUNDEF, an invalid
- * number a usable NUMBER, and an unterminated string a STRING marked `invalid` whose
- * line's open ( and [ are dropped, so the rest of the line does not run on into the
- * next ones.
+ * number a usable NUMBER, and an unterminated string a STRING marked `invalid` (the
+ * parser treats it as YYUNDEF and recovers).
  *
  * Ownership: a Lexer borrows its SourceFile, Arena and Diag; resolved strings and
  * bracket names are allocated from the arena. Token.text points into the source.
@@ -98,8 +97,10 @@ typedef struct Lexer {
     bool operand_done; /* the last token completes an operand (decides '|' and '{') */
     /* the statement being lexed, for classifying its '{' */
     int stmt_kind, stmt_ntoks, stmt_depth;
-    const char *stmt_name;
+    const char *stmt_name; /* its second word (the declared name), not NUL-terminated */
+    size_t stmt_name_len;
     bool stmt_has_block;
+    bool block_assumed; /* lexer_open_missing_block just opened a body */
 } Lexer;
 
 void lexer_init(Lexer *lx, const SourceFile *src, Arena *arena, Diag *diag);
@@ -111,6 +112,13 @@ void lexer_resync(Lexer *lx, const Token *first, const Token *second);
 /* Error recovery: forgets the open bracket at stack position `index` (if still open),
  * as if its closer had been written. */
 void lexer_forget(Lexer *lx, int index);
+
+/* Error recovery, when the line of a model/block/projection/train/for header ended
+ * (the last token lexed is that NEWLINE) before its '{': opens the body as if the '{'
+ * had been written, so the lines of the body stay inside it (a '{' that starts the
+ * next line is taken as that body's brace). Returns false, doing
+ * nothing, when the last statement is not such a header or already has its body. */
+bool lexer_open_missing_block(Lexer *lx, SrcLoc loc, Bracket *opened);
 
 /* Name of a token kind in token dumps: "IDENT", "MODEL", "LPAREN", "NEWLINE" ... */
 const char *lexer_kind_name(int kind);

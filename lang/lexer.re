@@ -14,7 +14,6 @@
  *   comment     # to end of line
  */
 #include <assert.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -264,10 +263,14 @@ static Token lexer_make(Lexer *lx, int kind) {
         lx->stmt_name = NULL;
         lx->stmt_has_block = false;
     }
-    if (++lx->stmt_ntoks == 2 && (kind == TOK_IDENT || lexer_is_keyword(kind)))
-        lx->stmt_name = arena_strndup(lx->arena, t.text, t.len);
+    if (++lx->stmt_ntoks == 2 && (kind == TOK_IDENT || lexer_is_keyword(kind))) {
+        lx->stmt_name = t.text;
+        lx->stmt_name_len = t.len;
+    }
 
     bool closing_pipe = false;
+    bool assumed_brace = lx->block_assumed && kind == TOK_LBRACE;
+    lx->block_assumed = false;
     switch (kind) {
     case TOK_LPAREN: {
         /* A '(' right after a name opens a call of that name. */
@@ -280,6 +283,10 @@ static Token lexer_make(Lexer *lx, int kind) {
         lexer_push(lx, BRACKET_SQUARE, t.loc, NULL);
         break;
     case TOK_LBRACE: {
+        if (assumed_brace) {
+            t.block_brace = true; /* the '{' of a body already opened for recovery */
+            break;
+        }
         /* The first '{' of a model/block/projection/train/for statement, at the
          * statement's own depth and after a complete header, opens its body. */
         BracketKind bk = BRACKET_SET;
@@ -288,7 +295,10 @@ static Token lexer_make(Lexer *lx, int kind) {
             bk = lexer_block_kind(lx->stmt_kind);
         lx->stmt_has_block |= bk != BRACKET_SET;
         t.block_brace = bk != BRACKET_SET;
-        lexer_push(lx, bk, t.loc, bk == BRACKET_SET ? NULL : lx->stmt_name);
+        const char *name = NULL;
+        if (bk != BRACKET_SET && lx->stmt_name)
+            name = arena_strndup(lx->arena, lx->stmt_name, lx->stmt_name_len);
+        lexer_push(lx, bk, t.loc, name);
         break;
     }
     case TOK_RPAREN:
@@ -320,7 +330,8 @@ void lexer_resync(Lexer *lx, const Token *first, const Token *second) {
     lx->stmt_kind = first->kind;
     lx->stmt_ntoks = 2;
     lx->stmt_depth = 0;
-    lx->stmt_name = arena_strndup(lx->arena, second->text, second->len);
+    lx->stmt_name = second->text;
+    lx->stmt_name_len = second->len;
     lx->stmt_has_block = false;
 }
 
@@ -332,6 +343,20 @@ void lexer_forget(Lexer *lx, int index) {
     memmove(lx->stack + index, lx->stack + index + 1,
             (size_t)(lx->depth - index - 1) * sizeof(Bracket));
     lx->depth--;
+}
+
+bool lexer_open_missing_block(Lexer *lx, SrcLoc loc, Bracket *opened) {
+    BracketKind kind = lexer_block_kind(lx->stmt_kind);
+    if (lx->last_kind != TOK_NEWLINE || kind == BRACKET_SET || lx->stmt_has_block ||
+        lx->depth != lx->stmt_depth)
+        return false;
+    const char *name = lx->stmt_name ? arena_strndup(lx->arena, lx->stmt_name, lx->stmt_name_len)
+                                     : NULL;
+    lexer_push(lx, kind, loc, name);
+    lx->stmt_has_block = true;
+    lx->block_assumed = true;
+    *opened = lx->stack[lx->depth - 1];
+    return true;
 }
 
 /* ---- tokens with a value ---- */
@@ -359,7 +384,6 @@ static Token lexer_eof(Lexer *lx) {
 static Token lexer_number(Lexer *lx, bool is_int) {
     Token t = lexer_make(lx, TOK_NUMBER);
     char *text = arena_strndup(lx->arena, t.text, t.len);
-    errno = 0;
     t.num = strtod(text, NULL); /* nnq never calls setlocale: '.' is the decimal point */
     t.is_int = is_int;
     if (isinf(t.num))
@@ -402,6 +426,7 @@ static Token lexer_string(Lexer *lx, bool closed) {
     Token t = lexer_make(lx, TOK_STRING);
     const char *p = t.text + 1, *end = t.text + t.len - (closed ? 1 : 0);
     char *out = arena_alloc(lx->arena, t.len), *o = out;
+    int bad_escape = 0;
     while (p < end) {
         if (*p != '\\') {
             *o++ = *p++;
@@ -414,18 +439,19 @@ static Token lexer_string(Lexer *lx, bool closed) {
         case '\\': *o++ = '\\'; break;
         case 'n': *o++ = '\n'; break;
         case 't': *o++ = '\t'; break;
-        default: {
-            SrcLoc loc = t.loc;
-            loc.col += (int)(p - t.text);
-            unsigned char c = (unsigned char)p[1];
-            if (c > 0x20 && c < 0x7f)
-                lexer_error(lx, loc, "unknown escape sequence '\\%c' in string "
-                            "(the escapes are \\\" \\\\ \\n and \\t)", c);
-            else
-                lexer_error(lx, loc, "unknown escape sequence in string "
-                            "(the escapes are \\\" \\\\ \\n and \\t)");
+        default:
+            if (bad_escape++ == 0) { /* one message per string is enough */
+                SrcLoc loc = t.loc;
+                loc.col += (int)(p - t.text);
+                unsigned char c = (unsigned char)p[1];
+                if (c > 0x20 && c < 0x7f)
+                    lexer_error(lx, loc, "unknown escape sequence '\\%c' in string "
+                                "(the escapes are \\\" \\\\ \\n and \\t)", c);
+                else
+                    lexer_error(lx, loc, "unknown escape sequence in string "
+                                "(the escapes are \\\" \\\\ \\n and \\t)");
+            }
             *o++ = p[1];
-        }
         }
         p += 2;
     }
@@ -433,13 +459,6 @@ static Token lexer_string(Lexer *lx, bool closed) {
     t.str = out;
     if (!closed) {
         lexer_error(lx, t.loc, "unterminated string");
-        /* Whatever closed the brackets of this line is lost in the string. */
-        while (lx->depth > 0 && bracket_is_paren(lx->stack[lx->depth - 1].kind) &&
-               lx->stack[lx->depth - 1].loc.line == lx->line) {
-            lx->depth--;
-            lx->paren_depth--;
-        }
-        t.depth_after = lx->depth;
         t.invalid = true;
     }
     return t;

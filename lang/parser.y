@@ -37,13 +37,21 @@
  * expressions, callees) may also be a declaration keyword (`data train = ...`,
  * `like(train)`).
  *
+ * Two liberties beyond the original grammar sketch: a line break may come before
+ * 'then' and 'else', and a block may hold its statements on the line of its braces
+ * (`{ return x }`).
+ *
  * Errors: syntax errors are reported by yyreport_syntax_error with the expected tokens
  * grouped into words ("an expression", "an operator") and targeted wording where the
- * context is clear. Recovery is at statement and declaration boundaries (`error`
- * productions), skipping to the end of the broken statement with the lexer's bracket
+ * context is clear ("expected '=' after setting name 'loss'", "expected ')' to close
+ * the call to 'relu'"). Recovery is at statement and declaration boundaries (`error`
+ * productions) and skips to the end of the broken statement by the lexer's bracket
  * depths, so a broken `for` header does not leak its body into the enclosing block.
- * Brackets still open at the end of the file, or when a declaration keyword starts a
- * line in column 1, are reported once and closed by made-up tokens.
+ * Heuristics keep one mistake to one message: a bracket reported as unclosed is
+ * forgotten by the lexer; a header line that ends without its '{' gets its body
+ * opened for it; brackets still open at the end of the file, or when a declaration
+ * keyword starts a line in column 1, are reported once and closed by made-up tokens;
+ * errors the lexer reported and errors at made-up tokens are not reported again.
  * The AST of a file with any error is not returned (lang_parse gives NULL).
  */
 
@@ -111,6 +119,7 @@ struct ParseCtx {
     int skip_depth;
     bool resume_pending;
     long resume_index; /* la_index of the token parsing resumed at */
+    long phantom_index; /* la_index of a NEWLINE where a missing '{' was assumed */
 };
 
 static int nnq_yylex(NNQ_YYSTYPE *lval, SrcLoc *lloc, ParseCtx *ctx);
@@ -139,6 +148,10 @@ static AstNode *parse_node(ParseCtx *ctx, AstKind kind, SrcLoc loc, const char *
     AstNode *node = ast_new(ctx->arena, kind, loc);
     node->name = name;
     return node;
+}
+
+static AstNode *parse_program(ParseCtx *ctx) {
+    return parse_node(ctx, AST_PROGRAM, (SrcLoc){ctx->src, 1, 1}, NULL);
 }
 
 static AstNode *parse_kid(ParseCtx *ctx, AstNode *parent, AstNode *kid) {
@@ -222,14 +235,13 @@ static AstNode *parse_add_arg(ParseCtx *ctx, AstNode *args, AstNode *arg) {
 %%
 
 program
-    : nls              { ctx->program = parse_node(ctx, AST_PROGRAM, (SrcLoc){ctx->src, 1, 1}, NULL); }
+    : nls              { ctx->program = parse_program(ctx); }
     | nls decls        { ctx->program = $2; }
     | nls decls nl     { ctx->program = $2; }
     ;
 
 decls
-    : decl             { $$ = parse_node(ctx, AST_PROGRAM, (SrcLoc){ctx->src, 1, 1}, NULL);
-                         if ($1) parse_kid(ctx, $$, $1); }
+    : decl             { $$ = parse_program(ctx); if ($1) parse_kid(ctx, $$, $1); }
     | decls nl decl    { $$ = $1; if ($3) parse_kid(ctx, $$, $3); }
     ;
 
@@ -272,7 +284,8 @@ decl
 
 dotted
     : IDENT                { $$ = $1; }
-    | dotted DOT IDENT     { $$ = $1; $$.text = arena_printf(ctx->arena, "%s.%s", $1.text, $3.text); }
+    | dotted DOT IDENT
+        { $$ = $1; $$.text = arena_printf(ctx->arena, "%s.%s", $1.text, $3.text); }
     ;
 
 /* Words usable as a name: identifiers and the declaration keywords. */
@@ -595,7 +608,8 @@ static void parse_close_brackets(ParseCtx *ctx, const Token *at) {
             diag_note(ctx->diag, b->loc, "%s opens here", desc);
         } else {
             diag_error(ctx->diag, at->loc, "expected '%c', found %s", closer, found);
-            diag_note(ctx->diag, b->loc, "to match this '%c'", b->kind == BRACKET_PAREN ? '(' : '[');
+            diag_note(ctx->diag, b->loc, "to match this '%c'",
+                      b->kind == BRACKET_PAREN ? '(' : '[');
         }
     }
     int limit = ctx->skipping && ctx->skip_depth < lx->depth ? ctx->skip_depth : lx->depth;
@@ -701,7 +715,8 @@ static int parse_recover(ParseCtx *ctx, bool have_lookahead, bool decl_level) {
     int depth = decl_level ? 0 : ctx->la_stmt_depth;
     bool again = have_lookahead && ctx->la_index == ctx->resume_index;
     int how = again ? 0 : RECOVER_ERROK;
-    if (have_lookahead && !again && parse_is_stop(&ctx->la, depth)) {
+    if (have_lookahead && !again && ctx->la_index != ctx->phantom_index &&
+        parse_is_stop(&ctx->la, depth)) {
         ctx->resume_index = ctx->la_index;
         return how;
     }
@@ -713,18 +728,18 @@ static int parse_recover(ParseCtx *ctx, bool have_lookahead, bool decl_level) {
 
 /* ---- syntax error messages ---- */
 
-typedef struct Expected {
+typedef struct ParseExpected {
     bool has[YYNTOKENS];
     const char *phrases[YYNTOKENS + 8];
     int nphrases;
-} Expected;
+} ParseExpected;
 
-static void expected_drop(Expected *e, const yysymbol_kind_t *syms, int n) {
+static void parse_expected_drop(ParseExpected *e, const yysymbol_kind_t *syms, int n) {
     for (int i = 0; i < n; i++)
         e->has[syms[i]] = false;
 }
 
-static bool expected_all(const Expected *e, const yysymbol_kind_t *syms, int n) {
+static bool parse_expected_all(const ParseExpected *e, const yysymbol_kind_t *syms, int n) {
     for (int i = 0; i < n; i++)
         if (!e->has[syms[i]])
             return false;
@@ -750,32 +765,35 @@ static const yysymbol_kind_t decl_keywords[] = {
 };
 
 /* Turns the parser's expected tokens into phrases, most general first. */
-static void expected_phrase(ParseCtx *ctx, Expected *e) {
+static void parse_expected_phrases(ParseCtx *ctx, ParseExpected *e) {
     const Token *la = &ctx->la;
     BracketKind open = la->open.kind;
-    if (ctx->prev.kind == TOK_NEWLINE || bracket_is_paren(open))
+    if (ctx->la_index <= 1 || ctx->prev.kind == TOK_NEWLINE || bracket_is_paren(open))
         e->has[YYSYMBOL_NEWLINE] = false; /* no NEWLINE can come here */
+    if (e->has[YYSYMBOL_NEWLINE])
+        e->has[YYSYMBOL_YYEOF] = false; /* "end of line" covers it */
     if (ctx->prev.kind == TOK_NUMBER)
         e->has[YYSYMBOL_IDENT] = false; /* a unit (`100 iterations`): rarely the point */
 
     bool kw_names = e->has[YYSYMBOL_EVERY] && e->has[YYSYMBOL_INIT];
-    if (expected_all(e, (const yysymbol_kind_t[]){YYSYMBOL_NUMBER, YYSYMBOL_STRING,
+    if (parse_expected_all(e, (const yysymbol_kind_t[]){YYSYMBOL_NUMBER, YYSYMBOL_STRING,
                                                    YYSYMBOL_LPAREN, YYSYMBOL_MINUS}, 4)) {
         e->phrases[e->nphrases++] = kw_names ? "an argument" : "an expression";
-        expected_drop(e, expr_starts, COUNT_OF(expr_starts));
+        parse_expected_drop(e, expr_starts, COUNT_OF(expr_starts));
         if (kw_names)
             for (int k = YYSYMBOL_IMPORT; k <= YYSYMBOL_IN; k++)
                 e->has[k] = false;
     }
     if (e->has[YYSYMBOL_STAR] && e->has[YYSYMBOL_PLUS]) {
         e->phrases[e->nphrases++] = "an operator";
-        expected_drop(e, operators, COUNT_OF(operators));
+        parse_expected_drop(e, operators, COUNT_OF(operators));
     }
-    if (expected_all(e, decl_keywords, COUNT_OF(decl_keywords))) {
+    if (parse_expected_all(e, decl_keywords, COUNT_OF(decl_keywords)) &&
+        !e->has[YYSYMBOL_IDENT]) { /* with IDENT they are names */
         e->phrases[e->nphrases++] =
             "a declaration ('import', 'labels', 'projection', 'model', 'block', 'data' or "
             "'train')";
-        expected_drop(e, decl_keywords, COUNT_OF(decl_keywords));
+        parse_expected_drop(e, decl_keywords, COUNT_OF(decl_keywords));
         e->has[YYSYMBOL_YYEOF] = false;
     }
     if (e->has[YYSYMBOL_IDENT] && kw_names) {
@@ -789,14 +807,14 @@ static void expected_phrase(ParseCtx *ctx, Expected *e) {
         e->phrases[e->nphrases++] = "an assignment";
         e->has[YYSYMBOL_IDENT] = false;
     }
-    if (e->has[YYSYMBOL_IDENT] && e->has[YYSYMBOL_LABELS]) {
+    if (e->has[YYSYMBOL_IDENT] && e->has[YYSYMBOL_LABELS] && !e->has[YYSYMBOL_TRAIN]) {
         e->phrases[e->nphrases++] = ctx->prev.kind == TOK_ARROW ? "a return type" : "a type";
         e->has[YYSYMBOL_IDENT] = e->has[YYSYMBOL_LABELS] = false;
     }
     if (e->has[YYSYMBOL_IDENT]) {
         e->phrases[e->nphrases++] = "a name";
         e->has[YYSYMBOL_IDENT] = false;
-        expected_drop(e, decl_keywords, COUNT_OF(decl_keywords));
+        parse_expected_drop(e, decl_keywords, COUNT_OF(decl_keywords));
     }
     if (e->has[YYSYMBOL_STRING]) {
         e->phrases[e->nphrases++] = "a string";
@@ -855,7 +873,7 @@ static int yyreport_syntax_error(const yypcontext_t *yyctx, ParseCtx *ctx) {
 
     yysymbol_kind_t syms[YYNTOKENS];
     int n = yypcontext_expected_tokens(yyctx, syms, YYNTOKENS);
-    Expected e = {0};
+    ParseExpected e = {0};
     for (int i = 0; i < n; i++)
         e.has[syms[i]] = true;
     const char *found = parse_token_desc(ctx, la);
@@ -888,6 +906,18 @@ static int yyreport_syntax_error(const yypcontext_t *yyctx, ParseCtx *ctx) {
         diag_error(ctx->diag, la->loc, "unmatched '%.*s'", (int)la->len, la->text);
         return 0;
     }
+    /* A header line (model, for, ...) that ends before its '{': the lines that follow
+     * are most likely its body, so open it for them; recovery then skips it whole. */
+    Bracket body;
+    if (la->kind == TOK_NEWLINE && !ctx->has_peeked &&
+        lexer_open_missing_block(&ctx->lx, la->loc, &body)) {
+        ctx->phantom_index = ctx->la_index;
+        if (e.has[YYSYMBOL_LBRACE]) {
+            diag_error(ctx->diag, la->loc, "expected '{' to open the body of %s, found %s",
+                       parse_bracket_desc(ctx, &body), found);
+            return 0;
+        }
+    }
     bool comparison = la->kind == TOK_EQ || la->kind == TOK_NE || la->kind == TOK_LT ||
                       la->kind == TOK_LE || la->kind == TOK_GT || la->kind == TOK_GE;
     if (comparison && e.has[YYSYMBOL_PLUS]) {
@@ -897,7 +927,7 @@ static int yyreport_syntax_error(const yypcontext_t *yyctx, ParseCtx *ctx) {
         return 0;
     }
 
-    expected_phrase(ctx, &e);
+    parse_expected_phrases(ctx, &e);
     if (e.nphrases == 0) {
         diag_error(ctx->diag, la->loc, "unexpected %s", found);
     } else if (e.nphrases == 1) {
@@ -917,9 +947,10 @@ static int yyreport_syntax_error(const yypcontext_t *yyctx, ParseCtx *ctx) {
     return 0;
 }
 
+/* Bison's own errors: only "memory exhausted", when the parser stack is full. */
 static void nnq_yyerror(SrcLoc *lloc, ParseCtx *ctx, const char *msg) {
-    (void)lloc;
-    diag_error(ctx->diag, ctx->la.loc, "%s: the program is nested too deeply", msg);
+    (void)msg;
+    diag_error(ctx->diag, *lloc, "the program is nested too deeply to parse");
 }
 
 /* ---- lang.h ---- */
@@ -931,6 +962,7 @@ AstNode *lang_parse(Arena *arena, Diag *diag, const SourceFile *src) {
     ctx.src = src;
     ctx.at_stmt_start = true;
     ctx.resume_index = -1;
+    ctx.phantom_index = -1;
     lexer_init(&ctx.lx, src, arena, diag);
     int errors = diag_error_count(diag);
     int rc = nnq_yyparse(&ctx);

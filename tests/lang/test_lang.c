@@ -490,6 +490,21 @@ static void test_diagnostics(void) {
     p = parse_text("model m(x) -> t {\n    y = f(x\n\ndata d = idx(\"a\")\n");
     CHECK(p.errors == 1 && contains(p.diags, "t.nnq:4:1: error: expected ')' to close the call "
                                              "to 'f', found 'data'"));
+    /* A header line without its '{': the body is skipped as a whole, '{' on the next
+     * line included. */
+    p = parse_text("model m(x) -> t\n    h = x\n    return h\n}\nlabels b = {1}\n");
+    CHECK(p.errors == 1 && contains(p.diags, "t.nnq:1:16: error: expected '{' to open the body "
+                                             "of the model 'm', found end of line"));
+    p = parse_text("model m(x) -> t {\n    for i in xs\n    {\n        y = i\n    }\n"
+                   "    return y\n}\n");
+    CHECK(p.errors == 1 && contains(p.diags, "t.nnq:2:16: error: expected '{' to open the body "
+                                             "of the 'for' loop, found end of line"));
+    /* An unterminated string does not take the rest of its call with it. */
+    p = parse_text("data d = idx(\"a,\n             \"b\")\nlabels b = {1}\n");
+    CHECK(p.errors == 1 && contains(p.diags, "t.nnq:1:14: error: unterminated string"));
+    /* One unknown escape message per string. */
+    p = parse_text("train m on d {\n    save \"C:\\x\\m\"\n}\n");
+    CHECK(p.errors == 1);
     /* Errors in later declarations are still found. */
     p = parse_text("model m(x) -> t {\n    return x +\n}\ndata d = f(\ntrain m on d {\n"
                    "    batch 1\n}\n");
