@@ -279,10 +279,10 @@ static int lower_expr(Lower *lw, const AstNode *e) {
     return -1;
 }
 
-static bool type_shape(Lower *lw, const AstNode *ty, IrShape *out) {
+/* `at` locates the message when the type is missing. */
+static bool type_shape(Lower *lw, const AstNode *ty, SrcLoc at, IrShape *out) {
     if (!ty || strcmp(ty->name, "f32") != 0 || ty->nkids < 1 || ty->nkids > NNQ_MAX_RANK - 1) {
-        lerror(lw, ty ? ty->loc : lw->f->insts[0].loc, "expected a tensor type such as f32[1, 28, 28]",
-               NULL, NULL);
+        lerror(lw, ty ? ty->loc : at, "expected a tensor type such as f32[1, 28, 28]", NULL, NULL);
         return false;
     }
     out->rank = ty->nkids;
@@ -309,8 +309,9 @@ static bool lower_model(Lower *lw, const AstNode *model, IrFunc *f, bool train) 
         return false;
     }
     IrShape in, ret;
-    if (!type_shape(lw, params->kids[0]->nkids ? params->kids[0]->kids[0] : NULL, &in) ||
-        !type_shape(lw, model->kids[1], &ret))
+    const AstNode *xp = params->kids[0];
+    if (!type_shape(lw, xp->nkids ? xp->kids[0] : NULL, xp->loc, &in) ||
+        !type_shape(lw, model->kids[1], model->loc, &ret))
         return false;
     if (ret.rank != 1 || ret.d[0] < 2) {
         lerror(lw, model->kids[1]->loc, "a classifier returns f32[classes] with at least 2 classes",

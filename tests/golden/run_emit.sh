@@ -1,10 +1,10 @@
 #!/bin/sh
-# run_emit.sh — golden tests of the token and AST dumps.
+# run_emit.sh — golden tests of nnqc's stage dumps (tokens, AST, IR).
 #
 #   run_emit.sh TOOL GOLDENDIR SRCDIR [EXTRA_ARGS...]
 #
-# For each GOLDENDIR/NAME.tokens and GOLDENDIR/NAME.ast, runs
-# `TOOL [EXTRA_ARGS...] tokens|ast NAME.nnq` from inside SRCDIR and compares its stdout
+# For each GOLDENDIR/NAME.tokens, NAME.ast and NAME.ir, runs
+# `TOOL [EXTRA_ARGS...] --emit=tokens|ast|ir NAME.nnq` from inside SRCDIR and compares its stdout
 # with the golden file (diff -u); the tool must also exit 0 and print nothing on
 # stderr. Prints each failure, then `N passed, N failed`; exits 1 if any case failed.
 # With NNQ_UPDATE_GOLDEN=1 it rewrites the golden files instead (review them by eye).
@@ -29,12 +29,12 @@ trap 'rm -f "$tmp" "$tmp.err" "$tmp.diff"' EXIT
 
 passed=0
 failed=0
-for golden in "$goldendir"/*.tokens "$goldendir"/*.ast; do
+for golden in "$goldendir"/*.tokens "$goldendir"/*.ast "$goldendir"/*.ir; do
     [ -e "$golden" ] || continue
     base=$(basename "$golden")
     name=${base%.*}
     mode=${base##*.}
-    "$tool" "$@" "$mode" "$name.nnq" >"$tmp" 2>"$tmp.err"
+    "$tool" "$@" "--emit=$mode" "$name.nnq" >"$tmp" 2>"$tmp.err"
     status=$?
     if [ "${NNQ_UPDATE_GOLDEN:-0}" = 1 ] && [ $status -eq 0 ]; then
         cp "$tmp" "$golden"
