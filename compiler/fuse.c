@@ -11,6 +11,7 @@
  * built in the program's SxPool by substituting the projection's VARs, so the whole
  * update is one expression DAG and shared subexpressions are computed once. */
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
@@ -54,7 +55,7 @@ void fuse_module(IrModule *m) {
         subst[PV_BETA] = scalar(p, IRS_BETA);
         subst[PV_GW] = gw;
         for (int c = 0; c < K; c++) subst[PV_AUX + c] = a[c];
-        int anew[NNQ_MAX_LABELS];
+        int anew[NNQ_MAX_LABELS], deltas[NNQ_MAX_LABELS];
         int lr = scalar(p, IRS_LR);
         for (int c = 0; c < K; c++) {
             int g = sx_subst(p, pr->grad[c], subst, nvar);
@@ -80,8 +81,21 @@ void fuse_module(IrModule *m) {
             } else {
                 step = g;
             }
-            anew[c] = sx_binary(p, SX_SUB, a[c], sx_binary(p, SX_MUL, lr, step));
+            deltas[c] = sx_binary(p, SX_MUL, lr, step);
         }
+        /* The move: a - delta, or the projection's own (a mirror step). */
+        int nmv = pr->delta_var0 + K;
+        int *mv = malloc(sizeof(int) * nmv);
+        for (int v = 0; v < nmv; v++) mv[v] = -1;
+        mv[PV_BETA] = scalar(p, IRS_BETA);
+        for (int c = 0; c < K; c++) {
+            mv[PV_AUX + c] = a[c];
+            mv[pr->delta_var0 + c] = deltas[c];
+        }
+        for (int c = 0; c < K; c++)
+            anew[c] = pr->move[c] >= 0 ? sx_subst(p, pr->move[c], mv, nmv)
+                                       : sx_binary(p, SX_SUB, a[c], deltas[c]);
+        free(mv);
         for (int c = 0; c < K; c++) subst[PV_AUX + c] = anew[c];
         int after[NNQ_MAX_LABELS];
         for (int c = 0; c < K; c++) after[c] = sx_subst(p, pr->after[c], subst, nvar);

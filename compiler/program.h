@@ -38,6 +38,9 @@ typedef struct ProjInst {
     int *init;                  /* [ncomp] aux from w0 (and beta) */
     int *grad;                  /* [ncomp] the gradient stepping each aux: over aux, beta, gw */
     int *after;                 /* [ncomp] post-step map of the aux (identity: the VAR itself) */
+    int *move;                  /* [ncomp] the aux after a step, over aux VARs and delta VARs
+                                   (delta_var0 + k: the optimizer's proposed change); -1: a - delta */
+    int delta_var0;
     bool uses_beta;
 } ProjInst;
 

@@ -24,14 +24,15 @@ typedef struct PVal {
     int c[NNQ_MAX_LABELS];
 } PVal;
 
-typedef struct Named {
+typedef struct Named Named;
+struct Named {
     const char *name;
     const AstNode *node;        /* defining statement */
     int kind;                   /* AST_AUX, AST_SOFT, AST_WEIGHT */
     int n;                      /* components */
     int var0;                   /* first VAR (placeholder or aux VAR) */
     int *def;                   /* [n] definition over earlier VARs (soft/weight) */
-} Named;
+};
 
 typedef struct PCtx {
     Program *prog;
@@ -44,7 +45,9 @@ typedef struct PCtx {
     Named names[64];
     int nnamed;
     int nvars;
-    bool allow_w0, allow_grad;
+    bool allow_w0, allow_grad, allow_delta;
+    int dbase;                  /* `delta` VARs (move): dbase + aux component */
+    Named *move_aux;     /* the aux a `move` statement defines */
     int weight_named;           /* index of the weight value in names[], -1 before */
     int gbase;                  /* grad(x) VARs: gbase + (VAR of x) */
     int *adj;                   /* per VAR adjoint (after derivation), -1 = none */
@@ -84,10 +87,17 @@ static PVal eval(PCtx *cx, const AstNode *e);
 static PVal zip(PCtx *cx, const AstNode *at, SxOp op, PVal x, PVal y) {
     if (!x.n || !y.n) return pv_error();
     if (x.n > 1 && y.n > 1 && x.n != y.n) {
-        char a[32], b[32];
-        snprintf(a, sizeof a, "%d", x.n);
-        snprintf(b, sizeof b, "%d", y.n);
-        perr(cx, at->loc, "operands have different lengths (%s and %s)", a, b);
+        char a[32], b[160];
+        const PVal *ls = y.is_labels ? &y : x.is_labels ? &x : NULL;
+        if (ls) { /* e.g. an aux sized for another label set */
+            snprintf(a, sizeof a, "%d", ls == &y ? x.n : y.n);
+            snprintf(b, sizeof b, "label set '%s' has %d", ls->labels->name, ls->n);
+            perr(cx, at->loc, "this has %s values per element, but the %s labels", a, b);
+        } else {
+            snprintf(a, sizeof a, "%d", x.n);
+            snprintf(b, sizeof b, "%d", y.n);
+            perr(cx, at->loc, "operands have different lengths (%s and %s)", a, b);
+        }
         return pv_error();
     }
     PVal r = pv_error();
@@ -214,6 +224,51 @@ static PVal eval_call(PCtx *cx, const AstNode *e) {
         for (int j = 0; j < x.n; j++) ex.c[j] = sx_binary(p, SX_DIV, ex.c[j], s);
         return ex;
     }
+    if (strcmp(f, "sparsemax") == 0) {
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        PVal z = eval(cx, e->kids[0]);
+        if (!z.n) return z;
+        /* Euclidean projection onto the simplex: u = max(z - tau, 0) with
+         * tau = max_k (sum_{j: z_j >= z_k} z_j - 1) / #{j: z_j >= z_k}, unrolled over the
+         * labels (no sort). Comparisons carry no derivative, so the derived Jacobian is
+         * diag(s) - s s^T / |s| on the support s, as in PGD. */
+        int tau = -1;
+        for (int k = 0; k < z.n; k++) {
+            int cnt = sx_const(p, 0), sum = sx_const(p, -1);
+            for (int j = 0; j < z.n; j++) {
+                int in = sx_binary(p, SX_LE, z.c[k], z.c[j]);
+                cnt = sx_binary(p, SX_ADD, cnt, in);
+                sum = sx_binary(p, SX_ADD, sum, sx_binary(p, SX_MUL, in, z.c[j]));
+            }
+            int cand = sx_binary(p, SX_DIV, sum, cnt);
+            tau = tau < 0 ? cand : sx_binary(p, SX_MAX, tau, cand);
+        }
+        PVal r = z;
+        r.is_labels = false;
+        for (int j = 0; j < z.n; j++)
+            r.c[j] = sx_binary(p, SX_MAX, sx_binary(p, SX_SUB, z.c[j], tau), sx_const(p, 0));
+        return r;
+    }
+    if (strcmp(f, "hardmax") == 0) {
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        PVal z = eval(cx, e->kids[0]);
+        if (!z.n) return z;
+        int idx = argmax_node(cx, z);
+        PVal r = z;
+        r.is_labels = false;
+        for (int j = 0; j < z.n; j++) r.c[j] = sx_binary(p, SX_EQ, idx, sx_const(p, j));
+        return r;
+    }
+    if (strcmp(f, "mids") == 0 || strcmp(f, "gaps") == 0) {
+        if (!want_args(cx, e, 1, 1)) return pv_error();
+        const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
+        if (!q) return pv_error();
+        PVal r = pv_error();
+        r.n = q->k - 1;
+        for (int j = 0; j + 1 < q->k; j++)
+            r.c[j] = sx_const(p, f[0] == 'm' ? (q->q[j] + q->q[j + 1]) / 2 : q->q[j + 1] - q->q[j]);
+        return r;
+    }
     if (strcmp(f, "sum") == 0) {
         if (!want_args(cx, e, 1, 1)) return pv_error();
         PVal x = eval(cx, e->kids[0]);
@@ -264,8 +319,8 @@ static PVal eval_call(PCtx *cx, const AstNode *e) {
     }
     perr(cx, e->loc, "unknown function '%s' in a projection", f, NULL);
     diag_note(cx->diag, e->loc,
-              "available: exp, log, tanh, atanh, sqrt, abs, sign, softmax, sum, max, min, "
-              "argmax, clamp, nearest, mid, half_range, grad");
+              "available: exp, log, tanh, atanh, sqrt, abs, sign, softmax, sparsemax, hardmax, "
+              "sum, max, min, argmax, clamp, nearest, mid, half_range, mids, gaps, grad");
     return pv_error();
 }
 
@@ -282,6 +337,18 @@ static PVal eval(PCtx *cx, const AstNode *e) {
                 return pv_error();
             }
             return pv_scalar(sx_var(p, PV_W0));
+        }
+        if (strcmp(e->name, "delta") == 0) {
+            if (!cx->allow_delta) {
+                perr(cx, e->loc, "'delta' (the optimizer's proposed change) is only defined in `move`",
+                     NULL, NULL);
+                return pv_error();
+            }
+            PVal r = pv_error();
+            r.n = cx->move_aux->n;
+            for (int j = 0; j < r.n; j++)
+                r.c[j] = sx_var(p, cx->dbase + cx->move_aux->var0 - PV_AUX + j);
+            return r;
         }
         if (cx->qname && strcmp(e->name, cx->qname) == 0) return labels_value(cx, cx->q);
         Named *nm = find_named(cx, e->name);
@@ -349,10 +416,68 @@ static PVal eval(PCtx *cx, const AstNode *e) {
         return r;
     }
     case AST_CALL: return eval_call(cx, e);
+    case AST_SET:
+    case AST_LIST: { /* a vector of scalars, e.g. {1, -1} */
+        PVal r = pv_error();
+        if (e->nkids < 1 || e->nkids > NNQ_MAX_LABELS) {
+            perr(cx, e->loc, "a vector has 1 to 64 elements", NULL, NULL);
+            return r;
+        }
+        for (int j = 0; j < e->nkids; j++) {
+            PVal x = eval(cx, e->kids[j]);
+            if (!x.n) return x;
+            if (x.n != 1) {
+                perr(cx, e->kids[j]->loc, "a vector's elements must be single values", NULL, NULL);
+                return pv_error();
+            }
+            r.c[j] = x.c[0];
+        }
+        r.n = e->nkids;
+        return r;
+    }
     default: break;
     }
     perr(cx, e->loc, "this expression is not allowed in a projection", NULL, NULL);
     return pv_error();
+}
+
+/* The values a hard expression can take, when they are all constants: a select tree
+ * whose leaves are constants. Returns false when some leaf is computed. */
+static bool hard_values(const SxPool *p, int id, double *vals, int *n, int cap) {
+    const SxNode *nd = sx_node(p, id);
+    if (nd->op == SX_CONST) {
+        for (int i = 0; i < *n; i++)
+            if (vals[i] == nd->value) return true;
+        if (*n == cap) return false;
+        vals[(*n)++] = nd->value;
+        return true;
+    }
+    if (nd->op == SX_SELECT) return hard_values(p, nd->b, vals, n, cap) && hard_values(p, nd->c, vals, n, cap);
+    return false;
+}
+
+/* `hard` must land in Q: every value it can produce is one of the labels. */
+static void check_hard(PCtx *cx, const AstNode *st, int hard) {
+    if (!cx->q) return; /* no label set: nothing to land in */
+    double vals[4 * NNQ_MAX_LABELS];
+    int n = 0;
+    if (!hard_values(cx->pool, hard, vals, &n, 4 * NNQ_MAX_LABELS)) {
+        perr(cx, st->kids[0]->loc,
+             "this hard value is computed, so it can leave the label set; select labels, e.g. "
+             "Q[argmax(a)] or nearest(Q, a)", NULL, NULL);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        bool in = false;
+        for (int k = 0; k < cx->q->k; k++) in |= cx->q->q[k] == vals[i];
+        if (!in) {
+            char v[64];
+            snprintf(v, sizeof v, "%g", vals[i]);
+            perr(cx, st->kids[0]->loc, "this hard value can be %s, which is not in label set '%s'", v,
+                 cx->q->name);
+            return;
+        }
+    }
 }
 
 /* The argument name of the first grad(x) in an update expression, for messages. */
@@ -537,8 +662,9 @@ static ProjInst *instantiate(PCtx *cx) {
     pi->init = arena_alloc(prog->arena, sizeof(int) * ncomp);
     pi->grad = arena_alloc(prog->arena, sizeof(int) * ncomp);
     pi->after = arena_alloc(prog->arena, sizeof(int) * ncomp);
+    pi->move = arena_alloc(prog->arena, sizeof(int) * ncomp);
     for (int k = 0; k < ncomp; k++) {
-        pi->init[k] = pi->grad[k] = -1;
+        pi->init[k] = pi->grad[k] = pi->move[k] = -1;
         pi->after[k] = sx_var(p, PV_AUX + k);
     }
     for (int i = 0; i < cx->nnamed; i++) {
@@ -552,8 +678,11 @@ static ProjInst *instantiate(PCtx *cx) {
     derive(cx);
     int *full = full_defs(cx);
     pi->weight = full[cx->names[cx->weight_named].var0];
-    /* One substitution map: placeholders -> definitions, grad VARs -> adjoints. */
+    /* One substitution map: placeholders -> definitions, grad VARs -> adjoints; `delta`
+     * VARs (after both) stay: the fuser substitutes the optimizer's step for them. */
     cx->gbase = cx->nvars;
+    cx->dbase = 2 * cx->nvars;
+    pi->delta_var0 = cx->dbase;
     int nmap = 2 * cx->nvars;
     int *map = malloc(sizeof(int) * nmap);
     for (int v = 0; v < cx->nvars; v++) {
@@ -580,8 +709,10 @@ static ProjInst *instantiate(PCtx *cx) {
         }
         cx->allow_w0 = st->kind == AST_INIT;
         cx->allow_grad = st->kind == AST_UPDATE;
+        cx->allow_delta = st->kind == AST_MOVE;
+        cx->move_aux = aux;
         PVal v = eval(cx, st->kids[0]);
-        cx->allow_w0 = cx->allow_grad = false;
+        cx->allow_w0 = cx->allow_grad = cx->allow_delta = false;
         if (!v.n) continue;
         if (st->kind == AST_HARD) {
             if (v.n != 1) {
@@ -590,11 +721,16 @@ static ProjInst *instantiate(PCtx *cx) {
             }
             pi->hard = sx_subst(p, v.c[0], map, nmap);
             have_hard = true;
+            check_hard(cx, st, pi->hard);
             continue;
         }
-        int *slot = st->kind == AST_INIT ? pi->init : st->kind == AST_UPDATE ? pi->grad : pi->after;
+        int *slot = st->kind == AST_INIT     ? pi->init
+                    : st->kind == AST_UPDATE ? pi->grad
+                    : st->kind == AST_MOVE   ? pi->move
+                                             : pi->after;
         v = want_shape(cx, st, v, aux->n, st->kind == AST_UPDATE ? "the update of an aux"
                                           : st->kind == AST_INIT ? "the init of an aux"
+                                          : st->kind == AST_MOVE ? "the move of an aux"
                                                                  : "the post-step map of an aux");
         if (!v.n) continue;
         int k0 = aux->var0 - PV_AUX;

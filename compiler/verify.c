@@ -2,6 +2,7 @@
  * every pass in debug builds). Checks SSA order, operand counts and kinds, the shape
  * rules of each op, parameter and batch-norm indices, and that kernels only read
  * inputs they declare. A failure is an internal compiler error, not a user error. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
@@ -79,6 +80,25 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
     return true;
 }
 
+/* Every node under `root` is a constant, an operation, a declared per-element input or
+ * a scalar: no VAR left from projection instantiation. */
+static bool kernel_closed(const SxPool *p, int root, int nin) {
+    char *seen = calloc(root + 1, 1);
+    bool ok = true;
+    seen[root] = 1;
+    for (int i = root; i >= 0 && ok; i--) {
+        if (!seen[i]) continue;
+        const SxNode *n = sx_node(p, i);
+        if (n->op == SX_VAR) ok = false;
+        if (n->op == SX_INPUT && n->slot < IR_SCALAR_SLOT(0) && n->slot >= nin) ok = false;
+        if (n->a >= 0) seen[n->a] = 1;
+        if (n->b >= 0) seen[n->b] = 1;
+        if (n->c >= 0) seen[n->c] = 1;
+    }
+    free(seen);
+    return ok;
+}
+
 bool verify_module(const IrModule *m, FILE *out) {
     if (!verify_func(m, &m->train, out) || !verify_func(m, &m->eval, out)) return false;
     if (m->train.loss < 0 || m->train.insts[m->train.loss].op != IR_XENT)
@@ -88,13 +108,12 @@ bool verify_module(const IrModule *m, FILE *out) {
             const IrKernel *k = &m->kernels[i][j];
             if (!k->name) continue;
             for (int o = 0; o < k->nout; o++) {
-                const SxNode *n = NULL;
-                if (k->out[o].node < 0 || k->out[o].node >= sx_count(m->prog->pool))
+                int root = k->out[o].node;
+                if (root < 0 || root >= sx_count(m->prog->pool))
                     FAIL("kernel %s.%s: output %d has no expression", k->name, m->params[i].name, o);
-                n = sx_node(m->prog->pool, k->out[o].node);
-                if (n->op == SX_VAR)
-                    FAIL("kernel %s.%s: an unresolved projection variable remains", k->name,
-                         m->params[i].name);
+                if (!kernel_closed(m->prog->pool, root, k->nin))
+                    FAIL("kernel %s.%s: output %d uses a projection variable or an undeclared input",
+                         k->name, m->params[i].name, o);
             }
         }
     return true;

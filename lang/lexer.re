@@ -87,8 +87,8 @@ bool lexer_is_decl_keyword(int kind) {
 }
 
 bool lexer_is_keyword(int kind) {
-    /* parser.y declares the 30 keyword tokens contiguously, 'import' to 'in'. */
-    _Static_assert(TOK_IN - TOK_IMPORT == 29, "keyword tokens must be contiguous");
+    /* parser.y declares the 31 keyword tokens contiguously, 'import' to 'in'. */
+    _Static_assert(TOK_IN - TOK_IMPORT == 30, "keyword tokens must be contiguous");
     return kind >= TOK_IMPORT && kind <= TOK_IN;
 }
 
@@ -115,6 +115,7 @@ const char *lexer_kind_name(int kind) {
     case TOK_UPDATE: return "UPDATE";
     case TOK_USING: return "USING";
     case TOK_AFTER: return "AFTER";
+    case TOK_MOVE: return "MOVE";
     case TOK_HARD: return "HARD";
     case TOK_INIT: return "INIT";
     case TOK_RETURN: return "RETURN";
@@ -521,6 +522,7 @@ Token lexer_next(Lexer *lx) {
         "update"     { return lexer_make(lx, TOK_UPDATE); }
         "using"      { return lexer_make(lx, TOK_USING); }
         "after"      { return lexer_make(lx, TOK_AFTER); }
+        "move"       { return lexer_make(lx, TOK_MOVE); }
         "hard"       { return lexer_make(lx, TOK_HARD); }
         "init"       { return lexer_make(lx, TOK_INIT); }
         "return"     { return lexer_make(lx, TOK_RETURN); }

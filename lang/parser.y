@@ -15,7 +15,7 @@
  *   type       := IDENT ('[' expr (',' expr)* ']')? | 'labels'
  *   pstmt      := 'aux' IDENT ('[' expr ']')? | 'init' IDENT '=' expr
  *               | 'soft' IDENT '=' expr | 'weight' IDENT '=' expr
- *               | 'update' IDENT 'using' expr | 'after' IDENT '=' expr
+ *               | 'update' IDENT 'using' expr | 'move' IDENT '=' expr | 'after' IDENT '=' expr
  *               | 'hard' IDENT '=' expr
  *   mstmt      := IDENT '=' expr | 'return' expr
  *               | 'for' IDENT (',' IDENT)* 'in' expr '{' mstmt* '}'
@@ -31,7 +31,7 @@
  *               | '|' expr '|'
  *   arg        := expr | argname '=' expr   (positional arguments first)
  * Statements inside { } are separated by NL; NL after '{' and before '}' is optional.
- * Words: all 30 keywords are reserved, but a setting name may be any keyword but the
+ * Words: all 31 keywords are reserved, but a setting name may be any keyword but the
  * declaration keywords (import labels projection model block data train), a named
  * argument may be any keyword, and a `name` (data set names, identifiers in
  * expressions, callees) may also be a declaration keyword (`data train = ...`,
@@ -209,7 +209,7 @@ static AstNode *parse_add_arg(ParseCtx *ctx, AstNode *args, AstNode *arg) {
 %token <tok> IMPORT "'import'" LABELS "'labels'" PROJECTION "'projection'" MODEL "'model'"
 %token <tok> BLOCK "'block'" DATA "'data'" TRAIN "'train'" ON "'on'" REQUIRES "'requires'"
 %token <tok> AUX "'aux'" SOFT "'soft'" WEIGHT "'weight'" UPDATE "'update'" USING "'using'"
-%token <tok> AFTER "'after'" HARD "'hard'" INIT "'init'" RETURN "'return'"
+%token <tok> AFTER "'after'" HARD "'hard'" INIT "'init'" MOVE "'move'" RETURN "'return'"
 %token <tok> EVALUATE "'evaluate'" EVERY "'every'" SAVE "'save'" CHECKPOINT "'checkpoint'"
 %token <tok> IF "'if'" THEN "'then'" ELSE "'else'" AND "'and'" OR "'or'" NOT "'not'"
 %token <tok> FOR "'for'" IN "'in'"
@@ -295,7 +295,7 @@ name
 
 /* Words usable as a setting name: identifiers and the non-declaration keywords. */
 setting
-    : IDENT | ON | REQUIRES | AUX | SOFT | WEIGHT | UPDATE | USING | AFTER | HARD | INIT
+    : IDENT | ON | REQUIRES | AUX | SOFT | WEIGHT | UPDATE | USING | AFTER | HARD | INIT | MOVE
     | RETURN | EVALUATE | EVERY | SAVE | CHECKPOINT | IF | THEN | ELSE | AND | OR | NOT
     | FOR | IN
     ;
@@ -360,6 +360,8 @@ pstmt
         { $$ = parse_kid(ctx, parse_node(ctx, AST_WEIGHT, @1, $2.text), $4); }
     | UPDATE IDENT USING expr
         { $$ = parse_kid(ctx, parse_node(ctx, AST_UPDATE, @1, $2.text), $4); }
+    | MOVE IDENT ASSIGN expr
+        { $$ = parse_kid(ctx, parse_node(ctx, AST_MOVE, @1, $2.text), $4); }
     | AFTER IDENT ASSIGN expr
         { $$ = parse_kid(ctx, parse_node(ctx, AST_AFTER, @1, $2.text), $4); }
     | HARD IDENT ASSIGN expr

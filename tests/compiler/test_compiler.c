@@ -18,27 +18,7 @@
 #include "codegen.h"
 #include "ir.h"
 #include "lang.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) passed++;                                                                        \
-        else {                                                                                     \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t rng = 88172645463325252ull;
-static double urand(double lo, double hi) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return lo + (hi - lo) * (double)(rng >> 11) / 9007199254740992.0;
-}
+#include "testutil.h"
 
 /* ---------- sx ---------- */
 
@@ -98,36 +78,6 @@ static void test_sx_derivatives(void) {
 }
 
 /* ---------- projections ---------- */
-
-typedef struct Compiled {
-    Arena *arena;
-    Diag *diag;
-    Program *prog;
-    IrModule *m;
-} Compiled;
-
-static bool compile_source(Compiled *c, const char *text, bool lower) {
-    memset(c, 0, sizeof *c);
-    c->arena = arena_new();
-    c->diag = diag_new(stderr);
-    SourceFile *src = source_from_string(c->arena, "test.nnq", text);
-    AstNode *root = lang_parse(c->arena, c->diag, src);
-    if (!root) return false;
-    c->prog = check_program(c->arena, c->diag, root, NNQ_STDLIB_DIR);
-    if (!c->prog) return false;
-    if (!lower) return true;
-    c->m = lower_program(c->prog, c->diag);
-    if (!c->m) return false;
-    autodiff_module(c->m);
-    fuse_module(c->m);
-    return verify_module(c->m, stderr);
-}
-
-static void compiled_free(Compiled *c) {
-    if (c->prog) sx_pool_free(c->prog->pool);
-    diag_free(c->diag);
-    arena_free(c->arena);
-}
 
 static void test_projections(void) {
     Compiled c;
@@ -372,6 +322,5 @@ int main(void) {
     test_sx_derivatives();
     test_projections();
     test_network_gradients();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return test_summary();
 }
