@@ -580,13 +580,16 @@ static void test_stdlib_projections(void) {
     CHECK(p.root && p.errors == 0);
     if (!p.root)
         return;
-    const char *names[] = {"float", "pmf", "ste", "md_tanh"};
-    CHECK(p.root->nkids == 4);
-    for (int i = 0; i < 4 && i < p.root->nkids; i++)
+    const char *names[] = {"float",     "pmf",     "pgd",    "picm",       "md_softmax_s",
+                           "md_softmax", "ste",     "md_tanh_s", "gd_tanh", "md_tanh",
+                           "md_stanh_s", "gd_stanh"};
+    int nnames = (int)(sizeof names / sizeof names[0]);
+    CHECK(p.root->nkids == nnames);
+    for (int i = 0; i < nnames && i < p.root->nkids; i++)
         check_at(p.root->kids[i]->kind == AST_PROJECTION &&
                      strcmp(p.root->kids[i]->name, names[i]) == 0,
                  names[i], __LINE__);
-    if (p.root->nkids != 4)
+    if (p.root->nkids != nnames)
         return;
     const AstNode *pmf = p.root->kids[1];
     CHECK(pmf->kids[1] == NULL && pmf->nkids == 8);
@@ -594,7 +597,9 @@ static void test_stdlib_projections(void) {
     CHECK(pmf->kids[3]->kind == AST_INIT && pmf->kids[6]->kind == AST_UPDATE);
     CHECK_STR(sexpr(pmf->kids[3]->kids[0]), "(neg (call abs (- w0 Q)))");
     CHECK_STR(sexpr(pmf->kids[7]->kids[0]), "(index Q (call argmax a))");
-    const AstNode *ste = p.root->kids[2];
+    const AstNode *mds = p.root->kids[5];
+    CHECK(mds->kids[6]->kind == AST_MOVE);
+    const AstNode *ste = p.root->kids[6];
     CHECK_STR(sexpr(ste->kids[1]), "(== (card Q) 2)");
     CHECK(ste->kids[6]->kind == AST_AFTER);
     CHECK_STR(sexpr(ste->kids[5]->kids[0]), "(* (call grad w) (<= (call abs a) (call max Q)))");
