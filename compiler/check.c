@@ -309,19 +309,58 @@ static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
     if ((a = named_arg(e, "weight_decay"))) want_number(ck, a, &tc->weight_decay, "weight_decay");
     if ((a = named_arg(e, "schedule"))) {
         static const char *const step_args[] = {"every", "gamma", NULL};
-        if (a->kind != AST_CALL || strcmp(a->name, "step") != 0) {
-            error(ck, a->loc, "unknown schedule (available: step(every = ..., gamma = ...))", NULL);
+        static const char *const multi_args[] = {"at", "gamma", NULL};
+        bool step = a->kind == AST_CALL && strcmp(a->name, "step") == 0;
+        bool multi = a->kind == AST_CALL && strcmp(a->name, "multistep") == 0;
+        if (!step && !multi) {
+            error(ck, a->loc, "unknown schedule (available: step(every = ..., gamma = ...), "
+                              "multistep(at = [...], gamma = ...))", NULL);
             return;
         }
-        if (!check_args(ck, a, 0, step_args)) return;
-        if (!named_arg(a, "every") || !named_arg(a, "gamma")) {
-            error(ck, a->loc, "step(...) needs every = ... and gamma = ...", NULL);
+        if (!check_args(ck, a, 0, step ? step_args : multi_args)) return;
+        if (!named_arg(a, step ? "every" : "at") || !named_arg(a, "gamma")) {
+            error(ck, a->loc, step ? "step(...) needs every = ... and gamma = ..."
+                                   : "multistep(...) needs at = [...] and gamma = ...", NULL);
             return;
         }
-        want_period(ck, named_arg(a, "every"), &tc->lr_every, "every");
         want_number(ck, named_arg(a, "gamma"), &tc->lr_gamma, "gamma");
+        if (step) {
+            want_period(ck, named_arg(a, "every"), &tc->lr_every, "every");
+        } else {
+            const AstNode *at = named_arg(a, "at");
+            if (at->kind != AST_LIST || at->nkids < 1 || at->nkids > NNQ_MAX_MILESTONES) {
+                error(ck, at->loc, "at must be a list of 1 to 16 points, e.g. [7000 iterations, 14000 iterations]", NULL);
+                return;
+            }
+            for (int i = 0; i < at->nkids; i++)
+                if (want_period(ck, at->kids[i], &tc->lr_milestones[i], "a milestone")) tc->nmilestones++;
+        }
     }
     if (tc->lr <= 0) error(ck, e->loc, "the learning rate must be positive", NULL);
+}
+
+/* group = params("PATTERN", lr = ..., weight_decay = ...): optimizer settings for the
+ * parameters whose names match PATTERN (shell wildcards, e.g. "*.b" for every bias). */
+static void check_group(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    static const char *const args[] = {"lr", "weight_decay", NULL};
+    if (e->kind != AST_CALL || strcmp(e->name, "params") != 0) {
+        error(ck, e->loc, "a group is written params(\"PATTERN\", lr = ..., weight_decay = ...)", NULL);
+        return;
+    }
+    if (!check_args(ck, e, 1, args)) return;
+    if (tc->ngroups == NNQ_MAX_GROUPS) {
+        error(ck, e->loc, "at most 16 parameter groups", NULL);
+        return;
+    }
+    ParamGroup *g = &tc->groups[tc->ngroups];
+    memset(g, 0, sizeof *g);
+    g->loc = e->loc;
+    if (!want_string(ck, e->kids[0], &g->pattern, "the parameter pattern")) return;
+    const AstNode *a;
+    if ((a = named_arg(e, "lr"))) g->has_lr = want_number(ck, a, &g->lr, "lr");
+    if ((a = named_arg(e, "weight_decay")))
+        g->has_weight_decay = want_number(ck, a, &g->weight_decay, "weight_decay");
+    tc->ngroups++;
 }
 
 static void check_beta(Checker *ck, TrainConfig *tc, const AstNode *e) {
@@ -394,6 +433,8 @@ static void check_train(Checker *ck, const AstNode *item) {
                 want_int(ck, e, &tc->seed, "seed", 0);
             } else if (!strcmp(st->name, "validation")) {
                 want_int(ck, e, &tc->validation, "validation", 0);
+            } else if (!strcmp(st->name, "group")) {
+                check_group(ck, tc, e);
             } else if (!strcmp(st->name, "keep")) {
                 if (e->kind == AST_IDENT && !strcmp(e->name, "best")) tc->keep_best = true;
                 else if (e->kind == AST_IDENT && !strcmp(e->name, "last")) tc->keep_best = false;
@@ -401,7 +442,7 @@ static void check_train(Checker *ck, const AstNode *item) {
             } else {
                 error(ck, st->loc, "unknown setting '%s'", st->name);
                 diag_note(ck->diag, st->loc, "settings: loss, optimizer, beta, epochs, batch, "
-                                             "seed, validation, keep");
+                                             "seed, validation, keep, group");
             }
             break;
         case AST_EVALUATE:

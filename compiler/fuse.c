@@ -11,6 +11,8 @@
  * built in the program's SxPool by substituting the projection's VARs, so the whole
  * update is one expression DAG and shared subexpressions are computed once. */
 #include <assert.h>
+#include <fnmatch.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,11 +58,20 @@ void fuse_module(IrModule *m) {
         subst[PV_GW] = gw;
         for (int c = 0; c < K; c++) subst[PV_AUX + c] = a[c];
         int anew[NNQ_MAX_LABELS], deltas[NNQ_MAX_LABELS];
+        /* Parameter groups: the last matching group sets this tensor's weight decay and
+         * scales its learning rate (the schedule applies to every group alike). */
+        double wd = tc->weight_decay, lr_scale = 1;
+        for (int gi = 0; gi < tc->ngroups; gi++) {
+            const ParamGroup *grp = &tc->groups[gi];
+            if (fnmatch(grp->pattern, par->name, 0) != 0) continue;
+            if (grp->has_weight_decay) wd = grp->weight_decay;
+            if (grp->has_lr) lr_scale = grp->lr / tc->lr;
+        }
         int lr = scalar(p, IRS_LR);
+        if (lr_scale != 1) lr = sx_binary(p, SX_MUL, lr, sx_const(p, lr_scale));
         for (int c = 0; c < K; c++) {
             int g = sx_subst(p, pr->grad[c], subst, nvar);
-            if (tc->weight_decay != 0)
-                g = sx_binary(p, SX_ADD, g, sx_binary(p, SX_MUL, sx_const(p, tc->weight_decay), a[c]));
+            if (wd != 0) g = sx_binary(p, SX_ADD, g, sx_binary(p, SX_MUL, sx_const(p, wd), a[c]));
             int step;
             if (tc->opt == OPT_ADAM) {
                 int m1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->beta1), mo[c]),
@@ -113,6 +124,9 @@ void fuse_module(IrModule *m) {
         k->param = pi;
         for (int v = 0; v < nvar; v++) subst[v] = -1;
         subst[PV_W0] = sx_input(p, add_in(k, IRB_GRAD, 0));
+        subst[PV_W0STD] = sx_const(p, par->init == IR_INIT_XAVIER
+                                          ? sqrt(6.0 / (double)(par->fan_in + par->fan_out)) / sqrt(3.0)
+                                          : par->init_std);
         subst[PV_BETA] = scalar(p, IRS_BETA);
         int a0[NNQ_MAX_LABELS];
         for (int c = 0; c < K; c++) a0[c] = sx_subst(p, pr->init[c], subst, nvar);

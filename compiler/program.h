@@ -23,7 +23,8 @@ typedef struct LabelSet {
 } LabelSet;
 
 /* VAR numbering of projection expressions (ProjInst); the fuser substitutes them. */
-enum { PV_BETA = 0, PV_GW = 1, PV_W0 = 2, PV_AUX = 3 };
+/* PV_W0STD: the standard deviation of the distribution w0 is drawn from (per tensor). */
+enum { PV_BETA = 0, PV_GW = 1, PV_W0 = 2, PV_W0STD = 3, PV_AUX = 4 };
 
 /* A projection instantiated for one label set: every expression is a node of the
  * program's SxPool over the VARs above (aux component k is VAR PV_AUX + k). */
@@ -46,14 +47,29 @@ typedef struct ProjInst {
 
 typedef enum OptKind { OPT_SGD, OPT_ADAM } OptKind;
 
+#define NNQ_MAX_MILESTONES 16
+#define NNQ_MAX_GROUPS 16
+
+/* Optimizer settings for the parameters whose names match `pattern` (fnmatch). */
+typedef struct ParamGroup {
+    const char *pattern;
+    SrcLoc loc;
+    bool has_lr, has_weight_decay;
+    double lr, weight_decay;
+} ParamGroup;
+
 typedef struct TrainConfig {
     const AstNode *node;
     const char *model;
     const char *data;           /* training data set name */
     OptKind opt;
     double lr, momentum, beta1, beta2, eps, weight_decay;
-    int64_t lr_every;           /* iterations; 0 = constant */
+    int64_t lr_every;           /* step schedule: iterations (< 0: -epochs); 0 = none */
+    int64_t lr_milestones[NNQ_MAX_MILESTONES]; /* multistep: iterations (< 0: -epochs) */
+    int nmilestones;
     double lr_gamma;
+    ParamGroup groups[NNQ_MAX_GROUPS];         /* later groups win */
+    int ngroups;
     double beta_start, beta_times, beta_max;
     int64_t beta_every;         /* iterations; 0 = constant beta */
     int epochs, batch;

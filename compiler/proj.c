@@ -3,7 +3,7 @@
  * definition asks for by symbolic reverse mode.
  *
  * Requires: a checked Program (label sets resolved). Produces: a cached ProjInst whose
- * expressions are over the VARs PV_BETA, PV_GW, PV_W0 and PV_AUX + k.
+ * expressions are over the VARs PV_BETA, PV_GW, PV_W0, PV_W0STD and PV_AUX + k.
  *
  * Values in a projection are scalars or vectors of |Q| scalars ("per label"); vector
  * functions (softmax, sum, argmax, ...) are unrolled over the labels, which |Q| being a
@@ -330,13 +330,13 @@ static PVal eval(PCtx *cx, const AstNode *e) {
     case AST_NUMBER: return pv_scalar(sx_const(p, e->num));
     case AST_IDENT: {
         if (strcmp(e->name, "beta") == 0) return pv_scalar(sx_var(p, PV_BETA));
-        if (strcmp(e->name, "w0") == 0) {
+        if (strcmp(e->name, "w0") == 0 || strcmp(e->name, "w0_std") == 0) {
             if (!cx->allow_w0) {
-                perr(cx, e->loc, "'w0' (the initial float value) is only defined in `init`", NULL,
+                perr(cx, e->loc, "'%s' (the initial float draw) is only defined in `init`", e->name,
                      NULL);
                 return pv_error();
             }
-            return pv_scalar(sx_var(p, PV_W0));
+            return pv_scalar(sx_var(p, e->name[2] ? PV_W0STD : PV_W0));
         }
         if (strcmp(e->name, "delta") == 0) {
             if (!cx->allow_delta) {

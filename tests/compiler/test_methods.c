@@ -360,6 +360,44 @@ static void test_fused(const Case *cs, bool adam) {
     compiled_free(&c);
 }
 
+/* Parameter groups: `group = params("*.b", weight_decay = 0)` etc. change exactly the
+ * matching tensors' update kernels. */
+static void test_groups(void) {
+    Compiled c;
+    bool ok = compile_source(&c, "model m(x: f32[4]) -> f32[3] {\n"
+                                 "    return dense(relu(dense(x, 5)), 3)\n}\n"
+                                 "data d = idx(\"i\", \"l\")\n"
+                                 "train m on d {\n"
+                                 "    optimizer = sgd(lr = 0.1, weight_decay = 0.5)\n"
+                                 "    group = params(\"*.b\", weight_decay = 0)\n"
+                                 "    group = params(\"dense2.*\", lr = 0.01)\n}\n",
+                             true);
+    CHECK(ok, "a program with parameter groups compiles");
+    if (!ok) {
+        compiled_free(&c);
+        return;
+    }
+    static const struct { const char *name; double lr, wd; } want[] = {
+        {"dense1.w", 0.1, 0.5}, {"dense1.b", 0.1, 0}, {"dense2.w", 0.01, 0.5}, {"dense2.b", 0.01, 0}};
+    for (int p = 0; p < c.m->nparams; p++) {
+        const IrKernel *k = &c.m->kernels[p][0];
+        double in[IR_SCALAR_SLOT(IRS_COUNT)] = {0};
+        for (int i = 0; i < k->nin; i++) in[i] = k->in[i].buf == IRB_GRAD ? 0.3 : 2.0; /* g, a */
+        in[IR_SCALAR_SLOT(IRS_LR)] = 0.1;
+        double got = NAN;
+        for (int o = 0; o < k->nout; o++)
+            if (k->out[o].buf == IRB_AUX) got = sx_eval(c.prog->pool, k->out[o].node, in, NULL);
+        const char *name = c.m->params[p].name;
+        for (int w = 0; w < 4; w++) {
+            if (strcmp(want[w].name, name)) continue;
+            double expect = 2.0 - want[w].lr * (0.3 + want[w].wd * 2.0);
+            CHECK(fabs(got - expect) < 1e-12, "%s: step %g, expected %g (lr %g, weight decay %g)", name,
+                  got, expect, want[w].lr, want[w].wd);
+        }
+    }
+    compiled_free(&c);
+}
+
 int main(void) {
     Compiled c;
     bool ok = compile_source(&c, "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\n"
@@ -368,6 +406,7 @@ int main(void) {
     if (ok) test_formulas(&c);
     compiled_free(&c);
     test_rejections();
+    test_groups();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         test_fused(&cases[i], true);
         if (i % 3 == 0) test_fused(&cases[i], false);
