@@ -56,11 +56,15 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
         if (n->b >= 0) need[n->b] = 1;
         if (n->c >= 0) need[n->c] = 1;
     }
+    /* Local numbering in print order: the dump does not depend on what else the
+     * program's expression pool holds. */
+    int *num = malloc(sizeof(int) * (top + 1)), next = 0;
     for (int i = 0; i < top; i++) {
         if (!need[i]) continue;
         const SxNode *n = sx_node(p, i);
         if (n->op == SX_CONST) continue; /* printed inline */
-        fprintf(out, "  %%s%d = ", i);
+        num[i] = next++;
+        fprintf(out, "  %%s%d = ", num[i]);
         if (n->op == SX_INPUT) {
             if (n->slot >= IR_SCALAR_SLOT(0)) fprintf(out, "scalar %s\n", scalar_names[n->slot - IR_SCALAR_SLOT(0)]);
             else {
@@ -77,7 +81,7 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
             double v;
             fputs(j ? ", " : " ", out);
             if (sx_is_const(p, ops[j], &v)) fprintf(out, "%.9g", v);
-            else fprintf(out, "%%s%d", ops[j]);
+            else fprintf(out, "%%s%d", num[ops[j]]);
         }
         fputc('\n', out);
     }
@@ -87,8 +91,9 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
         fprintf(out, "  store %s", buf_names[io->buf]);
         if (io->buf >= IRB_AUX) fprintf(out, "%d", io->comp);
         if (sx_is_const(p, io->node, &v)) fprintf(out, "[i], %.9g\n", v);
-        else fprintf(out, "[i], %%s%d\n", io->node);
+        else fprintf(out, "[i], %%s%d\n", num[io->node]);
     }
+    free(num);
     free(need);
     fprintf(out, "}\n");
 }
