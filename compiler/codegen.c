@@ -44,6 +44,8 @@ typedef struct Cg {
     LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
     LLVMValueRef (*bnbuf)[6];        /* rmean, rvar, mean, invstd, sum1, sum2 */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
+    LLVMValueRef *xtrain, *xeval;    /* per IR instruction: conv columns, pooling argmax */
+    LLVMValueRef *ytrain, *yeval;    /* per IR instruction: conv channel-major scratch */
     LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
     LLVMValueRef *kernels;           /* [nparams * 4] */
@@ -266,8 +268,28 @@ static void make_buffers(Cg *cg) {
             else v[i] = global_buf(cg, arena_printf(ar, "%s.v%d", f->name, i),
                                    rows_of(cg, &in->shape) * ir_shape_elems(&in->shape), cg->tf32);
         }
-        if (which) cg->veval = v;
-        else cg->vtrain = v;
+        /* Side buffers: a conv's column matrix for the batch (kept for the backward
+         * pass), a conv_dx's DCOL of the same size, a maxpool's argmax positions, and
+         * every conv op's channel-major scratch [O, N*OHW]. */
+        LLVMValueRef *x = calloc(f->n, sizeof(LLVMValueRef)), *y = calloc(f->n, sizeof(LLVMValueRef));
+        for (int i = 0; i < f->n; i++) {
+            const IrInst *in = &f->insts[i];
+            if (in->op == IR_CONV2D || in->op == IR_CONV2D_DX || in->op == IR_CONV2D_DW) {
+                const IrInst *conv = in->op == IR_CONV2D_DW ? &f->insts[in->args[1]] : in;
+                const IrShape *ws = &f->insts[conv->args[1]].shape;
+                const IrShape *ys = in->op == IR_CONV2D ? &in->shape : &f->insts[in->args[0]].shape;
+                int64_t ohw = ys->d[2] * ys->d[3];
+                if (in->op != IR_CONV2D_DW)
+                    x[i] = global_buf(cg, arena_printf(ar, "%s.cols%d", f->name, i),
+                                      cg->batch * ws->d[1] * ws->d[2] * ws->d[3] * ohw, cg->tf32);
+                y[i] = global_buf(cg, arena_printf(ar, "%s.chan%d", f->name, i), cg->batch * ws->d[0] * ohw, cg->tf32);
+            } else if (in->op == IR_MAXPOOL) {
+                x[i] = global_buf(cg, arena_printf(ar, "%s.argmax%d", f->name, i),
+                                  cg->batch * ir_shape_elems(&in->shape), cg->ti32);
+            }
+        }
+        if (which) cg->veval = v, cg->xeval = x, cg->yeval = y;
+        else cg->vtrain = v, cg->xtrain = x, cg->ytrain = y;
     }
 }
 
@@ -278,6 +300,8 @@ typedef struct FnCtx {
     LLVMValueRef *val;   /* per value: pointer to its data */
     LLVMValueRef n;      /* i64 batch rows */
     LLVMValueRef hard;   /* eval: i1, use hard weights */
+    LLVMValueRef *extra; /* per instruction: conv columns, pooling argmax, or NULL */
+    LLVMValueRef *extra2;/* per instruction: a conv op's channel-major scratch, or NULL */
 } FnCtx;
 
 static LLVMValueRef dim(Cg *cg, FnCtx *fc, int64_t d) { return d == IR_BATCH ? fc->n : ci64(cg, d); }
@@ -286,6 +310,59 @@ static LLVMValueRef elems(Cg *cg, FnCtx *fc, const IrShape *s) {
     LLVMValueRef n = ci64(cg, ir_shape_elems(s));
     if (s->rank > 0 && s->d[0] == IR_BATCH) n = LLVMBuildMul(cg->b, n, fc->n, "");
     return n;
+}
+
+/* Loops over a value of shape [N, C, S...] by channel: k = (n C + c) S + s. With S = 1
+ * (dense layers) there is no inner loop. */
+typedef struct ChanLoop {
+    Loop n, c, s;
+    bool has_s;
+    LLVMValueRef k;
+} ChanLoop;
+
+static int64_t chan_inner(const IrShape *s) {
+    int64_t n = 1;
+    for (int i = 2; i < s->rank; i++) n *= s->d[i];
+    return n;
+}
+
+static ChanLoop chan_begin(Cg *cg, FnCtx *fc, const IrShape *shape) {
+    ChanLoop l;
+    int64_t C = shape->d[1], S = chan_inner(shape);
+    l.n = loop_begin(cg, ci64(cg, 0), fc->n, "n");
+    LLVMValueRef nc = LLVMBuildMul(cg->b, l.n.iv, ci64(cg, C), "");
+    l.c = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "c");
+    l.k = LLVMBuildAdd(cg->b, nc, l.c.iv, "");
+    l.has_s = S > 1;
+    if (l.has_s) {
+        LLVMValueRef base = LLVMBuildMul(cg->b, l.k, ci64(cg, S), "");
+        l.s = loop_begin(cg, ci64(cg, 0), ci64(cg, S), "s");
+        l.k = LLVMBuildAdd(cg->b, base, l.s.iv, "");
+    }
+    return l;
+}
+
+static void chan_end(Cg *cg, ChanLoop *l) {
+    if (l->has_s) loop_end(cg, &l->s);
+    loop_end(cg, &l->c);
+    loop_end(cg, &l->n);
+}
+
+/* Between [N, O, S] (NCHW) and [O, N*S] (channel-major, the conv GEMM's layout). */
+static void permute_nc(Cg *cg, FnCtx *fc, LLVMValueRef src, LLVMValueRef dst, int64_t O, int64_t S, bool to_nchw) {
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef ld = LLVMBuildMul(b, fc->n, ci64(cg, S), "");
+    Loop n = loop_begin(cg, ci64(cg, 0), fc->n, "n");
+    Loop o = loop_begin(cg, ci64(cg, 0), ci64(cg, O), "o");
+    LLVMValueRef nchw = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, n.iv, ci64(cg, O), ""), o.iv, ""), ci64(cg, S), "");
+    LLVMValueRef cm = LLVMBuildAdd(b, LLVMBuildMul(b, o.iv, ld, ""), LLVMBuildMul(b, n.iv, ci64(cg, S), ""), "");
+    Loop s = loop_begin(cg, ci64(cg, 0), ci64(cg, S), "s");
+    LLVMValueRef i_nchw = LLVMBuildAdd(b, nchw, s.iv, ""), i_cm = LLVMBuildAdd(b, cm, s.iv, "");
+    if (to_nchw) stf(cg, dst, i_nchw, ldf(cg, src, i_cm));
+    else stf(cg, dst, i_cm, ldf(cg, src, i_nchw));
+    loop_end(cg, &s);
+    loop_end(cg, &o);
+    loop_end(cg, &n);
 }
 
 static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out);
@@ -346,64 +423,48 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         return;
     }
     case IR_BIAS_ADD: {
-        int64_t F = as->d[1];
-        Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
-        LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, F), "");
-        Loop j = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
-        LLVMValueRef k = LLVMBuildAdd(b, base, j.iv, "");
-        stf(cg, out, k, LLVMBuildFAdd(b, ldf(cg, A, k), ldf(cg, B, j.iv), ""));
-        loop_end(cg, &j);
-        loop_end(cg, &r);
+        ChanLoop l = chan_begin(cg, fc, as);
+        stf(cg, out, l.k, LLVMBuildFAdd(b, ldf(cg, A, l.k), ldf(cg, B, l.c.iv), ""));
+        chan_end(cg, &l);
         return;
     }
     case IR_BIAS_GRAD: {
-        int64_t F = as->d[1];
-        LLVMBuildMemSet(b, as_ptr(cg, out, cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, F * 4), 4);
-        Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
-        LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, F), "");
-        Loop j = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
-        LLVMValueRef k = LLVMBuildAdd(b, base, j.iv, "");
-        stf(cg, out, j.iv, LLVMBuildFAdd(b, ldf(cg, out, j.iv), ldf(cg, A, k), ""));
-        loop_end(cg, &j);
-        loop_end(cg, &r);
+        LLVMBuildMemSet(b, as_ptr(cg, out, cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, as->d[1] * 4), 4);
+        ChanLoop l = chan_begin(cg, fc, as);
+        stf(cg, out, l.c.iv, LLVMBuildFAdd(b, ldf(cg, out, l.c.iv), ldf(cg, A, l.k), ""));
+        chan_end(cg, &l);
         return;
     }
     case IR_BN_TRAIN:
     case IR_BN_EVAL:
     case IR_BN_GRAD: {
-        int64_t F = as->d[1];
+        /* Per channel c (dim 1) over n and the trailing dims: count = N * S values. */
+        int64_t C = as->d[1], S = chan_inner(as);
         LLVMValueRef *bn = cg->bnbuf[in->attr[0]];
-        LLVMValueRef nf = LLVMBuildSIToFP(b, fc->n, cg->tf32, "");
-        LLVMValueRef zeroF = ci64(cg, F * 4);
+        LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, fc->n, ci64(cg, S), ""), cg->tf32, "");
+        LLVMValueRef zeroF = ci64(cg, C * 4);
         if (in->op == IR_BN_TRAIN || in->op == IR_BN_GRAD) {
-            /* Column sums by rows (contiguous inner loop). TRAIN: sum1 = sum x, then
-             * sum2 = sum (x - mean)^2. GRAD: sum1 = sum dy, sum2 = sum dy * y. */
+            /* TRAIN: sum1 = sum x, then sum2 = sum (x - mean)^2. GRAD: sum1 = sum dy,
+             * sum2 = sum dy * y. */
             LLVMValueRef Y = in->op == IR_BN_GRAD ? B : NULL;
             LLVMBuildMemSet(b, as_ptr(cg, bn[4], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
             LLVMBuildMemSet(b, as_ptr(cg, bn[5], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
-            Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
-            LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, F), "");
-            Loop j = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
-            LLVMValueRef k = LLVMBuildAdd(b, base, j.iv, "");
-            LLVMValueRef v = ldf(cg, A, k);
-            stf(cg, bn[4], j.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], j.iv), v, ""));
-            if (Y) stf(cg, bn[5], j.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], j.iv), LLVMBuildFMul(b, v, ldf(cg, Y, k), ""), ""));
-            loop_end(cg, &j);
-            loop_end(cg, &r);
+            ChanLoop l = chan_begin(cg, fc, as);
+            LLVMValueRef v = ldf(cg, A, l.k);
+            stf(cg, bn[4], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l.c.iv), v, ""));
+            if (Y) stf(cg, bn[5], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l.c.iv), LLVMBuildFMul(b, v, ldf(cg, Y, l.k), ""), ""));
+            chan_end(cg, &l);
             if (in->op == IR_BN_TRAIN) {
-                Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+                Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
                 stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
                 loop_end(cg, &j2);
-                Loop r2 = loop_begin(cg, ci64(cg, 0), fc->n, "row");
-                LLVMValueRef base2 = LLVMBuildMul(b, r2.iv, ci64(cg, F), "");
-                Loop j3 = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
-                LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, LLVMBuildAdd(b, base2, j3.iv, "")), ldf(cg, bn[2], j3.iv), "");
-                stf(cg, bn[5], j3.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], j3.iv), LLVMBuildFMul(b, d, d, ""), ""));
-                loop_end(cg, &j3);
-                loop_end(cg, &r2);
+                ChanLoop l2 = chan_begin(cg, fc, as);
+                LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, l2.k), ldf(cg, bn[2], l2.c.iv), "");
+                stf(cg, bn[5], l2.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l2.c.iv), LLVMBuildFMul(b, d, d, ""), ""));
+                chan_end(cg, &l2);
                 /* var (biased) -> invstd; running stats with momentum 0.1, unbiased var. */
                 LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
-                Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+                Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
                 LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
                 LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
                 LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
@@ -418,7 +479,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             }
         } else {
             /* eval: mean = running mean, invstd from running var */
-            Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
+            Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
             stf(cg, bn[2], j4.iv, ldf(cg, bn[0], j4.iv));
             LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, bn[1], j4.iv), cf32(cg, 1e-5), "");
             LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
@@ -426,23 +487,87 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             loop_end(cg, &j4);
         }
         /* Elementwise pass. */
-        Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
-        LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, F), "");
-        Loop j = loop_begin(cg, ci64(cg, 0), ci64(cg, F), "col");
-        LLVMValueRef k = LLVMBuildAdd(b, base, j.iv, "");
-        LLVMValueRef s = ldf(cg, bn[3], j.iv), res;
+        ChanLoop l = chan_begin(cg, fc, as);
+        LLVMValueRef sc = ldf(cg, bn[3], l.c.iv), res;
         if (in->op == IR_BN_GRAD) {
-            LLVMValueRef m1 = LLVMBuildFDiv(b, ldf(cg, bn[4], j.iv), nf, "");
-            LLVMValueRef m2 = LLVMBuildFDiv(b, ldf(cg, bn[5], j.iv), nf, "");
-            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, ldf(cg, A, k), m1, ""),
-                                           LLVMBuildFMul(b, ldf(cg, B, k), m2, ""), "");
-            res = LLVMBuildFMul(b, s, t, "");
+            LLVMValueRef m1 = LLVMBuildFDiv(b, ldf(cg, bn[4], l.c.iv), nf, "");
+            LLVMValueRef m2 = LLVMBuildFDiv(b, ldf(cg, bn[5], l.c.iv), nf, "");
+            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, ldf(cg, A, l.k), m1, ""),
+                                           LLVMBuildFMul(b, ldf(cg, B, l.k), m2, ""), "");
+            res = LLVMBuildFMul(b, sc, t, "");
         } else {
-            res = LLVMBuildFMul(b, LLVMBuildFSub(b, ldf(cg, A, k), ldf(cg, bn[2], j.iv), ""), s, "");
+            res = LLVMBuildFMul(b, LLVMBuildFSub(b, ldf(cg, A, l.k), ldf(cg, bn[2], l.c.iv), ""), sc, "");
         }
-        stf(cg, out, k, res);
-        loop_end(cg, &j);
-        loop_end(cg, &r);
+        stf(cg, out, l.k, res);
+        chan_end(cg, &l);
+        return;
+    }
+    case IR_CONV2D:
+    case IR_CONV2D_DX:
+    case IR_CONV2D_DW: {
+        /* x [N, C, H, W], w [O, C, K, K], y [N, O, OH, OW]. The batch's columns sit side by
+         * side in one matrix COL [CKK, N*OHW] (kept for the backward pass), so each op is
+         * one GEMM; T [O, N*OHW] is y (or dy) with the channel dim first.
+         *   forward  COL = im2col(x); T = w COL; y = permute(T)
+         *   dx       T = permute(dy); DCOL = w^T T; dx = col2im(DCOL)
+         *   dw       T = permute(dy); dw = T COL^T */
+        const IrInst *conv = in->op == IR_CONV2D_DW ? &fc->f->insts[in->args[1]] : in;
+        const IrShape *xs = in->op == IR_CONV2D ? as : in->op == IR_CONV2D_DX ? &in->shape
+                                                     : &fc->f->insts[conv->args[0]].shape;
+        const IrShape *ws = &fc->f->insts[conv->args[1]].shape;
+        const IrShape *ys = in->op == IR_CONV2D ? &in->shape : as;
+        int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3], O = ws->d[0], KH = ws->d[2], KW = ws->d[3];
+        int64_t OHW = ys->d[2] * ys->d[3], CKK = C * KH * KW;
+        int64_t stride = conv->attr[0], pad = conv->attr[1];
+        LLVMValueRef cols = fc->extra[conv - fc->f->insts];          /* COL of the forward conv */
+        LLVMValueRef tmp = fc->extra2[in - fc->f->insts];            /* T */
+        LLVMValueRef ld = LLVMBuildMul(b, fc->n, ci64(cg, OHW), "ld");
+        LLVMValueRef ld32 = LLVMBuildTrunc(b, ld, cg->ti32, "");
+        LLVMValueRef geom[7] = {ci32(cg, (int32_t)C), ci32(cg, (int32_t)H), ci32(cg, (int32_t)W), ci32(cg, (int32_t)KH),
+                                ci32(cg, (int32_t)KW), ci32(cg, (int32_t)stride), ci32(cg, (int32_t)pad)};
+        if (in->op == IR_CONV2D) {
+            Loop l = loop_begin(cg, ci64(cg, 0), fc->n, "sample");
+            LLVMValueRef x_n = gep(cg, cg->tf32, A, LLVMBuildMul(b, l.iv, ci64(cg, C * H * W), ""));
+            LLVMValueRef col_n = gep(cg, cg->tf32, cols, LLVMBuildMul(b, l.iv, ci64(cg, OHW), ""));
+            rt_call(cg, "nnq_rt_im2col", (LLVMValueRef[]){x_n, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], col_n, ld}, 10);
+            loop_end(cg, &l);
+            rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 0), ci32(cg, 0), ci32(cg, (int32_t)O), ld32,
+                                                         ci32(cg, (int32_t)CKK), cf32(cg, 1), B, ci32(cg, (int32_t)CKK), cols,
+                                                         ld32, cf32(cg, 0), tmp, ld32}, 13);
+            permute_nc(cg, fc, tmp, out, O, OHW, true);
+            return;
+        }
+        permute_nc(cg, fc, A, tmp, O, OHW, false);
+        if (in->op == IR_CONV2D_DX) {
+            LLVMValueRef dcol = fc->extra[in - fc->f->insts];
+            rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 1), ci32(cg, 0), ci32(cg, (int32_t)CKK), ld32,
+                                                         ci32(cg, (int32_t)O), cf32(cg, 1), B, ci32(cg, (int32_t)CKK), tmp,
+                                                         ld32, cf32(cg, 0), dcol, ld32}, 13);
+            Loop l = loop_begin(cg, ci64(cg, 0), fc->n, "sample");
+            LLVMValueRef dx_n = gep(cg, cg->tf32, out, LLVMBuildMul(b, l.iv, ci64(cg, C * H * W), ""));
+            LLVMValueRef dcol_n = gep(cg, cg->tf32, dcol, LLVMBuildMul(b, l.iv, ci64(cg, OHW), ""));
+            rt_call(cg, "nnq_rt_col2im", (LLVMValueRef[]){dcol_n, ld, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], dx_n}, 10);
+            loop_end(cg, &l);
+        } else {
+            rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 0), ci32(cg, 1), ci32(cg, (int32_t)O), ci32(cg, (int32_t)CKK),
+                                                         ld32, cf32(cg, 1), tmp, ld32, cols,
+                                                         ld32, cf32(cg, 0), out, ci32(cg, (int32_t)CKK)}, 13);
+        }
+        return;
+    }
+    case IR_MAXPOOL:
+    case IR_MAXPOOL_GRAD: {
+        const IrInst *pool = in->op == IR_MAXPOOL ? in : &fc->f->insts[in->args[1]];
+        const IrShape *xs = in->op == IR_MAXPOOL ? as : &in->shape;
+        const IrShape *ys = &pool->shape;
+        LLVMValueRef idx = fc->extra[pool - fc->f->insts];
+        LLVMValueRef planes = LLVMBuildTrunc(b, LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""), cg->ti32, "");
+        if (in->op == IR_MAXPOOL)
+            rt_call(cg, "nnq_rt_maxpool", (LLVMValueRef[]){A, planes, ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]),
+                                                           ci32(cg, (int32_t)pool->attr[0]), ci32(cg, (int32_t)pool->attr[1]), out, idx}, 8);
+        else
+            rt_call(cg, "nnq_rt_maxpool_grad", (LLVMValueRef[]){A, idx, planes, ci32(cg, (int32_t)ys->d[2]), ci32(cg, (int32_t)ys->d[3]),
+                                                                ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]), out}, 8);
         return;
     }
     case IR_XENT:
@@ -510,7 +635,7 @@ static void emit_tensor_functions(Cg *cg) {
     /* void train_step(i64 n) */
     cg->train_step_ty = LLVMFunctionType(cg->tv, &cg->ti64, 1, 0);
     cg->train_step = new_function(cg, "train_step", cg->train_step_ty, false);
-    FnCtx fc = {.f = &m->train, .n = LLVMGetParam(cg->train_step, 0)};
+    FnCtx fc = {.f = &m->train, .n = LLVMGetParam(cg->train_step, 0), .extra = cg->xtrain, .extra2 = cg->ytrain};
     fc.val = calloc(m->train.n, sizeof(LLVMValueRef));
     for (int i = 0; i < m->train.n; i++) fc.val[i] = cg->vtrain[i] ? as_ptr(cg, cg->vtrain[i], cg->tf32) : NULL;
     emit_func_body(cg, &fc);
@@ -520,7 +645,7 @@ static void emit_tensor_functions(Cg *cg) {
     LLVMTypeRef ps[2] = {cg->ti64, cg->ti32};
     cg->eval_batch_ty = LLVMFunctionType(cg->tf32, ps, 2, 0);
     cg->eval_batch = new_function(cg, "eval_batch", cg->eval_batch_ty, false);
-    FnCtx ec = {.f = &m->eval, .n = LLVMGetParam(cg->eval_batch, 0)};
+    FnCtx ec = {.f = &m->eval, .n = LLVMGetParam(cg->eval_batch, 0), .extra = cg->xeval, .extra2 = cg->yeval};
     ec.hard = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(cg->eval_batch, 1), ci32(cg, 0), "hard");
     ec.val = calloc(m->eval.n, sizeof(LLVMValueRef));
     for (int i = 0; i < m->eval.n; i++) ec.val[i] = cg->veval[i] ? as_ptr(cg, cg->veval[i], cg->tf32) : NULL;
@@ -1031,6 +1156,10 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     free(cg.bestbn);
     free(cg.vtrain);
     free(cg.veval);
+    free(cg.xtrain);
+    free(cg.xeval);
+    free(cg.ytrain);
+    free(cg.yeval);
     free(cg.kernels);
     free(cg.rt_fn);
     free(cg.rt_ty);

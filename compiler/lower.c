@@ -25,7 +25,7 @@ typedef struct Lower {
     IrFunc *f;
     bool train;
     int next_param, next_bn;     /* creation counters of this pass */
-    int ndense;
+    int ndense, nconv;
     Binding env[256];
     int nenv;
     bool failed;
@@ -170,6 +170,26 @@ static int new_param(Lower *lw, const char *name, IrShape shape, ProjInst *pi, I
 
 static int lower_expr(Lower *lw, const AstNode *e);
 
+static bool int_arg(Lower *lw, const AstNode *a, int64_t lo, int64_t hi, int64_t *out, const char *what) {
+    if (a->kind != AST_NUMBER || !a->is_int || a->num < lo || a->num > hi) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s must be an integer from %lld to %lld", what, (long long)lo, (long long)hi);
+        lerror(lw, a->loc, "%s", msg, NULL);
+        return false;
+    }
+    *out = (int64_t)a->num;
+    return true;
+}
+
+static bool bool_arg(Lower *lw, const AstNode *b, bool *out) {
+    if (b->kind == AST_IDENT && (!strcmp(b->name, "true") || !strcmp(b->name, "false"))) {
+        *out = !strcmp(b->name, "true");
+        return true;
+    }
+    lerror(lw, b->loc, "bias must be true or false", NULL, NULL);
+    return false;
+}
+
 static int lower_call(Lower *lw, const AstNode *e) {
     const char *f = e->name;
     Arena *arena = lw->m->arena;
@@ -183,8 +203,9 @@ static int lower_call(Lower *lw, const AstNode *e) {
             return emit(lw, IR_RESHAPE, x, -1, ir_shape(2, d), e);
         }
         if (!strcmp(f, "relu")) return emit(lw, IR_RELU, x, -1, s, e);
-        if (s.rank != 2) {
-            lerror(lw, e->loc, "batchnorm here needs [N, features], got %s", fmt_shape(lw, x), NULL);
+        if (s.rank != 2 && s.rank != 4) {
+            lerror(lw, e->loc, "batchnorm needs [N, features] or [N, channels, H, W], got %s",
+                   fmt_shape(lw, x), NULL);
             return -1;
         }
         int idx = lw->next_bn++;
@@ -218,14 +239,7 @@ static int lower_call(Lower *lw, const AstNode *e) {
         }
         bool bias = true;
         const AstNode *b = named(e, "bias");
-        if (b) {
-            if (b->kind == AST_IDENT && (!strcmp(b->name, "true") || !strcmp(b->name, "false")))
-                bias = !strcmp(b->name, "true");
-            else {
-                lerror(lw, b->loc, "bias must be true or false", NULL, NULL);
-                return -1;
-            }
-        }
+        if (b && !bool_arg(lw, b, &bias)) return -1;
         ProjInst *pi = quant_of(lw, e);
         if (!pi) return -1;
         int64_t in = xs->d[1], out = (int64_t)un->num;
@@ -242,14 +256,77 @@ static int lower_call(Lower *lw, const AstNode *e) {
         }
         return y;
     }
-    static const char *const later[] = {"conv2d", "maxpool", "avgpool", "dropout", NULL};
+    if (!strcmp(f, "conv2d")) {
+        static const char *const allowed[] = {"quant", "bias", "stride", "pad", NULL};
+        if (!check_layer_args(lw, e, 3, 3, allowed)) return -1;
+        int x = lower_expr(lw, e->kids[0]);
+        if (x < 0) return -1;
+        const IrShape *xs = shape_of(lw, x);
+        if (xs->rank != 4) {
+            lerror(lw, e->kids[0]->loc, "conv2d needs an input of shape [N, channels, H, W], got %s",
+                   fmt_shape(lw, x), NULL);
+            return -1;
+        }
+        int64_t out, k, stride = 1, pad = 0;
+        if (!int_arg(lw, e->kids[1], 1, 1 << 20, &out, "the number of channels") ||
+            !int_arg(lw, e->kids[2], 1, 64, &k, "the kernel size") ||
+            (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, 64, &stride, "stride")) ||
+            (named(e, "pad") && !int_arg(lw, named(e, "pad"), 0, 64, &pad, "pad")))
+            return -1;
+        int64_t c = xs->d[1], h = xs->d[2], w = xs->d[3];
+        int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+        if (h + 2 * pad < k || w + 2 * pad < k) {
+            lerror(lw, e->loc, "the kernel is larger than the padded input %s", fmt_shape(lw, x), NULL);
+            return -1;
+        }
+        bool bias = true;
+        const AstNode *b = named(e, "bias");
+        if (b && !bool_arg(lw, b, &bias)) return -1;
+        ProjInst *pi = quant_of(lw, e);
+        if (!pi) return -1;
+        int layer = ++lw->nconv;
+        int64_t wd[4] = {out, c, k, k}, bd[1] = {out}, yd[4] = {IR_BATCH, out, oh, ow};
+        int wv = new_param(lw, arena_printf(arena, "conv%d.w", layer), ir_shape(4, wd), pi,
+                           IR_INIT_XAVIER, c * k * k, out * k * k, e);
+        int y = emit(lw, IR_CONV2D, x, wv, ir_shape(4, yd), e);
+        lw->f->insts[y].attr[0] = stride;
+        lw->f->insts[y].attr[1] = pad;
+        if (bias) {
+            int bv = new_param(lw, arena_printf(arena, "conv%d.b", layer), ir_shape(1, bd), pi,
+                               IR_INIT_NORMAL, c * k * k, out * k * k, e);
+            y = emit(lw, IR_BIAS_ADD, y, bv, ir_shape(4, yd), e);
+        }
+        return y;
+    }
+    if (!strcmp(f, "maxpool")) {
+        static const char *const allowed[] = {"stride", NULL};
+        if (!check_layer_args(lw, e, 2, 2, allowed)) return -1;
+        int x = lower_expr(lw, e->kids[0]);
+        if (x < 0) return -1;
+        const IrShape *xs = shape_of(lw, x);
+        int64_t k, stride;
+        if (!int_arg(lw, e->kids[1], 1, 64, &k, "the window size")) return -1;
+        stride = k;
+        if (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, 64, &stride, "stride")) return -1;
+        if (xs->rank != 4 || xs->d[2] < k || xs->d[3] < k) {
+            lerror(lw, e->kids[0]->loc, "maxpool needs [N, channels, H, W] at least as large as its window, got %s",
+                   fmt_shape(lw, x), NULL);
+            return -1;
+        }
+        int64_t yd[4] = {IR_BATCH, xs->d[1], (xs->d[2] - k) / stride + 1, (xs->d[3] - k) / stride + 1};
+        int y = emit(lw, IR_MAXPOOL, x, -1, ir_shape(4, yd), e);
+        lw->f->insts[y].attr[0] = k;
+        lw->f->insts[y].attr[1] = stride;
+        return y;
+    }
+    static const char *const later[] = {"avgpool", "dropout", NULL};
     for (int i = 0; later[i]; i++)
         if (!strcmp(f, later[i])) {
             lerror(lw, e->loc, "layer '%s' is not implemented yet", f, NULL);
             return -1;
         }
     lerror(lw, e->loc, "unknown layer '%s'", f, NULL);
-    diag_note(lw->diag, e->loc, "layers: dense, relu, batchnorm, flatten");
+    diag_note(lw->diag, e->loc, "layers: dense, conv2d, maxpool, relu, batchnorm, flatten");
     return -1;
 }
 
@@ -300,7 +377,7 @@ static bool type_shape(Lower *lw, const AstNode *ty, SrcLoc at, IrShape *out) {
 static bool lower_model(Lower *lw, const AstNode *model, IrFunc *f, bool train) {
     lw->f = f;
     lw->train = train;
-    lw->next_param = lw->next_bn = lw->ndense = 0;
+    lw->next_param = lw->next_bn = lw->ndense = lw->nconv = 0;
     lw->nenv = 0;
     f->loss = f->correct = f->logits = -1;
     const AstNode *params = model->kids[0];

@@ -38,7 +38,7 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
         case IR_BN_GRAD:
             if (in->attr[0] < 0 || in->attr[0] >= m->nbns)
                 FAIL("@%s %%%d: bn index out of range", f->name, i);
-            if (a->rank != 2 || a->d[1] != m->bns[in->attr[0]].features || !ir_shape_equal(a, s))
+            if ((a->rank != 2 && a->rank != 4) || a->d[1] != m->bns[in->attr[0]].features || !ir_shape_equal(a, s))
                 FAIL("@%s %%%d: bn shape mismatch", f->name, i);
             break;
         case IR_MATMUL: {
@@ -50,8 +50,30 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
             break;
         }
         case IR_BIAS_ADD:
-            if (a->rank != 2 || b->rank != 1 || a->d[1] != b->d[0] || !ir_shape_equal(a, s))
+            if (a->rank < 2 || b->rank != 1 || a->d[1] != b->d[0] || !ir_shape_equal(a, s))
                 FAIL("@%s %%%d: bias_add shapes do not agree", f->name, i);
+            break;
+        case IR_CONV2D: {
+            int64_t st = in->attr[0], pd = in->attr[1];
+            if (a->rank != 4 || b->rank != 4 || s->rank != 4 || b->d[1] != a->d[1] || s->d[1] != b->d[0] ||
+                st < 1 || s->d[2] != (a->d[2] + 2 * pd - b->d[2]) / st + 1 ||
+                s->d[3] != (a->d[3] + 2 * pd - b->d[3]) / st + 1)
+                FAIL("@%s %%%d: conv2d shapes do not agree", f->name, i);
+            break;
+        }
+        case IR_CONV2D_DX:
+        case IR_CONV2D_DW:
+        case IR_MAXPOOL_GRAD: {
+            const IrInst *src = &f->insts[in->args[in->op == IR_CONV2D_DX ? 0 : 1]];
+            if (in->op != IR_CONV2D_DX && src->op != (in->op == IR_CONV2D_DW ? IR_CONV2D : IR_MAXPOOL))
+                FAIL("@%s %%%d: %s must name its forward op", f->name, i, ir_op_name(in->op));
+            if (in->op == IR_CONV2D_DX && (s->rank != 4 || b->rank != 4 || s->d[1] != b->d[1]))
+                FAIL("@%s %%%d: conv2d_dx shapes do not agree", f->name, i);
+            break;
+        }
+        case IR_MAXPOOL:
+            if (a->rank != 4 || s->rank != 4 || s->d[1] != a->d[1] || in->attr[0] < 1 || in->attr[1] < 1)
+                FAIL("@%s %%%d: maxpool shapes do not agree", f->name, i);
             break;
         case IR_ADD:
         case IR_RELU_GRAD:
@@ -71,7 +93,7 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
                 FAIL("@%s %%%d: %s needs logits [N, C] and i32 labels", f->name, i, ir_op_name(in->op));
             break;
         case IR_BIAS_GRAD:
-            if (a->rank != 2 || s->rank != 1 || s->d[0] != a->d[1])
+            if (a->rank < 2 || s->rank != 1 || s->d[0] != a->d[1])
                 FAIL("@%s %%%d: bias_grad shape mismatch", f->name, i);
             break;
         default: break;

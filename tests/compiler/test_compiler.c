@@ -176,7 +176,7 @@ static void test_projections(void) {
 
 /* ---------- the generated network: backward vs finite differences ---------- */
 
-static const char *net_src =
+static const char *mlp_src =
     "import std.projections\n"
     "labels binary = {-1, +1}\n"
     "model net(x: f32[2, 3]) -> f32[4] {\n"
@@ -192,7 +192,21 @@ static const char *net_src =
     "    batch = 8\n"
     "}\n";
 
-static void test_network_gradients(void) {
+/* Convolutions (stride, padding), max pooling, batch norm over channels, biases. */
+static const char *conv_src =
+    "labels binary = {-1, +1}\n"
+    "model net(x: f32[2, 9, 9]) -> f32[3] {\n"
+    "    h = relu(batchnorm(conv2d(x, 4, 3, pad = 1, quant = pmf(binary))))\n"
+    "    h = maxpool(h, 2)\n"
+    "    h = relu(conv2d(h, 3, 2, stride = 2))\n"
+    "    return dense(flatten(h), 3)\n"
+    "}\n"
+    "data d = idx(\"none-images\", \"none-labels\")\n"
+    "train net on d {\n"
+    "    batch = 8\n"
+    "}\n";
+
+static void test_network_gradients(const char *net_src, int in_elems, int classes) {
     Compiled c;
     bool ok = compile_source(&c, net_src, true);
     CHECK(ok, "test network compiles");
@@ -212,8 +226,8 @@ static void test_network_gradients(void) {
     CHECK(train_step && x && y && loss, "internals are reachable");
     if (!train_step || !x || !y || !loss) goto out;
     int n = 8;
-    for (int i = 0; i < n * 6; i++) x[i] = (float)urand(-1, 1);
-    for (int i = 0; i < n; i++) y[i] = (int32_t)(urand(0, 4));
+    for (int i = 0; i < n * in_elems; i++) x[i] = (float)urand(-1, 1);
+    for (int i = 0; i < n; i++) y[i] = (int32_t)(urand(0, classes));
     for (int pi = 0; pi < c.m->nparams; pi++) {
         const IrParam *par = &c.m->params[pi];
         snprintf(name, sizeof name, "%s.weight", par->name);
@@ -247,13 +261,14 @@ static void test_network_gradients(void) {
             double err = fabs(fd - an[i]) / scale;
             if (err > worst) worst = err;
         }
+        if (getenv("NNQ_TEST_VERBOSE")) printf("%s: worst %.3g of max %.3g\n", par->name, worst, scale);
         CHECK(worst < 2e-2, "%s: generated gradient vs central differences, worst %.3g of max |g| %.3g",
               par->name, worst, scale);
         free(an);
     }
 
     /* The fused PMF + Adam kernel against a step-by-step reference. */
-    {
+    if (c.m->params[0].proj->ncomp == 2) {
         int pi = 0;
         const IrParam *par = &c.m->params[pi];
         float *a[2], *mo[2], *ve[2], *w, *g;
@@ -321,6 +336,7 @@ int main(void) {
     test_sx_basics();
     test_sx_derivatives();
     test_projections();
-    test_network_gradients();
+    test_network_gradients(mlp_src, 6, 4);
+    test_network_gradients(conv_src, 2 * 9 * 9, 3);
     return test_summary();
 }

@@ -76,4 +76,7 @@ void test_metrics_failure(void);
 void test_metrics_open_failure(void);
 void test_progress_output(void);
 
+void test_im2col_conv(void);
+void test_maxpool(void);
+
 #endif

@@ -173,6 +173,8 @@ static const TestCase g_cases[] = {
     CASE(test_gemm_ref_known),
     CASE(test_gemm_vs_ref),
     CASE(test_gemm_edges),
+    CASE(test_im2col_conv),
+    CASE(test_maxpool),
     CASE(test_idx_load),
     CASE(test_idx_search_path),
     CASE(test_idx_errors),

@@ -1,0 +1,85 @@
+/* conv.c — the runtime's image kernels: im2col and its adjoint (convolutions become
+ * OpenBLAS GEMMs over the column matrix), max pooling and its gradient. One sample
+ * (or one set of planes) per call, NCHW, row-major; no allocation, no failure. */
+#include <string.h>
+
+#include "nnq_rt.h"
+
+static int32_t out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad) {
+    return (in + 2 * pad - k) / stride + 1;
+}
+
+void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
+                   int32_t stride, int32_t pad, float *col, int64_t ld) {
+    int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
+    for (int32_t ch = 0; ch < c; ch++)
+        for (int32_t i = 0; i < kh; i++)
+            for (int32_t j = 0; j < kw; j++) {
+                float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
+                for (int32_t y = 0; y < oh; y++) {
+                    int32_t r = y * stride - pad + i;
+                    float *dst = row + (int64_t)y * ow;
+                    if (r < 0 || r >= h) {
+                        memset(dst, 0, sizeof(float) * ow);
+                        continue;
+                    }
+                    const float *src = x + ((int64_t)ch * h + r) * w;
+                    for (int32_t xo = 0; xo < ow; xo++) {
+                        int32_t q = xo * stride - pad + j;
+                        dst[xo] = (q >= 0 && q < w) ? src[q] : 0.0f;
+                    }
+                }
+            }
+}
+
+void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh,
+                   int32_t kw, int32_t stride, int32_t pad, float *x) {
+    int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
+    memset(x, 0, sizeof(float) * (size_t)c * h * w);
+    for (int32_t ch = 0; ch < c; ch++)
+        for (int32_t i = 0; i < kh; i++)
+            for (int32_t j = 0; j < kw; j++) {
+                const float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
+                for (int32_t y = 0; y < oh; y++) {
+                    int32_t r = y * stride - pad + i;
+                    if (r < 0 || r >= h) continue;
+                    float *dst = x + ((int64_t)ch * h + r) * w;
+                    const float *src = row + (int64_t)y * ow;
+                    for (int32_t xo = 0; xo < ow; xo++) {
+                        int32_t q = xo * stride - pad + j;
+                        if (q >= 0 && q < w) dst[q] += src[xo];
+                    }
+                }
+            }
+}
+
+void nnq_rt_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+                    float *y, int32_t *idx) {
+    int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+    for (int32_t p = 0; p < planes; p++) {
+        const float *src = x + (int64_t)p * h * w;
+        for (int32_t r = 0; r < oh; r++)
+            for (int32_t q = 0; q < ow; q++) {
+                int32_t best = (r * stride) * w + q * stride;
+                float m = src[best];
+                for (int32_t i = 0; i < k; i++)
+                    for (int32_t j = 0; j < k; j++) {
+                        int32_t at = (r * stride + i) * w + q * stride + j;
+                        if (src[at] > m) m = src[at], best = at;
+                    }
+                int64_t o = ((int64_t)p * oh + r) * ow + q;
+                y[o] = m;
+                idx[o] = best;
+            }
+    }
+}
+
+void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
+                         int32_t h, int32_t w, float *dx) {
+    memset(dx, 0, sizeof(float) * (size_t)planes * h * w);
+    for (int32_t p = 0; p < planes; p++)
+        for (int32_t o = 0; o < oh * ow; o++) {
+            int64_t at = (int64_t)p * oh * ow + o;
+            dx[(int64_t)p * h * w + idx[at]] += dy[at];
+        }
+}
