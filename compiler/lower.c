@@ -190,6 +190,32 @@ static bool bool_arg(Lower *lw, const AstNode *b, bool *out) {
     return false;
 }
 
+/* A dense or conv2d layer after its input and shapes are checked: the weight parameter
+ * (Xavier draw), the layer's op, and unless `bias = false` the bias parameter (N(0, 0.1)
+ * draw) and its add; both quantized by `quant = ...`. Returns the output value. */
+static int weighted_layer(Lower *lw, const AstNode *e, const char *kind, int layer, IrShape wshape,
+                          int64_t fan_in, int64_t fan_out, IrOp op, int x, IrShape yshape,
+                          int64_t attr0, int64_t attr1) {
+    Arena *arena = lw->m->arena;
+    bool bias = true;
+    const AstNode *b = named(e, "bias");
+    if (b && !bool_arg(lw, b, &bias)) return -1;
+    ProjInst *pi = quant_of(lw, e);
+    if (!pi) return -1;
+    int w = new_param(lw, arena_printf(arena, "%s%d.w", kind, layer), wshape, pi, IR_INIT_XAVIER,
+                      fan_in, fan_out, e);
+    int y = emit(lw, op, x, w, yshape, e);
+    lw->f->insts[y].attr[0] = attr0;
+    lw->f->insts[y].attr[1] = attr1;
+    if (bias) {
+        int64_t bd[1] = {wshape.d[op == IR_MATMUL ? 1 : 0]};
+        int bv = new_param(lw, arena_printf(arena, "%s%d.b", kind, layer), ir_shape(1, bd), pi,
+                           IR_INIT_NORMAL, fan_in, fan_out, e);
+        y = emit(lw, IR_BIAS_ADD, y, bv, yshape, e);
+    }
+    return y;
+}
+
 static int lower_call(Lower *lw, const AstNode *e) {
     const char *f = e->name;
     Arena *arena = lw->m->arena;
@@ -237,24 +263,10 @@ static int lower_call(Lower *lw, const AstNode *e) {
             diag_note(lw->diag, e->kids[0]->loc, "use flatten(...) first");
             return -1;
         }
-        bool bias = true;
-        const AstNode *b = named(e, "bias");
-        if (b && !bool_arg(lw, b, &bias)) return -1;
-        ProjInst *pi = quant_of(lw, e);
-        if (!pi) return -1;
         int64_t in = xs->d[1], out = (int64_t)un->num;
-        int layer = ++lw->ndense;
-        int64_t wd[2] = {in, out}, bd[1] = {out};
-        int w = new_param(lw, arena_printf(arena, "dense%d.w", layer), ir_shape(2, wd), pi,
-                          IR_INIT_XAVIER, in, out, e);
-        int64_t yd[2] = {IR_BATCH, out};
-        int y = emit(lw, IR_MATMUL, x, w, ir_shape(2, yd), e);
-        if (bias) {
-            int bv = new_param(lw, arena_printf(arena, "dense%d.b", layer), ir_shape(1, bd), pi,
-                               IR_INIT_NORMAL, in, out, e);
-            y = emit(lw, IR_BIAS_ADD, y, bv, ir_shape(2, yd), e);
-        }
-        return y;
+        int64_t wd[2] = {in, out}, yd[2] = {IR_BATCH, out};
+        return weighted_layer(lw, e, "dense", ++lw->ndense, ir_shape(2, wd), in, out, IR_MATMUL, x,
+                              ir_shape(2, yd), 0, 0);
     }
     if (!strcmp(f, "conv2d")) {
         static const char *const allowed[] = {"quant", "bias", "stride", "pad", NULL};
@@ -279,24 +291,9 @@ static int lower_call(Lower *lw, const AstNode *e) {
             lerror(lw, e->loc, "the kernel is larger than the padded input %s", fmt_shape(lw, x), NULL);
             return -1;
         }
-        bool bias = true;
-        const AstNode *b = named(e, "bias");
-        if (b && !bool_arg(lw, b, &bias)) return -1;
-        ProjInst *pi = quant_of(lw, e);
-        if (!pi) return -1;
-        int layer = ++lw->nconv;
-        int64_t wd[4] = {out, c, k, k}, bd[1] = {out}, yd[4] = {IR_BATCH, out, oh, ow};
-        int wv = new_param(lw, arena_printf(arena, "conv%d.w", layer), ir_shape(4, wd), pi,
-                           IR_INIT_XAVIER, c * k * k, out * k * k, e);
-        int y = emit(lw, IR_CONV2D, x, wv, ir_shape(4, yd), e);
-        lw->f->insts[y].attr[0] = stride;
-        lw->f->insts[y].attr[1] = pad;
-        if (bias) {
-            int bv = new_param(lw, arena_printf(arena, "conv%d.b", layer), ir_shape(1, bd), pi,
-                               IR_INIT_NORMAL, c * k * k, out * k * k, e);
-            y = emit(lw, IR_BIAS_ADD, y, bv, ir_shape(4, yd), e);
-        }
-        return y;
+        int64_t wd[4] = {out, c, k, k}, yd[4] = {IR_BATCH, out, oh, ow};
+        return weighted_layer(lw, e, "conv", ++lw->nconv, ir_shape(4, wd), c * k * k, out * k * k,
+                              IR_CONV2D, x, ir_shape(4, yd), stride, pad);
     }
     if (!strcmp(f, "maxpool")) {
         static const char *const allowed[] = {"stride", NULL};

@@ -53,15 +53,6 @@ static void usage(FILE *out) {
           out);
 }
 
-static bool parse_int(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 static int parse_args(int argc, char **argv, Options *o) {
     memset(o, 0, sizeof *o);
     o->opt_level = 2;
@@ -73,7 +64,6 @@ static int parse_args(int argc, char **argv, Options *o) {
     (strcmp(a, flag) == 0 ? (i + 1 < argc ? (val = argv[++i], 1) : (fprintf(stderr, "nnqc: error: %s needs a value\n", flag), -1)) \
      : strncmp(a, flag "=", strlen(flag) + 1) == 0 ? (val = a + strlen(flag) + 1, 1) : 0)
         int t = nnq_run_parse_option(&o->run, argc, argv, &i);
-        long long n;
         if (t < 0) return 2;
         if (t > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -100,11 +90,11 @@ static int parse_args(int argc, char **argv, Options *o) {
             o->verify_each = true;
         } else if (!strncmp(a, "-O", 2)) {
             const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
-            if (!parse_int(v, 0, 3, &n)) {
+            if (v[0] < '0' || v[0] > '3' || v[1]) {
                 fprintf(stderr, "nnqc: error: -O takes 0, 1, 2 or 3\n");
                 return 2;
             }
-            o->opt_level = (int)n;
+            o->opt_level = v[0] - '0';
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "nnqc: error: unknown option '%s'\n", a);
             usage(stderr);
