@@ -90,6 +90,12 @@ void autodiff_module(IrModule *m) {
             if (ad.needs[b]) accumulate(&ad, b, emit_like(&ad, IR_CONV2D_DW, g, i, b, 0));
             break;
         case IR_MAXPOOL: accumulate(&ad, a, emit_like(&ad, IR_MAXPOOL_GRAD, g, i, a, 0)); break;
+        case IR_AVGPOOL: {
+            int dx = emit_like(&ad, IR_AVGPOOL_GRAD, g, -1, a, in.attr[0]);
+            f->insts[dx].attr[1] = in.attr[1];
+            accumulate(&ad, a, dx);
+            break;
+        }
         case IR_BIAS_ADD:
             accumulate(&ad, a, g);
             if (ad.needs[b]) accumulate(&ad, b, emit_like(&ad, IR_BIAS_GRAD, g, -1, b, 0));

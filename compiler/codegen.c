@@ -555,6 +555,15 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         }
         return;
     }
+    case IR_AVGPOOL:
+    case IR_AVGPOOL_GRAD: {
+        const IrShape *xs = in->op == IR_AVGPOOL ? as : &in->shape;
+        LLVMValueRef planes = LLVMBuildTrunc(b, LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""), cg->ti32, "");
+        rt_call(cg, in->op == IR_AVGPOOL ? "nnq_rt_avgpool" : "nnq_rt_avgpool_grad",
+                (LLVMValueRef[]){A, planes, ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]),
+                                 ci32(cg, (int32_t)in->attr[0]), ci32(cg, (int32_t)in->attr[1]), out}, 7);
+        return;
+    }
     case IR_MAXPOOL:
     case IR_MAXPOOL_GRAD: {
         const IrInst *pool = in->op == IR_MAXPOOL ? in : &fc->f->insts[in->args[1]];

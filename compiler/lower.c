@@ -295,7 +295,7 @@ static int lower_call(Lower *lw, const AstNode *e) {
         return weighted_layer(lw, e, "conv", ++lw->nconv, ir_shape(4, wd), c * k * k, out * k * k,
                               IR_CONV2D, x, ir_shape(4, yd), stride, pad);
     }
-    if (!strcmp(f, "maxpool")) {
+    if (!strcmp(f, "maxpool") || !strcmp(f, "avgpool")) {
         static const char *const allowed[] = {"stride", NULL};
         if (!check_layer_args(lw, e, 2, 2, allowed)) return -1;
         int x = lower_expr(lw, e->kids[0]);
@@ -306,24 +306,24 @@ static int lower_call(Lower *lw, const AstNode *e) {
         stride = k;
         if (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, 64, &stride, "stride")) return -1;
         if (xs->rank != 4 || xs->d[2] < k || xs->d[3] < k) {
-            lerror(lw, e->kids[0]->loc, "maxpool needs [N, channels, H, W] at least as large as its window, got %s",
-                   fmt_shape(lw, x), NULL);
+            lerror(lw, e->kids[0]->loc, "%s needs [N, channels, H, W] at least as large as its window, got %s",
+                   f, fmt_shape(lw, x));
             return -1;
         }
         int64_t yd[4] = {IR_BATCH, xs->d[1], (xs->d[2] - k) / stride + 1, (xs->d[3] - k) / stride + 1};
-        int y = emit(lw, IR_MAXPOOL, x, -1, ir_shape(4, yd), e);
+        int y = emit(lw, f[0] == 'm' ? IR_MAXPOOL : IR_AVGPOOL, x, -1, ir_shape(4, yd), e);
         lw->f->insts[y].attr[0] = k;
         lw->f->insts[y].attr[1] = stride;
         return y;
     }
-    static const char *const later[] = {"avgpool", "dropout", NULL};
+    static const char *const later[] = {"dropout", NULL};
     for (int i = 0; later[i]; i++)
         if (!strcmp(f, later[i])) {
             lerror(lw, e->loc, "layer '%s' is not implemented yet", f, NULL);
             return -1;
         }
     lerror(lw, e->loc, "unknown layer '%s'", f, NULL);
-    diag_note(lw->diag, e->loc, "layers: dense, conv2d, maxpool, relu, batchnorm, flatten");
+    diag_note(lw->diag, e->loc, "layers: dense, conv2d, maxpool, avgpool, relu, batchnorm, flatten");
     return -1;
 }
 

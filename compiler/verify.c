@@ -71,6 +71,12 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
                 FAIL("@%s %%%d: conv2d_dx shapes do not agree", f->name, i);
             break;
         }
+        case IR_AVGPOOL_GRAD:
+            if (a->rank != 4 || s->rank != 4 || s->d[1] != a->d[1] || in->attr[0] < 1 || in->attr[1] < 1 ||
+                a->d[2] != (s->d[2] - in->attr[0]) / in->attr[1] + 1)
+                FAIL("@%s %%%d: avgpool_grad shapes do not agree", f->name, i);
+            break;
+        case IR_AVGPOOL:
         case IR_MAXPOOL:
             if (a->rank != 4 || s->rank != 4 || s->d[1] != a->d[1] || in->attr[0] < 1 || in->attr[1] < 1)
                 FAIL("@%s %%%d: maxpool shapes do not agree", f->name, i);

@@ -1,5 +1,5 @@
 /* conv.c — the runtime's image kernels: im2col and its adjoint (convolutions become
- * OpenBLAS GEMMs over the column matrix), max pooling and its gradient. One sample
+ * OpenBLAS GEMMs over the column matrix), max and average pooling and their gradients. One sample
  * (or one set of planes) per call, NCHW, row-major; no allocation, no failure. */
 #include <string.h>
 
@@ -82,4 +82,36 @@ void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, in
             int64_t at = (int64_t)p * oh * ow + o;
             dx[(int64_t)p * h * w + idx[at]] += dy[at];
         }
+}
+
+void nnq_rt_avgpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+                    float *y) {
+    int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+    float scale = 1.0f / (float)(k * k);
+    for (int32_t p = 0; p < planes; p++) {
+        const float *src = x + (int64_t)p * h * w;
+        for (int32_t r = 0; r < oh; r++)
+            for (int32_t q = 0; q < ow; q++) {
+                float s = 0;
+                for (int32_t i = 0; i < k; i++)
+                    for (int32_t j = 0; j < k; j++) s += src[(r * stride + i) * w + q * stride + j];
+                y[((int64_t)p * oh + r) * ow + q] = s * scale;
+            }
+    }
+}
+
+void nnq_rt_avgpool_grad(const float *dy, int32_t planes, int32_t h, int32_t w, int32_t k,
+                         int32_t stride, float *dx) {
+    int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+    float scale = 1.0f / (float)(k * k);
+    memset(dx, 0, sizeof(float) * (size_t)planes * h * w);
+    for (int32_t p = 0; p < planes; p++) {
+        float *dst = dx + (int64_t)p * h * w;
+        for (int32_t r = 0; r < oh; r++)
+            for (int32_t q = 0; q < ow; q++) {
+                float g = dy[((int64_t)p * oh + r) * ow + q] * scale;
+                for (int32_t i = 0; i < k; i++)
+                    for (int32_t j = 0; j < k; j++) dst[(r * stride + i) * w + q * stride + j] += g;
+            }
+    }
 }

@@ -192,12 +192,15 @@ static const char *mlp_src =
     "    batch = 8\n"
     "}\n";
 
-/* Convolutions (stride, padding), max pooling, batch norm over channels, biases. */
+/* Convolutions (stride, padding), max and average pooling, a residual add, batch norm
+ * over channels, biases. */
 static const char *conv_src =
     "labels binary = {-1, +1}\n"
     "model net(x: f32[2, 9, 9]) -> f32[3] {\n"
-    "    h = relu(batchnorm(conv2d(x, 4, 3, pad = 1, quant = pmf(binary))))\n"
+    "    h = relu(batchnorm(conv2d(x, 4, 3, pad = 1, quant = pmf(binary), bias = false)))\n"
     "    h = maxpool(h, 2)\n"
+    "    h = h + relu(conv2d(h, 4, 3, pad = 1, bias = false))\n"
+    "    h = avgpool(h, 2)\n"
     "    h = relu(conv2d(h, 3, 2, stride = 2))\n"
     "    return dense(flatten(h), 3)\n"
     "}\n"

@@ -78,5 +78,6 @@ void test_progress_output(void);
 
 void test_im2col_conv(void);
 void test_maxpool(void);
+void test_avgpool(void);
 
 #endif

@@ -52,6 +52,16 @@ void test_im2col_conv(void) {
     free(x), free(w), free(col), free(y), free(c2), free(x2);
 }
 
+void test_avgpool(void) {
+    float x[16], y[4], dy[4] = {4, 8, 12, 16}, dx[16];
+    for (int i = 0; i < 16; i++) x[i] = (float)i;
+    nnq_rt_avgpool(x, 1, 4, 4, 2, 2, y);
+    CHECK(y[0] == 2.5f && y[1] == 4.5f && y[2] == 10.5f && y[3] == 12.5f, "avgpool means");
+    nnq_rt_avgpool_grad(dy, 1, 4, 4, 2, 2, dx);
+    CHECK(dx[0] == 1 && dx[5] == 1 && dx[2] == 2 && dx[7] == 2 && dx[8] == 3 && dx[15] == 4,
+          "avgpool gradient spreads dy / k^2");
+}
+
 void test_maxpool(void) {
     /* two 4x4 planes, 2x2 windows; ties go to the first maximum */
     float x[32] = {1, 2, 0, 0, 3, 1, 0, 5, 0, 0, 7, 7, 0, 9, 7, 1,

@@ -175,6 +175,7 @@ static const TestCase g_cases[] = {
     CASE(test_gemm_edges),
     CASE(test_im2col_conv),
     CASE(test_maxpool),
+    CASE(test_avgpool),
     CASE(test_idx_load),
     CASE(test_idx_search_path),
     CASE(test_idx_errors),
