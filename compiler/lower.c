@@ -13,10 +13,20 @@
 
 #include "ir.h"
 
+/* A name in a model or block: a tensor (IR value), a compile-time number (block
+ * arguments, loop variables), or a quantizer (a block argument such as md_tanh(binary)). */
+typedef enum BindKind { B_TENSOR, B_NUM, B_QUANT } BindKind;
+
 typedef struct Binding {
     const char *name;
+    BindKind kind;
     int value;
+    double num;
+    const AstNode *quant;
 } Binding;
+
+#define LOWER_MAX_NAMES 4096
+#define LOWER_MAX_DEPTH 32
 
 typedef struct Lower {
     IrModule *m;
@@ -26,8 +36,10 @@ typedef struct Lower {
     bool train;
     int next_param, next_bn;     /* creation counters of this pass */
     int ndense, nconv;
-    Binding env[256];
+    Binding env[LOWER_MAX_NAMES];
     int nenv;
+    int scope;                   /* first binding visible: blocks see only their own names */
+    int depth;                   /* block nesting, against runaway recursion */
     bool failed;
 } Lower;
 
@@ -44,6 +56,12 @@ static const char *fmt_shape(Lower *lw, int v) {
     char buf[128];
     ir_shape_format(shape_of(lw, v), lw->f->insts[v].dtype, buf, sizeof buf);
     return arena_strdup(lw->m->arena, buf);
+}
+
+static const Binding *lookup(Lower *lw, const char *name) {
+    for (int i = lw->nenv - 1; i >= lw->scope; i--)
+        if (!strcmp(lw->env[i].name, name)) return &lw->env[i];
+    return NULL;
 }
 
 static int emit(Lower *lw, IrOp op, int a, int b, IrShape s, const AstNode *at) {
@@ -96,6 +114,10 @@ static bool check_layer_args(Lower *lw, const AstNode *call, int lo, int hi,
 /* The projection of `quant = ...` (absent: float). */
 static ProjInst *quant_of(Lower *lw, const AstNode *call) {
     const AstNode *q = named(call, "quant");
+    if (q && q->kind == AST_IDENT) { /* a block parameter holding a quantizer */
+        const Binding *bd = lookup(lw, q->name);
+        if (bd && bd->kind == B_QUANT) q = bd->quant;
+    }
     const char *pname = "float";
     const AstNode *largs = NULL;
     SrcLoc at = call->loc;
@@ -170,14 +192,82 @@ static int new_param(Lower *lw, const char *name, IrShape shape, ProjInst *pi, I
 
 static int lower_expr(Lower *lw, const AstNode *e);
 
+static bool bind(Lower *lw, const AstNode *at, Binding b) {
+    if (lw->nenv == LOWER_MAX_NAMES) {
+        lerror(lw, at->loc, "too many names in one model", NULL, NULL);
+        return false;
+    }
+    lw->env[lw->nenv++] = b;
+    return true;
+}
+
+/* A compile-time number: literals, numeric names, arithmetic, comparisons (1 or 0),
+ * and/or/not, if-then-else, and channels(x) of a tensor. */
+static bool const_num(Lower *lw, const AstNode *e, double *out) {
+    double a, b;
+    switch (e->kind) {
+    case AST_NUMBER: *out = e->num; return true;
+    case AST_IDENT: {
+        const Binding *bd = lookup(lw, e->name);
+        if (bd && bd->kind == B_NUM) {
+            *out = bd->num;
+            return true;
+        }
+        lerror(lw, e->loc, bd ? "'%s' is not a number here" : "unknown name '%s'", e->name, NULL);
+        return false;
+    }
+    case AST_UNARY:
+        if (!const_num(lw, e->kids[0], &a)) return false;
+        *out = e->op == AST_OP_NEG ? -a : e->op == AST_OP_NOT ? (a == 0) : a;
+        return true;
+    case AST_BINARY:
+        if (!const_num(lw, e->kids[0], &a) || !const_num(lw, e->kids[1], &b)) return false;
+        switch (e->op) {
+        case AST_OP_ADD: *out = a + b; return true;
+        case AST_OP_SUB: *out = a - b; return true;
+        case AST_OP_MUL: *out = a * b; return true;
+        case AST_OP_DIV: *out = a / b; return true;
+        case AST_OP_EQ: *out = a == b; return true;
+        case AST_OP_NE: *out = a != b; return true;
+        case AST_OP_LT: *out = a < b; return true;
+        case AST_OP_LE: *out = a <= b; return true;
+        case AST_OP_GT: *out = a > b; return true;
+        case AST_OP_GE: *out = a >= b; return true;
+        case AST_OP_AND: *out = a != 0 && b != 0; return true;
+        case AST_OP_OR: *out = a != 0 || b != 0; return true;
+        default: break;
+        }
+        break;
+    case AST_IF:
+        if (!const_num(lw, e->kids[0], &a)) return false;
+        return const_num(lw, e->kids[a != 0 ? 1 : 2], out);
+    case AST_CALL:
+        if (!strcmp(e->name, "channels") && e->nkids == 1 && e->kids[0]->kind == AST_IDENT) {
+            const Binding *bd = lookup(lw, e->kids[0]->name);
+            if (bd && bd->kind == B_TENSOR && shape_of(lw, bd->value)->rank >= 2) {
+                *out = (double)shape_of(lw, bd->value)->d[1];
+                return true;
+            }
+            lerror(lw, e->kids[0]->loc, "channels(...) needs a tensor with a channel dimension", NULL, NULL);
+            return false;
+        }
+        break;
+    default: break;
+    }
+    lerror(lw, e->loc, "this must be a number known at compile time", NULL, NULL);
+    return false;
+}
+
 static bool int_arg(Lower *lw, const AstNode *a, int64_t lo, int64_t hi, int64_t *out, const char *what) {
-    if (a->kind != AST_NUMBER || !a->is_int || a->num < lo || a->num > hi) {
+    double v;
+    if (!const_num(lw, a, &v)) return false;
+    if (v != floor(v) || v < lo || v > hi) {
         char msg[160];
         snprintf(msg, sizeof msg, "%s must be an integer from %lld to %lld", what, (long long)lo, (long long)hi);
         lerror(lw, a->loc, "%s", msg, NULL);
         return false;
     }
-    *out = (int64_t)a->num;
+    *out = (int64_t)v;
     return true;
 }
 
@@ -216,8 +306,13 @@ static int weighted_layer(Lower *lw, const AstNode *e, const char *kind, int lay
     return y;
 }
 
+static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call);
+static const AstNode *find_block(const Program *prog, const char *name);
+
 static int lower_call(Lower *lw, const AstNode *e) {
     const char *f = e->name;
+    const AstNode *blk = find_block(lw->prog, f);
+    if (blk) return inline_block(lw, blk, e);
     Arena *arena = lw->m->arena;
     if (!strcmp(f, "flatten") || !strcmp(f, "relu") || !strcmp(f, "batchnorm")) {
         if (!check_layer_args(lw, e, 1, 1, NULL)) return -1;
@@ -251,11 +346,8 @@ static int lower_call(Lower *lw, const AstNode *e) {
         if (!check_layer_args(lw, e, 2, 2, allowed)) return -1;
         int x = lower_expr(lw, e->kids[0]);
         if (x < 0) return -1;
-        const AstNode *un = e->kids[1];
-        if (un->kind != AST_NUMBER || !un->is_int || un->num < 1 || un->num > 1e8) {
-            lerror(lw, un->loc, "the number of units must be a positive integer", NULL, NULL);
-            return -1;
-        }
+        int64_t units;
+        if (!int_arg(lw, e->kids[1], 1, 100000000, &units, "the number of units")) return -1;
         const IrShape *xs = shape_of(lw, x);
         if (xs->rank != 2) {
             lerror(lw, e->kids[0]->loc, "dense needs an input of shape [N, features], got %s",
@@ -263,7 +355,7 @@ static int lower_call(Lower *lw, const AstNode *e) {
             diag_note(lw->diag, e->kids[0]->loc, "use flatten(...) first");
             return -1;
         }
-        int64_t in = xs->d[1], out = (int64_t)un->num;
+        int64_t in = xs->d[1], out = units;
         int64_t wd[2] = {in, out}, yd[2] = {IR_BATCH, out};
         return weighted_layer(lw, e, "dense", ++lw->ndense, ir_shape(2, wd), in, out, IR_MATMUL, x,
                               ir_shape(2, yd), 0, 0);
@@ -329,11 +421,17 @@ static int lower_call(Lower *lw, const AstNode *e) {
 
 static int lower_expr(Lower *lw, const AstNode *e) {
     switch (e->kind) {
-    case AST_IDENT:
-        for (int i = lw->nenv - 1; i >= 0; i--)
-            if (!strcmp(lw->env[i].name, e->name)) return lw->env[i].value;
-        lerror(lw, e->loc, "unknown name '%s'", e->name, NULL);
+    case AST_IDENT: {
+        const Binding *bd = lookup(lw, e->name);
+        if (bd && bd->kind == B_TENSOR) return bd->value;
+        lerror(lw, e->loc, bd ? "'%s' is not a tensor" : "unknown name '%s'", e->name, NULL);
         return -1;
+    }
+    case AST_IF: { /* the condition is known at compile time; only one branch is built */
+        double c;
+        if (!const_num(lw, e->kids[0], &c)) return -1;
+        return lower_expr(lw, e->kids[c != 0 ? 1 : 2]);
+    }
     case AST_CALL: return lower_call(lw, e);
     case AST_BINARY:
         if (e->op == AST_OP_ADD) {
@@ -371,6 +469,128 @@ static bool type_shape(Lower *lw, const AstNode *ty, SrcLoc at, IrShape *out) {
     return true;
 }
 
+/* Lowers statements kids[first..] of `owner` (a model, block or for body). A `return`
+ * sets *result and *ret (and must be last); `for` repeats its body once per element of
+ * a literal list, binding numbers. False after an error. */
+static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result, const AstNode **ret) {
+    for (int i = first; i < owner->nkids && !lw->failed; i++) {
+        const AstNode *st = owner->kids[i];
+        if (st->kind == AST_ASSIGN) {
+            int v = lower_expr(lw, st->kids[0]);
+            if (v < 0 || !bind(lw, st, (Binding){st->name, B_TENSOR, v, 0, NULL})) return false;
+        } else if (st->kind == AST_RETURN) {
+            if (!ret) {
+                lerror(lw, st->loc, "return is not allowed inside a for loop", NULL, NULL);
+                return false;
+            }
+            *result = lower_expr(lw, st->kids[0]);
+            *ret = st;
+            if (i + 1 < owner->nkids)
+                lerror(lw, owner->kids[i + 1]->loc, "statement after return", NULL, NULL);
+            return *result >= 0 && !lw->failed;
+        } else if (st->kind == AST_FOR) {
+            const AstNode *vars = st->kids[0], *list = st->kids[1];
+            if (list->kind != AST_LIST) {
+                lerror(lw, list->loc, "a for loop runs over a list written out, e.g. [(64, 1), (128, 2)]", NULL, NULL);
+                return false;
+            }
+            for (int k = 0; k < list->nkids; k++) {
+                const AstNode *el = list->kids[k];
+                int nel = el->kind == AST_TUPLE ? el->nkids : 1;
+                if (nel != vars->nkids) {
+                    char msg[96];
+                    snprintf(msg, sizeof msg, "this element has %d value%s, the loop names %d", nel,
+                             nel == 1 ? "" : "s", vars->nkids);
+                    lerror(lw, el->loc, "%s", msg, NULL);
+                    return false;
+                }
+                for (int v = 0; v < nel; v++) {
+                    double num;
+                    if (!const_num(lw, el->kind == AST_TUPLE ? el->kids[v] : el, &num) ||
+                        !bind(lw, st, (Binding){vars->kids[v]->name, B_NUM, -1, num, NULL}))
+                        return false;
+                }
+                if (!lower_stmts(lw, st, 2, NULL, NULL)) return false;
+            }
+        } else {
+            lerror(lw, st->loc, "this statement is not allowed here", NULL, NULL);
+            return false;
+        }
+    }
+    return !lw->failed;
+}
+
+static const AstNode *find_block(const Program *prog, const char *name) {
+    for (int i = 0; i < prog->nblocks; i++)
+        if (!strcmp(prog->blocks[i]->name, name)) return prog->blocks[i];
+    return NULL;
+}
+
+/* A call of a user block: its body is lowered in place (inlined) with the parameters
+ * bound to the arguments: tensors, numbers, or quantizers (a projection call such as
+ * md_tanh(binary), `float`, or a name holding one). */
+static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call) {
+    const AstNode *params = blk->kids[0];
+    int np = params ? params->nkids : 0;
+    if (call->nkids != np || npositional(call) != np) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "block '%s' takes %d positional argument%s, got %d", blk->name, np,
+                 np == 1 ? "" : "s", call->nkids);
+        lerror(lw, call->loc, "%s", msg, NULL);
+        diag_note(lw->diag, blk->loc, "'%s' is defined here", blk->name);
+        return -1;
+    }
+    if (lw->depth == LOWER_MAX_DEPTH) {
+        lerror(lw, call->loc, "blocks nest too deeply (a block calling itself?)", NULL, NULL);
+        return -1;
+    }
+    Binding args[64];
+    if (np > 64) {
+        lerror(lw, call->loc, "too many block arguments", NULL, NULL);
+        return -1;
+    }
+    for (int i = 0; i < np; i++) {
+        const AstNode *a = call->kids[i], *p = params->kids[i];
+        const AstNode *ty = p->nkids ? p->kids[0] : NULL;
+        Binding b = {p->name, B_TENSOR, -1, 0, NULL};
+        const Binding *bd = a->kind == AST_IDENT ? lookup(lw, a->name) : NULL;
+        bool is_quant = (bd && bd->kind == B_QUANT) ||
+                        (a->kind == AST_CALL && program_find_projection(lw->prog, a->name)) ||
+                        (a->kind == AST_IDENT && !bd && program_find_projection(lw->prog, a->name));
+        if (is_quant) {
+            b.kind = B_QUANT;
+            b.quant = bd && bd->kind == B_QUANT ? bd->quant : a;
+        } else if (ty && !strcmp(ty->name, "int")) {
+            int64_t v;
+            if (!int_arg(lw, a, INT32_MIN, INT32_MAX, &v, p->name)) return -1;
+            b.kind = B_NUM;
+            b.num = (double)v;
+        } else if (bd && bd->kind == B_NUM) {
+            b.kind = B_NUM;
+            b.num = bd->num;
+        } else if (a->kind == AST_NUMBER) {
+            b.kind = B_NUM;
+            b.num = a->num;
+        } else if ((b.value = lower_expr(lw, a)) < 0) {
+            return -1;
+        }
+        args[i] = b;
+    }
+    int saved_n = lw->nenv, saved_scope = lw->scope;
+    lw->scope = lw->nenv;
+    lw->depth++;
+    int result = -1;
+    const AstNode *ret = NULL;
+    bool ok = true;
+    for (int i = 0; i < np && ok; i++) ok = bind(lw, call, args[i]);
+    ok = ok && lower_stmts(lw, blk, 2, &result, &ret);
+    if (ok && !ret) lerror(lw, blk->loc, "block '%s' has no return statement", blk->name, NULL);
+    lw->depth--;
+    lw->scope = saved_scope;
+    lw->nenv = saved_n;
+    return ok && ret ? result : -1;
+}
+
 static bool lower_model(Lower *lw, const AstNode *model, IrFunc *f, bool train) {
     lw->f = f;
     lw->train = train;
@@ -400,30 +620,12 @@ static bool lower_model(Lower *lw, const AstNode *model, IrFunc *f, bool train) 
     int x = emit(lw, IR_INPUT, -1, -1, xb, params->kids[0]);
     int64_t yd[1] = {IR_BATCH};
     int y = ir_emit(lw->m, f, IR_LABELS, -1, -1, ir_shape(1, yd), IR_I32);
-    lw->env[lw->nenv++] = (Binding){params->kids[0]->name, x};
+    lw->scope = 0;
+    lw->depth = 0;
+    bind(lw, params->kids[0], (Binding){params->kids[0]->name, B_TENSOR, x, 0, NULL});
     int result = -1;
     const AstNode *ret_stmt = NULL;
-    for (int i = 2; i < model->nkids && !lw->failed; i++) {
-        const AstNode *st = model->kids[i];
-        if (st->kind == AST_ASSIGN) {
-            int v = lower_expr(lw, st->kids[0]);
-            if (v < 0) return false;
-            if (lw->nenv == 256) {
-                lerror(lw, st->loc, "too many names in one model", NULL, NULL);
-                return false;
-            }
-            lw->env[lw->nenv++] = (Binding){st->name, v};
-        } else if (st->kind == AST_RETURN) {
-            result = lower_expr(lw, st->kids[0]);
-            ret_stmt = st;
-            if (i + 1 < model->nkids)
-                lerror(lw, model->kids[i + 1]->loc, "statement after return", NULL, NULL);
-            break;
-        } else {
-            lerror(lw, st->loc, "this statement is not supported in a model yet", NULL, NULL);
-            return false;
-        }
-    }
+    lower_stmts(lw, model, 2, &result, &ret_stmt);
     if (lw->failed) return false;
     if (!ret_stmt) {
         lerror(lw, model->loc, "model '%s' has no return statement", model->name, NULL);

@@ -192,14 +192,20 @@ static const char *mlp_src =
     "    batch = 8\n"
     "}\n";
 
-/* Convolutions (stride, padding), max and average pooling, a residual add, batch norm
- * over channels, biases. */
+/* Convolutions (stride, padding), max and average pooling, a residual block called in a
+ * for loop with a compile-time if, batch norm over channels, biases. */
 static const char *conv_src =
     "labels binary = {-1, +1}\n"
+    "block res(x, k: int) {\n"
+    "    y = relu(conv2d(x, channels(x), k, pad = (k - 1) / 2, bias = false))\n"
+    "    return if k == 1 then y else x + y\n"
+    "}\n"
     "model net(x: f32[2, 9, 9]) -> f32[3] {\n"
     "    h = relu(batchnorm(conv2d(x, 4, 3, pad = 1, quant = pmf(binary), bias = false)))\n"
     "    h = maxpool(h, 2)\n"
-    "    h = h + relu(conv2d(h, 4, 3, pad = 1, bias = false))\n"
+    "    for k in [3, 1] {\n"
+    "        h = res(h, k)\n"
+    "    }\n"
     "    h = avgpool(h, 2)\n"
     "    h = relu(conv2d(h, 3, 2, stride = 2))\n"
     "    return dense(flatten(h), 3)\n"
