@@ -836,18 +836,28 @@ static void snapshot(Cg *cg, bool save) {
     }
 }
 
+/* A private constant global array: shapes and label sets handed to the runtime. */
+static LLVMValueRef const_array(Cg *cg, LLVMTypeRef elem, const LLVMValueRef *vals, int n, const char *name) {
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMArrayType(elem, (unsigned)n), name);
+    LLVMSetInitializer(g, LLVMConstArray(elem, (LLVMValueRef *)vals, (unsigned)n));
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    return g;
+}
+
+/* The dims of a shape (no batch dimension) as a constant i64 array. */
+static LLVMValueRef const_dims(Cg *cg, const IrShape *s, const char *name) {
+    LLVMValueRef d[NNQ_MAX_RANK];
+    for (int i = 0; i < s->rank; i++) d[i] = ci64(cg, s->d[i]);
+    return const_array(cg, cg->ti64, d, s->rank, name);
+}
+
 static LLVMValueRef emit_load_data(Cg *cg, LLVMValueRef run, const DataDecl *d) {
     LLVMValueRef args[3] = {run, str(cg, d->images), str(cg, d->labels)};
     LLVMValueRef ds = rt_call(cg, "nnq_rt_data_idx", args, 3);
     const IrModule *m = cg->m;
     int rank = m->input.rank;
-    LLVMTypeRef at = LLVMArrayType(cg->ti64, (unsigned)rank);
-    LLVMValueRef dims[NNQ_MAX_RANK];
-    for (int i = 0; i < rank; i++) dims[i] = ci64(cg, m->input.d[i]);
-    LLVMValueRef g = LLVMAddGlobal(cg->mod, at, "input.dims");
-    LLVMSetInitializer(g, LLVMConstArray(cg->ti64, dims, (unsigned)rank));
-    LLVMSetGlobalConstant(g, 1);
-    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMValueRef g = const_dims(cg, &m->input, "input.dims");
     char what[256];
     snprintf(what, sizeof what, "model '%s'", m->model);
     LLVMValueRef cargs[6] = {run, ds, ci32(cg, rank), g, ci32(cg, (int32_t)m->classes), str(cg, what)};
@@ -1072,32 +1082,20 @@ static void emit_main(Cg *cg) {
         for (int p = 0; p < m->nparams; p++) {
             const IrParam *par = &m->params[p];
             const LabelSet *ls = par->proj->labels;
-            LLVMTypeRef dt = LLVMArrayType(cg->ti64, (unsigned)par->shape.rank);
-            LLVMValueRef dv[NNQ_MAX_RANK];
-            for (int i = 0; i < par->shape.rank; i++) dv[i] = ci64(cg, par->shape.d[i]);
-            LLVMValueRef dg = LLVMAddGlobal(cg->mod, dt, "dims");
-            LLVMSetInitializer(dg, LLVMConstArray(cg->ti64, dv, (unsigned)par->shape.rank));
-            LLVMSetGlobalConstant(dg, 1);
-            LLVMSetLinkage(dg, LLVMPrivateLinkage);
+            LLVMValueRef dg = const_dims(cg, &par->shape, "dims");
             LLVMValueRef lg = LLVMConstNull(cg->tp);
             if (ls) {
                 LLVMValueRef lv[NNQ_MAX_LABELS];
                 for (int i = 0; i < ls->k; i++) lv[i] = cf32(cg, ls->q[i]);
-                lg = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tf32, (unsigned)ls->k), "labels");
-                LLVMSetInitializer(lg, LLVMConstArray(cg->tf32, lv, (unsigned)ls->k));
-                LLVMSetGlobalConstant(lg, 1);
-                LLVMSetLinkage(lg, LLVMPrivateLinkage);
+                lg = const_array(cg, cg->tf32, lv, ls->k, "labels");
             }
             rt_call(cg, "nnq_rt_model_add", (LLVMValueRef[]){run, str(cg, par->name), ci32(cg, par->shape.rank), dg,
                                                              ci32(cg, ls ? ls->k : 0), lg, cg->pbuf[p][IRB_HARD]}, 7);
         }
         for (int i = 0; i < m->nbns; i++) {
             for (int k = 0; k < 2; k++) {
-                LLVMValueRef dg = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->ti64, 1), "dims");
                 LLVMValueRef dv = ci64(cg, m->bns[i].features);
-                LLVMSetInitializer(dg, LLVMConstArray(cg->ti64, &dv, 1));
-                LLVMSetGlobalConstant(dg, 1);
-                LLVMSetLinkage(dg, LLVMPrivateLinkage);
+                LLVMValueRef dg = const_array(cg, cg->ti64, &dv, 1, "dims");
                 const char *nm = arena_printf(m->arena, "%s.%s", m->bns[i].name, k ? "running_var" : "running_mean");
                 rt_call(cg, "nnq_rt_model_add", (LLVMValueRef[]){run, str(cg, nm), ci32(cg, 1), dg, ci32(cg, 0),
                                                                  LLVMConstNull(cg->tp), cg->bnbuf[i][k]}, 7);

@@ -239,8 +239,7 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
     for (int i = 0; i < n; i++) y[i] = (int32_t)(urand(0, classes));
     for (int pi = 0; pi < c.m->nparams; pi++) {
         const IrParam *par = &c.m->params[pi];
-        snprintf(name, sizeof name, "%s.weight", par->name);
-        float *w = jit_lookup(jit, name);
+        float *w = jit_param_buffer(jit, par->name, "weight", -1);
         for (int64_t i = 0; i < par->count; i++) w[i] = (float)urand(-0.8, 0.8);
     }
     train_step(n);
@@ -248,10 +247,8 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
     CHECK(isfinite(base) && base > 0, "loss is finite and positive (%g)", base);
     for (int pi = 0; pi < c.m->nparams; pi++) {
         const IrParam *par = &c.m->params[pi];
-        snprintf(name, sizeof name, "%s.weight", par->name);
-        float *w = jit_lookup(jit, name);
-        snprintf(name, sizeof name, "%s.grad", par->name);
-        float *g = jit_lookup(jit, name);
+        float *w = jit_param_buffer(jit, par->name, "weight", -1);
+        float *g = jit_param_buffer(jit, par->name, "grad", -1);
         double *an = malloc(sizeof(double) * par->count);
         train_step(n);
         for (int64_t i = 0; i < par->count; i++) an[i] = g[i];
@@ -282,17 +279,12 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
         const IrParam *par = &c.m->params[pi];
         float *a[2], *mo[2], *ve[2], *w, *g;
         for (int k = 0; k < 2; k++) {
-            snprintf(name, sizeof name, "%s.aux%d", par->name, k);
-            a[k] = jit_lookup(jit, name);
-            snprintf(name, sizeof name, "%s.m%d", par->name, k);
-            mo[k] = jit_lookup(jit, name);
-            snprintf(name, sizeof name, "%s.v%d", par->name, k);
-            ve[k] = jit_lookup(jit, name);
+            a[k] = jit_param_buffer(jit, par->name, "aux", k);
+            mo[k] = jit_param_buffer(jit, par->name, "m", k);
+            ve[k] = jit_param_buffer(jit, par->name, "v", k);
         }
-        snprintf(name, sizeof name, "%s.weight", par->name);
-        w = jit_lookup(jit, name);
-        snprintf(name, sizeof name, "%s.grad", par->name);
-        g = jit_lookup(jit, name);
+        w = jit_param_buffer(jit, par->name, "weight", -1);
+        g = jit_param_buffer(jit, par->name, "grad", -1);
         snprintf(name, sizeof name, "kernel.update.%s", par->name);
         void (*upd)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
         CHECK(upd && a[0] && a[1] && mo[0] && ve[1], "update kernel and its buffers are reachable");

@@ -281,17 +281,12 @@ static void test_fused(const Case *cs, bool adam) {
     char name[160];
     float *aux[K_MAX], *mo[K_MAX], *ve[K_MAX];
     for (int k = 0; k < K; k++) {
-        snprintf(name, sizeof name, "%s.aux%d", par->name, k);
-        aux[k] = jit_lookup(jit, name);
-        snprintf(name, sizeof name, "%s.m%d", par->name, k);
-        mo[k] = jit_lookup(jit, name);
-        snprintf(name, sizeof name, "%s.v%d", par->name, k);
-        ve[k] = jit_lookup(jit, name);
+        aux[k] = jit_param_buffer(jit, par->name, "aux", k);
+        mo[k] = jit_param_buffer(jit, par->name, "m", k);
+        ve[k] = jit_param_buffer(jit, par->name, "v", k);
     }
-    snprintf(name, sizeof name, "%s.grad", par->name);
-    float *g = jit_lookup(jit, name);
-    snprintf(name, sizeof name, "%s.weight", par->name);
-    float *w = jit_lookup(jit, name);
+    float *g = jit_param_buffer(jit, par->name, "grad", -1);
+    float *w = jit_param_buffer(jit, par->name, "weight", -1);
     snprintf(name, sizeof name, "kernel.update.%s", par->name);
     void (*upd)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
     CHECK(upd && g && w && aux[0] && mo[0] && (!adam || ve[0]), "%s: kernel and buffers reachable", quant);

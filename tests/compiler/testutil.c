@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "codegen.h"
 #include "lang.h"
 
 int test_passed, test_failed;
@@ -42,4 +43,11 @@ void compiled_free(Compiled *c) {
 int test_summary(void) {
     printf("%d passed, %d failed\n", test_passed, test_failed);
     return test_failed ? 1 : 0;
+}
+
+float *jit_param_buffer(Jit *jit, const char *param, const char *what, int comp) {
+    char name[256];
+    if (comp < 0) snprintf(name, sizeof name, "%s.%s", param, what);
+    else snprintf(name, sizeof name, "%s.%s%d", param, what, comp);
+    return jit_lookup(jit, name);
 }

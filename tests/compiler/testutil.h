@@ -38,6 +38,11 @@ typedef struct Compiled {
 bool compile_source(Compiled *c, const char *text, bool lower);
 void compiled_free(Compiled *c);
 
+typedef struct Jit Jit;
+/* A JIT-compiled parameter buffer (compiled with export_internals): "PARAM.WHAT", e.g.
+ * jit_param_buffer(jit, "dense1.w", "aux", 0) for dense1.w.aux0; comp < 0: no number. */
+float *jit_param_buffer(Jit *jit, const char *param, const char *what, int comp);
+
 /* Prints the summary line; returns the exit status. */
 int test_summary(void);
 

@@ -81,16 +81,21 @@ static char *dump_tokens(const char *text, bool *ok) {
     return copy;
 }
 
-static char *dump_ast(const AstNode *node) {
+/* What `write` prints for `node`, as a string in the test arena. */
+static char *capture(void (*write)(FILE *out, const AstNode *node), const AstNode *node) {
     char *buf = NULL;
     size_t size = 0;
     FILE *out = open_memstream(&buf, &size);
-    ast_dump(node, out);
+    write(out, node);
     fclose(out);
     char *copy = arena_strdup(test_arena, buf);
     free(buf);
     return copy;
 }
+
+static void ast_dump_to(FILE *out, const AstNode *node) { ast_dump(node, out); }
+
+static char *dump_ast(const AstNode *node) { return capture(ast_dump_to, node); }
 
 static void sexpr_write(FILE *out, const AstNode *n) {
     if (!n) {
@@ -125,16 +130,7 @@ static void sexpr_write(FILE *out, const AstNode *n) {
     fputs(close, out);
 }
 
-static char *sexpr(const AstNode *n) {
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&buf, &size);
-    sexpr_write(out, n);
-    fclose(out);
-    char *copy = arena_strdup(test_arena, buf);
-    free(buf);
-    return copy;
-}
+static char *sexpr(const AstNode *n) { return capture(sexpr_write, n); }
 
 /* The expression `text` parsed as the value of a data declaration. */
 static const AstNode *parse_expr(const char *text) {
