@@ -779,8 +779,8 @@ static void emit_evaluate(Cg *cg) {
     Loop l = loop_begin_step(cg, start, end, ci64(cg, cg->batch), "batch");
     LLVMValueRef left = LLVMBuildSub(b, end, l.iv, "");
     LLVMValueRef nb = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci64(cg, cg->batch), ""), left, ci64(cg, cg->batch), "");
-    LLVMValueRef args[7] = {run, ds, LLVMConstNull(cg->tp), l.iv, nb, cg->x, cg->y};
-    rt_call(cg, "nnq_rt_data_batch", args, 7);
+    LLVMValueRef args[8] = {run, ds, LLVMConstNull(cg->tp), l.iv, nb, cg->x, cg->y, ci32(cg, 0)};
+    rt_call(cg, "nnq_rt_data_batch", args, 8);
     LLVMValueRef eargs[2] = {nb, hard};
     LLVMValueRef c = LLVMBuildCall2(b, cg->eval_batch_ty, cg->eval_batch, eargs, 2, "");
     LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, correct), LLVMBuildFPExt(b, c, cg->tf64, ""), ""), correct);
@@ -950,7 +950,7 @@ static void emit_main(Cg *cg) {
     Loop it = loop_begin(cg, ci64(cg, 0), iters, "iter");
     {
         LLVMValueRef start = LLVMBuildMul(b, it.iv, ci64(cg, cg->batch), "");
-        rt_call(cg, "nnq_rt_data_batch", (LLVMValueRef[]){run, ds, index, start, ci64(cg, cg->batch), cg->x, cg->y}, 7);
+        rt_call(cg, "nnq_rt_data_batch", (LLVMValueRef[]){run, ds, index, start, ci64(cg, cg->batch), cg->x, cg->y, ci32(cg, 1)}, 8);
         LLVMBuildCall2(b, cg->train_step_ty, cg->train_step, (LLVMValueRef[]){ci64(cg, cg->batch)}, 1, "");
         LLVMValueRef loss = ldf(cg, cg->vtrain[m->train.loss], ci64(cg, 0));
         LLVMValueRef correct = ldf(cg, cg->vtrain[m->train.correct], ci64(cg, 0));

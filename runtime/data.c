@@ -464,7 +464,8 @@ void nnq_rt_data_normalize(NnqRun *run, int32_t ds, int32_t mode, int32_t stats_
 }
 
 void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,
-                       int64_t count, float *x, int32_t *y) {
+                       int64_t count, float *x, int32_t *y, int32_t augment) {
+    (void)augment; /* TODO(helper): augmentation */
     NnqDataSet *d = data_get(run, ds, "data_batch");
     if (start < 0 || count < 0 || (!index && start + count > d->count))
         nnq_rt_fail(run, "batch of samples [%lld, %lld) is out of range: '%s' has %lld samples",
@@ -485,6 +486,22 @@ void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t st
         if (y)
             y[i] = d->labels[s];
     }
+}
+
+int32_t nnq_rt_data_cifar(NnqRun *run, const char *dir, int32_t classes, int32_t split,
+                          int32_t coarse) {
+    (void)classes, (void)split, (void)coarse;
+    nnq_rt_fail(run, "CIFAR loader for '%s' not implemented yet", dir);
+}
+
+int32_t nnq_rt_data_npy(NnqRun *run, const char *images, const char *labels) {
+    (void)labels;
+    nnq_rt_fail(run, ".npy loader for '%s' not implemented yet", images);
+}
+
+void nnq_rt_data_augment(NnqRun *run, int32_t ds, int32_t pad, int32_t hflip) {
+    (void)ds, (void)pad, (void)hflip;
+    nnq_rt_fail(run, "augmentation not implemented yet");
 }
 
 void rt_data_release(NnqRun *run) {

@@ -296,3 +296,5 @@ void nnq_rt_shuffle(NnqRun *run, int64_t *index, int64_t n) {
 int32_t nnq_rt_epochs(NnqRun *run, int32_t epochs) {
     return run->opts.epochs > 0 ? run->opts.epochs : epochs;
 }
+
+int64_t nnq_rt_random_bits(NnqRun *run) { return (int64_t)rt_rng_next(run); }

@@ -83,7 +83,7 @@ static const int64_t *g_index;
 static int64_t g_start, g_n;
 
 static int entry_batch(NnqRun *run) {
-    nnq_rt_data_batch(run, g_ds, g_index, g_start, g_n, g_x, g_y);
+    nnq_rt_data_batch(run, g_ds, g_index, g_start, g_n, g_x, g_y, 0);
     return 0;
 }
 
@@ -525,7 +525,7 @@ static int entry_fashion(NnqRun *run) {
 static float *g_big_x;
 static int32_t *g_big_y;
 static int entry_big_batch(NnqRun *run) {
-    nnq_rt_data_batch(run, g_ds, NULL, g_start, g_n, g_big_x, g_big_y);
+    nnq_rt_data_batch(run, g_ds, NULL, g_start, g_n, g_big_x, g_big_y, 0);
     return 0;
 }
 
