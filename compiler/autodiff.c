@@ -105,6 +105,7 @@ void autodiff_module(IrModule *m) {
             accumulate(&ad, b, g);
             break;
         case IR_RELU: accumulate(&ad, a, emit_like(&ad, IR_RELU_GRAD, g, i, a, 0)); break;
+        case IR_DROPOUT: accumulate(&ad, a, emit_like(&ad, IR_DROPOUT_GRAD, g, i, a, 0)); break;
         case IR_BN_TRAIN: {
             int dx = emit_like(&ad, IR_BN_GRAD, g, i, a, in.attr[0]);
             f->insts[dx].name = in.name;

@@ -255,39 +255,109 @@ static void check_data(Checker *ck, const AstNode *item) {
     PUSH(ck->prog->arena, ck->prog->data, ck->prog->ndata, d);
 }
 
-static void check_data_source(Checker *ck, DataDecl *d, const AstNode *e) {
-    if (e->kind != AST_CALL || strcmp(e->name, "idx") != 0) {
-        error(ck, e->loc, "unknown data source (available: idx(images, labels))", NULL);
-        return;
-    }
-    static const char *const allowed[] = {"normalize", NULL};
-    if (!check_args(ck, e, 2, allowed)) return;
-    if (!want_string(ck, e->kids[0], &d->images, "the images path") ||
-        !want_string(ck, e->kids[1], &d->labels, "the labels path"))
-        return;
-    const AstNode *norm = named_arg(e, "normalize");
-    if (norm) {
-        if (norm->kind == AST_IDENT && strcmp(norm->name, "standard") == 0) d->normalize = 1;
-        else if (norm->kind == AST_IDENT && strcmp(norm->name, "none") == 0) d->normalize = 0;
-        else if (norm->kind == AST_CALL && strcmp(norm->name, "like") == 0 && norm->nkids == 1 &&
-                 norm->kids[0]->kind == AST_IDENT) {
-            DataDecl *other = NULL;
-            if (!find_data_node(ck->prog, norm->kids[0]->name, &other)) {
-                error(ck, norm->kids[0]->loc, "unknown data set '%s' (define it first)",
-                      norm->kids[0]->name);
-                return;
-            }
-            if (!other->normalize) {
-                error(ck, norm->loc, "data set '%s' is not normalized", other->name);
-                return;
-            }
-            d->normalize = 1;
-            d->like = other->name;
-        } else {
-            error(ck, norm->loc, "normalize must be standard, none or like(DATA)", NULL);
+static void check_normalize(Checker *ck, DataDecl *d, const AstNode *norm) {
+    if (norm->kind == AST_IDENT && strcmp(norm->name, "standard") == 0) d->normalize = 1;
+    else if (norm->kind == AST_IDENT && strcmp(norm->name, "none") == 0) d->normalize = 0;
+    else if (norm->kind == AST_CALL && strcmp(norm->name, "like") == 0 && norm->nkids == 1 &&
+             norm->kids[0]->kind == AST_IDENT) {
+        DataDecl *other = NULL;
+        if (!find_data_node(ck->prog, norm->kids[0]->name, &other)) {
+            error(ck, norm->kids[0]->loc, "unknown data set '%s' (define it first)",
+                  norm->kids[0]->name);
             return;
         }
+        if (!other->normalize) {
+            error(ck, norm->loc, "data set '%s' is not normalized", other->name);
+            return;
+        }
+        d->normalize = 1;
+        d->like = other->name;
+    } else {
+        error(ck, norm->loc, "normalize must be standard, none or like(DATA)", NULL);
     }
+}
+
+/* augment = [random_crop(SIZE, pad = P), hflip], each at most once, in any order. */
+static void check_augment(Checker *ck, DataDecl *d, const AstNode *list) {
+    if (list->kind != AST_LIST) {
+        error(ck, list->loc, "augment must be a list, e.g. [random_crop(32, pad = 4), hflip]", NULL);
+        return;
+    }
+    for (int i = 0; i < list->nkids; i++) {
+        const AstNode *a = list->kids[i];
+        const char *what = a->kind == AST_IDENT || a->kind == AST_CALL ? a->name : "";
+        if (!strcmp(what, "hflip") && (a->kind == AST_IDENT || a->nkids == 0)) {
+            if (d->hflip) error(ck, a->loc, "hflip is listed twice", NULL);
+            d->hflip = true;
+        } else if (!strcmp(what, "random_crop") && a->kind == AST_CALL) {
+            static const char *const allowed[] = {"pad", NULL};
+            if (d->crop_size) error(ck, a->loc, "random_crop is listed twice", NULL);
+            if (!check_args(ck, a, 1, allowed)) continue;
+            int64_t size, pad = 0;
+            if (!want_int(ck, a->kids[0], &size, "the crop size", 1)) continue;
+            const AstNode *p = named_arg(a, "pad");
+            if (p && !want_int(ck, p, &pad, "pad", 0)) continue;
+            if (pad > 64) {
+                error(ck, p->loc, "pad must be at most 64", NULL);
+                continue;
+            }
+            d->crop_size = size;
+            d->crop_pad = pad;
+            d->crop_loc = a->loc;
+        } else {
+            error(ck, a->loc, "unknown augmentation (available: random_crop(SIZE, pad = P), hflip)", NULL);
+        }
+    }
+}
+
+static void check_data_source(Checker *ck, DataDecl *d, const AstNode *e) {
+    static const char *const names[] = {"idx", "npy", "cifar10", "cifar100", NULL};
+    int kind = -1;
+    for (int i = 0; e->kind == AST_CALL && names[i]; i++)
+        if (!strcmp(e->name, names[i])) kind = i;
+    if (kind < 0) {
+        error(ck, e->loc,
+              "unknown data source (available: idx(images, labels), npy(images, labels), "
+              "cifar10(dir, split = train), cifar100(dir, split = train))", NULL);
+        return;
+    }
+    d->kind = (DataKind)kind;
+    bool cifar = d->kind == DATA_CIFAR10 || d->kind == DATA_CIFAR100;
+    static const char *const file_args[] = {"normalize", "augment", NULL};
+    static const char *const c10_args[] = {"split", "normalize", "augment", NULL};
+    static const char *const c100_args[] = {"split", "labels", "normalize", "augment", NULL};
+    const char *const *allowed = !cifar ? file_args : d->kind == DATA_CIFAR10 ? c10_args : c100_args;
+    if (!check_args(ck, e, cifar ? 1 : 2, allowed)) return;
+    if (cifar) {
+        if (!want_string(ck, e->kids[0], &d->images, "the CIFAR directory")) return;
+        const AstNode *split = named_arg(e, "split");
+        if (!split) {
+            error(ck, e->loc, "'%s' needs split = train or split = test", e->name);
+            return;
+        }
+        if (split->kind == AST_IDENT && (!strcmp(split->name, "train") || !strcmp(split->name, "test")))
+            d->split = !strcmp(split->name, "test");
+        else {
+            error(ck, split->loc, "split must be train or test", NULL);
+            return;
+        }
+        const AstNode *lab = named_arg(e, "labels");
+        if (lab) {
+            if (lab->kind == AST_IDENT && (!strcmp(lab->name, "fine") || !strcmp(lab->name, "coarse")))
+                d->coarse = !strcmp(lab->name, "coarse");
+            else {
+                error(ck, lab->loc, "labels must be fine (100 classes) or coarse (20 classes)", NULL);
+                return;
+            }
+        }
+    } else if (!want_string(ck, e->kids[0], &d->images, "the images path") ||
+               !want_string(ck, e->kids[1], &d->labels, "the labels path")) {
+        return;
+    }
+    const AstNode *norm = named_arg(e, "normalize");
+    if (norm) check_normalize(ck, d, norm);
+    const AstNode *aug = named_arg(e, "augment");
+    if (aug) check_augment(ck, d, aug);
 }
 
 static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {

@@ -44,7 +44,9 @@ typedef struct Cg {
     LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
     LLVMValueRef (*bnbuf)[6];        /* rmean, rvar, mean, invstd, sum1, sum2 */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
-    LLVMValueRef *xtrain, *xeval;    /* per IR instruction: conv columns, pooling argmax */
+    LLVMValueRef *xtrain, *xeval;    /* per IR instruction: conv columns, pooling argmax, dropout mask */
+    int64_t arena_floats, arena_unplanned; /* planned arena, and the sum of its buffers */
+    LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */
     LLVMValueRef *ytrain, *yeval;    /* per IR instruction: conv channel-major scratch */
     LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
@@ -215,8 +217,6 @@ static LLVMValueRef new_function(Cg *cg, const char *name, LLVMTypeRef ty, bool 
 
 /* ---------- buffers ---------- */
 
-static int64_t rows_of(Cg *cg, const IrShape *s) { return (s->rank > 0 && s->d[0] == IR_BATCH) ? cg->batch : 1; }
-
 static void make_buffers(Cg *cg) {
     const IrModule *m = cg->m;
     Arena *ar = m->arena;
@@ -254,8 +254,20 @@ static void make_buffers(Cg *cg) {
         if (cg->tc->keep_best)
             cg->bestbn[i] = global_buf(cg, arena_printf(ar, "%s.best", m->bns[i].name), 2 * m->bns[i].features, cg->tf32);
     }
+    /* IR values and scratch: one arena shared by train_step and eval_batch (they never
+     * run at the same time), laid out by memplan.c; the values read after a call
+     * (loss, correct, logits) get buffers of their own. */
+    cg->dropout_step = global_buf(cg, "dropout.step", 1, cg->ti64);
+    MemPlan plans[2] = {memplan_func(&m->train, cg->batch, ar), memplan_func(&m->eval, cg->batch, ar)};
+    int64_t arena_size = plans[0].size > plans[1].size ? plans[0].size : plans[1].size;
+    cg->arena_floats = arena_size;
+    cg->arena_unplanned = plans[0].total > plans[1].total ? plans[0].total : plans[1].total;
+    LLVMValueRef arena = global_buf(cg, "arena", arena_size, cg->tf32);
+    LLVMTypeRef arena_ty = LLVMArrayType(cg->tf32, (unsigned)(arena_size < 1 ? 1 : arena_size));
+#define AT(off) LLVMConstInBoundsGEP2(arena_ty, arena, (LLVMValueRef[]){ci64(cg, 0), ci64(cg, (off))}, 2)
     for (int which = 0; which < 2; which++) {
         const IrFunc *f = which ? &m->eval : &m->train;
+        const MemPlan *plan = &plans[which];
         LLVMValueRef *v = calloc(f->n, sizeof(LLVMValueRef));
         /* The adjoint of a parameter is computed straight into its grad buffer. */
         for (int i = 0; i < f->n; i++)
@@ -265,32 +277,20 @@ static void make_buffers(Cg *cg) {
             if (v[i] || in->op == IR_PARAM || in->op == IR_RESHAPE || in->op == IR_PARAM_GRAD) continue;
             if (in->op == IR_INPUT) v[i] = cg->x;
             else if (in->op == IR_LABELS) v[i] = cg->y;
-            else v[i] = global_buf(cg, arena_printf(ar, "%s.v%d", f->name, i),
-                                   rows_of(cg, &in->shape) * ir_shape_elems(&in->shape), cg->tf32);
+            else if (plan->value[i] >= 0) v[i] = AT(plan->value[i]);
+            else v[i] = global_buf(cg, arena_printf(ar, "%s.v%d", f->name, i), memplan_value_elems(in, cg->batch), cg->tf32);
         }
-        /* Side buffers: a conv's column matrix for the batch (kept for the backward
-         * pass), a conv_dx's DCOL of the same size, a maxpool's argmax positions, and
-         * every conv op's channel-major scratch [O, N*OHW]. */
+        /* Side buffers: a conv op's column matrix (rebuilt by conv2d_dw, never kept) and
+         * channel-major product [O, N*OHW], a maxpool's argmax positions, a dropout's mask. */
         LLVMValueRef *x = calloc(f->n, sizeof(LLVMValueRef)), *y = calloc(f->n, sizeof(LLVMValueRef));
         for (int i = 0; i < f->n; i++) {
-            const IrInst *in = &f->insts[i];
-            if (in->op == IR_CONV2D || in->op == IR_CONV2D_DX || in->op == IR_CONV2D_DW) {
-                const IrInst *conv = in->op == IR_CONV2D_DW ? &f->insts[in->args[1]] : in;
-                const IrShape *ws = &f->insts[conv->args[1]].shape;
-                const IrShape *ys = in->op == IR_CONV2D ? &in->shape : &f->insts[in->args[0]].shape;
-                int64_t ohw = ys->d[2] * ys->d[3];
-                if (in->op != IR_CONV2D_DW)
-                    x[i] = global_buf(cg, arena_printf(ar, "%s.cols%d", f->name, i),
-                                      cg->batch * ws->d[1] * ws->d[2] * ws->d[3] * ohw, cg->tf32);
-                y[i] = global_buf(cg, arena_printf(ar, "%s.chan%d", f->name, i), cg->batch * ws->d[0] * ohw, cg->tf32);
-            } else if (in->op == IR_MAXPOOL) {
-                x[i] = global_buf(cg, arena_printf(ar, "%s.argmax%d", f->name, i),
-                                  cg->batch * ir_shape_elems(&in->shape), cg->ti32);
-            }
+            if (plan->side[i] >= 0) x[i] = AT(plan->side[i]);
+            if (plan->chan[i] >= 0) y[i] = AT(plan->chan[i]);
         }
         if (which) cg->veval = v, cg->xeval = x, cg->yeval = y;
         else cg->vtrain = v, cg->xtrain = x, cg->ytrain = y;
     }
+#undef AT
 }
 
 /* ---------- tensor instructions ---------- */
@@ -422,6 +422,39 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         loop_end(cg, &l);
         return;
     }
+    case IR_DROPOUT:
+    case IR_DROPOUT_GRAD: {
+        /* The mask is a counter-based hash of (step, instruction, element): no state
+         * beyond the step counter, the same draw for the same seed, and a loop that
+         * vectorizes. Keep when the top 32 bits fall below keep * 2^32. */
+        const IrInst *drop = in->op == IR_DROPOUT ? in : &fc->f->insts[in->args[1]];
+        LLVMValueRef mask = fc->extra[drop - fc->f->insts];
+        LLVMValueRef key = NULL, thresh = NULL, scale = NULL;
+        if (in->op == IR_DROPOUT) {
+            double keep = 1.0 - (double)in->attr[0] * 1e-6;
+            thresh = ci64(cg, (int64_t)(keep * 4294967296.0));
+            scale = cf32(cg, 1.0 / keep);
+            LLVMValueRef step = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->dropout_step, cg->ti64), "");
+            key = LLVMBuildXor(b, LLVMBuildMul(b, step, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""),
+                               ci64(cg, (int64_t)((uint64_t)(i + 1) * 0xD1B54A32D192ED03ull)), "key");
+        }
+        Loop l = loop_begin(cg, ci64(cg, 0), elems(cg, fc, &in->shape), "ew");
+        LLVMValueRef m;
+        if (in->op == IR_DROPOUT) {
+            LLVMValueRef z = LLVMBuildAdd(b, key, LLVMBuildMul(b, l.iv, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+            z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 30), ""), ""), ci64(cg, (int64_t)0xBF58476D1CE4E5B9ull), "");
+            z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 27), ""), ""), ci64(cg, (int64_t)0x94D049BB133111EBull), "");
+            z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 31), ""), "");
+            LLVMValueRef kept = LLVMBuildICmp(b, LLVMIntULT, LLVMBuildLShr(b, z, ci64(cg, 32), ""), thresh, "");
+            m = LLVMBuildSelect(b, kept, scale, cf32(cg, 0), "");
+            stf(cg, mask, l.iv, m);
+        } else {
+            m = ldf(cg, mask, l.iv);
+        }
+        stf(cg, out, l.iv, LLVMBuildFMul(b, ldf(cg, A, l.iv), m, ""));
+        loop_end(cg, &l);
+        return;
+    }
     case IR_BIAS_ADD: {
         ChanLoop l = chan_begin(cg, fc, as);
         stf(cg, out, l.k, LLVMBuildFAdd(b, ldf(cg, A, l.k), ldf(cg, B, l.c.iv), ""));
@@ -519,18 +552,22 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3], O = ws->d[0], KH = ws->d[2], KW = ws->d[3];
         int64_t OHW = ys->d[2] * ys->d[3], CKK = C * KH * KW;
         int64_t stride = conv->attr[0], pad = conv->attr[1];
-        LLVMValueRef cols = fc->extra[conv - fc->f->insts];          /* COL of the forward conv */
+        LLVMValueRef cols = fc->extra[in - fc->f->insts];            /* COL (DCOL for dx) */
         LLVMValueRef tmp = fc->extra2[in - fc->f->insts];            /* T */
         LLVMValueRef ld = LLVMBuildMul(b, fc->n, ci64(cg, OHW), "ld");
         LLVMValueRef ld32 = LLVMBuildTrunc(b, ld, cg->ti32, "");
         LLVMValueRef geom[7] = {ci32(cg, (int32_t)C), ci32(cg, (int32_t)H), ci32(cg, (int32_t)W), ci32(cg, (int32_t)KH),
                                 ci32(cg, (int32_t)KW), ci32(cg, (int32_t)stride), ci32(cg, (int32_t)pad)};
-        if (in->op == IR_CONV2D) {
+        if (in->op != IR_CONV2D_DX) {
+            /* COL = im2col(x): the conv's input, for the forward conv and for dw */
+            LLVMValueRef X = in->op == IR_CONV2D ? A : fc->val[conv->args[0]];
             Loop l = loop_begin(cg, ci64(cg, 0), fc->n, "sample");
-            LLVMValueRef x_n = gep(cg, cg->tf32, A, LLVMBuildMul(b, l.iv, ci64(cg, C * H * W), ""));
+            LLVMValueRef x_n = gep(cg, cg->tf32, X, LLVMBuildMul(b, l.iv, ci64(cg, C * H * W), ""));
             LLVMValueRef col_n = gep(cg, cg->tf32, cols, LLVMBuildMul(b, l.iv, ci64(cg, OHW), ""));
             rt_call(cg, "nnq_rt_im2col", (LLVMValueRef[]){x_n, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], col_n, ld}, 10);
             loop_end(cg, &l);
+        }
+        if (in->op == IR_CONV2D) {
             rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 0), ci32(cg, 0), ci32(cg, (int32_t)O), ld32,
                                                          ci32(cg, (int32_t)CKK), cf32(cg, 1), B, ci32(cg, (int32_t)CKK), cols,
                                                          ld32, cf32(cg, 0), tmp, ld32}, 13);
@@ -539,7 +576,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         }
         permute_nc(cg, fc, A, tmp, O, OHW, false);
         if (in->op == IR_CONV2D_DX) {
-            LLVMValueRef dcol = fc->extra[in - fc->f->insts];
+            LLVMValueRef dcol = cols;
             rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 1), ci32(cg, 0), ci32(cg, (int32_t)CKK), ld32,
                                                          ci32(cg, (int32_t)O), cf32(cg, 1), B, ci32(cg, (int32_t)CKK), tmp,
                                                          ld32, cf32(cg, 0), dcol, ld32}, 13);
@@ -648,6 +685,8 @@ static void emit_tensor_functions(Cg *cg) {
     fc.val = calloc(m->train.n, sizeof(LLVMValueRef));
     for (int i = 0; i < m->train.n; i++) fc.val[i] = cg->vtrain[i] ? as_ptr(cg, cg->vtrain[i], cg->tf32) : NULL;
     emit_func_body(cg, &fc);
+    LLVMValueRef step = LLVMBuildLoad2(cg->b, cg->ti64, as_ptr(cg, cg->dropout_step, cg->ti64), "");
+    LLVMBuildStore(cg->b, LLVMBuildAdd(cg->b, step, ci64(cg, 1), ""), as_ptr(cg, cg->dropout_step, cg->ti64));
     LLVMBuildRetVoid(cg->b);
     free(fc.val);
     /* float eval_batch(i64 n, i32 hard) */
@@ -853,8 +892,17 @@ static LLVMValueRef const_dims(Cg *cg, const IrShape *s, const char *name) {
 }
 
 static LLVMValueRef emit_load_data(Cg *cg, LLVMValueRef run, const DataDecl *d) {
-    LLVMValueRef args[3] = {run, str(cg, d->images), str(cg, d->labels)};
-    LLVMValueRef ds = rt_call(cg, "nnq_rt_data_idx", args, 3);
+    LLVMValueRef ds;
+    switch (d->kind) {
+    case DATA_IDX:
+    case DATA_NPY:
+        ds = rt_call(cg, d->kind == DATA_IDX ? "nnq_rt_data_idx" : "nnq_rt_data_npy",
+                     (LLVMValueRef[]){run, str(cg, d->images), str(cg, d->labels)}, 3);
+        break;
+    default:
+        ds = rt_call(cg, "nnq_rt_data_cifar", (LLVMValueRef[]){run, str(cg, d->images), ci32(cg, d->kind == DATA_CIFAR10 ? 10 : 100),
+                                                               ci32(cg, d->split), ci32(cg, d->coarse)}, 5);
+    }
     const IrModule *m = cg->m;
     int rank = m->input.rank;
     LLVMValueRef g = const_dims(cg, &m->input, "input.dims");
@@ -862,6 +910,8 @@ static LLVMValueRef emit_load_data(Cg *cg, LLVMValueRef run, const DataDecl *d) 
     snprintf(what, sizeof what, "model '%s'", m->model);
     LLVMValueRef cargs[6] = {run, ds, ci32(cg, rank), g, ci32(cg, (int32_t)m->classes), str(cg, what)};
     rt_call(cg, "nnq_rt_data_check", cargs, 6);
+    if (d->crop_pad || d->hflip)
+        rt_call(cg, "nnq_rt_data_augment", (LLVMValueRef[]){run, ds, ci32(cg, (int32_t)d->crop_pad), ci32(cg, d->hflip)}, 4);
     return ds;
 }
 
@@ -877,6 +927,8 @@ static void emit_main(Cg *cg) {
     a2[0] = run;
     a2[1] = ci64(cg, tc->seed);
     rt_call(cg, "nnq_rt_seed", a2, 2);
+    /* dropout masks: keyed by a draw from the seeded generator and the step count */
+    LLVMBuildStore(b, rt_call(cg, "nnq_rt_random_bits", &run, 1), as_ptr(cg, cg->dropout_step, cg->ti64));
 
     /* data */
     const DataDecl *dtrain = find_data(prog, tc->data);

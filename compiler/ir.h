@@ -117,6 +117,22 @@ void ir_shape_format(const IrShape *s, IrDType dt, char *buf, size_t n);
 /* lower.c: lowers the program's trained model to train/eval forward functions,
  * checking shapes. NULL after reporting errors. */
 IrModule *lower_program(Program *prog, Diag *diag);
+/* memplan.c: buffer offsets (in floats) into one arena for a function run at `batch`.
+ * value[i], side[i], chan[i]: offset of value i, of instruction i's side buffer (a conv
+ * op's column matrix, a maxpool's argmax positions, a dropout's mask) and of a conv op's
+ * channel-major product; -1 where the instruction has none or it is not planned (input,
+ * labels, parameters, reshapes, gradients stored into parameters, and the values read
+ * after the function returns: loss, correct, logits). size: the arena's floats; total:
+ * the sum of all planned buffers, for comparison. */
+typedef struct MemPlan {
+    int64_t *value, *side, *chan;
+    int64_t size, total;
+} MemPlan;
+MemPlan memplan_func(const IrFunc *f, int64_t batch, Arena *arena);
+int64_t memplan_value_elems(const IrInst *in, int64_t batch);
+/* A conv op's column matrix and channel-major product sizes, in elements. */
+void memplan_conv_sizes(const IrFunc *f, int i, int64_t batch, int64_t *cols, int64_t *chan);
+
 /* autodiff.c: appends the backward pass to m->train (reverse mode from the loss). */
 void autodiff_module(IrModule *m);
 /* fuse.c: builds each parameter's fused kernels from its projection and the optimizer. */

@@ -408,14 +408,26 @@ static int lower_call(Lower *lw, const AstNode *e) {
         lw->f->insts[y].attr[1] = stride;
         return y;
     }
-    static const char *const later[] = {"dropout", NULL};
-    for (int i = 0; later[i]; i++)
-        if (!strcmp(f, later[i])) {
-            lerror(lw, e->loc, "layer '%s' is not implemented yet", f, NULL);
+    if (!strcmp(f, "dropout")) {
+        if (!check_layer_args(lw, e, 2, 2, NULL)) return -1;
+        int x = lower_expr(lw, e->kids[0]);
+        if (x < 0) return -1;
+        double rate;
+        if (!const_num(lw, e->kids[1], &rate)) return -1;
+        if (!(rate >= 0 && rate < 1)) {
+            lerror(lw, e->kids[1]->loc, "the dropout rate must be in [0, 1), got %s",
+                   arena_printf(arena, "%g", rate), NULL);
             return -1;
         }
+        /* Evaluation sees the identity; so does training at rate 0. */
+        int64_t ppm = (int64_t)llround(rate * 1e6);
+        if (!lw->train || ppm == 0) return x;
+        int y = emit(lw, IR_DROPOUT, x, -1, *shape_of(lw, x), e);
+        lw->f->insts[y].attr[0] = ppm;
+        return y;
+    }
     lerror(lw, e->loc, "unknown layer '%s'", f, NULL);
-    diag_note(lw->diag, e->loc, "layers: dense, conv2d, maxpool, avgpool, relu, batchnorm, flatten");
+    diag_note(lw->diag, e->loc, "layers: dense, conv2d, maxpool, avgpool, relu, batchnorm, dropout, flatten");
     return -1;
 }
 
@@ -668,6 +680,21 @@ IrModule *lower_program(Program *prog, Diag *diag) {
     if (m->nparams == 0) {
         diag_error(diag, model->loc, "model '%s' has no parameters to train", model->name);
         return NULL;
+    }
+    /* A random crop gives back images of the model's input size. */
+    for (int i = 0; prog->train && i < prog->ndata; i++) {
+        const DataDecl *d = prog->data[i];
+        if (!d->crop_size || strcmp(d->name, prog->train->data) != 0) continue;
+        const IrShape *in = &m->input;
+        if (in->rank < 2 || in->d[in->rank - 1] != d->crop_size || in->d[in->rank - 2] != d->crop_size) {
+            char buf[64], msg[160];
+            ir_shape_format(in, IR_F32, buf, sizeof buf);
+            snprintf(msg, sizeof msg, "random_crop(%lld) does not fit model '%s', whose input is %s",
+                     (long long)d->crop_size, model->name, buf);
+            diag_error(diag, d->crop_loc, "%s", msg);
+            diag_note(diag, model->loc, "crops are as large as the input images; pad sets how far they move");
+            return NULL;
+        }
     }
     m->kernels = arena_alloc(m->arena, sizeof(*m->kernels) * m->nparams);
     return m;

@@ -81,12 +81,21 @@ typedef struct TrainConfig {
     const char *save_path;      /* NULL: none */
 } TrainConfig;
 
+typedef enum DataKind { DATA_IDX, DATA_NPY, DATA_CIFAR10, DATA_CIFAR100 } DataKind;
+
 typedef struct DataDecl {
     const char *name;
     SrcLoc loc;
-    const char *images, *labels;  /* IDX paths as written */
-    int normalize;               /* 0 none, 1 standard */
+    DataKind kind;
+    const char *images, *labels;  /* IDX / .npy paths as written; CIFAR: images = directory */
+    int split;                    /* CIFAR: 0 train, 1 test */
+    bool coarse;                  /* CIFAR-100: the 20 coarse labels */
+    int normalize;               /* 0 none, 1 standard (per channel) */
     const char *like;            /* normalize = like(X): X's statistics */
+    /* augment = [random_crop(size, pad = P), hflip]: applied to training batches only */
+    int64_t crop_size, crop_pad; /* crop_size 0: no random crop */
+    SrcLoc crop_loc;
+    bool hflip;
 } DataDecl;
 
 typedef struct Program {

@@ -87,7 +87,15 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
                 FAIL("@%s %%%d: %s operands differ in shape", f->name, i, ir_op_name(in->op));
             break;
         case IR_RELU:
-            if (!ir_shape_equal(a, s)) FAIL("@%s %%%d: relu changes shape", f->name, i);
+        case IR_DROPOUT:
+            if (!ir_shape_equal(a, s)) FAIL("@%s %%%d: %s changes shape", f->name, i, ir_op_name(in->op));
+            if (in->op == IR_DROPOUT && (in->attr[0] <= 0 || in->attr[0] >= 1000000))
+                FAIL("@%s %%%d: dropout rate %lld out of (0, 1e6)", f->name, i, (long long)in->attr[0]);
+            break;
+        case IR_DROPOUT_GRAD:
+            if (f->insts[in->args[1]].op != IR_DROPOUT || !ir_shape_equal(a, s) ||
+                !ir_shape_equal(&f->insts[in->args[1]].shape, s))
+                FAIL("@%s %%%d: dropout_grad must name its dropout, of the same shape", f->name, i);
             break;
         case IR_RESHAPE:
             if (ir_shape_elems(a) != ir_shape_elems(s)) FAIL("@%s %%%d: reshape changes size", f->name, i);

@@ -174,6 +174,64 @@ static void test_projections(void) {
     fclose(sink);
 }
 
+/* ---------- dropout masks ---------- */
+
+/* The mask of a dropout at rate 0.25 over a [64, 500] activation (read after the step:
+ * it lives until dropout_grad, the last planned buffer): about a quarter zeros,
+ * the rest 1/0.75; the same step gives the same mask, the next step another; the loss
+ * differs between steps (the mask is used) and evaluation has no dropout at all. */
+static void test_dropout(void) {
+    const char *src = "model net(x: f32[500]) -> f32[2] {\n"
+                      "    return dense(dropout(dense(x, 500), 0.25), 2)\n"
+                      "}\n"
+                      "data d = idx(\"none-images\", \"none-labels\")\n"
+                      "train net on d {\n    batch = 64\n}\n";
+    Compiled c;
+    bool ok = compile_source(&c, src, true);
+    CHECK(ok, "dropout network compiles");
+    if (!ok) return;
+    int drop = -1;
+    for (int i = 0; i < c.m->train.n; i++)
+        if (c.m->train.insts[i].op == IR_DROPOUT) drop = i;
+    bool eval_has = false;
+    for (int i = 0; i < c.m->eval.n; i++) eval_has |= c.m->eval.insts[i].op == IR_DROPOUT;
+    CHECK(drop >= 0 && !eval_has, "dropout is in train, not in eval");
+    Jit *jit = jit_compile(c.m, 1, true, c.diag);
+    CHECK(jit != NULL, "dropout network JIT-compiles");
+    if (!jit || drop < 0) goto out;
+    MemPlan plan = memplan_func(&c.m->train, 64, c.m->arena);
+    float *arena = jit_lookup(jit, "arena"), *x = jit_lookup(jit, "batch.x");
+    int64_t *step = jit_lookup(jit, "dropout.step");
+    void (*train_step)(int64_t) = (void (*)(int64_t))jit_lookup(jit, "train_step");
+    CHECK(arena && x && step && train_step && plan.side[drop] >= 0, "dropout internals reachable");
+    if (!arena || !x || !step || !train_step) goto out;
+    for (int i = 0; i < 64 * 500; i++) x[i] = 1.0f;
+    const float *mask = arena + plan.side[drop];
+    float *first = malloc(sizeof(float) * 64 * 500);
+    *step = 7;
+    train_step(64);
+    int zeros = 0, bad = 0;
+    for (int i = 0; i < 64 * 500; i++) {
+        first[i] = mask[i];
+        if (mask[i] == 0) zeros++;
+        else if (fabsf(mask[i] - 1 / 0.75f) > 1e-6f) bad++;
+    }
+    double frac = zeros / (64.0 * 500);
+    CHECK(bad == 0 && fabs(frac - 0.25) < 0.01, "dropout drops %.4f (want 0.25 +- 0.01), %d bad scales", frac, bad);
+    CHECK(*step == 8, "train_step advances the dropout step");
+    *step = 7;
+    train_step(64);
+    CHECK(memcmp(first, mask, sizeof(float) * 64 * 500) == 0, "same step, same mask");
+    train_step(64);
+    int same = 0;
+    for (int i = 0; i < 64 * 500; i++) same += first[i] == mask[i];
+    CHECK(same < 64 * 500 * 0.8, "the next step draws another mask (%d of %d equal)", same, 64 * 500);
+    free(first);
+out:
+    if (jit) jit_free(jit);
+    compiled_free(&c);
+}
+
 /* ---------- the generated network: backward vs finite differences ---------- */
 
 static const char *mlp_src =
@@ -182,7 +240,7 @@ static const char *mlp_src =
     "model net(x: f32[2, 3]) -> f32[4] {\n"
     "    h = flatten(x)\n"
     "    h = relu(batchnorm(dense(h, 7, quant = pmf(binary))))\n"
-    "    h = relu(dense(h, 5))\n"
+    "    h = relu(dense(dropout(h, 0.3), 5))\n"
     "    return dense(h, 4, quant = pmf(binary))\n"
     "}\n"
     "data d = idx(\"none-images\", \"none-labels\")\n"
@@ -215,6 +273,15 @@ static const char *conv_src =
     "    batch = 8\n"
     "}\n";
 
+/* One training step with the dropout masks of step 42 every time, so that the finite
+ * differences see one function. */
+static void (*g_train_step)(int64_t);
+static int64_t *g_dropout_step;
+static void fixed_step(int64_t n) {
+    *g_dropout_step = 42;
+    g_train_step(n);
+}
+
 static void test_network_gradients(const char *net_src, int in_elems, int classes) {
     Compiled c;
     bool ok = compile_source(&c, net_src, true);
@@ -226,7 +293,9 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
         compiled_free(&c);
         return;
     }
-    void (*train_step)(int64_t) = (void (*)(int64_t))jit_lookup(jit, "train_step");
+    g_train_step = (void (*)(int64_t))jit_lookup(jit, "train_step");
+    g_dropout_step = jit_lookup(jit, "dropout.step");
+    void (*train_step)(int64_t) = g_train_step && g_dropout_step ? fixed_step : NULL;
     float *x = jit_lookup(jit, "batch.x");
     int32_t *y = jit_lookup(jit, "batch.y");
     char name[128];
@@ -337,6 +406,7 @@ int main(void) {
     test_sx_basics();
     test_sx_derivatives();
     test_projections();
+    test_dropout();
     test_network_gradients(mlp_src, 6, 4);
     test_network_gradients(conv_src, 2 * 9 * 9, 3);
     return test_summary();
