@@ -1,22 +1,32 @@
-/* data.c — data sets: finding files, loading IDX, checking, normalizing, batching.
+/* data.c — data sets: finding files, loading IDX, CIFAR and NumPy .npy data,
+ * checking, normalizing, batching and augmenting.
  *
  * Invariants:
  *  - A data set handle is an index into run->datasets, valid until nnq_run_free; the
- *    pixel and label arrays are tracked blocks of the run.
- *  - A loaded data set is fully validated: magic, dimensions, exact payload size (no
- *    truncation, no trailing bytes), equal image and label counts. Pixels are
- *    byte/255 in [0, 1], stored sample-major (sample, row, column).
- *  - Normalization is always relative to the loaded pixels: each data set records the
- *    affine map (shift, scale) now applied to it, so statistics and repeated calls do
- *    not depend on the order of nnq_rt_data_normalize calls.
- *  - The gzFile of a file being read is closed before any error is reported.
+ *    pixel, label and normalization arrays and the paths are tracked blocks of the run.
+ *  - A loaded data set is fully validated: magic, header, dimensions, exact payload
+ *    size (no truncation, no trailing bytes), equal image and label counts, labels in
+ *    [0, 2^31). Pixels are stored sample-major (sample, channel, row, column); byte
+ *    pixels load as byte/255 in [0, 1], float pixels (.npy) as their (finite) values.
+ *  - Normalization is always relative to the loaded pixels: each data set records, per
+ *    channel, the affine map (shift, scale) now applied to it, so statistics and
+ *    repeated calls do not depend on the order of nnq_rt_data_normalize calls.
+ *  - The gzFile or FILE of a file being read is closed before any error is reported:
+ *    loaders write their message into a buffer and return false, and the caller closes
+ *    the file and then fails.
+ *  - Augmentation draws from the run's generator only when a batch asks for it, so a
+ *    run without augmentation sees the same random stream as before.
  *
- * Search path for a relative file name, in order: options.data_dir, each entry of
- * $NNQ_DATA_DIR (colon-separated, empty entries skipped), options.base_dir, ".",
- * /usr/share/datasets. The first candidate that exists and is not a directory wins.
- * An absolute name is used as is. */
+ * Search path for a relative file (or CIFAR directory) name, in order:
+ * options.data_dir, each entry of $NNQ_DATA_DIR (colon-separated, empty entries
+ * skipped), options.base_dir, ".", /usr/share/datasets. The first candidate that
+ * exists and is of the wanted kind (a file: anything but a directory; a directory)
+ * wins. An absolute name is used as is. */
+#include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,7 +36,10 @@
 
 #define IDX_MAGIC_LABELS 0x00000801u
 #define IDX_MAGIC_IMAGES 0x00000803u
-#define IDX_MAX_SIDE 65536
+#define DATA_MAX_SIDE 65536 /* rows and columns */
+/* Most pixel values in one data set (2^44 floats: 64 TiB, over any real machine); keeps
+ * byte counts far from overflow. */
+#define DATA_MAX_VALUES ((uint64_t)1 << 44)
 
 /* ---- search path ---- */
 
@@ -63,14 +76,15 @@ static char *path_join(const char *dir, size_t dirlen, const char *name) {
     return p;
 }
 
-/* Tries dir/name; on success stores the run-owned path in *found. */
+/* Tries dir/name; on success (it exists and is a directory exactly when want_dir)
+ * stores the run-owned path in *found. */
 static bool data_try_dir(NnqRun *run, const char *dir, size_t dirlen, const char *name,
-                         const char *why, PathList *tried, char **found) {
+                         bool want_dir, const char *why, PathList *tried, char **found) {
     char *cand = path_join(dir, dirlen, name);
     if (!cand)
         return false;
     struct stat st;
-    if (stat(cand, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    if (stat(cand, &st) == 0 && (bool)S_ISDIR(st.st_mode) == want_dir) {
         /* rt_alloc_try: a longjmp here would leak cand and the list */
         size_t n = strlen(cand);
         char *owned = rt_alloc_try(run, (int64_t)n + 1, false);
@@ -91,28 +105,35 @@ static bool data_try_dir(NnqRun *run, const char *dir, size_t dirlen, const char
     return false;
 }
 
-static char *data_resolve(NnqRun *run, const char *name) {
+/* The run-owned path of data file (or, want_dir, data directory) `name`; fails listing
+ * every candidate tried. */
+static char *data_resolve(NnqRun *run, const char *name, bool want_dir) {
+    const char *kind = want_dir ? "directory" : "file";
     if (!name || !*name)
-        nnq_rt_fail(run, "empty data file name");
+        nnq_rt_fail(run, "empty data %s name", kind);
     if (name[0] == '/') {
         struct stat st;
         if (stat(name, &st) != 0)
-            nnq_rt_fail(run, "cannot open data file '%s': %s", name, strerror(errno));
-        if (S_ISDIR(st.st_mode))
+            nnq_rt_fail(run, "cannot open data %s '%s': %s", kind, name, strerror(errno));
+        if (S_ISDIR(st.st_mode) && !want_dir)
             nnq_rt_fail(run, "data file '%s' is a directory", name);
+        if (!S_ISDIR(st.st_mode) && want_dir)
+            nnq_rt_fail(run, "data directory '%s' is not a directory", name);
         return rt_strdup(run, name);
     }
     PathList tried = {0};
     char *found = NULL;
     const char *dd = run->opts.data_dir;
-    if (dd && *dd && data_try_dir(run, dd, strlen(dd), name, "--data-dir", &tried, &found))
+    if (dd && *dd &&
+        data_try_dir(run, dd, strlen(dd), name, want_dir, "--data-dir", &tried, &found))
         goto done;
     const char *env = getenv("NNQ_DATA_DIR");
     if (env) {
         for (const char *p = env; *p;) {
             const char *end = strchr(p, ':');
             size_t len = end ? (size_t)(end - p) : strlen(p);
-            if (len > 0 && data_try_dir(run, p, len, name, "$NNQ_DATA_DIR", &tried, &found))
+            if (len > 0 &&
+                data_try_dir(run, p, len, name, want_dir, "$NNQ_DATA_DIR", &tried, &found))
                 goto done;
             p += len;
             if (*p == ':')
@@ -121,39 +142,42 @@ static char *data_resolve(NnqRun *run, const char *name) {
     }
     const char *bd = run->opts.base_dir;
     if (bd && *bd &&
-        data_try_dir(run, bd, strlen(bd), name, "the program's directory", &tried, &found))
+        data_try_dir(run, bd, strlen(bd), name, want_dir, "the program's directory", &tried,
+                     &found))
         goto done;
-    if (data_try_dir(run, ".", 1, name, "the current directory", &tried, &found))
+    if (data_try_dir(run, ".", 1, name, want_dir, "the current directory", &tried, &found))
         goto done;
-    if (data_try_dir(run, "/usr/share/datasets", 19, name, "system data sets", &tried, &found))
+    if (data_try_dir(run, "/usr/share/datasets", 19, name, want_dir, "system data sets", &tried,
+                     &found))
         goto done;
     {
         char msg[6144];
         snprintf(msg, sizeof msg, "%s", tried.text ? tried.text : "");
         free(tried.text);
         nnq_rt_fail(run,
-                    "cannot find data file '%s'; tried: %s; set the directory with --data-dir "
+                    "cannot find data %s '%s'; tried: %s; set the directory with --data-dir "
                     "or $NNQ_DATA_DIR",
-                    name, msg);
+                    kind, name, msg);
     }
 done:
     free(tried.text);
     return found;
 }
 
-/* ---- IDX reading (all errors go to err; the caller closes and fails) ---- */
+/* ---- reading a data file: gzip or plain, through zlib (IDX and .npy) ----
+ * Every error goes to f->err; the caller closes the file and fails. */
 
-typedef struct IdxFile {
+typedef struct DataFile {
     gzFile gz;
     const char *path;
     char *err;
     size_t errlen;
-} IdxFile;
+} DataFile;
 
 /* Reads up to n bytes; *got = bytes read. false on a read or decompression error. A
  * short read at end of data (including a gzip stream that stops early) is not an
  * error here: the caller reports it as truncation with the counts. */
-static bool idx_read(IdxFile *f, void *buf, size_t n, size_t *got) {
+static bool df_read(DataFile *f, void *buf, size_t n, size_t *got) {
     size_t total = 0;
     while (total < n) {
         size_t want = n - total;
@@ -175,6 +199,50 @@ static bool idx_read(IdxFile *f, void *buf, size_t n, size_t *got) {
     return false;
 }
 
+/* After the payload: any further byte is an error. */
+static bool df_expect_end(DataFile *f, const char *what) {
+    unsigned char buf[65536];
+    size_t extra = 0, got;
+    do {
+        if (!df_read(f, buf, sizeof buf, &got))
+            return false;
+        extra += got;
+    } while (got == sizeof buf);
+    if (extra) {
+        snprintf(f->err, f->errlen, "'%s' has %zu unexpected bytes after %s", f->path, extra, what);
+        return false;
+    }
+    return true;
+}
+
+static bool df_open(DataFile *f) {
+    errno = 0;
+    f->gz = gzopen(f->path, "rb");
+    if (!f->gz) {
+        snprintf(f->err, f->errlen, "cannot open data file '%s': %s", f->path,
+                 errno ? strerror(errno) : "out of memory");
+        return false;
+    }
+    gzbuffer(f->gz, 1 << 17);
+    return true;
+}
+
+/* Opens path, runs load, closes; fails the run with the loader's message. */
+static void df_load(NnqRun *run, const char *path, NnqDataSet *ds,
+                    bool (*load)(NnqRun *, DataFile *, NnqDataSet *)) {
+    char err[2048];
+    DataFile f = {NULL, path, err, sizeof err};
+    bool ok = df_open(&f);
+    if (ok) {
+        ok = load(run, &f, ds);
+        gzclose_r(f.gz);
+    }
+    if (!ok)
+        nnq_rt_fail(run, "%s", err);
+}
+
+/* ---- IDX ---- */
+
 static uint32_t idx_be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -193,10 +261,10 @@ static const char *idx_magic_name(uint32_t magic) {
 }
 
 /* Reads and checks the header: magic, then ndims big-endian uint32 dimensions. */
-static bool idx_header(IdxFile *f, uint32_t magic, const char *kind, int ndims, uint32_t *dims) {
+static bool idx_header(DataFile *f, uint32_t magic, const char *kind, int ndims, uint32_t *dims) {
     unsigned char hdr[16];
     size_t want = 4 + 4 * (size_t)ndims, got;
-    if (!idx_read(f, hdr, want, &got))
+    if (!df_read(f, hdr, want, &got))
         return false;
     if (got >= 4 && idx_be32(hdr) != magic) {
         uint32_t m = idx_be32(hdr);
@@ -216,48 +284,21 @@ static bool idx_header(IdxFile *f, uint32_t magic, const char *kind, int ndims, 
     return true;
 }
 
-/* After the payload: any further byte is an error. */
-static bool idx_expect_end(IdxFile *f, const char *what) {
-    unsigned char buf[65536];
-    size_t extra = 0, got;
-    do {
-        if (!idx_read(f, buf, sizeof buf, &got))
-            return false;
-        extra += got;
-    } while (got == sizeof buf);
-    if (extra) {
-        snprintf(f->err, f->errlen, "'%s' has %zu unexpected bytes after %s", f->path, extra,
-                 what);
-        return false;
-    }
-    return true;
-}
-
-static bool idx_open(IdxFile *f) {
-    errno = 0;
-    f->gz = gzopen(f->path, "rb");
-    if (!f->gz) {
-        snprintf(f->err, f->errlen, "cannot open data file '%s': %s", f->path,
-                 errno ? strerror(errno) : "out of memory");
-        return false;
-    }
-    gzbuffer(f->gz, 1 << 17);
-    return true;
-}
-
-static bool idx_load_images(NnqRun *run, IdxFile *f, NnqDataSet *ds) {
+static bool idx_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     uint32_t dims[3];
     if (!idx_header(f, IDX_MAGIC_IMAGES, "image", 3, dims))
         return false;
-    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[1] > IDX_MAX_SIDE ||
-        dims[2] > IDX_MAX_SIDE) {
+    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[1] > DATA_MAX_SIDE ||
+        dims[2] > DATA_MAX_SIDE) {
         snprintf(f->err, f->errlen, "'%s' has invalid dimensions %ux%ux%u (images x rows x cols)",
                  f->path, dims[0], dims[1], dims[2]);
         return false;
     }
     uint64_t sample = (uint64_t)dims[1] * dims[2];
     uint64_t total = (uint64_t)dims[0] * sample; /* < 2^64: 2^32 * 2^32 at most */
-    float *pixels = rt_alloc_try(run, (int64_t)(total * sizeof(float)), false);
+    float *pixels = total <= DATA_MAX_VALUES
+                        ? rt_alloc_try(run, (int64_t)(total * sizeof(float)), false)
+                        : NULL;
     if (!pixels) {
         snprintf(f->err, f->errlen, "out of memory loading '%s' (%u images of %ux%u)", f->path,
                  dims[0], dims[1], dims[2]);
@@ -270,7 +311,7 @@ static bool idx_load_images(NnqRun *run, IdxFile *f, NnqDataSet *ds) {
     uint64_t done = 0;
     while (done < total) {
         size_t want = total - done > sizeof buf ? sizeof buf : (size_t)(total - done), got;
-        if (!idx_read(f, buf, want, &got))
+        if (!df_read(f, buf, want, &got))
             return false;
         for (size_t i = 0; i < got; i++)
             pixels[done + i] = lut[buf[i]];
@@ -286,16 +327,17 @@ static bool idx_load_images(NnqRun *run, IdxFile *f, NnqDataSet *ds) {
     }
     char what[64];
     snprintf(what, sizeof what, "%u images", dims[0]);
-    if (!idx_expect_end(f, what))
+    if (!df_expect_end(f, what))
         return false;
     ds->count = dims[0];
+    ds->channels = 1;
     ds->rows = (int32_t)dims[1];
     ds->cols = (int32_t)dims[2];
     ds->pixels = pixels;
     return true;
 }
 
-static bool idx_load_labels(NnqRun *run, IdxFile *f, NnqDataSet *ds) {
+static bool idx_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     uint32_t n;
     if (!idx_header(f, IDX_MAGIC_LABELS, "label", 1, &n))
         return false;
@@ -310,7 +352,7 @@ static bool idx_load_labels(NnqRun *run, IdxFile *f, NnqDataSet *ds) {
     ds->max_label_at = -1;
     while (done < n) {
         size_t want = n - done > sizeof buf ? sizeof buf : (size_t)(n - done), got;
-        if (!idx_read(f, buf, want, &got))
+        if (!df_read(f, buf, want, &got))
             return false;
         for (size_t i = 0; i < got; i++) {
             labels[done + i] = buf[i];
@@ -330,7 +372,7 @@ static bool idx_load_labels(NnqRun *run, IdxFile *f, NnqDataSet *ds) {
     }
     char what[64];
     snprintf(what, sizeof what, "%u labels", n);
-    if (!idx_expect_end(f, what))
+    if (!df_expect_end(f, what))
         return false;
     if ((int64_t)n != ds->count) {
         snprintf(f->err, f->errlen, "'%s' has %lld images but '%s' has %u labels",
@@ -341,21 +383,692 @@ static bool idx_load_labels(NnqRun *run, IdxFile *f, NnqDataSet *ds) {
     return true;
 }
 
-/* Opens path, runs load, closes; fails the run with the loader's message. */
-static void idx_load(NnqRun *run, const char *path, NnqDataSet *ds,
-                     bool (*load)(NnqRun *, IdxFile *, NnqDataSet *)) {
-    char err[2048];
-    IdxFile f = {NULL, path, err, sizeof err};
-    bool ok = idx_open(&f);
-    if (ok) {
-        ok = load(run, &f, ds);
-        gzclose_r(f.gz);
+/* ---- CIFAR binary ----
+ * Plain record files read through stdio (their size, from stat, must be a whole number
+ * of records). Every file is checked for existence and size before anything is read,
+ * so a missing data_batch_3.bin is reported before 20000 images are decoded. */
+
+#define CIFAR_SIDE 32
+#define CIFAR_PIXELS (3 * CIFAR_SIDE * CIFAR_SIDE) /* bytes per image, CHW */
+#define CIFAR_MAX_FILES 5
+
+typedef struct CifarSpec {
+    const char *name; /* "CIFAR-10", "CIFAR-100" */
+    const char *files[CIFAR_MAX_FILES];
+    int nfiles;
+    const char *set; /* the file(s) as one name, for messages */
+    int label_bytes; /* 1 (label) or 2 (coarse, fine) */
+    int record;      /* bytes per record */
+} CifarSpec;
+
+static CifarSpec cifar_spec(int32_t classes, int32_t split) {
+    CifarSpec s = {0};
+    if (classes == 10) {
+        s.name = "CIFAR-10";
+        s.label_bytes = 1;
+        if (split == 0) {
+            static const char *train[5] = {"data_batch_1.bin", "data_batch_2.bin",
+                                           "data_batch_3.bin", "data_batch_4.bin",
+                                           "data_batch_5.bin"};
+            memcpy(s.files, train, sizeof train);
+            s.nfiles = 5;
+            s.set = "data_batch_[1-5].bin";
+        } else {
+            s.files[0] = s.set = "test_batch.bin";
+            s.nfiles = 1;
+        }
+    } else {
+        s.name = "CIFAR-100";
+        s.label_bytes = 2;
+        s.files[0] = s.set = split == 0 ? "train.bin" : "test.bin";
+        s.nfiles = 1;
     }
-    if (!ok)
-        nnq_rt_fail(run, "%s", err);
+    s.record = s.label_bytes + CIFAR_PIXELS;
+    return s;
 }
 
-/* ---- the ABI ---- */
+/* "dir/name" as a tracked block (path_join's result, owned by the run). */
+static char *cifar_path(NnqRun *run, const char *dir, const char *name) {
+    size_t dl = strlen(dir), nl = strlen(name);
+    bool slash = dl > 0 && dir[dl - 1] != '/';
+    char *p = rt_alloc_block(run, (int64_t)(dl + slash + nl + 1), false);
+    memcpy(p, dir, dl);
+    if (slash)
+        p[dl] = '/';
+    memcpy(p + dl + slash, name, nl + 1);
+    return p;
+}
+
+/* Reads the records of one open file into pixels / labels, starting at sample `first`.
+ * false with a message in err on a read error, a file that changed size since it was
+ * checked, or a label out of range. */
+static bool cifar_read_file(FILE *f, const char *path, const CifarSpec *spec, int64_t records,
+                            bool coarse, int64_t first, float *pixels, int32_t *labels, char *err,
+                            size_t errlen) {
+    static const char *const label_kind[2] = {"coarse label", "fine label"};
+    static const int label_limit[2] = {20, 100};
+    float lut[256];
+    for (int b = 0; b < 256; b++)
+        lut[b] = (float)b / 255.0f;
+    unsigned char rec[2 + CIFAR_PIXELS];
+    for (int64_t r = 0; r < records; r++) {
+        size_t got = fread(rec, 1, (size_t)spec->record, f);
+        if (got < (size_t)spec->record) {
+            if (ferror(f))
+                snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+            else
+                snprintf(err, errlen,
+                         "'%s' is truncated: it shrank while being read (record %lld of %lld "
+                         "is incomplete)",
+                         path, (long long)r, (long long)records);
+            return false;
+        }
+        /* every label byte of the record must be in range, the unused one included */
+        for (int k = 0; k < spec->label_bytes; k++) {
+            int limit = spec->label_bytes == 1 ? 10 : label_limit[k];
+            const char *kind = spec->label_bytes == 1 ? "label" : label_kind[k];
+            if (rec[k] >= limit) {
+                snprintf(err, errlen,
+                         "'%s': record %lld (counting from 0) has %s %d; %s %ss are 0..%d", path,
+                         (long long)r, kind, rec[k], spec->name, kind, limit - 1);
+                return false;
+            }
+        }
+        int32_t label = spec->label_bytes == 1 ? rec[0] : rec[coarse ? 0 : 1];
+        labels[first + r] = label;
+        float *px = pixels + (size_t)(first + r) * CIFAR_PIXELS;
+        const unsigned char *src = rec + spec->label_bytes;
+        for (int i = 0; i < CIFAR_PIXELS; i++)
+            px[i] = lut[src[i]];
+    }
+    if (fgetc(f) != EOF) {
+        snprintf(err, errlen, "'%s' grew while being read (more than %lld records)", path,
+                 (long long)records);
+        return false;
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* ---- NumPy .npy ----
+ * Layout: the magic "\x93NUMPY", a major and a minor version byte, the header length
+ * (little-endian; 2 bytes in version 1.0, 4 bytes in 2.0 and 3.0), then the header: a
+ * Python dict literal {'descr': <dtype string>, 'fortran_order': <bool>, 'shape':
+ * <tuple of ints>}, padded with spaces and ended by a newline; then the raw array. The
+ * header parser below accepts exactly that subset of Python literal syntax: quoted
+ * strings without escapes, True/False, non-negative decimal integers (an old 'L'
+ * suffix allowed), tuples with Python's one-element trailing-comma rule, the three
+ * keys each once and nothing else. */
+
+#define NPY_MAX_HEADER 65536 /* numpy itself refuses headers over 10000 bytes */
+#define NPY_MAX_DIMS 32
+
+typedef struct NpyHeader {
+    char descr[32]; /* as written, for messages */
+    char kind;      /* 'u', 'i' or 'f' (after npy_dtype) */
+    int size;       /* bytes per element */
+    bool fortran;
+    int ndim;
+    int64_t shape[NPY_MAX_DIMS];
+    int64_t data_offset; /* bytes before the array: magic, version, length, header */
+} NpyHeader;
+
+typedef struct NpyParser {
+    const char *text, *p, *end;
+    DataFile *f;
+} NpyParser;
+
+/* Records "malformed header" with the reason and where; returns false. */
+static bool npy_bad(NpyParser *ps, const char *why) {
+    int shown = (int)(ps->end - ps->text);
+    while (shown > 0 && isspace((unsigned char)ps->text[shown - 1]))
+        shown--; /* numpy pads the header with spaces and a newline */
+    snprintf(ps->f->err, ps->f->errlen,
+             "'%s' has a malformed .npy header: %s at character %d of the header '%.*s%s'",
+             ps->f->path, why, (int)(ps->p - ps->text), shown > 200 ? 200 : shown, ps->text,
+             shown > 200 ? "..." : "");
+    return false;
+}
+
+static void npy_ws(NpyParser *ps) {
+    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
+        ps->p++;
+}
+
+static bool npy_expect(NpyParser *ps, char c, const char *why) {
+    npy_ws(ps);
+    if (ps->p >= ps->end || *ps->p != c)
+        return npy_bad(ps, why);
+    ps->p++;
+    return true;
+}
+
+/* A quoted string (' or "), no escapes, into out (cap bytes with the NUL). */
+static bool npy_string(NpyParser *ps, char *out, size_t cap) {
+    npy_ws(ps);
+    if (ps->p >= ps->end || (*ps->p != '\'' && *ps->p != '"'))
+        return npy_bad(ps, "expected a quoted string");
+    char q = *ps->p++;
+    size_t n = 0;
+    while (ps->p < ps->end && *ps->p != q && *ps->p != '\n' && *ps->p != '\r') {
+        if (*ps->p == '\\')
+            return npy_bad(ps, "escape sequences in strings are not supported");
+        if (n + 1 >= cap)
+            return npy_bad(ps, "string too long");
+        out[n++] = *ps->p++;
+    }
+    if (ps->p >= ps->end || *ps->p != q)
+        return npy_bad(ps, "unterminated string");
+    ps->p++;
+    out[n] = 0;
+    return true;
+}
+
+/* A Python name (True, False, ...) must end at a non-identifier character. */
+static bool npy_word(NpyParser *ps, const char *w) {
+    size_t n = strlen(w);
+    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, w, n) != 0)
+        return false;
+    const char *after = ps->p + n;
+    if (after < ps->end && (isalnum((unsigned char)*after) || *after == '_'))
+        return false;
+    ps->p = after;
+    return true;
+}
+
+static bool npy_bool(NpyParser *ps, bool *out) {
+    npy_ws(ps);
+    if (npy_word(ps, "True"))
+        *out = true;
+    else if (npy_word(ps, "False"))
+        *out = false;
+    else
+        return npy_bad(ps, "expected True or False");
+    return true;
+}
+
+/* A non-negative decimal integer literal (no sign, no leading zeros), < 2^63. */
+static bool npy_int(NpyParser *ps, int64_t *out) {
+    npy_ws(ps);
+    if (ps->p < ps->end && *ps->p == '-')
+        return npy_bad(ps, "negative dimension");
+    if (ps->p >= ps->end || !isdigit((unsigned char)*ps->p))
+        return npy_bad(ps, "expected an integer");
+    if (*ps->p == '0' && ps->p + 1 < ps->end && isdigit((unsigned char)ps->p[1]))
+        return npy_bad(ps, "integer with a leading zero");
+    uint64_t v = 0;
+    while (ps->p < ps->end && isdigit((unsigned char)*ps->p)) {
+        unsigned d = (unsigned)(*ps->p - '0');
+        if (v > ((uint64_t)INT64_MAX - d) / 10)
+            return npy_bad(ps, "integer too large");
+        v = v * 10 + d;
+        ps->p++;
+    }
+    if (ps->p < ps->end && (*ps->p == 'L' || *ps->p == 'l'))
+        ps->p++; /* Python 2 long suffix, written by old numpy */
+    if (ps->p < ps->end && (isalnum((unsigned char)*ps->p) || *ps->p == '_' || *ps->p == '.'))
+        return npy_bad(ps, "expected an integer");
+    *out = (int64_t)v;
+    return true;
+}
+
+/* (), (n,), (n, m), (n, m,) ...; (n) is an int in Python, not a tuple. */
+static bool npy_shape(NpyParser *ps, NpyHeader *h) {
+    if (!npy_expect(ps, '(', "expected a tuple for 'shape'"))
+        return false;
+    h->ndim = 0;
+    bool comma = false; /* a comma followed the last element */
+    for (;;) {
+        npy_ws(ps);
+        if (ps->p < ps->end && *ps->p == ')') {
+            if (h->ndim == 1 && !comma)
+                return npy_bad(ps, "'shape' is a parenthesized integer, not a tuple "
+                                   "(a one-element tuple needs a trailing comma)");
+            ps->p++;
+            return true;
+        }
+        if (h->ndim > 0 && !comma)
+            return npy_bad(ps, "expected ',' or ')' in 'shape'");
+        if (h->ndim == NPY_MAX_DIMS)
+            return npy_bad(ps, "too many dimensions in 'shape'");
+        if (!npy_int(ps, &h->shape[h->ndim]))
+            return false;
+        h->ndim++;
+        npy_ws(ps);
+        comma = ps->p < ps->end && *ps->p == ',';
+        if (comma)
+            ps->p++;
+    }
+}
+
+/* The dict: each of the three keys exactly once, in any order, an optional trailing
+ * comma, then only white space. */
+static bool npy_dict(NpyParser *ps, NpyHeader *h) {
+    bool have_descr = false, have_fortran = false, have_shape = false;
+    if (!npy_expect(ps, '{', "expected '{'"))
+        return false;
+    for (;;) {
+        npy_ws(ps);
+        if (ps->p < ps->end && *ps->p == '}') {
+            ps->p++;
+            break;
+        }
+        char key[32];
+        if (!npy_string(ps, key, sizeof key))
+            return false;
+        bool *seen = strcmp(key, "descr") == 0           ? &have_descr
+                     : strcmp(key, "fortran_order") == 0 ? &have_fortran
+                     : strcmp(key, "shape") == 0         ? &have_shape
+                                                         : NULL;
+        if (!seen)
+            return npy_bad(ps, "unexpected key (only 'descr', 'fortran_order' and 'shape' "
+                               "are allowed)");
+        if (*seen)
+            return npy_bad(ps, "duplicate key");
+        *seen = true;
+        if (!npy_expect(ps, ':', "expected ':' after a key"))
+            return false;
+        if (seen == &have_descr) {
+            npy_ws(ps);
+            if (ps->p < ps->end && *ps->p == '[')
+                return npy_bad(ps, "structured dtypes (a list 'descr') are not supported");
+            if (!npy_string(ps, h->descr, sizeof h->descr))
+                return false;
+        } else if (seen == &have_fortran) {
+            if (!npy_bool(ps, &h->fortran))
+                return false;
+        } else if (!npy_shape(ps, h)) {
+            return false;
+        }
+        npy_ws(ps);
+        if (ps->p < ps->end && *ps->p == ',')
+            ps->p++;
+        else if (ps->p >= ps->end || *ps->p != '}')
+            return npy_bad(ps, "expected ',' or '}' after a value");
+    }
+    npy_ws(ps);
+    if (ps->p != ps->end)
+        return npy_bad(ps, "unexpected text after the dict");
+    if (!have_descr || !have_fortran || !have_shape)
+        return npy_bad(ps, !have_descr     ? "no 'descr' key"
+                           : !have_fortran ? "no 'fortran_order' key"
+                                           : "no 'shape' key");
+    return true;
+}
+
+static bool host_little_endian(void) {
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/* Splits h->descr ("<f4", "|u1", ...) into kind and size. false, with a message, on
+ * anything that is not a little-endian (or byte-sized) integer or float type. */
+static bool npy_dtype(DataFile *f, NpyHeader *h) {
+    const char *d = h->descr;
+    char order = '=';
+    if (*d == '<' || *d == '>' || *d == '|' || *d == '=')
+        order = *d++;
+    char kind = *d ? *d++ : 0;
+    int size = 0;
+    while (isdigit((unsigned char)*d) && size < 100)
+        size = size * 10 + (*d++ - '0');
+    bool integer =
+        (kind == 'u' || kind == 'i') && (size == 1 || size == 2 || size == 4 || size == 8);
+    bool floating = kind == 'f' && (size == 4 || size == 8);
+    bool known = *d == 0 && (integer || floating);
+    if (!known) {
+        snprintf(f->err, f->errlen,
+                 "'%s' has dtype '%s', which is not supported (integers '|u1' '|i1' '<u2' "
+                 "'<i2' '<u4' '<i4' '<u8' '<i8', floats '<f4' '<f8')",
+                 f->path, h->descr);
+        return false;
+    }
+    /* byte order: irrelevant for one byte; '|' ("not applicable") only fits one byte;
+     * '=' is native order */
+    bool big = order == '>' || (order == '=' && !host_little_endian());
+    if (size > 1 && (big || order == '|')) {
+        snprintf(f->err, f->errlen,
+                 "'%s' holds %s data (dtype '%s'), which is not supported; save it "
+                 "little-endian, e.g. with a.astype('<%c%d')",
+                 f->path, big ? "big-endian" : "unknown byte order", h->descr, kind, size);
+        return false;
+    }
+    h->kind = kind;
+    h->size = size;
+    return true;
+}
+
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const unsigned char *p) {
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+/* Reads magic, version, length and header; parses the header and the dtype. */
+static bool npy_header(DataFile *f, NpyHeader *h) {
+    static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+    unsigned char pre[12];
+    size_t got;
+    if (!df_read(f, pre, 8, &got))
+        return false;
+    if (got < 6 || memcmp(pre, magic, 6) != 0) {
+        char seen[64] = "";
+        for (size_t i = 0, len = 0; i < got && i < 6; i++)
+            len += (size_t)snprintf(seen + len, sizeof seen - len, " %02x", pre[i]);
+        bool zip = got >= 4 && memcmp(pre, "PK\x03\x04", 4) == 0;
+        snprintf(f->err, f->errlen,
+                 "'%s' is not a .npy file: it starts with%s, not the magic \"\\x93NUMPY\"%s",
+                 f->path, got ? seen : " nothing (it is empty)",
+                 zip ? " (it is a zip archive: an .npz? extract its arrays with np.load)" : "");
+        return false;
+    }
+    if (got < 8) {
+        snprintf(f->err, f->errlen, "'%s' is truncated: it ends inside the .npy preamble", f->path);
+        return false;
+    }
+    int major = pre[6], minor = pre[7];
+    if (!((major == 1 || major == 2 || major == 3) && minor == 0)) {
+        snprintf(f->err, f->errlen,
+                 "'%s' has .npy format version %d.%d; supported are 1.0, 2.0 and 3.0", f->path,
+                 major, minor);
+        return false;
+    }
+    size_t lenbytes = major == 1 ? 2 : 4;
+    if (!df_read(f, pre + 8, lenbytes, &got))
+        return false;
+    if (got < lenbytes) {
+        snprintf(f->err, f->errlen, "'%s' is truncated: it ends inside the .npy preamble", f->path);
+        return false;
+    }
+    uint32_t hlen = major == 1 ? (uint32_t)pre[8] | (uint32_t)pre[9] << 8 : le32(pre + 8);
+    if (hlen > NPY_MAX_HEADER) {
+        snprintf(f->err, f->errlen, "'%s' has a .npy header of %u bytes (more than %d)", f->path,
+                 hlen, NPY_MAX_HEADER);
+        return false;
+    }
+    h->data_offset = 8 + (int64_t)lenbytes + hlen;
+    char *text = malloc((size_t)hlen + 1);
+    if (!text) {
+        snprintf(f->err, f->errlen, "out of memory reading the header of '%s'", f->path);
+        return false;
+    }
+    bool ok = df_read(f, text, hlen, &got);
+    if (ok && got < hlen) {
+        snprintf(f->err, f->errlen,
+                 "'%s' is truncated: expected a %u-byte .npy header, found %zu bytes", f->path,
+                 hlen, got);
+        ok = false;
+    }
+    NpyParser ps = {text, text, text + hlen, f};
+    for (uint32_t i = 0; ok && i < hlen; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c >= 0x7f || (c < 0x20 && c != '\n' && c != '\t' && c != '\r')) {
+            ps.p = text + i;
+            text[i] = 0; /* the message quotes the header up to here */
+            ps.end = text + i;
+            char why[64];
+            snprintf(why, sizeof why, "byte 0x%02x (the header must be ASCII)", c);
+            ok = npy_bad(&ps, why);
+        }
+    }
+    text[hlen] = 0;
+    ok = ok && npy_dict(&ps, h) && npy_dtype(f, h);
+    free(text);
+    if (ok && h->fortran) {
+        snprintf(f->err, f->errlen,
+                 "'%s' is stored in Fortran (column-major) order, which is not supported; "
+                 "save a C-ordered array, e.g. np.ascontiguousarray(a)",
+                 f->path);
+        ok = false;
+    }
+    return ok;
+}
+
+/* "(60000, 3, 32, 32)" with numpy's one-element comma. */
+static void npy_shape_text(const NpyHeader *h, char *buf, size_t cap) {
+    size_t len = (size_t)snprintf(buf, cap, "(");
+    for (int i = 0; i < h->ndim && len < cap; i++)
+        len +=
+            (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? ", " : "", (long long)h->shape[i]);
+    if (len < cap)
+        snprintf(buf + len, cap - len, h->ndim == 1 ? ",)" : ")");
+}
+
+static bool npy_truncated(DataFile *f, const NpyHeader *h, uint64_t want, uint64_t have) {
+    char shape[256];
+    npy_shape_text(h, shape, sizeof shape);
+    snprintf(f->err, f->errlen,
+             "'%s' is truncated: expected %llu bytes of data (shape %s, dtype '%s') after the "
+             "%lld-byte header, found %llu",
+             f->path, (unsigned long long)want, shape, h->descr, (long long)h->data_offset,
+             (unsigned long long)have);
+    return false;
+}
+
+/* For a plain (not gzip) file, fails early when it is too short for `total` elements:
+ * a lying shape should read as truncation, not as an out-of-memory error. */
+static bool npy_check_size(DataFile *f, const NpyHeader *h, uint64_t total) {
+    struct stat st;
+    if (!gzdirect(f->gz) || stat(f->path, &st) != 0)
+        return true; /* the read loop will tell */
+    uint64_t want = total * (uint64_t)h->size, have = 0;
+    if ((uint64_t)st.st_size > (uint64_t)h->data_offset)
+        have = (uint64_t)st.st_size - (uint64_t)h->data_offset;
+    if (have >= want)
+        return true;
+    return npy_truncated(f, h, want, have);
+}
+
+/* Reads `total` elements of h's type in 64 KiB chunks, handing each run of whole
+ * elements to put(ctx, f, first, p, n): elements first..first+n from bytes p; put
+ * returns false (with a message) to stop. Reports truncation with the byte counts,
+ * then requires the end of the file. */
+typedef bool (*NpyPut)(void *ctx, DataFile *f, uint64_t first, const unsigned char *p, size_t n);
+static bool npy_read_data(DataFile *f, const NpyHeader *h, uint64_t total, const char *what,
+                          NpyPut put, void *ctx) {
+    unsigned char buf[65536]; /* a multiple of every element size */
+    uint64_t want_bytes = total * (uint64_t)h->size, done = 0;
+    while (done < want_bytes) {
+        size_t want = want_bytes - done > sizeof buf ? sizeof buf : (size_t)(want_bytes - done);
+        size_t got;
+        if (!df_read(f, buf, want, &got))
+            return false;
+        if (!put(ctx, f, done / (uint64_t)h->size, buf, got / (size_t)h->size))
+            return false;
+        done += got;
+        if (got < want)
+            return npy_truncated(f, h, want_bytes, done);
+    }
+    return df_expect_end(f, what);
+}
+
+typedef struct NpyPixels {
+    float *pixels;
+    uint64_t sample; /* values per image */
+    const NpyHeader *h;
+    float lut[256];
+} NpyPixels;
+
+static bool npy_put_pixels(void *ctx, DataFile *f, uint64_t first, const unsigned char *p,
+                           size_t n) {
+    NpyPixels *c = ctx;
+    float *out = c->pixels + first;
+    if (c->h->kind == 'u') {
+        for (size_t k = 0; k < n; k++)
+            out[k] = c->lut[p[k]];
+        return true;
+    }
+    for (size_t k = 0; k < n; k++) {
+        double v;
+        if (c->h->size == 4) {
+            uint32_t u = le32(p + 4 * k);
+            float x;
+            memcpy(&x, &u, sizeof x);
+            v = x;
+        } else {
+            uint64_t u = le64(p + 8 * k);
+            memcpy(&v, &u, sizeof v);
+        }
+        float x = (float)v;
+        if (!isfinite(x)) {
+            uint64_t i = first + k;
+            if (!isfinite(v))
+                snprintf(f->err, f->errlen,
+                         "'%s' has a non-finite pixel (%g) at index %llu (image %llu)", f->path, v,
+                         (unsigned long long)i, (unsigned long long)(i / c->sample));
+            else
+                snprintf(f->err, f->errlen,
+                         "'%s' has pixel %g at index %llu (image %llu), outside the range of "
+                         "float",
+                         f->path, v, (unsigned long long)i, (unsigned long long)(i / c->sample));
+            return false;
+        }
+        out[k] = x;
+    }
+    return true;
+}
+
+typedef struct NpyLabels {
+    NnqDataSet *ds;
+    const NpyHeader *h;
+} NpyLabels;
+
+static bool npy_put_labels(void *ctx, DataFile *f, uint64_t first, const unsigned char *p,
+                           size_t n) {
+    NpyLabels *c = ctx;
+    int size = c->h->size;
+    for (size_t k = 0; k < n; k++, p += size) {
+        uint64_t u = size == 1   ? p[0]
+                     : size == 2 ? (uint64_t)p[0] | (uint64_t)p[1] << 8
+                     : size == 4 ? le32(p)
+                                 : le64(p);
+        if (c->h->kind == 'i' && size < 8 && (u >> (8 * size - 1)) & 1)
+            u |= ~(uint64_t)0 << (8 * size); /* sign-extend */
+        uint64_t i = first + k;
+        if (c->h->kind == 'i' && (int64_t)u < 0) {
+            snprintf(f->err, f->errlen, "'%s' has a negative label %lld at index %llu", f->path,
+                     (long long)(int64_t)u, (unsigned long long)i);
+            return false;
+        }
+        if (u > (uint64_t)INT32_MAX) {
+            snprintf(f->err, f->errlen,
+                     "'%s' has label %llu at index %llu; labels must be below 2^31", f->path,
+                     (unsigned long long)u, (unsigned long long)i);
+            return false;
+        }
+        int32_t label = (int32_t)u;
+        c->ds->labels[i] = label;
+        if (label > c->ds->max_label) {
+            c->ds->max_label = label;
+            c->ds->max_label_at = (int64_t)i;
+        }
+    }
+    return true;
+}
+
+static bool npy_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
+    NpyHeader h = {0};
+    if (!npy_header(f, &h))
+        return false;
+    char shape[256];
+    npy_shape_text(&h, shape, sizeof shape);
+    if (h.kind != 'f' && !(h.kind == 'u' && h.size == 1)) {
+        snprintf(f->err, f->errlen,
+                 "'%s' holds images of dtype '%s'; images must be '|u1' (bytes, loaded as "
+                 "byte/255), '<f4' or '<f8'",
+                 f->path, h.descr);
+        return false;
+    }
+    if (h.ndim != 3 && h.ndim != 4) {
+        snprintf(f->err, f->errlen,
+                 "'%s' has shape %s; images must have shape (N, H, W) or (N, C, H, W)", f->path,
+                 shape);
+        return false;
+    }
+    int64_t n = h.shape[0], c = h.ndim == 4 ? h.shape[1] : 1;
+    int64_t rows = h.shape[h.ndim - 2], cols = h.shape[h.ndim - 1];
+    const char *why = n == 0                             ? "no images"
+                      : c == 0 || rows == 0 || cols == 0 ? "an empty dimension"
+                      : c > RT_DATA_MAX_CHANNELS         ? "more than 4096 channels"
+                      : rows > DATA_MAX_SIDE || cols > DATA_MAX_SIDE
+                          ? "more than 65536 rows or columns"
+                          : NULL;
+    if (why) {
+        snprintf(f->err, f->errlen, "'%s' has invalid image dimensions: shape %s, %s", f->path,
+                 shape, why);
+        return false;
+    }
+    uint64_t sample = (uint64_t)c * (uint64_t)rows * (uint64_t)cols; /* <= 2^44 */
+    if ((uint64_t)n <= DATA_MAX_VALUES / sample && !npy_check_size(f, &h, (uint64_t)n * sample))
+        return false;
+    float *pixels = (uint64_t)n <= DATA_MAX_VALUES / sample
+                        ? rt_alloc_try(run, n * (int64_t)sample * (int64_t)sizeof(float), false)
+                        : NULL;
+    if (!pixels) {
+        snprintf(f->err, f->errlen, "out of memory loading '%s' (shape %s)", f->path, shape);
+        return false;
+    }
+    NpyPixels ctx = {pixels, sample, &h, {0}};
+    for (int b = 0; b < 256; b++)
+        ctx.lut[b] = (float)b / 255.0f;
+    char what[64];
+    snprintf(what, sizeof what, "%lld images", (long long)n);
+    if (!npy_read_data(f, &h, (uint64_t)n * sample, what, npy_put_pixels, &ctx))
+        return false;
+    ds->count = n;
+    ds->channels = (int32_t)c;
+    ds->rows = (int32_t)rows;
+    ds->cols = (int32_t)cols;
+    ds->pixels = pixels;
+    return true;
+}
+
+static bool npy_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
+    NpyHeader h = {0};
+    if (!npy_header(f, &h))
+        return false;
+    char shape[256];
+    npy_shape_text(&h, shape, sizeof shape);
+    if (h.kind == 'f') {
+        snprintf(f->err, f->errlen, "'%s' holds labels of dtype '%s'; labels must be integers",
+                 f->path, h.descr);
+        return false;
+    }
+    if (h.ndim != 1) {
+        snprintf(f->err, f->errlen, "'%s' has shape %s; labels must have shape (N,)", f->path,
+                 shape);
+        return false;
+    }
+    if (h.shape[0] != ds->count) {
+        snprintf(f->err, f->errlen, "'%s' has %lld images but '%s' has %lld labels",
+                 ds->images_path, (long long)ds->count, f->path, (long long)h.shape[0]);
+        return false;
+    }
+    if (!npy_check_size(f, &h, (uint64_t)ds->count))
+        return false;
+    int32_t *labels = rt_alloc_try(run, ds->count * (int64_t)sizeof(int32_t), false);
+    if (!labels) {
+        snprintf(f->err, f->errlen, "out of memory loading '%s' (%lld labels)", f->path,
+                 (long long)ds->count);
+        return false;
+    }
+    ds->labels = labels;
+    ds->max_label = -1;
+    ds->max_label_at = -1;
+    NpyLabels ctx = {ds, &h};
+    char what[64];
+    snprintf(what, sizeof what, "%lld labels", (long long)ds->count);
+    return npy_read_data(f, &h, (uint64_t)ds->count, what, npy_put_labels, &ctx);
+}
+
+/* ---- data set table ---- */
 
 static NnqDataSet *data_get(NnqRun *run, int32_t ds, const char *fn) {
     if (ds < 0 || ds >= run->ndatasets)
@@ -363,26 +1076,123 @@ static NnqDataSet *data_get(NnqRun *run, int32_t ds, const char *fn) {
     return &run->datasets[ds];
 }
 
-int32_t nnq_rt_data_idx(NnqRun *run, const char *images, const char *labels) {
-    char *images_path = data_resolve(run, images);
-    char *labels_path = data_resolve(run, labels);
+/* Gives a loaded data set its identity normalization and adds it to the table; returns
+ * its handle. Called with no file open. */
+static int32_t data_add(NnqRun *run, NnqDataSet *ds) {
+    assert(ds->channels >= 1 && ds->channels <= RT_DATA_MAX_CHANNELS);
+    double *norm = rt_alloc_block(run, 2 * (int64_t)ds->channels * (int64_t)sizeof(double), false);
+    ds->shift = norm;
+    ds->scale = norm + ds->channels;
+    for (int32_t c = 0; c < ds->channels; c++) {
+        ds->shift[c] = 0.0;
+        ds->scale[c] = 1.0;
+    }
     if (run->ndatasets == run->cap_datasets) {
         int32_t cap = run->cap_datasets ? run->cap_datasets * 2 : 8;
         NnqDataSet *d = realloc(run->datasets, (size_t)cap * sizeof *d);
         if (!d)
-            nnq_rt_fail(run, "out of memory loading '%s'", images_path);
+            nnq_rt_fail(run, "out of memory loading '%s'", ds->images_path);
         run->datasets = d;
         run->cap_datasets = cap;
     }
-    NnqDataSet ds = {0};
-    ds.images_path = images_path;
-    ds.labels_path = labels_path;
-    ds.shift = 0.0;
-    ds.scale = 1.0;
-    idx_load(run, images_path, &ds, idx_load_images);
-    idx_load(run, labels_path, &ds, idx_load_labels);
-    run->datasets[run->ndatasets] = ds;
+    run->datasets[run->ndatasets] = *ds;
     return run->ndatasets++;
+}
+
+/* ---- the ABI ---- */
+
+int32_t nnq_rt_data_idx(NnqRun *run, const char *images, const char *labels) {
+    NnqDataSet ds = {0};
+    ds.images_path = data_resolve(run, images, false);
+    ds.labels_path = data_resolve(run, labels, false);
+    df_load(run, ds.images_path, &ds, idx_load_images);
+    df_load(run, ds.labels_path, &ds, idx_load_labels);
+    return data_add(run, &ds);
+}
+
+int32_t nnq_rt_data_npy(NnqRun *run, const char *images, const char *labels) {
+    NnqDataSet ds = {0};
+    ds.images_path = data_resolve(run, images, false);
+    ds.labels_path = data_resolve(run, labels, false);
+    df_load(run, ds.images_path, &ds, npy_load_images);
+    df_load(run, ds.labels_path, &ds, npy_load_labels);
+    return data_add(run, &ds);
+}
+
+int32_t nnq_rt_data_cifar(NnqRun *run, const char *dir, int32_t classes, int32_t split,
+                          int32_t coarse) {
+    if (classes != 10 && classes != 100)
+        nnq_rt_fail(run, "data_cifar: classes must be 10 (CIFAR-10) or 100 (CIFAR-100), not %d",
+                    classes);
+    if (split != 0 && split != 1)
+        nnq_rt_fail(run, "data_cifar: split must be 0 (training) or 1 (test), not %d", split);
+    if (classes == 10 && coarse)
+        nnq_rt_fail(run, "data_cifar: coarse labels exist only in CIFAR-100");
+    CifarSpec spec = cifar_spec(classes, split);
+    char *root = data_resolve(run, dir, true);
+
+    /* every file present, non-empty and a whole number of records, before reading */
+    char *paths[CIFAR_MAX_FILES];
+    int64_t records[CIFAR_MAX_FILES], total = 0;
+    for (int i = 0; i < spec.nfiles; i++) {
+        paths[i] = cifar_path(run, root, spec.files[i]);
+        struct stat st;
+        if (stat(paths[i], &st) != 0) {
+            int e = errno;
+            if (spec.nfiles > 1)
+                nnq_rt_fail(run, "cannot open %s file '%s': %s (the %s set is %s .. %s in '%s')",
+                            spec.name, paths[i], strerror(e), split == 0 ? "training" : "test",
+                            spec.files[0], spec.files[spec.nfiles - 1], root);
+            nnq_rt_fail(run, "cannot open %s file '%s': %s (the %s set is %s in '%s')", spec.name,
+                        paths[i], strerror(e), split == 0 ? "training" : "test", spec.files[0],
+                        root);
+        }
+        if (S_ISDIR(st.st_mode))
+            nnq_rt_fail(run, "%s file '%s' is a directory", spec.name, paths[i]);
+        if (st.st_size == 0)
+            nnq_rt_fail(run, "%s file '%s' is empty", spec.name, paths[i]);
+        if (st.st_size % spec.record != 0)
+            nnq_rt_fail(run,
+                        "%s file '%s' is %lld bytes, not a whole number of %d-byte records "
+                        "(%lld records and %lld bytes over): truncated or not a %s file",
+                        spec.name, paths[i], (long long)st.st_size, spec.record,
+                        (long long)(st.st_size / spec.record),
+                        (long long)(st.st_size % spec.record), spec.name);
+        records[i] = st.st_size / spec.record;
+        total += records[i];
+    }
+
+    NnqDataSet ds = {0};
+    ds.images_path = ds.labels_path = cifar_path(run, root, spec.set);
+    ds.count = total;
+    ds.channels = 3;
+    ds.rows = ds.cols = CIFAR_SIDE;
+    ds.pixels = rt_alloc_try(run, total * CIFAR_PIXELS * (int64_t)sizeof(float), false);
+    ds.labels = rt_alloc_try(run, total * (int64_t)sizeof(int32_t), false);
+    if (!ds.pixels || !ds.labels)
+        nnq_rt_fail(run, "out of memory loading %s from '%s' (%lld images)", spec.name,
+                    ds.images_path, (long long)total);
+    int64_t first = 0;
+    for (int i = 0; i < spec.nfiles; i++) {
+        char err[2048];
+        FILE *f = fopen(paths[i], "rb");
+        if (!f)
+            nnq_rt_fail(run, "cannot open %s file '%s': %s", spec.name, paths[i], strerror(errno));
+        bool ok = cifar_read_file(f, paths[i], &spec, records[i], coarse != 0, first, ds.pixels,
+                                  ds.labels, err, sizeof err);
+        fclose(f);
+        if (!ok)
+            nnq_rt_fail(run, "%s", err);
+        first += records[i];
+    }
+    ds.max_label = -1;
+    ds.max_label_at = -1;
+    for (int64_t i = 0; i < total; i++)
+        if (ds.labels[i] > ds.max_label) {
+            ds.max_label = ds.labels[i];
+            ds.max_label_at = i;
+        }
+    return data_add(run, &ds);
 }
 
 int64_t nnq_rt_data_count(NnqRun *run, int32_t ds) {
@@ -393,8 +1203,8 @@ void nnq_rt_data_check(NnqRun *run, int32_t ds, int32_t rank, const int64_t *dim
                        int32_t nclasses, const char *what) {
     NnqDataSet *d = data_get(run, ds, "data_check");
     const char *model = what ? what : "?";
-    bool ok = (rank == 2 && dims[0] == d->rows && dims[1] == d->cols) ||
-              (rank == 3 && dims[0] == 1 && dims[1] == d->rows && dims[2] == d->cols);
+    bool ok = (rank == 3 && dims[0] == d->channels && dims[1] == d->rows && dims[2] == d->cols) ||
+              (rank == 2 && d->channels == 1 && dims[0] == d->rows && dims[1] == d->cols);
     if (!ok) {
         char shape[256];
         size_t len = 0;
@@ -404,10 +1214,16 @@ void nnq_rt_data_check(NnqRun *run, int32_t ds, int32_t rank, const int64_t *dim
                                     (long long)dims[i]);
         if (rank > 8)
             snprintf(shape + len, sizeof shape - len, ", ...");
+        /* "28x28 images" for one channel, "3x32x32 images" for more */
+        char size[64];
+        if (d->channels == 1)
+            snprintf(size, sizeof size, "%dx%d", d->rows, d->cols);
+        else
+            snprintf(size, sizeof size, "%dx%dx%d", d->channels, d->rows, d->cols);
         nnq_rt_fail(run,
-                    "model '%s' expects inputs of shape [%s] but '%s' holds %dx%d images "
-                    "(shape [1, %d, %d])",
-                    model, shape, d->images_path, d->rows, d->cols, d->rows, d->cols);
+                    "model '%s' expects inputs of shape [%s] but '%s' holds %s images "
+                    "(shape [%d, %d, %d])",
+                    model, shape, d->images_path, size, d->channels, d->rows, d->cols);
     }
     if (d->max_label >= nclasses)
         nnq_rt_fail(run,
@@ -417,61 +1233,132 @@ void nnq_rt_data_check(NnqRun *run, int32_t ds, int32_t rank, const int64_t *dim
                     nclasses - 1);
 }
 
+/* Values per sample. */
+static size_t data_sample_size(const NnqDataSet *d) {
+    return (size_t)d->channels * (size_t)d->rows * (size_t)d->cols;
+}
+
 void nnq_rt_data_normalize(NnqRun *run, int32_t ds, int32_t mode, int32_t stats_ds,
                            int64_t stats_count) {
     NnqDataSet *d = data_get(run, ds, "data_normalize");
-    double mean, stddev; /* of the loaded pixels, the target of the map */
-    if (mode == 0) {
-        mean = 0.0;
-        stddev = 1.0;
-    } else if (mode == 1) {
+    int32_t nc = d->channels;
+    /* target map per channel: mean[c], stddev[c] of the loaded pixels. Scratch from
+     * malloc, freed before any failure. */
+    double *mean = NULL, *stddev = NULL;
+    if (mode == 1) {
         NnqDataSet *s = data_get(run, stats_ds, "data_normalize");
+        if (s->channels != nc)
+            nnq_rt_fail(run,
+                        "cannot normalize '%s' (%d channel%s) with the statistics of '%s' (%d "
+                        "channel%s): the channel counts differ",
+                        d->images_path, nc, nc == 1 ? "" : "s", s->images_path, s->channels,
+                        s->channels == 1 ? "" : "s");
         if (stats_count <= 0 || stats_count > s->count)
             nnq_rt_fail(run,
                         "cannot normalize with statistics of samples [0, %lld) of '%s': it "
                         "has %lld samples",
                         (long long)stats_count, s->images_path, (long long)s->count);
-        int64_t n = stats_count * s->rows * s->cols;
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; i++)
-            sum += s->pixels[i];
-        double m = sum / (double)n, sq = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            double dv = s->pixels[i] - m;
-            sq += dv * dv;
+        mean = malloc(2 * (size_t)nc * sizeof *mean);
+        if (!mean)
+            nnq_rt_fail(run, "out of memory normalizing '%s'", d->images_path);
+        stddev = mean + nc;
+        size_t hw = (size_t)s->rows * (size_t)s->cols, sample = data_sample_size(s);
+        double n = (double)stats_count * (double)hw;
+        for (int32_t c = 0; c < nc; c++) {
+            /* two passes over channel c of samples [0, stats_count), in double */
+            double sum = 0.0;
+            for (int64_t i = 0; i < stats_count; i++) {
+                const float *p = s->pixels + (size_t)i * sample + (size_t)c * hw;
+                for (size_t k = 0; k < hw; k++)
+                    sum += p[k];
+            }
+            double m = sum / n, sq = 0.0;
+            for (int64_t i = 0; i < stats_count; i++) {
+                const float *p = s->pixels + (size_t)i * sample + (size_t)c * hw;
+                for (size_t k = 0; k < hw; k++) {
+                    double dv = p[k] - m;
+                    sq += dv * dv;
+                }
+            }
+            double sd = sqrt(sq / n);
+            /* back to loaded-pixel units: current = (loaded - shift) / scale */
+            mean[c] = s->shift[c] + s->scale[c] * m;
+            stddev[c] = s->scale[c] * sd;
+            if (!(stddev[c] > 0.0) || !isfinite(stddev[c]) || !isfinite(mean[c])) {
+                free(mean);
+                char where[48] = "";
+                if (nc > 1)
+                    snprintf(where, sizeof where, " in channel %d", c);
+                nnq_rt_fail(run,
+                            "cannot standardize with the statistics of '%s': its first %lld "
+                            "images have zero pixel variance%s",
+                            s->images_path, (long long)stats_count, where);
+            }
         }
-        double sd = sqrt(sq / (double)n);
-        /* back to loaded-pixel units: current = (loaded - shift) / scale */
-        mean = s->shift + s->scale * m;
-        stddev = s->scale * sd;
-        if (!(stddev > 0.0) || !isfinite(stddev))
-            nnq_rt_fail(run,
-                        "cannot standardize with the statistics of '%s': its first %lld "
-                        "images have zero pixel variance",
-                        s->images_path, (long long)stats_count);
-    } else {
+    } else if (mode != 0) {
         nnq_rt_fail(run, "data_normalize: unknown mode %d", mode);
     }
-    if (mean == d->shift && stddev == d->scale)
-        return;
-    /* new = (loaded - mean) / stddev, loaded = cur * scale + shift */
-    double a = d->scale / stddev, b = (d->shift - mean) / stddev;
-    int64_t n = d->count * d->rows * d->cols;
-    for (int64_t i = 0; i < n; i++)
-        d->pixels[i] = (float)(d->pixels[i] * a + b);
-    d->shift = mean;
-    d->scale = stddev;
+    size_t hw = (size_t)d->rows * (size_t)d->cols, sample = data_sample_size(d);
+    for (int32_t c = 0; c < nc; c++) {
+        double mc = mean ? mean[c] : 0.0, sc = stddev ? stddev[c] : 1.0;
+        if (mc == d->shift[c] && sc == d->scale[c])
+            continue;
+        /* new = (loaded - mc) / sc, loaded = cur * scale + shift */
+        double a = d->scale[c] / sc, b = (d->shift[c] - mc) / sc;
+        for (int64_t i = 0; i < d->count; i++) {
+            float *p = d->pixels + (size_t)i * sample + (size_t)c * hw;
+            for (size_t k = 0; k < hw; k++)
+                p[k] = (float)(p[k] * a + b);
+        }
+        d->shift[c] = mc;
+        d->scale[c] = sc;
+    }
+    free(mean);
+}
+
+/* Writes sample src of d, augmented, to dst: draws the crop offset (pad > 0: dy, then
+ * dx, each uniform in [0, 2 pad]) and the flip (hflip: one draw, probability 1/2), then
+ * dst[c][h][w] = P[c][h + dy][w' + dx] of the image P padded by `pad` black pixels on
+ * every side, where w' = W-1-w when flipped, else w. Black is the current value of a
+ * loaded 0 in channel c. No allocation: one pass straight into dst. */
+static void data_augment_sample(NnqRun *run, const NnqDataSet *d, const float *src, float *dst) {
+    int64_t pad = d->aug_pad, dy = 0, dx = 0;
+    if (pad > 0) {
+        dy = (int64_t)rt_rng_below(run, (uint64_t)(2 * pad + 1)) - pad;
+        dx = (int64_t)rt_rng_below(run, (uint64_t)(2 * pad + 1)) - pad;
+    }
+    bool flip = d->aug_hflip && (rt_rng_next(run) >> 63);
+    int64_t rows = d->rows, cols = d->cols;
+    for (int32_t c = 0; c < d->channels; c++) {
+        float black = (float)((0.0 - d->shift[c]) / d->scale[c]);
+        const float *plane = src + (size_t)c * (size_t)(rows * cols);
+        for (int64_t h = 0; h < rows; h++) {
+            float *out = dst + ((size_t)c * (size_t)rows + (size_t)h) * (size_t)cols;
+            int64_t sr = h + dy; /* source row in the unpadded image */
+            if (sr < 0 || sr >= rows) {
+                for (int64_t w = 0; w < cols; w++)
+                    out[w] = black;
+                continue;
+            }
+            const float *row = plane + (size_t)sr * (size_t)cols;
+            for (int64_t w = 0; w < cols; w++) {
+                int64_t sc = (flip ? cols - 1 - w : w) + dx;
+                out[w] = sc >= 0 && sc < cols ? row[sc] : black;
+            }
+        }
+    }
 }
 
 void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,
                        int64_t count, float *x, int32_t *y, int32_t augment) {
-    (void)augment; /* TODO(helper): augmentation */
     NnqDataSet *d = data_get(run, ds, "data_batch");
     if (start < 0 || count < 0 || (!index && start + count > d->count))
         nnq_rt_fail(run, "batch of samples [%lld, %lld) is out of range: '%s' has %lld samples",
                     (long long)start, (long long)(start + count), d->images_path,
                     (long long)d->count);
-    size_t sample = (size_t)d->rows * (size_t)d->cols;
+    /* only x is augmented: without x, nothing is drawn */
+    bool aug = augment != 0 && x && (d->aug_pad > 0 || d->aug_hflip);
+    size_t sample = data_sample_size(d);
     for (int64_t i = 0; i < count; i++) {
         int64_t s = index ? index[start + i] : start + i;
         if (s < 0 || s >= d->count)
@@ -480,7 +1367,9 @@ void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t st
                         "samples",
                         (long long)(start + i), (long long)s, d->images_path,
                         (long long)d->count);
-        if (x)
+        if (aug)
+            data_augment_sample(run, d, d->pixels + (size_t)s * sample, x + (size_t)i * sample);
+        else if (x)
             memcpy(x + (size_t)i * sample, d->pixels + (size_t)s * sample,
                    sample * sizeof(float));
         if (y)
@@ -488,24 +1377,17 @@ void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t st
     }
 }
 
-int32_t nnq_rt_data_cifar(NnqRun *run, const char *dir, int32_t classes, int32_t split,
-                          int32_t coarse) {
-    (void)classes, (void)split, (void)coarse;
-    nnq_rt_fail(run, "CIFAR loader for '%s' not implemented yet", dir);
-}
-
-int32_t nnq_rt_data_npy(NnqRun *run, const char *images, const char *labels) {
-    (void)labels;
-    nnq_rt_fail(run, ".npy loader for '%s' not implemented yet", images);
-}
-
 void nnq_rt_data_augment(NnqRun *run, int32_t ds, int32_t pad, int32_t hflip) {
-    (void)ds, (void)pad, (void)hflip;
-    nnq_rt_fail(run, "augmentation not implemented yet");
+    NnqDataSet *d = data_get(run, ds, "data_augment");
+    if (pad < 0 || pad > 64)
+        nnq_rt_fail(run, "data_augment: padding %d for '%s' is out of range (0..64)", pad,
+                    d->images_path);
+    d->aug_pad = pad;
+    d->aug_hflip = hflip != 0;
 }
 
 void rt_data_release(NnqRun *run) {
-    /* pixels, labels and paths are tracked blocks */
+    /* pixels, labels, normalization arrays and paths are tracked blocks */
     free(run->datasets);
     run->datasets = NULL;
     run->ndatasets = run->cap_datasets = 0;

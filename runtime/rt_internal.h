@@ -19,17 +19,25 @@
 
 #include "nnq_rt.h"
 
+/* Most channels a data set may have (a sanity bound checked when loading). */
+#define RT_DATA_MAX_CHANNELS 4096
+
 typedef struct NnqDataSet {
-    char *images_path; /* as resolved on the search path */
-    char *labels_path;
+    char *images_path; /* as resolved on the search path; for messages */
+    char *labels_path; /* (CIFAR: the record file(s), the same as images_path) */
     int64_t count;
-    int32_t rows, cols;
-    float *pixels;   /* count * rows * cols */
+    int32_t channels, rows, cols; /* each sample is channels x rows x cols, CHW */
+    float *pixels;   /* count * channels * rows * cols, sample-major */
     int32_t *labels; /* count */
     int32_t max_label;
     int64_t max_label_at; /* first sample holding max_label */
-    /* Current pixel = (loaded pixel - shift) / scale. Loaded pixels are byte/255. */
-    double shift, scale;
+    /* Per channel c: current pixel = (loaded pixel - shift[c]) / scale[c]; `channels`
+     * entries each, in one tracked block. Loaded pixels are byte/255 for byte data,
+     * the stored values for float data. */
+    double *shift, *scale;
+    /* Augmentation set by nnq_rt_data_augment (pad 0, hflip false: none). */
+    int32_t aug_pad;
+    bool aug_hflip;
 } NnqDataSet;
 
 struct NnqRun {
@@ -78,6 +86,7 @@ void *rt_alloc_block(NnqRun *run, int64_t bytes, bool zero);
 void *rt_alloc_try(NnqRun *run, int64_t bytes, bool zero);
 char *rt_strdup(NnqRun *run, const char *s);
 uint64_t rt_rng_next(NnqRun *run);
+uint64_t rt_rng_below(NnqRun *run, uint64_t bound); /* uniform in [0, bound), bound > 0 */
 double rt_now(void); /* monotonic seconds */
 
 /* data.c, progress.c, model_file.c: release what the module holds. `failed` says

@@ -235,7 +235,7 @@ static inline double rng_unit_open(NnqRun *run) {
 }
 
 /* Uniform in [0, bound), unbiased (rejection of the short final interval). */
-static uint64_t rng_below(NnqRun *run, uint64_t bound) {
+uint64_t rt_rng_below(NnqRun *run, uint64_t bound) {
     uint64_t threshold = (0 - bound) % bound; /* 2^64 mod bound */
     for (;;) {
         uint64_t r = rt_rng_next(run);
@@ -286,7 +286,7 @@ void nnq_rt_shuffle(NnqRun *run, int64_t *index, int64_t n) {
         index[i] = i;
     /* Fisher–Yates, from the end. */
     for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)rng_below(run, (uint64_t)i + 1);
+        int64_t j = (int64_t)rt_rng_below(run, (uint64_t)i + 1);
         int64_t t = index[i];
         index[i] = index[j];
         index[j] = t;

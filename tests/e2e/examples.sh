@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every example in examples/ compiles and trains (one epoch on a Fashion-MNIST subset,
+# Every example in examples/ compiles and trains (one epoch on a Fashion-MNIST subset;
+# the CIFAR ones on synthetic CIFAR files, in cifar_examples.sh,
 # checking it finishes with test accuracies), and every ```nnq block in docs/ and the
 # README compiles (`nnqc check`).
 set -u
@@ -13,6 +14,7 @@ for ex in "$SRC"/examples/*.nnq; do
     if ! "$NNQC" check "$ex" > "$tmp/out.txt" 2>&1; then
         fails=$((fails + 1)); echo "FAIL check $name:"; cat "$tmp/out.txt"; continue
     fi
+    case "$name" in cifar*) pass=$((pass + 1)); echo "ok   $name: checked (trained by e2e_cifar_examples)"; continue ;; esac
     (cd "$tmp" && "$NNQC" run "$ex" --data-dir "$tmp" --epochs 1 --progress=lines --metrics "$name.jsonl" > out.txt 2>&1)
     if [ $? -eq 0 ] && [ -n "$(json_field "$tmp/$name.jsonl" test_acc_hard)" ]; then
         pass=$((pass + 1)); echo "ok   $name: $(grep 'test accuracy' "$tmp/out.txt")"

@@ -63,6 +63,12 @@ void test_idx_errors(void);
 void test_data_check(void);
 void test_data_normalize(void);
 void test_data_batch(void);
+void test_cifar_load(void);
+void test_cifar_errors(void);
+void test_npy_load(void);
+void test_npy_errors(void);
+void test_data_normalize_channels(void);
+void test_data_augment(void);
 void test_fashion_mnist(void);
 
 void test_model_roundtrip(void);

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The CIFAR-10 examples (VGG-16 with PMF, ResNet-18 with MD-tanh-S) train on synthetic
+# data in the real CIFAR binary format: two epochs of five iterations each at batch 32
+# (the examples' batch of 128 would take minutes here), with the examples' own
+# augmentation and normalization. Checks: the run finishes, the training loss falls
+# from the first epoch to the second, and the test accuracy is reported.
+set -u
+NNQC="$1"; SRC="$2"; MAKE_CIFAR="$3"
+. "$SRC/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/cifar-10-batches-bin"
+"$MAKE_CIFAR" "$tmp/cifar-10-batches-bin" 10 64 64 || fail "make_cifar"
+fails=0
+for ex in "$SRC"/examples/cifar10_*.nnq; do
+    name=$(basename "$ex" .nnq)
+    sed 's/batch *= *128/batch = 32/' "$ex" > "$tmp/$name.nnq"
+    grep -q 'batch = 32' "$tmp/$name.nnq" || fail "$name: no 'batch = 128' to shrink"
+    if ! (cd "$tmp" && "$NNQC" run "$name.nnq" --data-dir "$tmp" --epochs 2 --progress=lines \
+            --metrics "$name.jsonl" > "$name.out" 2>&1); then
+        fails=$((fails + 1)); echo "FAIL run $name:"; cat "$tmp/$name.out"; continue
+    fi
+    l1=$(sed -n 1p "$tmp/$name.jsonl" | sed -n 's/.*"train_loss":\([-0-9.eE+]*\).*/\1/p')
+    l2=$(sed -n 2p "$tmp/$name.jsonl" | sed -n 's/.*"train_loss":\([-0-9.eE+]*\).*/\1/p')
+    acc=$(json_field "$tmp/$name.jsonl" test_acc_hard)
+    echo "$name: train loss $l1 -> $l2, hard test accuracy $acc"
+    if [ -z "$l1" ] || [ -z "$l2" ] || [ -z "$acc" ] || ge "$l2" "$l1"; then
+        fails=$((fails + 1)); echo "FAIL $name: the loss did not fall"; cat "$tmp/$name.out"
+    fi
+done
+[ $fails -eq 0 ]
