@@ -9,6 +9,17 @@ static int32_t out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad) {
     return (in + 2 * pad - k) / stride + 1;
 }
 
+/* Output columns xo whose input column xo*stride - pad + j lies inside [0, w): [*lo, *hi). */
+static void valid_cols(int32_t ow, int32_t w, int32_t stride, int32_t pad, int32_t j, int32_t *lo,
+                       int32_t *hi) {
+    int32_t a = pad - j; /* xo*stride >= a */
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int32_t b = w + pad - j; /* xo*stride < b */
+    *hi = b <= 0 ? 0 : (b - 1) / stride + 1;
+    if (*hi > ow) *hi = ow;
+    if (*lo > *hi) *lo = *hi;
+}
+
 void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
                    int32_t stride, int32_t pad, float *col, int64_t ld) {
     int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
@@ -16,6 +27,8 @@ void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, 
         for (int32_t i = 0; i < kh; i++)
             for (int32_t j = 0; j < kw; j++) {
                 float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
+                int32_t lo, hi;
+                valid_cols(ow, w, stride, pad, j, &lo, &hi);
                 for (int32_t y = 0; y < oh; y++) {
                     int32_t r = y * stride - pad + i;
                     float *dst = row + (int64_t)y * ow;
@@ -23,11 +36,14 @@ void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, 
                         memset(dst, 0, sizeof(float) * ow);
                         continue;
                     }
-                    const float *src = x + ((int64_t)ch * h + r) * w;
-                    for (int32_t xo = 0; xo < ow; xo++) {
-                        int32_t q = xo * stride - pad + j;
-                        dst[xo] = (q >= 0 && q < w) ? src[q] : 0.0f;
-                    }
+                    /* the padding at both ends, and the image part as one strided copy */
+                    const float *src = x + ((int64_t)ch * h + r) * w + (int64_t)lo * stride - pad + j;
+                    for (int32_t xo = 0; xo < lo; xo++) dst[xo] = 0.0f;
+                    if (stride == 1)
+                        memcpy(dst + lo, src, sizeof(float) * (size_t)(hi - lo));
+                    else
+                        for (int32_t xo = lo; xo < hi; xo++) dst[xo] = src[(int64_t)(xo - lo) * stride];
+                    for (int32_t xo = hi; xo < ow; xo++) dst[xo] = 0.0f;
                 }
             }
 }
@@ -40,15 +56,17 @@ void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w
         for (int32_t i = 0; i < kh; i++)
             for (int32_t j = 0; j < kw; j++) {
                 const float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
+                int32_t lo, hi;
+                valid_cols(ow, w, stride, pad, j, &lo, &hi);
                 for (int32_t y = 0; y < oh; y++) {
                     int32_t r = y * stride - pad + i;
                     if (r < 0 || r >= h) continue;
-                    float *dst = x + ((int64_t)ch * h + r) * w;
+                    float *dst = x + ((int64_t)ch * h + r) * w + (int64_t)lo * stride - pad + j;
                     const float *src = row + (int64_t)y * ow;
-                    for (int32_t xo = 0; xo < ow; xo++) {
-                        int32_t q = xo * stride - pad + j;
-                        if (q >= 0 && q < w) dst[q] += src[xo];
-                    }
+                    if (stride == 1)
+                        for (int32_t xo = lo; xo < hi; xo++) dst[xo - lo] += src[xo];
+                    else
+                        for (int32_t xo = lo; xo < hi; xo++) dst[(int64_t)(xo - lo) * stride] += src[xo];
                 }
             }
 }

@@ -152,10 +152,12 @@ static int digits(int64_t v) {
 }
 
 void nnq_rt_progress(NnqRun *run, int32_t epoch, int64_t iter_in_epoch, float loss) {
-    if (!run->bar_enabled)
-        return;
     double now = rt_now();
     bool last = run->iters_per_epoch > 0 && iter_in_epoch >= run->iters_per_epoch;
+    if (last)
+        run->iters_end = now;
+    if (!run->bar_enabled)
+        return;
     if (run->bar_width > 0 && now - run->last_draw < 0.1 && !last)
         return;
     run->last_draw = now;
@@ -232,6 +234,7 @@ void nnq_rt_epoch_end(NnqRun *run, int32_t epoch, double train_loss, double trai
     run->epoch_test_soft = run->epoch_test_hard = -1;
     double now = rt_now();
     double secs = run->training ? now - run->epoch_start : 0.0;
+    double iter_secs = run->training && run->iters_end > run->epoch_start ? run->iters_end - run->epoch_start : -1.0;
     run->epoch_start = now;
     if (!run->opts.quiet) {
         bar_clear(run);
@@ -259,15 +262,16 @@ void nnq_rt_epoch_end(NnqRun *run, int32_t epoch, double train_loss, double trai
         fflush(stdout);
     }
     if (run->metrics) {
-        char line[640], b[9][32];
+        char line[704], b[10][32];
         snprintf(line, sizeof line,
                  "{\"epoch\":%d,\"train_loss\":%s,\"train_acc\":%s,\"val_acc_soft\":%s,"
                  "\"val_acc_hard\":%s,\"test_acc_soft\":%s,\"test_acc_hard\":%s,\"beta\":%s,"
-                 "\"lr\":%s,\"seconds\":%s}",
+                 "\"lr\":%s,\"seconds\":%s,\"iter_seconds\":%s}",
                  epoch, json_num(b[0], 32, train_loss), json_num(b[1], 32, train_acc),
                  json_num(b[2], 32, val_soft), json_num(b[3], 32, val_hard),
                  json_num(b[7], 32, test_soft), json_num(b[8], 32, test_hard),
-                 json_num(b[4], 32, beta), json_num(b[5], 32, lr), json_num(b[6], 32, secs));
+                 json_num(b[4], 32, beta), json_num(b[5], 32, lr), json_num(b[6], 32, secs),
+                 json_num(b[9], 32, iter_secs));
         metrics_line(run, line);
     }
 }

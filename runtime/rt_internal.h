@@ -65,6 +65,7 @@ struct NnqRun {
     int32_t epochs;
     int64_t iters_per_epoch;
     double train_start, epoch_start, last_draw;
+    double iters_end; /* when the last iteration of the current epoch ended */
     double epoch_test_soft, epoch_test_hard; /* < 0: none this epoch */
     int bar_width;  /* characters of the live bar now on the terminal line, 0: none */
     FILE *metrics;  /* open on metrics_path + ".tmp", NULL when none or finished */
