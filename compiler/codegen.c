@@ -258,7 +258,8 @@ static void make_buffers(Cg *cg) {
      * run at the same time), laid out by memplan.c; the values read after a call
      * (loss, correct, logits) get buffers of their own. */
     cg->dropout_step = global_buf(cg, "dropout.step", 1, cg->ti64);
-    MemPlan plans[2] = {memplan_func(&m->train, cg->batch, ar), memplan_func(&m->eval, cg->batch, ar)};
+    bool share = !m->unshared_memory;
+    MemPlan plans[2] = {memplan_func(&m->train, cg->batch, share, ar), memplan_func(&m->eval, cg->batch, share, ar)};
     int64_t arena_size = plans[0].size > plans[1].size ? plans[0].size : plans[1].size;
     cg->arena_floats = arena_size;
     cg->arena_unplanned = plans[0].total > plans[1].total ? plans[0].total : plans[1].total;

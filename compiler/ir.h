@@ -105,6 +105,9 @@ typedef struct IrModule {
     IrFunc train, eval;
     /* Per parameter: [0] update (train step), [1] init, [2] hard, [3] soft (weights from aux). */
     IrKernel (*kernels)[4];
+    /* Code generation: give every value and scratch buffer memory of its own instead of
+     * sharing by lifetime (nnqc --no-share-memory; tests compare both layouts). */
+    bool unshared_memory;
 } IrModule;
 
 /* Appends an instruction, returns its value id. */
@@ -123,12 +126,13 @@ IrModule *lower_program(Program *prog, Diag *diag);
  * channel-major product; -1 where the instruction has none or it is not planned (input,
  * labels, parameters, reshapes, gradients stored into parameters, and the values read
  * after the function returns: loss, correct, logits). size: the arena's floats; total:
- * the sum of all planned buffers, for comparison. */
+ * the sum of all planned buffers, for comparison. share false: every buffer gets its
+ * own memory (size == total). */
 typedef struct MemPlan {
     int64_t *value, *side, *chan;
     int64_t size, total;
 } MemPlan;
-MemPlan memplan_func(const IrFunc *f, int64_t batch, Arena *arena);
+MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena);
 int64_t memplan_value_elems(const IrInst *in, int64_t batch);
 /* A conv op's column matrix and channel-major product sizes, in elements. */
 void memplan_conv_sizes(const IrFunc *f, int i, int64_t batch, int64_t *cols, int64_t *chan);

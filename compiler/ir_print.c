@@ -124,7 +124,7 @@ void ir_print_module(const IrModule *m, FILE *out) {
     if (m->prog && m->prog->train) {
         /* what memplan.c gives the code generator: one arena for both functions */
         int64_t batch = m->prog->train->batch;
-        MemPlan t = memplan_func(&m->train, batch, m->arena), e = memplan_func(&m->eval, batch, m->arena);
+        MemPlan t = memplan_func(&m->train, batch, true, m->arena), e = memplan_func(&m->eval, batch, true, m->arena);
         int64_t size = t.size > e.size ? t.size : e.size, total = t.total > e.total ? t.total : e.total;
         fprintf(out, "; memory at batch %lld: %.1f MiB of values and scratch (%.1f MiB unshared)\n",
                 (long long)batch, (double)size * 4 / 1048576, (double)total * 4 / 1048576);

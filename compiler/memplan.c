@@ -63,7 +63,7 @@ void memplan_conv_sizes(const IrFunc *f, int i, int64_t batch, int64_t *cols, in
     *chan = batch * ws->d[0] * ohw;
 }
 
-MemPlan memplan_func(const IrFunc *f, int64_t batch, Arena *arena) {
+MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
     int n = f->n;
     MemPlan p = {0};
     p.value = arena_alloc(arena, sizeof(int64_t) * (size_t)(n ? n : 1));
@@ -123,7 +123,7 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, Arena *arena) {
         Block *blk = &blocks[b];
         int nl = 0;
         for (int o = 0; o < b; o++)
-            if (blocks[o].start <= blk->end && blk->start <= blocks[o].end) live[nl++] = &blocks[o];
+            if (!share || (blocks[o].start <= blk->end && blk->start <= blocks[o].end)) live[nl++] = &blocks[o];
         qsort(live, (size_t)nl, sizeof *live, by_off);
         int64_t off = 0;
         for (int o = 0; o < nl; o++) {

@@ -32,6 +32,7 @@ typedef struct Options {
     const char *dump_after;
     const char *output; /* build: -o */
     bool verify_each;
+    bool unshared_memory;
     int opt_level;
     NnqRunOptions run;
 } Options;
@@ -49,7 +50,8 @@ static void usage(FILE *out) {
           "  -o PATH            the trainer to write (build)\n"
           "  -O N               LLVM optimization level 0-3 (default 2)\n"
           "  --dump-after=PASS  print the IR after lower, autodiff or fuse\n"
-          "  --verify-each      run the IR verifier after every pass\n",
+          "  --verify-each      run the IR verifier after every pass\n"
+          "  --no-share-memory  give every IR value its own buffer (no lifetime sharing)\n",
           out);
 }
 
@@ -88,6 +90,8 @@ static int parse_args(int argc, char **argv, Options *o) {
             o->output = val;
         } else if (!strcmp(a, "--verify-each")) {
             o->verify_each = true;
+        } else if (!strcmp(a, "--no-share-memory")) {
+            o->unshared_memory = true;
         } else if (!strncmp(a, "-O", 2)) {
             const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
             if (v[0] < '0' || v[0] > '3' || v[1]) {
@@ -236,6 +240,7 @@ int main(int argc, char **argv) {
     }
     IrModule *m = lower_program(prog, diag);
     if (!m || !verify(&o, m, "lower")) goto done_prog;
+    m->unshared_memory = o.unshared_memory;
     dump(&o, m, "lower");
     autodiff_module(m);
     if (!verify(&o, m, "autodiff")) goto done_prog;

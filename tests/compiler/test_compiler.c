@@ -199,7 +199,7 @@ static void test_dropout(void) {
     Jit *jit = jit_compile(c.m, 1, true, c.diag);
     CHECK(jit != NULL, "dropout network JIT-compiles");
     if (!jit || drop < 0) goto out;
-    MemPlan plan = memplan_func(&c.m->train, 64, c.m->arena);
+    MemPlan plan = memplan_func(&c.m->train, 64, true, c.m->arena);
     float *arena = jit_lookup(jit, "arena"), *x = jit_lookup(jit, "batch.x");
     int64_t *step = jit_lookup(jit, "dropout.step");
     void (*train_step)(int64_t) = (void (*)(int64_t))jit_lookup(jit, "train_step");
@@ -230,6 +230,70 @@ static void test_dropout(void) {
 out:
     if (jit) jit_free(jit);
     compiled_free(&c);
+}
+
+/* ---------- memory planning: shared buffers give the same numbers ---------- */
+
+/* One training step of the same network, weights, batch and dropout masks, compiled
+ * with buffers shared by lifetime and with every buffer its own: the loss and every
+ * gradient must agree bit for bit, and sharing must actually save memory. */
+static void test_memory_sharing(const char *src, int in_elems, int classes) {
+    Compiled c[2];
+    Jit *jit[2] = {NULL, NULL};
+    float loss[2] = {0, 0};
+    float *grads[2] = {NULL, NULL};
+    int64_t total = 0;
+    bool ok = compile_source(&c[0], src, true) && compile_source(&c[1], src, true);
+    CHECK(ok, "network compiles twice");
+    if (!ok) return;
+    MemPlan shared = memplan_func(&c[0].m->train, c[0].m->prog->train->batch, true, c[0].m->arena);
+    MemPlan own = memplan_func(&c[0].m->train, c[0].m->prog->train->batch, false, c[0].m->arena);
+    CHECK(own.size == own.total && shared.total == own.total && shared.size < own.size,
+          "sharing saves memory: %lld of %lld floats", (long long)shared.size, (long long)own.size);
+    for (int k = 0; k < c[0].m->nparams; k++) total += c[0].m->params[k].count;
+    for (int v = 0; v < 2; v++) {
+        c[v].m->unshared_memory = v == 1;
+        jit[v] = jit_compile(c[v].m, 1, true, c[v].diag);
+        CHECK(jit[v] != NULL, "JIT %d", v);
+        if (!jit[v]) goto out;
+        void (*step)(int64_t) = (void (*)(int64_t))jit_lookup(jit[v], "train_step");
+        float *x = jit_lookup(jit[v], "batch.x");
+        int32_t *y = jit_lookup(jit[v], "batch.y");
+        int64_t *dstep = jit_lookup(jit[v], "dropout.step");
+        char name[64];
+        snprintf(name, sizeof name, "train.v%d", c[v].m->train.loss);
+        float *l = jit_lookup(jit[v], name);
+        if (!step || !x || !y || !dstep || !l) {
+            CHECK(false, "internals reachable");
+            goto out;
+        }
+        uint64_t seed = 12345;
+        for (int i = 0; i < 8 * in_elems; i++) x[i] = (float)((seed = seed * 6364136223846793005ull + 1) >> 40) / (1 << 24) - 0.5f;
+        for (int i = 0; i < 8; i++) y[i] = i % classes;
+        for (int k = 0; k < c[v].m->nparams; k++) {
+            const IrParam *par = &c[v].m->params[k];
+            float *w = jit_param_buffer(jit[v], par->name, "weight", -1);
+            for (int64_t i = 0; i < par->count; i++) w[i] = (float)((seed = seed * 6364136223846793005ull + 1) >> 40) / (1 << 24) - 0.5f;
+        }
+        *dstep = 3;
+        step(8);
+        loss[v] = *l;
+        grads[v] = malloc(sizeof(float) * (size_t)total);
+        int64_t at = 0;
+        for (int k = 0; k < c[v].m->nparams; k++) {
+            const IrParam *par = &c[v].m->params[k];
+            memcpy(grads[v] + at, jit_param_buffer(jit[v], par->name, "grad", -1), sizeof(float) * (size_t)par->count);
+            at += par->count;
+        }
+    }
+    CHECK(loss[0] == loss[1] && isfinite(loss[0]), "same loss shared and unshared (%.9g vs %.9g)", loss[0], loss[1]);
+    CHECK(memcmp(grads[0], grads[1], sizeof(float) * (size_t)total) == 0, "same gradients shared and unshared");
+out:
+    for (int v = 0; v < 2; v++) {
+        free(grads[v]);
+        if (jit[v]) jit_free(jit[v]);
+        compiled_free(&c[v]);
+    }
 }
 
 /* ---------- the generated network: backward vs finite differences ---------- */
@@ -407,6 +471,8 @@ int main(void) {
     test_sx_derivatives();
     test_projections();
     test_dropout();
+    test_memory_sharing(mlp_src, 6, 4);
+    test_memory_sharing(conv_src, 2 * 9 * 9, 3);
     test_network_gradients(mlp_src, 6, 4);
     test_network_gradients(conv_src, 2 * 9 * 9, 3);
     return test_summary();
