@@ -562,11 +562,8 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         if (in->op != IR_CONV2D_DX) {
             /* COL = im2col(x): the conv's input, for the forward conv and for dw */
             LLVMValueRef X = in->op == IR_CONV2D ? A : fc->val[conv->args[0]];
-            Loop l = loop_begin(cg, ci64(cg, 0), fc->n, "sample");
-            LLVMValueRef x_n = gep(cg, cg->tf32, X, LLVMBuildMul(b, l.iv, ci64(cg, C * H * W), ""));
-            LLVMValueRef col_n = gep(cg, cg->tf32, cols, LLVMBuildMul(b, l.iv, ci64(cg, OHW), ""));
-            rt_call(cg, "nnq_rt_im2col", (LLVMValueRef[]){x_n, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], col_n, ld}, 10);
-            loop_end(cg, &l);
+            LLVMValueRef n32 = LLVMBuildTrunc(b, fc->n, cg->ti32, "");
+            rt_call(cg, "nnq_rt_im2col_batch", (LLVMValueRef[]){X, n32, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], cols}, 10);
         }
         if (in->op == IR_CONV2D) {
             rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 0), ci32(cg, 0), ci32(cg, (int32_t)O), ld32,
@@ -581,11 +578,8 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 1), ci32(cg, 0), ci32(cg, (int32_t)CKK), ld32,
                                                          ci32(cg, (int32_t)O), cf32(cg, 1), B, ci32(cg, (int32_t)CKK), tmp,
                                                          ld32, cf32(cg, 0), dcol, ld32}, 13);
-            Loop l = loop_begin(cg, ci64(cg, 0), fc->n, "sample");
-            LLVMValueRef dx_n = gep(cg, cg->tf32, out, LLVMBuildMul(b, l.iv, ci64(cg, C * H * W), ""));
-            LLVMValueRef dcol_n = gep(cg, cg->tf32, dcol, LLVMBuildMul(b, l.iv, ci64(cg, OHW), ""));
-            rt_call(cg, "nnq_rt_col2im", (LLVMValueRef[]){dcol_n, ld, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], dx_n}, 10);
-            loop_end(cg, &l);
+            LLVMValueRef n32 = LLVMBuildTrunc(b, fc->n, cg->ti32, "");
+            rt_call(cg, "nnq_rt_col2im_batch", (LLVMValueRef[]){dcol, n32, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], out}, 10);
         } else {
             rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 0), ci32(cg, 1), ci32(cg, (int32_t)O), ci32(cg, (int32_t)CKK),
                                                          ld32, cf32(cg, 1), tmp, ld32, cols,

@@ -1,9 +1,11 @@
 /* conv.c — the runtime's image kernels: im2col and its adjoint (convolutions become
- * OpenBLAS GEMMs over the column matrix), max and average pooling and their gradients. One sample
- * (or one set of planes) per call, NCHW, row-major; no allocation, no failure. */
+ * OpenBLAS GEMMs over the column matrix), max and average pooling and their gradients.
+ * NCHW, row-major; no allocation, no failure. The batch and pooling entry points split
+ * their samples or planes over the thread pool (parallel.c); each sample or plane is
+ * computed by one thread, so results do not depend on the thread count. */
 #include <string.h>
 
-#include "nnq_rt.h"
+#include "rt_internal.h"
 
 static int32_t out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad) {
     return (in + 2 * pad - k) / stride + 1;
@@ -71,7 +73,7 @@ void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w
             }
 }
 
-void nnq_rt_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                     float *y, int32_t *idx) {
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
     for (int32_t p = 0; p < planes; p++) {
@@ -92,7 +94,7 @@ void nnq_rt_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_
     }
 }
 
-void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
+static void maxpool_grad_planes(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
                          int32_t h, int32_t w, float *dx) {
     memset(dx, 0, sizeof(float) * (size_t)planes * h * w);
     for (int32_t p = 0; p < planes; p++)
@@ -102,7 +104,7 @@ void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, in
         }
 }
 
-void nnq_rt_avgpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+static void avgpool_planes(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                     float *y) {
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
     float scale = 1.0f / (float)(k * k);
@@ -118,7 +120,7 @@ void nnq_rt_avgpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_
     }
 }
 
-void nnq_rt_avgpool_grad(const float *dy, int32_t planes, int32_t h, int32_t w, int32_t k,
+static void avgpool_grad_planes(const float *dy, int32_t planes, int32_t h, int32_t w, int32_t k,
                          int32_t stride, float *dx) {
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
     float scale = 1.0f / (float)(k * k);
@@ -132,4 +134,108 @@ void nnq_rt_avgpool_grad(const float *dy, int32_t planes, int32_t h, int32_t w, 
                     for (int32_t j = 0; j < k; j++) dst[(r * stride + i) * w + q * stride + j] += g;
             }
     }
+}
+
+/* ---- batches and planes over the thread pool ---- */
+
+typedef struct ImageJob {
+    const float *in;
+    float *out;
+    const int32_t *idx_in;
+    int32_t *idx_out;
+    int32_t c, h, w, kh, kw, stride, pad, oh, ow;
+    int64_t ld;
+} ImageJob;
+
+/* Enough items per thread that waking a worker pays off. */
+static int64_t min_items(int64_t item_elems) {
+    return item_elems >= 16384 ? 1 : 16384 / (item_elems > 0 ? item_elems : 1);
+}
+
+static void im2col_range(void *p, int64_t begin, int64_t end) {
+    const ImageJob *j = p;
+    int64_t ohw = (int64_t)j->oh * j->ow, chw = (int64_t)j->c * j->h * j->w;
+    for (int64_t s = begin; s < end; s++)
+        nnq_rt_im2col(j->in + s * chw, j->c, j->h, j->w, j->kh, j->kw, j->stride, j->pad,
+                      j->out + s * ohw, j->ld);
+}
+
+static void col2im_range(void *p, int64_t begin, int64_t end) {
+    const ImageJob *j = p;
+    int64_t ohw = (int64_t)j->oh * j->ow, chw = (int64_t)j->c * j->h * j->w;
+    for (int64_t s = begin; s < end; s++)
+        nnq_rt_col2im(j->in + s * ohw, j->ld, j->c, j->h, j->w, j->kh, j->kw, j->stride, j->pad,
+                      j->out + s * chw);
+}
+
+void nnq_rt_im2col_batch(const float *x, int32_t n, int32_t c, int32_t h, int32_t w, int32_t kh,
+                         int32_t kw, int32_t stride, int32_t pad, float *col) {
+    ImageJob j = {.in = x, .out = col, .c = c, .h = h, .w = w, .kh = kh, .kw = kw,
+                  .stride = stride, .pad = pad, .oh = out_dim(h, kh, stride, pad),
+                  .ow = out_dim(w, kw, stride, pad)};
+    j.ld = (int64_t)n * j.oh * j.ow;
+    rt_parallel_for(n, min_items((int64_t)c * kh * kw * j.oh * j.ow), im2col_range, &j);
+}
+
+void nnq_rt_col2im_batch(const float *col, int32_t n, int32_t c, int32_t h, int32_t w, int32_t kh,
+                         int32_t kw, int32_t stride, int32_t pad, float *x) {
+    ImageJob j = {.in = col, .out = x, .c = c, .h = h, .w = w, .kh = kh, .kw = kw,
+                  .stride = stride, .pad = pad, .oh = out_dim(h, kh, stride, pad),
+                  .ow = out_dim(w, kw, stride, pad)};
+    j.ld = (int64_t)n * j.oh * j.ow;
+    rt_parallel_for(n, min_items((int64_t)c * kh * kw * j.oh * j.ow), col2im_range, &j);
+}
+
+static void maxpool_range(void *p, int64_t b, int64_t e) {
+    const ImageJob *j = p;
+    int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
+    maxpool_planes(j->in + b * in, (int32_t)(e - b), j->h, j->w, j->kh, j->stride, j->out + b * out,
+                   j->idx_out + b * out);
+}
+
+static void maxpool_grad_range(void *p, int64_t b, int64_t e) {
+    const ImageJob *j = p;
+    int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
+    maxpool_grad_planes(j->in + b * out, j->idx_in + b * out, (int32_t)(e - b), j->oh, j->ow, j->h,
+                        j->w, j->out + b * in);
+}
+
+static void avgpool_range(void *p, int64_t b, int64_t e) {
+    const ImageJob *j = p;
+    int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
+    avgpool_planes(j->in + b * in, (int32_t)(e - b), j->h, j->w, j->kh, j->stride, j->out + b * out);
+}
+
+static void avgpool_grad_range(void *p, int64_t b, int64_t e) {
+    const ImageJob *j = p;
+    int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
+    avgpool_grad_planes(j->in + b * out, (int32_t)(e - b), j->h, j->w, j->kh, j->stride,
+                        j->out + b * in);
+}
+
+void nnq_rt_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+                    float *y, int32_t *idx) {
+    ImageJob j = {.in = x, .out = y, .idx_out = idx, .h = h, .w = w, .kh = k, .stride = stride,
+                  .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1};
+    rt_parallel_for(planes, min_items((int64_t)h * w), maxpool_range, &j);
+}
+
+void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
+                         int32_t h, int32_t w, float *dx) {
+    ImageJob j = {.in = dy, .out = dx, .idx_in = idx, .h = h, .w = w, .oh = oh, .ow = ow};
+    rt_parallel_for(planes, min_items((int64_t)h * w), maxpool_grad_range, &j);
+}
+
+void nnq_rt_avgpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+                    float *y) {
+    ImageJob j = {.in = x, .out = y, .h = h, .w = w, .kh = k, .stride = stride,
+                  .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1};
+    rt_parallel_for(planes, min_items((int64_t)h * w), avgpool_range, &j);
+}
+
+void nnq_rt_avgpool_grad(const float *dy, int32_t planes, int32_t h, int32_t w, int32_t k,
+                         int32_t stride, float *dx) {
+    ImageJob j = {.in = dy, .out = dx, .h = h, .w = w, .kh = k, .stride = stride,
+                  .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1};
+    rt_parallel_for(planes, min_items((int64_t)h * w), avgpool_grad_range, &j);
 }

@@ -88,7 +88,7 @@ bad:
 const char *nnq_run_options_help(void) {
     return "  --epochs N         override the program's epochs\n"
            "  --seed N           override the program's seed\n"
-           "  --threads N        OpenBLAS threads (default: OpenBLAS's choice)\n"
+           "  --threads N        threads for OpenBLAS and the image kernels (default: all CPUs)\n"
            "  --data-dir DIR     search DIR first for data files (also $NNQ_DATA_DIR)\n"
            "  --metrics PATH     write JSON Lines metrics to PATH\n"
            "  --progress=MODE    bar, lines or auto (default: a bar on a terminal)\n"

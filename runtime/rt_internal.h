@@ -90,6 +90,14 @@ uint64_t rt_rng_next(NnqRun *run);
 uint64_t rt_rng_below(NnqRun *run, uint64_t bound); /* uniform in [0, bound), bound > 0 */
 double rt_now(void); /* monotonic seconds */
 
+/* parallel.c: fn(ctx, begin, end) over contiguous parts of [0, n), at least min_items
+ * items per part, on up to the set number of threads (the caller's included); returns
+ * when all parts are done. fn must not fail (no nnq_rt_fail) and must not nest. */
+typedef void (*RtRangeFn)(void *ctx, int64_t begin, int64_t end);
+void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx);
+/* threads <= 0: the number of online CPUs. */
+void rt_parallel_set_threads(int threads);
+
 /* data.c, progress.c, model_file.c: release what the module holds. `failed` says
  * whether the run ended in an error (temporary files are then removed). */
 void rt_data_release(NnqRun *run);

@@ -77,6 +77,7 @@ NnqRun *nnq_run_new(const NnqRunOptions *opts) {
     run_seed_state(run, run->opts.seed >= 0 ? (uint64_t)run->opts.seed : 0);
     if (run->opts.threads > 0)
         openblas_set_num_threads(run->opts.threads);
+    rt_parallel_set_threads(run->opts.threads);
     if (!rt_progress_open(run)) {
         nnq_run_free(run);
         return NULL;

@@ -83,6 +83,7 @@ void test_metrics_open_failure(void);
 void test_progress_output(void);
 
 void test_im2col_conv(void);
+void test_image_threads(void);
 void test_maxpool(void);
 void test_avgpool(void);
 

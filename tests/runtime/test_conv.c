@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "rt_internal.h"
 
 static float frand(unsigned *s) {
     *s = *s * 1103515245u + 12345u;
@@ -79,4 +80,38 @@ void test_maxpool(void) {
     CHECK(dx[4] == 1 && dx[7] == 2 && dx[13] == 3 && dx[10] == 4 && dx[16] == 5 && dx[18] == 6 &&
               dx[24] == 7 && dx[31] == 8 && sum == 36,
           "maxpool gradient routes dy to the argmax only");
+}
+
+/* The batch and pooling entry points split samples and planes over the thread pool:
+ * with 1, 2 and 3 threads they give exactly what one sample / plane at a time gives. */
+void test_image_threads(void) {
+    const int N = 37, C = 3, H = 20, W = 20, K = 3, S = 1, P = 1;
+    const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K, L = N * OH * OW;
+    unsigned seed = 11;
+    float *x = malloc(sizeof(float) * N * C * H * W), *ref = malloc(sizeof(float) * CKK * L);
+    float *col = malloc(sizeof(float) * CKK * L), *xr = malloc(sizeof(float) * N * C * H * W);
+    float *xb = malloc(sizeof(float) * N * C * H * W);
+    float *y = malloc(sizeof(float) * N * C * 100), *yr = malloc(sizeof(float) * N * C * 100);
+    int32_t *idx = malloc(sizeof(int32_t) * N * C * 100), *idxr = malloc(sizeof(int32_t) * N * C * 100);
+    for (int i = 0; i < N * C * H * W; i++) x[i] = frand(&seed);
+    for (int n = 0; n < N; n++) {
+        nnq_rt_im2col(x + n * C * H * W, C, H, W, K, K, S, P, ref + n * OH * OW, L);
+        nnq_rt_col2im(ref + n * OH * OW, L, C, H, W, K, K, S, P, xr + n * C * H * W);
+    }
+    for (int p = 0; p < N * C; p++) /* one plane per call: no splitting possible */
+        nnq_rt_maxpool(x + p * H * W, 1, H, W, 2, 2, yr + p * 100, idxr + p * 100);
+    for (int threads = 1; threads <= 3; threads++) {
+        rt_parallel_set_threads(threads);
+        memset(col, 0xff, sizeof(float) * CKK * L);
+        nnq_rt_im2col_batch(x, N, C, H, W, K, K, S, P, col);
+        CHECK(memcmp(col, ref, sizeof(float) * CKK * L) == 0, "im2col_batch, %d threads", threads);
+        nnq_rt_col2im_batch(ref, N, C, H, W, K, K, S, P, xb);
+        CHECK(memcmp(xb, xr, sizeof(float) * N * C * H * W) == 0, "col2im_batch, %d threads", threads);
+        nnq_rt_maxpool(x, N * C, H, W, 2, 2, y, idx);
+        CHECK(memcmp(y, yr, sizeof(float) * N * C * 100) == 0 &&
+                  memcmp(idx, idxr, sizeof(int32_t) * N * C * 100) == 0,
+              "maxpool over planes, %d threads", threads);
+    }
+    rt_parallel_set_threads(0);
+    free(x), free(ref), free(col), free(xr), free(xb), free(y), free(yr), free(idx), free(idxr);
 }

@@ -1,0 +1,112 @@
+/* parallel.c — a small pool of worker threads for the runtime's image kernels (im2col,
+ * col2im, pooling), which would otherwise run on one core while OpenBLAS's threads wait
+ * for the next GEMM.
+ *
+ * A job is a range [0, n) of independent items (samples or planes) cut into one
+ * contiguous part per thread; the calling thread does part 0 and waits for the rest.
+ * Each item is always computed whole by one thread, in the same order, so results do
+ * not depend on the number of threads. Workers sleep on a condition variable between
+ * jobs — they never spin against OpenBLAS's threads — and are started on first use.
+ * Jobs come from one thread at a time (generated code is single-threaded). */
+#include <pthread.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "rt_internal.h"
+
+#define RT_MAX_THREADS 256
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;
+static int pool_threads;    /* threads a job may use, the caller included; 0: not set */
+static int pool_workers;    /* worker threads started (ids 1..pool_workers) */
+static uint64_t pool_generation;
+static RtRangeFn job_fn;
+static void *job_ctx;
+static int64_t job_n;
+static int job_parts;
+static int job_pending;     /* parts 1.. not finished yet */
+
+static void run_part(RtRangeFn fn, void *ctx, int64_t n, int parts, int part) {
+    int64_t begin = n * part / parts, end = n * (part + 1) / parts;
+    if (begin < end)
+        fn(ctx, begin, end);
+}
+
+static void *worker_main(void *arg) {
+    int id = (int)(intptr_t)arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool_mu);
+    for (;;) {
+        while (pool_generation == seen)
+            pthread_cond_wait(&pool_wake, &pool_mu);
+        seen = pool_generation;
+        if (id >= job_parts)
+            continue;
+        RtRangeFn fn = job_fn;
+        void *ctx = job_ctx;
+        int64_t n = job_n;
+        int parts = job_parts;
+        pthread_mutex_unlock(&pool_mu);
+        run_part(fn, ctx, n, parts, id);
+        pthread_mutex_lock(&pool_mu);
+        if (--job_pending == 0)
+            pthread_cond_signal(&pool_done);
+    }
+    return NULL;
+}
+
+void rt_parallel_set_threads(int threads) {
+    if (threads <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus > 0 ? (int)cpus : 1;
+    }
+    if (threads > RT_MAX_THREADS)
+        threads = RT_MAX_THREADS;
+    pthread_mutex_lock(&pool_mu);
+    pool_threads = threads;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
+    pthread_mutex_lock(&pool_mu);
+    if (pool_threads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        pool_threads = cpus < 1 ? 1 : cpus > RT_MAX_THREADS ? RT_MAX_THREADS : (int)cpus;
+    }
+    int64_t most = n / (min_items < 1 ? 1 : min_items);
+    int parts = most < pool_threads ? (int)most : pool_threads;
+    if (parts <= 1) {
+        pthread_mutex_unlock(&pool_mu);
+        if (n > 0)
+            fn(ctx, 0, n);
+        return;
+    }
+    while (pool_workers < parts - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &attr, worker_main, (void *)(intptr_t)(pool_workers + 1));
+        pthread_attr_destroy(&attr);
+        if (rc != 0)
+            break; /* run with the workers there are */
+        pool_workers++;
+    }
+    if (parts > pool_workers + 1)
+        parts = pool_workers + 1;
+    job_fn = fn;
+    job_ctx = ctx;
+    job_n = n;
+    job_parts = parts;
+    job_pending = parts - 1;
+    pool_generation++;
+    pthread_cond_broadcast(&pool_wake);
+    pthread_mutex_unlock(&pool_mu);
+    run_part(fn, ctx, n, parts, 0);
+    pthread_mutex_lock(&pool_mu);
+    while (job_pending > 0)
+        pthread_cond_wait(&pool_done, &pool_mu);
+    pthread_mutex_unlock(&pool_mu);
+}
