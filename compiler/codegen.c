@@ -47,6 +47,7 @@ typedef struct Cg {
     LLVMValueRef *xtrain, *xeval;    /* per IR instruction: conv columns, pooling argmax, dropout mask */
     int64_t arena_floats, arena_unplanned; /* planned arena, and the sum of its buffers */
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */
+    LLVMValueRef *kscalars;          /* the kernel being emitted: its scalars (beta, lr, ...) */
     LLVMValueRef *ytrain, *yeval;    /* per IR instruction: conv channel-major scratch */
     LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
@@ -215,6 +216,71 @@ static LLVMValueRef new_function(Cg *cg, const char *name, LLVMTypeRef ty, bool 
     return f;
 }
 
+/* ---------- parallel loops ----------
+ * A loop over [0, n) with independent iterations becomes a function
+ * body(ctx, i64 begin, i64 end) that nnq_rt_parallel_for runs on the runtime's threads.
+ * The values of the enclosing function that the body uses travel in ctx, an array of
+ * i64 (pointers through ptrtoint, f32 through its bits, i1 widened); par_begin hands
+ * back the body's copies in place. Every iteration is computed by one thread, so
+ * results do not depend on the thread count. */
+#define PAR_MAX_VALS 8
+
+typedef struct ParLoop {
+    LLVMValueRef outer_fn, body_fn;
+    LLVMBasicBlockRef outer_bb;
+    LLVMValueRef vals[PAR_MAX_VALS];
+    int nvals;
+    LLVMValueRef n;
+    int64_t min_items;
+    Loop l;
+} ParLoop;
+
+static LLVMValueRef to_i64(Cg *cg, LLVMValueRef v) {
+    LLVMTypeRef t = LLVMTypeOf(v);
+    switch (LLVMGetTypeKind(t)) {
+    case LLVMPointerTypeKind: return LLVMBuildPtrToInt(cg->b, v, cg->ti64, "");
+    case LLVMFloatTypeKind: return LLVMBuildZExt(cg->b, LLVMBuildBitCast(cg->b, v, cg->ti32, ""), cg->ti64, "");
+    default: return LLVMGetIntTypeWidth(t) == 64 ? v : LLVMBuildZExt(cg->b, v, cg->ti64, "");
+    }
+}
+
+static LLVMValueRef from_i64(Cg *cg, LLVMValueRef v, LLVMTypeRef t) {
+    switch (LLVMGetTypeKind(t)) {
+    case LLVMPointerTypeKind: return LLVMBuildIntToPtr(cg->b, v, t, "");
+    case LLVMFloatTypeKind: return LLVMBuildBitCast(cg->b, LLVMBuildTrunc(cg->b, v, cg->ti32, ""), t, "");
+    default: return LLVMGetIntTypeWidth(t) == 64 ? v : LLVMBuildTrunc(cg->b, v, t, "");
+    }
+}
+
+static ParLoop par_begin(Cg *cg, const char *name, LLVMValueRef n, int64_t min_items, LLVMValueRef *vals, int nvals) {
+    assert(nvals <= PAR_MAX_VALS);
+    ParLoop p = {.outer_fn = cg->fn, .outer_bb = LLVMGetInsertBlock(cg->b), .nvals = nvals, .n = n,
+                 .min_items = min_items};
+    LLVMTypeRef ps[3] = {cg->tp, cg->ti64, cg->ti64};
+    p.body_fn = new_function(cg, name, LLVMFunctionType(cg->tv, ps, 3, 0), false);
+    LLVMValueRef ctx = LLVMBuildBitCast(cg->b, LLVMGetParam(p.body_fn, 0), LLVMPointerType(cg->ti64, 0), "ctx");
+    for (int k = 0; k < nvals; k++) {
+        p.vals[k] = vals[k];
+        LLVMValueRef at = LLVMBuildInBoundsGEP2(cg->b, cg->ti64, ctx, (LLVMValueRef[]){ci64(cg, k)}, 1, "");
+        vals[k] = from_i64(cg, LLVMBuildLoad2(cg->b, cg->ti64, at, ""), LLVMTypeOf(vals[k]));
+    }
+    p.l = loop_begin(cg, LLVMGetParam(p.body_fn, 1), LLVMGetParam(p.body_fn, 2), "par");
+    return p;
+}
+
+static void par_end(Cg *cg, ParLoop *p) {
+    loop_end(cg, &p->l);
+    LLVMBuildRetVoid(cg->b);
+    cg->fn = p->outer_fn;
+    LLVMPositionBuilderAtEnd(cg->b, p->outer_bb);
+    LLVMValueRef ctx = local(cg, LLVMArrayType(cg->ti64, PAR_MAX_VALS), NULL, "par.ctx");
+    LLVMValueRef base = LLVMBuildBitCast(cg->b, ctx, LLVMPointerType(cg->ti64, 0), "");
+    for (int k = 0; k < p->nvals; k++)
+        LLVMBuildStore(cg->b, to_i64(cg, p->vals[k]),
+                       LLVMBuildInBoundsGEP2(cg->b, cg->ti64, base, (LLVMValueRef[]){ci64(cg, k)}, 1, ""));
+    rt_call(cg, "nnq_rt_parallel_for", (LLVMValueRef[]){p->n, ci64(cg, p->min_items), p->body_fn, ctx}, 4);
+}
+
 /* ---------- buffers ---------- */
 
 static void make_buffers(Cg *cg) {
@@ -352,18 +418,21 @@ static void chan_end(Cg *cg, ChanLoop *l) {
 /* Between [N, O, S] (NCHW) and [O, N*S] (channel-major, the conv GEMM's layout). */
 static void permute_nc(Cg *cg, FnCtx *fc, LLVMValueRef src, LLVMValueRef dst, int64_t O, int64_t S, bool to_nchw) {
     LLVMBuilderRef b = cg->b;
-    LLVMValueRef ld = LLVMBuildMul(b, fc->n, ci64(cg, S), "");
-    Loop n = loop_begin(cg, ci64(cg, 0), fc->n, "n");
+    /* one sample per iteration: its O planes of S values */
+    LLVMValueRef v[3] = {src, dst, LLVMBuildMul(b, fc->n, ci64(cg, S), "")};
+    int64_t per = O * S;
+    ParLoop n = par_begin(cg, "par.permute", fc->n, per >= 16384 ? 1 : 16384 / per, v, 3);
+    LLVMValueRef ld = v[2];
     Loop o = loop_begin(cg, ci64(cg, 0), ci64(cg, O), "o");
-    LLVMValueRef nchw = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, n.iv, ci64(cg, O), ""), o.iv, ""), ci64(cg, S), "");
-    LLVMValueRef cm = LLVMBuildAdd(b, LLVMBuildMul(b, o.iv, ld, ""), LLVMBuildMul(b, n.iv, ci64(cg, S), ""), "");
+    LLVMValueRef nchw = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, n.l.iv, ci64(cg, O), ""), o.iv, ""), ci64(cg, S), "");
+    LLVMValueRef cm = LLVMBuildAdd(b, LLVMBuildMul(b, o.iv, ld, ""), LLVMBuildMul(b, n.l.iv, ci64(cg, S), ""), "");
     Loop s = loop_begin(cg, ci64(cg, 0), ci64(cg, S), "s");
     LLVMValueRef i_nchw = LLVMBuildAdd(b, nchw, s.iv, ""), i_cm = LLVMBuildAdd(b, cm, s.iv, "");
-    if (to_nchw) stf(cg, dst, i_nchw, ldf(cg, src, i_cm));
-    else stf(cg, dst, i_cm, ldf(cg, src, i_nchw));
+    if (to_nchw) stf(cg, v[1], i_nchw, ldf(cg, v[0], i_cm));
+    else stf(cg, v[1], i_cm, ldf(cg, v[0], i_nchw));
     loop_end(cg, &s);
     loop_end(cg, &o);
-    loop_end(cg, &n);
+    par_end(cg, &n);
 }
 
 static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out);
@@ -411,49 +480,50 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_ADD:
     case IR_RELU:
     case IR_RELU_GRAD: {
-        Loop l = loop_begin(cg, ci64(cg, 0), elems(cg, fc, &in->shape), "ew");
-        LLVMValueRef a = ldf(cg, A, l.iv), r;
-        if (in->op == IR_ADD) r = LLVMBuildFAdd(b, a, ldf(cg, B, l.iv), "");
+        LLVMValueRef v[3] = {A, B ? B : A, out};
+        ParLoop p = par_begin(cg, "par.ew", elems(cg, fc, &in->shape), 16384, v, 3);
+        LLVMValueRef a = ldf(cg, v[0], p.l.iv), r;
+        if (in->op == IR_ADD) r = LLVMBuildFAdd(b, a, ldf(cg, v[1], p.l.iv), "");
         else if (in->op == IR_RELU) r = fmaxv(cg, a, cf32(cg, 0));
         else {
-            LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, ldf(cg, B, l.iv), cf32(cg, 0), "");
+            LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, ldf(cg, v[1], p.l.iv), cf32(cg, 0), "");
             r = LLVMBuildSelect(b, pos, a, cf32(cg, 0), "");
         }
-        stf(cg, out, l.iv, r);
-        loop_end(cg, &l);
+        stf(cg, v[2], p.l.iv, r);
+        par_end(cg, &p);
         return;
     }
     case IR_DROPOUT:
     case IR_DROPOUT_GRAD: {
         /* The mask is a counter-based hash of (step, instruction, element): no state
-         * beyond the step counter, the same draw for the same seed, and a loop that
-         * vectorizes. Keep when the top 32 bits fall below keep * 2^32. */
+         * beyond the step counter, the same draw for the same seed whatever the thread
+         * count, and a loop that vectorizes. Keep when the top 32 bits fall below
+         * keep * 2^32. */
         const IrInst *drop = in->op == IR_DROPOUT ? in : &fc->f->insts[in->args[1]];
-        LLVMValueRef mask = fc->extra[drop - fc->f->insts];
-        LLVMValueRef key = NULL, thresh = NULL, scale = NULL;
+        double keep = 1.0 - (double)drop->attr[0] * 1e-6;
+        LLVMValueRef key = ci64(cg, 0);
         if (in->op == IR_DROPOUT) {
-            double keep = 1.0 - (double)in->attr[0] * 1e-6;
-            thresh = ci64(cg, (int64_t)(keep * 4294967296.0));
-            scale = cf32(cg, 1.0 / keep);
             LLVMValueRef step = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->dropout_step, cg->ti64), "");
             key = LLVMBuildXor(b, LLVMBuildMul(b, step, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""),
                                ci64(cg, (int64_t)((uint64_t)(i + 1) * 0xD1B54A32D192ED03ull)), "key");
         }
-        Loop l = loop_begin(cg, ci64(cg, 0), elems(cg, fc, &in->shape), "ew");
+        LLVMValueRef v[4] = {A, fc->extra[drop - fc->f->insts], out, key};
+        ParLoop p = par_begin(cg, "par.dropout", elems(cg, fc, &in->shape), 16384, v, 4);
         LLVMValueRef m;
         if (in->op == IR_DROPOUT) {
-            LLVMValueRef z = LLVMBuildAdd(b, key, LLVMBuildMul(b, l.iv, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+            LLVMValueRef z = LLVMBuildAdd(b, v[3], LLVMBuildMul(b, p.l.iv, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
             z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 30), ""), ""), ci64(cg, (int64_t)0xBF58476D1CE4E5B9ull), "");
             z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 27), ""), ""), ci64(cg, (int64_t)0x94D049BB133111EBull), "");
             z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 31), ""), "");
-            LLVMValueRef kept = LLVMBuildICmp(b, LLVMIntULT, LLVMBuildLShr(b, z, ci64(cg, 32), ""), thresh, "");
-            m = LLVMBuildSelect(b, kept, scale, cf32(cg, 0), "");
-            stf(cg, mask, l.iv, m);
+            LLVMValueRef kept = LLVMBuildICmp(b, LLVMIntULT, LLVMBuildLShr(b, z, ci64(cg, 32), ""),
+                                              ci64(cg, (int64_t)(keep * 4294967296.0)), "");
+            m = LLVMBuildSelect(b, kept, cf32(cg, 1.0 / keep), cf32(cg, 0), "");
+            stf(cg, v[1], p.l.iv, m);
         } else {
-            m = ldf(cg, mask, l.iv);
+            m = ldf(cg, v[1], p.l.iv);
         }
-        stf(cg, out, l.iv, LLVMBuildFMul(b, ldf(cg, A, l.iv), m, ""));
-        loop_end(cg, &l);
+        stf(cg, v[2], p.l.iv, LLVMBuildFMul(b, ldf(cg, v[0], p.l.iv), m, ""));
+        par_end(cg, &p);
         return;
     }
     case IR_BIAS_ADD: {
@@ -724,8 +794,7 @@ static LLVMValueRef emit_sx(Cg *cg, const IrKernel *k, LLVMValueRef *memo, LLVMV
     switch (n->op) {
     case SX_CONST: r = cf32(cg, n->value); break;
     case SX_INPUT:
-        r = n->slot >= IR_SCALAR_SLOT(0) ? LLVMGetParam(cg->fn, (unsigned)(n->slot - IR_SCALAR_SLOT(0)))
-                                         : inputs[n->slot];
+        r = n->slot >= IR_SCALAR_SLOT(0) ? cg->kscalars[n->slot - IR_SCALAR_SLOT(0)] : inputs[n->slot];
         break;
     case SX_ADD: r = LLVMBuildFAdd(b, a, c, ""); break;
     case SX_SUB: r = LLVMBuildFSub(b, a, c, ""); break;
@@ -781,7 +850,13 @@ static void emit_kernels(Cg *cg) {
             snprintf(name, sizeof name, "kernel.%s.%s", k->name, m->params[p].name);
             LLVMValueRef f = new_function(cg, name, cg->kernel_ty, false);
             cg->kernels[p * 4 + w] = f;
-            Loop l = loop_begin(cg, ci64(cg, 0), ci64(cg, m->params[p].count), "i");
+            /* the loop over the parameter's elements runs on the runtime's threads */
+            LLVMValueRef sc[IRS_COUNT];
+            for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(f, (unsigned)i);
+            snprintf(name, sizeof name, "kernel.%s.%s.body", k->name, m->params[p].name);
+            ParLoop pl = par_begin(cg, name, ci64(cg, m->params[p].count), 16384, sc, IRS_COUNT);
+            cg->kscalars = sc;
+            Loop l = pl.l;
             LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2];
             for (int i = 0; i < k->nin; i++) inputs[i] = ldf(cg, kbuf(cg, p, &k->in[i]), l.iv);
             LLVMValueRef *memo = calloc(npool, sizeof(LLVMValueRef));
@@ -789,7 +864,8 @@ static void emit_kernels(Cg *cg) {
             for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, k, memo, inputs, k->out[o].node);
             for (int o = 0; o < k->nout; o++) stf(cg, kbuf(cg, p, &k->out[o]), l.iv, vals[o]);
             free(memo);
-            loop_end(cg, &l);
+            (void)l;
+            par_end(cg, &pl);
             LLVMBuildRetVoid(cg->b);
         }
     }

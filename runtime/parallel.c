@@ -1,6 +1,6 @@
 /* parallel.c — a small pool of worker threads for the runtime's image kernels (im2col,
- * col2im, pooling), which would otherwise run on one core while OpenBLAS's threads wait
- * for the next GEMM.
+ * col2im, pooling) and generated code's independent loops (nnq_rt_parallel_for), which
+ * would otherwise run on one core while OpenBLAS's threads wait for the next GEMM.
  *
  * A job is a range [0, n) of independent items (samples or planes) cut into one
  * contiguous part per thread; the calling thread does part 0 and waits for the rest.
@@ -14,12 +14,22 @@
 
 #include "rt_internal.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+static unsigned fp_mode(void) { return _mm_getcsr(); }
+static void set_fp_mode(unsigned m) { _mm_setcsr(m); }
+#else
+static unsigned fp_mode(void) { return 0; }
+static void set_fp_mode(unsigned m) { (void)m; }
+#endif
+
 #define RT_MAX_THREADS 256
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;
 static int pool_threads;    /* threads a job may use, the caller included; 0: not set */
+static int64_t pool_min_cap; /* > 0: caps every job's min_items (tests split tiny jobs) */
 static int pool_workers;    /* worker threads started (ids 1..pool_workers) */
 static uint64_t pool_generation;
 static RtRangeFn job_fn;
@@ -27,6 +37,7 @@ static void *job_ctx;
 static int64_t job_n;
 static int job_parts;
 static int job_pending;     /* parts 1.. not finished yet */
+static unsigned job_fp_mode; /* the caller's MXCSR: workers compute as it does */
 
 static void run_part(RtRangeFn fn, void *ctx, int64_t n, int parts, int part) {
     int64_t begin = n * part / parts, end = n * (part + 1) / parts;
@@ -48,7 +59,9 @@ static void *worker_main(void *arg) {
         void *ctx = job_ctx;
         int64_t n = job_n;
         int parts = job_parts;
+        unsigned mode = job_fp_mode;
         pthread_mutex_unlock(&pool_mu);
+        set_fp_mode(mode);
         run_part(fn, ctx, n, parts, id);
         pthread_mutex_lock(&pool_mu);
         if (--job_pending == 0)
@@ -69,12 +82,20 @@ void rt_parallel_set_threads(int threads) {
     pthread_mutex_unlock(&pool_mu);
 }
 
+void rt_parallel_set_min_items_cap(int64_t cap) {
+    pthread_mutex_lock(&pool_mu);
+    pool_min_cap = cap;
+    pthread_mutex_unlock(&pool_mu);
+}
+
 void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
     pthread_mutex_lock(&pool_mu);
     if (pool_threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         pool_threads = cpus < 1 ? 1 : cpus > RT_MAX_THREADS ? RT_MAX_THREADS : (int)cpus;
     }
+    if (pool_min_cap > 0 && min_items > pool_min_cap)
+        min_items = pool_min_cap;
     int64_t most = n / (min_items < 1 ? 1 : min_items);
     int parts = most < pool_threads ? (int)most : pool_threads;
     if (parts <= 1) {
@@ -101,6 +122,7 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
     job_n = n;
     job_parts = parts;
     job_pending = parts - 1;
+    job_fp_mode = fp_mode();
     pool_generation++;
     pthread_cond_broadcast(&pool_wake);
     pthread_mutex_unlock(&pool_mu);
@@ -109,4 +131,9 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
     while (job_pending > 0)
         pthread_cond_wait(&pool_done, &pool_mu);
     pthread_mutex_unlock(&pool_mu);
+}
+
+void nnq_rt_parallel_for(int64_t n, int64_t min_items, void (*fn)(void *ctx, int64_t begin, int64_t end),
+                         void *ctx) {
+    rt_parallel_for(n, min_items, fn, ctx);
 }

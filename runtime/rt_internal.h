@@ -97,6 +97,9 @@ typedef void (*RtRangeFn)(void *ctx, int64_t begin, int64_t end);
 void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx);
 /* threads <= 0: the number of online CPUs. */
 void rt_parallel_set_threads(int threads);
+/* cap > 0: every job splits as if its min_items were at most cap (tests use 1 to split
+ * tiny jobs); 0: as asked. */
+void rt_parallel_set_min_items_cap(int64_t cap);
 
 /* data.c, progress.c, model_file.c: release what the module holds. `failed` says
  * whether the run ended in an error (temporary files are then removed). */

@@ -18,6 +18,7 @@
 #include "codegen.h"
 #include "ir.h"
 #include "lang.h"
+#include "rt_internal.h"
 #include "testutil.h"
 
 /* ---------- sx ---------- */
@@ -232,16 +233,17 @@ out:
     compiled_free(&c);
 }
 
-/* ---------- memory planning: shared buffers give the same numbers ---------- */
+/* ---------- memory planning and threads give the same numbers ---------- */
 
 /* One training step of the same network, weights, batch and dropout masks, compiled
- * with buffers shared by lifetime and with every buffer its own: the loss and every
- * gradient must agree bit for bit, and sharing must actually save memory. */
-static void test_memory_sharing(const char *src, int in_elems, int classes) {
+ * with buffers shared by lifetime (run on 1 and on 3 threads) and with every buffer its
+ * own: the loss and every gradient must agree bit for bit, and sharing must actually
+ * save memory. */
+static void test_same_numbers(const char *src, int in_elems, int classes) {
     Compiled c[2];
     Jit *jit[2] = {NULL, NULL};
-    float loss[2] = {0, 0};
-    float *grads[2] = {NULL, NULL};
+    float loss[3] = {0, 0, 0};
+    float *grads[3] = {NULL, NULL, NULL};
     int64_t total = 0;
     bool ok = compile_source(&c[0], src, true) && compile_source(&c[1], src, true);
     CHECK(ok, "network compiles twice");
@@ -256,6 +258,11 @@ static void test_memory_sharing(const char *src, int in_elems, int classes) {
         jit[v] = jit_compile(c[v].m, 1, true, c[v].diag);
         CHECK(jit[v] != NULL, "JIT %d", v);
         if (!jit[v]) goto out;
+    }
+    for (int run = 0; run < 3; run++) {
+        int v = run == 1; /* runs 0 and 2: shared buffers, on 1 and on 3 threads */
+        rt_parallel_set_threads(run == 2 ? 3 : 1);
+        rt_parallel_set_min_items_cap(run == 2 ? 1 : 0); /* split even these tiny loops */
         void (*step)(int64_t) = (void (*)(int64_t))jit_lookup(jit[v], "train_step");
         float *x = jit_lookup(jit[v], "batch.x");
         int32_t *y = jit_lookup(jit[v], "batch.y");
@@ -277,20 +284,24 @@ static void test_memory_sharing(const char *src, int in_elems, int classes) {
         }
         *dstep = 3;
         step(8);
-        loss[v] = *l;
-        grads[v] = malloc(sizeof(float) * (size_t)total);
+        loss[run] = *l;
+        grads[run] = malloc(sizeof(float) * (size_t)total);
         int64_t at = 0;
         for (int k = 0; k < c[v].m->nparams; k++) {
             const IrParam *par = &c[v].m->params[k];
-            memcpy(grads[v] + at, jit_param_buffer(jit[v], par->name, "grad", -1), sizeof(float) * (size_t)par->count);
+            memcpy(grads[run] + at, jit_param_buffer(jit[v], par->name, "grad", -1), sizeof(float) * (size_t)par->count);
             at += par->count;
         }
     }
+    rt_parallel_set_threads(0);
+    rt_parallel_set_min_items_cap(0);
     CHECK(loss[0] == loss[1] && isfinite(loss[0]), "same loss shared and unshared (%.9g vs %.9g)", loss[0], loss[1]);
     CHECK(memcmp(grads[0], grads[1], sizeof(float) * (size_t)total) == 0, "same gradients shared and unshared");
+    CHECK(loss[0] == loss[2] && memcmp(grads[0], grads[2], sizeof(float) * (size_t)total) == 0,
+          "same loss and gradients on 1 and 3 threads");
 out:
+    for (int v = 0; v < 3; v++) free(grads[v]);
     for (int v = 0; v < 2; v++) {
-        free(grads[v]);
         if (jit[v]) jit_free(jit[v]);
         compiled_free(&c[v]);
     }
@@ -471,8 +482,8 @@ int main(void) {
     test_sx_derivatives();
     test_projections();
     test_dropout();
-    test_memory_sharing(mlp_src, 6, 4);
-    test_memory_sharing(conv_src, 2 * 9 * 9, 3);
+    test_same_numbers(mlp_src, 6, 4);
+    test_same_numbers(conv_src, 2 * 9 * 9, 3);
     test_network_gradients(mlp_src, 6, 4);
     test_network_gradients(conv_src, 2 * 9 * 9, 3);
     return test_summary();
