@@ -478,6 +478,7 @@ static void check_train(Checker *ck, const AstNode *item) {
     tc->batch = 100;
     tc->seed = 0;
     tc->validation = 10000;
+    tc->calibrate = 2000;
     if (!program_find_model(prog, tc->model))
         error(ck, item->loc, "unknown model '%s'", tc->model);
     if (!find_data_node(prog, tc->data, NULL))
@@ -503,6 +504,8 @@ static void check_train(Checker *ck, const AstNode *item) {
                 want_int(ck, e, &tc->seed, "seed", 0);
             } else if (!strcmp(st->name, "validation")) {
                 want_int(ck, e, &tc->validation, "validation", 0);
+            } else if (!strcmp(st->name, "calibrate")) {
+                want_int(ck, e, &tc->calibrate, "calibrate", 0);
             } else if (!strcmp(st->name, "group")) {
                 check_group(ck, tc, e);
             } else if (!strcmp(st->name, "keep")) {

@@ -42,7 +42,7 @@ typedef struct Cg {
     LLVMValueRef x, y;               /* the batch */
     LLVMValueRef (*pbuf)[6];         /* per param: weight, hard, grad, aux0, m0, v0 (comp 0) */
     LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
-    LLVMValueRef (*bnbuf)[6];        /* rmean, rvar, mean, invstd, sum1, sum2 */
+    LLVMValueRef (*bnbuf)[8];        /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
     LLVMValueRef *xtrain, *xeval;    /* per IR instruction: conv columns, pooling argmax, dropout mask */
     int64_t arena_floats, arena_unplanned; /* planned arena, and the sum of its buffers */
@@ -53,7 +53,8 @@ typedef struct Cg {
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
     LLVMValueRef *kernels;           /* [nparams * 4] */
     LLVMValueRef train_step, eval_batch, evaluate;
-    LLVMTypeRef train_step_ty, eval_batch_ty, evaluate_ty, kernel_ty;
+    LLVMTypeRef train_step_ty, eval_batch_ty, evaluate_ty, kernel_ty, calibrate_ty;
+    LLVMValueRef calibrate, calib_ds, calib_batches; /* hard batch-norm statistics */
 } Cg;
 
 /* ---------- small helpers ---------- */
@@ -313,8 +314,9 @@ static void make_buffers(Cg *cg) {
     cg->bnbuf = calloc(m->nbns, sizeof *cg->bnbuf);
     cg->bestbn = calloc(m->nbns, sizeof(LLVMValueRef));
     for (int i = 0; i < m->nbns; i++) {
-        static const char *const bn[] = {"running_mean", "running_var", "mean", "invstd", "sum1", "sum2"};
-        for (int k = 0; k < 6; k++)
+        static const char *const bn[] = {"running_mean", "running_var", "mean", "invstd", "sum1", "sum2",
+                                         "hard_mean", "hard_var"};
+        for (int k = 0; k < 8; k++)
             cg->bnbuf[i][k] = global_buf(cg, arena_printf(ar, "%s.%s", m->bns[i].name, bn[k]),
                                          m->bns[i].features, cg->tf32);
         if (cg->tc->keep_best)
@@ -366,7 +368,8 @@ typedef struct FnCtx {
     const IrFunc *f;
     LLVMValueRef *val;   /* per value: pointer to its data */
     LLVMValueRef n;      /* i64 batch rows */
-    LLVMValueRef hard;   /* eval: i1, use hard weights */
+    LLVMValueRef hard;   /* eval: i1, use hard weights (and the hard batch-norm statistics) */
+    LLVMValueRef calib;  /* eval: i1, batch-norm uses batch statistics and adds them to the hard ones */
     LLVMValueRef *extra; /* per instruction: conv columns, pooling argmax, or NULL */
     LLVMValueRef *extra2;/* per instruction: a conv op's channel-major scratch, or NULL */
 } FnCtx;
@@ -421,7 +424,7 @@ static void permute_nc(Cg *cg, FnCtx *fc, LLVMValueRef src, LLVMValueRef dst, in
     /* one sample per iteration: its O planes of S values */
     LLVMValueRef v[3] = {src, dst, LLVMBuildMul(b, fc->n, ci64(cg, S), "")};
     int64_t per = O * S;
-    ParLoop n = par_begin(cg, "par.permute", fc->n, per >= 16384 ? 1 : 16384 / per, v, 3);
+    ParLoop n = par_begin(cg, "par.permute", fc->n, per >= 65536 ? 1 : 65536 / per, v, 3);
     LLVMValueRef ld = v[2];
     Loop o = loop_begin(cg, ci64(cg, 0), ci64(cg, O), "o");
     LLVMValueRef nchw = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, n.l.iv, ci64(cg, O), ""), o.iv, ""), ci64(cg, S), "");
@@ -481,7 +484,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_RELU:
     case IR_RELU_GRAD: {
         LLVMValueRef v[3] = {A, B ? B : A, out};
-        ParLoop p = par_begin(cg, "par.ew", elems(cg, fc, &in->shape), 16384, v, 3);
+        ParLoop p = par_begin(cg, "par.ew", elems(cg, fc, &in->shape), 65536, v, 3);
         LLVMValueRef a = ldf(cg, v[0], p.l.iv), r;
         if (in->op == IR_ADD) r = LLVMBuildFAdd(b, a, ldf(cg, v[1], p.l.iv), "");
         else if (in->op == IR_RELU) r = fmaxv(cg, a, cf32(cg, 0));
@@ -508,7 +511,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
                                ci64(cg, (int64_t)((uint64_t)(i + 1) * 0xD1B54A32D192ED03ull)), "key");
         }
         LLVMValueRef v[4] = {A, fc->extra[drop - fc->f->insts], out, key};
-        ParLoop p = par_begin(cg, "par.dropout", elems(cg, fc, &in->shape), 16384, v, 4);
+        ParLoop p = par_begin(cg, "par.dropout", elems(cg, fc, &in->shape), 65536, v, 4);
         LLVMValueRef m;
         if (in->op == IR_DROPOUT) {
             LLVMValueRef z = LLVMBuildAdd(b, v[3], LLVMBuildMul(b, p.l.iv, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
@@ -582,13 +585,46 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
                 loop_end(cg, &j4);
             }
         } else {
-            /* eval: mean = running mean, invstd from running var */
-            Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
-            stf(cg, bn[2], j4.iv, ldf(cg, bn[0], j4.iv));
-            LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, bn[1], j4.iv), cf32(cg, 1e-5), "");
-            LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
-            stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
-            loop_end(cg, &j4);
+            /* eval: mean and invstd from the running statistics, or from the hard network's
+             * recalibrated ones; when calibrating, from this batch, which is also added to
+             * the hard statistics (calibrate() averages them). */
+            LLVMBasicBlockRef join;
+            if_begin(cg, fc->calib, &join);
+            {
+                LLVMBuildMemSet(b, as_ptr(cg, bn[4], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
+                LLVMBuildMemSet(b, as_ptr(cg, bn[5], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
+                ChanLoop l1 = chan_begin(cg, fc, as);
+                stf(cg, bn[4], l1.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l1.c.iv), ldf(cg, A, l1.k), ""));
+                chan_end(cg, &l1);
+                Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
+                stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
+                loop_end(cg, &j2);
+                ChanLoop l2 = chan_begin(cg, fc, as);
+                LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, l2.k), ldf(cg, bn[2], l2.c.iv), "");
+                stf(cg, bn[5], l2.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l2.c.iv), LLVMBuildFMul(b, d, d, ""), ""));
+                chan_end(cg, &l2);
+                LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
+                Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
+                LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
+                LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
+                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1), ""));
+                stf(cg, bn[6], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[6], j4.iv), ldf(cg, bn[2], j4.iv), ""));
+                stf(cg, bn[7], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[7], j4.iv), LLVMBuildFMul(b, var, unb, ""), ""));
+                loop_end(cg, &j4);
+            }
+            if_end(cg, join);
+            if_begin(cg, LLVMBuildNot(b, fc->calib, ""), &join);
+            {
+                LLVMValueRef rmean = LLVMBuildSelect(b, fc->hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
+                LLVMValueRef rvar = LLVMBuildSelect(b, fc->hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
+                Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
+                stf(cg, bn[2], j4.iv, ldf(cg, rmean, j4.iv));
+                LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, rvar, j4.iv), cf32(cg, 1e-5), "");
+                LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
+                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
+                loop_end(cg, &j4);
+            }
+            if_end(cg, join);
         }
         /* Elementwise pass. */
         ChanLoop l = chan_begin(cg, fc, as);
@@ -754,12 +790,13 @@ static void emit_tensor_functions(Cg *cg) {
     LLVMBuildStore(cg->b, LLVMBuildAdd(cg->b, step, ci64(cg, 1), ""), as_ptr(cg, cg->dropout_step, cg->ti64));
     LLVMBuildRetVoid(cg->b);
     free(fc.val);
-    /* float eval_batch(i64 n, i32 hard) */
-    LLVMTypeRef ps[2] = {cg->ti64, cg->ti32};
-    cg->eval_batch_ty = LLVMFunctionType(cg->tf32, ps, 2, 0);
+    /* float eval_batch(i64 n, i32 hard, i32 calibrate) */
+    LLVMTypeRef ps[3] = {cg->ti64, cg->ti32, cg->ti32};
+    cg->eval_batch_ty = LLVMFunctionType(cg->tf32, ps, 3, 0);
     cg->eval_batch = new_function(cg, "eval_batch", cg->eval_batch_ty, false);
     FnCtx ec = {.f = &m->eval, .n = LLVMGetParam(cg->eval_batch, 0), .extra = cg->xeval, .extra2 = cg->yeval};
     ec.hard = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(cg->eval_batch, 1), ci32(cg, 0), "hard");
+    ec.calib = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(cg->eval_batch, 2), ci32(cg, 0), "calib");
     ec.val = calloc(m->eval.n, sizeof(LLVMValueRef));
     for (int i = 0; i < m->eval.n; i++) ec.val[i] = cg->veval[i] ? as_ptr(cg, cg->veval[i], cg->tf32) : NULL;
     emit_func_body(cg, &ec);
@@ -854,7 +891,7 @@ static void emit_kernels(Cg *cg) {
             LLVMValueRef sc[IRS_COUNT];
             for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(f, (unsigned)i);
             snprintf(name, sizeof name, "kernel.%s.%s.body", k->name, m->params[p].name);
-            ParLoop pl = par_begin(cg, name, ci64(cg, m->params[p].count), 16384, sc, IRS_COUNT);
+            ParLoop pl = par_begin(cg, name, ci64(cg, m->params[p].count), 65536, sc, IRS_COUNT);
             cg->kscalars = sc;
             Loop l = pl.l;
             LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2];
@@ -877,6 +914,41 @@ static void call_kernel(Cg *cg, int p, int which, LLVMValueRef *scalars) {
 
 /* ---------- evaluate(run, ds, start, count, hard) -> accuracy ---------- */
 
+/* calibrate(run): the hard network's batch-norm statistics, averaged over the first
+ * calib.batches batches of the training data (in order, not augmented) run through the
+ * hard network with batch statistics; with none, the running statistics. */
+static void emit_calibrate(Cg *cg) {
+    const IrModule *m = cg->m;
+    LLVMTypeRef ft = LLVMFunctionType(cg->tv, &cg->tp, 1, 0);
+    cg->calibrate_ty = ft;
+    cg->calibrate = new_function(cg, "calibrate", ft, false);
+    LLVMValueRef run = LLVMGetParam(cg->fn, 0);
+    LLVMBuilderRef b = cg->b;
+    cg->calib_ds = global_buf(cg, "calib.ds", 1, cg->ti32);
+    cg->calib_batches = global_buf(cg, "calib.batches", 1, cg->ti64);
+    LLVMValueRef K = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->calib_batches, cg->ti64), "K");
+    LLVMValueRef ds = LLVMBuildLoad2(b, cg->ti32, as_ptr(cg, cg->calib_ds, cg->ti32), "ds");
+    for (int i = 0; i < m->nbns; i++)
+        for (int k = 6; k < 8; k++)
+            LLVMBuildMemSet(b, as_ptr(cg, cg->bnbuf[i][k], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, m->bns[i].features * 4), 4);
+    Loop l = loop_begin(cg, ci64(cg, 0), K, "calib");
+    LLVMValueRef start = LLVMBuildMul(b, l.iv, ci64(cg, cg->batch), "");
+    rt_call(cg, "nnq_rt_data_batch", (LLVMValueRef[]){run, ds, LLVMConstNull(cg->tp), start, ci64(cg, cg->batch), cg->x, cg->y, ci32(cg, 0)}, 8);
+    LLVMBuildCall2(b, cg->eval_batch_ty, cg->eval_batch, (LLVMValueRef[]){ci64(cg, cg->batch), ci32(cg, 1), ci32(cg, 1)}, 3, "");
+    loop_end(cg, &l);
+    LLVMValueRef none = LLVMBuildICmp(b, LLVMIntEQ, K, ci64(cg, 0), "");
+    LLVMValueRef kf = LLVMBuildSIToFP(b, LLVMBuildSelect(b, none, ci64(cg, 1), K, ""), cg->tf32, "");
+    for (int i = 0; i < m->nbns; i++) {
+        Loop c = loop_begin(cg, ci64(cg, 0), ci64(cg, m->bns[i].features), "chan");
+        for (int k = 6; k < 8; k++) {
+            LLVMValueRef avg = LLVMBuildFDiv(b, ldf(cg, cg->bnbuf[i][k], c.iv), kf, "");
+            stf(cg, cg->bnbuf[i][k], c.iv, LLVMBuildSelect(b, none, ldf(cg, cg->bnbuf[i][k - 6], c.iv), avg, ""));
+        }
+        loop_end(cg, &c);
+    }
+    LLVMBuildRetVoid(b);
+}
+
 static void emit_evaluate(Cg *cg) {
     LLVMTypeRef ps[5] = {cg->tp, cg->ti32, cg->ti64, cg->ti64, cg->ti32};
     cg->evaluate_ty = LLVMFunctionType(cg->tf64, ps, 5, 0);
@@ -885,14 +957,18 @@ static void emit_evaluate(Cg *cg) {
     LLVMValueRef start = LLVMGetParam(cg->fn, 2), count = LLVMGetParam(cg->fn, 3), hard = LLVMGetParam(cg->fn, 4);
     LLVMBuilderRef b = cg->b;
     LLVMValueRef correct = local(cg, cg->tf64, cf64(cg, 0), "correct");
+    LLVMBasicBlockRef join;
+    if_begin(cg, LLVMBuildICmp(b, LLVMIntNE, hard, ci32(cg, 0), ""), &join);
+    LLVMBuildCall2(b, cg->calibrate_ty, cg->calibrate, &run, 1, "");
+    if_end(cg, join);
     LLVMValueRef end = LLVMBuildAdd(b, start, count, "");
     Loop l = loop_begin_step(cg, start, end, ci64(cg, cg->batch), "batch");
     LLVMValueRef left = LLVMBuildSub(b, end, l.iv, "");
     LLVMValueRef nb = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci64(cg, cg->batch), ""), left, ci64(cg, cg->batch), "");
     LLVMValueRef args[8] = {run, ds, LLVMConstNull(cg->tp), l.iv, nb, cg->x, cg->y, ci32(cg, 0)};
     rt_call(cg, "nnq_rt_data_batch", args, 8);
-    LLVMValueRef eargs[2] = {nb, hard};
-    LLVMValueRef c = LLVMBuildCall2(b, cg->eval_batch_ty, cg->eval_batch, eargs, 2, "");
+    LLVMValueRef eargs[3] = {nb, hard, ci32(cg, 0)};
+    LLVMValueRef c = LLVMBuildCall2(b, cg->eval_batch_ty, cg->eval_batch, eargs, 3, "");
     LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, correct), LLVMBuildFPExt(b, c, cg->tf64, ""), ""), correct);
     loop_end(cg, &l);
     LLVMValueRef acc = LLVMBuildFDiv(b, get(cg, cg->tf64, correct), LLVMBuildSIToFP(b, count, cg->tf64, ""), "");
@@ -1014,6 +1090,12 @@ static void emit_main(Cg *cg) {
     LLVMValueRef ntrain = LLVMBuildSub(b, ntotal, nval, "ntrain");
     if (dtrain->normalize)
         rt_call(cg, "nnq_rt_data_normalize", (LLVMValueRef[]){run, ds, ci32(cg, 1), ds, ntrain}, 5);
+    /* the hard network's batch-norm statistics come from the first training batches */
+    LLVMBuildStore(b, ds, as_ptr(cg, cg->calib_ds, cg->ti32));
+    {
+        LLVMValueRef want = ci64(cg, tc->calibrate), cnt = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, want, ntrain, ""), want, ntrain, "");
+        LLVMBuildStore(b, LLVMBuildSDiv(b, cnt, ci64(cg, cg->batch), ""), as_ptr(cg, cg->calib_batches, cg->ti64));
+    }
     LLVMValueRef dst = NULL, ntest = ci64(cg, 0);
     if (dtest) {
         dst = dtest == dtrain ? ds : emit_load_data(cg, run, dtest);
@@ -1201,6 +1283,8 @@ static void emit_main(Cg *cg) {
     }
     rt_call(cg, "nnq_rt_train_end", (LLVMValueRef[]){run, epochs, ts, th}, 4);
     if (tc->save_path) {
+        /* the saved network is the hard one: its batch-norm statistics too */
+        LLVMBuildCall2(b, cg->calibrate_ty, cg->calibrate, &run, 1, "");
         rt_call(cg, "nnq_rt_model_begin", (LLVMValueRef[]){run, str(cg, m->model)}, 2);
         for (int p = 0; p < m->nparams; p++) {
             const IrParam *par = &m->params[p];
@@ -1221,7 +1305,7 @@ static void emit_main(Cg *cg) {
                 LLVMValueRef dg = const_array(cg, cg->ti64, &dv, 1, "dims");
                 const char *nm = arena_printf(m->arena, "%s.%s", m->bns[i].name, k ? "running_var" : "running_mean");
                 rt_call(cg, "nnq_rt_model_add", (LLVMValueRef[]){run, str(cg, nm), ci32(cg, 1), dg, ci32(cg, 0),
-                                                                 LLVMConstNull(cg->tp), cg->bnbuf[i][k]}, 7);
+                                                                 LLVMConstNull(cg->tp), cg->bnbuf[i][6 + k]}, 7);
             }
         }
         rt_call(cg, "nnq_rt_model_save", (LLVMValueRef[]){run, str(cg, tc->save_path)}, 2);
@@ -1265,6 +1349,7 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     make_buffers(&cg);
     emit_tensor_functions(&cg);
     emit_kernels(&cg);
+    emit_calibrate(&cg);
     emit_evaluate(&cg);
     emit_main(&cg);
     LLVMDisposeBuilder(cg.b);

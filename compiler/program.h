@@ -75,6 +75,9 @@ typedef struct TrainConfig {
     int epochs, batch;
     int64_t seed;
     int64_t validation;         /* last N training samples held out */
+    int64_t calibrate;          /* training samples that re-estimate batch-norm statistics
+                                   for the hard network before it is evaluated or saved;
+                                   0: it uses the running statistics */
     bool keep_best;
     const char *eval_data;      /* NULL: none */
     int eval_every_epochs;      /* 0: only at the end */

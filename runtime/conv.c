@@ -149,7 +149,7 @@ typedef struct ImageJob {
 
 /* Enough items per thread that waking a worker pays off. */
 static int64_t min_items(int64_t item_elems) {
-    return item_elems >= 16384 ? 1 : 16384 / (item_elems > 0 ? item_elems : 1);
+    return item_elems >= 65536 ? 1 : 65536 / (item_elems > 0 ? item_elems : 1);
 }
 
 static void im2col_range(void *p, int64_t begin, int64_t end) {

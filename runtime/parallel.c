@@ -2,13 +2,15 @@
  * col2im, pooling) and generated code's independent loops (nnq_rt_parallel_for), which
  * would otherwise run on one core while OpenBLAS's threads wait for the next GEMM.
  *
- * A job is a range [0, n) of independent items (samples or planes) cut into one
- * contiguous part per thread; the calling thread does part 0 and waits for the rest.
- * Each item is always computed whole by one thread, in the same order, so results do
- * not depend on the number of threads. Workers sleep on a condition variable between
+ * A job is a range [0, n) of independent items (samples, planes, elements) cut into
+ * one contiguous part per thread; the caller and the workers claim parts until none is
+ * left, and the caller waits only for parts already being run. Each item is always
+ * computed whole by one thread, in the same order, so results do not depend on the
+ * number of threads or on who ran which part. Workers sleep on a condition variable between
  * jobs — they never spin against OpenBLAS's threads — and are started on first use.
  * Jobs come from one thread at a time (generated code is single-threaded). */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -30,42 +32,50 @@ static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;
 static int pool_threads;    /* threads a job may use, the caller included; 0: not set */
 static int64_t pool_min_cap; /* > 0: caps every job's min_items (tests split tiny jobs) */
-static int pool_workers;    /* worker threads started (ids 1..pool_workers) */
-static uint64_t pool_generation;
+static int pool_workers;    /* worker threads started */
+static uint64_t pool_generation; /* the current job */
 static RtRangeFn job_fn;
 static void *job_ctx;
 static int64_t job_n;
 static int job_parts;
-static int job_pending;     /* parts 1.. not finished yet */
+static int job_next;        /* the next part to claim */
+static int job_active;      /* parts claimed and not finished */
 static unsigned job_fp_mode; /* the caller's MXCSR: workers compute as it does */
 
-static void run_part(RtRangeFn fn, void *ctx, int64_t n, int parts, int part) {
-    int64_t begin = n * part / parts, end = n * (part + 1) / parts;
-    if (begin < end)
-        fn(ctx, begin, end);
-}
-
-static void *worker_main(void *arg) {
-    int id = (int)(intptr_t)arg;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&pool_mu);
-    for (;;) {
-        while (pool_generation == seen)
-            pthread_cond_wait(&pool_wake, &pool_mu);
-        seen = pool_generation;
-        if (id >= job_parts)
-            continue;
+/* Claims and runs parts of job `gen` until none is left. Called and returns with pool_mu
+ * held. Parts are claimed, not assigned: when a worker is slow to wake (a loaded
+ * machine), the caller runs its part instead of waiting for it. A part is a fixed range
+ * whoever runs it, so results stay the same. */
+static void work(uint64_t gen, bool worker) {
+    while (pool_generation == gen && job_next < job_parts) {
+        int part = job_next++;
+        job_active++;
         RtRangeFn fn = job_fn;
         void *ctx = job_ctx;
         int64_t n = job_n;
         int parts = job_parts;
         unsigned mode = job_fp_mode;
         pthread_mutex_unlock(&pool_mu);
-        set_fp_mode(mode);
-        run_part(fn, ctx, n, parts, id);
+        if (worker)
+            set_fp_mode(mode);
+        int64_t begin = n * part / parts, end = n * (part + 1) / parts;
+        if (begin < end)
+            fn(ctx, begin, end);
         pthread_mutex_lock(&pool_mu);
-        if (--job_pending == 0)
-            pthread_cond_signal(&pool_done);
+        if (--job_active == 0 && job_next >= job_parts)
+            pthread_cond_broadcast(&pool_done);
+    }
+}
+
+static void *worker_main(void *arg) {
+    (void)arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool_mu);
+    for (;;) {
+        while (pool_generation == seen)
+            pthread_cond_wait(&pool_wake, &pool_mu);
+        seen = pool_generation;
+        work(seen, true);
     }
     return NULL;
 }
@@ -109,26 +119,23 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, worker_main, (void *)(intptr_t)(pool_workers + 1));
+        int rc = pthread_create(&t, &attr, worker_main, NULL);
         pthread_attr_destroy(&attr);
         if (rc != 0)
-            break; /* run with the workers there are */
+            break; /* the caller claims whatever no worker does */
         pool_workers++;
     }
-    if (parts > pool_workers + 1)
-        parts = pool_workers + 1;
     job_fn = fn;
     job_ctx = ctx;
     job_n = n;
     job_parts = parts;
-    job_pending = parts - 1;
+    job_next = 0;
+    job_active = 0;
     job_fp_mode = fp_mode();
-    pool_generation++;
+    uint64_t gen = ++pool_generation;
     pthread_cond_broadcast(&pool_wake);
-    pthread_mutex_unlock(&pool_mu);
-    run_part(fn, ctx, n, parts, 0);
-    pthread_mutex_lock(&pool_mu);
-    while (job_pending > 0)
+    work(gen, false);
+    while (job_active > 0)
         pthread_cond_wait(&pool_done, &pool_mu);
     pthread_mutex_unlock(&pool_mu);
 }

@@ -233,6 +233,49 @@ out:
     compiled_free(&c);
 }
 
+/* ---------- batch-norm recalibration for the hard network ---------- */
+
+/* eval_batch(n, hard = 1, calibrate = 1) normalizes with the batch's own statistics and
+ * adds its mean and unbiased variance to the hard statistics; calibrate() averages. Here
+ * batch norm sits right on the input, so the expected values come straight from x. */
+static void test_bn_calibration(void) {
+    const char *src = "model net(x: f32[3]) -> f32[2] {\n"
+                      "    return dense(batchnorm(x), 2)\n"
+                      "}\n"
+                      "data d = idx(\"none-images\", \"none-labels\")\n"
+                      "train net on d {\n    batch = 4\n}\n";
+    Compiled c;
+    bool ok = compile_source(&c, src, true);
+    CHECK(ok, "calibration network compiles");
+    if (!ok) return;
+    Jit *jit = jit_compile(c.m, 1, true, c.diag);
+    float (*eval)(int64_t, int32_t, int32_t) = jit ? (float (*)(int64_t, int32_t, int32_t))jit_lookup(jit, "eval_batch") : NULL;
+    float *x = jit ? jit_lookup(jit, "batch.x") : NULL;
+    float *hm = jit ? jit_lookup(jit, "bn1.hard_mean") : NULL, *hv = jit ? jit_lookup(jit, "bn1.hard_var") : NULL;
+    CHECK(eval && x && hm && hv, "eval_batch and the hard statistics are reachable");
+    if (eval && x && hm && hv) {
+        double want_m[3] = {0, 0, 0}, want_v[3] = {0, 0, 0};
+        memset(hm, 0, 3 * sizeof(float));
+        memset(hv, 0, 3 * sizeof(float));
+        for (int batch = 0; batch < 2; batch++) {
+            for (int i = 0; i < 12; i++) x[i] = (float)((i * 7 + batch * 5) % 11) * (batch ? 0.5f : 2.0f);
+            for (int f = 0; f < 3; f++) {
+                double m = 0, v = 0;
+                for (int n = 0; n < 4; n++) m += x[n * 3 + f] / 4.0;
+                for (int n = 0; n < 4; n++) v += (x[n * 3 + f] - m) * (x[n * 3 + f] - m) / 3.0;
+                want_m[f] += m, want_v[f] += v;
+            }
+            eval(4, 1, 1);
+        }
+        double worst = 0;
+        for (int f = 0; f < 3; f++)
+            worst = fmax(worst, fmax(fabs(hm[f] - want_m[f]), fabs(hv[f] - want_v[f]) / fmax(1, want_v[f])));
+        CHECK(worst < 1e-5, "calibration adds batch means and unbiased variances (worst error %g)", worst);
+    }
+    if (jit) jit_free(jit);
+    compiled_free(&c);
+}
+
 /* ---------- memory planning and threads give the same numbers ---------- */
 
 /* One training step of the same network, weights, batch and dropout masks, compiled
@@ -482,6 +525,7 @@ int main(void) {
     test_sx_derivatives();
     test_projections();
     test_dropout();
+    test_bn_calibration();
     test_same_numbers(mlp_src, 6, 4);
     test_same_numbers(conv_src, 2 * 9 * 9, 3);
     test_network_gradients(mlp_src, 6, 4);
