@@ -459,6 +459,45 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
     }
 }
 
+/* Batch statistics of x per channel (dim 1, over n and the trailing dims):
+ * bn[4] = sum x, bn[2] = mean, bn[5] = sum (x - mean)^2, bn[3] = 1/sqrt(var + 1e-5) with
+ * the biased variance. train: the running statistics move towards the batch's (momentum
+ * 0.1, unbiased variance); otherwise (calibration) the batch's mean and unbiased
+ * variance are added to the hard statistics bn[6], bn[7]. */
+static void bn_batch_stats(Cg *cg, FnCtx *fc, const IrShape *as, LLVMValueRef A, LLVMValueRef *bn, bool train) {
+    LLVMBuilderRef b = cg->b;
+    int64_t C = as->d[1];
+    LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, fc->n, ci64(cg, chan_inner(as)), ""), cg->tf32, "");
+    LLVMBuildMemSet(b, as_ptr(cg, bn[4], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, C * 4), 4);
+    LLVMBuildMemSet(b, as_ptr(cg, bn[5], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, C * 4), 4);
+    ChanLoop l1 = chan_begin(cg, fc, as);
+    stf(cg, bn[4], l1.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l1.c.iv), ldf(cg, A, l1.k), ""));
+    chan_end(cg, &l1);
+    Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
+    stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
+    loop_end(cg, &j2);
+    ChanLoop l2 = chan_begin(cg, fc, as);
+    LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, l2.k), ldf(cg, bn[2], l2.c.iv), "");
+    stf(cg, bn[5], l2.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l2.c.iv), LLVMBuildFMul(b, d, d, ""), ""));
+    chan_end(cg, &l2);
+    LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
+    Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
+    LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
+    LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
+    stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1), ""));
+    LLVMValueRef uvar = LLVMBuildFMul(b, var, unb, "");
+    if (train) {
+        stf(cg, bn[0], j4.iv, LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[0], j4.iv), ""),
+                                          LLVMBuildFMul(b, cf32(cg, 0.1), ldf(cg, bn[2], j4.iv), ""), ""));
+        stf(cg, bn[1], j4.iv, LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[1], j4.iv), ""),
+                                          LLVMBuildFMul(b, cf32(cg, 0.1), uvar, ""), ""));
+    } else {
+        stf(cg, bn[6], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[6], j4.iv), ldf(cg, bn[2], j4.iv), ""));
+        stf(cg, bn[7], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[7], j4.iv), uvar, ""));
+    }
+    loop_end(cg, &j4);
+}
+
 static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
@@ -550,68 +589,24 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         LLVMValueRef *bn = cg->bnbuf[in->attr[0]];
         LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, fc->n, ci64(cg, S), ""), cg->tf32, "");
         LLVMValueRef zeroF = ci64(cg, C * 4);
-        if (in->op == IR_BN_TRAIN || in->op == IR_BN_GRAD) {
-            /* TRAIN: sum1 = sum x, then sum2 = sum (x - mean)^2. GRAD: sum1 = sum dy,
-             * sum2 = sum dy * y. */
-            LLVMValueRef Y = in->op == IR_BN_GRAD ? B : NULL;
+        if (in->op == IR_BN_TRAIN) {
+            bn_batch_stats(cg, fc, as, A, bn, true);
+        } else if (in->op == IR_BN_GRAD) {
+            /* sum1 = sum dy, sum2 = sum dy * y */
             LLVMBuildMemSet(b, as_ptr(cg, bn[4], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
             LLVMBuildMemSet(b, as_ptr(cg, bn[5], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
             ChanLoop l = chan_begin(cg, fc, as);
             LLVMValueRef v = ldf(cg, A, l.k);
             stf(cg, bn[4], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l.c.iv), v, ""));
-            if (Y) stf(cg, bn[5], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l.c.iv), LLVMBuildFMul(b, v, ldf(cg, Y, l.k), ""), ""));
+            stf(cg, bn[5], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l.c.iv), LLVMBuildFMul(b, v, ldf(cg, B, l.k), ""), ""));
             chan_end(cg, &l);
-            if (in->op == IR_BN_TRAIN) {
-                Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
-                stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
-                loop_end(cg, &j2);
-                ChanLoop l2 = chan_begin(cg, fc, as);
-                LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, l2.k), ldf(cg, bn[2], l2.c.iv), "");
-                stf(cg, bn[5], l2.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l2.c.iv), LLVMBuildFMul(b, d, d, ""), ""));
-                chan_end(cg, &l2);
-                /* var (biased) -> invstd; running stats with momentum 0.1, unbiased var. */
-                LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
-                Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
-                LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
-                LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
-                LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
-                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
-                LLVMValueRef rm = LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[0], j4.iv), ""),
-                                                LLVMBuildFMul(b, cf32(cg, 0.1), ldf(cg, bn[2], j4.iv), ""), "");
-                LLVMValueRef rv = LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[1], j4.iv), ""),
-                                                LLVMBuildFMul(b, cf32(cg, 0.1), LLVMBuildFMul(b, var, unb, ""), ""), "");
-                stf(cg, bn[0], j4.iv, rm);
-                stf(cg, bn[1], j4.iv, rv);
-                loop_end(cg, &j4);
-            }
         } else {
             /* eval: mean and invstd from the running statistics, or from the hard network's
              * recalibrated ones; when calibrating, from this batch, which is also added to
              * the hard statistics (calibrate() averages them). */
             LLVMBasicBlockRef join;
             if_begin(cg, fc->calib, &join);
-            {
-                LLVMBuildMemSet(b, as_ptr(cg, bn[4], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
-                LLVMBuildMemSet(b, as_ptr(cg, bn[5], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
-                ChanLoop l1 = chan_begin(cg, fc, as);
-                stf(cg, bn[4], l1.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l1.c.iv), ldf(cg, A, l1.k), ""));
-                chan_end(cg, &l1);
-                Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
-                stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
-                loop_end(cg, &j2);
-                ChanLoop l2 = chan_begin(cg, fc, as);
-                LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, l2.k), ldf(cg, bn[2], l2.c.iv), "");
-                stf(cg, bn[5], l2.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l2.c.iv), LLVMBuildFMul(b, d, d, ""), ""));
-                chan_end(cg, &l2);
-                LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
-                Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
-                LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
-                LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
-                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1), ""));
-                stf(cg, bn[6], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[6], j4.iv), ldf(cg, bn[2], j4.iv), ""));
-                stf(cg, bn[7], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[7], j4.iv), LLVMBuildFMul(b, var, unb, ""), ""));
-                loop_end(cg, &j4);
-            }
+            bn_batch_stats(cg, fc, as, A, bn, false);
             if_end(cg, join);
             if_begin(cg, LLVMBuildNot(b, fc->calib, ""), &join);
             {
