@@ -168,22 +168,24 @@ static void col2im_range(void *p, int64_t begin, int64_t end) {
                       j->out + s * chw);
 }
 
-void nnq_rt_im2col_batch(const float *x, int32_t n, int32_t c, int32_t h, int32_t w, int32_t kh,
-                         int32_t kw, int32_t stride, int32_t pad, float *col) {
-    ImageJob j = {.in = x, .out = col, .c = c, .h = h, .w = w, .kh = kh, .kw = kw,
+/* n samples of a convolution's geometry, split over the threads, each run by `range`. */
+static void conv_batch(const float *in, float *out, int32_t n, int32_t c, int32_t h, int32_t w,
+                       int32_t kh, int32_t kw, int32_t stride, int32_t pad, RtRangeFn range) {
+    ImageJob j = {.in = in, .out = out, .c = c, .h = h, .w = w, .kh = kh, .kw = kw,
                   .stride = stride, .pad = pad, .oh = out_dim(h, kh, stride, pad),
                   .ow = out_dim(w, kw, stride, pad)};
     j.ld = (int64_t)n * j.oh * j.ow;
-    rt_parallel_for(n, min_items((int64_t)c * kh * kw * j.oh * j.ow), im2col_range, &j);
+    rt_parallel_for(n, min_items((int64_t)c * kh * kw * j.oh * j.ow), range, &j);
+}
+
+void nnq_rt_im2col_batch(const float *x, int32_t n, int32_t c, int32_t h, int32_t w, int32_t kh,
+                         int32_t kw, int32_t stride, int32_t pad, float *col) {
+    conv_batch(x, col, n, c, h, w, kh, kw, stride, pad, im2col_range);
 }
 
 void nnq_rt_col2im_batch(const float *col, int32_t n, int32_t c, int32_t h, int32_t w, int32_t kh,
                          int32_t kw, int32_t stride, int32_t pad, float *x) {
-    ImageJob j = {.in = col, .out = x, .c = c, .h = h, .w = w, .kh = kh, .kw = kw,
-                  .stride = stride, .pad = pad, .oh = out_dim(h, kh, stride, pad),
-                  .ow = out_dim(w, kw, stride, pad)};
-    j.ld = (int64_t)n * j.oh * j.ow;
-    rt_parallel_for(n, min_items((int64_t)c * kh * kw * j.oh * j.ow), col2im_range, &j);
+    conv_batch(col, x, n, c, h, w, kh, kw, stride, pad, col2im_range);
 }
 
 static void maxpool_range(void *p, int64_t b, int64_t e) {

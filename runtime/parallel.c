@@ -80,13 +80,17 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-void rt_parallel_set_threads(int threads) {
+/* threads <= 0: every online CPU; at most RT_MAX_THREADS. */
+static int resolve_threads(int threads) {
     if (threads <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cpus > 0 ? (int)cpus : 1;
+        threads = cpus > RT_MAX_THREADS ? RT_MAX_THREADS : cpus > 0 ? (int)cpus : 1;
     }
-    if (threads > RT_MAX_THREADS)
-        threads = RT_MAX_THREADS;
+    return threads > RT_MAX_THREADS ? RT_MAX_THREADS : threads;
+}
+
+void rt_parallel_set_threads(int threads) {
+    threads = resolve_threads(threads);
     pthread_mutex_lock(&pool_mu);
     pool_threads = threads;
     pthread_mutex_unlock(&pool_mu);
@@ -100,10 +104,8 @@ void rt_parallel_set_min_items_cap(int64_t cap) {
 
 void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
     pthread_mutex_lock(&pool_mu);
-    if (pool_threads == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        pool_threads = cpus < 1 ? 1 : cpus > RT_MAX_THREADS ? RT_MAX_THREADS : (int)cpus;
-    }
+    if (pool_threads == 0)
+        pool_threads = resolve_threads(0);
     if (pool_min_cap > 0 && min_items > pool_min_cap)
         min_items = pool_min_cap;
     int64_t most = n / (min_items < 1 ? 1 : min_items);
