@@ -952,10 +952,6 @@ static void emit_evaluate(Cg *cg) {
     LLVMValueRef start = LLVMGetParam(cg->fn, 2), count = LLVMGetParam(cg->fn, 3), hard = LLVMGetParam(cg->fn, 4);
     LLVMBuilderRef b = cg->b;
     LLVMValueRef correct = local(cg, cg->tf64, cf64(cg, 0), "correct");
-    LLVMBasicBlockRef join;
-    if_begin(cg, LLVMBuildICmp(b, LLVMIntNE, hard, ci32(cg, 0), ""), &join);
-    LLVMBuildCall2(b, cg->calibrate_ty, cg->calibrate, &run, 1, "");
-    if_end(cg, join);
     LLVMValueRef end = LLVMBuildAdd(b, start, count, "");
     Loop l = loop_begin_step(cg, start, end, ci64(cg, cg->batch), "batch");
     LLVMValueRef left = LLVMBuildSub(b, end, l.iv, "");
@@ -982,6 +978,13 @@ static const DataDecl *find_data(const Program *prog, const char *name) {
 
 static void all_kernels(Cg *cg, int which, LLVMValueRef *scalars) {
     for (int p = 0; p < cg->m->nparams; p++) call_kernel(cg, p, which, scalars);
+}
+
+/* The hard network: its weights (the hard kernels) and then its batch-norm statistics
+ * (calibrate), which every hard evaluation and the saved model use. */
+static void hard_network(Cg *cg, LLVMValueRef run, LLVMValueRef *scalars) {
+    all_kernels(cg, 2, scalars);
+    LLVMBuildCall2(cg->b, cg->calibrate_ty, cg->calibrate, &run, 1, "");
 }
 
 static LLVMValueRef scalars_beta(Cg *cg, LLVMValueRef *s, LLVMValueRef beta64) {
@@ -1220,7 +1223,7 @@ static void emit_main(Cg *cg) {
     {
         LLVMValueRef s[IRS_COUNT];
         scalars_beta(cg, s, get(cg, cg->tf64, beta));
-        all_kernels(cg, 2, s);
+        hard_network(cg, run, s);
         LLVMValueRef soft = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, ds, ntrain, nval, ci32(cg, 0)}, 5, "");
         LLVMValueRef hard = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, ds, ntrain, nval, ci32(cg, 1)}, 5, "");
         LLVMBuildStore(b, soft, vs);
@@ -1243,7 +1246,7 @@ static void emit_main(Cg *cg) {
         if_begin(cg, due, &j4);
         LLVMValueRef s[IRS_COUNT];
         scalars_beta(cg, s, get(cg, cg->tf64, beta));
-        all_kernels(cg, 2, s);
+        hard_network(cg, run, s);
         LLVMValueRef tstart = dtest == dtrain ? ntrain : ci64(cg, 0);
         LLVMValueRef soft = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, dst, tstart, ntest, ci32(cg, 0)}, 5, "");
         LLVMValueRef hard = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, dst, tstart, ntest, ci32(cg, 1)}, 5, "");
@@ -1269,7 +1272,7 @@ static void emit_main(Cg *cg) {
                                                     LLVMBuildSExt(b, get(cg, cg->ti32, best_epoch), cg->ti64, "")}, 3);
         if_end(cg, j3);
     }
-    all_kernels(cg, 2, s);
+    hard_network(cg, run, s);
     LLVMValueRef ts = cf64(cg, -1), th = cf64(cg, -1);
     if (dst) {
         LLVMValueRef tstart = dtest == dtrain ? ntrain : ci64(cg, 0);
@@ -1278,8 +1281,7 @@ static void emit_main(Cg *cg) {
     }
     rt_call(cg, "nnq_rt_train_end", (LLVMValueRef[]){run, epochs, ts, th}, 4);
     if (tc->save_path) {
-        /* the saved network is the hard one: its batch-norm statistics too */
-        LLVMBuildCall2(b, cg->calibrate_ty, cg->calibrate, &run, 1, "");
+        /* the hard network of the last hard_network() call, statistics included */
         rt_call(cg, "nnq_rt_model_begin", (LLVMValueRef[]){run, str(cg, m->model)}, 2);
         for (int p = 0; p < m->nparams; p++) {
             const IrParam *par = &m->params[p];
