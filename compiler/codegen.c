@@ -45,7 +45,6 @@ typedef struct Cg {
     LLVMValueRef (*bnbuf)[8];        /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
     LLVMValueRef *xtrain, *xeval;    /* per IR instruction: conv columns, pooling argmax, dropout mask */
-    int64_t arena_floats, arena_unplanned; /* planned arena, and the sum of its buffers */
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */
     LLVMValueRef *kscalars;          /* the kernel being emitted: its scalars (beta, lr, ...) */
     LLVMValueRef *ytrain, *yeval;    /* per IR instruction: conv channel-major scratch */
@@ -329,8 +328,6 @@ static void make_buffers(Cg *cg) {
     bool share = !m->unshared_memory;
     MemPlan plans[2] = {memplan_func(&m->train, cg->batch, share, ar), memplan_func(&m->eval, cg->batch, share, ar)};
     int64_t arena_size = plans[0].size > plans[1].size ? plans[0].size : plans[1].size;
-    cg->arena_floats = arena_size;
-    cg->arena_unplanned = plans[0].total > plans[1].total ? plans[0].total : plans[1].total;
     LLVMValueRef arena = global_buf(cg, "arena", arena_size, cg->tf32);
     LLVMTypeRef arena_ty = LLVMArrayType(cg->tf32, (unsigned)(arena_size < 1 ? 1 : arena_size));
 #define AT(off) LLVMConstInBoundsGEP2(arena_ty, arena, (LLVMValueRef[]){ci64(cg, 0), ci64(cg, (off))}, 2)
@@ -888,15 +885,13 @@ static void emit_kernels(Cg *cg) {
             snprintf(name, sizeof name, "kernel.%s.%s.body", k->name, m->params[p].name);
             ParLoop pl = par_begin(cg, name, ci64(cg, m->params[p].count), 65536, sc, IRS_COUNT);
             cg->kscalars = sc;
-            Loop l = pl.l;
             LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2];
-            for (int i = 0; i < k->nin; i++) inputs[i] = ldf(cg, kbuf(cg, p, &k->in[i]), l.iv);
+            for (int i = 0; i < k->nin; i++) inputs[i] = ldf(cg, kbuf(cg, p, &k->in[i]), pl.l.iv);
             LLVMValueRef *memo = calloc(npool, sizeof(LLVMValueRef));
             LLVMValueRef vals[3 * NNQ_MAX_LABELS + 2];
             for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, k, memo, inputs, k->out[o].node);
-            for (int o = 0; o < k->nout; o++) stf(cg, kbuf(cg, p, &k->out[o]), l.iv, vals[o]);
+            for (int o = 0; o < k->nout; o++) stf(cg, kbuf(cg, p, &k->out[o]), pl.l.iv, vals[o]);
             free(memo);
-            (void)l;
             par_end(cg, &pl);
             LLVMBuildRetVoid(cg->b);
         }
