@@ -1213,12 +1213,22 @@ static void emit_main(Cg *cg) {
     LLVMValueRef vs = local(cg, cg->tf64, NULL, "val_soft"), vh = local(cg, cg->tf64, NULL, "val_hard");
     LLVMBuildStore(b, cf64(cg, -1), vs);
     LLVMBuildStore(b, cf64(cg, -1), vh);
+    /* `evaluate DATA every N epochs`: the test accuracies at this epoch */
+    const DataDecl *dtest_every = tc->eval_every_epochs > 0 ? dtest : NULL;
+    LLVMValueRef due = dtest_every ? LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, ep.iv, ci32(cg, tc->eval_every_epochs), ""), ci32(cg, 0), "due")
+                                   : LLVMConstInt(cg->ti1, 0, 0);
+    LLVMValueRef validate = LLVMBuildICmp(b, LLVMIntSGT, nval, ci64(cg, 0), "validate");
     LLVMBasicBlockRef join;
-    if_begin(cg, LLVMBuildICmp(b, LLVMIntSGT, nval, ci64(cg, 0), ""), &join);
+    /* one hard network for this epoch's validation and test evaluations */
+    if_begin(cg, LLVMBuildOr(b, validate, due, ""), &join);
     {
         LLVMValueRef s[IRS_COUNT];
         scalars_beta(cg, s, get(cg, cg->tf64, beta));
         hard_network(cg, run, s);
+    }
+    if_end(cg, join);
+    if_begin(cg, validate, &join);
+    {
         LLVMValueRef soft = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, ds, ntrain, nval, ci32(cg, 0)}, 5, "");
         LLVMValueRef hard = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, ds, ntrain, nval, ci32(cg, 1)}, 5, "");
         LLVMBuildStore(b, soft, vs);
@@ -1233,15 +1243,9 @@ static void emit_main(Cg *cg) {
         }
     }
     if_end(cg, join);
-    /* `evaluate DATA every N epochs`: the test accuracies at this epoch */
-    const DataDecl *dtest_every = tc->eval_every_epochs > 0 ? dtest : NULL;
     if (dtest_every) {
         LLVMBasicBlockRef j4;
-        LLVMValueRef due = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, ep.iv, ci32(cg, tc->eval_every_epochs), ""), ci32(cg, 0), "");
         if_begin(cg, due, &j4);
-        LLVMValueRef s[IRS_COUNT];
-        scalars_beta(cg, s, get(cg, cg->tf64, beta));
-        hard_network(cg, run, s);
         LLVMValueRef tstart = dtest == dtrain ? ntrain : ci64(cg, 0);
         LLVMValueRef soft = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, dst, tstart, ntest, ci32(cg, 0)}, 5, "");
         LLVMValueRef hard = LLVMBuildCall2(b, cg->evaluate_ty, cg->evaluate, (LLVMValueRef[]){run, dst, tstart, ntest, ci32(cg, 1)}, 5, "");
