@@ -30,6 +30,8 @@ typedef struct NnqRunOptions {
                                 ".", /usr/share/datasets (first match); may be NULL */
     const char *base_dir;    /* directory of the .nnq file: searched after $NNQ_DATA_DIR; may be NULL */
     const char *metrics_path;/* JSON Lines output; NULL: none */
+    const char *resume_dir;  /* --resume: a checkpoint directory (or file) to continue
+                                from; NULL: start afresh */
     int progress;            /* -1: auto (bar when stdout is a tty), 0: lines only, 1: bar */
     bool quiet;              /* no per-epoch lines (errors still printed) */
 } NnqRunOptions;
@@ -43,7 +45,7 @@ int nnq_run_invoke(NnqRun *run, int (*entry)(NnqRun *run));
 void nnq_run_free(NnqRun *run);
 
 /* Parses the run option at argv[*i] (--epochs, --seed, --threads, --data-dir,
- * --metrics, --progress, --quiet), advancing *i past its value. Returns 1 when consumed,
+ * --metrics, --resume, --progress, --quiet), advancing *i past its value. Returns 1 when consumed,
  * 0 when argv[*i] is not a run option, -1 after printing an error. */
 int nnq_run_parse_option(NnqRunOptions *opts, int argc, char **argv, int *i);
 /* The help text of those options, one per line. */

@@ -71,6 +71,12 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
         o->metrics_path = val;
         return 1;
     }
+    if ((t = takes("--resume", argc, argv, i, &val))) {
+        if (t < 0) return -1;
+        if (!*val) goto bad;
+        o->resume_dir = val;
+        return 1;
+    }
     if ((t = takes("--progress", argc, argv, i, &val))) {
         if (t < 0) return -1;
         if (!strcmp(val, "bar")) o->progress = 1;
@@ -91,6 +97,7 @@ const char *nnq_run_options_help(void) {
            "  --threads N        threads for OpenBLAS and the image kernels (default: all CPUs)\n"
            "  --data-dir DIR     search DIR first for data files (also $NNQ_DATA_DIR)\n"
            "  --metrics PATH     write JSON Lines metrics to PATH\n"
+           "  --resume DIR       continue from the checkpoint in DIR (written by `checkpoint`)\n"
            "  --progress=MODE    bar, lines or auto (default: a bar on a terminal)\n"
            "  --quiet            no per-epoch lines\n";
 }

@@ -2,7 +2,8 @@
  *
  * The NnqRun structure lives here; each runtime module owns one group of its fields
  * (run.c: options, trap, blocks, RNG; data.c: data sets; progress.c: progress and
- * metrics; model_file.c: the pending model). Invariants:
+ * metrics; model_file.c: the pending model; checkpoint.c: the checkpoint directory and
+ * the declared description and state). Invariants:
  *  - every pointer reachable from an NnqRun is owned by it and released by
  *    nnq_run_free, whether or not an error unwound through the code that made it;
  *  - a module that holds an OS resource (FILE, gzFile, file descriptor) across a call
@@ -39,6 +40,14 @@ typedef struct NnqDataSet {
     int32_t aug_pad;
     bool aug_hflip;
 } NnqDataSet;
+
+/* A line of the program's description (name = what, value) or a state region (name,
+ * value = bytes, p) that checkpoints hold. */
+typedef struct RtCkptItem {
+    const char *name; /* tracked block */
+    int64_t value;
+    void *p;
+} RtCkptItem;
 
 struct NnqRun {
     NnqRunOptions opts; /* strings duplicated, owned by the run */
@@ -77,6 +86,11 @@ struct NnqRun {
     size_t model_len, model_cap;
     int32_t model_ntensors;
     char **model_names; /* names added, for the duplicate check */
+
+    /* checkpoints (checkpoint.c) */
+    char *ckpt_dir; /* the program's checkpoint directory (tracked); NULL: none */
+    RtCkptItem *ckpt_desc, *ckpt_state; /* declaration order; malloc'd arrays */
+    int32_t ckpt_ndesc, ckpt_cap_desc, ckpt_nstate, ckpt_cap_state;
 };
 
 /* run.c */
@@ -101,12 +115,13 @@ void rt_parallel_set_threads(int threads);
  * tiny jobs); 0: as asked. */
 void rt_parallel_set_min_items_cap(int64_t cap);
 
-/* data.c, progress.c, model_file.c: release what the module holds. `failed` says
+/* data.c, progress.c, model_file.c, checkpoint.c: release what the module holds. `failed` says
  * whether the run ended in an error (temporary files are then removed). */
 void rt_data_release(NnqRun *run);
 void rt_progress_release(NnqRun *run, bool failed);
 bool rt_progress_open(NnqRun *run); /* nnq_run_new: opens the metrics file */
 void rt_progress_interrupt(NnqRun *run); /* ends a live bar line before an error */
 void rt_model_release(NnqRun *run);
+void rt_checkpoint_release(NnqRun *run);
 
 #endif

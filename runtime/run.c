@@ -68,6 +68,7 @@ NnqRun *nnq_run_new(const NnqRunOptions *opts) {
     run->opts.data_dir = run_dup_option(run->opts.data_dir, &ok);
     run->opts.base_dir = run_dup_option(run->opts.base_dir, &ok);
     run->opts.metrics_path = run_dup_option(run->opts.metrics_path, &ok);
+    run->opts.resume_dir = run_dup_option(run->opts.resume_dir, &ok);
     if (!ok) {
         fprintf(stderr, "nnqc: error: out of memory creating the run\n");
         nnq_run_free(run);
@@ -124,6 +125,7 @@ void nnq_run_free(NnqRun *run) {
         return;
     rt_progress_release(run, run->failed);
     rt_model_release(run);
+    rt_checkpoint_release(run);
     rt_data_release(run);
     for (size_t i = 0; i < run->nblocks; i++)
         free(run->blocks[i]);
@@ -131,6 +133,7 @@ void nnq_run_free(NnqRun *run) {
     free((char *)run->opts.data_dir);
     free((char *)run->opts.base_dir);
     free((char *)run->opts.metrics_path);
+    free((char *)run->opts.resume_dir);
     free(run);
 }
 

@@ -77,6 +77,10 @@ void test_model_bad_value(void);
 void test_model_save_failures(void);
 void test_model_corruption(void);
 
+void test_checkpoint_roundtrip(void);
+void test_checkpoint_refusals(void);
+void test_checkpoint_save_failures(void);
+
 void test_metrics_success(void);
 void test_metrics_failure(void);
 void test_metrics_open_failure(void);

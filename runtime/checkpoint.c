@@ -1,0 +1,497 @@
+/* checkpoint.c — training checkpoints: the complete state of a run, written at the end
+ * of an epoch and read back by --resume so that training continues exactly.
+ *
+ * The byte layout is specified in docs/checkpoint-format.md (version 1): little-endian
+ * header "NNQC", version, file size, epoch, the run's random generator; the program's
+ * description (what, value lines); every declared state region by name and size; a
+ * CRC-32 of everything before it at the end.
+ *
+ * Invariants:
+ *  - Generated code declares the program's description (nnq_rt_checkpoint_describe) and
+ *    its state regions (nnq_rt_checkpoint_state) once, before resuming or saving; a
+ *    checkpoint holds them in declaration order, followed by nothing else. The run's
+ *    generator (run.c) is always part of the state.
+ *  - Saving never leaves a partial file under the checkpoint's name: the data goes to
+ *    DIR/checkpoint.nnqc.tmp, is fsynced and renamed over DIR/checkpoint.nnqc, and the
+ *    directory is fsynced; on any failure the .tmp is removed and the previous checkpoint
+ *    is untouched.
+ *  - Resuming checks size, magic, version and CRC, then the description and every state
+ *    name and size against the program's, all before the first byte of state is
+ *    restored; the mapping and descriptor are released before any failure is reported. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "rt_internal.h"
+
+#define CKPT_MAGIC "NNQC"
+#define CKPT_VERSION 1u
+#define CKPT_FILE "checkpoint.nnqc"
+#define CKPT_MAX_NAME 4096
+/* magic, version, size, epoch, epochs, generator */
+#define CKPT_HEADER (4 + 4 + 8 + 4 + 4 + 32)
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "checkpoint state is stored in the host's byte order, assumed little-endian");
+
+/* ---- declarations ---- */
+
+static void *ck_grow(NnqRun *run, void *arr, int32_t *cap, int32_t n, size_t elem) {
+    if (n < *cap)
+        return arr;
+    int32_t c = *cap ? *cap * 2 : 32;
+    void *p = realloc(arr, (size_t)c * elem);
+    if (!p)
+        nnq_rt_fail(run, "out of memory declaring checkpoint state");
+    *cap = c;
+    return p;
+}
+
+static void ck_check_name(NnqRun *run, const char *name, const char *what) {
+    if (!name || !*name || strlen(name) > CKPT_MAX_NAME)
+        nnq_rt_fail(run, "checkpoint: invalid %s", what);
+}
+
+void nnq_rt_checkpoint_describe(NnqRun *run, const char *what, int64_t value) {
+    ck_check_name(run, what, "description");
+    run->ckpt_desc = ck_grow(run, run->ckpt_desc, &run->ckpt_cap_desc, run->ckpt_ndesc,
+                             sizeof *run->ckpt_desc);
+    RtCkptItem *it = &run->ckpt_desc[run->ckpt_ndesc++];
+    it->name = rt_strdup(run, what);
+    it->value = value;
+    it->p = NULL;
+}
+
+void nnq_rt_checkpoint_state(NnqRun *run, const char *name, void *p, int64_t bytes) {
+    ck_check_name(run, name, "state name");
+    if (bytes < 0 || (bytes > 0 && !p))
+        nnq_rt_fail(run, "checkpoint: invalid state '%s' (%lld bytes)", name, (long long)bytes);
+    for (int32_t i = 0; i < run->ckpt_nstate; i++)
+        if (!strcmp(run->ckpt_state[i].name, name))
+            nnq_rt_fail(run, "checkpoint: state '%s' declared twice", name);
+    run->ckpt_state = ck_grow(run, run->ckpt_state, &run->ckpt_cap_state, run->ckpt_nstate,
+                              sizeof *run->ckpt_state);
+    RtCkptItem *it = &run->ckpt_state[run->ckpt_nstate++];
+    it->name = rt_strdup(run, name);
+    it->value = bytes;
+    it->p = p;
+}
+
+void rt_checkpoint_release(NnqRun *run) {
+    free(run->ckpt_desc); /* names and the directory are tracked blocks */
+    free(run->ckpt_state);
+    run->ckpt_desc = run->ckpt_state = NULL;
+    run->ckpt_ndesc = run->ckpt_nstate = run->ckpt_cap_desc = run->ckpt_cap_state = 0;
+}
+
+/* ---- the directory ---- */
+
+/* mkdir -p: false with errno set and *at = the component that failed. */
+static bool ck_mkdirs(char *path, const char **at) {
+    *at = path;
+    for (char *s = path + 1;; s++) {
+        if (*s != '/' && *s != 0)
+            continue;
+        char c = *s;
+        *s = 0;
+        struct stat st;
+        bool ok = true;
+        if (stat(path, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) {
+                errno = ENOTDIR;
+                ok = false;
+            }
+        } else if (errno != ENOENT || (mkdir(path, 0777) != 0 && errno != EEXIST)) {
+            ok = false;
+        }
+        if (!ok)
+            return false; /* path now ends at the failing component */
+        *s = c;
+        if (!c)
+            return true;
+    }
+}
+
+void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
+    if (!dir || !*dir)
+        nnq_rt_fail(run, "checkpoint: empty directory name");
+    char *d = rt_strdup(run, dir);
+    size_t n = strlen(d);
+    while (n > 1 && d[n - 1] == '/')
+        d[--n] = 0;
+    char *probe = rt_strdup(run, d);
+    const char *at;
+    if (!ck_mkdirs(probe, &at)) {
+        int e = errno;
+        if (strcmp(at, d) != 0)
+            nnq_rt_fail(run, "cannot create checkpoint directory '%s': '%s': %s", d, at,
+                        strerror(e));
+        nnq_rt_fail(run, "cannot create checkpoint directory '%s': %s", d, strerror(e));
+    }
+    if (access(d, W_OK | X_OK) != 0)
+        nnq_rt_fail(run, "cannot write checkpoints to '%s': %s", d, strerror(errno));
+    run->ckpt_dir = d;
+}
+
+/* ---- writing ---- */
+
+typedef struct CkOut {
+    FILE *f;
+    uLong crc;
+    bool ok;
+    int err;
+} CkOut;
+
+static void out_bytes(CkOut *o, const void *p, size_t n) {
+    if (!o->ok || n == 0)
+        return;
+    o->crc = crc32_z(o->crc, p, n);
+    if (fwrite(p, 1, n, o->f) != n) {
+        o->ok = false;
+        o->err = errno ? errno : EIO;
+    }
+}
+
+static void out_u32(CkOut *o, uint32_t v) {
+    unsigned char b[4];
+    for (int i = 0; i < 4; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    out_bytes(o, b, 4);
+}
+
+static void out_u64(CkOut *o, uint64_t v) {
+    out_u32(o, (uint32_t)v);
+    out_u32(o, (uint32_t)(v >> 32));
+}
+
+static void out_str(CkOut *o, const char *s) {
+    size_t n = strlen(s);
+    out_u32(o, (uint32_t)n);
+    out_bytes(o, s, n);
+}
+
+/* The whole file's size, CRC included. */
+static uint64_t ck_size(const NnqRun *run) {
+    uint64_t size = CKPT_HEADER + 4 + 4 + 4;
+    for (int32_t i = 0; i < run->ckpt_ndesc; i++)
+        size += 4 + strlen(run->ckpt_desc[i].name) + 8;
+    for (int32_t i = 0; i < run->ckpt_nstate; i++)
+        size += 4 + strlen(run->ckpt_state[i].name) + 8 + (uint64_t)run->ckpt_state[i].value;
+    return size;
+}
+
+void nnq_rt_checkpoint_save(NnqRun *run, int32_t epoch, int32_t epochs) {
+    if (!run->ckpt_dir)
+        nnq_rt_fail(run, "checkpoint_save: no checkpoint directory (nnq_rt_checkpoint_dir)");
+    const char *dir = run->ckpt_dir;
+    size_t n = strlen(dir);
+    char *path = rt_alloc_block(run, (int64_t)(n + sizeof CKPT_FILE + 1), false);
+    snprintf(path, n + sizeof CKPT_FILE + 1, "%s/%s", dir, CKPT_FILE);
+    char *tmp = rt_alloc_block(run, (int64_t)(n + sizeof CKPT_FILE + 5), false);
+    snprintf(tmp, n + sizeof CKPT_FILE + 5, "%s.tmp", path);
+
+    CkOut o = {.f = fopen(tmp, "wb"), .crc = crc32(0L, Z_NULL, 0), .ok = true};
+    if (!o.f)
+        nnq_rt_fail(run, "cannot write checkpoint '%s': cannot create '%s': %s", path, tmp,
+                    strerror(errno));
+    out_bytes(&o, CKPT_MAGIC, 4);
+    out_u32(&o, CKPT_VERSION);
+    out_u64(&o, ck_size(run));
+    out_u32(&o, (uint32_t)epoch);
+    out_u32(&o, (uint32_t)epochs);
+    for (int i = 0; i < 4; i++)
+        out_u64(&o, run->rng[i]);
+    out_u32(&o, (uint32_t)run->ckpt_ndesc);
+    for (int32_t i = 0; i < run->ckpt_ndesc; i++) {
+        out_str(&o, run->ckpt_desc[i].name);
+        out_u64(&o, (uint64_t)run->ckpt_desc[i].value);
+    }
+    out_u32(&o, (uint32_t)run->ckpt_nstate);
+    for (int32_t i = 0; i < run->ckpt_nstate; i++) {
+        out_str(&o, run->ckpt_state[i].name);
+        out_u64(&o, (uint64_t)run->ckpt_state[i].value);
+        out_bytes(&o, run->ckpt_state[i].p, (size_t)run->ckpt_state[i].value);
+    }
+    uint32_t crc = (uint32_t)o.crc;
+    out_u32(&o, crc);
+    const char *step = "write";
+    if (o.ok && fflush(o.f) != 0)
+        o.ok = false, o.err = errno;
+    if (o.ok && fsync(fileno(o.f)) != 0)
+        step = "sync", o.ok = false, o.err = errno;
+    if (fclose(o.f) != 0 && o.ok)
+        step = "close", o.ok = false, o.err = errno;
+    if (o.ok && rename(tmp, path) != 0)
+        step = "rename", o.ok = false, o.err = errno;
+    if (!o.ok) {
+        unlink(tmp);
+        nnq_rt_fail(run, "cannot write checkpoint '%s': %s of '%s' failed: %s", path, step, tmp,
+                    strerror(o.err));
+    }
+    /* Make the rename durable too (best effort: not every file system allows it). */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+}
+
+/* ---- reading ---- */
+
+typedef struct CkIn {
+    const unsigned char *p;
+    size_t pos, end; /* end: where the CRC starts */
+    char *err;
+    size_t errlen;
+} CkIn;
+
+static uint32_t get_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+    return get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static bool in_need(CkIn *r, uint64_t n, const char *what) {
+    if (n > r->end - r->pos) {
+        snprintf(r->err, r->errlen, "is corrupt: %s at byte %zu needs %llu bytes, %zu left", what,
+                 r->pos, (unsigned long long)n, r->end - r->pos);
+        return false;
+    }
+    return true;
+}
+
+static bool in_u32(CkIn *r, uint32_t *v, const char *what) {
+    if (!in_need(r, 4, what))
+        return false;
+    *v = get_u32(r->p + r->pos);
+    r->pos += 4;
+    return true;
+}
+
+static bool in_u64(CkIn *r, uint64_t *v, const char *what) {
+    if (!in_need(r, 8, what))
+        return false;
+    *v = get_u64(r->p + r->pos);
+    r->pos += 8;
+    return true;
+}
+
+/* A str field, as a pointer into the file and a length. */
+static bool in_str(CkIn *r, const char **s, uint32_t *len, const char *what) {
+    if (!in_u32(r, len, what))
+        return false;
+    if (*len > CKPT_MAX_NAME) {
+        snprintf(r->err, r->errlen, "is corrupt: %s of %u bytes at byte %zu", what, *len,
+                 r->pos - 4);
+        return false;
+    }
+    if (!in_need(r, *len, what))
+        return false;
+    *s = (const char *)r->p + r->pos;
+    r->pos += *len;
+    return true;
+}
+
+static bool str_is(const char *s, uint32_t len, const char *name) {
+    return strlen(name) == len && memcmp(s, name, len) == 0;
+}
+
+/* The description and state list after the header. With copy false: checks them against
+ * the run's declarations (message in r->err); with copy true: restores the state (the
+ * file has been checked). */
+static bool ck_walk(NnqRun *run, CkIn *r, bool copy) {
+    uint32_t n;
+    if (!in_u32(r, &n, "description count"))
+        return false;
+    for (uint32_t i = 0; i < n || (int32_t)i < run->ckpt_ndesc; i++) {
+        const RtCkptItem *mine = (int32_t)i < run->ckpt_ndesc ? &run->ckpt_desc[i] : NULL;
+        const char *s = NULL;
+        uint32_t len = 0;
+        uint64_t v = 0;
+        if (i < n && (!in_str(r, &s, &len, "description") || !in_u64(r, &v, "description value")))
+            return false;
+        if (copy)
+            continue;
+        if (!mine) {
+            snprintf(r->err, r->errlen,
+                     "was written by a different program: it has '%.*s', this program does not",
+                     (int)len, s);
+            return false;
+        }
+        if (i >= n) {
+            snprintf(r->err, r->errlen,
+                     "was written by a different program: this program has '%s', the "
+                     "checkpoint does not",
+                     mine->name);
+            return false;
+        }
+        if (!str_is(s, len, mine->name)) {
+            snprintf(r->err, r->errlen,
+                     "was written by a different program: it has '%.*s' where this program "
+                     "has '%s'",
+                     (int)len, s, mine->name);
+            return false;
+        }
+        if ((int64_t)v != mine->value) {
+            snprintf(r->err, r->errlen,
+                     "was written by a different program: %s %lld there, %lld here", mine->name,
+                     (long long)(int64_t)v, (long long)mine->value);
+            return false;
+        }
+    }
+    if (!in_u32(r, &n, "state count"))
+        return false;
+    for (uint32_t i = 0; i < n || (int32_t)i < run->ckpt_nstate; i++) {
+        const RtCkptItem *mine = (int32_t)i < run->ckpt_nstate ? &run->ckpt_state[i] : NULL;
+        const char *s = NULL;
+        uint32_t len = 0;
+        uint64_t bytes = 0;
+        if (i < n && (!in_str(r, &s, &len, "state name") || !in_u64(r, &bytes, "state size") ||
+                      !in_need(r, bytes, "state")))
+            return false;
+        if (copy) {
+            memcpy(mine->p, r->p + r->pos, (size_t)bytes);
+        } else if (!mine || i >= n || !str_is(s, len, mine->name) ||
+                   bytes != (uint64_t)mine->value) {
+            char there[64], here[64];
+            if (i < n)
+                snprintf(there, sizeof there, "'%.*s' (%llu bytes)", (int)(len < 40 ? len : 40),
+                         s, (unsigned long long)bytes);
+            else
+                snprintf(there, sizeof there, "nothing");
+            if (mine)
+                snprintf(here, sizeof here, "'%.40s' (%lld bytes)", mine->name,
+                         (long long)mine->value);
+            else
+                snprintf(here, sizeof here, "nothing");
+            snprintf(r->err, r->errlen,
+                     "was written by a different program: its state %u is %s, this program's "
+                     "is %s",
+                     i + 1, there, here);
+            return false;
+        }
+        r->pos += (size_t)bytes;
+    }
+    if (r->pos != r->end) {
+        snprintf(r->err, r->errlen, "is corrupt: %zu bytes left over before the CRC",
+                 r->end - r->pos);
+        return false;
+    }
+    return true;
+}
+
+/* Checks the mapped file and, when it is good and at most `epochs` epochs in, restores
+ * the state; returns the epoch, or -1 with a message (to follow the path) in err. */
+static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t epochs,
+                       char *err, size_t errlen) {
+    if (size < 4 || memcmp(p, CKPT_MAGIC, 4) != 0) {
+        snprintf(err, errlen, "is not an nnq checkpoint (no \"NNQC\" magic)");
+        return -1;
+    }
+    if (size < CKPT_HEADER) {
+        snprintf(err, errlen, "is truncated: %zu bytes, shorter than the header", size);
+        return -1;
+    }
+    uint32_t version = get_u32(p + 4);
+    if (version != CKPT_VERSION) {
+        snprintf(err, errlen, "has format version %u; this nnqc reads version %u", version,
+                 CKPT_VERSION);
+        return -1;
+    }
+    uint64_t want = get_u64(p + 8);
+    if (want != size) {
+        if (size < want)
+            snprintf(err, errlen, "is truncated: %zu bytes, the header says %llu", size,
+                     (unsigned long long)want);
+        else
+            snprintf(err, errlen, "is corrupt: %zu bytes, the header says %llu", size,
+                     (unsigned long long)want);
+        return -1;
+    }
+    if (size < CKPT_HEADER + 4 + 4 + 4) {
+        snprintf(err, errlen, "is corrupt: %zu bytes is too short", size);
+        return -1;
+    }
+    uint32_t stored = get_u32(p + size - 4);
+    uint32_t crc = (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), p, size - 4);
+    if (crc != stored) {
+        snprintf(err, errlen, "is corrupt: CRC-32 %08x, the file says %08x", crc, stored);
+        return -1;
+    }
+    CkIn r = {.p = p, .pos = CKPT_HEADER, .end = size - 4, .err = err, .errlen = errlen};
+    if (!ck_walk(run, &r, false))
+        return -1;
+    uint32_t epoch = get_u32(p + 16);
+    if (epoch > (uint32_t)epochs) {
+        snprintf(err, errlen,
+                 "was written after epoch %u, but this run has %d epochs (--epochs trains "
+                 "longer)",
+                 epoch, epochs);
+        return -1;
+    }
+    r.pos = CKPT_HEADER;
+    ck_walk(run, &r, true);
+    for (int i = 0; i < 4; i++)
+        run->rng[i] = get_u64(p + 24 + 8 * i);
+    return epoch;
+}
+
+int32_t nnq_rt_checkpoint_resume(NnqRun *run, int32_t epochs) {
+    const char *from = run->opts.resume_dir;
+    if (!from)
+        return 0;
+    /* DIR holding checkpoint.nnqc, or the file itself */
+    struct stat st;
+    const char *path = from;
+    if (stat(from, &st) != 0 || S_ISDIR(st.st_mode)) {
+        size_t n = strlen(from);
+        char *p = rt_alloc_block(run, (int64_t)(n + sizeof CKPT_FILE + 1), false);
+        snprintf(p, n + sizeof CKPT_FILE + 1, "%s/%s", from, CKPT_FILE);
+        path = p;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        nnq_rt_fail(run, "cannot resume from '%s': cannot open checkpoint '%s': %s", from, path,
+                    strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        close(fd);
+        nnq_rt_fail(run, "cannot resume from '%s': '%s' is not a regular file%s%s", from, path,
+                    e ? ": " : "", e ? strerror(e) : "");
+    }
+    size_t size = (size_t)st.st_size;
+    char err[1024] = "";
+    int64_t epoch = -1;
+    if (size == 0) {
+        snprintf(err, sizeof err, "is truncated: the file is empty");
+    } else {
+        void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            snprintf(err, sizeof err, "cannot be read: %s", strerror(errno));
+        } else {
+            epoch = ck_load(run, map, size, epochs, err, sizeof err);
+            munmap(map, size);
+        }
+    }
+    close(fd);
+    if (epoch < 0)
+        nnq_rt_fail(run, "checkpoint '%s' %s", path, err);
+    if (!run->opts.quiet) {
+        if (epoch == epochs)
+            printf("note: checkpoint '%s' is from the end of training (epoch %lld of %d): "
+                   "nothing left to train\n",
+                   path, (long long)epoch, epochs);
+        else
+            printf("note: resuming from checkpoint '%s' after epoch %lld of %d\n", path,
+                   (long long)epoch, epochs);
+        fflush(stdout);
+    }
+    return (int32_t)epoch;
+}
