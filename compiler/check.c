@@ -529,7 +529,13 @@ static void check_train(Checker *ck, const AstNode *item) {
             break;
         case AST_SAVE: want_string(ck, e, &tc->save_path, "the model path"); break;
         case AST_CHECKPOINT:
-            error(ck, st->loc, "checkpoints are not implemented yet", NULL);
+            if (!want_string(ck, e, &tc->checkpoint_dir, "the checkpoint directory")) break;
+            if (!*tc->checkpoint_dir) error(ck, e->loc, "the checkpoint directory must not be empty", NULL);
+            tc->checkpoint_every = 1;
+            if (st->kids[1] && want_period(ck, st->kids[1], &n, "the checkpoint cadence")) {
+                if (n > 0) error(ck, st->kids[1]->loc, "checkpoint cadence is given in epochs", NULL);
+                else tc->checkpoint_every = (int)-n;
+            }
             break;
         default: error(ck, st->loc, "unexpected statement in a train block", NULL);
         }

@@ -1097,6 +1097,83 @@ static LLVMValueRef emit_load_data(Cg *cg, LLVMValueRef run, const DataDecl *d) 
     return ds;
 }
 
+/* The epoch loop's scalars, each in a global of its own. */
+typedef struct TrainScalars {
+    LLVMValueRef beta, lr, t, best_acc, best_epoch;
+} TrainScalars;
+
+/* A global scalar, set to `init` where the builder stands; returns a pointer to it. */
+static LLVMValueRef scalar_global(Cg *cg, const char *name, LLVMTypeRef ty, LLVMValueRef init) {
+    LLVMValueRef p = as_ptr(cg, global_buf(cg, name, 1, ty), ty);
+    LLVMBuildStore(cg->b, init, p);
+    return p;
+}
+
+static void state(Cg *cg, LLVMValueRef run, const char *name, LLVMValueRef p, int64_t bytes) {
+    rt_call(cg, "nnq_rt_checkpoint_state", (LLVMValueRef[]){run, str(cg, name), p, ci64(cg, bytes)}, 4);
+}
+
+static void describe(Cg *cg, LLVMValueRef run, const char *what, LLVMValueRef value) {
+    rt_call(cg, "nnq_rt_checkpoint_describe", (LLVMValueRef[]){run, str(cg, what), value}, 3);
+}
+
+/* Declares what a checkpoint must match (the description) and what it holds: every
+ * buffer that carries over from one step or epoch to the next — each parameter's
+ * weights, hard weights, aux components and optimizer moments, batch-norm running and
+ * hard statistics, the kept best model, the dropout step counter and the loop's
+ * scalars (the runtime adds its generator, which shuffles and augments). Gradients, the
+ * batch and IR values are rewritten by every step and are left out. */
+static void declare_checkpoint(Cg *cg, LLVMValueRef run, const TrainScalars *ts, LLVMValueRef ntrain, LLVMValueRef nval) {
+    const IrModule *m = cg->m;
+    const TrainConfig *tc = cg->tc;
+    Arena *ar = m->arena;
+    describe(cg, run, arena_printf(ar, "model %s", m->model), ci64(cg, 0));
+    describe(cg, run, tc->opt == OPT_ADAM ? "optimizer adam" : "optimizer sgd", ci64(cg, 0));
+    describe(cg, run, "batch", ci64(cg, cg->batch));
+    describe(cg, run, "keep best", ci64(cg, tc->keep_best));
+    describe(cg, run, "training samples", ntrain);
+    describe(cg, run, "validation samples", nval);
+    for (int p = 0; p < m->nparams; p++) {
+        const IrParam *par = &m->params[p];
+        char shape[128], q[1024] = "";
+        ir_shape_format(&par->shape, IR_F32, shape, sizeof shape);
+        if (par->proj->labels) {
+            size_t len = 0;
+            for (int i = 0; i < par->proj->labels->k && len < sizeof q - 32; i++)
+                len += (size_t)snprintf(q + len, sizeof q - len, "%s%g", i ? ", " : " {", par->proj->labels->q[i]);
+            snprintf(q + len, sizeof q - len, "}");
+        }
+        describe(cg, run, arena_printf(ar, "parameter %s %s %s%s", par->name, shape, par->proj->name, q), ci64(cg, par->count));
+    }
+    for (int i = 0; i < m->nbns; i++)
+        describe(cg, run, arena_printf(ar, "batch norm %s", m->bns[i].name), ci64(cg, m->bns[i].features));
+
+    static const char *const kn[] = {"aux", "m", "v"};
+    for (int p = 0; p < m->nparams; p++) {
+        const IrParam *par = &m->params[p];
+        int K = par->proj->ncomp;
+        state(cg, run, arena_printf(ar, "%s.weight", par->name), cg->pbuf[p][IRB_WEIGHT], par->count * 4);
+        state(cg, run, arena_printf(ar, "%s.hard", par->name), cg->pbuf[p][IRB_HARD], par->count * 4);
+        for (int kind = 0; kind < 3; kind++)
+            for (int c = 0; c < K; c++)
+                if (cg->pcomp[p * 3 + kind][c])
+                    state(cg, run, arena_printf(ar, "%s.%s%d", par->name, kn[kind], c), cg->pcomp[p * 3 + kind][c], par->count * 4);
+        if (tc->keep_best) state(cg, run, arena_printf(ar, "%s.best", par->name), cg->best[p][0], par->count * K * 4);
+    }
+    static const char *const bn[] = {"running_mean", "running_var", NULL, NULL, NULL, NULL, "hard_mean", "hard_var"};
+    for (int i = 0; i < m->nbns; i++) {
+        for (int k = 0; k < 8; k++)
+            if (bn[k]) state(cg, run, arena_printf(ar, "%s.%s", m->bns[i].name, bn[k]), cg->bnbuf[i][k], m->bns[i].features * 4);
+        if (tc->keep_best) state(cg, run, arena_printf(ar, "%s.best", m->bns[i].name), cg->bestbn[i], 2 * m->bns[i].features * 4);
+    }
+    state(cg, run, "dropout.step", cg->dropout_step, 8);
+    state(cg, run, "train.iteration", ts->t, 8);
+    state(cg, run, "train.beta", ts->beta, 8);
+    state(cg, run, "train.lr", ts->lr, 8);
+    state(cg, run, "train.best_acc", ts->best_acc, 8);
+    state(cg, run, "train.best_epoch", ts->best_epoch, 4);
+}
+
 static void emit_main(Cg *cg) {
     const IrModule *m = cg->m;
     const TrainConfig *tc = cg->tc;
@@ -1105,6 +1182,8 @@ static void emit_main(Cg *cg) {
     LLVMTypeRef mt = LLVMFunctionType(cg->ti32, &cg->tp, 1, 0);
     new_function(cg, "nnq_main", mt, true);
     LLVMValueRef run = LLVMGetParam(cg->fn, 0);
+    /* an unusable checkpoint directory fails before any work is done */
+    if (tc->checkpoint_dir) rt_call(cg, "nnq_rt_checkpoint_dir", (LLVMValueRef[]){run, str(cg, tc->checkpoint_dir)}, 2);
     LLVMValueRef a2[2];
     a2[0] = run;
     a2[1] = ci64(cg, tc->seed);
@@ -1171,17 +1250,24 @@ static void emit_main(Cg *cg) {
         loop_end(cg, &l);
     }
 
-    LLVMValueRef beta = local(cg, cg->tf64, cf64(cg, tc->beta_start), "beta");
-    LLVMValueRef lr = local(cg, cg->tf64, cf64(cg, tc->lr), "lr");
-    LLVMValueRef t = local(cg, cg->ti64, ci64(cg, 0), "t");
-    LLVMValueRef best_acc = local(cg, cg->tf64, cf64(cg, -1), "best_acc");
-    LLVMValueRef best_epoch = local(cg, cg->ti32, ci32(cg, 0), "best_epoch");
+    /* The loop's scalars live in globals, so that checkpoints can hold them. */
+    TrainScalars st = {
+        .beta = scalar_global(cg, "train.beta", cg->tf64, cf64(cg, tc->beta_start)),
+        .lr = scalar_global(cg, "train.lr", cg->tf64, cf64(cg, tc->lr)),
+        .t = scalar_global(cg, "train.iteration", cg->ti64, ci64(cg, 0)),
+        .best_acc = scalar_global(cg, "train.best_acc", cg->tf64, cf64(cg, -1)),
+        .best_epoch = scalar_global(cg, "train.best_epoch", cg->ti32, ci32(cg, 0)),
+    };
+    LLVMValueRef beta = st.beta, lr = st.lr, t = st.t, best_acc = st.best_acc, best_epoch = st.best_epoch;
     rt_call(cg, "nnq_rt_train_begin", (LLVMValueRef[]){run, str(cg, m->model), epochs, iters, ntrain, nval, ntest}, 7);
+    /* --resume: the state after the checkpoint's epoch replaces the fresh one */
+    declare_checkpoint(cg, run, &st, ntrain, nval);
+    LLVMValueRef first = LLVMBuildAdd(b, rt_call(cg, "nnq_rt_checkpoint_resume", (LLVMValueRef[]){run, epochs}, 2), ci32(cg, 1), "first");
     /* Schedules in iterations: `N epochs` becomes N * iters. */
     LLVMValueRef lr_every = tc->lr_every >= 0 ? ci64(cg, tc->lr_every) : LLVMBuildMul(b, ci64(cg, -tc->lr_every), iters, "");
     LLVMValueRef beta_every = tc->beta_every >= 0 ? ci64(cg, tc->beta_every) : LLVMBuildMul(b, ci64(cg, -tc->beta_every), iters, "");
 
-    Loop ep = loop_begin(cg, ci32(cg, 1), LLVMBuildAdd(b, epochs, ci32(cg, 1), ""), "epoch");
+    Loop ep = loop_begin(cg, first, LLVMBuildAdd(b, epochs, ci32(cg, 1), ""), "epoch");
     rt_call(cg, "nnq_rt_shuffle", (LLVMValueRef[]){run, index, ntrain}, 3);
     LLVMValueRef sum_loss = local(cg, cg->tf64, NULL, "sum_loss");
     LLVMValueRef sum_correct = local(cg, cg->tf64, NULL, "sum_correct");
@@ -1299,6 +1385,15 @@ static void emit_main(Cg *cg) {
     LLVMValueRef tr_acc = LLVMBuildFDiv(b, get(cg, cg->tf64, sum_correct), LLVMBuildFMul(b, fi, cf64(cg, (double)cg->batch), ""), "");
     rt_call(cg, "nnq_rt_epoch_end", (LLVMValueRef[]){run, ep.iv, mean_loss, tr_acc, get(cg, cg->tf64, vs), get(cg, cg->tf64, vh),
                                                      get(cg, cg->tf64, beta), get(cg, cg->tf64, lr)}, 8);
+    if (tc->checkpoint_dir) {
+        /* every N epochs and after the last one (which a longer run can extend) */
+        LLVMValueRef due_ck = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, ep.iv, ci32(cg, tc->checkpoint_every), ""), ci32(cg, 0), ""),
+                                          LLVMBuildICmp(b, LLVMIntEQ, ep.iv, epochs, ""), "checkpoint_due");
+        LLVMBasicBlockRef j5;
+        if_begin(cg, due_ck, &j5);
+        rt_call(cg, "nnq_rt_checkpoint_save", (LLVMValueRef[]){run, ep.iv, epochs}, 3);
+        if_end(cg, j5);
+    }
     loop_end(cg, &ep);
 
     /* after training */

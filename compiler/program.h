@@ -82,6 +82,9 @@ typedef struct TrainConfig {
     const char *eval_data;      /* NULL: none */
     int eval_every_epochs;      /* 0: only at the end */
     const char *save_path;      /* NULL: none */
+    const char *checkpoint_dir; /* `checkpoint "DIR"`: the training state goes to
+                                   DIR/checkpoint.nnqc; NULL: none */
+    int checkpoint_every;       /* epochs between checkpoints (the last epoch always) */
 } TrainConfig;
 
 typedef enum DataKind { DATA_IDX, DATA_NPY, DATA_CIFAR10, DATA_CIFAR100 } DataKind;

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # nnqc build writes a standalone trainer; run without the compiler it trains exactly as
-# `nnqc run` does (bitwise-identical saved weights for the same seed and threads), and
-# it rejects unknown options with status 2.
+# `nnqc run` does (bitwise-identical saved weights for the same seed and threads), it
+# resumes from its checkpoint (--resume) to the model `nnqc run` trains uninterrupted,
+# and it rejects unknown options with status 2.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 make_subset "$tmp" 3000 500
-sed -e 's/validation = 1000/validation = 500/' "$SRC/tests/e2e/mlp_subset.nnq" > "$tmp/b.nnq"
+sed -e 's/validation = 1000/validation = 500/' -e 's/^    save /    checkpoint "ck"\n    save /' \
+    "$SRC/tests/e2e/mlp_subset.nnq" > "$tmp/b.nnq"
 cd "$tmp"
 "$NNQC" build b.nnq -o trainer || fail "nnqc build failed"
 [ -x trainer ] || fail "no executable written"
@@ -16,8 +18,13 @@ cd "$tmp"
 mv mlp_subset.nnqm aot.nnqm
 "$NNQC" run b.nnq --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > jit.txt 2>&1 || { cat jit.txt; fail "nnqc run failed"; }
 cmp aot.nnqm mlp_subset.nnqm || fail "trainer and nnqc run disagree"
+./trainer --data-dir "$tmp" --epochs 2 --threads 2 --progress=lines --resume ck > resume.txt 2>&1 || { cat resume.txt; fail "trainer --resume failed"; }
+grep -q "after epoch 1 of 2" resume.txt || { cat resume.txt; fail "the trainer did not resume"; }
+mv mlp_subset.nnqm resumed.nnqm
+"$NNQC" run b.nnq --data-dir "$tmp" --epochs 2 --threads 2 --progress=lines > jit2.txt 2>&1 || { cat jit2.txt; fail "nnqc run failed"; }
+cmp resumed.nnqm mlp_subset.nnqm || fail "trainer --resume and an uninterrupted nnqc run disagree"
 set +e
 ./trainer --bogus > bad.txt 2>&1; rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q "unknown option '--bogus'" bad.txt || fail "unknown option: exit $rc"
-echo "3 passed, 0 failed"
+echo "4 passed, 0 failed"
