@@ -10,7 +10,8 @@
  *   - @evaluate(run, ds, start, count, hard) -> double accuracy;
  *   - @nnq_main(run) -> i32: data loading, initialization, the epoch/iteration loops
  *     with the learning-rate schedule and beta annealing, validation, keeping the best
- *     hard model, the test evaluation and the model file.
+ *     hard model, checkpoints (declared state saved after epochs, restored by
+ *     --resume before the first epoch left), the test evaluation and the model file.
  * Only the opaque-pointer-safe builder calls (Load2, GEP2, Call2) are used; pointers
  * are bitcast to their element type first, which is a no-op with opaque pointers. */
 #include "codegen.h"
