@@ -59,8 +59,8 @@ static void ck_check_name(NnqRun *run, const char *name, const char *what) {
 
 void nnq_rt_checkpoint_describe(NnqRun *run, const char *what, int64_t value) {
     ck_check_name(run, what, "description");
-    run->ckpt_desc = ck_grow(run, run->ckpt_desc, &run->ckpt_cap_desc, run->ckpt_ndesc,
-                             sizeof *run->ckpt_desc);
+    run->ckpt_desc =
+        ck_grow(run, run->ckpt_desc, &run->ckpt_cap_desc, run->ckpt_ndesc, sizeof *run->ckpt_desc);
     RtCkptItem *it = &run->ckpt_desc[run->ckpt_ndesc++];
     it->name = rt_strdup(run, what);
     it->value = value;
@@ -362,8 +362,8 @@ static bool ck_walk(NnqRun *run, CkIn *r, bool copy) {
                    bytes != (uint64_t)mine->value) {
             char there[64], here[64];
             if (i < n)
-                snprintf(there, sizeof there, "'%.*s' (%llu bytes)", (int)(len < 40 ? len : 40),
-                         s, (unsigned long long)bytes);
+                snprintf(there, sizeof there, "'%.*s' (%llu bytes)", (int)(len < 40 ? len : 40), s,
+                         (unsigned long long)bytes);
             else
                 snprintf(there, sizeof there, "nothing");
             if (mine)
@@ -389,8 +389,8 @@ static bool ck_walk(NnqRun *run, CkIn *r, bool copy) {
 
 /* Checks the mapped file and, when it is good and at most `epochs` epochs in, restores
  * the state; returns the epoch, or -1 with a message (to follow the path) in err. */
-static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t epochs,
-                       char *err, size_t errlen) {
+static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t epochs, char *err,
+                       size_t errlen) {
     if (size < 4 || memcmp(p, CKPT_MAGIC, 4) != 0) {
         snprintf(err, errlen, "is not an nnq checkpoint (no \"NNQC\" magic)");
         return -1;

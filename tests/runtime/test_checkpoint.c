@@ -20,12 +20,12 @@ enum { NW = 1000 };
 static float g_w[NW];
 static int64_t g_step;
 static double g_beta;
-static int64_t g_batch = 100;      /* described */
+static int64_t g_batch = 100;         /* described */
 static int64_t g_wbytes = sizeof g_w; /* declared size of g_w */
-static const char *g_extra;        /* an extra state region's name, or NULL */
-static const char *g_dir;          /* checkpoint directory */
+static const char *g_extra;           /* an extra state region's name, or NULL */
+static const char *g_dir;             /* checkpoint directory */
 static int32_t g_epoch = 3, g_epochs = 5, g_resumed;
-static uint64_t g_next_bits;       /* the generator's next draw after saving / resuming */
+static uint64_t g_next_bits; /* the generator's next draw after saving / resuming */
 
 static void declare(NnqRun *run) {
     nnq_rt_checkpoint_describe(run, "model mlp", 0);
@@ -105,7 +105,8 @@ void test_checkpoint_roundtrip(void) {
     CHECK(rc == 0, "save failed: %s", err);
     free(err);
     uint64_t after_save = g_next_bits;
-    char *file = th_path("runs/a/b/checkpoint.nnqc"), *tmp = th_path("runs/a/b/checkpoint.nnqc.tmp");
+    char *file = th_path("runs/a/b/checkpoint.nnqc"),
+         *tmp = th_path("runs/a/b/checkpoint.nnqc.tmp");
     CHECK(th_file_exists(file) && !th_file_exists(tmp));
 
     /* layout: magic, version, size, epoch, epochs; CRC-32 of the rest at the end */
