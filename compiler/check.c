@@ -363,13 +363,14 @@ static void check_data_source(Checker *ck, DataDecl *d, const AstNode *e) {
 static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
     static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "schedule", NULL};
     static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "schedule", NULL};
-    if (e->kind != AST_CALL || (strcmp(e->name, "adam") && strcmp(e->name, "sgd"))) {
-        error(ck, e->loc, "unknown optimizer (available: adam(...), sgd(...))", NULL);
+    if (e->kind != AST_CALL || (strcmp(e->name, "adam") && strcmp(e->name, "adamw") && strcmp(e->name, "sgd"))) {
+        error(ck, e->loc, "unknown optimizer (available: adam(...), adamw(...), sgd(...))", NULL);
         return;
     }
-    bool adam = strcmp(e->name, "adam") == 0;
+    bool adam = strcmp(e->name, "sgd") != 0;
     if (!check_args(ck, e, 0, adam ? adam_args : sgd_args)) return;
     tc->opt = adam ? OPT_ADAM : OPT_SGD;
+    tc->decoupled_decay = strcmp(e->name, "adamw") == 0;
     const AstNode *a;
     if ((a = named_arg(e, "lr"))) want_number(ck, a, &tc->lr, "lr");
     if ((a = named_arg(e, "beta1"))) want_number(ck, a, &tc->beta1, "beta1");

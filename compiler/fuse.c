@@ -2,7 +2,8 @@
  * per-element programs the code generator turns into single loops over memory:
  *
  *   update: g -> projection gradient (derived in proj.c) -> weight decay -> optimizer
- *           step (SGD / momentum / Adam) -> `after` -> new forward weight (next beta)
+ *           step (SGD / momentum / Adam; AdamW adds its decay to the normalized step)
+ *           -> `after` -> new forward weight (next beta)
  *   init:   w0 -> aux -> forward weight      hard: aux -> hard weight
  *   soft:   aux -> forward weight (after restoring a kept model)
  *
@@ -71,7 +72,9 @@ void fuse_module(IrModule *m) {
         if (lr_scale != 1) lr = sx_binary(p, SX_MUL, lr, sx_const(p, lr_scale));
         for (int c = 0; c < K; c++) {
             int g = sx_subst(p, pr->grad[c], subst, nvar);
-            if (wd != 0) g = sx_binary(p, SX_ADD, g, sx_binary(p, SX_MUL, sx_const(p, wd), a[c]));
+            /* L2 weight decay joins the gradient; adamw's is added to the normalized step */
+            bool decoupled = tc->opt == OPT_ADAM && tc->decoupled_decay;
+            if (wd != 0 && !decoupled) g = sx_binary(p, SX_ADD, g, sx_binary(p, SX_MUL, sx_const(p, wd), a[c]));
             int step;
             if (tc->opt == OPT_ADAM) {
                 int m1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->beta1), mo[c]),
@@ -85,6 +88,7 @@ void fuse_module(IrModule *m) {
                 int vhat = sx_binary(p, SX_MUL, v1, scalar(p, IRS_BC2));
                 step = sx_binary(p, SX_DIV, mhat,
                                  sx_binary(p, SX_ADD, sx_unary(p, SX_SQRT, vhat), sx_const(p, tc->eps)));
+                if (wd != 0 && decoupled) step = sx_binary(p, SX_ADD, step, sx_binary(p, SX_MUL, sx_const(p, wd), a[c]));
             } else if (use_m) {
                 int m1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->momentum), mo[c]), g);
                 add_out(k, IRB_M, c, m1);

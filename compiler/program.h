@@ -64,6 +64,7 @@ typedef struct TrainConfig {
     const char *data;           /* training data set name */
     OptKind opt;
     double lr, momentum, beta1, beta2, eps, weight_decay;
+    bool decoupled_decay; /* adamw: weight decay outside the Adam normalization */
     int64_t lr_every;           /* step schedule: iterations (< 0: -epochs); 0 = none */
     int64_t lr_milestones[NNQ_MAX_MILESTONES]; /* multistep: iterations (< 0: -epochs) */
     int nmilestones;

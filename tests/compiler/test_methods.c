@@ -250,7 +250,9 @@ static void test_rejections(void) {
 
 /* ---- the fused kernel against a step-by-step evaluation ---- */
 
-static void test_fused(const Case *cs, bool adam) {
+/* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01. */
+static void test_fused(const Case *cs, const char *opt) {
+    bool adam = strcmp(opt, "sgd") != 0, decoupled = strcmp(opt, "adamw") == 0;
     char src[1024];
     char quant[64];
     if (cs->labels) snprintf(quant, sizeof quant, "%s(%s)", cs->proj, cs->labels);
@@ -260,7 +262,8 @@ static void test_fused(const Case *cs, bool adam) {
              "model m(x: f32[7]) -> f32[3] {\n    return dense(x, 3, quant = %s, bias = false)\n}\n"
              "data d = idx(\"i\", \"l\")\n"
              "train m on d {\n    optimizer = %s\n    beta = anneal(start = 1.5, times = 1.1, every = 1 iterations)\n}\n",
-             quant, adam ? "adam(lr = 0.05, weight_decay = 0.01)" : "sgd(lr = 0.05, momentum = 0.9, weight_decay = 0.01)");
+             quant, adam ? (decoupled ? "adamw(lr = 0.05, weight_decay = 0.01)" : "adam(lr = 0.05, weight_decay = 0.01)")
+                         : "sgd(lr = 0.05, momentum = 0.9, weight_decay = 0.01)");
     Compiled c;
     bool ok = compile_source(&c, src, true);
     CHECK(ok, "%s compiles in a model", quant);
@@ -311,12 +314,12 @@ static void test_fused(const Case *cs, bool adam) {
             vars[PV_GW] = g[i];
             for (int k = 0; k < K; k++) vars[PV_AUX + k] = aux[k][i];
             for (int k = 0; k < K; k++) {
-                double gk = sx_eval(c.prog->pool, pi->grad[k], NULL, vars) + 0.01 * aux[k][i];
+                double gk = sx_eval(c.prog->pool, pi->grad[k], NULL, vars) + (decoupled ? 0 : 0.01 * aux[k][i]);
                 double m1, step;
                 if (adam) {
                     m1 = 0.9 * mo[k][i] + 0.1 * gk;
                     double v1 = 0.999 * ve[k][i] + 0.001 * gk * gk;
-                    step = (m1 * bc1) / (sqrt(v1 * bc2) + 1e-8);
+                    step = (m1 * bc1) / (sqrt(v1 * bc2) + 1e-8) + (decoupled ? 0.01 * aux[k][i] : 0);
                     r[1 + 2 * K + k] = v1;
                 } else {
                     m1 = 0.9 * mo[k][i] + gk;
@@ -348,7 +351,7 @@ static void test_fused(const Case *cs, bool adam) {
                 worst = fmax(worst, fabs(got[j] - r[j]) / fmax(1e-2, fabs(r[j])));
         }
         CHECK(worst < 2e-4, "%s with %s: fused kernel vs step-by-step reference, worst relative error %g",
-              quant, adam ? "adam" : "sgd+momentum", worst);
+              quant, adam ? opt : "sgd+momentum", worst);
         free(ref);
     }
     jit_free(jit);
@@ -403,8 +406,9 @@ int main(void) {
     test_rejections();
     test_groups();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        test_fused(&cases[i], true);
-        if (i % 3 == 0) test_fused(&cases[i], false);
+        test_fused(&cases[i], "adam");
+        if (i % 3 == 0) test_fused(&cases[i], "sgd");
+        if (i % 3 == 1) test_fused(&cases[i], "adamw");
     }
     return test_summary();
 }
