@@ -140,39 +140,10 @@ void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
 
 /* ---- writing ---- */
 
-typedef struct CkOut {
-    FILE *f;
-    uLong crc;
-    bool ok;
-    int err;
-} CkOut;
-
-static void out_bytes(CkOut *o, const void *p, size_t n) {
-    if (!o->ok || n == 0)
-        return;
-    o->crc = crc32_z(o->crc, p, n);
-    if (fwrite(p, 1, n, o->f) != n) {
-        o->ok = false;
-        o->err = errno ? errno : EIO;
-    }
-}
-
-static void out_u32(CkOut *o, uint32_t v) {
-    unsigned char b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-    out_bytes(o, b, 4);
-}
-
-static void out_u64(CkOut *o, uint64_t v) {
-    out_u32(o, (uint32_t)v);
-    out_u32(o, (uint32_t)(v >> 32));
-}
-
-static void out_str(CkOut *o, const char *s) {
+static void wr_str(RtWriter *w, const char *s) {
     size_t n = strlen(s);
-    out_u32(o, (uint32_t)n);
-    out_bytes(o, s, n);
+    rt_wr_u32(w, (uint32_t)n);
+    rt_wr_bytes(w, s, n);
 }
 
 /* The whole file's size, CRC included. */
@@ -192,112 +163,31 @@ void nnq_rt_checkpoint_save(NnqRun *run, int32_t epoch, int32_t epochs) {
     size_t n = strlen(dir);
     char *path = rt_alloc_block(run, (int64_t)(n + sizeof CKPT_FILE + 1), false);
     snprintf(path, n + sizeof CKPT_FILE + 1, "%s/%s", dir, CKPT_FILE);
-    char *tmp = rt_alloc_block(run, (int64_t)(n + sizeof CKPT_FILE + 5), false);
-    snprintf(tmp, n + sizeof CKPT_FILE + 5, "%s.tmp", path);
 
-    CkOut o = {.f = fopen(tmp, "wb"), .crc = crc32(0L, Z_NULL, 0), .ok = true};
-    if (!o.f)
-        nnq_rt_fail(run, "cannot write checkpoint '%s': cannot create '%s': %s", path, tmp,
-                    strerror(errno));
-    out_bytes(&o, CKPT_MAGIC, 4);
-    out_u32(&o, CKPT_VERSION);
-    out_u64(&o, ck_size(run));
-    out_u32(&o, (uint32_t)epoch);
-    out_u32(&o, (uint32_t)epochs);
+    RtWriter w;
+    rt_wr_open(run, &w, path, "cannot write checkpoint");
+    rt_wr_bytes(&w, CKPT_MAGIC, 4);
+    rt_wr_u32(&w, CKPT_VERSION);
+    rt_wr_u64(&w, ck_size(run));
+    rt_wr_u32(&w, (uint32_t)epoch);
+    rt_wr_u32(&w, (uint32_t)epochs);
     for (int i = 0; i < 4; i++)
-        out_u64(&o, run->rng[i]);
-    out_u32(&o, (uint32_t)run->ckpt_ndesc);
+        rt_wr_u64(&w, run->rng[i]);
+    rt_wr_u32(&w, (uint32_t)run->ckpt_ndesc);
     for (int32_t i = 0; i < run->ckpt_ndesc; i++) {
-        out_str(&o, run->ckpt_desc[i].name);
-        out_u64(&o, (uint64_t)run->ckpt_desc[i].value);
+        wr_str(&w, run->ckpt_desc[i].name);
+        rt_wr_u64(&w, (uint64_t)run->ckpt_desc[i].value);
     }
-    out_u32(&o, (uint32_t)run->ckpt_nstate);
+    rt_wr_u32(&w, (uint32_t)run->ckpt_nstate);
     for (int32_t i = 0; i < run->ckpt_nstate; i++) {
-        out_str(&o, run->ckpt_state[i].name);
-        out_u64(&o, (uint64_t)run->ckpt_state[i].value);
-        out_bytes(&o, run->ckpt_state[i].p, (size_t)run->ckpt_state[i].value);
+        wr_str(&w, run->ckpt_state[i].name);
+        rt_wr_u64(&w, (uint64_t)run->ckpt_state[i].value);
+        rt_wr_bytes(&w, run->ckpt_state[i].p, (size_t)run->ckpt_state[i].value);
     }
-    uint32_t crc = (uint32_t)o.crc;
-    out_u32(&o, crc);
-    const char *step = "write";
-    if (o.ok && fflush(o.f) != 0)
-        o.ok = false, o.err = errno;
-    if (o.ok && fsync(fileno(o.f)) != 0)
-        step = "sync", o.ok = false, o.err = errno;
-    if (fclose(o.f) != 0 && o.ok)
-        step = "close", o.ok = false, o.err = errno;
-    if (o.ok && rename(tmp, path) != 0)
-        step = "rename", o.ok = false, o.err = errno;
-    if (!o.ok) {
-        unlink(tmp);
-        nnq_rt_fail(run, "cannot write checkpoint '%s': %s of '%s' failed: %s", path, step, tmp,
-                    strerror(o.err));
-    }
-    /* Make the rename durable too (best effort: not every file system allows it). */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
+    rt_wr_commit(&w);
 }
 
 /* ---- reading ---- */
-
-typedef struct CkIn {
-    const unsigned char *p;
-    size_t pos, end; /* end: where the CRC starts */
-    char *err;
-    size_t errlen;
-} CkIn;
-
-static uint32_t get_u32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const unsigned char *p) {
-    return get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static bool in_need(CkIn *r, uint64_t n, const char *what) {
-    if (n > r->end - r->pos) {
-        snprintf(r->err, r->errlen, "is corrupt: %s at byte %zu needs %llu bytes, %zu left", what,
-                 r->pos, (unsigned long long)n, r->end - r->pos);
-        return false;
-    }
-    return true;
-}
-
-static bool in_u32(CkIn *r, uint32_t *v, const char *what) {
-    if (!in_need(r, 4, what))
-        return false;
-    *v = get_u32(r->p + r->pos);
-    r->pos += 4;
-    return true;
-}
-
-static bool in_u64(CkIn *r, uint64_t *v, const char *what) {
-    if (!in_need(r, 8, what))
-        return false;
-    *v = get_u64(r->p + r->pos);
-    r->pos += 8;
-    return true;
-}
-
-/* A str field, as a pointer into the file and a length. */
-static bool in_str(CkIn *r, const char **s, uint32_t *len, const char *what) {
-    if (!in_u32(r, len, what))
-        return false;
-    if (*len > CKPT_MAX_NAME) {
-        snprintf(r->err, r->errlen, "is corrupt: %s of %u bytes at byte %zu", what, *len,
-                 r->pos - 4);
-        return false;
-    }
-    if (!in_need(r, *len, what))
-        return false;
-    *s = (const char *)r->p + r->pos;
-    r->pos += *len;
-    return true;
-}
 
 static bool str_is(const char *s, uint32_t len, const char *name) {
     return strlen(name) == len && memcmp(s, name, len) == 0;
@@ -306,16 +196,17 @@ static bool str_is(const char *s, uint32_t len, const char *name) {
 /* The description and state list after the header. With copy false: checks them against
  * the run's declarations (message in r->err); with copy true: restores the state (the
  * file has been checked). */
-static bool ck_walk(NnqRun *run, CkIn *r, bool copy) {
+static bool ck_walk(NnqRun *run, RtReader *r, bool copy) {
     uint32_t n;
-    if (!in_u32(r, &n, "description count"))
+    if (!rt_rd_u32(r, &n, "description count"))
         return false;
     for (uint32_t i = 0; i < n || (int32_t)i < run->ckpt_ndesc; i++) {
         const RtCkptItem *mine = (int32_t)i < run->ckpt_ndesc ? &run->ckpt_desc[i] : NULL;
         const char *s = NULL;
         uint32_t len = 0;
         uint64_t v = 0;
-        if (i < n && (!in_str(r, &s, &len, "description") || !in_u64(r, &v, "description value")))
+        if (i < n && (!rt_rd_str(r, &s, &len, CKPT_MAX_NAME, "description") ||
+                      !rt_rd_u64(r, &v, "description value")))
             return false;
         if (copy)
             continue;
@@ -346,15 +237,15 @@ static bool ck_walk(NnqRun *run, CkIn *r, bool copy) {
             return false;
         }
     }
-    if (!in_u32(r, &n, "state count"))
+    if (!rt_rd_u32(r, &n, "state count"))
         return false;
     for (uint32_t i = 0; i < n || (int32_t)i < run->ckpt_nstate; i++) {
         const RtCkptItem *mine = (int32_t)i < run->ckpt_nstate ? &run->ckpt_state[i] : NULL;
         const char *s = NULL;
         uint32_t len = 0;
         uint64_t bytes = 0;
-        if (i < n && (!in_str(r, &s, &len, "state name") || !in_u64(r, &bytes, "state size") ||
-                      !in_need(r, bytes, "state")))
+        if (i < n && (!rt_rd_str(r, &s, &len, CKPT_MAX_NAME, "state name") ||
+                      !rt_rd_u64(r, &bytes, "state size") || !rt_rd_need(r, bytes, "state")))
             return false;
         if (copy) {
             memcpy(mine->p, r->p + r->pos, (size_t)bytes);
@@ -380,8 +271,7 @@ static bool ck_walk(NnqRun *run, CkIn *r, bool copy) {
         r->pos += (size_t)bytes;
     }
     if (r->pos != r->end) {
-        snprintf(r->err, r->errlen, "is corrupt: %zu bytes left over before the CRC",
-                 r->end - r->pos);
+        rt_rd_error(r, "%zu bytes left over before the CRC", r->end - r->pos);
         return false;
     }
     return true;
@@ -399,13 +289,13 @@ static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t
         snprintf(err, errlen, "is truncated: %zu bytes, shorter than the header", size);
         return -1;
     }
-    uint32_t version = get_u32(p + 4);
+    uint32_t version = rt_le32(p + 4);
     if (version != CKPT_VERSION) {
         snprintf(err, errlen, "has format version %u; this nnqc reads version %u", version,
                  CKPT_VERSION);
         return -1;
     }
-    uint64_t want = get_u64(p + 8);
+    uint64_t want = rt_le64(p + 8);
     if (want != size) {
         if (size < want)
             snprintf(err, errlen, "is truncated: %zu bytes, the header says %llu", size,
@@ -419,16 +309,21 @@ static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t
         snprintf(err, errlen, "is corrupt: %zu bytes is too short", size);
         return -1;
     }
-    uint32_t stored = get_u32(p + size - 4);
+    uint32_t stored = rt_le32(p + size - 4);
     uint32_t crc = (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), p, size - 4);
     if (crc != stored) {
         snprintf(err, errlen, "is corrupt: CRC-32 %08x, the file says %08x", crc, stored);
         return -1;
     }
-    CkIn r = {.p = p, .pos = CKPT_HEADER, .end = size - 4, .err = err, .errlen = errlen};
+    RtReader r = {.p = p,
+                  .pos = CKPT_HEADER,
+                  .end = size - 4,
+                  .kind = "is corrupt",
+                  .err = err,
+                  .errlen = errlen};
     if (!ck_walk(run, &r, false))
         return -1;
-    uint32_t epoch = get_u32(p + 16);
+    uint32_t epoch = rt_le32(p + 16);
     if (epoch > (uint32_t)epochs) {
         snprintf(err, errlen,
                  "was written after epoch %u, but this run has %d epochs (--epochs trains "
@@ -439,7 +334,7 @@ static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t
     r.pos = CKPT_HEADER;
     ck_walk(run, &r, true);
     for (int i = 0; i < 4; i++)
-        run->rng[i] = get_u64(p + 24 + 8 * i);
+        run->rng[i] = rt_le64(p + 24 + 8 * i);
     return epoch;
 }
 

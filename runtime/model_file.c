@@ -64,25 +64,15 @@ static void buf_bytes(NnqRun *run, const void *p, size_t n) {
     run->model_len += n;
 }
 
-static void put_u32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
 static void buf_u32(NnqRun *run, uint32_t v) {
     unsigned char b[4];
-    put_u32(b, v);
+    rt_put_le32(b, v);
     buf_bytes(run, b, 4);
 }
 
 static void buf_u64(NnqRun *run, uint64_t v) {
     unsigned char b[8];
-    put_u64(b, v);
+    rt_put_le64(b, v);
     buf_bytes(run, b, 8);
 }
 
@@ -205,21 +195,6 @@ void nnq_rt_model_add(NnqRun *run, const char *name, int32_t rank, const int64_t
     run->model_names[run->model_ntensors++] = rt_strdup(run, name);
 }
 
-/* write() all of it, retrying short writes and EINTR. */
-static bool write_all(int fd, const unsigned char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 void nnq_rt_model_save(NnqRun *run, const char *path) {
     if (!run->pending_model)
         nnq_rt_fail(run, "model_save: no model begun (nnq_rt_model_begin was not called)");
@@ -227,62 +202,15 @@ void nnq_rt_model_save(NnqRun *run, const char *path) {
         nnq_rt_fail(run, "cannot save model '%s': empty file name", run->pending_model);
     const char *model = run->pending_model;
     size_t mlen = strlen(model);
-    unsigned char *head = rt_alloc_block(run, (int64_t)(16 + mlen), false);
-    memcpy(head, MODEL_MAGIC, 4);
-    put_u32(head + 4, MODEL_VERSION);
-    put_u32(head + 8, (uint32_t)mlen);
-    memcpy(head + 12, model, mlen);
-    put_u32(head + 12 + mlen, (uint32_t)run->model_ntensors);
-    size_t hlen = 16 + mlen;
-    uLong crc = crc32(0L, Z_NULL, 0);
-    crc = crc32_z(crc, head, hlen);
-    crc = crc32_z(crc, run->model_buf ? run->model_buf : head, run->model_len);
-    unsigned char tail[4];
-    put_u32(tail, (uint32_t)crc);
-
-    char *tmp = rt_alloc_block(run, (int64_t)strlen(path) + 5, false);
-    strcpy(tmp, path);
-    strcat(tmp, ".tmp");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0)
-        nnq_rt_fail(run, "cannot save model to '%s': cannot create '%s': %s", path, tmp,
-                    strerror(errno));
-    const char *step = "write";
-    bool ok = write_all(fd, head, hlen) && write_all(fd, run->model_buf, run->model_len) &&
-              write_all(fd, tail, 4);
-    if (ok) {
-        step = "sync";
-        ok = fsync(fd) == 0;
-    }
-    int saved = errno;
-    if (close(fd) != 0 && ok) {
-        saved = errno;
-        step = "close";
-        ok = false;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        saved = errno;
-        step = "rename";
-        ok = false;
-    }
-    if (!ok) {
-        unlink(tmp);
-        nnq_rt_fail(run, "cannot save model to '%s': %s of '%s' failed: %s", path, step, tmp,
-                    strerror(saved));
-    }
-    /* Make the rename durable too (best effort: not every file system allows it). */
-    char *dir = rt_strdup(run, path);
-    char *slash = strrchr(dir, '/');
-    const char *dname = ".";
-    if (slash) {
-        slash[slash == dir ? 1 : 0] = 0;
-        dname = dir;
-    }
-    int dfd = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
+    RtWriter w;
+    rt_wr_open(run, &w, path, "cannot save model to");
+    rt_wr_bytes(&w, MODEL_MAGIC, 4);
+    rt_wr_u32(&w, MODEL_VERSION);
+    rt_wr_u32(&w, (uint32_t)mlen);
+    rt_wr_bytes(&w, model, mlen);
+    rt_wr_u32(&w, (uint32_t)run->model_ntensors);
+    rt_wr_bytes(&w, run->model_buf, run->model_len);
+    rt_wr_commit(&w);
 }
 
 void rt_model_release(NnqRun *run) {
@@ -295,122 +223,74 @@ void rt_model_release(NnqRun *run) {
 
 /* ---- reading ---- */
 
-typedef struct Reader {
-    const unsigned char *p;
-    size_t pos, end; /* end: where the CRC starts */
-    const char *path;
-    char *err;
-    size_t errlen;
-} Reader;
-
-static bool rd_need(Reader *r, uint64_t n, const char *what) {
-    if (n > r->end - r->pos) {
-        snprintf(r->err, r->errlen,
-                 "'%s': malformed model file: %s at byte %zu needs %llu bytes, %zu left",
-                 r->path, what, r->pos, (unsigned long long)n, r->end - r->pos);
-        return false;
-    }
-    return true;
-}
-
-static uint32_t get_u32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static bool rd_u32(Reader *r, uint32_t *v, const char *what) {
-    if (!rd_need(r, 4, what))
-        return false;
-    *v = get_u32(r->p + r->pos);
-    r->pos += 4;
-    return true;
-}
-
-static bool rd_u64(Reader *r, uint64_t *v, const char *what) {
-    if (!rd_need(r, 8, what))
-        return false;
-    *v = get_u32(r->p + r->pos) | (uint64_t)get_u32(r->p + r->pos + 4) << 32;
-    r->pos += 8;
-    return true;
-}
-
 static float f32_from_bits(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
 
-static bool rd_string(Reader *r, char **out, const char *what) {
+/* A string field, copied (malloc) into *out. */
+static bool rd_string(RtReader *r, char **out, const char *what) {
+    const char *s;
     uint32_t n;
-    if (!rd_u32(r, &n, what))
-        return false;
-    if (n > MODEL_MAX_NAME) {
-        snprintf(r->err, r->errlen, "'%s': malformed model file: %s of %u bytes at byte %zu",
-                 r->path, what, n, r->pos - 4);
-        return false;
-    }
-    if (!rd_need(r, n, what))
+    if (!rt_rd_str(r, &s, &n, MODEL_MAX_NAME, what))
         return false;
     *out = malloc(n + 1);
     if (!*out) {
         snprintf(r->err, r->errlen, "'%s': out of memory", r->path);
         return false;
     }
-    memcpy(*out, r->p + r->pos, n);
+    memcpy(*out, s, n);
     (*out)[n] = 0;
-    r->pos += n;
     return true;
 }
 
-static bool rd_tensor(Reader *r, NnqModelTensor *t, int32_t ti) {
+static bool rd_tensor(RtReader *r, NnqModelTensor *t, int32_t ti) {
     if (!rd_string(r, &t->name, "tensor name"))
         return false;
     uint32_t rank, nlabels;
-    if (!rd_u32(r, &rank, "tensor rank"))
+    if (!rt_rd_u32(r, &rank, "tensor rank"))
         return false;
     if (rank > MODEL_MAX_RANK) {
-        snprintf(r->err, r->errlen, "'%s': malformed model file: tensor '%s' has rank %u",
-                 r->path, t->name, rank);
+        rt_rd_error(r, "tensor '%s' has rank %u", t->name, rank);
         return false;
     }
     t->rank = (int32_t)rank;
     uint64_t count = 1;
     for (uint32_t d = 0; d < rank; d++) {
         uint64_t v;
-        if (!rd_u64(r, &v, "tensor dimension"))
+        if (!rt_rd_u64(r, &v, "tensor dimension"))
             return false;
         if (v > MODEL_MAX_COUNT || (count *= v) > MODEL_MAX_COUNT) {
-            snprintf(r->err, r->errlen, "'%s': malformed model file: tensor '%s' is too large",
-                     r->path, t->name);
+            rt_rd_error(r, "tensor '%s' is too large", t->name);
             return false;
         }
         t->dims[d] = (int64_t)v;
     }
-    if (!rd_u32(r, &nlabels, "label count"))
+    if (!rt_rd_u32(r, &nlabels, "label count"))
         return false;
     if (nlabels > MODEL_MAX_LABELS) {
-        snprintf(r->err, r->errlen, "'%s': malformed model file: tensor '%s' has %u labels",
-                 r->path, t->name, nlabels);
+        rt_rd_error(r, "tensor '%s' has %u labels", t->name, nlabels);
         return false;
     }
     t->nlabels = (int32_t)nlabels;
     for (uint32_t l = 0; l < nlabels; l++) {
         uint32_t u;
-        if (!rd_u32(r, &u, "label"))
+        if (!rt_rd_u32(r, &u, "label"))
             return false;
         t->labels[l] = f32_from_bits(u);
     }
     uint64_t plen;
-    if (!rd_u64(r, &plen, "payload length"))
+    if (!rt_rd_u64(r, &plen, "payload length"))
         return false;
     int bits = nlabels ? model_bits((int32_t)nlabels) : 32;
     uint64_t expect = nlabels ? (count * (uint64_t)bits + 7) / 8 : count * 4;
     if (plen != expect) {
-        snprintf(r->err, r->errlen,
-                 "'%s': malformed model file: tensor '%s' payload is %llu bytes, expected %llu",
-                 r->path, t->name, (unsigned long long)plen, (unsigned long long)expect);
+        rt_rd_error(r, "tensor '%s' payload is %llu bytes, expected %llu", t->name,
+                    (unsigned long long)plen, (unsigned long long)expect);
         return false;
     }
-    if (!rd_need(r, plen, "tensor payload"))
+    if (!rt_rd_need(r, plen, "tensor payload"))
         return false;
     t->values = malloc((size_t)(count ? count : 1) * sizeof(float));
     if (!t->values) {
@@ -420,7 +300,7 @@ static bool rd_tensor(Reader *r, NnqModelTensor *t, int32_t ti) {
     const unsigned char *in = r->p + r->pos;
     if (nlabels == 0) {
         for (uint64_t i = 0; i < count; i++)
-            t->values[i] = f32_from_bits(get_u32(in + 4 * i));
+            t->values[i] = f32_from_bits(rt_le32(in + 4 * i));
     } else {
         uint64_t acc = 0;
         int nacc = 0;
@@ -435,18 +315,14 @@ static bool rd_tensor(Reader *r, NnqModelTensor *t, int32_t ti) {
             acc >>= bits;
             nacc -= bits;
             if (idx >= nlabels) {
-                snprintf(r->err, r->errlen,
-                         "'%s': malformed model file: tensor '%s' value %llu has label index "
-                         "%u of %u",
-                         r->path, t->name, (unsigned long long)i, idx, nlabels);
+                rt_rd_error(r, "tensor '%s' value %llu has label index %u of %u", t->name,
+                            (unsigned long long)i, idx, nlabels);
                 return false;
             }
             t->values[i] = t->labels[idx];
         }
         if (acc != 0) {
-            snprintf(r->err, r->errlen,
-                     "'%s': malformed model file: tensor '%s' has non-zero padding bits",
-                     r->path, t->name);
+            rt_rd_error(r, "tensor '%s' has non-zero padding bits", t->name);
             return false;
         }
     }
@@ -529,13 +405,13 @@ NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "'%s': truncated model file (%zu bytes)", path, size);
         goto fail;
     }
-    uint32_t version = get_u32(buf + 4);
+    uint32_t version = rt_le32(buf + 4);
     if (version != MODEL_VERSION) {
         snprintf(err, errlen, "'%s': unsupported model file version %u (this build reads %u)",
                  path, version, MODEL_VERSION);
         goto fail;
     }
-    uint32_t stored = get_u32(buf + size - 4);
+    uint32_t stored = rt_le32(buf + size - 4);
     uint32_t computed = (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), buf, size - 4);
     if (stored != computed) {
         snprintf(err, errlen,
@@ -543,7 +419,7 @@ NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
                  path, stored, computed);
         goto fail;
     }
-    Reader r = {buf, 8, size - 4, path, err, errlen};
+    RtReader r = {buf, 8, size - 4, path, "malformed model file", err, errlen};
     mf = calloc(1, sizeof *mf);
     if (!mf) {
         snprintf(err, errlen, "out of memory reading '%s'", path);
@@ -552,12 +428,11 @@ NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
     if (!rd_string(&r, &mf->model, "model name"))
         goto fail;
     uint32_t nt;
-    if (!rd_u32(&r, &nt, "tensor count"))
+    if (!rt_rd_u32(&r, &nt, "tensor count"))
         goto fail;
     /* each tensor takes at least 20 bytes: a cheap bound before allocating */
     if (nt > (r.end - r.pos) / 20) {
-        snprintf(err, errlen, "'%s': malformed model file: %u tensors in %zu bytes", path, nt,
-                 size);
+        rt_rd_error(&r, "%u tensors in %zu bytes", nt, size);
         goto fail;
     }
     mf->tensors = calloc(nt ? nt : 1, sizeof *mf->tensors);
@@ -571,8 +446,7 @@ NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
             goto fail;
     }
     if (r.pos != r.end) {
-        snprintf(err, errlen, "'%s': malformed model file: %zu unexpected bytes before the CRC",
-                 path, r.end - r.pos);
+        rt_rd_error(&r, "%zu unexpected bytes before the CRC", r.end - r.pos);
         goto fail;
     }
     free(buf);

@@ -17,6 +17,7 @@
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <zlib.h>
 
 #include "nnq_rt.h"
 
@@ -114,6 +115,44 @@ void rt_parallel_set_threads(int threads);
 /* cap > 0: every job splits as if its min_items were at most cap (tests use 1 to split
  * tiny jobs); 0: as asked. */
 void rt_parallel_set_min_items_cap(int64_t cap);
+
+/* binfile.c: little-endian binary files (model files, checkpoints). */
+uint32_t rt_le32(const unsigned char *p);
+uint64_t rt_le64(const unsigned char *p);
+void rt_put_le32(unsigned char *p, uint32_t v);
+void rt_put_le64(unsigned char *p, uint64_t v);
+
+/* Writes PATH.tmp, CRC-32 of everything written appended by the commit, which fsyncs,
+ * renames over PATH and fsyncs the directory; on failure removes the .tmp and fails the
+ * run with "WHAT 'PATH': STEP of 'PATH.tmp' failed: ...". */
+typedef struct RtWriter {
+    NnqRun *run;
+    const char *path, *tmp, *what; /* what: "cannot save model to", ... */
+    int fd, err;
+    const char *step; /* the step that failed; NULL while none has */
+    uLong crc;
+} RtWriter;
+void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what);
+void rt_wr_bytes(RtWriter *w, const void *p, size_t n);
+void rt_wr_u32(RtWriter *w, uint32_t v);
+void rt_wr_u64(RtWriter *w, uint64_t v);
+void rt_wr_commit(RtWriter *w);
+
+/* Reads [pos, end) of a file in memory; a failure writes "'PATH': KIND: ..." (or
+ * "KIND: ..." without a path) to err and returns false. */
+typedef struct RtReader {
+    const unsigned char *p;
+    size_t pos, end; /* end: where the CRC starts */
+    const char *path, *kind; /* kind: "malformed model file", "is corrupt" */
+    char *err;
+    size_t errlen;
+} RtReader;
+void rt_rd_error(RtReader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool rt_rd_need(RtReader *r, uint64_t n, const char *what);
+bool rt_rd_u32(RtReader *r, uint32_t *v, const char *what);
+bool rt_rd_u64(RtReader *r, uint64_t *v, const char *what);
+/* A length-prefixed string of at most max bytes, in place (*s points into the file). */
+bool rt_rd_str(RtReader *r, const char **s, uint32_t *len, uint32_t max, const char *what);
 
 /* data.c, progress.c, model_file.c, checkpoint.c: release what the module holds. `failed` says
  * whether the run ended in an error (temporary files are then removed). */

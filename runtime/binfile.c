@@ -1,0 +1,164 @@
+/* binfile.c — the little-endian binary files the runtime writes and reads (model files,
+ * checkpoints): a writer that CRCs what it writes and commits the file durably, and a
+ * bounds-checked reader.
+ *
+ * Invariants:
+ *  - A writer never leaves a partial file under the destination name: the data goes to
+ *    PATH.tmp, the CRC-32 of everything written is appended, the file is fsynced and
+ *    renamed over PATH, and the directory is fsynced (best effort). On any failure the
+ *    .tmp is removed, PATH is untouched and the run fails naming the step, after the
+ *    descriptor is closed.
+ *  - Between rt_wr_open and rt_wr_commit nothing fails: a write error is recorded and
+ *    reported by the commit.
+ *  - A reader never reads past `end`; a failed read leaves a message in `err`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rt_internal.h"
+
+uint32_t rt_le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+uint64_t rt_le64(const unsigned char *p) {
+    return rt_le32(p) | (uint64_t)rt_le32(p + 4) << 32;
+}
+
+void rt_put_le32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+void rt_put_le64(unsigned char *p, uint64_t v) {
+    rt_put_le32(p, (uint32_t)v);
+    rt_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* ---- writing ---- */
+
+void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what) {
+    size_t n = strlen(path);
+    char *tmp = rt_alloc_block(run, (int64_t)n + 5, false);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    *w =
+        (RtWriter){.run = run, .path = path, .tmp = tmp, .what = what, .crc = crc32(0L, Z_NULL, 0)};
+    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (w->fd < 0)
+        nnq_rt_fail(run, "%s '%s': cannot create '%s': %s", what, path, tmp, strerror(errno));
+}
+
+void rt_wr_bytes(RtWriter *w, const void *data, size_t n) {
+    if (w->step || n == 0)
+        return;
+    w->crc = crc32_z(w->crc, data, n);
+    const unsigned char *p = data;
+    while (n > 0) {
+        ssize_t k = write(w->fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            w->step = "write";
+            w->err = errno;
+            return;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+void rt_wr_u32(RtWriter *w, uint32_t v) {
+    unsigned char b[4];
+    rt_put_le32(b, v);
+    rt_wr_bytes(w, b, 4);
+}
+
+void rt_wr_u64(RtWriter *w, uint64_t v) {
+    unsigned char b[8];
+    rt_put_le64(b, v);
+    rt_wr_bytes(w, b, 8);
+}
+
+void rt_wr_commit(RtWriter *w) {
+    rt_wr_u32(w, (uint32_t)w->crc);
+    if (!w->step && fsync(w->fd) != 0)
+        w->step = "sync", w->err = errno;
+    if (close(w->fd) != 0 && !w->step)
+        w->step = "close", w->err = errno;
+    if (!w->step && rename(w->tmp, w->path) != 0)
+        w->step = "rename", w->err = errno;
+    if (w->step) {
+        unlink(w->tmp);
+        nnq_rt_fail(w->run, "%s '%s': %s of '%s' failed: %s", w->what, w->path, w->step, w->tmp,
+                    strerror(w->err));
+    }
+    /* Make the rename durable too (best effort: not every file system allows it). */
+    char *dir = rt_strdup(w->run, w->path);
+    char *slash = strrchr(dir, '/');
+    const char *dname = ".";
+    if (slash) {
+        slash[slash == dir ? 1 : 0] = 0;
+        dname = dir;
+    }
+    int dfd = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+}
+
+/* ---- reading ---- */
+
+void rt_rd_error(RtReader *r, const char *fmt, ...) {
+    int n = r->path ? snprintf(r->err, r->errlen, "'%s': %s: ", r->path, r->kind)
+                    : snprintf(r->err, r->errlen, "%s: ", r->kind);
+    if (n < 0 || (size_t)n >= r->errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+bool rt_rd_need(RtReader *r, uint64_t n, const char *what) {
+    if (n > r->end - r->pos) {
+        rt_rd_error(r, "%s at byte %zu needs %llu bytes, %zu left", what, r->pos,
+                    (unsigned long long)n, r->end - r->pos);
+        return false;
+    }
+    return true;
+}
+
+bool rt_rd_u32(RtReader *r, uint32_t *v, const char *what) {
+    if (!rt_rd_need(r, 4, what))
+        return false;
+    *v = rt_le32(r->p + r->pos);
+    r->pos += 4;
+    return true;
+}
+
+bool rt_rd_u64(RtReader *r, uint64_t *v, const char *what) {
+    if (!rt_rd_need(r, 8, what))
+        return false;
+    *v = rt_le64(r->p + r->pos);
+    r->pos += 8;
+    return true;
+}
+
+bool rt_rd_str(RtReader *r, const char **s, uint32_t *len, uint32_t max, const char *what) {
+    if (!rt_rd_u32(r, len, what))
+        return false;
+    if (*len > max) {
+        rt_rd_error(r, "%s of %u bytes at byte %zu", what, *len, r->pos - 4);
+        return false;
+    }
+    if (!rt_rd_need(r, *len, what))
+        return false;
+    *s = (const char *)r->p + r->pos;
+    r->pos += *len;
+    return true;
+}
