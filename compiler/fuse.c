@@ -68,12 +68,12 @@ void fuse_module(IrModule *m) {
             if (grp->has_weight_decay) wd = grp->weight_decay;
             if (grp->has_lr) lr_scale = grp->lr / tc->lr;
         }
+        /* L2 weight decay joins the gradient; adamw's is added to the normalized step */
+        bool decoupled = tc->opt == OPT_ADAM && tc->decoupled_decay;
         int lr = scalar(p, IRS_LR);
         if (lr_scale != 1) lr = sx_binary(p, SX_MUL, lr, sx_const(p, lr_scale));
         for (int c = 0; c < K; c++) {
             int g = sx_subst(p, pr->grad[c], subst, nvar);
-            /* L2 weight decay joins the gradient; adamw's is added to the normalized step */
-            bool decoupled = tc->opt == OPT_ADAM && tc->decoupled_decay;
             if (wd != 0 && !decoupled) g = sx_binary(p, SX_ADD, g, sx_binary(p, SX_MUL, sx_const(p, wd), a[c]));
             int step;
             if (tc->opt == OPT_ADAM) {
