@@ -24,6 +24,7 @@
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
 
+#include "nnq_rt.h"
 #include "rt_table.h"
 
 typedef struct Cg {
@@ -45,10 +46,9 @@ typedef struct Cg {
     LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
     LLVMValueRef (*bnbuf)[8];        /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
-    LLVMValueRef *xtrain, *xeval;    /* per IR instruction: conv columns, pooling argmax, dropout mask */
+    LLVMValueRef *xtrain, *xeval;    /* per IR instruction: pooling argmax, dropout mask */
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */
     LLVMValueRef *kscalars;          /* the kernel being emitted: its scalars (beta, lr, ...) */
-    LLVMValueRef *ytrain, *yeval;    /* per IR instruction: conv channel-major scratch */
     LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
     LLVMValueRef *kernels;           /* [nparams * 4] */
@@ -347,15 +347,12 @@ static void make_buffers(Cg *cg) {
             else if (plan->value[i] >= 0) v[i] = AT(plan->value[i]);
             else v[i] = global_buf(cg, arena_printf(ar, "%s.v%d", f->name, i), memplan_value_elems(in, cg->batch), cg->tf32);
         }
-        /* Side buffers: a conv op's column matrix (rebuilt by conv2d_dw, never kept) and
-         * channel-major product [O, N*OHW], a maxpool's argmax positions, a dropout's mask. */
-        LLVMValueRef *x = calloc(f->n, sizeof(LLVMValueRef)), *y = calloc(f->n, sizeof(LLVMValueRef));
-        for (int i = 0; i < f->n; i++) {
+        /* Side buffers: a maxpool's argmax positions, a dropout's mask. */
+        LLVMValueRef *x = calloc(f->n, sizeof(LLVMValueRef));
+        for (int i = 0; i < f->n; i++)
             if (plan->side[i] >= 0) x[i] = AT(plan->side[i]);
-            if (plan->chan[i] >= 0) y[i] = AT(plan->chan[i]);
-        }
-        if (which) cg->veval = v, cg->xeval = x, cg->yeval = y;
-        else cg->vtrain = v, cg->xtrain = x, cg->ytrain = y;
+        if (which) cg->veval = v, cg->xeval = x;
+        else cg->vtrain = v, cg->xtrain = x;
     }
 #undef AT
 }
@@ -368,8 +365,7 @@ typedef struct FnCtx {
     LLVMValueRef n;      /* i64 batch rows */
     LLVMValueRef hard;   /* eval: i1, use hard weights (and the hard batch-norm statistics) */
     LLVMValueRef calib;  /* eval: i1, batch-norm uses batch statistics and adds them to the hard ones */
-    LLVMValueRef *extra; /* per instruction: conv columns, pooling argmax, or NULL */
-    LLVMValueRef *extra2;/* per instruction: a conv op's channel-major scratch, or NULL */
+    LLVMValueRef *extra; /* per instruction: pooling argmax, dropout mask, or NULL */
 } FnCtx;
 
 static LLVMValueRef dim(Cg *cg, FnCtx *fc, int64_t d) { return d == IR_BATCH ? fc->n : ci64(cg, d); }
@@ -416,32 +412,18 @@ static void chan_end(Cg *cg, ChanLoop *l) {
     loop_end(cg, &l->n);
 }
 
-/* Between [N, O, S] (NCHW) and [O, N*S] (channel-major, the conv GEMM's layout). */
-static void permute_nc(Cg *cg, FnCtx *fc, LLVMValueRef src, LLVMValueRef dst, int64_t O, int64_t S, bool to_nchw) {
-    LLVMBuilderRef b = cg->b;
-    /* one sample per iteration: its O planes of S values */
-    LLVMValueRef v[3] = {src, dst, LLVMBuildMul(b, fc->n, ci64(cg, S), "")};
-    int64_t per = O * S;
-    ParLoop n = par_begin(cg, "par.permute", fc->n, per >= 65536 ? 1 : 65536 / per, v, 3);
-    LLVMValueRef ld = v[2];
-    Loop o = loop_begin(cg, ci64(cg, 0), ci64(cg, O), "o");
-    LLVMValueRef nchw = LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildMul(b, n.l.iv, ci64(cg, O), ""), o.iv, ""), ci64(cg, S), "");
-    LLVMValueRef cm = LLVMBuildAdd(b, LLVMBuildMul(b, o.iv, ld, ""), LLVMBuildMul(b, n.l.iv, ci64(cg, S), ""), "");
-    Loop s = loop_begin(cg, ci64(cg, 0), ci64(cg, S), "s");
-    LLVMValueRef i_nchw = LLVMBuildAdd(b, nchw, s.iv, ""), i_cm = LLVMBuildAdd(b, cm, s.iv, "");
-    if (to_nchw) stf(cg, v[1], i_nchw, ldf(cg, v[0], i_cm));
-    else stf(cg, v[1], i_cm, ldf(cg, v[0], i_nchw));
-    loop_end(cg, &s);
-    loop_end(cg, &o);
-    par_end(cg, &n);
-}
-
 static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out);
+
+/* Enters a --profile phase (phases.def). */
+static void phase(Cg *cg, int p) { rt_call(cg, "nnq_rt_phase", (LLVMValueRef[]){ci32(cg, p)}, 1); }
 
 static void emit_func_body(Cg *cg, FnCtx *fc) {
     const IrFunc *f = fc->f;
+    int cur = -1; /* the training step marks its phases; evaluation is one phase of its own */
     for (int i = 0; i < f->n; i++) {
         const IrInst *in = &f->insts[i];
+        if (!fc->hard && ir_op_class(in->op) != IR_SOURCE && ir_op_phase(in->op) != cur)
+            phase(cg, cur = ir_op_phase(in->op));
         if (in->op == IR_PARAM) {
             LLVMValueRef soft = as_ptr(cg, cg->pbuf[in->attr[0]][IRB_WEIGHT], cg->tf32);
             LLVMValueRef hard = as_ptr(cg, cg->pbuf[in->attr[0]][IRB_HARD], cg->tf32);
@@ -494,6 +476,12 @@ static void bn_batch_stats(Cg *cg, FnCtx *fc, const IrShape *as, LLVMValueRef A,
         stf(cg, bn[7], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[7], j4.iv), uvar, ""));
     }
     loop_end(cg, &j4);
+}
+
+/* c, h, w, o, kh, kw, stride, pad of a conv instruction, as i32 arguments. */
+static void conv_geometry(Cg *cg, const IrShape *xs, const IrShape *ws, const IrInst *conv, LLVMValueRef *g) {
+    int64_t v[8] = {xs->d[1], xs->d[2], xs->d[3], ws->d[0], ws->d[2], ws->d[3], conv->attr[0], conv->attr[1]};
+    for (int k = 0; k < 8; k++) g[k] = ci32(cg, (int32_t)v[k]);
 }
 
 static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
@@ -638,52 +626,17 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_CONV2D:
     case IR_CONV2D_DX:
     case IR_CONV2D_DW: {
-        /* x [N, C, H, W], w [O, C, K, K], y [N, O, OH, OW]. The batch's columns sit side by
-         * side in one matrix COL [CKK, N*OHW] (kept for the backward pass), so each op is
-         * one GEMM; T [O, N*OHW] is y (or dy) with the channel dim first.
-         *   forward  COL = im2col(x); T = w COL; y = permute(T)
-         *   dx       T = permute(dy); DCOL = w^T T; dx = col2im(DCOL)
-         *   dw       T = permute(dy); dw = T COL^T */
+        /* x [N, C, H, W], w [O, C, KH, KW], y [N, O, OH, OW]: one runtime call each, which
+         * runs the op by chunks of samples on the thread pool (runtime/conv.c). */
         const IrInst *conv = in->op == IR_CONV2D_DW ? &fc->f->insts[in->args[1]] : in;
         const IrShape *xs = in->op == IR_CONV2D ? as : in->op == IR_CONV2D_DX ? &in->shape
                                                      : &fc->f->insts[conv->args[0]].shape;
         const IrShape *ws = &fc->f->insts[conv->args[1]].shape;
-        const IrShape *ys = in->op == IR_CONV2D ? &in->shape : as;
-        int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3], O = ws->d[0], KH = ws->d[2], KW = ws->d[3];
-        int64_t OHW = ys->d[2] * ys->d[3], CKK = C * KH * KW;
-        int64_t stride = conv->attr[0], pad = conv->attr[1];
-        LLVMValueRef cols = fc->extra[in - fc->f->insts];            /* COL (DCOL for dx) */
-        LLVMValueRef tmp = fc->extra2[in - fc->f->insts];            /* T */
-        LLVMValueRef ld = LLVMBuildMul(b, fc->n, ci64(cg, OHW), "ld");
-        LLVMValueRef ld32 = LLVMBuildTrunc(b, ld, cg->ti32, "");
-        LLVMValueRef geom[7] = {ci32(cg, (int32_t)C), ci32(cg, (int32_t)H), ci32(cg, (int32_t)W), ci32(cg, (int32_t)KH),
-                                ci32(cg, (int32_t)KW), ci32(cg, (int32_t)stride), ci32(cg, (int32_t)pad)};
-        if (in->op != IR_CONV2D_DX) {
-            /* COL = im2col(x): the conv's input, for the forward conv and for dw */
-            LLVMValueRef X = in->op == IR_CONV2D ? A : fc->val[conv->args[0]];
-            LLVMValueRef n32 = LLVMBuildTrunc(b, fc->n, cg->ti32, "");
-            rt_call(cg, "nnq_rt_im2col_batch", (LLVMValueRef[]){X, n32, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], cols}, 10);
-        }
-        if (in->op == IR_CONV2D) {
-            rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 0), ci32(cg, 0), ci32(cg, (int32_t)O), ld32,
-                                                         ci32(cg, (int32_t)CKK), cf32(cg, 1), B, ci32(cg, (int32_t)CKK), cols,
-                                                         ld32, cf32(cg, 0), tmp, ld32}, 13);
-            permute_nc(cg, fc, tmp, out, O, OHW, true);
-            return;
-        }
-        permute_nc(cg, fc, A, tmp, O, OHW, false);
-        if (in->op == IR_CONV2D_DX) {
-            LLVMValueRef dcol = cols;
-            rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 1), ci32(cg, 0), ci32(cg, (int32_t)CKK), ld32,
-                                                         ci32(cg, (int32_t)O), cf32(cg, 1), B, ci32(cg, (int32_t)CKK), tmp,
-                                                         ld32, cf32(cg, 0), dcol, ld32}, 13);
-            LLVMValueRef n32 = LLVMBuildTrunc(b, fc->n, cg->ti32, "");
-            rt_call(cg, "nnq_rt_col2im_batch", (LLVMValueRef[]){dcol, n32, geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], out}, 10);
-        } else {
-            rt_call(cg, "nnq_rt_sgemm", (LLVMValueRef[]){ci32(cg, 0), ci32(cg, 1), ci32(cg, (int32_t)O), ci32(cg, (int32_t)CKK),
-                                                         ld32, cf32(cg, 1), tmp, ld32, cols,
-                                                         ld32, cf32(cg, 0), out, ci32(cg, (int32_t)CKK)}, 13);
-        }
+        static const char *const fn[] = {"nnq_rt_conv2d", "nnq_rt_conv2d_dx", "nnq_rt_conv2d_dw"};
+        LLVMValueRef first = in->op == IR_CONV2D_DW ? fc->val[conv->args[0]] : B; /* w, or dw's x */
+        LLVMValueRef args[12] = {A, first, out, LLVMBuildTrunc(b, fc->n, cg->ti32, "")};
+        conv_geometry(cg, xs, ws, conv, args + 4);
+        rt_call(cg, fn[in->op == IR_CONV2D ? 0 : in->op == IR_CONV2D_DX ? 1 : 2], args, 12);
         return;
     }
     case IR_AVGPOOL:
@@ -775,7 +728,7 @@ static void emit_tensor_functions(Cg *cg) {
     /* void train_step(i64 n) */
     cg->train_step_ty = LLVMFunctionType(cg->tv, &cg->ti64, 1, 0);
     cg->train_step = new_function(cg, "train_step", cg->train_step_ty, false);
-    FnCtx fc = {.f = &m->train, .n = LLVMGetParam(cg->train_step, 0), .extra = cg->xtrain, .extra2 = cg->ytrain};
+    FnCtx fc = {.f = &m->train, .n = LLVMGetParam(cg->train_step, 0), .extra = cg->xtrain};
     fc.val = calloc(m->train.n, sizeof(LLVMValueRef));
     for (int i = 0; i < m->train.n; i++) fc.val[i] = cg->vtrain[i] ? as_ptr(cg, cg->vtrain[i], cg->tf32) : NULL;
     emit_func_body(cg, &fc);
@@ -787,7 +740,7 @@ static void emit_tensor_functions(Cg *cg) {
     LLVMTypeRef ps[3] = {cg->ti64, cg->ti32, cg->ti32};
     cg->eval_batch_ty = LLVMFunctionType(cg->tf32, ps, 3, 0);
     cg->eval_batch = new_function(cg, "eval_batch", cg->eval_batch_ty, false);
-    FnCtx ec = {.f = &m->eval, .n = LLVMGetParam(cg->eval_batch, 0), .extra = cg->xeval, .extra2 = cg->yeval};
+    FnCtx ec = {.f = &m->eval, .n = LLVMGetParam(cg->eval_batch, 0), .extra = cg->xeval};
     ec.hard = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(cg->eval_batch, 1), ci32(cg, 0), "hard");
     ec.calib = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(cg->eval_batch, 2), ci32(cg, 0), "calib");
     ec.val = calloc(m->eval.n, sizeof(LLVMValueRef));
@@ -917,6 +870,7 @@ static void emit_calibrate(Cg *cg) {
     LLVMBuilderRef b = cg->b;
     cg->calib_ds = global_buf(cg, "calib.ds", 1, cg->ti32);
     cg->calib_batches = global_buf(cg, "calib.batches", 1, cg->ti64);
+    phase(cg, NNQ_PHASE_EVAL);
     LLVMValueRef K = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->calib_batches, cg->ti64), "K");
     LLVMValueRef ds = LLVMBuildLoad2(b, cg->ti32, as_ptr(cg, cg->calib_ds, cg->ti32), "ds");
     for (int i = 0; i < m->nbns; i++)
@@ -937,6 +891,7 @@ static void emit_calibrate(Cg *cg) {
         }
         loop_end(cg, &c);
     }
+    phase(cg, NNQ_PHASE_OTHER);
     LLVMBuildRetVoid(b);
 }
 
@@ -947,6 +902,7 @@ static void emit_evaluate(Cg *cg) {
     LLVMValueRef run = LLVMGetParam(cg->fn, 0), ds = LLVMGetParam(cg->fn, 1);
     LLVMValueRef start = LLVMGetParam(cg->fn, 2), count = LLVMGetParam(cg->fn, 3), hard = LLVMGetParam(cg->fn, 4);
     LLVMBuilderRef b = cg->b;
+    phase(cg, NNQ_PHASE_EVAL);
     LLVMValueRef correct = local(cg, cg->tf64, cf64(cg, 0), "correct");
     LLVMValueRef end = LLVMBuildAdd(b, start, count, "");
     Loop l = loop_begin_step(cg, start, end, ci64(cg, cg->batch), "batch");
@@ -959,6 +915,7 @@ static void emit_evaluate(Cg *cg) {
     LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, correct), LLVMBuildFPExt(b, c, cg->tf64, ""), ""), correct);
     loop_end(cg, &l);
     LLVMValueRef acc = LLVMBuildFDiv(b, get(cg, cg->tf64, correct), LLVMBuildSIToFP(b, count, cg->tf64, ""), "");
+    phase(cg, NNQ_PHASE_OTHER);
     LLVMBuildRet(b, acc);
 }
 
@@ -1147,6 +1104,17 @@ static void emit_main(Cg *cg) {
     a2[0] = run;
     a2[1] = ci64(cg, tc->seed);
     rt_call(cg, "nnq_rt_seed", a2, 2);
+    /* every convolution's scratch, reserved before any work */
+    for (int which = 0; which < 2; which++) {
+        const IrFunc *f = which ? &m->eval : &m->train;
+        for (int i = 0; i < f->n; i++) {
+            const IrInst *in = &f->insts[i];
+            if (in->op != IR_CONV2D) continue;
+            LLVMValueRef args[10] = {run, ci32(cg, (int32_t)cg->batch)};
+            conv_geometry(cg, &f->insts[in->args[0]].shape, &f->insts[in->args[1]].shape, in, args + 2);
+            rt_call(cg, "nnq_rt_conv_reserve", args, 10);
+        }
+    }
     /* dropout masks: keyed by a draw from the seeded generator and the step count */
     LLVMBuildStore(b, rt_call(cg, "nnq_rt_random_bits", &run, 1), as_ptr(cg, cg->dropout_step, cg->ti64));
 
@@ -1235,8 +1203,10 @@ static void emit_main(Cg *cg) {
     Loop it = loop_begin(cg, ci64(cg, 0), iters, "iter");
     {
         LLVMValueRef start = LLVMBuildMul(b, it.iv, ci64(cg, cg->batch), "");
+        phase(cg, NNQ_PHASE_DATA);
         rt_call(cg, "nnq_rt_data_batch", (LLVMValueRef[]){run, ds, index, start, ci64(cg, cg->batch), cg->x, cg->y, ci32(cg, 1)}, 8);
         LLVMBuildCall2(b, cg->train_step_ty, cg->train_step, (LLVMValueRef[]){ci64(cg, cg->batch)}, 1, "");
+        phase(cg, NNQ_PHASE_OTHER);
         LLVMValueRef loss = ldf(cg, cg->vtrain[m->train.loss], ci64(cg, 0));
         LLVMValueRef correct = ldf(cg, cg->vtrain[m->train.correct], ci64(cg, 0));
         LLVMValueRef tt = get(cg, cg->ti64, t);
@@ -1291,7 +1261,9 @@ static void emit_main(Cg *cg) {
         LLVMValueRef p2 = LLVMBuildCall2(b, powty, powf, (LLVMValueRef[]){cf64(cg, tc->beta2), tf}, 2, "");
         s[IRS_BC1] = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, cf64(cg, 1), LLVMBuildFSub(b, cf64(cg, 1), p1, ""), ""), cg->tf32, "bc1");
         s[IRS_BC2] = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, cf64(cg, 1), LLVMBuildFSub(b, cf64(cg, 1), p2, ""), ""), cg->tf32, "bc2");
+        phase(cg, NNQ_PHASE_UPDATE);
         all_kernels(cg, 0, s);
+        phase(cg, NNQ_PHASE_OTHER);
         LLVMBuildStore(b, bnext, beta);
         rt_call(cg, "nnq_rt_progress", (LLVMValueRef[]){run, ep.iv, LLVMBuildAdd(b, it.iv, ci64(cg, 1), ""), loss}, 4);
     }
@@ -1465,8 +1437,6 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     free(cg.veval);
     free(cg.xtrain);
     free(cg.xeval);
-    free(cg.ytrain);
-    free(cg.yeval);
     free(cg.kernels);
     free(cg.rt_fn);
     free(cg.rt_ty);

@@ -4,23 +4,30 @@
 #include <assert.h>
 #include <string.h>
 
+#include "nnq_rt.h"
+
 static const char *const names[] = {
-#define IR_OP(name, text, nargs, cls, diff, doc) text,
+#define IR_OP(name, text, nargs, cls, phase, diff, doc) text,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const int nargs_tab[] = {
-#define IR_OP(name, text, nargs, cls, diff, doc) nargs,
+#define IR_OP(name, text, nargs, cls, phase, diff, doc) nargs,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const IrClass class_tab[] = {
-#define IR_OP(name, text, nargs, cls, diff, doc) IR_##cls,
+#define IR_OP(name, text, nargs, cls, phase, diff, doc) IR_##cls,
+#include "ir_ops.def"
+#undef IR_OP
+};
+static const int phase_tab[] = {
+#define IR_OP(name, text, nargs, cls, phase, diff, doc) NNQ_PHASE_##phase,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const bool diff_tab[] = {
-#define IR_OP(name, text, nargs, cls, diff, doc) diff,
+#define IR_OP(name, text, nargs, cls, phase, diff, doc) diff,
 #include "ir_ops.def"
 #undef IR_OP
 };
@@ -29,6 +36,7 @@ const char *ir_op_name(IrOp op) { return names[op]; }
 int ir_op_nargs(IrOp op) { return nargs_tab[op]; }
 IrClass ir_op_class(IrOp op) { return class_tab[op]; }
 bool ir_op_differentiable(IrOp op) { return diff_tab[op]; }
+int ir_op_phase(IrOp op) { return phase_tab[op]; }
 
 int ir_emit(IrModule *m, IrFunc *f, IrOp op, int a, int b, IrShape shape, IrDType dt) {
     if (f->n == f->cap) {

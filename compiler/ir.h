@@ -13,7 +13,7 @@
 #include "program.h"
 
 typedef enum IrOp {
-#define IR_OP(name, text, nargs, cls, diff, doc) IR_##name,
+#define IR_OP(name, text, nargs, cls, phase, diff, doc) IR_##name,
 #include "ir_ops.def"
 #undef IR_OP
     IR_OP_COUNT
@@ -25,6 +25,7 @@ const char *ir_op_name(IrOp op);
 int ir_op_nargs(IrOp op);
 IrClass ir_op_class(IrOp op);
 bool ir_op_differentiable(IrOp op);
+int ir_op_phase(IrOp op); /* an NnqPhase (runtime/phases.def): where --profile charges it */
 
 #define IR_BATCH (-1) /* a dimension equal to the batch size N */
 
@@ -121,21 +122,18 @@ void ir_shape_format(const IrShape *s, IrDType dt, char *buf, size_t n);
  * checking shapes. NULL after reporting errors. */
 IrModule *lower_program(Program *prog, Diag *diag);
 /* memplan.c: buffer offsets (in floats) into one arena for a function run at `batch`.
- * value[i], side[i], chan[i]: offset of value i, of instruction i's side buffer (a conv
- * op's column matrix, a maxpool's argmax positions, a dropout's mask) and of a conv op's
- * channel-major product; -1 where the instruction has none or it is not planned (input,
+ * value[i], side[i]: offset of value i and of instruction i's side buffer (a maxpool's
+ * argmax positions, a dropout's mask); -1 where the instruction has none or it is not planned (input,
  * labels, parameters, reshapes, gradients stored into parameters, and the values read
  * after the function returns: loss, correct, logits). size: the arena's floats; total:
  * the sum of all planned buffers, for comparison. share false: every buffer gets its
  * own memory (size == total). */
 typedef struct MemPlan {
-    int64_t *value, *side, *chan;
+    int64_t *value, *side;
     int64_t size, total;
 } MemPlan;
 MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena);
 int64_t memplan_value_elems(const IrInst *in, int64_t batch);
-/* A conv op's column matrix and channel-major product sizes, in elements. */
-void memplan_conv_sizes(const IrFunc *f, int i, int64_t batch, int64_t *cols, int64_t *chan);
 
 /* autodiff.c: appends the backward pass to m->train (reverse mode from the loss). */
 void autodiff_module(IrModule *m);

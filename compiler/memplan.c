@@ -11,8 +11,8 @@
  * that instruction's inputs. Uses follow RESHAPE to the value it renames, and the ops
  * that point at a forward instruction use what they actually read: conv2d_dw reads the
  * conv's input (its columns are rebuilt from it, never kept), maxpool_grad the pool's
- * argmax buffer, dropout_grad the dropout's mask. Scratch buffers (conv columns and
- * channel-major products) live for their own instruction only.
+ * argmax buffer, dropout_grad the dropout's mask. A conv op's column matrix is not planned
+ * here: the runtime builds it chunk by chunk in per-thread scratch (runtime/conv.c).
  *
  * Not planned (the caller gives them buffers of their own): the input batch and labels,
  * parameters and their gradients, and the `external` values — those read after the
@@ -53,27 +53,16 @@ static int64_t rows(const IrShape *s, int64_t batch) { return s->rank > 0 && s->
 
 int64_t memplan_value_elems(const IrInst *in, int64_t batch) { return rows(&in->shape, batch) * ir_shape_elems(&in->shape); }
 
-void memplan_conv_sizes(const IrFunc *f, int i, int64_t batch, int64_t *cols, int64_t *chan) {
-    const IrInst *in = &f->insts[i];
-    const IrInst *conv = in->op == IR_CONV2D_DW ? &f->insts[in->args[1]] : in;
-    const IrShape *ws = &f->insts[conv->args[1]].shape;
-    const IrShape *ys = &conv->shape;
-    int64_t ohw = ys->d[2] * ys->d[3];
-    *cols = batch * ws->d[1] * ws->d[2] * ws->d[3] * ohw;
-    *chan = batch * ws->d[0] * ohw;
-}
-
 MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
     int n = f->n;
     MemPlan p = {0};
     p.value = arena_alloc(arena, sizeof(int64_t) * (size_t)(n ? n : 1));
     p.side = arena_alloc(arena, sizeof(int64_t) * (size_t)(n ? n : 1));
-    p.chan = arena_alloc(arena, sizeof(int64_t) * (size_t)(n ? n : 1));
     bool *external = calloc((size_t)n + 1, 1);
     int *end = malloc(sizeof(int) * ((size_t)n + 1));     /* last use of value i */
     int *side_end = malloc(sizeof(int) * ((size_t)n + 1)); /* last use of i's side buffer */
     for (int i = 0; i < n; i++) {
-        p.value[i] = p.side[i] = p.chan[i] = -1;
+        p.value[i] = p.side[i] = -1;
         end[i] = side_end[i] = i;
     }
     if (f->loss >= 0) external[f->loss] = true;
@@ -96,7 +85,7 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
         }
     }
 
-    Block *blocks = malloc(sizeof(Block) * (3 * (size_t)n + 1));
+    Block *blocks = malloc(sizeof(Block) * (2 * (size_t)n + 1));
     int nb = 0;
 #define ADD_BLOCK(sz, s, e, d) (blocks[nb++] = (Block){((sz) + ALIGN - 1) / ALIGN * ALIGN, 0, (s), (e), (d)})
     for (int i = 0; i < n; i++) {
@@ -106,12 +95,7 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
         default:
             if (!external[i]) ADD_BLOCK(memplan_value_elems(in, batch), i, end[i], &p.value[i]);
         }
-        if (in->op == IR_CONV2D || in->op == IR_CONV2D_DX || in->op == IR_CONV2D_DW) {
-            int64_t cols, chan;
-            memplan_conv_sizes(f, i, batch, &cols, &chan);
-            ADD_BLOCK(cols, i, i, &p.side[i]);
-            ADD_BLOCK(chan, i, i, &p.chan[i]);
-        } else if (in->op == IR_MAXPOOL || in->op == IR_DROPOUT) {
+        if (in->op == IR_MAXPOOL || in->op == IR_DROPOUT) {
             /* int32 argmax positions or float mask: one 4-byte word per output element */
             ADD_BLOCK(memplan_value_elems(in, batch), i, side_end[i], &p.side[i]);
         }

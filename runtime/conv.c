@@ -1,8 +1,21 @@
-/* conv.c — the runtime's image kernels: im2col and its adjoint (convolutions become
- * OpenBLAS GEMMs over the column matrix), max and average pooling and their gradients.
- * NCHW, row-major; no allocation, no failure. The batch and pooling entry points split
- * their samples or planes over the thread pool (parallel.c); each sample or plane is
- * computed by one thread, so results do not depend on the thread count. */
+/* conv.c — the runtime's image kernels: convolutions and their two gradients (im2col and
+ * its adjoint around single-threaded GEMMs), max and average pooling and their gradients.
+ * NCHW, row-major; no allocation, no failure (conv scratch is reserved before training by
+ * nnq_rt_conv_reserve). Every entry point splits its work over the thread pool
+ * (parallel.c) into items fixed by the shapes alone — chunks of samples, planes, slots —
+ * each computed whole by one thread, so results do not depend on the thread count.
+ *
+ * A convolution x [N, C, H, W] * w [O, C, KH, KW] -> y [N, O, OH, OW] runs by chunks of
+ * G samples (G * OH*OW >= CONV_COLS columns, so deep layers with small images still give
+ * GEMMs of a useful width). One thread takes a chunk whole: im2col of its samples into
+ * COL [CKK, G*OHW] in that thread's scratch (it stays in cache), T = w COL, and T is y's
+ * chunk in channel-major order (for G = 1 it is y itself, written in place). dx is the
+ * adjoint chunk by chunk (DCOL = w^T dy, col2im). dw = sum over chunks of dy COL^T is a
+ * reduction: chunks are dealt to S slots (chunk i to slot i mod S, S from the shapes);
+ * each slot sums its chunks in order into a buffer of its own, then the slots are added
+ * in order, elementwise in parallel. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rt_internal.h"
@@ -152,42 +165,6 @@ static int64_t min_items(int64_t item_elems) {
     return item_elems >= 65536 ? 1 : 65536 / (item_elems > 0 ? item_elems : 1);
 }
 
-static void im2col_range(void *p, int64_t begin, int64_t end) {
-    const ImageJob *j = p;
-    int64_t ohw = (int64_t)j->oh * j->ow, chw = (int64_t)j->c * j->h * j->w;
-    for (int64_t s = begin; s < end; s++)
-        nnq_rt_im2col(j->in + s * chw, j->c, j->h, j->w, j->kh, j->kw, j->stride, j->pad,
-                      j->out + s * ohw, j->ld);
-}
-
-static void col2im_range(void *p, int64_t begin, int64_t end) {
-    const ImageJob *j = p;
-    int64_t ohw = (int64_t)j->oh * j->ow, chw = (int64_t)j->c * j->h * j->w;
-    for (int64_t s = begin; s < end; s++)
-        nnq_rt_col2im(j->in + s * ohw, j->ld, j->c, j->h, j->w, j->kh, j->kw, j->stride, j->pad,
-                      j->out + s * chw);
-}
-
-/* n samples of a convolution's geometry, split over the threads, each run by `range`. */
-static void conv_batch(const float *in, float *out, int32_t n, int32_t c, int32_t h, int32_t w,
-                       int32_t kh, int32_t kw, int32_t stride, int32_t pad, RtRangeFn range) {
-    ImageJob j = {.in = in, .out = out, .c = c, .h = h, .w = w, .kh = kh, .kw = kw,
-                  .stride = stride, .pad = pad, .oh = out_dim(h, kh, stride, pad),
-                  .ow = out_dim(w, kw, stride, pad)};
-    j.ld = (int64_t)n * j.oh * j.ow;
-    rt_parallel_for(n, min_items((int64_t)c * kh * kw * j.oh * j.ow), range, &j);
-}
-
-void nnq_rt_im2col_batch(const float *x, int32_t n, int32_t c, int32_t h, int32_t w, int32_t kh,
-                         int32_t kw, int32_t stride, int32_t pad, float *col) {
-    conv_batch(x, col, n, c, h, w, kh, kw, stride, pad, im2col_range);
-}
-
-void nnq_rt_col2im_batch(const float *col, int32_t n, int32_t c, int32_t h, int32_t w, int32_t kh,
-                         int32_t kw, int32_t stride, int32_t pad, float *x) {
-    conv_batch(col, x, n, c, h, w, kh, kw, stride, pad, col2im_range);
-}
-
 static void maxpool_range(void *p, int64_t b, int64_t e) {
     const ImageJob *j = p;
     int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
@@ -240,4 +217,164 @@ void nnq_rt_avgpool_grad(const float *dy, int32_t planes, int32_t h, int32_t w, 
     ImageJob j = {.in = dy, .out = dx, .h = h, .w = w, .kh = k, .stride = stride,
                   .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1};
     rt_parallel_for(planes, min_items((int64_t)h * w), avgpool_grad_range, &j);
+}
+
+/* ---- convolutions by chunks of samples ---- */
+
+enum { CONV_COLS = 256, DW_MAX_SLOTS = 32 };
+#define DW_MAX_SHARED ((int64_t)16 << 20) /* floats of slot buffers: 64 MiB */
+
+typedef struct ConvJob {
+    const float *x, *w, *dy;
+    float *y;
+    int32_t n, c, h, wd, o, kh, kw, stride, pad, oh, ow;
+    int64_t ohw, ckk, chw, g, chunks, slots;
+} ConvJob;
+
+static ConvJob conv_job(int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
+                        int32_t stride, int32_t pad) {
+    ConvJob j = {.n = n, .c = c, .h = h, .wd = w, .o = o, .kh = kh, .kw = kw, .stride = stride, .pad = pad,
+                 .oh = out_dim(h, kh, stride, pad), .ow = out_dim(w, kw, stride, pad)};
+    j.ohw = (int64_t)j.oh * j.ow;
+    j.ckk = (int64_t)c * kh * kw;
+    j.chw = (int64_t)c * h * w;
+    j.g = j.ohw >= CONV_COLS ? 1 : (CONV_COLS + j.ohw - 1) / j.ohw;
+    if (j.g > n) j.g = n > 0 ? n : 1;
+    j.chunks = (n + j.g - 1) / j.g;
+    int64_t most = 1 + DW_MAX_SHARED / (j.ckk * o > 0 ? j.ckk * o : 1);
+    j.slots = j.chunks < DW_MAX_SLOTS ? j.chunks : DW_MAX_SLOTS;
+    if (j.slots > most) j.slots = most;
+    if (j.slots < 1) j.slots = 1;
+    return j;
+}
+
+/* Samples [s0, s0 + cnt) of chunk `ch`. */
+static int64_t chunk_count(const ConvJob *j, int64_t ch, int64_t *s0) {
+    *s0 = ch * j->g;
+    return j->n - *s0 < j->g ? j->n - *s0 : j->g;
+}
+
+static void chunk_im2col(const ConvJob *j, int64_t s0, int64_t cnt, float *col) {
+    for (int64_t s = 0; s < cnt; s++)
+        nnq_rt_im2col(j->x + (s0 + s) * j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad,
+                      col + s * j->ohw, cnt * j->ohw);
+}
+
+/* dy's chunk as T [O, cnt*OHW]: in place for one sample, else gathered into t. */
+static const float *chunk_dy(const ConvJob *j, int64_t s0, int64_t cnt, float *t) {
+    const float *dy = j->dy + s0 * j->o * j->ohw;
+    if (cnt == 1) return dy;
+    for (int64_t s = 0; s < cnt; s++)
+        for (int32_t oo = 0; oo < j->o; oo++)
+            memcpy(t + (oo * cnt + s) * j->ohw, dy + (s * j->o + oo) * j->ohw, sizeof(float) * (size_t)j->ohw);
+    return t;
+}
+
+static void conv_fwd_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    float *col = rt_thread_scratch((j->ckk + j->o) * j->g * j->ohw), *t = col + j->ckk * j->g * j->ohw;
+    for (int64_t ch = begin; ch < end; ch++) {
+        int64_t s0, cnt = chunk_count(j, ch, &s0), ld = cnt * j->ohw;
+        float *y = j->y + s0 * j->o * j->ohw;
+        chunk_im2col(j, s0, cnt, col);
+        rt_sgemm_serial(0, 0, j->o, (int32_t)ld, (int32_t)j->ckk, 1.0f, j->w, (int32_t)j->ckk, col, (int32_t)ld, 0.0f,
+                        cnt == 1 ? y : t, (int32_t)ld);
+        if (cnt > 1)
+            for (int64_t s = 0; s < cnt; s++)
+                for (int32_t oo = 0; oo < j->o; oo++)
+                    memcpy(y + (s * j->o + oo) * j->ohw, t + (oo * cnt + s) * j->ohw, sizeof(float) * (size_t)j->ohw);
+    }
+}
+
+static void conv_dx_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    float *col = rt_thread_scratch((j->ckk + j->o) * j->g * j->ohw), *t = col + j->ckk * j->g * j->ohw;
+    for (int64_t ch = begin; ch < end; ch++) {
+        int64_t s0, cnt = chunk_count(j, ch, &s0), ld = cnt * j->ohw;
+        const float *dy = chunk_dy(j, s0, cnt, t);
+        rt_sgemm_serial(1, 0, (int32_t)j->ckk, (int32_t)ld, j->o, 1.0f, j->w, (int32_t)j->ckk, dy, (int32_t)ld, 0.0f,
+                        col, (int32_t)ld);
+        for (int64_t s = 0; s < cnt; s++)
+            nnq_rt_col2im(col + s * j->ohw, ld, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad,
+                          j->y + (s0 + s) * j->chw);
+    }
+}
+
+/* Slot s sums chunks s, s + S, ... into dw (slot 0) or its own shared buffer. */
+static void conv_dw_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    float *col = rt_thread_scratch((j->ckk + j->o) * j->g * j->ohw), *t = col + j->ckk * j->g * j->ohw;
+    int64_t wsize = j->o * j->ckk;
+    for (int64_t slot = begin; slot < end; slot++) {
+        float *dst = slot == 0 ? j->y : rt_shared_scratch((j->slots - 1) * wsize) + (slot - 1) * wsize;
+        for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
+            int64_t s0, cnt = chunk_count(j, ch, &s0), ld = cnt * j->ohw;
+            chunk_im2col(j, s0, cnt, col);
+            const float *dy = chunk_dy(j, s0, cnt, t);
+            rt_sgemm_serial(0, 1, j->o, (int32_t)j->ckk, (int32_t)ld, 1.0f, dy, (int32_t)ld, col, (int32_t)ld,
+                            ch == slot ? 0.0f : 1.0f, dst, (int32_t)j->ckk);
+        }
+    }
+}
+
+/* dw[i] += slot buffers 1..S-1, in order. */
+static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    int64_t wsize = j->o * j->ckk;
+    const float *part = rt_shared_scratch((j->slots - 1) * wsize);
+    for (int64_t slot = 1; slot < j->slots; slot++)
+        for (int64_t i = begin; i < end; i++)
+            j->y[i] += part[(slot - 1) * wsize + i];
+}
+
+/* Scratch for a geometry: per thread COL and T of a chunk, shared the dw slot buffers. */
+static bool conv_reserve(const ConvJob *j) {
+    return rt_parallel_reserve((j->ckk + j->o) * j->g * j->ohw, (j->slots - 1) * j->o * j->ckk);
+}
+
+/* Generated code reserves before training; a kernel called without that (tests) gets
+ * it here, and only an allocation failure at this point is fatal. */
+static void conv_ensure(const ConvJob *j) {
+    if (!conv_reserve(j)) {
+        fprintf(stderr, "nnq: error: out of memory for convolution scratch\n");
+        abort();
+    }
+}
+
+void nnq_rt_conv_reserve(NnqRun *run, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh,
+                         int32_t kw, int32_t stride, int32_t pad) {
+    ConvJob j = conv_job(n, c, h, w, o, kh, kw, stride, pad);
+    if (!conv_reserve(&j))
+        nnq_rt_fail(run, "out of memory reserving %.1f MiB of convolution scratch per thread and %.1f MiB shared",
+                    (double)((j.ckk + j.o) * j.g * j.ohw) * 4 / 1048576, (double)((j.slots - 1) * j.o * j.ckk) * 4 / 1048576);
+}
+
+void nnq_rt_conv2d(const float *x, const float *w, float *y, int32_t n, int32_t c, int32_t h, int32_t wd,
+                   int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
+    ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
+    j.x = x, j.w = w, j.y = y;
+    conv_ensure(&j);
+    rt_parallel_for(j.chunks, 1, conv_fwd_range, &j);
+}
+
+void nnq_rt_conv2d_dx(const float *dy, const float *w, float *dx, int32_t n, int32_t c, int32_t h, int32_t wd,
+                      int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
+    ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
+    j.dy = dy, j.w = w, j.y = dx;
+    conv_ensure(&j);
+    rt_parallel_for(j.chunks, 1, conv_dx_range, &j);
+}
+
+void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int32_t c, int32_t h, int32_t wd,
+                      int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
+    ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
+    j.dy = dy, j.x = x, j.y = dw;
+    if (n <= 0) {
+        memset(dw, 0, sizeof(float) * (size_t)(j.o * j.ckk));
+        return;
+    }
+    conv_ensure(&j);
+    rt_parallel_for(j.slots, 1, conv_dw_range, &j);
+    if (j.slots > 1)
+        rt_parallel_for(j.o * j.ckk, 16384, conv_dw_sum_range, &j);
 }

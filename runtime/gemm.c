@@ -8,11 +8,23 @@
  *   k == 0 or alpha == 0 gives C = beta * C (A and B are not read).
  * A leading dimension below its minimum is a code generator bug, not a user error: it
  * trips an assert. The results of the two paths agree to rounding (tests bound the
- * difference by a multiple of k * FLT_EPSILON * sum |alpha a b| + |beta c|). */
+ * difference by a multiple of k * FLT_EPSILON * sum |alpha a b| + |beta c|).
+ *
+ * Threads: OpenBLAS runs single-threaded (parallel.c); a large product is cut into
+ * blocks of rows or columns of C and the blocks run on the pool. The cut depends on the
+ * shape only, never on the thread count: OpenBLAS's result for an element depends on how
+ * the product around it is cut (measured: different block widths give different bits),
+ * so a fixed cut keeps results identical on any number of threads. Called from inside a
+ * pool job, the blocks run one after the other on that thread. */
 #include <assert.h>
 #include <cblas.h>
 
 #include "rt_internal.h"
+
+/* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at
+ * most GEMM_MAX_BLOCKS, widths a multiple of 16 (every kernel's register tile). */
+enum { GEMM_MAX_BLOCKS = 32, GEMM_MIN_WIDTH = 64 };
+#define GEMM_BLOCK_FLOPS 4e6
 
 static void gemm_check_args(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k,
                             int32_t lda, int32_t ldb, int32_t ldc) {
@@ -30,6 +42,46 @@ static void gemm_scale_c(int32_t m, int32_t n, float beta, float *c, int32_t ldc
             c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
 }
 
+typedef struct GemmJob {
+    int32_t transa, transb, m, n, k;
+    float alpha;
+    const float *a;
+    int32_t lda;
+    const float *b;
+    int32_t ldb;
+    float beta;
+    float *c;
+    int32_t ldc;
+    int32_t by_rows, width; /* blocks of `width` rows (by_rows) or columns of C */
+} GemmJob;
+
+/* Rows or columns [lo, hi) of C. */
+static void gemm_block(const GemmJob *j, int32_t lo, int32_t hi) {
+    const float *a = j->a, *b = j->b;
+    float *c = j->c;
+    int32_t m = j->m, n = j->n;
+    if (j->by_rows) {
+        a += j->transa ? lo : (size_t)lo * j->lda;
+        c += (size_t)lo * j->ldc;
+        m = hi - lo;
+    } else {
+        b += j->transb ? (size_t)lo * j->ldb : lo;
+        c += lo;
+        n = hi - lo;
+    }
+    cblas_sgemm(CblasRowMajor, j->transa ? CblasTrans : CblasNoTrans, j->transb ? CblasTrans : CblasNoTrans,
+                m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+}
+
+static void gemm_blocks(void *p, int64_t begin, int64_t end) {
+    const GemmJob *j = p;
+    int32_t dim = j->by_rows ? j->m : j->n;
+    for (int64_t blk = begin; blk < end; blk++) {
+        int64_t lo = blk * j->width, hi = lo + j->width < dim ? lo + j->width : dim;
+        gemm_block(j, (int32_t)lo, (int32_t)hi);
+    }
+}
+
 void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
                   const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c,
                   int32_t ldc) {
@@ -40,8 +92,35 @@ void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t 
         gemm_scale_c(m, n, beta, c, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
-                transb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    rt_parallel_init();
+    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0};
+    /* Cut the dimension whose blocks repack the smaller operand: columns of C (each block
+     * repacks all of A, m x k) when m <= n, rows of C (each repacks B) otherwise. */
+    j.by_rows = m > n;
+    int32_t dim = j.by_rows ? m : n;
+    double flops = 2.0 * m * n * k;
+    int64_t blocks = (int64_t)(flops / GEMM_BLOCK_FLOPS);
+    if (blocks > dim / GEMM_MIN_WIDTH) blocks = dim / GEMM_MIN_WIDTH;
+    if (blocks > GEMM_MAX_BLOCKS) blocks = GEMM_MAX_BLOCKS;
+    if (blocks <= 1) {
+        gemm_block(&j, 0, dim);
+        return;
+    }
+    j.width = ((dim + blocks - 1) / blocks + 15) / 16 * 16;
+    rt_parallel_for((dim + j.width - 1) / j.width, 1, gemm_blocks, &j);
+}
+
+void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
+                     const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc) {
+    gemm_check_args(transa, transb, m, n, k, lda, ldb, ldc);
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0 || alpha == 0.0f) {
+        gemm_scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0};
+    gemm_block(&j, 0, n);
 }
 
 void nnq_rt_sgemm_ref(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k,

@@ -18,6 +18,14 @@
 
 typedef struct NnqRun NnqRun;
 
+/* Phases of a training step, for --profile (phases.def). */
+typedef enum NnqPhase {
+#define NNQ_PHASE(name, label, what) NNQ_PHASE_##name,
+#include "phases.def"
+#undef NNQ_PHASE
+    NNQ_PHASE_COUNT
+} NnqPhase;
+
 #define NNQ_RT(rc, ret, name, params, codes) ret name params;
 #include "abi.def"
 #undef NNQ_RT
@@ -25,7 +33,7 @@ typedef struct NnqRun NnqRun;
 typedef struct NnqRunOptions {
     int32_t epochs;          /* > 0 overrides the program's epochs */
     int64_t seed;            /* >= 0 overrides the program's seed */
-    int32_t threads;         /* > 0: OpenBLAS threads; 0: default */
+    int32_t threads;         /* > 0: the runtime pool's threads; 0: every CPU */
     const char *data_dir;    /* relative data files: data_dir, $NNQ_DATA_DIR entries, base_dir,
                                 ".", /usr/share/datasets (first match); may be NULL */
     const char *base_dir;    /* directory of the .nnq file: searched after $NNQ_DATA_DIR; may be NULL */
@@ -34,6 +42,7 @@ typedef struct NnqRunOptions {
                                 from; NULL: start afresh */
     int progress;            /* -1: auto (bar when stdout is a tty), 0: lines only, 1: bar */
     bool quiet;              /* no per-epoch lines (errors still printed) */
+    bool profile;            /* --profile: time per phase, reported at the end */
 } NnqRunOptions;
 
 void nnq_run_options_default(NnqRunOptions *opts);

@@ -43,6 +43,10 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
         o->quiet = true;
         return 1;
     }
+    if (!strcmp(a, "--profile")) {
+        o->profile = true;
+        return 1;
+    }
     if ((t = takes("--epochs", argc, argv, i, &val))) {
         if (t < 0) return -1;
         if (!parse_ll(val, 1, 1000000, &n)) goto bad;
@@ -94,12 +98,13 @@ bad:
 const char *nnq_run_options_help(void) {
     return "  --epochs N         override the program's epochs\n"
            "  --seed N           override the program's seed\n"
-           "  --threads N        threads for OpenBLAS and the image kernels (default: all CPUs)\n"
+           "  --threads N        threads that train (default: all CPUs)\n"
            "  --data-dir DIR     search DIR first for data files (also $NNQ_DATA_DIR)\n"
            "  --metrics PATH     write JSON Lines metrics to PATH\n"
            "  --resume DIR       continue from the checkpoint in DIR (written by `checkpoint`)\n"
            "  --progress=MODE    bar, lines or auto (default: a bar on a terminal)\n"
-           "  --quiet            no per-epoch lines\n";
+           "  --quiet            no per-epoch lines\n"
+           "  --profile          report where the training time went, by phase\n";
 }
 
 int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run)) {

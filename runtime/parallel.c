@@ -1,18 +1,31 @@
-/* parallel.c — a small pool of worker threads for the runtime's image kernels (im2col,
- * col2im, pooling) and generated code's independent loops (nnq_rt_parallel_for), which
- * would otherwise run on one core while OpenBLAS's threads wait for the next GEMM.
+/* parallel.c — the one pool of threads that owns the cores. Everything that runs in
+ * parallel runs on it: the runtime's convolutions (per chunk of samples: im2col, GEMM and
+ * col2im of a chunk on one thread, its columns in that thread's scratch), large GEMMs
+ * (split into fixed blocks, gemm.c), pooling and generated code's independent loops
+ * (nnq_rt_parallel_for). OpenBLAS itself is kept single-threaded (set once here), so no
+ * second pool spins against this one; a job started from inside a job runs inline.
  *
  * A job is a range [0, n) of independent items (samples, planes, elements) cut into
  * one contiguous part per thread; the caller and the workers claim parts until none is
  * left, and the caller waits only for parts already being run. Each item is always
  * computed whole by one thread, in the same order, so results do not depend on the
  * number of threads or on who ran which part. Workers sleep on a condition variable between
- * jobs — they never spin against OpenBLAS's threads — and are started on first use.
- * Jobs come from one thread at a time (generated code is single-threaded). */
+ * jobs and are started on first use. Jobs come from one thread at a time (generated code
+ * is single-threaded); a job's parts may call rt_parallel_for again, which then runs the
+ * whole range inline on that thread.
+ *
+ * Scratch: each thread (the caller is thread 0, workers 1..) has a 64-byte aligned
+ * buffer reserved before training (rt_parallel_reserve), which kernels reach through
+ * rt_thread_scratch(); one shared buffer serves per-job partial results. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+#include <stdio.h>
+
+#include <cblas.h>
 
 #include "rt_internal.h"
 
@@ -41,6 +54,16 @@ static int job_parts;
 static int job_next;        /* the next part to claim */
 static int job_active;      /* parts claimed and not finished */
 static unsigned job_fp_mode; /* the caller's MXCSR: workers compute as it does */
+static _Thread_local int thread_index;  /* 0: the caller; workers 1.. */
+static _Thread_local bool in_job;       /* running a part: nested jobs run inline */
+static float *scratch[RT_MAX_THREADS];  /* per thread index */
+static int64_t scratch_floats;          /* each scratch[i] holds this many (0: none) */
+static float *shared_scratch;
+static int64_t shared_floats;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+/* OpenBLAS computes on the calling thread only: this pool decides what runs where. */
+static void blas_single_thread(void) { openblas_set_num_threads(1); }
 
 /* Claims and runs parts of job `gen` until none is left. Called and returns with pool_mu
  * held. Parts are claimed, not assigned: when a worker is slow to wake (a loaded
@@ -59,8 +82,10 @@ static void work(uint64_t gen, bool worker) {
         if (worker)
             set_fp_mode(mode);
         int64_t begin = n * part / parts, end = n * (part + 1) / parts;
+        in_job = true;
         if (begin < end)
             fn(ctx, begin, end);
+        in_job = false;
         pthread_mutex_lock(&pool_mu);
         if (--job_active == 0 && job_next >= job_parts)
             pthread_cond_broadcast(&pool_done);
@@ -68,7 +93,7 @@ static void work(uint64_t gen, bool worker) {
 }
 
 static void *worker_main(void *arg) {
-    (void)arg;
+    thread_index = (int)(intptr_t)arg;
     uint64_t seen = 0;
     pthread_mutex_lock(&pool_mu);
     for (;;) {
@@ -102,7 +127,75 @@ void rt_parallel_set_min_items_cap(int64_t cap) {
     pthread_mutex_unlock(&pool_mu);
 }
 
+void rt_parallel_init(void) { pthread_once(&blas_once, blas_single_thread); }
+
+int rt_parallel_threads(void) {
+    pthread_mutex_lock(&pool_mu);
+    if (pool_threads == 0)
+        pool_threads = resolve_threads(0);
+    int t = pool_threads;
+    pthread_mutex_unlock(&pool_mu);
+    return t;
+}
+
+bool rt_parallel_reserve(int64_t per_thread, int64_t shared) {
+    rt_parallel_init();
+    pthread_mutex_lock(&pool_mu);
+    if (pool_threads == 0)
+        pool_threads = resolve_threads(0);
+    /* every thread that may claim a part: the set number, and workers started before */
+    int threads = pool_threads > pool_workers + 1 ? pool_threads : pool_workers + 1;
+    pthread_mutex_unlock(&pool_mu);
+    if (per_thread > scratch_floats) {
+        for (int i = 0; i < RT_MAX_THREADS; i++) {
+            free(scratch[i]);
+            scratch[i] = NULL;
+        }
+        scratch_floats = per_thread;
+    }
+    for (int i = 0; i < threads && scratch_floats > 0; i++)
+        if (!scratch[i] && posix_memalign((void **)&scratch[i], 64, sizeof(float) * (size_t)scratch_floats)) {
+            scratch[i] = NULL;
+            return false;
+        }
+    if (shared > shared_floats) {
+        free(shared_scratch);
+        shared_scratch = NULL;
+        shared_floats = 0;
+        if (posix_memalign((void **)&shared_scratch, 64, sizeof(float) * (size_t)shared)) {
+            shared_scratch = NULL;
+            return false;
+        }
+        shared_floats = shared;
+    }
+    return true;
+}
+
+float *rt_thread_scratch(int64_t floats) {
+    float *s = scratch[thread_index];
+    if (floats > scratch_floats || !s) {
+        fprintf(stderr, "nnq: internal error: %lld floats of scratch asked, %lld reserved\n",
+                (long long)floats, (long long)(s ? scratch_floats : 0));
+        abort();
+    }
+    return s;
+}
+
+float *rt_shared_scratch(int64_t floats) {
+    if (floats > shared_floats) {
+        fprintf(stderr, "nnq: internal error: %lld floats of shared scratch asked, %lld reserved\n",
+                (long long)floats, (long long)shared_floats);
+        abort();
+    }
+    return shared_scratch;
+}
+
 void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
+    if (in_job) { /* a part of a job: this thread runs the whole range */
+        if (n > 0)
+            fn(ctx, 0, n);
+        return;
+    }
     pthread_mutex_lock(&pool_mu);
     if (pool_threads == 0)
         pool_threads = resolve_threads(0);
@@ -121,7 +214,7 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, worker_main, NULL);
+        int rc = pthread_create(&t, &attr, worker_main, (void *)(intptr_t)(pool_workers + 1));
         pthread_attr_destroy(&attr);
         if (rc != 0)
             break; /* the caller claims whatever no worker does */

@@ -1,5 +1,6 @@
 /* progress.c — what a training run tells its user: header, live bar, per-epoch lines,
- * notes, the final result, and the JSON Lines metrics file.
+ * notes, the final result, the JSON Lines metrics file, and with --profile where the
+ * time went (phases.def).
  *
  * Invariants:
  *  - Human-readable output goes to stdout; errors (run.c) to stderr. With
@@ -196,6 +197,63 @@ void nnq_rt_progress(NnqRun *run, int32_t epoch, int64_t iter_in_epoch, float lo
 
 /* ---- lines ---- */
 
+/* ---- profile: wall time on the training thread, by phase ---- */
+
+static const char *const phase_label[] = {
+#define NNQ_PHASE(name, label, what) label,
+#include "phases.def"
+#undef NNQ_PHASE
+};
+static struct {
+    bool on;
+    int32_t cur;
+    double last, total[NNQ_PHASE_COUNT];
+    int64_t steps; /* entries into the data phase: training iterations */
+} prof;
+
+void nnq_rt_phase(int32_t phase) {
+    if (!prof.on)
+        return;
+    double now = rt_now();
+    prof.total[prof.cur] += now - prof.last;
+    prof.last = now;
+    prof.cur = phase >= 0 && phase < NNQ_PHASE_COUNT ? phase : NNQ_PHASE_OTHER;
+    prof.steps += phase == NNQ_PHASE_DATA;
+}
+
+static void profile_start(NnqRun *run) {
+    memset(&prof, 0, sizeof prof);
+    prof.on = run->opts.profile;
+    prof.cur = NNQ_PHASE_OTHER;
+    prof.last = rt_now();
+}
+
+/* The table on stdout and one metrics line:
+ * {"profile":true,"iterations":N,"seconds":{"data":S,...}}. */
+static void profile_report(NnqRun *run) {
+    if (!prof.on)
+        return;
+    nnq_rt_phase(NNQ_PHASE_OTHER);
+    prof.on = false;
+    double sum = 0;
+    for (int p = 0; p < NNQ_PHASE_COUNT; p++)
+        sum += prof.total[p];
+    printf("profile: %lld training iterations, %.2fs\n%-12s %9s %7s %12s\n", (long long)prof.steps, sum, "phase",
+           "seconds", "share", "ms / iter");
+    char line[1024];
+    size_t len = (size_t)snprintf(line, sizeof line, "{\"profile\":true,\"iterations\":%lld,\"seconds\":{",
+                                  (long long)prof.steps);
+    for (int p = 0; p < NNQ_PHASE_COUNT; p++) {
+        printf("%-12s %9.3f %6.1f%% %12.3f\n", phase_label[p], prof.total[p], sum > 0 ? 100 * prof.total[p] / sum : 0,
+               prof.steps ? 1e3 * prof.total[p] / (double)prof.steps : 0);
+        len += (size_t)snprintf(line + len, sizeof line - len, "%s\"%s\":%.6f", p ? "," : "", phase_label[p],
+                                prof.total[p]);
+    }
+    snprintf(line + len, sizeof line - len, "}}");
+    if (run->metrics)
+        metrics_line(run, line);
+}
+
 void nnq_rt_train_begin(NnqRun *run, const char *model, int32_t epochs, int64_t iters_per_epoch,
                         int64_t train_count, int64_t val_count, int64_t test_count) {
     run->model_name = rt_strdup(run, model ? model : "?");
@@ -203,6 +261,7 @@ void nnq_rt_train_begin(NnqRun *run, const char *model, int32_t epochs, int64_t 
     run->iters_per_epoch = iters_per_epoch;
     run->training = true;
     run->train_start = run->epoch_start = rt_now();
+    profile_start(run);
     if (run->opts.quiet)
         return;
     bar_clear(run);
@@ -308,6 +367,7 @@ void nnq_rt_train_end(NnqRun *run, int32_t epochs, double test_soft, double test
     }
     if (!run->opts.quiet)
         printf("training time: %.1fs (%d epoch%s)\n", total, epochs, epochs == 1 ? "" : "s");
+    profile_report(run);
     fflush(stdout);
     if (run->metrics) {
         char line[256], b[3][32];

@@ -107,7 +107,8 @@ double rt_now(void); /* monotonic seconds */
 
 /* parallel.c: fn(ctx, begin, end) over contiguous parts of [0, n), at least min_items
  * items per part, on up to the set number of threads (the caller's included); returns
- * when all parts are done. fn must not fail (no nnq_rt_fail) and must not nest. */
+ * when all parts are done. fn must not fail (no nnq_rt_fail); called from inside a part,
+ * it runs the whole range on the calling thread. */
 typedef void (*RtRangeFn)(void *ctx, int64_t begin, int64_t end);
 void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx);
 /* threads <= 0: the number of online CPUs. */
@@ -115,6 +116,20 @@ void rt_parallel_set_threads(int threads);
 /* cap > 0: every job splits as if its min_items were at most cap (tests use 1 to split
  * tiny jobs); 0: as asked. */
 void rt_parallel_set_min_items_cap(int64_t cap);
+/* Makes OpenBLAS single-threaded (once): the pool owns the cores. */
+void rt_parallel_init(void);
+int rt_parallel_threads(void); /* the set number of threads */
+/* Reserves per_thread floats of scratch for each of the set threads and `shared` floats
+ * shared by a job's parts (kept when already as large); false when out of memory.
+ * rt_thread_scratch returns the calling thread's, rt_shared_scratch the shared one; asking
+ * for more than was reserved is a code generator bug (abort). */
+bool rt_parallel_reserve(int64_t per_thread, int64_t shared);
+float *rt_thread_scratch(int64_t floats);
+float *rt_shared_scratch(int64_t floats);
+
+/* gemm.c: nnq_rt_sgemm's contract, on the calling thread as one OpenBLAS call. */
+void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
+                     const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc);
 
 /* binfile.c: little-endian binary files (model files, checkpoints). */
 uint32_t rt_le32(const unsigned char *p);

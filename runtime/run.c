@@ -11,7 +11,6 @@
  *    number drawn afterwards, on every platform. A new run is seeded with
  *    options.seed when that is >= 0, else with 0; nnq_rt_seed reseeds.
  *  - Random draws use only the run's own state: two runs never share a stream. */
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -76,8 +75,7 @@ NnqRun *nnq_run_new(const NnqRunOptions *opts) {
     }
     run->epoch_test_soft = run->epoch_test_hard = -1;
     run_seed_state(run, run->opts.seed >= 0 ? (uint64_t)run->opts.seed : 0);
-    if (run->opts.threads > 0)
-        openblas_set_num_threads(run->opts.threads);
+    rt_parallel_init();
     rt_parallel_set_threads(run->opts.threads);
     if (!rt_progress_open(run)) {
         nnq_run_free(run);

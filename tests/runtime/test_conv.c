@@ -1,7 +1,9 @@
 /* test_conv.c — the image kernels: im2col + GEMM equals a direct convolution (with
  * stride and padding, several samples side by side in one column matrix), col2im is
- * im2col's adjoint (<im2col(x), c> == <x, col2im(c)>), max pooling picks the first
- * maximum and its gradient routes dy there. */
+ * im2col's adjoint (<im2col(x), c> == <x, col2im(c)>); the chunked convolutions and their
+ * gradients equal direct double-precision sums, whatever the chunking, and give the same
+ * bits on 1, 2 and 3 threads, as does a GEMM large enough to be cut into blocks; max
+ * pooling picks the first maximum and its gradient routes dy there. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,36 +84,119 @@ void test_maxpool(void) {
           "maxpool gradient routes dy to the argmax only");
 }
 
-/* The batch and pooling entry points split samples and planes over the thread pool:
- * with 1, 2 and 3 threads they give exactly what one sample / plane at a time gives. */
+/* conv2d, conv2d_dx and conv2d_dw against direct sums in double, over geometries that
+ * give one sample per chunk, several (with a last partial chunk) and several dw slots;
+ * then the same calls on 1, 2 and 3 threads give the same bits. */
+void test_conv_kernels(void) {
+    static const int geo[][8] = {
+        /* N, C, H, W, O, K, stride, pad */
+        {5, 2, 17, 16, 3, 3, 1, 1},  /* OH*OW >= 256: one sample a chunk */
+        {37, 3, 8, 8, 4, 3, 1, 1},   /* 64 positions: chunks of 4, the last of 1 */
+        {9, 4, 7, 6, 5, 3, 2, 0},    /* stride 2, no padding */
+        {70, 2, 2, 2, 3, 1, 1, 0},   /* 4 positions: chunks of 64 */
+    };
+    for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
+        const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4], K = geo[g][5],
+                  S = geo[g][6], P = geo[g][7];
+        const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K;
+        const int NX = N * C * H * W, NY = N * O * OH * OW;
+        unsigned seed = 3 + (unsigned)g;
+        float *x = malloc(sizeof(float) * NX), *w = malloc(sizeof(float) * O * CKK);
+        float *dy = malloc(sizeof(float) * NY), *y = malloc(sizeof(float) * NY), *dx = malloc(sizeof(float) * NX);
+        float *dw = malloc(sizeof(float) * O * CKK);
+        double *ry = calloc(NY, sizeof(double)), *rdx = calloc(NX, sizeof(double)), *rdw = calloc(O * CKK, sizeof(double));
+        for (int i = 0; i < NX; i++) x[i] = frand(&seed);
+        for (int i = 0; i < O * CKK; i++) w[i] = frand(&seed);
+        for (int i = 0; i < NY; i++) dy[i] = frand(&seed);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < O; o++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++)
+                        for (int c = 0; c < C; c++)
+                            for (int i = 0; i < K; i++)
+                                for (int j = 0; j < K; j++) {
+                                    int rr = r * S - P + i, qq = q * S - P + j;
+                                    if (rr < 0 || rr >= H || qq < 0 || qq >= W) continue;
+                                    int yi = ((n * O + o) * OH + r) * OW + q, xi = ((n * C + c) * H + rr) * W + qq;
+                                    int wi = ((o * C + c) * K + i) * K + j;
+                                    ry[yi] += (double)w[wi] * x[xi];
+                                    rdx[xi] += (double)w[wi] * dy[yi];
+                                    rdw[wi] += (double)dy[yi] * x[xi];
+                                }
+        rt_parallel_set_threads(1);
+        nnq_rt_conv_reserve(NULL, N, C, H, W, O, K, K, S, P);
+        nnq_rt_conv2d(x, w, y, N, C, H, W, O, K, K, S, P);
+        nnq_rt_conv2d_dx(dy, w, dx, N, C, H, W, O, K, K, S, P);
+        nnq_rt_conv2d_dw(dy, x, dw, N, C, H, W, O, K, K, S, P);
+        double ey = 0, edx = 0, edw = 0;
+        for (int i = 0; i < NY; i++) ey = fmax(ey, fabs(y[i] - ry[i]));
+        for (int i = 0; i < NX; i++) edx = fmax(edx, fabs(dx[i] - rdx[i]));
+        for (int i = 0; i < O * CKK; i++) edw = fmax(edw, fabs(dw[i] - rdw[i]) / (1 + fabs(rdw[i])));
+        CHECK(ey < 1e-5 && edx < 1e-5 && edw < 1e-5, "geometry %zu: conv2d %g, dx %g, dw %g against direct sums", g, ey,
+              edx, edw);
+        float *y2 = malloc(sizeof(float) * NY), *dx2 = malloc(sizeof(float) * NX), *dw2 = malloc(sizeof(float) * O * CKK);
+        for (int threads = 2; threads <= 3; threads++) {
+            rt_parallel_set_threads(threads);
+            rt_parallel_set_min_items_cap(1);
+            nnq_rt_conv_reserve(NULL, N, C, H, W, O, K, K, S, P);
+            nnq_rt_conv2d(x, w, y2, N, C, H, W, O, K, K, S, P);
+            nnq_rt_conv2d_dx(dy, w, dx2, N, C, H, W, O, K, K, S, P);
+            nnq_rt_conv2d_dw(dy, x, dw2, N, C, H, W, O, K, K, S, P);
+            rt_parallel_set_min_items_cap(0);
+            CHECK(!memcmp(y, y2, sizeof(float) * NY) && !memcmp(dx, dx2, sizeof(float) * NX) &&
+                      !memcmp(dw, dw2, sizeof(float) * O * CKK),
+                  "geometry %zu: %d threads give the 1-thread bits", g, threads);
+        }
+        rt_parallel_set_threads(0);
+        free(x), free(w), free(dy), free(y), free(dx), free(dw), free(ry), free(rdx), free(rdw);
+        free(y2), free(dx2), free(dw2);
+    }
+}
+
+/* A GEMM large enough to be cut into blocks: the same bits on 1, 2 and 3 threads, and
+ * within rounding of the reference. */
+void test_gemm_threads(void) {
+    const int M = 96, N = 700, K = 300;
+    unsigned seed = 5;
+    float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N);
+    float *c1 = malloc(sizeof(float) * M * N), *c = malloc(sizeof(float) * M * N), *r = malloc(sizeof(float) * M * N);
+    for (int i = 0; i < M * K; i++) a[i] = frand(&seed);
+    for (int i = 0; i < K * N; i++) b[i] = frand(&seed);
+    nnq_rt_sgemm_ref(0, 0, M, N, K, 1, a, K, b, N, 0, r, N);
+    rt_parallel_set_threads(1);
+    nnq_rt_sgemm(0, 0, M, N, K, 1, a, K, b, N, 0, c1, N);
+    double worst = 0;
+    for (int i = 0; i < M * N; i++) worst = fmax(worst, fabs(c1[i] - r[i]));
+    CHECK(worst < 1e-4, "blocked GEMM against the reference: worst %g", worst);
+    for (int threads = 2; threads <= 3; threads++) {
+        rt_parallel_set_threads(threads);
+        nnq_rt_sgemm(0, 0, M, N, K, 1, a, K, b, N, 0, c, N);
+        CHECK(!memcmp(c, c1, sizeof(float) * M * N), "blocked GEMM: %d threads give the 1-thread bits", threads);
+    }
+    rt_parallel_set_threads(0);
+    free(a), free(b), free(c1), free(c), free(r);
+}
+
+/* The pooling entry points split planes over the thread pool: with 1, 2 and 3 threads
+ * they give exactly what one plane at a time gives. */
 void test_image_threads(void) {
-    const int N = 37, C = 3, H = 20, W = 20, K = 3, S = 1, P = 1;
-    const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K, L = N * OH * OW;
+    const int N = 37, C = 3, H = 20, W = 20;
     unsigned seed = 11;
-    float *x = malloc(sizeof(float) * N * C * H * W), *ref = malloc(sizeof(float) * CKK * L);
-    float *col = malloc(sizeof(float) * CKK * L), *xr = malloc(sizeof(float) * N * C * H * W);
-    float *xb = malloc(sizeof(float) * N * C * H * W);
+    float *x = malloc(sizeof(float) * N * C * H * W);
     float *y = malloc(sizeof(float) * N * C * 100), *yr = malloc(sizeof(float) * N * C * 100);
     int32_t *idx = malloc(sizeof(int32_t) * N * C * 100), *idxr = malloc(sizeof(int32_t) * N * C * 100);
     for (int i = 0; i < N * C * H * W; i++) x[i] = frand(&seed);
-    for (int n = 0; n < N; n++) {
-        nnq_rt_im2col(x + n * C * H * W, C, H, W, K, K, S, P, ref + n * OH * OW, L);
-        nnq_rt_col2im(ref + n * OH * OW, L, C, H, W, K, K, S, P, xr + n * C * H * W);
-    }
     for (int p = 0; p < N * C; p++) /* one plane per call: no splitting possible */
         nnq_rt_maxpool(x + p * H * W, 1, H, W, 2, 2, yr + p * 100, idxr + p * 100);
     for (int threads = 1; threads <= 3; threads++) {
         rt_parallel_set_threads(threads);
-        memset(col, 0xff, sizeof(float) * CKK * L);
-        nnq_rt_im2col_batch(x, N, C, H, W, K, K, S, P, col);
-        CHECK(memcmp(col, ref, sizeof(float) * CKK * L) == 0, "im2col_batch, %d threads", threads);
-        nnq_rt_col2im_batch(ref, N, C, H, W, K, K, S, P, xb);
-        CHECK(memcmp(xb, xr, sizeof(float) * N * C * H * W) == 0, "col2im_batch, %d threads", threads);
+        rt_parallel_set_min_items_cap(1);
         nnq_rt_maxpool(x, N * C, H, W, 2, 2, y, idx);
+        rt_parallel_set_min_items_cap(0);
         CHECK(memcmp(y, yr, sizeof(float) * N * C * 100) == 0 &&
                   memcmp(idx, idxr, sizeof(int32_t) * N * C * 100) == 0,
               "maxpool over planes, %d threads", threads);
     }
     rt_parallel_set_threads(0);
-    free(x), free(ref), free(col), free(xr), free(xb), free(y), free(yr), free(idx), free(idxr);
+    free(x), free(y), free(yr), free(idx), free(idxr);
 }

@@ -175,6 +175,8 @@ static const TestCase g_cases[] = {
     CASE(test_gemm_edges),
     CASE(test_im2col_conv),
     CASE(test_image_threads),
+    CASE(test_conv_kernels),
+    CASE(test_gemm_threads),
     CASE(test_maxpool),
     CASE(test_avgpool),
     CASE(test_idx_load),
