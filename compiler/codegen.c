@@ -233,6 +233,8 @@ typedef struct ParLoop {
     int nvals;
     LLVMValueRef n;
     int64_t min_items;
+    LLVMValueRef begin, end; /* the body's range */
+    bool has_loop;           /* par_begin: l runs over it; par_range_begin: the caller does */
     Loop l;
 } ParLoop;
 
@@ -253,10 +255,12 @@ static LLVMValueRef from_i64(Cg *cg, LLVMValueRef v, LLVMTypeRef t) {
     }
 }
 
-static ParLoop par_begin(Cg *cg, const char *name, LLVMValueRef n, int64_t min_items, LLVMValueRef *vals, int nvals) {
+/* The body gets its range [p.begin, p.end) and loops over it itself. */
+static ParLoop par_range_begin(Cg *cg, const char *name, LLVMValueRef n, int64_t min_items, LLVMValueRef *vals,
+                               int nvals) {
     assert(nvals <= PAR_MAX_VALS);
     ParLoop p = {.outer_fn = cg->fn, .outer_bb = LLVMGetInsertBlock(cg->b), .nvals = nvals, .n = n,
-                 .min_items = min_items};
+                 .min_items = min_items < 1 ? 1 : min_items};
     LLVMTypeRef ps[3] = {cg->tp, cg->ti64, cg->ti64};
     p.body_fn = new_function(cg, name, LLVMFunctionType(cg->tv, ps, 3, 0), false);
     LLVMValueRef ctx = LLVMBuildBitCast(cg->b, LLVMGetParam(p.body_fn, 0), LLVMPointerType(cg->ti64, 0), "ctx");
@@ -265,12 +269,21 @@ static ParLoop par_begin(Cg *cg, const char *name, LLVMValueRef n, int64_t min_i
         LLVMValueRef at = LLVMBuildInBoundsGEP2(cg->b, cg->ti64, ctx, (LLVMValueRef[]){ci64(cg, k)}, 1, "");
         vals[k] = from_i64(cg, LLVMBuildLoad2(cg->b, cg->ti64, at, ""), LLVMTypeOf(vals[k]));
     }
-    p.l = loop_begin(cg, LLVMGetParam(p.body_fn, 1), LLVMGetParam(p.body_fn, 2), "par");
+    p.begin = LLVMGetParam(p.body_fn, 1);
+    p.end = LLVMGetParam(p.body_fn, 2);
+    return p;
+}
+
+/* The body is one iteration, p.l.iv. */
+static ParLoop par_begin(Cg *cg, const char *name, LLVMValueRef n, int64_t min_items, LLVMValueRef *vals, int nvals) {
+    ParLoop p = par_range_begin(cg, name, n, min_items, vals, nvals);
+    p.has_loop = true;
+    p.l = loop_begin(cg, p.begin, p.end, "par");
     return p;
 }
 
 static void par_end(Cg *cg, ParLoop *p) {
-    loop_end(cg, &p->l);
+    if (p->has_loop) loop_end(cg, &p->l);
     LLVMBuildRetVoid(cg->b);
     cg->fn = p->outer_fn;
     LLVMPositionBuilderAtEnd(cg->b, p->outer_bb);
@@ -376,8 +389,9 @@ static LLVMValueRef elems(Cg *cg, FnCtx *fc, const IrShape *s) {
     return n;
 }
 
-/* Loops over a value of shape [N, C, S...] by channel: k = (n C + c) S + s. With S = 1
- * (dense layers) there is no inner loop. */
+/* Loops over the channels [c0, c1) of a value of shape [N, C, S...] with n rows:
+ * k = (n C + c) S + s. Rows are outermost, so a channel's values are visited in the same
+ * order whatever the range. With S = 1 (dense layers) there is no inner loop. */
 typedef struct ChanLoop {
     Loop n, c, s;
     bool has_s;
@@ -390,12 +404,12 @@ static int64_t chan_inner(const IrShape *s) {
     return n;
 }
 
-static ChanLoop chan_begin(Cg *cg, FnCtx *fc, const IrShape *shape) {
+static ChanLoop chan_begin(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, const IrShape *shape) {
     ChanLoop l;
     int64_t C = shape->d[1], S = chan_inner(shape);
-    l.n = loop_begin(cg, ci64(cg, 0), fc->n, "n");
+    l.n = loop_begin(cg, ci64(cg, 0), n, "n");
     LLVMValueRef nc = LLVMBuildMul(cg->b, l.n.iv, ci64(cg, C), "");
-    l.c = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "c");
+    l.c = loop_begin(cg, c0, c1, "c");
     l.k = LLVMBuildAdd(cg->b, nc, l.c.iv, "");
     l.has_s = S > 1;
     if (l.has_s) {
@@ -404,6 +418,20 @@ static ChanLoop chan_begin(Cg *cg, FnCtx *fc, const IrShape *shape) {
         l.k = LLVMBuildAdd(cg->b, base, l.s.iv, "");
     }
     return l;
+}
+
+/* A per-channel op (bias, batch norm) as a parallel loop over ranges of channels:
+ * channels are independent, sums included, so each is computed whole by one thread. */
+static ParLoop par_chan_begin(Cg *cg, const char *name, const IrShape *shape, LLVMValueRef *vals, int nvals) {
+    int64_t per = cg->batch * chan_inner(shape);
+    return par_range_begin(cg, name, ci64(cg, shape->d[1]), per >= 65536 ? 1 : 65536 / per, vals, nvals);
+}
+
+/* Zero floats [c0, c1) of buf. */
+static void zero_range(Cg *cg, LLVMValueRef buf, LLVMValueRef c0, LLVMValueRef c1) {
+    LLVMValueRef at = LLVMBuildInBoundsGEP2(cg->b, cg->tf32, as_ptr(cg, buf, cg->tf32), &c0, 1, "");
+    LLVMValueRef bytes = LLVMBuildMul(cg->b, LLVMBuildSub(cg->b, c1, c0, ""), ci64(cg, 4), "");
+    LLVMBuildMemSet(cg->b, as_ptr(cg, at, cg->ti8), LLVMConstInt(cg->ti8, 0, 0), bytes, 4);
 }
 
 static void chan_end(Cg *cg, ChanLoop *l) {
@@ -439,29 +467,29 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
     }
 }
 
-/* Batch statistics of x per channel (dim 1, over n and the trailing dims):
- * bn[4] = sum x, bn[2] = mean, bn[5] = sum (x - mean)^2, bn[3] = 1/sqrt(var + 1e-5) with
- * the biased variance. train: the running statistics move towards the batch's (momentum
- * 0.1, unbiased variance); otherwise (calibration) the batch's mean and unbiased
- * variance are added to the hard statistics bn[6], bn[7]. */
-static void bn_batch_stats(Cg *cg, FnCtx *fc, const IrShape *as, LLVMValueRef A, LLVMValueRef *bn, bool train) {
+/* Batch statistics of x (n rows) for the channels [c0, c1) (dim 1, over n and the
+ * trailing dims): bn[4] = sum x, bn[2] = mean, bn[5] = sum (x - mean)^2, bn[3] =
+ * 1/sqrt(var + 1e-5) with the biased variance. train: the running statistics move
+ * towards the batch's (momentum 0.1, unbiased variance); otherwise (calibration) the
+ * batch's mean and unbiased variance are added to the hard statistics bn[6], bn[7]. */
+static void bn_batch_stats(Cg *cg, const IrShape *as, LLVMValueRef A, LLVMValueRef *bn, LLVMValueRef n,
+                           LLVMValueRef c0, LLVMValueRef c1, bool train) {
     LLVMBuilderRef b = cg->b;
-    int64_t C = as->d[1];
-    LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, fc->n, ci64(cg, chan_inner(as)), ""), cg->tf32, "");
-    LLVMBuildMemSet(b, as_ptr(cg, bn[4], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, C * 4), 4);
-    LLVMBuildMemSet(b, as_ptr(cg, bn[5], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, C * 4), 4);
-    ChanLoop l1 = chan_begin(cg, fc, as);
+    LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, ci64(cg, chan_inner(as)), ""), cg->tf32, "");
+    zero_range(cg, bn[4], c0, c1);
+    zero_range(cg, bn[5], c0, c1);
+    ChanLoop l1 = chan_begin(cg, n, c0, c1, as);
     stf(cg, bn[4], l1.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l1.c.iv), ldf(cg, A, l1.k), ""));
     chan_end(cg, &l1);
-    Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
+    Loop j2 = loop_begin(cg, c0, c1, "chan");
     stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
     loop_end(cg, &j2);
-    ChanLoop l2 = chan_begin(cg, fc, as);
+    ChanLoop l2 = chan_begin(cg, n, c0, c1, as);
     LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, l2.k), ldf(cg, bn[2], l2.c.iv), "");
     stf(cg, bn[5], l2.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l2.c.iv), LLVMBuildFMul(b, d, d, ""), ""));
     chan_end(cg, &l2);
     LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
-    Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
+    Loop j4 = loop_begin(cg, c0, c1, "chan");
     LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
     LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
     stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1), ""));
@@ -555,50 +583,63 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         return;
     }
     case IR_BIAS_ADD: {
-        ChanLoop l = chan_begin(cg, fc, as);
-        stf(cg, out, l.k, LLVMBuildFAdd(b, ldf(cg, A, l.k), ldf(cg, B, l.c.iv), ""));
+        LLVMValueRef v[4] = {A, B, out, fc->n};
+        ParLoop p = par_chan_begin(cg, "par.bias", as, v, 4);
+        ChanLoop l = chan_begin(cg, v[3], p.begin, p.end, as);
+        stf(cg, v[2], l.k, LLVMBuildFAdd(b, ldf(cg, v[0], l.k), ldf(cg, v[1], l.c.iv), ""));
         chan_end(cg, &l);
+        par_end(cg, &p);
         return;
     }
     case IR_BIAS_GRAD: {
-        LLVMBuildMemSet(b, as_ptr(cg, out, cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, as->d[1] * 4), 4);
-        ChanLoop l = chan_begin(cg, fc, as);
-        stf(cg, out, l.c.iv, LLVMBuildFAdd(b, ldf(cg, out, l.c.iv), ldf(cg, A, l.k), ""));
+        LLVMValueRef v[3] = {A, out, fc->n};
+        ParLoop p = par_chan_begin(cg, "par.bias_grad", as, v, 3);
+        zero_range(cg, v[1], p.begin, p.end);
+        ChanLoop l = chan_begin(cg, v[2], p.begin, p.end, as);
+        stf(cg, v[1], l.c.iv, LLVMBuildFAdd(b, ldf(cg, v[1], l.c.iv), ldf(cg, v[0], l.k), ""));
         chan_end(cg, &l);
+        par_end(cg, &p);
         return;
     }
     case IR_BN_TRAIN:
     case IR_BN_EVAL:
     case IR_BN_GRAD: {
-        /* Per channel c (dim 1) over n and the trailing dims: count = N * S values. */
-        int64_t C = as->d[1], S = chan_inner(as);
+        /* Per channel c (dim 1) over n and the trailing dims: count = N * S values; one
+         * parallel loop over ranges of channels does the statistics and the elementwise
+         * pass. */
+        int64_t S = chan_inner(as);
         LLVMValueRef *bn = cg->bnbuf[in->attr[0]];
-        LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, fc->n, ci64(cg, S), ""), cg->tf32, "");
-        LLVMValueRef zeroF = ci64(cg, C * 4);
+        LLVMValueRef hard = fc->hard ? fc->hard : LLVMConstInt(cg->ti1, 0, 0);
+        LLVMValueRef calib = fc->calib ? fc->calib : LLVMConstInt(cg->ti1, 0, 0);
+        LLVMValueRef v[6] = {A, B ? B : A, out, fc->n, hard, calib};
+        ParLoop p = par_chan_begin(cg, in->op == IR_BN_GRAD ? "par.bn_grad" : "par.bn", as, v, 6);
+        A = v[0], B = v[1], out = v[2], hard = v[4], calib = v[5];
+        LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end;
+        LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, ci64(cg, S), ""), cg->tf32, "");
         if (in->op == IR_BN_TRAIN) {
-            bn_batch_stats(cg, fc, as, A, bn, true);
+            bn_batch_stats(cg, as, A, bn, n, c0, c1, true);
         } else if (in->op == IR_BN_GRAD) {
             /* sum1 = sum dy, sum2 = sum dy * y */
-            LLVMBuildMemSet(b, as_ptr(cg, bn[4], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
-            LLVMBuildMemSet(b, as_ptr(cg, bn[5], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), zeroF, 4);
-            ChanLoop l = chan_begin(cg, fc, as);
-            LLVMValueRef v = ldf(cg, A, l.k);
-            stf(cg, bn[4], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l.c.iv), v, ""));
-            stf(cg, bn[5], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l.c.iv), LLVMBuildFMul(b, v, ldf(cg, B, l.k), ""), ""));
+            zero_range(cg, bn[4], c0, c1);
+            zero_range(cg, bn[5], c0, c1);
+            ChanLoop l = chan_begin(cg, n, c0, c1, as);
+            LLVMValueRef x = ldf(cg, A, l.k);
+            stf(cg, bn[4], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l.c.iv), x, ""));
+            stf(cg, bn[5], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l.c.iv), LLVMBuildFMul(b, x, ldf(cg, B, l.k), ""), ""));
             chan_end(cg, &l);
         } else {
             /* eval: mean and invstd from the running statistics, or from the hard network's
              * recalibrated ones; when calibrating, from this batch, which is also added to
              * the hard statistics (calibrate() averages them). */
             LLVMBasicBlockRef join;
-            if_begin(cg, fc->calib, &join);
-            bn_batch_stats(cg, fc, as, A, bn, false);
+            if_begin(cg, calib, &join);
+            bn_batch_stats(cg, as, A, bn, n, c0, c1, false);
             if_end(cg, join);
-            if_begin(cg, LLVMBuildNot(b, fc->calib, ""), &join);
+            if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
             {
-                LLVMValueRef rmean = LLVMBuildSelect(b, fc->hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
-                LLVMValueRef rvar = LLVMBuildSelect(b, fc->hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
-                Loop j4 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "chan");
+                LLVMValueRef rmean = LLVMBuildSelect(b, hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
+                LLVMValueRef rvar = LLVMBuildSelect(b, hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
+                Loop j4 = loop_begin(cg, c0, c1, "chan");
                 stf(cg, bn[2], j4.iv, ldf(cg, rmean, j4.iv));
                 LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, rvar, j4.iv), cf32(cg, 1e-5), "");
                 LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
@@ -608,7 +649,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             if_end(cg, join);
         }
         /* Elementwise pass. */
-        ChanLoop l = chan_begin(cg, fc, as);
+        ChanLoop l = chan_begin(cg, n, c0, c1, as);
         LLVMValueRef sc = ldf(cg, bn[3], l.c.iv), res;
         if (in->op == IR_BN_GRAD) {
             LLVMValueRef m1 = LLVMBuildFDiv(b, ldf(cg, bn[4], l.c.iv), nf, "");
@@ -621,6 +662,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         }
         stf(cg, out, l.k, res);
         chan_end(cg, &l);
+        par_end(cg, &p);
         return;
     }
     case IR_CONV2D:
