@@ -396,6 +396,7 @@ typedef struct ChanLoop {
     Loop n, c, s;
     bool has_s;
     LLVMValueRef k;
+    LLVMValueRef cv[4]; /* chan_begin_with: per-channel values, loaded before the inner loop */
 } ChanLoop;
 
 static int64_t chan_inner(const IrShape *s) {
@@ -404,12 +405,16 @@ static int64_t chan_inner(const IrShape *s) {
     return n;
 }
 
-static ChanLoop chan_begin(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, const IrShape *shape) {
-    ChanLoop l;
+/* The same, with cv[i] = chan[i][c] loaded once per channel and row (so the inner loop
+ * is a plain elementwise loop that vectorizes). */
+static ChanLoop chan_begin_with(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, const IrShape *shape,
+                                LLVMValueRef *chan, int nchan) {
+    ChanLoop l = {0};
     int64_t C = shape->d[1], S = chan_inner(shape);
     l.n = loop_begin(cg, ci64(cg, 0), n, "n");
     LLVMValueRef nc = LLVMBuildMul(cg->b, l.n.iv, ci64(cg, C), "");
     l.c = loop_begin(cg, c0, c1, "c");
+    for (int i = 0; i < nchan; i++) l.cv[i] = ldf(cg, chan[i], l.c.iv);
     l.k = LLVMBuildAdd(cg->b, nc, l.c.iv, "");
     l.has_s = S > 1;
     if (l.has_s) {
@@ -420,18 +425,15 @@ static ChanLoop chan_begin(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef
     return l;
 }
 
+static ChanLoop chan_begin(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, const IrShape *shape) {
+    return chan_begin_with(cg, n, c0, c1, shape, NULL, 0);
+}
+
 /* A per-channel op (bias, batch norm) as a parallel loop over ranges of channels:
  * channels are independent, sums included, so each is computed whole by one thread. */
 static ParLoop par_chan_begin(Cg *cg, const char *name, const IrShape *shape, LLVMValueRef *vals, int nvals) {
     int64_t per = cg->batch * chan_inner(shape);
     return par_range_begin(cg, name, ci64(cg, shape->d[1]), per >= 65536 ? 1 : 65536 / per, vals, nvals);
-}
-
-/* Zero floats [c0, c1) of buf. */
-static void zero_range(Cg *cg, LLVMValueRef buf, LLVMValueRef c0, LLVMValueRef c1) {
-    LLVMValueRef at = LLVMBuildInBoundsGEP2(cg->b, cg->tf32, as_ptr(cg, buf, cg->tf32), &c0, 1, "");
-    LLVMValueRef bytes = LLVMBuildMul(cg->b, LLVMBuildSub(cg->b, c1, c0, ""), ci64(cg, 4), "");
-    LLVMBuildMemSet(cg->b, as_ptr(cg, at, cg->ti8), LLVMConstInt(cg->ti8, 0, 0), bytes, 4);
 }
 
 static void chan_end(Cg *cg, ChanLoop *l) {
@@ -467,6 +469,18 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
     }
 }
 
+/* out[c] for the channels [c0, c1) of x [n, C, S...]: sum of x (y NULL) or of
+ * (x - mx[c]) (y - my[c]) (runtime/chan.c: a fixed order of adds, vectorized). */
+static void chan_sums(Cg *cg, const IrShape *as, LLVMValueRef x, LLVMValueRef mx, LLVMValueRef y, LLVMValueRef my,
+                      LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef out) {
+    LLVMValueRef c32[2] = {LLVMBuildTrunc(cg->b, c0, cg->ti32, ""), LLVMBuildTrunc(cg->b, c1, cg->ti32, "")};
+    LLVMValueRef C = ci32(cg, (int32_t)as->d[1]), S = ci64(cg, chan_inner(as)), null = LLVMConstNull(cg->tp);
+    if (!y)
+        rt_call(cg, "nnq_rt_chan_sum", (LLVMValueRef[]){x, n, C, S, c32[0], c32[1], out}, 7);
+    else
+        rt_call(cg, "nnq_rt_chan_dot", (LLVMValueRef[]){x, mx ? mx : null, y, my ? my : null, n, C, S, c32[0], c32[1], out}, 10);
+}
+
 /* Batch statistics of x (n rows) for the channels [c0, c1) (dim 1, over n and the
  * trailing dims): bn[4] = sum x, bn[2] = mean, bn[5] = sum (x - mean)^2, bn[3] =
  * 1/sqrt(var + 1e-5) with the biased variance. train: the running statistics move
@@ -476,18 +490,11 @@ static void bn_batch_stats(Cg *cg, const IrShape *as, LLVMValueRef A, LLVMValueR
                            LLVMValueRef c0, LLVMValueRef c1, bool train) {
     LLVMBuilderRef b = cg->b;
     LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, ci64(cg, chan_inner(as)), ""), cg->tf32, "");
-    zero_range(cg, bn[4], c0, c1);
-    zero_range(cg, bn[5], c0, c1);
-    ChanLoop l1 = chan_begin(cg, n, c0, c1, as);
-    stf(cg, bn[4], l1.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l1.c.iv), ldf(cg, A, l1.k), ""));
-    chan_end(cg, &l1);
+    chan_sums(cg, as, A, NULL, NULL, NULL, n, c0, c1, bn[4]);
     Loop j2 = loop_begin(cg, c0, c1, "chan");
     stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
     loop_end(cg, &j2);
-    ChanLoop l2 = chan_begin(cg, n, c0, c1, as);
-    LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, l2.k), ldf(cg, bn[2], l2.c.iv), "");
-    stf(cg, bn[5], l2.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l2.c.iv), LLVMBuildFMul(b, d, d, ""), ""));
-    chan_end(cg, &l2);
+    chan_sums(cg, as, A, bn[2], A, bn[2], n, c0, c1, bn[5]);
     LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
     Loop j4 = loop_begin(cg, c0, c1, "chan");
     LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
@@ -585,8 +592,8 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_BIAS_ADD: {
         LLVMValueRef v[4] = {A, B, out, fc->n};
         ParLoop p = par_chan_begin(cg, "par.bias", as, v, 4);
-        ChanLoop l = chan_begin(cg, v[3], p.begin, p.end, as);
-        stf(cg, v[2], l.k, LLVMBuildFAdd(b, ldf(cg, v[0], l.k), ldf(cg, v[1], l.c.iv), ""));
+        ChanLoop l = chan_begin_with(cg, v[3], p.begin, p.end, as, &v[1], 1);
+        stf(cg, v[2], l.k, LLVMBuildFAdd(b, ldf(cg, v[0], l.k), l.cv[0], ""));
         chan_end(cg, &l);
         par_end(cg, &p);
         return;
@@ -594,10 +601,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_BIAS_GRAD: {
         LLVMValueRef v[3] = {A, out, fc->n};
         ParLoop p = par_chan_begin(cg, "par.bias_grad", as, v, 3);
-        zero_range(cg, v[1], p.begin, p.end);
-        ChanLoop l = chan_begin(cg, v[2], p.begin, p.end, as);
-        stf(cg, v[1], l.c.iv, LLVMBuildFAdd(b, ldf(cg, v[1], l.c.iv), ldf(cg, v[0], l.k), ""));
-        chan_end(cg, &l);
+        chan_sums(cg, as, v[0], NULL, NULL, NULL, v[2], p.begin, p.end, v[1]);
         par_end(cg, &p);
         return;
     }
@@ -620,13 +624,8 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             bn_batch_stats(cg, as, A, bn, n, c0, c1, true);
         } else if (in->op == IR_BN_GRAD) {
             /* sum1 = sum dy, sum2 = sum dy * y */
-            zero_range(cg, bn[4], c0, c1);
-            zero_range(cg, bn[5], c0, c1);
-            ChanLoop l = chan_begin(cg, n, c0, c1, as);
-            LLVMValueRef x = ldf(cg, A, l.k);
-            stf(cg, bn[4], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[4], l.c.iv), x, ""));
-            stf(cg, bn[5], l.c.iv, LLVMBuildFAdd(b, ldf(cg, bn[5], l.c.iv), LLVMBuildFMul(b, x, ldf(cg, B, l.k), ""), ""));
-            chan_end(cg, &l);
+            chan_sums(cg, as, A, NULL, NULL, NULL, n, c0, c1, bn[4]);
+            chan_sums(cg, as, A, NULL, B, NULL, n, c0, c1, bn[5]);
         } else {
             /* eval: mean and invstd from the running statistics, or from the hard network's
              * recalibrated ones; when calibrating, from this batch, which is also added to
@@ -649,16 +648,16 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             if_end(cg, join);
         }
         /* Elementwise pass. */
-        ChanLoop l = chan_begin(cg, n, c0, c1, as);
-        LLVMValueRef sc = ldf(cg, bn[3], l.c.iv), res;
+        ChanLoop l = chan_begin_with(cg, n, c0, c1, as, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5]}, 4);
+        LLVMValueRef sc = l.cv[0], res;
         if (in->op == IR_BN_GRAD) {
-            LLVMValueRef m1 = LLVMBuildFDiv(b, ldf(cg, bn[4], l.c.iv), nf, "");
-            LLVMValueRef m2 = LLVMBuildFDiv(b, ldf(cg, bn[5], l.c.iv), nf, "");
+            LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
+            LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
             LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, ldf(cg, A, l.k), m1, ""),
                                            LLVMBuildFMul(b, ldf(cg, B, l.k), m2, ""), "");
             res = LLVMBuildFMul(b, sc, t, "");
         } else {
-            res = LLVMBuildFMul(b, LLVMBuildFSub(b, ldf(cg, A, l.k), ldf(cg, bn[2], l.c.iv), ""), sc, "");
+            res = LLVMBuildFMul(b, LLVMBuildFSub(b, ldf(cg, A, l.k), l.cv[1], ""), sc, "");
         }
         stf(cg, out, l.k, res);
         chan_end(cg, &l);
