@@ -77,7 +77,7 @@ int main(void) {
     if (!m) return 1;
     autodiff_module(m);
     fuse_module(m);
-    Jit *jit = jit_compile(m, 2, true, diag);
+    Jit *jit = jit_compile(m, 2, true, NULL, NULL, diag);
     if (!jit) return 1;
     const char *p = m->params[0].name;
     int64_t n = m->params[0].count;

@@ -425,9 +425,6 @@ static ChanLoop chan_begin_with(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMVal
     return l;
 }
 
-static ChanLoop chan_begin(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, const IrShape *shape) {
-    return chan_begin_with(cg, n, c0, c1, shape, NULL, 0);
-}
 
 /* A per-channel op (bias, batch norm) as a parallel loop over ranges of channels:
  * channels are independent, sums included, so each is computed whole by one thread. */
@@ -860,37 +857,123 @@ static LLVMValueRef emit_sx(Cg *cg, const IrKernel *k, LLVMValueRef *memo, LLVMV
     return r;
 }
 
+/* Two parameters' kernels are the same code when they have the same IO layout and the
+ * same output expressions (the pool is hash-consed: equal expressions are equal ids). */
+static bool same_kernel(const IrKernel *a, const IrKernel *b) {
+    if (strcmp(a->name, b->name) || a->nin != b->nin || a->nout != b->nout) return false;
+    for (int i = 0; i < a->nin; i++)
+        if (a->in[i].buf != b->in[i].buf || a->in[i].comp != b->in[i].comp) return false;
+    for (int o = 0; o < a->nout; o++)
+        if (a->out[o].buf != b->out[o].buf || a->out[o].comp != b->out[o].comp || a->out[o].node != b->out[o].node)
+            return false;
+    return true;
+}
+
+/* The distinct buffers a kernel touches, in order of first use (inputs, then outputs);
+ * slot[i] for IO entry i (inputs first). Returns the count. */
+static int kernel_buffers(const IrKernel *k, IrKernelIO *bufs, int *slot) {
+    int n = 0;
+    for (int e = 0; e < k->nin + k->nout; e++) {
+        const IrKernelIO *io = e < k->nin ? &k->in[e] : &k->out[e - k->nin];
+        int j = 0;
+        while (j < n && !(bufs[j].buf == io->buf && bufs[j].comp == io->comp)) j++;
+        if (j == n) bufs[n++] = *io;
+        slot[e] = j;
+    }
+    return n;
+}
+
+/* One function per distinct kernel (same_kernel), shared by every parameter it fits:
+ *   shape(table, count, scalars...) runs body(ctx, begin, end) on the pool, which loads
+ *   the buffer pointers from the parameter's table and calls
+ *   core(begin, end, noalias buffers..., scalars...), the loop itself: the buffers are
+ *   distinct arrays, so it vectorizes without run-time alias checks.
+ * Each parameter keeps a named entry kernel.NAME.PARAM(scalars...) that calls its shape
+ * with its own table and count (tests and benchmarks call it). */
 static void emit_kernels(Cg *cg) {
     const IrModule *m = cg->m;
     LLVMTypeRef ps[IRS_COUNT];
     for (int i = 0; i < IRS_COUNT; i++) ps[i] = cg->tf32;
     cg->kernel_ty = LLVMFunctionType(cg->tv, ps, IRS_COUNT, 0);
+    LLVMTypeRef sps[IRS_COUNT + 2] = {cg->tp, cg->ti64};
+    for (int i = 0; i < IRS_COUNT; i++) sps[i + 2] = cg->tf32;
+    LLVMTypeRef shape_ty = LLVMFunctionType(cg->tv, sps, IRS_COUNT + 2, 0);
     cg->kernels = calloc(m->nparams * 4, sizeof(LLVMValueRef));
+    LLVMValueRef *shapes = calloc(m->nparams * 4, sizeof(LLVMValueRef));
     int npool = sx_count(m->prog->pool);
+    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+    enum { MAXIO = 2 * (3 * NNQ_MAX_LABELS + 2) };
     for (int p = 0; p < m->nparams; p++) {
         for (int w = 0; w < 4; w++) {
             const IrKernel *k = &m->kernels[p][w];
+            IrKernelIO bufs[MAXIO];
+            int slot[MAXIO];
+            int nb = kernel_buffers(k, bufs, slot);
             char name[256];
+            int rep = 0;
+            while (rep < p && !same_kernel(&m->kernels[rep][w], k)) rep++;
+            if (rep < p) {
+                shapes[p * 4 + w] = shapes[rep * 4 + w];
+            } else {
+                /* core(begin, end, buffers..., scalars...) */
+                LLVMTypeRef cps[2 + MAXIO + IRS_COUNT];
+                cps[0] = cps[1] = cg->ti64;
+                for (int j = 0; j < nb; j++) cps[2 + j] = cg->tp;
+                for (int i = 0; i < IRS_COUNT; i++) cps[2 + nb + i] = cg->tf32;
+                LLVMTypeRef core_ty = LLVMFunctionType(cg->tv, cps, (unsigned)(2 + nb + IRS_COUNT), 0);
+                snprintf(name, sizeof name, "kernel.%s.%s.core", k->name, m->params[p].name);
+                LLVMValueRef core = new_function(cg, name, core_ty, false);
+                for (int j = 0; j < nb; j++)
+                    LLVMAddAttributeAtIndex(core, (unsigned)(3 + j), LLVMCreateEnumAttribute(cg->ctx, noalias, 0));
+                LLVMValueRef sc[IRS_COUNT], buf[MAXIO];
+                for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(core, (unsigned)(2 + nb + i));
+                for (int j = 0; j < nb; j++) buf[j] = LLVMGetParam(core, (unsigned)(2 + j));
+                cg->kscalars = sc;
+                Loop l = loop_begin(cg, LLVMGetParam(core, 0), LLVMGetParam(core, 1), "i");
+                LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2], vals[3 * NNQ_MAX_LABELS + 2];
+                for (int i = 0; i < k->nin; i++) inputs[i] = ldf(cg, buf[slot[i]], l.iv);
+                LLVMValueRef *memo = calloc(npool, sizeof(LLVMValueRef));
+                for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, k, memo, inputs, k->out[o].node);
+                for (int o = 0; o < k->nout; o++) stf(cg, buf[slot[k->nin + o]], l.iv, vals[o]);
+                free(memo);
+                loop_end(cg, &l);
+                LLVMBuildRetVoid(cg->b);
+                /* shape(table, count, scalars...): the loop on the runtime's threads */
+                snprintf(name, sizeof name, "kernel.%s.%s.shape", k->name, m->params[p].name);
+                LLVMValueRef f = new_function(cg, name, shape_ty, false);
+                shapes[p * 4 + w] = f;
+                LLVMValueRef v[1 + IRS_COUNT] = {LLVMGetParam(f, 0)};
+                for (int i = 0; i < IRS_COUNT; i++) v[1 + i] = LLVMGetParam(f, (unsigned)(2 + i));
+                snprintf(name, sizeof name, "kernel.%s.%s.body", k->name, m->params[p].name);
+                ParLoop pl = par_range_begin(cg, name, LLVMGetParam(f, 1), 65536, v, 1 + IRS_COUNT);
+                LLVMValueRef args[2 + MAXIO + IRS_COUNT] = {pl.begin, pl.end};
+                LLVMValueRef table = as_ptr(cg, v[0], cg->tp);
+                for (int j = 0; j < nb; j++)
+                    args[2 + j] = LLVMBuildLoad2(cg->b, cg->tp, LLVMBuildInBoundsGEP2(cg->b, cg->tp, table, (LLVMValueRef[]){ci64(cg, j)}, 1, ""), "");
+                for (int i = 0; i < IRS_COUNT; i++) args[2 + nb + i] = v[1 + i];
+                LLVMBuildCall2(cg->b, core_ty, core, args, (unsigned)(2 + nb + IRS_COUNT), "");
+                par_end(cg, &pl);
+                LLVMBuildRetVoid(cg->b);
+            }
+            /* this parameter's table of buffers and its entry */
+            LLVMValueRef init[MAXIO];
+            for (int j = 0; j < nb; j++) init[j] = LLVMConstBitCast(kbuf(cg, p, &bufs[j]), cg->tp);
+            LLVMTypeRef tt = LLVMArrayType(cg->tp, (unsigned)nb);
+            snprintf(name, sizeof name, "kernel.%s.%s.buffers", k->name, m->params[p].name);
+            LLVMValueRef table = LLVMAddGlobal(cg->mod, tt, name);
+            LLVMSetInitializer(table, LLVMConstArray(cg->tp, init, (unsigned)nb));
+            LLVMSetGlobalConstant(table, 1);
+            LLVMSetLinkage(table, LLVMInternalLinkage);
             snprintf(name, sizeof name, "kernel.%s.%s", k->name, m->params[p].name);
             LLVMValueRef f = new_function(cg, name, cg->kernel_ty, false);
             cg->kernels[p * 4 + w] = f;
-            /* the loop over the parameter's elements runs on the runtime's threads */
-            LLVMValueRef sc[IRS_COUNT];
-            for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(f, (unsigned)i);
-            snprintf(name, sizeof name, "kernel.%s.%s.body", k->name, m->params[p].name);
-            ParLoop pl = par_begin(cg, name, ci64(cg, m->params[p].count), 65536, sc, IRS_COUNT);
-            cg->kscalars = sc;
-            LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2];
-            for (int i = 0; i < k->nin; i++) inputs[i] = ldf(cg, kbuf(cg, p, &k->in[i]), pl.l.iv);
-            LLVMValueRef *memo = calloc(npool, sizeof(LLVMValueRef));
-            LLVMValueRef vals[3 * NNQ_MAX_LABELS + 2];
-            for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, k, memo, inputs, k->out[o].node);
-            for (int o = 0; o < k->nout; o++) stf(cg, kbuf(cg, p, &k->out[o]), pl.l.iv, vals[o]);
-            free(memo);
-            par_end(cg, &pl);
+            LLVMValueRef args[2 + IRS_COUNT] = {as_ptr(cg, table, cg->ti8), ci64(cg, m->params[p].count)};
+            for (int i = 0; i < IRS_COUNT; i++) args[2 + i] = LLVMGetParam(f, (unsigned)i);
+            LLVMBuildCall2(cg->b, shape_ty, shapes[p * 4 + w], args, 2 + IRS_COUNT, "");
             LLVMBuildRetVoid(cg->b);
         }
     }
+    free(shapes);
 }
 
 static void call_kernel(Cg *cg, int p, int which, LLVMValueRef *scalars) {

@@ -52,6 +52,8 @@ typedef struct IrFunc {
     int n, cap;
     int loss, correct, logits; /* value ids, -1 when absent */
 } IrFunc;
+/* Floating-point operations of f's matrix products and convolutions at `batch` rows. */
+int64_t ir_func_flops(const IrFunc *f, int64_t batch);
 
 typedef enum IrInit { IR_INIT_XAVIER, IR_INIT_NORMAL } IrInit;
 

@@ -128,6 +128,8 @@ void ir_print_module(const IrModule *m, FILE *out) {
         int64_t size = t.size > e.size ? t.size : e.size, total = t.total > e.total ? t.total : e.total;
         fprintf(out, "; memory at batch %lld: %.1f MiB of values and scratch (%.1f MiB unshared)\n",
                 (long long)batch, (double)size * 4 / 1048576, (double)total * 4 / 1048576);
+        fprintf(out, "; work at batch %lld: %.4g GFLOP per training step in matrix products and convolutions\n",
+                (long long)batch, (double)ir_func_flops(&m->train, batch) * 1e-9);
     }
     fputc('\n', out);
     print_func(&m->train, out);

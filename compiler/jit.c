@@ -1,9 +1,22 @@
 /* jit.c — native code through ORC LLJIT. The module is built in the JIT's thread-safe
- * context, optimized for the host CPU with the new pass manager, and added to the main
- * JITDylib. The runtime ABI (rt_table) is defined as absolute symbols; libm and other
- * process symbols resolve through a process search generator. Every LLVMErrorRef
- * becomes a diagnostic. */
+ * context, optimized for the host CPU with the new pass manager, compiled to an object
+ * in memory and added to the main JITDylib. The runtime ABI (rt_table) is defined as
+ * absolute symbols; libm and other process symbols resolve through a process search
+ * generator. Every LLVMErrorRef becomes a diagnostic.
+ *
+ * Compiled-code cache: with a cache directory, the object is stored under a key that
+ * hashes everything it depends on — the unoptimized LLVM module's text (the program,
+ * its imports and the compiler's code generation), the optimization level, the LLVM
+ * version, the host CPU and its features — and a later compile of the same key loads it
+ * instead of optimizing and generating code again. A cache file is KEY.o: "NNQJIT1\0",
+ * the payload's length (u64) and CRC-32 (u32), then the ELF object; it is written to a
+ * temporary name and renamed, and one that fails its checks is ignored and replaced. */
 #include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +27,7 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+#include <zlib.h>
 
 #include "codegen.h"
 #include "rt_table.h"
@@ -97,16 +111,125 @@ bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag) {
     return ok;
 }
 
-Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, Diag *diag) {
+/* ---- the compiled-code cache ---- */
+
+static const char cache_magic[8] = "NNQJIT1";
+
+/* 128 bits of FNV-1a (two lanes, different offsets) over the parts, each ended by NUL. */
+static void cache_key(const char *const *parts, int n, char out[33]) {
+    static const uint64_t mult[2] = {0x100000001b3ull, 0x9e3779b97f4a7c15ull};
+    uint64_t h[2] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
+    for (int i = 0; i < n; i++)
+        for (const unsigned char *p = (const unsigned char *)parts[i];; p++) {
+            for (int l = 0; l < 2; l++) h[l] = (h[l] ^ *p) * mult[l];
+            if (!*p) break;
+        }
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h[0], (unsigned long long)h[1]);
+}
+
+/* The cached object of `path` as a memory buffer, NULL when absent or damaged. */
+static LLVMMemoryBufferRef cache_load(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char head[20];
+    LLVMMemoryBufferRef buf = NULL;
+    if (fread(head, 1, sizeof head, f) == sizeof head && !memcmp(head, cache_magic, 8)) {
+        uint64_t len = 0;
+        uint32_t crc = 0;
+        for (int i = 0; i < 8; i++) len |= (uint64_t)head[8 + i] << (8 * i);
+        for (int i = 0; i < 4; i++) crc |= (uint32_t)head[16 + i] << (8 * i);
+        char *data = len > 0 && len < ((uint64_t)1 << 32) ? malloc(len) : NULL;
+        if (data && fread(data, 1, len, f) == len && fgetc(f) == EOF &&
+            crc32(crc32(0, NULL, 0), (const Bytef *)data, (uInt)len) == crc)
+            buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, len, path);
+        free(data);
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Stores an object under `path` (tmp, then rename); a cache that cannot be written is
+ * skipped silently: it only saves time. */
+static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef obj) {
+    char d[4096];
+    snprintf(d, sizeof d, "%s", dir);
+    for (char *p = d + 1; *p; p++) /* mkdir -p; EEXIST is fine */
+        if (*p == '/') {
+            *p = 0;
+            mkdir(d, 0777);
+            *p = '/';
+        }
+    mkdir(d, 0777);
+    size_t len = LLVMGetBufferSize(obj);
+    const char *data = LLVMGetBufferStart(obj);
+    unsigned char head[20];
+    memcpy(head, cache_magic, 8);
+    uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), (const Bytef *)data, (uInt)len);
+    for (int i = 0; i < 8; i++) head[8 + i] = (unsigned char)((uint64_t)len >> (8 * i));
+    for (int i = 0; i < 4; i++) head[16 + i] = (unsigned char)(crc >> (8 * i));
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return;
+    bool ok = fwrite(head, 1, sizeof head, f) == sizeof head && fwrite(data, 1, len, f) == len;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) unlink(tmp);
+}
+
+/* Optimizes `mod` and compiles it to an object in memory (for the JIT: the JIT's code
+ * model). NULL after reporting an error. */
+static LLVMMemoryBufferRef compile_object(LLVMModuleRef mod, int opt_level, Diag *diag) {
+    if (!cg_optimize(mod, opt_level, diag)) return NULL;
+    LLVMTargetMachineRef tm = host_machine(diag, opt_level, false);
+    if (!tm) return NULL;
+    char *err = NULL;
+    LLVMMemoryBufferRef obj = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &obj)) {
+        diag_error_noloc(diag, "internal compiler error: generating native code: %s", err ? err : "unknown error");
+        LLVMDisposeMessage(err);
+        obj = NULL;
+    }
+    LLVMDisposeTargetMachine(tm);
+    return obj;
+}
+
+Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const char *cache_dir, bool *cached,
+                 Diag *diag) {
     init_llvm();
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
+    if (cached) *cached = false;
+    LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(m, ctx, export_internals, diag);
-    if (!mod || !cg_optimize(mod, opt_level, diag)) {
-        if (mod) LLVMDisposeModule(mod);
-        LLVMOrcDisposeThreadSafeContext(tsc);
+    if (!mod) {
+        LLVMContextDispose(ctx);
         return NULL;
     }
+    LLVMMemoryBufferRef obj = NULL;
+    char path[4096] = "";
+    if (cache_dir && *cache_dir) {
+        char *text = LLVMPrintModuleToString(mod);
+        char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+        char opt[8], key[33];
+        snprintf(opt, sizeof opt, "O%d", opt_level);
+        const char *parts[] = {cache_magic, LLVM_VERSION_STRING, cpu, features, opt, text};
+        cache_key(parts, 6, key);
+        LLVMDisposeMessage(text);
+        LLVMDisposeMessage(cpu);
+        LLVMDisposeMessage(features);
+        if ((size_t)snprintf(path, sizeof path, "%s/%s.o", cache_dir, key) < sizeof path) {
+            obj = cache_load(path);
+            if (obj && cached) *cached = true;
+        } else {
+            path[0] = 0;
+        }
+    }
+    if (!obj) {
+        obj = compile_object(mod, opt_level, diag);
+        if (obj && path[0]) cache_store(cache_dir, path, obj);
+    }
+    LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    if (!obj) return NULL;
+
     Jit *jit = calloc(1, sizeof *jit);
     LLVMOrcJITTargetMachineBuilderRef jtmb;
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
@@ -130,23 +253,17 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, Diag *
                "searching process symbols"))
         goto fail;
     LLVMOrcJITDylibAddGenerator(jd, gen);
-    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
-    mod = NULL;
-    if (report(diag, LLVMOrcLLJITAddLLVMIRModule(jit->lljit, jd, tsm), "adding the module")) {
-        LLVMOrcDisposeThreadSafeModule(tsm);
-        goto fail;
-    }
-    LLVMOrcDisposeThreadSafeContext(tsc); /* the module keeps the context alive */
-    tsc = NULL;
+    LLVMMemoryBufferRef owned = obj;
+    obj = NULL; /* the JIT takes the buffer, also on failure */
+    if (report(diag, LLVMOrcLLJITAddObjectFile(jit->lljit, jd, owned), "adding the object")) goto fail;
     LLVMOrcJITTargetAddress addr = 0;
-    if (report(diag, LLVMOrcLLJITLookup(jit->lljit, &addr, "nnq_main"), "compiling to native code")) goto fail;
+    if (report(diag, LLVMOrcLLJITLookup(jit->lljit, &addr, "nnq_main"), "linking native code")) goto fail;
     jit->entry = (void *)(uintptr_t)addr;
     return jit;
 fail_builder:
     LLVMOrcDisposeLLJITBuilder(builder);
 fail:
-    if (mod) LLVMDisposeModule(mod);
-    if (tsc) LLVMOrcDisposeThreadSafeContext(tsc);
+    if (obj) LLVMDisposeMemoryBuffer(obj);
     jit_free(jit);
     return NULL;
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <llvm-c/Core.h>
 
@@ -33,6 +34,7 @@ typedef struct Options {
     const char *output; /* build: -o */
     bool verify_each;
     bool unshared_memory;
+    bool no_cache;
     int opt_level;
     NnqRunOptions run;
 } Options;
@@ -51,8 +53,26 @@ static void usage(FILE *out) {
           "  -O N               LLVM optimization level 0-3 (default 2)\n"
           "  --dump-after=PASS  print the IR after lower, autodiff or fuse\n"
           "  --verify-each      run the IR verifier after every pass\n"
-          "  --no-share-memory  give every IR value its own buffer (no lifetime sharing)\n",
+          "  --no-share-memory  give every IR value its own buffer (no lifetime sharing)\n"
+          "  --no-cache         neither use nor fill the compiled-code cache ($NNQ_CACHE_DIR,\n"
+          "                     else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)\n",
           out);
+}
+
+/* The compiled-code cache: $NNQ_CACHE_DIR, else $XDG_CACHE_HOME/nnq, else $HOME/.cache/nnq;
+ * NULL when none can be named. */
+static const char *cache_dir(char *buf, size_t n) {
+    const char *env = getenv("NNQ_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int len = env && *env ? snprintf(buf, n, "%s", env)
+              : xdg && *xdg ? snprintf(buf, n, "%s/nnq", xdg)
+              : home && *home ? snprintf(buf, n, "%s/.cache/nnq", home) : -1;
+    return len > 0 && (size_t)len < n ? buf : NULL;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
@@ -92,6 +112,8 @@ static int parse_args(int argc, char **argv, Options *o) {
             o->verify_each = true;
         } else if (!strcmp(a, "--no-share-memory")) {
             o->unshared_memory = true;
+        } else if (!strcmp(a, "--no-cache")) {
+            o->no_cache = true;
         } else if (!strncmp(a, "-O", 2)) {
             const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
             if (v[0] < '0' || v[0] > '3' || v[1]) {
@@ -271,8 +293,13 @@ int main(int argc, char **argv) {
             diag_error_noloc(diag, "%s: nothing to run: the program has no train block", o.file);
             goto done_prog;
         }
-        Jit *jit = jit_compile(m, o.opt_level, false, diag);
+        char cache[4096];
+        double t0 = now_seconds();
+        bool cached;
+        Jit *jit = jit_compile(m, o.opt_level, false, o.no_cache ? NULL : cache_dir(cache, sizeof cache), &cached, diag);
         if (!jit) goto done_prog;
+        if (o.run.profile)
+            printf("compiled in %.2fs%s\n", now_seconds() - t0, cached ? " (from the compiled-code cache)" : "");
         char *dup = strdup(o.file);
         o.run.base_dir = dirname(dup);
         NnqRun *run = nnq_run_new(&o.run);

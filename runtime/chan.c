@@ -3,9 +3,10 @@
  * [c0, c1). Generated code calls these from inside its parallel loops over ranges of
  * channels, so each channel is summed whole by one thread.
  *
- * A channel's n*S values are summed in 16 lanes (value s of a sample's run goes to lane
- * s mod 16; a sample's tail of fewer than 16 to the first lanes), the lanes then added in
- * a fixed order: the same bits on any thread count and any channel range, and none of
+ * A channel's n*S values are summed in 16 lanes (for S >= 16 value s of a sample's run
+ * goes to lane s mod 16, a sample's tail of fewer than 16 to the first lanes; for shorter
+ * runs the channel's values in sequence go round the lanes), the lanes then added in a
+ * fixed order: the same bits on any thread count and any channel range, and none of
  * the latency of one long chain of dependent adds. No allocation, no failure. */
 #include <string.h>
 
@@ -32,6 +33,23 @@ static float lanes_sum(Lanes a) {
  * (x - mx[c]) alone; mx, my NULL mean 0. */
 static void chan_reduce(const float *x, const float *y, const float *mx, const float *my, int64_t n, int32_t C,
                         int64_t S, int32_t c0, int32_t c1, float *out) {
+    if (S < 16) {
+        /* short runs (dense layers: S = 1): the channel's values in sequence, value q to lane q mod 16 */
+        for (int32_t c = c0; c < c1; c++) {
+            float a = mx ? mx[c] : 0.0f, b = my ? my[c] : 0.0f, acc[16] = {0};
+            int lane = 0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t s = 0; s < S; s++) {
+                    int64_t k = (i * C + c) * S + s;
+                    acc[lane] += y ? (x[k] - a) * (y[k] - b) : x[k] - a;
+                    lane = (lane + 1) & 15;
+                }
+            Lanes v;
+            memcpy(&v, acc, sizeof v);
+            out[c] = lanes_sum(v);
+        }
+        return;
+    }
     for (int32_t c = c0; c < c1; c++) {
         float a = mx ? mx[c] : 0.0f, b = my ? my[c] : 0.0f;
         Lanes acc = {0}, tail = {0};

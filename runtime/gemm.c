@@ -23,7 +23,7 @@
 
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at
  * most GEMM_MAX_BLOCKS, widths a multiple of 16 (every kernel's register tile). */
-enum { GEMM_MAX_BLOCKS = 32, GEMM_MIN_WIDTH = 64 };
+enum { GEMM_MAX_BLOCKS = 16, GEMM_MIN_WIDTH = 128 };
 #define GEMM_BLOCK_FLOPS 4e6
 
 static void gemm_check_args(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k,

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "rt_internal.h"
@@ -229,7 +230,7 @@ static void profile_start(NnqRun *run) {
 }
 
 /* The table on stdout and one metrics line:
- * {"profile":true,"iterations":N,"seconds":{"data":S,...}}. */
+ * {"profile":true,"iterations":N,"seconds":{"data":S,...},"peak_rss_mib":M}. */
 static void profile_report(NnqRun *run) {
     if (!prof.on)
         return;
@@ -249,7 +250,10 @@ static void profile_report(NnqRun *run) {
         len += (size_t)snprintf(line + len, sizeof line - len, "%s\"%s\":%.6f", p ? "," : "", phase_label[p],
                                 prof.total[p]);
     }
-    snprintf(line + len, sizeof line - len, "}}");
+    struct rusage ru;
+    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024 : -1; /* KiB -> MiB */
+    printf("peak resident memory: %.1f MiB\n", rss);
+    snprintf(line + len, sizeof line - len, "},\"peak_rss_mib\":%.1f}", rss);
     if (run->metrics)
         metrics_line(run, line);
 }

@@ -1,0 +1,80 @@
+/* machine.c — the floors the workload figures of bench/run are measured against, on
+ * this machine, now: the sgemm rate of a large square product (1024^3) through
+ * nnq_rt_sgemm (OpenBLAS single-threaded, blocks on the runtime's pool) and a
+ * STREAM-like triad bandwidth (a[i] = b[i] + s c[i] over 3 x 64 MiB), each at 1 thread
+ * and at THREADS. Prints one JSON object:
+ *   {"threads":T,"sgemm_gflops_1":G,"sgemm_gflops_T":G,"triad_gbs_1":B,"triad_gbs_T":B}
+ * Usage: machine [THREADS]  (default: every CPU). Best of several repetitions. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nnq_rt.h"
+#include "rt_internal.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+enum { GEMM_N = 1024 };
+#define TRIAD_N ((int64_t)16 << 20) /* floats per array: 64 MiB */
+
+static double sgemm_rate(float *a, float *b, float *c) {
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t = now();
+        nnq_rt_sgemm(0, 0, GEMM_N, GEMM_N, GEMM_N, 1, a, GEMM_N, b, GEMM_N, 0, c, GEMM_N);
+        t = now() - t;
+        double r = 2.0 * GEMM_N * GEMM_N * GEMM_N / t * 1e-9;
+        if (r > best) best = r;
+    }
+    return best;
+}
+
+typedef struct Triad {
+    float *a;
+    const float *b, *c;
+} Triad;
+
+static void triad_range(void *p, int64_t begin, int64_t end) {
+    Triad *t = p;
+    for (int64_t i = begin; i < end; i++) t->a[i] = t->b[i] + 3.0f * t->c[i];
+}
+
+static double triad_rate(Triad *t) {
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double s = now();
+        rt_parallel_for(TRIAD_N, 1 << 16, triad_range, t);
+        s = now() - s;
+        double r = 3.0 * sizeof(float) * TRIAD_N / s * 1e-9;
+        if (r > best) best = r;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    float *a = malloc(sizeof(float) * GEMM_N * GEMM_N), *b = malloc(sizeof(float) * GEMM_N * GEMM_N);
+    float *c = malloc(sizeof(float) * GEMM_N * GEMM_N);
+    Triad t = {malloc(sizeof(float) * TRIAD_N), malloc(sizeof(float) * TRIAD_N), malloc(sizeof(float) * TRIAD_N)};
+    if (!a || !b || !c || !t.a || !t.b || !t.c) {
+        fprintf(stderr, "machine: out of memory\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < (int64_t)GEMM_N * GEMM_N; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    for (int64_t i = 0; i < TRIAD_N; i++) ((float *)t.b)[i] = ((float *)t.c)[i] = t.a[i] = 1.0f;
+    rt_parallel_init();
+    rt_parallel_set_threads(1);
+    double g1 = sgemm_rate(a, b, c), b1 = triad_rate(&t);
+    rt_parallel_set_threads(threads);
+    double gt = sgemm_rate(a, b, c), bt = triad_rate(&t);
+    printf("{\"threads\":%d,\"sgemm_gflops_1\":%.1f,\"sgemm_gflops_T\":%.1f,\"triad_gbs_1\":%.1f,\"triad_gbs_T\":%.1f}\n",
+           threads, g1, gt, b1, bt);
+    return 0;
+}
