@@ -1141,6 +1141,10 @@ static void emit_main(Cg *cg) {
     LLVMTypeRef mt = LLVMFunctionType(cg->ti32, &cg->tp, 1, 0);
     new_function(cg, "nnq_main", mt, true);
     LLVMValueRef run = LLVMGetParam(cg->fn, 0);
+    if (!prog->train) { /* no train block, no data: nothing to run (nnqc refuses to) */
+        LLVMBuildRet(b, ci32(cg, 1));
+        return;
+    }
     /* an unusable checkpoint directory fails before any work is done */
     if (tc->checkpoint_dir) rt_call(cg, "nnq_rt_checkpoint_dir", (LLVMValueRef[]){run, str(cg, tc->checkpoint_dir)}, 2);
     LLVMValueRef a2[2];
