@@ -1087,7 +1087,7 @@ static void declare_checkpoint(Cg *cg, LLVMValueRef run, const TrainScalars *ts,
     const TrainConfig *tc = cg->tc;
     Arena *ar = m->arena;
     describe(cg, run, arena_printf(ar, "model %s", m->model), ci64(cg, 0));
-    describe(cg, run, tc->opt == OPT_ADAM ? "optimizer adam" : "optimizer sgd", ci64(cg, 0));
+    describe(cg, run, tc->opt == OPT_SGD ? "optimizer sgd" : tc->decoupled_decay ? "optimizer adamw" : "optimizer adam", ci64(cg, 0));
     describe(cg, run, "batch", ci64(cg, cg->batch));
     describe(cg, run, "keep best", ci64(cg, tc->keep_best));
     describe(cg, run, "training samples", ntrain);
