@@ -18,7 +18,7 @@ typedef struct Checker {
     Diag *diag;
     const char *stdlib_dir;
     int nimported;
-    const char *imported[16];
+    const char **imported;  /* module names, in the program's arena */
     bool prelude;   /* loading std.projections implicitly: the user's names win */
     bool failed;
 } Checker;
@@ -579,9 +579,10 @@ static bool load_import(Checker *ck, const AstNode *item) {
     }
     for (int i = 0; i < ck->nimported; i++)
         if (strcmp(ck->imported[i], name) == 0) return true;
-    if (ck->nimported == 16) return false;
-    ck->imported[ck->nimported++] = name;
     Arena *arena = ck->prog->arena;
+    ck->imported = arena_realloc(arena, ck->imported, sizeof(char *) * ck->nimported,
+                                 sizeof(char *) * (ck->nimported + 1));
+    ck->imported[ck->nimported++] = name;
     const char *path = arena_printf(arena, "%s/%s.nnq", ck->stdlib_dir, name + 4);
     FILE *f = fopen(path, "rb");
     if (!f) {

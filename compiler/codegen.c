@@ -1168,7 +1168,7 @@ static void declare_checkpoint(Cg *cg, LLVMValueRef run, const TrainScalars *ts,
     const TrainConfig *tc = cg->tc;
     Arena *ar = m->arena;
     describe(cg, run, arena_printf(ar, "model %s", m->model), ci64(cg, 0));
-    describe(cg, run, tc->opt == OPT_ADAM ? "optimizer adam" : "optimizer sgd", ci64(cg, 0));
+    describe(cg, run, tc->opt == OPT_SGD ? "optimizer sgd" : tc->decoupled_decay ? "optimizer adamw" : "optimizer adam", ci64(cg, 0));
     describe(cg, run, "batch", ci64(cg, cg->batch));
     describe(cg, run, "keep best", ci64(cg, tc->keep_best));
     describe(cg, run, "training samples", ntrain);
@@ -1222,6 +1222,10 @@ static void emit_main(Cg *cg) {
     LLVMTypeRef mt = LLVMFunctionType(cg->ti32, &cg->tp, 1, 0);
     new_function(cg, "nnq_main", mt, true);
     LLVMValueRef run = LLVMGetParam(cg->fn, 0);
+    if (!prog->train) { /* no train block, no data: nothing to run (nnqc refuses to) */
+        LLVMBuildRet(b, ci32(cg, 1));
+        return;
+    }
     /* an unusable checkpoint directory fails before any work is done */
     if (tc->checkpoint_dir) rt_call(cg, "nnq_rt_checkpoint_dir", (LLVMValueRef[]){run, str(cg, tc->checkpoint_dir)}, 2);
     LLVMValueRef a2[2];

@@ -19,12 +19,16 @@
 
 #include "ir.h"
 
+/* Capacity: proj.c caps a projection at NNQ_MAX_LABELS aux components, so a kernel has
+ * at most 3 * NNQ_MAX_LABELS + 1 inputs and outputs (gradient or weight, aux, m, v). */
 static int add_in(IrKernel *k, IrBufKind buf, int comp) {
+    assert(k->nin < (int)(sizeof k->in / sizeof k->in[0]));
     k->in[k->nin] = (IrKernelIO){buf, comp, -1};
     return k->nin++;
 }
 
 static void add_out(IrKernel *k, IrBufKind buf, int comp, int node) {
+    assert(k->nout < (int)(sizeof k->out / sizeof k->out[0]));
     k->out[k->nout++] = (IrKernelIO){buf, comp, node};
 }
 
@@ -39,6 +43,7 @@ void fuse_module(IrModule *m) {
         IrParam *par = &m->params[pi];
         ProjInst *pr = par->proj;
         int K = pr->ncomp;
+        assert(K >= 1 && K <= NNQ_MAX_LABELS);
         int nvar = PV_AUX + K;
         int subst[PV_AUX + NNQ_MAX_LABELS];
 

@@ -45,6 +45,33 @@ static void print_func(const IrFunc *f, FILE *out) {
     fprintf(out, " correct %%%d\n}\n", f->correct);
 }
 
+/* The dump's node order and the operand order of + and * depend only on the
+ * expressions, not on the order the compiler built them in (node ids: they differ
+ * between C compilers, argument evaluation order being unspecified): a structural hash
+ * orders the operands of commutative nodes, and nodes are printed depth first, each
+ * after its operands. */
+static bool commutes(SxOp op) { return op == SX_ADD || op == SX_MUL; }
+
+static void operand_order(const SxPool *p, const uint64_t *hash, int id, int ops[3]) {
+    const SxNode *nd = sx_node(p, id);
+    ops[0] = nd->a, ops[1] = nd->b, ops[2] = nd->c;
+    if (commutes(nd->op) && hash[ops[1]] < hash[ops[0]]) {
+        int t = ops[0];
+        ops[0] = ops[1];
+        ops[1] = t;
+    }
+}
+
+static void post_order(const SxPool *p, const uint64_t *hash, int id, char *seen, int *order, int *n) {
+    if (seen[id]) return;
+    seen[id] = 1;
+    int ops[3];
+    operand_order(p, hash, id, ops);
+    for (int j = 0; j < 3; j++)
+        if (ops[j] >= 0) post_order(p, hash, ops[j], seen, order, n);
+    order[(*n)++] = id;
+}
+
 static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
     const SxPool *p = m->prog->pool;
     const IrParam *par = &m->params[k->param];
@@ -52,20 +79,36 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
     int top = 0;
     for (int o = 0; o < k->nout; o++)
         if (k->out[o].node + 1 > top) top = k->out[o].node + 1;
-    char *need = calloc(top + 1, 1);
-    for (int o = 0; o < k->nout; o++) need[k->out[o].node] = 1;
-    for (int i = top - 1; i >= 0; i--) {
-        if (!need[i]) continue;
+    /* operands have smaller ids: one upward sweep hashes every node after its operands */
+    uint64_t *hash = malloc(sizeof(uint64_t) * (top + 1));
+    for (int i = 0; i < top; i++) {
         const SxNode *n = sx_node(p, i);
-        if (n->a >= 0) need[n->a] = 1;
-        if (n->b >= 0) need[n->b] = 1;
-        if (n->c >= 0) need[n->c] = 1;
+        uint64_t h = 1469598103934665603ull ^ (uint64_t)n->op, x[3] = {0, 0, 0};
+        memcpy(&x[0], &n->value, sizeof n->value);
+        x[1] = (uint64_t)(int64_t)n->slot;
+        if (sx_op_arity(n->op) > 0) {
+            int ops[3] = {n->a, n->b, n->c};
+            for (int j = 0; j < 3; j++) x[j] = ops[j] >= 0 ? hash[ops[j]] : 0;
+            if (commutes(n->op) && x[1] < x[0]) {
+                uint64_t t = x[0];
+                x[0] = x[1];
+                x[1] = t;
+            }
+        }
+        for (int j = 0; j < 3; j++) {
+            h = (h ^ x[j]) * 1099511628211ull;
+            h ^= h >> 29;
+        }
+        hash[i] = h;
     }
+    char *seen = calloc(top + 1, 1);
+    int *order = malloc(sizeof(int) * (top + 1)), count = 0;
+    for (int o = 0; o < k->nout; o++) post_order(p, hash, k->out[o].node, seen, order, &count);
     /* Local numbering in print order: the dump does not depend on what else the
      * program's expression pool holds. */
     int *num = malloc(sizeof(int) * (top + 1)), next = 0;
-    for (int i = 0; i < top; i++) {
-        if (!need[i]) continue;
+    for (int oi = 0; oi < count; oi++) {
+        int i = order[oi];
         const SxNode *n = sx_node(p, i);
         if (n->op == SX_CONST) continue; /* printed inline */
         num[i] = next++;
@@ -81,7 +124,8 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
             continue;
         }
         fputs(sx_op_name(n->op), out);
-        int ops[3] = {n->a, n->b, n->c};
+        int ops[3];
+        operand_order(p, hash, i, ops);
         for (int j = 0; j < sx_op_arity(n->op); j++) {
             double v;
             fputs(j ? ", " : " ", out);
@@ -99,7 +143,9 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
         else fprintf(out, "[i], %%s%d\n", num[io->node]);
     }
     free(num);
-    free(need);
+    free(order);
+    free(seen);
+    free(hash);
     fprintf(out, "}\n");
 }
 

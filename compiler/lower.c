@@ -194,7 +194,7 @@ static int lower_expr(Lower *lw, const AstNode *e);
 
 static bool bind(Lower *lw, const AstNode *at, Binding b) {
     if (lw->nenv == LOWER_MAX_NAMES) {
-        lerror(lw, at->loc, "too many names in one model", NULL, NULL);
+        lerror(lw, at->loc, "too many names in one model (at most 4096, LOWER_MAX_NAMES)", NULL, NULL);
         return false;
     }
     lw->env[lw->nenv++] = b;
@@ -553,12 +553,12 @@ static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call) {
         return -1;
     }
     if (lw->depth == LOWER_MAX_DEPTH) {
-        lerror(lw, call->loc, "blocks nest too deeply (a block calling itself?)", NULL, NULL);
+        lerror(lw, call->loc, "blocks nest more than 32 deep (LOWER_MAX_DEPTH; a block calling itself?)", NULL, NULL);
         return -1;
     }
     Binding args[64];
     if (np > 64) {
-        lerror(lw, call->loc, "too many block arguments", NULL, NULL);
+        lerror(lw, call->loc, "a block takes at most 64 arguments", NULL, NULL);
         return -1;
     }
     for (int i = 0; i < np; i++) {

@@ -1,8 +1,9 @@
 /* nnqc.c — the driver: parses flags, runs the pipeline, hands the result to the JIT
  * and the runtime. The passes, in order (each in its own file):
  *
- *   source_load -> lang_parse -> check_program -> lower_program -> autodiff_module
- *   -> fuse_module -> cg_emit_module -> cg_optimize -> ORC LLJIT -> nnq_main(run)
+ *   source_load -> lang_parse -> check_program -> lower_program -> proj_check_unused
+ *   -> autodiff_module -> fuse_module -> cg_emit_module -> cg_optimize -> ORC LLJIT
+ *   -> nnq_main(run)
  *
  * with verify_module after every IR pass when --verify-each is given (and always in
  * builds without NDEBUG). */
@@ -257,11 +258,13 @@ int main(int argc, char **argv) {
     if (!prog) goto done;
     prog->main_path = o.file;
     if (o.command && !strcmp(o.command, "check") && prog->nmodels == 0) {
-        rc = 0; /* a library file: nothing to lower */
+        /* a library file: nothing to lower, but every projection is checked */
+        rc = proj_check_unused(prog, diag, root) ? 0 : 1;
         goto done_prog;
     }
     IrModule *m = lower_program(prog, diag);
-    if (!m || !verify(&o, m, "lower")) goto done_prog;
+    /* After lowering, which instantiates the projections the model uses. */
+    if (!m || !proj_check_unused(prog, diag, root) || !verify(&o, m, "lower")) goto done_prog;
     m->unshared_memory = o.unshared_memory;
     dump(&o, m, "lower");
     autodiff_module(m);

@@ -137,5 +137,10 @@ const AstNode *program_find_model(const Program *prog, const char *name);
  * Cached per (def, Q). NULL after reporting errors. */
 ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const LabelSet *q,
                            SrcLoc use);
+/* proj.c: instantiates every projection defined in `root` (the main file) that nothing
+ * has instantiated yet, so that an unused projection (a library file) is checked too.
+ * One that takes labels is checked for the program's first label set its `requires`
+ * accepts, else for {-1, +1}, {-1, 0, +1} or {-2, -1, +1, +2}. False after errors. */
+bool proj_check_unused(Program *prog, Diag *diag, const AstNode *root);
 
 #endif

@@ -42,8 +42,8 @@ typedef struct PCtx {
     const LabelSet *q;
     const char *qname;          /* the label-set parameter's name, or NULL */
     SrcLoc use;
-    Named names[64];
-    int nnamed;
+    Named *names;               /* [nnamed], grown by add_named; freed by proj_instantiate */
+    int nnamed, cap_named;
     int nvars;
     bool allow_w0, allow_grad, allow_delta;
     int dbase;                  /* `delta` VARs (move): dbase + aux component */
@@ -510,7 +510,11 @@ static Named *add_named(PCtx *cx, const AstNode *st, int n) {
         perr(cx, st->loc, "'%s' is already defined in this projection", st->name, NULL);
         return NULL;
     }
-    assert(cx->nnamed < 64);
+    if (cx->nnamed == cx->cap_named) {
+        cx->cap_named = cx->cap_named ? 2 * cx->cap_named : 16;
+        cx->names = realloc(cx->names, sizeof(Named) * cx->cap_named);
+        assert(cx->names);
+    }
     Named *nm = &cx->names[cx->nnamed++];
     nm->name = st->name;
     nm->node = st;
@@ -582,30 +586,41 @@ static void derive(PCtx *cx) {
     free(out);
 }
 
-static ProjInst *instantiate(PCtx *cx) {
-    Program *prog = cx->prog;
-    SxPool *p = cx->pool;
-    const AstNode *def = cx->def;
-    const AstNode *params = def->kids[0];
+/* The parameter list: none, or one label set (bound to cx->qname). */
+static bool bind_params(PCtx *cx) {
+    const AstNode *params = cx->def->kids[0];
     for (int i = 0; params && i < params->nkids; i++) {
         const AstNode *pa = params->kids[i];
         const AstNode *ty = pa->nkids ? pa->kids[0] : NULL;
         if (!ty || strcmp(ty->name, "labels") != 0 || i > 0) {
             perr(cx, pa->loc, "a projection takes one parameter, of type labels", NULL, NULL);
-            return NULL;
+            return false;
         }
         cx->qname = pa->name;
     }
-    if (def->kids[1]) {
-        double ok;
-        if (!eval_const(cx, def->kids[1], &ok)) return NULL;
-        if (ok == 0) {
-            diag_error(cx->diag, cx->use, "projection '%s' cannot serve label set '%s' (%d labels)",
-                       def->name, cx->q ? cx->q->name : "?", cx->q ? cx->q->k : 0);
-            diag_note(cx->diag, def->kids[1]->loc, "'%s' requires this", def->name);
-            cx->failed = true;
-            return NULL;
-        }
+    return true;
+}
+
+/* The `requires` clause for cx->q: 1 met (or absent), 0 not met, -1 error reported. */
+static int requires_met(PCtx *cx) {
+    double ok = 1;
+    if (cx->def->kids[1] && !eval_const(cx, cx->def->kids[1], &ok)) return -1;
+    return ok != 0;
+}
+
+static ProjInst *instantiate(PCtx *cx) {
+    Program *prog = cx->prog;
+    SxPool *p = cx->pool;
+    const AstNode *def = cx->def;
+    if (!bind_params(cx)) return NULL;
+    int met = requires_met(cx);
+    if (met < 0) return NULL;
+    if (!met) {
+        diag_error(cx->diag, cx->use, "projection '%s' cannot serve label set '%s' (%d labels)",
+                   def->name, cx->q ? cx->q->name : "?", cx->q ? cx->q->k : 0);
+        diag_note(cx->diag, def->kids[1]->loc, "'%s' requires this", def->name);
+        cx->failed = true;
+        return NULL;
     }
     cx->nvars = PV_AUX;
     cx->weight_named = -1;
@@ -618,6 +633,15 @@ static ProjInst *instantiate(PCtx *cx) {
         if (st->kids && st->nkids && st->kids[0] && !eval_const(cx, st->kids[0], &size)) return NULL;
         if (size < 1 || size > NNQ_MAX_LABELS || size != floor(size)) {
             perr(cx, st->loc, "aux size must be an integer from 1 to 64", NULL, NULL);
+            return NULL;
+        }
+        /* The fused kernels hold every component of one element in registers and
+         * fixed-size tables (fuse.c, IrKernel): the total is capped, not each aux. */
+        if (ncomp + (int)size > NNQ_MAX_LABELS) {
+            char total[32];
+            snprintf(total, sizeof total, "%d", ncomp + (int)size);
+            perr(cx, st->loc, "'%s' brings the aux components of this projection to %s; at most 64 "
+                 "are supported (NNQ_MAX_LABELS)", st->name, total);
             return NULL;
         }
         if (!add_named(cx, st, (int)size)) return NULL;
@@ -779,23 +803,75 @@ static ProjInst *instantiate(PCtx *cx) {
     return pi;
 }
 
+static void ctx_init(PCtx *cx, Program *prog, Diag *diag, const AstNode *def, const LabelSet *q,
+                     SrcLoc use) {
+    memset(cx, 0, sizeof *cx);
+    cx->prog = prog;
+    cx->diag = diag;
+    cx->pool = prog->pool;
+    cx->def = def;
+    cx->q = q;
+    cx->use = use;
+}
+
 ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const LabelSet *q,
                            SrcLoc use) {
     for (int i = 0; i < prog->ninsts; i++)
         if (prog->insts[i]->def == def && prog->insts[i]->labels == q) return prog->insts[i];
     PCtx cx;
-    memset(&cx, 0, sizeof cx);
-    cx.prog = prog;
-    cx.diag = diag;
-    cx.pool = prog->pool;
-    cx.def = def;
-    cx.q = q;
-    cx.use = use;
+    ctx_init(&cx, prog, diag, def, q, use);
     ProjInst *pi = instantiate(&cx);
     free(cx.adj);
+    free(cx.names);
     if (!pi) return NULL;
     prog->insts = arena_realloc(prog->arena, prog->insts, sizeof(ProjInst *) * prog->ninsts,
                                 sizeof(ProjInst *) * (prog->ninsts + 1));
     prog->insts[prog->ninsts++] = pi;
     return pi;
+}
+
+/* A label set for checking a projection nothing instantiates: the program's own sets in
+ * order, then {-1, +1}, {-1, 0, +1}, {-2, -1, +1, +2}; the first its `requires` accepts. */
+static const LabelSet *check_labels_for(Program *prog, Diag *diag, const AstNode *def, bool *error) {
+    static const LabelSet builtin[] = {
+        {.name = "{-1, +1}", .k = 2, .q = {-1, 1}},
+        {.name = "{-1, 0, +1}", .k = 3, .q = {-1, 0, 1}},
+        {.name = "{-2, -1, +1, +2}", .k = 4, .q = {-2, -1, 1, 2}},
+    };
+    int n = prog->nlabels + (int)(sizeof builtin / sizeof builtin[0]);
+    for (int i = 0; i < n; i++) {
+        const LabelSet *q = i < prog->nlabels ? prog->labels[i] : &builtin[i - prog->nlabels];
+        PCtx cx;
+        ctx_init(&cx, prog, diag, def, q, (SrcLoc){0});
+        int met = bind_params(&cx) ? requires_met(&cx) : -1;
+        if (met != 0) {
+            *error = met < 0;
+            return met > 0 ? q : NULL;
+        }
+    }
+    return NULL;
+}
+
+bool proj_check_unused(Program *prog, Diag *diag, const AstNode *root) {
+    bool ok = true;
+    for (int i = 0; i < root->nkids; i++) {
+        const AstNode *def = root->kids[i];
+        if (def->kind != AST_PROJECTION || program_find_projection(prog, def->name) != def) continue;
+        bool used = false;
+        for (int k = 0; k < prog->ninsts; k++) used |= prog->insts[k]->def == def;
+        if (used) continue;
+        const LabelSet *q = NULL;
+        if (def->kids[0] && def->kids[0]->nkids) {
+            bool error = false;
+            q = check_labels_for(prog, diag, def, &error);
+            if (error) ok = false;
+            if (!q) continue; /* no label set meets `requires`: nothing to check against */
+        }
+        if (proj_instantiate(prog, diag, def, q, (SrcLoc){0})) continue;
+        ok = false;
+        if (q)
+            diag_note(diag, def->loc, "'%s' is used nowhere in this file; it was checked for label set %s",
+                      def->name, q->name);
+    }
+    return ok;
 }

@@ -195,13 +195,14 @@ int sx_binary(SxPool *pool, SxOp op, int a, int b) {
         if (ca || a > b) { int t = a; a = b; b = t; } /* canonical order; consts last */
         if (sx_is_const(pool, a, NULL)) { int t = a; a = b; b = t; }
         break;
+    /* Only folds that hold for every IEEE value: x * 0, x - x and 0 / x are not folded
+     * (inf * 0, inf - inf and 0 / 0 are NaN). sx_grad drops structurally zero adjoints
+     * itself (d_mul, d_div). */
     case SX_SUB:
         if (cb && vb == 0) return a;
         if (ca && va == 0) return sx_unary(pool, SX_NEG, b);
-        if (a == b) return sx_const(pool, 0);
         break;
     case SX_MUL:
-        if ((ca && va == 0) || (cb && vb == 0)) return sx_const(pool, 0);
         if (ca && va == 1) return b;
         if (cb && vb == 1) return a;
         if (ca && va == -1) return sx_unary(pool, SX_NEG, b);
@@ -210,7 +211,6 @@ int sx_binary(SxPool *pool, SxOp op, int a, int b) {
         if (sx_is_const(pool, a, NULL)) { int t = a; a = b; b = t; }
         break;
     case SX_DIV:
-        if (ca && va == 0) return sx_const(pool, 0);
         if (cb && vb == 1) return a;
         break;
     default:
@@ -228,8 +228,39 @@ int sx_select(SxPool *pool, int cond, int a, int b) {
 
 /* ---- reverse mode ---- */
 
+static bool is_zero(const SxPool *p, int id) {
+    double v;
+    return sx_is_const(p, id, &v) && v == 0;
+}
+
+/* Products and quotients of adjoints: a structurally zero factor (no dependence at all,
+ * not a value that happens to be 0) makes the term vanish. */
+static int d_mul(SxPool *p, int g, int x) {
+    return is_zero(p, g) || is_zero(p, x) ? sx_const(p, 0) : sx_binary(p, SX_MUL, g, x);
+}
+
+static int d_div(SxPool *p, int g, int x) { return is_zero(p, g) ? g : sx_binary(p, SX_DIV, g, x); }
+
 static void acc(SxPool *p, int *adj, int id, int delta) {
+    if (is_zero(p, delta)) return; /* no adjoint reads as zero */
     adj[id] = adj[id] < 0 ? delta : sx_binary(p, SX_ADD, adj[id], delta);
+}
+
+/* b = exp(x) + k for a constant k (k: -1 when b = exp(x) alone): the denominator of a
+ * sigmoid or of a tanh written through exp. (A softmax's sum of shifted exps, each at
+ * most 1, cannot overflow and keeps the plain rule.) */
+static bool exp_plus(const SxPool *p, int b, int *x, int *k) {
+    const SxNode *nb = &p->nodes[b];
+    if (nb->op == SX_EXP) {
+        *x = nb->a;
+        *k = -1;
+        return true;
+    }
+    /* constants are an ADD's second operand (sx_binary's canonical order) */
+    if (nb->op != SX_ADD || p->nodes[nb->a].op != SX_EXP || p->nodes[nb->b].op != SX_CONST) return false;
+    *x = p->nodes[nb->a].a;
+    *k = nb->b;
+    return true;
 }
 
 void sx_grad(SxPool *p, int nroots, const int *roots, const int *seeds, int nwrt,
@@ -260,30 +291,41 @@ void sx_grad(SxPool *p, int nroots, const int *roots, const int *seeds, int nwrt
         case SX_ADD: acc(p, adj, n.a, g); acc(p, adj, n.b, g); break;
         case SX_SUB: acc(p, adj, n.a, g); acc(p, adj, n.b, sx_unary(p, SX_NEG, g)); break;
         case SX_MUL:
-            acc(p, adj, n.a, sx_binary(p, SX_MUL, g, n.b));
-            acc(p, adj, n.b, sx_binary(p, SX_MUL, g, n.a));
+            acc(p, adj, n.a, d_mul(p, g, n.b));
+            acc(p, adj, n.b, d_mul(p, g, n.a));
             break;
         case SX_DIV: {
-            int ga = sx_binary(p, SX_DIV, g, n.b);
+            int ga = d_div(p, g, n.b);
             acc(p, adj, n.a, ga);
-            acc(p, adj, n.b, sx_unary(p, SX_NEG, sx_binary(p, SX_MUL, ga, id)));
+            int gb = sx_unary(p, SX_NEG, d_mul(p, ga, id));
+            int x, k;
+            if (!exp_plus(p, n.b, &x, &k)) {
+                acc(p, adj, n.b, gb);
+                break;
+            }
+            /* r = a / (exp(x) + k): dr/dx = -g r exp(x) / b overflows to 0 * inf once
+             * exp(x) does (a sigmoid at large beta), though it tends to 0. Through forward
+             * values it is -g r (1 - k / b), finite wherever r is. */
+            live[x] = true;
+            if (k >= 0) {
+                live[k] = true;
+                acc(p, adj, k, gb);
+            }
+            int share = k >= 0 ? sx_binary(p, SX_SUB, one, sx_binary(p, SX_DIV, k, n.b)) : one;
+            acc(p, adj, x, sx_unary(p, SX_NEG, d_mul(p, g, sx_binary(p, SX_MUL, id, share))));
             break;
         }
         case SX_NEG: acc(p, adj, n.a, sx_unary(p, SX_NEG, g)); break;
-        case SX_EXP: acc(p, adj, n.a, sx_binary(p, SX_MUL, g, id)); break;
-        case SX_LOG: acc(p, adj, n.a, sx_binary(p, SX_DIV, g, n.a)); break;
+        case SX_EXP: acc(p, adj, n.a, d_mul(p, g, id)); break;
+        case SX_LOG: acc(p, adj, n.a, d_div(p, g, n.a)); break;
         case SX_TANH:
-            acc(p, adj, n.a, sx_binary(p, SX_MUL, g,
-                                       sx_binary(p, SX_SUB, one, sx_binary(p, SX_MUL, id, id))));
+            acc(p, adj, n.a, d_mul(p, g, sx_binary(p, SX_SUB, one, sx_binary(p, SX_MUL, id, id))));
             break;
         case SX_ATANH:
-            acc(p, adj, n.a, sx_binary(p, SX_DIV, g,
-                                       sx_binary(p, SX_SUB, one, sx_binary(p, SX_MUL, n.a, n.a))));
+            acc(p, adj, n.a, d_div(p, g, sx_binary(p, SX_SUB, one, sx_binary(p, SX_MUL, n.a, n.a))));
             break;
-        case SX_SQRT:
-            acc(p, adj, n.a, sx_binary(p, SX_DIV, sx_binary(p, SX_MUL, g, sx_const(p, 0.5)), id));
-            break;
-        case SX_ABS: acc(p, adj, n.a, sx_binary(p, SX_MUL, g, sx_unary(p, SX_SIGN, n.a))); break;
+        case SX_SQRT: acc(p, adj, n.a, d_div(p, d_mul(p, g, sx_const(p, 0.5)), id)); break;
+        case SX_ABS: acc(p, adj, n.a, d_mul(p, g, sx_unary(p, SX_SIGN, n.a))); break;
         case SX_MAX:
         case SX_MIN: {
             /* max: a wins when b <= a; min: a wins when a <= b */

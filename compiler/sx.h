@@ -2,8 +2,9 @@
  *
  * An SxPool holds nodes (referenced by int id) built through sx_* constructors that
  * hash-cons (structurally equal nodes are one node) and simplify as they go (constant
- * folding, x+0, x*1, x*0, select on a constant condition), so derived expressions
- * stay small. The pool owns all nodes; ids stay valid until sx_pool_free.
+ * folding, x+0, x*1, select on a constant condition: only rewrites that hold for inf
+ * and NaN too, so never x*0, x-x or 0/x), so derived expressions stay small. The
+ * pool owns all nodes; ids stay valid until sx_pool_free.
  *
  * sx_grad derives reverse-mode derivatives symbolically: new nodes in the same pool.
  * sx_eval evaluates in double precision: the reference the JIT-compiled code and the
@@ -49,7 +50,9 @@ int sx_select(SxPool *pool, int cond, int a, int b);
 bool sx_is_const(const SxPool *pool, int id, double *value);
 
 /* Reverse mode: given roots[i] with seeds[i] (adjoint node ids), returns in out[j] the
- * adjoint node of leaf wrt[j] (a VAR or INPUT node). */
+ * adjoint node of leaf wrt[j] (a VAR or INPUT node); the constant 0 where wrt[j] has no
+ * path to a root. A quotient by exp(x) + k is differentiated through its own value
+ * (-r (1 - k / b) per unit of x), so sigmoids stay finite at any beta. */
 void sx_grad(SxPool *pool, int nroots, const int *roots, const int *seeds,
              int nwrt, const int *wrt, int *out);
 

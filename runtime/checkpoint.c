@@ -17,9 +17,19 @@
  *    is untouched.
  *  - Resuming checks size, magic, version and CRC, then the description and every state
  *    name and size against the program's, all before the first byte of state is
- *    restored; the mapping and descriptor are released before any failure is reported. */
+ *    restored; the mapping and descriptor are released before any failure is reported.
+ *  - Every epoch ends with a scan of the float state (rt_checkpoint_epoch_done): a
+ *    non-finite value fails the run naming the tensor, before any checkpoint of it is
+ *    written. State named train.* or dropout.* holds the loop's scalars; all other state
+ *    is float32 (codegen.c's declare_checkpoint).
+ *  - While a program with a checkpoint directory runs, SIGINT and SIGTERM only set a
+ *    flag: the epoch finishes, its checkpoint is saved and the run fails saying how to
+ *    resume (a second signal has its default effect). */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -82,7 +92,114 @@ void nnq_rt_checkpoint_state(NnqRun *run, const char *name, void *p, int64_t byt
     it->p = p;
 }
 
+/* ---- interrupts ---- */
+
+static volatile sig_atomic_t ck_signal; /* the signal received, 0: none */
+static bool ck_handling;
+static struct sigaction ck_old_int, ck_old_term;
+
+static void ck_on_signal(int sig) {
+    static const char msg[] = "\nnnqc: interrupted: finishing this epoch to save a checkpoint "
+                              "(interrupt again to stop at once)\n";
+    ck_signal = sig;
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+}
+
+static void ck_handle_signals(bool on) {
+    if (on == ck_handling)
+        return;
+    if (on) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = ck_on_signal;
+        sa.sa_flags = SA_RESETHAND; /* the second signal: its default action */
+        sigemptyset(&sa.sa_mask);
+        ck_signal = 0;
+        /* a signal ignored from the start (a background job's SIGINT) stays ignored */
+        sigaction(SIGINT, NULL, &ck_old_int);
+        sigaction(SIGTERM, NULL, &ck_old_term);
+        if (ck_old_int.sa_handler != SIG_IGN)
+            sigaction(SIGINT, &sa, NULL);
+        if (ck_old_term.sa_handler != SIG_IGN)
+            sigaction(SIGTERM, &sa, NULL);
+    } else {
+        sigaction(SIGINT, &ck_old_int, NULL);
+        sigaction(SIGTERM, &ck_old_term, NULL);
+    }
+    ck_handling = on;
+}
+
+/* ---- non-finite state ---- */
+
+static bool ck_is_f32(const char *name) {
+    return strncmp(name, "train.", 6) != 0 && strncmp(name, "dropout.", 8) != 0;
+}
+
+/* Where a tensor comes in a parameter's update: the optimizer's moments, then the aux
+ * they step, then the weights computed from the aux, then everything else. The first
+ * non-finite tensor in this order is the likeliest origin. */
+static int ck_stage(const char *name) {
+    const char *last = strrchr(name, '.');
+    last = last ? last + 1 : name;
+    if ((last[0] == 'm' || last[0] == 'v') && isdigit((unsigned char)last[1]))
+        return 0;
+    if (!strncmp(last, "aux", 3))
+        return 1;
+    if (!strcmp(last, "weight"))
+        return 2;
+    return 3;
+}
+
+static int64_t ck_iteration(const NnqRun *run) {
+    for (int32_t i = 0; i < run->ckpt_nstate; i++)
+        if (!strcmp(run->ckpt_state[i].name, "train.iteration") && run->ckpt_state[i].value == 8)
+            return *(const int64_t *)run->ckpt_state[i].p;
+    return -1;
+}
+
+bool rt_state_nonfinite(const NnqRun *run, char *what, size_t len) {
+    for (int stage = 0; stage < 4; stage++)
+        for (int32_t i = 0; i < run->ckpt_nstate; i++) {
+            const RtCkptItem *it = &run->ckpt_state[i];
+            if (!ck_is_f32(it->name) || ck_stage(it->name) != stage)
+                continue;
+            const float *x = it->p;
+            int64_t n = it->value / 4, first = -1, bad = 0;
+            for (int64_t k = 0; k < n; k++)
+                if (!isfinite(x[k])) {
+                    if (first < 0)
+                        first = k;
+                    bad++;
+                }
+            if (first >= 0) {
+                snprintf(what, len, "'%s' (element %lld is %s; %lld of %lld values non-finite)",
+                         it->name, (long long)first, isnan(x[first]) ? "nan" : x[first] > 0 ? "inf" : "-inf",
+                         (long long)bad, (long long)n);
+                return true;
+            }
+        }
+    return false;
+}
+
+void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch) {
+    char what[CKPT_MAX_NAME + 160];
+    if (rt_state_nonfinite(run, what, sizeof what))
+        nnq_rt_fail(run, "training diverged in epoch %d (by iteration %lld): the first non-finite "
+                    "tensor is %s; the last checkpoint and model file are left as they were",
+                    epoch, (long long)ck_iteration(run), what);
+    if (!ck_signal || !run->ckpt_dir)
+        return;
+    int sig = ck_signal;
+    nnq_rt_checkpoint_save(run, epoch, run->epochs);
+    rt_progress_keep_metrics(run);
+    nnq_rt_fail(run, "interrupted by %s after epoch %d of %d: checkpoint saved in '%s'; continue "
+                "with the same command and --resume %s",
+                sig == SIGTERM ? "SIGTERM" : "SIGINT", epoch, run->epochs, run->ckpt_dir, run->ckpt_dir);
+}
+
 void rt_checkpoint_release(NnqRun *run) {
+    ck_handle_signals(false);
     free(run->ckpt_desc); /* names and the directory are tracked blocks */
     free(run->ckpt_state);
     run->ckpt_desc = run->ckpt_state = NULL;
@@ -136,6 +253,7 @@ void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
     if (access(d, W_OK | X_OK) != 0)
         nnq_rt_fail(run, "cannot write checkpoints to '%s': %s", d, strerror(errno));
     run->ckpt_dir = d;
+    ck_handle_signals(true);
 }
 
 /* ---- writing ---- */
@@ -378,6 +496,7 @@ int32_t nnq_rt_checkpoint_resume(NnqRun *run, int32_t epochs) {
     close(fd);
     if (epoch < 0)
         nnq_rt_fail(run, "checkpoint '%s' %s", path, err);
+    rt_progress_resumed(run, epoch);
     if (!run->opts.quiet) {
         if (epoch == epochs)
             printf("note: checkpoint '%s' is from the end of training (epoch %lld of %d): "

@@ -12,7 +12,11 @@
  *  - The metrics file is written as PATH.tmp, one JSON object per line, flushed per
  *    line; nnq_rt_train_end (or nnq_run_free of a run without error) fsyncs it and
  *    renames it to PATH. After an error the .tmp is removed, so PATH only ever holds a
- *    complete record of a run that did not fail.
+ *    complete record of a run that did not fail (or was interrupted by a signal after
+ *    saving a checkpoint: the record of its finished epochs).
+ *  - --resume continues the record: the new file starts with the epoch lines 1..E of
+ *    the earlier one (PATH.tmp when a killed run left one, else PATH), E being the
+ *    checkpoint's epoch, so no epoch appears twice.
  *  - Values < 0 (and non-finite values) mean "not evaluated": omitted from the line and
  *    written as null in JSON. */
 #include <errno.h>
@@ -25,6 +29,28 @@
 #include "rt_internal.h"
 
 /* ---- metrics file ---- */
+
+/* A whole file as a NUL-terminated malloc'd string; NULL when it cannot be read. */
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0, got;
+    char *buf = malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *more = realloc(buf, cap *= 2);
+            if (!more)
+                free(buf);
+            buf = more;
+        }
+    }
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
 
 bool rt_progress_open(NnqRun *run) {
     run->bar_enabled = !run->opts.quiet &&
@@ -41,6 +67,11 @@ bool rt_progress_open(NnqRun *run) {
     }
     memcpy(run->metrics_tmp, path, n);
     memcpy(run->metrics_tmp + n, ".tmp", 5);
+    if (run->opts.resume_dir) { /* read before the .tmp is truncated */
+        run->metrics_history = read_text(run->metrics_tmp);
+        if (!run->metrics_history)
+            run->metrics_history = read_text(path);
+    }
     run->metrics = fopen(run->metrics_tmp, "w");
     if (!run->metrics) {
         fprintf(stderr, "nnqc: error: cannot write metrics file '%s': %s\n", run->metrics_tmp,
@@ -112,7 +143,30 @@ static const char *json_num(char *buf, size_t len, double v) {
     return buf;
 }
 
+void rt_progress_resumed(NnqRun *run, int64_t epoch) {
+    char *text = run->metrics_history;
+    run->metrics_history = NULL;
+    for (char *line = text; line && *line;) {
+        char *eol = strchr(line, '\n');
+        if (eol)
+            *eol = '\0';
+        long long e;
+        if (sscanf(line, "{\"epoch\":%lld,", &e) == 1 && e >= 1 && e <= epoch)
+            metrics_line(run, line);
+        line = eol ? eol + 1 : NULL;
+    }
+    free(text);
+}
+
+void rt_progress_keep_metrics(NnqRun *run) {
+    char err[1024];
+    if (run->metrics && !metrics_finish(run, err, sizeof err))
+        nnq_rt_fail(run, "%s", err);
+}
+
 void rt_progress_release(NnqRun *run, bool failed) {
+    free(run->metrics_history);
+    run->metrics_history = NULL;
     if (run->metrics) {
         if (failed) {
             metrics_discard(run);
@@ -281,9 +335,17 @@ void nnq_rt_train_begin(NnqRun *run, const char *model, int32_t epochs, int64_t 
 }
 
 void nnq_rt_check_loss(NnqRun *run, float loss, int64_t iteration) {
-    if (!isfinite(loss))
-        nnq_rt_fail(run, "training diverged: loss is %s at iteration %lld",
-                    isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", (long long)iteration);
+    if (isfinite(loss))
+        return;
+    char what[4400]; /* a state name (at most 4096 bytes) and its first bad element */
+    bool found = rt_state_nonfinite(run, what, sizeof what);
+    nnq_rt_fail(run, "training diverged at iteration %lld: the loss is %s; %s%s; the last "
+                "checkpoint and model file are left as they were",
+                (long long)iteration, isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf",
+                found ? "the first non-finite tensor is " : "",
+                found ? what : "all state (weights, aux, optimizer moments, batch-norm "
+                               "statistics) is finite, so an activation or a gradient of this "
+                               "iteration overflowed");
 }
 
 void nnq_rt_epoch_test(NnqRun *run, double test_soft, double test_hard) {
@@ -337,6 +399,7 @@ void nnq_rt_epoch_end(NnqRun *run, int32_t epoch, double train_loss, double trai
                  json_num(b[9], 32, iter_secs));
         metrics_line(run, line);
     }
+    rt_checkpoint_epoch_done(run, epoch);
 }
 
 /* msg's first "%lld" is replaced by value; without one, " value" is appended. No other

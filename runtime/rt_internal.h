@@ -80,6 +80,8 @@ struct NnqRun {
     int bar_width;  /* characters of the live bar now on the terminal line, 0: none */
     FILE *metrics;  /* open on metrics_path + ".tmp", NULL when none or finished */
     char *metrics_tmp;
+    char *metrics_history; /* --resume: the earlier run's metrics (PATH.tmp, else PATH),
+                              malloc'd, until the checkpoint's epoch cuts it */
 
     /* pending model (model_file.c) */
     char *pending_model;
@@ -177,5 +179,20 @@ bool rt_progress_open(NnqRun *run); /* nnq_run_new: opens the metrics file */
 void rt_progress_interrupt(NnqRun *run); /* ends a live bar line before an error */
 void rt_model_release(NnqRun *run);
 void rt_checkpoint_release(NnqRun *run);
+
+/* progress.c: after a checkpoint of `epoch` finished epochs is restored, the metrics
+ * file starts with the earlier run's epoch lines 1..epoch (no line twice). */
+void rt_progress_resumed(NnqRun *run, int64_t epoch);
+/* progress.c: closes and renames the metrics file now (an interrupted run keeps the
+ * record of its finished epochs); fails the run on an I/O error. */
+void rt_progress_keep_metrics(NnqRun *run);
+/* checkpoint.c: called at the end of every epoch; after SIGINT or SIGTERM (handled only
+ * while a program with a checkpoint directory trains) saves a checkpoint, keeps the
+ * metrics and fails the run, saying how to resume. */
+void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch);
+/* checkpoint.c: true when some float state (weights, hard weights, aux, optimizer
+ * moments, batch-norm statistics) holds a non-finite value; `what` then names the first
+ * tensor in update order (moments, aux, weights, the rest) and the first bad element. */
+bool rt_state_nonfinite(const NnqRun *run, char *what, size_t len);
 
 #endif

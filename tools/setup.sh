@@ -2,14 +2,18 @@
 # tools/setup.sh — installs what nnq needs (Debian 12 packages) when missing, then
 # configures and builds into build/ (or $NNQ_BUILD_DIR). Sourced by tools/train.sh and
 # tools/test.sh; safe to run again (only missing packages are installed, the build is
-# incremental).
+# incremental). nnq_build_sanitized (tools/test.sh calls it) builds a second tree,
+# build-asan/ (or $NNQ_ASAN_BUILD_DIR): clang, ASan + UBSan, and the libFuzzer target.
 set -euo pipefail
 
 NNQ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NNQ_BUILD_DIR="${NNQ_BUILD_DIR:-$NNQ_ROOT/build}"
+NNQ_ASAN_BUILD_DIR="${NNQ_ASAN_BUILD_DIR:-$NNQ_ROOT/build-asan}"
 
-# Build tools, the libraries nnq links (LLVM, OpenBLAS, zlib) and the example's data.
-NNQ_PACKAGES=(gcc make cmake re2c bison llvm-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist)
+# Build tools, the libraries nnq links (LLVM, OpenBLAS, zlib) and the example's data;
+# clang and its sanitizer and libFuzzer runtimes for the sanitized build.
+NNQ_PACKAGES=(gcc make cmake re2c bison llvm-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist
+              clang libclang-rt-14-dev)
 
 nnq_install_packages() {
     local missing=()
@@ -27,13 +31,21 @@ nnq_install_packages() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+nnq_jobs() { nproc 2>/dev/null || echo 2; }
+
 nnq_build() {
-    local jobs
-    jobs="$(nproc 2>/dev/null || echo 2)"
     if [ ! -f "$NNQ_BUILD_DIR/CMakeCache.txt" ]; then
         cmake -S "$NNQ_ROOT" -B "$NNQ_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
     fi
-    cmake --build "$NNQ_BUILD_DIR" -j "$jobs"
+    cmake --build "$NNQ_BUILD_DIR" -j "$(nnq_jobs)"
+}
+
+nnq_build_sanitized() {
+    if [ ! -f "$NNQ_ASAN_BUILD_DIR/CMakeCache.txt" ]; then
+        CC=clang cmake -S "$NNQ_ROOT" -B "$NNQ_ASAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+            -DNNQ_SANITIZE=ON -DNNQ_FUZZ=ON >/dev/null
+    fi
+    cmake --build "$NNQ_ASAN_BUILD_DIR" -j "$(nnq_jobs)"
 }
 
 nnq_install_packages

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# tools/test.sh [ctest options] — set up, build, then run the whole default test suite.
-# Long runs (full training) carry the ctest label "long": tools/test.sh -L long.
+# tools/test.sh [ctest options] — set up, build, then run the whole default test suite;
+# then build the sanitized tree (build-asan/: clang, ASan + UBSan) and run there the
+# tests labelled "sanitize" (unit, golden, fuzz_replay, a short end-to-end subset) and
+# "fuzz" (fuzz_compile, libFuzzer, 60 s). NNQ_SANITIZE_TESTS=0 skips the second part.
+# Long runs (full training) carry the ctest label "long": tools/test.sh -L long (with
+# options, only the main tree's ctest runs, with them).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$NNQ_BUILD_DIR"
-if [ $# -eq 0 ]; then set -- -LE long; fi
-exec ctest --output-on-failure "$@"
+if [ $# -gt 0 ]; then exec ctest --output-on-failure "$@"; fi
+ctest --output-on-failure -LE long
+[ "${NNQ_SANITIZE_TESTS:-1}" = 0 ] && exit 0
+nnq_build_sanitized
+cd "$NNQ_ASAN_BUILD_DIR"
+exec ctest --output-on-failure -L 'sanitize|fuzz'

@@ -27,9 +27,12 @@ static void test_sx_basics(void) {
     SxPool *p = sx_pool_new();
     int x = sx_var(p, 0), y = sx_var(p, 1);
     CHECK(sx_binary(p, SX_ADD, x, y) == sx_binary(p, SX_ADD, y, x), "add is hash-consed commutatively");
-    CHECK(sx_binary(p, SX_MUL, x, sx_const(p, 0)) == sx_const(p, 0), "x*0 folds");
     CHECK(sx_binary(p, SX_MUL, x, sx_const(p, 1)) == x, "x*1 folds");
-    CHECK(sx_binary(p, SX_SUB, x, x) == sx_const(p, 0), "x-x folds");
+    /* Folds that are wrong for inf or NaN stay unfolded: inf * 0, inf - inf, 0 / 0. */
+    double inf[1] = {INFINITY}, zero[1] = {0};
+    CHECK(isnan(sx_eval(p, sx_binary(p, SX_MUL, x, sx_const(p, 0)), NULL, inf)), "x*0 is NaN at x = inf");
+    CHECK(isnan(sx_eval(p, sx_binary(p, SX_SUB, x, x), NULL, inf)), "x-x is NaN at x = inf");
+    CHECK(isnan(sx_eval(p, sx_binary(p, SX_DIV, sx_const(p, 0), x), NULL, zero)), "0/x is NaN at x = 0");
     double v;
     CHECK(sx_is_const(p, sx_unary(p, SX_EXP, sx_const(p, 0)), &v) && v == 1, "exp(0) folds to 1");
     sx_pool_free(p);
@@ -44,6 +47,27 @@ static int f_sqrt_abs(SxPool *p, int x, int y) { return sx_unary(p, SX_SQRT, sx_
 static int f_max_min(SxPool *p, int x, int y) { return sx_binary(p, SX_ADD, sx_binary(p, SX_MAX, x, y), sx_binary(p, SX_MUL, sx_const(p, 2), sx_binary(p, SX_MIN, x, sx_unary(p, SX_NEG, y)))); }
 static int f_select(SxPool *p, int x, int y) { return sx_select(p, sx_binary(p, SX_LT, x, y), sx_binary(p, SX_MUL, x, x), sx_binary(p, SX_MUL, y, sx_const(p, 3))); }
 static int f_nograd(SxPool *p, int x, int y) { return sx_binary(p, SX_MUL, sx_unary(p, SX_NOGRAD, x), sx_binary(p, SX_ADD, x, y)); }
+/* y / (1 + exp(-x y)) and 1 - 2 / (exp(2 x y) + 1) = tanh(x y): the quotient rule through
+ * forward values (sx_grad's exp_plus). */
+static int f_sigmoid(SxPool *p, int x, int y) { return sx_binary(p, SX_DIV, y, sx_binary(p, SX_ADD, sx_const(p, 1), sx_unary(p, SX_EXP, sx_unary(p, SX_NEG, sx_binary(p, SX_MUL, x, y))))); }
+static int f_tanh_exp(SxPool *p, int x, int y) { return sx_binary(p, SX_SUB, sx_const(p, 1), sx_binary(p, SX_DIV, sx_const(p, 2), sx_binary(p, SX_ADD, sx_unary(p, SX_EXP, sx_binary(p, SX_MUL, sx_const(p, 2), sx_binary(p, SX_MUL, x, y))), sx_const(p, 1)))); }
+static int f_exp_ratio(SxPool *p, int x, int y) { return sx_binary(p, SX_DIV, sx_binary(p, SX_MUL, x, y), sx_unary(p, SX_EXP, sx_binary(p, SX_MUL, x, x))); }
+
+/* The worst relative error of the derived gradient g[0..1] of f at v against central
+ * differences (nograd: the held factor x is subtracted from d/dx). */
+static double fd_error(const SxPool *p, int f, const int *g, const double *v, bool nograd) {
+    double worst = 0;
+    for (int k = 0; k < 2; k++) {
+        double h = 1e-6, vp[2] = {v[0], v[1]}, vm[2] = {v[0], v[1]};
+        vp[k] += h;
+        vm[k] -= h;
+        double fd = (sx_eval(p, f, NULL, vp) - sx_eval(p, f, NULL, vm)) / (2 * h);
+        double an = sx_eval(p, g[k], NULL, v);
+        if (nograd && k == 0) fd -= v[0] + v[1]; /* the held factor */
+        worst = fmax(worst, fabs(fd - an) / fmax(1, fabs(fd)));
+    }
+    return worst;
+}
 
 static void test_sx_derivatives(void) {
     struct { const char *name; BuildFn f; } cases[] = {
@@ -62,18 +86,43 @@ static void test_sx_derivatives(void) {
         for (int trial = 0; trial < 50; trial++) {
             double v[2] = {urand(-1.5, 1.5), urand(-1.5, 1.5)};
             if (fabs(v[0] - v[1]) < 1e-3 || fabs(v[0] + v[1]) < 1e-3 || fabs(v[0]) < 1e-3) continue; /* kinks */
-            for (int k = 0; k < 2; k++) {
-                double h = 1e-6, vp[2] = {v[0], v[1]}, vm[2] = {v[0], v[1]};
-                vp[k] += h;
-                vm[k] -= h;
-                double fd = (sx_eval(p, f, NULL, vp) - sx_eval(p, f, NULL, vm)) / (2 * h);
-                double an = sx_eval(p, g[k], NULL, v);
-                if (cases[c].f == f_nograd && k == 0) fd -= v[0] + v[1]; /* the held factor */
-                double err = fabs(fd - an) / fmax(1, fabs(fd));
-                if (err > worst) worst = err;
-            }
+            worst = fmax(worst, fd_error(p, f, g, v, cases[c].f == f_nograd));
         }
         CHECK(worst < 1e-6, "d/dx of %s: worst relative error %g", cases[c].name, worst);
+        sx_pool_free(p);
+    }
+}
+
+/* A sigmoid, a tanh written through exp and a quotient by exp: derived gradients against
+ * finite differences on a grid (x in [-1.4, 1.4], y in [0.3, 1.8]), then, at beta (y) up
+ * to 1e6, where exp overflows to inf in the forward pass (the value saturates, fine),
+ * the gradient of the two saturating ones must stay finite (it was 0 * inf = NaN). */
+static void test_sx_large_beta(void) {
+    struct { const char *name; BuildFn f; bool saturates; } cases[] = {
+        {"sigmoid", f_sigmoid, true}, {"tanh through exp", f_tanh_exp, true},
+        {"quotient by exp", f_exp_ratio, false},
+    };
+    for (int c = 0; c < 3; c++) {
+        SxPool *p = sx_pool_new();
+        int x = sx_var(p, 0), y = sx_var(p, 1);
+        int f = cases[c].f(p, x, y), seed = sx_const(p, 1), wrt[2] = {x, y}, g[2];
+        sx_grad(p, 1, &f, &seed, 2, wrt, g);
+        double worst = 0;
+        for (double a = -1.4; a <= 1.4; a += 0.2)
+            for (double b = 0.3; b <= 1.8; b += 0.3) worst = fmax(worst, fd_error(p, f, g, (double[]){a, b}, false));
+        CHECK(worst < 1e-6, "d/dx of %s: worst relative error %g", cases[c].name, worst);
+        if (!cases[c].saturates) {
+            sx_pool_free(p);
+            continue;
+        }
+        bool finite = true;
+        for (double beta = 1; beta <= 1e6; beta *= 10)
+            for (double a = -1; a <= 1; a += 0.25) {
+                double v[2] = {a, beta};
+                finite &= isfinite(sx_eval(p, f, NULL, v)) && isfinite(sx_eval(p, g[0], NULL, v)) &&
+                          isfinite(sx_eval(p, g[1], NULL, v));
+            }
+        CHECK(finite, "%s: value and gradient finite for beta up to 1e6", cases[c].name);
         sx_pool_free(p);
     }
 }
@@ -523,6 +572,7 @@ out:
 int main(void) {
     test_sx_basics();
     test_sx_derivatives();
+    test_sx_large_beta();
     test_projections();
     test_dropout();
     test_bn_calibration();

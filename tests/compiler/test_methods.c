@@ -8,8 +8,10 @@
  *  3. the JIT-compiled fused update kernel against a step-by-step evaluation of the
  *     same formulas (projection gradient, then Adam or SGD with momentum and weight
  *     decay, then move, then after, then the new weight at the next beta).
- * Plus: hard values lie in Q; the compile-time rejections of projections that cannot
- * serve a label set. Ends with "N passed, N failed". */
+ * Plus: hard values lie in Q and are the label the paper's hard network takes (argmax,
+ * sign, nearest); `after` maps (ste's clamp) against their formula; ste's aux is drawn
+ * past max |Q| so that its gradient mask and clamp act; the compile-time rejections of
+ * projections that cannot serve a label set. Ends with "N passed, N failed". */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +125,27 @@ static double reference(const char *m, const Point *p, double *ga) {
     abort();
 }
 
+/* The label the hard network takes, and the aux after a step's post-step map. */
+static double reference_hard(const char *m, const Point *p) {
+    int k = p->k, best = 0;
+    double lo = p->q[0], hi = p->q[k - 1], a = p->a[0];
+    if (!strcmp(m, "float")) return a;
+    if (!strcmp(m, "ste")) return a < (lo + hi) / 2 ? lo : hi;
+    if (!strcmp(m, "md_tanh_s") || !strcmp(m, "gd_tanh") || !strcmp(m, "md_tanh")) return a >= 0 ? hi : lo;
+    if (!strcmp(m, "md_stanh_s") || !strcmp(m, "gd_stanh")) { /* nearest; ties to the larger */
+        for (int i = 1; i < k; i++)
+            if (fabs(a - p->q[i]) <= fabs(a - p->q[best])) best = i;
+        return p->q[best];
+    }
+    for (int i = 1; i < p->n; i++) /* the simplex methods: Q[argmax(a)], the first maximum */
+        if (p->a[i] > p->a[best]) best = i;
+    return p->q[best];
+}
+
+static double reference_after(const char *m, const Point *p, int i) {
+    return !strcmp(m, "ste") ? fmin(fmax(p->a[i], p->q[0]), p->q[p->k - 1]) : p->a[i];
+}
+
 typedef struct Case {
     const char *proj, *labels;
     bool chain; /* gradient through the projection: finite differences apply */
@@ -144,7 +167,10 @@ static void random_point(Point *p, const char *proj, const LabelSet *q, int ncom
     p->k = q ? q->k : 1;
     for (int i = 0; q && i < q->k; i++) p->q[i] = q->q[i];
     p->n = ncomp;
-    for (int i = 0; i < ncomp; i++) p->a[i] = urand(-0.95, 0.95);
+    /* ste's aux goes past max |Q| (its gradient mask and clamp must act there); the
+     * others stay inside (-1, 1), where md_tanh's atanh is defined. */
+    double span = !strcmp(proj, "ste") ? 1.6 : 0.95;
+    for (int i = 0; i < ncomp; i++) p->a[i] = urand(-span, span);
     if (!strcmp(proj, "md_softmax")) { /* a point inside the simplex */
         double s = 0;
         for (int i = 0; i < ncomp; i++) s += p->a[i] = urand(0.05, 1);
@@ -168,8 +194,8 @@ static void test_formulas(Compiled *c) {
         CHECK(pi, "%s(%s) instantiates", cs->proj, cs->labels ? cs->labels : "");
         if (!pi) continue;
         SxPool *pool = c->prog->pool;
-        double werr = 0, gerr = 0, fderr = 0, merr = 0;
-        bool hard_ok = true;
+        double werr = 0, gerr = 0, fderr = 0, merr = 0, aerr = 0;
+        bool hard_ok = true, hard_right = true;
         for (int trial = 0; trial < 60; trial++) {
             Point p;
             random_point(&p, cs->proj, q, pi->ncomp);
@@ -206,8 +232,11 @@ static void test_formulas(Compiled *c) {
                     merr = fmax(merr, fabs(sx_eval(pool, pi->move[i], NULL, vars) - want[i]));
                 }
             }
+            for (int i = 0; i < pi->ncomp; i++)
+                aerr = fmax(aerr, fabs(sx_eval(pool, pi->after[i], NULL, vars) - reference_after(cs->proj, &p, i)));
+            double hv = sx_eval(pool, pi->hard, NULL, vars);
+            hard_right &= hv == reference_hard(cs->proj, &p);
             if (q) {
-                double hv = sx_eval(pool, pi->hard, NULL, vars);
                 bool in = false;
                 for (int l = 0; l < q->k; l++) in |= hv == q->q[l];
                 hard_ok &= in;
@@ -220,6 +249,8 @@ static void test_formulas(Compiled *c) {
         if (pi->move && (!strcmp(cs->proj, "md_tanh") || !strcmp(cs->proj, "md_softmax")))
             CHECK(merr < 1e-9, "%s(%s): mirror move vs the paper's formula, worst %g", cs->proj, ls, merr);
         CHECK(hard_ok, "%s(%s): hard values lie in Q", cs->proj, ls);
+        CHECK(hard_right, "%s(%s): the hard value is the paper's label", cs->proj, ls);
+        CHECK(aerr < 1e-12, "%s(%s): post-step map (ste: the clamp to [min Q, max Q]), worst %g", cs->proj, ls, aerr);
     }
 }
 

@@ -3,12 +3,18 @@
 # moments, batch norm, dropout, augmentation, an lr schedule in epochs, annealed beta,
 # keep = best, per-epoch test evaluation):
 #  - k epochs, then --resume to N, gives bit for bit the uninterrupted N-epoch run: the
-#    same saved model and the same epoch lines and metrics for epochs k+1..N;
+#    same saved model and the same epoch lines for epochs k+1..N, and a metrics file
+#    that continues the first run's (epochs 1..N, each once);
 #  - a run killed (SIGKILL) after its first checkpoint resumes to the same model;
 #  - resuming a finished run trains nothing and saves the same model;
 #  - a checkpoint of another program, a truncated or corrupt one, one from beyond
 #    --epochs and a missing one are refused naming the file; an unusable checkpoint
-#    directory fails at once, naming it; all with exit status 1.
+#    directory fails at once, naming it; all with exit status 1;
+#  - SIGINT ends the run after the current epoch with its checkpoint and metrics (exit 1,
+#    how to resume), and resuming gives the same model and the whole metrics record;
+#  - an adamw checkpoint is refused by the same program under adam;
+#  - a diverging run names the iteration and the first non-finite tensor and leaves the
+#    last checkpoint and an existing model file as they were.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -75,10 +81,11 @@ else bad "resumed after epoch 2: the model differs from the uninterrupted run's"
 if [ "$(epochs_from part 1)" = "$(epochs_from full 3)" ] && [ -n "$(epochs_from part 1)" ]; then
     ok "epoch lines 3-5 identical"
 else bad "epoch lines differ:"; epochs_from full 3; echo "--- resumed:"; epochs_from part 1; fi
-if [ "$(metrics_from part 1)" = "$(metrics_from full 3)" ] \
+# the resumed run's metrics file continues the 2-epoch run's: epochs 1-5, none twice
+if [ "$(metrics_from part 1)" = "$(metrics_from full 1)" ] \
     && [ "$(json_field part/m.jsonl test_acc_hard)" = "$(json_field full/m.jsonl test_acc_hard)" ]; then
-    ok "metrics of epochs 3-5 and the final test accuracy identical"
-else bad "metrics differ"; metrics_from full 3; echo "--- resumed:"; metrics_from part 1; fi
+    ok "metrics: epochs 1-2 kept, 3-5 appended, identical to the uninterrupted run's"
+else bad "metrics differ"; metrics_from full 1; echo "--- resumed:"; metrics_from part 1; fi
 
 # a real interruption: SIGKILL once the first epoch line is out (and so, soon, a checkpoint)
 program long.nnq 64 12 ck
@@ -134,6 +141,67 @@ if [ "$(id -u)" != 0 ]; then
     expect_error read-only-dir "$tmp/ro/ck" ro.nnq
     chmod 0700 ro
 fi
+
+# Ctrl-C: SIGINT during training finishes the epoch, saves its checkpoint and the metrics
+# of the finished epochs, exits 1 saying how to resume; resuming gives the same model and
+# the whole metrics record. (set -m: a background job of a script otherwise ignores SIGINT.)
+mkdir -p int
+set -m
+(cd int && exec "$NNQC" run ../long.nnq --data-dir "$tmp" --threads 2 --progress=lines \
+    --metrics m.jsonl > out.txt 2>&1) &
+pid=$!
+set +m
+for _ in $(seq 1 3000); do
+    grep -q '^epoch ' int/out.txt 2>/dev/null && break
+    sleep 0.01
+done
+kill -INT $pid 2>/dev/null; wait $pid; rc=$?
+at=$(sed -n "s/.*interrupted by SIGINT after epoch \([0-9]*\) of 12: checkpoint saved in 'ck'; continue with the same command and --resume ck/\1/p" int/out.txt)
+if [ $rc -eq 1 ] && [ -n "$at" ] && [ -f int/ck/checkpoint.nnqc ] && [ "$(metrics_from int 1 | wc -l)" -eq "$at" ] \
+    && [ "$(metrics_from int 1)" = "$(metrics_from longfull 1 | head -n "$at")" ]; then
+    ok "SIGINT: exit 1 after epoch $at with its checkpoint and the metrics of epochs 1-$at"
+else bad "SIGINT: exit $rc, expected 1 with a checkpoint and metrics:"; cat int/out.txt; fi
+train int long.nnq --resume ck || { cat int/out.txt; fail "resuming the interrupted run failed"; }
+if cmp -s longfull/model.nnqm int/model.nnqm && [ "$(metrics_from int 1)" = "$(metrics_from longfull 1)" ]; then
+    ok "interrupted after epoch $at and resumed: the same model, the whole metrics record"
+else bad "interrupted and resumed: the model or the metrics differ"; fi
+
+# adam and adamw keep the same state; the checkpoint names the optimizer exactly
+sed 's/adam(lr = 2e-3,/adamw(lr = 2e-3, weight_decay = 0.01,/' p.nnq > w.nnq
+grep -q 'adamw(' w.nnq || fail "could not make the adamw program"
+train wrun w.nnq --epochs 1 || { cat wrun/out.txt; fail "the adamw run failed"; }
+expect_error adamw-as-adam "was written by a different program: .*optimizer adamw" p.nnq --resume "$tmp/wrun/ck"
+
+# divergence: beta jumps to 1e4 at iteration 45 (epoch 2 of 30 iterations), where this weight overflows;
+# the error names the iteration and the tensor; the epoch-1 checkpoint and an older
+# model file are left as they were
+cat > div.nnq <<EOF
+projection blowup() {
+    aux    a
+    init   a = w0
+    weight w = a * exp(beta - 100)
+    update a using grad(w)
+    hard   w = a
+}
+model mlp(x: f32[1, 28, 28]) -> f32[10] {
+    return dense(flatten(x), 10, quant = blowup())
+}
+data train = idx("fashion-mnist/train-images-idx3-ubyte.gz",
+                 "fashion-mnist/train-labels-idx1-ubyte.gz", normalize = standard)
+train mlp on train {
+    optimizer  = adam(lr = 1e-3)
+    beta       = anneal(start = 100, times = 100, every = 45 iterations, max = 1e6)
+    epochs     = 3
+    batch      = 50
+    checkpoint "ck"
+    save "model.nnqm"
+}
+EOF
+mkdir -p err_diverge && echo "an older model" > err_diverge/model.nnqm
+expect_error diverge "training diverged at iteration 4[56]: the loss is .*; the first non-finite tensor is 'dense1.w.weight'" div.nnq
+if [ "$(cat err_diverge/model.nnqm)" = "an older model" ] && [ -f err_diverge/ck/checkpoint.nnqc ]; then
+    ok "diverged: the epoch-1 checkpoint and the older model file are intact"
+else bad "diverged: the checkpoint or the model file was touched"; fi
 
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]

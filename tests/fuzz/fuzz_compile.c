@@ -1,24 +1,39 @@
-/* fuzz_compile.c — the front and middle end under a fuzzer: any byte string goes
- * through parsing, checking, projection instantiation, lowering, autodiff, fusion and
- * the IR verifier (no code generation). It must never crash, hang or leak; on input
- * that compiles, the verifier must accept the IR.
+/* fuzz_compile.c — the whole compiler under a fuzzer: any byte string goes through
+ * parsing, checking, projection instantiation (every projection of the file, used or
+ * not), lowering, autodiff, fusion, the IR verifier and LLVM code generation (with
+ * LLVM's module verifier; no optimization or JIT). It must never crash, hang or leak;
+ * on input that lowers, the IR verifier must accept the IR and code generation must
+ * succeed (it fails only on an internal error).
  *
  * With clang: cmake -DNNQ_FUZZ=ON -DCMAKE_C_COMPILER=clang builds `fuzz_compile`
- * (libFuzzer; run it on tests/fuzz/corpus or examples/). Always built: `fuzz_replay`,
- * which feeds every file named on its command line through the same entry point; the
- * default test suite runs it over the examples, the standard library and the golden
- * cases. */
+ * (libFuzzer with ASan and UBSan; tools/test.sh runs it in CI for a bounded time on
+ * tests/fuzz/regressions, the examples and the standard library). Always built:
+ * `fuzz_replay`, which feeds files through the same entry point, with expectations:
+ *
+ *   fuzz_replay [--ok FILE...] [--golden FILE...] [--any FILE...]
+ *
+ *   --ok      each file must compile without an error (examples, the standard library)
+ *   --golden  each NAME.nnq must report an error exactly when NAME.expected ends in a
+ *             nonzero `exit: N` (the golden diagnostics cases)
+ *   --any     each file only must not crash (tests/fuzz/regressions: every input a
+ *             fuzzer or a bug report ever crashed the compiler with)
+ *
+ * and every file also cut at 64 places (the parser's recovery paths). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <llvm-c/Core.h>
+
+#include "codegen.h"
 #include "ir.h"
 #include "lang.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+/* Compiles one input; returns the number of errors reported (aborts on internal ones). */
+static int compile_bytes(const uint8_t *data, size_t size) {
     static FILE *sink;
     if (!sink) sink = fopen("/dev/null", "w");
     char *text = malloc(size + 1);
@@ -29,43 +44,108 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     SourceFile *src = source_from_string(arena, "fuzz.nnq", text);
     AstNode *root = lang_parse(arena, diag, src);
     Program *prog = root ? check_program(arena, diag, root, NNQ_STDLIB_DIR) : NULL;
-    if (prog && prog->nmodels > 0) {
+    if (prog && prog->nmodels == 0) {
+        proj_check_unused(prog, diag, root);
+    } else if (prog) {
         IrModule *m = lower_program(prog, diag);
-        if (m) {
+        if (m && proj_check_unused(prog, diag, root)) {
             autodiff_module(m);
             fuse_module(m);
             if (!verify_module(m, stderr)) abort();
+            LLVMContextRef ctx = LLVMContextCreate();
+            LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
+            if (!mod) abort(); /* an internal error: the IR was valid */
+            LLVMDisposeModule(mod);
+            LLVMContextDispose(ctx);
         }
     }
+    int errors = diag_error_count(diag);
     if (prog) sx_pool_free(prog->pool);
     diag_free(diag);
     arena_free(arena);
     free(text);
+    return errors;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    compile_bytes(data, size);
     return 0;
 }
 
 #ifndef NNQ_LIBFUZZER
-int main(int argc, char **argv) {
-    int n = 0;
-    for (int i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        if (!f) {
-            fprintf(stderr, "fuzz_replay: cannot open %s\n", argv[i]);
-            return 1;
-        }
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        uint8_t *buf = malloc(len > 0 ? (size_t)len : 1);
-        size_t got = fread(buf, 1, (size_t)len, f);
-        fclose(f);
-        LLVMFuzzerTestOneInput(buf, got);
-        /* Truncations of every input: the parser's recovery paths. */
-        for (size_t cut = 1; cut < got; cut += 1 + got / 64) LLVMFuzzerTestOneInput(buf, cut);
-        free(buf);
-        n++;
+static uint8_t *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    uint8_t *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) buf = realloc(buf, cap *= 2);
     }
-    printf("%d passed, 0 failed\n", n);
-    return 0;
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* The exit status a golden case expects: its .expected file's last line, `exit: N`. */
+static int golden_exit(const char *nnq) {
+    size_t n = strlen(nnq), len;
+    char *path = malloc(n + 16);
+    snprintf(path, n + 16, "%.*s.expected", (int)(n - 4), nnq);
+    uint8_t *text = read_all(path, &len);
+    free(path);
+    if (!text) return -1;
+    int status = -1;
+    for (size_t i = len; i-- > 0;)
+        if ((i == 0 || text[i - 1] == '\n') && len - i > 6 && !memcmp(text + i, "exit: ", 6)) {
+            status = atoi((const char *)text + i + 6);
+            break;
+        }
+    free(text);
+    return status;
+}
+
+/* Replays one file (and its truncations); false when an expectation fails. */
+static bool replay(const char *path, int want_errors /* 1 yes, 0 no, -1 either */) {
+    size_t len;
+    uint8_t *buf = read_all(path, &len);
+    if (!buf) {
+        fprintf(stderr, "fuzz_replay: cannot open %s\n", path);
+        return false;
+    }
+    int errors = compile_bytes(buf, len);
+    bool ok = want_errors < 0 || (errors > 0) == (want_errors > 0);
+    if (!ok)
+        fprintf(stderr, "FAIL %s: %d error%s, expected %s\n", path, errors, errors == 1 ? "" : "s",
+                want_errors ? "at least one" : "none");
+    for (size_t cut = 1; cut < len; cut += 1 + len / 64) compile_bytes(buf, cut);
+    free(buf);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    int passed = 0, failed = 0;
+    enum { OK, GOLDEN, ANY } mode = ANY;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--ok")) mode = OK;
+        else if (!strcmp(argv[i], "--golden")) mode = GOLDEN;
+        else if (!strcmp(argv[i], "--any")) mode = ANY;
+        else if (mode != GOLDEN) {
+            if (replay(argv[i], mode == OK ? 0 : -1)) passed++;
+            else failed++;
+        } else {
+            int status = golden_exit(argv[i]);
+            if (status < 0) {
+                fprintf(stderr, "FAIL %s: no .expected file ending in `exit: N`\n", argv[i]);
+                failed++;
+                continue;
+            }
+            if (replay(argv[i], status != 0)) passed++;
+            else failed++;
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
 }
 #endif

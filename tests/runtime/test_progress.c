@@ -125,7 +125,7 @@ void test_metrics_failure(void) {
     int rc = th_invoke(run, entry_diverge, &err);
     char *out = th_capture_end(1);
     CHECK(rc == 1);
-    CHECK(th_contains(err, "training diverged: loss is nan at iteration 17"), "got: %s", err);
+    CHECK(th_contains(err, "training diverged at iteration 17: the loss is nan; all state"), "got: %s", err);
     size_t len = strlen(out);
     CHECK(len > 0 && out[len - 1] == '\n', "the bar line is ended before the error: '%s'", out);
     nnq_run_free(run);

@@ -489,12 +489,12 @@ void test_check_loss_and_epochs(void) {
     CHECK(th_invoke_new(NULL, entry_check_loss, NULL) == 0);
     g_loss = NAN;
     CHECK(th_invoke_new(NULL, entry_check_loss, &err) == 1);
-    CHECK(th_contains(err, "nnqc: error: training diverged: loss is nan at iteration 1234"),
+    CHECK(th_contains(err, "nnqc: error: training diverged at iteration 1234: the loss is nan"),
           "got: %s", err);
     free(err);
     g_loss = INFINITY;
     CHECK(th_invoke_new(NULL, entry_check_loss, &err) == 1);
-    CHECK(th_contains(err, "loss is inf at iteration 1234"), "got: %s", err);
+    CHECK(th_contains(err, "at iteration 1234: the loss is inf"), "got: %s", err);
     free(err);
 
     g_epochs_in = 20;
