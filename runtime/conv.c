@@ -86,8 +86,35 @@ void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w
             }
 }
 
+/* The common 2 x 2 window with stride 2, row pairs at a time; the same results as the
+ * general loop (the first maximum in row-major window order). */
+static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, float *y, int32_t *idx) {
+    int32_t oh = h / 2, ow = w / 2;
+    for (int32_t p = 0; p < planes; p++) {
+        const float *src = x + (int64_t)p * h * w;
+        float *yp = y + (int64_t)p * oh * ow;
+        int32_t *ip = idx + (int64_t)p * oh * ow;
+        for (int32_t r = 0; r < oh; r++) {
+            const float *r0 = src + (2 * r) * w, *r1 = r0 + w;
+            for (int32_t q = 0; q < ow; q++) {
+                int32_t at = 2 * r * w + 2 * q;
+                float m = r0[2 * q], v;
+                if ((v = r0[2 * q + 1]) > m) m = v, at = 2 * r * w + 2 * q + 1;
+                if ((v = r1[2 * q]) > m) m = v, at = (2 * r + 1) * w + 2 * q;
+                if ((v = r1[2 * q + 1]) > m) m = v, at = (2 * r + 1) * w + 2 * q + 1;
+                yp[r * ow + q] = m;
+                ip[r * ow + q] = at;
+            }
+        }
+    }
+}
+
 static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                     float *y, int32_t *idx) {
+    if (k == 2 && stride == 2) {
+        maxpool2_planes(x, planes, h, w, y, idx);
+        return;
+    }
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
     for (int32_t p = 0; p < planes; p++) {
         const float *src = x + (int64_t)p * h * w;

@@ -82,6 +82,29 @@ void test_maxpool(void) {
     CHECK(dx[4] == 1 && dx[7] == 2 && dx[13] == 3 && dx[10] == 4 && dx[16] == 5 && dx[18] == 6 &&
               dx[24] == 7 && dx[31] == 8 && sum == 36,
           "maxpool gradient routes dy to the argmax only");
+    /* odd sizes, both the 2 x 2 / stride 2 path and the general one, against a direct
+     * search (values from few levels, so ties are common) */
+    enum { P = 3, H = 7, W = 9 };
+    float xr[P * H * W], yr[P * 16], yw[P * 16];
+    int32_t ir[P * 16], iw[P * 16];
+    unsigned seed = 9;
+    for (int i = 0; i < P * H * W; i++) xr[i] = (float)((int)((frand(&seed) + 0.5f) * 4));
+    for (int k = 2; k <= 3; k++) {
+        int OH = (H - k) / 2 + 1, OW = (W - k) / 2 + 1;
+        nnq_rt_maxpool(xr, P, H, W, k, 2, yr, ir);
+        for (int p = 0; p < P; p++)
+            for (int r = 0; r < OH; r++)
+                for (int q = 0; q < OW; q++) {
+                    int best = 2 * r * W + 2 * q;
+                    for (int i = 0; i < k; i++)
+                        for (int j = 0; j < k; j++)
+                            if (xr[p * H * W + (2 * r + i) * W + 2 * q + j] > xr[p * H * W + best]) best = (2 * r + i) * W + 2 * q + j;
+                    yw[(p * OH + r) * OW + q] = xr[p * H * W + best];
+                    iw[(p * OH + r) * OW + q] = best;
+                }
+        CHECK(!memcmp(yr, yw, sizeof(float) * P * OH * OW) && !memcmp(ir, iw, sizeof(int32_t) * P * OH * OW),
+              "maxpool %dx%d stride 2 on 7x9 planes: values and first argmax", k, k);
+    }
 }
 
 /* conv2d, conv2d_dx and conv2d_dw against direct sums in double, over geometries that
