@@ -76,6 +76,7 @@ int main(void) {
     IrModule *m = prog ? lower_program(prog, diag) : NULL;
     if (!m) return 1;
     autodiff_module(m);
+    fuse_layers_module(m);
     fuse_module(m);
     Jit *jit = jit_compile(m, 2, true, NULL, NULL, diag);
     if (!jit) return 1;

@@ -396,7 +396,7 @@ typedef struct ChanLoop {
     Loop n, c, s;
     bool has_s;
     LLVMValueRef k;
-    LLVMValueRef cv[4]; /* chan_begin_with: per-channel values, loaded before the inner loop */
+    LLVMValueRef cv[5]; /* chan_begin_with: per-channel values, loaded before the inner loop */
 } ChanLoop;
 
 static int64_t chan_inner(const IrShape *s) {
@@ -466,16 +466,19 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
     }
 }
 
-/* out[c] for the channels [c0, c1) of x [n, C, S...]: sum of x (y NULL) or of
- * (x - mx[c]) (y - my[c]) (runtime/chan.c: a fixed order of adds, vectorized). */
-static void chan_sums(Cg *cg, const IrShape *as, LLVMValueRef x, LLVMValueRef mx, LLVMValueRef y, LLVMValueRef my,
-                      LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef out) {
-    LLVMValueRef c32[2] = {LLVMBuildTrunc(cg->b, c0, cg->ti32, ""), LLVMBuildTrunc(cg->b, c1, cg->ti32, "")};
-    LLVMValueRef C = ci32(cg, (int32_t)as->d[1]), S = ci64(cg, chan_inner(as)), null = LLVMConstNull(cg->tp);
-    if (!y)
-        rt_call(cg, "nnq_rt_chan_sum", (LLVMValueRef[]){x, n, C, S, c32[0], c32[1], out}, 7);
-    else
-        rt_call(cg, "nnq_rt_chan_dot", (LLVMValueRef[]){x, mx ? mx : null, y, my ? my : null, n, C, S, c32[0], c32[1], out}, 10);
+/* out[c] (and out2[c]) for the channels [c0, c1) of x [n, C, S...]: per-channel sums of
+ * a mode of nnq_rt_chan_reduce (runtime/chan.c: a fixed order of adds, vectorized); y,
+ * add, shift and out2 may be NULL. */
+enum { CHAN_SUM, CHAN_SQDEV, CHAN_GRAD, CHAN_RELU_GRAD };
+static void chan_sums(Cg *cg, int mode, const IrShape *as, LLVMValueRef x, LLVMValueRef y, LLVMValueRef add,
+                      LLVMValueRef shift, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef out,
+                      LLVMValueRef out2) {
+    LLVMValueRef null = LLVMConstNull(cg->tp);
+    LLVMValueRef args[12] = {ci32(cg, mode), x, y ? y : null, add ? add : null, shift ? shift : null, n,
+                             ci32(cg, (int32_t)as->d[1]), ci64(cg, chan_inner(as)),
+                             LLVMBuildTrunc(cg->b, c0, cg->ti32, ""), LLVMBuildTrunc(cg->b, c1, cg->ti32, ""), out,
+                             out2 ? out2 : null};
+    rt_call(cg, "nnq_rt_chan_reduce", args, 12);
 }
 
 /* Batch statistics of x (n rows) for the channels [c0, c1) (dim 1, over n and the
@@ -483,15 +486,15 @@ static void chan_sums(Cg *cg, const IrShape *as, LLVMValueRef x, LLVMValueRef mx
  * 1/sqrt(var + 1e-5) with the biased variance. train: the running statistics move
  * towards the batch's (momentum 0.1, unbiased variance); otherwise (calibration) the
  * batch's mean and unbiased variance are added to the hard statistics bn[6], bn[7]. */
-static void bn_batch_stats(Cg *cg, const IrShape *as, LLVMValueRef A, LLVMValueRef *bn, LLVMValueRef n,
+static void bn_batch_stats(Cg *cg, const IrShape *as, LLVMValueRef A, LLVMValueRef bias, LLVMValueRef *bn, LLVMValueRef n,
                            LLVMValueRef c0, LLVMValueRef c1, bool train) {
     LLVMBuilderRef b = cg->b;
     LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, ci64(cg, chan_inner(as)), ""), cg->tf32, "");
-    chan_sums(cg, as, A, NULL, NULL, NULL, n, c0, c1, bn[4]);
+    chan_sums(cg, CHAN_SUM, as, A, NULL, bias, NULL, n, c0, c1, bn[4], NULL);
     Loop j2 = loop_begin(cg, c0, c1, "chan");
     stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
     loop_end(cg, &j2);
-    chan_sums(cg, as, A, bn[2], A, bn[2], n, c0, c1, bn[5]);
+    chan_sums(cg, CHAN_SQDEV, as, A, NULL, bias, bn[2], n, c0, c1, bn[5], NULL);
     LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
     Loop j4 = loop_begin(cg, c0, c1, "chan");
     LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
@@ -598,38 +601,44 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_BIAS_GRAD: {
         LLVMValueRef v[3] = {A, out, fc->n};
         ParLoop p = par_chan_begin(cg, "par.bias_grad", as, v, 3);
-        chan_sums(cg, as, v[0], NULL, NULL, NULL, v[2], p.begin, p.end, v[1]);
+        chan_sums(cg, CHAN_SUM, as, v[0], NULL, NULL, NULL, v[2], p.begin, p.end, v[1], NULL);
         par_end(cg, &p);
         return;
     }
     case IR_BN_TRAIN:
     case IR_BN_EVAL:
-    case IR_BN_GRAD: {
+    case IR_BN_GRAD:
+    case IR_BIAS_BN_TRAIN:
+    case IR_BIAS_BN_EVAL:
+    case IR_RELU_BN_GRAD: {
         /* Per channel c (dim 1) over n and the trailing dims: count = N * S values; one
          * parallel loop over ranges of channels does the statistics and the elementwise
-         * pass. */
+         * pass. The fused forms (fuse_layers.c) add the bias B[c] to x where it is read,
+         * or mask dy by y > 0, computing the same values as the separate ops did. */
+        bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD;
+        bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN;
+        bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL, relu = in->op == IR_RELU_BN_GRAD;
         int64_t S = chan_inner(as);
         LLVMValueRef *bn = cg->bnbuf[in->attr[0]];
         LLVMValueRef hard = fc->hard ? fc->hard : LLVMConstInt(cg->ti1, 0, 0);
         LLVMValueRef calib = fc->calib ? fc->calib : LLVMConstInt(cg->ti1, 0, 0);
         LLVMValueRef v[6] = {A, B ? B : A, out, fc->n, hard, calib};
-        ParLoop p = par_chan_begin(cg, in->op == IR_BN_GRAD ? "par.bn_grad" : "par.bn", as, v, 6);
+        ParLoop p = par_chan_begin(cg, grad ? "par.bn_grad" : "par.bn", as, v, 6);
         A = v[0], B = v[1], out = v[2], hard = v[4], calib = v[5];
-        LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end;
+        LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end, bias = biased ? B : NULL;
         LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, ci64(cg, S), ""), cg->tf32, "");
-        if (in->op == IR_BN_TRAIN) {
-            bn_batch_stats(cg, as, A, bn, n, c0, c1, true);
-        } else if (in->op == IR_BN_GRAD) {
-            /* sum1 = sum dy, sum2 = sum dy * y */
-            chan_sums(cg, as, A, NULL, NULL, NULL, n, c0, c1, bn[4]);
-            chan_sums(cg, as, A, NULL, B, NULL, n, c0, c1, bn[5]);
+        if (train) {
+            bn_batch_stats(cg, as, A, bias, bn, n, c0, c1, true);
+        } else if (grad) {
+            /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
+            chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, as, A, B, NULL, NULL, n, c0, c1, bn[4], bn[5]);
         } else {
             /* eval: mean and invstd from the running statistics, or from the hard network's
              * recalibrated ones; when calibrating, from this batch, which is also added to
              * the hard statistics (calibrate() averages them). */
             LLVMBasicBlockRef join;
             if_begin(cg, calib, &join);
-            bn_batch_stats(cg, as, A, bn, n, c0, c1, false);
+            bn_batch_stats(cg, as, A, bias, bn, n, c0, c1, false);
             if_end(cg, join);
             if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
             {
@@ -645,16 +654,18 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             if_end(cg, join);
         }
         /* Elementwise pass. */
-        ChanLoop l = chan_begin_with(cg, n, c0, c1, as, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5]}, 4);
-        LLVMValueRef sc = l.cv[0], res;
-        if (in->op == IR_BN_GRAD) {
+        ChanLoop l = chan_begin_with(cg, n, c0, c1, as, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, biased ? 5 : 4);
+        LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
+        if (grad) {
             LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
             LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
-            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, ldf(cg, A, l.k), m1, ""),
-                                           LLVMBuildFMul(b, ldf(cg, B, l.k), m2, ""), "");
+            LLVMValueRef y = ldf(cg, B, l.k);
+            if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
+            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
             res = LLVMBuildFMul(b, sc, t, "");
         } else {
-            res = LLVMBuildFMul(b, LLVMBuildFSub(b, ldf(cg, A, l.k), l.cv[1], ""), sc, "");
+            if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
+            res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
         }
         stf(cg, out, l.k, res);
         chan_end(cg, &l);

@@ -139,6 +139,9 @@ int64_t memplan_value_elems(const IrInst *in, int64_t batch);
 
 /* autodiff.c: appends the backward pass to m->train (reverse mode from the loss). */
 void autodiff_module(IrModule *m);
+/* fuse_layers.c: bias_add + batch norm and relu_grad + bn_grad pairs become one op each
+ * where nothing else reads their intermediate value (bit-identical results). */
+void fuse_layers_module(IrModule *m);
 /* fuse.c: builds each parameter's fused kernels from its projection and the optimizer. */
 void fuse_module(IrModule *m);
 /* verify.c: structural checks; false (and messages to `out`) on an internal error. */

@@ -25,7 +25,10 @@ static void print_func(const IrFunc *f, FILE *out) {
         case IR_PARAM_GRAD:
         case IR_BN_TRAIN:
         case IR_BN_EVAL:
-        case IR_BN_GRAD: fprintf(out, "%s@%s", na ? ", " : " ", in->name); break;
+        case IR_BN_GRAD:
+        case IR_BIAS_BN_TRAIN:
+        case IR_BIAS_BN_EVAL:
+        case IR_RELU_BN_GRAD: fprintf(out, "%s@%s", na ? ", " : " ", in->name); break;
         case IR_CONV2D:
         case IR_CONV2D_DX: fprintf(out, " stride %lld pad %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
         case IR_AVGPOOL:

@@ -2,7 +2,7 @@
  * and the runtime. The passes, in order (each in its own file):
  *
  *   source_load -> lang_parse -> check_program -> lower_program -> proj_check_unused
- *   -> autodiff_module -> fuse_module -> cg_emit_module -> cg_optimize -> ORC LLJIT
+ *   -> autodiff_module -> fuse_layers_module -> fuse_module -> cg_emit_module -> cg_optimize -> ORC LLJIT
  *   -> nnq_main(run)
  *
  * with verify_module after every IR pass when --verify-each is given (and always in
@@ -36,6 +36,7 @@ typedef struct Options {
     bool verify_each;
     bool unshared_memory;
     bool no_cache;
+    bool no_fuse_layers;
     int opt_level;
     NnqRunOptions run;
 } Options;
@@ -52,9 +53,10 @@ static void usage(FILE *out) {
     fputs("compiler options:\n"
           "  -o PATH            the trainer to write (build)\n"
           "  -O N               LLVM optimization level 0-3 (default 2)\n"
-          "  --dump-after=PASS  print the IR after lower, autodiff or fuse\n"
+          "  --dump-after=PASS  print the IR after lower, autodiff, fuse_layers or fuse\n"
           "  --verify-each      run the IR verifier after every pass\n"
           "  --no-share-memory  give every IR value its own buffer (no lifetime sharing)\n"
+          "  --no-fuse-layers   keep bias_add + batch norm and relu_grad + bn_grad as separate ops\n"
           "  --no-cache         neither use nor fill the compiled-code cache ($NNQ_CACHE_DIR,\n"
           "                     else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)\n",
           out);
@@ -104,7 +106,8 @@ static int parse_args(int argc, char **argv, Options *o) {
             }
         } else if ((t = TAKES("--dump-after"))) {
             if (t < 0) return 2;
-            if (strcmp(val, "lower") && strcmp(val, "autodiff") && strcmp(val, "fuse")) goto bad_value;
+            if (strcmp(val, "lower") && strcmp(val, "autodiff") && strcmp(val, "fuse_layers") && strcmp(val, "fuse"))
+                goto bad_value;
             o->dump_after = val;
         } else if ((t = TAKES("-o"))) {
             if (t < 0) return 2;
@@ -115,6 +118,8 @@ static int parse_args(int argc, char **argv, Options *o) {
             o->unshared_memory = true;
         } else if (!strcmp(a, "--no-cache")) {
             o->no_cache = true;
+        } else if (!strcmp(a, "--no-fuse-layers")) {
+            o->no_fuse_layers = true;
         } else if (!strncmp(a, "-O", 2)) {
             const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
             if (v[0] < '0' || v[0] > '3' || v[1]) {
@@ -270,6 +275,9 @@ int main(int argc, char **argv) {
     autodiff_module(m);
     if (!verify(&o, m, "autodiff")) goto done_prog;
     dump(&o, m, "autodiff");
+    if (!o.no_fuse_layers) fuse_layers_module(m);
+    if (!verify(&o, m, "fuse_layers")) goto done_prog;
+    dump(&o, m, "fuse_layers");
     fuse_module(m);
     if (!verify(&o, m, "fuse")) goto done_prog;
     dump(&o, m, "fuse");

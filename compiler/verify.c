@@ -36,10 +36,17 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
         case IR_BN_TRAIN:
         case IR_BN_EVAL:
         case IR_BN_GRAD:
+        case IR_BIAS_BN_TRAIN:
+        case IR_BIAS_BN_EVAL:
+        case IR_RELU_BN_GRAD:
             if (in->attr[0] < 0 || in->attr[0] >= m->nbns)
                 FAIL("@%s %%%d: bn index out of range", f->name, i);
             if ((a->rank != 2 && a->rank != 4) || a->d[1] != m->bns[in->attr[0]].features || !ir_shape_equal(a, s))
                 FAIL("@%s %%%d: bn shape mismatch", f->name, i);
+            if ((in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL) && (b->rank != 1 || b->d[0] != a->d[1]))
+                FAIL("@%s %%%d: %s bias shape mismatch", f->name, i, ir_op_name(in->op));
+            if ((in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD) && !ir_shape_equal(a, b))
+                FAIL("@%s %%%d: %s operands differ in shape", f->name, i, ir_op_name(in->op));
             break;
         case IR_MATMUL: {
             int64_t am = a->d[in->attr[0] ? 1 : 0], ak = a->d[in->attr[0] ? 0 : 1];

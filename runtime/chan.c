@@ -1,6 +1,9 @@
 /* chan.c — per-channel sums over a batch, for batch norm and bias gradients: values of
  * shape [n, C, S] (S the product of the trailing dims, 1 for dense layers), channels
- * [c0, c1). Generated code calls these from inside its parallel loops over ranges of
+ * [c0, c1). The modes (abi.def) sum x + add[c] or (x + add[c] - shift[c])^2, or give
+ * both sums of a batch-norm gradient, of g and g y, with g = x or x where y > 0: the terms
+ * a bias_add, batch norm, relu_grad chain needs, computed in registers instead of from
+ * stored intermediates. Generated code calls these from inside its parallel loops over ranges of
  * channels, so each channel is summed whole by one thread.
  *
  * A channel's n*S values are summed in 16 lanes (for S >= 16 value s of a sample's run
@@ -8,6 +11,7 @@
  * runs the channel's values in sequence go round the lanes), the lanes then added in a
  * fixed order: the same bits on any thread count and any channel range, and none of
  * the latency of one long chain of dependent adds. No allocation, no failure. */
+#include <stdint.h>
 #include <string.h>
 
 #include "rt_internal.h"
@@ -29,54 +33,124 @@ static float lanes_sum(Lanes a) {
     return t[0];
 }
 
-/* out[c] = sum of (x - mx[c]) * (y - my[c]) over channel c's values, for y == NULL as
- * (x - mx[c]) alone; mx, my NULL mean 0. */
-static void chan_reduce(const float *x, const float *y, const float *mx, const float *my, int64_t n, int32_t C,
-                        int64_t S, int32_t c0, int32_t c1, float *out) {
-    if (S < 16) {
-        /* short runs (dense layers: S = 1): the channel's values in sequence, value q to lane q mod 16 */
-        for (int32_t c = c0; c < c1; c++) {
-            float a = mx ? mx[c] : 0.0f, b = my ? my[c] : 0.0f, acc[16] = {0};
-            int lane = 0;
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t s = 0; s < S; s++) {
-                    int64_t k = (i * C + c) * S + s;
-                    acc[lane] += y ? (x[k] - a) * (y[k] - b) : x[k] - a;
-                    lane = (lane + 1) & 15;
-                }
-            Lanes v;
-            memcpy(&v, acc, sizeof v);
-            out[c] = lanes_sum(v);
-        }
-        return;
-    }
-    for (int32_t c = c0; c < c1; c++) {
-        float a = mx ? mx[c] : 0.0f, b = my ? my[c] : 0.0f;
-        Lanes acc = {0}, tail = {0};
-        float t[16];
-        for (int64_t i = 0; i < n; i++) {
-            const float *px = x + (i * C + c) * S, *py = y ? y + (i * C + c) * S : NULL;
-            int64_t s = 0;
-            for (; s + 16 <= S; s += 16) {
-                Lanes u = load16(px + s) - a;
-                acc += py ? u * (load16(py + s) - b) : u;
-            }
-            if (s < S) {
-                memset(t, 0, sizeof t);
-                for (int64_t j = 0; s + j < S; j++)
-                    t[j] = py ? (px[s + j] - a) * (py[s + j] - b) : px[s + j] - a;
-                tail += load16(t);
-            }
-        }
-        out[c] = lanes_sum(acc + tail);
-    }
+typedef float Quad __attribute__((vector_size(16)));
+typedef int32_t QuadMask __attribute__((vector_size(16)));
+
+/* x where y > 0, else 0, lane by lane; in 4-lane pieces, which every x86 compares
+ * natively (a 16-lane compare is lowered to scalar code without AVX-512). */
+static Lanes relu_mask(Lanes x, Lanes y) {
+    Quad qx[4], qy[4];
+    memcpy(qx, &x, sizeof qx);
+    memcpy(qy, &y, sizeof qy);
+    for (int k = 0; k < 4; k++) qx[k] = (Quad)((QuadMask)(qy[k] > 0) & (QuadMask)qx[k]);
+    memcpy(&x, qx, sizeof x);
+    return x;
 }
 
-void nnq_rt_chan_sum(const float *x, int64_t n, int32_t c, int64_t s, int32_t c0, int32_t c1, float *out) {
-    chan_reduce(x, NULL, NULL, NULL, n, c, s, c0, c1, out);
-}
+/* The value each mode sums, for scalars (v) and for 16 lanes (V): a channel's add[c],
+ * shift[c] are a, m. */
+#define TERM_SUM(x, y) ((x) + a)
+#define TERM_SQDEV(x, y) (((x) + a - m) * ((x) + a - m))
+#define VTERM_RELU_SUM(x, y) relu_mask(x, y)
+#define TERM_RELU_SUM(x, y) ((y) > 0 ? (x) : 0.0f)
+#define VTERM_SUM TERM_SUM
+#define VTERM_SQDEV TERM_SQDEV
 
-void nnq_rt_chan_dot(const float *x, const float *mx, const float *y, const float *my, int64_t n, int32_t c,
-                     int64_t s, int32_t c0, int32_t c1, float *out) {
-    chan_reduce(x, y, mx, my, n, c, s, c0, c1, out);
+/* One mode's loops: see the file comment for the lanes. */
+#define CHAN_REDUCE(NAME, TERM, VTERM)                                                                                \
+    static void NAME(const float *x, const float *y, const float *add, const float *shift, int64_t n, int32_t C,    \
+                     int64_t S, int32_t c0, int32_t c1, float *out) {                                                 \
+        for (int32_t c = c0; c < c1; c++) {                                                                           \
+            float a = add ? add[c] : 0.0f, m = shift ? shift[c] : 0.0f;                                               \
+            (void)a, (void)m;                                                                                         \
+            if (S < 16) {                                                                                             \
+                float acc[16] = {0};                                                                                  \
+                int lane = 0;                                                                                         \
+                for (int64_t i = 0; i < n; i++)                                                                       \
+                    for (int64_t s = 0; s < S; s++) {                                                                 \
+                        int64_t k = (i * C + c) * S + s;                                                              \
+                        acc[lane] += TERM(x[k], y ? y[k] : 0.0f);                                                     \
+                        lane = (lane + 1) & 15;                                                                       \
+                    }                                                                                                 \
+                out[c] = lanes_sum(load16(acc));                                                                      \
+                continue;                                                                                             \
+            }                                                                                                         \
+            Lanes acc = {0}, tail = {0}, zero = {0};                                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                                         \
+                const float *px = x + (i * C + c) * S, *py = y ? y + (i * C + c) * S : NULL;                          \
+                int64_t s = 0;                                                                                        \
+                (void)py, (void)zero;                                                                                 \
+                for (; s + 16 <= S; s += 16) acc += VTERM(load16(px + s), py ? load16(py + s) : zero);                 \
+                if (s < S) {                                                                                          \
+                    float t[16] = {0};                                                                                \
+                    for (int64_t j = 0; s + j < S; j++) t[j] = TERM(px[s + j], py ? py[s + j] : 0.0f);                \
+                    tail += load16(t);                                                                                \
+                }                                                                                                     \
+            }                                                                                                         \
+            out[c] = lanes_sum(acc + tail);                                                                           \
+        }                                                                                                             \
+    }
+
+/* Both sums of a batch-norm gradient in one pass: out = sum g, out2 = sum g y, with
+ * g = x (TERM_X) or x where y > 0 (TERM_RELU_SUM); the same lanes, so the same bits, as
+ * two passes of the single-sum modes. */
+#define TERM_X(x, y) (x)
+#define VTERM_X(x, y) (x)
+#define CHAN_GRAD_SUMS(NAME, TERM, VTERM)                                                                             \
+    static void NAME(const float *x, const float *y, int64_t n, int32_t C, int64_t S, int32_t c0, int32_t c1,        \
+                     float *out, float *out2) {                                                                       \
+        for (int32_t c = c0; c < c1; c++) {                                                                           \
+            if (S < 16) {                                                                                             \
+                float acc[16] = {0}, acc2[16] = {0};                                                                  \
+                int lane = 0;                                                                                         \
+                for (int64_t i = 0; i < n; i++)                                                                       \
+                    for (int64_t s = 0; s < S; s++) {                                                                 \
+                        int64_t k = (i * C + c) * S + s;                                                              \
+                        float g = TERM(x[k], y[k]);                                                                   \
+                        acc[lane] += g;                                                                               \
+                        acc2[lane] += g * y[k];                                                                       \
+                        lane = (lane + 1) & 15;                                                                       \
+                    }                                                                                                 \
+                out[c] = lanes_sum(load16(acc));                                                                      \
+                out2[c] = lanes_sum(load16(acc2));                                                                    \
+                continue;                                                                                             \
+            }                                                                                                         \
+            Lanes acc = {0}, acc2 = {0}, tail = {0}, tail2 = {0};                                                     \
+            for (int64_t i = 0; i < n; i++) {                                                                         \
+                const float *px = x + (i * C + c) * S, *py = y + (i * C + c) * S;                                     \
+                int64_t s = 0;                                                                                        \
+                for (; s + 16 <= S; s += 16) {                                                                        \
+                    Lanes yv = load16(py + s), g = VTERM(load16(px + s), yv);                                         \
+                    acc += g;                                                                                         \
+                    acc2 += g * yv;                                                                                   \
+                }                                                                                                     \
+                if (s < S) {                                                                                          \
+                    float t[16] = {0}, t2[16] = {0};                                                                  \
+                    for (int64_t j = 0; s + j < S; j++) {                                                             \
+                        t[j] = TERM(px[s + j], py[s + j]);                                                            \
+                        t2[j] = t[j] * py[s + j];                                                                     \
+                    }                                                                                                 \
+                    tail += load16(t);                                                                                \
+                    tail2 += load16(t2);                                                                              \
+                }                                                                                                     \
+            }                                                                                                         \
+            out[c] = lanes_sum(acc + tail);                                                                           \
+            out2[c] = lanes_sum(acc2 + tail2);                                                                        \
+        }                                                                                                             \
+    }
+
+CHAN_GRAD_SUMS(grad_sums, TERM_X, VTERM_X)
+CHAN_GRAD_SUMS(relu_grad_sums, TERM_RELU_SUM, VTERM_RELU_SUM)
+
+CHAN_REDUCE(reduce_sum, TERM_SUM, VTERM_SUM)
+CHAN_REDUCE(reduce_sqdev, TERM_SQDEV, VTERM_SQDEV)
+
+void nnq_rt_chan_reduce(int32_t mode, const float *x, const float *y, const float *add, const float *shift, int64_t n,
+                        int32_t c, int64_t s, int32_t c0, int32_t c1, float *out, float *out2) {
+    switch (mode) {
+    case 0: reduce_sum(x, y, add, shift, n, c, s, c0, c1, out); break;
+    case 1: reduce_sqdev(x, y, add, shift, n, c, s, c0, c1, out); break;
+    case 2: grad_sums(x, y, n, c, s, c0, c1, out, out2); break;
+    default: relu_grad_sums(x, y, n, c, s, c0, c1, out, out2); break;
+    }
 }

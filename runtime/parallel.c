@@ -39,6 +39,7 @@ static void set_fp_mode(unsigned m) { (void)m; }
 #endif
 
 #define RT_MAX_THREADS 256
+#define RT_PART_ALIGN 64
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
@@ -53,6 +54,7 @@ static int64_t job_n;
 static int job_parts;
 static int job_next;        /* the next part to claim */
 static int job_active;      /* parts claimed and not finished */
+static int64_t job_align;   /* parts start at multiples of this */
 static unsigned job_fp_mode; /* the caller's MXCSR: workers compute as it does */
 static _Thread_local int thread_index;  /* 0: the caller; workers 1.. */
 static _Thread_local bool in_job;       /* running a part: nested jobs run inline */
@@ -64,6 +66,16 @@ static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
 /* OpenBLAS computes on the calling thread only: this pool decides what runs where. */
 static void blas_single_thread(void) { openblas_set_num_threads(1); }
+
+/* Where part `part` of `parts` starts. Jobs of at least RT_PART_ALIGN items per part cut
+ * at multiples of RT_PART_ALIGN: a vectorized loop body then leaves the same items to
+ * its scalar remainder whatever the thread count, and SIMD and scalar math functions
+ * (exp, log) do not round alike. */
+static int64_t part_start(int64_t n, int part, int parts, int64_t align) {
+    if (part >= parts) return n;
+    int64_t at = n * part / parts / align * align;
+    return at < n ? at : n;
+}
 
 /* Claims and runs parts of job `gen` until none is left. Called and returns with pool_mu
  * held. Parts are claimed, not assigned: when a worker is slow to wake (a loaded
@@ -81,7 +93,7 @@ static void work(uint64_t gen, bool worker) {
         pthread_mutex_unlock(&pool_mu);
         if (worker)
             set_fp_mode(mode);
-        int64_t begin = n * part / parts, end = n * (part + 1) / parts;
+        int64_t begin = part_start(n, part, parts, job_align), end = part_start(n, part + 1, parts, job_align);
         in_job = true;
         if (begin < end)
             fn(ctx, begin, end);
@@ -224,6 +236,7 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
     job_ctx = ctx;
     job_n = n;
     job_parts = parts;
+    job_align = min_items >= RT_PART_ALIGN ? RT_PART_ALIGN : 1;
     job_next = 0;
     job_active = 0;
     job_fp_mode = fp_mode();

@@ -30,6 +30,7 @@ bool compile_source(Compiled *c, const char *text, bool lower) {
     c->m = lower_program(c->prog, c->diag);
     if (!c->m) return false;
     autodiff_module(c->m);
+    fuse_layers_module(c->m);
     fuse_module(c->m);
     return verify_module(c->m, stderr);
 }

@@ -50,6 +50,7 @@ static int compile_bytes(const uint8_t *data, size_t size) {
         IrModule *m = lower_program(prog, diag);
         if (m && proj_check_unused(prog, diag, root)) {
             autodiff_module(m);
+            fuse_layers_module(m);
             fuse_module(m);
             if (!verify_module(m, stderr)) abort();
             LLVMContextRef ctx = LLVMContextCreate();

@@ -1,0 +1,80 @@
+/* fuse_layers.c — fuses pairs of layer ops whose intermediate value nothing else reads,
+ * so the program makes fewer passes over its activations (each pass over a conv layer's
+ * output is a full trip through memory):
+ *   bias_add(x, b) -> bn_train / bn_eval   becomes  bias_bn_train / bias_bn_eval(x, b)
+ *   relu_grad(dy, relu(y)) -> bn_grad(., y)  becomes  relu_bn_grad(dy, y)
+ * (relu(y) > 0 exactly when y > 0, so the mask is read from y, which bn_grad reads
+ * anyway). The fused ops compute the same values in the same order as the pairs did:
+ * results are bit-identical (nnqc --no-fuse-layers keeps the pairs; a test compares).
+ *
+ * Requires: a verified module after autodiff (the train function holds its backward
+ * pass). Produces: the same functions with fused pairs and without the instructions
+ * that became unused; value ids are renumbered in order, loss/correct/logits with them. */
+#include <stdlib.h>
+
+#include "ir.h"
+
+/* uses[v]: how many operands (and function results) name value v. */
+static int *count_uses(const IrFunc *f) {
+    int *uses = calloc((size_t)f->n + 1, sizeof(int));
+    for (int i = 0; i < f->n; i++)
+        for (int k = 0; k < ir_op_nargs(f->insts[i].op); k++)
+            if (f->insts[i].args[k] >= 0) uses[f->insts[i].args[k]]++;
+    int res[3] = {f->loss, f->correct, f->logits};
+    for (int k = 0; k < 3; k++)
+        if (res[k] >= 0) uses[res[k]]++;
+    return uses;
+}
+
+static void fuse_func(IrFunc *f) {
+    int *uses = count_uses(f);
+    bool *dead = calloc((size_t)f->n + 1, sizeof(bool));
+    for (int i = 0; i < f->n; i++) {
+        IrInst *in = &f->insts[i];
+        if (in->op == IR_BN_TRAIN || in->op == IR_BN_EVAL) {
+            const IrInst *a = &f->insts[in->args[0]];
+            if (a->op == IR_BIAS_ADD && uses[in->args[0]] == 1) {
+                dead[in->args[0]] = true;
+                in->op = in->op == IR_BN_TRAIN ? IR_BIAS_BN_TRAIN : IR_BIAS_BN_EVAL;
+                in->args[1] = a->args[1];
+                in->args[0] = a->args[0];
+            }
+        } else if (in->op == IR_BN_GRAD) {
+            const IrInst *g = &f->insts[in->args[0]];
+            if (g->op == IR_RELU_GRAD && uses[in->args[0]] == 1) {
+                const IrInst *r = &f->insts[g->args[1]];
+                if (r->op == IR_RELU && r->args[0] == in->args[1]) {
+                    dead[in->args[0]] = true;
+                    in->op = IR_RELU_BN_GRAD;
+                    in->args[0] = g->args[0];
+                }
+            }
+        }
+    }
+    /* compact: drop the dead, renumber the rest in order */
+    int *id = malloc(sizeof(int) * ((size_t)f->n + 1));
+    int n = 0;
+    for (int i = 0; i < f->n; i++) {
+        if (dead[i]) {
+            id[i] = -1;
+            continue;
+        }
+        IrInst in = f->insts[i];
+        for (int k = 0; k < ir_op_nargs(in.op); k++)
+            if (in.args[k] >= 0) in.args[k] = id[in.args[k]];
+        id[i] = n;
+        f->insts[n++] = in;
+    }
+    if (f->loss >= 0) f->loss = id[f->loss];
+    if (f->correct >= 0) f->correct = id[f->correct];
+    if (f->logits >= 0) f->logits = id[f->logits];
+    f->n = n;
+    free(id);
+    free(dead);
+    free(uses);
+}
+
+void fuse_layers_module(IrModule *m) {
+    fuse_func(&m->train);
+    fuse_func(&m->eval);
+}
