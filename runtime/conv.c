@@ -248,7 +248,7 @@ void nnq_rt_avgpool_grad(const float *dy, int32_t planes, int32_t h, int32_t w, 
 
 /* ---- convolutions by chunks of samples ---- */
 
-enum { CONV_COLS = 256, DW_MAX_SLOTS = 32 };
+enum { CONV_COLS = 512, CONV_MIN_CHUNKS = 16, DW_MAX_SLOTS = 32 };
 #define DW_MAX_SHARED ((int64_t)16 << 20) /* floats of slot buffers: 64 MiB */
 
 typedef struct ConvJob {
@@ -266,7 +266,8 @@ static ConvJob conv_job(int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, i
     j.ckk = (int64_t)c * kh * kw;
     j.chw = (int64_t)c * h * w;
     j.g = j.ohw >= CONV_COLS ? 1 : (CONV_COLS + j.ohw - 1) / j.ohw;
-    if (j.g > n) j.g = n > 0 ? n : 1;
+    if (j.g > n / CONV_MIN_CHUNKS) j.g = n / CONV_MIN_CHUNKS; /* enough chunks to go round */
+    if (j.g < 1) j.g = 1;
     j.chunks = (n + j.g - 1) / j.g;
     int64_t most = 1 + DW_MAX_SHARED / (j.ckk * o > 0 ? j.ckk * o : 1);
     j.slots = j.chunks < DW_MAX_SLOTS ? j.chunks : DW_MAX_SLOTS;

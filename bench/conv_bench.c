@@ -1,0 +1,83 @@
+/* conv_bench.c — the runtime's convolutions (conv2d, conv2d_dx, conv2d_dw) on the layer
+ * shapes of the examples, in GFLOP/s and as a fraction of the sgemm rate of a 1024^3
+ * product measured in the same run (the GEMM floor bench/run compares whole steps with).
+ * Usage: conv_bench [THREADS]. Best of several repetitions; not a test. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nnq_rt.h"
+#include "rt_internal.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct Layer {
+    const char *what;
+    int n, c, h, w, o, k, stride, pad;
+} Layer;
+
+static const Layer layers[] = {
+    {"LeNet-5 conv1, batch 100", 100, 1, 28, 28, 20, 5, 1, 0},
+    {"LeNet-5 conv2", 100, 20, 12, 12, 50, 5, 1, 0},
+    {"VGG-16 64 -> 64 at 32x32, batch 128", 128, 64, 32, 32, 64, 3, 1, 1},
+    {"VGG-16 128 -> 128 at 16x16", 128, 128, 16, 16, 128, 3, 1, 1},
+    {"VGG-16 256 -> 256 at 8x8", 128, 256, 8, 8, 256, 3, 1, 1},
+    {"VGG-16 512 -> 512 at 4x4", 128, 512, 4, 4, 512, 3, 1, 1},
+    {"VGG-16 512 -> 512 at 2x2", 128, 512, 2, 2, 512, 3, 1, 1},
+    {"ResNet-18 128 -> 128 stride 2", 128, 64, 32, 32, 128, 3, 2, 1},
+};
+
+/* Seconds of the best of `reps` calls of op (0 conv2d, 1 dx, 2 dw). */
+static double best_time(const Layer *l, int op, float *x, float *w, float *y, int reps) {
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t = now();
+        if (op == 0) nnq_rt_conv2d(x, w, y, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
+        else if (op == 1) nnq_rt_conv2d_dx(y, w, x, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
+        else nnq_rt_conv2d_dw(y, x, w, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
+        t = now() - t;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    rt_parallel_init();
+    rt_parallel_set_threads(threads);
+    enum { G = 1024 };
+    float *a = malloc(sizeof(float) * G * G), *b = malloc(sizeof(float) * G * G), *c = malloc(sizeof(float) * G * G);
+    for (int i = 0; i < G * G; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    double gb = 1e30;
+    for (int r = 0; r < 8; r++) { /* the first calls start the pool's threads */
+        double t = now();
+        nnq_rt_sgemm(0, 0, G, G, G, 1, a, G, b, G, 0, c, G);
+        t = now() - t;
+        if (t < gb) gb = t;
+    }
+    double peak = 2.0 * G * G * G / gb * 1e-9;
+    printf("%d threads; sgemm 1024^3 through nnq_rt_sgemm: %.1f GFLOP/s\n\n", threads, peak);
+    printf("| layer | GFLOP | conv2d GFLOP/s | dx GFLOP/s | dw GFLOP/s | of the sgemm rate (fwd / dx / dw) |\n|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
+        const Layer *l = &layers[i];
+        int oh = (l->h + 2 * l->pad - l->k) / l->stride + 1, ow = (l->w + 2 * l->pad - l->k) / l->stride + 1;
+        size_t nx = (size_t)l->n * l->c * l->h * l->w, nw = (size_t)l->o * l->c * l->k * l->k, ny = (size_t)l->n * l->o * oh * ow;
+        float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), *y = malloc(sizeof(float) * ny);
+        for (size_t j = 0; j < nx; j++) x[j] = (float)(j % 13) * 0.01f;
+        for (size_t j = 0; j < nw; j++) w[j] = (float)(j % 5) * 0.01f;
+        for (size_t j = 0; j < ny; j++) y[j] = (float)(j % 3) * 0.01f;
+        nnq_rt_conv_reserve(NULL, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
+        double flops = 2.0 * l->n * l->o * l->c * l->k * l->k * oh * ow, r[3];
+        for (int op = 0; op < 3; op++) r[op] = flops / best_time(l, op, x, w, y, 5) * 1e-9;
+        printf("| %s | %.3g | %.1f | %.1f | %.1f | %.2f / %.2f / %.2f |\n", l->what, flops * 1e-9, r[0], r[1], r[2],
+               r[0] / peak, r[1] / peak, r[2] / peak);
+        free(x), free(w), free(y);
+    }
+    return 0;
+}
