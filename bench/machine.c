@@ -1,15 +1,19 @@
 /* machine.c — the floors the workload figures of bench/run are measured against, on
- * this machine, now: the sgemm rate of a large square product (1024^3) through
- * nnq_rt_sgemm (OpenBLAS single-threaded, blocks on the runtime's pool) and a
- * STREAM-like triad bandwidth (a[i] = b[i] + s c[i] over 3 x 64 MiB), each at 1 thread
- * and at THREADS. Prints one JSON object:
- *   {"threads":T,"sgemm_gflops_1":G,"sgemm_gflops_T":G,"triad_gbs_1":B,"triad_gbs_T":B}
+ * this machine, now: the sgemm rate of a large square product (1024^3), as OpenBLAS
+ * reaches it on its own (one call, its own threads: the best this library does) and
+ * through nnq_rt_sgemm (OpenBLAS single-threaded, fixed blocks on the runtime's pool),
+ * and a STREAM-like triad bandwidth (a[i] = b[i] + s c[i] over 3 x 64 MiB), each at 1
+ * thread and at THREADS. Prints one JSON object:
+ *   {"threads":T,"sgemm_gflops_1":G,"sgemm_gflops_T":G,"nnq_sgemm_gflops_1":G,
+ *    "nnq_sgemm_gflops_T":G,"triad_gbs_1":B,"triad_gbs_T":B}
  * Usage: machine [THREADS]  (default: every CPU). Best of several repetitions. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cblas.h>
 
 #include "nnq_rt.h"
 #include "rt_internal.h"
@@ -23,15 +27,22 @@ static double now(void) {
 enum { GEMM_N = 1024 };
 #define TRIAD_N ((int64_t)16 << 20) /* floats per array: 64 MiB */
 
-static double sgemm_rate(float *a, float *b, float *c) {
+/* Through nnq_rt_sgemm, or (blas_threads > 0) one OpenBLAS call on that many threads. */
+static double sgemm_rate(float *a, float *b, float *c, int blas_threads) {
     double best = 0;
-    for (int rep = 0; rep < 5; rep++) {
+    if (blas_threads > 0) openblas_set_num_threads(blas_threads);
+    for (int rep = 0; rep < 8; rep++) {
         double t = now();
-        nnq_rt_sgemm(0, 0, GEMM_N, GEMM_N, GEMM_N, 1, a, GEMM_N, b, GEMM_N, 0, c, GEMM_N);
+        if (blas_threads > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, GEMM_N, GEMM_N, GEMM_N, 1, a, GEMM_N, b, GEMM_N, 0,
+                        c, GEMM_N);
+        else
+            nnq_rt_sgemm(0, 0, GEMM_N, GEMM_N, GEMM_N, 1, a, GEMM_N, b, GEMM_N, 0, c, GEMM_N);
         t = now() - t;
         double r = 2.0 * GEMM_N * GEMM_N * GEMM_N / t * 1e-9;
         if (r > best) best = r;
     }
+    if (blas_threads > 0) openblas_set_num_threads(1);
     return best;
 }
 
@@ -71,10 +82,12 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < TRIAD_N; i++) ((float *)t.b)[i] = ((float *)t.c)[i] = t.a[i] = 1.0f;
     rt_parallel_init();
     rt_parallel_set_threads(1);
-    double g1 = sgemm_rate(a, b, c), b1 = triad_rate(&t);
+    double n1 = sgemm_rate(a, b, c, 0), b1 = triad_rate(&t);
     rt_parallel_set_threads(threads);
-    double gt = sgemm_rate(a, b, c), bt = triad_rate(&t);
-    printf("{\"threads\":%d,\"sgemm_gflops_1\":%.1f,\"sgemm_gflops_T\":%.1f,\"triad_gbs_1\":%.1f,\"triad_gbs_T\":%.1f}\n",
-           threads, g1, gt, b1, bt);
+    double nt = sgemm_rate(a, b, c, 0), bt = triad_rate(&t);
+    double g1 = sgemm_rate(a, b, c, 1), gt = sgemm_rate(a, b, c, threads);
+    printf("{\"threads\":%d,\"sgemm_gflops_1\":%.1f,\"sgemm_gflops_T\":%.1f,\"nnq_sgemm_gflops_1\":%.1f,"
+           "\"nnq_sgemm_gflops_T\":%.1f,\"triad_gbs_1\":%.1f,\"triad_gbs_T\":%.1f}\n",
+           threads, g1, gt, n1, nt, b1, bt);
     return 0;
 }

@@ -7,10 +7,11 @@
  * channels, so each channel is summed whole by one thread.
  *
  * A channel's n*S values are summed in 16 lanes (for S >= 16 value s of a sample's run
- * goes to lane s mod 16, a sample's tail of fewer than 16 to the first lanes; for shorter
- * runs the channel's values in sequence go round the lanes), the lanes then added in a
- * fixed order: the same bits on any thread count and any channel range, and none of
- * the latency of one long chain of dependent adds. No allocation, no failure. */
+ * goes to lane s mod 16, a sample's tail of fewer than 16 to the first lanes; for
+ * 1 < S < 16 the channel's values in sequence go round the lanes), the lanes then added in
+ * a fixed order; for S = 1 (dense layers) each channel is one sum over n in order, 16
+ * channels side by side in one vector. Either way: the same bits on any thread count and
+ * any channel range, and no long chain of dependent adds. No allocation, no failure. */
 #include <stdint.h>
 #include <string.h>
 
@@ -60,6 +61,22 @@ static Lanes relu_mask(Lanes x, Lanes y) {
 #define CHAN_REDUCE(NAME, TERM, VTERM)                                                                                \
     static void NAME(const float *x, const float *y, const float *add, const float *shift, int64_t n, int32_t C,    \
                      int64_t S, int32_t c0, int32_t c1, float *out) {                                                 \
+        if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
+            int32_t c = c0;                                                                                           \
+            for (; c + 16 <= c1; c += 16) {                                                                           \
+                Lanes a = add ? load16(add + c) : (Lanes){0}, m = shift ? load16(shift + c) : (Lanes){0}, acc = {0};  \
+                (void)a, (void)m;                                                                                     \
+                for (int64_t i = 0; i < n; i++) acc += VTERM(load16(x + i * C + c), y ? load16(y + i * C + c) : a);   \
+                memcpy(out + c, &acc, sizeof acc);                                                                    \
+            }                                                                                                         \
+            for (; c < c1; c++) {                                                                                     \
+                float a = add ? add[c] : 0.0f, m = shift ? shift[c] : 0.0f, acc = 0;                                  \
+                (void)a, (void)m;                                                                                     \
+                for (int64_t i = 0; i < n; i++) acc += TERM(x[i * C + c], y ? y[i * C + c] : 0.0f);                   \
+                out[c] = acc;                                                                                         \
+            }                                                                                                         \
+            return;                                                                                                   \
+        }                                                                                                             \
         for (int32_t c = c0; c < c1; c++) {                                                                           \
             float a = add ? add[c] : 0.0f, m = shift ? shift[c] : 0.0f;                                               \
             (void)a, (void)m;                                                                                         \
@@ -99,6 +116,30 @@ static Lanes relu_mask(Lanes x, Lanes y) {
 #define CHAN_GRAD_SUMS(NAME, TERM, VTERM)                                                                             \
     static void NAME(const float *x, const float *y, int64_t n, int32_t C, int64_t S, int32_t c0, int32_t c1,        \
                      float *out, float *out2) {                                                                       \
+        if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
+            int32_t c = c0;                                                                                           \
+            for (; c + 16 <= c1; c += 16) {                                                                           \
+                Lanes acc = {0}, acc2 = {0};                                                                          \
+                for (int64_t i = 0; i < n; i++) {                                                                     \
+                    Lanes yv = load16(y + i * C + c), g = VTERM(load16(x + i * C + c), yv);                           \
+                    acc += g;                                                                                         \
+                    acc2 += g * yv;                                                                                   \
+                }                                                                                                     \
+                memcpy(out + c, &acc, sizeof acc);                                                                    \
+                memcpy(out2 + c, &acc2, sizeof acc2);                                                                 \
+            }                                                                                                         \
+            for (; c < c1; c++) {                                                                                     \
+                float acc = 0, acc2 = 0;                                                                              \
+                for (int64_t i = 0; i < n; i++) {                                                                     \
+                    float g = TERM(x[i * C + c], y[i * C + c]);                                                       \
+                    acc += g;                                                                                         \
+                    acc2 += g * y[i * C + c];                                                                         \
+                }                                                                                                     \
+                out[c] = acc;                                                                                         \
+                out2[c] = acc2;                                                                                       \
+            }                                                                                                         \
+            return;                                                                                                   \
+        }                                                                                                             \
         for (int32_t c = c0; c < c1; c++) {                                                                           \
             if (S < 16) {                                                                                             \
                 float acc[16] = {0}, acc2[16] = {0};                                                                  \
