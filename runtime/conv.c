@@ -97,13 +97,16 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
         for (int32_t r = 0; r < oh; r++) {
             const float *r0 = src + (2 * r) * w, *r1 = r0 + w;
             for (int32_t q = 0; q < ow; q++) {
+                /* branch-free: the later candidate wins only when strictly greater */
+                float a = r0[2 * q], b = r0[2 * q + 1], c = r1[2 * q], d = r1[2 * q + 1];
                 int32_t at = 2 * r * w + 2 * q;
-                float m = r0[2 * q], v;
-                if ((v = r0[2 * q + 1]) > m) m = v, at = 2 * r * w + 2 * q + 1;
-                if ((v = r1[2 * q]) > m) m = v, at = (2 * r + 1) * w + 2 * q;
-                if ((v = r1[2 * q + 1]) > m) m = v, at = (2 * r + 1) * w + 2 * q + 1;
+                float m = a;
+                int32_t k = 0;
+                k = b > m ? 1 : k, m = b > m ? b : m;
+                k = c > m ? w : k, m = c > m ? c : m;
+                k = d > m ? w + 1 : k, m = d > m ? d : m;
                 yp[r * ow + q] = m;
-                ip[r * ow + q] = at;
+                ip[r * ow + q] = at + k;
             }
         }
     }
@@ -135,7 +138,26 @@ static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w,
 }
 
 static void maxpool_grad_planes(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
-                         int32_t h, int32_t w, float *dx) {
+                                int32_t h, int32_t w, float *dx) {
+    if (h == 2 * oh && w == 2 * ow) {
+        /* The windows tile the plane in 2 x 2 blocks (h = 2 oh means stride 2 and k <= 2,
+         * or a single window; each window then lies in its own block): one write per
+         * pixel, no zeroing pass. */
+        for (int32_t p = 0; p < planes; p++) {
+            float *dp = dx + (int64_t)p * h * w;
+            for (int32_t r = 0; r < oh; r++)
+                for (int32_t q = 0; q < ow; q++) {
+                    int64_t o = ((int64_t)p * oh + r) * ow + q;
+                    int32_t at = idx[o], base = 2 * r * w + 2 * q;
+                    float g = dy[o];
+                    dp[base] = at == base ? g : 0.0f;
+                    dp[base + 1] = at == base + 1 ? g : 0.0f;
+                    dp[base + w] = at == base + w ? g : 0.0f;
+                    dp[base + w + 1] = at == base + w + 1 ? g : 0.0f;
+                }
+        }
+        return;
+    }
     memset(dx, 0, sizeof(float) * (size_t)planes * h * w);
     for (int32_t p = 0; p < planes; p++)
         for (int32_t o = 0; o < oh * ow; o++) {

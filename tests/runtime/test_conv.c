@@ -105,6 +105,19 @@ void test_maxpool(void) {
         CHECK(!memcmp(yr, yw, sizeof(float) * P * OH * OW) && !memcmp(ir, iw, sizeof(int32_t) * P * OH * OW),
               "maxpool %dx%d stride 2 on 7x9 planes: values and first argmax", k, k);
     }
+    /* the gradient, on planes the 2 x 2 windows tile (8 x 6) and on ones they do not
+     * (7 x 9), against scattering dy at the argmax */
+    for (int tiled = 0; tiled < 2; tiled++) {
+        int h = tiled ? 8 : 7, w = tiled ? 6 : 9, OH = (h - 2) / 2 + 1, OW = (w - 2) / 2 + 1;
+        float dyv[P * 16], dx[P * H * W], want[P * H * W] = {0};
+        nnq_rt_maxpool(xr, P, h, w, 2, 2, yr, ir);
+        for (int i = 0; i < P * OH * OW; i++) dyv[i] = frand(&seed);
+        for (int p = 0; p < P; p++)
+            for (int o = 0; o < OH * OW; o++) want[p * h * w + ir[p * OH * OW + o]] += dyv[p * OH * OW + o];
+        memset(dx, 0xff, sizeof dx);
+        nnq_rt_maxpool_grad(dyv, ir, P, OH, OW, h, w, dx);
+        CHECK(!memcmp(dx, want, sizeof(float) * P * h * w), "maxpool gradient on %dx%d planes", h, w);
+    }
 }
 
 /* conv2d, conv2d_dx and conv2d_dw against direct sums in double, over geometries that
