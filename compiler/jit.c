@@ -7,7 +7,7 @@
  * Compiled-code cache: with a cache directory, the object is stored under a key that
  * hashes everything it depends on — the unoptimized LLVM module's text (the program,
  * its imports and the compiler's code generation), the optimization level, the LLVM
- * version, the host CPU and its features — and a later compile of the same key loads it
+ * version, the host CPU and its features, the vector math library — and a later compile of the same key loads it
  * instead of optimizing and generating code again. A cache file is KEY.o: "NNQJIT1\0",
  * the payload's length (u64) and CRC-32 (u32), then the ELF object; it is written to a
  * temporary name and renamed, and one that fails its checks is ignored and replaced. */
@@ -49,6 +49,8 @@ static bool report(Diag *diag, LLVMErrorRef err, const char *what) {
  * fused kernels to its SIMD variants (e.g. _ZGVdN8v_expf) instead of scalarizing them:
  * expf was 38% of a PMF training run before. The JIT resolves the variants through the
  * process search generator. Without libmvec, calls stay scalar. */
+static const char *vector_library = ""; /* part of the cache key */
+
 static void init_llvm(void) {
     static bool done;
     if (done) return;
@@ -56,6 +58,7 @@ static void init_llvm(void) {
     LLVMInitializeNativeAsmPrinter();
 #if defined(__x86_64__) && defined(__linux__)
     if (dlopen("libmvec.so.1", RTLD_NOW | RTLD_GLOBAL)) {
+        vector_library = "LIBMVEC-X86";
         const char *argv[] = {"nnqc", "-vector-library=LIBMVEC-X86"};
         LLVMParseCommandLineOptions(2, argv, NULL);
     }
@@ -210,8 +213,8 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const 
         char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
         char opt[8], key[33];
         snprintf(opt, sizeof opt, "O%d", opt_level);
-        const char *parts[] = {cache_magic, LLVM_VERSION_STRING, cpu, features, opt, text};
-        cache_key(parts, 6, key);
+        const char *parts[] = {cache_magic, LLVM_VERSION_STRING, cpu, features, opt, vector_library, text};
+        cache_key(parts, 7, key);
         LLVMDisposeMessage(text);
         LLVMDisposeMessage(cpu);
         LLVMDisposeMessage(features);

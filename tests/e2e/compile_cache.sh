@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The compiled-code cache: a first run stores one object, a second run of the same
+# program loads it ("from the compiled-code cache") and trains to the same model file;
+# a damaged cache file is ignored, recompiled and rewritten; another program gets an
+# entry of its own; --no-cache neither reads nor writes it.
+set -eu
+NNQC="$1"; SRC="$2"
+. "$SRC/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+make_subset "$tmp" 2000 300
+sed -e 's/validation = 1000/validation = 300/' "$SRC/tests/e2e/mlp_subset.nnq" > "$tmp/c.nnq"
+cd "$tmp"
+export NNQ_CACHE_DIR="$tmp/cache"
+run() { # NAME [options]: trains c.nnq, keeps its output and model as NAME.*
+    local name=$1; shift
+    "$NNQC" run c.nnq --data-dir "$tmp" --epochs 1 --progress=lines --profile "$@" > "$name.out" 2>&1 || { cat "$name.out"; fail "$name failed"; }
+    mv mlp_subset.nnqm "$name.nnqm"
+}
+run first
+grep -q "^compiled in" first.out && ! grep -q "compiled-code cache" first.out || fail "first run: $(grep compiled first.out)"
+[ "$(ls cache | wc -l)" = 1 ] && ls cache/*.o > /dev/null || fail "first run did not store one object: $(ls cache)"
+run second
+grep -q "(from the compiled-code cache)" second.out || fail "second run did not use the cache"
+cmp first.nnqm second.nnqm || fail "the cached code trained differently"
+f=$(ls cache/*.o)
+printf 'XXXX' | dd of="$f" bs=1 seek=4000 conv=notrunc status=none   # damage the object
+run third
+! grep -q "compiled-code cache" third.out || fail "a damaged cache file was used"
+cmp first.nnqm third.nnqm || fail "recompiling after a damaged cache file trained differently"
+run fourth
+grep -q "(from the compiled-code cache)" fourth.out || fail "the damaged cache file was not rewritten"
+sed -i "s/seed *= *[0-9]*/seed = 11/" c.nnq
+run other
+! grep -q "compiled-code cache" other.out && [ "$(ls cache | wc -l)" = 2 ] || fail "another program reused an entry: $(ls cache)"
+rm -rf cache
+run nocache --no-cache
+[ ! -e cache ] || fail "--no-cache wrote the cache"
+echo "5 passed, 0 failed"
