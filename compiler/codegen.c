@@ -45,6 +45,9 @@ typedef struct Cg {
     LLVMValueRef (*pbuf)[6];         /* per param: weight, hard, grad, aux0, m0, v0 (comp 0) */
     LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
     LLVMValueRef (*bnbuf)[8];        /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var */
+    LLVMValueRef *bntable;           /* per bn: a constant table of its 8 buffers */
+    LLVMValueRef bn_body[6][2];      /* shared loop bodies of the batch-norm ops, by op and S > 1 */
+    LLVMValueRef ew_body[3];         /* shared loop bodies of add, relu, relu_grad */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
     LLVMValueRef *xtrain, *xeval;    /* per IR instruction: pooling argmax, dropout mask */
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */
@@ -217,6 +220,18 @@ static LLVMValueRef new_function(Cg *cg, const char *name, LLVMTypeRef ty, bool 
     return f;
 }
 
+/* Orchestration code that runs once per batch or epoch (the epoch loop, evaluate,
+ * calibrate) is not worth optimizing: optnone (with the noinline it requires) keeps the
+ * optimizer and the instruction selector's slow path away from it. Compile time falls;
+ * the per-element loops it calls are separate functions and optimized as before. */
+static void mark_cold(Cg *cg, LLVMValueRef fn) {
+    static const char *const attrs[] = {"optnone", "noinline"};
+    for (int i = 0; i < 2; i++) {
+        unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+    }
+}
+
 /* ---------- parallel loops ----------
  * A loop over [0, n) with independent iterations becomes a function
  * body(ctx, i64 begin, i64 end) that nnq_rt_parallel_for runs on the runtime's threads.
@@ -282,17 +297,27 @@ static ParLoop par_begin(Cg *cg, const char *name, LLVMValueRef n, int64_t min_i
     return p;
 }
 
-static void par_end(Cg *cg, ParLoop *p) {
+/* Ends the body and returns to the enclosing function, emitting no call. */
+static void par_finish(Cg *cg, ParLoop *p) {
     if (p->has_loop) loop_end(cg, &p->l);
     LLVMBuildRetVoid(cg->b);
     cg->fn = p->outer_fn;
     LLVMPositionBuilderAtEnd(cg->b, p->outer_bb);
+}
+
+/* Runs body over [0, n) on the runtime's threads with vals in its context. */
+static void par_call(Cg *cg, LLVMValueRef body, LLVMValueRef n, int64_t min_items, const LLVMValueRef *vals, int nvals) {
     LLVMValueRef ctx = local(cg, LLVMArrayType(cg->ti64, PAR_MAX_VALS), NULL, "par.ctx");
     LLVMValueRef base = LLVMBuildBitCast(cg->b, ctx, LLVMPointerType(cg->ti64, 0), "");
-    for (int k = 0; k < p->nvals; k++)
-        LLVMBuildStore(cg->b, to_i64(cg, p->vals[k]),
+    for (int k = 0; k < nvals; k++)
+        LLVMBuildStore(cg->b, to_i64(cg, vals[k]),
                        LLVMBuildInBoundsGEP2(cg->b, cg->ti64, base, (LLVMValueRef[]){ci64(cg, k)}, 1, ""));
-    rt_call(cg, "nnq_rt_parallel_for", (LLVMValueRef[]){p->n, ci64(cg, p->min_items), p->body_fn, ctx}, 4);
+    rt_call(cg, "nnq_rt_parallel_for", (LLVMValueRef[]){n, ci64(cg, min_items), body, ctx}, 4);
+}
+
+static void par_end(Cg *cg, ParLoop *p) {
+    par_finish(cg, p);
+    par_call(cg, p->body_fn, p->n, p->min_items, p->vals, p->nvals);
 }
 
 /* ---------- buffers ---------- */
@@ -326,6 +351,7 @@ static void make_buffers(Cg *cg) {
     }
     cg->bnbuf = calloc(m->nbns, sizeof *cg->bnbuf);
     cg->bestbn = calloc(m->nbns, sizeof(LLVMValueRef));
+    cg->bntable = calloc(m->nbns, sizeof(LLVMValueRef));
     for (int i = 0; i < m->nbns; i++) {
         static const char *const bn[] = {"running_mean", "running_var", "mean", "invstd", "sum1", "sum2",
                                          "hard_mean", "hard_var"};
@@ -334,6 +360,13 @@ static void make_buffers(Cg *cg) {
                                          m->bns[i].features, cg->tf32);
         if (cg->tc->keep_best)
             cg->bestbn[i] = global_buf(cg, arena_printf(ar, "%s.best", m->bns[i].name), 2 * m->bns[i].features, cg->tf32);
+        LLVMValueRef init[8];
+        for (int k = 0; k < 8; k++) init[k] = LLVMConstBitCast(cg->bnbuf[i][k], cg->tp);
+        LLVMValueRef t = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tp, 8), arena_printf(ar, "%s.buffers", m->bns[i].name));
+        LLVMSetInitializer(t, LLVMConstArray(cg->tp, init, 8));
+        LLVMSetGlobalConstant(t, 1);
+        LLVMSetLinkage(t, LLVMInternalLinkage);
+        cg->bntable[i] = t;
     }
     /* IR values and scratch: one arena shared by train_step and eval_batch (they never
      * run at the same time), laid out by memplan.c; the values read after a call
@@ -405,21 +438,33 @@ static int64_t chan_inner(const IrShape *s) {
     return n;
 }
 
-/* The same, with cv[i] = chan[i][c] loaded once per channel and row (so the inner loop
- * is a plain elementwise loop that vectorizes). */
-static ChanLoop chan_begin_with(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, const IrShape *shape,
+/* A per-channel value's layout [n, C, S]: C channels, S = the product of the trailing
+ * dims (i64 values: constants, or read from a shared body's context); has_s: S > 1. */
+typedef struct ChanShape {
+    LLVMValueRef C, S;
+    bool has_s;
+} ChanShape;
+
+static ChanShape chan_shape(Cg *cg, const IrShape *shape) {
+    return (ChanShape){ci64(cg, shape->d[1]), ci64(cg, chan_inner(shape)), chan_inner(shape) > 1};
+}
+
+/* Loops over the channels [c0, c1) of a value with n rows: k = (n C + c) S + s, rows
+ * outermost (so a channel's values are visited in the same order whatever the range),
+ * cv[i] = chan[i][c] loaded once per channel and row (the inner loop is then a plain
+ * elementwise loop that vectorizes). With S = 1 (dense layers) there is no inner loop. */
+static ChanLoop chan_begin_with(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, ChanShape cs,
                                 LLVMValueRef *chan, int nchan) {
     ChanLoop l = {0};
-    int64_t C = shape->d[1], S = chan_inner(shape);
     l.n = loop_begin(cg, ci64(cg, 0), n, "n");
-    LLVMValueRef nc = LLVMBuildMul(cg->b, l.n.iv, ci64(cg, C), "");
+    LLVMValueRef nc = LLVMBuildMul(cg->b, l.n.iv, cs.C, "");
     l.c = loop_begin(cg, c0, c1, "c");
     for (int i = 0; i < nchan; i++) l.cv[i] = ldf(cg, chan[i], l.c.iv);
     l.k = LLVMBuildAdd(cg->b, nc, l.c.iv, "");
-    l.has_s = S > 1;
+    l.has_s = cs.has_s;
     if (l.has_s) {
-        LLVMValueRef base = LLVMBuildMul(cg->b, l.k, ci64(cg, S), "");
-        l.s = loop_begin(cg, ci64(cg, 0), ci64(cg, S), "s");
+        LLVMValueRef base = LLVMBuildMul(cg->b, l.k, cs.S, "");
+        l.s = loop_begin(cg, ci64(cg, 0), cs.S, "s");
         l.k = LLVMBuildAdd(cg->b, base, l.s.iv, "");
     }
     return l;
@@ -470,12 +515,12 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
  * a mode of nnq_rt_chan_reduce (runtime/chan.c: a fixed order of adds, vectorized); y,
  * add, shift and out2 may be NULL. */
 enum { CHAN_SUM, CHAN_SQDEV, CHAN_GRAD, CHAN_RELU_GRAD };
-static void chan_sums(Cg *cg, int mode, const IrShape *as, LLVMValueRef x, LLVMValueRef y, LLVMValueRef add,
+static void chan_sums(Cg *cg, int mode, ChanShape cs, LLVMValueRef x, LLVMValueRef y, LLVMValueRef add,
                       LLVMValueRef shift, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef out,
                       LLVMValueRef out2) {
     LLVMValueRef null = LLVMConstNull(cg->tp);
     LLVMValueRef args[12] = {ci32(cg, mode), x, y ? y : null, add ? add : null, shift ? shift : null, n,
-                             ci32(cg, (int32_t)as->d[1]), ci64(cg, chan_inner(as)),
+                             LLVMBuildTrunc(cg->b, cs.C, cg->ti32, ""), cs.S,
                              LLVMBuildTrunc(cg->b, c0, cg->ti32, ""), LLVMBuildTrunc(cg->b, c1, cg->ti32, ""), out,
                              out2 ? out2 : null};
     rt_call(cg, "nnq_rt_chan_reduce", args, 12);
@@ -486,10 +531,10 @@ static void chan_sums(Cg *cg, int mode, const IrShape *as, LLVMValueRef x, LLVMV
  * 1/sqrt(var + 1e-5) with the biased variance. train: the running statistics move
  * towards the batch's (momentum 0.1, unbiased variance); otherwise (calibration) the
  * batch's mean and unbiased variance are added to the hard statistics bn[6], bn[7]. */
-static void bn_batch_stats(Cg *cg, const IrShape *as, LLVMValueRef A, LLVMValueRef bias, LLVMValueRef *bn, LLVMValueRef n,
+static void bn_batch_stats(Cg *cg, ChanShape as, LLVMValueRef A, LLVMValueRef bias, LLVMValueRef *bn, LLVMValueRef n,
                            LLVMValueRef c0, LLVMValueRef c1, bool train) {
     LLVMBuilderRef b = cg->b;
-    LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, ci64(cg, chan_inner(as)), ""), cg->tf32, "");
+    LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, as.S, ""), cg->tf32, "");
     chan_sums(cg, CHAN_SUM, as, A, NULL, bias, NULL, n, c0, c1, bn[4], NULL);
     Loop j2 = loop_begin(cg, c0, c1, "chan");
     stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
@@ -543,17 +588,24 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_ADD:
     case IR_RELU:
     case IR_RELU_GRAD: {
-        LLVMValueRef v[3] = {A, B ? B : A, out};
-        ParLoop p = par_begin(cg, "par.ew", elems(cg, fc, &in->shape), 65536, v, 3);
-        LLVMValueRef a = ldf(cg, v[0], p.l.iv), r;
-        if (in->op == IR_ADD) r = LLVMBuildFAdd(b, a, ldf(cg, v[1], p.l.iv), "");
-        else if (in->op == IR_RELU) r = fmaxv(cg, a, cf32(cg, 0));
-        else {
-            LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, ldf(cg, v[1], p.l.iv), cf32(cg, 0), "");
-            r = LLVMBuildSelect(b, pos, a, cf32(cg, 0), "");
+        /* one loop body per op, shared by all its instructions (buffers come in the context) */
+        LLVMValueRef outer[3] = {A, B ? B : A, out}, n = elems(cg, fc, &in->shape);
+        LLVMValueRef *body = &cg->ew_body[in->op == IR_ADD ? 0 : in->op == IR_RELU ? 1 : 2];
+        if (!*body) {
+            LLVMValueRef v[3] = {A, B ? B : A, out};
+            ParLoop p = par_begin(cg, "par.ew", n, 65536, v, 3);
+            LLVMValueRef a = ldf(cg, v[0], p.l.iv), r;
+            if (in->op == IR_ADD) r = LLVMBuildFAdd(b, a, ldf(cg, v[1], p.l.iv), "");
+            else if (in->op == IR_RELU) r = fmaxv(cg, a, cf32(cg, 0));
+            else {
+                LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, ldf(cg, v[1], p.l.iv), cf32(cg, 0), "");
+                r = LLVMBuildSelect(b, pos, a, cf32(cg, 0), "");
+            }
+            stf(cg, v[2], p.l.iv, r);
+            par_finish(cg, &p);
+            *body = p.body_fn;
         }
-        stf(cg, v[2], p.l.iv, r);
-        par_end(cg, &p);
+        par_call(cg, *body, n, 65536, outer, 3);
         return;
     }
     case IR_DROPOUT:
@@ -592,7 +644,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_BIAS_ADD: {
         LLVMValueRef v[4] = {A, B, out, fc->n};
         ParLoop p = par_chan_begin(cg, "par.bias", as, v, 4);
-        ChanLoop l = chan_begin_with(cg, v[3], p.begin, p.end, as, &v[1], 1);
+        ChanLoop l = chan_begin_with(cg, v[3], p.begin, p.end, chan_shape(cg, as), &v[1], 1);
         stf(cg, v[2], l.k, LLVMBuildFAdd(b, ldf(cg, v[0], l.k), l.cv[0], ""));
         chan_end(cg, &l);
         par_end(cg, &p);
@@ -601,7 +653,7 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_BIAS_GRAD: {
         LLVMValueRef v[3] = {A, out, fc->n};
         ParLoop p = par_chan_begin(cg, "par.bias_grad", as, v, 3);
-        chan_sums(cg, CHAN_SUM, as, v[0], NULL, NULL, NULL, v[2], p.begin, p.end, v[1], NULL);
+        chan_sums(cg, CHAN_SUM, chan_shape(cg, as), v[0], NULL, NULL, NULL, v[2], p.begin, p.end, v[1], NULL);
         par_end(cg, &p);
         return;
     }
@@ -614,62 +666,81 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         /* Per channel c (dim 1) over n and the trailing dims: count = N * S values; one
          * parallel loop over ranges of channels does the statistics and the elementwise
          * pass. The fused forms (fuse_layers.c) add the bias B[c] to x where it is read,
-         * or mask dy by y > 0, computing the same values as the separate ops did. */
+         * or mask dy by y > 0, computing the same values as the separate ops did. The
+         * loop body is shared by every op of the same kind and layout: shapes, buffers
+         * and the batch-norm state (a table of its 8 buffers) come in its context. */
         bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD;
         bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN;
         bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL, relu = in->op == IR_RELU_BN_GRAD;
-        int64_t S = chan_inner(as);
-        LLVMValueRef *bn = cg->bnbuf[in->attr[0]];
         LLVMValueRef hard = fc->hard ? fc->hard : LLVMConstInt(cg->ti1, 0, 0);
         LLVMValueRef calib = fc->calib ? fc->calib : LLVMConstInt(cg->ti1, 0, 0);
-        LLVMValueRef v[6] = {A, B ? B : A, out, fc->n, hard, calib};
-        ParLoop p = par_chan_begin(cg, grad ? "par.bn_grad" : "par.bn", as, v, 6);
-        A = v[0], B = v[1], out = v[2], hard = v[4], calib = v[5];
-        LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end, bias = biased ? B : NULL;
-        LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, ci64(cg, S), ""), cg->tf32, "");
-        if (train) {
-            bn_batch_stats(cg, as, A, bias, bn, n, c0, c1, true);
-        } else if (grad) {
-            /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
-            chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, as, A, B, NULL, NULL, n, c0, c1, bn[4], bn[5]);
-        } else {
-            /* eval: mean and invstd from the running statistics, or from the hard network's
-             * recalibrated ones; when calibrating, from this batch, which is also added to
-             * the hard statistics (calibrate() averages them). */
-            LLVMBasicBlockRef join;
-            if_begin(cg, calib, &join);
-            bn_batch_stats(cg, as, A, bias, bn, n, c0, c1, false);
-            if_end(cg, join);
-            if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
-            {
-                LLVMValueRef rmean = LLVMBuildSelect(b, hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
-                LLVMValueRef rvar = LLVMBuildSelect(b, hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
-                Loop j4 = loop_begin(cg, c0, c1, "chan");
-                stf(cg, bn[2], j4.iv, ldf(cg, rmean, j4.iv));
-                LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, rvar, j4.iv), cf32(cg, 1e-5), "");
-                LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
-                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
-                loop_end(cg, &j4);
+        LLVMValueRef flags = LLVMBuildOr(b, LLVMBuildZExt(b, hard, cg->ti64, ""),
+                                         LLVMBuildShl(b, LLVMBuildZExt(b, calib, cg->ti64, ""), ci64(cg, 1), ""), "");
+        int64_t S = chan_inner(as);
+        LLVMValueRef outer[8] = {A, B ? B : A, out, fc->n, flags, cg->bntable[in->attr[0]], ci64(cg, as->d[1]), ci64(cg, S)};
+        int kind = in->op == IR_BN_TRAIN ? 0 : in->op == IR_BN_EVAL ? 1 : in->op == IR_BN_GRAD ? 2
+                 : in->op == IR_BIAS_BN_TRAIN ? 3 : in->op == IR_BIAS_BN_EVAL ? 4 : 5;
+        LLVMValueRef *body = &cg->bn_body[kind][S > 1];
+        if (!*body) {
+            LLVMValueRef v[8];
+            memcpy(v, outer, sizeof v);
+            ParLoop p = par_range_begin(cg, grad ? "par.bn_grad" : "par.bn", outer[6], 1, v, 8);
+            A = v[0], B = v[1], out = v[2];
+            LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end, bias = biased ? B : NULL;
+            hard = LLVMBuildTrunc(b, v[4], cg->ti1, "hard");
+            calib = LLVMBuildTrunc(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), cg->ti1, "calib");
+            ChanShape cs = {v[6], v[7], S > 1};
+            LLVMValueRef bn[8], table = as_ptr(cg, v[5], cg->tp);
+            for (int k = 0; k < 8; k++)
+                bn[k] = LLVMBuildLoad2(b, cg->tp, LLVMBuildInBoundsGEP2(b, cg->tp, table, (LLVMValueRef[]){ci64(cg, k)}, 1, ""), "");
+            LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, cs.S, ""), cg->tf32, "");
+            if (train) {
+                bn_batch_stats(cg, cs, A, bias, bn, n, c0, c1, true);
+            } else if (grad) {
+                /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
+                chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, cs, A, B, NULL, NULL, n, c0, c1, bn[4], bn[5]);
+            } else {
+                /* eval: mean and invstd from the running statistics, or from the hard
+                 * network's recalibrated ones; when calibrating, from this batch, which is
+                 * also added to the hard statistics (calibrate() averages them). */
+                LLVMBasicBlockRef join;
+                if_begin(cg, calib, &join);
+                bn_batch_stats(cg, cs, A, bias, bn, n, c0, c1, false);
+                if_end(cg, join);
+                if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
+                {
+                    LLVMValueRef rmean = LLVMBuildSelect(b, hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
+                    LLVMValueRef rvar = LLVMBuildSelect(b, hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
+                    Loop j4 = loop_begin(cg, c0, c1, "chan");
+                    stf(cg, bn[2], j4.iv, ldf(cg, rmean, j4.iv));
+                    LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, rvar, j4.iv), cf32(cg, 1e-5), "");
+                    LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
+                    stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
+                    loop_end(cg, &j4);
+                }
+                if_end(cg, join);
             }
-            if_end(cg, join);
+            /* Elementwise pass. */
+            ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, biased ? 5 : 4);
+            LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
+            if (grad) {
+                LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
+                LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
+                LLVMValueRef y = ldf(cg, B, l.k);
+                if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
+                LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
+                res = LLVMBuildFMul(b, sc, t, "");
+            } else {
+                if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
+                res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
+            }
+            stf(cg, out, l.k, res);
+            chan_end(cg, &l);
+            par_finish(cg, &p);
+            *body = p.body_fn;
         }
-        /* Elementwise pass. */
-        ChanLoop l = chan_begin_with(cg, n, c0, c1, as, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, biased ? 5 : 4);
-        LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
-        if (grad) {
-            LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
-            LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
-            LLVMValueRef y = ldf(cg, B, l.k);
-            if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
-            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
-            res = LLVMBuildFMul(b, sc, t, "");
-        } else {
-            if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
-            res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
-        }
-        stf(cg, out, l.k, res);
-        chan_end(cg, &l);
-        par_end(cg, &p);
+        int64_t per = cg->batch * S;
+        par_call(cg, *body, outer[6], per >= 65536 ? 1 : 65536 / per, outer, 8);
         return;
     }
     case IR_CONV2D:
@@ -1001,6 +1072,7 @@ static void emit_calibrate(Cg *cg) {
     LLVMTypeRef ft = LLVMFunctionType(cg->tv, &cg->tp, 1, 0);
     cg->calibrate_ty = ft;
     cg->calibrate = new_function(cg, "calibrate", ft, false);
+    mark_cold(cg, cg->calibrate);
     LLVMValueRef run = LLVMGetParam(cg->fn, 0);
     LLVMBuilderRef b = cg->b;
     cg->calib_ds = global_buf(cg, "calib.ds", 1, cg->ti32);
@@ -1034,6 +1106,7 @@ static void emit_evaluate(Cg *cg) {
     LLVMTypeRef ps[5] = {cg->tp, cg->ti32, cg->ti64, cg->ti64, cg->ti32};
     cg->evaluate_ty = LLVMFunctionType(cg->tf64, ps, 5, 0);
     cg->evaluate = new_function(cg, "evaluate", cg->evaluate_ty, false);
+    mark_cold(cg, cg->evaluate);
     LLVMValueRef run = LLVMGetParam(cg->fn, 0), ds = LLVMGetParam(cg->fn, 1);
     LLVMValueRef start = LLVMGetParam(cg->fn, 2), count = LLVMGetParam(cg->fn, 3), hard = LLVMGetParam(cg->fn, 4);
     LLVMBuilderRef b = cg->b;
@@ -1231,7 +1304,7 @@ static void emit_main(Cg *cg) {
     const Program *prog = m->prog;
     LLVMBuilderRef b = cg->b;
     LLVMTypeRef mt = LLVMFunctionType(cg->ti32, &cg->tp, 1, 0);
-    new_function(cg, "nnq_main", mt, true);
+    mark_cold(cg, new_function(cg, "nnq_main", mt, true));
     LLVMValueRef run = LLVMGetParam(cg->fn, 0);
     if (!prog->train) { /* no train block, no data: nothing to run (nnqc refuses to) */
         LLVMBuildRet(b, ci32(cg, 1));
@@ -1572,6 +1645,7 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     free(cg.best);
     free(cg.bnbuf);
     free(cg.bestbn);
+    free(cg.bntable);
     free(cg.vtrain);
     free(cg.veval);
     free(cg.xtrain);
