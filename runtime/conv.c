@@ -270,7 +270,7 @@ void nnq_rt_avgpool_grad(const float *dy, int32_t planes, int32_t h, int32_t w, 
 
 /* ---- convolutions by chunks of samples ---- */
 
-enum { CONV_COLS = 512, CONV_MIN_CHUNKS = 16, DW_MAX_SLOTS = 32 };
+enum { CONV_COLS = 512, CONV_MIN_CHUNKS = 8, DW_MAX_SLOTS = 32 };
 #define DW_MAX_SHARED ((int64_t)16 << 20) /* floats of slot buffers: 64 MiB */
 
 typedef struct ConvJob {

@@ -9,8 +9,11 @@
  * one contiguous part per thread; the caller and the workers claim parts until none is
  * left, and the caller waits only for parts already being run. Each item is always
  * computed whole by one thread, in the same order, so results do not depend on the
- * number of threads or on who ran which part. Workers sleep on a condition variable between
- * jobs and are started on first use. Jobs come from one thread at a time (generated code
+ * number of threads or on who ran which part. Between jobs a worker spins for a few tens
+ * of microseconds (the next job of a training step usually comes sooner, and waking a
+ * sleeping thread costs about as much as a small job), then sleeps on a condition
+ * variable; the caller likewise while waiting for the last part. Workers start on first
+ * use. Jobs come from one thread at a time (generated code
  * is single-threaded); a job's parts may call rt_parallel_for again, which then runs the
  * whole range inline on that thread.
  *
@@ -33,13 +36,16 @@
 #include <xmmintrin.h>
 static unsigned fp_mode(void) { return _mm_getcsr(); }
 static void set_fp_mode(unsigned m) { _mm_setcsr(m); }
+static void cpu_relax(void) { _mm_pause(); }
 #else
 static unsigned fp_mode(void) { return 0; }
 static void set_fp_mode(unsigned m) { (void)m; }
+static void cpu_relax(void) {}
 #endif
 
 #define RT_MAX_THREADS 256
 #define RT_PART_ALIGN 64
+#define RT_SPIN 2000 /* pauses (tens of microseconds) before a thread sleeps */
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
@@ -55,6 +61,8 @@ static int job_parts;
 static int job_next;        /* the next part to claim */
 static int job_active;      /* parts claimed and not finished */
 static int64_t job_align;   /* parts start at multiples of this */
+static int pool_sleepers;   /* workers blocked on pool_wake */
+static bool caller_waiting; /* the caller blocked on pool_done */
 static unsigned job_fp_mode; /* the caller's MXCSR: workers compute as it does */
 static _Thread_local int thread_index;  /* 0: the caller; workers 1.. */
 static _Thread_local bool in_job;       /* running a part: nested jobs run inline */
@@ -84,7 +92,7 @@ static int64_t part_start(int64_t n, int part, int parts, int64_t align) {
 static void work(uint64_t gen, bool worker) {
     while (pool_generation == gen && job_next < job_parts) {
         int part = job_next++;
-        job_active++;
+        __atomic_add_fetch(&job_active, 1, __ATOMIC_RELAXED);
         RtRangeFn fn = job_fn;
         void *ctx = job_ctx;
         int64_t n = job_n;
@@ -99,7 +107,7 @@ static void work(uint64_t gen, bool worker) {
             fn(ctx, begin, end);
         in_job = false;
         pthread_mutex_lock(&pool_mu);
-        if (--job_active == 0 && job_next >= job_parts)
+        if (__atomic_sub_fetch(&job_active, 1, __ATOMIC_RELEASE) == 0 && job_next >= job_parts && caller_waiting)
             pthread_cond_broadcast(&pool_done);
     }
 }
@@ -107,12 +115,19 @@ static void work(uint64_t gen, bool worker) {
 static void *worker_main(void *arg) {
     thread_index = (int)(intptr_t)arg;
     uint64_t seen = 0;
-    pthread_mutex_lock(&pool_mu);
     for (;;) {
-        while (pool_generation == seen)
+        /* a short spin first: the next job usually comes within microseconds */
+        for (int i = 0; i < RT_SPIN && __atomic_load_n(&pool_generation, __ATOMIC_ACQUIRE) == seen; i++)
+            cpu_relax();
+        pthread_mutex_lock(&pool_mu);
+        while (pool_generation == seen) {
+            pool_sleepers++;
             pthread_cond_wait(&pool_wake, &pool_mu);
+            pool_sleepers--;
+        }
         seen = pool_generation;
         work(seen, true);
+        pthread_mutex_unlock(&pool_mu);
     }
     return NULL;
 }
@@ -240,11 +255,21 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
     job_next = 0;
     job_active = 0;
     job_fp_mode = fp_mode();
-    uint64_t gen = ++pool_generation;
-    pthread_cond_broadcast(&pool_wake);
+    uint64_t gen = __atomic_add_fetch(&pool_generation, 1, __ATOMIC_RELEASE);
+    if (pool_sleepers > 0)
+        pthread_cond_broadcast(&pool_wake);
     work(gen, false);
-    while (job_active > 0)
-        pthread_cond_wait(&pool_done, &pool_mu);
+    while (job_active > 0) { /* parts still running on workers: spin briefly, then sleep */
+        pthread_mutex_unlock(&pool_mu);
+        for (int i = 0; i < RT_SPIN && __atomic_load_n(&job_active, __ATOMIC_ACQUIRE) > 0; i++)
+            cpu_relax();
+        pthread_mutex_lock(&pool_mu);
+        if (job_active > 0) {
+            caller_waiting = true;
+            pthread_cond_wait(&pool_done, &pool_mu);
+            caller_waiting = false;
+        }
+    }
     pthread_mutex_unlock(&pool_mu);
 }
 
