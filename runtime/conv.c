@@ -399,20 +399,25 @@ void nnq_rt_conv_reserve(NnqRun *run, int32_t n, int32_t c, int32_t h, int32_t w
                     (double)((j.ckk + j.o) * j.g * j.ohw) * 4 / 1048576, (double)((j.slots - 1) * j.o * j.ckk) * 4 / 1048576);
 }
 
+/* conv2d (x, w -> y) and conv2d_dx (dy, w -> dx): chunk by chunk on the pool. */
+static void conv_chunks(const float *in, const float *w, float *out, bool dx, int32_t n, int32_t c, int32_t h,
+                        int32_t wd, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
+    ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
+    j.w = w, j.y = out;
+    if (dx) j.dy = in;
+    else j.x = in;
+    conv_ensure(&j);
+    rt_parallel_for(j.chunks, 1, dx ? conv_dx_range : conv_fwd_range, &j);
+}
+
 void nnq_rt_conv2d(const float *x, const float *w, float *y, int32_t n, int32_t c, int32_t h, int32_t wd,
                    int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
-    ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
-    j.x = x, j.w = w, j.y = y;
-    conv_ensure(&j);
-    rt_parallel_for(j.chunks, 1, conv_fwd_range, &j);
+    conv_chunks(x, w, y, false, n, c, h, wd, o, kh, kw, stride, pad);
 }
 
 void nnq_rt_conv2d_dx(const float *dy, const float *w, float *dx, int32_t n, int32_t c, int32_t h, int32_t wd,
                       int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
-    ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
-    j.dy = dy, j.w = w, j.y = dx;
-    conv_ensure(&j);
-    rt_parallel_for(j.chunks, 1, conv_dx_range, &j);
+    conv_chunks(dy, w, dx, true, n, c, h, wd, o, kh, kw, stride, pad);
 }
 
 void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int32_t c, int32_t h, int32_t wd,

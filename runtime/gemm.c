@@ -18,6 +18,7 @@
  * pool job, the blocks run one after the other on that thread. */
 #include <assert.h>
 #include <cblas.h>
+#include <stdbool.h>
 
 #include "rt_internal.h"
 
@@ -82,16 +83,25 @@ static void gemm_blocks(void *p, int64_t begin, int64_t end) {
     }
 }
 
+/* Checks the arguments and does the cases with no product (an empty C, k == 0 or
+ * alpha == 0); true when nothing is left to do. */
+static bool gemm_trivial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, int32_t lda,
+                         int32_t ldb, float beta, float *c, int32_t ldc) {
+    gemm_check_args(transa, transb, m, n, k, lda, ldb, ldc);
+    if (m == 0 || n == 0)
+        return true;
+    if (k == 0 || alpha == 0.0f) {
+        gemm_scale_c(m, n, beta, c, ldc);
+        return true;
+    }
+    return false;
+}
+
 void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
                   const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c,
                   int32_t ldc) {
-    gemm_check_args(transa, transb, m, n, k, lda, ldb, ldc);
-    if (m == 0 || n == 0)
+    if (gemm_trivial(transa, transb, m, n, k, alpha, lda, ldb, beta, c, ldc))
         return;
-    if (k == 0 || alpha == 0.0f) {
-        gemm_scale_c(m, n, beta, c, ldc);
-        return;
-    }
     rt_parallel_init();
     GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0};
     /* Cut the dimension whose blocks repack the smaller operand: columns of C (each block
@@ -112,13 +122,8 @@ void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t 
 
 void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
                      const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc) {
-    gemm_check_args(transa, transb, m, n, k, lda, ldb, ldc);
-    if (m == 0 || n == 0)
+    if (gemm_trivial(transa, transb, m, n, k, alpha, lda, ldb, beta, c, ldc))
         return;
-    if (k == 0 || alpha == 0.0f) {
-        gemm_scale_c(m, n, beta, c, ldc);
-        return;
-    }
     GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0};
     gemm_block(&j, 0, n);
 }
