@@ -88,6 +88,14 @@ void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w
 
 /* The common 2 x 2 window with stride 2, row pairs at a time; the same results as the
  * general loop (the first maximum in row-major window order). */
+typedef float F4 __attribute__((vector_size(16)));
+typedef int32_t I4 __attribute__((vector_size(16)));
+
+/* Where mask is set, b, else a (lane by lane; bit operations, so any x86 does it in
+ * registers). */
+static F4 pick_f(I4 mask, F4 b, F4 a) { return (F4)((mask & (I4)b) | (~mask & (I4)a)); }
+static I4 pick_i(I4 mask, I4 b, I4 a) { return (mask & b) | (~mask & a); }
+
 static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, float *y, int32_t *idx) {
     int32_t oh = h / 2, ow = w / 2;
     for (int32_t p = 0; p < planes; p++) {
@@ -96,8 +104,26 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
         int32_t *ip = idx + (int64_t)p * oh * ow;
         for (int32_t r = 0; r < oh; r++) {
             const float *r0 = src + (2 * r) * w, *r1 = r0 + w;
-            for (int32_t q = 0; q < ow; q++) {
-                /* branch-free: the later candidate wins only when strictly greater */
+            int32_t q = 0;
+            /* four windows at a time: even and odd columns of both rows; the later
+             * candidate wins only when strictly greater, as in the scalar loop below */
+            for (; q + 4 <= ow; q += 4) {
+                F4 u0, u1, v0, v1;
+                memcpy(&u0, r0 + 2 * q, 16), memcpy(&u1, r0 + 2 * q + 4, 16);
+                memcpy(&v0, r1 + 2 * q, 16), memcpy(&v1, r1 + 2 * q + 4, 16);
+                F4 a = __builtin_shuffle(u0, u1, (I4){0, 2, 4, 6}), b = __builtin_shuffle(u0, u1, (I4){1, 3, 5, 7});
+                F4 c = __builtin_shuffle(v0, v1, (I4){0, 2, 4, 6}), d = __builtin_shuffle(v0, v1, (I4){1, 3, 5, 7});
+                F4 m = a;
+                I4 k = {0, 0, 0, 0}, gt;
+                gt = b > m, k = pick_i(gt, (I4){1, 1, 1, 1}, k), m = pick_f(gt, b, m);
+                gt = c > m, k = pick_i(gt, (I4){w, w, w, w}, k), m = pick_f(gt, c, m);
+                gt = d > m, k = pick_i(gt, (I4){w + 1, w + 1, w + 1, w + 1}, k), m = pick_f(gt, d, m);
+                int32_t at = 2 * r * w + 2 * q;
+                I4 pos = k + (I4){at, at + 2, at + 4, at + 6};
+                memcpy(yp + r * ow + q, &m, 16);
+                memcpy(ip + r * ow + q, &pos, 16);
+            }
+            for (; q < ow; q++) {
                 float a = r0[2 * q], b = r0[2 * q + 1], c = r1[2 * q], d = r1[2 * q + 1];
                 int32_t at = 2 * r * w + 2 * q;
                 float m = a;
@@ -142,11 +168,25 @@ static void maxpool_grad_planes(const float *dy, const int32_t *idx, int32_t pla
     if (h == 2 * oh && w == 2 * ow) {
         /* The windows tile the plane in 2 x 2 blocks (h = 2 oh means stride 2 and k <= 2,
          * or a single window; each window then lies in its own block): one write per
-         * pixel, no zeroing pass. */
+         * pixel, no zeroing pass; four windows at a time, then one by one. */
         for (int32_t p = 0; p < planes; p++) {
             float *dp = dx + (int64_t)p * h * w;
-            for (int32_t r = 0; r < oh; r++)
-                for (int32_t q = 0; q < ow; q++) {
+            for (int32_t r = 0; r < oh; r++) {
+                int32_t q = 0;
+                for (; q + 4 <= ow; q += 4) {
+                    int64_t o = ((int64_t)p * oh + r) * ow + q;
+                    int32_t base = 2 * r * w + 2 * q;
+                    F4 g, zero = {0, 0, 0, 0};
+                    I4 at, b0 = {base, base + 2, base + 4, base + 6};
+                    memcpy(&g, dy + o, 16), memcpy(&at, idx + o, 16);
+                    F4 e0 = pick_f(at == b0, g, zero), o0 = pick_f(at == b0 + 1, g, zero);
+                    F4 e1 = pick_f(at == b0 + w, g, zero), o1 = pick_f(at == b0 + w + 1, g, zero);
+                    F4 lo0 = __builtin_shuffle(e0, o0, (I4){0, 4, 1, 5}), hi0 = __builtin_shuffle(e0, o0, (I4){2, 6, 3, 7});
+                    F4 lo1 = __builtin_shuffle(e1, o1, (I4){0, 4, 1, 5}), hi1 = __builtin_shuffle(e1, o1, (I4){2, 6, 3, 7});
+                    memcpy(dp + base, &lo0, 16), memcpy(dp + base + 4, &hi0, 16);
+                    memcpy(dp + base + w, &lo1, 16), memcpy(dp + base + w + 4, &hi1, 16);
+                }
+                for (; q < ow; q++) {
                     int64_t o = ((int64_t)p * oh + r) * ow + q;
                     int32_t at = idx[o], base = 2 * r * w + 2 * q;
                     float g = dy[o];
@@ -155,6 +195,7 @@ static void maxpool_grad_planes(const float *dy, const int32_t *idx, int32_t pla
                     dp[base + w] = at == base + w ? g : 0.0f;
                     dp[base + w + 1] = at == base + w + 1 ? g : 0.0f;
                 }
+            }
         }
         return;
     }

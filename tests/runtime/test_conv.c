@@ -85,8 +85,9 @@ void test_maxpool(void) {
     /* odd sizes, both the 2 x 2 / stride 2 path and the general one, against a direct
      * search (values from few levels, so ties are common) */
     enum { P = 3, H = 7, W = 9 };
-    float xr[P * H * W], yr[P * 16], yw[P * 16];
-    int32_t ir[P * 16], iw[P * 16];
+    float xr[P * H * W], yr[P * 20], yw[P * 16];
+    int32_t ir[P * 20], iw[P * 16];
+    const float *xr_odd = xr;
     unsigned seed = 9;
     for (int i = 0; i < P * H * W; i++) xr[i] = (float)((int)((frand(&seed) + 0.5f) * 4));
     for (int k = 2; k <= 3; k++) {
@@ -105,12 +106,25 @@ void test_maxpool(void) {
         CHECK(!memcmp(yr, yw, sizeof(float) * P * OH * OW) && !memcmp(ir, iw, sizeof(int32_t) * P * OH * OW),
               "maxpool %dx%d stride 2 on 7x9 planes: values and first argmax", k, k);
     }
-    /* the gradient, on planes the 2 x 2 windows tile (8 x 6) and on ones they do not
+    /* the gradient, on planes the 2 x 2 windows tile (8 x 10) and on ones they do not
      * (7 x 9), against scattering dy at the argmax */
-    for (int tiled = 0; tiled < 2; tiled++) {
-        int h = tiled ? 8 : 7, w = tiled ? 6 : 9, OH = (h - 2) / 2 + 1, OW = (w - 2) / 2 + 1;
-        float dyv[P * 16], dx[P * H * W], want[P * H * W] = {0};
+    float xt[P * 8 * 10];
+    for (int i = 0; i < P * 8 * 10; i++) xt[i] = (float)((int)((frand(&seed) + 0.5f) * 4));
+    for (int tiled = 0; tiled < 2; tiled++) { /* 8 x 10: four windows at a time and one alone */
+        int h = tiled ? 8 : 7, w = tiled ? 10 : 9, OH = (h - 2) / 2 + 1, OW = (w - 2) / 2 + 1;
+        float dyv[P * 20], dx[P * 8 * 10], want[P * 8 * 10] = {0};
+        const float *xr = tiled ? xt : xr_odd;
         nnq_rt_maxpool(xr, P, h, w, 2, 2, yr, ir);
+        bool first_max = true;
+        for (int p = 0; p < P; p++)
+            for (int r = 0; r < OH; r++)
+                for (int q = 0; q < OW; q++) {
+                    int best = 2 * r * w + 2 * q, pos[3] = {best + 1, best + w, best + w + 1};
+                    for (int j = 0; j < 3; j++)
+                        if (xr[p * h * w + pos[j]] > xr[p * h * w + best]) best = pos[j];
+                    first_max &= ir[(p * OH + r) * OW + q] == best && yr[(p * OH + r) * OW + q] == xr[p * h * w + best];
+                }
+        CHECK(first_max, "maxpool 2x2 on %dx%d planes: values and first argmax", h, w);
         for (int i = 0; i < P * OH * OW; i++) dyv[i] = frand(&seed);
         for (int p = 0; p < P; p++)
             for (int o = 0; o < OH * OW; o++) want[p * h * w + ir[p * OH * OW + o]] += dyv[p * OH * OW + o];
