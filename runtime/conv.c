@@ -91,6 +91,13 @@ void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w
 typedef float F4 __attribute__((vector_size(16)));
 typedef int32_t I4 __attribute__((vector_size(16)));
 
+/* Lanes i0..i3 of a:b (0-3 from a, 4-7 from b): GCC and clang spell it differently. */
+#if defined(__clang__)
+#define SHUF4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#else
+#define SHUF4(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (I4){i0, i1, i2, i3})
+#endif
+
 /* Where mask is set, b, else a (lane by lane; bit operations, so any x86 does it in
  * registers). */
 static F4 pick_f(I4 mask, F4 b, F4 a) { return (F4)((mask & (I4)b) | (~mask & (I4)a)); }
@@ -111,8 +118,8 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
                 F4 u0, u1, v0, v1;
                 memcpy(&u0, r0 + 2 * q, 16), memcpy(&u1, r0 + 2 * q + 4, 16);
                 memcpy(&v0, r1 + 2 * q, 16), memcpy(&v1, r1 + 2 * q + 4, 16);
-                F4 a = __builtin_shuffle(u0, u1, (I4){0, 2, 4, 6}), b = __builtin_shuffle(u0, u1, (I4){1, 3, 5, 7});
-                F4 c = __builtin_shuffle(v0, v1, (I4){0, 2, 4, 6}), d = __builtin_shuffle(v0, v1, (I4){1, 3, 5, 7});
+                F4 a = SHUF4(u0, u1, 0, 2, 4, 6), b = SHUF4(u0, u1, 1, 3, 5, 7);
+                F4 c = SHUF4(v0, v1, 0, 2, 4, 6), d = SHUF4(v0, v1, 1, 3, 5, 7);
                 F4 m = a;
                 I4 k = {0, 0, 0, 0}, gt;
                 gt = b > m, k = pick_i(gt, (I4){1, 1, 1, 1}, k), m = pick_f(gt, b, m);
@@ -181,8 +188,8 @@ static void maxpool_grad_planes(const float *dy, const int32_t *idx, int32_t pla
                     memcpy(&g, dy + o, 16), memcpy(&at, idx + o, 16);
                     F4 e0 = pick_f(at == b0, g, zero), o0 = pick_f(at == b0 + 1, g, zero);
                     F4 e1 = pick_f(at == b0 + w, g, zero), o1 = pick_f(at == b0 + w + 1, g, zero);
-                    F4 lo0 = __builtin_shuffle(e0, o0, (I4){0, 4, 1, 5}), hi0 = __builtin_shuffle(e0, o0, (I4){2, 6, 3, 7});
-                    F4 lo1 = __builtin_shuffle(e1, o1, (I4){0, 4, 1, 5}), hi1 = __builtin_shuffle(e1, o1, (I4){2, 6, 3, 7});
+                    F4 lo0 = SHUF4(e0, o0, 0, 4, 1, 5), hi0 = SHUF4(e0, o0, 2, 6, 3, 7);
+                    F4 lo1 = SHUF4(e1, o1, 0, 4, 1, 5), hi1 = SHUF4(e1, o1, 2, 6, 3, 7);
                     memcpy(dp + base, &lo0, 16), memcpy(dp + base + 4, &hi0, 16);
                     memcpy(dp + base + w, &lo1, 16), memcpy(dp + base + w + 4, &hi1, 16);
                 }
