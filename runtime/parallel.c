@@ -156,15 +156,6 @@ void rt_parallel_set_min_items_cap(int64_t cap) {
 
 void rt_parallel_init(void) { pthread_once(&blas_once, blas_single_thread); }
 
-int rt_parallel_threads(void) {
-    pthread_mutex_lock(&pool_mu);
-    if (pool_threads == 0)
-        pool_threads = resolve_threads(0);
-    int t = pool_threads;
-    pthread_mutex_unlock(&pool_mu);
-    return t;
-}
-
 bool rt_parallel_reserve(int64_t per_thread, int64_t shared) {
     rt_parallel_init();
     pthread_mutex_lock(&pool_mu);

@@ -120,7 +120,6 @@ void rt_parallel_set_threads(int threads);
 void rt_parallel_set_min_items_cap(int64_t cap);
 /* Makes OpenBLAS single-threaded (once): the pool owns the cores. */
 void rt_parallel_init(void);
-int rt_parallel_threads(void); /* the set number of threads */
 /* Reserves per_thread floats of scratch for each of the set threads and `shared` floats
  * shared by a job's parts (kept when already as large); false when out of memory.
  * rt_thread_scratch returns the calling thread's, rt_shared_scratch the shared one; asking
