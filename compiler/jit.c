@@ -94,25 +94,34 @@ static LLVMTargetMachineRef host_machine(Diag *diag, int opt_level, bool for_obj
     return tm;
 }
 
-bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag) {
-    LLVMTargetMachineRef tm = host_machine(diag, opt_level, false);
-    if (!tm) return false;
+/* Gives the module tm's triple and data layout. */
+static void set_target(LLVMModuleRef mod, LLVMTargetMachineRef tm) {
     char *triple = LLVMGetTargetMachineTriple(tm);
     LLVMSetTarget(mod, triple);
     LLVMDisposeMessage(triple);
     LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
     LLVMSetModuleDataLayout(mod, dl);
     LLVMDisposeTargetData(dl);
-    bool ok = true;
-    if (opt_level > 0) {
-        char passes[32];
-        snprintf(passes, sizeof passes, "default<O%d>", opt_level > 3 ? 3 : opt_level);
-        LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-        LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
-        LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-        ok = !report(diag, LLVMRunPasses(mod, passes, tm, opts), "optimizing");
-        LLVMDisposePassBuilderOptions(opts);
-    }
+}
+
+/* The optimization pipeline at opt_level, for tm's target (the module has its layout). */
+static bool run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, Diag *diag) {
+    if (opt_level <= 0) return true;
+    char passes[32];
+    snprintf(passes, sizeof passes, "default<O%d>", opt_level > 3 ? 3 : opt_level);
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
+    bool ok = !report(diag, LLVMRunPasses(mod, passes, tm, opts), "optimizing");
+    LLVMDisposePassBuilderOptions(opts);
+    return ok;
+}
+
+bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag) {
+    LLVMTargetMachineRef tm = host_machine(diag, opt_level, false);
+    if (!tm) return false;
+    set_target(mod, tm);
+    bool ok = run_passes(mod, tm, opt_level, diag);
     LLVMDisposeTargetMachine(tm);
     return ok;
 }
@@ -182,12 +191,10 @@ static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef o
     if (!ok || rename(tmp, path) != 0) unlink(tmp);
 }
 
-/* Optimizes `mod` and compiles it to an object in memory (for the JIT: the JIT's code
- * model). NULL after reporting an error. */
-static LLVMMemoryBufferRef compile_object(LLVMModuleRef mod, int opt_level, Diag *diag) {
-    if (!cg_optimize(mod, opt_level, diag)) return NULL;
-    LLVMTargetMachineRef tm = host_machine(diag, opt_level, false);
-    if (!tm) return NULL;
+/* Optimizes `mod` (its target already set from tm) and compiles it to an object in
+ * memory with tm (the JIT's code model). NULL after reporting an error. */
+static LLVMMemoryBufferRef compile_object(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, Diag *diag) {
+    if (!run_passes(mod, tm, opt_level, diag)) return NULL;
     char *err = NULL;
     LLVMMemoryBufferRef obj = NULL;
     if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &obj)) {
@@ -195,7 +202,6 @@ static LLVMMemoryBufferRef compile_object(LLVMModuleRef mod, int opt_level, Diag
         LLVMDisposeMessage(err);
         obj = NULL;
     }
-    LLVMDisposeTargetMachine(tm);
     return obj;
 }
 
@@ -254,13 +260,12 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const 
         LLVMContextDispose(ctx);
         return NULL;
     }
-    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(mod, dl);
+    /* one target machine: the layout host_buffers sizes by, the passes, the object */
+    set_target(mod, tm);
+    LLVMTargetDataRef dl = LLVMGetModuleDataLayout(mod);
     int nvars;
     uint64_t data_size;
     HostVar *vars = host_buffers(mod, dl, &nvars, &data_size);
-    LLVMDisposeTargetData(dl);
-    LLVMDisposeTargetMachine(tm);
     LLVMMemoryBufferRef obj = NULL;
     char path[4096] = "";
     if (cache_dir && *cache_dir) {
@@ -281,9 +286,10 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const 
         }
     }
     if (!obj) {
-        obj = compile_object(mod, opt_level, diag);
+        obj = compile_object(mod, tm, opt_level, diag);
         if (obj && path[0]) cache_store(cache_dir, path, obj);
     }
+    LLVMDisposeTargetMachine(tm);
     LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);
     Jit *jit = NULL;
