@@ -2,7 +2,9 @@
 # The compiled-code cache: a first run stores one object, a second run of the same
 # program loads it ("from the compiled-code cache") and trains to the same model file;
 # a damaged cache file is ignored, recompiled and rewritten; another program gets an
-# entry of its own; --no-cache neither reads nor writes it.
+# entry of its own; --no-cache neither reads nor writes it. The first run's --profile
+# line in the metrics counts the iterations trained and charges time to the MLP's phases
+# (GEMM, batch norm, update) and none to convolutions.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -16,7 +18,14 @@ run() { # NAME [options]: trains c.nnq, keeps its output and model as NAME.*
     "$NNQC" run c.nnq --data-dir "$tmp" --epochs 1 --progress=lines --profile "$@" > "$name.out" 2>&1 || { cat "$name.out"; fail "$name failed"; }
     mv mlp_subset.nnqm "$name.nnqm"
 }
-run first
+run first --metrics first.jsonl
+prof=$(grep '"profile":true' first.jsonl) || fail "no profile line in the metrics"
+phase() { sed -n "s/.*\"seconds\":{[^}]*\"$1\":\([0-9.]*\).*/\1/p" <<< "$prof"; }
+iters=$(sed -n 's/.*"iterations":\([0-9]*\).*/\1/p' <<< "$prof")
+[ "$iters" = 17 ] || fail "profile counted $iters iterations, not 17 (1700 training samples at batch 100)"
+for p in gemm norm update; do ge "$(phase $p)" 0.000001 || fail "profile: no time in $p: $prof"; done
+for p in conv conv_dx conv_dw pool; do [ "$(phase $p)" = 0.000000 ] || fail "profile: time in $p for an MLP: $prof"; done
+grep -q "^update " first.out || fail "no profile table printed"
 grep -q "^compiled in" first.out && ! grep -q "compiled-code cache" first.out || fail "first run: $(grep compiled first.out)"
 [ "$(ls cache | wc -l)" = 1 ] && ls cache/*.o > /dev/null || fail "first run did not store one object: $(ls cache)"
 run second
@@ -35,4 +44,4 @@ run other
 rm -rf cache
 run nocache --no-cache
 [ ! -e cache ] || fail "--no-cache wrote the cache"
-echo "5 passed, 0 failed"
+echo "6 passed, 0 failed"
