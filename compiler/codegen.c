@@ -51,6 +51,9 @@ typedef struct Cg {
     LLVMValueRef *vtrain, *veval;    /* per IR value */
     LLVMValueRef *xtrain, *xeval;    /* per IR instruction: pooling argmax, dropout mask */
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */
+    LLVMValueRef mpi_size, mpi_base; /* i64 globals: processes in the job, this rank's first sample */
+    LLVMValueRef grad_table, grad_counts; /* every parameter's grad buffer and its length */
+    LLVMValueRef fingerprint;        /* i64 global: a hash of the module's text (cg_emit_module) */
     LLVMValueRef *kscalars;          /* the kernel being emitted: its scalars (beta, lr, ...) */
     LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
@@ -77,6 +80,8 @@ static LLVMValueRef rt_call(Cg *cg, const char *name, LLVMValueRef *args, int na
             args[k] = LLVMBuildBitCast(cg->b, args[k], cg->tp, "");
     return LLVMBuildCall2(cg->b, cg->rt_ty[i], cg->rt_fn[i], args, (unsigned)nargs, "");
 }
+
+static LLVMValueRef const_array(Cg *cg, LLVMTypeRef elem, const LLVMValueRef *vals, int n, const char *name);
 
 static LLVMValueRef global_buf(Cg *cg, const char *name, int64_t count, LLVMTypeRef elem) {
     if (count < 1) count = 1;
@@ -239,7 +244,7 @@ static void mark_cold(Cg *cg, LLVMValueRef fn) {
  * i64 (pointers through ptrtoint, f32 through its bits, i1 widened); par_begin hands
  * back the body's copies in place. Every iteration is computed by one thread, so
  * results do not depend on the thread count. */
-#define PAR_MAX_VALS 8
+#define PAR_MAX_VALS 10
 
 typedef struct ParLoop {
     LLVMValueRef outer_fn, body_fn;
@@ -349,6 +354,20 @@ static void make_buffers(Cg *cg) {
         if (cg->tc->keep_best)
             cg->best[i][0] = global_buf(cg, arena_printf(ar, "%s.best", p->name), p->count * K, cg->tf32);
     }
+    {
+        LLVMValueRef *ptrs = calloc(m->nparams + 1, sizeof *ptrs), *counts = calloc(m->nparams + 1, sizeof *counts);
+        for (int i = 0; i < m->nparams; i++) {
+            ptrs[i] = LLVMConstBitCast(cg->pbuf[i][IRB_GRAD], cg->tp);
+            counts[i] = ci64(cg, m->params[i].count);
+        }
+        cg->grad_table = const_array(cg, cg->tp, ptrs, m->nparams, "grads");
+        cg->grad_counts = const_array(cg, cg->ti64, counts, m->nparams, "grad.counts");
+        free(ptrs);
+        free(counts);
+    }
+    cg->fingerprint = LLVMAddGlobal(cg->mod, cg->ti64, "nnq.fingerprint");
+    LLVMSetInitializer(cg->fingerprint, ci64(cg, 0));
+    LLVMSetLinkage(cg->fingerprint, LLVMInternalLinkage);
     cg->bnbuf = calloc(m->nbns, sizeof *cg->bnbuf);
     cg->bestbn = calloc(m->nbns, sizeof(LLVMValueRef));
     cg->bntable = calloc(m->nbns, sizeof(LLVMValueRef));
@@ -372,6 +391,10 @@ static void make_buffers(Cg *cg) {
      * run at the same time), laid out by memplan.c; the values read after a call
      * (loss, correct, logits) get buffers of their own. */
     cg->dropout_step = global_buf(cg, "dropout.step", 1, cg->ti64);
+    cg->mpi_size = global_buf(cg, "mpi.size", 1, cg->ti64); /* 1 until nnq_main asks the runtime */
+    LLVMValueRef one = ci64(cg, 1);
+    LLVMSetInitializer(cg->mpi_size, LLVMConstArray(cg->ti64, &one, 1));
+    cg->mpi_base = global_buf(cg, "mpi.base", 1, cg->ti64);
     bool share = !m->unshared_memory;
     MemPlan plans[2] = {memplan_func(&m->train, cg->batch, share, ar), memplan_func(&m->eval, cg->batch, share, ar)};
     int64_t arena_size = plans[0].size > plans[1].size ? plans[0].size : plans[1].size;
@@ -409,6 +432,7 @@ typedef struct FnCtx {
     const IrFunc *f;
     LLVMValueRef *val;   /* per value: pointer to its data */
     LLVMValueRef n;      /* i64 batch rows */
+    LLVMValueRef ntot;   /* i64 rows of the global batch: n times the processes (train), n (eval) */
     LLVMValueRef hard;   /* eval: i1, use hard weights (and the hard batch-norm statistics) */
     LLVMValueRef calib;  /* eval: i1, batch-norm uses batch statistics and adds them to the hard ones */
     LLVMValueRef *extra; /* per instruction: pooling argmax, dropout mask, or NULL */
@@ -526,20 +550,35 @@ static void chan_sums(Cg *cg, int mode, ChanShape cs, LLVMValueRef x, LLVMValueR
     rt_call(cg, "nnq_rt_chan_reduce", args, 12);
 }
 
-/* Batch statistics of x (n rows) for the channels [c0, c1) (dim 1, over n and the
- * trailing dims): bn[4] = sum x, bn[2] = mean, bn[5] = sum (x - mean)^2, bn[3] =
- * 1/sqrt(var + 1e-5) with the biased variance. train: the running statistics move
- * towards the batch's (momentum 0.1, unbiased variance); otherwise (calibration) the
- * batch's mean and unbiased variance are added to the hard statistics bn[6], bn[7]. */
+/* Batch-norm ops run in one pass (stage 0), or, when the statistics are sums over the
+ * global batch of a data-parallel run, in stages between which the sums are
+ * all-reduced: 1 the sums of x (of dy and dy * y for the gradient), 2 the squared
+ * deviations from the global mean, 3 the rest. in_stage: the part of stage k runs. */
+static LLVMValueRef in_stage(Cg *cg, LLVMValueRef stage, int k) {
+    return LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, stage, ci64(cg, 0), ""),
+                       LLVMBuildICmp(cg->b, LLVMIntEQ, stage, ci64(cg, k), ""), "");
+}
+
+/* Batch statistics of x (n rows here, nf values per channel in the whole batch) for the
+ * channels [c0, c1) (dim 1, over n and the trailing dims): bn[4] = sum x, bn[2] = mean,
+ * bn[5] = sum (x - mean)^2, bn[3] = 1/sqrt(var + 1e-5) with the biased variance. train:
+ * the running statistics move towards the batch's (momentum 0.1, unbiased variance);
+ * otherwise (calibration) the batch's mean and unbiased variance are added to the hard
+ * statistics bn[6], bn[7]. Stages 1, 2 and 3 as above. */
 static void bn_batch_stats(Cg *cg, ChanShape as, LLVMValueRef A, LLVMValueRef bias, LLVMValueRef *bn, LLVMValueRef n,
-                           LLVMValueRef c0, LLVMValueRef c1, bool train) {
+                           LLVMValueRef nf, LLVMValueRef c0, LLVMValueRef c1, bool train, LLVMValueRef stage) {
     LLVMBuilderRef b = cg->b;
-    LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, as.S, ""), cg->tf32, "");
+    LLVMBasicBlockRef join;
+    if_begin(cg, in_stage(cg, stage, 1), &join);
     chan_sums(cg, CHAN_SUM, as, A, NULL, bias, NULL, n, c0, c1, bn[4], NULL);
+    if_end(cg, join);
+    if_begin(cg, in_stage(cg, stage, 2), &join);
     Loop j2 = loop_begin(cg, c0, c1, "chan");
     stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
     loop_end(cg, &j2);
     chan_sums(cg, CHAN_SQDEV, as, A, NULL, bias, bn[2], n, c0, c1, bn[5], NULL);
+    if_end(cg, join);
+    if_begin(cg, in_stage(cg, stage, 3), &join);
     LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
     Loop j4 = loop_begin(cg, c0, c1, "chan");
     LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
@@ -556,6 +595,7 @@ static void bn_batch_stats(Cg *cg, ChanShape as, LLVMValueRef A, LLVMValueRef bi
         stf(cg, bn[7], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[7], j4.iv), uvar, ""));
     }
     loop_end(cg, &j4);
+    if_end(cg, join);
 }
 
 /* c, h, w, o, kh, kw, stride, pad of a conv instruction, as i32 arguments. */
@@ -621,6 +661,10 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             LLVMValueRef step = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->dropout_step, cg->ti64), "");
             key = LLVMBuildXor(b, LLVMBuildMul(b, step, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""),
                                ci64(cg, (int64_t)((uint64_t)(i + 1) * 0xD1B54A32D192ED03ull)), "key");
+            /* element positions in the global batch: this rank's part starts at sample mpi.base */
+            LLVMValueRef base = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_base, cg->ti64), "");
+            int64_t per = ir_shape_elems(&in->shape); /* per sample */
+            key = LLVMBuildAdd(b, key, LLVMBuildMul(b, LLVMBuildMul(b, base, ci64(cg, per), ""), ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
         }
         LLVMValueRef v[4] = {A, fc->extra[drop - fc->f->insts], out, key};
         ParLoop p = par_begin(cg, "par.dropout", elems(cg, fc, &in->shape), 65536, v, 4);
@@ -668,7 +712,10 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
          * pass. The fused forms (fuse_layers.c) add the bias B[c] to x where it is read,
          * or mask dy by y > 0, computing the same values as the separate ops did. The
          * loop body is shared by every op of the same kind and layout: shapes, buffers
-         * and the batch-norm state (a table of its 8 buffers) come in its context. */
+         * and the batch-norm state (a table of its 8 buffers) come in its context.
+         * Training statistics are those of the global batch (ntot rows): in a
+         * data-parallel run the body runs in stages with the sums all-reduced between
+         * them (synchronized batch norm), otherwise in one pass. */
         bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD;
         bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN;
         bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL, relu = in->op == IR_RELU_BN_GRAD;
@@ -677,35 +724,40 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         LLVMValueRef flags = LLVMBuildOr(b, LLVMBuildZExt(b, hard, cg->ti64, ""),
                                          LLVMBuildShl(b, LLVMBuildZExt(b, calib, cg->ti64, ""), ci64(cg, 1), ""), "");
         int64_t S = chan_inner(as);
-        LLVMValueRef outer[8] = {A, B ? B : A, out, fc->n, flags, cg->bntable[in->attr[0]], ci64(cg, as->d[1]), ci64(cg, S)};
+        LLVMValueRef ntot = train || grad ? fc->ntot : fc->n;
+        LLVMValueRef outer[9] = {A, B ? B : A, out, fc->n, flags, cg->bntable[in->attr[0]], ci64(cg, as->d[1]), ci64(cg, S), ntot};
         int kind = in->op == IR_BN_TRAIN ? 0 : in->op == IR_BN_EVAL ? 1 : in->op == IR_BN_GRAD ? 2
                  : in->op == IR_BIAS_BN_TRAIN ? 3 : in->op == IR_BIAS_BN_EVAL ? 4 : 5;
         LLVMValueRef *body = &cg->bn_body[kind][S > 1];
         if (!*body) {
-            LLVMValueRef v[8];
+            LLVMValueRef v[9];
             memcpy(v, outer, sizeof v);
-            ParLoop p = par_range_begin(cg, grad ? "par.bn_grad" : "par.bn", outer[6], 1, v, 8);
+            ParLoop p = par_range_begin(cg, grad ? "par.bn_grad" : "par.bn", outer[6], 1, v, 9);
             A = v[0], B = v[1], out = v[2];
             LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end, bias = biased ? B : NULL;
             hard = LLVMBuildTrunc(b, v[4], cg->ti1, "hard");
-            calib = LLVMBuildTrunc(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), cg->ti1, "calib");
+            calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
+            LLVMValueRef stage = LLVMBuildLShr(b, v[4], ci64(cg, 2), "stage");
             ChanShape cs = {v[6], v[7], S > 1};
             LLVMValueRef bn[8], table = as_ptr(cg, v[5], cg->tp);
             for (int k = 0; k < 8; k++)
                 bn[k] = LLVMBuildLoad2(b, cg->tp, LLVMBuildInBoundsGEP2(b, cg->tp, table, (LLVMValueRef[]){ci64(cg, k)}, 1, ""), "");
-            LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, n, cs.S, ""), cg->tf32, "");
+            LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, v[8], cs.S, ""), cg->tf32, "");
             if (train) {
-                bn_batch_stats(cg, cs, A, bias, bn, n, c0, c1, true);
+                bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, true, stage);
             } else if (grad) {
                 /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
+                LLVMBasicBlockRef join;
+                if_begin(cg, in_stage(cg, stage, 1), &join);
                 chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, cs, A, B, NULL, NULL, n, c0, c1, bn[4], bn[5]);
+                if_end(cg, join);
             } else {
                 /* eval: mean and invstd from the running statistics, or from the hard
                  * network's recalibrated ones; when calibrating, from this batch, which is
                  * also added to the hard statistics (calibrate() averages them). */
                 LLVMBasicBlockRef join;
                 if_begin(cg, calib, &join);
-                bn_batch_stats(cg, cs, A, bias, bn, n, c0, c1, false);
+                bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, false, ci64(cg, 0));
                 if_end(cg, join);
                 if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
                 {
@@ -721,6 +773,8 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
                 if_end(cg, join);
             }
             /* Elementwise pass. */
+            LLVMBasicBlockRef last;
+            if_begin(cg, in_stage(cg, stage, 3), &last);
             ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, biased ? 5 : 4);
             LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
             if (grad) {
@@ -736,11 +790,37 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             }
             stf(cg, out, l.k, res);
             chan_end(cg, &l);
+            if_end(cg, last);
             par_finish(cg, &p);
             *body = p.body_fn;
         }
-        int64_t per = cg->batch * S;
-        par_call(cg, *body, outer[6], per >= 65536 ? 1 : 65536 / per, outer, 8);
+        int64_t per = cg->batch * S, min = per >= 65536 ? 1 : 65536 / per;
+        if (!train && !grad) {
+            par_call(cg, *body, outer[6], min, outer, 9);
+            return;
+        }
+        LLVMValueRef multi = LLVMBuildICmp(b, LLVMIntSGT, LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_size, cg->ti64), ""), ci64(cg, 1), "");
+        LLVMBasicBlockRef join;
+        if_begin(cg, LLVMBuildNot(b, multi, ""), &join);
+        par_call(cg, *body, outer[6], min, outer, 9);
+        if_end(cg, join);
+        if_begin(cg, multi, &join);
+        {
+            LLVMValueRef bnv[8];
+            for (int k = 0; k < 8; k++) bnv[k] = as_ptr(cg, cg->bnbuf[in->attr[0]][k], cg->tf32);
+            LLVMValueRef C = ci64(cg, as->d[1]);
+            for (int st = 1; st <= 3; st++) {
+                if (grad && st == 2) continue;
+                outer[4] = LLVMBuildOr(b, flags, ci64(cg, st << 2), "");
+                par_call(cg, *body, outer[6], min, outer, 9);
+                if (st == 3) break;
+                phase(cg, NNQ_PHASE_COMM);
+                rt_call(cg, "nnq_rt_mpi_sum", (LLVMValueRef[]){bnv[st == 1 ? 4 : 5], C}, 2);
+                if (grad) rt_call(cg, "nnq_rt_mpi_sum", (LLVMValueRef[]){bnv[5], C}, 2);
+                phase(cg, NNQ_PHASE_NORM);
+            }
+        }
+        if_end(cg, join);
         return;
     }
     case IR_CONV2D:
@@ -849,6 +929,7 @@ static void emit_tensor_functions(Cg *cg) {
     cg->train_step_ty = LLVMFunctionType(cg->tv, &cg->ti64, 1, 0);
     cg->train_step = new_function(cg, "train_step", cg->train_step_ty, false);
     FnCtx fc = {.f = &m->train, .n = LLVMGetParam(cg->train_step, 0), .extra = cg->xtrain};
+    fc.ntot = LLVMBuildMul(cg->b, fc.n, LLVMBuildLoad2(cg->b, cg->ti64, as_ptr(cg, cg->mpi_size, cg->ti64), ""), "ntot");
     fc.val = calloc(m->train.n, sizeof(LLVMValueRef));
     for (int i = 0; i < m->train.n; i++) fc.val[i] = cg->vtrain[i] ? as_ptr(cg, cg->vtrain[i], cg->tf32) : NULL;
     emit_func_body(cg, &fc);
@@ -861,6 +942,7 @@ static void emit_tensor_functions(Cg *cg) {
     cg->eval_batch_ty = LLVMFunctionType(cg->tf32, ps, 3, 0);
     cg->eval_batch = new_function(cg, "eval_batch", cg->eval_batch_ty, false);
     FnCtx ec = {.f = &m->eval, .n = LLVMGetParam(cg->eval_batch, 0), .extra = cg->xeval};
+    ec.ntot = ec.n;
     ec.hard = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(cg->eval_batch, 1), ci32(cg, 0), "hard");
     ec.calib = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(cg->eval_batch, 2), ci32(cg, 0), "calib");
     ec.val = calloc(m->eval.n, sizeof(LLVMValueRef));
@@ -1112,8 +1194,10 @@ static void emit_evaluate(Cg *cg) {
     LLVMBuilderRef b = cg->b;
     phase(cg, NNQ_PHASE_EVAL);
     LLVMValueRef correct = local(cg, cg->tf64, cf64(cg, 0), "correct");
-    LLVMValueRef end = LLVMBuildAdd(b, start, count, "");
-    Loop l = loop_begin_step(cg, start, end, ci64(cg, cg->batch), "batch");
+    /* each rank evaluates its part of the samples; the counts are summed */
+    LLVMValueRef first = LLVMBuildAdd(b, start, rt_call(cg, "nnq_rt_mpi_part", (LLVMValueRef[]){run, count, ci32(cg, 0)}, 3), "");
+    LLVMValueRef end = LLVMBuildAdd(b, first, rt_call(cg, "nnq_rt_mpi_part", (LLVMValueRef[]){run, count, ci32(cg, 1)}, 3), "");
+    Loop l = loop_begin_step(cg, first, end, ci64(cg, cg->batch), "batch");
     LLVMValueRef left = LLVMBuildSub(b, end, l.iv, "");
     LLVMValueRef nb = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci64(cg, cg->batch), ""), left, ci64(cg, cg->batch), "");
     LLVMValueRef args[8] = {run, ds, LLVMConstNull(cg->tp), l.iv, nb, cg->x, cg->y, ci32(cg, 0)};
@@ -1122,7 +1206,8 @@ static void emit_evaluate(Cg *cg) {
     LLVMValueRef c = LLVMBuildCall2(b, cg->eval_batch_ty, cg->eval_batch, eargs, 3, "");
     LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, correct), LLVMBuildFPExt(b, c, cg->tf64, ""), ""), correct);
     loop_end(cg, &l);
-    LLVMValueRef acc = LLVMBuildFDiv(b, get(cg, cg->tf64, correct), LLVMBuildSIToFP(b, count, cg->tf64, ""), "");
+    LLVMValueRef all = rt_call(cg, "nnq_rt_mpi_sum_f64", (LLVMValueRef[]){run, get(cg, cg->tf64, correct)}, 2);
+    LLVMValueRef acc = LLVMBuildFDiv(b, all, LLVMBuildSIToFP(b, count, cg->tf64, ""), "");
     phase(cg, NNQ_PHASE_OTHER);
     LLVMBuildRet(b, acc);
 }
@@ -1315,7 +1400,12 @@ static void emit_main(Cg *cg) {
     LLVMValueRef a2[2];
     a2[0] = run;
     a2[1] = ci64(cg, tc->seed);
-    rt_call(cg, "nnq_rt_seed", a2, 2);
+    LLVMValueRef seed = rt_call(cg, "nnq_rt_seed", a2, 2);
+    LLVMValueRef epochs = rt_call(cg, "nnq_rt_epochs", (LLVMValueRef[]){run, ci32(cg, tc->epochs)}, 2);
+    /* data parallelism: the ranks agree on the program and split every batch */
+    LLVMBuildStore(b, LLVMBuildSExt(b, rt_call(cg, "nnq_rt_world_size", &run, 1), cg->ti64, ""), as_ptr(cg, cg->mpi_size, cg->ti64));
+    LLVMBuildStore(b, rt_call(cg, "nnq_rt_mpi_part", (LLVMValueRef[]){run, ci64(cg, cg->batch), ci32(cg, 0)}, 3), as_ptr(cg, cg->mpi_base, cg->ti64));
+    rt_call(cg, "nnq_rt_mpi_start", (LLVMValueRef[]){run, LLVMBuildLoad2(b, cg->ti64, cg->fingerprint, ""), ci64(cg, cg->batch), seed, epochs}, 5);
     /* every convolution's scratch, reserved before any work */
     for (int which = 0; which < 2; which++) {
         const IrFunc *f = which ? &m->eval : &m->train;
@@ -1365,7 +1455,6 @@ static void emit_main(Cg *cg) {
             ntest = nval;
         }
     }
-    LLVMValueRef epochs = rt_call(cg, "nnq_rt_epochs", (LLVMValueRef[]){run, ci32(cg, tc->epochs)}, 2);
     LLVMValueRef iters = LLVMBuildSDiv(b, ntrain, ci64(cg, cg->batch), "iters");
     LLVMValueRef index = rt_call(cg, "nnq_rt_alloc", (LLVMValueRef[]){run, LLVMBuildMul(b, ntrain, ci64(cg, 8), "")}, 2);
 
@@ -1416,8 +1505,11 @@ static void emit_main(Cg *cg) {
     {
         LLVMValueRef start = LLVMBuildMul(b, it.iv, ci64(cg, cg->batch), "");
         phase(cg, NNQ_PHASE_DATA);
-        rt_call(cg, "nnq_rt_data_batch", (LLVMValueRef[]){run, ds, index, start, ci64(cg, cg->batch), cg->x, cg->y, ci32(cg, 1)}, 8);
-        LLVMBuildCall2(b, cg->train_step_ty, cg->train_step, (LLVMValueRef[]){ci64(cg, cg->batch)}, 1, "");
+        /* this rank's part of the batch (the whole batch without MPI) */
+        LLVMValueRef nb = rt_call(cg, "nnq_rt_data_shard", (LLVMValueRef[]){run, ds, index, start, ci64(cg, cg->batch), cg->x, cg->y, ci32(cg, 1)}, 8);
+        LLVMBuildCall2(b, cg->train_step_ty, cg->train_step, &nb, 1, "");
+        phase(cg, NNQ_PHASE_COMM);
+        rt_call(cg, "nnq_rt_mpi_grads", (LLVMValueRef[]){run, cg->grad_table, cg->grad_counts, ci32(cg, m->nparams)}, 4);
         phase(cg, NNQ_PHASE_OTHER);
         LLVMValueRef loss = ldf(cg, cg->vtrain[m->train.loss], ci64(cg, 0));
         LLVMValueRef correct = ldf(cg, cg->vtrain[m->train.correct], ci64(cg, 0));
@@ -1523,9 +1615,13 @@ static void emit_main(Cg *cg) {
         rt_call(cg, "nnq_rt_epoch_test", (LLVMValueRef[]){run, soft, hard}, 3);
         if_end(cg, j4);
     }
+    /* the epoch's loss and accuracy over every rank's samples */
     LLVMValueRef fi = LLVMBuildSIToFP(b, iters, cg->tf64, "");
-    LLVMValueRef mean_loss = LLVMBuildFDiv(b, get(cg, cg->tf64, sum_loss), fi, "");
-    LLVMValueRef tr_acc = LLVMBuildFDiv(b, get(cg, cg->tf64, sum_correct), LLVMBuildFMul(b, fi, cf64(cg, (double)cg->batch), ""), "");
+    LLVMValueRef ranks = LLVMBuildSIToFP(b, LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_size, cg->ti64), ""), cg->tf64, "");
+    LLVMValueRef all_loss = rt_call(cg, "nnq_rt_mpi_sum_f64", (LLVMValueRef[]){run, get(cg, cg->tf64, sum_loss)}, 2);
+    LLVMValueRef all_correct = rt_call(cg, "nnq_rt_mpi_sum_f64", (LLVMValueRef[]){run, get(cg, cg->tf64, sum_correct)}, 2);
+    LLVMValueRef mean_loss = LLVMBuildFDiv(b, LLVMBuildFDiv(b, all_loss, ranks, ""), fi, "");
+    LLVMValueRef tr_acc = LLVMBuildFDiv(b, all_correct, LLVMBuildFMul(b, fi, cf64(cg, (double)cg->batch), ""), "");
     rt_call(cg, "nnq_rt_epoch_end", (LLVMValueRef[]){run, ep.iv, mean_loss, tr_acc, get(cg, cg->tf64, vs), get(cg, cg->tf64, vh),
                                                      get(cg, cg->tf64, beta), get(cg, cg->tf64, lr)}, 8);
     if (tc->checkpoint_dir) {
@@ -1636,8 +1732,15 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
         LLVMDisposeMessage(msg);
         LLVMDisposeModule(cg.mod);
         cg.mod = NULL;
-    } else if (msg) {
-        LLVMDisposeMessage(msg);
+    } else {
+        if (msg) LLVMDisposeMessage(msg);
+        /* The program's identity for the ranks of a data-parallel run: FNV-1a of the
+         * module's text (while the fingerprint is still 0). */
+        char *text = LLVMPrintModuleToString(cg.mod);
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (const char *c = text; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+        LLVMDisposeMessage(text);
+        LLVMSetInitializer(cg.fingerprint, LLVMConstInt(cg.ti64, h >> 1, 0));
     }
     for (int i = 0; i < m->nparams * 3; i++) free(cg.pcomp[i]);
     free(cg.pcomp);

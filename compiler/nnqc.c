@@ -309,12 +309,12 @@ int main(int argc, char **argv) {
         bool cached;
         Jit *jit = jit_compile(m, o.opt_level, false, o.no_cache ? NULL : cache_dir(cache, sizeof cache), &cached, diag);
         if (!jit) goto done_prog;
-        if (o.run.profile)
-            printf("compiled in %.2fs%s\n", now_seconds() - t0, cached ? " (from the compiled-code cache)" : "");
         char *dup = strdup(o.file);
         o.run.base_dir = dirname(dup);
         NnqRun *run = nnq_run_new(&o.run);
         if (run) {
+            if (o.run.profile && nnq_run_rank(run) == 0) /* rank 0 speaks for an MPI job */
+                printf("compiled in %.2fs%s\n", now_seconds() - t0, cached ? " (from the compiled-code cache)" : "");
             rc = nnq_run_invoke(run, (int (*)(NnqRun *))jit_entry(jit));
             nnq_run_free(run);
         }

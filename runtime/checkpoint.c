@@ -188,9 +188,12 @@ void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch) {
         nnq_rt_fail(run, "training diverged in epoch %d (by iteration %lld): the first non-finite "
                     "tensor is %s; the last checkpoint and model file are left as they were",
                     epoch, (long long)ck_iteration(run), what);
-    if (!ck_signal || !run->ckpt_dir)
+    if (!run->ckpt_dir)
         return;
-    int sig = ck_signal;
+    /* every rank stops after the same epoch: the first signal any of them received */
+    int sig = rt_mpi_max_i32(run, ck_signal);
+    if (!sig)
+        return;
     nnq_rt_checkpoint_save(run, epoch, run->epochs);
     rt_progress_keep_metrics(run);
     nnq_rt_fail(run, "interrupted by %s after epoch %d of %d: checkpoint saved in '%s'; continue "
@@ -241,6 +244,11 @@ void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
     size_t n = strlen(d);
     while (n > 1 && d[n - 1] == '/')
         d[--n] = 0;
+    if (run->rank > 0) { /* rank 0 writes the checkpoints; the others only stop with it */
+        run->ckpt_dir = d;
+        ck_handle_signals(true);
+        return;
+    }
     char *probe = rt_strdup(run, d);
     const char *at;
     if (!ck_mkdirs(probe, &at)) {
@@ -277,6 +285,8 @@ static uint64_t ck_size(const NnqRun *run) {
 void nnq_rt_checkpoint_save(NnqRun *run, int32_t epoch, int32_t epochs) {
     if (!run->ckpt_dir)
         nnq_rt_fail(run, "checkpoint_save: no checkpoint directory (nnq_rt_checkpoint_dir)");
+    if (run->rank > 0) /* the state is the same on every rank: rank 0 saves it */
+        return;
     const char *dir = run->ckpt_dir;
     size_t n = strlen(dir);
     char *path = rt_alloc_block(run, (int64_t)(n + sizeof CKPT_FILE + 1), false);

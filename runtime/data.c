@@ -1076,6 +1076,27 @@ static NnqDataSet *data_get(NnqRun *run, int32_t ds, const char *fn) {
     return &run->datasets[ds];
 }
 
+static size_t data_sample_size(const NnqDataSet *d);
+
+/* A hash of a data set's shape, labels and pixels (64-bit words mixed in 4 lanes). */
+static uint64_t data_fingerprint(const NnqDataSet *d) {
+    uint64_t h[4] = {(uint64_t)d->count, (uint64_t)d->channels, (uint64_t)d->rows, (uint64_t)d->cols};
+    const unsigned char *parts[2] = {(const unsigned char *)d->pixels, (const unsigned char *)d->labels};
+    size_t bytes[2] = {(size_t)d->count * data_sample_size(d) * sizeof(float), (size_t)d->count * sizeof(int32_t)};
+    for (int p = 0; p < 2; p++) {
+        size_t i = 0;
+        for (; i + 32 <= bytes[p]; i += 32)
+            for (int k = 0; k < 4; k++) {
+                uint64_t w;
+                memcpy(&w, parts[p] + i + 8 * k, 8);
+                h[k] = (h[k] ^ w) * 0x100000001b3ull;
+            }
+        for (; i < bytes[p]; i++)
+            h[0] = (h[0] ^ parts[p][i]) * 0x100000001b3ull;
+    }
+    return h[0] ^ (h[1] * 31) ^ (h[2] * 961) ^ (h[3] * 29791);
+}
+
 /* Gives a loaded data set its identity normalization and adds it to the table; returns
  * its handle. Called with no file open. */
 static int32_t data_add(NnqRun *run, NnqDataSet *ds) {
@@ -1096,6 +1117,8 @@ static int32_t data_add(NnqRun *run, NnqDataSet *ds) {
         run->cap_datasets = cap;
     }
     run->datasets[run->ndatasets] = *ds;
+    if (run->nranks > 1) /* the ranks of an MPI job must have read the same samples */
+        rt_mpi_agree(run, data_fingerprint(ds), "data", ds->images_path);
     return run->ndatasets++;
 }
 
@@ -1321,13 +1344,25 @@ void nnq_rt_data_normalize(NnqRun *run, int32_t ds, int32_t mode, int32_t stats_
  * dst[c][h][w] = P[c][h + dy][w' + dx] of the image P padded by `pad` black pixels on
  * every side, where w' = W-1-w when flipped, else w. Black is the current value of a
  * loaded 0 in channel c. No allocation: one pass straight into dst. */
-static void data_augment_sample(NnqRun *run, const NnqDataSet *d, const float *src, float *dst) {
-    int64_t pad = d->aug_pad, dy = 0, dx = 0;
+typedef struct AugDraw {
+    int64_t dy, dx;
+    bool flip;
+} AugDraw;
+
+static AugDraw data_augment_draw(NnqRun *run, const NnqDataSet *d) {
+    AugDraw a = {0, 0, false};
+    int64_t pad = d->aug_pad;
     if (pad > 0) {
-        dy = (int64_t)rt_rng_below(run, (uint64_t)(2 * pad + 1)) - pad;
-        dx = (int64_t)rt_rng_below(run, (uint64_t)(2 * pad + 1)) - pad;
+        a.dy = (int64_t)rt_rng_below(run, (uint64_t)(2 * pad + 1)) - pad;
+        a.dx = (int64_t)rt_rng_below(run, (uint64_t)(2 * pad + 1)) - pad;
     }
-    bool flip = d->aug_hflip && (rt_rng_next(run) >> 63);
+    a.flip = d->aug_hflip && (rt_rng_next(run) >> 63);
+    return a;
+}
+
+static void data_augment_sample(const NnqDataSet *d, AugDraw a, const float *src, float *dst) {
+    int64_t dy = a.dy, dx = a.dx;
+    bool flip = a.flip;
     int64_t rows = d->rows, cols = d->cols;
     for (int32_t c = 0; c < d->channels; c++) {
         float black = (float)((0.0 - d->shift[c]) / d->scale[c]);
@@ -1349,8 +1384,11 @@ static void data_augment_sample(NnqRun *run, const NnqDataSet *d, const float *s
     }
 }
 
-void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,
-                       int64_t count, float *x, int32_t *y, int32_t augment) {
+/* Positions [start, start+count) of the batch; x and y receive positions [lo, hi) of
+ * them (the augmentation of the others is drawn and dropped). */
+static void data_positions(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,
+                           int64_t count, int64_t lo, int64_t hi, float *x, int32_t *y,
+                           int32_t augment) {
     NnqDataSet *d = data_get(run, ds, "data_batch");
     if (start < 0 || count < 0 || (!index && start + count > d->count))
         nnq_rt_fail(run, "batch of samples [%lld, %lld) is out of range: '%s' has %lld samples",
@@ -1367,14 +1405,29 @@ void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t st
                         "samples",
                         (long long)(start + i), (long long)s, d->images_path,
                         (long long)d->count);
+        AugDraw a = aug ? data_augment_draw(run, d) : (AugDraw){0, 0, false};
+        if (i < lo || i >= hi)
+            continue;
+        const float *src = d->pixels + (size_t)s * sample;
         if (aug)
-            data_augment_sample(run, d, d->pixels + (size_t)s * sample, x + (size_t)i * sample);
+            data_augment_sample(d, a, src, x + (size_t)(i - lo) * sample);
         else if (x)
-            memcpy(x + (size_t)i * sample, d->pixels + (size_t)s * sample,
-                   sample * sizeof(float));
+            memcpy(x + (size_t)(i - lo) * sample, src, sample * sizeof(float));
         if (y)
-            y[i] = d->labels[s];
+            y[i - lo] = d->labels[s];
     }
+}
+
+void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,
+                       int64_t count, float *x, int32_t *y, int32_t augment) {
+    data_positions(run, ds, index, start, count, 0, count, x, y, augment);
+}
+
+int64_t nnq_rt_data_shard(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,
+                          int64_t count, float *x, int32_t *y, int32_t augment) {
+    int64_t lo = nnq_rt_mpi_part(run, count, 0), n = nnq_rt_mpi_part(run, count, 1);
+    data_positions(run, ds, index, start, count, lo, lo + n, x, y, augment);
+    return n;
 }
 
 void nnq_rt_data_augment(NnqRun *run, int32_t ds, int32_t pad, int32_t hflip) {

@@ -200,6 +200,8 @@ void nnq_rt_model_save(NnqRun *run, const char *path) {
         nnq_rt_fail(run, "model_save: no model begun (nnq_rt_model_begin was not called)");
     if (!path || !*path)
         nnq_rt_fail(run, "cannot save model '%s': empty file name", run->pending_model);
+    if (run->rank > 0) /* every rank holds the same model: rank 0 writes it */
+        return;
     const char *model = run->pending_model;
     size_t mlen = strlen(model);
     RtWriter w;

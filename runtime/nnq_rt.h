@@ -51,7 +51,11 @@ NnqRun *nnq_run_new(const NnqRunOptions *opts);
 /* Calls entry(run) under the error trap. Returns entry's result when it returns, 1
  * after a reported error (the run stays usable; invokes may nest). */
 int nnq_run_invoke(NnqRun *run, int (*entry)(NnqRun *run));
+/* Frees the run. In an MPI job, a run that failed ends the whole job (MPI_Abort), so
+ * that no other rank waits for this one. */
 void nnq_run_free(NnqRun *run);
+/* This process's rank in its MPI job: 0 without MPI (runtime/mpi.c). */
+int nnq_run_rank(const NnqRun *run);
 
 /* Parses the run option at argv[*i] (--epochs, --seed, --threads, --data-dir,
  * --metrics, --resume, --progress, --quiet), advancing *i past its value. Returns 1 when consumed,

@@ -4,7 +4,8 @@
  *
  * Invariants:
  *  - Human-readable output goes to stdout; errors (run.c) to stderr. With
- *    options.quiet only the final "test accuracy" line is printed.
+ *    options.quiet only the final "test accuracy" line is printed; ranks other than 0 of
+ *    an MPI job print nothing but errors.
  *  - The live bar is drawn only when enabled (options.progress 1, or -1 with stdout a
  *    terminal), at most ~10 times a second, always on one line rewritten with '\r';
  *    bar_width records what is on the line so that the next regular line (or an error)
@@ -438,7 +439,7 @@ void nnq_rt_train_end(NnqRun *run, int32_t epochs, double test_soft, double test
     double total = run->training ? rt_now() - run->train_start : 0.0;
     run->training = false;
     bar_clear(run);
-    if (test_hard >= 0 || test_soft >= 0) {
+    if ((test_hard >= 0 || test_soft >= 0) && run->rank == 0) { /* rank 0 speaks for an MPI job */
         printf("test accuracy:");
         if (test_hard >= 0)
             printf(" hard %.4f", test_hard);

@@ -90,6 +90,9 @@ struct NnqRun {
     int32_t model_ntensors;
     char **model_names; /* names added, for the duplicate check */
 
+    /* the process group (mpi.c): rank 0 of 1 without MPI */
+    int32_t rank, nranks;
+
     /* checkpoints (checkpoint.c) */
     char *ckpt_dir; /* the program's checkpoint directory (tracked); NULL: none */
     RtCkptItem *ckpt_desc, *ckpt_state; /* declaration order; malloc'd arrays */
@@ -131,6 +134,18 @@ float *rt_shared_scratch(int64_t floats);
 /* gemm.c: nnq_rt_sgemm's contract, on the calling thread as one OpenBLAS call. */
 void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
                      const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc);
+
+/* mpi.c: joins the MPI job when launched by mpirun & co. (sets run->rank, run->nranks;
+ * quiets ranks > 0); the default thread count under MPI (0: every CPU); at release, a
+ * failed run ends the whole job (MPI_Abort) so no rank waits for it; the largest of
+ * each rank's v (v itself without MPI). Collectives: every rank must call them alike. */
+void rt_mpi_init(NnqRun *run);
+int32_t rt_mpi_threads(void);
+void rt_mpi_release(NnqRun *run);
+int32_t rt_mpi_max_i32(NnqRun *run, int32_t v);
+/* Fails on every rank unless every rank passes the same value (what: a noun for the
+ * message, where: a file or name). */
+void rt_mpi_agree(NnqRun *run, uint64_t value, const char *what, const char *where);
 
 /* binfile.c: little-endian binary files (model files, checkpoints). */
 uint32_t rt_le32(const unsigned char *p);

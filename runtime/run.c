@@ -75,8 +75,9 @@ NnqRun *nnq_run_new(const NnqRunOptions *opts) {
     }
     run->epoch_test_soft = run->epoch_test_hard = -1;
     run_seed_state(run, run->opts.seed >= 0 ? (uint64_t)run->opts.seed : 0);
+    rt_mpi_init(run);
     rt_parallel_init();
-    rt_parallel_set_threads(run->opts.threads);
+    rt_parallel_set_threads(run->opts.threads > 0 ? run->opts.threads : rt_mpi_threads());
     if (!rt_progress_open(run)) {
         nnq_run_free(run);
         return NULL;
@@ -132,6 +133,7 @@ void nnq_run_free(NnqRun *run) {
     free((char *)run->opts.base_dir);
     free((char *)run->opts.metrics_path);
     free((char *)run->opts.resume_dir);
+    rt_mpi_release(run); /* last: a failed rank ends the job here */
     free(run);
 }
 
@@ -144,7 +146,10 @@ void nnq_rt_fail(NnqRun *run, const char *fmt, ...) {
     if (run)
         rt_progress_interrupt(run);
     fflush(stdout);
-    fprintf(stderr, "nnqc: error: %s\n", msg);
+    if (run && run->nranks > 1)
+        fprintf(stderr, "nnqc: error: rank %d: %s\n", run->rank, msg);
+    else
+        fprintf(stderr, "nnqc: error: %s\n", msg);
     fflush(stderr);
     if (!run || !run->trap) {
         fprintf(stderr, "nnqc: internal error: nnq_rt_fail called outside nnq_run_invoke\n");
