@@ -196,6 +196,7 @@ void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch) {
         return;
     nnq_rt_checkpoint_save(run, epoch, run->epochs);
     rt_progress_keep_metrics(run);
+    rt_mpi_barrier(run); /* no rank ends the job (MPI_Abort) before rank 0 has saved */
     nnq_rt_fail(run, "interrupted by %s after epoch %d of %d: checkpoint saved in '%s'; continue "
                 "with the same command and --resume %s",
                 sig == SIGTERM ? "SIGTERM" : "SIGINT", epoch, run->epochs, run->ckpt_dir, run->ckpt_dir);

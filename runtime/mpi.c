@@ -191,6 +191,10 @@ void rt_mpi_agree(NnqRun *run, uint64_t value, const char *what, const char *whe
                     "every rank must read the same files", run->nranks, what, where);
 }
 
+void rt_mpi_barrier(NnqRun *run) {
+    if (run->nranks > 1) MPI_Barrier(MPI_COMM_WORLD);
+}
+
 int32_t rt_mpi_max_i32(NnqRun *run, int32_t v) {
     if (run->nranks <= 1) return v;
     int m = 0, in = v;

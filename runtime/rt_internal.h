@@ -143,6 +143,7 @@ void rt_mpi_init(NnqRun *run);
 int32_t rt_mpi_threads(void);
 void rt_mpi_release(NnqRun *run);
 int32_t rt_mpi_max_i32(NnqRun *run, int32_t v);
+void rt_mpi_barrier(NnqRun *run);
 /* Fails on every rank unless every rank passes the same value (what: a noun for the
  * message, where: a file or name). */
 void rt_mpi_agree(NnqRun *run, uint64_t value, const char *what, const char *where);
