@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "codegen.h"
-#include "ir.h"
+#include "pipeline.h"
 #include "lang.h"
 
 static double now(void) {
@@ -68,17 +68,11 @@ static void naive_update(int64_t n, float *g, float *a0, float *a1, float *m0, f
 }
 
 int main(void) {
-    Arena *arena = arena_new();
-    Diag *diag = diag_new(stderr);
-    SourceFile *s = source_from_string(arena, "bench.nnq", src);
-    AstNode *root = lang_parse(arena, diag, s);
-    Program *prog = root ? check_program(arena, diag, root, NNQ_STDLIB_DIR) : NULL;
-    IrModule *m = prog ? lower_program(prog, diag) : NULL;
-    if (!m) return 1;
-    autodiff_module(m);
-    fuse_layers_module(m);
-    fuse_module(m);
-    Jit *jit = jit_compile(m, 2, true, NULL, NULL, diag);
+    NnqCompilation c;
+    NnqCompileOptions o = {.stdlib_dir = NNQ_STDLIB_DIR, .until = NNQ_STAGE_IR};
+    if (!nnq_compile(&c, "bench.nnq", src, &o) || c.library) return 1;
+    IrModule *m = c.m;
+    Jit *jit = jit_compile(m, 2, true, NULL, NULL, c.diag);
     if (!jit) return 1;
     const char *p = m->params[0].name;
     int64_t n = m->params[0].count;
@@ -135,8 +129,6 @@ int main(void) {
     free(cbuf);
     free(cdst);
     jit_free(jit);
-    sx_pool_free(prog->pool);
-    diag_free(diag);
-    arena_free(arena);
+    nnq_compilation_free(&c);
     return 0;
 }

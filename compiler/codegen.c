@@ -395,8 +395,8 @@ static void make_buffers(Cg *cg) {
     LLVMValueRef one = ci64(cg, 1);
     LLVMSetInitializer(cg->mpi_size, LLVMConstArray(cg->ti64, &one, 1));
     cg->mpi_base = global_buf(cg, "mpi.base", 1, cg->ti64);
-    bool share = !m->unshared_memory;
-    MemPlan plans[2] = {memplan_func(&m->train, cg->batch, share, ar), memplan_func(&m->eval, cg->batch, share, ar)};
+    assert(m->planned && m->plan_batch == cg->batch); /* the memplan pass */
+    const MemPlan *plans = m->plan;
     int64_t arena_size = plans[0].size > plans[1].size ? plans[0].size : plans[1].size;
     LLVMValueRef arena = global_buf(cg, "arena", arena_size, cg->tf32);
     LLVMTypeRef arena_ty = LLVMArrayType(cg->tf32, (unsigned)(arena_size < 1 ? 1 : arena_size));

@@ -34,9 +34,11 @@ void jit_free(Jit *jit);
 bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag);
 
 /* Standalone trainers (nnqc build): adds `int main(argc, argv)` calling the runtime's
- * nnq_trainer_main with nnq_main; writes an optimized, position-independent object. */
+ * nnq_trainer_main with nnq_main. */
 void cg_add_trainer_main(LLVMModuleRef mod);
-bool cg_write_object(LLVMModuleRef mod, int opt_level, const char *path, Diag *diag);
+/* Optimizes `mod` and writes it as position-independent native code for the host: an
+ * object file, or assembly text; to `path`, or standard output when path is NULL. */
+bool cg_write_native(LLVMModuleRef mod, int opt_level, bool assembly, const char *path, Diag *diag);
 
 /* link.c: links an object with the runtime and its libraries into an executable at
  * `out`, atomically (a temporary name, then rename). */

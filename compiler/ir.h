@@ -61,7 +61,12 @@ typedef struct IrParam {
     const char *name;           /* "dense1.w" */
     IrShape shape;              /* no batch dimension */
     int64_t count;              /* elements */
-    ProjInst *proj;
+    /* `quant = ...`, as lowering found it: the projection's definition and label set
+     * (NULL: none), located at proj_loc; the instantiate pass makes proj from them. */
+    const AstNode *proj_def;
+    const LabelSet *proj_labels;
+    SrcLoc proj_loc;
+    ProjInst *proj;             /* NULL until the instantiate pass */
     IrInit init;
     int64_t fan_in, fan_out;    /* Xavier-uniform bound sqrt(6 / (fan_in + fan_out)) */
     double init_std;            /* IR_INIT_NORMAL */
@@ -95,6 +100,12 @@ typedef struct IrKernel {
     /* Input slots: per-element input i is slot i; scalar s is slot IR_SCALAR_SLOT(s). */
 } IrKernel;
 
+/* memplan.c's result for one function: see memplan_func below. */
+typedef struct MemPlan {
+    int64_t *value, *side;
+    int64_t size, total;
+} MemPlan;
+
 typedef struct IrModule {
     Arena *arena;
     Program *prog;
@@ -111,6 +122,10 @@ typedef struct IrModule {
     /* Code generation: give every value and scratch buffer memory of its own instead of
      * sharing by lifetime (nnqc --no-share-memory; tests compare both layouts). */
     bool unshared_memory;
+    /* The memplan pass's result: [0] train, [1] eval, at plan_batch; planned false before. */
+    bool planned;
+    int64_t plan_batch;
+    MemPlan plan[2];
 } IrModule;
 
 /* Appends an instruction, returns its value id. */
@@ -121,8 +136,13 @@ bool ir_shape_equal(const IrShape *a, const IrShape *b);
 void ir_shape_format(const IrShape *s, IrDType dt, char *buf, size_t n);
 
 /* lower.c: lowers the program's trained model to train/eval forward functions,
- * checking shapes. NULL after reporting errors. */
+ * checking shapes; each parameter records its `quant = ...` (proj_def, proj_labels).
+ * NULL after reporting errors. */
 IrModule *lower_program(Program *prog, Diag *diag);
+/* instantiate.c: the instantiate pass: every parameter's projection instantiated for its label
+ * set (proj.c, cached per pair), then every projection the model does not use checked
+ * on its own (proj_check_unused). False after reporting errors. */
+bool instantiate_module(IrModule *m, Diag *diag, const AstNode *root);
 /* memplan.c: buffer offsets (in floats) into one arena for a function run at `batch`.
  * value[i], side[i]: offset of value i and of instruction i's side buffer (a maxpool's
  * argmax positions, a dropout's mask); -1 where the instruction has none or it is not planned (input,
@@ -130,11 +150,10 @@ IrModule *lower_program(Program *prog, Diag *diag);
  * after the function returns: loss, correct, logits). size: the arena's floats; total:
  * the sum of all planned buffers, for comparison. share false: every buffer gets its
  * own memory (size == total). */
-typedef struct MemPlan {
-    int64_t *value, *side;
-    int64_t size, total;
-} MemPlan;
 MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena);
+/* memplan.c: the memplan pass: plans both functions at the training batch (the train
+ * block's, else 100), sharing unless m->unshared_memory, into m->plan. */
+void memplan_module(IrModule *m);
 int64_t memplan_value_elems(const IrInst *in, int64_t batch);
 
 /* autodiff.c: appends the backward pass to m->train (reverse mode from the loss). */

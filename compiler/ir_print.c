@@ -160,9 +160,9 @@ void ir_print_module(const IrModule *m, FILE *out) {
     for (int i = 0; i < m->nparams; i++) {
         const IrParam *p = &m->params[i];
         ir_shape_format(&p->shape, IR_F32, sh, sizeof sh);
-        fprintf(out, "param @%s : %s quant %s", p->name, sh, p->proj->name);
-        if (p->proj->labels) fprintf(out, "(%s)", p->proj->labels->name);
-        fprintf(out, " aux %d", p->proj->ncomp);
+        fprintf(out, "param @%s : %s quant %s", p->name, sh, p->proj_def ? p->proj_def->name : "float");
+        if (p->proj_labels) fprintf(out, "(%s)", p->proj_labels->name);
+        if (p->proj) fprintf(out, " aux %d", p->proj->ncomp); /* once instantiated */
         if (p->init == IR_INIT_XAVIER)
             fprintf(out, " init xavier(%lld, %lld)\n", (long long)p->fan_in, (long long)p->fan_out);
         else
@@ -170,11 +170,11 @@ void ir_print_module(const IrModule *m, FILE *out) {
     }
     for (int i = 0; i < m->nbns; i++)
         fprintf(out, "bn @%s : %lld features\n", m->bns[i].name, (long long)m->bns[i].features);
-    if (m->prog && m->prog->train) {
-        /* what memplan.c gives the code generator: one arena for both functions */
-        int64_t batch = m->prog->train->batch;
-        MemPlan t = memplan_func(&m->train, batch, true, m->arena), e = memplan_func(&m->eval, batch, true, m->arena);
-        int64_t size = t.size > e.size ? t.size : e.size, total = t.total > e.total ? t.total : e.total;
+    if (m->planned) {
+        /* what the memplan pass gives the code generator: one arena for both functions */
+        int64_t batch = m->plan_batch;
+        const MemPlan *t = &m->plan[0], *e = &m->plan[1];
+        int64_t size = t->size > e->size ? t->size : e->size, total = t->total > e->total ? t->total : e->total;
         fprintf(out, "; memory at batch %lld: %.1f MiB of values and scratch (%.1f MiB unshared)\n",
                 (long long)batch, (double)size * 4 / 1048576, (double)total * 4 / 1048576);
         fprintf(out, "; work at batch %lld: %.4g GFLOP per training step in matrix products and convolutions\n",

@@ -373,15 +373,29 @@ void jit_free(Jit *jit) {
     free(jit);
 }
 
-bool cg_write_object(LLVMModuleRef mod, int opt_level, const char *path, Diag *diag) {
+bool cg_write_native(LLVMModuleRef mod, int opt_level, bool assembly, const char *path, Diag *diag) {
     if (!cg_optimize(mod, opt_level, diag)) return false;
     LLVMTargetMachineRef tm = host_machine(diag, opt_level, true);
     if (!tm) return false;
     char *err = NULL;
-    bool ok = !LLVMTargetMachineEmitToFile(tm, mod, (char *)path, LLVMObjectFile, &err);
+    LLVMCodeGenFileType kind = assembly ? LLVMAssemblyFile : LLVMObjectFile;
+    bool ok;
+    if (path) {
+        ok = !LLVMTargetMachineEmitToFile(tm, mod, (char *)path, kind, &err);
+    } else { /* standard output */
+        LLVMMemoryBufferRef buf = NULL;
+        ok = !LLVMTargetMachineEmitToMemoryBuffer(tm, mod, kind, &err, &buf);
+        if (ok) {
+            size_t n = LLVMGetBufferSize(buf);
+            ok = fwrite(LLVMGetBufferStart(buf), 1, n, stdout) == n && fflush(stdout) == 0;
+            if (!ok) err = NULL;
+            LLVMDisposeMemoryBuffer(buf);
+        }
+    }
     if (!ok) {
-        diag_error_noloc(diag, "cannot write object file %s: %s", path, err ? err : "unknown error");
-        LLVMDisposeMessage(err);
+        diag_error_noloc(diag, "cannot write %s %s: %s", assembly ? "assembly" : "object file", path ? path : "to standard output",
+                         err ? err : "write error");
+        if (err) LLVMDisposeMessage(err);
     }
     LLVMDisposeTargetMachine(tm);
     return ok;

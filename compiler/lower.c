@@ -4,7 +4,8 @@
  * mismatch is reported at the layer that causes it.
  *
  * Requires: a checked Program. Produces: an IrModule with parameters (one per weight
- * and bias tensor, each with its instantiated projection) and batch-norm states.
+ * and bias tensor, each with the projection and label set its `quant = ...` names,
+ * instantiated by the next pass, instantiate.c) and batch-norm states.
  * The model is lowered twice, once per mode; the second pass reuses the parameters the
  * first created, in creation order. */
 #include <math.h>
@@ -111,8 +112,14 @@ static bool check_layer_args(Lower *lw, const AstNode *call, int lo, int hi,
     return ok;
 }
 
-/* The projection of `quant = ...` (absent: float). */
-static ProjInst *quant_of(Lower *lw, const AstNode *call) {
+/* What `quant = ...` names (absent: float), checked; the instantiate pass makes it. */
+typedef struct ProjUse {
+    const AstNode *def;
+    const LabelSet *labels;
+    SrcLoc loc;
+} ProjUse;
+
+static bool quant_of(Lower *lw, const AstNode *call, ProjUse *use) {
     const AstNode *q = named(call, "quant");
     if (q && q->kind == AST_IDENT) { /* a block parameter holding a quantizer */
         const Binding *bd = lookup(lw, q->name);
@@ -127,7 +134,7 @@ static ProjInst *quant_of(Lower *lw, const AstNode *call) {
         else if (q->kind == AST_CALL) pname = q->name, largs = q;
         else {
             lerror(lw, q->loc, "quant must name a projection, e.g. pmf(binary) or float", NULL, NULL);
-            return NULL;
+            return false;
         }
     }
     const AstNode *def = program_find_projection(lw->prog, pname);
@@ -139,7 +146,7 @@ static ProjInst *quant_of(Lower *lw, const AstNode *call) {
             at_len += (size_t)snprintf(list + at_len, sizeof list - at_len, "%s%s", i ? ", " : "",
                                        lw->prog->projs[i]->name);
         if (at_len) diag_note(lw->diag, at, "known projections: %s", list);
-        return NULL;
+        return false;
     }
     int want = def->kids[0] ? def->kids[0]->nkids : 0;
     int got = largs ? largs->nkids : 0;
@@ -149,7 +156,7 @@ static ProjInst *quant_of(Lower *lw, const AstNode *call) {
                  want == 1 ? " (a label set)" : "s", got);
         lerror(lw, at, "%s", msg, NULL);
         diag_note(lw->diag, def->loc, "'%s' is defined here", pname);
-        return NULL;
+        return false;
     }
     const LabelSet *ls = NULL;
     if (got) {
@@ -160,13 +167,14 @@ static ProjInst *quant_of(Lower *lw, const AstNode *call) {
                 lerror(lw, a->loc, "unknown label set '%s'", a->name, NULL);
             else
                 lerror(lw, a->loc, "a projection's argument must name a label set", NULL, NULL);
-            return NULL;
+            return false;
         }
     }
-    return proj_instantiate(lw->prog, lw->diag, def, ls, at);
+    *use = (ProjUse){def, ls, at};
+    return true;
 }
 
-static int new_param(Lower *lw, const char *name, IrShape shape, ProjInst *pi, IrInit init,
+static int new_param(Lower *lw, const char *name, IrShape shape, const ProjUse *pu, IrInit init,
                      int64_t fan_in, int64_t fan_out, const AstNode *at) {
     IrModule *m = lw->m;
     int idx = lw->next_param++;
@@ -177,7 +185,10 @@ static int new_param(Lower *lw, const char *name, IrShape shape, ProjInst *pi, I
         p->name = name;
         p->shape = shape;
         p->count = ir_shape_elems(&shape);
-        p->proj = pi;
+        p->proj_def = pu->def;
+        p->proj_labels = pu->labels;
+        p->proj_loc = pu->loc;
+        p->proj = NULL;
         p->init = init;
         p->fan_in = fan_in;
         p->fan_out = fan_out;
@@ -290,16 +301,16 @@ static int weighted_layer(Lower *lw, const AstNode *e, const char *kind, int lay
     bool bias = true;
     const AstNode *b = named(e, "bias");
     if (b && !bool_arg(lw, b, &bias)) return -1;
-    ProjInst *pi = quant_of(lw, e);
-    if (!pi) return -1;
-    int w = new_param(lw, arena_printf(arena, "%s%d.w", kind, layer), wshape, pi, IR_INIT_XAVIER,
+    ProjUse pu;
+    if (!quant_of(lw, e, &pu)) return -1;
+    int w = new_param(lw, arena_printf(arena, "%s%d.w", kind, layer), wshape, &pu, IR_INIT_XAVIER,
                       fan_in, fan_out, e);
     int y = emit(lw, op, x, w, yshape, e);
     lw->f->insts[y].attr[0] = attr0;
     lw->f->insts[y].attr[1] = attr1;
     if (bias) {
         int64_t bd[1] = {wshape.d[op == IR_MATMUL ? 1 : 0]};
-        int bv = new_param(lw, arena_printf(arena, "%s%d.b", kind, layer), ir_shape(1, bd), pi,
+        int bv = new_param(lw, arena_printf(arena, "%s%d.b", kind, layer), ir_shape(1, bd), &pu,
                            IR_INIT_NORMAL, fan_in, fan_out, e);
         y = emit(lw, IR_BIAS_ADD, y, bv, yshape, e);
     }

@@ -1,8 +1,9 @@
 /* memplan.c — buffer planning: where each IR value and each instruction's scratch
  * buffer lives in memory.
  *
- * Requires: a verified function (train or eval) and the batch size it runs at.
- * Produces: a MemPlan of offsets into one arena of floats. Two buffers share memory only
+ * Requires: a verified function (train or eval) and the batch size it runs at; as the
+ * memplan pass (memplan_module), a module after fuse.
+ * Produces: a MemPlan of offsets into one arena of floats (the pass: m->plan). Two buffers share memory only
  * when their lifetimes do not overlap, so the arena holds the peak of live data, not
  * the sum of every value (a VGG-16 step at batch 128 needs about a fifth of the sum).
  *
@@ -126,4 +127,11 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
     free(end);
     free(side_end);
     return p;
+}
+
+void memplan_module(IrModule *m) {
+    m->plan_batch = m->prog && m->prog->train ? m->prog->train->batch : 100;
+    m->plan[0] = memplan_func(&m->train, m->plan_batch, !m->unshared_memory, m->arena);
+    m->plan[1] = memplan_func(&m->eval, m->plan_batch, !m->unshared_memory, m->arena);
+    m->planned = true;
 }

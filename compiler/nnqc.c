@@ -1,12 +1,6 @@
-/* nnqc.c — the driver: parses flags, runs the pipeline, hands the result to the JIT
- * and the runtime. The passes, in order (each in its own file):
- *
- *   source_load -> lang_parse -> check_program -> lower_program -> proj_check_unused
- *   -> autodiff_module -> fuse_layers_module -> fuse_module -> cg_emit_module -> cg_optimize -> ORC LLJIT
- *   -> nnq_main(run)
- *
- * with verify_module after every IR pass when --verify-each is given (and always in
- * builds without NDEBUG). */
+/* nnqc.c — the driver: parses flags, runs the pipeline (pipeline.c, where the passes
+ * are listed), then hands the IR module to the back end: the JIT and the runtime (run),
+ * a standalone trainer (build), or a printed stage (--emit). */
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -17,22 +11,22 @@
 #include <llvm-c/Core.h>
 
 #include "codegen.h"
-#include "ir.h"
-#include "lang.h"
 #include "nnq_rt.h"
+#include "pipeline.h"
 
 #ifndef NNQ_STDLIB_DIR
 #define NNQ_STDLIB_DIR "stdlib"
 #endif
 
-typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM } Emit;
+typedef enum Emit { EMIT_NONE, EMIT_TOKENS, EMIT_AST, EMIT_IR, EMIT_LLVM, EMIT_ASM, EMIT_OBJ } Emit;
+static const char *const emit_names[] = {"", "tokens", "ast", "ir", "llvm", "asm", "obj"};
 
 typedef struct Options {
     const char *command; /* run, check, or NULL with --emit */
     const char *file;
     Emit emit;
     const char *dump_after;
-    const char *output; /* build: -o */
+    const char *output; /* build, --emit: -o */
     bool verify_each;
     bool unshared_memory;
     bool no_cache;
@@ -45,15 +39,16 @@ static void usage(FILE *out) {
     fputs("usage: nnqc run FILE.nnq [options]       compile and train\n"
           "       nnqc build FILE.nnq -o TRAINER    write a standalone trainer executable\n"
           "       nnqc check FILE.nnq               report errors only\n"
-          "       nnqc --emit=STAGE FILE.nnq        print a stage: tokens, ast, ir, llvm\n"
+          "       nnqc --emit=STAGE FILE.nnq        print a stage: tokens, ast, ir, llvm, asm, obj\n"
           "       nnqc inspect MODEL.nnqm           summarize a trained model file\n"
           "training options (run; a built trainer takes the same):\n",
           out);
     fputs(nnq_run_options_help(), out);
     fputs("compiler options:\n"
-          "  -o PATH            the trainer to write (build)\n"
+          "  -o PATH            the trainer to write (build); where --emit writes (default stdout)\n"
           "  -O N               LLVM optimization level 0-3 (default 2)\n"
-          "  --dump-after=PASS  print the IR after lower, autodiff, fuse_layers or fuse\n"
+          "  --dump-after=PASS  print the IR after a pass: lower, instantiate, autodiff, fuse_layers,\n"
+          "                     fuse or memplan\n"
           "  --verify-each      run the IR verifier after every pass\n"
           "  --no-share-memory  give every IR value its own buffer (no lifetime sharing)\n"
           "  --no-fuse-layers   keep bias_add + batch norm and relu_grad + bn_grad as separate ops\n"
@@ -96,18 +91,22 @@ static int parse_args(int argc, char **argv, Options *o) {
             return 0;
         } else if ((t = TAKES("--emit"))) {
             if (t < 0) return 2;
-            if (!strcmp(val, "tokens")) o->emit = EMIT_TOKENS;
-            else if (!strcmp(val, "ast")) o->emit = EMIT_AST;
-            else if (!strcmp(val, "ir")) o->emit = EMIT_IR;
-            else if (!strcmp(val, "llvm")) o->emit = EMIT_LLVM;
-            else {
-                fprintf(stderr, "nnqc: error: unknown stage '%s' (tokens, ast, ir, llvm)\n", val);
+            for (int e = EMIT_TOKENS; e <= EMIT_OBJ; e++)
+                if (!strcmp(val, emit_names[e])) o->emit = (Emit)e;
+            if (!o->emit) {
+                fprintf(stderr, "nnqc: error: unknown stage '%s' (tokens, ast, ir, llvm, asm, obj)\n", val);
                 return 2;
             }
         } else if ((t = TAKES("--dump-after"))) {
             if (t < 0) return 2;
-            if (strcmp(val, "lower") && strcmp(val, "autodiff") && strcmp(val, "fuse_layers") && strcmp(val, "fuse"))
-                goto bad_value;
+            bool known = false;
+            for (int p = 0; nnq_ir_pass_name(p); p++) known |= !strcmp(val, nnq_ir_pass_name(p));
+            if (!known) {
+                fprintf(stderr, "nnqc: error: unknown pass '%s' for --dump-after (", val);
+                for (int p = 0; nnq_ir_pass_name(p); p++) fprintf(stderr, "%s%s", p ? ", " : "", nnq_ir_pass_name(p));
+                fprintf(stderr, ")\n");
+                return 2;
+            }
             o->dump_after = val;
         } else if ((t = TAKES("-o"))) {
             if (t < 0) return 2;
@@ -139,10 +138,6 @@ static int parse_args(int argc, char **argv, Options *o) {
             fprintf(stderr, "nnqc: error: unexpected argument '%s'\n", a);
             return 2;
         }
-        continue;
-    bad_value:
-        fprintf(stderr, "nnqc: error: bad value '%s' for %s\n", val, a);
-        return 2;
     }
     if ((!o->command && !o->emit) || !o->file) {
         usage(stderr);
@@ -170,7 +165,7 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
         size_t n = strlen(o->output) + 8;
         char *obj = malloc(n);
         snprintf(obj, n, "%s.o.tmp", o->output);
-        ok = cg_write_object(mod, o->opt_level, obj, diag) && link_trainer(obj, o->output, diag);
+        ok = cg_write_native(mod, o->opt_level, false, obj, diag) && link_trainer(obj, o->output, diag);
         remove(obj);
         free(obj);
         LLVMDisposeModule(mod);
@@ -179,20 +174,12 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
     return ok;
 }
 
-static bool verify(const Options *o, const IrModule *m, const char *after) {
-#ifdef NDEBUG
-    if (!o->verify_each) return true;
-#endif
-    if (verify_module(m, stderr)) return true;
-    fprintf(stderr, "nnqc: note: after pass '%s'\n", after);
-    return false;
-}
-
-static void dump(const Options *o, const IrModule *m, const char *pass) {
-    if (o->dump_after && !strcmp(o->dump_after, pass)) {
-        printf("; IR after %s\n", pass);
-        ir_print_module(m, stdout);
-    }
+/* The module's text on stdout; true when written. */
+static bool fputs_module(LLVMModuleRef mod) {
+    char *text = LLVMPrintModuleToString(mod);
+    bool ok = fputs(text, stdout) >= 0;
+    LLVMDisposeMessage(text);
+    return ok;
 }
 
 /* `nnqc inspect`: every tensor with its shape and, for quantized ones, how many values
@@ -243,72 +230,60 @@ int main(int argc, char **argv) {
     const char *stdlib_dir = getenv("NNQ_STDLIB");
     if (!stdlib_dir || !*stdlib_dir) stdlib_dir = NNQ_STDLIB_DIR;
 
-    Arena *arena = arena_new();
-    Diag *diag = diag_new(stderr);
+    if (o.emit == EMIT_TOKENS) { /* the lexer alone: no parse */
+        Arena *arena = arena_new();
+        Diag *diag = diag_new(stderr);
+        SourceFile *src = source_load(arena, o.file, diag);
+        rc = src && lang_dump_tokens(src, diag, stdout) ? 0 : 1;
+        diag_free(diag);
+        arena_free(arena);
+        return rc;
+    }
+    NnqCompileOptions co = {.stdlib_dir = stdlib_dir, .dump_after = o.dump_after, .verify_each = o.verify_each,
+                            .no_fuse_layers = o.no_fuse_layers, .unshared_memory = o.unshared_memory,
+                            .until = o.emit == EMIT_AST ? NNQ_STAGE_PARSE : NNQ_STAGE_IR};
+    NnqCompilation c;
     rc = 1;
-    SourceFile *src = source_load(arena, o.file, diag);
-    if (!src) goto done;
-    if (o.emit == EMIT_TOKENS) {
-        rc = lang_dump_tokens(src, diag, stdout) ? 0 : 1;
-        goto done;
-    }
-    AstNode *root = lang_parse(arena, diag, src);
-    if (!root) goto done;
+    if (!nnq_compile(&c, o.file, NULL, &co)) goto done;
+    Diag *diag = c.diag;
+    IrModule *m = c.m;
     if (o.emit == EMIT_AST) {
-        ast_dump(root, stdout);
+        ast_dump(c.root, stdout);
         rc = 0;
-        goto done;
-    }
-    Program *prog = check_program(arena, diag, root, stdlib_dir);
-    if (!prog) goto done;
-    prog->main_path = o.file;
-    if (o.command && !strcmp(o.command, "check") && prog->nmodels == 0) {
-        /* a library file: nothing to lower, but every projection is checked */
-        rc = proj_check_unused(prog, diag, root) ? 0 : 1;
-        goto done_prog;
-    }
-    IrModule *m = lower_program(prog, diag);
-    /* After lowering, which instantiates the projections the model uses. */
-    if (!m || !proj_check_unused(prog, diag, root) || !verify(&o, m, "lower")) goto done_prog;
-    m->unshared_memory = o.unshared_memory;
-    dump(&o, m, "lower");
-    autodiff_module(m);
-    if (!verify(&o, m, "autodiff")) goto done_prog;
-    dump(&o, m, "autodiff");
-    if (!o.no_fuse_layers) fuse_layers_module(m);
-    if (!verify(&o, m, "fuse_layers")) goto done_prog;
-    dump(&o, m, "fuse_layers");
-    fuse_module(m);
-    if (!verify(&o, m, "fuse")) goto done_prog;
-    dump(&o, m, "fuse");
-    if (o.emit == EMIT_IR) {
+    } else if (c.library) {
+        /* a library file: checked; nothing to lower, run or emit */
+        if (o.command && !strcmp(o.command, "check")) rc = 0;
+        else diag_error_noloc(diag, "%s: the program defines no model", o.file);
+    } else if (o.emit == EMIT_IR) {
         ir_print_module(m, stdout);
         rc = 0;
-    } else if (o.emit == EMIT_LLVM) {
+    } else if (o.emit == EMIT_LLVM || o.emit == EMIT_ASM || o.emit == EMIT_OBJ) {
         LLVMContextRef ctx = LLVMContextCreate();
         LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
-        if (mod && (o.opt_level == 0 || cg_optimize(mod, o.opt_level, diag))) {
-            char *text = LLVMPrintModuleToString(mod);
-            fputs(text, stdout);
-            LLVMDisposeMessage(text);
-            rc = 0;
+        if (mod && o.emit != EMIT_LLVM) {
+            rc = cg_write_native(mod, o.opt_level, o.emit == EMIT_ASM, o.output, diag) ? 0 : 1;
+        } else if (mod && (o.opt_level == 0 || cg_optimize(mod, o.opt_level, diag))) {
+            char *err = NULL;
+            if (o.output ? !LLVMPrintModuleToFile(mod, o.output, &err) : fputs_module(mod)) rc = 0;
+            else diag_error_noloc(diag, "cannot write %s: %s", o.output, err ? err : "write error");
+            if (err) LLVMDisposeMessage(err);
         }
         if (mod) LLVMDisposeModule(mod);
         LLVMContextDispose(ctx);
     } else if (!strcmp(o.command, "check")) {
         rc = 0;
     } else if (!strcmp(o.command, "build")) {
-        rc = build_trainer(&o, prog, m, diag) ? 0 : 1;
+        rc = build_trainer(&o, c.prog, m, diag) ? 0 : 1;
     } else {
-        if (!prog->train) {
+        if (!c.prog->train) {
             diag_error_noloc(diag, "%s: nothing to run: the program has no train block", o.file);
-            goto done_prog;
+            goto done;
         }
         char cache[4096];
         double t0 = now_seconds();
         bool cached;
         Jit *jit = jit_compile(m, o.opt_level, false, o.no_cache ? NULL : cache_dir(cache, sizeof cache), &cached, diag);
-        if (!jit) goto done_prog;
+        if (!jit) goto done;
         char *dup = strdup(o.file);
         o.run.base_dir = dirname(dup);
         NnqRun *run = nnq_run_new(&o.run);
@@ -321,10 +296,7 @@ int main(int argc, char **argv) {
         free(dup);
         jit_free(jit);
     }
-done_prog:
-    sx_pool_free(prog->pool);
 done:
-    diag_free(diag);
-    arena_free(arena);
+    nnq_compilation_free(&c);
     return rc;
 }

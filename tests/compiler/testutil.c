@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "codegen.h"
-#include "lang.h"
 
 int test_passed, test_failed;
 
@@ -18,28 +17,12 @@ double urand(double lo, double hi) {
 }
 
 bool compile_source(Compiled *c, const char *text, bool lower) {
-    memset(c, 0, sizeof *c);
-    c->arena = arena_new();
-    c->diag = diag_new(stderr);
-    SourceFile *src = source_from_string(c->arena, "test.nnq", text);
-    AstNode *root = lang_parse(c->arena, c->diag, src);
-    if (!root) return false;
-    c->prog = check_program(c->arena, c->diag, root, NNQ_STDLIB_DIR);
-    if (!c->prog) return false;
-    if (!lower) return true;
-    c->m = lower_program(c->prog, c->diag);
-    if (!c->m) return false;
-    autodiff_module(c->m);
-    fuse_layers_module(c->m);
-    fuse_module(c->m);
-    return verify_module(c->m, stderr);
+    NnqCompileOptions o = {.stdlib_dir = NNQ_STDLIB_DIR, .until = lower ? NNQ_STAGE_IR : NNQ_STAGE_CHECK,
+                           .verify_each = true};
+    return nnq_compile(c, "test.nnq", text, &o) && (!lower || c->m);
 }
 
-void compiled_free(Compiled *c) {
-    if (c->prog) sx_pool_free(c->prog->pool);
-    diag_free(c->diag);
-    arena_free(c->arena);
-}
+void compiled_free(Compiled *c) { nnq_compilation_free(c); }
 
 int test_summary(void) {
     printf("%d passed, %d failed\n", test_passed, test_failed);

@@ -1,6 +1,6 @@
 /* testutil.h — what the compiler tests share: a check counter that ends in
  * "N passed, N failed", a deterministic random source, and compiling a program text
- * through the pipeline (parse, check, lower, autodiff, fuse, verify). */
+ * through the library's pipeline (pipeline.h). */
 #ifndef NNQ_TESTUTIL_H
 #define NNQ_TESTUTIL_H
 
@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "ir.h"
+#include "pipeline.h"
 
 extern int test_passed, test_failed;
 
@@ -26,15 +27,12 @@ extern int test_passed, test_failed;
 /* Uniform in [lo, hi), from a fixed xorshift sequence. */
 double urand(double lo, double hi);
 
-typedef struct Compiled {
-    Arena *arena;
-    Diag *diag;
-    Program *prog;
-    IrModule *m; /* NULL unless lowered */
-} Compiled;
+/* A compilation through the library's pipeline (pipeline.h): prog, and m unless the
+ * text is a library or `lower` was false. */
+typedef NnqCompilation Compiled;
 
-/* Compiles `text` (with the standard library); lowers, differentiates and fuses when
- * `lower`. False after diagnostics on stderr. */
+/* Compiles `text` (with the standard library) through check, or through every IR pass
+ * when `lower` (verifying each). False after diagnostics on stderr. */
 bool compile_source(Compiled *c, const char *text, bool lower);
 void compiled_free(Compiled *c);
 

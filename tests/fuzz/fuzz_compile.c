@@ -27,8 +27,7 @@
 #include <llvm-c/Core.h>
 
 #include "codegen.h"
-#include "ir.h"
-#include "lang.h"
+#include "pipeline.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -39,31 +38,18 @@ static int compile_bytes(const uint8_t *data, size_t size) {
     char *text = malloc(size + 1);
     memcpy(text, data, size);
     text[size] = '\0';
-    Arena *arena = arena_new();
-    Diag *diag = diag_new(sink);
-    SourceFile *src = source_from_string(arena, "fuzz.nnq", text);
-    AstNode *root = lang_parse(arena, diag, src);
-    Program *prog = root ? check_program(arena, diag, root, NNQ_STDLIB_DIR) : NULL;
-    if (prog && prog->nmodels == 0) {
-        proj_check_unused(prog, diag, root);
-    } else if (prog) {
-        IrModule *m = lower_program(prog, diag);
-        if (m && proj_check_unused(prog, diag, root)) {
-            autodiff_module(m);
-            fuse_layers_module(m);
-            fuse_module(m);
-            if (!verify_module(m, stderr)) abort();
-            LLVMContextRef ctx = LLVMContextCreate();
-            LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
-            if (!mod) abort(); /* an internal error: the IR was valid */
-            LLVMDisposeModule(mod);
-            LLVMContextDispose(ctx);
-        }
+    NnqCompileOptions o = {.stdlib_dir = NNQ_STDLIB_DIR, .diag_out = sink, .until = NNQ_STAGE_IR, .verify_each = true};
+    NnqCompilation c;
+    if (nnq_compile(&c, "fuzz.nnq", text, &o) && !c.library) {
+        LLVMContextRef ctx = LLVMContextCreate();
+        LLVMModuleRef mod = cg_emit_module(c.m, ctx, false, c.diag);
+        if (!mod) abort(); /* an internal error: the IR was valid */
+        LLVMDisposeModule(mod);
+        LLVMContextDispose(ctx);
     }
-    int errors = diag_error_count(diag);
-    if (prog) sx_pool_free(prog->pool);
-    diag_free(diag);
-    arena_free(arena);
+    if (c.internal_error) abort();
+    int errors = diag_error_count(c.diag);
+    nnq_compilation_free(&c);
     free(text);
     return errors;
 }

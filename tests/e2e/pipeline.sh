@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The pipeline's stages from the command line (compiler/pipeline.c lists the passes):
+#  - --dump-after=PASS prints the IR after each IR pass, in order, and only that: after
+#    lower the parameters carry no projection instance yet (no "aux N"), after
+#    instantiate they do; the memory plan appears from memplan on; an unknown pass is
+#    refused with the list;
+#  - --verify-each accepts every example;
+#  - --emit=asm prints the host's assembly of the whole program (nnq_main and the
+#    kernels), --emit=obj -o FILE writes a relocatable object that defines nnq_main.
+set -u
+NNQC="$1"; SRC="$2"
+. "$SRC/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fails=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fails=$((fails + 1)); echo "FAIL $*"; }
+ex="$SRC/examples/fashion_lenet5_pmf.nnq"
+
+passes=$("$NNQC" --help | sed -n 's/.*--dump-after=PASS  print the IR after a pass: //p;/^ \{21\}[a-z_, ]*or [a-z_]*$/p' | tr -d ',' | sed 's/ or / /' | tr -s ' \n' ' ')
+[ "$(echo $passes)" = "lower instantiate autodiff fuse_layers fuse memplan" ] && ok "the help lists the passes: $passes" || bad "the help lists '$passes'"
+prev=""
+for p in lower instantiate autodiff fuse_layers fuse memplan; do
+    "$NNQC" check --dump-after=$p "$ex" > $tmp/$p.ir 2> $tmp/err || { cat $tmp/err; bad "--dump-after=$p failed"; continue; }
+    [ "$(head -1 $tmp/$p.ir)" = "; IR after $p" ] && [ "$(grep -c '^; IR after' $tmp/$p.ir)" = 1 ] || bad "--dump-after=$p: not one dump headed '; IR after $p'"
+    [ -n "$prev" ] && cmp -s $tmp/$prev.ir $tmp/$p.ir && bad "--dump-after=$p prints the same as $prev"
+    prev=$p
+done
+grep -q '^param @conv1.w .* aux 2 ' $tmp/lower.ir && bad "after lower, a parameter already has its projection instance"
+grep -q '^param @conv1.w : f32\[20, 1, 5, 5\] quant pmf(binary) aux 2 init' $tmp/instantiate.ir && ok "instantiate gives each parameter its projection" || bad "after instantiate: $(grep -m1 '^param' $tmp/instantiate.ir)"
+grep -q '^; memory at batch' $tmp/fuse.ir && bad "a memory plan before the memplan pass"
+grep -q '^; memory at batch 100: ' $tmp/memplan.ir && ok "memplan plans the buffers" || bad "no memory plan after memplan"
+grep -q 'param_grad' $tmp/instantiate.ir && bad "gradients before autodiff"
+grep -q 'param_grad' $tmp/autodiff.ir && ok "autodiff appends the backward pass" || bad "no gradients after autodiff"
+"$NNQC" check --dump-after=nonsense "$ex" > /dev/null 2> $tmp/err; rc=$?
+[ $rc = 2 ] && grep -q "unknown pass 'nonsense' for --dump-after (lower, instantiate, autodiff, fuse_layers, fuse, memplan)" $tmp/err && ok "an unknown pass is refused with the list" || { cat $tmp/err; bad "unknown pass: exit $rc"; }
+
+n=0
+for f in "$SRC"/examples/*.nnq "$SRC"/stdlib/*.nnq; do
+    "$NNQC" check --verify-each "$f" > /dev/null 2> $tmp/err && n=$((n + 1)) || { cat $tmp/err; bad "--verify-each $(basename $f)"; }
+done
+ok "--verify-each accepts $n examples and libraries"
+
+"$NNQC" --emit=asm "$ex" > $tmp/l.s 2> $tmp/err || { cat $tmp/err; bad "--emit=asm failed"; }
+grep -q '^nnq_main:' $tmp/l.s && grep -q 'call.*nnq_rt_conv2d' $tmp/l.s && ok "--emit=asm: $(wc -l < $tmp/l.s) lines, nnq_main and its runtime calls" || bad "--emit=asm lacks nnq_main or its calls"
+"$NNQC" --emit=obj -o $tmp/l.o "$ex" 2> $tmp/err || { cat $tmp/err; bad "--emit=obj failed"; }
+if [ "$(head -c 4 $tmp/l.o | od -An -c | tr -d ' ')" = '177ELF' ] && nm $tmp/l.o | grep -q ' T nnq_main$'; then
+    ok "--emit=obj writes an ELF object defining nnq_main"
+else
+    bad "--emit=obj: not an object defining nnq_main"
+fi
+echo "$pass passed, $fails failed"
+[ $fails = 0 ]
