@@ -455,6 +455,91 @@ static void check_beta(Checker *ck, TrainConfig *tc, const AstNode *e) {
         error(ck, e->loc, "beta's start and factor must be positive", NULL);
 }
 
+/* The readers of the simple settings (train_settings.def). */
+static void read_loss(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    (void)tc;
+    if (e->kind != AST_IDENT || strcmp(e->name, "cross_entropy"))
+        error(ck, e->loc, "unknown loss (available: cross_entropy)", NULL);
+}
+static void read_epochs(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    int64_t n;
+    if (want_int(ck, e, &n, "epochs", 1)) tc->epochs = (int)n;
+}
+static void read_batch(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    int64_t n;
+    if (want_int(ck, e, &n, "batch", 1)) tc->batch = (int)n;
+}
+static void read_seed(Checker *ck, TrainConfig *tc, const AstNode *e) { want_int(ck, e, &tc->seed, "seed", 0); }
+static void read_validation(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    want_int(ck, e, &tc->validation, "validation", 0);
+}
+static void read_calibrate(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    want_int(ck, e, &tc->calibrate, "calibrate", 0);
+}
+static void read_keep(Checker *ck, TrainConfig *tc, const AstNode *e) {
+    if (e->kind == AST_IDENT && !strcmp(e->name, "best")) tc->keep_best = true;
+    else if (e->kind == AST_IDENT && !strcmp(e->name, "last")) tc->keep_best = false;
+    else error(ck, e->loc, "keep must be best or last", NULL);
+}
+
+static const struct {
+    const char *name;
+    void (*read)(Checker *ck, TrainConfig *tc, const AstNode *value);
+} settings[] = {
+#define NNQ_SETTING(NAME, READ, DEFAULT, MEANING, DOC_DEFAULT) {#NAME, READ},
+#include "train_settings.def"
+#undef NNQ_SETTING
+};
+#define NSETTINGS (int)(sizeof settings / sizeof *settings)
+
+void train_config_defaults(TrainConfig *tc) {
+#define NNQ_SETTING(NAME, READ, DEFAULT, MEANING, DOC_DEFAULT) DEFAULT;
+#include "train_settings.def"
+#undef NNQ_SETTING
+}
+
+void train_settings_print(FILE *out) {
+#define NNQ_SETTING(NAME, READ, DEFAULT, MEANING, DOC_DEFAULT) fprintf(out, "| `%s` | %s | %s |\n", #NAME, MEANING, DOC_DEFAULT);
+#include "train_settings.def"
+#undef NNQ_SETTING
+}
+
+/* Levenshtein distance of a and b, capped at 9 (names are short). */
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 32 || lb > 32) return 9;
+    int d[33][33];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb] > 9 ? 9 : d[la][lb];
+}
+
+static void unknown_setting(Checker *ck, const AstNode *st) {
+    int best = -1, dist = 3; /* suggest only close names */
+    for (int k = 0; k < NSETTINGS; k++) {
+        int d = edit_distance(st->name, settings[k].name);
+        if (d < dist) dist = d, best = k;
+    }
+    if (best >= 0) {
+        diag_error(ck->diag, st->loc, "unknown setting '%s'; did you mean '%s'?", st->name, settings[best].name);
+        ck->failed = true;
+    } else {
+        error(ck, st->loc, "unknown setting '%s'", st->name);
+    }
+    char list[1024];
+    size_t len = 0;
+    for (int k = 0; k < NSETTINGS && len < sizeof list; k++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "", settings[k].name);
+    diag_note(ck->diag, st->loc, "settings: %s", list);
+}
+
 static void check_train(Checker *ck, const AstNode *item) {
     Program *prog = ck->prog;
     if (prog->train) {
@@ -466,20 +551,7 @@ static void check_train(Checker *ck, const AstNode *item) {
     tc->node = item;
     tc->model = item->name;
     tc->data = item->kids[0]->name;
-    tc->opt = OPT_ADAM;
-    tc->lr = 1e-3;
-    tc->beta1 = 0.9;
-    tc->beta2 = 0.999;
-    tc->eps = 1e-8;
-    tc->lr_gamma = 1;
-    tc->beta_start = 1;
-    tc->beta_times = 1;
-    tc->beta_max = 1e4;
-    tc->epochs = 10;
-    tc->batch = 100;
-    tc->seed = 0;
-    tc->validation = 10000;
-    tc->calibrate = 2000;
+    train_config_defaults(tc);
     if (!program_find_model(prog, tc->model))
         error(ck, item->loc, "unknown model '%s'", tc->model);
     if (!find_data_node(prog, tc->data, NULL))
@@ -489,36 +561,13 @@ static void check_train(Checker *ck, const AstNode *item) {
         const AstNode *e = st->nkids ? st->kids[0] : NULL;
         int64_t n;
         switch (st->kind) {
-        case AST_SETTING:
-            if (!strcmp(st->name, "loss")) {
-                if (e->kind != AST_IDENT || strcmp(e->name, "cross_entropy"))
-                    error(ck, e->loc, "unknown loss (available: cross_entropy)", NULL);
-            } else if (!strcmp(st->name, "optimizer")) {
-                check_optimizer(ck, tc, e);
-            } else if (!strcmp(st->name, "beta")) {
-                check_beta(ck, tc, e);
-            } else if (!strcmp(st->name, "epochs")) {
-                if (want_int(ck, e, &n, "epochs", 1)) tc->epochs = (int)n;
-            } else if (!strcmp(st->name, "batch")) {
-                if (want_int(ck, e, &n, "batch", 1)) tc->batch = (int)n;
-            } else if (!strcmp(st->name, "seed")) {
-                want_int(ck, e, &tc->seed, "seed", 0);
-            } else if (!strcmp(st->name, "validation")) {
-                want_int(ck, e, &tc->validation, "validation", 0);
-            } else if (!strcmp(st->name, "calibrate")) {
-                want_int(ck, e, &tc->calibrate, "calibrate", 0);
-            } else if (!strcmp(st->name, "group")) {
-                check_group(ck, tc, e);
-            } else if (!strcmp(st->name, "keep")) {
-                if (e->kind == AST_IDENT && !strcmp(e->name, "best")) tc->keep_best = true;
-                else if (e->kind == AST_IDENT && !strcmp(e->name, "last")) tc->keep_best = false;
-                else error(ck, e->loc, "keep must be best or last", NULL);
-            } else {
-                error(ck, st->loc, "unknown setting '%s'", st->name);
-                diag_note(ck->diag, st->loc, "settings: loss, optimizer, beta, epochs, batch, "
-                                             "seed, validation, keep, group");
-            }
+        case AST_SETTING: {
+            int k = 0;
+            while (k < NSETTINGS && strcmp(settings[k].name, st->name)) k++;
+            if (k < NSETTINGS) settings[k].read(ck, tc, e);
+            else unknown_setting(ck, st);
             break;
+        }
         case AST_EVALUATE:
             if (!find_data_node(prog, st->name, NULL))
                 error(ck, st->loc, "unknown data set '%s'", st->name);

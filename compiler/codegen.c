@@ -1693,9 +1693,7 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     cg.export_internals = export_internals;
     cg.ctx = ctx;
     cg.m = m;
-    cg.defaults = (TrainConfig){.opt = OPT_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                                .beta_start = 1, .beta_times = 1, .beta_max = 1e4, .epochs = 10,
-                                .batch = 100, .validation = 10000, .lr_gamma = 1};
+    train_config_defaults(&cg.defaults); /* a program without a train block */
     cg.tc = m->prog->train ? m->prog->train : &cg.defaults;
     cg.batch = cg.tc->batch;
     cg.mod = LLVMModuleCreateWithNameInContext(m->model, ctx);

@@ -130,7 +130,9 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
 }
 
 void memplan_module(IrModule *m) {
-    m->plan_batch = m->prog && m->prog->train ? m->prog->train->batch : 100;
+    TrainConfig defaults;
+    train_config_defaults(&defaults);
+    m->plan_batch = m->prog && m->prog->train ? m->prog->train->batch : defaults.batch;
     m->plan[0] = memplan_func(&m->train, m->plan_batch, !m->unshared_memory, m->arena);
     m->plan[1] = memplan_func(&m->eval, m->plan_batch, !m->unshared_memory, m->arena);
     m->planned = true;

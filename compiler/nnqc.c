@@ -41,6 +41,7 @@ static void usage(FILE *out) {
           "       nnqc check FILE.nnq               report errors only\n"
           "       nnqc --emit=STAGE FILE.nnq        print a stage: tokens, ast, ir, llvm, asm, obj\n"
           "       nnqc inspect MODEL.nnqm           summarize a trained model file\n"
+          "       nnqc --help-settings              the settings of a train block\n"
           "training options (run; a built trainer takes the same):\n",
           out);
     fputs(nnq_run_options_help(), out);
@@ -88,6 +89,10 @@ static int parse_args(int argc, char **argv, Options *o) {
         if (t > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--help-settings")) { /* a train block's settings, as a Markdown table */
+            printf("| setting | meaning | default |\n|---|---|---|\n");
+            train_settings_print(stdout);
             return 0;
         } else if ((t = TAKES("--emit"))) {
             if (t < 0) return 2;

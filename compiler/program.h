@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "arena.h"
 #include "ast.h"
@@ -87,6 +88,11 @@ typedef struct TrainConfig {
                                    DIR/checkpoint.nnqc; NULL: none */
     int checkpoint_every;       /* epochs between checkpoints (the last epoch always) */
 } TrainConfig;
+
+/* check.c: every setting's default (train_settings.def), and the settings as the rows
+ * of docs/language.md's table (nnqc --help-settings). */
+void train_config_defaults(TrainConfig *tc);
+void train_settings_print(FILE *out);
 
 typedef enum DataKind { DATA_IDX, DATA_NPY, DATA_CIFAR10, DATA_CIFAR100 } DataKind;
 

@@ -5,6 +5,8 @@
 #    instantiate they do; the memory plan appears from memplan on; an unknown pass is
 #    refused with the list;
 #  - --verify-each accepts every example;
+#  - docs/language.md's table of train settings holds every row of the settings table
+#    (nnqc --help-settings, from compiler/train_settings.def);
 #  - --emit=asm prints the host's assembly of the whole program (nnq_main and the
 #    kernels), --emit=obj -o FILE writes a relocatable object that defines nnq_main.
 set -u
@@ -33,6 +35,11 @@ grep -q 'param_grad' $tmp/instantiate.ir && bad "gradients before autodiff"
 grep -q 'param_grad' $tmp/autodiff.ir && ok "autodiff appends the backward pass" || bad "no gradients after autodiff"
 "$NNQC" check --dump-after=nonsense "$ex" > /dev/null 2> $tmp/err; rc=$?
 [ $rc = 2 ] && grep -q "unknown pass 'nonsense' for --dump-after (lower, instantiate, autodiff, fuse_layers, fuse, memplan)" $tmp/err && ok "an unknown pass is refused with the list" || { cat $tmp/err; bad "unknown pass: exit $rc"; }
+
+# the settings table (compiler/train_settings.def) is the one in the language reference
+missing=$("$NNQC" --help-settings | tail -n +3 | while IFS= read -r row; do grep -qxF -- "$row" "$SRC/docs/language.md" || echo "$row" | cut -c1-60; done)
+rows=$("$NNQC" --help-settings | tail -n +3 | wc -l)
+[ -z "$missing" ] && [ "$rows" -ge 10 ] && ok "docs/language.md holds the $rows rows of the settings table" || bad "docs/language.md lacks settings rows: $missing"
 
 n=0
 for f in "$SRC"/examples/*.nnq "$SRC"/stdlib/*.nnq; do
