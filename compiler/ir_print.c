@@ -7,6 +7,16 @@
 #include "ir.h"
 
 static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v"};
+
+/* The shortest of %.9g .. %.17g that reads back as the same double (ir_parse.c). */
+static void put_num(FILE *out, double v) {
+    char b[40];
+    for (int digits = 9; digits <= 17; digits++) {
+        snprintf(b, sizeof b, "%.*g", digits, v);
+        if (strtod(b, NULL) == v) break;
+    }
+    fputs(b, out);
+}
 static const char *const scalar_names[] = {"beta", "beta_next", "lr", "bc1", "bc2"};
 
 static void print_func(const IrFunc *f, FILE *out) {
@@ -38,6 +48,10 @@ static void print_func(const IrFunc *f, FILE *out) {
             if (in->attr[0]) fputs(" transpose_a", out);
             if (in->attr[1]) fputs(" transpose_b", out);
             break;
+        case IR_DROPOUT:
+            fputs(" rate ", out);
+            put_num(out, (double)in->attr[0] * 1e-6);
+            break;
         default: break;
         }
         if (in->op != IR_PARAM_GRAD) fprintf(out, " : %s", sh);
@@ -45,12 +59,15 @@ static void print_func(const IrFunc *f, FILE *out) {
     }
     fprintf(out, "  ret");
     if (f->loss >= 0) fprintf(out, " loss %%%d,", f->loss);
-    fprintf(out, " correct %%%d\n}\n", f->correct);
+    fprintf(out, " correct %%%d", f->correct);
+    if (f->logits >= 0) fprintf(out, ", logits %%%d", f->logits);
+    fprintf(out, "\n}\n");
 }
 
 /* The dump's node order and the operand order of + and * depend only on the
  * expressions, not on the order the compiler built them in (node ids: they differ
- * between C compilers, argument evaluation order being unspecified): a structural hash
+ * between C compilers, argument evaluation order being unspecified; input slots: they
+ * differ between fuse.c and ir_parse.c): a structural hash
  * orders the operands of commutative nodes, and nodes are printed depth first, each
  * after its operands. */
 static bool commutes(SxOp op) { return op == SX_ADD || op == SX_MUL; }
@@ -89,6 +106,8 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
         uint64_t h = 1469598103934665603ull ^ (uint64_t)n->op, x[3] = {0, 0, 0};
         memcpy(&x[0], &n->value, sizeof n->value);
         x[1] = (uint64_t)(int64_t)n->slot;
+        if (n->op == SX_INPUT && n->slot < IR_SCALAR_SLOT(0)) /* the buffer, not its slot number */
+            x[1] = 1 + ((uint64_t)k->in[n->slot].buf << 8 | (uint64_t)k->in[n->slot].comp);
         if (sx_op_arity(n->op) > 0) {
             int ops[3] = {n->a, n->b, n->c};
             for (int j = 0; j < 3; j++) x[j] = ops[j] >= 0 ? hash[ops[j]] : 0;
@@ -132,7 +151,7 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
         for (int j = 0; j < sx_op_arity(n->op); j++) {
             double v;
             fputs(j ? ", " : " ", out);
-            if (sx_is_const(p, ops[j], &v)) fprintf(out, "%.9g", v);
+            if (sx_is_const(p, ops[j], &v)) put_num(out, v);
             else fprintf(out, "%%s%d", num[ops[j]]);
         }
         fputc('\n', out);
@@ -142,7 +161,11 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
         double v;
         fprintf(out, "  store %s", buf_names[io->buf]);
         if (io->buf >= IRB_AUX) fprintf(out, "%d", io->comp);
-        if (sx_is_const(p, io->node, &v)) fprintf(out, "[i], %.9g\n", v);
+        if (sx_is_const(p, io->node, &v)) {
+            fputs("[i], ", out);
+            put_num(out, v);
+            fputc('\n', out);
+        }
         else fprintf(out, "[i], %%s%d\n", num[io->node]);
     }
     free(num);
@@ -157,6 +180,19 @@ void ir_print_module(const IrModule *m, FILE *out) {
     char sh[128];
     ir_shape_format(&m->input, IR_F32, sh, sizeof sh);
     fprintf(out, "%s, %lld classes\n\n", sh + 3, (long long)m->classes);
+    /* the label sets the parameters use, each once, so that the text stands alone */
+    for (int i = 0; i < m->nparams; i++) {
+        const LabelSet *ls = m->params[i].proj_labels;
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = m->params[j].proj_labels == ls;
+        if (!ls || seen) continue;
+        fprintf(out, "labels @%s = {", ls->name);
+        for (int q = 0; q < ls->k; q++) {
+            if (q) fputs(", ", out);
+            put_num(out, ls->q[q]);
+        }
+        fprintf(out, "}\n");
+    }
     for (int i = 0; i < m->nparams; i++) {
         const IrParam *p = &m->params[i];
         ir_shape_format(&p->shape, IR_F32, sh, sizeof sh);
@@ -166,7 +202,11 @@ void ir_print_module(const IrModule *m, FILE *out) {
         if (p->init == IR_INIT_XAVIER)
             fprintf(out, " init xavier(%lld, %lld)\n", (long long)p->fan_in, (long long)p->fan_out);
         else
-            fprintf(out, " init normal(0, %g)\n", p->init_std);
+        {
+            fputs(" init normal(0, ", out);
+            put_num(out, p->init_std);
+            fputs(")\n", out);
+        }
     }
     for (int i = 0; i < m->nbns; i++)
         fprintf(out, "bn @%s : %lld features\n", m->bns[i].name, (long long)m->bns[i].features);

@@ -26,6 +26,7 @@ typedef struct Options {
     const char *file;
     Emit emit;
     const char *dump_after;
+    const char *from_ir; /* --from-ir FILE.ir */
     const char *output; /* build, --emit: -o */
     bool verify_each;
     bool unshared_memory;
@@ -40,6 +41,8 @@ static void usage(FILE *out) {
           "       nnqc build FILE.nnq -o TRAINER    write a standalone trainer executable\n"
           "       nnqc check FILE.nnq               report errors only\n"
           "       nnqc --emit=STAGE FILE.nnq        print a stage: tokens, ast, ir, llvm, asm, obj\n"
+          "       nnqc --from-ir FILE.ir [FILE.nnq] --emit=STAGE | check | run | build\n"
+          "                                         start from IR text (FILE.nnq: its projections and settings)\n"
           "       nnqc inspect MODEL.nnqm           summarize a trained model file\n"
           "       nnqc --help-settings              the settings of a train block\n"
           "training options (run; a built trainer takes the same):\n",
@@ -113,6 +116,9 @@ static int parse_args(int argc, char **argv, Options *o) {
                 return 2;
             }
             o->dump_after = val;
+        } else if ((t = TAKES("--from-ir"))) {
+            if (t < 0) return 2;
+            o->from_ir = val;
         } else if ((t = TAKES("-o"))) {
             if (t < 0) return 2;
             o->output = val;
@@ -144,7 +150,11 @@ static int parse_args(int argc, char **argv, Options *o) {
             return 2;
         }
     }
-    if ((!o->command && !o->emit) || !o->file) {
+    if (o->from_ir && (o->emit == EMIT_TOKENS || o->emit == EMIT_AST)) {
+        fprintf(stderr, "nnqc: error: --from-ir starts after the front end: --emit=ir, llvm, asm or obj\n");
+        return 2;
+    }
+    if ((!o->command && !o->emit) || (!o->file && !(o->from_ir && o->command && strcmp(o->command, "inspect")) && !(o->from_ir && o->emit))) {
         usage(stderr);
         return 2;
     }
@@ -244,7 +254,18 @@ int main(int argc, char **argv) {
         arena_free(arena);
         return rc;
     }
+    char *ir_text = NULL;
+    if (o.from_ir) {
+        Arena *tmp = arena_new();
+        Diag *d = diag_new(stderr);
+        SourceFile *f = source_load(tmp, o.from_ir, d);
+        if (f) ir_text = strdup(f->text);
+        diag_free(d);
+        arena_free(tmp);
+        if (!ir_text) return 1;
+    }
     NnqCompileOptions co = {.stdlib_dir = stdlib_dir, .dump_after = o.dump_after, .verify_each = o.verify_each,
+                            .ir_path = o.from_ir, .ir_text = ir_text,
                             .no_fuse_layers = o.no_fuse_layers, .unshared_memory = o.unshared_memory,
                             .until = o.emit == EMIT_AST ? NNQ_STAGE_PARSE : NNQ_STAGE_IR};
     NnqCompilation c;
@@ -289,7 +310,7 @@ int main(int argc, char **argv) {
         bool cached;
         Jit *jit = jit_compile(m, o.opt_level, false, o.no_cache ? NULL : cache_dir(cache, sizeof cache), &cached, diag);
         if (!jit) goto done;
-        char *dup = strdup(o.file);
+        char *dup = strdup(o.file ? o.file : o.from_ir);
         o.run.base_dir = dirname(dup);
         NnqRun *run = nnq_run_new(&o.run);
         if (run) {
@@ -303,5 +324,6 @@ int main(int argc, char **argv) {
     }
 done:
     nnq_compilation_free(&c);
+    free(ir_text);
     return rc;
 }

@@ -15,7 +15,8 @@
  *   cg_emit_module codegen.c         the LLVM module; jit.c / link.c: native code, trainers
  *
  * A file with no model (a library of projections) stops after check, each projection
- * checked on its own. verify_module runs after every IR pass with verify_each, and
+ * checked on its own. With --from-ir, ir_parse (ir_parse.c) takes lower's place and the
+ * passes after the one the text was printed after run on its module. verify_module runs after every IR pass with verify_each, and
  * always in builds without NDEBUG. */
 #include "pipeline.h"
 
@@ -67,10 +68,17 @@ static const IrPass ir_passes[] = {
 
 const char *nnq_ir_pass_name(int i) { return i >= 0 && i < NPASSES ? ir_passes[i].name : NULL; }
 
+static void dump(const NnqCompilation *c, const NnqCompileOptions *o, int pass) {
+    FILE *out = o->dump_out ? o->dump_out : stdout;
+    fprintf(out, "; IR after %s\n", ir_passes[pass].name);
+    ir_print_module(c->m, out);
+}
+
 bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const NnqCompileOptions *o) {
     memset(c, 0, sizeof *c);
     c->arena = arena_new();
     c->diag = diag_new(o->diag_out ? o->diag_out : stderr);
+    if (!path && o->ir_text) path = o->ir_path, text = ""; /* IR alone: the standard library's projections */
     c->src = text ? source_from_string(c->arena, path, text) : source_load(c->arena, path, c->diag);
     if (!c->src) return false;
     c->root = lang_parse(c->arena, c->diag, c->src);
@@ -80,26 +88,35 @@ bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const Nn
     if (!c->prog) return false;
     c->prog->main_path = path;
     if (o->until == NNQ_STAGE_CHECK) return true;
-    if (c->prog->nmodels == 0) { /* a library: every projection checked on its own */
-        c->library = true;
-        return proj_check_unused(c->prog, c->diag, c->root);
-    }
     bool verify = o->verify_each;
 #ifndef NDEBUG
     verify = true;
 #endif
-    for (int i = 0; i < NPASSES; i++) {
+    int first = 0;
+    if (o->ir_text) { /* the module from IR text, then the passes after its stage */
+        int after;
+        c->m = ir_parse(c->prog, o->ir_path, o->ir_text, &after, c->diag);
+        if (!c->m) return false;
+        c->m->unshared_memory = o->unshared_memory;
+        if (verify && !verify_module(c->m, stderr)) {
+            fprintf(stderr, "nnqc: note: in the module read from %s\n", o->ir_path);
+            return false; /* not a compiler bug: the text was wrong */
+        }
+        first = after + 1;
+        if (o->dump_after && !strcmp(o->dump_after, ir_passes[after].name)) /* the IR as read */
+            dump(c, o, after);
+    } else if (c->prog->nmodels == 0) { /* a library: every projection checked on its own */
+        c->library = true;
+        return proj_check_unused(c->prog, c->diag, c->root);
+    }
+    for (int i = first; i < NPASSES; i++) {
         if (!ir_passes[i].run(c, o)) return false;
         if (verify && !verify_module(c->m, stderr)) {
             fprintf(stderr, "nnqc: note: after pass '%s'\n", ir_passes[i].name);
             c->internal_error = true;
             return false;
         }
-        if (o->dump_after && !strcmp(o->dump_after, ir_passes[i].name)) {
-            FILE *out = o->dump_out ? o->dump_out : stdout;
-            fprintf(out, "; IR after %s\n", ir_passes[i].name);
-            ir_print_module(c->m, out);
-        }
+        if (o->dump_after && !strcmp(o->dump_after, ir_passes[i].name)) dump(c, o, i);
     }
     return true;
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The IR text reads back (compiler/ir_parse.c, nnqc --from-ir):
+#  - every example's whole module (--emit=ir) reads back and prints the same, with its
+#    program and, where it uses only the standard library's projections, without (but
+#    for the memory plan's header lines: without the program the batch is the default);
+#  - every IR pass's output (--dump-after) of LeNet-5 and the flagship reads back and
+#    prints the same, and carrying on from it ends in the same final module;
+#  - training from the flagship's IR text saves the model file of training from its
+#    program, byte for byte;
+#  - IR text cut anywhere (64 places of a whole module) and with bytes changed is
+#    refused with a located error or read, never a crash.
+set -u
+NNQC="$1"; SRC="$2"
+. "$SRC/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fails=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fails=$((fails + 1)); echo "FAIL $*"; }
+cd "$tmp"
+
+for ex in "$SRC"/examples/*.nnq; do
+    b=$(basename "$ex" .nnq)
+    "$NNQC" --emit=ir "$ex" > $b.ir 2> err || { cat err; bad "$b: --emit=ir"; continue; }
+    "$NNQC" --from-ir $b.ir "$ex" --emit=ir > $b.back.ir 2> err && cmp -s $b.ir $b.back.ir && ok "$b: the module reads back ($(wc -l < $b.ir) lines)" ||
+        { cat err; diff $b.ir $b.back.ir | head; bad "$b: the module does not read back"; }
+    if ! grep -q '^projection' "$ex"; then   # only the standard library's projections: the text alone will do
+        # (without the program, the train settings are the defaults: the memory plan's batch may differ)
+        "$NNQC" --from-ir $b.ir --emit=ir 2> err | grep -v '^; \(memory\|work\) at batch' > $b.alone.ir
+        grep -v '^; \(memory\|work\) at batch' $b.ir | cmp -s - $b.alone.ir || { cat err; bad "$b: the module alone does not read back"; }
+    fi
+done
+
+for ex in fashion_lenet5_pmf fashion_mlp_pmf; do
+    for p in lower instantiate autodiff fuse_layers fuse memplan; do
+        "$NNQC" check --dump-after=$p "$SRC/examples/$ex.nnq" > $ex.$p.ir
+        "$NNQC" check --from-ir $ex.$p.ir "$SRC/examples/$ex.nnq" --dump-after=$p > $ex.$p.back 2> err && cmp -s $ex.$p.ir $ex.$p.back ||
+            { cat err; bad "$ex after $p does not read back"; continue; }
+        "$NNQC" check --from-ir $ex.$p.ir "$SRC/examples/$ex.nnq" --dump-after=memplan > $ex.$p.final 2> err
+    done
+    same=0
+    for p in lower instantiate autodiff fuse_layers fuse; do cmp -s $ex.memplan.ir $ex.$p.final && same=$((same + 1)); done
+    [ $same = 5 ] && ok "$ex: every pass's output reads back, and carrying on from it gives the same final module" ||
+        bad "$ex: only $same of 5 stages carry on to the same final module"
+done
+
+make_subset "$tmp" 3000 500
+sed -e 's/validation = 10000/validation = 500/' "$SRC/examples/fashion_mlp_pmf.nnq" > mlp.nnq
+"$NNQC" --emit=ir mlp.nnq > mlp.ir
+"$NNQC" run mlp.nnq --data-dir . --epochs 1 --progress=lines > a.txt 2>&1 && mv mlp_binary.nnqm a.nnqm &&
+"$NNQC" run --from-ir mlp.ir mlp.nnq --data-dir . --epochs 1 --progress=lines > b.txt 2>&1 && mv mlp_binary.nnqm b.nnqm &&
+    cmp -s a.nnqm b.nnqm && ok "training from the IR text saves the program's model byte for byte" ||
+    { cat a.txt b.txt; bad "training from IR text differs"; }
+
+ir=fashion_lenet5_pmf.ir; size=$(wc -c < $ir); crashed=0; refused=0
+for k in $(seq 1 64); do
+    head -c $((size * k / 65)) $ir > cut.ir
+    "$NNQC" --from-ir cut.ir --emit=ir > /dev/null 2> err; rc=$?
+    [ $rc -ge 2 ] && { crashed=$((crashed + 1)); head -3 err; }
+    [ $rc = 1 ] && grep -q '^cut.ir:[0-9]*:[0-9]*: error: ' err && refused=$((refused + 1))
+    sed "$(( (k * 37) % $(wc -l < $ir) + 1 ))s/[0-9]/%/" $ir > mut.ir   # a digit made a '%'
+    "$NNQC" --from-ir mut.ir --emit=ir > /dev/null 2> err; rc=$?
+    [ $rc -ge 2 ] && { crashed=$((crashed + 1)); head -3 err; }
+done
+[ $crashed = 0 ] && ok "cut and changed IR: no crash ($refused of 64 cuts refused with a located error)" || bad "$crashed cut or changed IR files crashed nnqc"
+echo "$pass passed, $fails failed"
+[ $fails = 0 ]
