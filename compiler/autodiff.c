@@ -82,13 +82,16 @@ void autodiff_module(IrModule *m) {
             break;
         }
         case IR_CONV2D:
+        case IR_DWCONV2D: {
+            bool dw = in.op == IR_DWCONV2D;
             if (ad.needs[a]) {
-                int dx = emit_like(&ad, IR_CONV2D_DX, g, b, a, in.attr[0]);
+                int dx = emit_like(&ad, dw ? IR_DWCONV2D_DX : IR_CONV2D_DX, g, b, a, in.attr[0]);
                 f->insts[dx].attr[1] = in.attr[1];
                 accumulate(&ad, a, dx);
             }
-            if (ad.needs[b]) accumulate(&ad, b, emit_like(&ad, IR_CONV2D_DW, g, i, b, 0));
+            if (ad.needs[b]) accumulate(&ad, b, emit_like(&ad, dw ? IR_DWCONV2D_DW : IR_CONV2D_DW, g, i, b, 0));
             break;
+        }
         case IR_MAXPOOL: accumulate(&ad, a, emit_like(&ad, IR_MAXPOOL_GRAD, g, i, a, 0)); break;
         case IR_AVGPOOL: {
             int dx = emit_like(&ad, IR_AVGPOOL_GRAD, g, -1, a, in.attr[0]);

@@ -825,18 +825,24 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     }
     case IR_CONV2D:
     case IR_CONV2D_DX:
-    case IR_CONV2D_DW: {
-        /* x [N, C, H, W], w [O, C, KH, KW], y [N, O, OH, OW]: one runtime call each, which
-         * runs the op by chunks of samples on the thread pool (runtime/conv.c). */
-        const IrInst *conv = in->op == IR_CONV2D_DW ? &fc->f->insts[in->args[1]] : in;
-        const IrShape *xs = in->op == IR_CONV2D ? as : in->op == IR_CONV2D_DX ? &in->shape
-                                                     : &fc->f->insts[conv->args[0]].shape;
+    case IR_CONV2D_DW:
+    case IR_DWCONV2D:
+    case IR_DWCONV2D_DX:
+    case IR_DWCONV2D_DW: {
+        /* x [N, C, H, W], w [O, C, KH, KW] (depthwise: [C, 1, KH, KW]), y [N, O, OH, OW]:
+         * one runtime call each, which runs the op by chunks of samples (runtime/conv.c)
+         * or planes (runtime/dwconv.c) on the thread pool. */
+        static const char *const fn[] = {"nnq_rt_conv2d", "nnq_rt_conv2d_dx", "nnq_rt_conv2d_dw",
+                                         "nnq_rt_dwconv2d", "nnq_rt_dwconv2d_dx", "nnq_rt_dwconv2d_dw"};
+        bool depthwise = in->op == IR_DWCONV2D || in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW;
+        int kind = in->op == IR_CONV2D || in->op == IR_DWCONV2D ? 0 : in->op == IR_CONV2D_DX || in->op == IR_DWCONV2D_DX ? 1 : 2;
+        const IrInst *conv = kind == 2 ? &fc->f->insts[in->args[1]] : in;
+        const IrShape *xs = kind == 0 ? as : kind == 1 ? &in->shape : &fc->f->insts[conv->args[0]].shape;
         const IrShape *ws = &fc->f->insts[conv->args[1]].shape;
-        static const char *const fn[] = {"nnq_rt_conv2d", "nnq_rt_conv2d_dx", "nnq_rt_conv2d_dw"};
-        LLVMValueRef first = in->op == IR_CONV2D_DW ? fc->val[conv->args[0]] : B; /* w, or dw's x */
+        LLVMValueRef first = kind == 2 ? fc->val[conv->args[0]] : B; /* w, or dw's x */
         LLVMValueRef args[12] = {A, first, out, LLVMBuildTrunc(b, fc->n, cg->ti32, "")};
         conv_geometry(cg, xs, ws, conv, args + 4);
-        rt_call(cg, fn[in->op == IR_CONV2D ? 0 : in->op == IR_CONV2D_DX ? 1 : 2], args, 12);
+        rt_call(cg, fn[kind + (depthwise ? 3 : 0)], args, 12);
         return;
     }
     case IR_AVGPOOL:

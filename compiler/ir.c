@@ -99,11 +99,15 @@ int64_t ir_func_flops(const IrFunc *f, int64_t batch) {
             int64_t m = in->shape.d[0] == IR_BATCH ? batch : in->shape.d[0], n = in->shape.d[1];
             int64_t k = in->attr[0] ? a->d[0] : a->d[1];
             flops += 2 * m * n * (k == IR_BATCH ? batch : k);
-        } else if (in->op == IR_CONV2D || in->op == IR_CONV2D_DX || in->op == IR_CONV2D_DW) {
-            /* 2 O CKK OHW per sample, the same for the forward op and both gradients */
-            const IrInst *conv = in->op == IR_CONV2D_DW ? &f->insts[in->args[1]] : in;
+        } else if (in->op == IR_CONV2D || in->op == IR_CONV2D_DX || in->op == IR_CONV2D_DW || in->op == IR_DWCONV2D ||
+                   in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW) {
+            /* 2 O CKK OHW per sample (depthwise: C = 1 per output channel), the same for the
+             * forward op and both gradients */
+            bool dw = in->op == IR_CONV2D_DW || in->op == IR_DWCONV2D_DW;
+            bool dx = in->op == IR_CONV2D_DX || in->op == IR_DWCONV2D_DX;
+            const IrInst *conv = dw ? &f->insts[in->args[1]] : in;
             const IrShape *w = &f->insts[conv->args[1]].shape;
-            const IrShape *y = in->op == IR_CONV2D_DX ? &f->insts[in->args[0]].shape : &conv->shape; /* dy, y */
+            const IrShape *y = dx ? &f->insts[in->args[0]].shape : &conv->shape; /* dy, y */
             flops += 2 * batch * w->d[0] * w->d[1] * w->d[2] * w->d[3] * y->d[2] * y->d[3];
         }
     }

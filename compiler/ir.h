@@ -139,6 +139,8 @@ void ir_shape_format(const IrShape *s, IrDType dt, char *buf, size_t n);
  * checking shapes; each parameter records its `quant = ...` (proj_def, proj_labels).
  * NULL after reporting errors. */
 IrModule *lower_program(Program *prog, Diag *diag);
+/* lower.c: the layers (layers.def) as the rows of docs/language.md's table (nnqc --help-layers). */
+void layers_print(FILE *out);
 /* instantiate.c: the instantiate pass: every parameter's projection instantiated for its label
  * set (proj.c, cached per pair), then every projection the model does not use checked
  * on its own (proj_check_unused). False after reporting errors. */

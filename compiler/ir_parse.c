@@ -324,6 +324,8 @@ static bool parse_inst(Parser *ps, IrFunc *f) {
         break;
     case IR_CONV2D:
     case IR_CONV2D_DX:
+    case IR_DWCONV2D:
+    case IR_DWCONV2D_DX:
         if (!expect(ps, "stride") || !integer(ps, &in.attr[0]) || !expect(ps, "pad") || !integer(ps, &in.attr[1])) return false;
         break;
     case IR_AVGPOOL:

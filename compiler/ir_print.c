@@ -40,7 +40,9 @@ static void print_func(const IrFunc *f, FILE *out) {
         case IR_BIAS_BN_EVAL:
         case IR_RELU_BN_GRAD: fprintf(out, "%s@%s", na ? ", " : " ", in->name); break;
         case IR_CONV2D:
-        case IR_CONV2D_DX: fprintf(out, " stride %lld pad %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
+        case IR_CONV2D_DX:
+        case IR_DWCONV2D:
+        case IR_DWCONV2D_DX: fprintf(out, " stride %lld pad %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
         case IR_AVGPOOL:
         case IR_AVGPOOL_GRAD:
         case IR_MAXPOOL: fprintf(out, " window %lld stride %lld", (long long)in->attr[0], (long long)in->attr[1]); break;

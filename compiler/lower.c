@@ -320,125 +320,148 @@ static int weighted_layer(Lower *lw, const AstNode *e, const char *kind, int lay
 static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call);
 static const AstNode *find_block(const Program *prog, const char *name);
 
-static int lower_call(Lower *lw, const AstNode *e) {
-    const char *f = e->name;
-    const AstNode *blk = find_block(lw->prog, f);
-    if (blk) return inline_block(lw, blk, e);
+/* ---- layers: one function per row of layers.def, given the input lowered ---- */
+
+static int lower_flatten(Lower *lw, const AstNode *e, int x) {
+    IrShape s = *shape_of(lw, x);
+    int64_t d[2] = {IR_BATCH, ir_shape_elems(&s)};
+    return emit(lw, IR_RESHAPE, x, -1, ir_shape(2, d), e);
+}
+
+static int lower_relu(Lower *lw, const AstNode *e, int x) { return emit(lw, IR_RELU, x, -1, *shape_of(lw, x), e); }
+
+static int lower_batchnorm(Lower *lw, const AstNode *e, int x) {
     Arena *arena = lw->m->arena;
-    if (!strcmp(f, "flatten") || !strcmp(f, "relu") || !strcmp(f, "batchnorm")) {
-        if (!check_layer_args(lw, e, 1, 1, NULL)) return -1;
-        int x = lower_expr(lw, e->kids[0]);
-        if (x < 0) return -1;
-        IrShape s = *shape_of(lw, x);
-        if (!strcmp(f, "flatten")) {
-            int64_t d[2] = {IR_BATCH, ir_shape_elems(&s)};
-            return emit(lw, IR_RESHAPE, x, -1, ir_shape(2, d), e);
-        }
-        if (!strcmp(f, "relu")) return emit(lw, IR_RELU, x, -1, s, e);
-        if (s.rank != 2 && s.rank != 4) {
-            lerror(lw, e->loc, "batchnorm needs [N, features] or [N, channels, H, W], got %s",
-                   fmt_shape(lw, x), NULL);
-            return -1;
-        }
-        int idx = lw->next_bn++;
-        IrModule *m = lw->m;
-        if (idx == m->nbns) {
-            m->bns = arena_realloc(arena, m->bns, sizeof(IrBn) * m->nbns, sizeof(IrBn) * (m->nbns + 1));
-            m->bns[m->nbns].name = arena_printf(arena, "bn%d", idx + 1);
-            m->bns[m->nbns++].features = s.d[1];
-        }
-        int v = emit(lw, lw->train ? IR_BN_TRAIN : IR_BN_EVAL, x, -1, s, e);
-        lw->f->insts[v].attr[0] = idx;
-        lw->f->insts[v].name = m->bns[idx].name;
-        return v;
+    IrShape s = *shape_of(lw, x);
+    if (s.rank != 2 && s.rank != 4) {
+        lerror(lw, e->loc, "batchnorm needs [N, features] or [N, channels, H, W], got %s", fmt_shape(lw, x), NULL);
+        return -1;
     }
-    if (!strcmp(f, "dense")) {
-        static const char *const allowed[] = {"quant", "bias", NULL};
-        if (!check_layer_args(lw, e, 2, 2, allowed)) return -1;
-        int x = lower_expr(lw, e->kids[0]);
-        if (x < 0) return -1;
-        int64_t units;
-        if (!int_arg(lw, e->kids[1], 1, 100000000, &units, "the number of units")) return -1;
-        const IrShape *xs = shape_of(lw, x);
-        if (xs->rank != 2) {
-            lerror(lw, e->kids[0]->loc, "dense needs an input of shape [N, features], got %s",
-                   fmt_shape(lw, x), NULL);
-            diag_note(lw->diag, e->kids[0]->loc, "use flatten(...) first");
-            return -1;
-        }
-        int64_t in = xs->d[1], out = units;
-        int64_t wd[2] = {in, out}, yd[2] = {IR_BATCH, out};
-        return weighted_layer(lw, e, "dense", ++lw->ndense, ir_shape(2, wd), in, out, IR_MATMUL, x,
-                              ir_shape(2, yd), 0, 0);
+    int idx = lw->next_bn++;
+    IrModule *m = lw->m;
+    if (idx == m->nbns) {
+        m->bns = arena_realloc(arena, m->bns, sizeof(IrBn) * m->nbns, sizeof(IrBn) * (m->nbns + 1));
+        m->bns[m->nbns].name = arena_printf(arena, "bn%d", idx + 1);
+        m->bns[m->nbns++].features = s.d[1];
     }
-    if (!strcmp(f, "conv2d")) {
-        static const char *const allowed[] = {"quant", "bias", "stride", "pad", NULL};
-        if (!check_layer_args(lw, e, 3, 3, allowed)) return -1;
-        int x = lower_expr(lw, e->kids[0]);
-        if (x < 0) return -1;
-        const IrShape *xs = shape_of(lw, x);
-        if (xs->rank != 4) {
-            lerror(lw, e->kids[0]->loc, "conv2d needs an input of shape [N, channels, H, W], got %s",
-                   fmt_shape(lw, x), NULL);
-            return -1;
-        }
-        int64_t out, k, stride = 1, pad = 0;
-        if (!int_arg(lw, e->kids[1], 1, 1 << 20, &out, "the number of channels") ||
-            !int_arg(lw, e->kids[2], 1, 64, &k, "the kernel size") ||
-            (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, 64, &stride, "stride")) ||
-            (named(e, "pad") && !int_arg(lw, named(e, "pad"), 0, 64, &pad, "pad")))
-            return -1;
-        int64_t c = xs->d[1], h = xs->d[2], w = xs->d[3];
-        int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
-        if (h + 2 * pad < k || w + 2 * pad < k) {
-            lerror(lw, e->loc, "the kernel is larger than the padded input %s", fmt_shape(lw, x), NULL);
-            return -1;
-        }
-        int64_t wd[4] = {out, c, k, k}, yd[4] = {IR_BATCH, out, oh, ow};
-        return weighted_layer(lw, e, "conv", ++lw->nconv, ir_shape(4, wd), c * k * k, out * k * k,
-                              IR_CONV2D, x, ir_shape(4, yd), stride, pad);
+    int v = emit(lw, lw->train ? IR_BN_TRAIN : IR_BN_EVAL, x, -1, s, e);
+    lw->f->insts[v].attr[0] = idx;
+    lw->f->insts[v].name = m->bns[idx].name;
+    return v;
+}
+
+static int lower_dense(Lower *lw, const AstNode *e, int x) {
+    int64_t units;
+    if (!int_arg(lw, e->kids[1], 1, 100000000, &units, "the number of units")) return -1;
+    const IrShape *xs = shape_of(lw, x);
+    if (xs->rank != 2) {
+        lerror(lw, e->kids[0]->loc, "dense needs an input of shape [N, features], got %s", fmt_shape(lw, x), NULL);
+        diag_note(lw->diag, e->kids[0]->loc, "use flatten(...) first");
+        return -1;
     }
-    if (!strcmp(f, "maxpool") || !strcmp(f, "avgpool")) {
-        static const char *const allowed[] = {"stride", NULL};
-        if (!check_layer_args(lw, e, 2, 2, allowed)) return -1;
-        int x = lower_expr(lw, e->kids[0]);
-        if (x < 0) return -1;
-        const IrShape *xs = shape_of(lw, x);
-        int64_t k, stride;
-        if (!int_arg(lw, e->kids[1], 1, 64, &k, "the window size")) return -1;
-        stride = k;
-        if (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, 64, &stride, "stride")) return -1;
-        if (xs->rank != 4 || xs->d[2] < k || xs->d[3] < k) {
-            lerror(lw, e->kids[0]->loc, "%s needs [N, channels, H, W] at least as large as its window, got %s",
-                   f, fmt_shape(lw, x));
-            return -1;
-        }
-        int64_t yd[4] = {IR_BATCH, xs->d[1], (xs->d[2] - k) / stride + 1, (xs->d[3] - k) / stride + 1};
-        int y = emit(lw, f[0] == 'm' ? IR_MAXPOOL : IR_AVGPOOL, x, -1, ir_shape(4, yd), e);
-        lw->f->insts[y].attr[0] = k;
-        lw->f->insts[y].attr[1] = stride;
-        return y;
+    int64_t in = xs->d[1], out = units;
+    int64_t wd[2] = {in, out}, yd[2] = {IR_BATCH, out};
+    return weighted_layer(lw, e, "dense", ++lw->ndense, ir_shape(2, wd), in, out, IR_MATMUL, x, ir_shape(2, yd), 0, 0);
+}
+
+static int lower_conv2d(Lower *lw, const AstNode *e, int x) {
+    const IrShape *xs = shape_of(lw, x);
+    if (xs->rank != 4) {
+        lerror(lw, e->kids[0]->loc, "conv2d needs an input of shape [N, channels, H, W], got %s", fmt_shape(lw, x), NULL);
+        return -1;
     }
-    if (!strcmp(f, "dropout")) {
-        if (!check_layer_args(lw, e, 2, 2, NULL)) return -1;
-        int x = lower_expr(lw, e->kids[0]);
-        if (x < 0) return -1;
-        double rate;
-        if (!const_num(lw, e->kids[1], &rate)) return -1;
-        if (!(rate >= 0 && rate < 1)) {
-            lerror(lw, e->kids[1]->loc, "the dropout rate must be in [0, 1), got %s",
-                   arena_printf(arena, "%g", rate), NULL);
-            return -1;
-        }
-        /* Evaluation sees the identity; so does training at rate 0. */
-        int64_t ppm = (int64_t)llround(rate * 1e6);
-        if (!lw->train || ppm == 0) return x;
-        int y = emit(lw, IR_DROPOUT, x, -1, *shape_of(lw, x), e);
-        lw->f->insts[y].attr[0] = ppm;
-        return y;
+    int64_t out, k, stride = 1, pad = 0, groups = 1;
+    if (!int_arg(lw, e->kids[1], 1, 1 << 20, &out, "the number of channels") ||
+        !int_arg(lw, e->kids[2], 1, 64, &k, "the kernel size") ||
+        (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, 64, &stride, "stride")) ||
+        (named(e, "pad") && !int_arg(lw, named(e, "pad"), 0, 64, &pad, "pad")) ||
+        (named(e, "groups") && !int_arg(lw, named(e, "groups"), 1, 1 << 20, &groups, "groups")))
+        return -1;
+    int64_t c = xs->d[1], h = xs->d[2], w = xs->d[3];
+    if (groups != 1 && (groups != c || out != c)) {
+        lerror(lw, named(e, "groups")->loc,
+               "groups must be 1, or the input's channels with as many output channels (a depthwise convolution); got %s",
+               arena_printf(lw->m->arena, "groups = %lld for %lld -> %lld channels", (long long)groups, (long long)c, (long long)out), NULL);
+        return -1;
     }
-    lerror(lw, e->loc, "unknown layer '%s'", f, NULL);
-    diag_note(lw->diag, e->loc, "layers: dense, conv2d, maxpool, avgpool, relu, batchnorm, dropout, flatten");
+    int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+    if (h + 2 * pad < k || w + 2 * pad < k) {
+        lerror(lw, e->loc, "the kernel is larger than the padded input %s", fmt_shape(lw, x), NULL);
+        return -1;
+    }
+    int64_t cin = groups == 1 ? c : 1; /* input channels each output channel sees */
+    int64_t wd[4] = {out, cin, k, k}, yd[4] = {IR_BATCH, out, oh, ow};
+    return weighted_layer(lw, e, "conv", ++lw->nconv, ir_shape(4, wd), cin * k * k, out * k * k / (groups == 1 ? 1 : out),
+                          groups == 1 ? IR_CONV2D : IR_DWCONV2D, x, ir_shape(4, yd), stride, pad);
+}
+
+static int lower_pool(Lower *lw, const AstNode *e, int x) {
+    const char *f = e->name;
+    const IrShape *xs = shape_of(lw, x);
+    int64_t k, stride;
+    if (!int_arg(lw, e->kids[1], 1, 64, &k, "the window size")) return -1;
+    stride = k;
+    if (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, 64, &stride, "stride")) return -1;
+    if (xs->rank != 4 || xs->d[2] < k || xs->d[3] < k) {
+        lerror(lw, e->kids[0]->loc, "%s needs [N, channels, H, W] at least as large as its window, got %s", f, fmt_shape(lw, x));
+        return -1;
+    }
+    int64_t yd[4] = {IR_BATCH, xs->d[1], (xs->d[2] - k) / stride + 1, (xs->d[3] - k) / stride + 1};
+    int y = emit(lw, f[0] == 'm' ? IR_MAXPOOL : IR_AVGPOOL, x, -1, ir_shape(4, yd), e);
+    lw->f->insts[y].attr[0] = k;
+    lw->f->insts[y].attr[1] = stride;
+    return y;
+}
+
+static int lower_dropout(Lower *lw, const AstNode *e, int x) {
+    double rate;
+    if (!const_num(lw, e->kids[1], &rate)) return -1;
+    if (!(rate >= 0 && rate < 1)) {
+        lerror(lw, e->kids[1]->loc, "the dropout rate must be in [0, 1), got %s", arena_printf(lw->m->arena, "%g", rate), NULL);
+        return -1;
+    }
+    /* Evaluation sees the identity; so does training at rate 0. */
+    int64_t ppm = (int64_t)llround(rate * 1e6);
+    if (!lw->train || ppm == 0) return x;
+    int y = emit(lw, IR_DROPOUT, x, -1, *shape_of(lw, x), e);
+    lw->f->insts[y].attr[0] = ppm;
+    return y;
+}
+
+static const struct Layer {
+    const char *name;
+    int (*lower)(Lower *lw, const AstNode *call, int x);
+    int positional;
+    const char *const *named;
+    const char *doc[4];
+} layers[] = {
+#define LAYER(NAME, LOWER, POSITIONAL, NAMED, CALL, INPUT, RESULT, PARAMS) {#NAME, LOWER, POSITIONAL, NAMED, {CALL, INPUT, RESULT, PARAMS}},
+#include "layers.def"
+#undef LAYER
+};
+#define NLAYERS (int)(sizeof layers / sizeof *layers)
+
+void layers_print(FILE *out) {
+    for (int i = 0; i < NLAYERS; i++)
+        fprintf(out, "| %s | %s | %s | %s |\n", layers[i].doc[0], layers[i].doc[1], layers[i].doc[2], layers[i].doc[3]);
+}
+
+static int lower_call(Lower *lw, const AstNode *e) {
+    const AstNode *blk = find_block(lw->prog, e->name);
+    if (blk) return inline_block(lw, blk, e);
+    for (int i = 0; i < NLAYERS; i++) {
+        const struct Layer *ly = &layers[i];
+        if (strcmp(ly->name, e->name)) continue;
+        if (!check_layer_args(lw, e, ly->positional, ly->positional, ly->named)) return -1;
+        int x = lower_expr(lw, e->kids[0]);
+        return x < 0 ? -1 : ly->lower(lw, e, x);
+    }
+    lerror(lw, e->loc, "unknown layer '%s'", e->name, NULL);
+    char list[512];
+    size_t len = 0;
+    for (int i = 0; i < NLAYERS && len < sizeof list; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", layers[i].name);
+    diag_note(lw->diag, e->loc, "layers: %s", list);
     return -1;
 }
 

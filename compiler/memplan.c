@@ -76,7 +76,7 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
         for (int k = 0; k < nargs; k++) {
             int a = in->args[k];
             if (a < 0) continue;
-            if (k == 1 && in->op == IR_CONV2D_DW) a = f->insts[a].args[0];
+            if (k == 1 && (in->op == IR_CONV2D_DW || in->op == IR_DWCONV2D_DW)) a = f->insts[a].args[0];
             else if (k == 1 && (in->op == IR_MAXPOOL_GRAD || in->op == IR_DROPOUT_GRAD)) {
                 if (side_end[a] < i) side_end[a] = i;
                 continue;

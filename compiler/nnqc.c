@@ -44,7 +44,7 @@ static void usage(FILE *out) {
           "       nnqc --from-ir FILE.ir [FILE.nnq] --emit=STAGE | check | run | build\n"
           "                                         start from IR text (FILE.nnq: its projections and settings)\n"
           "       nnqc inspect MODEL.nnqm           summarize a trained model file\n"
-          "       nnqc --help-settings              the settings of a train block\n"
+          "       nnqc --help-layers | --help-settings   the layers; the settings of a train block\n"
           "training options (run; a built trainer takes the same):\n",
           out);
     fputs(nnq_run_options_help(), out);
@@ -92,6 +92,10 @@ static int parse_args(int argc, char **argv, Options *o) {
         if (t > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--help-layers")) { /* the layers, as a Markdown table */
+            printf("| layer | input | result | parameters |\n|---|---|---|---|\n");
+            layers_print(stdout);
             return 0;
         } else if (!strcmp(a, "--help-settings")) { /* a train block's settings, as a Markdown table */
             printf("| setting | meaning | default |\n|---|---|---|\n");

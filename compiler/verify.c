@@ -68,14 +68,27 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
                 FAIL("@%s %%%d: conv2d shapes do not agree", f->name, i);
             break;
         }
+        case IR_DWCONV2D: {
+            int64_t st = in->attr[0], pd = in->attr[1];
+            if (a->rank != 4 || b->rank != 4 || s->rank != 4 || b->d[1] != 1 || b->d[0] != a->d[1] ||
+                s->d[1] != a->d[1] || st < 1 || s->d[2] != (a->d[2] + 2 * pd - b->d[2]) / st + 1 ||
+                s->d[3] != (a->d[3] + 2 * pd - b->d[3]) / st + 1)
+                FAIL("@%s %%%d: dwconv2d shapes do not agree", f->name, i);
+            break;
+        }
         case IR_CONV2D_DX:
         case IR_CONV2D_DW:
+        case IR_DWCONV2D_DX:
+        case IR_DWCONV2D_DW:
         case IR_MAXPOOL_GRAD: {
-            const IrInst *src = &f->insts[in->args[in->op == IR_CONV2D_DX ? 0 : 1]];
-            if (in->op != IR_CONV2D_DX && src->op != (in->op == IR_CONV2D_DW ? IR_CONV2D : IR_MAXPOOL))
-                FAIL("@%s %%%d: %s must name its forward op", f->name, i, ir_op_name(in->op));
+            bool dx = in->op == IR_CONV2D_DX || in->op == IR_DWCONV2D_DX;
+            IrOp fwd = in->op == IR_CONV2D_DW ? IR_CONV2D : in->op == IR_DWCONV2D_DW ? IR_DWCONV2D : IR_MAXPOOL;
+            const IrInst *src = &f->insts[in->args[dx ? 0 : 1]];
+            if (!dx && src->op != fwd) FAIL("@%s %%%d: %s must name its forward op", f->name, i, ir_op_name(in->op));
             if (in->op == IR_CONV2D_DX && (s->rank != 4 || b->rank != 4 || s->d[1] != b->d[1]))
                 FAIL("@%s %%%d: conv2d_dx shapes do not agree", f->name, i);
+            if (in->op == IR_DWCONV2D_DX && (s->rank != 4 || b->rank != 4 || s->d[1] != b->d[0] || b->d[1] != 1))
+                FAIL("@%s %%%d: dwconv2d_dx shapes do not agree", f->name, i);
             break;
         }
         case IR_AVGPOOL_GRAD:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CIFAR-10 examples (VGG-16 with PMF, ResNet-18 with MD-tanh-S) train on synthetic
+# The CIFAR-10 examples (VGG-16 with PMF, ResNet-18 and MobileNetV2 with MD-tanh-S; the
+# last with depthwise convolutions) train on synthetic
 # data in the real CIFAR binary format: two epochs of five iterations each at batch 32
 # (the examples' batch of 128 would take minutes here), with the examples' own
 # augmentation and normalization, without their checkpoints. Checks: the run finishes,

@@ -5,8 +5,8 @@
 #    instantiate they do; the memory plan appears from memplan on; an unknown pass is
 #    refused with the list;
 #  - --verify-each accepts every example;
-#  - docs/language.md's table of train settings holds every row of the settings table
-#    (nnqc --help-settings, from compiler/train_settings.def);
+#  - docs/language.md's tables of train settings and layers hold every row of
+#    compiler/train_settings.def and compiler/layers.def (nnqc --help-settings, --help-layers);
 #  - --emit=asm prints the host's assembly of the whole program (nnq_main and the
 #    kernels), --emit=obj -o FILE writes a relocatable object that defines nnq_main.
 set -u
@@ -40,6 +40,10 @@ grep -q 'param_grad' $tmp/autodiff.ir && ok "autodiff appends the backward pass"
 missing=$("$NNQC" --help-settings | tail -n +3 | while IFS= read -r row; do grep -qxF -- "$row" "$SRC/docs/language.md" || echo "$row" | cut -c1-60; done)
 rows=$("$NNQC" --help-settings | tail -n +3 | wc -l)
 [ -z "$missing" ] && [ "$rows" -ge 10 ] && ok "docs/language.md holds the $rows rows of the settings table" || bad "docs/language.md lacks settings rows: $missing"
+# and the layers table (compiler/layers.def)
+missing=$("$NNQC" --help-layers | tail -n +3 | while IFS= read -r row; do grep -qxF -- "$row" "$SRC/docs/language.md" || echo "$row" | cut -c1-60; done)
+rows=$("$NNQC" --help-layers | tail -n +3 | wc -l)
+[ -z "$missing" ] && [ "$rows" -ge 8 ] && ok "docs/language.md holds the $rows rows of the layers table" || bad "docs/language.md lacks layer rows: $missing"
 
 n=0
 for f in "$SRC"/examples/*.nnq "$SRC"/stdlib/*.nnq; do

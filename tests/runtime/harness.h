@@ -89,6 +89,7 @@ void test_progress_output(void);
 void test_im2col_conv(void);
 void test_image_threads(void);
 void test_conv_kernels(void);
+void test_dwconv_kernels(void);
 void test_gemm_threads(void);
 void test_maxpool(void);
 void test_avgpool(void);

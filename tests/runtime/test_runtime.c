@@ -176,6 +176,7 @@ static const TestCase g_cases[] = {
     CASE(test_im2col_conv),
     CASE(test_image_threads),
     CASE(test_conv_kernels),
+    CASE(test_dwconv_kernels),
     CASE(test_gemm_threads),
     CASE(test_maxpool),
     CASE(test_avgpool),

@@ -1,0 +1,71 @@
+/* test_dwconv.c — depthwise convolutions (runtime/dwconv.c) against the general
+ * convolution, itself tested against direct sums (test_conv.c): a depthwise conv is a
+ * conv2d whose weight is block-diagonal (w_full[o, c] = w[o] when o == c, else 0), so y
+ * and dx must match conv2d's and dw the diagonal of conv2d_dw's; and the same bits on 1,
+ * 2 and 3 threads. Geometries with stride, padding and borders where a window leaves the
+ * image. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "rt_internal.h"
+
+static float drand(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return (float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+void test_dwconv_kernels(void) {
+    static const int geo[][7] = {
+        /* N, C, H, W, K, stride, pad: */
+        {3, 4, 9, 7, 3, 1, 1},
+        {2, 5, 8, 8, 3, 2, 1},
+        {4, 3, 6, 5, 3, 2, 0},
+        {2, 6, 4, 4, 1, 1, 0},
+        {1, 2, 5, 6, 5, 1, 2},
+    };
+    for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
+        const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], K = geo[g][4], S = geo[g][5], P = geo[g][6];
+        const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1;
+        const int NX = N * C * H * W, NY = N * C * OH * OW, NW = C * K * K, NF = C * C * K * K;
+        unsigned seed = 11 + (unsigned)g;
+        float *x = malloc(sizeof(float) * NX), *w = malloc(sizeof(float) * NW), *full = calloc(NF, sizeof(float));
+        float *dy = malloc(sizeof(float) * NY), *y = malloc(sizeof(float) * NY), *dx = malloc(sizeof(float) * NX);
+        float *dw = malloc(sizeof(float) * NW), *ry = malloc(sizeof(float) * NY), *rdx = malloc(sizeof(float) * NX);
+        float *rdw = malloc(sizeof(float) * NF);
+        for (int i = 0; i < NX; i++) x[i] = drand(&seed);
+        for (int i = 0; i < NW; i++) w[i] = drand(&seed);
+        for (int i = 0; i < NY; i++) dy[i] = drand(&seed);
+        for (int c = 0; c < C; c++) memcpy(full + ((size_t)c * C + c) * K * K, w + (size_t)c * K * K, sizeof(float) * K * K);
+        rt_parallel_set_threads(1);
+        nnq_rt_conv_reserve(NULL, N, C, H, W, C, K, K, S, P);
+        nnq_rt_conv2d(x, full, ry, N, C, H, W, C, K, K, S, P);
+        nnq_rt_conv2d_dx(dy, full, rdx, N, C, H, W, C, K, K, S, P);
+        nnq_rt_conv2d_dw(dy, x, rdw, N, C, H, W, C, K, K, S, P);
+        nnq_rt_dwconv2d(x, w, y, N, C, H, W, C, K, K, S, P);
+        nnq_rt_dwconv2d_dx(dy, w, dx, N, C, H, W, C, K, K, S, P);
+        nnq_rt_dwconv2d_dw(dy, x, dw, N, C, H, W, C, K, K, S, P);
+        double ey = 0, edx = 0, edw = 0;
+        for (int i = 0; i < NY; i++) ey = fmax(ey, fabs(y[i] - ry[i]));
+        for (int i = 0; i < NX; i++) edx = fmax(edx, fabs(dx[i] - rdx[i]));
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < K * K; k++)
+                edw = fmax(edw, fabs(dw[c * K * K + k] - rdw[((size_t)c * C + c) * K * K + k]));
+        CHECK(ey < 1e-5 && edx < 1e-5 && edw < 1e-4, "geometry %zu: dwconv2d %g, dx %g, dw %g against conv2d", g, ey, edx, edw);
+        float *y2 = malloc(sizeof(float) * NY), *dx2 = malloc(sizeof(float) * NX), *dw2 = malloc(sizeof(float) * NW);
+        for (int threads = 2; threads <= 3; threads++) {
+            rt_parallel_set_threads(threads);
+            rt_parallel_set_min_items_cap(1);
+            nnq_rt_dwconv2d(x, w, y2, N, C, H, W, C, K, K, S, P);
+            nnq_rt_dwconv2d_dx(dy, w, dx2, N, C, H, W, C, K, K, S, P);
+            nnq_rt_dwconv2d_dw(dy, x, dw2, N, C, H, W, C, K, K, S, P);
+            rt_parallel_set_min_items_cap(0);
+            CHECK(!memcmp(y, y2, sizeof(float) * NY) && !memcmp(dx, dx2, sizeof(float) * NX) && !memcmp(dw, dw2, sizeof(float) * NW),
+                  "geometry %zu: %d threads give the 1-thread bits", g, threads);
+        }
+        rt_parallel_set_threads(0);
+        free(x), free(w), free(full), free(dy), free(y), free(dx), free(dw), free(ry), free(rdx), free(rdw);
+        free(y2), free(dx2), free(dw2);
+    }
+}
