@@ -518,7 +518,7 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
     int cur = -1; /* the training step marks its phases; evaluation is one phase of its own */
     for (int i = 0; i < f->n; i++) {
         const IrInst *in = &f->insts[i];
-        if (!fc->hard && ir_op_class(in->op) != IR_SOURCE && ir_op_phase(in->op) != cur)
+        if (!fc->hard && !ir_op_source(in->op) && ir_op_phase(in->op) != cur)
             phase(cg, cur = ir_op_phase(in->op));
         if (in->op == IR_PARAM) {
             LLVMValueRef soft = as_ptr(cg, cg->pbuf[in->attr[0]][IRB_WEIGHT], cg->tf32);

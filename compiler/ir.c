@@ -7,36 +7,49 @@
 #include "nnq_rt.h"
 
 static const char *const names[] = {
-#define IR_OP(name, text, nargs, cls, phase, diff, doc) text,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) text,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const int nargs_tab[] = {
-#define IR_OP(name, text, nargs, cls, phase, diff, doc) nargs,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) nargs,
 #include "ir_ops.def"
 #undef IR_OP
 };
-static const IrClass class_tab[] = {
-#define IR_OP(name, text, nargs, cls, phase, diff, doc) IR_##cls,
+static const IrAttrs attrs_tab[] = {
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) IR_ATTRS_##attrs,
+#include "ir_ops.def"
+#undef IR_OP
+};
+static const IrArg1 arg1_tab[] = {
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) IR_ARG1_##arg1,
+#include "ir_ops.def"
+#undef IR_OP
+};
+static const bool side_tab[] = {
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) side,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const int phase_tab[] = {
-#define IR_OP(name, text, nargs, cls, phase, diff, doc) NNQ_PHASE_##phase,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) NNQ_PHASE_##phase,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const bool diff_tab[] = {
-#define IR_OP(name, text, nargs, cls, phase, diff, doc) diff,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) diff,
 #include "ir_ops.def"
 #undef IR_OP
 };
 
 const char *ir_op_name(IrOp op) { return names[op]; }
 int ir_op_nargs(IrOp op) { return nargs_tab[op]; }
-IrClass ir_op_class(IrOp op) { return class_tab[op]; }
+IrAttrs ir_op_attrs(IrOp op) { return attrs_tab[op]; }
+IrArg1 ir_op_arg1(IrOp op) { return arg1_tab[op]; }
+bool ir_op_side(IrOp op) { return side_tab[op]; }
 bool ir_op_differentiable(IrOp op) { return diff_tab[op]; }
 int ir_op_phase(IrOp op) { return phase_tab[op]; }
+bool ir_op_source(IrOp op) { return phase_tab[op] == NNQ_PHASE_OTHER; }
 
 int ir_emit(IrModule *m, IrFunc *f, IrOp op, int a, int b, IrShape shape, IrDType dt) {
     if (f->n == f->cap) {

@@ -13,19 +13,24 @@
 #include "program.h"
 
 typedef enum IrOp {
-#define IR_OP(name, text, nargs, cls, phase, diff, doc) IR_##name,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) IR_##name,
 #include "ir_ops.def"
 #undef IR_OP
     IR_OP_COUNT
 } IrOp;
 
-typedef enum IrClass { IR_SOURCE, IR_ELEMWISE, IR_ROWWISE, IR_REDUCE, IR_GEMM } IrClass;
+/* The ATTRS and ARG1 columns of ir_ops.def. */
+typedef enum IrAttrs { IR_ATTRS_NONE, IR_ATTRS_PARAM, IR_ATTRS_BN, IR_ATTRS_CONV, IR_ATTRS_POOL, IR_ATTRS_MATMUL, IR_ATTRS_RATE } IrAttrs;
+typedef enum IrArg1 { IR_ARG1_VALUE, IR_ARG1_FWD_INPUT, IR_ARG1_FWD_SIDE } IrArg1;
 
 const char *ir_op_name(IrOp op);
 int ir_op_nargs(IrOp op);
-IrClass ir_op_class(IrOp op);
+IrAttrs ir_op_attrs(IrOp op);
+IrArg1 ir_op_arg1(IrOp op);
+bool ir_op_side(IrOp op);  /* keeps a side buffer, one 4-byte word per output element */
 bool ir_op_differentiable(IrOp op);
 int ir_op_phase(IrOp op); /* an NnqPhase (runtime/phases.def): where --profile charges it */
+bool ir_op_source(IrOp op); /* computes nothing (phase OTHER): input, labels, param, reshape, param_grad */
 
 #define IR_BATCH (-1) /* a dimension equal to the batch size N */
 

@@ -309,42 +309,29 @@ static bool parse_inst(Parser *ps, IrFunc *f) {
     int na = ir_op_nargs(in.op);
     for (int k = 0; k < na; k++)
         if ((k && !expect(ps, ",")) || !ref(ps, "%", f->n, &in.args[k])) return false;
-    switch (in.op) {
-    case IR_PARAM:
-    case IR_PARAM_GRAD:
-        if ((na && !expect(ps, ",")) || !at_ref(ps, &in, false)) return false;
+    switch (ir_op_attrs(in.op)) { /* ir_ops.def's ATTRS column */
+    case IR_ATTRS_PARAM:
+    case IR_ATTRS_BN:
+        if ((na && !expect(ps, ",")) || !at_ref(ps, &in, ir_op_attrs(in.op) == IR_ATTRS_BN)) return false;
         break;
-    case IR_BN_TRAIN:
-    case IR_BN_EVAL:
-    case IR_BN_GRAD:
-    case IR_BIAS_BN_TRAIN:
-    case IR_BIAS_BN_EVAL:
-    case IR_RELU_BN_GRAD:
-        if (!expect(ps, ",") || !at_ref(ps, &in, true)) return false;
-        break;
-    case IR_CONV2D:
-    case IR_CONV2D_DX:
-    case IR_DWCONV2D:
-    case IR_DWCONV2D_DX:
+    case IR_ATTRS_CONV:
         if (!expect(ps, "stride") || !integer(ps, &in.attr[0]) || !expect(ps, "pad") || !integer(ps, &in.attr[1])) return false;
         break;
-    case IR_AVGPOOL:
-    case IR_AVGPOOL_GRAD:
-    case IR_MAXPOOL:
+    case IR_ATTRS_POOL:
         if (!expect(ps, "window") || !integer(ps, &in.attr[0]) || !expect(ps, "stride") || !integer(ps, &in.attr[1])) return false;
         break;
-    case IR_MATMUL:
+    case IR_ATTRS_MATMUL:
         in.attr[0] = lit(ps, "transpose_a");
         in.attr[1] = lit(ps, "transpose_b");
         break;
-    case IR_DROPOUT: {
+    case IR_ATTRS_RATE: {
         double r;
         if (!expect(ps, "rate") || !number(ps, &r)) return false;
         if (!(r >= 0 && r < 1)) return fail(ps, "a dropout rate is in [0, 1)");
         in.attr[0] = (int64_t)(r * 1e6 + 0.5);
         break;
     }
-    default: break;
+    case IR_ATTRS_NONE: break;
     }
     if (in.op != IR_PARAM_GRAD && (!expect(ps, ":") || !type(ps, &in.shape, &in.dtype))) return false;
     if (!at_eol(ps)) return fail(ps, "unexpected text after the instruction");

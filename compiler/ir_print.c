@@ -30,31 +30,20 @@ static void print_func(const IrFunc *f, FILE *out) {
         fputs(ir_op_name(in->op), out);
         int na = ir_op_nargs(in->op);
         for (int k = 0; k < na; k++) fprintf(out, "%s%%%d", k ? ", " : " ", in->args[k]);
-        switch (in->op) {
-        case IR_PARAM:
-        case IR_PARAM_GRAD:
-        case IR_BN_TRAIN:
-        case IR_BN_EVAL:
-        case IR_BN_GRAD:
-        case IR_BIAS_BN_TRAIN:
-        case IR_BIAS_BN_EVAL:
-        case IR_RELU_BN_GRAD: fprintf(out, "%s@%s", na ? ", " : " ", in->name); break;
-        case IR_CONV2D:
-        case IR_CONV2D_DX:
-        case IR_DWCONV2D:
-        case IR_DWCONV2D_DX: fprintf(out, " stride %lld pad %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
-        case IR_AVGPOOL:
-        case IR_AVGPOOL_GRAD:
-        case IR_MAXPOOL: fprintf(out, " window %lld stride %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
-        case IR_MATMUL:
+        switch (ir_op_attrs(in->op)) { /* ir_ops.def's ATTRS column */
+        case IR_ATTRS_PARAM:
+        case IR_ATTRS_BN: fprintf(out, "%s@%s", na ? ", " : " ", in->name); break;
+        case IR_ATTRS_CONV: fprintf(out, " stride %lld pad %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
+        case IR_ATTRS_POOL: fprintf(out, " window %lld stride %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
+        case IR_ATTRS_MATMUL:
             if (in->attr[0]) fputs(" transpose_a", out);
             if (in->attr[1]) fputs(" transpose_b", out);
             break;
-        case IR_DROPOUT:
+        case IR_ATTRS_RATE:
             fputs(" rate ", out);
             put_num(out, (double)in->attr[0] * 1e-6);
             break;
-        default: break;
+        case IR_ATTRS_NONE: break;
         }
         if (in->op != IR_PARAM_GRAD) fprintf(out, " : %s", sh);
         fputc('\n', out);

@@ -10,9 +10,10 @@
  * Lifetimes are intervals of instruction numbers, both ends included: a value lives
  * from its defining instruction to its last use, so an output never shares memory with
  * that instruction's inputs. Uses follow RESHAPE to the value it renames, and the ops
- * that point at a forward instruction use what they actually read: conv2d_dw reads the
- * conv's input (its columns are rebuilt from it, never kept), maxpool_grad the pool's
- * argmax buffer, dropout_grad the dropout's mask. A conv op's column matrix is not planned
+ * that point at a forward instruction use what they actually read (ir_ops.def's ARG1
+ * column): conv2d_dw reads the conv's input (its columns are rebuilt from it, never
+ * kept), maxpool_grad the pool's argmax buffer, dropout_grad the dropout's mask (the
+ * side buffers of the SIDE column). A conv op's column matrix is not planned
  * here: the runtime builds it chunk by chunk in per-thread scratch (runtime/conv.c).
  *
  * Not planned (the caller gives them buffers of their own): the input batch and labels,
@@ -76,8 +77,8 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
         for (int k = 0; k < nargs; k++) {
             int a = in->args[k];
             if (a < 0) continue;
-            if (k == 1 && (in->op == IR_CONV2D_DW || in->op == IR_DWCONV2D_DW)) a = f->insts[a].args[0];
-            else if (k == 1 && (in->op == IR_MAXPOOL_GRAD || in->op == IR_DROPOUT_GRAD)) {
+            if (k == 1 && ir_op_arg1(in->op) == IR_ARG1_FWD_INPUT) a = f->insts[a].args[0];
+            else if (k == 1 && ir_op_arg1(in->op) == IR_ARG1_FWD_SIDE) {
                 if (side_end[a] < i) side_end[a] = i;
                 continue;
             }
@@ -96,7 +97,7 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
         default:
             if (!external[i]) ADD_BLOCK(memplan_value_elems(in, batch), i, end[i], &p.value[i]);
         }
-        if (in->op == IR_MAXPOOL || in->op == IR_DROPOUT) {
+        if (ir_op_side(in->op)) {
             /* int32 argmax positions or float mask: one 4-byte word per output element */
             ADD_BLOCK(memplan_value_elems(in, batch), i, side_end[i], &p.side[i]);
         }
