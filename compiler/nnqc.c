@@ -44,7 +44,8 @@ static void usage(FILE *out) {
           "       nnqc --from-ir FILE.ir [FILE.nnq] --emit=STAGE | check | run | build\n"
           "                                         start from IR text (FILE.nnq: its projections and settings)\n"
           "       nnqc inspect MODEL.nnqm           summarize a trained model file\n"
-          "       nnqc --help-layers | --help-settings   the layers; the settings of a train block\n"
+          "       nnqc --help-layers | --help-settings | --help-builtins\n"
+          "                                         the layers; a train block's settings; projections' functions\n"
           "training options (run; a built trainer takes the same):\n",
           out);
     fputs(nnq_run_options_help(), out);
@@ -92,6 +93,10 @@ static int parse_args(int argc, char **argv, Options *o) {
         if (t > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--help-builtins")) { /* the functions of projections, as a Markdown table */
+            printf("| function | value |\n|---|---|\n");
+            proj_builtins_print(stdout);
             return 0;
         } else if (!strcmp(a, "--help-layers")) { /* the layers, as a Markdown table */
             printf("| layer | input | result | parameters |\n|---|---|---|---|\n");

@@ -148,5 +148,8 @@ ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const 
  * One that takes labels is checked for the program's first label set its `requires`
  * accepts, else for {-1, +1}, {-1, 0, +1} or {-2, -1, +1, +2}. False after errors. */
 bool proj_check_unused(Program *prog, Diag *diag, const AstNode *root);
+/* proj.c: the built-in functions of projections (proj_builtins.def) as the rows of
+ * docs/projections.md's table (nnqc --help-builtins). */
+void proj_builtins_print(FILE *out);
 
 #endif

@@ -176,151 +176,185 @@ static const LabelSet *want_labels(PCtx *cx, const AstNode *call, PVal v) {
     return NULL;
 }
 
-static PVal eval_call(PCtx *cx, const AstNode *e) {
+/* ---- built-in functions: one per row of proj_builtins.def ---- */
+
+static PVal bi_map(PCtx *cx, const AstNode *e, SxOp op) {
+    PVal x = eval(cx, e->kids[0]);
+    PVal r = x;
+    r.is_labels = false;
+    for (int j = 0; j < x.n; j++) r.c[j] = sx_unary(cx->pool, op, x.c[j]);
+    return r;
+}
+
+static PVal bi_grad(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    const AstNode *x = e->kids[0];
+    if (!cx->allow_grad) {
+        perr(cx, e->loc, "grad(...) is only allowed in an `update` statement", NULL, NULL);
+        return pv_error();
+    }
+    Named *nm = x->kind == AST_IDENT ? find_named(cx, x->name) : NULL;
+    if (!nm) {
+        perr(cx, x->loc, "grad(...) needs the name of an aux, soft or weight value", NULL, NULL);
+        return pv_error();
+    }
+    PVal r = pv_error();
+    r.n = nm->n;
+    /* VAR gbase + v stands for the adjoint of VAR v until the update is resolved. */
+    for (int j = 0; j < nm->n; j++) r.c[j] = sx_var(cx->pool, cx->gbase + nm->var0 + j);
+    return r;
+}
+
+static PVal bi_softmax(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
     SxPool *p = cx->pool;
-    const char *f = e->name;
-    static const struct { const char *name; SxOp op; } unary[] = {
-        {"exp", SX_EXP}, {"log", SX_LOG}, {"tanh", SX_TANH}, {"atanh", SX_ATANH},
-        {"sqrt", SX_SQRT}, {"abs", SX_ABS}, {"sign", SX_SIGN},
-    };
-    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
-        if (strcmp(f, unary[i].name) != 0) continue;
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        PVal x = eval(cx, e->kids[0]);
-        PVal r = x;
-        r.is_labels = false;
-        for (int j = 0; j < x.n; j++) r.c[j] = sx_unary(p, unary[i].op, x.c[j]);
-        return r;
-    }
-    if (strcmp(f, "grad") == 0) {
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        const AstNode *x = e->kids[0];
-        if (!cx->allow_grad) {
-            perr(cx, e->loc, "grad(...) is only allowed in an `update` statement", NULL, NULL);
-            return pv_error();
+    PVal x = eval(cx, e->kids[0]);
+    if (!x.n) return x;
+    /* softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m), m = max(x) held constant for
+     * the derivative (softmax is shift invariant, so this is exact). */
+    int m = sx_unary(p, SX_NOGRAD, reduce(cx, SX_MAX, x));
+    PVal ex = x;
+    ex.is_labels = false;
+    for (int j = 0; j < x.n; j++) ex.c[j] = sx_unary(p, SX_EXP, sx_binary(p, SX_SUB, x.c[j], m));
+    int s = reduce(cx, SX_ADD, ex);
+    for (int j = 0; j < x.n; j++) ex.c[j] = sx_binary(p, SX_DIV, ex.c[j], s);
+    return ex;
+}
+
+static PVal bi_sparsemax(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    SxPool *p = cx->pool;
+    PVal z = eval(cx, e->kids[0]);
+    if (!z.n) return z;
+    /* Euclidean projection onto the simplex: u = max(z - tau, 0) with
+     * tau = max_k (sum_{j: z_j >= z_k} z_j - 1) / #{j: z_j >= z_k}, unrolled over the
+     * labels (no sort). Comparisons carry no derivative, so the derived Jacobian is
+     * diag(s) - s s^T / |s| on the support s, as in PGD. */
+    int tau = -1;
+    for (int k = 0; k < z.n; k++) {
+        int cnt = sx_const(p, 0), sum = sx_const(p, -1);
+        for (int j = 0; j < z.n; j++) {
+            int in = sx_binary(p, SX_LE, z.c[k], z.c[j]);
+            cnt = sx_binary(p, SX_ADD, cnt, in);
+            sum = sx_binary(p, SX_ADD, sum, sx_binary(p, SX_MUL, in, z.c[j]));
         }
-        Named *nm = x->kind == AST_IDENT ? find_named(cx, x->name) : NULL;
-        if (!nm) {
-            perr(cx, x->loc, "grad(...) needs the name of an aux, soft or weight value", NULL, NULL);
-            return pv_error();
+        int cand = sx_binary(p, SX_DIV, sum, cnt);
+        tau = tau < 0 ? cand : sx_binary(p, SX_MAX, tau, cand);
+    }
+    PVal r = z;
+    r.is_labels = false;
+    for (int j = 0; j < z.n; j++) r.c[j] = sx_binary(p, SX_MAX, sx_binary(p, SX_SUB, z.c[j], tau), sx_const(p, 0));
+    return r;
+}
+
+static PVal bi_hardmax(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    PVal z = eval(cx, e->kids[0]);
+    if (!z.n) return z;
+    int idx = argmax_node(cx, z);
+    PVal r = z;
+    r.is_labels = false;
+    for (int j = 0; j < z.n; j++) r.c[j] = sx_binary(cx->pool, SX_EQ, idx, sx_const(cx->pool, j));
+    return r;
+}
+
+/* mids(Q): midpoints between consecutive labels; gaps(Q): their distances. */
+static PVal bi_label_vec(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
+    if (!q) return pv_error();
+    PVal r = pv_error();
+    r.n = q->k - 1;
+    for (int j = 0; j + 1 < q->k; j++)
+        r.c[j] = sx_const(cx->pool, e->name[0] == 'm' ? (q->q[j] + q->q[j + 1]) / 2 : q->q[j + 1] - q->q[j]);
+    return r;
+}
+
+static PVal bi_sum(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    PVal x = eval(cx, e->kids[0]);
+    return x.n ? pv_scalar(reduce(cx, SX_ADD, x)) : x;
+}
+
+static PVal bi_argmax(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    PVal x = eval(cx, e->kids[0]);
+    return x.n ? pv_scalar(argmax_node(cx, x)) : x;
+}
+
+/* max(v) / min(v): a vector's extreme element; max(a, b) / min(a, b): elementwise. */
+static PVal bi_minmax(PCtx *cx, const AstNode *e, SxOp op) {
+    PVal x = eval(cx, e->kids[0]);
+    if (e->nkids == 1) return x.n ? pv_scalar(reduce(cx, op, x)) : x;
+    return zip(cx, e, op, x, eval(cx, e->kids[1]));
+}
+
+static PVal bi_clamp(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    PVal x = eval(cx, e->kids[0]);
+    PVal lo = eval(cx, e->kids[1]), hi = eval(cx, e->kids[2]);
+    return zip(cx, e, SX_MIN, zip(cx, e, SX_MAX, x, lo), hi);
+}
+
+/* mid(Q) = (min + max) / 2, half_range(Q) = (max - min) / 2. */
+static PVal bi_label_num(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
+    if (!q) return pv_error();
+    double lo = q->q[0], hi = q->q[q->k - 1];
+    return pv_scalar(sx_const(cx->pool, e->name[0] == 'm' ? (lo + hi) / 2 : (hi - lo) / 2));
+}
+
+static PVal bi_nearest(PCtx *cx, const AstNode *e, SxOp op) {
+    (void)op;
+    SxPool *p = cx->pool;
+    const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
+    PVal x = eval(cx, e->kids[1]);
+    if (!q || !x.n) return pv_error();
+    PVal r = x;
+    r.is_labels = false;
+    for (int j = 0; j < x.n; j++) {
+        /* Midpoints split the line; a tie goes to the larger label. */
+        int v = sx_const(p, q->q[q->k - 1]);
+        for (int i = q->k - 2; i >= 0; i--) {
+            int below = sx_binary(p, SX_LT, x.c[j], sx_const(p, (q->q[i] + q->q[i + 1]) / 2));
+            v = sx_select(p, below, sx_const(p, q->q[i]), v);
         }
-        PVal r = pv_error();
-        r.n = nm->n;
-        /* VAR gbase + v stands for the adjoint of VAR v until the update is resolved. */
-        for (int j = 0; j < nm->n; j++) r.c[j] = sx_var(p, cx->gbase + nm->var0 + j);
-        return r;
+        r.c[j] = v;
     }
-    if (strcmp(f, "softmax") == 0) {
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        PVal x = eval(cx, e->kids[0]);
-        if (!x.n) return x;
-        /* softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m), m = max(x) held constant for
-         * the derivative (softmax is shift invariant, so this is exact). */
-        int m = sx_unary(p, SX_NOGRAD, reduce(cx, SX_MAX, x));
-        PVal ex = x;
-        ex.is_labels = false;
-        for (int j = 0; j < x.n; j++) ex.c[j] = sx_unary(p, SX_EXP, sx_binary(p, SX_SUB, x.c[j], m));
-        int s = reduce(cx, SX_ADD, ex);
-        for (int j = 0; j < x.n; j++) ex.c[j] = sx_binary(p, SX_DIV, ex.c[j], s);
-        return ex;
+    return r;
+}
+
+static const struct Builtin {
+    const char *name;
+    PVal (*fn)(PCtx *cx, const AstNode *call, SxOp op);
+    SxOp op;
+    int min_args, max_args;
+    const char *doc[2];
+} builtins[] = {
+#define BUILTIN(NAME, FN, OP, MIN, MAX, CALL, MEANING) {#NAME, FN, OP, MIN, MAX, {CALL, MEANING}},
+#include "proj_builtins.def"
+#undef BUILTIN
+};
+#define NBUILTINS (int)(sizeof builtins / sizeof *builtins)
+
+void proj_builtins_print(FILE *out) {
+    for (int i = 0; i < NBUILTINS; i++) fprintf(out, "| %s | %s |\n", builtins[i].doc[0], builtins[i].doc[1]);
+}
+
+static PVal eval_call(PCtx *cx, const AstNode *e) {
+    for (int i = 0; i < NBUILTINS; i++) {
+        const struct Builtin *b = &builtins[i];
+        if (strcmp(e->name, b->name)) continue;
+        if (!want_args(cx, e, b->min_args, b->max_args)) return pv_error();
+        return b->fn(cx, e, b->op);
     }
-    if (strcmp(f, "sparsemax") == 0) {
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        PVal z = eval(cx, e->kids[0]);
-        if (!z.n) return z;
-        /* Euclidean projection onto the simplex: u = max(z - tau, 0) with
-         * tau = max_k (sum_{j: z_j >= z_k} z_j - 1) / #{j: z_j >= z_k}, unrolled over the
-         * labels (no sort). Comparisons carry no derivative, so the derived Jacobian is
-         * diag(s) - s s^T / |s| on the support s, as in PGD. */
-        int tau = -1;
-        for (int k = 0; k < z.n; k++) {
-            int cnt = sx_const(p, 0), sum = sx_const(p, -1);
-            for (int j = 0; j < z.n; j++) {
-                int in = sx_binary(p, SX_LE, z.c[k], z.c[j]);
-                cnt = sx_binary(p, SX_ADD, cnt, in);
-                sum = sx_binary(p, SX_ADD, sum, sx_binary(p, SX_MUL, in, z.c[j]));
-            }
-            int cand = sx_binary(p, SX_DIV, sum, cnt);
-            tau = tau < 0 ? cand : sx_binary(p, SX_MAX, tau, cand);
-        }
-        PVal r = z;
-        r.is_labels = false;
-        for (int j = 0; j < z.n; j++)
-            r.c[j] = sx_binary(p, SX_MAX, sx_binary(p, SX_SUB, z.c[j], tau), sx_const(p, 0));
-        return r;
-    }
-    if (strcmp(f, "hardmax") == 0) {
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        PVal z = eval(cx, e->kids[0]);
-        if (!z.n) return z;
-        int idx = argmax_node(cx, z);
-        PVal r = z;
-        r.is_labels = false;
-        for (int j = 0; j < z.n; j++) r.c[j] = sx_binary(p, SX_EQ, idx, sx_const(p, j));
-        return r;
-    }
-    if (strcmp(f, "mids") == 0 || strcmp(f, "gaps") == 0) {
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
-        if (!q) return pv_error();
-        PVal r = pv_error();
-        r.n = q->k - 1;
-        for (int j = 0; j + 1 < q->k; j++)
-            r.c[j] = sx_const(p, f[0] == 'm' ? (q->q[j] + q->q[j + 1]) / 2 : q->q[j + 1] - q->q[j]);
-        return r;
-    }
-    if (strcmp(f, "sum") == 0) {
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        PVal x = eval(cx, e->kids[0]);
-        return x.n ? pv_scalar(reduce(cx, SX_ADD, x)) : x;
-    }
-    if (strcmp(f, "argmax") == 0) {
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        PVal x = eval(cx, e->kids[0]);
-        return x.n ? pv_scalar(argmax_node(cx, x)) : x;
-    }
-    if (strcmp(f, "max") == 0 || strcmp(f, "min") == 0) {
-        SxOp op = f[1] == 'a' ? SX_MAX : SX_MIN;
-        if (!want_args(cx, e, 1, 2)) return pv_error();
-        PVal x = eval(cx, e->kids[0]);
-        if (e->nkids == 1) return x.n ? pv_scalar(reduce(cx, op, x)) : x;
-        return zip(cx, e, op, x, eval(cx, e->kids[1]));
-    }
-    if (strcmp(f, "clamp") == 0) {
-        if (!want_args(cx, e, 3, 3)) return pv_error();
-        PVal x = eval(cx, e->kids[0]);
-        PVal lo = eval(cx, e->kids[1]), hi = eval(cx, e->kids[2]);
-        return zip(cx, e, SX_MIN, zip(cx, e, SX_MAX, x, lo), hi);
-    }
-    if (strcmp(f, "mid") == 0 || strcmp(f, "half_range") == 0) {
-        if (!want_args(cx, e, 1, 1)) return pv_error();
-        const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
-        if (!q) return pv_error();
-        double lo = q->q[0], hi = q->q[q->k - 1];
-        return pv_scalar(sx_const(p, f[0] == 'm' ? (lo + hi) / 2 : (hi - lo) / 2));
-    }
-    if (strcmp(f, "nearest") == 0) {
-        if (!want_args(cx, e, 2, 2)) return pv_error();
-        const LabelSet *q = want_labels(cx, e, eval(cx, e->kids[0]));
-        PVal x = eval(cx, e->kids[1]);
-        if (!q || !x.n) return pv_error();
-        PVal r = x;
-        r.is_labels = false;
-        for (int j = 0; j < x.n; j++) {
-            /* Midpoints split the line; a tie goes to the larger label. */
-            int v = sx_const(p, q->q[q->k - 1]);
-            for (int i = q->k - 2; i >= 0; i--) {
-                int below = sx_binary(p, SX_LT, x.c[j], sx_const(p, (q->q[i] + q->q[i + 1]) / 2));
-                v = sx_select(p, below, sx_const(p, q->q[i]), v);
-            }
-            r.c[j] = v;
-        }
-        return r;
-    }
-    perr(cx, e->loc, "unknown function '%s' in a projection", f, NULL);
-    diag_note(cx->diag, e->loc,
-              "available: exp, log, tanh, atanh, sqrt, abs, sign, softmax, sparsemax, hardmax, "
-              "sum, max, min, argmax, clamp, nearest, mid, half_range, mids, gaps, grad");
+    perr(cx, e->loc, "unknown function '%s' in a projection", e->name, NULL);
+    char list[512];
+    size_t len = 0;
+    for (int i = 0; i < NBUILTINS && len < sizeof list; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", builtins[i].name);
+    diag_note(cx->diag, e->loc, "available: %s", list);
     return pv_error();
 }
 

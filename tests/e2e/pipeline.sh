@@ -6,7 +6,8 @@
 #    refused with the list;
 #  - --verify-each accepts every example;
 #  - docs/language.md's tables of train settings and layers hold every row of
-#    compiler/train_settings.def and compiler/layers.def (nnqc --help-settings, --help-layers);
+#    compiler/train_settings.def and compiler/layers.def (nnqc --help-settings, --help-layers),
+#    docs/projections.md's table of functions every row of compiler/proj_builtins.def;
 #  - --emit=asm prints the host's assembly of the whole program (nnq_main and the
 #    kernels), --emit=obj -o FILE writes a relocatable object that defines nnq_main.
 set -u
@@ -44,6 +45,10 @@ rows=$("$NNQC" --help-settings | tail -n +3 | wc -l)
 missing=$("$NNQC" --help-layers | tail -n +3 | while IFS= read -r row; do grep -qxF -- "$row" "$SRC/docs/language.md" || echo "$row" | cut -c1-60; done)
 rows=$("$NNQC" --help-layers | tail -n +3 | wc -l)
 [ -z "$missing" ] && [ "$rows" -ge 8 ] && ok "docs/language.md holds the $rows rows of the layers table" || bad "docs/language.md lacks layer rows: $missing"
+# and the projections' functions (compiler/proj_builtins.def)
+missing=$("$NNQC" --help-builtins | tail -n +3 | while IFS= read -r row; do grep -qxF -- "$row" "$SRC/docs/projections.md" || echo "$row" | cut -c1-60; done)
+rows=$("$NNQC" --help-builtins | tail -n +3 | wc -l)
+[ -z "$missing" ] && [ "$rows" -ge 20 ] && ok "docs/projections.md holds the $rows rows of the built-in functions table" || bad "docs/projections.md lacks function rows: $missing"
 
 n=0
 for f in "$SRC"/examples/*.nnq "$SRC"/stdlib/*.nnq; do
