@@ -19,6 +19,9 @@ AstNode *lang_parse(Arena *arena, Diag *diag, const SourceFile *src);
 
 /* `nnqc --emit=tokens`: one token per line, "line:col KIND 'text'"; false on a
  * lexical error (reported to diag). */
+/* The i-th punctuation token of tokens.def: its spelling, and *name its dump name
+ * (`--emit=tokens`); NULL past the last (tests check the lexer agrees with the table). */
+const char *lang_token_punct(int i, const char **name);
 bool lang_dump_tokens(const SourceFile *src, Diag *diag, FILE *out);
 
 #endif

@@ -76,86 +76,60 @@ static void lexer_error(Lexer *lx, SrcLoc loc, const char *fmt, ...) {
 
 /* ---- token kinds as words ---- */
 
+static const struct TokenRow {
+    int kind;
+    const char *name, *spelling, *what;
+} token_rows[] = {
+#define TOKEN(NAME, SPELLING, KIND) {TOK_##NAME, #NAME, SPELLING, #KIND},
+#include "tokens.def"
+#undef TOKEN
+};
+#define NTOKEN_ROWS (int)(sizeof token_rows / sizeof *token_rows)
+
+static const struct TokenRow *token_row(int kind) {
+    for (int i = 0; i < NTOKEN_ROWS; i++)
+        if (token_rows[i].kind == kind) return &token_rows[i];
+    return NULL;
+}
+
 bool lexer_is_decl_keyword(int kind) {
-    switch (kind) {
-    case TOK_IMPORT: case TOK_LABELS: case TOK_PROJECTION: case TOK_MODEL:
-    case TOK_BLOCK: case TOK_DATA: case TOK_TRAIN:
-        return true;
-    default:
-        return false;
-    }
+    const struct TokenRow *r = token_row(kind);
+    return r && !strcmp(r->what, "DECL");
 }
 
 bool lexer_is_keyword(int kind) {
-    /* parser.y declares the 31 keyword tokens contiguously, 'import' to 'in'. */
-    _Static_assert(TOK_IN - TOK_IMPORT == 30, "keyword tokens must be contiguous");
-    return kind >= TOK_IMPORT && kind <= TOK_IN;
+    const struct TokenRow *r = token_row(kind);
+    return r && (!strcmp(r->what, "DECL") || !strcmp(r->what, "KEYWORD"));
+}
+
+/* The keyword an identifier spells, else TOK_IDENT. */
+static int lexer_keyword(const unsigned char *text, size_t len) {
+    for (int i = 0; i < NTOKEN_ROWS; i++) {
+        const struct TokenRow *r = &token_rows[i];
+        if ((!strcmp(r->what, "DECL") || !strcmp(r->what, "KEYWORD")) && strlen(r->spelling) == len &&
+            !memcmp(r->spelling, text, len))
+            return r->kind;
+    }
+    return TOK_IDENT;
 }
 
 const char *lexer_kind_name(int kind) {
-    switch (kind) {
-    case TOK_YYEOF: return "EOF";
-    case TOK_NNQ_YYUNDEF: return "ERROR";
-    case TOK_IDENT: return "IDENT";
-    case TOK_NUMBER: return "NUMBER";
-    case TOK_STRING: return "STRING";
-    case TOK_NEWLINE: return "NEWLINE";
-    case TOK_IMPORT: return "IMPORT";
-    case TOK_LABELS: return "LABELS";
-    case TOK_PROJECTION: return "PROJECTION";
-    case TOK_MODEL: return "MODEL";
-    case TOK_BLOCK: return "BLOCK";
-    case TOK_DATA: return "DATA";
-    case TOK_TRAIN: return "TRAIN";
-    case TOK_ON: return "ON";
-    case TOK_REQUIRES: return "REQUIRES";
-    case TOK_AUX: return "AUX";
-    case TOK_SOFT: return "SOFT";
-    case TOK_WEIGHT: return "WEIGHT";
-    case TOK_UPDATE: return "UPDATE";
-    case TOK_USING: return "USING";
-    case TOK_AFTER: return "AFTER";
-    case TOK_MOVE: return "MOVE";
-    case TOK_HARD: return "HARD";
-    case TOK_INIT: return "INIT";
-    case TOK_RETURN: return "RETURN";
-    case TOK_EVALUATE: return "EVALUATE";
-    case TOK_EVERY: return "EVERY";
-    case TOK_SAVE: return "SAVE";
-    case TOK_CHECKPOINT: return "CHECKPOINT";
-    case TOK_IF: return "IF";
-    case TOK_THEN: return "THEN";
-    case TOK_ELSE: return "ELSE";
-    case TOK_AND: return "AND";
-    case TOK_OR: return "OR";
-    case TOK_NOT: return "NOT";
-    case TOK_FOR: return "FOR";
-    case TOK_IN: return "IN";
-    case TOK_LPAREN: return "LPAREN";
-    case TOK_RPAREN: return "RPAREN";
-    case TOK_LBRACKET: return "LBRACKET";
-    case TOK_RBRACKET: return "RBRACKET";
-    case TOK_LBRACE: return "LBRACE";
-    case TOK_RBRACE: return "RBRACE";
-    case TOK_COMMA: return "COMMA";
-    case TOK_COLON: return "COLON";
-    case TOK_DOT: return "DOT";
-    case TOK_ASSIGN: return "ASSIGN";
-    case TOK_ARROW: return "ARROW";
-    case TOK_PLUS: return "PLUS";
-    case TOK_MINUS: return "MINUS";
-    case TOK_STAR: return "STAR";
-    case TOK_SLASH: return "SLASH";
-    case TOK_EQ: return "EQ";
-    case TOK_NE: return "NE";
-    case TOK_LT: return "LT";
-    case TOK_LE: return "LE";
-    case TOK_GT: return "GT";
-    case TOK_GE: return "GE";
-    case TOK_PIPE: return "PIPE";
+    if (kind == TOK_YYEOF) return "EOF";
+    if (kind == TOK_NNQ_YYUNDEF) return "ERROR";
+    const struct TokenRow *r = token_row(kind);
+    assert(r && "token kind without a row in tokens.def");
+    return r ? r->name : "?";
+}
+
+const char *lang_token_punct(int i, const char **name) {
+    for (int k = 0; k < NTOKEN_ROWS; k++) {
+        if (strcmp(token_rows[k].what, "PUNCT")) continue;
+        if (i-- == 0) {
+            *name = token_rows[k].name;
+            return token_rows[k].spelling;
+        }
     }
-    assert(!"token kind without a dump name");
-    return "?";
+    return NULL;
 }
 
 char lexer_closer(BracketKind kind) {
@@ -507,38 +481,7 @@ Token lexer_next(Lexer *lx) {
             continue;
         }
 
-        "import"     { return lexer_make(lx, TOK_IMPORT); }
-        "labels"     { return lexer_make(lx, TOK_LABELS); }
-        "projection" { return lexer_make(lx, TOK_PROJECTION); }
-        "model"      { return lexer_make(lx, TOK_MODEL); }
-        "block"      { return lexer_make(lx, TOK_BLOCK); }
-        "data"       { return lexer_make(lx, TOK_DATA); }
-        "train"      { return lexer_make(lx, TOK_TRAIN); }
-        "on"         { return lexer_make(lx, TOK_ON); }
-        "requires"   { return lexer_make(lx, TOK_REQUIRES); }
-        "aux"        { return lexer_make(lx, TOK_AUX); }
-        "soft"       { return lexer_make(lx, TOK_SOFT); }
-        "weight"     { return lexer_make(lx, TOK_WEIGHT); }
-        "update"     { return lexer_make(lx, TOK_UPDATE); }
-        "using"      { return lexer_make(lx, TOK_USING); }
-        "after"      { return lexer_make(lx, TOK_AFTER); }
-        "move"       { return lexer_make(lx, TOK_MOVE); }
-        "hard"       { return lexer_make(lx, TOK_HARD); }
-        "init"       { return lexer_make(lx, TOK_INIT); }
-        "return"     { return lexer_make(lx, TOK_RETURN); }
-        "evaluate"   { return lexer_make(lx, TOK_EVALUATE); }
-        "every"      { return lexer_make(lx, TOK_EVERY); }
-        "save"       { return lexer_make(lx, TOK_SAVE); }
-        "checkpoint" { return lexer_make(lx, TOK_CHECKPOINT); }
-        "if"         { return lexer_make(lx, TOK_IF); }
-        "then"       { return lexer_make(lx, TOK_THEN); }
-        "else"       { return lexer_make(lx, TOK_ELSE); }
-        "and"        { return lexer_make(lx, TOK_AND); }
-        "or"         { return lexer_make(lx, TOK_OR); }
-        "not"        { return lexer_make(lx, TOK_NOT); }
-        "for"        { return lexer_make(lx, TOK_FOR); }
-        "in"         { return lexer_make(lx, TOK_IN); }
-        ident        { return lexer_make(lx, TOK_IDENT); }
+        ident        { return lexer_make(lx, lexer_keyword(lx->tok, (size_t)(lx->cur - lx->tok))); } /* tokens.def */
 
         dig+                                          { return lexer_number(lx, true); }
         (dig+ "." dig* | "." dig+) exp? | dig+ exp    { return lexer_number(lx, false); }

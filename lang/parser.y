@@ -201,22 +201,9 @@ static AstNode *parse_add_arg(ParseCtx *ctx, AstNode *args, AstNode *arg) {
 }
 
 %token YYEOF 0 "end of file"
-%token <tok> IDENT "identifier"
-%token <tok> NUMBER "number"
-%token <tok> STRING "string"
-%token NEWLINE "end of line"
-/* Keywords: contiguous from IMPORT to IN (lexer_is_keyword relies on it). */
-%token <tok> IMPORT "'import'" LABELS "'labels'" PROJECTION "'projection'" MODEL "'model'"
-%token <tok> BLOCK "'block'" DATA "'data'" TRAIN "'train'" ON "'on'" REQUIRES "'requires'"
-%token <tok> AUX "'aux'" SOFT "'soft'" WEIGHT "'weight'" UPDATE "'update'" USING "'using'"
-%token <tok> AFTER "'after'" HARD "'hard'" INIT "'init'" MOVE "'move'" RETURN "'return'"
-%token <tok> EVALUATE "'evaluate'" EVERY "'every'" SAVE "'save'" CHECKPOINT "'checkpoint'"
-%token <tok> IF "'if'" THEN "'then'" ELSE "'else'" AND "'and'" OR "'or'" NOT "'not'"
-%token <tok> FOR "'for'" IN "'in'"
-%token LPAREN "'('" RPAREN "')'" LBRACKET "'['" RBRACKET "']'" LBRACE "'{'" RBRACE "'}'"
-%token COMMA "','" COLON "':'" DOT "'.'" ASSIGN "'='" ARROW "'->'"
-%token PLUS "'+'" MINUS "'-'" STAR "'*'" SLASH "'/'"
-%token EQ "'=='" NE "'!='" LT "'<'" LE "'<='" GT "'>'" GE "'>='" PIPE "'|'"
+/* The tokens: one row each in tokens.def; lang/CMakeLists.txt writes their
+ * declarations here (%token <tok> IMPORT "'import'" ...), in the table's order. */
+%nnq_tokens%
 
 %left OR
 %left AND

@@ -293,6 +293,22 @@ static void test_tokens(void) {
               "3:3 COMMA ','\n3:4 NEWLINE '\\n'\n4:1 NUMBER '2'\n4:2 RBRACE '}'\n4:3 EOF ''\n");
 }
 
+/* Every punctuation row of tokens.def lexes to its own kind, and its dump name is the
+ * row's name (the table and lexer.re's rules agree). */
+static void test_token_table(void) {
+    int n = 0;
+    const char *name, *spelling;
+    for (; (spelling = lang_token_punct(n, &name)); n++) {
+        bool ok;
+        char want[64];
+        snprintf(want, sizeof want, "1:1 %s '%s'\n1:%d EOF ''\n", name, spelling, 1 + (int)strlen(spelling));
+        char *got = dump_tokens(spelling, &ok);
+        if (!ok || strcmp(got, want)) printf("punctuation '%s' lexes as %s", spelling, got);
+        CHECK(ok && !strcmp(got, want));
+    }
+    CHECK(n >= 22);
+}
+
 static void test_precedence(void) {
     CHECK_STR(expr("a + b * c"), "(+ a (* b c))");
     CHECK_STR(expr("a * b + c"), "(+ (* a b) c)");
@@ -651,6 +667,7 @@ int main(void) {
     test_numbers();
     test_strings();
     test_tokens();
+    test_token_table();
     test_precedence();
     test_primaries();
     test_layout();
