@@ -1389,25 +1389,34 @@ static void declare_checkpoint(Cg *cg, LLVMValueRef run, const TrainScalars *ts,
     state(cg, run, "train.best_epoch", ts->best_epoch, 4);
 }
 
-static void emit_main(Cg *cg) {
-    const IrModule *m = cg->m;
+/* ---------- nnq_main, in parts ----------
+ * What the parts of nnq_main share: the run, the data sets and their split, the epoch
+ * count and the scalars kept in globals (checkpointed). */
+typedef struct MainCtx {
+    const IrModule *m;
+    LLVMValueRef run;
+    const DataDecl *dtrain, *dtest;
+    LLVMValueRef ds, dst;                /* training and test data sets (dst NULL: none) */
+    LLVMValueRef ntrain, nval, ntest;    /* training / validation / test sample counts */
+    LLVMValueRef epochs, iters, index;   /* epochs to run, iterations per epoch, the shuffled order */
+    LLVMValueRef lr_every, beta_every;   /* schedules in iterations */
+    TrainScalars st;
+} MainCtx;
+
+/* Before any data: the checkpoint directory, the seed, the MPI agreement, every
+ * convolution's scratch, the dropout key. */
+static void emit_main_setup(Cg *cg, MainCtx *mc) {
+    const IrModule *m = mc->m;
     const TrainConfig *tc = cg->tc;
-    const Program *prog = m->prog;
     LLVMBuilderRef b = cg->b;
-    LLVMTypeRef mt = LLVMFunctionType(cg->ti32, &cg->tp, 1, 0);
-    mark_cold(cg, new_function(cg, "nnq_main", mt, true));
-    LLVMValueRef run = LLVMGetParam(cg->fn, 0);
-    if (!prog->train) { /* no train block, no data: nothing to run (nnqc refuses to) */
-        LLVMBuildRet(b, ci32(cg, 1));
-        return;
-    }
+    LLVMValueRef run = mc->run;
     /* an unusable checkpoint directory fails before any work is done */
     if (tc->checkpoint_dir) rt_call(cg, "nnq_rt_checkpoint_dir", (LLVMValueRef[]){run, str(cg, tc->checkpoint_dir)}, 2);
     LLVMValueRef a2[2];
     a2[0] = run;
     a2[1] = ci64(cg, tc->seed);
     LLVMValueRef seed = rt_call(cg, "nnq_rt_seed", a2, 2);
-    LLVMValueRef epochs = rt_call(cg, "nnq_rt_epochs", (LLVMValueRef[]){run, ci32(cg, tc->epochs)}, 2);
+    LLVMValueRef epochs = mc->epochs = rt_call(cg, "nnq_rt_epochs", (LLVMValueRef[]){run, ci32(cg, tc->epochs)}, 2);
     /* data parallelism: the ranks agree on the program and split every batch */
     LLVMBuildStore(b, LLVMBuildSExt(b, rt_call(cg, "nnq_rt_world_size", &run, 1), cg->ti64, ""), as_ptr(cg, cg->mpi_size, cg->ti64));
     LLVMBuildStore(b, rt_call(cg, "nnq_rt_mpi_part", (LLVMValueRef[]){run, ci64(cg, cg->batch), ci32(cg, 0)}, 3), as_ptr(cg, cg->mpi_base, cg->ti64));
@@ -1426,6 +1435,16 @@ static void emit_main(Cg *cg) {
     /* dropout masks: keyed by a draw from the seeded generator and the step count */
     LLVMBuildStore(b, rt_call(cg, "nnq_rt_random_bits", &run, 1), as_ptr(cg, cg->dropout_step, cg->ti64));
 
+}
+
+/* The data sets: loaded, checked, split (training | validation), normalized. */
+static void emit_main_data(Cg *cg, MainCtx *mc) {
+    const IrModule *m = mc->m;
+    const TrainConfig *tc = cg->tc;
+    const Program *prog = m->prog;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef run = mc->run;
+    LLVMValueRef a2[2] = {run, NULL};
     /* data */
     const DataDecl *dtrain = find_data(prog, tc->data);
     const DataDecl *dtest = tc->eval_data ? find_data(prog, tc->eval_data) : NULL;
@@ -1464,7 +1483,16 @@ static void emit_main(Cg *cg) {
     LLVMValueRef iters = LLVMBuildSDiv(b, ntrain, ci64(cg, cg->batch), "iters");
     LLVMValueRef index = rt_call(cg, "nnq_rt_alloc", (LLVMValueRef[]){run, LLVMBuildMul(b, ntrain, ci64(cg, 8), "")}, 2);
 
-    /* initialization: w0 draws into the grad buffers, then each init kernel */
+    mc->dtrain = dtrain, mc->dtest = dtest, mc->ds = ds, mc->dst = dst;
+    mc->ntrain = ntrain, mc->nval = nval, mc->ntest = ntest, mc->iters = iters, mc->index = index;
+    (void)a2;
+}
+
+/* Initialization: w0 draws into the grad buffers, then each init kernel; batch norms. */
+static void emit_main_init(Cg *cg, MainCtx *mc) {
+    const IrModule *m = mc->m;
+    const TrainConfig *tc = cg->tc;
+    LLVMValueRef run = mc->run;
     LLVMValueRef sc[IRS_COUNT];
     scalars_beta(cg, sc, cf64(cg, tc->beta_start));
     for (int p = 0; p < m->nparams; p++) {
@@ -1484,30 +1512,19 @@ static void emit_main(Cg *cg) {
         loop_end(cg, &l);
     }
 
-    /* The loop's scalars live in globals, so that checkpoints can hold them. */
-    TrainScalars st = {
-        .beta = scalar_global(cg, "train.beta", cg->tf64, cf64(cg, tc->beta_start)),
-        .lr = scalar_global(cg, "train.lr", cg->tf64, cf64(cg, tc->lr)),
-        .t = scalar_global(cg, "train.iteration", cg->ti64, ci64(cg, 0)),
-        .best_acc = scalar_global(cg, "train.best_acc", cg->tf64, cf64(cg, -1)),
-        .best_epoch = scalar_global(cg, "train.best_epoch", cg->ti32, ci32(cg, 0)),
-    };
-    LLVMValueRef beta = st.beta, lr = st.lr, t = st.t, best_acc = st.best_acc, best_epoch = st.best_epoch;
-    rt_call(cg, "nnq_rt_train_begin", (LLVMValueRef[]){run, str(cg, m->model), epochs, iters, ntrain, nval, ntest}, 7);
-    /* --resume: the state after the checkpoint's epoch replaces the fresh one */
-    declare_checkpoint(cg, run, &st, ntrain, nval);
-    LLVMValueRef first = LLVMBuildAdd(b, rt_call(cg, "nnq_rt_checkpoint_resume", (LLVMValueRef[]){run, epochs}, 2), ci32(cg, 1), "first");
-    /* Schedules in iterations: `N epochs` becomes N * iters. */
-    LLVMValueRef lr_every = tc->lr_every >= 0 ? ci64(cg, tc->lr_every) : LLVMBuildMul(b, ci64(cg, -tc->lr_every), iters, "");
-    LLVMValueRef beta_every = tc->beta_every >= 0 ? ci64(cg, tc->beta_every) : LLVMBuildMul(b, ci64(cg, -tc->beta_every), iters, "");
+}
 
-    Loop ep = loop_begin(cg, first, LLVMBuildAdd(b, epochs, ci32(cg, 1), ""), "epoch");
-    rt_call(cg, "nnq_rt_shuffle", (LLVMValueRef[]){run, index, ntrain}, 3);
-    LLVMValueRef sum_loss = local(cg, cg->tf64, NULL, "sum_loss");
-    LLVMValueRef sum_correct = local(cg, cg->tf64, NULL, "sum_correct");
-    LLVMBuildStore(b, cf64(cg, 0), sum_loss);
-    LLVMBuildStore(b, cf64(cg, 0), sum_correct);
-    Loop it = loop_begin(cg, ci64(cg, 0), iters, "iter");
+/* One training iteration: this rank's part of the batch, the step, the gradient
+ * all-reduce, the loss check, the schedules, the fused updates, progress. */
+static void emit_main_iteration(Cg *cg, MainCtx *mc, Loop *ep, Loop *itp, LLVMValueRef sum_loss, LLVMValueRef sum_correct) {
+    const IrModule *m = mc->m;
+    const TrainConfig *tc = cg->tc;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef run = mc->run;
+    LLVMValueRef ds = mc->ds, index = mc->index, iters = mc->iters, lr_every = mc->lr_every, beta_every = mc->beta_every;
+    LLVMValueRef beta = mc->st.beta, lr = mc->st.lr, t = mc->st.t;
+    Loop it = *itp;
+    (void)iters;
     {
         LLVMValueRef start = LLVMBuildMul(b, it.iv, ci64(cg, cg->batch), "");
         phase(cg, NNQ_PHASE_DATA);
@@ -1575,16 +1592,29 @@ static void emit_main(Cg *cg) {
         all_kernels(cg, 0, s);
         phase(cg, NNQ_PHASE_OTHER);
         LLVMBuildStore(b, bnext, beta);
-        rt_call(cg, "nnq_rt_progress", (LLVMValueRef[]){run, ep.iv, LLVMBuildAdd(b, it.iv, ci64(cg, 1), ""), loss}, 4);
+        rt_call(cg, "nnq_rt_progress", (LLVMValueRef[]){run, ep->iv, LLVMBuildAdd(b, it.iv, ci64(cg, 1), ""), loss}, 4);
     }
-    loop_end(cg, &it);
+}
+
+/* The end of an epoch: validation (soft and hard), the kept best model, the test
+ * evaluation when due, the epoch line and metrics, the checkpoint when due. */
+static void emit_main_epoch_end(Cg *cg, MainCtx *mc, Loop *ep, LLVMValueRef sum_loss, LLVMValueRef sum_correct) {
+    const IrModule *m = mc->m;
+    const TrainConfig *tc = cg->tc;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef run = mc->run;
+    const DataDecl *dtrain = mc->dtrain, *dtest = mc->dtest;
+    LLVMValueRef ds = mc->ds, dst = mc->dst, ntrain = mc->ntrain, nval = mc->nval, ntest = mc->ntest;
+    LLVMValueRef epochs = mc->epochs, iters = mc->iters;
+    LLVMValueRef beta = mc->st.beta, lr = mc->st.lr, best_acc = mc->st.best_acc, best_epoch = mc->st.best_epoch;
+    (void)m;
     /* end of epoch: validation, soft and hard */
     LLVMValueRef vs = local(cg, cg->tf64, NULL, "val_soft"), vh = local(cg, cg->tf64, NULL, "val_hard");
     LLVMBuildStore(b, cf64(cg, -1), vs);
     LLVMBuildStore(b, cf64(cg, -1), vh);
     /* `evaluate DATA every N epochs`: the test accuracies at this epoch */
     const DataDecl *dtest_every = tc->eval_every_epochs > 0 ? dtest : NULL;
-    LLVMValueRef due = dtest_every ? LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, ep.iv, ci32(cg, tc->eval_every_epochs), ""), ci32(cg, 0), "due")
+    LLVMValueRef due = dtest_every ? LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, ep->iv, ci32(cg, tc->eval_every_epochs), ""), ci32(cg, 0), "due")
                                    : LLVMConstInt(cg->ti1, 0, 0);
     LLVMValueRef validate = LLVMBuildICmp(b, LLVMIntSGT, nval, ci64(cg, 0), "validate");
     LLVMBasicBlockRef join;
@@ -1606,7 +1636,7 @@ static void emit_main(Cg *cg) {
             LLVMBasicBlockRef j2;
             if_begin(cg, LLVMBuildFCmp(b, LLVMRealOGT, hard, get(cg, cg->tf64, best_acc), ""), &j2);
             LLVMBuildStore(b, hard, best_acc);
-            LLVMBuildStore(b, ep.iv, best_epoch);
+            LLVMBuildStore(b, ep->iv, best_epoch);
             snapshot(cg, true);
             if_end(cg, j2);
         }
@@ -1628,19 +1658,29 @@ static void emit_main(Cg *cg) {
     LLVMValueRef all_correct = rt_call(cg, "nnq_rt_mpi_sum_f64", (LLVMValueRef[]){run, get(cg, cg->tf64, sum_correct)}, 2);
     LLVMValueRef mean_loss = LLVMBuildFDiv(b, LLVMBuildFDiv(b, all_loss, ranks, ""), fi, "");
     LLVMValueRef tr_acc = LLVMBuildFDiv(b, all_correct, LLVMBuildFMul(b, fi, cf64(cg, (double)cg->batch), ""), "");
-    rt_call(cg, "nnq_rt_epoch_end", (LLVMValueRef[]){run, ep.iv, mean_loss, tr_acc, get(cg, cg->tf64, vs), get(cg, cg->tf64, vh),
+    rt_call(cg, "nnq_rt_epoch_end", (LLVMValueRef[]){run, ep->iv, mean_loss, tr_acc, get(cg, cg->tf64, vs), get(cg, cg->tf64, vh),
                                                      get(cg, cg->tf64, beta), get(cg, cg->tf64, lr)}, 8);
     if (tc->checkpoint_dir) {
         /* every N epochs and after the last one (which a longer run can extend) */
-        LLVMValueRef due_ck = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, ep.iv, ci32(cg, tc->checkpoint_every), ""), ci32(cg, 0), ""),
-                                          LLVMBuildICmp(b, LLVMIntEQ, ep.iv, epochs, ""), "checkpoint_due");
+        LLVMValueRef due_ck = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, ep->iv, ci32(cg, tc->checkpoint_every), ""), ci32(cg, 0), ""),
+                                          LLVMBuildICmp(b, LLVMIntEQ, ep->iv, epochs, ""), "checkpoint_due");
         LLVMBasicBlockRef j5;
         if_begin(cg, due_ck, &j5);
-        rt_call(cg, "nnq_rt_checkpoint_save", (LLVMValueRef[]){run, ep.iv, epochs}, 3);
+        rt_call(cg, "nnq_rt_checkpoint_save", (LLVMValueRef[]){run, ep->iv, epochs}, 3);
         if_end(cg, j5);
     }
-    loop_end(cg, &ep);
+}
 
+/* After training: the kept best model restored, the hard network, the test
+ * evaluation, the final report and the model file. */
+static void emit_main_finish(Cg *cg, MainCtx *mc) {
+    const IrModule *m = mc->m;
+    const TrainConfig *tc = cg->tc;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef run = mc->run;
+    const DataDecl *dtrain = mc->dtrain, *dtest = mc->dtest;
+    LLVMValueRef dst = mc->dst, ntrain = mc->ntrain, ntest = mc->ntest, epochs = mc->epochs;
+    LLVMValueRef beta = mc->st.beta, best_epoch = mc->st.best_epoch;
     /* after training */
     LLVMValueRef s[IRS_COUNT];
     scalars_beta(cg, s, get(cg, cg->tf64, beta));
@@ -1688,6 +1728,55 @@ static void emit_main(Cg *cg) {
         }
         rt_call(cg, "nnq_rt_model_save", (LLVMValueRef[]){run, str(cg, tc->save_path)}, 2);
     }
+}
+
+/* nnq_main(run): the parts above around the epoch and iteration loops. */
+static void emit_main(Cg *cg) {
+    const IrModule *m = cg->m;
+    const TrainConfig *tc = cg->tc;
+    const Program *prog = m->prog;
+    LLVMBuilderRef b = cg->b;
+    LLVMTypeRef mt = LLVMFunctionType(cg->ti32, &cg->tp, 1, 0);
+    mark_cold(cg, new_function(cg, "nnq_main", mt, true));
+    MainCtx mc = {.m = m, .run = LLVMGetParam(cg->fn, 0)};
+    LLVMValueRef run = mc.run;
+    if (!prog->train) { /* no train block, no data: nothing to run (nnqc refuses to) */
+        LLVMBuildRet(b, ci32(cg, 1));
+        return;
+    }
+    emit_main_setup(cg, &mc);
+    emit_main_data(cg, &mc);
+    emit_main_init(cg, &mc);
+    LLVMValueRef epochs = mc.epochs, iters = mc.iters, ntrain = mc.ntrain, nval = mc.nval, ntest = mc.ntest;
+    /* The loop's scalars live in globals, so that checkpoints can hold them. */
+    TrainScalars st = {
+        .beta = scalar_global(cg, "train.beta", cg->tf64, cf64(cg, tc->beta_start)),
+        .lr = scalar_global(cg, "train.lr", cg->tf64, cf64(cg, tc->lr)),
+        .t = scalar_global(cg, "train.iteration", cg->ti64, ci64(cg, 0)),
+        .best_acc = scalar_global(cg, "train.best_acc", cg->tf64, cf64(cg, -1)),
+        .best_epoch = scalar_global(cg, "train.best_epoch", cg->ti32, ci32(cg, 0)),
+    };
+    rt_call(cg, "nnq_rt_train_begin", (LLVMValueRef[]){run, str(cg, m->model), epochs, iters, ntrain, nval, ntest}, 7);
+    /* --resume: the state after the checkpoint's epoch replaces the fresh one */
+    declare_checkpoint(cg, run, &st, ntrain, nval);
+    LLVMValueRef first = LLVMBuildAdd(b, rt_call(cg, "nnq_rt_checkpoint_resume", (LLVMValueRef[]){run, epochs}, 2), ci32(cg, 1), "first");
+    /* Schedules in iterations: `N epochs` becomes N * iters. */
+    mc.lr_every = tc->lr_every >= 0 ? ci64(cg, tc->lr_every) : LLVMBuildMul(b, ci64(cg, -tc->lr_every), iters, "");
+    mc.beta_every = tc->beta_every >= 0 ? ci64(cg, tc->beta_every) : LLVMBuildMul(b, ci64(cg, -tc->beta_every), iters, "");
+
+    mc.st = st;
+    Loop ep = loop_begin(cg, first, LLVMBuildAdd(b, epochs, ci32(cg, 1), ""), "epoch");
+    rt_call(cg, "nnq_rt_shuffle", (LLVMValueRef[]){run, mc.index, ntrain}, 3);
+    LLVMValueRef sum_loss = local(cg, cg->tf64, NULL, "sum_loss");
+    LLVMValueRef sum_correct = local(cg, cg->tf64, NULL, "sum_correct");
+    LLVMBuildStore(b, cf64(cg, 0), sum_loss);
+    LLVMBuildStore(b, cf64(cg, 0), sum_correct);
+    Loop it = loop_begin(cg, ci64(cg, 0), iters, "iter");
+    emit_main_iteration(cg, &mc, &ep, &it, sum_loss, sum_correct);
+    loop_end(cg, &it);
+    emit_main_epoch_end(cg, &mc, &ep, sum_loss, sum_correct);
+    loop_end(cg, &ep);
+    emit_main_finish(cg, &mc);
     LLVMBuildRet(b, ci32(cg, 0));
 }
 
