@@ -1,10 +1,14 @@
 /* conv_bench.c — the runtime's convolutions (conv2d, conv2d_dx, conv2d_dw) on the layer
- * shapes of the examples, in GFLOP/s and as a fraction of the sgemm rate of a 1024^3
- * product measured in the same run (the GEMM floor bench/run compares whole steps with).
- * Usage: conv_bench [THREADS]. Best of several repetitions; not a test. */
+ * shapes of the examples, in GFLOP/s, computed both ways: conv.c's im2col + OpenBLAS and
+ * oneDNN per chunk (conv_dnnl.c), calls of the two interleaved; the ratio of the two; and
+ * which ops the default path (conv_dnnl.c's rule) gives oneDNN, with that path's share of
+ * the sgemm rate of a 1024^3 product measured in the same run (the GEMM floor bench/run
+ * compares whole steps with). Usage: conv_bench [THREADS]. Best of several repetitions;
+ * not a test. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,21 +34,17 @@ static const Layer layers[] = {
     {"VGG-16 256 -> 256 at 8x8", 128, 256, 8, 8, 256, 3, 1, 1},
     {"VGG-16 512 -> 512 at 4x4", 128, 512, 4, 4, 512, 3, 1, 1},
     {"VGG-16 512 -> 512 at 2x2", 128, 512, 2, 2, 512, 3, 1, 1},
-    {"ResNet-18 128 -> 128 stride 2", 128, 64, 32, 32, 128, 3, 2, 1},
+    {"ResNet-18 64 -> 128 stride 2", 128, 64, 32, 32, 128, 3, 2, 1},
+    {"ResNet-18 256 -> 512 stride 2 at 8x8", 128, 256, 8, 8, 512, 3, 2, 1},
+    {"ResNet-18 1x1 64 -> 128 stride 2", 128, 64, 32, 32, 128, 1, 2, 0},
 };
 
-/* Seconds of the best of `reps` calls of op (0 conv2d, 1 dx, 2 dw). */
-static double best_time(const Layer *l, int op, float *x, float *w, float *y, int reps) {
-    double best = 1e30;
-    for (int r = 0; r < reps; r++) {
-        double t = now();
-        if (op == 0) nnq_rt_conv2d(x, w, y, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
-        else if (op == 1) nnq_rt_conv2d_dx(y, w, x, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
-        else nnq_rt_conv2d_dw(y, x, w, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
-        t = now() - t;
-        if (t < best) best = t;
-    }
-    return best;
+static double call(const Layer *l, int op, float *x, float *w, float *y) {
+    double t = now();
+    if (op == 0) nnq_rt_conv2d(x, w, y, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
+    else if (op == 1) nnq_rt_conv2d_dx(y, w, x, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
+    else nnq_rt_conv2d_dw(y, x, w, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
+    return now() - t;
 }
 
 int main(int argc, char **argv) {
@@ -63,7 +63,8 @@ int main(int argc, char **argv) {
     }
     double peak = 2.0 * G * G * G / gb * 1e-9;
     printf("%d threads; sgemm 1024^3 through nnq_rt_sgemm: %.1f GFLOP/s\n\n", threads, peak);
-    printf("| layer | GFLOP | conv2d GFLOP/s | dx GFLOP/s | dw GFLOP/s | of the sgemm rate (fwd / dx / dw) |\n|---|---|---|---|---|---|\n");
+    printf("| layer | GFLOP | im2col + OpenBLAS GFLOP/s (fwd / dx / dw) | oneDNN GFLOP/s | oneDNN / ours "
+           "| oneDNN by default | default path, of the sgemm rate |\n|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
         const Layer *l = &layers[i];
         int oh = (l->h + 2 * l->pad - l->k) / l->stride + 1, ow = (l->w + 2 * l->pad - l->k) / l->stride + 1;
@@ -72,11 +73,33 @@ int main(int argc, char **argv) {
         for (size_t j = 0; j < nx; j++) x[j] = (float)(j % 13) * 0.01f;
         for (size_t j = 0; j < nw; j++) w[j] = (float)(j % 5) * 0.01f;
         for (size_t j = 0; j < ny; j++) y[j] = (float)(j % 3) * 0.01f;
-        nnq_rt_conv_reserve(NULL, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
-        double flops = 2.0 * l->n * l->o * l->c * l->k * l->k * oh * ow, r[3];
-        for (int op = 0; op < 3; op++) r[op] = flops / best_time(l, op, x, w, y, 5) * 1e-9;
-        printf("| %s | %.3g | %.1f | %.1f | %.1f | %.2f / %.2f / %.2f |\n", l->what, flops * 1e-9, r[0], r[1], r[2],
-               r[0] / peak, r[1] / peak, r[2] / peak);
+        double flops = 2.0 * l->n * l->o * l->c * l->k * l->k * oh * ow, r[2][3];
+        for (int way = 0; way < 2; way++) { /* kernels made and scratch reserved before timing */
+            rt_dnnl_set_mode(way ? RT_DNNL_ALWAYS : RT_DNNL_NEVER);
+            nnq_rt_conv_reserve(NULL, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
+        }
+        for (int op = 0; op < 3; op++) {
+            double best[2] = {1e30, 1e30};
+            for (int rep = 0; rep < 7; rep++) /* the two ways in turn: the machine's drift hits both */
+                for (int way = 0; way < 2; way++) {
+                    rt_dnnl_set_mode(way ? RT_DNNL_ALWAYS : RT_DNNL_NEVER);
+                    double t = call(l, op, x, w, y);
+                    if (t < best[way]) best[way] = t;
+                }
+            r[0][op] = flops / best[0] * 1e-9, r[1][op] = flops / best[1] * 1e-9;
+        }
+        rt_dnnl_set_mode(RT_DNNL_RULE);
+        char by_default[32] = "";
+        double share[3];
+        for (int op = 0; op < 3; op++) {
+            bool dnnl = rt_dnnl_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow);
+            if (dnnl) snprintf(by_default + strlen(by_default), sizeof by_default - strlen(by_default), "%s%s",
+                               *by_default ? ", " : "", op == 0 ? "fwd" : op == 1 ? "dx" : "dw");
+            share[op] = r[dnnl][op] / peak;
+        }
+        printf("| %s | %.3g | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | %s | %.2f / %.2f / %.2f |\n",
+               l->what, flops * 1e-9, r[0][0], r[0][1], r[0][2], r[1][0], r[1][1], r[1][2], r[1][0] / r[0][0],
+               r[1][1] / r[0][1], r[1][2] / r[0][2], *by_default ? by_default : "none", share[0], share[1], share[2]);
         free(x), free(w), free(y);
     }
     return 0;

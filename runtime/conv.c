@@ -13,7 +13,9 @@
  * adjoint chunk by chunk (DCOL = w^T dy, col2im). dw = sum over chunks of dy COL^T is a
  * reduction: chunks are dealt to S slots (chunk i to slot i mod S, S from the shapes);
  * each slot sums its chunks in order into a buffer of its own, then the slots are added
- * in order, elementwise in parallel. */
+ * in order, elementwise in parallel. The shapes conv_dnnl.c's rule names run the same
+ * chunks and slots through oneDNN instead (a chunk's primitive on its thread; dw's slots
+ * in oneDNN's weights layout, summed in the same order, then reordered into dw). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +328,9 @@ typedef struct ConvJob {
     float *y;
     int32_t n, c, h, wd, o, kh, kw, stride, pad, oh, ow;
     int64_t ohw, ckk, chw, g, chunks, slots;
+    RtConvOp op;
+    const RtDnnlConv *dk; /* oneDNN's kernels for op (conv_dnnl.c), NULL: ours */
+    float *wk;            /* the weights in oneDNN's layout (fwd, dx), dw's slot buffers */
 } ConvJob;
 
 static ConvJob conv_job(int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
@@ -425,58 +430,136 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
             j->y[i] += part[(slot - 1) * wsize + i];
 }
 
-/* Scratch for a geometry: per thread COL and T of a chunk, shared the dw slot buffers. */
-static bool conv_reserve(const ConvJob *j) {
-    return rt_parallel_reserve((j->ckk + j->o) * j->g * j->ohw, (j->slots - 1) * j->o * j->ckk);
+/* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
+
+static const RtDnnlConv *conv_dnnl(const ConvJob *j, RtConvOp op) {
+    if (j->n <= 0) return NULL;
+    return rt_dnnl_conv(op, (int32_t)j->g, (int32_t)(j->n % j->g), j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride,
+                        j->pad);
 }
 
-/* Generated code reserves before training; a kernel called without that (tests) gets
- * it here, and only an allocation failure at this point is fatal. */
+static void dnnl_chunk_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    float *scratch = rt_thread_scratch(rt_dnnl_thread_floats(j->dk));
+    for (int64_t ch = begin; ch < end; ch++) {
+        int64_t s0, cnt = chunk_count(j, ch, &s0);
+        if (j->op == RT_CONV_FWD)
+            rt_dnnl_chunk(j->dk, cnt, j->x + s0 * j->chw, j->wk, j->y + s0 * j->o * j->ohw, scratch);
+        else
+            rt_dnnl_chunk(j->dk, cnt, j->dy + s0 * j->o * j->ohw, j->wk, j->y + s0 * j->chw, scratch);
+    }
+}
+
+/* Slot s sums chunks s, s + S, ... into its buffer wk + s * (weights' floats). */
+static void dnnl_dw_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    int64_t wf = rt_dnnl_weights_floats(j->dk), tf = rt_dnnl_thread_floats(j->dk);
+    float *scratch = rt_thread_scratch(tf + wf), *part = scratch + tf;
+    for (int64_t slot = begin; slot < end; slot++) {
+        float *dst = j->wk + slot * wf;
+        for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
+            int64_t s0, cnt = chunk_count(j, ch, &s0);
+            rt_dnnl_chunk(j->dk, cnt, j->x + s0 * j->chw, j->dy + s0 * j->o * j->ohw, ch == slot ? dst : part, scratch);
+            if (ch != slot)
+                for (int64_t i = 0; i < wf; i++) dst[i] += part[i];
+        }
+    }
+}
+
+/* Slot 0's buffer += slot buffers 1..S-1, in order. */
+static void dnnl_dw_sum_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    int64_t wf = rt_dnnl_weights_floats(j->dk);
+    for (int64_t slot = 1; slot < j->slots; slot++)
+        for (int64_t i = begin; i < end; i++) j->wk[i] += j->wk[slot * wf + i];
+}
+
+/* Scratch a call of op needs: per thread (ours: COL and T of a chunk) and shared (ours: the
+ * dw slot buffers but slot 0's; oneDNN's: its weights, or all its dw slot buffers). */
+static void conv_needs(const ConvJob *j, RtConvOp op, const RtDnnlConv *dk, int64_t *per_thread, int64_t *shared) {
+    if (!dk) {
+        *per_thread = (j->ckk + j->o) * j->g * j->ohw;
+        *shared = op == RT_CONV_DW ? (j->slots - 1) * j->o * j->ckk : 0;
+    } else {
+        int64_t wf = rt_dnnl_weights_floats(dk);
+        *per_thread = rt_dnnl_thread_floats(dk) + (op == RT_CONV_DW ? wf : 0);
+        *shared = op == RT_CONV_DW ? j->slots * wf : wf;
+    }
+}
+
+/* Generated code reserves before training; a kernel called without that (tests, a last
+ * smaller batch) gets it here, and only an allocation failure at this point is fatal. */
 static void conv_ensure(const ConvJob *j) {
-    if (!conv_reserve(j)) {
+    int64_t per_thread, shared;
+    conv_needs(j, j->op, j->dk, &per_thread, &shared);
+    if (!rt_parallel_reserve(per_thread, shared)) {
         fprintf(stderr, "nnq: error: out of memory for convolution scratch\n");
         abort();
     }
 }
 
+/* Every op's scratch for a geometry, and oneDNN's kernels made now, before training. */
 void nnq_rt_conv_reserve(NnqRun *run, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh,
                          int32_t kw, int32_t stride, int32_t pad) {
     ConvJob j = conv_job(n, c, h, w, o, kh, kw, stride, pad);
-    if (!conv_reserve(&j))
+    int64_t per_thread = 0, shared = 0;
+    for (RtConvOp op = RT_CONV_FWD; op <= RT_CONV_DW; op++) {
+        int64_t t, s;
+        conv_needs(&j, op, conv_dnnl(&j, op), &t, &s);
+        per_thread = t > per_thread ? t : per_thread;
+        shared = s > shared ? s : shared;
+    }
+    if (!rt_parallel_reserve(per_thread, shared))
         nnq_rt_fail(run, "out of memory reserving %.1f MiB of convolution scratch per thread and %.1f MiB shared",
-                    (double)((j.ckk + j.o) * j.g * j.ohw) * 4 / 1048576, (double)((j.slots - 1) * j.o * j.ckk) * 4 / 1048576);
+                    (double)per_thread * 4 / 1048576, (double)shared * 4 / 1048576);
 }
 
 /* conv2d (x, w -> y) and conv2d_dx (dy, w -> dx): chunk by chunk on the pool. */
-static void conv_chunks(const float *in, const float *w, float *out, bool dx, int32_t n, int32_t c, int32_t h,
+static void conv_chunks(const float *in, const float *w, float *out, RtConvOp op, int32_t n, int32_t c, int32_t h,
                         int32_t wd, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
     ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
-    j.w = w, j.y = out;
-    if (dx) j.dy = in;
+    j.w = w, j.y = out, j.op = op, j.dk = conv_dnnl(&j, op);
+    if (op == RT_CONV_DX) j.dy = in;
     else j.x = in;
     conv_ensure(&j);
-    rt_parallel_for(j.chunks, 1, dx ? conv_dx_range : conv_fwd_range, &j);
+    if (j.dk) {
+        j.wk = rt_shared_scratch(rt_dnnl_weights_floats(j.dk));
+        rt_dnnl_weights_in(j.dk, w, j.wk);
+        rt_parallel_for(j.chunks, 1, dnnl_chunk_range, &j);
+        return;
+    }
+    rt_parallel_for(j.chunks, 1, op == RT_CONV_DX ? conv_dx_range : conv_fwd_range, &j);
 }
 
 void nnq_rt_conv2d(const float *x, const float *w, float *y, int32_t n, int32_t c, int32_t h, int32_t wd,
                    int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
-    conv_chunks(x, w, y, false, n, c, h, wd, o, kh, kw, stride, pad);
+    conv_chunks(x, w, y, RT_CONV_FWD, n, c, h, wd, o, kh, kw, stride, pad);
 }
 
 void nnq_rt_conv2d_dx(const float *dy, const float *w, float *dx, int32_t n, int32_t c, int32_t h, int32_t wd,
                       int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
-    conv_chunks(dy, w, dx, true, n, c, h, wd, o, kh, kw, stride, pad);
+    conv_chunks(dy, w, dx, RT_CONV_DX, n, c, h, wd, o, kh, kw, stride, pad);
 }
 
 void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int32_t c, int32_t h, int32_t wd,
                       int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
     ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
-    j.dy = dy, j.x = x, j.y = dw;
+    j.dy = dy, j.x = x, j.y = dw, j.op = RT_CONV_DW;
     if (n <= 0) {
         memset(dw, 0, sizeof(float) * (size_t)(j.o * j.ckk));
         return;
     }
+    j.dk = conv_dnnl(&j, RT_CONV_DW);
     conv_ensure(&j);
+    if (j.dk) {
+        int64_t wf = rt_dnnl_weights_floats(j.dk);
+        j.wk = rt_shared_scratch(j.slots * wf);
+        rt_parallel_for(j.slots, 1, dnnl_dw_range, &j);
+        if (j.slots > 1)
+            rt_parallel_for(wf, 16384, dnnl_dw_sum_range, &j);
+        rt_dnnl_weights_out(j.dk, j.wk, dw);
+        return;
+    }
     rt_parallel_for(j.slots, 1, conv_dw_range, &j);
     if (j.slots > 1)
         rt_parallel_for(j.o * j.ckk, 16384, conv_dw_sum_range, &j);

@@ -2,8 +2,9 @@
  * parallel runs on it: the runtime's convolutions (per chunk of samples: im2col, GEMM and
  * col2im of a chunk on one thread, its columns in that thread's scratch), large GEMMs
  * (split into fixed blocks, gemm.c), pooling and generated code's independent loops
- * (nnq_rt_parallel_for). OpenBLAS itself is kept single-threaded (set once here), so no
- * second pool spins against this one; a job started from inside a job runs inline.
+ * (nnq_rt_parallel_for). OpenBLAS itself is kept single-threaded (set once here), and
+ * oneDNN's OpenMP to one thread on each thread that calls it (conv_dnnl.c), so no second
+ * pool spins against this one; a job started from inside a job runs inline.
  *
  * A job is a range [0, n) of independent items (samples, planes, elements) cut into
  * one contiguous part per thread; the caller and the workers claim parts until none is

@@ -148,6 +148,34 @@ void rt_mpi_barrier(NnqRun *run);
  * message, where: a file or name). */
 void rt_mpi_agree(NnqRun *run, uint64_t value, const char *what, const char *where);
 
+/* conv_dnnl.c: the convolutions oneDNN computes for conv.c (which shapes: its header).
+ * rt_dnnl_conv returns the kernels of op on chunks of g samples, the last chunk of `tail`
+ * (0: none), made on first use; NULL when the rule leaves the op to conv.c or oneDNN has
+ * no implementation. Call it outside pool jobs (it may make kernels); the rest may run on
+ * any pool thread. */
+typedef enum { RT_CONV_FWD, RT_CONV_DX, RT_CONV_DW } RtConvOp;
+typedef struct RtDnnlConv RtDnnlConv;
+/* Which shapes oneDNN computes: the rule (the default), none, or all it implements
+ * (bench/conv_bench.c measures both paths on every shape). */
+typedef enum { RT_DNNL_RULE, RT_DNNL_NEVER, RT_DNNL_ALWAYS } RtDnnlMode;
+void rt_dnnl_set_mode(RtDnnlMode mode);
+bool rt_dnnl_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad,
+                    int32_t oh, int32_t ow);
+const RtDnnlConv *rt_dnnl_conv(RtConvOp op, int32_t g, int32_t tail, int32_t c, int32_t h, int32_t w, int32_t o,
+                               int32_t kh, int32_t kw, int32_t stride, int32_t pad);
+/* Floats of per-thread scratch one chunk needs; floats of the weights in oneDNN's layout
+ * (a multiple of 16, so such buffers side by side stay 64-byte aligned). */
+int64_t rt_dnnl_thread_floats(const RtDnnlConv *k);
+int64_t rt_dnnl_weights_floats(const RtDnnlConv *k);
+/* w (OIHW) into oneDNN's layout wk for the forward and dx kernels; dw's wk back to OIHW. */
+void rt_dnnl_weights_in(const RtDnnlConv *k, const float *w, float *wk);
+void rt_dnnl_weights_out(const RtDnnlConv *k, const float *wk, float *w);
+/* One chunk of cnt (g or tail) samples on the calling thread, NCHW pointers at its first
+ * sample: forward a = x, b = wk, out = y; dx a = dy, b = wk, out = dx; dw a = x, b = dy,
+ * out = dw in oneDNN's layout (overwritten). scratch: rt_dnnl_thread_floats, 64-byte
+ * aligned. */
+void rt_dnnl_chunk(const RtDnnlConv *k, int64_t cnt, const float *a, const float *b, float *out, float *scratch);
+
 /* binfile.c: little-endian binary files (model files, checkpoints). */
 uint32_t rt_le32(const unsigned char *p);
 uint64_t rt_le64(const unsigned char *p);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The same seed and thread count give bitwise-identical final weights (the saved model
 # files compare equal, as do the printed accuracies); another seed gives other weights.
-# Neither the thread count nor layer fusion changes a bit: the MLP and LeNet-5 (conv,
-# pooling, fused bias + batch norm and relu + bn gradients) on 1, 2 and 3 threads, and
+# Neither the thread count nor layer fusion changes a bit: the MLP, LeNet-5 (conv,
+# pooling, fused bias + batch norm and relu + bn gradients) and a small network of the
+# 3x3 convolutions that oneDNN computes (deep_conv_subset.nnq) on 1, 2 and 3 threads, and
 # with --no-fuse-layers, save the same model file.
 set -eu
 NNQC="$1"; SRC="$2"
@@ -19,8 +20,9 @@ done
 cmp a.nnqm b.nnqm || fail "same seed and threads gave different weights"
 cmp -s a.nnqm c.nnqm && fail "a different seed gave identical weights"
 [ "$(grep 'test accuracy' a.txt)" = "$(grep 'test accuracy' b.txt)" ] || fail "same seed gave different accuracies"
-for prog in mlp lenet; do
+for prog in mlp lenet deep; do
     if [ $prog = mlp ]; then src=det.nnq; out=mlp_subset.nnqm
+    elif [ $prog = deep ]; then src="$SRC/tests/e2e/deep_conv_subset.nnq"; out=deep_conv.nnqm
     else sed -e 's/validation = 10000/validation = 500/' -e 's/epochs *= 20/epochs = 1/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
          src=lenet.nnq; out=lenet5_binary.nnqm; fi
     for v in "--threads 1" "--threads 2" "--threads 3" "--threads 2 --no-fuse-layers"; do
@@ -28,4 +30,4 @@ for prog in mlp lenet; do
         if [ "$v" = "--threads 1" ]; then mv $out ref.nnqm; else cmp ref.nnqm $out || fail "$prog: $v changed the weights"; fi
     done
 done
-echo "3 passed, 0 failed"
+echo "4 passed, 0 failed"

@@ -135,8 +135,9 @@ void test_maxpool(void) {
 }
 
 /* conv2d, conv2d_dx and conv2d_dw against direct sums in double, over geometries that
- * give one sample per chunk, several (with a last partial chunk) and several dw slots;
- * then the same calls on 1, 2 and 3 threads give the same bits. */
+ * give one sample per chunk, several (with a last partial chunk) and several dw slots,
+ * computed by conv.c and by oneDNN (conv_dnnl.c); then the same calls on 1, 2 and 3
+ * threads give the same bits. */
 void test_conv_kernels(void) {
     static const int geo[][8] = {
         /* N, C, H, W, O, K, stride, pad */
@@ -144,12 +145,19 @@ void test_conv_kernels(void) {
         {37, 3, 8, 8, 4, 3, 1, 1},   /* 64 positions: chunks of 4, the last of 1 */
         {9, 4, 7, 6, 5, 3, 2, 0},    /* stride 2, no padding */
         {70, 2, 2, 2, 3, 1, 1, 0},   /* 4 positions: chunks of 64 */
+        {37, 16, 8, 8, 32, 3, 1, 1}, /* oneDNN: all three ops, chunks of 4, the last of 1 */
+        {21, 32, 4, 4, 16, 3, 1, 1}, /* oneDNN forward and dx (chunks of 2, the last of 1), our dw */
     };
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4], K = geo[g][5],
                   S = geo[g][6], P = geo[g][7];
         const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K;
         const int NX = N * C * H * W, NY = N * O * OH * OW;
+        /* the rule of conv_dnnl.c takes the last two geometries (else they test conv.c twice) */
+        CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (g >= 4) &&
+                  rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (g >= 4) &&
+                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 4),
+              "geometry %zu: oneDNN's share", g);
         unsigned seed = 3 + (unsigned)g;
         float *x = malloc(sizeof(float) * NX), *w = malloc(sizeof(float) * O * CKK);
         float *dy = malloc(sizeof(float) * NY), *y = malloc(sizeof(float) * NY), *dx = malloc(sizeof(float) * NX);
