@@ -604,6 +604,231 @@ static void conv_geometry(Cg *cg, const IrShape *xs, const IrShape *ws, const Ir
     for (int k = 0; k < 8; k++) g[k] = ci32(cg, (int32_t)v[k]);
 }
 
+/* dropout and its gradient: a counter-based mask, one parallel loop. */
+static void emit_dropout_op(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = in->args[0] >= 0 ? fc->val[in->args[0]] : NULL;
+    /* The mask is a counter-based hash of (step, instruction, element): no state
+     * beyond the step counter, the same draw for the same seed whatever the thread
+     * count, and a loop that vectorizes. Keep when the top 32 bits fall below
+     * keep * 2^32. */
+    const IrInst *drop = in->op == IR_DROPOUT ? in : &fc->f->insts[in->args[1]];
+    double keep = 1.0 - (double)drop->attr[0] * 1e-6;
+    LLVMValueRef key = ci64(cg, 0);
+    if (in->op == IR_DROPOUT) {
+        LLVMValueRef step = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->dropout_step, cg->ti64), "");
+        key = LLVMBuildXor(b, LLVMBuildMul(b, step, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""),
+                           ci64(cg, (int64_t)((uint64_t)(i + 1) * 0xD1B54A32D192ED03ull)), "key");
+        /* element positions in the global batch: this rank's part starts at sample mpi.base */
+        LLVMValueRef base = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_base, cg->ti64), "");
+        int64_t per = ir_shape_elems(&in->shape); /* per sample */
+        key = LLVMBuildAdd(b, key, LLVMBuildMul(b, LLVMBuildMul(b, base, ci64(cg, per), ""), ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+    }
+    LLVMValueRef v[4] = {A, fc->extra[drop - fc->f->insts], out, key};
+    ParLoop p = par_begin(cg, "par.dropout", elems(cg, fc, &in->shape), 65536, v, 4);
+    LLVMValueRef m;
+    if (in->op == IR_DROPOUT) {
+        LLVMValueRef z = LLVMBuildAdd(b, v[3], LLVMBuildMul(b, p.l.iv, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+        z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 30), ""), ""), ci64(cg, (int64_t)0xBF58476D1CE4E5B9ull), "");
+        z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 27), ""), ""), ci64(cg, (int64_t)0x94D049BB133111EBull), "");
+        z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 31), ""), "");
+        LLVMValueRef kept = LLVMBuildICmp(b, LLVMIntULT, LLVMBuildLShr(b, z, ci64(cg, 32), ""),
+                                          ci64(cg, (int64_t)(keep * 4294967296.0)), "");
+        m = LLVMBuildSelect(b, kept, cf32(cg, 1.0 / keep), cf32(cg, 0), "");
+        stf(cg, v[1], p.l.iv, m);
+    } else {
+        m = ldf(cg, v[1], p.l.iv);
+    }
+    stf(cg, v[2], p.l.iv, LLVMBuildFMul(b, ldf(cg, v[0], p.l.iv), m, ""));
+    par_end(cg, &p);
+    return;
+}
+
+/* The batch-norm ops and their fused forms (see the comment inside). */
+static void emit_bn_op(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = in->args[0] >= 0 ? fc->val[in->args[0]] : NULL;
+    LLVMValueRef B = in->args[1] >= 0 ? fc->val[in->args[1]] : NULL;
+    const IrShape *as = in->args[0] >= 0 ? &fc->f->insts[in->args[0]].shape : NULL;
+    /* Per channel c (dim 1) over n and the trailing dims: count = N * S values; one
+     * parallel loop over ranges of channels does the statistics and the elementwise
+     * pass. The fused forms (fuse_layers.c) add the bias B[c] to x where it is read,
+     * or mask dy by y > 0, computing the same values as the separate ops did. The
+     * loop body is shared by every op of the same kind and layout: shapes, buffers
+     * and the batch-norm state (a table of its 8 buffers) come in its context.
+     * Training statistics are those of the global batch (ntot rows): in a
+     * data-parallel run the body runs in stages with the sums all-reduced between
+     * them (synchronized batch norm), otherwise in one pass. */
+    bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD;
+    bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN;
+    bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL, relu = in->op == IR_RELU_BN_GRAD;
+    LLVMValueRef hard = fc->hard ? fc->hard : LLVMConstInt(cg->ti1, 0, 0);
+    LLVMValueRef calib = fc->calib ? fc->calib : LLVMConstInt(cg->ti1, 0, 0);
+    LLVMValueRef flags = LLVMBuildOr(b, LLVMBuildZExt(b, hard, cg->ti64, ""),
+                                     LLVMBuildShl(b, LLVMBuildZExt(b, calib, cg->ti64, ""), ci64(cg, 1), ""), "");
+    int64_t S = chan_inner(as);
+    LLVMValueRef ntot = train || grad ? fc->ntot : fc->n;
+    LLVMValueRef outer[9] = {A, B ? B : A, out, fc->n, flags, cg->bntable[in->attr[0]], ci64(cg, as->d[1]), ci64(cg, S), ntot};
+    int kind = in->op == IR_BN_TRAIN ? 0 : in->op == IR_BN_EVAL ? 1 : in->op == IR_BN_GRAD ? 2
+             : in->op == IR_BIAS_BN_TRAIN ? 3 : in->op == IR_BIAS_BN_EVAL ? 4 : 5;
+    LLVMValueRef *body = &cg->bn_body[kind][S > 1];
+    if (!*body) {
+        LLVMValueRef v[9];
+        memcpy(v, outer, sizeof v);
+        ParLoop p = par_range_begin(cg, grad ? "par.bn_grad" : "par.bn", outer[6], 1, v, 9);
+        A = v[0], B = v[1], out = v[2];
+        LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end, bias = biased ? B : NULL;
+        hard = LLVMBuildTrunc(b, v[4], cg->ti1, "hard");
+        calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
+        LLVMValueRef stage = LLVMBuildLShr(b, v[4], ci64(cg, 2), "stage");
+        ChanShape cs = {v[6], v[7], S > 1};
+        LLVMValueRef bn[8], table = as_ptr(cg, v[5], cg->tp);
+        for (int k = 0; k < 8; k++)
+            bn[k] = LLVMBuildLoad2(b, cg->tp, LLVMBuildInBoundsGEP2(b, cg->tp, table, (LLVMValueRef[]){ci64(cg, k)}, 1, ""), "");
+        LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, v[8], cs.S, ""), cg->tf32, "");
+        if (train) {
+            bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, true, stage);
+        } else if (grad) {
+            /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
+            LLVMBasicBlockRef join;
+            if_begin(cg, in_stage(cg, stage, 1), &join);
+            chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, cs, A, B, NULL, NULL, n, c0, c1, bn[4], bn[5]);
+            if_end(cg, join);
+        } else {
+            /* eval: mean and invstd from the running statistics, or from the hard
+             * network's recalibrated ones; when calibrating, from this batch, which is
+             * also added to the hard statistics (calibrate() averages them). */
+            LLVMBasicBlockRef join;
+            if_begin(cg, calib, &join);
+            bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, false, ci64(cg, 0));
+            if_end(cg, join);
+            if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
+            {
+                LLVMValueRef rmean = LLVMBuildSelect(b, hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
+                LLVMValueRef rvar = LLVMBuildSelect(b, hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
+                Loop j4 = loop_begin(cg, c0, c1, "chan");
+                stf(cg, bn[2], j4.iv, ldf(cg, rmean, j4.iv));
+                LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, rvar, j4.iv), cf32(cg, 1e-5), "");
+                LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
+                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
+                loop_end(cg, &j4);
+            }
+            if_end(cg, join);
+        }
+        /* Elementwise pass. */
+        LLVMBasicBlockRef last;
+        if_begin(cg, in_stage(cg, stage, 3), &last);
+        ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, biased ? 5 : 4);
+        LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
+        if (grad) {
+            LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
+            LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
+            LLVMValueRef y = ldf(cg, B, l.k);
+            if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
+            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
+            res = LLVMBuildFMul(b, sc, t, "");
+        } else {
+            if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
+            res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
+        }
+        stf(cg, out, l.k, res);
+        chan_end(cg, &l);
+        if_end(cg, last);
+        par_finish(cg, &p);
+        *body = p.body_fn;
+    }
+    int64_t per = cg->batch * S, min = per >= 65536 ? 1 : 65536 / per;
+    if (!train && !grad) {
+        par_call(cg, *body, outer[6], min, outer, 9);
+        return;
+    }
+    LLVMValueRef multi = LLVMBuildICmp(b, LLVMIntSGT, LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_size, cg->ti64), ""), ci64(cg, 1), "");
+    LLVMBasicBlockRef join;
+    if_begin(cg, LLVMBuildNot(b, multi, ""), &join);
+    par_call(cg, *body, outer[6], min, outer, 9);
+    if_end(cg, join);
+    if_begin(cg, multi, &join);
+    {
+        LLVMValueRef bnv[8];
+        for (int k = 0; k < 8; k++) bnv[k] = as_ptr(cg, cg->bnbuf[in->attr[0]][k], cg->tf32);
+        LLVMValueRef C = ci64(cg, as->d[1]);
+        for (int st = 1; st <= 3; st++) {
+            if (grad && st == 2) continue;
+            outer[4] = LLVMBuildOr(b, flags, ci64(cg, st << 2), "");
+            par_call(cg, *body, outer[6], min, outer, 9);
+            if (st == 3) break;
+            phase(cg, NNQ_PHASE_COMM);
+            rt_call(cg, "nnq_rt_mpi_sum", (LLVMValueRef[]){bnv[st == 1 ? 4 : 5], C}, 2);
+            if (grad) rt_call(cg, "nnq_rt_mpi_sum", (LLVMValueRef[]){bnv[5], C}, 2);
+            phase(cg, NNQ_PHASE_NORM);
+        }
+    }
+    if_end(cg, join);
+    return;
+}
+
+/* The softmax cross-entropy loss, the correct count and the loss gradient, row by row. */
+static void emit_loss_op(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = in->args[0] >= 0 ? fc->val[in->args[0]] : NULL;
+    LLVMValueRef B = in->args[1] >= 0 ? fc->val[in->args[1]] : NULL;
+    const IrShape *as = in->args[0] >= 0 ? &fc->f->insts[in->args[0]].shape : NULL;
+    int64_t C = as->d[1];
+    LLVMValueRef acc = local(cg, cg->tf32, cf32(cg, 0), "acc");
+    Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
+    LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, C), "");
+    LLVMValueRef label = LLVMBuildSExt(b, ldi32(cg, B, r.iv), cg->ti64, "");
+    /* max and argmax (first maximum) */
+    LLVMValueRef mx = local(cg, cg->tf32, ldf(cg, A, base), "max");
+    LLVMValueRef am = local(cg, cg->ti64, ci64(cg, 0), "argmax");
+    Loop j = loop_begin(cg, ci64(cg, 1), ci64(cg, C), "col");
+    LLVMValueRef v = ldf(cg, A, LLVMBuildAdd(b, base, j.iv, ""));
+    LLVMValueRef cur = get(cg, cg->tf32, mx);
+    LLVMValueRef gt = LLVMBuildFCmp(b, LLVMRealOGT, v, cur, "");
+    LLVMBuildStore(b, LLVMBuildSelect(b, gt, v, cur, ""), mx);
+    LLVMBuildStore(b, LLVMBuildSelect(b, gt, j.iv, get(cg, cg->ti64, am), ""), am);
+    loop_end(cg, &j);
+    LLVMValueRef m = get(cg, cg->tf32, mx);
+    if (in->op == IR_CORRECT) {
+        LLVMValueRef hit = LLVMBuildICmp(b, LLVMIntEQ, get(cg, cg->ti64, am), label, "");
+        LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), LLVMBuildUIToFP(b, hit, cg->tf32, ""), ""), acc);
+    } else {
+        LLVMValueRef sum = local(cg, cg->tf32, cf32(cg, 0), "sum");
+        Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
+        LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, LLVMBuildAdd(b, base, j2.iv, "")), m, "");
+        LLVMValueRef e = exp_f32(cg, d);
+        LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, sum), e, ""), sum);
+        if (in->op == IR_XENT_GRAD) stf(cg, out, LLVMBuildAdd(b, base, j2.iv, ""), e);
+        loop_end(cg, &j2);
+        LLVMValueRef s = get(cg, cg->tf32, sum);
+        if (in->op == IR_XENT) {
+            LLVMValueRef ls = intrinsic(cg, "llvm.log", cg->tf32, &s, 1);
+            LLVMValueRef zl = ldf(cg, A, LLVMBuildAdd(b, base, label, ""));
+            LLVMValueRef loss = LLVMBuildFSub(b, LLVMBuildFAdd(b, ls, m, ""), zl, "");
+            LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), loss, ""), acc);
+        } else {
+            LLVMValueRef scale = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildFMul(b, s, LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""), "");
+            LLVMValueRef invn = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), "");
+            Loop j3 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
+            LLVMValueRef k = LLVMBuildAdd(b, base, j3.iv, "");
+            LLVMValueRef g = LLVMBuildFMul(b, ldf(cg, out, k), scale, "");
+            LLVMValueRef is = LLVMBuildICmp(b, LLVMIntEQ, j3.iv, label, "");
+            g = LLVMBuildSelect(b, is, LLVMBuildFSub(b, g, invn, ""), g, "");
+            stf(cg, out, k, g);
+            loop_end(cg, &j3);
+        }
+    }
+    loop_end(cg, &r);
+    if (in->op == IR_XENT)
+        stf(cg, out, ci64(cg, 0), LLVMBuildFDiv(b, get(cg, cg->tf32, acc), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""));
+    else if (in->op == IR_CORRECT)
+        stf(cg, out, ci64(cg, 0), get(cg, cg->tf32, acc));
+    return;
+}
+
 static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
@@ -649,42 +874,9 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         return;
     }
     case IR_DROPOUT:
-    case IR_DROPOUT_GRAD: {
-        /* The mask is a counter-based hash of (step, instruction, element): no state
-         * beyond the step counter, the same draw for the same seed whatever the thread
-         * count, and a loop that vectorizes. Keep when the top 32 bits fall below
-         * keep * 2^32. */
-        const IrInst *drop = in->op == IR_DROPOUT ? in : &fc->f->insts[in->args[1]];
-        double keep = 1.0 - (double)drop->attr[0] * 1e-6;
-        LLVMValueRef key = ci64(cg, 0);
-        if (in->op == IR_DROPOUT) {
-            LLVMValueRef step = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->dropout_step, cg->ti64), "");
-            key = LLVMBuildXor(b, LLVMBuildMul(b, step, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""),
-                               ci64(cg, (int64_t)((uint64_t)(i + 1) * 0xD1B54A32D192ED03ull)), "key");
-            /* element positions in the global batch: this rank's part starts at sample mpi.base */
-            LLVMValueRef base = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_base, cg->ti64), "");
-            int64_t per = ir_shape_elems(&in->shape); /* per sample */
-            key = LLVMBuildAdd(b, key, LLVMBuildMul(b, LLVMBuildMul(b, base, ci64(cg, per), ""), ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
-        }
-        LLVMValueRef v[4] = {A, fc->extra[drop - fc->f->insts], out, key};
-        ParLoop p = par_begin(cg, "par.dropout", elems(cg, fc, &in->shape), 65536, v, 4);
-        LLVMValueRef m;
-        if (in->op == IR_DROPOUT) {
-            LLVMValueRef z = LLVMBuildAdd(b, v[3], LLVMBuildMul(b, p.l.iv, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
-            z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 30), ""), ""), ci64(cg, (int64_t)0xBF58476D1CE4E5B9ull), "");
-            z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 27), ""), ""), ci64(cg, (int64_t)0x94D049BB133111EBull), "");
-            z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 31), ""), "");
-            LLVMValueRef kept = LLVMBuildICmp(b, LLVMIntULT, LLVMBuildLShr(b, z, ci64(cg, 32), ""),
-                                              ci64(cg, (int64_t)(keep * 4294967296.0)), "");
-            m = LLVMBuildSelect(b, kept, cf32(cg, 1.0 / keep), cf32(cg, 0), "");
-            stf(cg, v[1], p.l.iv, m);
-        } else {
-            m = ldf(cg, v[1], p.l.iv);
-        }
-        stf(cg, v[2], p.l.iv, LLVMBuildFMul(b, ldf(cg, v[0], p.l.iv), m, ""));
-        par_end(cg, &p);
+    case IR_DROPOUT_GRAD:
+        emit_dropout_op(cg, fc, i, out);
         return;
-    }
     case IR_BIAS_ADD: {
         LLVMValueRef v[4] = {A, B, out, fc->n};
         ParLoop p = par_chan_begin(cg, "par.bias", as, v, 4);
@@ -706,123 +898,9 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     case IR_BN_GRAD:
     case IR_BIAS_BN_TRAIN:
     case IR_BIAS_BN_EVAL:
-    case IR_RELU_BN_GRAD: {
-        /* Per channel c (dim 1) over n and the trailing dims: count = N * S values; one
-         * parallel loop over ranges of channels does the statistics and the elementwise
-         * pass. The fused forms (fuse_layers.c) add the bias B[c] to x where it is read,
-         * or mask dy by y > 0, computing the same values as the separate ops did. The
-         * loop body is shared by every op of the same kind and layout: shapes, buffers
-         * and the batch-norm state (a table of its 8 buffers) come in its context.
-         * Training statistics are those of the global batch (ntot rows): in a
-         * data-parallel run the body runs in stages with the sums all-reduced between
-         * them (synchronized batch norm), otherwise in one pass. */
-        bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD;
-        bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN;
-        bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL, relu = in->op == IR_RELU_BN_GRAD;
-        LLVMValueRef hard = fc->hard ? fc->hard : LLVMConstInt(cg->ti1, 0, 0);
-        LLVMValueRef calib = fc->calib ? fc->calib : LLVMConstInt(cg->ti1, 0, 0);
-        LLVMValueRef flags = LLVMBuildOr(b, LLVMBuildZExt(b, hard, cg->ti64, ""),
-                                         LLVMBuildShl(b, LLVMBuildZExt(b, calib, cg->ti64, ""), ci64(cg, 1), ""), "");
-        int64_t S = chan_inner(as);
-        LLVMValueRef ntot = train || grad ? fc->ntot : fc->n;
-        LLVMValueRef outer[9] = {A, B ? B : A, out, fc->n, flags, cg->bntable[in->attr[0]], ci64(cg, as->d[1]), ci64(cg, S), ntot};
-        int kind = in->op == IR_BN_TRAIN ? 0 : in->op == IR_BN_EVAL ? 1 : in->op == IR_BN_GRAD ? 2
-                 : in->op == IR_BIAS_BN_TRAIN ? 3 : in->op == IR_BIAS_BN_EVAL ? 4 : 5;
-        LLVMValueRef *body = &cg->bn_body[kind][S > 1];
-        if (!*body) {
-            LLVMValueRef v[9];
-            memcpy(v, outer, sizeof v);
-            ParLoop p = par_range_begin(cg, grad ? "par.bn_grad" : "par.bn", outer[6], 1, v, 9);
-            A = v[0], B = v[1], out = v[2];
-            LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end, bias = biased ? B : NULL;
-            hard = LLVMBuildTrunc(b, v[4], cg->ti1, "hard");
-            calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
-            LLVMValueRef stage = LLVMBuildLShr(b, v[4], ci64(cg, 2), "stage");
-            ChanShape cs = {v[6], v[7], S > 1};
-            LLVMValueRef bn[8], table = as_ptr(cg, v[5], cg->tp);
-            for (int k = 0; k < 8; k++)
-                bn[k] = LLVMBuildLoad2(b, cg->tp, LLVMBuildInBoundsGEP2(b, cg->tp, table, (LLVMValueRef[]){ci64(cg, k)}, 1, ""), "");
-            LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, v[8], cs.S, ""), cg->tf32, "");
-            if (train) {
-                bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, true, stage);
-            } else if (grad) {
-                /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
-                LLVMBasicBlockRef join;
-                if_begin(cg, in_stage(cg, stage, 1), &join);
-                chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, cs, A, B, NULL, NULL, n, c0, c1, bn[4], bn[5]);
-                if_end(cg, join);
-            } else {
-                /* eval: mean and invstd from the running statistics, or from the hard
-                 * network's recalibrated ones; when calibrating, from this batch, which is
-                 * also added to the hard statistics (calibrate() averages them). */
-                LLVMBasicBlockRef join;
-                if_begin(cg, calib, &join);
-                bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, false, ci64(cg, 0));
-                if_end(cg, join);
-                if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
-                {
-                    LLVMValueRef rmean = LLVMBuildSelect(b, hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
-                    LLVMValueRef rvar = LLVMBuildSelect(b, hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
-                    Loop j4 = loop_begin(cg, c0, c1, "chan");
-                    stf(cg, bn[2], j4.iv, ldf(cg, rmean, j4.iv));
-                    LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, rvar, j4.iv), cf32(cg, 1e-5), "");
-                    LLVMValueRef sq = intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
-                    stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
-                    loop_end(cg, &j4);
-                }
-                if_end(cg, join);
-            }
-            /* Elementwise pass. */
-            LLVMBasicBlockRef last;
-            if_begin(cg, in_stage(cg, stage, 3), &last);
-            ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, biased ? 5 : 4);
-            LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
-            if (grad) {
-                LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
-                LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
-                LLVMValueRef y = ldf(cg, B, l.k);
-                if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
-                LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
-                res = LLVMBuildFMul(b, sc, t, "");
-            } else {
-                if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
-                res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
-            }
-            stf(cg, out, l.k, res);
-            chan_end(cg, &l);
-            if_end(cg, last);
-            par_finish(cg, &p);
-            *body = p.body_fn;
-        }
-        int64_t per = cg->batch * S, min = per >= 65536 ? 1 : 65536 / per;
-        if (!train && !grad) {
-            par_call(cg, *body, outer[6], min, outer, 9);
-            return;
-        }
-        LLVMValueRef multi = LLVMBuildICmp(b, LLVMIntSGT, LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_size, cg->ti64), ""), ci64(cg, 1), "");
-        LLVMBasicBlockRef join;
-        if_begin(cg, LLVMBuildNot(b, multi, ""), &join);
-        par_call(cg, *body, outer[6], min, outer, 9);
-        if_end(cg, join);
-        if_begin(cg, multi, &join);
-        {
-            LLVMValueRef bnv[8];
-            for (int k = 0; k < 8; k++) bnv[k] = as_ptr(cg, cg->bnbuf[in->attr[0]][k], cg->tf32);
-            LLVMValueRef C = ci64(cg, as->d[1]);
-            for (int st = 1; st <= 3; st++) {
-                if (grad && st == 2) continue;
-                outer[4] = LLVMBuildOr(b, flags, ci64(cg, st << 2), "");
-                par_call(cg, *body, outer[6], min, outer, 9);
-                if (st == 3) break;
-                phase(cg, NNQ_PHASE_COMM);
-                rt_call(cg, "nnq_rt_mpi_sum", (LLVMValueRef[]){bnv[st == 1 ? 4 : 5], C}, 2);
-                if (grad) rt_call(cg, "nnq_rt_mpi_sum", (LLVMValueRef[]){bnv[5], C}, 2);
-                phase(cg, NNQ_PHASE_NORM);
-            }
-        }
-        if_end(cg, join);
+    case IR_RELU_BN_GRAD:
+        emit_bn_op(cg, fc, i, out);
         return;
-    }
     case IR_CONV2D:
     case IR_CONV2D_DX:
     case IR_CONV2D_DW:
@@ -871,59 +949,9 @@ static void emit_inst(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     }
     case IR_XENT:
     case IR_CORRECT:
-    case IR_XENT_GRAD: {
-        int64_t C = as->d[1];
-        LLVMValueRef acc = local(cg, cg->tf32, cf32(cg, 0), "acc");
-        Loop r = loop_begin(cg, ci64(cg, 0), fc->n, "row");
-        LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, C), "");
-        LLVMValueRef label = LLVMBuildSExt(b, ldi32(cg, B, r.iv), cg->ti64, "");
-        /* max and argmax (first maximum) */
-        LLVMValueRef mx = local(cg, cg->tf32, ldf(cg, A, base), "max");
-        LLVMValueRef am = local(cg, cg->ti64, ci64(cg, 0), "argmax");
-        Loop j = loop_begin(cg, ci64(cg, 1), ci64(cg, C), "col");
-        LLVMValueRef v = ldf(cg, A, LLVMBuildAdd(b, base, j.iv, ""));
-        LLVMValueRef cur = get(cg, cg->tf32, mx);
-        LLVMValueRef gt = LLVMBuildFCmp(b, LLVMRealOGT, v, cur, "");
-        LLVMBuildStore(b, LLVMBuildSelect(b, gt, v, cur, ""), mx);
-        LLVMBuildStore(b, LLVMBuildSelect(b, gt, j.iv, get(cg, cg->ti64, am), ""), am);
-        loop_end(cg, &j);
-        LLVMValueRef m = get(cg, cg->tf32, mx);
-        if (in->op == IR_CORRECT) {
-            LLVMValueRef hit = LLVMBuildICmp(b, LLVMIntEQ, get(cg, cg->ti64, am), label, "");
-            LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), LLVMBuildUIToFP(b, hit, cg->tf32, ""), ""), acc);
-        } else {
-            LLVMValueRef sum = local(cg, cg->tf32, cf32(cg, 0), "sum");
-            Loop j2 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
-            LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, LLVMBuildAdd(b, base, j2.iv, "")), m, "");
-            LLVMValueRef e = exp_f32(cg, d);
-            LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, sum), e, ""), sum);
-            if (in->op == IR_XENT_GRAD) stf(cg, out, LLVMBuildAdd(b, base, j2.iv, ""), e);
-            loop_end(cg, &j2);
-            LLVMValueRef s = get(cg, cg->tf32, sum);
-            if (in->op == IR_XENT) {
-                LLVMValueRef ls = intrinsic(cg, "llvm.log", cg->tf32, &s, 1);
-                LLVMValueRef zl = ldf(cg, A, LLVMBuildAdd(b, base, label, ""));
-                LLVMValueRef loss = LLVMBuildFSub(b, LLVMBuildFAdd(b, ls, m, ""), zl, "");
-                LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), loss, ""), acc);
-            } else {
-                LLVMValueRef scale = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildFMul(b, s, LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""), "");
-                LLVMValueRef invn = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), "");
-                Loop j3 = loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
-                LLVMValueRef k = LLVMBuildAdd(b, base, j3.iv, "");
-                LLVMValueRef g = LLVMBuildFMul(b, ldf(cg, out, k), scale, "");
-                LLVMValueRef is = LLVMBuildICmp(b, LLVMIntEQ, j3.iv, label, "");
-                g = LLVMBuildSelect(b, is, LLVMBuildFSub(b, g, invn, ""), g, "");
-                stf(cg, out, k, g);
-                loop_end(cg, &j3);
-            }
-        }
-        loop_end(cg, &r);
-        if (in->op == IR_XENT)
-            stf(cg, out, ci64(cg, 0), LLVMBuildFDiv(b, get(cg, cg->tf32, acc), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""));
-        else if (in->op == IR_CORRECT)
-            stf(cg, out, ci64(cg, 0), get(cg, cg->tf32, acc));
+    case IR_XENT_GRAD:
+        emit_loss_op(cg, fc, i, out);
         return;
-    }
     default:
         assert(!"codegen: unhandled IR op");
     }
