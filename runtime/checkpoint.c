@@ -51,6 +51,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 /* ---- declarations ---- */
 
+static void checkpoint_release(NnqRun *run);
+
 static void *ck_grow(NnqRun *run, void *arr, int32_t *cap, int32_t n, size_t elem) {
     if (n < *cap)
         return arr;
@@ -58,6 +60,7 @@ static void *ck_grow(NnqRun *run, void *arr, int32_t *cap, int32_t n, size_t ele
     void *p = realloc(arr, (size_t)c * elem);
     if (!p)
         nnq_rt_fail(run, "out of memory declaring checkpoint state");
+    rt_on_release(run, checkpoint_release);
     *cap = c;
     return p;
 }
@@ -202,7 +205,7 @@ void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch) {
                 sig == SIGTERM ? "SIGTERM" : "SIGINT", epoch, run->epochs, run->ckpt_dir, run->ckpt_dir);
 }
 
-void rt_checkpoint_release(NnqRun *run) {
+static void checkpoint_release(NnqRun *run) {
     ck_handle_signals(false);
     free(run->ckpt_desc); /* names and the directory are tracked blocks */
     free(run->ckpt_state);
@@ -247,6 +250,7 @@ void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
         d[--n] = 0;
     if (run->rank > 0) { /* rank 0 writes the checkpoints; the others only stop with it */
         run->ckpt_dir = d;
+        rt_on_release(run, checkpoint_release); /* restores the signal handlers */
         ck_handle_signals(true);
         return;
     }
@@ -262,6 +266,7 @@ void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
     if (access(d, W_OK | X_OK) != 0)
         nnq_rt_fail(run, "cannot write checkpoints to '%s': %s", d, strerror(errno));
     run->ckpt_dir = d;
+    rt_on_release(run, checkpoint_release); /* restores the signal handlers */
     ck_handle_signals(true);
 }
 

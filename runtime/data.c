@@ -1077,6 +1077,7 @@ static NnqDataSet *data_get(NnqRun *run, int32_t ds, const char *fn) {
 }
 
 static size_t data_sample_size(const NnqDataSet *d);
+static void data_release(NnqRun *run);
 
 /* A hash of a data set's shape, labels and pixels (64-bit words mixed in 4 lanes). */
 static uint64_t data_fingerprint(const NnqDataSet *d) {
@@ -1114,6 +1115,7 @@ static int32_t data_add(NnqRun *run, NnqDataSet *ds) {
         if (!d)
             nnq_rt_fail(run, "out of memory loading '%s'", ds->images_path);
         run->datasets = d;
+        rt_on_release(run, data_release);
         run->cap_datasets = cap;
     }
     run->datasets[run->ndatasets] = *ds;
@@ -1439,7 +1441,7 @@ void nnq_rt_data_augment(NnqRun *run, int32_t ds, int32_t pad, int32_t hflip) {
     d->aug_hflip = hflip != 0;
 }
 
-void rt_data_release(NnqRun *run) {
+static void data_release(NnqRun *run) {
     /* pixels, labels, normalization arrays and paths are tracked blocks */
     free(run->datasets);
     run->datasets = NULL;

@@ -45,6 +45,8 @@ static int model_bits(int32_t nlabels) {
 
 /* ---- writing ---- */
 
+static void model_release(NnqRun *run);
+
 static void buf_reserve(NnqRun *run, size_t more) {
     if (run->model_len + more <= run->model_cap)
         return;
@@ -55,6 +57,7 @@ static void buf_reserve(NnqRun *run, size_t more) {
     if (!b)
         nnq_rt_fail(run, "out of memory while serializing model '%s'", run->pending_model);
     run->model_buf = b;
+    rt_on_release(run, model_release);
     run->model_cap = cap;
 }
 
@@ -129,6 +132,7 @@ void nnq_rt_model_add(NnqRun *run, const char *name, int32_t rank, const int64_t
     if (!names)
         nnq_rt_fail(run, "out of memory while serializing model '%s'", model);
     run->model_names = names;
+    rt_on_release(run, model_release);
     size_t start = run->model_len; /* rolled back if a value is rejected */
 
     size_t nlen = strlen(name);
@@ -215,7 +219,7 @@ void nnq_rt_model_save(NnqRun *run, const char *path) {
     rt_wr_commit(&w);
 }
 
-void rt_model_release(NnqRun *run) {
+static void model_release(NnqRun *run) {
     free(run->model_buf); /* pending_model and the names are tracked blocks */
     free(run->model_names);
     run->model_buf = NULL;

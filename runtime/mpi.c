@@ -61,7 +61,10 @@ static void mpi_finalize_at_exit(void) {
     if (!done) MPI_Finalize();
 }
 
+static void mpi_release(NnqRun *run);
+
 void rt_mpi_init(NnqRun *run) {
+    rt_on_release(run, mpi_release); /* first registered: released last, after everything else */
     if (!world.on && launched_by_mpi()) {
         int inited = 0, provided = 0;
         MPI_Initialized(&inited);
@@ -102,7 +105,7 @@ int32_t rt_mpi_threads(void) {
     return cpus > 0 ? cpus : 1;
 }
 
-void rt_mpi_release(NnqRun *run) {
+static void mpi_release(NnqRun *run) {
     free(world.pack);
     world.pack = NULL;
     world.pack_len = 0;

@@ -53,7 +53,10 @@ static char *read_text(const char *path) {
     return buf;
 }
 
+static void progress_release(NnqRun *run);
+
 bool rt_progress_open(NnqRun *run) {
+    rt_on_release(run, progress_release);
     run->bar_enabled = !run->opts.quiet &&
                        (run->opts.progress == 1 ||
                         (run->opts.progress == -1 && isatty(STDOUT_FILENO)));
@@ -165,7 +168,8 @@ void rt_progress_keep_metrics(NnqRun *run) {
         nnq_rt_fail(run, "%s", err);
 }
 
-void rt_progress_release(NnqRun *run, bool failed) {
+static void progress_release(NnqRun *run) {
+    bool failed = run->failed;
     free(run->metrics_history);
     run->metrics_history = NULL;
     if (run->metrics) {

@@ -21,6 +21,9 @@
 
 #include "nnq_rt.h"
 
+/* Subsystems that can hold something outside the tracked blocks (run.c: rt_on_release). */
+#define RT_MAX_RELEASES 8
+
 /* Most channels a data set may have (a sanity bound checked when loading). */
 #define RT_DATA_MAX_CHANNELS 4096
 
@@ -56,6 +59,10 @@ struct NnqRun {
     /* error trap (run.c) */
     jmp_buf *trap;  /* innermost active nnq_run_invoke, NULL outside */
     bool failed;    /* an error was reported during this run */
+
+    /* what nnq_run_free calls, last registered first (run.c: rt_on_release) */
+    void (*releases[RT_MAX_RELEASES])(NnqRun *run);
+    int32_t nreleases;
 
     /* tracked blocks (run.c) */
     void **blocks;
@@ -100,6 +107,11 @@ struct NnqRun {
 };
 
 /* run.c */
+/* A subsystem that holds something the tracked blocks do not (a malloc'd table, a FILE,
+ * signal handlers, the MPI job) registers its release when it first takes it; nnq_run_free
+ * calls each registered function once, last registered first. Registering again is a
+ * no-op. The subsystems depend on run.c, never the other way round. */
+void rt_on_release(NnqRun *run, void (*fn)(NnqRun *run));
 /* A tracked 64-byte aligned block (zeroed when asked); fails the run on bad sizes or
  * when memory is exhausted. rt_alloc_try returns NULL instead of failing, for callers
  * that must release something first. */
@@ -136,12 +148,11 @@ void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32
                      const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc);
 
 /* mpi.c: joins the MPI job when launched by mpirun & co. (sets run->rank, run->nranks;
- * quiets ranks > 0); the default thread count under MPI (0: every CPU); at release, a
- * failed run ends the whole job (MPI_Abort) so no rank waits for it; the largest of
+ * quiets ranks > 0; registers the release: a failed run ends the whole job, MPI_Abort,
+ * so no rank waits for it); the default thread count under MPI (0: every CPU); the largest of
  * each rank's v (v itself without MPI). Collectives: every rank must call them alike. */
 void rt_mpi_init(NnqRun *run);
 int32_t rt_mpi_threads(void);
-void rt_mpi_release(NnqRun *run);
 int32_t rt_mpi_max_i32(NnqRun *run, int32_t v);
 void rt_mpi_barrier(NnqRun *run);
 /* Fails on every rank unless every rank passes the same value (what: a noun for the
@@ -216,12 +227,8 @@ bool rt_rd_str(RtReader *r, const char **s, uint32_t *len, uint32_t max, const c
 
 /* data.c, progress.c, model_file.c, checkpoint.c: release what the module holds. `failed` says
  * whether the run ended in an error (temporary files are then removed). */
-void rt_data_release(NnqRun *run);
-void rt_progress_release(NnqRun *run, bool failed);
 bool rt_progress_open(NnqRun *run); /* nnq_run_new: opens the metrics file */
 void rt_progress_interrupt(NnqRun *run); /* ends a live bar line before an error */
-void rt_model_release(NnqRun *run);
-void rt_checkpoint_release(NnqRun *run);
 
 /* progress.c: after a checkpoint of `epoch` finished epochs is restored, the metrics
  * file starts with the earlier run's epoch lines 1..epoch (no line twice). */

@@ -10,7 +10,11 @@
  *  - The generator is xoshiro256** seeded through splitmix64, so a seed fixes every
  *    number drawn afterwards, on every platform. A new run is seeded with
  *    options.seed when that is >= 0, else with 0; nnq_rt_seed reseeds.
- *  - Random draws use only the run's own state: two runs never share a stream. */
+ *  - Random draws use only the run's own state: two runs never share a stream.
+ *  - The subsystems (data, progress, checkpoints, model files, MPI) register what they
+ *    must release with rt_on_release; nnq_run_free calls those, last registered first,
+ *    then frees the tracked blocks. run.c names none of them. */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -122,10 +126,8 @@ int nnq_run_invoke(NnqRun *run, int (*entry)(NnqRun *run)) {
 void nnq_run_free(NnqRun *run) {
     if (!run)
         return;
-    rt_progress_release(run, run->failed);
-    rt_model_release(run);
-    rt_checkpoint_release(run);
-    rt_data_release(run);
+    while (run->nreleases > 0) /* the subsystems', last registered first */
+        run->releases[--run->nreleases](run);
     for (size_t i = 0; i < run->nblocks; i++)
         free(run->blocks[i]);
     free(run->blocks);
@@ -133,7 +135,6 @@ void nnq_run_free(NnqRun *run) {
     free((char *)run->opts.base_dir);
     free((char *)run->opts.metrics_path);
     free((char *)run->opts.resume_dir);
-    rt_mpi_release(run); /* last: a failed rank ends the job here */
     free(run);
 }
 
@@ -157,6 +158,13 @@ void nnq_rt_fail(NnqRun *run, const char *fmt, ...) {
     }
     run->failed = true;
     longjmp(*run->trap, 1);
+}
+
+void rt_on_release(NnqRun *run, void (*fn)(NnqRun *run)) {
+    for (int32_t i = 0; i < run->nreleases; i++)
+        if (run->releases[i] == fn) return;
+    assert(run->nreleases < RT_MAX_RELEASES); /* a fixed set of subsystems */
+    run->releases[run->nreleases++] = fn;
 }
 
 /* ---- memory ---- */
