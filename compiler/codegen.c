@@ -53,7 +53,7 @@ typedef struct Cg {
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */
     LLVMValueRef mpi_size, mpi_base; /* i64 globals: processes in the job, this rank's first sample */
     LLVMValueRef grad_table, grad_counts; /* every parameter's grad buffer and its length */
-    LLVMValueRef fingerprint;        /* i64 global: a hash of the module's text (cg_emit_module) */
+    LLVMValueRef fingerprint;        /* i64 global: a hash of the module's text (cg_set_fingerprint) */
     LLVMValueRef *kscalars;          /* the kernel being emitted: its scalars (beta, lr, ...) */
     LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
@@ -310,13 +310,19 @@ static void par_finish(Cg *cg, ParLoop *p) {
     LLVMPositionBuilderAtEnd(cg->b, p->outer_bb);
 }
 
-/* Runs body over [0, n) on the runtime's threads with vals in its context. */
-static void par_call(Cg *cg, LLVMValueRef body, LLVMValueRef n, int64_t min_items, const LLVMValueRef *vals, int nvals) {
+/* A body's context: vals as i64 in a stack array; returns its address. */
+static LLVMValueRef par_ctx(Cg *cg, const LLVMValueRef *vals, int nvals) {
     LLVMValueRef ctx = local(cg, LLVMArrayType(cg->ti64, PAR_MAX_VALS), NULL, "par.ctx");
     LLVMValueRef base = LLVMBuildBitCast(cg->b, ctx, LLVMPointerType(cg->ti64, 0), "");
     for (int k = 0; k < nvals; k++)
         LLVMBuildStore(cg->b, to_i64(cg, vals[k]),
                        LLVMBuildInBoundsGEP2(cg->b, cg->ti64, base, (LLVMValueRef[]){ci64(cg, k)}, 1, ""));
+    return ctx;
+}
+
+/* Runs body over [0, n) on the runtime's threads with vals in its context. */
+static void par_call(Cg *cg, LLVMValueRef body, LLVMValueRef n, int64_t min_items, const LLVMValueRef *vals, int nvals) {
+    LLVMValueRef ctx = par_ctx(cg, vals, nvals);
     rt_call(cg, "nnq_rt_parallel_for", (LLVMValueRef[]){n, ci64(cg, min_items), body, ctx}, 4);
 }
 
@@ -744,29 +750,12 @@ static void emit_bn_op(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         par_call(cg, *body, outer[6], min, outer, 9);
         return;
     }
-    LLVMValueRef multi = LLVMBuildICmp(b, LLVMIntSGT, LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_size, cg->ti64), ""), ci64(cg, 1), "");
-    LLVMBasicBlockRef join;
-    if_begin(cg, LLVMBuildNot(b, multi, ""), &join);
-    par_call(cg, *body, outer[6], min, outer, 9);
-    if_end(cg, join);
-    if_begin(cg, multi, &join);
-    {
-        LLVMValueRef bnv[8];
-        for (int k = 0; k < 8; k++) bnv[k] = as_ptr(cg, cg->bnbuf[in->attr[0]][k], cg->tf32);
-        LLVMValueRef C = ci64(cg, as->d[1]);
-        for (int st = 1; st <= 3; st++) {
-            if (grad && st == 2) continue;
-            outer[4] = LLVMBuildOr(b, flags, ci64(cg, st << 2), "");
-            par_call(cg, *body, outer[6], min, outer, 9);
-            if (st == 3) break;
-            phase(cg, NNQ_PHASE_COMM);
-            rt_call(cg, "nnq_rt_mpi_sum", (LLVMValueRef[]){bnv[st == 1 ? 4 : 5], C}, 2);
-            if (grad) rt_call(cg, "nnq_rt_mpi_sum", (LLVMValueRef[]){bnv[5], C}, 2);
-            phase(cg, NNQ_PHASE_NORM);
-        }
-    }
-    if_end(cg, join);
-    return;
+    /* Training statistics: one pass on one process; the runtime runs the stages with the
+     * all-reduces between them in a data-parallel run (nnq_rt_bn_run, runtime/mpi.c). */
+    LLVMValueRef ctx = par_ctx(cg, outer, 9);
+    (void)b;
+    rt_call(cg, "nnq_rt_bn_run", (LLVMValueRef[]){*body, outer[6], ci64(cg, min), ctx, as_ptr(cg, cg->bnbuf[in->attr[0]][4], cg->tf32),
+                                                  as_ptr(cg, cg->bnbuf[in->attr[0]][5], cg->tf32), ci32(cg, grad)}, 7);
 }
 
 /* The softmax cross-entropy loss, the correct count and the loss gradient, row by row. */
@@ -1853,15 +1842,8 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
         LLVMDisposeMessage(msg);
         LLVMDisposeModule(cg.mod);
         cg.mod = NULL;
-    } else {
-        if (msg) LLVMDisposeMessage(msg);
-        /* The program's identity for the ranks of a data-parallel run: FNV-1a of the
-         * module's text (while the fingerprint is still 0). */
-        char *text = LLVMPrintModuleToString(cg.mod);
-        uint64_t h = 0xcbf29ce484222325ull;
-        for (const char *c = text; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
-        LLVMDisposeMessage(text);
-        LLVMSetInitializer(cg.fingerprint, LLVMConstInt(cg.ti64, h >> 1, 0));
+    } else if (msg) {
+        LLVMDisposeMessage(msg);
     }
     for (int i = 0; i < m->nparams * 3; i++) free(cg.pcomp[i]);
     free(cg.pcomp);
@@ -1878,6 +1860,16 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     free(cg.rt_fn);
     free(cg.rt_ty);
     return cg.mod;
+}
+
+void cg_set_fingerprint(LLVMModuleRef mod, const char *text) {
+    LLVMValueRef g = LLVMGetNamedGlobal(mod, "nnq.fingerprint");
+    if (!g) return;
+    char *own = text ? NULL : LLVMPrintModuleToString(mod);
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const char *c = text ? text : own; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+    if (own) LLVMDisposeMessage(own);
+    LLVMSetInitializer(g, LLVMConstInt(LLVMInt64TypeInContext(LLVMGetModuleContext(mod)), h >> 1, 0));
 }
 
 void cg_add_trainer_main(LLVMModuleRef mod) {

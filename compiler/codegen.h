@@ -33,6 +33,11 @@ void jit_free(Jit *jit);
 /* Optimizes a module for the host (used by the JIT and by --emit=llvm -O). */
 bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag);
 
+/* The program's identity for the ranks of a data-parallel run (nnq_rt_mpi_start): FNV-1a
+ * of the module's text, `text` when the caller has printed it already (NULL: printed
+ * here), stored in the module. The JIT and nnqc build set it before compiling. */
+void cg_set_fingerprint(LLVMModuleRef mod, const char *text);
+
 /* Standalone trainers (nnqc build): adds `int main(argc, argv)` calling the runtime's
  * nnq_trainer_main with nnq_main. */
 void cg_add_trainer_main(LLVMModuleRef mod);

@@ -275,6 +275,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const 
         snprintf(opt, sizeof opt, "O%d", opt_level);
         const char *parts[] = {cache_magic, LLVM_VERSION_STRING, cpu, features, opt, vector_library, text};
         cache_key(parts, 7, key);
+        cg_set_fingerprint(mod, text); /* the text printed for the key serves here too */
         LLVMDisposeMessage(text);
         LLVMDisposeMessage(cpu);
         LLVMDisposeMessage(features);
@@ -285,6 +286,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const 
             path[0] = 0;
         }
     }
+    if (!path[0]) cg_set_fingerprint(mod, NULL); /* no cache: printed for it alone */
     if (!obj) {
         obj = compile_object(mod, tm, opt_level, diag);
         if (obj && path[0]) cache_store(cache_dir, path, obj);

@@ -185,6 +185,7 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
     LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
     bool ok = false;
     if (mod) {
+        cg_set_fingerprint(mod, NULL);
         cg_add_trainer_main(mod);
         size_t n = strlen(o->output) + 8;
         char *obj = malloc(n);

@@ -171,10 +171,24 @@ void nnq_rt_mpi_grads(NnqRun *run, float *const *grads, const int64_t *counts, i
     }
 }
 
-/* p[0..n) summed over the ranks, in place: batch-norm sums over the global batch. */
-void nnq_rt_mpi_sum(float *p, int64_t n) {
-    if (world.size <= 1) return;
-    MPI_Allreduce(MPI_IN_PLACE, p, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+void nnq_rt_bn_run(void (*body)(void *ctx, int64_t begin, int64_t end), int64_t channels, int64_t min_items,
+                   int64_t *ctx, float *sum1, float *sum2, int32_t grad) {
+    if (world.size <= 1) {
+        rt_parallel_for(channels, min_items, body, ctx);
+        return;
+    }
+    int64_t flags = ctx[4];
+    for (int64_t stage = 1; stage <= 3; stage++) {
+        if (grad && stage == 2) continue;
+        ctx[4] = flags | stage << 2;
+        rt_parallel_for(channels, min_items, body, ctx);
+        if (stage == 3) break;
+        nnq_rt_phase(NNQ_PHASE_COMM);
+        MPI_Allreduce(MPI_IN_PLACE, stage == 1 ? sum1 : sum2, (int)channels, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        if (grad) MPI_Allreduce(MPI_IN_PLACE, sum2, (int)channels, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        nnq_rt_phase(NNQ_PHASE_NORM);
+    }
+    ctx[4] = flags;
 }
 
 double nnq_rt_mpi_sum_f64(NnqRun *run, double v) {
