@@ -207,8 +207,9 @@ static bool fputs_module(LLVMModuleRef mod) {
     return ok;
 }
 
-/* `nnqc inspect`: every tensor with its shape and, for quantized ones, how many values
- * take each label (which also proves every value is in Q: the reader decodes indices). */
+/* `nnqc inspect`: every tensor with its shape, its bytes as stored and, for quantized
+ * ones, how many values take each label (which also proves every value is in Q: the
+ * reader decodes indices); then the whole model's size against float32. */
 static int inspect(const char *path) {
     char err[512];
     NnqModelFile *mf = nnq_model_read(path, err, sizeof err);
@@ -217,6 +218,7 @@ static int inspect(const char *path) {
         return 1;
     }
     printf("model %s: %d tensors\n", mf->model, mf->ntensors);
+    int64_t stored = 0, as_float = 0;
     for (int i = 0; i < mf->ntensors; i++) {
         const NnqModelTensor *t = &mf->tensors[i];
         int64_t n = 1;
@@ -225,7 +227,9 @@ static int inspect(const char *path) {
             printf("%s%lld", d ? ", " : "", (long long)t->dims[d]);
             n *= t->dims[d];
         }
-        printf("]");
+        printf("]  %lld bytes", (long long)t->stored_bytes);
+        stored += t->stored_bytes;
+        as_float += 4 * n;
         if (t->nlabels == 0) {
             double lo = n ? t->values[0] : 0, hi = lo;
             for (int64_t k = 0; k < n; k++) {
@@ -243,6 +247,8 @@ static int inspect(const char *path) {
         }
         printf("\n");
     }
+    printf("size: %lld bytes of tensors, %lld as float32 (%.1fx smaller)\n", (long long)stored, (long long)as_float,
+           stored ? (double)as_float / (double)stored : 0.0);
     nnq_model_free(mf);
     return 0;
 }

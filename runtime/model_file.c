@@ -298,6 +298,7 @@ static bool rd_tensor(RtReader *r, NnqModelTensor *t, int32_t ti) {
     }
     if (!rt_rd_need(r, plen, "tensor payload"))
         return false;
+    t->stored_bytes = (int64_t)plen;
     t->values = malloc((size_t)(count ? count : 1) * sizeof(float));
     if (!t->values) {
         snprintf(r->err, r->errlen, "'%s': out of memory reading tensor '%s'", r->path, t->name);

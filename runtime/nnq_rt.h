@@ -78,6 +78,7 @@ typedef struct NnqModelTensor {
     int32_t nlabels;   /* 0: float32 */
     float labels[256];
     float *values;     /* decoded, count = product of dims */
+    int64_t stored_bytes; /* the payload as stored: packed label indices, or 4 per float */
 } NnqModelTensor;
 typedef struct NnqModelFile {
     char *model;

@@ -3,7 +3,8 @@
 # (1,000 held out for validation) for 8 epochs and must reach a hard-quantized test
 # accuracy of at least 0.75 on 2,000 test images. Chance is 0.10; the full run of the
 # same recipe reaches ~0.88, so 0.75 is far above chance yet leaves room for the small
-# subset and budget. Also checks the metrics file and the saved model.
+# subset and budget. Also checks the metrics file and the saved model (and what
+# nnqc inspect says of its size).
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -21,4 +22,10 @@ echo "hard-quantized test accuracy $hard (soft $soft)"
 ge "$hard" 0.75 || fail "hard-quantized test accuracy $hard < 0.75"
 [ -s mlp_subset.nnqm ] || fail "model file not written"
 [ ! -e mlp_subset.nnqm.tmp ] || fail "temporary model file left behind"
+# nnqc inspect: binary tensors stored at one bit a value (784 x 300 bits = 29400 bytes),
+# and the model's size against float32 (weights 32x smaller; batch-norm statistics float)
+"$NNQC" inspect mlp_subset.nnqm > inspect.txt || fail "nnqc inspect failed"
+grep -q '^dense1.w *\[784, 300\]  29400 bytes  2 labels' inspect.txt || { cat inspect.txt; fail "dense1.w is not reported as 29400 bytes"; }
+ratio=$(sed -n 's/^size: [0-9]* bytes of tensors, [0-9]* as float32 (\([0-9.]*\)x smaller)$/\1/p' inspect.txt)
+ge "$ratio" 25 || { cat inspect.txt; fail "model size ratio '$ratio' against float32, expected >= 25"; }
 echo "1 passed, 0 failed"
