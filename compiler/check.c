@@ -533,11 +533,7 @@ static void unknown_setting(Checker *ck, const AstNode *st) {
     } else {
         error(ck, st->loc, "unknown setting '%s'", st->name);
     }
-    char list[1024];
-    size_t len = 0;
-    for (int k = 0; k < NSETTINGS && len < sizeof list; k++)
-        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "", settings[k].name);
-    diag_note(ck->diag, st->loc, "settings: %s", list);
+    diag_note_names(ck->diag, st->loc, "settings", &settings[0].name, NSETTINGS, sizeof settings[0]);
 }
 
 static void check_train(Checker *ck, const AstNode *item) {

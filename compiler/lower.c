@@ -457,11 +457,7 @@ static int lower_call(Lower *lw, const AstNode *e) {
         return x < 0 ? -1 : ly->lower(lw, e, x);
     }
     lerror(lw, e->loc, "unknown layer '%s'", e->name, NULL);
-    char list[512];
-    size_t len = 0;
-    for (int i = 0; i < NLAYERS && len < sizeof list; i++)
-        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", layers[i].name);
-    diag_note(lw->diag, e->loc, "layers: %s", list);
+    diag_note_names(lw->diag, e->loc, "layers", &layers[0].name, NLAYERS, sizeof layers[0]);
     return -1;
 }
 

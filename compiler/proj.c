@@ -350,11 +350,7 @@ static PVal eval_call(PCtx *cx, const AstNode *e) {
         return b->fn(cx, e, b->op);
     }
     perr(cx, e->loc, "unknown function '%s' in a projection", e->name, NULL);
-    char list[512];
-    size_t len = 0;
-    for (int i = 0; i < NBUILTINS && len < sizeof list; i++)
-        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", builtins[i].name);
-    diag_note(cx->diag, e->loc, "available: %s", list);
+    diag_note_names(cx->diag, e->loc, "available", &builtins[0].name, NBUILTINS, sizeof builtins[0]);
     return pv_error();
 }
 

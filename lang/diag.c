@@ -88,6 +88,16 @@ void diag_note(Diag *diag, SrcLoc loc, const char *fmt, ...) {
     va_end(ap);
 }
 
+void diag_note_names(Diag *diag, SrcLoc loc, const char *what, const char *const *first, int n, size_t stride) {
+    char list[1024];
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof list; i++) {
+        const char *name = *(const char *const *)((const char *)first + (size_t)i * stride);
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", name);
+    }
+    diag_note(diag, loc, "%s: %s", what, list);
+}
+
 void diag_error_noloc(Diag *diag, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -21,6 +21,9 @@ Diag *diag_new(FILE *out);
 void diag_free(Diag *diag);
 void diag_error(Diag *diag, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_note(Diag *diag, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A note "WHAT: a, b, c" listing the names of a table: n rows of `stride` bytes, the
+ * first row's name at *first (the vocabularies' "layers:", "settings:" notes). */
+void diag_note_names(Diag *diag, SrcLoc loc, const char *what, const char *const *first, int n, size_t stride);
 void diag_error_noloc(Diag *diag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int diag_error_count(const Diag *diag);
 
