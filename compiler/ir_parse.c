@@ -141,7 +141,12 @@ static bool ref(Parser *ps, const char *prefix, int limit, int *out) {
     return true;
 }
 
-/* f32[...] / i32[...]: N is the batch dimension. */
+/* Bounds on what IR text may declare (the front end's own limits are tighter): a
+ * dimension, and the elements of one tensor or sample. */
+#define IR_MAX_DIM ((int64_t)1 << 30)
+#define IR_MAX_ELEMS ((int64_t)1 << 34)
+
+/* f32[...] / i32[...]: N is the batch dimension (first only). */
 static bool type(Parser *ps, IrShape *s, IrDType *dt) {
     if (lit(ps, "f32[")) *dt = IR_F32;
     else if (lit(ps, "i32[")) *dt = IR_I32;
@@ -152,8 +157,17 @@ static bool type(Parser *ps, IrShape *s, IrDType *dt) {
         if (s->rank == NNQ_MAX_RANK) return fail(ps, "too many dimensions");
         if (s->rank && !expect(ps, ",")) return false;
         skip_blanks(ps);
-        if (*ps->p == 'N') ps->p++, s->d[s->rank++] = IR_BATCH;
-        else if (!integer(ps, &s->d[s->rank++])) return false;
+        if (*ps->p == 'N' && s->rank == 0) {
+            ps->p++, s->d[s->rank++] = IR_BATCH;
+        } else {
+            if (!integer(ps, &s->d[s->rank])) return false;
+            if (s->d[s->rank] < 1 || s->d[s->rank] > IR_MAX_DIM) return fail(ps, "a dimension out of range (1 .. 2^30)");
+            int64_t elems = 1;
+            for (int k = 0; k <= s->rank; k++)
+                if (s->d[k] != IR_BATCH) elems *= s->d[k];
+            if (elems > IR_MAX_ELEMS) return fail(ps, "a tensor of more than 2^34 elements");
+            s->rank++;
+        }
         skip_blanks(ps);
         if (!*ps->p || *ps->p == '\n') return fail(ps, "expected ']'");
     }
@@ -207,6 +221,7 @@ static bool parse_param(Parser *ps) {
     IrDType dt;
     if (!n || !expect(ps, ":") || !type(ps, &shape, &dt)) return false;
     if (find_param(m, n) >= 0) return fail(ps, "a second parameter of this name");
+    if (dt != IR_F32 || (shape.rank && shape.d[0] == IR_BATCH)) return fail(ps, "a parameter is f32 and has no batch dimension");
     if (!expect(ps, "quant")) return false;
     skip_blanks(ps);
     SrcLoc at = here(ps);
@@ -241,12 +256,15 @@ static bool parse_param(Parser *ps) {
         p.init = IR_INIT_XAVIER;
         if (!expect(ps, "(") || !integer(ps, &p.fan_in) || !expect(ps, ",") || !integer(ps, &p.fan_out) || !expect(ps, ")"))
             return false;
+        if (p.fan_in < 1 || p.fan_out < 1 || p.fan_in > IR_MAX_ELEMS || p.fan_out > IR_MAX_ELEMS)
+            return fail(ps, "the fans of a Xavier initialization are out of range");
     } else if (lit(ps, "normal")) {
         double mean;
         p.init = IR_INIT_NORMAL;
         if (!expect(ps, "(") || !number(ps, &mean) || !expect(ps, ",") || !number(ps, &p.init_std) || !expect(ps, ")"))
             return false;
         if (mean != 0) return fail(ps, "the normal initialization has mean 0");
+        if (!(p.init_std >= 0 && p.init_std < 1e6)) return fail(ps, "the standard deviation is out of range");
     } else {
         return fail(ps, "expected xavier(FAN_IN, FAN_OUT) or normal(0, STD)");
     }
@@ -267,6 +285,7 @@ static bool parse_bn(Parser *ps) {
     const char *n = name(ps);
     int64_t f;
     if (!n || !expect(ps, ":") || !integer(ps, &f) || !expect(ps, "features")) return false;
+    if (f < 1 || f > IR_MAX_DIM) return fail(ps, "the number of features is out of range");
     if (find_bn(m, n) >= 0) return fail(ps, "a second batch norm of this name");
     m->bns = arena_realloc(m->arena, m->bns, sizeof(IrBn) * m->nbns, sizeof(IrBn) * (m->nbns + 1));
     m->bns[m->nbns++] = (IrBn){n, f};
@@ -350,7 +369,7 @@ static bool parse_func(Parser *ps) {
     if (f->name) return fail(ps, "a second function of this name");
     f->name = f == &ps->m->train ? "train" : "eval";
     f->loss = f->correct = f->logits = -1;
-    if (!expect(ps, "{") || !at_eol(ps)) return false;
+    if (!expect(ps, "{") || (!at_eol(ps) && !fail(ps, "unexpected text after '{'"))) return false;
     for (;;) {
         next_line(ps);
         skip_empty(ps);
@@ -539,6 +558,7 @@ IrModule *ir_parse(Program *prog, const char *path, const char *text, int *after
     IrDType dt;
     if (!type(&ps, &m->input, &dt) || !expect(&ps, ",") || !integer(&ps, &m->classes) || !expect(&ps, "classes"))
         return NULL;
+    if (m->classes < 2 || m->classes > IR_MAX_DIM) return fail(&ps, "the number of classes is out of range"), NULL;
     next_line(&ps);
     bool body = false;
     while (!ps.failed) {
@@ -552,7 +572,10 @@ IrModule *ir_parse(Program *prog, const char *path, const char *text, int *after
         else if (lit(&ps, "kernel")) ok = parse_kernel(&ps), body = true;
         else ok = fail(&ps, "expected labels, param, bn, func or kernel");
         if (ok && !at_eol(&ps)) ok = fail(&ps, "unexpected text");
-        if (!ok) break;
+        if (!ok) {
+            fail(&ps, "unexpected text"); /* (a no-op when a message was given) */
+            break;
+        }
         next_line(&ps);
     }
     if (!ps.failed && (!m->train.name || !m->eval.name)) fail(&ps, "a module has func @train and func @eval");

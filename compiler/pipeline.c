@@ -98,7 +98,7 @@ bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const Nn
         c->m = ir_parse(c->prog, o->ir_path, o->ir_text, &after, c->diag);
         if (!c->m) return false;
         c->m->unshared_memory = o->unshared_memory;
-        if (verify && !verify_module(c->m, stderr)) {
+        if (!verify_module(c->m, stderr)) { /* always: the text may come from anywhere */
             fprintf(stderr, "nnqc: note: in the module read from %s\n", o->ir_path);
             return false; /* not a compiler bug: the text was wrong */
         }

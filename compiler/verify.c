@@ -159,6 +159,12 @@ bool verify_module(const IrModule *m, FILE *out) {
     if (!verify_func(m, &m->train, out) || !verify_func(m, &m->eval, out)) return false;
     if (m->train.loss < 0 || m->train.insts[m->train.loss].op != IR_XENT)
         FAIL("@train has no loss");
+    for (int w = 0; w < 2; w++) {
+        const IrFunc *f = w ? &m->eval : &m->train;
+        if (f->correct < 0 || f->correct >= f->n || f->insts[f->correct].op != IR_CORRECT)
+            FAIL("@%s has no correct count", f->name ? f->name : "?");
+        if (f->logits >= f->n) FAIL("@%s: its logits are not a value", f->name ? f->name : "?");
+    }
     for (int i = 0; m->kernels && i < m->nparams; i++)
         for (int j = 0; j < 4; j++) {
             const IrKernel *k = &m->kernels[i][j];

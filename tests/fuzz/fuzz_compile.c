@@ -1,7 +1,9 @@
 /* fuzz_compile.c — the whole compiler under a fuzzer: any byte string goes through
  * parsing, checking, projection instantiation (every projection of the file, used or
  * not), lowering, autodiff, fusion, the IR verifier and LLVM code generation (with
- * LLVM's module verifier; no optimization or JIT). It must never crash, hang or leak;
+ * LLVM's module verifier; no optimization or JIT). Input that starts like IR text
+ * (`module` or `; IR after`) goes through ir_parse instead (nnqc --from-ir), with an
+ * empty program. It must never crash, hang or leak;
  * on input that lowers, the IR verifier must accept the IR and code generation must
  * succeed (it fails only on an internal error).
  *
@@ -39,15 +41,18 @@ static int compile_bytes(const uint8_t *data, size_t size) {
     memcpy(text, data, size);
     text[size] = '\0';
     NnqCompileOptions o = {.stdlib_dir = NNQ_STDLIB_DIR, .diag_out = sink, .until = NNQ_STAGE_IR, .verify_each = true};
+    /* IR text (nnqc --from-ir) when it looks like a module, with an empty program */
+    bool ir = (size >= 6 && !memcmp(text, "module", 6)) || (size >= 10 && !memcmp(text, "; IR after", 10));
+    if (ir) o.ir_path = "fuzz.ir", o.ir_text = text;
     NnqCompilation c;
-    if (nnq_compile(&c, "fuzz.nnq", text, &o) && !c.library) {
+    if (nnq_compile(&c, ir ? NULL : "fuzz.nnq", ir ? NULL : text, &o) && !c.library) {
         LLVMContextRef ctx = LLVMContextCreate();
         LLVMModuleRef mod = cg_emit_module(c.m, ctx, false, c.diag);
         if (!mod) abort(); /* an internal error: the IR was valid */
         LLVMDisposeModule(mod);
         LLVMContextDispose(ctx);
     }
-    if (c.internal_error) abort();
+    if (c.internal_error && !ir) abort(); /* IR text that does not verify is the text's fault */
     int errors = diag_error_count(c.diag);
     nnq_compilation_free(&c);
     free(text);
