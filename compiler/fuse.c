@@ -37,7 +37,8 @@ static int scalar(SxPool *p, IrScalar s) { return sx_input(p, IR_SCALAR_SLOT(s))
 void fuse_module(IrModule *m) {
     SxPool *p = m->prog->pool;
     const TrainConfig *tc = m->prog->train;
-    TrainConfig defaults = {.opt = OPT_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    TrainConfig defaults = {0}; /* the table sets the defaults, the rest is zero */
+    train_config_defaults(&defaults); /* a program without a train block */
     if (!tc) tc = &defaults;
     for (int pi = 0; pi < m->nparams; pi++) {
         IrParam *par = &m->params[pi];

@@ -131,7 +131,7 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
 }
 
 void memplan_module(IrModule *m) {
-    TrainConfig defaults;
+    TrainConfig defaults = {0}; /* the table sets the defaults, the rest is zero */
     train_config_defaults(&defaults);
     m->plan_batch = m->prog && m->prog->train ? m->prog->train->batch : defaults.batch;
     m->plan[0] = memplan_func(&m->train, m->plan_batch, !m->unshared_memory, m->arena);

@@ -91,6 +91,7 @@ typedef struct TrainConfig {
 
 /* check.c: every setting's default (train_settings.def), and the settings as the rows
  * of docs/language.md's table (nnqc --help-settings). */
+/* (fields no setting has keep their value: start from a zeroed TrainConfig) */
 void train_config_defaults(TrainConfig *tc);
 void train_settings_print(FILE *out);
 
