@@ -753,7 +753,6 @@ static void emit_bn_op(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     /* Training statistics: one pass on one process; the runtime runs the stages with the
      * all-reduces between them in a data-parallel run (nnq_rt_bn_run, runtime/mpi.c). */
     LLVMValueRef ctx = par_ctx(cg, outer, 9);
-    (void)b;
     rt_call(cg, "nnq_rt_bn_run", (LLVMValueRef[]){*body, outer[6], ci64(cg, min), ctx, as_ptr(cg, cg->bnbuf[in->attr[0]][4], cg->tf32),
                                                   as_ptr(cg, cg->bnbuf[in->attr[0]][5], cg->tf32), ci32(cg, grad)}, 7);
 }
@@ -1461,12 +1460,10 @@ static void emit_main_data(Cg *cg, MainCtx *mc) {
     const Program *prog = m->prog;
     LLVMBuilderRef b = cg->b;
     LLVMValueRef run = mc->run;
-    LLVMValueRef a2[2] = {run, NULL};
     /* data */
     const DataDecl *dtrain = find_data(prog, tc->data);
     const DataDecl *dtest = tc->eval_data ? find_data(prog, tc->eval_data) : NULL;
     LLVMValueRef ds = emit_load_data(cg, run, dtrain);
-    a2[1] = ds;
     LLVMValueRef ntotal = rt_call(cg, "nnq_rt_data_count", (LLVMValueRef[]){run, ds}, 2);
     /* validation: the last V samples, never more than half the set */
     LLVMValueRef vwant = ci64(cg, tc->validation);
@@ -1502,7 +1499,6 @@ static void emit_main_data(Cg *cg, MainCtx *mc) {
 
     mc->dtrain = dtrain, mc->dtest = dtest, mc->ds = ds, mc->dst = dst;
     mc->ntrain = ntrain, mc->nval = nval, mc->ntest = ntest, mc->iters = iters, mc->index = index;
-    (void)a2;
 }
 
 /* Initialization: w0 draws into the grad buffers, then each init kernel; batch norms. */
@@ -1533,90 +1529,85 @@ static void emit_main_init(Cg *cg, MainCtx *mc) {
 
 /* One training iteration: this rank's part of the batch, the step, the gradient
  * all-reduce, the loss check, the schedules, the fused updates, progress. */
-static void emit_main_iteration(Cg *cg, MainCtx *mc, Loop *ep, Loop *itp, LLVMValueRef sum_loss, LLVMValueRef sum_correct) {
+static void emit_main_iteration(Cg *cg, MainCtx *mc, Loop *ep, Loop *it, LLVMValueRef sum_loss, LLVMValueRef sum_correct) {
     const IrModule *m = mc->m;
     const TrainConfig *tc = cg->tc;
     LLVMBuilderRef b = cg->b;
     LLVMValueRef run = mc->run;
     LLVMValueRef ds = mc->ds, index = mc->index, iters = mc->iters, lr_every = mc->lr_every, beta_every = mc->beta_every;
     LLVMValueRef beta = mc->st.beta, lr = mc->st.lr, t = mc->st.t;
-    Loop it = *itp;
-    (void)iters;
-    {
-        LLVMValueRef start = LLVMBuildMul(b, it.iv, ci64(cg, cg->batch), "");
-        phase(cg, NNQ_PHASE_DATA);
-        /* this rank's part of the batch (the whole batch without MPI) */
-        LLVMValueRef nb = rt_call(cg, "nnq_rt_data_shard", (LLVMValueRef[]){run, ds, index, start, ci64(cg, cg->batch), cg->x, cg->y, ci32(cg, 1)}, 8);
-        LLVMBuildCall2(b, cg->train_step_ty, cg->train_step, &nb, 1, "");
-        phase(cg, NNQ_PHASE_COMM);
-        rt_call(cg, "nnq_rt_mpi_grads", (LLVMValueRef[]){run, cg->grad_table, cg->grad_counts, ci32(cg, m->nparams)}, 4);
-        phase(cg, NNQ_PHASE_OTHER);
-        LLVMValueRef loss = ldf(cg, cg->vtrain[m->train.loss], ci64(cg, 0));
-        LLVMValueRef correct = ldf(cg, cg->vtrain[m->train.correct], ci64(cg, 0));
-        LLVMValueRef tt = get(cg, cg->ti64, t);
-        rt_call(cg, "nnq_rt_check_loss", (LLVMValueRef[]){run, loss, tt}, 3);
-        LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, sum_loss), LLVMBuildFPExt(b, loss, cg->tf64, ""), ""), sum_loss);
-        LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, sum_correct), LLVMBuildFPExt(b, correct, cg->tf64, ""), ""), sum_correct);
-        LLVMValueRef t1 = LLVMBuildAdd(b, tt, ci64(cg, 1), "t1");
-        LLVMBuildStore(b, t1, t);
-        /* learning rate for this step: lr0 * gamma^floor(t / every) */
-        LLVMValueRef lrv = cf64(cg, tc->lr);
-        if ((tc->lr_every != 0 || tc->nmilestones > 0) && tc->lr_gamma != 1) {
-            /* step: floor(t / every) decays; multistep: the milestones passed */
-            LLVMValueRef k;
-            if (tc->lr_every != 0) {
-                k = LLVMBuildSIToFP(b, LLVMBuildSDiv(b, tt, lr_every, ""), cg->tf64, "");
-            } else {
-                LLVMValueRef cnt = ci64(cg, 0);
-                for (int i = 0; i < tc->nmilestones; i++) {
-                    int64_t ms = tc->lr_milestones[i];
-                    LLVMValueRef at = ms >= 0 ? ci64(cg, ms) : LLVMBuildMul(b, ci64(cg, -ms), iters, "");
-                    cnt = LLVMBuildAdd(b, cnt, LLVMBuildZExt(b, LLVMBuildICmp(b, LLVMIntSGE, tt, at, ""), cg->ti64, ""), "");
-                }
-                k = LLVMBuildSIToFP(b, cnt, cg->tf64, "");
+    LLVMValueRef start = LLVMBuildMul(b, it->iv, ci64(cg, cg->batch), "");
+    phase(cg, NNQ_PHASE_DATA);
+    /* this rank's part of the batch (the whole batch without MPI) */
+    LLVMValueRef nb = rt_call(cg, "nnq_rt_data_shard", (LLVMValueRef[]){run, ds, index, start, ci64(cg, cg->batch), cg->x, cg->y, ci32(cg, 1)}, 8);
+    LLVMBuildCall2(b, cg->train_step_ty, cg->train_step, &nb, 1, "");
+    phase(cg, NNQ_PHASE_COMM);
+    rt_call(cg, "nnq_rt_mpi_grads", (LLVMValueRef[]){run, cg->grad_table, cg->grad_counts, ci32(cg, m->nparams)}, 4);
+    phase(cg, NNQ_PHASE_OTHER);
+    LLVMValueRef loss = ldf(cg, cg->vtrain[m->train.loss], ci64(cg, 0));
+    LLVMValueRef correct = ldf(cg, cg->vtrain[m->train.correct], ci64(cg, 0));
+    LLVMValueRef tt = get(cg, cg->ti64, t);
+    rt_call(cg, "nnq_rt_check_loss", (LLVMValueRef[]){run, loss, tt}, 3);
+    LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, sum_loss), LLVMBuildFPExt(b, loss, cg->tf64, ""), ""), sum_loss);
+    LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf64, sum_correct), LLVMBuildFPExt(b, correct, cg->tf64, ""), ""), sum_correct);
+    LLVMValueRef t1 = LLVMBuildAdd(b, tt, ci64(cg, 1), "t1");
+    LLVMBuildStore(b, t1, t);
+    /* learning rate for this step: lr0 * gamma^floor(t / every) */
+    LLVMValueRef lrv = cf64(cg, tc->lr);
+    if ((tc->lr_every != 0 || tc->nmilestones > 0) && tc->lr_gamma != 1) {
+        /* step: floor(t / every) decays; multistep: the milestones passed */
+        LLVMValueRef k;
+        if (tc->lr_every != 0) {
+            k = LLVMBuildSIToFP(b, LLVMBuildSDiv(b, tt, lr_every, ""), cg->tf64, "");
+        } else {
+            LLVMValueRef cnt = ci64(cg, 0);
+            for (int i = 0; i < tc->nmilestones; i++) {
+                int64_t ms = tc->lr_milestones[i];
+                LLVMValueRef at = ms >= 0 ? ci64(cg, ms) : LLVMBuildMul(b, ci64(cg, -ms), iters, "");
+                cnt = LLVMBuildAdd(b, cnt, LLVMBuildZExt(b, LLVMBuildICmp(b, LLVMIntSGE, tt, at, ""), cg->ti64, ""), "");
             }
-            LLVMValueRef pa[2] = {cf64(cg, tc->lr_gamma), k};
-            LLVMTypeRef f64 = cg->tf64;
-            unsigned id = LLVMLookupIntrinsicID("llvm.pow", 8);
-            LLVMValueRef pw = LLVMBuildCall2(b, LLVMIntrinsicGetType(cg->ctx, id, &f64, 1),
-                                             LLVMGetIntrinsicDeclaration(cg->mod, id, &f64, 1), pa, 2, "");
-            lrv = LLVMBuildFMul(b, lrv, pw, "lr");
+            k = LLVMBuildSIToFP(b, cnt, cg->tf64, "");
         }
-        LLVMBuildStore(b, lrv, lr);
-        /* beta for the next step */
-        LLVMValueRef bcur = get(cg, cg->tf64, beta), bnext = bcur;
-        if (tc->beta_every != 0 && tc->beta_times != 1) {
-            LLVMValueRef due = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, t1, beta_every, ""), ci64(cg, 0), "");
-            LLVMValueRef grown = LLVMBuildFMul(b, bcur, cf64(cg, tc->beta_times), "");
-            LLVMValueRef capped = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, grown, cf64(cg, tc->beta_max), ""),
-                                                  cf64(cg, tc->beta_max), grown, "");
-            bnext = LLVMBuildSelect(b, due, capped, bcur, "beta_next");
-        }
-        LLVMValueRef s[IRS_COUNT];
-        s[IRS_BETA] = LLVMBuildFPTrunc(b, bcur, cg->tf32, "");
-        s[IRS_BETA_NEXT] = LLVMBuildFPTrunc(b, bnext, cg->tf32, "");
-        s[IRS_LR] = LLVMBuildFPTrunc(b, lrv, cg->tf32, "");
-        LLVMValueRef tf = LLVMBuildSIToFP(b, t1, cg->tf64, "");
+        LLVMValueRef pa[2] = {cf64(cg, tc->lr_gamma), k};
         LLVMTypeRef f64 = cg->tf64;
-        unsigned pid = LLVMLookupIntrinsicID("llvm.pow", 8);
-        LLVMTypeRef powty = LLVMIntrinsicGetType(cg->ctx, pid, &f64, 1);
-        LLVMValueRef powf = LLVMGetIntrinsicDeclaration(cg->mod, pid, &f64, 1);
-        LLVMValueRef p1 = LLVMBuildCall2(b, powty, powf, (LLVMValueRef[]){cf64(cg, tc->beta1), tf}, 2, "");
-        LLVMValueRef p2 = LLVMBuildCall2(b, powty, powf, (LLVMValueRef[]){cf64(cg, tc->beta2), tf}, 2, "");
-        s[IRS_BC1] = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, cf64(cg, 1), LLVMBuildFSub(b, cf64(cg, 1), p1, ""), ""), cg->tf32, "bc1");
-        s[IRS_BC2] = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, cf64(cg, 1), LLVMBuildFSub(b, cf64(cg, 1), p2, ""), ""), cg->tf32, "bc2");
-        phase(cg, NNQ_PHASE_UPDATE);
-        all_kernels(cg, 0, s);
-        phase(cg, NNQ_PHASE_OTHER);
-        LLVMBuildStore(b, bnext, beta);
-        rt_call(cg, "nnq_rt_progress", (LLVMValueRef[]){run, ep->iv, LLVMBuildAdd(b, it.iv, ci64(cg, 1), ""), loss}, 4);
+        unsigned id = LLVMLookupIntrinsicID("llvm.pow", 8);
+        LLVMValueRef pw = LLVMBuildCall2(b, LLVMIntrinsicGetType(cg->ctx, id, &f64, 1),
+                                         LLVMGetIntrinsicDeclaration(cg->mod, id, &f64, 1), pa, 2, "");
+        lrv = LLVMBuildFMul(b, lrv, pw, "lr");
     }
+    LLVMBuildStore(b, lrv, lr);
+    /* beta for the next step */
+    LLVMValueRef bcur = get(cg, cg->tf64, beta), bnext = bcur;
+    if (tc->beta_every != 0 && tc->beta_times != 1) {
+        LLVMValueRef due = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildSRem(b, t1, beta_every, ""), ci64(cg, 0), "");
+        LLVMValueRef grown = LLVMBuildFMul(b, bcur, cf64(cg, tc->beta_times), "");
+        LLVMValueRef capped = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, grown, cf64(cg, tc->beta_max), ""),
+                                              cf64(cg, tc->beta_max), grown, "");
+        bnext = LLVMBuildSelect(b, due, capped, bcur, "beta_next");
+    }
+    LLVMValueRef s[IRS_COUNT];
+    s[IRS_BETA] = LLVMBuildFPTrunc(b, bcur, cg->tf32, "");
+    s[IRS_BETA_NEXT] = LLVMBuildFPTrunc(b, bnext, cg->tf32, "");
+    s[IRS_LR] = LLVMBuildFPTrunc(b, lrv, cg->tf32, "");
+    LLVMValueRef tf = LLVMBuildSIToFP(b, t1, cg->tf64, "");
+    LLVMTypeRef f64 = cg->tf64;
+    unsigned pid = LLVMLookupIntrinsicID("llvm.pow", 8);
+    LLVMTypeRef powty = LLVMIntrinsicGetType(cg->ctx, pid, &f64, 1);
+    LLVMValueRef powf = LLVMGetIntrinsicDeclaration(cg->mod, pid, &f64, 1);
+    LLVMValueRef p1 = LLVMBuildCall2(b, powty, powf, (LLVMValueRef[]){cf64(cg, tc->beta1), tf}, 2, "");
+    LLVMValueRef p2 = LLVMBuildCall2(b, powty, powf, (LLVMValueRef[]){cf64(cg, tc->beta2), tf}, 2, "");
+    s[IRS_BC1] = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, cf64(cg, 1), LLVMBuildFSub(b, cf64(cg, 1), p1, ""), ""), cg->tf32, "bc1");
+    s[IRS_BC2] = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, cf64(cg, 1), LLVMBuildFSub(b, cf64(cg, 1), p2, ""), ""), cg->tf32, "bc2");
+    phase(cg, NNQ_PHASE_UPDATE);
+    all_kernels(cg, 0, s);
+    phase(cg, NNQ_PHASE_OTHER);
+    LLVMBuildStore(b, bnext, beta);
+    rt_call(cg, "nnq_rt_progress", (LLVMValueRef[]){run, ep->iv, LLVMBuildAdd(b, it->iv, ci64(cg, 1), ""), loss}, 4);
 }
 
 /* The end of an epoch: validation (soft and hard), the kept best model, the test
  * evaluation when due, the epoch line and metrics, the checkpoint when due. */
 static void emit_main_epoch_end(Cg *cg, MainCtx *mc, Loop *ep, LLVMValueRef sum_loss, LLVMValueRef sum_correct) {
-    const IrModule *m = mc->m;
     const TrainConfig *tc = cg->tc;
     LLVMBuilderRef b = cg->b;
     LLVMValueRef run = mc->run;
@@ -1624,7 +1615,6 @@ static void emit_main_epoch_end(Cg *cg, MainCtx *mc, Loop *ep, LLVMValueRef sum_
     LLVMValueRef ds = mc->ds, dst = mc->dst, ntrain = mc->ntrain, nval = mc->nval, ntest = mc->ntest;
     LLVMValueRef epochs = mc->epochs, iters = mc->iters;
     LLVMValueRef beta = mc->st.beta, lr = mc->st.lr, best_acc = mc->st.best_acc, best_epoch = mc->st.best_epoch;
-    (void)m;
     /* end of epoch: validation, soft and hard */
     LLVMValueRef vs = local(cg, cg->tf64, NULL, "val_soft"), vh = local(cg, cg->tf64, NULL, "val_hard");
     LLVMBuildStore(b, cf64(cg, -1), vs);
