@@ -76,11 +76,14 @@ static void lexer_error(Lexer *lx, SrcLoc loc, const char *fmt, ...) {
 
 /* ---- token kinds as words ---- */
 
+typedef enum TokenClass { TC_VALUE, TC_MARK, TC_DECL, TC_KEYWORD, TC_PUNCT } TokenClass; /* tokens.def's KIND */
+
 static const struct TokenRow {
     int kind;
-    const char *name, *spelling, *what;
+    const char *name, *spelling;
+    TokenClass cls;
 } token_rows[] = {
-#define TOKEN(NAME, SPELLING, KIND) {TOK_##NAME, #NAME, SPELLING, #KIND},
+#define TOKEN(NAME, SPELLING, KIND) {TOK_##NAME, #NAME, SPELLING, TC_##KIND},
 #include "tokens.def"
 #undef TOKEN
 };
@@ -94,20 +97,19 @@ static const struct TokenRow *token_row(int kind) {
 
 bool lexer_is_decl_keyword(int kind) {
     const struct TokenRow *r = token_row(kind);
-    return r && !strcmp(r->what, "DECL");
+    return r && r->cls == TC_DECL;
 }
 
 bool lexer_is_keyword(int kind) {
     const struct TokenRow *r = token_row(kind);
-    return r && (!strcmp(r->what, "DECL") || !strcmp(r->what, "KEYWORD"));
+    return r && (r->cls == TC_DECL || r->cls == TC_KEYWORD);
 }
 
 /* The keyword an identifier spells, else TOK_IDENT. */
 static int lexer_keyword(const unsigned char *text, size_t len) {
     for (int i = 0; i < NTOKEN_ROWS; i++) {
         const struct TokenRow *r = &token_rows[i];
-        if ((!strcmp(r->what, "DECL") || !strcmp(r->what, "KEYWORD")) && strlen(r->spelling) == len &&
-            !memcmp(r->spelling, text, len))
+        if ((r->cls == TC_DECL || r->cls == TC_KEYWORD) && strlen(r->spelling) == len && !memcmp(r->spelling, text, len))
             return r->kind;
     }
     return TOK_IDENT;
@@ -123,7 +125,7 @@ const char *lexer_kind_name(int kind) {
 
 const char *lang_token_punct(int i, const char **name) {
     for (int k = 0; k < NTOKEN_ROWS; k++) {
-        if (strcmp(token_rows[k].what, "PUNCT")) continue;
+        if (token_rows[k].cls != TC_PUNCT) continue;
         if (i-- == 0) {
             *name = token_rows[k].name;
             return token_rows[k].spelling;
