@@ -177,6 +177,6 @@ void ir_print_module(const IrModule *m, FILE *out);
 /* ir_parse.c: that text read back, in the context of a checked program (projections,
  * train settings); *after_pass: the pipeline index of the pass it was printed after.
  * NULL after reporting errors (FILE:LINE:COL, with the line). */
-IrModule *ir_parse(Program *prog, const char *path, const char *text, int *after_pass, Diag *diag);
+IrModule *ir_parse(Program *prog, const SourceFile *src, int *after_pass, Diag *diag);
 
 #endif

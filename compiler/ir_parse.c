@@ -433,9 +433,9 @@ static bool parse_kernel(Parser *ps) {
     const char *full = name(ps);
     if (!full) return false;
     const char *dot = strchr(full, '.');
+    size_t klen = dot ? (size_t)(dot - full) : 0;
     int kind = 0;
-    while (kind < 4 && (!dot || strncmp(full, kernel_names[kind], (size_t)(dot - full)) || strlen(kernel_names[kind]) != (size_t)(dot - full)))
-        kind++;
+    while (kind < 4 && !(strlen(kernel_names[kind]) == klen && !strncmp(full, kernel_names[kind], klen))) kind++;
     if (kind == 4) return fail(ps, "a kernel is @update.P, @init.P, @hard.P or @soft.P");
     int pi = find_param(m, dot + 1);
     if (pi < 0) return fail(ps, "unknown parameter");
@@ -526,13 +526,13 @@ static bool parse_kernel(Parser *ps) {
     return ok;
 }
 
-IrModule *ir_parse(Program *prog, const char *path, const char *text, int *after_pass, Diag *diag) {
+IrModule *ir_parse(Program *prog, const SourceFile *src, int *after_pass, Diag *diag) {
     IrModule *m = arena_alloc(prog->arena, sizeof *m);
     m->arena = prog->arena;
     m->prog = prog;
     m->train.loss = m->train.correct = m->train.logits = -1;
     m->eval.loss = m->eval.correct = m->eval.logits = -1;
-    Parser ps = {.prog = prog, .m = m, .diag = diag, .src = source_from_string(prog->arena, path, text)};
+    Parser ps = {.prog = prog, .m = m, .diag = diag, .src = src};
     ps.p = ps.line = ps.src->text;
     ps.lineno = 1;
     /* The memory plan is not in the text (only its size, as a comment): a module printed

@@ -270,18 +270,8 @@ int main(int argc, char **argv) {
         arena_free(arena);
         return rc;
     }
-    char *ir_text = NULL;
-    if (o.from_ir) {
-        Arena *tmp = arena_new();
-        Diag *d = diag_new(stderr);
-        SourceFile *f = source_load(tmp, o.from_ir, d);
-        if (f) ir_text = strdup(f->text);
-        diag_free(d);
-        arena_free(tmp);
-        if (!ir_text) return 1;
-    }
     NnqCompileOptions co = {.stdlib_dir = stdlib_dir, .dump_after = o.dump_after, .verify_each = o.verify_each,
-                            .ir_path = o.from_ir, .ir_text = ir_text,
+                            .ir_path = o.from_ir,
                             .no_fuse_layers = o.no_fuse_layers, .unshared_memory = o.unshared_memory,
                             .until = o.emit == EMIT_AST ? NNQ_STAGE_PARSE : NNQ_STAGE_IR};
     NnqCompilation c;
@@ -340,6 +330,5 @@ int main(int argc, char **argv) {
     }
 done:
     nnq_compilation_free(&c);
-    free(ir_text);
     return rc;
 }

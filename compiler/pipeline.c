@@ -78,7 +78,7 @@ bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const Nn
     memset(c, 0, sizeof *c);
     c->arena = arena_new();
     c->diag = diag_new(o->diag_out ? o->diag_out : stderr);
-    if (!path && o->ir_text) path = o->ir_path, text = ""; /* IR alone: the standard library's projections */
+    if (!path && o->ir_path) path = o->ir_path, text = ""; /* IR alone: the standard library's projections */
     c->src = text ? source_from_string(c->arena, path, text) : source_load(c->arena, path, c->diag);
     if (!c->src) return false;
     c->root = lang_parse(c->arena, c->diag, c->src);
@@ -93,9 +93,11 @@ bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const Nn
     verify = true;
 #endif
     int first = 0;
-    if (o->ir_text) { /* the module from IR text, then the passes after its stage */
+    if (o->ir_path) { /* the module from IR text, then the passes after its stage */
         int after;
-        c->m = ir_parse(c->prog, o->ir_path, o->ir_text, &after, c->diag);
+        const SourceFile *ir = o->ir_text ? source_from_string(c->arena, o->ir_path, o->ir_text)
+                                          : source_load(c->arena, o->ir_path, c->diag);
+        c->m = ir ? ir_parse(c->prog, ir, &after, c->diag) : NULL;
         if (!c->m) return false;
         c->m->unshared_memory = o->unshared_memory;
         if (!verify_module(c->m, stderr)) { /* always: the text may come from anywhere */

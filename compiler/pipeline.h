@@ -30,10 +30,10 @@ typedef struct NnqCompileOptions {
     bool verify_each;       /* verify_module after every IR pass (always in builds without NDEBUG) */
     bool no_fuse_layers;    /* skip fuse_layers (--no-fuse-layers) */
     bool unshared_memory;   /* memplan gives every buffer its own memory (--no-share-memory) */
-    /* --from-ir: the module is read from this IR text (ir_parse.c) instead of lowered,
-     * and the passes after the one it was printed after run on it. The program (path /
-     * text, which may be NULL: no program but the standard library) supplies the
-     * projections and train settings the IR names. */
+    /* --from-ir: the module is read from the IR file ir_path (or from ir_text, named
+     * ir_path) by ir_parse.c instead of lowered, and the passes after the one it was
+     * printed after run on it. The program (path / text; path NULL: no program but the
+     * standard library) supplies the projections and train settings the IR names. */
     const char *ir_path, *ir_text;
 } NnqCompileOptions;
 
@@ -49,7 +49,7 @@ typedef struct NnqCompilation {
 } NnqCompilation;
 
 /* Compiles the file `path` (text NULL) or `text` named `path`, as far as o->until.
- * With o->ir_text, path NULL means an empty program. False after reporting errors;
+ * With o->ir_path, path NULL means an empty program. False after reporting errors;
  * *c holds what was made either way. */
 bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const NnqCompileOptions *o);
 void nnq_compilation_free(NnqCompilation *c);
