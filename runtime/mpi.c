@@ -120,6 +120,12 @@ int32_t nnq_rt_world_size(NnqRun *run) { return run->nranks; }
 
 int nnq_run_rank(const NnqRun *run) { return run->rank; }
 
+/* lo[i], hi[i]: the least and the largest of every rank's v[i] (two all-reduces). */
+static void range_over_ranks(const long long *v, long long *lo, long long *hi, int n) {
+    MPI_Allreduce(v, lo, n, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(v, hi, n, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+}
+
 /* Every rank must run the same program (fingerprint: its code), with the same seed and
  * epochs, and the global batch must split evenly. Checked with two all-reduces (min and
  * max of each value): every rank learns the same verdict, so every rank fails alike. */
@@ -130,8 +136,7 @@ void nnq_rt_mpi_start(NnqRun *run, int64_t fingerprint, int64_t batch, int64_t s
                     "divides it (the batch in the program is the global batch)",
                     run->nranks, (long long)batch);
     long long mine[4] = {(long long)fingerprint, (long long)seed, epochs, batch}, lo[4], hi[4];
-    MPI_Allreduce(mine, lo, 4, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(mine, hi, 4, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    range_over_ranks(mine, lo, hi, 4);
     static const char *const what[4] = {"programs (or compiler options)", "seeds", "epoch counts", "batches"};
     for (int i = 0; i < 4; i++)
         if (lo[i] != hi[i])
@@ -200,9 +205,8 @@ double nnq_rt_mpi_sum_f64(NnqRun *run, double v) {
 
 void rt_mpi_agree(NnqRun *run, uint64_t value, const char *what, const char *where) {
     if (run->nranks <= 1) return;
-    unsigned long long mine = value, lo = 0, hi = 0;
-    MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    long long mine = (long long)value, lo = 0, hi = 0; /* equal or not: the order does not matter */
+    range_over_ranks(&mine, &lo, &hi, 1);
     if (lo != hi)
         nnq_rt_fail(run, "the %d processes read different %s from '%s' (sample counts or contents differ): "
                     "every rank must read the same files", run->nranks, what, where);
