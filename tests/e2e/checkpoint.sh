@@ -21,9 +21,6 @@ NNQC="$1"; SRC="$2"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 make_subset "$tmp" 3000 500
 cd "$tmp"
-pass=0; fails=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
 
 program() { # OUT HIDDEN EPOCHS CHECKPOINT_DIR
     cat > "$1" <<EOF

@@ -13,9 +13,6 @@ set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0; fails=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
 cd "$tmp"
 
 for ex in "$SRC"/examples/*.nnq; do

@@ -6,6 +6,12 @@ FMNIST="${FMNIST:-/usr/share/datasets/fashion-mnist}"
 
 fail() { echo "FAIL: $*"; exit 1; }
 
+# Scripts of many checks: ok / bad count each one and print it; they end with
+# echo "$pass passed, $fails failed" and [ $fails = 0 ].
+pass=0; fails=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fails=$((fails + 1)); echo "FAIL $*"; }
+
 be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
 
 idx_head() { # SRC DST COUNT RECORD_BYTES HEADER_BYTES

@@ -24,9 +24,6 @@ command -v mpirun >/dev/null || fail "mpirun not found (apt-get install openmpi-
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 make_subset "$tmp" 6000 1000
 cd "$tmp"
-pass=0; fails=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
 mpi() { timeout 120 mpirun "$@"; } # a hang fails the test instead of blocking it
 run_ok() { # LOG CMD...: the command must succeed
     local log=$1; shift

@@ -14,9 +14,6 @@ set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-pass=0; fails=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
 ex="$SRC/examples/fashion_lenet5_pmf.nnq"
 
 passes=$("$NNQC" --help | sed -n 's/.*--dump-after=PASS  print the IR after a pass: //p;/^ \{21\}[a-z_, ]*or [a-z_]*$/p' | tr -d ',' | sed 's/ or / /' | tr -s ' \n' ' ')
