@@ -1711,6 +1711,15 @@ static void emit_main_finish(Cg *cg, MainCtx *mc) {
     if (tc->save_path) {
         /* the hard network of the last hard_network() call, statistics included */
         rt_call(cg, "nnq_rt_model_begin", (LLVMValueRef[]){run, str(cg, m->model)}, 2);
+        size_t alen;
+        const unsigned char *arch = arch_build(m, &alen);
+        LLVMValueRef ag = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->ti8, (unsigned)alen), "arch");
+        LLVMSetInitializer(ag, LLVMConstStringInContext(cg->ctx, (const char *)arch, (unsigned)alen, 1));
+        LLVMSetGlobalConstant(ag, 1);
+        LLVMSetLinkage(ag, LLVMPrivateLinkage);
+        /* the normalization the test evaluation saw (that of the training data when there
+         * is no test set), so that `nnqc eval` on the test set reproduces its accuracy */
+        rt_call(cg, "nnq_rt_model_arch", (LLVMValueRef[]){run, ag, ci64(cg, (int64_t)alen), dst ? dst : mc->ds}, 4);
         for (int p = 0; p < m->nparams; p++) {
             const IrParam *par = &m->params[p];
             const LabelSet *ls = par->proj->labels;

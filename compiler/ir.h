@@ -172,6 +172,9 @@ void fuse_layers_module(IrModule *m);
 void fuse_module(IrModule *m);
 /* verify.c: structural checks; false (and messages to `out`) on an internal error. */
 bool verify_module(const IrModule *m, FILE *out);
+/* arch.c: the model file's architecture record up to its ops (docs/model-format.md),
+ * from m->eval, in m's arena; *len its bytes. */
+unsigned char *arch_build(const IrModule *m, size_t *len);
 /* ir_print.c: the readable text form documented in docs/ir.md. */
 void ir_print_module(const IrModule *m, FILE *out);
 /* ir_parse.c: that text read back, in the context of a checked program (projections,

@@ -1,6 +1,7 @@
 /* nnqc.c — the driver: parses flags, runs the pipeline (pipeline.c, where the passes
  * are listed), then hands the IR module to the back end: the JIT and the runtime (run),
- * a standalone trainer (build), or a printed stage (--emit). */
+ * a standalone trainer (build), or a printed stage (--emit). The commands on trained
+ * model files (inspect, eval, predict, export) are deploy.c's. */
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <llvm-c/Core.h>
 
 #include "codegen.h"
+#include "deploy.h"
 #include "nnq_rt.h"
 #include "pipeline.h"
 
@@ -44,6 +46,7 @@ static void usage(FILE *out) {
           "       nnqc --from-ir FILE.ir [FILE.nnq] --emit=STAGE | check | run | build\n"
           "                                         start from IR text (FILE.nnq: its projections and settings)\n"
           "       nnqc inspect MODEL.nnqm           summarize a trained model file\n"
+          "       nnqc eval | predict | export MODEL.nnqm ...   use a trained model (nnqc eval --help)\n"
           "       nnqc --help-layers | --help-settings | --help-builtins\n"
           "                                         the layers; a train block's settings; projections' functions\n"
           "training options (run; a built trainer takes the same):\n",
@@ -150,7 +153,7 @@ static int parse_args(int argc, char **argv, Options *o) {
             fprintf(stderr, "nnqc: error: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
-        } else if (!o->command && !o->emit && (!strcmp(a, "run") || !strcmp(a, "check") || !strcmp(a, "inspect") || !strcmp(a, "build"))) {
+        } else if (!o->command && !o->emit && (!strcmp(a, "run") || !strcmp(a, "check") || !strcmp(a, "build"))) {
             o->command = a;
         } else if (!o->file) {
             o->file = a;
@@ -163,7 +166,7 @@ static int parse_args(int argc, char **argv, Options *o) {
         fprintf(stderr, "nnqc: error: --from-ir starts after the front end: --emit=ir, llvm, asm or obj\n");
         return 2;
     }
-    if ((!o->command && !o->emit) || (!o->file && !(o->from_ir && o->command && strcmp(o->command, "inspect")) && !(o->from_ir && o->emit))) {
+    if ((!o->command && !o->emit) || (!o->file && !(o->from_ir && o->command) && !(o->from_ir && o->emit))) {
         usage(stderr);
         return 2;
     }
@@ -207,59 +210,13 @@ static bool fputs_module(LLVMModuleRef mod) {
     return ok;
 }
 
-/* `nnqc inspect`: every tensor with its shape, its bytes as stored and, for quantized
- * ones, how many values take each label (which also proves every value is in Q: the
- * reader decodes indices); then the whole model's size against float32. */
-static int inspect(const char *path) {
-    char err[512];
-    NnqModelFile *mf = nnq_model_read(path, err, sizeof err);
-    if (!mf) {
-        fprintf(stderr, "nnqc: error: %s\n", err);
-        return 1;
-    }
-    printf("model %s: %d tensors\n", mf->model, mf->ntensors);
-    int64_t stored = 0, as_float = 0;
-    for (int i = 0; i < mf->ntensors; i++) {
-        const NnqModelTensor *t = &mf->tensors[i];
-        int64_t n = 1;
-        printf("%-20s [", t->name);
-        for (int d = 0; d < t->rank; d++) {
-            printf("%s%lld", d ? ", " : "", (long long)t->dims[d]);
-            n *= t->dims[d];
-        }
-        printf("]  %lld bytes", (long long)t->stored_bytes);
-        stored += t->stored_bytes;
-        as_float += 4 * n;
-        if (t->nlabels == 0) {
-            double lo = n ? t->values[0] : 0, hi = lo;
-            for (int64_t k = 0; k < n; k++) {
-                if (t->values[k] < lo) lo = t->values[k];
-                if (t->values[k] > hi) hi = t->values[k];
-            }
-            printf("  float32  min %g  max %g\n", lo, hi);
-            continue;
-        }
-        printf("  %d labels ", t->nlabels);
-        for (int l = 0; l < t->nlabels; l++) {
-            int64_t count = 0;
-            for (int64_t k = 0; k < n; k++) count += t->values[k] == t->labels[l];
-            printf(" %g: %lld", t->labels[l], (long long)count);
-        }
-        printf("\n");
-    }
-    printf("size: %lld bytes of tensors, %lld as float32 (%.1fx smaller)\n", (long long)stored, (long long)as_float,
-           stored ? (double)as_float / (double)stored : 0.0);
-    nnq_model_free(mf);
-    return 0;
-}
-
 int main(int argc, char **argv) {
+    const char *stdlib_dir = getenv("NNQ_STDLIB");
+    if (!stdlib_dir || !*stdlib_dir) stdlib_dir = NNQ_STDLIB_DIR;
+    if (argc > 1 && deploy_command(argv[1])) return deploy_main(argc, argv, stdlib_dir);
     Options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    if (o.command && !strcmp(o.command, "inspect")) return inspect(o.file);
-    const char *stdlib_dir = getenv("NNQ_STDLIB");
-    if (!stdlib_dir || !*stdlib_dir) stdlib_dir = NNQ_STDLIB_DIR;
 
     if (o.emit == EMIT_TOKENS) { /* the lexer alone: no parse */
         Arena *arena = arena_new();

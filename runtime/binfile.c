@@ -84,7 +84,8 @@ void rt_wr_u64(RtWriter *w, uint64_t v) {
 }
 
 void rt_wr_commit(RtWriter *w) {
-    rt_wr_u32(w, (uint32_t)w->crc);
+    if (!w->no_crc)
+        rt_wr_u32(w, (uint32_t)w->crc);
     if (!w->step && fsync(w->fd) != 0)
         w->step = "sync", w->err = errno;
     if (close(w->fd) != 0 && !w->step)
@@ -109,6 +110,41 @@ void rt_wr_commit(RtWriter *w) {
         (void)fsync(dfd);
         close(dfd);
     }
+}
+
+/* ---- whole files of other formats (nnqc predict, export) ---- */
+
+void nnq_file_save(NnqRun *run, const char *path, const void *data, size_t len, const char *what) {
+    RtWriter w;
+    rt_wr_open(run, &w, path, what);
+    w.no_crc = true;
+    rt_wr_bytes(&w, data, len);
+    rt_wr_commit(&w);
+}
+
+void nnq_npy_save(NnqRun *run, const char *path, const char *descr, int ndim, const int64_t *shape,
+                  const void *data, size_t len) {
+    /* NumPy format 1.0: magic, version, header length, a dict padded with spaces to a
+     * multiple of 64 bytes, ending in a newline */
+    char dict[512];
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    for (int d = 0; d < ndim && n < 400; d++)
+        n += snprintf(dict + n, sizeof dict - (size_t)n, "%lld%s", (long long)shape[d],
+                      ndim == 1 ? "," : d + 1 < ndim ? ", " : "");
+    n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
+    int total = (10 + n + 1 + 63) / 64 * 64;
+    unsigned char head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+    head[8] = (unsigned char)(total - 10), head[9] = (unsigned char)((total - 10) >> 8);
+    while (10 + n + 1 < total)
+        dict[n++] = ' ';
+    dict[n++] = '\n';
+    RtWriter w;
+    rt_wr_open(run, &w, path, "cannot write");
+    w.no_crc = true;
+    rt_wr_bytes(&w, head, 10);
+    rt_wr_bytes(&w, dict, (size_t)n);
+    rt_wr_bytes(&w, data, len);
+    rt_wr_commit(&w);
 }
 
 /* ---- reading ---- */

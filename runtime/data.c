@@ -1070,7 +1070,7 @@ static bool npy_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
 
 /* ---- data set table ---- */
 
-static NnqDataSet *data_get(NnqRun *run, int32_t ds, const char *fn) {
+NnqDataSet *rt_data_get(NnqRun *run, int32_t ds, const char *fn) {
     if (ds < 0 || ds >= run->ndatasets)
         nnq_rt_fail(run, "%s: invalid data set handle %d (%d loaded)", fn, ds, run->ndatasets);
     return &run->datasets[ds];
@@ -1141,6 +1141,19 @@ int32_t nnq_rt_data_npy(NnqRun *run, const char *images, const char *labels) {
     ds.labels_path = data_resolve(run, labels, false);
     df_load(run, ds.images_path, &ds, npy_load_images);
     df_load(run, ds.labels_path, &ds, npy_load_labels);
+    return data_add(run, &ds);
+}
+
+int32_t nnq_data_images(NnqRun *run, const char *path) {
+    NnqDataSet ds = {0};
+    ds.images_path = data_resolve(run, path, false);
+    size_t n = strlen(path);
+    bool npy = n >= 4 && strcmp(path + n - 4, ".npy") == 0;
+    df_load(run, ds.images_path, &ds, npy ? npy_load_images : idx_load_images);
+    ds.labels_path = ds.images_path;
+    ds.labels = rt_alloc_block(run, ds.count * (int64_t)sizeof(int32_t), true);
+    ds.max_label = 0;
+    ds.max_label_at = 0;
     return data_add(run, &ds);
 }
 
@@ -1221,12 +1234,12 @@ int32_t nnq_rt_data_cifar(NnqRun *run, const char *dir, int32_t classes, int32_t
 }
 
 int64_t nnq_rt_data_count(NnqRun *run, int32_t ds) {
-    return data_get(run, ds, "data_count")->count;
+    return rt_data_get(run, ds, "data_count")->count;
 }
 
 void nnq_rt_data_check(NnqRun *run, int32_t ds, int32_t rank, const int64_t *dims,
                        int32_t nclasses, const char *what) {
-    NnqDataSet *d = data_get(run, ds, "data_check");
+    NnqDataSet *d = rt_data_get(run, ds, "data_check");
     const char *model = what ? what : "?";
     bool ok = (rank == 3 && dims[0] == d->channels && dims[1] == d->rows && dims[2] == d->cols) ||
               (rank == 2 && d->channels == 1 && dims[0] == d->rows && dims[1] == d->cols);
@@ -1265,13 +1278,13 @@ static size_t data_sample_size(const NnqDataSet *d) {
 
 void nnq_rt_data_normalize(NnqRun *run, int32_t ds, int32_t mode, int32_t stats_ds,
                            int64_t stats_count) {
-    NnqDataSet *d = data_get(run, ds, "data_normalize");
+    NnqDataSet *d = rt_data_get(run, ds, "data_normalize");
     int32_t nc = d->channels;
     /* target map per channel: mean[c], stddev[c] of the loaded pixels. Scratch from
      * malloc, freed before any failure. */
     double *mean = NULL, *stddev = NULL;
     if (mode == 1) {
-        NnqDataSet *s = data_get(run, stats_ds, "data_normalize");
+        NnqDataSet *s = rt_data_get(run, stats_ds, "data_normalize");
         if (s->channels != nc)
             nnq_rt_fail(run,
                         "cannot normalize '%s' (%d channel%s) with the statistics of '%s' (%d "
@@ -1391,7 +1404,7 @@ static void data_augment_sample(const NnqDataSet *d, AugDraw a, const float *src
 static void data_positions(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,
                            int64_t count, int64_t lo, int64_t hi, float *x, int32_t *y,
                            int32_t augment) {
-    NnqDataSet *d = data_get(run, ds, "data_batch");
+    NnqDataSet *d = rt_data_get(run, ds, "data_batch");
     if (start < 0 || count < 0 || (!index && start + count > d->count))
         nnq_rt_fail(run, "batch of samples [%lld, %lld) is out of range: '%s' has %lld samples",
                     (long long)start, (long long)(start + count), d->images_path,
@@ -1433,7 +1446,7 @@ int64_t nnq_rt_data_shard(NnqRun *run, int32_t ds, const int64_t *index, int64_t
 }
 
 void nnq_rt_data_augment(NnqRun *run, int32_t ds, int32_t pad, int32_t hflip) {
-    NnqDataSet *d = data_get(run, ds, "data_augment");
+    NnqDataSet *d = rt_data_get(run, ds, "data_augment");
     if (pad < 0 || pad > 64)
         nnq_rt_fail(run, "data_augment: padding %d for '%s' is out of range (0..64)", pad,
                     d->images_path);

@@ -30,7 +30,7 @@
 #include "rt_internal.h"
 
 #define MODEL_MAGIC "NNQM"
-#define MODEL_VERSION 1u
+#define MODEL_VERSION 2u /* written when the architecture is known; 1 is read too */
 #define MODEL_MAX_RANK 8
 #define MODEL_MAX_LABELS 256
 #define MODEL_MAX_NAME 4096
@@ -91,6 +91,18 @@ void nnq_rt_model_begin(NnqRun *run, const char *model) {
     run->pending_model = rt_strdup(run, model);
     run->model_len = 0;
     run->model_ntensors = 0;
+    run->model_arch = NULL;
+}
+
+void nnq_rt_model_arch(NnqRun *run, const unsigned char *arch, int64_t len, int32_t ds) {
+    if (!run->pending_model)
+        nnq_rt_fail(run, "model_arch: no model begun (nnq_rt_model_begin was not called)");
+    if (!arch || len <= 0)
+        nnq_rt_fail(run, "model_arch: empty architecture record");
+    rt_data_get(run, ds, "model_arch");
+    run->model_arch = arch;
+    run->model_arch_len = len;
+    run->model_arch_ds = ds;
 }
 
 void nnq_rt_model_add(NnqRun *run, const char *name, int32_t rank, const int64_t *dims,
@@ -211,11 +223,22 @@ void nnq_rt_model_save(NnqRun *run, const char *path) {
     RtWriter w;
     rt_wr_open(run, &w, path, "cannot save model to");
     rt_wr_bytes(&w, MODEL_MAGIC, 4);
-    rt_wr_u32(&w, MODEL_VERSION);
+    rt_wr_u32(&w, run->model_arch ? MODEL_VERSION : 1u);
     rt_wr_u32(&w, (uint32_t)mlen);
     rt_wr_bytes(&w, model, mlen);
     rt_wr_u32(&w, (uint32_t)run->model_ntensors);
     rt_wr_bytes(&w, run->model_buf, run->model_len);
+    if (run->model_arch) { /* the record's ops, then the normalization of the data */
+        const NnqDataSet *d = rt_data_get(run, run->model_arch_ds, "model_save");
+        rt_wr_bytes(&w, run->model_arch, (size_t)run->model_arch_len);
+        rt_wr_u32(&w, (uint32_t)d->channels);
+        for (int k = 0; k < 2; k++)
+            for (int32_t c = 0; c < d->channels; c++) {
+                uint64_t u;
+                memcpy(&u, k ? &d->scale[c] : &d->shift[c], 8);
+                rt_wr_u64(&w, u);
+            }
+    }
     rt_wr_commit(&w);
 }
 
@@ -226,6 +249,22 @@ static void model_release(NnqRun *run) {
     run->model_names = NULL;
     run->model_len = run->model_cap = 0;
 }
+
+/* ---- the inference vocabulary (infer_ops.def) ---- */
+
+static const struct {
+    const char *name;
+    int inputs, tensors, attrs;
+} infer_ops[] = {
+#define INFER_OP(name, text, inputs, tensors, attrs, doc) {text, inputs, tensors, attrs},
+#include "infer_ops.def"
+#undef INFER_OP
+};
+
+const char *nnq_infer_op_name(NnqInferOp op) { return infer_ops[op].name; }
+int nnq_infer_op_inputs(NnqInferOp op) { return infer_ops[op].inputs; }
+int nnq_infer_op_tensors(NnqInferOp op) { return infer_ops[op].tensors; }
+int nnq_infer_op_attrs(NnqInferOp op) { return infer_ops[op].attrs; }
 
 /* ---- reading ---- */
 
@@ -251,7 +290,7 @@ static bool rd_string(RtReader *r, char **out, const char *what) {
     return true;
 }
 
-static bool rd_tensor(RtReader *r, NnqModelTensor *t, int32_t ti) {
+static bool rd_tensor(RtReader *r, NnqModelTensor *t, int flags) {
     if (!rd_string(r, &t->name, "tensor name"))
         return false;
     uint32_t rank, nlabels;
@@ -299,8 +338,16 @@ static bool rd_tensor(RtReader *r, NnqModelTensor *t, int32_t ti) {
     if (!rt_rd_need(r, plen, "tensor payload"))
         return false;
     t->stored_bytes = (int64_t)plen;
-    t->values = malloc((size_t)(count ? count : 1) * sizeof(float));
-    if (!t->values) {
+    t->bits = nlabels ? bits : 0;
+    bool packed = nlabels && (flags & NNQ_MODEL_PACKED);
+    if (packed) {
+        t->packed = malloc(plen ? plen : 1);
+        if (t->packed)
+            memcpy(t->packed, r->p + r->pos, plen);
+    } else {
+        t->values = malloc((size_t)(count ? count : 1) * sizeof(float));
+    }
+    if (packed ? !t->packed : !t->values) {
         snprintf(r->err, r->errlen, "'%s': out of memory reading tensor '%s'", r->path, t->name);
         return false;
     }
@@ -326,15 +373,159 @@ static bool rd_tensor(RtReader *r, NnqModelTensor *t, int32_t ti) {
                             (unsigned long long)i, idx, nlabels);
                 return false;
             }
-            t->values[i] = t->labels[idx];
+            if (!packed)
+                t->values[i] = t->labels[idx];
         }
         if (acc != 0) {
             rt_rd_error(r, "tensor '%s' has non-zero padding bits", t->name);
             return false;
         }
     }
-    (void)ti;
     r->pos += plen;
+    return true;
+}
+
+/* The architecture record (version 2): input, classes, ops (names resolved to the op
+ * table and to the file's tensors, value ids checked to refer to earlier values),
+ * normalization. Shapes are the engine's to check (runtime/infer.c). */
+static bool rd_arch(RtReader *r, NnqModelFile *mf) {
+    NnqModelArch *a = mf->arch = calloc(1, sizeof *mf->arch);
+    if (!a) {
+        snprintf(r->err, r->errlen, "'%s': out of memory", r->path);
+        return false;
+    }
+    uint32_t rank, classes, nops, nc;
+    if (!rt_rd_u32(r, &rank, "input rank"))
+        return false;
+    if (rank < 1 || rank > MODEL_MAX_RANK) {
+        rt_rd_error(r, "input rank %u", rank);
+        return false;
+    }
+    a->input_rank = (int32_t)rank;
+    uint64_t sample = 1;
+    for (uint32_t d = 0; d < rank; d++) {
+        uint64_t v;
+        if (!rt_rd_u64(r, &v, "input dimension"))
+            return false;
+        if (v < 1 || v > MODEL_MAX_COUNT || (sample *= v) > MODEL_MAX_COUNT) {
+            rt_rd_error(r, "input dimension %llu", (unsigned long long)v);
+            return false;
+        }
+        a->input_dims[d] = (int64_t)v;
+    }
+    if (!rt_rd_u32(r, &classes, "class count"))
+        return false;
+    if (classes < 1 || classes > INT32_MAX) {
+        rt_rd_error(r, "%u classes", classes);
+        return false;
+    }
+    a->classes = (int32_t)classes;
+    if (!rt_rd_u32(r, &nops, "op count"))
+        return false;
+    if (nops < 1 || nops > (r->end - r->pos) / 16) { /* an op takes at least 16 bytes */
+        rt_rd_error(r, "%u ops", nops);
+        return false;
+    }
+    a->ops = calloc(nops, sizeof *a->ops);
+    if (!a->ops) {
+        snprintf(r->err, r->errlen, "'%s': out of memory", r->path);
+        return false;
+    }
+    for (uint32_t i = 0; i < nops; i++) {
+        NnqModelOp *op = &a->ops[i];
+        const char *name;
+        uint32_t len, n;
+        if (!rt_rd_str(r, &name, &len, MODEL_MAX_NAME, "op name"))
+            return false;
+        op->op = NNQ_INFER_COUNT;
+        for (int k = 0; k < NNQ_INFER_COUNT; k++)
+            if (strlen(infer_ops[k].name) == len && !memcmp(infer_ops[k].name, name, len))
+                op->op = (NnqInferOp)k;
+        if (op->op == NNQ_INFER_COUNT) {
+            rt_rd_error(r, "op %u is '%.*s', not an op this build knows", i, (int)(len > 64 ? 64 : len), name);
+            return false;
+        }
+        const char *opn = infer_ops[op->op].name;
+        if (!rt_rd_u32(r, &n, "op input count"))
+            return false;
+        if (n != (uint32_t)infer_ops[op->op].inputs) {
+            rt_rd_error(r, "op %u (%s) has %u inputs", i, opn, n);
+            return false;
+        }
+        for (uint32_t k = 0; k < n; k++) {
+            uint32_t v;
+            if (!rt_rd_u32(r, &v, "op input"))
+                return false;
+            if (v > i) {
+                rt_rd_error(r, "op %u (%s) reads value %u, not yet defined", i, opn, v);
+                return false;
+            }
+            op->in[k] = (int32_t)v;
+        }
+        if (!rt_rd_u32(r, &n, "op tensor count"))
+            return false;
+        if (n != (uint32_t)infer_ops[op->op].tensors) {
+            rt_rd_error(r, "op %u (%s) has %u tensors", i, opn, n);
+            return false;
+        }
+        for (uint32_t k = 0; k < n; k++) {
+            const char *tn;
+            uint32_t tl;
+            if (!rt_rd_str(r, &tn, &tl, MODEL_MAX_NAME, "op tensor name"))
+                return false;
+            op->tensor[k] = -1;
+            for (int32_t t = 0; t < mf->ntensors; t++)
+                if (strlen(mf->tensors[t].name) == tl && !memcmp(mf->tensors[t].name, tn, tl))
+                    op->tensor[k] = t;
+            if (op->tensor[k] < 0) {
+                rt_rd_error(r, "op %u (%s) reads tensor '%.*s', which the file does not hold", i, opn,
+                            (int)(tl > 64 ? 64 : tl), tn);
+                return false;
+            }
+        }
+        if (!rt_rd_u32(r, &n, "op attribute count"))
+            return false;
+        if (n != (uint32_t)infer_ops[op->op].attrs) {
+            rt_rd_error(r, "op %u (%s) has %u attributes", i, opn, n);
+            return false;
+        }
+        for (uint32_t k = 0; k < n; k++) {
+            uint64_t v;
+            if (!rt_rd_u64(r, &v, "op attribute"))
+                return false;
+            if (v > 65536) {
+                rt_rd_error(r, "op %u (%s) attribute %u is %llu", i, opn, k, (unsigned long long)v);
+                return false;
+            }
+            op->attr[k] = (int64_t)v;
+        }
+        a->nops = (int32_t)i + 1;
+    }
+    if (!rt_rd_u32(r, &nc, "normalization channels"))
+        return false;
+    if (nc > (r->end - r->pos) / 16) {
+        rt_rd_error(r, "%u normalization channels", nc);
+        return false;
+    }
+    a->norm_channels = (int32_t)nc;
+    a->norm_shift = malloc(2 * (size_t)(nc ? nc : 1) * sizeof(double));
+    if (!a->norm_shift) {
+        snprintf(r->err, r->errlen, "'%s': out of memory", r->path);
+        return false;
+    }
+    a->norm_scale = a->norm_shift + nc;
+    for (uint32_t k = 0; k < 2 * nc; k++) {
+        uint64_t u;
+        double v;
+        if (!rt_rd_u64(r, &u, "normalization"))
+            return false;
+        memcpy(&v, &u, 8);
+        if (!isfinite(v) || (k >= nc && !(v > 0))) {
+            rt_rd_error(r, "channel %u's normalization %s is %g", k % nc, k < nc ? "shift" : "scale", v);
+            return false;
+        }
+        a->norm_shift[k] = v;
+    }
     return true;
 }
 
@@ -345,8 +536,14 @@ void nnq_model_free(NnqModelFile *mf) {
         for (int32_t i = 0; i < mf->ntensors; i++) {
             free(mf->tensors[i].name);
             free(mf->tensors[i].values);
+            free(mf->tensors[i].packed);
         }
     free(mf->tensors);
+    if (mf->arch) {
+        free(mf->arch->norm_shift);
+        free(mf->arch->ops);
+        free(mf->arch);
+    }
     free(mf->model);
     free(mf);
 }
@@ -394,6 +591,10 @@ static unsigned char *model_slurp(const char *path, size_t *size, char *err, siz
 }
 
 NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
+    return nnq_model_load(path, 0, err, errlen);
+}
+
+NnqModelFile *nnq_model_load(const char *path, int flags, char *err, size_t errlen) {
     char dummy[1];
     if (!err || errlen == 0) {
         err = dummy;
@@ -413,8 +614,8 @@ NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     uint32_t version = rt_le32(buf + 4);
-    if (version != MODEL_VERSION) {
-        snprintf(err, errlen, "'%s': unsupported model file version %u (this build reads %u)",
+    if (version != 1 && version != MODEL_VERSION) {
+        snprintf(err, errlen, "'%s': unsupported model file version %u (this build reads 1 and %u)",
                  path, version, MODEL_VERSION);
         goto fail;
     }
@@ -432,6 +633,7 @@ NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory reading '%s'", path);
         goto fail;
     }
+    mf->version = version;
     if (!rd_string(&r, &mf->model, "model name"))
         goto fail;
     uint32_t nt;
@@ -449,9 +651,11 @@ NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
     }
     for (uint32_t i = 0; i < nt; i++) {
         mf->ntensors = (int32_t)i + 1;
-        if (!rd_tensor(&r, &mf->tensors[i], (int32_t)i))
+        if (!rd_tensor(&r, &mf->tensors[i], flags))
             goto fail;
     }
+    if (version >= 2 && !rd_arch(&r, mf))
+        goto fail;
     if (r.pos != r.end) {
         rt_rd_error(&r, "%zu unexpected bytes before the CRC", r.end - r.pos);
         goto fail;

@@ -67,26 +67,78 @@ const char *nnq_run_options_help(void);
  * exit status (0 ok, 1 reported error, 2 bad usage). */
 int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run));
 
+/* Driver helpers for nnqc's model commands (eval, predict, export); valid only inside
+ * nnq_run_invoke, they fail the run with a message naming the file. */
+/* Samples of an image file with no labels (labels read as 0): IDX images, or a .npy
+ * file (by its name's ending) of shape (N, H, W) or (N, C, H, W); a data set handle. */
+int32_t nnq_data_images(NnqRun *run, const char *path);
+/* Writes a file whole, durably (PATH.tmp, fsync, rename): no partial file under PATH. */
+void nnq_file_save(NnqRun *run, const char *path, const void *data, size_t len, const char *what);
+/* The same for a NumPy .npy file (format 1.0) of dtype descr ("<f4", "<i4", "|u1"). */
+void nnq_npy_save(NnqRun *run, const char *path, const char *descr, int ndim, const int64_t *shape,
+                  const void *data, size_t len);
+
 /* Reports an error and unwinds to nnq_run_invoke. Only valid inside it. */
 _Noreturn void nnq_rt_fail(NnqRun *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- model files, read side (nnqc inspect, tests) ---- */
+/* ---- model files, read side (nnqc inspect/eval/predict/export, the engine, tests) ---- */
+/* The inference vocabulary of a model file's architecture record (infer_ops.def). */
+typedef enum NnqInferOp {
+#define INFER_OP(name, text, inputs, tensors, attrs, doc) NNQ_INFER_##name,
+#include "infer_ops.def"
+#undef INFER_OP
+    NNQ_INFER_COUNT
+} NnqInferOp;
+const char *nnq_infer_op_name(NnqInferOp op);
+int nnq_infer_op_inputs(NnqInferOp op);
+int nnq_infer_op_tensors(NnqInferOp op);
+int nnq_infer_op_attrs(NnqInferOp op);
+
 typedef struct NnqModelTensor {
     char *name;
     int32_t rank;
     int64_t dims[8];
     int32_t nlabels;   /* 0: float32 */
     float labels[256];
-    float *values;     /* decoded, count = product of dims */
+    int32_t bits;      /* label tensors: bits per packed index (docs/model-format.md) */
+    float *values;     /* decoded, count = product of dims; NULL for a label tensor read
+                          with NNQ_MODEL_PACKED */
+    unsigned char *packed; /* label tensors read with NNQ_MODEL_PACKED: the payload as
+                          stored (validated); else NULL */
     int64_t stored_bytes; /* the payload as stored: packed label indices, or 4 per float */
 } NnqModelTensor;
+/* One op of the architecture record: value ids it reads (0: the input, op i defines
+ * value i + 1), indices into NnqModelFile.tensors, attributes; the counts are the
+ * op's row of infer_ops.def. */
+typedef struct NnqModelOp {
+    NnqInferOp op;
+    int32_t in[2];
+    int32_t tensor[2];
+    int64_t attr[2];
+} NnqModelOp;
+typedef struct NnqModelArch {
+    int32_t input_rank;
+    int64_t input_dims[8];  /* one sample */
+    int32_t classes;
+    /* A raw sample (pixels in [0, 1] as the data loaders read them) becomes the model's
+     * input x = (float)(raw * (1 / scale[c]) + (-shift[c] / scale[c])), computed in
+     * double, c the channel (the sample's first dimension; one channel for rank 1). */
+    int32_t norm_channels;
+    double *norm_shift, *norm_scale;
+    int32_t nops;
+    NnqModelOp *ops;        /* the last op's value is the logits, [N, classes] */
+} NnqModelArch;
 typedef struct NnqModelFile {
     char *model;
+    uint32_t version;       /* 1 or 2 */
     int32_t ntensors;
     NnqModelTensor *tensors;
+    NnqModelArch *arch;     /* version 2; NULL in version 1 */
 } NnqModelFile;
+enum { NNQ_MODEL_PACKED = 1 /* keep label tensors packed (values NULL) */ };
 /* NULL and a message in err (size errlen) on failure. */
-NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen);
+NnqModelFile *nnq_model_load(const char *path, int flags, char *err, size_t errlen);
+NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen); /* flags 0 */
 void nnq_model_free(NnqModelFile *mf);
 
 #endif

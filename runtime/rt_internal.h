@@ -44,6 +44,8 @@ typedef struct NnqDataSet {
     int32_t aug_pad;
     bool aug_hflip;
 } NnqDataSet;
+/* Data set handle ds of the run; fails naming fn when there is none (data.c). */
+NnqDataSet *rt_data_get(NnqRun *run, int32_t ds, const char *fn);
 
 /* A line of the program's description (name = what, value) or a state region (name,
  * value = bytes, p) that checkpoints hold. */
@@ -96,6 +98,10 @@ struct NnqRun {
     size_t model_len, model_cap;
     int32_t model_ntensors;
     char **model_names; /* names added, for the duplicate check */
+    const unsigned char *model_arch; /* nnq_rt_model_arch: the record up to its ops (the
+                                        program's constant), NULL: none (version 1) */
+    int64_t model_arch_len;
+    int32_t model_arch_ds;
 
     /* the process group (mpi.c): rank 0 of 1 without MPI */
     int32_t rank, nranks;
@@ -202,6 +208,7 @@ typedef struct RtWriter {
     int fd, err;
     const char *step; /* the step that failed; NULL while none has */
     uLong crc;
+    bool no_crc;      /* set after rt_wr_open: commit appends no CRC (files of other formats) */
 } RtWriter;
 void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what);
 void rt_wr_bytes(RtWriter *w, const void *p, size_t n);

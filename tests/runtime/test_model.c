@@ -399,9 +399,9 @@ void test_model_corruption(void) {
     CHECK(read_fails(bad, "bad magic", msg, sizeof msg), "got: %s", msg);
     b[0] = 'N';
 
-    b[4] = 2; /* a future version */
+    b[4] = 3; /* a future version */
     rewrite(bad, b, n, true);
-    CHECK(read_fails(bad, "unsupported model file version 2", msg, sizeof msg), "got: %s", msg);
+    CHECK(read_fails(bad, "unsupported model file version 3", msg, sizeof msg), "got: %s", msg);
     b[4] = 1;
 
     /* consistent CRC but an impossible structure: payload length off by one */

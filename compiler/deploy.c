@@ -1,0 +1,468 @@
+/* deploy.c — nnqc's commands on a trained model file: inspect, eval, predict and export.
+ * They read the file (runtime/model_file.c), run it with the inference engine
+ * (runtime/infer.c, no LLVM) and write through the runtime's durable writers, so a
+ * failed command leaves no partial file. The C exporter is export_c.c.
+ *
+ * Requires: the runtime (data loaders and writers run inside nnq_run_invoke, which turns
+ * their failures into "nnqc: error: ..." and exit status 1). eval --data compiles the
+ * program's front end (pipeline.c) for its data declaration. */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "deploy.h"
+#include "nnq_infer.h"
+#include "pipeline.h"
+
+typedef struct DeployArgs {
+    const char *command, *model;
+    const char *images, *labels;   /* eval: --images / --labels; predict: the input */
+    const char *cifar;             /* eval --cifar DIR */
+    int cifar_classes, cifar_split;
+    const char *data, *program;    /* eval --data NAME PROGRAM.nnq */
+    const char *output, *format, *name;
+    int top, batch;
+    bool floats, confusion;
+    NnqRunOptions run;
+    const char *stdlib_dir;
+} DeployArgs;
+
+static DeployArgs args;          /* the command being run, for the nnq_run_invoke entries */
+static NnqModelFile *model_file;
+static NnqNet *net;
+
+static void deploy_usage(FILE *out) {
+    fputs("usage: nnqc inspect MODEL.nnqm\n"
+          "       nnqc eval MODEL.nnqm --images FILE --labels FILE   IDX (.gz) or .npy files\n"
+          "       nnqc eval MODEL.nnqm --cifar DIR [--classes 10|100] [--split test|train]\n"
+          "       nnqc eval MODEL.nnqm --data NAME PROGRAM.nnq       a data declaration of the program\n"
+          "       nnqc predict MODEL.nnqm IMAGES [-o OUT.npy] [--top K]\n"
+          "       nnqc export MODEL.nnqm --format c|npy -o DIR [--name PREFIX]\n"
+          "options: --float (eval, predict: float32 weights instead of the packed engine),\n"
+          "         --confusion (eval: the confusion matrix of any class count),\n"
+          "         --batch N (eval, predict: samples per engine call, default 100; at most 4 run\n"
+          "         dense layers straight from the packed bits),\n"
+          "         --threads N, --data-dir DIR\n",
+          out);
+}
+
+/* ---- arguments ---- */
+
+static int parse(int argc, char **argv) {
+    memset(&args, 0, sizeof args);
+    nnq_run_options_default(&args.run);
+    args.run.quiet = true;
+    args.cifar_classes = 10, args.cifar_split = 1, args.batch = 100;
+    args.command = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **str = !strcmp(a, "--images") ? &args.images : !strcmp(a, "--labels") ? &args.labels
+                           : !strcmp(a, "--cifar") ? &args.cifar : !strcmp(a, "--data") ? &args.data
+                           : !strcmp(a, "-o") ? &args.output : !strcmp(a, "--format") ? &args.format
+                           : !strcmp(a, "--name") ? &args.name : NULL;
+        if (!strcmp(a, "--threads") || !strncmp(a, "--threads=", 10) || !strcmp(a, "--data-dir") ||
+            !strncmp(a, "--data-dir=", 11)) {
+            if (nnq_run_parse_option(&args.run, argc, argv, &i) < 0) return 2;
+        } else if (str || !strcmp(a, "--top") || !strcmp(a, "--batch") || !strcmp(a, "--classes") || !strcmp(a, "--split")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "nnqc: error: %s needs a value\n", a);
+                return 2;
+            }
+            const char *v = argv[++i];
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (str) {
+                *str = v;
+            } else if (!strcmp(a, "--split")) {
+                if (strcmp(v, "test") && strcmp(v, "train")) {
+                    fprintf(stderr, "nnqc: error: --split takes test or train, not '%s'\n", v);
+                    return 2;
+                }
+                args.cifar_split = !strcmp(v, "test");
+            } else if (*end || n < 1 || n > 100000 || (!strcmp(a, "--classes") && n != 10 && n != 100)) {
+                fprintf(stderr, "nnqc: error: bad value '%s' for %s\n", v, a);
+                return 2;
+            } else if (!strcmp(a, "--top")) {
+                args.top = (int)n;
+            } else if (!strcmp(a, "--batch")) {
+                args.batch = (int)n;
+            } else {
+                args.cifar_classes = (int)n;
+            }
+        } else if (!strcmp(a, "--float")) {
+            args.floats = true;
+        } else if (!strcmp(a, "--confusion")) {
+            args.confusion = true;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            deploy_usage(stdout);
+            return 0;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "nnqc: error: unknown option '%s' for %s\n", a, args.command);
+            return 2;
+        } else if (!args.model) {
+            args.model = a;
+        } else if (!strcmp(args.command, "predict") && !args.images) {
+            args.images = a;
+        } else if (!strcmp(args.command, "eval") && args.data && !args.program) {
+            args.program = a;
+        } else {
+            fprintf(stderr, "nnqc: error: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    const char *why = !args.model ? "a model file is needed" : NULL;
+    if (!why && !strcmp(args.command, "eval")) {
+        int sources = (args.images || args.labels) + !!args.cifar + !!args.data;
+        why = sources != 1 ? "eval takes one of --images/--labels, --cifar or --data"
+              : (args.images != NULL) != (args.labels != NULL) ? "--images and --labels go together"
+              : args.data && !args.program ? "--data NAME needs the program: nnqc eval MODEL --data NAME PROGRAM.nnq"
+                                           : NULL;
+    } else if (!why && !strcmp(args.command, "predict")) {
+        why = !args.images ? "predict needs an image file" : NULL;
+    } else if (!why && !strcmp(args.command, "export")) {
+        why = !args.format || (strcmp(args.format, "c") && strcmp(args.format, "npy"))
+                  ? "export needs --format c or --format npy"
+              : !args.output ? "export needs -o DIR"
+                             : NULL;
+    }
+    if (why) {
+        fprintf(stderr, "nnqc: error: %s\n", why);
+        deploy_usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* ---- inspect ---- */
+
+/* Every tensor with its shape, its bytes as stored and, for quantized ones, how many
+ * values take each label (which also proves every value is in Q: the reader decodes
+ * indices); the architecture, one op per line; the whole model's size against float32. */
+static int inspect(void) {
+    char err[512];
+    NnqModelFile *mf = nnq_model_read(args.model, err, sizeof err);
+    if (!mf) {
+        fprintf(stderr, "nnqc: error: %s\n", err);
+        return 1;
+    }
+    printf("model %s: %d tensors\n", mf->model, mf->ntensors);
+    int64_t stored = 0, as_float = 0;
+    for (int i = 0; i < mf->ntensors; i++) {
+        const NnqModelTensor *t = &mf->tensors[i];
+        int64_t n = 1;
+        printf("%-20s [", t->name);
+        for (int d = 0; d < t->rank; d++) {
+            printf("%s%lld", d ? ", " : "", (long long)t->dims[d]);
+            n *= t->dims[d];
+        }
+        printf("]  %lld bytes", (long long)t->stored_bytes);
+        stored += t->stored_bytes;
+        as_float += 4 * n;
+        if (t->nlabels == 0) {
+            double lo = n ? t->values[0] : 0, hi = lo;
+            for (int64_t k = 0; k < n; k++) {
+                if (t->values[k] < lo) lo = t->values[k];
+                if (t->values[k] > hi) hi = t->values[k];
+            }
+            printf("  float32  min %g  max %g\n", lo, hi);
+            continue;
+        }
+        printf("  %d labels ", t->nlabels);
+        for (int l = 0; l < t->nlabels; l++) {
+            int64_t count = 0;
+            for (int64_t k = 0; k < n; k++) count += t->values[k] == t->labels[l];
+            printf(" %g: %lld", t->labels[l], (long long)count);
+        }
+        printf("\n");
+    }
+    const NnqModelArch *a = mf->arch;
+    if (a) {
+        printf("architecture: input [");
+        for (int d = 0; d < a->input_rank; d++) printf("%s%lld", d ? ", " : "", (long long)a->input_dims[d]);
+        printf("], %d classes, normalized per channel:", a->classes);
+        for (int c = 0; c < a->norm_channels; c++) printf(" (x - %.6g) / %.6g", a->norm_shift[c], a->norm_scale[c]);
+        printf("\n");
+        for (int i = 0; i < a->nops; i++) {
+            const NnqModelOp *op = &a->ops[i];
+            printf("  %%%d = %s", i + 1, nnq_infer_op_name(op->op));
+            for (int k = 0; k < nnq_infer_op_inputs(op->op); k++) printf("%s %%%d", k ? "," : "", op->in[k]);
+            for (int k = 0; k < nnq_infer_op_tensors(op->op); k++) printf(", @%s", mf->tensors[op->tensor[k]].name);
+            for (int k = 0; k < nnq_infer_op_attrs(op->op); k++) printf(" %lld", (long long)op->attr[k]);
+            printf("\n");
+        }
+    } else {
+        printf("architecture: none (a version-%u file)\n", mf->version);
+    }
+    printf("size: %lld bytes of tensors, %lld as float32 (%.1fx smaller)\n", (long long)stored, (long long)as_float,
+           stored ? (double)as_float / (double)stored : 0.0);
+    nnq_model_free(mf);
+    return 0;
+}
+
+/* ---- eval and predict ---- */
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int c = 1; c < n; c++)
+        if (v[c] > v[best]) best = c; /* the first maximum wins, as the training's count */
+    return best;
+}
+
+/* The data set the eval arguments name, loaded unnormalized and checked against the model. */
+static int32_t eval_load(NnqRun *run, const char **what) {
+    int32_t ds;
+    if (args.cifar) {
+        ds = nnq_rt_data_cifar(run, args.cifar, args.cifar_classes, args.cifar_split, 0);
+        *what = args.cifar;
+    } else if (args.images) {
+        size_t n = strlen(args.images);
+        bool npy = n >= 4 && !strcmp(args.images + n - 4, ".npy");
+        ds = (npy ? nnq_rt_data_npy : nnq_rt_data_idx)(run, args.images, args.labels);
+        *what = args.images;
+    } else {
+        ds = -1; /* --data: loaded by the caller, which has the program */
+    }
+    return ds;
+}
+
+static const DataDecl *program_data; /* eval --data: the declaration */
+
+static int32_t load_decl(NnqRun *run, const DataDecl *d) {
+    switch (d->kind) {
+    case DATA_IDX: return nnq_rt_data_idx(run, d->images, d->labels);
+    case DATA_NPY: return nnq_rt_data_npy(run, d->images, d->labels);
+    default: return nnq_rt_data_cifar(run, d->images, d->kind == DATA_CIFAR10 ? 10 : 100, d->split, d->coarse);
+    }
+}
+
+static int eval_entry(NnqRun *run) {
+    const char *what = NULL;
+    int32_t ds = program_data ? load_decl(run, program_data) : eval_load(run, &what);
+    if (program_data) what = program_data->name;
+    const NnqModelArch *a = model_file->arch;
+    char check[256];
+    snprintf(check, sizeof check, "model '%s'", model_file->model);
+    nnq_rt_data_check(run, ds, a->input_rank, a->input_dims, a->classes, check);
+    int64_t n = nnq_rt_data_count(run, ds), in = nnq_net_input_size(net), batch = args.batch;
+    int classes = a->classes;
+    float *x = nnq_rt_alloc(run, batch * in * 4);
+    int32_t *y = nnq_rt_alloc(run, batch * 4);
+    float *logits = nnq_rt_alloc(run, batch * classes * 4);
+    int64_t *conf = nnq_rt_alloc(run, (int64_t)classes * classes * 8);
+    memset(conf, 0, (size_t)classes * (size_t)classes * 8);
+    char err[256];
+    for (int64_t s = 0; s < n; s += batch) {
+        int64_t m = n - s < batch ? n - s : batch;
+        nnq_rt_data_batch(run, ds, NULL, s, m, x, y, 0);
+        if (nnq_net_run(net, x, m, logits, err, sizeof err)) nnq_rt_fail(run, "%s", err);
+        for (int64_t k = 0; k < m; k++) conf[(int64_t)y[k] * classes + argmax(logits + k * classes, classes)]++;
+    }
+    int64_t correct = 0;
+    for (int c = 0; c < classes; c++) correct += conf[(int64_t)c * classes + c];
+    printf("model %s on %lld samples of %s (%s weights)\n", model_file->model, (long long)n, what,
+           args.floats ? "float32" : "packed");
+    printf("accuracy %.4f  (%lld of %lld)\n", (double)correct / (double)n, (long long)correct, (long long)n);
+    printf("class  accuracy  correct / samples\n");
+    for (int c = 0; c < classes; c++) {
+        int64_t total = 0;
+        for (int p = 0; p < classes; p++) total += conf[(int64_t)c * classes + p];
+        if (total)
+            printf("%5d  %.4f    %lld / %lld\n", c, (double)conf[(int64_t)c * classes + c] / (double)total,
+                   (long long)conf[(int64_t)c * classes + c], (long long)total);
+        else
+            printf("%5d  -         0 / 0\n", c);
+    }
+    if (classes <= 20 || args.confusion) {
+        printf("confusion matrix (rows: true class, columns: predicted class)\n     ");
+        for (int p = 0; p < classes; p++) printf(" %5d", p);
+        printf("\n");
+        for (int c = 0; c < classes; c++) {
+            printf("%5d", c);
+            for (int p = 0; p < classes; p++) printf(" %5lld", (long long)conf[(int64_t)c * classes + p]);
+            printf("\n");
+        }
+    } else {
+        printf("(confusion matrix of %d classes: --confusion)\n", classes);
+    }
+    return 0;
+}
+
+/* The k best classes of v, best first (ties: the lower class first). */
+static void top_classes(const float *v, int n, int k, int32_t *out) {
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int c = 0; c < n; c++) {
+            bool taken = false;
+            for (int t = 0; t < j; t++) taken |= out[t] == c;
+            if (!taken && (best < 0 || v[c] > v[best])) best = c;
+        }
+        out[j] = best;
+    }
+}
+
+static int predict_entry(NnqRun *run) {
+    int32_t ds = nnq_data_images(run, args.images);
+    const NnqModelArch *a = model_file->arch;
+    char check[256];
+    snprintf(check, sizeof check, "model '%s'", model_file->model);
+    nnq_rt_data_check(run, ds, a->input_rank, a->input_dims, a->classes, check);
+    int64_t n = nnq_rt_data_count(run, ds), in = nnq_net_input_size(net), batch = args.batch;
+    int classes = a->classes, top = args.top;
+    if (top > classes) nnq_rt_fail(run, "--top %d: the model has %d classes", top, classes);
+    float *x = nnq_rt_alloc(run, batch * in * 4);
+    float *logits = nnq_rt_alloc(run, n * classes * 4);
+    char err[256];
+    for (int64_t s = 0; s < n; s += batch) {
+        int64_t m = n - s < batch ? n - s : batch;
+        nnq_rt_data_batch(run, ds, NULL, s, m, x, NULL, 0);
+        if (nnq_net_run(net, x, m, logits + s * classes, err, sizeof err)) nnq_rt_fail(run, "%s", err);
+    }
+    int k = top ? top : 1;
+    int32_t *ids = nnq_rt_alloc(run, n * k * 4);
+    for (int64_t s = 0; s < n; s++) top_classes(logits + s * classes, classes, k, ids + s * k);
+    if (args.output && top) {
+        nnq_npy_save(run, args.output, "<i4", 2, (int64_t[]){n, k}, ids, (size_t)(n * k) * 4);
+    } else if (args.output) {
+        nnq_npy_save(run, args.output, "<f4", 2, (int64_t[]){n, classes}, logits, (size_t)(n * classes) * 4);
+    } else {
+        for (int64_t s = 0; s < n; s++) {
+            for (int j = 0; j < k; j++) printf("%s%d", j ? " " : "", ids[s * k + j]);
+            printf("\n");
+        }
+    }
+    return 0;
+}
+
+/* ---- export ---- */
+
+/* A tensor name as a file name: letters, digits, '_', '-', '.', not starting with '.'. */
+static bool safe_name(const char *s) {
+    if (!*s || *s == '.') return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-' || *s == '.'))
+            return false;
+    return true;
+}
+
+static void make_dir(NnqRun *run, const char *dir) {
+    char *p = strdup(dir);
+    if (!p) nnq_rt_fail(run, "out of memory");
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s) continue;
+        char c = *s;
+        *s = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            free(p);
+            nnq_rt_fail(run, "cannot create directory '%s': %s", dir, strerror(e));
+        }
+        *s = c;
+        if (!c) break;
+    }
+    free(p);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) nnq_rt_fail(run, "'%s' is not a directory", dir);
+}
+
+static int export_npy_entry(NnqRun *run) {
+    make_dir(run, args.output);
+    for (int i = 0; i < model_file->ntensors; i++) {
+        const NnqModelTensor *t = &model_file->tensors[i];
+        if (!safe_name(t->name)) nnq_rt_fail(run, "tensor name '%s' is not a safe file name", t->name);
+    }
+    for (int i = 0; i < model_file->ntensors; i++) {
+        const NnqModelTensor *t = &model_file->tensors[i];
+        int64_t n = 1;
+        for (int d = 0; d < t->rank; d++) n *= t->dims[d];
+        char *path = nnq_rt_alloc(run, (int64_t)strlen(args.output) + (int64_t)strlen(t->name) + 16);
+        sprintf(path, "%s/%s.npy", args.output, t->name);
+        nnq_npy_save(run, path, "<f4", t->rank, t->dims, t->values, (size_t)n * 4);
+        if (!t->nlabels) continue;
+        /* the packed indices as stored (docs/model-format.md) and their label set */
+        unsigned char *bits = nnq_rt_alloc(run, t->stored_bytes ? t->stored_bytes : 1);
+        memset(bits, 0, (size_t)t->stored_bytes);
+        for (int64_t k = 0; k < n; k++) {
+            int idx = 0;
+            while (t->labels[idx] != t->values[k]) idx++;
+            for (int b = 0; b < t->bits; b++)
+                if (idx >> b & 1) bits[(k * t->bits + b) / 8] |= (unsigned char)(1u << ((k * t->bits + b) % 8));
+        }
+        sprintf(path, "%s/%s.bits.npy", args.output, t->name);
+        nnq_npy_save(run, path, "|u1", 1, &t->stored_bytes, bits, (size_t)t->stored_bytes);
+        sprintf(path, "%s/%s.labels.npy", args.output, t->name);
+        int64_t nl = t->nlabels;
+        nnq_npy_save(run, path, "<f4", 1, &nl, t->labels, (size_t)nl * 4);
+    }
+    printf("wrote %d tensors to %s\n", model_file->ntensors, args.output);
+    return 0;
+}
+
+static int export_c_entry(NnqRun *run) {
+    make_dir(run, args.output);
+    return export_c(run, model_file, args.output, args.name ? args.name : "model");
+}
+
+/* ---- the commands ---- */
+
+bool deploy_command(const char *word) {
+    return !strcmp(word, "inspect") || !strcmp(word, "eval") || !strcmp(word, "predict") || !strcmp(word, "export");
+}
+
+int deploy_main(int argc, char **argv, const char *stdlib_dir) {
+    int rc = parse(argc, argv);
+    if (rc >= 0) return rc;
+    if (!strcmp(args.command, "inspect")) return inspect();
+    args.stdlib_dir = stdlib_dir;
+    char err[512];
+    bool pack = !strcmp(args.command, "export") ? !strcmp(args.format, "c") : !args.floats;
+    model_file = nnq_model_load(args.model, pack ? NNQ_MODEL_PACKED : 0, err, sizeof err);
+    if (!model_file) {
+        fprintf(stderr, "nnqc: error: %s\n", err);
+        return 1;
+    }
+    NnqCompilation c = {0};
+    bool compiled = false;
+    rc = 1;
+    if (!strcmp(args.command, "eval") || !strcmp(args.command, "predict")) {
+        if (!(net = nnq_net_new(model_file, args.floats ? NNQ_NET_FLOAT : NNQ_NET_PACKED, err, sizeof err))) {
+            fprintf(stderr, "nnqc: error: %s: %s\n", args.model, err);
+            goto done;
+        }
+    } else if (!strcmp(args.format, "c") && !model_file->arch) {
+        fprintf(stderr, "nnqc: error: %s: a version-%u model file holds no architecture to export\n", args.model,
+                model_file->version);
+        goto done;
+    }
+    char *dup = NULL;
+    if (args.data) { /* the program's data declaration, its paths relative to the program */
+        NnqCompileOptions co = {.stdlib_dir = stdlib_dir, .until = NNQ_STAGE_CHECK};
+        compiled = true;
+        if (!nnq_compile(&c, args.program, NULL, &co)) goto done;
+        for (int i = 0; i < c.prog->ndata && !program_data; i++)
+            if (!strcmp(c.prog->data[i]->name, args.data)) program_data = c.prog->data[i];
+        if (!program_data) {
+            fprintf(stderr, "nnqc: error: %s declares no data set '%s'\n", args.program, args.data);
+            goto done;
+        }
+        dup = strdup(args.program);
+        args.run.base_dir = dirname(dup);
+    }
+    NnqRun *run = nnq_run_new(&args.run);
+    if (run) {
+        rc = nnq_run_invoke(run, !strcmp(args.command, "eval") ? eval_entry
+                                 : !strcmp(args.command, "predict") ? predict_entry
+                                 : !strcmp(args.format, "npy") ? export_npy_entry
+                                                               : export_c_entry);
+        nnq_run_free(run);
+    }
+    free(dup);
+done:
+    if (compiled) nnq_compilation_free(&c);
+    nnq_net_free(net);
+    nnq_model_free(model_file);
+    return rc;
+}

@@ -1,0 +1,17 @@
+/* deploy.h — nnqc's commands on trained model files (deploy.c: inspect, eval, predict,
+ * export; export_c.c: the C source export). */
+#ifndef NNQ_DEPLOY_H
+#define NNQ_DEPLOY_H
+
+#include "nnq_rt.h"
+
+/* True for the commands deploy_main runs. */
+bool deploy_command(const char *word);
+/* nnqc COMMAND ...: argv[1] is the command. Returns the exit status. */
+int deploy_main(int argc, char **argv, const char *stdlib_dir);
+/* Writes DIR/PREFIX.c and DIR/PREFIX.h: the model (version 2, label tensors read with
+ * NNQ_MODEL_PACKED) as plain C99 with its packed weights (docs/deploy.md). Inside
+ * nnq_run_invoke; returns 0. */
+int export_c(NnqRun *run, const NnqModelFile *mf, const char *dir, const char *prefix);
+
+#endif

@@ -1,0 +1,663 @@
+/* infer.c — the inference engine (nnq_infer.h): a model file's architecture record run
+ * on raw samples, with the quantized weights kept packed.
+ *
+ * Load (nnq_net_new): shapes are inferred and checked op by op; every weight matrix is
+ * seen as O rows of K values (a dense layer's w [K, O] transposed, a convolution's
+ * [O, C·k·k] as stored). A quantized one with at most 4 labels becomes bit planes: its
+ * base label (0 when the set holds 0, else the first label) needs no plane, every other
+ * label l one bit per weight (1 where the weight is l), each row padded to 64-bit words.
+ * So a binary matrix takes 1 bit per weight, a ternary {-1, 0, 1} 2 and a 4-level one 3.
+ * Larger label sets keep their packed indices (the file's bits), rows word-aligned.
+ *
+ * Run: value 0 is the normalized input, op i writes value i + 1; buffers are shared by
+ * lifetime and sized for a chunk of NET_CHUNK samples. A dense layer on at most
+ * NNQ_NET_PACKED_ROWS samples with bit planes runs from the bits:
+ *     y[o] = base · Σ_k x[k] + Σ_l (label_l − base) · Σ_{k: plane_l[o,k] = 1} x[k],
+ * the masked sums by the widest kernel the CPU has (AVX-512, AVX2, else portable C),
+ * chosen once at run time. Otherwise (more samples, convolutions, larger label sets) the
+ * layer is decoded into one scratch buffer (never the whole model) and runs through the
+ * float kernels the training uses (nnq_rt_sgemm, nnq_rt_conv2d, ...). Batch norm is the
+ * training's eval formula, (x − mean) · 1/sqrt(var + 1e-5) in float.
+ *
+ * Results do not depend on the thread count (every kernel splits by rows or samples and
+ * computes each whole). */
+#include <immintrin.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nnq_infer.h"
+#include "rt_internal.h"
+
+#define NET_CHUNK 64 /* samples per pass through the ops */
+#define NET_MAX_PLANES 3
+
+typedef enum PackKind { PACK_NONE, PACK_PLANES, PACK_INDICES } PackKind;
+
+/* A weight matrix: O rows of K values. */
+typedef struct Mat {
+    int64_t rows, cols;
+    const float *f;          /* float, in the file's layout (dense [K, O], conv [O, K]) */
+    float *f_own;            /* decoded at load (NNQ_NET_FLOAT), or NULL */
+    bool transposed;         /* f is [K, O] (a dense layer's) */
+    PackKind pack;
+    const float *labels;
+    int nlabels, bits;       /* PACK_INDICES: bits per index */
+    int base, nplanes;       /* PACK_PLANES: the base label; planes for the others */
+    int plane_label[NET_MAX_PLANES];
+    int64_t words;           /* 64-bit words per row (per plane) */
+    uint64_t *w;             /* [rows][nplanes or 1][words] */
+} Mat;
+
+typedef struct NetOp {
+    NnqInferOp op;
+    int in[2];
+    int64_t dims[3];         /* per-sample output: [F] or [C, H, W] */
+    int rank;
+    int64_t c, h, wd;        /* input geometry (conv, pool, per-channel ops: c and h*wd) */
+    int64_t k, stride, pad;
+    Mat m;                   /* dense, conv */
+    const float *t0;         /* bias b; batch norm mean */
+    float *inv;              /* batch norm 1/sqrt(var + 1e-5) */
+    float *own;              /* a quantized bias, decoded */
+} NetOp;
+
+struct NnqNet {
+    NnqNetMode mode;
+    const NnqModelArch *a;
+    int nops;
+    NetOp *ops;
+    int64_t *size;           /* per-sample floats of each value */
+    int *slot;               /* the buffer each value lives in */
+    int nslots;
+    int64_t *slot_size;      /* per-sample floats */
+    float **buf;             /* [nslots], each slot_size * NET_CHUNK */
+    int64_t in_size, chan_size;
+    double *na, *nb;         /* normalization: x = raw * na[c] + nb[c] */
+    float *scratch;          /* one decoded layer */
+    int64_t scratch_floats;
+    int32_t *idx;            /* maxpool positions */
+    int64_t idx_ints;
+    int64_t weight_bytes;
+};
+
+/* ---- masked sums: Σ x[k] over the set bits of a plane row ---- */
+
+typedef float (*MaskSumFn)(const uint64_t *bits, const float *x, int64_t K);
+
+static float masksum_portable(const uint64_t *bits, const float *x, int64_t K) {
+    float acc[8] = {0};
+    for (int64_t k = 0; k < K; k += 64) {
+        uint64_t w = bits[k / 64];
+        int64_t n = K - k < 64 ? K - k : 64;
+        for (int64_t j = 0; j < n; j++)
+            acc[j & 7] += (w >> j & 1) ? x[k + j] : 0.0f;
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+__attribute__((target("avx2"))) static float masksum_avx2(const uint64_t *bits, const float *x, int64_t K) {
+    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        uint32_t b = (uint32_t)(bits[k / 64] >> (k & 63));
+        __m256i m0 = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(b & 255)), sel), sel);
+        __m256i m1 = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(b >> 8 & 255)), sel), sel);
+        a0 = _mm256_add_ps(a0, _mm256_and_ps(_mm256_castsi256_ps(m0), _mm256_loadu_ps(x + k)));
+        a1 = _mm256_add_ps(a1, _mm256_and_ps(_mm256_castsi256_ps(m1), _mm256_loadu_ps(x + k + 8)));
+    }
+    float t[8];
+    _mm256_storeu_ps(t, _mm256_add_ps(a0, a1));
+    float s = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    for (; k < K; k++)
+        s += (bits[k / 64] >> (k & 63) & 1) ? x[k] : 0.0f;
+    return s;
+}
+
+__attribute__((target("avx512f"))) static float masksum_avx512(const uint64_t *bits, const float *x, int64_t K) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        uint32_t b = (uint32_t)(bits[k / 64] >> (k & 63));
+        a0 = _mm512_mask_add_ps(a0, (__mmask16)b, a0, _mm512_loadu_ps(x + k));
+        a1 = _mm512_mask_add_ps(a1, (__mmask16)(b >> 16), a1, _mm512_loadu_ps(x + k + 16));
+    }
+    for (; k < K; k += 16) { /* bits past K are zero: the masked load reads only x[< K] */
+        __mmask16 m = (__mmask16)(bits[k / 64] >> (k & 63));
+        a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, x + k));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+static MaskSumFn masksum_pick(const char **name) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        if (name) *name = "avx512";
+        return masksum_avx512;
+    }
+    if (__builtin_cpu_supports("avx2")) {
+        if (name) *name = "avx2";
+        return masksum_avx2;
+    }
+    if (name) *name = "portable";
+    return masksum_portable;
+}
+
+const char *nnq_net_isa(void) {
+    const char *name;
+    masksum_pick(&name);
+    return name;
+}
+
+/* ---- weight matrices ---- */
+
+static void set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+}
+
+/* The label index of element `pos` (file order) of a label tensor. */
+static int tensor_index(const NnqModelTensor *t, int64_t pos) {
+    if (t->packed) {
+        uint64_t bit = (uint64_t)pos * (uint64_t)t->bits, v = 0;
+        for (int b = 0; b < t->bits; b++, bit++)
+            v |= (uint64_t)(t->packed[bit / 8] >> (bit % 8) & 1) << b;
+        return (int)v;
+    }
+    for (int l = 0; l < t->nlabels; l++)
+        if (t->values[pos] == t->labels[l]) return l;
+    return 0; /* unreachable: the reader checked every value */
+}
+
+static float tensor_value(const NnqModelTensor *t, int64_t pos) {
+    return t->nlabels ? t->labels[tensor_index(t, pos)] : t->values[pos];
+}
+
+/* Element (r, c) of the matrix is file element r*K + c, or c*O + r when transposed. */
+static bool mat_init(Mat *m, const NnqModelTensor *t, int64_t rows, int64_t cols, bool transposed, NnqNetMode mode,
+                     int64_t *bytes) {
+    m->rows = rows, m->cols = cols, m->transposed = transposed;
+    if (t->nlabels == 0 || mode == NNQ_NET_FLOAT) {
+        m->pack = PACK_NONE;
+        if (t->values && t->nlabels == 0) {
+            m->f = t->values;
+        } else {
+            m->f = m->f_own = malloc((size_t)(rows * cols) * sizeof(float));
+            if (!m->f_own) return false;
+            for (int64_t i = 0; i < rows * cols; i++) m->f_own[i] = tensor_value(t, i);
+        }
+        *bytes += rows * cols * 4;
+        return true;
+    }
+    m->labels = t->labels, m->nlabels = t->nlabels, m->bits = t->bits;
+    m->words = (cols + 63) / 64;
+    int64_t per_row;
+    if (t->nlabels <= NET_MAX_PLANES + 1) {
+        m->pack = PACK_PLANES;
+        m->base = 0;
+        for (int l = 0; l < t->nlabels; l++)
+            if (t->labels[l] == 0.0f) m->base = l;
+        for (int l = 0; l < t->nlabels; l++)
+            if (l != m->base) m->plane_label[m->nplanes++] = l;
+        per_row = m->nplanes * m->words;
+    } else {
+        m->pack = PACK_INDICES;
+        m->words = (cols * m->bits + 63) / 64;
+        per_row = m->words;
+    }
+    m->w = calloc((size_t)(rows * per_row), sizeof(uint64_t));
+    if (!m->w) return false;
+    *bytes += rows * per_row * 8;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            int idx = tensor_index(t, transposed ? c * rows + r : r * cols + c);
+            uint64_t *row = m->w + r * per_row;
+            if (m->pack == PACK_PLANES) {
+                for (int p = 0; p < m->nplanes; p++)
+                    if (m->plane_label[p] == idx) row[p * m->words + c / 64] |= (uint64_t)1 << (c % 64);
+            } else {
+                uint64_t bit = (uint64_t)c * (uint64_t)m->bits;
+                for (int b = 0; b < m->bits; b++, bit++)
+                    if (idx >> b & 1) row[bit / 64] |= (uint64_t)1 << (bit % 64);
+            }
+        }
+    return true;
+}
+
+/* Rows [r0, r1) as floats, out[(r - r0) * K + c]. */
+static void mat_decode(const Mat *m, int64_t r0, int64_t r1, float *out) {
+    int64_t K = m->cols;
+    for (int64_t r = r0; r < r1; r++) {
+        float *o = out + (r - r0) * K;
+        if (m->pack == PACK_PLANES) {
+            const uint64_t *row = m->w + r * m->nplanes * m->words;
+            float base = m->labels[m->base];
+            for (int64_t c = 0; c < K; c++) o[c] = base;
+            for (int p = 0; p < m->nplanes; p++) {
+                float v = m->labels[m->plane_label[p]];
+                const uint64_t *pl = row + p * m->words;
+                for (int64_t wi = 0; wi < m->words; wi++)
+                    for (uint64_t b = pl[wi]; b; b &= b - 1) o[wi * 64 + __builtin_ctzll(b)] = v;
+            }
+        } else {
+            const uint64_t *row = m->w + r * m->words;
+            for (int64_t c = 0; c < K; c++) {
+                uint64_t bit = (uint64_t)c * (uint64_t)m->bits, v = 0;
+                for (int b = 0; b < m->bits; b++, bit++) v |= (row[bit / 64] >> (bit % 64) & 1) << b;
+                o[c] = m->labels[v];
+            }
+        }
+    }
+}
+
+/* ---- dense from bit planes ---- */
+
+typedef struct PlaneJob {
+    const Mat *m;
+    const float *x;
+    const float *xsum;       /* Σ_k x[n, k] per sample */
+    float *y;
+    int64_t n;
+    MaskSumFn sum;
+} PlaneJob;
+
+static void plane_rows(void *ctx, int64_t r0, int64_t r1) {
+    const PlaneJob *j = ctx;
+    const Mat *m = j->m;
+    float base = m->labels[m->base];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint64_t *row = m->w + r * m->nplanes * m->words;
+        for (int64_t s = 0; s < j->n; s++) {
+            const float *x = j->x + s * m->cols;
+            float acc = base != 0.0f ? base * j->xsum[s] : 0.0f;
+            for (int p = 0; p < m->nplanes; p++)
+                acc += (m->labels[m->plane_label[p]] - base) * j->sum(row + p * m->words, x, m->cols);
+            j->y[s * m->rows + r] = acc;
+        }
+    }
+}
+
+/* ---- per-op kernels ---- */
+
+typedef struct ChanJob {
+    const float *x, *x2, *a;
+    const float *b;
+    float *y;
+    int64_t c, s;            /* channels, values per channel per sample */
+    NnqInferOp op;
+} ChanJob;
+
+/* bias, batch norm, relu, add over rows of samples*channels planes of s values. */
+static void chan_rows(void *ctx, int64_t p0, int64_t p1) {
+    const ChanJob *j = ctx;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t c = j->c ? p % j->c : 0;
+        const float *x = j->x + p * j->s;
+        float *y = j->y + p * j->s;
+        switch (j->op) {
+        case NNQ_INFER_BIAS: {
+            float b = j->a[c];
+            for (int64_t i = 0; i < j->s; i++) y[i] = x[i] + b;
+            break;
+        }
+        case NNQ_INFER_BATCHNORM: {
+            float mean = j->a[c], inv = j->b[c];
+            for (int64_t i = 0; i < j->s; i++) y[i] = (x[i] - mean) * inv;
+            break;
+        }
+        case NNQ_INFER_RELU:
+            for (int64_t i = 0; i < j->s; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+            break;
+        case NNQ_INFER_ADD: {
+            const float *x2 = j->x2 + p * j->s;
+            for (int64_t i = 0; i < j->s; i++) y[i] = x[i] + x2[i];
+            break;
+        }
+        default: break;
+        }
+    }
+}
+
+static const MaskSumFn *masksum_fn(void) {
+    static MaskSumFn fn;
+    if (!fn) fn = masksum_pick(NULL);
+    return &fn;
+}
+
+/* Op i on n samples. */
+static void op_run(NnqNet *net, int i, int64_t n) {
+    NetOp *op = &net->ops[i];
+    float *x = net->buf[net->slot[op->in[0]]];
+    float *y = net->buf[net->slot[i + 1]];
+    Mat *m = &op->m;
+    switch (op->op) {
+    case NNQ_INFER_DENSE: {
+        int64_t K = m->cols, O = m->rows;
+        if (m->pack == PACK_PLANES && n <= NNQ_NET_PACKED_ROWS) {
+            float xsum[NNQ_NET_PACKED_ROWS];
+            for (int64_t s = 0; s < n; s++) {
+                double acc = 0;
+                for (int64_t k = 0; k < K; k++) acc += x[s * K + k];
+                xsum[s] = (float)acc;
+            }
+            PlaneJob j = {m, x, xsum, y, n, *masksum_fn()};
+            rt_parallel_for(O, 16, plane_rows, &j);
+        } else if (m->pack == PACK_NONE) {
+            nnq_rt_sgemm(0, 0, (int32_t)n, (int32_t)O, (int32_t)K, 1.0f, x, (int32_t)K, m->f, (int32_t)O, 0.0f, y,
+                         (int32_t)O);
+        } else {
+            mat_decode(m, 0, O, net->scratch);
+            nnq_rt_sgemm(0, 1, (int32_t)n, (int32_t)O, (int32_t)K, 1.0f, x, (int32_t)K, net->scratch, (int32_t)K,
+                         0.0f, y, (int32_t)O);
+        }
+        break;
+    }
+    case NNQ_INFER_CONV2D:
+    case NNQ_INFER_DWCONV2D: {
+        const float *w = m->f;
+        if (m->pack != PACK_NONE) {
+            mat_decode(m, 0, m->rows, net->scratch);
+            w = net->scratch;
+        }
+        (op->op == NNQ_INFER_CONV2D ? nnq_rt_conv2d : nnq_rt_dwconv2d)(
+            x, w, y, (int32_t)n, (int32_t)op->c, (int32_t)op->h, (int32_t)op->wd, (int32_t)op->dims[0],
+            (int32_t)op->k, (int32_t)op->k, (int32_t)op->stride, (int32_t)op->pad);
+        break;
+    }
+    case NNQ_INFER_MAXPOOL:
+        nnq_rt_maxpool(x, (int32_t)(n * op->c), (int32_t)op->h, (int32_t)op->wd, (int32_t)op->k,
+                       (int32_t)op->stride, y, net->idx);
+        break;
+    case NNQ_INFER_AVGPOOL:
+        nnq_rt_avgpool(x, (int32_t)(n * op->c), (int32_t)op->h, (int32_t)op->wd, (int32_t)op->k,
+                       (int32_t)op->stride, y);
+        break;
+    case NNQ_INFER_FLATTEN:
+        memcpy(y, x, (size_t)(n * net->size[i + 1]) * sizeof(float));
+        break;
+    default: {
+        int64_t s = op->h * op->wd;
+        ChanJob j = {x, op->op == NNQ_INFER_ADD ? net->buf[net->slot[op->in[1]]] : NULL, op->t0, op->inv, y,
+                     op->c, s, op->op};
+        rt_parallel_for(n * op->c, s >= 4096 ? 1 : 4096 / s, chan_rows, &j);
+        break;
+    }
+    }
+}
+
+/* ---- loading: shapes, weights, buffers ---- */
+
+static const NnqModelTensor *tensor_of(const NnqModelFile *mf, const NnqModelOp *mo, int k) {
+    return &mf->tensors[mo->tensor[k]];
+}
+
+static int64_t tensor_count(const NnqModelTensor *t) {
+    int64_t n = 1;
+    for (int d = 0; d < t->rank; d++) n *= t->dims[d];
+    return n;
+}
+
+/* Shape inference and weights of op i; false with a message. */
+static bool op_load(NnqNet *net, const NnqModelFile *mf, int i, char *err, size_t errlen) {
+    const NnqModelOp *mo = &net->a->ops[i];
+    NetOp *op = &net->ops[i];
+    const char *name = nnq_infer_op_name(mo->op);
+    op->op = mo->op;
+    op->in[0] = mo->in[0], op->in[1] = mo->in[1];
+    const NetOp *src = mo->in[0] == 0 ? NULL : &net->ops[mo->in[0] - 1];
+    int rank = src ? src->rank : net->a->input_rank;
+    const int64_t *d = src ? src->dims : net->a->input_dims;
+    if (rank > 3 || (rank == 2)) {
+        set_err(err, errlen, "op %d (%s): its input has rank %d; the engine takes [F] or [C, H, W] samples", i, name, rank);
+        return false;
+    }
+    op->c = d[0], op->h = rank == 3 ? d[1] : 1, op->wd = rank == 3 ? d[2] : 1;
+    op->rank = rank;
+    memcpy(op->dims, d, sizeof op->dims);
+    op->k = mo->attr[0], op->stride = mo->attr[1];
+    const NnqModelTensor *t0 = nnq_infer_op_tensors(mo->op) ? tensor_of(mf, mo, 0) : NULL;
+    bool spatial = mo->op == NNQ_INFER_CONV2D || mo->op == NNQ_INFER_DWCONV2D || mo->op == NNQ_INFER_MAXPOOL ||
+                   mo->op == NNQ_INFER_AVGPOOL;
+    if (spatial && rank != 3) {
+        set_err(err, errlen, "op %d (%s): needs [C, H, W] samples, its input has rank %d", i, name, rank);
+        return false;
+    }
+    switch (mo->op) {
+    case NNQ_INFER_DENSE:
+        if (rank != 1 || t0->rank != 2 || t0->dims[0] != d[0] || t0->dims[1] < 1) {
+            set_err(err, errlen, "op %d (dense): weight '%s' does not fit an input of %lld features", i, t0->name,
+                    (long long)d[0]);
+            return false;
+        }
+        op->dims[0] = t0->dims[1];
+        return mat_init(&op->m, t0, t0->dims[1], d[0], true, net->mode, &net->weight_bytes) ||
+               (set_err(err, errlen, "out of memory"), false);
+    case NNQ_INFER_CONV2D:
+    case NNQ_INFER_DWCONV2D: {
+        bool dw = mo->op == NNQ_INFER_DWCONV2D;
+        op->stride = mo->attr[0], op->pad = mo->attr[1];
+        if (t0->rank != 4 || t0->dims[2] != t0->dims[3] || t0->dims[1] != (dw ? 1 : d[0]) ||
+            (dw && t0->dims[0] != d[0]) || t0->dims[0] < 1 || t0->dims[2] < 1 || op->stride < 1) {
+            set_err(err, errlen, "op %d (%s): weight '%s' does not fit an input of %lld channels", i, name, t0->name,
+                    (long long)d[0]);
+            return false;
+        }
+        op->k = t0->dims[2];
+        int64_t oh = (op->h + 2 * op->pad - op->k), ow = (op->wd + 2 * op->pad - op->k);
+        if (oh < 0 || ow < 0 || op->pad >= op->k) {
+            set_err(err, errlen, "op %d (%s): a %lldx%lld window does not fit %lldx%lld (padding %lld)", i, name,
+                    (long long)op->k, (long long)op->k, (long long)op->h, (long long)op->wd, (long long)op->pad);
+            return false;
+        }
+        op->dims[0] = t0->dims[0], op->dims[1] = oh / op->stride + 1, op->dims[2] = ow / op->stride + 1;
+        return mat_init(&op->m, t0, t0->dims[0], tensor_count(t0) / t0->dims[0], false, net->mode,
+                        &net->weight_bytes) ||
+               (set_err(err, errlen, "out of memory"), false);
+    }
+    case NNQ_INFER_MAXPOOL:
+    case NNQ_INFER_AVGPOOL:
+        if (op->k < 1 || op->stride < 1 || op->k > op->h || op->k > op->wd) {
+            set_err(err, errlen, "op %d (%s): window %lld stride %lld on %lldx%lld", i, name, (long long)op->k,
+                    (long long)op->stride, (long long)op->h, (long long)op->wd);
+            return false;
+        }
+        op->dims[1] = (op->h - op->k) / op->stride + 1, op->dims[2] = (op->wd - op->k) / op->stride + 1;
+        return true;
+    case NNQ_INFER_BIAS:
+    case NNQ_INFER_BATCHNORM:
+        for (int k = 0; k < nnq_infer_op_tensors(mo->op); k++) {
+            const NnqModelTensor *t = tensor_of(mf, mo, k);
+            if (t->rank != 1 || t->dims[0] != d[0]) {
+                set_err(err, errlen, "op %d (%s): tensor '%s' is not [%lld]", i, name, t->name, (long long)d[0]);
+                return false;
+            }
+        }
+        if (mo->op == NNQ_INFER_BIAS && t0->nlabels) { /* a quantized bias: decoded (C values) */
+            op->t0 = op->own = malloc((size_t)d[0] * sizeof(float));
+            if (!op->own) return set_err(err, errlen, "out of memory"), false;
+            for (int64_t c = 0; c < d[0]; c++) op->own[c] = tensor_value(t0, c);
+        } else if (mo->op == NNQ_INFER_BIAS) {
+            op->t0 = t0->values;
+        } else {
+            const NnqModelTensor *var = tensor_of(mf, mo, 1);
+            if (t0->nlabels || var->nlabels) return set_err(err, errlen, "op %d (batchnorm): quantized statistics", i), false;
+            op->t0 = t0->values;
+            op->inv = malloc((size_t)d[0] * sizeof(float));
+            if (!op->inv) return set_err(err, errlen, "out of memory"), false;
+            for (int64_t c = 0; c < d[0]; c++) op->inv[c] = 1.0f / sqrtf(var->values[c] + 1e-5f);
+        }
+        net->weight_bytes += d[0] * 4 * (mo->op == NNQ_INFER_BIAS ? 1 : 2);
+        return true;
+    case NNQ_INFER_RELU:
+        return true;
+    case NNQ_INFER_ADD: {
+        const NetOp *b = mo->in[1] == 0 ? NULL : &net->ops[mo->in[1] - 1];
+        int rb = b ? b->rank : net->a->input_rank;
+        const int64_t *db = b ? b->dims : net->a->input_dims;
+        if (rb != rank || memcmp(db, d, (size_t)rank * sizeof *d)) {
+            set_err(err, errlen, "op %d (add): its inputs differ in shape", i);
+            return false;
+        }
+        return true;
+    }
+    case NNQ_INFER_FLATTEN:
+        op->rank = 1;
+        op->dims[0] = d[0] * (rank == 3 ? d[1] * d[2] : 1);
+        op->c = op->dims[0], op->h = op->wd = 1;
+        return true;
+    default:
+        return set_err(err, errlen, "op %d: unknown", i), false;
+    }
+}
+
+static int64_t dims_size(int rank, const int64_t *d) {
+    int64_t n = 1;
+    for (int k = 0; k < rank; k++) n *= d[k];
+    return n;
+}
+
+/* Buffers shared by lifetime: value v takes a free slot as large as it needs (or the
+ * largest free one, grown), and its inputs' slots are freed after their last reader. */
+static bool plan_slots(NnqNet *net) {
+    int nv = net->nops + 1;
+    int *last = calloc((size_t)nv, sizeof *last);
+    bool *busy = calloc((size_t)nv, sizeof *busy);
+    net->slot = malloc((size_t)nv * sizeof *net->slot);
+    net->slot_size = calloc((size_t)nv, sizeof *net->slot_size);
+    if (!last || !busy || !net->slot || !net->slot_size) {
+        free(last), free(busy);
+        return false;
+    }
+    for (int i = 0; i < net->nops; i++)
+        for (int k = 0; k < nnq_infer_op_inputs(net->ops[i].op); k++) last[net->ops[i].in[k]] = i;
+    last[nv - 1] = net->nops; /* the logits outlive the ops */
+    for (int v = 0; v < nv; v++) {
+        /* the smallest free slot that is large enough, else the largest free one */
+        int best = -1;
+        int64_t need = net->size[v];
+        for (int s = 0; s < net->nslots; s++) {
+            if (busy[s]) continue;
+            int64_t have = net->slot_size[s], cur = best < 0 ? -1 : net->slot_size[best];
+            bool fits = have >= need, cur_fits = cur >= need;
+            if (best < 0 || (fits && (!cur_fits || have < cur)) || (!fits && !cur_fits && have > cur)) best = s;
+        }
+        if (best < 0) best = net->nslots++;
+        if (net->slot_size[best] < net->size[v]) net->slot_size[best] = net->size[v];
+        busy[best] = true;
+        net->slot[v] = best;
+        if (v > 0) /* op v - 1 has run: free the inputs it read last */
+            for (int k = 0; k < nnq_infer_op_inputs(net->ops[v - 1].op); k++) {
+                int in = net->ops[v - 1].in[k];
+                if (last[in] == v - 1) busy[net->slot[in]] = false;
+            }
+    }
+    free(last), free(busy);
+    net->buf = calloc((size_t)net->nslots, sizeof *net->buf);
+    if (!net->buf) return false;
+    for (int s = 0; s < net->nslots; s++)
+        if (!(net->buf[s] = malloc((size_t)(net->slot_size[s] * NET_CHUNK) * sizeof(float)))) return false;
+    return true;
+}
+
+NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t errlen) {
+    const NnqModelArch *a = mf->arch;
+    if (!a) {
+        set_err(err, errlen, "model '%s' is a version-%u file: it holds no architecture; save it again with this nnqc",
+                mf->model, mf->version);
+        return NULL;
+    }
+    NnqNet *net = calloc(1, sizeof *net);
+    if (!net) return set_err(err, errlen, "out of memory"), NULL;
+    net->mode = mode, net->a = a, net->nops = a->nops;
+    net->ops = calloc((size_t)a->nops, sizeof *net->ops);
+    net->size = calloc((size_t)a->nops + 1, sizeof *net->size);
+    if (!net->ops || !net->size) goto oom;
+    net->in_size = net->size[0] = dims_size(a->input_rank, a->input_dims);
+    if (a->norm_channels && (a->input_dims[0] != a->norm_channels && !(a->input_rank == 1 && a->norm_channels == 1))) {
+        set_err(err, errlen, "model '%s': %d normalization channels for an input of %lld", mf->model, a->norm_channels,
+                (long long)a->input_dims[0]);
+        goto fail;
+    }
+    net->chan_size = a->norm_channels ? net->in_size / a->norm_channels : net->in_size;
+    net->na = malloc(2 * (size_t)(a->norm_channels + 1) * sizeof(double));
+    if (!net->na) goto oom;
+    net->nb = net->na + a->norm_channels + 1;
+    for (int c = 0; c < a->norm_channels; c++) { /* as runtime/data.c's nnq_rt_data_normalize */
+        net->na[c] = 1.0 / a->norm_scale[c];
+        net->nb[c] = (0.0 - a->norm_shift[c]) / a->norm_scale[c];
+    }
+    int64_t scratch = 0, idx = 0;
+    for (int i = 0; i < a->nops; i++) {
+        if (!op_load(net, mf, i, err, errlen)) goto fail;
+        NetOp *op = &net->ops[i];
+        net->size[i + 1] = dims_size(op->rank, op->dims);
+        if (op->m.pack != PACK_NONE && op->m.rows * op->m.cols > scratch) scratch = op->m.rows * op->m.cols;
+        if (op->op == NNQ_INFER_MAXPOOL && net->size[i + 1] * NET_CHUNK > idx) idx = net->size[i + 1] * NET_CHUNK;
+    }
+    const NetOp *last = &net->ops[a->nops - 1];
+    if (last->rank != 1 || last->dims[0] != a->classes) {
+        set_err(err, errlen, "model '%s': the last op gives %lld values per sample, not the %d classes", mf->model,
+                (long long)net->size[a->nops], a->classes);
+        goto fail;
+    }
+    net->scratch_floats = scratch, net->idx_ints = idx;
+    if ((scratch && !(net->scratch = malloc((size_t)scratch * sizeof(float)))) ||
+        (idx && !(net->idx = malloc((size_t)idx * sizeof(int32_t)))) || !plan_slots(net))
+        goto oom;
+    return net;
+oom:
+    set_err(err, errlen, "out of memory loading model '%s'", mf->model);
+fail:
+    nnq_net_free(net);
+    return NULL;
+}
+
+int nnq_net_run(NnqNet *net, const float *raw, int64_t n, float *logits, char *err, size_t errlen) {
+    int32_t classes = net->a->classes;
+    for (int64_t s0 = 0; s0 < n; s0 += NET_CHUNK) {
+        int64_t m = n - s0 < NET_CHUNK ? n - s0 : NET_CHUNK;
+        float *x = net->buf[net->slot[0]];
+        const float *r = raw + s0 * net->in_size;
+        int nc = net->a->norm_channels;
+        for (int64_t i = 0; i < m * net->in_size; i++) {
+            int c = nc ? (int)(i % net->in_size / net->chan_size) : 0;
+            x[i] = nc ? (float)(r[i] * net->na[c] + net->nb[c]) : r[i];
+        }
+        for (int i = 0; i < net->nops; i++) op_run(net, i, m);
+        memcpy(logits + s0 * classes, net->buf[net->slot[net->nops]], (size_t)(m * classes) * sizeof(float));
+    }
+    (void)err, (void)errlen;
+    return 0;
+}
+
+int64_t nnq_net_input_size(const NnqNet *net) { return net->in_size; }
+int32_t nnq_net_classes(const NnqNet *net) { return net->a->classes; }
+int64_t nnq_net_weight_bytes(const NnqNet *net) { return net->weight_bytes; }
+
+void nnq_net_free(NnqNet *net) {
+    if (!net) return;
+    if (net->ops)
+        for (int i = 0; i < net->nops; i++) {
+            free(net->ops[i].m.f_own);
+            free(net->ops[i].m.w);
+            free(net->ops[i].inv);
+            free(net->ops[i].own);
+        }
+    if (net->buf)
+        for (int s = 0; s < net->nslots; s++) free(net->buf[s]);
+    free(net->buf);
+    free(net->slot);
+    free(net->slot_size);
+    free(net->ops);
+    free(net->size);
+    free(net->na);
+    free(net->scratch);
+    free(net->idx);
+    free(net);
+}
