@@ -190,7 +190,13 @@ static int inspect(void) {
             printf("  %%%d = %s", i + 1, nnq_infer_op_name(op->op));
             for (int k = 0; k < nnq_infer_op_inputs(op->op); k++) printf("%s %%%d", k ? "," : "", op->in[k]);
             for (int k = 0; k < nnq_infer_op_tensors(op->op); k++) printf(", @%s", mf->tensors[op->tensor[k]].name);
-            for (int k = 0; k < nnq_infer_op_attrs(op->op); k++) printf(" %lld", (long long)op->attr[k]);
+            const char *names = nnq_infer_op_attr_names(op->op);
+            for (int k = 0; k < nnq_infer_op_attrs(op->op); k++) {
+                const char *end = strchr(names, ' ');
+                int len = end ? (int)(end - names) : (int)strlen(names);
+                printf(" %.*s %lld", len, names, (long long)op->attr[k]);
+                names = end ? end + 1 : names + len;
+            }
             printf("\n");
         }
     } else {

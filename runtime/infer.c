@@ -34,6 +34,9 @@
 #define NET_CHUNK 64 /* samples per pass through the ops */
 #define NET_MAX_PLANES 3
 
+/* Σ x[k] over the set bits of a plane row of K bits. */
+typedef float (*MaskSumFn)(const uint64_t *bits, const float *x, int64_t K);
+
 typedef enum PackKind { PACK_NONE, PACK_PLANES, PACK_INDICES } PackKind;
 
 /* A weight matrix: O rows of K values. */
@@ -81,11 +84,10 @@ struct NnqNet {
     int32_t *idx;            /* maxpool positions */
     int64_t idx_ints;
     int64_t weight_bytes;
+    MaskSumFn masksum;       /* picked when the net is made */
 };
 
 /* ---- masked sums: Σ x[k] over the set bits of a plane row ---- */
-
-typedef float (*MaskSumFn)(const uint64_t *bits, const float *x, int64_t K);
 
 static float masksum_portable(const uint64_t *bits, const float *x, int64_t K) {
     float acc[8] = {0};
@@ -132,13 +134,17 @@ __attribute__((target("avx512f"))) static float masksum_avx512(const uint64_t *b
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
+/* The widest kernel the CPU runs; $NNQ_INFER_ISA (avx512, avx2, portable) asks for a
+ * narrower one (tests and benchmarks compare them), never for one the CPU lacks. */
 static MaskSumFn masksum_pick(const char **name) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
+    const char *want = getenv("NNQ_INFER_ISA");
+    bool any = !want || !*want;
+    if (__builtin_cpu_supports("avx512f") && (any || !strcmp(want, "avx512"))) {
         if (name) *name = "avx512";
         return masksum_avx512;
     }
-    if (__builtin_cpu_supports("avx2")) {
+    if (__builtin_cpu_supports("avx2") && (any || strcmp(want, "portable"))) {
         if (name) *name = "avx2";
         return masksum_avx2;
     }
@@ -324,12 +330,6 @@ static void chan_rows(void *ctx, int64_t p0, int64_t p1) {
     }
 }
 
-static const MaskSumFn *masksum_fn(void) {
-    static MaskSumFn fn;
-    if (!fn) fn = masksum_pick(NULL);
-    return &fn;
-}
-
 /* Op i on n samples. */
 static void op_run(NnqNet *net, int i, int64_t n) {
     NetOp *op = &net->ops[i];
@@ -346,7 +346,7 @@ static void op_run(NnqNet *net, int i, int64_t n) {
                 for (int64_t k = 0; k < K; k++) acc += x[s * K + k];
                 xsum[s] = (float)acc;
             }
-            PlaneJob j = {m, x, xsum, y, n, *masksum_fn()};
+            PlaneJob j = {m, x, xsum, y, n, net->masksum};
             rt_parallel_for(O, 16, plane_rows, &j);
         } else if (m->pack == PACK_NONE) {
             nnq_rt_sgemm(0, 0, (int32_t)n, (int32_t)O, (int32_t)K, 1.0f, x, (int32_t)K, m->f, (int32_t)O, 0.0f, y,
@@ -575,6 +575,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
     NnqNet *net = calloc(1, sizeof *net);
     if (!net) return set_err(err, errlen, "out of memory"), NULL;
     net->mode = mode, net->a = a, net->nops = a->nops;
+    net->masksum = masksum_pick(NULL);
     net->ops = calloc((size_t)a->nops, sizeof *net->ops);
     net->size = calloc((size_t)a->nops + 1, sizeof *net->size);
     if (!net->ops || !net->size) goto oom;

@@ -255,8 +255,9 @@ static void model_release(NnqRun *run) {
 static const struct {
     const char *name;
     int inputs, tensors, attrs;
+    const char *attr_names;
 } infer_ops[] = {
-#define INFER_OP(name, text, inputs, tensors, attrs, doc) {text, inputs, tensors, attrs},
+#define INFER_OP(name, text, inputs, tensors, attrs, attr_names, doc) {text, inputs, tensors, attrs, attr_names},
 #include "infer_ops.def"
 #undef INFER_OP
 };
@@ -265,6 +266,7 @@ const char *nnq_infer_op_name(NnqInferOp op) { return infer_ops[op].name; }
 int nnq_infer_op_inputs(NnqInferOp op) { return infer_ops[op].inputs; }
 int nnq_infer_op_tensors(NnqInferOp op) { return infer_ops[op].tensors; }
 int nnq_infer_op_attrs(NnqInferOp op) { return infer_ops[op].attrs; }
+const char *nnq_infer_op_attr_names(NnqInferOp op) { return infer_ops[op].attr_names; }
 
 /* ---- reading ---- */
 

@@ -84,7 +84,7 @@ _Noreturn void nnq_rt_fail(NnqRun *run, const char *fmt, ...) __attribute__((for
 /* ---- model files, read side (nnqc inspect/eval/predict/export, the engine, tests) ---- */
 /* The inference vocabulary of a model file's architecture record (infer_ops.def). */
 typedef enum NnqInferOp {
-#define INFER_OP(name, text, inputs, tensors, attrs, doc) NNQ_INFER_##name,
+#define INFER_OP(name, text, inputs, tensors, attrs, attr_names, doc) NNQ_INFER_##name,
 #include "infer_ops.def"
 #undef INFER_OP
     NNQ_INFER_COUNT
@@ -93,6 +93,7 @@ const char *nnq_infer_op_name(NnqInferOp op);
 int nnq_infer_op_inputs(NnqInferOp op);
 int nnq_infer_op_tensors(NnqInferOp op);
 int nnq_infer_op_attrs(NnqInferOp op);
+const char *nnq_infer_op_attr_names(NnqInferOp op); /* space-separated, "" for none */
 
 typedef struct NnqModelTensor {
     char *name;

@@ -57,6 +57,10 @@ void test_gemm_ref_known(void);
 void test_gemm_vs_ref(void);
 void test_gemm_edges(void);
 
+void test_infer_dense(void);
+void test_infer_conv(void);
+void test_infer_refused(void);
+
 void test_idx_load(void);
 void test_idx_search_path(void);
 void test_idx_errors(void);
