@@ -4,8 +4,8 @@
 # data in the real CIFAR binary format: two epochs of five iterations each at batch 32
 # (the examples' batch of 128 would take minutes here), with the examples' own
 # augmentation and normalization, without their checkpoints. Checks: the run finishes,
-# the training loss falls from the first epoch to the second, and the test accuracy is
-# reported.
+# the training loss falls from the first epoch to the second, the test accuracy is
+# reported, and `nnqc eval` of the saved model reproduces it.
 set -u
 NNQC="$1"; SRC="$2"; MAKE_CIFAR="$3"
 . "$SRC/tests/e2e/lib.sh"
@@ -29,5 +29,7 @@ for ex in "$SRC"/examples/cifar10_*.nnq; do
     if [ -z "$l1" ] || [ -z "$l2" ] || [ -z "$acc" ] || ge "$l2" "$l1"; then
         fails=$((fails + 1)); echo "FAIL $name: the loss did not fall"; cat "$tmp/$name.out"
     fi
+    if msg=$(eval_agrees "$NNQC" "$tmp" "$tmp/$name.nnq" "$tmp/$name.out"); then echo "$name: $msg"
+    else fails=$((fails + 1)); echo "FAIL $name: $msg"; fi
 done
 [ $fails -eq 0 ]

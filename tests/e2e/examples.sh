@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every example in examples/ compiles and trains (one epoch on a Fashion-MNIST subset;
 # the CIFAR ones on synthetic CIFAR files, in cifar_examples.sh,
-# checking it finishes with test accuracies), and every ```nnq block in docs/ and the
+# checking it finishes with test accuracies and that `nnqc eval` of the saved model
+# reproduces the hard test accuracy), and every ```nnq block in docs/ and the
 # README compiles (`nnqc check`).
 set -u
 NNQC="$1"; SRC="$2"
@@ -18,6 +19,8 @@ for ex in "$SRC"/examples/*.nnq; do
     (cd "$tmp" && "$NNQC" run "$ex" --data-dir "$tmp" --epochs 1 --progress=lines --metrics "$name.jsonl" > out.txt 2>&1)
     if [ $? -eq 0 ] && [ -n "$(json_field "$tmp/$name.jsonl" test_acc_hard)" ]; then
         pass=$((pass + 1)); echo "ok   $name: $(grep 'test accuracy' "$tmp/out.txt")"
+        if msg=$(eval_agrees "$NNQC" "$tmp" "$ex" "$tmp/out.txt"); then pass=$((pass + 1)); echo "ok   $name: $msg"
+        else fails=$((fails + 1)); echo "FAIL $name: $msg"; fi
     else
         fails=$((fails + 1)); echo "FAIL run $name:"; cat "$tmp/out.txt"
     fi

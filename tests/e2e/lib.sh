@@ -34,3 +34,22 @@ json_field() { tail -n 1 "$1" | sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p"; }
 
 # ge A B: A >= B as decimals
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
+
+# eval_agrees NNQC DIR PROGRAM OUT: `nnqc eval` of the model PROGRAM saved in DIR, on the
+# data set its train block evaluates, prints (with the packed engine, then with float
+# weights) the hard test accuracy the training printed in OUT; a message otherwise.
+eval_agrees() {
+    local model data want got mode
+    model=$(sed -n 's/^ *save "\(.*\)".*/\1/p' "$3")
+    data=$(sed -n 's/^ *evaluate \([A-Za-z_0-9]*\).*/\1/p' "$3")
+    want=$(sed -n 's/^test accuracy: hard \([0-9.]*\).*/\1/p' "$4")
+    for mode in --threads=2 --float; do
+        got=$(cd "$2" && "$1" eval "$model" --data "$data" "$3" --data-dir "$2" $mode 2>&1 |
+              sed -n 's/^accuracy \([0-9.]*\).*/\1/p')
+        if [ -z "$want" ] || [ "$got" != "$want" ]; then
+            echo "nnqc eval $model $mode: accuracy '$got'; the training printed '$want'"
+            return 1
+        fi
+    done
+    echo "nnqc eval $model (packed and float) agrees: $want"
+}
