@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# nnqc's commands on a trained model (compiler/deploy.c, runtime/infer.c): inspect shows
+# the architecture; predict's classes give eval's accuracy, at batch 1 (dense layers from
+# the packed bits) as at 100, and its .npy outputs have the documented headers; export
+# --format npy writes every tensor; bad input is refused with a message, exit 1 and no
+# output file. (That eval reproduces each example's test accuracy: e2e_examples.)
+set -u
+NNQC="$1"; SRC="$2"
+. "$SRC/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+make_subset "$tmp" 2000 300
+sed -e 's/epochs     = 8/epochs = 2/' "$SRC/tests/e2e/mlp_subset.nnq" > "$tmp/mlp.nnq"
+(cd "$tmp" && "$NNQC" run mlp.nnq --data-dir "$tmp" --progress=lines > train.out 2>&1) || { cat "$tmp/train.out"; fail "training"; }
+M="$tmp/mlp_subset.nnqm"; IMG="$tmp/fashion-mnist/t10k-images-idx3-ubyte.gz"
+LAB="$tmp/fashion-mnist/t10k-labels-idx1-ubyte.gz"
+
+# inspect: the record, op by op, and the normalization
+"$NNQC" inspect "$M" > "$tmp/inspect.txt" 2>&1
+if grep -q '^architecture: input \[1, 28, 28\], 10 classes, normalized per channel: (x - 0.28' "$tmp/inspect.txt" &&
+   grep -q '%2 = dense %1, @dense1.w$' "$tmp/inspect.txt" && grep -q 'batchnorm %3, @bn1.running_mean, @bn1.running_var' "$tmp/inspect.txt"
+then ok "inspect prints the architecture"; else bad "inspect:"; cat "$tmp/inspect.txt"; fi
+
+# eval on the files; at batch 1 and 3 too
+acc=$("$NNQC" eval "$M" --images "$IMG" --labels "$LAB" | sed -n 's/^accuracy \([0-9.]*\)  (\([0-9]*\) of 300)$/\2/p')
+want=$(sed -n 's/^test accuracy: hard \([0-9.]*\).*/\1/p' "$tmp/train.out")
+[ -n "$acc" ] && [ "$(awk -v c="$acc" 'BEGIN { printf "%.4f", c / 300 }')" = "$want" ] &&
+    ok "eval --images/--labels: $acc of 300 ($want, as trained)" || bad "eval: '$acc' correct, training printed $want"
+for b in 1 3; do
+    a=$("$NNQC" eval "$M" --images "$IMG" --labels "$LAB" --batch $b | sed -n 's/^accuracy .*(\([0-9]*\) of 300)$/\1/p')
+    [ "$a" = "$acc" ] && ok "eval --batch $b: $a" || bad "eval --batch $b: $a correct, $acc at batch 100"
+done
+"$NNQC" eval "$M" --images "$IMG" --labels "$LAB" > "$tmp/eval.txt"
+rows=$(awk '/^confusion/ { on = 1; next } on && NF == 11 { s = 0; for (i = 2; i <= 11; i++) s += $i; t += s; d += $($1 + 2) } END { print t, d }' "$tmp/eval.txt")
+[ "$rows" = "300 $acc" ] && ok "confusion matrix: 300 samples, $acc on the diagonal" || bad "confusion matrix sums: $rows"
+
+# predict: one class per line, as many as images, agreeing with the labels as eval does
+"$NNQC" predict "$M" "$IMG" > "$tmp/pred.txt" 2> "$tmp/pred.err"
+{ gzip -dc "$LAB" 2>/dev/null || cat "$LAB"; } | tail -c +9 | od -An -tu1 -v | tr -s ' ' '\n' | sed '/^$/d' > "$tmp/labels.txt"
+right=$(paste -d' ' "$tmp/pred.txt" "$tmp/labels.txt" | awk '$1 == $2 { n++ } END { print n + 0 }')
+[ "$(wc -l < "$tmp/pred.txt")" = 300 ] && [ "$right" = "$acc" ] && ok "predict: 300 classes, $right right" ||
+    bad "predict: $(wc -l < "$tmp/pred.txt") lines, $right right (eval: $acc)"; cat "$tmp/pred.err"
+"$NNQC" predict "$M" "$IMG" --batch 1 | cmp -s - "$tmp/pred.txt" && ok "predict --batch 1: the same classes" || bad "predict --batch 1 differs"
+
+# predict -o: .npy headers and sizes (format 1.0, 64-byte aligned header)
+"$NNQC" predict "$M" "$IMG" -o "$tmp/logits.npy" && "$NNQC" predict "$M" "$IMG" --top 3 -o "$tmp/top.npy" || bad "predict -o"
+h1=$(head -c 128 "$tmp/logits.npy" | tail -c +11 | tr -d '\n'); h2=$(head -c 128 "$tmp/top.npy" | tail -c +11 | tr -d '\n')
+[ "$(head -c 6 "$tmp/logits.npy" | tail -c 5)" = NUMPY ] && [[ "$h1" == "{'descr': '<f4', 'fortran_order': False, 'shape': (300, 10), }"* ]] &&
+    [ "$(stat -c %s "$tmp/logits.npy")" = $((128 + 300 * 10 * 4)) ] && ok "predict -o: <f4 (300, 10)" || bad "logits.npy header: $h1"
+[[ "$h2" == "{'descr': '<i4', 'fortran_order': False, 'shape': (300, 3), }"* ]] && [ "$(stat -c %s "$tmp/top.npy")" = $((128 + 300 * 3 * 4)) ] &&
+    ok "predict --top 3 -o: <i4 (300, 3)" || bad "top.npy header: $h2"
+first=$(tail -c +129 "$tmp/top.npy" | od -An -td4 -v -w12 | awk '{ print $1 }')
+[ "$first" = "$(cat "$tmp/pred.txt")" ] && ok "--top 3: the first column is predict's class" || bad "--top 3 first column differs"
+
+# export --format npy
+"$NNQC" export "$M" --format npy -o "$tmp/npy/sub" > "$tmp/exp.out" 2>&1 || { bad "export npy"; cat "$tmp/exp.out"; }
+sz=$(stat -c %s "$tmp/npy/sub/dense1.w.npy" 2>/dev/null)
+h=$(head -c 128 "$tmp/npy/sub/dense1.w.npy" | tail -c +11 | tr -d '\n')
+[ "$sz" = $((128 + 784 * 300 * 4)) ] && [[ "$h" == "{'descr': '<f4', 'fortran_order': False, 'shape': (784, 300), }"* ]] &&
+    [ -f "$tmp/npy/sub/bn2.running_var.npy" ] && [ "$(stat -c %s "$tmp/npy/sub/dense1.w.bits.npy")" = $((128 + 784 * 300 / 8)) ] &&
+    [ "$(stat -c %s "$tmp/npy/sub/dense1.w.labels.npy")" = $((128 + 8)) ] &&
+    ok "export --format npy: $(ls "$tmp/npy/sub" | wc -l) files" || bad "export npy: dense1.w.npy $sz bytes, header $h"
+
+# refused, with a message, exit 1, no output
+refused() { # WANT CMD...: exit 1, WANT in stderr
+    local want="$1"; shift
+    "$@" > "$tmp/r.out" 2> "$tmp/r.err"; local rc=$?
+    if [ $rc -eq 1 ] && grep -q "$want" "$tmp/r.err"; then ok "refused: $want"
+    else bad "expected exit 1 and '$want', got $rc:"; cat "$tmp/r.err"; fi
+}
+cp "$M" "$tmp/bad.nnqm"; printf '\x55' | dd of="$tmp/bad.nnqm" bs=1 seek=200 conv=notrunc status=none
+refused "CRC-32 mismatch" "$NNQC" eval "$tmp/bad.nnqm" --images "$IMG" --labels "$LAB"
+refused "cannot open model file" "$NNQC" predict "$tmp/none.nnqm" "$IMG"
+refused "top 11: the model has 10 classes" "$NNQC" predict "$M" "$IMG" --top 11
+mkdir -p "$tmp/c/cifar-10-batches-bin"
+head -c $((3073 * 4)) /dev/zero > "$tmp/c/cifar-10-batches-bin/test_batch.bin"
+refused "model 'mlp'" "$NNQC" eval "$M" --cifar "$tmp/c/cifar-10-batches-bin"
+refused "declares no data set 'valid'" "$NNQC" eval "$M" --data valid "$tmp/mlp.nnq"
+refused "cannot write '$tmp/nodir/o.npy'" "$NNQC" predict "$M" "$IMG" -o "$tmp/nodir/o.npy"
+[ ! -e "$tmp/nodir/o.npy.tmp" ] && ok "no partial output" || bad "a partial file was left"
+"$NNQC" eval "$M" > /dev/null 2>&1; [ $? -eq 2 ] && ok "eval without data: usage (exit 2)" || bad "eval without data"
+
+echo "$pass passed, $fails failed"
+[ $fails -eq 0 ]
