@@ -36,6 +36,16 @@
 
 /* Σ x[k] over the set bits of a plane row of K bits. */
 typedef float (*MaskSumFn)(const uint64_t *bits, const float *x, int64_t K);
+/* A row of bit planes as floats: out[k] = vals[0] (the base label), replaced by
+ * vals[1 + p] where plane p (words apart) has bit k set. */
+typedef void (*DecodeFn)(const uint64_t *row, int nplanes, int64_t words, const float *vals, int64_t K, float *out);
+
+/* The kernels of one instruction set. */
+typedef struct Kernels {
+    const char *name;
+    MaskSumFn masksum;
+    DecodeFn decode;
+} Kernels;
 
 typedef enum PackKind { PACK_NONE, PACK_PLANES, PACK_INDICES } PackKind;
 
@@ -84,7 +94,7 @@ struct NnqNet {
     int32_t *idx;            /* maxpool positions */
     int64_t idx_ints;
     int64_t weight_bytes;
-    MaskSumFn masksum;       /* picked when the net is made */
+    Kernels k;               /* picked when the net is made */
 };
 
 /* ---- masked sums: Σ x[k] over the set bits of a plane row ---- */
@@ -100,19 +110,25 @@ static float masksum_portable(const uint64_t *bits, const float *x, int64_t K) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* Four (AVX2) or eight (AVX-512) independent sums: the adds' latency, not their
+ * throughput, would bound a single chain. */
+/* AVX2 has no mask registers: a lane's bit is shifted into its sign (vpsllvd), which
+ * blendv reads, taking x or 0. */
 __attribute__((target("avx2"))) static float masksum_avx2(const uint64_t *bits, const float *x, int64_t K) {
-    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    const __m256i s0 = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24), eight = _mm256_set1_epi32(8);
+    const __m256i s1 = _mm256_sub_epi32(s0, eight), s2 = _mm256_sub_epi32(s1, eight), s3 = _mm256_sub_epi32(s2, eight);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
     int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        uint32_t b = (uint32_t)(bits[k / 64] >> (k & 63));
-        __m256i m0 = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(b & 255)), sel), sel);
-        __m256i m1 = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(b >> 8 & 255)), sel), sel);
-        a0 = _mm256_add_ps(a0, _mm256_and_ps(_mm256_castsi256_ps(m0), _mm256_loadu_ps(x + k)));
-        a1 = _mm256_add_ps(a1, _mm256_and_ps(_mm256_castsi256_ps(m1), _mm256_loadu_ps(x + k + 8)));
+#define MASKED(acc, sh, j) \
+    acc = _mm256_add_ps(acc, _mm256_blendv_ps(zero, _mm256_loadu_ps(x + k + 8 * (j)), _mm256_castsi256_ps(_mm256_sllv_epi32(w, sh))))
+    for (; k + 32 <= K; k += 32) {
+        __m256i w = _mm256_set1_epi32((int)(uint32_t)(bits[k / 64] >> (k & 63)));
+        MASKED(a0, s0, 0), MASKED(a1, s1, 1), MASKED(a2, s2, 2), MASKED(a3, s3, 3);
     }
+#undef MASKED
     float t[8];
-    _mm256_storeu_ps(t, _mm256_add_ps(a0, a1));
+    _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     float s = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
     for (; k < K; k++)
         s += (bits[k / 64] >> (k & 63) & 1) ? x[k] : 0.0f;
@@ -120,42 +136,82 @@ __attribute__((target("avx2"))) static float masksum_avx2(const uint64_t *bits, 
 }
 
 __attribute__((target("avx512f"))) static float masksum_avx512(const uint64_t *bits, const float *x, int64_t K) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     int64_t k = 0;
-    for (; k + 32 <= K; k += 32) {
-        uint32_t b = (uint32_t)(bits[k / 64] >> (k & 63));
-        a0 = _mm512_mask_add_ps(a0, (__mmask16)b, a0, _mm512_loadu_ps(x + k));
-        a1 = _mm512_mask_add_ps(a1, (__mmask16)(b >> 16), a1, _mm512_loadu_ps(x + k + 16));
+#define MASKED(acc, word, j, off) acc = _mm512_mask_add_ps(acc, (__mmask16)((word) >> 16 * (j)), acc, _mm512_loadu_ps(x + k + (off)))
+    for (; k + 128 <= K; k += 128) {
+        uint64_t b0 = bits[k / 64], b1 = bits[k / 64 + 1];
+        MASKED(a0, b0, 0, 0), MASKED(a1, b0, 1, 16), MASKED(a2, b0, 2, 32), MASKED(a3, b0, 3, 48);
+        MASKED(a4, b1, 0, 64), MASKED(a5, b1, 1, 80), MASKED(a6, b1, 2, 96), MASKED(a7, b1, 3, 112);
     }
+#undef MASKED
     for (; k < K; k += 16) { /* bits past K are zero: the masked load reads only x[< K] */
-        __mmask16 m = (__mmask16)(bits[k / 64] >> (k & 63));
-        a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, x + k));
+        __m512 v = _mm512_maskz_loadu_ps((__mmask16)(bits[k / 64] >> (k & 63)), x + k);
+        if (k & 16) a1 = _mm512_add_ps(a1, v);
+        else a0 = _mm512_add_ps(a0, v);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    __m512 t = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    return _mm512_reduce_add_ps(t);
 }
 
-/* The widest kernel the CPU runs; $NNQ_INFER_ISA (avx512, avx2, portable) asks for a
- * narrower one (tests and benchmarks compare them), never for one the CPU lacks. */
-static MaskSumFn masksum_pick(const char **name) {
+static void decode_portable(const uint64_t *row, int nplanes, int64_t words, const float *vals, int64_t K,
+                            float *out) {
+    for (int64_t k = 0; k < K; k++) {
+        float v = vals[0];
+        for (int p = 0; p < nplanes; p++)
+            if (row[p * words + k / 64] >> (k & 63) & 1) v = vals[1 + p];
+        out[k] = v;
+    }
+}
+
+__attribute__((target("avx2"))) static void decode_avx2(const uint64_t *row, int nplanes, int64_t words,
+                                                        const float *vals, int64_t K, float *out) {
+    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_set1_ps(vals[0]);
+        for (int p = 0; p < nplanes; p++) {
+            int b = (int)(row[p * words + k / 64] >> (k & 63) & 255);
+            __m256i m = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(b), sel), sel);
+            v = _mm256_blendv_ps(v, _mm256_set1_ps(vals[1 + p]), _mm256_castsi256_ps(m));
+        }
+        _mm256_storeu_ps(out + k, v);
+    }
+    for (; k < K; k++) {
+        float v = vals[0];
+        for (int p = 0; p < nplanes; p++)
+            if (row[p * words + k / 64] >> (k & 63) & 1) v = vals[1 + p];
+        out[k] = v;
+    }
+}
+
+__attribute__((target("avx512f"))) static void decode_avx512(const uint64_t *row, int nplanes, int64_t words,
+                                                             const float *vals, int64_t K, float *out) {
+    for (int64_t k = 0; k < K; k += 16) {
+        __m512 v = _mm512_set1_ps(vals[0]);
+        for (int p = 0; p < nplanes; p++)
+            v = _mm512_mask_blend_ps((__mmask16)(row[p * words + k / 64] >> (k & 63)), v, _mm512_set1_ps(vals[1 + p]));
+        if (k + 16 <= K) _mm512_storeu_ps(out + k, v);
+        else _mm512_mask_storeu_ps(out + k, (__mmask16)((1u << (K - k)) - 1), v);
+    }
+}
+
+/* The widest kernels the CPU runs; $NNQ_INFER_ISA (avx512, avx2, portable) asks for
+ * narrower ones (tests and benchmarks compare them), never for ones the CPU lacks. */
+static Kernels kernels_pick(void) {
     __builtin_cpu_init();
     const char *want = getenv("NNQ_INFER_ISA");
     bool any = !want || !*want;
-    if (__builtin_cpu_supports("avx512f") && (any || !strcmp(want, "avx512"))) {
-        if (name) *name = "avx512";
-        return masksum_avx512;
-    }
-    if (__builtin_cpu_supports("avx2") && (any || strcmp(want, "portable"))) {
-        if (name) *name = "avx2";
-        return masksum_avx2;
-    }
-    if (name) *name = "portable";
-    return masksum_portable;
+    if (__builtin_cpu_supports("avx512f") && (any || !strcmp(want, "avx512")))
+        return (Kernels){"avx512", masksum_avx512, decode_avx512};
+    if (__builtin_cpu_supports("avx2") && (any || strcmp(want, "portable")))
+        return (Kernels){"avx2", masksum_avx2, decode_avx2};
+    return (Kernels){"portable", masksum_portable, decode_portable};
 }
 
 const char *nnq_net_isa(void) {
-    const char *name;
-    masksum_pick(&name);
-    return name;
+    return kernels_pick().name;
 }
 
 /* ---- weight matrices ---- */
@@ -237,20 +293,17 @@ static bool mat_init(Mat *m, const NnqModelTensor *t, int64_t rows, int64_t cols
 }
 
 /* Rows [r0, r1) as floats, out[(r - r0) * K + c]. */
-static void mat_decode(const Mat *m, int64_t r0, int64_t r1, float *out) {
+static void mat_decode(const Mat *m, const Kernels *kn, int64_t r0, int64_t r1, float *out) {
     int64_t K = m->cols;
+    float vals[1 + NET_MAX_PLANES];
+    if (m->pack == PACK_PLANES) {
+        vals[0] = m->labels[m->base];
+        for (int p = 0; p < m->nplanes; p++) vals[1 + p] = m->labels[m->plane_label[p]];
+    }
     for (int64_t r = r0; r < r1; r++) {
         float *o = out + (r - r0) * K;
         if (m->pack == PACK_PLANES) {
-            const uint64_t *row = m->w + r * m->nplanes * m->words;
-            float base = m->labels[m->base];
-            for (int64_t c = 0; c < K; c++) o[c] = base;
-            for (int p = 0; p < m->nplanes; p++) {
-                float v = m->labels[m->plane_label[p]];
-                const uint64_t *pl = row + p * m->words;
-                for (int64_t wi = 0; wi < m->words; wi++)
-                    for (uint64_t b = pl[wi]; b; b &= b - 1) o[wi * 64 + __builtin_ctzll(b)] = v;
-            }
+            kn->decode(m->w + r * m->nplanes * m->words, m->nplanes, m->words, vals, K, o);
         } else {
             const uint64_t *row = m->w + r * m->words;
             for (int64_t c = 0; c < K; c++) {
@@ -299,36 +352,24 @@ typedef struct ChanJob {
     NnqInferOp op;
 } ChanJob;
 
-/* bias, batch norm, relu, add over rows of samples*channels planes of s values. */
+/* bias, batch norm, relu, add over planes [p0, p1) of s values (plane p: sample p / c,
+ * channel p % c), the op's switch outside the loops. */
+#define CHAN_LOOP(expr)                                                                            \
+    for (int64_t p = p0, c = p0 % j->c; p < p1; p++, c = c + 1 == j->c ? 0 : c + 1)               \
+        for (int64_t i = p * j->s; i < (p + 1) * j->s; i++) y[i] = (expr)
 static void chan_rows(void *ctx, int64_t p0, int64_t p1) {
     const ChanJob *j = ctx;
-    for (int64_t p = p0; p < p1; p++) {
-        int64_t c = j->c ? p % j->c : 0;
-        const float *x = j->x + p * j->s;
-        float *y = j->y + p * j->s;
-        switch (j->op) {
-        case NNQ_INFER_BIAS: {
-            float b = j->a[c];
-            for (int64_t i = 0; i < j->s; i++) y[i] = x[i] + b;
-            break;
-        }
-        case NNQ_INFER_BATCHNORM: {
-            float mean = j->a[c], inv = j->b[c];
-            for (int64_t i = 0; i < j->s; i++) y[i] = (x[i] - mean) * inv;
-            break;
-        }
-        case NNQ_INFER_RELU:
-            for (int64_t i = 0; i < j->s; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-            break;
-        case NNQ_INFER_ADD: {
-            const float *x2 = j->x2 + p * j->s;
-            for (int64_t i = 0; i < j->s; i++) y[i] = x[i] + x2[i];
-            break;
-        }
-        default: break;
-        }
+    const float *x = j->x, *x2 = j->x2, *a = j->a, *b = j->b;
+    float *y = j->y;
+    switch (j->op) {
+    case NNQ_INFER_BIAS: CHAN_LOOP(x[i] + a[c]); break;
+    case NNQ_INFER_BATCHNORM: CHAN_LOOP((x[i] - a[c]) * b[c]); break;
+    case NNQ_INFER_RELU: CHAN_LOOP(x[i] > 0.0f ? x[i] : 0.0f); break;
+    case NNQ_INFER_ADD: CHAN_LOOP(x[i] + x2[i]); break;
+    default: break;
     }
 }
+#undef CHAN_LOOP
 
 /* Op i on n samples. */
 static void op_run(NnqNet *net, int i, int64_t n) {
@@ -346,13 +387,13 @@ static void op_run(NnqNet *net, int i, int64_t n) {
                 for (int64_t k = 0; k < K; k++) acc += x[s * K + k];
                 xsum[s] = (float)acc;
             }
-            PlaneJob j = {m, x, xsum, y, n, net->masksum};
+            PlaneJob j = {m, x, xsum, y, n, net->k.masksum};
             rt_parallel_for(O, 16, plane_rows, &j);
         } else if (m->pack == PACK_NONE) {
             nnq_rt_sgemm(0, 0, (int32_t)n, (int32_t)O, (int32_t)K, 1.0f, x, (int32_t)K, m->f, (int32_t)O, 0.0f, y,
                          (int32_t)O);
         } else {
-            mat_decode(m, 0, O, net->scratch);
+            mat_decode(m, &net->k, 0, O, net->scratch);
             nnq_rt_sgemm(0, 1, (int32_t)n, (int32_t)O, (int32_t)K, 1.0f, x, (int32_t)K, net->scratch, (int32_t)K,
                          0.0f, y, (int32_t)O);
         }
@@ -362,7 +403,7 @@ static void op_run(NnqNet *net, int i, int64_t n) {
     case NNQ_INFER_DWCONV2D: {
         const float *w = m->f;
         if (m->pack != PACK_NONE) {
-            mat_decode(m, 0, m->rows, net->scratch);
+            mat_decode(m, &net->k, 0, m->rows, net->scratch);
             w = net->scratch;
         }
         (op->op == NNQ_INFER_CONV2D ? nnq_rt_conv2d : nnq_rt_dwconv2d)(
@@ -575,7 +616,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
     NnqNet *net = calloc(1, sizeof *net);
     if (!net) return set_err(err, errlen, "out of memory"), NULL;
     net->mode = mode, net->a = a, net->nops = a->nops;
-    net->masksum = masksum_pick(NULL);
+    net->k = kernels_pick();
     net->ops = calloc((size_t)a->nops, sizeof *net->ops);
     net->size = calloc((size_t)a->nops + 1, sizeof *net->size);
     if (!net->ops || !net->size) goto oom;
@@ -626,9 +667,10 @@ int nnq_net_run(NnqNet *net, const float *raw, int64_t n, float *logits, char *e
         float *x = net->buf[net->slot[0]];
         const float *r = raw + s0 * net->in_size;
         int nc = net->a->norm_channels;
-        for (int64_t i = 0; i < m * net->in_size; i++) {
-            int c = nc ? (int)(i % net->in_size / net->chan_size) : 0;
-            x[i] = nc ? (float)(r[i] * net->na[c] + net->nb[c]) : r[i];
+        if (!nc) memcpy(x, r, (size_t)(m * net->in_size) * sizeof(float));
+        for (int64_t p = 0; nc && p < m * nc; p++) { /* sample p / nc, channel p % nc */
+            double a = net->na[p % nc], b = net->nb[p % nc];
+            for (int64_t i = p * net->chan_size; i < (p + 1) * net->chan_size; i++) x[i] = (float)(r[i] * a + b);
         }
         for (int i = 0; i < net->nops; i++) op_run(net, i, m);
         memcpy(logits + s0 * classes, net->buf[net->slot[net->nops]], (size_t)(m * classes) * sizeof(float));
