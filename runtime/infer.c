@@ -10,7 +10,9 @@
  * Larger label sets keep their packed indices (the file's bits), rows word-aligned.
  *
  * Run: value 0 is the normalized input, op i writes value i + 1; buffers are shared by
- * lifetime and sized for a chunk of NET_CHUNK samples. A dense layer on at most
+ * lifetime and sized for a chunk of samples (at most NET_CHUNK, fewer when a value is
+ * large: a buffer holds at most NET_CHUNK_FLOATS unless one sample needs more; no value
+ * may exceed NET_MAX_VALUE floats per sample). A dense layer on at most
  * NNQ_NET_PACKED_ROWS samples with bit planes runs from the bits:
  *     y[o] = base · Σ_k x[k] + Σ_l (label_l − base) · Σ_{k: plane_l[o,k] = 1} x[k],
  * the masked sums by the widest kernel the CPU has (AVX-512, AVX2, else portable C),
@@ -31,7 +33,9 @@
 #include "nnq_infer.h"
 #include "rt_internal.h"
 
-#define NET_CHUNK 64 /* samples per pass through the ops */
+#define NET_CHUNK 64                     /* samples per pass through the ops, at most */
+#define NET_CHUNK_FLOATS ((int64_t)1 << 22) /* a value's buffer: 16 MiB for a chunk */
+#define NET_MAX_VALUE ((int64_t)1 << 26)    /* floats per sample of any value (256 MiB) */
 #define NET_MAX_PLANES 3
 
 /* Σ x[k] over the set bits of a plane row of K bits. */
@@ -86,7 +90,9 @@ struct NnqNet {
     int *slot;               /* the buffer each value lives in */
     int nslots;
     int64_t *slot_size;      /* per-sample floats */
-    float **buf;             /* [nslots], each slot_size * NET_CHUNK */
+    float **buf;             /* [nslots], each slot_size * chunk */
+    int64_t chunk;           /* samples per pass */
+    double flops;            /* per sample, in matrix products and convolutions */
     int64_t in_size, chan_size;
     double *na, *nb;         /* normalization: x = raw * na[c] + nb[c] */
     float *scratch;          /* one decoded layer */
@@ -602,7 +608,7 @@ static bool plan_slots(NnqNet *net) {
     net->buf = calloc((size_t)net->nslots, sizeof *net->buf);
     if (!net->buf) return false;
     for (int s = 0; s < net->nslots; s++)
-        if (!(net->buf[s] = malloc((size_t)(net->slot_size[s] * NET_CHUNK) * sizeof(float)))) return false;
+        if (!(net->buf[s] = malloc((size_t)(net->slot_size[s] * net->chunk) * sizeof(float)))) return false;
     return true;
 }
 
@@ -634,14 +640,26 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
         net->na[c] = 1.0 / a->norm_scale[c];
         net->nb[c] = (0.0 - a->norm_shift[c]) / a->norm_scale[c];
     }
-    int64_t scratch = 0, idx = 0;
+    int64_t scratch = 0, idx = 0, largest = net->in_size;
     for (int i = 0; i < a->nops; i++) {
         if (!op_load(net, mf, i, err, errlen)) goto fail;
         NetOp *op = &net->ops[i];
         net->size[i + 1] = dims_size(op->rank, op->dims);
+        if (net->size[i + 1] > NET_MAX_VALUE || net->in_size > NET_MAX_VALUE) {
+            set_err(err, errlen, "model '%s': op %d (%s) gives %lld values per sample, more than this engine's %lld",
+                    mf->model, i, nnq_infer_op_name(op->op), (long long)net->size[i + 1], (long long)NET_MAX_VALUE);
+            goto fail;
+        }
+        if (net->size[i + 1] > largest) largest = net->size[i + 1];
         if (op->m.pack != PACK_NONE && op->m.rows * op->m.cols > scratch) scratch = op->m.rows * op->m.cols;
-        if (op->op == NNQ_INFER_MAXPOOL && net->size[i + 1] * NET_CHUNK > idx) idx = net->size[i + 1] * NET_CHUNK;
+        if (op->m.rows) /* dense, conv: rows x cols products per output position */
+            net->flops += 2.0 * (double)op->m.rows * (double)op->m.cols *
+                          (double)(op->op == NNQ_INFER_DENSE ? 1 : op->dims[1] * op->dims[2]);
     }
+    net->chunk = NET_CHUNK_FLOATS / largest;
+    net->chunk = net->chunk < 1 ? 1 : net->chunk > NET_CHUNK ? NET_CHUNK : net->chunk;
+    for (int i = 0; i < a->nops; i++)
+        if (net->ops[i].op == NNQ_INFER_MAXPOOL && net->size[i + 1] * net->chunk > idx) idx = net->size[i + 1] * net->chunk;
     const NetOp *last = &net->ops[a->nops - 1];
     if (last->rank != 1 || last->dims[0] != a->classes) {
         set_err(err, errlen, "model '%s': the last op gives %lld values per sample, not the %d classes", mf->model,
@@ -662,8 +680,8 @@ fail:
 
 int nnq_net_run(NnqNet *net, const float *raw, int64_t n, float *logits, char *err, size_t errlen) {
     int32_t classes = net->a->classes;
-    for (int64_t s0 = 0; s0 < n; s0 += NET_CHUNK) {
-        int64_t m = n - s0 < NET_CHUNK ? n - s0 : NET_CHUNK;
+    for (int64_t s0 = 0; s0 < n; s0 += net->chunk) {
+        int64_t m = n - s0 < net->chunk ? n - s0 : net->chunk;
         float *x = net->buf[net->slot[0]];
         const float *r = raw + s0 * net->in_size;
         int nc = net->a->norm_channels;
@@ -682,6 +700,7 @@ int nnq_net_run(NnqNet *net, const float *raw, int64_t n, float *logits, char *e
 int64_t nnq_net_input_size(const NnqNet *net) { return net->in_size; }
 int32_t nnq_net_classes(const NnqNet *net) { return net->a->classes; }
 int64_t nnq_net_weight_bytes(const NnqNet *net) { return net->weight_bytes; }
+double nnq_net_flops(const NnqNet *net) { return net->flops; }
 
 void nnq_net_free(NnqNet *net) {
     if (!net) return;

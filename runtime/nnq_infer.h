@@ -36,6 +36,8 @@ int nnq_net_run(NnqNet *net, const float *raw, int64_t n, float *logits, char *e
 /* Bytes the net holds for weights (packed rows, decoded floats, folded constants), for
  * reports. */
 int64_t nnq_net_weight_bytes(const NnqNet *net);
+/* Floating-point operations per sample in the matrix products and convolutions. */
+double nnq_net_flops(const NnqNet *net);
 /* Which kernel the packed dense layers use on this CPU: "avx512", "avx2" or "portable". */
 const char *nnq_net_isa(void);
 void nnq_net_free(NnqNet *net);
