@@ -463,7 +463,9 @@ static void read_loss(Checker *ck, TrainConfig *tc, const AstNode *e) {
 }
 static void read_epochs(Checker *ck, TrainConfig *tc, const AstNode *e) {
     int64_t n;
-    if (want_int(ck, e, &n, "epochs", 1)) tc->epochs = (int)n;
+    if (!want_int(ck, e, &n, "epochs", 0)) return;
+    if (n > 1000000) error(ck, e->loc, "epochs must be at most 1000000 (as with --epochs)", NULL);
+    else tc->epochs = (int)n;
 }
 static void read_batch(Checker *ck, TrainConfig *tc, const AstNode *e) {
     int64_t n;
