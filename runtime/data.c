@@ -539,7 +539,7 @@ static bool npy_load_images(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     RtNpyHeader h = {0};
     if (!rt_npy_header(f, &h) || !npy_dtype_check(f, &h))
         return false;
-    char shape[256];
+    char shape[RT_NPY_SHAPE_TEXT];
     rt_npy_shape_text(&h, shape, sizeof shape);
     if (h.kind != 'f' && !(h.kind == 'u' && h.size == 1)) {
         snprintf(f->err, f->errlen,
@@ -596,7 +596,7 @@ static bool npy_load_labels(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     RtNpyHeader h = {0};
     if (!rt_npy_header(f, &h) || !npy_dtype_check(f, &h))
         return false;
-    char shape[256];
+    char shape[RT_NPY_SHAPE_TEXT];
     rt_npy_shape_text(&h, shape, sizeof shape);
     if (h.kind == 'f') {
         snprintf(f->err, f->errlen, "'%s' holds labels of dtype '%s'; labels must be integers",

@@ -389,7 +389,7 @@ void rt_npy_shape_text(const RtNpyHeader *h, char *buf, size_t cap) {
 }
 
 static bool npy_truncated(RtZFile *f, const RtNpyHeader *h, uint64_t want, uint64_t have) {
-    char shape[256];
+    char shape[RT_NPY_SHAPE_TEXT];
     rt_npy_shape_text(h, shape, sizeof shape);
     snprintf(f->err, f->errlen,
              "'%s' is truncated: expected %llu bytes of data (shape %s, dtype '%s') after the "

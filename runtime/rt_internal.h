@@ -264,7 +264,9 @@ typedef struct RtNpyHeader {
 /* Reads the magic, version, header length and header; parses the header dictionary and
  * decodes its dtype. false on anything malformed or truncated, and on Fortran order. */
 bool rt_npy_header(RtZFile *f, RtNpyHeader *h);
-/* "(60000, 3, 32, 32)", with numpy's one-element comma "(10,)"; cut to cap bytes. */
+/* "(60000, 3, 32, 32)", with numpy's one-element comma "(10,)"; cut to cap bytes
+ * (RT_NPY_SHAPE_TEXT bytes hold any shape). */
+#define RT_NPY_SHAPE_TEXT (4 + RT_NPY_MAX_DIMS * 24)
 void rt_npy_shape_text(const RtNpyHeader *h, char *buf, size_t cap);
 /* For a plain (not gzip) file: false, reporting truncation, when it is too short for
  * `total` elements (a lying shape reads as truncation, not as an out-of-memory error);
