@@ -585,6 +585,16 @@ static void check_train(Checker *ck, const AstNode *item) {
                 else tc->checkpoint_every = (int)-n;
             }
             break;
+        case AST_INIT_FROM:
+            if (tc->init_dir) {
+                error(ck, st->loc, "a train block has at most one `init from`", NULL);
+                diag_note(ck->diag, tc->init_loc, "the first is here");
+                break;
+            }
+            if (!want_string(ck, e, &tc->init_dir, "the directory of the initial weights")) break;
+            tc->init_loc = st->loc;
+            if (!*tc->init_dir) error(ck, e->loc, "the directory of the initial weights must not be empty", NULL);
+            break;
         default: error(ck, st->loc, "unexpected statement in a train block", NULL);
         }
     }
