@@ -8,7 +8,8 @@
  *     IR instruction, GEMMs as calls to nnq_rt_sgemm;
  *   - one function per fused kernel: a single loop over the parameter's elements;
  *   - @evaluate(run, ds, start, count, hard) -> double accuracy;
- *   - @nnq_main(run) -> i32: data loading, initialization, the epoch/iteration loops
+ *   - @nnq_main(run) -> i32: data loading, initialization (random draws, then the
+ *     weights of `init from` where given), the epoch/iteration loops
  *     with the learning-rate schedule and beta annealing, validation, keeping the best
  *     hard model, checkpoints (declared state saved after epochs, restored by
  *     --resume before the first epoch left), the test evaluation and the model file.
