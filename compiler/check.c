@@ -463,7 +463,9 @@ static void read_loss(Checker *ck, TrainConfig *tc, const AstNode *e) {
 }
 static void read_epochs(Checker *ck, TrainConfig *tc, const AstNode *e) {
     int64_t n;
-    if (want_int(ck, e, &n, "epochs", 1)) tc->epochs = (int)n;
+    if (!want_int(ck, e, &n, "epochs", 0)) return;
+    if (n > 1000000) error(ck, e->loc, "epochs must be at most 1000000 (as with --epochs)", NULL);
+    else tc->epochs = (int)n;
 }
 static void read_batch(Checker *ck, TrainConfig *tc, const AstNode *e) {
     int64_t n;
@@ -582,6 +584,16 @@ static void check_train(Checker *ck, const AstNode *item) {
                 if (n > 0) error(ck, st->kids[1]->loc, "checkpoint cadence is given in epochs", NULL);
                 else tc->checkpoint_every = (int)-n;
             }
+            break;
+        case AST_INIT_FROM:
+            if (tc->init_dir) {
+                error(ck, st->loc, "a train block has at most one `init from`", NULL);
+                diag_note(ck->diag, tc->init_loc, "the first is here");
+                break;
+            }
+            if (!want_string(ck, e, &tc->init_dir, "the directory of the initial weights")) break;
+            tc->init_loc = st->loc;
+            if (!*tc->init_dir) error(ck, e->loc, "the directory of the initial weights must not be empty", NULL);
             break;
         default: error(ck, st->loc, "unexpected statement in a train block", NULL);
         }

@@ -8,7 +8,8 @@
  *     IR instruction, GEMMs as calls to nnq_rt_sgemm;
  *   - one function per fused kernel: a single loop over the parameter's elements;
  *   - @evaluate(run, ds, start, count, hard) -> double accuracy;
- *   - @nnq_main(run) -> i32: data loading, initialization, the epoch/iteration loops
+ *   - @nnq_main(run) -> i32: data loading, initialization (random draws, then the
+ *     weights of `init from` where given), the epoch/iteration loops
  *     with the learning-rate schedule and beta annealing, validation, keeping the best
  *     hard model, checkpoints (declared state saved after epochs, restored by
  *     --resume before the first epoch left), the test evaluation and the model file.
@@ -1501,7 +1502,37 @@ static void emit_main_data(Cg *cg, MainCtx *mc) {
     mc->ntrain = ntrain, mc->nval = nval, mc->ntest = ntest, mc->iters = iters, mc->index = index;
 }
 
-/* Initialization: w0 draws into the grad buffers, then each init kernel; batch norms. */
+/* `init from "DIR"` (after the random initialization): unless --resume restores a
+ * checkpoint, each parameter's weight is read from DIR/NAME.npy into its grad buffer,
+ * where the w0 draw was, and its init kernel runs again; batch-norm statistics are read
+ * where their files exist. The draws are made all the same, so that the generator (and
+ * with it shuffling, augmentation and dropout) is where a run without it has it. */
+static void emit_init_from(Cg *cg, MainCtx *mc, LLVMValueRef *sc) {
+    const IrModule *m = mc->m;
+    LLVMValueRef run = mc->run;
+    LLVMValueRef dir = rt_call(cg, "nnq_rt_init_from", (LLVMValueRef[]){run, str(cg, cg->tc->init_dir)}, 2);
+    LLVMBasicBlockRef join;
+    if_begin(cg, LLVMBuildIsNotNull(cg->b, dir, ""), &join);
+    for (int p = 0; p < m->nparams; p++) {
+        const IrParam *par = &m->params[p];
+        rt_call(cg, "nnq_rt_init_tensor", (LLVMValueRef[]){run, dir, str(cg, par->name), ci32(cg, par->shape.rank),
+                                                            const_dims(cg, &par->shape, "dims"), cg->pbuf[p][IRB_GRAD], ci32(cg, 0)}, 7);
+        call_kernel(cg, p, 1, sc);
+    }
+    for (int i = 0; i < m->nbns; i++)
+        for (int k = 0; k < 2; k++) {
+            LLVMValueRef dv = ci64(cg, m->bns[i].features);
+            const char *nm = arena_printf(m->arena, "%s.%s", m->bns[i].name, k ? "running_var" : "running_mean");
+            rt_call(cg, "nnq_rt_init_tensor", (LLVMValueRef[]){run, dir, str(cg, nm), ci32(cg, 1), const_array(cg, cg->ti64, &dv, 1, "dims"),
+                                                                cg->bnbuf[i][k], ci32(cg, NNQ_INIT_OPTIONAL | (k ? NNQ_INIT_NONNEG : 0))}, 7);
+        }
+    const char *note = arena_printf(m->arena, "initial weights of %%lld parameters read from \"%s\" (init from)", cg->tc->init_dir);
+    rt_call(cg, "nnq_rt_note", (LLVMValueRef[]){run, str(cg, note), ci64(cg, m->nparams)}, 3);
+    if_end(cg, join);
+}
+
+/* Initialization: w0 draws into the grad buffers, then each init kernel; batch norms;
+ * then `init from`. */
 static void emit_main_init(Cg *cg, MainCtx *mc) {
     const IrModule *m = mc->m;
     const TrainConfig *tc = cg->tc;
@@ -1524,7 +1555,7 @@ static void emit_main_init(Cg *cg, MainCtx *mc) {
         stf(cg, cg->bnbuf[i][1], l.iv, cf32(cg, 1));
         loop_end(cg, &l);
     }
-
+    if (tc->init_dir) emit_init_from(cg, mc, sc);
 }
 
 /* One training iteration: this rank's part of the batch, the step, the gradient

@@ -87,6 +87,10 @@ typedef struct TrainConfig {
     const char *checkpoint_dir; /* `checkpoint "DIR"`: the training state goes to
                                    DIR/checkpoint.nnqc; NULL: none */
     int checkpoint_every;       /* epochs between checkpoints (the last epoch always) */
+    const char *init_dir;       /* `init from "DIR"`: after the random initialization, every
+                                   parameter's weight is read from DIR/NAME.npy (and batch-norm
+                                   statistics where present); NULL: none */
+    SrcLoc init_loc;
 } TrainConfig;
 
 /* check.c: every setting's default (train_settings.def), and the settings as the rows

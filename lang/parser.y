@@ -20,7 +20,7 @@
  *   mstmt      := IDENT '=' expr | 'return' expr
  *               | 'for' IDENT (',' IDENT)* 'in' expr '{' mstmt* '}'
  *   tstmt      := setting '=' expr | 'evaluate' name ('every' expr)?
- *               | 'save' STRING | 'checkpoint' STRING ('every' expr)?
+ *               | 'save' STRING | 'checkpoint' STRING ('every' expr)? | 'init' 'from' STRING
  *   expr       := 'if' expr NL? 'then' expr NL? 'else' expr | opexpr
  *   opexpr     := binary operators, loosest first: or; and; not (prefix);
  *                 == != < <= > >= (not chainable); + -; * /; prefix - +
@@ -31,7 +31,7 @@
  *               | '|' expr '|'
  *   arg        := expr | argname '=' expr   (positional arguments first)
  * Statements inside { } are separated by NL; NL after '{' and before '}' is optional.
- * Words: all 31 keywords are reserved, but a setting name may be any keyword but the
+ * Words: all 32 keywords are reserved, but a setting name may be any keyword but the
  * declaration keywords (import labels projection model block data train), a named
  * argument may be any keyword, and a `name` (data set names, identifiers in
  * expressions, callees) may also be a declaration keyword (`data train = ...`,
@@ -283,7 +283,7 @@ name
 /* Words usable as a setting name: identifiers and the non-declaration keywords. */
 setting
     : IDENT | ON | REQUIRES | AUX | SOFT | WEIGHT | UPDATE | USING | AFTER | HARD | INIT | MOVE
-    | RETURN | EVALUATE | EVERY | SAVE | CHECKPOINT | IF | THEN | ELSE | AND | OR | NOT
+    | RETURN | EVALUATE | EVERY | SAVE | CHECKPOINT | FROM | IF | THEN | ELSE | AND | OR | NOT
     | FOR | IN
     ;
 
@@ -420,6 +420,10 @@ tstmt
           $$ = parse_node(ctx, AST_CHECKPOINT, @1, NULL);
           parse_kid(ctx, $$, path);
           parse_kid(ctx, $$, $3); }
+    | INIT FROM STRING
+        { AstNode *path = parse_node(ctx, AST_STRING, @3, NULL);
+          path->str = $3.text;
+          $$ = parse_kid(ctx, parse_node(ctx, AST_INIT_FROM, @1, NULL), path); }
     | error
         { $$ = NULL; PARSE_RECOVER(false); }
     ;
@@ -719,7 +723,7 @@ static int parse_recover(ParseCtx *ctx, bool have_lookahead, bool decl_level) {
 
 typedef struct ParseExpected {
     bool has[YYNTOKENS];
-    const char *phrases[YYNTOKENS + 8];
+    const char *phrases[YYNTOKENS + 9];
     int nphrases;
 } ParseExpected;
 
@@ -763,6 +767,8 @@ static void parse_expected_phrases(ParseCtx *ctx, ParseExpected *e) {
         e->has[YYSYMBOL_YYEOF] = false; /* "end of line" covers it */
     if (ctx->prev.kind == TOK_NUMBER)
         e->has[YYSYMBOL_IDENT] = false; /* a unit (`100 iterations`): rarely the point */
+    if (ctx->prev.kind == TOK_INIT && e->has[YYSYMBOL_FROM])
+        e->has[YYSYMBOL_ASSIGN] = false; /* `init = ...` is no setting: `init from` */
 
     bool kw_names = e->has[YYSYMBOL_EVERY] && e->has[YYSYMBOL_INIT];
     if (parse_expected_all(e, (const yysymbol_kind_t[]){YYSYMBOL_NUMBER, YYSYMBOL_STRING,
@@ -787,6 +793,7 @@ static void parse_expected_phrases(ParseCtx *ctx, ParseExpected *e) {
     }
     if (e->has[YYSYMBOL_IDENT] && kw_names) {
         e->phrases[e->nphrases++] = "a setting";
+        e->phrases[e->nphrases++] = "'init from'";
         for (int k = YYSYMBOL_IMPORT; k <= YYSYMBOL_IN; k++)
             if (k != YYSYMBOL_EVALUATE && k != YYSYMBOL_SAVE && k != YYSYMBOL_CHECKPOINT)
                 e->has[k] = false;
@@ -834,7 +841,7 @@ static const char *parse_after_desc(ParseCtx *ctx) {
     if (ctx->la_index <= 1 || prev->synthetic || prev->kind == TOK_NEWLINE)
         return NULL;
     if (ctx->la_index == ctx->stmt_first_index + 1 && ctx->la.block.kind == BRACKET_TRAIN &&
-        (prev->kind == TOK_IDENT || lexer_is_keyword(prev->kind)))
+        (prev->kind == TOK_IDENT || lexer_is_keyword(prev->kind)) && prev->kind != TOK_INIT)
         return arena_printf(ctx->arena, "setting name '%.*s'", (int)prev->len, prev->text);
     if (prev->kind == TOK_STRING)
         return "the string";

@@ -105,20 +105,18 @@ static bool data_try_dir(NnqRun *run, const char *dir, size_t dirlen, const char
     return false;
 }
 
-/* The run-owned path of data file (or, want_dir, data directory) `name`; fails listing
- * every candidate tried. */
-static char *data_resolve(NnqRun *run, const char *name, bool want_dir) {
-    const char *kind = want_dir ? "directory" : "file";
+char *rt_data_resolve(NnqRun *run, const char *name, bool want_dir, const char *what) {
+    const char *kind = what ? what : want_dir ? "data directory" : "data file";
     if (!name || !*name)
-        nnq_rt_fail(run, "empty data %s name", kind);
+        nnq_rt_fail(run, "empty %s name", kind);
     if (name[0] == '/') {
         struct stat st;
         if (stat(name, &st) != 0)
-            nnq_rt_fail(run, "cannot open data %s '%s': %s", kind, name, strerror(errno));
+            nnq_rt_fail(run, "cannot open %s '%s': %s", kind, name, strerror(errno));
         if (S_ISDIR(st.st_mode) && !want_dir)
-            nnq_rt_fail(run, "data file '%s' is a directory", name);
+            nnq_rt_fail(run, "%s '%s' is a directory", kind, name);
         if (!S_ISDIR(st.st_mode) && want_dir)
-            nnq_rt_fail(run, "data directory '%s' is not a directory", name);
+            nnq_rt_fail(run, "%s '%s' is not a directory", kind, name);
         return rt_strdup(run, name);
     }
     PathList tried = {0};
@@ -155,7 +153,7 @@ static char *data_resolve(NnqRun *run, const char *name, bool want_dir) {
         snprintf(msg, sizeof msg, "%s", tried.text ? tried.text : "");
         free(tried.text);
         nnq_rt_fail(run,
-                    "cannot find data %s '%s'; tried: %s; set the directory with --data-dir "
+                    "cannot find %s '%s'; tried: %s; set the directory with --data-dir "
                     "or $NNQ_DATA_DIR",
                     kind, name, msg);
     }
@@ -164,75 +162,14 @@ done:
     return found;
 }
 
-/* ---- reading a data file: gzip or plain, through zlib (IDX and .npy) ----
- * Every error goes to f->err; the caller closes the file and fails. */
-
-typedef struct DataFile {
-    gzFile gz;
-    const char *path;
-    char *err;
-    size_t errlen;
-} DataFile;
-
-/* Reads up to n bytes; *got = bytes read. false on a read or decompression error. A
- * short read at end of data (including a gzip stream that stops early) is not an
- * error here: the caller reports it as truncation with the counts. */
-static bool df_read(DataFile *f, void *buf, size_t n, size_t *got) {
-    size_t total = 0;
-    while (total < n) {
-        size_t want = n - total;
-        unsigned chunk = want > (1u << 24) ? (1u << 24) : (unsigned)want;
-        int r = gzread(f->gz, (char *)buf + total, chunk);
-        if (r <= 0)
-            break;
-        total += (size_t)r;
-    }
-    *got = total;
-    int code = Z_OK;
-    const char *msg = gzerror(f->gz, &code);
-    if (code == Z_OK || code == Z_BUF_ERROR) /* Z_BUF_ERROR: stream ended early */
-        return true;
-    if (code == Z_ERRNO)
-        snprintf(f->err, f->errlen, "cannot read '%s': %s", f->path, strerror(errno));
-    else
-        snprintf(f->err, f->errlen, "cannot read '%s': corrupt gzip data (%s)", f->path, msg);
-    return false;
-}
-
-/* After the payload: any further byte is an error. */
-static bool df_expect_end(DataFile *f, const char *what) {
-    unsigned char buf[65536];
-    size_t extra = 0, got;
-    do {
-        if (!df_read(f, buf, sizeof buf, &got))
-            return false;
-        extra += got;
-    } while (got == sizeof buf);
-    if (extra) {
-        snprintf(f->err, f->errlen, "'%s' has %zu unexpected bytes after %s", f->path, extra, what);
-        return false;
-    }
-    return true;
-}
-
-static bool df_open(DataFile *f) {
-    errno = 0;
-    f->gz = gzopen(f->path, "rb");
-    if (!f->gz) {
-        snprintf(f->err, f->errlen, "cannot open data file '%s': %s", f->path,
-                 errno ? strerror(errno) : "out of memory");
-        return false;
-    }
-    gzbuffer(f->gz, 1 << 17);
-    return true;
-}
+/* ---- reading a data file: gzip or plain, through zlib (IDX and .npy; npy.c) ---- */
 
 /* Opens path, runs load, closes; fails the run with the loader's message. */
 static void df_load(NnqRun *run, const char *path, NnqDataSet *ds,
-                    bool (*load)(NnqRun *, DataFile *, NnqDataSet *)) {
+                    bool (*load)(NnqRun *, RtZFile *, NnqDataSet *)) {
     char err[2048];
-    DataFile f = {NULL, path, err, sizeof err};
-    bool ok = df_open(&f);
+    RtZFile f = {NULL, path, err, sizeof err};
+    bool ok = rt_zf_open(&f, "data file");
     if (ok) {
         ok = load(run, &f, ds);
         gzclose_r(f.gz);
@@ -261,10 +198,10 @@ static const char *idx_magic_name(uint32_t magic) {
 }
 
 /* Reads and checks the header: magic, then ndims big-endian uint32 dimensions. */
-static bool idx_header(DataFile *f, uint32_t magic, const char *kind, int ndims, uint32_t *dims) {
+static bool idx_header(RtZFile *f, uint32_t magic, const char *kind, int ndims, uint32_t *dims) {
     unsigned char hdr[16];
     size_t want = 4 + 4 * (size_t)ndims, got;
-    if (!df_read(f, hdr, want, &got))
+    if (!rt_zf_read(f, hdr, want, &got))
         return false;
     if (got >= 4 && idx_be32(hdr) != magic) {
         uint32_t m = idx_be32(hdr);
@@ -284,7 +221,7 @@ static bool idx_header(DataFile *f, uint32_t magic, const char *kind, int ndims,
     return true;
 }
 
-static bool idx_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
+static bool idx_load_images(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     uint32_t dims[3];
     if (!idx_header(f, IDX_MAGIC_IMAGES, "image", 3, dims))
         return false;
@@ -311,7 +248,7 @@ static bool idx_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     uint64_t done = 0;
     while (done < total) {
         size_t want = total - done > sizeof buf ? sizeof buf : (size_t)(total - done), got;
-        if (!df_read(f, buf, want, &got))
+        if (!rt_zf_read(f, buf, want, &got))
             return false;
         for (size_t i = 0; i < got; i++)
             pixels[done + i] = lut[buf[i]];
@@ -327,7 +264,7 @@ static bool idx_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     }
     char what[64];
     snprintf(what, sizeof what, "%u images", dims[0]);
-    if (!df_expect_end(f, what))
+    if (!rt_zf_expect_end(f, what))
         return false;
     ds->count = dims[0];
     ds->channels = 1;
@@ -337,7 +274,7 @@ static bool idx_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     return true;
 }
 
-static bool idx_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
+static bool idx_load_labels(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     uint32_t n;
     if (!idx_header(f, IDX_MAGIC_LABELS, "label", 1, &n))
         return false;
@@ -352,7 +289,7 @@ static bool idx_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     ds->max_label_at = -1;
     while (done < n) {
         size_t want = n - done > sizeof buf ? sizeof buf : (size_t)(n - done), got;
-        if (!df_read(f, buf, want, &got))
+        if (!rt_zf_read(f, buf, want, &got))
             return false;
         for (size_t i = 0; i < got; i++) {
             labels[done + i] = buf[i];
@@ -372,7 +309,7 @@ static bool idx_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     }
     char what[64];
     snprintf(what, sizeof what, "%u labels", n);
-    if (!df_expect_end(f, what))
+    if (!rt_zf_expect_end(f, what))
         return false;
     if ((int64_t)n != ds->count) {
         snprintf(f->err, f->errlen, "'%s' has %lld images but '%s' has %u labels",
@@ -493,410 +430,35 @@ static bool cifar_read_file(FILE *f, const char *path, const CifarSpec *spec, in
     return true;
 }
 
-/* ---- NumPy .npy ----
- * Layout: the magic "\x93NUMPY", a major and a minor version byte, the header length
- * (little-endian; 2 bytes in version 1.0, 4 bytes in 2.0 and 3.0), then the header: a
- * Python dict literal {'descr': <dtype string>, 'fortran_order': <bool>, 'shape':
- * <tuple of ints>}, padded with spaces and ended by a newline; then the raw array. The
- * header parser below accepts exactly that subset of Python literal syntax: quoted
- * strings without escapes, True/False, non-negative decimal integers (an old 'L'
- * suffix allowed), tuples with Python's one-element trailing-comma rule, the three
- * keys each once and nothing else. */
+/* ---- NumPy .npy (the format: npy.c) ---- */
 
-#define NPY_MAX_HEADER 65536 /* numpy itself refuses headers over 10000 bytes */
-#define NPY_MAX_DIMS 32
-
-typedef struct NpyHeader {
-    char descr[32]; /* as written, for messages */
-    char kind;      /* 'u', 'i' or 'f' (after npy_dtype) */
-    int size;       /* bytes per element */
-    bool fortran;
-    int ndim;
-    int64_t shape[NPY_MAX_DIMS];
-    int64_t data_offset; /* bytes before the array: magic, version, length, header */
-} NpyHeader;
-
-typedef struct NpyParser {
-    const char *text, *p, *end;
-    DataFile *f;
-} NpyParser;
-
-/* Records "malformed header" with the reason and where; returns false. */
-static bool npy_bad(NpyParser *ps, const char *why) {
-    int shown = (int)(ps->end - ps->text);
-    while (shown > 0 && isspace((unsigned char)ps->text[shown - 1]))
-        shown--; /* numpy pads the header with spaces and a newline */
-    snprintf(ps->f->err, ps->f->errlen,
-             "'%s' has a malformed .npy header: %s at character %d of the header '%.*s%s'",
-             ps->f->path, why, (int)(ps->p - ps->text), shown > 200 ? 200 : shown, ps->text,
-             shown > 200 ? "..." : "");
-    return false;
-}
-
-static void npy_ws(NpyParser *ps) {
-    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-        ps->p++;
-}
-
-static bool npy_expect(NpyParser *ps, char c, const char *why) {
-    npy_ws(ps);
-    if (ps->p >= ps->end || *ps->p != c)
-        return npy_bad(ps, why);
-    ps->p++;
-    return true;
-}
-
-/* A quoted string (' or "), no escapes, into out (cap bytes with the NUL). */
-static bool npy_string(NpyParser *ps, char *out, size_t cap) {
-    npy_ws(ps);
-    if (ps->p >= ps->end || (*ps->p != '\'' && *ps->p != '"'))
-        return npy_bad(ps, "expected a quoted string");
-    char q = *ps->p++;
-    size_t n = 0;
-    while (ps->p < ps->end && *ps->p != q && *ps->p != '\n' && *ps->p != '\r') {
-        if (*ps->p == '\\')
-            return npy_bad(ps, "escape sequences in strings are not supported");
-        if (n + 1 >= cap)
-            return npy_bad(ps, "string too long");
-        out[n++] = *ps->p++;
-    }
-    if (ps->p >= ps->end || *ps->p != q)
-        return npy_bad(ps, "unterminated string");
-    ps->p++;
-    out[n] = 0;
-    return true;
-}
-
-/* A Python name (True, False, ...) must end at a non-identifier character. */
-static bool npy_word(NpyParser *ps, const char *w) {
-    size_t n = strlen(w);
-    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, w, n) != 0)
-        return false;
-    const char *after = ps->p + n;
-    if (after < ps->end && (isalnum((unsigned char)*after) || *after == '_'))
-        return false;
-    ps->p = after;
-    return true;
-}
-
-static bool npy_bool(NpyParser *ps, bool *out) {
-    npy_ws(ps);
-    if (npy_word(ps, "True"))
-        *out = true;
-    else if (npy_word(ps, "False"))
-        *out = false;
-    else
-        return npy_bad(ps, "expected True or False");
-    return true;
-}
-
-/* A non-negative decimal integer literal (no sign, no leading zeros), < 2^63. */
-static bool npy_int(NpyParser *ps, int64_t *out) {
-    npy_ws(ps);
-    if (ps->p < ps->end && *ps->p == '-')
-        return npy_bad(ps, "negative dimension");
-    if (ps->p >= ps->end || !isdigit((unsigned char)*ps->p))
-        return npy_bad(ps, "expected an integer");
-    if (*ps->p == '0' && ps->p + 1 < ps->end && isdigit((unsigned char)ps->p[1]))
-        return npy_bad(ps, "integer with a leading zero");
-    uint64_t v = 0;
-    while (ps->p < ps->end && isdigit((unsigned char)*ps->p)) {
-        unsigned d = (unsigned)(*ps->p - '0');
-        if (v > ((uint64_t)INT64_MAX - d) / 10)
-            return npy_bad(ps, "integer too large");
-        v = v * 10 + d;
-        ps->p++;
-    }
-    if (ps->p < ps->end && (*ps->p == 'L' || *ps->p == 'l'))
-        ps->p++; /* Python 2 long suffix, written by old numpy */
-    if (ps->p < ps->end && (isalnum((unsigned char)*ps->p) || *ps->p == '_' || *ps->p == '.'))
-        return npy_bad(ps, "expected an integer");
-    *out = (int64_t)v;
-    return true;
-}
-
-/* (), (n,), (n, m), (n, m,) ...; (n) is an int in Python, not a tuple. */
-static bool npy_shape(NpyParser *ps, NpyHeader *h) {
-    if (!npy_expect(ps, '(', "expected a tuple for 'shape'"))
-        return false;
-    h->ndim = 0;
-    bool comma = false; /* a comma followed the last element */
-    for (;;) {
-        npy_ws(ps);
-        if (ps->p < ps->end && *ps->p == ')') {
-            if (h->ndim == 1 && !comma)
-                return npy_bad(ps, "'shape' is a parenthesized integer, not a tuple "
-                                   "(a one-element tuple needs a trailing comma)");
-            ps->p++;
-            return true;
-        }
-        if (h->ndim > 0 && !comma)
-            return npy_bad(ps, "expected ',' or ')' in 'shape'");
-        if (h->ndim == NPY_MAX_DIMS)
-            return npy_bad(ps, "too many dimensions in 'shape'");
-        if (!npy_int(ps, &h->shape[h->ndim]))
-            return false;
-        h->ndim++;
-        npy_ws(ps);
-        comma = ps->p < ps->end && *ps->p == ',';
-        if (comma)
-            ps->p++;
-    }
-}
-
-/* The dict: each of the three keys exactly once, in any order, an optional trailing
- * comma, then only white space. */
-static bool npy_dict(NpyParser *ps, NpyHeader *h) {
-    bool have_descr = false, have_fortran = false, have_shape = false;
-    if (!npy_expect(ps, '{', "expected '{'"))
-        return false;
-    for (;;) {
-        npy_ws(ps);
-        if (ps->p < ps->end && *ps->p == '}') {
-            ps->p++;
-            break;
-        }
-        char key[32];
-        if (!npy_string(ps, key, sizeof key))
-            return false;
-        bool *seen = strcmp(key, "descr") == 0           ? &have_descr
-                     : strcmp(key, "fortran_order") == 0 ? &have_fortran
-                     : strcmp(key, "shape") == 0         ? &have_shape
-                                                         : NULL;
-        if (!seen)
-            return npy_bad(ps, "unexpected key (only 'descr', 'fortran_order' and 'shape' "
-                               "are allowed)");
-        if (*seen)
-            return npy_bad(ps, "duplicate key");
-        *seen = true;
-        if (!npy_expect(ps, ':', "expected ':' after a key"))
-            return false;
-        if (seen == &have_descr) {
-            npy_ws(ps);
-            if (ps->p < ps->end && *ps->p == '[')
-                return npy_bad(ps, "structured dtypes (a list 'descr') are not supported");
-            if (!npy_string(ps, h->descr, sizeof h->descr))
-                return false;
-        } else if (seen == &have_fortran) {
-            if (!npy_bool(ps, &h->fortran))
-                return false;
-        } else if (!npy_shape(ps, h)) {
-            return false;
-        }
-        npy_ws(ps);
-        if (ps->p < ps->end && *ps->p == ',')
-            ps->p++;
-        else if (ps->p >= ps->end || *ps->p != '}')
-            return npy_bad(ps, "expected ',' or '}' after a value");
-    }
-    npy_ws(ps);
-    if (ps->p != ps->end)
-        return npy_bad(ps, "unexpected text after the dict");
-    if (!have_descr || !have_fortran || !have_shape)
-        return npy_bad(ps, !have_descr     ? "no 'descr' key"
-                           : !have_fortran ? "no 'fortran_order' key"
-                                           : "no 'shape' key");
-    return true;
-}
-
-static bool host_little_endian(void) {
-    const uint16_t one = 1;
-    unsigned char b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
-
-/* Splits h->descr ("<f4", "|u1", ...) into kind and size. false, with a message, on
- * anything that is not a little-endian (or byte-sized) integer or float type. */
-static bool npy_dtype(DataFile *f, NpyHeader *h) {
-    const char *d = h->descr;
-    char order = '=';
-    if (*d == '<' || *d == '>' || *d == '|' || *d == '=')
-        order = *d++;
-    char kind = *d ? *d++ : 0;
-    int size = 0;
-    while (isdigit((unsigned char)*d) && size < 100)
-        size = size * 10 + (*d++ - '0');
-    bool integer =
-        (kind == 'u' || kind == 'i') && (size == 1 || size == 2 || size == 4 || size == 8);
-    bool floating = kind == 'f' && (size == 4 || size == 8);
-    bool known = *d == 0 && (integer || floating);
-    if (!known) {
+/* The dtypes data sets read: integers and floats, little-endian (or one byte). */
+static bool npy_dtype_check(RtZFile *f, const RtNpyHeader *h) {
+    if (!h->kind) {
         snprintf(f->err, f->errlen,
                  "'%s' has dtype '%s', which is not supported (integers '|u1' '|i1' '<u2' "
                  "'<i2' '<u4' '<i4' '<u8' '<i8', floats '<f4' '<f8')",
                  f->path, h->descr);
         return false;
     }
-    /* byte order: irrelevant for one byte; '|' ("not applicable") only fits one byte;
-     * '=' is native order */
-    bool big = order == '>' || (order == '=' && !host_little_endian());
-    if (size > 1 && (big || order == '|')) {
+    if (h->swapped) {
         snprintf(f->err, f->errlen,
                  "'%s' holds %s data (dtype '%s'), which is not supported; save it "
                  "little-endian, e.g. with a.astype('<%c%d')",
-                 f->path, big ? "big-endian" : "unknown byte order", h->descr, kind, size);
+                 f->path, h->big ? "big-endian" : "unknown byte order", h->descr, h->kind, h->size);
         return false;
     }
-    h->kind = kind;
-    h->size = size;
     return true;
-}
-
-static uint32_t le32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64(const unsigned char *p) {
-    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
-
-/* Reads magic, version, length and header; parses the header and the dtype. */
-static bool npy_header(DataFile *f, NpyHeader *h) {
-    static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-    unsigned char pre[12];
-    size_t got;
-    if (!df_read(f, pre, 8, &got))
-        return false;
-    if (got < 6 || memcmp(pre, magic, 6) != 0) {
-        char seen[64] = "";
-        for (size_t i = 0, len = 0; i < got && i < 6; i++)
-            len += (size_t)snprintf(seen + len, sizeof seen - len, " %02x", pre[i]);
-        bool zip = got >= 4 && memcmp(pre, "PK\x03\x04", 4) == 0;
-        snprintf(f->err, f->errlen,
-                 "'%s' is not a .npy file: it starts with%s, not the magic \"\\x93NUMPY\"%s",
-                 f->path, got ? seen : " nothing (it is empty)",
-                 zip ? " (it is a zip archive: an .npz? extract its arrays with np.load)" : "");
-        return false;
-    }
-    if (got < 8) {
-        snprintf(f->err, f->errlen, "'%s' is truncated: it ends inside the .npy preamble", f->path);
-        return false;
-    }
-    int major = pre[6], minor = pre[7];
-    if (!((major == 1 || major == 2 || major == 3) && minor == 0)) {
-        snprintf(f->err, f->errlen,
-                 "'%s' has .npy format version %d.%d; supported are 1.0, 2.0 and 3.0", f->path,
-                 major, minor);
-        return false;
-    }
-    size_t lenbytes = major == 1 ? 2 : 4;
-    if (!df_read(f, pre + 8, lenbytes, &got))
-        return false;
-    if (got < lenbytes) {
-        snprintf(f->err, f->errlen, "'%s' is truncated: it ends inside the .npy preamble", f->path);
-        return false;
-    }
-    uint32_t hlen = major == 1 ? (uint32_t)pre[8] | (uint32_t)pre[9] << 8 : le32(pre + 8);
-    if (hlen > NPY_MAX_HEADER) {
-        snprintf(f->err, f->errlen, "'%s' has a .npy header of %u bytes (more than %d)", f->path,
-                 hlen, NPY_MAX_HEADER);
-        return false;
-    }
-    h->data_offset = 8 + (int64_t)lenbytes + hlen;
-    char *text = malloc((size_t)hlen + 1);
-    if (!text) {
-        snprintf(f->err, f->errlen, "out of memory reading the header of '%s'", f->path);
-        return false;
-    }
-    bool ok = df_read(f, text, hlen, &got);
-    if (ok && got < hlen) {
-        snprintf(f->err, f->errlen,
-                 "'%s' is truncated: expected a %u-byte .npy header, found %zu bytes", f->path,
-                 hlen, got);
-        ok = false;
-    }
-    NpyParser ps = {text, text, text + hlen, f};
-    for (uint32_t i = 0; ok && i < hlen; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c >= 0x7f || (c < 0x20 && c != '\n' && c != '\t' && c != '\r')) {
-            ps.p = text + i;
-            text[i] = 0; /* the message quotes the header up to here */
-            ps.end = text + i;
-            char why[64];
-            snprintf(why, sizeof why, "byte 0x%02x (the header must be ASCII)", c);
-            ok = npy_bad(&ps, why);
-        }
-    }
-    text[hlen] = 0;
-    ok = ok && npy_dict(&ps, h) && npy_dtype(f, h);
-    free(text);
-    if (ok && h->fortran) {
-        snprintf(f->err, f->errlen,
-                 "'%s' is stored in Fortran (column-major) order, which is not supported; "
-                 "save a C-ordered array, e.g. np.ascontiguousarray(a)",
-                 f->path);
-        ok = false;
-    }
-    return ok;
-}
-
-/* "(60000, 3, 32, 32)" with numpy's one-element comma. */
-static void npy_shape_text(const NpyHeader *h, char *buf, size_t cap) {
-    size_t len = (size_t)snprintf(buf, cap, "(");
-    for (int i = 0; i < h->ndim && len < cap; i++)
-        len +=
-            (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? ", " : "", (long long)h->shape[i]);
-    if (len < cap)
-        snprintf(buf + len, cap - len, h->ndim == 1 ? ",)" : ")");
-}
-
-static bool npy_truncated(DataFile *f, const NpyHeader *h, uint64_t want, uint64_t have) {
-    char shape[256];
-    npy_shape_text(h, shape, sizeof shape);
-    snprintf(f->err, f->errlen,
-             "'%s' is truncated: expected %llu bytes of data (shape %s, dtype '%s') after the "
-             "%lld-byte header, found %llu",
-             f->path, (unsigned long long)want, shape, h->descr, (long long)h->data_offset,
-             (unsigned long long)have);
-    return false;
-}
-
-/* For a plain (not gzip) file, fails early when it is too short for `total` elements:
- * a lying shape should read as truncation, not as an out-of-memory error. */
-static bool npy_check_size(DataFile *f, const NpyHeader *h, uint64_t total) {
-    struct stat st;
-    if (!gzdirect(f->gz) || stat(f->path, &st) != 0)
-        return true; /* the read loop will tell */
-    uint64_t want = total * (uint64_t)h->size, have = 0;
-    if ((uint64_t)st.st_size > (uint64_t)h->data_offset)
-        have = (uint64_t)st.st_size - (uint64_t)h->data_offset;
-    if (have >= want)
-        return true;
-    return npy_truncated(f, h, want, have);
-}
-
-/* Reads `total` elements of h's type in 64 KiB chunks, handing each run of whole
- * elements to put(ctx, f, first, p, n): elements first..first+n from bytes p; put
- * returns false (with a message) to stop. Reports truncation with the byte counts,
- * then requires the end of the file. */
-typedef bool (*NpyPut)(void *ctx, DataFile *f, uint64_t first, const unsigned char *p, size_t n);
-static bool npy_read_data(DataFile *f, const NpyHeader *h, uint64_t total, const char *what,
-                          NpyPut put, void *ctx) {
-    unsigned char buf[65536]; /* a multiple of every element size */
-    uint64_t want_bytes = total * (uint64_t)h->size, done = 0;
-    while (done < want_bytes) {
-        size_t want = want_bytes - done > sizeof buf ? sizeof buf : (size_t)(want_bytes - done);
-        size_t got;
-        if (!df_read(f, buf, want, &got))
-            return false;
-        if (!put(ctx, f, done / (uint64_t)h->size, buf, got / (size_t)h->size))
-            return false;
-        done += got;
-        if (got < want)
-            return npy_truncated(f, h, want_bytes, done);
-    }
-    return df_expect_end(f, what);
 }
 
 typedef struct NpyPixels {
     float *pixels;
     uint64_t sample; /* values per image */
-    const NpyHeader *h;
+    const RtNpyHeader *h;
     float lut[256];
 } NpyPixels;
 
-static bool npy_put_pixels(void *ctx, DataFile *f, uint64_t first, const unsigned char *p,
+static bool npy_put_pixels(void *ctx, RtZFile *f, uint64_t first, const unsigned char *p,
                            size_t n) {
     NpyPixels *c = ctx;
     float *out = c->pixels + first;
@@ -908,12 +470,12 @@ static bool npy_put_pixels(void *ctx, DataFile *f, uint64_t first, const unsigne
     for (size_t k = 0; k < n; k++) {
         double v;
         if (c->h->size == 4) {
-            uint32_t u = le32(p + 4 * k);
+            uint32_t u = rt_le32(p + 4 * k);
             float x;
             memcpy(&x, &u, sizeof x);
             v = x;
         } else {
-            uint64_t u = le64(p + 8 * k);
+            uint64_t u = rt_le64(p + 8 * k);
             memcpy(&v, &u, sizeof v);
         }
         float x = (float)v;
@@ -937,18 +499,18 @@ static bool npy_put_pixels(void *ctx, DataFile *f, uint64_t first, const unsigne
 
 typedef struct NpyLabels {
     NnqDataSet *ds;
-    const NpyHeader *h;
+    const RtNpyHeader *h;
 } NpyLabels;
 
-static bool npy_put_labels(void *ctx, DataFile *f, uint64_t first, const unsigned char *p,
+static bool npy_put_labels(void *ctx, RtZFile *f, uint64_t first, const unsigned char *p,
                            size_t n) {
     NpyLabels *c = ctx;
     int size = c->h->size;
     for (size_t k = 0; k < n; k++, p += size) {
         uint64_t u = size == 1   ? p[0]
                      : size == 2 ? (uint64_t)p[0] | (uint64_t)p[1] << 8
-                     : size == 4 ? le32(p)
-                                 : le64(p);
+                     : size == 4 ? rt_le32(p)
+                                 : rt_le64(p);
         if (c->h->kind == 'i' && size < 8 && (u >> (8 * size - 1)) & 1)
             u |= ~(uint64_t)0 << (8 * size); /* sign-extend */
         uint64_t i = first + k;
@@ -973,12 +535,12 @@ static bool npy_put_labels(void *ctx, DataFile *f, uint64_t first, const unsigne
     return true;
 }
 
-static bool npy_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
-    NpyHeader h = {0};
-    if (!npy_header(f, &h))
+static bool npy_load_images(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
+    RtNpyHeader h = {0};
+    if (!rt_npy_header(f, &h) || !npy_dtype_check(f, &h))
         return false;
-    char shape[256];
-    npy_shape_text(&h, shape, sizeof shape);
+    char shape[RT_NPY_SHAPE_TEXT];
+    rt_npy_shape_text(&h, shape, sizeof shape);
     if (h.kind != 'f' && !(h.kind == 'u' && h.size == 1)) {
         snprintf(f->err, f->errlen,
                  "'%s' holds images of dtype '%s'; images must be '|u1' (bytes, loaded as "
@@ -1006,7 +568,7 @@ static bool npy_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
         return false;
     }
     uint64_t sample = (uint64_t)c * (uint64_t)rows * (uint64_t)cols; /* <= 2^44 */
-    if ((uint64_t)n <= DATA_MAX_VALUES / sample && !npy_check_size(f, &h, (uint64_t)n * sample))
+    if ((uint64_t)n <= DATA_MAX_VALUES / sample && !rt_npy_check_size(f, &h, (uint64_t)n * sample))
         return false;
     float *pixels = (uint64_t)n <= DATA_MAX_VALUES / sample
                         ? rt_alloc_try(run, n * (int64_t)sample * (int64_t)sizeof(float), false)
@@ -1020,7 +582,7 @@ static bool npy_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
         ctx.lut[b] = (float)b / 255.0f;
     char what[64];
     snprintf(what, sizeof what, "%lld images", (long long)n);
-    if (!npy_read_data(f, &h, (uint64_t)n * sample, what, npy_put_pixels, &ctx))
+    if (!rt_npy_read_data(f, &h, (uint64_t)n * sample, what, npy_put_pixels, &ctx))
         return false;
     ds->count = n;
     ds->channels = (int32_t)c;
@@ -1030,12 +592,12 @@ static bool npy_load_images(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     return true;
 }
 
-static bool npy_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
-    NpyHeader h = {0};
-    if (!npy_header(f, &h))
+static bool npy_load_labels(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
+    RtNpyHeader h = {0};
+    if (!rt_npy_header(f, &h) || !npy_dtype_check(f, &h))
         return false;
-    char shape[256];
-    npy_shape_text(&h, shape, sizeof shape);
+    char shape[RT_NPY_SHAPE_TEXT];
+    rt_npy_shape_text(&h, shape, sizeof shape);
     if (h.kind == 'f') {
         snprintf(f->err, f->errlen, "'%s' holds labels of dtype '%s'; labels must be integers",
                  f->path, h.descr);
@@ -1051,7 +613,7 @@ static bool npy_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
                  ds->images_path, (long long)ds->count, f->path, (long long)h.shape[0]);
         return false;
     }
-    if (!npy_check_size(f, &h, (uint64_t)ds->count))
+    if (!rt_npy_check_size(f, &h, (uint64_t)ds->count))
         return false;
     int32_t *labels = rt_alloc_try(run, ds->count * (int64_t)sizeof(int32_t), false);
     if (!labels) {
@@ -1065,7 +627,7 @@ static bool npy_load_labels(NnqRun *run, DataFile *f, NnqDataSet *ds) {
     NpyLabels ctx = {ds, &h};
     char what[64];
     snprintf(what, sizeof what, "%lld labels", (long long)ds->count);
-    return npy_read_data(f, &h, (uint64_t)ds->count, what, npy_put_labels, &ctx);
+    return rt_npy_read_data(f, &h, (uint64_t)ds->count, what, npy_put_labels, &ctx);
 }
 
 /* ---- data set table ---- */
@@ -1128,8 +690,8 @@ static int32_t data_add(NnqRun *run, NnqDataSet *ds) {
 
 int32_t nnq_rt_data_idx(NnqRun *run, const char *images, const char *labels) {
     NnqDataSet ds = {0};
-    ds.images_path = data_resolve(run, images, false);
-    ds.labels_path = data_resolve(run, labels, false);
+    ds.images_path = rt_data_resolve(run, images, false, NULL);
+    ds.labels_path = rt_data_resolve(run, labels, false, NULL);
     df_load(run, ds.images_path, &ds, idx_load_images);
     df_load(run, ds.labels_path, &ds, idx_load_labels);
     return data_add(run, &ds);
@@ -1137,8 +699,8 @@ int32_t nnq_rt_data_idx(NnqRun *run, const char *images, const char *labels) {
 
 int32_t nnq_rt_data_npy(NnqRun *run, const char *images, const char *labels) {
     NnqDataSet ds = {0};
-    ds.images_path = data_resolve(run, images, false);
-    ds.labels_path = data_resolve(run, labels, false);
+    ds.images_path = rt_data_resolve(run, images, false, NULL);
+    ds.labels_path = rt_data_resolve(run, labels, false, NULL);
     df_load(run, ds.images_path, &ds, npy_load_images);
     df_load(run, ds.labels_path, &ds, npy_load_labels);
     return data_add(run, &ds);
@@ -1167,7 +729,7 @@ int32_t nnq_rt_data_cifar(NnqRun *run, const char *dir, int32_t classes, int32_t
     if (classes == 10 && coarse)
         nnq_rt_fail(run, "data_cifar: coarse labels exist only in CIFAR-100");
     CifarSpec spec = cifar_spec(classes, split);
-    char *root = data_resolve(run, dir, true);
+    char *root = rt_data_resolve(run, dir, true, NULL);
 
     /* every file present, non-empty and a whole number of records, before reading */
     char *paths[CIFAR_MAX_FILES];

@@ -208,8 +208,9 @@ void rt_mpi_agree(NnqRun *run, uint64_t value, const char *what, const char *whe
     long long mine = (long long)value, lo = 0, hi = 0; /* equal or not: the order does not matter */
     range_over_ranks(&mine, &lo, &hi, 1);
     if (lo != hi)
-        nnq_rt_fail(run, "the %d processes read different %s from '%s' (sample counts or contents differ): "
-                    "every rank must read the same files", run->nranks, what, where);
+        nnq_rt_fail(run, "the %d processes read different %s from '%s' (its size or contents differ "
+                    "between ranks, or it is missing on some): every rank must read the same files",
+                    run->nranks, what, where);
 }
 
 void rt_mpi_barrier(NnqRun *run) {

@@ -26,6 +26,12 @@ typedef enum NnqPhase {
     NNQ_PHASE_COUNT
 } NnqPhase;
 
+/* The flags of nnq_rt_init_tensor. */
+enum {
+    NNQ_INIT_OPTIONAL = 1, /* a missing file leaves the tensor as it is */
+    NNQ_INIT_NONNEG = 2,   /* every value must be >= 0 (a variance) */
+};
+
 #define NNQ_RT(rc, ret, name, params, codes) ret name params;
 #include "abi.def"
 #undef NNQ_RT

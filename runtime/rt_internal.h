@@ -232,6 +232,62 @@ bool rt_rd_u64(RtReader *r, uint64_t *v, const char *what);
 /* A length-prefixed string of at most max bytes, in place (*s points into the file). */
 bool rt_rd_str(RtReader *r, const char **s, uint32_t *len, uint32_t max, const char *what);
 
+/* data.c: the run-owned path of `name` (a file, or a directory when want_dir) on the data
+ * search path (data.c's header); fails listing every candidate tried. `what` names it in
+ * the messages (NULL: "data file" or "data directory"). */
+char *rt_data_resolve(NnqRun *run, const char *name, bool want_dir, const char *what);
+
+/* npy.c: a file read through zlib (gzip-compressed or plain). The functions write any
+ * error into err (errlen bytes, a message naming path) and return false; the caller
+ * closes the file (gzclose_r) before it fails the run. */
+typedef struct RtZFile {
+    gzFile gz;
+    const char *path;
+    char *err;
+    size_t errlen;
+} RtZFile;
+/* Opens f->path; what names the file in the message ("cannot open data file 'P': ..."). */
+bool rt_zf_open(RtZFile *f, const char *what);
+/* Reads up to n bytes; *got = bytes read. false on a read or decompression error. A
+ * short read at the end (a gzip stream that stops early included) is not an error here:
+ * the caller reports it as truncation with the counts. */
+bool rt_zf_read(RtZFile *f, void *buf, size_t n, size_t *got);
+/* After the payload: any further byte is an error ("... unexpected bytes after WHAT"). */
+bool rt_zf_expect_end(RtZFile *f, const char *what);
+
+/* npy.c: NumPy .npy files (format 1.0, 2.0 and 3.0), read through an open RtZFile. */
+#define RT_NPY_MAX_DIMS 32 /* the parser refuses more */
+typedef struct RtNpyHeader {
+    char descr[32]; /* the dtype as written, for messages */
+    char kind;      /* 'u', 'i' or 'f'; 0: another dtype (callers refuse it) */
+    int size;       /* bytes per element (with kind) */
+    bool big;       /* the dtype says big-endian ('>', or '=' on a big-endian host) */
+    bool swapped;   /* multi-byte elements not in little-endian order (callers refuse them) */
+    bool fortran;
+    int ndim;
+    int64_t shape[RT_NPY_MAX_DIMS];
+    int64_t data_offset; /* bytes before the array: magic, version, length, header */
+} RtNpyHeader;
+/* Reads the magic, version, header length and header; parses the header dictionary and
+ * decodes its dtype. false on anything malformed or truncated, and on Fortran order. */
+bool rt_npy_header(RtZFile *f, RtNpyHeader *h);
+/* "(60000, 3, 32, 32)", with numpy's one-element comma "(10,)"; cut to cap bytes
+ * (RT_NPY_SHAPE_TEXT bytes hold any shape). */
+#define RT_NPY_SHAPE_TEXT (4 + RT_NPY_MAX_DIMS * 24)
+void rt_npy_shape_text(const RtNpyHeader *h, char *buf, size_t cap);
+/* For a plain (not gzip) file: false, reporting truncation, when it is too short for
+ * `total` elements (a lying shape reads as truncation, not as an out-of-memory error);
+ * true when it is long enough or cannot be told before reading. */
+bool rt_npy_check_size(RtZFile *f, const RtNpyHeader *h, uint64_t total);
+/* Reads `total` elements (h->kind set; total * h->size must not overflow) in 64 KiB
+ * chunks, handing each run of whole elements to put(ctx, f, first, p, n): elements
+ * first..first+n from bytes p; put returns false (with a message in f->err) to stop.
+ * Reports truncation with the byte counts, then requires the end of the file (`what`
+ * names the payload: "4 images"). */
+typedef bool (*RtNpyPut)(void *ctx, RtZFile *f, uint64_t first, const unsigned char *p, size_t n);
+bool rt_npy_read_data(RtZFile *f, const RtNpyHeader *h, uint64_t total, const char *what,
+                      RtNpyPut put, void *ctx);
+
 /* data.c, progress.c, model_file.c, checkpoint.c: release what the module holds. `failed` says
  * whether the run ended in an error (temporary files are then removed). */
 bool rt_progress_open(NnqRun *run); /* nnq_run_new: opens the metrics file */

@@ -386,13 +386,15 @@ static void test_train_block(void) {
                           "    evaluate = 3\n"
                           "    checkpoint \"runs/m\" every 2 epochs\n"
                           "    save \"m.nnqm\"\n"
+                          "    init from \"pretrained\"\n"
+                          "    from = 2\n"
                           "}\n");
     CHECK(p.root && p.root->nkids == 1);
     if (!p.root || p.root->nkids != 1)
         return;
     const AstNode *t = p.root->kids[0];
-    CHECK(t->kind == AST_TRAIN && strcmp(t->name, "mlp") == 0 && t->nkids == 7);
-    if (t->nkids != 7)
+    CHECK(t->kind == AST_TRAIN && strcmp(t->name, "mlp") == 0 && t->nkids == 9);
+    if (t->nkids != 9)
         return;
     CHECK(t->kids[0]->kind == AST_IDENT && strcmp(t->kids[0]->name, "train") == 0);
     CHECK(t->kids[1]->kind == AST_SETTING && strcmp(t->kids[1]->name, "every") == 0);
@@ -404,6 +406,10 @@ static void test_train_block(void) {
     CHECK(t->kids[5]->kind == AST_CHECKPOINT && t->kids[5]->nkids == 2);
     CHECK_STR(t->kids[5]->kids[0]->str, "runs/m");
     CHECK(t->kids[6]->kind == AST_SAVE && strcmp(t->kids[6]->kids[0]->str, "m.nnqm") == 0);
+    CHECK(t->kids[7]->kind == AST_INIT_FROM && t->kids[7]->nkids == 1 &&
+          t->kids[7]->kids[0]->kind == AST_STRING);
+    CHECK_STR(t->kids[7]->kids[0]->str, "pretrained");
+    CHECK(t->kids[8]->kind == AST_SETTING && strcmp(t->kids[8]->name, "from") == 0);
 
     p = parse_text("train m on d {\n    evaluate test\n    checkpoint \"c\"\n}\n");
     CHECK(p.root && p.root->kids[0]->kids[1]->kids[0] == NULL);

@@ -43,6 +43,11 @@ bool th_contains(const char *haystack, const char *needle);
 bool th_file_exists(const char *path);
 /* Writes n bytes to path (plain, or gzip-compressed when gz). false on error. */
 bool th_write_file(const char *path, const void *data, size_t n, bool gz);
+/* Writes a .npy file: magic, version major.0, the header text padded with spaces and a
+ * newline so that the data starts at a multiple of 64 (`raw`: the header exactly as
+ * given), then n data bytes; gzip-compressed when gz. false on error. */
+bool th_write_npy(const char *path, int major, const char *header, bool raw, const void *data,
+                  size_t n, bool gz);
 
 /* test cases, by file */
 void test_alloc(void);
@@ -71,6 +76,8 @@ void test_cifar_load(void);
 void test_cifar_errors(void);
 void test_npy_load(void);
 void test_npy_errors(void);
+void test_init_tensor(void);
+void test_init_tensor_errors(void);
 void test_data_normalize_channels(void);
 void test_data_augment(void);
 void test_fashion_mnist(void);

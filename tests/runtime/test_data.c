@@ -825,37 +825,13 @@ void test_cifar_errors(void) {
 
 /* ---- NumPy .npy ---- */
 
-/* Writes a .npy file: magic, version major.0, header text padded with spaces and a
- * newline so that the data starts at a multiple of 64, then n data bytes (`raw`: the
- * header is written exactly as given). */
-static bool write_npy_ex(const char *path, int major, const char *header, bool raw,
-                         const void *data, size_t n, bool gz) {
-    size_t lenbytes = major == 1 ? 2 : 4, hl = strlen(header);
-    size_t pre = 8 + lenbytes, total = raw ? hl : ((pre + hl + 1 + 63) / 64) * 64 - pre;
-    unsigned char *b = malloc(pre + total + n + 1);
-    memcpy(b, "\x93NUMPY", 6);
-    b[6] = (unsigned char)major, b[7] = 0;
-    for (size_t i = 0; i < lenbytes; i++)
-        b[8 + i] = (unsigned char)(total >> (8 * i));
-    memcpy(b + pre, header, hl);
-    if (!raw) {
-        memset(b + pre + hl, ' ', total - hl);
-        b[pre + total - 1] = '\n';
-    }
-    if (n)
-        memcpy(b + pre + total, data, n);
-    bool ok = th_write_file(path, b, pre + total + n, gz);
-    free(b);
-    return ok;
-}
-
 /* numpy's own header for descr and shape text, e.g. "(4, 3, 5)". */
 static bool write_npy(const char *path, int major, const char *descr, const char *shape,
                       const void *data, size_t n) {
     char header[256];
     snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr,
              shape);
-    return write_npy_ex(path, major, header, false, data, n, false);
+    return th_write_npy(path, major, header, false, data, n, false);
 }
 
 static const char *g_npy_images, *g_npy_labels;
@@ -952,7 +928,7 @@ void test_npy_load(void) {
     }
     put_le(l2, 65535, 2), put_le(l2 + 2, 9, 2);
     char *pd = th_path("f8.npy.gz"), *pl2 = th_path("u2.npy");
-    CHECK(write_npy_ex(pd, 3, "{\"shape\": (2,2,2), \"fortran_order\":False,\"descr\":\"<f8\"}\n",
+    CHECK(th_write_npy(pd, 3, "{\"shape\": (2,2,2), \"fortran_order\":False,\"descr\":\"<f8\"}\n",
                        true, db, sizeof db, true));
     CHECK(write_npy(pl2, 1, "<u2", "(2,)", l2, sizeof l2));
     run = npy_fetch(pd, pl2, 2, 4);
@@ -1023,7 +999,7 @@ void test_npy_errors(void) {
      * labels) and checks the message holds want and want2. */
 #define NPY_EXPECT(as_labels, major, header, data, n, want, want2)                                 \
     do {                                                                                           \
-        CHECK(write_npy_ex(px, major, header, false, data, n, false));                             \
+        CHECK(th_write_npy(px, major, header, false, data, n, false));                             \
         CHECK((as_labels ? npy_status(pi, px, &err) : npy_status(px, pl, &err)) == 1,              \
               "accepted: %s", header);                                                             \
         CHECK(th_contains(err, px) && th_contains(err, want) && th_contains(err, want2),           \
@@ -1045,7 +1021,7 @@ void test_npy_errors(void) {
     CHECK(th_contains(err, "empty"), "got: %s", err);
     free(err);
     /* unknown version */
-    CHECK(write_npy_ex(px, 4, "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 3, 5), }",
+    CHECK(th_write_npy(px, 4, "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 3, 5), }",
                        false, u8, sizeof u8, false));
     CHECK(npy_status(px, pl, &err) == 1);
     CHECK(th_contains(err, "version 4.0"), "got: %s", err);
@@ -1142,7 +1118,7 @@ void test_npy_errors(void) {
               th_contains(err, "expected 60 bytes") && th_contains(err, "found 55"),
           "got: %s", err);
     free(err);
-    CHECK(write_npy_ex(px, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 3, 5), }",
+    CHECK(th_write_npy(px, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 3, 5), }",
                        false, u8, sizeof u8 - 5, true));
     CHECK(npy_status(px, pl, &err) == 1);
     CHECK(th_contains(err, "expected 60 bytes") && th_contains(err, "found 55"), "got: %s", err);

@@ -149,6 +149,30 @@ bool th_write_file(const char *path, const void *data, size_t n, bool gz) {
     return fclose(f) == 0 && ok;
 }
 
+/* Writes a .npy file: magic, version major.0, header text padded with spaces and a
+ * newline so that the data starts at a multiple of 64, then n data bytes (`raw`: the
+ * header is written exactly as given). */
+bool th_write_npy(const char *path, int major, const char *header, bool raw, const void *data,
+                  size_t n, bool gz) {
+    size_t lenbytes = major == 1 ? 2 : 4, hl = strlen(header);
+    size_t pre = 8 + lenbytes, total = raw ? hl : ((pre + hl + 1 + 63) / 64) * 64 - pre;
+    unsigned char *b = malloc(pre + total + n + 1);
+    memcpy(b, "\x93NUMPY", 6);
+    b[6] = (unsigned char)major, b[7] = 0;
+    for (size_t i = 0; i < lenbytes; i++)
+        b[8 + i] = (unsigned char)(total >> (8 * i));
+    memcpy(b + pre, header, hl);
+    if (!raw) {
+        memset(b + pre + hl, ' ', total - hl);
+        b[pre + total - 1] = '\n';
+    }
+    if (n)
+        memcpy(b + pre + total, data, n);
+    bool ok = th_write_file(path, b, pre + total + n, gz);
+    free(b);
+    return ok;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)flag, (void)ftw;
     chmod(path, 0700);
@@ -190,6 +214,8 @@ static const TestCase g_cases[] = {
     CASE(test_cifar_errors),
     CASE(test_npy_load),
     CASE(test_npy_errors),
+    CASE(test_init_tensor),
+    CASE(test_init_tensor_errors),
     CASE(test_data_normalize_channels),
     CASE(test_data_augment),
     CASE(test_fashion_mnist),
