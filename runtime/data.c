@@ -708,7 +708,7 @@ int32_t nnq_rt_data_npy(NnqRun *run, const char *images, const char *labels) {
 
 int32_t nnq_data_images(NnqRun *run, const char *path) {
     NnqDataSet ds = {0};
-    ds.images_path = data_resolve(run, path, false);
+    ds.images_path = rt_data_resolve(run, path, false, NULL);
     size_t n = strlen(path);
     bool npy = n >= 4 && strcmp(path + n - 4, ".npy") == 0;
     df_load(run, ds.images_path, &ds, npy ? npy_load_images : idx_load_images);

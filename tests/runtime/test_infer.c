@@ -60,7 +60,7 @@ static int tnet_tensor(TNet *n, const char *name, int rank, const int64_t *dims,
     TT *t = &n->t[n->nt];
     t->name = name, t->rank = rank, t->nlabels = nlabels;
     memcpy(t->dims, dims, (size_t)rank * sizeof *dims);
-    memcpy(t->labels, labels, (size_t)nlabels * sizeof *labels);
+    if (nlabels) memcpy(t->labels, labels, (size_t)nlabels * sizeof *labels);
     int64_t c = 1;
     for (int d = 0; d < rank; d++) c *= dims[d];
     t->v = malloc((size_t)c * sizeof(float));
