@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end: `init from "DIR"` starts training from float weights in .npy files
-# (DIR/<tensor name>.npy, as `nnqc export --format npy` writes them; model_npy writes
-# them here from a model file):
+# (DIR/<tensor name>.npy, as `nnqc export --format npy` writes them, which is how this
+# test makes them from a saved model):
 #  - a float model trained and saved, its tensors written as .npy files, then read by a
 #    program with `epochs = 0`, saves the very same model file with the same test
 #    accuracies (weights and batch-norm statistics are read; the init kernels run);
@@ -15,7 +15,7 @@
 #  - bad files fail with `nnqc: error:` naming the file and what is wrong, exit 1, and
 #    leave an existing model file as it was.
 set -u
-NNQC="$1"; SRC="$2"; MODEL_NPY="$3"; MPI="${4:-mpi}" # no-mpi: skip the mpirun cases
+NNQC="$1"; SRC="$2"; MPI="${3:-mpi}" # no-mpi: skip the mpirun cases
 . "$SRC/tests/e2e/lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 make_subset "$tmp" 2000 500
@@ -59,8 +59,8 @@ same_acc() { # A B: the same final test accuracies
 # ---- a trained float model, written as .npy files, read back without training ----
 prog a float 2
 run a || fail "training the float model failed"
-mkdir -p w && "$MODEL_NPY" a/model.nnqm w || fail "model_npy failed"
-[ -f w/dense1.w.npy ] && [ -f w/bn1.running_var.npy ] || fail "model_npy wrote $(ls w)"
+"$NNQC" export a/model.nnqm --format npy -o w > /dev/null || fail "nnqc export --format npy failed"
+[ -f w/dense1.w.npy ] && [ -f w/bn1.running_var.npy ] || fail "nnqc export wrote $(ls w)"
 prog b float 0 'init from "w"'
 if run b; then
     cmp -s a/model.nnqm b/model.nnqm && same_acc a b \
@@ -75,7 +75,7 @@ fi
 # the binary network of a pmf model: ±1 in the files, the same hard model back
 prog qa 'pmf(binary)' 1
 run qa || fail "training the binary model failed"
-mkdir -p wq && "$MODEL_NPY" qa/model.nnqm wq || fail "model_npy failed"
+"$NNQC" export qa/model.nnqm --format npy -o wq > /dev/null || fail "nnqc export --format npy failed"
 prog qb 'pmf(binary)' 0 'init from "wq"'
 run qb && cmp -s qa/model.nnqm qb/model.nnqm && [ "$(json_field qa/m.jsonl test_acc_hard)" = "$(json_field qb/m.jsonl test_acc_hard)" ] \
     && ok "a binary model's ±1 weights read back give its hard model byte for byte" \
