@@ -1,0 +1,103 @@
+/* fuzz_model.c — model files (runtime/model_file.c) and the inference engine
+ * (runtime/infer.c) under a fuzzer: any byte string, with its last 4 bytes replaced by
+ * the CRC-32 of the rest (so that mutations reach the structure the CRC guards instead
+ * of all stopping at the checksum), is written to a file and
+ *   - read with nnq_model_load, decoded and packed;
+ *   - when it reads and holds an architecture record, made into a net in both engine
+ *     modes (nnq_net_new: shape inference and checks, weight packing);
+ *   - when that succeeds and the net is small (at most 10^7 FLOP per sample), run on 3
+ *     samples at once and on 1 (the chunked and the packed-rows paths).
+ * It must never crash, hang, leak or allocate without bound: bad input is a message.
+ *
+ * With clang: cmake -DNNQ_FUZZ=ON builds `fuzz_model` (libFuzzer with ASan and UBSan;
+ * tools/test.sh runs it for a bounded time, seeded with tests/fuzz/models/). Always
+ * built: `fuzz_model_replay FILE...`, which feeds files through the same entry point (in
+ * the default suite: the seeds, each whole, cut at 64 places, and with 1,000
+ * deterministic one-byte mutations). Not part of nnq: a test tool. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "nnq_infer.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char g_dir[64], g_path[128];
+
+static void cleanup(void) {
+    unlink(g_path), rmdir(g_dir);
+}
+
+static void run_net(const NnqModelFile *mf, NnqNetMode mode) {
+    char err[512];
+    NnqNet *net = nnq_net_new(mf, mode, err, sizeof err);
+    if (!net) return;
+    if (nnq_net_flops(net) <= 1e7 && nnq_net_input_size(net) <= 1 << 16) {
+        int64_t in = nnq_net_input_size(net), c = nnq_net_classes(net);
+        float *x = calloc((size_t)(3 * in), sizeof(float)), *y = malloc((size_t)(3 * c) * sizeof(float));
+        if (!x || !y) abort();
+        for (int64_t i = 0; i < 3 * in; i++) x[i] = (float)(i % 7) / 7.0f;
+        nnq_net_run(net, x, 3, y, err, sizeof err);
+        nnq_net_run(net, x, 1, y, err, sizeof err);
+        free(x), free(y);
+    }
+    nnq_net_free(net);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!g_dir[0]) {
+        snprintf(g_dir, sizeof g_dir, "/tmp/nnq-fuzz-model-XXXXXX");
+        if (!mkdtemp(g_dir)) abort();
+        snprintf(g_path, sizeof g_path, "%s/m.nnqm", g_dir);
+        atexit(cleanup);
+    }
+    uint8_t *b = malloc(size ? size : 1);
+    if (!b) abort();
+    memcpy(b, data, size);
+    if (size >= 4) {
+        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)(size - 4));
+        for (int i = 0; i < 4; i++) b[size - 4 + i] = (uint8_t)(crc >> (8 * i));
+    }
+    FILE *f = fopen(g_path, "wb");
+    if (!f || fwrite(b, 1, size, f) != size || fclose(f) != 0) abort();
+    free(b);
+    char err[512];
+    for (int flags = 0; flags < 2; flags++) {
+        NnqModelFile *mf = nnq_model_load(g_path, flags ? NNQ_MODEL_PACKED : 0, err, sizeof err);
+        if (mf && mf->arch) run_net(mf, flags ? NNQ_NET_PACKED : NNQ_NET_FLOAT);
+        nnq_model_free(mf);
+    }
+    return 0;
+}
+
+#ifndef NNQ_LIBFUZZER
+int main(int argc, char **argv) {
+    int n = 0;
+    for (int a = 1; a < argc; a++) {
+        FILE *f = fopen(argv[a], "rb");
+        if (!f) {
+            perror(argv[a]);
+            return 2;
+        }
+        static uint8_t buf[1 << 20], mut[1 << 20];
+        size_t len = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        for (int cut = 0; cut <= 64; cut++, n++) /* whole, then cut at 64 places */
+            LLVMFuzzerTestOneInput(buf, cut == 64 ? len : len * (size_t)cut / 64);
+        uint32_t s = 2463534242u;
+        for (int m = 0; m < 1000 && len > 4; m++, n++) { /* one byte changed, at random */
+            memcpy(mut, buf, len);
+            s ^= s << 13, s ^= s >> 17, s ^= s << 5;
+            size_t at = s % (len - 4);
+            s ^= s << 13, s ^= s >> 17, s ^= s << 5;
+            mut[at] = (uint8_t)(m % 3 == 0 ? s : m % 3 == 1 ? mut[at] + 1 : mut[at] ^ 0x80);
+            LLVMFuzzerTestOneInput(mut, len);
+        }
+    }
+    printf("fuzz_model_replay: %d inputs, no crash\n", n);
+    return 0;
+}
+#endif
