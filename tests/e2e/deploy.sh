@@ -2,10 +2,11 @@
 # nnqc's commands on a trained model (compiler/deploy.c, runtime/infer.c): inspect shows
 # the architecture; predict's classes give eval's accuracy, at batch 1 (dense layers from
 # the packed bits) as at 100, and its .npy outputs have the documented headers; export
-# --format npy writes every tensor; bad input is refused with a message, exit 1 and no
+# --format npy writes every tensor; the engine from C (examples/c/engine_predict.c, shown
+# in docs/deploy.md) predicts the same classes; bad input is refused with a message, exit 1 and no
 # output file. (That eval reproduces each example's test accuracy: e2e_examples.)
 set -u
-NNQC="$1"; SRC="$2"
+NNQC="$1"; SRC="$2"; ENGINE_PREDICT="$3"
 . "$SRC/tests/e2e/lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 make_subset "$tmp" 2000 300
@@ -40,6 +41,14 @@ right=$(paste -d' ' "$tmp/pred.txt" "$tmp/labels.txt" | awk '$1 == $2 { n++ } EN
 [ "$(wc -l < "$tmp/pred.txt")" = 300 ] && [ "$right" = "$acc" ] && ok "predict: 300 classes, $right right" ||
     bad "predict: $(wc -l < "$tmp/pred.txt") lines, $right right (eval: $acc)"; cat "$tmp/pred.err"
 "$NNQC" predict "$M" "$IMG" --batch 1 | cmp -s - "$tmp/pred.txt" && ok "predict --batch 1: the same classes" || bad "predict --batch 1 differs"
+
+# the engine from C (examples/c/engine_predict.c), and docs/deploy.md's copy of it
+{ gzip -dc "$IMG" 2>/dev/null || cat "$IMG"; } | tail -c +17 > "$tmp/pixels.raw"
+"$ENGINE_PREDICT" "$M" "$tmp/pixels.raw" | cmp -s - "$tmp/pred.txt" && ok "examples/c/engine_predict.c predicts as nnqc predict" ||
+    bad "engine_predict differs from nnqc predict"
+awk '/^<!-- examples\/c\/engine_predict.c -->/ { want = 1; next } want && /^```c/ { on = 1; next } on && /^```/ { exit } on' \
+    "$SRC/docs/deploy.md" | cmp -s - "$SRC/examples/c/engine_predict.c" && ok "docs/deploy.md shows engine_predict.c as it is" ||
+    bad "docs/deploy.md's copy of examples/c/engine_predict.c differs from the file"
 
 # predict -o: .npy headers and sizes (format 1.0, 64-byte aligned header)
 "$NNQC" predict "$M" "$IMG" -o "$tmp/logits.npy" && "$NNQC" predict "$M" "$IMG" --top 3 -o "$tmp/top.npy" || bad "predict -o"
