@@ -79,6 +79,10 @@ typedef struct NetOp {
     const float *t0;         /* bias b; batch norm mean */
     float *inv;              /* batch norm 1/sqrt(var + 1e-5) */
     float *own;              /* a quantized bias, decoded */
+    /* fuse_chan_ops: a batch norm that took the bias before it (its b), an op that took
+     * the relu after it */
+    const float *bias;
+    bool relu;
 } NetOp;
 
 struct NnqNet {
@@ -92,6 +96,7 @@ struct NnqNet {
     int64_t *slot_size;      /* per-sample floats */
     float **buf;             /* [nslots], each slot_size * chunk */
     int64_t chunk;           /* samples per pass */
+    int out;                 /* the logits' value */
     double flops;            /* per sample, in matrix products and convolutions */
     int64_t in_size, chan_size;
     double *na, *nb;         /* normalization: x = raw * na[c] + nb[c] */
@@ -352,29 +357,46 @@ static void plane_rows(void *ctx, int64_t r0, int64_t r1) {
 
 typedef struct ChanJob {
     const float *x, *x2, *a;
-    const float *b;
+    const float *b, *bias;
     float *y;
     int64_t c, s;            /* channels, values per channel per sample */
     NnqInferOp op;
+    bool relu;
 } ChanJob;
 
 /* bias, batch norm, relu, add over planes [p0, p1) of s values (plane p: sample p / c,
- * channel p % c), the op's switch outside the loops. */
+ * channel p % c), each fused form (a bias into its batch norm, a relu into the op before
+ * it) one loop with the separate ops' float operations in their order, the switch
+ * outside the loops. */
 #define CHAN_LOOP(expr)                                                                            \
     for (int64_t p = p0, c = p0 % j->c; p < p1; p++, c = c + 1 == j->c ? 0 : c + 1)               \
         for (int64_t i = p * j->s; i < (p + 1) * j->s; i++) y[i] = (expr)
+#define RELU(v) ((v) > 0.0f ? (v) : 0.0f)
+#define CHAN_CASE(expr)                                                                            \
+    do {                                                                                           \
+        if (j->relu) {                                                                             \
+            CHAN_LOOP(RELU(expr));                                                                 \
+        } else {                                                                                   \
+            CHAN_LOOP(expr);                                                                       \
+        }                                                                                          \
+    } while (0)
 static void chan_rows(void *ctx, int64_t p0, int64_t p1) {
     const ChanJob *j = ctx;
-    const float *x = j->x, *x2 = j->x2, *a = j->a, *b = j->b;
+    const float *x = j->x, *x2 = j->x2, *a = j->a, *b = j->b, *bias = j->bias;
     float *y = j->y;
     switch (j->op) {
-    case NNQ_INFER_BIAS: CHAN_LOOP(x[i] + a[c]); break;
-    case NNQ_INFER_BATCHNORM: CHAN_LOOP((x[i] - a[c]) * b[c]); break;
-    case NNQ_INFER_RELU: CHAN_LOOP(x[i] > 0.0f ? x[i] : 0.0f); break;
-    case NNQ_INFER_ADD: CHAN_LOOP(x[i] + x2[i]); break;
+    case NNQ_INFER_BIAS: CHAN_CASE(x[i] + a[c]); break;
+    case NNQ_INFER_BATCHNORM:
+        if (bias) CHAN_CASE((x[i] + bias[c] - a[c]) * b[c]);
+        else CHAN_CASE((x[i] - a[c]) * b[c]);
+        break;
+    case NNQ_INFER_RELU: CHAN_LOOP(RELU(x[i])); break;
+    case NNQ_INFER_ADD: CHAN_CASE(x[i] + x2[i]); break;
     default: break;
     }
 }
+#undef CHAN_CASE
+#undef RELU
 #undef CHAN_LOOP
 
 /* Op i on n samples. */
@@ -430,8 +452,8 @@ static void op_run(NnqNet *net, int i, int64_t n) {
         break;
     default: {
         int64_t s = op->h * op->wd;
-        ChanJob j = {x, op->op == NNQ_INFER_ADD ? net->buf[net->slot[op->in[1]]] : NULL, op->t0, op->inv, y,
-                     op->c, s, op->op};
+        ChanJob j = {x, op->op == NNQ_INFER_ADD ? net->buf[net->slot[op->in[1]]] : NULL, op->t0, op->inv, op->bias, y,
+                     op->c, s, op->op, op->relu};
         rt_parallel_for(n * op->c, s >= 4096 ? 1 : 4096 / s, chan_rows, &j);
         break;
     }
@@ -569,6 +591,55 @@ static int64_t dims_size(int rank, const int64_t *d) {
     return n;
 }
 
+/* One pass instead of two or three over a value: a bias read only by the batch norm
+ * after it goes into that batch norm, a relu into the bias, batch norm or add before it
+ * when it is that value's only reader. The ops are then renumbered (net->nops shrinks;
+ * readers of a dropped op's value read the op that took it). Results are unchanged:
+ * the fused loops do the same float operations in the same order. */
+static void fuse_chan_ops(NnqNet *net) {
+    int nv = net->nops + 1;
+    int *readers = calloc((size_t)nv, sizeof *readers), *map = malloc((size_t)nv * sizeof *map);
+    int *renum = calloc((size_t)nv, sizeof *renum);
+    bool *dead = calloc((size_t)nv, sizeof *dead);
+    if (!readers || !map || !dead || !renum) { /* no fusion: the ops run as they are */
+        free(readers), free(map), free(dead), free(renum);
+        return;
+    }
+    for (int i = 0; i < net->nops; i++)
+        for (int k = 0; k < nnq_infer_op_inputs(net->ops[i].op); k++) readers[net->ops[i].in[k]]++;
+    for (int v = 0; v < nv; v++) map[v] = v;
+    for (int i = 0; i < net->nops; i++) {
+        NetOp *op = &net->ops[i];
+        int v = map[op->in[0]], j = v - 1; /* the op that defines its input */
+        NetOp *src = j >= 0 ? &net->ops[j] : NULL;
+        if (op->op == NNQ_INFER_BATCHNORM && src && src->op == NNQ_INFER_BIAS && !src->relu && readers[v] == 1) {
+            op->bias = src->t0, op->in[0] = src->in[0];
+            op->own = src->own, src->own = NULL; /* a decoded quantized bias goes with it */
+            dead[j] = true;
+        } else if (op->op == NNQ_INFER_RELU && src && !src->relu && readers[v] == 1 &&
+                   (src->op == NNQ_INFER_BIAS || src->op == NNQ_INFER_BATCHNORM || src->op == NNQ_INFER_ADD)) {
+            src->relu = true;
+            dead[i] = true;
+            map[i + 1] = v; /* its readers read the op that took it */
+        }
+    }
+    /* renumber: live op i becomes op n, value i + 1 value n + 1 */
+    int n = 0;
+    for (int i = 0; i < net->nops; i++) {
+        if (dead[i]) continue;
+        NetOp op = net->ops[i];
+        for (int k = 0; k < nnq_infer_op_inputs(op.op); k++) op.in[k] = renum[map[op.in[k]]];
+        renum[i + 1] = n + 1;
+        net->size[n + 1] = net->size[i + 1];
+        net->ops[n++] = op;
+    }
+    for (int i = 0; i < net->nops; i++) /* a dropped op's value: that of the op it went into */
+        if (dead[i] && map[i + 1] != i + 1) renum[i + 1] = renum[map[i + 1]];
+    net->out = renum[map[net->out]];
+    net->nops = n;
+    free(readers), free(map), free(dead), free(renum);
+}
+
 /* Buffers shared by lifetime: value v takes a free slot as large as it needs (or the
  * largest free one, grown), and its inputs' slots are freed after their last reader. */
 static bool plan_slots(NnqNet *net) {
@@ -583,7 +654,7 @@ static bool plan_slots(NnqNet *net) {
     }
     for (int i = 0; i < net->nops; i++)
         for (int k = 0; k < nnq_infer_op_inputs(net->ops[i].op); k++) last[net->ops[i].in[k]] = i;
-    last[nv - 1] = net->nops; /* the logits outlive the ops */
+    last[net->out] = net->nops; /* the logits outlive the ops */
     for (int v = 0; v < nv; v++) {
         /* the smallest free slot that is large enough, else the largest free one */
         int best = -1;
@@ -621,7 +692,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
     }
     NnqNet *net = calloc(1, sizeof *net);
     if (!net) return set_err(err, errlen, "out of memory"), NULL;
-    net->mode = mode, net->a = a, net->nops = a->nops;
+    net->mode = mode, net->a = a, net->nops = a->nops, net->out = a->nops;
     net->k = kernels_pick();
     net->ops = calloc((size_t)a->nops, sizeof *net->ops);
     net->size = calloc((size_t)a->nops + 1, sizeof *net->size);
@@ -667,6 +738,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
         goto fail;
     }
     net->scratch_floats = scratch, net->idx_ints = idx;
+    fuse_chan_ops(net);
     if ((scratch && !(net->scratch = malloc((size_t)scratch * sizeof(float)))) ||
         (idx && !(net->idx = malloc((size_t)idx * sizeof(int32_t)))) || !plan_slots(net))
         goto oom;
@@ -691,7 +763,7 @@ int nnq_net_run(NnqNet *net, const float *raw, int64_t n, float *logits, char *e
             for (int64_t i = p * net->chan_size; i < (p + 1) * net->chan_size; i++) x[i] = (float)(r[i] * a + b);
         }
         for (int i = 0; i < net->nops; i++) op_run(net, i, m);
-        memcpy(logits + s0 * classes, net->buf[net->slot[net->nops]], (size_t)(m * classes) * sizeof(float));
+        memcpy(logits + s0 * classes, net->buf[net->slot[net->out]], (size_t)(m * classes) * sizeof(float));
     }
     (void)err, (void)errlen;
     return 0;
