@@ -19,13 +19,19 @@
 
 typedef float Lanes __attribute__((vector_size(64))); /* 16 floats */
 
-static Lanes load16(const float *p) {
+/* Each mode's loops are compiled three times, for AVX-512, AVX2 and the baseline, and the
+ * loader picks the widest the CPU runs (ifunc). The lanes and the order of the adds are
+ * the same in all three and this file is compiled without contracting a*b+c into FMAs
+ * (-ffp-contract=off, runtime/CMakeLists.txt), so every CPU computes the same bits. */
+#define CHAN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+static inline __attribute__((always_inline)) Lanes load16(const float *p) {
     Lanes v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static float lanes_sum(Lanes a) {
+static inline __attribute__((always_inline)) float lanes_sum(Lanes a) {
     /* pairwise: 8 + 8, 4 + 4, 2 + 2, 1 + 1 */
     float t[16];
     memcpy(t, &a, sizeof t);
@@ -39,7 +45,7 @@ typedef int32_t QuadMask __attribute__((vector_size(16)));
 
 /* x where y > 0, else 0, lane by lane; in 4-lane pieces, which every x86 compares
  * natively (a 16-lane compare is lowered to scalar code without AVX-512). */
-static Lanes relu_mask(Lanes x, Lanes y) {
+static inline __attribute__((always_inline)) Lanes relu_mask(Lanes x, Lanes y) {
     Quad qx[4], qy[4];
     memcpy(qx, &x, sizeof qx);
     memcpy(qy, &y, sizeof qy);
@@ -59,7 +65,8 @@ static Lanes relu_mask(Lanes x, Lanes y) {
 
 /* One mode's loops: see the file comment for the lanes. */
 #define CHAN_REDUCE(NAME, TERM, VTERM)                                                                                \
-    static void NAME(const float *x, const float *y, const float *add, const float *shift, int64_t n, int32_t C,    \
+    CHAN_CLONES static void NAME(const float *x, const float *y, const float *add, const float *shift, int64_t n,   \
+                                 int32_t C,                                                                           \
                      int64_t S, int32_t c0, int32_t c1, float *out) {                                                 \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
             int32_t c = c0;                                                                                           \
@@ -114,7 +121,8 @@ static Lanes relu_mask(Lanes x, Lanes y) {
 #define TERM_X(x, y) (x)
 #define VTERM_X(x, y) (x)
 #define CHAN_GRAD_SUMS(NAME, TERM, VTERM)                                                                             \
-    static void NAME(const float *x, const float *y, int64_t n, int32_t C, int64_t S, int32_t c0, int32_t c1,        \
+    CHAN_CLONES static void NAME(const float *x, const float *y, int64_t n, int32_t C, int64_t S, int32_t c0,       \
+                                 int32_t c1,                                                                          \
                      float *out, float *out2) {                                                                       \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
             int32_t c = c0;                                                                                           \
