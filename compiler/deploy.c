@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "deploy.h"
 #include "nnq_infer.h"
@@ -210,6 +211,12 @@ static int inspect(void) {
 
 /* ---- eval and predict ---- */
 
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static int argmax(const float *v, int n) {
     int best = 0;
     for (int c = 1; c < n; c++)
@@ -260,10 +267,13 @@ static int eval_entry(NnqRun *run) {
     int64_t *conf = nnq_rt_alloc(run, (int64_t)classes * classes * 8);
     memset(conf, 0, (size_t)classes * (size_t)classes * 8);
     char err[256];
+    double engine = 0; /* seconds in the engine */
     for (int64_t s = 0; s < n; s += batch) {
         int64_t m = n - s < batch ? n - s : batch;
         nnq_rt_data_batch(run, ds, NULL, s, m, x, y, 0);
+        double t0 = seconds();
         if (nnq_net_run(net, x, m, logits, err, sizeof err)) nnq_rt_fail(run, "%s", err);
+        engine += seconds() - t0;
         for (int64_t k = 0; k < m; k++) conf[(int64_t)y[k] * classes + argmax(logits + k * classes, classes)]++;
     }
     int64_t correct = 0;
@@ -293,6 +303,8 @@ static int eval_entry(NnqRun *run) {
     } else {
         printf("(confusion matrix of %d classes: --confusion)\n", classes);
     }
+    printf("engine: %.3f s, %.0f images/s at batch %lld (%s kernels)\n", engine, engine > 0 ? (double)n / engine : 0.0,
+           (long long)batch, args.floats ? "float32" : nnq_net_isa());
     return 0;
 }
 
