@@ -88,6 +88,22 @@ size=$(stat -c %s conv/convx.nnqm)
 check raw gcc
 grep -q 'conv2d_q(in, ' raw/c/model.c || bad "raw: the first op does not read the input directly"
 
+# a microcontroller build, when the cross compiler is installed (not one of setup.sh's
+# packages): Cortex-M4F, single-precision FPU, so the normalization's double arithmetic
+# calls the compiler's own helpers (libgcc's __aeabi_*) and nothing else
+if arm-none-eabi-gcc --version > /dev/null 2>&1; then
+    if arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffreestanding $CFLAGS -Os \
+        -c lenet/c/model.c -o lenet/model.arm.o > lenet/arm.txt 2>&1; then
+        undef=$(arm-none-eabi-nm -u lenet/model.arm.o | awk '$2 !~ /^__aeabi_/ {print $2}' | tr '\n' ' ')
+        [ -z "$undef" ] && ok "lenet (arm-none-eabi-gcc, Cortex-M4F, -Os): $(arm-none-eabi-size lenet/model.arm.o | awk 'NR == 2 {print $1}') bytes of text" \
+            || bad "lenet (arm-none-eabi-gcc): needs $undef"
+    else
+        bad "lenet: arm-none-eabi-gcc does not compile it: $(head -5 lenet/arm.txt)"
+    fi
+else
+    echo "note: arm-none-eabi-gcc not installed: no Cortex-M build"
+fi
+
 # the check can fail: the MLP with its relu kernel broken (max(x, 0) becomes x)
 sed -e 's/y\[i\] = x\[i\] > 0.0f ? x\[i\] : 0.0f;/y[i] = x[i];/' mlp/c/model.c > mlp/broken.c
 if cmp -s mlp/c/model.c mlp/broken.c; then
