@@ -601,8 +601,8 @@ static void put_weights(Export *x, XOp *op) {
     int64_t words = (cols * t->bits + 31) / 32;
     op->data[0] = ident(x, t->name, "");
     op->data[1] = ident(x, t->name, "_labels");
-    put(x, "/* %s %s: %lld rows of %lld label indices, %d bit%s each, a row in %lld words */\n", t->name, shape,
-        (long long)rows, (long long)cols, t->bits, t->bits > 1 ? "s" : "", (long long)words);
+    put(x, "/* %s %s: %lld rows of %lld label indices, %d bit%s each, a row in %lld word%s */\n", t->name, shape,
+        (long long)rows, (long long)cols, t->bits, t->bits > 1 ? "s" : "", (long long)words, words > 1 ? "s" : "");
     put(x, "static const uint32_t %s[%lld] = {", op->data[0], (long long)(rows * words));
     uint32_t *row = nnq_rt_alloc(x->run, words * 4);
     for (int64_t r = 0; r < rows; r++) {
