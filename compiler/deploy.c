@@ -127,7 +127,13 @@ static int parse(int argc, char **argv) {
         why = !args.format || (strcmp(args.format, "c") && strcmp(args.format, "npy"))
                   ? "export needs --format c or --format npy"
               : !args.output ? "export needs -o DIR"
+              : args.name && strcmp(args.format, "c") ? "--name goes with --format c"
                              : NULL;
+        if (!why && args.name && !export_c_name_ok(args.name)) {
+            fprintf(stderr, "nnqc: error: --name '%s' is not a C identifier (letters, digits and '_', not "
+                            "starting with a digit; at most 64)\n", args.name);
+            return 2;
+        }
     }
     if (why) {
         fprintf(stderr, "nnqc: error: %s\n", why);

@@ -13,5 +13,7 @@ int deploy_main(int argc, char **argv, const char *stdlib_dir);
  * NNQ_MODEL_PACKED) as plain C99 with its packed weights (docs/deploy.md). Inside
  * nnq_run_invoke; returns 0. */
 int export_c(NnqRun *run, const NnqModelFile *mf, const char *dir, const char *prefix);
+/* True when name can be export_c's prefix: a C identifier of at most 64 characters. */
+bool export_c_name_ok(const char *name);
 
 #endif

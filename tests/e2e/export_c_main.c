@@ -1,0 +1,114 @@
+/* export_c_main.c — the test driver of tests/e2e/export_c.sh: runs a model exported by
+ * `nnqc export --format c` (compiled with this file, its header model.h found with -I)
+ * on every image of an uncompressed IDX image file, and compares it with the engine:
+ *
+ *   export_c_main IMAGES.idx ENGINE_LOGITS.npy ENGINE_CLASSES.txt [LABELS.idx]
+ *
+ * ENGINE_LOGITS.npy is `nnqc predict MODEL IMAGES -o F.npy` (float32 [N, classes]),
+ * ENGINE_CLASSES.txt `nnqc predict MODEL IMAGES` (one class per line). Pixels become
+ * byte / 255 as the data loaders read them. Checks, for every image: the logits agree
+ * within 1e-4 * max|engine logit| + 1e-4, and the class is the engine's; a different
+ * class is allowed only where the engine's two logits are within that tolerance (a tie
+ * the tolerance cannot order), and is counted. Prints a summary line (and the accuracy
+ * when LABELS is given); exit status 1 on any disagreement. Plain C99 with stdio. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+static unsigned char *read_file(const char *path, long *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "export_c_main: cannot open %s\n", path);
+        exit(2);
+    }
+    fseek(f, 0, SEEK_END);
+    *len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *p = malloc((size_t)*len + 1);
+    if (!p || fread(p, 1, (size_t)*len, f) != (size_t)*len) {
+        fprintf(stderr, "export_c_main: cannot read %s\n", path);
+        exit(2);
+    }
+    fclose(f);
+    return p;
+}
+
+static long be32(const unsigned char *p) {
+    return (long)p[0] << 24 | (long)p[1] << 16 | (long)p[2] << 8 | (long)p[3];
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "export_c_main: %s\n", what);
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4 || argc > 5) die("usage: export_c_main IMAGES.idx LOGITS.npy CLASSES.txt [LABELS.idx]");
+    long ilen, nlen, llen = 0;
+    unsigned char *img = read_file(argv[1], &ilen);
+    if (ilen < 16 || img[2] != 0x08 || img[3] < 1) die("images: not an uncompressed IDX file of bytes");
+    long n = be32(img + 4), per = 1;
+    for (int d = 1; d < img[3]; d++) per *= be32(img + 4 + 4 * d);
+    long head = 4 + 4L * img[3];
+    if (per != MODEL_INPUT_SIZE || ilen != head + n * per) die("images: not N samples of the model's input size");
+
+    /* the engine's logits: .npy version 1.0, '<f4', shape (n, classes) */
+    unsigned char *npy = read_file(argv[2], &nlen);
+    if (nlen < 10 || memcmp(npy, "\x93NUMPY\x01", 7)) die("logits: not a .npy file");
+    long hlen = npy[8] | (long)npy[9] << 8;
+    char shape[64];
+    snprintf(shape, sizeof shape, "(%ld, %d)", n, MODEL_OUTPUT_SIZE);
+    npy[10 + hlen - 1] = 0;
+    if (!strstr((char *)npy + 10, "'<f4'") || !strstr((char *)npy + 10, shape) ||
+        nlen != 10 + hlen + n * MODEL_OUTPUT_SIZE * 4)
+        die("logits: not float32 of shape (N, classes)");
+    float *ref = malloc((size_t)n * MODEL_OUTPUT_SIZE * sizeof(float));
+    memcpy(ref, npy + 10 + hlen, (size_t)n * MODEL_OUTPUT_SIZE * sizeof(float)); /* little-endian host */
+
+    FILE *cf = fopen(argv[3], "r");
+    if (!cf) die("cannot open the engine's classes");
+    unsigned char *lab = argc == 5 ? read_file(argv[4], &llen) : NULL;
+    if (lab && (llen != 8 + n || be32(lab + 4) != n)) die("labels: not N uncompressed IDX labels");
+
+    static float scratch[(MODEL_SCRATCH_BYTES + 3) / 4];
+    float x[MODEL_INPUT_SIZE], logits[MODEL_OUTPUT_SIZE];
+    long bad_logits = 0, bad_class = 0, ties = 0, correct = 0;
+    double worst = 0, worst_rel = 0;
+    for (long s = 0; s < n; s++) {
+        for (long i = 0; i < per; i++) x[i] = (float)img[head + s * per + i] / 255.0f;
+        int cls = model_predict(x, logits, scratch), engine;
+        if (fscanf(cf, "%d", &engine) != 1) die("the engine's classes: too few lines");
+        const float *r = ref + s * MODEL_OUTPUT_SIZE;
+        double big = 0, diff = 0;
+        for (int c = 0; c < MODEL_OUTPUT_SIZE; c++) {
+            if (fabs(r[c]) > big) big = fabs(r[c]);
+            double d = fabs((double)logits[c] - r[c]);
+            if (d != d) d = HUGE_VAL; /* NaN */
+            if (d > diff) diff = d;
+        }
+        double tol = 1e-4 * big + 1e-4;
+        if (diff > worst) worst = diff;
+        if (diff / (big + 1e-30) > worst_rel) worst_rel = diff / (big + 1e-30);
+        if (!(diff <= tol)) {
+            if (bad_logits++ < 5)
+                fprintf(stderr, "sample %ld: logits differ by %g (tolerance %g)\n", s, diff, tol);
+        }
+        if (cls != engine) {
+            if (cls >= 0 && cls < MODEL_OUTPUT_SIZE && fabs((double)r[engine] - r[cls]) <= tol) {
+                ties++;
+            } else if (bad_class++ < 5) {
+                fprintf(stderr, "sample %ld: class %d, the engine's %d\n", s, cls, engine);
+            }
+        }
+        if (lab) correct += cls == lab[8 + s];
+    }
+    printf("%ld samples: %ld classes differ from the engine's (%ld more within a tie), %ld with logits out of "
+           "tolerance; largest logit difference %.3g (%.3g of the largest logit)",
+           n, bad_class, ties, bad_logits, worst, worst_rel);
+    if (lab) printf("; accuracy %.4f", (double)correct / (double)n);
+    printf("\n");
+    return bad_class || bad_logits ? 1 : 0;
+}
