@@ -72,6 +72,18 @@ check mlp "$run_ccs"
 sed -e 's/validation = 10000/validation = 500/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
 train lenet "$tmp/lenet.nnq" --epochs 1
 check lenet gcc # the slowest to run (about 17 s): one compiler runs it
+# docs/deploy.md's example main ("Using it"), built as the docs say against LeNet-5
+# exported --name lenet5: the class it prints for the first test image is the engine's
+mkdir -p doc
+awk '/^### Using it/ { want = 1 } want && /^```c/ { on = 1; next } on && /^```/ { exit } on' "$SRC/docs/deploy.md" > doc/main.c
+if "$NNQC" export lenet/*.nnqm --format c -o doc/out --name lenet5 > /dev/null 2>&1 &&
+   cc -std=c99 -O2 -I doc/out doc/main.c doc/out/lenet5.c -o doc/classify 2> doc/cc.txt; then
+    got=$(tail -c +17 "$IMAGES" | head -c 784 | ./doc/classify | sed -n 's/^class \([0-9]*\) .*/\1/p')
+    [ -n "$got" ] && [ "$got" = "$(head -1 lenet/engine.txt)" ] && ok "docs/deploy.md's example main: class $got, as nnqc predict" ||
+        bad "docs/deploy.md's example main printed class '$got', nnqc predict $(head -1 lenet/engine.txt)"
+else
+    bad "docs/deploy.md's example main does not build:"; cat doc/cc.txt
+fi
 train ternary "$SRC/examples/custom_ternary_ste.nnq" --epochs 1
 check ternary "$run_ccs"
 sed -e 's/validation = 10000/validation = 500/' "$SRC/examples/fashion_mlp_float.nnq" > float.nnq
