@@ -1,4 +1,5 @@
-/* codegen.h — LLVM IR generation (codegen.c) and the JIT (jit.c).
+/* codegen.h — LLVM IR generation (codegen.c, through a target: target.h) and the JIT
+ * (jit.c).
  * cg_emit_module builds the whole training program for an IrModule into a new LLVM
  * module in `ctx` (the caller owns the returned module). The JIT owns the LLVM
  * objects it creates; jit_free releases them in reverse order of creation. */

@@ -1,4 +1,5 @@
-/* ir.c — the IR op table accessors and instruction/shape helpers. */
+/* ir.c — the IR op table accessors and instruction/shape helpers. The table's GRAD and
+ * SHAPE columns are read where their functions are: autodiff.c and verify.c. */
 #include "ir.h"
 
 #include <assert.h>
@@ -7,37 +8,32 @@
 #include "nnq_rt.h"
 
 static const char *const names[] = {
-#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) text,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, grad, shape, doc) text,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const int nargs_tab[] = {
-#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) nargs,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, grad, shape, doc) nargs,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const IrAttrs attrs_tab[] = {
-#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) IR_ATTRS_##attrs,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, grad, shape, doc) IR_ATTRS_##attrs,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const IrArg1 arg1_tab[] = {
-#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) IR_ARG1_##arg1,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, grad, shape, doc) IR_ARG1_##arg1,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const bool side_tab[] = {
-#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) side,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, grad, shape, doc) side,
 #include "ir_ops.def"
 #undef IR_OP
 };
 static const int phase_tab[] = {
-#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) NNQ_PHASE_##phase,
-#include "ir_ops.def"
-#undef IR_OP
-};
-static const bool diff_tab[] = {
-#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) diff,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, grad, shape, doc) NNQ_PHASE_##phase,
 #include "ir_ops.def"
 #undef IR_OP
 };
@@ -47,7 +43,6 @@ int ir_op_nargs(IrOp op) { return nargs_tab[op]; }
 IrAttrs ir_op_attrs(IrOp op) { return attrs_tab[op]; }
 IrArg1 ir_op_arg1(IrOp op) { return arg1_tab[op]; }
 bool ir_op_side(IrOp op) { return side_tab[op]; }
-bool ir_op_differentiable(IrOp op) { return diff_tab[op]; }
 int ir_op_phase(IrOp op) { return phase_tab[op]; }
 bool ir_op_source(IrOp op) { return phase_tab[op] == NNQ_PHASE_OTHER; }
 

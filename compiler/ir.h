@@ -13,7 +13,7 @@
 #include "program.h"
 
 typedef enum IrOp {
-#define IR_OP(name, text, nargs, attrs, arg1, side, phase, diff, doc) IR_##name,
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, grad, shape, doc) IR_##name,
 #include "ir_ops.def"
 #undef IR_OP
     IR_OP_COUNT
@@ -28,7 +28,6 @@ int ir_op_nargs(IrOp op);
 IrAttrs ir_op_attrs(IrOp op);
 IrArg1 ir_op_arg1(IrOp op);
 bool ir_op_side(IrOp op);  /* keeps a side buffer, one 4-byte word per output element */
-bool ir_op_differentiable(IrOp op);
 int ir_op_phase(IrOp op); /* an NnqPhase (runtime/phases.def): where --profile charges it */
 bool ir_op_source(IrOp op); /* computes nothing (phase OTHER): input, labels, param, reshape, param_grad */
 

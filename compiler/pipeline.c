@@ -12,7 +12,8 @@
  *   fuse           fuse.c            each parameter's fused gradient -> projection -> optimizer kernels
  *   memplan        memplan.c         where every value and scratch buffer lives
  *   ---- back end (codegen.h), driven by nnqc.c ----
- *   cg_emit_module codegen.c         the LLVM module; jit.c / link.c: native code, trainers
+ *   cg_emit_module codegen.c         the LLVM module, through a target (target.h: target_cpu.c);
+ *                                    jit.c / link.c: native code, trainers
  *
  * A file with no model (a library of projections) stops after check, each projection
  * checked on its own. With --from-ir, ir_parse (ir_parse.c) takes lower's place and the

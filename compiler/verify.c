@@ -1,7 +1,8 @@
 /* verify.c — the IR verifier, run between passes (always with --verify-each, and after
  * every pass in debug builds). Checks SSA order, operand counts and kinds, the shape
  * rules of each op, parameter and batch-norm indices, and that kernels only read
- * inputs they declare. A failure is an internal compiler error, not a user error. */
+ * inputs they declare. A failure is an internal compiler error, not a user error. Each
+ * op's shape rule is the function its row of ir_ops.def names (SHAPE). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,176 @@
         return false;                                                                              \
     } while (0)
 
+/* A shape rule's view of one instruction: where it is, its operands' shapes a, b (NULL
+ * past its operand count) and its own, s. */
+typedef struct Check {
+    const IrModule *m;
+    const IrFunc *f;
+    int i;
+    const IrInst *in;
+    const IrShape *s, *a, *b;
+    FILE *out;
+} Check;
+
+/* A rule's failure, located: "@FUNC %I: " and the message. */
+#define FAIL_AT(c, ...)                                                                            \
+    do {                                                                                           \
+        fprintf((c)->out, "nnqc: internal error: IR verifier: @%s %%%d: ", (c)->f->name, (c)->i); \
+        fprintf((c)->out, __VA_ARGS__);                                                            \
+        fputc('\n', (c)->out);                                                                     \
+        return false;                                                                              \
+    } while (0)
+
+/* ---- shape rules: the functions ir_ops.def's SHAPE column names ---- */
+
+static bool shape_param(const Check *c) {
+    const IrInst *in = c->in;
+    if (in->attr[0] < 0 || in->attr[0] >= c->m->nparams)
+        FAIL_AT(c, "parameter index %lld out of range", (long long)in->attr[0]);
+    if (in->op == IR_PARAM_GRAD && !ir_shape_equal(c->a, &c->m->params[in->attr[0]].shape))
+        FAIL_AT(c, "gradient shape differs from its parameter");
+    return true;
+}
+
+/* bn_train, bn_eval, bn_grad and the fused forms */
+static bool shape_bn(const Check *c) {
+    const IrInst *in = c->in;
+    const IrShape *a = c->a, *b = c->b;
+    if (in->attr[0] < 0 || in->attr[0] >= c->m->nbns) FAIL_AT(c, "bn index out of range");
+    if ((a->rank != 2 && a->rank != 4) || a->d[1] != c->m->bns[in->attr[0]].features || !ir_shape_equal(a, c->s))
+        FAIL_AT(c, "bn shape mismatch");
+    if ((in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL) && (b->rank != 1 || b->d[0] != a->d[1]))
+        FAIL_AT(c, "%s bias shape mismatch", ir_op_name(in->op));
+    if ((in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD) && !ir_shape_equal(a, b))
+        FAIL_AT(c, "%s operands differ in shape", ir_op_name(in->op));
+    return true;
+}
+
+static bool shape_matmul(const Check *c) {
+    const IrShape *s = c->s, *a = c->a, *b = c->b;
+    int64_t am = a->d[c->in->attr[0] ? 1 : 0], ak = a->d[c->in->attr[0] ? 0 : 1];
+    int64_t bk = b->d[c->in->attr[1] ? 1 : 0], bn = b->d[c->in->attr[1] ? 0 : 1];
+    if (a->rank != 2 || b->rank != 2 || s->rank != 2 || ak != bk || s->d[0] != am || s->d[1] != bn)
+        FAIL_AT(c, "matmul shapes do not agree");
+    return true;
+}
+
+static bool shape_bias_add(const Check *c) {
+    if (c->a->rank < 2 || c->b->rank != 1 || c->a->d[1] != c->b->d[0] || !ir_shape_equal(c->a, c->s))
+        FAIL_AT(c, "bias_add shapes do not agree");
+    return true;
+}
+
+/* The output size of a window k at stride st and padding pd over n. */
+static int64_t window_out(int64_t n, int64_t k, int64_t st, int64_t pd) { return (n + 2 * pd - k) / st + 1; }
+
+static bool shape_conv2d(const Check *c) {
+    const IrShape *s = c->s, *a = c->a, *b = c->b;
+    int64_t st = c->in->attr[0], pd = c->in->attr[1];
+    if (a->rank != 4 || b->rank != 4 || s->rank != 4 || b->d[1] != a->d[1] || s->d[1] != b->d[0] || st < 1 ||
+        s->d[2] != window_out(a->d[2], b->d[2], st, pd) || s->d[3] != window_out(a->d[3], b->d[3], st, pd))
+        FAIL_AT(c, "conv2d shapes do not agree");
+    return true;
+}
+
+static bool shape_dwconv2d(const Check *c) {
+    const IrShape *s = c->s, *a = c->a, *b = c->b;
+    int64_t st = c->in->attr[0], pd = c->in->attr[1];
+    if (a->rank != 4 || b->rank != 4 || s->rank != 4 || b->d[1] != 1 || b->d[0] != a->d[1] || s->d[1] != a->d[1] ||
+        st < 1 || s->d[2] != window_out(a->d[2], b->d[2], st, pd) || s->d[3] != window_out(a->d[3], b->d[3], st, pd))
+        FAIL_AT(c, "dwconv2d shapes do not agree");
+    return true;
+}
+
+static bool shape_conv2d_dx(const Check *c) {
+    if (c->s->rank != 4 || c->b->rank != 4 || c->s->d[1] != c->b->d[1]) FAIL_AT(c, "conv2d_dx shapes do not agree");
+    return true;
+}
+
+static bool shape_dwconv2d_dx(const Check *c) {
+    if (c->s->rank != 4 || c->b->rank != 4 || c->s->d[1] != c->b->d[0] || c->b->d[1] != 1)
+        FAIL_AT(c, "dwconv2d_dx shapes do not agree");
+    return true;
+}
+
+/* A gradient op whose second operand is its forward op, `fwd` (ARG1 FWD_INPUT or FWD_SIDE). */
+static bool names_forward(const Check *c, IrOp fwd) {
+    if (c->f->insts[c->in->args[1]].op != fwd) FAIL_AT(c, "%s must name its forward op", ir_op_name(c->in->op));
+    return true;
+}
+
+static bool shape_conv2d_dw(const Check *c) { return names_forward(c, IR_CONV2D); }
+static bool shape_dwconv2d_dw(const Check *c) { return names_forward(c, IR_DWCONV2D); }
+static bool shape_maxpool_grad(const Check *c) { return names_forward(c, IR_MAXPOOL); }
+
+/* maxpool, avgpool */
+static bool shape_pool(const Check *c) {
+    if (c->a->rank != 4 || c->s->rank != 4 || c->s->d[1] != c->a->d[1] || c->in->attr[0] < 1 || c->in->attr[1] < 1)
+        FAIL_AT(c, "%s shapes do not agree", ir_op_name(c->in->op));
+    return true;
+}
+
+static bool shape_avgpool_grad(const Check *c) {
+    const IrShape *s = c->s, *a = c->a;
+    int64_t k = c->in->attr[0], st = c->in->attr[1];
+    if (a->rank != 4 || s->rank != 4 || s->d[1] != a->d[1] || k < 1 || st < 1 || a->d[2] != window_out(s->d[2], k, st, 0))
+        FAIL_AT(c, "avgpool_grad shapes do not agree");
+    return true;
+}
+
+/* add, relu_grad: operands and result of one shape */
+static bool shape_same(const Check *c) {
+    if (!ir_shape_equal(c->a, c->b) || !ir_shape_equal(c->a, c->s))
+        FAIL_AT(c, "%s operands differ in shape", ir_op_name(c->in->op));
+    return true;
+}
+
+static bool shape_unary(const Check *c) {
+    if (!ir_shape_equal(c->a, c->s)) FAIL_AT(c, "%s changes shape", ir_op_name(c->in->op));
+    return true;
+}
+
+static bool shape_dropout(const Check *c) {
+    if (!shape_unary(c)) return false;
+    if (c->in->attr[0] <= 0 || c->in->attr[0] >= 1000000)
+        FAIL_AT(c, "dropout rate %lld out of (0, 1e6)", (long long)c->in->attr[0]);
+    return true;
+}
+
+static bool shape_dropout_grad(const Check *c) {
+    const IrInst *drop = &c->f->insts[c->in->args[1]];
+    if (drop->op != IR_DROPOUT || !ir_shape_equal(c->a, c->s) || !ir_shape_equal(&drop->shape, c->s))
+        FAIL_AT(c, "dropout_grad must name its dropout, of the same shape");
+    return true;
+}
+
+static bool shape_reshape(const Check *c) {
+    if (ir_shape_elems(c->a) != ir_shape_elems(c->s)) FAIL_AT(c, "reshape changes size");
+    return true;
+}
+
+/* xent, correct, xent_grad */
+static bool shape_loss(const Check *c) {
+    if (c->a->rank != 2 || c->f->insts[c->in->args[1]].dtype != IR_I32)
+        FAIL_AT(c, "%s needs logits [N, C] and i32 labels", ir_op_name(c->in->op));
+    return true;
+}
+
+static bool shape_bias_grad(const Check *c) {
+    if (c->a->rank < 2 || c->s->rank != 1 || c->s->d[0] != c->a->d[1]) FAIL_AT(c, "bias_grad shape mismatch");
+    return true;
+}
+
+/* The SHAPE column of ir_ops.def. */
+typedef bool ShapeRule(const Check *c);
+#define NONE NULL
+static ShapeRule *const shape_rules[IR_OP_COUNT] = {
+#define IR_OP(name, text, nargs, attrs, arg1, side, phase, grad, shape, doc) shape,
+#include "ir_ops.def"
+#undef IR_OP
+};
+#undef NONE
+
 static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
     for (int i = 0; i < f->n; i++) {
         const IrInst *in = &f->insts[i];
@@ -22,116 +193,10 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
             if (in->args[k] < 0 || in->args[k] >= i)
                 FAIL("@%s %%%d (%s): operand %d is %%%d, not an earlier value", f->name, i,
                      ir_op_name(in->op), k, in->args[k]);
-        const IrShape *s = &in->shape;
-        const IrShape *a = na > 0 ? &f->insts[in->args[0]].shape : NULL;
-        const IrShape *b = na > 1 ? &f->insts[in->args[1]].shape : NULL;
-        switch (in->op) {
-        case IR_PARAM:
-        case IR_PARAM_GRAD:
-            if (in->attr[0] < 0 || in->attr[0] >= m->nparams)
-                FAIL("@%s %%%d: parameter index %lld out of range", f->name, i, (long long)in->attr[0]);
-            if (in->op == IR_PARAM_GRAD && !ir_shape_equal(a, &m->params[in->attr[0]].shape))
-                FAIL("@%s %%%d: gradient shape differs from its parameter", f->name, i);
-            break;
-        case IR_BN_TRAIN:
-        case IR_BN_EVAL:
-        case IR_BN_GRAD:
-        case IR_BIAS_BN_TRAIN:
-        case IR_BIAS_BN_EVAL:
-        case IR_RELU_BN_GRAD:
-            if (in->attr[0] < 0 || in->attr[0] >= m->nbns)
-                FAIL("@%s %%%d: bn index out of range", f->name, i);
-            if ((a->rank != 2 && a->rank != 4) || a->d[1] != m->bns[in->attr[0]].features || !ir_shape_equal(a, s))
-                FAIL("@%s %%%d: bn shape mismatch", f->name, i);
-            if ((in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL) && (b->rank != 1 || b->d[0] != a->d[1]))
-                FAIL("@%s %%%d: %s bias shape mismatch", f->name, i, ir_op_name(in->op));
-            if ((in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD) && !ir_shape_equal(a, b))
-                FAIL("@%s %%%d: %s operands differ in shape", f->name, i, ir_op_name(in->op));
-            break;
-        case IR_MATMUL: {
-            int64_t am = a->d[in->attr[0] ? 1 : 0], ak = a->d[in->attr[0] ? 0 : 1];
-            int64_t bk = b->d[in->attr[1] ? 1 : 0], bn = b->d[in->attr[1] ? 0 : 1];
-            if (a->rank != 2 || b->rank != 2 || s->rank != 2 || ak != bk || s->d[0] != am ||
-                s->d[1] != bn)
-                FAIL("@%s %%%d: matmul shapes do not agree", f->name, i);
-            break;
-        }
-        case IR_BIAS_ADD:
-            if (a->rank < 2 || b->rank != 1 || a->d[1] != b->d[0] || !ir_shape_equal(a, s))
-                FAIL("@%s %%%d: bias_add shapes do not agree", f->name, i);
-            break;
-        case IR_CONV2D: {
-            int64_t st = in->attr[0], pd = in->attr[1];
-            if (a->rank != 4 || b->rank != 4 || s->rank != 4 || b->d[1] != a->d[1] || s->d[1] != b->d[0] ||
-                st < 1 || s->d[2] != (a->d[2] + 2 * pd - b->d[2]) / st + 1 ||
-                s->d[3] != (a->d[3] + 2 * pd - b->d[3]) / st + 1)
-                FAIL("@%s %%%d: conv2d shapes do not agree", f->name, i);
-            break;
-        }
-        case IR_DWCONV2D: {
-            int64_t st = in->attr[0], pd = in->attr[1];
-            if (a->rank != 4 || b->rank != 4 || s->rank != 4 || b->d[1] != 1 || b->d[0] != a->d[1] ||
-                s->d[1] != a->d[1] || st < 1 || s->d[2] != (a->d[2] + 2 * pd - b->d[2]) / st + 1 ||
-                s->d[3] != (a->d[3] + 2 * pd - b->d[3]) / st + 1)
-                FAIL("@%s %%%d: dwconv2d shapes do not agree", f->name, i);
-            break;
-        }
-        case IR_CONV2D_DX:
-        case IR_CONV2D_DW:
-        case IR_DWCONV2D_DX:
-        case IR_DWCONV2D_DW:
-        case IR_MAXPOOL_GRAD: {
-            bool dx = in->op == IR_CONV2D_DX || in->op == IR_DWCONV2D_DX;
-            IrOp fwd = in->op == IR_CONV2D_DW ? IR_CONV2D : in->op == IR_DWCONV2D_DW ? IR_DWCONV2D : IR_MAXPOOL;
-            const IrInst *src = &f->insts[in->args[dx ? 0 : 1]];
-            if (!dx && src->op != fwd) FAIL("@%s %%%d: %s must name its forward op", f->name, i, ir_op_name(in->op));
-            if (in->op == IR_CONV2D_DX && (s->rank != 4 || b->rank != 4 || s->d[1] != b->d[1]))
-                FAIL("@%s %%%d: conv2d_dx shapes do not agree", f->name, i);
-            if (in->op == IR_DWCONV2D_DX && (s->rank != 4 || b->rank != 4 || s->d[1] != b->d[0] || b->d[1] != 1))
-                FAIL("@%s %%%d: dwconv2d_dx shapes do not agree", f->name, i);
-            break;
-        }
-        case IR_AVGPOOL_GRAD:
-            if (a->rank != 4 || s->rank != 4 || s->d[1] != a->d[1] || in->attr[0] < 1 || in->attr[1] < 1 ||
-                a->d[2] != (s->d[2] - in->attr[0]) / in->attr[1] + 1)
-                FAIL("@%s %%%d: avgpool_grad shapes do not agree", f->name, i);
-            break;
-        case IR_AVGPOOL:
-        case IR_MAXPOOL:
-            if (a->rank != 4 || s->rank != 4 || s->d[1] != a->d[1] || in->attr[0] < 1 || in->attr[1] < 1)
-                FAIL("@%s %%%d: maxpool shapes do not agree", f->name, i);
-            break;
-        case IR_ADD:
-        case IR_RELU_GRAD:
-            if (!ir_shape_equal(a, b) || !ir_shape_equal(a, s))
-                FAIL("@%s %%%d: %s operands differ in shape", f->name, i, ir_op_name(in->op));
-            break;
-        case IR_RELU:
-        case IR_DROPOUT:
-            if (!ir_shape_equal(a, s)) FAIL("@%s %%%d: %s changes shape", f->name, i, ir_op_name(in->op));
-            if (in->op == IR_DROPOUT && (in->attr[0] <= 0 || in->attr[0] >= 1000000))
-                FAIL("@%s %%%d: dropout rate %lld out of (0, 1e6)", f->name, i, (long long)in->attr[0]);
-            break;
-        case IR_DROPOUT_GRAD:
-            if (f->insts[in->args[1]].op != IR_DROPOUT || !ir_shape_equal(a, s) ||
-                !ir_shape_equal(&f->insts[in->args[1]].shape, s))
-                FAIL("@%s %%%d: dropout_grad must name its dropout, of the same shape", f->name, i);
-            break;
-        case IR_RESHAPE:
-            if (ir_shape_elems(a) != ir_shape_elems(s)) FAIL("@%s %%%d: reshape changes size", f->name, i);
-            break;
-        case IR_XENT:
-        case IR_CORRECT:
-        case IR_XENT_GRAD:
-            if (a->rank != 2 || f->insts[in->args[1]].dtype != IR_I32)
-                FAIL("@%s %%%d: %s needs logits [N, C] and i32 labels", f->name, i, ir_op_name(in->op));
-            break;
-        case IR_BIAS_GRAD:
-            if (a->rank < 2 || s->rank != 1 || s->d[0] != a->d[1])
-                FAIL("@%s %%%d: bias_grad shape mismatch", f->name, i);
-            break;
-        default: break;
-        }
+        Check c = {.m = m, .f = f, .i = i, .in = in, .s = &in->shape, .out = out,
+                   .a = na > 0 ? &f->insts[in->args[0]].shape : NULL,
+                   .b = na > 1 ? &f->insts[in->args[1]].shape : NULL};
+        if (shape_rules[in->op] && !shape_rules[in->op](&c)) return false;
     }
     return true;
 }

@@ -7,7 +7,8 @@
  *  - a JIT-compiled network: the generated backward pass (every parameter's gradient,
  *    through dense, bias, batch norm, ReLU and softmax cross-entropy) vs central
  *    differences of the generated forward loss;
- *  - the fused PMF + Adam update kernel vs a step-by-step reference written here.
+ *  - the fused PMF + Adam update kernel vs a step-by-step reference written here;
+ *  - the CPU target's op table: code for every IR op that computes, none for the rest.
  * Ends with "N passed, N failed". */
 #include <math.h>
 #include <stdint.h>
@@ -19,6 +20,7 @@
 #include "ir.h"
 #include "lang.h"
 #include "rt_internal.h"
+#include "target.h"
 #include "testutil.h"
 
 /* ---------- sx ---------- */
@@ -569,7 +571,18 @@ out:
     compiled_free(&c);
 }
 
+/* ---------- targets ---------- */
+
+static void test_target_tables(void) {
+    const CgTarget *t = &cg_target_cpu;
+    for (int op = 0; op < IR_OP_COUNT; op++)
+        CHECK(!t->ops[op] == ir_op_source((IrOp)op), "%s target: %s %s", t->name, ir_op_name((IrOp)op),
+              ir_op_source((IrOp)op) ? "computes nothing but has code" : "has no code");
+    CHECK(t->buffer && t->kernel && t->kernel_run && t->setup, "%s target: every entry filled", t->name);
+}
+
 int main(void) {
+    test_target_tables();
     test_sx_basics();
     test_sx_derivatives();
     test_sx_large_beta();

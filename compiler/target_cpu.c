@@ -1,0 +1,704 @@
+/* target_cpu.c — the CPU target: code for the host's cores, through LLVM's host back end.
+ *
+ * Requires: codegen.c's state (target.h): the buffers made, an FnCtx for the function
+ * being walked. Provides: cg_target_cpu, the CgTarget of the host CPU:
+ *   memory   a static, zero-filled, 64-byte aligned global per buffer;
+ *   ops      matmul: OpenBLAS (nnq_rt_sgemm); conv2d and its gradients: the runtime's
+ *            convolutions (runtime/conv.c: oneDNN, or im2col + GEMM, by chunks of
+ *            samples on the thread pool), the depthwise ones runtime/dwconv.c's; pooling:
+ *            the runtime's kernels. The rest is generated here: elementwise ops and
+ *            dropout as loops outlined for the thread pool (nnq_rt_parallel_for);
+ *            per-channel ops (bias, batch norm) over ranges of channels, their sums
+ *            through nnq_rt_chan_reduce and batch norm's stages through nnq_rt_bn_run;
+ *            the loss row by row;
+ *   kernels  a fused kernel is core(begin, end, noalias buffers..., scalars...), the
+ *            loop, and shape(table, count, scalars...), which runs it on the thread
+ *            pool; each parameter passes its buffers in a constant table;
+ *   setup    every convolution's scratch, reserved (nnq_rt_conv_reserve).
+ * Every parallel loop gives each iteration to one thread and every sum has a fixed
+ * order, so results do not depend on the thread count. A loop body shared by the
+ * instructions of one op and layout is a function of the module found by its name
+ * ("par.add", "par.bn_train.s"); the buffers come in its context. */
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "target.h"
+
+/* ---------- memory ---------- */
+
+static LLVMValueRef cpu_buffer(Cg *cg, const char *name, int64_t count, LLVMTypeRef elem) {
+    return cg_global(cg, name, count, elem);
+}
+
+/* ---------- parallel loops ----------
+ * A loop over [0, n) with independent iterations becomes a function
+ * body(ctx, i64 begin, i64 end) that nnq_rt_parallel_for runs on the runtime's threads.
+ * The values of the enclosing function that the body uses travel in ctx, an array of
+ * i64 (pointers through ptrtoint, f32 through its bits, i1 widened); par_begin hands
+ * back the body's copies in place. Every iteration is computed by one thread, so
+ * results do not depend on the thread count. */
+#define PAR_MAX_VALS 10
+
+typedef struct ParLoop {
+    LLVMValueRef outer_fn, body_fn;
+    LLVMBasicBlockRef outer_bb;
+    LLVMValueRef vals[PAR_MAX_VALS];
+    int nvals;
+    LLVMValueRef n;
+    int64_t min_items;
+    LLVMValueRef begin, end; /* the body's range */
+    bool has_loop;           /* par_begin: l runs over it; par_range_begin: the caller does */
+    Loop l;
+} ParLoop;
+
+static LLVMValueRef to_i64(Cg *cg, LLVMValueRef v) {
+    LLVMTypeRef t = LLVMTypeOf(v);
+    switch (LLVMGetTypeKind(t)) {
+    case LLVMPointerTypeKind: return LLVMBuildPtrToInt(cg->b, v, cg->ti64, "");
+    case LLVMFloatTypeKind: return LLVMBuildZExt(cg->b, LLVMBuildBitCast(cg->b, v, cg->ti32, ""), cg->ti64, "");
+    default: return LLVMGetIntTypeWidth(t) == 64 ? v : LLVMBuildZExt(cg->b, v, cg->ti64, "");
+    }
+}
+
+static LLVMValueRef from_i64(Cg *cg, LLVMValueRef v, LLVMTypeRef t) {
+    switch (LLVMGetTypeKind(t)) {
+    case LLVMPointerTypeKind: return LLVMBuildIntToPtr(cg->b, v, t, "");
+    case LLVMFloatTypeKind: return LLVMBuildBitCast(cg->b, LLVMBuildTrunc(cg->b, v, cg->ti32, ""), t, "");
+    default: return LLVMGetIntTypeWidth(t) == 64 ? v : LLVMBuildTrunc(cg->b, v, t, "");
+    }
+}
+
+/* The body gets its range [p.begin, p.end) and loops over it itself. */
+static ParLoop par_range_begin(Cg *cg, const char *name, LLVMValueRef n, int64_t min_items, LLVMValueRef *vals,
+                               int nvals) {
+    assert(nvals <= PAR_MAX_VALS);
+    ParLoop p = {.outer_fn = cg->fn, .outer_bb = LLVMGetInsertBlock(cg->b), .nvals = nvals, .n = n,
+                 .min_items = min_items < 1 ? 1 : min_items};
+    LLVMTypeRef ps[3] = {cg->tp, cg->ti64, cg->ti64};
+    p.body_fn = cg_new_function(cg, name, LLVMFunctionType(cg->tv, ps, 3, 0), false);
+    LLVMValueRef ctx = LLVMBuildBitCast(cg->b, LLVMGetParam(p.body_fn, 0), LLVMPointerType(cg->ti64, 0), "ctx");
+    for (int k = 0; k < nvals; k++) {
+        p.vals[k] = vals[k];
+        LLVMValueRef at = LLVMBuildInBoundsGEP2(cg->b, cg->ti64, ctx, (LLVMValueRef[]){ci64(cg, k)}, 1, "");
+        vals[k] = from_i64(cg, LLVMBuildLoad2(cg->b, cg->ti64, at, ""), LLVMTypeOf(vals[k]));
+    }
+    p.begin = LLVMGetParam(p.body_fn, 1);
+    p.end = LLVMGetParam(p.body_fn, 2);
+    return p;
+}
+
+/* The body is one iteration, p.l.iv. */
+static ParLoop par_begin(Cg *cg, const char *name, LLVMValueRef n, int64_t min_items, LLVMValueRef *vals, int nvals) {
+    ParLoop p = par_range_begin(cg, name, n, min_items, vals, nvals);
+    p.has_loop = true;
+    p.l = cg_loop_begin(cg, p.begin, p.end, "par");
+    return p;
+}
+
+/* Ends the body and returns to the enclosing function, emitting no call. */
+static void par_finish(Cg *cg, ParLoop *p) {
+    if (p->has_loop) cg_loop_end(cg, &p->l);
+    LLVMBuildRetVoid(cg->b);
+    cg->fn = p->outer_fn;
+    LLVMPositionBuilderAtEnd(cg->b, p->outer_bb);
+}
+
+/* A body's context: vals as i64 in a stack array; returns its address. */
+static LLVMValueRef par_ctx(Cg *cg, const LLVMValueRef *vals, int nvals) {
+    LLVMValueRef ctx = cg_local(cg, LLVMArrayType(cg->ti64, PAR_MAX_VALS), NULL, "par.ctx");
+    LLVMValueRef base = LLVMBuildBitCast(cg->b, ctx, LLVMPointerType(cg->ti64, 0), "");
+    for (int k = 0; k < nvals; k++)
+        LLVMBuildStore(cg->b, to_i64(cg, vals[k]),
+                       LLVMBuildInBoundsGEP2(cg->b, cg->ti64, base, (LLVMValueRef[]){ci64(cg, k)}, 1, ""));
+    return ctx;
+}
+
+/* Runs body over [0, n) on the runtime's threads with vals in its context. */
+static void par_call(Cg *cg, LLVMValueRef body, LLVMValueRef n, int64_t min_items, const LLVMValueRef *vals, int nvals) {
+    LLVMValueRef ctx = par_ctx(cg, vals, nvals);
+    cg_rt_call(cg, "nnq_rt_parallel_for", (LLVMValueRef[]){n, ci64(cg, min_items), body, ctx}, 4);
+}
+
+static void par_end(Cg *cg, ParLoop *p) {
+    par_finish(cg, p);
+    par_call(cg, p->body_fn, p->n, p->min_items, p->vals, p->nvals);
+}
+
+/* ---------- per-channel loops ---------- */
+
+/* A loop over the channels of a value of shape [N, C, S...] (chan_begin_with). */
+typedef struct ChanLoop {
+    Loop n, c, s;
+    bool has_s;
+    LLVMValueRef k;
+    LLVMValueRef cv[5]; /* chan_begin_with: per-channel values, loaded before the inner loop */
+} ChanLoop;
+
+static int64_t chan_inner(const IrShape *s) {
+    int64_t n = 1;
+    for (int i = 2; i < s->rank; i++) n *= s->d[i];
+    return n;
+}
+
+/* A per-channel value's layout [n, C, S]: C channels, S = the product of the trailing
+ * dims (i64 values: constants, or read from a shared body's context); has_s: S > 1. */
+typedef struct ChanShape {
+    LLVMValueRef C, S;
+    bool has_s;
+} ChanShape;
+
+static ChanShape chan_shape(Cg *cg, const IrShape *shape) {
+    return (ChanShape){ci64(cg, shape->d[1]), ci64(cg, chan_inner(shape)), chan_inner(shape) > 1};
+}
+
+/* Loops over the channels [c0, c1) of a value with n rows: k = (n C + c) S + s, rows
+ * outermost (so a channel's values are visited in the same order whatever the range),
+ * cv[i] = chan[i][c] loaded once per channel and row (the inner loop is then a plain
+ * elementwise loop that vectorizes). With S = 1 (dense layers) there is no inner loop. */
+static ChanLoop chan_begin_with(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, ChanShape cs,
+                                LLVMValueRef *chan, int nchan) {
+    ChanLoop l = {0};
+    l.n = cg_loop_begin(cg, ci64(cg, 0), n, "n");
+    LLVMValueRef nc = LLVMBuildMul(cg->b, l.n.iv, cs.C, "");
+    l.c = cg_loop_begin(cg, c0, c1, "c");
+    for (int i = 0; i < nchan; i++) l.cv[i] = ldf(cg, chan[i], l.c.iv);
+    l.k = LLVMBuildAdd(cg->b, nc, l.c.iv, "");
+    l.has_s = cs.has_s;
+    if (l.has_s) {
+        LLVMValueRef base = LLVMBuildMul(cg->b, l.k, cs.S, "");
+        l.s = cg_loop_begin(cg, ci64(cg, 0), cs.S, "s");
+        l.k = LLVMBuildAdd(cg->b, base, l.s.iv, "");
+    }
+    return l;
+}
+
+/* A per-channel op (bias, batch norm) as a parallel loop over ranges of channels:
+ * channels are independent, sums included, so each is computed whole by one thread. */
+static ParLoop par_chan_begin(Cg *cg, const char *name, const IrShape *shape, LLVMValueRef *vals, int nvals) {
+    int64_t per = cg->batch * chan_inner(shape);
+    return par_range_begin(cg, name, ci64(cg, shape->d[1]), per >= 65536 ? 1 : 65536 / per, vals, nvals);
+}
+
+static void chan_end(Cg *cg, ChanLoop *l) {
+    if (l->has_s) cg_loop_end(cg, &l->s);
+    cg_loop_end(cg, &l->c);
+    cg_loop_end(cg, &l->n);
+}
+
+/* out[c] (and out2[c]) for the channels [c0, c1) of x [n, C, S...]: per-channel sums of
+ * a mode of nnq_rt_chan_reduce (runtime/chan.c: a fixed order of adds, vectorized); y,
+ * add, shift and out2 may be NULL. */
+enum { CHAN_SUM, CHAN_SQDEV, CHAN_GRAD, CHAN_RELU_GRAD };
+static void chan_sums(Cg *cg, int mode, ChanShape cs, LLVMValueRef x, LLVMValueRef y, LLVMValueRef add,
+                      LLVMValueRef shift, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef out,
+                      LLVMValueRef out2) {
+    LLVMValueRef null = LLVMConstNull(cg->tp);
+    LLVMValueRef args[12] = {ci32(cg, mode), x, y ? y : null, add ? add : null, shift ? shift : null, n,
+                             LLVMBuildTrunc(cg->b, cs.C, cg->ti32, ""), cs.S,
+                             LLVMBuildTrunc(cg->b, c0, cg->ti32, ""), LLVMBuildTrunc(cg->b, c1, cg->ti32, ""), out,
+                             out2 ? out2 : null};
+    cg_rt_call(cg, "nnq_rt_chan_reduce", args, 12);
+}
+
+/* ---------- ops ---------- */
+
+/* y = op(a) op(b): OpenBLAS's sgemm. */
+static void cpu_matmul(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    const IrShape *a = arg_shape(fc, i, 0), *bs = arg_shape(fc, i, 1);
+    int ta = (int)in->attr[0], tb = (int)in->attr[1];
+    LLVMValueRef M = dim(cg, fc, ta ? a->d[1] : a->d[0]);
+    LLVMValueRef K = dim(cg, fc, ta ? a->d[0] : a->d[1]);
+    LLVMValueRef N = dim(cg, fc, tb ? bs->d[0] : bs->d[1]);
+    LLVMValueRef lda = dim(cg, fc, a->d[1]), ldb = dim(cg, fc, bs->d[1]);
+#define T32(v) LLVMBuildTrunc(b, (v), cg->ti32, "")
+    LLVMValueRef args[13] = {ci32(cg, ta), ci32(cg, tb), T32(M), T32(N), T32(K), cf32(cg, 1.0),
+                             arg_val(fc, i, 0), T32(lda), arg_val(fc, i, 1), T32(ldb), cf32(cg, 0.0), out, T32(N)};
+#undef T32
+    cg_rt_call(cg, "nnq_rt_sgemm", args, 13);
+}
+
+/* add, relu, relu_grad: one parallel loop; its body, one per op, is shared by all the
+ * op's instructions (the buffers come in the context). */
+static void cpu_elementwise(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = arg_val(fc, i, 0), B = arg_val(fc, i, 1);
+    LLVMValueRef outer[3] = {A, B ? B : A, out}, n = elems(cg, fc, &in->shape);
+    char name[64];
+    snprintf(name, sizeof name, "par.%s", ir_op_name(in->op));
+    LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
+    if (!body) {
+        LLVMValueRef v[3] = {A, B ? B : A, out};
+        ParLoop p = par_begin(cg, name, n, 65536, v, 3);
+        LLVMValueRef a = ldf(cg, v[0], p.l.iv), r;
+        if (in->op == IR_ADD) r = LLVMBuildFAdd(b, a, ldf(cg, v[1], p.l.iv), "");
+        else if (in->op == IR_RELU) r = fmaxv(cg, a, cf32(cg, 0));
+        else {
+            LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, ldf(cg, v[1], p.l.iv), cf32(cg, 0), "");
+            r = LLVMBuildSelect(b, pos, a, cf32(cg, 0), "");
+        }
+        stf(cg, v[2], p.l.iv, r);
+        par_finish(cg, &p);
+        body = p.body_fn;
+    }
+    par_call(cg, body, n, 65536, outer, 3);
+}
+
+/* dropout and its gradient: a counter-based mask, one parallel loop. */
+static void cpu_dropout(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = arg_val(fc, i, 0);
+    /* The mask is a counter-based hash of (step, instruction, element): no state
+     * beyond the step counter, the same draw for the same seed whatever the thread
+     * count, and a loop that vectorizes. Keep when the top 32 bits fall below
+     * keep * 2^32. */
+    const IrInst *drop = in->op == IR_DROPOUT ? in : &fc->f->insts[in->args[1]];
+    double keep = 1.0 - (double)drop->attr[0] * 1e-6;
+    LLVMValueRef key = ci64(cg, 0);
+    if (in->op == IR_DROPOUT) {
+        LLVMValueRef step = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->dropout_step, cg->ti64), "");
+        key = LLVMBuildXor(b, LLVMBuildMul(b, step, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""),
+                           ci64(cg, (int64_t)((uint64_t)(i + 1) * 0xD1B54A32D192ED03ull)), "key");
+        /* element positions in the global batch: this rank's part starts at sample mpi.base */
+        LLVMValueRef base = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_base, cg->ti64), "");
+        int64_t per = ir_shape_elems(&in->shape); /* per sample */
+        key = LLVMBuildAdd(b, key, LLVMBuildMul(b, LLVMBuildMul(b, base, ci64(cg, per), ""), ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+    }
+    LLVMValueRef v[4] = {A, fc->extra[drop - fc->f->insts], out, key};
+    ParLoop p = par_begin(cg, "par.dropout", elems(cg, fc, &in->shape), 65536, v, 4);
+    LLVMValueRef m;
+    if (in->op == IR_DROPOUT) {
+        LLVMValueRef z = LLVMBuildAdd(b, v[3], LLVMBuildMul(b, p.l.iv, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""), "");
+        z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 30), ""), ""), ci64(cg, (int64_t)0xBF58476D1CE4E5B9ull), "");
+        z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 27), ""), ""), ci64(cg, (int64_t)0x94D049BB133111EBull), "");
+        z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, ci64(cg, 31), ""), "");
+        LLVMValueRef kept = LLVMBuildICmp(b, LLVMIntULT, LLVMBuildLShr(b, z, ci64(cg, 32), ""),
+                                          ci64(cg, (int64_t)(keep * 4294967296.0)), "");
+        m = LLVMBuildSelect(b, kept, cf32(cg, 1.0 / keep), cf32(cg, 0), "");
+        stf(cg, v[1], p.l.iv, m);
+    } else {
+        m = ldf(cg, v[1], p.l.iv);
+    }
+    stf(cg, v[2], p.l.iv, LLVMBuildFMul(b, ldf(cg, v[0], p.l.iv), m, ""));
+    par_end(cg, &p);
+}
+
+/* bias_add: over ranges of channels, b[c] loaded once per channel and row. */
+static void cpu_bias_add(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrShape *as = arg_shape(fc, i, 0);
+    LLVMValueRef v[4] = {arg_val(fc, i, 0), arg_val(fc, i, 1), out, fc->n};
+    ParLoop p = par_chan_begin(cg, "par.bias", as, v, 4);
+    ChanLoop l = chan_begin_with(cg, v[3], p.begin, p.end, chan_shape(cg, as), &v[1], 1);
+    stf(cg, v[2], l.k, LLVMBuildFAdd(cg->b, ldf(cg, v[0], l.k), l.cv[0], ""));
+    chan_end(cg, &l);
+    par_end(cg, &p);
+}
+
+/* bias_grad: per-channel sums over ranges of channels. */
+static void cpu_bias_grad(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrShape *as = arg_shape(fc, i, 0);
+    LLVMValueRef v[3] = {arg_val(fc, i, 0), out, fc->n};
+    ParLoop p = par_chan_begin(cg, "par.bias_grad", as, v, 3);
+    chan_sums(cg, CHAN_SUM, chan_shape(cg, as), v[0], NULL, NULL, NULL, v[2], p.begin, p.end, v[1], NULL);
+    par_end(cg, &p);
+}
+
+/* Batch-norm ops run in one pass (stage 0), or, when the statistics are sums over the
+ * global batch of a data-parallel run, in stages between which the sums are
+ * all-reduced: 1 the sums of x (of dy and dy * y for the gradient), 2 the squared
+ * deviations from the global mean, 3 the rest. in_stage: the part of stage k runs. */
+static LLVMValueRef in_stage(Cg *cg, LLVMValueRef stage, int k) {
+    return LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, stage, ci64(cg, 0), ""),
+                       LLVMBuildICmp(cg->b, LLVMIntEQ, stage, ci64(cg, k), ""), "");
+}
+
+/* Batch statistics of x (n rows here, nf values per channel in the whole batch) for the
+ * channels [c0, c1) (dim 1, over n and the trailing dims): bn[4] = sum x, bn[2] = mean,
+ * bn[5] = sum (x - mean)^2, bn[3] = 1/sqrt(var + 1e-5) with the biased variance. train:
+ * the running statistics move towards the batch's (momentum 0.1, unbiased variance);
+ * otherwise (calibration) the batch's mean and unbiased variance are added to the hard
+ * statistics bn[6], bn[7]. Stages 1, 2 and 3 as above. */
+static void bn_batch_stats(Cg *cg, ChanShape as, LLVMValueRef A, LLVMValueRef bias, LLVMValueRef *bn, LLVMValueRef n,
+                           LLVMValueRef nf, LLVMValueRef c0, LLVMValueRef c1, bool train, LLVMValueRef stage) {
+    LLVMBuilderRef b = cg->b;
+    LLVMBasicBlockRef join;
+    cg_if_begin(cg, in_stage(cg, stage, 1), &join);
+    chan_sums(cg, CHAN_SUM, as, A, NULL, bias, NULL, n, c0, c1, bn[4], NULL);
+    cg_if_end(cg, join);
+    cg_if_begin(cg, in_stage(cg, stage, 2), &join);
+    Loop j2 = cg_loop_begin(cg, c0, c1, "chan");
+    stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
+    cg_loop_end(cg, &j2);
+    chan_sums(cg, CHAN_SQDEV, as, A, NULL, bias, bn[2], n, c0, c1, bn[5], NULL);
+    cg_if_end(cg, join);
+    cg_if_begin(cg, in_stage(cg, stage, 3), &join);
+    LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
+    Loop j4 = cg_loop_begin(cg, c0, c1, "chan");
+    LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
+    LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
+    stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), cg_intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1), ""));
+    LLVMValueRef uvar = LLVMBuildFMul(b, var, unb, "");
+    if (train) {
+        stf(cg, bn[0], j4.iv, LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[0], j4.iv), ""),
+                                          LLVMBuildFMul(b, cf32(cg, 0.1), ldf(cg, bn[2], j4.iv), ""), ""));
+        stf(cg, bn[1], j4.iv, LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[1], j4.iv), ""),
+                                          LLVMBuildFMul(b, cf32(cg, 0.1), uvar, ""), ""));
+    } else {
+        stf(cg, bn[6], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[6], j4.iv), ldf(cg, bn[2], j4.iv), ""));
+        stf(cg, bn[7], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[7], j4.iv), uvar, ""));
+    }
+    cg_loop_end(cg, &j4);
+    cg_if_end(cg, join);
+}
+
+/* A batch norm's 8 buffers (Cg.bnbuf) as a constant table "BN.buffers": its loop body's
+ * context carries the table. */
+static LLVMValueRef bn_table(Cg *cg, int bn) {
+    const char *name = arena_printf(cg->m->arena, "%s.buffers", cg->m->bns[bn].name);
+    LLVMValueRef t = LLVMGetNamedGlobal(cg->mod, name);
+    if (t) return t;
+    LLVMValueRef init[8];
+    for (int k = 0; k < 8; k++) init[k] = LLVMConstBitCast(cg->bnbuf[bn][k], cg->tp);
+    t = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tp, 8), name);
+    LLVMSetInitializer(t, LLVMConstArray(cg->tp, init, 8));
+    LLVMSetGlobalConstant(t, 1);
+    LLVMSetLinkage(t, LLVMInternalLinkage);
+    return t;
+}
+
+/* The batch-norm ops and their fused forms (see the comment inside). */
+static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = arg_val(fc, i, 0), B = arg_val(fc, i, 1);
+    const IrShape *as = arg_shape(fc, i, 0);
+    /* Per channel c (dim 1) over n and the trailing dims: count = N * S values; one
+     * parallel loop over ranges of channels does the statistics and the elementwise
+     * pass. The fused forms (fuse_layers.c) add the bias B[c] to x where it is read,
+     * or mask dy by y > 0, computing the same values as the separate ops did. The
+     * loop body is shared by every instruction of the same op and layout: shapes, buffers
+     * and the batch-norm state (a table of its 8 buffers) come in its context.
+     * Training statistics are those of the global batch (ntot rows): in a
+     * data-parallel run the body runs in stages with the sums all-reduced between
+     * them (synchronized batch norm), otherwise in one pass. */
+    bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD;
+    bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN;
+    bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL, relu = in->op == IR_RELU_BN_GRAD;
+    LLVMValueRef hard = fc->hard ? fc->hard : LLVMConstInt(cg->ti1, 0, 0);
+    LLVMValueRef calib = fc->calib ? fc->calib : LLVMConstInt(cg->ti1, 0, 0);
+    LLVMValueRef flags = LLVMBuildOr(b, LLVMBuildZExt(b, hard, cg->ti64, ""),
+                                     LLVMBuildShl(b, LLVMBuildZExt(b, calib, cg->ti64, ""), ci64(cg, 1), ""), "");
+    int64_t S = chan_inner(as);
+    LLVMValueRef ntot = train || grad ? fc->ntot : fc->n;
+    LLVMValueRef outer[9] = {A, B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]), ci64(cg, S), ntot};
+    char name[64];
+    snprintf(name, sizeof name, "par.%s%s", ir_op_name(in->op), S > 1 ? ".s" : "");
+    LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
+    if (!body) {
+        LLVMValueRef v[9];
+        memcpy(v, outer, sizeof v);
+        ParLoop p = par_range_begin(cg, name, outer[6], 1, v, 9);
+        A = v[0], B = v[1], out = v[2];
+        LLVMValueRef n = v[3], c0 = p.begin, c1 = p.end, bias = biased ? B : NULL;
+        hard = LLVMBuildTrunc(b, v[4], cg->ti1, "hard");
+        calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
+        LLVMValueRef stage = LLVMBuildLShr(b, v[4], ci64(cg, 2), "stage");
+        ChanShape cs = {v[6], v[7], S > 1};
+        LLVMValueRef bn[8], table = as_ptr(cg, v[5], cg->tp);
+        for (int k = 0; k < 8; k++)
+            bn[k] = LLVMBuildLoad2(b, cg->tp, LLVMBuildInBoundsGEP2(b, cg->tp, table, (LLVMValueRef[]){ci64(cg, k)}, 1, ""), "");
+        LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, v[8], cs.S, ""), cg->tf32, "");
+        if (train) {
+            bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, true, stage);
+        } else if (grad) {
+            /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
+            LLVMBasicBlockRef join;
+            cg_if_begin(cg, in_stage(cg, stage, 1), &join);
+            chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, cs, A, B, NULL, NULL, n, c0, c1, bn[4], bn[5]);
+            cg_if_end(cg, join);
+        } else {
+            /* eval: mean and invstd from the running statistics, or from the hard
+             * network's recalibrated ones; when calibrating, from this batch, which is
+             * also added to the hard statistics (calibrate() averages them). */
+            LLVMBasicBlockRef join;
+            cg_if_begin(cg, calib, &join);
+            bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, false, ci64(cg, 0));
+            cg_if_end(cg, join);
+            cg_if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
+            {
+                LLVMValueRef rmean = LLVMBuildSelect(b, hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
+                LLVMValueRef rvar = LLVMBuildSelect(b, hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
+                Loop j4 = cg_loop_begin(cg, c0, c1, "chan");
+                stf(cg, bn[2], j4.iv, ldf(cg, rmean, j4.iv));
+                LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, rvar, j4.iv), cf32(cg, 1e-5), "");
+                LLVMValueRef sq = cg_intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
+                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
+                cg_loop_end(cg, &j4);
+            }
+            cg_if_end(cg, join);
+        }
+        /* Elementwise pass. */
+        LLVMBasicBlockRef last;
+        cg_if_begin(cg, in_stage(cg, stage, 3), &last);
+        ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, biased ? 5 : 4);
+        LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
+        if (grad) {
+            LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
+            LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
+            LLVMValueRef y = ldf(cg, B, l.k);
+            if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
+            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
+            res = LLVMBuildFMul(b, sc, t, "");
+        } else {
+            if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
+            res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
+        }
+        stf(cg, out, l.k, res);
+        chan_end(cg, &l);
+        cg_if_end(cg, last);
+        par_finish(cg, &p);
+        body = p.body_fn;
+    }
+    int64_t per = cg->batch * S, min = per >= 65536 ? 1 : 65536 / per;
+    if (!train && !grad) {
+        par_call(cg, body, outer[6], min, outer, 9);
+        return;
+    }
+    /* Training statistics: one pass on one process; the runtime runs the stages with the
+     * all-reduces between them in a data-parallel run (nnq_rt_bn_run, runtime/mpi.c). */
+    LLVMValueRef ctx = par_ctx(cg, outer, 9);
+    cg_rt_call(cg, "nnq_rt_bn_run", (LLVMValueRef[]){body, outer[6], ci64(cg, min), ctx, as_ptr(cg, cg->bnbuf[in->attr[0]][4], cg->tf32),
+                                                     as_ptr(cg, cg->bnbuf[in->attr[0]][5], cg->tf32), ci32(cg, grad)}, 7);
+}
+
+/* c, h, w, o, kh, kw, stride, pad of a conv instruction, as i32 arguments. */
+static void conv_geometry(Cg *cg, const IrShape *xs, const IrShape *ws, const IrInst *conv, LLVMValueRef *g) {
+    int64_t v[8] = {xs->d[1], xs->d[2], xs->d[3], ws->d[0], ws->d[2], ws->d[3], conv->attr[0], conv->attr[1]};
+    for (int k = 0; k < 8; k++) g[k] = ci32(cg, (int32_t)v[k]);
+}
+
+/* x [N, C, H, W], w [O, C, KH, KW] (depthwise: [C, 1, KH, KW]), y [N, O, OH, OW]: one
+ * runtime call each, which runs the op by chunks of samples (runtime/conv.c) or planes
+ * (runtime/dwconv.c) on the thread pool. */
+static void cpu_conv(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    static const char *const fn[] = {"nnq_rt_conv2d", "nnq_rt_conv2d_dx", "nnq_rt_conv2d_dw",
+                                     "nnq_rt_dwconv2d", "nnq_rt_dwconv2d_dx", "nnq_rt_dwconv2d_dw"};
+    bool depthwise = in->op == IR_DWCONV2D || in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW;
+    int kind = in->op == IR_CONV2D || in->op == IR_DWCONV2D ? 0 : in->op == IR_CONV2D_DX || in->op == IR_DWCONV2D_DX ? 1 : 2;
+    const IrInst *conv = kind == 2 ? &fc->f->insts[in->args[1]] : in;
+    const IrShape *xs = kind == 0 ? arg_shape(fc, i, 0) : kind == 1 ? &in->shape : &fc->f->insts[conv->args[0]].shape;
+    const IrShape *ws = &fc->f->insts[conv->args[1]].shape;
+    LLVMValueRef first = kind == 2 ? fc->val[conv->args[0]] : arg_val(fc, i, 1); /* w, or dw's x */
+    LLVMValueRef args[12] = {arg_val(fc, i, 0), first, out, LLVMBuildTrunc(cg->b, fc->n, cg->ti32, "")};
+    conv_geometry(cg, xs, ws, conv, args + 4);
+    cg_rt_call(cg, fn[kind + (depthwise ? 3 : 0)], args, 12);
+}
+
+/* avgpool and its gradient: the runtime's kernels, over the N C planes. */
+static void cpu_avgpool(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    const IrShape *xs = in->op == IR_AVGPOOL ? arg_shape(fc, i, 0) : &in->shape;
+    LLVMValueRef planes = LLVMBuildTrunc(b, LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""), cg->ti32, "");
+    cg_rt_call(cg, in->op == IR_AVGPOOL ? "nnq_rt_avgpool" : "nnq_rt_avgpool_grad",
+               (LLVMValueRef[]){arg_val(fc, i, 0), planes, ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]),
+                                ci32(cg, (int32_t)in->attr[0]), ci32(cg, (int32_t)in->attr[1]), out}, 7);
+}
+
+/* maxpool (keeping each window's argmax in its side buffer) and its gradient (reading it). */
+static void cpu_maxpool(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = arg_val(fc, i, 0);
+    const IrInst *pool = in->op == IR_MAXPOOL ? in : &fc->f->insts[in->args[1]];
+    const IrShape *xs = in->op == IR_MAXPOOL ? arg_shape(fc, i, 0) : &in->shape;
+    const IrShape *ys = &pool->shape;
+    LLVMValueRef idx = fc->extra[pool - fc->f->insts];
+    LLVMValueRef planes = LLVMBuildTrunc(b, LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""), cg->ti32, "");
+    if (in->op == IR_MAXPOOL)
+        cg_rt_call(cg, "nnq_rt_maxpool", (LLVMValueRef[]){A, planes, ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]),
+                                                          ci32(cg, (int32_t)pool->attr[0]), ci32(cg, (int32_t)pool->attr[1]), out, idx}, 8);
+    else
+        cg_rt_call(cg, "nnq_rt_maxpool_grad", (LLVMValueRef[]){A, idx, planes, ci32(cg, (int32_t)ys->d[2]), ci32(cg, (int32_t)ys->d[3]),
+                                                               ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]), out}, 8);
+}
+
+/* The softmax cross-entropy loss, the correct count and the loss gradient, row by row. */
+static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef A = arg_val(fc, i, 0), B = arg_val(fc, i, 1);
+    const IrShape *as = arg_shape(fc, i, 0);
+    int64_t C = as->d[1];
+    LLVMValueRef acc = cg_local(cg, cg->tf32, cf32(cg, 0), "acc");
+    Loop r = cg_loop_begin(cg, ci64(cg, 0), fc->n, "row");
+    LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, C), "");
+    LLVMValueRef label = LLVMBuildSExt(b, ldi32(cg, B, r.iv), cg->ti64, "");
+    /* max and argmax (first maximum) */
+    LLVMValueRef mx = cg_local(cg, cg->tf32, ldf(cg, A, base), "max");
+    LLVMValueRef am = cg_local(cg, cg->ti64, ci64(cg, 0), "argmax");
+    Loop j = cg_loop_begin(cg, ci64(cg, 1), ci64(cg, C), "col");
+    LLVMValueRef v = ldf(cg, A, LLVMBuildAdd(b, base, j.iv, ""));
+    LLVMValueRef cur = get(cg, cg->tf32, mx);
+    LLVMValueRef gt = LLVMBuildFCmp(b, LLVMRealOGT, v, cur, "");
+    LLVMBuildStore(b, LLVMBuildSelect(b, gt, v, cur, ""), mx);
+    LLVMBuildStore(b, LLVMBuildSelect(b, gt, j.iv, get(cg, cg->ti64, am), ""), am);
+    cg_loop_end(cg, &j);
+    LLVMValueRef m = get(cg, cg->tf32, mx);
+    if (in->op == IR_CORRECT) {
+        LLVMValueRef hit = LLVMBuildICmp(b, LLVMIntEQ, get(cg, cg->ti64, am), label, "");
+        LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), LLVMBuildUIToFP(b, hit, cg->tf32, ""), ""), acc);
+    } else {
+        LLVMValueRef sum = cg_local(cg, cg->tf32, cf32(cg, 0), "sum");
+        Loop j2 = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
+        LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, LLVMBuildAdd(b, base, j2.iv, "")), m, "");
+        LLVMValueRef e = cg_exp_f32(cg, d);
+        LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, sum), e, ""), sum);
+        if (in->op == IR_XENT_GRAD) stf(cg, out, LLVMBuildAdd(b, base, j2.iv, ""), e);
+        cg_loop_end(cg, &j2);
+        LLVMValueRef s = get(cg, cg->tf32, sum);
+        if (in->op == IR_XENT) {
+            LLVMValueRef ls = cg_intrinsic(cg, "llvm.log", cg->tf32, &s, 1);
+            LLVMValueRef zl = ldf(cg, A, LLVMBuildAdd(b, base, label, ""));
+            LLVMValueRef loss = LLVMBuildFSub(b, LLVMBuildFAdd(b, ls, m, ""), zl, "");
+            LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), loss, ""), acc);
+        } else {
+            LLVMValueRef scale = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildFMul(b, s, LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""), "");
+            LLVMValueRef invn = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), "");
+            Loop j3 = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
+            LLVMValueRef k = LLVMBuildAdd(b, base, j3.iv, "");
+            LLVMValueRef g = LLVMBuildFMul(b, ldf(cg, out, k), scale, "");
+            LLVMValueRef is = LLVMBuildICmp(b, LLVMIntEQ, j3.iv, label, "");
+            g = LLVMBuildSelect(b, is, LLVMBuildFSub(b, g, invn, ""), g, "");
+            stf(cg, out, k, g);
+            cg_loop_end(cg, &j3);
+        }
+    }
+    cg_loop_end(cg, &r);
+    if (in->op == IR_XENT)
+        stf(cg, out, ci64(cg, 0), LLVMBuildFDiv(b, get(cg, cg->tf32, acc), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""));
+    else if (in->op == IR_CORRECT)
+        stf(cg, out, ci64(cg, 0), get(cg, cg->tf32, acc));
+}
+
+/* ---------- fused kernels ---------- */
+
+/* core(begin, end, buffers..., scalars...) runs `code` over [begin, end): the buffers are
+ * distinct arrays (noalias), so it vectorizes without run-time alias checks.
+ * shape(table, count, scalars...) runs body(ctx, begin, end) on the thread pool, which
+ * loads the buffers' addresses from the parameter's table and calls core. Returns shape. */
+static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, CgElemCode *code, const void *kernel) {
+    char fname[256];
+    LLVMTypeRef cps[2 + CG_KERNEL_MAX_BUFS + IRS_COUNT];
+    cps[0] = cps[1] = cg->ti64;
+    for (int j = 0; j < nb; j++) cps[2 + j] = cg->tp;
+    for (int i = 0; i < IRS_COUNT; i++) cps[2 + nb + i] = cg->tf32;
+    LLVMTypeRef core_ty = LLVMFunctionType(cg->tv, cps, (unsigned)(2 + nb + IRS_COUNT), 0);
+    snprintf(fname, sizeof fname, "%s.core", name);
+    LLVMValueRef core = cg_new_function(cg, fname, core_ty, false);
+    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+    for (int j = 0; j < nb; j++)
+        LLVMAddAttributeAtIndex(core, (unsigned)(3 + j), LLVMCreateEnumAttribute(cg->ctx, noalias, 0));
+    LLVMValueRef sc[IRS_COUNT], buf[CG_KERNEL_MAX_BUFS];
+    for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(core, (unsigned)(2 + nb + i));
+    for (int j = 0; j < nb; j++) buf[j] = LLVMGetParam(core, (unsigned)(2 + j));
+    Loop l = cg_loop_begin(cg, LLVMGetParam(core, 0), LLVMGetParam(core, 1), "i");
+    code(cg, kernel, l.iv, buf, sc);
+    cg_loop_end(cg, &l);
+    LLVMBuildRetVoid(cg->b);
+    /* shape(table, count, scalars...) */
+    LLVMTypeRef sps[IRS_COUNT + 2] = {cg->tp, cg->ti64};
+    for (int i = 0; i < IRS_COUNT; i++) sps[i + 2] = cg->tf32;
+    snprintf(fname, sizeof fname, "%s.shape", name);
+    LLVMValueRef f = cg_new_function(cg, fname, LLVMFunctionType(cg->tv, sps, IRS_COUNT + 2, 0), false);
+    LLVMValueRef v[1 + IRS_COUNT] = {LLVMGetParam(f, 0)};
+    for (int i = 0; i < IRS_COUNT; i++) v[1 + i] = LLVMGetParam(f, (unsigned)(2 + i));
+    snprintf(fname, sizeof fname, "%s.body", name);
+    ParLoop pl = par_range_begin(cg, fname, LLVMGetParam(f, 1), 65536, v, 1 + IRS_COUNT);
+    LLVMValueRef args[2 + CG_KERNEL_MAX_BUFS + IRS_COUNT] = {pl.begin, pl.end};
+    LLVMValueRef table = as_ptr(cg, v[0], cg->tp);
+    for (int j = 0; j < nb; j++)
+        args[2 + j] = LLVMBuildLoad2(cg->b, cg->tp, LLVMBuildInBoundsGEP2(cg->b, cg->tp, table, (LLVMValueRef[]){ci64(cg, j)}, 1, ""), "");
+    for (int i = 0; i < IRS_COUNT; i++) args[2 + nb + i] = v[1 + i];
+    LLVMBuildCall2(cg->b, core_ty, core, args, (unsigned)(2 + nb + IRS_COUNT), "");
+    par_end(cg, &pl);
+    LLVMBuildRetVoid(cg->b);
+    return f;
+}
+
+/* shape(the parameter's table of buffers "NAME.buffers", count, scalars...) */
+static void cpu_kernel_run(Cg *cg, LLVMValueRef shape, const char *name, const LLVMValueRef *bufs, int nb,
+                           int64_t count, const LLVMValueRef *scalars) {
+    char tname[256];
+    LLVMValueRef init[CG_KERNEL_MAX_BUFS];
+    for (int j = 0; j < nb; j++) init[j] = LLVMConstBitCast(bufs[j], cg->tp);
+    snprintf(tname, sizeof tname, "%s.buffers", name);
+    LLVMValueRef table = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tp, (unsigned)nb), tname);
+    LLVMSetInitializer(table, LLVMConstArray(cg->tp, init, (unsigned)nb));
+    LLVMSetGlobalConstant(table, 1);
+    LLVMSetLinkage(table, LLVMInternalLinkage);
+    LLVMValueRef args[2 + IRS_COUNT] = {as_ptr(cg, table, cg->ti8), ci64(cg, count)};
+    for (int i = 0; i < IRS_COUNT; i++) args[2 + i] = scalars[i];
+    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(shape), shape, args, 2 + IRS_COUNT, "");
+}
+
+/* ---------- setup ---------- */
+
+/* Every convolution's scratch (the columns of a chunk of samples, per thread), reserved
+ * before any work. */
+static void cpu_setup(Cg *cg, LLVMValueRef run) {
+    for (int which = 0; which < 2; which++) {
+        const IrFunc *f = which ? &cg->m->eval : &cg->m->train;
+        for (int i = 0; i < f->n; i++) {
+            const IrInst *in = &f->insts[i];
+            if (in->op != IR_CONV2D) continue;
+            LLVMValueRef args[10] = {run, ci32(cg, (int32_t)cg->batch)};
+            conv_geometry(cg, &f->insts[in->args[0]].shape, &f->insts[in->args[1]].shape, in, args + 2);
+            cg_rt_call(cg, "nnq_rt_conv_reserve", args, 10);
+        }
+    }
+}
+
+/* ---------- the target ---------- */
+
+const CgTarget cg_target_cpu = {
+    .name = "cpu",
+    .buffer = cpu_buffer,
+    .ops = {
+        [IR_MATMUL] = cpu_matmul,
+        [IR_ADD] = cpu_elementwise,
+        [IR_RELU] = cpu_elementwise,
+        [IR_RELU_GRAD] = cpu_elementwise,
+        [IR_DROPOUT] = cpu_dropout,
+        [IR_DROPOUT_GRAD] = cpu_dropout,
+        [IR_BIAS_ADD] = cpu_bias_add,
+        [IR_BIAS_GRAD] = cpu_bias_grad,
+        [IR_BN_TRAIN] = cpu_bn,
+        [IR_BN_EVAL] = cpu_bn,
+        [IR_BN_GRAD] = cpu_bn,
+        [IR_BIAS_BN_TRAIN] = cpu_bn,
+        [IR_BIAS_BN_EVAL] = cpu_bn,
+        [IR_RELU_BN_GRAD] = cpu_bn,
+        [IR_CONV2D] = cpu_conv,
+        [IR_CONV2D_DX] = cpu_conv,
+        [IR_CONV2D_DW] = cpu_conv,
+        [IR_DWCONV2D] = cpu_conv,
+        [IR_DWCONV2D_DX] = cpu_conv,
+        [IR_DWCONV2D_DW] = cpu_conv,
+        [IR_AVGPOOL] = cpu_avgpool,
+        [IR_AVGPOOL_GRAD] = cpu_avgpool,
+        [IR_MAXPOOL] = cpu_maxpool,
+        [IR_MAXPOOL_GRAD] = cpu_maxpool,
+        [IR_XENT] = cpu_loss,
+        [IR_CORRECT] = cpu_loss,
+        [IR_XENT_GRAD] = cpu_loss,
+    },
+    .kernel = cpu_kernel,
+    .kernel_run = cpu_kernel_run,
+    .setup = cpu_setup,
+};
