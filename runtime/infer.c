@@ -33,7 +33,7 @@
 #include "nnq_infer.h"
 #include "rt_internal.h"
 
-#define NET_CHUNK 64                     /* samples per pass through the ops, at most */
+#define NET_CHUNK 256                    /* samples per pass through the ops, at most */
 #define NET_CHUNK_FLOATS ((int64_t)1 << 22) /* a value's buffer: 16 MiB for a chunk */
 #define NET_MAX_VALUE ((int64_t)1 << 26)    /* floats per sample of any value (256 MiB) */
 #define NET_MAX_PLANES 3
