@@ -25,34 +25,48 @@ typedef float Lanes __attribute__((vector_size(64))); /* 16 floats */
  * (-ffp-contract=off, runtime/CMakeLists.txt), so every CPU computes the same bits. */
 #define CHAN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
-static inline __attribute__((always_inline)) Lanes load16(const float *p) {
-    Lanes v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* The helpers below take and give 16-lane vectors through memory, never as arguments or
+ * results: how such a vector is passed differs between the clones (clang refuses the
+ * call), so the vector-valued forms are statement expressions. */
+#define load16(p)                                                                                  \
+    ({                                                                                             \
+        Lanes v_;                                                                                  \
+        memcpy(&v_, (p), sizeof v_);                                                               \
+        v_;                                                                                        \
+    })
 
-static inline __attribute__((always_inline)) float lanes_sum(Lanes a) {
+static inline __attribute__((always_inline)) float lanes_sum_at(const Lanes *a) {
     /* pairwise: 8 + 8, 4 + 4, 2 + 2, 1 + 1 */
     float t[16];
-    memcpy(t, &a, sizeof t);
+    memcpy(t, a, sizeof t);
     for (int w = 8; w >= 1; w /= 2)
         for (int j = 0; j < w; j++) t[j] += t[j + w];
     return t[0];
 }
+#define lanes_sum(a)                                                                               \
+    ({                                                                                             \
+        Lanes s_ = (a);                                                                            \
+        lanes_sum_at(&s_);                                                                         \
+    })
 
 typedef float Quad __attribute__((vector_size(16)));
 typedef int32_t QuadMask __attribute__((vector_size(16)));
 
 /* x where y > 0, else 0, lane by lane; in 4-lane pieces, which every x86 compares
  * natively (a 16-lane compare is lowered to scalar code without AVX-512). */
-static inline __attribute__((always_inline)) Lanes relu_mask(Lanes x, Lanes y) {
+static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const Lanes *y) {
     Quad qx[4], qy[4];
-    memcpy(qx, &x, sizeof qx);
-    memcpy(qy, &y, sizeof qy);
+    memcpy(qx, x, sizeof qx);
+    memcpy(qy, y, sizeof qy);
     for (int k = 0; k < 4; k++) qx[k] = (Quad)((QuadMask)(qy[k] > 0) & (QuadMask)qx[k]);
-    memcpy(&x, qx, sizeof x);
-    return x;
+    memcpy(x, qx, sizeof qx);
 }
+#define relu_mask(x, y)                                                                            \
+    ({                                                                                             \
+        Lanes rx_ = (x), ry_ = (y);                                                                \
+        relu_mask_at(&rx_, &ry_);                                                                  \
+        rx_;                                                                                       \
+    })
 
 /* The value each mode sums, for scalars (v) and for 16 lanes (V): a channel's add[c],
  * shift[c] are a, m. */
