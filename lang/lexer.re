@@ -492,28 +492,9 @@ Token lexer_next(Lexer *lx) {
         ["] strch* ["]       { return lexer_string(lx, true); }
         ["] strch* "\\"?     { return lexer_string(lx, false); }
 
-        "("  { return lexer_make(lx, TOK_LPAREN); }
-        ")"  { return lexer_make(lx, TOK_RPAREN); }
-        "["  { return lexer_make(lx, TOK_LBRACKET); }
-        "]"  { return lexer_make(lx, TOK_RBRACKET); }
-        "{"  { return lexer_make(lx, TOK_LBRACE); }
-        "}"  { return lexer_make(lx, TOK_RBRACE); }
-        ","  { return lexer_make(lx, TOK_COMMA); }
-        ":"  { return lexer_make(lx, TOK_COLON); }
-        "."  { return lexer_make(lx, TOK_DOT); }
-        "="  { return lexer_make(lx, TOK_ASSIGN); }
-        "->" { return lexer_make(lx, TOK_ARROW); }
-        "+"  { return lexer_make(lx, TOK_PLUS); }
-        "-"  { return lexer_make(lx, TOK_MINUS); }
-        "*"  { return lexer_make(lx, TOK_STAR); }
-        "/"  { return lexer_make(lx, TOK_SLASH); }
-        "==" { return lexer_make(lx, TOK_EQ); }
-        "!=" { return lexer_make(lx, TOK_NE); }
-        "<"  { return lexer_make(lx, TOK_LT); }
-        "<=" { return lexer_make(lx, TOK_LE); }
-        ">"  { return lexer_make(lx, TOK_GT); }
-        ">=" { return lexer_make(lx, TOK_GE); }
-        "|"  { return lexer_make(lx, TOK_PIPE); }
+        /* punctuation: one rule per PUNCT row of tokens.def, generated into the build
+         * directory by lang/CMakeLists.txt */
+        !include "punct_rules.re";
 
         utf8 { return lexer_bad_char(lx); }
         *    { return lexer_bad_char(lx); }
