@@ -23,7 +23,8 @@
 #include "rt_internal.h"
 
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at
- * most GEMM_MAX_BLOCKS, widths a multiple of 16 (every kernel's register tile). */
+ * most GEMM_MAX_BLOCKS, a power of two of them, widths a multiple of 16 (every kernel's
+ * register tile). */
 enum { GEMM_MAX_BLOCKS = 16, GEMM_MIN_WIDTH = 128 };
 #define GEMM_BLOCK_FLOPS 4e6
 
@@ -112,6 +113,9 @@ void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t 
     int64_t blocks = (int64_t)(flops / GEMM_BLOCK_FLOPS);
     if (blocks > dim / GEMM_MIN_WIDTH) blocks = dim / GEMM_MIN_WIDTH;
     if (blocks > GEMM_MAX_BLOCKS) blocks = GEMM_MAX_BLOCKS;
+    /* a power of two: the blocks share out evenly over 2, 4, ... threads (3 blocks on 2
+     * threads leave one thread a third of the product idle) */
+    while (blocks & (blocks - 1)) blocks &= blocks - 1;
     if (blocks <= 1) {
         gemm_block(&j, 0, dim);
         return;
