@@ -26,7 +26,7 @@ typedef struct DeployArgs {
     const char *data, *program;    /* eval --data NAME PROGRAM.nnq */
     const char *output, *format, *name;
     int top, batch;
-    bool floats, confusion;
+    bool floats, confusion, coarse;
     NnqRunOptions run;
     const char *stdlib_dir;
 } DeployArgs;
@@ -38,7 +38,7 @@ static NnqNet *net;
 static void deploy_usage(FILE *out) {
     fputs("usage: nnqc inspect MODEL.nnqm\n"
           "       nnqc eval MODEL.nnqm --images FILE --labels FILE   IDX (.gz) or .npy files\n"
-          "       nnqc eval MODEL.nnqm --cifar DIR [--classes 10|100] [--split test|train]\n"
+          "       nnqc eval MODEL.nnqm --cifar DIR [--classes 10|100 [--coarse]] [--split test|train]\n"
           "       nnqc eval MODEL.nnqm --data NAME PROGRAM.nnq       a data declaration of the program\n"
           "       nnqc predict MODEL.nnqm IMAGES [-o OUT.npy] [--top K]\n"
           "       nnqc export MODEL.nnqm --format c|npy -o DIR [--name PREFIX]\n"
@@ -97,6 +97,8 @@ static int parse(int argc, char **argv) {
             args.floats = true;
         } else if (!strcmp(a, "--confusion")) {
             args.confusion = true;
+        } else if (!strcmp(a, "--coarse")) {
+            args.coarse = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             deploy_usage(stdout);
             return 0;
@@ -118,6 +120,7 @@ static int parse(int argc, char **argv) {
     if (!why && !strcmp(args.command, "eval")) {
         int sources = (args.images || args.labels) + !!args.cifar + !!args.data;
         why = sources != 1 ? "eval takes one of --images/--labels, --cifar or --data"
+              : args.coarse && (!args.cifar || args.cifar_classes != 100) ? "--coarse goes with --cifar DIR --classes 100"
               : (args.images != NULL) != (args.labels != NULL) ? "--images and --labels go together"
               : args.data && !args.program ? "--data NAME needs the program: nnqc eval MODEL --data NAME PROGRAM.nnq"
                                            : NULL;
@@ -234,7 +237,7 @@ static int argmax(const float *v, int n) {
 static int32_t eval_load(NnqRun *run, const char **what) {
     int32_t ds;
     if (args.cifar) {
-        ds = nnq_rt_data_cifar(run, args.cifar, args.cifar_classes, args.cifar_split, 0);
+        ds = nnq_rt_data_cifar(run, args.cifar, args.cifar_classes, args.cifar_split, args.coarse);
         *what = args.cifar;
     } else if (args.images) {
         size_t n = strlen(args.images);

@@ -31,5 +31,11 @@ for ex in "$SRC"/examples/cifar10_*.nnq; do
     fi
     if msg=$(eval_agrees "$NNQC" "$tmp" "$tmp/$name.nnq" "$tmp/$name.out"); then echo "$name: $msg"
     else fails=$((fails + 1)); echo "FAIL $name: $msg"; fi
+    # the same files named on the command line: --cifar DIR (the test split)
+    model=$(sed -n 's/^ *save "\(.*\)".*/\1/p' "$tmp/$name.nnq")
+    want=$(sed -n 's/^test accuracy: hard \([0-9.]*\).*/\1/p' "$tmp/$name.out")
+    got=$("$NNQC" eval "$tmp/$model" --cifar "$tmp/cifar-10-batches-bin" | sed -n 's/^accuracy \([0-9.]*\).*/\1/p')
+    if [ -n "$want" ] && [ "$got" = "$want" ]; then echo "$name: nnqc eval --cifar agrees: $got"
+    else fails=$((fails + 1)); echo "FAIL $name: nnqc eval --cifar: '$got', the training printed '$want'"; fi
 done
 [ $fails -eq 0 ]
