@@ -186,7 +186,7 @@ static void make_buffers(Cg *cg) {
     cg->pbuf = calloc(m->nparams, sizeof *cg->pbuf);
     cg->pcomp = calloc(m->nparams * 3, sizeof(LLVMValueRef *));
     cg->best = calloc(m->nparams, sizeof *cg->best);
-    bool use_m = cg->tc->opt == OPT_ADAM || cg->tc->momentum != 0, use_v = cg->tc->opt == OPT_ADAM;
+    bool use_m = train_keeps_m(cg->tc), use_v = train_keeps_v(cg->tc);
     for (int i = 0; i < m->nparams; i++) {
         const IrParam *p = &m->params[i];
         int K = p->proj->ncomp;

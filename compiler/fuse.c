@@ -56,8 +56,7 @@ void fuse_module(IrModule *m) {
         int gw = sx_input(p, add_in(k, IRB_GRAD, 0));
         int a[NNQ_MAX_LABELS], mo[NNQ_MAX_LABELS], ve[NNQ_MAX_LABELS];
         for (int c = 0; c < K; c++) a[c] = sx_input(p, add_in(k, IRB_AUX, c));
-        bool use_m = tc->opt == OPT_ADAM || tc->momentum != 0;
-        bool use_v = tc->opt == OPT_ADAM;
+        bool use_m = train_keeps_m(tc), use_v = train_keeps_v(tc);
         for (int c = 0; c < K && use_m; c++) mo[c] = sx_input(p, add_in(k, IRB_M, c));
         for (int c = 0; c < K && use_v; c++) ve[c] = sx_input(p, add_in(k, IRB_V, c));
         for (int v = 0; v < nvar; v++) subst[v] = -1;

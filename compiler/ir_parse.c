@@ -390,19 +390,33 @@ static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v
 static const char *const scalar_names[] = {"beta", "beta_next", "lr", "bc1", "bc2"};
 static const char *const kernel_names[] = {"update", "init", "hard", "soft"};
 
-/* weight | hard | grad | auxK | mK | vK, then [i] */
-static bool buffer(Parser *ps, IrKernelIO *io) {
+/* weight | hard | grad | auxK | mK | vK, then [i]: a buffer parameter pi has (K below its
+ * projection's number of auxiliary arrays; m and v only with an optimizer that keeps
+ * them), so that code generation finds every buffer a kernel names. */
+static bool buffer(Parser *ps, int pi, IrKernelIO *io) {
     skip_blanks(ps);
     for (int b = 5; b >= 0; b--) { /* longest first: "aux" before "a..." */
         size_t n = strlen(buf_names[b]);
         if (strncmp(ps->p, buf_names[b], n)) continue;
+        const char *at = ps->p; /* where a message about the buffer points */
         ps->p += n;
         io->buf = (IrBufKind)b;
         io->comp = 0;
         if (b >= IRB_AUX) {
             int64_t c;
             if (!integer(ps, &c)) return false;
-            if (c < 0 || c >= NNQ_MAX_LABELS) return fail(ps, "no such component");
+            const ProjInst *proj = ps->m->params[pi].proj;
+            if (c < 0 || !proj || c >= proj->ncomp)
+                return ps->p = at, fail(ps, "no such component: the parameter's projection has fewer auxiliary arrays");
+            TrainConfig defaults;
+            const TrainConfig *tc = ps->prog->train;
+            if (!tc) {
+                memset(&defaults, 0, sizeof defaults);
+                train_config_defaults(&defaults);
+                tc = &defaults;
+            }
+            if ((b == IRB_M && !train_keeps_m(tc)) || (b == IRB_V && !train_keeps_v(tc)))
+                return ps->p = at, fail(ps, "the program's optimizer keeps no such moment");
             io->comp = (int)c;
         }
         return expect(ps, "[i]");
@@ -466,7 +480,7 @@ static bool parse_kernel(Parser *ps) {
                 ok = fail(ps, "too many stores");
                 break;
             }
-            if (!(ok = buffer(ps, &io) && expect(ps, ",") && operand(ps, nodes, n, &v) && (at_eol(ps) || fail(ps, "unexpected text"))))
+            if (!(ok = buffer(ps, pi, &io) && expect(ps, ",") && operand(ps, nodes, n, &v) && (at_eol(ps) || fail(ps, "unexpected text"))))
                 break;
             io.node = v;
             k->out[k->nout++] = io;
@@ -481,7 +495,7 @@ static bool parse_kernel(Parser *ps) {
         int node = -1;
         if (lit(ps, "load")) {
             IrKernelIO io;
-            if (!(ok = buffer(ps, &io))) break;
+            if (!(ok = buffer(ps, pi, &io))) break;
             int slot = 0;
             while (slot < k->nin && (k->in[slot].buf != io.buf || k->in[slot].comp != io.comp)) slot++;
             if (slot == k->nin) {

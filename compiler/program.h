@@ -97,6 +97,11 @@ typedef struct TrainConfig {
  * of docs/language.md's table (nnqc --help-settings). */
 /* (fields no setting has keep their value: start from a zeroed TrainConfig) */
 void train_config_defaults(TrainConfig *tc);
+/* Whether the optimizer keeps a first moment (momentum, Adam's m) and a second (Adam's v)
+ * per auxiliary array: fuse.c's kernels read them, codegen.c allocates them, ir_parse.c
+ * accepts kernels that name them. */
+static inline bool train_keeps_m(const TrainConfig *tc) { return tc->opt == OPT_ADAM || tc->momentum != 0; }
+static inline bool train_keeps_v(const TrainConfig *tc) { return tc->opt == OPT_ADAM; }
 void train_settings_print(FILE *out);
 
 typedef enum DataKind { DATA_IDX, DATA_NPY, DATA_CIFAR10, DATA_CIFAR100 } DataKind;

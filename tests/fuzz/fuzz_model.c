@@ -6,7 +6,9 @@
  *   - when it reads and holds an architecture record, made into a net in both engine
  *     modes (nnq_net_new: shape inference and checks, weight packing);
  *   - when that succeeds and the net is small (at most 10^7 FLOP per sample), run on 3
- *     samples at once and on 1 (the chunked and the packed-rows paths).
+ *     samples at once and on 1 (the chunked and the packed-rows paths), and exported as
+ *     C source (compiler/export_c.c, into a scratch directory; the source is not
+ *     compiled here: tests/e2e/export_c.sh compiles exports).
  * It must never crash, hang, leak or allocate without bound: bad input is a message.
  *
  * With clang: cmake -DNNQ_FUZZ=ON builds `fuzz_model` (libFuzzer with ASan and UBSan;
@@ -18,17 +20,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "deploy.h"
 #include "nnq_infer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char g_dir[64], g_path[128];
+static char g_dir[64], g_path[128], g_out[128];
+static const NnqModelFile *g_mf;
 
 static void cleanup(void) {
-    unlink(g_path), rmdir(g_dir);
+    char p[160];
+    snprintf(p, sizeof p, "%s/model.c", g_out), unlink(p);
+    snprintf(p, sizeof p, "%s/model.h", g_out), unlink(p);
+    rmdir(g_out), unlink(g_path), rmdir(g_dir);
+}
+
+static int entry_export(NnqRun *run) {
+    return export_c(run, g_mf, g_out, "model");
 }
 
 static void run_net(const NnqModelFile *mf, NnqNetMode mode) {
@@ -43,6 +55,16 @@ static void run_net(const NnqModelFile *mf, NnqNetMode mode) {
         nnq_net_run(net, x, 3, y, err, sizeof err);
         nnq_net_run(net, x, 1, y, err, sizeof err);
         free(x), free(y);
+        if (mode == NNQ_NET_PACKED) { /* the exporter on what the engine accepts */
+            NnqRunOptions o;
+            nnq_run_options_default(&o);
+            o.quiet = true, o.threads = 1;
+            NnqRun *run = nnq_run_new(&o);
+            if (!run) abort();
+            g_mf = mf;
+            nnq_run_invoke(run, entry_export);
+            nnq_run_free(run);
+        }
     }
     nnq_net_free(net);
 }
@@ -52,6 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         snprintf(g_dir, sizeof g_dir, "/tmp/nnq-fuzz-model-XXXXXX");
         if (!mkdtemp(g_dir)) abort();
         snprintf(g_path, sizeof g_path, "%s/m.nnqm", g_dir);
+        snprintf(g_out, sizeof g_out, "%s/c", g_dir);
+        if (mkdir(g_out, 0700) != 0) abort();
         atexit(cleanup);
     }
     uint8_t *b = malloc(size ? size : 1);
