@@ -403,23 +403,20 @@ static int export_npy_entry(NnqRun *run) {
     }
     for (int i = 0; i < model_file->ntensors; i++) {
         const NnqModelTensor *t = &model_file->tensors[i];
-        int64_t n = 1;
-        for (int d = 0; d < t->rank; d++) n *= t->dims[d];
+        int64_t n = nnq_model_count(t);
         char *path = nnq_rt_alloc(run, (int64_t)strlen(args.output) + (int64_t)strlen(t->name) + 16);
+        const float *values = t->values; /* a label tensor is read packed: decoded here */
+        if (!values) {
+            float *v = nnq_rt_alloc(run, 4 * (n ? n : 1));
+            for (int64_t k = 0; k < n; k++) v[k] = nnq_model_value(t, k);
+            values = v;
+        }
         sprintf(path, "%s/%s.npy", args.output, t->name);
-        nnq_npy_save(run, path, "<f4", t->rank, t->dims, t->values, (size_t)n * 4);
+        nnq_npy_save(run, path, "<f4", t->rank, t->dims, values, (size_t)n * 4);
         if (!t->nlabels) continue;
         /* the packed indices as stored (docs/model-format.md) and their label set */
-        unsigned char *bits = nnq_rt_alloc(run, t->stored_bytes ? t->stored_bytes : 1);
-        memset(bits, 0, (size_t)t->stored_bytes);
-        for (int64_t k = 0; k < n; k++) {
-            int idx = 0;
-            while (t->labels[idx] != t->values[k]) idx++;
-            for (int b = 0; b < t->bits; b++)
-                if (idx >> b & 1) bits[(k * t->bits + b) / 8] |= (unsigned char)(1u << ((k * t->bits + b) % 8));
-        }
         sprintf(path, "%s/%s.bits.npy", args.output, t->name);
-        nnq_npy_save(run, path, "|u1", 1, &t->stored_bytes, bits, (size_t)t->stored_bytes);
+        nnq_npy_save(run, path, "|u1", 1, &t->stored_bytes, t->packed, (size_t)t->stored_bytes);
         sprintf(path, "%s/%s.labels.npy", args.output, t->name);
         int64_t nl = t->nlabels;
         nnq_npy_save(run, path, "<f4", 1, &nl, t->labels, (size_t)nl * 4);
@@ -445,7 +442,7 @@ int deploy_main(int argc, char **argv, const char *stdlib_dir) {
     if (!strcmp(args.command, "inspect")) return inspect();
     args.stdlib_dir = stdlib_dir;
     char err[512];
-    bool pack = !strcmp(args.command, "export") ? !strcmp(args.format, "c") : !args.floats;
+    bool pack = !strcmp(args.command, "export") || !args.floats; /* export npy writes the bits as stored */
     model_file = nnq_model_load(args.model, pack ? NNQ_MODEL_PACKED : 0, err, sizeof err);
     if (!model_file) {
         fprintf(stderr, "nnqc: error: %s\n", err);

@@ -319,28 +319,6 @@ static const NnqModelTensor *op_tensor(const Export *x, const XOp *op, int k) {
     return &x->mf->tensors[op->mo->tensor[k]];
 }
 
-/* The label index of element pos (file order) of a label tensor. */
-static int label_index(const NnqModelTensor *t, int64_t pos) {
-    if (t->packed) {
-        uint64_t bit = (uint64_t)pos * (uint64_t)t->bits, v = 0;
-        for (int b = 0; b < t->bits; b++, bit++) v |= (uint64_t)(t->packed[bit / 8] >> (bit % 8) & 1) << b;
-        return (int)v;
-    }
-    for (int l = 0; l < t->nlabels; l++)
-        if (t->values[pos] == t->labels[l]) return l;
-    return 0; /* unreachable: the reader checked every value */
-}
-
-static float tensor_value(const NnqModelTensor *t, int64_t pos) {
-    return t->nlabels ? t->labels[label_index(t, pos)] : t->values[pos];
-}
-
-static int64_t tensor_count(const NnqModelTensor *t) {
-    int64_t n = 1;
-    for (int d = 0; d < t->rank; d++) n *= t->dims[d];
-    return n;
-}
-
 /* Batch norm's 1 / sqrt(var + 1e-5), as infer.c computes it. */
 static float get_inv(const NnqModelTensor *t, int64_t i, void *ctx) {
     (void)ctx;
@@ -396,7 +374,7 @@ static void op_shape(Export *x, int i) {
                     (long long)op->k, (long long)op->h, (long long)op->w, (long long)op->pad);
         op->dims[0] = t0->dims[0], op->dims[1] = oh / op->stride + 1, op->dims[2] = ow / op->stride + 1;
         op->kernel = dw ? (packed ? CK_DWCONV2D_Q : CK_DWCONV2D_F) : (packed ? CK_CONV2D_Q : CK_CONV2D_F);
-        int64_t row = tensor_count(t0) / t0->dims[0];
+        int64_t row = nnq_model_count(t0) / t0->dims[0];
         if (packed && row > x->row_floats) x->row_floats = row;
         break;
     }
@@ -441,7 +419,7 @@ static void op_shape(Export *x, int i) {
     for (int k = 0; k < nnq_infer_op_tensors(mo->op); k++) { /* hexadecimal literals: finite values only */
         const NnqModelTensor *t = op_tensor(x, op, k);
         bool inv = mo->op == NNQ_INFER_BATCHNORM && k == 1;
-        for (int64_t e = 0; e < tensor_count(t) && !t->nlabels; e++)
+        for (int64_t e = 0; e < nnq_model_count(t) && !t->nlabels; e++)
             if (!isfinite(inv ? get_inv(t, e, NULL) : t->values[e]))
                 op_fail(x, i, "tensor '%s' %s not finite", t->name,
                         inv ? "gives a 1 / sqrt(var + 1e-5) that is" : "holds a value that is");
@@ -563,13 +541,13 @@ static void put_floats(Export *x, const char *id, int64_t n, const char *what, c
 
 static float get_value(const NnqModelTensor *t, int64_t i, void *ctx) {
     (void)ctx;
-    return tensor_value(t, i);
+    return nnq_model_value(t, i);
 }
 
 static float get_transposed(const NnqModelTensor *t, int64_t i, void *ctx) { /* [K, O] as [O, K] */
     int64_t K = t->dims[0], O = t->dims[1];
     (void)ctx;
-    return tensor_value(t, i % K * O + i / K);
+    return nnq_model_value(t, i % K * O + i / K);
 }
 
 static float get_label(const NnqModelTensor *t, int64_t i, void *ctx) {
@@ -589,13 +567,13 @@ static void tensor_shape(char *buf, size_t n, const NnqModelTensor *t) {
 static void put_weights(Export *x, XOp *op) {
     const NnqModelTensor *t = op_tensor(x, op, 0);
     bool dense = op->mo->op == NNQ_INFER_DENSE;
-    int64_t rows = dense ? t->dims[1] : t->dims[0], cols = tensor_count(t) / rows;
+    int64_t rows = dense ? t->dims[1] : t->dims[0], cols = nnq_model_count(t) / rows;
     char shape[128], what[512];
     tensor_shape(shape, sizeof shape, t);
     if (!t->nlabels) {
         snprintf(what, sizeof what, "%s %s, float%s", t->name, shape, dense ? ", transposed to [O, K]" : "");
         op->data[0] = ident(x, t->name, "");
-        put_floats(x, op->data[0], tensor_count(t), what, t, dense ? get_transposed : get_value, NULL);
+        put_floats(x, op->data[0], nnq_model_count(t), what, t, dense ? get_transposed : get_value, NULL);
         return;
     }
     int64_t words = (cols * t->bits + 31) / 32;
@@ -608,7 +586,7 @@ static void put_weights(Export *x, XOp *op) {
     for (int64_t r = 0; r < rows; r++) {
         memset(row, 0, (size_t)words * 4);
         for (int64_t c = 0; c < cols; c++) {
-            int idx = label_index(t, dense ? c * rows + r : r * cols + c);
+            int idx = nnq_model_label_index(t, dense ? c * rows + r : r * cols + c);
             uint64_t bit = (uint64_t)c * (uint64_t)t->bits;
             for (int b = 0; b < t->bits; b++, bit++)
                 if (idx >> b & 1) row[bit / 32] |= (uint32_t)1 << (bit % 32);
@@ -680,7 +658,7 @@ static void put_op_call(Export *x, int i) {
     long long words = 0;
     if (t && t->nlabels && (mo->op == NNQ_INFER_DENSE || mo->op == NNQ_INFER_CONV2D || mo->op == NNQ_INFER_DWCONV2D)) {
         int64_t rows = mo->op == NNQ_INFER_DENSE ? t->dims[1] : t->dims[0];
-        words = (tensor_count(t) / rows * t->bits + 31) / 32;
+        words = (nnq_model_count(t) / rows * t->bits + 31) / 32;
     }
     switch (op->kernel) {
     case CK_DENSE_Q:

@@ -235,23 +235,6 @@ static void set_err(char *err, size_t n, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* The label index of element `pos` (file order) of a label tensor. */
-static int tensor_index(const NnqModelTensor *t, int64_t pos) {
-    if (t->packed) {
-        uint64_t bit = (uint64_t)pos * (uint64_t)t->bits, v = 0;
-        for (int b = 0; b < t->bits; b++, bit++)
-            v |= (uint64_t)(t->packed[bit / 8] >> (bit % 8) & 1) << b;
-        return (int)v;
-    }
-    for (int l = 0; l < t->nlabels; l++)
-        if (t->values[pos] == t->labels[l]) return l;
-    return 0; /* unreachable: the reader checked every value */
-}
-
-static float tensor_value(const NnqModelTensor *t, int64_t pos) {
-    return t->nlabels ? t->labels[tensor_index(t, pos)] : t->values[pos];
-}
-
 /* Element (r, c) of the matrix is file element r*K + c, or c*O + r when transposed. */
 static bool mat_init(Mat *m, const NnqModelTensor *t, int64_t rows, int64_t cols, bool transposed, NnqNetMode mode,
                      int64_t *bytes) {
@@ -263,7 +246,7 @@ static bool mat_init(Mat *m, const NnqModelTensor *t, int64_t rows, int64_t cols
         } else {
             m->f = m->f_own = malloc((size_t)(rows * cols) * sizeof(float));
             if (!m->f_own) return false;
-            for (int64_t i = 0; i < rows * cols; i++) m->f_own[i] = tensor_value(t, i);
+            for (int64_t i = 0; i < rows * cols; i++) m->f_own[i] = nnq_model_value(t, i);
         }
         *bytes += rows * cols * 4;
         return true;
@@ -289,7 +272,7 @@ static bool mat_init(Mat *m, const NnqModelTensor *t, int64_t rows, int64_t cols
     *bytes += rows * per_row * 8;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {
-            int idx = tensor_index(t, transposed ? c * rows + r : r * cols + c);
+            int idx = nnq_model_label_index(t, transposed ? c * rows + r : r * cols + c);
             uint64_t *row = m->w + r * per_row;
             if (m->pack == PACK_PLANES) {
                 for (int p = 0; p < m->nplanes; p++)
@@ -466,12 +449,6 @@ static const NnqModelTensor *tensor_of(const NnqModelFile *mf, const NnqModelOp 
     return &mf->tensors[mo->tensor[k]];
 }
 
-static int64_t tensor_count(const NnqModelTensor *t) {
-    int64_t n = 1;
-    for (int d = 0; d < t->rank; d++) n *= t->dims[d];
-    return n;
-}
-
 /* Shape inference and weights of op i; false with a message. */
 static bool op_load(NnqNet *net, const NnqModelFile *mf, int i, char *err, size_t errlen) {
     const NnqModelOp *mo = &net->a->ops[i];
@@ -525,7 +502,7 @@ static bool op_load(NnqNet *net, const NnqModelFile *mf, int i, char *err, size_
             return false;
         }
         op->dims[0] = t0->dims[0], op->dims[1] = oh / op->stride + 1, op->dims[2] = ow / op->stride + 1;
-        return mat_init(&op->m, t0, t0->dims[0], tensor_count(t0) / t0->dims[0], false, net->mode,
+        return mat_init(&op->m, t0, t0->dims[0], nnq_model_count(t0) / t0->dims[0], false, net->mode,
                         &net->weight_bytes) ||
                (set_err(err, errlen, "out of memory"), false);
     }
@@ -550,7 +527,7 @@ static bool op_load(NnqNet *net, const NnqModelFile *mf, int i, char *err, size_
         if (mo->op == NNQ_INFER_BIAS && t0->nlabels) { /* a quantized bias: decoded (C values) */
             op->t0 = op->own = malloc((size_t)d[0] * sizeof(float));
             if (!op->own) return set_err(err, errlen, "out of memory"), false;
-            for (int64_t c = 0; c < d[0]; c++) op->own[c] = tensor_value(t0, c);
+            for (int64_t c = 0; c < d[0]; c++) op->own[c] = nnq_model_value(t0, c);
         } else if (mo->op == NNQ_INFER_BIAS) {
             op->t0 = t0->values;
         } else {

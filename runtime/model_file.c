@@ -531,6 +531,30 @@ static bool rd_arch(RtReader *r, NnqModelFile *mf) {
     return true;
 }
 
+int nnq_model_label_index(const NnqModelTensor *t, int64_t pos) {
+    if (t->packed) {
+        uint64_t bit = (uint64_t)pos * (uint64_t)t->bits, v = 0;
+        for (int b = 0; b < t->bits; b++, bit++)
+            v |= (uint64_t)(t->packed[bit / 8] >> (bit % 8) & 1) << b;
+        return (int)v;
+    }
+    for (int l = 0; l < t->nlabels; l++)
+        if (t->values[pos] == t->labels[l])
+            return l;
+    return 0; /* unreachable: the reader checked every value */
+}
+
+float nnq_model_value(const NnqModelTensor *t, int64_t pos) {
+    return t->nlabels ? t->labels[nnq_model_label_index(t, pos)] : t->values[pos];
+}
+
+int64_t nnq_model_count(const NnqModelTensor *t) {
+    int64_t n = 1;
+    for (int d = 0; d < t->rank; d++)
+        n *= t->dims[d];
+    return n;
+}
+
 void nnq_model_free(NnqModelFile *mf) {
     if (!mf)
         return;

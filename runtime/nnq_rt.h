@@ -147,5 +147,10 @@ enum { NNQ_MODEL_PACKED = 1 /* keep label tensors packed (values NULL) */ };
 NnqModelFile *nnq_model_load(const char *path, int flags, char *err, size_t errlen);
 NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen); /* flags 0 */
 void nnq_model_free(NnqModelFile *mf);
+/* Element pos (row-major) of a tensor read either way: its label index (label tensors),
+ * its value; and the tensor's element count. */
+int nnq_model_label_index(const NnqModelTensor *t, int64_t pos);
+float nnq_model_value(const NnqModelTensor *t, int64_t pos);
+int64_t nnq_model_count(const NnqModelTensor *t);
 
 #endif
