@@ -335,85 +335,37 @@ _Noreturn static void op_fail(const Export *x, int i, const char *fmt, ...) {
     nnq_rt_fail(x->run, "model '%s': op %d (%s): %s", x->mf->model, i, nnq_infer_op_name(x->a->ops[i].op), msg);
 }
 
-/* Shapes as the engine infers them (infer.c's op_load, the same checks), and the
- * kernel of op i. */
-static void op_shape(Export *x, int i) {
+/* Op i's geometry from the value shapes (nnq_model_shapes: the engine's checks), its
+ * kernel, and the finite constants its hexadecimal literals need. */
+static void op_shape(Export *x, const NnqValueShape *shapes, int i) {
     XOp *op = &x->ops[i];
     const NnqModelOp *mo = op->mo = &x->a->ops[i];
-    const XOp *src = mo->in[0] == 0 ? NULL : &x->ops[mo->in[0] - 1];
-    int rank = src ? src->rank : x->a->input_rank;
-    const int64_t *d = src ? src->dims : x->a->input_dims;
-    if (rank != 1 && rank != 3) op_fail(x, i, "its input has rank %d; the export takes [F] or [C, H, W] samples", rank);
-    op->c = d[0], op->h = rank == 3 ? d[1] : 1, op->w = rank == 3 ? d[2] : 1;
-    op->rank = rank;
-    memcpy(op->dims, d, sizeof op->dims);
+    const NnqValueShape *in = &shapes[mo->in[0]], *out = &shapes[i + 1];
+    op->c = in->dims[0], op->h = in->rank == 3 ? in->dims[1] : 1, op->w = in->rank == 3 ? in->dims[2] : 1;
+    op->rank = out->rank;
+    memcpy(op->dims, out->dims, sizeof op->dims);
     op->k = mo->attr[0], op->stride = mo->attr[1];
     const NnqModelTensor *t0 = nnq_infer_op_tensors(mo->op) ? op_tensor(x, op, 0) : NULL;
-    bool spatial = mo->op == NNQ_INFER_CONV2D || mo->op == NNQ_INFER_DWCONV2D || mo->op == NNQ_INFER_MAXPOOL ||
-                   mo->op == NNQ_INFER_AVGPOOL;
-    if (spatial && rank != 3) op_fail(x, i, "needs [C, H, W] samples, its input has rank %d", rank);
     bool packed = t0 && t0->nlabels;
     switch (mo->op) {
-    case NNQ_INFER_DENSE:
-        if (rank != 1 || t0->rank != 2 || t0->dims[0] != d[0] || t0->dims[1] < 1)
-            op_fail(x, i, "weight '%s' does not fit an input of %lld features", t0->name, (long long)d[0]);
-        op->dims[0] = t0->dims[1];
-        op->kernel = packed ? CK_DENSE_Q : CK_DENSE_F;
-        break;
+    case NNQ_INFER_DENSE: op->kernel = packed ? CK_DENSE_Q : CK_DENSE_F; break;
     case NNQ_INFER_CONV2D:
     case NNQ_INFER_DWCONV2D: {
         bool dw = mo->op == NNQ_INFER_DWCONV2D;
-        op->stride = mo->attr[0], op->pad = mo->attr[1];
-        if (t0->rank != 4 || t0->dims[2] != t0->dims[3] || t0->dims[1] != (dw ? 1 : d[0]) ||
-            (dw && t0->dims[0] != d[0]) || t0->dims[0] < 1 || t0->dims[2] < 1 || op->stride < 1)
-            op_fail(x, i, "weight '%s' does not fit an input of %lld channels", t0->name, (long long)d[0]);
-        op->k = t0->dims[2];
-        int64_t oh = op->h + 2 * op->pad - op->k, ow = op->w + 2 * op->pad - op->k;
-        if (oh < 0 || ow < 0 || op->pad >= op->k)
-            op_fail(x, i, "a %lldx%lld window does not fit %lldx%lld (padding %lld)", (long long)op->k,
-                    (long long)op->k, (long long)op->h, (long long)op->w, (long long)op->pad);
-        op->dims[0] = t0->dims[0], op->dims[1] = oh / op->stride + 1, op->dims[2] = ow / op->stride + 1;
+        op->stride = mo->attr[0], op->pad = mo->attr[1], op->k = t0->dims[2];
         op->kernel = dw ? (packed ? CK_DWCONV2D_Q : CK_DWCONV2D_F) : (packed ? CK_CONV2D_Q : CK_CONV2D_F);
         int64_t row = nnq_model_count(t0) / t0->dims[0];
         if (packed && row > x->row_floats) x->row_floats = row;
         break;
     }
-    case NNQ_INFER_MAXPOOL:
-    case NNQ_INFER_AVGPOOL:
-        if (op->k < 1 || op->stride < 1 || op->k > op->h || op->k > op->w)
-            op_fail(x, i, "window %lld stride %lld on %lldx%lld", (long long)op->k, (long long)op->stride,
-                    (long long)op->h, (long long)op->w);
-        op->dims[1] = (op->h - op->k) / op->stride + 1, op->dims[2] = (op->w - op->k) / op->stride + 1;
-        op->kernel = mo->op == NNQ_INFER_MAXPOOL ? CK_MAXPOOL : CK_AVGPOOL;
-        break;
-    case NNQ_INFER_BIAS:
-    case NNQ_INFER_BATCHNORM:
-        for (int k = 0; k < nnq_infer_op_tensors(mo->op); k++) {
-            const NnqModelTensor *t = op_tensor(x, op, k);
-            if (t->rank != 1 || t->dims[0] != d[0])
-                op_fail(x, i, "tensor '%s' is not [%lld]", t->name, (long long)d[0]);
-            if (mo->op == NNQ_INFER_BATCHNORM && t->nlabels) op_fail(x, i, "quantized statistics");
-        }
-        op->kernel = mo->op == NNQ_INFER_BIAS ? CK_BIAS : CK_BATCHNORM;
-        break;
-    case NNQ_INFER_RELU:
-        op->kernel = CK_RELU;
-        break;
-    case NNQ_INFER_ADD: {
-        const XOp *b = mo->in[1] == 0 ? NULL : &x->ops[mo->in[1] - 1];
-        int rb = b ? b->rank : x->a->input_rank;
-        const int64_t *db = b ? b->dims : x->a->input_dims;
-        if (rb != rank || memcmp(db, d, (size_t)rank * sizeof *d)) op_fail(x, i, "its inputs differ in shape");
-        op->kernel = CK_ADD;
-        break;
-    }
-    case NNQ_INFER_FLATTEN:
-        op->rank = 1;
-        op->dims[0] = d[0] * (rank == 3 ? d[1] * d[2] : 1);
-        op->kernel = CK_COUNT;
-        break;
-    default:
-        op_fail(x, i, "unknown op");
+    case NNQ_INFER_MAXPOOL: op->kernel = CK_MAXPOOL; break;
+    case NNQ_INFER_AVGPOOL: op->kernel = CK_AVGPOOL; break;
+    case NNQ_INFER_BIAS: op->kernel = CK_BIAS; break;
+    case NNQ_INFER_BATCHNORM: op->kernel = CK_BATCHNORM; break;
+    case NNQ_INFER_RELU: op->kernel = CK_RELU; break;
+    case NNQ_INFER_ADD: op->kernel = CK_ADD; break;
+    case NNQ_INFER_FLATTEN: op->kernel = CK_COUNT; break;
+    default: op_fail(x, i, "unknown op");
     }
     op->size = op->dims[0] * (op->rank == 3 ? op->dims[1] * op->dims[2] : 1);
     for (int k = 0; k < nnq_infer_op_tensors(mo->op); k++) { /* hexadecimal literals: finite values only */
@@ -773,8 +725,11 @@ int export_c(NnqRun *run, const NnqModelFile *mf, const char *dir, const char *p
     if (a->norm_channels && a->input_dims[0] != a->norm_channels && !(a->input_rank == 1 && a->norm_channels == 1))
         nnq_rt_fail(run, "model '%s': %d normalization channels for an input of %lld", mf->model, a->norm_channels,
                     (long long)a->input_dims[0]);
+    NnqValueShape *shapes = nnq_rt_alloc(run, (nv + 1) * (int64_t)sizeof *shapes);
+    char err[512];
+    if (nnq_model_shapes(mf, shapes, err, sizeof err)) nnq_rt_fail(run, "model '%s': %s", mf->model, err);
     for (int i = 0; i < x.nops; i++) {
-        op_shape(&x, i);
+        op_shape(&x, shapes, i);
         x.size[i + 1] = x.ops[i].size;
         if (x.ops[i].kernel != CK_COUNT) x.used |= DEP(x.ops[i].kernel);
     }

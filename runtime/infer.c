@@ -450,115 +450,54 @@ static const NnqModelTensor *tensor_of(const NnqModelFile *mf, const NnqModelOp 
 }
 
 /* Shape inference and weights of op i; false with a message. */
-static bool op_load(NnqNet *net, const NnqModelFile *mf, int i, char *err, size_t errlen) {
+/* Op i's geometry (from the value shapes nnq_model_shapes checked) and weights; false
+ * with a message (out of memory). */
+static bool op_load(NnqNet *net, const NnqModelFile *mf, const NnqValueShape *shapes, int i, char *err,
+                    size_t errlen) {
     const NnqModelOp *mo = &net->a->ops[i];
     NetOp *op = &net->ops[i];
-    const char *name = nnq_infer_op_name(mo->op);
     op->op = mo->op;
     op->in[0] = mo->in[0], op->in[1] = mo->in[1];
-    const NetOp *src = mo->in[0] == 0 ? NULL : &net->ops[mo->in[0] - 1];
-    int rank = src ? src->rank : net->a->input_rank;
-    const int64_t *d = src ? src->dims : net->a->input_dims;
-    if (rank > 3 || (rank == 2)) {
-        set_err(err, errlen, "op %d (%s): its input has rank %d; the engine takes [F] or [C, H, W] samples", i, name, rank);
-        return false;
-    }
-    op->c = d[0], op->h = rank == 3 ? d[1] : 1, op->wd = rank == 3 ? d[2] : 1;
-    op->rank = rank;
-    memcpy(op->dims, d, sizeof op->dims);
+    const NnqValueShape *in = &shapes[mo->in[0]], *out = &shapes[i + 1];
+    op->c = in->dims[0], op->h = in->rank == 3 ? in->dims[1] : 1, op->wd = in->rank == 3 ? in->dims[2] : 1;
+    op->rank = out->rank;
+    memcpy(op->dims, out->dims, sizeof op->dims);
     op->k = mo->attr[0], op->stride = mo->attr[1];
     const NnqModelTensor *t0 = nnq_infer_op_tensors(mo->op) ? tensor_of(mf, mo, 0) : NULL;
-    bool spatial = mo->op == NNQ_INFER_CONV2D || mo->op == NNQ_INFER_DWCONV2D || mo->op == NNQ_INFER_MAXPOOL ||
-                   mo->op == NNQ_INFER_AVGPOOL;
-    if (spatial && rank != 3) {
-        set_err(err, errlen, "op %d (%s): needs [C, H, W] samples, its input has rank %d", i, name, rank);
-        return false;
-    }
     switch (mo->op) {
     case NNQ_INFER_DENSE:
-        if (rank != 1 || t0->rank != 2 || t0->dims[0] != d[0] || t0->dims[1] < 1) {
-            set_err(err, errlen, "op %d (dense): weight '%s' does not fit an input of %lld features", i, t0->name,
-                    (long long)d[0]);
-            return false;
-        }
-        op->dims[0] = t0->dims[1];
-        return mat_init(&op->m, t0, t0->dims[1], d[0], true, net->mode, &net->weight_bytes) ||
+        return mat_init(&op->m, t0, t0->dims[1], op->c, true, net->mode, &net->weight_bytes) ||
                (set_err(err, errlen, "out of memory"), false);
     case NNQ_INFER_CONV2D:
-    case NNQ_INFER_DWCONV2D: {
-        bool dw = mo->op == NNQ_INFER_DWCONV2D;
-        op->stride = mo->attr[0], op->pad = mo->attr[1];
-        if (t0->rank != 4 || t0->dims[2] != t0->dims[3] || t0->dims[1] != (dw ? 1 : d[0]) ||
-            (dw && t0->dims[0] != d[0]) || t0->dims[0] < 1 || t0->dims[2] < 1 || op->stride < 1) {
-            set_err(err, errlen, "op %d (%s): weight '%s' does not fit an input of %lld channels", i, name, t0->name,
-                    (long long)d[0]);
-            return false;
-        }
-        op->k = t0->dims[2];
-        int64_t oh = (op->h + 2 * op->pad - op->k), ow = (op->wd + 2 * op->pad - op->k);
-        if (oh < 0 || ow < 0 || op->pad >= op->k) {
-            set_err(err, errlen, "op %d (%s): a %lldx%lld window does not fit %lldx%lld (padding %lld)", i, name,
-                    (long long)op->k, (long long)op->k, (long long)op->h, (long long)op->wd, (long long)op->pad);
-            return false;
-        }
-        op->dims[0] = t0->dims[0], op->dims[1] = oh / op->stride + 1, op->dims[2] = ow / op->stride + 1;
+    case NNQ_INFER_DWCONV2D:
+        op->stride = mo->attr[0], op->pad = mo->attr[1], op->k = t0->dims[2];
         return mat_init(&op->m, t0, t0->dims[0], nnq_model_count(t0) / t0->dims[0], false, net->mode,
                         &net->weight_bytes) ||
                (set_err(err, errlen, "out of memory"), false);
-    }
-    case NNQ_INFER_MAXPOOL:
-    case NNQ_INFER_AVGPOOL:
-        if (op->k < 1 || op->stride < 1 || op->k > op->h || op->k > op->wd) {
-            set_err(err, errlen, "op %d (%s): window %lld stride %lld on %lldx%lld", i, name, (long long)op->k,
-                    (long long)op->stride, (long long)op->h, (long long)op->wd);
-            return false;
-        }
-        op->dims[1] = (op->h - op->k) / op->stride + 1, op->dims[2] = (op->wd - op->k) / op->stride + 1;
-        return true;
     case NNQ_INFER_BIAS:
-    case NNQ_INFER_BATCHNORM:
-        for (int k = 0; k < nnq_infer_op_tensors(mo->op); k++) {
-            const NnqModelTensor *t = tensor_of(mf, mo, k);
-            if (t->rank != 1 || t->dims[0] != d[0]) {
-                set_err(err, errlen, "op %d (%s): tensor '%s' is not [%lld]", i, name, t->name, (long long)d[0]);
-                return false;
-            }
-        }
-        if (mo->op == NNQ_INFER_BIAS && t0->nlabels) { /* a quantized bias: decoded (C values) */
-            op->t0 = op->own = malloc((size_t)d[0] * sizeof(float));
+        if (t0->nlabels) { /* a quantized bias: decoded (C values) */
+            op->t0 = op->own = malloc((size_t)op->c * sizeof(float));
             if (!op->own) return set_err(err, errlen, "out of memory"), false;
-            for (int64_t c = 0; c < d[0]; c++) op->own[c] = nnq_model_value(t0, c);
-        } else if (mo->op == NNQ_INFER_BIAS) {
-            op->t0 = t0->values;
+            for (int64_t c = 0; c < op->c; c++) op->own[c] = nnq_model_value(t0, c);
         } else {
-            const NnqModelTensor *var = tensor_of(mf, mo, 1);
-            if (t0->nlabels || var->nlabels) return set_err(err, errlen, "op %d (batchnorm): quantized statistics", i), false;
             op->t0 = t0->values;
-            op->inv = malloc((size_t)d[0] * sizeof(float));
-            if (!op->inv) return set_err(err, errlen, "out of memory"), false;
-            for (int64_t c = 0; c < d[0]; c++) op->inv[c] = 1.0f / sqrtf(var->values[c] + 1e-5f);
         }
-        net->weight_bytes += d[0] * 4 * (mo->op == NNQ_INFER_BIAS ? 1 : 2);
+        net->weight_bytes += op->c * 4;
         return true;
-    case NNQ_INFER_RELU:
-        return true;
-    case NNQ_INFER_ADD: {
-        const NetOp *b = mo->in[1] == 0 ? NULL : &net->ops[mo->in[1] - 1];
-        int rb = b ? b->rank : net->a->input_rank;
-        const int64_t *db = b ? b->dims : net->a->input_dims;
-        if (rb != rank || memcmp(db, d, (size_t)rank * sizeof *d)) {
-            set_err(err, errlen, "op %d (add): its inputs differ in shape", i);
-            return false;
-        }
+    case NNQ_INFER_BATCHNORM: {
+        const NnqModelTensor *var = tensor_of(mf, mo, 1);
+        op->t0 = t0->values;
+        op->inv = malloc((size_t)op->c * sizeof(float));
+        if (!op->inv) return set_err(err, errlen, "out of memory"), false;
+        for (int64_t c = 0; c < op->c; c++) op->inv[c] = 1.0f / sqrtf(var->values[c] + 1e-5f);
+        net->weight_bytes += op->c * 8;
         return true;
     }
-    case NNQ_INFER_FLATTEN:
-        op->rank = 1;
-        op->dims[0] = d[0] * (rank == 3 ? d[1] * d[2] : 1);
+    case NNQ_INFER_FLATTEN: /* the channel ops see a flat value as F channels */
         op->c = op->dims[0], op->h = op->wd = 1;
         return true;
-    default:
-        return set_err(err, errlen, "op %d: unknown", i), false;
+    default: /* relu, pools, add */
+        return true;
     }
 }
 
@@ -667,6 +606,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
                 mf->model, mf->version);
         return NULL;
     }
+    NnqValueShape *shapes = NULL; /* each value's, from nnq_model_shapes */
     NnqNet *net = calloc(1, sizeof *net);
     if (!net) return set_err(err, errlen, "out of memory"), NULL;
     net->mode = mode, net->a = a, net->nops = a->nops, net->out = a->nops;
@@ -689,8 +629,11 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
         net->nb[c] = (0.0 - a->norm_shift[c]) / a->norm_scale[c];
     }
     int64_t scratch = 0, idx = 0, largest = net->in_size;
+    shapes = malloc((size_t)(a->nops + 1) * sizeof *shapes);
+    if (!shapes) goto oom;
+    if (nnq_model_shapes(mf, shapes, err, errlen)) goto fail;
     for (int i = 0; i < a->nops; i++) {
-        if (!op_load(net, mf, i, err, errlen)) goto fail;
+        if (!op_load(net, mf, shapes, i, err, errlen)) goto fail;
         NetOp *op = &net->ops[i];
         net->size[i + 1] = dims_size(op->rank, op->dims);
         if (net->size[i + 1] > NET_MAX_VALUE || net->in_size > NET_MAX_VALUE) {
@@ -704,6 +647,8 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
             net->flops += 2.0 * (double)op->m.rows * (double)op->m.cols *
                           (double)(op->op == NNQ_INFER_DENSE ? 1 : op->dims[1] * op->dims[2]);
     }
+    free(shapes);
+    shapes = NULL;
     net->chunk = NET_CHUNK_FLOATS / largest;
     net->chunk = net->chunk < 1 ? 1 : net->chunk > NET_CHUNK ? NET_CHUNK : net->chunk;
     for (int i = 0; i < a->nops; i++)
@@ -723,6 +668,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
 oom:
     set_err(err, errlen, "out of memory loading model '%s'", mf->model);
 fail:
+    free(shapes);
     nnq_net_free(net);
     return NULL;
 }

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -553,6 +554,104 @@ int64_t nnq_model_count(const NnqModelTensor *t) {
     for (int d = 0; d < t->rank; d++)
         n *= t->dims[d];
     return n;
+}
+
+static int shape_fail(char *err, size_t errlen, int i, NnqInferOp op, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int shape_fail(char *err, size_t errlen, int i, NnqInferOp op, const char *fmt, ...) {
+    int n = snprintf(err, errlen, "op %d (%s): ", i, infer_ops[op].name);
+    if (n >= 0 && (size_t)n < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int nnq_model_shapes(const NnqModelFile *mf, NnqValueShape *shapes, char *err, size_t errlen) {
+    const NnqModelArch *a = mf->arch;
+    shapes[0].rank = a->input_rank;
+    for (int d = 0; d < 3; d++)
+        shapes[0].dims[d] = d < a->input_rank ? a->input_dims[d] : 1;
+    if (a->input_rank != 1 && a->input_rank != 3)
+        return shape_fail(err, errlen, 0, a->ops[0].op, "the input has rank %d; samples are [F] or [C, H, W]",
+                          a->input_rank);
+    for (int i = 0; i < a->nops; i++) {
+        const NnqModelOp *mo = &a->ops[i];
+        NnqInferOp op = mo->op;
+        const NnqValueShape *in = &shapes[mo->in[0]];
+        NnqValueShape *out = &shapes[i + 1];
+        *out = *in;
+        const int64_t *d = in->dims;
+        int64_t h = in->rank == 3 ? d[1] : 1, w = in->rank == 3 ? d[2] : 1;
+        const NnqModelTensor *t0 = infer_ops[op].tensors ? &mf->tensors[mo->tensor[0]] : NULL;
+        bool spatial = op == NNQ_INFER_CONV2D || op == NNQ_INFER_DWCONV2D || op == NNQ_INFER_MAXPOOL ||
+                       op == NNQ_INFER_AVGPOOL;
+        if (spatial && in->rank != 3)
+            return shape_fail(err, errlen, i, op, "needs [C, H, W] samples, its input has rank %d", in->rank);
+        switch (op) {
+        case NNQ_INFER_DENSE:
+            if (in->rank != 1 || t0->rank != 2 || t0->dims[0] != d[0] || t0->dims[1] < 1)
+                return shape_fail(err, errlen, i, op, "weight '%s' does not fit an input of %lld features", t0->name,
+                                  (long long)d[0]);
+            out->dims[0] = t0->dims[1];
+            break;
+        case NNQ_INFER_CONV2D:
+        case NNQ_INFER_DWCONV2D: {
+            bool dw = op == NNQ_INFER_DWCONV2D;
+            int64_t stride = mo->attr[0], pad = mo->attr[1];
+            if (t0->rank != 4 || t0->dims[2] != t0->dims[3] || t0->dims[1] != (dw ? 1 : d[0]) ||
+                (dw && t0->dims[0] != d[0]) || t0->dims[0] < 1 || t0->dims[2] < 1 || stride < 1)
+                return shape_fail(err, errlen, i, op, "weight '%s' does not fit an input of %lld channels", t0->name,
+                                  (long long)d[0]);
+            int64_t k = t0->dims[2], oh = h + 2 * pad - k, ow = w + 2 * pad - k;
+            if (oh < 0 || ow < 0 || pad >= k)
+                return shape_fail(err, errlen, i, op, "a %lldx%lld window does not fit %lldx%lld (padding %lld)",
+                                  (long long)k, (long long)k, (long long)h, (long long)w, (long long)pad);
+            out->dims[0] = t0->dims[0], out->dims[1] = oh / stride + 1, out->dims[2] = ow / stride + 1;
+            break;
+        }
+        case NNQ_INFER_MAXPOOL:
+        case NNQ_INFER_AVGPOOL: {
+            int64_t k = mo->attr[0], stride = mo->attr[1];
+            if (k < 1 || stride < 1 || k > h || k > w)
+                return shape_fail(err, errlen, i, op, "window %lld stride %lld on %lldx%lld", (long long)k,
+                                  (long long)stride, (long long)h, (long long)w);
+            out->dims[1] = (h - k) / stride + 1, out->dims[2] = (w - k) / stride + 1;
+            break;
+        }
+        case NNQ_INFER_BIAS:
+        case NNQ_INFER_BATCHNORM:
+            for (int k = 0; k < infer_ops[op].tensors; k++) {
+                const NnqModelTensor *t = &mf->tensors[mo->tensor[k]];
+                if (t->rank != 1 || t->dims[0] != d[0])
+                    return shape_fail(err, errlen, i, op, "tensor '%s' is not [%lld]", t->name, (long long)d[0]);
+                if (op == NNQ_INFER_BATCHNORM && t->nlabels)
+                    return shape_fail(err, errlen, i, op, "quantized statistics");
+            }
+            break;
+        case NNQ_INFER_ADD: {
+            const NnqValueShape *b = &shapes[mo->in[1]];
+            if (b->rank != in->rank || memcmp(b->dims, in->dims, sizeof b->dims))
+                return shape_fail(err, errlen, i, op, "its inputs differ in shape");
+            break;
+        }
+        case NNQ_INFER_FLATTEN:
+            out->rank = 1;
+            out->dims[0] = d[0] * h * w, out->dims[1] = out->dims[2] = 1;
+            break;
+        default: /* relu */
+            break;
+        }
+        int64_t n = 1; /* bounded, so that sizes computed from it cannot overflow */
+        for (int k = 0; k < 3; k++) {
+            if (out->dims[k] < 1 || out->dims[k] > ((int64_t)1 << 40) / n)
+                return shape_fail(err, errlen, i, op, "gives more than 2^40 values a sample");
+            n *= out->dims[k];
+        }
+    }
+    return 0;
 }
 
 void nnq_model_free(NnqModelFile *mf) {

@@ -147,6 +147,17 @@ enum { NNQ_MODEL_PACKED = 1 /* keep label tensors packed (values NULL) */ };
 NnqModelFile *nnq_model_load(const char *path, int flags, char *err, size_t errlen);
 NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen); /* flags 0 */
 void nnq_model_free(NnqModelFile *mf);
+/* The shape of one sample of a value of the architecture record: [F] (rank 1) or
+ * [C, H, W] (rank 3). */
+typedef struct NnqValueShape {
+    int32_t rank;
+    int64_t dims[3];
+} NnqValueShape;
+/* Every value's shape (shapes[0] the input, shapes[i + 1] op i's), inferred and checked
+ * op by op as infer_ops.def defines the ops: the ranks an op takes, its tensors' shapes
+ * against its input, windows that fit, equal shapes added. The engine and the C
+ * exporter both start from it. 0, or -1 with "op I (NAME): ..." in err. */
+int nnq_model_shapes(const NnqModelFile *mf, NnqValueShape *shapes, char *err, size_t errlen);
 /* Element pos (row-major) of a tensor read either way: its label index (label tensors),
  * its value; and the tensor's element count. */
 int nnq_model_label_index(const NnqModelTensor *t, int64_t pos);
