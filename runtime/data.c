@@ -364,15 +364,15 @@ static CifarSpec cifar_spec(int32_t classes, int32_t split) {
     return s;
 }
 
-/* "dir/name" as a tracked block (path_join's result, owned by the run). */
-static char *cifar_path(NnqRun *run, const char *dir, const char *name) {
-    size_t dl = strlen(dir), nl = strlen(name);
+char *rt_path_join(NnqRun *run, const char *dir, const char *name, const char *suffix) {
+    size_t dl = strlen(dir), nl = strlen(name), sl = strlen(suffix);
     bool slash = dl > 0 && dir[dl - 1] != '/';
-    char *p = rt_alloc_block(run, (int64_t)(dl + slash + nl + 1), false);
+    char *p = rt_alloc_block(run, (int64_t)(dl + slash + nl + sl + 1), false);
     memcpy(p, dir, dl);
     if (slash)
         p[dl] = '/';
-    memcpy(p + dl + slash, name, nl + 1);
+    memcpy(p + dl + slash, name, nl);
+    memcpy(p + dl + slash + nl, suffix, sl + 1);
     return p;
 }
 
@@ -735,7 +735,7 @@ int32_t nnq_rt_data_cifar(NnqRun *run, const char *dir, int32_t classes, int32_t
     char *paths[CIFAR_MAX_FILES];
     int64_t records[CIFAR_MAX_FILES], total = 0;
     for (int i = 0; i < spec.nfiles; i++) {
-        paths[i] = cifar_path(run, root, spec.files[i]);
+        paths[i] = rt_path_join(run, root, spec.files[i], "");
         struct stat st;
         if (stat(paths[i], &st) != 0) {
             int e = errno;
@@ -763,7 +763,7 @@ int32_t nnq_rt_data_cifar(NnqRun *run, const char *dir, int32_t classes, int32_t
     }
 
     NnqDataSet ds = {0};
-    ds.images_path = ds.labels_path = cifar_path(run, root, spec.set);
+    ds.images_path = ds.labels_path = rt_path_join(run, root, spec.set, "");
     ds.count = total;
     ds.channels = 3;
     ds.rows = ds.cols = CIFAR_SIDE;

@@ -120,14 +120,7 @@ int32_t nnq_rt_init_tensor(NnqRun *run, const char *dir, const char *name, int32
         count *= (uint64_t)dims[i];
     }
     InitTensor t = {name, rank, dims, count, dst, flags, init_shape_text(run, rank, dims)};
-    size_t dl = strlen(dir), nl = strlen(name);
-    bool slash = dl > 0 && dir[dl - 1] != '/';
-    char *path = rt_alloc_block(run, (int64_t)(dl + slash + nl + 5), false);
-    memcpy(path, dir, dl);
-    if (slash)
-        path[dl] = '/';
-    memcpy(path + dl + slash, name, nl);
-    memcpy(path + dl + slash + nl, ".npy", 5);
+    char *path = rt_path_join(run, dir, name, ".npy");
 
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -140,7 +133,7 @@ int32_t nnq_rt_init_tensor(NnqRun *run, const char *dir, const char *name, int32
     }
     if (S_ISDIR(st.st_mode))
         nnq_rt_fail(run, "'%s' is a directory, not the .npy file of %s", path, name);
-    size_t errlen = 2 * (dl + nl) + 2 * strlen(t.shape) + 2048;
+    size_t errlen = 2 * strlen(path) + 2 * strlen(t.shape) + 2048;
     char *err = rt_alloc_block(run, (int64_t)errlen, false);
     RtZFile f = {NULL, path, err, errlen};
     bool ok = rt_zf_open(&f, "weights file");

@@ -236,6 +236,8 @@ bool rt_rd_str(RtReader *r, const char **s, uint32_t *len, uint32_t max, const c
  * search path (data.c's header); fails listing every candidate tried. `what` names it in
  * the messages (NULL: "data file" or "data directory"). */
 char *rt_data_resolve(NnqRun *run, const char *name, bool want_dir, const char *what);
+/* data.c: "dir/name" + suffix (no second '/' when dir ends in one), a tracked block. */
+char *rt_path_join(NnqRun *run, const char *dir, const char *name, const char *suffix);
 
 /* npy.c: a file read through zlib (gzip-compressed or plain). The functions write any
  * error into err (errlen bytes, a message naming path) and return false; the caller
