@@ -6,12 +6,10 @@
  * Requires: the runtime (data loaders and writers run inside nnq_run_invoke, which turns
  * their failures into "nnqc: error: ..." and exit status 1). eval --data compiles the
  * program's front end (pipeline.c) for its data declaration. */
-#include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "deploy.h"
@@ -375,28 +373,8 @@ static bool safe_name(const char *s) {
     return true;
 }
 
-static void make_dir(NnqRun *run, const char *dir) {
-    char *p = strdup(dir);
-    if (!p) nnq_rt_fail(run, "out of memory");
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s) continue;
-        char c = *s;
-        *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            int e = errno;
-            free(p);
-            nnq_rt_fail(run, "cannot create directory '%s': %s", dir, strerror(e));
-        }
-        *s = c;
-        if (!c) break;
-    }
-    free(p);
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) nnq_rt_fail(run, "'%s' is not a directory", dir);
-}
-
 static int export_npy_entry(NnqRun *run) {
-    make_dir(run, args.output);
+    nnq_make_dirs(run, args.output, "directory");
     for (int i = 0; i < model_file->ntensors; i++) {
         const NnqModelTensor *t = &model_file->tensors[i];
         if (!safe_name(t->name)) nnq_rt_fail(run, "tensor name '%s' is not a safe file name", t->name);
@@ -426,7 +404,7 @@ static int export_npy_entry(NnqRun *run) {
 }
 
 static int export_c_entry(NnqRun *run) {
-    make_dir(run, args.output);
+    nnq_make_dirs(run, args.output, "directory");
     return export_c(run, model_file, args.output, args.name ? args.name : "model");
 }
 

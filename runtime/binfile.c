@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rt_internal.h"
@@ -109,6 +110,45 @@ void rt_wr_commit(RtWriter *w) {
     if (dfd >= 0) {
         (void)fsync(dfd);
         close(dfd);
+    }
+}
+
+/* ---- directories ---- */
+
+/* mkdir -p: false with errno set and *at = the component that failed. */
+static bool mkdirs(char *path, const char **at) {
+    *at = path;
+    for (char *s = path + 1;; s++) {
+        if (*s != '/' && *s != 0)
+            continue;
+        char c = *s;
+        *s = 0;
+        struct stat st;
+        bool ok = true;
+        if (stat(path, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) {
+                errno = ENOTDIR;
+                ok = false;
+            }
+        } else if (errno != ENOENT || (mkdir(path, 0777) != 0 && errno != EEXIST)) {
+            ok = false;
+        }
+        if (!ok)
+            return false; /* path now ends at the failing component */
+        *s = c;
+        if (!c)
+            return true;
+    }
+}
+
+void nnq_make_dirs(NnqRun *run, const char *dir, const char *what) {
+    char *probe = rt_strdup(run, dir);
+    const char *at;
+    if (!mkdirs(probe, &at)) {
+        int e = errno;
+        if (strcmp(at, dir) != 0)
+            nnq_rt_fail(run, "cannot create %s '%s': '%s': %s", what, dir, at, strerror(e));
+        nnq_rt_fail(run, "cannot create %s '%s': %s", what, dir, strerror(e));
     }
 }
 

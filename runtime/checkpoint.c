@@ -215,32 +215,6 @@ static void checkpoint_release(NnqRun *run) {
 
 /* ---- the directory ---- */
 
-/* mkdir -p: false with errno set and *at = the component that failed. */
-static bool ck_mkdirs(char *path, const char **at) {
-    *at = path;
-    for (char *s = path + 1;; s++) {
-        if (*s != '/' && *s != 0)
-            continue;
-        char c = *s;
-        *s = 0;
-        struct stat st;
-        bool ok = true;
-        if (stat(path, &st) == 0) {
-            if (!S_ISDIR(st.st_mode)) {
-                errno = ENOTDIR;
-                ok = false;
-            }
-        } else if (errno != ENOENT || (mkdir(path, 0777) != 0 && errno != EEXIST)) {
-            ok = false;
-        }
-        if (!ok)
-            return false; /* path now ends at the failing component */
-        *s = c;
-        if (!c)
-            return true;
-    }
-}
-
 void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
     if (!dir || !*dir)
         nnq_rt_fail(run, "checkpoint: empty directory name");
@@ -254,15 +228,7 @@ void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
         ck_handle_signals(true);
         return;
     }
-    char *probe = rt_strdup(run, d);
-    const char *at;
-    if (!ck_mkdirs(probe, &at)) {
-        int e = errno;
-        if (strcmp(at, d) != 0)
-            nnq_rt_fail(run, "cannot create checkpoint directory '%s': '%s': %s", d, at,
-                        strerror(e));
-        nnq_rt_fail(run, "cannot create checkpoint directory '%s': %s", d, strerror(e));
-    }
+    nnq_make_dirs(run, d, "checkpoint directory");
     if (access(d, W_OK | X_OK) != 0)
         nnq_rt_fail(run, "cannot write checkpoints to '%s': %s", d, strerror(errno));
     run->ckpt_dir = d;

@@ -78,6 +78,8 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run));
 /* Samples of an image file with no labels (labels read as 0): IDX images, or a .npy
  * file (by its name's ending) of shape (N, H, W) or (N, C, H, W); a data set handle. */
 int32_t nnq_data_images(NnqRun *run, const char *path);
+/* mkdir -p DIR; fails with "cannot create WHAT 'DIR': ..." naming the component at fault. */
+void nnq_make_dirs(NnqRun *run, const char *dir, const char *what);
 /* Writes a file whole, durably (PATH.tmp, fsync, rename): no partial file under PATH. */
 void nnq_file_save(NnqRun *run, const char *path, const void *data, size_t len, const char *what);
 /* The same for a NumPy .npy file (format 1.0) of dtype descr ("<f4", "<i4", "|u1"). */
