@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "deploy.h"
+#include "nnq_infer.h"
 
 /* ---- the kernels of the generated code: one row each, emitted when used ---- */
 
@@ -385,9 +386,10 @@ static bool op_in_place(NnqInferOp op) {
 
 /* Buffer groups and slots. A group is the values that share one buffer: a value, the
  * flattens of it and the elementwise ops that write over it. A group lives from its
- * first value's op to the last op reading any of its values; groups take slots like
- * infer.c's plan_slots (the smallest free slot that is large enough, else the largest
- * free one, grown). The group of the last value is the caller's logits. */
+ * first value's op to the last op reading any of its values; groups take slots as
+ * infer.c's plan_slots does, through nnq_slot_take (the smallest free slot that is large
+ * enough, else the largest free one, grown). The group of the last value is the caller's
+ * logits. */
 static void plan_buffers(Export *x) {
     int nv = x->nops + 1;
     int *vlast = nnq_rt_alloc(x->run, nv * (int64_t)sizeof(int));
@@ -421,16 +423,7 @@ static void plan_buffers(Export *x) {
     memset(busy, 0, 2 * (size_t)nv);
     for (int v = 0; v < nv; v++) {
         if (x->root[v] == v && x->at[v] == AT_NONE) { /* a group starts: take a slot */
-            int best = -1;
-            int64_t need = x->size[v];
-            for (int s = 0; s < x->nslots; s++) {
-                if (busy[s]) continue;
-                int64_t have = x->slot_size[s], cur = best < 0 ? -1 : x->slot_size[best];
-                bool fits = have >= need, cur_fits = cur >= need;
-                if (best < 0 || (fits && (!cur_fits || have < cur)) || (!fits && !cur_fits && have > cur)) best = s;
-            }
-            if (best < 0) best = x->nslots++, x->slot_size[best] = 0;
-            if (x->slot_size[best] < need) x->slot_size[best] = need;
+            int best = nnq_slot_take(x->slot_size, busy, &x->nslots, x->size[v]);
             busy[best] = live[v] = true;
             x->at[v] = best;
         }

@@ -556,6 +556,20 @@ static void fuse_chan_ops(NnqNet *net) {
     free(readers), free(map), free(dead), free(renum);
 }
 
+int nnq_slot_take(int64_t *slot_size, const bool *busy, int *nslots, int64_t need) {
+    /* the smallest free slot that is large enough, else the largest free one */
+    int best = -1;
+    for (int s = 0; s < *nslots; s++) {
+        if (busy[s]) continue;
+        int64_t have = slot_size[s], cur = best < 0 ? -1 : slot_size[best];
+        bool fits = have >= need, cur_fits = cur >= need;
+        if (best < 0 || (fits && (!cur_fits || have < cur)) || (!fits && !cur_fits && have > cur)) best = s;
+    }
+    if (best < 0) best = (*nslots)++, slot_size[best] = 0;
+    if (slot_size[best] < need) slot_size[best] = need;
+    return best;
+}
+
 /* Buffers shared by lifetime: value v takes a free slot as large as it needs (or the
  * largest free one, grown), and its inputs' slots are freed after their last reader. */
 static bool plan_slots(NnqNet *net) {
@@ -572,17 +586,7 @@ static bool plan_slots(NnqNet *net) {
         for (int k = 0; k < nnq_infer_op_inputs(net->ops[i].op); k++) last[net->ops[i].in[k]] = i;
     last[net->out] = net->nops; /* the logits outlive the ops */
     for (int v = 0; v < nv; v++) {
-        /* the smallest free slot that is large enough, else the largest free one */
-        int best = -1;
-        int64_t need = net->size[v];
-        for (int s = 0; s < net->nslots; s++) {
-            if (busy[s]) continue;
-            int64_t have = net->slot_size[s], cur = best < 0 ? -1 : net->slot_size[best];
-            bool fits = have >= need, cur_fits = cur >= need;
-            if (best < 0 || (fits && (!cur_fits || have < cur)) || (!fits && !cur_fits && have > cur)) best = s;
-        }
-        if (best < 0) best = net->nslots++;
-        if (net->slot_size[best] < net->size[v]) net->slot_size[best] = net->size[v];
+        int best = nnq_slot_take(net->slot_size, busy, &net->nslots, net->size[v]);
         busy[best] = true;
         net->slot[v] = best;
         if (v > 0) /* op v - 1 has run: free the inputs it read last */

@@ -41,5 +41,10 @@ double nnq_net_flops(const NnqNet *net);
 /* Which kernel the packed dense layers use on this CPU: "avx512", "avx2" or "portable". */
 const char *nnq_net_isa(void);
 void nnq_net_free(NnqNet *net);
+/* Buffer planning, shared with the C exporter: the slot a value of `need` floats takes
+ * among *nslots slots of slot_size floats (busy ones skipped): the smallest free one
+ * that is large enough, else the largest free one, grown; else a new one (*nslots grows;
+ * slot_size must have room). */
+int nnq_slot_take(int64_t *slot_size, const bool *busy, int *nslots, int64_t need);
 
 #endif
