@@ -166,14 +166,17 @@ __attribute__((target("avx512f"))) static float masksum_avx512(const uint64_t *b
     return _mm512_reduce_add_ps(t);
 }
 
+/* Weight k of a row of bit planes: vals[0], or vals[1 + p] where plane p has bit k. */
+static inline float plane_value(const uint64_t *row, int nplanes, int64_t words, const float *vals, int64_t k) {
+    float v = vals[0];
+    for (int p = 0; p < nplanes; p++)
+        if (row[p * words + k / 64] >> (k & 63) & 1) v = vals[1 + p];
+    return v;
+}
+
 static void decode_portable(const uint64_t *row, int nplanes, int64_t words, const float *vals, int64_t K,
                             float *out) {
-    for (int64_t k = 0; k < K; k++) {
-        float v = vals[0];
-        for (int p = 0; p < nplanes; p++)
-            if (row[p * words + k / 64] >> (k & 63) & 1) v = vals[1 + p];
-        out[k] = v;
-    }
+    for (int64_t k = 0; k < K; k++) out[k] = plane_value(row, nplanes, words, vals, k);
 }
 
 __attribute__((target("avx2"))) static void decode_avx2(const uint64_t *row, int nplanes, int64_t words,
@@ -189,12 +192,7 @@ __attribute__((target("avx2"))) static void decode_avx2(const uint64_t *row, int
         }
         _mm256_storeu_ps(out + k, v);
     }
-    for (; k < K; k++) {
-        float v = vals[0];
-        for (int p = 0; p < nplanes; p++)
-            if (row[p * words + k / 64] >> (k & 63) & 1) v = vals[1 + p];
-        out[k] = v;
-    }
+    for (; k < K; k++) out[k] = plane_value(row, nplanes, words, vals, k);
 }
 
 __attribute__((target("avx512f"))) static void decode_avx512(const uint64_t *row, int nplanes, int64_t words,
