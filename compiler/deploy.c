@@ -231,25 +231,12 @@ static int argmax(const float *v, int n) {
     return best;
 }
 
-/* The data set the eval arguments name, loaded unnormalized and checked against the model. */
-static int32_t eval_load(NnqRun *run, const char **what) {
-    int32_t ds;
-    if (args.cifar) {
-        ds = nnq_rt_data_cifar(run, args.cifar, args.cifar_classes, args.cifar_split, args.coarse);
-        *what = args.cifar;
-    } else if (args.images) {
-        size_t n = strlen(args.images);
-        bool npy = n >= 4 && !strcmp(args.images + n - 4, ".npy");
-        ds = (npy ? nnq_rt_data_npy : nnq_rt_data_idx)(run, args.images, args.labels);
-        *what = args.images;
-    } else {
-        ds = -1; /* --data: loaded by the caller, which has the program */
-    }
-    return ds;
-}
+/* eval's data set: a declaration of the program (--data), or the one the --images /
+ * --labels or --cifar arguments describe, named by its path. */
+static const DataDecl *eval_data;
+static DataDecl arg_data;
 
-static const DataDecl *program_data; /* eval --data: the declaration */
-
+/* A data set loaded as a declaration says (unnormalized: the engine normalizes). */
 static int32_t load_decl(NnqRun *run, const DataDecl *d) {
     switch (d->kind) {
     case DATA_IDX: return nnq_rt_data_idx(run, d->images, d->labels);
@@ -259,9 +246,8 @@ static int32_t load_decl(NnqRun *run, const DataDecl *d) {
 }
 
 static int eval_entry(NnqRun *run) {
-    const char *what = NULL;
-    int32_t ds = program_data ? load_decl(run, program_data) : eval_load(run, &what);
-    if (program_data) what = program_data->name;
+    int32_t ds = load_decl(run, eval_data);
+    const char *what = eval_data->name;
     const NnqModelArch *a = model_file->arch;
     char check[256];
     snprintf(check, sizeof check, "model '%s'", model_file->model);
@@ -444,14 +430,24 @@ int deploy_main(int argc, char **argv, const char *stdlib_dir) {
         NnqCompileOptions co = {.stdlib_dir = stdlib_dir, .until = NNQ_STAGE_CHECK};
         compiled = true;
         if (!nnq_compile(&c, args.program, NULL, &co)) goto done;
-        for (int i = 0; i < c.prog->ndata && !program_data; i++)
-            if (!strcmp(c.prog->data[i]->name, args.data)) program_data = c.prog->data[i];
-        if (!program_data) {
+        for (int i = 0; i < c.prog->ndata && !eval_data; i++)
+            if (!strcmp(c.prog->data[i]->name, args.data)) eval_data = c.prog->data[i];
+        if (!eval_data) {
             fprintf(stderr, "nnqc: error: %s declares no data set '%s'\n", args.program, args.data);
             goto done;
         }
         dup = strdup(args.program);
         args.run.base_dir = dirname(dup);
+    } else if (args.cifar || args.images) {
+        size_t n = args.images ? strlen(args.images) : 0;
+        bool npy = n >= 4 && !strcmp(args.images + n - 4, ".npy");
+        arg_data = (DataDecl){.name = args.cifar ? args.cifar : args.images,
+                              .kind = args.cifar ? (args.cifar_classes == 10 ? DATA_CIFAR10 : DATA_CIFAR100)
+                                      : npy      ? DATA_NPY
+                                                 : DATA_IDX,
+                              .images = args.cifar ? args.cifar : args.images, .labels = args.labels,
+                              .split = args.cifar_split, .coarse = args.coarse};
+        eval_data = &arg_data;
     }
     NnqRun *run = nnq_run_new(&args.run);
     if (run) {
