@@ -98,30 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifndef NNQ_LIBFUZZER
+#include "replay.h"
 int main(int argc, char **argv) {
-    int n = 0;
-    for (int a = 1; a < argc; a++) {
-        FILE *f = fopen(argv[a], "rb");
-        if (!f) {
-            perror(argv[a]);
-            return 2;
-        }
-        static uint8_t buf[1 << 20], mut[1 << 20];
-        size_t len = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        for (int cut = 0; cut <= 64; cut++, n++) /* whole, then cut at 64 places */
-            LLVMFuzzerTestOneInput(buf, cut == 64 ? len : len * (size_t)cut / 64);
-        uint32_t s = 2463534242u;
-        for (int m = 0; m < 1000 && len > 4; m++, n++) { /* one byte changed, at random */
-            memcpy(mut, buf, len);
-            s ^= s << 13, s ^= s >> 17, s ^= s << 5;
-            size_t at = s % (len - 4);
-            s ^= s << 13, s ^= s >> 17, s ^= s << 5;
-            mut[at] = (uint8_t)(m % 3 == 0 ? s : m % 3 == 1 ? mut[at] + 1 : mut[at] ^ 0x80);
-            LLVMFuzzerTestOneInput(mut, len);
-        }
-    }
-    printf("fuzz_model_replay: %d inputs, no crash\n", n);
-    return 0;
+    return fuzz_replay_main(argc, argv, "fuzz_model_replay", 1000);
 }
 #endif

@@ -104,21 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifndef NNQ_LIBFUZZER
+#include "replay.h"
 int main(int argc, char **argv) {
-    int n = 0;
-    for (int a = 1; a < argc; a++) {
-        FILE *f = fopen(argv[a], "rb");
-        if (!f) {
-            perror(argv[a]);
-            return 2;
-        }
-        static uint8_t buf[1 << 16];
-        size_t len = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        for (int cut = 0; cut <= 64; cut++, n++) /* whole, then cut at 64 places */
-            LLVMFuzzerTestOneInput(buf, cut == 64 ? len : len * (size_t)cut / 64);
-    }
-    printf("fuzz_npy_replay: %d inputs, no crash\n", n);
-    return 0;
+    return fuzz_replay_main(argc, argv, "fuzz_npy_replay", 0);
 }
 #endif
