@@ -68,6 +68,15 @@ h=$(head -c 128 "$tmp/npy/sub/dense1.w.npy" | tail -c +11 | tr -d '\n')
     [ -f "$tmp/npy/sub/bn2.running_var.npy" ] && [ "$(stat -c %s "$tmp/npy/sub/dense1.w.bits.npy")" = $((128 + 784 * 300 / 8)) ] &&
     [ "$(stat -c %s "$tmp/npy/sub/dense1.w.labels.npy")" = $((128 + 8)) ] &&
     ok "export --format npy: $(ls "$tmp/npy/sub" | wc -l) files" || bad "export npy: dense1.w.npy $sz bytes, header $h"
+# what they hold agrees: the first 64 weights of dense1.w, each the label its packed index
+# (1 bit, least significant first) names in dense1.w.labels.npy
+labels=$(tail -c +129 "$tmp/npy/sub/dense1.w.labels.npy" | od -An -tf4 -v | tr -s ' ' '\n' | sed '/^$/d' | tr '\n' ' ')
+want=$(tail -c +129 "$tmp/npy/sub/dense1.w.bits.npy" | head -c 8 | od -An -tu1 -v |
+       awk -v l="$labels" '{ split(l, lab, " "); for (i = 1; i <= NF; i++) for (b = 0; b < 8; b++) print lab[int($i / 2 ^ b) % 2 + 1] }')
+got=$(tail -c +129 "$tmp/npy/sub/dense1.w.npy" | head -c 256 | od -An -tf4 -v | tr -s ' ' '\n' | sed '/^$/d')
+[ "$(echo "$labels" | wc -w)" = 2 ] && [ -n "$got" ] && [ "$got" = "$want" ] &&
+    ok "export --format npy: the float values are the labels the packed bits name" ||
+    bad "export npy: dense1.w's first 64 values do not match its bits and labels ($labels)"
 
 # refused, with a message, exit 1, no output
 refused() { # WANT CMD...: exit 1, WANT in stderr
