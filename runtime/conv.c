@@ -27,42 +27,86 @@ static int32_t out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad) {
 }
 
 /* Output columns xo whose input column xo*stride - pad + j lies inside [0, w): [*lo, *hi). */
-static void valid_cols(int32_t ow, int32_t w, int32_t stride, int32_t pad, int32_t j, int32_t *lo,
-                       int32_t *hi) {
+static inline void valid_cols(int32_t ow, int32_t w, int32_t stride, int32_t pad, int32_t j, int32_t *lo,
+                              int32_t *hi) {
     int32_t a = pad - j; /* xo*stride >= a */
-    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
     int32_t b = w + pad - j; /* xo*stride < b */
-    *hi = b <= 0 ? 0 : (b - 1) / stride + 1;
+    if (stride == 1) { /* no division: im2col calls this per row, and a division costs more than the row */
+        *lo = a <= 0 ? 0 : a;
+        *hi = b <= 0 ? 0 : b;
+    } else {
+        *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+        *hi = b <= 0 ? 0 : (b - 1) / stride + 1;
+    }
     if (*hi > ow) *hi = ow;
     if (*lo > *hi) *lo = *hi;
+}
+
+/* Short row moves. A convolution's rows are short (LeNet-5's conv2: 8 floats), so a call
+ * of memcpy per row costs more than the copy; these move 8 floats per fixed-size access
+ * (one vector move where the target has one), a short tail by one overlapping move. */
+typedef float F8 __attribute__((vector_size(32), aligned(4))); /* unaligned 8-float loads */
+
+static inline void row_copy(float *dst, const float *src, int32_t n) {
+    if (n < 8) {
+        for (int32_t k = 0; k < n; k++) dst[k] = src[k];
+        return;
+    }
+    for (int32_t k = 0; k + 8 <= n; k += 8) *(F8 *)(dst + k) = *(const F8 *)(src + k);
+    if (n & 7) *(F8 *)(dst + n - 8) = *(const F8 *)(src + n - 8); /* rewrites equal values */
+}
+
+static inline void row_zero(float *dst, int32_t n) {
+    if (n < 8) {
+        for (int32_t k = 0; k < n; k++) dst[k] = 0.0f;
+        return;
+    }
+    for (int32_t k = 0; k + 8 <= n; k += 8) *(F8 *)(dst + k) = (F8){0};
+    if (n & 7) *(F8 *)(dst + n - 8) = (F8){0};
+}
+
+/* dst[k] += src[k]: each element's one add, so the same sums as a scalar loop. */
+static inline void row_add(float *dst, const float *src, int32_t n) {
+    int32_t k = 0;
+    for (; k + 8 <= n; k += 8) *(F8 *)(dst + k) += *(const F8 *)(src + k);
+    for (; k < n; k++) dst[k] += src[k];
+}
+
+/* Rows y of the output whose input row y*stride - pad + i lies inside [0, h): [*lo, *hi). */
+static inline void valid_rows(int32_t oh, int32_t h, int32_t stride, int32_t pad, int32_t i, int32_t *lo,
+                              int32_t *hi) {
+    valid_cols(oh, h, stride, pad, i, lo, hi);
 }
 
 void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
                    int32_t stride, int32_t pad, float *col, int64_t ld) {
     int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
     for (int32_t ch = 0; ch < c; ch++)
-        for (int32_t i = 0; i < kh; i++)
+        for (int32_t i = 0; i < kh; i++) {
+            int32_t ylo, yhi;
+            valid_rows(oh, h, stride, pad, i, &ylo, &yhi);
             for (int32_t j = 0; j < kw; j++) {
                 float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
                 int32_t lo, hi;
                 valid_cols(ow, w, stride, pad, j, &lo, &hi);
-                for (int32_t y = 0; y < oh; y++) {
-                    int32_t r = y * stride - pad + i;
-                    float *dst = row + (int64_t)y * ow;
-                    if (r < 0 || r >= h) {
-                        memset(dst, 0, sizeof(float) * ow);
-                        continue;
+                /* rows of padding whole, then each image row: padding, a strided copy, padding */
+                if (ylo > 0) row_zero(row, ylo * ow);
+                const float *src = x + ((int64_t)ch * h + ylo * stride - pad + i) * w + (int64_t)lo * stride - pad + j;
+                float *dst = row + (int64_t)ylo * ow;
+                if (stride == 1 && lo == 0 && hi == ow) /* the common case, as tight as it goes */
+                    for (int32_t y = ylo; y < yhi; y++, src += w, dst += ow) row_copy(dst, src, ow);
+                else
+                    for (int32_t y = ylo; y < yhi; y++, src += (int64_t)stride * w, dst += ow) {
+                        if (lo > 0) row_zero(dst, lo); /* guarded: a loop here becomes a call of memset */
+                        if (stride == 1)
+                            row_copy(dst + lo, src, hi - lo);
+                        else
+                            for (int32_t xo = lo; xo < hi; xo++) dst[xo] = src[(int64_t)(xo - lo) * stride];
+                        if (hi < ow) row_zero(dst + hi, ow - hi);
                     }
-                    /* the padding at both ends, and the image part as one strided copy */
-                    const float *src = x + ((int64_t)ch * h + r) * w + (int64_t)lo * stride - pad + j;
-                    for (int32_t xo = 0; xo < lo; xo++) dst[xo] = 0.0f;
-                    if (stride == 1)
-                        memcpy(dst + lo, src, sizeof(float) * (size_t)(hi - lo));
-                    else
-                        for (int32_t xo = lo; xo < hi; xo++) dst[xo] = src[(int64_t)(xo - lo) * stride];
-                    for (int32_t xo = hi; xo < ow; xo++) dst[xo] = 0.0f;
-                }
+                if (yhi < oh) row_zero(row + (int64_t)yhi * ow, (oh - yhi) * ow);
             }
+        }
 }
 
 void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh,
@@ -70,22 +114,21 @@ void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w
     int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
     memset(x, 0, sizeof(float) * (size_t)c * h * w);
     for (int32_t ch = 0; ch < c; ch++)
-        for (int32_t i = 0; i < kh; i++)
+        for (int32_t i = 0; i < kh; i++) {
+            int32_t ylo, yhi;
+            valid_rows(oh, h, stride, pad, i, &ylo, &yhi);
             for (int32_t j = 0; j < kw; j++) {
-                const float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
                 int32_t lo, hi;
                 valid_cols(ow, w, stride, pad, j, &lo, &hi);
-                for (int32_t y = 0; y < oh; y++) {
-                    int32_t r = y * stride - pad + i;
-                    if (r < 0 || r >= h) continue;
-                    float *dst = x + ((int64_t)ch * h + r) * w + (int64_t)lo * stride - pad + j;
-                    const float *src = row + (int64_t)y * ow;
+                const float *src = col + ((int64_t)(ch * kh + i) * kw + j) * ld + (int64_t)ylo * ow + lo;
+                float *dst = x + ((int64_t)ch * h + ylo * stride - pad + i) * w + (int64_t)lo * stride - pad + j;
+                for (int32_t y = ylo; y < yhi; y++, src += ow, dst += (int64_t)stride * w)
                     if (stride == 1)
-                        for (int32_t xo = lo; xo < hi; xo++) dst[xo - lo] += src[xo];
+                        row_add(dst, src, hi - lo);
                     else
-                        for (int32_t xo = lo; xo < hi; xo++) dst[(int64_t)(xo - lo) * stride] += src[xo];
-                }
+                        for (int32_t xo = 0; xo < hi - lo; xo++) dst[(int64_t)xo * stride] += src[xo];
             }
+        }
 }
 
 /* The common 2 x 2 window with stride 2, row pairs at a time; the same results as the
