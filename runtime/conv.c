@@ -6,8 +6,8 @@
  * each computed whole by one thread, so results do not depend on the thread count.
  *
  * A convolution x [N, C, H, W] * w [O, C, KH, KW] -> y [N, O, OH, OW] runs by chunks of
- * G samples (G * OH*OW >= CONV_COLS columns, so deep layers with small images still give
- * GEMMs of a useful width). One thread takes a chunk whole: im2col of its samples into
+ * about G samples (G * OH*OW >= CONV_COLS columns, so deep layers with small images still
+ * give GEMMs of a useful width; a power of two of chunks, sizes within one). One thread takes a chunk whole: im2col of its samples into
  * COL [CKK, G*OHW] in that thread's scratch (it stays in cache), T = w COL, and T is y's
  * chunk in channel-major order (for G = 1 it is y itself, written in place). dx is the
  * adjoint chunk by chunk (DCOL = w^T dy, col2im). dw = sum over chunks of dy COL^T is a
@@ -43,32 +43,39 @@ static inline void valid_cols(int32_t ow, int32_t w, int32_t stride, int32_t pad
 }
 
 /* Short row moves. A convolution's rows are short (LeNet-5's conv2: 8 floats), so a call
- * of memcpy per row costs more than the copy; these move 8 floats per fixed-size access
- * (one vector move where the target has one), a short tail by one overlapping move. */
-typedef float F8 __attribute__((vector_size(32), aligned(4))); /* unaligned 8-float loads */
+ * of memcpy per row costs more than the copy; these move 8 floats per step as two 16-byte
+ * accesses (one register each on any x86-64: a 32-byte vector type would go through the
+ * stack on the baseline ISA), a tail of 4 or more by an overlapping step. */
+typedef float F4u __attribute__((vector_size(16), aligned(4))); /* unaligned 4-float accesses */
 
 static inline void row_copy(float *dst, const float *src, int32_t n) {
-    if (n < 8) {
+    if (n < 4) {
         for (int32_t k = 0; k < n; k++) dst[k] = src[k];
         return;
     }
-    for (int32_t k = 0; k + 8 <= n; k += 8) *(F8 *)(dst + k) = *(const F8 *)(src + k);
-    if (n & 7) *(F8 *)(dst + n - 8) = *(const F8 *)(src + n - 8); /* rewrites equal values */
+    int32_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        F4u a = *(const F4u *)(src + k), b = *(const F4u *)(src + k + 4);
+        *(F4u *)(dst + k) = a, *(F4u *)(dst + k + 4) = b;
+    }
+    if (k + 4 <= n) *(F4u *)(dst + k) = *(const F4u *)(src + k), k += 4;
+    if (k < n) *(F4u *)(dst + n - 4) = *(const F4u *)(src + n - 4); /* rewrites equal values */
 }
 
 static inline void row_zero(float *dst, int32_t n) {
-    if (n < 8) {
+    if (n < 4) {
         for (int32_t k = 0; k < n; k++) dst[k] = 0.0f;
         return;
     }
-    for (int32_t k = 0; k + 8 <= n; k += 8) *(F8 *)(dst + k) = (F8){0};
-    if (n & 7) *(F8 *)(dst + n - 8) = (F8){0};
+    int32_t k = 0;
+    for (; k + 4 <= n; k += 4) *(F4u *)(dst + k) = (F4u){0};
+    if (k < n) *(F4u *)(dst + n - 4) = (F4u){0};
 }
 
 /* dst[k] += src[k]: each element's one add, so the same sums as a scalar loop. */
 static inline void row_add(float *dst, const float *src, int32_t n) {
     int32_t k = 0;
-    for (; k + 8 <= n; k += 8) *(F8 *)(dst + k) += *(const F8 *)(src + k);
+    for (; k + 4 <= n; k += 4) *(F4u *)(dst + k) += *(const F4u *)(src + k);
     for (; k < n; k++) dst[k] += src[k];
 }
 
@@ -383,10 +390,16 @@ static ConvJob conv_job(int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, i
     j.ohw = (int64_t)j.oh * j.ow;
     j.ckk = (int64_t)c * kh * kw;
     j.chw = (int64_t)c * h * w;
-    j.g = j.ohw >= CONV_COLS ? 1 : (CONV_COLS + j.ohw - 1) / j.ohw;
-    if (j.g > n / CONV_MIN_CHUNKS) j.g = n / CONV_MIN_CHUNKS; /* enough chunks to go round */
-    if (j.g < 1) j.g = 1;
-    j.chunks = (n + j.g - 1) / j.g;
+    int64_t g = j.ohw >= CONV_COLS ? 1 : (CONV_COLS + j.ohw - 1) / j.ohw;
+    if (g > n / CONV_MIN_CHUNKS) g = n / CONV_MIN_CHUNKS; /* enough chunks to go round */
+    if (g < 1) g = 1;
+    /* a power of two of chunks (their sizes differ by one at most), so they share out
+     * evenly over 2, 4, 8... threads: LeNet-5's 100 samples in 13 chunks of 8 left a
+     * thread of two idle for one chunk in 13 */
+    int64_t want = n > 0 ? (n + g - 1) / g : 1;
+    for (j.chunks = 1; j.chunks < want; j.chunks *= 2) {}
+    if (j.chunks > n) j.chunks = n > 0 ? n : 1;
+    j.g = (n + j.chunks - 1) / j.chunks; /* the largest chunk */
     int64_t most = 1 + DW_MAX_SHARED / (j.ckk * o > 0 ? j.ckk * o : 1);
     j.slots = j.chunks < DW_MAX_SLOTS ? j.chunks : DW_MAX_SLOTS;
     if (j.slots > most) j.slots = most;
@@ -396,8 +409,8 @@ static ConvJob conv_job(int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, i
 
 /* Samples [s0, s0 + cnt) of chunk `ch`. */
 static int64_t chunk_count(const ConvJob *j, int64_t ch, int64_t *s0) {
-    *s0 = ch * j->g;
-    return j->n - *s0 < j->g ? j->n - *s0 : j->g;
+    *s0 = ch * j->n / j->chunks;
+    return (ch + 1) * j->n / j->chunks - *s0;
 }
 
 static void chunk_im2col(const ConvJob *j, int64_t s0, int64_t cnt, float *col) {
@@ -477,7 +490,7 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 
 static const RtDnnlConv *conv_dnnl(const ConvJob *j, RtConvOp op) {
     if (j->n <= 0) return NULL;
-    return rt_dnnl_conv(op, (int32_t)j->g, (int32_t)(j->n % j->g), j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride,
+    return rt_dnnl_conv(op, (int32_t)j->g, (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0), j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride,
                         j->pad);
 }
 
