@@ -1,109 +1,237 @@
 /* dwconv.c — depthwise convolutions (conv2d with groups = channels: MobileNet's 3x3
- * layers) and their two gradients, as direct loops: a filter is k*k numbers, too few for
- * a GEMM to pay. NCHW, row-major, no allocation, no failure.
+ * layers) and their two gradients, as direct kernels: a filter is k*k numbers, too few for
+ * a GEMM to pay. NCHW, row-major, no allocation but the thread scratch (parallel.c).
  *
  * x [n, c, h, w], w [c, 1, kh, kw], y [n, c, oh, ow], oh = (h + 2 pad - kh) / stride + 1.
- * y and dx run in parallel over the n*c planes, dw over the channels (each channel's k*k
- * sums taken over the samples and positions in order): every item is computed whole by
- * one thread, so results do not depend on the thread count. */
+ * y and dx run in parallel over the n*c planes, dw over the channels: every item is
+ * computed whole by one thread, so results do not depend on the thread count.
+ *
+ * Each plane is first copied into the thread's scratch with its zero padding around it,
+ * so the inner loops have no bounds to test, and split by column phase for stride s > 1
+ * (phase m holds the columns q*s + m), so a row of outputs reads every tap as one run of
+ * consecutive floats: 8 outputs at a time in a vector register, the k*k taps added in
+ * order (i, j) — for y and dx the order of a direct loop, so the padding's zero terms
+ * aside these are the sums a scalar loop takes. dx is the correlation of dy, dilated by
+ * the stride and padded by k - 1, with the filter turned round. dw sums each tap over a
+ * channel's samples and positions in 8 lanes (position xo of a row's full 8-column runs in
+ * lane xo mod 8, the columns past them in one scalar sum), the lanes then added in a
+ * fixed order. Compiled for AVX-512, AVX2 and the baseline (target_clones) without FMA
+ * contraction (runtime/CMakeLists.txt): the same bits on every CPU. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rt_internal.h"
 
+typedef float V8 __attribute__((vector_size(32))); /* 8 floats */
+
+#define DW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* Vectors through memory, never as arguments: how they are passed differs between the
+ * clones (see chan.c). */
+#define ld8(p)                                                                                     \
+    ({                                                                                             \
+        V8 v_;                                                                                     \
+        memcpy(&v_, (p), sizeof v_);                                                               \
+        v_;                                                                                        \
+    })
+#define st8(p, v)                                                                                  \
+    do {                                                                                           \
+        V8 s_ = (v);                                                                               \
+        memcpy((p), &s_, sizeof s_);                                                               \
+    } while (0)
+
 typedef struct DwJob {
     const float *a, *b; /* y: x, w; dx: dy, w; dw: dy, x */
     float *out;
-    int32_t c, h, w, kh, kw, stride, pad, oh, ow;
-    int32_t n;
+    int64_t c, h, w, kh, kw, stride, pad, oh, ow;
+    int64_t n;
+    int64_t ph, pq;     /* the padded plane's rows and each phase's columns */
+    int64_t dh, dwid;   /* dx: the dilated, padded dy plane's rows and columns */
 } DwJob;
 
 static DwJob dw_job(const float *a, const float *b, float *out, int32_t n, int32_t c, int32_t h, int32_t w,
                     int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
-    DwJob j = {a, b, out, c, h, w, kh, kw, stride, pad, (h + 2 * pad - kh) / stride + 1, (w + 2 * pad - kw) / stride + 1, n};
-    return j;
+    return (DwJob){.a = a, .b = b, .out = out, .c = c, .h = h, .w = w, .kh = kh, .kw = kw, .stride = stride,
+                   .pad = pad, .oh = (h + 2 * pad - kh) / stride + 1, .ow = (w + 2 * pad - kw) / stride + 1, .n = n,
+                   .ph = h + 2 * pad, .pq = (w + 2 * pad + stride - 1) / stride, .dh = h + pad + kh - 1,
+                   .dwid = w + pad + kw - 1};
 }
 
-/* Output columns whose input column xo*stride - pad + jj lies in [0, w): [*lo, *hi). */
-static void dw_cols(const DwJob *j, int32_t jj, int32_t *lo, int32_t *hi) {
-    int32_t a = j->pad - jj, b = j->w + j->pad - jj;
-    *lo = a <= 0 ? 0 : (a + j->stride - 1) / j->stride;
-    *hi = b <= 0 ? 0 : (b - 1) / j->stride + 1;
-    if (*hi > j->ow) *hi = j->ow;
-    if (*lo > *hi) *lo = *hi;
+/* Scratch floats per thread: the padded, phase-split plane (y, dw) and dw's lane sums, or
+ * dx's dilated dy plane. */
+static int64_t dw_scratch(const DwJob *j) {
+    int64_t taps = j->kh * j->kw, ptrs = (taps * (int64_t)sizeof(float *) + sizeof(float) - 1) / sizeof(float);
+    int64_t phases = j->stride * j->ph * j->pq + 9 * taps + ptrs;
+    int64_t dil = j->dh * j->dwid + ptrs;
+    return phases > dil ? phases : dil;
 }
 
-static void dw_forward(void *ctx, int64_t begin, int64_t end) {
-    const DwJob *j = ctx;
-    for (int64_t p = begin; p < end; p++) { /* plane p = sample * c + channel */
-        const float *x = j->a + p * j->h * j->w, *f = j->b + (p % j->c) * j->kh * j->kw;
-        float *y = j->out + p * j->oh * j->ow;
-        memset(y, 0, sizeof(float) * (size_t)(j->oh * j->ow));
-        for (int32_t i = 0; i < j->kh; i++)
-            for (int32_t jj = 0; jj < j->kw; jj++) {
-                float wv = f[i * j->kw + jj];
-                int32_t lo, hi;
-                dw_cols(j, jj, &lo, &hi);
-                for (int32_t yo = 0; yo < j->oh; yo++) {
-                    int32_t r = yo * j->stride - j->pad + i;
-                    if (r < 0 || r >= j->h) continue;
-                    int64_t base = (int64_t)r * j->w - j->pad + jj; /* + xo * stride: in the row for xo in [lo, hi) */
-                    float *dst = y + (int64_t)yo * j->ow;
-                    for (int32_t xo = lo; xo < hi; xo++) dst[xo] += wv * x[base + (int64_t)xo * j->stride];
-                }
-            }
+static void dw_ensure(const DwJob *j) {
+    if (!rt_parallel_reserve(dw_scratch(j), 0)) {
+        fprintf(stderr, "nnq: error: out of memory for depthwise convolution scratch\n");
+        abort();
     }
 }
 
-static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
-    const DwJob *j = ctx;
-    for (int64_t p = begin; p < end; p++) {
-        const float *dy = j->a + p * j->oh * j->ow, *f = j->b + (p % j->c) * j->kh * j->kw;
-        float *dx = j->out + p * j->h * j->w;
-        memset(dx, 0, sizeof(float) * (size_t)(j->h * j->w));
-        for (int32_t i = 0; i < j->kh; i++)
-            for (int32_t jj = 0; jj < j->kw; jj++) {
-                float wv = f[i * j->kw + jj];
-                int32_t lo, hi;
-                dw_cols(j, jj, &lo, &hi);
-                for (int32_t yo = 0; yo < j->oh; yo++) {
-                    int32_t r = yo * j->stride - j->pad + i;
-                    if (r < 0 || r >= j->h) continue;
-                    int64_t base = (int64_t)r * j->w - j->pad + jj;
-                    const float *src = dy + (int64_t)yo * j->ow;
-                    for (int32_t xo = lo; xo < hi; xo++) dx[base + (int64_t)xo * j->stride] += wv * src[xo];
-                }
-            }
+/* The plane x [h, w] padded and split by column phase into p: phase m is ph rows of pq
+ * columns, column q holding padded column q*s + m (zero past the padded width). */
+static inline __attribute__((always_inline)) void pad_phases(const DwJob *j, const float *x, float *p) {
+    int64_t s = j->stride, pq = j->pq;
+    memset(p, 0, sizeof(float) * (size_t)(s * j->ph * pq));
+    for (int64_t r = 0; r < j->h; r++) {
+        const float *src = x + r * j->w;
+        if (s == 1) {
+            memcpy(p + (r + j->pad) * pq + j->pad, src, sizeof(float) * (size_t)j->w);
+            continue;
+        }
+        for (int64_t m = 0; m < s; m++) { /* columns q*s + m - pad in [0, w): q in [lo, hi) */
+            float *dst = p + (m * j->ph + r + j->pad) * pq;
+            int64_t lo = j->pad > m ? (j->pad - m + s - 1) / s : 0, hi = (j->w + j->pad - m + s - 1) / s;
+            if (hi > pq) hi = pq;
+            for (int64_t q = lo; q < hi; q++) dst[q] = src[q * s + m - j->pad];
+        }
     }
 }
 
-static void dw_weight_grad(void *ctx, int64_t begin, int64_t end) {
+/* tv[i*kw + jj] = where tap (i, jj) of output (0, 0) lies in the phase-split plane p;
+ * output (yo, xo) is yo * stride * pq + xo further on. No division: this runs per plane. */
+static inline void taps_at(const DwJob *j, const float *p, const float **tv) {
+    for (int64_t i = 0, t = 0; i < j->kh; i++)
+        for (int64_t jj = 0, m = 0, q = 0; jj < j->kw; jj++, t++) {
+            tv[t] = p + (m * j->ph + i) * j->pq + q;
+            if (++m == j->stride) m = 0, q++;
+        }
+}
+
+typedef float V4 __attribute__((vector_size(16))); /* 4 floats: a row of 4 to 7 outputs' first 4 */
+
+/* Out[0..W) of one output row: sum over taps t of F[t] * TAPV[t][x], the taps in order
+ * for each x; 32 outputs at a time (four registers: each tap's weight and row loaded once
+ * for them), then 8, then 4, then one by one. */
+#define ROW_SUMS(W, NT, F, TAPV, OUT)                                                              \
+    do {                                                                                           \
+        int64_t x_ = 0;                                                                            \
+        for (; x_ + 32 <= (W); x_ += 32) {                                                         \
+            V8 a0_ = {0}, a1_ = {0}, a2_ = {0}, a3_ = {0};                                         \
+            for (int64_t t_ = 0; t_ < (NT); t_++) {                                                \
+                const float *in_ = (TAPV)[t_] + x_;                                                \
+                float f_ = (F)[t_];                                                                \
+                a0_ += f_ * ld8(in_), a1_ += f_ * ld8(in_ + 8);                                    \
+                a2_ += f_ * ld8(in_ + 16), a3_ += f_ * ld8(in_ + 24);                              \
+            }                                                                                      \
+            st8((OUT) + x_, a0_);                                                                  \
+            st8((OUT) + x_ + 8, a1_);                                                              \
+            st8((OUT) + x_ + 16, a2_);                                                             \
+            st8((OUT) + x_ + 24, a3_);                                                             \
+        }                                                                                          \
+        for (; x_ + 8 <= (W); x_ += 8) {                                                           \
+            V8 acc_ = {0};                                                                         \
+            for (int64_t t_ = 0; t_ < (NT); t_++) acc_ += (F)[t_] * ld8((TAPV)[t_] + x_);          \
+            st8((OUT) + x_, acc_);                                                                 \
+        }                                                                                          \
+        if (x_ + 4 <= (W)) {                                                                       \
+            V4 acc_ = {0}, v_;                                                                     \
+            for (int64_t t_ = 0; t_ < (NT); t_++) {                                                \
+                memcpy(&v_, (TAPV)[t_] + x_, sizeof v_);                                           \
+                acc_ += (F)[t_] * v_;                                                              \
+            }                                                                                      \
+            memcpy((OUT) + x_, &acc_, sizeof acc_);                                                \
+            x_ += 4;                                                                               \
+        }                                                                                          \
+        for (; x_ < (W); x_++) {                                                                   \
+            float acc_ = 0;                                                                        \
+            for (int64_t t_ = 0; t_ < (NT); t_++) acc_ += (F)[t_] * (TAPV)[t_][x_];                \
+            (OUT)[x_] = acc_;                                                                      \
+        }                                                                                          \
+    } while (0)
+
+DW_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
+    int64_t taps = j->kh * j->kw;
+    float *p = rt_thread_scratch(dw_scratch(j));
+    const float **tv = (const float **)(p + j->stride * j->ph * j->pq); /* taps pointers */
+    for (int64_t pl = begin; pl < end; pl++) { /* plane pl = sample * c + channel */
+        const float *f = j->b + (pl % j->c) * taps;
+        float *y = j->out + pl * j->oh * j->ow;
+        pad_phases(j, j->a + pl * j->h * j->w, p);
+        taps_at(j, p, tv);
+        for (int64_t yo = 0; yo < j->oh; yo++) {
+            ROW_SUMS(j->ow, taps, f, tv, y + yo * j->ow);
+            for (int64_t t = 0; t < taps; t++) tv[t] += j->stride * j->pq;
+        }
+    }
+}
+
+/* dx[r][c] = sum over (i, jj) of w[i][jj] * d[r + pad - i + kh - 1][c + pad - jj + kw - 1],
+ * d the plane dy dilated by the stride (dy[yo][xo] at (yo*s + kh - 1, xo*s + kw - 1), zero
+ * between) in dh x dwid; dy entries whose outputs touch no input fall outside and are
+ * dropped. */
+DW_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
+    const DwJob *j = ctx;
+    int64_t taps = j->kh * j->kw;
+    float *d = rt_thread_scratch(dw_scratch(j));
+    const float **tv = (const float **)(d + j->dh * j->dwid);
+    for (int64_t pl = begin; pl < end; pl++) {
+        const float *dy = j->a + pl * j->oh * j->ow, *f = j->b + (pl % j->c) * taps;
+        float *dx = j->out + pl * j->h * j->w;
+        memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid));
+        for (int64_t yo = 0; yo < j->oh; yo++) {
+            int64_t r = yo * j->stride + j->kh - 1;
+            if (r >= j->dh) break;
+            for (int64_t xo = 0; xo < j->ow; xo++) {
+                int64_t cx = xo * j->stride + j->kw - 1;
+                if (cx >= j->dwid) break;
+                d[r * j->dwid + cx] = dy[yo * j->ow + xo];
+            }
+        }
+        for (int64_t i = 0, t = 0; i < j->kh; i++)
+            for (int64_t jj = 0; jj < j->kw; jj++, t++)
+                tv[t] = d + (j->pad + j->kh - 1 - i) * j->dwid + j->pad + j->kw - 1 - jj;
+        for (int64_t r = 0; r < j->h; r++) {
+            ROW_SUMS(j->w, taps, f, tv, dx + r * j->w);
+            for (int64_t t = 0; t < taps; t++) tv[t] += j->dwid;
+        }
+    }
+}
+
+DW_CLONES static void dw_weight_grad(void *ctx, int64_t begin, int64_t end) {
+    const DwJob *j = ctx;
+    int64_t taps = j->kh * j->kw, ow8 = j->ow / 8 * 8, step = j->stride * j->pq;
+    float *p = rt_thread_scratch(dw_scratch(j)), *lanes = p + j->stride * j->ph * j->pq, *tail = lanes + 8 * taps;
+    const float **tv = (const float **)(tail + taps);
     for (int64_t ch = begin; ch < end; ch++) {
-        float *g = j->out + ch * j->kh * j->kw;
-        for (int32_t i = 0; i < j->kh; i++)
-            for (int32_t jj = 0; jj < j->kw; jj++) {
-                int32_t lo, hi;
-                dw_cols(j, jj, &lo, &hi);
-                float sum = 0;
-                for (int32_t s = 0; s < j->n; s++) {
-                    const float *dy = j->a + ((int64_t)s * j->c + ch) * j->oh * j->ow;
-                    const float *x = j->b + ((int64_t)s * j->c + ch) * j->h * j->w;
-                    for (int32_t yo = 0; yo < j->oh; yo++) {
-                        int32_t r = yo * j->stride - j->pad + i;
-                        if (r < 0 || r >= j->h) continue;
-                        int64_t base = (int64_t)r * j->w - j->pad + jj;
-                        const float *d = dy + (int64_t)yo * j->ow;
-                        for (int32_t xo = lo; xo < hi; xo++) sum += d[xo] * x[base + (int64_t)xo * j->stride];
-                    }
+        memset(lanes, 0, sizeof(float) * (size_t)(9 * taps));
+        for (int64_t s = 0; s < j->n; s++) {
+            const float *dy = j->a + (s * j->c + ch) * j->oh * j->ow;
+            pad_phases(j, j->b + (s * j->c + ch) * j->h * j->w, p);
+            taps_at(j, p, tv);
+            for (int64_t t = 0; t < taps; t++) {
+                const float *in = tv[t];
+                V8 acc = ld8(lanes + 8 * t);
+                float rest = tail[t];
+                for (int64_t yo = 0; yo < j->oh; yo++, in += step) {
+                    const float *dr = dy + yo * j->ow;
+                    for (int64_t xo = 0; xo < ow8; xo += 8) acc += ld8(dr + xo) * ld8(in + xo);
+                    for (int64_t xo = ow8; xo < j->ow; xo++) rest += dr[xo] * in[xo];
                 }
-                g[i * j->kw + jj] = sum;
+                st8(lanes + 8 * t, acc);
+                tail[t] = rest;
             }
+        }
+        float *g = j->out + ch * taps;
+        for (int64_t t = 0; t < taps; t++) { /* pairwise: 4 + 4, 2 + 2, 1 + 1, then the tail */
+            float *l = lanes + 8 * t;
+            for (int wd = 4; wd >= 1; wd /= 2)
+                for (int k = 0; k < wd; k++) l[k] += l[k + wd];
+            g[t] = l[0] + tail[t];
+        }
     }
 }
 
 /* Planes per part: about 64k multiply-adds each. */
 static int64_t dw_min_planes(const DwJob *j) {
-    int64_t work = (int64_t)j->oh * j->ow * j->kh * j->kw;
+    int64_t work = j->oh * j->ow * j->kh * j->kw;
     return work >= 65536 ? 1 : 65536 / (work > 0 ? work : 1);
 }
 
@@ -111,6 +239,7 @@ void nnq_rt_dwconv2d(const float *x, const float *w, float *y, int32_t n, int32_
                      int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
     (void)o;
     DwJob j = dw_job(x, w, y, n, c, h, wd, kh, kw, stride, pad);
+    dw_ensure(&j);
     rt_parallel_for((int64_t)n * c, dw_min_planes(&j), dw_forward, &j);
 }
 
@@ -118,6 +247,7 @@ void nnq_rt_dwconv2d_dx(const float *dy, const float *w, float *dx, int32_t n, i
                         int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
     (void)o;
     DwJob j = dw_job(dy, w, dx, n, c, h, wd, kh, kw, stride, pad);
+    dw_ensure(&j);
     rt_parallel_for((int64_t)n * c, dw_min_planes(&j), dw_input_grad, &j);
 }
 
@@ -125,5 +255,6 @@ void nnq_rt_dwconv2d_dw(const float *dy, const float *x, float *dw, int32_t n, i
                         int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
     (void)o;
     DwJob j = dw_job(dy, x, dw, n, c, h, wd, kh, kw, stride, pad);
+    dw_ensure(&j);
     rt_parallel_for(c, 1, dw_weight_grad, &j);
 }

@@ -24,6 +24,9 @@ void test_dwconv_kernels(void) {
         {4, 3, 6, 5, 3, 2, 0},
         {2, 6, 4, 4, 1, 1, 0},
         {1, 2, 5, 6, 5, 1, 2},
+        {2, 3, 19, 21, 3, 1, 1},  /* rows of two 8-column runs and a tail */
+        {3, 2, 20, 35, 3, 2, 1},  /* stride 2, two runs and a tail */
+        {2, 2, 17, 32, 5, 2, 2},  /* 5x5, stride 2: rows of 16, two whole runs */
     };
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], K = geo[g][4], S = geo[g][5], P = geo[g][6];
