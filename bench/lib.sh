@@ -25,3 +25,15 @@ ir_counts() {
         /^bn @/ { f += $4; b++ }
         END { printf "%d %d %d\n", p, f, b }'
 }
+
+# update_bytes NNQC PROGRAM: the bytes one training step's update kernels read and write
+# (each kernel's distinct arrays loaded plus those stored, 4 bytes an element, from
+# nnqc --emit=ir): what the fused gradient -> projection -> optimizer pass must move.
+update_bytes() {
+    "$1" --emit=ir "$2" | awk '
+        /^kernel @update\./ { inside = 1; n = $4; split("", ld); split("", st); next }
+        inside && /^}/ { nl = 0; ns = 0; for (k in ld) nl++; for (k in st) ns++; bytes += 4 * n * (nl + ns); inside = 0; next }
+        inside && / load [a-z0-9_]+\[i\]/ { s = $0; sub(/.* load /, "", s); sub(/\[.*/, "", s); ld[s] = 1 }
+        inside && /^ *store [a-z0-9_]+\[i\]/ { s = $0; sub(/^ *store /, "", s); sub(/\[.*/, "", s); st[s] = 1 }
+        END { printf "%.0f\n", bytes }'
+}

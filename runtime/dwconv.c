@@ -14,8 +14,8 @@
  * aside these are the sums a scalar loop takes. dx is the correlation of dy, dilated by
  * the stride and padded by k - 1, with the filter turned round. dw sums each tap over a
  * channel's samples and positions in 8 lanes (position xo of a row's full 8-column runs in
- * lane xo mod 8, the columns past them in one scalar sum), the lanes then added in a
- * fixed order. Compiled for AVX-512, AVX2 and the baseline (target_clones) without FMA
+ * lane xo mod 8), 4 more (a run of 4 after those) and one scalar sum (the columns past
+ * them), all added in a fixed order. Compiled for AVX-512, AVX2 and the baseline (target_clones) without FMA
  * contraction (runtime/CMakeLists.txt): the same bits on every CPU. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +62,7 @@ static DwJob dw_job(const float *a, const float *b, float *out, int32_t n, int32
  * dx's dilated dy plane. */
 static int64_t dw_scratch(const DwJob *j) {
     int64_t taps = j->kh * j->kw, ptrs = (taps * (int64_t)sizeof(float *) + sizeof(float) - 1) / sizeof(float);
-    int64_t phases = j->stride * j->ph * j->pq + 9 * taps + ptrs;
+    int64_t phases = j->stride * j->ph * j->pq + 13 * taps + ptrs;
     int64_t dil = j->dh * j->dwid + ptrs;
     return phases > dil ? phases : dil;
 }
@@ -75,10 +75,14 @@ static void dw_ensure(const DwJob *j) {
 }
 
 /* The plane x [h, w] padded and split by column phase into p: phase m is ph rows of pq
- * columns, column q holding padded column q*s + m (zero past the padded width). */
+ * columns, column q holding padded column q*s + m (zero past the padded width). Writes
+ * the same positions for every plane: the padding, zeroed once (phases_zero), stays. */
+static void phases_zero(const DwJob *j, float *p) {
+    memset(p, 0, sizeof(float) * (size_t)(j->stride * j->ph * j->pq));
+}
+
 static inline __attribute__((always_inline)) void pad_phases(const DwJob *j, const float *x, float *p) {
     int64_t s = j->stride, pq = j->pq;
-    memset(p, 0, sizeof(float) * (size_t)(s * j->ph * pq));
     for (int64_t r = 0; r < j->h; r++) {
         const float *src = x + r * j->w;
         if (s == 1) {
@@ -151,6 +155,7 @@ DW_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
     int64_t taps = j->kh * j->kw;
     float *p = rt_thread_scratch(dw_scratch(j));
     const float **tv = (const float **)(p + j->stride * j->ph * j->pq); /* taps pointers */
+    phases_zero(j, p);
     for (int64_t pl = begin; pl < end; pl++) { /* plane pl = sample * c + channel */
         const float *f = j->b + (pl % j->c) * taps;
         float *y = j->out + pl * j->oh * j->ow;
@@ -172,10 +177,10 @@ DW_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
     int64_t taps = j->kh * j->kw;
     float *d = rt_thread_scratch(dw_scratch(j));
     const float **tv = (const float **)(d + j->dh * j->dwid);
+    memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid)); /* every plane writes the same positions */
     for (int64_t pl = begin; pl < end; pl++) {
         const float *dy = j->a + pl * j->oh * j->ow, *f = j->b + (pl % j->c) * taps;
         float *dx = j->out + pl * j->h * j->w;
-        memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid));
         for (int64_t yo = 0; yo < j->oh; yo++) {
             int64_t r = yo * j->stride + j->kh - 1;
             if (r >= j->dh) break;
@@ -198,33 +203,45 @@ DW_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
 DW_CLONES static void dw_weight_grad(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw, ow8 = j->ow / 8 * 8, step = j->stride * j->pq;
-    float *p = rt_thread_scratch(dw_scratch(j)), *lanes = p + j->stride * j->ph * j->pq, *tail = lanes + 8 * taps;
+    float *p = rt_thread_scratch(dw_scratch(j)), *lanes = p + j->stride * j->ph * j->pq, *tail = lanes + 12 * taps;
     const float **tv = (const float **)(tail + taps);
+    phases_zero(j, p);
     for (int64_t ch = begin; ch < end; ch++) {
-        memset(lanes, 0, sizeof(float) * (size_t)(9 * taps));
+        memset(lanes, 0, sizeof(float) * (size_t)(13 * taps));
         for (int64_t s = 0; s < j->n; s++) {
             const float *dy = j->a + (s * j->c + ch) * j->oh * j->ow;
             pad_phases(j, j->b + (s * j->c + ch) * j->h * j->w, p);
             taps_at(j, p, tv);
             for (int64_t t = 0; t < taps; t++) {
                 const float *in = tv[t];
-                V8 acc = ld8(lanes + 8 * t);
+                V8 acc = ld8(lanes + 12 * t);
+                V4 acc4, v4, w4;
+                memcpy(&acc4, lanes + 12 * t + 8, sizeof acc4);
                 float rest = tail[t];
                 for (int64_t yo = 0; yo < j->oh; yo++, in += step) {
                     const float *dr = dy + yo * j->ow;
                     for (int64_t xo = 0; xo < ow8; xo += 8) acc += ld8(dr + xo) * ld8(in + xo);
-                    for (int64_t xo = ow8; xo < j->ow; xo++) rest += dr[xo] * in[xo];
+                    int64_t xo = ow8;
+                    if (xo + 4 <= j->ow) {
+                        memcpy(&v4, dr + xo, sizeof v4), memcpy(&w4, in + xo, sizeof w4);
+                        acc4 += v4 * w4;
+                        xo += 4;
+                    }
+                    for (; xo < j->ow; xo++) rest += dr[xo] * in[xo];
                 }
-                st8(lanes + 8 * t, acc);
+                st8(lanes + 12 * t, acc);
+                memcpy(lanes + 12 * t + 8, &acc4, sizeof acc4);
                 tail[t] = rest;
             }
         }
         float *g = j->out + ch * taps;
-        for (int64_t t = 0; t < taps; t++) { /* pairwise: 4 + 4, 2 + 2, 1 + 1, then the tail */
-            float *l = lanes + 8 * t;
+        for (int64_t t = 0; t < taps; t++) { /* pairwise: 8 lanes, then 4, then the tail */
+            float *l = lanes + 12 * t, *l4 = l + 8;
             for (int wd = 4; wd >= 1; wd /= 2)
                 for (int k = 0; k < wd; k++) l[k] += l[k + wd];
-            g[t] = l[0] + tail[t];
+            for (int wd = 2; wd >= 1; wd /= 2)
+                for (int k = 0; k < wd; k++) l4[k] += l4[k + wd];
+            g[t] = l[0] + l4[0] + tail[t];
         }
     }
 }
