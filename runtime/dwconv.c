@@ -58,13 +58,17 @@ static DwJob dw_job(const float *a, const float *b, float *out, int32_t n, int32
                    .dwid = w + pad + kw - 1};
 }
 
-/* Scratch floats per thread: the padded, phase-split plane (y, dw) and dw's lane sums, or
- * dx's dilated dy plane. */
+/* Floats at the head of a thread's scratch (64-byte aligned) for the taps' pointers,
+ * rounded up to 64 bytes so what follows stays aligned. */
+static int64_t ptr_floats(const DwJob *j) {
+    return (j->kh * j->kw * (int64_t)sizeof(float *) + 63) / 64 * (64 / sizeof(float));
+}
+
+/* Scratch floats per thread: the taps' pointers, then the padded, phase-split plane (y,
+ * dw) and dw's lane sums, or dx's dilated dy plane. */
 static int64_t dw_scratch(const DwJob *j) {
-    int64_t taps = j->kh * j->kw, ptrs = (taps * (int64_t)sizeof(float *) + sizeof(float) - 1) / sizeof(float);
-    int64_t phases = j->stride * j->ph * j->pq + 13 * taps + ptrs;
-    int64_t dil = j->dh * j->dwid + ptrs;
-    return phases > dil ? phases : dil;
+    int64_t phases = j->stride * j->ph * j->pq + 13 * j->kh * j->kw, dil = j->dh * j->dwid;
+    return ptr_floats(j) + (phases > dil ? phases : dil);
 }
 
 static void dw_ensure(const DwJob *j) {
@@ -153,8 +157,8 @@ typedef float V4 __attribute__((vector_size(16))); /* 4 floats: a row of 4 to 7 
 DW_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw;
-    float *p = rt_thread_scratch(dw_scratch(j));
-    const float **tv = (const float **)(p + j->stride * j->ph * j->pq); /* taps pointers */
+    float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);
+    const float **tv = (const float **)(void *)scratch; /* the taps' pointers */
     phases_zero(j, p);
     for (int64_t pl = begin; pl < end; pl++) { /* plane pl = sample * c + channel */
         const float *f = j->b + (pl % j->c) * taps;
@@ -175,8 +179,8 @@ DW_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
 DW_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw;
-    float *d = rt_thread_scratch(dw_scratch(j));
-    const float **tv = (const float **)(d + j->dh * j->dwid);
+    float *scratch = rt_thread_scratch(dw_scratch(j)), *d = scratch + ptr_floats(j);
+    const float **tv = (const float **)(void *)scratch;
     memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid)); /* every plane writes the same positions */
     for (int64_t pl = begin; pl < end; pl++) {
         const float *dy = j->a + pl * j->oh * j->ow, *f = j->b + (pl % j->c) * taps;
@@ -203,8 +207,9 @@ DW_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
 DW_CLONES static void dw_weight_grad(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw, ow8 = j->ow / 8 * 8, step = j->stride * j->pq;
-    float *p = rt_thread_scratch(dw_scratch(j)), *lanes = p + j->stride * j->ph * j->pq, *tail = lanes + 12 * taps;
-    const float **tv = (const float **)(tail + taps);
+    float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);
+    float *lanes = p + j->stride * j->ph * j->pq, *tail = lanes + 12 * taps;
+    const float **tv = (const float **)(void *)scratch;
     phases_zero(j, p);
     for (int64_t ch = begin; ch < end; ch++) {
         memset(lanes, 0, sizeof(float) * (size_t)(13 * taps));
