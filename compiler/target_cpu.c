@@ -662,17 +662,17 @@ static void cpu_kernel_run(Cg *cg, LLVMValueRef shape, const char *name, const L
 
 /* ---------- setup ---------- */
 
-/* Every convolution's scratch (the columns of a chunk of samples, per thread), reserved
- * before any work. */
+/* Every convolution's scratch (the columns of a chunk of samples, per thread; a padded
+ * plane for the depthwise ones), reserved before any work. */
 static void cpu_setup(Cg *cg, LLVMValueRef run) {
     for (int which = 0; which < 2; which++) {
         const IrFunc *f = which ? &cg->m->eval : &cg->m->train;
         for (int i = 0; i < f->n; i++) {
             const IrInst *in = &f->insts[i];
-            if (in->op != IR_CONV2D) continue;
+            if (in->op != IR_CONV2D && in->op != IR_DWCONV2D) continue;
             LLVMValueRef args[10] = {run, ci32(cg, (int32_t)cg->batch)};
             conv_geometry(cg, &f->insts[in->args[0]].shape, &f->insts[in->args[1]].shape, in, args + 2);
-            cg_rt_call(cg, "nnq_rt_conv_reserve", args, 10);
+            cg_rt_call(cg, in->op == IR_CONV2D ? "nnq_rt_conv_reserve" : "nnq_rt_dwconv_reserve", args, 10);
         }
     }
 }

@@ -71,6 +71,17 @@ static int64_t dw_scratch(const DwJob *j) {
     return ptr_floats(j) + (phases > dil ? phases : dil);
 }
 
+void nnq_rt_dwconv_reserve(NnqRun *run, int32_t n, int32_t c, int32_t h, int32_t wd, int32_t o, int32_t kh,
+                           int32_t kw, int32_t stride, int32_t pad) {
+    (void)o;
+    DwJob j = dw_job(NULL, NULL, NULL, n, c, h, wd, kh, kw, stride, pad);
+    if (!rt_parallel_reserve(dw_scratch(&j), 0))
+        nnq_rt_fail(run, "out of memory reserving %.1f MiB of depthwise convolution scratch per thread",
+                    (double)dw_scratch(&j) * 4 / 1048576);
+}
+
+/* Called without that (tests, a last smaller batch), the kernels reserve here, and only
+ * an allocation failure at this point is fatal. */
 static void dw_ensure(const DwJob *j) {
     if (!rt_parallel_reserve(dw_scratch(j), 0)) {
         fprintf(stderr, "nnq: error: out of memory for depthwise convolution scratch\n");
