@@ -9,14 +9,15 @@
  * Each plane is first copied into the thread's scratch with its zero padding around it,
  * so the inner loops have no bounds to test, and split by column phase for stride s > 1
  * (phase m holds the columns q*s + m), so a row of outputs reads every tap as one run of
- * consecutive floats: 8 outputs at a time in a vector register, the k*k taps added in
- * order (i, j) — for y and dx the order of a direct loop, so the padding's zero terms
- * aside these are the sums a scalar loop takes. dx is the correlation of dy, dilated by
- * the stride and padded by k - 1, with the filter turned round. dw sums each tap over a
- * channel's samples and positions in 8 lanes (position xo of a row's full 8-column runs in
- * lane xo mod 8), 4 more (a run of 4 after those) and one scalar sum (the columns past
- * them), all added in a fixed order. Compiled for AVX-512, AVX2 and the baseline (target_clones) without FMA
- * contraction (runtime/CMakeLists.txt): the same bits on every CPU. */
+ * consecutive floats: 8 outputs at a time in a vector register (32 in four where the row
+ * is long enough), the k*k taps added in order (i, j) — for y and dx the order of a
+ * direct loop, so the padding's zero terms aside these are the sums a scalar loop takes.
+ * dx is the correlation of dy, dilated by the stride and padded by k - 1, with the filter
+ * turned round. dw sums each tap over a channel's samples and positions in 8 lanes
+ * (position xo of a row's full 8-column runs in lane xo mod 8), 4 more (a run of 4 after
+ * those) and one scalar sum (the columns past them), all added in a fixed order.
+ * Compiled for AVX-512, AVX2 and the baseline (target_clones) without FMA contraction
+ * (runtime/CMakeLists.txt): the same bits on every CPU. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
