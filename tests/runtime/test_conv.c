@@ -146,6 +146,7 @@ void test_conv_kernels(void) {
         {9, 4, 7, 6, 5, 3, 2, 0},    /* stride 2, no padding */
         {70, 2, 2, 2, 3, 1, 1, 0},   /* 4 positions: chunks of 64 */
         {3, 4, 24, 24, 5, 1, 1, 0},  /* 1x1, 576 positions: one sample a chunk */
+        {21, 32, 2, 2, 16, 3, 1, 1}, /* 4 positions, CKK = 288: dw as one product over the batch */
         {37, 16, 8, 8, 32, 3, 1, 1}, /* oneDNN: all three ops, chunks of 4, the last of 1 */
         {21, 32, 4, 4, 16, 3, 1, 1}, /* oneDNN forward and dx (chunks of 2, the last of 1), our dw */
     };
@@ -155,9 +156,9 @@ void test_conv_kernels(void) {
         const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K;
         const int NX = N * C * H * W, NY = N * O * OH * OW;
         /* the rule of conv_dnnl.c takes the last two geometries (else they test conv.c twice) */
-        CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (g >= 5) &&
-                  rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (g >= 5) &&
-                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 5),
+        CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (g >= 6) &&
+                  rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (g >= 6) &&
+                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 6),
               "geometry %zu: oneDNN's share", g);
         unsigned seed = 3 + (unsigned)g;
         float *x = malloc(sizeof(float) * NX), *w = malloc(sizeof(float) * O * CKK);
