@@ -5,7 +5,8 @@ bench/run's side-by-side column (optional: needs Debian's python3-torch; never i
 Times one training step (forward, backward, Adam step; float weights, so a lower bound of
 what a binary PMF recipe costs in PyTorch) of each network at the examples' batch on
 random data, after warm-up steps, as the median of several steps. Prints one JSON object:
-{"threads": T, "torch": "VERSION", "step_ms": {"mlp": ..., "lenet5": ..., "vgg16": ..., "resnet18": ...}}
+{"threads": T, "torch": "VERSION", "step_ms": {"mlp": ..., "lenet5": ..., "vgg16": ..., "resnet18": ...,
+ "mobilenetv2": ...}}
 """
 import json
 import statistics
@@ -61,6 +62,35 @@ def resnet18():
     return nn.Sequential(*layers, nn.AvgPool2d(4), nn.Flatten(), nn.Linear(512, 10))
 
 
+class Inverted(nn.Module):
+    """examples/cifar10_mobilenetv2_md.nnq's block: 1x1 expansion by t (none for t = 1), 3x3
+    depthwise, linear 1x1 projection, each with batch norm; a residual where the shape is kept."""
+
+    def __init__(self, cin, c, t, stride):
+        super().__init__()
+        e = cin * t
+        self.e = (nn.Sequential(nn.Conv2d(cin, e, 1), nn.BatchNorm2d(e, affine=False), nn.ReLU())
+                  if t != 1 else nn.Identity())
+        self.d = nn.Sequential(nn.Conv2d(e, e, 3, stride, 1, groups=e), nn.BatchNorm2d(e, affine=False), nn.ReLU(),
+                               nn.Conv2d(e, c, 1), nn.BatchNorm2d(c, affine=False))
+        self.res = stride == 1 and cin == c
+
+    def forward(self, x):
+        y = self.d(self.e(x))
+        return x + y if self.res else y
+
+
+def mobilenetv2():
+    layers, c = [nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32, affine=False), nn.ReLU()], 32
+    for out, t, stride in [(16, 1, 1), (24, 6, 1), (24, 6, 1), (32, 6, 2), (32, 6, 1), (32, 6, 1),
+                           (64, 6, 2), (64, 6, 1), (64, 6, 1), (64, 6, 1), (96, 6, 1), (96, 6, 1), (96, 6, 1),
+                           (160, 6, 2), (160, 6, 1), (160, 6, 1), (320, 6, 1)]:
+        layers.append(Inverted(c, out, t, stride))
+        c = out
+    return nn.Sequential(*layers, nn.Conv2d(c, 1280, 1), nn.BatchNorm2d(1280, affine=False), nn.ReLU(),
+                         nn.AvgPool2d(4), nn.Flatten(), nn.Linear(1280, 10))
+
+
 def step_ms(net, shape, batch, steps):
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
@@ -81,7 +111,8 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     out = {"mlp": step_ms(mlp(), (1, 28, 28), 100, 50), "lenet5": step_ms(lenet5(), (1, 28, 28), 100, 30),
-           "vgg16": step_ms(vgg16(), (3, 32, 32), 128, 3), "resnet18": step_ms(resnet18(), (3, 32, 32), 128, 3)}
+           "vgg16": step_ms(vgg16(), (3, 32, 32), 128, 3), "resnet18": step_ms(resnet18(), (3, 32, 32), 128, 3),
+           "mobilenetv2": step_ms(mobilenetv2(), (3, 32, 32), 128, 3)}
     print(json.dumps({"threads": threads, "torch": torch.__version__, "step_ms": out}))
 
 
