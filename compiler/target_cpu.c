@@ -307,6 +307,15 @@ static void cpu_bias_grad(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     par_end(cg, &p);
 }
 
+/* The larger and the smaller of two i64 values. */
+static LLVMValueRef smax64(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef smin64(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
 /* Batch-norm ops run in one pass (stage 0), or, when the statistics are sums over the
  * global batch of a data-parallel run, in stages between which the sums are
  * all-reduced: 1 the sums of x (of dy and dy * y for the gradient), 2 the squared
@@ -407,14 +416,13 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
          * group, at least one channel), so a group's values stay in cache from its sums to
          * its elementwise pass instead of the whole range being read once per pass. Each
          * channel's arithmetic is the same either way. */
-        LLVMValueRef per = LLVMBuildMul(b, v[3], v[7], "");
-        LLVMValueRef G = LLVMBuildSDiv(b, ci64(cg, 1 << 18), LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, per, ci64(cg, 0), ""), per, ci64(cg, 1), ""), "");
-        G = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, G, ci64(cg, 1), ""), G, ci64(cg, 1), "group");
-        LLVMValueRef ngroups = LLVMBuildSDiv(b, LLVMBuildSub(b, LLVMBuildAdd(b, LLVMBuildSub(b, p.end, p.begin, ""), G, ""), ci64(cg, 1), ""), G, "");
+        LLVMValueRef per = smax64(cg, LLVMBuildMul(b, v[3], v[7], ""), ci64(cg, 1)); /* values a channel */
+        LLVMValueRef G = smax64(cg, LLVMBuildSDiv(b, ci64(cg, 1 << 18), per, ""), ci64(cg, 1));
+        LLVMValueRef span = LLVMBuildSub(b, p.end, p.begin, "");
+        LLVMValueRef ngroups = LLVMBuildSDiv(b, LLVMBuildAdd(b, span, LLVMBuildSub(b, G, ci64(cg, 1), ""), ""), G, "");
         Loop grp = cg_loop_begin(cg, ci64(cg, 0), ngroups, "grp");
         LLVMValueRef c0 = LLVMBuildAdd(b, p.begin, LLVMBuildMul(b, grp.iv, G, ""), "c0");
-        LLVMValueRef c1 = LLVMBuildAdd(b, c0, G, "");
-        c1 = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, c1, p.end, ""), c1, p.end, "c1");
+        LLVMValueRef c1 = smin64(cg, LLVMBuildAdd(b, c0, G, ""), p.end);
         LLVMValueRef n = v[3], bias = biased ? B : NULL;
         hard = LLVMBuildTrunc(b, v[4], cg->ti1, "hard");
         calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
