@@ -514,8 +514,9 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 
 static const RtDnnlConv *conv_dnnl(const ConvJob *j, RtConvOp op) {
     if (j->n <= 0) return NULL;
-    return rt_dnnl_conv(op, (int32_t)j->g, (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0), j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride,
-                        j->pad);
+    /* chunks of g samples, and of g - 1 where they do not divide the batch evenly */
+    int32_t tail = (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0);
+    return rt_dnnl_conv(op, (int32_t)j->g, tail, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad);
 }
 
 static void dnnl_chunk_range(void *p, int64_t begin, int64_t end) {
