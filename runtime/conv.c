@@ -7,13 +7,15 @@
  *
  * A convolution x [N, C, H, W] * w [O, C, KH, KW] -> y [N, O, OH, OW] runs by chunks of
  * about G samples (G * OH*OW >= CONV_COLS columns, so deep layers with small images still
- * give GEMMs of a useful width; a power of two of chunks, sizes within one). One thread takes a chunk whole: im2col of its samples into
- * COL [CKK, G*OHW] in that thread's scratch (it stays in cache), T = w COL, and T is y's
- * chunk in channel-major order (for G = 1 it is y itself, written in place). dx is the
- * adjoint chunk by chunk (DCOL = w^T dy, col2im). dw = sum over chunks of dy COL^T is a
- * reduction: chunks are dealt to S slots (chunk i to slot i mod S, S from the shapes);
- * each slot sums its chunks in order into a buffer of its own, then the slots are added
- * in order, elementwise in parallel. The shapes conv_dnnl.c's rule names run the same
+ * give GEMMs of a useful width; a power of two of chunks, sizes within one). One thread
+ * takes a chunk whole: im2col of its samples into COL [CKK, G*OHW] in that thread's
+ * scratch (it stays in cache), T = w COL, and T is y's chunk in channel-major order (for
+ * G = 1 it is y itself, written in place). dx is the adjoint chunk by chunk (DCOL = w^T
+ * dy, col2im). dw = sum over chunks of dy COL^T is a reduction: chunks are dealt to S
+ * slots (chunk i to slot i mod S, S from the shapes); each slot sums its chunks in order
+ * into a buffer of its own, then the slots are added in order, elementwise in parallel
+ * (where chunks are narrow, dw is one product over the batch instead: dw_whole). The
+ * shapes conv_dnnl.c's rule names run the same
  * chunks and slots through oneDNN instead (a chunk's primitive on its thread; dw's slots
  * in oneDNN's weights layout, summed in the same order, then reordered into dw). */
 #include <stdio.h>
