@@ -41,6 +41,9 @@ int th_invoke_new(const NnqRunOptions *opts, int (*entry)(NnqRun *run), char **e
 
 bool th_contains(const char *haystack, const char *needle);
 bool th_file_exists(const char *path);
+/* Open file descriptors of this process (-1 without /proc): error paths must close every
+ * file they opened. */
+int th_open_fds(void);
 /* Writes n bytes to path (plain, or gzip-compressed when gz). false on error. */
 bool th_write_file(const char *path, const void *data, size_t n, bool gz);
 /* Writes a .npy file: magic, version major.0, the header text padded with spaces and a

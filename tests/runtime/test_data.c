@@ -2,7 +2,6 @@
  * errors, nnq_rt_data_check, normalization, batches, CIFAR and .npy loading and their
  * errors, per-channel normalization, augmentation, and the real Fashion-MNIST. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -507,19 +506,6 @@ void test_data_batch(void) {
     free(pi), free(pl);
 }
 
-/* Open file descriptors of this process (-1 without /proc): error paths must close
- * every file they opened. */
-static int open_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* ---- CIFAR ---- */
 
 enum { CIFAR_PIX = 3 * 32 * 32 };
@@ -707,7 +693,7 @@ void test_cifar_load(void) {
 void test_cifar_errors(void) {
     char *d = th_path("cifar-bad");
     char *err = NULL;
-    int fds = open_fds();
+    int fds = th_open_fds();
     make_cifar10(d);
     int rc = cifar_status("cifar-bad", 10, 0, 0, &err);
     CHECK(rc == 0, "sanity: %s", err);
@@ -819,7 +805,7 @@ void test_cifar_errors(void) {
     CHECK(cifar_status("cifar-bad", 10, 0, 1, &err) == 1);
     CHECK(th_contains(err, "coarse labels exist only in CIFAR-100"), "got: %s", err);
     free(err);
-    CHECK(open_fds() == fds, "%d files open before the error cases, %d after", fds, open_fds());
+    CHECK(th_open_fds() == fds, "%d files open before the error cases, %d after", fds, th_open_fds());
     free(d), free(b3), free(tb), free(d100), free(tr), free(te);
 }
 
@@ -983,7 +969,7 @@ void test_npy_errors(void) {
     CHECK(write_npy(pi, 1, "|u1", "(4, 3, 5)", u8, sizeof u8));
     CHECK(write_npy(pl, 1, "<i8", "(4,)", l8, sizeof l8));
     char *err = NULL;
-    int fds = open_fds();
+    int fds = th_open_fds();
     int rc = npy_status(pi, pl, &err);
     CHECK(rc == 0, "sanity: %s", err);
     free(err);
@@ -1172,7 +1158,7 @@ void test_npy_errors(void) {
           err);
     free(err);
 #undef NPY_EXPECT
-    CHECK(open_fds() == fds, "%d files open before the error cases, %d after", fds, open_fds());
+    CHECK(th_open_fds() == fds, "%d files open before the error cases, %d after", fds, th_open_fds());
     free(pi), free(pl), free(px);
 }
 

@@ -3,7 +3,6 @@
  * sets is tested in test_data.c; here: what a tensor accepts, the optional files, the
  * messages (whole, with a long path too), --resume, and that no file stays open. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,17 +60,6 @@ static bool write_f32(const char *dir, const char *name, const char *descr, cons
     return th_write_npy(path, 1, header, false, bytes, 4 * (size_t)n, gz);
 }
 
-static int open_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 void test_init_tensor(void) {
     char *dir = th_path("w");
     mkdir(dir, 0700);
@@ -125,7 +113,7 @@ void test_init_tensor_errors(void) {
     g_dir = dir;
     static const int64_t d23[2] = {2, 3}, d3[1] = {3};
     float v[6] = {1, 2, 3, 4, 5, 6};
-    int fds = open_fds();
+    int fds = th_open_fds();
     char *err = NULL;
 
     /* WRITE makes we/t.npy; the read of shape [2, 3] must fail with want and want2 */
@@ -212,7 +200,7 @@ void test_init_tensor_errors(void) {
           "got: %s", err);
     free(err);
     free(deep);
-    CHECK(open_fds() == fds, "%d files open before the error cases, %d after", fds, open_fds());
+    CHECK(th_open_fds() == fds, "%d files open before the error cases, %d after", fds, th_open_fds());
     free(dir);
 #undef EXPECT
 }
