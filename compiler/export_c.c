@@ -282,11 +282,8 @@ static const struct {
 
 typedef struct XOp {
     const NnqModelOp *mo;
-    int rank;            /* of the output: 1 ([F]) or 3 ([C, H, W]) */
-    int64_t dims[3];     /* per-sample output */
+    NnqOpGeometry g;     /* output, input (channels and H x W), window or filter */
     int64_t size;        /* floats of the output */
-    int64_t c, h, w;     /* input geometry: channels and H x W (1 x 1 for [F]) */
-    int64_t k, stride, pad;
     CKernel kernel;      /* CK_COUNT: flatten, no kernel */
     const char *data[3]; /* weights (packed or float) or bias/mean, labels or inv */
 } XOp;
@@ -341,11 +338,7 @@ _Noreturn static void op_fail(const Export *x, int i, const char *fmt, ...) {
 static void op_shape(Export *x, const NnqValueShape *shapes, int i) {
     XOp *op = &x->ops[i];
     const NnqModelOp *mo = op->mo = &x->a->ops[i];
-    const NnqValueShape *in = &shapes[mo->in[0]], *out = &shapes[i + 1];
-    op->c = in->dims[0], op->h = in->rank == 3 ? in->dims[1] : 1, op->w = in->rank == 3 ? in->dims[2] : 1;
-    op->rank = out->rank;
-    memcpy(op->dims, out->dims, sizeof op->dims);
-    op->k = mo->attr[0], op->stride = mo->attr[1];
+    op->g = nnq_model_op_geometry(x->mf, shapes, i);
     const NnqModelTensor *t0 = nnq_infer_op_tensors(mo->op) ? op_tensor(x, op, 0) : NULL;
     bool packed = t0 && t0->nlabels;
     switch (mo->op) {
@@ -353,7 +346,6 @@ static void op_shape(Export *x, const NnqValueShape *shapes, int i) {
     case NNQ_INFER_CONV2D:
     case NNQ_INFER_DWCONV2D: {
         bool dw = mo->op == NNQ_INFER_DWCONV2D;
-        op->stride = mo->attr[0], op->pad = mo->attr[1], op->k = t0->dims[2];
         op->kernel = dw ? (packed ? CK_DWCONV2D_Q : CK_DWCONV2D_F) : (packed ? CK_CONV2D_Q : CK_CONV2D_F);
         int64_t row = nnq_model_count(t0) / t0->dims[0];
         if (packed && row > x->row_floats) x->row_floats = row;
@@ -368,7 +360,7 @@ static void op_shape(Export *x, const NnqValueShape *shapes, int i) {
     case NNQ_INFER_FLATTEN: op->kernel = CK_COUNT; break;
     default: op_fail(x, i, "unknown op");
     }
-    op->size = op->dims[0] * (op->rank == 3 ? op->dims[1] * op->dims[2] : 1);
+    op->size = op->g.dims[0] * (op->g.rank == 3 ? op->g.dims[1] * op->g.dims[2] : 1);
     for (int k = 0; k < nnq_infer_op_tensors(mo->op); k++) { /* hexadecimal literals: finite values only */
         const NnqModelTensor *t = op_tensor(x, op, k);
         bool inv = mo->op == NNQ_INFER_BATCHNORM && k == 1;
@@ -592,13 +584,13 @@ static void put_op_call(Export *x, int i) {
     const NnqModelOp *mo = op->mo;
     char xb[64], yb[64], bb[64], dims[96];
     const char *in = value_ref(x, mo->in[0], xb, sizeof xb), *y = value_ref(x, i + 1, yb, sizeof yb);
-    dims_text(dims, sizeof dims, op->rank, op->dims);
+    dims_text(dims, sizeof dims, op->g.rank, op->g.dims);
     put(x, "    /* %%%d = %s %%%d", i + 1, op_name(op), mo->in[0]);
     if (nnq_infer_op_inputs(mo->op) > 1) put(x, ", %%%d", mo->in[1]);
     for (int k = 0; k < nnq_infer_op_tensors(mo->op); k++) put(x, ", @%s", op_tensor(x, op, k)->name);
     for (int k = 0; k < nnq_infer_op_attrs(mo->op); k++) put(x, " %lld", (long long)mo->attr[k]);
     put(x, ": %s */\n", dims);
-    long long C = op->c, H = op->h, W = op->w, S = op->h * op->w, k = op->k, s = op->stride, p = op->pad;
+    long long C = op->g.c, H = op->g.h, W = op->g.w, S = op->g.h * op->g.w, k = op->g.k, s = op->g.stride, p = op->g.pad;
     const NnqModelTensor *t = nnq_infer_op_tensors(mo->op) ? op_tensor(x, op, 0) : NULL;
     long long words = 0;
     if (t && t->nlabels && (mo->op == NNQ_INFER_DENSE || mo->op == NNQ_INFER_CONV2D || mo->op == NNQ_INFER_DWCONV2D)) {
@@ -607,20 +599,20 @@ static void put_op_call(Export *x, int i) {
     }
     switch (op->kernel) {
     case CK_DENSE_Q:
-        put(x, "    dense_q(%s, %s, %lld, %lld, %s, %lld, %d, %s);\n", in, y, C, (long long)op->dims[0], op->data[0],
+        put(x, "    dense_q(%s, %s, %lld, %lld, %s, %lld, %d, %s);\n", in, y, C, (long long)op->g.dims[0], op->data[0],
             words, t->bits, op->data[1]);
         break;
     case CK_DENSE_F:
-        put(x, "    dense_f(%s, %s, %lld, %lld, %s);\n", in, y, C, (long long)op->dims[0], op->data[0]);
+        put(x, "    dense_f(%s, %s, %lld, %lld, %s);\n", in, y, C, (long long)op->g.dims[0], op->data[0]);
         break;
     case CK_CONV2D_Q:
         put(x, "    conv2d_q(%s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %s, %lld, %d, %s, buf + %lld);\n", in, y,
-            C, H, W, (long long)op->dims[0], k, s, p, op->data[0], words, t->bits, op->data[1],
+            C, H, W, (long long)op->g.dims[0], k, s, p, op->data[0], words, t->bits, op->data[1],
             (long long)x->row_off);
         break;
     case CK_CONV2D_F:
         put(x, "    conv2d_f(%s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %s);\n", in, y, C, H, W,
-            (long long)op->dims[0], k, s, p, op->data[0]);
+            (long long)op->g.dims[0], k, s, p, op->data[0]);
         break;
     case CK_DWCONV2D_Q:
         put(x, "    dwconv2d_q(%s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %s, %lld, %d, %s, buf + %lld);\n", in, y, C,
@@ -727,7 +719,7 @@ int export_c(NnqRun *run, const NnqModelFile *mf, const char *dir, const char *p
         if (x.ops[i].kernel != CK_COUNT) x.used |= DEP(x.ops[i].kernel);
     }
     const XOp *lastop = &x.ops[x.nops - 1];
-    if (lastop->rank != 1 || lastop->dims[0] != a->classes)
+    if (lastop->g.rank != 1 || lastop->g.dims[0] != a->classes)
         nnq_rt_fail(run, "model '%s': the last op gives %lld values per sample, not the %d classes", mf->model,
                     (long long)lastop->size, a->classes);
     if (a->norm_channels) x.used |= DEP(CK_NORMALIZE);

@@ -71,10 +71,7 @@ typedef struct Mat {
 typedef struct NetOp {
     NnqInferOp op;
     int in[2];
-    int64_t dims[3];         /* per-sample output: [F] or [C, H, W] */
-    int rank;
-    int64_t c, h, wd;        /* input geometry (conv, pool, per-channel ops: c and h*wd) */
-    int64_t k, stride, pad;
+    NnqOpGeometry g;         /* output, input (per-channel ops: g.c channels of g.h*g.w), window */
     Mat m;                   /* dense, conv */
     const float *t0;         /* bias b; batch norm mean */
     float *inv;              /* batch norm 1/sqrt(var + 1e-5) */
@@ -416,26 +413,26 @@ static void op_run(NnqNet *net, int i, int64_t n) {
             w = net->scratch;
         }
         (op->op == NNQ_INFER_CONV2D ? nnq_rt_conv2d : nnq_rt_dwconv2d)(
-            x, w, y, (int32_t)n, (int32_t)op->c, (int32_t)op->h, (int32_t)op->wd, (int32_t)op->dims[0],
-            (int32_t)op->k, (int32_t)op->k, (int32_t)op->stride, (int32_t)op->pad);
+            x, w, y, (int32_t)n, (int32_t)op->g.c, (int32_t)op->g.h, (int32_t)op->g.w, (int32_t)op->g.dims[0],
+            (int32_t)op->g.k, (int32_t)op->g.k, (int32_t)op->g.stride, (int32_t)op->g.pad);
         break;
     }
     case NNQ_INFER_MAXPOOL:
-        nnq_rt_maxpool(x, (int32_t)(n * op->c), (int32_t)op->h, (int32_t)op->wd, (int32_t)op->k,
-                       (int32_t)op->stride, y, net->idx);
+        nnq_rt_maxpool(x, (int32_t)(n * op->g.c), (int32_t)op->g.h, (int32_t)op->g.w, (int32_t)op->g.k,
+                       (int32_t)op->g.stride, y, net->idx);
         break;
     case NNQ_INFER_AVGPOOL:
-        nnq_rt_avgpool(x, (int32_t)(n * op->c), (int32_t)op->h, (int32_t)op->wd, (int32_t)op->k,
-                       (int32_t)op->stride, y);
+        nnq_rt_avgpool(x, (int32_t)(n * op->g.c), (int32_t)op->g.h, (int32_t)op->g.w, (int32_t)op->g.k,
+                       (int32_t)op->g.stride, y);
         break;
     case NNQ_INFER_FLATTEN:
         memcpy(y, x, (size_t)(n * net->size[i + 1]) * sizeof(float));
         break;
     default: {
-        int64_t s = op->h * op->wd;
+        int64_t s = op->g.h * op->g.w;
         ChanJob j = {x, op->op == NNQ_INFER_ADD ? net->buf[net->slot[op->in[1]]] : NULL, op->t0, op->inv, op->bias, y,
-                     op->c, s, op->op, op->relu};
-        rt_parallel_for(n * op->c, s >= 4096 ? 1 : 4096 / s, chan_rows, &j);
+                     op->g.c, s, op->op, op->relu};
+        rt_parallel_for(n * op->g.c, s >= 4096 ? 1 : 4096 / s, chan_rows, &j);
         break;
     }
     }
@@ -447,7 +444,6 @@ static const NnqModelTensor *tensor_of(const NnqModelFile *mf, const NnqModelOp 
     return &mf->tensors[mo->tensor[k]];
 }
 
-/* Shape inference and weights of op i; false with a message. */
 /* Op i's geometry (from the value shapes nnq_model_shapes checked) and weights; false
  * with a message (out of memory). */
 static bool op_load(NnqNet *net, const NnqModelFile *mf, const NnqValueShape *shapes, int i, char *err,
@@ -456,43 +452,38 @@ static bool op_load(NnqNet *net, const NnqModelFile *mf, const NnqValueShape *sh
     NetOp *op = &net->ops[i];
     op->op = mo->op;
     op->in[0] = mo->in[0], op->in[1] = mo->in[1];
-    const NnqValueShape *in = &shapes[mo->in[0]], *out = &shapes[i + 1];
-    op->c = in->dims[0], op->h = in->rank == 3 ? in->dims[1] : 1, op->wd = in->rank == 3 ? in->dims[2] : 1;
-    op->rank = out->rank;
-    memcpy(op->dims, out->dims, sizeof op->dims);
-    op->k = mo->attr[0], op->stride = mo->attr[1];
+    op->g = nnq_model_op_geometry(mf, shapes, i);
     const NnqModelTensor *t0 = nnq_infer_op_tensors(mo->op) ? tensor_of(mf, mo, 0) : NULL;
     switch (mo->op) {
     case NNQ_INFER_DENSE:
-        return mat_init(&op->m, t0, t0->dims[1], op->c, true, net->mode, &net->weight_bytes) ||
+        return mat_init(&op->m, t0, t0->dims[1], op->g.c, true, net->mode, &net->weight_bytes) ||
                (set_err(err, errlen, "out of memory"), false);
     case NNQ_INFER_CONV2D:
     case NNQ_INFER_DWCONV2D:
-        op->stride = mo->attr[0], op->pad = mo->attr[1], op->k = t0->dims[2];
         return mat_init(&op->m, t0, t0->dims[0], nnq_model_count(t0) / t0->dims[0], false, net->mode,
                         &net->weight_bytes) ||
                (set_err(err, errlen, "out of memory"), false);
     case NNQ_INFER_BIAS:
         if (t0->nlabels) { /* a quantized bias: decoded (C values) */
-            op->t0 = op->own = malloc((size_t)op->c * sizeof(float));
+            op->t0 = op->own = malloc((size_t)op->g.c * sizeof(float));
             if (!op->own) return set_err(err, errlen, "out of memory"), false;
-            for (int64_t c = 0; c < op->c; c++) op->own[c] = nnq_model_value(t0, c);
+            for (int64_t c = 0; c < op->g.c; c++) op->own[c] = nnq_model_value(t0, c);
         } else {
             op->t0 = t0->values;
         }
-        net->weight_bytes += op->c * 4;
+        net->weight_bytes += op->g.c * 4;
         return true;
     case NNQ_INFER_BATCHNORM: {
         const NnqModelTensor *var = tensor_of(mf, mo, 1);
         op->t0 = t0->values;
-        op->inv = malloc((size_t)op->c * sizeof(float));
+        op->inv = malloc((size_t)op->g.c * sizeof(float));
         if (!op->inv) return set_err(err, errlen, "out of memory"), false;
-        for (int64_t c = 0; c < op->c; c++) op->inv[c] = 1.0f / sqrtf(var->values[c] + 1e-5f);
-        net->weight_bytes += op->c * 8;
+        for (int64_t c = 0; c < op->g.c; c++) op->inv[c] = 1.0f / sqrtf(var->values[c] + 1e-5f);
+        net->weight_bytes += op->g.c * 8;
         return true;
     }
     case NNQ_INFER_FLATTEN: /* the channel ops see a flat value as F channels */
-        op->c = op->dims[0], op->h = op->wd = 1;
+        op->g.c = op->g.dims[0], op->g.h = op->g.w = 1;
         return true;
     default: /* relu, pools, add */
         return true;
@@ -637,7 +628,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
     for (int i = 0; i < a->nops; i++) {
         if (!op_load(net, mf, shapes, i, err, errlen)) goto fail;
         NetOp *op = &net->ops[i];
-        net->size[i + 1] = dims_size(op->rank, op->dims);
+        net->size[i + 1] = dims_size(op->g.rank, op->g.dims);
         if (net->size[i + 1] > NET_MAX_VALUE || net->in_size > NET_MAX_VALUE) {
             set_err(err, errlen, "model '%s': op %d (%s) gives %lld values per sample, more than this engine's %lld",
                     mf->model, i, nnq_infer_op_name(op->op), (long long)net->size[i + 1], (long long)NET_MAX_VALUE);
@@ -647,7 +638,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
         if (op->m.pack != PACK_NONE && op->m.rows * op->m.cols > scratch) scratch = op->m.rows * op->m.cols;
         if (op->m.rows) /* dense, conv: rows x cols products per output position */
             net->flops += 2.0 * (double)op->m.rows * (double)op->m.cols *
-                          (double)(op->op == NNQ_INFER_DENSE ? 1 : op->dims[1] * op->dims[2]);
+                          (double)(op->op == NNQ_INFER_DENSE ? 1 : op->g.dims[1] * op->g.dims[2]);
     }
     free(shapes);
     shapes = NULL;
@@ -656,7 +647,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
     for (int i = 0; i < a->nops; i++)
         if (net->ops[i].op == NNQ_INFER_MAXPOOL && net->size[i + 1] * net->chunk > idx) idx = net->size[i + 1] * net->chunk;
     const NetOp *last = &net->ops[a->nops - 1];
-    if (last->rank != 1 || last->dims[0] != a->classes) {
+    if (last->g.rank != 1 || last->g.dims[0] != a->classes) {
         set_err(err, errlen, "model '%s': the last op gives %lld values per sample, not the %d classes", mf->model,
                 (long long)net->size[a->nops], a->classes);
         goto fail;

@@ -654,6 +654,17 @@ int nnq_model_shapes(const NnqModelFile *mf, NnqValueShape *shapes, char *err, s
     return 0;
 }
 
+NnqOpGeometry nnq_model_op_geometry(const NnqModelFile *mf, const NnqValueShape *shapes, int i) {
+    const NnqModelOp *mo = &mf->arch->ops[i];
+    const NnqValueShape *in = &shapes[mo->in[0]], *out = &shapes[i + 1];
+    NnqOpGeometry g = {.rank = out->rank, .c = in->dims[0], .h = in->rank == 3 ? in->dims[1] : 1,
+                       .w = in->rank == 3 ? in->dims[2] : 1, .k = mo->attr[0], .stride = mo->attr[1]};
+    memcpy(g.dims, out->dims, sizeof g.dims);
+    if (mo->op == NNQ_INFER_CONV2D || mo->op == NNQ_INFER_DWCONV2D) /* attrs: stride, pad */
+        g.stride = mo->attr[0], g.pad = mo->attr[1], g.k = mf->tensors[mo->tensor[0]].dims[2];
+    return g;
+}
+
 void nnq_model_free(NnqModelFile *mf) {
     if (!mf)
         return;

@@ -160,6 +160,16 @@ typedef struct NnqValueShape {
  * against its input, windows that fit, equal shapes added. The engine and the C
  * exporter both start from it. 0, or -1 with "op I (NAME): ..." in err. */
 int nnq_model_shapes(const NnqModelFile *mf, NnqValueShape *shapes, char *err, size_t errlen);
+/* Op i's geometry from the checked shapes: its output per sample, its input as C
+ * channels of H x W (1 x 1 for [F]), and its window (pools: k, stride) or filter (convs:
+ * k from the weights, stride, pad). The engine and the C exporter both read ops so. */
+typedef struct NnqOpGeometry {
+    int32_t rank;           /* of the output: 1 ([F]) or 3 ([C, H, W]) */
+    int64_t dims[3];        /* the output per sample */
+    int64_t c, h, w;        /* the input */
+    int64_t k, stride, pad;
+} NnqOpGeometry;
+NnqOpGeometry nnq_model_op_geometry(const NnqModelFile *mf, const NnqValueShape *shapes, int i);
 /* Element pos (row-major) of a tensor read either way: its label index (label tensors),
  * its value; and the tensor's element count. */
 int nnq_model_label_index(const NnqModelTensor *t, int64_t pos);
