@@ -415,19 +415,25 @@ static int64_t chunk_count(const ConvJob *j, int64_t ch, int64_t *s0) {
     return (ch + 1) * j->n / j->chunks - *s0;
 }
 
+/* Sample s's columns, and its dy as rows of O, at column offset 0 of matrices of ld
+ * columns (a chunk's, or dw_whole's batch-wide ones). */
+static void sample_cols(const ConvJob *j, int64_t s, float *col, int64_t ld) {
+    nnq_rt_im2col(j->x + s * j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, col, ld);
+}
+
+static void sample_dy(const ConvJob *j, int64_t s, float *t, int64_t ld) {
+    for (int32_t oo = 0; oo < j->o; oo++)
+        memcpy(t + oo * ld, j->dy + (s * j->o + oo) * j->ohw, sizeof(float) * (size_t)j->ohw);
+}
+
 static void chunk_im2col(const ConvJob *j, int64_t s0, int64_t cnt, float *col) {
-    for (int64_t s = 0; s < cnt; s++)
-        nnq_rt_im2col(j->x + (s0 + s) * j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad,
-                      col + s * j->ohw, cnt * j->ohw);
+    for (int64_t s = 0; s < cnt; s++) sample_cols(j, s0 + s, col + s * j->ohw, cnt * j->ohw);
 }
 
 /* dy's chunk as T [O, cnt*OHW]: in place for one sample, else gathered into t. */
 static const float *chunk_dy(const ConvJob *j, int64_t s0, int64_t cnt, float *t) {
-    const float *dy = j->dy + s0 * j->o * j->ohw;
-    if (cnt == 1) return dy;
-    for (int64_t s = 0; s < cnt; s++)
-        for (int32_t oo = 0; oo < j->o; oo++)
-            memcpy(t + (oo * cnt + s) * j->ohw, dy + (s * j->o + oo) * j->ohw, sizeof(float) * (size_t)j->ohw);
+    if (cnt == 1) return j->dy + s0 * j->o * j->ohw;
+    for (int64_t s = 0; s < cnt; s++) sample_dy(j, s0 + s, t + s * j->ohw, cnt * j->ohw);
     return t;
 }
 
@@ -496,9 +502,8 @@ static void dw_whole_fill(void *p, int64_t begin, int64_t end) {
     int64_t ld = j->n * j->ohw;
     float *col = rt_shared_scratch((j->ckk + j->o) * ld), *t = col + j->ckk * ld;
     for (int64_t s = begin; s < end; s++) {
-        nnq_rt_im2col(j->x + s * j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, col + s * j->ohw, ld);
-        for (int32_t oo = 0; oo < j->o; oo++)
-            memcpy(t + oo * ld + s * j->ohw, j->dy + (s * j->o + oo) * j->ohw, sizeof(float) * (size_t)j->ohw);
+        sample_cols(j, s, col + s * j->ohw, ld);
+        sample_dy(j, s, t + s * j->ohw, ld);
     }
 }
 
