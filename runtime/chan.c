@@ -19,21 +19,10 @@
 
 typedef float Lanes __attribute__((vector_size(64))); /* 16 floats */
 
-/* Each mode's loops are compiled three times, for AVX-512, AVX2 and the baseline, and the
- * loader picks the widest the CPU runs (ifunc). The lanes and the order of the adds are
- * the same in all three and this file is compiled without contracting a*b+c into FMAs
- * (-ffp-contract=off, runtime/CMakeLists.txt), so every CPU computes the same bits. */
-#define CHAN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-
-/* The helpers below take and give 16-lane vectors through memory, never as arguments or
- * results: how such a vector is passed differs between the clones (clang refuses the
- * call), so the vector-valued forms are statement expressions. */
-#define load16(p)                                                                                  \
-    ({                                                                                             \
-        Lanes v_;                                                                                  \
-        memcpy(&v_, (p), sizeof v_);                                                               \
-        v_;                                                                                        \
-    })
+/* Each mode's loops are per-ISA clones (RT_ISA_CLONES) with the same lanes and order of
+ * adds in all three. The helpers below take and give 16-lane vectors through memory
+ * (RT_VLOAD), never as arguments or results. */
+#define load16(p) RT_VLOAD(Lanes, p)
 
 static inline __attribute__((always_inline)) float lanes_sum_at(const Lanes *a) {
     /* pairwise: 8 + 8, 4 + 4, 2 + 2, 1 + 1 */
@@ -79,7 +68,7 @@ static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const L
 
 /* One mode's loops: see the file comment for the lanes. */
 #define CHAN_REDUCE(NAME, TERM, VTERM)                                                                                \
-    CHAN_CLONES static void NAME(const float *x, const float *y, const float *add, const float *shift, int64_t n,   \
+    RT_ISA_CLONES static void NAME(const float *x, const float *y, const float *add, const float *shift, int64_t n,   \
                                  int32_t C,                                                                           \
                      int64_t S, int32_t c0, int32_t c1, float *out) {                                                 \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
@@ -135,7 +124,7 @@ static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const L
 #define TERM_X(x, y) (x)
 #define VTERM_X(x, y) (x)
 #define CHAN_GRAD_SUMS(NAME, TERM, VTERM)                                                                             \
-    CHAN_CLONES static void NAME(const float *x, const float *y, int64_t n, int32_t C, int64_t S, int32_t c0,       \
+    RT_ISA_CLONES static void NAME(const float *x, const float *y, int64_t n, int32_t C, int64_t S, int32_t c0,       \
                                  int32_t c1,                                                                          \
                      float *out, float *out2) {                                                                       \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \

@@ -26,16 +26,8 @@
 
 typedef float V8 __attribute__((vector_size(32))); /* 8 floats */
 
-#define DW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-
-/* Vectors through memory, never as arguments: how they are passed differs between the
- * clones (see chan.c). */
-#define ld8(p)                                                                                     \
-    ({                                                                                             \
-        V8 v_;                                                                                     \
-        memcpy(&v_, (p), sizeof v_);                                                               \
-        v_;                                                                                        \
-    })
+/* Vectors through memory, never as arguments (rt_internal.h: RT_VLOAD). */
+#define ld8(p) RT_VLOAD(V8, p)
 #define st8(p, v)                                                                                  \
     do {                                                                                           \
         V8 s_ = (v);                                                                               \
@@ -166,7 +158,7 @@ typedef float V4 __attribute__((vector_size(16))); /* 4 floats: a row of 4 to 7 
         }                                                                                          \
     } while (0)
 
-DW_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
+RT_ISA_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);
@@ -188,7 +180,7 @@ DW_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
  * d the plane dy dilated by the stride (dy[yo][xo] at (yo*s + kh - 1, xo*s + kw - 1), zero
  * between) in dh x dwid; dy entries whose outputs touch no input fall outside and are
  * dropped. */
-DW_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
+RT_ISA_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *d = scratch + ptr_floats(j);
@@ -216,7 +208,7 @@ DW_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-DW_CLONES static void dw_weight_grad(void *ctx, int64_t begin, int64_t end) {
+RT_ISA_CLONES static void dw_weight_grad(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw, ow8 = j->ow / 8 * 8, step = j->stride * j->pq;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);

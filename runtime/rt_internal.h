@@ -17,9 +17,27 @@
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <zlib.h>
 
 #include "nnq_rt.h"
+
+/* Kernels compiled three times, for AVX-512, AVX2 and the baseline, the loader picking the
+ * widest the CPU runs (ifunc: chan.c, dwconv.c). Their files are compiled without FMA
+ * contraction (runtime/CMakeLists.txt), so with the same lanes and order of operations
+ * every CPU computes the same bits. */
+#define RT_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* A vector of type T read from p (any alignment), as an expression. Inside the clones,
+ * vectors go through memory, never as arguments or results: how they are passed differs
+ * between the clones (clang refuses such calls), so vector-valued helpers are statement
+ * expressions. */
+#define RT_VLOAD(T, p)                                                                             \
+    ({                                                                                             \
+        T v_;                                                                                      \
+        memcpy(&v_, (p), sizeof v_);                                                               \
+        v_;                                                                                        \
+    })
 
 /* Subsystems that can hold something outside the tracked blocks (run.c: rt_on_release). */
 #define RT_MAX_RELEASES 8
