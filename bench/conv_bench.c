@@ -1,9 +1,10 @@
 /* conv_bench.c — the runtime's convolutions (conv2d, conv2d_dx, conv2d_dw) on the layer
- * shapes of the examples, in GFLOP/s, computed both ways: conv.c's im2col + OpenBLAS and
- * oneDNN per chunk (conv_dnnl.c), calls of the two interleaved; the ratio of the two; and
- * which ops the default path (conv_dnnl.c's rule) gives oneDNN, with that path's share of
+ * shapes of the examples, in GFLOP/s, computed three ways: conv.c's im2col + OpenBLAS,
+ * oneDNN per chunk (conv_dnnl.c) and LIBXSMM per sample (conv_xsmm.c), calls of the three
+ * interleaved; and the way the default path (the libraries' rules) takes, with its share of
  * the sgemm rate of a 1024^3 product measured in the same run (the GEMM floor bench/run
- * compares whole steps with). Usage: conv_bench [THREADS]. Best of several repetitions;
+ * compares whole steps with). Usage: conv_bench [THREADS [LAYER]] (LAYER: the layers whose
+ * name contains it). Best of several repetitions;
  * not a test. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -37,6 +38,12 @@ static const Layer layers[] = {
     {"ResNet-18 64 -> 128 stride 2", 128, 64, 32, 32, 128, 3, 2, 1},
     {"ResNet-18 256 -> 512 stride 2 at 8x8", 128, 256, 8, 8, 512, 3, 2, 1},
     {"ResNet-18 1x1 64 -> 128 stride 2", 128, 64, 32, 32, 128, 1, 2, 0},
+    {"MobileNetV2 1x1 16 -> 96 at 32x32", 128, 16, 32, 32, 96, 1, 1, 0},
+    {"MobileNetV2 1x1 144 -> 24 at 32x32", 128, 144, 32, 32, 24, 1, 1, 0},
+    {"MobileNetV2 1x1 32 -> 192 at 16x16", 128, 32, 16, 16, 192, 1, 1, 0},
+    {"MobileNetV2 1x1 192 -> 32 at 16x16", 128, 192, 16, 16, 32, 1, 1, 0},
+    {"MobileNetV2 1x1 64 -> 384 at 8x8", 128, 64, 8, 8, 384, 1, 1, 0},
+    {"MobileNetV2 1x1 384 -> 64 at 8x8", 128, 384, 8, 8, 64, 1, 1, 0},
 };
 
 static double call(const Layer *l, int op, float *x, float *w, float *y) {
@@ -45,6 +52,12 @@ static double call(const Layer *l, int op, float *x, float *w, float *y) {
     else if (op == 1) nnq_rt_conv2d_dx(y, w, x, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
     else nnq_rt_conv2d_dw(y, x, w, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
     return now() - t;
+}
+
+/* 0: im2col + OpenBLAS, 1: oneDNN, 2: LIBXSMM, each on every shape it implements. */
+static void set_way(int way) {
+    rt_dnnl_set_mode(way == 1 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
+    rt_xsmm_set_mode(way == 2 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
 }
 
 int main(int argc, char **argv) {
@@ -63,43 +76,48 @@ int main(int argc, char **argv) {
     }
     double peak = 2.0 * G * G * G / gb * 1e-9;
     printf("%d threads; sgemm 1024^3 through nnq_rt_sgemm: %.1f GFLOP/s\n\n", threads, peak);
-    printf("| layer | GFLOP | im2col + OpenBLAS GFLOP/s (fwd / dx / dw) | oneDNN GFLOP/s | oneDNN / ours "
-           "| oneDNN by default | default path, of the sgemm rate |\n|---|---|---|---|---|---|---|\n");
+    printf("| layer | GFLOP | im2col + OpenBLAS GFLOP/s (fwd / dx / dw) | oneDNN GFLOP/s | LIBXSMM GFLOP/s "
+           "| default path (fwd / dx / dw) | default path, of the sgemm rate |\n|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
         const Layer *l = &layers[i];
+        if (argc > 2 && !strstr(l->what, argv[2])) continue;
         int oh = (l->h + 2 * l->pad - l->k) / l->stride + 1, ow = (l->w + 2 * l->pad - l->k) / l->stride + 1;
         size_t nx = (size_t)l->n * l->c * l->h * l->w, nw = (size_t)l->o * l->c * l->k * l->k, ny = (size_t)l->n * l->o * oh * ow;
         float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw), *y = malloc(sizeof(float) * ny);
         for (size_t j = 0; j < nx; j++) x[j] = (float)(j % 13) * 0.01f;
         for (size_t j = 0; j < nw; j++) w[j] = (float)(j % 5) * 0.01f;
         for (size_t j = 0; j < ny; j++) y[j] = (float)(j % 3) * 0.01f;
-        double flops = 2.0 * l->n * l->o * l->c * l->k * l->k * oh * ow, r[2][3];
-        for (int way = 0; way < 2; way++) { /* kernels made and scratch reserved before timing */
-            rt_dnnl_set_mode(way ? RT_DNNL_ALWAYS : RT_DNNL_NEVER);
+        double flops = 2.0 * l->n * l->o * l->c * l->k * l->k * oh * ow, r[3][3];
+        for (int way = 0; way < 3; way++) { /* kernels made and scratch reserved before timing */
+            set_way(way);
             nnq_rt_conv_reserve(NULL, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
         }
         for (int op = 0; op < 3; op++) {
-            double best[2] = {1e30, 1e30};
-            for (int rep = 0; rep < 7; rep++) /* the two ways in turn: the machine's drift hits both */
-                for (int way = 0; way < 2; way++) {
-                    rt_dnnl_set_mode(way ? RT_DNNL_ALWAYS : RT_DNNL_NEVER);
+            double best[3] = {1e30, 1e30, 1e30};
+            for (int rep = 0; rep < 7; rep++) /* the ways in turn: the machine's drift hits all */
+                for (int way = 0; way < 3; way++) {
+                    set_way(way);
                     double t = call(l, op, x, w, y);
                     if (t < best[way]) best[way] = t;
                 }
-            r[0][op] = flops / best[0] * 1e-9, r[1][op] = flops / best[1] * 1e-9;
+            for (int way = 0; way < 3; way++) r[way][op] = flops / best[way] * 1e-9;
         }
-        rt_dnnl_set_mode(RT_DNNL_RULE);
-        char by_default[32] = "";
+        rt_dnnl_set_mode(RT_LIB_RULE);
+        rt_xsmm_set_mode(RT_LIB_RULE);
+        char by_default[64] = "";
         double share[3];
         for (int op = 0; op < 3; op++) {
-            bool dnnl = rt_dnnl_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow);
-            if (dnnl) snprintf(by_default + strlen(by_default), sizeof by_default - strlen(by_default), "%s%s",
-                               *by_default ? ", " : "", op == 0 ? "fwd" : op == 1 ? "dx" : "dw");
-            share[op] = r[dnnl][op] / peak;
+            int way = rt_dnnl_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow)   ? 1
+                      : rt_xsmm_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow) ? 2
+                                                                                                        : 0;
+            snprintf(by_default + strlen(by_default), sizeof by_default - strlen(by_default), "%s%s", op ? " / " : "",
+                     way == 1 ? "oneDNN" : way == 2 ? "LIBXSMM" : "OpenBLAS");
+            share[op] = r[way][op] / peak;
         }
-        printf("| %s | %.3g | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | %s | %.2f / %.2f / %.2f |\n",
-               l->what, flops * 1e-9, r[0][0], r[0][1], r[0][2], r[1][0], r[1][1], r[1][2], r[1][0] / r[0][0],
-               r[1][1] / r[0][1], r[1][2] / r[0][2], *by_default ? by_default : "none", share[0], share[1], share[2]);
+        printf("| %s | %.3g | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %s "
+               "| %.2f / %.2f / %.2f |\n",
+               l->what, flops * 1e-9, r[0][0], r[0][1], r[0][2], r[1][0], r[1][1], r[1][2], r[2][0], r[2][1], r[2][2],
+               by_default, share[0], share[1], share[2]);
         free(x), free(w), free(y);
     }
     return 0;

@@ -382,7 +382,8 @@ typedef struct ConvJob {
     int64_t ohw, ckk, chw, g, chunks, slots;
     RtConvOp op;
     const RtDnnlConv *dk; /* oneDNN's kernels for op (conv_dnnl.c), NULL: ours */
-    float *wk;            /* the weights in oneDNN's layout (fwd, dx), dw's slot buffers */
+    const RtXsmmConv *xk; /* else LIBXSMM's per-sample products (conv_xsmm.c), NULL: OpenBLAS */
+    float *wk;            /* the weights in oneDNN's layout (fwd, dx), dw's slot buffers; w^T for LIBXSMM's dx */
 } ConvJob;
 
 static ConvJob conv_job(int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
@@ -484,6 +485,79 @@ static void conv_dw_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
+/* ---- LIBXSMM's per-sample products (conv_xsmm.c): the same chunks and slots ---- */
+
+static void xsmm_fwd_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    float *col = rt_thread_scratch(j->ckk * j->ohw);
+    for (int64_t s = begin * j->n / j->chunks; s < end * j->n / j->chunks; s++) {
+        sample_cols(j, s, col, j->ohw);
+        rt_xsmm_sample(j->xk, false, col, j->w, j->y + s * j->o * j->ohw);
+    }
+}
+
+static void xsmm_dx_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    float *col = rt_thread_scratch(j->ckk * j->ohw);
+    for (int64_t s = begin * j->n / j->chunks; s < end * j->n / j->chunks; s++) {
+        rt_xsmm_sample(j->xk, false, j->dy + s * j->o * j->ohw, j->wk, col);
+        nnq_rt_col2im(col, j->ohw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, j->y + s * j->chw);
+    }
+}
+
+/* Slot s sums the samples of chunks s, s + S, ... in order into its buffer dw^T [CKK, O]
+ * (LIBXSMM computes dw^T += col_s dy_s^T: dy_s transposed into scratch, the columns as the
+ * forward makes them). */
+static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    float *col = rt_thread_scratch((j->ckk + j->o) * j->ohw), *dyt = col + j->ckk * j->ohw;
+    int64_t wsize = j->o * j->ckk;
+    for (int64_t slot = begin; slot < end; slot++) {
+        float *dst = rt_shared_scratch(j->slots * wsize) + slot * wsize;
+        for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
+            int64_t s0, cnt = chunk_count(j, ch, &s0);
+            for (int64_t s = s0; s < s0 + cnt; s++) {
+                sample_cols(j, s, col, j->ohw);
+                const float *dy = j->dy + s * j->o * j->ohw;
+                for (int64_t q0 = 0; q0 < j->ohw; q0 += 16) /* by 16 positions: reads of a line */
+                    for (int32_t oo = 0; oo < j->o; oo++)
+                        for (int64_t q = q0; q < q0 + 16 && q < j->ohw; q++) dyt[q * j->o + oo] = dy[oo * j->ohw + q];
+                rt_xsmm_sample(j->xk, ch != slot || s != s0, dyt, col, dst);
+            }
+        }
+    }
+}
+
+/* dw = the sum of the slots' dw^T in slot order, transposed back, by blocks of 16 rows of
+ * dw^T (begin, end: blocks): the block's sums in the thread's scratch [16, O] (contiguous
+ * adds), then written into dw as runs of 16. */
+enum { DW_SUM_ROWS = 16 };
+
+static void xsmm_dw_sum_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    int64_t wsize = j->o * j->ckk;
+    const float *part = rt_shared_scratch(j->slots * wsize);
+    float *sum = rt_thread_scratch(DW_SUM_ROWS * j->o);
+    for (int64_t b = begin; b < end; b++) {
+        int64_t k0 = b * DW_SUM_ROWS, rows = j->ckk - k0 < DW_SUM_ROWS ? j->ckk - k0 : DW_SUM_ROWS;
+        int64_t n = rows * j->o;
+        memcpy(sum, part + k0 * j->o, sizeof(float) * (size_t)n);
+        for (int64_t slot = 1; slot < j->slots; slot++) {
+            const float *src = part + slot * wsize + k0 * j->o;
+            for (int64_t i = 0; i < n; i++) sum[i] += src[i];
+        }
+        for (int32_t oo = 0; oo < j->o; oo++)
+            for (int64_t k = 0; k < rows; k++) j->y[oo * j->ckk + k0 + k] = sum[k * j->o + oo];
+    }
+}
+
+/* wt [CKK, O] = w^T, by rows of wt. */
+static void transpose_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    for (int64_t k = begin; k < end; k++)
+        for (int32_t oo = 0; oo < j->o; oo++) j->wk[k * j->o + oo] = j->w[oo * j->ckk + k];
+}
+
 /* dw over the whole batch in one product where a chunk has fewer than 256 columns (the
  * chunked product's k: 64 for VGG-16's 512 channels at 2x2), the batch's columns fit
  * DW_WHOLE_MAX floats and the product is wide enough for gemm.c to cut into blocks
@@ -494,7 +568,8 @@ static void conv_dw_range(void *p, int64_t begin, int64_t end) {
 #define DW_WHOLE_MAX ((int64_t)16 << 20) /* floats: 64 MiB */
 
 static bool dw_whole(const ConvJob *j) {
-    return j->g * j->ohw < 256 && (j->ckk + j->o) * j->n * j->ohw <= DW_WHOLE_MAX && (j->ckk >= 256 || j->o >= 256);
+    return !j->xk && j->g * j->ohw < 256 && (j->ckk + j->o) * j->n * j->ohw <= DW_WHOLE_MAX &&
+           (j->ckk >= 256 || j->o >= 256);
 }
 
 static void dw_whole_fill(void *p, int64_t begin, int64_t end) {
@@ -518,6 +593,10 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 }
 
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
+
+static const RtXsmmConv *conv_xsmm(const ConvJob *j, RtConvOp op) {
+    return j->n > 0 ? rt_xsmm_conv(op, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad) : NULL;
+}
 
 static const RtDnnlConv *conv_dnnl(const ConvJob *j, RtConvOp op) {
     if (j->n <= 0) return NULL;
@@ -564,8 +643,13 @@ static void dnnl_dw_sum_range(void *p, int64_t begin, int64_t end) {
 
 /* Scratch a call of op needs: per thread (ours: COL and T of a chunk) and shared (ours: the
  * dw slot buffers but slot 0's; oneDNN's: its weights, or all its dw slot buffers). */
-static void conv_needs(const ConvJob *j, RtConvOp op, const RtDnnlConv *dk, int64_t *per_thread, int64_t *shared) {
-    if (!dk) {
+static void conv_needs(const ConvJob *j, RtConvOp op, const RtDnnlConv *dk, const RtXsmmConv *xk, int64_t *per_thread,
+                       int64_t *shared) {
+    if (xk) {
+        *per_thread = (j->ckk + (op == RT_CONV_DW ? j->o : 0)) * j->ohw;
+        if (op == RT_CONV_DW && *per_thread < DW_SUM_ROWS * j->o) *per_thread = DW_SUM_ROWS * j->o;
+        *shared = op == RT_CONV_FWD ? 0 : op == RT_CONV_DX ? j->o * j->ckk : j->slots * j->o * j->ckk;
+    } else if (!dk) {
         *per_thread = (j->ckk + j->o) * j->g * j->ohw;
         *shared = op != RT_CONV_DW ? 0 : dw_whole(j) ? (j->ckk + j->o) * j->n * j->ohw : (j->slots - 1) * j->o * j->ckk;
     } else {
@@ -579,7 +663,7 @@ static void conv_needs(const ConvJob *j, RtConvOp op, const RtDnnlConv *dk, int6
  * smaller batch) gets it here, and only an allocation failure at this point is fatal. */
 static void conv_ensure(const ConvJob *j) {
     int64_t per_thread, shared;
-    conv_needs(j, j->op, j->dk, &per_thread, &shared);
+    conv_needs(j, j->op, j->dk, j->xk, &per_thread, &shared);
     if (!rt_parallel_reserve(per_thread, shared)) {
         fprintf(stderr, "nnq: error: out of memory for convolution scratch\n");
         abort();
@@ -593,7 +677,8 @@ void nnq_rt_conv_reserve(NnqRun *run, int32_t n, int32_t c, int32_t h, int32_t w
     int64_t per_thread = 0, shared = 0;
     for (RtConvOp op = RT_CONV_FWD; op <= RT_CONV_DW; op++) {
         int64_t t, s;
-        conv_needs(&j, op, conv_dnnl(&j, op), &t, &s);
+        const RtDnnlConv *dk = conv_dnnl(&j, op);
+        conv_needs(&j, op, dk, dk ? NULL : conv_xsmm(&j, op), &t, &s);
         per_thread = t > per_thread ? t : per_thread;
         shared = s > shared ? s : shared;
     }
@@ -607,9 +692,18 @@ static void conv_chunks(const float *in, const float *w, float *out, RtConvOp op
                         int32_t wd, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
     ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
     j.w = w, j.y = out, j.op = op, j.dk = conv_dnnl(&j, op);
+    if (!j.dk) j.xk = conv_xsmm(&j, op);
     if (op == RT_CONV_DX) j.dy = in;
     else j.x = in;
     conv_ensure(&j);
+    if (j.xk) {
+        if (op == RT_CONV_DX) {
+            j.wk = rt_shared_scratch(j.o * j.ckk);
+            rt_parallel_for(j.ckk, min_items(j.o), transpose_range, &j);
+        }
+        rt_parallel_for(j.chunks, 1, op == RT_CONV_DX ? xsmm_dx_range : xsmm_fwd_range, &j);
+        return;
+    }
     if (j.dk) {
         j.wk = rt_shared_scratch(rt_dnnl_weights_floats(j.dk));
         rt_dnnl_weights_in(j.dk, w, j.wk);
@@ -638,7 +732,14 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
         return;
     }
     j.dk = conv_dnnl(&j, RT_CONV_DW);
+    if (!j.dk) j.xk = conv_xsmm(&j, RT_CONV_DW);
     conv_ensure(&j);
+    if (j.xk) {
+        rt_parallel_for(j.slots, 1, xsmm_dw_range, &j);
+        rt_parallel_for((j.ckk + DW_SUM_ROWS - 1) / DW_SUM_ROWS, min_items(DW_SUM_ROWS * j.o * j.slots),
+                        xsmm_dw_sum_range, &j);
+        return;
+    }
     if (j.dk) {
         int64_t wf = rt_dnnl_weights_floats(j.dk);
         j.wk = rt_shared_scratch(j.slots * wf);

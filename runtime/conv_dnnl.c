@@ -90,16 +90,16 @@ static void thread_setup(void) {
     }
 }
 
-static RtDnnlMode mode = RT_DNNL_RULE;
+static RtLibMode mode = RT_LIB_RULE;
 
-void rt_dnnl_set_mode(RtDnnlMode m) {
+void rt_dnnl_set_mode(RtLibMode m) {
     mode = m;
 }
 
 bool rt_dnnl_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride,
                     int32_t pad, int32_t oh, int32_t ow) {
-    if (mode != RT_DNNL_RULE)
-        return mode == RT_DNNL_ALWAYS;
+    if (mode != RT_LIB_RULE)
+        return mode == RT_LIB_ALWAYS;
     if (kh != 3 || kw != 3 || stride != 1 || pad != 1 || c % 16 != 0 || o % 16 != 0)
         return false;
     return (int64_t)oh * ow >= (op == RT_CONV_DW ? 64 : 16);

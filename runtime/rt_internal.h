@@ -190,10 +190,10 @@ void rt_mpi_agree(NnqRun *run, uint64_t value, const char *what, const char *whe
  * any pool thread. */
 typedef enum { RT_CONV_FWD, RT_CONV_DX, RT_CONV_DW } RtConvOp;
 typedef struct RtDnnlConv RtDnnlConv;
-/* Which shapes oneDNN computes: the rule (the default), none, or all it implements
- * (bench/conv_bench.c measures both paths on every shape). */
-typedef enum { RT_DNNL_RULE, RT_DNNL_NEVER, RT_DNNL_ALWAYS } RtDnnlMode;
-void rt_dnnl_set_mode(RtDnnlMode mode);
+/* Which shapes a kernel library (oneDNN, LIBXSMM) computes: its rule (the default), none,
+ * or all it implements (bench/conv_bench.c measures every path on every shape). */
+typedef enum { RT_LIB_RULE, RT_LIB_NEVER, RT_LIB_ALWAYS } RtLibMode;
+void rt_dnnl_set_mode(RtLibMode mode);
 bool rt_dnnl_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad,
                     int32_t oh, int32_t ow);
 const RtDnnlConv *rt_dnnl_conv(RtConvOp op, int32_t g, int32_t tail, int32_t c, int32_t h, int32_t w, int32_t o,
@@ -210,6 +210,19 @@ void rt_dnnl_weights_out(const RtDnnlConv *k, const float *wk, float *w);
  * out = dw in oneDNN's layout (overwritten). scratch: rt_dnnl_thread_floats, 64-byte
  * aligned. */
 void rt_dnnl_chunk(const RtDnnlConv *k, int64_t cnt, const float *a, const float *b, float *out, float *scratch);
+
+/* conv_xsmm.c: the per-sample products LIBXSMM computes for conv.c where oneDNN does not
+ * (which shapes, and each op's operands: its header). rt_xsmm_conv returns op's kernels,
+ * made on first use (call it outside pool jobs); NULL when the rule leaves the op to
+ * OpenBLAS or LIBXSMM generates no code for it. rt_xsmm_sample runs on any thread:
+ * c = a b, or c += a b with accumulate (dw). */
+typedef struct RtXsmmConv RtXsmmConv;
+void rt_xsmm_set_mode(RtLibMode mode);
+bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad,
+                    int32_t oh, int32_t ow);
+const RtXsmmConv *rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
+                               int32_t stride, int32_t pad);
+void rt_xsmm_sample(const RtXsmmConv *k, bool accumulate, const float *a, const float *b, float *c);
 
 /* binfile.c: little-endian binary files (model files, checkpoints). */
 uint32_t rt_le32(const unsigned char *p);

@@ -13,7 +13,7 @@ NNQ_ASAN_BUILD_DIR="${NNQ_ASAN_BUILD_DIR:-$NNQ_ROOT/build-asan}"
 # Build tools, the libraries nnq links (LLVM, OpenBLAS, oneDNN, Open MPI, zlib) and the
 # example's data; Open MPI's mpirun for data-parallel runs; clang and its sanitizer and
 # libFuzzer runtimes for the sanitized build.
-NNQ_PACKAGES=(gcc make cmake re2c bison llvm-dev libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin zlib1g-dev
+NNQ_PACKAGES=(gcc make cmake re2c bison llvm-dev libopenblas-dev libdnnl-dev libxsmm-dev libopenmpi-dev openmpi-bin zlib1g-dev
               dataset-fashion-mnist clang libclang-rt-14-dev)
 
 nnq_install_packages() {

@@ -136,8 +136,9 @@ void test_maxpool(void) {
 
 /* conv2d, conv2d_dx and conv2d_dw against direct sums in double, over geometries that
  * give one sample per chunk, several (with a last partial chunk) and several dw slots,
- * computed by conv.c and by oneDNN (conv_dnnl.c); then the same calls on 1, 2 and 3
- * threads give the same bits. */
+ * each computed every way: by the rules, im2col + OpenBLAS (conv.c), oneDNN (conv_dnnl.c,
+ * where it implements the shape) and LIBXSMM per sample (conv_xsmm.c); each way on 1, 2
+ * and 3 threads gives the same bits. */
 void test_conv_kernels(void) {
     static const int geo[][8] = {
         /* N, C, H, W, O, K, stride, pad */
@@ -147,6 +148,7 @@ void test_conv_kernels(void) {
         {70, 2, 2, 2, 3, 1, 1, 0},   /* 4 positions: chunks of 64 */
         {3, 4, 24, 24, 5, 1, 1, 0},  /* 1x1, 576 positions: one sample a chunk */
         {21, 32, 2, 2, 16, 3, 1, 1}, /* 4 positions, CKK = 288: dw as one product over the batch */
+        {40, 2, 23, 23, 3, 3, 1, 1}, /* 529 positions: 64 chunks, two to each of 32 dw slots */
         {37, 16, 8, 8, 32, 3, 1, 1}, /* oneDNN: all three ops, chunks of 4, the last of 1 */
         {21, 32, 4, 4, 16, 3, 1, 1}, /* oneDNN forward and dx (chunks of 2, the last of 1), our dw */
     };
@@ -155,10 +157,10 @@ void test_conv_kernels(void) {
                   S = geo[g][6], P = geo[g][7];
         const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K;
         const int NX = N * C * H * W, NY = N * O * OH * OW;
-        /* the rule of conv_dnnl.c takes the last two geometries (else they test conv.c twice) */
-        CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (g >= 6) &&
-                  rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (g >= 6) &&
-                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 6),
+        /* the rule of conv_dnnl.c takes the last two geometries */
+        CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (g >= 7) &&
+                  rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (g >= 7) &&
+                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 7),
               "geometry %zu: oneDNN's share", g);
         unsigned seed = 3 + (unsigned)g;
         float *x = malloc(sizeof(float) * NX), *w = malloc(sizeof(float) * O * CKK);
@@ -183,33 +185,41 @@ void test_conv_kernels(void) {
                                     rdx[xi] += (double)w[wi] * dy[yi];
                                     rdw[wi] += (double)dy[yi] * x[xi];
                                 }
-        rt_parallel_set_threads(1);
-        nnq_rt_conv_reserve(NULL, N, C, H, W, O, K, K, S, P);
-        nnq_rt_conv2d(x, w, y, N, C, H, W, O, K, K, S, P);
-        nnq_rt_conv2d_dx(dy, w, dx, N, C, H, W, O, K, K, S, P);
-        nnq_rt_conv2d_dw(dy, x, dw, N, C, H, W, O, K, K, S, P);
-        double ey = 0, edx = 0, edw = 0;
-        for (int i = 0; i < NY; i++) ey = fmax(ey, fabs(y[i] - ry[i]));
-        for (int i = 0; i < NX; i++) edx = fmax(edx, fabs(dx[i] - rdx[i]));
-        for (int i = 0; i < O * CKK; i++) edw = fmax(edw, fabs(dw[i] - rdw[i]) / (1 + fabs(rdw[i])));
-        CHECK(ey < 1e-5 && edx < 1e-5 && edw < 1e-5, "geometry %zu: conv2d %g, dx %g, dw %g against direct sums", g, ey,
-              edx, edw);
-        float *y2 = malloc(sizeof(float) * NY), *dx2 = malloc(sizeof(float) * NX), *dw2 = malloc(sizeof(float) * O * CKK);
-        for (int threads = 2; threads <= 3; threads++) {
-            rt_parallel_set_threads(threads);
-            rt_parallel_set_min_items_cap(1);
+        static const char *const way_name[] = {"the rules", "OpenBLAS", "oneDNN", "LIBXSMM"};
+        for (int way = 0; way < 4; way++) {
+            rt_dnnl_set_mode(way == 0 ? RT_LIB_RULE : way == 2 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
+            rt_xsmm_set_mode(way == 0 ? RT_LIB_RULE : way == 3 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
+            rt_parallel_set_threads(1);
             nnq_rt_conv_reserve(NULL, N, C, H, W, O, K, K, S, P);
-            nnq_rt_conv2d(x, w, y2, N, C, H, W, O, K, K, S, P);
-            nnq_rt_conv2d_dx(dy, w, dx2, N, C, H, W, O, K, K, S, P);
-            nnq_rt_conv2d_dw(dy, x, dw2, N, C, H, W, O, K, K, S, P);
-            rt_parallel_set_min_items_cap(0);
-            CHECK(!memcmp(y, y2, sizeof(float) * NY) && !memcmp(dx, dx2, sizeof(float) * NX) &&
-                      !memcmp(dw, dw2, sizeof(float) * O * CKK),
-                  "geometry %zu: %d threads give the 1-thread bits", g, threads);
+            nnq_rt_conv2d(x, w, y, N, C, H, W, O, K, K, S, P);
+            nnq_rt_conv2d_dx(dy, w, dx, N, C, H, W, O, K, K, S, P);
+            nnq_rt_conv2d_dw(dy, x, dw, N, C, H, W, O, K, K, S, P);
+            double ey = 0, edx = 0, edw = 0;
+            for (int i = 0; i < NY; i++) ey = fmax(ey, fabs(y[i] - ry[i]));
+            for (int i = 0; i < NX; i++) edx = fmax(edx, fabs(dx[i] - rdx[i]));
+            for (int i = 0; i < O * CKK; i++) edw = fmax(edw, fabs(dw[i] - rdw[i]) / (1 + fabs(rdw[i])));
+            CHECK(ey < 1e-5 && edx < 1e-5 && edw < 1e-5,
+                  "geometry %zu, %s: conv2d %g, dx %g, dw %g against direct sums", g, way_name[way], ey, edx, edw);
+            float *y2 = malloc(sizeof(float) * NY), *dx2 = malloc(sizeof(float) * NX);
+            float *dw2 = malloc(sizeof(float) * O * CKK);
+            for (int threads = 2; threads <= 3; threads++) {
+                rt_parallel_set_threads(threads);
+                rt_parallel_set_min_items_cap(1);
+                nnq_rt_conv_reserve(NULL, N, C, H, W, O, K, K, S, P);
+                nnq_rt_conv2d(x, w, y2, N, C, H, W, O, K, K, S, P);
+                nnq_rt_conv2d_dx(dy, w, dx2, N, C, H, W, O, K, K, S, P);
+                nnq_rt_conv2d_dw(dy, x, dw2, N, C, H, W, O, K, K, S, P);
+                rt_parallel_set_min_items_cap(0);
+                CHECK(!memcmp(y, y2, sizeof(float) * NY) && !memcmp(dx, dx2, sizeof(float) * NX) &&
+                          !memcmp(dw, dw2, sizeof(float) * O * CKK),
+                      "geometry %zu, %s: %d threads give the 1-thread bits", g, way_name[way], threads);
+            }
+            free(y2), free(dx2), free(dw2);
         }
+        rt_dnnl_set_mode(RT_LIB_RULE);
+        rt_xsmm_set_mode(RT_LIB_RULE);
         rt_parallel_set_threads(0);
         free(x), free(w), free(dy), free(y), free(dx), free(dw), free(ry), free(rdx), free(rdw);
-        free(y2), free(dx2), free(dw2);
     }
 }
 
