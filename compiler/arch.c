@@ -107,6 +107,11 @@ unsigned char *arch_build(const IrModule *m, size_t *len) {
         case IR_MAXPOOL: case IR_AVGPOOL:
             put_op(&b, in->op == IR_MAXPOOL ? NNQ_INFER_MAXPOOL : NNQ_INFER_AVGPOOL, 1, &a, 0, NULL, 2, in->attr);
             break;
+        case IR_RELU_MAXPOOL:
+            put_op(&b, NNQ_INFER_RELU, 1, &a, 0, NULL, 0, NULL);
+            a = ++nops;
+            put_op(&b, NNQ_INFER_MAXPOOL, 1, &a, 0, NULL, 2, in->attr);
+            break;
         case IR_ADD: put_op(&b, NNQ_INFER_ADD, 2, (int[]){a, c}, 0, NULL, 0, NULL); break;
         default: assert(!"an eval op with no inference form"); return NULL;
         }

@@ -3,9 +3,13 @@
  * output is a full trip through memory):
  *   bias_add(x, b) -> bn_train / bn_eval   becomes  bias_bn_train / bias_bn_eval(x, b)
  *   relu_grad(dy, relu(y)) -> bn_grad(., y)  becomes  relu_bn_grad(dy, y)
+ *   relu(y) -> maxpool                       becomes  relu_maxpool(y)
  * (relu(y) > 0 exactly when y > 0, so the mask is read from y, which bn_grad reads
- * anyway). The fused ops compute the same values in the same order as the pairs did:
- * results are bit-identical (nnqc --no-fuse-layers keeps the pairs; a test compares).
+ * anyway; a relu is fused into its maxpool where the maxpool is its only reader, which in
+ * the train function means its gradient went into a relu_bn_grad: the pool's gradient
+ * reads only the argmax positions). The fused ops compute the same values in the same
+ * order as the pairs did: results are bit-identical (nnqc --no-fuse-layers keeps the
+ * pairs; a test compares).
  *
  * Requires: a verified module after autodiff (the train function holds its backward
  * pass). Produces: the same functions with fused pairs and without the instructions
@@ -14,11 +18,12 @@
 
 #include "ir.h"
 
-/* uses[v]: how many operands (and function results) name value v. */
-static int *count_uses(const IrFunc *f) {
+/* uses[v]: how many operands (and function results) name value v, the operands of dead
+ * instructions (NULL: none yet) left out. */
+static int *count_uses(const IrFunc *f, const bool *dead) {
     int *uses = calloc((size_t)f->n + 1, sizeof(int));
     for (int i = 0; i < f->n; i++)
-        for (int k = 0; k < ir_op_nargs(f->insts[i].op); k++)
+        for (int k = 0; k < ir_op_nargs(f->insts[i].op) && !(dead && dead[i]); k++)
             if (f->insts[i].args[k] >= 0) uses[f->insts[i].args[k]]++;
     int res[3] = {f->loss, f->correct, f->logits};
     for (int k = 0; k < 3; k++)
@@ -27,8 +32,8 @@ static int *count_uses(const IrFunc *f) {
 }
 
 static void fuse_func(IrFunc *f) {
-    int *uses = count_uses(f);
     bool *dead = calloc((size_t)f->n + 1, sizeof(bool));
+    int *uses = count_uses(f, NULL);
     for (int i = 0; i < f->n; i++) {
         IrInst *in = &f->insts[i];
         if (in->op == IR_BN_TRAIN || in->op == IR_BN_EVAL) {
@@ -49,6 +54,18 @@ static void fuse_func(IrFunc *f) {
                     in->args[0] = g->args[0];
                 }
             }
+        }
+    }
+    /* then relu -> maxpool, counting the readers left (a relu_grad fused above reads the
+     * relu no more) */
+    free(uses);
+    uses = count_uses(f, dead);
+    for (int i = 0; i < f->n; i++) {
+        IrInst *in = &f->insts[i];
+        if (in->op == IR_MAXPOOL && f->insts[in->args[0]].op == IR_RELU && uses[in->args[0]] == 1) {
+            dead[in->args[0]] = true;
+            in->op = IR_RELU_MAXPOOL;
+            in->args[0] = f->insts[in->args[0]].args[0];
         }
     }
     /* compact: drop the dead, renumber the rest in order */

@@ -531,18 +531,20 @@ static void cpu_avgpool(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
                                 ci32(cg, (int32_t)in->attr[0]), ci32(cg, (int32_t)in->attr[1]), out}, 7);
 }
 
-/* maxpool (keeping each window's argmax in its side buffer) and its gradient (reading it). */
+/* maxpool and relu_maxpool (keeping each window's argmax in its side buffer) and their
+ * gradient (reading it). */
 static void cpu_maxpool(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
     LLVMValueRef A = arg_val(fc, i, 0);
-    const IrInst *pool = in->op == IR_MAXPOOL ? in : &fc->f->insts[in->args[1]];
-    const IrShape *xs = in->op == IR_MAXPOOL ? arg_shape(fc, i, 0) : &in->shape;
+    bool fwd = in->op != IR_MAXPOOL_GRAD;
+    const IrInst *pool = fwd ? in : &fc->f->insts[in->args[1]];
+    const IrShape *xs = fwd ? arg_shape(fc, i, 0) : &in->shape;
     const IrShape *ys = &pool->shape;
     LLVMValueRef idx = fc->extra[pool - fc->f->insts];
     LLVMValueRef planes = LLVMBuildTrunc(b, LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""), cg->ti32, "");
-    if (in->op == IR_MAXPOOL)
-        cg_rt_call(cg, "nnq_rt_maxpool", (LLVMValueRef[]){A, planes, ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]),
+    if (fwd)
+        cg_rt_call(cg, in->op == IR_MAXPOOL ? "nnq_rt_maxpool" : "nnq_rt_relu_maxpool", (LLVMValueRef[]){A, planes, ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]),
                                                           ci32(cg, (int32_t)pool->attr[0]), ci32(cg, (int32_t)pool->attr[1]), out, idx}, 8);
     else
         cg_rt_call(cg, "nnq_rt_maxpool_grad", (LLVMValueRef[]){A, idx, planes, ci32(cg, (int32_t)ys->d[2]), ci32(cg, (int32_t)ys->d[3]),
@@ -714,6 +716,7 @@ const CgTarget cg_target_cpu = {
         [IR_AVGPOOL] = cpu_avgpool,
         [IR_AVGPOOL_GRAD] = cpu_avgpool,
         [IR_MAXPOOL] = cpu_maxpool,
+        [IR_RELU_MAXPOOL] = cpu_maxpool,
         [IR_MAXPOOL_GRAD] = cpu_maxpool,
         [IR_XENT] = cpu_loss,
         [IR_CORRECT] = cpu_loss,

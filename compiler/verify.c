@@ -115,7 +115,10 @@ static bool names_forward(const Check *c, IrOp fwd) {
 
 static bool shape_conv2d_dw(const Check *c) { return names_forward(c, IR_CONV2D); }
 static bool shape_dwconv2d_dw(const Check *c) { return names_forward(c, IR_DWCONV2D); }
-static bool shape_maxpool_grad(const Check *c) { return names_forward(c, IR_MAXPOOL); }
+static bool shape_maxpool_grad(const Check *c) {
+    if (c->f->insts[c->in->args[1]].op == IR_RELU_MAXPOOL) return true;
+    return names_forward(c, IR_MAXPOOL);
+}
 
 /* maxpool, avgpool */
 static bool shape_pool(const Check *c) {

@@ -157,7 +157,12 @@ typedef int32_t I4 __attribute__((vector_size(16)));
 static F4 pick_f(I4 mask, F4 b, F4 a) { return (F4)((mask & (I4)b) | (~mask & (I4)a)); }
 static I4 pick_i(I4 mask, I4 b, I4 a) { return (mask & b) | (~mask & a); }
 
-static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, float *y, int32_t *idx) {
+/* relu(v) as the generated code computes it: v >= 0 ? v : 0 (so -0 stays -0). */
+static inline float relu_f(float v) { return v >= 0.0f ? v : 0.0f; }
+
+/* With relu, each window's values pass through relu as they are read (relu_maxpool): the
+ * values and argmax positions of a maxpool of relu(x). */
+static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, bool relu, float *y, int32_t *idx) {
     int32_t oh = h / 2, ow = w / 2;
     for (int32_t p = 0; p < planes; p++) {
         const float *src = x + (int64_t)p * h * w;
@@ -172,6 +177,11 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
                 F4 u0, u1, v0, v1;
                 memcpy(&u0, r0 + 2 * q, 16), memcpy(&u1, r0 + 2 * q + 4, 16);
                 memcpy(&v0, r1 + 2 * q, 16), memcpy(&v1, r1 + 2 * q + 4, 16);
+                if (relu) {
+                    F4 z = {0, 0, 0, 0};
+                    u0 = pick_f(u0 >= z, u0, z), u1 = pick_f(u1 >= z, u1, z);
+                    v0 = pick_f(v0 >= z, v0, z), v1 = pick_f(v1 >= z, v1, z);
+                }
                 F4 a = SHUF4(u0, u1, 0, 2, 4, 6), b = SHUF4(u0, u1, 1, 3, 5, 7);
                 F4 c = SHUF4(v0, v1, 0, 2, 4, 6), d = SHUF4(v0, v1, 1, 3, 5, 7);
                 F4 m = a;
@@ -186,6 +196,7 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
             }
             for (; q < ow; q++) {
                 float a = r0[2 * q], b = r0[2 * q + 1], c = r1[2 * q], d = r1[2 * q + 1];
+                if (relu) a = relu_f(a), b = relu_f(b), c = relu_f(c), d = relu_f(d);
                 int32_t at = 2 * r * w + 2 * q;
                 float m = a;
                 int32_t k = 0;
@@ -200,9 +211,9 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
 }
 
 static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
-                    float *y, int32_t *idx) {
+                           bool relu, float *y, int32_t *idx) {
     if (k == 2 && stride == 2) {
-        maxpool2_planes(x, planes, h, w, y, idx);
+        maxpool2_planes(x, planes, h, w, relu, y, idx);
         return;
     }
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
@@ -211,11 +222,12 @@ static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w,
         for (int32_t r = 0; r < oh; r++)
             for (int32_t q = 0; q < ow; q++) {
                 int32_t best = (r * stride) * w + q * stride;
-                float m = src[best];
+                float m = relu ? relu_f(src[best]) : src[best];
                 for (int32_t i = 0; i < k; i++)
                     for (int32_t j = 0; j < k; j++) {
                         int32_t at = (r * stride + i) * w + q * stride + j;
-                        if (src[at] > m) m = src[at], best = at;
+                        float v = relu ? relu_f(src[at]) : src[at];
+                        if (v > m) m = v, best = at;
                     }
                 int64_t o = ((int64_t)p * oh + r) * ow + q;
                 y[o] = m;
@@ -309,6 +321,7 @@ typedef struct ImageJob {
     int32_t *idx_out;
     int32_t c, h, w, kh, kw, stride, pad, oh, ow;
     int64_t ld;
+    bool relu; /* relu_maxpool */
 } ImageJob;
 
 /* Enough items per thread that waking a worker pays off. */
@@ -319,7 +332,7 @@ static int64_t min_items(int64_t item_elems) {
 static void maxpool_range(void *p, int64_t b, int64_t e) {
     const ImageJob *j = p;
     int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
-    maxpool_planes(j->in + b * in, (int32_t)(e - b), j->h, j->w, j->kh, j->stride, j->out + b * out,
+    maxpool_planes(j->in + b * in, (int32_t)(e - b), j->h, j->w, j->kh, j->stride, j->relu, j->out + b * out,
                    j->idx_out + b * out);
 }
 
@@ -343,11 +356,21 @@ static void avgpool_grad_range(void *p, int64_t b, int64_t e) {
                         j->out + b * in);
 }
 
-void nnq_rt_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+static void maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride, bool relu,
                     float *y, int32_t *idx) {
     ImageJob j = {.in = x, .out = y, .idx_out = idx, .h = h, .w = w, .kh = k, .stride = stride,
-                  .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1};
+                  .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1, .relu = relu};
     rt_parallel_for(planes, min_items((int64_t)h * w), maxpool_range, &j);
+}
+
+void nnq_rt_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+                    float *y, int32_t *idx) {
+    maxpool(x, planes, h, w, k, stride, false, y, idx);
+}
+
+void nnq_rt_relu_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+                         float *y, int32_t *idx) {
+    maxpool(x, planes, h, w, k, stride, true, y, idx);
 }
 
 void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
@@ -505,13 +528,13 @@ static void xsmm_dx_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* Slot s sums the samples of chunks s, s + S, ... in order into its buffer dw^T [CKK, O]
- * (LIBXSMM computes dw^T += col_s dy_s^T: dy_s transposed into scratch, the columns as the
- * forward makes them). */
+/* Slot s sums the samples of chunks s, s + S, ... in order into its buffer dw^T [CKK, M]
+ * (LIBXSMM computes dw^T += col_s dy_s^T: dy_s transposed into scratch with M - O columns
+ * of zeros, M = rt_xsmm_dw_m(O); the columns as the forward makes them). */
 static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    float *col = rt_thread_scratch((j->ckk + j->o) * j->ohw), *dyt = col + j->ckk * j->ohw;
-    int64_t wsize = j->o * j->ckk;
+    int64_t m = rt_xsmm_dw_m(j->o), wsize = m * j->ckk;
+    float *col = rt_thread_scratch((j->ckk + m) * j->ohw), *dyt = col + j->ckk * j->ohw;
     for (int64_t slot = begin; slot < end; slot++) {
         float *dst = rt_shared_scratch(j->slots * wsize) + slot * wsize;
         for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
@@ -520,8 +543,9 @@ static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
                 sample_cols(j, s, col, j->ohw);
                 const float *dy = j->dy + s * j->o * j->ohw;
                 for (int64_t q0 = 0; q0 < j->ohw; q0 += 16) /* by 16 positions: reads of a line */
-                    for (int32_t oo = 0; oo < j->o; oo++)
-                        for (int64_t q = q0; q < q0 + 16 && q < j->ohw; q++) dyt[q * j->o + oo] = dy[oo * j->ohw + q];
+                    for (int64_t oo = 0; oo < m; oo++)
+                        for (int64_t q = q0; q < q0 + 16 && q < j->ohw; q++)
+                            dyt[q * m + oo] = oo < j->o ? dy[oo * j->ohw + q] : 0.0f;
                 rt_xsmm_sample(j->xk, ch != slot || s != s0, dyt, col, dst);
             }
         }
@@ -529,25 +553,25 @@ static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
 }
 
 /* dw = the sum of the slots' dw^T in slot order, transposed back, by blocks of 16 rows of
- * dw^T (begin, end: blocks): the block's sums in the thread's scratch [16, O] (contiguous
+ * dw^T (begin, end: blocks): the block's sums in the thread's scratch [16, M] (contiguous
  * adds), then written into dw as runs of 16. */
 enum { DW_SUM_ROWS = 16 };
 
 static void xsmm_dw_sum_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    int64_t wsize = j->o * j->ckk;
+    int64_t m = rt_xsmm_dw_m(j->o), wsize = m * j->ckk;
     const float *part = rt_shared_scratch(j->slots * wsize);
-    float *sum = rt_thread_scratch(DW_SUM_ROWS * j->o);
+    float *sum = rt_thread_scratch(DW_SUM_ROWS * m);
     for (int64_t b = begin; b < end; b++) {
         int64_t k0 = b * DW_SUM_ROWS, rows = j->ckk - k0 < DW_SUM_ROWS ? j->ckk - k0 : DW_SUM_ROWS;
-        int64_t n = rows * j->o;
-        memcpy(sum, part + k0 * j->o, sizeof(float) * (size_t)n);
+        int64_t n = rows * m;
+        memcpy(sum, part + k0 * m, sizeof(float) * (size_t)n);
         for (int64_t slot = 1; slot < j->slots; slot++) {
-            const float *src = part + slot * wsize + k0 * j->o;
+            const float *src = part + slot * wsize + k0 * m;
             for (int64_t i = 0; i < n; i++) sum[i] += src[i];
         }
         for (int32_t oo = 0; oo < j->o; oo++)
-            for (int64_t k = 0; k < rows; k++) j->y[oo * j->ckk + k0 + k] = sum[k * j->o + oo];
+            for (int64_t k = 0; k < rows; k++) j->y[oo * j->ckk + k0 + k] = sum[k * m + oo];
     }
 }
 
@@ -646,9 +670,10 @@ static void dnnl_dw_sum_range(void *p, int64_t begin, int64_t end) {
 static void conv_needs(const ConvJob *j, RtConvOp op, const RtDnnlConv *dk, const RtXsmmConv *xk, int64_t *per_thread,
                        int64_t *shared) {
     if (xk) {
-        *per_thread = (j->ckk + (op == RT_CONV_DW ? j->o : 0)) * j->ohw;
-        if (op == RT_CONV_DW && *per_thread < DW_SUM_ROWS * j->o) *per_thread = DW_SUM_ROWS * j->o;
-        *shared = op == RT_CONV_FWD ? 0 : op == RT_CONV_DX ? j->o * j->ckk : j->slots * j->o * j->ckk;
+        int64_t m = rt_xsmm_dw_m(j->o);
+        *per_thread = (j->ckk + (op == RT_CONV_DW ? m : 0)) * j->ohw;
+        if (op == RT_CONV_DW && *per_thread < DW_SUM_ROWS * m) *per_thread = DW_SUM_ROWS * m;
+        *shared = op == RT_CONV_FWD ? 0 : op == RT_CONV_DX ? j->o * j->ckk : j->slots * m * j->ckk;
     } else if (!dk) {
         *per_thread = (j->ckk + j->o) * j->g * j->ohw;
         *shared = op != RT_CONV_DW ? 0 : dw_whole(j) ? (j->ckk + j->o) * j->n * j->ohw : (j->slots - 1) * j->o * j->ckk;
@@ -736,8 +761,8 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
     conv_ensure(&j);
     if (j.xk) {
         rt_parallel_for(j.slots, 1, xsmm_dw_range, &j);
-        rt_parallel_for((j.ckk + DW_SUM_ROWS - 1) / DW_SUM_ROWS, min_items(DW_SUM_ROWS * j.o * j.slots),
-                        xsmm_dw_sum_range, &j);
+        int64_t blocks = (j.ckk + DW_SUM_ROWS - 1) / DW_SUM_ROWS;
+        rt_parallel_for(blocks, min_items(DW_SUM_ROWS * rt_xsmm_dw_m(j.o) * j.slots), xsmm_dw_sum_range, &j);
         return;
     }
     if (j.dk) {

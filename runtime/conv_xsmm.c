@@ -6,18 +6,27 @@
  *
  * A kernel computes C = A B (+ C for dw after a slot's first sample) in LIBXSMM's
  * column-major terms, on conv.c's row-major arrays read transposed, so every operand is
- * an array conv.c already has or makes: with P = OH*OW and K = C*KH*KW,
- *   forward  y_s [O, P]   = w [O, K]   col_s [K, P]: m = P, n = O, k = K, a = col_s, b = w
- *   dx       dcol_s [K, P] = w^T dy_s [O, P]:        m = P, n = K, k = O, a = dy_s, b = w^T [K, O]
- *   dw       dw^T [K, O] += col_s dy_s^T:           m = O, n = K, k = P, a = dy_s^T [P, O], b =
- * col_s (dw itself as dy_s col_s^T would need an operand transposed, which LIBXSMM 1.17 does not
- * generate; dy_s is the small one to transpose, and conv.c transposes the sum back).
+ * an array conv.c already has or makes cheaply. With P = OH*OW and K = C*KH*KW:
+ *   forward: y_s [O, P] = w [O, K] col_s [K, P]; m = P, n = O, k = K, a = col_s, b = w.
+ *   dx: dcol_s [K, P] = w^T dy_s; m = P, n = K, k = O, a = dy_s, b = w^T [K, O].
+ *   dw: dw^T [K, M] += col_s dy_s^T; m = M, n = K, k = P, a = dy_s^T [P, M], b = col_s.
+ * dw itself as dy_s col_s^T would need an operand transposed, which LIBXSMM 1.17 does not
+ * generate; dy_s is the small one to transpose, and conv.c transposes the sum back. M is O
+ * rounded up to 8, dy_s^T's extra columns zeros: the kernels hold m in vectors of 8 (AVX2)
+ * or 16 (AVX-512) lanes, and a remainder costs more than the zeros (LeNet-5's conv2, O = 50:
+ * 78 GFLOP/s per thread with AVX2 code, 125 with M = 56; 161 and 184 with AVX-512).
  *
- * The rule (shapes only, never timing): LIBXSMM serves what oneDNN does not where
- * 16 <= P <= 1024 and K <= 1200, every op. Measured by bench/conv_bench.c against im2col +
- * OpenBLAS on the shapes it takes (docs/status.md, Speed); outside it OpenBLAS's blocking
- * wins (a sample's product with P >= 1024 or K in the thousands leaves the cache, and
- * P < 16 gives LIBXSMM nothing to vectorize).
+ * The rule (shapes only, never timing, so a shape takes the same path on every run):
+ * LIBXSMM serves what oneDNN does not where P >= 64, and
+ *   forward where a sample's columns fit in 1 MiB (K * P <= 2^18 floats),
+ *   dx where P <= 576 and K <= 576,
+ *   dw where P <= 1024 and K >= 128.
+ * Measured by bench/conv_bench.c against im2col + OpenBLAS (and oneDNN) on the examples'
+ * layers, with AVX-512 code and with AVX2 code (LIBXSMM_TARGET=hsw, OPENBLAS_CORETYPE=
+ * Haswell) on one Intel CPU (docs/status.md, Speed): inside the rule it wins by 1.1-1.8x,
+ * on both ISAs but for a few ties; outside it loses on one ISA or both (fewer than 64
+ * positions leave its m or k short; a sample's columns beyond the L2 cache; dw with a
+ * short n).
  *
  * A kernel depends on the shape alone: bits agree at any thread count and chunk size, and
  * differ across CPUs, as OpenBLAS's do. Kernels are made on first use (nnq_rt_conv_reserve
@@ -39,6 +48,10 @@ static pthread_mutex_t xsmm_mu = PTHREAD_MUTEX_INITIALIZER;
 static RtXsmmConv *kernels;
 static RtLibMode mode = RT_LIB_RULE;
 
+int32_t rt_xsmm_dw_m(int32_t o) {
+    return (o + 7) / 8 * 8;
+}
+
 void rt_xsmm_set_mode(RtLibMode m) {
     mode = m;
 }
@@ -57,7 +70,7 @@ bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, i
     case RT_CONV_DX:
         return p <= 576 && k <= 576;
     case RT_CONV_DW:
-        return p <= 1024 && k >= 128 && o % 8 == 0;
+        return p <= 1024 && k >= 128;
     }
     return false;
 }
@@ -80,6 +93,7 @@ static void make_kernels(RtXsmmConv *k) {
         k->set = dispatch(p, ckk, o, p, o, p, 0.0f);
         break;
     case RT_CONV_DW:
+        o = rt_xsmm_dw_m(o);
         k->set = dispatch(o, ckk, p, o, p, o, 0.0f);
         k->add = dispatch(o, ckk, p, o, p, o, 1.0f);
         if (!k->add)

@@ -223,6 +223,8 @@ bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, i
 const RtXsmmConv *rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
                                int32_t stride, int32_t pad);
 void rt_xsmm_sample(const RtXsmmConv *k, bool accumulate, const float *a, const float *b, float *c);
+/* dw's m: O rounded up to 8 (conv_xsmm.c's header). */
+int32_t rt_xsmm_dw_m(int32_t o);
 
 /* binfile.c: little-endian binary files (model files, checkpoints). */
 uint32_t rt_le32(const unsigned char *p);

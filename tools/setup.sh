@@ -10,7 +10,7 @@ NNQ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NNQ_BUILD_DIR="${NNQ_BUILD_DIR:-$NNQ_ROOT/build}"
 NNQ_ASAN_BUILD_DIR="${NNQ_ASAN_BUILD_DIR:-$NNQ_ROOT/build-asan}"
 
-# Build tools, the libraries nnq links (LLVM, OpenBLAS, oneDNN, Open MPI, zlib) and the
+# Build tools, the libraries nnq links (LLVM, OpenBLAS, oneDNN, LIBXSMM, Open MPI, zlib) and the
 # example's data; Open MPI's mpirun for data-parallel runs; clang and its sanitizer and
 # libFuzzer runtimes for the sanitized build.
 NNQ_PACKAGES=(gcc make cmake re2c bison llvm-dev libopenblas-dev libdnnl-dev libxsmm-dev libopenmpi-dev openmpi-bin zlib1g-dev

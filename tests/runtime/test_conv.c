@@ -132,6 +132,21 @@ void test_maxpool(void) {
         nnq_rt_maxpool_grad(dyv, ir, P, OH, OW, h, w, dx);
         CHECK(!memcmp(dx, want, sizeof(float) * P * h * w), "maxpool gradient on %dx%d planes", h, w);
     }
+    /* relu_maxpool: a maxpool of relu(x) (v >= 0 ? v : 0, the generated code's relu), the
+     * same bits and argmax positions, on planes of signed values with many ties at zero */
+    for (int shape = 0; shape < 3; shape++) {
+        int h = shape ? 7 : 8, w = shape ? 9 : 10, k = shape == 2 ? 3 : 2, OH = (h - k) / 2 + 1, OW = (w - k) / 2 + 1;
+        float xs[P * 8 * 10], xp[P * 8 * 10], ya[P * 20], yb[P * 20];
+        int32_t ia[P * 20], ib[P * 20];
+        for (int i = 0; i < P * h * w; i++) {
+            xs[i] = (float)((int)((frand(&seed) + 0.5f) * 5) - 2);
+            xp[i] = xs[i] >= 0 ? xs[i] : 0.0f;
+        }
+        nnq_rt_relu_maxpool(xs, P, h, w, k, 2, ya, ia);
+        nnq_rt_maxpool(xp, P, h, w, k, 2, yb, ib);
+        CHECK(!memcmp(ya, yb, sizeof(float) * P * OH * OW) && !memcmp(ia, ib, sizeof(int32_t) * P * OH * OW),
+              "relu_maxpool %dx%d on %dx%d planes: maxpool of relu(x)", k, k, h, w);
+    }
 }
 
 /* conv2d, conv2d_dx and conv2d_dw against direct sums in double, over geometries that
