@@ -17,7 +17,10 @@
  * (where chunks are narrow, dw is one product over the batch instead: dw_whole). The
  * shapes conv_dnnl.c's rule names run the same
  * chunks and slots through oneDNN instead (a chunk's primitive on its thread; dw's slots
- * in oneDNN's weights layout, summed in the same order, then reordered into dw). */
+ * in oneDNN's weights layout, summed in the same order, then reordered into dw); those
+ * conv_xsmm.c's rule names, through LIBXSMM one sample at a time (im2col of the sample,
+ * its product written straight into y; dx: w^T dy_s, col2im; dw: each slot sums its
+ * samples' dw^T in order, then the slots are summed and transposed back into dw). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -510,21 +513,33 @@ static void conv_dw_range(void *p, int64_t begin, int64_t end) {
 
 /* ---- LIBXSMM's per-sample products (conv_xsmm.c): the same chunks and slots ---- */
 
+/* A 1 x 1, stride 1, unpadded convolution's columns are the sample itself: [C, H*W]. */
+static bool cols_are_x(const ConvJob *j) {
+    return j->kh == 1 && j->kw == 1 && j->stride == 1 && j->pad == 0;
+}
+
+/* Sample s's columns [CKK, OHW]: x's own where cols_are_x, else built in col. */
+static const float *xsmm_cols(const ConvJob *j, int64_t s, float *col) {
+    if (cols_are_x(j)) return j->x + s * j->chw;
+    sample_cols(j, s, col, j->ohw);
+    return col;
+}
+
 static void xsmm_fwd_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     float *col = rt_thread_scratch(j->ckk * j->ohw);
-    for (int64_t s = begin * j->n / j->chunks; s < end * j->n / j->chunks; s++) {
-        sample_cols(j, s, col, j->ohw);
-        rt_xsmm_sample(j->xk, false, col, j->w, j->y + s * j->o * j->ohw);
-    }
+    for (int64_t s = begin * j->n / j->chunks; s < end * j->n / j->chunks; s++)
+        rt_xsmm_sample(j->xk, false, xsmm_cols(j, s, col), j->w, j->y + s * j->o * j->ohw);
 }
 
+/* dx_s = col2im(w^T dy_s); where cols_are_x, the product is dx_s itself. */
 static void xsmm_dx_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     float *col = rt_thread_scratch(j->ckk * j->ohw);
     for (int64_t s = begin * j->n / j->chunks; s < end * j->n / j->chunks; s++) {
-        rt_xsmm_sample(j->xk, false, j->dy + s * j->o * j->ohw, j->wk, col);
-        nnq_rt_col2im(col, j->ohw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, j->y + s * j->chw);
+        float *dx = j->y + s * j->chw;
+        rt_xsmm_sample(j->xk, false, j->dy + s * j->o * j->ohw, j->wk, cols_are_x(j) ? dx : col);
+        if (!cols_are_x(j)) nnq_rt_col2im(col, j->ohw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, dx);
     }
 }
 
@@ -540,13 +555,12 @@ static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
         for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
             int64_t s0, cnt = chunk_count(j, ch, &s0);
             for (int64_t s = s0; s < s0 + cnt; s++) {
-                sample_cols(j, s, col, j->ohw);
-                const float *dy = j->dy + s * j->o * j->ohw;
+                const float *cols = xsmm_cols(j, s, col), *dy = j->dy + s * j->o * j->ohw;
                 for (int64_t q0 = 0; q0 < j->ohw; q0 += 16) /* by 16 positions: reads of a line */
                     for (int64_t oo = 0; oo < m; oo++)
                         for (int64_t q = q0; q < q0 + 16 && q < j->ohw; q++)
                             dyt[q * m + oo] = oo < j->o ? dy[oo * j->ohw + q] : 0.0f;
-                rt_xsmm_sample(j->xk, ch != slot || s != s0, dyt, col, dst);
+                rt_xsmm_sample(j->xk, ch != slot || s != s0, dyt, cols, dst);
             }
         }
     }
