@@ -93,14 +93,18 @@ unsigned char *arch_build(const IrModule *m, size_t *len) {
             put_op(&b, in->op == IR_CONV2D ? NNQ_INFER_CONV2D : NNQ_INFER_DWCONV2D, 1, &a, 1, &pa, 2, in->attr);
             break;
         case IR_BIAS_ADD: put_op(&b, NNQ_INFER_BIAS, 1, &a, 1, &pa, 0, NULL); break;
-        case IR_BIAS_BN_EVAL: case IR_BN_EVAL: {
-            if (in->op == IR_BIAS_BN_EVAL) {
+        case IR_BIAS_BN_EVAL: case IR_BN_EVAL: case IR_BIAS_BN_RELU_EVAL: {
+            if (in->op != IR_BN_EVAL) {
                 put_op(&b, NNQ_INFER_BIAS, 1, &a, 1, &pa, 0, NULL);
                 a = ++nops;
             }
             const char *bn = m->bns[in->attr[0]].name;
             const char *t[2] = {arena_printf(m->arena, "%s.running_mean", bn), arena_printf(m->arena, "%s.running_var", bn)};
             put_op(&b, NNQ_INFER_BATCHNORM, 1, &a, 2, t, 0, NULL);
+            if (in->op == IR_BIAS_BN_RELU_EVAL) {
+                a = ++nops;
+                put_op(&b, NNQ_INFER_RELU, 1, &a, 0, NULL, 0, NULL);
+            }
             break;
         }
         case IR_RELU: put_op(&b, NNQ_INFER_RELU, 1, &a, 0, NULL, 0, NULL); break;

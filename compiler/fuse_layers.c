@@ -3,13 +3,20 @@
  * output is a full trip through memory):
  *   bias_add(x, b) -> bn_train / bn_eval   becomes  bias_bn_train / bias_bn_eval(x, b)
  *   relu_grad(dy, relu(y)) -> bn_grad(., y)  becomes  relu_bn_grad(dy, y)
+ * then
+ *   bias_bn_train(x, b) -> relu, and its relu_bn_grad(dy, y)
+ *                         becomes  bias_bn_relu_train(x, b), bias_relu_bn_grad(dy, x, b)
+ *   bias_bn_eval(x, b) -> relu       becomes  bias_bn_relu_eval(x, b)
  *   relu(y) -> maxpool                       becomes  relu_maxpool(y)
  * (relu(y) > 0 exactly when y > 0, so the mask is read from y, which bn_grad reads
- * anyway; a relu is fused into its maxpool where the maxpool is its only reader, which in
- * the train function means its gradient went into a relu_bn_grad: the pool's gradient
- * reads only the argmax positions). The fused ops compute the same values in the same
- * order as the pairs did: results are bit-identical (nnqc --no-fuse-layers keeps the
- * pairs; a test compares).
+ * anyway. Where a batch norm's output is read only by its relu and, in the train
+ * function, its relu_bn_grad, the batch norm stores relu(y) and no pass of its own
+ * writes it, and the gradient recomputes y from the batch norm's input by the forward's
+ * operations (the input stays alive instead of y). A relu is fused into its maxpool where
+ * the maxpool is its only reader, which in the train function means its gradient went
+ * into a relu_bn_grad: the pool's gradient reads only the argmax positions.) The fused
+ * ops compute the same values in the same order as the pairs did: results are
+ * bit-identical (nnqc --no-fuse-layers keeps the pairs; a test compares).
  *
  * Requires: a verified module after autodiff (the train function holds its backward
  * pass). Produces: the same functions with fused pairs and without the instructions
@@ -56,8 +63,42 @@ static void fuse_func(IrFunc *f) {
             }
         }
     }
-    /* then relu -> maxpool, counting the readers left (a relu_grad fused above reads the
-     * relu no more) */
+    /* then batch norm -> relu, counting the readers left (a relu_grad fused above reads
+     * the relu no more); alias[i]: the value a dead instruction's readers read instead */
+    free(uses);
+    uses = count_uses(f, dead);
+    int *alias = malloc(sizeof(int) * ((size_t)f->n + 1)), *grad_of = malloc(sizeof(int) * ((size_t)f->n + 1));
+    for (int i = 0; i < f->n; i++) alias[i] = grad_of[i] = -1;
+    for (int i = 0; i < f->n; i++)
+        if (!dead[i] && f->insts[i].op == IR_RELU_BN_GRAD) grad_of[f->insts[i].args[1]] = i;
+    for (int i = 0; i < f->n; i++) {
+        IrInst *r = &f->insts[i];
+        if (dead[i] || r->op != IR_RELU) continue;
+        int y = r->args[0];
+        IrInst *bn = &f->insts[y];
+        if (bn->op == IR_BIAS_BN_EVAL && uses[y] == 1) {
+            bn->op = IR_BIAS_BN_RELU_EVAL;
+        } else if (bn->op == IR_BIAS_BN_TRAIN && uses[y] == 2 && grad_of[y] >= 0) {
+            IrInst *g = &f->insts[grad_of[y]];
+            bn->op = IR_BIAS_BN_RELU_TRAIN;
+            g->op = IR_BIAS_RELU_BN_GRAD;
+            g->args[1] = bn->args[0];
+            g->args[2] = bn->args[1];
+        } else {
+            continue;
+        }
+        dead[i] = true;
+        alias[i] = y;
+    }
+    for (int i = 0; i < f->n; i++) /* readers of a fused relu read its batch norm */
+        for (int k = 0; k < ir_op_nargs(f->insts[i].op); k++)
+            if (f->insts[i].args[k] >= 0 && alias[f->insts[i].args[k]] >= 0) f->insts[i].args[k] = alias[f->insts[i].args[k]];
+    int *res[3] = {&f->loss, &f->correct, &f->logits};
+    for (int k = 0; k < 3; k++)
+        if (*res[k] >= 0 && alias[*res[k]] >= 0) *res[k] = alias[*res[k]];
+    free(alias);
+    free(grad_of);
+    /* then relu -> maxpool */
     free(uses);
     uses = count_uses(f, dead);
     for (int i = 0; i < f->n; i++) {

@@ -189,16 +189,16 @@ static void chan_end(Cg *cg, ChanLoop *l) {
 /* out[c] (and out2[c]) for the channels [c0, c1) of x [n, C, S...]: per-channel sums of
  * a mode of nnq_rt_chan_reduce (runtime/chan.c: a fixed order of adds, vectorized); y,
  * add, shift and out2 may be NULL. */
-enum { CHAN_SUM, CHAN_SQDEV, CHAN_GRAD, CHAN_RELU_GRAD };
+enum { CHAN_SUM, CHAN_SQDEV, CHAN_GRAD, CHAN_RELU_GRAD, CHAN_RELU_GRAD_AFFINE };
 static void chan_sums(Cg *cg, int mode, ChanShape cs, LLVMValueRef x, LLVMValueRef y, LLVMValueRef add,
-                      LLVMValueRef shift, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef out,
-                      LLVMValueRef out2) {
+                      LLVMValueRef shift, LLVMValueRef scale, LLVMValueRef n, LLVMValueRef c0, LLVMValueRef c1,
+                      LLVMValueRef out, LLVMValueRef out2) {
     LLVMValueRef null = LLVMConstNull(cg->tp);
-    LLVMValueRef args[12] = {ci32(cg, mode), x, y ? y : null, add ? add : null, shift ? shift : null, n,
-                             LLVMBuildTrunc(cg->b, cs.C, cg->ti32, ""), cs.S,
+    LLVMValueRef args[13] = {ci32(cg, mode), x, y ? y : null, add ? add : null, shift ? shift : null,
+                             scale ? scale : null, n, LLVMBuildTrunc(cg->b, cs.C, cg->ti32, ""), cs.S,
                              LLVMBuildTrunc(cg->b, c0, cg->ti32, ""), LLVMBuildTrunc(cg->b, c1, cg->ti32, ""), out,
                              out2 ? out2 : null};
-    cg_rt_call(cg, "nnq_rt_chan_reduce", args, 12);
+    cg_rt_call(cg, "nnq_rt_chan_reduce", args, 13);
 }
 
 /* ---------- ops ---------- */
@@ -303,7 +303,7 @@ static void cpu_bias_grad(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrShape *as = arg_shape(fc, i, 0);
     LLVMValueRef v[3] = {arg_val(fc, i, 0), out, fc->n};
     ParLoop p = par_chan_begin(cg, "par.bias_grad", as, v, 3);
-    chan_sums(cg, CHAN_SUM, chan_shape(cg, as), v[0], NULL, NULL, NULL, v[2], p.begin, p.end, v[1], NULL);
+    chan_sums(cg, CHAN_SUM, chan_shape(cg, as), v[0], NULL, NULL, NULL, NULL, v[2], p.begin, p.end, v[1], NULL);
     par_end(cg, &p);
 }
 
@@ -336,13 +336,13 @@ static void bn_batch_stats(Cg *cg, ChanShape as, LLVMValueRef A, LLVMValueRef bi
     LLVMBuilderRef b = cg->b;
     LLVMBasicBlockRef join;
     cg_if_begin(cg, in_stage(cg, stage, 1), &join);
-    chan_sums(cg, CHAN_SUM, as, A, NULL, bias, NULL, n, c0, c1, bn[4], NULL);
+    chan_sums(cg, CHAN_SUM, as, A, NULL, bias, NULL, NULL, n, c0, c1, bn[4], NULL);
     cg_if_end(cg, join);
     cg_if_begin(cg, in_stage(cg, stage, 2), &join);
     Loop j2 = cg_loop_begin(cg, c0, c1, "chan");
     stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
     cg_loop_end(cg, &j2);
-    chan_sums(cg, CHAN_SQDEV, as, A, NULL, bias, bn[2], n, c0, c1, bn[5], NULL);
+    chan_sums(cg, CHAN_SQDEV, as, A, NULL, bias, bn[2], NULL, n, c0, c1, bn[5], NULL);
     cg_if_end(cg, join);
     cg_if_begin(cg, in_stage(cg, stage, 3), &join);
     LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
@@ -394,24 +394,31 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
      * Training statistics are those of the global batch (ntot rows): in a
      * data-parallel run the body runs in stages with the sums all-reduced between
      * them (synchronized batch norm), otherwise in one pass. */
-    bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD;
-    bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN;
-    bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL, relu = in->op == IR_RELU_BN_GRAD;
+    /* relu_bn_grad's relu mask; bias_relu_bn_grad's y recomputed from x (B) and the bias
+     * (C); bias_bn_relu_train / eval storing relu(y) */
+    bool recompute = in->op == IR_BIAS_RELU_BN_GRAD;
+    bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD || recompute;
+    bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_RELU_TRAIN;
+    bool relu_out = in->op == IR_BIAS_BN_RELU_TRAIN || in->op == IR_BIAS_BN_RELU_EVAL;
+    bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL || relu_out;
+    bool relu = in->op == IR_RELU_BN_GRAD || recompute;
+    LLVMValueRef Cb = recompute ? arg_val(fc, i, 2) : NULL;
     LLVMValueRef hard = fc->hard ? fc->hard : LLVMConstInt(cg->ti1, 0, 0);
     LLVMValueRef calib = fc->calib ? fc->calib : LLVMConstInt(cg->ti1, 0, 0);
     LLVMValueRef flags = LLVMBuildOr(b, LLVMBuildZExt(b, hard, cg->ti64, ""),
                                      LLVMBuildShl(b, LLVMBuildZExt(b, calib, cg->ti64, ""), ci64(cg, 1), ""), "");
     int64_t S = chan_inner(as);
     LLVMValueRef ntot = train || grad ? fc->ntot : fc->n;
-    LLVMValueRef outer[9] = {A, B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]), ci64(cg, S), ntot};
+    LLVMValueRef outer[10] = {A,     B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]),
+                              ci64(cg, S), ntot, Cb ? Cb : A};
     char name[64];
     snprintf(name, sizeof name, "par.%s%s", ir_op_name(in->op), S > 1 ? ".s" : "");
     LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
     if (!body) {
-        LLVMValueRef v[9];
+        LLVMValueRef v[10];
         memcpy(v, outer, sizeof v);
-        ParLoop p = par_range_begin(cg, name, outer[6], 1, v, 9);
-        A = v[0], B = v[1], out = v[2];
+        ParLoop p = par_range_begin(cg, name, outer[6], 1, v, 10);
+        A = v[0], B = v[1], out = v[2], Cb = v[9];
         /* The range's channels a group at a time through every stage (about 256k values a
          * group, at least one channel), so a group's values stay in cache from its sums to
          * its elementwise pass instead of the whole range being read once per pass. Each
@@ -423,7 +430,7 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         Loop grp = cg_loop_begin(cg, ci64(cg, 0), ngroups, "grp");
         LLVMValueRef c0 = LLVMBuildAdd(b, p.begin, LLVMBuildMul(b, grp.iv, G, ""), "c0");
         LLVMValueRef c1 = smin64(cg, LLVMBuildAdd(b, c0, G, ""), p.end);
-        LLVMValueRef n = v[3], bias = biased ? B : NULL;
+        LLVMValueRef n = v[3], bias = biased ? B : recompute ? Cb : NULL;
         hard = LLVMBuildTrunc(b, v[4], cg->ti1, "hard");
         calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
         LLVMValueRef stage = LLVMBuildLShr(b, v[4], ci64(cg, 2), "stage");
@@ -438,7 +445,10 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
             LLVMBasicBlockRef join;
             cg_if_begin(cg, in_stage(cg, stage, 1), &join);
-            chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, cs, A, B, NULL, NULL, n, c0, c1, bn[4], bn[5]);
+            if (recompute)
+                chan_sums(cg, CHAN_RELU_GRAD_AFFINE, cs, A, B, bias, bn[2], bn[3], n, c0, c1, bn[4], bn[5]);
+            else
+                chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, cs, A, B, NULL, NULL, NULL, n, c0, c1, bn[4], bn[5]);
             cg_if_end(cg, join);
         } else {
             /* eval: mean and invstd from the running statistics, or from the hard
@@ -464,18 +474,21 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         /* Elementwise pass. */
         LLVMBasicBlockRef last;
         cg_if_begin(cg, in_stage(cg, stage, 3), &last);
-        ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, biased ? 5 : 4);
+        ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, bias ? 5 : 4);
         LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
         if (grad) {
             LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
             LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
             LLVMValueRef y = ldf(cg, B, l.k);
+            if (recompute) /* the forward's y: ((x + b) - mean) * sc, as below */
+                y = LLVMBuildFMul(b, LLVMBuildFSub(b, LLVMBuildFAdd(b, y, l.cv[4], ""), l.cv[1], ""), sc, "");
             if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
             LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
             res = LLVMBuildFMul(b, sc, t, "");
         } else {
             if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
             res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
+            if (relu_out) res = fmaxv(cg, res, cf32(cg, 0)); /* the relu op's */
         }
         stf(cg, out, l.k, res);
         chan_end(cg, &l);
@@ -486,12 +499,12 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     }
     int64_t per = cg->batch * S, min = per >= 65536 ? 1 : 65536 / per;
     if (!train && !grad) {
-        par_call(cg, body, outer[6], min, outer, 9);
+        par_call(cg, body, outer[6], min, outer, 10);
         return;
     }
     /* Training statistics: one pass on one process; the runtime runs the stages with the
      * all-reduces between them in a data-parallel run (nnq_rt_bn_run, runtime/mpi.c). */
-    LLVMValueRef ctx = par_ctx(cg, outer, 9);
+    LLVMValueRef ctx = par_ctx(cg, outer, 10);
     cg_rt_call(cg, "nnq_rt_bn_run", (LLVMValueRef[]){body, outer[6], ci64(cg, min), ctx, as_ptr(cg, cg->bnbuf[in->attr[0]][4], cg->tf32),
                                                      as_ptr(cg, cg->bnbuf[in->attr[0]][5], cg->tf32), ci32(cg, grad)}, 7);
 }
@@ -707,6 +720,9 @@ const CgTarget cg_target_cpu = {
         [IR_BIAS_BN_TRAIN] = cpu_bn,
         [IR_BIAS_BN_EVAL] = cpu_bn,
         [IR_RELU_BN_GRAD] = cpu_bn,
+        [IR_BIAS_BN_RELU_TRAIN] = cpu_bn,
+        [IR_BIAS_BN_RELU_EVAL] = cpu_bn,
+        [IR_BIAS_RELU_BN_GRAD] = cpu_bn,
         [IR_CONV2D] = cpu_conv,
         [IR_CONV2D_DX] = cpu_conv,
         [IR_CONV2D_DW] = cpu_conv,

@@ -53,10 +53,15 @@ static bool shape_bn(const Check *c) {
     if (in->attr[0] < 0 || in->attr[0] >= c->m->nbns) FAIL_AT(c, "bn index out of range");
     if ((a->rank != 2 && a->rank != 4) || a->d[1] != c->m->bns[in->attr[0]].features || !ir_shape_equal(a, c->s))
         FAIL_AT(c, "bn shape mismatch");
-    if ((in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL) && (b->rank != 1 || b->d[0] != a->d[1]))
-        FAIL_AT(c, "%s bias shape mismatch", ir_op_name(in->op));
-    if ((in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD) && !ir_shape_equal(a, b))
+    bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL || in->op == IR_BIAS_BN_RELU_TRAIN ||
+                  in->op == IR_BIAS_BN_RELU_EVAL;
+    if (biased && (b->rank != 1 || b->d[0] != a->d[1])) FAIL_AT(c, "%s bias shape mismatch", ir_op_name(in->op));
+    if ((in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD || in->op == IR_BIAS_RELU_BN_GRAD) && !ir_shape_equal(a, b))
         FAIL_AT(c, "%s operands differ in shape", ir_op_name(in->op));
+    if (in->op == IR_BIAS_RELU_BN_GRAD) {
+        const IrShape *bias = &c->f->insts[in->args[2]].shape;
+        if (bias->rank != 1 || bias->d[0] != a->d[1]) FAIL_AT(c, "%s bias shape mismatch", ir_op_name(in->op));
+    }
     return true;
 }
 

@@ -120,19 +120,27 @@ static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const L
 
 /* Both sums of a batch-norm gradient in one pass: out = sum g, out2 = sum g y, with
  * g = x (TERM_X) or x where y > 0 (TERM_RELU_SUM); the same lanes, so the same bits, as
- * two passes of the single-sum modes. */
+ * two passes of the single-sum modes. y is read (Y_READ), or recomputed from the batch
+ * norm's input (Y_AFFINE: y = ((v + add[c]) - shift[c]) * scale[c], v read from y's
+ * array, the operations of the generated forward pass, so the same bits as the y it
+ * stored). a, m, sc: the channel's add, shift, scale (16 of them side by side for S = 1). */
+#define Y_READ(v, a, m, sc) (v)
+#define Y_AFFINE(v, a, m, sc) ((((v) + (a)) - (m)) * (sc))
 #define TERM_X(x, y) (x)
 #define VTERM_X(x, y) (x)
-#define CHAN_GRAD_SUMS(NAME, TERM, VTERM)                                                                             \
-    RT_ISA_CLONES static void NAME(const float *x, const float *y, int64_t n, int32_t C, int64_t S, int32_t c0,       \
-                                 int32_t c1,                                                                          \
-                     float *out, float *out2) {                                                                       \
+#define CHAN_GRAD_SUMS(NAME, TERM, VTERM, Y)                                                                          \
+    RT_ISA_CLONES static void NAME(const float *x, const float *y, const float *add, const float *shift,              \
+                                   const float *scale, int64_t n, int32_t C, int64_t S, int32_t c0, int32_t c1,       \
+                                   float *out, float *out2) {                                                         \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
             int32_t c = c0;                                                                                           \
             for (; c + 16 <= c1; c += 16) {                                                                           \
                 Lanes acc = {0}, acc2 = {0};                                                                          \
+                Lanes va = add ? load16(add + c) : (Lanes){0}, vm = shift ? load16(shift + c) : (Lanes){0};           \
+                Lanes vs = scale ? load16(scale + c) : (Lanes){0};                                                    \
+                (void)va, (void)vm, (void)vs;                                                                         \
                 for (int64_t i = 0; i < n; i++) {                                                                     \
-                    Lanes yv = load16(y + i * C + c), g = VTERM(load16(x + i * C + c), yv);                           \
+                    Lanes yv = Y(load16(y + i * C + c), va, vm, vs), g = VTERM(load16(x + i * C + c), yv);            \
                     acc += g;                                                                                         \
                     acc2 += g * yv;                                                                                   \
                 }                                                                                                     \
@@ -141,10 +149,12 @@ static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const L
             }                                                                                                         \
             for (; c < c1; c++) {                                                                                     \
                 float acc = 0, acc2 = 0;                                                                              \
+                float sa = add ? add[c] : 0.0f, sm = shift ? shift[c] : 0.0f, ss = scale ? scale[c] : 0.0f;           \
+                (void)sa, (void)sm, (void)ss;                                                                         \
                 for (int64_t i = 0; i < n; i++) {                                                                     \
-                    float g = TERM(x[i * C + c], y[i * C + c]);                                                       \
+                    float yv = Y(y[i * C + c], sa, sm, ss), g = TERM(x[i * C + c], yv);                               \
                     acc += g;                                                                                         \
-                    acc2 += g * y[i * C + c];                                                                         \
+                    acc2 += g * yv;                                                                                   \
                 }                                                                                                     \
                 out[c] = acc;                                                                                         \
                 out2[c] = acc2;                                                                                       \
@@ -152,15 +162,19 @@ static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const L
             return;                                                                                                   \
         }                                                                                                             \
         for (int32_t c = c0; c < c1; c++) {                                                                           \
+            float sa = add ? add[c] : 0.0f, sm = shift ? shift[c] : 0.0f, ss = scale ? scale[c] : 0.0f;               \
+            Lanes va = {0}, vm = {0}, vs = {0};                                                                       \
+            va += sa, vm += sm, vs += ss;                                                                             \
+            (void)va, (void)vm, (void)vs;                                                                             \
             if (S < 16) {                                                                                             \
                 float acc[16] = {0}, acc2[16] = {0};                                                                  \
                 int lane = 0;                                                                                         \
                 for (int64_t i = 0; i < n; i++)                                                                       \
                     for (int64_t s = 0; s < S; s++) {                                                                 \
                         int64_t k = (i * C + c) * S + s;                                                              \
-                        float g = TERM(x[k], y[k]);                                                                   \
+                        float yv = Y(y[k], sa, sm, ss), g = TERM(x[k], yv);                                           \
                         acc[lane] += g;                                                                               \
-                        acc2[lane] += g * y[k];                                                                       \
+                        acc2[lane] += g * yv;                                                                         \
                         lane = (lane + 1) & 15;                                                                       \
                     }                                                                                                 \
                 out[c] = lanes_sum(load16(acc));                                                                      \
@@ -172,15 +186,16 @@ static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const L
                 const float *px = x + (i * C + c) * S, *py = y + (i * C + c) * S;                                     \
                 int64_t s = 0;                                                                                        \
                 for (; s + 16 <= S; s += 16) {                                                                        \
-                    Lanes yv = load16(py + s), g = VTERM(load16(px + s), yv);                                         \
+                    Lanes yv = Y(load16(py + s), va, vm, vs), g = VTERM(load16(px + s), yv);                          \
                     acc += g;                                                                                         \
                     acc2 += g * yv;                                                                                   \
                 }                                                                                                     \
                 if (s < S) {                                                                                          \
                     float t[16] = {0}, t2[16] = {0};                                                                  \
                     for (int64_t j = 0; s + j < S; j++) {                                                             \
-                        t[j] = TERM(px[s + j], py[s + j]);                                                            \
-                        t2[j] = t[j] * py[s + j];                                                                     \
+                        float yv = Y(py[s + j], sa, sm, ss);                                                          \
+                        t[j] = TERM(px[s + j], yv);                                                                   \
+                        t2[j] = t[j] * yv;                                                                            \
                     }                                                                                                 \
                     tail += load16(t);                                                                                \
                     tail2 += load16(t2);                                                                              \
@@ -191,18 +206,21 @@ static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const L
         }                                                                                                             \
     }
 
-CHAN_GRAD_SUMS(grad_sums, TERM_X, VTERM_X)
-CHAN_GRAD_SUMS(relu_grad_sums, TERM_RELU_SUM, VTERM_RELU_SUM)
+CHAN_GRAD_SUMS(grad_sums, TERM_X, VTERM_X, Y_READ)
+CHAN_GRAD_SUMS(relu_grad_sums, TERM_RELU_SUM, VTERM_RELU_SUM, Y_READ)
+CHAN_GRAD_SUMS(relu_grad_sums_affine, TERM_RELU_SUM, VTERM_RELU_SUM, Y_AFFINE)
 
 CHAN_REDUCE(reduce_sum, TERM_SUM, VTERM_SUM)
 CHAN_REDUCE(reduce_sqdev, TERM_SQDEV, VTERM_SQDEV)
 
-void nnq_rt_chan_reduce(int32_t mode, const float *x, const float *y, const float *add, const float *shift, int64_t n,
-                        int32_t c, int64_t s, int32_t c0, int32_t c1, float *out, float *out2) {
+void nnq_rt_chan_reduce(int32_t mode, const float *x, const float *y, const float *add, const float *shift,
+                        const float *scale, int64_t n, int32_t c, int64_t s, int32_t c0, int32_t c1, float *out,
+                        float *out2) {
     switch (mode) {
     case 0: reduce_sum(x, y, add, shift, n, c, s, c0, c1, out); break;
     case 1: reduce_sqdev(x, y, add, shift, n, c, s, c0, c1, out); break;
-    case 2: grad_sums(x, y, n, c, s, c0, c1, out, out2); break;
-    default: relu_grad_sums(x, y, n, c, s, c0, c1, out, out2); break;
+    case 2: grad_sums(x, y, NULL, NULL, NULL, n, c, s, c0, c1, out, out2); break;
+    case 3: relu_grad_sums(x, y, NULL, NULL, NULL, n, c, s, c0, c1, out, out2); break;
+    default: relu_grad_sums_affine(x, y, add, shift, scale, n, c, s, c0, c1, out, out2); break;
     }
 }
