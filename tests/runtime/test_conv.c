@@ -285,3 +285,29 @@ void test_image_threads(void) {
     rt_parallel_set_threads(0);
     free(x), free(y), free(yr), free(idx), free(idxr);
 }
+
+/* nnq_rt_chan_reduce mode 4 (a bias_relu_bn_grad's sums, y recomputed from the batch
+ * norm's input as ((x + add) - shift) * scale) gives the bits of mode 3 on the stored y,
+ * for dense layers (S = 1: 16 channels to a vector and a tail), runs shorter than 16 and
+ * runs of 16 with a tail; values with many y <= 0. */
+void test_chan_relu_grad_affine(void) {
+    static const int shapes[][3] = {{5, 37, 1}, {6, 3, 7}, {4, 3, 37}}; /* n, C, S */
+    unsigned seed = 17;
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int n = shapes[t][0], C = shapes[t][1], S = shapes[t][2], N = n * C * S;
+        float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N), *dy = malloc(sizeof(float) * N);
+        float add[37], shift[37], scale[37], s1[37], s2[37], r1[37], r2[37];
+        /* magnitudes apart, so a reordering of the recomputation would round differently */
+        for (int c = 0; c < C; c++) add[c] = 0.01f * frand(&seed), shift[c] = 30 * frand(&seed), scale[c] = 1 + frand(&seed);
+        for (int i = 0; i < N; i++) {
+            int c = i / S % C;
+            x[i] = 30 * frand(&seed), dy[i] = frand(&seed);
+            y[i] = ((x[i] + add[c]) - shift[c]) * scale[c];
+        }
+        nnq_rt_chan_reduce(3, dy, y, NULL, NULL, NULL, n, C, S, 0, C, r1, r2);
+        nnq_rt_chan_reduce(4, dy, x, add, shift, scale, n, C, S, 0, C, s1, s2);
+        CHECK(!memcmp(r1, s1, sizeof(float) * C) && !memcmp(r2, s2, sizeof(float) * C),
+              "chan_reduce mode 4 on [%d, %d, %d]: the sums of mode 3 on the stored y", n, C, S);
+        free(x), free(y), free(dy);
+    }
+}
