@@ -2,7 +2,8 @@
 # The same seed and thread count give bitwise-identical final weights (the saved model
 # files compare equal, as do the printed accuracies); another seed gives other weights.
 # Neither the thread count nor layer fusion changes a bit: the MLP, LeNet-5 (conv,
-# pooling, fused bias + batch norm and relu + bn gradients) and a small network of the
+# pooling, fused bias + batch norm + relu and relu + bn gradients), LeNet-5 with
+# convolutions without bias (relu + maxpool fused) and a small network of the
 # 3x3 convolutions that oneDNN computes (deep_conv_subset.nnq) on 1, 2 and 3 threads, and
 # with --no-fuse-layers, save the same model file.
 set -eu
@@ -20,14 +21,19 @@ done
 cmp a.nnqm b.nnqm || fail "same seed and threads gave different weights"
 cmp -s a.nnqm c.nnqm && fail "a different seed gave identical weights"
 [ "$(grep 'test accuracy' a.txt)" = "$(grep 'test accuracy' b.txt)" ] || fail "same seed gave different accuracies"
-for prog in mlp lenet deep; do
+for prog in mlp lenet lenet_nobias deep; do
     if [ $prog = mlp ]; then src=det.nnq; out=mlp_subset.nnqm
     elif [ $prog = deep ]; then src="$SRC/tests/e2e/deep_conv_subset.nnq"; out=deep_conv.nnqm
     else sed -e 's/validation = 10000/validation = 500/' -e 's/epochs *= 20/epochs = 1/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
-         src=lenet.nnq; out=lenet5_binary.nnqm; fi
+         src=lenet.nnq; out=lenet5_binary.nnqm
+         # convolutions without bias: their batch norms stay bn_train, the relus fuse into
+         # the maxpools (relu_maxpool) instead
+         if [ $prog = lenet_nobias ]; then sed -i 's/5, quant = pmf(binary))/5, bias = false, quant = pmf(binary))/' lenet.nnq
+             grep -q 'bias = false' lenet.nnq || fail "lenet_nobias: no convolution lost its bias"
+             "$NNQC" --emit=ir lenet.nnq | grep -q relu_maxpool || fail "lenet_nobias: no relu_maxpool"; fi; fi
     for v in "--threads 1" "--threads 2" "--threads 3" "--threads 2 --no-fuse-layers"; do
         "$NNQC" run $src --data-dir "$tmp" --epochs 1 $v --progress=lines > v.txt 2>&1 || { cat v.txt; fail "$prog $v failed"; }
         if [ "$v" = "--threads 1" ]; then mv $out ref.nnqm; else cmp ref.nnqm $out || fail "$prog: $v changed the weights"; fi
     done
 done
-echo "4 passed, 0 failed"
+echo "5 passed, 0 failed"
