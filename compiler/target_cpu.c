@@ -419,12 +419,16 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         memcpy(v, outer, sizeof v);
         ParLoop p = par_range_begin(cg, name, outer[6], 1, v, 10);
         A = v[0], B = v[1], out = v[2], Cb = v[9];
-        /* The range's channels a group at a time through every stage (about 256k values a
-         * group, at least one channel), so a group's values stay in cache from its sums to
+        /* The range's channels a group at a time through every stage (a quarter of the
+         * core's L2 cache a group, so its input and output fit together: 128k values with
+         * 2 MiB; at least one channel), so a group's values stay in cache from its sums to
          * its elementwise pass instead of the whole range being read once per pass. Each
-         * channel's arithmetic is the same either way. */
+         * channel's arithmetic is the same either way, so the bits do not depend on the
+         * cache size. (Measured against 256k values with 2 MiB: MobileNetV2's norm phase
+         * 320 -> 295 ms, LeNet-5's 1.22 -> 1.16 ms.) */
         LLVMValueRef per = smax64(cg, LLVMBuildMul(b, v[3], v[7], ""), ci64(cg, 1)); /* values a channel */
-        LLVMValueRef G = smax64(cg, LLVMBuildSDiv(b, ci64(cg, 1 << 18), per, ""), ci64(cg, 1));
+        LLVMValueRef cache = cg_rt_call(cg, "nnq_rt_cache_floats", (LLVMValueRef[]){ci32(cg, 4)}, 1);
+        LLVMValueRef G = smax64(cg, LLVMBuildSDiv(b, cache, per, ""), ci64(cg, 1));
         LLVMValueRef span = LLVMBuildSub(b, p.end, p.begin, "");
         LLVMValueRef ngroups = LLVMBuildSDiv(b, LLVMBuildAdd(b, span, LLVMBuildSub(b, G, ci64(cg, 1), ""), ""), G, "");
         Loop grp = cg_loop_begin(cg, ci64(cg, 0), ngroups, "grp");

@@ -300,3 +300,9 @@ void nnq_rt_parallel_for(int64_t n, int64_t min_items, void (*fn)(void *ctx, int
                          void *ctx) {
     rt_parallel_for(n, min_items, fn, ctx);
 }
+
+int64_t nnq_rt_cache_floats(int32_t divisor) {
+    long b = sysconf(_SC_LEVEL2_CACHE_SIZE); /* glibc: a value read at start-up, cheap */
+    int64_t l2 = b > 0 ? b : (int64_t)1 << 20, f = l2 / 4 / (divisor > 0 ? divisor : 1);
+    return f < 4096 ? 4096 : f;
+}
