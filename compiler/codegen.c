@@ -222,8 +222,8 @@ static void make_buffers(Cg *cg) {
     cg->bestbn = calloc(m->nbns, sizeof(LLVMValueRef));
     for (int i = 0; i < m->nbns; i++) {
         static const char *const bn[] = {"running_mean", "running_var", "mean", "invstd", "sum1", "sum2",
-                                         "hard_mean", "hard_var"};
-        for (int k = 0; k < 8; k++)
+                                         "hard_mean", "hard_var", "bias_grad"};
+        for (int k = 0; k < 9; k++)
             cg->bnbuf[i][k] = buffer(cg, arena_printf(ar, "%s.%s", m->bns[i].name, bn[k]), m->bns[i].features, cg->tf32);
         if (cg->tc->keep_best)
             cg->bestbn[i] = buffer(cg, arena_printf(ar, "%s.best", m->bns[i].name), 2 * m->bns[i].features, cg->tf32);

@@ -7,16 +7,20 @@
  *   bias_bn_train(x, b) -> relu, and its relu_bn_grad(dy, y)
  *                         becomes  bias_bn_relu_train(x, b), bias_relu_bn_grad(dy, x, b)
  *   bias_bn_eval(x, b) -> relu       becomes  bias_bn_relu_eval(x, b)
+ *   bias_grad of a bn_grad, relu_bn_grad or bias_relu_bn_grad   becomes  bias_grad_bn
  *   relu(y) -> maxpool                       becomes  relu_maxpool(y)
  * (relu(y) > 0 exactly when y > 0, so the mask is read from y, which bn_grad reads
  * anyway. Where a batch norm's output is read only by its relu and, in the train
  * function, its relu_bn_grad, the batch norm stores relu(y) and no pass of its own
  * writes it, and the gradient recomputes y from the batch norm's input by the forward's
- * operations (the input stays alive instead of y). A relu is fused into its maxpool where
- * the maxpool is its only reader, which in the train function means its gradient went
- * into a relu_bn_grad: the pool's gradient reads only the argmax positions.) The fused
- * ops compute the same values in the same order as the pairs did: results are
- * bit-identical (nnqc --no-fuse-layers keeps the pairs; a test compares).
+ * operations (the input stays alive instead of y). A batch-norm gradient whose output a
+ * bias_grad_bn reads sums that output per channel while each group of channels is in
+ * cache, by bias_grad's routine and order, into the batch norm's bias-gradient buffer,
+ * which the bias_grad_bn copies. A relu is fused into its maxpool where the maxpool is its
+ * only reader, which in the train function means its gradient went into a relu_bn_grad:
+ * the pool's gradient reads only the argmax positions.) The fused ops compute the same
+ * values in the same order as the pairs did: results are bit-identical (nnqc
+ * --no-fuse-layers keeps the pairs; a test compares).
  *
  * Requires: a verified module after autodiff (the train function holds its backward
  * pass). Produces: the same functions with fused pairs and without the instructions
@@ -98,6 +102,18 @@ static void fuse_func(IrFunc *f) {
         if (*res[k] >= 0 && alias[*res[k]] >= 0) *res[k] = alias[*res[k]];
     free(alias);
     free(grad_of);
+    /* a bias gradient of a batch norm's gradient's output: summed by that op (the same
+     * sums, while its output is in cache) */
+    for (int i = 0; i < f->n; i++) {
+        IrInst *in = &f->insts[i];
+        const IrInst *g = &f->insts[in->args[0] >= 0 ? in->args[0] : 0];
+        if (!dead[i] && in->op == IR_BIAS_GRAD &&
+            (g->op == IR_BN_GRAD || g->op == IR_RELU_BN_GRAD || g->op == IR_BIAS_RELU_BN_GRAD)) {
+            in->op = IR_BIAS_GRAD_BN;
+            in->attr[0] = g->attr[0];
+            in->name = g->name; /* the bn's, as its @ref prints */
+        }
+    }
     /* then relu -> maxpool */
     free(uses);
     uses = count_uses(f, dead);

@@ -50,7 +50,7 @@ typedef struct Cg {
     LLVMValueRef x, y;               /* the batch */
     LLVMValueRef (*pbuf)[6];         /* per param: weight, hard, grad, aux0, m0, v0 (comp 0) */
     LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
-    LLVMValueRef (*bnbuf)[8];        /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var */
+    LLVMValueRef (*bnbuf)[9]; /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var, bias grad */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
     LLVMValueRef *xtrain, *xeval;    /* per IR instruction: pooling argmax, dropout mask */
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */

@@ -307,6 +307,13 @@ static void cpu_bias_grad(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     par_end(cg, &p);
 }
 
+/* bias_grad_bn: the sums its batch-norm gradient left in the bn's bias-gradient buffer. */
+static void cpu_bias_grad_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    LLVMBuildMemCpy(cg->b, as_ptr(cg, out, cg->ti8), 4, as_ptr(cg, cg->bnbuf[in->attr[0]][8], cg->ti8), 4,
+                    ci64(cg, in->shape.d[0] * 4));
+}
+
 /* The larger and the smaller of two i64 values. */
 static LLVMValueRef smax64(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, a, b, ""), a, b, "");
@@ -364,16 +371,16 @@ static void bn_batch_stats(Cg *cg, ChanShape as, LLVMValueRef A, LLVMValueRef bi
     cg_if_end(cg, join);
 }
 
-/* A batch norm's 8 buffers (Cg.bnbuf) as a constant table "BN.buffers": its loop body's
+/* A batch norm's 9 buffers (Cg.bnbuf) as a constant table "BN.buffers": its loop body's
  * context carries the table. */
 static LLVMValueRef bn_table(Cg *cg, int bn) {
     const char *name = arena_printf(cg->m->arena, "%s.buffers", cg->m->bns[bn].name);
     LLVMValueRef t = LLVMGetNamedGlobal(cg->mod, name);
     if (t) return t;
-    LLVMValueRef init[8];
-    for (int k = 0; k < 8; k++) init[k] = LLVMConstBitCast(cg->bnbuf[bn][k], cg->tp);
-    t = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tp, 8), name);
-    LLVMSetInitializer(t, LLVMConstArray(cg->tp, init, 8));
+    LLVMValueRef init[9];
+    for (int k = 0; k < 9; k++) init[k] = LLVMConstBitCast(cg->bnbuf[bn][k], cg->tp);
+    t = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tp, 9), name);
+    LLVMSetInitializer(t, LLVMConstArray(cg->tp, init, 9));
     LLVMSetGlobalConstant(t, 1);
     LLVMSetLinkage(t, LLVMInternalLinkage);
     return t;
@@ -403,6 +410,10 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL || relu_out;
     bool relu = in->op == IR_RELU_BN_GRAD || recompute;
     LLVMValueRef Cb = recompute ? arg_val(fc, i, 2) : NULL;
+    /* a bias_grad_bn reads this gradient's output: sum it per channel, group by group */
+    bool db = false;
+    for (int j = i + 1; j < fc->f->n && grad; j++)
+        db |= fc->f->insts[j].op == IR_BIAS_GRAD_BN && fc->f->insts[j].args[0] == i;
     LLVMValueRef hard = fc->hard ? fc->hard : LLVMConstInt(cg->ti1, 0, 0);
     LLVMValueRef calib = fc->calib ? fc->calib : LLVMConstInt(cg->ti1, 0, 0);
     LLVMValueRef flags = LLVMBuildOr(b, LLVMBuildZExt(b, hard, cg->ti64, ""),
@@ -412,7 +423,7 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     LLVMValueRef outer[10] = {A,     B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]),
                               ci64(cg, S), ntot, Cb ? Cb : A};
     char name[64];
-    snprintf(name, sizeof name, "par.%s%s", ir_op_name(in->op), S > 1 ? ".s" : "");
+    snprintf(name, sizeof name, "par.%s%s%s", ir_op_name(in->op), S > 1 ? ".s" : "", db ? ".db" : "");
     LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
     if (!body) {
         LLVMValueRef v[10];
@@ -439,8 +450,8 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
         LLVMValueRef stage = LLVMBuildLShr(b, v[4], ci64(cg, 2), "stage");
         ChanShape cs = {v[6], v[7], S > 1};
-        LLVMValueRef bn[8], table = as_ptr(cg, v[5], cg->tp);
-        for (int k = 0; k < 8; k++)
+        LLVMValueRef bn[9], table = as_ptr(cg, v[5], cg->tp);
+        for (int k = 0; k < 9; k++)
             bn[k] = LLVMBuildLoad2(b, cg->tp, LLVMBuildInBoundsGEP2(b, cg->tp, table, (LLVMValueRef[]){ci64(cg, k)}, 1, ""), "");
         LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, v[8], cs.S, ""), cg->tf32, "");
         if (train) {
@@ -496,6 +507,8 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         }
         stf(cg, out, l.k, res);
         chan_end(cg, &l);
+        if (db) /* bias_grad's sums of the group's output, still in cache */
+            chan_sums(cg, CHAN_SUM, cs, out, NULL, NULL, NULL, NULL, n, c0, c1, bn[8], NULL);
         cg_if_end(cg, last);
         cg_loop_end(cg, &grp);
         par_finish(cg, &p);
@@ -718,6 +731,7 @@ const CgTarget cg_target_cpu = {
         [IR_DROPOUT_GRAD] = cpu_dropout,
         [IR_BIAS_ADD] = cpu_bias_add,
         [IR_BIAS_GRAD] = cpu_bias_grad,
+        [IR_BIAS_GRAD_BN] = cpu_bias_grad_bn,
         [IR_BN_TRAIN] = cpu_bn,
         [IR_BN_EVAL] = cpu_bn,
         [IR_BN_GRAD] = cpu_bn,

@@ -183,6 +183,14 @@ static bool shape_bias_grad(const Check *c) {
     return true;
 }
 
+/* bias_grad_bn: a bias_grad whose operand a batch norm's gradient of the same bn made */
+static bool shape_bias_grad_bn(const Check *c) {
+    const IrInst *g = &c->f->insts[c->in->args[0]];
+    if ((g->op != IR_BN_GRAD && g->op != IR_RELU_BN_GRAD && g->op != IR_BIAS_RELU_BN_GRAD) || g->attr[0] != c->in->attr[0])
+        FAIL_AT(c, "bias_grad_bn must read the output of its batch norm's gradient");
+    return shape_bias_grad(c);
+}
+
 /* The SHAPE column of ir_ops.def. */
 typedef bool ShapeRule(const Check *c);
 #define NONE NULL
