@@ -19,7 +19,7 @@
  * The rule (shapes only, never timing, so a shape takes the same path on every run):
  * LIBXSMM serves what oneDNN does not where P >= 64, and
  *   forward where a sample's columns fit in 1 MiB (K * P <= 2^18 floats),
- *   dx where P <= 576 and K <= 576,
+ *   dx where they fit in 1 MiB and K <= 576,
  *   dw where P <= 1024 and K >= 128.
  * Measured by bench/conv_bench.c against im2col + OpenBLAS (and oneDNN) on the examples'
  * layers, with AVX-512 code and with AVX2 code (LIBXSMM_TARGET=hsw, OPENBLAS_CORETYPE=
@@ -68,7 +68,7 @@ bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, i
     case RT_CONV_FWD:
         return k * p <= (1 << 18);
     case RT_CONV_DX:
-        return p <= 576 && k <= 576;
+        return k <= 576 && k * p <= (1 << 18);
     case RT_CONV_DW:
         return p <= 1024 && k >= 128;
     }
