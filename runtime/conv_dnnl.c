@@ -6,14 +6,17 @@
  * The rule (shapes only, never timing, so a shape takes the same path on every run and
  * every thread count): oneDNN serves a 3 x 3, stride 1, pad 1 convolution whose C and O
  * are multiples of 16 (its blocked layouts then carry no padding, on AVX-512's 16 lanes
- * as on AVX2's 8) — forward and dx when OH*OW >= 16, dw when OH*OW >= 64. Measured on
+ * as on AVX2's 8) — forward and dx when OH*OW >= 16 (>= 4 where oneDNN runs AVX-512
+ * code: rt_dnnl_wide), dw when OH*OW >= 64. Measured on
  * the layers of bench/conv_bench.c, reorders to and from the blocked layouts included
  * (docs/status.md, Speed), against conv.c's im2col + OpenBLAS on the shapes it takes:
  * forward and dx 1.5-1.9x, dw 1.2-1.65x, at 1 and 2 threads with AVX-512; 1.1-1.85x with
  * oneDNN and OpenBLAS held to AVX2. Outside it oneDNN loses, or gains on one ISA only or
  * little: LeNet-5's C = 1 (0.15-0.75x) and C = 20, O = 50 (within 20%), 1 x 1 and stride 2
  * (0.7-1.5x), dw of 512 channels at 4 x 4 and 2 x 2 (0.57-0.97x), forward and dx at
- * 2 x 2 (1.4-1.5x with AVX-512, 0.64-1.01x with AVX2).
+ * 2 x 2 (1.4-1.5x with AVX-512, so taken there; 0.64-1.01x with AVX2). VGG-16's three
+ * 512-channel layers at 2 x 2 through oneDNN with AVX-512: its step 1.2-2.9% faster
+ * (three pairs of profiles, 2 threads).
  *
  * Per (op, geometry, chunk size g, last chunk `tail`) one set of kernels, made on first
  * use on the calling thread (nnq_rt_conv_reserve before training, else the first call) and
@@ -96,13 +99,21 @@ void rt_dnnl_set_mode(RtLibMode m) {
     mode = m;
 }
 
+bool rt_dnnl_wide(void) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+}
+
 bool rt_dnnl_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride,
                     int32_t pad, int32_t oh, int32_t ow) {
     if (mode != RT_LIB_RULE)
         return mode == RT_LIB_ALWAYS;
     if (kh != 3 || kw != 3 || stride != 1 || pad != 1 || c % 16 != 0 || o % 16 != 0)
         return false;
-    return (int64_t)oh * ow >= (op == RT_CONV_DW ? 64 : 16);
+    int64_t p = (int64_t)oh * ow;
+    if (op == RT_CONV_DW)
+        return p >= 64;
+    return p >= 16 || (p >= 4 && rt_dnnl_wide());
 }
 
 static bool md4(dnnl_memory_desc_t *m, int64_t a, int64_t b, int64_t c, int64_t d,
