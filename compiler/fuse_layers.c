@@ -106,9 +106,9 @@ static void fuse_func(IrFunc *f) {
      * sums, while its output is in cache) */
     for (int i = 0; i < f->n; i++) {
         IrInst *in = &f->insts[i];
-        const IrInst *g = &f->insts[in->args[0] >= 0 ? in->args[0] : 0];
-        if (!dead[i] && in->op == IR_BIAS_GRAD &&
-            (g->op == IR_BN_GRAD || g->op == IR_RELU_BN_GRAD || g->op == IR_BIAS_RELU_BN_GRAD)) {
+        if (dead[i] || in->op != IR_BIAS_GRAD) continue;
+        const IrInst *g = &f->insts[in->args[0]];
+        if (g->op == IR_BN_GRAD || g->op == IR_RELU_BN_GRAD || g->op == IR_BIAS_RELU_BN_GRAD) {
             in->op = IR_BIAS_GRAD_BN;
             in->attr[0] = g->attr[0];
             in->name = g->name; /* the bn's, as its @ref prints */

@@ -408,7 +408,7 @@ typedef struct ConvJob {
     int64_t ohw, ckk, chw, g, chunks, slots;
     RtConvOp op;
     const RtDnnlConv *dk; /* oneDNN's kernels for op (conv_dnnl.c), NULL: ours */
-    const RtXsmmConv *xk; /* else LIBXSMM's per-sample products (conv_xsmm.c), NULL: OpenBLAS */
+    RtXsmmConv xk;        /* else LIBXSMM's per-sample products (conv_xsmm.c), xk.set NULL: OpenBLAS */
     float *wk;            /* the weights in oneDNN's layout (fwd, dx), dw's slot buffers; w^T for LIBXSMM's dx */
 } ConvJob;
 
@@ -529,7 +529,7 @@ static void xsmm_fwd_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     float *col = rt_thread_scratch(j->ckk * j->ohw);
     for (int64_t s = begin * j->n / j->chunks; s < end * j->n / j->chunks; s++)
-        rt_xsmm_sample(j->xk, false, xsmm_cols(j, s, col), j->w, j->y + s * j->o * j->ohw);
+        rt_xsmm_sample(&j->xk, false, xsmm_cols(j, s, col), j->w, j->y + s * j->o * j->ohw);
 }
 
 /* dx_s = col2im(w^T dy_s); where cols_are_x, the product is dx_s itself. */
@@ -538,7 +538,7 @@ static void xsmm_dx_range(void *p, int64_t begin, int64_t end) {
     float *col = rt_thread_scratch(j->ckk * j->ohw);
     for (int64_t s = begin * j->n / j->chunks; s < end * j->n / j->chunks; s++) {
         float *dx = j->y + s * j->chw;
-        rt_xsmm_sample(j->xk, false, j->dy + s * j->o * j->ohw, j->wk, cols_are_x(j) ? dx : col);
+        rt_xsmm_sample(&j->xk, false, j->dy + s * j->o * j->ohw, j->wk, cols_are_x(j) ? dx : col);
         if (!cols_are_x(j)) nnq_rt_col2im(col, j->ohw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, dx);
     }
 }
@@ -560,7 +560,7 @@ static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
                     for (int64_t oo = 0; oo < m; oo++)
                         for (int64_t q = q0; q < q0 + 16 && q < j->ohw; q++)
                             dyt[q * m + oo] = oo < j->o ? dy[oo * j->ohw + q] : 0.0f;
-                rt_xsmm_sample(j->xk, ch != slot || s != s0, dyt, cols, dst);
+                rt_xsmm_sample(&j->xk, ch != slot || s != s0, dyt, cols, dst);
             }
         }
     }
@@ -606,7 +606,7 @@ static void transpose_range(void *p, int64_t begin, int64_t end) {
 #define DW_WHOLE_MAX ((int64_t)16 << 20) /* floats: 64 MiB */
 
 static bool dw_whole(const ConvJob *j) {
-    return !j->xk && j->g * j->ohw < 256 && (j->ckk + j->o) * j->n * j->ohw <= DW_WHOLE_MAX &&
+    return !j->xk.set && j->g * j->ohw < 256 && (j->ckk + j->o) * j->n * j->ohw <= DW_WHOLE_MAX &&
            (j->ckk >= 256 || j->o >= 256);
 }
 
@@ -632,15 +632,15 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
 
-static const RtXsmmConv *conv_xsmm(const ConvJob *j, RtConvOp op) {
-    return j->n > 0 ? rt_xsmm_conv(op, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad) : NULL;
-}
-
-static const RtDnnlConv *conv_dnnl(const ConvJob *j, RtConvOp op) {
-    if (j->n <= 0) return NULL;
+/* Who computes op: oneDNN where its rule names the shape (j->dk), else LIBXSMM where its
+ * rule does (j->xk), else im2col + OpenBLAS. */
+static void conv_paths(ConvJob *j, RtConvOp op) {
+    j->dk = NULL, j->xk = (RtXsmmConv){0};
+    if (j->n <= 0) return;
     /* chunks of g samples, and of g - 1 where they do not divide the batch evenly */
     int32_t tail = (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0);
-    return rt_dnnl_conv(op, (int32_t)j->g, tail, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad);
+    j->dk = rt_dnnl_conv(op, (int32_t)j->g, tail, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad);
+    if (!j->dk) rt_xsmm_conv(op, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad, &j->xk);
 }
 
 static void dnnl_chunk_range(void *p, int64_t begin, int64_t end) {
@@ -679,11 +679,13 @@ static void dnnl_dw_sum_range(void *p, int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; i++) j->wk[i] += j->wk[slot * wf + i];
 }
 
-/* Scratch a call of op needs: per thread (ours: COL and T of a chunk) and shared (ours: the
- * dw slot buffers but slot 0's; oneDNN's: its weights, or all its dw slot buffers). */
-static void conv_needs(const ConvJob *j, RtConvOp op, const RtDnnlConv *dk, const RtXsmmConv *xk, int64_t *per_thread,
-                       int64_t *shared) {
-    if (xk) {
+/* Scratch a call of op needs on the paths conv_paths chose: per thread (ours: COL and T of
+ * a chunk; LIBXSMM's: a sample's columns, and dy^T for dw) and shared (ours: the dw slot
+ * buffers but slot 0's; LIBXSMM's: w^T for dx, every dw slot's buffer; oneDNN's: its
+ * weights, or all its dw slot buffers). */
+static void conv_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared) {
+    const RtDnnlConv *dk = j->dk;
+    if (j->xk.set) {
         int64_t m = rt_xsmm_dw_m(j->o);
         *per_thread = (j->ckk + (op == RT_CONV_DW ? m : 0)) * j->ohw;
         if (op == RT_CONV_DW && *per_thread < DW_SUM_ROWS * m) *per_thread = DW_SUM_ROWS * m;
@@ -702,7 +704,7 @@ static void conv_needs(const ConvJob *j, RtConvOp op, const RtDnnlConv *dk, cons
  * smaller batch) gets it here, and only an allocation failure at this point is fatal. */
 static void conv_ensure(const ConvJob *j) {
     int64_t per_thread, shared;
-    conv_needs(j, j->op, j->dk, j->xk, &per_thread, &shared);
+    conv_needs(j, j->op, &per_thread, &shared);
     if (!rt_parallel_reserve(per_thread, shared)) {
         fprintf(stderr, "nnq: error: out of memory for convolution scratch\n");
         abort();
@@ -716,8 +718,8 @@ void nnq_rt_conv_reserve(NnqRun *run, int32_t n, int32_t c, int32_t h, int32_t w
     int64_t per_thread = 0, shared = 0;
     for (RtConvOp op = RT_CONV_FWD; op <= RT_CONV_DW; op++) {
         int64_t t, s;
-        const RtDnnlConv *dk = conv_dnnl(&j, op);
-        conv_needs(&j, op, dk, dk ? NULL : conv_xsmm(&j, op), &t, &s);
+        conv_paths(&j, op);
+        conv_needs(&j, op, &t, &s);
         per_thread = t > per_thread ? t : per_thread;
         shared = s > shared ? s : shared;
     }
@@ -730,12 +732,12 @@ void nnq_rt_conv_reserve(NnqRun *run, int32_t n, int32_t c, int32_t h, int32_t w
 static void conv_chunks(const float *in, const float *w, float *out, RtConvOp op, int32_t n, int32_t c, int32_t h,
                         int32_t wd, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
     ConvJob j = conv_job(n, c, h, wd, o, kh, kw, stride, pad);
-    j.w = w, j.y = out, j.op = op, j.dk = conv_dnnl(&j, op);
-    if (!j.dk) j.xk = conv_xsmm(&j, op);
+    j.w = w, j.y = out, j.op = op;
+    conv_paths(&j, op);
     if (op == RT_CONV_DX) j.dy = in;
     else j.x = in;
     conv_ensure(&j);
-    if (j.xk) {
+    if (j.xk.set) {
         if (op == RT_CONV_DX) {
             j.wk = rt_shared_scratch(j.o * j.ckk);
             rt_parallel_for(j.ckk, min_items(j.o), transpose_range, &j);
@@ -770,10 +772,9 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
         memset(dw, 0, sizeof(float) * (size_t)(j.o * j.ckk));
         return;
     }
-    j.dk = conv_dnnl(&j, RT_CONV_DW);
-    if (!j.dk) j.xk = conv_xsmm(&j, RT_CONV_DW);
+    conv_paths(&j, RT_CONV_DW);
     conv_ensure(&j);
-    if (j.xk) {
+    if (j.xk.set) {
         rt_parallel_for(j.slots, 1, xsmm_dw_range, &j);
         int64_t blocks = (j.ckk + DW_SUM_ROWS - 1) / DW_SUM_ROWS;
         rt_parallel_for(blocks, min_items(DW_SUM_ROWS * rt_xsmm_dw_m(j.o) * j.slots), xsmm_dw_sum_range, &j);

@@ -29,23 +29,14 @@
  * short n).
  *
  * A kernel depends on the shape alone: bits agree at any thread count and chunk size, and
- * differ across CPUs, as OpenBLAS's do. Kernels are made on first use (nnq_rt_conv_reserve
- * before training) under a lock, and kept for the process. */
+ * differ across CPUs, as OpenBLAS's do. LIBXSMM makes a kernel on its first dispatch
+ * (nnq_rt_conv_reserve before training) and keeps it in its own thread-safe registry for
+ * the process; later dispatches of the shape find it there. */
 #include <libxsmm.h>
 #include <pthread.h>
-#include <stdlib.h>
 
 #include "rt_internal.h"
 
-struct RtXsmmConv {
-    RtConvOp op;
-    int32_t c, h, w, o, kh, kw, stride, pad;
-    libxsmm_smmfunction set, add; /* C = A B, C += A B (dw) */
-    RtXsmmConv *next;
-};
-
-static pthread_mutex_t xsmm_mu = PTHREAD_MUTEX_INITIALIZER;
-static RtXsmmConv *kernels;
 static RtLibMode mode = RT_LIB_RULE;
 
 int32_t rt_xsmm_dw_m(int32_t o) {
@@ -75,31 +66,10 @@ bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, i
     return false;
 }
 
-static libxsmm_smmfunction dispatch(int m, int n, int k, int lda, int ldb, int ldc, float beta) {
+static RtXsmmKernel dispatch(int m, int n, int k, int lda, int ldb, int ldc, float beta) {
     float alpha = 1.0f;
     int flags = LIBXSMM_GEMM_FLAG_NONE;
     return libxsmm_smmdispatch(m, n, k, &lda, &ldb, &ldc, &alpha, &beta, &flags, NULL);
-}
-
-static void make_kernels(RtXsmmConv *k) {
-    int oh = (k->h + 2 * k->pad - k->kh) / k->stride + 1,
-        ow = (k->w + 2 * k->pad - k->kw) / k->stride + 1;
-    int p = oh * ow, ckk = k->c * k->kh * k->kw, o = k->o;
-    switch (k->op) {
-    case RT_CONV_FWD:
-        k->set = dispatch(p, o, ckk, p, ckk, p, 0.0f);
-        break;
-    case RT_CONV_DX:
-        k->set = dispatch(p, ckk, o, p, o, p, 0.0f);
-        break;
-    case RT_CONV_DW:
-        o = rt_xsmm_dw_m(o);
-        k->set = dispatch(o, ckk, p, o, p, o, 0.0f);
-        k->add = dispatch(o, ckk, p, o, p, o, 1.0f);
-        if (!k->add)
-            k->set = NULL;
-        break;
-    }
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -108,34 +78,25 @@ static void init(void) {
     libxsmm_init();
 }
 
-const RtXsmmConv *rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh,
-                               int32_t kw, int32_t stride, int32_t pad) {
+bool rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
+                  int32_t stride, int32_t pad, RtXsmmConv *k) {
     int32_t oh = (h + 2 * pad - kh) / stride + 1, ow = (w + 2 * pad - kw) / stride + 1;
+    int p = oh * ow, ckk = c * kh * kw, m = rt_xsmm_dw_m(o);
+    *k = (RtXsmmConv){0};
     if (!rt_xsmm_serves(op, c, o, kh, kw, stride, pad, oh, ow))
-        return NULL;
+        return false;
     pthread_once(&init_once, init);
-    pthread_mutex_lock(&xsmm_mu);
-    RtXsmmConv *k = kernels;
-    for (; k; k = k->next)
-        if (k->op == op && k->c == c && k->h == h && k->w == w && k->o == o && k->kh == kh &&
-            k->kw == kw && k->stride == stride && k->pad == pad)
-            break;
-    if (!k && (k = calloc(1, sizeof *k))) {
-        *k = (RtXsmmConv){.op = op,
-                          .c = c,
-                          .h = h,
-                          .w = w,
-                          .o = o,
-                          .kh = kh,
-                          .kw = kw,
-                          .stride = stride,
-                          .pad = pad,
-                          .next = kernels};
-        make_kernels(k);
-        kernels = k;
+    switch (op) {
+    case RT_CONV_FWD: k->set = dispatch(p, o, ckk, p, ckk, p, 0.0f); break;
+    case RT_CONV_DX: k->set = dispatch(p, ckk, o, p, o, p, 0.0f); break;
+    case RT_CONV_DW:
+        k->set = dispatch(m, ckk, p, m, p, m, 0.0f);
+        k->add = dispatch(m, ckk, p, m, p, m, 1.0f);
+        break;
     }
-    pthread_mutex_unlock(&xsmm_mu);
-    return k && k->set ? k : NULL;
+    if (!k->set || (op == RT_CONV_DW && !k->add))
+        *k = (RtXsmmConv){0};
+    return k->set != NULL;
 }
 
 void rt_xsmm_sample(const RtXsmmConv *k, bool accumulate, const float *a, const float *b,

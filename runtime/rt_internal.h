@@ -214,16 +214,20 @@ void rt_dnnl_weights_out(const RtDnnlConv *k, const float *wk, float *w);
 void rt_dnnl_chunk(const RtDnnlConv *k, int64_t cnt, const float *a, const float *b, float *out, float *scratch);
 
 /* conv_xsmm.c: the per-sample products LIBXSMM computes for conv.c where oneDNN does not
- * (which shapes, and each op's operands: its header). rt_xsmm_conv returns op's kernels,
- * made on first use (call it outside pool jobs); NULL when the rule leaves the op to
- * OpenBLAS or LIBXSMM generates no code for it. rt_xsmm_sample runs on any thread:
- * c = a b, or c += a b with accumulate (dw). */
-typedef struct RtXsmmConv RtXsmmConv;
+ * (which shapes, and each op's operands: its header). rt_xsmm_conv fills k with op's
+ * kernels (LIBXSMM's, made on the first dispatch of a shape; call it outside pool jobs)
+ * and returns true; false, k zeroed, when the rule leaves the op to OpenBLAS or LIBXSMM
+ * generates no code for it. rt_xsmm_sample runs on any thread: c = a b, or c += a b with
+ * accumulate (dw). */
+typedef void (*RtXsmmKernel)(const float *a, const float *b, float *c, ...); /* libxsmm_smmfunction */
+typedef struct RtXsmmConv {
+    RtXsmmKernel set, add; /* c = a b, c += a b (dw); set NULL: not served */
+} RtXsmmConv;
 void rt_xsmm_set_mode(RtLibMode mode);
 bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad,
                     int32_t oh, int32_t ow);
-const RtXsmmConv *rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
-                               int32_t stride, int32_t pad);
+bool rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw, int32_t stride,
+                  int32_t pad, RtXsmmConv *k);
 void rt_xsmm_sample(const RtXsmmConv *k, bool accumulate, const float *a, const float *b, float *c);
 /* dw's m: O rounded up to 8 (conv_xsmm.c's header). */
 int32_t rt_xsmm_dw_m(int32_t o);
