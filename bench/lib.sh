@@ -1,20 +1,28 @@
 # bench/lib.sh — helpers the benchmark scripts share (sourced).
 # profile_ms LINE [PHASE]: from a --profile metrics line (its "profile" JSON object),
-# milliseconds per training iteration after the first (which pays for first touches of
-# memory): of PHASE, or, without one, of every phase but evaluation (the step).
+# milliseconds per training iteration from the second iteration's start to the last
+# one's (the first pays for first touches of memory; what follows the last, the final
+# model files and evaluations, is not a step's): of PHASE, or, without one, of every
+# phase but evaluation (the step). Lines without "last_iteration", or of fewer than
+# three iterations, run to the end.
 profile_ms() {
     awk -v l="$1" -v want="${2:-}" 'BEGIN {
-        split(l, halves, /"first_iteration":/)
+        n = split(l, part, /"(first|last)_iteration":/)
         iters = 0; sum = 0
-        n = split(halves[1], kv, /[{},]/)
-        for (i = 1; i <= n; i++) {
+        m = split(part[1], kv, /[{},]/)
+        for (i = 1; i <= m; i++) {
             if (kv[i] ~ /"iterations":/) { split(kv[i], a, ":"); iters = a[2] }
             else if (kv[i] ~ /^"[a-z_]*":[0-9.]+$/) { split(kv[i], a, ":"); if (pick(a[1])) sum += a[2] }
         }
-        n = split(halves[2], kv, /[{},]/)
-        for (i = 1; i <= n; i++)
-            if (kv[i] ~ /^"[a-z_]*":[0-9.]+$/) { split(kv[i], a, ":"); if (pick(a[1])) sum -= a[2] }
-        printf "%.3f", 1000 * sum / (iters - 1) }
+        steady = iters - 1
+        if (n >= 3 && iters >= 3) { sum = total(part[3]); steady = iters - 2 }
+        sum -= total(part[2])
+        printf "%.3f", 1000 * sum / steady }
+    function total(s,   kv, m, i, a, t) {
+        m = split(s, kv, /[{},]/); t = 0
+        for (i = 1; i <= m; i++)
+            if (kv[i] ~ /^"[a-z_]*":[0-9.]+$/) { split(kv[i], a, ":"); if (pick(a[1])) t += a[2] }
+        return t }
     function pick(k) { gsub(/"/, "", k); return want != "" ? k == want : k !~ /^(eval|peak_rss_mib)$/ }'
 }
 

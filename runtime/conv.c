@@ -14,7 +14,8 @@
  * dy, col2im). dw = sum over chunks of dy COL^T is a reduction: chunks are dealt to S
  * slots (chunk i to slot i mod S, S from the shapes); each slot sums its chunks in order
  * into a buffer of its own, then the slots are added in order, elementwise in parallel
- * (where chunks are narrow, dw is one product over the batch instead: dw_whole). The
+ * (where the batch's positions are few and the weights wide, dw is computed by blocks of
+ * its columns over the whole batch instead: dw_blocks). The
  * shapes conv_dnnl.c's rule names run the same
  * chunks and slots through oneDNN instead (a chunk's primitive on its thread; dw's slots
  * in oneDNN's weights layout, summed in the same order, then reordered into dw); those
@@ -52,10 +53,16 @@ static inline void valid_cols(int32_t ow, int32_t w, int32_t stride, int32_t pad
  * accesses (one register each on any x86-64: a 32-byte vector type would go through the
  * stack on the baseline ISA), a tail of 4 or more by an overlapping step. */
 typedef float F4u __attribute__((vector_size(16), aligned(4))); /* unaligned 4-float accesses */
+typedef float F2u __attribute__((vector_size(8), aligned(4)));  /* unaligned 2-float accesses */
 
 static inline void row_copy(float *dst, const float *src, int32_t n) {
-    if (n < 4) {
-        for (int32_t k = 0; k < n; k++) dst[k] = src[k];
+    if (n < 4) { /* 2 or 3 by two overlapping 8-byte moves (a loop becomes a call of memcpy) */
+        if (n >= 2) {
+            F2u a = *(const F2u *)src, b = *(const F2u *)(src + n - 2);
+            *(F2u *)dst = a, *(F2u *)(dst + n - 2) = b;
+        } else if (n == 1) {
+            dst[0] = src[0];
+        }
         return;
     }
     int32_t k = 0;
@@ -69,7 +76,8 @@ static inline void row_copy(float *dst, const float *src, int32_t n) {
 
 static inline void row_zero(float *dst, int32_t n) {
     if (n < 4) {
-        for (int32_t k = 0; k < n; k++) dst[k] = 0.0f;
+        if (n >= 2) *(F2u *)dst = (F2u){0}, *(F2u *)(dst + n - 2) = (F2u){0};
+        else if (n == 1) dst[0] = 0.0f;
         return;
     }
     int32_t k = 0;
@@ -90,35 +98,48 @@ static inline void valid_rows(int32_t oh, int32_t h, int32_t stride, int32_t pad
     valid_cols(oh, h, stride, pad, i, lo, hi);
 }
 
-void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
-                   int32_t stride, int32_t pad, float *col, int64_t ld) {
+/* im2col of ns samples x + s * xs side by side: sample s's columns start at column s * OH*OW
+ * of col. The samples are the inner loop, so the writes run along each row of col (a
+ * batch's rows are long: one sample at a time wrote a few floats into every row, a page
+ * apart, and cost more than the product it fed). */
+static void im2col_samples(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w, int32_t kh,
+                           int32_t kw, int32_t stride, int32_t pad, float *col, int64_t ld) {
     int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
+    int64_t ohw = (int64_t)oh * ow;
     for (int32_t ch = 0; ch < c; ch++)
         for (int32_t i = 0; i < kh; i++) {
             int32_t ylo, yhi;
             valid_rows(oh, h, stride, pad, i, &ylo, &yhi);
             for (int32_t j = 0; j < kw; j++) {
-                float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
                 int32_t lo, hi;
                 valid_cols(ow, w, stride, pad, j, &lo, &hi);
-                /* rows of padding whole, then each image row: padding, a strided copy, padding */
-                if (ylo > 0) row_zero(row, ylo * ow);
-                const float *src = x + ((int64_t)ch * h + ylo * stride - pad + i) * w + (int64_t)lo * stride - pad + j;
-                float *dst = row + (int64_t)ylo * ow;
-                if (stride == 1 && lo == 0 && hi == ow) /* the common case, as tight as it goes */
-                    for (int32_t y = ylo; y < yhi; y++, src += w, dst += ow) row_copy(dst, src, ow);
-                else
-                    for (int32_t y = ylo; y < yhi; y++, src += (int64_t)stride * w, dst += ow) {
-                        if (lo > 0) row_zero(dst, lo); /* guarded: a loop here becomes a call of memset */
-                        if (stride == 1)
-                            row_copy(dst + lo, src, hi - lo);
-                        else
-                            for (int32_t xo = lo; xo < hi; xo++) dst[xo] = src[(int64_t)(xo - lo) * stride];
-                        if (hi < ow) row_zero(dst + hi, ow - hi);
-                    }
-                if (yhi < oh) row_zero(row + (int64_t)yhi * ow, (oh - yhi) * ow);
+                float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
+                const float *src0 = x + ((int64_t)ch * h + ylo * stride - pad + i) * w + (int64_t)lo * stride - pad + j;
+                for (int64_t sm = 0; sm < ns; sm++, row += ohw, src0 += xs) {
+                    /* rows of padding whole, then each image row: padding, a strided copy, padding */
+                    if (ylo > 0) row_zero(row, ylo * ow);
+                    const float *src = src0;
+                    float *dst = row + (int64_t)ylo * ow;
+                    if (stride == 1 && lo == 0 && hi == ow) /* the common case, as tight as it goes */
+                        for (int32_t y = ylo; y < yhi; y++, src += w, dst += ow) row_copy(dst, src, ow);
+                    else
+                        for (int32_t y = ylo; y < yhi; y++, src += (int64_t)stride * w, dst += ow) {
+                            if (lo > 0) row_zero(dst, lo); /* guarded: a loop here becomes a call of memset */
+                            if (stride == 1)
+                                row_copy(dst + lo, src, hi - lo);
+                            else
+                                for (int32_t xo = lo; xo < hi; xo++) dst[xo] = src[(int64_t)(xo - lo) * stride];
+                            if (hi < ow) row_zero(dst + hi, ow - hi);
+                        }
+                    if (yhi < oh) row_zero(row + (int64_t)yhi * ow, (oh - yhi) * ow);
+                }
             }
         }
+}
+
+void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
+                   int32_t stride, int32_t pad, float *col, int64_t ld) {
+    im2col_samples(x, 1, 0, c, h, w, kh, kw, stride, pad, col, ld);
 }
 
 void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh,
@@ -443,7 +464,7 @@ static int64_t chunk_count(const ConvJob *j, int64_t ch, int64_t *s0) {
 }
 
 /* Sample s's columns, and its dy as rows of O, at column offset 0 of matrices of ld
- * columns (a chunk's, or dw_whole's batch-wide ones). */
+ * columns (a chunk's, or dw_blocks' batch-wide ones). */
 static void sample_cols(const ConvJob *j, int64_t s, float *col, int64_t ld) {
     nnq_rt_im2col(j->x + s * j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, col, ld);
 }
@@ -454,7 +475,8 @@ static void sample_dy(const ConvJob *j, int64_t s, float *t, int64_t ld) {
 }
 
 static void chunk_im2col(const ConvJob *j, int64_t s0, int64_t cnt, float *col) {
-    for (int64_t s = 0; s < cnt; s++) sample_cols(j, s0 + s, col + s * j->ohw, cnt * j->ohw);
+    im2col_samples(j->x + s0 * j->chw, cnt, j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, col,
+                   cnt * j->ohw);
 }
 
 /* dy's chunk as T [O, cnt*OHW]: in place for one sample, else gathered into t. */
@@ -596,27 +618,56 @@ static void transpose_range(void *p, int64_t begin, int64_t end) {
         for (int32_t oo = 0; oo < j->o; oo++) j->wk[k * j->o + oo] = j->w[oo * j->ckk + k];
 }
 
-/* dw over the whole batch in one product where a chunk has fewer than 256 columns (the
- * chunked product's k: 64 for VGG-16's 512 channels at 2x2), the batch's columns fit
- * DW_WHOLE_MAX floats and the product is wide enough for gemm.c to cut into blocks
- * (max(O, CKK) >= 256): COL [CKK, n*OHW] and T [O, n*OHW] are built in the shared
- * scratch, by samples on the pool, then dw = T COL^T runs as nnq_rt_sgemm's blocks (a
- * cut fixed by the shapes), with k the batch's columns and no slot buffers to add.
- * (Measured: with 256 columns or more a chunk's product is as fast or faster.) */
-#define DW_WHOLE_MAX ((int64_t)16 << 20) /* floats: 64 MiB */
+/* dw over the whole batch by blocks of input channels, where the weights' rows are at
+ * least as long as the batch's positions (CKK >= n*OHW: VGG-16's and ResNet-18's 512
+ * channels at 4x4 and 2x2). T [O, n*OHW] is dy gathered once into the shared scratch, by
+ * samples on the pool; then each block of channels [c0, c1) builds its rows of the
+ * batch's columns COL_b [(c1-c0)*KK, n*OHW] in its thread's scratch and computes its
+ * columns of dw, dw[:, c0*KK..c1*KK) = T COL_b^T, one product with k the batch's
+ * positions. Every element of dw is written once: the slots' way zeroes, fills and adds a
+ * buffer of O*CKK per slot (eight of 9.4 MB for a 512 x 4608 weight), this one repacks T
+ * once per block, so it wins where CKK, the slot buffers' width, is the larger
+ * (`conv_bench`: 512 channels at 4x4 and 2x2 gain 1.2x and 1.8x, 256 -> 512 with stride 2
+ * at 4x4 (CKK 2304, n*OHW 2048) ties, 1x1 layers with CKK < n*OHW lose 10-35%). The
+ * blocks are fixed by the shapes: a power of two of them, at most DWB_MAX_BLOCKS (8 gave
+ * 5-10% more than 16 on 2 threads: fewer repacks of T), at least DWB_MIN_ROWS rows each. */
+enum { DWB_MAX_BLOCKS = 8, DWB_MIN_ROWS = 128, DWB_MAX_POSITIONS = 4096 };
 
-static bool dw_whole(const ConvJob *j) {
-    return !j->xk.set && j->g * j->ohw < 256 && (j->ckk + j->o) * j->n * j->ohw <= DW_WHOLE_MAX &&
-           (j->ckk >= 256 || j->o >= 256);
+static int64_t dw_blocks(const ConvJob *j) {
+    int64_t pos = j->n * j->ohw;
+    if (j->xk.set || pos > j->ckk || pos > DWB_MAX_POSITIONS || j->ckk < 2 * DWB_MIN_ROWS) return 0;
+    int64_t b = j->ckk / DWB_MIN_ROWS;
+    if (b > DWB_MAX_BLOCKS) b = DWB_MAX_BLOCKS;
+    if (b > j->c) b = j->c;
+    while (b & (b - 1)) b &= b - 1;
+    return b;
 }
 
-static void dw_whole_fill(void *p, int64_t begin, int64_t end) {
+/* Channels [*c0, *c1) of block b of nb. */
+static void dw_block_channels(const ConvJob *j, int64_t b, int64_t nb, int64_t *c0, int64_t *c1) {
+    *c0 = b * j->c / nb;
+    *c1 = (b + 1) * j->c / nb;
+}
+
+static void dw_t_fill(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     int64_t ld = j->n * j->ohw;
-    float *col = rt_shared_scratch((j->ckk + j->o) * ld), *t = col + j->ckk * ld;
-    for (int64_t s = begin; s < end; s++) {
-        sample_cols(j, s, col + s * j->ohw, ld);
-        sample_dy(j, s, t + s * j->ohw, ld);
+    float *t = rt_shared_scratch(j->o * ld);
+    for (int64_t s = begin; s < end; s++) sample_dy(j, s, t + s * j->ohw, ld);
+}
+
+static void dw_block_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    int64_t nb = dw_blocks(j), kk = (int64_t)j->kh * j->kw, ld = j->n * j->ohw, hw = (int64_t)j->h * j->wd;
+    const float *t = rt_shared_scratch(j->o * ld);
+    float *col = rt_thread_scratch((j->c + nb - 1) / nb * kk * ld);
+    for (int64_t b = begin; b < end; b++) {
+        int64_t c0, c1;
+        dw_block_channels(j, b, nb, &c0, &c1);
+        im2col_samples(j->x + c0 * hw, j->n, j->chw, (int32_t)(c1 - c0), j->h, j->wd, j->kh, j->kw, j->stride,
+                       j->pad, col, ld);
+        rt_sgemm_serial(0, 1, j->o, (int32_t)((c1 - c0) * kk), (int32_t)ld, 1.0f, t, (int32_t)ld, col, (int32_t)ld,
+                        0.0f, j->y + c0 * kk, (int32_t)j->ckk);
     }
 }
 
@@ -692,7 +743,9 @@ static void conv_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64
         *shared = op == RT_CONV_FWD ? 0 : op == RT_CONV_DX ? j->o * j->ckk : j->slots * m * j->ckk;
     } else if (!dk) {
         *per_thread = (j->ckk + j->o) * j->g * j->ohw;
-        *shared = op != RT_CONV_DW ? 0 : dw_whole(j) ? (j->ckk + j->o) * j->n * j->ohw : (j->slots - 1) * j->o * j->ckk;
+        int64_t nb = op == RT_CONV_DW ? dw_blocks(j) : 0;
+        if (nb) *per_thread = (j->c + nb - 1) / nb * j->kh * j->kw * j->n * j->ohw;
+        *shared = op != RT_CONV_DW ? 0 : nb ? j->o * j->n * j->ohw : (j->slots - 1) * j->o * j->ckk;
     } else {
         int64_t wf = rt_dnnl_weights_floats(dk);
         *per_thread = rt_dnnl_thread_floats(dk) + (op == RT_CONV_DW ? wf : 0);
@@ -789,12 +842,10 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
         rt_dnnl_weights_out(j.dk, j.wk, dw);
         return;
     }
-    if (dw_whole(&j)) {
-        int64_t ld = j.n * j.ohw;
-        const float *col = rt_shared_scratch((j.ckk + j.o) * ld);
-        rt_parallel_for(n, 1, dw_whole_fill, &j);
-        nnq_rt_sgemm(0, 1, j.o, (int32_t)j.ckk, (int32_t)ld, 1.0f, col + j.ckk * ld, (int32_t)ld, col, (int32_t)ld, 0.0f,
-                     dw, (int32_t)j.ckk);
+    int64_t nb = dw_blocks(&j);
+    if (nb) {
+        rt_parallel_for(n, 1, dw_t_fill, &j);
+        rt_parallel_for(nb, 1, dw_block_range, &j);
         return;
     }
     rt_parallel_for(j.slots, 1, conv_dw_range, &j);

@@ -269,6 +269,7 @@ static struct {
     int32_t cur;
     double last, total[NNQ_PHASE_COUNT];
     double warm[NNQ_PHASE_COUNT]; /* the totals when the second iteration began */
+    double mark[NNQ_PHASE_COUNT]; /* the totals when the latest iteration began */
     int64_t steps; /* entries into the data phase: training iterations */
 } prof;
 
@@ -279,8 +280,11 @@ void nnq_rt_phase(int32_t phase) {
     prof.total[prof.cur] += now - prof.last;
     prof.last = now;
     prof.cur = phase >= 0 && phase < NNQ_PHASE_COUNT ? phase : NNQ_PHASE_OTHER;
-    if (phase == NNQ_PHASE_DATA && ++prof.steps == 2)
-        memcpy(prof.warm, prof.total, sizeof prof.warm);
+    if (phase == NNQ_PHASE_DATA) {
+        if (++prof.steps == 2)
+            memcpy(prof.warm, prof.total, sizeof prof.warm);
+        memcpy(prof.mark, prof.total, sizeof prof.mark);
+    }
 }
 
 static void profile_start(NnqRun *run) {
@@ -292,9 +296,14 @@ static void profile_start(NnqRun *run) {
 
 /* The table on stdout and one metrics line:
  * {"profile":true,"iterations":N,"seconds":{"data":S,...},"first_iteration":{...},
- *  "peak_rss_mib":M}. "ms / iter" leaves out the first iteration (and what came before
- * it), which pays for first touches of the program's memory and cold caches; "seconds"
- * are whole-run totals, "first_iteration" the part of them up to the second iteration. */
+ *  "last_iteration":{...},"peak_rss_mib":M}. "ms / iter" is the time from the second
+ * iteration's start to the last one's, per iteration: it leaves out the first iteration
+ * (and what came before it), which pays for first touches of the program's memory and
+ * cold caches, and what follows the last (the final model files and evaluations, which a
+ * short run would otherwise spread over its few iterations). "seconds" are whole-run
+ * totals, "first_iteration" and "last_iteration" the part of them up to the second
+ * iteration's start and up to the last one's. With fewer than three iterations, "ms /
+ * iter" runs from the second iteration's start to the end. */
 static void profile_report(NnqRun *run) {
     if (!prof.on)
         return;
@@ -309,6 +318,9 @@ static void profile_report(NnqRun *run) {
     for (int p = 0; p < NNQ_PHASE_COUNT; p++)
         first += prof.warm[p];
     int64_t steady = prof.steps > 1 ? prof.steps - 1 : prof.steps;
+    const double *end = prof.total; /* where the steady iterations end */
+    if (prof.steps >= 3)
+        steady = prof.steps - 2, end = prof.mark;
     printf("profile: %lld training iterations, %.2fs (the first, with what preceded it, %.3fs)\n"
            "%-12s %9s %7s %18s\n",
            (long long)prof.steps, sum, first, "phase", "seconds", "share", "ms / later iter");
@@ -317,14 +329,18 @@ static void profile_report(NnqRun *run) {
                                   (long long)prof.steps);
     for (int p = 0; p < NNQ_PHASE_COUNT; p++) {
         printf("%-12s %9.3f %6.1f%% %18.3f\n", phase_label[p], prof.total[p], sum > 0 ? 100 * prof.total[p] / sum : 0,
-               steady ? 1e3 * (prof.total[p] - prof.warm[p]) / (double)steady : 0);
+               steady ? 1e3 * (end[p] - prof.warm[p]) / (double)steady : 0);
         len += (size_t)snprintf(line + len, sizeof line - len, "%s\"%s\":%.6f", p ? "," : "", phase_label[p],
                                 prof.total[p]);
     }
-    len += (size_t)snprintf(line + len, sizeof line - len, "},\"first_iteration\":{");
-    for (int p = 0; p < NNQ_PHASE_COUNT; p++)
-        len += (size_t)snprintf(line + len, sizeof line - len, "%s\"%s\":%.6f", p ? "," : "", phase_label[p],
-                                prof.warm[p]);
+    const char *part[2] = {"first_iteration", "last_iteration"};
+    const double *at[2] = {prof.warm, prof.steps >= 2 ? prof.mark : prof.warm};
+    for (int k = 0; k < 2; k++) {
+        len += (size_t)snprintf(line + len, sizeof line - len, "},\"%s\":{", part[k]);
+        for (int p = 0; p < NNQ_PHASE_COUNT; p++)
+            len += (size_t)snprintf(line + len, sizeof line - len, "%s\"%s\":%.6f", p ? "," : "", phase_label[p],
+                                    at[k][p]);
+    }
     struct rusage ru;
     double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024 : -1; /* KiB -> MiB */
     printf("peak resident memory: %.1f MiB\n", rss);

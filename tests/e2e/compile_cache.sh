@@ -4,7 +4,8 @@
 # a damaged cache file is ignored, recompiled and rewritten; another program gets an
 # entry of its own; --no-cache neither reads nor writes it. The first run's --profile
 # line in the metrics counts the iterations trained and charges time to the MLP's phases
-# (GEMM, batch norm, update) and none to convolutions.
+# (GEMM, batch norm, update) and none to convolutions, with the totals when the second
+# and the last iteration began.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -20,11 +21,19 @@ run() { # NAME [options]: trains c.nnq, keeps its output and model as NAME.*
 }
 run first --metrics first.jsonl
 prof=$(grep '"profile":true' first.jsonl) || fail "no profile line in the metrics"
-phase() { sed -n "s/.*\"seconds\":{[^}]*\"$1\":\([0-9.]*\).*/\1/p" <<< "$prof"; }
+phase() { sed -n "s/.*\"${2:-seconds}\":{[^}]*\"$1\":\([0-9.]*\).*/\1/p" <<< "$prof"; }
 iters=$(sed -n 's/.*"iterations":\([0-9]*\).*/\1/p' <<< "$prof")
 [ "$iters" = 17 ] || fail "profile counted $iters iterations, not 17 (1700 training samples at batch 100)"
 for p in gemm norm update; do ge "$(phase $p)" 0.000001 || fail "profile: no time in $p: $prof"; done
 for p in conv conv_dx conv_dw pool; do [ "$(phase $p)" = 0.000000 ] || fail "profile: time in $p for an MLP: $prof"; done
+# the totals when the second and the last iteration began, then at the end: the updates
+# of iterations 2..16 lie between the first two, the model file written after the last
+# between the last two
+for p in gemm update; do
+    gt "$(phase $p last_iteration)" "$(phase $p first_iteration)" && ge "$(phase $p)" "$(phase $p last_iteration)" ||
+        fail "profile: $p not counted by iterations: $prof"
+done
+gt "$(phase other)" "$(phase other last_iteration)" || fail "profile: nothing after the last iteration: $prof"
 grep -q "^update " first.out || fail "no profile table printed"
 grep -q "^compiled in" first.out && ! grep -q "compiled-code cache" first.out || fail "first run: $(grep compiled first.out)"
 [ "$(ls cache | wc -l)" = 1 ] && ls cache/*.o > /dev/null || fail "first run did not store one object: $(ls cache)"

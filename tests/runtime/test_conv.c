@@ -162,7 +162,7 @@ void test_conv_kernels(void) {
         {9, 4, 7, 6, 5, 3, 2, 0},    /* stride 2, no padding */
         {70, 2, 2, 2, 3, 1, 1, 0},   /* 4 positions: chunks of 64 */
         {3, 4, 24, 24, 5, 1, 1, 0},  /* 1x1, 576 positions: one sample a chunk */
-        {21, 32, 2, 2, 16, 3, 1, 1}, /* 4 positions, CKK = 288: dw as one product over the batch */
+        {21, 32, 2, 2, 16, 3, 1, 1}, /* 4 positions, CKK = 288 >= 84: dw by two blocks of channels over the batch */
         {40, 2, 23, 23, 3, 3, 1, 1}, /* 529 positions: 64 chunks, two to each of 32 dw slots */
         {37, 16, 8, 8, 32, 3, 1, 1}, /* oneDNN: all three ops, chunks of 4, the last of 1 */
         {21, 32, 4, 4, 16, 3, 1, 1}, /* oneDNN forward and dx (chunks of 2, the last of 1), our dw */
