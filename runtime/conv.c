@@ -54,6 +54,7 @@ static inline void valid_cols(int32_t ow, int32_t w, int32_t stride, int32_t pad
  * stack on the baseline ISA), a tail of 4 or more by an overlapping step. */
 typedef float F4u __attribute__((vector_size(16), aligned(4))); /* unaligned 4-float accesses */
 typedef float F2u __attribute__((vector_size(8), aligned(4)));  /* unaligned 2-float accesses */
+typedef float F8u __attribute__((vector_size(32), aligned(4))); /* unaligned 8-float accesses */
 
 static inline void row_copy(float *dst, const float *src, int32_t n) {
     if (n < 4) { /* 2 or 3 by two overlapping 8-byte moves (a loop becomes a call of memcpy) */
@@ -66,10 +67,7 @@ static inline void row_copy(float *dst, const float *src, int32_t n) {
         return;
     }
     int32_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        F4u a = *(const F4u *)(src + k), b = *(const F4u *)(src + k + 4);
-        *(F4u *)(dst + k) = a, *(F4u *)(dst + k + 4) = b;
-    }
+    for (; k + 8 <= n; k += 8) *(F8u *)(dst + k) = *(const F8u *)(src + k);
     if (k + 4 <= n) *(F4u *)(dst + k) = *(const F4u *)(src + k), k += 4;
     if (k < n) *(F4u *)(dst + n - 4) = *(const F4u *)(src + n - 4); /* rewrites equal values */
 }
@@ -102,7 +100,7 @@ static inline void valid_rows(int32_t oh, int32_t h, int32_t stride, int32_t pad
  * of col. The samples are the inner loop, so the writes run along each row of col (a
  * batch's rows are long: one sample at a time wrote a few floats into every row, a page
  * apart, and cost more than the product it fed). */
-static void im2col_samples(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w, int32_t kh,
+RT_ISA_CLONES static void im2col_samples(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w, int32_t kh,
                            int32_t kw, int32_t stride, int32_t pad, float *col, int64_t ld) {
     int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
     int64_t ohw = (int64_t)oh * ow;
