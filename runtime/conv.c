@@ -96,12 +96,40 @@ static inline void valid_rows(int32_t oh, int32_t h, int32_t stride, int32_t pad
     valid_cols(oh, h, stride, pad, i, lo, hi);
 }
 
+/* Stride 1, no padding: every row of every kernel offset is a plain copy, by 8-float moves
+ * where rows are a multiple of 8 (LeNet-5's conv2: 500 rows of eight 8-float moves a
+ * sample, where the general loop's bookkeeping cost more than the moves). */
+RT_ISA_CLONES static void im2col_valid(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w,
+                                        int32_t kh, int32_t kw, float *col, int64_t ld) {
+    int32_t oh = h - kh + 1, ow = w - kw + 1;
+    int64_t ohw = (int64_t)oh * ow;
+    for (int32_t ch = 0; ch < c; ch++)
+        for (int32_t i = 0; i < kh; i++)
+            for (int32_t j = 0; j < kw; j++) {
+                float *row = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
+                const float *src0 = x + ((int64_t)ch * h + i) * w + j;
+                for (int64_t sm = 0; sm < ns; sm++, row += ohw, src0 += xs) {
+                    const float *src = src0;
+                    float *dst = row;
+                    if (ow % 8 == 0)
+                        for (int32_t y = 0; y < oh; y++, src += w, dst += ow)
+                            for (int32_t k = 0; k < ow; k += 8) *(F8u *)(dst + k) = *(const F8u *)(src + k);
+                    else
+                        for (int32_t y = 0; y < oh; y++, src += w, dst += ow) row_copy(dst, src, ow);
+                }
+            }
+}
+
 /* im2col of ns samples x + s * xs side by side: sample s's columns start at column s * OH*OW
  * of col. The samples are the inner loop, so the writes run along each row of col (a
  * batch's rows are long: one sample at a time wrote a few floats into every row, a page
  * apart, and cost more than the product it fed). */
-RT_ISA_CLONES static void im2col_samples(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w, int32_t kh,
-                           int32_t kw, int32_t stride, int32_t pad, float *col, int64_t ld) {
+RT_ISA_CLONES static void im2col_samples(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w,
+                                          int32_t kh, int32_t kw, int32_t stride, int32_t pad, float *col, int64_t ld) {
+    if (stride == 1 && pad == 0) {
+        im2col_valid(x, ns, xs, c, h, w, kh, kw, col, ld);
+        return;
+    }
     int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
     int64_t ohw = (int64_t)oh * ow;
     for (int32_t ch = 0; ch < c; ch++)

@@ -166,17 +166,19 @@ void test_conv_kernels(void) {
         {40, 2, 23, 23, 3, 3, 1, 1}, /* 529 positions: 64 chunks, two to each of 32 dw slots */
         {37, 16, 8, 8, 32, 3, 1, 1}, /* oneDNN: all three ops, chunks of 4, the last of 1 */
         {21, 32, 4, 4, 16, 3, 1, 1}, /* oneDNN forward and dx (chunks of 2, the last of 1), our dw */
+        {20, 2, 10, 10, 3, 3, 1, 0}, /* no padding, rows of 8: im2col by 8-float moves, chunks of 1-2 */
+        {37, 2, 6, 6, 3, 3, 1, 0},   /* no padding, rows of 4: chunks of 2-3 */
     };
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4], K = geo[g][5],
                   S = geo[g][6], P = geo[g][7];
         const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K;
         const int NX = N * C * H * W, NY = N * O * OH * OW;
-        /* the rule of conv_dnnl.c takes the last two geometries, and the forward and dx of
-         * the one at 2 x 2 where oneDNN runs AVX-512 code */
-        bool two = g == 5 && rt_dnnl_wide();
-        CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (g >= 7 || two) &&
-                  rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (g >= 7 || two) &&
+        /* the rule of conv_dnnl.c takes geometries 7 and 8, and the forward and dx of the
+         * one at 2 x 2 where oneDNN runs AVX-512 code */
+        bool two = g == 5 && rt_dnnl_wide(), dnnl = g == 7 || g == 8;
+        CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (dnnl || two) &&
+                  rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (dnnl || two) &&
                   rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 7),
               "geometry %zu: oneDNN's share", g);
         unsigned seed = 3 + (unsigned)g;
