@@ -168,8 +168,31 @@ void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, 
     im2col_samples(x, 1, 0, c, h, w, kh, kw, stride, pad, col, ld);
 }
 
+/* col2im of stride 1 without padding, compiled per ISA: plain row adds, 8 floats an add
+ * where rows are a multiple of 8 (each element's adds in the general loop's order). */
+RT_ISA_CLONES static void col2im_valid(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh,
+                                       int32_t kw, float *x) {
+    int32_t oh = h - kh + 1, ow = w - kw + 1;
+    memset(x, 0, sizeof(float) * (size_t)c * h * w);
+    for (int32_t ch = 0; ch < c; ch++)
+        for (int32_t i = 0; i < kh; i++)
+            for (int32_t j = 0; j < kw; j++) {
+                const float *src = col + ((int64_t)(ch * kh + i) * kw + j) * ld;
+                float *dst = x + ((int64_t)ch * h + i) * w + j;
+                if (ow % 8 == 0)
+                    for (int32_t y = 0; y < oh; y++, src += ow, dst += w)
+                        for (int32_t k = 0; k < ow; k += 8) *(F8u *)(dst + k) += *(const F8u *)(src + k);
+                else
+                    for (int32_t y = 0; y < oh; y++, src += ow, dst += w) row_add(dst, src, ow);
+            }
+}
+
 void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh,
                    int32_t kw, int32_t stride, int32_t pad, float *x) {
+    if (stride == 1 && pad == 0) {
+        col2im_valid(col, ld, c, h, w, kh, kw, x);
+        return;
+    }
     int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
     memset(x, 0, sizeof(float) * (size_t)c * h * w);
     for (int32_t ch = 0; ch < c; ch++)
