@@ -1,6 +1,8 @@
 /* conv_bench.c — the runtime's convolutions (conv2d, conv2d_dx, conv2d_dw) on the layer
- * shapes of the examples, in GFLOP/s, computed three ways: conv.c's im2col + OpenBLAS,
- * oneDNN per chunk (conv_dnnl.c) and LIBXSMM per sample (conv_xsmm.c), calls of the three
+ * shapes of the examples, in GFLOP/s, computed four ways: conv.c's im2col + OpenBLAS,
+ * oneDNN per chunk (conv_dnnl.c), LIBXSMM per sample (conv_xsmm.c) and conv.c's im2col +
+ * gemm.c's rule (oneDNN's sgemm for products that are not small where it runs AVX-512
+ * code, else OpenBLAS: the same as the first way with AVX2), calls of the four
  * interleaved; and the way the default path (the libraries' rules) takes, with its share of
  * the sgemm rate of a 1024^3 product measured in the same run (the GEMM floor bench/run
  * compares whole steps with). Usage: conv_bench [THREADS [LAYER]] (LAYER: the layers whose
@@ -58,10 +60,15 @@ static double call(const Layer *l, int op, float *x, float *w, float *y) {
     return now() - t;
 }
 
-/* 0: im2col + OpenBLAS, 1: oneDNN, 2: LIBXSMM, each on every shape it implements. */
+/* 0: im2col + OpenBLAS, 1: oneDNN, 2: LIBXSMM, each on every shape it implements, 3:
+ * im2col + gemm.c's rule. */
+enum { WAYS = 4 };
+static const char *const way_name[WAYS] = {"OpenBLAS", "oneDNN", "LIBXSMM", "im2col + GEMM"};
+
 static void set_way(int way) {
     rt_dnnl_set_mode(way == 1 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
     rt_xsmm_set_mode(way == 2 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
+    rt_gemm_set_mode(way == 0 ? RT_LIB_NEVER : RT_LIB_RULE);
 }
 
 int main(int argc, char **argv) {
@@ -81,7 +88,8 @@ int main(int argc, char **argv) {
     double peak = 2.0 * G * G * G / gb * 1e-9;
     printf("%d threads; sgemm 1024^3 through nnq_rt_sgemm: %.1f GFLOP/s\n\n", threads, peak);
     printf("| layer | GFLOP | im2col + OpenBLAS GFLOP/s (fwd / dx / dw) | oneDNN GFLOP/s | LIBXSMM GFLOP/s "
-           "| default path (fwd / dx / dw) | default path, of the sgemm rate |\n|---|---|---|---|---|---|---|\n");
+           "| im2col + GEMM by gemm.c's rule GFLOP/s | default path (fwd / dx / dw) | default path, of the sgemm rate "
+           "|\n|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
         const Layer *l = &layers[i];
         if (argc > 2 && !strstr(l->what, argv[2])) continue;
@@ -91,37 +99,37 @@ int main(int argc, char **argv) {
         for (size_t j = 0; j < nx; j++) x[j] = (float)(j % 13) * 0.01f;
         for (size_t j = 0; j < nw; j++) w[j] = (float)(j % 5) * 0.01f;
         for (size_t j = 0; j < ny; j++) y[j] = (float)(j % 3) * 0.01f;
-        double flops = 2.0 * l->n * l->o * l->c * l->k * l->k * oh * ow, r[3][3];
-        for (int way = 0; way < 3; way++) { /* kernels made and scratch reserved before timing */
+        double flops = 2.0 * l->n * l->o * l->c * l->k * l->k * oh * ow, r[WAYS][3];
+        for (int way = 0; way < WAYS; way++) { /* kernels made and scratch reserved before timing */
             set_way(way);
             nnq_rt_conv_reserve(NULL, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
         }
         for (int op = 0; op < 3; op++) {
-            double best[3] = {1e30, 1e30, 1e30};
+            double best[WAYS] = {1e30, 1e30, 1e30, 1e30};
             for (int rep = 0; rep < 7; rep++) /* the ways in turn: the machine's drift hits all */
-                for (int way = 0; way < 3; way++) {
+                for (int way = 0; way < WAYS; way++) {
                     set_way(way);
                     double t = call(l, op, x, w, y);
                     if (t < best[way]) best[way] = t;
                 }
-            for (int way = 0; way < 3; way++) r[way][op] = flops / best[way] * 1e-9;
+            for (int way = 0; way < WAYS; way++) r[way][op] = flops / best[way] * 1e-9;
         }
         rt_dnnl_set_mode(RT_LIB_RULE);
         rt_xsmm_set_mode(RT_LIB_RULE);
+        rt_gemm_set_mode(RT_LIB_RULE);
         char by_default[64] = "";
         double share[3];
         for (int op = 0; op < 3; op++) {
             int way = rt_dnnl_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow)   ? 1
                       : rt_xsmm_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow) ? 2
-                                                                                                        : 0;
+                                                                                                        : 3;
             snprintf(by_default + strlen(by_default), sizeof by_default - strlen(by_default), "%s%s", op ? " / " : "",
-                     way == 1 ? "oneDNN" : way == 2 ? "LIBXSMM" : "OpenBLAS");
+                     way_name[way]);
             share[op] = r[way][op] / peak;
         }
-        printf("| %s | %.3g | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %s "
-               "| %.2f / %.2f / %.2f |\n",
-               l->what, flops * 1e-9, r[0][0], r[0][1], r[0][2], r[1][0], r[1][1], r[1][2], r[2][0], r[2][1], r[2][2],
-               by_default, share[0], share[1], share[2]);
+        printf("| %s | %.3g |", l->what, flops * 1e-9);
+        for (int way = 0; way < WAYS; way++) printf(" %.1f / %.1f / %.1f |", r[way][0], r[way][1], r[way][2]);
+        printf(" %s | %.2f / %.2f / %.2f |\n", by_default, share[0], share[1], share[2]);
         free(x), free(w), free(y);
     }
     return 0;

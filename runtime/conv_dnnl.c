@@ -80,12 +80,17 @@ static void die(const char *what, dnnl_status_t s) {
     abort();
 }
 
-/* This thread: OpenMP on one thread, and a stream of its own. */
-static void thread_setup(void) {
+/* This thread: OpenMP on one thread. */
+static void omp_single(void) {
     if (!omp_one) {
         omp_set_num_threads(1);
         omp_one = true;
     }
+}
+
+/* This thread: OpenMP on one thread, and a stream of its own. */
+static void thread_setup(void) {
+    omp_single();
     if (!stream) {
         dnnl_status_t s = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
         if (s != dnnl_success)
@@ -102,6 +107,14 @@ void rt_dnnl_set_mode(RtLibMode m) {
 bool rt_dnnl_wide(void) {
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+}
+
+void rt_dnnl_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, const float *a,
+                   int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc) {
+    omp_single();
+    dnnl_status_t s = dnnl_sgemm(transa ? 'T' : 'N', transb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (s != dnnl_success)
+        die("sgemm", s);
 }
 
 bool rt_dnnl_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride,

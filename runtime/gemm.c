@@ -1,4 +1,4 @@
-/* gemm.c — single-precision matrix multiply: the OpenBLAS path and its naive reference.
+/* gemm.c — single-precision matrix multiply: the library path and its naive reference.
  *
  * Contract shared by both (row-major, BLAS semantics):
  *   C[m x n] = alpha * op(A) * op(B) + beta * C,  op(X) = X or X^T (trans flag 1).
@@ -10,7 +10,19 @@
  * trips an assert. The results of the two paths agree to rounding (tests bound the
  * difference by a multiple of k * FLT_EPSILON * sum |alpha a b| + |beta c|).
  *
- * Threads: OpenBLAS runs single-threaded (parallel.c); a large product is cut into
+ * Library (a rule of the CPU and the shape, so a product takes the same path on every
+ * run): oneDNN's sgemm where oneDNN runs AVX-512 code and the product (a block) has at
+ * least GEMM_DNNL_FLOPS, else OpenBLAS (rt_gemm_set_mode overrides it for tests and
+ * benchmarks). Measured on the products nnq runs, one thread, one Intel CPU
+ * (docs/status.md, Speed): with AVX-512, oneDNN's sgemm runs the dense layers' blocks
+ * 1.15-1.3x faster (LeNet-5's 100 x 256 x 800: 145 -> 191 GFLOP/s), conv.c's chunk
+ * products 1.05-1.9x (bench/conv_bench), and loses 20% on products of 1 MFLOP or less
+ * (LeNet-5's conv1 dw chunk 20 x 25 x 576, its last layer's 100 x 10 x 500: about 2 us a
+ * call more); with both held to AVX2 it ranges from 0.86x (the dx products of
+ * 512-channel layers) to 1.6x, so OpenBLAS keeps AVX2.
+ *
+ * Threads: both libraries run single-threaded (parallel.c; oneDNN's OpenMP held to one
+ * thread on each thread that calls it); a large product is cut into
  * blocks of rows or columns of C and the blocks run on the pool. The cut depends on the
  * shape only, never on the thread count: OpenBLAS's result for an element depends on how
  * the product around it is cut (measured: different block widths give different bits),
@@ -21,6 +33,23 @@
 #include <stdbool.h>
 
 #include "rt_internal.h"
+
+static RtLibMode mode = RT_LIB_RULE;
+static _Atomic int wide = -1; /* rt_dnnl_wide(), asked once (any thread may ask first) */
+
+void rt_gemm_set_mode(RtLibMode m) {
+    mode = m;
+}
+
+#define GEMM_DNNL_FLOPS 2e6
+
+bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k) {
+    if (mode != RT_LIB_RULE)
+        return mode == RT_LIB_ALWAYS;
+    if (wide < 0)
+        wide = rt_dnnl_wide();
+    return wide && 2.0 * m * n * k >= GEMM_DNNL_FLOPS;
+}
 
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at
  * most GEMM_MAX_BLOCKS, a power of two of them, widths a multiple of 16 (every kernel's
@@ -71,8 +100,11 @@ static void gemm_block(const GemmJob *j, int32_t lo, int32_t hi) {
         c += lo;
         n = hi - lo;
     }
-    cblas_sgemm(CblasRowMajor, j->transa ? CblasTrans : CblasNoTrans, j->transb ? CblasTrans : CblasNoTrans,
-                m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+    if (rt_gemm_dnnl(m, n, j->k))
+        rt_dnnl_sgemm(j->transa, j->transb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+    else
+        cblas_sgemm(CblasRowMajor, j->transa ? CblasTrans : CblasNoTrans, j->transb ? CblasTrans : CblasNoTrans,
+                    m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
 }
 
 static void gemm_blocks(void *p, int64_t begin, int64_t end) {

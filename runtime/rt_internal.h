@@ -212,6 +212,15 @@ void rt_dnnl_weights_out(const RtDnnlConv *k, const float *wk, float *w);
  * out = dw in oneDNN's layout (overwritten). scratch: rt_dnnl_thread_floats, 64-byte
  * aligned. */
 void rt_dnnl_chunk(const RtDnnlConv *k, int64_t cnt, const float *a, const float *b, float *out, float *scratch);
+/* oneDNN's sgemm (row-major, gemm.c's contract) on the calling thread, OpenMP held to one
+ * thread there. */
+void rt_dnnl_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, const float *a,
+                   int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc);
+/* gemm.c: which library computes its products: oneDNN's sgemm where oneDNN runs AVX-512
+ * code and a product is not small (the rule), OpenBLAS (never), oneDNN's (always);
+ * rt_gemm_dnnl: whether oneDNN computes an m x n x k product now. */
+void rt_gemm_set_mode(RtLibMode mode);
+bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k);
 
 /* conv_xsmm.c: the per-sample products LIBXSMM computes for conv.c where oneDNN does not
  * (which shapes, and each op's operands: its header). rt_xsmm_conv fills k with op's

@@ -152,7 +152,8 @@ void test_maxpool(void) {
 /* conv2d, conv2d_dx and conv2d_dw against direct sums in double, over geometries that
  * give one sample per chunk, several (with a last partial chunk) and several dw slots,
  * each computed every way: by the rules, im2col + OpenBLAS (conv.c), oneDNN (conv_dnnl.c,
- * where it implements the shape) and LIBXSMM per sample (conv_xsmm.c); each way on 1, 2
+ * where it implements the shape), LIBXSMM per sample (conv_xsmm.c) and im2col + oneDNN's
+ * sgemm (gemm.c); each way on 1, 2
  * and 3 threads gives the same bits. */
 void test_conv_kernels(void) {
     static const int geo[][8] = {
@@ -204,10 +205,11 @@ void test_conv_kernels(void) {
                                     rdx[xi] += (double)w[wi] * dy[yi];
                                     rdw[wi] += (double)dy[yi] * x[xi];
                                 }
-        static const char *const way_name[] = {"the rules", "OpenBLAS", "oneDNN", "LIBXSMM"};
-        for (int way = 0; way < 4; way++) {
+        static const char *const way_name[] = {"the rules", "OpenBLAS", "oneDNN", "LIBXSMM", "oneDNN's sgemm"};
+        for (int way = 0; way < 5; way++) {
             rt_dnnl_set_mode(way == 0 ? RT_LIB_RULE : way == 2 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
             rt_xsmm_set_mode(way == 0 ? RT_LIB_RULE : way == 3 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
+            rt_gemm_set_mode(way == 1 ? RT_LIB_NEVER : way == 4 ? RT_LIB_ALWAYS : RT_LIB_RULE);
             rt_parallel_set_threads(1);
             nnq_rt_conv_reserve(NULL, N, C, H, W, O, K, K, S, P);
             nnq_rt_conv2d(x, w, y, N, C, H, W, O, K, K, S, P);
@@ -237,6 +239,7 @@ void test_conv_kernels(void) {
         }
         rt_dnnl_set_mode(RT_LIB_RULE);
         rt_xsmm_set_mode(RT_LIB_RULE);
+        rt_gemm_set_mode(RT_LIB_RULE);
         rt_parallel_set_threads(0);
         free(x), free(w), free(dy), free(y), free(dx), free(dw), free(ry), free(rdx), free(rdw);
     }

@@ -1,5 +1,5 @@
-/* test_gemm.c — nnq_rt_sgemm (OpenBLAS) against nnq_rt_sgemm_ref (naive), and the
- * reference against hand-computed products. */
+/* test_gemm.c — nnq_rt_sgemm against nnq_rt_sgemm_ref (naive), with each library gemm.c
+ * can call (OpenBLAS, oneDNN's sgemm), and the reference against hand-computed products. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "rt_internal.h"
 
 /* A fixed little generator so the test data does not depend on the runtime's RNG. */
 static uint32_t g_lcg = 12345;
@@ -142,20 +143,40 @@ static void gemm_exact(int ta, int tb, int m, int n, int k, float alpha, float b
     free(a), free(b), free(c0), free(c[0]), free(c[1]);
 }
 
+/* OpenBLAS, then oneDNN's sgemm, whichever this CPU's rule picks */
+static const RtLibMode libs[] = {RT_LIB_NEVER, RT_LIB_ALWAYS};
+
 void test_gemm_vs_ref(void) {
     static const Shape shapes[] = {{1, 1, 1},   {7, 5, 3},    {17, 13, 31}, {3, 65, 2},
-                                   {33, 1, 129}, {100, 10, 100}, {64, 96, 257}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int ta = 0; ta < 2; ta++)
-            for (int tb = 0; tb < 2; tb++) {
-                const Shape *sh = &shapes[s];
-                gemm_compare(ta, tb, sh->m, sh->n, sh->k, 1.0f, 0.0f, 0);
-                gemm_compare(ta, tb, sh->m, sh->n, sh->k, 0.75f, -1.25f, 3);
-                gemm_exact(ta, tb, sh->m, sh->n, sh->k, -0.5f, 2.0f);
-            }
+                                   {33, 1, 129}, {100, 10, 100}, {64, 96, 257}, {300, 520, 90}};
+    for (int lib = 0; lib < 2; lib++) {
+        rt_gemm_set_mode(libs[lib]);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    const Shape *sh = &shapes[s];
+                    gemm_compare(ta, tb, sh->m, sh->n, sh->k, 1.0f, 0.0f, 0);
+                    gemm_compare(ta, tb, sh->m, sh->n, sh->k, 0.75f, -1.25f, 3);
+                    gemm_exact(ta, tb, sh->m, sh->n, sh->k, -0.5f, 2.0f);
+                }
+    }
+    rt_gemm_set_mode(RT_LIB_RULE);
+    /* the rule: oneDNN where it runs AVX-512 code, for products of 2 MFLOP or more */
+    CHECK(rt_gemm_dnnl(100, 256, 800) == rt_dnnl_wide() && !rt_gemm_dnnl(20, 25, 576) && !rt_gemm_dnnl(100, 10, 500),
+          "gemm.c's rule");
 }
 
+static void gemm_edges(void);
+
 void test_gemm_edges(void) {
+    for (int lib = 0; lib < 2; lib++) {
+        rt_gemm_set_mode(libs[lib]);
+        gemm_edges();
+    }
+    rt_gemm_set_mode(RT_LIB_RULE);
+}
+
+static void gemm_edges(void) {
     /* beta == 0: C is not read, NaNs in it are overwritten */
     float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1};
     float c[4], d[4];
