@@ -1,6 +1,6 @@
-/* gemm_bench.c — how fast nnq_rt_sgemm (OpenBLAS) runs the GEMMs of a LeNet-300-100
- * training step, against a large square GEMM (the "peak" this machine's OpenBLAS
- * reaches) and against the naive nnq_rt_sgemm_ref.
+/* gemm_bench.c — how fast nnq_rt_sgemm (OpenBLAS or oneDNN's sgemm, by gemm.c's rule)
+ * runs the GEMMs of a LeNet-300-100 training step, against a large square GEMM (the
+ * "peak" it reaches on this machine) and against the naive nnq_rt_sgemm_ref.
  *
  * Usage: gemm_bench [--threads N] [--quick]
  * Each measurement repeats the call until at least ~0.25 s (BLAS) / ~0.15 s (naive)
@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "nnq_rt.h"
+#include "rt_internal.h"
 
 typedef void (*GemmFn)(int32_t, int32_t, int32_t, int32_t, int32_t, float, const float *, int32_t,
                        const float *, int32_t, float, float *, int32_t);
@@ -124,8 +125,9 @@ int main(int argc, char **argv) {
     };
     const Shape peak_shape = {"square 1024^3 (peak)", 0, 0, 1024, 1024, 1024};
 
-    printf("gemm_bench: OpenBLAS %d thread%s (%s)\n", openblas_get_num_threads(),
-           openblas_get_num_threads() == 1 ? "" : "s", openblas_get_config());
+    printf("gemm_bench: OpenBLAS %d thread%s (%s); oneDNN's sgemm for products of 2 MFLOP or more: %s\n",
+           openblas_get_num_threads(), openblas_get_num_threads() == 1 ? "" : "s", openblas_get_config(),
+           rt_gemm_dnnl(1024, 1024, 1024) ? "yes" : "no (AVX2 or less)");
     Buffers pb = buffers_new(&peak_shape);
     double peak = gflops(nnq_rt_sgemm, &peak_shape, &pb, quick ? 0.2 : 1.0);
     buffers_free(&pb);
