@@ -117,6 +117,11 @@ unsigned char *arch_build(const IrModule *m, size_t *len) {
             put_op(&b, NNQ_INFER_MAXPOOL, 1, &a, 0, NULL, 2, in->attr);
             break;
         case IR_ADD: put_op(&b, NNQ_INFER_ADD, 2, (int[]){a, c}, 0, NULL, 0, NULL); break;
+        case IR_ADD_RELU:
+            put_op(&b, NNQ_INFER_ADD, 2, (int[]){a, c}, 0, NULL, 0, NULL);
+            a = ++nops;
+            put_op(&b, NNQ_INFER_RELU, 1, &a, 0, NULL, 0, NULL);
+            break;
         default: assert(!"an eval op with no inference form"); return NULL;
         }
         rec[v] = ++nops;

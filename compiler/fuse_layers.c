@@ -9,6 +9,8 @@
  *   bias_bn_eval(x, b) -> relu       becomes  bias_bn_relu_eval(x, b)
  *   bias_grad of a bn_grad, relu_bn_grad or bias_relu_bn_grad   becomes  bias_grad_bn
  *   relu(y) -> maxpool                       becomes  relu_maxpool(y)
+ *   add(a, b) -> relu                        becomes  add_relu(a, b)
+ *   add(a, b) -> relu_grad(., y)             becomes  add_relu_grad(a, b, y)
  * (relu(y) > 0 exactly when y > 0, so the mask is read from y, which bn_grad reads
  * anyway. Where a batch norm's output is read only by its relu and, in the train
  * function, its relu_bn_grad, the batch norm stores relu(y) and no pass of its own
@@ -18,7 +20,9 @@
  * cache, by bias_grad's routine and order, into the batch norm's bias-gradient buffer,
  * which the bias_grad_bn copies. A relu is fused into its maxpool where the maxpool is its
  * only reader, which in the train function means its gradient went into a relu_bn_grad:
- * the pool's gradient reads only the argmax positions.) The fused ops compute the same
+ * the pool's gradient reads only the argmax positions. An add whose only reader is a relu
+ * or a relu's gradient, a residual block's sum forward and backward, is done in that
+ * op's pass.) The fused ops compute the same
  * values in the same order as the pairs did: results are bit-identical (nnqc
  * --no-fuse-layers keeps the pairs; a test compares).
  *
@@ -114,15 +118,24 @@ static void fuse_func(IrFunc *f) {
             in->name = g->name; /* the bn's, as its @ref prints */
         }
     }
-    /* then relu -> maxpool */
+    /* then relu -> maxpool, add -> relu and add -> relu_grad */
     free(uses);
     uses = count_uses(f, dead);
     for (int i = 0; i < f->n; i++) {
         IrInst *in = &f->insts[i];
-        if (in->op == IR_MAXPOOL && f->insts[in->args[0]].op == IR_RELU && uses[in->args[0]] == 1) {
+        if (dead[i]) continue;
+        const IrInst *a = &f->insts[in->args[0] >= 0 ? in->args[0] : i];
+        if (in->op == IR_MAXPOOL && a->op == IR_RELU && uses[in->args[0]] == 1) {
             dead[in->args[0]] = true;
             in->op = IR_RELU_MAXPOOL;
-            in->args[0] = f->insts[in->args[0]].args[0];
+            in->args[0] = a->args[0];
+        } else if ((in->op == IR_RELU || in->op == IR_RELU_GRAD) && a->op == IR_ADD && !dead[in->args[0]] &&
+                   uses[in->args[0]] == 1) {
+            dead[in->args[0]] = true;
+            if (in->op == IR_RELU_GRAD) in->args[2] = in->args[1];
+            in->op = in->op == IR_RELU ? IR_ADD_RELU : IR_ADD_RELU_GRAD;
+            in->args[1] = a->args[1];
+            in->args[0] = a->args[0];
         }
     }
     /* compact: drop the dead, renumber the rest in order */

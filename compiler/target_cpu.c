@@ -220,31 +220,36 @@ static void cpu_matmul(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     cg_rt_call(cg, "nnq_rt_sgemm", args, 13);
 }
 
-/* add, relu, relu_grad: one parallel loop; its body, one per op, is shared by all the
- * op's instructions (the buffers come in the context). */
+/* add, relu, relu_grad and the fused add_relu, add_relu_grad: one parallel loop; its
+ * body, one per op, is shared by all the op's instructions (the buffers come in the
+ * context). The fused forms do the pair's operations in the pair's order. */
 static void cpu_elementwise(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
-    LLVMValueRef A = arg_val(fc, i, 0), B = arg_val(fc, i, 1);
-    LLVMValueRef outer[3] = {A, B ? B : A, out}, n = elems(cg, fc, &in->shape);
+    LLVMValueRef A = arg_val(fc, i, 0), B = arg_val(fc, i, 1), C = ir_op_nargs(in->op) > 2 ? arg_val(fc, i, 2) : NULL;
+    LLVMValueRef outer[4] = {A, B ? B : A, out, C ? C : A}, n = elems(cg, fc, &in->shape);
     char name[64];
     snprintf(name, sizeof name, "par.%s", ir_op_name(in->op));
     LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
     if (!body) {
-        LLVMValueRef v[3] = {A, B ? B : A, out};
-        ParLoop p = par_begin(cg, name, n, 65536, v, 3);
-        LLVMValueRef a = ldf(cg, v[0], p.l.iv), r;
-        if (in->op == IR_ADD) r = LLVMBuildFAdd(b, a, ldf(cg, v[1], p.l.iv), "");
-        else if (in->op == IR_RELU) r = fmaxv(cg, a, cf32(cg, 0));
+        LLVMValueRef v[4];
+        memcpy(v, outer, sizeof v);
+        ParLoop p = par_begin(cg, name, n, 65536, v, 4);
+        LLVMValueRef a = ldf(cg, v[0], p.l.iv), r, mask = v[1];
+        if (in->op == IR_ADD || in->op == IR_ADD_RELU || in->op == IR_ADD_RELU_GRAD)
+            a = LLVMBuildFAdd(b, a, ldf(cg, v[1], p.l.iv), "");
+        if (in->op == IR_ADD_RELU_GRAD) mask = v[3];
+        if (in->op == IR_ADD) r = a;
+        else if (in->op == IR_RELU || in->op == IR_ADD_RELU) r = fmaxv(cg, a, cf32(cg, 0));
         else {
-            LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, ldf(cg, v[1], p.l.iv), cf32(cg, 0), "");
+            LLVMValueRef pos = LLVMBuildFCmp(b, LLVMRealOGT, ldf(cg, mask, p.l.iv), cf32(cg, 0), "");
             r = LLVMBuildSelect(b, pos, a, cf32(cg, 0), "");
         }
         stf(cg, v[2], p.l.iv, r);
         par_finish(cg, &p);
         body = p.body_fn;
     }
-    par_call(cg, body, n, 65536, outer, 3);
+    par_call(cg, body, n, 65536, outer, 4);
 }
 
 /* dropout and its gradient: a counter-based mask, one parallel loop. */
@@ -727,6 +732,8 @@ const CgTarget cg_target_cpu = {
         [IR_ADD] = cpu_elementwise,
         [IR_RELU] = cpu_elementwise,
         [IR_RELU_GRAD] = cpu_elementwise,
+        [IR_ADD_RELU] = cpu_elementwise,
+        [IR_ADD_RELU_GRAD] = cpu_elementwise,
         [IR_DROPOUT] = cpu_dropout,
         [IR_DROPOUT_GRAD] = cpu_dropout,
         [IR_BIAS_ADD] = cpu_bias_add,

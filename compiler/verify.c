@@ -140,9 +140,11 @@ static bool shape_avgpool_grad(const Check *c) {
     return true;
 }
 
-/* add, relu_grad: operands and result of one shape */
+/* add, relu_grad, add_relu, add_relu_grad: operands and result of one shape */
 static bool shape_same(const Check *c) {
     if (!ir_shape_equal(c->a, c->b) || !ir_shape_equal(c->a, c->s))
+        FAIL_AT(c, "%s operands differ in shape", ir_op_name(c->in->op));
+    if (ir_op_nargs(c->in->op) == 3 && !ir_shape_equal(&c->f->insts[c->in->args[2]].shape, c->s))
         FAIL_AT(c, "%s operands differ in shape", ir_op_name(c->in->op));
     return true;
 }

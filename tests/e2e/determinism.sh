@@ -4,8 +4,9 @@
 # Neither the thread count nor layer fusion changes a bit: the MLP, LeNet-5 (conv,
 # pooling, fused bias + batch norm + relu and relu + bn gradients), LeNet-5 with
 # convolutions without bias (relu + maxpool fused) and a small network of the
-# 3x3 convolutions that oneDNN computes (deep_conv_subset.nnq) on 1, 2 and 3 threads, and
-# with --no-fuse-layers, save the same model file.
+# 3x3 convolutions that oneDNN computes with two residual sums (deep_conv_subset.nnq:
+# add + relu fused, forward and backward) on 1, 2 and 3 threads, and with
+# --no-fuse-layers, save the same model file.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -24,6 +25,8 @@ cmp -s a.nnqm c.nnqm && fail "a different seed gave identical weights"
 for prog in mlp lenet lenet_nobias deep; do
     if [ $prog = mlp ]; then src=det.nnq; out=mlp_subset.nnqm
     elif [ $prog = deep ]; then src="$SRC/tests/e2e/deep_conv_subset.nnq"; out=deep_conv.nnqm
+         ir=$("$NNQC" --emit=ir "$src")
+         grep -q ' add_relu ' <<< "$ir" && grep -q ' add_relu_grad ' <<< "$ir" || fail "deep: no add_relu / add_relu_grad"
     else sed -e 's/validation = 10000/validation = 500/' -e 's/epochs *= 20/epochs = 1/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
          src=lenet.nnq; out=lenet5_binary.nnqm
          # convolutions without bias: their batch norms stay bn_train, the relus fuse into
