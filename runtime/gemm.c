@@ -53,9 +53,11 @@ bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k) {
 
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at
  * most GEMM_MAX_BLOCKS, a power of two of them, widths a multiple of 16 (every kernel's
- * register tile). */
+ * register tile). (At 4 MFLOP a block, the MLP's 6-MFLOP products ran whole on one
+ * thread: gemm_bench at 2 threads, its 300 x 100 weight gradient and 100 -> 300 dx 140
+ * and 155 GFLOP/s, 230 and 248 in two blocks.) */
 enum { GEMM_MAX_BLOCKS = 16, GEMM_MIN_WIDTH = 128 };
-#define GEMM_BLOCK_FLOPS 4e6
+#define GEMM_BLOCK_FLOPS 2e6
 
 static void gemm_check_args(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k,
                             int32_t lda, int32_t ldb, int32_t ldc) {
