@@ -221,9 +221,9 @@ static void make_buffers(Cg *cg) {
     cg->bnbuf = calloc(m->nbns, sizeof *cg->bnbuf);
     cg->bestbn = calloc(m->nbns, sizeof(LLVMValueRef));
     for (int i = 0; i < m->nbns; i++) {
-        static const char *const bn[] = {"running_mean", "running_var", "mean", "invstd", "sum1", "sum2",
-                                         "hard_mean", "hard_var", "bias_grad"};
-        for (int k = 0; k < 9; k++)
+        static const char *const bn[CG_BN_BUFS] = {"running_mean", "running_var", "mean", "invstd", "sum1", "sum2",
+                                                   "hard_mean", "hard_var", "bias_grad"};
+        for (int k = 0; k < CG_BN_BUFS; k++)
             cg->bnbuf[i][k] = buffer(cg, arena_printf(ar, "%s.%s", m->bns[i].name, bn[k]), m->bns[i].features, cg->tf32);
         if (cg->tc->keep_best)
             cg->bestbn[i] = buffer(cg, arena_printf(ar, "%s.best", m->bns[i].name), 2 * m->bns[i].features, cg->tf32);

@@ -32,6 +32,9 @@
 typedef struct CgTarget CgTarget;
 
 /* The code generator's state for one module. */
+/* The buffers of a batch norm (Cg.bnbuf): their names in codegen.c, their order below. */
+enum { CG_BN_BUFS = 9 };
+
 typedef struct Cg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -50,7 +53,7 @@ typedef struct Cg {
     LLVMValueRef x, y;               /* the batch */
     LLVMValueRef (*pbuf)[6];         /* per param: weight, hard, grad, aux0, m0, v0 (comp 0) */
     LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
-    LLVMValueRef (*bnbuf)[9]; /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var, bias grad */
+    LLVMValueRef (*bnbuf)[CG_BN_BUFS]; /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var, bias grad */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
     LLVMValueRef *xtrain, *xeval;    /* per IR instruction: pooling argmax, dropout mask */
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */

@@ -376,16 +376,16 @@ static void bn_batch_stats(Cg *cg, ChanShape as, LLVMValueRef A, LLVMValueRef bi
     cg_if_end(cg, join);
 }
 
-/* A batch norm's 9 buffers (Cg.bnbuf) as a constant table "BN.buffers": its loop body's
+/* A batch norm's CG_BN_BUFS buffers (Cg.bnbuf) as a constant table "BN.buffers": its loop body's
  * context carries the table. */
 static LLVMValueRef bn_table(Cg *cg, int bn) {
     const char *name = arena_printf(cg->m->arena, "%s.buffers", cg->m->bns[bn].name);
     LLVMValueRef t = LLVMGetNamedGlobal(cg->mod, name);
     if (t) return t;
-    LLVMValueRef init[9];
-    for (int k = 0; k < 9; k++) init[k] = LLVMConstBitCast(cg->bnbuf[bn][k], cg->tp);
-    t = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tp, 9), name);
-    LLVMSetInitializer(t, LLVMConstArray(cg->tp, init, 9));
+    LLVMValueRef init[CG_BN_BUFS];
+    for (int k = 0; k < CG_BN_BUFS; k++) init[k] = LLVMConstBitCast(cg->bnbuf[bn][k], cg->tp);
+    t = LLVMAddGlobal(cg->mod, LLVMArrayType(cg->tp, CG_BN_BUFS), name);
+    LLVMSetInitializer(t, LLVMConstArray(cg->tp, init, CG_BN_BUFS));
     LLVMSetGlobalConstant(t, 1);
     LLVMSetLinkage(t, LLVMInternalLinkage);
     return t;
@@ -455,8 +455,8 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
         LLVMValueRef stage = LLVMBuildLShr(b, v[4], ci64(cg, 2), "stage");
         ChanShape cs = {v[6], v[7], S > 1};
-        LLVMValueRef bn[9], table = as_ptr(cg, v[5], cg->tp);
-        for (int k = 0; k < 9; k++)
+        LLVMValueRef bn[CG_BN_BUFS], table = as_ptr(cg, v[5], cg->tp);
+        for (int k = 0; k < CG_BN_BUFS; k++)
             bn[k] = LLVMBuildLoad2(b, cg->tp, LLVMBuildInBoundsGEP2(b, cg->tp, table, (LLVMValueRef[]){ci64(cg, k)}, 1, ""), "");
         LLVMValueRef nf = LLVMBuildSIToFP(b, LLVMBuildMul(b, v[8], cs.S, ""), cg->tf32, "");
         if (train) {

@@ -478,7 +478,8 @@ typedef struct ConvJob {
     int64_t ohw, ckk, chw, g, chunks, slots;
     RtConvOp op;
     const RtDnnlConv *dk; /* oneDNN's kernels for op (conv_dnnl.c), NULL: ours */
-    RtXsmmConv xk;        /* else LIBXSMM's per-sample products (conv_xsmm.c), xk.set NULL: OpenBLAS */
+    RtXsmmConv xk;        /* else LIBXSMM's per-sample products (conv_xsmm.c), xk.set NULL: im2col + GEMM */
+    int64_t blocks;       /* else, for dw: blocks of channels over the batch (dw_blocks), 0: slots */
     float *wk;            /* the weights in oneDNN's layout (fwd, dx), dw's slot buffers; w^T for LIBXSMM's dx */
 } ConvJob;
 
@@ -684,7 +685,7 @@ enum { DWB_MAX_BLOCKS = 8, DWB_MIN_ROWS = 128, DWB_MAX_POSITIONS = 4096 };
 
 static int64_t dw_blocks(const ConvJob *j) {
     int64_t pos = j->n * j->ohw;
-    if (j->xk.set || pos > j->ckk || pos > DWB_MAX_POSITIONS || j->ckk < 2 * DWB_MIN_ROWS) return 0;
+    if (pos > j->ckk || pos > DWB_MAX_POSITIONS || j->ckk < 2 * DWB_MIN_ROWS) return 0;
     int64_t b = j->ckk / DWB_MIN_ROWS;
     if (b > DWB_MAX_BLOCKS) b = DWB_MAX_BLOCKS;
     if (b > j->c) b = j->c;
@@ -707,7 +708,7 @@ static void dw_t_fill(void *p, int64_t begin, int64_t end) {
 
 static void dw_block_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    int64_t nb = dw_blocks(j), kk = (int64_t)j->kh * j->kw, ld = j->n * j->ohw, hw = (int64_t)j->h * j->wd;
+    int64_t nb = j->blocks, kk = (int64_t)j->kh * j->kw, ld = j->n * j->ohw, hw = (int64_t)j->h * j->wd;
     const float *t = rt_shared_scratch(j->o * ld);
     float *col = rt_thread_scratch((j->c + nb - 1) / nb * kk * ld);
     for (int64_t b = begin; b < end; b++) {
@@ -733,14 +734,16 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
 
 /* Who computes op: oneDNN where its rule names the shape (j->dk), else LIBXSMM where its
- * rule does (j->xk), else im2col + OpenBLAS. */
+ * rule does (j->xk), else im2col + GEMM (gemm.c), dw by blocks of channels where
+ * dw_blocks takes it (j->blocks), else by slots. */
 static void conv_paths(ConvJob *j, RtConvOp op) {
-    j->dk = NULL, j->xk = (RtXsmmConv){0};
+    j->dk = NULL, j->xk = (RtXsmmConv){0}, j->blocks = 0;
     if (j->n <= 0) return;
     /* chunks of g samples, and of g - 1 where they do not divide the batch evenly */
     int32_t tail = (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0);
     j->dk = rt_dnnl_conv(op, (int32_t)j->g, tail, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad);
     if (!j->dk) rt_xsmm_conv(op, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad, &j->xk);
+    if (op == RT_CONV_DW && !j->dk && !j->xk.set) j->blocks = dw_blocks(j);
 }
 
 static void dnnl_chunk_range(void *p, int64_t begin, int64_t end) {
@@ -792,7 +795,7 @@ static void conv_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64
         *shared = op == RT_CONV_FWD ? 0 : op == RT_CONV_DX ? j->o * j->ckk : j->slots * m * j->ckk;
     } else if (!dk) {
         *per_thread = (j->ckk + j->o) * j->g * j->ohw;
-        int64_t nb = op == RT_CONV_DW ? dw_blocks(j) : 0;
+        int64_t nb = j->blocks;
         if (nb) *per_thread = (j->c + nb - 1) / nb * j->kh * j->kw * j->n * j->ohw;
         *shared = op != RT_CONV_DW ? 0 : nb ? j->o * j->n * j->ohw : (j->slots - 1) * j->o * j->ckk;
     } else {
@@ -891,10 +894,9 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
         rt_dnnl_weights_out(j.dk, j.wk, dw);
         return;
     }
-    int64_t nb = dw_blocks(&j);
-    if (nb) {
+    if (j.blocks) {
         rt_parallel_for(n, 1, dw_t_fill, &j);
-        rt_parallel_for(nb, 1, dw_block_range, &j);
+        rt_parallel_for(j.blocks, 1, dw_block_range, &j);
         return;
     }
     rt_parallel_for(j.slots, 1, conv_dw_range, &j);

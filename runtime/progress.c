@@ -324,27 +324,24 @@ static void profile_report(NnqRun *run) {
     printf("profile: %lld training iterations, %.2fs (the first, with what preceded it, %.3fs)\n"
            "%-12s %9s %7s %18s\n",
            (long long)prof.steps, sum, first, "phase", "seconds", "share", "ms / later iter");
-    char line[2048];
-    size_t len = (size_t)snprintf(line, sizeof line, "{\"profile\":true,\"iterations\":%lld,\"seconds\":{",
-                                  (long long)prof.steps);
-    for (int p = 0; p < NNQ_PHASE_COUNT; p++) {
+    for (int p = 0; p < NNQ_PHASE_COUNT; p++)
         printf("%-12s %9.3f %6.1f%% %18.3f\n", phase_label[p], prof.total[p], sum > 0 ? 100 * prof.total[p] / sum : 0,
                steady ? 1e3 * (end[p] - prof.warm[p]) / (double)steady : 0);
-        len += (size_t)snprintf(line + len, sizeof line - len, "%s\"%s\":%.6f", p ? "," : "", phase_label[p],
-                                prof.total[p]);
-    }
-    const char *part[2] = {"first_iteration", "last_iteration"};
-    const double *at[2] = {prof.warm, prof.steps >= 2 ? prof.mark : prof.warm};
-    for (int k = 0; k < 2; k++) {
-        len += (size_t)snprintf(line + len, sizeof line - len, "},\"%s\":{", part[k]);
+    char line[2048];
+    size_t len = (size_t)snprintf(line, sizeof line, "{\"profile\":true,\"iterations\":%lld", (long long)prof.steps);
+    const char *part[3] = {"seconds", "first_iteration", "last_iteration"};
+    const double *at[3] = {prof.total, prof.warm, prof.steps >= 2 ? prof.mark : prof.warm};
+    for (int k = 0; k < 3; k++) {
+        len += (size_t)snprintf(line + len, sizeof line - len, ",\"%s\":{", part[k]);
         for (int p = 0; p < NNQ_PHASE_COUNT; p++)
             len += (size_t)snprintf(line + len, sizeof line - len, "%s\"%s\":%.6f", p ? "," : "", phase_label[p],
                                     at[k][p]);
+        len += (size_t)snprintf(line + len, sizeof line - len, "}");
     }
     struct rusage ru;
     double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024 : -1; /* KiB -> MiB */
     printf("peak resident memory: %.1f MiB\n", rss);
-    snprintf(line + len, sizeof line - len, "},\"peak_rss_mib\":%.1f}", rss);
+    snprintf(line + len, sizeof line - len, ",\"peak_rss_mib\":%.1f}", rss);
     if (run->metrics)
         metrics_line(run, line);
 }
