@@ -16,11 +16,19 @@
  * or 16 (AVX-512) lanes, and a remainder costs more than the zeros (LeNet-5's conv2, O = 50:
  * 78 GFLOP/s per thread with AVX2 code, 125 with M = 56; 161 and 184 with AVX-512).
  *
- * The rule (shapes only, never timing, so a shape takes the same path on every run):
- * LIBXSMM serves what oneDNN does not where P >= 64, and
+ * The rule (shapes and the CPU only, never timing, so a shape takes the same path on every
+ * run): LIBXSMM serves what oneDNN does not where P >= 64, and
  *   forward where a sample's columns fit in 1 MiB (K * P <= 2^18 floats),
  *   dx where they fit in 1 MiB and K <= 576,
- *   dw where P <= 1024 and K >= 128.
+ *   dw where P <= 1024 and K >= 128, and either the sample is its own columns (1 x 1,
+ *   stride 1, unpadded) or gemm.c gives OpenBLAS a product of one sample's size
+ *   (O x K x P). Where gemm.c gives it to oneDNN's sgemm (AVX-512), im2col + that sgemm
+ *   over a chunk of samples (k = the chunk's positions, where LIBXSMM's k is one sample's
+ *   P, so it reads and writes dw^T once a sample) beat LIBXSMM's dw wherever columns must
+ *   be built: on AMD Zen 5, 2 threads, LeNet-5's conv2 181 -> 232 GFLOP/s (1 thread 92 ->
+ *   116), ResNet-18's stride-2 64 -> 128 222 -> 232; LeNet-5's step -5% (paired
+ *   profiles); the 1 x 1 layers keep LIBXSMM (MobileNetV2's 144 -> 24 at 32 x 32 127
+ *   against 95, 384 -> 64 at 8 x 8 189 against 161).
  * Measured by bench/conv_bench.c against im2col + OpenBLAS (and oneDNN) on the examples'
  * layers, with AVX-512 code and with AVX2 code (LIBXSMM_TARGET=hsw, OPENBLAS_CORETYPE=
  * Haswell) on one Intel CPU (docs/status.md, Speed): inside the rule it wins by 1.1-1.8x,
@@ -49,7 +57,6 @@ void rt_xsmm_set_mode(RtLibMode m) {
 
 bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride,
                     int32_t pad, int32_t oh, int32_t ow) {
-    (void)stride, (void)pad;
     if (mode != RT_LIB_RULE)
         return mode == RT_LIB_ALWAYS;
     int64_t p = (int64_t)oh * ow, k = (int64_t)c * kh * kw;
@@ -60,8 +67,10 @@ bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, i
         return k * p <= (1 << 18);
     case RT_CONV_DX:
         return k <= 576 && k * p <= (1 << 18);
-    case RT_CONV_DW:
-        return p <= 1024 && k >= 128;
+    case RT_CONV_DW: {
+        bool cols_are_x = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+        return p <= 1024 && k >= 128 && (cols_are_x || !rt_gemm_dnnl(o, (int32_t)k, (int32_t)p));
+    }
     }
     return false;
 }

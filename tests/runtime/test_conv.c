@@ -170,6 +170,12 @@ void test_conv_kernels(void) {
         {20, 2, 10, 10, 3, 3, 1, 0}, /* no padding, rows of 8: im2col by 8-float moves, chunks of 1-2 */
         {37, 2, 6, 6, 3, 3, 1, 0},   /* no padding, rows of 4: chunks of 2-3 */
     };
+    /* LIBXSMM's dw: 1 x 1 stride-1 layers always, others only where gemm.c gives a sample's
+     * product (LeNet-5's conv2: 50 x 500 x 64) to OpenBLAS, not to oneDNN's sgemm */
+    CHECK(rt_xsmm_serves(RT_CONV_DW, 144, 24, 1, 1, 1, 0, 32, 32) &&
+              rt_xsmm_serves(RT_CONV_DW, 20, 50, 5, 5, 1, 0, 8, 8) == !rt_gemm_dnnl(50, 500, 64) &&
+              rt_xsmm_serves(RT_CONV_FWD, 20, 50, 5, 5, 1, 0, 8, 8),
+          "LIBXSMM's share of dw");
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4], K = geo[g][5],
                   S = geo[g][6], P = geo[g][7];
