@@ -1,11 +1,12 @@
 /* machine.c — the floors the workload figures of bench/run are measured against, on
  * this machine, now: the sgemm rate of a large square product (1024^3), as OpenBLAS
  * reaches it on its own (one call, its own threads: the best this library does) and
- * through nnq_rt_sgemm (OpenBLAS single-threaded, fixed blocks on the runtime's pool),
+ * through nnq_rt_sgemm (gemm.c's library for the product, single-threaded, fixed blocks on
+ * the runtime's pool), with the name of the kernels OpenBLAS chose for this CPU,
  * and a STREAM-like triad bandwidth (a[i] = b[i] + s c[i] over 3 x 64 MiB), each at 1
  * thread and at THREADS. Prints one JSON object:
  *   {"threads":T,"sgemm_gflops_1":G,"sgemm_gflops_T":G,"nnq_sgemm_gflops_1":G,
- *    "nnq_sgemm_gflops_T":G,"triad_gbs_1":B,"triad_gbs_T":B}
+ *    "nnq_sgemm_gflops_T":G,"triad_gbs_1":B,"triad_gbs_T":B,"openblas_core":"NAME"}
  * Usage: machine [THREADS]  (default: every CPU). Best of several repetitions. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -87,7 +88,7 @@ int main(int argc, char **argv) {
     double nt = sgemm_rate(a, b, c, 0), bt = triad_rate(&t);
     double g1 = sgemm_rate(a, b, c, 1), gt = sgemm_rate(a, b, c, threads);
     printf("{\"threads\":%d,\"sgemm_gflops_1\":%.1f,\"sgemm_gflops_T\":%.1f,\"nnq_sgemm_gflops_1\":%.1f,"
-           "\"nnq_sgemm_gflops_T\":%.1f,\"triad_gbs_1\":%.1f,\"triad_gbs_T\":%.1f}\n",
-           threads, g1, gt, n1, nt, b1, bt);
+           "\"nnq_sgemm_gflops_T\":%.1f,\"triad_gbs_1\":%.1f,\"triad_gbs_T\":%.1f,\"openblas_core\":\"%s\"}\n",
+           threads, g1, gt, n1, nt, b1, bt, openblas_get_corename());
     return 0;
 }
