@@ -1,4 +1,5 @@
-/* gemm.c — single-precision matrix multiply: the library path and its naive reference.
+/* gemm.c — single-precision matrix multiply: the library path, dot products for small
+ * outputs, and the naive reference.
  *
  * Contract shared by both (row-major, BLAS semantics):
  *   C[m x n] = alpha * op(A) * op(B) + beta * C,  op(X) = X or X^T (trans flag 1).
@@ -20,6 +21,17 @@
  * (LeNet-5's conv1 dw chunk 20 x 25 x 576, its last layer's 100 x 10 x 500: about 2 us a
  * call more); with both held to AVX2 it ranges from 0.86x (the dx products of
  * 512-channel layers) to 1.6x, so OpenBLAS keeps AVX2.
+ *
+ * Small outputs: a product C = A B^T (A not transposed, B transposed: rows of both run
+ * along k) of at most DOT_MAX_OUT elements and k >= DOT_MIN_K is computed by dot products
+ * here (sgemm_nt_small), by the rule (rt_gemm_set_mode(RT_LIB_RULE)); both libraries pack
+ * their operands into panels for a register tile larger than such a C. These are the
+ * weight gradients of convolutions with few weights (LeNet-5's conv1: 20 x 25 x 576 per
+ * sample): a tile of TI x TJ outputs, each a vector of partial sums over k, then summed
+ * across the lanes; compiled for AVX-512 (16 lanes, 4 x 6) and AVX2 + FMA (8 lanes,
+ * 3 x 4: 16 registers), the first this CPU runs chosen at run time, and SSE2 (4 lanes,
+ * 2 x 3) else. Measured on AMD Zen 5, one thread, 20 x 25 x 576: 102 GFLOP/s with
+ * AVX-512, 74 with AVX2, against OpenBLAS's 51 (Haswell kernels) and oneDNN's 60.
  *
  * Threads: both libraries run single-threaded (parallel.c; oneDNN's OpenMP held to one
  * thread on each thread that calls it); a large product is cut into
@@ -88,6 +100,83 @@ typedef struct GemmJob {
     int32_t by_rows, width; /* blocks of `width` rows (by_rows) or columns of C */
 } GemmJob;
 
+/* ---- small outputs: C = beta C + A B^T by dot products ---- */
+
+enum { DOT_MAX_OUT = 1024, DOT_MIN_K = 64 };
+
+bool rt_gemm_dot(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha) {
+    return mode == RT_LIB_RULE && !transa && transb && alpha == 1.0f && (int64_t)m * n <= DOT_MAX_OUT &&
+           k >= DOT_MIN_K;
+}
+
+/* One tile of C, ti x tj (<= TI x TJ): rows beyond ti of A and tj of B repeat the last one,
+ * so every tile runs the full kernel, and only ti x tj outputs are stored. Per output: the
+ * V lanes' partial sums over k rounded down to V, then the lanes in order, then the rest of
+ * k (a fixed order: the same bits for a shape on every call). */
+#define DOT_KERNEL(NAME, TARGET, V, TI, TJ)                                                                    \
+    typedef float NAME##_v __attribute__((vector_size(4 * V)));                                               \
+    typedef float NAME##_u __attribute__((vector_size(4 * V), aligned(4)));                                   \
+    __attribute__((target(TARGET))) static void NAME##_tile(int ti, int tj, int32_t k, const float *a,        \
+                                                            int32_t lda, const float *b, int32_t ldb,        \
+                                                            float beta, float *c, int32_t ldc) {             \
+        const float *ar[TI], *br[TJ];                                                                         \
+        for (int i = 0; i < TI; i++) ar[i] = a + (int64_t)(i < ti ? i : ti - 1) * lda;                        \
+        for (int j = 0; j < TJ; j++) br[j] = b + (int64_t)(j < tj ? j : tj - 1) * ldb;                        \
+        NAME##_v acc[TI][TJ];                                                                                 \
+        _Pragma("GCC unroll 8") for (int i = 0; i < TI; i++)                                                  \
+            _Pragma("GCC unroll 8") for (int j = 0; j < TJ; j++) acc[i][j] = (NAME##_v){0};                   \
+        int32_t p = 0;                                                                                        \
+        for (; p + V <= k; p += V) {                                                                          \
+            NAME##_v av[TI];                                                                                  \
+            _Pragma("GCC unroll 8") for (int i = 0; i < TI; i++) av[i] = *(const NAME##_u *)(ar[i] + p);      \
+            _Pragma("GCC unroll 8") for (int j = 0; j < TJ; j++) {                                            \
+                NAME##_v bv = *(const NAME##_u *)(br[j] + p);                                                 \
+                _Pragma("GCC unroll 8") for (int i = 0; i < TI; i++) acc[i][j] += av[i] * bv;                 \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (int i = 0; i < ti; i++)                                                                          \
+            for (int j = 0; j < tj; j++) {                                                                    \
+                float sum = 0.0f;                                                                             \
+                for (int l = 0; l < V; l++) sum += acc[i][j][l];                                              \
+                for (int32_t q = p; q < k; q++) sum += ar[i][q] * br[j][q];                                   \
+                float *cij = c + (int64_t)i * ldc + j;                                                        \
+                *cij = beta == 0.0f ? sum : sum + beta * *cij;                                                \
+            }                                                                                                 \
+    }                                                                                                         \
+    __attribute__((target(TARGET))) static void NAME(int32_t m, int32_t n, int32_t k, const float *a,         \
+                                                     int32_t lda, const float *b, int32_t ldb, float beta,   \
+                                                     float *c, int32_t ldc) {                                \
+        for (int32_t j0 = 0; j0 < n; j0 += TJ)                                                                \
+            for (int32_t i0 = 0; i0 < m; i0 += TI)                                                            \
+                NAME##_tile(m - i0 < TI ? m - i0 : TI, n - j0 < TJ ? n - j0 : TJ, k, a + (int64_t)i0 * lda,   \
+                            lda, b + (int64_t)j0 * ldb, ldb, beta, c + (int64_t)i0 * ldc + j0, ldc);          \
+    }
+
+DOT_KERNEL(dot_avx512, "avx512f,fma", 16, 4, 6)
+DOT_KERNEL(dot_avx2, "avx2,fma", 8, 3, 4)
+DOT_KERNEL(dot_sse2, "sse2", 4, 2, 3)
+
+typedef void DotFn(int32_t, int32_t, int32_t, const float *, int32_t, const float *, int32_t, float, float *,
+                   int32_t);
+
+static DotFn *_Atomic dot_fn;
+
+bool rt_gemm_dot_lanes(int lanes) {
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (lanes == 0) lanes = avx512 ? 16 : avx2 ? 8 : 4;
+    if ((lanes == 16 && !avx512) || (lanes == 8 && !avx2) || (lanes != 16 && lanes != 8 && lanes != 4))
+        return false;
+    dot_fn = lanes == 16 ? dot_avx512 : lanes == 8 ? dot_avx2 : dot_sse2;
+    return true;
+}
+
+void rt_sgemm_nt_small(int32_t m, int32_t n, int32_t k, const float *a, int32_t lda, const float *b, int32_t ldb,
+                       float beta, float *c, int32_t ldc) {
+    if (!dot_fn) rt_gemm_dot_lanes(0);
+    if (m > 0 && n > 0) dot_fn(m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
 /* Rows or columns [lo, hi) of C. */
 static void gemm_block(const GemmJob *j, int32_t lo, int32_t hi) {
     const float *a = j->a, *b = j->b;
@@ -102,7 +191,9 @@ static void gemm_block(const GemmJob *j, int32_t lo, int32_t hi) {
         c += lo;
         n = hi - lo;
     }
-    if (rt_gemm_dnnl(m, n, j->k))
+    if (rt_gemm_dot(j->transa, j->transb, m, n, j->k, j->alpha))
+        rt_sgemm_nt_small(m, n, j->k, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+    else if (rt_gemm_dnnl(m, n, j->k))
         rt_dnnl_sgemm(j->transa, j->transb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
     else
         cblas_sgemm(CblasRowMajor, j->transa ? CblasTrans : CblasNoTrans, j->transb ? CblasTrans : CblasNoTrans,

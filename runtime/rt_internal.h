@@ -221,6 +221,14 @@ void rt_dnnl_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t
  * rt_gemm_dnnl: whether oneDNN computes an m x n x k product now. */
 void rt_gemm_set_mode(RtLibMode mode);
 bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k);
+/* gemm.c's small-output products (its header): whether the rule gives it this product, and
+ * the kernel itself, C [m x n] = beta C + A B^T (A m x k, B n x k, row-major). */
+bool rt_gemm_dot(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha);
+/* Which kernel rt_sgemm_nt_small runs: of 16 lanes (AVX-512), 8 (AVX2 + FMA) or 4 (SSE2),
+ * 0: the widest this CPU runs (the default); false, and no change, where the CPU lacks it. */
+bool rt_gemm_dot_lanes(int lanes);
+void rt_sgemm_nt_small(int32_t m, int32_t n, int32_t k, const float *a, int32_t lda, const float *b, int32_t ldb,
+                       float beta, float *c, int32_t ldc);
 
 /* conv_xsmm.c: the per-sample products LIBXSMM computes for conv.c where oneDNN does not
  * (which shapes, and each op's operands: its header). rt_xsmm_conv fills k with op's

@@ -166,6 +166,54 @@ void test_gemm_vs_ref(void) {
           "gemm.c's rule");
 }
 
+/* gemm.c's small-output kernel, each width this CPU runs, against the reference: every
+ * remainder of its tiles (rows 1-9 against tiles of 2, 3, 4; columns 1-13 against 3, 4, 6),
+ * k below, at and past multiples of 4, 8 and 16 lanes, leading dimensions past k, beta 0
+ * (C's NaNs overwritten) and not; then the rule that routes products to it. */
+void test_gemm_dot(void) {
+    static const int ks[] = {1, 15, 16, 17, 64, 100, 579};
+    float *a = malloc(sizeof(float) * 9 * 600), *b = malloc(sizeof(float) * 13 * 600);
+    float c[9 * 14], r[9 * 14];
+    for (int i = 0; i < 9 * 600; i++) a[i] = rnd();
+    for (int i = 0; i < 13 * 600; i++) b[i] = rnd();
+    int widths = 0;
+    for (int lanes = 4; lanes <= 16; lanes *= 2) {
+        if (!rt_gemm_dot_lanes(lanes)) continue;
+        widths++;
+        for (int m = 1; m <= 9; m++)
+            for (int n = 1; n <= 13; n++)
+                for (size_t q = 0; q < sizeof ks / sizeof ks[0]; q++)
+                    for (int bi = 0; bi < 2; bi++) {
+                        int k = ks[q], lda = k + 3, ldb = k + 1;
+                        float beta = bi ? -0.5f : 0.0f;
+                        for (int i = 0; i < 9 * 14; i++) c[i] = r[i] = bi ? rnd() : NAN;
+                        rt_sgemm_nt_small(m, n, k, a, lda, b, ldb, beta, c, 14);
+                        for (int i = 0; i < 9 * 14; i++) r[i] = bi ? r[i] : 0.0f;
+                        nnq_rt_sgemm_ref(0, 1, m, n, k, 1.0f, a, lda, b, ldb, beta, r, 14);
+                        double worst = 0;
+                        int outside = 0, off = 0;
+                        for (int i = 0; i < 9; i++)
+                            for (int j = 0; j < 14; j++) {
+                                if (i < m && j < n) { /* a NaN counts as off */
+                                    double d = fabs(c[i * 14 + j] - r[i * 14 + j]);
+                                    off += !(d <= 1e-5 * k);
+                                    worst = fmax(worst, d);
+                                }
+                                else outside += bi ? c[i * 14 + j] != r[i * 14 + j] : !isnan(c[i * 14 + j]);
+                            }
+                        CHECK(!off && !outside, "dot kernel of %d lanes, %d x %d x %d, beta %g: %d off (worst %g), %d written outside",
+                              lanes, m, n, k, beta, off, worst, outside);
+                    }
+    }
+    rt_gemm_dot_lanes(0);
+    CHECK(widths >= 1, "no dot kernel ran");
+    CHECK(rt_gemm_dot(0, 1, 20, 25, 576, 1.0f) && !rt_gemm_dot(0, 1, 50, 500, 448, 1.0f) &&
+              !rt_gemm_dot(0, 1, 20, 25, 32, 1.0f) && !rt_gemm_dot(1, 0, 20, 25, 576, 1.0f) &&
+              !rt_gemm_dot(0, 1, 20, 25, 576, 0.5f),
+          "gemm.c's rule for small outputs");
+    free(a), free(b);
+}
+
 static void gemm_edges(void);
 
 void test_gemm_edges(void) {
