@@ -9,6 +9,7 @@
  *   bias_bn_eval(x, b) -> relu       becomes  bias_bn_relu_eval(x, b)
  *   bias_grad of a bn_grad, relu_bn_grad or bias_relu_bn_grad   becomes  bias_grad_bn
  *   relu(y) -> maxpool                       becomes  relu_maxpool(y)
+ *   bias_bn_relu_train(x, b) -> maxpool      becomes  bias_bn_relu_maxpool_train(x, b)
  *   add(a, b) -> relu                        becomes  add_relu(a, b)
  *   add(a, b) -> relu_grad(., y)             becomes  add_relu_grad(a, b, y)
  * (relu(y) > 0 exactly when y > 0, so the mask is read from y, which bn_grad reads
@@ -20,7 +21,10 @@
  * cache, by bias_grad's routine and order, into the batch norm's bias-gradient buffer,
  * which the bias_grad_bn copies. A relu is fused into its maxpool where the maxpool is its
  * only reader, which in the train function means its gradient went into a relu_bn_grad:
- * the pool's gradient reads only the argmax positions. An add whose only reader is a relu
+ * the pool's gradient reads only the argmax positions; likewise a training batch norm
+ * with its relu into the maxpool that alone reads it (its gradient recomputes y from x):
+ * the batch norm's elementwise pass pools each window as it computes it and writes the
+ * pooled values and argmax positions, not the full-size output. An add whose only reader is a relu
  * or a relu's gradient, a residual block's sum forward and backward, is done in that
  * op's pass.) The fused ops compute the same
  * values in the same order as the pairs did: results are bit-identical (nnqc
@@ -118,7 +122,7 @@ static void fuse_func(IrFunc *f) {
             in->name = g->name; /* the bn's, as its @ref prints */
         }
     }
-    /* then relu -> maxpool, add -> relu and add -> relu_grad */
+    /* then relu -> maxpool, bias_bn_relu_train -> maxpool, add -> relu and add -> relu_grad */
     free(uses);
     uses = count_uses(f, dead);
     for (int i = 0; i < f->n; i++) {
@@ -129,6 +133,13 @@ static void fuse_func(IrFunc *f) {
             dead[in->args[0]] = true;
             in->op = IR_RELU_MAXPOOL;
             in->args[0] = a->args[0];
+        } else if (in->op == IR_MAXPOOL && a->op == IR_BIAS_BN_RELU_TRAIN && !dead[in->args[0]] &&
+                   uses[in->args[0]] == 1) {
+            dead[in->args[0]] = true;
+            in->op = IR_BIAS_BN_RELU_MAXPOOL_TRAIN;
+            in->attr[2] = in->attr[1], in->attr[1] = in->attr[0], in->attr[0] = a->attr[0];
+            in->args[0] = a->args[0], in->args[1] = a->args[1];
+            in->name = a->name; /* the bn's, as its @ref prints */
         } else if ((in->op == IR_RELU || in->op == IR_RELU_GRAD) && a->op == IR_ADD && !dead[in->args[0]] &&
                    uses[in->args[0]] == 1) {
             dead[in->args[0]] = true;

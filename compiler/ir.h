@@ -20,7 +20,7 @@ typedef enum IrOp {
 } IrOp;
 
 /* The ATTRS and ARG1 columns of ir_ops.def. */
-typedef enum IrAttrs { IR_ATTRS_NONE, IR_ATTRS_PARAM, IR_ATTRS_BN, IR_ATTRS_CONV, IR_ATTRS_POOL, IR_ATTRS_MATMUL, IR_ATTRS_RATE } IrAttrs;
+typedef enum IrAttrs { IR_ATTRS_NONE, IR_ATTRS_PARAM, IR_ATTRS_BN, IR_ATTRS_CONV, IR_ATTRS_POOL, IR_ATTRS_MATMUL, IR_ATTRS_RATE, IR_ATTRS_BN_POOL } IrAttrs;
 typedef enum IrArg1 { IR_ARG1_VALUE, IR_ARG1_FWD_INPUT, IR_ARG1_FWD_SIDE } IrArg1;
 
 const char *ir_op_name(IrOp op);
@@ -45,7 +45,7 @@ typedef struct IrInst {
     int args[3];
     IrShape shape;
     IrDType dtype;
-    int64_t attr[2];
+    int64_t attr[3];
     const char *name;   /* layer name for messages and dumps; may be NULL */
     SrcLoc loc;
 } IrInst;

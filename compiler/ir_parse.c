@@ -339,6 +339,11 @@ static bool parse_inst(Parser *ps, IrFunc *f) {
     case IR_ATTRS_POOL:
         if (!expect(ps, "window") || !integer(ps, &in.attr[0]) || !expect(ps, "stride") || !integer(ps, &in.attr[1])) return false;
         break;
+    case IR_ATTRS_BN_POOL:
+        if (!expect(ps, ",") || !at_ref(ps, &in, true) || !expect(ps, "window") || !integer(ps, &in.attr[1]) ||
+            !expect(ps, "stride") || !integer(ps, &in.attr[2]))
+            return false;
+        break;
     case IR_ATTRS_MATMUL:
         in.attr[0] = lit(ps, "transpose_a");
         in.attr[1] = lit(ps, "transpose_b");

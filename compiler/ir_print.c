@@ -35,6 +35,9 @@ static void print_func(const IrFunc *f, FILE *out) {
         case IR_ATTRS_BN: fprintf(out, "%s@%s", na ? ", " : " ", in->name); break;
         case IR_ATTRS_CONV: fprintf(out, " stride %lld pad %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
         case IR_ATTRS_POOL: fprintf(out, " window %lld stride %lld", (long long)in->attr[0], (long long)in->attr[1]); break;
+        case IR_ATTRS_BN_POOL:
+            fprintf(out, ", @%s window %lld stride %lld", in->name, (long long)in->attr[1], (long long)in->attr[2]);
+            break;
         case IR_ATTRS_MATMUL:
             if (in->attr[0]) fputs(" transpose_a", out);
             if (in->attr[1]) fputs(" transpose_b", out);

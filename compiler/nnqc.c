@@ -59,8 +59,8 @@ static void usage(FILE *out) {
           "                     fuse or memplan\n"
           "  --verify-each      run the IR verifier after every pass\n"
           "  --no-share-memory  give every IR value its own buffer (no lifetime sharing)\n"
-          "  --no-fuse-layers   keep bias_add + batch norm, relu_grad + bn_grad, relu + maxpool and\n"
-          "                     add + relu as separate ops\n"
+          "  --no-fuse-layers   keep bias_add + batch norm (+ relu, + maxpool), relu_grad + bn_grad,\n"
+          "                     relu + maxpool and add + relu as separate ops\n"
           "  --no-cache         neither use nor fill the compiled-code cache ($NNQ_CACHE_DIR,\n"
           "                     else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)\n",
           out);

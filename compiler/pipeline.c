@@ -8,7 +8,7 @@
  *   lower          lower.c           the model as train/eval IR functions, shapes checked
  *   instantiate    instantiate.c     each parameter's projection, for its label set (proj.c)
  *   autodiff       autodiff.c        the backward pass appended to train
- *   fuse_layers    fuse_layers.c     bias + batch norm, relu grad + bn grad, relu + maxpool, add + relu as one op each
+ *   fuse_layers    fuse_layers.c     bias + batch norm (+ relu + maxpool), relu grad + bn grad, relu + maxpool, add + relu as one op each
  *   fuse           fuse.c            each parameter's fused gradient -> projection -> optimizer kernels
  *   memplan        memplan.c         where every value and scratch buffer lives
  *   ---- back end (codegen.h), driven by nnqc.c ----

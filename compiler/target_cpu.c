@@ -408,10 +408,13 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
      * them (synchronized batch norm), otherwise in one pass. */
     /* relu_bn_grad's relu mask; bias_relu_bn_grad's y recomputed from x (B) and the bias
      * (C); bias_bn_relu_train / eval storing relu(y) */
-    bool recompute = in->op == IR_BIAS_RELU_BN_GRAD;
+    /* bias_bn_relu_maxpool_train pooling relu(y) as it computes it (the runtime's maxpool
+     * with the same operations), writing the pooled values and their argmax positions (its
+     * side buffer, in the context's tenth slot) */
+    bool recompute = in->op == IR_BIAS_RELU_BN_GRAD, pool = in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN;
     bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD || recompute;
-    bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_RELU_TRAIN;
-    bool relu_out = in->op == IR_BIAS_BN_RELU_TRAIN || in->op == IR_BIAS_BN_RELU_EVAL;
+    bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_RELU_TRAIN || pool;
+    bool relu_out = in->op == IR_BIAS_BN_RELU_TRAIN || in->op == IR_BIAS_BN_RELU_EVAL || pool;
     bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL || relu_out;
     bool relu = in->op == IR_RELU_BN_GRAD || recompute;
     LLVMValueRef Cb = recompute ? arg_val(fc, i, 2) : NULL;
@@ -426,9 +429,13 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     int64_t S = chan_inner(as);
     LLVMValueRef ntot = train || grad ? fc->ntot : fc->n;
     LLVMValueRef outer[10] = {A,     B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]),
-                              ci64(cg, S), ntot, Cb ? Cb : A};
-    char name[64];
-    snprintf(name, sizeof name, "par.%s%s%s", ir_op_name(in->op), S > 1 ? ".s" : "", db ? ".db" : "");
+                              ci64(cg, S), ntot, Cb ? Cb : pool ? fc->extra[i] : A};
+    char name[96];
+    if (pool) /* the pooling geometry is the body's own */
+        snprintf(name, sizeof name, "par.%s.%lldx%lld.k%lld.s%lld", ir_op_name(in->op), (long long)as->d[2],
+                 (long long)as->d[3], (long long)in->attr[1], (long long)in->attr[2]);
+    else
+        snprintf(name, sizeof name, "par.%s%s%s", ir_op_name(in->op), S > 1 ? ".s" : "", db ? ".db" : "");
     LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
     if (!body) {
         LLVMValueRef v[10];
@@ -494,26 +501,36 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         /* Elementwise pass. */
         LLVMBasicBlockRef last;
         cg_if_begin(cg, in_stage(cg, stage, 3), &last);
-        ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, bias ? 5 : 4);
-        LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
-        if (grad) {
-            LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
-            LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
-            LLVMValueRef y = ldf(cg, B, l.k);
-            if (recompute) /* the forward's y: ((x + b) - mean) * sc, as below */
-                y = LLVMBuildFMul(b, LLVMBuildFSub(b, LLVMBuildFAdd(b, y, l.cv[4], ""), l.cv[1], ""), sc, "");
-            if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
-            LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
-            res = LLVMBuildFMul(b, sc, t, "");
+        if (pool) {
+            LLVMValueRef i32[3] = {LLVMBuildTrunc(b, cs.C, cg->ti32, ""), LLVMBuildTrunc(b, c0, cg->ti32, ""),
+                                   LLVMBuildTrunc(b, c1, cg->ti32, "")};
+            cg_rt_call(cg, "nnq_rt_bn_relu_maxpool",
+                       (LLVMValueRef[]){A, bias, bn[2], bn[3], n, i32[0], i32[1], i32[2], ci32(cg, (int32_t)as->d[2]),
+                                        ci32(cg, (int32_t)as->d[3]), ci32(cg, (int32_t)in->attr[1]),
+                                        ci32(cg, (int32_t)in->attr[2]), out, Cb},
+                       14);
         } else {
-            if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
-            res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
-            if (relu_out) res = fmaxv(cg, res, cf32(cg, 0)); /* the relu op's */
+            ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, bias ? 5 : 4);
+            LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
+            if (grad) {
+                LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
+                LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
+                LLVMValueRef y = ldf(cg, B, l.k);
+                if (recompute) /* the forward's y: ((x + b) - mean) * sc, as below */
+                    y = LLVMBuildFMul(b, LLVMBuildFSub(b, LLVMBuildFAdd(b, y, l.cv[4], ""), l.cv[1], ""), sc, "");
+                if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
+                LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
+                res = LLVMBuildFMul(b, sc, t, "");
+            } else {
+                if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
+                res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
+                if (relu_out) res = fmaxv(cg, res, cf32(cg, 0)); /* the relu op's */
+            }
+            stf(cg, out, l.k, res);
+            chan_end(cg, &l);
+            if (db) /* bias_grad's sums of the group's output, still in cache */
+                chan_sums(cg, CHAN_SUM, cs, out, NULL, NULL, NULL, NULL, n, c0, c1, bn[8], NULL);
         }
-        stf(cg, out, l.k, res);
-        chan_end(cg, &l);
-        if (db) /* bias_grad's sums of the group's output, still in cache */
-            chan_sums(cg, CHAN_SUM, cs, out, NULL, NULL, NULL, NULL, n, c0, c1, bn[8], NULL);
         cg_if_end(cg, last);
         cg_loop_end(cg, &grp);
         par_finish(cg, &p);
@@ -747,6 +764,7 @@ const CgTarget cg_target_cpu = {
         [IR_RELU_BN_GRAD] = cpu_bn,
         [IR_BIAS_BN_RELU_TRAIN] = cpu_bn,
         [IR_BIAS_BN_RELU_EVAL] = cpu_bn,
+        [IR_BIAS_BN_RELU_MAXPOOL_TRAIN] = cpu_bn,
         [IR_BIAS_RELU_BN_GRAD] = cpu_bn,
         [IR_CONV2D] = cpu_conv,
         [IR_CONV2D_DX] = cpu_conv,

@@ -112,6 +112,20 @@ static bool shape_dwconv2d_dx(const Check *c) {
     return true;
 }
 
+/* bias_bn_relu_maxpool_train: a biased batch norm's operands, a maxpool's result */
+static bool shape_bn_pool(const Check *c) {
+    const IrInst *in = c->in;
+    const IrShape *a = c->a, *b = c->b, *s = c->s;
+    int64_t k = in->attr[1], st = in->attr[2];
+    if (in->attr[0] < 0 || in->attr[0] >= c->m->nbns) FAIL_AT(c, "bn index out of range");
+    if (a->rank != 4 || a->d[1] != c->m->bns[in->attr[0]].features || b->rank != 1 || b->d[0] != a->d[1])
+        FAIL_AT(c, "%s batch-norm shape mismatch", ir_op_name(in->op));
+    if (k < 1 || st < 1 || s->rank != 4 || s->d[0] != a->d[0] || s->d[1] != a->d[1] ||
+        s->d[2] != window_out(a->d[2], k, st, 0) || s->d[3] != window_out(a->d[3], k, st, 0))
+        FAIL_AT(c, "%s shapes do not agree", ir_op_name(in->op));
+    return true;
+}
+
 /* A gradient op whose second operand is its forward op, `fwd` (ARG1 FWD_INPUT or FWD_SIDE). */
 static bool names_forward(const Check *c, IrOp fwd) {
     if (c->f->insts[c->in->args[1]].op != fwd) FAIL_AT(c, "%s must name its forward op", ir_op_name(c->in->op));
@@ -121,7 +135,8 @@ static bool names_forward(const Check *c, IrOp fwd) {
 static bool shape_conv2d_dw(const Check *c) { return names_forward(c, IR_CONV2D); }
 static bool shape_dwconv2d_dw(const Check *c) { return names_forward(c, IR_DWCONV2D); }
 static bool shape_maxpool_grad(const Check *c) {
-    if (c->f->insts[c->in->args[1]].op == IR_RELU_MAXPOOL) return true;
+    IrOp fwd = c->f->insts[c->in->args[1]].op;
+    if (fwd == IR_RELU_MAXPOOL || fwd == IR_BIAS_BN_RELU_MAXPOOL_TRAIN) return true;
     return names_forward(c, IR_MAXPOOL);
 }
 

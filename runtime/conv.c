@@ -219,23 +219,65 @@ typedef float F4 __attribute__((vector_size(16)));
 typedef int32_t I4 __attribute__((vector_size(16)));
 
 /* Lanes i0..i3 of a:b (0-3 from a, 4-7 from b): GCC and clang spell it differently. */
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
 #if defined(__clang__)
 #define SHUF4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#define EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
 #else
 #define SHUF4(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (I4){i0, i1, i2, i3})
+#define EVEN8(a, b) __builtin_shuffle(a, b, (I8){0, 2, 4, 6, 8, 10, 12, 14})
+#define ODD8(a, b) __builtin_shuffle(a, b, (I8){1, 3, 5, 7, 9, 11, 13, 15})
 #endif
 
 /* Where mask is set, b, else a (lane by lane; bit operations, so any x86 does it in
  * registers). */
 static F4 pick_f(I4 mask, F4 b, F4 a) { return (F4)((mask & (I4)b) | (~mask & (I4)a)); }
 static I4 pick_i(I4 mask, I4 b, I4 a) { return (mask & b) | (~mask & a); }
+/* pick_f, pick_i on 8 lanes (macros: a function returning an 8-float vector would have
+ * the baseline's ABI, which passes it in memory, even where inlined into an AVX clone) */
+#define PICK_F8(mask, b, a) ((F8)(((mask) & (I8)(b)) | (~(mask) & (I8)(a))))
+#define PICK_I8(mask, b, a) (((mask) & (b)) | (~(mask) & (a)))
+
+/* Eight windows of rows r0, r1 from column 2q: values (bn'd, relu'd as asked) into y,
+ * argmax positions (row-major, base `at`) into ip; the order of maxpool2_planes' loops. */
+__attribute__((always_inline)) static inline void maxpool2_eight(const float *r0, const float *r1, int32_t w, int32_t at, bool relu,
+                                  const float *bn, float *y, int32_t *ip) {
+    F8 u0, u1, v0, v1;
+    memcpy(&u0, r0, 32), memcpy(&u1, r0 + 8, 32), memcpy(&v0, r1, 32), memcpy(&v1, r1 + 8, 32);
+    if (bn) {
+        F8 b = {bn[0], bn[0], bn[0], bn[0], bn[0], bn[0], bn[0], bn[0]};
+        F8 m = {bn[1], bn[1], bn[1], bn[1], bn[1], bn[1], bn[1], bn[1]};
+        F8 s = {bn[2], bn[2], bn[2], bn[2], bn[2], bn[2], bn[2], bn[2]};
+        u0 = ((u0 + b) - m) * s, u1 = ((u1 + b) - m) * s, v0 = ((v0 + b) - m) * s, v1 = ((v1 + b) - m) * s;
+    }
+    if (relu) {
+        F8 z = {0};
+        u0 = PICK_F8(u0 >= z, u0, z), u1 = PICK_F8(u1 >= z, u1, z);
+        v0 = PICK_F8(v0 >= z, v0, z), v1 = PICK_F8(v1 >= z, v1, z);
+    }
+    F8 a = EVEN8(u0, u1), b = ODD8(u0, u1), c = EVEN8(v0, v1), d = ODD8(v0, v1), m = a;
+    I8 k = {0}, gt, one = {1, 1, 1, 1, 1, 1, 1, 1}, wv = one * w, wv1 = wv + one;
+    gt = b > m, k = PICK_I8(gt, one, k), m = PICK_F8(gt, b, m);
+    gt = c > m, k = PICK_I8(gt, wv, k), m = PICK_F8(gt, c, m);
+    gt = d > m, k = PICK_I8(gt, wv1, k), m = PICK_F8(gt, d, m);
+    I8 pos = k + (I8){at, at + 2, at + 4, at + 6, at + 8, at + 10, at + 12, at + 14};
+    memcpy(y, &m, 32), memcpy(ip, &pos, 32);
+}
 
 /* relu(v) as the generated code computes it: v >= 0 ? v : 0 (so -0 stays -0). */
 static inline float relu_f(float v) { return v >= 0.0f ? v : 0.0f; }
 
 /* With relu, each window's values pass through relu as they are read (relu_maxpool): the
- * values and argmax positions of a maxpool of relu(x). */
-static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, bool relu, float *y, int32_t *idx) {
+ * values and argmax positions of a maxpool of relu(x). With bn {b, m, s} (every plane
+ * the same), each value v becomes ((v + b) - m) * s before the relu, a batch norm's
+ * elementwise pass (nnq_rt_bn_relu_maxpool): the same operations in the same order, so
+ * the same values as the generated pass stores. */
+__attribute__((always_inline)) static inline float bn_f(const float *bn, float v) { return ((v + bn[0]) - bn[1]) * bn[2]; }
+
+RT_ISA_CLONES static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, bool relu,
+                                          const float *bn, float *y, int32_t *idx) {
     int32_t oh = h / 2, ow = w / 2;
     for (int32_t p = 0; p < planes; p++) {
         const float *src = x + (int64_t)p * h * w;
@@ -244,12 +286,20 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
         for (int32_t r = 0; r < oh; r++) {
             const float *r0 = src + (2 * r) * w, *r1 = r0 + w;
             int32_t q = 0;
-            /* four windows at a time: even and odd columns of both rows; the later
-             * candidate wins only when strictly greater, as in the scalar loop below */
+            /* eight, then four windows at a time: even and odd columns of both rows; the
+             * later candidate wins only when strictly greater, as in the scalar loop below */
+            for (; q + 8 <= ow; q += 8)
+                maxpool2_eight(r0 + 2 * q, r1 + 2 * q, w, 2 * r * w + 2 * q, relu, bn, yp + r * ow + q, ip + r * ow + q);
             for (; q + 4 <= ow; q += 4) {
                 F4 u0, u1, v0, v1;
                 memcpy(&u0, r0 + 2 * q, 16), memcpy(&u1, r0 + 2 * q + 4, 16);
                 memcpy(&v0, r1 + 2 * q, 16), memcpy(&v1, r1 + 2 * q + 4, 16);
+                if (bn) {
+                    F4 b = {bn[0], bn[0], bn[0], bn[0]}, m = {bn[1], bn[1], bn[1], bn[1]};
+                    F4 s = {bn[2], bn[2], bn[2], bn[2]};
+                    u0 = ((u0 + b) - m) * s, u1 = ((u1 + b) - m) * s;
+                    v0 = ((v0 + b) - m) * s, v1 = ((v1 + b) - m) * s;
+                }
                 if (relu) {
                     F4 z = {0, 0, 0, 0};
                     u0 = pick_f(u0 >= z, u0, z), u1 = pick_f(u1 >= z, u1, z);
@@ -269,6 +319,7 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
             }
             for (; q < ow; q++) {
                 float a = r0[2 * q], b = r0[2 * q + 1], c = r1[2 * q], d = r1[2 * q + 1];
+                if (bn) a = bn_f(bn, a), b = bn_f(bn, b), c = bn_f(bn, c), d = bn_f(bn, d);
                 if (relu) a = relu_f(a), b = relu_f(b), c = relu_f(c), d = relu_f(d);
                 int32_t at = 2 * r * w + 2 * q;
                 float m = a;
@@ -284,9 +335,9 @@ static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w
 }
 
 static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
-                           bool relu, float *y, int32_t *idx) {
+                           bool relu, const float *bn, float *y, int32_t *idx) {
     if (k == 2 && stride == 2) {
-        maxpool2_planes(x, planes, h, w, relu, y, idx);
+        maxpool2_planes(x, planes, h, w, relu, bn, y, idx);
         return;
     }
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
@@ -295,11 +346,13 @@ static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w,
         for (int32_t r = 0; r < oh; r++)
             for (int32_t q = 0; q < ow; q++) {
                 int32_t best = (r * stride) * w + q * stride;
-                float m = relu ? relu_f(src[best]) : src[best];
+                float m = bn ? bn_f(bn, src[best]) : src[best];
+                m = relu ? relu_f(m) : m;
                 for (int32_t i = 0; i < k; i++)
                     for (int32_t j = 0; j < k; j++) {
                         int32_t at = (r * stride + i) * w + q * stride + j;
-                        float v = relu ? relu_f(src[at]) : src[at];
+                        float v = bn ? bn_f(bn, src[at]) : src[at];
+                        v = relu ? relu_f(v) : v;
                         if (v > m) m = v, best = at;
                     }
                 int64_t o = ((int64_t)p * oh + r) * ow + q;
@@ -405,7 +458,7 @@ static int64_t min_items(int64_t item_elems) {
 static void maxpool_range(void *p, int64_t b, int64_t e) {
     const ImageJob *j = p;
     int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
-    maxpool_planes(j->in + b * in, (int32_t)(e - b), j->h, j->w, j->kh, j->stride, j->relu, j->out + b * out,
+    maxpool_planes(j->in + b * in, (int32_t)(e - b), j->h, j->w, j->kh, j->stride, j->relu, NULL, j->out + b * out,
                    j->idx_out + b * out);
 }
 
@@ -444,6 +497,20 @@ void nnq_rt_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_
 void nnq_rt_relu_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                          float *y, int32_t *idx) {
     maxpool(x, planes, h, w, k, stride, true, y, idx);
+}
+
+/* The planes of channels [c0, c1) of every sample, one at a time with its channel's
+ * batch-norm transform. */
+void nnq_rt_bn_relu_maxpool(const float *x, const float *bias, const float *mean, const float *scale, int64_t n,
+                            int32_t c, int32_t c0, int32_t c1, int32_t h, int32_t w, int32_t k, int32_t stride,
+                            float *y, int32_t *idx) {
+    int64_t hw = (int64_t)h * w, ohw = (int64_t)((h - k) / stride + 1) * ((w - k) / stride + 1);
+    for (int64_t s = 0; s < n; s++)
+        for (int32_t ch = c0; ch < c1; ch++) {
+            const float bn[3] = {bias[ch], mean[ch], scale[ch]};
+            int64_t p = s * c + ch;
+            maxpool_planes(x + p * hw, 1, h, w, k, stride, true, bn, y + p * ohw, idx + p * ohw);
+        }
 }
 
 void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,

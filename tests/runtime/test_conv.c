@@ -149,6 +149,60 @@ void test_maxpool(void) {
     }
 }
 
+/* nnq_rt_bn_relu_maxpool against its definition, computed here: v = ((x + b) - mean) * s,
+ * relu'd, then each window's first maximum. Samples of 4 channels, channels 1-2 pooled
+ * (the others left alone); 2 x 2 windows on planes of 6 x 26 (13 windows a row: eight,
+ * four and one at a time) and 3 x 3 ones (the general loop); values with ties. */
+void test_bn_relu_maxpool(void) {
+    enum { N = 2, C = 4, H = 6, W = 26, MAXO = 3 * 13 };
+    const float bias[C] = {0.5f, -1.0f, 0.25f, 2.0f}, mean[C] = {0.1f, 0.3f, -0.7f, 0.0f};
+    const float scale[C] = {1.5f, 0.75f, 2.0f, 1.0f};
+    unsigned seed = 17;
+    float x[N * C * H * W];
+    for (int i = 0; i < N * C * H * W; i++) x[i] = (float)((int)((frand(&seed) + 0.5f) * 6) - 3) * 0.5f;
+    for (int k = 2; k <= 3; k++) {
+        int OH = (H - k) / 2 + 1, OW = (W - k) / 2 + 1;
+        float y[N * C * MAXO], want_y[N * C * MAXO];
+        int32_t idx[N * C * MAXO], want_idx[N * C * MAXO];
+        memset(y, 0x7f, sizeof y), memset(idx, 0x7f, sizeof idx);
+        memcpy(want_y, y, sizeof y), memcpy(want_idx, idx, sizeof idx);
+        for (int n = 0; n < N; n++)
+            for (int c = 1; c < 3; c++)
+                for (int r = 0; r < OH; r++)
+                    for (int q = 0; q < OW; q++) {
+                        int best = -1;
+                        float m = 0;
+                        for (int i = 0; i < k; i++)
+                            for (int j = 0; j < k; j++) {
+                                int at = (2 * r + i) * W + 2 * q + j;
+                                float v = ((x[(n * C + c) * H * W + at] + bias[c]) - mean[c]) * scale[c];
+                                v = v >= 0 ? v : 0.0f;
+                                if (best < 0 || v > m) m = v, best = at;
+                            }
+                        int o = ((n * C + c) * OH + r) * OW + q;
+                        want_y[o] = m, want_idx[o] = best;
+                    }
+        nnq_rt_bn_relu_maxpool(x, bias, mean, scale, N, C, 1, 3, H, W, k, 2, y, idx);
+        CHECK(!memcmp(y, want_y, sizeof(float) * N * C * OH * OW) && !memcmp(idx, want_idx, sizeof(int32_t) * N * C * OH * OW),
+              "bn_relu_maxpool %dx%d on %dx%d planes: values and first argmax of relu(bn(x)), channels 1-2 only", k, k, H,
+              W);
+        /* and nnq_rt_maxpool of the plain values, the same windows */
+        float v[N * C * H * W];
+        for (int i = 0; i < N * C * H * W; i++) v[i] = x[i];
+        nnq_rt_maxpool(v, N * C, H, W, k, 2, y, idx);
+        bool first = true;
+        for (int p = 0; p < N * C; p++)
+            for (int o = 0; o < OH * OW; o++) {
+                int r = o / OW, q = o % OW, best = 2 * r * W + 2 * q;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++)
+                        if (v[p * H * W + (2 * r + i) * W + 2 * q + j] > v[p * H * W + best]) best = (2 * r + i) * W + 2 * q + j;
+                first &= idx[p * OH * OW + o] == best && y[p * OH * OW + o] == v[p * H * W + best];
+            }
+        CHECK(first, "maxpool %dx%d on %dx%d planes: values and first argmax", k, k, H, W);
+    }
+}
+
 /* conv2d, conv2d_dx and conv2d_dw against direct sums in double, over geometries that
  * give one sample per chunk, several (with a last partial chunk) and several dw slots,
  * each computed every way: by the rules, im2col + OpenBLAS (conv.c), oneDNN (conv_dnnl.c,
