@@ -242,8 +242,9 @@ static I4 pick_i(I4 mask, I4 b, I4 a) { return (mask & b) | (~mask & a); }
 
 /* Eight windows of rows r0, r1 from column 2q: values (bn'd, relu'd as asked) into y,
  * argmax positions (row-major, base `at`) into ip; the order of maxpool2_planes' loops. */
-__attribute__((always_inline)) static inline void maxpool2_eight(const float *r0, const float *r1, int32_t w, int32_t at, bool relu,
-                                  const float *bn, float *y, int32_t *ip) {
+__attribute__((always_inline)) static inline void maxpool2_eight(const float *r0, const float *r1, int32_t w,
+                                                                  int32_t at, bool relu, const float *bn, float *y,
+                                                                  int32_t *ip) {
     F8 u0, u1, v0, v1;
     memcpy(&u0, r0, 32), memcpy(&u1, r0 + 8, 32), memcpy(&v0, r1, 32), memcpy(&v1, r1 + 8, 32);
     if (bn) {
@@ -274,7 +275,9 @@ static inline float relu_f(float v) { return v >= 0.0f ? v : 0.0f; }
  * the same), each value v becomes ((v + b) - m) * s before the relu, a batch norm's
  * elementwise pass (nnq_rt_bn_relu_maxpool): the same operations in the same order, so
  * the same values as the generated pass stores. */
-__attribute__((always_inline)) static inline float bn_f(const float *bn, float v) { return ((v + bn[0]) - bn[1]) * bn[2]; }
+__attribute__((always_inline)) static inline float bn_f(const float *bn, float v) {
+    return ((v + bn[0]) - bn[1]) * bn[2];
+}
 
 RT_ISA_CLONES static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, bool relu,
                                           const float *bn, float *y, int32_t *idx) {
@@ -289,7 +292,8 @@ RT_ISA_CLONES static void maxpool2_planes(const float *x, int32_t planes, int32_
             /* eight, then four windows at a time: even and odd columns of both rows; the
              * later candidate wins only when strictly greater, as in the scalar loop below */
             for (; q + 8 <= ow; q += 8)
-                maxpool2_eight(r0 + 2 * q, r1 + 2 * q, w, 2 * r * w + 2 * q, relu, bn, yp + r * ow + q, ip + r * ow + q);
+                maxpool2_eight(r0 + 2 * q, r1 + 2 * q, w, 2 * r * w + 2 * q, relu, bn, yp + r * ow + q,
+                               ip + r * ow + q);
             for (; q + 4 <= ow; q += 4) {
                 F4 u0, u1, v0, v1;
                 memcpy(&u0, r0 + 2 * q, 16), memcpy(&u1, r0 + 2 * q + 4, 16);

@@ -24,14 +24,16 @@
  *
  * Small outputs: a product C = A B^T (A not transposed, B transposed: rows of both run
  * along k) of at most DOT_MAX_OUT elements and k >= DOT_MIN_K is computed by dot products
- * here (sgemm_nt_small), by the rule (rt_gemm_set_mode(RT_LIB_RULE)); both libraries pack
+ * here (rt_sgemm_nt_small), by the rule (rt_gemm_set_mode(RT_LIB_RULE)); both libraries pack
  * their operands into panels for a register tile larger than such a C. These are the
  * weight gradients of convolutions with few weights (LeNet-5's conv1: 20 x 25 x 576 per
  * sample): a tile of TI x TJ outputs, each a vector of partial sums over k, then summed
  * across the lanes; compiled for AVX-512 (16 lanes, 4 x 6) and AVX2 + FMA (8 lanes,
  * 3 x 4: 16 registers), the first this CPU runs chosen at run time, and SSE2 (4 lanes,
  * 2 x 3) else. Measured on AMD Zen 5, one thread, 20 x 25 x 576: 102 GFLOP/s with
- * AVX-512, 74 with AVX2, against OpenBLAS's 51 (Haswell kernels) and oneDNN's 60.
+ * AVX-512, 74 with AVX2, against OpenBLAS's 51 (Haswell kernels) and oneDNN's 60. Its
+ * bits, like the libraries', depend on the kernel the CPU runs, never on the thread
+ * count (the blocks are fixed by the shape).
  *
  * Threads: both libraries run single-threaded (parallel.c; oneDNN's OpenMP held to one
  * thread on each thread that calls it); a large product is cut into
@@ -163,7 +165,8 @@ static DotFn *_Atomic dot_fn;
 
 bool rt_gemm_dot_lanes(int lanes) {
     __builtin_cpu_init();
-    bool avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    bool avx512 = __builtin_cpu_supports("avx512f");
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (lanes == 0) lanes = avx512 ? 16 : avx2 ? 8 : 4;
     if ((lanes == 16 && !avx512) || (lanes == 8 && !avx2) || (lanes != 16 && lanes != 8 && lanes != 4))
         return false;
