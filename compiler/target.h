@@ -31,10 +31,10 @@
 
 typedef struct CgTarget CgTarget;
 
-/* The code generator's state for one module. */
 /* The buffers of a batch norm (Cg.bnbuf): their names in codegen.c, their order below. */
 enum { CG_BN_BUFS = 9 };
 
+/* The code generator's state for one module. */
 typedef struct Cg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;

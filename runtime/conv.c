@@ -218,9 +218,11 @@ void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w
 typedef float F4 __attribute__((vector_size(16)));
 typedef int32_t I4 __attribute__((vector_size(16)));
 
-/* Lanes i0..i3 of a:b (0-3 from a, 4-7 from b): GCC and clang spell it differently. */
 typedef float F8 __attribute__((vector_size(32)));
 typedef int32_t I8 __attribute__((vector_size(32)));
+
+/* Lanes i0..i3 of a:b (0-3 from a, 4-7 from b), and the even and odd lanes of two 8-lane
+ * vectors: GCC and clang spell them differently. */
 #if defined(__clang__)
 #define SHUF4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
 #define EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)

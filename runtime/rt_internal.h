@@ -217,7 +217,8 @@ void rt_dnnl_chunk(const RtDnnlConv *k, int64_t cnt, const float *a, const float
 void rt_dnnl_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, const float *a,
                    int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc);
 /* gemm.c: which library computes its products: oneDNN's sgemm where oneDNN runs AVX-512
- * code and a product is not small (the rule), OpenBLAS (never), oneDNN's (always);
+ * code and a product is not small, gemm.c's dot kernel for small outputs (the rule),
+ * OpenBLAS (never), oneDNN's (always);
  * rt_gemm_dnnl: whether oneDNN computes an m x n x k product now. */
 void rt_gemm_set_mode(RtLibMode mode);
 bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k);

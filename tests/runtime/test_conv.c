@@ -65,6 +65,23 @@ void test_avgpool(void) {
           "avgpool gradient spreads dy / k^2");
 }
 
+/* The k x k, stride-2 maxpool of `planes` planes of h x w by a direct search: each window's
+ * value and the position (row * w + column) of its first maximum. */
+static void maxpool_want(const float *x, int planes, int h, int w, int k, float *y, int32_t *idx) {
+    int oh = (h - k) / 2 + 1, ow = (w - k) / 2 + 1;
+    for (int p = 0; p < planes; p++)
+        for (int r = 0; r < oh; r++)
+            for (int q = 0; q < ow; q++) {
+                const float *src = x + p * h * w;
+                int best = 2 * r * w + 2 * q;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++)
+                        if (src[(2 * r + i) * w + 2 * q + j] > src[best]) best = (2 * r + i) * w + 2 * q + j;
+                y[(p * oh + r) * ow + q] = src[best];
+                idx[(p * oh + r) * ow + q] = best;
+            }
+}
+
 void test_maxpool(void) {
     /* two 4x4 planes, 2x2 windows; ties go to the first maximum */
     float x[32] = {1, 2, 0, 0, 3, 1, 0, 5, 0, 0, 7, 7, 0, 9, 7, 1,
@@ -93,16 +110,7 @@ void test_maxpool(void) {
     for (int k = 2; k <= 3; k++) {
         int OH = (H - k) / 2 + 1, OW = (W - k) / 2 + 1;
         nnq_rt_maxpool(xr, P, H, W, k, 2, yr, ir);
-        for (int p = 0; p < P; p++)
-            for (int r = 0; r < OH; r++)
-                for (int q = 0; q < OW; q++) {
-                    int best = 2 * r * W + 2 * q;
-                    for (int i = 0; i < k; i++)
-                        for (int j = 0; j < k; j++)
-                            if (xr[p * H * W + (2 * r + i) * W + 2 * q + j] > xr[p * H * W + best]) best = (2 * r + i) * W + 2 * q + j;
-                    yw[(p * OH + r) * OW + q] = xr[p * H * W + best];
-                    iw[(p * OH + r) * OW + q] = best;
-                }
+        maxpool_want(xr, P, H, W, k, yw, iw);
         CHECK(!memcmp(yr, yw, sizeof(float) * P * OH * OW) && !memcmp(ir, iw, sizeof(int32_t) * P * OH * OW),
               "maxpool %dx%d stride 2 on 7x9 planes: values and first argmax", k, k);
     }
@@ -149,57 +157,41 @@ void test_maxpool(void) {
     }
 }
 
-/* nnq_rt_bn_relu_maxpool against its definition, computed here: v = ((x + b) - mean) * s,
- * relu'd, then each window's first maximum. Samples of 4 channels, channels 1-2 pooled
- * (the others left alone); 2 x 2 windows on planes of 6 x 26 (13 windows a row: eight,
- * four and one at a time) and 3 x 3 ones (the general loop); values with ties. */
+/* nnq_rt_bn_relu_maxpool against its definition: v = ((x + b) - mean) * s, relu'd
+ * (v >= 0 ? v : 0), then maxpool_want of those values. Samples of 4 channels, channels 1-2
+ * pooled (the others left alone); 2 x 2 windows on planes of 6 x 26 (13 windows a row:
+ * eight, four and one at a time) and 3 x 3 ones (the general loop); values with ties. The
+ * same planes through nnq_rt_maxpool check its eight-window path without the transform. */
 void test_bn_relu_maxpool(void) {
     enum { N = 2, C = 4, H = 6, W = 26, MAXO = 3 * 13 };
     const float bias[C] = {0.5f, -1.0f, 0.25f, 2.0f}, mean[C] = {0.1f, 0.3f, -0.7f, 0.0f};
     const float scale[C] = {1.5f, 0.75f, 2.0f, 1.0f};
     unsigned seed = 17;
-    float x[N * C * H * W];
-    for (int i = 0; i < N * C * H * W; i++) x[i] = (float)((int)((frand(&seed) + 0.5f) * 6) - 3) * 0.5f;
+    float x[N * C * H * W], t[N * C * H * W];
+    for (int i = 0; i < N * C * H * W; i++) {
+        int c = i / (H * W) % C;
+        x[i] = (float)((int)((frand(&seed) + 0.5f) * 6) - 3) * 0.5f;
+        float v = ((x[i] + bias[c]) - mean[c]) * scale[c];
+        t[i] = v >= 0 ? v : 0.0f;
+    }
     for (int k = 2; k <= 3; k++) {
-        int OH = (H - k) / 2 + 1, OW = (W - k) / 2 + 1;
+        int OH = (H - k) / 2 + 1, OW = (W - k) / 2 + 1, out = N * C * OH * OW;
         float y[N * C * MAXO], want_y[N * C * MAXO];
         int32_t idx[N * C * MAXO], want_idx[N * C * MAXO];
         memset(y, 0x7f, sizeof y), memset(idx, 0x7f, sizeof idx);
         memcpy(want_y, y, sizeof y), memcpy(want_idx, idx, sizeof idx);
-        for (int n = 0; n < N; n++)
-            for (int c = 1; c < 3; c++)
-                for (int r = 0; r < OH; r++)
-                    for (int q = 0; q < OW; q++) {
-                        int best = -1;
-                        float m = 0;
-                        for (int i = 0; i < k; i++)
-                            for (int j = 0; j < k; j++) {
-                                int at = (2 * r + i) * W + 2 * q + j;
-                                float v = ((x[(n * C + c) * H * W + at] + bias[c]) - mean[c]) * scale[c];
-                                v = v >= 0 ? v : 0.0f;
-                                if (best < 0 || v > m) m = v, best = at;
-                            }
-                        int o = ((n * C + c) * OH + r) * OW + q;
-                        want_y[o] = m, want_idx[o] = best;
-                    }
+        for (int n = 0; n < N; n++) {
+            int p = n * C + 1; /* channels 1 and 2 */
+            maxpool_want(t + p * H * W, 2, H, W, k, want_y + p * OH * OW, want_idx + p * OH * OW);
+        }
         nnq_rt_bn_relu_maxpool(x, bias, mean, scale, N, C, 1, 3, H, W, k, 2, y, idx);
-        CHECK(!memcmp(y, want_y, sizeof(float) * N * C * OH * OW) && !memcmp(idx, want_idx, sizeof(int32_t) * N * C * OH * OW),
+        CHECK(!memcmp(y, want_y, sizeof(float) * out) && !memcmp(idx, want_idx, sizeof(int32_t) * out),
               "bn_relu_maxpool %dx%d on %dx%d planes: values and first argmax of relu(bn(x)), channels 1-2 only", k, k, H,
               W);
-        /* and nnq_rt_maxpool of the plain values, the same windows */
-        float v[N * C * H * W];
-        for (int i = 0; i < N * C * H * W; i++) v[i] = x[i];
-        nnq_rt_maxpool(v, N * C, H, W, k, 2, y, idx);
-        bool first = true;
-        for (int p = 0; p < N * C; p++)
-            for (int o = 0; o < OH * OW; o++) {
-                int r = o / OW, q = o % OW, best = 2 * r * W + 2 * q;
-                for (int i = 0; i < k; i++)
-                    for (int j = 0; j < k; j++)
-                        if (v[p * H * W + (2 * r + i) * W + 2 * q + j] > v[p * H * W + best]) best = (2 * r + i) * W + 2 * q + j;
-                first &= idx[p * OH * OW + o] == best && y[p * OH * OW + o] == v[p * H * W + best];
-            }
-        CHECK(first, "maxpool %dx%d on %dx%d planes: values and first argmax", k, k, H, W);
+        nnq_rt_maxpool(x, N * C, H, W, k, 2, y, idx);
+        maxpool_want(x, N * C, H, W, k, want_y, want_idx);
+        CHECK(!memcmp(y, want_y, sizeof(float) * out) && !memcmp(idx, want_idx, sizeof(int32_t) * out),
+              "maxpool %dx%d on %dx%d planes: values and first argmax", k, k, H, W);
     }
 }
 
