@@ -87,13 +87,43 @@ static LLVMValueRef tanh_f32(Cg *cg, LLVMValueRef x) {
                           LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1), args, 2, "");
 }
 
-/* exp with its argument raised to -87 (exp(-87) ~ 1.6e-38, next to FLT_MIN): below
- * that expf underflows through a slow path (scalar and SIMD alike) that dominated
- * training once beta was large; the result differs from 0 by less than 2e-38. */
+static LLVMValueRef fmuladd(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+    LLVMValueRef args[3] = {a, b, c};
+    return cg_intrinsic(cg, "llvm.fmuladd", cg->tf32, args, 3);
+}
+
+/* exp, inline: straight-line code the loop vectorizer widens to any vector width, with
+ * no call. (Through libmvec, LLVM 14 knows only the 8-wide AVX2 variant: it held the
+ * PMF update kernels to 256 bits and spilled every live vector around four calls per
+ * iteration, which made them three times slower than the memory they move.)
+ *   n = round(x log2 e), by the 1.5 * 2^23 trick: the sum's low bits are n;
+ *   r = x - n ln 2, in two parts (Cody and Waite; n * C1 is exact);
+ *   exp(r) on |r| <= ln2/2 by Cephes' degree-7 polynomial, within 2 ulp of expf;
+ *   2^n built in the exponent field, as 2^(n-1) * 2 so that n = 128 still overflows
+ *   to +inf only where exp does (x > 88.72).
+ * x is first held to [-86.9, 88.8]: below, the result would leave the normal range
+ * through slow denormal arithmetic that dominated training once beta was large
+ * (exp(-86.9) ~ 2e-38 differs from the true value by less than that); above, exp is
+ * +inf anyway. NaN passes both comparisons and comes out NaN. */
 LLVMValueRef cg_exp_f32(Cg *cg, LLVMValueRef a) {
-    LLVMValueRef lo = LLVMConstReal(cg->tf32, -87.0);
-    LLVMValueRef x = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, a, lo, ""), lo, a, "");
-    return cg_intrinsic(cg, "llvm.exp", cg->tf32, &x, 1);
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef lo = cf32(cg, -86.9), hi = cf32(cg, 88.8);
+    LLVMValueRef x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, a, lo, ""), lo, a, "");
+    x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, x, hi, ""), hi, x, "");
+    LLVMValueRef magic = cf32(cg, 12582912.0); /* 1.5 * 2^23 */
+    LLVMValueRef t = fmuladd(cg, x, cf32(cg, 1.44269504088896341), magic);
+    LLVMValueRef n = LLVMBuildFSub(b, t, magic, "");
+    LLVMValueRef r = fmuladd(cg, n, cf32(cg, -0.693359375), x);
+    r = fmuladd(cg, n, cf32(cg, 2.12194440e-4), r);
+    static const double c[] = {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                               4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1};
+    LLVMValueRef p = cf32(cg, c[0]);
+    for (int i = 1; i < 6; i++) p = fmuladd(cg, p, r, cf32(cg, c[i]));
+    p = fmuladd(cg, p, LLVMBuildFMul(b, r, r, ""), LLVMBuildFAdd(b, r, cf32(cg, 1.0), ""));
+    LLVMValueRef bits = LLVMBuildBitCast(b, t, cg->ti32, "");
+    bits = LLVMBuildShl(b, LLVMBuildAdd(b, bits, LLVMConstInt(cg->ti32, 126, 0), ""), LLVMConstInt(cg->ti32, 23, 0), "");
+    LLVMValueRef scale = LLVMBuildBitCast(b, bits, cg->tf32, "");
+    return LLVMBuildFMul(b, LLVMBuildFMul(b, p, scale, ""), cf32(cg, 2.0), "");
 }
 
 LLVMValueRef cg_local(Cg *cg, LLVMTypeRef ty, LLVMValueRef init, const char *name) {
@@ -340,28 +370,59 @@ static LLVMValueRef kbuf(Cg *cg, int param, const IrKernelIO *io) {
 static LLVMValueRef bool_f(Cg *cg, LLVMValueRef c) { return LLVMBuildUIToFP(cg->b, c, cg->tf32, ""); }
 static LLVMValueRef truth(Cg *cg, LLVMValueRef v) { return LLVMBuildFCmp(cg->b, LLVMRealUNE, v, cf32(cg, 0), ""); }
 
+/* One kernel's scalar expressions being emitted: the value of each node (memo), the
+ * reciprocal of each node that divides (recip), and how many of the kernel's divisions
+ * divide by each node (ndiv). */
+typedef struct SxEmit {
+    LLVMValueRef *memo, *recip;
+    int *ndiv;
+    const LLVMValueRef *inputs, *scalars;
+} SxEmit;
+
+/* ndiv over the nodes reachable from `id` (memo marks the visited; the caller clears it). */
+static void count_divisions(const SxPool *pool, SxEmit *e, int id) {
+    if (e->memo[id]) return;
+    e->memo[id] = (LLVMValueRef)1;
+    const SxNode *n = sx_node(pool, id);
+    if (n->op == SX_DIV) e->ndiv[n->b]++;
+    if (n->op == SX_CONST || n->op == SX_INPUT) return;
+    int kids[3] = {n->a, n->b, n->c};
+    for (int i = 0; i < 3; i++)
+        if (kids[i] >= 0) count_divisions(pool, e, kids[i]);
+}
+
 /* The value of scalar expression `id` (memoized), from a kernel's per-element inputs and
- * its scalars. */
-static LLVMValueRef emit_sx(Cg *cg, LLVMValueRef *memo, const LLVMValueRef *inputs, const LLVMValueRef *scalars,
-                            int id) {
+ * its scalars. Divisions by a node that divides more than once become one reciprocal and
+ * multiplications (what LLVM does for divisions marked `arcp`): a projection's softmax
+ * and its gradient divide by the same sum four times, and a SIMD division costs a dozen
+ * multiplications' throughput. Each quotient moves by at most one ulp. */
+static LLVMValueRef emit_sx(Cg *cg, SxEmit *e, int id) {
+    LLVMValueRef *memo = e->memo;
     if (memo[id]) return memo[id];
     const SxNode *n = sx_node(cg->m->prog->pool, id);
     LLVMBuilderRef b = cg->b;
     LLVMValueRef a = NULL, c = NULL, r = NULL;
     if (n->op != SX_CONST && n->op != SX_INPUT) {
         assert(n->op != SX_VAR);
-        a = emit_sx(cg, memo, inputs, scalars, n->a);
-        if (n->b >= 0) c = emit_sx(cg, memo, inputs, scalars, n->b);
+        a = emit_sx(cg, e, n->a);
+        if (n->b >= 0) c = emit_sx(cg, e, n->b);
     }
     switch (n->op) {
     case SX_CONST: r = cf32(cg, n->value); break;
     case SX_INPUT:
-        r = n->slot >= IR_SCALAR_SLOT(0) ? scalars[n->slot - IR_SCALAR_SLOT(0)] : inputs[n->slot];
+        r = n->slot >= IR_SCALAR_SLOT(0) ? e->scalars[n->slot - IR_SCALAR_SLOT(0)] : e->inputs[n->slot];
         break;
     case SX_ADD: r = LLVMBuildFAdd(b, a, c, ""); break;
     case SX_SUB: r = LLVMBuildFSub(b, a, c, ""); break;
     case SX_MUL: r = LLVMBuildFMul(b, a, c, ""); break;
-    case SX_DIV: r = LLVMBuildFDiv(b, a, c, ""); break;
+    case SX_DIV:
+        if (e->ndiv[n->b] < 2) {
+            r = LLVMBuildFDiv(b, a, c, "");
+            break;
+        }
+        if (!e->recip[n->b]) e->recip[n->b] = LLVMBuildFDiv(b, cf32(cg, 1), c, "recip");
+        r = LLVMBuildFMul(b, a, e->recip[n->b], "");
+        break;
     case SX_NEG: r = LLVMBuildFNeg(b, a, ""); break;
     case SX_EXP: r = cg_exp_f32(cg, a); break;
     case SX_LOG: r = cg_intrinsic(cg, "llvm.log", cg->tf32, &a, 1); break;
@@ -376,8 +437,7 @@ static LLVMValueRef emit_sx(Cg *cg, LLVMValueRef *memo, const LLVMValueRef *inpu
     case SX_MAX: r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGE, a, c, ""), a, c, ""); break;
     case SX_MIN: r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLE, a, c, ""), a, c, ""); break;
     case SX_SELECT: {
-        LLVMValueRef e = emit_sx(cg, memo, inputs, scalars, n->c);
-        r = LLVMBuildSelect(b, truth(cg, a), c, e, "");
+        r = LLVMBuildSelect(b, truth(cg, a), c, emit_sx(cg, e, n->c), "");
         break;
     }
     case SX_SIGN:
@@ -436,10 +496,17 @@ static void kernel_code(Cg *cg, const void *arg, LLVMValueRef i, const LLVMValue
     const IrKernel *k = kc->k;
     LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2], vals[3 * NNQ_MAX_LABELS + 2];
     for (int e = 0; e < k->nin; e++) inputs[e] = ldf(cg, buf[kc->slot[e]], i);
-    LLVMValueRef *memo = calloc(sx_count(cg->m->prog->pool), sizeof(LLVMValueRef));
-    for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, memo, inputs, sc, k->out[o].node);
+    const SxPool *pool = cg->m->prog->pool;
+    int count = sx_count(pool);
+    SxEmit e = {calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(int)),
+                inputs, sc};
+    for (int o = 0; o < k->nout; o++) count_divisions(pool, &e, k->out[o].node);
+    memset(e.memo, 0, count * sizeof(LLVMValueRef));
+    for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, &e, k->out[o].node);
     for (int o = 0; o < k->nout; o++) stf(cg, buf[kc->slot[k->nin + o]], i, vals[o]);
-    free(memo);
+    free(e.memo);
+    free(e.recip);
+    free(e.ndiv);
 }
 
 /* The target's code for each distinct kernel (same_kernel), shared by every parameter it

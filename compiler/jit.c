@@ -48,10 +48,11 @@ static bool report(Diag *diag, LLVMErrorRef err, const char *what) {
     return true;
 }
 
-/* With glibc's vector math library loaded, the loop vectorizer maps exp and log in the
- * fused kernels to its SIMD variants (e.g. _ZGVdN8v_expf) instead of scalarizing them:
- * expf was 38% of a PMF training run before. The JIT resolves the variants through the
- * process search generator. Without libmvec, calls stay scalar. */
+/* With glibc's vector math library loaded, the loop vectorizer maps log in the fused
+ * kernels to its SIMD variants (e.g. _ZGVdN8v_logf) instead of scalarizing it. (exp,
+ * the one the projections lean on, is inline code: codegen.c's cg_exp_f32.) The JIT
+ * resolves the variants through the process search generator. Without libmvec, calls
+ * stay scalar. */
 static const char *vector_library = ""; /* part of the cache key */
 
 static void init_llvm(void) {

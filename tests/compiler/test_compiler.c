@@ -10,6 +10,7 @@
  *  - the fused PMF + Adam update kernel vs a step-by-step reference written here;
  *  - the CPU target's op table: code for every IR op that computes, none for the rest.
  * Ends with "N passed, N failed". */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -279,6 +280,75 @@ static void test_dropout(void) {
     for (int i = 0; i < 64 * 500; i++) same += first[i] == mask[i];
     CHECK(same < 64 * 500 * 0.8, "the next step draws another mask (%d of %d equal)", same, 64 * 500);
     free(first);
+out:
+    if (jit) jit_free(jit);
+    compiled_free(&c);
+}
+
+/* ---------- the generated exp ---------- */
+
+/* codegen's exp is inline code, not libm's: a projection whose weight is exp(a), its
+ * `soft` kernel run over a sweep of a and the special values, against exp in double.
+ * Within 2 ulp over the normal range; at most 2.2e-38 (and not negative) below -86.9,
+ * where the code holds its argument; +inf from ln(FLT_MAX) on; NaN stays NaN; and the
+ * scalar remainder loop gives the same bits as the vector loop. */
+static void test_jit_exp(void) {
+    const char *src = "projection expw(Q: labels) requires |Q| == 2 {\n"
+                      "    aux    a\n"
+                      "    init   a = w0\n"
+                      "    weight w = exp(a)\n"
+                      "    update a using grad(a)\n"
+                      "    hard   w = Q[a >= 0]\n"
+                      "}\n"
+                      "labels binary = {-1, +1}\n"
+                      "model net(x: f32[13]) -> f32[7001] {\n"
+                      "    return dense(x, 7001, quant = expw(binary), bias = false)\n"
+                      "}\n"
+                      "data d = idx(\"none-images\", \"none-labels\")\n"
+                      "train net on d {\n    batch = 4\n}\n";
+    Compiled c;
+    bool ok = compile_source(&c, src, true);
+    CHECK(ok, "exp projection compiles");
+    if (!ok) return;
+    Jit *jit = jit_compile(c.m, 1, true, NULL, NULL, c.diag);
+    const IrParam *par = &c.m->params[0];
+    float *a = jit ? jit_param_buffer(jit, par->name, "aux", 0) : NULL;
+    float *w = jit ? jit_param_buffer(jit, par->name, "weight", -1) : NULL;
+    char name[256];
+    snprintf(name, sizeof name, "kernel.soft.%s", par->name);
+    void (*soft)(float, float, float, float, float) =
+        jit ? (void (*)(float, float, float, float, float))jit_lookup(jit, name) : NULL;
+    CHECK(a && w && soft, "exp kernel and its buffers are reachable");
+    if (!a || !w || !soft) goto out;
+    int64_t n = par->count, tail = 37; /* 13 * 7001 = 91013: the last elements run scalar */
+    static const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 1.0f, -1.0f, 0.34657359f, -0.34657359f,
+                                    88.72f, 88.7228f, 88.7229f, 88.8f, 100.0f, -86.8f, -86.9f, -87.4f,
+                                    -103.9f, -1000.0f, INFINITY, -INFINITY, NAN};
+    int ns = (int)(sizeof special / sizeof special[0]);
+    for (int64_t i = 0; i < n - tail; i++) a[i] = i < ns ? special[i] : (float)(-95.0 + 190.0 * (double)i / n);
+    for (int64_t i = n - tail; i < n; i++) a[i] = a[(i - (n - tail)) * 911 % (n - tail)];
+    soft(1, 1, 1, 1, 1);
+    double worst = 0;
+    int64_t bad_range = 0, bad_tail = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double want = exp((double)a[i]);
+        float got = w[i];
+        if (isnan(a[i])) bad_range += !isnan(got);
+        else if (want > FLT_MAX) bad_range += !(isinf(got) && got > 0);
+        else if (a[i] < -86.9f) bad_range += !(got >= 0 && got <= 2.2e-38f);
+        else {
+            double ulp = nextafterf((float)want, INFINITY) - (float)want;
+            worst = fmax(worst, fabs(got - want) / ulp);
+        }
+        if (i >= n - tail) {
+            float body = w[(i - (n - tail)) * 911 % (n - tail)];
+            bad_tail += memcmp(&got, &body, sizeof got) != 0;
+        }
+    }
+    if (getenv("NNQ_TEST_VERBOSE")) printf("exp: worst %.3f ulp\n", worst);
+    CHECK(worst <= 2.0, "exp within 2 ulp of exp in double over [-86.9, 88.72] (worst %.2f ulp)", worst);
+    CHECK(bad_range == 0, "exp's underflow, overflow and NaN (%lld wrong)", (long long)bad_range);
+    CHECK(bad_tail == 0, "the remainder loop's exp matches the vector loop's (%lld differ)", (long long)bad_tail);
 out:
     if (jit) jit_free(jit);
     compiled_free(&c);
@@ -588,6 +658,7 @@ int main(void) {
     test_sx_large_beta();
     test_projections();
     test_dropout();
+    test_jit_exp();
     test_bn_calibration();
     test_same_numbers(mlp_src, 6, 4);
     test_same_numbers(conv_src, 2 * 9 * 9, 3);
