@@ -24,7 +24,11 @@
  *    is float32 (codegen.c's declare_checkpoint).
  *  - While a program with a checkpoint directory runs, SIGINT and SIGTERM only set a
  *    flag: the epoch finishes, its checkpoint is saved and the run fails saying how to
- *    resume (a second signal has its default effect). */
+ *    resume (a second signal has its default effect). The handler runs on an alternate
+ *    stack, on the thread that installed it (the pool's workers block both signals,
+ *    parallel.c): oneDNN 2.6's AVX-512 sgemm kernels point rsp into their heap
+ *    workspace while they run, and a signal frame pushed there corrupted the heap
+ *    (oneDNN issue 4845, fixed after 3.11; here 1 SIGINT in 8 aborted the run). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -109,14 +113,27 @@ static void ck_on_signal(int sig) {
     (void)ignored;
 }
 
+/* This thread's alternate signal stack, set once: 64 KiB, well above the frame of the
+ * largest register state (AVX-512: about 3 KiB) and the handler's few calls. */
+static void ck_signal_stack(void) {
+    static char stack[65536] __attribute__((aligned(64)));
+    static bool done;
+    if (done)
+        return;
+    stack_t ss = {.ss_sp = stack, .ss_size = sizeof stack, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) == 0)
+        done = true;
+}
+
 static void ck_handle_signals(bool on) {
     if (on == ck_handling)
         return;
     if (on) {
+        ck_signal_stack();
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = ck_on_signal;
-        sa.sa_flags = SA_RESETHAND; /* the second signal: its default action */
+        sa.sa_flags = SA_RESETHAND | SA_ONSTACK; /* the second signal: its default action */
         sigemptyset(&sa.sa_mask);
         ck_signal = 0;
         /* a signal ignored from the start (a background job's SIGINT) stays ignored */

@@ -23,6 +23,7 @@
  * buffer reserved before training (rt_parallel_reserve), which kernels reach through
  * rt_thread_scratch(); one shared buffer serves per-job partial results. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -148,6 +149,12 @@ static bool spin_while_positive(const int *p) {
 
 static void *worker_main(void *arg) {
     thread_index = (int)(intptr_t)arg;
+    /* SIGINT and SIGTERM go to the thread that handles them (checkpoint.c) */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
     uint64_t seen = 0;
     for (;;) {
         /* a short spin first: the next job of a training step usually comes sooner */
