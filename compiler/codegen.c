@@ -374,7 +374,7 @@ static LLVMValueRef truth(Cg *cg, LLVMValueRef v) { return LLVMBuildFCmp(cg->b, 
  * reciprocal of each node that divides (recip), and how many of the kernel's divisions
  * divide by each node (ndiv). */
 typedef struct SxEmit {
-    LLVMValueRef *memo, *recip;
+    LLVMValueRef *memo, *recip, *gap;
     int *ndiv;
     const LLVMValueRef *inputs, *scalars;
 } SxEmit;
@@ -389,6 +389,35 @@ static void count_divisions(const SxPool *pool, SxEmit *e, int id) {
     int kids[3] = {n->a, n->b, n->c};
     for (int i = 0; i < 3; i++)
         if (kids[i] >= 0) count_divisions(pool, e, kids[i]);
+}
+
+static LLVMValueRef emit_sx(Cg *cg, SxEmit *e, int id);
+
+/* exp(x - max(p, q)) with x one of p, q (the max maybe under nograd): a softmax over two
+ * labels, stabilized. One of its two exponentials is exp(0) = 1 and the other
+ * exp(-|p - q|), so both come from one exp, shared through e->gap (memoized by the max
+ * node), and a select: the same bits as the two exps (q - p is exactly -(p - q)), NaN
+ * and infinities included. NULL where `arg` is not of that form. */
+static LLVMValueRef exp_against_max(Cg *cg, SxEmit *e, int arg) {
+    const SxPool *pool = cg->m->prog->pool;
+    const SxNode *d = sx_node(pool, arg);
+    if (d->op != SX_SUB) return NULL;
+    int mx = d->b;
+    while (sx_node(pool, mx)->op == SX_NOGRAD) mx = sx_node(pool, mx)->a;
+    const SxNode *m = sx_node(pool, mx);
+    if (m->op != SX_MAX || m->a == m->b || (d->a != m->a && d->a != m->b)) return NULL;
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef p = emit_sx(cg, e, m->a), q = emit_sx(cg, e, m->b);
+    if (!e->gap[mx]) {
+        LLVMValueRef diff = LLVMBuildFSub(b, p, q, "");
+        LLVMValueRef neg = LLVMBuildFNeg(b, cg_intrinsic(cg, "llvm.fabs", cg->tf32, &diff, 1), "");
+        e->gap[mx] = cg_exp_f32(cg, neg);
+    }
+    /* where x is the max: exp(x - x) = 1 + (x - x), 1 or (x infinite or NaN) NaN */
+    LLVMValueRef p_wins = LLVMBuildFCmp(b, LLVMRealOGE, p, q, ""), x = d->a == m->a ? p : q;
+    LLVMValueRef self = LLVMBuildFAdd(b, cf32(cg, 1), LLVMBuildFSub(b, x, x, ""), "");
+    if (d->a == m->a) return LLVMBuildSelect(b, p_wins, self, e->gap[mx], "");
+    return LLVMBuildSelect(b, p_wins, e->gap[mx], self, "");
 }
 
 /* The value of scalar expression `id` (memoized), from a kernel's per-element inputs and
@@ -424,7 +453,10 @@ static LLVMValueRef emit_sx(Cg *cg, SxEmit *e, int id) {
         r = LLVMBuildFMul(b, a, e->recip[n->b], "");
         break;
     case SX_NEG: r = LLVMBuildFNeg(b, a, ""); break;
-    case SX_EXP: r = cg_exp_f32(cg, a); break;
+    case SX_EXP:
+        r = exp_against_max(cg, e, n->a);
+        if (!r) r = cg_exp_f32(cg, a);
+        break;
     case SX_LOG: r = cg_intrinsic(cg, "llvm.log", cg->tf32, &a, 1); break;
     case SX_SQRT: r = cg_intrinsic(cg, "llvm.sqrt", cg->tf32, &a, 1); break;
     case SX_ABS: r = cg_intrinsic(cg, "llvm.fabs", cg->tf32, &a, 1); break;
@@ -498,14 +530,15 @@ static void kernel_code(Cg *cg, const void *arg, LLVMValueRef i, const LLVMValue
     for (int e = 0; e < k->nin; e++) inputs[e] = ldf(cg, buf[kc->slot[e]], i);
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool);
-    SxEmit e = {calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(int)),
-                inputs, sc};
+    SxEmit e = {calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(LLVMValueRef)),
+                calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(int)), inputs, sc};
     for (int o = 0; o < k->nout; o++) count_divisions(pool, &e, k->out[o].node);
     memset(e.memo, 0, count * sizeof(LLVMValueRef));
     for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, &e, k->out[o].node);
     for (int o = 0; o < k->nout; o++) stf(cg, buf[kc->slot[k->nin + o]], i, vals[o]);
     free(e.memo);
     free(e.recip);
+    free(e.gap);
     free(e.ndiv);
 }
 

@@ -287,47 +287,77 @@ out:
 
 /* ---------- the generated exp ---------- */
 
+/* A one-layer program whose projection's weight is `weight` (over aux `a`, `a[|Q|]` when
+ * `pair`), JIT-compiled; its `soft` kernel computes the weight from the aux. */
+typedef struct SoftKernel {
+    Compiled c;
+    Jit *jit;
+    float *a0, *a1, *w;
+    void (*soft)(float, float, float, float, float);
+    int64_t n;
+} SoftKernel;
+
+static bool soft_kernel(SoftKernel *k, bool pair, const char *weight) {
+    char src[1024];
+    snprintf(src, sizeof src,
+             "projection p(Q: labels) requires |Q| == 2 {\n"
+             "    aux    %s\n"
+             "    init   a = w0\n"
+             "    weight w = %s\n"
+             "    update a using grad(a)\n"
+             "    hard   w = Q[%s]\n"
+             "}\n"
+             "labels binary = {-1, +1}\n"
+             "model net(x: f32[13]) -> f32[7001] {\n"
+             "    return dense(x, 7001, quant = p(binary), bias = false)\n"
+             "}\n"
+             "data d = idx(\"none-images\", \"none-labels\")\n"
+             "train net on d {\n    batch = 4\n}\n",
+             pair ? "a[|Q|]" : "a", weight, pair ? "argmax(a)" : "a >= 0");
+    memset(k, 0, sizeof *k);
+    if (!compile_source(&k->c, src, true)) return false;
+    k->jit = jit_compile(k->c.m, 1, true, NULL, NULL, k->c.diag);
+    if (!k->jit) return false;
+    const IrParam *par = &k->c.m->params[0];
+    k->n = par->count;
+    k->a0 = jit_param_buffer(k->jit, par->name, "aux", 0);
+    k->a1 = pair ? jit_param_buffer(k->jit, par->name, "aux", 1) : NULL;
+    k->w = jit_param_buffer(k->jit, par->name, "weight", -1);
+    char name[256];
+    snprintf(name, sizeof name, "kernel.soft.%s", par->name);
+    k->soft = (void (*)(float, float, float, float, float))jit_lookup(k->jit, name);
+    return k->a0 && (!pair || k->a1) && k->w && k->soft;
+}
+
+static void soft_kernel_free(SoftKernel *k) {
+    if (k->jit) jit_free(k->jit);
+    compiled_free(&k->c);
+    memset(k, 0, sizeof *k);
+}
+
 /* codegen's exp is inline code, not libm's: a projection whose weight is exp(a), its
  * `soft` kernel run over a sweep of a and the special values, against exp in double.
  * Within 2 ulp over the normal range; at most 2.2e-38 (and not negative) below -86.9,
  * where the code holds its argument; +inf from ln(FLT_MAX) on; NaN stays NaN; and the
- * scalar remainder loop gives the same bits as the vector loop. */
+ * scalar remainder loop gives the same bits as the vector loop. Then a two-label
+ * softmax's exp(a1 - max(a0, a1)), which codegen computes from one exp(-|a0 - a1|)
+ * shared with exp(a0 - max(a0, a1)) and a select: the same bits as exp of the
+ * difference, over pairs that tie, differ by a little or a lot, hold -0 or NaN. */
 static void test_jit_exp(void) {
-    const char *src = "projection expw(Q: labels) requires |Q| == 2 {\n"
-                      "    aux    a\n"
-                      "    init   a = w0\n"
-                      "    weight w = exp(a)\n"
-                      "    update a using grad(a)\n"
-                      "    hard   w = Q[a >= 0]\n"
-                      "}\n"
-                      "labels binary = {-1, +1}\n"
-                      "model net(x: f32[13]) -> f32[7001] {\n"
-                      "    return dense(x, 7001, quant = expw(binary), bias = false)\n"
-                      "}\n"
-                      "data d = idx(\"none-images\", \"none-labels\")\n"
-                      "train net on d {\n    batch = 4\n}\n";
-    Compiled c;
-    bool ok = compile_source(&c, src, true);
-    CHECK(ok, "exp projection compiles");
-    if (!ok) return;
-    Jit *jit = jit_compile(c.m, 1, true, NULL, NULL, c.diag);
-    const IrParam *par = &c.m->params[0];
-    float *a = jit ? jit_param_buffer(jit, par->name, "aux", 0) : NULL;
-    float *w = jit ? jit_param_buffer(jit, par->name, "weight", -1) : NULL;
-    char name[256];
-    snprintf(name, sizeof name, "kernel.soft.%s", par->name);
-    void (*soft)(float, float, float, float, float) =
-        jit ? (void (*)(float, float, float, float, float))jit_lookup(jit, name) : NULL;
-    CHECK(a && w && soft, "exp kernel and its buffers are reachable");
-    if (!a || !w || !soft) goto out;
-    int64_t n = par->count, tail = 37; /* 13 * 7001 = 91013: the last elements run scalar */
+    SoftKernel k, kp;
+    memset(&kp, 0, sizeof kp);
+    bool ok = soft_kernel(&k, false, "exp(a)");
+    CHECK(ok, "the exp projection compiles, its kernel and buffers are reachable");
+    if (!ok) goto out;
+    float *a = k.a0, *w = k.w;
+    int64_t n = k.n, tail = 37; /* 13 * 7001 = 91013: the last elements run scalar */
     static const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 1.0f, -1.0f, 0.34657359f, -0.34657359f,
                                     88.72f, 88.7228f, 88.7229f, 88.8f, 100.0f, -86.8f, -86.9f, -87.4f,
                                     -103.9f, -1000.0f, INFINITY, -INFINITY, NAN};
     int ns = (int)(sizeof special / sizeof special[0]);
     for (int64_t i = 0; i < n - tail; i++) a[i] = i < ns ? special[i] : (float)(-95.0 + 190.0 * (double)i / n);
     for (int64_t i = n - tail; i < n; i++) a[i] = a[(i - (n - tail)) * 911 % (n - tail)];
-    soft(1, 1, 1, 1, 1);
+    k.soft(1, 1, 1, 1, 1);
     double worst = 0;
     int64_t bad_range = 0, bad_tail = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -349,9 +379,39 @@ static void test_jit_exp(void) {
     CHECK(worst <= 2.0, "exp within 2 ulp of exp in double over [-86.9, 88.72] (worst %.2f ulp)", worst);
     CHECK(bad_range == 0, "exp's underflow, overflow and NaN (%lld wrong)", (long long)bad_range);
     CHECK(bad_tail == 0, "the remainder loop's exp matches the vector loop's (%lld differ)", (long long)bad_tail);
+
+    static const float pairs[][2] = {{0.0f, 0.0f}, {-0.0f, 0.0f}, {0.0f, -0.0f}, {1.0f, 1.0f}, {NAN, 1.0f},
+                                     {1.0f, NAN}, {NAN, NAN}, {INFINITY, 1.0f}, {1.0f, INFINITY},
+                                     {-INFINITY, -INFINITY}, {200.0f, -200.0f}, {-200.0f, 200.0f}};
+    int np = (int)(sizeof pairs / sizeof pairs[0]);
+    for (int which = 0; which < 2; which++) { /* exp(a[which] - max(a[0], a[1])) */
+        ok = soft_kernel(&kp, true, which ? "exp(a[1] - max(a[0], a[1]))" : "exp(a[0] - max(a[0], a[1]))");
+        CHECK(ok, "the two-label exp projection compiles, its kernel and buffers are reachable");
+        if (!ok) goto out;
+        for (int64_t i = 0; i < n; i++) { /* (not urand: the tests after this one draw from it) */
+            float u = (float)((uint32_t)(i * 2654435761u) / 4294967296.0), v = (float)((uint32_t)(i * 40503u + 7) % 1000) / 1000;
+            float x = i < np ? pairs[i][0] : 6 * u - 3, y = i < np ? pairs[i][1] : x + 2 * v - 1;
+            if (i >= np && i % 5 == 0) y = x;         /* ties */
+            if (i >= np && i % 7 == 0) y = x * 40.0f; /* exp far below 1 */
+            kp.a0[i] = x, kp.a1[i] = y;
+            a[i] = (which ? y : x) - (x >= y ? x : y); /* SX_MAX's select, then exp's argument, in float */
+        }
+        kp.soft(1, 1, 1, 1, 1);
+        k.soft(1, 1, 1, 1, 1);
+        int64_t differ = 0, first = -1;
+        for (int64_t i = 0; i < n; i++)
+            if (memcmp(&kp.w[i], &w[i], sizeof(float)) != 0 && !(isnan(kp.w[i]) && isnan(w[i]))) {
+                differ++;
+                if (first < 0) first = i;
+            }
+        CHECK(differ == 0, "exp(a%d - max(a0, a1)) through the shared exp has exp's bits (%lld differ; first: "
+              "a = %g, %g: %g against %g)", which, (long long)differ, first < 0 ? 0.0 : kp.a0[first],
+              first < 0 ? 0.0 : kp.a1[first], first < 0 ? 0.0 : kp.w[first], first < 0 ? 0.0 : w[first]);
+        soft_kernel_free(&kp);
+    }
 out:
-    if (jit) jit_free(jit);
-    compiled_free(&c);
+    soft_kernel_free(&kp);
+    soft_kernel_free(&k);
 }
 
 /* ---------- batch-norm recalibration for the hard network ---------- */
