@@ -10,142 +10,161 @@
  * goes to lane s mod 16, a sample's tail of fewer than 16 to the first lanes; for
  * 1 < S < 16 the channel's values in sequence go round the lanes), the lanes then added in
  * a fixed order; for S = 1 (dense layers) each channel is one sum over n in order, 16
- * channels side by side in one vector. Either way: the same bits on any thread count and
- * any channel range, and no long chain of dependent adds. No allocation, no failure. */
+ * channels side by side. Either way: the same bits on any thread count and any channel
+ * range, and no long chain of dependent adds. No allocation, no failure.
+ *
+ * The 16 lanes are one vector of 16 floats (AVX-512), two of 8 (AVX2) or four of 4 (SSE2):
+ * one set of loops per width, chosen once for the CPU (rt_chan_lanes), each lane's adds
+ * the same in all three, so the bits are too (test_chan_lanes). One 16-float vector type
+ * for every CPU instead would be wider than AVX2's registers: GCC keeps such vectors in
+ * memory there, and the AVX2 loops ran at a fourteenth of AVX-512's speed. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "rt_internal.h"
 
-typedef float Lanes __attribute__((vector_size(64))); /* 16 floats */
-
-/* Each mode's loops are per-ISA clones (RT_ISA_CLONES) with the same lanes and order of
- * adds in all three. The helpers below take and give 16-lane vectors through memory
- * (RT_VLOAD), never as arguments or results. */
-#define load16(p) RT_VLOAD(Lanes, p)
-
-static inline __attribute__((always_inline)) float lanes_sum_at(const Lanes *a) {
-    /* pairwise: 8 + 8, 4 + 4, 2 + 2, 1 + 1 */
+/* The 16 lanes' sum, pairwise: 8 + 8, 4 + 4, 2 + 2, 1 + 1. */
+static float lanes_sum(const float *lanes) {
     float t[16];
-    memcpy(t, a, sizeof t);
+    memcpy(t, lanes, sizeof t);
     for (int w = 8; w >= 1; w /= 2)
         for (int j = 0; j < w; j++) t[j] += t[j + w];
     return t[0];
 }
-#define lanes_sum(a)                                                                               \
-    ({                                                                                             \
-        Lanes s_ = (a);                                                                            \
-        lanes_sum_at(&s_);                                                                         \
-    })
 
-typedef float Quad __attribute__((vector_size(16)));
-typedef int32_t QuadMask __attribute__((vector_size(16)));
-
-/* x where y > 0, else 0, lane by lane; in 4-lane pieces, which every x86 compares
- * natively (a 16-lane compare is lowered to scalar code without AVX-512). */
-static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const Lanes *y) {
-    Quad qx[4], qy[4];
-    memcpy(qx, x, sizeof qx);
-    memcpy(qy, y, sizeof qy);
-    for (int k = 0; k < 4; k++) qx[k] = (Quad)((QuadMask)(qy[k] > 0) & (QuadMask)qx[k]);
-    memcpy(x, qx, sizeof qx);
+/* x where y > 0, else +0, without a branch (y's sign is as good as random). */
+static inline float relu_keep(float x, float y) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    b &= -(uint32_t)(y > 0);
+    memcpy(&x, &b, sizeof x);
+    return x;
 }
-#define relu_mask(x, y)                                                                            \
-    ({                                                                                             \
-        Lanes rx_ = (x), ry_ = (y);                                                                \
-        relu_mask_at(&rx_, &ry_);                                                                  \
-        rx_;                                                                                       \
-    })
 
-/* The value each mode sums, for scalars (v) and for 16 lanes (V): a channel's add[c],
- * shift[c] are a, m. */
+/* The value each mode sums, for one float or one vector of floats (a, m: the channel's
+ * add[c] and shift[c], as scalars or vectors). A relu mask keeps x where y > 0: a compare
+ * as wide as the vector, native at each width. */
 #define TERM_SUM(x, y) ((x) + a)
 #define TERM_SQDEV(x, y) (((x) + a - m) * ((x) + a - m))
-#define VTERM_RELU_SUM(x, y) relu_mask(x, y)
-#define TERM_RELU_SUM(x, y) ((y) > 0 ? (x) : 0.0f)
+#define TERM_RELU(x, y) relu_keep(x, y)
+#define VTERM_RELU(x, y) ((__typeof__(x))(((y) > 0) & (__typeof__((y) > 0))(x)))
 #define VTERM_SUM TERM_SUM
 #define VTERM_SQDEV TERM_SQDEV
+#define TERM_X(x, y) (x)
+#define VTERM_X TERM_X
+/* y as read (Y_READ), or recomputed from the batch norm's input (Y_AFFINE: y = ((v +
+ * add[c]) - shift[c]) * scale[c], v read from y's array, the operations of the generated
+ * forward pass, so the same bits as the y it stored). */
+#define Y_READ(v, a, m, sc) (v)
+#define Y_AFFINE(v, a, m, sc) ((((v) + (a)) - (m)) * (sc))
 
-/* One mode's loops: see the file comment for the lanes. */
-#define CHAN_REDUCE(NAME, TERM, VTERM)                                                                                \
-    RT_ISA_CLONES static void NAME(const float *x, const float *y, const float *add, const float *shift, int64_t n,   \
-                                 int32_t C,                                                                           \
-                     int64_t S, int32_t c0, int32_t c1, float *out) {                                                 \
+/* The vector types of one width: W floats a vector, NV = 16 / W vectors for the 16 lanes;
+ * VLD: a vector from any address. */
+#define LANE_TYPES(W)                                                                                                 \
+    typedef float V __attribute__((vector_size(4 * (W))));                                                          \
+    typedef float Vu __attribute__((vector_size(4 * (W)), aligned(4)));                                             \
+    enum { NV = 16 / (W) };                                                                                           \
+    (void)sizeof(V)
+#define VLD(p) (*(const Vu *)(p))
+#define VSPLAT(v) ((V){0} + (v))
+#define LANES_FOR _Pragma("GCC unroll 4") for (int k_ = 0; k_ < NV; k_++)
+
+/* One sum a channel (modes 0 and 1), at width W. */
+#define CHAN_REDUCE(NAME, TARGET, W, TERM, VTERM)                                                                     \
+    __attribute__((target(TARGET))) static void NAME(const float *x, const float *add, const float *shift, int64_t n,  \
+                                                     int32_t C, int64_t S, int32_t c0, int32_t c1, float *out) {      \
+        LANE_TYPES(W);                                                                                                \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
             int32_t c = c0;                                                                                           \
             for (; c + 16 <= c1; c += 16) {                                                                           \
-                Lanes a = add ? load16(add + c) : (Lanes){0}, m = shift ? load16(shift + c) : (Lanes){0}, acc = {0};  \
-                (void)a, (void)m;                                                                                     \
-                for (int64_t i = 0; i < n; i++) acc += VTERM(load16(x + i * C + c), y ? load16(y + i * C + c) : a);   \
-                memcpy(out + c, &acc, sizeof acc);                                                                    \
+                V acc[NV];                                                                                            \
+                LANES_FOR acc[k_] = (V){0};                                                                           \
+                for (int64_t i = 0; i < n; i++)                                                                       \
+                    LANES_FOR {                                                                                       \
+                        int32_t at = c + k_ * (W);                                                                    \
+                        V a = add ? VLD(add + at) : (V){0}, m = shift ? VLD(shift + at) : (V){0};                     \
+                        (void)a, (void)m;                                                                             \
+                        acc[k_] += VTERM(VLD(x + i * C + at), 0);                                                     \
+                    }                                                                                                 \
+                memcpy(out + c, acc, sizeof acc);                                                                     \
             }                                                                                                         \
             for (; c < c1; c++) {                                                                                     \
                 float a = add ? add[c] : 0.0f, m = shift ? shift[c] : 0.0f, acc = 0;                                  \
                 (void)a, (void)m;                                                                                     \
-                for (int64_t i = 0; i < n; i++) acc += TERM(x[i * C + c], y ? y[i * C + c] : 0.0f);                   \
+                for (int64_t i = 0; i < n; i++) acc += TERM(x[i * C + c], 0);                                         \
                 out[c] = acc;                                                                                         \
             }                                                                                                         \
             return;                                                                                                   \
         }                                                                                                             \
         for (int32_t c = c0; c < c1; c++) {                                                                           \
-            float a = add ? add[c] : 0.0f, m = shift ? shift[c] : 0.0f;                                               \
-            (void)a, (void)m;                                                                                         \
-            if (S < 16) {                                                                                             \
-                float acc[16] = {0};                                                                                  \
+            float sa = add ? add[c] : 0.0f, sm = shift ? shift[c] : 0.0f;                                             \
+            if (S < 16) { /* the values in sequence round the lanes, added 16 at a time */                           \
+                float t[16], a = sa, m = sm;                                                                          \
+                (void)a, (void)m;                                                                                     \
+                V acc[NV];                                                                                            \
+                LANES_FOR acc[k_] = (V){0};                                                                           \
                 int lane = 0;                                                                                         \
                 for (int64_t i = 0; i < n; i++)                                                                       \
                     for (int64_t s = 0; s < S; s++) {                                                                 \
-                        int64_t k = (i * C + c) * S + s;                                                              \
-                        acc[lane] += TERM(x[k], y ? y[k] : 0.0f);                                                     \
-                        lane = (lane + 1) & 15;                                                                       \
+                        t[lane++] = TERM(x[(i * C + c) * S + s], 0);                                                  \
+                        if (lane == 16) {                                                                             \
+                            LANES_FOR acc[k_] += VLD(t + k_ * (W));                                                   \
+                            lane = 0;                                                                                 \
+                        }                                                                                             \
                     }                                                                                                 \
-                out[c] = lanes_sum(load16(acc));                                                                      \
+                float lanes[16];                                                                                      \
+                memcpy(lanes, acc, sizeof lanes);                                                                     \
+                for (int j = 0; j < lane; j++) lanes[j] += t[j];                                                      \
+                out[c] = lanes_sum(lanes);                                                                            \
                 continue;                                                                                             \
             }                                                                                                         \
-            Lanes acc = {0}, tail = {0}, zero = {0};                                                                  \
+            V acc[NV], a = VSPLAT(sa), m = VSPLAT(sm);                                                                \
+            (void)a, (void)m;                                                                                         \
+            LANES_FOR acc[k_] = (V){0};                                                                               \
+            float tail[16] = {0};                                                                                     \
             for (int64_t i = 0; i < n; i++) {                                                                         \
-                const float *px = x + (i * C + c) * S, *py = y ? y + (i * C + c) * S : NULL;                          \
+                const float *px = x + (i * C + c) * S;                                                                \
                 int64_t s = 0;                                                                                        \
-                (void)py, (void)zero;                                                                                 \
-                for (; s + 16 <= S; s += 16) acc += VTERM(load16(px + s), py ? load16(py + s) : zero);                 \
-                if (s < S) {                                                                                          \
-                    float t[16] = {0};                                                                                \
-                    for (int64_t j = 0; s + j < S; j++) t[j] = TERM(px[s + j], py ? py[s + j] : 0.0f);                \
-                    tail += load16(t);                                                                                \
+                for (; s + 16 <= S; s += 16) LANES_FOR acc[k_] += VTERM(VLD(px + s + k_ * (W)), 0);                   \
+                for (int64_t j = 0; s + j < S; j++) {                                                                 \
+                    float a = sa, m = sm;                                                                             \
+                    (void)a, (void)m;                                                                                 \
+                    tail[j] += TERM(px[s + j], 0);                                                                    \
                 }                                                                                                     \
             }                                                                                                         \
-            out[c] = lanes_sum(acc + tail);                                                                           \
+            float lanes[16];                                                                                          \
+            memcpy(lanes, acc, sizeof lanes);                                                                         \
+            for (int j = 0; j < 16; j++) lanes[j] += tail[j];                                                         \
+            out[c] = lanes_sum(lanes);                                                                                \
         }                                                                                                             \
     }
 
-/* Both sums of a batch-norm gradient in one pass: out = sum g, out2 = sum g y, with
- * g = x (TERM_X) or x where y > 0 (TERM_RELU_SUM); the same lanes, so the same bits, as
- * two passes of the single-sum modes. y is read (Y_READ), or recomputed from the batch
- * norm's input (Y_AFFINE: y = ((v + add[c]) - shift[c]) * scale[c], v read from y's
- * array, the operations of the generated forward pass, so the same bits as the y it
- * stored). a, m, sc: the channel's add, shift, scale (16 of them side by side for S = 1). */
-#define Y_READ(v, a, m, sc) (v)
-#define Y_AFFINE(v, a, m, sc) ((((v) + (a)) - (m)) * (sc))
-#define TERM_X(x, y) (x)
-#define VTERM_X(x, y) (x)
-#define CHAN_GRAD_SUMS(NAME, TERM, VTERM, Y)                                                                          \
-    RT_ISA_CLONES static void NAME(const float *x, const float *y, const float *add, const float *shift,              \
-                                   const float *scale, int64_t n, int32_t C, int64_t S, int32_t c0, int32_t c1,       \
-                                   float *out, float *out2) {                                                         \
+/* Both sums of a batch-norm gradient in one pass (modes 2 to 4), at width W: out = sum g,
+ * out2 = sum g y, with g = x (TERM_X) or x where y > 0 (TERM_RELU); the same lanes, so the
+ * same bits, as two passes of the single-sum modes. */
+#define CHAN_GRAD_SUMS(NAME, TARGET, W, TERM, VTERM, Y)                                                               \
+    __attribute__((target(TARGET))) static void NAME(const float *x, const float *y, const float *add,                \
+                                                     const float *shift, const float *scale, int64_t n, int32_t C,    \
+                                                     int64_t S, int32_t c0, int32_t c1, float *out, float *out2) {    \
+        LANE_TYPES(W);                                                                                                \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
             int32_t c = c0;                                                                                           \
             for (; c + 16 <= c1; c += 16) {                                                                           \
-                Lanes acc = {0}, acc2 = {0};                                                                          \
-                Lanes va = add ? load16(add + c) : (Lanes){0}, vm = shift ? load16(shift + c) : (Lanes){0};           \
-                Lanes vs = scale ? load16(scale + c) : (Lanes){0};                                                    \
-                (void)va, (void)vm, (void)vs;                                                                         \
-                for (int64_t i = 0; i < n; i++) {                                                                     \
-                    Lanes yv = Y(load16(y + i * C + c), va, vm, vs), g = VTERM(load16(x + i * C + c), yv);            \
-                    acc += g;                                                                                         \
-                    acc2 += g * yv;                                                                                   \
-                }                                                                                                     \
-                memcpy(out + c, &acc, sizeof acc);                                                                    \
-                memcpy(out2 + c, &acc2, sizeof acc2);                                                                 \
+                V acc[NV], acc2[NV];                                                                                  \
+                LANES_FOR acc[k_] = (V){0}, acc2[k_] = (V){0};                                                        \
+                for (int64_t i = 0; i < n; i++)                                                                       \
+                    LANES_FOR {                                                                                       \
+                        int32_t at = c + k_ * (W);                                                                    \
+                        V va = add ? VLD(add + at) : (V){0}, vm = shift ? VLD(shift + at) : (V){0};                   \
+                        V vs = scale ? VLD(scale + at) : (V){0};                                                      \
+                        (void)va, (void)vm, (void)vs;                                                                 \
+                        V yv = Y(VLD(y + i * C + at), va, vm, vs), g = VTERM(VLD(x + i * C + at), yv);                \
+                        acc[k_] += g;                                                                                 \
+                        acc2[k_] += g * yv;                                                                           \
+                    }                                                                                                 \
+                memcpy(out + c, acc, sizeof acc);                                                                     \
+                memcpy(out2 + c, acc2, sizeof acc2);                                                                  \
             }                                                                                                         \
             for (; c < c1; c++) {                                                                                     \
                 float acc = 0, acc2 = 0;                                                                              \
@@ -163,64 +182,103 @@ static inline __attribute__((always_inline)) void relu_mask_at(Lanes *x, const L
         }                                                                                                             \
         for (int32_t c = c0; c < c1; c++) {                                                                           \
             float sa = add ? add[c] : 0.0f, sm = shift ? shift[c] : 0.0f, ss = scale ? scale[c] : 0.0f;               \
-            Lanes va = {0}, vm = {0}, vs = {0};                                                                       \
-            va += sa, vm += sm, vs += ss;                                                                             \
-            (void)va, (void)vm, (void)vs;                                                                             \
-            if (S < 16) {                                                                                             \
-                float acc[16] = {0}, acc2[16] = {0};                                                                  \
+            (void)sa, (void)sm, (void)ss;                                                                             \
+            if (S < 16) { /* the values in sequence round the lanes, added 16 at a time */                           \
+                float t[16], t2[16];                                                                                  \
+                V acc[NV], acc2[NV];                                                                                  \
+                LANES_FOR acc[k_] = (V){0}, acc2[k_] = (V){0};                                                        \
                 int lane = 0;                                                                                         \
                 for (int64_t i = 0; i < n; i++)                                                                       \
                     for (int64_t s = 0; s < S; s++) {                                                                 \
                         int64_t k = (i * C + c) * S + s;                                                              \
                         float yv = Y(y[k], sa, sm, ss), g = TERM(x[k], yv);                                           \
-                        acc[lane] += g;                                                                               \
-                        acc2[lane] += g * yv;                                                                         \
-                        lane = (lane + 1) & 15;                                                                       \
+                        t[lane] = g, t2[lane++] = g * yv;                                                             \
+                        if (lane == 16) {                                                                             \
+                            LANES_FOR acc[k_] += VLD(t + k_ * (W)), acc2[k_] += VLD(t2 + k_ * (W));                   \
+                            lane = 0;                                                                                 \
+                        }                                                                                             \
                     }                                                                                                 \
-                out[c] = lanes_sum(load16(acc));                                                                      \
-                out2[c] = lanes_sum(load16(acc2));                                                                    \
+                float lanes[16], lanes2[16];                                                                          \
+                memcpy(lanes, acc, sizeof lanes);                                                                     \
+                memcpy(lanes2, acc2, sizeof lanes2);                                                                  \
+                for (int j = 0; j < lane; j++) lanes[j] += t[j], lanes2[j] += t2[j];                                  \
+                out[c] = lanes_sum(lanes);                                                                            \
+                out2[c] = lanes_sum(lanes2);                                                                          \
                 continue;                                                                                             \
             }                                                                                                         \
-            Lanes acc = {0}, acc2 = {0}, tail = {0}, tail2 = {0};                                                     \
+            V acc[NV], acc2[NV], va = VSPLAT(sa), vm = VSPLAT(sm), vs = VSPLAT(ss);                                   \
+            (void)va, (void)vm, (void)vs;                                                                             \
+            LANES_FOR acc[k_] = (V){0}, acc2[k_] = (V){0};                                                            \
+            float tail[16] = {0}, tail2[16] = {0};                                                                    \
             for (int64_t i = 0; i < n; i++) {                                                                         \
                 const float *px = x + (i * C + c) * S, *py = y + (i * C + c) * S;                                     \
                 int64_t s = 0;                                                                                        \
-                for (; s + 16 <= S; s += 16) {                                                                        \
-                    Lanes yv = Y(load16(py + s), va, vm, vs), g = VTERM(load16(px + s), yv);                          \
-                    acc += g;                                                                                         \
-                    acc2 += g * yv;                                                                                   \
-                }                                                                                                     \
-                if (s < S) {                                                                                          \
-                    float t[16] = {0}, t2[16] = {0};                                                                  \
-                    for (int64_t j = 0; s + j < S; j++) {                                                             \
-                        float yv = Y(py[s + j], sa, sm, ss);                                                          \
-                        t[j] = TERM(px[s + j], yv);                                                                   \
-                        t2[j] = t[j] * yv;                                                                            \
+                for (; s + 16 <= S; s += 16)                                                                          \
+                    LANES_FOR {                                                                                       \
+                        V yv = Y(VLD(py + s + k_ * (W)), va, vm, vs), g = VTERM(VLD(px + s + k_ * (W)), yv);          \
+                        acc[k_] += g;                                                                                 \
+                        acc2[k_] += g * yv;                                                                           \
                     }                                                                                                 \
-                    tail += load16(t);                                                                                \
-                    tail2 += load16(t2);                                                                              \
+                for (int64_t j = 0; s + j < S; j++) {                                                                 \
+                    float yv = Y(py[s + j], sa, sm, ss), g = TERM(px[s + j], yv);                                     \
+                    tail[j] += g;                                                                                     \
+                    tail2[j] += g * yv;                                                                               \
                 }                                                                                                     \
             }                                                                                                         \
-            out[c] = lanes_sum(acc + tail);                                                                           \
-            out2[c] = lanes_sum(acc2 + tail2);                                                                        \
+            float lanes[16], lanes2[16];                                                                              \
+            memcpy(lanes, acc, sizeof lanes);                                                                         \
+            memcpy(lanes2, acc2, sizeof lanes2);                                                                      \
+            for (int j = 0; j < 16; j++) lanes[j] += tail[j], lanes2[j] += tail2[j];                                  \
+            out[c] = lanes_sum(lanes);                                                                                \
+            out2[c] = lanes_sum(lanes2);                                                                              \
         }                                                                                                             \
     }
 
-CHAN_GRAD_SUMS(grad_sums, TERM_X, VTERM_X, Y_READ)
-CHAN_GRAD_SUMS(relu_grad_sums, TERM_RELU_SUM, VTERM_RELU_SUM, Y_READ)
-CHAN_GRAD_SUMS(relu_grad_sums_affine, TERM_RELU_SUM, VTERM_RELU_SUM, Y_AFFINE)
+/* Every mode at one width. */
+#define CHAN_WIDTH(SUF, TARGET, W)                                                                                    \
+    CHAN_REDUCE(reduce_sum_##SUF, TARGET, W, TERM_SUM, VTERM_SUM)                                                     \
+    CHAN_REDUCE(reduce_sqdev_##SUF, TARGET, W, TERM_SQDEV, VTERM_SQDEV)                                               \
+    CHAN_GRAD_SUMS(grad_sums_##SUF, TARGET, W, TERM_X, VTERM_X, Y_READ)                                               \
+    CHAN_GRAD_SUMS(relu_grad_sums_##SUF, TARGET, W, TERM_RELU, VTERM_RELU, Y_READ)                                    \
+    CHAN_GRAD_SUMS(relu_grad_sums_affine_##SUF, TARGET, W, TERM_RELU, VTERM_RELU, Y_AFFINE)                           \
+    static const ChanKernels chan_##SUF = {reduce_sum_##SUF, reduce_sqdev_##SUF,                                      \
+                                           {grad_sums_##SUF, relu_grad_sums_##SUF, relu_grad_sums_affine_##SUF}};
 
-CHAN_REDUCE(reduce_sum, TERM_SUM, VTERM_SUM)
-CHAN_REDUCE(reduce_sqdev, TERM_SQDEV, VTERM_SQDEV)
+typedef void ReduceFn(const float *, const float *, const float *, int64_t, int32_t, int64_t, int32_t, int32_t,
+                      float *);
+typedef void GradSumsFn(const float *, const float *, const float *, const float *, const float *, int64_t, int32_t,
+                        int64_t, int32_t, int32_t, float *, float *);
+typedef struct {
+    ReduceFn *sum, *sqdev;
+    GradSumsFn *grad[3]; /* modes 2, 3, 4 */
+} ChanKernels;
+
+CHAN_WIDTH(avx512, "avx512f", 16)
+CHAN_WIDTH(avx2, "avx2", 8)
+CHAN_WIDTH(sse2, "sse2", 4)
+
+static const ChanKernels *_Atomic chan_kernels;
+
+bool rt_chan_lanes(int lanes) {
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2");
+    if (lanes == 0) lanes = avx512 ? 16 : avx2 ? 8 : 4;
+    if ((lanes == 16 && !avx512) || (lanes == 8 && !avx2) || (lanes != 16 && lanes != 8 && lanes != 4))
+        return false;
+    chan_kernels = lanes == 16 ? &chan_avx512 : lanes == 8 ? &chan_avx2 : &chan_sse2;
+    return true;
+}
 
 void nnq_rt_chan_reduce(int32_t mode, const float *x, const float *y, const float *add, const float *shift,
                         const float *scale, int64_t n, int32_t c, int64_t s, int32_t c0, int32_t c1, float *out,
                         float *out2) {
+    if (!chan_kernels) rt_chan_lanes(0);
+    const ChanKernels *k = chan_kernels;
     switch (mode) {
-    case 0: reduce_sum(x, y, add, shift, n, c, s, c0, c1, out); break;
-    case 1: reduce_sqdev(x, y, add, shift, n, c, s, c0, c1, out); break;
-    case 2: grad_sums(x, y, NULL, NULL, NULL, n, c, s, c0, c1, out, out2); break;
-    case 3: relu_grad_sums(x, y, NULL, NULL, NULL, n, c, s, c0, c1, out, out2); break;
-    default: relu_grad_sums_affine(x, y, add, shift, scale, n, c, s, c0, c1, out, out2); break;
+    case 0: k->sum(x, add, shift, n, c, s, c0, c1, out); break;
+    case 1: k->sqdev(x, add, shift, n, c, s, c0, c1, out); break;
+    case 2: k->grad[0](x, y, NULL, NULL, NULL, n, c, s, c0, c1, out, out2); break;
+    case 3: k->grad[1](x, y, NULL, NULL, NULL, n, c, s, c0, c1, out, out2); break;
+    default: k->grad[2](x, y, add, shift, scale, n, c, s, c0, c1, out, out2); break;
     }
 }

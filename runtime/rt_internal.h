@@ -228,6 +228,10 @@ bool rt_gemm_dot(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k
 /* Which kernel rt_sgemm_nt_small runs: of 16 lanes (AVX-512), 8 (AVX2 + FMA) or 4 (SSE2),
  * 0: the widest this CPU runs (the default); false, and no change, where the CPU lacks it. */
 bool rt_gemm_dot_lanes(int lanes);
+/* Which loops nnq_rt_chan_reduce runs: 16 lanes as one vector (AVX-512), two (AVX2) or
+ * four (SSE2), the same bits; 0: the widest this CPU runs (the default); false, and no
+ * change, where the CPU lacks it. */
+bool rt_chan_lanes(int lanes);
 void rt_sgemm_nt_small(int32_t m, int32_t n, int32_t k, const float *a, int32_t lda, const float *b, int32_t ldb,
                        float beta, float *c, int32_t ldc);
 

@@ -109,6 +109,7 @@ void test_gemm_threads(void);
 void test_maxpool(void);
 void test_bn_relu_maxpool(void);
 void test_chan_relu_grad_affine(void);
+void test_chan_lanes(void);
 void test_avgpool(void);
 
 #endif

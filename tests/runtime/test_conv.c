@@ -370,3 +370,72 @@ void test_chan_relu_grad_affine(void) {
         free(x), free(y), free(dy);
     }
 }
+
+/* The lanes nnq_rt_chan_reduce documents (runtime/chan.c), one channel, in scalar code:
+ * mode 0 sums x + a, mode 1 (x + a - m)^2, modes 2 to 4 g and g y with g = x (2) or x
+ * where y > 0 (3; 4 with y = ((y + a) - m) * sc). S = 1: in order over the samples; S <
+ * 16: the values in sequence round 16 lanes; else value s of a run in lane s mod 16 and a
+ * run's tail in tail lanes, added to the lanes at the end; the 16 lanes then pairwise. */
+static void chan_reference(int mode, const float *x, const float *y, float a, float m, float sc, int n, int C,
+                           int S, int c, float *out, float *out2) {
+    float l1[16] = {0}, l2[16] = {0}, t1[16] = {0}, t2[16] = {0}, s1 = 0, s2 = 0;
+    int pos = 0;
+    for (int i = 0; i < n; i++)
+        for (int s = 0; s < S; s++) {
+            int k = (i * C + c) * S + s;
+            float v = x[k], yv = mode == 4 ? ((y[k] + a) - m) * sc : mode >= 2 ? y[k] : 0.0f, g, g2 = 0;
+            if (mode == 0) g = v + a;
+            else if (mode == 1) g = (v + a - m) * (v + a - m);
+            else g = mode == 2 || yv > 0 ? v : 0.0f, g2 = g * yv;
+            if (S == 1) s1 += g, s2 += g2;
+            else if (S < 16) l1[pos % 16] += g, l2[pos % 16] += g2, pos++;
+            else if (s < S / 16 * 16) l1[s % 16] += g, l2[s % 16] += g2;
+            else t1[s % 16] += g, t2[s % 16] += g2;
+        }
+    if (S > 1) {
+        for (int j = 0; j < 16; j++) l1[j] += t1[j], l2[j] += t2[j];
+        for (int w = 8; w >= 1; w /= 2)
+            for (int j = 0; j < w; j++) l1[j] += l1[j + w], l2[j] += l2[j + w];
+        s1 = l1[0], s2 = l2[0];
+    }
+    *out = s1, *out2 = s2;
+}
+
+/* Every mode of nnq_rt_chan_reduce, at every lane width this CPU runs (16, 8, 4 floats a
+ * vector), gives the bits of the documented lanes, for dense layers (S = 1: 16 channels to
+ * a vector and a tail), runs shorter than 16, runs of 16 and runs of 16 with a tail, over
+ * a channel range that starts and ends inside the channels; y's signs mixed. */
+void test_chan_lanes(void) {
+    static const int shapes[][3] = {{5, 37, 1}, {6, 3, 7}, {9, 4, 4}, {4, 3, 37}, {3, 5, 64}}; /* n, C, S */
+    unsigned seed = 29;
+    int widths = 0;
+    for (int lanes = 16; lanes >= 4; lanes /= 2) {
+        if (!rt_chan_lanes(lanes)) continue;
+        widths++;
+        for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+            const int n = shapes[t][0], C = shapes[t][1], S = shapes[t][2], N = n * C * S, c0 = 1, c1 = C - 1;
+            float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+            float add[37], shift[37], scale[37], o1[37], o2[37];
+            for (int c = 0; c < C; c++) add[c] = frand(&seed), shift[c] = 3 * frand(&seed), scale[c] = 1 + frand(&seed);
+            for (int i = 0; i < N; i++) x[i] = 30 * frand(&seed), y[i] = frand(&seed);
+            for (int mode = 0; mode <= 4; mode++) {
+                bool two = mode >= 2, aff = mode == 4 || mode <= 1;
+                memset(o1, 0, sizeof o1), memset(o2, 0, sizeof o2);
+                nnq_rt_chan_reduce(mode, x, two ? y : NULL, aff ? add : NULL, mode != 0 && aff ? shift : NULL,
+                                   mode == 4 ? scale : NULL, n, C, S, c0, c1, o1, two ? o2 : NULL);
+                int bad = -1;
+                for (int c = c0; c < c1 && bad < 0; c++) {
+                    float r1, r2;
+                    chan_reference(mode, x, y, aff ? add[c] : 0, mode != 0 && aff ? shift[c] : 0, scale[c], n, C, S,
+                                   c, &r1, &r2);
+                    if (memcmp(&r1, &o1[c], sizeof r1) || (two && memcmp(&r2, &o2[c], sizeof r2))) bad = c;
+                }
+                CHECK(bad < 0, "chan_reduce mode %d, %d lanes a vector, [%d, %d, %d]: channel %d differs from the documented lanes",
+                      mode, lanes, n, C, S, bad);
+            }
+            free(x), free(y);
+        }
+    }
+    CHECK(widths >= 1 && !rt_chan_lanes(5), "chan_reduce: %d lane widths run here; 5 is refused", widths);
+    rt_chan_lanes(0);
+}
