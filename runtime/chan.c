@@ -257,11 +257,8 @@ CHAN_WIDTH(sse2, "sse2", 4)
 static const ChanKernels *_Atomic chan_kernels;
 
 bool rt_chan_lanes(int lanes) {
-    __builtin_cpu_init();
-    bool avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2");
-    if (lanes == 0) lanes = avx512 ? 16 : avx2 ? 8 : 4;
-    if ((lanes == 16 && !avx512) || (lanes == 8 && !avx2) || (lanes != 16 && lanes != 8 && lanes != 4))
-        return false;
+    lanes = rt_cpu_lanes(lanes, false);
+    if (!lanes) return false;
     chan_kernels = lanes == 16 ? &chan_avx512 : lanes == 8 ? &chan_avx2 : &chan_sse2;
     return true;
 }

@@ -23,9 +23,10 @@
 #include "nnq_rt.h"
 
 /* Kernels compiled three times, for AVX-512, AVX2 and the baseline, the loader picking the
- * widest the CPU runs (ifunc: chan.c, dwconv.c). Their files are compiled without FMA
- * contraction (runtime/CMakeLists.txt), so with the same lanes and order of operations
- * every CPU computes the same bits. */
+ * widest the CPU runs (ifunc: conv.c, dwconv.c). Files whose kernels multiply and add
+ * (dwconv.c, and chan.c's loops per vector width) are compiled without FMA contraction
+ * (runtime/CMakeLists.txt), so with the same lanes and order of operations every CPU
+ * computes the same bits. */
 #define RT_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 /* A vector of type T read from p (any alignment), as an expression. Inside the clones,
@@ -225,6 +226,10 @@ bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k);
 /* gemm.c's small-output products (its header): whether the rule gives it this product, and
  * the kernel itself, C [m x n] = beta C + A B^T (A m x k, B n x k, row-major). */
 bool rt_gemm_dot(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha);
+/* Vector lanes of a kernel family (gemm.c): `lanes` (16 AVX-512, 8 AVX2 (with FMA where
+ * fma), 4 SSE2), or for 0 the widest this CPU runs; 0 where the CPU lacks it or lanes is
+ * none of those. */
+int rt_cpu_lanes(int lanes, bool fma);
 /* Which kernel rt_sgemm_nt_small runs: of 16 lanes (AVX-512), 8 (AVX2 + FMA) or 4 (SSE2),
  * 0: the widest this CPU runs (the default); false, and no change, where the CPU lacks it. */
 bool rt_gemm_dot_lanes(int lanes);
