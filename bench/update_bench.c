@@ -72,7 +72,7 @@ int main(void) {
     NnqCompileOptions o = {.stdlib_dir = NNQ_STDLIB_DIR, .until = NNQ_STAGE_IR};
     if (!nnq_compile(&c, "bench.nnq", src, &o) || c.library) return 1;
     IrModule *m = c.m;
-    Jit *jit = jit_compile(m, 2, true, NULL, NULL, c.diag);
+    Jit *jit = jit_compile(m, 2, 0, true, NULL, NULL, c.diag);
     if (!jit) return 1;
     const char *p = m->params[0].name;
     int64_t n = m->params[0].count;

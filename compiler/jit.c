@@ -8,9 +8,16 @@
  * hashes everything it depends on — the unoptimized LLVM module's text (the program,
  * its imports and the compiler's code generation), the optimization level, the LLVM
  * version, the host CPU and its features, the vector math library — and a later compile of the same key loads it
- * instead of optimizing and generating code again. A cache file is KEY.o: "NNQJIT1\0",
- * the payload's length (u64) and CRC-32 (u32), then the ELF object; it is written to a
- * temporary name and renamed, and one that fails its checks is ignored and replaced. */
+ * instead of optimizing and generating code again. A cache file is KEY.o: "NNQJIT2\0",
+ * the number of objects (u32), then each object's length (u64) and CRC-32 (u32) and the
+ * ELF object itself; it is written to a temporary name and renamed, and one that fails
+ * its checks is ignored and replaced.
+ *
+ * Parallel code generation: instruction selection, register allocation and encoding
+ * (most of a cold compile) work one function at a time. After the whole module is
+ * optimized, its functions are dealt to partitions by size, and each partition becomes
+ * an object of its own on a thread of its own (see split_codegen). */
+#include <pthread.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
@@ -21,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
@@ -129,7 +138,9 @@ bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag) {
 
 /* ---- the compiled-code cache ---- */
 
-static const char cache_magic[8] = "NNQJIT1";
+static const char cache_magic[8] = "NNQJIT2";
+
+enum { MAX_PARTS = 16 }; /* objects of one program: partitions of its code */
 
 /* 128 bits of FNV-1a (two lanes, different offsets) over the parts, each ended by NUL. */
 static void cache_key(const char *const *parts, int n, char out[33]) {
@@ -143,30 +154,46 @@ static void cache_key(const char *const *parts, int n, char out[33]) {
     snprintf(out, 33, "%016llx%016llx", (unsigned long long)h[0], (unsigned long long)h[1]);
 }
 
-/* The cached object of `path` as a memory buffer, NULL when absent or damaged. */
-static LLVMMemoryBufferRef cache_load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char head[20];
-    LLVMMemoryBufferRef buf = NULL;
-    if (fread(head, 1, sizeof head, f) == sizeof head && !memcmp(head, cache_magic, 8)) {
-        uint64_t len = 0;
-        uint32_t crc = 0;
-        for (int i = 0; i < 8; i++) len |= (uint64_t)head[8 + i] << (8 * i);
-        for (int i = 0; i < 4; i++) crc |= (uint32_t)head[16 + i] << (8 * i);
-        char *data = len > 0 && len < ((uint64_t)1 << 32) ? malloc(len) : NULL;
-        if (data && fread(data, 1, len, f) == len && fgetc(f) == EOF &&
-            crc32(crc32(0, NULL, 0), (const Bytef *)data, (uInt)len) == crc)
-            buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, len, path);
-        free(data);
-    }
-    fclose(f);
-    return buf;
+static uint64_t get_le(const unsigned char *p, int bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
 }
 
-/* Stores an object under `path` (tmp, then rename); a cache that cannot be written is
+static void put_le(unsigned char *p, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The cached objects of `path` into objs; how many (0 when absent or damaged). */
+static int cache_load(const char *path, LLVMMemoryBufferRef objs[MAX_PARTS]) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char head[12], part[12];
+    int n = 0, count = 0;
+    bool ok = fread(head, 1, sizeof head, f) == sizeof head && !memcmp(head, cache_magic, 8);
+    if (ok) count = (int)get_le(head + 8, 4);
+    ok = ok && count >= 1 && count <= MAX_PARTS;
+    while (ok && n < count) {
+        ok = fread(part, 1, sizeof part, f) == sizeof part;
+        uint64_t len = ok ? get_le(part, 8) : 0;
+        uint32_t crc = (uint32_t)get_le(part + 8, 4);
+        char *data = ok && len > 0 && len < ((uint64_t)1 << 32) ? malloc(len) : NULL;
+        ok = data && fread(data, 1, len, f) == len && crc32(crc32(0, NULL, 0), (const Bytef *)data, (uInt)len) == crc;
+        if (ok) objs[n++] = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, len, path);
+        free(data);
+    }
+    ok = ok && fgetc(f) == EOF;
+    fclose(f);
+    if (!ok) {
+        for (int i = 0; i < n; i++) LLVMDisposeMemoryBuffer(objs[i]);
+        n = 0;
+    }
+    return n;
+}
+
+/* Stores n objects under `path` (tmp, then rename); a cache that cannot be written is
  * skipped silently: it only saves time. */
-static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef obj) {
+static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *objs, int n) {
     char d[4096];
     snprintf(d, sizeof d, "%s", dir);
     for (char *p = d + 1; *p; p++) /* mkdir -p; EEXIST is fine */
@@ -176,34 +203,220 @@ static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef o
             *p = '/';
         }
     mkdir(d, 0777);
-    size_t len = LLVMGetBufferSize(obj);
-    const char *data = LLVMGetBufferStart(obj);
-    unsigned char head[20];
-    memcpy(head, cache_magic, 8);
-    uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), (const Bytef *)data, (uInt)len);
-    for (int i = 0; i < 8; i++) head[8 + i] = (unsigned char)((uint64_t)len >> (8 * i));
-    for (int i = 0; i < 4; i++) head[16 + i] = (unsigned char)(crc >> (8 * i));
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
-    bool ok = fwrite(head, 1, sizeof head, f) == sizeof head && fwrite(data, 1, len, f) == len;
+    unsigned char head[12];
+    memcpy(head, cache_magic, 8);
+    put_le(head + 8, (uint64_t)n, 4);
+    bool ok = fwrite(head, 1, sizeof head, f) == sizeof head;
+    for (int i = 0; ok && i < n; i++) {
+        size_t len = LLVMGetBufferSize(objs[i]);
+        const char *data = LLVMGetBufferStart(objs[i]);
+        unsigned char part[12];
+        put_le(part, len, 8);
+        put_le(part + 8, (uint32_t)crc32(crc32(0, NULL, 0), (const Bytef *)data, (uInt)len), 4);
+        ok = fwrite(part, 1, sizeof part, f) == sizeof part && fwrite(data, 1, len, f) == len;
+    }
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) unlink(tmp);
 }
 
-/* Optimizes `mod` (its target already set from tm) and compiles it to an object in
- * memory with tm (the JIT's code model). NULL after reporting an error. */
-static LLVMMemoryBufferRef compile_object(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, Diag *diag) {
-    if (!run_passes(mod, tm, opt_level, diag)) return NULL;
-    char *err = NULL;
-    LLVMMemoryBufferRef obj = NULL;
-    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &obj)) {
-        diag_error_noloc(diag, "internal compiler error: generating native code: %s", err ? err : "unknown error");
-        LLVMDisposeMessage(err);
-        obj = NULL;
+/* ---- parallel code generation ----
+ * The optimized module's defined functions are dealt to partitions, largest first, each
+ * to the partition with the least work so far (instructions counted; ties to the lowest
+ * index). Before dealing, every local definition becomes an external hidden one (named,
+ * if it had none), so that one partition's code can refer to what another defines; the
+ * JIT links the objects by those names. The module is written as bitcode and each
+ * partition but the first reads it into a context of its own (a context is one thread's
+ * at a time) and compiles it on its own thread, keeping its own functions' bodies:
+ * the others' become declarations, and all variables are defined by partition 0 alone.
+ * Instruction selection and what follows see one function at a time, so each
+ * function's machine code is the same however many partitions there are. */
+enum { PART_MIN_WORK = 1500 }; /* instructions: a partition with less is not worth a thread */
+
+typedef struct Part {
+    LLVMMemoryBufferRef bitcode; /* the optimized module, read by partitions 1.. */
+    const int *owner;            /* the partition of each defined function, in module order */
+    int index;
+    LLVMTargetMachineRef tm;     /* this partition's own */
+    LLVMMemoryBufferRef obj;     /* the result, or NULL and an error */
+    char *error;
+} Part;
+
+typedef struct FnSize {
+    int64_t size;
+    int index;
+} FnSize;
+
+static int by_size_desc(const void *a, const void *b) {
+    const FnSize *x = a, *y = b;
+    if (x->size != y->size) return x->size > y->size ? -1 : 1;
+    return x->index - y->index;
+}
+
+/* The partition of each defined function into *owner (malloc'd); returns the number of
+ * partitions: at most `threads` and MAX_PARTS, and PART_MIN_WORK instructions each. */
+static int assign_parts(LLVMModuleRef mod, int threads, int **owner) {
+    int n = 0, cap = 0;
+    FnSize *fns = NULL;
+    int64_t total = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f)) continue;
+        int64_t size = 0;
+        for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
+            for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i)) size++;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            fns = realloc(fns, sizeof *fns * (size_t)cap);
+        }
+        fns[n] = (FnSize){size, n};
+        n++;
+        total += size;
     }
-    return obj;
+    int64_t parts = total / PART_MIN_WORK;
+    if (parts > threads) parts = threads;
+    if (parts > MAX_PARTS) parts = MAX_PARTS;
+    if (parts > n) parts = n;
+    if (parts < 1) parts = 1;
+    *owner = calloc((size_t)(n > 0 ? n : 1), sizeof **owner);
+    qsort(fns, (size_t)n, sizeof *fns, by_size_desc);
+    int64_t load[MAX_PARTS] = {0};
+    for (int k = 0; k < n; k++) {
+        int best = 0;
+        for (int p = 1; p < parts; p++)
+            if (load[p] < load[best]) best = p;
+        (*owner)[fns[k].index] = best;
+        load[best] += fns[k].size;
+    }
+    free(fns);
+    return (int)parts;
+}
+
+/* Local definitions become external hidden ones, named "nnq.local.N" if unnamed. */
+static void expose_locals(LLVMModuleRef mod) {
+    int unnamed = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (LLVMValueRef v = pass ? LLVMGetFirstGlobal(mod) : LLVMGetFirstFunction(mod); v;
+             v = pass ? LLVMGetNextGlobal(v) : LLVMGetNextFunction(v)) {
+            LLVMLinkage l = LLVMGetLinkage(v);
+            if (LLVMIsDeclaration(v) || (l != LLVMInternalLinkage && l != LLVMPrivateLinkage)) continue;
+            size_t len;
+            LLVMGetValueName2(v, &len);
+            if (len == 0) {
+                char name[32];
+                snprintf(name, sizeof name, "nnq.local.%d", unnamed++);
+                LLVMSetValueName2(v, name, strlen(name));
+            }
+            LLVMSetLinkage(v, LLVMExternalLinkage);
+            LLVMSetVisibility(v, LLVMHiddenVisibility);
+        }
+}
+
+/* Function f becomes a declaration: a new one takes its name, calling convention and
+ * uses (LLVM's C API cannot delete a body in place). */
+static void make_declaration(LLVMModuleRef mod, LLVMValueRef f) {
+    size_t len;
+    const char *name = LLVMGetValueName2(f, &len);
+    char *copy = strndup(name, len);
+    LLVMValueRef d = LLVMAddFunction(mod, "", LLVMGlobalGetValueType(f));
+    LLVMSetFunctionCallConv(d, LLVMGetFunctionCallConv(f));
+    LLVMSetVisibility(d, LLVMGetVisibility(f));
+    LLVMReplaceAllUsesWith(f, d);
+    LLVMDeleteFunction(f);
+    LLVMSetValueName2(d, copy, len);
+    free(copy);
+}
+
+/* Keeps partition p's function bodies; outside partition 0, variables become
+ * declarations and llvm.* ones (llvm.compiler.used) go. */
+static void keep_part(LLVMModuleRef mod, const int *owner, int p) {
+    int k = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod), next; f; f = next) {
+        next = LLVMGetNextFunction(f); /* declarations made here go to the end */
+        if (LLVMIsDeclaration(f)) continue;
+        if (owner[k++] != p) make_declaration(mod, f);
+    }
+    if (p == 0) return;
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod), next; g; g = next) {
+        next = LLVMGetNextGlobal(g);
+        size_t len;
+        const char *name = LLVMGetValueName2(g, &len);
+        if (len > 5 && !memcmp(name, "llvm.", 5)) {
+            LLVMDeleteGlobal(g);
+        } else if (!LLVMIsDeclaration(g)) {
+            LLVMSetInitializer(g, NULL);
+            LLVMSetLinkage(g, LLVMExternalLinkage);
+        }
+    }
+}
+
+static void emit_part(Part *part, LLVMModuleRef mod) {
+    keep_part(mod, part->owner, part->index);
+    char *err = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(part->tm, mod, LLVMObjectFile, &err, &part->obj)) {
+        part->obj = NULL;
+        part->error = strdup(err ? err : "unknown error");
+    }
+    if (err) LLVMDisposeMessage(err);
+}
+
+static void *part_thread(void *arg) {
+    Part *part = arg;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = NULL;
+    if (LLVMParseBitcodeInContext2(ctx, part->bitcode, &mod)) {
+        part->error = strdup("reading the optimized module back");
+    } else {
+        emit_part(part, mod);
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    return NULL;
+}
+
+/* Optimizes `mod` (its target already set from tm) and compiles it with tm's settings
+ * (the JIT's code model) to objects in memory, on up to `threads` threads. Returns how
+ * many objects are in objs, 0 after reporting an error. */
+static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, int threads,
+                           LLVMMemoryBufferRef objs[MAX_PARTS], Diag *diag) {
+    if (!run_passes(mod, tm, opt_level, diag)) return 0;
+    int *owner;
+    int parts = assign_parts(mod, threads, &owner);
+    Part part[MAX_PARTS] = {{0}};
+    pthread_t tid[MAX_PARTS];
+    bool running[MAX_PARTS] = {false};
+    LLVMMemoryBufferRef bitcode = NULL;
+    if (parts > 1) {
+        expose_locals(mod);
+        bitcode = LLVMWriteBitcodeToMemoryBuffer(mod);
+    }
+    for (int p = 0; p < parts; p++) /* target machines first: host_machine reports to diag */
+        part[p] = (Part){bitcode, owner, p, p ? host_machine(diag, opt_level, false) : tm, NULL, NULL};
+    for (int p = 1; p < parts; p++)
+        running[p] = part[p].tm && pthread_create(&tid[p], NULL, part_thread, &part[p]) == 0;
+    emit_part(&part[0], mod);
+    int n = 0;
+    bool ok = true;
+    for (int p = 0; p < parts; p++) {
+        if (running[p]) pthread_join(tid[p], NULL);
+        else if (p > 0 && part[p].tm) part_thread(&part[p]); /* no thread: here, in turn */
+        if (!part[p].obj && ok) {
+            ok = false;
+            if (part[p].tm) diag_error_noloc(diag, "internal compiler error: generating native code: %s", part[p].error);
+        }
+        if (part[p].obj) objs[n++] = part[p].obj;
+        free(part[p].error);
+        if (p > 0 && part[p].tm) LLVMDisposeTargetMachine(part[p].tm);
+    }
+    if (bitcode) LLVMDisposeMemoryBuffer(bitcode);
+    free(owner);
+    if (!ok) {
+        for (int i = 0; i < n; i++) LLVMDisposeMemoryBuffer(objs[i]);
+        n = 0;
+    }
+    return n;
 }
 
 /* ---- the program's buffers, allocated by the host ----
@@ -249,9 +462,13 @@ static HostVar *host_buffers(LLVMModuleRef mod, LLVMTargetDataRef dl, int *count
     return vars;
 }
 
-Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const char *cache_dir, bool *cached,
-                 Diag *diag) {
+Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const char *cache_dir,
+                 bool *cached, Diag *diag) {
     init_llvm();
+    if (threads <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus > MAX_PARTS ? MAX_PARTS : cpus > 0 ? (int)cpus : 1;
+    }
     if (cached) *cached = false;
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(m, ctx, export_internals, diag);
@@ -267,7 +484,8 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const 
     int nvars;
     uint64_t data_size;
     HostVar *vars = host_buffers(mod, dl, &nvars, &data_size);
-    LLVMMemoryBufferRef obj = NULL;
+    LLVMMemoryBufferRef objs[MAX_PARTS];
+    int nobj = 0;
     char path[4096] = "";
     if (cache_dir && *cache_dir) {
         char *text = LLVMPrintModuleToString(mod);
@@ -281,22 +499,23 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const 
         LLVMDisposeMessage(cpu);
         LLVMDisposeMessage(features);
         if ((size_t)snprintf(path, sizeof path, "%s/%s.o", cache_dir, key) < sizeof path) {
-            obj = cache_load(path);
-            if (obj && cached) *cached = true;
+            nobj = cache_load(path, objs);
+            if (nobj && cached) *cached = true;
         } else {
             path[0] = 0;
         }
     }
     if (!path[0]) cg_set_fingerprint(mod, NULL); /* no cache: printed for it alone */
-    if (!obj) {
-        obj = compile_object(mod, tm, opt_level, diag);
-        if (obj && path[0]) cache_store(cache_dir, path, obj);
+    if (!nobj) {
+        nobj = compile_objects(mod, tm, opt_level, threads, objs, diag);
+        if (nobj && path[0]) cache_store(cache_dir, path, objs, nobj);
     }
     LLVMDisposeTargetMachine(tm);
     LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);
     Jit *jit = NULL;
-    if (!obj) goto fail_vars;
+    int added = 0; /* objects the JIT took */
+    if (!nobj) goto fail_vars;
 
     jit = calloc(1, sizeof *jit);
     if (data_size > 0) {
@@ -337,9 +556,8 @@ Jit *jit_compile(const IrModule *m, int opt_level, bool export_internals, const 
                "searching process symbols"))
         goto fail;
     LLVMOrcJITDylibAddGenerator(jd, gen);
-    LLVMMemoryBufferRef owned = obj;
-    obj = NULL; /* the JIT takes the buffer, also on failure */
-    if (report(diag, LLVMOrcLLJITAddObjectFile(jit->lljit, jd, owned), "adding the object")) goto fail;
+    while (added < nobj) /* the JIT takes each buffer, also on failure */
+        if (report(diag, LLVMOrcLLJITAddObjectFile(jit->lljit, jd, objs[added++]), "adding an object")) goto fail;
     LLVMOrcJITTargetAddress addr = 0;
     if (report(diag, LLVMOrcLLJITLookup(jit->lljit, &addr, "nnq_main"), "linking native code")) goto fail;
     jit->entry = (void *)(uintptr_t)addr;
@@ -350,7 +568,7 @@ fail_builder:
     LLVMOrcDisposeLLJITBuilder(builder);
 fail:
 fail_vars:
-    if (obj) LLVMDisposeMemoryBuffer(obj);
+    for (int i = added; i < nobj; i++) LLVMDisposeMemoryBuffer(objs[i]);
     jit_free(jit);
     for (int v = 0; v < nvars; v++) free(vars[v].name);
     free(vars);

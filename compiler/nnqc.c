@@ -212,6 +212,7 @@ static bool fputs_module(LLVMModuleRef mod) {
 }
 
 int main(int argc, char **argv) {
+    nnq_run_prepare(); /* OpenBLAS's threads stopped before they take a CPU from compiling */
     const char *stdlib_dir = getenv("NNQ_STDLIB");
     if (!stdlib_dir || !*stdlib_dir) stdlib_dir = NNQ_STDLIB_DIR;
     if (argc > 1 && deploy_command(argv[1])) return deploy_main(argc, argv, stdlib_dir);
@@ -272,7 +273,7 @@ int main(int argc, char **argv) {
         char cache[4096];
         double t0 = now_seconds();
         bool cached;
-        Jit *jit = jit_compile(m, o.opt_level, false, o.no_cache ? NULL : cache_dir(cache, sizeof cache), &cached, diag);
+        Jit *jit = jit_compile(m, o.opt_level, o.run.threads, false, o.no_cache ? NULL : cache_dir(cache, sizeof cache), &cached, diag);
         if (!jit) goto done;
         char *dup = strdup(o.file ? o.file : o.from_ir);
         o.run.base_dir = dirname(dup);

@@ -52,6 +52,9 @@ typedef struct NnqRunOptions {
 } NnqRunOptions;
 
 void nnq_run_options_default(NnqRunOptions *opts);
+/* Makes OpenBLAS single-threaded and stops its threads (the runtime's pool runs it);
+ * nnq_run_new does it too. nnqc calls it first, so they take no CPU from compilation. */
+void nnq_run_prepare(void);
 /* NULL on failure (message printed), e.g. metrics file cannot be opened. */
 NnqRun *nnq_run_new(const NnqRunOptions *opts);
 /* Calls entry(run) under the error trap. Returns entry's result when it returns, 1

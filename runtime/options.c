@@ -98,7 +98,7 @@ bad:
 const char *nnq_run_options_help(void) {
     return "  --epochs N         override the program's epochs\n"
            "  --seed N           override the program's seed\n"
-           "  --threads N        threads that train (default: all CPUs)\n"
+           "  --threads N        threads that train, and that nnqc run compiles on (default: all CPUs)\n"
            "  --data-dir DIR     search DIR first for data files (also $NNQ_DATA_DIR)\n"
            "  --metrics PATH     write JSON Lines metrics to PATH\n"
            "  --resume DIR       continue from the checkpoint in DIR (written by `checkpoint`)\n"

@@ -76,8 +76,17 @@ static float *shared_scratch;
 static int64_t shared_floats;
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
-/* OpenBLAS computes on the calling thread only: this pool decides what runs where. */
-static void blas_single_thread(void) { openblas_set_num_threads(1); }
+/* OpenBLAS computes on the calling thread only: this pool decides what runs where. Its
+ * own threads, which it starts when it loads, are stopped: told one thread, they would
+ * still spin in sched_yield for their first 0.1-0.2 s, a CPU taken from compilation.
+ * blas_thread_shutdown_ is OpenBLAS's (pthreads builds; its OpenMP builds have it too);
+ * another BLAS lacks it and has nothing to stop. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+static void blas_single_thread(void) {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
 
 /* Where part `part` of `parts` starts. Jobs of at least RT_PART_ALIGN items per part cut
  * at multiples of RT_PART_ALIGN: a vectorized loop body then leaves the same items to

@@ -57,6 +57,8 @@ static void run_seed_state(NnqRun *run, uint64_t seed) {
     }
 }
 
+void nnq_run_prepare(void) { rt_parallel_init(); }
+
 NnqRun *nnq_run_new(const NnqRunOptions *opts) {
     NnqRun *run = calloc(1, sizeof *run);
     if (!run) {

@@ -249,7 +249,7 @@ static void test_dropout(void) {
     bool eval_has = false;
     for (int i = 0; i < c.m->eval.n; i++) eval_has |= c.m->eval.insts[i].op == IR_DROPOUT;
     CHECK(drop >= 0 && !eval_has, "dropout is in train, not in eval");
-    Jit *jit = jit_compile(c.m, 1, true, NULL, NULL, c.diag);
+    Jit *jit = jit_compile(c.m, 1, 0, true, NULL, NULL, c.diag);
     CHECK(jit != NULL, "dropout network JIT-compiles");
     if (!jit || drop < 0) goto out;
     MemPlan plan = memplan_func(&c.m->train, 64, true, c.m->arena);
@@ -316,7 +316,7 @@ static bool soft_kernel(SoftKernel *k, bool pair, const char *weight) {
              pair ? "a[|Q|]" : "a", weight, pair ? "argmax(a)" : "a >= 0");
     memset(k, 0, sizeof *k);
     if (!compile_source(&k->c, src, true)) return false;
-    k->jit = jit_compile(k->c.m, 1, true, NULL, NULL, k->c.diag);
+    k->jit = jit_compile(k->c.m, 1, 0, true, NULL, NULL, k->c.diag);
     if (!k->jit) return false;
     const IrParam *par = &k->c.m->params[0];
     k->n = par->count;
@@ -429,7 +429,7 @@ static void test_bn_calibration(void) {
     bool ok = compile_source(&c, src, true);
     CHECK(ok, "calibration network compiles");
     if (!ok) return;
-    Jit *jit = jit_compile(c.m, 1, true, NULL, NULL, c.diag);
+    Jit *jit = jit_compile(c.m, 1, 0, true, NULL, NULL, c.diag);
     float (*eval)(int64_t, int32_t, int32_t) = jit ? (float (*)(int64_t, int32_t, int32_t))jit_lookup(jit, "eval_batch") : NULL;
     float *x = jit ? jit_lookup(jit, "batch.x") : NULL;
     float *hm = jit ? jit_lookup(jit, "bn1.hard_mean") : NULL, *hv = jit ? jit_lookup(jit, "bn1.hard_var") : NULL;
@@ -479,7 +479,7 @@ static void test_same_numbers(const char *src, int in_elems, int classes) {
     for (int k = 0; k < c[0].m->nparams; k++) total += c[0].m->params[k].count;
     for (int v = 0; v < 2; v++) {
         c[v].m->unshared_memory = v == 1;
-        jit[v] = jit_compile(c[v].m, 1, true, NULL, NULL, c[v].diag);
+        jit[v] = jit_compile(c[v].m, 1, 0, true, NULL, NULL, c[v].diag);
         CHECK(jit[v] != NULL, "JIT %d", v);
         if (!jit[v]) goto out;
     }
@@ -586,7 +586,7 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
     bool ok = compile_source(&c, net_src, true);
     CHECK(ok, "test network compiles");
     if (!ok) return;
-    Jit *jit = jit_compile(c.m, 1, true, NULL, NULL, c.diag);
+    Jit *jit = jit_compile(c.m, 1, 0, true, NULL, NULL, c.diag);
     CHECK(jit != NULL, "test network JIT-compiles");
     if (!jit) {
         compiled_free(&c);

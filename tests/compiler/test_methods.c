@@ -302,7 +302,7 @@ static void test_fused(const Case *cs, const char *opt) {
         compiled_free(&c);
         return;
     }
-    Jit *jit = jit_compile(c.m, 2, true, NULL, NULL, c.diag);
+    Jit *jit = jit_compile(c.m, 2, 0, true, NULL, NULL, c.diag);
     CHECK(jit, "%s JIT-compiles", quant);
     if (!jit) {
         compiled_free(&c);

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The compiled-code cache: a first run stores one object, a second run of the same
+# The compiled-code cache: a first run stores one cache file, a second run of the same
 # program loads it ("from the compiled-code cache") and trains to the same model file;
 # a damaged cache file is ignored, recompiled and rewritten; another program gets an
 # entry of its own; --no-cache neither reads nor writes it. The first run's --profile
 # line in the metrics counts the iterations trained and charges time to the MLP's phases
 # (GEMM, batch norm, update) and none to convolutions, with the totals when the second
-# and the last iteration began.
+# and the last iteration began. Code generation on 1 and 2 threads: the cache file holds
+# one and two objects (jit.c's partitions) and both train to the same model file as the
+# default run of the same program.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -36,7 +38,7 @@ done
 gt "$(phase other)" "$(phase other last_iteration)" || fail "profile: nothing after the last iteration: $prof"
 grep -q "^update " first.out || fail "no profile table printed"
 grep -q "^compiled in" first.out && ! grep -q "compiled-code cache" first.out || fail "first run: $(grep compiled first.out)"
-[ "$(ls cache | wc -l)" = 1 ] && ls cache/*.o > /dev/null || fail "first run did not store one object: $(ls cache)"
+[ "$(ls cache | wc -l)" = 1 ] && ls cache/*.o > /dev/null || fail "first run did not store one cache file: $(ls cache)"
 run second
 grep -q "(from the compiled-code cache)" second.out || fail "second run did not use the cache"
 cmp first.nnqm second.nnqm || fail "the cached code trained differently"
@@ -50,7 +52,14 @@ grep -q "(from the compiled-code cache)" fourth.out || fail "the damaged cache f
 sed -i "s/seed *= *[0-9]*/seed = 11/" c.nnq
 run other
 ! grep -q "compiled-code cache" other.out && [ "$(ls cache | wc -l)" = 2 ] || fail "another program reused an entry: $(ls cache)"
+for t in 1 2; do # the number of objects: a u32 after the 8-byte magic
+    rm -rf cache
+    run threads$t --threads $t
+    objs=$(od -An -tu4 -j8 -N4 cache/*.o | tr -d ' ')
+    [ "$objs" = $t ] || fail "code generated on $t threads: $objs objects in the cache file"
+    cmp other.nnqm threads$t.nnqm || fail "code generated on $t threads trained differently"
+done
 rm -rf cache
 run nocache --no-cache
 [ ! -e cache ] || fail "--no-cache wrote the cache"
-echo "6 passed, 0 failed"
+echo "8 passed, 0 failed"
