@@ -16,7 +16,7 @@
  * Parallel code generation: instruction selection, register allocation and encoding
  * (most of a cold compile) work one function at a time. After the whole module is
  * optimized, its functions are dealt to partitions by size, and each partition becomes
- * an object of its own on a thread of its own (see split_codegen). */
+ * an object of its own on a thread of its own (see compile_objects). */
 #include <pthread.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -314,8 +314,9 @@ static void expose_locals(LLVMModuleRef mod) {
         }
 }
 
-/* Function f becomes a declaration: a new one takes its name, calling convention and
- * uses (LLVM's C API cannot delete a body in place). */
+/* Function f becomes a declaration: a new one takes its name, calling convention,
+ * attributes (the function's, its result's and its parameters': its callers see what
+ * they saw) and uses (LLVM's C API cannot delete a body in place). */
 static void make_declaration(LLVMModuleRef mod, LLVMValueRef f) {
     size_t len;
     const char *name = LLVMGetValueName2(f, &len);
@@ -323,6 +324,14 @@ static void make_declaration(LLVMModuleRef mod, LLVMValueRef f) {
     LLVMValueRef d = LLVMAddFunction(mod, "", LLVMGlobalGetValueType(f));
     LLVMSetFunctionCallConv(d, LLVMGetFunctionCallConv(f));
     LLVMSetVisibility(d, LLVMGetVisibility(f));
+    for (int at = -1; at <= (int)LLVMCountParams(f); at++) { /* -1: the function, 0: the result */
+        LLVMAttributeIndex idx = at < 0 ? LLVMAttributeFunctionIndex : (LLVMAttributeIndex)at;
+        unsigned count = LLVMGetAttributeCountAtIndex(f, idx);
+        LLVMAttributeRef attrs[64];
+        if (count == 0 || count > 64) continue;
+        LLVMGetAttributesAtIndex(f, idx, attrs);
+        for (unsigned a = 0; a < count; a++) LLVMAddAttributeAtIndex(d, idx, attrs[a]);
+    }
     LLVMReplaceAllUsesWith(f, d);
     LLVMDeleteFunction(f);
     LLVMSetValueName2(d, copy, len);
