@@ -59,6 +59,7 @@ typedef struct Cg {
     LLVMValueRef dropout_step;       /* i64 global: train steps taken, keys dropout masks */
     LLVMValueRef mpi_size, mpi_base; /* i64 globals: processes in the job, this rank's first sample */
     LLVMValueRef grad_table, grad_counts; /* every parameter's grad buffer and its length */
+    LLVMValueRef weight_table; /* every parameter's weight and hard buffers, in turn (eval) */
     LLVMValueRef fingerprint;        /* i64 global: a hash of the module's text (cg_set_fingerprint) */
     LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
