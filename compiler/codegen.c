@@ -697,7 +697,7 @@ static LLVMValueRef scalars_beta(Cg *cg, LLVMValueRef *s, LLVMValueRef beta64) {
  * call; rows_begin makes a constant table per argument and starts a loop over the rows
  * that loads them (the caller makes the call, then cg_loop_end): the same calls, in the
  * same order. */
-enum { ROWS_MAX_COLS = 4 };
+enum { ROWS_MAX_COLS = 6 };
 typedef struct Rows {
     int ncols;
     LLVMTypeRef type[ROWS_MAX_COLS];
@@ -812,8 +812,9 @@ static void state(Cg *cg, Rows *r, const char *name, LLVMValueRef p, int64_t byt
     rows_add(r, (LLVMValueRef[]){str(cg, name), p, ci64(cg, bytes)});
 }
 
-static void describe(Cg *cg, LLVMValueRef run, const char *what, LLVMValueRef value) {
-    cg_rt_call(cg, "nnq_rt_checkpoint_describe", (LLVMValueRef[]){run, str(cg, what), value}, 3);
+/* what: a string, or NULL and what_ptr the string's address */
+static void describe(Cg *cg, LLVMValueRef run, const char *what, LLVMValueRef value, LLVMValueRef what_ptr) {
+    cg_rt_call(cg, "nnq_rt_checkpoint_describe", (LLVMValueRef[]){run, what ? str(cg, what) : what_ptr, value}, 3);
 }
 
 /* Declares what a checkpoint must match (the description) and what it holds: every
@@ -826,12 +827,13 @@ static void declare_checkpoint(Cg *cg, LLVMValueRef run, const TrainScalars *ts,
     const IrModule *m = cg->m;
     const TrainConfig *tc = cg->tc;
     Arena *ar = m->arena;
-    describe(cg, run, arena_printf(ar, "model %s", m->model), ci64(cg, 0));
-    describe(cg, run, tc->opt == OPT_SGD ? "optimizer sgd" : tc->decoupled_decay ? "optimizer adamw" : "optimizer adam", ci64(cg, 0));
-    describe(cg, run, "batch", ci64(cg, cg->batch));
-    describe(cg, run, "keep best", ci64(cg, tc->keep_best));
-    describe(cg, run, "training samples", ntrain);
-    describe(cg, run, "validation samples", nval);
+    describe(cg, run, arena_printf(ar, "model %s", m->model), ci64(cg, 0), NULL);
+    describe(cg, run, tc->opt == OPT_SGD ? "optimizer sgd" : tc->decoupled_decay ? "optimizer adamw" : "optimizer adam", ci64(cg, 0), NULL);
+    describe(cg, run, "batch", ci64(cg, cg->batch), NULL);
+    describe(cg, run, "keep best", ci64(cg, tc->keep_best), NULL);
+    describe(cg, run, "training samples", ntrain, NULL);
+    describe(cg, run, "validation samples", nval, NULL);
+    Rows d = {.ncols = 2, .type = {cg->tp, cg->ti64}};
     for (int p = 0; p < m->nparams; p++) {
         const IrParam *par = &m->params[p];
         char shape[128], q[1024] = "";
@@ -842,10 +844,16 @@ static void declare_checkpoint(Cg *cg, LLVMValueRef run, const TrainScalars *ts,
                 len += (size_t)snprintf(q + len, sizeof q - len, "%s%g", i ? ", " : " {", par->proj->labels->q[i]);
             snprintf(q + len, sizeof q - len, "}");
         }
-        describe(cg, run, arena_printf(ar, "parameter %s %s %s%s", par->name, shape, par->proj->name, q), ci64(cg, par->count));
+        rows_add(&d, (LLVMValueRef[]){str(cg, arena_printf(ar, "parameter %s %s %s%s", par->name, shape, par->proj->name, q)),
+                                      ci64(cg, par->count)});
     }
     for (int i = 0; i < m->nbns; i++)
-        describe(cg, run, arena_printf(ar, "batch norm %s", m->bns[i].name), ci64(cg, m->bns[i].features));
+        rows_add(&d, (LLVMValueRef[]){str(cg, arena_printf(ar, "batch norm %s", m->bns[i].name)), ci64(cg, m->bns[i].features)});
+    LLVMValueRef dv[2];
+    Loop dl = rows_begin(cg, &d, "checkpoint.describe", dv);
+    describe(cg, run, NULL, dv[1], dv[0]);
+    cg_loop_end(cg, &dl);
+    free(d.cell);
 
     static const char *const kn[] = {"aux", "m", "v"};
     Rows r = {.ncols = 3, .type = {cg->tp, cg->tp, cg->ti64}};
@@ -1214,6 +1222,7 @@ static void emit_main_finish(Cg *cg, MainCtx *mc) {
         /* the normalization the test evaluation saw (that of the training data when there
          * is no test set), so that `nnqc eval` on the test set reproduces its accuracy */
         cg_rt_call(cg, "nnq_rt_model_arch", (LLVMValueRef[]){run, ag, ci64(cg, (int64_t)alen), dst ? dst : mc->ds}, 4);
+        Rows t = {.ncols = 6, .type = {cg->tp, cg->ti32, cg->tp, cg->ti32, cg->tp, cg->tp}};
         for (int p = 0; p < m->nparams; p++) {
             const IrParam *par = &m->params[p];
             const LabelSet *ls = par->proj->labels;
@@ -1224,18 +1233,22 @@ static void emit_main_finish(Cg *cg, MainCtx *mc) {
                 for (int i = 0; i < ls->k; i++) lv[i] = cf32(cg, ls->q[i]);
                 lg = const_array(cg, cg->tf32, lv, ls->k, "labels");
             }
-            cg_rt_call(cg, "nnq_rt_model_add", (LLVMValueRef[]){run, str(cg, par->name), ci32(cg, par->shape.rank), dg,
-                                                                ci32(cg, ls ? ls->k : 0), lg, cg->pbuf[p][IRB_HARD]}, 7);
+            rows_add(&t, (LLVMValueRef[]){str(cg, par->name), ci32(cg, par->shape.rank), dg, ci32(cg, ls ? ls->k : 0), lg,
+                                          cg->pbuf[p][IRB_HARD]});
         }
         for (int i = 0; i < m->nbns; i++) {
             for (int k = 0; k < 2; k++) {
                 LLVMValueRef dv = ci64(cg, m->bns[i].features);
                 LLVMValueRef dg = const_array(cg, cg->ti64, &dv, 1, "dims");
                 const char *nm = arena_printf(m->arena, "%s.%s", m->bns[i].name, k ? "running_var" : "running_mean");
-                cg_rt_call(cg, "nnq_rt_model_add", (LLVMValueRef[]){run, str(cg, nm), ci32(cg, 1), dg, ci32(cg, 0),
-                                                                    LLVMConstNull(cg->tp), cg->bnbuf[i][6 + k]}, 7);
+                rows_add(&t, (LLVMValueRef[]){str(cg, nm), ci32(cg, 1), dg, ci32(cg, 0), LLVMConstNull(cg->tp), cg->bnbuf[i][6 + k]});
             }
         }
+        LLVMValueRef tv[6];
+        Loop tl = rows_begin(cg, &t, "model.tensors", tv);
+        cg_rt_call(cg, "nnq_rt_model_add", (LLVMValueRef[]){run, tv[0], tv[1], tv[2], tv[3], tv[4], tv[5]}, 7);
+        cg_loop_end(cg, &tl);
+        free(t.cell);
         cg_rt_call(cg, "nnq_rt_model_save", (LLVMValueRef[]){run, str(cg, tc->save_path)}, 2);
     }
 }

@@ -7,7 +7,8 @@
 #    that continues the first run's (epochs 1..N, each once);
 #  - a run killed (SIGKILL) after its first checkpoint resumes to the same model;
 #  - resuming a finished run trains nothing and saves the same model;
-#  - a checkpoint of another program, a truncated or corrupt one, one from beyond
+#  - a checkpoint of another program (named by its description: the parameter whose
+#    shape differs), a truncated or corrupt one, one from beyond
 #    --epochs and a missing one are refused naming the file; an unusable checkpoint
 #    directory fails at once, naming it; all with exit status 1;
 #  - SIGINT ends the run after the current epoch with its checkpoint and metrics (exit 1,
@@ -118,7 +119,7 @@ expect_error() {
     else bad "$name: exit $rc, expected 1 and '$pattern' in:"; cat "err_$name/out.txt"; fi
 }
 program other.nnq 32 5 ck
-expect_error other-program "checkpoint '$tmp/full/ck/checkpoint.nnqc' was written by a different program: .*dense1.w" \
+expect_error other-program "checkpoint '$tmp/full/ck/checkpoint.nnqc' was written by a different program: it has 'parameter dense1.w f32\[784, 64\]" \
     other.nnq --resume "$tmp/full/ck"
 expect_error fewer-epochs "written after epoch 5, but this run has 3 epochs" p.nnq --resume "$tmp/full/ck" --epochs 3
 mkdir -p cut flip
