@@ -603,15 +603,12 @@ static void cpu_maxpool(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
                                                                ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]), out}, 8);
 }
 
-/* The softmax cross-entropy loss, the correct count and the loss gradient, row by row. */
-static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
-    const IrInst *in = &fc->f->insts[i];
+/* The softmax cross-entropy loss, the correct count and the loss gradient of n rows of C
+ * logits A (labels B), row by row, into out. */
+static void loss_rows(Cg *cg, IrOp op, int64_t C, LLVMValueRef A, LLVMValueRef B, LLVMValueRef out, LLVMValueRef n) {
     LLVMBuilderRef b = cg->b;
-    LLVMValueRef A = arg_val(fc, i, 0), B = arg_val(fc, i, 1);
-    const IrShape *as = arg_shape(fc, i, 0);
-    int64_t C = as->d[1];
     LLVMValueRef acc = cg_local(cg, cg->tf32, cf32(cg, 0), "acc");
-    Loop r = cg_loop_begin(cg, ci64(cg, 0), fc->n, "row");
+    Loop r = cg_loop_begin(cg, ci64(cg, 0), n, "row");
     LLVMValueRef base = LLVMBuildMul(b, r.iv, ci64(cg, C), "");
     LLVMValueRef label = LLVMBuildSExt(b, ldi32(cg, B, r.iv), cg->ti64, "");
     /* max and argmax (first maximum) */
@@ -625,7 +622,7 @@ static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     LLVMBuildStore(b, LLVMBuildSelect(b, gt, j.iv, get(cg, cg->ti64, am), ""), am);
     cg_loop_end(cg, &j);
     LLVMValueRef m = get(cg, cg->tf32, mx);
-    if (in->op == IR_CORRECT) {
+    if (op == IR_CORRECT) {
         LLVMValueRef hit = LLVMBuildICmp(b, LLVMIntEQ, get(cg, cg->ti64, am), label, "");
         LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), LLVMBuildUIToFP(b, hit, cg->tf32, ""), ""), acc);
     } else {
@@ -634,17 +631,17 @@ static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         LLVMValueRef d = LLVMBuildFSub(b, ldf(cg, A, LLVMBuildAdd(b, base, j2.iv, "")), m, "");
         LLVMValueRef e = cg_exp_f32(cg, d);
         LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, sum), e, ""), sum);
-        if (in->op == IR_XENT_GRAD) stf(cg, out, LLVMBuildAdd(b, base, j2.iv, ""), e);
+        if (op == IR_XENT_GRAD) stf(cg, out, LLVMBuildAdd(b, base, j2.iv, ""), e);
         cg_loop_end(cg, &j2);
         LLVMValueRef s = get(cg, cg->tf32, sum);
-        if (in->op == IR_XENT) {
+        if (op == IR_XENT) {
             LLVMValueRef ls = cg_intrinsic(cg, "llvm.log", cg->tf32, &s, 1);
             LLVMValueRef zl = ldf(cg, A, LLVMBuildAdd(b, base, label, ""));
             LLVMValueRef loss = LLVMBuildFSub(b, LLVMBuildFAdd(b, ls, m, ""), zl, "");
             LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), loss, ""), acc);
         } else {
-            LLVMValueRef scale = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildFMul(b, s, LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""), "");
-            LLVMValueRef invn = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), "");
+            LLVMValueRef scale = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildFMul(b, s, LLVMBuildSIToFP(b, n, cg->tf32, ""), ""), "");
+            LLVMValueRef invn = LLVMBuildFDiv(b, cf32(cg, 1), LLVMBuildSIToFP(b, n, cg->tf32, ""), "");
             Loop j3 = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, C), "col");
             LLVMValueRef k = LLVMBuildAdd(b, base, j3.iv, "");
             LLVMValueRef g = LLVMBuildFMul(b, ldf(cg, out, k), scale, "");
@@ -655,10 +652,34 @@ static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         }
     }
     cg_loop_end(cg, &r);
-    if (in->op == IR_XENT)
-        stf(cg, out, ci64(cg, 0), LLVMBuildFDiv(b, get(cg, cg->tf32, acc), LLVMBuildSIToFP(b, fc->n, cg->tf32, ""), ""));
-    else if (in->op == IR_CORRECT)
+    if (op == IR_XENT)
+        stf(cg, out, ci64(cg, 0), LLVMBuildFDiv(b, get(cg, cg->tf32, acc), LLVMBuildSIToFP(b, n, cg->tf32, ""), ""));
+    else if (op == IR_CORRECT)
         stf(cg, out, ci64(cg, 0), get(cg, cg->tf32, acc));
+}
+
+/* The loss ops: a function of their own per op and class count, loss.OP.C(A, B, out, n),
+ * optimized (the step functions that call it are not: codegen.c's mark_cold). */
+static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
+    const IrInst *in = &fc->f->insts[i];
+    int64_t C = arg_shape(fc, i, 0)->d[1];
+    char name[96];
+    snprintf(name, sizeof name, "loss.%s.%lld", ir_op_name(in->op), (long long)C);
+    LLVMTypeRef ps[4] = {cg->tp, cg->tp, cg->tp, cg->ti64};
+    LLVMTypeRef ty = LLVMFunctionType(cg->tv, ps, 4, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+    if (!fn) {
+        LLVMValueRef outer = cg->fn;
+        LLVMBasicBlockRef at = LLVMGetInsertBlock(cg->b);
+        fn = cg_new_function(cg, name, ty, false);
+        loss_rows(cg, in->op, C, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 3));
+        LLVMBuildRetVoid(cg->b);
+        cg->fn = outer;
+        LLVMPositionBuilderAtEnd(cg->b, at);
+    }
+    LLVMValueRef args[4] = {LLVMBuildBitCast(cg->b, arg_val(fc, i, 0), cg->tp, ""), LLVMBuildBitCast(cg->b, arg_val(fc, i, 1), cg->tp, ""),
+                            LLVMBuildBitCast(cg->b, out, cg->tp, ""), fc->n};
+    LLVMBuildCall2(cg->b, ty, fn, args, 4, "");
 }
 
 /* ---------- fused kernels ---------- */
