@@ -388,17 +388,28 @@ static void emit_part(Part *part, LLVMModuleRef mod) {
     char *err = NULL;
     if (LLVMTargetMachineEmitToMemoryBuffer(part->tm, mod, LLVMObjectFile, &err, &part->obj)) {
         part->obj = NULL;
-        part->error = strdup(err ? err : "unknown error");
+        if (!part->error) part->error = strdup(err ? err : "unknown error");
     }
     if (err) LLVMDisposeMessage(err);
+}
+
+/* A partition's context reports errors here instead of LLVM's default handler, which
+ * would print them and exit the process. */
+static void part_diagnostic(LLVMDiagnosticInfoRef info, void *arg) {
+    Part *part = arg;
+    if (LLVMGetDiagInfoSeverity(info) != LLVMDSError || part->error) return;
+    char *msg = LLVMGetDiagInfoDescription(info);
+    part->error = strdup(msg);
+    LLVMDisposeMessage(msg);
 }
 
 static void *part_thread(void *arg) {
     Part *part = arg;
     LLVMContextRef ctx = LLVMContextCreate();
+    LLVMContextSetDiagnosticHandler(ctx, part_diagnostic, part);
     LLVMModuleRef mod = NULL;
     if (LLVMParseBitcodeInContext2(ctx, part->bitcode, &mod)) {
-        part->error = strdup("reading the optimized module back");
+        if (!part->error) part->error = strdup("reading the optimized module back");
     } else {
         emit_part(part, mod);
         LLVMDisposeModule(mod);
