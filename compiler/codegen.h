@@ -45,9 +45,15 @@ void cg_add_trainer_main(LLVMModuleRef mod);
 /* Optimizes `mod` and writes it as position-independent native code for the host: an
  * object file, or assembly text; to `path`, or standard output when path is NULL. */
 bool cg_write_native(LLVMModuleRef mod, int opt_level, bool assembly, const char *path, Diag *diag);
+/* Optimizes `mod` and compiles it to position-independent objects in memory, generated
+ * on up to `threads` threads (0: one per CPU; jit.c's partitions): how many are in objs,
+ * 0 after reporting an error. The caller disposes of them. */
+enum { CG_MAX_OBJECTS = 16 };
+int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemoryBufferRef objs[CG_MAX_OBJECTS],
+                       Diag *diag);
 
-/* link.c: links an object with the runtime and its libraries into an executable at
- * `out`, atomically (a temporary name, then rename). */
-bool link_trainer(const char *object, const char *out, Diag *diag);
+/* link.c: links objects with the runtime and its libraries into an executable at `out`,
+ * atomically (a temporary name, then rename). */
+bool link_trainer(const char *const *objects, int nobjects, const char *out, Diag *diag);
 
 #endif

@@ -140,7 +140,7 @@ bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag) {
 
 static const char cache_magic[8] = "NNQJIT2";
 
-enum { MAX_PARTS = 16 }; /* objects of one program: partitions of its code */
+enum { MAX_PARTS = CG_MAX_OBJECTS }; /* objects of one program: partitions of its code */
 
 /* 128 bits of FNV-1a (two lanes, different offsets) over the parts, each ended by NUL. */
 static void cache_key(const char *const *parts, int n, char out[33]) {
@@ -419,9 +419,10 @@ static void *part_thread(void *arg) {
 }
 
 /* Optimizes `mod` (its target already set from tm) and compiles it with tm's settings
- * (the JIT's code model) to objects in memory, on up to `threads` threads. Returns how
- * many objects are in objs, 0 after reporting an error. */
-static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, int threads,
+ * (for_object: a linker's objects, else the JIT's code model) to objects in memory, on
+ * up to `threads` threads. Returns how many objects are in objs, 0 after reporting an
+ * error. */
+static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, int threads, bool for_object,
                            LLVMMemoryBufferRef objs[MAX_PARTS], Diag *diag) {
     if (!run_passes(mod, tm, opt_level, diag)) return 0;
     int *owner;
@@ -435,7 +436,7 @@ static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_l
         bitcode = LLVMWriteBitcodeToMemoryBuffer(mod);
     }
     for (int p = 0; p < parts; p++) /* target machines first: host_machine reports to diag */
-        part[p] = (Part){bitcode, owner, p, p ? host_machine(diag, opt_level, false) : tm, NULL, NULL};
+        part[p] = (Part){bitcode, owner, p, p ? host_machine(diag, opt_level, for_object) : tm, NULL, NULL};
     for (int p = 1; p < parts; p++)
         running[p] = part[p].tm && pthread_create(&tid[p], NULL, part_thread, &part[p]) == 0;
     emit_part(&part[0], mod);
@@ -504,13 +505,29 @@ static HostVar *host_buffers(LLVMModuleRef mod, LLVMTargetDataRef dl, int *count
     return vars;
 }
 
+/* threads <= 0: one per online CPU; at most MAX_PARTS. */
+static int resolve_threads(int threads) {
+    if (threads <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus > 0 ? (int)cpus : 1;
+    }
+    return threads > MAX_PARTS ? MAX_PARTS : threads;
+}
+
+int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemoryBufferRef objs[CG_MAX_OBJECTS],
+                       Diag *diag) {
+    LLVMTargetMachineRef tm = host_machine(diag, opt_level, true);
+    if (!tm) return 0;
+    set_target(mod, tm);
+    int n = compile_objects(mod, tm, opt_level, resolve_threads(threads), true, objs, diag);
+    LLVMDisposeTargetMachine(tm);
+    return n;
+}
+
 Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const char *cache_dir,
                  bool *cached, Diag *diag) {
     init_llvm();
-    if (threads <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cpus > MAX_PARTS ? MAX_PARTS : cpus > 0 ? (int)cpus : 1;
-    }
+    threads = resolve_threads(threads);
     if (cached) *cached = false;
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(m, ctx, export_internals, diag);
@@ -549,7 +566,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
     }
     if (!path[0]) cg_set_fingerprint(mod, NULL); /* no cache: printed for it alone */
     if (!nobj) {
-        nobj = compile_objects(mod, tm, opt_level, threads, objs, diag);
+        nobj = compile_objects(mod, tm, opt_level, threads, false, objs, diag);
         if (nobj && path[0]) cache_store(cache_dir, path, objs, nobj);
     }
     LLVMDisposeTargetMachine(tm);

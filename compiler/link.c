@@ -21,21 +21,23 @@ extern char **environ;
 #define NNQ_LINK_LIBS ""
 #endif
 
-bool link_trainer(const char *object, const char *out, Diag *diag) {
+bool link_trainer(const char *const *objects, int nobjects, const char *out, Diag *diag) {
     size_t n = strlen(out) + 8;
     char *tmp = malloc(n);
     snprintf(tmp, n, "%s.tmp", out);
-    /* argv: cc -o TMP OBJECT RUNTIME LIBS... */
+    /* argv: cc -o TMP OBJECTS... RUNTIME LIBS... */
     char *libs = strdup(NNQ_LINK_LIBS);
-    const char *argv[64];
+    int cap = nobjects + 8;
+    for (const char *c = libs; *c; c++) cap += *c == '|';
+    const char **argv = calloc((size_t)cap, sizeof *argv);
     int argc = 0;
     const char *cc = getenv("CC");
     argv[argc++] = cc && *cc ? cc : "cc";
     argv[argc++] = "-o";
     argv[argc++] = tmp;
-    argv[argc++] = object;
+    for (int i = 0; i < nobjects; i++) argv[argc++] = objects[i];
     argv[argc++] = NNQ_RT_LIB;
-    for (char *tok = strtok(libs, "|"); tok && argc < 62; tok = strtok(NULL, "|")) argv[argc++] = tok;
+    for (char *tok = strtok(libs, "|"); tok && argc < cap - 1; tok = strtok(NULL, "|")) argv[argc++] = tok;
     argv[argc] = NULL;
     pid_t pid;
     int rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
@@ -54,6 +56,7 @@ bool link_trainer(const char *object, const char *out, Diag *diag) {
             ok = true;
     }
     if (!ok) unlink(tmp);
+    free(argv);
     free(libs);
     free(tmp);
     return ok;

@@ -178,8 +178,9 @@ static int parse_args(int argc, char **argv, Options *o) {
     return -1;
 }
 
-/* nnqc build: the same module as `run`, plus a main(), as an object linked with the
- * runtime. The object goes to a temporary file next to the output. */
+/* nnqc build: the same module as `run`, plus a main(), as objects (generated on
+ * --threads threads, as for run) linked with the runtime. The objects go to temporary
+ * files next to the output. */
 static bool build_trainer(const Options *o, const Program *prog, const IrModule *m, Diag *diag) {
     if (!prog->train) {
         diag_error_noloc(diag, "%s: nothing to build: the program has no train block", o->file);
@@ -191,12 +192,33 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
     if (mod) {
         cg_set_fingerprint(mod, NULL);
         cg_add_trainer_main(mod);
-        size_t n = strlen(o->output) + 8;
-        char *obj = malloc(n);
-        snprintf(obj, n, "%s.o.tmp", o->output);
-        ok = cg_write_native(mod, o->opt_level, false, obj, diag) && link_trainer(obj, o->output, diag);
-        remove(obj);
-        free(obj);
+        LLVMMemoryBufferRef objs[CG_MAX_OBJECTS];
+        int nobj = cg_compile_objects(mod, o->opt_level, o->run.threads, objs, diag), written = 0;
+        char *paths[CG_MAX_OBJECTS];
+        ok = nobj > 0;
+        for (int i = 0; i < nobj; i++) {
+            size_t n = strlen(o->output) + 32;
+            paths[i] = malloc(n);
+            snprintf(paths[i], n, "%s.%d.o.tmp", o->output, i);
+            if (ok) {
+                FILE *f = fopen(paths[i], "wb");
+                size_t len = LLVMGetBufferSize(objs[i]);
+                bool wrote = false;
+                if (f) {
+                    written = i + 1;
+                    wrote = fwrite(LLVMGetBufferStart(objs[i]), 1, len, f) == len;
+                    wrote = fclose(f) == 0 && wrote;
+                }
+                if (!wrote) diag_error_noloc(diag, "cannot write %s: %s", paths[i], strerror(errno));
+                ok = wrote;
+            }
+            LLVMDisposeMemoryBuffer(objs[i]);
+        }
+        ok = ok && link_trainer((const char *const *)paths, nobj, o->output, diag);
+        for (int i = 0; i < nobj; i++) {
+            if (i < written) remove(paths[i]);
+            free(paths[i]);
+        }
         LLVMDisposeModule(mod);
     }
     LLVMContextDispose(ctx);
