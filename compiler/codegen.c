@@ -320,7 +320,7 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
             /* In eval, the weights or the hard weights: loaded from a table at 2 p + hard
              * rather than a select. Selects of addresses on one flag, a hundred of them in
              * one function, cost LLVM's instruction selection 0.19 s for MobileNetV2's
-             * eval_batch (its scheduler moving the flag between them); the loads, 0.02 s. */
+             * eval_batch (its scheduler moving the flag between them); the loads, 0.04 s. */
             fc->val[i] = as_ptr(cg, cg->pbuf[in->attr[0]][IRB_WEIGHT], cg->tf32);
             if (fc->hard) {
                 LLVMValueRef at = LLVMBuildAdd(cg->b, ci64(cg, 2 * (int64_t)in->attr[0]),

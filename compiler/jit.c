@@ -257,8 +257,13 @@ static int by_size_desc(const void *a, const void *b) {
 }
 
 /* The partition of each defined function into *owner (malloc'd); returns the number of
- * partitions: at most `threads` and MAX_PARTS, and PART_MIN_WORK instructions each. */
+ * partitions: at most `threads` (<= 0: one per online CPU) and MAX_PARTS, and
+ * PART_MIN_WORK instructions each. */
 static int assign_parts(LLVMModuleRef mod, int threads, int **owner) {
+    if (threads <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus > 0 ? (int)cpus : 1;
+    }
     int n = 0, cap = 0;
     FnSize *fns = NULL;
     int64_t total = 0;
@@ -420,7 +425,7 @@ static void *part_thread(void *arg) {
 
 /* Optimizes `mod` (its target already set from tm) and compiles it with tm's settings
  * (for_object: a linker's objects, else the JIT's code model) to objects in memory, on
- * up to `threads` threads. Returns how many objects are in objs, 0 after reporting an
+ * up to `threads` threads (<= 0: one per CPU). Returns how many objects are in objs, 0 after reporting an
  * error. */
 static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, int threads, bool for_object,
                            LLVMMemoryBufferRef objs[MAX_PARTS], Diag *diag) {
@@ -505,21 +510,12 @@ static HostVar *host_buffers(LLVMModuleRef mod, LLVMTargetDataRef dl, int *count
     return vars;
 }
 
-/* threads <= 0: one per online CPU; at most MAX_PARTS. */
-static int resolve_threads(int threads) {
-    if (threads <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cpus > 0 ? (int)cpus : 1;
-    }
-    return threads > MAX_PARTS ? MAX_PARTS : threads;
-}
-
 int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemoryBufferRef objs[CG_MAX_OBJECTS],
                        Diag *diag) {
     LLVMTargetMachineRef tm = host_machine(diag, opt_level, true);
     if (!tm) return 0;
     set_target(mod, tm);
-    int n = compile_objects(mod, tm, opt_level, resolve_threads(threads), true, objs, diag);
+    int n = compile_objects(mod, tm, opt_level, threads, true, objs, diag);
     LLVMDisposeTargetMachine(tm);
     return n;
 }
@@ -527,7 +523,6 @@ int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemory
 Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const char *cache_dir,
                  bool *cached, Diag *diag) {
     init_llvm();
-    threads = resolve_threads(threads);
     if (cached) *cached = false;
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(m, ctx, export_internals, diag);
