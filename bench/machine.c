@@ -4,10 +4,19 @@
  * through nnq_rt_sgemm (gemm.c's library for the product, single-threaded, fixed blocks on
  * the runtime's pool), with the name of the kernels OpenBLAS chose for this CPU,
  * and a STREAM-like triad bandwidth (a[i] = b[i] + s c[i] over 3 x 64 MiB), each at 1
- * thread and at THREADS. Prints one JSON object:
+ * thread and at THREADS; then what moving data between cores costs, at THREADS, on an
+ * array of HAND_BYTES (a small network's tensor, held in the caches): the rate at which
+ * the pool's threads read their parts of it back when each wrote its own part
+ * (cached_gbs), when one thread wrote all of it (handoff_gbs: the others' parts come
+ * from that thread's caches), and the rate at which they write their parts when every
+ * thread has just read all of it (shared_write_gbs: each written line is first taken
+ * from the others' caches; this is what an update does to weights every thread's GEMMs
+ * read). Prints one JSON object:
  *   {"threads":T,"sgemm_gflops_1":G,"sgemm_gflops_T":G,"nnq_sgemm_gflops_1":G,
- *    "nnq_sgemm_gflops_T":G,"triad_gbs_1":B,"triad_gbs_T":B,"openblas_core":"NAME"}
- * Usage: machine [THREADS]  (default: every CPU). Best of several repetitions. */
+ *    "nnq_sgemm_gflops_T":G,"triad_gbs_1":B,"triad_gbs_T":B,"cached_gbs":B,
+ *    "handoff_gbs":B,"shared_write_gbs":B,"openblas_core":"NAME"}
+ * Usage: machine [THREADS]  (default: every CPU). The floors: best of several
+ * repetitions; the moves between cores: the median. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +78,61 @@ static double triad_rate(Triad *t) {
     return best;
 }
 
+#define HAND_BYTES ((int64_t)1 << 20)
+enum { HAND_N = HAND_BYTES / sizeof(float) };
+
+static float hand[HAND_N] __attribute__((aligned(64)));
+
+/* Moves 16 floats at a time (a vector type: loads and stores, not the core's scalar
+ * issue rate, set the pace). Parts are multiples of 64 floats (4096 or more). */
+typedef float F16 __attribute__((vector_size(64)));
+static volatile float hand_sink;
+
+static void hand_write(void *p, int64_t begin, int64_t end) {
+    (void)p;
+    F16 v = {0};
+    for (int64_t i = begin; i + 16 <= end; i += 16) *(F16 *)&hand[i] = v;
+}
+
+static void hand_read(void *p, int64_t begin, int64_t end) {
+    (void)p;
+    F16 s[4] = {{0}};
+    for (int64_t i = begin; i + 64 <= end; i += 64) /* four sums: no add waits on the last */
+        for (int k = 0; k < 4; k++) s[k] += *(const F16 *)&hand[i + 16 * k];
+    float t = 0;
+    for (int k = 0; k < 16; k++) t += s[0][k] + s[1][k] + s[2][k] + s[3][k];
+    hand_sink = t;
+}
+
+/* Part p of THREADS reads the whole array. */
+static void hand_read_all(void *p, int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; q++) hand_read(p, 0, HAND_N);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median rate of a job over HAND_BYTES (not the best: a repetition where the lines
+ * happened to leave the other caches first is not what a training step sees), each
+ * repetition after `prepare`: 0 the pool writes the parts, 1 the calling thread writes
+ * all, 2 every thread reads all. */
+static double hand_rate(int threads, int prepare, RtRangeFn job) {
+    enum { REPS = 201 };
+    double r[REPS];
+    for (int rep = 0; rep < REPS; rep++) {
+        if (prepare == 0) rt_parallel_for(HAND_N, 4096, hand_write, NULL);
+        else if (prepare == 1) hand_write(NULL, 0, HAND_N);
+        else rt_parallel_for(threads, 1, hand_read_all, NULL);
+        double s = now();
+        rt_parallel_for(HAND_N, 4096, job, NULL);
+        r[rep] = (double)HAND_BYTES / (now() - s) * 1e-9;
+    }
+    qsort(r, REPS, sizeof r[0], cmp_double);
+    return r[REPS / 2];
+}
+
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
@@ -86,9 +150,12 @@ int main(int argc, char **argv) {
     double n1 = sgemm_rate(a, b, c, 0), b1 = triad_rate(&t);
     rt_parallel_set_threads(threads);
     double nt = sgemm_rate(a, b, c, 0), bt = triad_rate(&t);
+    double cached = hand_rate(threads, 0, hand_read), handoff = hand_rate(threads, 1, hand_read);
+    double shared = hand_rate(threads, 2, hand_write);
     double g1 = sgemm_rate(a, b, c, 1), gt = sgemm_rate(a, b, c, threads);
     printf("{\"threads\":%d,\"sgemm_gflops_1\":%.1f,\"sgemm_gflops_T\":%.1f,\"nnq_sgemm_gflops_1\":%.1f,"
-           "\"nnq_sgemm_gflops_T\":%.1f,\"triad_gbs_1\":%.1f,\"triad_gbs_T\":%.1f,\"openblas_core\":\"%s\"}\n",
-           threads, g1, gt, n1, nt, b1, bt, openblas_get_corename());
+           "\"nnq_sgemm_gflops_T\":%.1f,\"triad_gbs_1\":%.1f,\"triad_gbs_T\":%.1f,\"cached_gbs\":%.1f,"
+           "\"handoff_gbs\":%.1f,\"shared_write_gbs\":%.1f,\"openblas_core\":\"%s\"}\n",
+           threads, g1, gt, n1, nt, b1, bt, cached, handoff, shared, openblas_get_corename());
     return 0;
 }
