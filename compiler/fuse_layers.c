@@ -10,6 +10,8 @@
  *   bias_grad of a bn_grad, relu_bn_grad or bias_relu_bn_grad   becomes  bias_grad_bn
  *   relu(y) -> maxpool                       becomes  relu_maxpool(y)
  *   bias_bn_relu_train(x, b) -> maxpool      becomes  bias_bn_relu_maxpool_train(x, b)
+ *   its maxpool_grad(dy, pool) -> bias_relu_bn_grad(., x, b)
+ *                                            becomes  bias_relu_bn_maxpool_grad(dy, pool)
  *   add(a, b) -> relu                        becomes  add_relu(a, b)
  *   add(a, b) -> relu_grad(., y)             becomes  add_relu_grad(a, b, y)
  * (relu(y) > 0 exactly when y > 0, so the mask is read from y, which bn_grad reads
@@ -24,7 +26,11 @@
  * the pool's gradient reads only the argmax positions; likewise a training batch norm
  * with its relu into the maxpool that alone reads it (its gradient recomputes y from x):
  * the batch norm's elementwise pass pools each window as it computes it and writes the
- * pooled values and argmax positions, not the full-size output. An add whose only reader is a relu
+ * pooled values and argmax positions, not the full-size output; and that pool's gradient,
+ * where only the batch norm's gradient reads it, is routed to the argmax positions by
+ * that gradient a group of channels at a time, in its output buffer, just before its
+ * sums read them (in cache; the channels' threads are the forward pass's, which wrote
+ * the argmax positions), not in a pass of its own over planes. An add whose only reader is a relu
  * or a relu's gradient, a residual block's sum forward and backward, is done in that
  * op's pass.) The fused ops compute the same
  * values in the same order as the pairs did: results are bit-identical (nnqc
@@ -122,7 +128,9 @@ static void fuse_func(IrFunc *f) {
             in->name = g->name; /* the bn's, as its @ref prints */
         }
     }
-    /* then relu -> maxpool, bias_bn_relu_train -> maxpool, add -> relu and add -> relu_grad */
+    /* then relu -> maxpool, bias_bn_relu_train -> maxpool (and the pool's gradient into
+     * the batch norm's, the pool fused first: it comes first), add -> relu and
+     * add -> relu_grad */
     free(uses);
     uses = count_uses(f, dead);
     for (int i = 0; i < f->n; i++) {
@@ -140,6 +148,14 @@ static void fuse_func(IrFunc *f) {
             in->attr[2] = in->attr[1], in->attr[1] = in->attr[0], in->attr[0] = a->attr[0];
             in->args[0] = a->args[0], in->args[1] = a->args[1];
             in->name = a->name; /* the bn's, as its @ref prints */
+        } else if (in->op == IR_BIAS_RELU_BN_GRAD && a->op == IR_MAXPOOL_GRAD && !dead[in->args[0]] &&
+                   uses[in->args[0]] == 1 && f->insts[a->args[1]].op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN &&
+                   f->insts[a->args[1]].args[0] == in->args[1] && f->insts[a->args[1]].args[1] == in->args[2]) {
+            dead[in->args[0]] = true;
+            in->op = IR_BIAS_RELU_BN_MAXPOOL_GRAD;
+            in->args[1] = a->args[1];
+            in->args[0] = a->args[0];
+            in->args[2] = -1;
         } else if ((in->op == IR_RELU || in->op == IR_RELU_GRAD) && a->op == IR_ADD && !dead[in->args[0]] &&
                    uses[in->args[0]] == 1) {
             dead[in->args[0]] = true;

@@ -21,7 +21,7 @@ typedef enum IrOp {
 
 /* The ATTRS and ARG1 columns of ir_ops.def. */
 typedef enum IrAttrs { IR_ATTRS_NONE, IR_ATTRS_PARAM, IR_ATTRS_BN, IR_ATTRS_CONV, IR_ATTRS_POOL, IR_ATTRS_MATMUL, IR_ATTRS_RATE, IR_ATTRS_BN_POOL } IrAttrs;
-typedef enum IrArg1 { IR_ARG1_VALUE, IR_ARG1_FWD_INPUT, IR_ARG1_FWD_SIDE } IrArg1;
+typedef enum IrArg1 { IR_ARG1_VALUE, IR_ARG1_FWD_INPUT, IR_ARG1_FWD_SIDE, IR_ARG1_FWD_OPS } IrArg1;
 
 const char *ir_op_name(IrOp op);
 int ir_op_nargs(IrOp op);

@@ -13,7 +13,8 @@
  * that point at a forward instruction use what they actually read (ir_ops.def's ARG1
  * column): conv2d_dw reads the conv's input (its columns are rebuilt from it, never
  * kept), maxpool_grad the pool's argmax buffer, dropout_grad the dropout's mask (the
- * side buffers of the SIDE column). A conv op's column matrix is not planned
+ * side buffers of the SIDE column), bias_relu_bn_maxpool_grad the pool's argmax buffer
+ * and its operands. A conv op's column matrix is not planned
  * here: the runtime builds it chunk by chunk in per-thread scratch (runtime/conv.c).
  *
  * Not planned (the caller gives them buffers of their own): the input batch and labels,
@@ -78,8 +79,13 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
             int a = in->args[k];
             if (a < 0) continue;
             if (k == 1 && ir_op_arg1(in->op) == IR_ARG1_FWD_INPUT) a = f->insts[a].args[0];
-            else if (k == 1 && ir_op_arg1(in->op) == IR_ARG1_FWD_SIDE) {
+            else if (k == 1 && (ir_op_arg1(in->op) == IR_ARG1_FWD_SIDE || ir_op_arg1(in->op) == IR_ARG1_FWD_OPS)) {
                 if (side_end[a] < i) side_end[a] = i;
+                const IrInst *fwd = &f->insts[a];
+                for (int j = 0; j < ir_op_nargs(fwd->op) && ir_op_arg1(in->op) == IR_ARG1_FWD_OPS; j++) {
+                    int o = root(f, fwd->args[j]);
+                    if (end[o] < i) end[o] = i;
+                }
                 continue;
             }
             a = root(f, a);

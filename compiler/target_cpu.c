@@ -38,7 +38,7 @@ static LLVMValueRef cpu_buffer(Cg *cg, const char *name, int64_t count, LLVMType
  * i64 (pointers through ptrtoint, f32 through its bits, i1 widened); par_begin hands
  * back the body's copies in place. Every iteration is computed by one thread, so
  * results do not depend on the thread count. */
-#define PAR_MAX_VALS 10
+#define PAR_MAX_VALS 11
 
 typedef struct ParLoop {
     LLVMValueRef outer_fn, body_fn;
@@ -395,8 +395,13 @@ static LLVMValueRef bn_table(Cg *cg, int bn) {
 static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
-    LLVMValueRef A = arg_val(fc, i, 0), B = arg_val(fc, i, 1);
-    const IrShape *as = arg_shape(fc, i, 0);
+    /* bias_relu_bn_maxpool_grad: A the pooled gradient, routed into `out` (the full-size
+     * shape) by each group before its sums; x and the bias are its pool's operands, the
+     * argmax positions its side buffer, in the context's eleventh slot */
+    bool unpool = in->op == IR_BIAS_RELU_BN_MAXPOOL_GRAD;
+    const IrInst *fwdpool = unpool ? &fc->f->insts[in->args[1]] : NULL;
+    LLVMValueRef A = arg_val(fc, i, 0), B = unpool ? fc->val[fwdpool->args[0]] : arg_val(fc, i, 1);
+    const IrShape *as = unpool ? &in->shape : arg_shape(fc, i, 0);
     /* Per channel c (dim 1) over n and the trailing dims: count = N * S values; one
      * parallel loop over ranges of channels does the statistics and the elementwise
      * pass. The fused forms (fuse_layers.c) add the bias B[c] to x where it is read,
@@ -411,13 +416,13 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     /* bias_bn_relu_maxpool_train pooling relu(y) as it computes it (the runtime's maxpool
      * with the same operations), writing the pooled values and their argmax positions (its
      * side buffer, in the context's tenth slot) */
-    bool recompute = in->op == IR_BIAS_RELU_BN_GRAD, pool = in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN;
+    bool recompute = in->op == IR_BIAS_RELU_BN_GRAD || unpool, pool = in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN;
     bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD || recompute;
     bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_RELU_TRAIN || pool;
     bool relu_out = in->op == IR_BIAS_BN_RELU_TRAIN || in->op == IR_BIAS_BN_RELU_EVAL || pool;
     bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL || relu_out;
     bool relu = in->op == IR_RELU_BN_GRAD || recompute;
-    LLVMValueRef Cb = recompute ? arg_val(fc, i, 2) : NULL;
+    LLVMValueRef Cb = unpool ? fc->val[fwdpool->args[1]] : recompute ? arg_val(fc, i, 2) : NULL;
     /* a bias_grad_bn reads this gradient's output: sum it per channel, group by group */
     bool db = false;
     for (int j = i + 1; j < fc->f->n && grad; j++)
@@ -428,19 +433,21 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
                                      LLVMBuildShl(b, LLVMBuildZExt(b, calib, cg->ti64, ""), ci64(cg, 1), ""), "");
     int64_t S = chan_inner(as);
     LLVMValueRef ntot = train || grad ? fc->ntot : fc->n;
-    LLVMValueRef outer[10] = {A,     B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]),
-                              ci64(cg, S), ntot, Cb ? Cb : pool ? fc->extra[i] : A};
+    LLVMValueRef outer[11] = {A,     B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]),
+                              ci64(cg, S), ntot, Cb ? Cb : pool ? fc->extra[i] : A, unpool ? fc->extra[in->args[1]] : A};
+    int nctx = unpool ? 11 : 10;
     char name[96];
-    if (pool) /* the pooling geometry is the body's own */
-        snprintf(name, sizeof name, "par.%s.%lldx%lld.k%lld.s%lld", ir_op_name(in->op), (long long)as->d[2],
-                 (long long)as->d[3], (long long)in->attr[1], (long long)in->attr[2]);
+    if (pool || unpool) /* the pooling geometry is the body's own */
+        snprintf(name, sizeof name, "par.%s.%lldx%lld.k%lld.s%lld%s", ir_op_name(in->op), (long long)as->d[2],
+                 (long long)as->d[3], (long long)(pool ? in->attr[1] : fwdpool->attr[1]),
+                 (long long)(pool ? in->attr[2] : fwdpool->attr[2]), db ? ".db" : "");
     else
         snprintf(name, sizeof name, "par.%s%s%s", ir_op_name(in->op), S > 1 ? ".s" : "", db ? ".db" : "");
     LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
     if (!body) {
-        LLVMValueRef v[10];
+        LLVMValueRef v[11];
         memcpy(v, outer, sizeof v);
-        ParLoop p = par_range_begin(cg, name, outer[6], 1, v, 10);
+        ParLoop p = par_range_begin(cg, name, outer[6], 1, v, nctx);
         A = v[0], B = v[1], out = v[2], Cb = v[9];
         /* The range's channels a group at a time through every stage (a quarter of the
          * core's L2 cache a group, so its input and output fit together: 128k values with
@@ -472,8 +479,17 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             /* sum1 = sum g, sum2 = sum g * y, g = dy (masked by y > 0 for relu_bn_grad) */
             LLVMBasicBlockRef join;
             cg_if_begin(cg, in_stage(cg, stage, 1), &join);
+            if (unpool) { /* maxpool_grad's planes of the group's channels, into out */
+                const IrShape *ps = &fwdpool->shape;
+                LLVMValueRef g[6] = {LLVMBuildTrunc(b, cs.C, cg->ti32, ""), LLVMBuildTrunc(b, c0, cg->ti32, ""),
+                                     LLVMBuildTrunc(b, c1, cg->ti32, ""), ci32(cg, (int32_t)ps->d[2]),
+                                     ci32(cg, (int32_t)ps->d[3]), ci32(cg, (int32_t)as->d[2])};
+                cg_rt_call(cg, "nnq_rt_maxpool_grad_chan",
+                           (LLVMValueRef[]){A, v[10], n, g[0], g[1], g[2], g[3], g[4], g[5], ci32(cg, (int32_t)as->d[3]), out},
+                           11);
+            }
             if (recompute)
-                chan_sums(cg, CHAN_RELU_GRAD_AFFINE, cs, A, B, bias, bn[2], bn[3], n, c0, c1, bn[4], bn[5]);
+                chan_sums(cg, CHAN_RELU_GRAD_AFFINE, cs, unpool ? out : A, B, bias, bn[2], bn[3], n, c0, c1, bn[4], bn[5]);
             else
                 chan_sums(cg, relu ? CHAN_RELU_GRAD : CHAN_GRAD, cs, A, B, NULL, NULL, NULL, n, c0, c1, bn[4], bn[5]);
             cg_if_end(cg, join);
@@ -499,6 +515,7 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             cg_if_end(cg, join);
         }
         /* Elementwise pass. */
+        if (unpool) A = out; /* the routed gradient (in place: each value read before it is written) */
         LLVMBasicBlockRef last;
         cg_if_begin(cg, in_stage(cg, stage, 3), &last);
         if (pool) {
@@ -538,12 +555,12 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     }
     int64_t per = cg->batch * S, min = per >= 65536 ? 1 : 65536 / per;
     if (!train && !grad) {
-        par_call(cg, body, outer[6], min, outer, 10);
+        par_call(cg, body, outer[6], min, outer, nctx);
         return;
     }
     /* Training statistics: one pass on one process; the runtime runs the stages with the
      * all-reduces between them in a data-parallel run (nnq_rt_bn_run, runtime/mpi.c). */
-    LLVMValueRef ctx = par_ctx(cg, outer, 10);
+    LLVMValueRef ctx = par_ctx(cg, outer, nctx);
     cg_rt_call(cg, "nnq_rt_bn_run", (LLVMValueRef[]){body, outer[6], ci64(cg, min), ctx, as_ptr(cg, cg->bnbuf[in->attr[0]][4], cg->tf32),
                                                      as_ptr(cg, cg->bnbuf[in->attr[0]][5], cg->tf32), ci32(cg, grad)}, 7);
 }
@@ -787,6 +804,7 @@ const CgTarget cg_target_cpu = {
         [IR_BIAS_BN_RELU_EVAL] = cpu_bn,
         [IR_BIAS_BN_RELU_MAXPOOL_TRAIN] = cpu_bn,
         [IR_BIAS_RELU_BN_GRAD] = cpu_bn,
+        [IR_BIAS_RELU_BN_MAXPOOL_GRAD] = cpu_bn,
         [IR_CONV2D] = cpu_conv,
         [IR_CONV2D_DX] = cpu_conv,
         [IR_CONV2D_DW] = cpu_conv,

@@ -195,6 +195,17 @@ static bool shape_loss(const Check *c) {
     return true;
 }
 
+/* bias_relu_bn_maxpool_grad: the pooled gradient of its batch norm's fused pool, the
+ * pool's input's shape */
+static bool shape_bn_pool_grad(const Check *c) {
+    const IrInst *in = c->in, *pool = &c->f->insts[in->args[1]];
+    if (pool->op != IR_BIAS_BN_RELU_MAXPOOL_TRAIN || pool->attr[0] != in->attr[0])
+        FAIL_AT(c, "%s must name its batch norm's bias_bn_relu_maxpool_train", ir_op_name(in->op));
+    if (!ir_shape_equal(c->a, &pool->shape) || !ir_shape_equal(c->s, &c->f->insts[pool->args[0]].shape))
+        FAIL_AT(c, "%s shapes do not agree", ir_op_name(in->op));
+    return true;
+}
+
 static bool shape_bias_grad(const Check *c) {
     if (c->a->rank < 2 || c->s->rank != 1 || c->s->d[0] != c->a->d[1]) FAIL_AT(c, "bias_grad shape mismatch");
     return true;
@@ -203,7 +214,8 @@ static bool shape_bias_grad(const Check *c) {
 /* bias_grad_bn: a bias_grad whose operand a batch norm's gradient of the same bn made */
 static bool shape_bias_grad_bn(const Check *c) {
     const IrInst *g = &c->f->insts[c->in->args[0]];
-    if ((g->op != IR_BN_GRAD && g->op != IR_RELU_BN_GRAD && g->op != IR_BIAS_RELU_BN_GRAD) || g->attr[0] != c->in->attr[0])
+    if ((g->op != IR_BN_GRAD && g->op != IR_RELU_BN_GRAD && g->op != IR_BIAS_RELU_BN_GRAD &&
+         g->op != IR_BIAS_RELU_BN_MAXPOOL_GRAD) || g->attr[0] != c->in->attr[0])
         FAIL_AT(c, "bias_grad_bn must read the output of its batch norm's gradient");
     return shape_bias_grad(c);
 }

@@ -525,6 +525,23 @@ void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, in
     rt_parallel_for(planes, min_items((int64_t)h * w), maxpool_grad_range, &j);
 }
 
+/* Each sample's planes of channels [c0, c1) (adjacent in memory) in one call; the next
+ * sample's, a stride further, are prefetched meanwhile (a group of few channels reads
+ * short runs of lines, which the hardware prefetcher hardly starts on). */
+void nnq_rt_maxpool_grad_chan(const float *dy, const int32_t *idx, int64_t n, int32_t c, int32_t c0, int32_t c1,
+                              int32_t oh, int32_t ow, int32_t h, int32_t w, float *dx) {
+    int64_t hw = (int64_t)h * w, ohw = (int64_t)oh * ow, in = (c1 - c0) * ohw, out = (c1 - c0) * hw;
+    for (int64_t s = 0; s < n; s++) {
+        int64_t p = s * c + c0;
+        if (s + 1 < n) {
+            int64_t q = p + c;
+            for (int64_t k = 0; k < in; k += 16) __builtin_prefetch(dy + q * ohw + k), __builtin_prefetch(idx + q * ohw + k);
+            for (int64_t k = 0; k < out; k += 16) __builtin_prefetch(dx + q * hw + k, 1);
+        }
+        maxpool_grad_planes(dy + p * ohw, idx + p * ohw, c1 - c0, oh, ow, h, w, dx + p * hw);
+    }
+}
+
 void nnq_rt_avgpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                     float *y) {
     ImageJob j = {.in = x, .out = y, .h = h, .w = w, .kh = k, .stride = stride,

@@ -2,9 +2,9 @@
 # The same seed and thread count give bitwise-identical final weights (the saved model
 # files compare equal, as do the printed accuracies); another seed gives other weights.
 # Neither the thread count nor layer fusion changes a bit: the MLP, LeNet-5 (conv,
-# pooling, fused bias + batch norm + relu (+ maxpool) and relu + bn gradients), LeNet-5 with
-# convolutions without bias (relu + maxpool fused) and a small network of the
-# 3x3 convolutions that oneDNN computes with two residual sums (deep_conv_subset.nnq:
+# pooling, fused bias + batch norm + relu (+ maxpool) and relu (+ maxpool) + bn
+# gradients), LeNet-5 with convolutions without bias (relu + maxpool fused) and a
+# small network of the 3x3 convolutions that oneDNN computes with two residual sums (deep_conv_subset.nnq:
 # add + relu fused, forward and backward) on 1, 2 and 3 threads, and with
 # --no-fuse-layers, save the same model file.
 set -eu
@@ -29,9 +29,11 @@ for prog in mlp lenet lenet_nobias deep; do
          grep -q ' add_relu ' <<< "$ir" && grep -q ' add_relu_grad ' <<< "$ir" || fail "deep: no add_relu / add_relu_grad"
     else sed -e 's/validation = 10000/validation = 500/' -e 's/epochs *= 20/epochs = 1/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
          src=lenet.nnq; out=lenet5_binary.nnqm
-         # with bias: each batch norm, its relu and the maxpool after them are one pass
-         if [ $prog = lenet ]; then "$NNQC" --emit=ir lenet.nnq | grep -q ' bias_bn_relu_maxpool_train ' ||
-             fail "lenet: no bias_bn_relu_maxpool_train"; fi
+         # with bias: each batch norm, its relu and the maxpool after them are one pass,
+         # and the pool's gradient is routed in the batch norm's gradient
+         if [ $prog = lenet ]; then ir=$("$NNQC" --emit=ir lenet.nnq); grep -q ' bias_bn_relu_maxpool_train ' <<< "$ir" ||
+             fail "lenet: no bias_bn_relu_maxpool_train"
+             [ "$(grep -c ' bias_relu_bn_maxpool_grad ' <<< "$ir")" = 2 ] || fail "lenet: not two bias_relu_bn_maxpool_grad"; fi
          # convolutions without bias: their batch norms stay bn_train, the relus fuse into
          # the maxpools (relu_maxpool) instead
          if [ $prog = lenet_nobias ]; then sed -i 's/5, quant = pmf(binary))/5, bias = false, quant = pmf(binary))/' lenet.nnq

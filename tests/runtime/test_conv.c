@@ -139,6 +139,18 @@ void test_maxpool(void) {
         memset(dx, 0xff, sizeof dx);
         nnq_rt_maxpool_grad(dyv, ir, P, OH, OW, h, w, dx);
         CHECK(!memcmp(dx, want, sizeof(float) * P * h * w), "maxpool gradient on %dx%d planes", h, w);
+        /* a range of channels at a time (bias_relu_bn_maxpool_grad's groups): the planes as
+         * three samples of one channel, then as channels [1, 3) of one sample of three,
+         * plane 0 left as it was */
+        memset(dx, 0xff, sizeof dx);
+        nnq_rt_maxpool_grad_chan(dyv, ir, P, 1, 0, 1, OH, OW, h, w, dx);
+        CHECK(!memcmp(dx, want, sizeof(float) * P * h * w), "maxpool gradient by channels on %dx%d planes", h, w);
+        memset(dx, 0xff, sizeof dx);
+        nnq_rt_maxpool_grad_chan(dyv, ir, 1, P, 1, P, OH, OW, h, w, dx);
+        bool kept = true;
+        for (int i = 0; i < h * w; i++) kept &= ((const unsigned char *)dx)[4 * i] == 0xff;
+        CHECK(kept && !memcmp(dx + h * w, want + h * w, sizeof(float) * (P - 1) * h * w),
+              "maxpool gradient of channels [1, 3) on %dx%d planes, channel 0 untouched", h, w);
     }
     /* relu_maxpool: a maxpool of relu(x) (v >= 0 ? v : 0, the generated code's relu), the
      * same bits and argmax positions, on planes of signed values with many ties at zero */
