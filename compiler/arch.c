@@ -9,7 +9,8 @@
  *
  * Invariants: value 0 of the record is the input; each op defines the next value; the
  * IR's source ops (input, labels, param) define none, `correct` is dropped, and a fused
- * bias_bn_eval is written as `bias` then `batchnorm`, so the record does not depend on
+ * bias_bn_eval is written as `bias` then `batchnorm` (and so on for the other fused
+ * forms: bias_bn_relu_maxpool_eval as those two, `relu` and `maxpool`), so the record does not depend on
  * which IR passes ran. */
 #include <assert.h>
 #include <string.h>
@@ -93,7 +94,7 @@ unsigned char *arch_build(const IrModule *m, size_t *len) {
             put_op(&b, in->op == IR_CONV2D ? NNQ_INFER_CONV2D : NNQ_INFER_DWCONV2D, 1, &a, 1, &pa, 2, in->attr);
             break;
         case IR_BIAS_ADD: put_op(&b, NNQ_INFER_BIAS, 1, &a, 1, &pa, 0, NULL); break;
-        case IR_BIAS_BN_EVAL: case IR_BN_EVAL: case IR_BIAS_BN_RELU_EVAL: {
+        case IR_BIAS_BN_EVAL: case IR_BN_EVAL: case IR_BIAS_BN_RELU_EVAL: case IR_BIAS_BN_RELU_MAXPOOL_EVAL: {
             if (in->op != IR_BN_EVAL) {
                 put_op(&b, NNQ_INFER_BIAS, 1, &a, 1, &pa, 0, NULL);
                 a = ++nops;
@@ -101,9 +102,13 @@ unsigned char *arch_build(const IrModule *m, size_t *len) {
             const char *bn = m->bns[in->attr[0]].name;
             const char *t[2] = {arena_printf(m->arena, "%s.running_mean", bn), arena_printf(m->arena, "%s.running_var", bn)};
             put_op(&b, NNQ_INFER_BATCHNORM, 1, &a, 2, t, 0, NULL);
-            if (in->op == IR_BIAS_BN_RELU_EVAL) {
+            if (in->op == IR_BIAS_BN_RELU_EVAL || in->op == IR_BIAS_BN_RELU_MAXPOOL_EVAL) {
                 a = ++nops;
                 put_op(&b, NNQ_INFER_RELU, 1, &a, 0, NULL, 0, NULL);
+            }
+            if (in->op == IR_BIAS_BN_RELU_MAXPOOL_EVAL) {
+                a = ++nops;
+                put_op(&b, NNQ_INFER_MAXPOOL, 1, &a, 0, NULL, 2, in->attr + 1);
             }
             break;
         }

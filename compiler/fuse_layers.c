@@ -10,6 +10,7 @@
  *   bias_grad of a bn_grad, relu_bn_grad or bias_relu_bn_grad   becomes  bias_grad_bn
  *   relu(y) -> maxpool                       becomes  relu_maxpool(y)
  *   bias_bn_relu_train(x, b) -> maxpool      becomes  bias_bn_relu_maxpool_train(x, b)
+ *   bias_bn_relu_eval(x, b) -> maxpool       becomes  bias_bn_relu_maxpool_eval(x, b)
  *   its maxpool_grad(dy, pool) -> bias_relu_bn_grad(., x, b)
  *                                            becomes  bias_relu_bn_maxpool_grad(dy, pool)
  *   add(a, b) -> relu                        becomes  add_relu(a, b)
@@ -128,7 +129,7 @@ static void fuse_func(IrFunc *f) {
             in->name = g->name; /* the bn's, as its @ref prints */
         }
     }
-    /* then relu -> maxpool, bias_bn_relu_train -> maxpool (and the pool's gradient into
+    /* then relu -> maxpool, bias_bn_relu_train / eval -> maxpool (and the pool's gradient into
      * the batch norm's, the pool fused first: it comes first), add -> relu and
      * add -> relu_grad */
     free(uses);
@@ -141,10 +142,10 @@ static void fuse_func(IrFunc *f) {
             dead[in->args[0]] = true;
             in->op = IR_RELU_MAXPOOL;
             in->args[0] = a->args[0];
-        } else if (in->op == IR_MAXPOOL && a->op == IR_BIAS_BN_RELU_TRAIN && !dead[in->args[0]] &&
-                   uses[in->args[0]] == 1) {
+        } else if (in->op == IR_MAXPOOL && (a->op == IR_BIAS_BN_RELU_TRAIN || a->op == IR_BIAS_BN_RELU_EVAL) &&
+                   !dead[in->args[0]] && uses[in->args[0]] == 1) {
             dead[in->args[0]] = true;
-            in->op = IR_BIAS_BN_RELU_MAXPOOL_TRAIN;
+            in->op = a->op == IR_BIAS_BN_RELU_TRAIN ? IR_BIAS_BN_RELU_MAXPOOL_TRAIN : IR_BIAS_BN_RELU_MAXPOOL_EVAL;
             in->attr[2] = in->attr[1], in->attr[1] = in->attr[0], in->attr[0] = a->attr[0];
             in->args[0] = a->args[0], in->args[1] = a->args[1];
             in->name = a->name; /* the bn's, as its @ref prints */

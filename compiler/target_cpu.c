@@ -416,9 +416,11 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     /* bias_bn_relu_maxpool_train pooling relu(y) as it computes it (the runtime's maxpool
      * with the same operations), writing the pooled values and their argmax positions (its
      * side buffer, in the context's tenth slot) */
-    bool recompute = in->op == IR_BIAS_RELU_BN_GRAD || unpool, pool = in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN;
+    bool recompute = in->op == IR_BIAS_RELU_BN_GRAD || unpool;
+    bool pool = in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN || in->op == IR_BIAS_BN_RELU_MAXPOOL_EVAL;
     bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD || recompute;
-    bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_RELU_TRAIN || pool;
+    bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_RELU_TRAIN ||
+                 in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN;
     bool relu_out = in->op == IR_BIAS_BN_RELU_TRAIN || in->op == IR_BIAS_BN_RELU_EVAL || pool;
     bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL || relu_out;
     bool relu = in->op == IR_RELU_BN_GRAD || recompute;
@@ -803,6 +805,7 @@ const CgTarget cg_target_cpu = {
         [IR_BIAS_BN_RELU_TRAIN] = cpu_bn,
         [IR_BIAS_BN_RELU_EVAL] = cpu_bn,
         [IR_BIAS_BN_RELU_MAXPOOL_TRAIN] = cpu_bn,
+        [IR_BIAS_BN_RELU_MAXPOOL_EVAL] = cpu_bn,
         [IR_BIAS_RELU_BN_GRAD] = cpu_bn,
         [IR_BIAS_RELU_BN_MAXPOOL_GRAD] = cpu_bn,
         [IR_CONV2D] = cpu_conv,

@@ -6,7 +6,8 @@
 # gradients), LeNet-5 with convolutions without bias (relu + maxpool fused) and a
 # small network of the 3x3 convolutions that oneDNN computes with two residual sums (deep_conv_subset.nnq:
 # add + relu fused, forward and backward) on 1, 2 and 3 threads, and with
-# --no-fuse-layers, save the same model file.
+# --no-fuse-layers, save the same model file and print the same accuracies (the
+# evaluations run the fused eval forms: bias + batch norm + relu (+ maxpool)).
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -41,7 +42,11 @@ for prog in mlp lenet lenet_nobias deep; do
              "$NNQC" --emit=ir lenet.nnq | grep -q relu_maxpool || fail "lenet_nobias: no relu_maxpool"; fi; fi
     for v in "--threads 1" "--threads 2" "--threads 3" "--threads 2 --no-fuse-layers"; do
         "$NNQC" run $src --data-dir "$tmp" --epochs 1 $v --progress=lines > v.txt 2>&1 || { cat v.txt; fail "$prog $v failed"; }
-        if [ "$v" = "--threads 1" ]; then mv $out ref.nnqm; else cmp ref.nnqm $out || fail "$prog: $v changed the weights"; fi
+        # the evaluations too: validation (soft and hard) and test accuracies
+        grep -E '^epoch|^test accuracy' v.txt | sed 's/ *[0-9.]*s$//' > v.acc
+        if [ "$v" = "--threads 1" ]; then mv $out ref.nnqm; mv v.acc ref.acc
+        else cmp ref.nnqm $out || fail "$prog: $v changed the weights"
+             cmp -s ref.acc v.acc || { diff ref.acc v.acc; fail "$prog: $v changed an evaluation"; }; fi
     done
 done
 echo "5 passed, 0 failed"
