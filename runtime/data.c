@@ -952,11 +952,19 @@ static void data_augment_sample(const NnqDataSet *d, AugDraw a, const float *src
                     out[w] = black;
                 continue;
             }
+            /* out[w] = row[sc], sc = (flip ? cols - 1 - w : w) + dx, where 0 <= sc < cols
+             * (the columns [w0, w1)), black elsewhere */
             const float *row = plane + (size_t)sr * (size_t)cols;
-            for (int64_t w = 0; w < cols; w++) {
-                int64_t sc = (flip ? cols - 1 - w : w) + dx;
-                out[w] = sc >= 0 && sc < cols ? row[sc] : black;
-            }
+            int64_t w0 = flip ? dx : -dx, w1 = flip ? cols + dx : cols - dx;
+            if (w0 < 0) w0 = 0;
+            if (w1 > cols) w1 = cols;
+            if (w1 < w0) w1 = w0;
+            for (int64_t w = 0; w < w0; w++) out[w] = black;
+            if (flip)
+                for (int64_t w = w0; w < w1; w++) out[w] = row[cols - 1 - w + dx];
+            else if (w1 > w0)
+                memcpy(out + w0, row + w0 + dx, (size_t)(w1 - w0) * sizeof(float));
+            for (int64_t w = w1; w < cols; w++) out[w] = black;
         }
     }
 }
