@@ -273,8 +273,8 @@ __attribute__((always_inline)) static inline void maxpool2_eight(const float *r0
 static inline float relu_f(float v) { return v >= 0.0f ? v : 0.0f; }
 
 /* With relu, each window's values pass through relu as they are read (relu_maxpool): the
- * values and argmax positions of a maxpool of relu(x). With bn {b, m, s} (every plane
- * the same), each value v becomes ((v + b) - m) * s before the relu, a batch norm's
+ * values and argmax positions of a maxpool of relu(x). With bn (a triple {b, m, s} a
+ * plane, bn + 3 p for plane p), each value v becomes ((v + b) - m) * s before the relu, a batch norm's
  * elementwise pass (nnq_rt_bn_relu_maxpool): the same operations in the same order, so
  * the same values as the generated pass stores. */
 __attribute__((always_inline)) static inline float bn_f(const float *bn, float v) {
@@ -284,10 +284,12 @@ __attribute__((always_inline)) static inline float bn_f(const float *bn, float v
 RT_ISA_CLONES static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, bool relu,
                                           const float *bn, float *y, int32_t *idx) {
     int32_t oh = h / 2, ow = w / 2;
+    const float *bn_all = bn;
     for (int32_t p = 0; p < planes; p++) {
         const float *src = x + (int64_t)p * h * w;
         float *yp = y + (int64_t)p * oh * ow;
         int32_t *ip = idx + (int64_t)p * oh * ow;
+        bn = bn_all ? bn_all + 3 * p : NULL;
         for (int32_t r = 0; r < oh; r++) {
             const float *r0 = src + (2 * r) * w, *r1 = r0 + w;
             int32_t q = 0;
@@ -347,8 +349,10 @@ static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w,
         return;
     }
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+    const float *bn_all = bn;
     for (int32_t p = 0; p < planes; p++) {
         const float *src = x + (int64_t)p * h * w;
+        bn = bn_all ? bn_all + 3 * p : NULL;
         for (int32_t r = 0; r < oh; r++)
             for (int32_t q = 0; q < ow; q++) {
                 int32_t best = (r * stride) * w + q * stride;
@@ -505,18 +509,24 @@ void nnq_rt_relu_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, i
     maxpool(x, planes, h, w, k, stride, true, y, idx);
 }
 
-/* The planes of channels [c0, c1) of every sample, one at a time with its channel's
- * batch-norm transform. */
+/* The planes of channels [c0, c1) of every sample, each with its channel's batch-norm
+ * transform: up to BN_CHANS adjacent planes of a sample a call (LeNet-5's second
+ * convolution has 8 x 8 planes: a call a plane cost as much as the pooling). */
+enum { BN_CHANS = 64 };
 void nnq_rt_bn_relu_maxpool(const float *x, const float *bias, const float *mean, const float *scale, int64_t n,
                             int32_t c, int32_t c0, int32_t c1, int32_t h, int32_t w, int32_t k, int32_t stride,
                             float *y, int32_t *idx) {
     int64_t hw = (int64_t)h * w, ohw = (int64_t)((h - k) / stride + 1) * ((w - k) / stride + 1);
-    for (int64_t s = 0; s < n; s++)
-        for (int32_t ch = c0; ch < c1; ch++) {
-            const float bn[3] = {bias[ch], mean[ch], scale[ch]};
-            int64_t p = s * c + ch;
-            maxpool_planes(x + p * hw, 1, h, w, k, stride, true, bn, y + p * ohw, idx + p * ohw);
+    float bn[3 * BN_CHANS];
+    for (int32_t cc = c0; cc < c1; cc += BN_CHANS) {
+        int32_t cnt = c1 - cc < BN_CHANS ? c1 - cc : BN_CHANS;
+        for (int32_t j = 0; j < cnt; j++)
+            bn[3 * j] = bias[cc + j], bn[3 * j + 1] = mean[cc + j], bn[3 * j + 2] = scale[cc + j];
+        for (int64_t s = 0; s < n; s++) {
+            int64_t p = s * c + cc;
+            maxpool_planes(x + p * hw, cnt, h, w, k, stride, true, bn, y + p * ohw, idx + p * ohw);
         }
+    }
 }
 
 void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
