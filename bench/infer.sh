@@ -57,8 +57,8 @@ table() { # ENV...: the table, every run under those environment settings
 table NNQ_BENCH=1
 if grep -qw avx512f /proc/cpuinfo; then
     echo
-    echo "The same limited to AVX2, as on an AVX2-only CPU (NNQ_INFER_ISA=avx2, OpenBLAS's Haswell"
+    echo "The same limited to AVX2, as on an AVX2-only CPU (NNQ_ISA=avx2, OpenBLAS's Haswell"
     echo "kernels, oneDNN at most AVX2):"
     echo
-    table NNQ_INFER_ISA=avx2 OPENBLAS_CORETYPE=Haswell DNNL_MAX_CPU_ISA=AVX2
+    table NNQ_ISA=avx2 OPENBLAS_CORETYPE=Haswell DNNL_MAX_CPU_ISA=AVX2
 fi

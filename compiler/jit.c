@@ -40,6 +40,7 @@
 #include <zlib.h>
 
 #include "codegen.h"
+#include "nnq_rt.h"
 #include "rt_table.h"
 
 struct Jit {
@@ -79,6 +80,34 @@ static void init_llvm(void) {
     done = true;
 }
 
+/* Whether LLVM's feature string ("+a,-b,...") turns feature `name` on. */
+static bool has_feature(const char *features, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = features; (p = strstr(p, name)); p += n)
+        if (p > features && p[-1] == '+' && (p[n] == ',' || p[n] == 0)) return true;
+    return false;
+}
+
+/* The CPU and features code is generated for: the host's, or where the runtime's
+ * instruction set is held below the host's (nnq_isa: $NNQ_ISA), the generic x86-64 level
+ * of that set: x86-64-v3 (AVX2, FMA, BMI2...) for avx2, x86-64 (SSE2) for portable, so
+ * the code runs on any such CPU (a trainer built for one). Part of the cache key. Free
+ * both with LLVMDisposeMessage. */
+static void host_target(char **cpu, char **features) {
+    *cpu = LLVMGetHostCPUName();
+    *features = LLVMGetHostCPUFeatures();
+    const char *isa = nnq_isa();
+    const char *host = has_feature(*features, "avx512f")                                  ? "avx512"
+                       : has_feature(*features, "avx2") && has_feature(*features, "fma") ? "avx2"
+                                                                                         : "portable";
+    if (strcmp(isa, host)) {
+        LLVMDisposeMessage(*cpu);
+        LLVMDisposeMessage(*features);
+        *cpu = LLVMCreateMessage(!strcmp(isa, "avx2") ? "x86-64-v3" : "x86-64");
+        *features = LLVMCreateMessage("");
+    }
+}
+
 static LLVMTargetMachineRef host_machine(Diag *diag, int opt_level, bool for_object) {
     init_llvm();
     char *triple = LLVMGetDefaultTargetTriple();
@@ -90,7 +119,8 @@ static LLVMTargetMachineRef host_machine(Diag *diag, int opt_level, bool for_obj
         LLVMDisposeMessage(triple);
         return NULL;
     }
-    char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+    char *cpu, *features;
+    host_target(&cpu, &features);
     LLVMCodeGenOptLevel lvl = opt_level <= 0 ? LLVMCodeGenLevelNone
                               : opt_level == 1 ? LLVMCodeGenLevelLess
                               : opt_level == 2 ? LLVMCodeGenLevelDefault
@@ -543,7 +573,8 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
     char path[4096] = "";
     if (cache_dir && *cache_dir) {
         char *text = LLVMPrintModuleToString(mod);
-        char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+        char *cpu, *features;
+        host_target(&cpu, &features);
         char opt[8], key[33];
         snprintf(opt, sizeof opt, "O%d", opt_level);
         const char *parts[] = {cache_magic, LLVM_VERSION_STRING, cpu, features, opt, vector_library, text};

@@ -62,7 +62,10 @@ static void usage(FILE *out) {
           "  --no-fuse-layers   keep bias_add + batch norm (+ relu, + maxpool), relu_grad + bn_grad,\n"
           "                     relu + maxpool and add + relu as separate ops\n"
           "  --no-cache         neither use nor fill the compiled-code cache ($NNQ_CACHE_DIR,\n"
-          "                     else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)\n",
+          "                     else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)\n"
+          "environment:\n"
+          "  NNQ_ISA=avx2|portable  generate code and run kernels for at most AVX2 (or SSE2),\n"
+          "                     as on an older CPU (default: the widest this CPU runs)\n",
           out);
 }
 
@@ -302,7 +305,8 @@ int main(int argc, char **argv) {
         NnqRun *run = nnq_run_new(&o.run);
         if (run) {
             if (o.run.profile && nnq_run_rank(run) == 0) /* rank 0 speaks for an MPI job */
-                printf("compiled in %.2fs%s\n", now_seconds() - t0, cached ? " (from the compiled-code cache)" : "");
+                printf("compiled in %.2fs for %s%s\n", now_seconds() - t0, nnq_isa(),
+                       cached ? " (from the compiled-code cache)" : "");
             rc = nnq_run_invoke(run, (int (*)(NnqRun *))jit_entry(jit));
             nnq_run_free(run);
         }

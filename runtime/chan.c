@@ -270,7 +270,7 @@ CHAN_WIDTH(sse2, "sse2", 4)
 static const ChanKernels *_Atomic chan_kernels;
 
 bool rt_chan_lanes(int lanes) {
-    lanes = rt_cpu_lanes(lanes, false);
+    lanes = rt_cpu_lanes(lanes);
     if (!lanes) return false;
     chan_kernels = lanes == 16 ? &chan_avx512 : lanes == 8 ? &chan_avx2 : &chan_sse2;
     return true;

@@ -99,7 +99,7 @@ static inline void valid_rows(int32_t oh, int32_t h, int32_t stride, int32_t pad
 /* Stride 1, no padding: every row of every kernel offset is a plain copy, by 8-float moves
  * where rows are a multiple of 8 (LeNet-5's conv2: 500 rows of eight 8-float moves a
  * sample, where the general loop's bookkeeping cost more than the moves). */
-RT_ISA_CLONES static void im2col_valid(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w,
+RT_ISA_BODY static void im2col_valid_body(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w,
                                         int32_t kh, int32_t kw, float *col, int64_t ld) {
     int32_t oh = h - kh + 1, ow = w - kw + 1;
     int64_t ohw = (int64_t)oh * ow;
@@ -124,10 +124,10 @@ RT_ISA_CLONES static void im2col_valid(const float *x, int64_t ns, int64_t xs, i
  * of col. The samples are the inner loop, so the writes run along each row of col (a
  * batch's rows are long: one sample at a time wrote a few floats into every row, a page
  * apart, and cost more than the product it fed). */
-RT_ISA_CLONES static void im2col_samples(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w,
+RT_ISA_BODY static void im2col_samples_body(const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w,
                                           int32_t kh, int32_t kw, int32_t stride, int32_t pad, float *col, int64_t ld) {
     if (stride == 1 && pad == 0) {
-        im2col_valid(x, ns, xs, c, h, w, kh, kw, col, ld);
+        im2col_valid_body(x, ns, xs, c, h, w, kh, kw, col, ld);
         return;
     }
     int32_t oh = out_dim(h, kh, stride, pad), ow = out_dim(w, kw, stride, pad);
@@ -162,6 +162,10 @@ RT_ISA_CLONES static void im2col_samples(const float *x, int64_t ns, int64_t xs,
             }
         }
 }
+RT_ISA_DISPATCH(im2col_samples,
+                (const float *x, int64_t ns, int64_t xs, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
+                int32_t stride, int32_t pad, float *col, int64_t ld),
+                (x, ns, xs, c, h, w, kh, kw, stride, pad, col, ld))
 
 void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
                    int32_t stride, int32_t pad, float *col, int64_t ld) {
@@ -170,7 +174,7 @@ void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, 
 
 /* col2im of stride 1 without padding, compiled per ISA: plain row adds, 8 floats an add
  * where rows are a multiple of 8 (each element's adds in the general loop's order). */
-RT_ISA_CLONES static void col2im_valid(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh,
+RT_ISA_BODY static void col2im_valid_body(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh,
                                        int32_t kw, float *x) {
     int32_t oh = h - kh + 1, ow = w - kw + 1;
     memset(x, 0, sizeof(float) * (size_t)c * h * w);
@@ -186,6 +190,9 @@ RT_ISA_CLONES static void col2im_valid(const float *col, int64_t ld, int32_t c, 
                     for (int32_t y = 0; y < oh; y++, src += ow, dst += w) row_add(dst, src, ow);
             }
 }
+RT_ISA_DISPATCH(col2im_valid,
+                (const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw, float *x),
+                (col, ld, c, h, w, kh, kw, x))
 
 void nnq_rt_col2im(const float *col, int64_t ld, int32_t c, int32_t h, int32_t w, int32_t kh,
                    int32_t kw, int32_t stride, int32_t pad, float *x) {
@@ -281,7 +288,7 @@ __attribute__((always_inline)) static inline float bn_f(const float *bn, float v
     return ((v + bn[0]) - bn[1]) * bn[2];
 }
 
-RT_ISA_CLONES static void maxpool2_planes(const float *x, int32_t planes, int32_t h, int32_t w, bool relu,
+RT_ISA_BODY static void maxpool2_planes_body(const float *x, int32_t planes, int32_t h, int32_t w, bool relu,
                                           const float *bn, float *y, int32_t *idx) {
     int32_t oh = h / 2, ow = w / 2;
     const float *bn_all = bn;
@@ -341,6 +348,10 @@ RT_ISA_CLONES static void maxpool2_planes(const float *x, int32_t planes, int32_
         }
     }
 }
+RT_ISA_DISPATCH(maxpool2_planes,
+                (const float *x, int32_t planes, int32_t h, int32_t w, bool relu, const float *bn, float *y,
+                int32_t *idx),
+                (x, planes, h, w, relu, bn, y, idx))
 
 static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                            bool relu, const float *bn, float *y, int32_t *idx) {

@@ -104,13 +104,25 @@ void rt_dnnl_set_mode(RtLibMode m) {
     mode = m;
 }
 
+/* oneDNN's kernels held to rt_isa() (isa.c): set before anything else asks oneDNN for its
+ * ISA (every entry point here calls this first). Its narrowest is SSE4.1. */
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+static void isa_cap(void) {
+    RtIsa isa = rt_isa();
+    if (isa != RT_ISA_AVX512)
+        dnnl_set_max_cpu_isa(isa == RT_ISA_AVX2 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
+}
+
 bool rt_dnnl_wide(void) {
+    pthread_once(&isa_once, isa_cap);
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
 }
 
 void rt_dnnl_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, const float *a,
                    int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc) {
+    pthread_once(&isa_once, isa_cap);
     omp_single();
     dnnl_status_t s = dnnl_sgemm(transa ? 'T' : 'N', transb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (s != dnnl_success)
@@ -248,6 +260,7 @@ const RtDnnlConv *rt_dnnl_conv(RtConvOp op, int32_t g, int32_t tail, int32_t c, 
     int32_t oh = (h + 2 * pad - kh) / stride + 1, ow = (w + 2 * pad - kw) / stride + 1;
     if (g < 1 || !rt_dnnl_serves(op, c, o, kh, kw, stride, pad, oh, ow))
         return NULL;
+    pthread_once(&isa_once, isa_cap);
     pthread_mutex_lock(&dnnl_mu);
     RtDnnlConv *k = kernels;
     for (; k; k = k->next)

@@ -83,8 +83,13 @@ static RtXsmmKernel dispatch(int m, int n, int k, int lda, int ldb, int ldc, flo
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+/* LIBXSMM's code generator held to rt_isa() (isa.c): "hsw" is its AVX2 target, and
+ * "generic" generates nothing (conv.c's own path then). */
 static void init(void) {
     libxsmm_init();
+    RtIsa isa = rt_isa();
+    if (isa != RT_ISA_AVX512)
+        libxsmm_set_target_arch(isa == RT_ISA_AVX2 ? "hsw" : "generic");
 }
 
 bool rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,

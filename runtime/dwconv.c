@@ -16,7 +16,7 @@
  * turned round. dw sums each tap over a channel's samples and positions in 8 lanes
  * (position xo of a row's full 8-column runs in lane xo mod 8), 4 more (a run of 4 after
  * those) and one scalar sum (the columns past them), all added in a fixed order.
- * Compiled for AVX-512, AVX2 and the baseline (target_clones) without FMA contraction
+ * Compiled for AVX-512, AVX2 and the baseline (RT_ISA_DISPATCH) without FMA contraction
  * (runtime/CMakeLists.txt): the same bits on every CPU. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,7 +158,7 @@ typedef float V4 __attribute__((vector_size(16))); /* 4 floats: a row of 4 to 7 
         }                                                                                          \
     } while (0)
 
-RT_ISA_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
+RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);
@@ -175,12 +175,13 @@ RT_ISA_CLONES static void dw_forward(void *ctx, int64_t begin, int64_t end) {
         }
     }
 }
+RT_ISA_DISPATCH(dw_forward, (void *ctx, int64_t begin, int64_t end), (ctx, begin, end))
 
 /* dx[r][c] = sum over (i, jj) of w[i][jj] * d[r + pad - i + kh - 1][c + pad - jj + kw - 1],
  * d the plane dy dilated by the stride (dy[yo][xo] at (yo*s + kh - 1, xo*s + kw - 1), zero
  * between) in dh x dwid; dy entries whose outputs touch no input fall outside and are
  * dropped. */
-RT_ISA_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
+RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *d = scratch + ptr_floats(j);
@@ -207,8 +208,9 @@ RT_ISA_CLONES static void dw_input_grad(void *ctx, int64_t begin, int64_t end) {
         }
     }
 }
+RT_ISA_DISPATCH(dw_input_grad, (void *ctx, int64_t begin, int64_t end), (ctx, begin, end))
 
-RT_ISA_CLONES static void dw_weight_grad(void *ctx, int64_t begin, int64_t end) {
+RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw, ow8 = j->ow / 8 * 8, step = j->stride * j->pq;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);
@@ -254,6 +256,7 @@ RT_ISA_CLONES static void dw_weight_grad(void *ctx, int64_t begin, int64_t end) 
         }
     }
 }
+RT_ISA_DISPATCH(dw_weight_grad, (void *ctx, int64_t begin, int64_t end), (ctx, begin, end))
 
 /* Planes per part: about 64k multiply-adds each. */
 static int64_t dw_min_planes(const DwJob *j) {

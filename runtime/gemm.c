@@ -163,18 +163,8 @@ typedef void DotFn(int32_t, int32_t, int32_t, const float *, int32_t, const floa
 
 static DotFn *_Atomic dot_fn;
 
-int rt_cpu_lanes(int lanes, bool fma) {
-    __builtin_cpu_init();
-    bool avx512 = __builtin_cpu_supports("avx512f");
-    bool avx2 = __builtin_cpu_supports("avx2") && (!fma || __builtin_cpu_supports("fma"));
-    if (lanes == 0) lanes = avx512 ? 16 : avx2 ? 8 : 4;
-    if ((lanes == 16 && !avx512) || (lanes == 8 && !avx2) || (lanes != 16 && lanes != 8 && lanes != 4))
-        return 0;
-    return lanes;
-}
-
 bool rt_gemm_dot_lanes(int lanes) {
-    lanes = rt_cpu_lanes(lanes, true);
+    lanes = rt_cpu_lanes(lanes);
     if (!lanes) return false;
     dot_fn = lanes == 16 ? dot_avx512 : lanes == 8 ? dot_avx2 : dot_sse2;
     return true;

@@ -203,16 +203,14 @@ __attribute__((target("avx512f"))) static void decode_avx512(const uint64_t *row
     }
 }
 
-/* The widest kernels the CPU runs; $NNQ_INFER_ISA (avx512, avx2, portable) asks for
- * narrower ones (tests and benchmarks compare them), never for ones the CPU lacks. */
+/* The widest kernels rt_isa() allows ($NNQ_ISA asks for narrower ones: tests and
+ * benchmarks compare them). */
 static Kernels kernels_pick(void) {
-    __builtin_cpu_init();
-    const char *want = getenv("NNQ_INFER_ISA");
-    bool any = !want || !*want;
-    if (__builtin_cpu_supports("avx512f") && (any || !strcmp(want, "avx512")))
-        return (Kernels){"avx512", masksum_avx512, decode_avx512};
-    if (__builtin_cpu_supports("avx2") && (any || strcmp(want, "portable")))
-        return (Kernels){"avx2", masksum_avx2, decode_avx2};
+    switch (rt_isa()) {
+    case RT_ISA_AVX512: return (Kernels){"avx512", masksum_avx512, decode_avx512};
+    case RT_ISA_AVX2: return (Kernels){"avx2", masksum_avx2, decode_avx2};
+    case RT_ISA_PORTABLE: break;
+    }
     return (Kernels){"portable", masksum_portable, decode_portable};
 }
 

@@ -55,6 +55,11 @@ void nnq_run_options_default(NnqRunOptions *opts);
 /* Makes OpenBLAS single-threaded and stops its threads (the runtime's pool runs it);
  * nnq_run_new does it too. nnqc calls it first, so they take no CPU from compilation. */
 void nnq_run_prepare(void);
+/* The vector instruction set the runtime's kernels run and nnqc generates code for:
+ * "avx512", "avx2" or "portable" (SSE2), the widest this CPU has or a narrower one
+ * $NNQ_ISA names (runtime/isa.c); a value of $NNQ_ISA that names none ends the process
+ * with a message. */
+const char *nnq_isa(void);
 /* NULL on failure (message printed), e.g. metrics file cannot be opened. */
 NnqRun *nnq_run_new(const NnqRunOptions *opts);
 /* Calls entry(run) under the error trap. Returns entry's result when it returns, 1

@@ -22,12 +22,31 @@
 
 #include "nnq_rt.h"
 
-/* Kernels compiled three times, for AVX-512, AVX2 and the baseline, the loader picking the
- * widest the CPU runs (ifunc: conv.c, dwconv.c). Files whose kernels multiply and add
- * (dwconv.c, and chan.c's loops per vector width) are compiled without FMA contraction
- * (runtime/CMakeLists.txt), so with the same lanes and order of operations every CPU
- * computes the same bits. */
-#define RT_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* isa.c: the vector instruction set nnq's code runs, the widest the CPU has or a narrower
+ * one $NNQ_ISA (avx512, avx2, portable) asks for; rt_isa reads it on every call,
+ * rt_isa_kernels once (until rt_isa_reset: tests that change $NNQ_ISA). */
+typedef enum { RT_ISA_PORTABLE, RT_ISA_AVX2, RT_ISA_AVX512 } RtIsa;
+RtIsa rt_isa(void);
+RtIsa rt_isa_kernels(void);
+void rt_isa_reset(void);
+
+/* Kernels compiled three times, for AVX-512, AVX2 and the baseline, the one
+ * rt_isa_kernels() names chosen on each call (conv.c, dwconv.c):
+ *     RT_ISA_BODY static void NAME_body(PARAMS) { ... }
+ *     RT_ISA_DISPATCH(NAME, (PARAMS), (ARGS))
+ * defines NAME(PARAMS), which calls NAME_body inlined into a function of each target.
+ * Files whose kernels multiply and add (dwconv.c, and chan.c's loops per vector width)
+ * are compiled without FMA contraction (runtime/CMakeLists.txt), so with the same lanes
+ * and order of operations every CPU computes the same bits. */
+#define RT_ISA_BODY __attribute__((always_inline)) inline
+#define RT_ISA_DISPATCH(NAME, PARAMS, ARGS)                                                        \
+    __attribute__((target("avx512f"))) static void NAME##_avx512 PARAMS { NAME##_body ARGS; }     \
+    __attribute__((target("avx2"))) static void NAME##_avx2 PARAMS { NAME##_body ARGS; }          \
+    static void NAME##_base PARAMS { NAME##_body ARGS; }                                          \
+    static void NAME PARAMS {                                                                      \
+        RtIsa isa_ = rt_isa_kernels();                                                             \
+        (isa_ == RT_ISA_AVX512 ? NAME##_avx512 : isa_ == RT_ISA_AVX2 ? NAME##_avx2 : NAME##_base) ARGS; \
+    }
 
 /* A vector of type T read from p (any alignment), as an expression. Inside the clones,
  * vectors go through memory, never as arguments or results: how they are passed differs
@@ -226,10 +245,10 @@ bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k);
 /* gemm.c's small-output products (its header): whether the rule gives it this product, and
  * the kernel itself, C [m x n] = beta C + A B^T (A m x k, B n x k, row-major). */
 bool rt_gemm_dot(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha);
-/* Vector lanes of a kernel family (gemm.c): `lanes` (16 AVX-512, 8 AVX2 (with FMA where
- * fma), 4 SSE2), or for 0 the widest this CPU runs; 0 where the CPU lacks it or lanes is
- * none of those. */
-int rt_cpu_lanes(int lanes, bool fma);
+/* Vector lanes of a kernel family (isa.c): `lanes` (16 AVX-512, 8 AVX2 + FMA, 4 SSE2), or
+ * for 0 the widest rt_isa() allows; 0 where it does not allow it or lanes is none of
+ * those. */
+int rt_cpu_lanes(int lanes);
 /* Which kernel rt_sgemm_nt_small runs: of 16 lanes (AVX-512), 8 (AVX2 + FMA) or 4 (SSE2),
  * 0: the widest this CPU runs (the default); false, and no change, where the CPU lacks it. */
 bool rt_gemm_dot_lanes(int lanes);

@@ -283,9 +283,9 @@ static void check_net(const TNet *n, const char *what, int count) {
         CHECK(mf && mf->version == 2 && mf->arch, "%s: %s", what, msg);
         if (!mf) continue;
         for (int isa = 0; isa < (mode == 0 ? 3 : 1); isa++) {
-            setenv("NNQ_INFER_ISA", isas[isa], 1);
+            setenv("NNQ_ISA", isas[isa], 1);
             NnqNet *net = nnq_net_new(mf, mode == 0 ? NNQ_NET_PACKED : NNQ_NET_FLOAT, msg, sizeof msg);
-            unsetenv("NNQ_INFER_ISA");
+            unsetenv("NNQ_ISA");
             CHECK(net, "%s: %s", what, msg);
             if (!net) continue;
             CHECK(nnq_net_input_size(net) == sz && nnq_net_classes(net) == n->classes);

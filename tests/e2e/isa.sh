@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# $NNQ_ISA holds nnq below the CPU's instruction set, as on an older CPU: the generated
+# code has no AVX-512 register under avx2 and no AVX one under portable (and AVX-512
+# registers without it, where the CPU has them); a held run compiles anew rather than
+# take the wider code from the compiled-code cache; LeNet-5 trains at each level (the
+# runtime's kernels per level: tests/runtime/test_isa.c) and says which it ran; a value
+# that names no level is refused before anything runs.
+set -eu
+NNQC="$1"; SRC="$2"
+. "$SRC/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+make_subset "$tmp" 3000 500
+sed -e '/^ *checkpoint /d' -e 's/^\( *validation *= *\).*/\1500/' "$SRC/examples/fashion_lenet5_pmf.nnq" > "$tmp/l.nnq"
+cd "$tmp"
+unset NNQ_ISA
+export NNQ_CACHE_DIR="$tmp/cache"
+checks=0
+
+regs() { # regs LEVEL REG: how many lines of the code generated for LEVEL name a %REG register
+    NNQ_ISA="$1" "$NNQC" --emit=asm l.nnq > "asm.$1" || fail "NNQ_ISA=$1: nnqc --emit=asm failed"
+    grep -c "%$2" "asm.$1" || true
+}
+[ "$(regs avx2 zmm)" = 0 ] || fail "NNQ_ISA=avx2: the generated code uses AVX-512 registers"
+[ "$(regs portable zmm)" = 0 ] && [ "$(regs portable ymm)" = 0 ] || fail "NNQ_ISA=portable: the generated code uses AVX registers"
+checks=$((checks + 2))
+top=portable
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && top=avx2
+grep -qw avx512f /proc/cpuinfo && top=avx512
+if [ $top = avx512 ]; then
+    [ "$(regs "" zmm)" -gt 0 ] || fail "the generated code uses no AVX-512 register on a CPU that has them"
+    checks=$((checks + 1))
+fi
+
+# trains at every level, the CPU's own first (unset: it fills the cache); a level above
+# the CPU's runs at the CPU's
+held() {
+    case "$top:$1" in
+    portable:*) echo portable ;;
+    avx2:avx512) echo avx2 ;;
+    *) echo "$1" ;;
+    esac
+}
+for isa in $top avx2 portable; do
+    NNQ_ISA=$([ $isa = $top ] || echo $isa) "$NNQC" run l.nnq --data-dir "$tmp" --epochs 1 --progress=lines \
+        --profile --metrics $isa.jsonl > $isa.out 2>&1 || { cat $isa.out; fail "NNQ_ISA=$isa: the run failed"; }
+    want=$(held $isa)
+    grep -q "^compiled in [0-9.]*s for $want" $isa.out || fail "NNQ_ISA=$isa: $(grep compiled $isa.out), not for $want"
+    if [ $want != $top ]; then
+        ! grep -q "compiled-code cache" $isa.out || fail "NNQ_ISA=$isa: took the $top code from the compiled-code cache"
+    fi
+    hard=$(json_field $isa.jsonl test_acc_hard)
+    ge "$hard" 0.6 || fail "NNQ_ISA=$isa: hard-quantized test accuracy $hard < 0.6 after 25 iterations"
+    echo "NNQ_ISA=$isa: $(grep compiled $isa.out), test accuracy $hard"
+    checks=$((checks + 1))
+done
+levels=$(for isa in $top avx2 portable; do held $isa; done | sort -u | wc -l)
+[ "$(ls cache | wc -l)" = "$levels" ] || fail "$levels levels compiled, $(ls cache | wc -l) cache files"
+checks=$((checks + 1))
+
+# a value that names no level
+rm -f lenet5_binary.nnqm
+if NNQ_ISA=avx3 "$NNQC" run l.nnq --data-dir "$tmp" --epochs 1 > bad.out 2>&1; then fail "NNQ_ISA=avx3 was accepted"; fi
+grep -q 'nnq: error: NNQ_ISA is "avx3": expected avx512, avx2 or portable' bad.out || { cat bad.out; fail "NNQ_ISA=avx3: no clear error"; }
+[ ! -e lenet5_binary.nnqm ] || fail "NNQ_ISA=avx3: a model file was written"
+checks=$((checks + 1))
+echo "$checks passed, 0 failed"
