@@ -80,31 +80,18 @@ static void init_llvm(void) {
     done = true;
 }
 
-/* Whether LLVM's feature string ("+a,-b,...") turns feature `name` on. */
-static bool has_feature(const char *features, const char *name) {
-    size_t n = strlen(name);
-    for (const char *p = features; (p = strstr(p, name)); p += n)
-        if (p > features && p[-1] == '+' && (p[n] == ',' || p[n] == 0)) return true;
-    return false;
-}
-
 /* The CPU and features code is generated for: the host's, or where the runtime's
- * instruction set is held below the host's (nnq_isa: $NNQ_ISA), the generic x86-64 level
+ * instruction set is held below the CPU's (nnq_isa_held: $NNQ_ISA), the generic x86-64 level
  * of that set: x86-64-v3 (AVX2, FMA, BMI2...) for avx2, x86-64 (SSE2) for portable, so
  * the code runs on any such CPU (a trainer built for one). Part of the cache key. Free
  * both with LLVMDisposeMessage. */
 static void host_target(char **cpu, char **features) {
-    *cpu = LLVMGetHostCPUName();
-    *features = LLVMGetHostCPUFeatures();
-    const char *isa = nnq_isa();
-    const char *host = has_feature(*features, "avx512f")                                  ? "avx512"
-                       : has_feature(*features, "avx2") && has_feature(*features, "fma") ? "avx2"
-                                                                                         : "portable";
-    if (strcmp(isa, host)) {
-        LLVMDisposeMessage(*cpu);
-        LLVMDisposeMessage(*features);
-        *cpu = LLVMCreateMessage(!strcmp(isa, "avx2") ? "x86-64-v3" : "x86-64");
+    if (nnq_isa_held()) {
+        *cpu = LLVMCreateMessage(!strcmp(nnq_isa(), "avx2") ? "x86-64-v3" : "x86-64");
         *features = LLVMCreateMessage("");
+    } else {
+        *cpu = LLVMGetHostCPUName();
+        *features = LLVMGetHostCPUFeatures();
     }
 }
 

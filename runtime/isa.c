@@ -24,19 +24,17 @@
 /* $NNQ_ISA's names of the levels, narrowest first. */
 static const char *const levels[] = {[RT_ISA_PORTABLE] = "portable", [RT_ISA_AVX2] = "avx2", [RT_ISA_AVX512] = "avx512"};
 
-/* AVX2 comes with FMA on every CPU that has it and nnq's AVX2 kernels use both (x86-64-v3). */
-static bool cpu_has(RtIsa isa) {
+/* The widest level this CPU runs. AVX2 comes with FMA on every CPU that has it and nnq's
+ * AVX2 kernels use both (x86-64-v3). */
+static RtIsa cpu_level(void) {
     __builtin_cpu_init();
-    switch (isa) { /* __builtin_cpu_supports takes a string literal only */
-    case RT_ISA_AVX512: return __builtin_cpu_supports("avx512f");
-    case RT_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case RT_ISA_PORTABLE: return true;
-    }
-    return false;
+    if (__builtin_cpu_supports("avx512f")) return RT_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return RT_ISA_AVX2;
+    return RT_ISA_PORTABLE;
 }
 
 RtIsa rt_isa(void) {
-    RtIsa cap = RT_ISA_AVX512;
+    RtIsa cap = RT_ISA_AVX512, cpu = cpu_level();
     const char *want = getenv("NNQ_ISA");
     if (want && *want) {
         int k = RT_ISA_AVX512;
@@ -47,8 +45,11 @@ RtIsa rt_isa(void) {
         }
         cap = (RtIsa)k;
     }
-    while (cap > RT_ISA_PORTABLE && !cpu_has(cap)) cap--;
-    return cap;
+    return cap < cpu ? cap : cpu;
+}
+
+bool nnq_isa_held(void) {
+    return rt_isa() < cpu_level();
 }
 
 static _Atomic int kernels_isa = -1; /* -1: not read yet */

@@ -60,6 +60,8 @@ void nnq_run_prepare(void);
  * $NNQ_ISA names (runtime/isa.c); a value of $NNQ_ISA that names none ends the process
  * with a message. */
 const char *nnq_isa(void);
+/* Whether that set is narrower than this CPU's widest ($NNQ_ISA held it). */
+bool nnq_isa_held(void);
 /* NULL on failure (message printed), e.g. metrics file cannot be opened. */
 NnqRun *nnq_run_new(const NnqRunOptions *opts);
 /* Calls entry(run) under the error trap. Returns entry's result when it returns, 1
