@@ -583,6 +583,7 @@ static void emit_kernels(Cg *cg) {
                 code[p * 4 + w] = cg->target->kernel(cg, name, nb, kernel_code, &kc);
             }
             LLVMValueRef f = cg_new_function(cg, name, cg->kernel_ty, false);
+            mark_cold(cg, f); /* a call of the shared code, once a step: not worth optimizing */
             cg->kernels[p * 4 + w] = f;
             LLVMValueRef addr[CG_KERNEL_MAX_BUFS], sc[IRS_COUNT];
             for (int j = 0; j < nb; j++) addr[j] = kbuf(cg, p, &bufs[j]);

@@ -131,26 +131,31 @@ static void set_target(LLVMModuleRef mod, LLVMTargetMachineRef tm) {
     LLVMDisposeTargetData(dl);
 }
 
-/* The optimization pipeline at opt_level, for tm's target (the module has its layout). */
-static bool run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, Diag *diag) {
-    if (opt_level <= 0) return true;
+/* The optimization pipeline at opt_level, for tm's target (the module has its layout).
+ * Returns NULL, or LLVM's message (LLVMDisposeErrorMessage). */
+static char *run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level) {
+    if (opt_level <= 0) return NULL;
     char passes[32];
     snprintf(passes, sizeof passes, "default<O%d>", opt_level > 3 ? 3 : opt_level);
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
     LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-    bool ok = !report(diag, LLVMRunPasses(mod, passes, tm, opts), "optimizing");
+    LLVMErrorRef err = LLVMRunPasses(mod, passes, tm, opts);
     LLVMDisposePassBuilderOptions(opts);
-    return ok;
+    return err ? LLVMGetErrorMessage(err) : NULL;
 }
 
 bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag) {
     LLVMTargetMachineRef tm = host_machine(diag, opt_level, false);
     if (!tm) return false;
     set_target(mod, tm);
-    bool ok = run_passes(mod, tm, opt_level, diag);
+    char *err = run_passes(mod, tm, opt_level);
+    if (err) {
+        diag_error_noloc(diag, "internal compiler error: optimizing: %s", err);
+        LLVMDisposeErrorMessage(err);
+    }
     LLVMDisposeTargetMachine(tm);
-    return ok;
+    return !err;
 }
 
 /* ---- the compiled-code cache ---- */
@@ -240,79 +245,198 @@ static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *
     if (!ok || rename(tmp, path) != 0) unlink(tmp);
 }
 
-/* ---- parallel code generation ----
- * The optimized module's defined functions are dealt to partitions, largest first, each
- * to the partition with the least work so far (instructions counted; ties to the lowest
- * index). Before dealing, every local definition becomes an external hidden one (named,
- * if it had none), so that one partition's code can refer to what another defines; the
- * JIT links the objects by those names. The module is written as bitcode and each
- * partition but the first reads it into a context of its own (a context is one thread's
- * at a time) and compiles it on its own thread, keeping its own functions' bodies:
- * the others' become declarations, and all variables are defined by partition 0 alone.
- * Instruction selection and what follows see one function at a time, so each
- * function's machine code is the same however many partitions there are. */
-enum { PART_MIN_WORK = 1500 }; /* instructions: a partition with less is not worth a thread */
+/* ---- parallel optimization and code generation ----
+ * The module's defined functions are dealt to partitions before they are optimized.
+ * A function and the callees it may inline go together (groups of the call graph joined
+ * by direct calls of functions without noinline, so the inliner sees every call site
+ * it would see in the whole module), groups largest first, each to the partition with
+ * the least work so far (function_work; ties to the lowest index). Before dealing,
+ * every local variable, and every local function that is used other than by calls
+ * from its own partition, becomes an external hidden one (named, if it had none), so
+ * that one partition's code can refer to what another defines; the JIT links the
+ * objects by those names. The module is written as bitcode and each partition but the
+ * first reads it into a context of its own (a context is one thread's at a time),
+ * keeps its own functions' bodies (the others' become declarations, and all variables
+ * are defined by partition 0 alone), then optimizes and compiles them on its own
+ * thread. Without fast-math flags the optimizer keeps every float operation's result,
+ * so partitioned code computes the same bits as the whole module's. */
+enum {
+    PART_MIN_WORK = 3000, /* function_work: a partition with less is not worth a thread */
+    LOOP_WORK = 5,        /* an optimized function's instruction in a loop, against 1 */
+};
 
 typedef struct Part {
-    LLVMMemoryBufferRef bitcode; /* the optimized module, read by partitions 1.. */
+    LLVMMemoryBufferRef bitcode; /* the module, read by partitions 1.. */
     const int *owner;            /* the partition of each defined function, in module order */
-    int index;
+    int index, opt_level;
     LLVMTargetMachineRef tm;     /* this partition's own */
     LLVMMemoryBufferRef obj;     /* the result, or NULL and an error */
     char *error;
 } Part;
 
-typedef struct FnSize {
-    int64_t size;
+/* A value or block and its position: sorted by address, an index of a list. */
+typedef struct Indexed {
+    const void *p;
     int index;
-} FnSize;
+} Indexed;
 
-static int by_size_desc(const void *a, const void *b) {
-    const FnSize *x = a, *y = b;
-    if (x->size != y->size) return x->size > y->size ? -1 : 1;
+static int by_address(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const Indexed *)a)->p, y = (uintptr_t)((const Indexed *)b)->p;
+    return x < y ? -1 : x > y;
+}
+
+/* list[0..n) by address, for position_of. */
+static Indexed *index_of(const void *const *list, int n) {
+    Indexed *ix = malloc(sizeof *ix * (size_t)(n > 0 ? n : 1));
+    for (int k = 0; k < n; k++) ix[k] = (Indexed){list[k], k};
+    qsort(ix, (size_t)n, sizeof *ix, by_address);
+    return ix;
+}
+
+/* The position of p in the list ix indexes, or -1. */
+static int position_of(const Indexed *ix, int n, const void *p) {
+    Indexed key = {p, 0};
+    const Indexed *hit = p ? bsearch(&key, ix, (size_t)n, sizeof key, by_address) : NULL;
+    return hit ? hit->index : -1;
+}
+
+/* The defined functions, in module order, and their index. */
+typedef struct Fns {
+    int n;
+    LLVMValueRef *fn;
+    Indexed *sorted;
+} Fns;
+
+static Fns fns_of(LLVMModuleRef mod) {
+    Fns s = {0};
+    int cap = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f)) continue;
+        if (s.n == cap) {
+            cap = cap ? 2 * cap : 64;
+            s.fn = realloc(s.fn, sizeof *s.fn * (size_t)cap);
+        }
+        s.fn[s.n++] = f;
+    }
+    s.sorted = index_of((const void *const *)s.fn, s.n);
+    return s;
+}
+
+/* The index of defined function f, or -1 (a declaration, or not a function). */
+static int fn_index(const Fns *s, LLVMValueRef f) {
+    return position_of(s->sorted, s->n, f);
+}
+
+static void fns_free(Fns *s) {
+    free(s->fn);
+    free(s->sorted);
+}
+
+static bool has_attribute(LLVMValueRef f, const char *name) {
+    return LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMGetEnumAttributeKindForName(name, strlen(name)));
+}
+
+/* The work of optimizing and compiling f, estimated: its instructions, those in loops
+ * LOOP_WORK times (the vectorizer and the unroller multiply them) unless f is optnone.
+ * A loop is taken to be the blocks from a branch's target to the branch, in layout
+ * order, when the target comes first (code generation lays each loop out so). */
+static int64_t function_work(LLVMValueRef f) {
+    unsigned nb = LLVMCountBasicBlocks(f);
+    if (nb == 0) return 0;
+    int weight = has_attribute(f, "optnone") ? 1 : LOOP_WORK;
+    LLVMBasicBlockRef *blocks = malloc(sizeof *blocks * nb);
+    LLVMGetBasicBlocks(f, blocks);
+    Indexed *ix = index_of((const void *const *)blocks, (int)nb);
+    int64_t *count = calloc(nb, sizeof *count);
+    int *depth = calloc((size_t)nb + 1, sizeof *depth); /* +1 at a loop's first block, -1 after its last */
+    for (unsigned b = 0; b < nb; b++) {
+        for (LLVMValueRef i = LLVMGetFirstInstruction(blocks[b]); i; i = LLVMGetNextInstruction(i)) count[b]++;
+        LLVMValueRef term = LLVMGetBasicBlockTerminator(blocks[b]);
+        for (unsigned s = 0, ns = term ? LLVMGetNumSuccessors(term) : 0; s < ns; s++) {
+            int h = position_of(ix, (int)nb, LLVMGetSuccessor(term, s));
+            if (h >= 0 && h <= (int)b) {
+                depth[h]++;
+                depth[b + 1]--;
+            }
+        }
+    }
+    int64_t work = 0;
+    int in_loop = 0;
+    for (unsigned b = 0; b < nb; b++) {
+        in_loop += depth[b];
+        work += in_loop > 0 ? weight * count[b] : count[b];
+    }
+    free(depth);
+    free(count);
+    free(ix);
+    free(blocks);
+    return work;
+}
+
+/* Union-find over the defined functions: the representative of k's group. */
+static int group_of(int *up, int k) {
+    while (up[k] != k) k = up[k] = up[up[k]];
+    return k;
+}
+
+typedef struct Work {
+    int64_t work;
+    int index;
+} Work;
+
+static int by_work_desc(const void *a, const void *b) {
+    const Work *x = a, *y = b;
+    if (x->work != y->work) return x->work > y->work ? -1 : 1;
     return x->index - y->index;
 }
 
-/* The partition of each defined function into *owner (malloc'd); returns the number of
- * partitions: at most `threads` (<= 0: one per online CPU) and MAX_PARTS, and
- * PART_MIN_WORK instructions each. */
-static int assign_parts(LLVMModuleRef mod, int threads, int **owner) {
+/* The partition of each defined function into *owner (malloc'd, in module order);
+ * returns the number of partitions: at most `threads` (<= 0: one per online CPU) and
+ * MAX_PARTS, and PART_MIN_WORK each. */
+static int assign_parts(const Fns *s, int threads, int **owner) {
     if (threads <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus > 0 ? (int)cpus : 1;
     }
-    int n = 0, cap = 0;
-    FnSize *fns = NULL;
+    int n = s->n, m = n > 0 ? n : 1;
+    int *up = malloc(sizeof *up * (size_t)m);
+    Work *group = calloc((size_t)m, sizeof *group); /* by representative */
     int64_t total = 0;
-    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
-        if (LLVMIsDeclaration(f)) continue;
-        int64_t size = 0;
-        for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
-            for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i)) size++;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            fns = realloc(fns, sizeof *fns * (size_t)cap);
-        }
-        fns[n] = (FnSize){size, n};
-        n++;
-        total += size;
+    for (int k = 0; k < n; k++) up[k] = k;
+    for (int k = 0; k < n; k++) {
+        for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(s->fn[k]); b; b = LLVMGetNextBasicBlock(b))
+            for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i)) {
+                int j = LLVMIsACallInst(i) ? fn_index(s, LLVMGetCalledValue(i)) : -1;
+                if (j >= 0 && !has_attribute(s->fn[j], "noinline")) up[group_of(up, j)] = group_of(up, k);
+            }
+    }
+    for (int k = 0; k < n; k++) {
+        int64_t w = function_work(s->fn[k]);
+        group[k].index = k;
+        group[group_of(up, k)].work += w;
+        total += w;
     }
     int64_t parts = total / PART_MIN_WORK;
     if (parts > threads) parts = threads;
     if (parts > MAX_PARTS) parts = MAX_PARTS;
     if (parts > n) parts = n;
     if (parts < 1) parts = 1;
-    *owner = calloc((size_t)(n > 0 ? n : 1), sizeof **owner);
-    qsort(fns, (size_t)n, sizeof *fns, by_size_desc);
+    int *gpart = calloc((size_t)m, sizeof *gpart);
+    qsort(group, (size_t)n, sizeof *group, by_work_desc);
     int64_t load[MAX_PARTS] = {0};
     for (int k = 0; k < n; k++) {
+        if (group_of(up, group[k].index) != group[k].index) continue;
         int best = 0;
         for (int p = 1; p < parts; p++)
             if (load[p] < load[best]) best = p;
-        (*owner)[fns[k].index] = best;
-        load[best] += fns[k].size;
+        gpart[group[k].index] = best;
+        load[best] += group[k].work;
     }
-    free(fns);
+    *owner = calloc((size_t)m, sizeof **owner);
+    for (int k = 0; k < n; k++) (*owner)[k] = gpart[group_of(up, k)];
+    free(gpart);
+    free(group);
+    free(up);
     return (int)parts;
 }
 
@@ -321,20 +445,35 @@ static bool local_constant(LLVMValueRef g) {
     return LLVMIsGlobalConstant(g) && !LLVMIsDeclaration(g) && (l == LLVMInternalLinkage || l == LLVMPrivateLinkage);
 }
 
-/* Local definitions but constants become external hidden ones, named "nnq.local.N" if
- * unnamed. Constants stay local, copied into each partition that uses them (copies of a
- * constant cannot differ): every symbol one object defines and another references costs
- * the JIT's linker (ORC records each defined symbol's dependence on each symbol its object
- * takes from another): ResNet-18's link of two objects took 40 ms with its 790 constants
- * exposed, 14 ms without (4.5 ms as one object). */
-static void expose_locals(LLVMModuleRef mod) {
+/* Whether some use of function k is other than a call from its own partition. */
+static bool used_across(const Fns *s, const int *owner, int k) {
+    LLVMValueRef f = s->fn[k];
+    for (LLVMUseRef u = LLVMGetFirstUse(f); u; u = LLVMGetNextUse(u)) {
+        LLVMValueRef user = LLVMGetUser(u);
+        if (!LLVMIsACallInst(user) || LLVMGetCalledValue(user) != f) return true;
+        for (unsigned a = 0, na = LLVMGetNumArgOperands(user); a < na; a++)
+            if (LLVMGetOperand(user, a) == f) return true;
+        int caller = fn_index(s, LLVMGetBasicBlockParent(LLVMGetInstructionParent(user)));
+        if (caller < 0 || owner[caller] != owner[k]) return true;
+    }
+    return false;
+}
+
+/* Local variables and local functions used across partitions become external hidden
+ * ones, named "nnq.local.N" if unnamed. Constants stay local, copied into each
+ * partition that uses them (copies of a constant cannot differ), and so do functions
+ * only called from their own partition: every symbol one object defines and another
+ * references costs the JIT's linker (ORC records each defined symbol's dependence on
+ * each symbol its object takes from another): ResNet-18's link of two objects took
+ * 40 ms with its 790 constants exposed, 14 ms without (4.5 ms as one object). */
+static void expose_locals(LLVMModuleRef mod, const Fns *s, const int *owner) {
     int unnamed = 0;
     for (int pass = 0; pass < 2; pass++)
         for (LLVMValueRef v = pass ? LLVMGetFirstGlobal(mod) : LLVMGetFirstFunction(mod); v;
              v = pass ? LLVMGetNextGlobal(v) : LLVMGetNextFunction(v)) {
             LLVMLinkage l = LLVMGetLinkage(v);
             if (LLVMIsDeclaration(v) || (l != LLVMInternalLinkage && l != LLVMPrivateLinkage)) continue;
-            if (pass && LLVMIsGlobalConstant(v)) continue;
+            if (pass ? LLVMIsGlobalConstant(v) : !used_across(s, owner, fn_index(s, v))) continue;
             size_t len;
             LLVMGetValueName2(v, &len);
             if (len == 0) {
@@ -405,9 +544,16 @@ static void keep_part(LLVMModuleRef mod, const int *owner, int p) {
     }
 }
 
-static void emit_part(Part *part, LLVMModuleRef mod) {
+/* Partition part's code of mod: its functions kept, optimized and compiled to an object
+ * (part->obj), or part->error. */
+static void compile_part(Part *part, LLVMModuleRef mod) {
     keep_part(mod, part->owner, part->index);
-    char *err = NULL;
+    char *err = run_passes(mod, part->tm, part->opt_level);
+    if (err) {
+        part->error = strdup(err);
+        LLVMDisposeErrorMessage(err);
+        return;
+    }
     if (LLVMTargetMachineEmitToMemoryBuffer(part->tm, mod, LLVMObjectFile, &err, &part->obj)) {
         part->obj = NULL;
         if (!part->error) part->error = strdup(err ? err : "unknown error");
@@ -431,9 +577,9 @@ static void *part_thread(void *arg) {
     LLVMContextSetDiagnosticHandler(ctx, part_diagnostic, part);
     LLVMModuleRef mod = NULL;
     if (LLVMParseBitcodeInContext2(ctx, part->bitcode, &mod)) {
-        if (!part->error) part->error = strdup("reading the optimized module back");
+        if (!part->error) part->error = strdup("reading the module back");
     } else {
-        emit_part(part, mod);
+        compile_part(part, mod);
         LLVMDisposeModule(mod);
     }
     LLVMContextDispose(ctx);
@@ -442,26 +588,26 @@ static void *part_thread(void *arg) {
 
 /* Optimizes `mod` (its target already set from tm) and compiles it with tm's settings
  * (for_object: a linker's objects, else the JIT's code model) to objects in memory, on
- * up to `threads` threads (<= 0: one per CPU). Returns how many objects are in objs, 0 after reporting an
- * error. */
+ * up to `threads` threads (<= 0: one per CPU). Returns how many objects are in objs, 0
+ * after reporting an error. `mod` is left with partition 0's code. */
 static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, int threads, bool for_object,
                            LLVMMemoryBufferRef objs[MAX_PARTS], Diag *diag) {
-    if (!run_passes(mod, tm, opt_level, diag)) return 0;
+    Fns fns = fns_of(mod);
     int *owner;
-    int parts = assign_parts(mod, threads, &owner);
+    int parts = assign_parts(&fns, threads, &owner);
     Part part[MAX_PARTS] = {{0}};
     pthread_t tid[MAX_PARTS];
     bool running[MAX_PARTS] = {false};
     LLVMMemoryBufferRef bitcode = NULL;
     if (parts > 1) {
-        expose_locals(mod);
+        expose_locals(mod, &fns, owner);
         bitcode = LLVMWriteBitcodeToMemoryBuffer(mod);
     }
     for (int p = 0; p < parts; p++) /* target machines first: host_machine reports to diag */
-        part[p] = (Part){bitcode, owner, p, p ? host_machine(diag, opt_level, for_object) : tm, NULL, NULL};
+        part[p] = (Part){bitcode, owner, p, opt_level, p ? host_machine(diag, opt_level, for_object) : tm, NULL, NULL};
     for (int p = 1; p < parts; p++)
         running[p] = part[p].tm && pthread_create(&tid[p], NULL, part_thread, &part[p]) == 0;
-    emit_part(&part[0], mod);
+    compile_part(&part[0], mod);
     int n = 0;
     bool ok = true;
     for (int p = 0; p < parts; p++) {
@@ -476,6 +622,7 @@ static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_l
         if (p > 0 && part[p].tm) LLVMDisposeTargetMachine(part[p].tm);
     }
     if (bitcode) LLVMDisposeMemoryBuffer(bitcode);
+    fns_free(&fns);
     free(owner);
     if (!ok) {
         for (int i = 0; i < n; i++) LLVMDisposeMemoryBuffer(objs[i]);
