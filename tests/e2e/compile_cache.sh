@@ -6,8 +6,9 @@
 # line in the metrics counts the iterations trained and charges time to the MLP's phases
 # (GEMM, batch norm, update) and none to convolutions, with the totals when the second
 # and the last iteration began. Code generation on 1 and 2 threads: the cache file holds
-# one and two objects (jit.c's partitions) and both train to the same model file as the
-# default run of the same program.
+# one and two objects (jit.c's partitions), each defining the fused kernels' code it
+# calls (a function and the callees it may inline stay together), and both train to the
+# same model file as the default run of the same program.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -58,6 +59,18 @@ for t in 1 2; do # the number of objects: a u32 after the 8-byte magic
     objs=$(od -An -tu4 -j8 -N4 cache/*.o | tr -d ' ')
     [ "$objs" = $t ] || fail "code generated on $t threads: $objs objects in the cache file"
     cmp other.nnqm threads$t.nnqm || fail "code generated on $t threads trained differently"
+    # each object: its length (u64) and CRC (u32), then the ELF file. A fused kernel's
+    # loop (NAME.core) and its launcher (NAME.shape) may be inlined into their callers
+    # (the thread pool's body, each parameter's entry), so each object defines those it
+    # calls; one taken from another object was split from its caller.
+    off=12
+    for i in $(seq "$t"); do
+        len=$(od -An -tu8 -j$off -N8 cache/*.o | tr -d ' ')
+        dd if="$(ls cache/*.o)" of=obj$i.o bs=1 skip=$((off + 12)) count="$len" status=none
+        off=$((off + 12 + len))
+        nm obj$i.o | grep -q ' T nnq_main$\| [Tt] kernel\.' || fail "object $i of $t defines no code"
+        ! nm -u obj$i.o | grep '\.core$\|\.shape$' || fail "object $i of $t takes a fused kernel's code from another object"
+    done
 done
 rm -rf cache
 run nocache --no-cache
