@@ -141,7 +141,7 @@ LLVMValueRef cg_local(Cg *cg, LLVMTypeRef ty, LLVMValueRef init, const char *nam
 
 /* ---------- loops ---------- */
 
-static Loop loop_begin_step(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef step, const char *name) {
+Loop cg_loop_begin_step(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef step, const char *name) {
     Loop l;
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
     l.header = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
@@ -159,7 +159,7 @@ static Loop loop_begin_step(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMVa
 }
 
 Loop cg_loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, const char *name) {
-    return loop_begin_step(cg, start, end, LLVMConstInt(LLVMTypeOf(start), 1, 0), name);
+    return cg_loop_begin_step(cg, start, end, LLVMConstInt(LLVMTypeOf(start), 1, 0), name);
 }
 
 void cg_loop_end(Cg *cg, Loop *l) {
@@ -531,29 +531,133 @@ static int kernel_buffers(const IrKernel *k, IrKernelIO *bufs, int *slot) {
 }
 
 /* A fused kernel's per-element code (the target's CgElemCode): its inputs loaded, its
- * outputs' expressions, the stores; slot[e] is IO entry e's buffer (kernel_buffers). */
+ * outputs' expressions, the stores; slot[e] is IO entry e's buffer (kernel_buffers),
+ * stage[o] output o's stage (kernel_stages). */
 typedef struct KernelCode {
     const IrKernel *k;
-    const int *slot;
+    const int *slot, *stage;
 } KernelCode;
 
-static void kernel_code(Cg *cg, const void *arg, LLVMValueRef i, const LLVMValueRef *buf, const LLVMValueRef *sc) {
+static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, const LLVMValueRef *buf,
+                        const LLVMValueRef *sc) {
     const KernelCode *kc = arg;
     const IrKernel *k = kc->k;
     LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2], vals[3 * NNQ_MAX_LABELS + 2];
-    for (int e = 0; e < k->nin; e++) inputs[e] = ldf(cg, buf[kc->slot[e]], i);
+    for (int e = 0; e < k->nin; e++) inputs[e] = ldf(cg, buf[kc->slot[e]], i); /* those unused go (DCE) */
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool);
     SxEmit e = {calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(LLVMValueRef)),
                 calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(int)), inputs, sc};
-    for (int o = 0; o < k->nout; o++) count_divisions(pool, &e, k->out[o].node);
+    for (int o = 0; o < k->nout; o++) count_divisions(pool, &e, k->out[o].node); /* every stage's: the same ops */
     memset(e.memo, 0, count * sizeof(LLVMValueRef));
-    for (int o = 0; o < k->nout; o++) vals[o] = emit_sx(cg, &e, k->out[o].node);
-    for (int o = 0; o < k->nout; o++) stf(cg, buf[kc->slot[k->nin + o]], i, vals[o]);
+    bool mine[3 * NNQ_MAX_LABELS + 2];
+    for (int o = 0; o < k->nout; o++) {
+        mine[o] = stage < 0 || kc->stage[o] == stage;
+        if (stage > 0 && kc->stage[o] < stage) /* an earlier stage's result, as it stored it */
+            e.memo[k->out[o].node] = ldf(cg, buf[kc->slot[k->nin + o]], i);
+    }
+    for (int o = 0; o < k->nout; o++)
+        if (mine[o]) vals[o] = emit_sx(cg, &e, k->out[o].node);
+    for (int o = 0; o < k->nout; o++)
+        if (mine[o]) stf(cg, buf[kc->slot[k->nin + o]], i, vals[o]);
     free(e.memo);
     free(e.recip);
     free(e.gap);
     free(e.ndiv);
+}
+
+/* An op whose latency a chain of them waits on (tens of cycles with the exp's
+ * polynomial, the division's and the square root's units). */
+static bool long_latency(SxOp op) {
+    return op == SX_EXP || op == SX_LOG || op == SX_TANH || op == SX_ATANH || op == SX_SQRT || op == SX_DIV;
+}
+
+/* Sets bit in mark[] of every node reachable from id, stopping at the nodes `stop`
+ * marks (marked, not entered) below the root. */
+static void mark_reach(const SxPool *pool, int id, bool root, const char *stop, unsigned char *mark, unsigned char bit) {
+    if (mark[id] & bit) return;
+    mark[id] |= bit;
+    const SxNode *n = sx_node(pool, id);
+    if ((stop[id] && !root) || n->op == SX_CONST || n->op == SX_INPUT) return;
+    int kids[3] = {n->a, n->b, n->c};
+    for (int j = 0; j < 3; j++)
+        if (kids[j] >= 0) mark_reach(pool, kids[j], false, stop, mark, bit);
+}
+
+/* Whether outputs in stages st[o] (0 .. n - 1) work: every stage waits on a
+ * long-latency op, computes nothing another computes (the stages' expressions meet
+ * only at the outputs a stage reads back, inputs and constants) and reads no input an
+ * earlier stage overwrote. */
+static bool stages_work(Cg *cg, const IrKernel *k, const int *slot, const int *st, int n) {
+    const SxPool *pool = cg->m->prog->pool;
+    int count = sx_count(pool);
+    unsigned char *mark = calloc(count, 1);
+    bool ok = true, slow[CG_KERNEL_MAX_STAGES] = {false};
+    for (int stage = 0; stage < n && ok; stage++) {
+        char *stop = calloc(count, 1); /* what this stage reads back */
+        unsigned char *mine = calloc(count, 1);
+        for (int o = 0; o < k->nout; o++)
+            if (st[o] < stage) stop[k->out[o].node] = 1;
+        for (int o = 0; o < k->nout; o++)
+            if (st[o] == stage) mark_reach(pool, k->out[o].node, true, stop, mine, 1);
+        for (int id = 0; id < count && ok; id++) {
+            if (!mine[id] || stop[id]) continue;
+            const SxNode *nd = sx_node(pool, id);
+            if (nd->op != SX_CONST && nd->op != SX_INPUT && mark[id]) ok = false; /* computed twice */
+            slow[stage] |= long_latency(nd->op);
+            if (nd->op == SX_INPUT && nd->slot < IR_SCALAR_SLOT(0))
+                for (int o = 0; o < k->nout; o++) /* an input an earlier stage overwrote */
+                    if (st[o] < stage && slot[k->nin + o] == slot[nd->slot]) ok = false;
+            mark[id] = 1;
+        }
+        ok = ok && slow[stage];
+        free(stop);
+        free(mine);
+    }
+    free(mark);
+    return ok;
+}
+
+/* A kernel's stages: each output's into stage[o]; returns how many (1: all in one
+ * loop, stage[o] 0).
+ * A parameter's update is one chain of long-latency ops (the projection's exps and
+ * divisions for its Jacobian, the optimizer's square roots and divisions, then the
+ * projection again on the new values): its loop, one vector of elements after another,
+ * waits on the chain with the out-of-order core's scheduler full (llvm-mca: 99% of
+ * cycles; binary PMF + Adam, AVX2: 106 cycles a vector of 8). An output computed from
+ * other outputs (the new auxiliary values from the optimizer's moments, the new forward
+ * weight from them) can go to a later loop over the same block, which reads them back:
+ * shorter chains. Stages are the outputs' levels (0: computed from no other output,
+ * else one more than the highest of those it is computed from) where that works
+ * (stages_work), else two: the highest level and the rest. Every output is the same
+ * expression as in one loop, so the bits do not change. */
+static int kernel_stages(Cg *cg, const IrKernel *k, const int *slot, int *stage) {
+    const SxPool *pool = cg->m->prog->pool;
+    int count = sx_count(pool), top = 0;
+    char *stop = calloc(count, 1);
+    unsigned char *mark = calloc(count, 1);
+    bool uses[3 * NNQ_MAX_LABELS + 2][3 * NNQ_MAX_LABELS + 2] = {{false}};
+    for (int o = 0; o < k->nout; o++) {
+        stage[o] = 0;
+        stop[k->out[o].node] = 1;
+    }
+    for (int o = 0; o < k->nout; o++) {
+        memset(mark, 0, count);
+        mark_reach(pool, k->out[o].node, true, stop, mark, 1);
+        for (int q = 0; q < k->nout; q++) uses[o][q] = k->out[q].node != k->out[o].node && mark[k->out[q].node];
+    }
+    free(stop);
+    free(mark);
+    for (int pass = 0; pass < k->nout; pass++) /* no output is computed from itself: nout passes settle */
+        for (int o = 0; o < k->nout; o++)
+            for (int q = 0; q < k->nout; q++)
+                if (uses[o][q] && stage[o] < stage[q] + 1) stage[o] = stage[q] + 1;
+    for (int o = 0; o < k->nout; o++) top = stage[o] > top ? stage[o] : top;
+    if (top > 0 && top < CG_KERNEL_MAX_STAGES && stages_work(cg, k, slot, stage, top + 1)) return top + 1;
+    for (int o = 0; o < k->nout; o++) stage[o] = top > 0 && stage[o] == top;
+    if (top > 0 && stages_work(cg, k, slot, stage, 2)) return 2;
+    for (int o = 0; o < k->nout; o++) stage[o] = 0;
+    return 1;
 }
 
 /* The target's code for each distinct kernel (same_kernel), shared by every parameter it
@@ -579,8 +683,10 @@ static void emit_kernels(Cg *cg) {
             if (rep < p) {
                 code[p * 4 + w] = code[rep * 4 + w];
             } else {
-                KernelCode kc = {k, slot};
-                code[p * 4 + w] = cg->target->kernel(cg, name, nb, kernel_code, &kc);
+                int stage[CG_KERNEL_MAX_BUFS];
+                int stages = kernel_stages(cg, k, slot, stage);
+                KernelCode kc = {k, slot, stage};
+                code[p * 4 + w] = cg->target->kernel(cg, name, nb, stages, kernel_code, &kc);
             }
             LLVMValueRef f = cg_new_function(cg, name, cg->kernel_ty, false);
             mark_cold(cg, f); /* a call of the shared code, once a step: not worth optimizing */
@@ -652,7 +758,7 @@ static void emit_evaluate(Cg *cg) {
     /* each rank evaluates its part of the samples; the counts are summed */
     LLVMValueRef first = LLVMBuildAdd(b, start, cg_rt_call(cg, "nnq_rt_mpi_part", (LLVMValueRef[]){run, count, ci32(cg, 0)}, 3), "");
     LLVMValueRef end = LLVMBuildAdd(b, first, cg_rt_call(cg, "nnq_rt_mpi_part", (LLVMValueRef[]){run, count, ci32(cg, 1)}, 3), "");
-    Loop l = loop_begin_step(cg, first, end, ci64(cg, cg->batch), "batch");
+    Loop l = cg_loop_begin_step(cg, first, end, ci64(cg, cg->batch), "batch");
     LLVMValueRef left = LLVMBuildSub(b, end, l.iv, "");
     LLVMValueRef nb = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, ci64(cg, cg->batch), ""), left, ci64(cg, cg->batch), "");
     LLVMValueRef args[8] = {run, ds, LLVMConstNull(cg->tp), l.iv, nb, cg->x, cg->y, ci32(cg, 0)};

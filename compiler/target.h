@@ -89,9 +89,16 @@ typedef void CgEmitOp(Cg *cg, FnCtx *fc, int i, LLVMValueRef out);
 /* codegen.c's per-element code of a fused kernel: at element index `i` (i64), loads the
  * kernel's inputs from `bufs` (f32 arrays), computes its outputs from them and
  * `scalars` (IRS_COUNT f32 values), and stores them. `kernel` is codegen.c's, passed
- * through. */
-typedef void CgElemCode(Cg *cg, const void *kernel, LLVMValueRef i, const LLVMValueRef *bufs,
+ * through. A kernel of several stages (see .kernel) computes its outputs in a loop per
+ * stage over each block of elements: `stage` s the outputs of stage s, from earlier
+ * stages' stored values; -1 all of them in one loop. */
+typedef void CgElemCode(Cg *cg, const void *kernel, int stage, LLVMValueRef i, const LLVMValueRef *bufs,
                         const LLVMValueRef *scalars);
+
+/* Elements a kernel of several stages runs each stage's loop over before the next
+ * block: earlier stages' results are read back from the L1 cache. */
+#define CG_KERNEL_BLOCK 256
+#define CG_KERNEL_MAX_STAGES 4
 
 /* The most buffers a fused kernel reads and writes. */
 #define CG_KERNEL_MAX_BUFS (2 * (3 * NNQ_MAX_LABELS + 2))
@@ -108,9 +115,10 @@ struct CgTarget {
     CgEmitOp *ops[IR_OP_COUNT];
     /* A fused kernel: `code` for every element of nbufs buffers, the buffers and the
      * element count given when it runs (kernel_run); `name` prefixes the functions it
-     * makes. Returns what kernel_run calls; one serves every parameter whose kernel is
-     * the same code. */
-    LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, CgElemCode *code, const void *kernel);
+     * makes. With `stages` more than 1, each block of CG_KERNEL_BLOCK elements runs
+     * stage 0's loop, then stage 1's, and so on. Returns what kernel_run calls; one
+     * serves every parameter whose kernel is the same code. */
+    LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, int stages, CgElemCode *code, const void *kernel);
     /* Runs a kernel (from .kernel) where the builder stands, for one parameter: its nbufs
      * buffers (from .buffer), its `count` elements, its scalars (IRS_COUNT f32 values);
      * `name` is the parameter's kernel's. */
@@ -149,6 +157,7 @@ typedef struct Loop {
     LLVMValueRef iv, step;
 } Loop;
 Loop cg_loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, const char *name);
+Loop cg_loop_begin_step(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef step, const char *name);
 void cg_loop_end(Cg *cg, Loop *l);
 /* if (cond) { ... }: cg_if_begin leaves the builder in the branch, cg_if_end after it. */
 void cg_if_begin(Cg *cg, LLVMValueRef cond, LLVMBasicBlockRef *join);

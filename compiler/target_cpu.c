@@ -12,8 +12,9 @@
  *            through nnq_rt_chan_reduce and batch norm's stages through nnq_rt_bn_run;
  *            the loss row by row;
  *   kernels  a fused kernel is core(begin, end, noalias buffers..., scalars...), the
- *            loop, and shape(table, count, scalars...), which runs it on the thread
- *            pool; each parameter passes its buffers in a constant table;
+ *            loop (or, for a kernel of stages, a loop per stage over each block), and
+ *            shape(table, count, scalars...), which runs it on the thread pool; each
+ *            parameter passes its buffers in a constant table;
  *   setup    every convolution's scratch, reserved (nnq_rt_conv_reserve).
  * Every parallel loop gives each iteration to one thread and every sum has a fixed
  * order, so results do not depend on the thread count. A loop body shared by the
@@ -707,7 +708,7 @@ static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
  * distinct arrays (noalias), so it vectorizes without run-time alias checks.
  * shape(table, count, scalars...) runs body(ctx, begin, end) on the thread pool, which
  * loads the buffers' addresses from the parameter's table and calls core. Returns shape. */
-static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, CgElemCode *code, const void *kernel) {
+static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, CgElemCode *code, const void *kernel) {
     char fname[256];
     LLVMTypeRef cps[2 + CG_KERNEL_MAX_BUFS + IRS_COUNT];
     cps[0] = cps[1] = cg->ti64;
@@ -722,9 +723,22 @@ static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, CgElemCode *cod
     LLVMValueRef sc[IRS_COUNT], buf[CG_KERNEL_MAX_BUFS];
     for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(core, (unsigned)(2 + nb + i));
     for (int j = 0; j < nb; j++) buf[j] = LLVMGetParam(core, (unsigned)(2 + j));
-    Loop l = cg_loop_begin(cg, LLVMGetParam(core, 0), LLVMGetParam(core, 1), "i");
-    code(cg, kernel, l.iv, buf, sc);
-    cg_loop_end(cg, &l);
+    LLVMValueRef begin = LLVMGetParam(core, 0), end = LLVMGetParam(core, 1);
+    if (stages == 1) {
+        Loop l = cg_loop_begin(cg, begin, end, "i");
+        code(cg, kernel, -1, l.iv, buf, sc);
+        cg_loop_end(cg, &l);
+    } else { /* per block: stage 0's loop, then stage 1's, ... */
+        Loop blk = cg_loop_begin_step(cg, begin, end, ci64(cg, CG_KERNEL_BLOCK), "block");
+        LLVMValueRef next = LLVMBuildAdd(cg->b, blk.iv, ci64(cg, CG_KERNEL_BLOCK), "");
+        LLVMValueRef hi = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, end, ""), next, end, "");
+        for (int stage = 0; stage < stages; stage++) {
+            Loop l = cg_loop_begin(cg, blk.iv, hi, "i");
+            code(cg, kernel, stage, l.iv, buf, sc);
+            cg_loop_end(cg, &l);
+        }
+        cg_loop_end(cg, &blk);
+    }
     LLVMBuildRetVoid(cg->b);
     /* shape(table, count, scalars...) */
     LLVMTypeRef sps[IRS_COUNT + 2] = {cg->tp, cg->ti64};

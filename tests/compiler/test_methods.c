@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <llvm-c/Core.h>
+
 #include "codegen.h"
 #include "testutil.h"
 
@@ -282,6 +284,26 @@ static void test_rejections(void) {
 /* ---- the fused kernel against a step-by-step evaluation ---- */
 
 /* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01. */
+/* The loops over elements in the first parameter's update kernel (its core: one loop,
+ * or one per stage inside a loop over blocks), counted by their counters. */
+static int update_loops(const Compiled *c) {
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = cg_emit_module(c->m, ctx, true, c->diag);
+    char name[160];
+    snprintf(name, sizeof name, "kernel.update.%s.core", c->m->params[0].name);
+    LLVMValueRef f = mod ? LLVMGetNamedFunction(mod, name) : NULL;
+    int loops = 0;
+    for (LLVMBasicBlockRef b = f ? LLVMGetFirstBasicBlock(f) : NULL; b; b = LLVMGetNextBasicBlock(b))
+        for (LLVMValueRef i = LLVMGetFirstInstruction(b); i && LLVMIsAPHINode(i); i = LLVMGetNextInstruction(i)) {
+            size_t len;
+            const char *v = LLVMGetValueName2(i, &len);
+            loops += len >= 1 && v[0] == 'i';
+        }
+    if (mod) LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    return loops;
+}
+
 static void test_fused(const Case *cs, const char *opt) {
     bool adam = strcmp(opt, "sgd") != 0, decoupled = strcmp(opt, "adamw") == 0;
     char src[1024];
@@ -290,7 +312,7 @@ static void test_fused(const Case *cs, const char *opt) {
     else snprintf(quant, sizeof quant, "%s", cs->proj);
     snprintf(src, sizeof src,
              "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\nlabels four = levels(4)\n"
-             "model m(x: f32[7]) -> f32[3] {\n    return dense(x, 3, quant = %s, bias = false)\n}\n"
+             "model m(x: f32[100]) -> f32[7] {\n    return dense(x, 7, quant = %s, bias = false)\n}\n"
              "data d = idx(\"i\", \"l\")\n"
              "train m on d {\n    optimizer = %s\n    beta = anneal(start = 1.5, times = 1.1, every = 1 iterations)\n}\n",
              quant, adam ? (decoupled ? "adamw(lr = 0.05, weight_decay = 0.01)" : "adam(lr = 0.05, weight_decay = 0.01)")
@@ -301,6 +323,12 @@ static void test_fused(const Case *cs, const char *opt) {
     if (!ok) {
         compiled_free(&c);
         return;
+    }
+    if (adam && !decoupled) { /* the update's loops: one, or one per stage */
+        int loops = update_loops(&c), want = !strcmp(cs->proj, "float") || !strcmp(cs->proj, "ste") ? 1 : 0;
+        CHECK(want ? loops == want : loops >= 1, "%s: the update's kernel runs %d loop(s)", quant, loops);
+        if (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "md_tanh_s"))
+            CHECK(loops >= 2, "%s: the update's chain of exps, divisions and square roots is cut into stages", quant);
     }
     Jit *jit = jit_compile(c.m, 2, 0, true, NULL, NULL, c.diag);
     CHECK(jit, "%s JIT-compiles", quant);
