@@ -261,7 +261,7 @@ static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *
  * thread. Without fast-math flags the optimizer keeps every float operation's result,
  * so partitioned code computes the same bits as the whole module's. */
 enum {
-    PART_MIN_WORK = 3000, /* function_work: a partition with less is not worth a thread */
+    PART_MIN_WORK = 1500, /* function_work: a partition with less is not worth a thread */
     LOOP_WORK = 5,        /* an optimized function's instruction in a loop, against 1 */
 };
 
