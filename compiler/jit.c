@@ -31,8 +31,10 @@
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Error.h>
+#include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/OrcEE.h>
 #include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
@@ -684,10 +686,30 @@ int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemory
     return n;
 }
 
+/* NNQ_JITDUMP=1: the JIT loads the objects through RuntimeDyld with LLVM's perf listener,
+ * which writes each function's name, address and code to jit-PID.dump (under
+ * $JITDUMPDIR/.debug/jit/, else $HOME/.debug/jit/); `perf record -k 1` then
+ * `perf inject --jit` name the generated functions in `perf report` (without it they
+ * are bare addresses). */
+static LLVMOrcObjectLayerRef perf_layer(void *ctx, LLVMOrcExecutionSessionRef es, const char *triple) {
+    (void)ctx;
+    (void)triple;
+    LLVMOrcObjectLayerRef layer = LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
+    LLVMJITEventListenerRef perf = LLVMCreatePerfJITEventListener(); /* NULL: LLVM built without it */
+    if (perf) LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, perf);
+    return layer;
+}
+
 Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const char *cache_dir,
                  bool *cached, Diag *diag) {
     init_llvm();
     if (cached) *cached = false;
+    const char *dump = getenv("NNQ_JITDUMP");
+    if (dump && *dump && strcmp(dump, "0") && strcmp(dump, "1")) {
+        diag_error_noloc(diag, "NNQ_JITDUMP is \"%s\": expected 0 or 1", dump);
+        return NULL;
+    }
+    bool jitdump = dump && !strcmp(dump, "1");
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(m, ctx, export_internals, diag);
     LLVMTargetMachineRef tm = mod ? host_machine(diag, opt_level, false) : NULL;
@@ -750,6 +772,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
     if (report(diag, LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb), "detecting the host")) goto fail_builder;
     LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
+    if (jitdump) LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_layer, NULL);
     if (report(diag, LLVMOrcCreateLLJIT(&jit->lljit, builder), "creating the JIT")) goto fail;
     LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(jit->lljit);
     /* The pair type was renamed after LLVM 14; the pointer typedef exists in all. */

@@ -65,7 +65,9 @@ static void usage(FILE *out) {
           "                     else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)\n"
           "environment:\n"
           "  NNQ_ISA=avx2|portable  generate code and run kernels for at most AVX2 (or SSE2),\n"
-          "                     as on an older CPU (default: the widest this CPU runs)\n",
+          "                     as on an older CPU (default: the widest this CPU runs)\n"
+          "  NNQ_JITDUMP=1      name the generated functions for perf: a jitdump file under\n"
+          "                     $JITDUMPDIR/.debug/jit (else $HOME's) for perf inject --jit\n",
           out);
 }
 

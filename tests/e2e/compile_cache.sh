@@ -8,7 +8,8 @@
 # and the last iteration began. Code generation on 1 and 2 threads: the cache file holds
 # one and two objects (jit.c's partitions), each defining the fused kernels' code it
 # calls (a function and the callees it may inline stay together), and both train to the
-# same model file as the default run of the same program.
+# same model file as the default run of the same program. NNQ_JITDUMP=1 writes the
+# generated functions to a jitdump file for perf and trains the same model.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -75,4 +76,15 @@ done
 rm -rf cache
 run nocache --no-cache
 [ ! -e cache ] || fail "--no-cache wrote the cache"
-echo "8 passed, 0 failed"
+# NNQ_JITDUMP=1: LLVM's perf listener writes the generated functions to a jitdump file
+# (its magic "JiTD", then a record per function with its name), for `perf inject --jit`
+NNQ_JITDUMP=1 JITDUMPDIR="$tmp/jd" run jitdump --no-cache
+cmp other.nnqm jitdump.nnqm || fail "a run with NNQ_JITDUMP=1 trained differently"
+dump=$(find "$tmp/jd" -name 'jit-*.dump' | head -1)
+[ -n "$dump" ] && [ "$(head -c 4 "$dump" | od -An -tx4 | tr -d ' ')" = 4a695444 ] || fail "NNQ_JITDUMP=1 wrote no jitdump file"
+for f in train_step kernel.update.dense1.w.body; do
+    grep -aq "$f" "$dump" || fail "the jitdump file does not name $f"
+done
+rc=0; NNQ_JITDUMP=yes "$NNQC" run c.nnq --data-dir "$tmp" --epochs 1 > bad.out 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q 'error: NNQ_JITDUMP is "yes": expected 0 or 1' bad.out || fail "NNQ_JITDUMP=yes: exit $rc, $(cat bad.out)"
+echo "10 passed, 0 failed"
