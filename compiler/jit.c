@@ -13,10 +13,10 @@
  * ELF object itself; it is written to a temporary name and renamed, and one that fails
  * its checks is ignored and replaced.
  *
- * Parallel code generation: instruction selection, register allocation and encoding
- * (most of a cold compile) work one function at a time. After the whole module is
- * optimized, its functions are dealt to partitions by size, and each partition becomes
- * an object of its own on a thread of its own (see compile_objects). */
+ * Parallel optimization and code generation: the module's functions are dealt to
+ * partitions (a function with the callees it may inline), and each partition is
+ * optimized and becomes an object of its own on a thread of its own (see
+ * compile_objects). NNQ_JITDUMP=1 names the generated functions for perf (perf_layer). */
 #include <pthread.h>
 #include <dlfcn.h>
 #include <errno.h>
