@@ -572,16 +572,16 @@ static bool long_latency(SxOp op) {
     return op == SX_EXP || op == SX_LOG || op == SX_TANH || op == SX_ATANH || op == SX_SQRT || op == SX_DIV;
 }
 
-/* Sets bit in mark[] of every node reachable from id, stopping at the nodes `stop`
- * marks (marked, not entered) below the root. */
-static void mark_reach(const SxPool *pool, int id, bool root, const char *stop, unsigned char *mark, unsigned char bit) {
-    if (mark[id] & bit) return;
-    mark[id] |= bit;
+/* Marks in mark[] every node reachable from id, stopping at the nodes `stop` marks
+ * (marked, not entered) below the root. */
+static void mark_reach(const SxPool *pool, int id, bool root, const char *stop, char *mark) {
+    if (mark[id]) return;
+    mark[id] = 1;
     const SxNode *n = sx_node(pool, id);
     if ((stop[id] && !root) || n->op == SX_CONST || n->op == SX_INPUT) return;
     int kids[3] = {n->a, n->b, n->c};
     for (int j = 0; j < 3; j++)
-        if (kids[j] >= 0) mark_reach(pool, kids[j], false, stop, mark, bit);
+        if (kids[j] >= 0) mark_reach(pool, kids[j], false, stop, mark);
 }
 
 /* Whether outputs in stages st[o] (0 .. n - 1) work: every stage waits on a
@@ -591,26 +591,26 @@ static void mark_reach(const SxPool *pool, int id, bool root, const char *stop, 
 static bool stages_work(Cg *cg, const IrKernel *k, const int *slot, const int *st, int n) {
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool);
-    unsigned char *mark = calloc(count, 1);
-    bool ok = true, slow[CG_KERNEL_MAX_STAGES] = {false};
+    char *mark = calloc(count, 1); /* computed by an earlier stage */
+    bool ok = true;
     for (int stage = 0; stage < n && ok; stage++) {
-        char *stop = calloc(count, 1); /* what this stage reads back */
-        unsigned char *mine = calloc(count, 1);
+        char *stop = calloc(count, 1), *mine = calloc(count, 1); /* what this stage reads back, computes */
+        bool slow = false;
         for (int o = 0; o < k->nout; o++)
             if (st[o] < stage) stop[k->out[o].node] = 1;
         for (int o = 0; o < k->nout; o++)
-            if (st[o] == stage) mark_reach(pool, k->out[o].node, true, stop, mine, 1);
+            if (st[o] == stage) mark_reach(pool, k->out[o].node, true, stop, mine);
         for (int id = 0; id < count && ok; id++) {
             if (!mine[id] || stop[id]) continue;
             const SxNode *nd = sx_node(pool, id);
             if (nd->op != SX_CONST && nd->op != SX_INPUT && mark[id]) ok = false; /* computed twice */
-            slow[stage] |= long_latency(nd->op);
+            slow |= long_latency(nd->op);
             if (nd->op == SX_INPUT && nd->slot < IR_SCALAR_SLOT(0))
                 for (int o = 0; o < k->nout; o++) /* an input an earlier stage overwrote */
                     if (st[o] < stage && slot[k->nin + o] == slot[nd->slot]) ok = false;
             mark[id] = 1;
         }
-        ok = ok && slow[stage];
+        ok = ok && slow;
         free(stop);
         free(mine);
     }
@@ -634,8 +634,7 @@ static bool stages_work(Cg *cg, const IrKernel *k, const int *slot, const int *s
 static int kernel_stages(Cg *cg, const IrKernel *k, const int *slot, int *stage) {
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool), top = 0;
-    char *stop = calloc(count, 1);
-    unsigned char *mark = calloc(count, 1);
+    char *stop = calloc(count, 1), *mark = calloc(count, 1);
     bool uses[3 * NNQ_MAX_LABELS + 2][3 * NNQ_MAX_LABELS + 2] = {{false}};
     for (int o = 0; o < k->nout; o++) {
         stage[o] = 0;
@@ -643,7 +642,7 @@ static int kernel_stages(Cg *cg, const IrKernel *k, const int *slot, int *stage)
     }
     for (int o = 0; o < k->nout; o++) {
         memset(mark, 0, count);
-        mark_reach(pool, k->out[o].node, true, stop, mark, 1);
+        mark_reach(pool, k->out[o].node, true, stop, mark);
         for (int q = 0; q < k->nout; q++) uses[o][q] = k->out[q].node != k->out[o].node && mark[k->out[q].node];
     }
     free(stop);

@@ -737,7 +737,7 @@ static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, CgE
     } else { /* per block: stage 0's loop, then stage 1's, ... */
         Loop blk = cg_loop_begin_step(cg, begin, end, ci64(cg, CG_KERNEL_BLOCK), "block");
         LLVMValueRef next = LLVMBuildAdd(cg->b, blk.iv, ci64(cg, CG_KERNEL_BLOCK), "");
-        LLVMValueRef hi = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, end, ""), next, end, "");
+        LLVMValueRef hi = smin64(cg, next, end);
         for (int stage = 0; stage < stages; stage++) {
             Loop l = cg_loop_begin(cg, blk.iv, hi, "i");
             code(cg, kernel, stage, l.iv, buf, sc);
