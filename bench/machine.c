@@ -11,10 +11,15 @@
  * from that thread's caches), and the rate at which they write their parts when every
  * thread has just read all of it (shared_write_gbs: each written line is first taken
  * from the others' caches; this is what an update does to weights every thread's GEMMs
- * read). Prints one JSON object:
+ * read); and the rate at which they write their parts again, as contiguous parts
+ * (own_write_gbs) and as columns of a row-major matrix whose rows are 20 cache lines, cut
+ * at line boundaries (column_write_gbs: no line is shared, yet a core's prefetchers pull
+ * lines next to its pieces, which another core writes; a GEMM cut by columns, or a batch
+ * norm by channels, writes its output so). Prints one JSON object:
  *   {"threads":T,"sgemm_gflops_1":G,"sgemm_gflops_T":G,"nnq_sgemm_gflops_1":G,
  *    "nnq_sgemm_gflops_T":G,"triad_gbs_1":B,"triad_gbs_T":B,"cached_gbs":B,
- *    "handoff_gbs":B,"shared_write_gbs":B,"openblas_core":"NAME"}
+ *    "handoff_gbs":B,"shared_write_gbs":B,"own_write_gbs":B,"column_write_gbs":B,
+ *    "openblas_core":"NAME"}
  * Usage: machine [THREADS]  (default: every CPU). The floors: best of several
  * repetitions; the moves between cores: the median. */
 #define _GNU_SOURCE
@@ -104,6 +109,18 @@ static void hand_read(void *p, int64_t begin, int64_t end) {
     hand_sink = t;
 }
 
+/* Columns [begin, end) of the array as a row-major matrix of HAND_COLS floats a row (a
+ * small network's activations, [N, C], cut by columns as a GEMM cut by columns or a batch
+ * norm by channels cuts it): rows of 20 cache lines, so parts cut at multiples of 64
+ * floats share no line. */
+enum { HAND_COLS = 320 };
+static void hand_cols_write(void *p, int64_t begin, int64_t end) {
+    (void)p;
+    F16 v = {0};
+    for (int64_t r = 0; r < HAND_N / HAND_COLS; r++)
+        for (int64_t i = begin; i + 16 <= end; i += 16) *(F16 *)&hand[r * HAND_COLS + i] = v;
+}
+
 /* Part p of THREADS reads the whole array. */
 static void hand_read_all(void *p, int64_t begin, int64_t end) {
     for (int64_t q = begin; q < end; q++) hand_read(p, 0, HAND_N);
@@ -117,16 +134,19 @@ static int cmp_double(const void *a, const void *b) {
 /* The median rate of a job over HAND_BYTES (not the best: a repetition where the lines
  * happened to leave the other caches first is not what a training step sees), each
  * repetition after `prepare`: 0 the pool writes the parts, 1 the calling thread writes
- * all, 2 every thread reads all. */
+ * all, 2 every thread reads all, 3 the pool writes its columns (and the job is cut by
+ * columns too). */
 static double hand_rate(int threads, int prepare, RtRangeFn job) {
     enum { REPS = 201 };
     double r[REPS];
     for (int rep = 0; rep < REPS; rep++) {
         if (prepare == 0) rt_parallel_for(HAND_N, 4096, hand_write, NULL);
         else if (prepare == 1) hand_write(NULL, 0, HAND_N);
-        else rt_parallel_for(threads, 1, hand_read_all, NULL);
+        else if (prepare == 2) rt_parallel_for(threads, 1, hand_read_all, NULL);
+        else rt_parallel_for(HAND_COLS, 64, hand_cols_write, NULL);
         double s = now();
-        rt_parallel_for(HAND_N, 4096, job, NULL);
+        if (prepare == 3) rt_parallel_for(HAND_COLS, 64, job, NULL);
+        else rt_parallel_for(HAND_N, 4096, job, NULL);
         r[rep] = (double)HAND_BYTES / (now() - s) * 1e-9;
     }
     qsort(r, REPS, sizeof r[0], cmp_double);
@@ -152,10 +172,12 @@ int main(int argc, char **argv) {
     double nt = sgemm_rate(a, b, c, 0), bt = triad_rate(&t);
     double cached = hand_rate(threads, 0, hand_read), handoff = hand_rate(threads, 1, hand_read);
     double shared = hand_rate(threads, 2, hand_write);
+    double own_write = hand_rate(threads, 0, hand_write), cols_write = hand_rate(threads, 3, hand_cols_write);
     double g1 = sgemm_rate(a, b, c, 1), gt = sgemm_rate(a, b, c, threads);
     printf("{\"threads\":%d,\"sgemm_gflops_1\":%.1f,\"sgemm_gflops_T\":%.1f,\"nnq_sgemm_gflops_1\":%.1f,"
            "\"nnq_sgemm_gflops_T\":%.1f,\"triad_gbs_1\":%.1f,\"triad_gbs_T\":%.1f,\"cached_gbs\":%.1f,"
-           "\"handoff_gbs\":%.1f,\"shared_write_gbs\":%.1f,\"openblas_core\":\"%s\"}\n",
-           threads, g1, gt, n1, nt, b1, bt, cached, handoff, shared, openblas_get_corename());
+           "\"handoff_gbs\":%.1f,\"shared_write_gbs\":%.1f,\"own_write_gbs\":%.1f,\"column_write_gbs\":%.1f,"
+           "\"openblas_core\":\"%s\"}\n",
+           threads, g1, gt, n1, nt, b1, bt, cached, handoff, shared, own_write, cols_write, openblas_get_corename());
     return 0;
 }
