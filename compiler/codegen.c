@@ -532,17 +532,20 @@ static int kernel_buffers(const IrKernel *k, IrKernelIO *bufs, int *slot) {
 
 /* A fused kernel's per-element code (the target's CgElemCode): its inputs loaded, its
  * outputs' expressions, the stores; slot[e] is IO entry e's buffer (kernel_buffers),
- * stage[o] output o's stage (kernel_stages). */
+ * stage[o] output o's stage, and the ncut values cut[c] kept in scratch c for later
+ * stages, computed in stage cut_stage[c] (kernel_stages). */
 typedef struct KernelCode {
     const IrKernel *k;
     const int *slot, *stage;
+    int ncut;
+    const int *cut, *cut_stage;
 } KernelCode;
 
-static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, const LLVMValueRef *buf,
-                        const LLVMValueRef *sc) {
+static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, LLVMValueRef j, const LLVMValueRef *buf,
+                        const LLVMValueRef *scratch, const LLVMValueRef *sc) {
     const KernelCode *kc = arg;
     const IrKernel *k = kc->k;
-    LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2], vals[3 * NNQ_MAX_LABELS + 2];
+    LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2], vals[3 * NNQ_MAX_LABELS + 2], cuts[CG_KERNEL_MAX_SCRATCH];
     for (int e = 0; e < k->nin; e++) inputs[e] = ldf(cg, buf[kc->slot[e]], i); /* those unused go (DCE) */
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool);
@@ -556,8 +559,14 @@ static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, cons
         if (stage > 0 && kc->stage[o] < stage) /* an earlier stage's result, as it stored it */
             e.memo[k->out[o].node] = ldf(cg, buf[kc->slot[k->nin + o]], i);
     }
+    for (int c = 0; c < kc->ncut && stage >= 0; c++) /* likewise a value kept in scratch */
+        if (kc->cut_stage[c] < stage) e.memo[kc->cut[c]] = ldf(cg, scratch[c], j);
+    for (int c = 0; c < kc->ncut && stage >= 0; c++)
+        if (kc->cut_stage[c] == stage) cuts[c] = emit_sx(cg, &e, kc->cut[c]);
     for (int o = 0; o < k->nout; o++)
         if (mine[o]) vals[o] = emit_sx(cg, &e, k->out[o].node);
+    for (int c = 0; c < kc->ncut && stage >= 0; c++)
+        if (kc->cut_stage[c] == stage) stf(cg, scratch[c], j, cuts[c]);
     for (int o = 0; o < k->nout; o++)
         if (mine[o]) stf(cg, buf[kc->slot[k->nin + o]], i, vals[o]);
     free(e.memo);
@@ -659,6 +668,49 @@ static int kernel_stages(Cg *cg, const IrKernel *k, const int *slot, int *stage)
     return 1;
 }
 
+/* Values cut out of the stages (kernel_stages' n): in a stage where an exp feeds another
+ * long-latency op (a softmax's exps its division), the exps get a stage of their own
+ * before it, their values kept in scratch for the block: the exp's polynomial is a chain
+ * of a dozen dependent operations, and the division waits on it. Output stages are
+ * renumbered around the new ones; cut[c], computed in stage cut_stage[c], for the *ncut
+ * values. Returns the number of stages. The values are the same expressions: the same
+ * bits. */
+static int kernel_cuts(Cg *cg, const IrKernel *k, int *stage, int n, int *cut, int *cut_stage, int *ncut) {
+    const SxPool *pool = cg->m->prog->pool;
+    int count = sx_count(pool), shift = 0, renum[CG_KERNEL_MAX_STAGES];
+    *ncut = 0;
+    for (int s = 0; s < n; s++) {
+        char *stop = calloc(count, 1), *mine = calloc(count, 1), *below = calloc(count, 1);
+        for (int o = 0; o < k->nout; o++)
+            if (stage[o] < s) stop[k->out[o].node] = 1;
+        for (int o = 0; o < k->nout; o++)
+            if (stage[o] == s) mark_reach(pool, k->out[o].node, true, stop, mine);
+        for (int id = 0; id < count; id++) { /* what this stage's long-latency ops wait on */
+            const SxNode *nd = sx_node(pool, id);
+            if (!mine[id] || stop[id] || !long_latency(nd->op)) continue;
+            int kids[3] = {nd->a, nd->b, nd->c};
+            for (int q = 0; q < 3; q++)
+                if (kids[q] >= 0) mark_reach(pool, kids[q], false, stop, below);
+        }
+        int found = 0;
+        for (int id = 0; id < count; id++)
+            found += mine[id] && !stop[id] && below[id] && sx_node(pool, id)->op == SX_EXP;
+        bool take = found > 0 && *ncut + found <= CG_KERNEL_MAX_SCRATCH;
+        for (int id = 0; id < count && take; id++)
+            if (mine[id] && !stop[id] && below[id] && sx_node(pool, id)->op == SX_EXP) {
+                cut[*ncut] = id;
+                cut_stage[(*ncut)++] = s + shift;
+            }
+        shift += take;
+        renum[s] = s + shift;
+        free(stop);
+        free(mine);
+        free(below);
+    }
+    for (int o = 0; o < k->nout; o++) stage[o] = renum[stage[o]];
+    return n + shift;
+}
+
 /* The target's code for each distinct kernel (same_kernel), shared by every parameter it
  * fits, and per parameter a named entry kernel.NAME.PARAM(scalars...) that runs it on
  * the parameter's buffers (tests and benchmarks call it). */
@@ -682,10 +734,11 @@ static void emit_kernels(Cg *cg) {
             if (rep < p) {
                 code[p * 4 + w] = code[rep * 4 + w];
             } else {
-                int stage[CG_KERNEL_MAX_BUFS];
+                int stage[CG_KERNEL_MAX_BUFS], cut[CG_KERNEL_MAX_SCRATCH], cut_stage[CG_KERNEL_MAX_SCRATCH], ncut;
                 int stages = kernel_stages(cg, k, slot, stage);
-                KernelCode kc = {k, slot, stage};
-                code[p * 4 + w] = cg->target->kernel(cg, name, nb, stages, kernel_code, &kc);
+                stages = kernel_cuts(cg, k, stage, stages, cut, cut_stage, &ncut);
+                KernelCode kc = {k, slot, stage, ncut, cut, cut_stage};
+                code[p * 4 + w] = cg->target->kernel(cg, name, nb, stages, ncut, kernel_code, &kc);
             }
             LLVMValueRef f = cg_new_function(cg, name, cg->kernel_ty, false);
             mark_cold(cg, f); /* a call of the shared code, once a step: not worth optimizing */

@@ -90,15 +90,19 @@ typedef void CgEmitOp(Cg *cg, FnCtx *fc, int i, LLVMValueRef out);
  * kernel's inputs from `bufs` (f32 arrays), computes its outputs from them and
  * `scalars` (IRS_COUNT f32 values), and stores them. `kernel` is codegen.c's, passed
  * through. A kernel of several stages (see .kernel) computes its outputs in a loop per
- * stage over each block of elements: `stage` s the outputs of stage s, from earlier
- * stages' stored values; -1 all of them in one loop. */
-typedef void CgElemCode(Cg *cg, const void *kernel, int stage, LLVMValueRef i, const LLVMValueRef *bufs,
-                        const LLVMValueRef *scalars);
+ * stage over each block of elements: `stage` s the values of stage s, from earlier
+ * stages' stored values; -1 all of them in one loop. Values a later stage reads that
+ * are no output go to `scratch` (arrays of CG_KERNEL_BLOCK f32, NULL with one loop), at
+ * `j`, the element's index in its block. */
+typedef void CgElemCode(Cg *cg, const void *kernel, int stage, LLVMValueRef i, LLVMValueRef j, const LLVMValueRef *bufs,
+                        const LLVMValueRef *scratch, const LLVMValueRef *scalars);
 
 /* Elements a kernel of several stages runs each stage's loop over before the next
  * block: earlier stages' results are read back from the L1 cache. */
 #define CG_KERNEL_BLOCK 256
 #define CG_KERNEL_MAX_STAGES 4
+/* The most scratch arrays (stored values that are no output) a kernel's stages use. */
+#define CG_KERNEL_MAX_SCRATCH 8
 
 /* The most buffers a fused kernel reads and writes. */
 #define CG_KERNEL_MAX_BUFS (2 * (3 * NNQ_MAX_LABELS + 2))
@@ -116,9 +120,11 @@ struct CgTarget {
     /* A fused kernel: `code` for every element of nbufs buffers, the buffers and the
      * element count given when it runs (kernel_run); `name` prefixes the functions it
      * makes. With `stages` more than 1, each block of CG_KERNEL_BLOCK elements runs
-     * stage 0's loop, then stage 1's, and so on. Returns what kernel_run calls; one
+     * stage 0's loop, then stage 1's, and so on, with `nscratch` arrays of a block's
+     * values (the thread's own) for `code`'s scratch. Returns what kernel_run calls; one
      * serves every parameter whose kernel is the same code. */
-    LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, int stages, CgElemCode *code, const void *kernel);
+    LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, int stages, int nscratch, CgElemCode *code,
+                           const void *kernel);
     /* Runs a kernel (from .kernel) where the builder stands, for one parameter: its nbufs
      * buffers (from .buffer), its `count` elements, its scalars (IRS_COUNT f32 values);
      * `name` is the parameter's kernel's. */

@@ -714,7 +714,8 @@ static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
  * distinct arrays (noalias), so it vectorizes without run-time alias checks.
  * shape(table, count, scalars...) runs body(ctx, begin, end) on the thread pool, which
  * loads the buffers' addresses from the parameter's table and calls core. Returns shape. */
-static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, CgElemCode *code, const void *kernel) {
+static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, int nscratch, CgElemCode *code,
+                               const void *kernel) {
     char fname[256];
     LLVMTypeRef cps[2 + CG_KERNEL_MAX_BUFS + IRS_COUNT];
     cps[0] = cps[1] = cg->ti64;
@@ -732,15 +733,18 @@ static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, CgE
     LLVMValueRef begin = LLVMGetParam(core, 0), end = LLVMGetParam(core, 1);
     if (stages == 1) {
         Loop l = cg_loop_begin(cg, begin, end, "i");
-        code(cg, kernel, -1, l.iv, buf, sc);
+        code(cg, kernel, -1, l.iv, NULL, buf, NULL, sc);
         cg_loop_end(cg, &l);
     } else { /* per block: stage 0's loop, then stage 1's, ... */
+        LLVMValueRef scratch[CG_KERNEL_MAX_SCRATCH];
+        for (int k = 0; k < nscratch; k++)
+            scratch[k] = as_ptr(cg, cg_local(cg, LLVMArrayType(cg->tf32, CG_KERNEL_BLOCK), NULL, "scratch"), cg->tf32);
         Loop blk = cg_loop_begin_step(cg, begin, end, ci64(cg, CG_KERNEL_BLOCK), "block");
         LLVMValueRef next = LLVMBuildAdd(cg->b, blk.iv, ci64(cg, CG_KERNEL_BLOCK), "");
         LLVMValueRef hi = smin64(cg, next, end);
         for (int stage = 0; stage < stages; stage++) {
             Loop l = cg_loop_begin(cg, blk.iv, hi, "i");
-            code(cg, kernel, stage, l.iv, buf, sc);
+            code(cg, kernel, stage, l.iv, LLVMBuildSub(cg->b, l.iv, blk.iv, "j"), buf, scratch, sc);
             cg_loop_end(cg, &l);
         }
         cg_loop_end(cg, &blk);

@@ -329,6 +329,8 @@ static void test_fused(const Case *cs, const char *opt) {
         CHECK(want ? loops == want : loops >= 1, "%s: the update's kernel runs %d loop(s)", quant, loops);
         if (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "md_tanh_s"))
             CHECK(loops >= 2, "%s: the update's chain of exps, divisions and square roots is cut into stages", quant);
+        if (!strcmp(cs->proj, "pmf")) /* 3 stages; the softmax's exps before each of its 2 divisions */
+            CHECK(loops == 5, "%s: the softmax's exps run in stages of their own (%d loops)", quant, loops);
     }
     Jit *jit = jit_compile(c.m, 2, 0, true, NULL, NULL, c.diag);
     CHECK(jit, "%s JIT-compiles", quant);
