@@ -532,8 +532,8 @@ static int kernel_buffers(const IrKernel *k, IrKernelIO *bufs, int *slot) {
 
 /* A fused kernel's per-element code (the target's CgElemCode): its inputs loaded, its
  * outputs' expressions, the stores; slot[e] is IO entry e's buffer (kernel_buffers),
- * stage[o] output o's stage, and the ncut values cut[c] kept in scratch c for later
- * stages, computed in stage cut_stage[c] (kernel_stages). */
+ * stage[o] output o's stage (kernel_stages), and the ncut values cut[c] kept in scratch
+ * c for later stages, computed in stage cut_stage[c] (kernel_cuts). */
 typedef struct KernelCode {
     const IrKernel *k;
     const int *slot, *stage;
@@ -693,11 +693,11 @@ static int kernel_cuts(Cg *cg, const IrKernel *k, int *stage, int n, int *cut, i
                 if (kids[q] >= 0) mark_reach(pool, kids[q], false, stop, below);
         }
         int found = 0;
-        for (int id = 0; id < count; id++)
-            found += mine[id] && !stop[id] && below[id] && sx_node(pool, id)->op == SX_EXP;
+        for (int id = 0; id < count; id++) /* below[id] keeps only this stage's exps */
+            found += below[id] = mine[id] && !stop[id] && below[id] && sx_node(pool, id)->op == SX_EXP;
         bool take = found > 0 && *ncut + found <= CG_KERNEL_MAX_SCRATCH;
         for (int id = 0; id < count && take; id++)
-            if (mine[id] && !stop[id] && below[id] && sx_node(pool, id)->op == SX_EXP) {
+            if (below[id]) {
                 cut[*ncut] = id;
                 cut_stage[(*ncut)++] = s + shift;
             }
