@@ -545,7 +545,7 @@ static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, LLVM
                         const LLVMValueRef *scratch, const LLVMValueRef *sc) {
     const KernelCode *kc = arg;
     const IrKernel *k = kc->k;
-    LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2], vals[3 * NNQ_MAX_LABELS + 2], cuts[CG_KERNEL_MAX_SCRATCH];
+    LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2], vals[3 * NNQ_MAX_LABELS + 2];
     for (int e = 0; e < k->nin; e++) inputs[e] = ldf(cg, buf[kc->slot[e]], i); /* those unused go (DCE) */
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool);
@@ -559,14 +559,12 @@ static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, LLVM
         if (stage > 0 && kc->stage[o] < stage) /* an earlier stage's result, as it stored it */
             e.memo[k->out[o].node] = ldf(cg, buf[kc->slot[k->nin + o]], i);
     }
-    for (int c = 0; c < kc->ncut && stage >= 0; c++) /* likewise a value kept in scratch */
+    for (int c = 0; c < kc->ncut; c++) /* likewise a value kept in scratch (none in one loop) */
         if (kc->cut_stage[c] < stage) e.memo[kc->cut[c]] = ldf(cg, scratch[c], j);
-    for (int c = 0; c < kc->ncut && stage >= 0; c++)
-        if (kc->cut_stage[c] == stage) cuts[c] = emit_sx(cg, &e, kc->cut[c]);
+    for (int c = 0; c < kc->ncut; c++)
+        if (kc->cut_stage[c] == stage) stf(cg, scratch[c], j, emit_sx(cg, &e, kc->cut[c]));
     for (int o = 0; o < k->nout; o++)
         if (mine[o]) vals[o] = emit_sx(cg, &e, k->out[o].node);
-    for (int c = 0; c < kc->ncut && stage >= 0; c++)
-        if (kc->cut_stage[c] == stage) stf(cg, scratch[c], j, cuts[c]);
     for (int o = 0; o < k->nout; o++)
         if (mine[o]) stf(cg, buf[kc->slot[k->nin + o]], i, vals[o]);
     free(e.memo);
@@ -593,6 +591,15 @@ static void mark_reach(const SxPool *pool, int id, bool root, const char *stop, 
         if (kids[j] >= 0) mark_reach(pool, kids[j], false, stop, mark);
 }
 
+/* Stage `stage`'s nodes under outputs' stages st[o]: stop[] the earlier stages' outputs
+ * (read back, not computed), mine[] every node its outputs reach through them. */
+static void stage_nodes(const SxPool *pool, const IrKernel *k, const int *st, int stage, char *stop, char *mine) {
+    for (int o = 0; o < k->nout; o++)
+        if (st[o] < stage) stop[k->out[o].node] = 1;
+    for (int o = 0; o < k->nout; o++)
+        if (st[o] == stage) mark_reach(pool, k->out[o].node, true, stop, mine);
+}
+
 /* Whether outputs in stages st[o] (0 .. n - 1) work: every stage waits on a
  * long-latency op, computes nothing another computes (the stages' expressions meet
  * only at the outputs a stage reads back, inputs and constants) and reads no input an
@@ -605,10 +612,7 @@ static bool stages_work(Cg *cg, const IrKernel *k, const int *slot, const int *s
     for (int stage = 0; stage < n && ok; stage++) {
         char *stop = calloc(count, 1), *mine = calloc(count, 1); /* what this stage reads back, computes */
         bool slow = false;
-        for (int o = 0; o < k->nout; o++)
-            if (st[o] < stage) stop[k->out[o].node] = 1;
-        for (int o = 0; o < k->nout; o++)
-            if (st[o] == stage) mark_reach(pool, k->out[o].node, true, stop, mine);
+        stage_nodes(pool, k, st, stage, stop, mine);
         for (int id = 0; id < count && ok; id++) {
             if (!mine[id] || stop[id]) continue;
             const SxNode *nd = sx_node(pool, id);
@@ -681,10 +685,7 @@ static int kernel_cuts(Cg *cg, const IrKernel *k, int *stage, int n, int *cut, i
     *ncut = 0;
     for (int s = 0; s < n; s++) {
         char *stop = calloc(count, 1), *mine = calloc(count, 1), *below = calloc(count, 1);
-        for (int o = 0; o < k->nout; o++)
-            if (stage[o] < s) stop[k->out[o].node] = 1;
-        for (int o = 0; o < k->nout; o++)
-            if (stage[o] == s) mark_reach(pool, k->out[o].node, true, stop, mine);
+        stage_nodes(pool, k, stage, s, stop, mine);
         for (int id = 0; id < count; id++) { /* what this stage's long-latency ops wait on */
             const SxNode *nd = sx_node(pool, id);
             if (!mine[id] || stop[id] || !long_latency(nd->op)) continue;

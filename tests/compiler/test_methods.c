@@ -283,7 +283,6 @@ static void test_rejections(void) {
 
 /* ---- the fused kernel against a step-by-step evaluation ---- */
 
-/* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01. */
 /* The loops over elements in the first parameter's update kernel (its core: one loop,
  * or one per stage inside a loop over blocks), counted by their counters. */
 static int update_loops(const Compiled *c) {
@@ -304,6 +303,7 @@ static int update_loops(const Compiled *c) {
     return loops;
 }
 
+/* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01. */
 static void test_fused(const Case *cs, const char *opt) {
     bool adam = strcmp(opt, "sgd") != 0, decoupled = strcmp(opt, "adamw") == 0;
     char src[1024];
