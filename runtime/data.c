@@ -988,7 +988,7 @@ static void data_positions(NnqRun *run, int32_t ds, const int64_t *index, int64_
     bool aug = augment != 0 && x && (d->aug_pad > 0 || d->aug_hflip);
     size_t sample = data_sample_size(d);
     for (int64_t i = 0; i < count; i++) {
-        if (x && i + DATA_AHEAD < hi) { /* the pixels of a sample further on, requested now */
+        if (x && i + DATA_AHEAD >= lo && i + DATA_AHEAD < hi) { /* a sample further on that x receives */
             int64_t t = index ? index[start + i + DATA_AHEAD] : start + i + DATA_AHEAD;
             if (t >= 0 && t < d->count)
                 for (size_t b = 0; b < sample; b += 16) __builtin_prefetch(d->pixels + (size_t)t * sample + b, 0, 3);
