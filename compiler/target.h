@@ -100,6 +100,8 @@ typedef void CgElemCode(Cg *cg, const void *kernel, int stage, LLVMValueRef i, L
 /* Elements a kernel of several stages runs each stage's loop over before the next
  * block: earlier stages' results are read back from the L1 cache. */
 #define CG_KERNEL_BLOCK 256
+/* The most stages of outputs (codegen.c's kernel_stages); kernel_cuts may add a loop
+ * before each, so a kernel runs at most twice as many loops a block. */
 #define CG_KERNEL_MAX_STAGES 4
 /* The most scratch arrays (stored values that are no output) a kernel's stages use. */
 #define CG_KERNEL_MAX_SCRATCH 8
