@@ -21,7 +21,9 @@
  * in oneDNN's weights layout, summed in the same order, then reordered into dw); those
  * conv_xsmm.c's rule names, through LIBXSMM one sample at a time (im2col of the sample,
  * its product written straight into y; dx: w^T dy_s, col2im; dw: each slot sums its
- * samples' dw^T in order, then the slots are summed and transposed back into dw). */
+ * samples' dy_s PT_s in order, PT_s im2col's matrix transposed (patches), built and
+ * multiplied a piece of positions at a time, then the slots are summed as ours are; a
+ * 1 x 1 stride-1 layer's slots sum dw^T = x_s dy_s^T, transposed back after). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +173,51 @@ void nnq_rt_im2col(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, 
                    int32_t stride, int32_t pad, float *col, int64_t ld) {
     im2col_samples(x, 1, 0, c, h, w, kh, kw, stride, pad, col, ld);
 }
+
+/* One sample's patches PT [OH*OW, CKK], im2col's matrix transposed: row q holds output
+ * position q's receptive field in w's order (channel, kernel row, kernel column), so that
+ * dw_s = dy_s PT is a product of operands as they lie (conv_xsmm.c). A field's kernel row
+ * is a run of KW floats of one input row at any stride, zeros where it crosses the
+ * padding. Runs of at most 8 are moved as one 8-float load and store: the store's tail
+ * lands on the runs that follow, which are written after it; the last run of PT, and a
+ * load that would read past the sample, take the exact copy. */
+RT_ISA_BODY static void patches_body(const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
+                                     int32_t stride, int32_t pad, int64_t q0, int64_t nq, float *pt) {
+    int32_t ow = out_dim(w, kw, stride, pad);
+    int64_t hw = (int64_t)h * w, chw = c * hw, ckk = (int64_t)c * kh * kw;
+    float *dst = pt, *ptend = pt + nq * ckk;
+    for (int64_t q = q0; q < q0 + nq; q++) {
+        int32_t x0 = (int32_t)(q % ow) * stride - pad, y0 = (int32_t)(q / ow) * stride - pad; /* the field's corner */
+        int64_t at = (int64_t)y0 * w + x0; /* its offset in a plane */
+        if (kw <= 8 && x0 >= 0 && x0 + kw <= w && y0 >= 0 && y0 + kh <= h &&
+            (c - 1) * hw + at + (kh - 1) * w + 8 <= chw && dst + ckk + 8 - kw <= ptend) {
+            /* inside the image, and no move past the sample or PT: 8-float moves */
+            for (int32_t ch = 0; ch < c; ch++) {
+                const float *src = x + ch * hw + at;
+                for (int32_t i = 0; i < kh; i++, src += w, dst += kw) *(F8u *)dst = *(const F8u *)src;
+            }
+            continue;
+        }
+        int32_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < kw ? w - x0 : kw; /* the runs' columns inside */
+        if (hi < lo) hi = lo;
+        for (int32_t ch = 0; ch < c; ch++)
+            for (int32_t i = 0; i < kh; i++, dst += kw) {
+                int32_t y = y0 + i;
+                if (y < 0 || y >= h) {
+                    row_zero(dst, kw);
+                    continue;
+                }
+                int64_t from = ch * hw + (int64_t)y * w + x0 + lo; /* the run's first input inside */
+                if (lo > 0) row_zero(dst, lo);
+                row_copy(dst + lo, x + from, hi - lo);
+                if (hi < kw) row_zero(dst + hi, kw - hi);
+            }
+    }
+}
+RT_ISA_DISPATCH(patches,
+                (const float *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw, int32_t stride, int32_t pad,
+                int64_t q0, int64_t nq, float *pt),
+                (x, c, h, w, kh, kw, stride, pad, q0, nq, pt))
 
 /* col2im of stride 1 without padding, compiled per ISA: plain row adds, 8 floats an add
  * where rows are a multiple of 8 (each element's adds in the general loop's order). */
@@ -726,24 +773,49 @@ static void xsmm_dx_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* Slot s sums the samples of chunks s, s + S, ... in order into its buffer dw^T [CKK, M]
- * (LIBXSMM computes dw^T += col_s dy_s^T: dy_s transposed into scratch with M - O columns
- * of zeros, M = rt_xsmm_dw_m(O); the columns as the forward makes them). */
+/* Slot s sums the samples of chunks s, s + S, ... in order into dw (slot 0) or its own
+ * shared buffer, conv_dw_sum_range adding the slots after (but where cols_are_x, below): dw += dy_s PT_s, a piece of
+ * RT_XSMM_DW_POSITIONS output positions at a time (PT_s's rows for the piece, patches, then
+ * the product: the piece stays in the L1 cache, where a whole sample's PT, read back once
+ * for every few of dw's rows, crowded the L2 cache and two threads scaled 1.2x on LeNet-5's
+ * conv2 instead of 1.9x). */
 static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
+    int64_t wsize = j->o * j->ckk;
+    float *pt = rt_thread_scratch(j->ckk * RT_XSMM_DW_POSITIONS);
+    for (int64_t slot = begin; slot < end; slot++) {
+        float *dst = slot == 0 ? j->y : rt_shared_scratch((j->slots - 1) * wsize) + (slot - 1) * wsize;
+        for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
+            int64_t s0, cnt = chunk_count(j, ch, &s0);
+            for (int64_t s = s0; s < s0 + cnt; s++)
+                for (int64_t q0 = 0; q0 < j->ohw; q0 += RT_XSMM_DW_POSITIONS) {
+                    int64_t nq = j->ohw - q0 < RT_XSMM_DW_POSITIONS ? j->ohw - q0 : RT_XSMM_DW_POSITIONS;
+                    patches(j->x + s * j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, q0, nq, pt);
+                    rt_xsmm_dw_piece(&j->xk, ch != slot || s != s0 || q0 > 0, nq, pt, j->dy + s * j->o * j->ohw + q0,
+                                     dst);
+                }
+        }
+    }
+}
+
+/* Where cols_are_x: slot s sums the samples of chunks s, s + S, ... in order into its
+ * buffer dw^T [CKK, M] (LIBXSMM computes dw^T += x_s dy_s^T: dy_s, the smaller, transposed
+ * into scratch with M - O columns of zeros, M = rt_xsmm_dw_m(O)). */
+static void xsmm_dwt_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
     int64_t m = rt_xsmm_dw_m(j->o), wsize = m * j->ckk;
-    float *col = rt_thread_scratch((j->ckk + m) * j->ohw), *dyt = col + j->ckk * j->ohw;
+    float *dyt = rt_thread_scratch(m * j->ohw);
     for (int64_t slot = begin; slot < end; slot++) {
         float *dst = rt_shared_scratch(j->slots * wsize) + slot * wsize;
         for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
             int64_t s0, cnt = chunk_count(j, ch, &s0);
             for (int64_t s = s0; s < s0 + cnt; s++) {
-                const float *cols = xsmm_cols(j, s, col), *dy = j->dy + s * j->o * j->ohw;
+                const float *dy = j->dy + s * j->o * j->ohw;
                 for (int64_t q0 = 0; q0 < j->ohw; q0 += 16) /* by 16 positions: reads of a line */
                     for (int64_t oo = 0; oo < m; oo++)
                         for (int64_t q = q0; q < q0 + 16 && q < j->ohw; q++)
                             dyt[q * m + oo] = oo < j->o ? dy[oo * j->ohw + q] : 0.0f;
-                rt_xsmm_sample(&j->xk, ch != slot || s != s0, dyt, cols, dst);
+                rt_xsmm_sample(&j->xk, ch != slot || s != s0, dyt, j->x + s * j->chw, dst);
             }
         }
     }
@@ -754,7 +826,7 @@ static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
  * adds), then written into dw as runs of 16. */
 enum { DW_SUM_ROWS = 16 };
 
-static void xsmm_dw_sum_range(void *p, int64_t begin, int64_t end) {
+static void xsmm_dwt_sum_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     int64_t m = rt_xsmm_dw_m(j->o), wsize = m * j->ckk;
     const float *part = rt_shared_scratch(j->slots * wsize);
@@ -832,14 +904,15 @@ static void dw_block_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* dw[i] += slot buffers 1..S-1, in order. */
+/* dw[i] += slot buffers 1..S-1, in order, by pieces of dw that stay in the L1 cache. */
 static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     int64_t wsize = j->o * j->ckk;
     const float *part = rt_shared_scratch((j->slots - 1) * wsize);
-    for (int64_t slot = 1; slot < j->slots; slot++)
-        for (int64_t i = begin; i < end; i++)
-            j->y[i] += part[(slot - 1) * wsize + i];
+    for (int64_t i0 = begin; i0 < end; i0 += 2048) {
+        int32_t n = (int32_t)(end - i0 < 2048 ? end - i0 : 2048);
+        for (int64_t slot = 1; slot < j->slots; slot++) row_add(j->y + i0, part + (slot - 1) * wsize + i0, n);
+    }
 }
 
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
@@ -901,9 +974,14 @@ static void conv_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64
     const RtDnnlConv *dk = j->dk;
     if (j->xk.set) {
         int64_t m = rt_xsmm_dw_m(j->o);
-        *per_thread = (j->ckk + (op == RT_CONV_DW ? m : 0)) * j->ohw;
-        if (op == RT_CONV_DW && *per_thread < DW_SUM_ROWS * m) *per_thread = DW_SUM_ROWS * m;
-        *shared = op == RT_CONV_FWD ? 0 : op == RT_CONV_DX ? j->o * j->ckk : j->slots * m * j->ckk;
+        *per_thread = j->ckk * j->ohw;
+        *shared = op == RT_CONV_FWD ? 0 : op == RT_CONV_DX ? j->o * j->ckk : (j->slots - 1) * j->o * j->ckk;
+        if (op == RT_CONV_DW && cols_are_x(j)) {
+            *per_thread = m * (j->ohw > DW_SUM_ROWS ? j->ohw : DW_SUM_ROWS);
+            *shared = j->slots * m * j->ckk;
+        } else if (op == RT_CONV_DW) {
+            *per_thread = j->ckk * RT_XSMM_DW_POSITIONS;
+        }
     } else if (!dk) {
         *per_thread = (j->ckk + j->o) * j->g * j->ohw;
         int64_t nb = j->blocks;
@@ -990,10 +1068,16 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
     }
     conv_paths(&j, RT_CONV_DW);
     conv_ensure(&j);
+    if (j.xk.set && cols_are_x(&j)) {
+        rt_parallel_for(j.slots, 1, xsmm_dwt_range, &j);
+        int64_t blocks = (j.ckk + DW_SUM_ROWS - 1) / DW_SUM_ROWS;
+        rt_parallel_for(blocks, min_items(DW_SUM_ROWS * rt_xsmm_dw_m(j.o) * j.slots), xsmm_dwt_sum_range, &j);
+        return;
+    }
     if (j.xk.set) {
         rt_parallel_for(j.slots, 1, xsmm_dw_range, &j);
-        int64_t blocks = (j.ckk + DW_SUM_ROWS - 1) / DW_SUM_ROWS;
-        rt_parallel_for(blocks, min_items(DW_SUM_ROWS * rt_xsmm_dw_m(j.o) * j.slots), xsmm_dw_sum_range, &j);
+        if (j.slots > 1)
+            rt_parallel_for(j.o * j.ckk, 16384, conv_dw_sum_range, &j);
         return;
     }
     if (j.dk) {

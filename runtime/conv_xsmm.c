@@ -9,12 +9,22 @@
  * an array conv.c already has or makes cheaply. With P = OH*OW and K = C*KH*KW:
  *   forward: y_s [O, P] = w [O, K] col_s [K, P]; m = P, n = O, k = K, a = col_s, b = w.
  *   dx: dcol_s [K, P] = w^T dy_s; m = P, n = K, k = O, a = dy_s, b = w^T [K, O].
- *   dw: dw^T [K, M] += col_s dy_s^T; m = M, n = K, k = P, a = dy_s^T [P, M], b = col_s.
- * dw itself as dy_s col_s^T would need an operand transposed, which LIBXSMM 1.17 does not
- * generate; dy_s is the small one to transpose, and conv.c transposes the sum back. M is O
- * rounded up to 8, dy_s^T's extra columns zeros: the kernels hold m in vectors of 8 (AVX2)
- * or 16 (AVX-512) lanes, and a remainder costs more than the zeros (LeNet-5's conv2, O = 50:
- * 78 GFLOP/s per thread with AVX2 code, 125 with M = 56; 161 and 184 with AVX-512).
+ *   dw: dw [O, K] += dy_s[:, piece] PT_s[piece, :] over pieces of Q = RT_XSMM_DW_POSITIONS
+ *       positions (the last piece may be shorter: its own kernels); m = K, n = O, k = Q,
+ *       a = PT_s's rows for the piece [Q, K] (conv.c's patches: im2col's matrix transposed,
+ *       built a piece at a time), b = dy_s at the piece's first position, ldb = P.
+ *   dw, 1 x 1 stride-1 unpadded: dw^T [K, M] += x_s dy_s^T; m = M, n = K, k = P,
+ *       a = dy_s^T [P, M], b = x_s, and conv.c transposes the sum back.
+ * LIBXSMM 1.17 generates no transposed operand, so dw needs one operand built transposed:
+ * the patches, which cost what im2col does, or, where the sample is its own columns, dy_s
+ * (the smaller of the two). M is O rounded up to 8, dy_s^T's extra columns zeros: the
+ * kernels hold m in vectors of 8 (AVX2) or 16 (AVX-512) lanes, and a remainder costs more
+ * than the zeros. Every dw went the transposed way before: LeNet-5's conv2 (O = 50) ran at
+ * 75 GFLOP/s on one thread with AVX2 code (its kernel alone: 114), a fifth of the time in
+ * transposing dy_s and in summing and transposing back the slots' dw^T. A whole sample's
+ * patches at once reached 95 on one thread but 114 on two (the patches, read back for
+ * every few rows of dw, crowd the L2 cache); by pieces of 16 positions, 96 and 183
+ * (`conv_bench`, AMD Zen 5, 2026-12-04; two threads took 150 the transposed way).
  *
  * The rule (shapes and the CPU only, never timing, so a shape takes the same path on every
  * run): LIBXSMM serves what oneDNN does not where P >= 64, and
@@ -27,7 +37,8 @@
  *   P, so it reads and writes dw^T once a sample) beat LIBXSMM's dw wherever columns must
  *   be built: on AMD Zen 5, 2 threads, LeNet-5's conv2 181 -> 232 GFLOP/s (1 thread 92 ->
  *   116), ResNet-18's stride-2 64 -> 128 222 -> 232; LeNet-5's step -5% (paired
- *   profiles); the 1 x 1 layers keep LIBXSMM (MobileNetV2's 144 -> 24 at 32 x 32 127
+ *   profiles); still by patches a piece at a time, 224 against 245 (1 thread: 150 against
+ *   147); the 1 x 1 layers keep LIBXSMM (MobileNetV2's 144 -> 24 at 32 x 32 127
  *   against 95, 384 -> 64 at 8 x 8 189 against 161).
  * Measured by bench/conv_bench.c against im2col + OpenBLAS (and oneDNN) on the examples'
  * layers, with AVX-512 code and with AVX2 code (LIBXSMM_TARGET=hsw, OPENBLAS_CORETYPE=
@@ -95,7 +106,7 @@ static void init(void) {
 bool rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
                   int32_t stride, int32_t pad, RtXsmmConv *k) {
     int32_t oh = (h + 2 * pad - kh) / stride + 1, ow = (w + 2 * pad - kw) / stride + 1;
-    int p = oh * ow, ckk = c * kh * kw, m = rt_xsmm_dw_m(o);
+    int p = oh * ow, ckk = c * kh * kw;
     *k = (RtXsmmConv){0};
     if (!rt_xsmm_serves(op, c, o, kh, kw, stride, pad, oh, ow))
         return false;
@@ -103,14 +114,36 @@ bool rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32
     switch (op) {
     case RT_CONV_FWD: k->set = dispatch(p, o, ckk, p, ckk, p, 0.0f); break;
     case RT_CONV_DX: k->set = dispatch(p, ckk, o, p, o, p, 0.0f); break;
-    case RT_CONV_DW:
-        k->set = dispatch(m, ckk, p, m, p, m, 0.0f);
-        k->add = dispatch(m, ckk, p, m, p, m, 1.0f);
+    case RT_CONV_DW: {
+        if (kh == 1 && kw == 1 && stride == 1 && pad == 0) { /* the sample is its own columns */
+            int m = rt_xsmm_dw_m(o);
+            k->set = dispatch(m, ckk, p, m, p, m, 0.0f);
+            k->add = dispatch(m, ckk, p, m, p, m, 1.0f);
+            break;
+        }
+        int q = RT_XSMM_DW_POSITIONS, tail = p % q;
+        k->set = dispatch(ckk, o, q, ckk, p, ckk, 0.0f);
+        k->add = dispatch(ckk, o, q, ckk, p, ckk, 1.0f);
+        if (tail) {
+            k->tail_set = dispatch(ckk, o, tail, ckk, p, ckk, 0.0f);
+            k->tail_add = dispatch(ckk, o, tail, ckk, p, ckk, 1.0f);
+        }
+        if (tail && (!k->tail_set || !k->tail_add))
+            k->set = NULL;
         break;
+    }
     }
     if (!k->set || (op == RT_CONV_DW && !k->add))
         *k = (RtXsmmConv){0};
     return k->set != NULL;
+}
+
+void rt_xsmm_dw_piece(const RtXsmmConv *k, bool accumulate, int64_t positions, const float *pt, const float *dy,
+                      float *dw) {
+    if (positions == RT_XSMM_DW_POSITIONS)
+        (accumulate ? k->add : k->set)(pt, dy, dw);
+    else
+        (accumulate ? k->tail_add : k->tail_set)(pt, dy, dw);
 }
 
 void rt_xsmm_sample(const RtXsmmConv *k, bool accumulate, const float *a, const float *b,

@@ -263,20 +263,25 @@ void rt_sgemm_nt_small(int32_t m, int32_t n, int32_t k, const float *a, int32_t 
  * (which shapes, and each op's operands: its header). rt_xsmm_conv fills k with op's
  * kernels (LIBXSMM's, made on the first dispatch of a shape; call it outside pool jobs)
  * and returns true; false, k zeroed, when the rule leaves the op to OpenBLAS or LIBXSMM
- * generates no code for it. rt_xsmm_sample runs on any thread: c = a b, or c += a b with
- * accumulate (dw). */
+ * generates no code for it. rt_xsmm_sample and rt_xsmm_dw_piece run on any thread: c = a b,
+ * or c += a b with accumulate (dw). */
 typedef void (*RtXsmmKernel)(const float *a, const float *b, float *c, ...); /* libxsmm_smmfunction */
 typedef struct RtXsmmConv {
-    RtXsmmKernel set, add; /* c = a b, c += a b (dw); set NULL: not served */
+    RtXsmmKernel set, add;           /* c = a b, c += a b (dw); set NULL: not served */
+    RtXsmmKernel tail_set, tail_add; /* dw by pieces: the same for a sample's last, shorter piece */
 } RtXsmmConv;
+enum { RT_XSMM_DW_POSITIONS = 16 }; /* dw's pieces of positions, but for 1 x 1 stride-1 unpadded layers */
 void rt_xsmm_set_mode(RtLibMode mode);
 bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad,
                     int32_t oh, int32_t ow);
 bool rt_xsmm_conv(RtConvOp op, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw, int32_t stride,
                   int32_t pad, RtXsmmConv *k);
 void rt_xsmm_sample(const RtXsmmConv *k, bool accumulate, const float *a, const float *b, float *c);
-/* dw's m: O rounded up to 8 (conv_xsmm.c's header). */
+/* dw's m where the sample is its own columns: O rounded up to 8 (conv_xsmm.c's header). */
 int32_t rt_xsmm_dw_m(int32_t o);
+/* dw (+)= pt dy for a piece of `positions` positions (conv_xsmm.c's header). */
+void rt_xsmm_dw_piece(const RtXsmmConv *k, bool accumulate, int64_t positions, const float *pt, const float *dy,
+                      float *dw);
 
 /* binfile.c: little-endian binary files (model files, checkpoints). */
 uint32_t rt_le32(const unsigned char *p);
