@@ -23,8 +23,9 @@
  * 75 GFLOP/s on one thread with AVX2 code (its kernel alone: 114), a fifth of the time in
  * transposing dy_s and in summing and transposing back the slots' dw^T. A whole sample's
  * patches at once reached 95 on one thread but 114 on two (the patches, read back for
- * every few rows of dw, crowd the L2 cache); by pieces of 16 positions, 96 and 183
- * (`conv_bench`, AMD Zen 5, 2026-12-04; two threads took 150 the transposed way).
+ * every few rows of dw, crowd the L2 cache); by pieces of 16 positions, 96 and 168-184,
+ * against 75 and 141-152 the transposed way (the call alone, best of 200; AMD Zen 5,
+ * 2026-12-04; docs/status.md).
  *
  * The rule (shapes and the CPU only, never timing, so a shape takes the same path on every
  * run): LIBXSMM serves what oneDNN does not where P >= 64, and
