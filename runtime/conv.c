@@ -1077,7 +1077,7 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
     if (j.xk.set) {
         rt_parallel_for(j.slots, 1, xsmm_dw_range, &j);
         if (j.slots > 1)
-            rt_parallel_for(j.o * j.ckk, 16384, conv_dw_sum_range, &j);
+            rt_parallel_for(j.o * j.ckk, 4096, conv_dw_sum_range, &j);
         return;
     }
     if (j.dk) {
@@ -1096,5 +1096,5 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
     }
     rt_parallel_for(j.slots, 1, conv_dw_range, &j);
     if (j.slots > 1)
-        rt_parallel_for(j.o * j.ckk, 16384, conv_dw_sum_range, &j);
+        rt_parallel_for(j.o * j.ckk, 4096, conv_dw_sum_range, &j);
 }
