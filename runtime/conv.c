@@ -278,10 +278,12 @@ typedef int32_t I8 __attribute__((vector_size(32)));
 /* Lanes i0..i3 of a:b (0-3 from a, 4-7 from b), and the even and odd lanes of two 8-lane
  * vectors: GCC and clang spell them differently. */
 #if defined(__clang__)
+#define SHUF8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
 #define SHUF4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
 #define EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
 #define ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
 #else
+#define SHUF8(a, b, ...) __builtin_shuffle(a, b, (I8){__VA_ARGS__})
 #define SHUF4(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (I4){i0, i1, i2, i3})
 #define EVEN8(a, b) __builtin_shuffle(a, b, (I8){0, 2, 4, 6, 8, 10, 12, 14})
 #define ODD8(a, b) __builtin_shuffle(a, b, (I8){1, 3, 5, 7, 9, 11, 13, 15})
@@ -798,6 +800,38 @@ static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
+/* dyt [P, M] = dy [O, P] transposed, its columns O..M-1 zeros (M a multiple of 8), by
+ * blocks of 8 x 8 transposed in registers (a scalar loop took a quarter of the time of
+ * MobileNetV2's 144 -> 24 1 x 1 weight gradient); positions past the last 8 one by one. */
+RT_ISA_BODY static void transpose_pad_body(const float *dy, int64_t o, int64_t p, int64_t m, float *dyt) {
+    int64_t q = 0;
+    for (; q + 8 <= p; q += 8)
+        for (int64_t o0 = 0; o0 < m; o0 += 8) {
+            F8 r[8], t[8], u[8];
+            for (int k = 0; k < 8; k++)
+                if (o0 + k < o) memcpy(&r[k], dy + (o0 + k) * p + q, sizeof r[k]);
+                else r[k] = (F8){0};
+            for (int k = 0; k < 8; k += 2) { /* pairs of rows interleaved, within 4-lane halves */
+                t[k] = SHUF8(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+                t[k + 1] = SHUF8(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+            }
+            for (int k = 0; k < 8; k += 4) /* then pairs of those */
+                for (int h = 0; h < 2; h++) {
+                    u[k + 2 * h] = SHUF8(t[k + h], t[k + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+                    u[k + 2 * h + 1] = SHUF8(t[k + h], t[k + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+                }
+            for (int k = 0; k < 4; k++) { /* then the halves: rows k and k + 4 of the transpose */
+                F8 lo = SHUF8(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+                F8 hi = SHUF8(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+                memcpy(dyt + (q + k) * m + o0, &lo, sizeof lo);
+                memcpy(dyt + (q + k + 4) * m + o0, &hi, sizeof hi);
+            }
+        }
+    for (; q < p; q++)
+        for (int64_t oo = 0; oo < m; oo++) dyt[q * m + oo] = oo < o ? dy[oo * p + q] : 0.0f;
+}
+RT_ISA_DISPATCH(transpose_pad, (const float *dy, int64_t o, int64_t p, int64_t m, float *dyt), (dy, o, p, m, dyt))
+
 /* Where cols_are_x: slot s sums the samples of chunks s, s + S, ... in order into its
  * buffer dw^T [CKK, M] (LIBXSMM computes dw^T += x_s dy_s^T: dy_s, the smaller, transposed
  * into scratch with M - O columns of zeros, M = rt_xsmm_dw_m(O)). */
@@ -810,11 +844,7 @@ static void xsmm_dwt_range(void *p, int64_t begin, int64_t end) {
         for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
             int64_t s0, cnt = chunk_count(j, ch, &s0);
             for (int64_t s = s0; s < s0 + cnt; s++) {
-                const float *dy = j->dy + s * j->o * j->ohw;
-                for (int64_t q0 = 0; q0 < j->ohw; q0 += 16) /* by 16 positions: reads of a line */
-                    for (int64_t oo = 0; oo < m; oo++)
-                        for (int64_t q = q0; q < q0 + 16 && q < j->ohw; q++)
-                            dyt[q * m + oo] = oo < j->o ? dy[oo * j->ohw + q] : 0.0f;
+                transpose_pad(j->dy + s * j->o * j->ohw, j->o, j->ohw, m, dyt);
                 rt_xsmm_sample(&j->xk, ch != slot || s != s0, dyt, j->x + s * j->chw, dst);
             }
         }
