@@ -26,6 +26,7 @@
 #include "rt_internal.h"
 
 typedef float V8 __attribute__((vector_size(32))); /* 8 floats */
+typedef float V4 __attribute__((vector_size(16))); /* 4 floats: a row of 4 to 7 outputs' first 4 */
 
 /* Vectors through memory, never as arguments (rt_internal.h: RT_VLOAD). */
 #define ld8(p) RT_VLOAD(V8, p)
@@ -92,12 +93,26 @@ static void phases_zero(const DwJob *j, float *p) {
     memset(p, 0, sizeof(float) * (size_t)(j->stride * j->ph * j->pq));
 }
 
+/* dst[0..n) = src[0..n): moves of 8 and 4 floats, inline (a call of memcpy per row cost
+ * more than the row for MobileNetV2's 4 x 4 and 8 x 8 planes). */
+static inline __attribute__((always_inline)) void row_move(float *dst, const float *src, int64_t n) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) st8(dst + k, ld8(src + k));
+    if (k + 4 <= n) {
+        V4 v;
+        memcpy(&v, src + k, sizeof v);
+        memcpy(dst + k, &v, sizeof v);
+        k += 4;
+    }
+    for (; k < n; k++) dst[k] = src[k];
+}
+
 static inline __attribute__((always_inline)) void pad_phases(const DwJob *j, const float *x, float *p) {
     int64_t s = j->stride, pq = j->pq;
     for (int64_t r = 0; r < j->h; r++) {
         const float *src = x + r * j->w;
         if (s == 1) {
-            memcpy(p + (r + j->pad) * pq + j->pad, src, sizeof(float) * (size_t)j->w);
+            row_move(p + (r + j->pad) * pq + j->pad, src, j->w);
             continue;
         }
         for (int64_t m = 0; m < s; m++) { /* columns q*s + m - pad in [0, w): q in [lo, hi) */
@@ -119,7 +134,6 @@ static inline void taps_at(const DwJob *j, const float *p, const float **tv) {
         }
 }
 
-typedef float V4 __attribute__((vector_size(16))); /* 4 floats: a row of 4 to 7 outputs' first 4 */
 
 /* Out[0..W) of one output row: sum over taps t of F[t] * TAPV[t][x], the taps in order
  * for each x; 32 outputs at a time (four registers: each tap's weight and row loaded once
@@ -167,15 +181,16 @@ RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
     float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);
     const float **tv = (const float **)(void *)scratch; /* the taps' pointers */
     phases_zero(j, p);
+    taps_at(j, p, tv);
     for (int64_t pl = begin; pl < end; pl++) { /* plane pl = sample * c + channel */
         const float *f = j->b + (pl % j->c) * taps;
         float *y = j->out + pl * j->oh * j->ow;
         pad_phases(j, j->a + pl * j->h * j->w, p);
-        taps_at(j, p, tv);
         for (int64_t yo = 0; yo < j->oh; yo++) {
             ROW_SUMS(j->ow, taps, f, tv, y + yo * j->ow);
             for (int64_t t = 0; t < taps; t++) tv[t] += j->stride * j->pq;
         }
+        for (int64_t t = 0; t < taps; t++) tv[t] -= j->oh * j->stride * j->pq; /* back to output (0, 0) */
     }
 }
 RT_ISA_DISPATCH(dw_forward, (void *ctx, int64_t begin, int64_t end), (ctx, begin, end))
@@ -190,25 +205,29 @@ RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end
     float *scratch = rt_thread_scratch(dw_scratch(j)), *d = scratch + ptr_floats(j);
     const float **tv = (const float **)(void *)scratch;
     memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid)); /* every plane writes the same positions */
+    for (int64_t i = 0, t = 0; i < j->kh; i++)
+        for (int64_t jj = 0; jj < j->kw; jj++, t++)
+            tv[t] = d + (j->pad + j->kh - 1 - i) * j->dwid + j->pad + j->kw - 1 - jj;
+    /* dy's columns that land inside the dilated plane (all of them but where stride and
+     * padding leave outputs that touch no input) */
+    int64_t cols = j->ow < (j->dwid - j->kw + j->stride) / j->stride ? j->ow : (j->dwid - j->kw + j->stride) / j->stride;
     for (int64_t pl = begin; pl < end; pl++) {
         const float *dy = j->a + pl * j->oh * j->ow, *f = j->b + (pl % j->c) * taps;
         float *dx = j->out + pl * j->h * j->w;
         for (int64_t yo = 0; yo < j->oh; yo++) {
             int64_t r = yo * j->stride + j->kh - 1;
             if (r >= j->dh) break;
-            for (int64_t xo = 0; xo < j->ow; xo++) {
-                int64_t cx = xo * j->stride + j->kw - 1;
-                if (cx >= j->dwid) break;
-                d[r * j->dwid + cx] = dy[yo * j->ow + xo];
-            }
+            float *dr = d + r * j->dwid + j->kw - 1;
+            if (j->stride == 1)
+                row_move(dr, dy + yo * j->ow, cols);
+            else
+                for (int64_t xo = 0; xo < cols; xo++) dr[xo * j->stride] = dy[yo * j->ow + xo];
         }
-        for (int64_t i = 0, t = 0; i < j->kh; i++)
-            for (int64_t jj = 0; jj < j->kw; jj++, t++)
-                tv[t] = d + (j->pad + j->kh - 1 - i) * j->dwid + j->pad + j->kw - 1 - jj;
         for (int64_t r = 0; r < j->h; r++) {
             ROW_SUMS(j->w, taps, f, tv, dx + r * j->w);
             for (int64_t t = 0; t < taps; t++) tv[t] += j->dwid;
         }
+        for (int64_t t = 0; t < taps; t++) tv[t] -= j->h * j->dwid; /* back to row 0 */
     }
 }
 RT_ISA_DISPATCH(dw_input_grad, (void *ctx, int64_t begin, int64_t end), (ctx, begin, end))
@@ -262,6 +281,7 @@ RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t en
     float *lanes_all = p + j->stride * j->ph * j->pq;
     const float **tv = (const float **)(void *)scratch;
     phases_zero(j, p);
+    taps_at(j, p, tv);
     /* by blocks of channels, each block's planes sample by sample: a sample's planes of the
      * block lie side by side in x and dy, so the reads run on through whole pages, where
      * one channel's planes, a sample apart, each started cold (4 KB at a time: 144 channels
@@ -275,7 +295,6 @@ RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t en
                 float *lanes = lanes_all + (ch - c0) * per, *tail = lanes + 12 * taps;
                 const float *dy = j->a + (s * j->c + ch) * j->oh * j->ow;
                 pad_phases(j, j->b + (s * j->c + ch) * j->h * j->w, p);
-                taps_at(j, p, tv);
                 if (taps == DW_TAPS3) {
                     dw_weight_grad3(j, dy, tv, lanes, tail);
                     continue;
