@@ -275,19 +275,16 @@ typedef int32_t I4 __attribute__((vector_size(16)));
 typedef float F8 __attribute__((vector_size(32)));
 typedef int32_t I8 __attribute__((vector_size(32)));
 
-/* Lanes i0..i3 of a:b (0-3 from a, 4-7 from b), and the even and odd lanes of two 8-lane
- * vectors: GCC and clang spell them differently. */
+/* Lanes i0..i3 of a:b (0-3 from a, 4-7 from b): GCC and clang spell it differently; the
+ * 8-lane shuffles are rt_internal.h's. */
 #if defined(__clang__)
-#define SHUF8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
 #define SHUF4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
-#define EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
-#define ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
 #else
-#define SHUF8(a, b, ...) __builtin_shuffle(a, b, (I8){__VA_ARGS__})
 #define SHUF4(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (I4){i0, i1, i2, i3})
-#define EVEN8(a, b) __builtin_shuffle(a, b, (I8){0, 2, 4, 6, 8, 10, 12, 14})
-#define ODD8(a, b) __builtin_shuffle(a, b, (I8){1, 3, 5, 7, 9, 11, 13, 15})
 #endif
+#define SHUF8 RT_SHUF8
+#define EVEN8 RT_EVEN8
+#define ODD8(a, b) RT_SHUF8(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
 
 /* Where mask is set, b, else a (lane by lane; bit operations, so any x86 does it in
  * registers). */

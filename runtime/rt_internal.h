@@ -48,6 +48,16 @@ void rt_isa_reset(void);
         (isa_ == RT_ISA_AVX512 ? NAME##_avx512 : isa_ == RT_ISA_AVX2 ? NAME##_avx2 : NAME##_base) ARGS; \
     }
 
+/* Lanes of two 8-lane vectors a:b (0-7 from a, 8-15 from b), picked by the constant
+ * indices: GCC and clang spell it differently. RT_EVEN8: the even lanes. */
+typedef int32_t RtShuf8 __attribute__((vector_size(32)));
+#if defined(__clang__)
+#define RT_SHUF8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define RT_SHUF8(a, b, ...) __builtin_shuffle(a, b, (RtShuf8){__VA_ARGS__})
+#endif
+#define RT_EVEN8(a, b) RT_SHUF8(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+
 /* A vector of type T read from p (any alignment), as an expression. Inside the clones,
  * vectors go through memory, never as arguments or results: how they are passed differs
  * between the clones (clang refuses such calls), so vector-valued helpers are statement
