@@ -59,10 +59,10 @@ static int64_t ptr_floats(const DwJob *j) {
     return (j->kh * j->kw * (int64_t)sizeof(float *) + 63) / 64 * (64 / sizeof(float));
 }
 
-/* Scratch floats per thread: the taps' pointers, then the padded, phase-split plane (y,
- * dw) and dw's lane sums, or dx's dilated dy plane. */
 enum { DW_CHANNEL_BLOCK = 16 }; /* channels dw sums side by side (dw_weight_grad) */
 
+/* Scratch floats per thread: the taps' pointers, then the padded, phase-split plane (y,
+ * dw) and the lane sums of dw's block of channels, or dx's dilated dy plane. */
 static int64_t dw_scratch(const DwJob *j) {
     int64_t phases = j->stride * j->ph * j->pq + 13 * j->kh * j->kw * DW_CHANNEL_BLOCK, dil = j->dh * j->dwid;
     return ptr_floats(j) + (phases > dil ? phases : dil);
@@ -139,7 +139,6 @@ static inline void taps_at(const DwJob *j, const float *p, const float **tv) {
             if (++m == j->stride) m = 0, q++;
         }
 }
-
 
 /* Out[0..W) of one output row: sum over taps t of F[t] * TAPV[t][x], the taps in order
  * for each x; 32 outputs at a time (four registers: each tap's weight and row loaded once
@@ -238,7 +237,8 @@ RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end
             tv[t] = d + (j->pad + j->kh - 1 - i) * j->dwid + j->pad + j->kw - 1 - jj;
     /* dy's columns that land inside the dilated plane (all of them but where stride and
      * padding leave outputs that touch no input) */
-    int64_t cols = j->ow < (j->dwid - j->kw + j->stride) / j->stride ? j->ow : (j->dwid - j->kw + j->stride) / j->stride;
+    int64_t cols = (j->dwid - j->kw + j->stride) / j->stride;
+    if (cols > j->ow) cols = j->ow;
     for (int64_t pl = begin; pl < end; pl++) {
         const float *dy = j->a + pl * j->oh * j->ow, *f = j->b + (pl % j->c) * taps;
         float *dx = j->out + pl * j->h * j->w;
