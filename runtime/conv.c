@@ -50,30 +50,7 @@ static inline void valid_cols(int32_t ow, int32_t w, int32_t stride, int32_t pad
     if (*lo > *hi) *lo = *hi;
 }
 
-/* Short row moves. A convolution's rows are short (LeNet-5's conv2: 8 floats), so a call
- * of memcpy per row costs more than the copy; these move 8 floats per step as two 16-byte
- * accesses (one register each on any x86-64: a 32-byte vector type would go through the
- * stack on the baseline ISA), a tail of 4 or more by an overlapping step. */
-typedef float F4u __attribute__((vector_size(16), aligned(4))); /* unaligned 4-float accesses */
-typedef float F2u __attribute__((vector_size(8), aligned(4)));  /* unaligned 2-float accesses */
-typedef float F8u __attribute__((vector_size(32), aligned(4))); /* unaligned 8-float accesses */
-
-static inline void row_copy(float *dst, const float *src, int32_t n) {
-    if (n < 4) { /* 2 or 3 by two overlapping 8-byte moves (a loop becomes a call of memcpy) */
-        if (n >= 2) {
-            F2u a = *(const F2u *)src, b = *(const F2u *)(src + n - 2);
-            *(F2u *)dst = a, *(F2u *)(dst + n - 2) = b;
-        } else if (n == 1) {
-            dst[0] = src[0];
-        }
-        return;
-    }
-    int32_t k = 0;
-    for (; k + 8 <= n; k += 8) *(F8u *)(dst + k) = *(const F8u *)(src + k);
-    if (k + 4 <= n) *(F4u *)(dst + k) = *(const F4u *)(src + k), k += 4;
-    if (k < n) *(F4u *)(dst + n - 4) = *(const F4u *)(src + n - 4); /* rewrites equal values */
-}
-
+/* Short row moves and clears (rt_row_copy, and its vector types: rt_internal.h). */
 static inline void row_zero(float *dst, int32_t n) {
     if (n < 4) {
         if (n >= 2) *(F2u *)dst = (F2u){0}, *(F2u *)(dst + n - 2) = (F2u){0};
@@ -117,7 +94,7 @@ RT_ISA_BODY static void im2col_valid_body(const float *x, int64_t ns, int64_t xs
                         for (int32_t y = 0; y < oh; y++, src += w, dst += ow)
                             for (int32_t k = 0; k < ow; k += 8) *(F8u *)(dst + k) = *(const F8u *)(src + k);
                     else
-                        for (int32_t y = 0; y < oh; y++, src += w, dst += ow) row_copy(dst, src, ow);
+                        for (int32_t y = 0; y < oh; y++, src += w, dst += ow) rt_row_copy(dst, src, ow);
                 }
             }
 }
@@ -149,12 +126,12 @@ RT_ISA_BODY static void im2col_samples_body(const float *x, int64_t ns, int64_t 
                     const float *src = src0;
                     float *dst = row + (int64_t)ylo * ow;
                     if (stride == 1 && lo == 0 && hi == ow) /* the common case, as tight as it goes */
-                        for (int32_t y = ylo; y < yhi; y++, src += w, dst += ow) row_copy(dst, src, ow);
+                        for (int32_t y = ylo; y < yhi; y++, src += w, dst += ow) rt_row_copy(dst, src, ow);
                     else
                         for (int32_t y = ylo; y < yhi; y++, src += (int64_t)stride * w, dst += ow) {
                             if (lo > 0) row_zero(dst, lo); /* guarded: a loop here becomes a call of memset */
                             if (stride == 1)
-                                row_copy(dst + lo, src, hi - lo);
+                                rt_row_copy(dst + lo, src, hi - lo);
                             else
                                 for (int32_t xo = lo; xo < hi; xo++) dst[xo] = src[(int64_t)(xo - lo) * stride];
                             if (hi < ow) row_zero(dst + hi, ow - hi);
@@ -209,7 +186,7 @@ RT_ISA_BODY static void patches_body(const float *x, int32_t c, int32_t h, int32
                 }
                 int64_t from = ch * hw + (int64_t)y * w + x0 + lo; /* the run's first input inside */
                 if (lo > 0) row_zero(dst, lo);
-                row_copy(dst + lo, x + from, hi - lo);
+                rt_row_copy(dst + lo, x + from, hi - lo);
                 if (hi < kw) row_zero(dst + hi, kw - hi);
             }
     }
@@ -723,13 +700,19 @@ static void conv_dx_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* Slot s sums chunks s, s + S, ... into dw (slot 0) or its own shared buffer. */
+/* Slot s's buffer for dw [O, CKK]: dw itself for slot 0, else its own part of the shared
+ * scratch (conv_dw_sum_range adds them into dw after). */
+static float *dw_slot(const ConvJob *j, int64_t slot) {
+    int64_t wsize = j->o * j->ckk;
+    return slot == 0 ? j->y : rt_shared_scratch((j->slots - 1) * wsize) + (slot - 1) * wsize;
+}
+
+/* Slot s sums chunks s, s + S, ... into its buffer (dw_slot). */
 static void conv_dw_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     float *col = rt_thread_scratch((j->ckk + j->o) * j->g * j->ohw), *t = col + j->ckk * j->g * j->ohw;
-    int64_t wsize = j->o * j->ckk;
     for (int64_t slot = begin; slot < end; slot++) {
-        float *dst = slot == 0 ? j->y : rt_shared_scratch((j->slots - 1) * wsize) + (slot - 1) * wsize;
+        float *dst = dw_slot(j, slot);
         for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
             int64_t s0, cnt = chunk_count(j, ch, &s0), ld = cnt * j->ohw;
             chunk_im2col(j, s0, cnt, col);
@@ -772,18 +755,17 @@ static void xsmm_dx_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* Slot s sums the samples of chunks s, s + S, ... in order into dw (slot 0) or its own
- * shared buffer, conv_dw_sum_range adding the slots after (but where cols_are_x, below): dw += dy_s PT_s, a piece of
+/* Slot s sums the samples of chunks s, s + S, ... in order into its buffer (dw_slot), as
+ * conv_dw_range does, but where cols_are_x (below): dw += dy_s PT_s, a piece of
  * RT_XSMM_DW_POSITIONS output positions at a time (PT_s's rows for the piece, patches, then
  * the product: the piece stays in the L1 cache, where a whole sample's PT, read back once
  * for every few of dw's rows, crowded the L2 cache and two threads scaled 1.2x on LeNet-5's
  * conv2 instead of 1.9x). */
 static void xsmm_dw_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    int64_t wsize = j->o * j->ckk;
     float *pt = rt_thread_scratch(j->ckk * RT_XSMM_DW_POSITIONS);
     for (int64_t slot = begin; slot < end; slot++) {
-        float *dst = slot == 0 ? j->y : rt_shared_scratch((j->slots - 1) * wsize) + (slot - 1) * wsize;
+        float *dst = dw_slot(j, slot);
         for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
             int64_t s0, cnt = chunk_count(j, ch, &s0);
             for (int64_t s = s0; s < s0 + cnt; s++)
@@ -934,11 +916,9 @@ static void dw_block_range(void *p, int64_t begin, int64_t end) {
 /* dw[i] += slot buffers 1..S-1, in order, by pieces of dw that stay in the L1 cache. */
 static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    int64_t wsize = j->o * j->ckk;
-    const float *part = rt_shared_scratch((j->slots - 1) * wsize);
     for (int64_t i0 = begin; i0 < end; i0 += 2048) {
         int32_t n = (int32_t)(end - i0 < 2048 ? end - i0 : 2048);
-        for (int64_t slot = 1; slot < j->slots; slot++) row_add(j->y + i0, part + (slot - 1) * wsize + i0, n);
+        for (int64_t slot = 1; slot < j->slots; slot++) row_add(j->y + i0, dw_slot(j, slot) + i0, n);
     }
 }
 

@@ -93,26 +93,12 @@ static void phases_zero(const DwJob *j, float *p) {
     memset(p, 0, sizeof(float) * (size_t)(j->stride * j->ph * j->pq));
 }
 
-/* dst[0..n) = src[0..n): moves of 8 and 4 floats, inline (a call of memcpy per row cost
- * more than the row for MobileNetV2's 4 x 4 and 8 x 8 planes). */
-static inline __attribute__((always_inline)) void row_move(float *dst, const float *src, int64_t n) {
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8) st8(dst + k, ld8(src + k));
-    if (k + 4 <= n) {
-        V4 v;
-        memcpy(&v, src + k, sizeof v);
-        memcpy(dst + k, &v, sizeof v);
-        k += 4;
-    }
-    for (; k < n; k++) dst[k] = src[k];
-}
-
 static inline __attribute__((always_inline)) void pad_phases(const DwJob *j, const float *x, float *p) {
     int64_t s = j->stride, pq = j->pq;
     for (int64_t r = 0; r < j->h; r++) {
         const float *src = x + r * j->w;
         if (s == 1) {
-            row_move(p + (r + j->pad) * pq + j->pad, src, j->w);
+            rt_row_copy(p + (r + j->pad) * pq + j->pad, src, (int32_t)j->w);
             continue;
         }
         for (int64_t m = 0; m < s; m++) { /* columns q*s + m - pad in [0, w): q in [lo, hi) */
@@ -247,7 +233,7 @@ RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end
             if (r >= j->dh) break;
             float *dr = d + r * j->dwid + j->kw - 1;
             if (j->stride == 1)
-                row_move(dr, dy + yo * j->ow, cols);
+                rt_row_copy(dr, dy + yo * j->ow, (int32_t)cols);
             else
                 for (int64_t xo = 0; xo < cols; xo++) dr[xo * j->stride] = dy[yo * j->ow + xo];
         }

@@ -58,6 +58,31 @@ typedef int32_t RtShuf8 __attribute__((vector_size(32)));
 #endif
 #define RT_EVEN8(a, b) RT_SHUF8(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
 
+/* Short row moves (conv.c, dwconv.c). A convolution's rows are short (LeNet-5's conv2: 8
+ * floats; MobileNetV2's 4 x 4 planes: 4), so a call of memcpy per row costs more than the
+ * copy; these move 8 floats per step as two 16-byte accesses (one register each on any
+ * x86-64: a 32-byte vector type would go through the stack on the baseline ISA), a tail
+ * of 4 or more by an overlapping step. */
+typedef float F4u __attribute__((vector_size(16), aligned(4))); /* unaligned 4-float accesses */
+typedef float F2u __attribute__((vector_size(8), aligned(4)));  /* unaligned 2-float accesses */
+typedef float F8u __attribute__((vector_size(32), aligned(4))); /* unaligned 8-float accesses */
+
+static inline void rt_row_copy(float *dst, const float *src, int32_t n) {
+    if (n < 4) { /* 2 or 3 by two overlapping 8-byte moves (a loop becomes a call of memcpy) */
+        if (n >= 2) {
+            F2u a = *(const F2u *)src, b = *(const F2u *)(src + n - 2);
+            *(F2u *)dst = a, *(F2u *)(dst + n - 2) = b;
+        } else if (n == 1) {
+            dst[0] = src[0];
+        }
+        return;
+    }
+    int32_t k = 0;
+    for (; k + 8 <= n; k += 8) *(F8u *)(dst + k) = *(const F8u *)(src + k);
+    if (k + 4 <= n) *(F4u *)(dst + k) = *(const F4u *)(src + k), k += 4;
+    if (k < n) *(F4u *)(dst + n - 4) = *(const F4u *)(src + n - 4); /* rewrites equal values */
+}
+
 /* A vector of type T read from p (any alignment), as an expression. Inside the clones,
  * vectors go through memory, never as arguments or results: how they are passed differs
  * between the clones (clang refuses such calls), so vector-valued helpers are statement
