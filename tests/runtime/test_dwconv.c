@@ -27,6 +27,7 @@ void test_dwconv_kernels(void) {
         {2, 3, 19, 21, 3, 1, 1},  /* rows of two 8-column runs and a tail */
         {3, 2, 20, 35, 3, 2, 1},  /* stride 2, two runs and a tail */
         {2, 2, 17, 32, 5, 2, 2},  /* 5x5, stride 2: rows of 16, two whole runs */
+        {3, 21, 8, 8, 3, 1, 1},   /* dw by blocks of 16 channels: a whole block and one of 5 */
     };
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], K = geo[g][4], S = geo[g][5], P = geo[g][6];
