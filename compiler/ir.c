@@ -80,6 +80,16 @@ int64_t ir_shape_elems(const IrShape *s) {
     return n;
 }
 
+bool ir_shape_in_bounds(const IrShape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) {
+        if (s->d[i] == IR_BATCH) continue;
+        if (s->d[i] < 1 || s->d[i] > IR_MAX_DIM || n > IR_MAX_ELEMS / s->d[i]) return false;
+        n *= s->d[i];
+    }
+    return true;
+}
+
 bool ir_shape_equal(const IrShape *a, const IrShape *b) {
     if (a->rank != b->rank) return false;
     for (int i = 0; i < a->rank; i++)

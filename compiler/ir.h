@@ -33,6 +33,11 @@ bool ir_op_source(IrOp op); /* computes nothing (phase OTHER): input, labels, pa
 
 #define IR_BATCH (-1) /* a dimension equal to the batch size N */
 
+/* Bounds on every tensor, whether from IR text or a model: a dimension, and the elements
+ * of one tensor or sample (2^34 floats are 64 GiB). */
+#define IR_MAX_DIM ((int64_t)1 << 30)
+#define IR_MAX_ELEMS ((int64_t)1 << 34)
+
 typedef struct IrShape {
     int rank;
     int64_t d[NNQ_MAX_RANK];
@@ -136,6 +141,7 @@ typedef struct IrModule {
 int ir_emit(IrModule *m, IrFunc *f, IrOp op, int a, int b, IrShape shape, IrDType dt);
 IrShape ir_shape(int rank, const int64_t *d);
 int64_t ir_shape_elems(const IrShape *s);   /* product ignoring a leading IR_BATCH */
+bool ir_shape_in_bounds(const IrShape *s);  /* dimensions and elements within IR_MAX_DIM, IR_MAX_ELEMS */
 bool ir_shape_equal(const IrShape *a, const IrShape *b);
 void ir_shape_format(const IrShape *s, IrDType dt, char *buf, size_t n);
 

@@ -141,11 +141,6 @@ static bool ref(Parser *ps, const char *prefix, int limit, int *out) {
     return true;
 }
 
-/* Bounds on what IR text may declare (the front end's own limits are tighter): a
- * dimension, and the elements of one tensor or sample. */
-#define IR_MAX_DIM ((int64_t)1 << 30)
-#define IR_MAX_ELEMS ((int64_t)1 << 34)
-
 /* f32[...] / i32[...]: N is the batch dimension (first only). */
 static bool type(Parser *ps, IrShape *s, IrDType *dt) {
     if (lit(ps, "f32[")) *dt = IR_F32;
@@ -162,11 +157,8 @@ static bool type(Parser *ps, IrShape *s, IrDType *dt) {
         } else {
             if (!integer(ps, &s->d[s->rank])) return false;
             if (s->d[s->rank] < 1 || s->d[s->rank] > IR_MAX_DIM) return fail(ps, "a dimension out of range (1 .. 2^30)");
-            int64_t elems = 1;
-            for (int k = 0; k <= s->rank; k++)
-                if (s->d[k] != IR_BATCH) elems *= s->d[k];
-            if (elems > IR_MAX_ELEMS) return fail(ps, "a tensor of more than 2^34 elements");
             s->rank++;
+            if (!ir_shape_in_bounds(s)) return fail(ps, "a tensor of more than 2^34 elements");
         }
         skip_blanks(ps);
         if (!*ps->p || *ps->p == '\n') return fail(ps, "expected ']'");

@@ -65,9 +65,14 @@ static const Binding *lookup(Lower *lw, const char *name) {
     return NULL;
 }
 
+/* Every value and parameter passes here, so here the shapes' bounds are checked: an
+ * error, and the value still emitted for the caller to use. */
 static int emit(Lower *lw, IrOp op, int a, int b, IrShape s, const AstNode *at) {
     int v = ir_emit(lw->m, lw->f, op, a, b, s, IR_F32);
     lw->f->insts[v].loc = at ? at->loc : (SrcLoc){0};
+    if (!ir_shape_in_bounds(&s) && !lw->failed)
+        lerror(lw, lw->f->insts[v].loc, "this makes a tensor of shape %s, larger than nnq allows "
+               "(2^30 per dimension, 2^34 elements)", fmt_shape(lw, v), NULL);
     return v;
 }
 
@@ -502,8 +507,8 @@ static bool type_shape(Lower *lw, const AstNode *ty, SrcLoc at, IrShape *out) {
     out->rank = ty->nkids;
     for (int i = 0; i < ty->nkids; i++) {
         const AstNode *d = ty->kids[i];
-        if (d->kind != AST_NUMBER || !d->is_int || d->num < 1) {
-            lerror(lw, d->loc, "a dimension must be a positive integer", NULL, NULL);
+        if (d->kind != AST_NUMBER || !d->is_int || d->num < 1 || d->num > IR_MAX_DIM) {
+            lerror(lw, d->loc, "a dimension must be an integer from 1 to 2^30", NULL, NULL);
             return false;
         }
         out->d[i] = (int64_t)d->num;
