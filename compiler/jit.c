@@ -767,6 +767,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
             goto fail_vars;
         }
         jit->data_size = data_size;
+        nnq_prefault(jit->data, data_size);
     }
     LLVMOrcJITTargetMachineBuilderRef jtmb;
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();

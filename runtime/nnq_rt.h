@@ -83,6 +83,12 @@ const char *nnq_run_options_help(void);
  * exit status (0 ok, 1 reported error, 2 bad usage). */
 int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run));
 
+/* Maps in at once the pages of [p, p + bytes), a program's zero-initialized buffers,
+ * which its first step would otherwise fault in one at a time (MADV_POPULATE_WRITE,
+ * Linux 5.14 and later; elsewhere it does nothing). nnqc's JIT calls it on the buffers'
+ * mapping, a built trainer on its .bss. */
+void nnq_prefault(void *p, size_t bytes);
+
 /* Driver helpers for nnqc's model commands (eval, predict, export); valid only inside
  * nnq_run_invoke, they fail the run with a message naming the file. */
 /* Samples of an image file with no labels (labels read as 0): IDX images, or a .npy

@@ -107,6 +107,10 @@ const char *nnq_run_options_help(void) {
            "  --profile          report where the training time went, by phase\n";
 }
 
+/* The executable's zero-initialized data, from the linker (GNU ld and lld define both):
+ * a built trainer's buffers are there. */
+extern char __bss_start[], _end[];
+
 int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run)) {
     NnqRunOptions o;
     nnq_run_options_default(&o);
@@ -122,6 +126,7 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run)) {
     }
     NnqRun *run = nnq_run_new(&o);
     if (!run) return 1;
+    nnq_prefault(__bss_start, (size_t)(_end - __bss_start));
     int rc = nnq_run_invoke(run, entry);
     nnq_run_free(run);
     return rc;

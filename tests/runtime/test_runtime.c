@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -200,6 +201,7 @@ typedef struct TestCase {
 #define CASE(f) {#f, f}
 static const TestCase g_cases[] = {
     CASE(test_alloc),
+    CASE(test_prefault),
     CASE(test_trap),
     CASE(test_seed_override),
     CASE(test_shuffle),
@@ -319,6 +321,35 @@ void test_alloc(void) {
     CHECK(th_invoke_new(NULL, entry_alloc_negative, &err) == 1);
     CHECK(th_contains(err, "nnqc: error: ") && th_contains(err, "-5"), "got: %s", err);
     free(err);
+}
+
+/* nnq_prefault maps in the whole pages of its range, and no page it only shares. */
+void test_prefault(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    enum { PAGES = 16 };
+    char *m = mmap(NULL, (size_t)(PAGES * page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    if (m == MAP_FAILED) return;
+    unsigned char in[PAGES];
+#ifdef MADV_POPULATE_WRITE
+    bool able = madvise(m + (PAGES - 1) * page, (size_t)page, MADV_POPULATE_WRITE) == 0;
+#else
+    bool able = false;
+#endif
+    if (!able) {
+        th_skip("the kernel cannot populate pages (MADV_POPULATE_WRITE, Linux 5.14)");
+    } else {
+        CHECK(mincore(m, (size_t)(PAGES * page), in) == 0);
+        CHECK(!(in[0] & 1) && (in[PAGES - 1] & 1), "untouched pages resident before the call");
+        /* pages 1 .. PAGES - 3 whole; the first and the one before the last shared */
+        nnq_prefault(m + page - 8, (size_t)((PAGES - 3) * page + 16));
+        CHECK(mincore(m, (size_t)(PAGES * page), in) == 0);
+        CHECK(!(in[0] & 1), "a page the range only shares was mapped in");
+        for (int k = 1; k <= PAGES - 3; k++) CHECK(in[k] & 1, "page %d of the range not mapped in", k);
+        CHECK(!(in[PAGES - 2] & 1), "a page the range only shares was mapped in");
+        CHECK(m[page * 5] == 0, "a mapped-in page is zero");
+    }
+    munmap(m, (size_t)(PAGES * page));
 }
 
 static int g_after_fail;
