@@ -31,6 +31,12 @@
  * run): LIBXSMM serves what oneDNN does not where P >= 64, and
  *   forward where a sample's columns fit in 1 MiB (K * P <= 2^18 floats),
  *   dx where they fit in 1 MiB and K <= 576,
+ *   neither, with AVX2 code, where the product's n is under 32 and its k 32 or more
+ *   (forward: O < 32 <= K; dx: K < 32 <= O). MobileNetV2's 1 x 1 layers at 32 x 32 ran
+ *   so at 46-57 GFLOP/s on one thread of AMD Zen 5, against 63-74 through im2col +
+ *   OpenBLAS (144 -> 24 forward 51 against 67, 24 -> 144 dx 53 against 74); with
+ *   AVX-512 code the same products ran at 117-180 against 69-99, and with a short k
+ *   LIBXSMM wins with AVX2 too (LeNet-5's conv1 forward, O = 20, K = 25: 100 against 75),
  *   dw where P <= 1024 and K >= 128, and either the sample is its own columns (1 x 1,
  *   stride 1, unpadded) or gemm.c gives OpenBLAS a product of one sample's size
  *   (O x K x P). Where gemm.c gives it to oneDNN's sgemm (AVX-512), im2col + that sgemm
@@ -67,6 +73,12 @@ void rt_xsmm_set_mode(RtLibMode m) {
     mode = m;
 }
 
+/* A product LIBXSMM's AVX2 kernels run slowly: fewer than 32 columns n over a depth k of
+ * 32 or more (see the rule above). */
+static bool narrow_on_avx2(int64_t n, int64_t k) {
+    return n < 32 && k >= 32 && rt_isa() == RT_ISA_AVX2;
+}
+
 bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride,
                     int32_t pad, int32_t oh, int32_t ow) {
     if (mode != RT_LIB_RULE)
@@ -76,9 +88,9 @@ bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, i
         return false;
     switch (op) {
     case RT_CONV_FWD:
-        return k * p <= (1 << 18);
+        return k * p <= (1 << 18) && !narrow_on_avx2(o, k);
     case RT_CONV_DX:
-        return k <= 576 && k * p <= (1 << 18);
+        return k <= 576 && k * p <= (1 << 18) && !narrow_on_avx2(k, o);
     case RT_CONV_DW: {
         bool cols_are_x = kh == 1 && kw == 1 && stride == 1 && pad == 0;
         return p <= 1024 && k >= 128 && (cols_are_x || !rt_gemm_dnnl(o, (int32_t)k, (int32_t)p));

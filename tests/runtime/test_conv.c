@@ -234,6 +234,14 @@ void test_conv_kernels(void) {
               rt_xsmm_serves(RT_CONV_DW, 20, 50, 5, 5, 1, 0, 8, 8) == !rt_gemm_dnnl(50, 500, 64) &&
               rt_xsmm_serves(RT_CONV_FWD, 20, 50, 5, 5, 1, 0, 8, 8),
           "LIBXSMM's share of dw");
+    /* not a short n over a long k with AVX2 code (MobileNetV2's 144 -> 24 forward, 24 -> 144
+     * dx); a short k is still its (LeNet-5's conv1 forward) */
+    bool avx2 = rt_isa() == RT_ISA_AVX2;
+    CHECK(rt_xsmm_serves(RT_CONV_FWD, 144, 24, 1, 1, 1, 0, 32, 32) == !avx2 &&
+              rt_xsmm_serves(RT_CONV_DX, 24, 144, 1, 1, 1, 0, 32, 32) == !avx2 &&
+              rt_xsmm_serves(RT_CONV_DX, 144, 24, 1, 1, 1, 0, 32, 32) &&
+              rt_xsmm_serves(RT_CONV_FWD, 1, 20, 5, 5, 1, 0, 24, 24),
+          "LIBXSMM's share of narrow products with AVX2 code");
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4], K = geo[g][5],
                   S = geo[g][6], P = geo[g][7];
