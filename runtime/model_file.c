@@ -37,6 +37,15 @@
 #define MODEL_MAX_NAME 4096
 #define MODEL_MAX_COUNT ((uint64_t)1 << 40)
 
+/* *count *= v unless a factor or the product passes MODEL_MAX_COUNT (tested before the
+ * multiplication: two factors of 2^40 would wrap round 2^64 and pass a test after it). */
+static bool count_times(uint64_t *count, uint64_t v) {
+    if (v > MODEL_MAX_COUNT || (v && *count > MODEL_MAX_COUNT / v))
+        return false;
+    *count *= v;
+    return true;
+}
+
 static int model_bits(int32_t nlabels) {
     int bits = 1;
     while ((1 << bits) < nlabels)
@@ -124,8 +133,7 @@ void nnq_rt_model_add(NnqRun *run, const char *name, int32_t rank, const int64_t
         if (dims[d] < 0 || (uint64_t)dims[d] > MODEL_MAX_COUNT)
             nnq_rt_fail(run, "model '%s': tensor '%s' has invalid dimension %lld", model, name,
                         (long long)dims[d]);
-        count *= (uint64_t)dims[d];
-        if (count > MODEL_MAX_COUNT)
+        if (!count_times(&count, (uint64_t)dims[d]))
             nnq_rt_fail(run, "model '%s': tensor '%s' is too large", model, name);
     }
     if (nlabels < 0 || nlabels > MODEL_MAX_LABELS)
@@ -309,7 +317,7 @@ static bool rd_tensor(RtReader *r, NnqModelTensor *t, int flags) {
         uint64_t v;
         if (!rt_rd_u64(r, &v, "tensor dimension"))
             return false;
-        if (v > MODEL_MAX_COUNT || (count *= v) > MODEL_MAX_COUNT) {
+        if (!count_times(&count, v)) {
             rt_rd_error(r, "tensor '%s' is too large", t->name);
             return false;
         }
@@ -410,7 +418,7 @@ static bool rd_arch(RtReader *r, NnqModelFile *mf) {
         uint64_t v;
         if (!rt_rd_u64(r, &v, "input dimension"))
             return false;
-        if (v < 1 || v > MODEL_MAX_COUNT || (sample *= v) > MODEL_MAX_COUNT) {
+        if (v < 1 || !count_times(&sample, v)) {
             rt_rd_error(r, "input dimension %llu", (unsigned long long)v);
             return false;
         }
