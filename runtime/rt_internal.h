@@ -303,9 +303,11 @@ void rt_sgemm_nt_small(int32_t m, int32_t n, int32_t k, const float *a, int32_t 
 typedef void (*RtXsmmKernel)(const float *a, const float *b, float *c, ...); /* libxsmm_smmfunction */
 typedef struct RtXsmmConv {
     RtXsmmKernel set, add;           /* c = a b, c += a b (dw); set NULL: not served */
-    RtXsmmKernel tail_set, tail_add; /* dw by pieces: the same for a sample's last, shorter piece */
+    RtXsmmKernel tail_set, tail_add; /* by pieces: the same for a sample's last, shorter piece */
+    int32_t m, piece;                /* forward, dx: a sample's m (positions), cut in pieces of `piece` */
 } RtXsmmConv;
 enum { RT_XSMM_DW_POSITIONS = 16 }; /* dw's pieces of positions, but for 1 x 1 stride-1 unpadded layers */
+enum { RT_XSMM_M_PIECE = 128 };     /* the forward's and dx's pieces of positions (m) */
 void rt_xsmm_set_mode(RtLibMode mode);
 bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad,
                     int32_t oh, int32_t ow);
