@@ -29,6 +29,9 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
 void *jit_lookup(Jit *jit, const char *name);
 /* The generated program's entry point: int nnq_main(NnqRun *). */
 void *jit_entry(Jit *jit);
+/* Maps in the program's buffers now (nnq_prefault), before its first step: after the
+ * code is ready, so that "compiled in" times compilation alone. */
+void jit_prefault(Jit *jit);
 void jit_free(Jit *jit);
 
 /* Optimizes a module for the host (used by the JIT and by --emit=llvm -O). */

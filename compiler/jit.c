@@ -767,7 +767,6 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
             goto fail_vars;
         }
         jit->data_size = data_size;
-        nnq_prefault(jit->data, data_size);
     }
     LLVMOrcJITTargetMachineBuilderRef jtmb;
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
@@ -828,6 +827,10 @@ void *jit_lookup(Jit *jit, const char *name) {
         return NULL;
     }
     return (void *)(uintptr_t)addr;
+}
+
+void jit_prefault(Jit *jit) {
+    if (jit->data) nnq_prefault(jit->data, jit->data_size);
 }
 
 void jit_free(Jit *jit) {

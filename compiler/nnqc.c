@@ -309,6 +309,7 @@ int main(int argc, char **argv) {
             if (o.run.profile && nnq_run_rank(run) == 0) /* rank 0 speaks for an MPI job */
                 printf("compiled in %.2fs for %s%s\n", now_seconds() - t0, nnq_isa(),
                        cached ? " (from the compiled-code cache)" : "");
+            jit_prefault(jit);
             rc = nnq_run_invoke(run, (int (*)(NnqRun *))jit_entry(jit));
             nnq_run_free(run);
         }
