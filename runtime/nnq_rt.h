@@ -85,8 +85,9 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run));
 
 /* Maps in at once the pages of [p, p + bytes), a program's zero-initialized buffers,
  * which its first step would otherwise fault in one at a time (MADV_POPULATE_WRITE,
- * Linux 5.14 and later; elsewhere it does nothing). nnqc's JIT calls it on the buffers'
- * mapping, a built trainer on its .bss. */
+ * Linux 5.14 and later; elsewhere it does nothing). `nnqc run` calls it on the JIT's
+ * mapping of the buffers once the code is ready (jit_prefault), a built trainer on its
+ * .bss. */
 void nnq_prefault(void *p, size_t bytes);
 
 /* Driver helpers for nnqc's model commands (eval, predict, export); valid only inside
