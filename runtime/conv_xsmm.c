@@ -43,8 +43,9 @@
  *   AVX-512 code the same products ran at 117-180 against 69-99, and with a short k
  *   LIBXSMM wins with AVX2 too (LeNet-5's conv1 forward, O = 20, K = 25: 100 against 75),
  *   dw where P <= 1024 and K >= 128, and either the sample is its own columns (1 x 1,
- *   stride 1, unpadded) or gemm.c gives OpenBLAS a product of one sample's size
- *   (O x K x P). Where gemm.c gives it to oneDNN's sgemm (AVX-512), im2col + that sgemm
+ *   stride 1, unpadded) or gemm.c's rule by size gives OpenBLAS a product of one sample's
+ *   size (O x K x P; rt_gemm_dnnl_sized: so also where an OpenBLAS older than the CPU has
+ *   every product go to oneDNN). Where it gives it to oneDNN's sgemm (AVX-512), im2col + that sgemm
  *   over a chunk of samples (k = the chunk's positions, where LIBXSMM's k is one sample's
  *   P, so it reads and writes dw^T once a sample) beat LIBXSMM's dw wherever columns must
  *   be built: on AMD Zen 5, 2 threads, LeNet-5's conv2 181 -> 232 GFLOP/s (1 thread 92 ->
@@ -98,7 +99,7 @@ bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, i
         return k <= 576 && k * p <= (1 << 18) && !narrow_on_avx2(k, o);
     case RT_CONV_DW: {
         bool cols_are_x = kh == 1 && kw == 1 && stride == 1 && pad == 0;
-        return p <= 1024 && k >= 128 && (cols_are_x || !rt_gemm_dnnl(o, (int32_t)k, (int32_t)p));
+        return p <= 1024 && k >= 128 && (cols_are_x || !rt_gemm_dnnl_sized(o, (int32_t)k, (int32_t)p));
     }
     }
     return false;

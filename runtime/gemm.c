@@ -14,7 +14,9 @@
  * Library (a rule of the CPU and the shape, so a product takes the same path on every
  * run): oneDNN's sgemm where oneDNN runs AVX-512 code and the product (a block) has at
  * least GEMM_DNNL_FLOPS, else OpenBLAS (rt_gemm_set_mode overrides it for tests and
- * benchmarks). Measured on the products nnq runs, one thread, one Intel CPU
+ * benchmarks); every product goes to oneDNN where OpenBLAS's kernels are narrower than
+ * the CPU (rt_blas_fits_cpu: an OpenBLAS older than the CPU, which it does not know,
+ * falls back to SSE3 kernels). Measured on the products nnq runs, one thread, one Intel CPU
  * (docs/status.md, Speed): with AVX-512, oneDNN's sgemm runs the dense layers' blocks
  * 1.15-1.3x faster (LeNet-5's 100 x 256 x 800: 145 -> 191 GFLOP/s), conv.c's chunk
  * products 1.05-1.9x (bench/conv_bench), and loses 20% on products of 1 MFLOP or less
@@ -45,11 +47,13 @@
 #include <assert.h>
 #include <cblas.h>
 #include <stdbool.h>
+#include <strings.h>
 
 #include "rt_internal.h"
 
 static RtLibMode mode = RT_LIB_RULE;
 static _Atomic int wide = -1; /* rt_dnnl_wide(), asked once (any thread may ask first) */
+static _Atomic int blas_fits = -1; /* rt_blas_fits_cpu(), likewise */
 
 void rt_gemm_set_mode(RtLibMode m) {
     mode = m;
@@ -57,12 +61,36 @@ void rt_gemm_set_mode(RtLibMode m) {
 
 #define GEMM_DNNL_FLOPS 2e6
 
-bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k) {
+/* Whether OpenBLAS runs kernels as wide as the level nnq runs (rt_isa): on an AVX2 or
+ * AVX-512 level, one of its AVX2 or AVX-512 kernels. OpenBLAS chooses by CPU model when
+ * it loads, and one older than the CPU falls back to its SSE3 kernels ("Prescott"): Debian
+ * 12's 0.3.21 on an Intel Xeon of family 6, model 207 (Emerald Rapids) ran 1024^3 at
+ * 32.8 GFLOP/s on one thread, against 136.5 for oneDNN's sgemm, which chooses by the
+ * CPU's features (docs/status.md, "a 16-core Intel Xeon"). OPENBLAS_CORETYPE, read when
+ * OpenBLAS loads, names its kernels instead. */
+bool rt_blas_fits_cpu(void) {
+    static const char *const wide_cores[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+    if (rt_isa() == RT_ISA_PORTABLE)
+        return true;
+    const char *core = openblas_get_corename();
+    for (size_t i = 0; core && i < sizeof wide_cores / sizeof wide_cores[0]; i++)
+        if (strcasecmp(core, wide_cores[i]) == 0)
+            return true;
+    return false;
+}
+
+bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k) {
     if (mode != RT_LIB_RULE)
         return mode == RT_LIB_ALWAYS;
     if (wide < 0)
         wide = rt_dnnl_wide();
     return wide && 2.0 * m * n * k >= GEMM_DNNL_FLOPS;
+}
+
+bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k) {
+    if (mode == RT_LIB_RULE && blas_fits < 0)
+        blas_fits = rt_blas_fits_cpu();
+    return rt_gemm_dnnl_sized(m, n, k) || (mode == RT_LIB_RULE && !blas_fits);
 }
 
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at

@@ -272,11 +272,15 @@ void rt_dnnl_chunk(const RtDnnlConv *k, int64_t cnt, const float *a, const float
 void rt_dnnl_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, const float *a,
                    int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc);
 /* gemm.c: which library computes its products: oneDNN's sgemm where oneDNN runs AVX-512
- * code and a product is not small, gemm.c's dot kernel for small outputs (the rule),
- * OpenBLAS (never), oneDNN's (always);
- * rt_gemm_dnnl: whether oneDNN computes an m x n x k product now. */
+ * code and a product is not small, or where OpenBLAS's kernels are narrower than the CPU,
+ * gemm.c's dot kernel for small outputs (the rule), OpenBLAS (never), oneDNN's (always);
+ * rt_gemm_dnnl: whether oneDNN computes an m x n x k product now; rt_gemm_dnnl_sized: the
+ * same where OpenBLAS's kernels fit the CPU (the rule by ISA and size alone);
+ * rt_blas_fits_cpu: whether the kernels OpenBLAS chose are as wide as rt_isa()'s level. */
 void rt_gemm_set_mode(RtLibMode mode);
 bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k);
+bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k);
+bool rt_blas_fits_cpu(void);
 /* gemm.c's small-output products (its header): whether the rule gives it this product, and
  * the kernel itself, C [m x n] = beta C + A B^T (A m x k, B n x k, row-major). */
 bool rt_gemm_dot(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha);

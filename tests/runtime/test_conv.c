@@ -231,7 +231,7 @@ void test_conv_kernels(void) {
     /* LIBXSMM's dw: 1 x 1 stride-1 layers always, others only where gemm.c gives a sample's
      * product (LeNet-5's conv2: 50 x 500 x 64) to OpenBLAS, not to oneDNN's sgemm */
     CHECK(rt_xsmm_serves(RT_CONV_DW, 144, 24, 1, 1, 1, 0, 32, 32) &&
-              rt_xsmm_serves(RT_CONV_DW, 20, 50, 5, 5, 1, 0, 8, 8) == !rt_gemm_dnnl(50, 500, 64) &&
+              rt_xsmm_serves(RT_CONV_DW, 20, 50, 5, 5, 1, 0, 8, 8) == !rt_gemm_dnnl_sized(50, 500, 64) &&
               rt_xsmm_serves(RT_CONV_FWD, 20, 50, 5, 5, 1, 0, 8, 8),
           "LIBXSMM's share of dw");
     /* not a short n over a long k with AVX2 code (MobileNetV2's 144 -> 24 forward, 24 -> 144

@@ -1,5 +1,6 @@
 /* test_gemm.c — nnq_rt_sgemm against nnq_rt_sgemm_ref (naive), with each library gemm.c
  * can call (OpenBLAS, oneDNN's sgemm), and the reference against hand-computed products. */
+#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -161,9 +162,20 @@ void test_gemm_vs_ref(void) {
                 }
     }
     rt_gemm_set_mode(RT_LIB_RULE);
-    /* the rule: oneDNN where it runs AVX-512 code, for products of 2 MFLOP or more */
-    CHECK(rt_gemm_dnnl(100, 256, 800) == rt_dnnl_wide() && !rt_gemm_dnnl(20, 25, 576) && !rt_gemm_dnnl(100, 10, 500),
-          "gemm.c's rule");
+    /* the rule: oneDNN where it runs AVX-512 code, for products of 2 MFLOP or more; every
+     * product where OpenBLAS's kernels are narrower than the CPU (runtime_gemm_generic_blas
+     * runs this with OpenBLAS held to its SSE3 kernels: OPENBLAS_CORETYPE=Prescott) */
+    const char *core = getenv("OPENBLAS_CORETYPE");
+    bool generic = core && strcmp(core, "Prescott") == 0 && rt_isa() != RT_ISA_PORTABLE;
+    CHECK(rt_blas_fits_cpu() == !generic, "OpenBLAS's %s kernels %s the CPU", openblas_get_corename(),
+          generic ? "cannot fit" : "should fit");
+    if (generic)
+        CHECK(rt_gemm_dnnl(100, 256, 800) && rt_gemm_dnnl(20, 25, 576) && rt_gemm_dnnl(100, 10, 500),
+              "gemm.c's rule, OpenBLAS's kernels narrower than the CPU");
+    else
+        CHECK(rt_gemm_dnnl(100, 256, 800) == rt_dnnl_wide() && !rt_gemm_dnnl(20, 25, 576) &&
+                  !rt_gemm_dnnl(100, 10, 500),
+              "gemm.c's rule");
 }
 
 /* gemm.c's small-output kernel, each width this CPU runs, against the reference: every
