@@ -1,4 +1,13 @@
 # bench/lib.sh — helpers the benchmark scripts share (sourced).
+# isa_avx2: what --isa avx2 sets: everything as on an AVX2-only CPU of the same clock:
+# nnq's kernels and generated code (NNQ_ISA, runtime/isa.c), oneDNN and LIBXSMM through
+# it, OpenBLAS (OPENBLAS_CORETYPE=Haswell), glibc's string functions (GLIBC_TUNABLES) and
+# PyTorch (DNNL_MAX_CPU_ISA, ATEN_CPU_CAPABILITY).
+isa_avx2() {
+    export NNQ_ISA=avx2 OPENBLAS_CORETYPE=Haswell DNNL_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+    export GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD
+}
+
 # profile_ms LINE [PHASE]: from a --profile metrics line (its "profile" JSON object),
 # milliseconds per training iteration from the second iteration's start to the last
 # one's (the first pays for first touches of memory; what follows the last, the final

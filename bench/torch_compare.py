@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""bench/torch_compare.py [THREADS] — the same networks trained by PyTorch on this CPU, for
-bench/run's side-by-side column (optional: needs Debian's python3-torch; never in CI).
+"""bench/torch_compare.py [THREADS [NETWORK...]] — the same networks trained by PyTorch on
+this CPU, for bench/run's and bench/thread_scaling.sh's side-by-side columns (optional:
+needs Debian's python3-torch; never in CI). NETWORKs: some of mlp, lenet5, vgg16,
+resnet18, mobilenetv2 (default: all).
 
 Times one training step (forward, backward, Adam step; float weights, so a lower bound of
 what a binary PMF recipe costs in PyTorch) of each network at the examples' batch on
@@ -110,9 +112,14 @@ def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    out = {"mlp": step_ms(mlp(), (1, 28, 28), 100, 50), "lenet5": step_ms(lenet5(), (1, 28, 28), 100, 30),
-           "vgg16": step_ms(vgg16(), (3, 32, 32), 128, 3), "resnet18": step_ms(resnet18(), (3, 32, 32), 128, 3),
-           "mobilenetv2": step_ms(mobilenetv2(), (3, 32, 32), 128, 3)}
+    nets = {"mlp": (mlp, (1, 28, 28), 100, 50), "lenet5": (lenet5, (1, 28, 28), 100, 30),
+            "vgg16": (vgg16, (3, 32, 32), 128, 3), "resnet18": (resnet18, (3, 32, 32), 128, 3),
+            "mobilenetv2": (mobilenetv2, (3, 32, 32), 128, 3)}
+    want = sys.argv[2:] or list(nets)
+    out = {}
+    for name in want:
+        make, shape, batch, steps = nets[name]
+        out[name] = step_ms(make(), shape, batch, steps)
     print(json.dumps({"threads": threads, "torch": torch.__version__, "step_ms": out}))
 
 

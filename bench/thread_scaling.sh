@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# bench/thread_scaling.sh [--isa avx2] [--only W,W...] [--torch] [THREADS...] — how one
+# process's training step scales with the threads of its pool, on this machine. Builds
+# first (tools/setup.sh). At each thread count (default 1, 2, 4, ... up to every CPU, and
+# every CPU), with --profile:
+#   - the GEMM floor at that count (build/bench/machine: the faster of OpenBLAS on its own
+#     threads and nnq_rt_sgemm on the pool, 1024^3) and its speed-up over the first count;
+#   - for each workload (lenet5_pmf: binary PMF LeNet-5 on a Fashion-MNIST subset, batch
+#     100; vgg16_pmf and resnet18_md: binary PMF VGG-16 and MD-tanh-S ResNet-18 on
+#     synthetic CIFAR files, a few iterations at batch 128; --only picks some): ms per
+#     training iteration (the first left out, bench/lib.sh's profile_ms), the speed-up
+#     over the first count, the efficiency per thread, and the step's ratio to the GEMM
+#     floor at that count;
+#   - with --torch, where PyTorch is installed: its float step of the same network at
+#     that count (bench/torch_compare.py), and nnq's step over it;
+#   - each phase's speed-up over the first count (runtime/phases.def), so the phase that
+#     stops scaling is named.
+# bench/run measures 1 thread and every CPU; this fills in the counts between, for the
+# many-core machines a 2-core one cannot show. --isa avx2: as bench/run's. Not a test: it
+# prints numbers. About a minute on 2 cores; a few on 16.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+. "$here/lib.sh"
+workloads=(lenet5_pmf vgg16_pmf resnet18_md)
+counts=()
+torch=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --isa) [ "${2:-}" = avx2 ] || { echo "thread_scaling: --isa takes avx2" >&2; exit 2; }; isa_avx2; shift 2 ;;
+    --only) IFS=, read -r -a workloads <<< "$2"; shift 2 ;;
+    --torch) torch=1; shift ;;
+    [0-9]*) counts+=("$1"); shift ;;
+    *) echo "usage: bench/thread_scaling.sh [--isa avx2] [--only W,W...] [--torch] [THREADS...]" >&2; exit 2 ;;
+    esac
+done
+source "$root/tools/setup.sh" > /dev/null
+B="$NNQ_BUILD_DIR"
+NNQC="$B/compiler/nnqc"
+. "$root/tests/e2e/lib.sh"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+N=$(nproc)
+if [ ${#counts[@]} -eq 0 ]; then
+    for ((t = 1; t < N; t *= 2)); do counts+=("$t"); done
+    counts+=("$N")
+fi
+
+make_subset "$tmp" 12000 1000                 # LeNet-5: 60 training iterations
+mkdir -p "$tmp/cifar-10-batches-bin"
+"$B/tests/e2e/make_cifar" "$tmp/cifar-10-batches-bin" 10 256 256 > /dev/null   # 5 iterations at 128
+declare -A src=([lenet5_pmf]=fashion_lenet5_pmf [vgg16_pmf]=cifar10_vgg16_pmf [resnet18_md]=cifar10_resnet18_md)
+declare -A val=([lenet5_pmf]=6000 [vgg16_pmf]=640 [resnet18_md]=640)
+declare -A tnet=([lenet5_pmf]=lenet5 [vgg16_pmf]=vgg16 [resnet18_md]=resnet18)
+for w in "${workloads[@]}"; do
+    [ -n "${src[$w]:-}" ] || { echo "thread_scaling: no workload '$w' (lenet5_pmf, vgg16_pmf, resnet18_md)" >&2; exit 2; }
+    sed -e '/^ *checkpoint /d' -e '/^ *save /d' -e "s/^\( *validation *= *\).*/\1${val[$w]}/" \
+        "$root/examples/${src[$w]}.nnq" > "$tmp/$w.nnq"
+done
+py=""
+if [ $torch = 1 ]; then
+    for cand in /usr/bin/python3 python3; do
+        if command -v "$cand" > /dev/null && "$cand" -c 'import torch' 2> /dev/null; then py=$cand; break; fi
+    done
+    [ -n "$py" ] || echo "thread_scaling: --torch: no python3 with torch here; no PyTorch column" >&2
+fi
+
+num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" <<< "$1" | head -1; }
+fmax() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $N CPUs; ISA: $(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || echo AVX2)${NNQ_ISA:+ (held to NNQ_ISA=$NNQ_ISA)}"
+declare -A floor gflop ms prof tms
+for t in "${counts[@]}"; do
+    f=$("$B/bench/machine" "$t")
+    floor[$t]=$(fmax "$(num "$f" sgemm_gflops_T)" "$(num "$f" nnq_sgemm_gflops_T)")
+done
+echo "OpenBLAS's kernels: $(sed -n 's/.*"openblas_core":"\([^"]*\)".*/\1/p' <<< "$f")"
+echo
+for w in "${workloads[@]}"; do
+    gflop[$w]=$("$NNQC" --emit=ir "$tmp/$w.nnq" | sed -n 's/^; work at batch [0-9]*: \([0-9.e+-]*\) GFLOP.*/\1/p')
+    for t in "${counts[@]}"; do
+        (cd "$tmp" && "$NNQC" run "$w.nnq" --data-dir "$tmp" --epochs 1 --threads "$t" --progress=lines --profile \
+            --no-cache --metrics "$w.$t.jsonl" > "$w.$t.out" 2>&1) ||
+            { echo "$w at $t threads failed: $(tail -1 "$tmp/$w.$t.out")" >&2; continue; }
+        prof[$w.$t]=$(grep '"profile"' "$tmp/$w.$t.jsonl")
+        ms[$w.$t]=$(profile_ms "${prof[$w.$t]}")
+    done
+done
+if [ -n "$py" ]; then
+    nets=(); for w in "${workloads[@]}"; do nets+=("${tnet[$w]}"); done
+    for t in "${counts[@]}"; do
+        tj=$("$py" "$here/torch_compare.py" "$t" "${nets[@]}" 2> /dev/null || true)
+        for w in "${workloads[@]}"; do tms[$w.$t]=$(sed -n "s/.*\"${tnet[$w]}\": \([0-9.]*\).*/\1/p" <<< "$tj"); done
+    done
+    echo "PyTorch $("$py" -c 'import torch; print(torch.__version__)'): float weights, the same network and batch (bench/torch_compare.py)"
+    echo
+fi
+
+one=${counts[0]}
+printf '| threads | GEMM floor GFLOP/s (speed-up) |'
+for w in "${workloads[@]}"; do
+    printf ' %s ms / step | speed-up | per thread | x GEMM floor |' "$w"
+    [ -z "$py" ] || printf ' PyTorch ms | nnq / PyTorch |'
+done
+printf '\n|---|---|'
+for w in "${workloads[@]}"; do printf -- '---|---|---|---|'; [ -z "$py" ] || printf -- '---|---|'; done
+echo
+for t in "${counts[@]}"; do
+    awk -v t="$t" -v f="${floor[$t]}" -v f1="${floor[$one]}" 'BEGIN { printf "| %d | %.1f (%.2f) |", t, f, f / f1 }'
+    for w in "${workloads[@]}"; do
+        if [ -z "${ms[$w.$t]:-}" ] || [ -z "${ms[$w.$one]:-}" ]; then
+            printf ' failed | | | |'
+        else
+            awk -v m="${ms[$w.$t]}" -v m1="${ms[$w.$one]}" -v t="$t" -v t1="$one" -v g="${gflop[$w]}" -v f="${floor[$t]}" \
+                'BEGIN { printf " %.2f | %.2f | %.2f | %.2f |", m, m1 / m, (m1 / m) / (t / t1), (m / 1000) / (g / f) }'
+        fi
+        [ -z "$py" ] || awk -v m="${ms[$w.$t]:-0}" -v p="${tms[$w.$t]:-0}" \
+            'BEGIN { if (p > 0 && m > 0) printf " %.2f | %.2f |", p, m / p; else printf " | |" }'
+    done
+    echo
+done
+
+echo
+echo "each phase's speed-up over $one thread(s): ms per step at $one -> at the count (speed-up):"
+echo
+printf '| workload | threads | phases |\n|---|---|---|\n'
+for w in "${workloads[@]}"; do
+    [ -n "${prof[$w.$one]:-}" ] || continue
+    for t in "${counts[@]:1}"; do
+        [ -n "${prof[$w.$t]:-}" ] || continue
+        line="| $w | $t | "
+        for p in $(sed 's/.*"seconds":{\([^}]*\)}.*/\1/' <<< "${prof[$w.$t]}" | tr ',' '\n' | cut -d'"' -f2); do
+            case "$p" in eval | other) continue ;; esac
+            a=$(profile_ms "${prof[$w.$one]}" "$p"); b=$(profile_ms "${prof[$w.$t]}" "$p")
+            line+=$(awk -v p="$p" -v a="$a" -v b="$b" 'BEGIN { if (a >= 0.01 && b > 0) printf "%s %.2f -> %.2f (%.2f) · ", p, a, b, a / b }')
+        done
+        echo "$line |"
+    done
+done
