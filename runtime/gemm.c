@@ -22,7 +22,12 @@
  * products 1.05-1.9x (bench/conv_bench), and loses 20% on products of 1 MFLOP or less
  * (LeNet-5's conv1 dw chunk 20 x 25 x 576, its last layer's 100 x 10 x 500: about 2 us a
  * call more); with both held to AVX2 it ranges from 0.86x (the dx products of
- * 512-channel layers) to 1.6x, so OpenBLAS keeps AVX2.
+ * 512-channel layers) to 1.6x, so OpenBLAS keeps AVX2, but for the dense layers' products
+ * (nnq_rt_sgemm) of 2 MFLOP or more whose op(A) is A (forward and input gradient): on AMD
+ * Zen 5, one thread, in cache, 1.03-1.08x on every such block of the MLP, LeNet-5 and
+ * VGG-16 (weight gradients, op(A) = A^T, range from 0.90x to 1.05x: OpenBLAS keeps them);
+ * the float MLP's GEMM phase 1.11 -> 1.09 ms at 1 thread and 0.63 -> 0.615 at 2, LeNet-5's
+ * 2.45 -> 2.38 and 1.32 -> 1.28 (alternated runs, 2026-12-04).
  *
  * Small outputs: a product C = A B^T (A not transposed, B transposed: rows of both run
  * along k) of at most DOT_MAX_OUT elements and k >= DOT_MIN_K is computed by dot products
@@ -54,6 +59,7 @@
 static RtLibMode mode = RT_LIB_RULE;
 static _Atomic int wide = -1; /* rt_dnnl_wide(), asked once (any thread may ask first) */
 static _Atomic int blas_fits = -1; /* rt_blas_fits_cpu(), likewise */
+static _Atomic int avx2 = -1;      /* rt_isa() is AVX2, likewise */
 
 void rt_gemm_set_mode(RtLibMode m) {
     mode = m;
@@ -93,6 +99,12 @@ bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k) {
     return rt_gemm_dnnl_sized(m, n, k) || (mode == RT_LIB_RULE && !blas_fits);
 }
 
+bool rt_gemm_dnnl_dense(int32_t transa, int32_t m, int32_t n, int32_t k) {
+    if (mode == RT_LIB_RULE && avx2 < 0)
+        avx2 = rt_isa() == RT_ISA_AVX2;
+    return rt_gemm_dnnl(m, n, k) || (mode == RT_LIB_RULE && avx2 && !transa && 2.0 * m * n * k >= GEMM_DNNL_FLOPS);
+}
+
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at
  * most GEMM_MAX_BLOCKS, a power of two of them, widths a multiple of 16 (every kernel's
  * register tile). (At 4 MFLOP a block, the MLP's 6-MFLOP products ran whole on one
@@ -128,6 +140,7 @@ typedef struct GemmJob {
     float *c;
     int32_t ldc;
     int32_t by_rows, width; /* blocks of `width` rows (by_rows) or columns of C */
+    bool dense;             /* a dense layer's product (nnq_rt_sgemm), not a convolution's */
 } GemmJob;
 
 /* ---- small outputs: C = beta C + A B^T by dot products ---- */
@@ -220,7 +233,7 @@ static void gemm_block(const GemmJob *j, int32_t lo, int32_t hi) {
     }
     if (rt_gemm_dot(j->transa, j->transb, m, n, j->k, j->alpha))
         rt_sgemm_nt_small(m, n, j->k, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
-    else if (rt_gemm_dnnl(m, n, j->k))
+    else if (j->dense ? rt_gemm_dnnl_dense(j->transa, m, n, j->k) : rt_gemm_dnnl(m, n, j->k))
         rt_dnnl_sgemm(j->transa, j->transb, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
     else
         cblas_sgemm(CblasRowMajor, j->transa ? CblasTrans : CblasNoTrans, j->transb ? CblasTrans : CblasNoTrans,
@@ -256,7 +269,7 @@ void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t 
     if (gemm_trivial(transa, transb, m, n, k, alpha, lda, ldb, beta, c, ldc))
         return;
     rt_parallel_init();
-    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0};
+    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0, true};
     /* Cut the dimension whose blocks repack the smaller operand: columns of C (each block
      * repacks all of A, m x k) when m <= n, rows of C (each repacks B) otherwise. */
     j.by_rows = m > n;
@@ -280,7 +293,7 @@ void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32
                      const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc) {
     if (gemm_trivial(transa, transb, m, n, k, alpha, lda, ldb, beta, c, ldc))
         return;
-    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0};
+    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0, false};
     gemm_block(&j, 0, n);
 }
 
