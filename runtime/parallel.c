@@ -8,7 +8,9 @@
  *
  * A job is a range [0, n) of independent items (samples, planes, elements) cut into
  * one contiguous part per thread; the caller and the workers claim parts until none is
- * left, and the caller waits only for parts already being run. Each item is always
+ * left, and the caller waits only for parts already being run. A job of fewer parts than
+ * threads is claimed by the caller and workers 1..parts-1 alone: the other workers see
+ * it and go back to waiting without taking the pool's lock. Each item is always
  * computed whole by one thread, in the same order, so results do not depend on the
  * number of threads or on who ran which part. Between jobs a worker spins for up to
  * 0.2 ms, timed (the next job of a training step usually comes sooner: with 20 us, one
@@ -167,7 +169,19 @@ static void *worker_main(void *arg) {
     uint64_t seen = 0;
     for (;;) {
         /* a short spin first: the next job of a training step usually comes sooner */
-        spin_while_eq(&pool_generation, seen);
+        if (spin_while_eq(&pool_generation, seen)) {
+            /* A job of fewer parts than threads is claimed by the caller and workers
+             * 1..parts-1: the others stay out of the pool's lock (on 16 cores a dense
+             * layer's 4 blocks woke 15 workers, each taking the lock). Read without the
+             * lock, job_parts may already be the next job's; the claims, under the lock,
+             * stay right either way (a part no worker takes, the caller runs). */
+            uint64_t gen = __atomic_load_n(&pool_generation, __ATOMIC_ACQUIRE);
+            if (thread_index >= __atomic_load_n(&job_parts, __ATOMIC_ACQUIRE) &&
+                __atomic_load_n(&pool_generation, __ATOMIC_ACQUIRE) == gen) {
+                seen = gen;
+                continue;
+            }
+        }
         pthread_mutex_lock(&pool_mu);
         while (pool_generation == seen) {
             pool_sleepers++;
@@ -290,7 +304,7 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
     job_fn = fn;
     job_ctx = ctx;
     job_n = n;
-    job_parts = parts;
+    __atomic_store_n(&job_parts, parts, __ATOMIC_RELAXED); /* workers read it unlocked */
     job_align = min_items >= RT_PART_ALIGN ? RT_PART_ALIGN : 1;
     job_next = 0;
     job_active = 0;
