@@ -58,8 +58,7 @@
 
 static RtLibMode mode = RT_LIB_RULE;
 static _Atomic int wide = -1; /* rt_dnnl_wide(), asked once (any thread may ask first) */
-static _Atomic int blas_fits = -1; /* rt_blas_fits_cpu(), likewise */
-static _Atomic int avx2 = -1;      /* rt_isa() is AVX2, likewise */
+static _Atomic int blas_wide = -1; /* OpenBLAS chose AVX2 or AVX-512 kernels, likewise */
 
 void rt_gemm_set_mode(RtLibMode m) {
     mode = m;
@@ -76,13 +75,14 @@ void rt_gemm_set_mode(RtLibMode m) {
  * OpenBLAS loads, names its kernels instead. */
 bool rt_blas_fits_cpu(void) {
     static const char *const wide_cores[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
-    if (rt_isa() == RT_ISA_PORTABLE)
-        return true;
-    const char *core = openblas_get_corename();
-    for (size_t i = 0; core && i < sizeof wide_cores / sizeof wide_cores[0]; i++)
-        if (strcasecmp(core, wide_cores[i]) == 0)
-            return true;
-    return false;
+    if (blas_wide < 0) {
+        const char *core = openblas_get_corename();
+        bool found = false;
+        for (size_t i = 0; core && i < sizeof wide_cores / sizeof wide_cores[0]; i++)
+            found |= strcasecmp(core, wide_cores[i]) == 0;
+        blas_wide = found;
+    }
+    return blas_wide || rt_isa_kernels() == RT_ISA_PORTABLE;
 }
 
 bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k) {
@@ -94,15 +94,12 @@ bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k) {
 }
 
 bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k) {
-    if (mode == RT_LIB_RULE && blas_fits < 0)
-        blas_fits = rt_blas_fits_cpu();
-    return rt_gemm_dnnl_sized(m, n, k) || (mode == RT_LIB_RULE && !blas_fits);
+    return rt_gemm_dnnl_sized(m, n, k) || (mode == RT_LIB_RULE && !rt_blas_fits_cpu());
 }
 
 bool rt_gemm_dnnl_dense(int32_t transa, int32_t m, int32_t n, int32_t k) {
-    if (mode == RT_LIB_RULE && avx2 < 0)
-        avx2 = rt_isa() == RT_ISA_AVX2;
-    return rt_gemm_dnnl(m, n, k) || (mode == RT_LIB_RULE && avx2 && !transa && 2.0 * m * n * k >= GEMM_DNNL_FLOPS);
+    return rt_gemm_dnnl(m, n, k) || (mode == RT_LIB_RULE && rt_isa_kernels() == RT_ISA_AVX2 && !transa &&
+                                     2.0 * m * n * k >= GEMM_DNNL_FLOPS);
 }
 
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at
