@@ -175,8 +175,9 @@ void autodiff_module(IrModule *m);
 void fuse_layers_module(IrModule *m);
 /* fuse.c: builds each parameter's fused kernels from its projection and the optimizer. */
 void fuse_module(IrModule *m);
-/* verify.c: structural checks; false (and messages to `out`) on an internal error. */
-bool verify_module(const IrModule *m, FILE *out);
+/* verify.c: structural checks; false (and messages to `out`) on a failure: an internal
+ * error, or with ir_path (a module read from IR text) that file's error. */
+bool verify_module(const IrModule *m, FILE *out, const char *ir_path);
 /* arch.c: the model file's architecture record up to its ops (docs/model-format.md),
  * from m->eval, in m's arena; *len its bytes. */
 unsigned char *arch_build(const IrModule *m, size_t *len);

@@ -101,10 +101,8 @@ bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const Nn
         c->m = ir ? ir_parse(c->prog, ir, &after, c->diag) : NULL;
         if (!c->m) return false;
         c->m->unshared_memory = o->unshared_memory;
-        if (!verify_module(c->m, stderr)) { /* always: the text may come from anywhere */
-            fprintf(stderr, "nnqc: note: in the module read from %s\n", o->ir_path);
+        if (!verify_module(c->m, stderr, o->ir_path)) /* always: the text may come from anywhere */
             return false; /* not a compiler bug: the text was wrong */
-        }
         first = after + 1;
         if (o->dump_after && !strcmp(o->dump_after, ir_passes[after].name)) /* the IR as read */
             dump(c, o, after);
@@ -114,7 +112,7 @@ bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const Nn
     }
     for (int i = first; i < NPASSES; i++) {
         if (!ir_passes[i].run(c, o)) return false;
-        if (verify && !verify_module(c->m, stderr)) {
+        if (verify && !verify_module(c->m, stderr, NULL)) {
             fprintf(stderr, "nnqc: note: after pass '%s'\n", ir_passes[i].name);
             c->internal_error = true;
             return false;

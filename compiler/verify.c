@@ -1,16 +1,27 @@
 /* verify.c — the IR verifier, run between passes (always with --verify-each, and after
  * every pass in debug builds). Checks SSA order, operand counts and kinds, the shape
  * rules of each op, parameter and batch-norm indices, and that kernels only read
- * inputs they declare. A failure is an internal compiler error, not a user error. Each
- * op's shape rule is the function its row of ir_ops.def names (SHAPE). */
+ * inputs they declare. A failure after a pass is an internal compiler error; in a module
+ * read from IR text (nnqc --from-ir) it is that file's error. Each op's shape rule is
+ * the function its row of ir_ops.def names (SHAPE). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
 
+/* How a failure's line starts: "nnqc: internal error: IR verifier: " after a pass, "PATH:
+ * error: " in a module read from the IR text in PATH. */
+static void lead(FILE *out, const char *ir_path) {
+    if (ir_path)
+        fprintf(out, "%s: error: ", ir_path);
+    else
+        fputs("nnqc: internal error: IR verifier: ", out);
+}
+
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
-        fprintf(out, "nnqc: internal error: IR verifier: " __VA_ARGS__);                          \
+        lead(out, ir_path);                                                                        \
+        fprintf(out, __VA_ARGS__);                                                                 \
         fputc('\n', out);                                                                          \
         return false;                                                                              \
     } while (0)
@@ -24,12 +35,14 @@ typedef struct Check {
     const IrInst *in;
     const IrShape *s, *a, *b;
     FILE *out;
+    const char *ir_path; /* the IR text's file, or NULL after a pass */
 } Check;
 
 /* A rule's failure, located: "@FUNC %I: " and the message. */
 #define FAIL_AT(c, ...)                                                                            \
     do {                                                                                           \
-        fprintf((c)->out, "nnqc: internal error: IR verifier: @%s %%%d: ", (c)->f->name, (c)->i); \
+        lead((c)->out, (c)->ir_path);                                                              \
+        fprintf((c)->out, "@%s %%%d: ", (c)->f->name, (c)->i);                                     \
         fprintf((c)->out, __VA_ARGS__);                                                            \
         fputc('\n', (c)->out);                                                                     \
         return false;                                                                              \
@@ -230,7 +243,7 @@ static ShapeRule *const shape_rules[IR_OP_COUNT] = {
 };
 #undef NONE
 
-static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
+static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out, const char *ir_path) {
     for (int i = 0; i < f->n; i++) {
         const IrInst *in = &f->insts[i];
         int na = ir_op_nargs(in->op);
@@ -238,7 +251,7 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out) {
             if (in->args[k] < 0 || in->args[k] >= i)
                 FAIL("@%s %%%d (%s): operand %d is %%%d, not an earlier value", f->name, i,
                      ir_op_name(in->op), k, in->args[k]);
-        Check c = {.m = m, .f = f, .i = i, .in = in, .s = &in->shape, .out = out,
+        Check c = {.m = m, .f = f, .i = i, .in = in, .s = &in->shape, .out = out, .ir_path = ir_path,
                    .a = na > 0 ? &f->insts[in->args[0]].shape : NULL,
                    .b = na > 1 ? &f->insts[in->args[1]].shape : NULL};
         if (shape_rules[in->op] && !shape_rules[in->op](&c)) return false;
@@ -265,8 +278,8 @@ static bool kernel_closed(const SxPool *p, int root, int nin) {
     return ok;
 }
 
-bool verify_module(const IrModule *m, FILE *out) {
-    if (!verify_func(m, &m->train, out) || !verify_func(m, &m->eval, out)) return false;
+bool verify_module(const IrModule *m, FILE *out, const char *ir_path) {
+    if (!verify_func(m, &m->train, out, ir_path) || !verify_func(m, &m->eval, out, ir_path)) return false;
     if (m->train.loss < 0 || m->train.insts[m->train.loss].op != IR_XENT)
         FAIL("@train has no loss");
     for (int w = 0; w < 2; w++) {
