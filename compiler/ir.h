@@ -176,8 +176,9 @@ void fuse_layers_module(IrModule *m);
 /* fuse.c: builds each parameter's fused kernels from its projection and the optimizer. */
 void fuse_module(IrModule *m);
 /* verify.c: structural checks; false (and messages to `out`) on a failure: an internal
- * error, or with ir_path (a module read from IR text) that file's error. */
-bool verify_module(const IrModule *m, FILE *out, const char *ir_path);
+ * error, or with `text` (the IR text the module was read from) that file's error, at the
+ * instruction. */
+bool verify_module(const IrModule *m, FILE *out, const SourceFile *text);
 /* arch.c: the model file's architecture record up to its ops (docs/model-format.md),
  * from m->eval, in m's arena; *len its bytes. */
 unsigned char *arch_build(const IrModule *m, size_t *len);

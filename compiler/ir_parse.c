@@ -298,6 +298,7 @@ static bool at_ref(Parser *ps, IrInst *in, bool bn) {
 
 static bool parse_inst(Parser *ps, IrFunc *f) {
     IrModule *m = ps->m;
+    SrcLoc at = here(ps); /* where the verifier locates this instruction's failures */
     int id = -1;
     if (*ps->p == '%') {
         int64_t v;
@@ -316,6 +317,7 @@ static bool parse_inst(Parser *ps, IrFunc *f) {
     IrInst in;
     memset(&in, 0, sizeof in);
     in.op = (IrOp)op;
+    in.loc = at;
     in.args[0] = in.args[1] = in.args[2] = -1;
     int na = ir_op_nargs(in.op);
     for (int k = 0; k < na; k++)

@@ -101,7 +101,7 @@ bool nnq_compile(NnqCompilation *c, const char *path, const char *text, const Nn
         c->m = ir ? ir_parse(c->prog, ir, &after, c->diag) : NULL;
         if (!c->m) return false;
         c->m->unshared_memory = o->unshared_memory;
-        if (!verify_module(c->m, stderr, o->ir_path)) /* always: the text may come from anywhere */
+        if (!verify_module(c->m, stderr, ir)) /* always: the text may come from anywhere */
             return false; /* not a compiler bug: the text was wrong */
         first = after + 1;
         if (o->dump_after && !strcmp(o->dump_after, ir_passes[after].name)) /* the IR as read */

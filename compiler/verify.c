@@ -4,25 +4,45 @@
  * inputs they declare. A failure after a pass is an internal compiler error; in a module
  * read from IR text (nnqc --from-ir) it is that file's error. Each op's shape rule is
  * the function its row of ir_ops.def names (SHAPE). */
+#define _GNU_SOURCE /* vasprintf */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
 
-/* How a failure's line starts: "nnqc: internal error: IR verifier: " after a pass, "PATH:
- * error: " in a module read from the IR text in PATH. */
-static void lead(FILE *out, const char *ir_path) {
-    if (ir_path)
-        fprintf(out, "%s: error: ", ir_path);
-    else
-        fputs("nnqc: internal error: IR verifier: ", out);
+/* A failure's report: after a pass, an internal error ("nnqc: internal error: IR
+ * verifier: MSG"); in a module read from IR text (`text`), that file's error, located at
+ * the instruction where there is one (FILE:LINE:COL, the line and a caret). */
+static void report(FILE *out, const SourceFile *text, const IrInst *in, const char *msg) {
+    if (!text) {
+        fprintf(out, "nnqc: internal error: IR verifier: %s\n", msg);
+    } else if (in && in->loc.file == text) {
+        Diag *d = diag_new(out);
+        diag_error(d, in->loc, "%s", msg);
+        diag_free(d);
+    } else {
+        fprintf(out, "%s: error: %s\n", text->path, msg);
+    }
+}
+
+/* The message of a failure, formatted (NULL when out of memory). */
+static char *message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *message(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    va_end(ap);
+    return s;
 }
 
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
-        lead(out, ir_path);                                                                        \
-        fprintf(out, __VA_ARGS__);                                                                 \
-        fputc('\n', out);                                                                          \
+        char *msg_ = message(__VA_ARGS__);                                                         \
+        report(out, text, NULL, msg_ ? msg_ : "out of memory");                                    \
+        free(msg_);                                                                                \
         return false;                                                                              \
     } while (0)
 
@@ -35,16 +55,17 @@ typedef struct Check {
     const IrInst *in;
     const IrShape *s, *a, *b;
     FILE *out;
-    const char *ir_path; /* the IR text's file, or NULL after a pass */
+    const SourceFile *text; /* the IR text the module was read from, or NULL after a pass */
 } Check;
 
 /* A rule's failure, located: "@FUNC %I: " and the message. */
 #define FAIL_AT(c, ...)                                                                            \
     do {                                                                                           \
-        lead((c)->out, (c)->ir_path);                                                              \
-        fprintf((c)->out, "@%s %%%d: ", (c)->f->name, (c)->i);                                     \
-        fprintf((c)->out, __VA_ARGS__);                                                            \
-        fputc('\n', (c)->out);                                                                     \
+        char *msg_ = message(__VA_ARGS__);                                                         \
+        char *at_ = message("@%s %%%d: %s", (c)->f->name, (c)->i, msg_ ? msg_ : "out of memory");  \
+        report((c)->out, (c)->text, (c)->in, at_ ? at_ : "out of memory");                         \
+        free(msg_);                                                                                \
+        free(at_);                                                                                 \
         return false;                                                                              \
     } while (0)
 
@@ -243,7 +264,7 @@ static ShapeRule *const shape_rules[IR_OP_COUNT] = {
 };
 #undef NONE
 
-static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out, const char *ir_path) {
+static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out, const SourceFile *text) {
     for (int i = 0; i < f->n; i++) {
         const IrInst *in = &f->insts[i];
         int na = ir_op_nargs(in->op);
@@ -251,7 +272,7 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out, const cha
             if (in->args[k] < 0 || in->args[k] >= i)
                 FAIL("@%s %%%d (%s): operand %d is %%%d, not an earlier value", f->name, i,
                      ir_op_name(in->op), k, in->args[k]);
-        Check c = {.m = m, .f = f, .i = i, .in = in, .s = &in->shape, .out = out, .ir_path = ir_path,
+        Check c = {.m = m, .f = f, .i = i, .in = in, .s = &in->shape, .out = out, .text = text,
                    .a = na > 0 ? &f->insts[in->args[0]].shape : NULL,
                    .b = na > 1 ? &f->insts[in->args[1]].shape : NULL};
         if (shape_rules[in->op] && !shape_rules[in->op](&c)) return false;
@@ -278,8 +299,8 @@ static bool kernel_closed(const SxPool *p, int root, int nin) {
     return ok;
 }
 
-bool verify_module(const IrModule *m, FILE *out, const char *ir_path) {
-    if (!verify_func(m, &m->train, out, ir_path) || !verify_func(m, &m->eval, out, ir_path)) return false;
+bool verify_module(const IrModule *m, FILE *out, const SourceFile *text) {
+    if (!verify_func(m, &m->train, out, text) || !verify_func(m, &m->eval, out, text)) return false;
     if (m->train.loss < 0 || m->train.insts[m->train.loss].op != IR_XENT)
         FAIL("@train has no loss");
     for (int w = 0; w < 2; w++) {

@@ -9,7 +9,7 @@
 #    program, byte for byte;
 #  - IR text cut anywhere (64 places of a whole module) and with bytes changed is
 #    refused with a located error or read, never a crash; a module that reads but does
-#    not verify is the file's error, not an internal one.
+#    not verify is the file's error at the instruction, not an internal one.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -62,10 +62,11 @@ done
 [ $crashed = 0 ] && ok "cut and changed IR: no crash ($refused of 64 cuts refused with a located error)" || bad "$crashed cut or changed IR files crashed nnqc"
 
 # a module that reads but does not verify (a product's shape changed): that file's error
-# naming the instruction, exit 1, not an internal error
+# at the instruction (its line, a caret), exit 1, not an internal error
 sed 's/^\(  %4 = matmul %2, %3 : f32\[N, \)300\]/\1301]/' fashion_mlp_float.ir > shape.ir
 "$NNQC" --from-ir shape.ir --emit=ir > /dev/null 2> err; rc=$?
-! cmp -s fashion_mlp_float.ir shape.ir && [ $rc = 1 ] && grep -q '^shape.ir: error: @train %4: matmul shapes do not agree$' err &&
+! cmp -s fashion_mlp_float.ir shape.ir && [ $rc = 1 ] && grep -q '^shape.ir:19:3: error: @train %4: matmul shapes do not agree$' err &&
+    grep -q '^ *\^$' err &&
     ! grep -q 'internal error' err && ok "IR that does not verify: the file's error at its instruction" ||
     { cat err; bad "IR that does not verify (exit $rc)"; }
 echo "$pass passed, $fails failed"
