@@ -16,8 +16,9 @@
 #   - each phase's speed-up over the first count (runtime/phases.def), so the phase that
 #     stops scaling is named.
 # bench/run measures 1 thread and every CPU; this fills in the counts between, for the
-# many-core machines a 2-core one cannot show. --isa avx2: as bench/run's. Not a test: it
-# prints numbers. About a minute on 2 cores; a few on 16.
+# many-core machines a 2-core one cannot show (bench/bundle.sh takes this build to one
+# without nnq's packages). --isa avx2: as bench/run's. Not a test: it prints numbers.
+# About a minute on 2 cores; a few on 16.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -34,7 +35,8 @@ while [ $# -gt 0 ]; do
     *) echo "usage: bench/thread_scaling.sh [--isa avx2] [--only W,W...] [--torch] [THREADS...]" >&2; exit 2 ;;
     esac
 done
-source "$root/tools/setup.sh" > /dev/null
+if [ -n "${NNQ_PREBUILT:-}" ]; then NNQ_BUILD_DIR="$NNQ_PREBUILT"   # a build from elsewhere (bench/bundle.sh): no set-up
+else source "$root/tools/setup.sh" > /dev/null; fi
 B="$NNQ_BUILD_DIR"
 NNQC="$B/compiler/nnqc"
 . "$root/tests/e2e/lib.sh"
