@@ -5,8 +5,8 @@
 # every CPU), with --profile:
 #   - the GEMM floor at that count (build/bench/machine: the faster of OpenBLAS on its own
 #     threads and nnq_rt_sgemm on the pool, 1024^3) and its speed-up over the first count;
-#   - for each workload (lenet5_pmf: binary PMF LeNet-5 on a Fashion-MNIST subset, batch
-#     100; vgg16_pmf and resnet18_md: binary PMF VGG-16 and MD-tanh-S ResNet-18 on
+#   - for each workload (mlp_pmf and lenet5_pmf: binary PMF LeNet-300-100 (bench/run's MLP)
+#     and LeNet-5 on a Fashion-MNIST subset, batch 100; vgg16_pmf and resnet18_md: binary PMF VGG-16 and MD-tanh-S ResNet-18 on
 #     synthetic CIFAR files, a few iterations at batch 128; --only picks some): ms per
 #     training iteration (the first left out, bench/lib.sh's profile_ms), the speed-up
 #     over the first count, the efficiency per thread, and the step's ratio to the GEMM
@@ -23,7 +23,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 . "$here/lib.sh"
-workloads=(lenet5_pmf vgg16_pmf resnet18_md)
+workloads=(mlp_pmf lenet5_pmf vgg16_pmf resnet18_md)
 counts=()
 torch=0
 while [ $# -gt 0 ]; do
@@ -47,16 +47,19 @@ if [ ${#counts[@]} -eq 0 ]; then
     counts+=("$N")
 fi
 
-make_subset "$tmp" 12000 1000                 # LeNet-5: 60 training iterations
+make_subset "$tmp" 12000 1000                 # the MLP and LeNet-5: 60 training iterations
 mkdir -p "$tmp/cifar-10-batches-bin"
 "$B/tests/e2e/make_cifar" "$tmp/cifar-10-batches-bin" 10 256 256 > /dev/null   # 5 iterations at 128
-declare -A src=([lenet5_pmf]=fashion_lenet5_pmf [vgg16_pmf]=cifar10_vgg16_pmf [resnet18_md]=cifar10_resnet18_md)
-declare -A val=([lenet5_pmf]=6000 [vgg16_pmf]=640 [resnet18_md]=640)
-declare -A tnet=([lenet5_pmf]=lenet5 [vgg16_pmf]=vgg16 [resnet18_md]=resnet18)
+m="$here/methods/pmf.nnq"   # bench/run's MLP: bench/methods/common.nnq with PMF
+sed -e "s|@QUANT@|$(sed -n 's/^# quant: //p' "$m")|g" -e "s|@BETA@|$(sed -n 's/^# beta: //p' "$m")|" \
+    "$here/methods/common.nnq" > "$tmp/src_mlp_pmf.nnq"
+declare -A src=([mlp_pmf]="$tmp/src_mlp_pmf.nnq" [lenet5_pmf]="$root/examples/fashion_lenet5_pmf.nnq"
+                [vgg16_pmf]="$root/examples/cifar10_vgg16_pmf.nnq" [resnet18_md]="$root/examples/cifar10_resnet18_md.nnq")
+declare -A val=([mlp_pmf]=6000 [lenet5_pmf]=6000 [vgg16_pmf]=640 [resnet18_md]=640)
+declare -A tnet=([mlp_pmf]=mlp [lenet5_pmf]=lenet5 [vgg16_pmf]=vgg16 [resnet18_md]=resnet18)
 for w in "${workloads[@]}"; do
-    [ -n "${src[$w]:-}" ] || { echo "thread_scaling: no workload '$w' (lenet5_pmf, vgg16_pmf, resnet18_md)" >&2; exit 2; }
-    sed -e '/^ *checkpoint /d' -e '/^ *save /d' -e "s/^\( *validation *= *\).*/\1${val[$w]}/" \
-        "$root/examples/${src[$w]}.nnq" > "$tmp/$w.nnq"
+    [ -n "${src[$w]:-}" ] || { echo "thread_scaling: no workload '$w' (mlp_pmf, lenet5_pmf, vgg16_pmf, resnet18_md)" >&2; exit 2; }
+    sed -e '/^ *checkpoint /d' -e '/^ *save /d' -e "s/^\( *validation *= *\).*/\1${val[$w]}/" "${src[$w]}" > "$tmp/$w.nnq"
 done
 py=""
 if [ $torch = 1 ]; then
