@@ -97,6 +97,20 @@ bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k) {
     return rt_gemm_dnnl_sized(m, n, k) || (mode == RT_LIB_RULE && !rt_blas_fits_cpu());
 }
 
+void rt_gemm_describe(FILE *out) {
+    const char *core = openblas_get_corename();
+    if (!rt_blas_fits_cpu())
+        fprintf(out, "matrix products: oneDNN's sgemm (OpenBLAS chose its %s kernels, narrower than the CPU; "
+                     "OPENBLAS_CORETYPE names others)\n", core ? core : "?");
+    else if (rt_dnnl_wide())
+        fprintf(out, "matrix products: oneDNN's sgemm from 2 MFLOP, OpenBLAS's %s kernels below\n", core ? core : "?");
+    else if (rt_isa_kernels() == RT_ISA_AVX2)
+        fprintf(out, "matrix products: OpenBLAS's %s kernels, oneDNN's sgemm for a dense layer's forward and "
+                     "input gradient from 2 MFLOP\n", core ? core : "?");
+    else
+        fprintf(out, "matrix products: OpenBLAS's %s kernels\n", core ? core : "?");
+}
+
 bool rt_gemm_dnnl_dense(int32_t transa, int32_t m, int32_t n, int32_t k) {
     return rt_gemm_dnnl(m, n, k) || (mode == RT_LIB_RULE && rt_isa_kernels() == RT_ISA_AVX2 && !transa &&
                                      2.0 * m * n * k >= GEMM_DNNL_FLOPS);

@@ -341,6 +341,7 @@ static void profile_report(NnqRun *run) {
     struct rusage ru;
     double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024 : -1; /* KiB -> MiB */
     printf("peak resident memory: %.1f MiB\n", rss);
+    rt_gemm_describe(stdout);
     snprintf(line + len, sizeof line - len, ",\"peak_rss_mib\":%.1f}", rss);
     if (run->metrics)
         metrics_line(run, line);

@@ -3,8 +3,9 @@
 # code has no AVX-512 register under avx2 and no AVX one under portable (and AVX-512
 # registers without it, where the CPU has them); a held run compiles anew rather than
 # take the wider code from the compiled-code cache; LeNet-5 trains at each level (the
-# runtime's kernels per level: tests/runtime/test_isa.c) and says which it ran; a value
-# that names no level is refused before anything runs.
+# runtime's kernels per level: tests/runtime/test_isa.c) and says which it ran; with
+# OpenBLAS's kernels narrower than the CPU it trains as well, its products through oneDNN,
+# and --profile says so; a value that names no level is refused before anything runs.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -56,6 +57,19 @@ done
 levels=$(for isa in $top avx2 portable; do held $isa; done | sort -u | wc -l)
 [ "$(ls cache | wc -l)" = "$levels" ] || fail "$levels levels compiled, $(ls cache | wc -l) cache files"
 checks=$((checks + 1))
+
+# OpenBLAS's kernels narrower than the CPU (an OpenBLAS older than the CPU chooses its SSE3
+# ones): every product through oneDNN, the run as accurate, and --profile says so
+if [ $top != portable ]; then
+    OPENBLAS_CORETYPE=Prescott "$NNQC" run l.nnq --data-dir "$tmp" --epochs 1 --progress=lines --profile \
+        --metrics generic.jsonl > generic.out 2>&1 || { cat generic.out; fail "OpenBLAS's Prescott kernels: the run failed"; }
+    grep -q "^matrix products: oneDNN's sgemm (OpenBLAS chose its Prescott kernels, narrower than the CPU" generic.out ||
+        fail "OpenBLAS's Prescott kernels: $(grep 'matrix products' generic.out)"
+    hard=$(json_field generic.jsonl test_acc_hard)
+    ge "$hard" 0.6 || fail "OpenBLAS's Prescott kernels: hard-quantized test accuracy $hard < 0.6 after 25 iterations"
+    grep -q "^matrix products: .*OpenBLAS's [A-Za-z]* kernels" $top.out || fail "--profile names no library: $(grep 'matrix products' $top.out)"
+    checks=$((checks + 1))
+fi
 
 # a value that names no level
 rm -f lenet5_binary.nnqm
