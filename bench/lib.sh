@@ -8,6 +8,41 @@ isa_avx2() {
     export GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD
 }
 
+# json_num JSON KEY: the number KEY has in a one-line JSON object (bench/machine's).
+json_num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" <<< "$1" | head -1; }
+
+# gemm_floor FLOORS N: the GEMM floor in bench/machine's JSON at thread count N (1 or T):
+# the faster of OpenBLAS on its own threads and nnq_rt_sgemm (oneDNN's sgemm where it
+# runs AVX-512 code), so a library nnq does not use cannot lower it (Debian 12's OpenBLAS
+# runs AVX2 kernels on AMD Zen 4 and 5: half of oneDNN's rate there).
+gemm_floor() {
+    awk -v a="$(json_num "$1" "sgemm_gflops_$2")" -v b="$(json_num "$1" "nnq_sgemm_gflops_$2")" 'BEGIN { print (a > b ? a : b) }'
+}
+
+# bench_program SOURCE VALIDATION OUT: a benchmark copy of a program (no checkpoints, no
+# model file, VALIDATION images of the data subset for validation).
+bench_program() {
+    sed -e '/^ *checkpoint /d' -e '/^ *save /d' -e "s/^\( *validation *= *\).*/\1$2/" "$1" > "$3"
+}
+
+# method_mlp METHOD OUT: bench/methods/common.nnq (LeNet-300-100) with the projection and
+# beta schedule of bench/methods/METHOD.nnq.
+method_mlp() {
+    local dir f
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; f="$dir/methods/$1.nnq"
+    sed -e "s|@QUANT@|$(sed -n 's/^# quant: //p' "$f")|g" -e "s|@BETA@|$(sed -n 's/^# beta: //p' "$f")|" \
+        "$dir/methods/common.nnq" > "$2"
+}
+
+# torch_python: a python3 that imports torch (Debian's python3-torch lives in the system
+# python), or nothing.
+torch_python() {
+    local cand
+    for cand in /usr/bin/python3 python3; do
+        if command -v "$cand" > /dev/null && "$cand" -c 'import torch' 2> /dev/null; then echo "$cand"; return; fi
+    done
+}
+
 # profile_ms LINE [PHASE]: from a --profile metrics line (its "profile" JSON object),
 # milliseconds per training iteration from the second iteration's start to the last
 # one's (the first pays for first touches of memory; what follows the last, the final

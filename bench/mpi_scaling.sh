@@ -24,9 +24,8 @@ T=$(nproc)
 make_subset "$tmp" 12000 1000
 mkdir -p "$tmp/cifar-10-batches-bin"
 "$NNQ_BUILD_DIR/tests/e2e/make_cifar" "$tmp/cifar-10-batches-bin" 10 256 256 > /dev/null
-bench_copy() { sed -e '/^ *checkpoint /d' -e '/^ *save /d' -e "s/^\( *validation *= *\).*/\1$3/" "$2" > "$tmp/$1.nnq"; }
-bench_copy lenet5 "$root/examples/fashion_lenet5_pmf.nnq" 6000
-bench_copy vgg16 "$root/examples/cifar10_vgg16_pmf.nnq" 640
+bench_program "$root/examples/fashion_lenet5_pmf.nnq" 6000 "$tmp/lenet5.nnq"
+bench_program "$root/examples/cifar10_vgg16_pmf.nnq" 640 "$tmp/vgg16.nnq"
 
 echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $T CPUs; $(mpirun --version | head -1)"
 echo

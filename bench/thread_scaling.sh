@@ -50,32 +50,26 @@ fi
 make_subset "$tmp" 12000 1000                 # the MLP and LeNet-5: 60 training iterations
 mkdir -p "$tmp/cifar-10-batches-bin"
 "$B/tests/e2e/make_cifar" "$tmp/cifar-10-batches-bin" 10 256 256 > /dev/null   # 5 iterations at 128
-m="$here/methods/pmf.nnq"   # bench/run's MLP: bench/methods/common.nnq with PMF
-sed -e "s|@QUANT@|$(sed -n 's/^# quant: //p' "$m")|g" -e "s|@BETA@|$(sed -n 's/^# beta: //p' "$m")|" \
-    "$here/methods/common.nnq" > "$tmp/src_mlp_pmf.nnq"
+method_mlp pmf "$tmp/src_mlp_pmf.nnq"   # bench/run's MLP
 declare -A src=([mlp_pmf]="$tmp/src_mlp_pmf.nnq" [lenet5_pmf]="$root/examples/fashion_lenet5_pmf.nnq"
                 [vgg16_pmf]="$root/examples/cifar10_vgg16_pmf.nnq" [resnet18_md]="$root/examples/cifar10_resnet18_md.nnq")
 declare -A val=([mlp_pmf]=6000 [lenet5_pmf]=6000 [vgg16_pmf]=640 [resnet18_md]=640)
 declare -A tnet=([mlp_pmf]=mlp [lenet5_pmf]=lenet5 [vgg16_pmf]=vgg16 [resnet18_md]=resnet18)
 for w in "${workloads[@]}"; do
     [ -n "${src[$w]:-}" ] || { echo "thread_scaling: no workload '$w' (mlp_pmf, lenet5_pmf, vgg16_pmf, resnet18_md)" >&2; exit 2; }
-    sed -e '/^ *checkpoint /d' -e '/^ *save /d' -e "s/^\( *validation *= *\).*/\1${val[$w]}/" "${src[$w]}" > "$tmp/$w.nnq"
+    bench_program "${src[$w]}" "${val[$w]}" "$tmp/$w.nnq"
 done
 py=""
 if [ $torch = 1 ]; then
-    for cand in /usr/bin/python3 python3; do
-        if command -v "$cand" > /dev/null && "$cand" -c 'import torch' 2> /dev/null; then py=$cand; break; fi
-    done
+    py=$(torch_python)
     [ -n "$py" ] || echo "thread_scaling: --torch: no python3 with torch here; no PyTorch column" >&2
 fi
 
-num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" <<< "$1" | head -1; }
-fmax() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $N CPUs; ISA: $(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || echo AVX2)${NNQ_ISA:+ (held to NNQ_ISA=$NNQ_ISA)}"
 declare -A floor gflop ms prof tms
 for t in "${counts[@]}"; do
     f=$("$B/bench/machine" "$t")
-    floor[$t]=$(fmax "$(num "$f" sgemm_gflops_T)" "$(num "$f" nnq_sgemm_gflops_T)")
+    floor[$t]=$(gemm_floor "$f" T)
 done
 echo "OpenBLAS's kernels: $(sed -n 's/.*"openblas_core":"\([^"]*\)".*/\1/p' <<< "$f")"
 echo
