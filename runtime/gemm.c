@@ -66,6 +66,11 @@ void rt_gemm_set_mode(RtLibMode m) {
 
 #define GEMM_DNNL_FLOPS 2e6
 
+/* A product large enough for oneDNN's sgemm (where a rule gives it those). */
+static bool dnnl_sized(int32_t m, int32_t n, int32_t k) {
+    return 2.0 * m * n * k >= GEMM_DNNL_FLOPS;
+}
+
 /* Whether OpenBLAS runs kernels as wide as the level nnq runs (rt_isa): on an AVX2 or
  * AVX-512 level, one of its AVX2 or AVX-512 kernels. OpenBLAS chooses by CPU model when
  * it loads, and one older than the CPU falls back to its SSE3 kernels ("Prescott"): Debian
@@ -90,30 +95,33 @@ bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k) {
         return mode == RT_LIB_ALWAYS;
     if (wide < 0)
         wide = rt_dnnl_wide();
-    return wide && 2.0 * m * n * k >= GEMM_DNNL_FLOPS;
+    return wide && dnnl_sized(m, n, k);
 }
 
 bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k) {
     return rt_gemm_dnnl_sized(m, n, k) || (mode == RT_LIB_RULE && !rt_blas_fits_cpu());
 }
 
-void rt_gemm_describe(FILE *out) {
-    const char *core = openblas_get_corename();
-    if (!rt_blas_fits_cpu())
-        fprintf(out, "matrix products: oneDNN's sgemm (OpenBLAS chose its %s kernels, narrower than the CPU; "
-                     "OPENBLAS_CORETYPE names others)\n", core ? core : "?");
-    else if (rt_dnnl_wide())
-        fprintf(out, "matrix products: oneDNN's sgemm from 2 MFLOP, OpenBLAS's %s kernels below\n", core ? core : "?");
-    else if (rt_isa_kernels() == RT_ISA_AVX2)
-        fprintf(out, "matrix products: OpenBLAS's %s kernels, oneDNN's sgemm for a dense layer's forward and "
-                     "input gradient from 2 MFLOP\n", core ? core : "?");
-    else
-        fprintf(out, "matrix products: OpenBLAS's %s kernels\n", core ? core : "?");
+bool rt_gemm_dnnl_dense(int32_t transa, int32_t m, int32_t n, int32_t k) {
+    return rt_gemm_dnnl(m, n, k) ||
+           (mode == RT_LIB_RULE && rt_isa_kernels() == RT_ISA_AVX2 && !transa && dnnl_sized(m, n, k));
 }
 
-bool rt_gemm_dnnl_dense(int32_t transa, int32_t m, int32_t n, int32_t k) {
-    return rt_gemm_dnnl(m, n, k) || (mode == RT_LIB_RULE && rt_isa_kernels() == RT_ISA_AVX2 && !transa &&
-                                     2.0 * m * n * k >= GEMM_DNNL_FLOPS);
+/* The rule above in words, for --profile (the same cases in the same order). */
+void rt_gemm_describe(FILE *out) {
+    const char *core = openblas_get_corename();
+    core = core ? core : "?";
+    double mflop = GEMM_DNNL_FLOPS / 1e6;
+    if (!rt_blas_fits_cpu())
+        fprintf(out, "matrix products: oneDNN's sgemm (OpenBLAS chose its %s kernels, narrower than the CPU; "
+                     "OPENBLAS_CORETYPE names others)\n", core);
+    else if (rt_dnnl_wide())
+        fprintf(out, "matrix products: oneDNN's sgemm from %g MFLOP, OpenBLAS's %s kernels below\n", mflop, core);
+    else if (rt_isa_kernels() == RT_ISA_AVX2)
+        fprintf(out, "matrix products: OpenBLAS's %s kernels, oneDNN's sgemm for a dense layer's forward and "
+                     "input gradient from %g MFLOP\n", core, mflop);
+    else
+        fprintf(out, "matrix products: OpenBLAS's %s kernels\n", core);
 }
 
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at

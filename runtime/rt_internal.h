@@ -283,10 +283,10 @@ bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k);
 /* rt_gemm_dnnl for a block of a dense layer's product (nnq_rt_sgemm), which with AVX2 code
  * also gives oneDNN those of 2 MFLOP or more whose op(A) is A. */
 bool rt_gemm_dnnl_dense(int32_t transa, int32_t m, int32_t n, int32_t k);
+bool rt_blas_fits_cpu(void);
 /* gemm.c: one line saying which libraries (and OpenBLAS's kernels) the products go to,
  * for --profile's report. */
 void rt_gemm_describe(FILE *out);
-bool rt_blas_fits_cpu(void);
 /* gemm.c's small-output products (its header): whether the rule gives it this product, and
  * the kernel itself, C [m x n] = beta C + A B^T (A m x k, B n x k, row-major). */
 bool rt_gemm_dot(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha);
