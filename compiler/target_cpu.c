@@ -8,9 +8,11 @@
  *            samples on the thread pool), the depthwise ones runtime/dwconv.c's; pooling:
  *            the runtime's kernels. The rest is generated here: elementwise ops and
  *            dropout as loops outlined for the thread pool (nnq_rt_parallel_for);
- *            per-channel ops (bias, batch norm) over ranges of channels, their sums
- *            through nnq_rt_chan_reduce and batch norm's stages through nnq_rt_bn_run;
- *            the loss row by row;
+ *            per-channel ops (bias, batch norm) over ranges of channels: bias_add's
+ *            loop; batch norm's a loop over groups of channels calling the runtime
+ *            (runtime/chan.c: the sums, nnq_rt_chan_reduce; the per-channel
+ *            statistics, nnq_rt_bn_stats; the elementwise pass, nnq_rt_bn_apply), its
+ *            stages through nnq_rt_bn_run; the loss row by row;
  *   kernels  a fused kernel is core(begin, end, noalias buffers..., scalars...), the
  *            loop (or, for a kernel of stages, a loop per stage over each block), and
  *            shape(table, count, scalars...), which runs it on the thread pool; each
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nnq_rt.h"
 #include "target.h"
 
 /* ---------- memory ---------- */
@@ -39,7 +42,7 @@ static LLVMValueRef cpu_buffer(Cg *cg, const char *name, int64_t count, LLVMType
  * i64 (pointers through ptrtoint, f32 through its bits, i1 widened); par_begin hands
  * back the body's copies in place. Every iteration is computed by one thread, so
  * results do not depend on the thread count. */
-#define PAR_MAX_VALS 11
+#define PAR_MAX_VALS 15
 
 typedef struct ParLoop {
     LLVMValueRef outer_fn, body_fn;
@@ -293,15 +296,25 @@ static void cpu_dropout(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     par_end(cg, &p);
 }
 
-/* bias_add: over ranges of channels, b[c] loaded once per channel and row. */
+/* bias_add: over ranges of channels, b[c] loaded once per channel and row; one body for
+ * every instruction of a layout (dense, or with trailing dims), the shape in its context. */
 static void cpu_bias_add(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrShape *as = arg_shape(fc, i, 0);
-    LLVMValueRef v[4] = {arg_val(fc, i, 0), arg_val(fc, i, 1), out, fc->n};
-    ParLoop p = par_chan_begin(cg, "par.bias", as, v, 4);
-    ChanLoop l = chan_begin_with(cg, v[3], p.begin, p.end, chan_shape(cg, as), &v[1], 1);
-    stf(cg, v[2], l.k, LLVMBuildFAdd(cg->b, ldf(cg, v[0], l.k), l.cv[0], ""));
-    chan_end(cg, &l);
-    par_end(cg, &p);
+    int64_t S = chan_inner(as), per = cg->batch * S;
+    LLVMValueRef outer[6] = {arg_val(fc, i, 0), arg_val(fc, i, 1), out, fc->n, ci64(cg, as->d[1]), ci64(cg, S)};
+    const char *name = S > 1 ? "par.bias.s" : "par.bias";
+    LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
+    if (!body) {
+        LLVMValueRef v[6];
+        memcpy(v, outer, sizeof v);
+        ParLoop p = par_range_begin(cg, name, outer[4], 1, v, 6);
+        ChanLoop l = chan_begin_with(cg, v[3], p.begin, p.end, (ChanShape){v[4], v[5], S > 1}, &v[1], 1);
+        stf(cg, v[2], l.k, LLVMBuildFAdd(cg->b, ldf(cg, v[0], l.k), l.cv[0], ""));
+        chan_end(cg, &l);
+        par_finish(cg, &p);
+        body = p.body_fn;
+    }
+    par_call(cg, body, outer[4], per >= 65536 ? 1 : 65536 / per, outer, 6);
 }
 
 /* bias_grad: per-channel sums over ranges of channels. */
@@ -338,42 +351,36 @@ static LLVMValueRef in_stage(Cg *cg, LLVMValueRef stage, int k) {
                        LLVMBuildICmp(cg->b, LLVMIntEQ, stage, ci64(cg, k), ""), "");
 }
 
+/* nnq_rt_bn_stats (runtime/chan.c) for channels [c0, c1); NULL pointers pass as null. */
+static void bn_stats(Cg *cg, int32_t what, LLVMValueRef nf, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef sum1,
+                     LLVMValueRef sum2, LLVMValueRef mean, LLVMValueRef scale, LLVMValueRef rmean, LLVMValueRef rvar) {
+    LLVMValueRef null = LLVMConstNull(cg->tp);
+    LLVMValueRef args[10] = {ci32(cg, what), nf, LLVMBuildTrunc(cg->b, c0, cg->ti32, ""), LLVMBuildTrunc(cg->b, c1, cg->ti32, ""),
+                             sum1 ? sum1 : null, sum2 ? sum2 : null, mean ? mean : null, scale ? scale : null,
+                             rmean ? rmean : null, rvar ? rvar : null};
+    cg_rt_call(cg, "nnq_rt_bn_stats", args, 10);
+}
+
 /* Batch statistics of x (n rows here, nf values per channel in the whole batch) for the
  * channels [c0, c1) (dim 1, over n and the trailing dims): bn[4] = sum x, bn[2] = mean,
  * bn[5] = sum (x - mean)^2, bn[3] = 1/sqrt(var + 1e-5) with the biased variance. train:
  * the running statistics move towards the batch's (momentum 0.1, unbiased variance);
  * otherwise (calibration) the batch's mean and unbiased variance are added to the hard
- * statistics bn[6], bn[7]. Stages 1, 2 and 3 as above. */
+ * statistics bn[6], bn[7]. Stages 1, 2 and 3 as above. The sums and the per-channel
+ * arithmetic are the runtime's (runtime/chan.c). */
 static void bn_batch_stats(Cg *cg, ChanShape as, LLVMValueRef A, LLVMValueRef bias, LLVMValueRef *bn, LLVMValueRef n,
                            LLVMValueRef nf, LLVMValueRef c0, LLVMValueRef c1, bool train, LLVMValueRef stage) {
-    LLVMBuilderRef b = cg->b;
     LLVMBasicBlockRef join;
     cg_if_begin(cg, in_stage(cg, stage, 1), &join);
     chan_sums(cg, CHAN_SUM, as, A, NULL, bias, NULL, NULL, n, c0, c1, bn[4], NULL);
     cg_if_end(cg, join);
     cg_if_begin(cg, in_stage(cg, stage, 2), &join);
-    Loop j2 = cg_loop_begin(cg, c0, c1, "chan");
-    stf(cg, bn[2], j2.iv, LLVMBuildFDiv(b, ldf(cg, bn[4], j2.iv), nf, ""));
-    cg_loop_end(cg, &j2);
+    bn_stats(cg, NNQ_BN_MEANS, nf, c0, c1, bn[4], NULL, bn[2], NULL, NULL, NULL);
     chan_sums(cg, CHAN_SQDEV, as, A, NULL, bias, bn[2], NULL, n, c0, c1, bn[5], NULL);
     cg_if_end(cg, join);
     cg_if_begin(cg, in_stage(cg, stage, 3), &join);
-    LLVMValueRef unb = LLVMBuildFDiv(b, nf, fmaxv(cg, LLVMBuildFSub(b, nf, cf32(cg, 1), ""), cf32(cg, 1)), "");
-    Loop j4 = cg_loop_begin(cg, c0, c1, "chan");
-    LLVMValueRef var = LLVMBuildFDiv(b, ldf(cg, bn[5], j4.iv), nf, "");
-    LLVMValueRef ve = LLVMBuildFAdd(b, var, cf32(cg, 1e-5), "");
-    stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), cg_intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1), ""));
-    LLVMValueRef uvar = LLVMBuildFMul(b, var, unb, "");
-    if (train) {
-        stf(cg, bn[0], j4.iv, LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[0], j4.iv), ""),
-                                          LLVMBuildFMul(b, cf32(cg, 0.1), ldf(cg, bn[2], j4.iv), ""), ""));
-        stf(cg, bn[1], j4.iv, LLVMBuildFAdd(b, LLVMBuildFMul(b, cf32(cg, 0.9), ldf(cg, bn[1], j4.iv), ""),
-                                          LLVMBuildFMul(b, cf32(cg, 0.1), uvar, ""), ""));
-    } else {
-        stf(cg, bn[6], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[6], j4.iv), ldf(cg, bn[2], j4.iv), ""));
-        stf(cg, bn[7], j4.iv, LLVMBuildFAdd(b, ldf(cg, bn[7], j4.iv), uvar, ""));
-    }
-    cg_loop_end(cg, &j4);
+    bn_stats(cg, train ? NNQ_BN_TRAIN : NNQ_BN_CALIB, nf, c0, c1, NULL, bn[5], bn[2], bn[3], bn[train ? 0 : 6],
+             bn[train ? 1 : 7]);
     cg_if_end(cg, join);
 }
 
@@ -398,16 +405,19 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     LLVMBuilderRef b = cg->b;
     /* bias_relu_bn_maxpool_grad: A the pooled gradient, routed into `out` (the full-size
      * shape) by each group before its sums; x and the bias are its pool's operands, the
-     * argmax positions its side buffer, in the context's eleventh slot */
+     * argmax positions its side buffer, in the context's eleventh slot (its geometry
+     * in the four after) */
     bool unpool = in->op == IR_BIAS_RELU_BN_MAXPOOL_GRAD;
     const IrInst *fwdpool = unpool ? &fc->f->insts[in->args[1]] : NULL;
     LLVMValueRef A = arg_val(fc, i, 0), B = unpool ? fc->val[fwdpool->args[0]] : arg_val(fc, i, 1);
     const IrShape *as = unpool ? &in->shape : arg_shape(fc, i, 0);
     /* Per channel c (dim 1) over n and the trailing dims: count = N * S values; one
      * parallel loop over ranges of channels does the statistics and the elementwise
-     * pass. The fused forms (fuse_layers.c) add the bias B[c] to x where it is read,
-     * or mask dy by y > 0, computing the same values as the separate ops did. The
-     * loop body is shared by every instruction of the same op and layout: shapes, buffers
+     * pass, both the runtime's (runtime/chan.c; precompiled loops, where generating them
+     * here cost about half of VGG-16's compile time, for the same bits). The fused forms
+     * (fuse_layers.c) add the bias B[c] to x where it is read, or mask dy by y > 0,
+     * computing the same values as the separate ops did. The loop body is shared by
+     * every instruction of the same op and layout: shapes, pooling geometry, buffers
      * and the batch-norm state (a table of its 8 buffers) come in its context.
      * Training statistics are those of the global batch (ntot rows): in a
      * data-parallel run the body runs in stages with the sums all-reduced between
@@ -416,7 +426,7 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
      * (C); bias_bn_relu_train / eval storing relu(y) */
     /* bias_bn_relu_maxpool_train pooling relu(y) as it computes it (the runtime's maxpool
      * with the same operations), writing the pooled values and their argmax positions (its
-     * side buffer, in the context's tenth slot) */
+     * side buffer, in the context's tenth slot; its geometry in the four after) */
     bool recompute = in->op == IR_BIAS_RELU_BN_GRAD || unpool;
     bool pool = in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN || in->op == IR_BIAS_BN_RELU_MAXPOOL_EVAL;
     bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD || recompute;
@@ -436,19 +446,23 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
                                      LLVMBuildShl(b, LLVMBuildZExt(b, calib, cg->ti64, ""), ci64(cg, 1), ""), "");
     int64_t S = chan_inner(as);
     LLVMValueRef ntot = train || grad ? fc->ntot : fc->n;
-    LLVMValueRef outer[11] = {A,     B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]),
-                              ci64(cg, S), ntot, Cb ? Cb : pool ? fc->extra[i] : A, unpool ? fc->extra[in->args[1]] : A};
+    LLVMValueRef outer[PAR_MAX_VALS] = {A, B ? B : A, out, fc->n, flags, bn_table(cg, (int)in->attr[0]), ci64(cg, as->d[1]),
+                                        ci64(cg, S), ntot, Cb ? Cb : pool ? fc->extra[i] : A,
+                                        unpool ? fc->extra[in->args[1]] : A};
     int nctx = unpool ? 11 : 10;
+    if (pool || unpool) { /* the pooling geometry, after the rest (one body serves every geometry):
+                           * the plane's h, w, the pool's k and stride (pool); the pooled
+                           * plane's h, w, then the plane's (unpool) */
+        const IrShape *ps = unpool ? &fwdpool->shape : NULL;
+        int64_t g[4] = {unpool ? ps->d[2] : as->d[2], unpool ? ps->d[3] : as->d[3], unpool ? as->d[2] : in->attr[1],
+                        unpool ? as->d[3] : in->attr[2]};
+        for (int k = 0; k < 4; k++) outer[nctx++] = ci64(cg, g[k]);
+    }
     char name[96];
-    if (pool || unpool) /* the pooling geometry is the body's own */
-        snprintf(name, sizeof name, "par.%s.%lldx%lld.k%lld.s%lld%s", ir_op_name(in->op), (long long)as->d[2],
-                 (long long)as->d[3], (long long)(pool ? in->attr[1] : fwdpool->attr[1]),
-                 (long long)(pool ? in->attr[2] : fwdpool->attr[2]), db ? ".db" : "");
-    else
-        snprintf(name, sizeof name, "par.%s%s%s", ir_op_name(in->op), S > 1 ? ".s" : "", db ? ".db" : "");
+    snprintf(name, sizeof name, "par.%s%s%s", ir_op_name(in->op), S > 1 ? ".s" : "", db ? ".db" : "");
     LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
     if (!body) {
-        LLVMValueRef v[11];
+        LLVMValueRef v[PAR_MAX_VALS];
         memcpy(v, outer, sizeof v);
         ParLoop p = par_range_begin(cg, name, outer[6], 1, v, nctx);
         A = v[0], B = v[1], out = v[2], Cb = v[9];
@@ -483,13 +497,11 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             LLVMBasicBlockRef join;
             cg_if_begin(cg, in_stage(cg, stage, 1), &join);
             if (unpool) { /* maxpool_grad's planes of the group's channels, into out */
-                const IrShape *ps = &fwdpool->shape;
-                LLVMValueRef g[6] = {LLVMBuildTrunc(b, cs.C, cg->ti32, ""), LLVMBuildTrunc(b, c0, cg->ti32, ""),
-                                     LLVMBuildTrunc(b, c1, cg->ti32, ""), ci32(cg, (int32_t)ps->d[2]),
-                                     ci32(cg, (int32_t)ps->d[3]), ci32(cg, (int32_t)as->d[2])};
+                LLVMValueRef g[7] = {LLVMBuildTrunc(b, cs.C, cg->ti32, ""), LLVMBuildTrunc(b, c0, cg->ti32, ""),
+                                     LLVMBuildTrunc(b, c1, cg->ti32, "")};
+                for (int k = 0; k < 4; k++) g[3 + k] = LLVMBuildTrunc(b, v[11 + k], cg->ti32, "");
                 cg_rt_call(cg, "nnq_rt_maxpool_grad_chan",
-                           (LLVMValueRef[]){A, v[10], n, g[0], g[1], g[2], g[3], g[4], g[5], ci32(cg, (int32_t)as->d[3]), out},
-                           11);
+                           (LLVMValueRef[]){A, v[10], n, g[0], g[1], g[2], g[3], g[4], g[5], g[6], out}, 11);
             }
             if (recompute)
                 chan_sums(cg, CHAN_RELU_GRAD_AFFINE, cs, unpool ? out : A, B, bias, bn[2], bn[3], n, c0, c1, bn[4], bn[5]);
@@ -505,16 +517,8 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             bn_batch_stats(cg, cs, A, bias, bn, n, nf, c0, c1, false, ci64(cg, 0));
             cg_if_end(cg, join);
             cg_if_begin(cg, LLVMBuildNot(b, calib, ""), &join);
-            {
-                LLVMValueRef rmean = LLVMBuildSelect(b, hard, as_ptr(cg, bn[6], cg->tf32), as_ptr(cg, bn[0], cg->tf32), "");
-                LLVMValueRef rvar = LLVMBuildSelect(b, hard, as_ptr(cg, bn[7], cg->tf32), as_ptr(cg, bn[1], cg->tf32), "");
-                Loop j4 = cg_loop_begin(cg, c0, c1, "chan");
-                stf(cg, bn[2], j4.iv, ldf(cg, rmean, j4.iv));
-                LLVMValueRef ve = LLVMBuildFAdd(b, ldf(cg, rvar, j4.iv), cf32(cg, 1e-5), "");
-                LLVMValueRef sq = cg_intrinsic(cg, "llvm.sqrt", cg->tf32, &ve, 1);
-                stf(cg, bn[3], j4.iv, LLVMBuildFDiv(b, cf32(cg, 1), sq, ""));
-                cg_loop_end(cg, &j4);
-            }
+            bn_stats(cg, NNQ_BN_RUNNING, nf, c0, c1, NULL, NULL, bn[2], bn[3], LLVMBuildSelect(b, hard, bn[6], bn[0], ""),
+                     LLVMBuildSelect(b, hard, bn[7], bn[1], ""));
             cg_if_end(cg, join);
         }
         /* Elementwise pass. */
@@ -524,30 +528,21 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         if (pool) {
             LLVMValueRef i32[3] = {LLVMBuildTrunc(b, cs.C, cg->ti32, ""), LLVMBuildTrunc(b, c0, cg->ti32, ""),
                                    LLVMBuildTrunc(b, c1, cg->ti32, "")};
+            LLVMValueRef g[4];
+            for (int k = 0; k < 4; k++) g[k] = LLVMBuildTrunc(b, v[10 + k], cg->ti32, "");
             cg_rt_call(cg, "nnq_rt_bn_relu_maxpool",
-                       (LLVMValueRef[]){A, bias, bn[2], bn[3], n, i32[0], i32[1], i32[2], ci32(cg, (int32_t)as->d[2]),
-                                        ci32(cg, (int32_t)as->d[3]), ci32(cg, (int32_t)in->attr[1]),
-                                        ci32(cg, (int32_t)in->attr[2]), out, Cb},
+                       (LLVMValueRef[]){A, bias, bn[2], bn[3], n, i32[0], i32[1], i32[2], g[0], g[1], g[2], g[3], out, Cb},
                        14);
-        } else {
-            ChanLoop l = chan_begin_with(cg, n, c0, c1, cs, (LLVMValueRef[]){bn[3], bn[2], bn[4], bn[5], bias}, bias ? 5 : 4);
-            LLVMValueRef sc = l.cv[0], res, x = ldf(cg, A, l.k);
-            if (grad) {
-                LLVMValueRef m1 = LLVMBuildFDiv(b, l.cv[2], nf, "");
-                LLVMValueRef m2 = LLVMBuildFDiv(b, l.cv[3], nf, "");
-                LLVMValueRef y = ldf(cg, B, l.k);
-                if (recompute) /* the forward's y: ((x + b) - mean) * sc, as below */
-                    y = LLVMBuildFMul(b, LLVMBuildFSub(b, LLVMBuildFAdd(b, y, l.cv[4], ""), l.cv[1], ""), sc, "");
-                if (relu) x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, y, cf32(cg, 0), ""), x, cf32(cg, 0), "");
-                LLVMValueRef t = LLVMBuildFSub(b, LLVMBuildFSub(b, x, m1, ""), LLVMBuildFMul(b, y, m2, ""), "");
-                res = LLVMBuildFMul(b, sc, t, "");
-            } else {
-                if (biased) x = LLVMBuildFAdd(b, x, l.cv[4], "");
-                res = LLVMBuildFMul(b, LLVMBuildFSub(b, x, l.cv[1], ""), sc, "");
-                if (relu_out) res = fmaxv(cg, res, cf32(cg, 0)); /* the relu op's */
-            }
-            stf(cg, out, l.k, res);
-            chan_end(cg, &l);
+        } else { /* the runtime's pass (runtime/chan.c), on this thread's channels */
+            int32_t mode = (grad ? NNQ_BN_GRAD : 0) | (bias ? NNQ_BN_BIAS : 0) | (relu_out ? NNQ_BN_RELU : 0) |
+                           (relu ? NNQ_BN_RELU_MASK : 0) | (recompute ? NNQ_BN_RECOMPUTE : 0);
+            LLVMValueRef null = LLVMConstNull(cg->tp);
+            cg_rt_call(cg, "nnq_rt_bn_apply",
+                       (LLVMValueRef[]){ci32(cg, mode), A, grad ? B : null, bias ? bias : null, bn[2], bn[3],
+                                        grad ? bn[4] : null, grad ? bn[5] : null, nf, n,
+                                        LLVMBuildTrunc(b, cs.C, cg->ti32, ""), cs.S, LLVMBuildTrunc(b, c0, cg->ti32, ""),
+                                        LLVMBuildTrunc(b, c1, cg->ti32, ""), out},
+                       15);
             if (db) /* bias_grad's sums of the group's output, still in cache */
                 chan_sums(cg, CHAN_SUM, cs, out, NULL, NULL, NULL, NULL, n, c0, c1, bn[8], NULL);
         }

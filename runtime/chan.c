@@ -1,10 +1,14 @@
-/* chan.c — per-channel sums over a batch, for batch norm and bias gradients: values of
- * shape [n, C, S] (S the product of the trailing dims, 1 for dense layers), channels
- * [c0, c1). The modes (abi.def) sum x + add[c] or (x + add[c] - shift[c])^2, or give
- * both sums of a batch-norm gradient, of g and g y, with g = x or x where y > 0: the terms
- * a bias_add, batch norm, relu_grad chain needs, computed in registers instead of from
- * stored intermediates. Generated code calls these from inside its parallel loops over ranges of
- * channels, so each channel is summed whole by one thread.
+/* chan.c — per-channel sums over a batch, for batch norm and bias gradients, and the rest
+ * of a batch norm's arithmetic (its per-channel statistics, nnq_rt_bn_stats, and its
+ * elementwise pass, nnq_rt_bn_apply, forward or gradient): values of shape [n, C, S] (S
+ * the product of the trailing dims, 1 for dense layers), channels [c0, c1). The sums'
+ * modes (abi.def) sum x + add[c] or (x + add[c] - shift[c])^2, or give both sums of a
+ * batch-norm gradient, of g and g y, with g = x or x where y > 0: the terms a bias_add,
+ * batch norm, relu_grad chain needs, computed in registers instead of from stored
+ * intermediates. Generated code calls these from inside its parallel loops over ranges
+ * of channels, so each channel is summed whole by one thread. (The statistics and the
+ * elementwise pass were generated code until 2026-12-04: the same operations, compiled
+ * here once instead of by LLVM for every program, took about half off VGG-16's compile.)
  *
  * A channel's n*S values are summed in 16 lanes (for S >= 16 value s of a sample's run
  * goes to lane s mod 16, a sample's tail of fewer than 16 to the first lanes; for
@@ -18,6 +22,7 @@
  * the same in all three, so the bits are too (test_chan_lanes). One 16-float vector type
  * for every CPU instead would be wider than AVX2's registers: GCC keeps such vectors in
  * memory there, and the AVX2 loops ran at a fourteenth of AVX-512's speed. */
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -244,6 +249,99 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
         }                                                                                                             \
     }
 
+/* A batch norm's elementwise pass (nnq_rt_bn_apply) at width W: vectors of W values, the
+ * values past the last whole vector one at a time in a one-float vector type (scalar
+ * instructions, the same operations). Each value is computed on its own, so the width
+ * changes no bit. Every vector is loaded before it is stored (out may be x). */
+typedef float V1 __attribute__((vector_size(4))); /* one float, with the vector operators */
+#define LD1(p)                                                                                                        \
+    ({                                                                                                                \
+        V1 t_;                                                                                                        \
+        memcpy(&t_, (p), sizeof t_);                                                                                  \
+        t_;                                                                                                           \
+    })
+/* The value of one element (T: V or V1; b, m, sc, m1, m2: the channel's values as T). */
+#define BN_VALUE(T, xv, yv, b, m, sc, m1, m2)                                                                         \
+    ({                                                                                                                \
+        T r_;                                                                                                         \
+        if (!(mode & NNQ_BN_GRAD)) {                                                                                  \
+            T v_ = (xv);                                                                                              \
+            if (mode & NNQ_BN_BIAS) v_ = v_ + (b);                                                                    \
+            v_ = (v_ - (m)) * (sc);                                                                                   \
+            if (mode & NNQ_BN_RELU) v_ = (T)((v_ >= 0) & (__typeof__(v_ >= 0))v_); /* v >= 0 ? v : +0 */             \
+            r_ = v_;                                                                                                  \
+        } else {                                                                                                      \
+            T y_ = (yv), g_ = (xv);                                                                                   \
+            if (mode & NNQ_BN_RECOMPUTE) y_ = ((y_ + (b)) - (m)) * (sc);                                              \
+            if (mode & NNQ_BN_RELU_MASK) g_ = VTERM_RELU(g_, y_);                                                     \
+            r_ = (sc) * ((g_ - (m1)) - y_ * (m2));                                                                    \
+        }                                                                                                             \
+        r_;                                                                                                           \
+    })
+/* Element k of x, y into out, channel c's values read from the per-channel arrays. */
+#define BN_ONE(k, c)                                                                                                  \
+    do {                                                                                                              \
+        V1 r1_ = BN_VALUE(V1, LD1(x + (k)), grad ? LD1(y + (k)) : (V1){0}, biased ? LD1(bias + (c)) : (V1){0},        \
+                          LD1(mean + (c)), LD1(scale + (c)), (V1){grad ? sum1[c] / nf : 0.0f},                        \
+                          (V1){grad ? sum2[c] / nf : 0.0f});                                                          \
+        memcpy(out + (k), &r1_, sizeof r1_);                                                                          \
+    } while (0)
+
+/* The pass for one mode (a constant where CHAN_APPLY calls it, so its tests fold away):
+ * dense layers (S = 1) row by row, W channels at a time with their values; else a channel
+ * at a time over each sample's run of S values. */
+#define CHAN_APPLY(NAME, TARGET, W)                                                                                   \
+    __attribute__((target(TARGET), always_inline)) static inline void NAME##_mode(                                    \
+        const int32_t mode, const float *x, const float *y, const float *bias, const float *mean, const float *scale, \
+        const float *sum1, const float *sum2, float nf, int64_t n, int32_t C, int64_t S, int32_t c0, int32_t c1,      \
+        float *out) {                                                                                                 \
+        LANE_TYPES(W);                                                                                                \
+        const V zero = {0};                                                                                           \
+        const bool biased = mode & (NNQ_BN_BIAS | NNQ_BN_RECOMPUTE), grad = mode & NNQ_BN_GRAD;                       \
+        if (S == 1) {                                                                                                 \
+            for (int64_t i = 0; i < n; i++) {                                                                         \
+                int32_t c = c0;                                                                                       \
+                for (; c + (W) <= c1; c += (W)) {                                                                     \
+                    int64_t k = i * C + c;                                                                            \
+                    V r = BN_VALUE(V, VLD(x + k), grad ? VLD(y + k) : zero, biased ? VLD(bias + c) : zero,            \
+                                   VLD(mean + c), VLD(scale + c), grad ? VLD(sum1 + c) / VSPLAT(nf) : zero,           \
+                                   grad ? VLD(sum2 + c) / VSPLAT(nf) : zero);                                         \
+                    *(Vu *)(out + k) = r;                                                                             \
+                }                                                                                                     \
+                for (; c < c1; c++) BN_ONE(i * C + c, c);                                                             \
+            }                                                                                                         \
+            return;                                                                                                   \
+        }                                                                                                             \
+        for (int64_t i = 0; i < n; i++)                                                                               \
+            for (int32_t c = c0; c < c1; c++) {                                                                       \
+                V b = VSPLAT(biased ? bias[c] : 0.0f), m = VSPLAT(mean[c]), sc = VSPLAT(scale[c]);                    \
+                V m1 = VSPLAT(grad ? sum1[c] / nf : 0.0f), m2 = VSPLAT(grad ? sum2[c] / nf : 0.0f);                   \
+                int64_t k = (i * C + c) * S, s = 0;                                                                   \
+                for (; s + (W) <= S; s += (W)) {                                                                      \
+                    V r = BN_VALUE(V, VLD(x + k + s), grad ? VLD(y + k + s) : zero, b, m, sc, m1, m2);                \
+                    *(Vu *)(out + k + s) = r;                                                                         \
+                }                                                                                                     \
+                for (; s < S; s++) BN_ONE(k + s, c);                                                                  \
+            }                                                                                                         \
+    }                                                                                                                 \
+    __attribute__((target(TARGET))) static void NAME(int32_t mode, const float *x, const float *y, const float *bias, \
+                                                     const float *mean, const float *scale, const float *sum1,        \
+                                                     const float *sum2, float nf, int64_t n, int32_t C, int64_t S,    \
+                                                     int32_t c0, int32_t c1, float *out) {                            \
+        switch (mode) { /* the modes the code generator uses, each compiled on its own */                            \
+        BN_MODE_CASE(NAME, 0)                                                                                         \
+        BN_MODE_CASE(NAME, NNQ_BN_BIAS)                                                                               \
+        BN_MODE_CASE(NAME, NNQ_BN_RELU)                                                                               \
+        BN_MODE_CASE(NAME, NNQ_BN_BIAS | NNQ_BN_RELU)                                                                 \
+        BN_MODE_CASE(NAME, NNQ_BN_GRAD)                                                                               \
+        BN_MODE_CASE(NAME, NNQ_BN_GRAD | NNQ_BN_RELU_MASK)                                                            \
+        BN_MODE_CASE(NAME, NNQ_BN_GRAD | NNQ_BN_RELU_MASK | NNQ_BN_RECOMPUTE | NNQ_BN_BIAS)                           \
+        default: NAME##_mode(mode, x, y, bias, mean, scale, sum1, sum2, nf, n, C, S, c0, c1, out); break;             \
+        }                                                                                                             \
+    }
+#define BN_MODE_CASE(NAME, M)                                                                                         \
+    case M: NAME##_mode(M, x, y, bias, mean, scale, sum1, sum2, nf, n, C, S, c0, c1, out); break;
+
 /* Every mode at one width. */
 #define CHAN_WIDTH(SUF, TARGET, W)                                                                                    \
     CHAN_REDUCE(reduce_sum_##SUF, TARGET, W, TERM_SUM, VTERM_SUM)                                                     \
@@ -251,16 +349,21 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
     CHAN_GRAD_SUMS(grad_sums_##SUF, TARGET, W, TERM_X, VTERM_X, Y_READ)                                               \
     CHAN_GRAD_SUMS(relu_grad_sums_##SUF, TARGET, W, TERM_RELU, VTERM_RELU, Y_READ)                                    \
     CHAN_GRAD_SUMS(relu_grad_sums_affine_##SUF, TARGET, W, TERM_RELU, VTERM_RELU, Y_AFFINE)                           \
+    CHAN_APPLY(bn_apply_##SUF, TARGET, W)                                                                             \
     static const ChanKernels chan_##SUF = {reduce_sum_##SUF, reduce_sqdev_##SUF,                                      \
-                                           {grad_sums_##SUF, relu_grad_sums_##SUF, relu_grad_sums_affine_##SUF}};
+                                           {grad_sums_##SUF, relu_grad_sums_##SUF, relu_grad_sums_affine_##SUF},      \
+                                           bn_apply_##SUF};
 
 typedef void ReduceFn(const float *, const float *, const float *, int64_t, int32_t, int64_t, int32_t, int32_t,
                       float *);
 typedef void GradSumsFn(const float *, const float *, const float *, const float *, const float *, int64_t, int32_t,
                         int64_t, int32_t, int32_t, float *, float *);
+typedef void ApplyFn(int32_t, const float *, const float *, const float *, const float *, const float *, const float *,
+                     const float *, float, int64_t, int32_t, int64_t, int32_t, int32_t, float *);
 typedef struct {
     ReduceFn *sum, *sqdev;
     GradSumsFn *grad[3]; /* modes 2, 3, 4 */
+    ApplyFn *apply;      /* nnq_rt_bn_apply */
 } ChanKernels;
 
 CHAN_WIDTH(avx512, "avx512f", 16)
@@ -287,5 +390,39 @@ void nnq_rt_chan_reduce(int32_t mode, const float *x, const float *y, const floa
     case 2: k->grad[0](x, y, NULL, NULL, NULL, n, c, s, c0, c1, out, out2); break;
     case 3: k->grad[1](x, y, NULL, NULL, NULL, n, c, s, c0, c1, out, out2); break;
     default: k->grad[2](x, y, add, shift, scale, n, c, s, c0, c1, out, out2); break;
+    }
+}
+
+void nnq_rt_bn_apply(int32_t mode, const float *x, const float *y, const float *bias, const float *mean,
+                     const float *scale, const float *sum1, const float *sum2, float nf, int64_t n, int32_t c, int64_t s,
+                     int32_t c0, int32_t c1, float *out) {
+    if (!chan_kernels) rt_chan_lanes(0);
+    chan_kernels->apply(mode, x, y, bias, mean, scale, sum1, sum2, nf, n, c, s, c0, c1, out);
+}
+
+/* Scalar loops over channels: each value's operations those of the generated loops they
+ * replaced (no contraction, runtime/CMakeLists.txt), so the same bits. */
+void nnq_rt_bn_stats(int32_t what, float nf, int32_t c0, int32_t c1, const float *sum1, const float *sum2, float *mean,
+                     float *scale, float *rmean, float *rvar) {
+    float d = nf - 1.0f, unbias = nf / (d >= 1.0f ? d : 1.0f);
+    for (int32_t c = c0; c < c1; c++) {
+        if (what == NNQ_BN_MEANS) {
+            mean[c] = sum1[c] / nf;
+            continue;
+        }
+        if (what == NNQ_BN_RUNNING) {
+            mean[c] = rmean[c];
+            scale[c] = 1.0f / sqrtf(rvar[c] + 1e-5f);
+            continue;
+        }
+        float var = sum2[c] / nf, uvar = var * unbias;
+        scale[c] = 1.0f / sqrtf(var + 1e-5f);
+        if (what == NNQ_BN_TRAIN) {
+            rmean[c] = 0.9f * rmean[c] + 0.1f * mean[c];
+            rvar[c] = 0.9f * rvar[c] + 0.1f * uvar;
+        } else {
+            rmean[c] = rmean[c] + mean[c];
+            rvar[c] = rvar[c] + uvar;
+        }
     }
 }

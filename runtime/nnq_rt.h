@@ -32,6 +32,24 @@ enum {
     NNQ_INIT_NONNEG = 2,   /* every value must be >= 0 (a variance) */
 };
 
+/* The mode bits of nnq_rt_bn_apply: what a batch norm's elementwise pass does around
+ * ((x - mean) * scale) or its gradient (runtime/chan.c; code generator: target_cpu.c). */
+enum {
+    NNQ_BN_BIAS = 1,      /* add bias[c] to x as it is read (forward), or to y (NNQ_BN_RECOMPUTE) */
+    NNQ_BN_RELU = 2,      /* forward: store v >= 0 ? v : 0 */
+    NNQ_BN_GRAD = 4,      /* the gradient pass: scale * ((g - sum1 / nf) - y * sum2 / nf) */
+    NNQ_BN_RELU_MASK = 8, /* gradient: g = x where y > 0, else 0 (else g = x) */
+    NNQ_BN_RECOMPUTE = 16 /* gradient: y = ((y + bias) - mean) * scale, y read as the forward's input */
+};
+
+/* What nnq_rt_bn_stats computes (runtime/chan.c). */
+enum {
+    NNQ_BN_MEANS,   /* mean = sum1 / nf */
+    NNQ_BN_TRAIN,   /* scale from var = sum2 / nf; the running statistics move towards the batch's */
+    NNQ_BN_CALIB,   /* scale from var = sum2 / nf; the batch's statistics added to the sums in rmean, rvar */
+    NNQ_BN_RUNNING  /* mean and scale from the running statistics rmean, rvar */
+};
+
 #define NNQ_RT(rc, ret, name, params, codes) ret name params;
 #include "abi.def"
 #undef NNQ_RT

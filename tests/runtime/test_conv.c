@@ -391,6 +391,88 @@ void test_chan_relu_grad_affine(void) {
     }
 }
 
+/* nnq_rt_bn_apply's value for element k of channel c, as runtime-abi.md states it, in
+ * scalar code. */
+static float bn_apply_reference(int mode, const float *x, const float *y, const float *bias, const float *mean,
+                                const float *scale, const float *sum1, const float *sum2, float nf, int k, int c) {
+    if (!(mode & NNQ_BN_GRAD)) {
+        float v = x[k];
+        if (mode & NNQ_BN_BIAS) v = v + bias[c];
+        v = (v - mean[c]) * scale[c];
+        return mode & NNQ_BN_RELU ? (v >= 0 ? v : 0.0f) : v;
+    }
+    float yv = y[k], g = x[k];
+    if (mode & NNQ_BN_RECOMPUTE) yv = ((yv + bias[c]) - mean[c]) * scale[c];
+    if ((mode & NNQ_BN_RELU_MASK) && !(yv > 0)) g = 0.0f;
+    return scale[c] * ((g - sum1[c] / nf) - yv * (sum2[c] / nf));
+}
+
+/* nnq_rt_bn_apply, every mode the code generator uses, at every lane width this CPU runs,
+ * gives the documented values bit for bit (dense layers with a tail of channels, runs
+ * shorter than a vector, runs with a tail), over a channel range inside the channels,
+ * leaving the channels outside it alone; in place (out = x) too. And nnq_rt_bn_stats'
+ * four kinds against their formulas. */
+void test_bn_apply(void) {
+    static const int shapes[][3] = {{5, 37, 1}, {3, 20, 1}, {6, 3, 7}, {4, 3, 37}, {3, 5, 64}}; /* n, C, S */
+    static const int modes[] = {0, NNQ_BN_BIAS, NNQ_BN_RELU, NNQ_BN_BIAS | NNQ_BN_RELU, NNQ_BN_GRAD,
+                                NNQ_BN_GRAD | NNQ_BN_RELU_MASK,
+                                NNQ_BN_GRAD | NNQ_BN_RELU_MASK | NNQ_BN_RECOMPUTE | NNQ_BN_BIAS};
+    unsigned seed = 31;
+    for (int lanes = 16; lanes >= 4; lanes /= 2) {
+        if (!rt_chan_lanes(lanes)) continue;
+        for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+            const int n = shapes[t][0], C = shapes[t][1], S = shapes[t][2], N = n * C * S, c0 = 1, c1 = C - 1;
+            float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N), *out = malloc(sizeof(float) * N);
+            float *in = malloc(sizeof(float) * N);
+            float bias[37], mean[37], scale[37], sum1[37], sum2[37], nf = (float)(n * S);
+            for (int c = 0; c < C; c++)
+                bias[c] = frand(&seed), mean[c] = frand(&seed), scale[c] = 1 + frand(&seed),
+                sum1[c] = 10 * frand(&seed), sum2[c] = 10 * frand(&seed);
+            for (int i = 0; i < N; i++) x[i] = 3 * frand(&seed), y[i] = frand(&seed);
+            for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+                int mode = modes[mi], bad = -1;
+                for (int i = 0; i < N; i++) out[i] = -7.0f;
+                nnq_rt_bn_apply(mode, x, mode & NNQ_BN_GRAD ? y : NULL, bias, mean, scale, sum1, sum2, nf, n, C, S, c0,
+                                c1, out);
+                memcpy(in, x, sizeof(float) * N);
+                nnq_rt_bn_apply(mode, in, mode & NNQ_BN_GRAD ? y : NULL, bias, mean, scale, sum1, sum2, nf, n, C, S, c0,
+                                c1, in);
+                for (int i = 0; i < N && bad < 0; i++) {
+                    int c = i / S % C;
+                    float want = c >= c0 && c < c1 ? bn_apply_reference(mode, x, y, bias, mean, scale, sum1, sum2, nf, i, c)
+                                                   : -7.0f;
+                    if (memcmp(&want, &out[i], sizeof want) || (c >= c0 && c < c1 && memcmp(&want, &in[i], sizeof want)))
+                        bad = i;
+                }
+                CHECK(bad < 0, "bn_apply mode %d, %d lanes a vector, [%d, %d, %d]: element %d differs from the formula",
+                      mode, lanes, n, C, S, bad);
+            }
+            free(x), free(y), free(out), free(in);
+        }
+    }
+    rt_chan_lanes(0);
+    float sum1[3] = {6, -3, 1.5f}, sum2[3] = {2, 0.5f, 8}, nf = 4, unb = 4.0f / 3.0f;
+    float mean[3], scale[3], rmean[3] = {1, 2, 3}, rvar[3] = {4, 5, 6}, r0[3] = {1, 2, 3}, v0[3] = {4, 5, 6};
+    nnq_rt_bn_stats(NNQ_BN_MEANS, nf, 0, 3, sum1, NULL, mean, NULL, NULL, NULL);
+    nnq_rt_bn_stats(NNQ_BN_TRAIN, nf, 0, 3, NULL, sum2, mean, scale, rmean, rvar);
+    bool ok = true;
+    for (int c = 0; c < 3; c++) {
+        float var = sum2[c] / nf;
+        ok &= mean[c] == sum1[c] / nf && scale[c] == 1.0f / sqrtf(var + 1e-5f) &&
+              rmean[c] == 0.9f * r0[c] + 0.1f * mean[c] && rvar[c] == 0.9f * v0[c] + 0.1f * (var * unb);
+    }
+    CHECK(ok, "bn_stats: means, then training statistics and the running ones");
+    memcpy(rmean, r0, sizeof rmean), memcpy(rvar, v0, sizeof rvar);
+    nnq_rt_bn_stats(NNQ_BN_CALIB, nf, 1, 3, NULL, sum2, mean, scale, rmean, rvar);
+    ok = rmean[0] == r0[0] && rvar[0] == v0[0];
+    for (int c = 1; c < 3; c++) ok &= rmean[c] == r0[c] + mean[c] && rvar[c] == v0[c] + (sum2[c] / nf) * unb;
+    CHECK(ok, "bn_stats: calibration adds the batch's statistics to the sums, channels 1 and 2 only");
+    nnq_rt_bn_stats(NNQ_BN_RUNNING, nf, 0, 3, NULL, NULL, mean, scale, r0, v0);
+    ok = true;
+    for (int c = 0; c < 3; c++) ok &= mean[c] == r0[c] && scale[c] == 1.0f / sqrtf(v0[c] + 1e-5f);
+    CHECK(ok, "bn_stats: evaluation's mean and scale from the running statistics");
+}
+
 /* The lanes nnq_rt_chan_reduce documents (runtime/chan.c), one channel, in scalar code:
  * mode 0 sums x + a, mode 1 (x + a - m)^2, modes 2 to 4 g and g y with g = x (2) or x
  * where y > 0 (3; 4 with y = ((y + a) - m) * sc). S = 1: in order over the samples; S <

@@ -221,6 +221,7 @@ static const TestCase g_cases[] = {
     CASE(test_bn_relu_maxpool),
     CASE(test_chan_relu_grad_affine),
     CASE(test_chan_lanes),
+    CASE(test_bn_apply),
     CASE(test_isa_levels),
     CASE(test_isa_kernels),
     CASE(test_avgpool),
