@@ -196,7 +196,9 @@ LLVMValueRef cg_new_function(Cg *cg, const char *name, LLVMTypeRef ty, bool exte
  * worth optimizing: optnone (with the noinline it requires) keeps the optimizer and the
  * instruction selector's slow path away from it. Compile time falls (train_step and
  * eval_batch: VGG-16's cold compile 0.51-0.64 -> 0.44-0.47 s); the per-element loops it
- * calls are separate functions (the pool's bodies, the loss) and optimized as before. */
+ * calls are separate functions (the pool's bodies, the loss) and optimized as before.
+ * Where there is enough of it, jit.c compiles it as an object of its own, with LLVM's
+ * unoptimizing back end. */
 static void mark_cold(Cg *cg, LLVMValueRef fn) {
     static const char *const attrs[] = {"optnone", "noinline"};
     for (int i = 0; i < 2; i++) {
