@@ -93,9 +93,9 @@ int main(void) {
     if (!fused || !g || !w) return 1;
     srand(1);
     for (int64_t i = 0; i < n; i++) {
-        g[i] = (float)rand() / RAND_MAX - 0.5f;
-        a0[i] = (float)rand() / RAND_MAX - 0.5f;
-        a1[i] = (float)rand() / RAND_MAX - 0.5f;
+        g[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+        a0[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+        a1[i] = (float)rand() / (float)RAND_MAX - 0.5f;
     }
     float *tmp = calloc(4 * n, sizeof(float));
     float *cbuf = malloc(8 * n * sizeof(float)), *cdst = malloc(8 * n * sizeof(float));

@@ -609,8 +609,9 @@ static void *part_thread(void *arg) {
 /* Optimizes `mod` (its target already set from tm) and compiles it with tm's settings
  * (for_object: a linker's objects, else the JIT's code model) to objects in memory, on
  * up to `threads` threads (<= 0: one per CPU), and one more for the orchestration code's
- * partition (its unoptimized compile is short); at one thread, one after the other. Returns how many objects are in objs, 0
- * after reporting an error. `mod` is left with partition 0's code. */
+ * partition (its unoptimized compile is short); at one thread, one after the other.
+ * Returns how many objects are in objs, 0 after reporting an error. `mod` is left with
+ * partition 0's code. */
 static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_level, int threads, bool for_object,
                            LLVMMemoryBufferRef objs[MAX_PARTS], Diag *diag) {
     Fns fns = fns_of(mod);
