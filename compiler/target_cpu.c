@@ -486,6 +486,8 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         calib = LLVMBuildTrunc(b, LLVMBuildAnd(b, LLVMBuildLShr(b, v[4], ci64(cg, 1), ""), ci64(cg, 1), ""), cg->ti1, "calib");
         LLVMValueRef stage = LLVMBuildLShr(b, v[4], ci64(cg, 2), "stage");
         ChanShape cs = {v[6], v[7], S > 1};
+        LLVMValueRef i32[3] = {LLVMBuildTrunc(b, cs.C, cg->ti32, ""), LLVMBuildTrunc(b, c0, cg->ti32, ""),
+                               LLVMBuildTrunc(b, c1, cg->ti32, "")}; /* C, c0, c1 for the runtime's calls */
         LLVMValueRef bn[CG_BN_BUFS], table = as_ptr(cg, v[5], cg->tp);
         for (int k = 0; k < CG_BN_BUFS; k++)
             bn[k] = LLVMBuildLoad2(b, cg->tp, LLVMBuildInBoundsGEP2(b, cg->tp, table, (LLVMValueRef[]){ci64(cg, k)}, 1, ""), "");
@@ -497,11 +499,10 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             LLVMBasicBlockRef join;
             cg_if_begin(cg, in_stage(cg, stage, 1), &join);
             if (unpool) { /* maxpool_grad's planes of the group's channels, into out */
-                LLVMValueRef g[7] = {LLVMBuildTrunc(b, cs.C, cg->ti32, ""), LLVMBuildTrunc(b, c0, cg->ti32, ""),
-                                     LLVMBuildTrunc(b, c1, cg->ti32, "")};
-                for (int k = 0; k < 4; k++) g[3 + k] = LLVMBuildTrunc(b, v[11 + k], cg->ti32, "");
+                LLVMValueRef g[4];
+                for (int k = 0; k < 4; k++) g[k] = LLVMBuildTrunc(b, v[11 + k], cg->ti32, "");
                 cg_rt_call(cg, "nnq_rt_maxpool_grad_chan",
-                           (LLVMValueRef[]){A, v[10], n, g[0], g[1], g[2], g[3], g[4], g[5], g[6], out}, 11);
+                           (LLVMValueRef[]){A, v[10], n, i32[0], i32[1], i32[2], g[0], g[1], g[2], g[3], out}, 11);
             }
             if (recompute)
                 chan_sums(cg, CHAN_RELU_GRAD_AFFINE, cs, unpool ? out : A, B, bias, bn[2], bn[3], n, c0, c1, bn[4], bn[5]);
@@ -526,8 +527,6 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         LLVMBasicBlockRef last;
         cg_if_begin(cg, in_stage(cg, stage, 3), &last);
         if (pool) {
-            LLVMValueRef i32[3] = {LLVMBuildTrunc(b, cs.C, cg->ti32, ""), LLVMBuildTrunc(b, c0, cg->ti32, ""),
-                                   LLVMBuildTrunc(b, c1, cg->ti32, "")};
             LLVMValueRef g[4];
             for (int k = 0; k < 4; k++) g[k] = LLVMBuildTrunc(b, v[10 + k], cg->ti32, "");
             cg_rt_call(cg, "nnq_rt_bn_relu_maxpool",
@@ -539,9 +538,8 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
             LLVMValueRef null = LLVMConstNull(cg->tp);
             cg_rt_call(cg, "nnq_rt_bn_apply",
                        (LLVMValueRef[]){ci32(cg, mode), A, grad ? B : null, bias ? bias : null, bn[2], bn[3],
-                                        grad ? bn[4] : null, grad ? bn[5] : null, nf, n,
-                                        LLVMBuildTrunc(b, cs.C, cg->ti32, ""), cs.S, LLVMBuildTrunc(b, c0, cg->ti32, ""),
-                                        LLVMBuildTrunc(b, c1, cg->ti32, ""), out},
+                                        grad ? bn[4] : null, grad ? bn[5] : null, nf, n, i32[0], cs.S, i32[1], i32[2],
+                                        out},
                        15);
             if (db) /* bias_grad's sums of the group's output, still in cache */
                 chan_sums(cg, CHAN_SUM, cs, out, NULL, NULL, NULL, NULL, n, c0, c1, bn[8], NULL);

@@ -254,12 +254,7 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
  * instructions, the same operations). Each value is computed on its own, so the width
  * changes no bit. Every vector is loaded before it is stored (out may be x). */
 typedef float V1 __attribute__((vector_size(4))); /* one float, with the vector operators */
-#define LD1(p)                                                                                                        \
-    ({                                                                                                                \
-        V1 t_;                                                                                                        \
-        memcpy(&t_, (p), sizeof t_);                                                                                  \
-        t_;                                                                                                           \
-    })
+#define LD1(p) RT_VLOAD(V1, p)
 /* The value of one element (T: V or V1; b, m, sc, m1, m2: the channel's values as T). */
 #define BN_VALUE(T, xv, yv, b, m, sc, m1, m2)                                                                         \
     ({                                                                                                                \
