@@ -838,6 +838,13 @@ static const DataDecl *find_data(const Program *prog, const char *name) {
     return NULL;
 }
 
+/* A parameter's initialization from the w0 draw in its grad buffer: init (w0 -> aux),
+ * then soft (aux -> the forward weight; fuse.c), with beta in the scalars. */
+static void init_param(Cg *cg, int p, LLVMValueRef *scalars) {
+    call_kernel(cg, p, 1, scalars);
+    call_kernel(cg, p, 3, scalars);
+}
+
 static void all_kernels(Cg *cg, int which, LLVMValueRef *scalars) {
     for (int p = 0; p < cg->m->nparams; p++) call_kernel(cg, p, which, scalars);
 }
@@ -1141,9 +1148,10 @@ static void emit_main_data(Cg *cg, MainCtx *mc) {
 
 /* `init from "DIR"` (after the random initialization): unless --resume restores a
  * checkpoint, each parameter's weight is read from DIR/NAME.npy into its grad buffer,
- * where the w0 draw was, and its init kernel runs again; batch-norm statistics are read
- * where their files exist. The draws are made all the same, so that the generator (and
- * with it shuffling, augmentation and dropout) is where a run without it has it. */
+ * where the w0 draw was, and its initialization (init_param) runs again; batch-norm
+ * statistics are read where their files exist. The draws are made all the same, so that
+ * the generator (and with it shuffling, augmentation and dropout) is where a run without
+ * it has it. */
 static void emit_init_from(Cg *cg, MainCtx *mc, LLVMValueRef *sc) {
     const IrModule *m = mc->m;
     LLVMValueRef run = mc->run;
@@ -1154,7 +1162,7 @@ static void emit_init_from(Cg *cg, MainCtx *mc, LLVMValueRef *sc) {
         const IrParam *par = &m->params[p];
         cg_rt_call(cg, "nnq_rt_init_tensor", (LLVMValueRef[]){run, dir, str(cg, par->name), ci32(cg, par->shape.rank),
                                                                const_dims(cg, &par->shape, "dims"), cg->pbuf[p][IRB_GRAD], ci32(cg, 0)}, 7);
-        call_kernel(cg, p, 1, sc);
+        init_param(cg, p, sc);
     }
     for (int i = 0; i < m->nbns; i++)
         for (int k = 0; k < 2; k++) {
@@ -1168,8 +1176,8 @@ static void emit_init_from(Cg *cg, MainCtx *mc, LLVMValueRef *sc) {
     cg_if_end(cg, join);
 }
 
-/* Initialization: w0 draws into the grad buffers, then each init kernel; batch norms;
- * then `init from`. */
+/* Initialization: w0 draws into the grad buffers, then each parameter's init_param;
+ * batch norms; then `init from`. */
 static void emit_main_init(Cg *cg, MainCtx *mc) {
     const IrModule *m = mc->m;
     const TrainConfig *tc = cg->tc;
@@ -1185,7 +1193,7 @@ static void emit_main_init(Cg *cg, MainCtx *mc) {
         } else {
             cg_rt_call(cg, "nnq_rt_fill_normal", (LLVMValueRef[]){run, g, ci64(cg, par->count), cf32(cg, 0), cf32(cg, par->init_std)}, 5);
         }
-        call_kernel(cg, p, 1, sc);
+        init_param(cg, p, sc);
     }
     for (int i = 0; i < m->nbns; i++) {
         Loop l = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, m->bns[i].features), "bninit");
