@@ -6,11 +6,11 @@
 #   - the GEMM floor at that count (build/bench/machine: the faster of OpenBLAS on its own
 #     threads and nnq_rt_sgemm on the pool, 1024^3) and its speed-up over the first count;
 #   - for each workload (mlp_pmf and lenet5_pmf: binary PMF LeNet-300-100 (bench/run's MLP)
-#     and LeNet-5 on a Fashion-MNIST subset, batch 100; vgg16_pmf and resnet18_md: binary PMF VGG-16 and MD-tanh-S ResNet-18 on
-#     synthetic CIFAR files, a few iterations at batch 128; --only picks some): ms per
-#     training iteration (the first left out, bench/lib.sh's profile_ms), the speed-up
-#     over the first count, the efficiency per thread, and the step's ratio to the GEMM
-#     floor at that count;
+#     and LeNet-5 on a Fashion-MNIST subset, batch 100; vgg16_pmf and resnet18_md: binary
+#     PMF VGG-16 and MD-tanh-S ResNet-18 on synthetic CIFAR files, a few iterations at
+#     batch 128; --only picks some): ms per training iteration (the first left out,
+#     bench/lib.sh's profile_ms), the speed-up over the first count, the efficiency per
+#     thread, and the step's ratio to the GEMM floor at that count;
 #   - with --torch, where PyTorch is installed: its float step of the same network at
 #     that count (bench/torch_compare.py), and nnq's step over it;
 #   - each phase's speed-up over the first count (runtime/phases.def), so the phase that

@@ -182,6 +182,11 @@ void cg_if_end(Cg *cg, LLVMBasicBlockRef join) {
     LLVMPositionBuilderAtEnd(cg->b, join);
 }
 
+void cg_attribute(Cg *cg, LLVMValueRef fn, unsigned index, const char *name) {
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+}
+
 LLVMValueRef cg_new_function(Cg *cg, const char *name, LLVMTypeRef ty, bool external) {
     LLVMValueRef f = LLVMAddFunction(cg->mod, name, ty);
     if (!external && !cg->export_internals) LLVMSetLinkage(f, LLVMInternalLinkage);
@@ -200,11 +205,8 @@ LLVMValueRef cg_new_function(Cg *cg, const char *name, LLVMTypeRef ty, bool exte
  * Where there is enough of it, jit.c compiles it as an object of its own, with LLVM's
  * unoptimizing back end. */
 static void mark_cold(Cg *cg, LLVMValueRef fn) {
-    static const char *const attrs[] = {"optnone", "noinline"};
-    for (int i = 0; i < 2; i++) {
-        unsigned kind = LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i]));
-        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
-    }
+    cg_attribute(cg, fn, LLVMAttributeFunctionIndex, "optnone");
+    cg_attribute(cg, fn, LLVMAttributeFunctionIndex, "noinline");
 }
 
 /* ---------- buffers ---------- */

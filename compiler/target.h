@@ -150,6 +150,9 @@ LLVMValueRef cg_global(Cg *cg, const char *name, int64_t count, LLVMTypeRef elem
 /* A new function, internal unless `external` or cg->export_internals; it becomes cg->fn
  * and the builder stands in its entry block. */
 LLVMValueRef cg_new_function(Cg *cg, const char *name, LLVMTypeRef ty, bool external);
+/* Adds LLVM's enum attribute `name` (optnone, minsize, noalias...) to fn at index (a
+ * parameter's 1 + position, or LLVMAttributeFunctionIndex). */
+void cg_attribute(Cg *cg, LLVMValueRef fn, unsigned index, const char *name);
 /* A stack variable of cg->fn (in its entry block, so mem2reg promotes it), stored `init`
  * (may be NULL) where the builder stands. */
 LLVMValueRef cg_local(Cg *cg, LLVMTypeRef ty, LLVMValueRef init, const char *name);

@@ -177,11 +177,17 @@ static ChanLoop chan_begin_with(Cg *cg, LLVMValueRef n, LLVMValueRef c0, LLVMVal
     return l;
 }
 
+/* Channels a thread's part of a per-channel op holds at least: 64k values at the
+ * compiled batch size, each channel having batch * S. */
+static int64_t chan_min_items(Cg *cg, int64_t S) {
+    int64_t per = cg->batch * S;
+    return per >= 65536 ? 1 : 65536 / per;
+}
+
 /* A per-channel op (bias, batch norm) as a parallel loop over ranges of channels:
  * channels are independent, sums included, so each is computed whole by one thread. */
 static ParLoop par_chan_begin(Cg *cg, const char *name, const IrShape *shape, LLVMValueRef *vals, int nvals) {
-    int64_t per = cg->batch * chan_inner(shape);
-    return par_range_begin(cg, name, ci64(cg, shape->d[1]), per >= 65536 ? 1 : 65536 / per, vals, nvals);
+    return par_range_begin(cg, name, ci64(cg, shape->d[1]), chan_min_items(cg, chan_inner(shape)), vals, nvals);
 }
 
 static void chan_end(Cg *cg, ChanLoop *l) {
@@ -300,7 +306,7 @@ static void cpu_dropout(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
  * every instruction of a layout (dense, or with trailing dims), the shape in its context. */
 static void cpu_bias_add(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrShape *as = arg_shape(fc, i, 0);
-    int64_t S = chan_inner(as), per = cg->batch * S;
+    int64_t S = chan_inner(as);
     LLVMValueRef outer[6] = {arg_val(fc, i, 0), arg_val(fc, i, 1), out, fc->n, ci64(cg, as->d[1]), ci64(cg, S)};
     const char *name = S > 1 ? "par.bias.s" : "par.bias";
     LLVMValueRef body = LLVMGetNamedFunction(cg->mod, name);
@@ -314,7 +320,7 @@ static void cpu_bias_add(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         par_finish(cg, &p);
         body = p.body_fn;
     }
-    par_call(cg, body, outer[4], per >= 65536 ? 1 : 65536 / per, outer, 6);
+    par_call(cg, body, outer[4], chan_min_items(cg, S), outer, 6);
 }
 
 /* bias_grad: per-channel sums over ranges of channels. */
@@ -549,7 +555,7 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         par_finish(cg, &p);
         body = p.body_fn;
     }
-    int64_t per = cg->batch * S, min = per >= 65536 ? 1 : 65536 / per;
+    int64_t min = chan_min_items(cg, S);
     if (!train && !grad) {
         par_call(cg, body, outer[6], min, outer, nctx);
         return;
@@ -689,8 +695,7 @@ static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         LLVMValueRef outer = cg->fn;
         LLVMBasicBlockRef at = LLVMGetInsertBlock(cg->b);
         fn = cg_new_function(cg, name, ty, false);
-        unsigned kind = LLVMGetEnumAttributeKindForName("minsize", 7);
-        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+        cg_attribute(cg, fn, LLVMAttributeFunctionIndex, "minsize");
         loss_rows(cg, in->op, C, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 3));
         LLVMBuildRetVoid(cg->b);
         cg->fn = outer;
@@ -723,9 +728,7 @@ static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, int
     LLVMTypeRef core_ty = LLVMFunctionType(cg->tv, cps, (unsigned)(2 + nb + IRS_COUNT), 0);
     snprintf(fname, sizeof fname, "%s.core", name);
     LLVMValueRef core = cg_new_function(cg, fname, core_ty, false);
-    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
-    for (int j = 0; j < nb; j++)
-        LLVMAddAttributeAtIndex(core, (unsigned)(3 + j), LLVMCreateEnumAttribute(cg->ctx, noalias, 0));
+    for (int j = 0; j < nb; j++) cg_attribute(cg, core, (unsigned)(3 + j), "noalias");
     LLVMValueRef sc[IRS_COUNT], buf[CG_KERNEL_MAX_BUFS];
     for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(core, (unsigned)(2 + nb + i));
     for (int j = 0; j < nb; j++) buf[j] = LLVMGetParam(core, (unsigned)(2 + j));
