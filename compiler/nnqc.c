@@ -54,7 +54,8 @@ static void usage(FILE *out) {
     fputs(nnq_run_options_help(), out);
     fputs("compiler options:\n"
           "  -o PATH            the trainer to write (build); where --emit writes (default stdout)\n"
-          "  -O N               LLVM optimization level 0-3 (default 2)\n"
+          "  -O N               LLVM optimization level 0-3 (default 2; 3 also unrolls and\n"
+          "                     interleaves loops)\n"
           "  --dump-after=PASS  print the IR after a pass: lower, instantiate, autodiff, fuse_layers,\n"
           "                     fuse or memplan\n"
           "  --verify-each      run the IR verifier after every pass\n"
