@@ -72,13 +72,19 @@ static void init_llvm(void) {
     if (done) return;
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();
+    /* No vectorized epilogue after a vectorized loop (its remainder runs scalar): the
+     * kernels' loops run over blocks of 256, so the epilogue was code to compile that
+     * hardly ran (a tenth of the binary PMF MLP's LLVM time at AVX-512 width). Parsed
+     * once per process, with the vector library. */
+    const char *argv[3] = {"nnqc", "-enable-epilogue-vectorization=false"};
+    int argc = 2;
 #if defined(__x86_64__) && defined(__linux__)
     if (dlopen("libmvec.so.1", RTLD_NOW | RTLD_GLOBAL)) {
         vector_library = "LIBMVEC-X86";
-        const char *argv[] = {"nnqc", "-vector-library=LIBMVEC-X86"};
-        LLVMParseCommandLineOptions(2, argv, NULL);
+        argv[argc++] = "-vector-library=LIBMVEC-X86";
     }
 #endif
+    LLVMParseCommandLineOptions(argc, argv, NULL);
     done = true;
 }
 
