@@ -263,9 +263,7 @@ int main(int argc, char **argv) {
                             .until = o.emit == EMIT_AST ? NNQ_STAGE_PARSE : NNQ_STAGE_IR};
     NnqCompilation c;
     rc = 1;
-    double tf0 = now_seconds();
     if (!nnq_compile(&c, o.file, NULL, &co)) goto done;
-    if (getenv("NNQ_TT")) fprintf(stderr, "front %.1f ms\n", (now_seconds() - tf0) * 1e3);
     Diag *diag = c.diag;
     IrModule *m = c.m;
     if (o.emit == EMIT_AST) {
