@@ -128,8 +128,11 @@ void rt_gemm_describe(FILE *out) {
  * most GEMM_MAX_BLOCKS, a power of two of them, widths a multiple of 16 (every kernel's
  * register tile). (At 4 MFLOP a block, the MLP's 6-MFLOP products ran whole on one
  * thread: gemm_bench at 2 threads, its 300 x 100 weight gradient and 100 -> 300 dx 140
- * and 155 GFLOP/s, 230 and 248 in two blocks.) */
-enum { GEMM_MAX_BLOCKS = 16, GEMM_MIN_WIDTH = 128 };
+ * and 155 GFLOP/s, 230 and 248 in two blocks.) A product too narrow for two such blocks
+ * is still cut in two where each half is at least GEMM_MIN_HALF wide: the MLP's
+ * 300 -> 100 forward product (100 x 100 x 300), whole on one thread, took 108-113
+ * GFLOP/s at 2 threads in gemm_bench, and 172-186 in halves of 64 and 36 columns. */
+enum { GEMM_MAX_BLOCKS = 16, GEMM_MIN_WIDTH = 128, GEMM_MIN_HALF = 48 };
 #define GEMM_BLOCK_FLOPS 2e6
 
 static void gemm_check_args(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k,
@@ -295,7 +298,9 @@ void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t 
     int32_t dim = j.by_rows ? m : n;
     double flops = 2.0 * m * n * k;
     int64_t blocks = (int64_t)(flops / GEMM_BLOCK_FLOPS);
-    if (blocks > dim / GEMM_MIN_WIDTH) blocks = dim / GEMM_MIN_WIDTH;
+    int64_t most = dim / GEMM_MIN_WIDTH;
+    if (most < 2 && dim >= 2 * GEMM_MIN_HALF) most = 2;
+    if (blocks > most) blocks = most;
     if (blocks > GEMM_MAX_BLOCKS) blocks = GEMM_MAX_BLOCKS;
     /* a power of two: the blocks share out evenly over 2, 4, ... threads (3 blocks on 2
      * threads leave one thread a third of the product idle) */
