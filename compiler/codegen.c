@@ -31,6 +31,7 @@
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
 
 #include "nnq_rt.h"
 #include "rt_table.h"
@@ -162,12 +163,32 @@ Loop cg_loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, const char *nam
     return cg_loop_begin_step(cg, start, end, LLVMConstInt(LLVMTypeOf(start), 1, 0), name);
 }
 
-void cg_loop_end(Cg *cg, Loop *l) {
+static LLVMValueRef loop_back_edge(Cg *cg, Loop *l) {
     LLVMValueRef next = LLVMBuildAdd(cg->b, l->iv, l->step, "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
     LLVMAddIncoming(l->iv, &next, &latch, 1);
-    LLVMBuildBr(cg->b, l->header);
+    LLVMValueRef br = LLVMBuildBr(cg->b, l->header);
     LLVMPositionBuilderAtEnd(cg->b, l->exit);
+    return br;
+}
+
+void cg_loop_end(Cg *cg, Loop *l) {
+    loop_back_edge(cg, l);
+}
+
+/* The loop's metadata: a distinct node whose first operand is itself, then
+ * llvm.loop.vectorize.enable false and llvm.loop.unroll.disable. */
+void cg_loop_end_scalar(Cg *cg, Loop *l) {
+    LLVMValueRef br = loop_back_edge(cg, l);
+    LLVMMetadataRef off[2] = {LLVMMDStringInContext2(cg->ctx, "llvm.loop.vectorize.enable", 26),
+                              LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(cg->ctx), 0, 0))};
+    LLVMMetadataRef ops[3] = {NULL, LLVMMDNodeInContext2(cg->ctx, off, 2),
+                              LLVMMDNodeInContext2(cg->ctx, (LLVMMetadataRef[]){LLVMMDStringInContext2(cg->ctx, "llvm.loop.unroll.disable", 24)}, 1)};
+    LLVMMetadataRef tmp = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
+    ops[0] = tmp;
+    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, 3);
+    LLVMMetadataReplaceAllUsesWith(tmp, id);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
 }
 
 void cg_if_begin(Cg *cg, LLVMValueRef cond, LLVMBasicBlockRef *join) {
@@ -716,6 +737,63 @@ static int kernel_cuts(Cg *cg, const IrKernel *k, int *stage, int n, int *cut, i
     return n + shift;
 }
 
+/* What stage s of a kernel computes (kernel_code): the nodes its cut values and outputs
+ * reach, marked in mine[] (the earlier stages' outputs and cut values it reads back
+ * marked too, and in stop[]). */
+static void stage_reach(const SxPool *pool, const KernelCode *kc, int s, char *stop, char *mine) {
+    const IrKernel *k = kc->k;
+    for (int o = 0; o < k->nout; o++)
+        if (kc->stage[o] < s) stop[k->out[o].node] = 1;
+    for (int c = 0; c < kc->ncut; c++)
+        if (kc->cut_stage[c] < s) stop[kc->cut[c]] = 1;
+    for (int c = 0; c < kc->ncut; c++)
+        if (kc->cut_stage[c] == s) mark_reach(pool, kc->cut[c], true, stop, mine);
+    for (int o = 0; o < k->nout; o++)
+        if (kc->stage[o] == s) mark_reach(pool, k->out[o].node, true, stop, mine);
+}
+
+/* The stage that runs beside stage 0 of the next block (the target's .kernel), or 0.
+ * A stage of square roots and divisions waits on the divider unit, which an exp's
+ * polynomial leaves idle, and a loop of each waits on its own kind of unit: one loop
+ * over both, for two different blocks, keeps both busy (binary PMF + Adam, AVX2, one
+ * thread: 1.85-1.89 -> 1.72-1.81 ns an element in update_bench). Chosen: where stage 0
+ * has no square root or division, the stage with the most (square roots and distinct
+ * divisors: emit_sx divides by each once), at least two; where stage 0 has two or more,
+ * the first stage with none; and no value in scratch may cross the stage: none
+ * computed before it is read by it or after (scratch holds one block's values, and
+ * stage 0 overwrites them for the next block). Every element's operations are the
+ * same: the same bits. */
+static int kernel_pair(Cg *cg, const KernelCode *kc, int stages) {
+    const SxPool *pool = cg->m->prog->pool;
+    int count = sx_count(pool), ops[2 * CG_KERNEL_MAX_STAGES] = {0};
+    bool crossed[2 * CG_KERNEL_MAX_STAGES] = {false}; /* a scratch value crosses stage s */
+    char *stop = malloc(count), *mine = malloc(count), *divisor = malloc(count);
+    for (int t = 0; t < stages; t++) {
+        memset(stop, 0, count);
+        memset(mine, 0, count);
+        memset(divisor, 0, count);
+        stage_reach(pool, kc, t, stop, mine);
+        for (int id = 0; id < count; id++) {
+            if (!mine[id] || stop[id]) continue;
+            const SxNode *n = sx_node(pool, id);
+            if (n->op == SX_SQRT) ops[t]++;
+            if (n->op == SX_DIV && !divisor[n->b]) ops[t] += divisor[n->b] = 1;
+        }
+        for (int c = 0; c < kc->ncut; c++) /* computed at cut_stage, read at t: crosses every s between */
+            if (mine[kc->cut[c]] && kc->cut_stage[c] < t)
+                for (int s = kc->cut_stage[c] + 1; s <= t; s++) crossed[s] = true;
+    }
+    free(stop);
+    free(mine);
+    free(divisor);
+    int best = 0, best_ops = 1;
+    for (int s = 1; s < stages; s++) { /* one of the two waits on the divider, the other not at all */
+        int busy = ops[0] == 0 ? ops[s] : ops[s] == 0 ? ops[0] : 0;
+        if (!crossed[s] && busy > best_ops) best = s, best_ops = busy;
+    }
+    return best;
+}
+
 /* The target's code for each distinct kernel (same_kernel), shared by every parameter it
  * fits, and per parameter a named entry kernel.NAME.PARAM(scalars...) that runs it on
  * the parameter's buffers (tests and benchmarks call it). */
@@ -743,7 +821,8 @@ static void emit_kernels(Cg *cg) {
                 int stages = kernel_stages(cg, k, slot, stage);
                 stages = kernel_cuts(cg, k, stage, stages, cut, cut_stage, &ncut);
                 KernelCode kc = {k, slot, stage, ncut, cut, cut_stage};
-                code[p * 4 + w] = cg->target->kernel(cg, name, nb, stages, ncut, kernel_code, &kc);
+                code[p * 4 + w] = cg->target->kernel(cg, name, nb, stages, ncut, kernel_pair(cg, &kc, stages),
+                                                     kernel_code, &kc);
             }
             LLVMValueRef f = cg_new_function(cg, name, cg->kernel_ty, false);
             mark_cold(cg, f); /* a call of the shared code, once a step: not worth optimizing */

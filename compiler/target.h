@@ -123,10 +123,13 @@ struct CgTarget {
      * element count given when it runs (kernel_run); `name` prefixes the functions it
      * makes. With `stages` more than 1, each block of CG_KERNEL_BLOCK elements runs
      * stage 0's loop, then stage 1's, and so on, with `nscratch` arrays of a block's
-     * values (the thread's own) for `code`'s scratch. Returns what kernel_run calls; one
-     * serves every parameter whose kernel is the same code. */
-    LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, int stages, int nscratch, CgElemCode *code,
-                           const void *kernel);
+     * values (the thread's own) for `code`'s scratch. With `pair` (1 .. stages - 1; 0:
+     * none), stages pair and after run a block behind the others: each block's stage 0
+     * runs in one loop with stage `pair` of the block before it (no scratch value crosses
+     * stage `pair`: codegen.c's kernel_pair). Returns what kernel_run calls; one serves
+     * every parameter whose kernel is the same code. */
+    LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, int stages, int nscratch, int pair,
+                           CgElemCode *code, const void *kernel);
     /* Runs a kernel (from .kernel) where the builder stands, for one parameter: its nbufs
      * buffers (from .buffer), its `count` elements, its scalars (IRS_COUNT f32 values);
      * `name` is the parameter's kernel's. */
@@ -170,6 +173,9 @@ typedef struct Loop {
 Loop cg_loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, const char *name);
 Loop cg_loop_begin_step(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef step, const char *name);
 void cg_loop_end(Cg *cg, Loop *l);
+/* cg_loop_end for a loop LLVM is to leave as it is: neither vectorized nor unrolled (a
+ * loop that runs rarely, where code size costs compile time). */
+void cg_loop_end_scalar(Cg *cg, Loop *l);
 /* if (cond) { ... }: cg_if_begin leaves the builder in the branch, cg_if_end after it. */
 void cg_if_begin(Cg *cg, LLVMValueRef cond, LLVMBasicBlockRef *join);
 void cg_if_end(Cg *cg, LLVMBasicBlockRef join);

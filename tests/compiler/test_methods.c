@@ -284,19 +284,23 @@ static void test_rejections(void) {
 /* ---- the fused kernel against a step-by-step evaluation ---- */
 
 /* The loops over elements in the first parameter's update kernel (its core: one loop,
- * or one per stage inside a loop over blocks), counted by their counters. */
-static int update_loops(const Compiled *c) {
+ * or one per stage inside a loop over blocks), counted by their counters ("i", or "j"
+ * where a block's stage 0 shares a loop with a stage of the block before: those shared
+ * loops, "pair", go to *pairs). */
+static int update_loops(const Compiled *c, int *pairs) {
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(c->m, ctx, true, c->diag);
     char name[160];
     snprintf(name, sizeof name, "kernel.update.%s.core", c->m->params[0].name);
     LLVMValueRef f = mod ? LLVMGetNamedFunction(mod, name) : NULL;
     int loops = 0;
+    *pairs = 0;
     for (LLVMBasicBlockRef b = f ? LLVMGetFirstBasicBlock(f) : NULL; b; b = LLVMGetNextBasicBlock(b))
         for (LLVMValueRef i = LLVMGetFirstInstruction(b); i && LLVMIsAPHINode(i); i = LLVMGetNextInstruction(i)) {
             size_t len;
             const char *v = LLVMGetValueName2(i, &len);
-            loops += len >= 1 && v[0] == 'i';
+            loops += len >= 1 && (v[0] == 'i' || v[0] == 'j');
+            *pairs += len >= 4 && !strncmp(v, "pair", 4);
         }
     if (mod) LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);
@@ -325,12 +329,17 @@ static void test_fused(const Case *cs, const char *opt) {
         return;
     }
     if (adam && !decoupled) { /* the update's loops: one, or one per stage */
-        int loops = update_loops(&c), want = !strcmp(cs->proj, "float") || !strcmp(cs->proj, "ste") ? 1 : 0;
+        int pairs, loops = update_loops(&c, &pairs), want = !strcmp(cs->proj, "float") || !strcmp(cs->proj, "ste") ? 1 : 0;
         CHECK(want ? loops == want : loops >= 1, "%s: the update's kernel runs %d loop(s)", quant, loops);
         if (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "md_tanh_s"))
             CHECK(loops >= 2, "%s: the update's chain of exps, divisions and square roots is cut into stages", quant);
         if (!strcmp(cs->proj, "pmf")) /* 3 stages; the softmax's exps before each of its 2 divisions */
             CHECK(loops == 5, "%s: the softmax's exps run in stages of their own (%d loops)", quant, loops);
+        if (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "md_tanh_s")) /* codegen.c's kernel_pair */
+            CHECK(pairs == 1, "%s: the optimizer's square roots and divisions share a loop with the next block's "
+                  "exps (%d shared loops)", quant, pairs);
+        else if (want)
+            CHECK(pairs == 0, "%s: one loop, none shared", quant);
     }
     Jit *jit = jit_compile(c.m, 2, 0, true, NULL, NULL, c.diag);
     CHECK(jit, "%s JIT-compiles", quant);
