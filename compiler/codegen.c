@@ -176,16 +176,16 @@ void cg_loop_end(Cg *cg, Loop *l) {
     loop_back_edge(cg, l);
 }
 
-/* The loop's metadata: a distinct node whose first operand is itself, then
- * llvm.loop.vectorize.enable false and llvm.loop.unroll.disable. */
+/* The back edge's llvm.loop metadata: a node whose first operand is itself (the loop's
+ * ID, made through a temporary node), then llvm.loop.vectorize.enable false and
+ * llvm.loop.unroll.disable. */
 void cg_loop_end_scalar(Cg *cg, Loop *l) {
     LLVMValueRef br = loop_back_edge(cg, l);
     LLVMMetadataRef off[2] = {LLVMMDStringInContext2(cg->ctx, "llvm.loop.vectorize.enable", 26),
                               LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(cg->ctx), 0, 0))};
-    LLVMMetadataRef ops[3] = {NULL, LLVMMDNodeInContext2(cg->ctx, off, 2),
-                              LLVMMDNodeInContext2(cg->ctx, (LLVMMetadataRef[]){LLVMMDStringInContext2(cg->ctx, "llvm.loop.unroll.disable", 24)}, 1)};
+    LLVMMetadataRef unroll = LLVMMDStringInContext2(cg->ctx, "llvm.loop.unroll.disable", 24);
     LLVMMetadataRef tmp = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
-    ops[0] = tmp;
+    LLVMMetadataRef ops[3] = {tmp, LLVMMDNodeInContext2(cg->ctx, off, 2), LLVMMDNodeInContext2(cg->ctx, &unroll, 1)};
     LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, 3);
     LLVMMetadataReplaceAllUsesWith(tmp, id);
     LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
@@ -756,7 +756,7 @@ static void stage_reach(const SxPool *pool, const KernelCode *kc, int s, char *s
  * A stage of square roots and divisions waits on the divider unit, which an exp's
  * polynomial leaves idle, and a loop of each waits on its own kind of unit: one loop
  * over both, for two different blocks, keeps both busy (binary PMF + Adam, AVX2, one
- * thread: 1.85-1.89 -> 1.72-1.81 ns an element in update_bench). Chosen: where stage 0
+ * thread: 1.96-2.02 -> 1.78-1.86 ns an element in update_bench). Chosen: where stage 0
  * has no square root or division, the stage with the most (square roots and distinct
  * divisors: emit_sx divides by each once), at least two; where stage 0 has two or more,
  * the first stage with none; and no value in scratch may cross the stage: none
