@@ -741,15 +741,11 @@ static int kernel_cuts(Cg *cg, const IrKernel *k, int *stage, int n, int *cut, i
  * reach, marked in mine[] (the earlier stages' outputs and cut values it reads back
  * marked too, and in stop[]). */
 static void stage_reach(const SxPool *pool, const KernelCode *kc, int s, char *stop, char *mine) {
-    const IrKernel *k = kc->k;
-    for (int o = 0; o < k->nout; o++)
-        if (kc->stage[o] < s) stop[k->out[o].node] = 1;
     for (int c = 0; c < kc->ncut; c++)
         if (kc->cut_stage[c] < s) stop[kc->cut[c]] = 1;
+    stage_nodes(pool, kc->k, kc->stage, s, stop, mine); /* the outputs */
     for (int c = 0; c < kc->ncut; c++)
         if (kc->cut_stage[c] == s) mark_reach(pool, kc->cut[c], true, stop, mine);
-    for (int o = 0; o < k->nout; o++)
-        if (kc->stage[o] == s) mark_reach(pool, k->out[o].node, true, stop, mine);
 }
 
 /* The stage that runs beside stage 0 of the next block (the target's .kernel), or 0.

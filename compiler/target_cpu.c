@@ -788,12 +788,9 @@ static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, int
     } else { /* per block: stage 0's loop, then stage 1's, ... */
         Loop blk = cg_loop_begin_step(cg, begin, end, ci64(cg, CG_KERNEL_BLOCK), "block");
         LLVMValueRef next = LLVMBuildAdd(cg->b, blk.iv, ci64(cg, CG_KERNEL_BLOCK), "");
-        LLVMValueRef hi = smin64(cg, next, end);
-        for (int stage = 0; stage < stages; stage++) {
-            Loop l = cg_loop_begin(cg, blk.iv, hi, "i");
-            code(cg, kernel, stage, l.iv, LLVMBuildSub(cg->b, l.iv, blk.iv, "j"), buf, scratch, sc);
-            cg_loop_end(cg, &l);
-        }
+        LLVMValueRef n = LLVMBuildSub(cg->b, smin64(cg, next, end), blk.iv, "");
+        for (int stage = 0; stage < stages; stage++)
+            stage_loop(cg, code, kernel, stage, blk.iv, ci64(cg, 0), n, buf, scratch, sc, false);
         cg_loop_end(cg, &blk);
     }
     LLVMBuildRetVoid(cg->b);

@@ -284,9 +284,9 @@ static void test_rejections(void) {
 /* ---- the fused kernel against a step-by-step evaluation ---- */
 
 /* The loops over elements in the first parameter's update kernel (its core: one loop,
- * or one per stage inside a loop over blocks), counted by their counters ("i", or "j"
- * where a block's stage 0 shares a loop with a stage of the block before: those shared
- * loops, "pair", go to *pairs). */
+ * "i", or one per stage inside a loop over blocks, "j"), counted by their counters; the
+ * loops where a block's stage 0 runs with a stage of the block before ("pair") go to
+ * *pairs. */
 static int update_loops(const Compiled *c, int *pairs) {
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(c->m, ctx, true, c->diag);
