@@ -233,6 +233,16 @@ static void mark_cold(Cg *cg, LLVMValueRef fn) {
 /* ---------- buffers ---------- */
 
 /* Tensor buffers come from the target (its .buffer); the host's scalars are globals. */
+/* Does the kernel read or write buffer `buf`, component `comp`? (A parameter's moments
+ * exist only where its update names them: fuse.c keeps one set for opposite gradients.) */
+static bool kernel_names(const IrKernel *k, IrBufKind buf, int comp) {
+    for (int i = 0; i < k->nin; i++)
+        if (k->in[i].buf == buf && k->in[i].comp == comp) return true;
+    for (int i = 0; i < k->nout; i++)
+        if (k->out[i].buf == buf && k->out[i].comp == comp) return true;
+    return false;
+}
+
 static void make_buffers(Cg *cg) {
     const IrModule *m = cg->m;
     Arena *ar = m->arena;
@@ -256,7 +266,8 @@ static void make_buffers(Cg *cg) {
             if ((kind == 1 && !use_m) || (kind == 2 && !use_v)) continue;
             static const char *const kn[] = {"aux", "m", "v"};
             for (int c = 0; c < K; c++)
-                comps[c] = buffer(cg, arena_printf(ar, "%s.%s%d", p->name, kn[kind], c), p->count, cg->tf32);
+                if (kind == 0 || kernel_names(&m->kernels[i][0], kind == 1 ? IRB_M : IRB_V, c))
+                    comps[c] = buffer(cg, arena_printf(ar, "%s.%s%d", p->name, kn[kind], c), p->count, cg->tf32);
         }
         if (cg->tc->keep_best)
             cg->best[i][0] = buffer(cg, arena_printf(ar, "%s.best", p->name), p->count * K, cg->tf32);

@@ -3,7 +3,8 @@
  *
  *   update: g -> projection gradient (derived in proj.c) -> weight decay -> optimizer
  *           step (SGD / momentum / Adam; AdamW adds its decay to the normalized step)
- *           -> `after` -> new forward weight (next beta)
+ *           -> `after` -> new forward weight (next beta); two aux components with
+ *           opposite gradients (a two-label softmax's) share one set of moments
  *   init:   w0 -> aux                        hard: aux -> hard weight
  *   soft:   aux -> forward weight (after init, and after restoring a kept model)
  *
@@ -62,8 +63,6 @@ void fuse_module(IrModule *m) {
         int a[NNQ_MAX_LABELS], mo[NNQ_MAX_LABELS], ve[NNQ_MAX_LABELS];
         for (int c = 0; c < K; c++) a[c] = sx_input(p, add_in(k, IRB_AUX, c));
         bool use_m = train_keeps_m(tc), use_v = train_keeps_v(tc);
-        for (int c = 0; c < K && use_m; c++) mo[c] = sx_input(p, add_in(k, IRB_M, c));
-        for (int c = 0; c < K && use_v; c++) ve[c] = sx_input(p, add_in(k, IRB_V, c));
         for (int v = 0; v < nvar; v++) subst[v] = -1;
         subst[PV_BETA] = scalar(p, IRS_BETA);
         subst[PV_GW] = gw;
@@ -82,9 +81,32 @@ void fuse_module(IrModule *m) {
         bool decoupled = tc->opt == OPT_ADAM && tc->decoupled_decay;
         int lr = scalar(p, IRS_LR);
         if (lr_scale != 1) lr = sx_binary(p, SX_MUL, lr, sx_const(p, lr_scale));
+        int grads[NNQ_MAX_LABELS];
         for (int c = 0; c < K; c++) {
             int g = sx_subst(p, pr->grad[c], subst, nvar);
             if (wd != 0 && !decoupled) g = sx_binary(p, SX_ADD, g, sx_binary(p, SX_MUL, sx_const(p, wd), a[c]));
+            grads[c] = g;
+        }
+        /* Two opposite gradients, one written as the other negated (proj.c: two aux
+         * components through a softmax; grad(u) of a softmax over {-1, +1}), from moments
+         * that start at zero, give opposite first moments and equal second moments at
+         * every step. So only one component's moments are kept: the other's are those
+         * negated or not, and with sx.c's sign rules its moment and step nodes are the
+         * kept component's. */
+        int keep = K == 2 && sx_negated(p, grads[1]) == grads[0]   ? 0
+                   : K == 2 && sx_negated(p, grads[0]) == grads[1] ? 1
+                                                                   : -1;
+        for (int c = 0; c < K && use_m; c++)
+            if (keep < 0 || c == keep) mo[c] = sx_input(p, add_in(k, IRB_M, c));
+        for (int c = 0; c < K && use_v; c++)
+            if (keep < 0 || c == keep) ve[c] = sx_input(p, add_in(k, IRB_V, c));
+        if (keep >= 0) {
+            mo[1 - keep] = use_m ? sx_unary(p, SX_NEG, mo[keep]) : -1;
+            ve[1 - keep] = use_v ? ve[keep] : -1;
+        }
+        for (int c = 0; c < K; c++) {
+            bool kept = keep < 0 || c == keep;
+            int g = grads[c];
             int step;
             if (tc->opt == OPT_ADAM) {
                 int m1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->beta1), mo[c]),
@@ -92,8 +114,8 @@ void fuse_module(IrModule *m) {
                 int v1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->beta2), ve[c]),
                                    sx_binary(p, SX_MUL, sx_const(p, 1 - tc->beta2),
                                              sx_binary(p, SX_MUL, g, g)));
-                add_out(k, IRB_M, c, m1);
-                add_out(k, IRB_V, c, v1);
+                if (kept) add_out(k, IRB_M, c, m1);
+                if (kept) add_out(k, IRB_V, c, v1);
                 int mhat = sx_binary(p, SX_MUL, m1, scalar(p, IRS_BC1));
                 int vhat = sx_binary(p, SX_MUL, v1, scalar(p, IRS_BC2));
                 step = sx_binary(p, SX_DIV, mhat,
@@ -101,7 +123,7 @@ void fuse_module(IrModule *m) {
                 if (wd != 0 && decoupled) step = sx_binary(p, SX_ADD, step, sx_binary(p, SX_MUL, sx_const(p, wd), a[c]));
             } else if (use_m) {
                 int m1 = sx_binary(p, SX_ADD, sx_binary(p, SX_MUL, sx_const(p, tc->momentum), mo[c]), g);
-                add_out(k, IRB_M, c, m1);
+                if (kept) add_out(k, IRB_M, c, m1);
                 step = m1;
             } else {
                 step = g;

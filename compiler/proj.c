@@ -616,6 +616,98 @@ static void derive(PCtx *cx) {
     free(out);
 }
 
+/* ---- shift invariance ----
+ * Whether the weight stays the same when every aux component moves by one amount t,
+ * with nograd values held (as the derivative holds them): then the derived gradients of
+ * the aux sum to zero exactly, and of two components the second is the first negated,
+ * which lets fuse.c keep one set of optimizer moments for both. A forward abstract
+ * interpretation of the DAG: a node is invariant, moves by c t (c an invariant node),
+ * scales by e^(c t), or unknown. A softmax is invariant: its shifted exps scale alike
+ * and their sum divides the scale out. Piecewise constant ops (comparisons) count as
+ * invariant, as they do for the derivative. */
+typedef enum { SH_INV, SH_MOVE, SH_SCALE, SH_UNKNOWN } ShKind;
+typedef struct {
+    ShKind kind;
+    int c; /* SH_MOVE, SH_SCALE: the invariant coefficient node */
+} Shift;
+
+static Shift sh(ShKind kind, int c) { return (Shift){kind, c}; }
+
+static Shift shift_of(SxPool *p, int id, Shift *memo, bool *done, int naux) {
+    if (id < sx_count(p) && done[id]) return memo[id];
+    SxNode n = *sx_node(p, id); /* copy: constructors below may move the pool */
+    Shift r = sh(SH_UNKNOWN, -1);
+    if (n.op == SX_VAR) {
+        r = n.slot >= PV_AUX && n.slot < PV_AUX + naux ? sh(SH_MOVE, sx_const(p, 1)) : sh(SH_INV, -1);
+    } else if (n.op == SX_CONST || n.op == SX_INPUT || !sx_op_differentiable(n.op)) {
+        r = sh(SH_INV, -1); /* nograd and comparisons included */
+    } else {
+        Shift x = shift_of(p, n.a, memo, done, naux);
+        Shift y = n.b >= 0 ? shift_of(p, n.b, memo, done, naux) : sh(SH_INV, -1);
+        if (n.op == SX_SELECT) {
+            x = y;
+            y = shift_of(p, n.c, memo, done, naux);
+        }
+        bool inv = x.kind == SH_INV && y.kind == SH_INV;
+        bool same = x.kind == y.kind && x.c == y.c;
+        switch (n.op) {
+        case SX_ADD:
+        case SX_SUB:
+            if (inv) r = x;
+            else if (x.kind == SH_MOVE && y.kind == SH_INV) r = x;
+            else if (x.kind == SH_INV && y.kind == SH_MOVE) r = n.op == SX_ADD ? y : sh(SH_MOVE, sx_unary(p, SX_NEG, y.c));
+            else if (x.kind == SH_MOVE && same && n.op == SX_SUB) r = sh(SH_INV, -1);
+            else if (x.kind == SH_MOVE && y.kind == SH_MOVE) r = sh(SH_MOVE, sx_binary(p, n.op, x.c, y.c));
+            else if (x.kind == SH_SCALE && same && n.op == SX_ADD) r = x;
+            break;
+        case SX_NEG:
+            r = x.kind == SH_MOVE ? sh(SH_MOVE, sx_unary(p, SX_NEG, x.c)) : x;
+            break;
+        case SX_MUL:
+            if (inv) r = x;
+            else if (x.kind == SH_INV && y.kind != SH_UNKNOWN) r = y.kind == SH_MOVE ? sh(SH_MOVE, sx_binary(p, SX_MUL, n.a, y.c)) : y;
+            else if (y.kind == SH_INV && x.kind != SH_UNKNOWN) r = x.kind == SH_MOVE ? sh(SH_MOVE, sx_binary(p, SX_MUL, x.c, n.b)) : x;
+            else if (x.kind == SH_SCALE && y.kind == SH_SCALE) r = sh(SH_SCALE, sx_binary(p, SX_ADD, x.c, y.c));
+            break;
+        case SX_DIV:
+            if (inv) r = x;
+            else if (y.kind == SH_INV && x.kind != SH_UNKNOWN) r = x.kind == SH_MOVE ? sh(SH_MOVE, sx_binary(p, SX_DIV, x.c, n.b)) : x;
+            else if (x.kind == SH_SCALE && same) r = sh(SH_INV, -1);
+            else if (x.kind == SH_INV && y.kind == SH_SCALE) r = sh(SH_SCALE, sx_unary(p, SX_NEG, y.c));
+            else if (x.kind == SH_SCALE && y.kind == SH_SCALE) r = sh(SH_SCALE, sx_binary(p, SX_SUB, x.c, y.c));
+            break;
+        case SX_EXP:
+            r = x.kind == SH_MOVE ? sh(SH_SCALE, x.c) : x.kind == SH_INV ? x : r;
+            break;
+        case SX_MAX:
+        case SX_MIN:
+        case SX_SELECT: /* an order (or a choice) of two that move or scale alike */
+            if (same && x.kind != SH_UNKNOWN) r = x;
+            break;
+        default: /* log, tanh, sqrt, ...: invariant of invariant only */
+            if (inv) r = x;
+            break;
+        }
+    }
+    if (id < sx_count(p)) {
+        memo[id] = r;
+        done[id] = true;
+    }
+    return r;
+}
+
+/* Is `weight` invariant under one shift of aux VARs PV_AUX .. PV_AUX + naux - 1? */
+static bool shift_invariant(SxPool *p, int weight, int naux) {
+    int n = sx_count(p);
+    Shift *memo = malloc(sizeof(Shift) * n);
+    bool *done = calloc(n, 1);
+    assert(memo && done);
+    bool inv = shift_of(p, weight, memo, done, naux).kind == SH_INV;
+    free(memo);
+    free(done);
+    return inv;
+}
+
 /* The parameter list: none, or one label set (bound to cx->qname). */
 static bool bind_params(PCtx *cx) {
     const AstNode *params = cx->def->kids[0];
@@ -814,6 +906,8 @@ static ProjInst *instantiate(PCtx *cx) {
                       wname);
         }
     }
+    /* `update a using grad(a)` for both of two aux components */
+    bool own_grads = ncomp == 2 && pi->grad[0] == map[cx->gbase + PV_AUX] && pi->grad[1] == map[cx->gbase + PV_AUX + 1];
     free(map);
     free(full);
     if (cx->failed) return NULL;
@@ -829,6 +923,10 @@ static ProjInst *instantiate(PCtx *cx) {
             return NULL;
         }
     }
+    /* Two aux components stepped by their own gradients through a weight invariant under
+     * their common shift (a two-label softmax): the gradients are opposite exactly, so
+     * the second is written as the first negated. */
+    if (own_grads && shift_invariant(p, pi->weight, ncomp)) pi->grad[1] = sx_unary(p, SX_NEG, pi->grad[0]);
     pi->uses_beta = sx_depends(p, pi->weight, sx_var(p, PV_BETA));
     return pi;
 }

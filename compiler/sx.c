@@ -183,11 +183,35 @@ int sx_unary(SxPool *pool, SxOp op, int a) {
     return intern(pool, mk(op, a, -1, -1));
 }
 
+int sx_negated(const SxPool *pool, int id) {
+    const SxNode *n = sx_node(pool, id);
+    return n->op == SX_NEG ? n->a : -1;
+}
+
+/* Signs move outward: -x * y = -(x * y), -x / y = -(x / y), -x + -y = -(x + y) and
+ * x - -y = x + y, which hold for every IEEE value (round-to-nearest is symmetric) except
+ * for the sign of an exact zero sum, as x + 0 = x does. So an expression of negated
+ * inputs shares its nodes with the same expression of the inputs (fuse.c's opposite
+ * moments). -1 where no rule applies. */
+static int pull_sign(SxPool *pool, SxOp op, int a, int b) {
+    int na = sx_negated(pool, a), nb = sx_negated(pool, b);
+    if (na < 0 && nb < 0) return -1;
+    if (op == SX_MUL || op == SX_DIV) {
+        int r = sx_binary(pool, op, na >= 0 ? na : a, nb >= 0 ? nb : b);
+        return (na >= 0) != (nb >= 0) ? sx_unary(pool, SX_NEG, r) : r;
+    }
+    if (op == SX_ADD && na >= 0 && nb >= 0) return sx_unary(pool, SX_NEG, sx_binary(pool, SX_ADD, na, nb));
+    if (op == SX_SUB && nb >= 0) return sx_binary(pool, SX_ADD, a, nb);
+    return -1;
+}
+
 int sx_binary(SxPool *pool, SxOp op, int a, int b) {
     assert(op_arity[op] == 2);
     double va = 0, vb = 0;
     bool ca = sx_is_const(pool, a, &va), cb = sx_is_const(pool, b, &vb);
     if (ca && cb) return sx_const(pool, fold(op, va, vb, 0));
+    int signed_ = pull_sign(pool, op, a, b);
+    if (signed_ >= 0) return signed_;
     switch (op) {
     case SX_ADD:
         if (ca && va == 0) return b;

@@ -2,8 +2,9 @@
  *
  * An SxPool holds nodes (referenced by int id) built through sx_* constructors that
  * hash-cons (structurally equal nodes are one node) and simplify as they go (constant
- * folding, x+0, x*1, select on a constant condition: only rewrites that hold for inf
- * and NaN too, so never x*0, x-x or 0/x), so derived expressions stay small. The
+ * folding, x+0, x*1, select on a constant condition, signs pulled out of products,
+ * quotients and sums of negations: only rewrites that hold for inf and NaN too, so never
+ * x*0, x-x or 0/x), so derived expressions stay small. The
  * pool owns all nodes; ids stay valid until sx_pool_free.
  *
  * sx_grad derives reverse-mode derivatives symbolically: new nodes in the same pool.
@@ -48,6 +49,8 @@ int sx_unary(SxPool *pool, SxOp op, int a);
 int sx_binary(SxPool *pool, SxOp op, int a, int b);
 int sx_select(SxPool *pool, int cond, int a, int b);
 bool sx_is_const(const SxPool *pool, int id, double *value);
+/* The operand of a negation, or -1 where `id` is not one. */
+int sx_negated(const SxPool *pool, int id);
 
 /* Reverse mode: given roots[i] with seeds[i] (adjoint node ids), returns in out[j] the
  * adjoint node of leaf wrt[j] (a VAR or INPUT node); the constant 0 where wrt[j] has no
