@@ -581,6 +581,17 @@ static void fixed_step(int64_t n) {
     g_train_step(n);
 }
 
+/* Nodes of kind `op` reachable from a kernel's outputs (seen: one flag a pool node). */
+static int reachable_ops(const SxPool *p, int id, SxOp op, bool *seen) {
+    if (seen[id]) return 0;
+    seen[id] = true;
+    const SxNode *n = sx_node(p, id);
+    int count = n->op == op, kids[3] = {n->a, n->b, n->c};
+    for (int i = 0; i < 3; i++)
+        if (kids[i] >= 0) count += reachable_ops(p, kids[i], op, seen);
+    return count;
+}
+
 static void test_network_gradients(const char *net_src, int in_elems, int classes) {
     Compiled c;
     bool ok = compile_source(&c, net_src, true);
@@ -658,6 +669,13 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
         CHECK(upd && a[0] && a[1] && mo[0] && ve[0], "update kernel and its buffers are reachable");
         /* the two aux gradients are opposite: one set of moments serves both (fuse.c) */
         CHECK(!mo[1] && !ve[1], "binary pmf under Adam keeps one set of moments, not two");
+        /* sx.c's sign rules: the second aux's Adam step is the first's nodes negated */
+        const IrKernel *uk = &c.m->kernels[pi][0];
+        bool *seen = calloc(sx_count(c.prog->pool), 1);
+        int sqrts = 0;
+        for (int o = 0; o < uk->nout; o++) sqrts += reachable_ops(c.prog->pool, uk->out[o].node, SX_SQRT, seen);
+        free(seen);
+        CHECK(sqrts == 1, "binary pmf under Adam: one square root a weight, for both aux (%d)", sqrts);
         if (upd && mo[0] && ve[0]) {
             int64_t N = par->count;
             double *ref = malloc(sizeof(double) * N * 7);
@@ -713,6 +731,83 @@ static void test_target_tables(void) {
     CHECK(t->buffer && t->kernel && t->kernel_run && t->setup, "%s target: every entry filled", t->name);
 }
 
+/* proj.c's shift invariance: the second of two aux gradients is written as the first
+ * negated exactly where the weight does not change when both aux move by one amount;
+ * the derived gradients still match finite differences either way. */
+static void test_shift_invariance(void) {
+    Compiled c;
+    bool ok = compile_source(&c, "import std.projections\n"
+                                 "labels binary = {-1, +1}\n"
+                                 "labels ternary = {-1, 0, 1}\n"
+                                 "projection gap(Q: labels) requires |Q| == 2 {\n"
+                                 "    aux    a[2]\n"
+                                 "    init   a = -abs(w0 - Q)\n"
+                                 "    weight w = tanh(beta * (a[1] - a[0]))\n"
+                                 "    update a using grad(a)\n"
+                                 "    hard   w = Q[argmax(a)]\n"
+                                 "}\n"
+                                 "projection tilt(Q: labels) {\n"
+                                 "    aux    a[|Q|]\n"
+                                 "    init   a = -abs(w0 - Q)\n"
+                                 "    soft   u = softmax(beta * a)\n"
+                                 "    weight w = sum(u * Q) + 0.25 * a[0]\n"
+                                 "    update a using grad(a)\n"
+                                 "    hard   w = Q[argmax(a)]\n"
+                                 "}\n"
+                                 "projection scaled(Q: labels) {\n"
+                                 "    aux    a[|Q|]\n"
+                                 "    init   a = -abs(w0 - Q)\n"
+                                 "    soft   u = softmax(beta * a * a)\n"
+                                 "    weight w = sum(u * Q)\n"
+                                 "    update a using grad(a)\n"
+                                 "    hard   w = Q[argmax(a)]\n"
+                                 "}\n",
+                             false);
+    CHECK(ok, "projections for the shift-invariance check compile");
+    if (!ok) {
+        compiled_free(&c);
+        return;
+    }
+    static const struct { const char *proj, *labels; bool opposite; } cases[] = {
+        {"pmf", "binary", true},      /* a softmax of beta a */
+        {"gap", "binary", true},      /* a function of a1 - a0 (the derivative negates by itself) */
+        {"tilt", "binary", false},    /* plus a term in a0 alone */
+        {"scaled", "binary", false},  /* a softmax of beta a^2: not invariant */
+        {"pmf", "ternary", false},    /* three components: nothing rewritten */
+    };
+    SrcLoc none = {0};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const LabelSet *q = program_find_labels(c.prog, cases[i].labels);
+        ProjInst *pi = proj_instantiate(c.prog, c.diag, program_find_projection(c.prog, cases[i].proj), q, none);
+        CHECK(pi != NULL, "%s(%s) instantiates", cases[i].proj, cases[i].labels);
+        if (!pi) continue;
+        SxPool *p = c.prog->pool;
+        bool negated = pi->ncomp == 2 && (sx_negated(p, pi->grad[1]) == pi->grad[0] || sx_negated(p, pi->grad[0]) == pi->grad[1]);
+        CHECK(negated == cases[i].opposite, "%s(%s): one aux gradient %s the other negated", cases[i].proj,
+              cases[i].labels, cases[i].opposite ? "is written as" : "is not written as");
+        double worst = 0;
+        for (int trial = 0; trial < 40; trial++) {
+            double vars[PV_AUX + NNQ_MAX_LABELS] = {0};
+            vars[PV_BETA] = urand(0.5, 3);
+            vars[PV_GW] = urand(-2, 2);
+            for (int k = 0; k < pi->ncomp; k++) vars[PV_AUX + k] = urand(-0.9, 0.9);
+            for (int k = 0; k < pi->ncomp; k++) {
+                double h = 1e-6, save = vars[PV_AUX + k];
+                vars[PV_AUX + k] = save + h;
+                double wp = sx_eval(p, pi->weight, NULL, vars);
+                vars[PV_AUX + k] = save - h;
+                double wm = sx_eval(p, pi->weight, NULL, vars);
+                vars[PV_AUX + k] = save;
+                double want = vars[PV_GW] * (wp - wm) / (2 * h), an = sx_eval(p, pi->grad[k], NULL, vars);
+                worst = fmax(worst, fabs(an - want) / fmax(1, fabs(want)));
+            }
+        }
+        CHECK(worst < 1e-6, "%s(%s): aux gradients vs finite differences, worst %g", cases[i].proj, cases[i].labels,
+              worst);
+    }
+    compiled_free(&c);
+}
+
 int main(void) {
     test_target_tables();
     test_sx_basics();
@@ -726,5 +821,6 @@ int main(void) {
     test_same_numbers(conv_src, 2 * 9 * 9, 3);
     test_network_gradients(mlp_src, 6, 4);
     test_network_gradients(conv_src, 2 * 9 * 9, 3);
+    test_shift_invariance(); /* last: the draws above stay those the thresholds were set with */
     return test_summary();
 }
