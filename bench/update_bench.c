@@ -4,8 +4,8 @@
  * times, per parameter element:
  *   fused   the JIT-compiled kernel.update (gradient -> softmax Jacobian -> Adam ->
  *           new forward weight, one pass, each array it names read or written once:
- *           gradient, 2 aux, one set of moments for the two opposite aux gradients
- *           (fuse.c), weight);
+ *           gradient, 2 aux, one set of moments for the two opposite aux gradients,
+ *           the softmax's exp carried from the step before (fuse.c), weight);
  *   naive   the same formulas as separate passes over memory, the way an unfused
  *           framework runs them (softmax, Jacobian-vector product, Adam moments, Adam
  *           step, new weight; moments for each aux), written in plain C and compiled
@@ -110,13 +110,16 @@ int main(int argc, char **argv) {
     if (!v1) v1 = own + n;
     snprintf(name, sizeof name, "kernel.update.%s", p);
     void (*fused)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
-    if (!fused || !g || !w) return 1;
+    snprintf(name, sizeof name, "kernel.soft.%s", p);
+    void (*soft)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
+    if (!fused || !soft || !g || !w) return 1;
     srand(1);
     for (int64_t i = 0; i < n; i++) {
         g[i] = (float)rand() / (float)RAND_MAX - 0.5f;
         a0[i] = (float)rand() / (float)RAND_MAX - 0.5f;
         a1[i] = (float)rand() / (float)RAND_MAX - 0.5f;
     }
+    soft(2.0f, 2.0f, 0, 0, 0); /* the values the update carries in (fuse.c) */
     float *tmp = calloc(4 * n, sizeof(float));
     float *cbuf = malloc(8 * n * sizeof(float)), *cdst = malloc(8 * n * sizeof(float));
     memset(cbuf, 1, 8 * n * sizeof(float));
@@ -149,7 +152,7 @@ int main(int argc, char **argv) {
     free(evict);
     double per = 1e9 / ((double)n * reps);
     /* fused: reads and writes the arrays its kernel names (binary PMF: reads g, a0, a1,
-     * m0, v0 and writes a0, a1, m0, v0, w) */
+     * m0, v0, carry0 and writes a0, a1, m0, v0, w, carry0) */
     const IrKernel *k = &m->kernels[0][0];
     double fused_bytes = 4.0 * n * (k->nin + k->nout), copy_bytes = 16.0 * 4 * n;
     long pool = threads ? threads : sysconf(_SC_NPROCESSORS_ONLN);

@@ -234,7 +234,8 @@ static void mark_cold(Cg *cg, LLVMValueRef fn) {
 
 /* Tensor buffers come from the target (its .buffer); the host's scalars are globals. */
 /* Does the kernel read or write buffer `buf`, component `comp`? (A parameter's moments
- * exist only where its update names them: fuse.c keeps one set for opposite gradients.) */
+ * and carried values exist only where its kernels name them: fuse.c keeps one set of
+ * moments for opposite gradients, and carries few values or none.) */
 static bool kernel_names(const IrKernel *k, IrBufKind buf, int comp) {
     for (int i = 0; i < k->nin; i++)
         if (k->in[i].buf == buf && k->in[i].comp == comp) return true;
@@ -242,6 +243,11 @@ static bool kernel_names(const IrKernel *k, IrBufKind buf, int comp) {
         if (k->out[i].buf == buf && k->out[i].comp == comp) return true;
     return false;
 }
+
+/* A parameter's components of kind IRB_AUX + kind (cg->pcomp[param * CG_PCOMP_KINDS +
+ * kind]): aux, m and v one per aux array, carried values up to IR_MAX_CARRY. */
+static const char *const pcomp_names[CG_PCOMP_KINDS] = {"aux", "m", "v", "carry"};
+static int pcomp_count(const IrParam *p, int kind) { return IRB_AUX + kind == IRB_CARRY ? IR_MAX_CARRY : p->proj->ncomp; }
 
 static void make_buffers(Cg *cg) {
     const IrModule *m = cg->m;
@@ -251,7 +257,7 @@ static void make_buffers(Cg *cg) {
     cg->x = buffer(cg, "batch.x", cg->batch * in_elems, cg->tf32);
     cg->y = buffer(cg, "batch.y", cg->batch, cg->ti32);
     cg->pbuf = calloc(m->nparams, sizeof *cg->pbuf);
-    cg->pcomp = calloc(m->nparams * 3, sizeof(LLVMValueRef *));
+    cg->pcomp = calloc(m->nparams * CG_PCOMP_KINDS, sizeof(LLVMValueRef *));
     cg->best = calloc(m->nparams, sizeof *cg->best);
     bool use_m = train_keeps_m(cg->tc), use_v = train_keeps_v(cg->tc);
     for (int i = 0; i < m->nparams; i++) {
@@ -260,14 +266,14 @@ static void make_buffers(Cg *cg) {
         cg->pbuf[i][IRB_WEIGHT] = buffer(cg, arena_printf(ar, "%s.weight", p->name), p->count, cg->tf32);
         cg->pbuf[i][IRB_HARD] = buffer(cg, arena_printf(ar, "%s.hard", p->name), p->count, cg->tf32);
         cg->pbuf[i][IRB_GRAD] = buffer(cg, arena_printf(ar, "%s.grad", p->name), p->count, cg->tf32);
-        for (int kind = 0; kind < 3; kind++) {
-            LLVMValueRef *comps = calloc(K, sizeof(LLVMValueRef));
-            cg->pcomp[i * 3 + kind] = comps;
+        for (int kind = 0; kind < CG_PCOMP_KINDS; kind++) {
+            int n = pcomp_count(p, kind);
+            LLVMValueRef *comps = calloc(n, sizeof(LLVMValueRef));
+            cg->pcomp[i * CG_PCOMP_KINDS + kind] = comps;
             if ((kind == 1 && !use_m) || (kind == 2 && !use_v)) continue;
-            static const char *const kn[] = {"aux", "m", "v"};
-            for (int c = 0; c < K; c++)
-                if (kind == 0 || kernel_names(&m->kernels[i][0], kind == 1 ? IRB_M : IRB_V, c))
-                    comps[c] = buffer(cg, arena_printf(ar, "%s.%s%d", p->name, kn[kind], c), p->count, cg->tf32);
+            for (int c = 0; c < n; c++)
+                if (kind == 0 || kernel_names(&m->kernels[i][0], IRB_AUX + kind, c))
+                    comps[c] = buffer(cg, arena_printf(ar, "%s.%s%d", p->name, pcomp_names[kind], c), p->count, cg->tf32);
         }
         if (cg->tc->keep_best)
             cg->best[i][0] = buffer(cg, arena_printf(ar, "%s.best", p->name), p->count * K, cg->tf32);
@@ -410,9 +416,10 @@ static void emit_tensor_functions(Cg *cg) {
 
 static LLVMValueRef kbuf(Cg *cg, int param, const IrKernelIO *io) {
     switch (io->buf) {
-    case IRB_AUX: return cg->pcomp[param * 3 + 0][io->comp];
-    case IRB_M: return cg->pcomp[param * 3 + 1][io->comp];
-    case IRB_V: return cg->pcomp[param * 3 + 2][io->comp];
+    case IRB_AUX:
+    case IRB_M:
+    case IRB_V:
+    case IRB_CARRY: return cg->pcomp[param * CG_PCOMP_KINDS + (io->buf - IRB_AUX)][io->comp];
     default: return cg->pbuf[param][io->buf];
     }
 }
@@ -424,7 +431,7 @@ static LLVMValueRef truth(Cg *cg, LLVMValueRef v) { return LLVMBuildFCmp(cg->b, 
  * reciprocal of each node that divides (recip), and how many of the kernel's divisions
  * divide by each node (ndiv). */
 typedef struct SxEmit {
-    LLVMValueRef *memo, *recip, *gap;
+    LLVMValueRef *memo, *recip;
     int *ndiv;
     const LLVMValueRef *inputs, *scalars;
 } SxEmit;
@@ -441,34 +448,6 @@ static void count_divisions(const SxPool *pool, SxEmit *e, int id) {
         if (kids[i] >= 0) count_divisions(pool, e, kids[i]);
 }
 
-static LLVMValueRef emit_sx(Cg *cg, SxEmit *e, int id);
-
-/* exp(x - max(p, q)) with x one of p, q (the max maybe under nograd): a softmax over two
- * labels, stabilized. One of its two exponentials is exp(0) = 1 and the other
- * exp(-|p - q|), so both come from one exp, shared through e->gap (memoized by the max
- * node), and a select: the same bits as the two exps (q - p is exactly -(p - q)), NaN
- * and infinities included. NULL where `arg` is not of that form. */
-static LLVMValueRef exp_against_max(Cg *cg, SxEmit *e, int arg) {
-    const SxPool *pool = cg->m->prog->pool;
-    const SxNode *d = sx_node(pool, arg);
-    if (d->op != SX_SUB) return NULL;
-    int mx = d->b;
-    while (sx_node(pool, mx)->op == SX_NOGRAD) mx = sx_node(pool, mx)->a;
-    const SxNode *m = sx_node(pool, mx);
-    if (m->op != SX_MAX || m->a == m->b || (d->a != m->a && d->a != m->b)) return NULL;
-    LLVMBuilderRef b = cg->b;
-    LLVMValueRef p = emit_sx(cg, e, m->a), q = emit_sx(cg, e, m->b);
-    if (!e->gap[mx]) {
-        LLVMValueRef diff = LLVMBuildFSub(b, p, q, "");
-        LLVMValueRef neg = LLVMBuildFNeg(b, cg_intrinsic(cg, "llvm.fabs", cg->tf32, &diff, 1), "");
-        e->gap[mx] = cg_exp_f32(cg, neg);
-    }
-    /* where x is the max: exp(x - x) = 1 + (x - x), 1 or (x infinite or NaN) NaN */
-    LLVMValueRef p_wins = LLVMBuildFCmp(b, LLVMRealOGE, p, q, ""), x = d->a == m->a ? p : q;
-    LLVMValueRef self = LLVMBuildFAdd(b, cf32(cg, 1), LLVMBuildFSub(b, x, x, ""), "");
-    if (d->a == m->a) return LLVMBuildSelect(b, p_wins, self, e->gap[mx], "");
-    return LLVMBuildSelect(b, p_wins, e->gap[mx], self, "");
-}
 
 /* The value of scalar expression `id` (memoized), from a kernel's per-element inputs and
  * its scalars. Divisions by a node that divides more than once become one reciprocal and
@@ -503,10 +482,7 @@ static LLVMValueRef emit_sx(Cg *cg, SxEmit *e, int id) {
         r = LLVMBuildFMul(b, a, e->recip[n->b], "");
         break;
     case SX_NEG: r = LLVMBuildFNeg(b, a, ""); break;
-    case SX_EXP:
-        r = exp_against_max(cg, e, n->a);
-        if (!r) r = cg_exp_f32(cg, a);
-        break;
+    case SX_EXP: r = cg_exp_f32(cg, a); break;
     case SX_LOG: r = cg_intrinsic(cg, "llvm.log", cg->tf32, &a, 1); break;
     case SX_SQRT: r = cg_intrinsic(cg, "llvm.sqrt", cg->tf32, &a, 1); break;
     case SX_ABS: r = cg_intrinsic(cg, "llvm.fabs", cg->tf32, &a, 1); break;
@@ -581,15 +557,15 @@ static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, LLVM
                         const LLVMValueRef *scratch, const LLVMValueRef *sc) {
     const KernelCode *kc = arg;
     const IrKernel *k = kc->k;
-    LLVMValueRef inputs[3 * NNQ_MAX_LABELS + 2], vals[3 * NNQ_MAX_LABELS + 2];
+    LLVMValueRef inputs[IR_KERNEL_MAX_IO], vals[IR_KERNEL_MAX_IO];
     for (int e = 0; e < k->nin; e++) inputs[e] = ldf(cg, buf[kc->slot[e]], i); /* those unused go (DCE) */
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool);
-    SxEmit e = {calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(LLVMValueRef)),
-                calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(int)), inputs, sc};
+    SxEmit e = {calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(int)),
+                inputs, sc};
     for (int o = 0; o < k->nout; o++) count_divisions(pool, &e, k->out[o].node); /* every stage's: the same ops */
     memset(e.memo, 0, count * sizeof(LLVMValueRef));
-    bool mine[3 * NNQ_MAX_LABELS + 2];
+    bool mine[IR_KERNEL_MAX_IO];
     for (int o = 0; o < k->nout; o++) {
         mine[o] = stage < 0 || kc->stage[o] == stage;
         if (stage > 0 && kc->stage[o] < stage) /* an earlier stage's result, as it stored it */
@@ -605,7 +581,6 @@ static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, LLVM
         if (mine[o]) stf(cg, buf[kc->slot[k->nin + o]], i, vals[o]);
     free(e.memo);
     free(e.recip);
-    free(e.gap);
     free(e.ndiv);
 }
 
@@ -684,7 +659,7 @@ static int kernel_stages(Cg *cg, const IrKernel *k, const int *slot, int *stage)
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool), top = 0;
     char *stop = calloc(count, 1), *mark = calloc(count, 1);
-    bool uses[3 * NNQ_MAX_LABELS + 2][3 * NNQ_MAX_LABELS + 2] = {{false}};
+    bool uses[IR_KERNEL_MAX_IO][IR_KERNEL_MAX_IO] = {{false}};
     for (int o = 0; o < k->nout; o++) {
         stage[o] = 0;
         stop[k->out[o].node] = 1;
@@ -692,7 +667,8 @@ static int kernel_stages(Cg *cg, const IrKernel *k, const int *slot, int *stage)
     for (int o = 0; o < k->nout; o++) {
         memset(mark, 0, count);
         mark_reach(pool, k->out[o].node, true, stop, mark);
-        for (int q = 0; q < k->nout; q++) uses[o][q] = k->out[q].node != k->out[o].node && mark[k->out[q].node];
+        for (int q = 0; q < k->nout; q++) /* a carried value: the new weight's by-product, no stage of its own */
+            uses[o][q] = k->out[q].node != k->out[o].node && mark[k->out[q].node] && k->out[q].buf != IRB_CARRY;
     }
     free(stop);
     free(mark);
@@ -996,7 +972,7 @@ static void snapshot(Cg *cg, bool save) {
         for (int c = 0; c < m->params[p].proj->ncomp; c++) {
             LLVMValueRef snap = LLVMConstInBoundsGEP2(cg->ti8, LLVMConstBitCast(cg->best[p][0], cg->tp),
                                                       (LLVMValueRef[]){ci64(cg, c * cnt * 4)}, 1);
-            rows_add(&r, (LLVMValueRef[]){cg->pcomp[p * 3][c], snap, ci64(cg, cnt * 4)});
+            rows_add(&r, (LLVMValueRef[]){cg->pcomp[p * CG_PCOMP_KINDS][c], snap, ci64(cg, cnt * 4)});
         }
     }
     for (int i = 0; i < m->nbns; i++) {
@@ -1116,17 +1092,17 @@ static void declare_checkpoint(Cg *cg, LLVMValueRef run, const TrainScalars *ts,
     cg_loop_end(cg, &dl);
     free(d.cell);
 
-    static const char *const kn[] = {"aux", "m", "v"};
     Rows r = {.ncols = 3, .type = {cg->tp, cg->tp, cg->ti64}};
     for (int p = 0; p < m->nparams; p++) {
         const IrParam *par = &m->params[p];
         int K = par->proj->ncomp;
         state(cg, &r, arena_printf(ar, "%s.weight", par->name), cg->pbuf[p][IRB_WEIGHT], par->count * 4);
         state(cg, &r, arena_printf(ar, "%s.hard", par->name), cg->pbuf[p][IRB_HARD], par->count * 4);
-        for (int kind = 0; kind < 3; kind++)
-            for (int c = 0; c < K; c++)
-                if (cg->pcomp[p * 3 + kind][c])
-                    state(cg, &r, arena_printf(ar, "%s.%s%d", par->name, kn[kind], c), cg->pcomp[p * 3 + kind][c], par->count * 4);
+        for (int kind = 0; kind < CG_PCOMP_KINDS; kind++)
+            for (int c = 0; c < pcomp_count(par, kind); c++) {
+                LLVMValueRef buf = cg->pcomp[p * CG_PCOMP_KINDS + kind][c];
+                if (buf) state(cg, &r, arena_printf(ar, "%s.%s%d", par->name, pcomp_names[kind], c), buf, par->count * 4);
+            }
         if (tc->keep_best) state(cg, &r, arena_printf(ar, "%s.best", par->name), cg->best[p][0], par->count * K * 4);
     }
     static const char *const bn[] = {"running_mean", "running_var", NULL, NULL, NULL, NULL, "hard_mean", "hard_var"};
@@ -1614,7 +1590,7 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     } else if (msg) {
         LLVMDisposeMessage(msg);
     }
-    for (int i = 0; i < m->nparams * 3; i++) free(cg.pcomp[i]);
+    for (int i = 0; i < m->nparams * CG_PCOMP_KINDS; i++) free(cg.pcomp[i]);
     free(cg.pcomp);
     free(cg.pbuf);
     free(cg.best);

@@ -6,7 +6,8 @@
  *           -> `after` -> new forward weight (next beta); two aux components with
  *           opposite gradients (a two-label softmax's) share one set of moments
  *   init:   w0 -> aux                        hard: aux -> hard weight
- *   soft:   aux -> forward weight (after init, and after restoring a kept model)
+ *   soft:   aux -> forward weight (after init, and after restoring a kept model), and
+ *           the values the next update carries in (below)
  *
  * The code generator runs soft right after init: the forward weight is the same
  * expression of the same aux values either way (init stores them as f32, soft loads
@@ -26,7 +27,8 @@
 #include "ir.h"
 
 /* Capacity: proj.c caps a projection at NNQ_MAX_LABELS aux components, so a kernel has
- * at most 3 * NNQ_MAX_LABELS + 1 inputs and outputs (gradient or weight, aux, m, v). */
+ * at most IR_KERNEL_MAX_IO inputs and outputs (gradient or weight, aux, m, v, carried
+ * values). */
 static int add_in(IrKernel *k, IrBufKind buf, int comp) {
     assert(k->nin < (int)(sizeof k->in / sizeof k->in[0]));
     k->in[k->nin] = (IrKernelIO){buf, comp, -1};
@@ -39,6 +41,94 @@ static void add_out(IrKernel *k, IrBufKind buf, int comp, int node) {
 }
 
 static int scalar(SxPool *p, IrScalar s) { return sx_input(p, IR_SCALAR_SLOT(s)); }
+
+/* ---- carried values ----
+ * The update computes the projection twice: at this step's aux and beta for the
+ * gradient (a softmax's exps for its Jacobian), and at the new aux and beta_next for the
+ * new weight, which the next update computes again from the same f32 aux and the same
+ * beta. So where every exp of the aux and beta alone that the gradient uses (at most
+ * IR_MAX_CARRY) has a twin at the new aux and beta_next that the new weight computes
+ * anyway, those exps are carried: the update stores the twins in carry buffers for the
+ * next update to load instead of their polynomials, and the soft kernel (after init and
+ * after a kept model is restored) stores its own. The same bits, for 8 bytes an element
+ * moved each. Binary PMF: its one exp (sx_pair_exps), and the gradient's loops lose
+ * their exp stage. Not where exps would remain (a softmax over three labels: measured
+ * no faster with two of its three carried), nor for tanh (gd_tanh: no faster). */
+
+/* mark[] every node reachable from `id` */
+static void reach(const SxPool *p, int id, char *mark) {
+    if (mark[id]) return;
+    mark[id] = 1;
+    const SxNode *n = sx_node(p, id);
+    int kids[3] = {n->a, n->b, n->c};
+    for (int i = 0; i < 3; i++)
+        if (kids[i] >= 0) reach(p, kids[i], mark);
+}
+
+/* Whether every input `id` reaches is one of leaf[0 .. n - 1] (mark: scratch). */
+static bool only_leaves(const SxPool *p, int id, const int *leaf, int n, char *mark) {
+    memset(mark, 0, sx_count(p));
+    reach(p, id, mark);
+    for (int i = 0; i <= id; i++) {
+        if (!mark[i] || sx_node(p, i)->op != SX_INPUT) continue;
+        bool found = false;
+        for (int j = 0; j < n; j++) found |= leaf[j] == i;
+        if (!found) return false;
+    }
+    return true;
+}
+
+/* The gradient side's exp of cur[] alone with the highest id (outputs outs[], the new
+ * weight outs[w] not included), or -1. */
+static int next_exp(const SxPool *p, const IrKernel *u, const int *outs, int w, const int *cur, int n) {
+    int count = sx_count(p), found = -1;
+    char *grad_side = calloc(count, 1), *scratch = calloc(count, 1);
+    for (int o = 0; o < u->nout; o++)
+        if (o != w) reach(p, outs[o], grad_side);
+    for (int id = count - 1; id >= 0 && found < 0; id--)
+        if (grad_side[id] && sx_node(p, id)->op == SX_EXP && only_leaves(p, id, cur, n, scratch)) found = id;
+    free(grad_side);
+    free(scratch);
+    return found;
+}
+
+/* Carries the exps of update kernel u (its aux inputs and beta: cur[0 .. n - 1]) if it
+ * can carry them all, storing the soft kernel's own values (over its aux inputs and
+ * beta: soft_leaf[]) in s. */
+static void carry_values(SxPool *p, IrKernel *u, IrKernel *s, const int *cur, const int *soft_leaf, int n) {
+    int w = 0, outs[IR_KERNEL_MAX_IO], found[IR_MAX_CARRY], nfound = 0;
+    while (u->out[w].buf != IRB_WEIGHT) w++;
+    for (int o = 0; o < u->nout; o++) outs[o] = u->out[o].node;
+    for (int e; (e = next_exp(p, u, outs, w, cur, n)) >= 0;) {
+        if (nfound == IR_MAX_CARRY) return; /* exps would remain */
+        int in = sx_input(p, u->nin + nfound);
+        for (int o = 0; o < u->nout; o++) outs[o] = sx_replace(p, outs[o], &e, &in, 1);
+        found[nfound++] = e;
+    }
+    /* each exp's twin over the new aux outputs and beta_next, computed for the weight */
+    int next[NNQ_MAX_LABELS + 1], twin[IR_MAX_CARRY];
+    for (int i = 0; i < n; i++) {
+        const SxNode *leaf = sx_node(p, cur[i]);
+        next[i] = leaf->slot == IR_SCALAR_SLOT(IRS_BETA) ? scalar(p, IRS_BETA_NEXT) : -1;
+        for (int o = 0; o < u->nout && next[i] < 0; o++)
+            if (u->out[o].buf == IRB_AUX && u->in[leaf->slot].buf == IRB_AUX && u->in[leaf->slot].comp == u->out[o].comp)
+                next[i] = outs[o];
+        if (next[i] < 0) return; /* a leaf of neither kind: none given */
+    }
+    char *weight_side = calloc(sx_count(p), 1);
+    bool computed = true;
+    for (int j = 0; j < nfound; j++) twin[j] = sx_replace(p, found[j], cur, next, n);
+    reach(p, outs[w], weight_side);
+    for (int j = 0; j < nfound; j++) computed &= twin[j] != found[j] && weight_side[twin[j]];
+    free(weight_side);
+    if (!computed) return;
+    for (int o = 0; o < u->nout; o++) u->out[o].node = outs[o];
+    for (int j = 0; j < nfound; j++) {
+        add_in(u, IRB_CARRY, j);
+        add_out(u, IRB_CARRY, j, twin[j]);
+        add_out(s, IRB_CARRY, j, sx_replace(p, found[j], cur, soft_leaf, n));
+    }
+}
 
 void fuse_module(IrModule *m) {
     SxPool *p = m->prog->pool;
@@ -180,5 +270,18 @@ void fuse_module(IrModule *m) {
             add_out(k, which == 2 ? IRB_HARD : IRB_WEIGHT, 0,
                     sx_subst(p, which == 2 ? pr->hard : pr->weight, subst, nvar));
         }
+
+        /* ---- a two-label softmax's exps through one (sx.c); carried values ---- */
+        for (int which = 0; which < 4; which++) {
+            k = &m->kernels[pi][which];
+            for (int o = 0; o < k->nout; o++) k->out[o].node = sx_pair_exps(p, k->out[o].node);
+        }
+        int cur[NNQ_MAX_LABELS + 1], soft_leaf[NNQ_MAX_LABELS + 1];
+        for (int c = 0; c < K; c++) {
+            cur[c] = a[c];
+            soft_leaf[c] = sx_input(p, c); /* the soft kernel's inputs are its aux */
+        }
+        cur[K] = soft_leaf[K] = scalar(p, IRS_BETA);
+        carry_values(p, &m->kernels[pi][0], &m->kernels[pi][3], cur, soft_leaf, K + 1);
     }
 }

@@ -88,15 +88,24 @@ typedef struct IrBn {
 } IrBn;
 
 /* A fused per-element kernel: one loop over `count` elements that loads inputs, computes
- * SxPool nodes and stores outputs. Buffers are named per parameter by IrBufKind. */
-typedef enum IrBufKind { IRB_WEIGHT, IRB_HARD, IRB_GRAD, IRB_AUX, IRB_M, IRB_V } IrBufKind;
+ * SxPool nodes and stores outputs. Buffers are named per parameter by IrBufKind; from
+ * IRB_AUX on they have components. IRB_CARRY holds a value of the projection at the
+ * aux and beta of the next step, stored by the update (and soft) kernels and loaded by
+ * the next update instead of computing it again (fuse.c). */
+typedef enum IrBufKind { IRB_WEIGHT, IRB_HARD, IRB_GRAD, IRB_AUX, IRB_M, IRB_V, IRB_CARRY } IrBufKind;
+/* The most carried values a parameter has (IRB_CARRY components). */
+#define IR_MAX_CARRY 2
+#define IR_MAX_CARRY_TEXT "2"
+/* The most inputs, and the most outputs, of a kernel: gradient or weight, aux, m, v,
+ * carried values. */
+#define IR_KERNEL_MAX_IO (3 * NNQ_MAX_LABELS + 2 + IR_MAX_CARRY)
 typedef enum IrScalar { IRS_BETA, IRS_BETA_NEXT, IRS_LR, IRS_BC1, IRS_BC2, IRS_COUNT } IrScalar;
 
 #define IR_SCALAR_SLOT(s) (1000 + (int)(s))
 
 typedef struct IrKernelIO {
     IrBufKind buf;
-    int comp;                   /* aux / m / v component */
+    int comp;                   /* aux / m / v / carry component */
     int node;                   /* outputs: the value stored */
 } IrKernelIO;
 
@@ -104,8 +113,8 @@ typedef struct IrKernel {
     const char *name;           /* "update", "init", "hard", "soft" */
     int param;
     int nin, nout;
-    IrKernelIO in[3 * NNQ_MAX_LABELS + 2];
-    IrKernelIO out[3 * NNQ_MAX_LABELS + 2];
+    IrKernelIO in[IR_KERNEL_MAX_IO];
+    IrKernelIO out[IR_KERNEL_MAX_IO];
     /* Input slots: per-element input i is slot i; scalar s is slot IR_SCALAR_SLOT(s). */
 } IrKernel;
 

@@ -385,16 +385,17 @@ static bool parse_func(Parser *ps) {
     return expect(ps, "}");
 }
 
-static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v"};
+static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v", "carry"};
 static const char *const scalar_names[] = {"beta", "beta_next", "lr", "bc1", "bc2"};
 static const char *const kernel_names[] = {"update", "init", "hard", "soft"};
 
-/* weight | hard | grad | auxK | mK | vK, then [i]: a buffer parameter pi has (K below its
- * projection's number of auxiliary arrays; m and v only with an optimizer that keeps
- * them), so that code generation finds every buffer a kernel names. */
+/* weight | hard | grad | auxK | mK | vK | carryK, then [i]: a buffer parameter pi has (K
+ * below its projection's number of auxiliary arrays, or IR_MAX_CARRY; m and v only with
+ * an optimizer that keeps them), so that code generation finds every buffer a kernel
+ * names. */
 static bool buffer(Parser *ps, int pi, IrKernelIO *io) {
     skip_blanks(ps);
-    for (int b = 5; b >= 0; b--) { /* longest first: "aux" before "a..." */
+    for (int b = IRB_CARRY; b >= 0; b--) {
         size_t n = strlen(buf_names[b]);
         if (strncmp(ps->p, buf_names[b], n)) continue;
         const char *at = ps->p; /* where a message about the buffer points */
@@ -405,7 +406,9 @@ static bool buffer(Parser *ps, int pi, IrKernelIO *io) {
             int64_t c;
             if (!integer(ps, &c)) return false;
             const ProjInst *proj = ps->m->params[pi].proj;
-            if (c < 0 || !proj || c >= proj->ncomp)
+            if (b == IRB_CARRY && (c < 0 || c >= IR_MAX_CARRY))
+                return ps->p = at, fail(ps, "no such carried value: a parameter has at most " IR_MAX_CARRY_TEXT);
+            if (b != IRB_CARRY && (c < 0 || !proj || c >= proj->ncomp))
                 return ps->p = at, fail(ps, "no such component: the parameter's projection has fewer auxiliary arrays");
             TrainConfig defaults;
             const TrainConfig *tc = ps->prog->train;
@@ -420,7 +423,7 @@ static bool buffer(Parser *ps, int pi, IrKernelIO *io) {
         }
         return expect(ps, "[i]");
     }
-    return fail(ps, "expected a buffer: weight, hard, grad, auxK, mK or vK");
+    return fail(ps, "expected a buffer: weight, hard, grad, auxK, mK, vK or carryK");
 }
 
 /* An operand: %sN or a constant. */

@@ -6,7 +6,7 @@
 
 #include "ir.h"
 
-static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v"};
+static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v", "carry"};
 
 /* The shortest of %.9g .. %.17g that reads back as the same double (ir_parse.c). */
 static void put_num(FILE *out, double v) {

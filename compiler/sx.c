@@ -378,7 +378,30 @@ void sx_grad(SxPool *p, int nroots, const int *roots, const int *seeds, int nwrt
 
 /* ---- substitution, dependence, evaluation ---- */
 
-static int rebuild(SxPool *p, int id, const int *subst, int nsubst, int *memo) {
+/* exp(x - max(p, q)) with x one of p, q (the max maybe under nograd), `d` the
+ * argument x - max: a softmax over two labels, stabilized. One of its two exponentials
+ * is exp(0) = 1 and the other exp(-|p - q|), so both are written through that one exp
+ * (one node, shared by the two) and a select: the same bits as the two exps (q - p is
+ * exactly -(p - q); where x is the max, 1 + (x - x) is 1, or NaN for an infinite or NaN
+ * x, as exp(x - x) is). -1 where `d` is not of that form. */
+static int pair_exp(SxPool *p, int d) {
+    const SxNode *nd = &p->nodes[d];
+    if (nd->op != SX_SUB) return -1;
+    int x = nd->a, mx = nd->b;
+    while (p->nodes[mx].op == SX_NOGRAD) mx = p->nodes[mx].a;
+    const SxNode *m = &p->nodes[mx];
+    int a = m->a, b = m->b;
+    if (m->op != SX_MAX || a == b || (x != a && x != b)) return -1;
+    int gap = sx_unary(p, SX_EXP, sx_unary(p, SX_NEG, sx_unary(p, SX_ABS, sx_binary(p, SX_SUB, a, b))));
+    int self = sx_binary(p, SX_ADD, sx_binary(p, SX_SUB, x, x), sx_const(p, 1));
+    int a_wins = sx_binary(p, SX_LE, b, a); /* a >= b: a is the max */
+    return x == a ? sx_select(p, a_wins, self, gap) : sx_select(p, a_wins, gap, self);
+}
+
+/* `id` rebuilt through the constructors: VARs replaced by subst[] (memo[] seeded with
+ * replacements of other nodes), and with pair_exps, a two-label softmax's exps by
+ * pair_exp's one. */
+static int rebuild(SxPool *p, int id, const int *subst, int nsubst, int *memo, bool pair_exps) {
     if (memo[id] >= 0) return memo[id];
     SxNode n = p->nodes[id];
     int r;
@@ -386,28 +409,45 @@ static int rebuild(SxPool *p, int id, const int *subst, int nsubst, int *memo) {
     case 0:
         r = (n.op == SX_VAR && n.slot < nsubst && subst[n.slot] >= 0) ? subst[n.slot] : id;
         break;
-    case 1: r = sx_unary(p, n.op, rebuild(p, n.a, subst, nsubst, memo)); break;
+    case 1: {
+        int a = rebuild(p, n.a, subst, nsubst, memo, pair_exps);
+        r = n.op == SX_EXP && pair_exps ? pair_exp(p, a) : -1;
+        if (r < 0) r = sx_unary(p, n.op, a);
+        break;
+    }
     case 2:
-        r = sx_binary(p, n.op, rebuild(p, n.a, subst, nsubst, memo),
-                      rebuild(p, n.b, subst, nsubst, memo));
+        r = sx_binary(p, n.op, rebuild(p, n.a, subst, nsubst, memo, pair_exps),
+                      rebuild(p, n.b, subst, nsubst, memo, pair_exps));
         break;
     default:
-        r = sx_select(p, rebuild(p, n.a, subst, nsubst, memo), rebuild(p, n.b, subst, nsubst, memo),
-                      rebuild(p, n.c, subst, nsubst, memo));
+        r = sx_select(p, rebuild(p, n.a, subst, nsubst, memo, pair_exps), rebuild(p, n.b, subst, nsubst, memo, pair_exps),
+                      rebuild(p, n.c, subst, nsubst, memo, pair_exps));
         break;
     }
     memo[id] = r;
     return r;
 }
 
-int sx_subst(SxPool *p, int id, const int *subst, int nsubst) {
-    int n = id + 1;
-    int *memo = malloc(sizeof(int) * n);
+static int rebuild_with(SxPool *p, int id, const int *subst, int nsubst, const int *from, const int *to, int n,
+                        bool pair_exps) {
+    int *memo = malloc(sizeof(int) * (id + 1));
     assert(memo);
-    for (int i = 0; i < n; i++) memo[i] = -1;
-    int r = rebuild(p, id, subst, nsubst, memo);
+    for (int i = 0; i <= id; i++) memo[i] = -1;
+    for (int i = 0; i < n; i++)
+        if (from[i] <= id) memo[from[i]] = to[i];
+    int r = rebuild(p, id, subst, nsubst, memo, pair_exps);
     free(memo);
     return r;
+}
+
+int sx_replace(SxPool *p, int id, const int *from, const int *to, int n) {
+    return rebuild_with(p, id, NULL, 0, from, to, n, false);
+}
+
+int sx_pair_exps(SxPool *p, int id) { return rebuild_with(p, id, NULL, 0, NULL, NULL, 0, true); }
+
+int sx_subst(SxPool *p, int id, const int *subst, int nsubst) {
+    return rebuild_with(p, id, subst, nsubst, NULL, NULL, 0, false);
 }
 
 bool sx_depends(const SxPool *p, int id, int leaf) {

@@ -62,6 +62,14 @@ void sx_grad(SxPool *pool, int nroots, const int *roots, const int *seeds,
 /* Rebuilds `id` with every VAR v replaced by subst[v] (subst[v] < 0: kept). */
 int sx_subst(SxPool *pool, int id, const int *subst, int nsubst);
 
+/* Rebuilds `id` with each node from[i] replaced by to[i]. */
+int sx_replace(SxPool *pool, int id, const int *from, const int *to, int n);
+
+/* Rebuilds `id` with the two exps of each softmax over two labels, exp(x - max(p, q))
+ * for x = p and x = q, written through one: exp(-|p - q|) for the smaller, 1 for the
+ * larger (a select; the same bits). */
+int sx_pair_exps(SxPool *pool, int id);
+
 /* Does `id` depend on VAR/INPUT node `leaf`? */
 bool sx_depends(const SxPool *pool, int id, int leaf);
 

@@ -52,7 +52,7 @@ typedef struct Cg {
     /* Buffers */
     LLVMValueRef x, y;               /* the batch */
     LLVMValueRef (*pbuf)[6];         /* per param: weight, hard, grad, aux0, m0, v0 (comp 0) */
-    LLVMValueRef **pcomp;            /* per param: [3][K] aux, m, v components */
+    LLVMValueRef **pcomp;            /* per param: [CG_PCOMP_KINDS][K] aux, m, v, carry components */
     LLVMValueRef (*bnbuf)[CG_BN_BUFS]; /* rmean, rvar, mean, invstd, sum1, sum2, hard mean, hard var, bias grad */
     LLVMValueRef *vtrain, *veval;    /* per IR value */
     LLVMValueRef *xtrain, *xeval;    /* per IR instruction: pooling argmax, dropout mask */
@@ -107,7 +107,9 @@ typedef void CgElemCode(Cg *cg, const void *kernel, int stage, LLVMValueRef i, L
 #define CG_KERNEL_MAX_SCRATCH 8
 
 /* The most buffers a fused kernel reads and writes. */
-#define CG_KERNEL_MAX_BUFS (2 * (3 * NNQ_MAX_LABELS + 2))
+#define CG_KERNEL_MAX_BUFS (2 * IR_KERNEL_MAX_IO)
+/* A parameter's kinds of components: aux, m, v, carry (IRB_AUX on). */
+#define CG_PCOMP_KINDS 4
 
 struct CgTarget {
     const char *name;

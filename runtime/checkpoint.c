@@ -21,7 +21,8 @@
  *  - Every epoch ends with a scan of the float state (rt_checkpoint_epoch_done): a
  *    non-finite value fails the run naming the tensor, before any checkpoint of it is
  *    written. State named train.* or dropout.* holds the loop's scalars; all other state
- *    is float32 (codegen.c's declare_checkpoint).
+ *    is float32 (codegen.c's declare_checkpoint); the scan skips carried values
+ *    (P.carryK), which may be infinite.
  *  - While a program with a checkpoint directory runs, SIGINT and SIGTERM only set a
  *    flag: the epoch finishes, its checkpoint is saved and the run fails saying how to
  *    resume (a second signal has its default effect). The handler runs on an alternate
@@ -158,10 +159,14 @@ static bool ck_is_f32(const char *name) {
 
 /* Where a tensor comes in a parameter's update: the optimizer's moments, then the aux
  * they step, then the weights computed from the aux, then everything else. The first
- * non-finite tensor in this order is the likeliest origin. */
+ * non-finite tensor in this order is the likeliest origin. -1: not scanned, a value the
+ * next update carries in (P.carryK: an intermediate of the projection, which may be
+ * infinite where the weight saturates, an exp overflowing). */
 static int ck_stage(const char *name) {
     const char *last = strrchr(name, '.');
     last = last ? last + 1 : name;
+    if (!strncmp(last, "carry", 5) && isdigit((unsigned char)last[5]))
+        return -1;
     if ((last[0] == 'm' || last[0] == 'v') && isdigit((unsigned char)last[1]))
         return 0;
     if (!strncmp(last, "aux", 3))

@@ -672,6 +672,8 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
         g = jit_param_buffer(jit, par->name, "grad", -1);
         snprintf(name, sizeof name, "kernel.update.%s", par->name);
         void (*upd)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
+        snprintf(name, sizeof name, "kernel.soft.%s", par->name);
+        void (*soft)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
         CHECK(upd && a[0] && a[1] && mo[0] && ve[0], "update kernel and its buffers are reachable");
         /* the two aux gradients are opposite: one set of moments serves both (fuse.c) */
         CHECK(!mo[1] && !ve[1], "binary pmf under Adam keeps one set of moments, not two");
@@ -682,7 +684,7 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
         for (int o = 0; o < uk->nout; o++) sqrts += reachable_ops(c.prog->pool, uk->out[o].node, SX_SQRT, seen);
         free(seen);
         CHECK(sqrts == 1, "binary pmf under Adam: one square root a weight, for both aux (%d)", sqrts);
-        if (upd && mo[0] && ve[0]) {
+        if (upd && soft && mo[0] && ve[0]) {
             int64_t N = par->count;
             double *ref = malloc(sizeof(double) * N * 7);
             float beta = 1.5f, beta_next = 1.65f, lr = 0.01f, bc1 = 1 / (1 - 0.9f), bc2 = 1 / (1 - 0.999f);
@@ -708,6 +710,7 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
                 double f0 = exp(beta_next * an[0]), f1 = exp(beta_next * an[1]);
                 ref[i * 7] = (f1 - f0) / (f0 + f1);
             }
+            soft(beta, beta, 0, 0, 0); /* the values the update carries in (fuse.c), as after init */
             upd(beta, beta_next, lr, bc1, bc2);
             double worst = 0;
             for (int64_t i = 0; i < N; i++) {

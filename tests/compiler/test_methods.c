@@ -333,13 +333,20 @@ static void test_fused(const Case *cs, const char *opt) {
         CHECK(want ? loops == want : loops >= 1, "%s: the update's kernel runs %d loop(s)", quant, loops);
         if (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "md_tanh_s"))
             CHECK(loops >= 2, "%s: the update's chain of exps, divisions and square roots is cut into stages", quant);
-        if (!strcmp(cs->proj, "pmf")) /* 3 stages; the softmax's exps before each of its 2 divisions */
-            CHECK(loops == 5, "%s: the softmax's exps run in stages of their own (%d loops)", quant, loops);
-        if (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "md_tanh_s")) /* codegen.c's kernel_pair */
+        /* fuse.c carries a two-label softmax's one exp from the step before */
+        bool pmf2 = !strcmp(cs->proj, "pmf") && !strcmp(cs->labels, "binary");
+        const IrKernel *uk = &c.m->kernels[0][0];
+        int carried = 0;
+        for (int o = 0; o < uk->nout; o++) carried += uk->out[o].buf == IRB_CARRY;
+        CHECK(carried == pmf2, "%s: %s (%d carried)", quant,
+              pmf2 ? "the softmax's exp is carried from the step before" : "nothing is carried", carried);
+        if (!strcmp(cs->proj, "pmf")) /* 3 stages; the softmax's exps before each of its divisions (binary: 1) */
+            CHECK(loops == (pmf2 ? 4 : 5), "%s: the softmax's exps run in stages of their own (%d loops)", quant, loops);
+        if ((!strcmp(cs->proj, "pmf") && !pmf2) || !strcmp(cs->proj, "md_tanh_s")) /* codegen.c's kernel_pair */
             CHECK(pairs == 1, "%s: the optimizer's square roots and divisions share a loop with the next block's "
                   "exps (%d shared loops)", quant, pairs);
-        else if (want)
-            CHECK(pairs == 0, "%s: one loop, none shared", quant);
+        else if (want || pmf2) /* binary pmf's first stage divides: no stage waits on the divider alone */
+            CHECK(pairs == 0, "%s: no loop shared (%d)", quant, pairs);
     }
     Jit *jit = jit_compile(c.m, 2, 0, true, NULL, NULL, c.diag);
     CHECK(jit, "%s JIT-compiles", quant);
@@ -377,8 +384,11 @@ static void test_fused(const Case *cs, const char *opt) {
     for (int k = 0; k < K; k++) msign[k] = keep >= 0 && k != keep ? -1 : 1;
     snprintf(name, sizeof name, "kernel.update.%s", par->name);
     void (*upd)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
-    CHECK(upd && g && w && aux[0] && mo[0] && (!adam || ve[0]), "%s: kernel and buffers reachable", quant);
-    if (upd && g && w && aux[0] && mo[0] && (!adam || ve[0])) {
+    /* the soft kernel stores the values the update carries in (fuse.c), as after init */
+    snprintf(name, sizeof name, "kernel.soft.%s", par->name);
+    void (*soft)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
+    CHECK(upd && soft && g && w && aux[0] && mo[0] && (!adam || ve[0]), "%s: kernels and buffers reachable", quant);
+    if (upd && soft && g && w && aux[0] && mo[0] && (!adam || ve[0])) {
         const float beta = 1.5f, beta_next = 1.65f, lr = 0.05f, bc1 = 1 / (1 - 0.9f), bc2 = 1 / (1 - 0.999f);
         double worst = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -423,6 +433,7 @@ static void test_fused(const Case *cs, const char *opt) {
             vars[PV_BETA] = beta_next;
             r[0] = sx_eval(c.prog->pool, pi->weight, NULL, vars);
         }
+        soft(beta, beta, 0, 0, 0);
         upd(beta, beta_next, lr, bc1, bc2);
         for (int64_t i = 0; i < n; i++) {
             double *r = ref + i * (3 * K + 1);
@@ -439,6 +450,19 @@ static void test_fused(const Case *cs, const char *opt) {
         CHECK(worst < 2e-4, "%s with %s: fused kernel vs step-by-step reference, worst relative error %g",
               quant, adam ? opt : "sgd+momentum", worst);
         free(ref);
+        /* A carried value is what the next step would compute: the soft kernel at the new
+         * aux and beta_next stores the same bits, and the same weight. */
+        float *carry = jit_param_buffer(jit, par->name, "carry", 0);
+        if (carry) {
+            float *kept = malloc(sizeof(float) * 2 * n);
+            memcpy(kept, carry, sizeof(float) * n);
+            memcpy(kept + n, w, sizeof(float) * n);
+            soft(beta_next, beta_next, 0, 0, 0);
+            CHECK(!memcmp(kept, carry, sizeof(float) * n) && !memcmp(kept + n, w, sizeof(float) * n),
+                  "%s with %s: the carried value and the weight are the soft kernel's at the new aux, bit for bit",
+                  quant, adam ? opt : "sgd+momentum");
+            free(kept);
+        }
     }
     jit_free(jit);
     compiled_free(&c);
