@@ -1,7 +1,8 @@
 /* verify.c — the IR verifier, run between passes (always with --verify-each, and after
  * every pass in debug builds). Checks SSA order, operand counts and kinds, the shape
- * rules of each op, parameter and batch-norm indices, and that kernels only read
- * inputs they declare. A failure after a pass is an internal compiler error; in a module
+ * rules of each op, parameter and batch-norm indices, that kernels only read
+ * inputs they declare, and that a value an update carries in is stored by the update
+ * and by the soft kernel. A failure after a pass is an internal compiler error; in a module
  * read from IR text (nnqc --from-ir) it is that file's error. Each op's shape rule is
  * the function its row of ir_ops.def names (SHAPE). */
 #define _GNU_SOURCE /* vasprintf */
@@ -280,6 +281,13 @@ static bool verify_func(const IrModule *m, const IrFunc *f, FILE *out, const Sou
     return true;
 }
 
+/* Does kernel k store buffer `buf` component `comp`? */
+static bool kernel_stores(const IrKernel *k, IrBufKind buf, int comp) {
+    for (int o = 0; o < k->nout; o++)
+        if (k->out[o].buf == buf && k->out[o].comp == comp) return true;
+    return false;
+}
+
 /* Every node under `root` is a constant, an operation, a declared per-element input or
  * a scalar: no VAR left from projection instantiation. */
 static bool kernel_closed(const SxPool *p, int root, int nin) {
@@ -321,6 +329,13 @@ bool verify_module(const IrModule *m, FILE *out, const SourceFile *text) {
                     FAIL("kernel %s.%s: output %d uses a projection variable or an undeclared input",
                          k->name, m->params[i].name, o);
             }
+            /* a value the update carries in: stored by the update for the next step, and by
+             * the soft kernel after init and after a restore (fuse.c) */
+            for (int e = 0; j == 0 && e < k->nin; e++)
+                if (k->in[e].buf == IRB_CARRY && (!kernel_stores(k, IRB_CARRY, k->in[e].comp) ||
+                                                  !kernel_stores(&m->kernels[i][3], IRB_CARRY, k->in[e].comp)))
+                    FAIL("kernel update.%s loads carry%d, which the update and soft kernels must both store",
+                         m->params[i].name, k->in[e].comp);
         }
     return true;
 }

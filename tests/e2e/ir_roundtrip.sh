@@ -69,5 +69,13 @@ sed 's/^\(  %4 = matmul %2, %3 : f32\[N, \)300\]/\1301]/' fashion_mlp_float.ir >
     grep -q '^ *\^$' err &&
     ! grep -q 'internal error' err && ok "IR that does not verify: the file's error at its instruction" ||
     { cat err; bad "IR that does not verify (exit $rc)"; }
+# a carried value the soft kernel does not store (its store line removed): refused, the
+# next update would load a value nothing wrote
+awk '/^kernel @soft.dense1.w /{soft=1} soft && /store carry0/{soft=0; next} {print}' mlp.ir > carry.ir
+"$NNQC" --from-ir carry.ir mlp.nnq --emit=ir > /dev/null 2> err; rc=$?
+! cmp -s mlp.ir carry.ir && [ $rc = 1 ] &&
+    grep -q 'error: kernel update.dense1.w loads carry0, which the update and soft kernels must both store' err &&
+    ! grep -q 'internal error' err && ok "a carried value the soft kernel does not store: refused" ||
+    { cat err; bad "a carried value the soft kernel does not store (exit $rc)"; }
 echo "$pass passed, $fails failed"
 [ $fails = 0 ]
