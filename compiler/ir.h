@@ -95,7 +95,6 @@ typedef struct IrBn {
 typedef enum IrBufKind { IRB_WEIGHT, IRB_HARD, IRB_GRAD, IRB_AUX, IRB_M, IRB_V, IRB_CARRY } IrBufKind;
 /* The most carried values a parameter has (IRB_CARRY components). */
 #define IR_MAX_CARRY 2
-#define IR_MAX_CARRY_TEXT "2"
 /* The most inputs, and the most outputs, of a kernel: gradient or weight, aux, m, v,
  * carried values. */
 #define IR_KERNEL_MAX_IO (3 * NNQ_MAX_LABELS + 2 + IR_MAX_CARRY)

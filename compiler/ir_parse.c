@@ -406,8 +406,9 @@ static bool buffer(Parser *ps, int pi, IrKernelIO *io) {
             int64_t c;
             if (!integer(ps, &c)) return false;
             const ProjInst *proj = ps->m->params[pi].proj;
+            _Static_assert(IR_MAX_CARRY == 2, "the message below names the carried values");
             if (b == IRB_CARRY && (c < 0 || c >= IR_MAX_CARRY))
-                return ps->p = at, fail(ps, "no such carried value: a parameter has at most " IR_MAX_CARRY_TEXT);
+                return ps->p = at, fail(ps, "no such carried value: a parameter has carry0 and carry1");
             if (b != IRB_CARRY && (c < 0 || !proj || c >= proj->ncomp))
                 return ps->p = at, fail(ps, "no such component: the parameter's projection has fewer auxiliary arrays");
             TrainConfig defaults;
