@@ -633,8 +633,10 @@ typedef struct {
 
 static Shift sh(ShKind kind, int c) { return (Shift){kind, c}; }
 
+/* memo[] and done[] cover the nodes the weight reaches: those before the analysis (the
+ * coefficient nodes it makes are never analyzed themselves). */
 static Shift shift_of(SxPool *p, int id, Shift *memo, bool *done, int naux) {
-    if (id < sx_count(p) && done[id]) return memo[id];
+    if (done[id]) return memo[id];
     SxNode n = *sx_node(p, id); /* copy: constructors below may move the pool */
     Shift r = sh(SH_UNKNOWN, -1);
     if (n.op == SX_VAR) {
@@ -689,10 +691,8 @@ static Shift shift_of(SxPool *p, int id, Shift *memo, bool *done, int naux) {
             break;
         }
     }
-    if (id < sx_count(p)) {
-        memo[id] = r;
-        done[id] = true;
-    }
+    memo[id] = r;
+    done[id] = true;
     return r;
 }
 
