@@ -307,9 +307,10 @@ static int update_loops(const Compiled *c, int *pairs) {
     return loops;
 }
 
-/* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01. */
+/* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01,
+ * or none with "sgd_nowd". */
 static void test_fused(const Case *cs, const char *opt) {
-    bool adam = strcmp(opt, "sgd") != 0, decoupled = strcmp(opt, "adamw") == 0;
+    bool adam = strncmp(opt, "adam", 4) == 0, decoupled = strcmp(opt, "adamw") == 0, nowd = strcmp(opt, "sgd_nowd") == 0;
     char src[1024];
     char quant[64];
     if (cs->labels) snprintf(quant, sizeof quant, "%s(%s)", cs->proj, cs->labels);
@@ -320,7 +321,7 @@ static void test_fused(const Case *cs, const char *opt) {
              "data d = idx(\"i\", \"l\")\n"
              "train m on d {\n    optimizer = %s\n    beta = anneal(start = 1.5, times = 1.1, every = 1 iterations)\n}\n",
              quant, adam ? (decoupled ? "adamw(lr = 0.05, weight_decay = 0.01)" : "adam(lr = 0.05, weight_decay = 0.01)")
-                         : "sgd(lr = 0.05, momentum = 0.9, weight_decay = 0.01)");
+                         : nowd ? "sgd(lr = 0.05, momentum = 0.9)" : "sgd(lr = 0.05, momentum = 0.9, weight_decay = 0.01)");
     Compiled c;
     bool ok = compile_source(&c, src, true);
     CHECK(ok, "%s compiles in a model", quant);
@@ -371,7 +372,7 @@ static void test_fused(const Case *cs, const char *opt) {
      * softmax methods, where no L2 decay (which adds each aux to its gradient) breaks
      * the symmetry. The other component's moments are those, negated (m) or not (v). */
     int keep = K == 2 && (!mo[0] || !mo[1]) ? (mo[0] ? 0 : 1) : -1;
-    bool opposite = K == 2 && decoupled && cs->labels && !strcmp(cs->labels, "binary") &&
+    bool opposite = K == 2 && (decoupled || nowd) && cs->labels && !strcmp(cs->labels, "binary") &&
                     (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "picm") || !strcmp(cs->proj, "md_softmax") ||
                      !strcmp(cs->proj, "md_softmax_s"));
     CHECK((keep >= 0) == opposite, "%s with %s: %s (kept: %d)", quant, opt,
@@ -410,7 +411,7 @@ static void test_fused(const Case *cs, const char *opt) {
             vars[PV_GW] = g[i];
             for (int k = 0; k < K; k++) vars[PV_AUX + k] = aux[k][i];
             for (int k = 0; k < K; k++) {
-                double gk = sx_eval(c.prog->pool, pi->grad[k], NULL, vars) + (decoupled ? 0 : 0.01 * aux[k][i]);
+                double gk = sx_eval(c.prog->pool, pi->grad[k], NULL, vars) + (decoupled || nowd ? 0 : 0.01 * aux[k][i]);
                 double m1, step;
                 if (adam) {
                     m1 = 0.9 * msign[k] * mo[k][i] + 0.1 * gk;
@@ -448,7 +449,7 @@ static void test_fused(const Case *cs, const char *opt) {
                 worst = fmax(worst, fabs(got[j] - r[j]) / fmax(1e-2, fabs(r[j])));
         }
         CHECK(worst < 2e-4, "%s with %s: fused kernel vs step-by-step reference, worst relative error %g",
-              quant, adam ? opt : "sgd+momentum", worst);
+              quant, adam ? opt : nowd ? "sgd+momentum, no decay" : "sgd+momentum", worst);
         free(ref);
         /* A carried value is what the next step would compute: the soft kernel at the new
          * aux and beta_next stores the same bits, and the same weight. */
@@ -460,7 +461,7 @@ static void test_fused(const Case *cs, const char *opt) {
             soft(beta_next, beta_next, 0, 0, 0);
             CHECK(!memcmp(kept, carry, sizeof(float) * n) && !memcmp(kept + n, w, sizeof(float) * n),
                   "%s with %s: the carried value and the weight are the soft kernel's at the new aux, bit for bit",
-                  quant, adam ? opt : "sgd+momentum");
+                  quant, adam ? opt : nowd ? "sgd+momentum, no decay" : "sgd+momentum");
             free(kept);
         }
     }
@@ -518,6 +519,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         test_fused(&cases[i], "adam");
         if (i % 3 == 0) test_fused(&cases[i], "sgd");
+        if (cases[i].labels && !strcmp(cases[i].labels, "binary")) test_fused(&cases[i], "sgd_nowd"); /* shared momentum */
         if (i % 3 == 1 || !strcmp(cases[i].proj, "md_softmax_s")) test_fused(&cases[i], "adamw");
     }
     return test_summary();
