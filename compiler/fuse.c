@@ -55,20 +55,10 @@ static int scalar(SxPool *p, IrScalar s) { return sx_input(p, IR_SCALAR_SLOT(s))
  * their exp stage. Not where exps would remain (a softmax over three labels: measured
  * no faster with two of its three carried), nor for tanh (gd_tanh: no faster). */
 
-/* mark[] every node reachable from `id` */
-static void reach(const SxPool *p, int id, char *mark) {
-    if (mark[id]) return;
-    mark[id] = 1;
-    const SxNode *n = sx_node(p, id);
-    int kids[3] = {n->a, n->b, n->c};
-    for (int i = 0; i < 3; i++)
-        if (kids[i] >= 0) reach(p, kids[i], mark);
-}
-
 /* Whether every input `id` reaches is one of leaf[0 .. n - 1] (mark: scratch). */
 static bool only_leaves(const SxPool *p, int id, const int *leaf, int n, char *mark) {
     memset(mark, 0, sx_count(p));
-    reach(p, id, mark);
+    sx_reach(p, id, mark);
     for (int i = 0; i <= id; i++) {
         if (!mark[i] || sx_node(p, i)->op != SX_INPUT) continue;
         bool found = false;
@@ -84,7 +74,7 @@ static int next_exp(const SxPool *p, const IrKernel *u, const int *outs, int w, 
     int count = sx_count(p), found = -1;
     char *grad_side = calloc(count, 1), *scratch = calloc(count, 1);
     for (int o = 0; o < u->nout; o++)
-        if (o != w) reach(p, outs[o], grad_side);
+        if (o != w) sx_reach(p, outs[o], grad_side);
     for (int id = count - 1; id >= 0 && found < 0; id--)
         if (grad_side[id] && sx_node(p, id)->op == SX_EXP && only_leaves(p, id, cur, n, scratch)) found = id;
     free(grad_side);
@@ -118,7 +108,7 @@ static void carry_values(SxPool *p, IrKernel *u, IrKernel *s, const int *cur, co
     char *weight_side = calloc(sx_count(p), 1);
     bool computed = true;
     for (int j = 0; j < nfound; j++) twin[j] = sx_replace(p, found[j], cur, next, n);
-    reach(p, outs[w], weight_side);
+    sx_reach(p, outs[w], weight_side);
     for (int j = 0; j < nfound; j++) computed &= twin[j] != found[j] && weight_side[twin[j]];
     free(weight_side);
     if (!computed) return;

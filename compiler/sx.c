@@ -469,19 +469,23 @@ bool sx_depends(const SxPool *p, int id, int leaf) {
     return found;
 }
 
+void sx_reach(const SxPool *p, int id, char *mark) {
+    mark[id] = 1;
+    for (int i = id; i >= 0; i--) { /* operands have smaller ids: one downward sweep */
+        if (!mark[i]) continue;
+        const SxNode *n = &p->nodes[i];
+        if (n->a >= 0) mark[n->a] = 1;
+        if (n->b >= 0) mark[n->b] = 1;
+        if (n->c >= 0) mark[n->c] = 1;
+    }
+}
+
 double sx_eval(const SxPool *p, int id, const double *inputs, const double *vars) {
     /* Mark what `id` reaches, then evaluate upward once per node (DAGs share a lot). */
-    bool *need = calloc(id + 1, 1);
+    char *need = calloc(id + 1, 1);
     double *val = malloc(sizeof(double) * (id + 1));
     assert(need && val);
-    need[id] = true;
-    for (int i = id; i >= 0; i--) {
-        if (!need[i]) continue;
-        const SxNode *n = &p->nodes[i];
-        if (n->a >= 0) need[n->a] = true;
-        if (n->b >= 0) need[n->b] = true;
-        if (n->c >= 0) need[n->c] = true;
-    }
+    sx_reach(p, id, need);
     for (int i = 0; i <= id; i++) {
         if (!need[i]) continue;
         const SxNode *n = &p->nodes[i];

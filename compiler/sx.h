@@ -70,6 +70,10 @@ int sx_replace(SxPool *pool, int id, const int *from, const int *to, int n);
  * larger (a select; the same bits). */
 int sx_pair_exps(SxPool *pool, int id);
 
+/* Sets mark[i] for every node `id` reaches, itself included (mark: at least id + 1
+ * entries; marks already set stay, so several calls mark what any of their roots reach). */
+void sx_reach(const SxPool *pool, int id, char *mark);
+
 /* Does `id` depend on VAR/INPUT node `leaf`? */
 bool sx_depends(const SxPool *pool, int id, int leaf);
 

@@ -167,13 +167,7 @@ static void test_projections(void) {
             for (int k = 0; k < K; k++) {
                 double an = sx_eval(p, pi->grad[k], NULL, vars), want;
                 if (cases[i].chain) {
-                    double h = 1e-6, save = vars[PV_AUX + k];
-                    vars[PV_AUX + k] = save + h;
-                    double wp = sx_eval(p, pi->weight, NULL, vars);
-                    vars[PV_AUX + k] = save - h;
-                    double wm = sx_eval(p, pi->weight, NULL, vars);
-                    vars[PV_AUX + k] = save;
-                    want = vars[PV_GW] * (wp - wm) / (2 * h);
+                    want = vars[PV_GW] * weight_slope(p, pi->weight, vars, PV_AUX + k, 1e-6);
                 } else {
                     want = vars[PV_GW]; /* grad(w): identity (|a| <= 1 here, so no STE mask) */
                 }
@@ -582,13 +576,12 @@ static void fixed_step(int64_t n) {
 }
 
 /* Nodes of kind `op` reachable from a kernel's outputs (seen: one flag a pool node). */
-static int reachable_ops(const SxPool *p, int id, SxOp op, bool *seen) {
-    if (seen[id]) return 0;
-    seen[id] = true;
-    const SxNode *n = sx_node(p, id);
-    int count = n->op == op, kids[3] = {n->a, n->b, n->c};
-    for (int i = 0; i < 3; i++)
-        if (kids[i] >= 0) count += reachable_ops(p, kids[i], op, seen);
+static int reachable_ops(const SxPool *p, const IrKernel *k, SxOp op) {
+    int n = sx_count(p), count = 0;
+    char *mark = calloc(n, 1);
+    for (int o = 0; o < k->nout; o++) sx_reach(p, k->out[o].node, mark);
+    for (int i = 0; i < n; i++) count += mark[i] && sx_node(p, i)->op == op;
+    free(mark);
     return count;
 }
 
@@ -678,11 +671,7 @@ static void test_network_gradients(const char *net_src, int in_elems, int classe
         /* the two aux gradients are opposite: one set of moments serves both (fuse.c) */
         CHECK(!mo[1] && !ve[1], "binary pmf under Adam keeps one set of moments, not two");
         /* sx.c's sign rules: the second aux's Adam step is the first's nodes negated */
-        const IrKernel *uk = &c.m->kernels[pi][0];
-        bool *seen = calloc(sx_count(c.prog->pool), 1);
-        int sqrts = 0;
-        for (int o = 0; o < uk->nout; o++) sqrts += reachable_ops(c.prog->pool, uk->out[o].node, SX_SQRT, seen);
-        free(seen);
+        int sqrts = reachable_ops(c.prog->pool, &c.m->kernels[pi][0], SX_SQRT);
         CHECK(sqrts == 1, "binary pmf under Adam: one square root a weight, for both aux (%d)", sqrts);
         if (upd && soft && mo[0] && ve[0]) {
             int64_t N = par->count;
@@ -801,14 +790,8 @@ static void test_shift_invariance(void) {
             vars[PV_GW] = urand(-2, 2);
             for (int k = 0; k < pi->ncomp; k++) vars[PV_AUX + k] = urand(-0.9, 0.9);
             for (int k = 0; k < pi->ncomp; k++) {
-                double h = 1e-6, save = vars[PV_AUX + k];
-                vars[PV_AUX + k] = save + h;
-                double wp = sx_eval(p, pi->weight, NULL, vars);
-                vars[PV_AUX + k] = save - h;
-                double wm = sx_eval(p, pi->weight, NULL, vars);
-                vars[PV_AUX + k] = save;
-                double want = vars[PV_GW] * (wp - wm) / (2 * h), an = sx_eval(p, pi->grad[k], NULL, vars);
-                worst = fmax(worst, fabs(an - want) / fmax(1, fabs(want)));
+                double want = vars[PV_GW] * weight_slope(p, pi->weight, vars, PV_AUX + k, 1e-6);
+                worst = fmax(worst, fabs(sx_eval(p, pi->grad[k], NULL, vars) - want) / fmax(1, fabs(want)));
             }
         }
         CHECK(worst < 1e-6, "%s(%s): aux gradients vs finite differences, worst %g", cases[i].proj, cases[i].labels,

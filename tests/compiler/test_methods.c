@@ -210,13 +210,7 @@ static void test_formulas(Compiled *c) {
                 gerr = fmax(gerr, fabs(sx_eval(pool, pi->grad[i], NULL, vars) - ga[i]) / fmax(1, fabs(ga[i])));
             if (cs->chain) {
                 for (int i = 0; i < pi->ncomp; i++) {
-                    double h = 1e-6, save = vars[PV_AUX + i];
-                    vars[PV_AUX + i] = save + h;
-                    double wp = sx_eval(pool, pi->weight, NULL, vars);
-                    vars[PV_AUX + i] = save - h;
-                    double wm = sx_eval(pool, pi->weight, NULL, vars);
-                    vars[PV_AUX + i] = save;
-                    double fd = p.gw * (wp - wm) / (2 * h);
+                    double fd = p.gw * weight_slope(pool, pi->weight, vars, PV_AUX + i, 1e-6);
                     double an = sx_eval(pool, pi->grad[i], NULL, vars);
                     fderr = fmax(fderr, fabs(fd - an) / fmax(1, fabs(fd)));
                 }

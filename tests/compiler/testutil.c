@@ -24,6 +24,16 @@ bool compile_source(Compiled *c, const char *text, bool lower) {
 
 void compiled_free(Compiled *c) { nnq_compilation_free(c); }
 
+double weight_slope(const SxPool *pool, int weight, double *vars, int var, double h) {
+    double save = vars[var];
+    vars[var] = save + h;
+    double wp = sx_eval(pool, weight, NULL, vars);
+    vars[var] = save - h;
+    double wm = sx_eval(pool, weight, NULL, vars);
+    vars[var] = save;
+    return (wp - wm) / (2 * h);
+}
+
 int test_summary(void) {
     printf("%d passed, %d failed\n", test_passed, test_failed);
     return test_failed ? 1 : 0;

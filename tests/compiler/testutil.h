@@ -1,6 +1,7 @@
 /* testutil.h — what the compiler tests share: a check counter that ends in
- * "N passed, N failed", a deterministic random source, and compiling a program text
- * through the library's pipeline (pipeline.h). */
+ * "N passed, N failed", a deterministic random source, compiling a program text
+ * through the library's pipeline (pipeline.h), and a central difference of a
+ * projection's weight. */
 #ifndef NNQ_TESTUTIL_H
 #define NNQ_TESTUTIL_H
 
@@ -40,6 +41,10 @@ typedef struct Jit Jit;
 /* A JIT-compiled parameter buffer (compiled with export_internals): "PARAM.WHAT", e.g.
  * jit_param_buffer(jit, "dense1.w", "aux", 0) for dense1.w.aux0; comp < 0: no number. */
 float *jit_param_buffer(Jit *jit, const char *param, const char *what, int comp);
+
+/* The central difference of expression `weight` in VAR `var` of vars[] (step h; vars[var]
+ * is left as it was): what the projections' derived gradients are checked against. */
+double weight_slope(const SxPool *pool, int weight, double *vars, int var, double h);
 
 /* Prints the summary line; returns the exit status. */
 int test_summary(void);
