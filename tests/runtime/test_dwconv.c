@@ -1,10 +1,14 @@
 /* test_dwconv.c — depthwise convolutions (runtime/dwconv.c) against the general
  * convolution, itself tested against direct sums (test_conv.c): a depthwise conv is a
  * conv2d whose weight is block-diagonal (w_full[o, c] = w[o] when o == c, else 0), so y
- * and dx must match conv2d's and dw the diagonal of conv2d_dw's; and the same bits on 1,
- * 2 and 3 threads. Geometries with stride, padding and borders where a window leaves the
- * image. */
+ * and dx must match conv2d's and dw the diagonal of conv2d_dw's; y and dx bit for bit the
+ * sums of a direct loop (0, then each tap's term in order, the padding's zero terms
+ * included: dwconv.c's contract, whatever rows or columns its kernels take together); and
+ * the same bits on 1, 2 and 3 threads. Geometries with stride, padding and borders where
+ * a window leaves the image. Compiled without FMA contraction (CMakeLists.txt), as
+ * dwconv.c is. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +18,39 @@
 static float drand(unsigned *s) {
     *s = *s * 1103515245u + 12345u;
     return (float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+/* y and dx by direct loops, the taps in order (i, j), each term added to a float sum
+ * starting at 0; a tap outside the input (y) or on no output (dx) adds w * 0. */
+static void direct_sums(const float *x, const float *w, const float *dy, float *y, float *dx, int N, int C, int H,
+                        int W, int K, int S, int P) {
+    const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1;
+    for (int pl = 0; pl < N * C; pl++) {
+        const float *f = w + (pl % C) * K * K, *xp = x + (size_t)pl * H * W, *dp = dy + (size_t)pl * OH * OW;
+        for (int yo = 0; yo < OH; yo++)
+            for (int xo = 0; xo < OW; xo++) {
+                float acc = 0;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++) {
+                        int r = yo * S + i - P, c = xo * S + j - P;
+                        float v = r >= 0 && r < H && c >= 0 && c < W ? xp[r * W + c] : 0.0f, term = f[i * K + j] * v;
+                        acc += term;
+                    }
+                y[((size_t)pl * OH + yo) * OW + xo] = acc;
+            }
+        for (int r = 0; r < H; r++)
+            for (int c = 0; c < W; c++) {
+                float acc = 0;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++) { /* dy[yo][xo] with yo * S = r + P - i, xo * S = c + P - j */
+                        int a = r + P - i, b = c + P - j;
+                        bool on = a >= 0 && b >= 0 && a % S == 0 && b % S == 0 && a / S < OH && b / S < OW;
+                        float term = f[i * K + j] * (on ? dp[(a / S) * OW + b / S] : 0.0f);
+                        acc += term;
+                    }
+                dx[((size_t)pl * H + r) * W + c] = acc;
+            }
+    }
 }
 
 void test_dwconv_kernels(void) {
@@ -28,6 +65,9 @@ void test_dwconv_kernels(void) {
         {3, 2, 20, 35, 3, 2, 1},  /* stride 2, two runs and a tail */
         {2, 2, 17, 32, 5, 2, 2},  /* 5x5, stride 2: rows of 16, two whole runs */
         {3, 21, 8, 8, 3, 1, 1},   /* dw by blocks of 16 channels: a whole block and one of 5 */
+        {2, 5, 4, 4, 3, 1, 1},    /* 4 x 4 planes (dwconv.c's shapes as constants) */
+        {2, 3, 11, 4, 3, 1, 1},   /* rows of 4 in groups of four and three left over */
+        {1, 2, 6, 13, 3, 2, 1},   /* stride 2: outputs 3 x 7, in no group of four rows */
     };
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], K = geo[g][4], S = geo[g][5], P = geo[g][6];
@@ -57,6 +97,9 @@ void test_dwconv_kernels(void) {
             for (int k = 0; k < K * K; k++)
                 edw = fmax(edw, fabs(dw[c * K * K + k] - rdw[((size_t)c * C + c) * K * K + k]));
         CHECK(ey < 1e-5 && edx < 1e-5 && edw < 1e-4, "geometry %zu: dwconv2d %g, dx %g, dw %g against conv2d", g, ey, edx, edw);
+        direct_sums(x, w, dy, ry, rdx, N, C, H, W, K, S, P);
+        CHECK(!memcmp(y, ry, sizeof(float) * NY) && !memcmp(dx, rdx, sizeof(float) * NX),
+              "geometry %zu: dwconv2d and dx give a direct loop's sums bit for bit", g);
         float *y2 = malloc(sizeof(float) * NY), *dx2 = malloc(sizeof(float) * NX), *dw2 = malloc(sizeof(float) * NW);
         for (int threads = 2; threads <= 3; threads++) {
             rt_parallel_set_threads(threads);
