@@ -30,9 +30,9 @@ typedef float V4 __attribute__((vector_size(16))); /* 4 floats: a row of 4 to 7 
 
 /* Vectors through memory, never as arguments (rt_internal.h: RT_VLOAD). */
 #define ld8(p) RT_VLOAD(V8, p)
-#define st8(p, v)                                                                                  \
+#define st8(p, v) /* also a V4 (DW_ROWS_SUMS) */                                               \
     do {                                                                                           \
-        V8 s_ = (v);                                                                               \
+        __typeof__(v) s_ = (v);                                                                    \
         memcpy((p), &s_, sizeof s_);                                                               \
     } while (0)
 
@@ -190,11 +190,6 @@ enum { DW_ROWS = 4 };
         _Pragma("GCC unroll 4") for (int k_ = 0; k_ < DW_ROWS; k_++) STORE(o + k_ * width + (X), a_[k_]); \
     } while (0)
 #define DW_LD4(p) RT_VLOAD(V4, p)
-#define DW_ST4(p, v)                                                                               \
-    do {                                                                                           \
-        V4 s4_ = (v);                                                                              \
-        memcpy((p), &s4_, sizeof s4_);                                                             \
-    } while (0)
 #define DW_LD1(p) (*(p))
 #define DW_ST1(p, v) (*(p) = (v))
 
@@ -210,7 +205,7 @@ static inline __attribute__((always_inline)) void plane_sums3(const float *const
         int64_t x = 0;
         for (; x + 8 <= width; x += 8) DW_ROWS_SUMS(V8, ld8, st8, x);
         if (x + 4 <= width) {
-            DW_ROWS_SUMS(V4, DW_LD4, DW_ST4, x);
+            DW_ROWS_SUMS(V4, DW_LD4, st8, x);
             x += 4;
         }
         for (; x < width; x++) DW_ROWS_SUMS(float, DW_LD1, DW_ST1, x);
