@@ -246,7 +246,6 @@ static bool kernel_names(const IrKernel *k, IrBufKind buf, int comp) {
 
 /* A parameter's components of kind IRB_AUX + kind (cg->pcomp[param * CG_PCOMP_KINDS +
  * kind]): aux, m and v one per aux array, carried values up to IR_MAX_CARRY. */
-static const char *const pcomp_names[CG_PCOMP_KINDS] = {"aux", "m", "v", "carry"};
 static int pcomp_count(const IrParam *p, int kind) { return IRB_AUX + kind == IRB_CARRY ? IR_MAX_CARRY : p->proj->ncomp; }
 
 static void make_buffers(Cg *cg) {
@@ -273,7 +272,7 @@ static void make_buffers(Cg *cg) {
             if ((kind == 1 && !use_m) || (kind == 2 && !use_v)) continue;
             for (int c = 0; c < n; c++)
                 if (kind == 0 || kernel_names(&m->kernels[i][0], IRB_AUX + kind, c))
-                    comps[c] = buffer(cg, arena_printf(ar, "%s.%s%d", p->name, pcomp_names[kind], c), p->count, cg->tf32);
+                    comps[c] = buffer(cg, arena_printf(ar, "%s.%s%d", p->name, ir_buf_name(IRB_AUX + kind), c), p->count, cg->tf32);
         }
         if (cg->tc->keep_best)
             cg->best[i][0] = buffer(cg, arena_printf(ar, "%s.best", p->name), p->count * K, cg->tf32);
@@ -1101,7 +1100,7 @@ static void declare_checkpoint(Cg *cg, LLVMValueRef run, const TrainScalars *ts,
         for (int kind = 0; kind < CG_PCOMP_KINDS; kind++)
             for (int c = 0; c < pcomp_count(par, kind); c++) {
                 LLVMValueRef buf = cg->pcomp[p * CG_PCOMP_KINDS + kind][c];
-                if (buf) state(cg, &r, arena_printf(ar, "%s.%s%d", par->name, pcomp_names[kind], c), buf, par->count * 4);
+                if (buf) state(cg, &r, arena_printf(ar, "%s.%s%d", par->name, ir_buf_name(IRB_AUX + kind), c), buf, par->count * 4);
             }
         if (tc->keep_best) state(cg, &r, arena_printf(ar, "%s.best", par->name), cg->best[p][0], par->count * K * 4);
     }

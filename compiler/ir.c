@@ -39,6 +39,10 @@ static const int phase_tab[] = {
 };
 
 const char *ir_op_name(IrOp op) { return names[op]; }
+
+static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v", "carry"};
+_Static_assert(sizeof buf_names / sizeof buf_names[0] == IRB_CARRY + 1, "a name for every IrBufKind");
+const char *ir_buf_name(IrBufKind b) { return buf_names[b]; }
 int ir_op_nargs(IrOp op) { return nargs_tab[op]; }
 IrAttrs ir_op_attrs(IrOp op) { return attrs_tab[op]; }
 IrArg1 ir_op_arg1(IrOp op) { return arg1_tab[op]; }

@@ -93,6 +93,8 @@ typedef struct IrBn {
  * aux and beta of the next step, stored by the update (and soft) kernels and loaded by
  * the next update instead of computing it again (fuse.c). */
 typedef enum IrBufKind { IRB_WEIGHT, IRB_HARD, IRB_GRAD, IRB_AUX, IRB_M, IRB_V, IRB_CARRY } IrBufKind;
+/* A buffer kind's name in IR text and in a parameter's buffer names ("aux": P.aux0). */
+const char *ir_buf_name(IrBufKind b);
 /* The most carried values a parameter has (IRB_CARRY components). */
 #define IR_MAX_CARRY 2
 /* The most inputs, and the most outputs, of a kernel: gradient or weight, aux, m, v,

@@ -385,7 +385,6 @@ static bool parse_func(Parser *ps) {
     return expect(ps, "}");
 }
 
-static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v", "carry"};
 static const char *const scalar_names[] = {"beta", "beta_next", "lr", "bc1", "bc2"};
 static const char *const kernel_names[] = {"update", "init", "hard", "soft"};
 
@@ -396,8 +395,8 @@ static const char *const kernel_names[] = {"update", "init", "hard", "soft"};
 static bool buffer(Parser *ps, int pi, IrKernelIO *io) {
     skip_blanks(ps);
     for (int b = IRB_CARRY; b >= 0; b--) {
-        size_t n = strlen(buf_names[b]);
-        if (strncmp(ps->p, buf_names[b], n)) continue;
+        size_t n = strlen(ir_buf_name(b));
+        if (strncmp(ps->p, ir_buf_name(b), n)) continue;
         const char *at = ps->p; /* where a message about the buffer points */
         ps->p += n;
         io->buf = (IrBufKind)b;

@@ -6,7 +6,6 @@
 
 #include "ir.h"
 
-static const char *const buf_names[] = {"weight", "hard", "grad", "aux", "m", "v", "carry"};
 
 /* The shortest of %.9g .. %.17g that reads back as the same double (ir_parse.c). */
 static void put_num(FILE *out, double v) {
@@ -133,7 +132,7 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
             if (n->slot >= IR_SCALAR_SLOT(0)) fprintf(out, "scalar %s\n", scalar_names[n->slot - IR_SCALAR_SLOT(0)]);
             else {
                 const IrKernelIO *io = &k->in[n->slot];
-                fprintf(out, "load %s", buf_names[io->buf]);
+                fprintf(out, "load %s", ir_buf_name(io->buf));
                 if (io->buf >= IRB_AUX) fprintf(out, "%d", io->comp);
                 fputs("[i]\n", out);
             }
@@ -153,7 +152,7 @@ static void print_kernel(const IrModule *m, const IrKernel *k, FILE *out) {
     for (int o = 0; o < k->nout; o++) {
         const IrKernelIO *io = &k->out[o];
         double v;
-        fprintf(out, "  store %s", buf_names[io->buf]);
+        fprintf(out, "  store %s", ir_buf_name(io->buf));
         if (io->buf >= IRB_AUX) fprintf(out, "%d", io->comp);
         if (sx_is_const(p, io->node, &v)) {
             fputs("[i], ", out);
