@@ -30,7 +30,7 @@ typedef float V4 __attribute__((vector_size(16))); /* 4 floats: a row of 4 to 7 
 
 /* Vectors through memory, never as arguments (rt_internal.h: RT_VLOAD). */
 #define ld8(p) RT_VLOAD(V8, p)
-#define st8(p, v) /* also a V4 (DW_ROWS_SUMS) */                                               \
+#define stv(p, v) /* a value of any type: V8, V4 or float */                                      \
     do {                                                                                           \
         __typeof__(v) s_ = (v);                                                                    \
         memcpy((p), &s_, sizeof s_);                                                               \
@@ -109,7 +109,7 @@ static inline __attribute__((always_inline)) void pad_phases(const DwJob *j, con
             if (s == 2) /* 8 at a time: the even lanes of 16 (the last read stays in the row) */
                 for (; q + 8 <= hi && (q + 7) * 2 + m - j->pad + 2 <= j->w; q += 8) {
                     const float *at = src + q * 2 + m - j->pad;
-                    st8(dst + q, RT_EVEN8(ld8(at), ld8(at + 8)));
+                    stv(dst + q, RT_EVEN8(ld8(at), ld8(at + 8)));
                 }
             for (; q < hi; q++) dst[q] = src[q * s + m - j->pad];
         }
@@ -140,15 +140,15 @@ static inline void taps_at(const DwJob *j, const float *p, const float **tv) {
                 a0_ += f_ * ld8(in_), a1_ += f_ * ld8(in_ + 8);                                    \
                 a2_ += f_ * ld8(in_ + 16), a3_ += f_ * ld8(in_ + 24);                              \
             }                                                                                      \
-            st8((OUT) + x_, a0_);                                                                  \
-            st8((OUT) + x_ + 8, a1_);                                                              \
-            st8((OUT) + x_ + 16, a2_);                                                             \
-            st8((OUT) + x_ + 24, a3_);                                                             \
+            stv((OUT) + x_, a0_);                                                                  \
+            stv((OUT) + x_ + 8, a1_);                                                              \
+            stv((OUT) + x_ + 16, a2_);                                                             \
+            stv((OUT) + x_ + 24, a3_);                                                             \
         }                                                                                          \
         for (; x_ + 8 <= (W); x_ += 8) {                                                           \
             V8 acc_ = {0};                                                                         \
             for (int64_t t_ = 0; t_ < (NT); t_++) acc_ += (F)[t_] * ld8((TAPV)[t_] + x_);          \
-            st8((OUT) + x_, acc_);                                                                 \
+            stv((OUT) + x_, acc_);                                                                 \
         }                                                                                          \
         if (x_ + 4 <= (W)) {                                                                       \
             V4 acc_ = {0}, v_;                                                                     \
@@ -179,19 +179,16 @@ enum { DW_TAPS3 = 9 }; /* a 3 x 3 filter's taps */
  * 3.1-3.3 and 3.3-3.5 -> 2.2 and 2.2-2.3 (rows alone were slower, 3.8 and 4.3). */
 enum { DW_ROWS = 4 };
 
-#define DW_ROWS_SUMS(T, LOAD, STORE, X)                                                            \
+#define DW_ROWS_SUMS(T, X)                                                                         \
     do {                                                                                           \
         T a_[DW_ROWS];                                                                             \
         _Pragma("GCC unroll 4") for (int k_ = 0; k_ < DW_ROWS; k_++) a_[k_] = (T){0};               \
         _Pragma("GCC unroll 9") for (int t_ = 0; t_ < DW_TAPS3; t_++) {                            \
             const float *in_ = base + off[t_] + (X);                                               \
-            _Pragma("GCC unroll 4") for (int k_ = 0; k_ < DW_ROWS; k_++) a_[k_] += fl[t_] * LOAD(in_ + k_ * step); \
+            _Pragma("GCC unroll 4") for (int k_ = 0; k_ < DW_ROWS; k_++) a_[k_] += fl[t_] * RT_VLOAD(T, in_ + k_ * step); \
         }                                                                                          \
-        _Pragma("GCC unroll 4") for (int k_ = 0; k_ < DW_ROWS; k_++) STORE(o + k_ * width + (X), a_[k_]); \
+        _Pragma("GCC unroll 4") for (int k_ = 0; k_ < DW_ROWS; k_++) stv(o + k_ * width + (X), a_[k_]); \
     } while (0)
-#define DW_LD4(p) RT_VLOAD(V4, p)
-#define DW_LD1(p) (*(p))
-#define DW_ST1(p, v) (*(p) = (v))
 
 static inline __attribute__((always_inline)) void plane_sums3(const float *const *tv, int64_t step, int64_t rows,
                                                               int64_t width, const float *f, float *out) {
@@ -203,12 +200,12 @@ static inline __attribute__((always_inline)) void plane_sums3(const float *const
         const float *base = tv[0] + r * step;
         float *o = out + r * width;
         int64_t x = 0;
-        for (; x + 8 <= width; x += 8) DW_ROWS_SUMS(V8, ld8, st8, x);
+        for (; x + 8 <= width; x += 8) DW_ROWS_SUMS(V8, x);
         if (x + 4 <= width) {
-            DW_ROWS_SUMS(V4, DW_LD4, st8, x);
+            DW_ROWS_SUMS(V4, x);
             x += 4;
         }
-        for (; x < width; x++) DW_ROWS_SUMS(float, DW_LD1, DW_ST1, x);
+        for (; x < width; x++) DW_ROWS_SUMS(float, x);
     }
     const float *tl[DW_TAPS3]; /* the last rows, one at a time */
     for (int t = 0; t < DW_TAPS3; t++) tl[t] = tv[t] + r * step;
@@ -316,7 +313,7 @@ static inline __attribute__((always_inline)) void dw_weight_grad3(const DwJob *j
             for (int t = 0; t < DW_TAPS3; t++) acc[t] += d * ld8(tv[t] + yo * step + xo);
         }
     }
-    for (int t = 0; t < DW_TAPS3; t++) st8(lanes + 12 * t, acc[t]);
+    for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t, acc[t]);
     if (ow8 == j->ow) return;
     V4 acc4[DW_TAPS3], v4, w4;
     for (int t = 0; t < DW_TAPS3; t++) memcpy(&acc4[t], lanes + 12 * t + 8, sizeof acc4[t]);
@@ -379,7 +376,7 @@ RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t en
                         }
                         for (; xo < j->ow; xo++) rest += dr[xo] * in[xo];
                     }
-                    st8(lanes + 12 * t, acc);
+                    stv(lanes + 12 * t, acc);
                     memcpy(lanes + 12 * t + 8, &acc4, sizeof acc4);
                     tail[t] = rest;
                 }

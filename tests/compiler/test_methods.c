@@ -305,6 +305,7 @@ static int update_loops(const Compiled *c, int *pairs) {
  * or none with "sgd_nowd". */
 static void test_fused(const Case *cs, const char *opt) {
     bool adam = strncmp(opt, "adam", 4) == 0, decoupled = strcmp(opt, "adamw") == 0, nowd = strcmp(opt, "sgd_nowd") == 0;
+    const char *opt_text = adam ? opt : nowd ? "sgd+momentum, no decay" : "sgd+momentum"; /* for messages */
     char src[1024];
     char quant[64];
     if (cs->labels) snprintf(quant, sizeof quant, "%s(%s)", cs->proj, cs->labels);
@@ -442,8 +443,8 @@ static void test_fused(const Case *cs, const char *opt) {
             for (int j = 0; j < 1 + (adam ? 3 : 2) * K; j++)
                 worst = fmax(worst, fabs(got[j] - r[j]) / fmax(1e-2, fabs(r[j])));
         }
-        CHECK(worst < 2e-4, "%s with %s: fused kernel vs step-by-step reference, worst relative error %g",
-              quant, adam ? opt : nowd ? "sgd+momentum, no decay" : "sgd+momentum", worst);
+        CHECK(worst < 2e-4, "%s with %s: fused kernel vs step-by-step reference, worst relative error %g", quant,
+              opt_text, worst);
         free(ref);
         /* A carried value is what the next step would compute: the soft kernel at the new
          * aux and beta_next stores the same bits, and the same weight. */
@@ -455,7 +456,7 @@ static void test_fused(const Case *cs, const char *opt) {
             soft(beta_next, beta_next, 0, 0, 0);
             CHECK(!memcmp(kept, carry, sizeof(float) * n) && !memcmp(kept + n, w, sizeof(float) * n),
                   "%s with %s: the carried value and the weight are the soft kernel's at the new aux, bit for bit",
-                  quant, adam ? opt : nowd ? "sgd+momentum, no decay" : "sgd+momentum");
+                  quant, opt_text);
             free(kept);
         }
     }
