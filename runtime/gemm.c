@@ -125,14 +125,20 @@ void rt_gemm_describe(FILE *out) {
 }
 
 /* Cutting: blocks of at least GEMM_BLOCK_FLOPS and GEMM_MIN_WIDTH rows or columns, at
- * most GEMM_MAX_BLOCKS, a power of two of them, widths a multiple of 16 (every kernel's
- * register tile). (At 4 MFLOP a block, the MLP's 6-MFLOP products ran whole on one
- * thread: gemm_bench at 2 threads, its 300 x 100 weight gradient and 100 -> 300 dx 140
- * and 155 GFLOP/s, 230 and 248 in two blocks.) A product too narrow for two such blocks
- * is still cut in two where each half is at least GEMM_MIN_HALF wide: the MLP's
- * 300 -> 100 forward product (100 x 100 x 300), whole on one thread, took 108-113
- * GFLOP/s at 2 threads in gemm_bench, and 172-186 in halves of 64 and 36 columns. */
-enum { GEMM_MAX_BLOCKS = 16, GEMM_MIN_WIDTH = 128, GEMM_MIN_HALF = 48 };
+ * most GEMM_MAX_BLOCKS, a power of two of them, cut as evenly as whole tiles of
+ * GEMM_TILE rows or columns allow (gemm_edge). (At 4 MFLOP a block, the MLP's 6-MFLOP
+ * products ran whole on one thread: gemm_bench at 2 threads, its 300 x 100 weight
+ * gradient and 100 -> 300 dx 140 and 155 GFLOP/s, 230 and 248 in two blocks.) A product
+ * too narrow for two such blocks is still cut in two where each half is at least
+ * GEMM_MIN_HALF wide: the MLP's 300 -> 100 forward product (100 x 100 x 300), whole on
+ * one thread, took 108-113 GFLOP/s at 2 threads in gemm_bench, and 172-186 in halves.
+ * Tiles of 8, not of 16 (every kernel's widest register tile, in equal blocks but the
+ * last): the MLP's 300 columns went 160 | 140, its 100 columns 64 | 36 and 784 rows
+ * 208 x 3 + 160 (2 threads: 416 | 368 rows); in tiles of 8, 152 | 148, 56 | 44 and
+ * 392 | 392. gemm_bench's nine MLP products, AMD Zen 5, 2 threads, six alternated
+ * runs: 226-237 -> 226-250 GFLOP/s (medians 230 -> 241) with AVX2 kernels, 422-438 ->
+ * 435-447 with AVX-512's; tiles of 4 no better than 8 (220-245). */
+enum { GEMM_TILE = 8, GEMM_MAX_BLOCKS = 16, GEMM_MIN_WIDTH = 128, GEMM_MIN_HALF = 48 };
 #define GEMM_BLOCK_FLOPS 2e6
 
 static void gemm_check_args(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k,
@@ -161,7 +167,7 @@ typedef struct GemmJob {
     float beta;
     float *c;
     int32_t ldc;
-    int32_t by_rows, width; /* blocks of `width` rows (by_rows) or columns of C */
+    int32_t by_rows, blocks; /* `blocks` blocks of rows (by_rows) or columns of C */
     bool dense;             /* a dense layer's product (nnq_rt_sgemm), not a convolution's */
 } GemmJob;
 
@@ -262,13 +268,18 @@ static void gemm_block(const GemmJob *j, int32_t lo, int32_t hi) {
                     m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
 }
 
+/* Where block b of `blocks` over dim rows or columns begins (b == blocks: dim), in whole
+ * tiles of GEMM_TILE, the tiles shared out as evenly as they go. */
+static int32_t gemm_edge(int32_t dim, int32_t blocks, int64_t b) {
+    int64_t tiles = (dim + GEMM_TILE - 1) / GEMM_TILE, at = (tiles * b + blocks / 2) / blocks * GEMM_TILE;
+    return (int32_t)(at < dim ? at : dim);
+}
+
 static void gemm_blocks(void *p, int64_t begin, int64_t end) {
     const GemmJob *j = p;
     int32_t dim = j->by_rows ? j->m : j->n;
-    for (int64_t blk = begin; blk < end; blk++) {
-        int64_t lo = blk * j->width, hi = lo + j->width < dim ? lo + j->width : dim;
-        gemm_block(j, (int32_t)lo, (int32_t)hi);
-    }
+    for (int64_t blk = begin; blk < end; blk++)
+        gemm_block(j, gemm_edge(dim, j->blocks, blk), gemm_edge(dim, j->blocks, blk + 1));
 }
 
 /* Checks the arguments and does the cases with no product (an empty C, k == 0 or
@@ -309,8 +320,8 @@ void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t 
         gemm_block(&j, 0, dim);
         return;
     }
-    j.width = ((dim + blocks - 1) / blocks + 15) / 16 * 16;
-    rt_parallel_for((dim + j.width - 1) / j.width, 1, gemm_blocks, &j);
+    j.blocks = (int32_t)blocks;
+    rt_parallel_for(blocks, 1, gemm_blocks, &j);
 }
 
 void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
