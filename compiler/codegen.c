@@ -176,6 +176,19 @@ void cg_loop_end(Cg *cg, Loop *l) {
     loop_back_edge(cg, l);
 }
 
+/* The back edge's llvm.loop metadata: llvm.loop.interleave.count `count`, which LLVM's
+ * vectorizer honours where the pipeline leaves interleaving off (below -O3, jit.c). */
+void cg_loop_end_interleaved(Cg *cg, Loop *l, int count) {
+    LLVMValueRef br = loop_back_edge(cg, l);
+    LLVMMetadataRef on[2] = {LLVMMDStringInContext2(cg->ctx, "llvm.loop.interleave.count", 26),
+                             LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(cg->ctx), (unsigned)count, 0))};
+    LLVMMetadataRef tmp = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
+    LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(cg->ctx, on, 2)};
+    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(tmp, id);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
+}
+
 /* The back edge's llvm.loop metadata: a node whose first operand is itself (the loop's
  * ID, made through a temporary node), then llvm.loop.vectorize.enable false and
  * llvm.loop.unroll.disable. */

@@ -151,7 +151,9 @@ static char *run_passes(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_leve
     /* Below -O3, loops are vectorized but neither interleaved nor unrolled. The
      * generated loops stream over memory with no loop-carried chain (no reassociation,
      * so no vectorized float reductions): unrolled copies of their bodies did not make
-     * the kernels faster but were a tenth of the binary PMF MLP's LLVM time. */
+     * the kernels faster but were a tenth of the binary PMF MLP's LLVM time. The fused
+     * kernels' loops ask for interleaving themselves (loop metadata: target_cpu.c,
+     * KERNEL_INTERLEAVE), which the vectorizer honours with it off here. */
     LLVMPassBuilderOptionsSetLoopUnrolling(opts, opt_level >= 3);
     LLVMPassBuilderOptionsSetLoopInterleaving(opts, opt_level >= 3);
     LLVMErrorRef err = LLVMRunPasses(mod, passes, tm, opts);

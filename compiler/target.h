@@ -175,6 +175,8 @@ typedef struct Loop {
 Loop cg_loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, const char *name);
 Loop cg_loop_begin_step(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef step, const char *name);
 void cg_loop_end(Cg *cg, Loop *l);
+/* cg_loop_end asking the vectorizer to interleave `count` vectors an iteration. */
+void cg_loop_end_interleaved(Cg *cg, Loop *l, int count);
 /* cg_loop_end for a loop LLVM is to leave as it is: neither vectorized nor unrolled (a
  * loop that runs rarely, where code size costs compile time). */
 void cg_loop_end_scalar(Cg *cg, Loop *l);
