@@ -926,6 +926,12 @@ typedef struct AugDraw {
     bool flip;
 } AugDraw;
 
+/* A batch position's sample and its augmentation (NnqDataSet.picks). */
+struct DataPick {
+    int64_t src;
+    AugDraw draw;
+};
+
 static AugDraw data_augment_draw(NnqRun *run, const NnqDataSet *d) {
     AugDraw a = {0, 0, false};
     int64_t pad = d->aug_pad;
@@ -969,13 +975,43 @@ static void data_augment_sample(const NnqDataSet *d, AugDraw a, const float *src
     }
 }
 
+/* A batch's copies, run on the pool: x's positions [0, n) receive samples src[] drawn
+ * draw[]. The samples sit at random places in memory, most of them out of the caches:
+ * each copy waits on its sample's first lines, so the lines of the sample DATA_AHEAD
+ * positions on are requested first (the float MLP's data phase, 100 Fashion-MNIST
+ * images: 0.038-0.042 -> 0.030-0.038 ms a step at 1 thread, 0.034-0.039 -> 0.029-0.034
+ * at 2). Parts of at least DATA_PART_BYTES, each thread's copies waiting on their own
+ * misses: at 2 threads, alternated, the binary PMF MLP's data phase (100 images of 3 KB)
+ * 0.018-0.026 -> 0.009-0.020 ms, medians 0.019 -> 0.011; LeNet-5's (cropped copies)
+ * 0.049-0.053 -> 0.026-0.035. */
+enum { DATA_AHEAD = 2, DATA_PART_BYTES = 32768 };
+typedef struct DataCopy {
+    const NnqDataSet *d;
+    const DataPick *pick;
+    float *x;
+    size_t sample; /* floats a sample */
+    bool aug;
+} DataCopy;
+
+static void data_copy(void *p, int64_t begin, int64_t end) {
+    const DataCopy *c = p;
+    const float *pixels = c->d->pixels;
+    for (int64_t i = begin; i < end; i++) {
+        if (i + DATA_AHEAD < end)
+            for (size_t b = 0; b < c->sample; b += 16)
+                __builtin_prefetch(pixels + (size_t)c->pick[i + DATA_AHEAD].src * c->sample + b, 0, 3);
+        const float *src = pixels + (size_t)c->pick[i].src * c->sample;
+        if (c->aug)
+            data_augment_sample(c->d, c->pick[i].draw, src, c->x + (size_t)i * c->sample);
+        else
+            memcpy(c->x + (size_t)i * c->sample, src, c->sample * sizeof(float));
+    }
+}
+
 /* Positions [start, start+count) of the batch; x and y receive positions [lo, hi) of
- * them (the augmentation of the others is drawn and dropped). The samples sit at random
- * places in memory, most of them out of the caches: each copy waits on its sample's
- * first lines, so the lines of the sample DATA_AHEAD positions on are requested first
- * (the float MLP's data phase, 100 Fashion-MNIST images: 0.038-0.042 -> 0.030-0.038 ms a
- * step at 1 thread, 0.034-0.039 -> 0.029-0.034 at 2). */
-enum { DATA_AHEAD = 2 };
+ * them (the augmentation of the others is drawn and dropped). The samples are checked
+ * and the augmentation drawn in order on this thread (the draws do not depend on the
+ * thread count), then copied on the pool. */
 static void data_positions(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,
                            int64_t count, int64_t lo, int64_t hi, float *x, int32_t *y,
                            int32_t augment) {
@@ -986,13 +1022,11 @@ static void data_positions(NnqRun *run, int32_t ds, const int64_t *index, int64_
                     (long long)d->count);
     /* only x is augmented: without x, nothing is drawn */
     bool aug = augment != 0 && x && (d->aug_pad > 0 || d->aug_hflip);
-    size_t sample = data_sample_size(d);
+    if (x && hi - lo > d->cap_picks) {
+        d->picks = rt_alloc_block(run, (hi - lo) * (int64_t)sizeof *d->picks, false);
+        d->cap_picks = hi - lo;
+    }
     for (int64_t i = 0; i < count; i++) {
-        if (x && i + DATA_AHEAD >= lo && i + DATA_AHEAD < hi) { /* a sample further on that x receives */
-            int64_t t = index ? index[start + i + DATA_AHEAD] : start + i + DATA_AHEAD;
-            if (t >= 0 && t < d->count)
-                for (size_t b = 0; b < sample; b += 16) __builtin_prefetch(d->pixels + (size_t)t * sample + b, 0, 3);
-        }
         int64_t s = index ? index[start + i] : start + i;
         if (s < 0 || s >= d->count)
             nnq_rt_fail(run,
@@ -1003,14 +1037,16 @@ static void data_positions(NnqRun *run, int32_t ds, const int64_t *index, int64_
         AugDraw a = aug ? data_augment_draw(run, d) : (AugDraw){0, 0, false};
         if (i < lo || i >= hi)
             continue;
-        const float *src = d->pixels + (size_t)s * sample;
-        if (aug)
-            data_augment_sample(d, a, src, x + (size_t)(i - lo) * sample);
-        else if (x)
-            memcpy(x + (size_t)(i - lo) * sample, src, sample * sizeof(float));
+        if (x)
+            d->picks[i - lo] = (DataPick){s, a};
         if (y)
             y[i - lo] = d->labels[s];
     }
+    if (!x || hi <= lo)
+        return;
+    DataCopy c = {d, d->picks, x, data_sample_size(d), aug};
+    int64_t per = (int64_t)(c.sample * sizeof(float));
+    rt_parallel_for(hi - lo, (DATA_PART_BYTES + per - 1) / per, data_copy, &c);
 }
 
 void nnq_rt_data_batch(NnqRun *run, int32_t ds, const int64_t *index, int64_t start,

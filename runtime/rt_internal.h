@@ -100,6 +100,7 @@ static inline void rt_row_copy(float *dst, const float *src, int32_t n) {
 /* Most channels a data set may have (a sanity bound checked when loading). */
 #define RT_DATA_MAX_CHANNELS 4096
 
+typedef struct DataPick DataPick;
 typedef struct NnqDataSet {
     char *images_path; /* as resolved on the search path; for messages */
     char *labels_path; /* (CIFAR: the record file(s), the same as images_path) */
@@ -116,6 +117,9 @@ typedef struct NnqDataSet {
     /* Augmentation set by nnq_rt_data_augment (pad 0, hflip false: none). */
     int32_t aug_pad;
     bool aug_hflip;
+    /* The latest batch's samples and draws (data.c), a tracked block of cap_picks. */
+    struct DataPick *picks;
+    int64_t cap_picks;
 } NnqDataSet;
 /* Data set handle ds of the run; fails naming fn when there is none (data.c). */
 NnqDataSet *rt_data_get(NnqRun *run, int32_t ds, const char *fn);
