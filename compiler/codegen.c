@@ -391,6 +391,7 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
         assert(cg->target->ops[in->op] && "the target has no code for this op");
         cg->target->ops[in->op](cg, fc, i, fc->val[i]);
     }
+    assert(!fc->deferred_to && "a deferred call was not made");
 }
 
 static void emit_tensor_functions(Cg *cg) {

@@ -78,6 +78,11 @@ typedef struct FnCtx {
     LLVMValueRef hard;   /* eval: i1, use hard weights (and the hard batch-norm statistics) */
     LLVMValueRef calib;  /* eval: i1, batch-norm uses batch statistics and adds them to the hard ones */
     LLVMValueRef *extra; /* per instruction: pooling argmax, dropout mask, or NULL */
+    /* A runtime call the target put off to a later instruction (target_cpu.c: a dense
+     * product's GEMM, run with the batch norm that reads it): that instruction's index
+     * + 1 (0: none), and the call's arguments. */
+    int deferred_to;
+    LLVMValueRef deferred[13];
 } FnCtx;
 
 /* ---------- the interface ---------- */

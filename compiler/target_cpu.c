@@ -214,6 +214,68 @@ static void chan_sums(Cg *cg, int mode, ChanShape cs, LLVMValueRef x, LLVMValueR
 /* ---------- ops ---------- */
 
 /* y = op(a) op(b): OpenBLAS's sgemm. */
+/* The ops a training batch norm or its gradient runs through (nnq_rt_bn_run), but those
+ * with pooling. */
+static bool bn_run_op(IrOp op) {
+    return op == IR_BN_TRAIN || op == IR_BIAS_BN_TRAIN || op == IR_BIAS_BN_RELU_TRAIN || op == IR_BN_GRAD ||
+           op == IR_RELU_BN_GRAD || op == IR_BIAS_RELU_BN_GRAD;
+}
+
+/* Value v's own buffer: through reshapes. */
+static int buffer_of(const IrFunc *f, int v) {
+    while (f->insts[v].op == IR_RESHAPE) v = f->insts[v].args[0];
+    return v;
+}
+
+/* Whether some instruction binds value v to a parameter's gradient buffer (param_grad). */
+static bool param_grad_value(const IrFunc *f, int v) {
+    for (int k = v + 1; k < f->n; k++)
+        if (f->insts[k].op == IR_PARAM_GRAD && f->insts[k].args[0] == v) return true;
+    return false;
+}
+
+/* The training function's values a and b (own buffers) laid out by memplan in memory
+ * that overlaps: 0 none, 1 the same range, 2 a partial overlap. */
+static int arena_overlap(Cg *cg, const IrFunc *f, int a, int b) {
+    const MemPlan *plan = &cg->m->plan[0];
+    if (a == b) return 1;
+    if (plan->value[a] < 0 || plan->value[b] < 0 || param_grad_value(f, a) || param_grad_value(f, b)) return 0;
+    int64_t a0 = plan->value[a], a1 = a0 + memplan_value_elems(&f->insts[a], cg->batch);
+    int64_t b0 = plan->value[b], b1 = b0 + memplan_value_elems(&f->insts[b], cg->batch);
+    if (a1 <= b0 || b1 <= a0) return 0;
+    return a0 == b0 && a1 == b1 ? 1 : 2;
+}
+
+/* A dense product's GEMM and the training batch norm that reads it, in one runtime call
+ * (nnq_rt_sgemm_bn: each block of C's columns then its channels, on the block's thread,
+ * the values still in its cache, where the MLP's batch norms of 300 or 100 features ran
+ * on one thread). For matmul i of the training function: the instruction that can take
+ * its GEMM, or -1. That is the first instruction reading i's value, when it runs through
+ * nnq_rt_bn_run on [N, C] with i's value as its input and its output writes none of the
+ * product's operands (nor part of its result); every instruction between computes
+ * nothing or is a weight gradient's product into its parameter's gradient buffer that
+ * does not read i's value (it writes nothing the GEMM reads or writes; the GEMM's result,
+ * live past it, shares no memory with its operands). */
+static int gemm_bn_consumer(Cg *cg, const FnCtx *fc, int i) {
+    const IrFunc *f = fc->f;
+    if (f != &cg->m->train || !cg->m->planned) return -1;
+    for (int j = i + 1; j < f->n; j++) {
+        const IrInst *in = &f->insts[j];
+        bool reads = false;
+        for (int a = 0; a < ir_op_nargs(in->op); a++) reads |= in->args[a] == i;
+        if (!reads) {
+            if (ir_op_source(in->op) || (in->op == IR_MATMUL && param_grad_value(f, j))) continue;
+            return -1;
+        }
+        if (!bn_run_op(in->op) || in->args[0] != i || in->shape.rank != 2) return -1;
+        const IrInst *mm = &f->insts[i];
+        for (int a = 0; a < 2; a++)
+            if (arena_overlap(cg, f, buffer_of(f, j), buffer_of(f, mm->args[a]))) return -1;
+        return arena_overlap(cg, f, buffer_of(f, j), i) == 2 ? -1 : j;
+    }
+    return -1;
+}
+
 static void cpu_matmul(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
@@ -227,6 +289,12 @@ static void cpu_matmul(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     LLVMValueRef args[13] = {ci32(cg, ta), ci32(cg, tb), T32(M), T32(N), T32(K), cf32(cg, 1.0),
                              arg_val(fc, i, 0), T32(lda), arg_val(fc, i, 1), T32(ldb), cf32(cg, 0.0), out, T32(N)};
 #undef T32
+    int j = gemm_bn_consumer(cg, fc, i);
+    if (j >= 0) { /* cpu_bn makes the call */
+        fc->deferred_to = j + 1;
+        memcpy(fc->deferred, args, sizeof args);
+        return;
+    }
     cg_rt_call(cg, "nnq_rt_sgemm", args, 13);
 }
 
@@ -563,8 +631,19 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     /* Training statistics: one pass on one process; the runtime runs the stages with the
      * all-reduces between them in a data-parallel run (nnq_rt_bn_run, runtime/mpi.c). */
     LLVMValueRef ctx = par_ctx(cg, outer, nctx);
-    cg_rt_call(cg, "nnq_rt_bn_run", (LLVMValueRef[]){body, outer[6], ci64(cg, min), ctx, as_ptr(cg, cg->bnbuf[in->attr[0]][4], cg->tf32),
-                                                     as_ptr(cg, cg->bnbuf[in->attr[0]][5], cg->tf32), ci32(cg, grad)}, 7);
+    LLVMValueRef sum1 = as_ptr(cg, cg->bnbuf[in->attr[0]][4], cg->tf32), sum2 = as_ptr(cg, cg->bnbuf[in->attr[0]][5], cg->tf32);
+    if (fc->deferred_to == i + 1) { /* the product before it (cpu_matmul), on its blocks */
+        LLVMValueRef args[19];
+        memcpy(args, fc->deferred, sizeof fc->deferred);
+        LLVMValueRef rest[6] = {body, ci64(cg, min), ctx, sum1, sum2, ci32(cg, grad)};
+        memcpy(args + 13, rest, sizeof rest);
+        fc->deferred_to = 0;
+        cg_rt_call(cg, "nnq_rt_phase", (LLVMValueRef[]){ci32(cg, NNQ_PHASE_GEMM)}, 1);
+        cg_rt_call(cg, "nnq_rt_sgemm_bn", args, 19);
+        cg_rt_call(cg, "nnq_rt_phase", (LLVMValueRef[]){ci32(cg, NNQ_PHASE_NORM)}, 1);
+        return;
+    }
+    cg_rt_call(cg, "nnq_rt_bn_run", (LLVMValueRef[]){body, outer[6], ci64(cg, min), ctx, sum1, sum2, ci32(cg, grad)}, 7);
 }
 
 /* c, h, w, o, kh, kw, stride, pad of a conv instruction, as i32 arguments. */

@@ -169,6 +169,8 @@ typedef struct GemmJob {
     int32_t ldc;
     int32_t by_rows, blocks; /* `blocks` blocks of rows (by_rows) or columns of C */
     bool dense;             /* a dense layer's product (nnq_rt_sgemm), not a convolution's */
+    RtRangeFn then;         /* rt_sgemm_then's pass over a block of columns, or NULL */
+    void *then_ctx;
 } GemmJob;
 
 /* ---- small outputs: C = beta C + A B^T by dot products ---- */
@@ -278,8 +280,11 @@ static int32_t gemm_edge(int32_t dim, int32_t blocks, int64_t b) {
 static void gemm_blocks(void *p, int64_t begin, int64_t end) {
     const GemmJob *j = p;
     int32_t dim = j->by_rows ? j->m : j->n;
-    for (int64_t blk = begin; blk < end; blk++)
-        gemm_block(j, gemm_edge(dim, j->blocks, blk), gemm_edge(dim, j->blocks, blk + 1));
+    for (int64_t blk = begin; blk < end; blk++) {
+        int32_t lo = gemm_edge(dim, j->blocks, blk), hi = gemm_edge(dim, j->blocks, blk + 1);
+        gemm_block(j, lo, hi);
+        if (j->then) j->then(j->then_ctx, lo, hi);
+    }
 }
 
 /* Checks the arguments and does the cases with no product (an empty C, k == 0 or
@@ -299,10 +304,18 @@ static bool gemm_trivial(int32_t transa, int32_t transb, int32_t m, int32_t n, i
 void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
                   const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c,
                   int32_t ldc) {
-    if (gemm_trivial(transa, transb, m, n, k, alpha, lda, ldb, beta, c, ldc))
+    rt_sgemm_then(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, 0, NULL);
+}
+
+void rt_sgemm_then(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, const float *a,
+                   int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc, RtRangeFn then,
+                   int64_t min_items, void *ctx) {
+    if (gemm_trivial(transa, transb, m, n, k, alpha, lda, ldb, beta, c, ldc)) {
+        if (then) rt_parallel_for(n, min_items, then, ctx);
         return;
+    }
     rt_parallel_init();
-    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0, true};
+    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0, true, NULL, NULL};
     /* Cut the dimension whose blocks repack the smaller operand: columns of C (each block
      * repacks all of A, m x k) when m <= n, rows of C (each repacks B) otherwise. */
     j.by_rows = m > n;
@@ -316,19 +329,21 @@ void nnq_rt_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t 
     /* a power of two: the blocks share out evenly over 2, 4, ... threads (3 blocks on 2
      * threads leave one thread a third of the product idle) */
     while (blocks & (blocks - 1)) blocks &= blocks - 1;
-    if (blocks <= 1) {
+    if (blocks > 1) {
+        j.blocks = (int32_t)blocks;
+        if (!j.by_rows) j.then = then, j.then_ctx = ctx; /* each block's columns are whole */
+        rt_parallel_for(blocks, 1, gemm_blocks, &j);
+    } else {
         gemm_block(&j, 0, dim);
-        return;
     }
-    j.blocks = (int32_t)blocks;
-    rt_parallel_for(blocks, 1, gemm_blocks, &j);
+    if (then && !j.then) rt_parallel_for(n, min_items, then, ctx);
 }
 
 void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
                      const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc) {
     if (gemm_trivial(transa, transb, m, n, k, alpha, lda, ldb, beta, c, ldc))
         return;
-    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0, false};
+    GemmJob j = {transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, 0, false, NULL, NULL};
     gemm_block(&j, 0, n);
 }
 

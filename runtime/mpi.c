@@ -196,6 +196,18 @@ void nnq_rt_bn_run(void (*body)(void *ctx, int64_t begin, int64_t end), int64_t 
     ctx[4] = flags;
 }
 
+void nnq_rt_sgemm_bn(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, const float *a,
+                     int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc,
+                     void (*body)(void *ctx, int64_t begin, int64_t end), int64_t min_items, int64_t *ctx, float *sum1,
+                     float *sum2, int32_t grad) {
+    if (world.size > 1) { /* the batch norm's stages wait on all-reduces: after the whole product */
+        nnq_rt_sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        nnq_rt_bn_run(body, n, min_items, ctx, sum1, sum2, grad);
+        return;
+    }
+    rt_sgemm_then(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, body, min_items, ctx);
+}
+
 double nnq_rt_mpi_sum_f64(NnqRun *run, double v) {
     if (run->nranks <= 1) return v;
     double s = 0;

@@ -66,6 +66,7 @@ void test_gemm_ref_known(void);
 void test_gemm_vs_ref(void);
 void test_gemm_edges(void);
 void test_gemm_dot(void);
+void test_gemm_then(void);
 
 void test_infer_dense(void);
 void test_infer_conv(void);

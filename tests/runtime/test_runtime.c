@@ -212,6 +212,7 @@ static const TestCase g_cases[] = {
     CASE(test_gemm_vs_ref),
     CASE(test_gemm_edges),
     CASE(test_gemm_dot),
+    CASE(test_gemm_then),
     CASE(test_im2col_conv),
     CASE(test_image_threads),
     CASE(test_conv_kernels),
