@@ -1581,7 +1581,7 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     cg.rt_ty = calloc(rt_table_count, sizeof(LLVMTypeRef));
     for (int i = 0; i < rt_table_count; i++) {
         LLVMTypeRef codes[6] = {cg.tv, cg.ti32, cg.ti64, cg.tf32, cg.tf64, cg.tp};
-        LLVMTypeRef ps[16];
+        LLVMTypeRef ps[RT_MAX_ARGS];
         for (int k = 0; k < rt_table[i].nargs; k++) ps[k] = codes[rt_table[i].args[k]];
         cg.rt_ty[i] = LLVMFunctionType(codes[rt_table[i].ret], ps, (unsigned)rt_table[i].nargs, 0);
         cg.rt_fn[i] = LLVMAddFunction(cg.mod, rt_table[i].name, cg.rt_ty[i]);

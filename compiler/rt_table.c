@@ -17,6 +17,11 @@ const RtFn rt_table[] = {
 
 const int rt_table_count = (int)(sizeof rt_table / sizeof rt_table[0]);
 
+#define NNQ_RT(rc, ret, name, params, codes)                                                       \
+    _Static_assert(sizeof((const int[]){UNPAREN codes}) / sizeof(int) <= RT_MAX_ARGS, #name " has more than RT_MAX_ARGS parameters");
+#include "abi.def"
+#undef NNQ_RT
+
 int rt_table_find(const char *name) {
     for (int i = 0; i < rt_table_count; i++)
         if (strcmp(rt_table[i].name, name) == 0) return i;

@@ -8,6 +8,9 @@
 
 enum { RT_V, RT_I32, RT_I64, RT_F32, RT_F64, RT_P };
 
+/* The most parameters a runtime function has (rt_table.c checks every row). */
+enum { RT_MAX_ARGS = 24 };
+
 typedef struct RtFn {
     const char *name;
     void *addr;
