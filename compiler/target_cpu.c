@@ -213,7 +213,6 @@ static void chan_sums(Cg *cg, int mode, ChanShape cs, LLVMValueRef x, LLVMValueR
 
 /* ---------- ops ---------- */
 
-/* y = op(a) op(b): OpenBLAS's sgemm. */
 /* The ops a training batch norm or its gradient runs through (nnq_rt_bn_run), but those
  * with pooling. */
 static bool bn_run_op(IrOp op) {
@@ -276,6 +275,7 @@ static int gemm_bn_consumer(Cg *cg, const FnCtx *fc, int i) {
     return -1;
 }
 
+/* y = op(a) op(b): nnq_rt_sgemm, or left to the batch norm that reads y (gemm_bn_consumer). */
 static void cpu_matmul(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
