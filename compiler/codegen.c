@@ -176,32 +176,36 @@ void cg_loop_end(Cg *cg, Loop *l) {
     loop_back_edge(cg, l);
 }
 
-/* The back edge's llvm.loop metadata: llvm.loop.interleave.count `count`, which LLVM's
- * vectorizer honours where the pipeline leaves interleaving off (below -O3, jit.c). */
+/* The back edge br's llvm.loop metadata: a node whose first operand is itself (the loop's
+ * ID, made through a temporary node), then the n property nodes. */
+static void loop_metadata(Cg *cg, LLVMValueRef br, LLVMMetadataRef *props, int n) {
+    LLVMMetadataRef ops[3];
+    assert(n < 3);
+    ops[0] = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
+    memcpy(ops + 1, props, sizeof *props * (size_t)n);
+    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, (size_t)n + 1);
+    LLVMMetadataReplaceAllUsesWith(ops[0], id);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
+}
+
+/* llvm.loop.interleave.count `count`, which LLVM's vectorizer honours where the pipeline
+ * leaves interleaving off (below -O3, jit.c). */
 void cg_loop_end_interleaved(Cg *cg, Loop *l, int count) {
     LLVMValueRef br = loop_back_edge(cg, l);
     LLVMMetadataRef on[2] = {LLVMMDStringInContext2(cg->ctx, "llvm.loop.interleave.count", 26),
                              LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(cg->ctx), (unsigned)count, 0))};
-    LLVMMetadataRef tmp = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
-    LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(cg->ctx, on, 2)};
-    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, 2);
-    LLVMMetadataReplaceAllUsesWith(tmp, id);
-    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
+    LLVMMetadataRef props[1] = {LLVMMDNodeInContext2(cg->ctx, on, 2)};
+    loop_metadata(cg, br, props, 1);
 }
 
-/* The back edge's llvm.loop metadata: a node whose first operand is itself (the loop's
- * ID, made through a temporary node), then llvm.loop.vectorize.enable false and
- * llvm.loop.unroll.disable. */
+/* llvm.loop.vectorize.enable false and llvm.loop.unroll.disable. */
 void cg_loop_end_scalar(Cg *cg, Loop *l) {
     LLVMValueRef br = loop_back_edge(cg, l);
     LLVMMetadataRef off[2] = {LLVMMDStringInContext2(cg->ctx, "llvm.loop.vectorize.enable", 26),
                               LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(cg->ctx), 0, 0))};
     LLVMMetadataRef unroll = LLVMMDStringInContext2(cg->ctx, "llvm.loop.unroll.disable", 24);
-    LLVMMetadataRef tmp = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
-    LLVMMetadataRef ops[3] = {tmp, LLVMMDNodeInContext2(cg->ctx, off, 2), LLVMMDNodeInContext2(cg->ctx, &unroll, 1)};
-    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, 3);
-    LLVMMetadataReplaceAllUsesWith(tmp, id);
-    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
+    LLVMMetadataRef props[2] = {LLVMMDNodeInContext2(cg->ctx, off, 2), LLVMMDNodeInContext2(cg->ctx, &unroll, 1)};
+    loop_metadata(cg, br, props, 2);
 }
 
 void cg_if_begin(Cg *cg, LLVMValueRef cond, LLVMBasicBlockRef *join) {

@@ -450,25 +450,6 @@ int sx_subst(SxPool *p, int id, const int *subst, int nsubst) {
     return rebuild_with(p, id, subst, nsubst, NULL, NULL, 0, false);
 }
 
-bool sx_depends(const SxPool *p, int id, int leaf) {
-    if (id == leaf) return true;
-    if (id < leaf) return false;
-    bool *seen = calloc(id + 1, 1);
-    assert(seen);
-    seen[id] = true;
-    bool found = false;
-    for (int i = id; i >= leaf && !found; i--) {
-        if (!seen[i]) continue;
-        if (i == leaf) found = true;
-        const SxNode *n = &p->nodes[i];
-        if (n->a >= 0) seen[n->a] = true;
-        if (n->b >= 0) seen[n->b] = true;
-        if (n->c >= 0) seen[n->c] = true;
-    }
-    free(seen);
-    return found;
-}
-
 void sx_reach(const SxPool *p, int id, char *mark) {
     mark[id] = 1;
     for (int i = id; i >= 0; i--) { /* operands have smaller ids: one downward sweep */
@@ -478,6 +459,16 @@ void sx_reach(const SxPool *p, int id, char *mark) {
         if (n->b >= 0) mark[n->b] = 1;
         if (n->c >= 0) mark[n->c] = 1;
     }
+}
+
+bool sx_depends(const SxPool *p, int id, int leaf) {
+    if (leaf > id) return false; /* operands have smaller ids */
+    char *mark = calloc(id + 1, 1);
+    assert(mark);
+    sx_reach(p, id, mark);
+    bool found = mark[leaf];
+    free(mark);
+    return found;
 }
 
 double sx_eval(const SxPool *p, int id, const double *inputs, const double *vars) {

@@ -118,7 +118,7 @@ typedef struct NnqDataSet {
     int32_t aug_pad;
     bool aug_hflip;
     /* The latest batch's samples and draws (data.c), a tracked block of cap_picks. */
-    struct DataPick *picks;
+    DataPick *picks;
     int64_t cap_picks;
 } NnqDataSet;
 /* Data set handle ds of the run; fails naming fn when there is none (data.c). */
@@ -226,14 +226,14 @@ bool rt_parallel_reserve(int64_t per_thread, int64_t shared);
 float *rt_thread_scratch(int64_t floats);
 float *rt_shared_scratch(int64_t floats);
 
-/* gemm.c: nnq_rt_sgemm's contract, on the calling thread as one OpenBLAS call. */
-/* nnq_rt_sgemm, then then(ctx, lo, hi) over C's columns [lo, hi) once they are final:
+/* gemm.c: nnq_rt_sgemm, then then(ctx, lo, hi) over C's columns [lo, hi) once they are final:
  * where the product is cut by columns, on each block's thread right after its block
  * (its columns still in that core's cache); else over all n columns on the pool, in
  * parts of at least min_items, after the whole product. then may be NULL. */
 void rt_sgemm_then(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha, const float *a,
                    int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc, RtRangeFn then,
                    int64_t min_items, void *ctx);
+/* gemm.c: nnq_rt_sgemm's contract, on the calling thread as one OpenBLAS call. */
 void rt_sgemm_serial(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha,
                      const float *a, int32_t lda, const float *b, int32_t ldb, float beta, float *c, int32_t ldc);
 
