@@ -273,15 +273,18 @@ static void gemm_edges(void) {
 
 /* rt_sgemm_then: then() sees every column of C once, each already final (the same bits as
  * nnq_rt_sgemm's C: the same blocks), for products cut by columns (in two blocks, and in
- * halves), cut by rows, and whole. */
+ * halves), cut by rows, and whole, on 1 and 2 threads; where the product is cut by
+ * columns, once a block (on one thread: two calls), else once after it. */
 typedef struct ThenCheck {
     const float *want, *c;
     int m, n;
     int *seen, *wrong; /* per column: disjoint across the pool's threads */
+    _Atomic int calls;
 } ThenCheck;
 
 static void then_check(void *p, int64_t lo, int64_t hi) {
-    const ThenCheck *t = p;
+    ThenCheck *t = p;
+    t->calls++;
     for (int64_t col = lo; col < hi; col++) {
         t->seen[col]++;
         for (int r = 0; r < t->m; r++) t->wrong[col] += t->c[(size_t)r * t->n + col] != t->want[(size_t)r * t->n + col];
@@ -289,22 +292,32 @@ static void then_check(void *p, int64_t lo, int64_t hi) {
 }
 
 void test_gemm_then(void) {
-    static const Shape shapes[] = {{100, 300, 784}, {100, 100, 300}, {784, 300, 100}, {20, 30, 10}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int m = shapes[s].m, n = shapes[s].n, k = shapes[s].k;
-        float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
-        float *want = malloc(sizeof(float) * m * n), *c = malloc(sizeof(float) * m * n);
-        int *seen = calloc(n, sizeof(int)), *wrong = calloc(n, sizeof(int));
-        for (int i = 0; i < m * k; i++) a[i] = rnd();
-        for (int i = 0; i < k * n; i++) b[i] = rnd();
-        for (int i = 0; i < m * n; i++) c[i] = NAN;
-        nnq_rt_sgemm(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, want, n);
-        ThenCheck t = {want, c, m, n, seen, wrong};
-        rt_sgemm_then(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n, then_check, 1, &t);
-        int twice = 0, never = 0, off = 0;
-        for (int col = 0; col < n; col++) twice += seen[col] > 1, never += seen[col] == 0, off += wrong[col] > 0;
-        CHECK(!twice && !never && !off, "rt_sgemm_then %d x %d x %d: %d columns seen twice, %d never, %d not final",
-              m, n, k, twice, never, off);
-        free(a), free(b), free(want), free(c), free(seen), free(wrong);
-    }
+    static const struct {
+        Shape sh;
+        int blocks; /* rt_sgemm_then's calls of then() on one thread */
+    } cases[] = {{{100, 300, 784}, 2}, {{100, 100, 300}, 2}, {{784, 300, 100}, 1}, {{20, 30, 10}, 1}};
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++)
+        for (int threads = 1; threads <= 2; threads++) {
+            int m = cases[s].sh.m, n = cases[s].sh.n, k = cases[s].sh.k;
+            float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
+            float *want = malloc(sizeof(float) * m * n), *c = malloc(sizeof(float) * m * n);
+            int *seen = calloc(n, sizeof(int)), *wrong = calloc(n, sizeof(int));
+            for (int i = 0; i < m * k; i++) a[i] = rnd();
+            for (int i = 0; i < k * n; i++) b[i] = rnd();
+            for (int i = 0; i < m * n; i++) c[i] = NAN;
+            rt_parallel_set_threads(threads);
+            nnq_rt_sgemm(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, want, n);
+            ThenCheck t = {want, c, m, n, seen, wrong, 0};
+            rt_sgemm_then(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n, then_check, 1, &t);
+            int twice = 0, never = 0, off = 0;
+            for (int col = 0; col < n; col++) twice += seen[col] > 1, never += seen[col] == 0, off += wrong[col] > 0;
+            CHECK(!twice && !never && !off,
+                  "rt_sgemm_then %d x %d x %d, %d threads: %d columns seen twice, %d never, %d not final", m, n, k,
+                  threads, twice, never, off);
+            if (threads == 1)
+                CHECK(t.calls == cases[s].blocks, "rt_sgemm_then %d x %d x %d on one thread: then() %d times, want %d",
+                      m, n, k, (int)t.calls, cases[s].blocks);
+            free(a), free(b), free(want), free(c), free(seen), free(wrong);
+        }
+    rt_parallel_set_threads(0);
 }
