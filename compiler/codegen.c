@@ -198,16 +198,6 @@ void cg_loop_end_interleaved(Cg *cg, Loop *l, int count) {
     loop_metadata(cg, br, props, 1);
 }
 
-/* llvm.loop.vectorize.enable false and llvm.loop.unroll.disable. */
-void cg_loop_end_scalar(Cg *cg, Loop *l) {
-    LLVMValueRef br = loop_back_edge(cg, l);
-    LLVMMetadataRef off[2] = {LLVMMDStringInContext2(cg->ctx, "llvm.loop.vectorize.enable", 26),
-                              LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(cg->ctx), 0, 0))};
-    LLVMMetadataRef unroll = LLVMMDStringInContext2(cg->ctx, "llvm.loop.unroll.disable", 24);
-    LLVMMetadataRef props[2] = {LLVMMDNodeInContext2(cg->ctx, off, 2), LLVMMDNodeInContext2(cg->ctx, &unroll, 1)};
-    loop_metadata(cg, br, props, 2);
-}
-
 void cg_if_begin(Cg *cg, LLVMValueRef cond, LLVMBasicBlockRef *join) {
     LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "then");
     *join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "join");
@@ -444,33 +434,16 @@ static LLVMValueRef kbuf(Cg *cg, int param, const IrKernelIO *io) {
 static LLVMValueRef bool_f(Cg *cg, LLVMValueRef c) { return LLVMBuildUIToFP(cg->b, c, cg->tf32, ""); }
 static LLVMValueRef truth(Cg *cg, LLVMValueRef v) { return LLVMBuildFCmp(cg->b, LLVMRealUNE, v, cf32(cg, 0), ""); }
 
-/* One kernel's scalar expressions being emitted: the value of each node (memo), the
- * reciprocal of each node that divides (recip), and how many of the kernel's divisions
- * divide by each node (ndiv). */
+/* One kernel's scalar expressions being emitted: the value of each node (memo), its
+ * per-element inputs and its scalars. */
 typedef struct SxEmit {
-    LLVMValueRef *memo, *recip;
-    int *ndiv;
+    LLVMValueRef *memo;
     const LLVMValueRef *inputs, *scalars;
 } SxEmit;
 
-/* ndiv over the nodes reachable from `id` (memo marks the visited; the caller clears it). */
-static void count_divisions(const SxPool *pool, SxEmit *e, int id) {
-    if (e->memo[id]) return;
-    e->memo[id] = (LLVMValueRef)1;
-    const SxNode *n = sx_node(pool, id);
-    if (n->op == SX_DIV) e->ndiv[n->b]++;
-    if (n->op == SX_CONST || n->op == SX_INPUT) return;
-    int kids[3] = {n->a, n->b, n->c};
-    for (int i = 0; i < 3; i++)
-        if (kids[i] >= 0) count_divisions(pool, e, kids[i]);
-}
-
-
-/* The value of scalar expression `id` (memoized), from a kernel's per-element inputs and
- * its scalars. Divisions by a node that divides more than once become one reciprocal and
- * multiplications (what LLVM does for divisions marked `arcp`): a projection's softmax
- * and its gradient divide by the same sum four times, and a SIMD division costs a dozen
- * multiplications' throughput. Each quotient moves by at most one ulp. */
+/* The value of scalar expression `id` (memoized). A division is one: fuse.c has
+ * written divisions by a shared divisor as products with its reciprocal
+ * (sx_reciprocals). */
 static LLVMValueRef emit_sx(Cg *cg, SxEmit *e, int id) {
     LLVMValueRef *memo = e->memo;
     if (memo[id]) return memo[id];
@@ -490,14 +463,7 @@ static LLVMValueRef emit_sx(Cg *cg, SxEmit *e, int id) {
     case SX_ADD: r = LLVMBuildFAdd(b, a, c, ""); break;
     case SX_SUB: r = LLVMBuildFSub(b, a, c, ""); break;
     case SX_MUL: r = LLVMBuildFMul(b, a, c, ""); break;
-    case SX_DIV:
-        if (e->ndiv[n->b] < 2) {
-            r = LLVMBuildFDiv(b, a, c, "");
-            break;
-        }
-        if (!e->recip[n->b]) e->recip[n->b] = LLVMBuildFDiv(b, cf32(cg, 1), c, "recip");
-        r = LLVMBuildFMul(b, a, e->recip[n->b], "");
-        break;
+    case SX_DIV: r = LLVMBuildFDiv(b, a, c, ""); break;
     case SX_NEG: r = LLVMBuildFNeg(b, a, ""); break;
     case SX_EXP: r = cg_exp_f32(cg, a); break;
     case SX_LOG: r = cg_intrinsic(cg, "llvm.log", cg->tf32, &a, 1); break;
@@ -561,44 +527,32 @@ static int kernel_buffers(const IrKernel *k, IrKernelIO *bufs, int *slot) {
 
 /* A fused kernel's per-element code (the target's CgElemCode): its inputs loaded, its
  * outputs' expressions, the stores; slot[e] is IO entry e's buffer (kernel_buffers),
- * stage[o] output o's stage (kernel_stages), and the ncut values cut[c] kept in scratch
- * c for later stages, computed in stage cut_stage[c] (kernel_cuts). */
+ * stage[o] output o's stage (kernel_stages). */
 typedef struct KernelCode {
     const IrKernel *k;
     const int *slot, *stage;
-    int ncut;
-    const int *cut, *cut_stage;
 } KernelCode;
 
-static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, LLVMValueRef j, const LLVMValueRef *buf,
-                        const LLVMValueRef *scratch, const LLVMValueRef *sc) {
+static void kernel_code(Cg *cg, const void *arg, int stage, LLVMValueRef i, const LLVMValueRef *buf,
+                        const LLVMValueRef *sc) {
     const KernelCode *kc = arg;
     const IrKernel *k = kc->k;
     LLVMValueRef inputs[IR_KERNEL_MAX_IO], vals[IR_KERNEL_MAX_IO];
     for (int e = 0; e < k->nin; e++) inputs[e] = ldf(cg, buf[kc->slot[e]], i); /* those unused go (DCE) */
     const SxPool *pool = cg->m->prog->pool;
     int count = sx_count(pool);
-    SxEmit e = {calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(LLVMValueRef)), calloc(count, sizeof(int)),
-                inputs, sc};
-    for (int o = 0; o < k->nout; o++) count_divisions(pool, &e, k->out[o].node); /* every stage's: the same ops */
-    memset(e.memo, 0, count * sizeof(LLVMValueRef));
+    SxEmit e = {calloc(count, sizeof(LLVMValueRef)), inputs, sc};
     bool mine[IR_KERNEL_MAX_IO];
     for (int o = 0; o < k->nout; o++) {
         mine[o] = stage < 0 || kc->stage[o] == stage;
         if (stage > 0 && kc->stage[o] < stage) /* an earlier stage's result, as it stored it */
             e.memo[k->out[o].node] = ldf(cg, buf[kc->slot[k->nin + o]], i);
     }
-    for (int c = 0; c < kc->ncut; c++) /* likewise a value kept in scratch (none in one loop) */
-        if (kc->cut_stage[c] < stage) e.memo[kc->cut[c]] = ldf(cg, scratch[c], j);
-    for (int c = 0; c < kc->ncut; c++)
-        if (kc->cut_stage[c] == stage) stf(cg, scratch[c], j, emit_sx(cg, &e, kc->cut[c]));
     for (int o = 0; o < k->nout; o++)
         if (mine[o]) vals[o] = emit_sx(cg, &e, k->out[o].node);
     for (int o = 0; o < k->nout; o++)
         if (mine[o]) stf(cg, buf[kc->slot[k->nin + o]], i, vals[o]);
     free(e.memo);
-    free(e.recip);
-    free(e.ndiv);
 }
 
 /* An op whose latency a chain of them waits on (tens of cycles with the exp's
@@ -701,99 +655,6 @@ static int kernel_stages(Cg *cg, const IrKernel *k, const int *slot, int *stage)
     return 1;
 }
 
-/* Values cut out of the stages (kernel_stages' n): in a stage where an exp feeds another
- * long-latency op (a softmax's exps its division), the exps get a stage of their own
- * before it, their values kept in scratch for the block: the exp's polynomial is a chain
- * of a dozen dependent operations, and the division waits on it. Output stages are
- * renumbered around the new ones; cut[c], computed in stage cut_stage[c], for the *ncut
- * values. Returns the number of stages. The values are the same expressions: the same
- * bits. */
-static int kernel_cuts(Cg *cg, const IrKernel *k, int *stage, int n, int *cut, int *cut_stage, int *ncut) {
-    const SxPool *pool = cg->m->prog->pool;
-    int count = sx_count(pool), shift = 0, renum[CG_KERNEL_MAX_STAGES];
-    *ncut = 0;
-    for (int s = 0; s < n; s++) {
-        char *stop = calloc(count, 1), *mine = calloc(count, 1), *below = calloc(count, 1);
-        stage_nodes(pool, k, stage, s, stop, mine);
-        for (int id = 0; id < count; id++) { /* what this stage's long-latency ops wait on */
-            const SxNode *nd = sx_node(pool, id);
-            if (!mine[id] || stop[id] || !long_latency(nd->op)) continue;
-            int kids[3] = {nd->a, nd->b, nd->c};
-            for (int q = 0; q < 3; q++)
-                if (kids[q] >= 0) mark_reach(pool, kids[q], false, stop, below);
-        }
-        int found = 0;
-        for (int id = 0; id < count; id++) /* below[id] keeps only this stage's exps */
-            found += below[id] = mine[id] && !stop[id] && below[id] && sx_node(pool, id)->op == SX_EXP;
-        bool take = found > 0 && *ncut + found <= CG_KERNEL_MAX_SCRATCH;
-        for (int id = 0; id < count && take; id++)
-            if (below[id]) {
-                cut[*ncut] = id;
-                cut_stage[(*ncut)++] = s + shift;
-            }
-        shift += take;
-        renum[s] = s + shift;
-        free(stop);
-        free(mine);
-        free(below);
-    }
-    for (int o = 0; o < k->nout; o++) stage[o] = renum[stage[o]];
-    return n + shift;
-}
-
-/* What stage s of a kernel computes (kernel_code): the nodes its cut values and outputs
- * reach, marked in mine[] (the earlier stages' outputs and cut values it reads back
- * marked too, and in stop[]). */
-static void stage_reach(const SxPool *pool, const KernelCode *kc, int s, char *stop, char *mine) {
-    for (int c = 0; c < kc->ncut; c++)
-        if (kc->cut_stage[c] < s) stop[kc->cut[c]] = 1;
-    stage_nodes(pool, kc->k, kc->stage, s, stop, mine); /* the outputs */
-    for (int c = 0; c < kc->ncut; c++)
-        if (kc->cut_stage[c] == s) mark_reach(pool, kc->cut[c], true, stop, mine);
-}
-
-/* The stage that runs beside stage 0 of the next block (the target's .kernel), or 0.
- * A stage of square roots and divisions waits on the divider unit, which an exp's
- * polynomial leaves idle, and a loop of each waits on its own kind of unit: one loop
- * over both, for two different blocks, keeps both busy (binary PMF + Adam, AVX2, one
- * thread: 1.96-2.02 -> 1.78-1.86 ns an element in update_bench). Chosen: where stage 0
- * has no square root or division, the stage with the most (square roots and distinct
- * divisors: emit_sx divides by each once), at least two; where stage 0 has two or more,
- * the first stage with none; and no value in scratch may cross the stage: none
- * computed before it is read by it or after (scratch holds one block's values, and
- * stage 0 overwrites them for the next block). Every element's operations are the
- * same: the same bits. */
-static int kernel_pair(Cg *cg, const KernelCode *kc, int stages) {
-    const SxPool *pool = cg->m->prog->pool;
-    int count = sx_count(pool), ops[2 * CG_KERNEL_MAX_STAGES] = {0};
-    bool crossed[2 * CG_KERNEL_MAX_STAGES] = {false}; /* a scratch value crosses stage s */
-    char *stop = malloc(count), *mine = malloc(count), *divisor = malloc(count);
-    for (int t = 0; t < stages; t++) {
-        memset(stop, 0, count);
-        memset(mine, 0, count);
-        memset(divisor, 0, count);
-        stage_reach(pool, kc, t, stop, mine);
-        for (int id = 0; id < count; id++) {
-            if (!mine[id] || stop[id]) continue;
-            const SxNode *n = sx_node(pool, id);
-            if (n->op == SX_SQRT) ops[t]++;
-            if (n->op == SX_DIV && !divisor[n->b]) ops[t] += divisor[n->b] = 1;
-        }
-        for (int c = 0; c < kc->ncut; c++) /* computed at cut_stage, read at t: crosses every s between */
-            if (mine[kc->cut[c]] && kc->cut_stage[c] < t)
-                for (int s = kc->cut_stage[c] + 1; s <= t; s++) crossed[s] = true;
-    }
-    free(stop);
-    free(mine);
-    free(divisor);
-    int best = 0, best_ops = 1;
-    for (int s = 1; s < stages; s++) { /* one of the two waits on the divider, the other not at all */
-        int busy = ops[0] == 0 ? ops[s] : ops[s] == 0 ? ops[0] : 0;
-        if (!crossed[s] && busy > best_ops) best = s, best_ops = busy;
-    }
-    return best;
-}
-
 /* The target's code for each distinct kernel (same_kernel), shared by every parameter it
  * fits, and per parameter a named entry kernel.NAME.PARAM(scalars...) that runs it on
  * the parameter's buffers (tests and benchmarks call it). */
@@ -817,12 +678,10 @@ static void emit_kernels(Cg *cg) {
             if (rep < p) {
                 code[p * 4 + w] = code[rep * 4 + w];
             } else {
-                int stage[CG_KERNEL_MAX_BUFS], cut[CG_KERNEL_MAX_SCRATCH], cut_stage[CG_KERNEL_MAX_SCRATCH], ncut;
+                int stage[CG_KERNEL_MAX_BUFS];
                 int stages = kernel_stages(cg, k, slot, stage);
-                stages = kernel_cuts(cg, k, stage, stages, cut, cut_stage, &ncut);
-                KernelCode kc = {k, slot, stage, ncut, cut, cut_stage};
-                code[p * 4 + w] = cg->target->kernel(cg, name, nb, stages, ncut, kernel_pair(cg, &kc, stages),
-                                                     kernel_code, &kc);
+                KernelCode kc = {k, slot, stage};
+                code[p * 4 + w] = cg->target->kernel(cg, name, nb, stages, kernel_code, &kc);
             }
             LLVMValueRef f = cg_new_function(cg, name, cg->kernel_ty, false);
             mark_cold(cg, f); /* a call of the shared code, once a step: not worth optimizing */

@@ -44,16 +44,20 @@ static int scalar(SxPool *p, IrScalar s) { return sx_input(p, IR_SCALAR_SLOT(s))
 
 /* ---- carried values ----
  * The update computes the projection twice: at this step's aux and beta for the
- * gradient (a softmax's exps for its Jacobian), and at the new aux and beta_next for the
- * new weight, which the next update computes again from the same f32 aux and the same
- * beta. So where every exp of the aux and beta alone that the gradient uses (at most
- * IR_MAX_CARRY) has a twin at the new aux and beta_next that the new weight computes
- * anyway, those exps are carried: the update stores the twins in carry buffers for the
- * next update to load instead of their polynomials, and the soft kernel (after init and
- * after a kept model is restored) stores its own. The same bits, for 8 bytes an element
- * moved each. Binary PMF: its one exp (sx_pair_exps), and the gradient's loops lose
- * their exp stage. Not where exps would remain (a softmax over three labels: measured
- * no faster with two of its three carried), nor for tanh (gd_tanh: no faster). */
+ * gradient (a softmax's exps and the division by their sum for its Jacobian), and at the
+ * new aux and beta_next for the new weight, which the next update computes again from
+ * the same f32 aux and the same beta. So where every exp and division of the aux and
+ * beta alone that the gradient uses (at most IR_MAX_CARRY) has a twin at the new aux
+ * and beta_next that the new weight computes anyway, those values are carried: the
+ * update stores the twins in carry buffers for the next update to load instead of their
+ * polynomials and divisions, and the soft kernel (after init and after a kept model is
+ * restored) stores its own. Where divisions would remain, the exps alone, where they
+ * can be. The same bits, for 8 bytes an element moved each. Binary PMF: its one exp
+ * (sx_pair_exps) and its sum's reciprocal (sx_reciprocals), and the gradient's stage
+ * computes neither (update_bench, AVX2, 1 thread: the exp 1.32-1.39 -> 1.05-1.12 ns an
+ * element, the reciprocal too 1.06 -> 0.96; AVX-512 0.55 -> 0.51). Not where exps would
+ * remain (a softmax over three labels: measured no faster with two of its three
+ * carried), nor for tanh (gd_tanh: no faster). */
 
 /* Whether every input `id` reaches is one of leaf[0 .. n - 1] (mark: scratch). */
 static bool only_leaves(const SxPool *p, int id, const int *leaf, int n, char *mark) {
@@ -68,29 +72,31 @@ static bool only_leaves(const SxPool *p, int id, const int *leaf, int n, char *m
     return true;
 }
 
-/* The gradient side's exp of cur[] alone with the highest id (outputs outs[], the new
- * weight outs[w] not included), or -1. */
-static int next_exp(const SxPool *p, const IrKernel *u, const int *outs, int w, const int *cur, int n) {
+/* The gradient side's exp (or with divisions, exp or division) of cur[] alone with the
+ * highest id (outputs outs[], the new weight outs[w] not included), or -1. */
+static int next_carry(const SxPool *p, const IrKernel *u, const int *outs, int w, const int *cur, int n, bool divisions) {
     int count = sx_count(p), found = -1;
     char *grad_side = calloc(count, 1), *scratch = calloc(count, 1);
     for (int o = 0; o < u->nout; o++)
         if (o != w) sx_reach(p, outs[o], grad_side);
     for (int id = count - 1; id >= 0 && found < 0; id--)
-        if (grad_side[id] && sx_node(p, id)->op == SX_EXP && only_leaves(p, id, cur, n, scratch)) found = id;
+        if (grad_side[id] && (sx_node(p, id)->op == SX_EXP || (divisions && sx_node(p, id)->op == SX_DIV)) &&
+            only_leaves(p, id, cur, n, scratch))
+            found = id;
     free(grad_side);
     free(scratch);
     return found;
 }
 
-/* Carries the exps of update kernel u (its aux inputs and beta: cur[0 .. n - 1]) if it
- * can carry them all, storing the soft kernel's own values (over its aux inputs and
- * beta: soft_leaf[]) in s. */
-static void carry_values(SxPool *p, IrKernel *u, IrKernel *s, const int *cur, const int *soft_leaf, int n) {
+/* Carries the exps (with divisions, and divisions) of update kernel u (its aux inputs
+ * and beta: cur[0 .. n - 1]) if it can carry them all, storing the soft kernel's own
+ * values (over its aux inputs and beta: soft_leaf[]) in s. Whether it did. */
+static bool carry_values(SxPool *p, IrKernel *u, IrKernel *s, const int *cur, const int *soft_leaf, int n, bool divisions) {
     int w = 0, outs[IR_KERNEL_MAX_IO], found[IR_MAX_CARRY], nfound = 0;
     while (u->out[w].buf != IRB_WEIGHT) w++;
     for (int o = 0; o < u->nout; o++) outs[o] = u->out[o].node;
-    for (int e; (e = next_exp(p, u, outs, w, cur, n)) >= 0;) {
-        if (nfound == IR_MAX_CARRY) return; /* exps would remain */
+    for (int e; (e = next_carry(p, u, outs, w, cur, n, divisions)) >= 0;) {
+        if (nfound == IR_MAX_CARRY) return false; /* some would remain */
         int in = sx_input(p, u->nin + nfound);
         for (int o = 0; o < u->nout; o++) outs[o] = sx_replace(p, outs[o], &e, &in, 1);
         found[nfound++] = e;
@@ -103,21 +109,22 @@ static void carry_values(SxPool *p, IrKernel *u, IrKernel *s, const int *cur, co
         for (int o = 0; o < u->nout && next[i] < 0; o++)
             if (u->out[o].buf == IRB_AUX && u->in[leaf->slot].buf == IRB_AUX && u->in[leaf->slot].comp == u->out[o].comp)
                 next[i] = outs[o];
-        if (next[i] < 0) return; /* a leaf of neither kind: none given */
+        if (next[i] < 0) return false; /* a leaf of neither kind: none given */
     }
-    char *weight_side = calloc(sx_count(p), 1);
     bool computed = true;
-    for (int j = 0; j < nfound; j++) twin[j] = sx_replace(p, found[j], cur, next, n);
+    for (int j = 0; j < nfound; j++) twin[j] = sx_replace(p, found[j], cur, next, n); /* may add nodes */
+    char *weight_side = calloc(sx_count(p), 1);
     sx_reach(p, outs[w], weight_side);
     for (int j = 0; j < nfound; j++) computed &= twin[j] != found[j] && weight_side[twin[j]];
     free(weight_side);
-    if (!computed) return;
+    if (!computed) return false;
     for (int o = 0; o < u->nout; o++) u->out[o].node = outs[o];
     for (int j = 0; j < nfound; j++) {
         add_in(u, IRB_CARRY, j);
         add_out(u, IRB_CARRY, j, twin[j]);
         add_out(s, IRB_CARRY, j, sx_replace(p, found[j], cur, soft_leaf, n));
     }
+    return nfound > 0;
 }
 
 void fuse_module(IrModule *m) {
@@ -261,10 +268,14 @@ void fuse_module(IrModule *m) {
                     sx_subst(p, which == 2 ? pr->hard : pr->weight, subst, nvar));
         }
 
-        /* ---- a two-label softmax's exps through one (sx.c); carried values ---- */
+        /* ---- a two-label softmax's exps through one, one reciprocal per divisor
+         * (sx.c); carried values ---- */
         for (int which = 0; which < 4; which++) {
             k = &m->kernels[pi][which];
-            for (int o = 0; o < k->nout; o++) k->out[o].node = sx_pair_exps(p, k->out[o].node);
+            int roots[IR_KERNEL_MAX_IO];
+            for (int o = 0; o < k->nout; o++) roots[o] = sx_pair_exps(p, k->out[o].node);
+            sx_reciprocals(p, roots, k->nout);
+            for (int o = 0; o < k->nout; o++) k->out[o].node = roots[o];
         }
         int cur[NNQ_MAX_LABELS + 1], soft_leaf[NNQ_MAX_LABELS + 1];
         for (int c = 0; c < K; c++) {
@@ -272,6 +283,7 @@ void fuse_module(IrModule *m) {
             soft_leaf[c] = sx_input(p, c); /* the soft kernel's inputs are its aux */
         }
         cur[K] = soft_leaf[K] = scalar(p, IRS_BETA);
-        carry_values(p, &m->kernels[pi][0], &m->kernels[pi][3], cur, soft_leaf, K + 1);
+        if (carry_values(p, &m->kernels[pi][0], &m->kernels[pi][3], cur, soft_leaf, K + 1, true)) continue;
+        carry_values(p, &m->kernels[pi][0], &m->kernels[pi][3], cur, soft_leaf, K + 1, false);
     }
 }

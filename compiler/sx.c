@@ -398,46 +398,67 @@ static int pair_exp(SxPool *p, int d) {
     return x == a ? sx_select(p, a_wins, self, gap) : sx_select(p, a_wins, gap, self);
 }
 
-/* `id` rebuilt through the constructors: VARs replaced by subst[] (memo[] seeded with
- * replacements of other nodes), and with pair_exps, a two-label softmax's exps by
- * pair_exp's one. */
-static int rebuild(SxPool *p, int id, const int *subst, int nsubst, int *memo, bool pair_exps) {
-    if (memo[id] >= 0) return memo[id];
+/* A rebuild through the constructors: VARs replaced by subst[], memo[] (seeded with
+ * replacements of other nodes) the rebuilt node of each; with pair_exps, a two-label
+ * softmax's exps by pair_exp's one; with divides[], each division by a node that
+ * divides[] counts at least twice as a product with that node's reciprocal. */
+typedef struct Rebuild {
+    const int *subst;
+    int nsubst;
+    int *memo;
+    bool pair_exps;
+    const int *divides;
+} Rebuild;
+
+static int rebuild(SxPool *p, Rebuild *rb, int id) {
+    if (rb->memo[id] >= 0) return rb->memo[id];
     SxNode n = p->nodes[id];
     int r;
     switch (op_arity[n.op]) {
     case 0:
-        r = (n.op == SX_VAR && n.slot < nsubst && subst[n.slot] >= 0) ? subst[n.slot] : id;
+        r = (n.op == SX_VAR && n.slot < rb->nsubst && rb->subst[n.slot] >= 0) ? rb->subst[n.slot] : id;
         break;
     case 1: {
-        int a = rebuild(p, n.a, subst, nsubst, memo, pair_exps);
-        r = n.op == SX_EXP && pair_exps ? pair_exp(p, a) : -1;
+        int a = rebuild(p, rb, n.a);
+        r = n.op == SX_EXP && rb->pair_exps ? pair_exp(p, a) : -1;
         if (r < 0) r = sx_unary(p, n.op, a);
         break;
     }
-    case 2:
-        r = sx_binary(p, n.op, rebuild(p, n.a, subst, nsubst, memo, pair_exps),
-                      rebuild(p, n.b, subst, nsubst, memo, pair_exps));
-        break;
-    default:
-        r = sx_select(p, rebuild(p, n.a, subst, nsubst, memo, pair_exps), rebuild(p, n.b, subst, nsubst, memo, pair_exps),
-                      rebuild(p, n.c, subst, nsubst, memo, pair_exps));
+    case 2: {
+        int a = rebuild(p, rb, n.a), b = rebuild(p, rb, n.b);
+        if (n.op == SX_DIV && rb->divides && rb->divides[n.b] >= 2)
+            r = sx_binary(p, SX_MUL, a, sx_binary(p, SX_DIV, sx_const(p, 1), b));
+        else
+            r = sx_binary(p, n.op, a, b);
         break;
     }
-    memo[id] = r;
+    default:
+        r = sx_select(p, rebuild(p, rb, n.a), rebuild(p, rb, n.b), rebuild(p, rb, n.c));
+        break;
+    }
+    rb->memo[id] = r;
     return r;
+}
+
+/* roots[0 .. n - 1] rebuilt in place through one memo (nodes they share stay shared). */
+static void rebuild_roots(SxPool *p, Rebuild *rb, int *roots, int n, const int *from, const int *to, int nfrom) {
+    int top = 0;
+    for (int i = 0; i < n; i++)
+        if (roots[i] + 1 > top) top = roots[i] + 1;
+    rb->memo = malloc(sizeof(int) * (top > 0 ? top : 1));
+    assert(rb->memo);
+    for (int i = 0; i < top; i++) rb->memo[i] = -1;
+    for (int i = 0; i < nfrom; i++)
+        if (from[i] < top) rb->memo[from[i]] = to[i];
+    for (int i = 0; i < n; i++) roots[i] = rebuild(p, rb, roots[i]);
+    free(rb->memo);
 }
 
 static int rebuild_with(SxPool *p, int id, const int *subst, int nsubst, const int *from, const int *to, int n,
                         bool pair_exps) {
-    int *memo = malloc(sizeof(int) * (id + 1));
-    assert(memo);
-    for (int i = 0; i <= id; i++) memo[i] = -1;
-    for (int i = 0; i < n; i++)
-        if (from[i] <= id) memo[from[i]] = to[i];
-    int r = rebuild(p, id, subst, nsubst, memo, pair_exps);
-    free(memo);
-    return r;
+    Rebuild rb = {subst, nsubst, NULL, pair_exps, NULL};
+    rebuild_roots(p, &rb, &id, 1, from, to, n);
+    return id;
 }
 
 int sx_replace(SxPool *p, int id, const int *from, const int *to, int n) {
@@ -445,6 +466,23 @@ int sx_replace(SxPool *p, int id, const int *from, const int *to, int n) {
 }
 
 int sx_pair_exps(SxPool *p, int id) { return rebuild_with(p, id, NULL, 0, NULL, NULL, 0, true); }
+
+void sx_reciprocals(SxPool *p, int *roots, int n) {
+    int top = 0;
+    for (int i = 0; i < n; i++)
+        if (roots[i] + 1 > top) top = roots[i] + 1;
+    char *mark = calloc(top > 0 ? top : 1, 1);
+    int *divides = calloc(top > 0 ? top : 1, sizeof(int));
+    assert(mark && divides);
+    for (int i = 0; i < n; i++) sx_reach(p, roots[i], mark);
+    bool shared = false;
+    for (int i = 0; i < top; i++)
+        if (mark[i] && p->nodes[i].op == SX_DIV) shared |= ++divides[p->nodes[i].b] >= 2;
+    Rebuild rb = {NULL, 0, NULL, false, divides};
+    if (shared) rebuild_roots(p, &rb, roots, n, NULL, NULL, 0);
+    free(divides);
+    free(mark);
+}
 
 int sx_subst(SxPool *p, int id, const int *subst, int nsubst) {
     return rebuild_with(p, id, subst, nsubst, NULL, NULL, 0, false);

@@ -70,6 +70,13 @@ int sx_replace(SxPool *pool, int id, const int *from, const int *to, int n);
  * larger (a select; the same bits). */
 int sx_pair_exps(SxPool *pool, int id);
 
+/* Rebuilds roots[0 .. n - 1] (one kernel's outputs) in place with every division by a
+ * node that more than one of their divisions divides by, a / d, as a * (1 / d): one
+ * division where there were several (what LLVM does for divisions marked `arcp`; a SIMD
+ * division costs a dozen multiplications' throughput). Each quotient moves by at most
+ * one ulp. A projection's softmax and its gradient divide by the same sum three times. */
+void sx_reciprocals(SxPool *pool, int *roots, int n);
+
 /* Sets mark[i] for every node `id` reaches, itself included (mark: at least id + 1
  * entries; marks already set stay, so several calls mark what any of their roots reach). */
 void sx_reach(const SxPool *pool, int id, char *mark);

@@ -96,20 +96,15 @@ typedef void CgEmitOp(Cg *cg, FnCtx *fc, int i, LLVMValueRef out);
  * `scalars` (IRS_COUNT f32 values), and stores them. `kernel` is codegen.c's, passed
  * through. A kernel of several stages (see .kernel) computes its outputs in a loop per
  * stage over each block of elements: `stage` s the values of stage s, from earlier
- * stages' stored values; -1 all of them in one loop. Values a later stage reads that
- * are no output go to `scratch` (arrays of CG_KERNEL_BLOCK f32, NULL with one loop), at
- * `j`, the element's index in its block. */
-typedef void CgElemCode(Cg *cg, const void *kernel, int stage, LLVMValueRef i, LLVMValueRef j, const LLVMValueRef *bufs,
-                        const LLVMValueRef *scratch, const LLVMValueRef *scalars);
+ * stages' stored values; -1 all of them in one loop. */
+typedef void CgElemCode(Cg *cg, const void *kernel, int stage, LLVMValueRef i, const LLVMValueRef *bufs,
+                        const LLVMValueRef *scalars);
 
 /* Elements a kernel of several stages runs each stage's loop over before the next
  * block: earlier stages' results are read back from the L1 cache. */
 #define CG_KERNEL_BLOCK 256
-/* The most stages of outputs (codegen.c's kernel_stages); kernel_cuts may add a loop
- * before each, so a kernel runs at most twice as many loops a block. */
+/* The most stages of outputs (codegen.c's kernel_stages). */
 #define CG_KERNEL_MAX_STAGES 4
-/* The most scratch arrays (stored values that are no output) a kernel's stages use. */
-#define CG_KERNEL_MAX_SCRATCH 8
 
 /* The most buffers a fused kernel reads and writes. */
 #define CG_KERNEL_MAX_BUFS (2 * IR_KERNEL_MAX_IO)
@@ -129,14 +124,9 @@ struct CgTarget {
     /* A fused kernel: `code` for every element of nbufs buffers, the buffers and the
      * element count given when it runs (kernel_run); `name` prefixes the functions it
      * makes. With `stages` more than 1, each block of CG_KERNEL_BLOCK elements runs
-     * stage 0's loop, then stage 1's, and so on, with `nscratch` arrays of a block's
-     * values (the thread's own) for `code`'s scratch. With `pair` (1 .. stages - 1; 0:
-     * none), stages pair and after run a block behind the others: each block's stage 0
-     * runs in one loop with stage `pair` of the block before it (no scratch value crosses
-     * stage `pair`: codegen.c's kernel_pair). Returns what kernel_run calls; one serves
-     * every parameter whose kernel is the same code. */
-    LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, int stages, int nscratch, int pair,
-                           CgElemCode *code, const void *kernel);
+     * stage 0's loop, then stage 1's, and so on. Returns what kernel_run calls; one
+     * serves every parameter whose kernel is the same code. */
+    LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, int stages, CgElemCode *code, const void *kernel);
     /* Runs a kernel (from .kernel) where the builder stands, for one parameter: its nbufs
      * buffers (from .buffer), its `count` elements, its scalars (IRS_COUNT f32 values);
      * `name` is the parameter's kernel's. */
@@ -184,7 +174,6 @@ void cg_loop_end(Cg *cg, Loop *l);
 void cg_loop_end_interleaved(Cg *cg, Loop *l, int count);
 /* cg_loop_end for a loop LLVM is to leave as it is: neither vectorized nor unrolled (a
  * loop that runs rarely, where code size costs compile time). */
-void cg_loop_end_scalar(Cg *cg, Loop *l);
 /* if (cond) { ... }: cg_if_begin leaves the builder in the branch, cg_if_end after it. */
 void cg_if_begin(Cg *cg, LLVMValueRef cond, LLVMBasicBlockRef *join);
 void cg_if_end(Cg *cg, LLVMBasicBlockRef join);

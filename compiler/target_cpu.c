@@ -802,58 +802,26 @@ static void cpu_loss(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
  * gain), 0.56-0.58 -> 0.52-0.58 with AVX-512; the MLPs' update phase at 2 threads, binary
  * PMF 0.144 -> 0.133 ms, MD-tanh-S 0.106 -> 0.088; LeNet-5's at 1 thread 0.507 -> 0.465;
  * the float MLP's 0.087 -> 0.081 (plain Adam, one loop); 0.01 s more compile time for the
- * MLP, LeNet-5 and ResNet-18. */
+ * MLP, LeNet-5 and ResNet-18. With it, two earlier ways of breaking the chain lost and
+ * are gone (docs/ir.md): a loop of its own for an exp a division waits on, and a stage
+ * run beside the next block's stage 0 (update phase, 1 thread, AVX2: binary PMF 0.279
+ * -> 0.261 ms, MD-tanh-S 0.210 -> 0.188, MD-softmax 0.392 -> 0.341; GD-stanh over three
+ * labels 0.581 -> 0.604). */
 #define KERNEL_INTERLEAVE 4
 
-/* Stage `stage`'s loop over elements base + j, j in [lo, hi) (j indexes scratch); left
- * scalar where it runs at a part's ends only. */
+/* Stage `stage`'s loop over elements base + [lo, hi). */
 static void stage_loop(Cg *cg, CgElemCode *code, const void *kernel, int stage, LLVMValueRef base, LLVMValueRef lo,
-                       LLVMValueRef hi, const LLVMValueRef *buf, const LLVMValueRef *scratch, const LLVMValueRef *sc,
-                       bool scalar) {
+                       LLVMValueRef hi, const LLVMValueRef *buf, const LLVMValueRef *sc) {
     Loop l = cg_loop_begin(cg, lo, hi, "j");
-    code(cg, kernel, stage, LLVMBuildAdd(cg->b, base, l.iv, ""), l.iv, buf, scratch, sc);
-    if (scalar) cg_loop_end_scalar(cg, &l);
-    else cg_loop_end_interleaved(cg, &l, KERNEL_INTERLEAVE);
-}
-
-/* A staged kernel's blocks with stages `pair` and after a block behind (the target's
- * .kernel): iteration b runs one loop over block b's stage 0 and block b - 1's stage
- * `pair` together, as far as both reach, the rest of each in a loop of its own, then
- * block b's stages 1 .. pair - 1 and block b - 1's after pair. The iterations run one
- * block past a part's last, for its late stages; a part's first block has none before
- * it. The two blocks' elements are CG_KERNEL_BLOCK apart, a constant, so LLVM
- * vectorizes the shared loop without run-time checks. */
-static void cpu_kernel_paired(Cg *cg, int stages, const LLVMValueRef *scratch, int pair, CgElemCode *code,
-                              const void *kernel, LLVMValueRef begin, LLVMValueRef end, const LLVMValueRef *buf,
-                              const LLVMValueRef *sc) {
-    LLVMBuilderRef b = cg->b;
-    LLVMValueRef B = ci64(cg, CG_KERNEL_BLOCK), zero = ci64(cg, 0);
-    Loop blk = cg_loop_begin_step(cg, begin, LLVMBuildAdd(b, end, B, ""), B, "block");
-    LLVMValueRef cur = blk.iv, prev = LLVMBuildSub(b, cur, B, "");
-    LLVMValueRef ncur = smax64(cg, LLVMBuildSub(b, smin64(cg, LLVMBuildAdd(b, cur, B, ""), end), cur, ""), zero);
-    LLVMValueRef nprev = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, cur, begin, ""),
-                                         LLVMBuildSub(b, smin64(cg, cur, end), prev, ""), zero, "");
-    LLVMValueRef both = smin64(cg, ncur, nprev);
-    Loop l = cg_loop_begin(cg, zero, both, "pair"); /* the shared loop */
-    code(cg, kernel, 0, LLVMBuildAdd(b, cur, l.iv, ""), l.iv, buf, scratch, sc);
-    code(cg, kernel, pair, LLVMBuildAdd(b, prev, l.iv, ""), l.iv, buf, scratch, sc);
+    code(cg, kernel, stage, LLVMBuildAdd(cg->b, base, l.iv, ""), buf, sc);
     cg_loop_end_interleaved(cg, &l, KERNEL_INTERLEAVE);
-    /* the rest of each: a part's first block (no block before it), its last (a block
-     * behind) and a short last block */
-    stage_loop(cg, code, kernel, 0, cur, both, ncur, buf, scratch, sc, true);
-    stage_loop(cg, code, kernel, pair, prev, both, nprev, buf, scratch, sc, true);
-    for (int s = 1; s < stages; s++)
-        if (s != pair)
-            stage_loop(cg, code, kernel, s, s < pair ? cur : prev, zero, s < pair ? ncur : nprev, buf, scratch, sc, false);
-    cg_loop_end(cg, &blk);
 }
 
 /* core(begin, end, buffers..., scalars...) runs `code` over [begin, end): the buffers are
  * distinct arrays (noalias), so it vectorizes without run-time alias checks.
  * shape(table, count, scalars...) runs body(ctx, begin, end) on the thread pool, which
  * loads the buffers' addresses from the parameter's table and calls core. Returns shape. */
-static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, int nscratch, int pair,
-                               CgElemCode *code, const void *kernel) {
+static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, CgElemCode *code, const void *kernel) {
     char fname[256];
     LLVMTypeRef cps[2 + CG_KERNEL_MAX_BUFS + IRS_COUNT];
     cps[0] = cps[1] = cg->ti64;
@@ -867,21 +835,13 @@ static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, int
     for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(core, (unsigned)(2 + nb + i));
     for (int j = 0; j < nb; j++) buf[j] = LLVMGetParam(core, (unsigned)(2 + j));
     LLVMValueRef begin = LLVMGetParam(core, 0), end = LLVMGetParam(core, 1);
-    LLVMValueRef scratch[CG_KERNEL_MAX_SCRATCH];
-    for (int k = 0; k < nscratch && stages > 1; k++)
-        scratch[k] = as_ptr(cg, cg_local(cg, LLVMArrayType(cg->tf32, CG_KERNEL_BLOCK), NULL, "scratch"), cg->tf32);
     if (stages == 1) {
-        Loop l = cg_loop_begin(cg, begin, end, "i");
-        code(cg, kernel, -1, l.iv, NULL, buf, NULL, sc);
-        cg_loop_end_interleaved(cg, &l, KERNEL_INTERLEAVE);
-    } else if (pair) {
-        cpu_kernel_paired(cg, stages, scratch, pair, code, kernel, begin, end, buf, sc);
+        stage_loop(cg, code, kernel, -1, ci64(cg, 0), begin, end, buf, sc);
     } else { /* per block: stage 0's loop, then stage 1's, ... */
         Loop blk = cg_loop_begin_step(cg, begin, end, ci64(cg, CG_KERNEL_BLOCK), "block");
         LLVMValueRef next = LLVMBuildAdd(cg->b, blk.iv, ci64(cg, CG_KERNEL_BLOCK), "");
         LLVMValueRef n = LLVMBuildSub(cg->b, smin64(cg, next, end), blk.iv, "");
-        for (int stage = 0; stage < stages; stage++)
-            stage_loop(cg, code, kernel, stage, blk.iv, ci64(cg, 0), n, buf, scratch, sc, false);
+        for (int stage = 0; stage < stages; stage++) stage_loop(cg, code, kernel, stage, blk.iv, ci64(cg, 0), n, buf, sc);
         cg_loop_end(cg, &blk);
     }
     LLVMBuildRetVoid(cg->b);
