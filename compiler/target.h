@@ -70,6 +70,11 @@ typedef struct Cg {
 } Cg;
 
 /* The function of the walk (train_step or eval_batch) being built. */
+/* The arguments of nnq_rt_sgemm (abi.def) and of nnq_rt_sgemm_bn, which adds the batch
+ * norm's six (its body, min_items, context, two sums, grad) after them. */
+#define CG_SGEMM_ARGS 13
+#define CG_SGEMM_BN_ARGS (CG_SGEMM_ARGS + 6)
+
 typedef struct FnCtx {
     const IrFunc *f;
     LLVMValueRef *val;   /* per value: pointer to its data */
@@ -80,9 +85,9 @@ typedef struct FnCtx {
     LLVMValueRef *extra; /* per instruction: pooling argmax, dropout mask, or NULL */
     /* A runtime call the target put off to a later instruction (target_cpu.c: a dense
      * product's GEMM, run with the batch norm that reads it): that instruction's index
-     * + 1 (0: none), and the call's arguments. */
+     * + 1 (0: none), and the call's arguments (nnq_rt_sgemm's). */
     int deferred_to;
-    LLVMValueRef deferred[13];
+    LLVMValueRef deferred[CG_SGEMM_ARGS];
 } FnCtx;
 
 /* ---------- the interface ---------- */

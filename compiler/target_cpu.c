@@ -286,7 +286,7 @@ static void cpu_matmul(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     LLVMValueRef N = dim(cg, fc, tb ? bs->d[0] : bs->d[1]);
     LLVMValueRef lda = dim(cg, fc, a->d[1]), ldb = dim(cg, fc, bs->d[1]);
 #define T32(v) LLVMBuildTrunc(b, (v), cg->ti32, "")
-    LLVMValueRef args[13] = {ci32(cg, ta), ci32(cg, tb), T32(M), T32(N), T32(K), cf32(cg, 1.0),
+    LLVMValueRef args[CG_SGEMM_ARGS] = {ci32(cg, ta), ci32(cg, tb), T32(M), T32(N), T32(K), cf32(cg, 1.0),
                              arg_val(fc, i, 0), T32(lda), arg_val(fc, i, 1), T32(ldb), cf32(cg, 0.0), out, T32(N)};
 #undef T32
     int j = gemm_bn_consumer(cg, fc, i);
@@ -295,7 +295,7 @@ static void cpu_matmul(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         memcpy(fc->deferred, args, sizeof args);
         return;
     }
-    cg_rt_call(cg, "nnq_rt_sgemm", args, 13);
+    cg_rt_call(cg, "nnq_rt_sgemm", args, CG_SGEMM_ARGS);
 }
 
 /* add, relu, relu_grad and the fused add_relu, add_relu_grad: one parallel loop; its
@@ -633,13 +633,13 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     LLVMValueRef ctx = par_ctx(cg, outer, nctx);
     LLVMValueRef sum1 = as_ptr(cg, cg->bnbuf[in->attr[0]][4], cg->tf32), sum2 = as_ptr(cg, cg->bnbuf[in->attr[0]][5], cg->tf32);
     if (fc->deferred_to == i + 1) { /* the product before it (cpu_matmul), on its blocks */
-        LLVMValueRef args[19];
+        LLVMValueRef args[CG_SGEMM_BN_ARGS];
         memcpy(args, fc->deferred, sizeof fc->deferred);
-        LLVMValueRef rest[6] = {body, ci64(cg, min), ctx, sum1, sum2, ci32(cg, grad)};
-        memcpy(args + 13, rest, sizeof rest);
+        LLVMValueRef rest[CG_SGEMM_BN_ARGS - CG_SGEMM_ARGS] = {body, ci64(cg, min), ctx, sum1, sum2, ci32(cg, grad)};
+        memcpy(args + CG_SGEMM_ARGS, rest, sizeof rest);
         fc->deferred_to = 0;
         cg_rt_call(cg, "nnq_rt_phase", (LLVMValueRef[]){ci32(cg, NNQ_PHASE_GEMM)}, 1);
-        cg_rt_call(cg, "nnq_rt_sgemm_bn", args, 19);
+        cg_rt_call(cg, "nnq_rt_sgemm_bn", args, CG_SGEMM_BN_ARGS);
         cg_rt_call(cg, "nnq_rt_phase", (LLVMValueRef[]){ci32(cg, NNQ_PHASE_NORM)}, 1);
         return;
     }
