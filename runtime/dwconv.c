@@ -312,16 +312,18 @@ RT_ISA_DISPATCH(dw_input_grad, (void *ctx, int64_t begin, int64_t end), (ctx, be
 static inline __attribute__((always_inline)) void dw_weight_grad3(const DwJob *j, const float *dy,
                                                                   const float **tv, float *lanes, float *tail) {
     int64_t ow8 = j->ow / 8 * 8, step = j->stride * j->pq;
-    V8 acc[DW_TAPS3];
-    for (int t = 0; t < DW_TAPS3; t++) acc[t] = ld8(lanes + 12 * t);
-    for (int64_t yo = 0; yo < j->oh; yo++) {
-        const float *dr = dy + yo * j->ow;
-        for (int64_t xo = 0; xo < ow8; xo += 8) {
-            V8 d = ld8(dr + xo);
-            for (int t = 0; t < DW_TAPS3; t++) acc[t] += d * ld8(tv[t] + yo * step + xo);
+    if (ow8 > 0) { /* rows of fewer than 8 (4 x 4 planes) have no 8-lane terms */
+        V8 acc[DW_TAPS3];
+        for (int t = 0; t < DW_TAPS3; t++) acc[t] = ld8(lanes + 12 * t);
+        for (int64_t yo = 0; yo < j->oh; yo++) {
+            const float *dr = dy + yo * j->ow;
+            for (int64_t xo = 0; xo < ow8; xo += 8) {
+                V8 d = ld8(dr + xo);
+                for (int t = 0; t < DW_TAPS3; t++) acc[t] += d * ld8(tv[t] + yo * step + xo);
+            }
         }
+        for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t, acc[t]);
     }
-    for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t, acc[t]);
     if (ow8 == j->ow) return;
     V4 acc4[DW_TAPS3], v4, w4;
     for (int t = 0; t < DW_TAPS3; t++) memcpy(&acc4[t], lanes + 12 * t + 8, sizeof acc4[t]);
