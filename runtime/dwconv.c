@@ -314,25 +314,27 @@ static inline __attribute__((always_inline)) void dw_weight_grad3(const DwJob *j
     int64_t ow8 = j->ow / 8 * 8, step = j->stride * j->pq;
     if (ow8 > 0) { /* rows of fewer than 8 (4 x 4 planes) have no 8-lane terms */
         V8 acc[DW_TAPS3];
-        for (int t = 0; t < DW_TAPS3; t++) acc[t] = ld8(lanes + 12 * t);
+        const float *row[DW_TAPS3];
+        _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) acc[t] = ld8(lanes + 12 * t), row[t] = tv[t];
         for (int64_t yo = 0; yo < j->oh; yo++) {
             const float *dr = dy + yo * j->ow;
             for (int64_t xo = 0; xo < ow8; xo += 8) {
                 V8 d = ld8(dr + xo);
-                for (int t = 0; t < DW_TAPS3; t++) acc[t] += d * ld8(tv[t] + yo * step + xo);
+                _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) acc[t] += d * ld8(row[t] + xo);
             }
+            _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) row[t] += step;
         }
-        for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t, acc[t]);
+        _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t, acc[t]);
     }
     if (ow8 == j->ow) return;
     V4 acc4[DW_TAPS3], v4, w4;
-    for (int t = 0; t < DW_TAPS3; t++) memcpy(&acc4[t], lanes + 12 * t + 8, sizeof acc4[t]);
+    _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) memcpy(&acc4[t], lanes + 12 * t + 8, sizeof acc4[t]);
     for (int64_t yo = 0; yo < j->oh; yo++) {
         const float *dr = dy + yo * j->ow;
         int64_t xo = ow8;
         if (xo + 4 <= j->ow) {
             memcpy(&v4, dr + xo, sizeof v4);
-            for (int t = 0; t < DW_TAPS3; t++) {
+            _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) {
                 memcpy(&w4, tv[t] + yo * step + xo, sizeof w4);
                 acc4[t] += v4 * w4;
             }
@@ -341,7 +343,7 @@ static inline __attribute__((always_inline)) void dw_weight_grad3(const DwJob *j
         for (; xo < j->ow; xo++)
             for (int t = 0; t < DW_TAPS3; t++) tail[t] += dr[xo] * tv[t][yo * step + xo];
     }
-    for (int t = 0; t < DW_TAPS3; t++) memcpy(lanes + 12 * t + 8, &acc4[t], sizeof acc4[t]);
+    _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) memcpy(lanes + 12 * t + 8, &acc4[t], sizeof acc4[t]);
 }
 
 RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t end) {
