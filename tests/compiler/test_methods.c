@@ -441,16 +441,20 @@ static void test_fused(const Case *cs, const char *opt) {
               opt_text, worst);
         free(ref);
         /* A carried value is what the next step would compute: the soft kernel at the new
-         * aux and beta_next stores the same bits, and the same weight. */
-        float *carry = jit_param_buffer(jit, par->name, "carry", 0);
-        if (carry) {
-            float *kept = malloc(sizeof(float) * 2 * n);
-            memcpy(kept, carry, sizeof(float) * n);
-            memcpy(kept + n, w, sizeof(float) * n);
+         * aux and beta_next stores the same bits for every one, and the same weight. */
+        float *carry[IR_MAX_CARRY];
+        int ncarry = 0;
+        while (ncarry < IR_MAX_CARRY && (carry[ncarry] = jit_param_buffer(jit, par->name, "carry", ncarry))) ncarry++;
+        if (ncarry > 0) {
+            float *kept = malloc(sizeof(float) * (size_t)(ncarry + 1) * n);
+            for (int q = 0; q < ncarry; q++) memcpy(kept + q * n, carry[q], sizeof(float) * n);
+            memcpy(kept + ncarry * n, w, sizeof(float) * n);
             soft(beta_next, beta_next, 0, 0, 0);
-            CHECK(!memcmp(kept, carry, sizeof(float) * n) && !memcmp(kept + n, w, sizeof(float) * n),
-                  "%s with %s: the carried value and the weight are the soft kernel's at the new aux, bit for bit",
-                  quant, opt_text);
+            for (int q = 0; q < ncarry; q++)
+                CHECK(!memcmp(kept + q * n, carry[q], sizeof(float) * n),
+                      "%s with %s: carried value %d is the soft kernel's at the new aux, bit for bit", quant, opt_text, q);
+            CHECK(!memcmp(kept + ncarry * n, w, sizeof(float) * n),
+                  "%s with %s: the weight is the soft kernel's at the new aux, bit for bit", quant, opt_text);
             free(kept);
         }
     }
