@@ -176,26 +176,17 @@ void cg_loop_end(Cg *cg, Loop *l) {
     loop_back_edge(cg, l);
 }
 
-/* The back edge br's llvm.loop metadata: a node whose first operand is itself (the loop's
- * ID, made through a temporary node), then the n property nodes. */
-static void loop_metadata(Cg *cg, LLVMValueRef br, LLVMMetadataRef *props, int n) {
-    LLVMMetadataRef ops[3];
-    assert(n < 3);
-    ops[0] = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
-    memcpy(ops + 1, props, sizeof *props * (size_t)n);
-    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, (size_t)n + 1);
-    LLVMMetadataReplaceAllUsesWith(ops[0], id);
-    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
-}
-
-/* llvm.loop.interleave.count `count`, which LLVM's vectorizer honours where the pipeline
- * leaves interleaving off (below -O3, jit.c). */
+/* The back edge's llvm.loop metadata, llvm.loop.interleave.count `count` (which LLVM's
+ * vectorizer honours where the pipeline leaves interleaving off: below -O3, jit.c), in
+ * a node whose first operand is itself (the loop's ID, made through a temporary node). */
 void cg_loop_end_interleaved(Cg *cg, Loop *l, int count) {
     LLVMValueRef br = loop_back_edge(cg, l);
     LLVMMetadataRef on[2] = {LLVMMDStringInContext2(cg->ctx, "llvm.loop.interleave.count", 26),
                              LLVMValueAsMetadata(LLVMConstInt(LLVMInt32TypeInContext(cg->ctx), (unsigned)count, 0))};
-    LLVMMetadataRef props[1] = {LLVMMDNodeInContext2(cg->ctx, on, 2)};
-    loop_metadata(cg, br, props, 1);
+    LLVMMetadataRef ops[2] = {LLVMTemporaryMDNode(cg->ctx, NULL, 0), LLVMMDNodeInContext2(cg->ctx, on, 2)};
+    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(ops[0], id);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
 }
 
 void cg_if_begin(Cg *cg, LLVMValueRef cond, LLVMBasicBlockRef *join) {

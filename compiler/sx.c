@@ -287,13 +287,20 @@ static bool exp_plus(const SxPool *p, int b, int *x, int *k) {
     return true;
 }
 
+/* One more than the highest of roots[0 .. n - 1] (at least 1): what arrays indexed by the
+ * nodes they reach hold. */
+static int roots_top(const int *roots, int n) {
+    int top = 1;
+    for (int i = 0; i < n; i++)
+        if (roots[i] + 1 > top) top = roots[i] + 1;
+    return top;
+}
+
 void sx_grad(SxPool *p, int nroots, const int *roots, const int *seeds, int nwrt,
              const int *wrt, int *out) {
-    int top = 0;
-    for (int i = 0; i < nroots; i++)
-        if (roots[i] + 1 > top) top = roots[i] + 1;
-    int *adj = malloc(sizeof(int) * (top > 0 ? top : 1));
-    bool *live = calloc(top > 0 ? top : 1, 1);
+    int top = roots_top(roots, nroots);
+    int *adj = malloc(sizeof(int) * top);
+    bool *live = calloc(top, 1);
     assert(adj && live);
     for (int i = 0; i < top; i++) adj[i] = -1;
     for (int i = 0; i < nroots; i++) {
@@ -442,10 +449,8 @@ static int rebuild(SxPool *p, Rebuild *rb, int id) {
 
 /* roots[0 .. n - 1] rebuilt in place through one memo (nodes they share stay shared). */
 static void rebuild_roots(SxPool *p, Rebuild *rb, int *roots, int n, const int *from, const int *to, int nfrom) {
-    int top = 0;
-    for (int i = 0; i < n; i++)
-        if (roots[i] + 1 > top) top = roots[i] + 1;
-    rb->memo = malloc(sizeof(int) * (top > 0 ? top : 1));
+    int top = roots_top(roots, n);
+    rb->memo = malloc(sizeof(int) * top);
     assert(rb->memo);
     for (int i = 0; i < top; i++) rb->memo[i] = -1;
     for (int i = 0; i < nfrom; i++)
@@ -468,11 +473,9 @@ int sx_replace(SxPool *p, int id, const int *from, const int *to, int n) {
 int sx_pair_exps(SxPool *p, int id) { return rebuild_with(p, id, NULL, 0, NULL, NULL, 0, true); }
 
 void sx_reciprocals(SxPool *p, int *roots, int n) {
-    int top = 0;
-    for (int i = 0; i < n; i++)
-        if (roots[i] + 1 > top) top = roots[i] + 1;
-    char *mark = calloc(top > 0 ? top : 1, 1);
-    int *divides = calloc(top > 0 ? top : 1, sizeof(int));
+    int top = roots_top(roots, n);
+    char *mark = calloc(top, 1);
+    int *divides = calloc(top, sizeof(int));
     assert(mark && divides);
     for (int i = 0; i < n; i++) sx_reach(p, roots[i], mark);
     bool shared = false;
