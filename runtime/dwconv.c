@@ -6,10 +6,11 @@
  * y and dx run in parallel over the n*c planes, dw over the channels: every item is
  * computed whole by one thread, so results do not depend on the thread count.
  *
- * Each plane is first copied into the thread's scratch with its zero padding around it,
- * so the inner loops have no bounds to test, and split by column phase for stride s > 1
- * (phase m holds the columns q*s + m), so a row of outputs reads every tap as one run of
- * consecutive floats: 8 outputs at a time in a vector register (32 in four where the row
+ * 3 x 3 filters at stride 1, padding 1 on 8 x 8 and 4 x 4 planes run straight from the
+ * plane's rows in registers (dw_direct). Every other plane is first copied into the
+ * thread's scratch with its zero padding around it, so the inner loops have no bounds to
+ * test, and split by column phase for stride s > 1 (phase m holds the columns q*s + m),
+ * so a row of outputs reads every tap as one run of consecutive floats: 8 outputs at a time in a vector register (32 in four where the row
  * is long enough), the k*k taps added in order (i, j) — for y and dx the order of a
  * direct loop, so the padding's zero terms aside these are the sums a scalar loop takes.
  * dx is the correlation of dy, dilated by the stride and padded by k - 1, with the filter
@@ -236,11 +237,103 @@ static inline __attribute__((always_inline)) void shape_sums3(const float *const
         plane_sums3(tv, step, rows, width, f, out);
 }
 
+/* 3 x 3 filters at stride 1 and padding 1 on planes of 8 x 8 or 4 x 4 (MobileNetV2's last
+ * stages on CIFAR), straight from the plane's rows: each row one vector (8 or 4 columns),
+ * moved one column either way in registers (the padding's zero column shifted in), so no
+ * padded copy goes through the thread's scratch. The copy cost more than the sums: a
+ * row's vectors read back from the copy they had just been stored into straddled two of
+ * its stores, and the loads waited for them. Each output is the sum ROW_SUMS takes (0,
+ * then the taps' terms in order), but the terms of padding rows are left out: a zero term
+ * changes no sum that starts at +0 (a sum of finite floats from +0 is never -0), only an
+ * infinite or NaN weight would tell. y reads tap (i, j) at row r + i - 1, column c + j -
+ * 1; dx (flip) at row r + 1 - i, column c + 1 - j: the filter turned round. */
+typedef int32_t DwShuf4 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define DW_SHUF4(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define DW_SHUF4(a, b, ...) __builtin_shuffle(a, b, (DwShuf4){__VA_ARGS__})
+#endif
+/* lane c of the result: column c - 1 (from the left) or c + 1 (from the right) of v */
+#define DW_LEFT8(v) RT_SHUF8(v, (V8){0}, 8, 0, 1, 2, 3, 4, 5, 6)
+#define DW_RIGHT8(v) RT_SHUF8(v, (V8){0}, 1, 2, 3, 4, 5, 6, 7, 8)
+#define DW_LEFT4(v) DW_SHUF4(v, (V4){0}, 4, 0, 1, 2)
+#define DW_RIGHT4(v) DW_SHUF4(v, (V4){0}, 1, 2, 3, 4)
+
+/* The plane's rows and their two moved copies, as locals c, l, r of N vectors of type T. */
+#define DW_DIRECT_ROWS(T, N, LEFT, RIGHT, PLANE)                                                   \
+    T c[N], l[N], r[N];                                                                            \
+    _Pragma("GCC unroll 8") for (int k_ = 0; k_ < (N); k_++) {                                     \
+        c[k_] = RT_VLOAD(T, (PLANE) + k_ * (N));                                                   \
+        l[k_] = LEFT(c[k_]), r[k_] = RIGHT(c[k_]);                                                 \
+    }
+
+/* y (flip 0) or dx (flip 1) of one N x N plane: in the plane read, f its filter. */
+#define DW_DIRECT_SUMS(NAME, T, N, LEFT, RIGHT)                                                    \
+    static inline __attribute__((always_inline)) void NAME(const float *restrict in, const float *f, int flip, \
+                                                           float *restrict out) {                  \
+        float g[DW_TAPS3];                                                                         \
+        for (int t = 0; t < DW_TAPS3; t++) g[t] = f[t];                                            \
+        DW_DIRECT_ROWS(T, N, LEFT, RIGHT, in)                                                      \
+        _Pragma("GCC unroll 8") for (int y = 0; y < (N); y++) {                                    \
+            T acc = {0};                                                                           \
+            _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {                                  \
+                int row = flip ? y + 1 - i : y + i - 1;                                            \
+                if (row < 0 || row >= (N)) continue;                                               \
+                acc += g[3 * i] * (flip ? r[row] : l[row]);                                        \
+                acc += g[3 * i + 1] * c[row];                                                      \
+                acc += g[3 * i + 2] * (flip ? l[row] : r[row]);                                    \
+            }                                                                                      \
+            stv(out + y * (N), acc);                                                               \
+        }                                                                                          \
+    }
+DW_DIRECT_SUMS(direct_sums8, V8, 8, DW_LEFT8, DW_RIGHT8)
+DW_DIRECT_SUMS(direct_sums4, V4, 4, DW_LEFT4, DW_RIGHT4)
+
+/* One sample's terms of a plane's weight gradient into its lane sums (the 8-lane sums of
+ * 8 x 8 planes, the 4-lane sums of 4 x 4: lanes + 12 t, + 8 for 4 lanes), as
+ * dw_weight_grad3 adds them, row by row, less the padding rows' zero terms. */
+#define DW_DIRECT_GRAD(NAME, T, N, LEFT, RIGHT, AT)                                                \
+    static inline __attribute__((always_inline)) void NAME(const float *restrict dy, const float *restrict x, \
+                                                           float *lanes) {                         \
+        DW_DIRECT_ROWS(T, N, LEFT, RIGHT, x)                                                       \
+        T acc[DW_TAPS3];                                                                           \
+        _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) acc[t] = RT_VLOAD(T, lanes + 12 * t + (AT)); \
+        _Pragma("GCC unroll 8") for (int y = 0; y < (N); y++) {                                    \
+            T d = RT_VLOAD(T, dy + y * (N));                                                       \
+            _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {                                  \
+                int row = y + i - 1;                                                               \
+                if (row < 0 || row >= (N)) continue;                                               \
+                acc[3 * i] += d * l[row], acc[3 * i + 1] += d * c[row], acc[3 * i + 2] += d * r[row]; \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t + (AT), acc[t]); \
+    }
+DW_DIRECT_GRAD(direct_grad8, V8, 8, DW_LEFT8, DW_RIGHT8, 0)
+DW_DIRECT_GRAD(direct_grad4, V4, 4, DW_LEFT4, DW_RIGHT4, 8)
+
+/* The side of the planes the direct kernels take (8 or 4), else 0. */
+static int64_t dw_direct(const DwJob *j) {
+    bool fits = j->kh == 3 && j->kw == 3 && j->stride == 1 && j->pad == 1 && j->h == j->w;
+    return fits && (j->h == 8 || j->h == 4) ? j->h : 0;
+}
+
 RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
     const DwJob *j = ctx;
     int64_t taps = j->kh * j->kw;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);
     const float **tv = (const float **)(void *)scratch; /* the taps' pointers */
+    int64_t side = dw_direct(j);
+    if (side) {
+        for (int64_t pl = begin; pl < end; pl++) {
+            const float *f = j->b + (pl % j->c) * taps, *x = j->a + pl * side * side;
+            float *y = j->out + pl * side * side;
+            if (side == 8)
+                direct_sums8(x, f, 0, y);
+            else
+                direct_sums4(x, f, 0, y);
+        }
+        return;
+    }
     phases_zero(j, p);
     taps_at(j, p, tv);
     for (int64_t pl = begin; pl < end; pl++) { /* plane pl = sample * c + channel */
@@ -269,6 +362,18 @@ RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end
     int64_t taps = j->kh * j->kw;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *d = scratch + ptr_floats(j);
     const float **tv = (const float **)(void *)scratch;
+    int64_t side = dw_direct(j);
+    if (side) {
+        for (int64_t pl = begin; pl < end; pl++) {
+            const float *dy = j->a + pl * side * side, *f = j->b + (pl % j->c) * taps;
+            float *dx = j->out + pl * side * side;
+            if (side == 8)
+                direct_sums8(dy, f, 1, dx);
+            else
+                direct_sums4(dy, f, 1, dx);
+        }
+        return;
+    }
     memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid)); /* every plane writes the same positions */
     for (int64_t i = 0, t = 0; i < j->kh; i++)
         for (int64_t jj = 0; jj < j->kw; jj++, t++)
@@ -364,15 +469,22 @@ RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t en
      * medians of 5: MobileNetV2's 576 at 8 x 8 6.09 -> 4.73 ms, 192 at 16 x 16 6.55 ->
      * 4.80, 144 at 32 x 32 15.91 -> 12.81, 960 at 4 x 4 4.43 -> 4.34. Each channel's sums
      * take the same terms in the same order. */
-    int64_t block = dw_channel_block(j);
+    int64_t block = dw_channel_block(j), side = dw_direct(j);
     for (int64_t c0 = begin; c0 < end; c0 += block) {
         int64_t c1 = c0 + block < end ? c0 + block : end;
         memset(lanes_all, 0, sizeof(float) * (size_t)((c1 - c0) * per));
         for (int64_t s = 0; s < j->n; s++)
             for (int64_t ch = c0; ch < c1; ch++) {
                 float *lanes = lanes_all + (ch - c0) * per, *tail = lanes + 12 * taps;
-                const float *dy = j->a + (s * j->c + ch) * j->oh * j->ow;
-                pad_phases(j, j->b + (s * j->c + ch) * j->h * j->w, p);
+                const float *dy = j->a + (s * j->c + ch) * j->oh * j->ow, *x = j->b + (s * j->c + ch) * j->h * j->w;
+                if (side) {
+                    if (side == 8)
+                        direct_grad8(dy, x, lanes);
+                    else
+                        direct_grad4(dy, x, lanes);
+                    continue;
+                }
+                pad_phases(j, x, p);
                 if (taps == DW_TAPS3) {
                     dw_weight_grad3(j, dy, tv, lanes, tail);
                     continue;

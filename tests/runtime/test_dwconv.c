@@ -3,7 +3,9 @@
  * conv2d whose weight is block-diagonal (w_full[o, c] = w[o] when o == c, else 0), so y
  * and dx must match conv2d's and dw the diagonal of conv2d_dw's; y and dx bit for bit the
  * sums of a direct loop (0, then each tap's term in order, the padding's zero terms
- * included: dwconv.c's contract, whatever rows or columns its kernels take together); and
+ * included, which change no such sum of finite floats: dwconv.c's contract, whatever rows
+ * or columns its kernels take together, and where its direct kernels leave padding rows
+ * out); and
  * the same bits on 1, 2 and 3 threads. Geometries with stride, padding and borders where
  * a window leaves the image. Compiled without FMA contraction (CMakeLists.txt), as
  * dwconv.c is. */
