@@ -6,8 +6,8 @@
  * y and dx run in parallel over the n*c planes, dw over the channels: every item is
  * computed whole by one thread, so results do not depend on the thread count.
  *
- * 3 x 3 filters at stride 1, padding 1 on 8 x 8 and 4 x 4 planes run straight from the
- * plane's rows in registers (dw_direct). Every other plane is first copied into the
+ * 3 x 3 filters at stride 1, padding 1 on rows of 4, 8, 16 or 32 run straight from the
+ * plane's rows (dw_direct; 8 x 8 and 4 x 4 planes whole in registers). Every other plane is first copied into the
  * thread's scratch with its zero padding around it, so the inner loops have no bounds to
  * test, and split by column phase for stride s > 1 (phase m holds the columns q*s + m),
  * so a row of outputs reads every tap as one run of consecutive floats: 8 outputs at a time in a vector register (32 in four where the row
@@ -311,10 +311,75 @@ DW_DIRECT_SUMS(direct_sums4, V4, 4, DW_LEFT4, DW_RIGHT4)
 DW_DIRECT_GRAD(direct_grad8, V8, 8, DW_LEFT8, DW_RIGHT8, 0)
 DW_DIRECT_GRAD(direct_grad4, V4, 4, DW_LEFT4, DW_RIGHT4, 8)
 
-/* The side of the planes the direct kernels take (8 or 4), else 0. */
+/* Rows of M vectors (16 or 32 columns, any number of rows: MobileNetV2's first stages),
+ * read where they lie, a row at a time for each output row (a plane is too big for the
+ * registers): vector k of a row moved a column is the unaligned load one float either
+ * way, but at the row's two ends, where the padding's zero comes in by a shuffle. */
+#define DW_LEFT_AT(rp, k) ((k) == 0 ? DW_LEFT8(ld8(rp)) : ld8((rp) + 8 * (k) - 1))
+#define DW_RIGHT_AT(rp, k, M) ((k) == (M) - 1 ? DW_RIGHT8(ld8((rp) + 8 * (k))) : ld8((rp) + 8 * (k) + 1))
+
+static inline __attribute__((always_inline)) void direct_rows(const float *restrict in, const float *f, int flip,
+                                                              int64_t rows, int M, float *restrict out) {
+    float g[DW_TAPS3];
+    for (int t = 0; t < DW_TAPS3; t++) g[t] = f[t];
+    int64_t width = 8 * M;
+    for (int64_t y = 0; y < rows; y++) {
+        _Pragma("GCC unroll 4") for (int k = 0; k < M; k++) {
+            V8 acc = {0};
+            _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {
+                int64_t row = flip ? y + 1 - i : y + i - 1;
+                if (row < 0 || row >= rows) continue;
+                const float *rp = in + row * width;
+                acc += g[3 * i] * (flip ? DW_RIGHT_AT(rp, k, M) : DW_LEFT_AT(rp, k));
+                acc += g[3 * i + 1] * ld8(rp + 8 * k);
+                acc += g[3 * i + 2] * (flip ? DW_LEFT_AT(rp, k) : DW_RIGHT_AT(rp, k, M));
+            }
+            stv(out + y * width + 8 * k, acc);
+        }
+    }
+}
+
+/* dw's 8-lane sums of one sample's plane of M-vector rows, as direct_grad8 adds them
+ * (for each tap: row by row, in a row vector by vector). */
+static inline __attribute__((always_inline)) void direct_grad_rows(const float *restrict dy, const float *restrict x,
+                                                                   int64_t rows, int M, float *lanes) {
+    V8 acc[DW_TAPS3];
+    _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) acc[t] = ld8(lanes + 12 * t);
+    int64_t width = 8 * M;
+    for (int64_t y = 0; y < rows; y++) {
+        _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {
+            int64_t row = y + i - 1;
+            if (row < 0 || row >= rows) continue;
+            const float *rp = x + row * width;
+            _Pragma("GCC unroll 4") for (int k = 0; k < M; k++) {
+                V8 d = ld8(dy + y * width + 8 * k);
+                acc[3 * i] += d * DW_LEFT_AT(rp, k), acc[3 * i + 1] += d * ld8(rp + 8 * k);
+                acc[3 * i + 2] += d * DW_RIGHT_AT(rp, k, M);
+            }
+        }
+    }
+    _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t, acc[t]);
+}
+
+/* Which direct kernel takes a job's planes: 3 x 3, stride 1, padding 1, and rows of 4, 8,
+ * 16 or 32 columns (8 x 8 and 4 x 4 planes: the whole plane in registers); else 0. */
 static int64_t dw_direct(const DwJob *j) {
-    bool fits = j->kh == 3 && j->kw == 3 && j->stride == 1 && j->pad == 1 && j->h == j->w;
-    return fits && (j->h == 8 || j->h == 4) ? j->h : 0;
+    if (j->kh != 3 || j->kw != 3 || j->stride != 1 || j->pad != 1) return 0;
+    if ((j->w == 8 || j->w == 4) && j->h == j->w) return j->w;
+    return j->w == 16 || j->w == 32 ? j->w : 0;
+}
+
+/* y (flip 0) or dx (flip 1) of one plane by the direct kernel for its shape (side). */
+static inline __attribute__((always_inline)) void direct_plane(const DwJob *j, int64_t side, const float *in,
+                                                               const float *f, int flip, float *out) {
+    if (side == 8)
+        direct_sums8(in, f, flip, out);
+    else if (side == 4)
+        direct_sums4(in, f, flip, out);
+    else if (side == 16)
+        direct_rows(in, f, flip, j->h, 2, out);
+    else
+        direct_rows(in, f, flip, j->h, 4, out);
 }
 
 RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
@@ -324,14 +389,8 @@ RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
     const float **tv = (const float **)(void *)scratch; /* the taps' pointers */
     int64_t side = dw_direct(j);
     if (side) {
-        for (int64_t pl = begin; pl < end; pl++) {
-            const float *f = j->b + (pl % j->c) * taps, *x = j->a + pl * side * side;
-            float *y = j->out + pl * side * side;
-            if (side == 8)
-                direct_sums8(x, f, 0, y);
-            else
-                direct_sums4(x, f, 0, y);
-        }
+        for (int64_t pl = begin; pl < end; pl++)
+            direct_plane(j, side, j->a + pl * j->h * j->w, j->b + (pl % j->c) * taps, 0, j->out + pl * j->h * j->w);
         return;
     }
     phases_zero(j, p);
@@ -364,14 +423,8 @@ RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end
     const float **tv = (const float **)(void *)scratch;
     int64_t side = dw_direct(j);
     if (side) {
-        for (int64_t pl = begin; pl < end; pl++) {
-            const float *dy = j->a + pl * side * side, *f = j->b + (pl % j->c) * taps;
-            float *dx = j->out + pl * side * side;
-            if (side == 8)
-                direct_sums8(dy, f, 1, dx);
-            else
-                direct_sums4(dy, f, 1, dx);
-        }
+        for (int64_t pl = begin; pl < end; pl++)
+            direct_plane(j, side, j->a + pl * j->h * j->w, j->b + (pl % j->c) * taps, 1, j->out + pl * j->h * j->w);
         return;
     }
     memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid)); /* every plane writes the same positions */
@@ -480,8 +533,10 @@ RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t en
                 if (side) {
                     if (side == 8)
                         direct_grad8(dy, x, lanes);
-                    else
+                    else if (side == 4)
                         direct_grad4(dy, x, lanes);
+                    else
+                        direct_grad_rows(dy, x, j->h, side == 16 ? 2 : 4, lanes);
                     continue;
                 }
                 pad_phases(j, x, p);

@@ -70,6 +70,9 @@ void test_dwconv_kernels(void) {
         {2, 5, 4, 4, 3, 1, 1},    /* 4 x 4 planes (dwconv.c's shapes as constants) */
         {2, 3, 11, 4, 3, 1, 1},   /* rows of 4 in groups of four and three left over */
         {1, 2, 6, 13, 3, 2, 1},   /* stride 2: outputs 3 x 7, in no group of four rows */
+        {2, 3, 5, 16, 3, 1, 1},   /* rows of 16 and 32 straight from the input (dw_direct) */
+        {2, 2, 7, 32, 3, 1, 1},
+        {3, 2, 1, 32, 3, 1, 1},   /* one row: both its neighbours padding */
     };
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], K = geo[g][4], S = geo[g][5], P = geo[g][6];
