@@ -6,8 +6,9 @@
  * y and dx run in parallel over the n*c planes, dw over the channels: every item is
  * computed whole by one thread, so results do not depend on the thread count.
  *
- * 3 x 3 filters at stride 1, padding 1 on rows of 4, 8, 16 or 32 run straight from the
- * plane's rows (dw_direct; 8 x 8 and 4 x 4 planes whole in registers). Every other plane is first copied into the
+ * 3 x 3 filters at padding 1 on rows of 4, 8, 16 or 32 (stride 1: dw_direct; 8 x 8 and
+ * 4 x 4 planes whole in registers) or 8, 16 or 32 (stride 2: dw_direct2) run straight
+ * from the plane's rows. Every other plane is first copied into the
  * thread's scratch with its zero padding around it, so the inner loops have no bounds to
  * test, and split by column phase for stride s > 1 (phase m holds the columns q*s + m),
  * so a row of outputs reads every tap as one run of consecutive floats: 8 outputs at a time in a vector register (32 in four where the row
@@ -361,6 +362,108 @@ static inline __attribute__((always_inline)) void direct_grad_rows(const float *
     _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t, acc[t]);
 }
 
+/* Stride 2 (MobileNetV2's downsampling layers), rows of 8, 16 or 32 inputs: output
+ * column c reads input columns 2c - 1 (L), 2c (E) and 2c + 1 (O). For the 8 outputs of
+ * vector k, E and O are the even and odd lanes of the 16 inputs at 16 k and L is O one
+ * column on (the padding's zero at the row's start, else the odd lanes of the 16 inputs
+ * a column back); with 4 outputs (rows of 8), the same of two 4-float vectors. */
+#define DW_ODD8(a, b) RT_SHUF8(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#define DW_S2_TAPS8(rp, k, L, E, O)                                                                \
+    do {                                                                                           \
+        V8 a_ = ld8((rp) + 16 * (k)), b_ = ld8((rp) + 16 * (k) + 8);                               \
+        E = RT_EVEN8(a_, b_), O = DW_ODD8(a_, b_);                                                 \
+        L = (k) == 0 ? DW_LEFT8(O) : DW_ODD8(ld8((rp) + 16 * (k) - 2), ld8((rp) + 16 * (k) + 6));  \
+    } while (0)
+#define DW_S2_TAPS4(rp, k, L, E, O)                                                                \
+    do {                                                                                           \
+        V4 a_ = RT_VLOAD(V4, (rp)), b_ = RT_VLOAD(V4, (rp) + 4);                                   \
+        E = DW_SHUF4(a_, b_, 0, 2, 4, 6), O = DW_SHUF4(a_, b_, 1, 3, 5, 7), L = DW_LEFT4(O);        \
+    } while (0)
+
+/* y of a stride-2 plane (rows of M vectors of type T, L outputs a vector): the sums of
+ * direct_rows; and dw's lane sums (at AT: 8-lane or 4-lane) from a sample's plane, as
+ * direct_grad_rows adds them. */
+#define DW_S2_KERNELS(SUMS, GRAD, T, L, TAPS, AT)                                                  \
+    static inline __attribute__((always_inline)) void SUMS(const float *restrict in, const float *f, int64_t rows, \
+                                                           int64_t orows, int M, float *restrict out) { \
+        float g[DW_TAPS3];                                                                         \
+        for (int t = 0; t < DW_TAPS3; t++) g[t] = f[t];                                            \
+        for (int64_t y = 0; y < orows; y++)                                                        \
+            _Pragma("GCC unroll 2") for (int k = 0; k < M; k++) {                                  \
+                T acc = {0}, l, e, o;                                                              \
+                _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {                              \
+                    int64_t row = 2 * y + i - 1;                                                   \
+                    if (row < 0 || row >= rows) continue;                                          \
+                    TAPS(in + row * 2 * (L) * M, k, l, e, o);                                      \
+                    acc += g[3 * i] * l;                                                           \
+                    acc += g[3 * i + 1] * e;                                                       \
+                    acc += g[3 * i + 2] * o;                                                       \
+                }                                                                                  \
+                stv(out + (y * M + k) * (L), acc);                                                 \
+            }                                                                                      \
+    }                                                                                              \
+    static inline __attribute__((always_inline)) void GRAD(const float *restrict dy, const float *restrict x, \
+                                                           int64_t rows, int64_t orows, int M, float *lanes) { \
+        T acc[DW_TAPS3], l, e, o;                                                                  \
+        _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) acc[t] = RT_VLOAD(T, lanes + 12 * t + (AT)); \
+        for (int64_t y = 0; y < orows; y++)                                                        \
+            _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {                                  \
+                int64_t row = 2 * y + i - 1;                                                       \
+                if (row < 0 || row >= rows) continue;                                              \
+                _Pragma("GCC unroll 2") for (int k = 0; k < M; k++) {                              \
+                    T d = RT_VLOAD(T, dy + (y * M + k) * (L));                                     \
+                    TAPS(x + row * 2 * (L) * M, k, l, e, o);                                       \
+                    acc[3 * i] += d * l, acc[3 * i + 1] += d * e, acc[3 * i + 2] += d * o;         \
+                }                                                                                  \
+            }                                                                                      \
+        _Pragma("GCC unroll 9") for (int t = 0; t < DW_TAPS3; t++) stv(lanes + 12 * t + (AT), acc[t]); \
+    }
+DW_S2_KERNELS(s2_sums8, s2_grad8, V8, 8, DW_S2_TAPS8, 0)
+DW_S2_KERNELS(s2_sums4, s2_grad4, V4, 4, DW_S2_TAPS4, 8)
+
+/* dx of a stride-2 plane: rows of M vectors of 8 inputs, from dy's rows of 4 M. dx[r][c]
+ * takes tap (i, j) from dy[(r + 1 - i) / 2][(c + 1 - j) / 2] where both are even (dy
+ * dilated): rows of one parity take one tap row (even r) or two (odd r), the rest are
+ * padding's; a vector's lanes of the other parity get the tap's zero terms, as the
+ * dilated plane gives them. From the 4 dy values at 4 k (and the next one): j = 0 the
+ * odd lanes d[4k + 1 ..4k + 4], j = 1 the even lanes d[4k ..4k + 3], j = 2 the odd
+ * lanes d[4k ..4k + 3]. */
+static inline __attribute__((always_inline)) void s2_input_grad(const float *restrict dy, const float *f, int64_t rows,
+                                                                int64_t orows, int M, float *restrict dx) {
+    float g[DW_TAPS3];
+    for (int t = 0; t < DW_TAPS3; t++) g[t] = f[t];
+    const V8 z = {0};
+    for (int64_t r = 0; r < rows; r++)
+        _Pragma("GCC unroll 4") for (int k = 0; k < M; k++) {
+            V8 acc = {0};
+            _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {
+                int64_t a = r + 1 - i;
+                if (a < 0 || (a & 1) || a / 2 >= orows) continue;
+                const float *dp = dy + a / 2 * 4 * M + 4 * k;
+                V8 q; /* d[4k ..4k + 7], or d[4k ..4k + 3] and zeros at the row's end (in registers:
+                       * 16 bytes copied into a zeroed vector went through the stack, and its
+                       * load waited for the store) */
+                if (k + 1 < M) {
+                    q = ld8(dp);
+                } else {
+                    V4 h = RT_VLOAD(V4, dp);
+                    q = (V8){h[0], h[1], h[2], h[3], 0, 0, 0, 0};
+                }
+                acc += g[3 * i] * RT_SHUF8(q, z, 8, 1, 8, 2, 8, 3, 8, 4);
+                acc += g[3 * i + 1] * RT_SHUF8(q, z, 0, 8, 1, 8, 2, 8, 3, 8);
+                acc += g[3 * i + 2] * RT_SHUF8(q, z, 8, 0, 8, 1, 8, 2, 8, 3);
+            }
+            stv(dx + (r * M + k) * 8, acc);
+        }
+}
+
+/* The input width (8, 16 or 32) of a job the stride-2 kernels take (3 x 3, padding 1),
+ * else 0. */
+static int64_t dw_direct2(const DwJob *j) {
+    bool fits = j->kh == 3 && j->kw == 3 && j->stride == 2 && j->pad == 1;
+    return fits && (j->w == 8 || j->w == 16 || j->w == 32) ? j->w : 0;
+}
+
 /* Which direct kernel takes a job's planes: 3 x 3, stride 1, padding 1, and rows of 4, 8,
  * 16 or 32 columns (8 x 8 and 4 x 4 planes: the whole plane in registers); else 0. */
 static int64_t dw_direct(const DwJob *j) {
@@ -387,10 +490,22 @@ RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
     int64_t taps = j->kh * j->kw;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *p = scratch + ptr_floats(j);
     const float **tv = (const float **)(void *)scratch; /* the taps' pointers */
-    int64_t side = dw_direct(j);
-    if (side) {
-        for (int64_t pl = begin; pl < end; pl++)
-            direct_plane(j, side, j->a + pl * j->h * j->w, j->b + (pl % j->c) * taps, 0, j->out + pl * j->h * j->w);
+    int64_t side = dw_direct(j), wide2 = dw_direct2(j);
+    if (side || wide2) {
+        for (int64_t pl = begin; pl < end; pl++) {
+            const float *x = j->a + pl * j->h * j->w, *f = j->b + (pl % j->c) * taps;
+            float *y = j->out + pl * j->oh * j->ow;
+            if (side)
+                direct_plane(j, side, x, f, 0, y);
+            else if (wide2 == 8 && j->h == 8) /* the shapes as constants: the loops unroll */
+                s2_sums4(x, f, 8, 4, 1, y);
+            else if (wide2 == 8)
+                s2_sums4(x, f, j->h, j->oh, 1, y);
+            else if (wide2 == 16)
+                s2_sums8(x, f, j->h, j->oh, 1, y);
+            else
+                s2_sums8(x, f, j->h, j->oh, 2, y);
+        }
         return;
     }
     phases_zero(j, p);
@@ -421,10 +536,22 @@ RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end
     int64_t taps = j->kh * j->kw;
     float *scratch = rt_thread_scratch(dw_scratch(j)), *d = scratch + ptr_floats(j);
     const float **tv = (const float **)(void *)scratch;
-    int64_t side = dw_direct(j);
-    if (side) {
-        for (int64_t pl = begin; pl < end; pl++)
-            direct_plane(j, side, j->a + pl * j->h * j->w, j->b + (pl % j->c) * taps, 1, j->out + pl * j->h * j->w);
+    int64_t side = dw_direct(j), wide2 = dw_direct2(j);
+    if (side || wide2) {
+        for (int64_t pl = begin; pl < end; pl++) {
+            const float *dy = j->a + pl * j->oh * j->ow, *f = j->b + (pl % j->c) * taps;
+            float *dx = j->out + pl * j->h * j->w;
+            if (side)
+                direct_plane(j, side, dy, f, 1, dx);
+            else if (wide2 == 8 && j->h == 8)
+                s2_input_grad(dy, f, 8, 4, 1, dx);
+            else if (wide2 == 8)
+                s2_input_grad(dy, f, j->h, j->oh, 1, dx);
+            else if (wide2 == 16)
+                s2_input_grad(dy, f, j->h, j->oh, 2, dx);
+            else
+                s2_input_grad(dy, f, j->h, j->oh, 4, dx);
+        }
         return;
     }
     memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid)); /* every plane writes the same positions */
@@ -522,7 +649,7 @@ RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t en
      * medians of 5: MobileNetV2's 576 at 8 x 8 6.09 -> 4.73 ms, 192 at 16 x 16 6.55 ->
      * 4.80, 144 at 32 x 32 15.91 -> 12.81, 960 at 4 x 4 4.43 -> 4.34. Each channel's sums
      * take the same terms in the same order. */
-    int64_t block = dw_channel_block(j), side = dw_direct(j);
+    int64_t block = dw_channel_block(j), side = dw_direct(j), wide2 = dw_direct2(j);
     for (int64_t c0 = begin; c0 < end; c0 += block) {
         int64_t c1 = c0 + block < end ? c0 + block : end;
         memset(lanes_all, 0, sizeof(float) * (size_t)((c1 - c0) * per));
@@ -530,6 +657,17 @@ RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t en
             for (int64_t ch = c0; ch < c1; ch++) {
                 float *lanes = lanes_all + (ch - c0) * per, *tail = lanes + 12 * taps;
                 const float *dy = j->a + (s * j->c + ch) * j->oh * j->ow, *x = j->b + (s * j->c + ch) * j->h * j->w;
+                if (wide2) {
+                    if (wide2 == 8 && j->h == 8)
+                        s2_grad4(dy, x, 8, 4, 1, lanes);
+                    else if (wide2 == 8)
+                        s2_grad4(dy, x, j->h, j->oh, 1, lanes);
+                    else if (wide2 == 16)
+                        s2_grad8(dy, x, j->h, j->oh, 1, lanes);
+                    else
+                        s2_grad8(dy, x, j->h, j->oh, 2, lanes);
+                    continue;
+                }
                 if (side) {
                     if (side == 8)
                         direct_grad8(dy, x, lanes);

@@ -73,6 +73,9 @@ void test_dwconv_kernels(void) {
         {2, 3, 5, 16, 3, 1, 1},   /* rows of 16 and 32 straight from the input (dw_direct) */
         {2, 2, 7, 32, 3, 1, 1},
         {3, 2, 1, 32, 3, 1, 1},   /* one row: both its neighbours padding */
+        {2, 3, 6, 16, 3, 2, 1},   /* stride 2 from rows of 16 and 32 (dw_direct2), of 8 above */
+        {1, 2, 7, 32, 3, 2, 1},   /* an odd number of rows: the last output's third row padding */
+        {2, 2, 32, 32, 3, 2, 1},
     };
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], K = geo[g][4], S = geo[g][5], P = geo[g][6];
