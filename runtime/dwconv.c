@@ -472,17 +472,42 @@ static int64_t dw_direct(const DwJob *j) {
     return j->w == 16 || j->w == 32 ? j->w : 0;
 }
 
-/* y (flip 0) or dx (flip 1) of one plane by the direct kernel for its shape (side). */
-static inline __attribute__((always_inline)) void direct_plane(const DwJob *j, int64_t side, const float *in,
-                                                               const float *f, int flip, float *out) {
+/* One plane through the direct kernel for its shape (side: dw_direct's, wide2:
+ * dw_direct2's), the shape's sizes as constants so that its loops unroll: y (op 0: in the
+ * plane x, w its filter, out y), dx (op 1: in dy, w the filter, out dx) or dw's lane sums
+ * (op 2: in dy, w the plane x, out the lanes). */
+#define DW_OP(Y, DX, DW)                                                                           \
+    do {                                                                                           \
+        if (op == 0)                                                                               \
+            Y;                                                                                     \
+        else if (op == 1)                                                                          \
+            DX;                                                                                    \
+        else                                                                                       \
+            DW;                                                                                    \
+    } while (0)
+static inline __attribute__((always_inline)) void direct_op(const DwJob *j, int op, int64_t side, int64_t wide2,
+                                                            const float *in, const float *w, float *out) {
     if (side == 8)
-        direct_sums8(in, f, flip, out);
+        DW_OP(direct_sums8(in, w, 0, out), direct_sums8(in, w, 1, out), direct_grad8(in, w, out));
     else if (side == 4)
-        direct_sums4(in, f, flip, out);
+        DW_OP(direct_sums4(in, w, 0, out), direct_sums4(in, w, 1, out), direct_grad4(in, w, out));
     else if (side == 16)
-        direct_rows(in, f, flip, j->h, 2, out);
+        DW_OP(direct_rows(in, w, 0, j->h, 2, out), direct_rows(in, w, 1, j->h, 2, out),
+              direct_grad_rows(in, w, j->h, 2, out));
+    else if (side == 32)
+        DW_OP(direct_rows(in, w, 0, j->h, 4, out), direct_rows(in, w, 1, j->h, 4, out),
+              direct_grad_rows(in, w, j->h, 4, out));
+    else if (wide2 == 8 && j->h == 8)
+        DW_OP(s2_sums4(in, w, 8, 4, 1, out), s2_input_grad(in, w, 8, 4, 1, out), s2_grad4(in, w, 8, 4, 1, out));
+    else if (wide2 == 8)
+        DW_OP(s2_sums4(in, w, j->h, j->oh, 1, out), s2_input_grad(in, w, j->h, j->oh, 1, out),
+              s2_grad4(in, w, j->h, j->oh, 1, out));
+    else if (wide2 == 16)
+        DW_OP(s2_sums8(in, w, j->h, j->oh, 1, out), s2_input_grad(in, w, j->h, j->oh, 2, out),
+              s2_grad8(in, w, j->h, j->oh, 1, out));
     else
-        direct_rows(in, f, flip, j->h, 4, out);
+        DW_OP(s2_sums8(in, w, j->h, j->oh, 2, out), s2_input_grad(in, w, j->h, j->oh, 4, out),
+              s2_grad8(in, w, j->h, j->oh, 2, out));
 }
 
 RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
@@ -492,20 +517,9 @@ RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
     const float **tv = (const float **)(void *)scratch; /* the taps' pointers */
     int64_t side = dw_direct(j), wide2 = dw_direct2(j);
     if (side || wide2) {
-        for (int64_t pl = begin; pl < end; pl++) {
-            const float *x = j->a + pl * j->h * j->w, *f = j->b + (pl % j->c) * taps;
-            float *y = j->out + pl * j->oh * j->ow;
-            if (side)
-                direct_plane(j, side, x, f, 0, y);
-            else if (wide2 == 8 && j->h == 8) /* the shapes as constants: the loops unroll */
-                s2_sums4(x, f, 8, 4, 1, y);
-            else if (wide2 == 8)
-                s2_sums4(x, f, j->h, j->oh, 1, y);
-            else if (wide2 == 16)
-                s2_sums8(x, f, j->h, j->oh, 1, y);
-            else
-                s2_sums8(x, f, j->h, j->oh, 2, y);
-        }
+        for (int64_t pl = begin; pl < end; pl++)
+            direct_op(j, 0, side, wide2, j->a + pl * j->h * j->w, j->b + (pl % j->c) * taps,
+                      j->out + pl * j->oh * j->ow);
         return;
     }
     phases_zero(j, p);
@@ -538,20 +552,9 @@ RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end
     const float **tv = (const float **)(void *)scratch;
     int64_t side = dw_direct(j), wide2 = dw_direct2(j);
     if (side || wide2) {
-        for (int64_t pl = begin; pl < end; pl++) {
-            const float *dy = j->a + pl * j->oh * j->ow, *f = j->b + (pl % j->c) * taps;
-            float *dx = j->out + pl * j->h * j->w;
-            if (side)
-                direct_plane(j, side, dy, f, 1, dx);
-            else if (wide2 == 8 && j->h == 8)
-                s2_input_grad(dy, f, 8, 4, 1, dx);
-            else if (wide2 == 8)
-                s2_input_grad(dy, f, j->h, j->oh, 1, dx);
-            else if (wide2 == 16)
-                s2_input_grad(dy, f, j->h, j->oh, 2, dx);
-            else
-                s2_input_grad(dy, f, j->h, j->oh, 4, dx);
-        }
+        for (int64_t pl = begin; pl < end; pl++)
+            direct_op(j, 1, side, wide2, j->a + pl * j->oh * j->ow, j->b + (pl % j->c) * taps,
+                      j->out + pl * j->h * j->w);
         return;
     }
     memset(d, 0, sizeof(float) * (size_t)(j->dh * j->dwid)); /* every plane writes the same positions */
@@ -657,24 +660,8 @@ RT_ISA_BODY static void dw_weight_grad_body(void *ctx, int64_t begin, int64_t en
             for (int64_t ch = c0; ch < c1; ch++) {
                 float *lanes = lanes_all + (ch - c0) * per, *tail = lanes + 12 * taps;
                 const float *dy = j->a + (s * j->c + ch) * j->oh * j->ow, *x = j->b + (s * j->c + ch) * j->h * j->w;
-                if (wide2) {
-                    if (wide2 == 8 && j->h == 8)
-                        s2_grad4(dy, x, 8, 4, 1, lanes);
-                    else if (wide2 == 8)
-                        s2_grad4(dy, x, j->h, j->oh, 1, lanes);
-                    else if (wide2 == 16)
-                        s2_grad8(dy, x, j->h, j->oh, 1, lanes);
-                    else
-                        s2_grad8(dy, x, j->h, j->oh, 2, lanes);
-                    continue;
-                }
-                if (side) {
-                    if (side == 8)
-                        direct_grad8(dy, x, lanes);
-                    else if (side == 4)
-                        direct_grad4(dy, x, lanes);
-                    else
-                        direct_grad_rows(dy, x, j->h, side == 16 ? 2 : 4, lanes);
+                if (side || wide2) {
+                    direct_op(j, 2, side, wide2, dy, x, lanes);
                     continue;
                 }
                 pad_phases(j, x, p);
