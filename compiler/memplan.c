@@ -21,6 +21,14 @@
  * parameters and their gradients, and the `external` values — those read after the
  * function returns (loss, correct count, logits).
  *
+ * One exception, where sharing: a batch norm's pass (in_place_op) writes its output over
+ * its first operand when that value is read by nothing after it and has as many
+ * elements. Its runtime pass (runtime/chan.c: nnq_rt_bn_apply, its sums before it in the
+ * same group of channels) reads each value before it writes that position, so the
+ * results are the same; the output's lines are then in cache already, not read from
+ * memory before they are written (a batch-norm gradient's sums and elementwise pass, 144
+ * channels of 32 x 32, one thread: 15.2 -> 12.7-13.3 ms).
+ *
  * Placement is greedy, largest first, each at the lowest 64-byte aligned offset free for
  * its whole lifetime. Deterministic: the same function gives the same plan. */
 #include <stdlib.h>
@@ -55,6 +63,18 @@ static int root(const IrFunc *f, int v) {
 static int64_t rows(const IrShape *s, int64_t batch) { return s->rank > 0 && s->d[0] == IR_BATCH ? batch : 1; }
 
 int64_t memplan_value_elems(const IrInst *in, int64_t batch) { return rows(&in->shape, batch) * ir_shape_elems(&in->shape); }
+
+/* The ops whose pass may write its output over its first operand (target_cpu.c's cpu_bn
+ * without pooling: nnq_rt_bn_apply after the group's sums). */
+static bool in_place_op(IrOp op) {
+    switch (op) {
+    case IR_BN_TRAIN: case IR_BN_EVAL: case IR_BN_GRAD: case IR_BIAS_BN_TRAIN: case IR_BIAS_BN_EVAL:
+    case IR_RELU_BN_GRAD: case IR_BIAS_BN_RELU_TRAIN: case IR_BIAS_BN_RELU_EVAL: case IR_BIAS_RELU_BN_GRAD:
+        return true;
+    default:
+        return false;
+    }
+}
 
 MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
     int n = f->n;
@@ -93,6 +113,25 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
         }
     }
 
+    /* over[i]: the value whose block i's output takes over (in_place_op), else -1; that
+     * block then lives on to i's last use */
+    int *over = malloc(sizeof(int) * ((size_t)n + 1));
+    for (int i = 0; i < n; i++) {
+        const IrInst *in = &f->insts[i];
+        int a = in->args[0] >= 0 ? root(f, in->args[0]) : -1;
+        over[i] = -1;
+        if (!share || !in_place_op(in->op) || a < 0 || external[i] || external[a] || end[a] != i) continue;
+        IrOp aop = f->insts[a].op;
+        if (aop == IR_INPUT || aop == IR_LABELS || aop == IR_PARAM || aop == IR_PARAM_GRAD) continue;
+        if (memplan_value_elems(&f->insts[a], batch) != memplan_value_elems(in, batch)) continue;
+        bool again = false; /* the operand read once only */
+        for (int k = 1; k < ir_op_nargs(in->op); k++) again |= in->args[k] >= 0 && root(f, in->args[k]) == a;
+        if (again) continue;
+        int r = over[a] >= 0 ? over[a] : a; /* a chain of them: the first one's block */
+        over[i] = r;
+        if (end[r] < end[i]) end[r] = end[i];
+    }
+
     Block *blocks = malloc(sizeof(Block) * (2 * (size_t)n + 1));
     int nb = 0;
 #define ADD_BLOCK(sz, s, e, d) (blocks[nb++] = (Block){((sz) + ALIGN - 1) / ALIGN * ALIGN, 0, (s), (e), (d)})
@@ -101,7 +140,10 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
         switch (in->op) {
         case IR_INPUT: case IR_LABELS: case IR_PARAM: case IR_RESHAPE: case IR_PARAM_GRAD: break;
         default:
-            if (!external[i]) ADD_BLOCK(memplan_value_elems(in, batch), i, end[i], &p.value[i]);
+            if (over[i] >= 0)
+                p.total += (memplan_value_elems(in, batch) + ALIGN - 1) / ALIGN * ALIGN;
+            else if (!external[i])
+                ADD_BLOCK(memplan_value_elems(in, batch), i, end[i], &p.value[i]);
         }
         if (ir_op_side(in->op)) {
             /* int32 argmax positions or float mask: one 4-byte word per output element */
@@ -128,8 +170,11 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
         if (off + blk->size > p.size) p.size = off + blk->size;
         p.total += blk->size;
     }
+    for (int i = 0; i < n; i++)
+        if (over[i] >= 0) p.value[i] = p.value[over[i]];
     free(live);
     free(blocks);
+    free(over);
     free(external);
     free(end);
     free(side_end);
