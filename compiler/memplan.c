@@ -64,6 +64,8 @@ static int64_t rows(const IrShape *s, int64_t batch) { return s->rank > 0 && s->
 
 int64_t memplan_value_elems(const IrInst *in, int64_t batch) { return rows(&in->shape, batch) * ir_shape_elems(&in->shape); }
 
+static int64_t aligned(int64_t floats) { return (floats + ALIGN - 1) / ALIGN * ALIGN; }
+
 /* The ops whose pass may write its output over its first operand (target_cpu.c's cpu_bn
  * without pooling: nnq_rt_bn_apply after the group's sums). */
 static bool in_place_op(IrOp op) {
@@ -134,14 +136,14 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
 
     Block *blocks = malloc(sizeof(Block) * (2 * (size_t)n + 1));
     int nb = 0;
-#define ADD_BLOCK(sz, s, e, d) (blocks[nb++] = (Block){((sz) + ALIGN - 1) / ALIGN * ALIGN, 0, (s), (e), (d)})
+#define ADD_BLOCK(sz, s, e, d) (blocks[nb++] = (Block){aligned(sz), 0, (s), (e), (d)})
     for (int i = 0; i < n; i++) {
         const IrInst *in = &f->insts[i];
         switch (in->op) {
         case IR_INPUT: case IR_LABELS: case IR_PARAM: case IR_RESHAPE: case IR_PARAM_GRAD: break;
         default:
             if (over[i] >= 0)
-                p.total += (memplan_value_elems(in, batch) + ALIGN - 1) / ALIGN * ALIGN;
+                p.total += aligned(memplan_value_elems(in, batch)); /* counted, not placed */
             else if (!external[i])
                 ADD_BLOCK(memplan_value_elems(in, batch), i, end[i], &p.value[i]);
         }

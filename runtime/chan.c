@@ -154,7 +154,7 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
                 out[c] = lanes_sum(acc, t);                                                                           \
                 continue;                                                                                             \
             }                                                                                                         \
-            /* S >= 16: a block of up to CHAN_BLOCK channels side by side, sample by sample */    \
+            /* S >= 16: a block of up to CHAN_BLOCK channels side by side, sample by sample */                        \
             int32_t cb = c1 - c < CHAN_BLOCK ? c1 - c : CHAN_BLOCK;                                                   \
             V acc[CHAN_BLOCK][NV];                                                                                    \
             float tail[CHAN_BLOCK][16];                                                                               \
@@ -244,7 +244,7 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
                 out2[c] = lanes_sum(acc2, t2);                                                                        \
                 continue;                                                                                             \
             }                                                                                                         \
-            /* S >= 16: a block of up to CHAN_BLOCK channels side by side, sample by sample */    \
+            /* S >= 16: a block of up to CHAN_BLOCK channels side by side, sample by sample */                        \
             int32_t cb = c1 - c < CHAN_BLOCK ? c1 - c : CHAN_BLOCK;                                                   \
             V acc[CHAN_BLOCK][NV], acc2[CHAN_BLOCK][NV];                                                              \
             float tail[CHAN_BLOCK][16], tail2[CHAN_BLOCK][16];                                                        \

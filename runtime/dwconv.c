@@ -8,11 +8,11 @@
  *
  * 3 x 3 filters at padding 1 on rows of 4, 8, 16 or 32 (stride 1: dw_direct; 8 x 8 and
  * 4 x 4 planes whole in registers) or 8, 16 or 32 (stride 2: dw_direct2) run straight
- * from the plane's rows. Every other plane is first copied into the
- * thread's scratch with its zero padding around it, so the inner loops have no bounds to
- * test, and split by column phase for stride s > 1 (phase m holds the columns q*s + m),
- * so a row of outputs reads every tap as one run of consecutive floats: 8 outputs at a time in a vector register (32 in four where the row
- * is long enough), the k*k taps added in order (i, j) — for y and dx the order of a
+ * from the plane's rows. Every other plane is first copied into the thread's scratch
+ * with its zero padding around it, so the inner loops have no bounds to test, and split
+ * by column phase for stride s > 1 (phase m holds the columns q*s + m), so a row of
+ * outputs reads every tap as one run of consecutive floats: 8 outputs at a time in a
+ * vector register (32 in four where the row is long enough), the k*k taps added in order (i, j) — for y and dx the order of a
  * direct loop, so the padding's zero terms aside these are the sums a scalar loop takes.
  * dx is the correlation of dy, dilated by the stride and padded by k - 1, with the filter
  * turned round. dw sums each tap over a channel's samples and positions in 8 lanes
@@ -182,11 +182,10 @@ enum { DW_TAPS3 = 9 }; /* a 3 x 3 filter's taps */
  * ROW_SUMS takes (0, then the nine taps' terms in order), but the DW_ROWS rows' sums are
  * independent chains side by side, 8 columns (then 4, then one) of each, and the taps
  * are offsets from tap 0 (output (r, x) reads tap t at tv[0] + off[t] + r * step + x),
- * the weights locals. With the plane's shape a constant (shape_sums3) the loops unroll
- * whole. MobileNetV2's 8 x 8 planes, 384 channels, batch 128, AVX2, 1 thread: y and dx
- * 2.6-2.9 and 2.5-2.8 ms one row at a time, 1.8-2.0 and 1.6-1.8 in rows of four with
- * the shape a constant (either alone: 2.4-2.6 and 2.3-2.5); 4 x 4, 960 channels:
- * 3.1-3.3 and 3.3-3.5 -> 2.2 and 2.2-2.3 (rows alone were slower, 3.8 and 4.3). */
+ * the weights locals. MobileNetV2's 8 x 8 planes, 384 channels, batch 128, AVX2, 1
+ * thread: y and dx 2.6-2.9 and 2.5-2.8 ms one row at a time, 2.4-2.6 and 2.3-2.5 in rows
+ * of four (1.8-2.0 and 1.6-1.8 with the plane's shape a constant as well, a case these
+ * shapes no longer take: they go to the direct kernels below, 0.7 ms). */
 enum { DW_ROWS = 4 };
 
 #define DW_ROWS_SUMS(T, X)                                                                         \
@@ -223,19 +222,6 @@ static inline __attribute__((always_inline)) void plane_sums3(const float *const
         ROW_SUMS(width, DW_TAPS3, fl, tl, out);
         for (int t = 0; t < DW_TAPS3; t++) tl[t] += step;
     }
-}
-
-/* plane_sums3 compiled for 4 x 4 and 8 x 8 planes as constants (MobileNetV2's last
- * stages on CIFAR): their loops over columns and rows then unroll, with no tests for
- * tails of 8, 4 and 1, and the taps' offsets fold into the loads. The same sums. */
-static inline __attribute__((always_inline)) void shape_sums3(const float *const *tv, int64_t step, int64_t rows,
-                                                              int64_t width, const float *f, float *out) {
-    if (rows == 4 && width == 4)
-        plane_sums3(tv, step, 4, 4, f, out);
-    else if (rows == 8 && width == 8)
-        plane_sums3(tv, step, 8, 8, f, out);
-    else
-        plane_sums3(tv, step, rows, width, f, out);
 }
 
 /* 3 x 3 filters at stride 1 and padding 1 on planes of 8 x 8 or 4 x 4 (MobileNetV2's last
@@ -529,7 +515,7 @@ RT_ISA_BODY static void dw_forward_body(void *ctx, int64_t begin, int64_t end) {
         float *y = j->out + pl * j->oh * j->ow;
         pad_phases(j, j->a + pl * j->h * j->w, p);
         if (taps == DW_TAPS3) {
-            shape_sums3(tv, j->stride * j->pq, j->oh, j->ow, f, y);
+            plane_sums3(tv, j->stride * j->pq, j->oh, j->ow, f, y);
             continue;
         }
         for (int64_t yo = 0; yo < j->oh; yo++) {
@@ -578,7 +564,7 @@ RT_ISA_BODY static void dw_input_grad_body(void *ctx, int64_t begin, int64_t end
                 for (int64_t xo = 0; xo < cols; xo++) dr[xo * j->stride] = dy[yo * j->ow + xo];
         }
         if (taps == DW_TAPS3) {
-            shape_sums3(tv, j->dwid, j->h, j->w, f, dx);
+            plane_sums3(tv, j->dwid, j->h, j->w, f, dx);
             continue;
         }
         for (int64_t r = 0; r < j->h; r++) {
