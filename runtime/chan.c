@@ -85,10 +85,22 @@ static inline float relu_keep(float x, float y) {
 #define LANES_FOR _Pragma("GCC unroll 4") for (int k_ = 0; k_ < NV; k_++)
 
 /* A channel's runs are a stride of C S values apart, too short for the hardware
- * prefetcher to start on (LeNet-5's second convolution: 64 values, 4 lines) and, after a
- * convolution by samples on another thread, often in that CPU's cache: each sample's
- * loop asks for the run AHEAD samples on (its first 32 lines). The sums are the same. */
+ * prefetcher to start on (LeNet-5's second convolution: 64 values, 4 lines; a 32 x 32
+ * plane, 64 lines, is a page of its own) and, after a convolution by samples on another
+ * thread, often in that CPU's cache: each sample's loop asks for the run AHEAD samples on,
+ * its first PREFETCH_LINES lines before it starts, or for a longer run a line as it reads
+ * a line (long_runs: a copy of the loops of its own). Runs of 4 KB 576 KB apart,
+ * MobileNetV2's 32 x 32 layers, one thread, AVX2: a sum 3.9 -> 2.5-2.8 ms for 144
+ * channels (16-18 -> 26-29 GB/s), a gradient's two sums 8.7 -> 5.5-5.7; all 64 lines at
+ * the run's start instead read 7.4-7.6 for the latter. The loop's prefetch in every run's
+ * loop, or a test for it in the loops that short runs take, slowed those (960 channels of
+ * 4 x 4: 0.17 -> 0.22-0.31 ms). A forward elementwise pass writes a buffer its sums did
+ * not read: a run of APPLY_AHEAD_MIN values or more asks for the output's lines AHEAD
+ * samples on, for writing, as it stores its own (two threads, a forward batch norm's
+ * three passes: 144 channels of 32 x 32 5.4 -> 4.65 ms, 192 of 16 x 16 1.6 -> 1.44; runs
+ * of 64 values no faster). The times change, not a bit. */
 #define AHEAD 2
+enum { PREFETCH_LINES = 32, APPLY_AHEAD_MIN = 128 };
 
 /* Channels summed side by side (S >= 16), sample by sample: a sample's runs of a block's
  * channels lie one after another, one read of up to CHAN_BLOCK runs instead of one run
@@ -103,14 +115,15 @@ static inline float relu_keep(float x, float y) {
 enum { CHAN_BLOCK = 16 };
 static inline __attribute__((always_inline)) void prefetch_run(const float *p, int64_t S) {
     int64_t lines = (S * 4 + 63) / 64;
-    if (lines > 32) lines = 32;
+    if (lines > PREFETCH_LINES) lines = PREFETCH_LINES;
     for (int64_t l = 0; l < lines; l++) __builtin_prefetch(p + 16 * l);
 }
 
 /* One sum a channel (modes 0 and 1), at width W. */
 #define CHAN_REDUCE(NAME, TARGET, W, TERM, VTERM)                                                                     \
-    __attribute__((target(TARGET))) static void NAME(const float *x, const float *add, const float *shift, int64_t n,  \
-                                                     int32_t C, int64_t S, int32_t c0, int32_t c1, float *out) {      \
+    __attribute__((target(TARGET), always_inline)) static inline void NAME##_runs(                                    \
+        const float *x, const float *add, const float *shift, int64_t n, int32_t C, int64_t S, int32_t c0, int32_t c1, \
+        float *out, const bool long_runs) {                                                                           \
         LANE_TYPES(W);                                                                                                \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
             int32_t c = c0;                                                                                           \
@@ -165,10 +178,13 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
                     V a = VSPLAT(qa), m = VSPLAT(qm), lane[NV];                                                       \
                     (void)a, (void)m;                                                                                 \
                     const float *px = x + (i * C + c + q) * S;                                                        \
-                    if (i + AHEAD < n) prefetch_run(px + AHEAD * C * S, S);                                           \
+                    int64_t ahead = i + AHEAD < n ? AHEAD * C * S : 0, s = 0;                                         \
+                    if (!long_runs && ahead) prefetch_run(px + ahead, S);                                             \
                     LANES_FOR lane[k_] = acc[q][k_];                                                                  \
-                    int64_t s = 0;                                                                                    \
-                    for (; s + 16 <= S; s += 16) LANES_FOR lane[k_] += VTERM(VLD(px + s + k_ * (W)), 0);              \
+                    for (; s + 16 <= S; s += 16) {                                                                    \
+                        if (long_runs) __builtin_prefetch(px + ahead + s);                                            \
+                        LANES_FOR lane[k_] += VTERM(VLD(px + s + k_ * (W)), 0);                                       \
+                    }                                                                                                 \
                     LANES_FOR acc[q][k_] = lane[k_];                                                                  \
                     for (int64_t j = 0; s + j < S; j++) {                                                             \
                         float a = qa, m = qm;                                                                         \
@@ -179,15 +195,22 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
             for (int32_t q = 0; q < cb; q++) out[c + q] = lanes_sum(acc[q], tail[q]);                                 \
             c += cb - 1;                                                                                              \
         }                                                                                                             \
+    }                                                                                                                 \
+    __attribute__((target(TARGET))) static void NAME(const float *x, const float *add, const float *shift, int64_t n, \
+                                                     int32_t C, int64_t S, int32_t c0, int32_t c1, float *out) {      \
+        if (S > 16 * PREFETCH_LINES)                                                                                  \
+            NAME##_runs(x, add, shift, n, C, S, c0, c1, out, true);                                                   \
+        else                                                                                                          \
+            NAME##_runs(x, add, shift, n, C, S, c0, c1, out, false);                                                  \
     }
 
 /* Both sums of a batch-norm gradient in one pass (modes 2 to 4), at width W: out = sum g,
  * out2 = sum g y, with g = x (TERM_X) or x where y > 0 (TERM_RELU); the same lanes, so the
  * same bits, as two passes of the single-sum modes. */
 #define CHAN_GRAD_SUMS(NAME, TARGET, W, TERM, VTERM, Y)                                                               \
-    __attribute__((target(TARGET))) static void NAME(const float *x, const float *y, const float *add,                \
-                                                     const float *shift, const float *scale, int64_t n, int32_t C,    \
-                                                     int64_t S, int32_t c0, int32_t c1, float *out, float *out2) {    \
+    __attribute__((target(TARGET), always_inline)) static inline void NAME##_runs(                                    \
+        const float *x, const float *y, const float *add, const float *shift, const float *scale, int64_t n, int32_t C, \
+        int64_t S, int32_t c0, int32_t c1, float *out, float *out2, const bool long_runs) {                           \
         LANE_TYPES(W);                                                                                                \
         if (S == 1) { /* dense: 16 channels side by side, each summed over n in order */                             \
             int32_t c = c0;                                                                                           \
@@ -257,15 +280,17 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
                     V va = VSPLAT(qa), vm = VSPLAT(qm), vs = VSPLAT(qs), l1[NV], l2[NV];                              \
                     (void)va, (void)vm, (void)vs;                                                                     \
                     const float *px = x + (i * C + c + q) * S, *py = y + (i * C + c + q) * S;                         \
-                    if (i + AHEAD < n) prefetch_run(px + AHEAD * C * S, S), prefetch_run(py + AHEAD * C * S, S);      \
+                    int64_t ahead = i + AHEAD < n ? AHEAD * C * S : 0, s = 0;                                         \
+                    if (!long_runs && ahead) prefetch_run(px + ahead, S), prefetch_run(py + ahead, S);                \
                     LANES_FOR l1[k_] = acc[q][k_], l2[k_] = acc2[q][k_];                                              \
-                    int64_t s = 0;                                                                                    \
-                    for (; s + 16 <= S; s += 16)                                                                      \
+                    for (; s + 16 <= S; s += 16) {                                                                    \
+                        if (long_runs) __builtin_prefetch(px + ahead + s), __builtin_prefetch(py + ahead + s);        \
                         LANES_FOR {                                                                                   \
                             V yv = Y(VLD(py + s + k_ * (W)), va, vm, vs), g = VTERM(VLD(px + s + k_ * (W)), yv);      \
                             l1[k_] += g;                                                                              \
                             l2[k_] += g * yv;                                                                         \
                         }                                                                                             \
+                    }                                                                                                 \
                     LANES_FOR acc[q][k_] = l1[k_], acc2[q][k_] = l2[k_];                                              \
                     for (int64_t j = 0; s + j < S; j++) {                                                             \
                         float yv = Y(py[s + j], qa, qm, qs), g = TERM(px[s + j], yv);                                 \
@@ -279,6 +304,14 @@ static inline __attribute__((always_inline)) void prefetch_run(const float *p, i
             }                                                                                                         \
             c += cb - 1;                                                                                              \
         }                                                                                                             \
+    }                                                                                                                 \
+    __attribute__((target(TARGET))) static void NAME(const float *x, const float *y, const float *add,                \
+                                                     const float *shift, const float *scale, int64_t n, int32_t C,    \
+                                                     int64_t S, int32_t c0, int32_t c1, float *out, float *out2) {    \
+        if (S > 16 * PREFETCH_LINES)                                                                                  \
+            NAME##_runs(x, y, add, shift, scale, n, C, S, c0, c1, out, out2, true);                                   \
+        else                                                                                                          \
+            NAME##_runs(x, y, add, shift, scale, n, C, S, c0, c1, out, out2, false);                                  \
     }
 
 /* A batch norm's elementwise pass (nnq_rt_bn_apply) at width W: vectors of W values, the
@@ -344,6 +377,12 @@ typedef float V1 __attribute__((vector_size(4))); /* one float, with the vector 
                 V b = VSPLAT(biased ? bias[c] : 0.0f), m = VSPLAT(mean[c]), sc = VSPLAT(scale[c]);                    \
                 V m1 = VSPLAT(grad ? sum1[c] / nf : 0.0f), m2 = VSPLAT(grad ? sum2[c] / nf : 0.0f);                   \
                 int64_t k = (i * C + c) * S, s = 0;                                                                   \
+                if (!grad && S >= APPLY_AHEAD_MIN && i + AHEAD < n) /* see AHEAD */                                   \
+                    for (; s + (W) <= S; s += (W)) {                                                                  \
+                        __builtin_prefetch(out + k + AHEAD * C * S + s, 1);                                           \
+                        V r = BN_VALUE(V, VLD(x + k + s), zero, b, m, sc, m1, m2);                                    \
+                        *(Vu *)(out + k + s) = r;                                                                     \
+                    }                                                                                                 \
                 for (; s + (W) <= S; s += (W)) {                                                                      \
                     V r = BN_VALUE(V, VLD(x + k + s), grad ? VLD(y + k + s) : zero, b, m, sc, m1, m2);                \
                     *(Vu *)(out + k + s) = r;                                                                         \

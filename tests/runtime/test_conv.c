@@ -413,7 +413,8 @@ static float bn_apply_reference(int mode, const float *x, const float *y, const 
  * leaving the channels outside it alone; in place (out = x) too. And nnq_rt_bn_stats'
  * four kinds against their formulas. */
 void test_bn_apply(void) {
-    static const int shapes[][3] = {{5, 37, 1}, {3, 20, 1}, {6, 3, 7}, {4, 3, 37}, {3, 5, 64}}; /* n, C, S */
+    /* n, C, S; the last: runs long enough for the forward pass's prefetches, with a tail */
+    static const int shapes[][3] = {{5, 37, 1}, {3, 20, 1}, {6, 3, 7}, {4, 3, 37}, {3, 5, 64}, {4, 3, 133}};
     static const int modes[] = {0, NNQ_BN_BIAS, NNQ_BN_RELU, NNQ_BN_BIAS | NNQ_BN_RELU, NNQ_BN_GRAD,
                                 NNQ_BN_GRAD | NNQ_BN_RELU_MASK,
                                 NNQ_BN_GRAD | NNQ_BN_RELU_MASK | NNQ_BN_RECOMPUTE | NNQ_BN_BIAS};
@@ -506,11 +507,12 @@ static void chan_reference(int mode, const float *x, const float *y, float a, fl
 /* Every mode of nnq_rt_chan_reduce, at every lane width this CPU runs (16, 8, 4 floats a
  * vector), gives the bits of the documented lanes, for dense layers (S = 1: 16 channels to
  * a vector and a tail), runs shorter than 16, runs of 16 and runs of 16 with a tail (in
- * blocks of channels summed side by side), over a channel range that starts and ends
- * inside the channels; y's signs mixed. */
+ * blocks of channels summed side by side; long runs, their loops' own copy), over a
+ * channel range that starts and ends inside the channels; y's signs mixed. */
 void test_chan_lanes(void) {
-    /* n, C, S; the last: runs with a tail in blocks of 16 channels side by side and one of 3 */
-    static const int shapes[][3] = {{5, 37, 1}, {6, 3, 7}, {9, 4, 4}, {4, 3, 37}, {3, 5, 64}, {3, 37, 20}};
+    /* n, C, S; the last two: runs with a tail in blocks of 16 channels side by side and one
+     * of 3; runs longer than chan.c's PREFETCH_LINES lines, with a tail */
+    static const int shapes[][3] = {{5, 37, 1}, {6, 3, 7}, {9, 4, 4}, {4, 3, 37}, {3, 5, 64}, {3, 37, 20}, {4, 3, 1037}};
     unsigned seed = 29;
     int widths = 0;
     for (int lanes = 16; lanes >= 4; lanes /= 2) {
