@@ -658,9 +658,19 @@ static void sample_dy(const ConvJob *j, int64_t s, float *t, int64_t ld) {
         memcpy(t + oo * ld, j->dy + (s * j->o + oo) * j->ohw, sizeof(float) * (size_t)j->ohw);
 }
 
-static void chunk_im2col(const ConvJob *j, int64_t s0, int64_t cnt, float *col) {
+/* A 1 x 1, stride 1, unpadded convolution's columns are the sample itself: [C, H*W]. */
+static bool cols_are_x(const ConvJob *j) {
+    return j->kh == 1 && j->kw == 1 && j->stride == 1 && j->pad == 0;
+}
+
+/* The chunk's columns [CKK, cnt*OHW]: a single sample's own where cols_are_x, else built in
+ * col. MobileNetV2's 1 x 1 layers at 32 x 32 (chunks of one sample) copied each sample
+ * first, as much as the product read from it. */
+static const float *chunk_cols(const ConvJob *j, int64_t s0, int64_t cnt, float *col) {
+    if (cnt == 1 && cols_are_x(j)) return j->x + s0 * j->chw;
     im2col_samples(j->x + s0 * j->chw, cnt, j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, col,
                    cnt * j->ohw);
+    return col;
 }
 
 /* dy's chunk as T [O, cnt*OHW]: in place for one sample, else gathered into t. */
@@ -676,8 +686,8 @@ static void conv_fwd_range(void *p, int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ch++) {
         int64_t s0, cnt = chunk_count(j, ch, &s0), ld = cnt * j->ohw;
         float *y = j->y + s0 * j->o * j->ohw;
-        chunk_im2col(j, s0, cnt, col);
-        rt_sgemm_serial(0, 0, j->o, (int32_t)ld, (int32_t)j->ckk, 1.0f, j->w, (int32_t)j->ckk, col, (int32_t)ld, 0.0f,
+        const float *cols = chunk_cols(j, s0, cnt, col);
+        rt_sgemm_serial(0, 0, j->o, (int32_t)ld, (int32_t)j->ckk, 1.0f, j->w, (int32_t)j->ckk, cols, (int32_t)ld, 0.0f,
                         cnt == 1 ? y : t, (int32_t)ld);
         if (cnt > 1)
             for (int64_t s = 0; s < cnt; s++)
@@ -692,9 +702,10 @@ static void conv_dx_range(void *p, int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ch++) {
         int64_t s0, cnt = chunk_count(j, ch, &s0), ld = cnt * j->ohw;
         const float *dy = chunk_dy(j, s0, cnt, t);
+        bool direct = cnt == 1 && cols_are_x(j); /* the product is dx_s itself */
         rt_sgemm_serial(1, 0, (int32_t)j->ckk, (int32_t)ld, j->o, 1.0f, j->w, (int32_t)j->ckk, dy, (int32_t)ld, 0.0f,
-                        col, (int32_t)ld);
-        for (int64_t s = 0; s < cnt; s++)
+                        direct ? j->y + s0 * j->chw : col, (int32_t)ld);
+        for (int64_t s = 0; s < cnt && !direct; s++)
             nnq_rt_col2im(col + s * j->ohw, ld, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad,
                           j->y + (s0 + s) * j->chw);
     }
@@ -715,20 +726,14 @@ static void conv_dw_range(void *p, int64_t begin, int64_t end) {
         float *dst = dw_slot(j, slot);
         for (int64_t ch = slot; ch < j->chunks; ch += j->slots) {
             int64_t s0, cnt = chunk_count(j, ch, &s0), ld = cnt * j->ohw;
-            chunk_im2col(j, s0, cnt, col);
-            const float *dy = chunk_dy(j, s0, cnt, t);
-            rt_sgemm_serial(0, 1, j->o, (int32_t)j->ckk, (int32_t)ld, 1.0f, dy, (int32_t)ld, col, (int32_t)ld,
+            const float *cols = chunk_cols(j, s0, cnt, col), *dy = chunk_dy(j, s0, cnt, t);
+            rt_sgemm_serial(0, 1, j->o, (int32_t)j->ckk, (int32_t)ld, 1.0f, dy, (int32_t)ld, cols, (int32_t)ld,
                             ch == slot ? 0.0f : 1.0f, dst, (int32_t)j->ckk);
         }
     }
 }
 
 /* ---- LIBXSMM's per-sample products (conv_xsmm.c): the same chunks and slots ---- */
-
-/* A 1 x 1, stride 1, unpadded convolution's columns are the sample itself: [C, H*W]. */
-static bool cols_are_x(const ConvJob *j) {
-    return j->kh == 1 && j->kw == 1 && j->stride == 1 && j->pad == 0;
-}
 
 /* Sample s's columns [CKK, OHW]: x's own where cols_are_x, else built in col. */
 static const float *xsmm_cols(const ConvJob *j, int64_t s, float *col) {
