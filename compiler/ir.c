@@ -135,3 +135,34 @@ int64_t ir_func_flops(const IrFunc *f, int64_t batch) {
     }
     return flops;
 }
+
+/* The bytes f moves in its passes outside the products, those bound by memory: the ops
+ * --profile charges to the norm, elementwise and pool phases, and the depthwise
+ * convolutions (9 multiply-adds a value). Each op reads each operand value once (through
+ * a forward op: the values it reads of it, ARG1) and writes its output and side buffer
+ * once, 4 bytes an element: a floor for the passes as the program cuts them, counted as
+ * a triad counts its bytes (a store once), not one for fewer passes. A bias_grad_bn
+ * reads nothing (its batch norm's gradient summed its output). */
+int64_t ir_func_pass_bytes(const IrFunc *f, int64_t batch) {
+    int64_t elems = 0;
+    for (int i = 0; i < f->n; i++) {
+        const IrInst *in = &f->insts[i];
+        int ph = ir_op_phase(in->op);
+        bool depthwise = in->op == IR_DWCONV2D || in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW;
+        if (ph != NNQ_PHASE_NORM && ph != NNQ_PHASE_ELEM && ph != NNQ_PHASE_POOL && !depthwise) continue;
+        elems += memplan_value_elems(in, batch) * (ir_op_side(in->op) ? 2 : 1);
+        if (in->op == IR_BIAS_GRAD_BN) continue;
+        for (int k = 0; k < ir_op_nargs(in->op); k++) {
+            int a = in->args[k];
+            if (a < 0) continue;
+            IrArg1 how = k == 1 ? ir_op_arg1(in->op) : IR_ARG1_VALUE;
+            const IrInst *fwd = &f->insts[a];
+            if (how == IR_ARG1_FWD_INPUT) elems += memplan_value_elems(&f->insts[fwd->args[0]], batch);
+            if (how == IR_ARG1_FWD_SIDE || how == IR_ARG1_FWD_OPS) elems += memplan_value_elems(fwd, batch);
+            for (int q = 0; q < ir_op_nargs(fwd->op) && how == IR_ARG1_FWD_OPS; q++)
+                if (fwd->args[q] >= 0) elems += memplan_value_elems(&f->insts[fwd->args[q]], batch);
+            if (how == IR_ARG1_VALUE) elems += memplan_value_elems(fwd, batch);
+        }
+    }
+    return 4 * elems;
+}

@@ -63,6 +63,7 @@ typedef struct IrFunc {
 } IrFunc;
 /* Floating-point operations of f's matrix products and convolutions at `batch` rows. */
 int64_t ir_func_flops(const IrFunc *f, int64_t batch);
+int64_t ir_func_pass_bytes(const IrFunc *f, int64_t batch); /* bytes of the passes bound by memory (ir.c) */
 
 typedef enum IrInit { IR_INIT_XAVIER, IR_INIT_NORMAL } IrInit;
 

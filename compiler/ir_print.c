@@ -212,6 +212,9 @@ void ir_print_module(const IrModule *m, FILE *out) {
                 (long long)batch, (double)size * 4 / 1048576, (double)total * 4 / 1048576);
         fprintf(out, "; work at batch %lld: %.4g GFLOP per training step in matrix products and convolutions\n",
                 (long long)batch, (double)ir_func_flops(&m->train, batch) * 1e-9);
+        fprintf(out, "; traffic at batch %lld: %.4g MB per training step read and written by the passes bound by "
+                     "memory (batch norms, elementwise ops, pooling, depthwise convolutions)\n",
+                (long long)batch, (double)ir_func_pass_bytes(&m->train, batch) * 1e-6);
     }
     fputc('\n', out);
     print_func(&m->train, out);
