@@ -122,7 +122,7 @@ int64_t ir_func_flops(const IrFunc *f, int64_t batch) {
             int64_t k = in->attr[0] ? a->d[0] : a->d[1];
             flops += 2 * m * n * (k == IR_BATCH ? batch : k);
         } else if (in->op == IR_CONV2D || in->op == IR_CONV2D_DX || in->op == IR_CONV2D_DW || in->op == IR_DWCONV2D ||
-                   in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW) {
+                   in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW || in->op == IR_DWCONV2D_BN_RELU) {
             /* 2 O CKK OHW per sample (depthwise: C = 1 per output channel), the same for the
              * forward op and both gradients */
             bool dw = in->op == IR_CONV2D_DW || in->op == IR_DWCONV2D_DW;
@@ -142,13 +142,21 @@ int64_t ir_func_flops(const IrFunc *f, int64_t batch) {
  * a forward op: the values it reads of it, ARG1) and writes its output and side buffer
  * once, 4 bytes an element: a floor for the passes as the program cuts them, counted as
  * a triad counts its bytes (a store once), not one for fewer passes. A bias_grad_bn
- * reads nothing (its batch norm's gradient summed its output). */
+ * reads nothing (its batch norm's gradient summed its output); a reader of a
+ * bias_bn_relu_stats_train reads its operands. */
+static int64_t read_elems(const IrFunc *f, int v, int64_t batch) {
+    const IrInst *in = &f->insts[v];
+    if (in->op != IR_BIAS_BN_RELU_STATS_TRAIN) return memplan_value_elems(in, batch);
+    return memplan_value_elems(&f->insts[in->args[0]], batch) + memplan_value_elems(&f->insts[in->args[1]], batch);
+}
+
 int64_t ir_func_pass_bytes(const IrFunc *f, int64_t batch) {
     int64_t elems = 0;
     for (int i = 0; i < f->n; i++) {
         const IrInst *in = &f->insts[i];
         int ph = ir_op_phase(in->op);
-        bool depthwise = in->op == IR_DWCONV2D || in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW;
+        bool depthwise = in->op == IR_DWCONV2D || in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW ||
+                         in->op == IR_DWCONV2D_BN_RELU;
         if (ph != NNQ_PHASE_NORM && ph != NNQ_PHASE_ELEM && ph != NNQ_PHASE_POOL && !depthwise) continue;
         elems += memplan_value_elems(in, batch) * (ir_op_side(in->op) ? 2 : 1);
         if (in->op == IR_BIAS_GRAD_BN) continue;
@@ -157,11 +165,11 @@ int64_t ir_func_pass_bytes(const IrFunc *f, int64_t batch) {
             if (a < 0) continue;
             IrArg1 how = k == 1 ? ir_op_arg1(in->op) : IR_ARG1_VALUE;
             const IrInst *fwd = &f->insts[a];
-            if (how == IR_ARG1_FWD_INPUT) elems += memplan_value_elems(&f->insts[fwd->args[0]], batch);
+            if (how == IR_ARG1_FWD_INPUT) elems += read_elems(f, fwd->args[0], batch);
             if (how == IR_ARG1_FWD_SIDE || how == IR_ARG1_FWD_OPS) elems += memplan_value_elems(fwd, batch);
             for (int q = 0; q < ir_op_nargs(fwd->op) && how == IR_ARG1_FWD_OPS; q++)
                 if (fwd->args[q] >= 0) elems += memplan_value_elems(&f->insts[fwd->args[q]], batch);
-            if (how == IR_ARG1_VALUE) elems += memplan_value_elems(fwd, batch);
+            if (how == IR_ARG1_VALUE) elems += read_elems(f, a, batch);
         }
     }
     return 4 * elems;

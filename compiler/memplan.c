@@ -112,6 +112,12 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
             }
             a = root(f, a);
             if (end[a] < i) end[a] = i;
+            /* a batch norm's statistics stand for its values, which their reader computes
+             * from the batch norm's operands (dwconv2d_bn_relu, and its dwconv2d_dw) */
+            for (int q = 0; q < 2 && f->insts[a].op == IR_BIAS_BN_RELU_STATS_TRAIN; q++) {
+                int o = root(f, f->insts[a].args[q]);
+                if (end[o] < i) end[o] = i;
+            }
         }
     }
 

@@ -217,7 +217,7 @@ static void chan_sums(Cg *cg, int mode, ChanShape cs, LLVMValueRef x, LLVMValueR
  * with pooling. */
 static bool bn_run_op(IrOp op) {
     return op == IR_BN_TRAIN || op == IR_BIAS_BN_TRAIN || op == IR_BIAS_BN_RELU_TRAIN || op == IR_BN_GRAD ||
-           op == IR_RELU_BN_GRAD || op == IR_BIAS_RELU_BN_GRAD;
+           op == IR_RELU_BN_GRAD || op == IR_BIAS_RELU_BN_GRAD || op == IR_BIAS_BN_RELU_STATS_TRAIN;
 }
 
 /* Value v's own buffer: through reshapes. */
@@ -504,10 +504,13 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     bool recompute = in->op == IR_BIAS_RELU_BN_GRAD || unpool;
     bool pool = in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN || in->op == IR_BIAS_BN_RELU_MAXPOOL_EVAL;
     bool grad = in->op == IR_BN_GRAD || in->op == IR_RELU_BN_GRAD || recompute;
+    /* bias_bn_relu_stats_train: the statistics only, its value the means (its reader, a
+     * dwconv2d_bn_relu, normalizes x as it reads it) */
+    bool stats = in->op == IR_BIAS_BN_RELU_STATS_TRAIN;
     bool train = in->op == IR_BN_TRAIN || in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_RELU_TRAIN ||
-                 in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN;
+                 in->op == IR_BIAS_BN_RELU_MAXPOOL_TRAIN || stats;
     bool relu_out = in->op == IR_BIAS_BN_RELU_TRAIN || in->op == IR_BIAS_BN_RELU_EVAL || pool;
-    bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL || relu_out;
+    bool biased = in->op == IR_BIAS_BN_TRAIN || in->op == IR_BIAS_BN_EVAL || relu_out || stats;
     bool relu = in->op == IR_RELU_BN_GRAD || recompute;
     LLVMValueRef Cb = unpool ? fc->val[fwdpool->args[1]] : recompute ? arg_val(fc, i, 2) : NULL;
     /* a bias_grad_bn reads this gradient's output: sum it per channel, group by group */
@@ -600,7 +603,11 @@ static void cpu_bn(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
         if (unpool) A = out; /* the routed gradient (in place: each value read before it is written) */
         LLVMBasicBlockRef last;
         cg_if_begin(cg, in_stage(cg, stage, 3), &last);
-        if (pool) {
+        if (stats) { /* the group's means */
+            LLVMValueRef at = LLVMBuildInBoundsGEP2(b, cg->tf32, as_ptr(cg, bn[2], cg->tf32), &c0, 1, "");
+            LLVMBuildMemCpy(b, LLVMBuildInBoundsGEP2(b, cg->tf32, as_ptr(cg, out, cg->tf32), &c0, 1, ""), 4, at, 4,
+                            LLVMBuildMul(b, LLVMBuildSub(b, c1, c0, ""), ci64(cg, 4), ""));
+        } else if (pool) {
             LLVMValueRef g[4];
             for (int k = 0; k < 4; k++) g[k] = LLVMBuildTrunc(b, v[10 + k], cg->ti32, "");
             cg_rt_call(cg, "nnq_rt_bn_relu_maxpool",
@@ -659,15 +666,30 @@ static void cpu_conv(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     static const char *const fn[] = {"nnq_rt_conv2d", "nnq_rt_conv2d_dx", "nnq_rt_conv2d_dw",
                                      "nnq_rt_dwconv2d", "nnq_rt_dwconv2d_dx", "nnq_rt_dwconv2d_dw"};
-    bool depthwise = in->op == IR_DWCONV2D || in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW;
-    int kind = in->op == IR_CONV2D || in->op == IR_DWCONV2D ? 0 : in->op == IR_CONV2D_DX || in->op == IR_DWCONV2D_DX ? 1 : 2;
+    bool depthwise = in->op == IR_DWCONV2D || in->op == IR_DWCONV2D_DX || in->op == IR_DWCONV2D_DW ||
+                     in->op == IR_DWCONV2D_BN_RELU;
+    int kind = in->op == IR_CONV2D || in->op == IR_DWCONV2D || in->op == IR_DWCONV2D_BN_RELU ? 0
+             : in->op == IR_CONV2D_DX || in->op == IR_DWCONV2D_DX                       ? 1
+                                                                                          : 2;
     const IrInst *conv = kind == 2 ? &fc->f->insts[in->args[1]] : in;
-    const IrShape *xs = kind == 0 ? arg_shape(fc, i, 0) : kind == 1 ? &in->shape : &fc->f->insts[conv->args[0]].shape;
+    /* a dwconv2d_bn_relu (or its dwconv2d_dw) reads x, its statistics op's input, each
+     * plane normalized by that op's bias, mean and scale as it is read */
+    const IrInst *stats = conv->op == IR_DWCONV2D_BN_RELU ? &fc->f->insts[conv->args[0]] : NULL;
+    int xv = stats ? stats->args[0] : conv->args[0]; /* the value whose planes are x */
+    const IrShape *xs = kind == 1 ? &in->shape : &fc->f->insts[xv].shape;
     const IrShape *ws = &fc->f->insts[conv->args[1]].shape;
-    LLVMValueRef first = kind == 2 ? fc->val[conv->args[0]] : arg_val(fc, i, 1); /* w, or dw's x */
-    LLVMValueRef args[12] = {arg_val(fc, i, 0), first, out, LLVMBuildTrunc(cg->b, fc->n, cg->ti32, "")};
+    LLVMValueRef first = kind == 2 ? fc->val[xv] : arg_val(fc, i, 1); /* w, or dw's x */
+    LLVMValueRef args[15] = {kind == 0 ? fc->val[xv] : arg_val(fc, i, 0), first, out,
+                             LLVMBuildTrunc(cg->b, fc->n, cg->ti32, "")};
     conv_geometry(cg, xs, ws, conv, args + 4);
-    cg_rt_call(cg, fn[kind + (depthwise ? 3 : 0)], args, 12);
+    if (!stats) {
+        cg_rt_call(cg, fn[kind + (depthwise ? 3 : 0)], args, 12);
+        return;
+    }
+    args[12] = fc->val[stats->args[1]];
+    args[13] = as_ptr(cg, cg->bnbuf[stats->attr[0]][2], cg->tf32);
+    args[14] = as_ptr(cg, cg->bnbuf[stats->attr[0]][3], cg->tf32);
+    cg_rt_call(cg, kind == 0 ? "nnq_rt_dwconv2d_bn" : "nnq_rt_dwconv2d_dw_bn", args, 15);
 }
 
 /* avgpool and its gradient: the runtime's kernels, over the N C planes. */
@@ -890,10 +912,15 @@ static void cpu_setup(Cg *cg, LLVMValueRef run) {
         const IrFunc *f = which ? &cg->m->eval : &cg->m->train;
         for (int i = 0; i < f->n; i++) {
             const IrInst *in = &f->insts[i];
-            if (in->op != IR_CONV2D && in->op != IR_DWCONV2D) continue;
-            LLVMValueRef args[10] = {run, ci32(cg, (int32_t)cg->batch)};
-            conv_geometry(cg, &f->insts[in->args[0]].shape, &f->insts[in->args[1]].shape, in, args + 2);
-            cg_rt_call(cg, in->op == IR_CONV2D ? "nnq_rt_conv_reserve" : "nnq_rt_dwconv_reserve", args, 10);
+            if (in->op != IR_CONV2D && in->op != IR_DWCONV2D && in->op != IR_DWCONV2D_BN_RELU) continue;
+            int xv = in->op == IR_DWCONV2D_BN_RELU ? f->insts[in->args[0]].args[0] : in->args[0];
+            LLVMValueRef args[11] = {run, ci32(cg, (int32_t)cg->batch)};
+            conv_geometry(cg, &f->insts[xv].shape, &f->insts[in->args[1]].shape, in, args + 2);
+            if (in->op == IR_CONV2D) cg_rt_call(cg, "nnq_rt_conv_reserve", args, 10);
+            else {
+                args[10] = ci32(cg, in->op == IR_DWCONV2D_BN_RELU);
+                cg_rt_call(cg, "nnq_rt_dwconv_reserve", args, 11);
+            }
         }
     }
 }
@@ -922,6 +949,8 @@ const CgTarget cg_target_cpu = {
         [IR_BIAS_BN_EVAL] = cpu_bn,
         [IR_RELU_BN_GRAD] = cpu_bn,
         [IR_BIAS_BN_RELU_TRAIN] = cpu_bn,
+        [IR_BIAS_BN_RELU_STATS_TRAIN] = cpu_bn,
+        [IR_DWCONV2D_BN_RELU] = cpu_conv,
         [IR_BIAS_BN_RELU_EVAL] = cpu_bn,
         [IR_BIAS_BN_RELU_MAXPOOL_TRAIN] = cpu_bn,
         [IR_BIAS_BN_RELU_MAXPOOL_EVAL] = cpu_bn,

@@ -100,6 +100,17 @@ static bool shape_bn(const Check *c) {
     return true;
 }
 
+/* bias_bn_relu_stats_train: a biased batch norm's operands, its channels' means */
+static bool shape_bn_stats(const Check *c) {
+    const IrInst *in = c->in;
+    const IrShape *a = c->a, *b = c->b, *s = c->s;
+    if (in->attr[0] < 0 || in->attr[0] >= c->m->nbns) FAIL_AT(c, "bn index out of range");
+    if ((a->rank != 2 && a->rank != 4) || a->d[1] != c->m->bns[in->attr[0]].features || b->rank != 1 ||
+        b->d[0] != a->d[1] || s->rank != 1 || s->d[0] != a->d[1])
+        FAIL_AT(c, "%s shapes do not agree", ir_op_name(in->op));
+    return true;
+}
+
 static bool shape_matmul(const Check *c) {
     const IrShape *s = c->s, *a = c->a, *b = c->b;
     int64_t am = a->d[c->in->attr[0] ? 1 : 0], ak = a->d[c->in->attr[0] ? 0 : 1];
@@ -127,13 +138,25 @@ static bool shape_conv2d(const Check *c) {
     return true;
 }
 
-static bool shape_dwconv2d(const Check *c) {
-    const IrShape *s = c->s, *a = c->a, *b = c->b;
+/* dwconv2d of x (shape a) and w (shape b) */
+static bool dwconv2d_shapes(const Check *c, const IrShape *a) {
+    const IrShape *s = c->s, *b = c->b;
     int64_t st = c->in->attr[0], pd = c->in->attr[1];
     if (a->rank != 4 || b->rank != 4 || s->rank != 4 || b->d[1] != 1 || b->d[0] != a->d[1] || s->d[1] != a->d[1] ||
         st < 1 || s->d[2] != window_out(a->d[2], b->d[2], st, pd) || s->d[3] != window_out(a->d[3], b->d[3], st, pd))
-        FAIL_AT(c, "dwconv2d shapes do not agree");
+        FAIL_AT(c, "%s shapes do not agree", ir_op_name(c->in->op));
     return true;
+}
+
+static bool shape_dwconv2d(const Check *c) { return dwconv2d_shapes(c, c->a); }
+
+/* dwconv2d_bn_relu: a dwconv2d of the values of its first operand's batch norm, whose
+ * input x gives the shape */
+static bool shape_dwconv2d_bn(const Check *c) {
+    const IrInst *stats = &c->f->insts[c->in->args[0]];
+    if (stats->op != IR_BIAS_BN_RELU_STATS_TRAIN)
+        FAIL_AT(c, "%s must read a bias_bn_relu_stats_train", ir_op_name(c->in->op));
+    return dwconv2d_shapes(c, &c->f->insts[stats->args[0]].shape);
 }
 
 static bool shape_conv2d_dx(const Check *c) {
@@ -168,7 +191,9 @@ static bool names_forward(const Check *c, IrOp fwd) {
 }
 
 static bool shape_conv2d_dw(const Check *c) { return names_forward(c, IR_CONV2D); }
-static bool shape_dwconv2d_dw(const Check *c) { return names_forward(c, IR_DWCONV2D); }
+static bool shape_dwconv2d_dw(const Check *c) {
+    return names_forward(c, c->f->insts[c->in->args[1]].op == IR_DWCONV2D_BN_RELU ? IR_DWCONV2D_BN_RELU : IR_DWCONV2D);
+}
 static bool shape_maxpool_grad(const Check *c) {
     IrOp fwd = c->f->insts[c->in->args[1]].op;
     if (fwd == IR_RELU_MAXPOOL || fwd == IR_BIAS_BN_RELU_MAXPOOL_TRAIN) return true;

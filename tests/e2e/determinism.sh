@@ -5,7 +5,8 @@
 # pooling, fused bias + batch norm + relu (+ maxpool) and relu (+ maxpool) + bn
 # gradients), LeNet-5 with convolutions without bias (relu + maxpool fused) and a
 # small network of the 3x3 convolutions that oneDNN computes with two residual sums (deep_conv_subset.nnq:
-# add + relu fused, forward and backward) on 1, 2 and 3 threads, and with
+# add + relu fused, forward and backward) and one of depthwise convolutions
+# (dw_conv_subset.nnq: each batch norm + relu read by one fused into it) on 1, 2 and 3 threads, and with
 # --no-fuse-layers, save the same model file and print the same accuracies (the
 # evaluations run the fused eval forms: bias + batch norm + relu (+ maxpool)).
 set -eu
@@ -23,11 +24,15 @@ done
 cmp a.nnqm b.nnqm || fail "same seed and threads gave different weights"
 cmp -s a.nnqm c.nnqm && fail "a different seed gave identical weights"
 [ "$(grep 'test accuracy' a.txt)" = "$(grep 'test accuracy' b.txt)" ] || fail "same seed gave different accuracies"
-for prog in mlp lenet lenet_nobias deep; do
+for prog in mlp lenet lenet_nobias deep dw; do
     if [ $prog = mlp ]; then src=det.nnq; out=mlp_subset.nnqm
     elif [ $prog = deep ]; then src="$SRC/tests/e2e/deep_conv_subset.nnq"; out=deep_conv.nnqm
          ir=$("$NNQC" --emit=ir "$src")
          grep -q ' add_relu ' <<< "$ir" && grep -q ' add_relu_grad ' <<< "$ir" || fail "deep: no add_relu / add_relu_grad"
+    elif [ $prog = dw ]; then src="$SRC/tests/e2e/dw_conv_subset.nnq"; out=dw_conv.nnqm
+         ir=$("$NNQC" --emit=ir "$src")
+         [ "$(grep -c ' dwconv2d_bn_relu ' <<< "$ir")" = 4 ] && [ "$(grep -c ' bias_bn_relu_stats_train ' <<< "$ir")" = 4 ] ||
+             fail "dw: not four batch norms fused into their depthwise convolutions"
     else sed -e 's/validation = 10000/validation = 500/' -e 's/epochs *= 20/epochs = 1/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
          src=lenet.nnq; out=lenet5_binary.nnqm
          # with bias: each batch norm, its relu and the maxpool after them are one pass,
@@ -49,4 +54,4 @@ for prog in mlp lenet lenet_nobias deep; do
              cmp -s ref.acc v.acc || { diff ref.acc v.acc; fail "$prog: $v changed an evaluation"; }; fi
     done
 done
-echo "5 passed, 0 failed"
+echo "6 passed, 0 failed"

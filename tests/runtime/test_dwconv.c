@@ -6,9 +6,11 @@
  * included, which change no such sum of finite floats: dwconv.c's contract, whatever rows
  * or columns its kernels take together, and where its direct kernels leave padding rows
  * out); and
- * the same bits on 1, 2 and 3 threads. Geometries with stride, padding and borders where
- * a window leaves the image. Compiled without FMA contraction (CMakeLists.txt), as
- * dwconv.c is. */
+ * the same bits on 1, 2 and 3 threads. Of a batch norm's values (nnq_rt_dwconv2d_bn and
+ * its dw, each plane normalized as the kernels read it, some planes at a time): the bits
+ * of the batch norm's elementwise pass written out and convolved, on 1 and 3 threads.
+ * Geometries with stride, padding and borders where a window leaves the image. Compiled
+ * without FMA contraction (CMakeLists.txt), as dwconv.c is. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -76,6 +78,7 @@ void test_dwconv_kernels(void) {
         {2, 3, 6, 16, 3, 2, 1},   /* stride 2 from rows of 16 and 32 (dw_direct2), of 8 above */
         {1, 2, 7, 32, 3, 2, 1},   /* an odd number of rows: the last output's third row padding */
         {2, 2, 32, 32, 3, 2, 1},
+        {2, 19, 32, 32, 3, 1, 1}, /* a batch norm's planes 8 at a time: 8, 8 and 3 a sample */
     };
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], K = geo[g][4], S = geo[g][5], P = geo[g][6];
@@ -119,6 +122,25 @@ void test_dwconv_kernels(void) {
             CHECK(!memcmp(y, y2, sizeof(float) * NY) && !memcmp(dx, dx2, sizeof(float) * NX) && !memcmp(dw, dw2, sizeof(float) * NW),
                   "geometry %zu: %d threads give the 1-thread bits", g, threads);
         }
+        float *bias = malloc(sizeof(float) * C), *mean = malloc(sizeof(float) * C), *scale = malloc(sizeof(float) * C);
+        float *e = malloc(sizeof(float) * NX);
+        for (int c = 0; c < C; c++) bias[c] = drand(&seed), mean[c] = drand(&seed), scale[c] = 1 + drand(&seed);
+        nnq_rt_bn_apply(NNQ_BN_BIAS | NNQ_BN_RELU, x, NULL, bias, mean, scale, NULL, NULL, 0.0f, N, C, H * W, 0, C, e);
+        rt_parallel_set_threads(1);
+        nnq_rt_dwconv2d(e, w, y, N, C, H, W, C, K, K, S, P);
+        nnq_rt_dwconv2d_dw(dy, e, dw, N, C, H, W, C, K, K, S, P);
+        for (int threads = 1; threads <= 3; threads += 2) {
+            rt_parallel_set_threads(threads);
+            rt_parallel_set_min_items_cap(1);
+            nnq_rt_dwconv_reserve(NULL, N, C, H, W, C, K, K, S, P, 1);
+            nnq_rt_dwconv2d_bn(x, w, y2, N, C, H, W, C, K, K, S, P, bias, mean, scale);
+            nnq_rt_dwconv2d_dw_bn(dy, x, dw2, N, C, H, W, C, K, K, S, P, bias, mean, scale);
+            rt_parallel_set_min_items_cap(0);
+            CHECK(!memcmp(y, y2, sizeof(float) * NY) && !memcmp(dw, dw2, sizeof(float) * NW),
+                  "geometry %zu, %d threads: dwconv2d_bn and its dw give the bits of a batch norm's values convolved", g,
+                  threads);
+        }
+        free(e), free(bias), free(mean), free(scale);
         rt_parallel_set_threads(0);
         free(x), free(w), free(full), free(dy), free(y), free(dx), free(dw), free(ry), free(rdx), free(rdw);
         free(y2), free(dx2), free(dw2);

@@ -1,6 +1,7 @@
 /* test_isa.c — $NNQ_ISA (runtime/isa.c): the level it names, never above the CPU's, and
  * the kernels compiled per instruction set (RT_ISA_DISPATCH: im2col, col2im, 2 x 2 max
- * pooling with and without a batch norm, depthwise convolutions) giving at every level
+ * pooling with and without a batch norm, depthwise convolutions, of x or of a batch norm's
+ * values) giving at every level
  * this CPU runs the same bits as at the widest: the narrower versions are what an
  * AVX2-only or older CPU runs, and no other test reaches them on a wider CPU. */
 #include <stdlib.h>
@@ -45,7 +46,7 @@ enum { N = 3, C = 5, H = 20, W = 27, K = 3 };
 enum {
     COL_S1 = C * K * K * (H - K + 1) * (W - K + 1), COL_S2 = C * K * K * ((H - 1) / 2 + 1) * ((W - 1) / 2 + 1),
     XS = N * C * H * W, POOLED = N * C * (H / 2) * (W / 2), DWY = N * C * H * W, DWW = C * K * K,
-    OUT_FLOATS = COL_S1 + COL_S2 + C * H * W + 4 * POOLED + DWY + XS + DWW,
+    OUT_FLOATS = COL_S1 + COL_S2 + C * H * W + 4 * POOLED + 2 * DWY + XS + 2 * DWW,
 };
 
 static void run_kernels(const float *x, const float *dy, const float *w, float *out) {
@@ -67,12 +68,17 @@ static void run_kernels(const float *x, const float *dy, const float *w, float *
     memcpy(o + POOLED, idx, sizeof(int32_t) * POOLED);
     o += 2 * POOLED;
     free(idx);
-    nnq_rt_dwconv_reserve(NULL, N, C, H, W, C, K, K, 1, 1);
+    nnq_rt_dwconv_reserve(NULL, N, C, H, W, C, K, K, 1, 1, 0);
     nnq_rt_dwconv2d(x, w, o, N, C, H, W, C, K, K, 1, 1);
     o += DWY;
     nnq_rt_dwconv2d_dx(dy, w, o, N, C, H, W, C, K, K, 1, 1);
     o += XS;
     nnq_rt_dwconv2d_dw(dy, x, o, N, C, H, W, C, K, K, 1, 1);
+    o += DWW;
+    nnq_rt_dwconv_reserve(NULL, N, C, H, W, C, K, K, 1, 1, 1);
+    nnq_rt_dwconv2d_bn(x, w, o, N, C, H, W, C, K, K, 1, 1, bias, mean, scale);
+    o += DWY;
+    nnq_rt_dwconv2d_dw_bn(dy, x, o, N, C, H, W, C, K, K, 1, 1, bias, mean, scale);
 }
 
 void test_isa_kernels(void) {
