@@ -750,24 +750,22 @@ static int64_t dw_min_planes(const DwJob *j) {
     return work >= 65536 ? 1 : 65536 / (work > 0 ? work : 1);
 }
 
-void nnq_rt_dwconv2d(const float *x, const float *w, float *y, int32_t n, int32_t c, int32_t h, int32_t wd, int32_t o,
-                     int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
-    (void)o;
-    DwJob j = dw_job(x, w, y, n, c, h, wd, kh, kw, stride, pad);
-    dw_ensure(&j);
-    rt_parallel_for((int64_t)n * c, dw_min_planes(&j), dw_forward, &j);
-}
-
-/* y = dwconv2d(relu(((x + bias) - mean) * scale), w), per channel: the values of a
- * bias_bn_relu_train of x that it did not write (dwconv2d_bn_relu). */
+/* y = dwconv2d(x, w), or with bias, mean and scale, of relu(((x + bias) - mean) * scale)
+ * per channel: the values of a bias_bn_relu_train of x that it did not write
+ * (dwconv2d_bn_relu). */
 void nnq_rt_dwconv2d_bn(const float *x, const float *w, float *y, int32_t n, int32_t c, int32_t h, int32_t wd,
                         int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad, const float *bias,
                         const float *mean, const float *scale) {
     (void)o;
     DwJob j = dw_job(x, w, y, n, c, h, wd, kh, kw, stride, pad);
-    j.nb = bias, j.nm = mean, j.ns = scale, j.normalize = true;
+    j.nb = bias, j.nm = mean, j.ns = scale, j.normalize = mean != NULL;
     dw_ensure(&j);
     rt_parallel_for((int64_t)n * c, dw_min_planes(&j), dw_forward, &j);
+}
+
+void nnq_rt_dwconv2d(const float *x, const float *w, float *y, int32_t n, int32_t c, int32_t h, int32_t wd, int32_t o,
+                     int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
+    nnq_rt_dwconv2d_bn(x, w, y, n, c, h, wd, o, kh, kw, stride, pad, NULL, NULL, NULL);
 }
 
 void nnq_rt_dwconv2d_dx(const float *dy, const float *w, float *dx, int32_t n, int32_t c, int32_t h, int32_t wd,
@@ -778,21 +776,18 @@ void nnq_rt_dwconv2d_dx(const float *dy, const float *w, float *dx, int32_t n, i
     rt_parallel_for((int64_t)n * c, dw_min_planes(&j), dw_input_grad, &j);
 }
 
-void nnq_rt_dwconv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int32_t c, int32_t h, int32_t wd,
-                        int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
-    (void)o;
-    DwJob j = dw_job(dy, x, dw, n, c, h, wd, kh, kw, stride, pad);
-    dw_ensure(&j);
-    rt_parallel_for(c, 1, dw_weight_grad, &j);
-}
-
-/* dw of nnq_rt_dwconv2d_bn: x read as that op reads it. */
+/* dw of nnq_rt_dwconv2d_bn: x read as that reads it (bias, mean, scale NULL: as it is). */
 void nnq_rt_dwconv2d_dw_bn(const float *dy, const float *x, float *dw, int32_t n, int32_t c, int32_t h, int32_t wd,
                            int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad, const float *bias,
                            const float *mean, const float *scale) {
     (void)o;
     DwJob j = dw_job(dy, x, dw, n, c, h, wd, kh, kw, stride, pad);
-    j.nb = bias, j.nm = mean, j.ns = scale, j.normalize = true;
+    j.nb = bias, j.nm = mean, j.ns = scale, j.normalize = mean != NULL;
     dw_ensure(&j);
     rt_parallel_for(c, 1, dw_weight_grad, &j);
+}
+
+void nnq_rt_dwconv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int32_t c, int32_t h, int32_t wd,
+                        int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad) {
+    nnq_rt_dwconv2d_dw_bn(dy, x, dw, n, c, h, wd, o, kh, kw, stride, pad, NULL, NULL, NULL);
 }
