@@ -136,6 +136,10 @@ int64_t ir_func_flops(const IrFunc *f, int64_t batch) {
     return flops;
 }
 
+int ir_conv_input(const IrFunc *f, const IrInst *conv) {
+    return conv->op == IR_DWCONV2D_BN_RELU ? f->insts[conv->args[0]].args[0] : conv->args[0];
+}
+
 /* The bytes f moves in its passes outside the products, those bound by memory: the ops
  * --profile charges to the norm, elementwise and pool phases, and the depthwise
  * convolutions (9 multiply-adds a value). Each op reads each operand value once (through

@@ -64,6 +64,9 @@ typedef struct IrFunc {
 /* Floating-point operations of f's matrix products and convolutions at `batch` rows. */
 int64_t ir_func_flops(const IrFunc *f, int64_t batch);
 int64_t ir_func_pass_bytes(const IrFunc *f, int64_t batch); /* bytes of the passes bound by memory (ir.c) */
+/* The value whose planes a forward convolution reads: its first operand, or, for a
+ * dwconv2d_bn_relu, the input of the batch norm whose statistics that operand is. */
+int ir_conv_input(const IrFunc *f, const IrInst *conv);
 
 typedef enum IrInit { IR_INIT_XAVIER, IR_INIT_NORMAL } IrInit;
 

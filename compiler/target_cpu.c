@@ -675,7 +675,7 @@ static void cpu_conv(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     /* a dwconv2d_bn_relu (or its dwconv2d_dw) reads x, its statistics op's input, each
      * plane normalized by that op's bias, mean and scale as it is read */
     const IrInst *stats = conv->op == IR_DWCONV2D_BN_RELU ? &fc->f->insts[conv->args[0]] : NULL;
-    int xv = stats ? stats->args[0] : conv->args[0]; /* the value whose planes are x */
+    int xv = ir_conv_input(fc->f, conv); /* the value whose planes are x */
     const IrShape *xs = kind == 1 ? &in->shape : &fc->f->insts[xv].shape;
     const IrShape *ws = &fc->f->insts[conv->args[1]].shape;
     LLVMValueRef first = kind == 2 ? fc->val[xv] : arg_val(fc, i, 1); /* w, or dw's x */
@@ -913,9 +913,8 @@ static void cpu_setup(Cg *cg, LLVMValueRef run) {
         for (int i = 0; i < f->n; i++) {
             const IrInst *in = &f->insts[i];
             if (in->op != IR_CONV2D && in->op != IR_DWCONV2D && in->op != IR_DWCONV2D_BN_RELU) continue;
-            int xv = in->op == IR_DWCONV2D_BN_RELU ? f->insts[in->args[0]].args[0] : in->args[0];
             LLVMValueRef args[11] = {run, ci32(cg, (int32_t)cg->batch)};
-            conv_geometry(cg, &f->insts[xv].shape, &f->insts[in->args[1]].shape, in, args + 2);
+            conv_geometry(cg, &f->insts[ir_conv_input(f, in)].shape, &f->insts[in->args[1]].shape, in, args + 2);
             if (in->op == IR_CONV2D) cg_rt_call(cg, "nnq_rt_conv_reserve", args, 10);
             else {
                 args[10] = ci32(cg, in->op == IR_DWCONV2D_BN_RELU);

@@ -647,12 +647,8 @@ static int64_t chunk_count(const ConvJob *j, int64_t ch, int64_t *s0) {
     return (ch + 1) * j->n / j->chunks - *s0;
 }
 
-/* Sample s's columns, and its dy as rows of O, at column offset 0 of matrices of ld
- * columns (a chunk's, or dw_blocks' batch-wide ones). */
-static void sample_cols(const ConvJob *j, int64_t s, float *col, int64_t ld) {
-    nnq_rt_im2col(j->x + s * j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, col, ld);
-}
-
+/* Sample s's dy as rows of O, at column offset 0 of a matrix of ld columns (a chunk's,
+ * or dw_blocks' batch-wide one). */
 static void sample_dy(const ConvJob *j, int64_t s, float *t, int64_t ld) {
     for (int32_t oo = 0; oo < j->o; oo++)
         memcpy(t + oo * ld, j->dy + (s * j->o + oo) * j->ohw, sizeof(float) * (size_t)j->ohw);
@@ -664,8 +660,9 @@ static bool cols_are_x(const ConvJob *j) {
 }
 
 /* The chunk's columns [CKK, cnt*OHW]: a single sample's own where cols_are_x, else built in
- * col. MobileNetV2's 1 x 1 layers at 32 x 32 (chunks of one sample) copied each sample
- * first, as much as the product read from it. */
+ * col (LIBXSMM's products take them a sample at a time). MobileNetV2's 1 x 1 layers at
+ * 32 x 32 (chunks of one sample) copied each sample first, as much as the product read
+ * from it. */
 static const float *chunk_cols(const ConvJob *j, int64_t s0, int64_t cnt, float *col) {
     if (cnt == 1 && cols_are_x(j)) return j->x + s0 * j->chw;
     im2col_samples(j->x + s0 * j->chw, cnt, j->chw, j->c, j->h, j->wd, j->kh, j->kw, j->stride, j->pad, col,
@@ -735,18 +732,11 @@ static void conv_dw_range(void *p, int64_t begin, int64_t end) {
 
 /* ---- LIBXSMM's per-sample products (conv_xsmm.c): the same chunks and slots ---- */
 
-/* Sample s's columns [CKK, OHW]: x's own where cols_are_x, else built in col. */
-static const float *xsmm_cols(const ConvJob *j, int64_t s, float *col) {
-    if (cols_are_x(j)) return j->x + s * j->chw;
-    sample_cols(j, s, col, j->ohw);
-    return col;
-}
-
 static void xsmm_fwd_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     float *col = rt_thread_scratch(j->ckk * j->ohw);
     for (int64_t s = begin * j->n / j->chunks; s < end * j->n / j->chunks; s++)
-        rt_xsmm_sample(&j->xk, false, xsmm_cols(j, s, col), j->w, j->y + s * j->o * j->ohw);
+        rt_xsmm_sample(&j->xk, false, chunk_cols(j, s, 1, col), j->w, j->y + s * j->o * j->ohw);
 }
 
 /* dx_s = col2im(w^T dy_s); where cols_are_x, the product is dx_s itself. */
