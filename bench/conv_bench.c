@@ -37,6 +37,10 @@ static const Layer layers[] = {
     {"VGG-16 256 -> 256 at 8x8", 128, 256, 8, 8, 256, 3, 1, 1},
     {"VGG-16 512 -> 512 at 4x4", 128, 512, 4, 4, 512, 3, 1, 1},
     {"VGG-16 512 -> 512 at 2x2", 128, 512, 2, 2, 512, 3, 1, 1},
+    {"3x3 16 -> 32 at 28x28, batch 100 (tests/e2e/deep_conv_subset.nnq)", 100, 16, 28, 28, 32, 3, 1, 1},
+    {"3x3 32 -> 32 at 14x14", 100, 32, 14, 14, 32, 3, 1, 1},
+    {"3x3 32 -> 64 at 16x16, batch 128", 128, 32, 16, 16, 64, 3, 1, 1},
+    {"3x3 48 -> 48 at 16x16", 128, 48, 16, 16, 48, 3, 1, 1},
     {"ResNet-18 64 -> 128 stride 2", 128, 64, 32, 32, 128, 3, 2, 1},
     {"ResNet-18 256 -> 512 stride 2 at 8x8", 128, 256, 8, 8, 512, 3, 2, 1},
     {"ResNet-18 1x1 64 -> 128 stride 2", 128, 64, 32, 32, 128, 1, 2, 0},
@@ -66,11 +70,13 @@ static double call(const Layer *l, int op, float *x, float *w, float *y) {
 }
 
 /* 0: im2col + OpenBLAS, 1: oneDNN, 2: LIBXSMM, each on every shape it implements, 3:
- * im2col + gemm.c's rule. */
-enum { WAYS = 4 };
-static const char *const way_name[WAYS] = {"OpenBLAS", "oneDNN", "LIBXSMM", "im2col + GEMM"};
+ * im2col + gemm.c's rule, 4: Winograd's F(2 x 2, 3 x 3) where it applies (3 x 3, stride 1,
+ * pad 1; forward and dx), its products by gemm.c's rule. */
+enum { WAYS = 5 };
+static const char *const way_name[WAYS] = {"OpenBLAS", "oneDNN", "LIBXSMM", "im2col + GEMM", "Winograd"};
 
 static void set_way(int way) {
+    rt_wino_set_mode(way == 4 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
     rt_dnnl_set_mode(way == 1 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
     rt_xsmm_set_mode(way == 2 ? RT_LIB_ALWAYS : RT_LIB_NEVER);
     rt_gemm_set_mode(way == 0 ? RT_LIB_NEVER : RT_LIB_RULE);
@@ -93,8 +99,8 @@ int main(int argc, char **argv) {
     double peak = 2.0 * G * G * G / gb * 1e-9;
     printf("%d threads; sgemm 1024^3 through nnq_rt_sgemm: %.1f GFLOP/s\n\n", threads, peak);
     printf("| layer | GFLOP | im2col + OpenBLAS GFLOP/s (fwd / dx / dw) | oneDNN GFLOP/s | LIBXSMM GFLOP/s "
-           "| im2col + GEMM by gemm.c's rule GFLOP/s | default path (fwd / dx / dw) | default path, of the sgemm rate "
-           "|\n|---|---|---|---|---|---|---|---|\n");
+           "| im2col + GEMM by gemm.c's rule GFLOP/s | Winograd GFLOP/s (direct FLOPs / time) | default path (fwd / dx / dw) "
+           "| default path, of the sgemm rate |\n|---|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
         const Layer *l = &layers[i];
         if (argc > 2 && !strstr(l->what, argv[2])) continue;
@@ -110,7 +116,7 @@ int main(int argc, char **argv) {
             nnq_rt_conv_reserve(NULL, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad);
         }
         for (int op = 0; op < 3; op++) {
-            double best[WAYS] = {1e30, 1e30, 1e30, 1e30};
+            double best[WAYS] = {1e30, 1e30, 1e30, 1e30, 1e30};
             for (int rep = 0; rep < 7; rep++) /* the ways in turn: the machine's drift hits all */
                 for (int way = 0; way < WAYS; way++) {
                     set_way(way);
@@ -119,13 +125,15 @@ int main(int argc, char **argv) {
                 }
             for (int way = 0; way < WAYS; way++) r[way][op] = flops / best[way] * 1e-9;
         }
+        rt_wino_set_mode(RT_LIB_RULE);
         rt_dnnl_set_mode(RT_LIB_RULE);
         rt_xsmm_set_mode(RT_LIB_RULE);
         rt_gemm_set_mode(RT_LIB_RULE);
         char by_default[64] = "";
         double share[3];
         for (int op = 0; op < 3; op++) {
-            int way = rt_dnnl_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow)   ? 1
+            int way = rt_conv_wino((RtConvOp)op, l->n, l->c, l->h, l->w, l->o, l->k, l->k, l->stride, l->pad) ? 4
+                      : rt_dnnl_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow)   ? 1
                       : rt_xsmm_serves((RtConvOp)op, l->c, l->o, l->k, l->k, l->stride, l->pad, oh, ow) ? 2
                                                                                                         : 3;
             snprintf(by_default + strlen(by_default), sizeof by_default - strlen(by_default), "%s%s", op ? " / " : "",

@@ -23,7 +23,12 @@
  * its product written straight into y; dx: w^T dy_s, col2im; dw: each slot sums its
  * samples' dy_s PT_s in order, PT_s im2col's matrix transposed (patches), built and
  * multiplied a piece of positions at a time, then the slots are summed as ours are; a
- * 1 x 1 stride-1 layer's slots sum dw^T = x_s dy_s^T, transposed back after). */
+ * 1 x 1 stride-1 layer's slots sum dw^T = x_s dy_s^T, transposed back after). Before
+ * either, the 3 x 3 stride-1 pad-1 layers winograd.c's rule names run by Winograd's
+ * F(2 x 2, 3 x 3): the same chunks for the forward and dx (the weights transformed
+ * first, in parallel), dw by slots of pieces of consecutive chunks (wino_span), each
+ * slot's sum in the transformed domain, the slots then added in order and transformed
+ * back filter by filter. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -613,6 +618,7 @@ typedef struct ConvJob {
     RtConvOp op;
     const RtDnnlConv *dk; /* oneDNN's kernels for op (conv_dnnl.c), NULL: ours */
     RtXsmmConv xk;        /* else LIBXSMM's per-sample products (conv_xsmm.c), xk.set NULL: im2col + GEMM */
+    bool wino;            /* before those, Winograd's F(2 x 2, 3 x 3) (winograd.c) */
     int64_t blocks;       /* else, for dw: blocks of channels over the batch (dw_blocks), 0: slots */
     float *wk;            /* the weights in oneDNN's layout (fwd, dx), dw's slot buffers; w^T for LIBXSMM's dx */
 } ConvJob;
@@ -919,17 +925,94 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
 
-/* Who computes op: oneDNN where its rule names the shape (j->dk), else LIBXSMM where its
- * rule does (j->xk), else im2col + GEMM (gemm.c), dw by blocks of channels where
- * dw_blocks takes it (j->blocks), else by slots. */
+static int64_t wino_span(const ConvJob *j);
+
+/* Who computes op: Winograd's F(2 x 2, 3 x 3) where winograd.c's rule names the shape
+ * (j->wino: 1.3-1.7x oneDNN's speed on the shapes both serve), else oneDNN where its rule
+ * does (j->dk), else LIBXSMM where its rule does (j->xk), else im2col + GEMM (gemm.c), dw
+ * by blocks of channels where dw_blocks takes it (j->blocks), else by slots. */
 static void conv_paths(ConvJob *j, RtConvOp op) {
-    j->dk = NULL, j->xk = (RtXsmmConv){0}, j->blocks = 0;
+    j->dk = NULL, j->xk = (RtXsmmConv){0}, j->wino = false, j->blocks = 0;
     if (j->n <= 0) return;
+    j->wino = rt_wino_serves(op, j->c, j->o, j->h, j->wd, j->kh, j->kw, j->stride, j->pad,
+                             op == RT_CONV_DW ? wino_span(j) * j->g : j->g);
+    if (j->wino) return;
     /* chunks of g samples, and of g - 1 where they do not divide the batch evenly */
     int32_t tail = (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0);
     j->dk = rt_dnnl_conv(op, (int32_t)j->g, tail, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad);
     if (!j->dk) rt_xsmm_conv(op, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad, &j->xk);
     if (op == RT_CONV_DW && !j->dk && !j->xk.set) j->blocks = dw_blocks(j);
+}
+
+/* ---- Winograd's F(2 x 2, 3 x 3) (winograd.c): the same chunks ---- */
+
+/* dw by pieces of wino_span consecutive chunks, so that each product sums over about
+ * WINO_DW_TILES tiles or more, keeping at least 4 pieces. 2 threads, AVX2, GFLOP/s of dw
+ * by pieces of a chunk / 256 / 512 / 1024 tiles: VGG-16's 128 channels at 16 x 16
+ * 230 / 262 / 306 / 270, 256 at 8 x 8 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 /
+ * 316 / 237. */
+enum { WINO_DW_TILES = 512 };
+static int64_t wino_span(const ConvJob *j) {
+    int64_t tiles = j->g * (int64_t)((j->h + 1) / 2) * ((j->wd + 1) / 2);
+    int64_t m = (WINO_DW_TILES + tiles - 1) / tiles;
+    if (m > j->chunks / 4) m = j->chunks / 4;
+    return m > 1 ? m : 1;
+}
+static int64_t wino_pieces(const ConvJob *j) {
+    int64_t m = wino_span(j);
+    return (j->chunks + m - 1) / m;
+}
+
+/* dw's slots: each a dV of 16 O C floats, all of them within DW_MAX_SHARED. */
+static int64_t wino_slots(const ConvJob *j) {
+    int64_t most = DW_MAX_SHARED / rt_wino_weights_floats(j->c, j->o), p = wino_pieces(j);
+    int64_t s = p < j->slots ? p : j->slots;
+    return s < most ? s : most > 1 ? most : 1;
+}
+
+/* Slot s sums pieces s, s + S, ... into its dV (the shared scratch's s-th). */
+static void wino_dw_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    int64_t slots = wino_slots(j), per = rt_wino_weights_floats(j->c, j->o), m = wino_span(j);
+    int64_t pieces = wino_pieces(j);
+    float *scratch = rt_thread_scratch(rt_wino_thread_floats(j->c, j->o, j->h, j->wd, m * j->g));
+    for (int64_t slot = begin; slot < end; slot++)
+        for (int64_t pc = slot; pc < pieces; pc += slots) {
+            int64_t last = (pc + 1) * m < j->chunks ? (pc + 1) * m : j->chunks;
+            int64_t s0 = pc * m * j->n / j->chunks, cnt = last * j->n / j->chunks - s0;
+            rt_wino_dw_chunk(j->x + s0 * j->chw, j->dy + s0 * j->o * j->ohw, j->c, j->o, j->h, j->wd, cnt,
+                             m * j->g, pc != slot, j->wk + slot * per, scratch);
+        }
+}
+
+static void wino_dw_out_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    rt_wino_dw_out(j->wk, wino_slots(j), j->o, j->c, (int32_t)begin, (int32_t)end, j->y);
+}
+
+static void wino_weights_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    rt_wino_weights(j->w, j->o, j->c, j->op == RT_CONV_DX, (int32_t)begin, (int32_t)end, j->wk);
+}
+
+static void wino_chunk_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    bool dx = j->op == RT_CONV_DX;
+    int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o;
+    float *scratch = rt_thread_scratch(rt_wino_thread_floats(cin, cout, j->h, j->wd, j->g));
+    for (int64_t ch = begin; ch < end; ch++) {
+        int64_t s0, cnt = chunk_count(j, ch, &s0);
+        const float *in = dx ? j->dy + s0 * j->o * j->ohw : j->x + s0 * j->chw;
+        float *out = dx ? j->y + s0 * j->chw : j->y + s0 * j->o * j->ohw;
+        rt_wino_chunk(in, cin, cout, j->h, j->wd, cnt, j->g, j->wk, out, scratch);
+    }
+}
+
+bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
+                  int32_t stride, int32_t pad) {
+    ConvJob j = conv_job(n, c, h, w, o, kh, kw, stride, pad);
+    conv_paths(&j, op);
+    return j.wino;
 }
 
 static void dnnl_chunk_range(void *p, int64_t begin, int64_t end) {
@@ -974,7 +1057,12 @@ static void dnnl_dw_sum_range(void *p, int64_t begin, int64_t end) {
  * weights, or all its dw slot buffers). */
 static void conv_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared) {
     const RtDnnlConv *dk = j->dk;
-    if (j->xk.set) {
+    if (j->wino) {
+        *per_thread = op == RT_CONV_DX   ? rt_wino_thread_floats(j->o, j->c, j->h, j->wd, j->g)
+                      : op == RT_CONV_DW ? rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j) * j->g)
+                                         : rt_wino_thread_floats(j->c, j->o, j->h, j->wd, j->g);
+        *shared = (op == RT_CONV_DW ? wino_slots(j) : 1) * rt_wino_weights_floats(j->c, j->o);
+    } else if (j->xk.set) {
         int64_t m = rt_xsmm_dw_m(j->o);
         *per_thread = j->ckk * j->ohw;
         *shared = op == RT_CONV_FWD ? 0 : op == RT_CONV_DX ? j->o * j->ckk : (j->slots - 1) * j->o * j->ckk;
@@ -1033,6 +1121,12 @@ static void conv_chunks(const float *in, const float *w, float *out, RtConvOp op
     if (op == RT_CONV_DX) j.dy = in;
     else j.x = in;
     conv_ensure(&j);
+    if (j.wino) {
+        j.wk = rt_shared_scratch(rt_wino_weights_floats(j.c, j.o));
+        rt_parallel_for(j.o, min_items(9 * (int64_t)j.c), wino_weights_range, &j);
+        rt_parallel_for(j.chunks, 1, wino_chunk_range, &j);
+        return;
+    }
     if (j.xk.set) {
         if (op == RT_CONV_DX) {
             j.wk = rt_shared_scratch(j.o * j.ckk);
@@ -1070,6 +1164,12 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
     }
     conv_paths(&j, RT_CONV_DW);
     conv_ensure(&j);
+    if (j.wino) {
+        j.wk = rt_shared_scratch(wino_slots(&j) * rt_wino_weights_floats(j.c, j.o));
+        rt_parallel_for(wino_slots(&j), 1, wino_dw_range, &j);
+        rt_parallel_for(j.o, min_items(16 * (int64_t)j.c * wino_slots(&j)), wino_dw_out_range, &j);
+        return;
+    }
     if (j.xk.set && cols_are_x(&j)) {
         rt_parallel_for(j.slots, 1, xsmm_dwt_range, &j);
         int64_t blocks = (j.ckk + DW_SUM_ROWS - 1) / DW_SUM_ROWS;

@@ -4,7 +4,8 @@
 # Neither the thread count nor layer fusion changes a bit: the MLP, LeNet-5 (conv,
 # pooling, fused bias + batch norm + relu (+ maxpool) and relu (+ maxpool) + bn
 # gradients), LeNet-5 with convolutions without bias (relu + maxpool fused) and a
-# small network of the 3x3 convolutions that oneDNN computes with two residual sums (deep_conv_subset.nnq:
+# small network of the 3x3 convolutions that Winograd's F(2x2, 3x3) (with AVX2 code:
+# deep_avx2) and oneDNN compute with two residual sums (deep_conv_subset.nnq:
 # add + relu fused, forward and backward) and one of depthwise convolutions
 # (dw_conv_subset.nnq: each batch norm + relu read by one fused into it) on 1, 2 and 3 threads, and with
 # --no-fuse-layers, save the same model file and print the same accuracies (the
@@ -24,9 +25,15 @@ done
 cmp a.nnqm b.nnqm || fail "same seed and threads gave different weights"
 cmp -s a.nnqm c.nnqm && fail "a different seed gave identical weights"
 [ "$(grep 'test accuracy' a.txt)" = "$(grep 'test accuracy' b.txt)" ] || fail "same seed gave different accuracies"
-for prog in mlp lenet lenet_nobias deep dw; do
+# deep_avx2: the deep network again with AVX2 code, where Winograd's rule takes its 16- and
+# 32-channel layers (with AVX-512 code oneDNN keeps them: runtime/winograd.c)
+progs="mlp lenet lenet_nobias deep dw"
+grep -qw avx2 /proc/cpuinfo && progs="$progs deep_avx2"
+for prog in $progs; do
+    isa=""
     if [ $prog = mlp ]; then src=det.nnq; out=mlp_subset.nnqm
-    elif [ $prog = deep ]; then src="$SRC/tests/e2e/deep_conv_subset.nnq"; out=deep_conv.nnqm
+    elif [ $prog = deep ] || [ $prog = deep_avx2 ]; then src="$SRC/tests/e2e/deep_conv_subset.nnq"; out=deep_conv.nnqm
+         [ $prog = deep_avx2 ] && isa=avx2
          ir=$("$NNQC" --emit=ir "$src")
          grep -q ' add_relu ' <<< "$ir" && grep -q ' add_relu_grad ' <<< "$ir" || fail "deep: no add_relu / add_relu_grad"
     elif [ $prog = dw ]; then src="$SRC/tests/e2e/dw_conv_subset.nnq"; out=dw_conv.nnqm
@@ -46,7 +53,8 @@ for prog in mlp lenet lenet_nobias deep dw; do
              grep -q 'bias = false' lenet.nnq || fail "lenet_nobias: no convolution lost its bias"
              "$NNQC" --emit=ir lenet.nnq | grep -q relu_maxpool || fail "lenet_nobias: no relu_maxpool"; fi; fi
     for v in "--threads 1" "--threads 2" "--threads 3" "--threads 2 --no-fuse-layers"; do
-        "$NNQC" run $src --data-dir "$tmp" --epochs 1 $v --progress=lines > v.txt 2>&1 || { cat v.txt; fail "$prog $v failed"; }
+        env ${isa:+NNQ_ISA=$isa} "$NNQC" run $src --data-dir "$tmp" --epochs 1 $v --progress=lines > v.txt 2>&1 ||
+            { cat v.txt; fail "$prog $v failed"; }
         # the evaluations too: validation (soft and hard) and test accuracies
         grep -E '^epoch|^test accuracy' v.txt | sed 's/ *[0-9.]*s$//' > v.acc
         if [ "$v" = "--threads 1" ]; then mv $out ref.nnqm; mv v.acc ref.acc
@@ -54,4 +62,4 @@ for prog in mlp lenet lenet_nobias deep dw; do
              cmp -s ref.acc v.acc || { diff ref.acc v.acc; fail "$prog: $v changed an evaluation"; }; fi
     done
 done
-echo "6 passed, 0 failed"
+echo "$(( $(wc -w <<< "$progs") + 1 )) passed, 0 failed"
