@@ -925,7 +925,7 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
 
-static int64_t wino_span(const ConvJob *j);
+static int64_t wino_span(const ConvJob *j, RtConvOp op);
 
 /* Who computes op: Winograd's F(2 x 2, 3 x 3) where winograd.c's rule names the shape
  * (j->wino: 1.3-1.7x oneDNN's speed on the shapes both serve), else oneDNN where its rule
@@ -935,7 +935,7 @@ static void conv_paths(ConvJob *j, RtConvOp op) {
     j->dk = NULL, j->xk = (RtXsmmConv){0}, j->wino = false, j->blocks = 0;
     if (j->n <= 0) return;
     j->wino = rt_wino_serves(op, j->c, j->o, j->h, j->wd, j->kh, j->kw, j->stride, j->pad,
-                             op == RT_CONV_DW ? wino_span(j) * j->g : j->g);
+                             wino_span(j, op) * j->g);
     if (j->wino) return;
     /* chunks of g samples, and of g - 1 where they do not divide the batch evenly */
     int32_t tail = (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0);
@@ -944,28 +944,43 @@ static void conv_paths(ConvJob *j, RtConvOp op) {
     if (op == RT_CONV_DW && !j->dk && !j->xk.set) j->blocks = dw_blocks(j);
 }
 
-/* ---- Winograd's F(2 x 2, 3 x 3) (winograd.c): the same chunks ---- */
+/* ---- Winograd's F(4 x 4, 3 x 3) and F(2 x 2, 3 x 3) (winograd.c) ---- */
 
-/* dw by pieces of wino_span consecutive chunks, so that each product sums over about
- * WINO_DW_TILES tiles or more, keeping at least 4 pieces. 2 threads, AVX2, GFLOP/s of dw
- * by pieces of a chunk / 256 / 512 / 1024 tiles: VGG-16's 128 channels at 16 x 16
- * 230 / 262 / 306 / 270, 256 at 8 x 8 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 /
- * 316 / 237. */
-enum { WINO_DW_TILES = 512 };
-static int64_t wino_span(const ConvJob *j) {
-    int64_t tiles = j->g * (int64_t)((j->h + 1) / 2) * ((j->wd + 1) / 2);
-    int64_t m = (WINO_DW_TILES + tiles - 1) / tiles;
+/* The tiles' m: F(4 x 4, 3 x 3) for this op (winograd.c's rule: a forward or dx of wide
+ * planes), else F(2 x 2, 3 x 3). */
+static int wino_m(const ConvJob *j, RtConvOp op) {
+    return op != RT_CONV_DW && rt_wino4_serves(j->h, j->wd) ? 4 : 2;
+}
+
+/* F(4 x 4, 3 x 3)'s forward and dx by pieces of consecutive chunks of about
+ * WINO4_TILES tiles (a chunk of one sample of 32 x 32 has 64; 64 / 128 / 256 / 512 tiles:
+ * 505 / 505 / 519 / 440 GFLOP/s forward, VGG-16's 64 channels, AVX2, 2 threads), dw (F(2
+ * x 2, 3 x 3)) by pieces of WINO_DW_TILES (the direct GFLOP/s of pieces of a chunk / 256 /
+ * 512 / 1024 tiles: VGG-16's 128 channels at 16 x 16 230 / 262 / 306 / 270, 256 at 8 x 8
+ * 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 / 316 / 237); at least 4 pieces. */
+enum { WINO4_TILES = 256, WINO_DW_TILES = 512 };
+static int64_t wino_span(const ConvJob *j, RtConvOp op) {
+    if (op != RT_CONV_DW && wino_m(j, op) == 2) return 1;
+    int64_t per = rt_wino_tiles(j->h, j->wd, wino_m(j, op));
+    int64_t want = op == RT_CONV_DW ? WINO_DW_TILES : WINO4_TILES, tiles = j->g * per;
+    int64_t m = (want + tiles - 1) / tiles;
     if (m > j->chunks / 4) m = j->chunks / 4;
     return m > 1 ? m : 1;
 }
-static int64_t wino_pieces(const ConvJob *j) {
-    int64_t m = wino_span(j);
+static int64_t wino_pieces(const ConvJob *j, RtConvOp op) {
+    int64_t m = wino_span(j, op);
     return (j->chunks + m - 1) / m;
+}
+/* The samples of piece pc of m chunks: [*s0, *s0 + count). */
+static int64_t piece_samples(const ConvJob *j, int64_t m, int64_t pc, int64_t *s0) {
+    int64_t last = (pc + 1) * m < j->chunks ? (pc + 1) * m : j->chunks;
+    *s0 = pc * m * j->n / j->chunks;
+    return last * j->n / j->chunks - *s0;
 }
 
 /* dw's slots: each a dV of 16 O C floats, all of them within DW_MAX_SHARED. */
 static int64_t wino_slots(const ConvJob *j) {
-    int64_t most = DW_MAX_SHARED / rt_wino_weights_floats(j->c, j->o), p = wino_pieces(j);
+    int64_t most = DW_MAX_SHARED / rt_wino_weights_floats(j->c, j->o, 2), p = wino_pieces(j, RT_CONV_DW);
     int64_t s = p < j->slots ? p : j->slots;
     return s < most ? s : most > 1 ? most : 1;
 }
@@ -973,13 +988,12 @@ static int64_t wino_slots(const ConvJob *j) {
 /* Slot s sums pieces s, s + S, ... into its dV (the shared scratch's s-th). */
 static void wino_dw_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    int64_t slots = wino_slots(j), per = rt_wino_weights_floats(j->c, j->o), m = wino_span(j);
-    int64_t pieces = wino_pieces(j);
-    float *scratch = rt_thread_scratch(rt_wino_thread_floats(j->c, j->o, j->h, j->wd, m * j->g));
+    int64_t slots = wino_slots(j), per = rt_wino_weights_floats(j->c, j->o, 2), m = wino_span(j, RT_CONV_DW);
+    int64_t pieces = wino_pieces(j, RT_CONV_DW);
+    float *scratch = rt_thread_scratch(rt_wino_thread_floats(j->c, j->o, j->h, j->wd, m * j->g, 2));
     for (int64_t slot = begin; slot < end; slot++)
         for (int64_t pc = slot; pc < pieces; pc += slots) {
-            int64_t last = (pc + 1) * m < j->chunks ? (pc + 1) * m : j->chunks;
-            int64_t s0 = pc * m * j->n / j->chunks, cnt = last * j->n / j->chunks - s0;
+            int64_t s0, cnt = piece_samples(j, m, pc, &s0);
             rt_wino_dw_chunk(j->x + s0 * j->chw, j->dy + s0 * j->o * j->ohw, j->c, j->o, j->h, j->wd, cnt,
                              m * j->g, pc != slot, j->wk + slot * per, scratch);
         }
@@ -992,19 +1006,21 @@ static void wino_dw_out_range(void *p, int64_t begin, int64_t end) {
 
 static void wino_weights_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    rt_wino_weights(j->w, j->o, j->c, j->op == RT_CONV_DX, (int32_t)begin, (int32_t)end, j->wk);
+    rt_wino_weights(j->w, j->o, j->c, j->op == RT_CONV_DX, (int32_t)begin, (int32_t)end, wino_m(j, j->op), j->wk);
 }
 
 static void wino_chunk_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     bool dx = j->op == RT_CONV_DX;
     int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o;
-    float *scratch = rt_thread_scratch(rt_wino_thread_floats(cin, cout, j->h, j->wd, j->g));
-    for (int64_t ch = begin; ch < end; ch++) {
-        int64_t s0, cnt = chunk_count(j, ch, &s0);
+    int64_t m = wino_span(j, j->op);
+    int tm = wino_m(j, j->op);
+    float *scratch = rt_thread_scratch(rt_wino_thread_floats(cin, cout, j->h, j->wd, m * j->g, tm));
+    for (int64_t pc = begin; pc < end; pc++) {
+        int64_t s0, cnt = piece_samples(j, m, pc, &s0);
         const float *in = dx ? j->dy + s0 * j->o * j->ohw : j->x + s0 * j->chw;
         float *out = dx ? j->y + s0 * j->chw : j->y + s0 * j->o * j->ohw;
-        rt_wino_chunk(in, cin, cout, j->h, j->wd, cnt, j->g, j->wk, out, scratch);
+        rt_wino_chunk(in, cin, cout, j->h, j->wd, cnt, m * j->g, tm, j->wk, out, scratch);
     }
 }
 
@@ -1058,10 +1074,10 @@ static void dnnl_dw_sum_range(void *p, int64_t begin, int64_t end) {
 static void conv_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared) {
     const RtDnnlConv *dk = j->dk;
     if (j->wino) {
-        *per_thread = op == RT_CONV_DX   ? rt_wino_thread_floats(j->o, j->c, j->h, j->wd, j->g)
-                      : op == RT_CONV_DW ? rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j) * j->g)
-                                         : rt_wino_thread_floats(j->c, j->o, j->h, j->wd, j->g);
-        *shared = (op == RT_CONV_DW ? wino_slots(j) : 1) * rt_wino_weights_floats(j->c, j->o);
+        int64_t g = wino_span(j, op) * j->g;
+        int m = wino_m(j, op);
+        *per_thread = rt_wino_thread_floats(j->c, j->o, j->h, j->wd, g, m);
+        *shared = (op == RT_CONV_DW ? wino_slots(j) : 1) * rt_wino_weights_floats(j->c, j->o, m);
     } else if (j->xk.set) {
         int64_t m = rt_xsmm_dw_m(j->o);
         *per_thread = j->ckk * j->ohw;
@@ -1122,9 +1138,9 @@ static void conv_chunks(const float *in, const float *w, float *out, RtConvOp op
     else j.x = in;
     conv_ensure(&j);
     if (j.wino) {
-        j.wk = rt_shared_scratch(rt_wino_weights_floats(j.c, j.o));
+        j.wk = rt_shared_scratch(rt_wino_weights_floats(j.c, j.o, wino_m(&j, op)));
         rt_parallel_for(j.o, min_items(9 * (int64_t)j.c), wino_weights_range, &j);
-        rt_parallel_for(j.chunks, 1, wino_chunk_range, &j);
+        rt_parallel_for(wino_pieces(&j, op), 1, wino_chunk_range, &j);
         return;
     }
     if (j.xk.set) {
@@ -1165,7 +1181,7 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
     conv_paths(&j, RT_CONV_DW);
     conv_ensure(&j);
     if (j.wino) {
-        j.wk = rt_shared_scratch(wino_slots(&j) * rt_wino_weights_floats(j.c, j.o));
+        j.wk = rt_shared_scratch(wino_slots(&j) * rt_wino_weights_floats(j.c, j.o, 2));
         rt_parallel_for(wino_slots(&j), 1, wino_dw_range, &j);
         rt_parallel_for(j.o, min_items(16 * (int64_t)j.c * wino_slots(&j)), wino_dw_out_range, &j);
         return;

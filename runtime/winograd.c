@@ -1,32 +1,39 @@
 /* winograd.c — 3 x 3, stride-1, pad-1 convolutions and their input gradients by Winograd's
- * minimal filtering F(2 x 2, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional
- * Neural Networks", 2016), for conv.c: VGG-16's layers and most of ResNet-18's. A 2 x 2
- * block of outputs from a 4 x 4 tile of input d and a 3 x 3 filter g is
- *     y = A^T [ (G g G^T) (.) (B^T d B) ] A        ((.): elementwise, 16 products)
- * where the direct way takes 36 products; summed over C input channels the 16 elementwise
- * products become 16 matrix products, one per point xi of the 4 x 4 transformed tile:
+ * minimal filtering F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional
+ * Neural Networks", 2016), m = 2 or 4, for conv.c: VGG-16's layers and most of
+ * ResNet-18's. An m x m block of outputs from an n x n tile of input d (n = m + 2) and a
+ * 3 x 3 filter g is
+ *     y = A^T [ (G g G^T) (.) (B^T d B) ] A        ((.): elementwise, n^2 products)
+ * where the direct way takes 9 m^2 (F(2 x 2): 16 against 36, F(4 x 4): 36 against 144);
+ * summed over C input channels the elementwise products become n^2 matrix products, one
+ * per point xi of the transformed tile:
  *     M[xi] [O, T] = V[xi] [O, C] U[xi] [C, T]
  * with T the chunk's tiles, U the inputs' tiles transformed, V the filters transformed:
- * 16/36 of the direct convolution's arithmetic in products the GEMM (gemm.c's rule, on the
- * calling thread) runs near its peak, plus transforms that cost a few adds a value. With
+ * the GEMM (gemm.c's rule, on the calling thread) runs them near its peak, and the
+ * transforms cost a few adds a value. F(2 x 2):
  *     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
- *     A^T = [1 1 1 0; 0 1 -1 -1].
- * dx of such a layer is the same convolution of dy with each filter turned by 180 degrees
- * and its channels swapped (w'[c][o][i][j] = w[o][c][2-i][2-j]), so one kernel serves
- * both: rt_wino_weights transforms w one way or the other.
+ *     A^T = [1 1 1 0; 0 1 -1 -1];
+ * F(4 x 4): BT4, g4 and AT4 below. dx of such a layer is the same convolution of dy with
+ * each filter turned by 180 degrees and its channels swapped (w'[c][o][i][j] =
+ * w[o][c][2-i][2-j]), so one kernel serves both: rt_wino_weights transforms w one way or
+ * the other. dw runs F(2 x 2) the adjoint way: dV[xi] [O, C] = sum over tiles of (A dy_t
+ * A^T)[xi] (B^T d_t B)[xi], products over the tiles' dimension, then dw = G^T dV G.
  *
  * Requires conv.c's chunks (a chunk's samples on one thread, its scratch from the pool,
- * parallel.c) and gemm.c's rt_sgemm_serial. Provides rt_wino_serves (the rule),
- * rt_wino_weights (V, in parallel over filters), rt_wino_chunk (one chunk), their scratch
+ * parallel.c) and gemm.c's rt_sgemm_serial. Provides rt_wino_serves (the rule; F(4 x 4)
+ * where rt_wino4_serves), rt_wino_weights (V, in parallel over filters), rt_wino_chunk (the
+ * forward or dx of one chunk), rt_wino_dw_chunk and rt_wino_dw_out (dw), their scratch
  * sizes, and rt_wino_set_mode (conv_bench and the tests take the path on or off).
  *
- * Tiles cover the output plane in rows of TW = ceil(W/2) (the last tile of an odd plane
- * reads one column of padding and writes one output less); the transforms take 8 tiles a
- * vector: a row of input, padded with zeros, is read as even and odd columns. Every value's
- * operations are fixed by the shapes (no FMA contraction: runtime/CMakeLists.txt), so a
- * chunk's results are the same bits on any thread. Error: the transforms' constants are
- * 1 and 1/2, so the products' rounding is the direct convolution's order of magnitude
- * (tests/runtime/test_conv.c bounds it). */
+ * Tiles cover the output plane in rows of TW = ceil(W/m) (a plane of another size than a
+ * multiple of m: the last tiles read padding and write fewer outputs); the transforms take
+ * 8 tiles a vector: a row of input, padded with zeros, read as its values 0 and 1 mod 2
+ * (F(2 x 2)) or 0-3 mod 4 (F(4 x 4)). Every value's operations are fixed by the shapes (no
+ * FMA contraction: runtime/CMakeLists.txt), so a chunk's results are the same bits on any
+ * thread. Error: F(2 x 2)'s constants are 1 and 1/2, so its rounding is the direct
+ * convolution's order of magnitude; F(4 x 4)'s reach 8 and 1/24: about ten times that
+ * (a largest error of 7e-6 of the largest output, 64 channels at 32 x 32; tests/runtime/
+ * test_conv.c bounds both). */
 #include <stdint.h>
 #include <string.h>
 
@@ -41,90 +48,132 @@ void rt_wino_set_mode(RtLibMode m) {
     mode = m;
 }
 
-static int64_t tiles_of(int32_t h, int32_t w) {
-    return (int64_t)((h + 1) / 2) * ((w + 1) / 2);
+/* Sizes for tiles of m x m outputs: a sample's tiles; a row of tiles rounded up to whole
+ * vectors (TWV); a padded input row: a zero, the row, zeros to the last vector's reach
+ * (m * TWV + m + 2 floats, and more read past); each input row's horizontal transforms, n
+ * rows of TWV per row of input and the zero rows around the plane. */
+static int64_t tiles_of(int32_t h, int32_t w, int m) {
+    return (int64_t)((h + m - 1) / m) * ((w + m - 1) / m);
+}
+static int64_t twv_of(int32_t w, int m) {
+    return ((w + m - 1) / m + 7) / 8 * 8;
+}
+static int64_t prow_floats(int32_t w, int m) {
+    return m * twv_of(w, m) + 16;
+}
+static int64_t hbuf_floats(int32_t h, int32_t w, int m) {
+    return (int64_t)(m * ((h + m - 1) / m) + 2) * (m + 2) * twv_of(w, m);
+}
+/* Leading dimension of U's and M's rows: the chunk's tiles and room for a last vector's
+ * 7 lanes past them. */
+static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
+    return g * tiles_of(h, w, m) + 8;
 }
 
 /* The rule (shapes and the CPU only): 3 x 3, stride 1, pad 1, planes of 64 positions or
- * more, and both channel counts 16 or more (the products' inner dimension is C forward
- * and O for dx: a network's first layer, of 3 input channels, keeps im2col's 27); where
- * oneDNN runs AVX-512 code, 64 or more, and products (O x C over the g samples' tiles)
- * that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not OpenBLAS's AVX2 kernels.
- * Measured against oneDNN's direct convolutions (bench/conv_bench, 2 threads, AMD Zen 5;
- * docs/status.md): with AVX2 code 1.0-1.7x as fast from 16 channels on, at 8 x 8 to
- * 32 x 32; with AVX-512 code 1.2-1.5x forward and dx and 0.95-1.1x dw at VGG-16's 64
- * channels and more, but 0.55-0.75x at 16 to 48 channels (16 -> 32 at 28 x 28, 32 -> 32
- * at 14 x 14, 32 -> 64 and 48 -> 48 at 16 x 16, where oneDNN's AVX-512 kernels run at
- * 360-415 GFLOP/s); at 4 x 4 a tie or slower, at 2 x 2 slower (a sample's 4 or 1 tiles
- * leave the products narrow). */
+ * more (with AVX2 code, the forward from 16), and both channel counts 16 or more (the
+ * products' inner dimension is C forward and O for dx: a network's first layer, of 3
+ * input channels, keeps im2col's 27); where oneDNN runs AVX-512 code, 64 or more, and
+ * products (O x C over the g samples' tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or
+ * more), not OpenBLAS's AVX2 kernels. Measured against oneDNN's direct convolutions
+ * (bench/conv_bench, 2 threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
+ * at 32 x 32 to 256 at 8 x 8: forward and dx 1.5-2.1x as fast with AVX2 code, 1.3-1.8x
+ * with AVX-512 code; dw 1.45-1.6x and 1.0-1.1x. At 4 x 4 (512 channels) with AVX2 code the
+ * forward 1.28x, dx and dw a tie; with AVX-512 code a tie forward, dx and dw slower; at
+ * 2 x 2 slower (a sample's 1 tile leaves the products narrow). With AVX-512 code, 0.55-0.75x
+ * at 16 to 48 channels (16 -> 32 at 28 x 28, 32 -> 32 at 14 x 14, 32 -> 64 and 48 -> 48 at
+ * 16 x 16, where oneDNN's kernels run at 360-415 GFLOP/s). */
 bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int32_t kh, int32_t kw,
                     int32_t stride, int32_t pad, int64_t g) {
     if (kh != 3 || kw != 3 || stride != 1 || pad != 1 || mode == RT_LIB_NEVER) return false;
     if (mode == RT_LIB_ALWAYS) return true;
-    if (c < 16 || o < 16 || (int64_t)h * w < 64) return false;
-    if (!rt_dnnl_wide()) return true;
-    int64_t t = g * tiles_of(h, w);
+    bool wide = rt_dnnl_wide();
+    int64_t positions = (int64_t)h * w;
+    if (c < 16 || o < 16 || positions < (op == RT_CONV_FWD && !wide ? 16 : 64)) return false;
+    if (!wide) return true;
+    int64_t t = g * tiles_of(h, w, rt_wino4_serves(h, w) && op != RT_CONV_DW ? 4 : 2);
     int32_t t32 = t > INT32_MAX ? INT32_MAX : (int32_t)t;
     return c >= 64 && o >= 64 && (op == RT_CONV_DW ? rt_gemm_dnnl(o, c, t32) : rt_gemm_dnnl(o, t32, c));
 }
 
-/* Leading dimension of U's and M's rows: the chunk's tiles and room for a last vector's
- * 7 lanes past them. */
-static int64_t ld_of(int64_t g, int32_t h, int32_t w) {
-    return g * tiles_of(h, w) + 8;
+/* F(4 x 4, 3 x 3) for the forward and dx where a row of tiles fills most of a vector (7
+ * tiles or more: planes 25 wide or wider). Narrower planes leave lanes empty in every
+ * transform: 2 threads, AVX2, direct GFLOP/s F(4 x 4) / F(2 x 2): 64 channels at 32 x 32
+ * 537-545 / 399-405, 128 at 16 x 16 330-369 / 417-433, 256 at 8 x 8 318 / 426-429. */
+bool rt_wino4_serves(int32_t h, int32_t w) {
+    (void)h;
+    return (w + 3) / 4 >= 7;
 }
 
-/* A row of tiles rounded up to whole vectors, and a padded input row: a zero, the row, zeros
- * to the last vector's reach (2 * (TWV + 1) floats and 8 more read past). */
-static int64_t twv_of(int32_t w) {
-    return ((w + 1) / 2 + 7) / 8 * 8;
-}
-static int64_t prow_floats(int32_t w) {
-    return 2 * twv_of(w) + 16;
-}
-/* Each input row's horizontal transforms: 4 rows of TWV per row of input and the zero rows
- * around the plane. */
-static int64_t hbuf_floats(int32_t h, int32_t w) {
-    return (int64_t)(2 * ((h + 1) / 2) + 2) * 4 * twv_of(w);
+int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
+    return tiles_of(h, w, m);
 }
 
-int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g) {
-    return 16 * ((int64_t)cin + cout) * ld_of(g, h, w) + hbuf_floats(h, w) + 2 * prow_floats(w) + 16;
+/* U and M (or dw's DY), the horizontal transforms, and two padded planes (x's and dy's,
+ * each of h + 1 rows). */
+int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g, int m) {
+    return (int64_t)(m + 2) * (m + 2) * ((int64_t)cin + cout) * ld_of(g, h, w, m) + hbuf_floats(h, w, m) +
+           2 * (h + 1) * prow_floats(w, m) + 16;
 }
 
-int64_t rt_wino_weights_floats(int32_t c, int32_t o) {
-    return 16 * (int64_t)c * o;
+int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m) {
+    return (int64_t)(m + 2) * (m + 2) * c * o;
+}
+
+/* G f for one column (or row) of 3, for F(2 x 2): G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. */
+static void g2(float f0, float f1, float f2, float *t) {
+    t[0] = f0;
+    t[1] = 0.5f * ((f0 + f1) + f2);
+    t[2] = 0.5f * ((f0 - f1) + f2);
+    t[3] = f2;
+}
+
+/* G f for one column (or row) of 3: G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]. */
+static void g4(float f0, float f1, float f2, float *t) {
+    t[0] = 0.25f * f0;
+    t[1] = ((f0 + f1) + f2) * (-1.0f / 6);
+    t[2] = ((f0 - f1) + f2) * (-1.0f / 6);
+    t[3] = ((f0 + 2.0f * f1) + 4.0f * f2) * (1.0f / 24);
+    t[4] = ((f0 - 2.0f * f1) + 4.0f * f2) * (1.0f / 24);
+    t[5] = f2;
 }
 
 /* V for filters [o0, o1): forward, V[xi][o][c] = (G w[o][c] G^T)[xi]; for dx (flip),
  * V[xi][c][o] = (G w'[c][o] G^T)[xi] with w' turned and swapped (above): a product of
  * dx's M [C, T] = V [C, O] U [O, T]. */
-void rt_wino_weights(const float *w, int32_t o, int32_t c, bool flip, int32_t o0, int32_t o1, float *v) {
+void rt_wino_weights(const float *w, int32_t o, int32_t c, bool flip, int32_t o0, int32_t o1, int m, float *v) {
+    int n = m + 2;
+    void (*gt)(float, float, float, float *) = m == 4 ? g4 : g2;
     int64_t plane = (int64_t)o * c;
     for (int32_t oo = o0; oo < o1; oo++)
         for (int32_t cc = 0; cc < c; cc++) {
             const float *g = w + ((int64_t)oo * c + cc) * 9;
-            float f[9];
+            float f[9], t[6][3], col[6], row[6];
             for (int k = 0; k < 9; k++) f[k] = flip ? g[8 - k] : g[k];
-            float t[4][3]; /* G f */
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = f[j];
-                t[1][j] = 0.5f * ((f[j] + f[3 + j]) + f[6 + j]);
-                t[2][j] = 0.5f * ((f[j] - f[3 + j]) + f[6 + j]);
-                t[3][j] = f[6 + j];
+            for (int j = 0; j < 3; j++) { /* G f, column by column */
+                gt(f[j], f[3 + j], f[6 + j], col);
+                for (int i = 0; i < n; i++) t[i][j] = col[i];
             }
             int64_t at = flip ? (int64_t)cc * o + oo : (int64_t)oo * c + cc;
-            for (int i = 0; i < 4; i++) { /* (G f) G^T */
-                v[(4 * i + 0) * plane + at] = t[i][0];
-                v[(4 * i + 1) * plane + at] = 0.5f * ((t[i][0] + t[i][1]) + t[i][2]);
-                v[(4 * i + 2) * plane + at] = 0.5f * ((t[i][0] - t[i][1]) + t[i][2]);
-                v[(4 * i + 3) * plane + at] = t[i][2];
+            for (int i = 0; i < n; i++) { /* (G f) G^T, row by row */
+                gt(t[i][0], t[i][1], t[i][2], row);
+                for (int j = 0; j < n; j++) v[(n * i + j) * plane + at] = row[j];
             }
         }
 }
 
+/* A plane's h rows of w into rows of pl floats at prow + off, all of them before any is read
+ * (a row's vectors read straight after its copy waited on it); the zeros around them are
+ * the chunk's, which clears prow once. */
+static inline void plane_rows(const float *x, int32_t h, int32_t w, float *prow, int64_t pl, int64_t off) {
+    for (int32_t r = 0; r < h; r++) rt_row_copy(prow + r * pl + off, x + (int64_t)r * w, w);
+}
+
 #define EVEN(a, b) RT_SHUF8(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
 #define ODD(a, b) RT_SHUF8(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+
+/* ---- F(2 x 2, 3 x 3) ---- */
 
 /* One plane [h, w] into U's rows for its channel: U[xi][t0 + ty * TW + tx] (row stride
  * `xi_ld` between the 16 points). hb: the plane's horizontal transforms, row r of input
@@ -133,17 +182,16 @@ void rt_wino_weights(const float *w, int32_t o, int32_t c, bool flip, int32_t o0
 RT_ISA_BODY static void wino_in_body(const float *x, int32_t h, int32_t w, float *prow, float *hb, float *u,
                                      int64_t xi_ld) {
     int32_t th = (h + 1) / 2, tw = (w + 1) / 2;
-    int64_t twv = twv_of(w), pf = prow_floats(w);
-    memset(prow, 0, sizeof(float) * (size_t)pf);
+    int64_t twv = twv_of(w, 2), pl = prow_floats(w, 2);
+    plane_rows(x, h, w, prow, pl, 1); /* prow[r * pl + k] = x[r][k - 1] */
     for (int32_t r = -1; r <= 2 * th; r++) {
         float *hr = hb + (int64_t)(r + 1) * 4 * twv;
         if (r < 0 || r >= h) {
             memset(hr, 0, sizeof(float) * (size_t)(4 * twv));
             continue;
         }
-        memcpy(prow + 1, x + (int64_t)r * w, sizeof(float) * (size_t)w); /* prow[k] = x[r][k - 1] */
         for (int64_t tx = 0; tx < twv; tx += 8) {
-            const float *p = prow + 2 * tx;
+            const float *p = prow + r * pl + 2 * tx;
             V8 a = *(const V8u *)p, b = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 2), b2 = *(const V8u *)(p + 10);
             V8 d0 = EVEN(a, b), d1 = ODD(a, b), d2 = EVEN(a2, b2), d3 = ODD(a2, b2);
             *(V8u *)(hr + tx) = d0 - d2;
@@ -208,37 +256,15 @@ RT_ISA_BODY static void wino_out_body(const float *m, int64_t xi_ld, int32_t h, 
 }
 RT_ISA_DISPATCH(wino_out, (const float *m, int64_t xi_ld, int32_t h, int32_t w, float *y), (m, xi_ld, h, w, y))
 
-/* cnt samples of x [cnt, cin, h, w] -> y [cnt, cout, h, w], v from rt_wino_weights (forward
- * with x, w; dx with dy, w flipped), scratch: rt_wino_thread_floats for the chunk size g >=
- * cnt. */
-void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t cnt, int64_t g,
-                   const float *v, float *y, float *scratch) {
-    int64_t tiles = tiles_of(h, w), ld = ld_of(g, h, w), t = cnt * tiles, hw = (int64_t)h * w;
-    float *u = scratch, *m = u + 16 * (int64_t)cin * ld, *hb = m + 16 * (int64_t)cout * ld;
-    float *prow = hb + hbuf_floats(h, w);
-    int64_t ustride = (int64_t)cin * ld, mstride = (int64_t)cout * ld;
-    for (int64_t s = 0; s < cnt; s++)
-        for (int32_t c = 0; c < cin; c++)
-            wino_in(x + (s * cin + c) * hw, h, w, prow, hb, u + (int64_t)c * ld + s * tiles, ustride);
-    for (int xi = 0; xi < 16; xi++)
-        rt_sgemm_serial(0, 0, cout, (int32_t)t, cin, 1.0f, v + (int64_t)xi * cout * cin, cin, u + xi * ustride,
-                        (int32_t)ld, 0.0f, m + xi * mstride, (int32_t)ld);
-    for (int64_t s = 0; s < cnt; s++)
-        for (int32_t k = 0; k < cout; k++)
-            wino_out(m + (int64_t)k * ld + s * tiles, mstride, h, w, y + (s * cout + k) * hw);
-}
-
 /* One plane of dy [h, w] into the rows of its channel: DY[xi][t0 + ty * TW + tx] = (A dy_t
  * A^T)[xi] for each 2 x 2 tile dy_t (values past the plane zero), A = [1 0; 1 1; 1 -1;
  * 0 -1]; 8 tiles a vector, as wino_in. */
 RT_ISA_BODY static void wino_dy_body(const float *dy, int32_t h, int32_t w, float *prow, float *d, int64_t xi_ld) {
     int32_t th = (h + 1) / 2, tw = (w + 1) / 2;
-    memset(prow, 0, sizeof(float) * (size_t)(2 * prow_floats(w)));
-    float *p0 = prow, *p1 = prow + prow_floats(w);
+    int64_t pl = prow_floats(w, 2);
+    plane_rows(dy, h, w, prow, pl, 0); /* row h stays zero */
     for (int32_t ty = 0; ty < th; ty++) {
-        memcpy(p0, dy + (int64_t)(2 * ty) * w, sizeof(float) * (size_t)w);
-        if (2 * ty + 1 < h) memcpy(p1, dy + (int64_t)(2 * ty + 1) * w, sizeof(float) * (size_t)w);
-        else memset(p1, 0, sizeof(float) * (size_t)w);
+        const float *p0 = prow + 2 * ty * pl, *p1 = prow + (2 * ty + 1 < h ? 2 * ty + 1 : h) * pl;
         float *dt = d + (int64_t)ty * tw;
         for (int64_t tx = 0; tx < tw; tx += 8) {
             V8 e[2][4];
@@ -260,17 +286,161 @@ RT_ISA_BODY static void wino_dy_body(const float *dy, int32_t h, int32_t w, floa
 RT_ISA_DISPATCH(wino_dy, (const float *dy, int32_t h, int32_t w, float *prow, float *d, int64_t xi_ld),
                 (dy, h, w, prow, d, xi_ld))
 
+/* ---- F(4 x 4, 3 x 3) ---- */
+
+/* B^T d for six values (a row's or a column's), 8 tiles a vector: B^T = [4 0 -5 0 1 0;
+ * 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]. */
+#define BT4(d0, d1, d2, d3, d4, d5, o0, o1, o2, o3, o4, o5)                                                         \
+    do {                                                                                                              \
+        V8 t1_ = (d4) - 4.0f * (d2), t2_ = (d3) - 4.0f * (d1), t3_ = (d4) - (d2), t4_ = 2.0f * ((d3) - (d1));         \
+        o0 = (4.0f * (d0) - 5.0f * (d2)) + (d4);                                                                      \
+        o1 = t1_ + t2_;                                                                                               \
+        o2 = t1_ - t2_;                                                                                               \
+        o3 = t3_ + t4_;                                                                                               \
+        o4 = t3_ - t4_;                                                                                               \
+        o5 = (4.0f * (d1) - 5.0f * (d3)) + (d5);                                                                      \
+    } while (0)
+
+/* One plane [h, w] into U's rows for its channel, as wino_in with tiles of 6 x 6 every 4
+ * values: a padded row read as its values 0, 1, 2, 3 mod 4 (two rounds of even and odd)
+ * and, 4 on, 0 and 1 again. */
+RT_ISA_BODY static void wino4_in_body(const float *x, int32_t h, int32_t w, float *prow, float *hb, float *u,
+                                      int64_t xi_ld) {
+    int32_t th = (h + 3) / 4, tw = (w + 3) / 4;
+    int64_t twv = twv_of(w, 4), pl = prow_floats(w, 4);
+    plane_rows(x, h, w, prow, pl, 1);
+    for (int32_t r = -1; r <= 4 * th; r++) {
+        float *hr = hb + (int64_t)(r + 1) * 6 * twv;
+        if (r < 0 || r >= h) {
+            memset(hr, 0, sizeof(float) * (size_t)(6 * twv));
+            continue;
+        }
+        for (int64_t tx = 0; tx < twv; tx += 8) {
+            const float *p = prow + r * pl + 4 * tx;
+            V8 a0 = *(const V8u *)p, a1 = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 16), a3 = *(const V8u *)(p + 24);
+            V8 b0 = *(const V8u *)(p + 4), b1 = *(const V8u *)(p + 12), b2 = *(const V8u *)(p + 20),
+               b3 = *(const V8u *)(p + 28);
+            V8 e01 = EVEN(a0, a1), e23 = EVEN(a2, a3), o01 = ODD(a0, a1), o23 = ODD(a2, a3);
+            V8 d0 = EVEN(e01, e23), d2 = ODD(e01, e23), d1 = EVEN(o01, o23), d3 = ODD(o01, o23);
+            V8 d4 = EVEN(EVEN(b0, b1), EVEN(b2, b3)), d5 = EVEN(ODD(b0, b1), ODD(b2, b3));
+            V8 q0, q1, q2, q3, q4, q5;
+            BT4(d0, d1, d2, d3, d4, d5, q0, q1, q2, q3, q4, q5);
+            *(V8u *)(hr + tx) = q0;
+            *(V8u *)(hr + twv + tx) = q1;
+            *(V8u *)(hr + 2 * twv + tx) = q2;
+            *(V8u *)(hr + 3 * twv + tx) = q3;
+            *(V8u *)(hr + 4 * twv + tx) = q4;
+            *(V8u *)(hr + 5 * twv + tx) = q5;
+        }
+    }
+    for (int32_t ty = 0; ty < th; ty++) {
+        const float *r0 = hb + (int64_t)(4 * ty) * 6 * twv; /* input row 4 ty - 1 */
+        float *ut = u + (int64_t)ty * tw;
+        for (int j = 0; j < 6; j++)
+            for (int64_t tx = 0; tx < tw; tx += 8) {
+                const float *e = r0 + j * twv + tx;
+                V8 e0 = *(const V8u *)e, e1 = *(const V8u *)(e + 6 * twv), e2 = *(const V8u *)(e + 12 * twv),
+                   e3 = *(const V8u *)(e + 18 * twv), e4 = *(const V8u *)(e + 24 * twv), e5 = *(const V8u *)(e + 30 * twv);
+                V8 q0, q1, q2, q3, q4, q5;
+                BT4(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5);
+                *(V8u *)(ut + (0 + j) * xi_ld + tx) = q0;
+                *(V8u *)(ut + (6 + j) * xi_ld + tx) = q1;
+                *(V8u *)(ut + (12 + j) * xi_ld + tx) = q2;
+                *(V8u *)(ut + (18 + j) * xi_ld + tx) = q3;
+                *(V8u *)(ut + (24 + j) * xi_ld + tx) = q4;
+                *(V8u *)(ut + (30 + j) * xi_ld + tx) = q5;
+            }
+    }
+}
+RT_ISA_DISPATCH(wino4_in, (const float *x, int32_t h, int32_t w, float *prow, float *hb, float *u, int64_t xi_ld),
+                (x, h, w, prow, hb, u, xi_ld))
+
+/* A^T m for six values: A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]. */
+#define AT4(m0, m1, m2, m3, m4, m5, y0, y1, y2, y3)                                                                  \
+    do {                                                                                                              \
+        V8 s1_ = (m1) + (m2), d1_ = (m1) - (m2), s2_ = (m3) + (m4), d2_ = (m3) - (m4);                                \
+        y0 = ((m0) + s1_) + s2_;                                                                                      \
+        y1 = d1_ + 2.0f * d2_;                                                                                        \
+        y2 = s1_ + 4.0f * s2_;                                                                                        \
+        y3 = (d1_ + 8.0f * d2_) + (m5);                                                                               \
+    } while (0)
+
+/* One output plane [h, w] from M's rows for its channel: y = A^T m A, 8 tiles a vector,
+ * each output row's 4 values a tile interleaved; rows and columns past the plane are not
+ * written. */
+RT_ISA_BODY static void wino4_out_body(const float *m, int64_t xi_ld, int32_t h, int32_t w, float *y) {
+    int32_t th = (h + 3) / 4, tw = (w + 3) / 4;
+    for (int32_t ty = 0; ty < th; ty++) {
+        const float *mt = m + (int64_t)ty * tw;
+        for (int32_t tx = 0; tx < tw; tx += 8) {
+            V8 s[4][6]; /* A^T q, column by column */
+            for (int j = 0; j < 6; j++) {
+                const float *q = mt + j * xi_ld + tx;
+                AT4(*(const V8u *)q, *(const V8u *)(q + 6 * xi_ld), *(const V8u *)(q + 12 * xi_ld),
+                    *(const V8u *)(q + 18 * xi_ld), *(const V8u *)(q + 24 * xi_ld), *(const V8u *)(q + 30 * xi_ld),
+                    s[0][j], s[1][j], s[2][j], s[3][j]);
+            }
+            int32_t cols = 4 * (tw - tx) < 32 ? 4 * (tw - tx) : 32;
+            if (4 * tx + cols > w) cols = w - 4 * tx;
+            for (int a = 0; a < 4 && 4 * ty + a < h; a++) {
+                V8 y0, y1, y2, y3;
+                AT4(s[a][0], s[a][1], s[a][2], s[a][3], s[a][4], s[a][5], y0, y1, y2, y3);
+                V8 p0 = RT_SHUF8(y0, y2, 0, 8, 1, 9, 2, 10, 3, 11), p1 = RT_SHUF8(y0, y2, 4, 12, 5, 13, 6, 14, 7, 15);
+                V8 q0 = RT_SHUF8(y1, y3, 0, 8, 1, 9, 2, 10, 3, 11), q1 = RT_SHUF8(y1, y3, 4, 12, 5, 13, 6, 14, 7, 15);
+                V8 out[4] = {RT_SHUF8(p0, q0, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(p0, q0, 4, 12, 5, 13, 6, 14, 7, 15),
+                             RT_SHUF8(p1, q1, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(p1, q1, 4, 12, 5, 13, 6, 14, 7, 15)};
+                float *row = y + (int64_t)(4 * ty + a) * w + 4 * tx;
+                if (cols == 32) {
+                    for (int k = 0; k < 4; k++) *(V8u *)(row + 8 * k) = out[k];
+                } else {
+                    float tmp[32];
+                    memcpy(tmp, out, sizeof tmp);
+                    rt_row_copy(row, tmp, cols);
+                }
+            }
+        }
+    }
+}
+RT_ISA_DISPATCH(wino4_out, (const float *m, int64_t xi_ld, int32_t h, int32_t w, float *y), (m, xi_ld, h, w, y))
+
+/* ---- a chunk ---- */
+
+/* cnt samples of x [cnt, cin, h, w] -> y [cnt, cout, h, w] by F(m x m, 3 x 3), v from
+ * rt_wino_weights (forward with x, w; dx with dy, w flipped), scratch:
+ * rt_wino_thread_floats for g >= cnt samples. */
+void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t cnt, int64_t g, int m,
+                   const float *v, float *y, float *scratch) {
+    int n2 = (m + 2) * (m + 2);
+    int64_t tiles = tiles_of(h, w, m), ld = ld_of(g, h, w, m), t = cnt * tiles, hw = (int64_t)h * w;
+    float *u = scratch, *mm = u + n2 * (int64_t)cin * ld, *hb = mm + n2 * (int64_t)cout * ld;
+    float *prow = hb + hbuf_floats(h, w, m);
+    memset(prow, 0, sizeof(float) * (size_t)((h + 1) * prow_floats(w, m)));
+    int64_t ustride = (int64_t)cin * ld, mstride = (int64_t)cout * ld;
+    for (int64_t s = 0; s < cnt; s++)
+        for (int32_t c = 0; c < cin; c++)
+            (m == 4 ? wino4_in : wino_in)(x + (s * cin + c) * hw, h, w, prow, hb, u + (int64_t)c * ld + s * tiles,
+                                          ustride);
+    for (int xi = 0; xi < n2; xi++)
+        rt_sgemm_serial(0, 0, cout, (int32_t)t, cin, 1.0f, v + (int64_t)xi * cout * cin, cin, u + xi * ustride,
+                        (int32_t)ld, 0.0f, mm + xi * mstride, (int32_t)ld);
+    for (int64_t s = 0; s < cnt; s++)
+        for (int32_t k = 0; k < cout; k++)
+            (m == 4 ? wino4_out : wino_out)(mm + (int64_t)k * ld + s * tiles, mstride, h, w, y + (s * cout + k) * hw);
+}
+
+/* dw: the chunk's dV [16, o, c] (+)= DY[xi] U[xi]^T, F(2 x 2). */
 void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int32_t h, int32_t w, int64_t cnt,
                       int64_t g, bool accumulate, float *dv, float *scratch) {
-    int64_t tiles = tiles_of(h, w), ld = ld_of(g, h, w), t = cnt * tiles, hw = (int64_t)h * w;
+    int64_t tiles = tiles_of(h, w, 2), ld = ld_of(g, h, w, 2), t = cnt * tiles, hw = (int64_t)h * w;
     float *u = scratch, *d = u + 16 * (int64_t)c * ld, *hb = d + 16 * (int64_t)o * ld;
-    float *prow = hb + hbuf_floats(h, w);
+    float *prow = hb + hbuf_floats(h, w, 2), *pdy = prow + (h + 1) * prow_floats(w, 2);
+    memset(prow, 0, sizeof(float) * (size_t)(2 * (h + 1) * prow_floats(w, 2)));
     int64_t ustride = (int64_t)c * ld, dstride = (int64_t)o * ld;
     for (int64_t s = 0; s < cnt; s++) {
         for (int32_t cc = 0; cc < c; cc++)
             wino_in(x + (s * c + cc) * hw, h, w, prow, hb, u + (int64_t)cc * ld + s * tiles, ustride);
         for (int32_t k = 0; k < o; k++)
-            wino_dy(dy + (s * o + k) * hw, h, w, prow, d + (int64_t)k * ld + s * tiles, dstride);
+            wino_dy(dy + (s * o + k) * hw, h, w, pdy, d + (int64_t)k * ld + s * tiles, dstride);
     }
     for (int xi = 0; xi < 16; xi++)
         rt_sgemm_serial(0, 1, o, c, (int32_t)t, 1.0f, d + xi * dstride, (int32_t)ld, u + xi * ustride, (int32_t)ld,

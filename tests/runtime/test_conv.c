@@ -229,6 +229,8 @@ void test_conv_kernels(void) {
         {20, 2, 10, 10, 3, 3, 1, 0}, /* no padding, rows of 8: im2col by 8-float moves, chunks of 1-2 */
         {37, 2, 6, 6, 3, 3, 1, 0},   /* no padding, rows of 4: chunks of 2-3 */
         {200, 2, 23, 23, 3, 3, 1, 1}, /* Winograd's dw: 50 pieces of 4 samples over 32 slots, some summing two */
+        {5, 4, 9, 27, 6, 3, 1, 1},   /* Winograd's F(4 x 4): rows of 7 tiles, the last row and column of tiles partial */
+        {4, 3, 6, 38, 5, 3, 1, 1},   /* F(4 x 4): rows of 10 tiles (a vector and a part) */
     };
     /* LIBXSMM's dw: 1 x 1 stride-1 layers always, others only where gemm.c gives a sample's
      * product (LeNet-5's conv2: 50 x 500 x 64) to OpenBLAS, not to oneDNN's sgemm */
@@ -257,11 +259,12 @@ void test_conv_kernels(void) {
                   rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 7),
               "geometry %zu: oneDNN's share", g);
         /* Winograd's rule: 3 x 3, stride 1, pad 1, 16 channels or more each side, 64
-         * positions or more: geometry 7 (before oneDNN, which keeps its 4 x 4 forward and dx),
-         * but where oneDNN runs AVX-512 code, whose sgemm its products (16 x 32 over 48
-         * tiles) are too small for */
+         * positions or more (the forward from 16 with AVX2 code): geometry 7 and geometry 8's
+         * forward (before oneDNN, which keeps the rest of 8), but none where oneDNN runs
+         * AVX-512 code, whose sgemm their products (16 x 32 over 48 tiles) are too small for */
         for (int op = 0; op < 3; op++)
-            CHECK(rt_conv_wino((RtConvOp)op, N, C, H, W, O, K, K, S, P) == (g == 7 && !rt_dnnl_wide()),
+            CHECK(rt_conv_wino((RtConvOp)op, N, C, H, W, O, K, K, S, P) ==
+                      (!rt_dnnl_wide() && (g == 7 || (g == 8 && op == RT_CONV_FWD))),
                   "geometry %zu: Winograd's share", g);
         unsigned seed = 3 + (unsigned)g;
         float *x = malloc(sizeof(float) * NX), *w = malloc(sizeof(float) * O * CKK);
