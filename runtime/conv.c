@@ -1139,7 +1139,8 @@ static void conv_chunks(const float *in, const float *w, float *out, RtConvOp op
     conv_ensure(&j);
     if (j.wino) {
         j.wk = rt_shared_scratch(rt_wino_weights_floats(j.c, j.o, wino_m(&j, op)));
-        rt_parallel_for(j.o, min_items(9 * (int64_t)j.c), wino_weights_range, &j);
+        rt_parallel_for(op == RT_CONV_DX ? j.c : j.o, min_items(9 * (int64_t)(op == RT_CONV_DX ? j.o : j.c)),
+                        wino_weights_range, &j);
         rt_parallel_for(wino_pieces(&j, op), 1, wino_chunk_range, &j);
         return;
     }

@@ -21,7 +21,7 @@
  *
  * Requires conv.c's chunks (a chunk's samples on one thread, its scratch from the pool,
  * parallel.c) and gemm.c's rt_sgemm_serial. Provides rt_wino_serves (the rule; F(4 x 4)
- * where rt_wino4_serves), rt_wino_weights (V, in parallel over filters), rt_wino_chunk (the
+ * where rt_wino4_serves), rt_wino_weights (V, in parallel over rows), rt_wino_chunk (the
  * forward or dx of one chunk), rt_wino_dw_chunk and rt_wino_dw_out (dw), their scratch
  * sizes, and rt_wino_set_mode (conv_bench and the tests take the path on or off).
  *
@@ -120,17 +120,17 @@ int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m) {
     return (int64_t)(m + 2) * (m + 2) * c * o;
 }
 
-/* G f for one column (or row) of 3, for F(2 x 2): G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]. */
-static void g2(float f0, float f1, float f2, float *t) {
-    t[0] = f0;
-    t[1] = 0.5f * ((f0 + f1) + f2);
-    t[2] = 0.5f * ((f0 - f1) + f2);
-    t[3] = f2;
-}
-
-/* G f for one column (or row) of 3: G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
- * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]. */
-static void g4(float f0, float f1, float f2, float *t) {
+/* G f for one column (or row) of 3: for F(2 x 2), G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1];
+ * for F(4 x 4), G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6;
+ * 0 0 1]. */
+static inline __attribute__((always_inline)) void gcol(int m, float f0, float f1, float f2, float *t) {
+    if (m == 2) {
+        t[0] = f0;
+        t[1] = 0.5f * ((f0 + f1) + f2);
+        t[2] = 0.5f * ((f0 - f1) + f2);
+        t[3] = f2;
+        return;
+    }
     t[0] = 0.25f * f0;
     t[1] = ((f0 + f1) + f2) * (-1.0f / 6);
     t[2] = ((f0 - f1) + f2) * (-1.0f / 6);
@@ -139,26 +139,28 @@ static void g4(float f0, float f1, float f2, float *t) {
     t[5] = f2;
 }
 
-/* V for filters [o0, o1): forward, V[xi][o][c] = (G w[o][c] G^T)[xi]; for dx (flip),
- * V[xi][c][o] = (G w'[c][o] G^T)[xi] with w' turned and swapped (above): a product of
- * dx's M [C, T] = V [C, O] U [O, T]. */
-void rt_wino_weights(const float *w, int32_t o, int32_t c, bool flip, int32_t o0, int32_t o1, int m, float *v) {
+/* V for rows [r0, r1): forward, V[xi][o][c] = (G w[o][c] G^T)[xi], rows the filters o;
+ * for dx (flip), V[xi][c][o] = (G w'[c][o] G^T)[xi] with w' turned and swapped (above),
+ * rows the channels c: a product of dx's M [C, T] = V [C, O] U [O, T]. Each row's values
+ * are written in order, one stream a point. */
+void rt_wino_weights(const float *w, int32_t o, int32_t c, bool flip, int32_t r0, int32_t r1, int m, float *v) {
     int n = m + 2;
-    void (*gt)(float, float, float, float *) = m == 4 ? g4 : g2;
+    int32_t cols = flip ? o : c;
     int64_t plane = (int64_t)o * c;
-    for (int32_t oo = o0; oo < o1; oo++)
-        for (int32_t cc = 0; cc < c; cc++) {
+    for (int32_t r = r0; r < r1; r++)
+        for (int32_t q = 0; q < cols; q++) {
+            int32_t oo = flip ? q : r, cc = flip ? r : q;
             const float *g = w + ((int64_t)oo * c + cc) * 9;
             float f[9], t[6][3], col[6], row[6];
             for (int k = 0; k < 9; k++) f[k] = flip ? g[8 - k] : g[k];
             for (int j = 0; j < 3; j++) { /* G f, column by column */
-                gt(f[j], f[3 + j], f[6 + j], col);
+                gcol(m, f[j], f[3 + j], f[6 + j], col);
                 for (int i = 0; i < n; i++) t[i][j] = col[i];
             }
-            int64_t at = flip ? (int64_t)cc * o + oo : (int64_t)oo * c + cc;
+            float *at = v + (int64_t)r * cols + q;
             for (int i = 0; i < n; i++) { /* (G f) G^T, row by row */
-                gt(t[i][0], t[i][1], t[i][2], row);
-                for (int j = 0; j < n; j++) v[(n * i + j) * plane + at] = row[j];
+                gcol(m, t[i][0], t[i][1], t[i][2], row);
+                for (int j = 0; j < n; j++) at[(n * i + j) * plane] = row[j];
             }
         }
 }
@@ -448,18 +450,22 @@ void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int
 }
 
 /* dw [o, c, 3, 3] for filters [o0, o1) = G^T dV G, dV the slots' sums added in order
- * (slot k's dV [16, o, c] at dv + k * 16 o c). */
-void rt_wino_dw_out(const float *dv, int64_t slots, int32_t o, int32_t c, int32_t o0, int32_t o1, float *dw) {
-    int64_t plane = (int64_t)o * c, per = 16 * plane;
+ * (slot k's dV [16, o, c] at dv + k * 16 o c), into slot 0's: the filters' rows of each
+ * slot in turn, contiguous (a value's 16 points a slot apart each, read value by value,
+ * went to a page of its own for every point and slot). */
+void rt_wino_dw_out(float *dv, int64_t slots, int32_t o, int32_t c, int32_t o0, int32_t o1, float *dw) {
+    int64_t plane = (int64_t)o * c, per = 16 * plane, rows = (int64_t)(o1 - o0) * c;
+    for (int xi = 0; xi < 16; xi++) {
+        float *dst = dv + xi * plane + (int64_t)o0 * c;
+        for (int64_t k = 1; k < slots; k++) {
+            const float *src = dst + k * per;
+            for (int64_t i = 0; i < rows; i++) dst[i] += src[i];
+        }
+    }
     for (int32_t oo = o0; oo < o1; oo++)
         for (int32_t cc = 0; cc < c; cc++) {
             float q[16];
-            for (int xi = 0; xi < 16; xi++) {
-                const float *at = dv + xi * plane + (int64_t)oo * c + cc;
-                float sum = at[0];
-                for (int64_t k = 1; k < slots; k++) sum += at[k * per];
-                q[xi] = sum;
-            }
+            for (int xi = 0; xi < 16; xi++) q[xi] = dv[xi * plane + (int64_t)oo * c + cc];
             float r[3][4]; /* G^T q: G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1] */
             for (int j = 0; j < 4; j++) {
                 r[0][j] = q[j] + 0.5f * (q[4 + j] + q[8 + j]);
