@@ -957,14 +957,16 @@ static int wino_m(const ConvJob *j, RtConvOp op) {
  * 505 / 505 / 519 / 440 GFLOP/s forward, VGG-16's 64 channels, AVX2, 2 threads), dw (F(2
  * x 2, 3 x 3)) by pieces of WINO_DW_TILES (the direct GFLOP/s of pieces of a chunk / 256 /
  * 512 / 1024 tiles: VGG-16's 128 channels at 16 x 16 230 / 262 / 306 / 270, 256 at 8 x 8
- * 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 / 316 / 237); at least 4 pieces. */
-enum { WINO4_TILES = 256, WINO_DW_TILES = 512 };
+ * 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 / 316 / 237); at least WINO_MIN_PIECES
+ * pieces where there are as many chunks, so that dw's slots keep 8 threads busy (VGG-16's
+ * 256 channels at 8 x 8: 8 pieces of 256 tiles). */
+enum { WINO4_TILES = 256, WINO_DW_TILES = 512, WINO_MIN_PIECES = 8 };
 static int64_t wino_span(const ConvJob *j, RtConvOp op) {
     if (op != RT_CONV_DW && wino_m(j, op) == 2) return 1;
     int64_t per = rt_wino_tiles(j->h, j->wd, wino_m(j, op));
     int64_t want = op == RT_CONV_DW ? WINO_DW_TILES : WINO4_TILES, tiles = j->g * per;
     int64_t m = (want + tiles - 1) / tiles;
-    if (m > j->chunks / 4) m = j->chunks / 4;
+    if (m > j->chunks / WINO_MIN_PIECES) m = j->chunks / WINO_MIN_PIECES;
     return m > 1 ? m : 1;
 }
 static int64_t wino_pieces(const ConvJob *j, RtConvOp op) {
