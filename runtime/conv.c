@@ -926,6 +926,8 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
 
 static int64_t wino_span(const ConvJob *j, RtConvOp op);
+static int wino_m(const ConvJob *j, RtConvOp op);
+#define WINO_MAX_THREAD ((int64_t)16 << 20) /* floats of a thread's Winograd scratch: 64 MiB */
 
 /* Who computes op: Winograd's F(2 x 2, 3 x 3) where winograd.c's rule names the shape
  * (j->wino: 1.3-1.7x oneDNN's speed on the shapes both serve), else oneDNN where its rule
@@ -936,7 +938,12 @@ static void conv_paths(ConvJob *j, RtConvOp op) {
     if (j->n <= 0) return;
     j->wino = rt_wino_serves(op, j->c, j->o, j->h, j->wd, j->kh, j->kw, j->stride, j->pad,
                              wino_span(j, op) * j->g);
-    if (j->wino) return;
+    /* (not where a thread's transformed tiles would pass WINO_MAX_THREAD: thousands of
+     * channels, whose im2col columns are a quarter of that) */
+    if (j->wino && rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j, op) * j->g, wino_m(j, op)) <=
+                       WINO_MAX_THREAD)
+        return;
+    j->wino = false;
     /* chunks of g samples, and of g - 1 where they do not divide the batch evenly */
     int32_t tail = (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0);
     j->dk = rt_dnnl_conv(op, (int32_t)j->g, tail, j->c, j->h, j->wd, j->o, j->kh, j->kw, j->stride, j->pad);

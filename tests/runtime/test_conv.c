@@ -231,6 +231,7 @@ void test_conv_kernels(void) {
         {200, 2, 23, 23, 3, 3, 1, 1}, /* Winograd's dw: 50 pieces of 4 samples over 32 slots, some summing two */
         {5, 4, 9, 27, 6, 3, 1, 1},   /* Winograd's F(4 x 4): rows of 7 tiles, the last row and column of tiles partial */
         {4, 3, 6, 38, 5, 3, 1, 1},   /* F(4 x 4): rows of 10 tiles (a vector and a part) */
+        {3, 2, 1, 30, 3, 3, 1, 1},   /* a plane of one row: every tile row past it but the first */
     };
     /* LIBXSMM's dw: 1 x 1 stride-1 layers always, others only where gemm.c gives a sample's
      * product (LeNet-5's conv2: 50 x 500 x 64) to OpenBLAS, not to oneDNN's sgemm */
@@ -246,6 +247,12 @@ void test_conv_kernels(void) {
               rt_xsmm_serves(RT_CONV_DX, 144, 24, 1, 1, 1, 0, 32, 32) &&
               rt_xsmm_serves(RT_CONV_FWD, 1, 20, 5, 5, 1, 0, 24, 24),
           "LIBXSMM's share of narrow products with AVX2 code");
+    /* Winograd takes VGG-16's 64 -> 64 at 32 x 32 on either ISA, but not 4,096 channels,
+     * whose transformed tiles would pass a thread's 64 MiB */
+    CHECK(rt_conv_wino(RT_CONV_FWD, 128, 64, 32, 32, 64, 3, 3, 1, 1) &&
+              rt_conv_wino(RT_CONV_DW, 128, 64, 32, 32, 64, 3, 3, 1, 1) &&
+              !rt_conv_wino(RT_CONV_FWD, 128, 4096, 32, 32, 4096, 3, 3, 1, 1),
+          "Winograd's share of wide layers");
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4], K = geo[g][5],
                   S = geo[g][6], P = geo[g][7];
