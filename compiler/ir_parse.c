@@ -207,6 +207,8 @@ static bool parse_labels(Parser *ps) {
 /* param @NAME : f32[...] quant PROJ[(LABELS)] [aux K] init xavier(A, B) | normal(0, S) */
 static bool parse_param(Parser *ps) {
     IrModule *m = ps->m;
+    skip_blanks(ps);
+    SrcLoc decl = here(ps);
     if (!expect(ps, "@")) return false;
     const char *n = name(ps);
     IrShape shape;
@@ -242,7 +244,8 @@ static bool parse_param(Parser *ps) {
     }
     int64_t aux = -1;
     if (lit(ps, "aux") && !integer(ps, &aux)) return false;
-    IrParam p = {.name = n, .shape = shape, .count = ir_shape_elems(&shape), .proj_def = def, .proj_labels = ls, .proj_loc = at};
+    IrParam p = {.name = n, .shape = shape, .count = ir_shape_elems(&shape), .proj_def = def, .proj_labels = ls, .proj_loc = at,
+                 .loc = decl};
     if (!expect(ps, "init")) return false;
     if (lit(ps, "xavier")) {
         p.init = IR_INIT_XAVIER;
@@ -595,6 +598,17 @@ IrModule *ir_parse(Program *prog, const SourceFile *src, int *after_pass, Diag *
         next_line(&ps);
     }
     if (!ps.failed && (!m->train.name || !m->eval.name)) fail(&ps, "a module has func @train and func @eval");
+    /* printed after fuse: every parameter's four kernels (the passes after it, and code
+     * generation, run each of them) */
+    int fuse = 0;
+    while (nnq_ir_pass_name(fuse) && strcmp(nnq_ir_pass_name(fuse), "fuse")) fuse++;
+    for (int i = 0; !ps.failed && *after_pass >= fuse && i < m->nparams; i++)
+        for (int k = 0; k < 4 && !ps.failed; k++)
+            if (!m->kernels || !m->kernels[i][k].name) {
+                diag_error(ps.diag, m->params[i].loc, "a module printed after fuse has the kernel @%s.%s",
+                           kernel_names[k], m->params[i].name);
+                ps.failed = true;
+            }
     if (ps.failed) return NULL;
     if (!m->kernels) m->kernels = arena_alloc(m->arena, sizeof(*m->kernels) * (size_t)(m->nparams ? m->nparams : 1));
     return m;
