@@ -25,10 +25,10 @@
  * multiplied a piece of positions at a time, then the slots are summed as ours are; a
  * 1 x 1 stride-1 layer's slots sum dw^T = x_s dy_s^T, transposed back after). Before
  * either, the 3 x 3 stride-1 pad-1 layers winograd.c's rule names run by Winograd's
- * F(2 x 2, 3 x 3): the same chunks for the forward and dx (the weights transformed
- * first, in parallel), dw by slots of pieces of consecutive chunks (wino_span), each
- * slot's sum in the transformed domain, the slots then added in order and transformed
- * back filter by filter. */
+ * F(m x m, 3 x 3): the forward and dx by chunks (F(4 x 4): by pieces of consecutive
+ * chunks, wino_span; the weights transformed first, in parallel), dw by slots of pieces,
+ * each slot's sum in the transformed domain, the slots then added in order and
+ * transformed back filter by filter. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -618,7 +618,7 @@ typedef struct ConvJob {
     RtConvOp op;
     const RtDnnlConv *dk; /* oneDNN's kernels for op (conv_dnnl.c), NULL: ours */
     RtXsmmConv xk;        /* else LIBXSMM's per-sample products (conv_xsmm.c), xk.set NULL: im2col + GEMM */
-    bool wino;            /* before those, Winograd's F(2 x 2, 3 x 3) (winograd.c) */
+    bool wino;            /* before those, Winograd's F(m x m, 3 x 3) (winograd.c) */
     int64_t blocks;       /* else, for dw: blocks of channels over the batch (dw_blocks), 0: slots */
     float *wk;            /* the weights in oneDNN's layout (fwd, dx), dw's slot buffers; w^T for LIBXSMM's dx */
 } ConvJob;
@@ -648,9 +648,16 @@ static ConvJob conv_job(int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, i
 }
 
 /* Samples [s0, s0 + cnt) of chunk `ch`. */
+/* The samples of piece pc of m consecutive chunks (Winograd's, wino_span): [*s0, *s0 +
+ * count). */
+static int64_t piece_samples(const ConvJob *j, int64_t m, int64_t pc, int64_t *s0) {
+    int64_t last = (pc + 1) * m < j->chunks ? (pc + 1) * m : j->chunks;
+    *s0 = pc * m * j->n / j->chunks;
+    return last * j->n / j->chunks - *s0;
+}
+
 static int64_t chunk_count(const ConvJob *j, int64_t ch, int64_t *s0) {
-    *s0 = ch * j->n / j->chunks;
-    return (ch + 1) * j->n / j->chunks - *s0;
+    return piece_samples(j, 1, ch, s0);
 }
 
 /* Sample s's dy as rows of O, at column offset 0 of a matrix of ld columns (a chunk's,
@@ -926,10 +933,10 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
 
 static int64_t wino_span(const ConvJob *j, RtConvOp op);
-static int wino_m(const ConvJob *j, RtConvOp op);
+static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared);
 #define WINO_MAX_THREAD ((int64_t)16 << 20) /* floats of a thread's Winograd scratch: 64 MiB */
 
-/* Who computes op: Winograd's F(2 x 2, 3 x 3) where winograd.c's rule names the shape
+/* Who computes op: Winograd's F(m x m, 3 x 3) where winograd.c's rule names the shape
  * (j->wino: 1.3-1.7x oneDNN's speed on the shapes both serve), else oneDNN where its rule
  * does (j->dk), else LIBXSMM where its rule does (j->xk), else im2col + GEMM (gemm.c), dw
  * by blocks of channels where dw_blocks takes it (j->blocks), else by slots. */
@@ -940,9 +947,9 @@ static void conv_paths(ConvJob *j, RtConvOp op) {
                              wino_span(j, op) * j->g);
     /* (not where a thread's transformed tiles would pass WINO_MAX_THREAD: thousands of
      * channels, whose im2col columns are a quarter of that) */
-    if (j->wino && rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j, op) * j->g, wino_m(j, op)) <=
-                       WINO_MAX_THREAD)
-        return;
+    int64_t per_thread, shared;
+    if (j->wino) wino_needs(j, op, &per_thread, &shared);
+    if (j->wino && per_thread <= WINO_MAX_THREAD) return;
     j->wino = false;
     /* chunks of g samples, and of g - 1 where they do not divide the batch evenly */
     int32_t tail = (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0);
@@ -953,10 +960,9 @@ static void conv_paths(ConvJob *j, RtConvOp op) {
 
 /* ---- Winograd's F(4 x 4, 3 x 3) and F(2 x 2, 3 x 3) (winograd.c) ---- */
 
-/* The tiles' m: F(4 x 4, 3 x 3) for this op (winograd.c's rule: a forward or dx of wide
- * planes), else F(2 x 2, 3 x 3). */
+/* The tiles' m for this op (winograd.c's rt_wino_m). */
 static int wino_m(const ConvJob *j, RtConvOp op) {
-    return op != RT_CONV_DW && rt_wino4_serves(j->h, j->wd) ? 4 : 2;
+    return rt_wino_m(op, j->h, j->wd);
 }
 
 /* F(4 x 4, 3 x 3)'s forward and dx by pieces of consecutive chunks of about
@@ -980,12 +986,6 @@ static int64_t wino_pieces(const ConvJob *j, RtConvOp op) {
     int64_t m = wino_span(j, op);
     return (j->chunks + m - 1) / m;
 }
-/* The samples of piece pc of m chunks: [*s0, *s0 + count). */
-static int64_t piece_samples(const ConvJob *j, int64_t m, int64_t pc, int64_t *s0) {
-    int64_t last = (pc + 1) * m < j->chunks ? (pc + 1) * m : j->chunks;
-    *s0 = pc * m * j->n / j->chunks;
-    return last * j->n / j->chunks - *s0;
-}
 
 /* dw's slots: each a dV of 16 O C floats, all of them within DW_MAX_SHARED. */
 static int64_t wino_slots(const ConvJob *j) {
@@ -1006,6 +1006,14 @@ static void wino_dw_range(void *p, int64_t begin, int64_t end) {
             rt_wino_dw_chunk(j->x + s0 * j->chw, j->dy + s0 * j->o * j->ohw, j->c, j->o, j->h, j->wd, cnt,
                              m * j->g, pc != slot, j->wk + slot * per, scratch);
         }
+}
+
+/* A call's scratch: per thread, a piece's (U, M or DY, the transforms'); shared, V, or dw's
+ * slots of dV. */
+static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared) {
+    int m = wino_m(j, op);
+    *per_thread = rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j, op) * j->g, m);
+    *shared = (op == RT_CONV_DW ? wino_slots(j) : 1) * rt_wino_weights_floats(j->c, j->o, m);
 }
 
 static void wino_dw_out_range(void *p, int64_t begin, int64_t end) {
@@ -1083,10 +1091,7 @@ static void dnnl_dw_sum_range(void *p, int64_t begin, int64_t end) {
 static void conv_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared) {
     const RtDnnlConv *dk = j->dk;
     if (j->wino) {
-        int64_t g = wino_span(j, op) * j->g;
-        int m = wino_m(j, op);
-        *per_thread = rt_wino_thread_floats(j->c, j->o, j->h, j->wd, g, m);
-        *shared = (op == RT_CONV_DW ? wino_slots(j) : 1) * rt_wino_weights_floats(j->c, j->o, m);
+        wino_needs(j, op, per_thread, shared);
     } else if (j->xk.set) {
         int64_t m = rt_xsmm_dw_m(j->o);
         *per_thread = j->ckk * j->ohw;

@@ -343,7 +343,7 @@ void rt_xsmm_dw_piece(const RtXsmmConv *k, bool accumulate, int64_t positions, c
 
 /* winograd.c: 3 x 3, stride-1, pad-1 convolutions by F(m x m, 3 x 3), m = 2 or 4 (its
  * header), for conv.c's chunks. rt_wino_serves: the rule (or the mode set) for products
- * over g samples' tiles; rt_wino4_serves: m = 4 for a forward or dx of such planes (dw: 2);
+ * over g samples' tiles; rt_wino_m: the tiles' m for op on such planes (dw: 2);
  * rt_wino_tiles: a sample's tiles. rt_wino_weights: V for rows [r0, r1) of w [o, c, 3, 3]
  * (the filters; flip: dx's, rows the channels, from the filters turned and their channels
  * swapped), of
@@ -354,7 +354,7 @@ void rt_xsmm_dw_piece(const RtXsmmConv *k, bool accumulate, int64_t positions, c
 void rt_wino_set_mode(RtLibMode mode);
 bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int32_t kh, int32_t kw,
                     int32_t stride, int32_t pad, int64_t g);
-bool rt_wino4_serves(int32_t h, int32_t w);
+int rt_wino_m(RtConvOp op, int32_t h, int32_t w);
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m);
 int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m);
 int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g, int m);

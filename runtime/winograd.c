@@ -21,7 +21,7 @@
  *
  * Requires conv.c's chunks (a chunk's samples on one thread, its scratch from the pool,
  * parallel.c) and gemm.c's rt_sgemm_serial. Provides rt_wino_serves (the rule; F(4 x 4)
- * where rt_wino4_serves), rt_wino_weights (V, in parallel over rows), rt_wino_chunk (the
+ * where rt_wino_m says), rt_wino_weights (V, in parallel over rows), rt_wino_chunk (the
  * forward or dx of one chunk), rt_wino_dw_chunk and rt_wino_dw_out (dw), their scratch
  * sizes, and rt_wino_set_mode (conv_bench and the tests take the path on or off).
  *
@@ -91,18 +91,19 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
     int64_t positions = (int64_t)h * w;
     if (c < 16 || o < 16 || positions < (op == RT_CONV_FWD && !wide ? 16 : 64)) return false;
     if (!wide) return true;
-    int64_t t = g * tiles_of(h, w, rt_wino4_serves(h, w) && op != RT_CONV_DW ? 4 : 2);
+    int64_t t = g * tiles_of(h, w, rt_wino_m(op, h, w));
     int32_t t32 = t > INT32_MAX ? INT32_MAX : (int32_t)t;
     return c >= 64 && o >= 64 && (op == RT_CONV_DW ? rt_gemm_dnnl(o, c, t32) : rt_gemm_dnnl(o, t32, c));
 }
 
-/* F(4 x 4, 3 x 3) for the forward and dx where a row of tiles fills most of a vector (7
- * tiles or more: planes 25 wide or wider). Narrower planes leave lanes empty in every
- * transform: 2 threads, AVX2, direct GFLOP/s F(4 x 4) / F(2 x 2): 64 channels at 32 x 32
- * 537-545 / 399-405, 128 at 16 x 16 330-369 / 417-433, 256 at 8 x 8 318 / 426-429. */
-bool rt_wino4_serves(int32_t h, int32_t w) {
+/* The tiles' m for op: F(4 x 4, 3 x 3) for the forward and dx where a row of tiles fills
+ * most of a vector (7 tiles or more: planes 25 wide or wider), else F(2 x 2, 3 x 3) (dw
+ * always). Narrower planes leave lanes empty in every transform: 2 threads, AVX2, direct
+ * GFLOP/s F(4 x 4) / F(2 x 2): 64 channels at 32 x 32 537-545 / 399-405, 128 at 16 x 16
+ * 330-369 / 417-433, 256 at 8 x 8 318 / 426-429. */
+int rt_wino_m(RtConvOp op, int32_t h, int32_t w) {
     (void)h;
-    return (w + 3) / 4 >= 7;
+    return op != RT_CONV_DW && (w + 3) / 4 >= 7 ? 4 : 2;
 }
 
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
