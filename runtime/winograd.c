@@ -70,27 +70,32 @@ static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
     return g * tiles_of(h, w, m) + 8;
 }
 
-/* The rule (shapes and the CPU only): 3 x 3, stride 1, pad 1, planes of 64 positions or
- * more (with AVX2 code, the forward from 16), and both channel counts 16 or more (the
- * products' inner dimension is C forward and O for dx: a network's first layer, of 3
- * input channels, keeps im2col's 27); where oneDNN runs AVX-512 code, 64 or more, and
- * products (O x C over the g samples' tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or
- * more), not OpenBLAS's AVX2 kernels. Measured against oneDNN's direct convolutions
- * (bench/conv_bench, 2 threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
+/* The rule (shapes and the CPU only): 3 x 3, stride 1, pad 1, and both channel counts 16
+ * or more (the products' inner dimension is C forward and O for dx: a network's first
+ * layer, of 3 input channels, keeps im2col's 27). Planes of 64 positions or more; with
+ * AVX2 code also planes of 16 to 63 where both channel counts are 192 or more. Where
+ * oneDNN runs AVX-512 code, 64 positions or more, 64 channels or more, and products (O x C
+ * over the g samples' tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not
+ * OpenBLAS's AVX2 kernels. Measured against the other ways (bench/conv_bench and single
+ * layers, batch 128, 2 threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
  * at 32 x 32 to 256 at 8 x 8: forward and dx 1.5-2.1x as fast with AVX2 code, 1.3-1.8x
- * with AVX-512 code; dw 1.45-1.6x and 1.0-1.1x. At 4 x 4 (512 channels) with AVX2 code the
- * forward 1.28x, dx and dw a tie; with AVX-512 code a tie forward, dx and dw slower; at
- * 2 x 2 slower (a sample's 1 tile leaves the products narrow). With AVX-512 code, 0.55-0.75x
- * at 16 to 48 channels (16 -> 32 at 28 x 28, 32 -> 32 at 14 x 14, 32 -> 64 and 48 -> 48 at
- * 16 x 16, where oneDNN's kernels run at 360-415 GFLOP/s). */
+ * with AVX-512 code; dw 1.45-1.6x and 1.0-1.1x. Planes under 64 positions leave a
+ * sample's few tiles (4 at 4 x 4) to the products and the transforms: at 4 x 4 with AVX2
+ * code, 512 channels 1.35x forward, 1.2x dx, 1.3x dw (against oneDNN's dx and im2col's
+ * dw), 192 channels 1.1-1.45x, but 128 and fewer 0.6-1.0x; with AVX-512 code a tie
+ * forward, dx slower, dw 1.15-1.2x at 512 channels only (not taken). At 2 x 2 slower (a
+ * sample's 1 tile). With AVX-512 code, 0.55-0.75x at 16 to 48 channels (16 -> 32 at
+ * 28 x 28, 32 -> 32 at 14 x 14, 32 -> 64 and 48 -> 48 at 16 x 16, where oneDNN's kernels
+ * run at 360-415 GFLOP/s). */
 bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int32_t kh, int32_t kw,
                     int32_t stride, int32_t pad, int64_t g) {
     if (kh != 3 || kw != 3 || stride != 1 || pad != 1 || mode == RT_LIB_NEVER) return false;
     if (mode == RT_LIB_ALWAYS) return true;
     bool wide = rt_dnnl_wide();
     int64_t positions = (int64_t)h * w;
-    if (c < 16 || o < 16 || positions < (op == RT_CONV_FWD && !wide ? 16 : 64)) return false;
-    if (!wide) return true;
+    if (c < 16 || o < 16 || positions < 16) return false;
+    if (!wide) return positions >= 64 || (c >= 192 && o >= 192);
+    if (positions < 64) return false;
     int64_t t = g * tiles_of(h, w, rt_wino_m(op, h, w));
     int32_t t32 = t > INT32_MAX ? INT32_MAX : (int32_t)t;
     return c >= 64 && o >= 64 && (op == RT_CONV_DW ? rt_gemm_dnnl(o, c, t32) : rt_gemm_dnnl(o, t32, c));
