@@ -28,7 +28,8 @@
  * Tiles cover the output plane in rows of TW = ceil(W/m) (a plane of another size than a
  * multiple of m: the last tiles read padding and write fewer outputs); the transforms take
  * 8 tiles a vector: a row of input, padded with zeros, read as its values 0 and 1 mod 2
- * (F(2 x 2)) or 0-3 mod 4 (F(4 x 4)). Every value's operations are fixed by the shapes (no
+ * (F(2 x 2)) or 0-3 mod 4 (F(4 x 4)); F(4 x 4) on planes of fewer than 7 tiles a row reads
+ * the chunk's samples' rows side by side, so that a vector's tiles fill it. Every value's operations are fixed by the shapes (no
  * FMA contraction: runtime/CMakeLists.txt), so a chunk's results are the same bits on any
  * thread. Error: F(2 x 2)'s constants are 1 and 1/2, so its rounding is the direct
  * convolution's order of magnitude; F(4 x 4)'s reach 8 and 1/24: about ten times that
@@ -64,6 +65,23 @@ static int64_t prow_floats(int32_t w, int m) {
 static int64_t hbuf_floats(int32_t h, int32_t w, int m) {
     return (int64_t)(m * ((h + m - 1) / m) + 2) * (m + 2) * twv_of(w, m);
 }
+/* F(4 x 4) on planes of fewer than 7 tiles a row takes the g samples' planes of a channel
+ * side by side (wino4s_in, wino4s_out): a row of each, padded to TW + 1 tiles (4 TW + 4
+ * floats, its zeros between the planes; the last tile of each is read but not kept), so a
+ * vector's 8 tiles come from several samples. Its padded row of the g planes (and the
+ * last vector's reach), and its horizontal transforms' rows: the kept tiles, 8 more. */
+static bool side_by_side(int32_t w, int m) {
+    return m == 4 && (w + 3) / 4 < 7;
+}
+static int64_t sprow_floats(int32_t w, int64_t g) {
+    return 4 * ((g * ((w + 3) / 4 + 1) + 7) / 8 * 8) + 40;
+}
+static int64_t shb_row(int32_t w, int64_t g) {
+    return (g * ((w + 3) / 4) + 7) / 8 * 8 + 8;
+}
+static int64_t shbuf_floats(int32_t h, int32_t w, int64_t g) {
+    return (int64_t)(4 * ((h + 3) / 4) + 2) * 6 * shb_row(w, g);
+}
 /* Leading dimension of U's and M's rows: the chunk's tiles and room for a last vector's
  * 7 lanes past them. */
 static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
@@ -73,7 +91,8 @@ static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
 /* The rule (shapes and the CPU only): 3 x 3, stride 1, pad 1, and both channel counts 16
  * or more (the products' inner dimension is C forward and O for dx: a network's first
  * layer, of 3 input channels, keeps im2col's 27). Planes of 64 positions or more; with
- * AVX2 code also planes of 16 to 63 where both channel counts are 192 or more. Where
+ * AVX2 code also planes of 16 to 63 where both channel counts are 64 or more (F(4 x 4):
+ * the forward and dx) or 192 (F(2 x 2): dw, and planes such as 5 x 5). Where
  * oneDNN runs AVX-512 code, 64 positions or more, 64 channels or more, and products (O x C
  * over the g samples' tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not
  * OpenBLAS's AVX2 kernels. Measured against the other ways (bench/conv_bench and single
@@ -81,8 +100,9 @@ static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
  * at 32 x 32 to 256 at 8 x 8: forward and dx 1.5-2.1x as fast with AVX2 code, 1.3-1.8x
  * with AVX-512 code; dw 1.45-1.6x and 1.0-1.1x. Planes under 64 positions leave a
  * sample's few tiles (4 at 4 x 4) to the products and the transforms: at 4 x 4 with AVX2
- * code, 512 channels 1.35x forward, 1.2x dx, 1.3x dw (against oneDNN's dx and im2col's
- * dw), 192 channels 1.1-1.45x, but 128 and fewer 0.6-1.0x; with AVX-512 code a tie
+ * code, F(2 x 2) with 512 channels 1.35x forward, 1.2x dx, 1.3x dw (against oneDNN's dx
+ * and im2col's dw), 192 channels 1.1-1.45x, but 128 and fewer 0.6-1.0x; F(4 x 4) side by
+ * side 1.2-1.7x from 64 channels, 0.85-0.95x at 32; with AVX-512 code F(2 x 2) a tie
  * forward, dx slower, dw 1.15-1.2x at 512 channels only (not taken). At 2 x 2 slower (a
  * sample's 1 tile). With AVX-512 code, 0.55-0.75x at 16 to 48 channels (16 -> 32 at
  * 28 x 28, 32 -> 32 at 14 x 14, 32 -> 64 and 48 -> 48 at 16 x 16, where oneDNN's kernels
@@ -94,21 +114,26 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
     bool wide = rt_dnnl_wide();
     int64_t positions = (int64_t)h * w;
     if (c < 16 || o < 16 || positions < 16) return false;
-    if (!wide) return positions >= 64 || (c >= 192 && o >= 192);
+    if (!wide) {
+        int32_t least = rt_wino_m(op, h, w) == 4 ? 64 : 192; /* channels, on planes under 64 positions */
+        return positions >= 64 || (c >= least && o >= least);
+    }
     if (positions < 64) return false;
     int64_t t = g * tiles_of(h, w, rt_wino_m(op, h, w));
     int32_t t32 = t > INT32_MAX ? INT32_MAX : (int32_t)t;
     return c >= 64 && o >= 64 && (op == RT_CONV_DW ? rt_gemm_dnnl(o, c, t32) : rt_gemm_dnnl(o, t32, c));
 }
 
-/* The tiles' m for op: F(4 x 4, 3 x 3) for the forward and dx where a row of tiles fills
- * most of a vector (7 tiles or more: planes 25 wide or wider), else F(2 x 2, 3 x 3) (dw
- * always). Narrower planes leave lanes empty in every transform: 2 threads, AVX2, direct
- * GFLOP/s F(4 x 4) / F(2 x 2): 64 channels at 32 x 32 537-545 / 399-405, 128 at 16 x 16
- * 330-369 / 417-433, 256 at 8 x 8 318 / 426-429. */
+/* The tiles' m for op: F(4 x 4, 3 x 3) for the forward and dx where its tiles take fewer
+ * products than F(2 x 2, 3 x 3)'s (36 a tile against 16: all planes but those whose
+ * sides leave F(4 x 4)'s last tiles mostly past them, such as 5 x 5, 6 x 6 and one row);
+ * dw F(2 x 2) always. Planes of fewer than 7 tiles a row run side by side
+ * (side_by_side); before they did, such planes ran F(2 x 2): 2 threads, AVX2, direct
+ * GFLOP/s side by side F(4 x 4) / F(2 x 2): 128 channels at 16 x 16 536-540 / 398-410,
+ * 256 at 8 x 8 569 / 393-409, 128 at 4 x 4 417-421 / 244-247, 512 at 4 x 4 345-349 /
+ * 319-322; AVX-512 884-888 / 721, 955-997 / 704-718. */
 int rt_wino_m(RtConvOp op, int32_t h, int32_t w) {
-    (void)h;
-    return op != RT_CONV_DW && (w + 3) / 4 >= 7 ? 4 : 2;
+    return op != RT_CONV_DW && 36 * tiles_of(h, w, 4) < 16 * tiles_of(h, w, 2) ? 4 : 2;
 }
 
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
@@ -118,6 +143,8 @@ int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
 /* U and M (or dw's DY), the horizontal transforms, and two padded planes (x's and dy's,
  * each of h + 1 rows). */
 int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g, int m) {
+    if (side_by_side(w, m))
+        return 36 * ((int64_t)cin + cout) * ld_of(g, h, w, m) + shbuf_floats(h, w, g) + h * sprow_floats(w, g) + 16;
     return (int64_t)(m + 2) * (m + 2) * ((int64_t)cin + cout) * ld_of(g, h, w, m) + hbuf_floats(h, w, m) +
            2 * (h + 1) * prow_floats(w, m) + 16;
 }
@@ -341,9 +368,29 @@ RT_ISA_DISPATCH(wino_dy, (const float *dy, int32_t h, int32_t w, float *prow, fl
         o5 = (4.0f * (d1) - 5.0f * (d3)) + (d5);                                                                      \
     } while (0)
 
+/* B^T d of 8 tiles of a padded row at p, every 4 values (tile k reads p[4 k .. 4 k + 5]):
+ * the row read as its values 0, 1, 2, 3 mod 4 (two rounds of even and odd) and, 4 on, 0
+ * and 1 again; q[0..5] the tiles' six columns. */
+static inline __attribute__((always_inline)) void row_bt4(const float *p, V8 *q) {
+    V8 a0 = *(const V8u *)p, a1 = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 16), a3 = *(const V8u *)(p + 24);
+    V8 b0 = *(const V8u *)(p + 4), b1 = *(const V8u *)(p + 12), b2 = *(const V8u *)(p + 20), b3 = *(const V8u *)(p + 28);
+    V8 e01 = EVEN(a0, a1), e23 = EVEN(a2, a3), o01 = ODD(a0, a1), o23 = ODD(a2, a3);
+    V8 d0 = EVEN(e01, e23), d2 = ODD(e01, e23), d1 = EVEN(o01, o23), d3 = ODD(o01, o23);
+    V8 d4 = EVEN(EVEN(b0, b1), EVEN(b2, b3)), d5 = EVEN(ODD(b0, b1), ODD(b2, b3));
+    BT4(d0, d1, d2, d3, d4, d5, q[0], q[1], q[2], q[3], q[4], q[5]);
+}
+
+/* B^T of 8 tiles' column j down six rows of horizontal transforms (e: the first, `es`
+ * floats apart): the tiles' points (i, j) at ut + 6 i xi_ld. */
+static inline __attribute__((always_inline)) void col_bt4(const float *e, int64_t es, float *ut, int64_t xi_ld) {
+    V8 q[6];
+    BT4(*(const V8u *)e, *(const V8u *)(e + es), *(const V8u *)(e + 2 * es), *(const V8u *)(e + 3 * es),
+        *(const V8u *)(e + 4 * es), *(const V8u *)(e + 5 * es), q[0], q[1], q[2], q[3], q[4], q[5]);
+    for (int i = 0; i < 6; i++) *(V8u *)(ut + 6 * i * xi_ld) = q[i];
+}
+
 /* One plane [h, w] into U's rows for its channel, as wino_in with tiles of 6 x 6 every 4
- * values: a padded row read as its values 0, 1, 2, 3 mod 4 (two rounds of even and odd)
- * and, 4 on, 0 and 1 again. */
+ * values (row_bt4, col_bt4). */
 RT_ISA_BODY static void wino4_in_body(const float *x, int32_t h, int32_t w, float *prow, float *hb, float *u,
                                       int64_t xi_ld) {
     int32_t th = (h + 3) / 4, tw = (w + 3) / 4;
@@ -356,40 +403,16 @@ RT_ISA_BODY static void wino4_in_body(const float *x, int32_t h, int32_t w, floa
             continue;
         }
         for (int64_t tx = 0; tx < twv; tx += 8) {
-            const float *p = prow + r * pl + 4 * tx;
-            V8 a0 = *(const V8u *)p, a1 = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 16), a3 = *(const V8u *)(p + 24);
-            V8 b0 = *(const V8u *)(p + 4), b1 = *(const V8u *)(p + 12), b2 = *(const V8u *)(p + 20),
-               b3 = *(const V8u *)(p + 28);
-            V8 e01 = EVEN(a0, a1), e23 = EVEN(a2, a3), o01 = ODD(a0, a1), o23 = ODD(a2, a3);
-            V8 d0 = EVEN(e01, e23), d2 = ODD(e01, e23), d1 = EVEN(o01, o23), d3 = ODD(o01, o23);
-            V8 d4 = EVEN(EVEN(b0, b1), EVEN(b2, b3)), d5 = EVEN(ODD(b0, b1), ODD(b2, b3));
-            V8 q0, q1, q2, q3, q4, q5;
-            BT4(d0, d1, d2, d3, d4, d5, q0, q1, q2, q3, q4, q5);
-            *(V8u *)(hr + tx) = q0;
-            *(V8u *)(hr + twv + tx) = q1;
-            *(V8u *)(hr + 2 * twv + tx) = q2;
-            *(V8u *)(hr + 3 * twv + tx) = q3;
-            *(V8u *)(hr + 4 * twv + tx) = q4;
-            *(V8u *)(hr + 5 * twv + tx) = q5;
+            V8 q[6];
+            row_bt4(prow + r * pl + 4 * tx, q);
+            for (int j = 0; j < 6; j++) *(V8u *)(hr + j * twv + tx) = q[j];
         }
     }
     for (int32_t ty = 0; ty < th; ty++) {
         const float *r0 = hb + (int64_t)(4 * ty) * 6 * twv; /* input row 4 ty - 1 */
         float *ut = u + (int64_t)ty * tw;
         for (int j = 0; j < 6; j++)
-            for (int64_t tx = 0; tx < tw; tx += 8) {
-                const float *e = r0 + j * twv + tx;
-                V8 e0 = *(const V8u *)e, e1 = *(const V8u *)(e + 6 * twv), e2 = *(const V8u *)(e + 12 * twv),
-                   e3 = *(const V8u *)(e + 18 * twv), e4 = *(const V8u *)(e + 24 * twv), e5 = *(const V8u *)(e + 30 * twv);
-                V8 q0, q1, q2, q3, q4, q5;
-                BT4(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5);
-                *(V8u *)(ut + (0 + j) * xi_ld + tx) = q0;
-                *(V8u *)(ut + (6 + j) * xi_ld + tx) = q1;
-                *(V8u *)(ut + (12 + j) * xi_ld + tx) = q2;
-                *(V8u *)(ut + (18 + j) * xi_ld + tx) = q3;
-                *(V8u *)(ut + (24 + j) * xi_ld + tx) = q4;
-                *(V8u *)(ut + (30 + j) * xi_ld + tx) = q5;
-            }
+            for (int64_t tx = 0; tx < tw; tx += 8) col_bt4(r0 + j * twv + tx, 6 * twv, ut + j * xi_ld + tx, xi_ld);
     }
 }
 RT_ISA_DISPATCH(wino4_in, (const float *x, int32_t h, int32_t w, float *prow, float *hb, float *u, int64_t xi_ld),
@@ -443,6 +466,109 @@ RT_ISA_BODY static void wino4_out_body(const float *m, int64_t xi_ld, int32_t h,
 }
 RT_ISA_DISPATCH(wino4_out, (const float *m, int64_t xi_ld, int32_t h, int32_t w, float *y), (m, xi_ld, h, w, y))
 
+/* Lanes of a by the indices k (GCC's variable shuffle; clang has none). */
+typedef int32_t V8i __attribute__((vector_size(32)));
+#if defined(__clang__)
+#define LANES_BY(a, k)                                                                                                \
+    ({                                                                                                                \
+        V8 r_;                                                                                                        \
+        for (int l_ = 0; l_ < 8; l_++) r_[l_] = (a)[(k)[l_] & 7];                                                     \
+        r_;                                                                                                           \
+    })
+#else
+#define LANES_BY(a, k) __builtin_shuffle(a, k)
+#endif
+
+/* Channel c's planes of cnt samples (x: the first, `sx` floats between samples) into U's
+ * row for c, their tiles in the order (tile row, sample, tile column): U[xi][(ty cnt + s)
+ * TW + tx]. As wino4_in, on one padded row of the cnt planes' rows side by side, TW + 1
+ * tiles each (side_by_side); each vector of 8 of its tiles keeps those that are not a
+ * plane's last, moved to the front (a period of TW + 1 vectors: 8 planes), stored where
+ * the kept tiles before it end (the next store writes over the rest). */
+RT_ISA_BODY static void wino4s_in_body(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow,
+                                       float *hb, float *u, int64_t xi_ld) {
+    int32_t th = (h + 3) / 4, tw = (w + 3) / 4, per = tw + 1;
+    int64_t seg = 4 * (int64_t)per, all = cnt * per, pl = sprow_floats(w, cnt), hw = shb_row(w, cnt);
+    V8i keep[7];
+    int before[8];
+    before[0] = 0;
+    for (int ph = 0; ph < per; ph++) {
+        int k = 0;
+        for (int l = 0; l < 8; l++)
+            if ((8 * ph + l) % per < tw) keep[ph][k++] = l;
+        for (int l = k; l < 8; l++) keep[ph][l] = 0;
+        before[ph + 1] = before[ph] + k;
+    }
+    for (int64_t s = 0; s < cnt; s++) plane_rows(x + s * sx, h, w, prow, pl, s * seg + 1);
+    for (int32_t r = -1; r <= 4 * th; r++) {
+        float *hr = hb + (int64_t)(r + 1) * 6 * hw;
+        if (r < 0 || r >= h) {
+            memset(hr, 0, sizeof(float) * (size_t)(6 * hw));
+            continue;
+        }
+        for (int64_t v = 0; 8 * v < all; v++) {
+            V8 q[6];
+            row_bt4(prow + r * pl + 32 * v, q);
+            int ph = (int)(v % per);
+            int64_t at = v / per * 8 * tw + before[ph];
+            for (int j = 0; j < 6; j++) *(V8u *)(hr + j * hw + at) = LANES_BY(q[j], keep[ph]);
+        }
+    }
+    int64_t row = cnt * tw; /* a tile row's tiles in U */
+    for (int32_t ty = 0; ty < th; ty++) {
+        const float *r0 = hb + (int64_t)(4 * ty) * 6 * hw; /* input row 4 ty - 1 */
+        float *ut = u + ty * row;
+        for (int j = 0; j < 6; j++)
+            for (int64_t tx = 0; tx < row; tx += 8) col_bt4(r0 + j * hw + tx, 6 * hw, ut + j * xi_ld + tx, xi_ld);
+    }
+}
+RT_ISA_DISPATCH(wino4s_in,
+                (const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow, float *hb, float *u,
+                 int64_t xi_ld),
+                (x, sx, cnt, h, w, prow, hb, u, xi_ld))
+
+/* Output channel k's planes of cnt samples (y: the first, `sy` floats between samples)
+ * from M's row for k in wino4s_in's order: as wino4_out, 8 tiles a vector; a vector's
+ * 32 values of an output row are the rows of the samples its tiles belong to, in order,
+ * each cut to the plane's w. */
+RT_ISA_BODY static void wino4s_out_body(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y,
+                                        int64_t sy) {
+    int32_t th = (h + 3) / 4, tw = (w + 3) / 4;
+    int64_t row = cnt * tw;
+    for (int32_t ty = 0; ty < th; ty++) {
+        const float *mt = m + ty * row;
+        for (int64_t tx = 0; tx < row; tx += 8) {
+            V8 s[4][6]; /* A^T q, column by column */
+            for (int j = 0; j < 6; j++) {
+                const float *q = mt + j * xi_ld + tx;
+                AT4(*(const V8u *)q, *(const V8u *)(q + 6 * xi_ld), *(const V8u *)(q + 12 * xi_ld),
+                    *(const V8u *)(q + 18 * xi_ld), *(const V8u *)(q + 24 * xi_ld), *(const V8u *)(q + 30 * xi_ld),
+                    s[0][j], s[1][j], s[2][j], s[3][j]);
+            }
+            int64_t last = tx + 8 < row ? tx + 8 : row; /* tiles [tx, last) */
+            for (int a = 0; a < 4 && 4 * ty + a < h; a++) {
+                V8 y0, y1, y2, y3;
+                AT4(s[a][0], s[a][1], s[a][2], s[a][3], s[a][4], s[a][5], y0, y1, y2, y3);
+                V8 p0 = RT_SHUF8(y0, y2, 0, 8, 1, 9, 2, 10, 3, 11), p1 = RT_SHUF8(y0, y2, 4, 12, 5, 13, 6, 14, 7, 15);
+                V8 q0 = RT_SHUF8(y1, y3, 0, 8, 1, 9, 2, 10, 3, 11), q1 = RT_SHUF8(y1, y3, 4, 12, 5, 13, 6, 14, 7, 15);
+                V8 out[4] = {RT_SHUF8(p0, q0, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(p0, q0, 4, 12, 5, 13, 6, 14, 7, 15),
+                             RT_SHUF8(p1, q1, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(p1, q1, 4, 12, 5, 13, 6, 14, 7, 15)};
+                float tmp[32];
+                memcpy(tmp, out, sizeof tmp);
+                for (int64_t t = tx; t < last;) { /* a sample's tiles [t, e) of this vector */
+                    int64_t smp = t / tw, col = 4 * (t % tw), e = (smp + 1) * tw < last ? (smp + 1) * tw : last;
+                    int32_t n = (int32_t)(4 * (e - t));
+                    if (col + n > w) n = w - (int32_t)col;
+                    rt_row_copy(y + smp * sy + (int64_t)(4 * ty + a) * w + col, tmp + 4 * (t - tx), n);
+                    t = e;
+                }
+            }
+        }
+    }
+}
+RT_ISA_DISPATCH(wino4s_out, (const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y, int64_t sy),
+                (m, xi_ld, cnt, h, w, y, sy))
+
 /* ---- a chunk ---- */
 
 /* cnt samples of x [cnt, cin, h, w] -> y [cnt, cout, h, w] by F(m x m, 3 x 3), v from
@@ -453,19 +579,28 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
     int n2 = (m + 2) * (m + 2);
     int64_t tiles = tiles_of(h, w, m), ld = ld_of(g, h, w, m), t = cnt * tiles, hw = (int64_t)h * w;
     float *u = scratch, *mm = u + n2 * (int64_t)cin * ld, *hb = mm + n2 * (int64_t)cout * ld;
-    float *prow = hb + hbuf_floats(h, w, m);
-    memset(prow, 0, sizeof(float) * (size_t)((h + 1) * prow_floats(w, m)));
     int64_t ustride = (int64_t)cin * ld, mstride = (int64_t)cout * ld;
-    for (int64_t s = 0; s < cnt; s++)
+    bool sbs = side_by_side(w, m);
+    float *prow = hb + (sbs ? shbuf_floats(h, w, cnt) : hbuf_floats(h, w, m));
+    memset(prow, 0, sizeof(float) * (size_t)(sbs ? h * sprow_floats(w, cnt) : (h + 1) * prow_floats(w, m)));
+    if (sbs)
         for (int32_t c = 0; c < cin; c++)
-            (m == 4 ? wino4_in : wino_in)(x + (s * cin + c) * hw, h, w, prow, hb, u + (int64_t)c * ld + s * tiles,
-                                          ustride);
+            wino4s_in(x + c * hw, cin * hw, cnt, h, w, prow, hb, u + (int64_t)c * ld, ustride);
+    else
+        for (int64_t s = 0; s < cnt; s++)
+            for (int32_t c = 0; c < cin; c++)
+                (m == 4 ? wino4_in : wino_in)(x + (s * cin + c) * hw, h, w, prow, hb,
+                                              u + (int64_t)c * ld + s * tiles, ustride);
     for (int xi = 0; xi < n2; xi++)
         rt_sgemm_serial(0, 0, cout, (int32_t)t, cin, 1.0f, v + (int64_t)xi * cout * cin, cin, u + xi * ustride,
                         (int32_t)ld, 0.0f, mm + xi * mstride, (int32_t)ld);
-    for (int64_t s = 0; s < cnt; s++)
-        for (int32_t k = 0; k < cout; k++)
-            (m == 4 ? wino4_out : wino_out)(mm + (int64_t)k * ld + s * tiles, mstride, h, w, y + (s * cout + k) * hw);
+    if (sbs)
+        for (int32_t k = 0; k < cout; k++) wino4s_out(mm + (int64_t)k * ld, mstride, cnt, h, w, y + k * hw, cout * hw);
+    else
+        for (int64_t s = 0; s < cnt; s++)
+            for (int32_t k = 0; k < cout; k++)
+                (m == 4 ? wino4_out : wino_out)(mm + (int64_t)k * ld + s * tiles, mstride, h, w,
+                                                y + (s * cout + k) * hw);
 }
 
 /* dw: the chunk's dV [16, o, c] (+)= DY[xi] U[xi]^T, F(2 x 2). */
