@@ -962,7 +962,7 @@ static void conv_paths(ConvJob *j, RtConvOp op) {
 
 /* The tiles' m for this op (winograd.c's rt_wino_m). */
 static int wino_m(const ConvJob *j, RtConvOp op) {
-    return rt_wino_m(op, j->h, j->wd);
+    return rt_wino_m(op, j->c, j->o, j->h, j->wd);
 }
 
 /* F(4 x 4, 3 x 3)'s forward and dx by pieces of consecutive chunks of about
@@ -987,9 +987,10 @@ static int64_t wino_pieces(const ConvJob *j, RtConvOp op) {
     return (j->chunks + m - 1) / m;
 }
 
-/* dw's slots: each a dV of 16 O C floats, all of them within DW_MAX_SHARED. */
+/* dw's slots: each a dV of (m + 2)^2 O C floats, all of them within DW_MAX_SHARED. */
 static int64_t wino_slots(const ConvJob *j) {
-    int64_t most = DW_MAX_SHARED / rt_wino_weights_floats(j->c, j->o, 2), p = wino_pieces(j, RT_CONV_DW);
+    int64_t most = DW_MAX_SHARED / rt_wino_weights_floats(j->c, j->o, wino_m(j, RT_CONV_DW));
+    int64_t p = wino_pieces(j, RT_CONV_DW);
     int64_t s = p < j->slots ? p : j->slots;
     return s < most ? s : most > 1 ? most : 1;
 }
@@ -997,14 +998,15 @@ static int64_t wino_slots(const ConvJob *j) {
 /* Slot s sums pieces s, s + S, ... into its dV (the shared scratch's s-th). */
 static void wino_dw_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    int64_t slots = wino_slots(j), per = rt_wino_weights_floats(j->c, j->o, 2), m = wino_span(j, RT_CONV_DW);
+    int tm = wino_m(j, RT_CONV_DW);
+    int64_t slots = wino_slots(j), per = rt_wino_weights_floats(j->c, j->o, tm), m = wino_span(j, RT_CONV_DW);
     int64_t pieces = wino_pieces(j, RT_CONV_DW);
-    float *scratch = rt_thread_scratch(rt_wino_thread_floats(j->c, j->o, j->h, j->wd, m * j->g, 2));
+    float *scratch = rt_thread_scratch(rt_wino_thread_floats(j->c, j->o, j->h, j->wd, m * j->g, tm));
     for (int64_t slot = begin; slot < end; slot++)
         for (int64_t pc = slot; pc < pieces; pc += slots) {
             int64_t s0, cnt = piece_samples(j, m, pc, &s0);
             rt_wino_dw_chunk(j->x + s0 * j->chw, j->dy + s0 * j->o * j->ohw, j->c, j->o, j->h, j->wd, cnt,
-                             m * j->g, pc != slot, j->wk + slot * per, scratch);
+                             m * j->g, tm, pc != slot, j->wk + slot * per, scratch);
         }
 }
 
@@ -1018,7 +1020,7 @@ static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64
 
 static void wino_dw_out_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    rt_wino_dw_out(j->wk, wino_slots(j), j->o, j->c, (int32_t)begin, (int32_t)end, j->y);
+    rt_wino_dw_out(j->wk, wino_slots(j), j->o, j->c, (int32_t)begin, (int32_t)end, wino_m(j, RT_CONV_DW), j->y);
 }
 
 static void wino_weights_range(void *p, int64_t begin, int64_t end) {
@@ -1196,9 +1198,10 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
     conv_paths(&j, RT_CONV_DW);
     conv_ensure(&j);
     if (j.wino) {
-        j.wk = rt_shared_scratch(wino_slots(&j) * rt_wino_weights_floats(j.c, j.o, 2));
+        j.wk = rt_shared_scratch(wino_slots(&j) * rt_wino_weights_floats(j.c, j.o, wino_m(&j, RT_CONV_DW)));
         rt_parallel_for(wino_slots(&j), 1, wino_dw_range, &j);
-        rt_parallel_for(j.o, min_items(16 * (int64_t)j.c * wino_slots(&j)), wino_dw_out_range, &j);
+        rt_parallel_for(j.o, min_items(rt_wino_weights_floats(1, j.c, wino_m(&j, RT_CONV_DW)) * wino_slots(&j)),
+                        wino_dw_out_range, &j);
         return;
     }
     if (j.xk.set && cols_are_x(&j)) {

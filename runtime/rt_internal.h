@@ -343,18 +343,18 @@ void rt_xsmm_dw_piece(const RtXsmmConv *k, bool accumulate, int64_t positions, c
 
 /* winograd.c: 3 x 3, stride-1, pad-1 convolutions by F(m x m, 3 x 3), m = 2 or 4 (its
  * header), for conv.c's chunks. rt_wino_serves: the rule (or the mode set) for products
- * over g samples' tiles; rt_wino_m: the tiles' m for op on such planes (dw: 2);
+ * over g samples' tiles; rt_wino_m: the tiles' m for op on such layers;
  * rt_wino_tiles: a sample's tiles. rt_wino_weights: V for rows [r0, r1) of w [o, c, 3, 3]
  * (the filters; flip: dx's, rows the channels, from the filters turned and their channels
  * swapped), of
  * rt_wino_weights_floats; rt_wino_chunk: cnt <= g samples of x [cnt, cin, h, w] into y
- * [cnt, cout, h, w] on the calling thread; rt_wino_dw_chunk: a chunk's dV [16, o, c] (+)=
+ * [cnt, cout, h, w] on the calling thread; rt_wino_dw_chunk: a chunk's dV [(m + 2)^2, o, c] (+)=
  * the products of its transformed dy and x; rt_wino_dw_out: dw for filters [o0, o1) from
  * the slots' dV summed in order (into slot 0's). Scratch: rt_wino_thread_floats(c, o, h, w, g, m). */
 void rt_wino_set_mode(RtLibMode mode);
 bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int32_t kh, int32_t kw,
                     int32_t stride, int32_t pad, int64_t g);
-int rt_wino_m(RtConvOp op, int32_t h, int32_t w);
+int rt_wino_m(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w);
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m);
 int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m);
 int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g, int m);
@@ -362,8 +362,8 @@ void rt_wino_weights(const float *w, int32_t o, int32_t c, bool flip, int32_t r0
 void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t cnt, int64_t g, int m,
                    const float *v, float *y, float *scratch);
 void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int32_t h, int32_t w, int64_t cnt,
-                      int64_t g, bool accumulate, float *dv, float *scratch);
-void rt_wino_dw_out(float *dv, int64_t slots, int32_t o, int32_t c, int32_t o0, int32_t o1, float *dw);
+                      int64_t g, int m, bool accumulate, float *dv, float *scratch);
+void rt_wino_dw_out(float *dv, int64_t slots, int32_t o, int32_t c, int32_t o0, int32_t o1, int m, float *dw);
 /* conv.c: whether a layer's op runs by Winograd's F(m x m, 3 x 3) on this CPU (its chunks
  * given to rt_wino_serves). */
 bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,

@@ -16,8 +16,9 @@
  * F(4 x 4): BT4, g4 and AT4 below. dx of such a layer is the same convolution of dy with
  * each filter turned by 180 degrees and its channels swapped (w'[c][o][i][j] =
  * w[o][c][2-i][2-j]), so one kernel serves both: rt_wino_weights transforms w one way or
- * the other. dw runs F(2 x 2) the adjoint way: dV[xi] [O, C] = sum over tiles of (A dy_t
- * A^T)[xi] (B^T d_t B)[xi], products over the tiles' dimension, then dw = G^T dV G.
+ * the other. dw runs the adjoint way (F(2 x 2) or F(4 x 4)): dV[xi] [O, C] = sum over
+ * tiles of (A dy_t A^T)[xi] (B^T d_t B)[xi], products over the tiles' dimension, then
+ * dw = G^T dV G.
  *
  * Requires conv.c's chunks (a chunk's samples on one thread, its scratch from the pool,
  * parallel.c) and gemm.c's rt_sgemm_serial. Provides rt_wino_serves (the rule; F(4 x 4)
@@ -91,8 +92,8 @@ static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
 /* The rule (shapes and the CPU only): 3 x 3, stride 1, pad 1, and both channel counts 16
  * or more (the products' inner dimension is C forward and O for dx: a network's first
  * layer, of 3 input channels, keeps im2col's 27). Planes of 64 positions or more; with
- * AVX2 code also planes of 16 to 63 where both channel counts are 64 or more (F(4 x 4):
- * the forward and dx) or 192 (F(2 x 2): dw, and planes such as 5 x 5). Where
+ * AVX2 code also planes of 16 to 63 where both channel counts are 64 or more (F(4 x 4))
+ * or 192 (F(2 x 2): dw beyond 256 x 256 channels, and planes such as 5 x 5). Where
  * oneDNN runs AVX-512 code, 64 positions or more, 64 channels or more, and products (O x C
  * over the g samples' tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not
  * OpenBLAS's AVX2 kernels. Measured against the other ways (bench/conv_bench and single
@@ -115,25 +116,29 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
     int64_t positions = (int64_t)h * w;
     if (c < 16 || o < 16 || positions < 16) return false;
     if (!wide) {
-        int32_t least = rt_wino_m(op, h, w) == 4 ? 64 : 192; /* channels, on planes under 64 positions */
+        int32_t least = rt_wino_m(op, c, o, h, w) == 4 ? 64 : 192; /* channels, on planes under 64 positions */
         return positions >= 64 || (c >= least && o >= least);
     }
     if (positions < 64) return false;
-    int64_t t = g * tiles_of(h, w, rt_wino_m(op, h, w));
+    int64_t t = g * tiles_of(h, w, rt_wino_m(op, c, o, h, w));
     int32_t t32 = t > INT32_MAX ? INT32_MAX : (int32_t)t;
     return c >= 64 && o >= 64 && (op == RT_CONV_DW ? rt_gemm_dnnl(o, c, t32) : rt_gemm_dnnl(o, t32, c));
 }
 
-/* The tiles' m for op: F(4 x 4, 3 x 3) for the forward and dx where its tiles take fewer
- * products than F(2 x 2, 3 x 3)'s (36 a tile against 16: all planes but those whose
- * sides leave F(4 x 4)'s last tiles mostly past them, such as 5 x 5, 6 x 6 and one row);
- * dw F(2 x 2) always. Planes of fewer than 7 tiles a row run side by side
+/* The tiles' m for op: F(4 x 4, 3 x 3) where its tiles take fewer products than F(2 x 2,
+ * 3 x 3)'s (36 a tile against 16: all planes but those whose sides leave F(4 x 4)'s last
+ * tiles mostly past them, such as 5 x 5, 6 x 6 and one row); for dw only from 64 channels
+ * (at 16 and 32 it lost to F(2 x 2) on planes of 8 x 8 and wider) up to 256 x 256, whose
+ * dV of 36 O C floats lets conv.c keep 6 slots or more (512 x 512 would keep one: F(2 x
+ * 2)'s 16 O C keep 4); dw side by side, AVX2: 128 at 16 x 16 533 / 379, 256 at 8 x 8 471 /
+ * 366, 64 at 32 x 32 374-390 / 363. Planes of fewer than 7 tiles a row run side by side
  * (side_by_side); before they did, such planes ran F(2 x 2): 2 threads, AVX2, direct
  * GFLOP/s side by side F(4 x 4) / F(2 x 2): 128 channels at 16 x 16 536-540 / 398-410,
  * 256 at 8 x 8 569 / 393-409, 128 at 4 x 4 417-421 / 244-247, 512 at 4 x 4 345-349 /
  * 319-322; AVX-512 884-888 / 721, 955-997 / 704-718. */
-int rt_wino_m(RtConvOp op, int32_t h, int32_t w) {
-    return op != RT_CONV_DW && 36 * tiles_of(h, w, 4) < 16 * tiles_of(h, w, 2) ? 4 : 2;
+int rt_wino_m(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w) {
+    if (op == RT_CONV_DW && (c < 64 || o < 64 || (int64_t)c * o > 256 * 256)) return 2;
+    return 36 * tiles_of(h, w, 4) < 16 * tiles_of(h, w, 2) ? 4 : 2;
 }
 
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
@@ -141,12 +146,12 @@ int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
 }
 
 /* U and M (or dw's DY), the horizontal transforms, and two padded planes (x's and dy's,
- * each of h + 1 rows). */
+ * each of h + 1 rows of one plane or, side by side, of g). */
 int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g, int m) {
-    if (side_by_side(w, m))
-        return 36 * ((int64_t)cin + cout) * ld_of(g, h, w, m) + shbuf_floats(h, w, g) + h * sprow_floats(w, g) + 16;
-    return (int64_t)(m + 2) * (m + 2) * ((int64_t)cin + cout) * ld_of(g, h, w, m) + hbuf_floats(h, w, m) +
-           2 * (h + 1) * prow_floats(w, m) + 16;
+    bool sbs = side_by_side(w, m);
+    int64_t pitch = prow_floats(w, m), spitch = sprow_floats(w, sbs ? g : 1);
+    return (int64_t)(m + 2) * (m + 2) * ((int64_t)cin + cout) * ld_of(g, h, w, m) +
+           (sbs ? shbuf_floats(h, w, g) : hbuf_floats(h, w, m)) + 2 * (h + 1) * (pitch > spitch ? pitch : spitch) + 16;
 }
 
 int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m) {
@@ -569,6 +574,57 @@ RT_ISA_BODY static void wino4s_out_body(const float *m, int64_t xi_ld, int64_t c
 RT_ISA_DISPATCH(wino4s_out, (const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y, int64_t sy),
                 (m, xi_ld, cnt, h, w, y, sy))
 
+/* A dy for four values (a row's or a column's) of a 4 x 4 tile, 8 tiles a vector: A =
+ * [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 1 -2 4 -8; 0 0 0 1] (F(4 x 4)'s A^T turned). */
+#define A4(y0, y1, y2, y3, o)                                                                                         \
+    do {                                                                                                              \
+        (o)[0] = (y0);                                                                                                \
+        (o)[1] = (((y0) + (y1)) + (y2)) + (y3);                                                                       \
+        (o)[2] = (((y0) - (y1)) + (y2)) - (y3);                                                                       \
+        (o)[3] = (((y0) + 2.0f * (y1)) + 4.0f * (y2)) + 8.0f * (y3);                                                  \
+        (o)[4] = (((y0) - 2.0f * (y1)) + 4.0f * (y2)) - 8.0f * (y3);                                                  \
+        (o)[5] = (y3);                                                                                                \
+    } while (0)
+
+/* dy's planes of channel k for cnt samples (dy: the first, `sy` floats between samples)
+ * into DY's row for k: DY[xi][(ty cnt + s) TW + tx] = (A dy_t A^T)[xi] for each 4 x 4 tile
+ * dy_t (values past the plane zero), the order of wino4s_in (one sample: wino4_in's). The
+ * planes' rows side by side, 4 TW floats each (tiles do not overlap: no tile between
+ * them), read as their values 0-3 mod 4; row h of prow stays zero. A row of tiles at a
+ * time: its four rows' horizontal transforms into hb, then each column of points down
+ * them, a point's row of DY at a time (the 36 rows, a multiple of 4 KiB apart, at once
+ * share a set of the L1 cache: 22-26% of dw's time against 12%). */
+RT_ISA_BODY static void wino4_dy_body(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *prow,
+                                      float *hb, float *d, int64_t xi_ld) {
+    int32_t th = (h + 3) / 4, tw = (w + 3) / 4;
+    int64_t pl = sprow_floats(w, cnt), row = cnt * tw, hw = (row + 7) / 8 * 8;
+    for (int64_t s = 0; s < cnt; s++) plane_rows(dy + s * sy, h, w, prow, pl, s * 4 * tw);
+    for (int32_t ty = 0; ty < th; ty++) {
+        for (int a = 0; a < 4; a++) /* hb[(6 a + j) hw + t]: A along tile t's row a */
+            for (int64_t tx = 0; tx < row; tx += 8) {
+                const float *p = prow + (4 * ty + a < h ? 4 * ty + a : h) * pl + 4 * tx;
+                V8 a0 = *(const V8u *)p, a1 = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 16),
+                   a3 = *(const V8u *)(p + 24);
+                V8 e01 = EVEN(a0, a1), e23 = EVEN(a2, a3), o01 = ODD(a0, a1), o23 = ODD(a2, a3), e[6];
+                A4(EVEN(e01, e23), EVEN(o01, o23), ODD(e01, e23), ODD(o01, o23), e);
+                for (int j = 0; j < 6; j++) *(V8u *)(hb + (6 * a + j) * hw + tx) = e[j];
+            }
+        float *dt = d + ty * row;
+        for (int j = 0; j < 6; j++)
+            for (int64_t tx = 0; tx < row; tx += 8) {
+                const float *e = hb + j * hw + tx;
+                V8 q[6];
+                A4(*(const V8u *)e, *(const V8u *)(e + 6 * hw), *(const V8u *)(e + 12 * hw), *(const V8u *)(e + 18 * hw),
+                   q);
+                for (int i = 0; i < 6; i++) *(V8u *)(dt + (6 * i + j) * xi_ld + tx) = q[i];
+            }
+    }
+}
+RT_ISA_DISPATCH(wino4_dy,
+                (const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *prow, float *hb, float *d,
+                 int64_t xi_ld),
+                (dy, sy, cnt, h, w, prow, hb, d, xi_ld))
+
 /* ---- a chunk ---- */
 
 /* cnt samples of x [cnt, cin, h, w] -> y [cnt, cout, h, w] by F(m x m, 3 x 3), v from
@@ -603,32 +659,68 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
                                                 y + (s * cout + k) * hw);
 }
 
-/* dw: the chunk's dV [16, o, c] (+)= DY[xi] U[xi]^T, F(2 x 2). */
+/* dw: the chunk's dV [n^2, o, c] (+)= DY[xi] U[xi]^T, F(m x m) (n = m + 2): x transformed as
+ * the forward's (side by side where side_by_side says), dy by wino_dy or wino4_dy in the
+ * same order. */
 void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int32_t h, int32_t w, int64_t cnt,
-                      int64_t g, bool accumulate, float *dv, float *scratch) {
-    int64_t tiles = tiles_of(h, w, 2), ld = ld_of(g, h, w, 2), t = cnt * tiles, hw = (int64_t)h * w;
-    float *u = scratch, *d = u + 16 * (int64_t)c * ld, *hb = d + 16 * (int64_t)o * ld;
-    float *prow = hb + hbuf_floats(h, w, 2), *pdy = prow + (h + 1) * prow_floats(w, 2);
-    memset(prow, 0, sizeof(float) * (size_t)(2 * (h + 1) * prow_floats(w, 2)));
+                      int64_t g, int m, bool accumulate, float *dv, float *scratch) {
+    int n2 = (m + 2) * (m + 2);
+    int64_t tiles = tiles_of(h, w, m), ld = ld_of(g, h, w, m), t = cnt * tiles, hw = (int64_t)h * w;
+    bool sbs = side_by_side(w, m);
+    float *u = scratch, *d = u + n2 * (int64_t)c * ld, *hb = d + n2 * (int64_t)o * ld;
+    int64_t xrows = sbs ? h * sprow_floats(w, cnt) : (h + 1) * prow_floats(w, m);
+    int64_t dyrows = (h + 1) * (m == 4 ? sprow_floats(w, sbs ? cnt : 1) : prow_floats(w, 2));
+    float *prow = hb + (sbs ? shbuf_floats(h, w, cnt) : hbuf_floats(h, w, m)), *pdy = prow + xrows;
+    memset(prow, 0, sizeof(float) * (size_t)(xrows + dyrows));
     int64_t ustride = (int64_t)c * ld, dstride = (int64_t)o * ld;
-    for (int64_t s = 0; s < cnt; s++) {
+    if (sbs) {
         for (int32_t cc = 0; cc < c; cc++)
-            wino_in(x + (s * c + cc) * hw, h, w, prow, hb, u + (int64_t)cc * ld + s * tiles, ustride);
+            wino4s_in(x + cc * hw, c * hw, cnt, h, w, prow, hb, u + (int64_t)cc * ld, ustride);
         for (int32_t k = 0; k < o; k++)
-            wino_dy(dy + (s * o + k) * hw, h, w, pdy, d + (int64_t)k * ld + s * tiles, dstride);
+            wino4_dy(dy + k * hw, o * hw, cnt, h, w, pdy, hb, d + (int64_t)k * ld, dstride);
+    } else {
+        for (int64_t s = 0; s < cnt; s++) {
+            for (int32_t cc = 0; cc < c; cc++)
+                (m == 4 ? wino4_in : wino_in)(x + (s * c + cc) * hw, h, w, prow, hb, u + (int64_t)cc * ld + s * tiles,
+                                              ustride);
+            for (int32_t k = 0; k < o; k++) {
+                float *dk = d + (int64_t)k * ld + s * tiles;
+                if (m == 4)
+                    wino4_dy(dy + (s * o + k) * hw, 0, 1, h, w, pdy, hb, dk, dstride);
+                else
+                    wino_dy(dy + (s * o + k) * hw, h, w, pdy, dk, dstride);
+            }
+        }
     }
-    for (int xi = 0; xi < 16; xi++)
+    for (int xi = 0; xi < n2; xi++)
         rt_sgemm_serial(0, 1, o, c, (int32_t)t, 1.0f, d + xi * dstride, (int32_t)ld, u + xi * ustride, (int32_t)ld,
                         accumulate ? 1.0f : 0.0f, dv + (int64_t)xi * o * c, c);
 }
 
+/* G^T v for one column (or row) of n values, the adjoint of GCOL: for F(2 x 2) G^T = [1 .5 .5
+ * 0; 0 .5 -.5 0; 0 .5 .5 1]; for F(4 x 4) G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6
+ * 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1]. */
+#define GTCOL(m, v, t)                                                                                                \
+    do {                                                                                                              \
+        if ((m) == 2) {                                                                                               \
+            (t)[0] = (v)[0] + 0.5f * ((v)[1] + (v)[2]);                                                               \
+            (t)[1] = 0.5f * ((v)[1] - (v)[2]);                                                                        \
+            (t)[2] = 0.5f * ((v)[1] + (v)[2]) + (v)[3];                                                               \
+        } else {                                                                                                      \
+            (t)[0] = (0.25f * (v)[0] - ((v)[1] + (v)[2]) * (1.0f / 6)) + ((v)[3] + (v)[4]) * (1.0f / 24);             \
+            (t)[1] = ((v)[2] - (v)[1]) * (1.0f / 6) + ((v)[3] - (v)[4]) * (1.0f / 12);                                \
+            (t)[2] = (((v)[3] + (v)[4]) - ((v)[1] + (v)[2])) * (1.0f / 6) + (v)[5];                                   \
+        }                                                                                                             \
+    } while (0)
+
 /* dw [o, c, 3, 3] for filters [o0, o1) = G^T dV G, dV the slots' sums added in order
- * (slot k's dV [16, o, c] at dv + k * 16 o c), into slot 0's: the filters' rows of each
- * slot in turn, contiguous (a value's 16 points a slot apart each, read value by value,
+ * (slot k's dV [n^2, o, c] at dv + k n^2 o c), into slot 0's: the filters' rows of each
+ * slot in turn, contiguous (a value's n^2 points a slot apart each, read value by value,
  * went to a page of its own for every point and slot). */
-void rt_wino_dw_out(float *dv, int64_t slots, int32_t o, int32_t c, int32_t o0, int32_t o1, float *dw) {
-    int64_t plane = (int64_t)o * c, per = 16 * plane, rows = (int64_t)(o1 - o0) * c;
-    for (int xi = 0; xi < 16; xi++) {
+void rt_wino_dw_out(float *dv, int64_t slots, int32_t o, int32_t c, int32_t o0, int32_t o1, int m, float *dw) {
+    int n = m + 2, n2 = n * n;
+    int64_t plane = (int64_t)o * c, per = n2 * plane, rows = (int64_t)(o1 - o0) * c;
+    for (int xi = 0; xi < n2; xi++) {
         float *dst = dv + xi * plane + (int64_t)o0 * c;
         for (int64_t k = 1; k < slots; k++) {
             const float *src = dst + k * per;
@@ -637,19 +729,17 @@ void rt_wino_dw_out(float *dv, int64_t slots, int32_t o, int32_t c, int32_t o0, 
     }
     for (int32_t oo = o0; oo < o1; oo++)
         for (int32_t cc = 0; cc < c; cc++) {
-            float q[16];
-            for (int xi = 0; xi < 16; xi++) q[xi] = dv[xi * plane + (int64_t)oo * c + cc];
-            float r[3][4]; /* G^T q: G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1] */
-            for (int j = 0; j < 4; j++) {
-                r[0][j] = q[j] + 0.5f * (q[4 + j] + q[8 + j]);
-                r[1][j] = 0.5f * (q[4 + j] - q[8 + j]);
-                r[2][j] = 0.5f * (q[4 + j] + q[8 + j]) + q[12 + j];
+            float q[36], col[6], r[3][6], t[3];
+            for (int xi = 0; xi < n2; xi++) q[xi] = dv[xi * plane + (int64_t)oo * c + cc];
+            for (int j = 0; j < n; j++) { /* G^T q, column by column */
+                for (int i = 0; i < n; i++) col[i] = q[n * i + j];
+                GTCOL(m, col, t);
+                for (int i = 0; i < 3; i++) r[i][j] = t[i];
             }
             float *out = dw + ((int64_t)oo * c + cc) * 9;
-            for (int i = 0; i < 3; i++) { /* (G^T q) G */
-                out[3 * i + 0] = r[i][0] + 0.5f * (r[i][1] + r[i][2]);
-                out[3 * i + 1] = 0.5f * (r[i][1] - r[i][2]);
-                out[3 * i + 2] = 0.5f * (r[i][1] + r[i][2]) + r[i][3];
+            for (int i = 0; i < 3; i++) { /* (G^T q) G, row by row */
+                GTCOL(m, r[i], t);
+                for (int jj = 0; jj < 3; jj++) out[3 * i + jj] = t[jj];
             }
         }
 }

@@ -232,6 +232,8 @@ void test_conv_kernels(void) {
         {5, 4, 9, 27, 6, 3, 1, 1},   /* Winograd's F(4 x 4): rows of 7 tiles, the last row and column of tiles partial */
         {4, 3, 6, 38, 5, 3, 1, 1},   /* F(4 x 4): rows of 10 tiles (a vector and a part) */
         {3, 2, 1, 30, 3, 3, 1, 1},   /* a plane of one row (F(2 x 2)): every tile row past it but the first */
+        {6, 64, 8, 8, 64, 3, 1, 1},  /* dw by F(4 x 4) too (64 channels), side by side */
+        {3, 64, 9, 27, 64, 3, 1, 1}, /* dw by F(4 x 4) plane by plane, the last row and column of tiles partial */
     };
     /* LIBXSMM's dw: 1 x 1 stride-1 layers always, others only where gemm.c gives a sample's
      * product (LeNet-5's conv2: 50 x 500 x 64) to OpenBLAS, not to oneDNN's sgemm */
@@ -253,42 +255,43 @@ void test_conv_kernels(void) {
               rt_conv_wino(RT_CONV_DW, 128, 64, 32, 32, 64, 3, 3, 1, 1) &&
               !rt_conv_wino(RT_CONV_FWD, 128, 4096, 32, 32, 4096, 3, 3, 1, 1),
           "Winograd's share of wide layers");
-    /* and, with AVX2 code, VGG-16's and ResNet-18's 512 -> 512 at 4 x 4, all three ops; at
-     * 128 channels the forward and dx (F(4 x 4)), not dw (F(2 x 2)); nothing of 32 channels
-     * there, nor anything at 4 x 4 where oneDNN runs AVX-512 code */
+    /* and, with AVX2 code, VGG-16's and ResNet-18's 512 -> 512 at 4 x 4 (dw by F(2 x 2)) and
+     * 128 channels there (F(4 x 4)), all three ops; nothing of 32 channels there, nor
+     * anything at 4 x 4 where oneDNN runs AVX-512 code */
     for (int op = 0; op < 3; op++)
         CHECK(rt_conv_wino((RtConvOp)op, 128, 512, 4, 4, 512, 3, 3, 1, 1) == !rt_dnnl_wide() &&
-                  rt_conv_wino((RtConvOp)op, 128, 128, 4, 4, 128, 3, 3, 1, 1) ==
-                      (!rt_dnnl_wide() && op != RT_CONV_DW) &&
+                  rt_conv_wino((RtConvOp)op, 128, 128, 4, 4, 128, 3, 3, 1, 1) == !rt_dnnl_wide() &&
                   !rt_conv_wino((RtConvOp)op, 128, 32, 4, 4, 32, 3, 3, 1, 1),
               "Winograd's share of 4 x 4 planes, op %d", op);
-    /* F(4 x 4) for the forward and dx where its tiles take fewer products: 32 x 32 to 4 x 4
-     * and 7 x 7, not 5 x 5, 6 x 6 or one row of 30; dw F(2 x 2) */
-    CHECK(rt_wino_m(RT_CONV_FWD, 32, 32) == 4 && rt_wino_m(RT_CONV_DX, 16, 16) == 4 &&
-              rt_wino_m(RT_CONV_FWD, 8, 8) == 4 && rt_wino_m(RT_CONV_DX, 4, 4) == 4 &&
-              rt_wino_m(RT_CONV_FWD, 7, 7) == 4 && rt_wino_m(RT_CONV_FWD, 5, 5) == 2 &&
-              rt_wino_m(RT_CONV_DX, 6, 6) == 2 && rt_wino_m(RT_CONV_FWD, 1, 30) == 2 &&
-              rt_wino_m(RT_CONV_DW, 32, 32) == 2,
+    /* F(4 x 4) where its tiles take fewer products: 32 x 32 to 4 x 4 and 7 x 7, not 5 x 5,
+     * 6 x 6 or one row of 30; dw only from 64 channels up to 256 x 256 */
+    CHECK(rt_wino_m(RT_CONV_FWD, 64, 64, 32, 32) == 4 && rt_wino_m(RT_CONV_DX, 128, 128, 16, 16) == 4 &&
+              rt_wino_m(RT_CONV_FWD, 256, 256, 8, 8) == 4 && rt_wino_m(RT_CONV_DX, 512, 512, 4, 4) == 4 &&
+              rt_wino_m(RT_CONV_FWD, 64, 64, 7, 7) == 4 && rt_wino_m(RT_CONV_FWD, 64, 64, 5, 5) == 2 &&
+              rt_wino_m(RT_CONV_DX, 64, 64, 6, 6) == 2 && rt_wino_m(RT_CONV_FWD, 64, 64, 1, 30) == 2 &&
+              rt_wino_m(RT_CONV_DW, 64, 64, 32, 32) == 4 && rt_wino_m(RT_CONV_DW, 256, 256, 8, 8) == 4 &&
+              rt_wino_m(RT_CONV_DW, 512, 512, 4, 4) == 2 && rt_wino_m(RT_CONV_DW, 64, 64, 5, 5) == 2 &&
+              rt_wino_m(RT_CONV_DW, 32, 64, 16, 16) == 2,
           "Winograd's tile sizes");
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
         const int N = geo[g][0], C = geo[g][1], H = geo[g][2], W = geo[g][3], O = geo[g][4], K = geo[g][5],
                   S = geo[g][6], P = geo[g][7];
         const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K;
         const int NX = N * C * H * W, NY = N * O * OH * OW;
-        /* the rule of conv_dnnl.c takes geometries 7 and 8, and the forward and dx of the
-         * one at 2 x 2 where oneDNN runs AVX-512 code */
-        bool two = g == 5 && rt_dnnl_wide(), dnnl = g == 7 || g == 8;
+        /* the rule of conv_dnnl.c takes geometries 7, 8, 15 and 16, and the forward and dx
+         * of the one at 2 x 2 where oneDNN runs AVX-512 code */
+        bool two = g == 5 && rt_dnnl_wide(), dnnl = g == 7 || g == 8 || g >= 15;
         CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (dnnl || two) &&
                   rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (dnnl || two) &&
-                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 7),
+                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 7 || g >= 15),
               "geometry %zu: oneDNN's share", g);
         /* Winograd's rule: 3 x 3, stride 1, pad 1, 16 channels or more each side, 64
-         * positions or more (from 16 with 64 channels or more forward and dx, 192 dw, with
-         * AVX2 code): geometry 7 (before oneDNN), not geometry 8 (4 x 4, 32 -> 16), and none
-         * where oneDNN runs AVX-512 code, whose sgemm their products (16 x 32 over 48 tiles)
-         * are too small for */
+         * positions or more (from 16 with 64 channels or more, 192 for dw by F(2 x 2), with
+         * AVX2 code): geometries 7 (before oneDNN), 15 and 16, not geometry 8 (4 x 4, 32 ->
+         * 16), and none where oneDNN runs AVX-512 code, whose sgemm their products (16 x 32
+         * over 48 tiles, 64 x 64 over 24 to 48) are too small for */
         for (int op = 0; op < 3; op++)
-            CHECK(rt_conv_wino((RtConvOp)op, N, C, H, W, O, K, K, S, P) == (!rt_dnnl_wide() && g == 7),
+            CHECK(rt_conv_wino((RtConvOp)op, N, C, H, W, O, K, K, S, P) == (!rt_dnnl_wide() && (g == 7 || g >= 15)),
                   "geometry %zu: Winograd's share", g);
         unsigned seed = 3 + (unsigned)g;
         float *x = malloc(sizeof(float) * NX), *w = malloc(sizeof(float) * O * CKK);
@@ -328,14 +331,15 @@ void test_conv_kernels(void) {
             double ey = 0, edx = 0, edw = 0;
             for (int i = 0; i < NY; i++) ey = fmax(ey, fabs(y[i] - ry[i]));
             for (int i = 0; i < NX; i++) edx = fmax(edx, fabs(dx[i] - rdx[i]));
-            for (int i = 0; i < O * CKK; i++) edw = fmax(edw, fabs(dw[i] - rdw[i]) / (1 + fabs(rdw[i])));
-            /* dw's sums run over N OH OW terms: rounding that grows as their square root;
-             * y and dx to 1e-5 of their largest value (F(4 x 4)'s constants reach 8 and
-             * 1/24: about ten times the direct way's rounding) */
-            double tdw = 1e-5 * fmax(1.0, sqrt((double)N * OH * OW / 10000.0)), my = 1, mdx = 1;
+            for (int i = 0; i < O * CKK; i++) edw = fmax(edw, fabs(dw[i] - rdw[i]));
+            /* to 1e-5 of the largest value (F(4 x 4)'s constants reach 8 and 1/24: about
+             * ten times the direct way's rounding); dw's sums run over N OH OW terms:
+             * rounding that grows as their square root */
+            double tdw = 1e-5 * fmax(1.0, sqrt((double)N * OH * OW / 10000.0)), my = 1, mdx = 1, mdw = 1;
             for (int i = 0; i < NY; i++) my = fmax(my, fabs(ry[i]));
             for (int i = 0; i < NX; i++) mdx = fmax(mdx, fabs(rdx[i]));
-            CHECK(ey < 1e-5 * my && edx < 1e-5 * mdx && edw < tdw,
+            for (int i = 0; i < O * CKK; i++) mdw = fmax(mdw, fabs(rdw[i]));
+            CHECK(ey < 1e-5 * my && edx < 1e-5 * mdx && edw < tdw * mdw,
                   "geometry %zu, %s: conv2d %g, dx %g, dw %g against direct sums", g, way_name[way], ey, edx, edw);
             float *y2 = malloc(sizeof(float) * NY), *dx2 = malloc(sizeof(float) * NX);
             float *dw2 = malloc(sizeof(float) * O * CKK);
