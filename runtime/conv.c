@@ -933,8 +933,10 @@ static void conv_dw_sum_range(void *p, int64_t begin, int64_t end) {
 /* ---- the shapes oneDNN computes (conv_dnnl.c): the same chunks and slots ---- */
 
 static int64_t wino_span(const ConvJob *j, RtConvOp op);
+static bool wino_batch(const ConvJob *j, RtConvOp op);
 static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared);
 #define WINO_MAX_THREAD ((int64_t)16 << 20) /* floats of a thread's Winograd scratch: 64 MiB */
+#define WINO_BATCH_SHARED ((int64_t)32 << 20) /* floats of the whole batch's transforms: 128 MiB */
 
 /* Who computes op: Winograd's F(m x m, 3 x 3) where winograd.c's rule names the shape
  * (j->wino: 1.3-1.7x oneDNN's speed on the shapes both serve), else oneDNN where its rule
@@ -944,12 +946,12 @@ static void conv_paths(ConvJob *j, RtConvOp op) {
     j->dk = NULL, j->xk = (RtXsmmConv){0}, j->wino = false, j->blocks = 0;
     if (j->n <= 0) return;
     j->wino = rt_wino_serves(op, j->c, j->o, j->h, j->wd, j->kh, j->kw, j->stride, j->pad,
-                             wino_span(j, op) * j->g);
+                             wino_batch(j, op) ? j->n : wino_span(j, op) * j->g);
     /* (not where a thread's transformed tiles would pass WINO_MAX_THREAD: thousands of
      * channels, whose im2col columns are a quarter of that) */
     int64_t per_thread, shared;
     if (j->wino) wino_needs(j, op, &per_thread, &shared);
-    if (j->wino && per_thread <= WINO_MAX_THREAD) return;
+    if (j->wino && per_thread <= WINO_MAX_THREAD && (!wino_batch(j, op) || shared <= WINO_BATCH_SHARED)) return;
     j->wino = false;
     /* chunks of g samples, and of g - 1 where they do not divide the batch evenly */
     int32_t tail = (int32_t)(j->n % j->chunks ? j->n / j->chunks : 0);
@@ -963,6 +965,21 @@ static void conv_paths(ConvJob *j, RtConvOp op) {
 /* The tiles' m for this op (winograd.c's rt_wino_m). */
 static int wino_m(const ConvJob *j, RtConvOp op) {
     return rt_wino_m(op, j->c, j->o, j->h, j->wd);
+}
+
+/* Planes of F(4 x 4) that winograd.c's rt_wino_batch_planes names (dw's of 8 x 8 and
+ * smaller, the forward's and dx's of 4 x 4 and smaller): the whole batch at once, in three
+ * parallel steps over fixed items: every channel's planes of the batch
+ * side by side into U (dw: and dy's into DY), the 36 products over all the batch's tiles
+ * (dw: no slots, one dV), every output channel's planes back. By pieces of chunks, a piece
+ * of 4 x 4 planes had 16 tiles (WINO_MIN_PIECES), and OpenBLAS packed each point's weights
+ * again for every piece (15% of VGG-16's step, AVX2); the whole batch packs them once. The shared
+ * scratch: V (or dV), then U, then M (or DY), each row of the batch's tiles and 8 more. */
+static bool wino_batch(const ConvJob *j, RtConvOp op) {
+    return wino_m(j, op) == 4 && rt_wino_batch_planes(op, j->h, j->wd);
+}
+static int64_t wino_batch_ld(const ConvJob *j) {
+    return j->n * rt_wino_tiles(j->h, j->wd, 4) + 8;
 }
 
 /* F(4 x 4, 3 x 3)'s forward and dx by pieces of consecutive chunks of about
@@ -987,8 +1004,10 @@ static int64_t wino_pieces(const ConvJob *j, RtConvOp op) {
     return (j->chunks + m - 1) / m;
 }
 
-/* dw's slots: each a dV of (m + 2)^2 O C floats, all of them within DW_MAX_SHARED. */
+/* dw's slots: each a dV of (m + 2)^2 O C floats, all of them within DW_MAX_SHARED (one for
+ * the whole batch at once). */
 static int64_t wino_slots(const ConvJob *j) {
+    if (wino_batch(j, RT_CONV_DW)) return 1;
     int64_t most = DW_MAX_SHARED / rt_wino_weights_floats(j->c, j->o, wino_m(j, RT_CONV_DW));
     int64_t p = wino_pieces(j, RT_CONV_DW);
     int64_t s = p < j->slots ? p : j->slots;
@@ -1014,6 +1033,11 @@ static void wino_dw_range(void *p, int64_t begin, int64_t end) {
  * slots of dV. */
 static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared) {
     int m = wino_m(j, op);
+    if (wino_batch(j, op)) {
+        *per_thread = rt_wino_rows_floats(j->h, j->wd, j->n);
+        *shared = 36 * (int64_t)j->c * j->o + 36 * (int64_t)(j->c + j->o) * wino_batch_ld(j);
+        return;
+    }
     *per_thread = rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j, op) * j->g, m);
     *shared = (op == RT_CONV_DW ? wino_slots(j) : 1) * rt_wino_weights_floats(j->c, j->o, m);
 }
@@ -1041,6 +1065,49 @@ static void wino_chunk_range(void *p, int64_t begin, int64_t end) {
         float *out = dx ? j->y + s0 * j->chw : j->y + s0 * j->o * j->ohw;
         rt_wino_chunk(in, cin, cout, j->h, j->wd, cnt, m * j->g, tm, j->wk, out, scratch);
     }
+}
+
+static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    bool dx = j->op == RT_CONV_DX, dw = j->op == RT_CONV_DW;
+    int32_t cin = dx ? j->o : j->c;
+    int64_t ld = wino_batch_ld(j), hw = (int64_t)j->h * j->wd;
+    float *u = j->wk + 36 * (int64_t)j->c * j->o, *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, j->n));
+    for (int64_t i = begin; i < end; i++) {
+        if (dw && i >= j->c) {
+            int64_t k = i - j->c;
+            rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, u + 36 * j->c * ld + k * ld, j->o * ld,
+                            i == begin || i == j->c, scratch);
+        } else {
+            rt_wino_rows_in((dx ? j->dy : j->x) + i * hw, cin * hw, j->n, j->h, j->wd, u + i * ld, cin * ld, i == begin,
+                            scratch);
+        }
+    }
+}
+
+static void wino_batch_gemm_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    bool dx = j->op == RT_CONV_DX;
+    int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o, t = (int32_t)(wino_batch_ld(j) - 8), ld = t + 8;
+    float *v = j->wk, *u = v + 36 * (int64_t)j->c * j->o, *m = u + 36 * (int64_t)cin * ld;
+    for (int64_t xi = begin; xi < end; xi++) {
+        if (j->op == RT_CONV_DW)
+            rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, m + xi * j->o * ld, ld, u + xi * j->c * ld, ld, 0.0f,
+                            v + xi * j->o * j->c, j->c);
+        else
+            rt_sgemm_serial(0, 0, cout, t, cin, 1.0f, v + xi * cout * cin, cin, u + xi * cin * ld, ld, 0.0f,
+                            m + xi * cout * ld, ld);
+    }
+}
+
+static void wino_batch_out_range(void *p, int64_t begin, int64_t end) {
+    const ConvJob *j = p;
+    bool dx = j->op == RT_CONV_DX;
+    int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o;
+    int64_t ld = wino_batch_ld(j), hw = (int64_t)j->h * j->wd;
+    const float *m = j->wk + 36 * (int64_t)j->c * j->o + 36 * (int64_t)cin * ld;
+    for (int64_t k = begin; k < end; k++)
+        rt_wino_rows_out(m + k * ld, cout * ld, j->n, j->h, j->wd, j->y + k * hw, cout * hw);
 }
 
 bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
@@ -1154,10 +1221,18 @@ static void conv_chunks(const float *in, const float *w, float *out, RtConvOp op
     else j.x = in;
     conv_ensure(&j);
     if (j.wino) {
-        j.wk = rt_shared_scratch(rt_wino_weights_floats(j.c, j.o, wino_m(&j, op)));
+        int64_t shared, per_thread;
+        wino_needs(&j, op, &per_thread, &shared);
+        j.wk = rt_shared_scratch(shared);
         rt_parallel_for(op == RT_CONV_DX ? j.c : j.o, min_items(9 * (int64_t)(op == RT_CONV_DX ? j.o : j.c)),
                         wino_weights_range, &j);
-        rt_parallel_for(wino_pieces(&j, op), 1, wino_chunk_range, &j);
+        if (wino_batch(&j, op)) {
+            rt_parallel_for(op == RT_CONV_DX ? j.o : j.c, 1, wino_batch_in_range, &j);
+            rt_parallel_for(36, 1, wino_batch_gemm_range, &j);
+            rt_parallel_for(op == RT_CONV_DX ? j.c : j.o, 1, wino_batch_out_range, &j);
+        } else {
+            rt_parallel_for(wino_pieces(&j, op), 1, wino_chunk_range, &j);
+        }
         return;
     }
     if (j.xk.set) {
@@ -1198,8 +1273,15 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
     conv_paths(&j, RT_CONV_DW);
     conv_ensure(&j);
     if (j.wino) {
-        j.wk = rt_shared_scratch(wino_slots(&j) * rt_wino_weights_floats(j.c, j.o, wino_m(&j, RT_CONV_DW)));
-        rt_parallel_for(wino_slots(&j), 1, wino_dw_range, &j);
+        int64_t shared, per_thread;
+        wino_needs(&j, RT_CONV_DW, &per_thread, &shared);
+        j.wk = rt_shared_scratch(shared);
+        if (wino_batch(&j, RT_CONV_DW)) {
+            rt_parallel_for(j.c + j.o, 1, wino_batch_in_range, &j);
+            rt_parallel_for(36, 1, wino_batch_gemm_range, &j);
+        } else {
+            rt_parallel_for(wino_slots(&j), 1, wino_dw_range, &j);
+        }
         rt_parallel_for(j.o, min_items(rt_wino_weights_floats(1, j.c, wino_m(&j, RT_CONV_DW)) * wino_slots(&j)),
                         wino_dw_out_range, &j);
         return;

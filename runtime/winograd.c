@@ -94,9 +94,11 @@ static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
  * layer, of 3 input channels, keeps im2col's 27). Planes of 64 positions or more; with
  * AVX2 code also planes of 16 to 63 where both channel counts are 64 or more (F(4 x 4))
  * or 192 (F(2 x 2): dw beyond 256 x 256 channels, and planes such as 5 x 5). Where
- * oneDNN runs AVX-512 code, 64 positions or more, 64 channels or more, and products (O x C
- * over the g samples' tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not
- * OpenBLAS's AVX2 kernels. Measured against the other ways (bench/conv_bench and single
+ * oneDNN runs AVX-512 code, 64 positions or more (or the whole batch at once,
+ * rt_wino_batch_planes), 64 channels or more, and products (O x C over the g samples'
+ * tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not OpenBLAS's AVX2 kernels;
+ * there, the whole batch at 4 x 4, direct GFLOP/s against oneDNN's (dw: im2col's): 512
+ * channels 957 / 533, 915 / 626, 607 / 457; 128 828 / 332, 823 / 696, 576 / 331. Measured against the other ways (bench/conv_bench and single
  * layers, batch 128, 2 threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
  * at 32 x 32 to 256 at 8 x 8: forward and dx 1.5-2.1x as fast with AVX2 code, 1.3-1.8x
  * with AVX-512 code; dw 1.45-1.6x and 1.0-1.1x. Planes under 64 positions leave a
@@ -119,7 +121,7 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
         int32_t least = rt_wino_m(op, c, o, h, w) == 4 ? 64 : 192; /* channels, on planes under 64 positions */
         return positions >= 64 || (c >= least && o >= least);
     }
-    if (positions < 64) return false;
+    if (positions < 64 && !rt_wino_batch_planes(op, h, w)) return false;
     int64_t t = g * tiles_of(h, w, rt_wino_m(op, c, o, h, w));
     int32_t t32 = t > INT32_MAX ? INT32_MAX : (int32_t)t;
     return c >= 64 && o >= 64 && (op == RT_CONV_DW ? rt_gemm_dnnl(o, c, t32) : rt_gemm_dnnl(o, t32, c));
@@ -137,8 +139,19 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
  * 256 at 8 x 8 569 / 393-409, 128 at 4 x 4 417-421 / 244-247, 512 at 4 x 4 345-349 /
  * 319-322; AVX-512 884-888 / 721, 955-997 / 704-718. */
 int rt_wino_m(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w) {
-    if (op == RT_CONV_DW && (c < 64 || o < 64 || (int64_t)c * o > 256 * 256)) return 2;
+    if (op == RT_CONV_DW && (c < 64 || o < 64 || ((int64_t)c * o > 256 * 256 && !rt_wino_batch_planes(op, h, w))))
+        return 2;
     return 36 * tiles_of(h, w, 4) < 16 * tiles_of(h, w, 2) ? 4 : 2;
+}
+
+/* Planes whose F(4 x 4) for op runs the whole batch at once (conv.c's wino_batch), side by
+ * side: dw's of 4 tiles a sample or fewer (8 x 8 and smaller), the forward's and dx's of
+ * one tile (4 x 4 and smaller). 2 threads, AVX2, direct GFLOP/s, the whole batch / by
+ * pieces: 512 channels at 4 x 4 forward 582 / 348, dx 558 / 358, dw 447 / 290 (F(2 x 2));
+ * 128 at 4 x 4 543 / 429, 544 / 426, 356 / 186; at 8 x 8 dw 256 channels 554 / 461, 128
+ * 453 / 350, 64 479 / 340, but the forward and dx of 128 channels 505-567 / 576-609. */
+bool rt_wino_batch_planes(RtConvOp op, int32_t h, int32_t w) {
+    return tiles_of(h, w, 4) <= (op == RT_CONV_DW ? 4 : 1);
 }
 
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
@@ -624,6 +637,38 @@ RT_ISA_DISPATCH(wino4_dy,
                 (const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *prow, float *hb, float *d,
                  int64_t xi_ld),
                 (dy, sy, cnt, h, w, prow, hb, d, xi_ld))
+
+/* ---- the whole batch (rt_wino_batch_planes: F(4 x 4), side by side) ---- */
+
+/* A thread's scratch for the calls below on cnt samples: the horizontal transforms and
+ * one padded row of the cnt planes' rows (h + 1 rows). */
+int64_t rt_wino_rows_floats(int32_t h, int32_t w, int64_t cnt) {
+    return shbuf_floats(h, w, cnt) + (h + 1) * sprow_floats(w, cnt) + 16;
+}
+
+/* Channel c's planes of cnt samples (x: the first, sx floats apart) into U's row for c
+ * (wino4s_in); fresh: the scratch's padded rows are cleared first (the thread's first
+ * call, or after rt_wino_rows_dy). */
+void rt_wino_rows_in(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *u, int64_t xi_ld,
+                     bool fresh, float *scratch) {
+    float *prow = scratch + shbuf_floats(h, w, cnt);
+    if (fresh) memset(prow, 0, sizeof(float) * (size_t)(h * sprow_floats(w, cnt)));
+    wino4s_in(x, sx, cnt, h, w, prow, scratch, u, xi_ld);
+}
+
+/* dy's planes of channel k for cnt samples into DY's row for k (wino4_dy); fresh as above
+ * (after rt_wino_rows_in). */
+void rt_wino_rows_dy(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *d, int64_t xi_ld,
+                     bool fresh, float *scratch) {
+    float *prow = scratch + shbuf_floats(h, w, cnt);
+    if (fresh) memset(prow, 0, sizeof(float) * (size_t)((h + 1) * sprow_floats(w, cnt)));
+    wino4_dy(dy, sy, cnt, h, w, prow, scratch, d, xi_ld);
+}
+
+/* Output channel k's planes of cnt samples from M's row for k (wino4s_out). */
+void rt_wino_rows_out(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y, int64_t sy) {
+    wino4s_out(m, xi_ld, cnt, h, w, y, sy);
+}
 
 /* ---- a chunk ---- */
 

@@ -234,6 +234,7 @@ void test_conv_kernels(void) {
         {3, 2, 1, 30, 3, 3, 1, 1},   /* a plane of one row (F(2 x 2)): every tile row past it but the first */
         {6, 64, 8, 8, 64, 3, 1, 1},  /* dw by F(4 x 4) too (64 channels), side by side */
         {3, 64, 9, 27, 64, 3, 1, 1}, /* dw by F(4 x 4) plane by plane, the last row and column of tiles partial */
+        {9, 64, 4, 4, 80, 3, 1, 1},  /* the whole batch at once (4 x 4), all three ops */
     };
     /* LIBXSMM's dw: 1 x 1 stride-1 layers always, others only where gemm.c gives a sample's
      * product (LeNet-5's conv2: 50 x 500 x 64) to OpenBLAS, not to oneDNN's sgemm */
@@ -255,22 +256,23 @@ void test_conv_kernels(void) {
               rt_conv_wino(RT_CONV_DW, 128, 64, 32, 32, 64, 3, 3, 1, 1) &&
               !rt_conv_wino(RT_CONV_FWD, 128, 4096, 32, 32, 4096, 3, 3, 1, 1),
           "Winograd's share of wide layers");
-    /* and, with AVX2 code, VGG-16's and ResNet-18's 512 -> 512 at 4 x 4 (dw by F(2 x 2)) and
-     * 128 channels there (F(4 x 4)), all three ops; nothing of 32 channels there, nor
-     * anything at 4 x 4 where oneDNN runs AVX-512 code */
+    /* and VGG-16's and ResNet-18's 512 -> 512 at 4 x 4 and 128 channels there (the whole
+     * batch at once), all three ops, on either ISA; nothing of 32 channels there */
     for (int op = 0; op < 3; op++)
-        CHECK(rt_conv_wino((RtConvOp)op, 128, 512, 4, 4, 512, 3, 3, 1, 1) == !rt_dnnl_wide() &&
-                  rt_conv_wino((RtConvOp)op, 128, 128, 4, 4, 128, 3, 3, 1, 1) == !rt_dnnl_wide() &&
+        CHECK(rt_conv_wino((RtConvOp)op, 128, 512, 4, 4, 512, 3, 3, 1, 1) &&
+                  rt_conv_wino((RtConvOp)op, 128, 128, 4, 4, 128, 3, 3, 1, 1) &&
                   !rt_conv_wino((RtConvOp)op, 128, 32, 4, 4, 32, 3, 3, 1, 1),
               "Winograd's share of 4 x 4 planes, op %d", op);
     /* F(4 x 4) where its tiles take fewer products: 32 x 32 to 4 x 4 and 7 x 7, not 5 x 5,
-     * 6 x 6 or one row of 30; dw only from 64 channels up to 256 x 256 */
+     * 6 x 6 or one row of 30; dw only from 64 channels, beyond 256 x 256 only on planes of
+     * 8 x 8 or less (the whole batch at once: no slots) */
     CHECK(rt_wino_m(RT_CONV_FWD, 64, 64, 32, 32) == 4 && rt_wino_m(RT_CONV_DX, 128, 128, 16, 16) == 4 &&
               rt_wino_m(RT_CONV_FWD, 256, 256, 8, 8) == 4 && rt_wino_m(RT_CONV_DX, 512, 512, 4, 4) == 4 &&
               rt_wino_m(RT_CONV_FWD, 64, 64, 7, 7) == 4 && rt_wino_m(RT_CONV_FWD, 64, 64, 5, 5) == 2 &&
               rt_wino_m(RT_CONV_DX, 64, 64, 6, 6) == 2 && rt_wino_m(RT_CONV_FWD, 64, 64, 1, 30) == 2 &&
               rt_wino_m(RT_CONV_DW, 64, 64, 32, 32) == 4 && rt_wino_m(RT_CONV_DW, 256, 256, 8, 8) == 4 &&
-              rt_wino_m(RT_CONV_DW, 512, 512, 4, 4) == 2 && rt_wino_m(RT_CONV_DW, 64, 64, 5, 5) == 2 &&
+              rt_wino_m(RT_CONV_DW, 512, 512, 4, 4) == 4 && rt_wino_m(RT_CONV_DW, 512, 512, 16, 16) == 2 &&
+              rt_wino_m(RT_CONV_DW, 64, 64, 5, 5) == 2 &&
               rt_wino_m(RT_CONV_DW, 32, 64, 16, 16) == 2,
           "Winograd's tile sizes");
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
@@ -278,16 +280,16 @@ void test_conv_kernels(void) {
                   S = geo[g][6], P = geo[g][7];
         const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K;
         const int NX = N * C * H * W, NY = N * O * OH * OW;
-        /* the rule of conv_dnnl.c takes geometries 7, 8, 15 and 16, and the forward and dx
-         * of the one at 2 x 2 where oneDNN runs AVX-512 code */
+        /* the rule of conv_dnnl.c takes geometries 7, 8 and 15 to 17 (8 and 17: not dw), and
+         * the forward and dx of the one at 2 x 2 where oneDNN runs AVX-512 code */
         bool two = g == 5 && rt_dnnl_wide(), dnnl = g == 7 || g == 8 || g >= 15;
         CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (dnnl || two) &&
                   rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (dnnl || two) &&
-                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 7 || g >= 15),
+                  rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 7 || g == 15 || g == 16),
               "geometry %zu: oneDNN's share", g);
         /* Winograd's rule: 3 x 3, stride 1, pad 1, 16 channels or more each side, 64
          * positions or more (from 16 with 64 channels or more, 192 for dw by F(2 x 2), with
-         * AVX2 code): geometries 7 (before oneDNN), 15 and 16, not geometry 8 (4 x 4, 32 ->
+         * AVX2 code): geometries 7 (before oneDNN), 15 to 17, not geometry 8 (4 x 4, 32 ->
          * 16), and none where oneDNN runs AVX-512 code, whose sgemm their products (16 x 32
          * over 48 tiles, 64 x 64 over 24 to 48) are too small for */
         for (int op = 0; op < 3; op++)
