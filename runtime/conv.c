@@ -976,10 +976,14 @@ static int wino_m(const ConvJob *j, RtConvOp op) {
  * again for every piece (15% of VGG-16's step, AVX2); the whole batch packs them once. The shared
  * scratch: V (or dV), then U, then M (or DY), each row of the batch's tiles and 8 more. */
 static bool wino_batch(const ConvJob *j, RtConvOp op) {
-    return wino_m(j, op) == 4 && rt_wino_batch_planes(op, j->h, j->wd);
+    return rt_wino_batch(op, j->c, j->o, j->h, j->wd);
 }
-static int64_t wino_batch_ld(const ConvJob *j) {
-    return j->n * rt_wino_tiles(j->h, j->wd, 4) + 8;
+static int64_t wino_batch_ld(const ConvJob *j, RtConvOp op) {
+    return j->n * rt_wino_tiles(j->h, j->wd, wino_m(j, op)) + 8;
+}
+/* The points of the op's transformed tiles: (m + 2)^2. */
+static int64_t wino_points(const ConvJob *j, RtConvOp op) {
+    return (wino_m(j, op) + 2) * (wino_m(j, op) + 2);
 }
 
 /* F(4 x 4, 3 x 3)'s forward and dx by pieces of consecutive chunks of about
@@ -1034,8 +1038,8 @@ static void wino_dw_range(void *p, int64_t begin, int64_t end) {
 static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64_t *shared) {
     int m = wino_m(j, op);
     if (wino_batch(j, op)) {
-        *per_thread = rt_wino_rows_floats(j->h, j->wd, j->n);
-        *shared = 36 * (int64_t)j->c * j->o + 36 * (int64_t)(j->c + j->o) * wino_batch_ld(j);
+        *per_thread = rt_wino_rows_floats(j->h, j->wd, m, j->n);
+        *shared = wino_points(j, op) * ((int64_t)j->c * j->o + (int64_t)(j->c + j->o) * wino_batch_ld(j, op));
         return;
     }
     *per_thread = rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j, op) * j->g, m);
@@ -1071,16 +1075,17 @@ static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     bool dx = j->op == RT_CONV_DX, dw = j->op == RT_CONV_DW;
     int32_t cin = dx ? j->o : j->c;
-    int64_t ld = wino_batch_ld(j), hw = (int64_t)j->h * j->wd;
-    float *u = j->wk + 36 * (int64_t)j->c * j->o, *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, j->n));
+    int m = wino_m(j, j->op);
+    int64_t ld = wino_batch_ld(j, j->op), hw = (int64_t)j->h * j->wd, n2 = wino_points(j, j->op);
+    float *u = j->wk + n2 * j->c * j->o, *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, m, j->n));
     for (int64_t i = begin; i < end; i++) {
         if (dw && i >= j->c) {
             int64_t k = i - j->c;
-            rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, u + 36 * j->c * ld + k * ld, j->o * ld,
+            rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, m, u + n2 * j->c * ld + k * ld, j->o * ld,
                             i == begin || i == j->c, scratch);
         } else {
-            rt_wino_rows_in((dx ? j->dy : j->x) + i * hw, cin * hw, j->n, j->h, j->wd, u + i * ld, cin * ld, i == begin,
-                            scratch);
+            rt_wino_rows_in((dx ? j->dy : j->x) + i * hw, cin * hw, j->n, j->h, j->wd, m, u + i * ld, cin * ld,
+                            i == begin, scratch);
         }
     }
 }
@@ -1088,8 +1093,9 @@ static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
 static void wino_batch_gemm_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     bool dx = j->op == RT_CONV_DX;
-    int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o, t = (int32_t)(wino_batch_ld(j) - 8), ld = t + 8;
-    float *v = j->wk, *u = v + 36 * (int64_t)j->c * j->o, *m = u + 36 * (int64_t)cin * ld;
+    int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o, ld = (int32_t)wino_batch_ld(j, j->op), t = ld - 8;
+    int64_t n2 = wino_points(j, j->op);
+    float *v = j->wk, *u = v + n2 * j->c * j->o, *m = u + n2 * cin * ld;
     for (int64_t xi = begin; xi < end; xi++) {
         if (j->op == RT_CONV_DW)
             rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, m + xi * j->o * ld, ld, u + xi * j->c * ld, ld, 0.0f,
@@ -1104,10 +1110,10 @@ static void wino_batch_out_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     bool dx = j->op == RT_CONV_DX;
     int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o;
-    int64_t ld = wino_batch_ld(j), hw = (int64_t)j->h * j->wd;
-    const float *m = j->wk + 36 * (int64_t)j->c * j->o + 36 * (int64_t)cin * ld;
+    int64_t ld = wino_batch_ld(j, j->op), hw = (int64_t)j->h * j->wd, n2 = wino_points(j, j->op);
+    const float *m = j->wk + n2 * j->c * j->o + n2 * cin * ld;
     for (int64_t k = begin; k < end; k++)
-        rt_wino_rows_out(m + k * ld, cout * ld, j->n, j->h, j->wd, j->y + k * hw, cout * hw);
+        rt_wino_rows_out(m + k * ld, cout * ld, j->n, j->h, j->wd, wino_m(j, j->op), j->y + k * hw, cout * hw);
 }
 
 bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
@@ -1228,7 +1234,7 @@ static void conv_chunks(const float *in, const float *w, float *out, RtConvOp op
                         wino_weights_range, &j);
         if (wino_batch(&j, op)) {
             rt_parallel_for(op == RT_CONV_DX ? j.o : j.c, 1, wino_batch_in_range, &j);
-            rt_parallel_for(36, 1, wino_batch_gemm_range, &j);
+            rt_parallel_for(wino_points(&j, op), 1, wino_batch_gemm_range, &j);
             rt_parallel_for(op == RT_CONV_DX ? j.c : j.o, 1, wino_batch_out_range, &j);
         } else {
             rt_parallel_for(wino_pieces(&j, op), 1, wino_chunk_range, &j);
@@ -1278,7 +1284,7 @@ void nnq_rt_conv2d_dw(const float *dy, const float *x, float *dw, int32_t n, int
         j.wk = rt_shared_scratch(shared);
         if (wino_batch(&j, RT_CONV_DW)) {
             rt_parallel_for(j.c + j.o, 1, wino_batch_in_range, &j);
-            rt_parallel_for(36, 1, wino_batch_gemm_range, &j);
+            rt_parallel_for(wino_points(&j, RT_CONV_DW), 1, wino_batch_gemm_range, &j);
         } else {
             rt_parallel_for(wino_slots(&j), 1, wino_dw_range, &j);
         }

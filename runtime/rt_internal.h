@@ -364,16 +364,16 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
 void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int32_t h, int32_t w, int64_t cnt,
                       int64_t g, int m, bool accumulate, float *dv, float *scratch);
 void rt_wino_dw_out(float *dv, int64_t slots, int32_t o, int32_t c, int32_t o0, int32_t o1, int m, float *dw);
-/* The whole batch at once on planes rt_wino_batch_planes names (F(4 x 4), a sample's
- * planes side by side): one channel's cnt planes into U's (or DY's) row, or out of M's;
- * a thread's scratch for them: rt_wino_rows_floats. */
-bool rt_wino_batch_planes(RtConvOp op, int32_t h, int32_t w);
-int64_t rt_wino_rows_floats(int32_t h, int32_t w, int64_t cnt);
-void rt_wino_rows_in(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *u, int64_t xi_ld,
+/* The whole batch at once on planes rt_wino_batch names (a sample's planes side by side):
+ * one channel's cnt planes into U's (or DY's) row, or out of M's; a thread's scratch for
+ * them: rt_wino_rows_floats. */
+bool rt_wino_batch(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w);
+int64_t rt_wino_rows_floats(int32_t h, int32_t w, int m, int64_t cnt);
+void rt_wino_rows_in(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, int m, float *u, int64_t xi_ld,
                      bool fresh, float *scratch);
-void rt_wino_rows_dy(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *d, int64_t xi_ld,
+void rt_wino_rows_dy(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, int m, float *d, int64_t xi_ld,
                      bool fresh, float *scratch);
-void rt_wino_rows_out(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y, int64_t sy);
+void rt_wino_rows_out(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, int tm, float *y, int64_t sy);
 /* conv.c: whether a layer's op runs by Winograd's F(m x m, 3 x 3) on this CPU (its chunks
  * given to rt_wino_serves). */
 bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,

@@ -74,14 +74,14 @@ static int64_t hbuf_floats(int32_t h, int32_t w, int m) {
 static bool side_by_side(int32_t w, int m) {
     return m == 4 && (w + 3) / 4 < 7;
 }
-static int64_t sprow_floats(int32_t w, int64_t g) {
-    return 4 * ((g * ((w + 3) / 4 + 1) + 7) / 8 * 8) + 40;
+static int64_t sprow_floats(int32_t w, int m, int64_t g) {
+    return m * ((g * ((w + m - 1) / m + 1) + 7) / 8 * 8) + 40;
 }
-static int64_t shb_row(int32_t w, int64_t g) {
-    return (g * ((w + 3) / 4) + 7) / 8 * 8 + 8;
+static int64_t shb_row(int32_t w, int m, int64_t g) {
+    return (g * ((w + m - 1) / m) + 7) / 8 * 8 + 8;
 }
-static int64_t shbuf_floats(int32_t h, int32_t w, int64_t g) {
-    return (int64_t)(4 * ((h + 3) / 4) + 2) * 6 * shb_row(w, g);
+static int64_t shbuf_floats(int32_t h, int32_t w, int m, int64_t g) {
+    return (int64_t)(m * ((h + m - 1) / m) + 2) * (m + 2) * shb_row(w, m, g);
 }
 /* Leading dimension of U's and M's rows: the chunk's tiles and room for a last vector's
  * 7 lanes past them. */
@@ -114,14 +114,15 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
                     int32_t stride, int32_t pad, int64_t g) {
     if (kh != 3 || kw != 3 || stride != 1 || pad != 1 || mode == RT_LIB_NEVER) return false;
     if (mode == RT_LIB_ALWAYS) return true;
-    bool wide = rt_dnnl_wide();
+    bool wide = rt_dnnl_wide(), batch = rt_wino_batch(op, c, o, h, w);
     int64_t positions = (int64_t)h * w;
-    if (c < 16 || o < 16 || positions < 16) return false;
+    if (c < 16 || o < 16 || (positions < 16 && !batch)) return false;
     if (!wide) {
-        int32_t least = rt_wino_m(op, c, o, h, w) == 4 ? 64 : 192; /* channels, on planes under 64 positions */
+        /* channels, on planes under 64 positions */
+        int32_t least = batch || rt_wino_m(op, c, o, h, w) == 4 ? 64 : 192;
         return positions >= 64 || (c >= least && o >= least);
     }
-    if (positions < 64 && !rt_wino_batch_planes(op, h, w)) return false;
+    if (positions < 64 && !batch) return false;
     int64_t t = g * tiles_of(h, w, rt_wino_m(op, c, o, h, w));
     int32_t t32 = t > INT32_MAX ? INT32_MAX : (int32_t)t;
     return c >= 64 && o >= 64 && (op == RT_CONV_DW ? rt_gemm_dnnl(o, c, t32) : rt_gemm_dnnl(o, t32, c));
@@ -139,19 +140,22 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
  * 256 at 8 x 8 569 / 393-409, 128 at 4 x 4 417-421 / 244-247, 512 at 4 x 4 345-349 /
  * 319-322; AVX-512 884-888 / 721, 955-997 / 704-718. */
 int rt_wino_m(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w) {
-    if (op == RT_CONV_DW && (c < 64 || o < 64 || ((int64_t)c * o > 256 * 256 && !rt_wino_batch_planes(op, h, w))))
+    int m = 36 * tiles_of(h, w, 4) < 16 * tiles_of(h, w, 2) ? 4 : 2;
+    if (op == RT_CONV_DW && m == 4 && (c < 64 || o < 64 || ((int64_t)c * o > 256 * 256 && tiles_of(h, w, 4) > 4)))
         return 2;
-    return 36 * tiles_of(h, w, 4) < 16 * tiles_of(h, w, 2) ? 4 : 2;
+    return m;
 }
 
-/* Planes whose F(4 x 4) for op runs the whole batch at once (conv.c's wino_batch), side by
- * side: dw's of 4 tiles a sample or fewer (8 x 8 and smaller), the forward's and dx's of
- * one tile (4 x 4 and smaller). 2 threads, AVX2, direct GFLOP/s, the whole batch / by
- * pieces: 512 channels at 4 x 4 forward 582 / 348, dx 558 / 358, dw 447 / 290 (F(2 x 2));
- * 128 at 4 x 4 543 / 429, 544 / 426, 356 / 186; at 8 x 8 dw 256 channels 554 / 461, 128
- * 453 / 350, 64 479 / 340, but the forward and dx of 128 channels 505-567 / 576-609. */
-bool rt_wino_batch_planes(RtConvOp op, int32_t h, int32_t w) {
-    return tiles_of(h, w, 4) <= (op == RT_CONV_DW ? 4 : 1);
+/* Layers whose op runs the whole batch at once (conv.c's wino_batch), side by side: those
+ * of one tile a sample (F(4 x 4): 4 x 4 planes and smaller; F(2 x 2): 2 x 2), and dw's by
+ * F(4 x 4) of 4 tiles or fewer (8 x 8 and smaller). 2 threads, AVX2, direct GFLOP/s, the
+ * whole batch / by pieces: 512 channels at 4 x 4 forward 582 / 348, dx 558 / 358, dw 447 /
+ * 290 (F(2 x 2)); 128 at 4 x 4 543 / 429, 544 / 426, 356 / 186; at 8 x 8 dw 256 channels
+ * 554 / 461, 128 453 / 350, 64 479 / 340, but the forward and dx of 128 channels 505-567 /
+ * 576-609. */
+bool rt_wino_batch(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w) {
+    int m = rt_wino_m(op, c, o, h, w);
+    return tiles_of(h, w, m) <= (op == RT_CONV_DW && m == 4 ? 4 : 1);
 }
 
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
@@ -162,9 +166,9 @@ int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
  * each of h + 1 rows of one plane or, side by side, of g). */
 int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g, int m) {
     bool sbs = side_by_side(w, m);
-    int64_t pitch = prow_floats(w, m), spitch = sprow_floats(w, sbs ? g : 1);
+    int64_t pitch = prow_floats(w, m), spitch = sprow_floats(w, m, sbs ? g : 1);
     return (int64_t)(m + 2) * (m + 2) * ((int64_t)cin + cout) * ld_of(g, h, w, m) +
-           (sbs ? shbuf_floats(h, w, g) : hbuf_floats(h, w, m)) + 2 * (h + 1) * (pitch > spitch ? pitch : spitch) + 16;
+           (sbs ? shbuf_floats(h, w, m, g) : hbuf_floats(h, w, m)) + 2 * (h + 1) * (pitch > spitch ? pitch : spitch) + 16;
 }
 
 int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m) {
@@ -341,17 +345,20 @@ RT_ISA_BODY static void wino_out_body(const float *m, int64_t xi_ld, int32_t h, 
 }
 RT_ISA_DISPATCH(wino_out, (const float *m, int64_t xi_ld, int32_t h, int32_t w, float *y), (m, xi_ld, h, w, y))
 
-/* One plane of dy [h, w] into the rows of its channel: DY[xi][t0 + ty * TW + tx] = (A dy_t
- * A^T)[xi] for each 2 x 2 tile dy_t (values past the plane zero), A = [1 0; 1 1; 1 -1;
- * 0 -1]; 8 tiles a vector, as wino_in. */
-RT_ISA_BODY static void wino_dy_body(const float *dy, int32_t h, int32_t w, float *prow, float *d, int64_t xi_ld) {
+/* dy's planes of channel k for cnt samples (dy: the first, `sy` floats between samples)
+ * into DY's row for k: DY[xi][(ty cnt + s) TW + tx] = (A dy_t A^T)[xi] for each 2 x 2 tile
+ * dy_t (values past the plane zero), A = [1 0; 1 1; 1 -1; 0 -1]; 8 tiles a vector, the
+ * planes' rows side by side, 2 TW floats each (the order of wino2s_in; one sample:
+ * wino_in's); row h of prow stays zero. */
+RT_ISA_BODY static void wino_dy_body(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *prow,
+                                     float *d, int64_t xi_ld) {
     int32_t th = (h + 1) / 2, tw = (w + 1) / 2;
-    int64_t pl = prow_floats(w, 2);
-    plane_rows(dy, h, w, prow, pl, 0); /* row h stays zero */
+    int64_t pl = sprow_floats(w, 2, cnt), row = cnt * tw;
+    for (int64_t s = 0; s < cnt; s++) plane_rows(dy + s * sy, h, w, prow, pl, s * 2 * tw);
     for (int32_t ty = 0; ty < th; ty++) {
         const float *p0 = prow + 2 * ty * pl, *p1 = prow + (2 * ty + 1 < h ? 2 * ty + 1 : h) * pl;
-        float *dt = d + (int64_t)ty * tw;
-        for (int64_t tx = 0; tx < tw; tx += 8) {
+        float *dt = d + ty * row;
+        for (int64_t tx = 0; tx < row; tx += 8) {
             V8 e[2][4];
             for (int a = 0; a < 2; a++) {
                 const float *p = (a ? p1 : p0) + 2 * tx;
@@ -368,8 +375,9 @@ RT_ISA_BODY static void wino_dy_body(const float *dy, int32_t h, int32_t w, floa
         }
     }
 }
-RT_ISA_DISPATCH(wino_dy, (const float *dy, int32_t h, int32_t w, float *prow, float *d, int64_t xi_ld),
-                (dy, h, w, prow, d, xi_ld))
+RT_ISA_DISPATCH(wino_dy,
+                (const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *prow, float *d, int64_t xi_ld),
+                (dy, sy, cnt, h, w, prow, d, xi_ld))
 
 /* ---- F(4 x 4, 3 x 3) ---- */
 
@@ -497,6 +505,21 @@ typedef int32_t V8i __attribute__((vector_size(32)));
 #define LANES_BY(a, k) __builtin_shuffle(a, k)
 #endif
 
+/* The tiles of a row of planes side by side, TW + 1 a plane (TW < 7), the last of each
+ * dropped: for each of the TW + 1 vectors of a period (8 planes), keep[ph] the lanes kept,
+ * moved to the front, and before[ph] the kept tiles of the period before it. */
+static void keep_pattern(int tw, V8i *keep, int *before) {
+    int per = tw + 1;
+    before[0] = 0;
+    for (int ph = 0; ph < per; ph++) {
+        int k = 0;
+        for (int l = 0; l < 8; l++)
+            if ((8 * ph + l) % per < tw) keep[ph][k++] = l;
+        for (int l = k; l < 8; l++) keep[ph][l] = 0;
+        before[ph + 1] = before[ph] + k;
+    }
+}
+
 /* Channel c's planes of cnt samples (x: the first, `sx` floats between samples) into U's
  * row for c, their tiles in the order (tile row, sample, tile column): U[xi][(ty cnt + s)
  * TW + tx]. As wino4_in, on one padded row of the cnt planes' rows side by side, TW + 1
@@ -506,17 +529,10 @@ typedef int32_t V8i __attribute__((vector_size(32)));
 RT_ISA_BODY static void wino4s_in_body(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow,
                                        float *hb, float *u, int64_t xi_ld) {
     int32_t th = (h + 3) / 4, tw = (w + 3) / 4, per = tw + 1;
-    int64_t seg = 4 * (int64_t)per, all = cnt * per, pl = sprow_floats(w, cnt), hw = shb_row(w, cnt);
+    int64_t seg = 4 * (int64_t)per, all = cnt * per, pl = sprow_floats(w, 4, cnt), hw = shb_row(w, 4, cnt);
     V8i keep[7];
     int before[8];
-    before[0] = 0;
-    for (int ph = 0; ph < per; ph++) {
-        int k = 0;
-        for (int l = 0; l < 8; l++)
-            if ((8 * ph + l) % per < tw) keep[ph][k++] = l;
-        for (int l = k; l < 8; l++) keep[ph][l] = 0;
-        before[ph + 1] = before[ph] + k;
-    }
+    keep_pattern(tw, keep, before);
     for (int64_t s = 0; s < cnt; s++) plane_rows(x + s * sx, h, w, prow, pl, s * seg + 1);
     for (int32_t r = -1; r <= 4 * th; r++) {
         float *hr = hb + (int64_t)(r + 1) * 6 * hw;
@@ -610,7 +626,7 @@ RT_ISA_DISPATCH(wino4s_out, (const float *m, int64_t xi_ld, int64_t cnt, int32_t
 RT_ISA_BODY static void wino4_dy_body(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *prow,
                                       float *hb, float *d, int64_t xi_ld) {
     int32_t th = (h + 3) / 4, tw = (w + 3) / 4;
-    int64_t pl = sprow_floats(w, cnt), row = cnt * tw, hw = (row + 7) / 8 * 8;
+    int64_t pl = sprow_floats(w, 4, cnt), row = cnt * tw, hw = (row + 7) / 8 * 8;
     for (int64_t s = 0; s < cnt; s++) plane_rows(dy + s * sy, h, w, prow, pl, s * 4 * tw);
     for (int32_t ty = 0; ty < th; ty++) {
         for (int a = 0; a < 4; a++) /* hb[(6 a + j) hw + t]: A along tile t's row a */
@@ -638,36 +654,123 @@ RT_ISA_DISPATCH(wino4_dy,
                  int64_t xi_ld),
                 (dy, sy, cnt, h, w, prow, hb, d, xi_ld))
 
-/* ---- the whole batch (rt_wino_batch_planes: F(4 x 4), side by side) ---- */
+/* F(2 x 2) side by side: wino_in and wino_out on the cnt planes' rows of a channel in one
+ * padded row, TW + 1 tiles of 2 values a plane (the last dropped, as wino4s_in's), U's
+ * columns in the order (tile row, sample, tile column). */
+RT_ISA_BODY static void wino2s_in_body(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow,
+                                       float *hb, float *u, int64_t xi_ld) {
+    int32_t th = (h + 1) / 2, tw = (w + 1) / 2, per = tw + 1;
+    int64_t seg = 2 * (int64_t)per, all = cnt * per, pl = sprow_floats(w, 2, cnt), hw = shb_row(w, 2, cnt);
+    V8i keep[7];
+    int before[8];
+    keep_pattern(tw, keep, before);
+    for (int64_t s = 0; s < cnt; s++) plane_rows(x + s * sx, h, w, prow, pl, s * seg + 1);
+    for (int32_t r = -1; r <= 2 * th; r++) {
+        float *hr = hb + (int64_t)(r + 1) * 4 * hw;
+        if (r < 0 || r >= h) {
+            memset(hr, 0, sizeof(float) * (size_t)(4 * hw));
+            continue;
+        }
+        for (int64_t v = 0; 8 * v < all; v++) {
+            const float *p = prow + r * pl + 16 * v;
+            V8 a = *(const V8u *)p, b = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 2), b2 = *(const V8u *)(p + 10);
+            V8 d0 = EVEN(a, b), d1 = ODD(a, b), d2 = EVEN(a2, b2), d3 = ODD(a2, b2);
+            V8 q[4] = {d0 - d2, d1 + d2, d2 - d1, d1 - d3};
+            int ph = (int)(v % per);
+            int64_t at = v / per * 8 * tw + before[ph];
+            for (int j = 0; j < 4; j++) *(V8u *)(hr + j * hw + at) = LANES_BY(q[j], keep[ph]);
+        }
+    }
+    int64_t row = cnt * tw;
+    for (int32_t ty = 0; ty < th; ty++) {
+        const float *r0 = hb + (int64_t)(2 * ty) * 4 * hw; /* input row 2 ty - 1 */
+        const float *r1 = r0 + 4 * hw, *r2 = r1 + 4 * hw, *r3 = r2 + 4 * hw;
+        float *ut = u + ty * row;
+        for (int j = 0; j < 4; j++)
+            for (int64_t tx = 0; tx < row; tx += 8) {
+                int64_t k = j * hw + tx;
+                V8 e0 = *(const V8u *)(r0 + k), e1 = *(const V8u *)(r1 + k), e2 = *(const V8u *)(r2 + k),
+                   e3 = *(const V8u *)(r3 + k);
+                *(V8u *)(ut + (0 + j) * xi_ld + tx) = e0 - e2;
+                *(V8u *)(ut + (4 + j) * xi_ld + tx) = e1 + e2;
+                *(V8u *)(ut + (8 + j) * xi_ld + tx) = e2 - e1;
+                *(V8u *)(ut + (12 + j) * xi_ld + tx) = e1 - e3;
+            }
+    }
+}
+RT_ISA_DISPATCH(wino2s_in,
+                (const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow, float *hb, float *u,
+                 int64_t xi_ld),
+                (x, sx, cnt, h, w, prow, hb, u, xi_ld))
+
+RT_ISA_BODY static void wino2s_out_body(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y,
+                                        int64_t sy) {
+    int32_t th = (h + 1) / 2, tw = (w + 1) / 2;
+    int64_t row = cnt * tw;
+    for (int32_t ty = 0; ty < th; ty++) {
+        const float *mt = m + ty * row;
+        for (int64_t tx = 0; tx < row; tx += 8) {
+            V8 q[4][4];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) q[i][j] = *(const V8u *)(mt + (4 * i + j) * xi_ld + tx);
+            V8 s[2][4]; /* A^T q */
+            for (int j = 0; j < 4; j++) {
+                s[0][j] = (q[0][j] + q[1][j]) + q[2][j];
+                s[1][j] = (q[1][j] - q[2][j]) - q[3][j];
+            }
+            int64_t last = tx + 8 < row ? tx + 8 : row;
+            for (int a = 0; a < 2 && 2 * ty + a < h; a++) {
+                V8 y0 = (s[a][0] + s[a][1]) + s[a][2], y1 = (s[a][1] - s[a][2]) - s[a][3];
+                V8 out[2] = {RT_SHUF8(y0, y1, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(y0, y1, 4, 12, 5, 13, 6, 14, 7, 15)};
+                float tmp[16];
+                memcpy(tmp, out, sizeof tmp);
+                for (int64_t t = tx; t < last;) { /* a sample's tiles [t, e) of this vector */
+                    int64_t smp = t / tw, col = 2 * (t % tw), e = (smp + 1) * tw < last ? (smp + 1) * tw : last;
+                    int32_t n = (int32_t)(2 * (e - t));
+                    if (col + n > w) n = w - (int32_t)col;
+                    rt_row_copy(y + smp * sy + (int64_t)(2 * ty + a) * w + col, tmp + 2 * (t - tx), n);
+                    t = e;
+                }
+            }
+        }
+    }
+}
+RT_ISA_DISPATCH(wino2s_out, (const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y, int64_t sy),
+                (m, xi_ld, cnt, h, w, y, sy))
+
+/* ---- the whole batch (rt_wino_batch_planes), side by side ---- */
 
 /* A thread's scratch for the calls below on cnt samples: the horizontal transforms and
  * one padded row of the cnt planes' rows (h + 1 rows). */
-int64_t rt_wino_rows_floats(int32_t h, int32_t w, int64_t cnt) {
-    return shbuf_floats(h, w, cnt) + (h + 1) * sprow_floats(w, cnt) + 16;
+int64_t rt_wino_rows_floats(int32_t h, int32_t w, int m, int64_t cnt) {
+    return shbuf_floats(h, w, m, cnt) + (h + 1) * sprow_floats(w, m, cnt) + 16;
 }
 
 /* Channel c's planes of cnt samples (x: the first, sx floats apart) into U's row for c
- * (wino4s_in); fresh: the scratch's padded rows are cleared first (the thread's first
- * call, or after rt_wino_rows_dy). */
-void rt_wino_rows_in(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *u, int64_t xi_ld,
+ * (wino4s_in, wino2s_in); fresh: the scratch's padded rows are cleared first (the
+ * thread's first call, or after rt_wino_rows_dy). */
+void rt_wino_rows_in(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, int m, float *u, int64_t xi_ld,
                      bool fresh, float *scratch) {
-    float *prow = scratch + shbuf_floats(h, w, cnt);
-    if (fresh) memset(prow, 0, sizeof(float) * (size_t)(h * sprow_floats(w, cnt)));
-    wino4s_in(x, sx, cnt, h, w, prow, scratch, u, xi_ld);
+    float *prow = scratch + shbuf_floats(h, w, m, cnt);
+    if (fresh) memset(prow, 0, sizeof(float) * (size_t)(h * sprow_floats(w, m, cnt)));
+    (m == 4 ? wino4s_in : wino2s_in)(x, sx, cnt, h, w, prow, scratch, u, xi_ld);
 }
 
-/* dy's planes of channel k for cnt samples into DY's row for k (wino4_dy); fresh as above
- * (after rt_wino_rows_in). */
-void rt_wino_rows_dy(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *d, int64_t xi_ld,
+/* dy's planes of channel k for cnt samples into DY's row for k (wino4_dy, wino_dy); fresh
+ * as above (after rt_wino_rows_in). */
+void rt_wino_rows_dy(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, int m, float *d, int64_t xi_ld,
                      bool fresh, float *scratch) {
-    float *prow = scratch + shbuf_floats(h, w, cnt);
-    if (fresh) memset(prow, 0, sizeof(float) * (size_t)((h + 1) * sprow_floats(w, cnt)));
-    wino4_dy(dy, sy, cnt, h, w, prow, scratch, d, xi_ld);
+    float *prow = scratch + shbuf_floats(h, w, m, cnt);
+    if (fresh) memset(prow, 0, sizeof(float) * (size_t)((h + 1) * sprow_floats(w, m, cnt)));
+    if (m == 4)
+        wino4_dy(dy, sy, cnt, h, w, prow, scratch, d, xi_ld);
+    else
+        wino_dy(dy, sy, cnt, h, w, prow, d, xi_ld);
 }
 
-/* Output channel k's planes of cnt samples from M's row for k (wino4s_out). */
-void rt_wino_rows_out(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y, int64_t sy) {
-    wino4s_out(m, xi_ld, cnt, h, w, y, sy);
+/* Output channel k's planes of cnt samples from M's row for k (wino4s_out, wino2s_out). */
+void rt_wino_rows_out(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, int tm, float *y, int64_t sy) {
+    (tm == 4 ? wino4s_out : wino2s_out)(m, xi_ld, cnt, h, w, y, sy);
 }
 
 /* ---- a chunk ---- */
@@ -682,8 +785,8 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
     float *u = scratch, *mm = u + n2 * (int64_t)cin * ld, *hb = mm + n2 * (int64_t)cout * ld;
     int64_t ustride = (int64_t)cin * ld, mstride = (int64_t)cout * ld;
     bool sbs = side_by_side(w, m);
-    float *prow = hb + (sbs ? shbuf_floats(h, w, cnt) : hbuf_floats(h, w, m));
-    memset(prow, 0, sizeof(float) * (size_t)(sbs ? h * sprow_floats(w, cnt) : (h + 1) * prow_floats(w, m)));
+    float *prow = hb + (sbs ? shbuf_floats(h, w, m, cnt) : hbuf_floats(h, w, m));
+    memset(prow, 0, sizeof(float) * (size_t)(sbs ? h * sprow_floats(w, m, cnt) : (h + 1) * prow_floats(w, m)));
     if (sbs)
         for (int32_t c = 0; c < cin; c++)
             wino4s_in(x + c * hw, cin * hw, cnt, h, w, prow, hb, u + (int64_t)c * ld, ustride);
@@ -713,9 +816,9 @@ void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int
     int64_t tiles = tiles_of(h, w, m), ld = ld_of(g, h, w, m), t = cnt * tiles, hw = (int64_t)h * w;
     bool sbs = side_by_side(w, m);
     float *u = scratch, *d = u + n2 * (int64_t)c * ld, *hb = d + n2 * (int64_t)o * ld;
-    int64_t xrows = sbs ? h * sprow_floats(w, cnt) : (h + 1) * prow_floats(w, m);
-    int64_t dyrows = (h + 1) * (m == 4 ? sprow_floats(w, sbs ? cnt : 1) : prow_floats(w, 2));
-    float *prow = hb + (sbs ? shbuf_floats(h, w, cnt) : hbuf_floats(h, w, m)), *pdy = prow + xrows;
+    int64_t xrows = sbs ? h * sprow_floats(w, m, cnt) : (h + 1) * prow_floats(w, m);
+    int64_t dyrows = (h + 1) * sprow_floats(w, m, sbs ? cnt : 1);
+    float *prow = hb + (sbs ? shbuf_floats(h, w, m, cnt) : hbuf_floats(h, w, m)), *pdy = prow + xrows;
     memset(prow, 0, sizeof(float) * (size_t)(xrows + dyrows));
     int64_t ustride = (int64_t)c * ld, dstride = (int64_t)o * ld;
     if (sbs) {
@@ -733,7 +836,7 @@ void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int
                 if (m == 4)
                     wino4_dy(dy + (s * o + k) * hw, 0, 1, h, w, pdy, hb, dk, dstride);
                 else
-                    wino_dy(dy + (s * o + k) * hw, h, w, pdy, dk, dstride);
+                    wino_dy(dy + (s * o + k) * hw, 0, 1, h, w, pdy, dk, dstride);
             }
         }
     }

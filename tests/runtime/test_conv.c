@@ -222,7 +222,8 @@ void test_conv_kernels(void) {
         {9, 4, 7, 6, 5, 3, 2, 0},    /* stride 2, no padding */
         {70, 2, 2, 2, 3, 1, 1, 0},   /* 4 positions: chunks of 64 */
         {3, 4, 24, 24, 5, 1, 1, 0},  /* 1x1, 576 positions: one sample a chunk */
-        {21, 32, 2, 2, 16, 3, 1, 1}, /* 4 positions, CKK = 288 >= 84: dw by two blocks of channels over the batch */
+        {21, 32, 2, 2, 16, 3, 1, 1}, /* 4 positions, CKK = 288 >= 84: dw by two blocks of channels over the batch;
+                                      * Winograd's F(2 x 2) the whole batch at once */
         {40, 2, 23, 23, 3, 3, 1, 1}, /* 529 positions: 64 chunks, two to each of 32 dw slots */
         {37, 16, 8, 8, 32, 3, 1, 1}, /* oneDNN: all three ops, chunks of 4, the last of 1 */
         {21, 32, 4, 4, 16, 3, 1, 1}, /* oneDNN forward and dx (chunks of 2, the last of 1), our dw */
@@ -256,12 +257,17 @@ void test_conv_kernels(void) {
               rt_conv_wino(RT_CONV_DW, 128, 64, 32, 32, 64, 3, 3, 1, 1) &&
               !rt_conv_wino(RT_CONV_FWD, 128, 4096, 32, 32, 4096, 3, 3, 1, 1),
           "Winograd's share of wide layers");
-    /* and VGG-16's and ResNet-18's 512 -> 512 at 4 x 4 and 128 channels there (the whole
-     * batch at once), all three ops, on either ISA; nothing of 32 channels there */
+    /* and VGG-16's and ResNet-18's 512 -> 512 at 4 x 4 and 128 channels there, and VGG-16's
+     * 512 -> 512 at 2 x 2 (the whole batch at once), all three ops, on either ISA; nothing
+     * of 32 channels there */
     for (int op = 0; op < 3; op++)
         CHECK(rt_conv_wino((RtConvOp)op, 128, 512, 4, 4, 512, 3, 3, 1, 1) &&
                   rt_conv_wino((RtConvOp)op, 128, 128, 4, 4, 128, 3, 3, 1, 1) &&
-                  !rt_conv_wino((RtConvOp)op, 128, 32, 4, 4, 32, 3, 3, 1, 1),
+                  rt_conv_wino((RtConvOp)op, 128, 512, 2, 2, 512, 3, 3, 1, 1) &&
+                  rt_wino_batch((RtConvOp)op, 512, 512, 2, 2) && rt_wino_batch((RtConvOp)op, 512, 512, 4, 4) &&
+                  rt_wino_batch((RtConvOp)op, 256, 256, 8, 8) == (op == RT_CONV_DW) &&
+                  !rt_conv_wino((RtConvOp)op, 128, 32, 4, 4, 32, 3, 3, 1, 1) &&
+                  !rt_conv_wino((RtConvOp)op, 128, 32, 2, 2, 32, 3, 3, 1, 1),
               "Winograd's share of 4 x 4 planes, op %d", op);
     /* F(4 x 4) where its tiles take fewer products: 32 x 32 to 4 x 4 and 7 x 7, not 5 x 5,
      * 6 x 6 or one row of 30; dw only from 64 channels, beyond 256 x 256 only on planes of
@@ -272,7 +278,7 @@ void test_conv_kernels(void) {
               rt_wino_m(RT_CONV_DX, 64, 64, 6, 6) == 2 && rt_wino_m(RT_CONV_FWD, 64, 64, 1, 30) == 2 &&
               rt_wino_m(RT_CONV_DW, 64, 64, 32, 32) == 4 && rt_wino_m(RT_CONV_DW, 256, 256, 8, 8) == 4 &&
               rt_wino_m(RT_CONV_DW, 512, 512, 4, 4) == 4 && rt_wino_m(RT_CONV_DW, 512, 512, 16, 16) == 2 &&
-              rt_wino_m(RT_CONV_DW, 64, 64, 5, 5) == 2 &&
+              rt_wino_m(RT_CONV_DW, 64, 64, 5, 5) == 2 && rt_wino_m(RT_CONV_FWD, 512, 512, 2, 2) == 2 &&
               rt_wino_m(RT_CONV_DW, 32, 64, 16, 16) == 2,
           "Winograd's tile sizes");
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
