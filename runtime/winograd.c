@@ -67,7 +67,7 @@ static int64_t hbuf_floats(int32_t h, int32_t w, int m) {
     return (int64_t)(m * ((h + m - 1) / m) + 2) * (m + 2) * twv_of(w, m);
 }
 /* F(4 x 4) on planes of fewer than 7 tiles a row takes the g samples' planes of a channel
- * side by side (wino4s_in, wino4s_out): a row of each, padded to TW + 1 tiles (4 TW + 4
+ * side by side (winos_in, winos_out): a row of each, padded to TW + 1 tiles (4 TW + 4
  * floats, its zeros between the planes; the last tile of each is read but not kept), so a
  * vector's 8 tiles come from several samples. Its padded row of the g planes (and the
  * last vector's reach), and its horizontal transforms' rows: the kept tiles, 8 more. */
@@ -92,14 +92,14 @@ static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
 /* The rule (shapes and the CPU only): 3 x 3, stride 1, pad 1, and both channel counts 16
  * or more (the products' inner dimension is C forward and O for dx: a network's first
  * layer, of 3 input channels, keeps im2col's 27). Planes of 64 positions or more; with
- * AVX2 code also planes of 16 to 63 where both channel counts are 64 or more (F(4 x 4))
- * or 192 (F(2 x 2): dw beyond 256 x 256 channels, and planes such as 5 x 5). Where
- * oneDNN runs AVX-512 code, 64 positions or more (or the whole batch at once,
- * rt_wino_batch_planes), 64 channels or more, and products (O x C over the g samples'
- * tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not OpenBLAS's AVX2 kernels;
- * there, the whole batch at 4 x 4, direct GFLOP/s against oneDNN's (dw: im2col's): 512
- * channels 957 / 533, 915 / 626, 607 / 457; 128 828 / 332, 823 / 696, 576 / 331. Measured against the other ways (bench/conv_bench and single
- * layers, batch 128, 2 threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
+ * AVX2 code also smaller planes where both channel counts are 64 or more (F(4 x 4), or
+ * the whole batch at once: rt_wino_batch) or 192 (F(2 x 2) by pieces: dw beyond 256 x 256
+ * channels, and planes such as 5 x 5). Where oneDNN runs AVX-512 code, 64 positions or
+ * more (or the whole batch at once), 64 channels or more, and products (O x C over the g
+ * samples' tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not OpenBLAS's AVX2
+ * kernels; there, the whole batch at 4 x 4, direct GFLOP/s against oneDNN's (dw:
+ * im2col's): 512 channels 957 / 533, 915 / 626, 607 / 457; 128 828 / 332, 823 / 696, 576 /
+ * 331. Measured against the other ways (bench/conv_bench and single layers, batch 128, 2 threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
  * at 32 x 32 to 256 at 8 x 8: forward and dx 1.5-2.1x as fast with AVX2 code, 1.3-1.8x
  * with AVX-512 code; dw 1.45-1.6x and 1.0-1.1x. Planes under 64 positions leave a
  * sample's few tiles (4 at 4 x 4) to the products and the transforms: at 4 x 4 with AVX2
@@ -168,7 +168,8 @@ int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, i
     bool sbs = side_by_side(w, m);
     int64_t pitch = prow_floats(w, m), spitch = sprow_floats(w, m, sbs ? g : 1);
     return (int64_t)(m + 2) * (m + 2) * ((int64_t)cin + cout) * ld_of(g, h, w, m) +
-           (sbs ? shbuf_floats(h, w, m, g) : hbuf_floats(h, w, m)) + 2 * (h + 1) * (pitch > spitch ? pitch : spitch) + 16;
+           (sbs ? shbuf_floats(h, w, m, g) : hbuf_floats(h, w, m)) +
+           2 * (h + 1) * (pitch > spitch ? pitch : spitch) + 16;
 }
 
 int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m) {
@@ -264,6 +265,63 @@ static inline void plane_rows(const float *x, int32_t h, int32_t w, float *prow,
 
 /* ---- F(2 x 2, 3 x 3) ---- */
 
+/* B^T d of 8 tiles of a padded row at p, every 2 values (tile k reads p[2 k .. 2 k + 3]):
+ * q[0..3] the tiles' four columns. */
+static inline __attribute__((always_inline)) void row_bt2(const float *p, V8 *q) {
+    V8 a = *(const V8u *)p, b = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 2), b2 = *(const V8u *)(p + 10);
+    V8 d0 = EVEN(a, b), d1 = ODD(a, b), d2 = EVEN(a2, b2), d3 = ODD(a2, b2);
+    q[0] = d0 - d2, q[1] = d1 + d2, q[2] = d2 - d1, q[3] = d1 - d3;
+}
+
+/* B^T down the four rows of horizontal transforms at r0 (4 rw floats apart; column j of
+ * tile t at j rw + t) for tiles [0, n): the tiles' 16 points at ut + xi xi_ld. */
+static inline __attribute__((always_inline)) void col_bt2(const float *r0, int64_t rw, int64_t n, float *ut,
+                                                          int64_t xi_ld) {
+    const float *r1 = r0 + 4 * rw, *r2 = r1 + 4 * rw, *r3 = r2 + 4 * rw;
+    for (int j = 0; j < 4; j++)
+        for (int64_t tx = 0; tx < n; tx += 8) {
+            int64_t k = j * rw + tx;
+            V8 e0 = *(const V8u *)(r0 + k), e1 = *(const V8u *)(r1 + k), e2 = *(const V8u *)(r2 + k),
+               e3 = *(const V8u *)(r3 + k);
+            *(V8u *)(ut + (0 + j) * xi_ld + tx) = e0 - e2;
+            *(V8u *)(ut + (4 + j) * xi_ld + tx) = e1 + e2;
+            *(V8u *)(ut + (8 + j) * xi_ld + tx) = e2 - e1;
+            *(V8u *)(ut + (12 + j) * xi_ld + tx) = e1 - e3;
+        }
+}
+
+/* y = A^T m A of 8 tiles (m: M's row at the first, points xi_ld apart): out[a][0..1], each
+ * output row a's two values a tile interleaved (16 floats; out as out_at4's). */
+static inline __attribute__((always_inline)) void out_at2(const float *mt, int64_t xi_ld, V8 out[4][4]) {
+    V8 q[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) q[i][j] = *(const V8u *)(mt + (4 * i + j) * xi_ld);
+    V8 s[2][4]; /* A^T q */
+    for (int j = 0; j < 4; j++) {
+        s[0][j] = (q[0][j] + q[1][j]) + q[2][j];
+        s[1][j] = (q[1][j] - q[2][j]) - q[3][j];
+    }
+    for (int a = 0; a < 2; a++) {
+        V8 y0 = (s[a][0] + s[a][1]) + s[a][2], y1 = (s[a][1] - s[a][2]) - s[a][3];
+        out[a][0] = RT_SHUF8(y0, y1, 0, 8, 1, 9, 2, 10, 3, 11), out[a][1] = RT_SHUF8(y0, y1, 4, 12, 5, 13, 6, 14, 7, 15);
+    }
+}
+
+/* Side by side: an output row's values of tiles [tx, last) (tmp, m a tile), into the rows
+ * of the samples they belong to (TW tiles a sample), each cut to the plane's w; `at` the
+ * row's offset in a plane. */
+static inline void runs_out(const float *tmp, int64_t tx, int64_t last, int32_t tw, int m, int32_t w, float *y,
+                            int64_t sy, int64_t at) {
+    for (int64_t t = tx; t < last;) { /* a sample's tiles [t, e) */
+        int64_t smp = t / tw, col = m * (t % tw), e = (smp + 1) * tw < last ? (smp + 1) * tw : last;
+        int32_t n = (int32_t)(m * (e - t));
+        if (col + n > w) n = w - (int32_t)col;
+        rt_row_copy(y + smp * sy + at + col, tmp + m * (t - tx), n);
+        t = e;
+    }
+}
+
+
 /* One plane [h, w] into U's rows for its channel: U[xi][t0 + ty * TW + tx] (row stride
  * `xi_ld` between the 16 points). hb: the plane's horizontal transforms, row r of input
  * (r = -1 .. 2 TH) at hb + (r + 1) * 4 * TWV: d B's four columns for every tile of the row;
@@ -280,30 +338,13 @@ RT_ISA_BODY static void wino_in_body(const float *x, int32_t h, int32_t w, float
             continue;
         }
         for (int64_t tx = 0; tx < twv; tx += 8) {
-            const float *p = prow + r * pl + 2 * tx;
-            V8 a = *(const V8u *)p, b = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 2), b2 = *(const V8u *)(p + 10);
-            V8 d0 = EVEN(a, b), d1 = ODD(a, b), d2 = EVEN(a2, b2), d3 = ODD(a2, b2);
-            *(V8u *)(hr + tx) = d0 - d2;
-            *(V8u *)(hr + twv + tx) = d1 + d2;
-            *(V8u *)(hr + 2 * twv + tx) = d2 - d1;
-            *(V8u *)(hr + 3 * twv + tx) = d1 - d3;
+            V8 q[4];
+            row_bt2(prow + r * pl + 2 * tx, q);
+            for (int j = 0; j < 4; j++) *(V8u *)(hr + j * twv + tx) = q[j];
         }
     }
-    for (int32_t ty = 0; ty < th; ty++) {
-        const float *r0 = hb + (int64_t)(2 * ty) * 4 * twv; /* input row 2 ty - 1 */
-        const float *r1 = r0 + 4 * twv, *r2 = r1 + 4 * twv, *r3 = r2 + 4 * twv;
-        float *ut = u + (int64_t)ty * tw;
-        for (int j = 0; j < 4; j++)
-            for (int64_t tx = 0; tx < tw; tx += 8) {
-                int64_t k = j * twv + tx;
-                V8 e0 = *(const V8u *)(r0 + k), e1 = *(const V8u *)(r1 + k), e2 = *(const V8u *)(r2 + k),
-                   e3 = *(const V8u *)(r3 + k);
-                *(V8u *)(ut + (0 + j) * xi_ld + tx) = e0 - e2;
-                *(V8u *)(ut + (4 + j) * xi_ld + tx) = e1 + e2;
-                *(V8u *)(ut + (8 + j) * xi_ld + tx) = e2 - e1;
-                *(V8u *)(ut + (12 + j) * xi_ld + tx) = e1 - e3;
-            }
-    }
+    for (int32_t ty = 0; ty < th; ty++) /* from input row 2 ty - 1 */
+        col_bt2(hb + (int64_t)(2 * ty) * 4 * twv, twv, tw, u + (int64_t)ty * tw, xi_ld);
 }
 RT_ISA_DISPATCH(wino_in, (const float *x, int32_t h, int32_t w, float *prow, float *hb, float *u, int64_t xi_ld),
                 (x, h, w, prow, hb, u, xi_ld))
@@ -316,27 +357,18 @@ RT_ISA_BODY static void wino_out_body(const float *m, int64_t xi_ld, int32_t h, 
     for (int32_t ty = 0; ty < th; ty++) {
         const float *mt = m + (int64_t)ty * tw;
         for (int32_t tx = 0; tx < tw; tx += 8) {
-            V8 q[4][4];
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++) q[i][j] = *(const V8u *)(mt + (4 * i + j) * xi_ld + tx);
-            V8 s[2][4]; /* A^T q */
-            for (int j = 0; j < 4; j++) {
-                s[0][j] = (q[0][j] + q[1][j]) + q[2][j];
-                s[1][j] = (q[1][j] - q[2][j]) - q[3][j];
-            }
+            V8 out[4][4];
+            out_at2(mt + tx, xi_ld, out);
             int32_t cols = 2 * (tw - tx) < 16 ? 2 * (tw - tx) : 16;
             if (2 * tx + cols > w) cols = w - 2 * tx;
             for (int a = 0; a < 2 && 2 * ty + a < h; a++) {
-                V8 y0 = (s[a][0] + s[a][1]) + s[a][2], y1 = (s[a][1] - s[a][2]) - s[a][3];
-                V8 lo = RT_SHUF8(y0, y1, 0, 8, 1, 9, 2, 10, 3, 11), hi = RT_SHUF8(y0, y1, 4, 12, 5, 13, 6, 14, 7, 15);
                 float *row = y + (int64_t)(2 * ty + a) * w + 2 * tx;
                 if (cols == 16) {
-                    *(V8u *)row = lo;
-                    *(V8u *)(row + 8) = hi;
+                    *(V8u *)row = out[a][0];
+                    *(V8u *)(row + 8) = out[a][1];
                 } else {
                     float tmp[16];
-                    memcpy(tmp, &lo, sizeof lo);
-                    memcpy(tmp + 8, &hi, sizeof hi);
+                    memcpy(tmp, out[a], sizeof tmp);
                     rt_row_copy(row, tmp, cols);
                 }
             }
@@ -348,7 +380,7 @@ RT_ISA_DISPATCH(wino_out, (const float *m, int64_t xi_ld, int32_t h, int32_t w, 
 /* dy's planes of channel k for cnt samples (dy: the first, `sy` floats between samples)
  * into DY's row for k: DY[xi][(ty cnt + s) TW + tx] = (A dy_t A^T)[xi] for each 2 x 2 tile
  * dy_t (values past the plane zero), A = [1 0; 1 1; 1 -1; 0 -1]; 8 tiles a vector, the
- * planes' rows side by side, 2 TW floats each (the order of wino2s_in; one sample:
+ * planes' rows side by side, 2 TW floats each (the order of winos_in; one sample:
  * wino_in's); row h of prow stays zero. */
 RT_ISA_BODY static void wino_dy_body(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *prow,
                                      float *d, int64_t xi_ld) {
@@ -454,6 +486,28 @@ RT_ISA_DISPATCH(wino4_in, (const float *x, int32_t h, int32_t w, float *prow, fl
         y3 = (d1_ + 8.0f * d2_) + (m5);                                                                               \
     } while (0)
 
+/* y = A^T m A of 8 tiles (m: M's row at the first, points xi_ld apart): out[a] for the
+ * first `rows` output rows (at most 4), each row's four values a tile interleaved (32
+ * floats). */
+static inline __attribute__((always_inline)) void out_at4(const float *mt, int64_t xi_ld, int32_t rows,
+                                                          V8 out[4][4]) {
+    V8 s[4][6]; /* A^T q, column by column */
+    for (int j = 0; j < 6; j++) {
+        const float *q = mt + j * xi_ld;
+        AT4(*(const V8u *)q, *(const V8u *)(q + 6 * xi_ld), *(const V8u *)(q + 12 * xi_ld),
+            *(const V8u *)(q + 18 * xi_ld), *(const V8u *)(q + 24 * xi_ld), *(const V8u *)(q + 30 * xi_ld), s[0][j],
+            s[1][j], s[2][j], s[3][j]);
+    }
+    for (int a = 0; a < 4 && a < rows; a++) {
+        V8 y0, y1, y2, y3;
+        AT4(s[a][0], s[a][1], s[a][2], s[a][3], s[a][4], s[a][5], y0, y1, y2, y3);
+        V8 p0 = RT_SHUF8(y0, y2, 0, 8, 1, 9, 2, 10, 3, 11), p1 = RT_SHUF8(y0, y2, 4, 12, 5, 13, 6, 14, 7, 15);
+        V8 q0 = RT_SHUF8(y1, y3, 0, 8, 1, 9, 2, 10, 3, 11), q1 = RT_SHUF8(y1, y3, 4, 12, 5, 13, 6, 14, 7, 15);
+        out[a][0] = RT_SHUF8(p0, q0, 0, 8, 1, 9, 2, 10, 3, 11), out[a][1] = RT_SHUF8(p0, q0, 4, 12, 5, 13, 6, 14, 7, 15);
+        out[a][2] = RT_SHUF8(p1, q1, 0, 8, 1, 9, 2, 10, 3, 11), out[a][3] = RT_SHUF8(p1, q1, 4, 12, 5, 13, 6, 14, 7, 15);
+    }
+}
+
 /* One output plane [h, w] from M's rows for its channel: y = A^T m A, 8 tiles a vector,
  * each output row's 4 values a tile interleaved; rows and columns past the plane are not
  * written. */
@@ -462,28 +516,17 @@ RT_ISA_BODY static void wino4_out_body(const float *m, int64_t xi_ld, int32_t h,
     for (int32_t ty = 0; ty < th; ty++) {
         const float *mt = m + (int64_t)ty * tw;
         for (int32_t tx = 0; tx < tw; tx += 8) {
-            V8 s[4][6]; /* A^T q, column by column */
-            for (int j = 0; j < 6; j++) {
-                const float *q = mt + j * xi_ld + tx;
-                AT4(*(const V8u *)q, *(const V8u *)(q + 6 * xi_ld), *(const V8u *)(q + 12 * xi_ld),
-                    *(const V8u *)(q + 18 * xi_ld), *(const V8u *)(q + 24 * xi_ld), *(const V8u *)(q + 30 * xi_ld),
-                    s[0][j], s[1][j], s[2][j], s[3][j]);
-            }
+            V8 out[4][4];
+            out_at4(mt + tx, xi_ld, h - 4 * ty, out);
             int32_t cols = 4 * (tw - tx) < 32 ? 4 * (tw - tx) : 32;
             if (4 * tx + cols > w) cols = w - 4 * tx;
             for (int a = 0; a < 4 && 4 * ty + a < h; a++) {
-                V8 y0, y1, y2, y3;
-                AT4(s[a][0], s[a][1], s[a][2], s[a][3], s[a][4], s[a][5], y0, y1, y2, y3);
-                V8 p0 = RT_SHUF8(y0, y2, 0, 8, 1, 9, 2, 10, 3, 11), p1 = RT_SHUF8(y0, y2, 4, 12, 5, 13, 6, 14, 7, 15);
-                V8 q0 = RT_SHUF8(y1, y3, 0, 8, 1, 9, 2, 10, 3, 11), q1 = RT_SHUF8(y1, y3, 4, 12, 5, 13, 6, 14, 7, 15);
-                V8 out[4] = {RT_SHUF8(p0, q0, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(p0, q0, 4, 12, 5, 13, 6, 14, 7, 15),
-                             RT_SHUF8(p1, q1, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(p1, q1, 4, 12, 5, 13, 6, 14, 7, 15)};
                 float *row = y + (int64_t)(4 * ty + a) * w + 4 * tx;
                 if (cols == 32) {
-                    for (int k = 0; k < 4; k++) *(V8u *)(row + 8 * k) = out[k];
+                    for (int k = 0; k < 4; k++) *(V8u *)(row + 8 * k) = out[a][k];
                 } else {
                     float tmp[32];
-                    memcpy(tmp, out, sizeof tmp);
+                    memcpy(tmp, out[a], sizeof tmp);
                     rt_row_copy(row, tmp, cols);
                 }
             }
@@ -522,86 +565,81 @@ static void keep_pattern(int tw, V8i *keep, int *before) {
 
 /* Channel c's planes of cnt samples (x: the first, `sx` floats between samples) into U's
  * row for c, their tiles in the order (tile row, sample, tile column): U[xi][(ty cnt + s)
- * TW + tx]. As wino4_in, on one padded row of the cnt planes' rows side by side, TW + 1
- * tiles each (side_by_side); each vector of 8 of its tiles keeps those that are not a
- * plane's last, moved to the front (a period of TW + 1 vectors: 8 planes), stored where
- * the kept tiles before it end (the next store writes over the rest). */
-RT_ISA_BODY static void wino4s_in_body(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow,
-                                       float *hb, float *u, int64_t xi_ld) {
-    int32_t th = (h + 3) / 4, tw = (w + 3) / 4, per = tw + 1;
-    int64_t seg = 4 * (int64_t)per, all = cnt * per, pl = sprow_floats(w, 4, cnt), hw = shb_row(w, 4, cnt);
+ * TW + tx]. As wino4_in (m = 4) or wino_in (m = 2), on one padded row of the cnt planes'
+ * rows side by side, TW + 1 tiles each (side_by_side); each vector of 8 of its tiles keeps
+ * those that are not a plane's last, moved to the front (keep_pattern), stored where the
+ * kept tiles before it end (the next store writes over the rest). */
+RT_ISA_BODY static void winos_in_body(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, int m,
+                                      float *prow, float *hb, float *u, int64_t xi_ld) {
+    int n = m + 2;
+    int32_t th = (h + m - 1) / m, tw = (w + m - 1) / m, per = tw + 1;
+    int64_t seg = m * (int64_t)per, all = cnt * per, pl = sprow_floats(w, m, cnt), hw = shb_row(w, m, cnt);
     V8i keep[7];
     int before[8];
     keep_pattern(tw, keep, before);
     for (int64_t s = 0; s < cnt; s++) plane_rows(x + s * sx, h, w, prow, pl, s * seg + 1);
-    for (int32_t r = -1; r <= 4 * th; r++) {
-        float *hr = hb + (int64_t)(r + 1) * 6 * hw;
+    for (int32_t r = -1; r <= m * th; r++) {
+        float *hr = hb + (int64_t)(r + 1) * n * hw;
         if (r < 0 || r >= h) {
-            memset(hr, 0, sizeof(float) * (size_t)(6 * hw));
+            memset(hr, 0, sizeof(float) * (size_t)(n * hw));
             continue;
         }
         for (int64_t v = 0; 8 * v < all; v++) {
             V8 q[6];
-            row_bt4(prow + r * pl + 32 * v, q);
+            if (m == 4)
+                row_bt4(prow + r * pl + 32 * v, q);
+            else
+                row_bt2(prow + r * pl + 16 * v, q);
             int ph = (int)(v % per);
             int64_t at = v / per * 8 * tw + before[ph];
-            for (int j = 0; j < 6; j++) *(V8u *)(hr + j * hw + at) = LANES_BY(q[j], keep[ph]);
+            for (int j = 0; j < n; j++) *(V8u *)(hr + j * hw + at) = LANES_BY(q[j], keep[ph]);
         }
     }
     int64_t row = cnt * tw; /* a tile row's tiles in U */
     for (int32_t ty = 0; ty < th; ty++) {
-        const float *r0 = hb + (int64_t)(4 * ty) * 6 * hw; /* input row 4 ty - 1 */
+        const float *r0 = hb + (int64_t)(m * ty) * n * hw; /* input row m ty - 1 */
         float *ut = u + ty * row;
+        if (m == 2) {
+            col_bt2(r0, hw, row, ut, xi_ld);
+            continue;
+        }
         for (int j = 0; j < 6; j++)
             for (int64_t tx = 0; tx < row; tx += 8) col_bt4(r0 + j * hw + tx, 6 * hw, ut + j * xi_ld + tx, xi_ld);
     }
 }
-RT_ISA_DISPATCH(wino4s_in,
-                (const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow, float *hb, float *u,
-                 int64_t xi_ld),
-                (x, sx, cnt, h, w, prow, hb, u, xi_ld))
+RT_ISA_DISPATCH(winos_in,
+                (const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, int m, float *prow, float *hb,
+                 float *u, int64_t xi_ld),
+                (x, sx, cnt, h, w, m, prow, hb, u, xi_ld))
 
 /* Output channel k's planes of cnt samples (y: the first, `sy` floats between samples)
- * from M's row for k in wino4s_in's order: as wino4_out, 8 tiles a vector; a vector's
- * 32 values of an output row are the rows of the samples its tiles belong to, in order,
- * each cut to the plane's w. */
-RT_ISA_BODY static void wino4s_out_body(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y,
-                                        int64_t sy) {
-    int32_t th = (h + 3) / 4, tw = (w + 3) / 4;
+ * from M's row for k in winos_in's order: as wino4_out or wino_out, 8 tiles a vector; a
+ * vector's values of an output row are the rows of the samples its tiles belong to, in
+ * order (runs_out). */
+RT_ISA_BODY static void winos_out_body(const float *mm, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, int m,
+                                       float *y, int64_t sy) {
+    int32_t th = (h + m - 1) / m, tw = (w + m - 1) / m;
     int64_t row = cnt * tw;
     for (int32_t ty = 0; ty < th; ty++) {
-        const float *mt = m + ty * row;
+        const float *mt = mm + ty * row;
         for (int64_t tx = 0; tx < row; tx += 8) {
-            V8 s[4][6]; /* A^T q, column by column */
-            for (int j = 0; j < 6; j++) {
-                const float *q = mt + j * xi_ld + tx;
-                AT4(*(const V8u *)q, *(const V8u *)(q + 6 * xi_ld), *(const V8u *)(q + 12 * xi_ld),
-                    *(const V8u *)(q + 18 * xi_ld), *(const V8u *)(q + 24 * xi_ld), *(const V8u *)(q + 30 * xi_ld),
-                    s[0][j], s[1][j], s[2][j], s[3][j]);
-            }
+            V8 out[4][4];
+            if (m == 4)
+                out_at4(mt + tx, xi_ld, h - 4 * ty, out);
+            else
+                out_at2(mt + tx, xi_ld, out);
             int64_t last = tx + 8 < row ? tx + 8 : row; /* tiles [tx, last) */
-            for (int a = 0; a < 4 && 4 * ty + a < h; a++) {
-                V8 y0, y1, y2, y3;
-                AT4(s[a][0], s[a][1], s[a][2], s[a][3], s[a][4], s[a][5], y0, y1, y2, y3);
-                V8 p0 = RT_SHUF8(y0, y2, 0, 8, 1, 9, 2, 10, 3, 11), p1 = RT_SHUF8(y0, y2, 4, 12, 5, 13, 6, 14, 7, 15);
-                V8 q0 = RT_SHUF8(y1, y3, 0, 8, 1, 9, 2, 10, 3, 11), q1 = RT_SHUF8(y1, y3, 4, 12, 5, 13, 6, 14, 7, 15);
-                V8 out[4] = {RT_SHUF8(p0, q0, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(p0, q0, 4, 12, 5, 13, 6, 14, 7, 15),
-                             RT_SHUF8(p1, q1, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(p1, q1, 4, 12, 5, 13, 6, 14, 7, 15)};
+            for (int a = 0; a < m && m * ty + a < h; a++) {
                 float tmp[32];
-                memcpy(tmp, out, sizeof tmp);
-                for (int64_t t = tx; t < last;) { /* a sample's tiles [t, e) of this vector */
-                    int64_t smp = t / tw, col = 4 * (t % tw), e = (smp + 1) * tw < last ? (smp + 1) * tw : last;
-                    int32_t n = (int32_t)(4 * (e - t));
-                    if (col + n > w) n = w - (int32_t)col;
-                    rt_row_copy(y + smp * sy + (int64_t)(4 * ty + a) * w + col, tmp + 4 * (t - tx), n);
-                    t = e;
-                }
+                memcpy(tmp, out[a], sizeof(float) * 8 * (size_t)m);
+                runs_out(tmp, tx, last, tw, m, w, y, sy, (int64_t)(m * ty + a) * w);
             }
         }
     }
 }
-RT_ISA_DISPATCH(wino4s_out, (const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y, int64_t sy),
-                (m, xi_ld, cnt, h, w, y, sy))
+RT_ISA_DISPATCH(winos_out,
+                (const float *mm, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, int m, float *y, int64_t sy),
+                (mm, xi_ld, cnt, h, w, m, y, sy))
 
 /* A dy for four values (a row's or a column's) of a 4 x 4 tile, 8 tiles a vector: A =
  * [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 1 -2 4 -8; 0 0 0 1] (F(4 x 4)'s A^T turned). */
@@ -617,7 +655,7 @@ RT_ISA_DISPATCH(wino4s_out, (const float *m, int64_t xi_ld, int64_t cnt, int32_t
 
 /* dy's planes of channel k for cnt samples (dy: the first, `sy` floats between samples)
  * into DY's row for k: DY[xi][(ty cnt + s) TW + tx] = (A dy_t A^T)[xi] for each 4 x 4 tile
- * dy_t (values past the plane zero), the order of wino4s_in (one sample: wino4_in's). The
+ * dy_t (values past the plane zero), the order of winos_in (one sample: wino4_in's). The
  * planes' rows side by side, 4 TW floats each (tiles do not overlap: no tile between
  * them), read as their values 0-3 mod 4; row h of prow stays zero. A row of tiles at a
  * time: its four rows' horizontal transforms into hb, then each column of points down
@@ -643,8 +681,8 @@ RT_ISA_BODY static void wino4_dy_body(const float *dy, int64_t sy, int64_t cnt, 
             for (int64_t tx = 0; tx < row; tx += 8) {
                 const float *e = hb + j * hw + tx;
                 V8 q[6];
-                A4(*(const V8u *)e, *(const V8u *)(e + 6 * hw), *(const V8u *)(e + 12 * hw), *(const V8u *)(e + 18 * hw),
-                   q);
+                A4(*(const V8u *)e, *(const V8u *)(e + 6 * hw), *(const V8u *)(e + 12 * hw),
+                   *(const V8u *)(e + 18 * hw), q);
                 for (int i = 0; i < 6; i++) *(V8u *)(dt + (6 * i + j) * xi_ld + tx) = q[i];
             }
     }
@@ -653,90 +691,6 @@ RT_ISA_DISPATCH(wino4_dy,
                 (const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, float *prow, float *hb, float *d,
                  int64_t xi_ld),
                 (dy, sy, cnt, h, w, prow, hb, d, xi_ld))
-
-/* F(2 x 2) side by side: wino_in and wino_out on the cnt planes' rows of a channel in one
- * padded row, TW + 1 tiles of 2 values a plane (the last dropped, as wino4s_in's), U's
- * columns in the order (tile row, sample, tile column). */
-RT_ISA_BODY static void wino2s_in_body(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow,
-                                       float *hb, float *u, int64_t xi_ld) {
-    int32_t th = (h + 1) / 2, tw = (w + 1) / 2, per = tw + 1;
-    int64_t seg = 2 * (int64_t)per, all = cnt * per, pl = sprow_floats(w, 2, cnt), hw = shb_row(w, 2, cnt);
-    V8i keep[7];
-    int before[8];
-    keep_pattern(tw, keep, before);
-    for (int64_t s = 0; s < cnt; s++) plane_rows(x + s * sx, h, w, prow, pl, s * seg + 1);
-    for (int32_t r = -1; r <= 2 * th; r++) {
-        float *hr = hb + (int64_t)(r + 1) * 4 * hw;
-        if (r < 0 || r >= h) {
-            memset(hr, 0, sizeof(float) * (size_t)(4 * hw));
-            continue;
-        }
-        for (int64_t v = 0; 8 * v < all; v++) {
-            const float *p = prow + r * pl + 16 * v;
-            V8 a = *(const V8u *)p, b = *(const V8u *)(p + 8), a2 = *(const V8u *)(p + 2), b2 = *(const V8u *)(p + 10);
-            V8 d0 = EVEN(a, b), d1 = ODD(a, b), d2 = EVEN(a2, b2), d3 = ODD(a2, b2);
-            V8 q[4] = {d0 - d2, d1 + d2, d2 - d1, d1 - d3};
-            int ph = (int)(v % per);
-            int64_t at = v / per * 8 * tw + before[ph];
-            for (int j = 0; j < 4; j++) *(V8u *)(hr + j * hw + at) = LANES_BY(q[j], keep[ph]);
-        }
-    }
-    int64_t row = cnt * tw;
-    for (int32_t ty = 0; ty < th; ty++) {
-        const float *r0 = hb + (int64_t)(2 * ty) * 4 * hw; /* input row 2 ty - 1 */
-        const float *r1 = r0 + 4 * hw, *r2 = r1 + 4 * hw, *r3 = r2 + 4 * hw;
-        float *ut = u + ty * row;
-        for (int j = 0; j < 4; j++)
-            for (int64_t tx = 0; tx < row; tx += 8) {
-                int64_t k = j * hw + tx;
-                V8 e0 = *(const V8u *)(r0 + k), e1 = *(const V8u *)(r1 + k), e2 = *(const V8u *)(r2 + k),
-                   e3 = *(const V8u *)(r3 + k);
-                *(V8u *)(ut + (0 + j) * xi_ld + tx) = e0 - e2;
-                *(V8u *)(ut + (4 + j) * xi_ld + tx) = e1 + e2;
-                *(V8u *)(ut + (8 + j) * xi_ld + tx) = e2 - e1;
-                *(V8u *)(ut + (12 + j) * xi_ld + tx) = e1 - e3;
-            }
-    }
-}
-RT_ISA_DISPATCH(wino2s_in,
-                (const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, float *prow, float *hb, float *u,
-                 int64_t xi_ld),
-                (x, sx, cnt, h, w, prow, hb, u, xi_ld))
-
-RT_ISA_BODY static void wino2s_out_body(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y,
-                                        int64_t sy) {
-    int32_t th = (h + 1) / 2, tw = (w + 1) / 2;
-    int64_t row = cnt * tw;
-    for (int32_t ty = 0; ty < th; ty++) {
-        const float *mt = m + ty * row;
-        for (int64_t tx = 0; tx < row; tx += 8) {
-            V8 q[4][4];
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++) q[i][j] = *(const V8u *)(mt + (4 * i + j) * xi_ld + tx);
-            V8 s[2][4]; /* A^T q */
-            for (int j = 0; j < 4; j++) {
-                s[0][j] = (q[0][j] + q[1][j]) + q[2][j];
-                s[1][j] = (q[1][j] - q[2][j]) - q[3][j];
-            }
-            int64_t last = tx + 8 < row ? tx + 8 : row;
-            for (int a = 0; a < 2 && 2 * ty + a < h; a++) {
-                V8 y0 = (s[a][0] + s[a][1]) + s[a][2], y1 = (s[a][1] - s[a][2]) - s[a][3];
-                V8 out[2] = {RT_SHUF8(y0, y1, 0, 8, 1, 9, 2, 10, 3, 11), RT_SHUF8(y0, y1, 4, 12, 5, 13, 6, 14, 7, 15)};
-                float tmp[16];
-                memcpy(tmp, out, sizeof tmp);
-                for (int64_t t = tx; t < last;) { /* a sample's tiles [t, e) of this vector */
-                    int64_t smp = t / tw, col = 2 * (t % tw), e = (smp + 1) * tw < last ? (smp + 1) * tw : last;
-                    int32_t n = (int32_t)(2 * (e - t));
-                    if (col + n > w) n = w - (int32_t)col;
-                    rt_row_copy(y + smp * sy + (int64_t)(2 * ty + a) * w + col, tmp + 2 * (t - tx), n);
-                    t = e;
-                }
-            }
-        }
-    }
-}
-RT_ISA_DISPATCH(wino2s_out, (const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, float *y, int64_t sy),
-                (m, xi_ld, cnt, h, w, y, sy))
 
 /* ---- the whole batch (rt_wino_batch_planes), side by side ---- */
 
@@ -747,13 +701,13 @@ int64_t rt_wino_rows_floats(int32_t h, int32_t w, int m, int64_t cnt) {
 }
 
 /* Channel c's planes of cnt samples (x: the first, sx floats apart) into U's row for c
- * (wino4s_in, wino2s_in); fresh: the scratch's padded rows are cleared first (the
+ * (winos_in); fresh: the scratch's padded rows are cleared first (the
  * thread's first call, or after rt_wino_rows_dy). */
 void rt_wino_rows_in(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, int m, float *u, int64_t xi_ld,
                      bool fresh, float *scratch) {
     float *prow = scratch + shbuf_floats(h, w, m, cnt);
     if (fresh) memset(prow, 0, sizeof(float) * (size_t)(h * sprow_floats(w, m, cnt)));
-    (m == 4 ? wino4s_in : wino2s_in)(x, sx, cnt, h, w, prow, scratch, u, xi_ld);
+    winos_in(x, sx, cnt, h, w, m, prow, scratch, u, xi_ld);
 }
 
 /* dy's planes of channel k for cnt samples into DY's row for k (wino4_dy, wino_dy); fresh
@@ -768,9 +722,9 @@ void rt_wino_rows_dy(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_
         wino_dy(dy, sy, cnt, h, w, prow, d, xi_ld);
 }
 
-/* Output channel k's planes of cnt samples from M's row for k (wino4s_out, wino2s_out). */
+/* Output channel k's planes of cnt samples from M's row for k (winos_out). */
 void rt_wino_rows_out(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, int tm, float *y, int64_t sy) {
-    (tm == 4 ? wino4s_out : wino2s_out)(m, xi_ld, cnt, h, w, y, sy);
+    winos_out(m, xi_ld, cnt, h, w, tm, y, sy);
 }
 
 /* ---- a chunk ---- */
@@ -789,7 +743,7 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
     memset(prow, 0, sizeof(float) * (size_t)(sbs ? h * sprow_floats(w, m, cnt) : (h + 1) * prow_floats(w, m)));
     if (sbs)
         for (int32_t c = 0; c < cin; c++)
-            wino4s_in(x + c * hw, cin * hw, cnt, h, w, prow, hb, u + (int64_t)c * ld, ustride);
+            winos_in(x + c * hw, cin * hw, cnt, h, w, 4, prow, hb, u + (int64_t)c * ld, ustride);
     else
         for (int64_t s = 0; s < cnt; s++)
             for (int32_t c = 0; c < cin; c++)
@@ -799,7 +753,8 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
         rt_sgemm_serial(0, 0, cout, (int32_t)t, cin, 1.0f, v + (int64_t)xi * cout * cin, cin, u + xi * ustride,
                         (int32_t)ld, 0.0f, mm + xi * mstride, (int32_t)ld);
     if (sbs)
-        for (int32_t k = 0; k < cout; k++) wino4s_out(mm + (int64_t)k * ld, mstride, cnt, h, w, y + k * hw, cout * hw);
+        for (int32_t k = 0; k < cout; k++)
+            winos_out(mm + (int64_t)k * ld, mstride, cnt, h, w, 4, y + k * hw, cout * hw);
     else
         for (int64_t s = 0; s < cnt; s++)
             for (int32_t k = 0; k < cout; k++)
@@ -823,7 +778,7 @@ void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int
     int64_t ustride = (int64_t)c * ld, dstride = (int64_t)o * ld;
     if (sbs) {
         for (int32_t cc = 0; cc < c; cc++)
-            wino4s_in(x + cc * hw, c * hw, cnt, h, w, prow, hb, u + (int64_t)cc * ld, ustride);
+            winos_in(x + cc * hw, c * hw, cnt, h, w, 4, prow, hb, u + (int64_t)cc * ld, ustride);
         for (int32_t k = 0; k < o; k++)
             wino4_dy(dy + k * hw, o * hw, cnt, h, w, pdy, hb, d + (int64_t)k * ld, dstride);
     } else {
