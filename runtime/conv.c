@@ -967,10 +967,10 @@ static int wino_m(const ConvJob *j, RtConvOp op) {
     return rt_wino_m(op, j->c, j->o, j->h, j->wd);
 }
 
-/* Planes of F(4 x 4) that winograd.c's rt_wino_batch_planes names (dw's of 8 x 8 and
- * smaller, the forward's and dx's of 4 x 4 and smaller): the whole batch at once, in three
- * parallel steps over fixed items: every channel's planes of the batch
- * side by side into U (dw: and dy's into DY), the 36 products over all the batch's tiles
+/* The layers winograd.c's rt_wino_batch names (one tile a sample: 4 x 4 planes by F(4 x
+ * 4), 2 x 2 by F(2 x 2); dw's F(4 x 4) of 8 x 8 and smaller): the whole batch at once, in
+ * three parallel steps over fixed items: every channel's planes of the batch side by side
+ * into U (dw: and dy's into DY), the (m + 2)^2 products over all the batch's tiles
  * (dw: no slots, one dV), every output channel's planes back. By pieces of chunks, a piece
  * of 4 x 4 planes had 16 tiles (WINO_MIN_PIECES), and OpenBLAS packed each point's weights
  * again for every piece (15% of VGG-16's step, AVX2); the whole batch packs them once. The shared

@@ -692,7 +692,7 @@ RT_ISA_DISPATCH(wino4_dy,
                  int64_t xi_ld),
                 (dy, sy, cnt, h, w, prow, hb, d, xi_ld))
 
-/* ---- the whole batch (rt_wino_batch_planes), side by side ---- */
+/* ---- the whole batch (rt_wino_batch), side by side ---- */
 
 /* A thread's scratch for the calls below on cnt samples: the horizontal transforms and
  * one padded row of the cnt planes' rows (h + 1 rows). */
