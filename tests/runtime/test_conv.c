@@ -236,6 +236,8 @@ void test_conv_kernels(void) {
         {6, 64, 8, 8, 64, 3, 1, 1},  /* dw by F(4 x 4) too (64 channels), side by side */
         {3, 64, 9, 27, 64, 3, 1, 1}, /* dw by F(4 x 4) plane by plane, the last row and column of tiles partial */
         {9, 64, 4, 4, 80, 3, 1, 1},  /* the whole batch at once (4 x 4), all three ops */
+        {4, 64, 3, 3, 64, 3, 1, 1},  /* the whole batch at once, one partial tile a plane */
+        {3, 64, 7, 6, 64, 3, 1, 1},  /* dw the whole batch at once, forward and dx side by side: partial tiles */
     };
     /* LIBXSMM's dw: 1 x 1 stride-1 layers always, others only where gemm.c gives a sample's
      * product (LeNet-5's conv2: 50 x 500 x 64) to OpenBLAS, not to oneDNN's sgemm */
@@ -286,16 +288,17 @@ void test_conv_kernels(void) {
                   S = geo[g][6], P = geo[g][7];
         const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1, CKK = C * K * K;
         const int NX = N * C * H * W, NY = N * O * OH * OW;
-        /* the rule of conv_dnnl.c takes geometries 7, 8 and 15 to 17 (8 and 17: not dw), and
-         * the forward and dx of the one at 2 x 2 where oneDNN runs AVX-512 code */
-        bool two = g == 5 && rt_dnnl_wide(), dnnl = g == 7 || g == 8 || g >= 15;
+        /* the rule of conv_dnnl.c takes geometries 7, 8, 15 to 17 and 19 (8, 17 and 19: not
+         * dw), and the forward and dx of the ones at 2 x 2 and 3 x 3 where oneDNN runs
+         * AVX-512 code */
+        bool two = (g == 5 || g == 18) && rt_dnnl_wide(), dnnl = g == 7 || g == 8 || (g >= 15 && g != 18);
         CHECK(rt_dnnl_serves(RT_CONV_FWD, C, O, K, K, S, P, OH, OW) == (dnnl || two) &&
                   rt_dnnl_serves(RT_CONV_DX, C, O, K, K, S, P, OH, OW) == (dnnl || two) &&
                   rt_dnnl_serves(RT_CONV_DW, C, O, K, K, S, P, OH, OW) == (g == 7 || g == 15 || g == 16),
               "geometry %zu: oneDNN's share", g);
         /* Winograd's rule: 3 x 3, stride 1, pad 1, 16 channels or more each side, 64
          * positions or more (from 16 with 64 channels or more, 192 for dw by F(2 x 2), with
-         * AVX2 code): geometries 7 (before oneDNN), 15 to 17, not geometry 8 (4 x 4, 32 ->
+         * AVX2 code): geometries 7 (before oneDNN), 15 to 19, not geometry 8 (4 x 4, 32 ->
          * 16), and none where oneDNN runs AVX-512 code, whose sgemm their products (16 x 32
          * over 48 tiles, 64 x 64 over 24 to 48) are too small for */
         for (int op = 0; op < 3; op++)
