@@ -22,17 +22,19 @@
  *
  * Requires conv.c's chunks (a chunk's samples on one thread, its scratch from the pool,
  * parallel.c) and gemm.c's rt_sgemm_serial. Provides rt_wino_serves (the rule; F(4 x 4)
- * where rt_wino_m says), rt_wino_weights (V, in parallel over rows), rt_wino_chunk (the
- * forward or dx of one chunk), rt_wino_dw_chunk and rt_wino_dw_out (dw), their scratch
- * sizes, and rt_wino_set_mode (conv_bench and the tests take the path on or off).
+ * where rt_wino_m says; the whole batch at once where rt_wino_batch says), rt_wino_weights
+ * (V, in parallel over rows), rt_wino_chunk (the forward or dx of one chunk),
+ * rt_wino_dw_chunk and rt_wino_dw_out (dw), rt_wino_rows_in / _dy / _out (one channel of
+ * the whole batch), their scratch sizes, and rt_wino_set_mode (conv_bench and the tests
+ * take the path on or off).
  *
  * Tiles cover the output plane in rows of TW = ceil(W/m) (a plane of another size than a
  * multiple of m: the last tiles read padding and write fewer outputs); the transforms take
  * 8 tiles a vector: a row of input, padded with zeros, read as its values 0 and 1 mod 2
- * (F(2 x 2)) or 0-3 mod 4 (F(4 x 4)); F(4 x 4) on planes of fewer than 7 tiles a row reads
- * the chunk's samples' rows side by side, so that a vector's tiles fill it. Every value's operations are fixed by the shapes (no
- * FMA contraction: runtime/CMakeLists.txt), so a chunk's results are the same bits on any
- * thread. Error: F(2 x 2)'s constants are 1 and 1/2, so its rounding is the direct
+ * (F(2 x 2)) or 0-3 mod 4 (F(4 x 4)); F(4 x 4) on planes of fewer than 7 tiles a row, and
+ * the whole batch at once, read several samples' rows side by side, so that a vector's
+ * tiles fill it. Every value's operations are fixed by the shapes (no FMA contraction:
+ * runtime/CMakeLists.txt), so a chunk's results are the same bits on any thread. Error: F(2 x 2)'s constants are 1 and 1/2, so its rounding is the direct
  * convolution's order of magnitude; F(4 x 4)'s reach 8 and 1/24: about ten times that
  * (a largest error of 7e-6 of the largest output, 64 channels at 32 x 32; tests/runtime/
  * test_conv.c bounds both). */
