@@ -647,7 +647,6 @@ static ConvJob conv_job(int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, i
     return j;
 }
 
-/* Samples [s0, s0 + cnt) of chunk `ch`. */
 /* The samples of piece pc of m consecutive chunks (Winograd's, wino_span): [*s0, *s0 +
  * count). */
 static int64_t piece_samples(const ConvJob *j, int64_t m, int64_t pc, int64_t *s0) {
@@ -656,6 +655,7 @@ static int64_t piece_samples(const ConvJob *j, int64_t m, int64_t pc, int64_t *s
     return last * j->n / j->chunks - *s0;
 }
 
+/* Samples [s0, s0 + cnt) of chunk `ch`. */
 static int64_t chunk_count(const ConvJob *j, int64_t ch, int64_t *s0) {
     return piece_samples(j, 1, ch, s0);
 }
@@ -988,10 +988,11 @@ static int64_t wino_points(const ConvJob *j, RtConvOp op) {
 
 /* F(4 x 4, 3 x 3)'s forward and dx by pieces of consecutive chunks of about
  * WINO4_TILES tiles (a chunk of one sample of 32 x 32 has 64; 64 / 128 / 256 / 512 tiles:
- * 505 / 505 / 519 / 440 GFLOP/s forward, VGG-16's 64 channels, AVX2, 2 threads), dw (F(2
- * x 2, 3 x 3)) by pieces of WINO_DW_TILES (the direct GFLOP/s of pieces of a chunk / 256 /
- * 512 / 1024 tiles: VGG-16's 128 channels at 16 x 16 230 / 262 / 306 / 270, 256 at 8 x 8
- * 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 / 316 / 237); at least WINO_MIN_PIECES
+ * 505 / 505 / 519 / 440 GFLOP/s forward, VGG-16's 64 channels, AVX2, 2 threads), dw (either
+ * tile size) by pieces of WINO_DW_TILES (measured with F(2 x 2): the direct GFLOP/s of
+ * pieces of a chunk / 256 / 512 / 1024 tiles: VGG-16's 128 channels at 16 x 16 230 / 262 /
+ * 306 / 270, 256 at 8 x 8 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 / 316 / 237); at
+ * least WINO_MIN_PIECES
  * pieces where there are as many chunks, so that dw's slots keep 8 threads busy (VGG-16's
  * 256 channels at 8 x 8: 8 pieces of 256 tiles). */
 enum { WINO4_TILES = 256, WINO_DW_TILES = 512, WINO_MIN_PIECES = 8 };
@@ -1095,14 +1096,14 @@ static void wino_batch_gemm_range(void *p, int64_t begin, int64_t end) {
     bool dx = j->op == RT_CONV_DX;
     int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o, ld = (int32_t)wino_batch_ld(j, j->op), t = ld - 8;
     int64_t n2 = wino_points(j, j->op);
-    float *v = j->wk, *u = v + n2 * j->c * j->o, *m = u + n2 * cin * ld;
+    float *v = j->wk, *u = v + n2 * j->c * j->o, *mo = u + n2 * cin * ld; /* V (dV), U, M (DY) */
     for (int64_t xi = begin; xi < end; xi++) {
         if (j->op == RT_CONV_DW)
-            rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, m + xi * j->o * ld, ld, u + xi * j->c * ld, ld, 0.0f,
+            rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, mo + xi * j->o * ld, ld, u + xi * j->c * ld, ld, 0.0f,
                             v + xi * j->o * j->c, j->c);
         else
             rt_sgemm_serial(0, 0, cout, t, cin, 1.0f, v + xi * cout * cin, cin, u + xi * cin * ld, ld, 0.0f,
-                            m + xi * cout * ld, ld);
+                            mo + xi * cout * ld, ld);
     }
 }
 
@@ -1111,9 +1112,9 @@ static void wino_batch_out_range(void *p, int64_t begin, int64_t end) {
     bool dx = j->op == RT_CONV_DX;
     int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o;
     int64_t ld = wino_batch_ld(j, j->op), hw = (int64_t)j->h * j->wd, n2 = wino_points(j, j->op);
-    const float *m = j->wk + n2 * j->c * j->o + n2 * cin * ld;
+    const float *mo = j->wk + n2 * j->c * j->o + n2 * cin * ld; /* M */
     for (int64_t k = begin; k < end; k++)
-        rt_wino_rows_out(m + k * ld, cout * ld, j->n, j->h, j->wd, wino_m(j, j->op), j->y + k * hw, cout * hw);
+        rt_wino_rows_out(mo + k * ld, cout * ld, j->n, j->h, j->wd, wino_m(j, j->op), j->y + k * hw, cout * hw);
 }
 
 bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,

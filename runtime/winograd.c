@@ -34,8 +34,9 @@
  * (F(2 x 2)) or 0-3 mod 4 (F(4 x 4)); F(4 x 4) on planes of fewer than 7 tiles a row, and
  * the whole batch at once, read several samples' rows side by side, so that a vector's
  * tiles fill it. Every value's operations are fixed by the shapes (no FMA contraction:
- * runtime/CMakeLists.txt), so a chunk's results are the same bits on any thread. Error: F(2 x 2)'s constants are 1 and 1/2, so its rounding is the direct
- * convolution's order of magnitude; F(4 x 4)'s reach 8 and 1/24: about ten times that
+ * runtime/CMakeLists.txt), so a chunk's results are the same bits on any thread. Error:
+ * F(2 x 2)'s constants are 1 and 1/2, so its rounding is the direct convolution's order of
+ * magnitude; F(4 x 4)'s reach 8 and 1/24: about ten times that
  * (a largest error of 7e-6 of the largest output, 64 channels at 32 x 32; tests/runtime/
  * test_conv.c bounds both). */
 #include <stdint.h>
@@ -68,11 +69,12 @@ static int64_t prow_floats(int32_t w, int m) {
 static int64_t hbuf_floats(int32_t h, int32_t w, int m) {
     return (int64_t)(m * ((h + m - 1) / m) + 2) * (m + 2) * twv_of(w, m);
 }
-/* F(4 x 4) on planes of fewer than 7 tiles a row takes the g samples' planes of a channel
- * side by side (winos_in, winos_out): a row of each, padded to TW + 1 tiles (4 TW + 4
- * floats, its zeros between the planes; the last tile of each is read but not kept), so a
- * vector's 8 tiles come from several samples. Its padded row of the g planes (and the
- * last vector's reach), and its horizontal transforms' rows: the kept tiles, 8 more. */
+/* F(4 x 4) on planes of fewer than 7 tiles a row (and the whole batch at once, either
+ * tile size) takes the g samples' planes of a channel side by side (winos_in, winos_out):
+ * a row of each, padded to TW + 1 tiles (m TW + m floats, its zeros between the planes;
+ * the last tile of each is read but not kept), so a vector's 8 tiles come from several
+ * samples. Its padded row of the g planes (and the last vector's reach), and its
+ * horizontal transforms' rows: the kept tiles, 8 more. */
 static bool side_by_side(int32_t w, int m) {
     return m == 4 && (w + 3) / 4 < 7;
 }
@@ -101,7 +103,8 @@ static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
  * samples' tiles) that gemm.c gives oneDNN's sgemm (2 MFLOP or more), not OpenBLAS's AVX2
  * kernels; there, the whole batch at 4 x 4, direct GFLOP/s against oneDNN's (dw:
  * im2col's): 512 channels 957 / 533, 915 / 626, 607 / 457; 128 828 / 332, 823 / 696, 576 /
- * 331. Measured against the other ways (bench/conv_bench and single layers, batch 128, 2 threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
+ * 331. Measured against the other ways (bench/conv_bench and single layers, batch 128, 2
+ * threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
  * at 32 x 32 to 256 at 8 x 8: forward and dx 1.5-2.1x as fast with AVX2 code, 1.3-1.8x
  * with AVX-512 code; dw 1.45-1.6x and 1.0-1.1x. Planes under 64 positions leave a
  * sample's few tiles (4 at 4 x 4) to the products and the transforms: at 4 x 4 with AVX2
@@ -573,7 +576,7 @@ static void keep_pattern(int tw, V8i *keep, int *before) {
 /* Channel c's planes of cnt samples (x: the first, `sx` floats between samples) into U's
  * row for c, their tiles in the order (tile row, sample, tile column): U[xi][(ty cnt + s)
  * TW + tx]. As wino4_in (m = 4) or wino_in (m = 2), on one padded row of the cnt planes'
- * rows side by side, TW + 1 tiles each (side_by_side); each vector of 8 of its tiles keeps
+ * rows side by side, TW + 1 tiles each (TW < 7); each vector of 8 of its tiles keeps
  * those that are not a plane's last, moved to the front (keep_pattern), stored where the
  * kept tiles before it end (the next store writes over the rest). */
 RT_ISA_BODY static void winos_in_body(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t w, int m,
@@ -750,7 +753,7 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
     memset(prow, 0, sizeof(float) * (size_t)(sbs ? h * sprow_floats(w, m, cnt) : (h + 1) * prow_floats(w, m)));
     if (sbs)
         for (int32_t c = 0; c < cin; c++)
-            winos_in(x + c * hw, cin * hw, cnt, h, w, 4, prow, hb, u + (int64_t)c * ld, ustride);
+            winos_in(x + c * hw, cin * hw, cnt, h, w, m, prow, hb, u + (int64_t)c * ld, ustride);
     else
         for (int64_t s = 0; s < cnt; s++)
             for (int32_t c = 0; c < cin; c++)
@@ -761,7 +764,7 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
                         (int32_t)ld, 0.0f, mm + xi * mstride, (int32_t)ld);
     if (sbs)
         for (int32_t k = 0; k < cout; k++)
-            winos_out(mm + (int64_t)k * ld, mstride, cnt, h, w, 4, y + k * hw, cout * hw);
+            winos_out(mm + (int64_t)k * ld, mstride, cnt, h, w, m, y + k * hw, cout * hw);
     else
         for (int64_t s = 0; s < cnt; s++)
             for (int32_t k = 0; k < cout; k++)
@@ -785,7 +788,7 @@ void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int
     int64_t ustride = (int64_t)c * ld, dstride = (int64_t)o * ld;
     if (sbs) {
         for (int32_t cc = 0; cc < c; cc++)
-            winos_in(x + cc * hw, c * hw, cnt, h, w, 4, prow, hb, u + (int64_t)cc * ld, ustride);
+            winos_in(x + cc * hw, c * hw, cnt, h, w, m, prow, hb, u + (int64_t)cc * ld, ustride);
         for (int32_t k = 0; k < o; k++)
             wino4_dy(dy + k * hw, o * hw, cnt, h, w, pdy, hb, d + (int64_t)k * ld, dstride);
     } else { /* F(2 x 2): rt_wino_m gives dw F(4 x 4) only side by side */
