@@ -35,7 +35,10 @@
  * The rule (shapes and the CPU only, never timing, so a shape takes the same path on every
  * run): LIBXSMM serves what oneDNN does not where P >= 64, and
  *   forward where a sample's columns fit in 1 MiB (K * P <= 2^18 floats),
- *   dx where they fit in 1 MiB and K <= 576,
+ *   dx where they fit in 1 MiB, K <= 576 and the stride is 1 (ResNet-18's stride-2 layers,
+ *   2 threads, AMD Zen 5, direct GFLOP/s, LIBXSMM against im2col + GEMM: 3 x 3 64 -> 128
+ *   at 32 x 32 150-155 against 203-206 with AVX2 code, 228-236 against 367 with AVX-512;
+ *   its 1 x 1 shortcut 143 against 164, 209 against 256),
  *   neither, with AVX2 code, where the product's n is under 32 and its k 32 or more
  *   (forward: O < 32 <= K; dx: K < 32 <= O). MobileNetV2's 1 x 1 layers at 32 x 32 ran
  *   so at 46-57 GFLOP/s on one thread of AMD Zen 5, against 63-74 through im2col +
@@ -96,7 +99,7 @@ bool rt_xsmm_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, i
     case RT_CONV_FWD:
         return k * p <= (1 << 18) && !narrow_on_avx2(o, k);
     case RT_CONV_DX:
-        return k <= 576 && k * p <= (1 << 18) && !narrow_on_avx2(k, o);
+        return stride == 1 && k <= 576 && k * p <= (1 << 18) && !narrow_on_avx2(k, o);
     case RT_CONV_DW: {
         bool cols_are_x = kh == 1 && kw == 1 && stride == 1 && pad == 0;
         return p <= 1024 && k >= 128 && (cols_are_x || !rt_gemm_dnnl_sized(o, (int32_t)k, (int32_t)p));

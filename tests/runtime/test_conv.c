@@ -253,6 +253,12 @@ void test_conv_kernels(void) {
               rt_xsmm_serves(RT_CONV_DX, 144, 24, 1, 1, 1, 0, 32, 32) &&
               rt_xsmm_serves(RT_CONV_FWD, 1, 20, 5, 5, 1, 0, 24, 24),
           "LIBXSMM's share of narrow products with AVX2 code");
+    /* dx only at stride 1 (ResNet-18's stride-2 64 -> 128 and its 1 x 1 shortcut: im2col +
+     * GEMM), on either ISA */
+    CHECK(rt_xsmm_serves(RT_CONV_DX, 64, 128, 3, 3, 1, 1, 16, 16) &&
+              !rt_xsmm_serves(RT_CONV_DX, 64, 128, 3, 3, 2, 1, 16, 16) &&
+              !rt_xsmm_serves(RT_CONV_DX, 64, 128, 1, 1, 2, 0, 16, 16),
+          "LIBXSMM's dx at stride 1 only");
     /* Winograd takes VGG-16's 64 -> 64 at 32 x 32 on either ISA, but not 4,096 channels,
      * whose transformed tiles would pass a thread's 64 MiB */
     CHECK(rt_conv_wino(RT_CONV_FWD, 128, 64, 32, 32, 64, 3, 3, 1, 1) &&
