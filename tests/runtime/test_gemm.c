@@ -230,6 +230,26 @@ void test_gemm_dot(void) {
               !rt_gemm_dot(0, 1, 20, 25, 32, 1.0f) && !rt_gemm_dot(1, 0, 20, 25, 576, 1.0f) &&
               !rt_gemm_dot(0, 1, 20, 25, 576, 0.5f),
           "gemm.c's rule for small outputs");
+    /* and up to 4,096 outputs over a long k: a 1 x 1 layer's weight gradient, one sample of
+     * 32 x 32 (MobileNetV2's 96 -> 24: 24 x 96 x 1024), not over a short one or past 4,096
+     * (the deep fixture's 3 x 3 16 -> 32 at 28 x 28: 32 x 144 x 784) */
+    CHECK(rt_gemm_dot(0, 1, 24, 96, 1024, 1.0f) && rt_gemm_dot(0, 1, 64, 64, 512, 1.0f) &&
+              !rt_gemm_dot(0, 1, 24, 144, 256, 1.0f) && !rt_gemm_dot(0, 1, 32, 144, 784, 1.0f),
+          "gemm.c's rule for small outputs over a long k");
+    /* such a product, whole tiles and partial ones, against the reference */
+    {
+        enum { M = 26, N = 95, K = 1030 };
+        float *x = malloc(sizeof(float) * M * K), *y = malloc(sizeof(float) * N * K);
+        float *cd = malloc(sizeof(float) * M * N), *cr = malloc(sizeof(float) * M * N);
+        for (int i = 0; i < M * K; i++) x[i] = rnd();
+        for (int i = 0; i < N * K; i++) y[i] = rnd();
+        rt_sgemm_nt_small(M, N, K, x, K, y, K, 0.0f, cd, N);
+        nnq_rt_sgemm_ref(0, 1, M, N, K, 1.0f, x, K, y, K, 0.0f, cr, N);
+        int off = 0;
+        for (int i = 0; i < M * N; i++) off += !(fabs(cd[i] - cr[i]) <= 1e-5 * K);
+        CHECK(!off, "dot kernel, %d x %d x %d: %d outputs off", M, N, K, off);
+        free(x), free(y), free(cd), free(cr);
+    }
     free(a), free(b);
 }
 
