@@ -1040,7 +1040,7 @@ static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64
     int m = wino_m(j, op);
     if (wino_batch(j, op)) {
         *per_thread = rt_wino_rows_floats(j->h, j->wd, m, j->n);
-        *shared = wino_points(j, op) * ((int64_t)j->c * j->o + (int64_t)(j->c + j->o) * wino_batch_ld(j, op));
+        *shared = wino_points(j, op) * (rt_wino_plane(j->c, j->o) + (int64_t)(j->c + j->o) * wino_batch_ld(j, op));
         return;
     }
     *per_thread = rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j, op) * j->g, m);
@@ -1078,7 +1078,7 @@ static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
     int32_t cin = dx ? j->o : j->c;
     int m = wino_m(j, j->op);
     int64_t ld = wino_batch_ld(j, j->op), hw = (int64_t)j->h * j->wd, n2 = wino_points(j, j->op);
-    float *u = j->wk + n2 * j->c * j->o, *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, m, j->n));
+    float *u = j->wk + n2 * rt_wino_plane(j->c, j->o), *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, m, j->n));
     for (int64_t i = begin; i < end; i++) {
         if (dw && i >= j->c) {
             int64_t k = i - j->c;
@@ -1096,13 +1096,14 @@ static void wino_batch_gemm_range(void *p, int64_t begin, int64_t end) {
     bool dx = j->op == RT_CONV_DX;
     int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o, ld = (int32_t)wino_batch_ld(j, j->op), t = ld - 8;
     int64_t n2 = wino_points(j, j->op);
-    float *v = j->wk, *u = v + n2 * j->c * j->o, *mo = u + n2 * cin * ld; /* V (dV), U, M (DY) */
+    int64_t plane = rt_wino_plane(j->c, j->o);
+    float *v = j->wk, *u = v + n2 * plane, *mo = u + n2 * cin * ld; /* V (dV), U, M (DY) */
     for (int64_t xi = begin; xi < end; xi++) {
         if (j->op == RT_CONV_DW)
             rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, mo + xi * j->o * ld, ld, u + xi * j->c * ld, ld, 0.0f,
-                            v + xi * j->o * j->c, j->c);
+                            v + xi * plane, j->c);
         else
-            rt_sgemm_serial(0, 0, cout, t, cin, 1.0f, v + xi * cout * cin, cin, u + xi * cin * ld, ld, 0.0f,
+            rt_sgemm_serial(0, 0, cout, t, cin, 1.0f, v + xi * plane, cin, u + xi * cin * ld, ld, 0.0f,
                             mo + xi * cout * ld, ld);
     }
 }
@@ -1112,7 +1113,7 @@ static void wino_batch_out_range(void *p, int64_t begin, int64_t end) {
     bool dx = j->op == RT_CONV_DX;
     int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o;
     int64_t ld = wino_batch_ld(j, j->op), hw = (int64_t)j->h * j->wd, n2 = wino_points(j, j->op);
-    const float *mo = j->wk + n2 * j->c * j->o + n2 * cin * ld; /* M */
+    const float *mo = j->wk + n2 * rt_wino_plane(j->c, j->o) + n2 * cin * ld; /* M */
     for (int64_t k = begin; k < end; k++)
         rt_wino_rows_out(mo + k * ld, cout * ld, j->n, j->h, j->wd, wino_m(j, j->op), j->y + k * hw, cout * hw);
 }
