@@ -981,6 +981,7 @@ static bool wino_batch(const ConvJob *j, RtConvOp op) {
 static int64_t wino_batch_ld(const ConvJob *j, RtConvOp op) {
     return j->n * rt_wino_tiles(j->h, j->wd, wino_m(j, op)) + 8;
 }
+
 /* The points of the op's transformed tiles: (m + 2)^2. */
 static int64_t wino_points(const ConvJob *j, RtConvOp op) {
     return (wino_m(j, op) + 2) * (wino_m(j, op) + 2);
@@ -1040,7 +1041,8 @@ static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64
     int m = wino_m(j, op);
     if (wino_batch(j, op)) {
         *per_thread = rt_wino_rows_floats(j->h, j->wd, m, j->n);
-        *shared = wino_points(j, op) * (rt_wino_plane(j->c, j->o) + (int64_t)(j->c + j->o) * wino_batch_ld(j, op));
+        int64_t ld = wino_batch_ld(j, op);
+        *shared = wino_points(j, op) * (rt_wino_plane(j->c, j->o) + rt_wino_pstride(j->c, ld) + rt_wino_pstride(j->o, ld));
         return;
     }
     *per_thread = rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j, op) * j->g, m);
@@ -1082,11 +1084,11 @@ static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) {
         if (dw && i >= j->c) {
             int64_t k = i - j->c;
-            rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, m, u + n2 * j->c * ld + k * ld, j->o * ld,
-                            i == begin || i == j->c, scratch);
+            rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, m, u + n2 * rt_wino_pstride(j->c, ld) + k * ld,
+                            rt_wino_pstride(j->o, ld), i == begin || i == j->c, scratch);
         } else {
-            rt_wino_rows_in((dx ? j->dy : j->x) + i * hw, cin * hw, j->n, j->h, j->wd, m, u + i * ld, cin * ld,
-                            i == begin, scratch);
+            rt_wino_rows_in((dx ? j->dy : j->x) + i * hw, cin * hw, j->n, j->h, j->wd, m, u + i * ld,
+                            rt_wino_pstride(cin, ld), i == begin, scratch);
         }
     }
 }
@@ -1097,14 +1099,13 @@ static void wino_batch_gemm_range(void *p, int64_t begin, int64_t end) {
     int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o, ld = (int32_t)wino_batch_ld(j, j->op), t = ld - 8;
     int64_t n2 = wino_points(j, j->op);
     int64_t plane = rt_wino_plane(j->c, j->o);
-    float *v = j->wk, *u = v + n2 * plane, *mo = u + n2 * cin * ld; /* V (dV), U, M (DY) */
+    int64_t us = rt_wino_pstride(cin, ld), ms = rt_wino_pstride(cout, ld);
+    float *v = j->wk, *u = v + n2 * plane, *mo = u + n2 * us; /* V (dV), U, M (DY) */
     for (int64_t xi = begin; xi < end; xi++) {
         if (j->op == RT_CONV_DW)
-            rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, mo + xi * j->o * ld, ld, u + xi * j->c * ld, ld, 0.0f,
-                            v + xi * plane, j->c);
+            rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, mo + xi * ms, ld, u + xi * us, ld, 0.0f, v + xi * plane, j->c);
         else
-            rt_sgemm_serial(0, 0, cout, t, cin, 1.0f, v + xi * plane, cin, u + xi * cin * ld, ld, 0.0f,
-                            mo + xi * cout * ld, ld);
+            rt_sgemm_serial(0, 0, cout, t, cin, 1.0f, v + xi * plane, cin, u + xi * us, ld, 0.0f, mo + xi * ms, ld);
     }
 }
 
@@ -1113,9 +1114,10 @@ static void wino_batch_out_range(void *p, int64_t begin, int64_t end) {
     bool dx = j->op == RT_CONV_DX;
     int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o;
     int64_t ld = wino_batch_ld(j, j->op), hw = (int64_t)j->h * j->wd, n2 = wino_points(j, j->op);
-    const float *mo = j->wk + n2 * rt_wino_plane(j->c, j->o) + n2 * cin * ld; /* M */
+    const float *mo = j->wk + n2 * rt_wino_plane(j->c, j->o) + n2 * rt_wino_pstride(cin, ld); /* M */
     for (int64_t k = begin; k < end; k++)
-        rt_wino_rows_out(mo + k * ld, cout * ld, j->n, j->h, j->wd, wino_m(j, j->op), j->y + k * hw, cout * hw);
+        rt_wino_rows_out(mo + k * ld, rt_wino_pstride(cout, ld), j->n, j->h, j->wd, wino_m(j, j->op), j->y + k * hw,
+                         cout * hw);
 }
 
 bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,

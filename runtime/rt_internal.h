@@ -351,13 +351,15 @@ void rt_xsmm_dw_piece(const RtXsmmConv *k, bool accumulate, int64_t positions, c
  * [cnt, cout, h, w] on the calling thread; rt_wino_dw_chunk: a chunk's dV [(m + 2)^2, o, c] (+)=
  * the products of its transformed dy and x; rt_wino_dw_out: dw for filters [o0, o1) from
  * the slots' dV summed in order (into slot 0's). Scratch: rt_wino_thread_floats(c, o, h, w, g, m).
- * V and dV hold their (m + 2)^2 points rt_wino_plane(c, o) floats apart (C O and a pad). */
+ * V and dV hold their (m + 2)^2 points rt_wino_plane(c, o) floats apart (C O and a pad), U, M
+ * and DY theirs rt_wino_pstride(rows, ld) (rows of ld and a pad). */
 void rt_wino_set_mode(RtLibMode mode);
 bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int32_t kh, int32_t kw,
                     int32_t stride, int32_t pad, int64_t g);
 int rt_wino_m(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w);
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m);
 int64_t rt_wino_plane(int32_t c, int32_t o);
+int64_t rt_wino_pstride(int64_t rows, int64_t ld);
 int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m);
 int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g, int m);
 void rt_wino_weights(const float *w, int32_t o, int32_t c, bool flip, int32_t r0, int32_t r1, int m, float *v);
