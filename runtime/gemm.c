@@ -41,7 +41,9 @@
  * AVX-512, 74 with AVX2, against OpenBLAS's 51 (Haswell kernels) and oneDNN's 60. Its
  * bits, like the libraries', depend on the kernel the CPU runs, never on the thread
  * count (the blocks are fixed by the shape). Also up to DOT_LONG_OUT outputs where k is at
- * least DOT_LONG_K: a 1 x 1 layer's weight gradient, one sample of 32 x 32 a product
+ * least DOT_LONG_K and a side of C at most DOT_LONG_SIDE (Winograd's dw for 64 channels,
+ * 64 x 64 over 512 tiles and more, lost 4% to OpenBLAS with AVX2 code and 15% to oneDNN's
+ * sgemm with AVX-512): a 1 x 1 layer's weight gradient, one sample of 32 x 32 a product
  * (MobileNetV2's 96 -> 24: 24 x 96 x 1024), and the first layer's of VGG-16 and ResNet-18
  * (64 x 27 over a chunk's positions). One thread, AMD Zen 5, 16 samples: 24 x 96 x 1024
  * 146 GFLOP/s with AVX-512 against oneDNN's sgemm's 31 (OpenBLAS 85), 115 with AVX2
@@ -186,12 +188,13 @@ typedef struct GemmJob {
 
 /* ---- small outputs: C = beta C + A B^T by dot products ---- */
 
-enum { DOT_MAX_OUT = 1024, DOT_MIN_K = 64, DOT_LONG_OUT = 4096, DOT_LONG_K = 512 };
+enum { DOT_MAX_OUT = 1024, DOT_MIN_K = 64, DOT_LONG_OUT = 4096, DOT_LONG_K = 512, DOT_LONG_SIDE = 32 };
 
 bool rt_gemm_dot(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t k, float alpha) {
     int64_t out = (int64_t)m * n;
+    bool narrow = m <= DOT_LONG_SIDE || n <= DOT_LONG_SIDE;
     return mode == RT_LIB_RULE && !transa && transb && alpha == 1.0f &&
-           ((out <= DOT_MAX_OUT && k >= DOT_MIN_K) || (out <= DOT_LONG_OUT && k >= DOT_LONG_K));
+           ((out <= DOT_MAX_OUT && k >= DOT_MIN_K) || (out <= DOT_LONG_OUT && narrow && k >= DOT_LONG_K));
 }
 
 /* One tile of C, ti x tj (<= TI x TJ): rows beyond ti of A and tj of B repeat the last one,

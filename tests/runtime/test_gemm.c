@@ -230,11 +230,14 @@ void test_gemm_dot(void) {
               !rt_gemm_dot(0, 1, 20, 25, 32, 1.0f) && !rt_gemm_dot(1, 0, 20, 25, 576, 1.0f) &&
               !rt_gemm_dot(0, 1, 20, 25, 576, 0.5f),
           "gemm.c's rule for small outputs");
-    /* and up to 4,096 outputs over a long k: a 1 x 1 layer's weight gradient, one sample of
-     * 32 x 32 (MobileNetV2's 96 -> 24: 24 x 96 x 1024), not over a short one or past 4,096
-     * (the deep fixture's 3 x 3 16 -> 32 at 28 x 28: 32 x 144 x 784) */
-    CHECK(rt_gemm_dot(0, 1, 24, 96, 1024, 1.0f) && rt_gemm_dot(0, 1, 64, 64, 512, 1.0f) &&
-              !rt_gemm_dot(0, 1, 24, 144, 256, 1.0f) && !rt_gemm_dot(0, 1, 32, 144, 784, 1.0f),
+    /* and up to 4,096 outputs of a narrow C over a long k: a 1 x 1 layer's weight gradient,
+     * one sample of 32 x 32 (MobileNetV2's 96 -> 24: 24 x 96 x 1024), the first layer's (64 x
+     * 27 over a chunk's positions), not over a short k, past 4,096 (the deep fixture's 3 x 3
+     * 16 -> 32 at 28 x 28: 32 x 144 x 784) or with both sides over 32 (Winograd's dw of 64
+     * channels) */
+    CHECK(rt_gemm_dot(0, 1, 24, 96, 1024, 1.0f) && rt_gemm_dot(0, 1, 64, 27, 4096, 1.0f) &&
+              !rt_gemm_dot(0, 1, 64, 64, 512, 1.0f) && !rt_gemm_dot(0, 1, 24, 144, 256, 1.0f) &&
+              !rt_gemm_dot(0, 1, 32, 144, 784, 1.0f),
           "gemm.c's rule for small outputs over a long k");
     /* such a product, whole tiles and partial ones, against the reference */
     {
