@@ -987,10 +987,12 @@ static int64_t wino_points(const ConvJob *j, RtConvOp op) {
     return (wino_m(j, op) + 2) * (wino_m(j, op) + 2);
 }
 
-/* F(4 x 4, 3 x 3)'s forward and dx by pieces of consecutive chunks of about
+/* F(4 x 4, 3 x 3)'s forward, dx and dw by pieces of consecutive chunks of about
  * WINO4_TILES tiles (a chunk of one sample of 32 x 32 has 64; 64 / 128 / 256 / 512 tiles:
- * 505 / 505 / 519 / 440 GFLOP/s forward, VGG-16's 64 channels, AVX2, 2 threads), dw (either
- * tile size) by pieces of WINO_DW_TILES (measured with F(2 x 2): the direct GFLOP/s of
+ * 505 / 505 / 519 / 440 GFLOP/s forward, VGG-16's 64 channels, AVX2, 2 threads; dw at 32 x
+ * 32, 64 channels, cold, 256 / 512: 19.8-21.6 / 24.4-27.2 ms with AVX2 code, 16.5-16.7 /
+ * 20.9-26.9 with AVX-512; 128 channels at 16 x 16 within 3%), F(2 x 2)'s dw by pieces of
+ * WINO_DW_TILES (the direct GFLOP/s of
  * pieces of a chunk / 256 / 512 / 1024 tiles: VGG-16's 128 channels at 16 x 16 230 / 262 /
  * 306 / 270, 256 at 8 x 8 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 / 316 / 237); at
  * least WINO_MIN_PIECES
@@ -1000,7 +1002,7 @@ enum { WINO4_TILES = 256, WINO_DW_TILES = 512, WINO_MIN_PIECES = 8 };
 static int64_t wino_span(const ConvJob *j, RtConvOp op) {
     if (op != RT_CONV_DW && wino_m(j, op) == 2) return 1;
     int64_t per = rt_wino_tiles(j->h, j->wd, wino_m(j, op));
-    int64_t want = op == RT_CONV_DW ? WINO_DW_TILES : WINO4_TILES, tiles = j->g * per;
+    int64_t want = op == RT_CONV_DW && wino_m(j, op) == 2 ? WINO_DW_TILES : WINO4_TILES, tiles = j->g * per;
     int64_t m = (want + tiles - 1) / tiles;
     if (m > j->chunks / WINO_MIN_PIECES) m = j->chunks / WINO_MIN_PIECES;
     return m > 1 ? m : 1;

@@ -145,11 +145,12 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
 
 /* The tiles' m for op: F(4 x 4, 3 x 3) where its tiles take fewer products than F(2 x 2,
  * 3 x 3)'s (36 a tile against 16: all planes but those whose sides leave F(4 x 4)'s last
- * tiles mostly past them, such as 5 x 5, 6 x 6 and one row); for dw only on planes side by
- * side (at 32 x 32, 64 channels, alternated, F(4 x 4) 362-365 against F(2 x 2)'s 338-353
- * with AVX2 code, 405-413 against 447-466 with AVX-512 code: one rule, and one way through
- * rt_wino_dw_chunk), from 64 channels (at 16 and 32 it lost to F(2
- * x 2) on planes of 8 x 8 and wider) up to 256 x 256, whose
+ * tiles mostly past them, such as 5 x 5, 6 x 6 and one row); for dw from 64 channels (at
+ * 16 and 32 it lost to F(2 x 2) on planes of 8 x 8 and wider) up to 256 x 256, on wide
+ * planes too since its pieces hold 256 tiles (conv.c's wino_span; by pieces of 512, at 32 x
+ * 32, 64 channels, it ran about as F(2 x 2) did, and lost with AVX-512 code; by 256, cold,
+ * alternated, 2 threads, 19.8-21.6 ms against F(2 x 2)'s 26.7-27.6 with AVX2 code, 16.5-16.7
+ * against 20.2-22.8 with AVX-512), whose
  * dV of 36 O C floats lets conv.c keep 6 slots or more (512 x 512 would keep one: F(2 x
  * 2)'s 16 O C keep 4); dw side by side, AVX2: 128 at 16 x 16 533 / 379, 256 at 8 x 8 471 /
  * 366, 64 at 32 x 32 374-390 / 363. Planes of fewer than 7 tiles a row run side by side
@@ -160,7 +161,7 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
 int rt_wino_m(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w) {
     int m = 36 * tiles_of(h, w, 4) < 16 * tiles_of(h, w, 2) ? 4 : 2;
     if (op == RT_CONV_DW && m == 4 &&
-        (c < 64 || o < 64 || !side_by_side(w, 4) || ((int64_t)c * o > 256 * 256 && tiles_of(h, w, 4) > 4)))
+        (c < 64 || o < 64 || ((int64_t)c * o > 256 * 256 && tiles_of(h, w, 4) > 4)))
         return 2;
     return m;
 }
@@ -821,12 +822,18 @@ void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int
             winos_in(x + cc * hw, c * hw, cnt, h, w, m, prow, hb, u + (int64_t)cc * ld, ustride);
         for (int32_t k = 0; k < o; k++)
             wino4_dy(dy + k * hw, o * hw, cnt, h, w, pdy, hb, d + (int64_t)k * ld, dstride);
-    } else { /* F(2 x 2): rt_wino_m gives dw F(4 x 4) only side by side */
+    } else {
         for (int64_t s = 0; s < cnt; s++) {
             for (int32_t cc = 0; cc < c; cc++)
-                wino_in(x + (s * c + cc) * hw, h, w, prow, hb, u + (int64_t)cc * ld + s * tiles, ustride);
-            for (int32_t k = 0; k < o; k++)
-                wino_dy(dy + (s * o + k) * hw, 0, 1, h, w, pdy, d + (int64_t)k * ld + s * tiles, dstride);
+                (m == 4 ? wino4_in : wino_in)(x + (s * c + cc) * hw, h, w, prow, hb, u + (int64_t)cc * ld + s * tiles,
+                                              ustride);
+            for (int32_t k = 0; k < o; k++) {
+                float *dk = d + (int64_t)k * ld + s * tiles;
+                if (m == 4)
+                    wino4_dy(dy + (s * o + k) * hw, 0, 1, h, w, pdy, hb, dk, dstride);
+                else
+                    wino_dy(dy + (s * o + k) * hw, 0, 1, h, w, pdy, dk, dstride);
+            }
         }
     }
     for (int xi = 0; xi < n2; xi++)

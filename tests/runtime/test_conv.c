@@ -234,7 +234,7 @@ void test_conv_kernels(void) {
         {4, 3, 6, 38, 5, 3, 1, 1},   /* F(4 x 4): rows of 10 tiles (a vector and a part) */
         {3, 2, 1, 30, 3, 3, 1, 1},   /* a plane of one row (F(2 x 2)): every tile row past it but the first */
         {6, 64, 8, 8, 64, 3, 1, 1},  /* dw by F(4 x 4) too (64 channels), side by side */
-        {3, 64, 9, 27, 64, 3, 1, 1}, /* 64 channels plane by plane (dw F(2 x 2)), partial last row and column of tiles */
+        {3, 64, 9, 27, 64, 3, 1, 1}, /* 64 channels plane by plane (dw F(4 x 4) too), partial last row and column of tiles */
         {9, 64, 4, 4, 80, 3, 1, 1},  /* the whole batch at once (4 x 4), all three ops */
         {4, 64, 3, 3, 64, 3, 1, 1},  /* the whole batch at once, one partial tile a plane */
         {3, 64, 7, 6, 64, 3, 1, 1},  /* dw the whole batch at once, forward and dx side by side: partial tiles */
@@ -278,13 +278,13 @@ void test_conv_kernels(void) {
                   !rt_conv_wino((RtConvOp)op, 128, 32, 2, 2, 32, 3, 3, 1, 1),
               "Winograd's share of 4 x 4 planes, op %d", op);
     /* F(4 x 4) where its tiles take fewer products: 32 x 32 to 4 x 4 and 7 x 7, not 5 x 5,
-     * 6 x 6 or one row of 30; dw only side by side (not 32 x 32), from 64 channels, beyond
-     * 256 x 256 only on planes of 8 x 8 or less (the whole batch at once: no slots) */
+     * 6 x 6 or one row of 30; dw from 64 channels (32 x 32 too), beyond 256 x 256 only on
+     * planes of 8 x 8 or less (the whole batch at once: no slots) */
     CHECK(rt_wino_m(RT_CONV_FWD, 64, 64, 32, 32) == 4 && rt_wino_m(RT_CONV_DX, 128, 128, 16, 16) == 4 &&
               rt_wino_m(RT_CONV_FWD, 256, 256, 8, 8) == 4 && rt_wino_m(RT_CONV_DX, 512, 512, 4, 4) == 4 &&
               rt_wino_m(RT_CONV_FWD, 64, 64, 7, 7) == 4 && rt_wino_m(RT_CONV_FWD, 64, 64, 5, 5) == 2 &&
               rt_wino_m(RT_CONV_DX, 64, 64, 6, 6) == 2 && rt_wino_m(RT_CONV_FWD, 64, 64, 1, 30) == 2 &&
-              rt_wino_m(RT_CONV_DW, 64, 64, 32, 32) == 2 && rt_wino_m(RT_CONV_DW, 128, 128, 16, 16) == 4 &&
+              rt_wino_m(RT_CONV_DW, 64, 64, 32, 32) == 4 && rt_wino_m(RT_CONV_DW, 128, 128, 16, 16) == 4 &&
               rt_wino_m(RT_CONV_DW, 256, 256, 8, 8) == 4 &&
               rt_wino_m(RT_CONV_DW, 512, 512, 4, 4) == 4 && rt_wino_m(RT_CONV_DW, 512, 512, 16, 16) == 2 &&
               rt_wino_m(RT_CONV_DW, 64, 64, 5, 5) == 2 && rt_wino_m(RT_CONV_FWD, 512, 512, 2, 2) == 2 &&
