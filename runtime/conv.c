@@ -998,11 +998,25 @@ static int64_t wino_points(const ConvJob *j, RtConvOp op) {
  * least WINO_MIN_PIECES
  * pieces where there are as many chunks, so that dw's slots keep 8 threads busy (VGG-16's
  * 256 channels at 8 x 8: 8 pieces of 256 tiles). */
-enum { WINO4_TILES = 256, WINO_DW_TILES = 512, WINO_MIN_PIECES = 8 };
+enum { WINO4_TILES = 256, WINO4_SBS_TILES = 128, WINO_DW_TILES = 512, WINO_MIN_PIECES = 8 };
+/* The forward and dx on planes side by side take pieces of WINO4_SBS_TILES where a
+ * point's product stays with the library it has at WINO4_TILES (gemm.c's rule by size:
+ * with AVX-512 code 64 x 64 channels over 128 tiles would leave oneDNN's sgemm for
+ * OpenBLAS, and lost 30-45%). Cold, alternated, 2 threads, 128 / 256 tiles: 128 channels
+ * at 16 x 16 forward 14.3-15.8 / 16.5-18.8 ms, dx 15.4-16.2 / 16.3-18.9 with AVX2 code,
+ * 9.1-9.8 / 10.7-12.1 and 9.0-10.1 / 11.0-12.2 with AVX-512; 64 -> 128 at 16 x 16 likewise;
+ * 256 at 8 x 8 within 2%, plane by plane (64 at 32 x 32) no better; dw 0-10% in single
+ * layers but not in ResNet-18's dw phase (+14 ms in 6 alternated pairs): dw keeps 256. */
+static int64_t wino4_tiles(const ConvJob *j, RtConvOp op) {
+    if (op == RT_CONV_DW || !rt_wino_side_by_side(j->wd, 4)) return WINO4_TILES;
+    int32_t cin = op == RT_CONV_DX ? j->o : j->c, cout = op == RT_CONV_DX ? j->c : j->o;
+    bool same = rt_gemm_dnnl_sized(cout, WINO4_TILES, cin) == rt_gemm_dnnl_sized(cout, WINO4_SBS_TILES, cin);
+    return same ? WINO4_SBS_TILES : WINO4_TILES;
+}
 static int64_t wino_span(const ConvJob *j, RtConvOp op) {
     if (op != RT_CONV_DW && wino_m(j, op) == 2) return 1;
     int64_t per = rt_wino_tiles(j->h, j->wd, wino_m(j, op));
-    int64_t want = op == RT_CONV_DW && wino_m(j, op) == 2 ? WINO_DW_TILES : WINO4_TILES, tiles = j->g * per;
+    int64_t want = op == RT_CONV_DW && wino_m(j, op) == 2 ? WINO_DW_TILES : wino4_tiles(j, op), tiles = j->g * per;
     int64_t m = (want + tiles - 1) / tiles;
     if (m > j->chunks / WINO_MIN_PIECES) m = j->chunks / WINO_MIN_PIECES;
     return m > 1 ? m : 1;

@@ -358,6 +358,8 @@ bool rt_wino_serves(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w, int
                     int32_t stride, int32_t pad, int64_t g);
 int rt_wino_m(RtConvOp op, int32_t c, int32_t o, int32_t h, int32_t w);
 int64_t rt_wino_tiles(int32_t h, int32_t w, int m);
+/* Whether F(m x m)'s transforms read planes of width w side by side (several samples'). */
+bool rt_wino_side_by_side(int32_t w, int m);
 int64_t rt_wino_plane(int32_t c, int32_t o);
 int64_t rt_wino_pstride(int64_t rows, int64_t ld);
 int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m);

@@ -182,6 +182,10 @@ int64_t rt_wino_tiles(int32_t h, int32_t w, int m) {
     return tiles_of(h, w, m);
 }
 
+bool rt_wino_side_by_side(int32_t w, int m) {
+    return side_by_side(w, m);
+}
+
 /* U and M (or dw's DY), the horizontal transforms, and two padded planes (x's and dy's,
  * each of h + 1 rows of one plane or, side by side, of g). */
 int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, int64_t g, int m) {
