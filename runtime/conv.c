@@ -974,7 +974,8 @@ static int wino_m(const ConvJob *j, RtConvOp op) {
  * (dw: no slots, one dV), every output channel's planes back. By pieces of chunks, a piece
  * of 4 x 4 planes had 16 tiles (WINO_MIN_PIECES), and OpenBLAS packed each point's weights
  * again for every piece (15% of VGG-16's step, AVX2); the whole batch packs them once. The shared
- * scratch: V (or dV), then U, then M (or DY), each row of the batch's tiles and 8 more. */
+ * scratch: V (or dV), then U, then M (or DY), each row of the batch's tiles and 8 more
+ * (wino_batch_layout). */
 static bool wino_batch(const ConvJob *j, RtConvOp op) {
     return rt_wino_batch(op, j->c, j->o, j->h, j->wd);
 }
@@ -987,17 +988,31 @@ static int64_t wino_points(const ConvJob *j, RtConvOp op) {
     return (wino_m(j, op) + 2) * (wino_m(j, op) + 2);
 }
 
+/* The whole batch's shared scratch, in floats: V (dV) at 0, U (x's, or dy's for dx) at
+ * u, M (or dw's DY) at mo, `floats` in all; a point's block of each `plane`, `us` and
+ * `ms` apart, rows of ld. */
+typedef struct WinoBatchLayout {
+    int64_t ld, n2, plane, us, ms, u, mo, floats;
+} WinoBatchLayout;
+static WinoBatchLayout wino_batch_layout(const ConvJob *j, RtConvOp op) {
+    bool dx = op == RT_CONV_DX;
+    WinoBatchLayout b;
+    b.ld = wino_batch_ld(j, op), b.n2 = wino_points(j, op), b.plane = rt_wino_plane(j->c, j->o);
+    b.us = rt_wino_pstride(dx ? j->o : j->c, b.ld), b.ms = rt_wino_pstride(dx ? j->c : j->o, b.ld);
+    b.u = b.n2 * b.plane, b.mo = b.u + b.n2 * b.us, b.floats = b.mo + b.n2 * b.ms;
+    return b;
+}
+
 /* F(4 x 4, 3 x 3)'s forward, dx and dw by pieces of consecutive chunks of about
  * WINO4_TILES tiles (a chunk of one sample of 32 x 32 has 64; 64 / 128 / 256 / 512 tiles:
  * 505 / 505 / 519 / 440 GFLOP/s forward, VGG-16's 64 channels, AVX2, 2 threads; dw at 32 x
  * 32, 64 channels, cold, 256 / 512: 19.8-21.6 / 24.4-27.2 ms with AVX2 code, 16.5-16.7 /
  * 20.9-26.9 with AVX-512; 128 channels at 16 x 16 within 3%), F(2 x 2)'s dw by pieces of
- * WINO_DW_TILES (the direct GFLOP/s of
- * pieces of a chunk / 256 / 512 / 1024 tiles: VGG-16's 128 channels at 16 x 16 230 / 262 /
- * 306 / 270, 256 at 8 x 8 180 / 282 / 289 / 300, 64 at 32 x 32 315 / 323 / 316 / 237); at
- * least WINO_MIN_PIECES
- * pieces where there are as many chunks, so that dw's slots keep 8 threads busy (VGG-16's
- * 256 channels at 8 x 8: 8 pieces of 256 tiles). */
+ * WINO_DW_TILES (the direct GFLOP/s of pieces of a chunk / 256 / 512 / 1024 tiles: VGG-16's
+ * 128 channels at 16 x 16 230 / 262 / 306 / 270, 256 at 8 x 8 180 / 282 / 289 / 300, 64 at
+ * 32 x 32 315 / 323 / 316 / 237); at least WINO_MIN_PIECES pieces where there are as many
+ * chunks, so that dw's slots keep 8 threads busy (VGG-16's 256 channels at 8 x 8: 8 pieces
+ * of 256 tiles). */
 enum { WINO4_TILES = 256, WINO4_SBS_TILES = 128, WINO_DW_TILES = 512, WINO_MIN_PIECES = 8 };
 /* The forward and dx on planes side by side take pieces of WINO4_SBS_TILES where a
  * point's product stays with the library it has at WINO4_TILES (gemm.c's rule by size:
@@ -1057,8 +1072,7 @@ static void wino_needs(const ConvJob *j, RtConvOp op, int64_t *per_thread, int64
     int m = wino_m(j, op);
     if (wino_batch(j, op)) {
         *per_thread = rt_wino_rows_floats(j->h, j->wd, m, j->n);
-        int64_t ld = wino_batch_ld(j, op);
-        *shared = wino_points(j, op) * (rt_wino_plane(j->c, j->o) + rt_wino_pstride(j->c, ld) + rt_wino_pstride(j->o, ld));
+        *shared = wino_batch_layout(j, op).floats;
         return;
     }
     *per_thread = rt_wino_thread_floats(j->c, j->o, j->h, j->wd, wino_span(j, op) * j->g, m);
@@ -1095,16 +1109,17 @@ static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
     bool dx = j->op == RT_CONV_DX, dw = j->op == RT_CONV_DW;
     int32_t cin = dx ? j->o : j->c;
     int m = wino_m(j, j->op);
-    int64_t ld = wino_batch_ld(j, j->op), hw = (int64_t)j->h * j->wd, n2 = wino_points(j, j->op);
-    float *u = j->wk + n2 * rt_wino_plane(j->c, j->o), *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, m, j->n));
+    WinoBatchLayout b = wino_batch_layout(j, j->op);
+    int64_t hw = (int64_t)j->h * j->wd;
+    float *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, m, j->n));
     for (int64_t i = begin; i < end; i++) {
-        if (dw && i >= j->c) {
+        if (dw && i >= j->c) { /* dy's channel k into DY */
             int64_t k = i - j->c;
-            rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, m, u + n2 * rt_wino_pstride(j->c, ld) + k * ld,
-                            rt_wino_pstride(j->o, ld), i == begin || i == j->c, scratch);
+            rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, m, j->wk + b.mo + k * b.ld, b.ms,
+                            i == begin || i == j->c, scratch);
         } else {
-            rt_wino_rows_in((dx ? j->dy : j->x) + i * hw, cin * hw, j->n, j->h, j->wd, m, u + i * ld,
-                            rt_wino_pstride(cin, ld), i == begin, scratch);
+            rt_wino_rows_in((dx ? j->dy : j->x) + i * hw, cin * hw, j->n, j->h, j->wd, m, j->wk + b.u + i * b.ld, b.us,
+                            i == begin, scratch);
         }
     }
 }
@@ -1112,28 +1127,26 @@ static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
 static void wino_batch_gemm_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
     bool dx = j->op == RT_CONV_DX;
-    int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o, ld = (int32_t)wino_batch_ld(j, j->op), t = ld - 8;
-    int64_t n2 = wino_points(j, j->op);
-    int64_t plane = rt_wino_plane(j->c, j->o);
-    int64_t us = rt_wino_pstride(cin, ld), ms = rt_wino_pstride(cout, ld);
-    float *v = j->wk, *u = v + n2 * plane, *mo = u + n2 * us; /* V (dV), U, M (DY) */
+    WinoBatchLayout b = wino_batch_layout(j, j->op);
+    int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o, ld = (int32_t)b.ld, t = ld - 8;
+    float *v = j->wk, *u = v + b.u, *mo = v + b.mo;
     for (int64_t xi = begin; xi < end; xi++) {
         if (j->op == RT_CONV_DW)
-            rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, mo + xi * ms, ld, u + xi * us, ld, 0.0f, v + xi * plane, j->c);
+            rt_sgemm_serial(0, 1, j->o, j->c, t, 1.0f, mo + xi * b.ms, ld, u + xi * b.us, ld, 0.0f, v + xi * b.plane,
+                            j->c);
         else
-            rt_sgemm_serial(0, 0, cout, t, cin, 1.0f, v + xi * plane, cin, u + xi * us, ld, 0.0f, mo + xi * ms, ld);
+            rt_sgemm_serial(0, 0, cout, t, cin, 1.0f, v + xi * b.plane, cin, u + xi * b.us, ld, 0.0f, mo + xi * b.ms,
+                            ld);
     }
 }
 
 static void wino_batch_out_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    bool dx = j->op == RT_CONV_DX;
-    int32_t cin = dx ? j->o : j->c, cout = dx ? j->c : j->o;
-    int64_t ld = wino_batch_ld(j, j->op), hw = (int64_t)j->h * j->wd, n2 = wino_points(j, j->op);
-    const float *mo = j->wk + n2 * rt_wino_plane(j->c, j->o) + n2 * rt_wino_pstride(cin, ld); /* M */
+    int32_t cout = j->op == RT_CONV_DX ? j->c : j->o;
+    WinoBatchLayout b = wino_batch_layout(j, j->op);
+    int64_t hw = (int64_t)j->h * j->wd;
     for (int64_t k = begin; k < end; k++)
-        rt_wino_rows_out(mo + k * ld, rt_wino_pstride(cout, ld), j->n, j->h, j->wd, wino_m(j, j->op), j->y + k * hw,
-                         cout * hw);
+        rt_wino_rows_out(j->wk + b.mo + k * b.ld, b.ms, j->n, j->h, j->wd, wino_m(j, j->op), j->y + k * hw, cout * hw);
 }
 
 bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
