@@ -47,9 +47,10 @@ static const char *src = "labels binary = {-1, +1}\n"
                          "}\n";
 
 /* Every line of p[0 .. bytes) read and written with ordinary stores, so the caches hold
- * these lines instead of the kernel's state. (A memset of this size evicted nothing: glibc
- * writes it with non-temporal stores, which bypass the caches; the "cold" kernel then
- * read its state from the L3 cache, at 170 GB/s on two threads where the triad reaches 43.) */
+ * these lines instead of the kernel's state. (A memset of this size evicted nothing here:
+ * glibc's memset is `rep stosb` at that size (its _erms variant), whose streaming stores
+ * do not fill the caches on this AMD CPU; the "cold" kernel ran as fast as the warm one,
+ * reading its state from the L3 cache at 170 GB/s on two threads where the triad reaches 43.) */
 static void evict_caches(unsigned char *p, size_t bytes) {
     for (size_t i = 0; i < bytes; i += 64) p[i]++;
     __asm__ volatile("" : : "r"(p) : "memory"); /* the stores are seen: not dead before free() */
