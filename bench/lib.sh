@@ -16,8 +16,11 @@ json_num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" <<< "$1" | head -1; }
 # runs AVX-512 code), so a library nnq does not use cannot lower it (Debian 12's OpenBLAS
 # runs AVX2 kernels on AMD Zen 4 and 5: half of oneDNN's rate there).
 gemm_floor() {
-    awk -v a="$(json_num "$1" "sgemm_gflops_$2")" -v b="$(json_num "$1" "nnq_sgemm_gflops_$2")" 'BEGIN { print (a > b ? a : b) }'
+    num_max "$(json_num "$1" "sgemm_gflops_$2")" "$(json_num "$1" "nnq_sgemm_gflops_$2")"
 }
+
+# num_max A B: the larger of two numbers.
+num_max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 
 # bench_program SOURCE VALIDATION OUT: a benchmark copy of a program (no checkpoints, no
 # model file, VALIDATION images of the data subset for validation).

@@ -93,14 +93,18 @@ static int64_t ld_of(int64_t g, int32_t h, int32_t w, int m) {
     return g * tiles_of(h, w, m) + 8;
 }
 
-/* The points of U, M or DY: `rows` rows of ld floats and 16 more apart. rows * ld alone is
- * a multiple of 2 or 4 KiB for most channel counts and tile counts, and the transforms'
- * (m + 2)^2 streams, a row of each point, then fall in one or two sets of the L1 cache
- * (12 ways): VGG-16's 64 -> 64 at 32 x 32 (pieces of 4 samples: 2 KiB), 2 threads, AVX2,
+/* The floats between one point's block and the next (U, M, DY: rt_wino_pstride; V, dV:
+ * rt_wino_plane) beyond the block itself. */
+enum { WINO_PAD = 16 };
+
+/* The points of U, M or DY: `rows` rows of ld floats and WINO_PAD more apart. rows * ld
+ * alone is a multiple of 2 or 4 KiB for most channel counts and tile counts, and the
+ * transforms' (m + 2)^2 streams, a row of each point, then fall in one or two sets of the
+ * L1 cache (12 ways): VGG-16's 64 -> 64 at 32 x 32 (pieces of 4 samples: 2 KiB), 2 threads, AVX2,
  * AMD Zen 5, forward 18.8 -> 16.5 ms, dx 18.8 -> 16.7 (best of 8, three alternated runs);
  * the whole batch's 512 channels at 4 x 4 and 2 x 2 within 1%. */
 int64_t rt_wino_pstride(int64_t rows, int64_t ld) {
-    return rows * ld + 16;
+    return rows * ld + WINO_PAD;
 }
 
 /* The rule (shapes and the CPU only): 3 x 3, stride 1, pad 1, and both channel counts 16
@@ -197,14 +201,13 @@ int64_t rt_wino_thread_floats(int32_t cin, int32_t cout, int32_t h, int32_t w, i
            2 * (h + 1) * (pitch > spitch ? pitch : spitch) + 16;
 }
 
-/* A point's block of V (or dV): C O floats and WINO_PLANE_PAD more. Without them the (m + 2)^2
+/* A point's block of V (or dV): C O floats and WINO_PAD more. Without them the (m + 2)^2
  * blocks lay a power of two apart for most channel counts (512 x 512: 1 MiB), so the points'
  * streams of one filter's values, written by rt_wino_weights and read by rt_wino_dw_out, all
  * fell in one set of the L1 and L2 caches: rt_wino_weights for 512 x 512 filters by F(4 x 4),
  * one thread, AMD Zen 5, 9.5 ms, 1.8 with the 16 floats (256 x 256: 2.4 -> 0.25 ms). */
-enum { WINO_PLANE_PAD = 16 };
 int64_t rt_wino_plane(int32_t c, int32_t o) {
-    return (int64_t)c * o + WINO_PLANE_PAD;
+    return (int64_t)c * o + WINO_PAD;
 }
 
 int64_t rt_wino_weights_floats(int32_t c, int32_t o, int m) {
