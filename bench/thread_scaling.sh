@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/thread_scaling.sh [--isa avx2] [--only W,W...] [--torch] [THREADS...] — how one
+# bench/thread_scaling.sh [--isa avx2] [--only W,W...] [--rounds N] [--torch] [THREADS...] — how one
 # process's training step scales with the threads of its pool, on this machine. Builds
 # first (tools/setup.sh). At each thread count (default 1, 2, 4, ... up to every CPU, and
 # every CPU), with --profile:
@@ -14,7 +14,15 @@
 #   - with --torch, where PyTorch is installed: its float step of the same network at
 #     that count (bench/torch_compare.py), and nnq's step over it;
 #   - each phase's speed-up over the first count (runtime/phases.def), so the phase that
-#     stops scaling is named.
+#     stops scaling is named;
+#   - with --rounds N (default 1), the whole sweep N times over, the counts in turn within
+#     each round, so every speed-up is read from runs minutes apart at most: the table's
+#     step the median over the rounds, its speed-up the median of the rounds' own (each
+#     round's step at the count against that round's at the first count) with their
+#     range, the phases those of the round whose step at the last count is the median. On a
+#     shared machine whose speed moves from minute to minute (a 2-core VM: 1.63-1.94 for
+#     VGG-16's two threads against one in four single readings within an hour), one pair
+#     of runs says little about a speed-up.
 # bench/run measures 1 thread and every CPU; this fills in the counts between, for the
 # many-core machines a 2-core one cannot show (bench/bundle.sh takes this build to one
 # without nnq's packages). --isa avx2: as bench/run's. Not a test: it prints numbers.
@@ -26,13 +34,15 @@ root="$(cd "$here/.." && pwd)"
 workloads=(mlp_pmf lenet5_pmf vgg16_pmf resnet18_md)
 counts=()
 torch=0
+rounds=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --isa) [ "${2:-}" = avx2 ] || { echo "thread_scaling: --isa takes avx2" >&2; exit 2; }; isa_avx2; shift 2 ;;
     --only) IFS=, read -r -a workloads <<< "$2"; shift 2 ;;
     --torch) torch=1; shift ;;
+    --rounds) [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "thread_scaling: --rounds takes a count" >&2; exit 2; }; rounds=$2; shift 2 ;;
     [0-9]*) counts+=("$1"); shift ;;
-    *) echo "usage: bench/thread_scaling.sh [--isa avx2] [--only W,W...] [--torch] [THREADS...]" >&2; exit 2 ;;
+    *) echo "usage: bench/thread_scaling.sh [--isa avx2] [--only W,W...] [--rounds N] [--torch] [THREADS...]" >&2; exit 2 ;;
     esac
 done
 if [ -n "${NNQ_PREBUILT:-}" ]; then NNQ_BUILD_DIR="$NNQ_PREBUILT"   # a build from elsewhere (bench/bundle.sh): no set-up
@@ -73,15 +83,48 @@ for t in "${counts[@]}"; do
 done
 echo "OpenBLAS's kernels: $(sed -n 's/.*"openblas_core":"\([^"]*\)".*/\1/p' <<< "$f")"
 echo
+one=${counts[0]}
+last=${counts[-1]}
 for w in "${workloads[@]}"; do
     gflop[$w]=$("$NNQC" --emit=ir "$tmp/$w.nnq" | sed -n 's/^; work at batch [0-9]*: \([0-9.e+-]*\) GFLOP.*/\1/p')
-    for t in "${counts[@]}"; do
-        (cd "$tmp" && "$NNQC" run "$w.nnq" --data-dir "$tmp" --epochs 1 --threads "$t" --progress=lines --profile \
-            --no-cache --metrics "$w.$t.jsonl" > "$w.$t.out" 2>&1) ||
-            { echo "$w at $t threads failed: $(tail -1 "$tmp/$w.$t.out")" >&2; continue; }
-        prof[$w.$t]=$(grep '"profile"' "$tmp/$w.$t.jsonl")
-        ms[$w.$t]=$(profile_ms "${prof[$w.$t]}")
+done
+# rms[W.T.R]: the step of round R; rprof: its profile line
+declare -A rms rprof
+for ((r = 1; r <= rounds; r++)); do
+    for w in "${workloads[@]}"; do
+        for t in "${counts[@]}"; do
+            (cd "$tmp" && "$NNQC" run "$w.nnq" --data-dir "$tmp" --epochs 1 --threads "$t" --progress=lines --profile \
+                --no-cache --metrics "$w.$t.jsonl" > "$w.$t.out" 2>&1) ||
+                { echo "$w at $t threads failed: $(tail -1 "$tmp/$w.$t.out")" >&2; continue; }
+            rprof[$w.$t.$r]=$(grep '"profile"' "$tmp/$w.$t.jsonl")
+            rms[$w.$t.$r]=$(profile_ms "${rprof[$w.$t.$r]}")
+        done
     done
+done
+# median LIST: the median of numbers (the lower middle one of an even count)
+median() { tr ' ' '\n' <<< "$1" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+# per workload and count: the median step, and the median and range of the rounds' speed-ups
+declare -A sp sprange
+for w in "${workloads[@]}"; do
+    for t in "${counts[@]}"; do
+        steps=""; ups=""
+        for ((r = 1; r <= rounds; r++)); do
+            [ -n "${rms[$w.$t.$r]:-}" ] || continue
+            steps+=" ${rms[$w.$t.$r]}"
+            [ -n "${rms[$w.$one.$r]:-}" ] && ups+=" $(awk -v a="${rms[$w.$one.$r]}" -v b="${rms[$w.$t.$r]}" 'BEGIN { printf "%.3f", a / b }')"
+        done
+        ms[$w.$t]=$(median "$steps")
+        sp[$w.$t]=$(median "$ups")
+        sprange[$w.$t]=""
+        [ "$rounds" -gt 1 ] && [ -n "$ups" ] &&
+            sprange[$w.$t]=$(tr ' ' '\n' <<< "$ups" | sed '/^$/d' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf " (%.2f-%.2f)", lo, hi }')
+    done
+    # the phases: of the round whose step at the last count is the median one
+    pick=""
+    mid=${ms[$w.$last]:-}
+    for ((r = 1; r <= rounds; r++)); do [ "${rms[$w.$last.$r]:-}" = "$mid" ] && { pick=$r; break; }; done
+    [ -n "$pick" ] || continue
+    for t in "${counts[@]}"; do [ -n "${rprof[$w.$t.$pick]:-}" ] && prof[$w.$t]=${rprof[$w.$t.$pick]}; done
 done
 if [ -n "$py" ]; then
     nets=(); for w in "${workloads[@]}"; do nets+=("${tnet[$w]}"); done
@@ -93,7 +136,7 @@ if [ -n "$py" ]; then
     echo
 fi
 
-one=${counts[0]}
+[ "$rounds" -gt 1 ] && echo "$rounds rounds: ms / step the median; speed-up the median of the rounds' own (their range)" && echo
 printf '| threads | GEMM floor GFLOP/s (speed-up) |'
 for w in "${workloads[@]}"; do
     printf ' %s ms / step | speed-up | per thread | x GEMM floor |' "$w"
@@ -105,11 +148,11 @@ echo
 for t in "${counts[@]}"; do
     awk -v t="$t" -v f="${floor[$t]}" -v f1="${floor[$one]}" 'BEGIN { printf "| %d | %.1f (%.2f) |", t, f, f / f1 }'
     for w in "${workloads[@]}"; do
-        if [ -z "${ms[$w.$t]:-}" ] || [ -z "${ms[$w.$one]:-}" ]; then
+        if [ -z "${ms[$w.$t]:-}" ] || [ -z "${sp[$w.$t]:-}" ]; then
             printf ' failed | | | |'
         else
-            awk -v m="${ms[$w.$t]}" -v m1="${ms[$w.$one]}" -v t="$t" -v t1="$one" -v g="${gflop[$w]}" -v f="${floor[$t]}" \
-                'BEGIN { printf " %.2f | %.2f | %.2f | %.2f |", m, m1 / m, (m1 / m) / (t / t1), (m / 1000) / (g / f) }'
+            awk -v m="${ms[$w.$t]}" -v s="${sp[$w.$t]}" -v rg="${sprange[$w.$t]}" -v t="$t" -v t1="$one" -v g="${gflop[$w]}" -v f="${floor[$t]}" \
+                'BEGIN { printf " %.2f | %.2f%s | %.2f | %.2f |", m, s, rg, s / (t / t1), (m / 1000) / (g / f) }'
         fi
         [ -z "$py" ] || awk -v m="${ms[$w.$t]:-0}" -v p="${tms[$w.$t]:-0}" \
             'BEGIN { if (p > 0 && m > 0) printf " %.2f | %.2f |", p, m / p; else printf " | |" }'
