@@ -101,8 +101,9 @@ for ((r = 1; r <= rounds; r++)); do
         done
     done
 done
-# median LIST: the median of numbers (the lower middle one of an even count)
-median() { tr ' ' '\n' <<< "$1" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+# spread LIST: "MEDIAN LOW HIGH" of a list of numbers (the median the lower middle one of
+# an even count, as it is written in the list), nothing for an empty list
+spread() { tr ' ' '\n' <<< "$1" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)], v[1], v[NR] }'; }
 # per workload and count: the median step, and the median and range of the rounds' speed-ups
 declare -A sp sprange
 for w in "${workloads[@]}"; do
@@ -113,11 +114,11 @@ for w in "${workloads[@]}"; do
             steps+=" ${rms[$w.$t.$r]}"
             [ -n "${rms[$w.$one.$r]:-}" ] && ups+=" $(awk -v a="${rms[$w.$one.$r]}" -v b="${rms[$w.$t.$r]}" 'BEGIN { printf "%.3f", a / b }')"
         done
-        ms[$w.$t]=$(median "$steps")
-        sp[$w.$t]=$(median "$ups")
-        sprange[$w.$t]=""
-        [ "$rounds" -gt 1 ] && [ -n "$ups" ] &&
-            sprange[$w.$t]=$(tr ' ' '\n' <<< "$ups" | sed '/^$/d' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf " (%.2f-%.2f)", lo, hi }')
+        read -r ms[$w.$t] _ _ <<< "$(spread "$steps")"
+        read -r sp[$w.$t] lo hi <<< "$(spread "$ups")"
+        sprange[$w.$t]="" # the range, where there are rounds to differ (the first count's are all 1)
+        [ "$rounds" -gt 1 ] && [ "$t" != "$one" ] && [ -n "${sp[$w.$t]}" ] &&
+            sprange[$w.$t]=$(awk -v lo="$lo" -v hi="$hi" 'BEGIN { printf " (%.2f-%.2f)", lo, hi }')
     done
     # the phases: of the round whose step at the last count is the median one
     pick=""
