@@ -1113,6 +1113,11 @@ static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
     int64_t hw = (int64_t)j->h * j->wd;
     float *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, m, j->n));
     for (int64_t i = begin; i < end; i++) {
+        if (i + 1 < end) { /* the next channel's planes */
+            int64_t q = i + 1;
+            if (dw && q >= j->c) rt_wino_prefetch(j->dy + (q - j->c) * hw, j->o * hw, j->n, hw);
+            else rt_wino_prefetch((dx ? j->dy : j->x) + q * hw, cin * hw, j->n, hw);
+        }
         if (dw && i >= j->c) { /* dy's channel k into DY */
             int64_t k = i - j->c;
             rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, m, j->wk + b.mo + k * b.ld, b.ms,

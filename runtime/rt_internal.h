@@ -380,6 +380,9 @@ void rt_wino_rows_in(const float *x, int64_t sx, int64_t cnt, int32_t h, int32_t
 void rt_wino_rows_dy(const float *dy, int64_t sy, int64_t cnt, int32_t h, int32_t w, int m, float *d, int64_t xi_ld,
                      bool fresh, float *scratch);
 void rt_wino_rows_out(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int32_t w, int tm, float *y, int64_t sy);
+/* Asks for the lines of cnt planes of hw floats, sx apart (the next channel's, while a
+ * transform runs). */
+void rt_wino_prefetch(const float *x, int64_t sx, int64_t cnt, int64_t hw);
 /* conv.c: whether a layer's op runs by Winograd's F(m x m, 3 x 3) on this CPU (its chunks
  * given to rt_wino_serves). */
 bool rt_conv_wino(RtConvOp op, int32_t n, int32_t c, int32_t h, int32_t w, int32_t o, int32_t kh, int32_t kw,
