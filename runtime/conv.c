@@ -1115,8 +1115,8 @@ static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) {
         if (i + 1 < end) { /* the next channel's planes */
             int64_t q = i + 1;
-            if (dw && q >= j->c) rt_wino_prefetch(j->dy + (q - j->c) * hw, j->o * hw, j->n, hw);
-            else rt_wino_prefetch((dx ? j->dy : j->x) + q * hw, cin * hw, j->n, hw);
+            if (dw && q >= j->c) rt_prefetch_planes(j->dy + (q - j->c) * hw, j->o * hw, j->n, hw);
+            else rt_prefetch_planes((dx ? j->dy : j->x) + q * hw, cin * hw, j->n, hw);
         }
         if (dw && i >= j->c) { /* dy's channel k into DY */
             int64_t k = i - j->c;

@@ -25,9 +25,8 @@
  * where rt_wino_m says; the whole batch at once where rt_wino_batch says), rt_wino_weights
  * (V, in parallel over rows), rt_wino_chunk (the forward or dx of one chunk),
  * rt_wino_dw_chunk and rt_wino_dw_out (dw), rt_wino_rows_in / _dy / _out (one channel of
- * the whole batch), rt_wino_prefetch (the next channel's planes, for conv.c's loop over
- * them), their scratch sizes, and rt_wino_set_mode (conv_bench and the tests take the
- * path on or off).
+ * the whole batch), their scratch sizes, and rt_wino_set_mode (conv_bench and the tests
+ * take the path on or off).
  *
  * Tiles cover the output plane in rows of TW = ceil(W/m) (a plane of another size than a
  * multiple of m: the last tiles read padding and write fewer outputs); the transforms take
@@ -778,14 +777,6 @@ void rt_wino_rows_out(const float *m, int64_t xi_ld, int64_t cnt, int32_t h, int
 
 /* ---- a chunk ---- */
 
-/* Asks for the lines of cnt planes of hw floats, sx apart: the next channel's, while this
- * one's transform runs (the planes are runs of a few lines a stride apart, which the
- * hardware prefetcher hardly starts on). */
-void rt_wino_prefetch(const float *x, int64_t sx, int64_t cnt, int64_t hw) {
-    for (int64_t s = 0; s < cnt; s++)
-        for (int64_t k = 0; k < hw; k += 16) __builtin_prefetch(x + s * sx + k);
-}
-
 /* cnt samples of x [cnt, cin, h, w] -> y [cnt, cout, h, w] by F(m x m, 3 x 3), v from
  * rt_wino_weights (forward with x, w; dx with dy, w flipped), scratch:
  * rt_wino_thread_floats for g >= cnt samples. */
@@ -800,7 +791,7 @@ void rt_wino_chunk(const float *x, int32_t cin, int32_t cout, int32_t h, int32_t
     memset(prow, 0, sizeof(float) * (size_t)(sbs ? h * sprow_floats(w, m, cnt) : (h + 1) * prow_floats(w, m)));
     if (sbs)
         for (int32_t c = 0; c < cin; c++) {
-            if (c + 1 < cin) rt_wino_prefetch(x + (c + 1) * hw, cin * hw, cnt, hw);
+            if (c + 1 < cin) rt_prefetch_planes(x + (c + 1) * hw, cin * hw, cnt, hw);
             winos_in(x + c * hw, cin * hw, cnt, h, w, m, prow, hb, u + (int64_t)c * ld, ustride);
         }
     else
@@ -838,13 +829,13 @@ void rt_wino_dw_chunk(const float *x, const float *dy, int32_t c, int32_t o, int
     if (sbs) {
         for (int32_t cc = 0; cc < c; cc++) {
             if (cc + 1 < c)
-                rt_wino_prefetch(x + (cc + 1) * hw, c * hw, cnt, hw);
+                rt_prefetch_planes(x + (cc + 1) * hw, c * hw, cnt, hw);
             else
-                rt_wino_prefetch(dy, o * hw, cnt, hw); /* dy's first channel comes next */
+                rt_prefetch_planes(dy, o * hw, cnt, hw); /* dy's first channel comes next */
             winos_in(x + cc * hw, c * hw, cnt, h, w, m, prow, hb, u + (int64_t)cc * ld, ustride);
         }
         for (int32_t k = 0; k < o; k++) {
-            if (k + 1 < o) rt_wino_prefetch(dy + (k + 1) * hw, o * hw, cnt, hw);
+            if (k + 1 < o) rt_prefetch_planes(dy + (k + 1) * hw, o * hw, cnt, hw);
             wino4_dy(dy + k * hw, o * hw, cnt, h, w, pdy, hb, d + (int64_t)k * ld, dstride);
         }
     } else {
