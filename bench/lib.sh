@@ -28,6 +28,31 @@ bench_program() {
     sed -e '/^ *checkpoint /d' -e '/^ *save /d' -e "s/^\( *validation *= *\).*/\1$2/" "$1" > "$3"
 }
 
+# step_workloads DIR BUILD W...: the data and programs of bench/thread_scaling.sh's and
+# bench/compare.sh's workloads in DIR (BUILD: the build directory, for make_cifar; the
+# caller has sourced tests/e2e/lib.sh): mlp_pmf and lenet5_pmf, binary PMF LeNet-300-100
+# (bench/run's MLP) and LeNet-5 on a Fashion-MNIST subset (60 training iterations at
+# batch 100); vgg16_pmf and resnet18_md, binary PMF VGG-16 and MD-tanh-S ResNet-18 on
+# synthetic CIFAR files (5 iterations at batch 128); DIR/W.nnq each. Fails on a name it
+# does not know.
+step_workloads() {
+    local dir="$1" build="$2" here w
+    shift 2
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    declare -A src=([mlp_pmf]="$dir/src_mlp_pmf.nnq" [lenet5_pmf]="$here/../examples/fashion_lenet5_pmf.nnq"
+                    [vgg16_pmf]="$here/../examples/cifar10_vgg16_pmf.nnq"
+                    [resnet18_md]="$here/../examples/cifar10_resnet18_md.nnq")
+    declare -A val=([mlp_pmf]=6000 [lenet5_pmf]=6000 [vgg16_pmf]=640 [resnet18_md]=640)
+    for w in "$@"; do
+        [ -n "${src[$w]:-}" ] || { echo "no workload '$w' (mlp_pmf, lenet5_pmf, vgg16_pmf, resnet18_md)" >&2; return 2; }
+    done
+    make_subset "$dir" 12000 1000
+    mkdir -p "$dir/cifar-10-batches-bin"
+    "$build/tests/e2e/make_cifar" "$dir/cifar-10-batches-bin" 10 256 256 > /dev/null
+    method_mlp pmf "$dir/src_mlp_pmf.nnq"
+    for w in "$@"; do bench_program "${src[$w]}" "${val[$w]}" "$dir/$w.nnq"; done
+}
+
 # method_mlp METHOD OUT: bench/methods/common.nnq (LeNet-300-100) with the projection and
 # beta schedule of bench/methods/METHOD.nnq.
 method_mlp() {

@@ -57,18 +57,8 @@ if [ ${#counts[@]} -eq 0 ]; then
     counts+=("$N")
 fi
 
-make_subset "$tmp" 12000 1000                 # the MLP and LeNet-5: 60 training iterations
-mkdir -p "$tmp/cifar-10-batches-bin"
-"$B/tests/e2e/make_cifar" "$tmp/cifar-10-batches-bin" 10 256 256 > /dev/null   # 5 iterations at 128
-method_mlp pmf "$tmp/src_mlp_pmf.nnq"   # bench/run's MLP
-declare -A src=([mlp_pmf]="$tmp/src_mlp_pmf.nnq" [lenet5_pmf]="$root/examples/fashion_lenet5_pmf.nnq"
-                [vgg16_pmf]="$root/examples/cifar10_vgg16_pmf.nnq" [resnet18_md]="$root/examples/cifar10_resnet18_md.nnq")
-declare -A val=([mlp_pmf]=6000 [lenet5_pmf]=6000 [vgg16_pmf]=640 [resnet18_md]=640)
+step_workloads "$tmp" "$B" "${workloads[@]}" || exit 2
 declare -A tnet=([mlp_pmf]=mlp [lenet5_pmf]=lenet5 [vgg16_pmf]=vgg16 [resnet18_md]=resnet18)
-for w in "${workloads[@]}"; do
-    [ -n "${src[$w]:-}" ] || { echo "thread_scaling: no workload '$w' (mlp_pmf, lenet5_pmf, vgg16_pmf, resnet18_md)" >&2; exit 2; }
-    bench_program "${src[$w]}" "${val[$w]}" "$tmp/$w.nnq"
-done
 py=""
 if [ $torch = 1 ]; then
     py=$(torch_python)
