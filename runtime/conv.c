@@ -1104,27 +1104,39 @@ static void wino_chunk_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
+/* Item i of wino_batch_in_range: the first of the batch's planes it transforms (input
+ * channel i, or for dw past the c input channels dy's channel i - c), and *stride, the
+ * floats from a sample's plane to the next's. */
+static const float *wino_batch_planes(const ConvJob *j, int64_t i, int64_t *stride) {
+    int64_t hw = (int64_t)j->h * j->wd;
+    if (j->op == RT_CONV_DW && i >= j->c) {
+        *stride = j->o * hw;
+        return j->dy + (i - j->c) * hw;
+    }
+    bool dx = j->op == RT_CONV_DX;
+    *stride = (dx ? j->o : j->c) * hw;
+    return (dx ? j->dy : j->x) + i * hw;
+}
+
 static void wino_batch_in_range(void *p, int64_t begin, int64_t end) {
     const ConvJob *j = p;
-    bool dx = j->op == RT_CONV_DX, dw = j->op == RT_CONV_DW;
-    int32_t cin = dx ? j->o : j->c;
+    bool dw = j->op == RT_CONV_DW;
     int m = wino_m(j, j->op);
     WinoBatchLayout b = wino_batch_layout(j, j->op);
-    int64_t hw = (int64_t)j->h * j->wd;
+    int64_t hw = (int64_t)j->h * j->wd, stride, next_stride;
     float *scratch = rt_thread_scratch(rt_wino_rows_floats(j->h, j->wd, m, j->n));
     for (int64_t i = begin; i < end; i++) {
-        if (i + 1 < end) { /* the next channel's planes */
-            int64_t q = i + 1;
-            if (dw && q >= j->c) rt_prefetch_planes(j->dy + (q - j->c) * hw, j->o * hw, j->n, hw);
-            else rt_prefetch_planes((dx ? j->dy : j->x) + q * hw, cin * hw, j->n, hw);
+        const float *planes = wino_batch_planes(j, i, &stride);
+        if (i + 1 < end) { /* the next item's planes, while this one's are transformed */
+            const float *next = wino_batch_planes(j, i + 1, &next_stride);
+            rt_prefetch_planes(next, next_stride, j->n, hw);
         }
         if (dw && i >= j->c) { /* dy's channel k into DY */
             int64_t k = i - j->c;
-            rt_wino_rows_dy(j->dy + k * hw, j->o * hw, j->n, j->h, j->wd, m, j->wk + b.mo + k * b.ld, b.ms,
-                            i == begin || i == j->c, scratch);
+            rt_wino_rows_dy(planes, stride, j->n, j->h, j->wd, m, j->wk + b.mo + k * b.ld, b.ms, i == begin || i == j->c,
+                            scratch);
         } else {
-            rt_wino_rows_in((dx ? j->dy : j->x) + i * hw, cin * hw, j->n, j->h, j->wd, m, j->wk + b.u + i * b.ld, b.us,
-                            i == begin, scratch);
+            rt_wino_rows_in(planes, stride, j->n, j->h, j->wd, m, j->wk + b.u + i * b.ld, b.us, i == begin, scratch);
         }
     }
 }
