@@ -64,9 +64,10 @@ typedef int32_t RtShuf8 __attribute__((vector_size(32)));
  * stride apart are too short for the hardware prefetcher to start on. Two threads, AVX2,
  * dw's two transforms (perf samples): -10 to -38% on 128 channels at 16 x 16, -15 to
  * -25% on 256 at 8 x 8, -7 to -13% on 512 at 4 x 4, -19% on 512 at 2 x 2 (the first 4
- * lines of each plane only: about half that). They are about 7% of VGG-16's samples, so
- * its step gains a percent or two, below this VM's noise: 0.94, 0.96, 1.00 and 0.98 of
- * the step without in four sets of 8-12 alternated pairs, ResNet-18 1.01. Asked for in
+ * lines of each plane only: about half that; with AVX-512 code 0.78-1.03 of the samples
+ * without, two pairs of the first two). They are about 7% of VGG-16's samples, so its
+ * step gains a percent or two, below this VM's noise: 0.94, 0.96, 1.00 and 0.98 of the
+ * step without in four sets of 8-12 alternated pairs, ResNet-18 1.01. Asked for in
  * im2col's loop over channels (LeNet-5, ResNet-18's stride-2 layers), no faster: LeNet-5's
  * step 1.03 (median of 10 pairs). */
 static inline void rt_prefetch_planes(const float *x, int64_t sx, int64_t cnt, int64_t hw) {
