@@ -16,7 +16,7 @@
 #     over an even count of pairs it cancels out of this mean;
 #   - that p, the order effect: the square root of the A B pairs' geometric mean over the
 #     B A pairs' (above 1: the second run of a pair was the slower). On a 2-core VM, in
-#     8-10 pairs of VGG-16: p = 0.89-1.08 in different hours, a larger effect than most
+#     4-12 pairs of VGG-16: p = 0.89-1.06 in different hours, a larger effect than most
 #     changes. The order effect beyond a few percent says the machine's noise is larger
 #     than what is being measured; more pairs, or a quieter hour.
 # Builds this tree first (tools/setup.sh) for its data tools. --isa avx2: as bench/run's.
@@ -78,12 +78,11 @@ for w in "${workloads[@]}"; do
         if ((i % 2)); then ab+=" $q"; else ba+=" $q"; fi
     done
     [ -n "$ratios" ] || continue
-    # the median (the lower middle one of an even count) and range; the geometric means
-    tr ' ' '\n' <<< "$ratios" | sed '/^$/d' | sort -g |
-        awk '{ v[NR] = $1 } END { printf "%s: B / A median %.3f (%.3f-%.3f) over %d pairs", w, v[int((NR + 1) / 2)], v[1], v[NR], NR }' w="$w"
-    awk -v all="$ratios" -v ab="$ab" -v ba="$ba" '
+    read -r mid lo hi <<< "$(spread "$ratios")"
+    awk -v w="$w" -v mid="$mid" -v lo="$lo" -v hi="$hi" -v all="$ratios" -v ab="$ab" -v ba="$ba" '
         function gm(list,   n, x, i, s) { n = split(list, x, " "); s = 0; for (i = 1; i <= n; i++) s += log(x[i]); return n ? exp(s / n) : 0 }
         BEGIN {
+            printf "%s: B / A median %.3f (%.3f-%.3f) over %d pairs", w, mid, lo, hi, split(all, tmp, " ")
             printf "; geometric mean %.3f", gm(all)
             if (gm(ab) > 0 && gm(ba) > 0) printf "; order effect p = %.3f (second run of a pair / first)", sqrt(gm(ab) / gm(ba))
             print ""

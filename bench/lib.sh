@@ -19,6 +19,10 @@ gemm_floor() {
     num_max "$(json_num "$1" "sgemm_gflops_$2")" "$(json_num "$1" "nnq_sgemm_gflops_$2")"
 }
 
+# spread LIST: "MEDIAN LOW HIGH" of a list of numbers (the median the lower middle one of
+# an even count, as it is written in the list), nothing for an empty list
+spread() { tr ' ' '\n' <<< "$1" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+
 # num_max A B: the larger of two numbers.
 num_max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 

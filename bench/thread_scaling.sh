@@ -91,9 +91,6 @@ for ((r = 1; r <= rounds; r++)); do
         done
     done
 done
-# spread LIST: "MEDIAN LOW HIGH" of a list of numbers (the median the lower middle one of
-# an even count, as it is written in the list), nothing for an empty list
-spread() { tr ' ' '\n' <<< "$1" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)], v[1], v[NR] }'; }
 # per workload and count: the median step, and the median and range of the rounds' speed-ups
 declare -A sp sprange
 for w in "${workloads[@]}"; do
