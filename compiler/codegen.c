@@ -26,6 +26,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,9 +55,20 @@ LLVMValueRef cg_rt_call(Cg *cg, const char *name, LLVMValueRef *args, int nargs)
 
 static LLVMValueRef const_array(Cg *cg, LLVMTypeRef elem, const LLVMValueRef *vals, int n, const char *name);
 
+/* LLVMArrayType counts elements in 32 bits (LLVMArrayType2, 64, came with LLVM 17): a
+ * longer buffer (batch.x of 784 floats a sample at batch 10^9, or a large batch's arena:
+ * 2^32 floats are 16 GiB) is an array of arrays of 2^20 elements, rounded up. Cut to 32
+ * bits instead, its type was smaller than the code that addresses it. */
+static LLVMTypeRef global_type(LLVMTypeRef elem, int64_t count) {
+    if (count <= (int64_t)UINT32_MAX) return LLVMArrayType(elem, (unsigned)count);
+    int64_t rows = (count + (1 << 20) - 1) >> 20;
+    assert(rows <= (int64_t)UINT32_MAX);
+    return LLVMArrayType(LLVMArrayType(elem, 1u << 20), (unsigned)rows);
+}
+
 LLVMValueRef cg_global(Cg *cg, const char *name, int64_t count, LLVMTypeRef elem) {
     if (count < 1) count = 1;
-    LLVMTypeRef at = LLVMArrayType(elem, (unsigned)count);
+    LLVMTypeRef at = global_type(elem, count);
     LLVMValueRef g = LLVMAddGlobal(cg->mod, at, name);
     LLVMSetInitializer(g, LLVMConstNull(at));
     if (!cg->export_internals) LLVMSetLinkage(g, LLVMInternalLinkage);
@@ -314,8 +326,8 @@ static void make_buffers(Cg *cg) {
     const MemPlan *plans = m->plan;
     int64_t arena_size = plans[0].size > plans[1].size ? plans[0].size : plans[1].size;
     LLVMValueRef arena = buffer(cg, "arena", arena_size, cg->tf32);
-    LLVMTypeRef arena_ty = LLVMGlobalGetValueType(arena);
-#define AT(off) LLVMConstInBoundsGEP2(arena_ty, arena, (LLVMValueRef[]){ci64(cg, 0), ci64(cg, (off))}, 2)
+    LLVMValueRef arena_f32 = LLVMConstBitCast(arena, LLVMPointerType(cg->tf32, 0)); /* typed pointers (LLVM 14) */
+#define AT(off) LLVMConstInBoundsGEP2(cg->tf32, arena_f32, (LLVMValueRef[]){ci64(cg, (off))}, 1)
     for (int which = 0; which < 2; which++) {
         const IrFunc *f = which ? &m->eval : &m->train;
         const MemPlan *plan = &plans[which];

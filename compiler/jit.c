@@ -718,11 +718,31 @@ static HostVar *host_buffers(LLVMModuleRef mod, LLVMTargetDataRef dl, int *count
     return vars;
 }
 
+/* A built trainer's zero-initialized buffers live in its .bss, which its code, and the
+ * runtime's, reach by 32-bit offsets from their instructions (the default code model):
+ * past about 2 GiB of them the link fails with relocations truncated to fit. The
+ * limit leaves room for the code and the rest of the data. */
+#define TRAINER_MAX_BSS ((uint64_t)1984 << 20)
+
 int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemoryBufferRef objs[CG_MAX_OBJECTS],
                        Diag *diag) {
     LLVMTargetMachineRef tm = host_machine(diag, opt_level, true);
     if (!tm) return 0;
     set_target(mod, tm);
+    LLVMTargetDataRef dl = LLVMGetModuleDataLayout(mod);
+    uint64_t bss = 0;
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g)) {
+        LLVMValueRef init = LLVMGetInitializer(g);
+        if (init && LLVMIsNull(init) && !LLVMIsGlobalConstant(g)) bss += LLVMABISizeOfType(dl, LLVMGlobalGetValueType(g));
+    }
+    if (bss > TRAINER_MAX_BSS) {
+        diag_error_noloc(diag,
+                         "the program's buffers need %.1f MiB, and a built trainer holds at most %.0f MiB (its code "
+                         "reaches them by 32-bit offsets): `nnqc run` trains it, or a smaller `batch` needs less",
+                         (double)bss / 1048576, (double)TRAINER_MAX_BSS / 1048576);
+        LLVMDisposeTargetMachine(tm);
+        return 0;
+    }
     int n = compile_objects(mod, tm, opt_level, threads, true, objs, diag);
     LLVMDisposeTargetMachine(tm);
     return n;
@@ -768,8 +788,10 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
     HostVar *vars = host_buffers(mod, dl, &nvars, &data_size);
     LLVMMemoryBufferRef objs[MAX_PARTS];
     int nobj = 0;
-    char path[4096] = "";
-    if (cache_dir && *cache_dir) {
+    char path[4096] = "", fit[256];
+    bool fits = nnq_buffers_fit(data_size, fit, sizeof fit); /* known before the compile is spent on it */
+    if (!fits) diag_error_noloc(diag, "%s", fit);
+    if (fits && cache_dir && *cache_dir) {
         char *text = LLVMPrintModuleToString(mod);
         char *cpu, *features;
         host_target(&cpu, &features);
@@ -789,7 +811,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
         }
     }
     if (!path[0]) cg_set_fingerprint(mod, NULL); /* no cache: printed for it alone */
-    if (!nobj) {
+    if (!nobj && fits) {
         nobj = compile_objects(mod, tm, opt_level, threads, false, objs, diag);
         if (nobj && path[0]) cache_store(cache_dir, path, objs, nobj);
     }

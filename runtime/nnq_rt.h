@@ -108,6 +108,18 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run));
  * .bss. */
 void nnq_prefault(void *p, size_t bytes);
 
+/* Bytes this process may still fill: MemAvailable + SwapFree (/proc/meminfo; without
+ * it, the machine's memory), or less where a cgroup's memory limit (v2: its own or an
+ * ancestor's memory.max; else v1's) is lower; -1 when none of them can be read. */
+int64_t nnq_memory_available(void);
+
+/* Whether `bytes` of buffers, all of which a run fills (nnq_prefault, then its steps),
+ * fit in nnq_memory_available() (true when that is unknown); if not, msg[cap] says so,
+ * with both sizes and the batch setting to lower. So a program too large for the
+ * machine stops with a message before its first step instead of being killed by the
+ * kernel part way through filling its pages (Linux maps them lazily and overcommits). */
+bool nnq_buffers_fit(uint64_t bytes, char *msg, size_t cap);
+
 /* Driver helpers for nnqc's model commands (eval, predict, export); valid only inside
  * nnq_run_invoke, they fail the run with a message naming the file. */
 /* Samples of an image file with no labels (labels read as 0): IDX images, or a .npy

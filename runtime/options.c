@@ -124,6 +124,11 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run)) {
         if (r == 0) fprintf(stderr, "nnqc: error: unknown option '%s' (see --help)\n", argv[i]);
         if (r <= 0) return 2;
     }
+    char fit[256];
+    if (!nnq_buffers_fit((uint64_t)(_end - __bss_start), fit, sizeof fit)) {
+        fprintf(stderr, "nnqc: error: %s\n", fit);
+        return 1;
+    }
     NnqRun *run = nnq_run_new(&o);
     if (!run) return 1;
     nnq_prefault(__bss_start, (size_t)(_end - __bss_start));

@@ -217,6 +217,15 @@ void rt_on_release(NnqRun *run, void (*fn)(NnqRun *run));
  * that must release something first. */
 void *rt_alloc_block(NnqRun *run, int64_t bytes, bool zero);
 void *rt_alloc_try(NnqRun *run, int64_t bytes, bool zero);
+
+/* The lowest memory limit of a process's cgroup and its ancestors, or -1 where none is
+ * set or readable (nnq_memory_available: "/proc/self/cgroup" under "/sys/fs/cgroup";
+ * tests give files of their own). proc_cgroup's lines are "ID:CONTROLLERS:PATH": cgroup
+ * v2's "0::PATH" gives ROOT/PATH/memory.max, else v1's memory controller
+ * ROOT/memory/PATH/memory.limit_in_bytes ("max", or near 2^63 there: no limit). The limit
+ * itself, not what is left under it: the usage counts page cache the kernel would
+ * reclaim. */
+int64_t rt_cgroup_limit(const char *proc_cgroup, const char *root);
 char *rt_strdup(NnqRun *run, const char *s);
 uint64_t rt_rng_next(NnqRun *run);
 uint64_t rt_rng_below(NnqRun *run, uint64_t bound); /* uniform in [0, bound), bound > 0 */

@@ -5,7 +5,8 @@
 # fused batch norm included; the JIT keeps the program's buffers in a mapping of its
 # own, the trainer in .bss), it
 # resumes from its checkpoint (--resume) to the model `nnqc run` trains uninterrupted,
-# and it rejects unknown options with status 2.
+# and it rejects unknown options with status 2. A program whose buffers a trainer's
+# .bss cannot hold is refused with a message.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -30,10 +31,19 @@ set +e
 ./trainer --bogus > bad.txt 2>&1; rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q "unknown option '--bogus'" bad.txt || fail "unknown option: exit $rc"
+# Buffers past what a trainer's code reaches by 32-bit offsets (its .bss): refused with
+# both sizes before anything is written, not a linker's failure (relocations truncated).
+sed -e 's/^\( *batch *= *\).*/\110000000/' b.nnq > huge.nnq
+grep -q "^ *batch *= *10000000$" huge.nnq || fail "huge.nnq has no batch of 10^7"
+set +e
+"$NNQC" build huge.nnq -o huge_trainer > huge.txt 2>&1; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "buffers need .* MiB, and a built trainer holds at most" huge.txt || { cat huge.txt; fail "huge buffers: exit $rc"; }
+[ ! -e huge_trainer ] && ! ls huge_trainer* > /dev/null 2>&1 || fail "huge buffers: files left behind"
 sed -e 's/validation = 10000/validation = 500/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
 "$NNQC" build lenet.nnq -o lenet_trainer || fail "nnqc build (LeNet-5) failed"
 ./lenet_trainer --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > laot.txt 2>&1 || { cat laot.txt; fail "LeNet-5 trainer failed"; }
 mv lenet5_binary.nnqm lenet_aot.nnqm
 "$NNQC" run lenet.nnq --data-dir "$tmp" --epochs 1 --threads 1 --progress=lines > ljit.txt 2>&1 || { cat ljit.txt; fail "nnqc run (LeNet-5) failed"; }
 cmp lenet_aot.nnqm lenet5_binary.nnqm || fail "LeNet-5: the trainer on 2 threads and nnqc run on 1 disagree"
-echo "5 passed, 0 failed"
+echo "6 passed, 0 failed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bad input at run time gets a clear message, a non-zero exit (1, not a crash) and
 # leaves no half-written output: missing and corrupt data files, shape and label
-# mismatches, a diverging run, an unwritable model path.
+# mismatches, a diverging run, an unwritable model path, a batch too large for the
+# machine's memory.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -63,6 +64,19 @@ if ls no 2>/dev/null | grep -q .; then fails=$((fails + 1)); echo "FAIL: files l
 
 program metrics "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
 expect_error unwritable-metrics "no/such/dir/m.jsonl" metrics.nnq --metrics no/such/dir/m.jsonl
+
+# A batch whose buffers no machine holds: 784 floats a sample at batch 10^9 are 784e9
+# floats. The buffer's LLVM type must hold them all (LLVMArrayType counts in 32 bits:
+# cut to 32 bits, batch.x was 2,315,952,128 floats, smaller than the code addressing it),
+# and the run must stop before its first step with a message naming both sizes, not be
+# killed by the kernel while its pages are filled.
+program huge "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" "batch = 1000000000"
+"$NNQC" --emit=llvm huge.nnq > huge.ll 2> /dev/null
+floats=$(sed -n 's/^@batch\.x = .*global \(.*\) zeroinitializer.*/\1/p' huge.ll |
+         awk '{ n = 1; while (match($0, /[0-9]+ x/)) { n *= substr($0, RSTART, RLENGTH - 2); $0 = substr($0, RSTART + RLENGTH) } print n }')
+if ge "${floats:-0}" 784000000000; then pass=$((pass + 1)); else
+    fails=$((fails + 1)); echo "FAIL huge-batch-type: batch.x holds ${floats:-no} floats, not 784e9"; grep '^@batch\.x' huge.ll; fi
+expect_error huge-batch "the program's buffers need .* MiB, and this machine has .* MiB available" huge.nnq
 
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]

@@ -55,6 +55,7 @@ bool th_write_npy(const char *path, int major, const char *header, bool raw, con
 /* test cases, by file */
 void test_alloc(void);
 void test_prefault(void);
+void test_memory_limits(void);
 void test_trap(void);
 void test_seed_override(void);
 void test_shuffle(void);

@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "harness.h"
+#include "rt_internal.h"
 
 /* ---- harness ---- */
 
@@ -202,6 +203,7 @@ typedef struct TestCase {
 static const TestCase g_cases[] = {
     CASE(test_alloc),
     CASE(test_prefault),
+    CASE(test_memory_limits),
     CASE(test_trap),
     CASE(test_seed_override),
     CASE(test_shuffle),
@@ -352,6 +354,60 @@ void test_prefault(void) {
         CHECK(m[page * 5] == 0, "a mapped-in page is zero");
     }
     munmap(m, (size_t)(PAGES * page));
+}
+
+/* Writes `text` to th_tmpdir()/rel, making its directories. */
+static void put(const char *rel, const char *text) {
+    char path[512];
+    size_t base = (size_t)snprintf(path, sizeof path, "%s/", th_tmpdir());
+    snprintf(path + base, sizeof path - base, "%s", rel);
+    for (size_t i = base; path[i]; i++)
+        if (path[i] == '/') {
+            path[i] = 0;
+            mkdir(path, 0700);
+            path[i] = '/';
+        }
+    CHECK(th_write_file(path, text, strlen(text), false), "writing %s", rel);
+}
+
+/* The memory check's cgroup limits, from files laid out as /proc/self/cgroup and
+ * /sys/fs/cgroup lay them out, and the check itself. */
+void test_memory_limits(void) {
+    char *proc = th_path("cg/proc"), *root = th_path("cg/sys");
+    /* v2: the lowest memory.max on the way up; "max" is none; the root's own counts */
+    put("cg/proc", "0::/a/b/c\n");
+    put("cg/sys/a/b/c/memory.max", "max\n");
+    put("cg/sys/a/b/memory.max", "5000\n");
+    put("cg/sys/a/memory.max", "9000\n");
+    CHECK(rt_cgroup_limit(proc, root) == 5000, "got %lld", (long long)rt_cgroup_limit(proc, root));
+    put("cg/sys/a/b/c/memory.max", "3000\n");
+    CHECK(rt_cgroup_limit(proc, root) == 3000);
+    put("cg/proc", "0::/\n");
+    CHECK(rt_cgroup_limit(proc, root) == -1, "no memory.max at the root: no limit");
+    put("cg/sys/memory.max", "7000\n");
+    CHECK(rt_cgroup_limit(proc, root) == 7000);
+    put("cg/proc", "0::/a\n");
+    CHECK(rt_cgroup_limit(proc, root) == 7000, "a's 9000, the root's 7000");
+    /* v1: the memory controller's line among others, with other controllers beside it;
+     * a limit near 2^63 is none */
+    put("cg/proc", "5:cpu,cpuacct:/x\n4:blkio,memory:/m/n\n0::/\n");
+    put("cg/sys/memory.max", "max\n");
+    put("cg/sys/memory/m/n/memory.limit_in_bytes", "9223372036854771712\n");
+    CHECK(rt_cgroup_limit(proc, root) == -1, "got %lld", (long long)rt_cgroup_limit(proc, root));
+    put("cg/sys/memory/m/memory.limit_in_bytes", "4096\n");
+    CHECK(rt_cgroup_limit(proc, root) == 4096, "got %lld", (long long)rt_cgroup_limit(proc, root));
+    put("cg/proc", "garbage without colons\n");
+    CHECK(rt_cgroup_limit(proc, root) == -1);
+    CHECK(rt_cgroup_limit(root, root) == -1, "an unreadable file: no limit");
+    free(proc);
+    free(root);
+    /* the check: nothing is refused that fits, what no machine has is, with both sizes */
+    int64_t avail = nnq_memory_available();
+    char msg[256] = "";
+    CHECK(avail > 0, "this machine's memory unknown: %lld", (long long)avail);
+    CHECK(nnq_buffers_fit(1 << 20, msg, sizeof msg) && !msg[0]);
+    CHECK(!nnq_buffers_fit((uint64_t)1 << 60, msg, sizeof msg));
+    CHECK(strstr(msg, "need 1099511627776.0 MiB") && strstr(msg, "MiB available"), "%s", msg);
 }
 
 static int g_after_fail;
