@@ -690,6 +690,13 @@ typedef struct HostVar {
     uint64_t offset;
 } HostVar;
 
+/* Whether g is a zero-initialized variable: a program's buffer (a JIT's mapping, a
+ * trainer's .bss). */
+static bool zero_variable(LLVMValueRef g) {
+    LLVMValueRef init = LLVMGetInitializer(g);
+    return init && LLVMIsNull(init) && !LLVMIsGlobalConstant(g);
+}
+
 /* Turns the module's large zero-initialized variables into declarations; returns them
  * with their offsets in a mapping of *total bytes. */
 static HostVar *host_buffers(LLVMModuleRef mod, LLVMTargetDataRef dl, int *count, uint64_t *total) {
@@ -697,8 +704,7 @@ static HostVar *host_buffers(LLVMModuleRef mod, LLVMTargetDataRef dl, int *count
     HostVar *vars = NULL;
     *total = 0;
     for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g)) {
-        LLVMValueRef init = LLVMGetInitializer(g);
-        if (!init || !LLVMIsNull(init) || LLVMIsGlobalConstant(g)) continue;
+        if (!zero_variable(g)) continue;
         uint64_t size = LLVMABISizeOfType(dl, LLVMGlobalGetValueType(g));
         if (size < HOST_MIN) continue;
         if (n == cap) {
@@ -731,10 +737,8 @@ int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemory
     set_target(mod, tm);
     LLVMTargetDataRef dl = LLVMGetModuleDataLayout(mod);
     uint64_t bss = 0;
-    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g)) {
-        LLVMValueRef init = LLVMGetInitializer(g);
-        if (init && LLVMIsNull(init) && !LLVMIsGlobalConstant(g)) bss += LLVMABISizeOfType(dl, LLVMGlobalGetValueType(g));
-    }
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g))
+        if (zero_variable(g)) bss += LLVMABISizeOfType(dl, LLVMGlobalGetValueType(g));
     if (bss > TRAINER_MAX_BSS) {
         diag_error_noloc(diag,
                          "the program's buffers need %.1f MiB, and a built trainer holds at most %.0f MiB (its code "

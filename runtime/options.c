@@ -124,14 +124,15 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run)) {
         if (r == 0) fprintf(stderr, "nnqc: error: unknown option '%s' (see --help)\n", argv[i]);
         if (r <= 0) return 2;
     }
+    size_t bss = (size_t)(_end - __bss_start);
     char fit[256];
-    if (!nnq_buffers_fit((uint64_t)(_end - __bss_start), fit, sizeof fit)) {
+    if (!nnq_buffers_fit(bss, fit, sizeof fit)) {
         fprintf(stderr, "nnqc: error: %s\n", fit);
         return 1;
     }
     NnqRun *run = nnq_run_new(&o);
     if (!run) return 1;
-    nnq_prefault(__bss_start, (size_t)(_end - __bss_start));
+    nnq_prefault(__bss_start, bss);
     int rc = nnq_run_invoke(run, entry);
     nnq_run_free(run);
     return rc;
