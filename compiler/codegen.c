@@ -1495,20 +1495,74 @@ void cg_set_fingerprint(LLVMModuleRef mod, const char *text) {
     LLVMSetInitializer(g, LLVMConstInt(LLVMInt64TypeInContext(LLVMGetModuleContext(mod)), h >> 1, 0));
 }
 
+bool cg_zero_variable(LLVMValueRef g) {
+    LLVMValueRef init = LLVMGetInitializer(g);
+    return init && LLVMIsNull(init) && !LLVMIsGlobalConstant(g);
+}
+
+/* A built trainer's buffers, its zero-initialized variables, become common symbols,
+ * which the linker places at the end of .bss, past the runtime's own data (its code
+ * reaches that by 32-bit offsets, which gigabytes of buffers in between would break),
+ * and which generated code reaches through the GOT: a new global each, with none of the
+ * old one's dso_local mark (an internal variable keeps it through a change of linkage,
+ * and its references would stay 32-bit offsets). Returns the table of their spans,
+ * {start, bytes} each, and their count in *n. */
+static LLVMValueRef trainer_buffers(LLVMModuleRef mod, int *n) {
+    LLVMContextRef ctx = LLVMGetModuleContext(mod);
+    int cap = 0;
+    LLVMValueRef *old = NULL;
+    *n = 0;
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g)) /* first all: new ones go to the end */
+        if (cg_zero_variable(g)) {
+            if (*n == cap) old = realloc(old, sizeof *old * (size_t)(cap = cap ? 2 * cap : 64));
+            old[(*n)++] = g;
+        }
+    LLVMTypeRef p = LLVMPointerType(LLVMInt8TypeInContext(ctx), 0), i64 = LLVMInt64TypeInContext(ctx);
+    LLVMTypeRef span = LLVMStructTypeInContext(ctx, (LLVMTypeRef[]){p, i64}, 2, 0);
+    LLVMValueRef *spans = malloc(sizeof *spans * (size_t)(*n ? *n : 1));
+    for (int i = 0; i < *n; i++) {
+        LLVMTypeRef ty = LLVMGlobalGetValueType(old[i]);
+        size_t len;
+        const char *name = LLVMGetValueName2(old[i], &len);
+        char *copy = strndup(name, len);
+        LLVMValueRef g = LLVMAddGlobal(mod, ty, "");
+        LLVMSetLinkage(g, LLVMCommonLinkage);
+        LLVMSetInitializer(g, LLVMConstNull(ty));
+        LLVMSetAlignment(g, LLVMGetAlignment(old[i]));
+        LLVMReplaceAllUsesWith(old[i], g);
+        LLVMDeleteGlobal(old[i]);
+        LLVMSetValueName2(g, copy, len);
+        free(copy);
+        spans[i] = LLVMConstNamedStruct(span, (LLVMValueRef[]){LLVMConstBitCast(g, p), LLVMSizeOf(ty)}, 2);
+    }
+    LLVMTypeRef aty = LLVMArrayType(span, (unsigned)*n);
+    LLVMValueRef table = LLVMAddGlobal(mod, aty, "nnq.buffers");
+    LLVMSetLinkage(table, LLVMInternalLinkage);
+    LLVMSetGlobalConstant(table, 1);
+    LLVMSetInitializer(table, LLVMConstArray(span, spans, (unsigned)*n));
+    free(spans);
+    free(old);
+    return LLVMConstBitCast(table, p);
+}
+
 void cg_add_trainer_main(LLVMModuleRef mod) {
     LLVMContextRef ctx = LLVMGetModuleContext(mod);
-    LLVMTypeRef i32 = LLVMInt32TypeInContext(ctx), p = LLVMPointerType(LLVMInt8TypeInContext(ctx), 0);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(ctx), i64 = LLVMInt64TypeInContext(ctx),
+                p = LLVMPointerType(LLVMInt8TypeInContext(ctx), 0);
     LLVMTypeRef pp = LLVMPointerType(p, 0);
     LLVMValueRef entry = LLVMGetNamedFunction(mod, "nnq_main");
     assert(entry);
-    LLVMTypeRef tm_params[3] = {i32, pp, p};
-    LLVMTypeRef tm_ty = LLVMFunctionType(i32, tm_params, 3, 0);
+    int nbuf;
+    LLVMValueRef buffers = trainer_buffers(mod, &nbuf);
+    LLVMTypeRef tm_params[5] = {i32, pp, p, p, i64};
+    LLVMTypeRef tm_ty = LLVMFunctionType(i32, tm_params, 5, 0);
     LLVMValueRef tmain = LLVMAddFunction(mod, "nnq_trainer_main", tm_ty);
     LLVMTypeRef main_params[2] = {i32, pp};
     LLVMValueRef mainf = LLVMAddFunction(mod, "main", LLVMFunctionType(i32, main_params, 2, 0));
     LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, mainf, "entry"));
-    LLVMValueRef args[3] = {LLVMGetParam(mainf, 0), LLVMGetParam(mainf, 1), LLVMBuildBitCast(b, entry, p, "")};
-    LLVMBuildRet(b, LLVMBuildCall2(b, tm_ty, tmain, args, 3, ""));
+    LLVMValueRef args[5] = {LLVMGetParam(mainf, 0), LLVMGetParam(mainf, 1), LLVMBuildBitCast(b, entry, p, ""),
+                            buffers, LLVMConstInt(i64, (unsigned long long)nbuf, 0)};
+    LLVMBuildRet(b, LLVMBuildCall2(b, tm_ty, tmain, args, 5, ""));
     LLVMDisposeBuilder(b);
 }

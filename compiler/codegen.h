@@ -42,15 +42,20 @@ bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag);
  * here), stored in the module. The JIT and nnqc build set it before compiling. */
 void cg_set_fingerprint(LLVMModuleRef mod, const char *text);
 
-/* Standalone trainers (nnqc build): adds `int main(argc, argv)` calling the runtime's
- * nnq_trainer_main with nnq_main. */
+/* Whether g is a zero-initialized variable: a program's buffer (the JIT's mapping, a
+ * built trainer's common symbols). */
+bool cg_zero_variable(LLVMValueRef g);
+/* Standalone trainers (nnqc build): the program's buffers become common symbols, and
+ * `int main(argc, argv)` calls the runtime's nnq_trainer_main with nnq_main and the
+ * table of their spans. */
 void cg_add_trainer_main(LLVMModuleRef mod);
 /* Optimizes `mod` and writes it as position-independent native code for the host: an
  * object file, or assembly text; to `path`, or standard output when path is NULL. */
 bool cg_write_native(LLVMModuleRef mod, int opt_level, bool assembly, const char *path, Diag *diag);
 /* Optimizes `mod` and compiles it to position-independent objects in memory, generated
  * on up to `threads` threads (0: one per CPU; jit.c's partitions): how many are in objs,
- * 0 after reporting an error. The caller disposes of them. */
+ * 0 after reporting an error (also where a trainer's buffers, its common symbols, pass
+ * this machine's memory and swap: nnq_memory_total). The caller disposes of them. */
 enum { CG_MAX_OBJECTS = 16 };
 int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemoryBufferRef objs[CG_MAX_OBJECTS],
                        Diag *diag);

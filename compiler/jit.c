@@ -682,20 +682,13 @@ static int compile_objects(LLVMModuleRef mod, LLVMTargetMachineRef tm, int opt_l
  * every zero-initialized variable of at least HOST_MIN bytes becomes an external
  * declaration, and the JIT defines it at an address in one anonymous mapping, whose
  * pages the kernel zeroes on first touch. Standalone trainers keep them in .bss, which
- * costs nothing there. */
+ * costs nothing there (codegen.c's trainer_buffers). */
 enum { HOST_MIN = 4096, HOST_ALIGN = 64 };
 
 typedef struct HostVar {
     char *name;
     uint64_t offset;
 } HostVar;
-
-/* Whether g is a zero-initialized variable: a program's buffer (a JIT's mapping, a
- * trainer's .bss). */
-static bool zero_variable(LLVMValueRef g) {
-    LLVMValueRef init = LLVMGetInitializer(g);
-    return init && LLVMIsNull(init) && !LLVMIsGlobalConstant(g);
-}
 
 /* Turns the module's large zero-initialized variables into declarations; returns them
  * with their offsets in a mapping of *total bytes. */
@@ -704,7 +697,7 @@ static HostVar *host_buffers(LLVMModuleRef mod, LLVMTargetDataRef dl, int *count
     HostVar *vars = NULL;
     *total = 0;
     for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g)) {
-        if (!zero_variable(g)) continue;
+        if (!cg_zero_variable(g)) continue;
         uint64_t size = LLVMABISizeOfType(dl, LLVMGlobalGetValueType(g));
         if (size < HOST_MIN) continue;
         if (n == cap) {
@@ -724,26 +717,21 @@ static HostVar *host_buffers(LLVMModuleRef mod, LLVMTargetDataRef dl, int *count
     return vars;
 }
 
-/* A built trainer's zero-initialized buffers live in its .bss, which its code, and the
- * runtime's, reach by 32-bit offsets from their instructions (the default code model):
- * past about 2 GiB of them the link fails with relocations truncated to fit. The
- * limit leaves room for the code and the rest of the data. */
-#define TRAINER_MAX_BSS ((uint64_t)1984 << 20)
-
 int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemoryBufferRef objs[CG_MAX_OBJECTS],
                        Diag *diag) {
     LLVMTargetMachineRef tm = host_machine(diag, opt_level, true);
     if (!tm) return 0;
     set_target(mod, tm);
+    uint64_t bytes = 0;
     LLVMTargetDataRef dl = LLVMGetModuleDataLayout(mod);
-    uint64_t bss = 0;
     for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g))
-        if (zero_variable(g)) bss += LLVMABISizeOfType(dl, LLVMGlobalGetValueType(g));
-    if (bss > TRAINER_MAX_BSS) {
+        if (LLVMGetLinkage(g) == LLVMCommonLinkage) bytes += LLVMABISizeOfType(dl, LLVMGlobalGetValueType(g));
+    int64_t total = nnq_memory_total();
+    if (total > 0 && bytes > (uint64_t)total) { /* the trainer's buffers (cg_add_trainer_main) */
         diag_error_noloc(diag,
-                         "the program's buffers need %.1f MiB, and a built trainer holds at most %.0f MiB (its code "
-                         "reaches them by 32-bit offsets): `nnqc run` trains it, or a smaller `batch` needs less",
-                         (double)bss / 1048576, (double)TRAINER_MAX_BSS / 1048576);
+                         "the program's buffers need %.1f MiB, more than this machine's memory and swap (%.1f MiB): "
+                         "Linux would not start a trainer holding them (a smaller `batch` needs less)",
+                         (double)bytes / 1048576, (double)total / 1048576);
         LLVMDisposeTargetMachine(tm);
         return 0;
     }

@@ -25,7 +25,10 @@ bool link_trainer(const char *const *objects, int nobjects, const char *out, Dia
     size_t n = strlen(out) + 8;
     char *tmp = malloc(n);
     snprintf(tmp, n, "%s.tmp", out);
-    /* argv: cc -o TMP OBJECTS... RUNTIME LIBS... */
+    /* argv: cc -o TMP --no-relax OBJECTS... RUNTIME LIBS... The program's buffers are
+     * common symbols past the rest of .bss (codegen.c's trainer_buffers), reached through
+     * the GOT; without --no-relax, GNU ld rewrites those loads into 32-bit offsets, and
+     * fails where a buffer lies more than 2 GiB from the code. */
     char *libs = strdup(NNQ_LINK_LIBS);
     int cap = nobjects + 8;
     for (const char *c = libs; *c; c++) cap += *c == '|';
@@ -35,6 +38,7 @@ bool link_trainer(const char *const *objects, int nobjects, const char *out, Dia
     argv[argc++] = cc && *cc ? cc : "cc";
     argv[argc++] = "-o";
     argv[argc++] = tmp;
+    argv[argc++] = "-Wl,--no-relax";
     for (int i = 0; i < nobjects; i++) argv[argc++] = objects[i];
     argv[argc++] = NNQ_RT_LIB;
     for (char *tok = strtok(libs, "|"); tok && argc < cap - 1; tok = strtok(NULL, "|")) argv[argc++] = tok;

@@ -97,21 +97,31 @@ int nnq_run_rank(const NnqRun *run);
 int nnq_run_parse_option(NnqRunOptions *opts, int argc, char **argv, int *i);
 /* The help text of those options, one per line. */
 const char *nnq_run_options_help(void);
-/* main() of a standalone trainer: parses the run options, runs entry, returns the
- * exit status (0 ok, 1 reported error, 2 bad usage). */
-int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run));
+/* A program's buffer in a built trainer: a common symbol of its .bss. */
+typedef struct NnqSpan {
+    void *start;
+    uint64_t bytes;
+} NnqSpan;
+/* main() of a standalone trainer: parses the run options, checks that the program's
+ * buffers (nbuffers spans) fit in memory and maps them in, runs entry, returns the exit
+ * status (0 ok, 1 reported error, 2 bad usage). */
+int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const NnqSpan *buffers, int64_t nbuffers);
 
 /* Maps in at once the pages of [p, p + bytes), a program's zero-initialized buffers,
  * which its first step would otherwise fault in one at a time (MADV_POPULATE_WRITE,
  * Linux 5.14 and later; elsewhere it does nothing). `nnqc run` calls it on the JIT's
- * mapping of the buffers once the code is ready (jit_prefault), a built trainer on its
- * .bss. */
+ * mapping of the buffers once the code is ready (jit_prefault), a built trainer on each
+ * of its buffers. */
 void nnq_prefault(void *p, size_t bytes);
 
 /* Bytes this process may still fill: MemAvailable + SwapFree (/proc/meminfo; without
  * it, the machine's memory), or less where a cgroup's memory limit (v2: its own or an
  * ancestor's memory.max; else v1's) is lower; -1 when none of them can be read. */
 int64_t nnq_memory_available(void);
+/* The machine's memory and swap: MemTotal + SwapTotal (without /proc/meminfo, the
+ * physical memory), or -1. Linux (its default overcommit heuristic) does not start an
+ * executable whose .bss passes it: `nnqc build` refuses such buffers. */
+int64_t nnq_memory_total(void);
 
 /* Whether `bytes` of buffers, all of which a run fills (nnq_prefault, then its steps),
  * fit in nnq_memory_available() (true when that is unknown); if not, msg[cap] says so,

@@ -107,11 +107,7 @@ const char *nnq_run_options_help(void) {
            "  --profile          report where the training time went, by phase\n";
 }
 
-/* The executable's zero-initialized data, from the linker (GNU ld and lld define both):
- * a built trainer's buffers are there. */
-extern char __bss_start[], _end[];
-
-int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run)) {
+int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const NnqSpan *buffers, int64_t nbuffers) {
     NnqRunOptions o;
     nnq_run_options_default(&o);
     for (int i = 1; i < argc; i++) {
@@ -124,15 +120,16 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run)) {
         if (r == 0) fprintf(stderr, "nnqc: error: unknown option '%s' (see --help)\n", argv[i]);
         if (r <= 0) return 2;
     }
-    size_t bss = (size_t)(_end - __bss_start);
+    uint64_t bytes = 0;
+    for (int64_t i = 0; i < nbuffers; i++) bytes += buffers[i].bytes;
     char fit[256];
-    if (!nnq_buffers_fit(bss, fit, sizeof fit)) {
+    if (!nnq_buffers_fit(bytes, fit, sizeof fit)) {
         fprintf(stderr, "nnqc: error: %s\n", fit);
         return 1;
     }
     NnqRun *run = nnq_run_new(&o);
     if (!run) return 1;
-    nnq_prefault(__bss_start, bss);
+    for (int64_t i = 0; i < nbuffers; i++) nnq_prefault(buffers[i].start, buffers[i].bytes);
     int rc = nnq_run_invoke(run, entry);
     nnq_run_free(run);
     return rc;

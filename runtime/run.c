@@ -273,14 +273,22 @@ int64_t rt_cgroup_limit(const char *proc_cgroup, const char *root) {
     return lowest;
 }
 
-int64_t nnq_memory_available(void) {
-    int64_t avail = meminfo_bytes("MemAvailable"), swap = meminfo_bytes("SwapFree");
-    if (avail < 0) { /* no /proc: the machine's memory */
+/* meminfo's `mem` + `swap`; without /proc, the machine's physical memory. */
+static int64_t memory_and_swap(const char *mem, const char *swap) {
+    int64_t m = meminfo_bytes(mem), s = meminfo_bytes(swap);
+    if (m < 0) {
         long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-        avail = pages > 0 && page > 0 ? (int64_t)pages * page : -1;
-    } else if (swap > 0) {
-        avail += swap;
+        return pages > 0 && page > 0 ? (int64_t)pages * page : -1;
     }
+    return s > 0 ? m + s : m;
+}
+
+int64_t nnq_memory_total(void) {
+    return memory_and_swap("MemTotal", "SwapTotal");
+}
+
+int64_t nnq_memory_available(void) {
+    int64_t avail = memory_and_swap("MemAvailable", "SwapFree");
     int64_t limit = rt_cgroup_limit("/proc/self/cgroup", "/sys/fs/cgroup"); /* a container's */
     if (limit > 0 && (avail < 0 || limit < avail)) avail = limit;
     return avail;

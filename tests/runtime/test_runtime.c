@@ -408,6 +408,9 @@ void test_memory_limits(void) {
     CHECK(nnq_buffers_fit(1 << 20, msg, sizeof msg) && !msg[0]);
     CHECK(!nnq_buffers_fit((uint64_t)1 << 60, msg, sizeof msg));
     CHECK(strstr(msg, "need 1099511627776.0 MiB") && strstr(msg, "MiB available"), "%s", msg);
+    /* nnqc build's bound: the machine's memory and swap, never below what is available */
+    int64_t total = nnq_memory_total();
+    CHECK(total >= avail, "total %lld, available %lld", (long long)total, (long long)avail);
 }
 
 static int g_after_fail;
