@@ -467,9 +467,13 @@ static void read_epochs(Checker *ck, TrainConfig *tc, const AstNode *e) {
     if (n > 1000000) error(ck, e->loc, "epochs must be at most 1000000 (as with --epochs)", NULL);
     else tc->epochs = (int)n;
 }
+/* At most INT32_MAX: a batch is an int, and the runtime's matrix products count rows in
+ * 32 bits (a batch of 2^32 + 100 trained at 100). */
 static void read_batch(Checker *ck, TrainConfig *tc, const AstNode *e) {
     int64_t n;
-    if (want_int(ck, e, &n, "batch", 1)) tc->batch = (int)n;
+    if (!want_int(ck, e, &n, "batch", 1)) return;
+    if (n > INT32_MAX) error(ck, e->loc, "batch must be at most 2147483647", NULL);
+    else tc->batch = (int)n;
 }
 static void read_seed(Checker *ck, TrainConfig *tc, const AstNode *e) { want_int(ck, e, &tc->seed, "seed", 0); }
 static void read_validation(Checker *ck, TrainConfig *tc, const AstNode *e) {
