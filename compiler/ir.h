@@ -34,9 +34,10 @@ bool ir_op_source(IrOp op); /* computes nothing (phase OTHER): input, labels, pa
 #define IR_BATCH (-1) /* a dimension equal to the batch size N */
 
 /* Bounds on every tensor, whether from IR text or a model: a dimension, and the elements
- * of one tensor or sample (2^34 floats are 64 GiB). */
+ * of one tensor or sample, which the runtime counts in 32 bits (a convolution's rows of
+ * C k k, a weight's size; 2^31 - 1 floats are 8 GiB). The batch is not counted. */
 #define IR_MAX_DIM ((int64_t)1 << 30)
-#define IR_MAX_ELEMS ((int64_t)1 << 34)
+#define IR_MAX_ELEMS ((int64_t)INT32_MAX)
 
 typedef struct IrShape {
     int rank;

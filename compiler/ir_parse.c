@@ -158,7 +158,7 @@ static bool type(Parser *ps, IrShape *s, IrDType *dt) {
             if (!integer(ps, &s->d[s->rank])) return false;
             if (s->d[s->rank] < 1 || s->d[s->rank] > IR_MAX_DIM) return fail(ps, "a dimension out of range (1 .. 2^30)");
             s->rank++;
-            if (!ir_shape_in_bounds(s)) return fail(ps, "a tensor of more than 2^34 elements");
+            if (!ir_shape_in_bounds(s)) return fail(ps, "a tensor of more than 2^31 - 1 elements");
         }
         skip_blanks(ps);
         if (!*ps->p || *ps->p == '\n') return fail(ps, "expected ']'");

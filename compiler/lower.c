@@ -72,7 +72,7 @@ static int emit(Lower *lw, IrOp op, int a, int b, IrShape s, const AstNode *at) 
     lw->f->insts[v].loc = at ? at->loc : (SrcLoc){0};
     if (!ir_shape_in_bounds(&s) && !lw->failed)
         lerror(lw, lw->f->insts[v].loc, "this makes a tensor of shape %s, larger than nnq allows "
-               "(2^30 per dimension, 2^34 elements)", fmt_shape(lw, v), NULL);
+               "(2^30 per dimension, 2^31 - 1 elements)", fmt_shape(lw, v), NULL);
     return v;
 }
 

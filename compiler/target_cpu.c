@@ -697,7 +697,7 @@ static void cpu_avgpool(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
     const IrShape *xs = in->op == IR_AVGPOOL ? arg_shape(fc, i, 0) : &in->shape;
-    LLVMValueRef planes = LLVMBuildTrunc(b, LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""), cg->ti32, "");
+    LLVMValueRef planes = LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""); /* N C: past 2^31 at a large batch */
     cg_rt_call(cg, in->op == IR_AVGPOOL ? "nnq_rt_avgpool" : "nnq_rt_avgpool_grad",
                (LLVMValueRef[]){arg_val(fc, i, 0), planes, ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]),
                                 ci32(cg, (int32_t)in->attr[0]), ci32(cg, (int32_t)in->attr[1]), out}, 7);
@@ -714,7 +714,7 @@ static void cpu_maxpool(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrShape *xs = fwd ? arg_shape(fc, i, 0) : &in->shape;
     const IrShape *ys = &pool->shape;
     LLVMValueRef idx = fc->extra[pool - fc->f->insts];
-    LLVMValueRef planes = LLVMBuildTrunc(b, LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""), cg->ti32, "");
+    LLVMValueRef planes = LLVMBuildMul(b, fc->n, ci64(cg, xs->d[1]), ""); /* N C: past 2^31 at a large batch */
     if (fwd)
         cg_rt_call(cg, in->op == IR_MAXPOOL ? "nnq_rt_maxpool" : "nnq_rt_relu_maxpool", (LLVMValueRef[]){A, planes, ci32(cg, (int32_t)xs->d[2]), ci32(cg, (int32_t)xs->d[3]),
                                                           ci32(cg, (int32_t)pool->attr[0]), ci32(cg, (int32_t)pool->attr[1]), out, idx}, 8);

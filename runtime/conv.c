@@ -316,11 +316,11 @@ __attribute__((always_inline)) static inline float bn_f(const float *bn, float v
     return ((v + bn[0]) - bn[1]) * bn[2];
 }
 
-RT_ISA_BODY static void maxpool2_planes_body(const float *x, int32_t planes, int32_t h, int32_t w, bool relu,
+RT_ISA_BODY static void maxpool2_planes_body(const float *x, int64_t planes, int32_t h, int32_t w, bool relu,
                                           const float *bn, float *y, int32_t *idx) {
     int32_t oh = h / 2, ow = w / 2;
     const float *bn_all = bn;
-    for (int32_t p = 0; p < planes; p++) {
+    for (int64_t p = 0; p < planes; p++) {
         const float *src = x + (int64_t)p * h * w;
         float *yp = y + (int64_t)p * oh * ow;
         int32_t *ip = idx + (int64_t)p * oh * ow;
@@ -377,11 +377,11 @@ RT_ISA_BODY static void maxpool2_planes_body(const float *x, int32_t planes, int
     }
 }
 RT_ISA_DISPATCH(maxpool2_planes,
-                (const float *x, int32_t planes, int32_t h, int32_t w, bool relu, const float *bn, float *y,
+                (const float *x, int64_t planes, int32_t h, int32_t w, bool relu, const float *bn, float *y,
                 int32_t *idx),
                 (x, planes, h, w, relu, bn, y, idx))
 
-static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+static void maxpool_planes(const float *x, int64_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                            bool relu, const float *bn, float *y, int32_t *idx) {
     if (k == 2 && stride == 2) {
         maxpool2_planes(x, planes, h, w, relu, bn, y, idx);
@@ -389,7 +389,7 @@ static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w,
     }
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
     const float *bn_all = bn;
-    for (int32_t p = 0; p < planes; p++) {
+    for (int64_t p = 0; p < planes; p++) {
         const float *src = x + (int64_t)p * h * w;
         bn = bn_all ? bn_all + 3 * p : NULL;
         for (int32_t r = 0; r < oh; r++)
@@ -411,13 +411,13 @@ static void maxpool_planes(const float *x, int32_t planes, int32_t h, int32_t w,
     }
 }
 
-static void maxpool_grad_planes(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
+static void maxpool_grad_planes(const float *dy, const int32_t *idx, int64_t planes, int32_t oh, int32_t ow,
                                 int32_t h, int32_t w, float *dx) {
     if (h == 2 * oh && w == 2 * ow) {
         /* The windows tile the plane in 2 x 2 blocks (h = 2 oh means stride 2 and k <= 2,
          * or a single window; each window then lies in its own block): one write per
          * pixel, no zeroing pass; four windows at a time, then one by one. */
-        for (int32_t p = 0; p < planes; p++) {
+        for (int64_t p = 0; p < planes; p++) {
             float *dp = dx + (int64_t)p * h * w;
             for (int32_t r = 0; r < oh; r++) {
                 int32_t q = 0;
@@ -448,18 +448,18 @@ static void maxpool_grad_planes(const float *dy, const int32_t *idx, int32_t pla
         return;
     }
     memset(dx, 0, sizeof(float) * (size_t)planes * h * w);
-    for (int32_t p = 0; p < planes; p++)
+    for (int64_t p = 0; p < planes; p++)
         for (int32_t o = 0; o < oh * ow; o++) {
             int64_t at = (int64_t)p * oh * ow + o;
             dx[(int64_t)p * h * w + idx[at]] += dy[at];
         }
 }
 
-static void avgpool_planes(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+static void avgpool_planes(const float *x, int64_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                     float *y) {
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
     float scale = 1.0f / (float)(k * k);
-    for (int32_t p = 0; p < planes; p++) {
+    for (int64_t p = 0; p < planes; p++) {
         const float *src = x + (int64_t)p * h * w;
         for (int32_t r = 0; r < oh; r++)
             for (int32_t q = 0; q < ow; q++) {
@@ -471,12 +471,12 @@ static void avgpool_planes(const float *x, int32_t planes, int32_t h, int32_t w,
     }
 }
 
-static void avgpool_grad_planes(const float *dy, int32_t planes, int32_t h, int32_t w, int32_t k,
+static void avgpool_grad_planes(const float *dy, int64_t planes, int32_t h, int32_t w, int32_t k,
                          int32_t stride, float *dx) {
     int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
     float scale = 1.0f / (float)(k * k);
     memset(dx, 0, sizeof(float) * (size_t)planes * h * w);
-    for (int32_t p = 0; p < planes; p++) {
+    for (int64_t p = 0; p < planes; p++) {
         float *dst = dx + (int64_t)p * h * w;
         for (int32_t r = 0; r < oh; r++)
             for (int32_t q = 0; q < ow; q++) {
@@ -507,43 +507,43 @@ static int64_t min_items(int64_t item_elems) {
 static void maxpool_range(void *p, int64_t b, int64_t e) {
     const ImageJob *j = p;
     int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
-    maxpool_planes(j->in + b * in, (int32_t)(e - b), j->h, j->w, j->kh, j->stride, j->relu, NULL, j->out + b * out,
+    maxpool_planes(j->in + b * in, e - b, j->h, j->w, j->kh, j->stride, j->relu, NULL, j->out + b * out,
                    j->idx_out + b * out);
 }
 
 static void maxpool_grad_range(void *p, int64_t b, int64_t e) {
     const ImageJob *j = p;
     int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
-    maxpool_grad_planes(j->in + b * out, j->idx_in + b * out, (int32_t)(e - b), j->oh, j->ow, j->h,
+    maxpool_grad_planes(j->in + b * out, j->idx_in + b * out, e - b, j->oh, j->ow, j->h,
                         j->w, j->out + b * in);
 }
 
 static void avgpool_range(void *p, int64_t b, int64_t e) {
     const ImageJob *j = p;
     int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
-    avgpool_planes(j->in + b * in, (int32_t)(e - b), j->h, j->w, j->kh, j->stride, j->out + b * out);
+    avgpool_planes(j->in + b * in, e - b, j->h, j->w, j->kh, j->stride, j->out + b * out);
 }
 
 static void avgpool_grad_range(void *p, int64_t b, int64_t e) {
     const ImageJob *j = p;
     int64_t in = (int64_t)j->h * j->w, out = (int64_t)j->oh * j->ow;
-    avgpool_grad_planes(j->in + b * out, (int32_t)(e - b), j->h, j->w, j->kh, j->stride,
+    avgpool_grad_planes(j->in + b * out, e - b, j->h, j->w, j->kh, j->stride,
                         j->out + b * in);
 }
 
-static void maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride, bool relu,
+static void maxpool(const float *x, int64_t planes, int32_t h, int32_t w, int32_t k, int32_t stride, bool relu,
                     float *y, int32_t *idx) {
     ImageJob j = {.in = x, .out = y, .idx_out = idx, .h = h, .w = w, .kh = k, .stride = stride,
                   .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1, .relu = relu};
     rt_parallel_for(planes, min_items((int64_t)h * w), maxpool_range, &j);
 }
 
-void nnq_rt_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+void nnq_rt_maxpool(const float *x, int64_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                     float *y, int32_t *idx) {
     maxpool(x, planes, h, w, k, stride, false, y, idx);
 }
 
-void nnq_rt_relu_maxpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+void nnq_rt_relu_maxpool(const float *x, int64_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                          float *y, int32_t *idx) {
     maxpool(x, planes, h, w, k, stride, true, y, idx);
 }
@@ -568,7 +568,7 @@ void nnq_rt_bn_relu_maxpool(const float *x, const float *bias, const float *mean
     }
 }
 
-void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int32_t planes, int32_t oh, int32_t ow,
+void nnq_rt_maxpool_grad(const float *dy, const int32_t *idx, int64_t planes, int32_t oh, int32_t ow,
                          int32_t h, int32_t w, float *dx) {
     ImageJob j = {.in = dy, .out = dx, .idx_in = idx, .h = h, .w = w, .oh = oh, .ow = ow};
     rt_parallel_for(planes, min_items((int64_t)h * w), maxpool_grad_range, &j);
@@ -591,14 +591,14 @@ void nnq_rt_maxpool_grad_chan(const float *dy, const int32_t *idx, int64_t n, in
     }
 }
 
-void nnq_rt_avgpool(const float *x, int32_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
+void nnq_rt_avgpool(const float *x, int64_t planes, int32_t h, int32_t w, int32_t k, int32_t stride,
                     float *y) {
     ImageJob j = {.in = x, .out = y, .h = h, .w = w, .kh = k, .stride = stride,
                   .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1};
     rt_parallel_for(planes, min_items((int64_t)h * w), avgpool_range, &j);
 }
 
-void nnq_rt_avgpool_grad(const float *dy, int32_t planes, int32_t h, int32_t w, int32_t k,
+void nnq_rt_avgpool_grad(const float *dy, int64_t planes, int32_t h, int32_t w, int32_t k,
                          int32_t stride, float *dx) {
     ImageJob j = {.in = dy, .out = dx, .h = h, .w = w, .kh = k, .stride = stride,
                   .oh = (h - k) / stride + 1, .ow = (w - k) / stride + 1};

@@ -416,11 +416,11 @@ static void op_run(NnqNet *net, int i, int64_t n) {
         break;
     }
     case NNQ_INFER_MAXPOOL:
-        nnq_rt_maxpool(x, (int32_t)(n * op->g.c), (int32_t)op->g.h, (int32_t)op->g.w, (int32_t)op->g.k,
+        nnq_rt_maxpool(x, (int64_t)n * op->g.c, (int32_t)op->g.h, (int32_t)op->g.w, (int32_t)op->g.k,
                        (int32_t)op->g.stride, y, net->idx);
         break;
     case NNQ_INFER_AVGPOOL:
-        nnq_rt_avgpool(x, (int32_t)(n * op->g.c), (int32_t)op->g.h, (int32_t)op->g.w, (int32_t)op->g.k,
+        nnq_rt_avgpool(x, (int64_t)n * op->g.c, (int32_t)op->g.h, (int32_t)op->g.w, (int32_t)op->g.k,
                        (int32_t)op->g.stride, y);
         break;
     case NNQ_INFER_FLATTEN:

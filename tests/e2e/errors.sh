@@ -78,5 +78,28 @@ if ge "${floats:-0}" 784000000000; then pass=$((pass + 1)); else
     fails=$((fails + 1)); echo "FAIL huge-batch-type: batch.x holds ${floats:-no} floats, not 784e9"; grep '^@batch\.x' huge.ll; fi
 expect_error huge-batch "the program's buffers need .* MiB, and this machine has .* MiB available" huge.nnq
 
+# Pooling over more than 2^31 planes (N C: 1024 channels of 2 x 2 at a batch of 2^22):
+# the runtime takes their count in 64 bits, the product of the batch and the channels,
+# where it was cut to 32 bits (2^32 planes to none at all).
+cat > planes.nnq << 'EOF'
+model m(x: f32[1024, 2, 2]) -> f32[10] {
+    return dense(flatten(maxpool(x, 2)), 10)
+}
+data train = npy("x.npy", "y.npy")
+train m on train {
+    batch = 4194304
+}
+EOF
+"$NNQC" --emit=llvm planes.nnq > planes.ll 2> /dev/null
+# each maxpool call's second argument, defined earlier in its function
+bad=$(awk '/^define / { delete def }
+           $2 == "=" { def[$1] = $0 }
+           /call void @nnq_rt_maxpool\(/ { split($0, a, ", "); arg = a[2]; n++
+               if (arg !~ /^i64 %/) print "argument " arg
+               else if (def[substr(arg, 5)] !~ /= mul i64 .*, 1024$/) print arg " is" def[substr(arg, 5)] }
+           END { if (n < 1) print "no maxpool call" }' planes.ll)
+if [ -z "$bad" ]; then pass=$((pass + 1)); else
+    fails=$((fails + 1)); echo "FAIL pool-planes: $bad"; grep -n 'nnq_rt_maxpool(' planes.ll | head -3; fi
+
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
