@@ -576,6 +576,7 @@ static void check_train(Checker *ck, const AstNode *item) {
             tc->eval_data = st->name;
             if (e && want_period(ck, e, &n, "the evaluation cadence")) {
                 if (n > 0) error(ck, e->loc, "evaluation cadence is given in epochs", NULL);
+                else if (-n > 1000000) error(ck, e->loc, "the evaluation cadence must be at most 1000000 epochs (the most a run trains)", NULL);
                 else tc->eval_every_epochs = (int)-n;
             }
             break;
@@ -586,6 +587,8 @@ static void check_train(Checker *ck, const AstNode *item) {
             tc->checkpoint_every = 1;
             if (st->kids[1] && want_period(ck, st->kids[1], &n, "the checkpoint cadence")) {
                 if (n > 0) error(ck, st->kids[1]->loc, "checkpoint cadence is given in epochs", NULL);
+                else if (-n > 1000000)
+                    error(ck, st->kids[1]->loc, "the checkpoint cadence must be at most 1000000 epochs (the most a run trains)", NULL);
                 else tc->checkpoint_every = (int)-n;
             }
             break;
