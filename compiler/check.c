@@ -242,6 +242,20 @@ static bool want_period(Checker *ck, const AstNode *e, int64_t *out, const char 
     return true;
 }
 
+enum { MAX_EPOCHS = 1000000 }; /* as --epochs allows */
+
+/* `every N epochs` after `evaluate` or `checkpoint` (kind: "evaluation", "checkpoint"):
+ * N into *out, at most MAX_EPOCHS (an int: 4294967298 was cut to 2). */
+static void want_epoch_cadence(Checker *ck, const AstNode *e, const char *kind, int *out) {
+    char what[64];
+    snprintf(what, sizeof what, "the %s cadence", kind);
+    int64_t n;
+    if (!want_period(ck, e, &n, what)) return;
+    if (n > 0) error(ck, e->loc, "%s cadence is given in epochs", kind);
+    else if (-n > MAX_EPOCHS) error(ck, e->loc, "%s must be at most 1000000 epochs (the most a run trains)", what);
+    else *out = (int)-n;
+}
+
 static void check_data_source(Checker *ck, DataDecl *d, const AstNode *e);
 
 /* The name is registered even when the source is malformed, so later uses of it do
@@ -464,7 +478,7 @@ static void read_loss(Checker *ck, TrainConfig *tc, const AstNode *e) {
 static void read_epochs(Checker *ck, TrainConfig *tc, const AstNode *e) {
     int64_t n;
     if (!want_int(ck, e, &n, "epochs", 0)) return;
-    if (n > 1000000) error(ck, e->loc, "epochs must be at most 1000000 (as with --epochs)", NULL);
+    if (n > MAX_EPOCHS) error(ck, e->loc, "epochs must be at most 1000000 (as with --epochs)", NULL);
     else tc->epochs = (int)n;
 }
 /* At most INT32_MAX: a batch is an int, and the runtime's matrix products count rows in
@@ -561,7 +575,6 @@ static void check_train(Checker *ck, const AstNode *item) {
     for (int i = 1; i < item->nkids; i++) {
         const AstNode *st = item->kids[i];
         const AstNode *e = st->nkids ? st->kids[0] : NULL;
-        int64_t n;
         switch (st->kind) {
         case AST_SETTING: {
             int k = 0;
@@ -574,23 +587,14 @@ static void check_train(Checker *ck, const AstNode *item) {
             if (!find_data_node(prog, st->name, NULL))
                 error(ck, st->loc, "unknown data set '%s'", st->name);
             tc->eval_data = st->name;
-            if (e && want_period(ck, e, &n, "the evaluation cadence")) {
-                if (n > 0) error(ck, e->loc, "evaluation cadence is given in epochs", NULL);
-                else if (-n > 1000000) error(ck, e->loc, "the evaluation cadence must be at most 1000000 epochs (the most a run trains)", NULL);
-                else tc->eval_every_epochs = (int)-n;
-            }
+            if (e) want_epoch_cadence(ck, e, "evaluation", &tc->eval_every_epochs);
             break;
         case AST_SAVE: want_string(ck, e, &tc->save_path, "the model path"); break;
         case AST_CHECKPOINT:
             if (!want_string(ck, e, &tc->checkpoint_dir, "the checkpoint directory")) break;
             if (!*tc->checkpoint_dir) error(ck, e->loc, "the checkpoint directory must not be empty", NULL);
             tc->checkpoint_every = 1;
-            if (st->kids[1] && want_period(ck, st->kids[1], &n, "the checkpoint cadence")) {
-                if (n > 0) error(ck, st->kids[1]->loc, "checkpoint cadence is given in epochs", NULL);
-                else if (-n > 1000000)
-                    error(ck, st->kids[1]->loc, "the checkpoint cadence must be at most 1000000 epochs (the most a run trains)", NULL);
-                else tc->checkpoint_every = (int)-n;
-            }
+            if (st->kids[1]) want_epoch_cadence(ck, st->kids[1], "checkpoint", &tc->checkpoint_every);
             break;
         case AST_INIT_FROM:
             if (tc->init_dir) {
