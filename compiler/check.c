@@ -85,6 +85,18 @@ static bool check_fresh(Checker *ck, const AstNode *item) {
     return false;
 }
 
+/* A block's parameters have distinct names (a second `x` would hide the first). */
+static void check_block_params(Checker *ck, const AstNode *blk) {
+    const AstNode *params = blk->kids[0];
+    for (int i = 1; params && i < params->nkids; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(params->kids[i]->name, params->kids[j]->name)) {
+                error(ck, params->kids[i]->loc, "block parameter '%s' is named twice", params->kids[i]->name);
+                diag_note(ck->diag, params->kids[j]->loc, "first named here");
+                break;
+            }
+}
+
 /* A compile-time number: literal, unary +/-. */
 static bool const_number(const AstNode *e, double *out) {
     if (e->kind == AST_NUMBER) {
@@ -628,6 +640,7 @@ static void collect(Checker *ck, AstNode *root) {
             if (check_fresh(ck, item)) PUSH(prog->arena, prog->models, prog->nmodels, item);
             break;
         case AST_BLOCK:
+            check_block_params(ck, item);
             if (check_fresh(ck, item)) PUSH(prog->arena, prog->blocks, prog->nblocks, item);
             break;
         case AST_DATA: check_data(ck, item); break;

@@ -26,7 +26,6 @@ typedef struct Binding {
     const AstNode *quant;
 } Binding;
 
-#define LOWER_MAX_NAMES 4096
 #define LOWER_MAX_DEPTH 32
 
 typedef struct Lower {
@@ -37,8 +36,8 @@ typedef struct Lower {
     bool train;
     int next_param, next_bn;     /* creation counters of this pass */
     int ndense, nconv;
-    Binding env[LOWER_MAX_NAMES];
-    int nenv;
+    Binding *env;                /* the names in sight: env[scope .. nenv), one a name (from the arena, */
+    int nenv, cap;               /* grown by doubling: as many names as a program binds) */
     int scope;                   /* first binding visible: blocks see only their own names */
     int depth;                   /* block nesting, against runaway recursion */
     bool failed;
@@ -208,13 +207,22 @@ static int new_param(Lower *lw, const char *name, IrShape shape, const ProjUse *
 
 static int lower_expr(Lower *lw, const AstNode *e);
 
-static bool bind(Lower *lw, const AstNode *at, Binding b) {
-    if (lw->nenv == LOWER_MAX_NAMES) {
-        lerror(lw, at->loc, "too many names in one model (at most 4096, LOWER_MAX_NAMES)", NULL, NULL);
-        return false;
+/* Binds a name in the current scope: a name bound there before (`h = relu(h)` in a
+ * loop) takes the new value in place, so the table holds each name once, however many
+ * times a loop binds it. */
+static void bind(Lower *lw, Binding b) {
+    for (int i = lw->nenv - 1; i >= lw->scope; i--)
+        if (!strcmp(lw->env[i].name, b.name)) {
+            lw->env[i] = b;
+            return;
+        }
+    if (lw->nenv == lw->cap) {
+        int cap = lw->cap ? 2 * lw->cap : 64;
+        Binding *env = arena_alloc(lw->m->arena, sizeof *env * (size_t)cap);
+        if (lw->nenv) memcpy(env, lw->env, sizeof *env * (size_t)lw->nenv);
+        lw->env = env, lw->cap = cap;
     }
     lw->env[lw->nenv++] = b;
-    return true;
 }
 
 /* A compile-time number: literals, numeric names, arithmetic, comparisons (1 or 0),
@@ -524,7 +532,8 @@ static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result,
         const AstNode *st = owner->kids[i];
         if (st->kind == AST_ASSIGN) {
             int v = lower_expr(lw, st->kids[0]);
-            if (v < 0 || !bind(lw, st, (Binding){st->name, B_TENSOR, v, 0, NULL})) return false;
+            if (v < 0) return false;
+            bind(lw, (Binding){st->name, B_TENSOR, v, 0, NULL});
         } else if (st->kind == AST_RETURN) {
             if (!ret) {
                 lerror(lw, st->loc, "return is not allowed inside a for loop", NULL, NULL);
@@ -537,6 +546,12 @@ static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result,
             return *result >= 0 && !lw->failed;
         } else if (st->kind == AST_FOR) {
             const AstNode *vars = st->kids[0], *list = st->kids[1];
+            for (int v = 1; v < vars->nkids; v++)
+                for (int u = 0; u < v; u++)
+                    if (!strcmp(vars->kids[v]->name, vars->kids[u]->name)) {
+                        lerror(lw, vars->kids[v]->loc, "the loop names '%s' twice", vars->kids[v]->name, NULL);
+                        return false;
+                    }
             if (list->kind != AST_LIST) {
                 lerror(lw, list->loc, "a for loop runs over a list written out, e.g. [(64, 1), (128, 2)]", NULL, NULL);
                 return false;
@@ -553,9 +568,8 @@ static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result,
                 }
                 for (int v = 0; v < nel; v++) {
                     double num;
-                    if (!const_num(lw, el->kind == AST_TUPLE ? el->kids[v] : el, &num) ||
-                        !bind(lw, st, (Binding){vars->kids[v]->name, B_NUM, -1, num, NULL}))
-                        return false;
+                    if (!const_num(lw, el->kind == AST_TUPLE ? el->kids[v] : el, &num)) return false;
+                    bind(lw, (Binding){vars->kids[v]->name, B_NUM, -1, num, NULL});
                 }
                 if (!lower_stmts(lw, st, 2, NULL, NULL)) return false;
             }
@@ -591,11 +605,7 @@ static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call) {
         lerror(lw, call->loc, "blocks nest more than 32 deep (LOWER_MAX_DEPTH; a block calling itself?)", NULL, NULL);
         return -1;
     }
-    Binding args[64];
-    if (np > 64) {
-        lerror(lw, call->loc, "a block takes at most 64 arguments", NULL, NULL);
-        return -1;
-    }
+    Binding *args = arena_alloc(lw->m->arena, sizeof *args * (size_t)(np ? np : 1));
     for (int i = 0; i < np; i++) {
         const AstNode *a = call->kids[i], *p = params->kids[i];
         const AstNode *ty = p->nkids ? p->kids[0] : NULL;
@@ -628,9 +638,8 @@ static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call) {
     lw->depth++;
     int result = -1;
     const AstNode *ret = NULL;
-    bool ok = true;
-    for (int i = 0; i < np && ok; i++) ok = bind(lw, call, args[i]);
-    ok = ok && lower_stmts(lw, blk, 2, &result, &ret);
+    for (int i = 0; i < np; i++) bind(lw, args[i]);
+    bool ok = lower_stmts(lw, blk, 2, &result, &ret);
     if (ok && !ret) lerror(lw, blk->loc, "block '%s' has no return statement", blk->name, NULL);
     lw->depth--;
     lw->scope = saved_scope;
@@ -669,7 +678,7 @@ static bool lower_model(Lower *lw, const AstNode *model, IrFunc *f, bool train) 
     int y = ir_emit(lw->m, f, IR_LABELS, -1, -1, ir_shape(1, yd), IR_I32);
     lw->scope = 0;
     lw->depth = 0;
-    bind(lw, params->kids[0], (Binding){params->kids[0]->name, B_TENSOR, x, 0, NULL});
+    bind(lw, (Binding){params->kids[0]->name, B_TENSOR, x, 0, NULL});
     int result = -1;
     const AstNode *ret_stmt = NULL;
     lower_stmts(lw, model, 2, &result, &ret_stmt);
