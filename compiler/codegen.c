@@ -1057,6 +1057,14 @@ static void emit_main_data(Cg *cg, MainCtx *mc) {
     LLVMValueRef vwant = ci64(cg, tc->validation);
     LLVMValueRef half = LLVMBuildSDiv(b, ntotal, ci64(cg, 2), "");
     LLVMValueRef nval = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, vwant, half, ""), vwant, half, "nval");
+    {   /* said where it is cut */
+        LLVMBasicBlockRef join;
+        cg_if_begin(cg, LLVMBuildICmp(b, LLVMIntSGT, vwant, half, ""), &join);
+        const char *note = arena_printf(cg->m->arena, "validation = %lld is more than half of data '%s': "
+                                        "holding out its last %%lld samples", (long long)tc->validation, dtrain->name);
+        cg_rt_call(cg, "nnq_rt_note", (LLVMValueRef[]){run, str(cg, note), nval}, 3);
+        cg_if_end(cg, join);
+    }
     LLVMValueRef ntrain = LLVMBuildSub(b, ntotal, nval, "ntrain");
     if (dtrain->normalize)
         cg_rt_call(cg, "nnq_rt_data_normalize", (LLVMValueRef[]){run, ds, ci32(cg, 1), ds, ntrain}, 5);

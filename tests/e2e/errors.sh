@@ -101,5 +101,15 @@ bad=$(awk '/^define / { delete def }
 if [ -z "$bad" ]; then pass=$((pass + 1)); else
     fails=$((fails + 1)); echo "FAIL pool-planes: $bad"; grep -n 'nnq_rt_maxpool(' planes.ll | head -3; fi
 
+# More validation than half the set: the run holds out half and says so (it used to say
+# nothing; the epoch line's counts were the only sign).
+program halfval "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+sed -i 's/validation = 100/validation = 5000/' halfval.nnq
+"$NNQC" run halfval.nnq --data-dir "$tmp" --progress=lines > out.txt 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -q "note: validation = 5000 is more than half of data 'd': holding out its last 500 samples" out.txt &&
+   grep -q "500 training, 500 validation" out.txt; then pass=$((pass + 1)); else
+    fails=$((fails + 1)); echo "FAIL half-validation: exit $rc"; cat out.txt; fi
+
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
