@@ -54,10 +54,13 @@ enum {
 #include "abi.def"
 #undef NNQ_RT
 
+/* The most threads a run's pool takes (--threads 1 to this; every CPU, up to this). */
+#define NNQ_MAX_THREADS 1024
+
 typedef struct NnqRunOptions {
     int32_t epochs;          /* > 0 overrides the program's epochs */
     int64_t seed;            /* >= 0 overrides the program's seed */
-    int32_t threads;         /* > 0: the runtime pool's threads; 0: every CPU */
+    int32_t threads;         /* 1 .. NNQ_MAX_THREADS: the runtime pool's threads; 0: every CPU (at most that) */
     const char *data_dir;    /* relative data files: data_dir, $NNQ_DATA_DIR entries, base_dir,
                                 ".", /usr/share/datasets (first match); may be NULL */
     const char *base_dir;    /* directory of the .nnq file: searched after $NNQ_DATA_DIR; may be NULL */

@@ -61,7 +61,7 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
     }
     if ((t = takes("--threads", argc, argv, i, &val))) {
         if (t < 0) return -1;
-        if (!parse_ll(val, 1, 1024, &n)) goto bad;
+        if (!parse_ll(val, 1, NNQ_MAX_THREADS, &n)) goto bad;
         o->threads = (int32_t)n;
         return 1;
     }

@@ -49,7 +49,7 @@ static void set_fp_mode(unsigned m) { (void)m; }
 static void cpu_relax(void) {}
 #endif
 
-#define RT_MAX_THREADS 256
+#define RT_MAX_THREADS NNQ_MAX_THREADS
 #define RT_PART_ALIGN 64
 #define RT_SPIN_NS 200000 /* how long a thread spins before it sleeps: 0.2 ms */
 

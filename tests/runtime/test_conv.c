@@ -408,6 +408,27 @@ void test_gemm_threads(void) {
     free(a), free(b), free(c1), free(c), free(r);
 }
 
+/* A part's items, the most any part of the job got. */
+static void widest_part(void *ctx, int64_t begin, int64_t end) {
+    int64_t *most = ctx, n = end - begin, seen = __atomic_load_n(most, __ATOMIC_RELAXED);
+    while (n > seen && !__atomic_compare_exchange_n(most, &seen, n, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+}
+
+/* The pool takes as many threads as --threads allows (NNQ_MAX_THREADS, 1024): a job of
+ * 1,000 items at 1,000 threads runs in parts of one item each. The pool once stopped at
+ * 256 threads and gave some parts four items, a many-core server's CPUs past 256 idle. */
+void test_pool_max_threads(void) {
+    int64_t most = 0;
+    rt_parallel_set_threads(1000);
+    rt_parallel_for(1000, 1, widest_part, &most);
+    CHECK(most == 1, "1000 items on 1000 threads: a part of %lld items", (long long)most);
+    most = 0;
+    rt_parallel_set_threads(NNQ_MAX_THREADS + 1); /* beyond the bound: the bound */
+    rt_parallel_for(2 * NNQ_MAX_THREADS, 1, widest_part, &most);
+    CHECK(most == 2, "%d items past the bound: a part of %lld items", 2 * NNQ_MAX_THREADS, (long long)most);
+    rt_parallel_set_threads(0);
+}
+
 /* The pooling entry points split planes over the thread pool: with 1, 2 and 3 threads
  * they give exactly what one plane at a time gives. */
 void test_image_threads(void) {
