@@ -221,6 +221,14 @@ static bool idx_header(RtZFile *f, uint32_t magic, const char *kind, int ndims, 
     return true;
 }
 
+/* A data set's float values, every page of which its loader writes: mapped in at once
+ * (nnq_prefault) instead of page by page as the loader first touches them. */
+static float *pixels_alloc(NnqRun *run, int64_t bytes) {
+    float *p = rt_alloc_try(run, bytes, false);
+    if (p) nnq_prefault(p, (size_t)bytes);
+    return p;
+}
+
 static bool idx_load_images(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     uint32_t dims[3];
     if (!idx_header(f, IDX_MAGIC_IMAGES, "image", 3, dims))
@@ -234,7 +242,7 @@ static bool idx_load_images(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     uint64_t sample = (uint64_t)dims[1] * dims[2];
     uint64_t total = (uint64_t)dims[0] * sample; /* < 2^64: 2^32 * 2^32 at most */
     float *pixels = total <= DATA_MAX_VALUES
-                        ? rt_alloc_try(run, (int64_t)(total * sizeof(float)), false)
+                        ? pixels_alloc(run, (int64_t)(total * sizeof(float)))
                         : NULL;
     if (!pixels) {
         snprintf(f->err, f->errlen, "out of memory loading '%s' (%u images of %ux%u)", f->path,
@@ -571,7 +579,7 @@ static bool npy_load_images(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     if ((uint64_t)n <= DATA_MAX_VALUES / sample && !rt_npy_check_size(f, &h, (uint64_t)n * sample))
         return false;
     float *pixels = (uint64_t)n <= DATA_MAX_VALUES / sample
-                        ? rt_alloc_try(run, n * (int64_t)sample * (int64_t)sizeof(float), false)
+                        ? pixels_alloc(run, n * (int64_t)sample * (int64_t)sizeof(float))
                         : NULL;
     if (!pixels) {
         snprintf(f->err, f->errlen, "out of memory loading '%s' (shape %s)", f->path, shape);
@@ -767,7 +775,7 @@ int32_t nnq_rt_data_cifar(NnqRun *run, const char *dir, int32_t classes, int32_t
     ds.count = total;
     ds.channels = 3;
     ds.rows = ds.cols = CIFAR_SIDE;
-    ds.pixels = rt_alloc_try(run, total * CIFAR_PIXELS * (int64_t)sizeof(float), false);
+    ds.pixels = pixels_alloc(run, total * CIFAR_PIXELS * (int64_t)sizeof(float));
     ds.labels = rt_alloc_try(run, total * (int64_t)sizeof(int32_t), false);
     if (!ds.pixels || !ds.labels)
         nnq_rt_fail(run, "out of memory loading %s from '%s' (%lld images)", spec.name,
