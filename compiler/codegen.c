@@ -903,9 +903,7 @@ static LLVMValueRef emit_load_data(Cg *cg, LLVMValueRef run, const DataDecl *d) 
     const IrModule *m = cg->m;
     int rank = m->input.rank;
     LLVMValueRef g = const_dims(cg, &m->input, "input.dims");
-    char what[256];
-    snprintf(what, sizeof what, "model '%s'", m->model);
-    LLVMValueRef cargs[6] = {run, ds, ci32(cg, rank), g, ci32(cg, (int32_t)m->classes), str(cg, what)};
+    LLVMValueRef cargs[6] = {run, ds, ci32(cg, rank), g, ci32(cg, (int32_t)m->classes), str(cg, m->model)};
     cg_rt_call(cg, "nnq_rt_data_check", cargs, 6);
     if (d->crop_pad || d->hflip)
         cg_rt_call(cg, "nnq_rt_data_augment", (LLVMValueRef[]){run, ds, ci32(cg, (int32_t)d->crop_pad), ci32(cg, d->hflip)}, 4);

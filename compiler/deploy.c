@@ -249,9 +249,7 @@ static int eval_entry(NnqRun *run) {
     int32_t ds = load_decl(run, eval_data);
     const char *what = eval_data->name;
     const NnqModelArch *a = model_file->arch;
-    char check[256];
-    snprintf(check, sizeof check, "model '%s'", model_file->model);
-    nnq_rt_data_check(run, ds, a->input_rank, a->input_dims, a->classes, check);
+    nnq_rt_data_check(run, ds, a->input_rank, a->input_dims, a->classes, model_file->model);
     int64_t n = nnq_rt_data_count(run, ds), in = nnq_net_input_size(net), batch = args.batch;
     int classes = a->classes;
     float *x = nnq_rt_alloc(run, batch * in * 4);
@@ -317,9 +315,7 @@ static void top_classes(const float *v, int n, int k, int32_t *out) {
 static int predict_entry(NnqRun *run) {
     int32_t ds = nnq_data_images(run, args.images);
     const NnqModelArch *a = model_file->arch;
-    char check[256];
-    snprintf(check, sizeof check, "model '%s'", model_file->model);
-    nnq_rt_data_check(run, ds, a->input_rank, a->input_dims, a->classes, check);
+    nnq_rt_data_check(run, ds, a->input_rank, a->input_dims, a->classes, model_file->model);
     int64_t n = nnq_rt_data_count(run, ds), in = nnq_net_input_size(net), batch = args.batch;
     int classes = a->classes, top = args.top;
     if (top > classes) nnq_rt_fail(run, "--top %d: the model has %d classes", top, classes);

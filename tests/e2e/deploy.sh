@@ -91,7 +91,7 @@ refused "cannot open model file" "$NNQC" predict "$tmp/none.nnqm" "$IMG"
 refused "top 11: the model has 10 classes" "$NNQC" predict "$M" "$IMG" --top 11
 mkdir -p "$tmp/c/cifar-10-batches-bin"
 head -c $((3073 * 4)) /dev/zero > "$tmp/c/cifar-10-batches-bin/test_batch.bin"
-refused "model 'mlp'" "$NNQC" eval "$M" --cifar "$tmp/c/cifar-10-batches-bin"
+refused "error: model 'mlp' expects inputs of shape \[1, 28, 28\] but" "$NNQC" eval "$M" --cifar "$tmp/c/cifar-10-batches-bin"
 refused "declares no data set 'valid'" "$NNQC" eval "$M" --data valid "$tmp/mlp.nnq"
 refused "cannot write '$tmp/nodir/o.npy'" "$NNQC" predict "$M" "$IMG" -o "$tmp/nodir/o.npy"
 [ ! -e "$tmp/nodir/o.npy.tmp" ] && ok "no partial output" || bad "a partial file was left"

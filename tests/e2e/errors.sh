@@ -51,7 +51,7 @@ program short short.gz "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
 expect_error truncated "truncated" short.nnq
 
 program shape "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "3, 32, 32"
-expect_error shape-mismatch "model 'm'" shape.nnq
+expect_error shape-mismatch "error: model 'm' expects inputs of shape \[3, 32, 32\] but" shape.nnq
 
 QUANT=float program diverge "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
     "optimizer = sgd(lr = 1e30)"
