@@ -192,6 +192,19 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
         diag_error_noloc(diag, "%s: nothing to build: the program has no train block", o->file);
         return false;
     }
+    { /* where the trainer goes, before its code is compiled (seconds for a large network) */
+        size_t n = strlen(o->output) + 32;
+        char *probe = malloc(n);
+        snprintf(probe, n, "%s.0.o.tmp", o->output);
+        FILE *f = fopen(probe, "wb");
+        int err = errno;
+        if (f) fclose(f), remove(probe);
+        free(probe);
+        if (!f) {
+            diag_error_noloc(diag, "cannot write the trainer '%s': %s", o->output, strerror(err));
+            return false;
+        }
+    }
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
     bool ok = false;

@@ -83,10 +83,17 @@ set +e
 set -e
 [ $rc -eq 1 ] && grep -q "buffers need .* MiB, more than this machine's memory and swap" huge.txt || { cat huge.txt; fail "huge buffers: exit $rc"; }
 [ ! -e huge_trainer ] && ! ls huge_trainer* > /dev/null 2>&1 || fail "huge buffers: files left behind"
+# An output in a directory that does not exist: refused, naming the trainer, before the
+# compile (it named a temporary object file, after compiling the whole program).
+set +e
+"$NNQC" build b.nnq -o nodir/t > nodir.txt 2>&1; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "error: cannot write the trainer 'nodir/t': No such file or directory" nodir.txt ||
+    { cat nodir.txt; fail "output in a missing directory: exit $rc"; }
 sed -e 's/validation = 10000/validation = 500/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
 "$NNQC" build lenet.nnq -o lenet_trainer || fail "nnqc build (LeNet-5) failed"
 ./lenet_trainer --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > laot.txt 2>&1 || { cat laot.txt; fail "LeNet-5 trainer failed"; }
 mv lenet5_binary.nnqm lenet_aot.nnqm
 "$NNQC" run lenet.nnq --data-dir "$tmp" --epochs 1 --threads 1 --progress=lines > ljit.txt 2>&1 || { cat ljit.txt; fail "nnqc run (LeNet-5) failed"; }
 cmp lenet_aot.nnqm lenet5_binary.nnqm || fail "LeNet-5: the trainer on 2 threads and nnqc run on 1 disagree"
-echo "6 passed, 0 failed"
+echo "7 passed, 0 failed"
