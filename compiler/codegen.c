@@ -1023,6 +1023,8 @@ static void emit_main_setup(Cg *cg, MainCtx *mc) {
     LLVMValueRef run = mc->run;
     /* an unusable checkpoint directory fails before any work is done */
     if (tc->checkpoint_dir) cg_rt_call(cg, "nnq_rt_checkpoint_dir", (LLVMValueRef[]){run, str(cg, tc->checkpoint_dir)}, 2);
+    /* so does a model file that could not be written at the end */
+    if (tc->save_path) cg_rt_call(cg, "nnq_rt_model_save_check", (LLVMValueRef[]){run, str(cg, tc->save_path)}, 2);
     LLVMValueRef a2[2];
     a2[0] = run;
     a2[1] = ci64(cg, tc->seed);

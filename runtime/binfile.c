@@ -53,6 +53,22 @@ void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what) {
         nnq_rt_fail(run, "%s '%s': cannot create '%s': %s", what, path, tmp, strerror(errno));
 }
 
+void rt_wr_probe(NnqRun *run, const char *path, const char *what) {
+    size_t n = strlen(path);
+    char *tmp = rt_alloc_block(run, (int64_t)n + 5, false);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    bool made = fd >= 0;
+    if (fd < 0 && errno == EEXIST)
+        fd = open(tmp, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        nnq_rt_fail(run, "%s '%s': cannot create '%s': %s", what, path, tmp, strerror(errno));
+    close(fd);
+    if (made)
+        unlink(tmp);
+}
+
 void rt_wr_bytes(RtWriter *w, const void *data, size_t n) {
     if (w->step || n == 0)
         return;

@@ -220,6 +220,13 @@ void nnq_rt_model_add(NnqRun *run, const char *name, int32_t rank, const int64_t
     run->model_names[run->model_ntensors++] = rt_strdup(run, name);
 }
 
+void nnq_rt_model_save_check(NnqRun *run, const char *path) {
+    if (!path || !*path)
+        nnq_rt_fail(run, "cannot save model: empty file name");
+    if (run->rank == 0)
+        rt_wr_probe(run, path, "cannot save model to");
+}
+
 void nnq_rt_model_save(NnqRun *run, const char *path) {
     if (!run->pending_model)
         nnq_rt_fail(run, "model_save: no model begun (nnq_rt_model_begin was not called)");

@@ -59,8 +59,16 @@ expect_error divergence "diverged" diverge.nnq
 
 program nodir "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
     'save "no/such/dir/m.nnqm"'
-expect_error unwritable-model "no/such/dir/m.nnqm" nodir.nnq
+expect_error unwritable-model "error: cannot save model to 'no/such/dir/m.nnqm': cannot create 'no/such/dir/m.nnqm.tmp'" nodir.nnq
 if ls no 2>/dev/null | grep -q .; then fails=$((fails + 1)); echo "FAIL: files left behind"; else pass=$((pass + 1)); fi
+# ... and before training, not after it (a run of days would have lost its model)
+if grep -q "^epoch 1/" out.txt; then fails=$((fails + 1)); echo "FAIL: unwritable model path found after training:"; cat out.txt
+else pass=$((pass + 1)); fi
+# a .tmp left from before stays, and the model is still saved over it
+program stale "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "stale.nnqm"'
+echo leftover > stale.nnqm.tmp
+if "$NNQC" run stale.nnq --data-dir "$tmp" --progress=lines > out.txt 2>&1 && [ -s stale.nnqm ] && [ ! -e stale.nnqm.tmp ]; then
+    pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL: a stale .tmp stopped the save:"; cat out.txt; fi
 
 program metrics "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
 expect_error unwritable-metrics "no/such/dir/m.jsonl" metrics.nnq --metrics no/such/dir/m.jsonl
