@@ -223,8 +223,12 @@ void nnq_rt_model_add(NnqRun *run, const char *name, int32_t rank, const int64_t
 void nnq_rt_model_save_check(NnqRun *run, const char *path) {
     if (!path || !*path)
         nnq_rt_fail(run, "cannot save model: empty file name");
-    if (run->rank == 0)
-        rt_wr_probe(run, path, "cannot save model to");
+    if (run->rank > 0)
+        return;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) /* the rename at the end would fail */
+        nnq_rt_fail(run, "cannot save model to '%s': it is a directory", path);
+    rt_wr_probe(run, path, "cannot save model to");
 }
 
 void nnq_rt_model_save(NnqRun *run, const char *path) {

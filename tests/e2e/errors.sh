@@ -64,6 +64,10 @@ if ls no 2>/dev/null | grep -q .; then fails=$((fails + 1)); echo "FAIL: files l
 # ... and before training, not after it (a run of days would have lost its model)
 if grep -q "^epoch 1/" out.txt; then fails=$((fails + 1)); echo "FAIL: unwritable model path found after training:"; cat out.txt
 else pass=$((pass + 1)); fi
+# a model path that is a directory: refused before training too (the rename at the end failed)
+mkdir -p adir
+program dirmodel "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "adir"'
+expect_error model-is-directory "error: cannot save model to 'adir': it is a directory" dirmodel.nnq
 # a .tmp left from before stays, and the model is still saved over it
 program stale "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "stale.nnqm"'
 echo leftover > stale.nnqm.tmp
