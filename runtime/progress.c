@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -63,6 +64,11 @@ bool rt_progress_open(NnqRun *run) {
     const char *path = run->opts.metrics_path;
     if (!path || !*path)
         return true;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* the rename at the end would fail */
+        fprintf(stderr, "nnqc: error: cannot write metrics file '%s': it is a directory\n", path);
+        return false;
+    }
     size_t n = strlen(path);
     run->metrics_tmp = malloc(n + 5);
     if (!run->metrics_tmp) {

@@ -68,6 +68,8 @@ else pass=$((pass + 1)); fi
 mkdir -p adir
 program dirmodel "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "adir"'
 expect_error model-is-directory "error: cannot save model to 'adir': it is a directory" dirmodel.nnq
+program dirmetrics "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+expect_error metrics-is-directory "error: cannot write metrics file 'adir': it is a directory" dirmetrics.nnq --metrics adir
 # a .tmp left from before stays, and the model is still saved over it
 program stale "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "stale.nnqm"'
 echo leftover > stale.nnqm.tmp
