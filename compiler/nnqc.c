@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <llvm-c/Core.h>
@@ -193,6 +194,11 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
         return false;
     }
     { /* where the trainer goes, before its code is compiled (seconds for a large network) */
+        struct stat st;
+        if (stat(o->output, &st) == 0 && S_ISDIR(st.st_mode)) {
+            diag_error_noloc(diag, "cannot write the trainer '%s': it is a directory", o->output);
+            return false;
+        }
         size_t n = strlen(o->output) + 32;
         char *probe = malloc(n);
         snprintf(probe, n, "%s.0.o.tmp", o->output);

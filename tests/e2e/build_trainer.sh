@@ -90,6 +90,12 @@ set +e
 set -e
 [ $rc -eq 1 ] && grep -q "error: cannot write the trainer 'nodir/t': No such file or directory" nodir.txt ||
     { cat nodir.txt; fail "output in a missing directory: exit $rc"; }
+mkdir -p adir
+set +e
+"$NNQC" build b.nnq -o adir > adir.txt 2>&1; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "error: cannot write the trainer 'adir': it is a directory" adir.txt ||
+    { cat adir.txt; fail "output that is a directory: exit $rc"; }
 sed -e 's/validation = 10000/validation = 500/' "$SRC/examples/fashion_lenet5_pmf.nnq" > lenet.nnq
 "$NNQC" build lenet.nnq -o lenet_trainer || fail "nnqc build (LeNet-5) failed"
 ./lenet_trainer --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > laot.txt 2>&1 || { cat laot.txt; fail "LeNet-5 trainer failed"; }
