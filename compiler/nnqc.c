@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <llvm-c/Core.h>
@@ -193,23 +192,10 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
         diag_error_noloc(diag, "%s: nothing to build: the program has no train block", o->file);
         return false;
     }
-    { /* where the trainer goes, before its code is compiled (seconds for a large network) */
-        struct stat st;
-        if (stat(o->output, &st) == 0 && S_ISDIR(st.st_mode)) {
-            diag_error_noloc(diag, "cannot write the trainer '%s': it is a directory", o->output);
-            return false;
-        }
-        size_t n = strlen(o->output) + 32;
-        char *probe = malloc(n);
-        snprintf(probe, n, "%s.0.o.tmp", o->output);
-        FILE *f = fopen(probe, "wb");
-        int err = errno;
-        if (f) fclose(f), remove(probe);
-        free(probe);
-        if (!f) {
-            diag_error_noloc(diag, "cannot write the trainer '%s': %s", o->output, strerror(err));
-            return false;
-        }
+    int err = nnq_output_check(o->output); /* before its code is compiled (seconds for a large network) */
+    if (err) {
+        diag_error_noloc(diag, "cannot write the trainer '%s': %s", o->output, err == EISDIR ? "it is a directory" : strerror(err));
+        return false;
     }
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);

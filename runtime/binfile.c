@@ -10,11 +10,15 @@
  *    descriptor is closed.
  *  - Between rt_wr_open and rt_wr_commit nothing fails: a write error is recorded and
  *    reported by the commit.
- *  - A reader never reads past `end`; a failed read leaves a message in `err`. */
+ *  - A reader never reads past `end`; a failed read leaves a message in `err`.
+ *  - nnq_output_check tells, before a run or a build does its work, whether such a
+ *    PATH.tmp can be created (model files; nnqc build's trainer, which its link writes as
+ *    PATH.tmp too). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,20 +57,24 @@ void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what) {
         nnq_rt_fail(run, "%s '%s': cannot create '%s': %s", what, path, tmp, strerror(errno));
 }
 
-void rt_wr_probe(NnqRun *run, const char *path, const char *what) {
+int nnq_output_check(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) /* the rename at the end would fail */
+        return EISDIR;
     size_t n = strlen(path);
-    char *tmp = rt_alloc_block(run, (int64_t)n + 5, false);
+    char *tmp = malloc(n + 5);
+    if (!tmp) return ENOMEM;
     memcpy(tmp, path, n);
     memcpy(tmp + n, ".tmp", 5);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     bool made = fd >= 0;
     if (fd < 0 && errno == EEXIST)
         fd = open(tmp, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        nnq_rt_fail(run, "%s '%s': cannot create '%s': %s", what, path, tmp, strerror(errno));
-    close(fd);
-    if (made)
-        unlink(tmp);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0) close(fd);
+    if (made) unlink(tmp);
+    free(tmp);
+    return err;
 }
 
 void rt_wr_bytes(RtWriter *w, const void *data, size_t n) {

@@ -225,10 +225,9 @@ void nnq_rt_model_save_check(NnqRun *run, const char *path) {
         nnq_rt_fail(run, "cannot save model: empty file name");
     if (run->rank > 0)
         return;
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) /* the rename at the end would fail */
-        nnq_rt_fail(run, "cannot save model to '%s': it is a directory", path);
-    rt_wr_probe(run, path, "cannot save model to");
+    int err = nnq_output_check(path);
+    if (err == EISDIR) nnq_rt_fail(run, "cannot save model to '%s': it is a directory", path);
+    if (err) nnq_rt_fail(run, "cannot save model to '%s': cannot create '%s.tmp': %s", path, path, strerror(err));
 }
 
 void nnq_rt_model_save(NnqRun *run, const char *path) {

@@ -117,6 +117,12 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const Nnq
  * of its buffers. */
 void nnq_prefault(void *p, size_t bytes);
 
+/* Whether an output written as path.tmp and renamed over path (a model file, a built
+ * trainer) can be written there: 0, or EISDIR where path is a directory, or the errno of
+ * creating path.tmp (a missing or read-only directory). A .tmp it creates is removed,
+ * one already there is kept. So that a run or a build checks before its work, not after. */
+int nnq_output_check(const char *path);
+
 /* Bytes this process may still fill: MemAvailable + SwapFree (/proc/meminfo; without
  * it, the machine's memory), or less where a cgroup's memory limit (v2: its own or an
  * ancestor's memory.max; else v1's) is lower; -1 when none of them can be read. */

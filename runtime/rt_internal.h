@@ -429,9 +429,6 @@ typedef struct RtWriter {
     bool no_crc;      /* set after rt_wr_open: commit appends no CRC (files of other formats) */
 } RtWriter;
 void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what);
-/* Whether rt_wr_open could create path's .tmp now, failing the run as it would ("what
- * 'path': cannot create ..."); a .tmp it creates is removed, one already there is kept. */
-void rt_wr_probe(NnqRun *run, const char *path, const char *what);
 void rt_wr_bytes(RtWriter *w, const void *p, size_t n);
 void rt_wr_u32(RtWriter *w, uint32_t v);
 void rt_wr_u64(RtWriter *w, uint64_t v);
