@@ -88,13 +88,11 @@ static bool check_fresh(Checker *ck, const AstNode *item) {
 /* A block's parameters have distinct names (a second `x` would hide the first). */
 static void check_block_params(Checker *ck, const AstNode *blk) {
     const AstNode *params = blk->kids[0];
-    for (int i = 1; params && i < params->nkids; i++)
-        for (int j = 0; j < i; j++)
-            if (!strcmp(params->kids[i]->name, params->kids[j]->name)) {
-                error(ck, params->kids[i]->loc, "block parameter '%s' is named twice", params->kids[i]->name);
-                diag_note(ck->diag, params->kids[j]->loc, "first named here");
-                break;
-            }
+    int j;
+    for (int i = ast_repeated_name(params, 1, &j); i >= 0; i = ast_repeated_name(params, i + 1, &j)) {
+        error(ck, params->kids[i]->loc, "block parameter '%s' is named twice", params->kids[i]->name);
+        diag_note(ck->diag, params->kids[j]->loc, "first named here");
+    }
 }
 
 /* A compile-time number: literal, unary +/-. */

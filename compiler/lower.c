@@ -546,12 +546,11 @@ static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result,
             return *result >= 0 && !lw->failed;
         } else if (st->kind == AST_FOR) {
             const AstNode *vars = st->kids[0], *list = st->kids[1];
-            for (int v = 1; v < vars->nkids; v++)
-                for (int u = 0; u < v; u++)
-                    if (!strcmp(vars->kids[v]->name, vars->kids[u]->name)) {
-                        lerror(lw, vars->kids[v]->loc, "the loop names '%s' twice", vars->kids[v]->name, NULL);
-                        return false;
-                    }
+            int u, v = ast_repeated_name(vars, 1, &u);
+            if (v >= 0) {
+                lerror(lw, vars->kids[v]->loc, "the loop names '%s' twice", vars->kids[v]->name, NULL);
+                return false;
+            }
             if (list->kind != AST_LIST) {
                 lerror(lw, list->loc, "a for loop runs over a list written out, e.g. [(64, 1), (128, 2)]", NULL, NULL);
                 return false;

@@ -66,6 +66,16 @@ void ast_add_kid(Arena *arena, AstNode *parent, AstNode *kid) {
     parent->nkids = n + 1;
 }
 
+int ast_repeated_name(const AstNode *list, int from, int *first) {
+    for (int i = from > 1 ? from : 1; list && i < list->nkids; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(list->kids[i]->name, list->kids[j]->name)) {
+                *first = j;
+                return i;
+            }
+    return -1;
+}
+
 /* Shortest "%.*g" form of `v` that reads back exactly; non-integers written as integers
  * get ".0" so the dump shows that the number was not written with digits only. */
 static void ast_print_number(FILE *out, double v, bool is_int) {

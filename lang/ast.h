@@ -51,6 +51,10 @@ const char *ast_op_name(AstOp op); /* "+", "==", "and", "-" (neg), "not" ... */
 
 AstNode *ast_new(Arena *arena, AstKind kind, SrcLoc loc);
 void ast_add_kid(Arena *arena, AstNode *parent, AstNode *kid); /* kid may be NULL */
+/* The index of the first kid of `list` (NULL: none) from kid `from` on whose name an
+ * earlier kid has, that earlier kid's index in *first; -1 when there is none (a block's
+ * parameters, a loop's names, which must be distinct). */
+int ast_repeated_name(const AstNode *list, int from, int *first);
 
 /* Writes the indented tree dump used by `nnqc --emit=ast` (golden-tested). */
 void ast_dump(const AstNode *node, FILE *out);
