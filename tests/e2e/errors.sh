@@ -73,7 +73,8 @@ expect_error metrics-is-directory "error: cannot write metrics file 'adir': it i
 # a .tmp left from before stays, and the model is still saved over it
 program stale "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "stale.nnqm"'
 echo leftover > stale.nnqm.tmp
-if "$NNQC" run stale.nnq --data-dir "$tmp" --progress=lines > out.txt 2>&1 && [ -s stale.nnqm ] && [ ! -e stale.nnqm.tmp ]; then
+if "$NNQC" run stale.nnq --data-dir "$tmp" --progress=lines > out.txt 2>&1 && [ ! -e stale.nnqm.tmp ] &&
+   "$NNQC" inspect stale.nnqm 2>&1 | grep -q "^architecture: input \[1, 28, 28\], 10 classes"; then
     pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL: a stale .tmp stopped the save:"; cat out.txt; fi
 
 program metrics "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
