@@ -49,9 +49,10 @@ bool cg_zero_variable(LLVMValueRef g);
  * `int main(argc, argv)` calls the runtime's nnq_trainer_main with nnq_main and the
  * table of their spans. */
 void cg_add_trainer_main(LLVMModuleRef mod);
-/* Optimizes `mod` and writes it as position-independent native code for the host: an
- * object file, or assembly text; to `path`, or standard output when path is NULL. */
-bool cg_write_native(LLVMModuleRef mod, int opt_level, bool assembly, const char *path, Diag *diag);
+/* Optimizes `mod` and compiles it to position-independent native code for the host: an
+ * object file, or assembly text, in memory (the caller disposes of it); NULL after
+ * reporting an error. */
+LLVMMemoryBufferRef cg_emit_native(LLVMModuleRef mod, int opt_level, bool assembly, Diag *diag);
 /* Optimizes `mod` and compiles it to position-independent objects in memory, generated
  * on up to `threads` threads (0: one per CPU; jit.c's partitions): how many are in objs,
  * 0 after reporting an error (also where a trainer's buffers, its common symbols, pass

@@ -361,6 +361,7 @@ static int export_npy_entry(NnqRun *run) {
         const NnqModelTensor *t = &model_file->tensors[i];
         if (!safe_name(t->name)) nnq_rt_fail(run, "tensor name '%s' is not a safe file name", t->name);
     }
+    nnq_files_begin(run); /* every file or none replaces what the directory held */
     for (int i = 0; i < model_file->ntensors; i++) {
         const NnqModelTensor *t = &model_file->tensors[i];
         int64_t n = nnq_model_count(t);
@@ -381,6 +382,7 @@ static int export_npy_entry(NnqRun *run) {
         int64_t nl = t->nlabels;
         nnq_npy_save(run, path, "<f4", 1, &nl, t->labels, (size_t)nl * 4);
     }
+    nnq_files_commit(run);
     printf("wrote %d tensors to %s\n", model_file->ntensors, args.output);
     return 0;
 }

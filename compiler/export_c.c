@@ -809,8 +809,10 @@ int export_c(NnqRun *run, const NnqModelFile *mf, const char *dir, const char *p
     char *cpath = nnq_rt_alloc(run, (int64_t)dl), *hpath = nnq_rt_alloc(run, (int64_t)dl);
     snprintf(cpath, dl, "%s/%s.c", dir, P);
     snprintf(hpath, dl, "%s/%s.h", dir, P);
+    nnq_files_begin(run); /* both or neither: never a header beside another model's source */
     nnq_file_save(run, hpath, htext, hlen, "C header");
     nnq_file_save(run, cpath, ctext, clen, "C source");
+    nnq_files_commit(run);
     printf("wrote %s and %s: %lld bytes of constant data (flash, without code), %lld bytes of scratch (RAM)\n",
            hpath, cpath, (long long)x.flash, (long long)x.scratch_bytes);
     return 0;

@@ -896,30 +896,17 @@ void jit_free(Jit *jit) {
     free(jit);
 }
 
-bool cg_write_native(LLVMModuleRef mod, int opt_level, bool assembly, const char *path, Diag *diag) {
-    if (!cg_optimize(mod, opt_level, diag)) return false;
+LLVMMemoryBufferRef cg_emit_native(LLVMModuleRef mod, int opt_level, bool assembly, Diag *diag) {
+    if (!cg_optimize(mod, opt_level, diag)) return NULL;
     LLVMTargetMachineRef tm = host_machine(diag, opt_level, true);
-    if (!tm) return false;
+    if (!tm) return NULL;
     char *err = NULL;
-    LLVMCodeGenFileType kind = assembly ? LLVMAssemblyFile : LLVMObjectFile;
-    bool ok;
-    if (path) {
-        ok = !LLVMTargetMachineEmitToFile(tm, mod, (char *)path, kind, &err);
-    } else { /* standard output */
-        LLVMMemoryBufferRef buf = NULL;
-        ok = !LLVMTargetMachineEmitToMemoryBuffer(tm, mod, kind, &err, &buf);
-        if (ok) {
-            size_t n = LLVMGetBufferSize(buf);
-            ok = fwrite(LLVMGetBufferStart(buf), 1, n, stdout) == n && fflush(stdout) == 0;
-            if (!ok) err = NULL;
-            LLVMDisposeMemoryBuffer(buf);
-        }
+    LLVMMemoryBufferRef buf = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, assembly ? LLVMAssemblyFile : LLVMObjectFile, &err, &buf)) {
+        diag_error_noloc(diag, "cannot generate %s: %s", assembly ? "assembly" : "an object file", err ? err : "LLVM gave no reason");
+        buf = NULL;
     }
-    if (!ok) {
-        diag_error_noloc(diag, "cannot write %s %s: %s", assembly ? "assembly" : "object file", path ? path : "to standard output",
-                         err ? err : "write error");
-        if (err) LLVMDisposeMessage(err);
-    }
+    if (err) LLVMDisposeMessage(err);
     LLVMDisposeTargetMachine(tm);
-    return ok;
+    return buf;
 }

@@ -236,15 +236,39 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
     return ok;
 }
 
-/* The module's text on stdout; true when written. */
-static bool fputs_module(LLVMModuleRef mod) {
-    char *text = LLVMPrintModuleToString(mod);
-    bool ok = fputs(text, stdout) >= 0;
-    LLVMDisposeMessage(text);
+/* Where --emit writes: standard output, or with -o a stream in memory that emit_close
+ * writes to PATH whole (nnq_file_write: PATH.tmp, then renamed), so a full disk or a
+ * missing directory is reported and leaves no partial file. Standard output's errors
+ * are reported at exit (nnq_stdout_check). */
+typedef struct EmitOut {
+    FILE *f;
+    char *buf;
+    size_t len;
+} EmitOut;
+
+static FILE *emit_open(EmitOut *e, const char *path) {
+    *e = (EmitOut){stdout, NULL, 0};
+    if (path && !(e->f = open_memstream(&e->buf, &e->len))) {
+        fprintf(stderr, "nnqc: error: cannot write '%s': %s\n", path, strerror(errno));
+        e->f = NULL;
+    }
+    return e->f;
+}
+
+/* ok: the stage was printed; true when it was and reached PATH. */
+static bool emit_close(EmitOut *e, const char *path, bool ok) {
+    if (!path || !e->f) return ok && e->f;
+    ok = fclose(e->f) == 0 && ok; /* the memory stream's buffer is final */
+    char msg[4400];
+    if (ok && !nnq_file_write(path, e->buf, e->len, msg, sizeof msg)) {
+        fprintf(stderr, "nnqc: error: cannot write '%s': %s\n", path, msg);
+        ok = false;
+    }
+    free(e->buf);
     return ok;
 }
 
-int main(int argc, char **argv) {
+static int nnqc_main(int argc, char **argv) {
     nnq_run_prepare(); /* OpenBLAS's threads stopped before they take a CPU from compiling */
     const char *stdlib_dir = getenv("NNQ_STDLIB");
     if (!stdlib_dir || !*stdlib_dir) stdlib_dir = NNQ_STDLIB_DIR;
@@ -257,7 +281,9 @@ int main(int argc, char **argv) {
         Arena *arena = arena_new();
         Diag *diag = diag_new(stderr);
         SourceFile *src = source_load(arena, o.file, diag);
-        rc = src && lang_dump_tokens(src, diag, stdout) ? 0 : 1;
+        EmitOut out = {0};
+        bool ok = src && emit_open(&out, o.output) && lang_dump_tokens(src, diag, out.f);
+        rc = src && emit_close(&out, o.output, ok) ? 0 : 1;
         diag_free(diag);
         arena_free(arena);
         return rc;
@@ -271,26 +297,33 @@ int main(int argc, char **argv) {
     if (!nnq_compile(&c, o.file, NULL, &co)) goto done;
     Diag *diag = c.diag;
     IrModule *m = c.m;
+    EmitOut out;
     if (o.emit == EMIT_AST) {
-        ast_dump(c.root, stdout);
-        rc = 0;
+        if (emit_open(&out, o.output)) ast_dump(c.root, out.f);
+        rc = emit_close(&out, o.output, true) ? 0 : 1;
     } else if (c.library) {
         /* a library file: checked; nothing to lower, run or emit */
         if (o.command && !strcmp(o.command, "check")) rc = 0;
         else diag_error_noloc(diag, "%s: the program defines no model", o.file);
     } else if (o.emit == EMIT_IR) {
-        ir_print_module(m, stdout);
-        rc = 0;
+        if (emit_open(&out, o.output)) ir_print_module(m, out.f);
+        rc = emit_close(&out, o.output, true) ? 0 : 1;
     } else if (o.emit == EMIT_LLVM || o.emit == EMIT_ASM || o.emit == EMIT_OBJ) {
         LLVMContextRef ctx = LLVMContextCreate();
         LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
         if (mod && o.emit != EMIT_LLVM) {
-            rc = cg_write_native(mod, o.opt_level, o.emit == EMIT_ASM, o.output, diag) ? 0 : 1;
+            LLVMMemoryBufferRef buf = cg_emit_native(mod, o.opt_level, o.emit == EMIT_ASM, diag);
+            if (buf) {
+                size_t n = LLVMGetBufferSize(buf);
+                bool wrote = emit_open(&out, o.output) && fwrite(LLVMGetBufferStart(buf), 1, n, out.f) == n;
+                rc = emit_close(&out, o.output, wrote) ? 0 : 1;
+                LLVMDisposeMemoryBuffer(buf);
+            }
         } else if (mod && (o.opt_level == 0 || cg_optimize(mod, o.opt_level, diag))) {
-            char *err = NULL;
-            if (o.output ? !LLVMPrintModuleToFile(mod, o.output, &err) : fputs_module(mod)) rc = 0;
-            else diag_error_noloc(diag, "cannot write %s: %s", o.output, err ? err : "write error");
-            if (err) LLVMDisposeMessage(err);
+            char *text = LLVMPrintModuleToString(mod);
+            bool wrote = emit_open(&out, o.output) && fputs(text, out.f) >= 0;
+            rc = emit_close(&out, o.output, wrote) ? 0 : 1;
+            LLVMDisposeMessage(text);
         }
         if (mod) LLVMDisposeModule(mod);
         LLVMContextDispose(ctx);
@@ -324,5 +357,12 @@ int main(int argc, char **argv) {
     }
 done:
     nnq_compilation_free(&c);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    int rc = nnqc_main(argc, argv);
+    /* output lost on the way (a full disk under a redirection) is a failure too */
+    if (!nnq_stdout_check() && rc == 0) rc = 1;
     return rc;
 }

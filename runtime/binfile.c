@@ -11,6 +11,10 @@
  *  - Between rt_wr_open and rt_wr_commit nothing fails: a write error is recorded and
  *    reported by the commit.
  *  - A reader never reads past `end`; a failed read leaves a message in `err`.
+ *  - nnq_file_write is the same writer for a whole file in memory without a run (nnqc
+ *    --emit -o): no CRC, the failure described in the caller's buffer.
+ *  - nnq_stdout_check, at the end of a command, reports output to standard output that
+ *    was lost (a full disk, a closed pipe with SIGPIPE ignored), so the exit status says so.
  *  - nnq_output_check tells, before a run or a build does its work, whether such a
  *    PATH.tmp can be created (model files; nnqc build's trainer, which its link writes as
  *    PATH.tmp too). */
@@ -45,34 +49,50 @@ void rt_put_le64(unsigned char *p, uint64_t v) {
 
 /* ---- writing ---- */
 
-void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what) {
-    size_t n = strlen(path);
-    char *tmp = rt_alloc_block(run, (int64_t)n + 5, false);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp", 5);
+/* PATH.tmp opened for w (tmp: the caller's, freed by it); a failure is recorded as the
+ * step "create", which rt_wr_bytes then skips and wr_finish reports. */
+static void wr_init(RtWriter *w, NnqRun *run, const char *path, const char *tmp, const char *what) {
     *w =
         (RtWriter){.run = run, .path = path, .tmp = tmp, .what = what, .crc = crc32(0L, Z_NULL, 0)};
     w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (w->fd < 0)
-        nnq_rt_fail(run, "%s '%s': cannot create '%s': %s", what, path, tmp, strerror(errno));
+        w->step = "create", w->err = errno;
+}
+
+/* PATH.tmp in tmp, which holds strlen(path) + 5 bytes (NULL: none). */
+static char *tmp_name(char *tmp, const char *path) {
+    size_t n = strlen(path);
+    if (tmp) {
+        memcpy(tmp, path, n);
+        memcpy(tmp + n, ".tmp", 5);
+    }
+    return tmp;
+}
+
+void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what) {
+    char *tmp = tmp_name(rt_alloc_block(run, (int64_t)strlen(path) + 5, false), path);
+    wr_init(w, run, path, tmp, what);
+    if (w->step)
+        nnq_rt_fail(run, "%s '%s': cannot create '%s': %s", what, path, tmp, strerror(w->err));
+    w->defer = run->files_deferred;
 }
 
 int nnq_output_check(const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) /* the rename at the end would fail */
         return EISDIR;
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 5);
-    if (!tmp) return ENOMEM;
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp", 5);
+    char *tmp = tmp_name(malloc(strlen(path) + 5), path);
+    if (!tmp)
+        return ENOMEM;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     bool made = fd >= 0;
     if (fd < 0 && errno == EEXIST)
         fd = open(tmp, O_WRONLY | O_CLOEXEC);
     int err = fd < 0 ? errno : 0;
-    if (fd >= 0) close(fd);
-    if (made) unlink(tmp);
+    if (fd >= 0)
+        close(fd);
+    if (made)
+        unlink(tmp);
     free(tmp);
     return err;
 }
@@ -108,33 +128,122 @@ void rt_wr_u64(RtWriter *w, uint64_t v) {
     rt_wr_bytes(w, b, 8);
 }
 
-void rt_wr_commit(RtWriter *w) {
-    if (!w->no_crc)
-        rt_wr_u32(w, (uint32_t)w->crc);
-    if (!w->step && fsync(w->fd) != 0)
-        w->step = "sync", w->err = errno;
-    if (close(w->fd) != 0 && !w->step)
-        w->step = "close", w->err = errno;
-    if (!w->step && rename(w->tmp, w->path) != 0)
-        w->step = "rename", w->err = errno;
-    if (w->step) {
-        unlink(w->tmp);
-        nnq_rt_fail(w->run, "%s '%s': %s of '%s' failed: %s", w->what, w->path, w->step, w->tmp,
-                    strerror(w->err));
-    }
-    /* Make the rename durable too (best effort: not every file system allows it). */
-    char *dir = rt_strdup(w->run, w->path);
-    char *slash = strrchr(dir, '/');
-    const char *dname = ".";
-    if (slash) {
-        slash[slash == dir ? 1 : 0] = 0;
-        dname = dir;
-    }
-    int dfd = open(dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+/* tmp renamed over path, then the directory fsynced (best effort: not every file system
+ * allows it, and the rename is done); false with errno where the rename failed. */
+static bool wr_rename(const char *tmp, const char *path) {
+    if (rename(tmp, path) != 0)
+        return false;
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : NULL;
+    int dfd = open(dir ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);
         close(dfd);
     }
+    free(dir);
+    return true;
+}
+
+/* The commit's steps: the CRC (unless no_crc), fsync, close, then (outside a file set)
+ * wr_rename. On failure the .tmp is removed and w->step says which step failed. */
+static bool wr_finish(RtWriter *w) {
+    if (!w->no_crc)
+        rt_wr_u32(w, (uint32_t)w->crc);
+    if (!w->step && fsync(w->fd) != 0)
+        w->step = "sync", w->err = errno;
+    if (w->fd >= 0 && close(w->fd) != 0 && !w->step)
+        w->step = "close", w->err = errno;
+    if (!w->step && !w->defer && !wr_rename(w->tmp, w->path))
+        w->step = "rename", w->err = errno;
+    if (w->step && w->fd >= 0) /* a .tmp this writer created */
+        unlink(w->tmp);
+    return !w->step;
+}
+
+void rt_wr_commit(RtWriter *w) {
+    if (!wr_finish(w))
+        nnq_rt_fail(w->run, "%s '%s': %s of '%s' failed: %s", w->what, w->path, w->step, w->tmp,
+                    strerror(w->err));
+    if (!w->defer)
+        return;
+    NnqRun *run = w->run;
+    if (run->nfiles_pending == run->cap_files_pending) {
+        int32_t cap = run->cap_files_pending ? 2 * run->cap_files_pending : 16;
+        void *grown = realloc(run->files_pending, sizeof *run->files_pending * (size_t)cap);
+        if (!grown) {
+            unlink(w->tmp);
+            nnq_rt_fail(run, "%s '%s': out of memory", w->what, w->path);
+        }
+        run->files_pending = grown;
+        run->cap_files_pending = cap;
+    }
+    run->files_pending[run->nfiles_pending++] =
+        (struct RtPendingFile){w->tmp, rt_strdup(run, w->path)};
+}
+
+bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, size_t cap) {
+    char *tmp = tmp_name(malloc(strlen(path) + 5), path);
+    if (!tmp) {
+        snprintf(msg, cap, "out of memory");
+        return false;
+    }
+    RtWriter w;
+    wr_init(&w, NULL, path, tmp, NULL);
+    w.no_crc = true;
+    rt_wr_bytes(&w, data, len);
+    bool ok = wr_finish(&w);
+    if (!ok && w.fd < 0)
+        snprintf(msg, cap, "cannot create '%s': %s", tmp, strerror(w.err));
+    else if (!ok)
+        snprintf(msg, cap, "%s of '%s' failed: %s", w.step, tmp, strerror(w.err));
+    free(tmp);
+    return ok;
+}
+
+/* ---- file sets ---- */
+
+/* The .tmp files of a set that was not committed (the run failed part way). */
+static void files_release(NnqRun *run) {
+    for (int32_t i = 0; i < run->nfiles_pending; i++)
+        unlink(run->files_pending[i].tmp);
+    free(run->files_pending);
+    run->files_pending = NULL;
+    run->nfiles_pending = run->cap_files_pending = 0;
+    run->files_deferred = false;
+}
+
+void nnq_files_begin(NnqRun *run) {
+    rt_on_release(run, files_release);
+    run->files_deferred = true;
+}
+
+void nnq_files_commit(NnqRun *run) {
+    run->files_deferred = false;
+    int32_t n = run->nfiles_pending;
+    for (int32_t i = 0; i < n; i++) {
+        const char *tmp = run->files_pending[i].tmp, *path = run->files_pending[i].path;
+        if (wr_rename(tmp, path))
+            continue;
+        int err = errno;
+        unlink(tmp);
+        /* the ones after it: removed as the run ends (files_release) */
+        memmove(run->files_pending, run->files_pending + i + 1,
+                sizeof *run->files_pending * (size_t)(n - i - 1));
+        run->nfiles_pending = n - i - 1;
+        nnq_rt_fail(run,
+                    "cannot write '%s': rename of '%s' failed: %s; %d of the %d files were written",
+                    path, tmp, strerror(err), i, n);
+    }
+    run->nfiles_pending = 0;
+}
+
+bool nnq_stdout_check(void) {
+    int err = fflush(stdout) != 0 ? errno : 0;
+    if (!err && !ferror(stdout))
+        return true;
+    fprintf(stderr, "nnqc: error: cannot write standard output%s%s\n", err ? ": " : "",
+            err ? strerror(err) : "");
+    return false;
 }
 
 /* ---- directories ---- */
@@ -191,10 +300,13 @@ void nnq_npy_save(NnqRun *run, const char *path, const char *descr, int ndim, co
     /* NumPy format 1.0: magic, version, header length, a dict padded with spaces to a
      * multiple of 64 bytes, ending in a newline */
     char dict[512];
-    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    int n =
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     for (int d = 0; d < ndim && n < 400; d++)
         n += snprintf(dict + n, sizeof dict - (size_t)n, "%lld%s", (long long)shape[d],
-                      ndim == 1 ? "," : d + 1 < ndim ? ", " : "");
+                      ndim == 1      ? ","
+                      : d + 1 < ndim ? ", "
+                                     : "");
     n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
     int total = (10 + n + 1 + 63) / 64 * 64;
     unsigned char head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};

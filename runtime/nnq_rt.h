@@ -123,6 +123,17 @@ void nnq_prefault(void *p, size_t bytes);
  * one already there is kept. So that a run or a build checks before its work, not after. */
 int nnq_output_check(const char *path);
 
+/* Writes a whole file held in memory durably, as a model file is written (PATH.tmp,
+ * fsync, rename; no partial file under PATH), without a run: true, or false with
+ * "STEP of 'PATH.tmp' failed: ..." or "cannot create 'PATH.tmp': ..." in msg[cap]
+ * (nnqc --emit -o). */
+bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, size_t cap);
+
+/* At the end of a command: whether everything written to standard output got there
+ * (flushed, no error); if not, says so on stderr ("cannot write standard output: ...").
+ * nnqc's commands and built trainers exit 1 then, not 0. */
+bool nnq_stdout_check(void);
+
 /* Bytes this process may still fill: MemAvailable + SwapFree (/proc/meminfo; without
  * it, the machine's memory), or less where a cgroup's memory limit (v2: its own or an
  * ancestor's memory.max; else v1's) is lower; -1 when none of them can be read. */
@@ -151,6 +162,14 @@ void nnq_file_save(NnqRun *run, const char *path, const void *data, size_t len, 
 /* The same for a NumPy .npy file (format 1.0) of dtype descr ("<f4", "<i4", "|u1"). */
 void nnq_npy_save(NnqRun *run, const char *path, const char *descr, int ndim, const int64_t *shape,
                   const void *data, size_t len);
+
+/* A set of files written as one (nnqc export: a C header and its source, a model's
+ * .npy files): between the two calls nnq_file_save and nnq_npy_save write each file
+ * whole to PATH.tmp, and nnq_files_commit renames them all over their paths. Where a
+ * write fails, no file of the set has replaced one already there (the .tmp files written
+ * so far are removed as the run ends). */
+void nnq_files_begin(NnqRun *run);
+void nnq_files_commit(NnqRun *run);
 
 /* Reports an error and unwinds to nnq_run_invoke. Only valid inside it. */
 _Noreturn void nnq_rt_fail(NnqRun *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

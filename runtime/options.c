@@ -114,7 +114,7 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const Nnq
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: %s [options]   train (a trainer written by nnqc build)\noptions:\n%s",
                    argv[0], nnq_run_options_help());
-            return 0;
+            return nnq_stdout_check() ? 0 : 1;
         }
         int r = nnq_run_parse_option(&o, argc, argv, &i);
         if (r == 0) fprintf(stderr, "nnqc: error: unknown option '%s' (see --help)\n", argv[i]);
@@ -132,5 +132,6 @@ int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const Nnq
     for (int64_t i = 0; i < nbuffers; i++) nnq_prefault(buffers[i].start, buffers[i].bytes);
     int rc = nnq_run_invoke(run, entry);
     nnq_run_free(run);
+    if (!nnq_stdout_check() && rc == 0) rc = 1; /* the epoch lines lost (a full disk) */
     return rc;
 }

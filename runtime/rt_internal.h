@@ -197,6 +197,14 @@ struct NnqRun {
     int64_t model_arch_len;
     int32_t model_arch_ds;
 
+    /* files written whole and kept as PATH.tmp until nnq_files_commit renames them all
+     * (binfile.c: nnq_files_begin); tracked strings, a malloc'd array */
+    bool files_deferred;
+    struct RtPendingFile {
+        const char *tmp, *path;
+    } *files_pending;
+    int32_t nfiles_pending, cap_files_pending;
+
     /* the process group (mpi.c): rank 0 of 1 without MPI */
     int32_t rank, nranks;
 
@@ -419,7 +427,8 @@ void rt_put_le64(unsigned char *p, uint64_t v);
 
 /* Writes PATH.tmp, CRC-32 of everything written appended by the commit, which fsyncs,
  * renames over PATH and fsyncs the directory; on failure removes the .tmp and fails the
- * run with "WHAT 'PATH': STEP of 'PATH.tmp' failed: ...". */
+ * run with "WHAT 'PATH': STEP of 'PATH.tmp' failed: ...". Inside a file set
+ * (nnq_files_begin) the commit stops before the rename, which nnq_files_commit does. */
 typedef struct RtWriter {
     NnqRun *run;
     const char *path, *tmp, *what; /* what: "cannot save model to", ... */
@@ -427,6 +436,7 @@ typedef struct RtWriter {
     const char *step; /* the step that failed; NULL while none has */
     uLong crc;
     bool no_crc;      /* set after rt_wr_open: commit appends no CRC (files of other formats) */
+    bool defer;       /* the run's file set is open (nnq_files_begin): commit leaves PATH.tmp */
 } RtWriter;
 void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what);
 void rt_wr_bytes(RtWriter *w, const void *p, size_t n);

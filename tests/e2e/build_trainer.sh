@@ -5,7 +5,7 @@
 # fused batch norm included; the JIT keeps the program's buffers in a mapping of its
 # own, the trainer in .bss), also with buffers past 2 GiB, it
 # resumes from its checkpoint (--resume) to the model `nnqc run` trains uninterrupted,
-# and it rejects unknown options with status 2. A program whose buffers pass the
+# and it rejects unknown options with status 2, and output lost on standard output with 1. A program whose buffers pass the
 # machine's memory and swap is refused with a message.
 set -eu
 NNQC="$1"; SRC="$2"
@@ -31,6 +31,15 @@ set +e
 ./trainer --bogus > bad.txt 2>&1; rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q "unknown option '--bogus'" bad.txt || fail "unknown option: exit $rc"
+# its epoch lines lost to a full disk: exit 1 and a message (it exited 0), the model saved
+if [ -w /dev/full ]; then
+    rm -f mlp_subset.nnqm
+    set +e
+    ./trainer --data-dir "$tmp" --epochs 1 > /dev/full 2> full.txt; rc=$?
+    set -e
+    [ $rc -eq 1 ] && grep -q "error: cannot write standard output" full.txt && [ -s mlp_subset.nnqm ] ||
+        { cat full.txt; fail "a trainer's standard output on a full disk: exit $rc"; }
+fi
 # Buffers past 2 GiB, which the code reaches through the GOT (common symbols at the end of
 # .bss, linked with --no-relax; at 32-bit offsets the link failed, "relocations truncated
 # to fit"): the trainer trains as nnqc run does. 3.4 GB of buffers, run where there is

@@ -60,6 +60,31 @@ h1=$(head -c 128 "$tmp/logits.npy" | tail -c +11 | tr -d '\n'); h2=$(head -c 128
 first=$(tail -c +129 "$tmp/top.npy" | od -An -td4 -v -w12 | awk '{ print $1 }')
 [ "$first" = "$(cat "$tmp/pred.txt")" ] && ok "--top 3: the first column is predict's class" || bad "--top 3 first column differs"
 
+# A full disk (a .tmp linked to /dev/full): predict -o and export report it and leave no
+# file; an export is one set, so a failure late in it leaves none of the files before
+# it either (the C header was left beside no source, the first .npy files beside none).
+if [ -w /dev/full ]; then
+    ln -s /dev/full "$tmp/full.npy.tmp"
+    "$NNQC" predict "$M" "$IMG" -o "$tmp/full.npy" > "$tmp/full.out" 2>&1
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "error: cannot write '$tmp/full.npy': write of '$tmp/full.npy.tmp' failed: No space left on device" "$tmp/full.out" &&
+        [ ! -e "$tmp/full.npy" ] && [ ! -e "$tmp/full.npy.tmp" ] && ok "predict -o on a full disk: refused, no file" ||
+        { bad "predict -o on a full disk: exit $rc"; cat "$tmp/full.out"; }
+    last=$("$NNQC" inspect "$M" | awk 'NR > 1 && NF && $1 !~ /:$/ { n = $1 } /^architecture/ { exit } END { print n }')
+    mkdir -p "$tmp/npyfull"; ln -s /dev/full "$tmp/npyfull/$last.npy.tmp"
+    "$NNQC" export "$M" --format npy -o "$tmp/npyfull" > "$tmp/full.out" 2>&1
+    rc=$?
+    [ $rc -eq 1 ] && [ -n "$last" ] && grep -q "No space left on device" "$tmp/full.out" && [ -z "$(ls -A "$tmp/npyfull")" ] &&
+        ok "export --format npy on a full disk at its last tensor ($last): refused, no file written" ||
+        { bad "export npy on a full disk at '$last': exit $rc, left: $(ls -A "$tmp/npyfull" | head -3 | tr '\n' ' ')"; cat "$tmp/full.out"; }
+    mkdir -p "$tmp/cfull"; ln -s /dev/full "$tmp/cfull/model.c.tmp"
+    "$NNQC" export "$M" --format c -o "$tmp/cfull" > "$tmp/full.out" 2>&1
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "error: C source '$tmp/cfull/model.c': write of '$tmp/cfull/model.c.tmp' failed: No space left on device" "$tmp/full.out" && [ -z "$(ls -A "$tmp/cfull")" ] &&
+        ok "export --format c on a full disk at the source: refused, no header either" ||
+        { bad "export c on a full disk: exit $rc, left: $(ls -A "$tmp/cfull" | tr '\n' ' ')"; cat "$tmp/full.out"; }
+fi
+
 # export --format npy
 "$NNQC" export "$M" --format npy -o "$tmp/npy/sub" > "$tmp/exp.out" 2>&1 || { bad "export npy"; cat "$tmp/exp.out"; }
 sz=$(stat -c %s "$tmp/npy/sub/dense1.w.npy" 2>/dev/null)

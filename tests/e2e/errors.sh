@@ -2,7 +2,7 @@
 # Bad input at run time gets a clear message, a non-zero exit (1, not a crash) and
 # leaves no half-written output: missing and corrupt data files, shape and label
 # mismatches, a diverging run, an unwritable model path, a batch too large for the
-# machine's memory.
+# machine's memory, a full disk under --emit -o and under standard output.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -125,6 +125,39 @@ rc=$?
 if [ $rc -eq 0 ] && grep -q "note: validation = 5000 is more than half of data 'd': holding out its last 500 samples" out.txt &&
    grep -q "500 training, 500 validation" out.txt; then pass=$((pass + 1)); else
     fails=$((fails + 1)); echo "FAIL half-validation: exit $rc"; cat out.txt; fi
+
+# A full disk (PATH.tmp, or standard output, a link to /dev/full): --emit -o reports it,
+# exits 1 and leaves no file (LLVM's own file writing aborted with "IO failure on output
+# stream", and left what it had written); output lost on standard output is an error
+# too, for --emit, the model commands and a training run, whose model is still saved.
+# (--emit -o used to be ignored by tokens, ast and ir, which wrote to standard output.)
+if [ -w /dev/full ]; then
+    program tofull "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "full.nnqm"'
+    for st in tokens ast ir llvm asm obj; do
+        rm -f "emit.$st"; ln -s /dev/full "emit.$st.tmp"
+        "$NNQC" --emit=$st tofull.nnq -o "emit.$st" > out.txt 2>&1
+        rc=$?
+        if [ $rc -eq 1 ] && grep -q "error: cannot write 'emit.$st': write of 'emit.$st.tmp' failed: No space left on device" out.txt &&
+           [ ! -e "emit.$st" ] && [ ! -e "emit.$st.tmp" ]; then pass=$((pass + 1)); else
+            fails=$((fails + 1)); echo "FAIL emit-$st-full: exit $rc, emit.$st $([ -e "emit.$st" ] && echo exists || echo absent)"; cat out.txt; fi
+        "$NNQC" --emit=$st tofull.nnq -o "emit.$st" > out.txt 2>&1
+        rc=$?
+        if [ $rc -eq 0 ] && [ -s "emit.$st" ] && [ ! -s out.txt ]; then pass=$((pass + 1)); else
+            fails=$((fails + 1)); echo "FAIL emit-$st-o: exit $rc, $(wc -c < "emit.$st" 2>&1) bytes in the file, output:"; cat out.txt; fi
+        "$NNQC" --emit=$st tofull.nnq > /dev/full 2> out.txt
+        rc=$?
+        if [ $rc -eq 1 ] && grep -q "error: cannot write standard output" out.txt; then pass=$((pass + 1)); else
+            fails=$((fails + 1)); echo "FAIL emit-$st-stdout-full: exit $rc"; cat out.txt; fi
+    done
+    "$NNQC" run tofull.nnq --data-dir "$tmp" > /dev/full 2> out.txt
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "error: cannot write standard output" out.txt && "$NNQC" inspect full.nnqm > /dev/null; then
+        pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL run-stdout-full: exit $rc"; cat out.txt; fi
+    "$NNQC" inspect full.nnqm > /dev/full 2> out.txt
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "error: cannot write standard output: No space left on device" out.txt; then pass=$((pass + 1)); else
+        fails=$((fails + 1)); echo "FAIL inspect-stdout-full: exit $rc"; cat out.txt; fi
+fi
 
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
