@@ -84,7 +84,8 @@ static bool data_try_dir(NnqRun *run, const char *dir, size_t dirlen, const char
     if (!cand)
         return false;
     struct stat st;
-    if (stat(cand, &st) == 0 && (bool)S_ISDIR(st.st_mode) == want_dir) {
+    bool exists = stat(cand, &st) == 0;
+    if (exists && (bool)S_ISDIR(st.st_mode) == want_dir) {
         /* rt_alloc_try: a longjmp here would leak cand and the list */
         size_t n = strlen(cand);
         char *owned = rt_alloc_try(run, (int64_t)n + 1, false);
@@ -100,6 +101,9 @@ static bool data_try_dir(NnqRun *run, const char *dir, size_t dirlen, const char
     pathlist_append(tried, cand);
     pathlist_append(tried, " (");
     pathlist_append(tried, why);
+    /* there, but of the other kind: said, or "cannot find" reads as a missing path */
+    if (exists)
+        pathlist_append(tried, want_dir ? ": not a directory" : ": a directory");
     pathlist_append(tried, ")");
     free(cand);
     return false;

@@ -42,6 +42,11 @@ F=fashion-mnist
 program missing "$F/nope-images.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
 expect_error missing-file "cannot find data file 'fashion-mnist/nope-images.gz'" missing.nnq
 
+# a data file's path that names a directory: said, where it read as a missing file
+mkdir -p imgdir
+program dirdata imgdir "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+expect_error data-is-directory "cannot find data file 'imgdir'; tried: $tmp/imgdir (--data-dir: a directory)" dirdata.nnq
+
 printf 'this is not an idx file at all' > garbage.gz
 program garbage garbage.gz "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
 expect_error bad-magic "garbage.gz" garbage.nnq
