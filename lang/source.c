@@ -2,7 +2,8 @@
  *
  * Invariants: text[len] == '\0' for every SourceFile made here; a loaded file holds no
  * other NUL byte (the lexer treats NUL as end of input), so one found on load is
- * reported at its line and column and the file is rejected. */
+ * reported at its line and column and the file is rejected. A leading UTF-8 byte-order
+ * mark is dropped on load. */
 #include "source.h"
 
 #include <errno.h>
@@ -60,10 +61,14 @@ SourceFile *source_load(Arena *arena, const char *path, Diag *diag) {
         return NULL;
     }
 
+    /* A UTF-8 byte-order mark (which some editors write first) is not part of the text:
+     * dropped, so line 1's columns count from what follows it. */
+    size_t bom = len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? 3 : 0;
     SourceFile *src = arena_alloc(arena, sizeof(SourceFile));
     src->path = arena_strdup(arena, path);
-    src->text = arena_strndup(arena, buf, len); /* memcpy: keeps any NUL for the check */
-    src->len = len;
+    src->text = arena_strndup(arena, buf + bom, len - bom); /* memcpy: keeps any NUL for the check */
+    src->len = len - bom;
+    len -= bom;
     free(buf);
 
     const char *nul = memchr(src->text, '\0', len);
