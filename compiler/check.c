@@ -211,6 +211,23 @@ static bool want_number(Checker *ck, const AstNode *e, double *out, const char *
     return false;
 }
 
+/* The ranges an optimizer's or beta's number must lie in, and what each range's error says. */
+typedef enum { RANGE_POSITIVE, RANGE_NONNEGATIVE, RANGE_UNIT } NumRange; /* > 0, >= 0, [0, 1) */
+static const char *const range_text[] = {"positive", "at least 0", "at least 0 and below 1"};
+
+/* A number in range r into *out; else an error at it: "WHAT must be RANGE (WHY)". */
+static bool want_number_in(Checker *ck, const AstNode *e, double *out, const char *what, NumRange r, const char *why) {
+    double v;
+    if (!want_number(ck, e, &v, what)) return false;
+    bool ok = r == RANGE_POSITIVE ? v > 0 : v >= 0 && (r == RANGE_NONNEGATIVE || v < 1);
+    if (ok) *out = v;
+    else {
+        diag_error(ck->diag, e->loc, "%s must be %s (%s)", what, range_text[r], why);
+        ck->failed = true;
+    }
+    return ok;
+}
+
 static bool want_int(Checker *ck, const AstNode *e, int64_t *out, const char *what, int64_t lo) {
     double v;
     if (!want_number(ck, e, &v, what)) return false;
@@ -397,11 +414,17 @@ static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
     tc->decoupled_decay = strcmp(e->name, "adamw") == 0;
     const AstNode *a;
     if ((a = named_arg(e, "lr"))) want_number(ck, a, &tc->lr, "lr");
-    if ((a = named_arg(e, "beta1"))) want_number(ck, a, &tc->beta1, "beta1");
-    if ((a = named_arg(e, "beta2"))) want_number(ck, a, &tc->beta2, "beta2");
-    if ((a = named_arg(e, "eps"))) want_number(ck, a, &tc->eps, "eps");
-    if ((a = named_arg(e, "momentum"))) want_number(ck, a, &tc->momentum, "momentum");
-    if ((a = named_arg(e, "weight_decay"))) want_number(ck, a, &tc->weight_decay, "weight_decay");
+    if ((a = named_arg(e, "beta1")))
+        want_number_in(ck, a, &tc->beta1, "beta1", RANGE_UNIT, "the first moment's decay; at 1 Adam divides by 0");
+    if ((a = named_arg(e, "beta2")))
+        want_number_in(ck, a, &tc->beta2, "beta2", RANGE_UNIT, "the second moment's decay; at 1 Adam divides by 0");
+    if ((a = named_arg(e, "eps")))
+        want_number_in(ck, a, &tc->eps, "eps", RANGE_POSITIVE,
+                       "Adam divides by sqrt(v) + eps, and v stays 0 where a gradient has always been 0");
+    if ((a = named_arg(e, "momentum")))
+        want_number_in(ck, a, &tc->momentum, "momentum", RANGE_UNIT, "the velocity's decay; at 1 or more it never forgets a step");
+    if ((a = named_arg(e, "weight_decay")))
+        want_number_in(ck, a, &tc->weight_decay, "weight_decay", RANGE_NONNEGATIVE, "a negative decay pushes weights away from 0");
     if ((a = named_arg(e, "schedule"))) {
         static const char *const step_args[] = {"every", "gamma", NULL};
         static const char *const multi_args[] = {"at", "gamma", NULL};
@@ -418,7 +441,8 @@ static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
                                    : "multistep(...) needs at = [...] and gamma = ...", NULL);
             return;
         }
-        want_number(ck, named_arg(a, "gamma"), &tc->lr_gamma, "gamma");
+        want_number_in(ck, named_arg(a, "gamma"), &tc->lr_gamma, "gamma", RANGE_POSITIVE,
+                       "the learning rate's factor; at 0 or below the learning rate is 0 or negative");
         if (step) {
             want_period(ck, named_arg(a, "every"), &tc->lr_every, "every");
         } else {
@@ -452,16 +476,17 @@ static void check_group(Checker *ck, TrainConfig *tc, const AstNode *e) {
     g->loc = e->loc;
     if (!want_string(ck, e->kids[0], &g->pattern, "the parameter pattern")) return;
     const AstNode *a;
-    if ((a = named_arg(e, "lr"))) g->has_lr = want_number(ck, a, &g->lr, "lr");
+    if ((a = named_arg(e, "lr"))) g->has_lr = want_number_in(ck, a, &g->lr, "lr", RANGE_POSITIVE, "a group's learning rate");
     if ((a = named_arg(e, "weight_decay")))
-        g->has_weight_decay = want_number(ck, a, &g->weight_decay, "weight_decay");
+        g->has_weight_decay = want_number_in(ck, a, &g->weight_decay, "weight_decay", RANGE_NONNEGATIVE,
+                                             "a negative decay pushes weights away from 0");
     tc->ngroups++;
 }
 
 static void check_beta(Checker *ck, TrainConfig *tc, const AstNode *e) {
     double v;
     if (const_number(e, &v)) {
-        tc->beta_start = v;
+        want_number_in(ck, e, &tc->beta_start, "beta", RANGE_POSITIVE, "the projections' inverse temperature");
         return;
     }
     static const char *const args[] = {"start", "times", "every", "max", NULL};
@@ -474,7 +499,7 @@ static void check_beta(Checker *ck, TrainConfig *tc, const AstNode *e) {
     if ((a = named_arg(e, "start"))) want_number(ck, a, &tc->beta_start, "start");
     if ((a = named_arg(e, "times"))) want_number(ck, a, &tc->beta_times, "times");
     if ((a = named_arg(e, "every"))) want_period(ck, a, &tc->beta_every, "every");
-    if ((a = named_arg(e, "max"))) want_number(ck, a, &tc->beta_max, "max");
+    if ((a = named_arg(e, "max"))) want_number_in(ck, a, &tc->beta_max, "max", RANGE_POSITIVE, "beta's cap");
     if (tc->beta_start <= 0 || tc->beta_times <= 0)
         error(ck, e->loc, "beta's start and factor must be positive", NULL);
 }
