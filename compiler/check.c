@@ -241,12 +241,14 @@ static bool want_int(Checker *ck, const AstNode *e, int64_t *out, const char *wh
     return true;
 }
 
+/* A non-empty string (every string a program gives names a file, a directory or a
+ * pattern; "" named none, and failed at run time or matched nothing). */
 static bool want_string(Checker *ck, const AstNode *e, const char **out, const char *what) {
-    if (e && e->kind == AST_STRING) {
+    if (e && e->kind == AST_STRING && e->str[0]) {
         *out = e->str;
         return true;
     }
-    if (e) error(ck, e->loc, "%s must be a string", what);
+    if (e) error(ck, e->loc, e->kind == AST_STRING ? "%s must not be empty" : "%s must be a string", what);
     return false;
 }
 
@@ -627,7 +629,6 @@ static void check_train(Checker *ck, const AstNode *item) {
         case AST_SAVE: want_string(ck, e, &tc->save_path, "the model path"); break;
         case AST_CHECKPOINT:
             if (!want_string(ck, e, &tc->checkpoint_dir, "the checkpoint directory")) break;
-            if (!*tc->checkpoint_dir) error(ck, e->loc, "the checkpoint directory must not be empty", NULL);
             tc->checkpoint_every = 1;
             if (st->kids[1]) want_epoch_cadence(ck, st->kids[1], "checkpoint", &tc->checkpoint_every);
             break;
@@ -637,9 +638,9 @@ static void check_train(Checker *ck, const AstNode *item) {
                 diag_note(ck->diag, tc->init_loc, "the first is here");
                 break;
             }
-            if (!want_string(ck, e, &tc->init_dir, "the directory of the initial weights")) break;
             tc->init_loc = st->loc;
-            if (!*tc->init_dir) error(ck, e->loc, "the directory of the initial weights must not be empty", NULL);
+            if (!want_string(ck, e, &tc->init_dir, "the directory of the initial weights"))
+                tc->init_dir = ""; /* refused; a second `init from` is still one too many */
             break;
         default: error(ck, st->loc, "unexpected statement in a train block", NULL);
         }
