@@ -11,10 +11,10 @@
  *    bar_width records what is on the line so that the next regular line (or an error)
  *    first erases it (or ends it).
  *  - The metrics file is written as PATH.tmp, one JSON object per line, flushed per
- *    line; nnq_rt_train_end (or nnq_run_free of a run without error) fsyncs it and
- *    renames it to PATH. After an error the .tmp is removed, so PATH only ever holds a
- *    complete record of a run that did not fail (or was interrupted by a signal after
- *    saving a checkpoint: the record of its finished epochs).
+ *    line; nnq_rt_train_end (or nnq_run_free) fsyncs it and renames it to PATH. PATH
+ *    only ever holds whole lines: a run's complete record, or the record of the epochs
+ *    a failed or interrupted run finished (a divergence is diagnosed from it); a run
+ *    that failed before its first line, or on writing the file, leaves PATH as it was.
  *  - --resume continues the record: the new file starts with the epoch lines 1..E of
  *    the earlier one (PATH.tmp when a killed run left one, else PATH), E being the
  *    checkpoint's epoch, so no epoch appears twice.
@@ -175,17 +175,17 @@ void rt_progress_keep_metrics(NnqRun *run) {
 }
 
 static void progress_release(NnqRun *run) {
-    bool failed = run->failed;
     free(run->metrics_history);
     run->metrics_history = NULL;
-    if (run->metrics) {
-        if (failed) {
-            metrics_discard(run);
-        } else {
-            char err[1024];
-            if (!metrics_finish(run, err, sizeof err))
-                fprintf(stderr, "nnqc: error: %s\n", err);
-        }
+    /* A run that failed keeps the lines of its finished epochs, each written whole: the
+     * record a divergence is diagnosed from, and that --resume continues. One that failed
+     * before writing any leaves PATH as it was. */
+    if (run->metrics && run->failed && ftell(run->metrics) <= 0) {
+        metrics_discard(run);
+    } else if (run->metrics) {
+        char err[1024];
+        if (!metrics_finish(run, err, sizeof err))
+            fprintf(stderr, "nnqc: error: %s\n", err);
     }
     free(run->metrics_tmp);
     run->metrics_tmp = NULL;

@@ -61,6 +61,17 @@ expect_error shape-mismatch "error: model 'm' expects inputs of shape \[3, 32, 3
 QUANT=float program diverge "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
     "optimizer = sgd(lr = 1e30)"
 expect_error divergence "diverged" diverge.nnq
+# a divergence keeps the metrics of the epochs before it (they were deleted with the
+# .tmp); one before any epoch leaves an earlier metrics file as it was
+QUANT=float program diverge2 "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
+    "optimizer = sgd(lr = 0.01, schedule = step(every = 1 epochs, gamma = 1e30))" "epochs = 3"
+expect_error divergence-epoch-2 "diverged" diverge2.nnq --metrics kept.jsonl
+if [ "$(grep -c '"epoch":' kept.jsonl 2>/dev/null)" = 1 ] && grep -q '^{"epoch":1,"train_loss":[0-9]' kept.jsonl && [ ! -e kept.jsonl.tmp ]; then
+    pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL divergence-metrics: kept.jsonl holds:"; cat kept.jsonl; fi
+echo '{"earlier":true}' > older.jsonl
+expect_error divergence-first-step "diverged" diverge.nnq --metrics older.jsonl
+if [ "$(cat older.jsonl)" = '{"earlier":true}' ] && [ ! -e older.jsonl.tmp ]; then pass=$((pass + 1)); else
+    fails=$((fails + 1)); echo "FAIL divergence-no-epoch-metrics: older.jsonl holds:"; cat older.jsonl; fi
 
 program nodir "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
     'save "no/such/dir/m.nnqm"'
