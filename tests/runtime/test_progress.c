@@ -129,8 +129,16 @@ void test_metrics_failure(void) {
     size_t len = strlen(out);
     CHECK(len > 0 && out[len - 1] == '\n', "the bar line is ended before the error: '%s'", out);
     nnq_run_free(run);
-    CHECK(!th_file_exists(g_metrics) && !th_file_exists(g_metrics_tmp),
-          "metrics left behind by a failed run");
+    /* the epoch it finished is kept, whole (the loss curve a divergence is read from) */
+    CHECK(th_file_exists(g_metrics) && !th_file_exists(g_metrics_tmp),
+          "a failed run's metrics not renamed into place");
+    char *text = file_text(g_metrics);
+    const char *first = "{\"epoch\":1,\"train_loss\":0.5,";
+    CHECK(text && !strncmp(text, first, strlen(first)) && strchr(text, '\n') &&
+              !strchr(text, '\n')[1],
+          "a failed run's metrics: '%s'", text ? text : "(none)");
+    free(text);
+    unlink(g_metrics);
     free(err), free(out), free(g_metrics), free(g_metrics_tmp);
 }
 
