@@ -48,7 +48,7 @@ SourceFile *source_load(Arena *arena, const char *path, Diag *diag) {
     errno = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        diag_error_noloc(diag, "cannot read %s: %s", path, strerror(errno));
+        diag_error_noloc(diag, "cannot read '%s': %s", path, strerror(errno));
         return NULL;
     }
     errno = 0;
@@ -57,7 +57,7 @@ SourceFile *source_load(Arena *arena, const char *path, Diag *diag) {
     int err = errno ? errno : EIO;
     fclose(f);
     if (!buf) {
-        diag_error_noloc(diag, "cannot read %s: %s", path, strerror(err));
+        diag_error_noloc(diag, "cannot read '%s': %s", path, strerror(err));
         return NULL;
     }
 

@@ -537,7 +537,7 @@ static void test_diagnostics(void) {
     CHECK(diag_error_count(diag) == 2);
     diag_free(diag);
     fclose(out);
-    CHECK_STR(buf, "nnqc: error: cannot read /nonexistent/x.nnq: No such file or directory\n"
+    CHECK_STR(buf, "nnqc: error: cannot read '/nonexistent/x.nnq': No such file or directory\n"
                    "nnqc: error: plain 1\n");
     free(buf);
 }
