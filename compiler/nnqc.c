@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
 
 #include "codegen.h"
 #include "deploy.h"
@@ -49,6 +50,7 @@ static void usage(FILE *out) {
           "       nnqc eval | predict | export MODEL.nnqm ...   use a trained model (nnqc eval --help)\n"
           "       nnqc --help-layers | --help-settings | --help-builtins\n"
           "                                         the layers; a train block's settings; projections' functions\n"
+          "       nnqc --version                    this build, its LLVM, the CPU and the libraries it runs on\n"
           "training options (run; a built trainer takes the same):\n",
           out);
     fputs(nnq_run_options_help(), out);
@@ -103,6 +105,12 @@ static int parse_args(int argc, char **argv, Options *o) {
         if (t > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) { /* for a bug report: this build and what it runs on */
+            char *cpu = LLVMGetHostCPUName();
+            printf("nnqc %s\nLLVM %s, host CPU %s\n", NNQ_VERSION, LLVM_VERSION_STRING, cpu);
+            LLVMDisposeMessage(cpu);
+            nnq_describe_libraries(stdout);
             return 0;
         } else if (!strcmp(a, "--help-builtins")) { /* the functions of projections, as a Markdown table */
             printf("| function | value |\n|---|---|\n");

@@ -114,6 +114,13 @@ static void isa_cap(void) {
         dnnl_set_max_cpu_isa(isa == RT_ISA_AVX2 ? dnnl_cpu_isa_avx2 : dnnl_cpu_isa_sse41);
 }
 
+const char *rt_dnnl_version(void) {
+    static char text[32];
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(text, sizeof text, "%d.%d.%d", v->major, v->minor, v->patch);
+    return text;
+}
+
 bool rt_dnnl_wide(void) {
     pthread_once(&isa_once, isa_cap);
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();

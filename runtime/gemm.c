@@ -120,6 +120,13 @@ bool rt_gemm_dnnl_dense(int32_t transa, int32_t m, int32_t n, int32_t k) {
            (mode == RT_LIB_RULE && rt_isa_kernels() == RT_ISA_AVX2 && !transa && dnnl_sized(m, n, k));
 }
 
+void nnq_describe_libraries(FILE *out) {
+    const char *isa = nnq_isa();
+    fprintf(out, "vector instructions: %s%s\n", isa, nnq_isa_held() ? " (held below the CPU's by $NNQ_ISA)" : "");
+    fprintf(out, "%s\n", openblas_get_config()); /* "OpenBLAS 0.3.21 ... Haswell ..." */
+    fprintf(out, "oneDNN %s\n", rt_dnnl_version());
+}
+
 /* The rule above in words, for --profile (the same cases in the same order). */
 void rt_gemm_describe(FILE *out) {
     const char *core = openblas_get_corename();

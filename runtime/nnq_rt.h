@@ -134,6 +134,10 @@ bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, s
  * nnqc's commands and built trainers exit 1 then, not 0. */
 bool nnq_stdout_check(void);
 
+/* The vector instructions the runtime runs and the libraries it runs on, a line each
+ * ("OpenBLAS 0.3.21 ... Haswell ...", "oneDNN 2.6.3"), for nnqc --version. */
+void nnq_describe_libraries(FILE *out);
+
 /* Bytes this process may still fill: MemAvailable + SwapFree (/proc/meminfo; without
  * it, the machine's memory), or less where a cgroup's memory limit (v2: its own or an
  * ancestor's memory.max; else v1's) is lower; -1 when none of them can be read. */

@@ -296,6 +296,8 @@ typedef enum { RT_LIB_RULE, RT_LIB_NEVER, RT_LIB_ALWAYS } RtLibMode;
 void rt_dnnl_set_mode(RtLibMode mode);
 /* oneDNN runs AVX-512 code on this CPU (its rule takes more shapes then). */
 bool rt_dnnl_wide(void);
+/* conv_dnnl.c: oneDNN's version, "2.6.3" (nnq_describe_libraries). */
+const char *rt_dnnl_version(void);
 bool rt_dnnl_serves(RtConvOp op, int32_t c, int32_t o, int32_t kh, int32_t kw, int32_t stride, int32_t pad,
                     int32_t oh, int32_t ow);
 const RtDnnlConv *rt_dnnl_conv(RtConvOp op, int32_t g, int32_t tail, int32_t c, int32_t h, int32_t w, int32_t o,

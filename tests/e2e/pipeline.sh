@@ -34,6 +34,14 @@ grep -q 'param_grad' $tmp/autodiff.ir && ok "autodiff appends the backward pass"
 "$NNQC" check --dump-after=nonsense "$ex" > /dev/null 2> $tmp/err; rc=$?
 [ $rc = 2 ] && grep -q "unknown pass 'nonsense' for --dump-after (lower, instantiate, autodiff, fuse_layers, fuse, memplan)" $tmp/err && ok "an unknown pass is refused with the list" || { cat $tmp/err; bad "unknown pass: exit $rc"; }
 
+# --version: the build's version (CMakeLists.txt's), LLVM's, and what the runtime runs on
+ver=$(sed -n 's/^project(nnq VERSION \([0-9.]*\) .*/\1/p' "$SRC/CMakeLists.txt")
+NNQ_ISA=portable "$NNQC" --version > $tmp/version.txt 2>&1; rc=$?
+[ $rc = 0 ] && [ -n "$ver" ] && [ "$(head -1 $tmp/version.txt)" = "nnqc $ver" ] && grep -q '^LLVM [0-9]' $tmp/version.txt &&
+    grep -q '^vector instructions: portable' $tmp/version.txt && grep -q '^OpenBLAS [0-9]' $tmp/version.txt &&
+    grep -q '^oneDNN [0-9]' $tmp/version.txt && ok "--version: nnqc $ver, LLVM, the instructions and the libraries" ||
+    { cat $tmp/version.txt; bad "--version: exit $rc"; }
+
 # the settings table (compiler/train_settings.def) is the one in the language reference
 missing=$("$NNQC" --help-settings | tail -n +3 | while IFS= read -r row; do grep -qxF -- "$row" "$SRC/docs/language.md" || echo "$row" | cut -c1-60; done)
 rows=$("$NNQC" --help-settings | tail -n +3 | wc -l)
