@@ -435,7 +435,12 @@ static PVal eval(PCtx *cx, const AstNode *e) {
         return pv_scalar(pick(cx, base, idx.c[0]));
     }
     case AST_IF: {
-        PVal c = eval(cx, e->kids[0]), a = eval(cx, e->kids[1]), b = eval(cx, e->kids[2]);
+        /* a condition known when the projection is instantiated (on |Q|, say) selects its
+         * branch, and the other is not evaluated: the branches may differ in shape */
+        PVal c = eval(cx, e->kids[0]);
+        double known;
+        if (c.n == 1 && sx_is_const(p, c.c[0], &known)) return eval(cx, e->kids[known != 0 ? 1 : 2]);
+        PVal a = eval(cx, e->kids[1]), b = eval(cx, e->kids[2]);
         if (!c.n || !a.n || !b.n) return pv_error();
         PVal ab = zip(cx, e, SX_ADD, a, b); /* shape check only */
         if (!ab.n) return ab;
