@@ -7,7 +7,7 @@
  *           opposite gradients (a two-label softmax's) share one set of moments
  *   init:   w0 -> aux                        hard: aux -> hard weight
  *   soft:   aux -> forward weight (after init, and after restoring a kept model), and
- *           the values the next update carries in (below)
+ *           the values the next update carries in (below; or the weight itself)
  *
  * The code generator runs soft right after init: the forward weight is the same
  * expression of the same aux values either way (init stores them as f32, soft loads
@@ -59,6 +59,49 @@ static int scalar(SxPool *p, IrScalar s) { return sx_input(p, IR_SCALAR_SLOT(s))
  * remain (a softmax over three labels: measured no faster with two of its three
  * carried), nor for tanh (gd_tanh: no faster). */
 
+/* What each of update kernel u's aux inputs and beta (cur[0 .. n - 1]) is at the next
+ * step: the aux output of its component (outs[]: u's output expressions), beta_next;
+ * false where a leaf is of neither kind. */
+static bool next_values(SxPool *p, const IrKernel *u, const int *outs, const int *cur, int n, int *next) {
+    for (int i = 0; i < n; i++) {
+        const SxNode *leaf = sx_node(p, cur[i]);
+        next[i] = leaf->slot == IR_SCALAR_SLOT(IRS_BETA) ? scalar(p, IRS_BETA_NEXT) : -1;
+        for (int o = 0; o < u->nout && next[i] < 0; o++)
+            if (u->out[o].buf == IRB_AUX && u->in[leaf->slot].buf == IRB_AUX && u->in[leaf->slot].comp == u->out[o].comp)
+                next[i] = outs[o];
+        if (next[i] < 0) return false;
+    }
+    return true;
+}
+
+/* ---- the weight, carried ----
+ * Where the gradient computes, at this step's aux and beta, exactly the expression the
+ * update stores as the new weight at the new aux and beta_next (gd_tanh over {-1, +1}:
+ * tanh(beta a) for its Jacobian beta (1 - tanh^2)), the weight buffer already holds
+ * that value: the previous update stored it from the same f32 aux and beta, and the
+ * soft kernel after init and after a restore (a checkpoint holds the weight). The update
+ * loads it instead of computing it: the same bits, for 4 bytes read an element and no
+ * buffer of its own (update_bench and the MLP measured in docs/status.md). */
+static bool carry_weight(SxPool *p, IrKernel *u, const int *cur, int n) {
+    int w = 0, outs[IR_KERNEL_MAX_IO], next[NNQ_MAX_LABELS + 1];
+    while (u->out[w].buf != IRB_WEIGHT) w++;
+    for (int o = 0; o < u->nout; o++) outs[o] = u->out[o].node;
+    if (!next_values(p, u, outs, cur, n, next)) return false;
+    int before = sx_replace(p, u->out[w].node, next, cur, n); /* the weight at this step's values */
+    char *grad_side = calloc(sx_count(p), 1);
+    for (int o = 0; o < u->nout; o++)
+        if (o != w) sx_reach(p, u->out[o].node, grad_side);
+    /* a value computed from them (float's weight is its aux: nothing to save) */
+    bool found = before != u->out[w].node && grad_side[before] && sx_node(p, before)->op != SX_INPUT;
+    free(grad_side);
+    if (!found) return false;
+    int in = sx_input(p, u->nin);
+    add_in(u, IRB_WEIGHT, 0);
+    for (int o = 0; o < u->nout; o++) /* the new weight too: through its aux output */
+        u->out[o].node = sx_replace(p, u->out[o].node, &before, &in, 1);
+    return true;
+}
+
 /* Whether every input `id` reaches is one of leaf[0 .. n - 1] (mark: scratch). */
 static bool only_leaves(const SxPool *p, int id, const int *leaf, int n, char *mark) {
     memset(mark, 0, sx_count(p));
@@ -103,14 +146,7 @@ static bool carry_values(SxPool *p, IrKernel *u, IrKernel *s, const int *cur, co
     }
     /* each exp's twin over the new aux outputs and beta_next, computed for the weight */
     int next[NNQ_MAX_LABELS + 1], twin[IR_MAX_CARRY];
-    for (int i = 0; i < n; i++) {
-        const SxNode *leaf = sx_node(p, cur[i]);
-        next[i] = leaf->slot == IR_SCALAR_SLOT(IRS_BETA) ? scalar(p, IRS_BETA_NEXT) : -1;
-        for (int o = 0; o < u->nout && next[i] < 0; o++)
-            if (u->out[o].buf == IRB_AUX && u->in[leaf->slot].buf == IRB_AUX && u->in[leaf->slot].comp == u->out[o].comp)
-                next[i] = outs[o];
-        if (next[i] < 0) return false; /* a leaf of neither kind: none given */
-    }
+    if (!next_values(p, u, outs, cur, n, next)) return false;
     bool computed = true;
     for (int j = 0; j < nfound; j++) twin[j] = sx_replace(p, found[j], cur, next, n); /* may add nodes */
     char *weight_side = calloc(sx_count(p), 1);
@@ -283,6 +319,7 @@ void fuse_module(IrModule *m) {
             soft_leaf[c] = sx_input(p, c); /* the soft kernel's inputs are its aux */
         }
         cur[K] = soft_leaf[K] = scalar(p, IRS_BETA);
+        if (carry_weight(p, &m->kernels[pi][0], cur, K + 1)) continue;
         if (carry_values(p, &m->kernels[pi][0], &m->kernels[pi][3], cur, soft_leaf, K + 1, true)) continue;
         carry_values(p, &m->kernels[pi][0], &m->kernels[pi][3], cur, soft_leaf, K + 1, false);
     }

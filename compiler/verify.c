@@ -354,13 +354,20 @@ bool verify_module(const IrModule *m, FILE *out, const SourceFile *text) {
                     FAIL("kernel %s.%s: output %d uses a projection variable or an undeclared input",
                          k->name, m->params[i].name, o);
             }
-            /* a value the update carries in: stored by the update for the next step, and by
-             * the soft kernel after init and after a restore (fuse.c) */
-            for (int e = 0; j == 0 && e < k->nin; e++)
-                if (k->in[e].buf == IRB_CARRY && (!kernel_stores(k, IRB_CARRY, k->in[e].comp) ||
-                                                  !kernel_stores(&m->kernels[i][3], IRB_CARRY, k->in[e].comp)))
-                    FAIL("kernel update.%s loads carry%d, which the update and soft kernels must both store",
-                         m->params[i].name, k->in[e].comp);
+            /* a value the update carries in (a carry buffer, or the weight itself): stored
+             * by the update for the next step, and by the soft kernel after init and after
+             * a restore (fuse.c) */
+            for (int e = 0; j == 0 && e < k->nin; e++) {
+                IrBufKind b = k->in[e].buf;
+                if ((b != IRB_CARRY && b != IRB_WEIGHT) ||
+                    (kernel_stores(k, b, k->in[e].comp) && kernel_stores(&m->kernels[i][3], b, k->in[e].comp)))
+                    continue;
+                if (b == IRB_WEIGHT)
+                    FAIL("kernel update.%s loads weight, which the update and soft kernels must both store",
+                         m->params[i].name);
+                FAIL("kernel update.%s loads carry%d, which the update and soft kernels must both store",
+                     m->params[i].name, k->in[e].comp);
+            }
         }
     return true;
 }

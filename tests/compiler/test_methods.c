@@ -337,6 +337,12 @@ static void test_fused(const Case *cs, const char *opt) {
         if (pmf2) /* the moments and the aux (Adam's square root and division), then the new weight and the
                    * carried values (the exp and the division): the moments alone wait on nothing slow */
             CHECK(loops == 2, "%s: the update runs in two stages (%d loops)", quant, loops);
+        /* fuse.c carries gd_tanh's tanh(beta a), its Jacobian's, in the weight itself, which
+         * holds exactly that from the step before: the update loads it */
+        bool gdt2 = !strcmp(cs->proj, "gd_tanh") && !strcmp(cs->labels, "binary");
+        bool loads_w = false;
+        for (int e = 0; e < uk->nin; e++) loads_w |= uk->in[e].buf == IRB_WEIGHT;
+        CHECK(loads_w == gdt2, "%s: the update %s the weight", quant, gdt2 ? "loads" : "does not load");
     }
     Jit *jit = jit_compile(c.m, 2, 0, true, NULL, NULL, c.diag);
     CHECK(jit, "%s JIT-compiles", quant);
@@ -445,7 +451,9 @@ static void test_fused(const Case *cs, const char *opt) {
         float *carry[IR_MAX_CARRY];
         int ncarry = 0;
         while (ncarry < IR_MAX_CARRY && (carry[ncarry] = jit_param_buffer(jit, par->name, "carry", ncarry))) ncarry++;
-        if (ncarry > 0) {
+        bool loads_w = false; /* the weight carried (gd_tanh): the soft kernel's too */
+        for (int e = 0; e < c.m->kernels[0][0].nin; e++) loads_w |= c.m->kernels[0][0].in[e].buf == IRB_WEIGHT;
+        if (ncarry > 0 || loads_w) {
             float *kept = malloc(sizeof(float) * (size_t)(ncarry + 1) * n);
             for (int q = 0; q < ncarry; q++) memcpy(kept + q * n, carry[q], sizeof(float) * n);
             memcpy(kept + ncarry * n, w, sizeof(float) * n);

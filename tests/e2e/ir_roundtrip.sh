@@ -77,5 +77,17 @@ awk '/^kernel @soft.dense1.w /{soft=1} soft && /store carry0/{soft=0; next} {pri
     grep -q 'error: kernel update.dense1.w loads carry0, which the update and soft kernels must both store' err &&
     ! grep -q 'internal error' err && ok "a carried value the soft kernel does not store: refused" ||
     { cat err; bad "a carried value the soft kernel does not store (exit $rc)"; }
+# gd_tanh(binary)'s update loads the weight for its Jacobian's tanh (fuse.c: the weight,
+# carried): a soft kernel that does not store the weight is refused the same way
+sed 's/pmf(binary)/gd_tanh(binary)/g' mlp.nnq > gdt.nnq
+"$NNQC" --emit=ir gdt.nnq > gdt.ir 2> err || { cat err; bad "gd_tanh's IR"; }
+grep -A3 '^kernel @update.dense1.w ' gdt.ir | grep -q 'load weight\[i\]' && ok "gd_tanh(binary): the update loads the weight" ||
+    bad "gd_tanh(binary): the update does not load the weight"
+awk '/^kernel @soft.dense1.w /{soft=1} soft && /store weight/{soft=0; next} {print}' gdt.ir > gdt_bad.ir
+"$NNQC" --from-ir gdt_bad.ir gdt.nnq --emit=ir > /dev/null 2> err; rc=$?
+! cmp -s gdt.ir gdt_bad.ir && [ $rc = 1 ] &&
+    grep -q 'error: kernel update.dense1.w loads weight, which the update and soft kernels must both store' err &&
+    ! grep -q 'internal error' err && ok "a weight the update loads and the soft kernel does not store: refused" ||
+    { cat err; bad "a weight the soft kernel does not store (exit $rc)"; }
 echo "$pass passed, $fails failed"
 [ $fails = 0 ]
