@@ -69,25 +69,23 @@ sed 's/^\(  %4 = matmul %2, %3 : f32\[N, \)300\]/\1301]/' fashion_mlp_float.ir >
     grep -q '^ *\^$' err &&
     ! grep -q 'internal error' err && ok "IR that does not verify: the file's error at its instruction" ||
     { cat err; bad "IR that does not verify (exit $rc)"; }
-# a carried value the soft kernel does not store (its store line removed): refused, the
-# next update would load a value nothing wrote
-awk '/^kernel @soft.dense1.w /{soft=1} soft && /store carry0/{soft=0; next} {print}' mlp.ir > carry.ir
-"$NNQC" --from-ir carry.ir mlp.nnq --emit=ir > /dev/null 2> err; rc=$?
-! cmp -s mlp.ir carry.ir && [ $rc = 1 ] &&
-    grep -q 'error: kernel update.dense1.w loads carry0, which the update and soft kernels must both store' err &&
-    ! grep -q 'internal error' err && ok "a carried value the soft kernel does not store: refused" ||
-    { cat err; bad "a carried value the soft kernel does not store (exit $rc)"; }
+# unstored NAME BUFFER: NAME.ir (of NAME.nnq) with the soft kernel's store of BUFFER
+# removed must be refused: the next update would load a value nothing wrote
+unstored() {
+    awk -v b="store $2" '/^kernel @soft.dense1.w /{soft=1} soft && index($0, b){soft=0; next} {print}' $1.ir > $1_bad.ir
+    "$NNQC" --from-ir $1_bad.ir $1.nnq --emit=ir > /dev/null 2> err; local rc=$?
+    ! cmp -s $1.ir $1_bad.ir && [ $rc = 1 ] &&
+        grep -q "error: kernel update.dense1.w loads $2, which the update and soft kernels must both store" err &&
+        ! grep -q 'internal error' err && ok "$1: the update loads $2, the soft kernel does not store it: refused" ||
+        { cat err; bad "$1: $2 that the soft kernel does not store (exit $rc)"; }
+}
+unstored mlp carry0
 # gd_tanh(binary)'s update loads the weight for its Jacobian's tanh (fuse.c: the weight,
-# carried): a soft kernel that does not store the weight is refused the same way
+# carried)
 sed 's/pmf(binary)/gd_tanh(binary)/g' mlp.nnq > gdt.nnq
 "$NNQC" --emit=ir gdt.nnq > gdt.ir 2> err || { cat err; bad "gd_tanh's IR"; }
 grep -A3 '^kernel @update.dense1.w ' gdt.ir | grep -q 'load weight\[i\]' && ok "gd_tanh(binary): the update loads the weight" ||
     bad "gd_tanh(binary): the update does not load the weight"
-awk '/^kernel @soft.dense1.w /{soft=1} soft && /store weight/{soft=0; next} {print}' gdt.ir > gdt_bad.ir
-"$NNQC" --from-ir gdt_bad.ir gdt.nnq --emit=ir > /dev/null 2> err; rc=$?
-! cmp -s gdt.ir gdt_bad.ir && [ $rc = 1 ] &&
-    grep -q 'error: kernel update.dense1.w loads weight, which the update and soft kernels must both store' err &&
-    ! grep -q 'internal error' err && ok "a weight the update loads and the soft kernel does not store: refused" ||
-    { cat err; bad "a weight the soft kernel does not store (exit $rc)"; }
+unstored gdt weight
 echo "$pass passed, $fails failed"
 [ $fails = 0 ]
