@@ -4,12 +4,13 @@
  * times, per parameter element:
  *   fused   the JIT-compiled kernel.update (gradient -> softmax Jacobian -> Adam ->
  *           new forward weight, one pass, each array it names read or written once:
- *           gradient, 2 aux, one set of moments for the two opposite aux gradients,
- *           the softmax's exp carried from the step before (fuse.c), weight);
- *   naive   the same formulas as separate passes over memory, the way an unfused
- *           framework runs them (softmax, Jacobian-vector product, Adam moments, Adam
- *           step, new weight; moments for each aux), written in plain C and compiled
- *           with -O2;
+ *           gradient, the aux (a two-label pair kept as one value, stdlib/projections
+ *           .nnq), its moments, the weight, which also carries in the Jacobian's tanh
+ *           from the step before: fuse.c);
+ *   naive   the same method as separate passes over memory, the way an unfused
+ *           framework runs it (a score per label: softmax, Jacobian-vector product,
+ *           Adam moments, Adam step, new weight; moments for each score), written in
+ *           plain C and compiled with -O2, on arrays of its own;
  *   cold    the fused kernel once, after every line of 64 MiB elsewhere has been read and
  *           written (evict_caches), evicting its state from every cache (what a training
  *           step's update meets when its state does not stay in the last-level cache
@@ -108,29 +109,25 @@ int main(int argc, char **argv) {
     snprintf(name, sizeof name, fmt, p);                                                           \
     float *var = jit_lookup(jit, name)
     SYM(g, "%s.grad");
-    SYM(a0, "%s.aux0");
-    SYM(a1, "%s.aux1");
-    SYM(m0, "%s.m0");
-    SYM(m1, "%s.m1");
-    SYM(v0, "%s.v0");
-    SYM(v1, "%s.v1");
+    SYM(a, "%s.aux0");
     SYM(w, "%s.weight");
-    /* the naive passes keep moments for both aux, as a framework does */
-    float *own = calloc(2 * n, sizeof(float));
-    if (!m1) m1 = own;
-    if (!v1) v1 = own + n;
+    /* the naive passes' own arrays: two scores, their moments, the weight */
+    float *own = calloc(7 * n, sizeof(float));
+    float *a0 = own, *a1 = own + n, *m0 = own + 2 * n, *m1 = own + 3 * n, *v0 = own + 4 * n, *v1 = own + 5 * n;
+    float *wn = own + 6 * n;
     snprintf(name, sizeof name, "kernel.update.%s", p);
     void (*fused)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
     snprintf(name, sizeof name, "kernel.soft.%s", p);
     void (*soft)(float, float, float, float, float) = (void (*)(float, float, float, float, float))jit_lookup(jit, name);
-    if (!fused || !soft || !g || !w) return 1;
+    if (!fused || !soft || !g || !a || !w || !own) return 1;
     srand(1);
     for (int64_t i = 0; i < n; i++) {
         g[i] = (float)rand() / (float)RAND_MAX - 0.5f;
         a0[i] = (float)rand() / (float)RAND_MAX - 0.5f;
         a1[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+        a[i] = (a1[i] - a0[i]) / 2;
     }
-    soft(2.0f, 2.0f, 0, 0, 0); /* the values the update carries in (fuse.c) */
+    soft(2.0f, 2.0f, 0, 0, 0); /* the weight, which the update carries in (fuse.c) */
     float *tmp = calloc(4 * n, sizeof(float));
     float *cbuf = malloc(8 * n * sizeof(float)), *cdst = malloc(8 * n * sizeof(float));
     memset(cbuf, 1, 8 * n * sizeof(float));
@@ -141,7 +138,7 @@ int main(int argc, char **argv) {
         for (int r = 0; r < reps; r++) fused(2.0f, 2.0f, 1e-3f, 10.0f, 1000.0f);
         double t1 = now();
         for (int r = 0; r < reps; r++)
-            naive_update(n, g, a0, a1, m0, m1, v0, v1, w, tmp, tmp + n, tmp + 2 * n, tmp + 3 * n, 2.0f,
+            naive_update(n, g, a0, a1, m0, m1, v0, v1, wn, tmp, tmp + n, tmp + 2 * n, tmp + 3 * n, 2.0f,
                          2.0f, 1e-3f, 10.0f, 1000.0f);
         double t2 = now();
         for (int r = 0; r < reps; r++) memcpy(cdst, cbuf, 8 * n * sizeof(float)); /* ~ the fused traffic */
@@ -162,8 +159,8 @@ int main(int argc, char **argv) {
     }
     free(evict);
     double per = 1e9 / ((double)n * reps);
-    /* fused: reads and writes the arrays its kernel names (binary PMF: reads g, a0, a1,
-     * m0, v0, carry0 and writes a0, a1, m0, v0, w, carry0) */
+    /* fused: reads and writes the arrays its kernel names (binary PMF: reads g, the aux,
+     * m0, v0 and the weight, writes the aux, m0, v0 and the weight: 36 bytes) */
     const IrKernel *k = &m->kernels[0][0];
     double fused_bytes = 4.0 * n * (k->nin + k->nout), copy_bytes = 16.0 * 4 * n;
     long pool = threads ? threads : sysconf(_SC_NPROCESSORS_ONLN);

@@ -143,9 +143,12 @@ static void test_projections(void) {
     const LabelSet *four = program_find_labels(c.prog, "four");
     CHECK(four && four->k == 4 && four->q[0] == -2 && four->q[1] == -1 && four->q[2] == 1 && four->q[3] == 2,
           "levels(4) is {-2, -1, 1, 2}");
-    struct { const char *proj, *labels; bool chain; } cases[] = {
-        {"pmf", "binary", true}, {"pmf", "ternary", true}, {"pmf", "four", true},
-        {"md_tanh", "binary", false}, {"ste", "binary", false}, {"float", NULL, false},
+    /* scale: the update's gradient over the chain rule's. pmf over two labels keeps the
+     * pair's half difference t = (a1 - a0) / 2 and steps it by the pair's gradient of a1,
+     * half that of t (stdlib/projections.nnq) */
+    struct { const char *proj, *labels; bool chain; double scale; } cases[] = {
+        {"pmf", "binary", true, 0.5}, {"pmf", "ternary", true, 1}, {"pmf", "four", true, 1},
+        {"md_tanh", "binary", false, 1}, {"ste", "binary", false, 1}, {"float", NULL, false, 1},
     };
     SrcLoc none = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -167,7 +170,7 @@ static void test_projections(void) {
             for (int k = 0; k < K; k++) {
                 double an = sx_eval(p, pi->grad[k], NULL, vars), want;
                 if (cases[i].chain) {
-                    want = vars[PV_GW] * weight_slope(p, pi->weight, vars, PV_AUX + k, 1e-6);
+                    want = cases[i].scale * vars[PV_GW] * weight_slope(p, pi->weight, vars, PV_AUX + k, 1e-6);
                 } else {
                     want = vars[PV_GW]; /* grad(w): identity (|a| <= 1 here, so no STE mask) */
                 }
@@ -763,6 +766,14 @@ static void test_shift_invariance(void) {
     bool ok = compile_source(&c, "import std.projections\n"
                                  "labels binary = {-1, +1}\n"
                                  "labels ternary = {-1, 0, 1}\n"
+                                 "projection pair(Q: labels) {\n" /* pmf as the paper writes it */
+                                 "    aux    a[|Q|]\n"
+                                 "    init   a = -abs(w0 - Q)\n"
+                                 "    soft   u = softmax(beta * a)\n"
+                                 "    weight w = sum(u * Q)\n"
+                                 "    update a using grad(a)\n"
+                                 "    hard   w = Q[argmax(a)]\n"
+                                 "}\n"
                                  "projection gap(Q: labels) requires |Q| == 2 {\n"
                                  "    aux    a[2]\n"
                                  "    init   a = -abs(w0 - Q)\n"
@@ -793,7 +804,7 @@ static void test_shift_invariance(void) {
         return;
     }
     static const struct { const char *proj, *labels; bool opposite; } cases[] = {
-        {"pmf", "binary", true},      /* a softmax of beta a */
+        {"pair", "binary", true},     /* a softmax of beta a (pmf keeps such a pair as one value) */
         {"gap", "binary", true},      /* a function of a1 - a0 (the derivative negates by itself) */
         {"tilt", "binary", false},    /* plus a term in a0 alone */
         {"scaled", "binary", false},  /* a softmax of beta a^2: not invariant */

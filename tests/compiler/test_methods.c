@@ -65,10 +65,35 @@ static double shifted_tanh(const Point *p, double a, double *dw) {
     return w;
 }
 
+/* pmf as the paper writes it, one score per label also for two labels: the projection
+ * whose two-label softmax the update carries its exp and reciprocal for (fuse.c) */
+#define PAIR_SRC                                                                                   \
+    "projection pmf_pair(Q: labels) {\n    aux a[|Q|]\n    init a = -abs(w0 - Q)\n"                  \
+    "    soft u = softmax(beta * a)\n    weight w = sum(u * Q)\n    update a using grad(a)\n"         \
+    "    hard w = Q[argmax(a)]\n}\n"
+
+/* pmf over two labels keeps its pair as one value t = (a1 - a0) / 2 (stdlib
+ * /projections.nnq): the pair (-t, t), whose softmax is the same. */
+static bool pmf_one_value(const char *m, const Point *p) { return !strcmp(m, "pmf") && p->k == 2 && p->n == 1; }
+
+static Point pmf_pair(const Point *p) {
+    Point pair = *p;
+    pair.n = 2, pair.a[0] = -p->a[0], pair.a[1] = p->a[0];
+    return pair;
+}
+
 /* The papers' formulas: forward weight and the gradient stepping the aux. */
 static double reference(const char *m, const Point *p, double *ga) {
     double z[K_MAX], u[K_MAX], gu[K_MAX], dot = 0, w = 0;
     int k = p->k;
+    if (!strcmp(m, "pmf_pair")) m = "pmf";
+    if (pmf_one_value(m, p)) { /* stepped by the pair's gradient of a1 */
+        Point pair = pmf_pair(p);
+        double gp[2];
+        w = reference(m, &pair, gp);
+        ga[0] = gp[1];
+        return w;
+    }
     for (int i = 0; i < k; i++) gu[i] = p->gw * p->q[i];
     if (!strcmp(m, "pmf") || !strcmp(m, "md_softmax_s")) {
         for (int i = 0; i < k; i++) z[i] = p->beta * p->a[i];
@@ -129,6 +154,11 @@ static double reference(const char *m, const Point *p, double *ga) {
 
 /* The label the hard network takes, and the aux after a step's post-step map. */
 static double reference_hard(const char *m, const Point *p) {
+    if (!strcmp(m, "pmf_pair")) m = "pmf";
+    if (pmf_one_value(m, p)) {
+        Point pair = pmf_pair(p);
+        return reference_hard(m, &pair);
+    }
     int k = p->k, best = 0;
     double lo = p->q[0], hi = p->q[k - 1], a = p->a[0];
     if (!strcmp(m, "float")) return a;
@@ -161,6 +191,7 @@ static const Case cases[] = {
     {"ste", "binary", false},        {"md_tanh_s", "binary", false}, {"gd_tanh", "binary", true},
     {"md_tanh", "binary", false},    {"md_stanh_s", "ternary", false}, {"gd_stanh", "ternary", true},
     {"md_stanh_s", "four", false},   {"gd_stanh", "four", true},     {"md_stanh_s", "binary", false},
+    {"pmf_pair", "binary", true},
 };
 
 static void random_point(Point *p, const char *proj, const LabelSet *q, int ncomp) {
@@ -210,7 +241,9 @@ static void test_formulas(Compiled *c) {
                 gerr = fmax(gerr, fabs(sx_eval(pool, pi->grad[i], NULL, vars) - ga[i]) / fmax(1, fabs(ga[i])));
             if (cs->chain) {
                 for (int i = 0; i < pi->ncomp; i++) {
-                    double fd = p.gw * weight_slope(pool, pi->weight, vars, PV_AUX + i, 1e-6);
+                    /* pmf's one value: its gradient is the pair's of a1, half its own */
+                    double fd = (pmf_one_value(cs->proj, &p) ? 0.5 : 1) * p.gw *
+                                weight_slope(pool, pi->weight, vars, PV_AUX + i, 1e-6);
                     double an = sx_eval(pool, pi->grad[i], NULL, vars);
                     fderr = fmax(fderr, fabs(fd - an) / fmax(1, fabs(fd)));
                 }
@@ -302,12 +335,12 @@ static int update_loops(const Compiled *c) {
 static void test_fused(const Case *cs, const char *opt) {
     bool adam = strncmp(opt, "adam", 4) == 0, decoupled = strcmp(opt, "adamw") == 0, nowd = strcmp(opt, "sgd_nowd") == 0;
     const char *opt_text = adam ? opt : nowd ? "sgd+momentum, no decay" : "sgd+momentum"; /* for messages */
-    char src[1024];
+    char src[2048];
     char quant[64];
     if (cs->labels) snprintf(quant, sizeof quant, "%s(%s)", cs->proj, cs->labels);
     else snprintf(quant, sizeof quant, "%s", cs->proj);
     snprintf(src, sizeof src,
-             "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\nlabels four = levels(4)\n"
+             "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\nlabels four = levels(4)\n" PAIR_SRC
              "model m(x: f32[100]) -> f32[7] {\n    return dense(x, 7, quant = %s, bias = false)\n}\n"
              "data d = idx(\"i\", \"l\")\n"
              "train m on d {\n    optimizer = %s\n    beta = anneal(start = 1.5, times = 1.1, every = 1 iterations)\n}\n",
@@ -326,20 +359,22 @@ static void test_fused(const Case *cs, const char *opt) {
         if (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "md_tanh_s"))
             CHECK(loops >= 2, "%s: the update's chain of exps, divisions and square roots is cut into stages", quant);
         /* fuse.c carries a two-label softmax's one exp and its sum's reciprocal from the
-         * step before: its gradient's stage computes neither */
-        bool pmf2 = !strcmp(cs->proj, "pmf") && !strcmp(cs->labels, "binary");
+         * step before (pmf_pair: pmf keeps such a pair as one value), so that its
+         * gradient's stage computes neither; no library projection carries a value in a
+         * buffer of its own */
         const IrKernel *uk = &c.m->kernels[0][0];
         int carried = 0;
         for (int o = 0; o < uk->nout; o++) carried += uk->out[o].buf == IRB_CARRY;
-        CHECK(carried == 2 * pmf2, "%s: %s (%d carried)", quant,
-              pmf2 ? "the softmax's exp and its sum's reciprocal are carried from the step before" : "nothing is carried",
+        bool pair2 = !strcmp(cs->proj, "pmf_pair") && !strcmp(cs->labels, "binary");
+        CHECK(carried == 2 * pair2, "%s: %s (%d carried)", quant,
+              pair2 ? "the softmax's exp and its sum's reciprocal are carried from the step before" : "nothing is carried",
               carried);
-        if (pmf2) /* the moments and the aux (Adam's square root and division), then the new weight and the
-                   * carried values (the exp and the division): the moments alone wait on nothing slow */
+        if (pair2) /* the moments and the aux (Adam's square root and division), then the new weight and the
+                    * carried values (the exp and the division): the moments alone wait on nothing slow */
             CHECK(loops == 2, "%s: the update runs in two stages (%d loops)", quant, loops);
-        /* fuse.c carries gd_tanh's tanh(beta a), its Jacobian's, in the weight itself, which
-         * holds exactly that from the step before: the update loads it */
-        bool gdt2 = !strcmp(cs->proj, "gd_tanh") && !strcmp(cs->labels, "binary");
+        /* fuse.c carries the Jacobian's tanh(beta a) of gd_tanh and of pmf over {-1, +1}
+         * in the weight itself, which holds exactly that from the step before */
+        bool gdt2 = (!strcmp(cs->proj, "gd_tanh") || !strcmp(cs->proj, "pmf")) && !strcmp(cs->labels, "binary");
         bool loads_w = false;
         for (int e = 0; e < uk->nin; e++) loads_w |= uk->in[e].buf == IRB_WEIGHT;
         CHECK(loads_w == gdt2, "%s: the update %s the weight", quant, gdt2 ? "loads" : "does not load");
@@ -368,7 +403,7 @@ static void test_fused(const Case *cs, const char *opt) {
      * the symmetry. The other component's moments are those, negated (m) or not (v). */
     int keep = K == 2 && (!mo[0] || !mo[1]) ? (mo[0] ? 0 : 1) : -1;
     bool opposite = K == 2 && (decoupled || nowd) && cs->labels && !strcmp(cs->labels, "binary") &&
-                    (!strcmp(cs->proj, "pmf") || !strcmp(cs->proj, "picm") || !strcmp(cs->proj, "md_softmax") ||
+                    (!strcmp(cs->proj, "pmf_pair") || !strcmp(cs->proj, "picm") || !strcmp(cs->proj, "md_softmax") ||
                      !strcmp(cs->proj, "md_softmax_s"));
     CHECK((keep >= 0) == opposite, "%s with %s: %s (kept: %d)", quant, opt,
           opposite ? "one set of moments serves both opposite aux gradients" : "every aux component has its moments", keep);
@@ -511,7 +546,7 @@ static void test_groups(void) {
 int main(void) {
     Compiled c;
     bool ok = compile_source(&c, "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\n"
-                                 "labels four = levels(4)\n", false);
+                                 "labels four = levels(4)\n" PAIR_SRC, false);
     CHECK(ok, "the standard library compiles");
     if (ok) test_formulas(&c);
     compiled_free(&c);

@@ -79,9 +79,16 @@ unstored() {
         ! grep -q 'internal error' err && ok "$1: the update loads $2, the soft kernel does not store it: refused" ||
         { cat err; bad "$1: $2 that the soft kernel does not store (exit $rc)"; }
 }
-unstored mlp carry0
-# gd_tanh(binary)'s update loads the weight for its Jacobian's tanh (fuse.c: the weight,
-# carried)
+# pmf written as the paper does, a score per label, carries its two-label softmax's exp
+# and reciprocal in buffers of their own (pmf keeps such a pair as one value)
+{ printf 'projection pmf_pair(Q: labels) {\n    aux a[|Q|]\n    init a = -abs(w0 - Q)\n'
+  printf '    soft u = softmax(beta * a)\n    weight w = sum(u * Q)\n    update a using grad(a)\n'
+  printf '    hard w = Q[argmax(a)]\n}\n'; sed 's/pmf(binary)/pmf_pair(binary)/g' mlp.nnq; } > pair.nnq
+"$NNQC" --emit=ir pair.nnq > pair.ir 2> err || { cat err; bad "pmf_pair's IR"; }
+unstored pair carry0
+# pmf(binary) and gd_tanh(binary) load the weight for their Jacobian's tanh (fuse.c: the
+# weight, carried)
+unstored mlp weight
 sed 's/pmf(binary)/gd_tanh(binary)/g' mlp.nnq > gdt.nnq
 "$NNQC" --emit=ir gdt.nnq > gdt.ir 2> err || { cat err; bad "gd_tanh's IR"; }
 grep -A3 '^kernel @update.dense1.w ' gdt.ir | grep -q 'load weight\[i\]' && ok "gd_tanh(binary): the update loads the weight" ||

@@ -25,8 +25,8 @@ for p in lower instantiate autodiff fuse_layers fuse memplan; do
     [ -n "$prev" ] && cmp -s $tmp/$prev.ir $tmp/$p.ir && bad "--dump-after=$p prints the same as $prev"
     prev=$p
 done
-grep -q '^param @conv1.w .* aux 2 ' $tmp/lower.ir && bad "after lower, a parameter already has its projection instance"
-grep -q '^param @conv1.w : f32\[20, 1, 5, 5\] quant pmf(binary) aux 2 init' $tmp/instantiate.ir && ok "instantiate gives each parameter its projection" || bad "after instantiate: $(grep -m1 '^param' $tmp/instantiate.ir)"
+grep -q '^param @conv1.w .* aux [0-9]' $tmp/lower.ir && bad "after lower, a parameter already has its projection instance"
+grep -q '^param @conv1.w : f32\[20, 1, 5, 5\] quant pmf(binary) aux 1 init' $tmp/instantiate.ir && ok "instantiate gives each parameter its projection" || bad "after instantiate: $(grep -m1 '^param' $tmp/instantiate.ir)"
 grep -q '^; memory at batch' $tmp/fuse.ir && bad "a memory plan before the memplan pass"
 grep -q '^; memory at batch 100: ' $tmp/memplan.ir && ok "memplan plans the buffers" || bad "no memory plan after memplan"
 grep -q 'param_grad' $tmp/instantiate.ir && bad "gradients before autodiff"
