@@ -316,7 +316,7 @@ static void top_classes(const float *v, int n, int k, int32_t *out) {
 static int predict_entry(NnqRun *run) {
     int werr = args.output ? nnq_output_check(args.output) : 0; /* before the work, not after */
     if (werr)
-        nnq_rt_fail(run, "cannot write '%s': %s", args.output, werr == EISDIR ? "it is a directory" : strerror(werr));
+        nnq_rt_fail(run, "cannot write '%s': %s", args.output, nnq_output_problem(werr));
     int32_t ds = nnq_data_images(run, args.images);
     const NnqModelArch *a = model_file->arch;
     nnq_rt_data_check(run, ds, a->input_rank, a->input_dims, a->classes, model_file->model);

@@ -202,7 +202,7 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
     }
     int err = nnq_output_check(o->output); /* before its code is compiled (seconds for a large network) */
     if (err) {
-        diag_error_noloc(diag, "cannot write the trainer '%s': %s", o->output, err == EISDIR ? "it is a directory" : strerror(err));
+        diag_error_noloc(diag, "cannot write the trainer '%s': %s", o->output, nnq_output_problem(err));
         return false;
     }
     LLVMContextRef ctx = LLVMContextCreate();

@@ -64,11 +64,11 @@ SourceFile *source_load(Arena *arena, const char *path, Diag *diag) {
     /* A UTF-8 byte-order mark (which some editors write first) is not part of the text:
      * dropped, so line 1's columns count from what follows it. */
     size_t bom = len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    len -= bom;
     SourceFile *src = arena_alloc(arena, sizeof(SourceFile));
     src->path = arena_strdup(arena, path);
-    src->text = arena_strndup(arena, buf + bom, len - bom); /* memcpy: keeps any NUL for the check */
-    src->len = len - bom;
-    len -= bom;
+    src->text = arena_strndup(arena, buf + bom, len); /* memcpy: keeps any NUL for the check */
+    src->len = len;
     free(buf);
 
     const char *nul = memchr(src->text, '\0', len);

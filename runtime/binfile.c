@@ -97,6 +97,10 @@ int nnq_output_check(const char *path) {
     return err;
 }
 
+const char *nnq_output_problem(int err) {
+    return err == EISDIR ? "it is a directory" : strerror(err);
+}
+
 void rt_wr_bytes(RtWriter *w, const void *data, size_t n) {
     if (w->step || n == 0)
         return;

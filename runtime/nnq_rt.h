@@ -122,6 +122,8 @@ void nnq_prefault(void *p, size_t bytes);
  * creating path.tmp (a missing or read-only directory). A .tmp it creates is removed,
  * one already there is kept. So that a run or a build checks before its work, not after. */
 int nnq_output_check(const char *path);
+/* nnq_output_check's nonzero answer in words: "it is a directory", or strerror(err). */
+const char *nnq_output_problem(int err);
 
 /* Writes a whole file held in memory durably, as a model file is written (PATH.tmp,
  * fsync, rename; no partial file under PATH), without a run: true, or false with

@@ -332,6 +332,14 @@ static int update_loops(const Compiled *c) {
 
 /* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01,
  * or none with "sgd_nowd". */
+/* Whether the first parameter's update loads the weight (fuse.c: the weight, carried). */
+static bool update_loads_weight(const Compiled *c) {
+    const IrKernel *uk = &c->m->kernels[0][0];
+    bool loads = false;
+    for (int e = 0; e < uk->nin; e++) loads |= uk->in[e].buf == IRB_WEIGHT;
+    return loads;
+}
+
 static void test_fused(const Case *cs, const char *opt) {
     bool adam = strncmp(opt, "adam", 4) == 0, decoupled = strcmp(opt, "adamw") == 0, nowd = strcmp(opt, "sgd_nowd") == 0;
     const char *opt_text = adam ? opt : nowd ? "sgd+momentum, no decay" : "sgd+momentum"; /* for messages */
@@ -375,9 +383,7 @@ static void test_fused(const Case *cs, const char *opt) {
         /* fuse.c carries the Jacobian's tanh(beta a) of gd_tanh and of pmf over {-1, +1}
          * in the weight itself, which holds exactly that from the step before */
         bool gdt2 = (!strcmp(cs->proj, "gd_tanh") || !strcmp(cs->proj, "pmf")) && !strcmp(cs->labels, "binary");
-        bool loads_w = false;
-        for (int e = 0; e < uk->nin; e++) loads_w |= uk->in[e].buf == IRB_WEIGHT;
-        CHECK(loads_w == gdt2, "%s: the update %s the weight", quant, gdt2 ? "loads" : "does not load");
+        CHECK(update_loads_weight(&c) == gdt2, "%s: the update %s the weight", quant, gdt2 ? "loads" : "does not load");
     }
     Jit *jit = jit_compile(c.m, 2, 0, true, NULL, NULL, c.diag);
     CHECK(jit, "%s JIT-compiles", quant);
@@ -486,9 +492,7 @@ static void test_fused(const Case *cs, const char *opt) {
         float *carry[IR_MAX_CARRY];
         int ncarry = 0;
         while (ncarry < IR_MAX_CARRY && (carry[ncarry] = jit_param_buffer(jit, par->name, "carry", ncarry))) ncarry++;
-        bool loads_w = false; /* the weight carried (gd_tanh): the soft kernel's too */
-        for (int e = 0; e < c.m->kernels[0][0].nin; e++) loads_w |= c.m->kernels[0][0].in[e].buf == IRB_WEIGHT;
-        if (ncarry > 0 || loads_w) {
+        if (ncarry > 0 || update_loads_weight(&c)) { /* the weight carried: the soft kernel's too */
             float *kept = malloc(sizeof(float) * (size_t)(ncarry + 1) * n);
             for (int q = 0; q < ncarry; q++) memcpy(kept + q * n, carry[q], sizeof(float) * n);
             memcpy(kept + ncarry * n, w, sizeof(float) * n);
