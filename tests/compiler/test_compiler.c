@@ -766,14 +766,7 @@ static void test_shift_invariance(void) {
     bool ok = compile_source(&c, "import std.projections\n"
                                  "labels binary = {-1, +1}\n"
                                  "labels ternary = {-1, 0, 1}\n"
-                                 "projection pair(Q: labels) {\n" /* pmf as the paper writes it */
-                                 "    aux    a[|Q|]\n"
-                                 "    init   a = -abs(w0 - Q)\n"
-                                 "    soft   u = softmax(beta * a)\n"
-                                 "    weight w = sum(u * Q)\n"
-                                 "    update a using grad(a)\n"
-                                 "    hard   w = Q[argmax(a)]\n"
-                                 "}\n"
+                                 PMF_PAIR_SRC
                                  "projection gap(Q: labels) requires |Q| == 2 {\n"
                                  "    aux    a[2]\n"
                                  "    init   a = -abs(w0 - Q)\n"
@@ -804,7 +797,7 @@ static void test_shift_invariance(void) {
         return;
     }
     static const struct { const char *proj, *labels; bool opposite; } cases[] = {
-        {"pair", "binary", true},     /* a softmax of beta a (pmf keeps such a pair as one value) */
+        {"pmf_pair", "binary", true}, /* a softmax of beta a (pmf keeps such a pair as one value) */
         {"gap", "binary", true},      /* a function of a1 - a0 (the derivative negates by itself) */
         {"tilt", "binary", false},    /* plus a term in a0 alone */
         {"scaled", "binary", false},  /* a softmax of beta a^2: not invariant */

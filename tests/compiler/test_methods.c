@@ -65,13 +65,6 @@ static double shifted_tanh(const Point *p, double a, double *dw) {
     return w;
 }
 
-/* pmf as the paper writes it, one score per label also for two labels: the projection
- * whose two-label softmax the update carries its exp and reciprocal for (fuse.c) */
-#define PAIR_SRC                                                                                   \
-    "projection pmf_pair(Q: labels) {\n    aux a[|Q|]\n    init a = -abs(w0 - Q)\n"                  \
-    "    soft u = softmax(beta * a)\n    weight w = sum(u * Q)\n    update a using grad(a)\n"         \
-    "    hard w = Q[argmax(a)]\n}\n"
-
 /* pmf over two labels keeps its pair as one value t = (a1 - a0) / 2 (stdlib
  * /projections.nnq): the pair (-t, t), whose softmax is the same. */
 static bool pmf_one_value(const char *m, const Point *p) { return !strcmp(m, "pmf") && p->k == 2 && p->n == 1; }
@@ -330,8 +323,6 @@ static int update_loops(const Compiled *c) {
     return loops;
 }
 
-/* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01,
- * or none with "sgd_nowd". */
 /* Whether the first parameter's update loads the weight (fuse.c: the weight, carried). */
 static bool update_loads_weight(const Compiled *c) {
     const IrKernel *uk = &c->m->kernels[0][0];
@@ -340,6 +331,8 @@ static bool update_loads_weight(const Compiled *c) {
     return loads;
 }
 
+/* opt: "adam", "adamw" (decoupled weight decay) or "sgd" (with momentum); weight decay 0.01,
+ * or none with "sgd_nowd". */
 static void test_fused(const Case *cs, const char *opt) {
     bool adam = strncmp(opt, "adam", 4) == 0, decoupled = strcmp(opt, "adamw") == 0, nowd = strcmp(opt, "sgd_nowd") == 0;
     const char *opt_text = adam ? opt : nowd ? "sgd+momentum, no decay" : "sgd+momentum"; /* for messages */
@@ -348,7 +341,7 @@ static void test_fused(const Case *cs, const char *opt) {
     if (cs->labels) snprintf(quant, sizeof quant, "%s(%s)", cs->proj, cs->labels);
     else snprintf(quant, sizeof quant, "%s", cs->proj);
     snprintf(src, sizeof src,
-             "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\nlabels four = levels(4)\n" PAIR_SRC
+             "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\nlabels four = levels(4)\n" PMF_PAIR_SRC
              "model m(x: f32[100]) -> f32[7] {\n    return dense(x, 7, quant = %s, bias = false)\n}\n"
              "data d = idx(\"i\", \"l\")\n"
              "train m on d {\n    optimizer = %s\n    beta = anneal(start = 1.5, times = 1.1, every = 1 iterations)\n}\n",
@@ -550,7 +543,7 @@ static void test_groups(void) {
 int main(void) {
     Compiled c;
     bool ok = compile_source(&c, "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\n"
-                                 "labels four = levels(4)\n" PAIR_SRC, false);
+                                 "labels four = levels(4)\n" PMF_PAIR_SRC, false);
     CHECK(ok, "the standard library compiles");
     if (ok) test_formulas(&c);
     compiled_free(&c);
