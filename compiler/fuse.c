@@ -81,7 +81,7 @@ static bool next_values(SxPool *p, const IrKernel *u, const int *outs, const int
  * that value: the previous update stored it from the same f32 aux and beta, and the
  * soft kernel after init and after a restore (a checkpoint holds the weight). The update
  * loads it instead of computing it: the same bits, for 4 bytes read an element and no
- * buffer of its own (update_bench and the MLP measured in docs/status.md). */
+ * buffer of its own (update_bench and the MLP measured in docs/speed-log.md). */
 static bool carry_weight(SxPool *p, IrKernel *u, const int *cur, int n) {
     int w = 0, outs[IR_KERNEL_MAX_IO], next[NNQ_MAX_LABELS + 1];
     while (u->out[w].buf != IRB_WEIGHT) w++;

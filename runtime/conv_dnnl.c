@@ -9,7 +9,7 @@
  * as on AVX2's 8) — forward and dx when OH*OW >= 16 (>= 4 where oneDNN runs AVX-512
  * code: rt_dnnl_wide), dw when OH*OW >= 64. Measured on
  * the layers of bench/conv_bench.c, reorders to and from the blocked layouts included
- * (docs/status.md, Speed), against conv.c's im2col + OpenBLAS on the shapes it takes:
+ * (docs/speed-log.md), against conv.c's im2col + OpenBLAS on the shapes it takes:
  * forward and dx 1.5-1.9x, dw 1.2-1.65x, at 1 and 2 threads with AVX-512; 1.1-1.85x with
  * oneDNN and OpenBLAS held to AVX2. Outside it oneDNN loses, or gains on one ISA only or
  * little: LeNet-5's C = 1 (0.15-0.75x) and C = 20, O = 50 (within 20%), 1 x 1 and stride 2

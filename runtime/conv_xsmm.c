@@ -30,7 +30,7 @@
  * patches at once reached 95 on one thread but 114 on two (the patches, read back for
  * every few rows of dw, crowd the L2 cache); by pieces of 16 positions, 96 and 168-184,
  * against 75 and 141-152 the transposed way (the call alone, best of 200; AMD Zen 5,
- * 2026-12-04; docs/status.md).
+ * 2026-12-04; docs/speed-log.md).
  *
  * The rule (shapes and the CPU only, never timing, so a shape takes the same path on every
  * run): LIBXSMM serves what oneDNN does not where P >= 64, and
@@ -58,7 +58,7 @@
  *   against 95, 384 -> 64 at 8 x 8 189 against 161).
  * Measured by bench/conv_bench.c against im2col + OpenBLAS (and oneDNN) on the examples'
  * layers, with AVX-512 code and with AVX2 code (LIBXSMM_TARGET=hsw, OPENBLAS_CORETYPE=
- * Haswell) on one Intel CPU (docs/status.md, Speed): inside the rule it wins by 1.1-1.8x,
+ * Haswell) on one Intel CPU (docs/speed-log.md): inside the rule it wins by 1.1-1.8x,
  * on both ISAs but for a few ties; outside it loses on one ISA or both (fewer than 64
  * positions leave its m or k short; a sample's columns beyond the L2 cache; dw with a
  * short n).

@@ -17,7 +17,7 @@
  * benchmarks); every product goes to oneDNN where OpenBLAS's kernels are narrower than
  * the CPU (rt_blas_fits_cpu: an OpenBLAS older than the CPU, which it does not know,
  * falls back to SSE3 kernels). Measured on the products nnq runs, one thread, one Intel CPU
- * (docs/status.md, Speed): with AVX-512, oneDNN's sgemm runs the dense layers' blocks
+ * (docs/speed-log.md): with AVX-512, oneDNN's sgemm runs the dense layers' blocks
  * 1.15-1.3x faster (LeNet-5's 100 x 256 x 800: 145 -> 191 GFLOP/s), conv.c's chunk
  * products 1.05-1.9x (bench/conv_bench), and loses 20% on products of 1 MFLOP or less
  * (LeNet-5's conv1 dw chunk 20 x 25 x 576, its last layer's 100 x 10 x 500: about 2 us a
@@ -89,7 +89,7 @@ static bool dnnl_sized(int32_t m, int32_t n, int32_t k) {
  * it loads, and one older than the CPU falls back to its SSE3 kernels ("Prescott"): Debian
  * 12's 0.3.21 on an Intel Xeon of family 6, model 207 (Emerald Rapids) ran 1024^3 at
  * 32.8 GFLOP/s on one thread, against 136.5 for oneDNN's sgemm, which chooses by the
- * CPU's features (docs/status.md, "a 16-core Intel Xeon"). OPENBLAS_CORETYPE, read when
+ * CPU's features (docs/speed-log.md, "A 16-core Intel Xeon"). OPENBLAS_CORETYPE, read when
  * OpenBLAS loads, names its kernels instead. */
 bool rt_blas_fits_cpu(void) {
     static const char *const wide_cores[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};

@@ -202,7 +202,7 @@ void *rt_alloc_try(NnqRun *run, int64_t bytes, bool zero) {
 
 /* In a virtual machine every page fault may exit to the hypervisor: faulting in
  * MobileNetV2's 1.7 GB page by page made its first step 2.4 s longer than populating the
- * pages in one call did (docs/status.md). Whole pages only: [p, p + bytes) may share
+ * pages in one call did (docs/speed-log.md). Whole pages only: [p, p + bytes) may share
  * its first and last pages with other data. Failure (an older kernel, no memory left)
  * leaves the pages to be faulted in as before. */
 void nnq_prefault(void *p, size_t bytes) {

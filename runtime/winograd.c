@@ -118,7 +118,7 @@ int64_t rt_wino_pstride(int64_t rows, int64_t ld) {
  * kernels; there, the whole batch at 4 x 4, direct GFLOP/s against oneDNN's (dw:
  * im2col's): 512 channels 957 / 533, 915 / 626, 607 / 457; 128 828 / 332, 823 / 696, 576 /
  * 331. Measured against the other ways (bench/conv_bench and single layers, batch 128, 2
- * threads, AMD Zen 5; docs/status.md), VGG-16's layers, 64 channels
+ * threads, AMD Zen 5; docs/speed-log.md), VGG-16's layers, 64 channels
  * at 32 x 32 to 256 at 8 x 8: forward and dx 1.5-2.1x as fast with AVX2 code, 1.3-1.8x
  * with AVX-512 code; dw 1.45-1.6x and 1.0-1.1x. Planes under 64 positions leave a
  * sample's few tiles (4 at 4 x 4) to the products and the transforms: at 4 x 4 with AVX2
