@@ -763,34 +763,36 @@ static void test_target_tables(void) {
  * the derived gradients still match finite differences either way. */
 static void test_shift_invariance(void) {
     Compiled c;
-    bool ok = compile_source(&c, "import std.projections\n"
-                                 "labels binary = {-1, +1}\n"
-                                 "labels ternary = {-1, 0, 1}\n"
-                                 PMF_PAIR_SRC
-                                 "projection gap(Q: labels) requires |Q| == 2 {\n"
-                                 "    aux    a[2]\n"
-                                 "    init   a = -abs(w0 - Q)\n"
-                                 "    weight w = tanh(beta * (a[1] - a[0]))\n"
-                                 "    update a using grad(a)\n"
-                                 "    hard   w = Q[argmax(a)]\n"
-                                 "}\n"
-                                 "projection tilt(Q: labels) {\n"
-                                 "    aux    a[|Q|]\n"
-                                 "    init   a = -abs(w0 - Q)\n"
-                                 "    soft   u = softmax(beta * a)\n"
-                                 "    weight w = sum(u * Q) + 0.25 * a[0]\n"
-                                 "    update a using grad(a)\n"
-                                 "    hard   w = Q[argmax(a)]\n"
-                                 "}\n"
-                                 "projection scaled(Q: labels) {\n"
-                                 "    aux    a[|Q|]\n"
-                                 "    init   a = -abs(w0 - Q)\n"
-                                 "    soft   u = softmax(beta * a * a)\n"
-                                 "    weight w = sum(u * Q)\n"
-                                 "    update a using grad(a)\n"
-                                 "    hard   w = Q[argmax(a)]\n"
-                                 "}\n",
-                             false);
+    char src[4096];
+    snprintf(src, sizeof src, "import std.projections\n"
+                              "labels binary = {-1, +1}\n"
+                              "labels ternary = {-1, 0, 1}\n"
+                              "%s"
+                              "projection gap(Q: labels) requires |Q| == 2 {\n"
+                              "    aux    a[2]\n"
+                              "    init   a = -abs(w0 - Q)\n"
+                              "    weight w = tanh(beta * (a[1] - a[0]))\n"
+                              "    update a using grad(a)\n"
+                              "    hard   w = Q[argmax(a)]\n"
+                              "}\n"
+                              "projection tilt(Q: labels) {\n"
+                              "    aux    a[|Q|]\n"
+                              "    init   a = -abs(w0 - Q)\n"
+                              "    soft   u = softmax(beta * a)\n"
+                              "    weight w = sum(u * Q) + 0.25 * a[0]\n"
+                              "    update a using grad(a)\n"
+                              "    hard   w = Q[argmax(a)]\n"
+                              "}\n"
+                              "projection scaled(Q: labels) {\n"
+                              "    aux    a[|Q|]\n"
+                              "    init   a = -abs(w0 - Q)\n"
+                              "    soft   u = softmax(beta * a * a)\n"
+                              "    weight w = sum(u * Q)\n"
+                              "    update a using grad(a)\n"
+                              "    hard   w = Q[argmax(a)]\n"
+                              "}\n",
+             pmf_pair_src());
+    bool ok = compile_source(&c, src, false);
     CHECK(ok, "projections for the shift-invariance check compile");
     if (!ok) {
         compiled_free(&c);

@@ -341,11 +341,11 @@ static void test_fused(const Case *cs, const char *opt) {
     if (cs->labels) snprintf(quant, sizeof quant, "%s(%s)", cs->proj, cs->labels);
     else snprintf(quant, sizeof quant, "%s", cs->proj);
     snprintf(src, sizeof src,
-             "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\nlabels four = levels(4)\n" PMF_PAIR_SRC
+             "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\nlabels four = levels(4)\n%s"
              "model m(x: f32[100]) -> f32[7] {\n    return dense(x, 7, quant = %s, bias = false)\n}\n"
              "data d = idx(\"i\", \"l\")\n"
              "train m on d {\n    optimizer = %s\n    beta = anneal(start = 1.5, times = 1.1, every = 1 iterations)\n}\n",
-             quant, adam ? (decoupled ? "adamw(lr = 0.05, weight_decay = 0.01)" : "adam(lr = 0.05, weight_decay = 0.01)")
+             pmf_pair_src(), quant, adam ? (decoupled ? "adamw(lr = 0.05, weight_decay = 0.01)" : "adam(lr = 0.05, weight_decay = 0.01)")
                          : nowd ? "sgd(lr = 0.05, momentum = 0.9)" : "sgd(lr = 0.05, momentum = 0.9, weight_decay = 0.01)");
     Compiled c;
     bool ok = compile_source(&c, src, true);
@@ -542,8 +542,10 @@ static void test_groups(void) {
 
 int main(void) {
     Compiled c;
-    bool ok = compile_source(&c, "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\n"
-                                 "labels four = levels(4)\n" PMF_PAIR_SRC, false);
+    char src[2048];
+    snprintf(src, sizeof src, "labels binary = {-1, +1}\nlabels ternary = {-1, 0, 1}\nlabels four = levels(4)\n%s",
+             pmf_pair_src());
+    bool ok = compile_source(&c, src, false);
     CHECK(ok, "the standard library compiles");
     if (ok) test_formulas(&c);
     compiled_free(&c);

@@ -1,6 +1,7 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "codegen.h"
@@ -32,6 +33,22 @@ double weight_slope(const SxPool *pool, int weight, double *vars, int var, doubl
     double wm = sx_eval(pool, weight, NULL, vars);
     vars[var] = save;
     return (wp - wm) / (2 * h);
+}
+
+const char *pmf_pair_src(void) {
+    static char *text;
+    if (text) return text;
+    const char *path = NNQ_TEST_DIR "/pmf_pair.nnq";
+    FILE *f = fopen(path, "rb");
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (text = malloc((size_t)n + 1)) && fread(text, 1, (size_t)n, f) == (size_t)n) {
+        text[n] = 0;
+        fclose(f);
+        return text;
+    }
+    fprintf(stderr, "cannot read %s\n", path);
+    exit(2);
 }
 
 int test_summary(void) {

@@ -1,7 +1,7 @@
 /* testutil.h — what the compiler tests share: a check counter that ends in
  * "N passed, N failed", a deterministic random source, compiling a program text
  * through the library's pipeline (pipeline.h), and a central difference of a
- * projection's weight; the paper's form of pmf as program text. */
+ * projection's weight; the paper's form of pmf as program text (pmf_pair.nnq). */
 #ifndef NNQ_TESTUTIL_H
 #define NNQ_TESTUTIL_H
 
@@ -46,14 +46,10 @@ float *jit_param_buffer(Jit *jit, const char *param, const char *what, int comp)
  * is left as it was): what the projections' derived gradients are checked against. */
 double weight_slope(const SxPool *pool, int weight, double *vars, int var, double h);
 
-/* pmf as the paper writes it, one score per label also for two labels, where the
- * library's pmf keeps the pair as one value: the projection whose two-label softmax the
- * update carries its exp and reciprocal for (fuse.c), and a softmax of beta a, invariant
- * under a shift of both scores (proj.c). */
-#define PMF_PAIR_SRC                                                                               \
-    "projection pmf_pair(Q: labels) {\n    aux a[|Q|]\n    init a = -abs(w0 - Q)\n"                  \
-    "    soft u = softmax(beta * a)\n    weight w = sum(u * Q)\n    update a using grad(a)\n"         \
-    "    hard w = Q[argmax(a)]\n}\n"
+/* The text of tests/compiler/pmf_pair.nnq: pmf as the paper writes it, one score per
+ * label also for two labels (the library's pmf keeps the pair as one value). Read once;
+ * exits the test when the file cannot be read. */
+const char *pmf_pair_src(void);
 
 /* Prints the summary line; returns the exit status. */
 int test_summary(void);

@@ -81,9 +81,7 @@ unstored() {
 }
 # pmf written as the paper does, a score per label, carries its two-label softmax's exp
 # and reciprocal in buffers of their own (pmf keeps such a pair as one value)
-{ printf 'projection pmf_pair(Q: labels) {\n    aux a[|Q|]\n    init a = -abs(w0 - Q)\n'
-  printf '    soft u = softmax(beta * a)\n    weight w = sum(u * Q)\n    update a using grad(a)\n'
-  printf '    hard w = Q[argmax(a)]\n}\n'; sed 's/pmf(binary)/pmf_pair(binary)/g' mlp.nnq; } > pair.nnq
+{ cat "$SRC/tests/compiler/pmf_pair.nnq"; sed 's/pmf(binary)/pmf_pair(binary)/g' mlp.nnq; } > pair.nnq
 "$NNQC" --emit=ir pair.nnq > pair.ir 2> err || { cat err; bad "pmf_pair's IR"; }
 unstored pair carry0
 # pmf(binary) and gd_tanh(binary) load the weight for their Jacobian's tanh (fuse.c: the
