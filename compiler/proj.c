@@ -127,13 +127,20 @@ static int argmax_node(PCtx *cx, PVal v) {
     return idx;
 }
 
-/* v[i] for a scalar index node: a select chain (direct when i is a constant). */
-static int pick(PCtx *cx, PVal v, int index) {
+/* v[i] for a scalar index node: a select chain, or the element itself when i is a
+ * constant, which must then be a whole number in [0, n) (an error at `at` otherwise, and
+ * -1). The range is checked on the double: (int) of a huge, infinite or NaN value is
+ * undefined. */
+static int pick(PCtx *cx, PVal v, int index, SrcLoc at) {
     SxPool *p = cx->pool;
     double ci;
     if (sx_is_const(p, index, &ci)) {
-        int k = (int)ci;
-        return (k >= 0 && k < v.n) ? v.c[k] : sx_const(p, NAN);
+        if (ci >= 0 && ci < v.n && ci == (int)ci) return v.c[(int)ci];
+        char got[32], range[64];
+        snprintf(got, sizeof got, isnan(ci) ? "NaN" : "%g", ci);
+        snprintf(range, sizeof range, v.n == 1 ? "0 (one value)" : "one of 0 to %d (%d values)", v.n - 1, v.n);
+        perr(cx, at, "constant index %s is not %s", got, range);
+        return -1;
     }
     int r = v.c[v.n - 1];
     for (int i = v.n - 2; i >= 0; i--)
@@ -432,7 +439,8 @@ static PVal eval(PCtx *cx, const AstNode *e) {
             perr(cx, e->kids[1]->loc, "an index must be a single value", NULL, NULL);
             return pv_error();
         }
-        return pv_scalar(pick(cx, base, idx.c[0]));
+        int r = pick(cx, base, idx.c[0], e->kids[1]->loc);
+        return r < 0 ? pv_error() : pv_scalar(r);
     }
     case AST_IF: {
         /* a condition known when the projection is instantiated (on |Q|, say) selects its
