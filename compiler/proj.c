@@ -127,10 +127,42 @@ static int argmax_node(PCtx *cx, PVal v) {
     return idx;
 }
 
+/* Can node `id` take whole values only? Whole constants; comparisons, logic and sign;
+ * sums, differences, products, negations, abs, min, max and selects of whole values
+ * (argmax is a select chain of constants); a soft or weight name by its definition.
+ * Not aux values, beta, w0, quotients or the transcendental functions. memo[i]: 0 not
+ * yet known, 1 whole, 2 not (at least sx_count entries). */
+static bool whole_valued(PCtx *cx, int id, char *memo) {
+    if (memo[id]) return memo[id] == 1;
+    const SxNode *n = sx_node(cx->pool, id);
+    bool r = false;
+    switch (n->op) {
+    case SX_CONST: r = isfinite(n->value) && n->value == floor(n->value); break;
+    case SX_LT: case SX_LE: case SX_EQ: case SX_NE: case SX_AND: case SX_OR: case SX_NOT: case SX_SIGN:
+        r = true;
+        break;
+    case SX_ADD: case SX_SUB: case SX_MUL: case SX_MAX: case SX_MIN:
+        r = whole_valued(cx, n->a, memo) && whole_valued(cx, n->b, memo);
+        break;
+    case SX_NEG: case SX_ABS: case SX_NOGRAD: r = whole_valued(cx, n->a, memo); break;
+    case SX_SELECT: r = whole_valued(cx, n->b, memo) && whole_valued(cx, n->c, memo); break;
+    case SX_VAR:
+        for (int i = 0; i < cx->nnamed; i++) {
+            const Named *nm = &cx->names[i];
+            if (nm->def && n->slot >= nm->var0 && n->slot < nm->var0 + nm->n)
+                r = whole_valued(cx, nm->def[n->slot - nm->var0], memo);
+        }
+        break;
+    default: break;
+    }
+    memo[id] = r ? 1 : 2;
+    return r;
+}
+
 /* v[i] for a scalar index node: a select chain, or the element itself when i is a
- * constant, which must then be a whole number in [0, n) (an error at `at` otherwise, and
- * -1). The range is checked on the double: (int) of a huge, infinite or NaN value is
- * undefined. */
+ * constant, which must then be a whole number in [0, n), checked on the double ((int) of
+ * a huge, infinite or NaN value is undefined); a computed index must take whole values
+ * only (whole_valued). An error at `at` otherwise, and -1. */
 static int pick(PCtx *cx, PVal v, int index, SrcLoc at) {
     SxPool *p = cx->pool;
     double ci;
@@ -140,6 +172,17 @@ static int pick(PCtx *cx, PVal v, int index, SrcLoc at) {
         snprintf(got, sizeof got, isnan(ci) ? "NaN" : "%g", ci);
         snprintf(range, sizeof range, v.n == 1 ? "0 (one value)" : "one of 0 to %d (%d values)", v.n - 1, v.n);
         perr(cx, at, "constant index %s is not %s", got, range);
+        return -1;
+    }
+    char *memo = calloc((size_t)sx_count(p), 1);
+    assert(memo);
+    bool whole = whole_valued(cx, index, memo);
+    free(memo);
+    if (!whole) {
+        perr(cx, at,
+             "this index can take values that are not whole numbers; an index is a whole constant, a "
+             "comparison, argmax(...), or a sum, product or `if` of such",
+             NULL, NULL);
         return -1;
     }
     int r = v.c[v.n - 1];
