@@ -44,6 +44,32 @@ bool rt_zf_read(RtZFile *f, void *buf, size_t n, size_t *got) {
     return false;
 }
 
+bool rt_zf_room(RtZFile *f, uint64_t offset, uint64_t *room, bool *exact) {
+    struct stat st;
+    if (stat(f->path, &st) != 0 || st.st_size < 0)
+        return false;
+    uint64_t size = (uint64_t)st.st_size;
+    *exact = gzdirect(f->gz);
+    if (!*exact)
+        size = size > ((uint64_t)1 << 50) ? UINT64_MAX : size * 1032 + 1032;
+    *room = size > offset ? size - offset : 0;
+    return true;
+}
+
+bool rt_zf_short(RtZFile *f, uint64_t want, uint64_t room, bool exact, const char *what) {
+    struct stat st;
+    long long csize = stat(f->path, &st) == 0 ? (long long)st.st_size : -1;
+    if (exact)
+        snprintf(f->err, f->errlen, "'%s' is truncated: expected %llu bytes of %s, found %llu", f->path,
+                 (unsigned long long)want, what, (unsigned long long)room);
+    else
+        snprintf(f->err, f->errlen,
+                 "'%s' is truncated: expected %llu bytes of %s, more than its %lld compressed bytes can "
+                 "hold",
+                 f->path, (unsigned long long)want, what, csize);
+    return false;
+}
+
 bool rt_zf_expect_end(RtZFile *f, const char *what) {
     unsigned char buf[65536];
     size_t extra = 0, got;
@@ -400,15 +426,17 @@ static bool npy_truncated(RtZFile *f, const RtNpyHeader *h, uint64_t want, uint6
 }
 
 bool rt_npy_check_size(RtZFile *f, const RtNpyHeader *h, uint64_t total) {
-    struct stat st;
-    if (!gzdirect(f->gz) || stat(f->path, &st) != 0)
+    uint64_t want = total * (uint64_t)h->size, room;
+    bool exact;
+    if (!rt_zf_room(f, (uint64_t)h->data_offset, &room, &exact) || room >= want)
         return true; /* the read loop will tell */
-    uint64_t want = total * (uint64_t)h->size, have = 0;
-    if ((uint64_t)st.st_size > (uint64_t)h->data_offset)
-        have = (uint64_t)st.st_size - (uint64_t)h->data_offset;
-    if (have >= want)
-        return true;
-    return npy_truncated(f, h, want, have);
+    if (exact)
+        return npy_truncated(f, h, want, room);
+    char shape[RT_NPY_SHAPE_TEXT], what[RT_NPY_SHAPE_TEXT + 96];
+    rt_npy_shape_text(h, shape, sizeof shape);
+    snprintf(what, sizeof what, "data (shape %s, dtype '%s') after the %lld-byte header", shape, h->descr,
+             (long long)h->data_offset);
+    return rt_zf_short(f, want, room, false, what);
 }
 
 bool rt_npy_read_data(RtZFile *f, const RtNpyHeader *h, uint64_t total, const char *what,

@@ -275,6 +275,31 @@ void test_idx_errors(void) {
     CHECK(th_contains(err, "truncated") && th_contains(err, "found 79"), "got: %s", err);
     free(err), free(path);
 
+    /* a header that declares far more than the file holds (54530 images of 2 x 54530, 23.8 GB
+     * as floats): refused from the file's size before the pixels are allocated, plain, and
+     * gzip-compressed by the most a compressed byte can hold (found by fuzz_data: the
+     * gzip file was allocated and faulted in whole first) */
+    memcpy(bad, im, li);
+    put_be32(bad + 4, 54530), put_be32(bad + 8, 2), put_be32(bad + 12, 54530);
+    CHECK(try_files("huge", bad, li, lb, ll, false, &err, &path) == 1);
+    CHECK(th_contains(err, "truncated: expected 5947041800 bytes of pixel data") &&
+              th_contains(err, "found 84"),
+          "got: %s", err);
+    free(err), free(path);
+    CHECK(try_files("hugegz", bad, li, lb, ll, true, &err, &path) == 1);
+    CHECK(th_contains(err, "truncated: expected 5947041800 bytes of pixel data") &&
+              th_contains(err, "compressed bytes can hold"),
+          "got: %s", err);
+    free(err), free(path);
+    unsigned char hl[12];
+    memcpy(hl, lb, sizeof hl);
+    put_be32(hl + 4, 0xffffffffu);
+    CHECK(try_files("hugelabels", im, li, hl, sizeof hl, true, &err, &path) == 1);
+    CHECK(th_contains(err, "truncated: expected 4294967295 bytes of labels") &&
+              th_contains(err, "compressed bytes can hold"),
+          "got: %s", err);
+    free(err), free(path);
+
     /* truncated header */
     CHECK(try_files("header", im, 10, lb, ll, false, &err, &path) == 1);
     CHECK(th_contains(err, "16-byte IDX image header, found 10 bytes"), "got: %s", err);
