@@ -149,8 +149,10 @@ static bool whole_valued(PCtx *cx, int id, char *memo) {
     case SX_VAR:
         for (int i = 0; i < cx->nnamed; i++) {
             const Named *nm = &cx->names[i];
-            if (nm->def && n->slot >= nm->var0 && n->slot < nm->var0 + nm->n)
+            if (nm->def && n->slot >= nm->var0 && n->slot < nm->var0 + nm->n) {
                 r = whole_valued(cx, nm->def[n->slot - nm->var0], memo);
+                break;
+            }
         }
         break;
     default: break;

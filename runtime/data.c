@@ -245,14 +245,11 @@ static bool idx_load_images(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     }
     uint64_t sample = (uint64_t)dims[1] * dims[2];
     uint64_t total = (uint64_t)dims[0] * sample; /* < 2^64: 2^32 * 2^32 at most */
-    uint64_t room;
-    bool exact;
-    if (rt_zf_room(f, 16, &room, &exact) && room < total) {
-        char what[128];
-        snprintf(what, sizeof what, "pixel data (%u images of %ux%u) after the 16-byte header", dims[0],
-                 dims[1], dims[2]);
-        return rt_zf_short(f, total, room, exact, what);
-    }
+    char data[128];
+    snprintf(data, sizeof data, "pixel data (%u images of %ux%u) after the 16-byte header", dims[0],
+             dims[1], dims[2]);
+    if (!rt_zf_holds(f, 16, total, data))
+        return false;
     float *pixels = total <= DATA_MAX_VALUES
                         ? pixels_alloc(run, (int64_t)(total * sizeof(float)))
                         : NULL;
@@ -298,10 +295,8 @@ static bool idx_load_labels(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     uint32_t n;
     if (!idx_header(f, IDX_MAGIC_LABELS, "label", 1, &n))
         return false;
-    uint64_t room;
-    bool exact;
-    if (rt_zf_room(f, 8, &room, &exact) && room < n)
-        return rt_zf_short(f, n, room, exact, "labels after the 8-byte header");
+    if (!rt_zf_holds(f, 8, n, "labels after the 8-byte header"))
+        return false;
     int32_t *labels = rt_alloc_try(run, (int64_t)n * (int64_t)sizeof(int32_t) + 1, false);
     if (!labels) {
         snprintf(f->err, f->errlen, "out of memory loading '%s' (%u labels)", f->path, n);

@@ -44,29 +44,25 @@ bool rt_zf_read(RtZFile *f, void *buf, size_t n, size_t *got) {
     return false;
 }
 
-bool rt_zf_room(RtZFile *f, uint64_t offset, uint64_t *room, bool *exact) {
+bool rt_zf_holds(RtZFile *f, uint64_t offset, uint64_t want, const char *what) {
     struct stat st;
     if (stat(f->path, &st) != 0 || st.st_size < 0)
-        return false;
-    uint64_t size = (uint64_t)st.st_size;
-    *exact = gzdirect(f->gz);
-    if (!*exact)
-        size = size > ((uint64_t)1 << 50) ? UINT64_MAX : size * 1032 + 1032;
-    *room = size > offset ? size - offset : 0;
-    return true;
-}
-
-bool rt_zf_short(RtZFile *f, uint64_t want, uint64_t room, bool exact, const char *what) {
-    struct stat st;
-    long long csize = stat(f->path, &st) == 0 ? (long long)st.st_size : -1;
-    if (exact)
+        return true; /* the read loop will tell */
+    uint64_t size = (uint64_t)st.st_size, room = size;
+    bool plain = gzdirect(f->gz);
+    if (!plain)
+        room = size > ((uint64_t)1 << 50) ? UINT64_MAX : size * 1032 + 1032;
+    room = room > offset ? room - offset : 0;
+    if (room >= want)
+        return true;
+    if (plain)
         snprintf(f->err, f->errlen, "'%s' is truncated: expected %llu bytes of %s, found %llu", f->path,
                  (unsigned long long)want, what, (unsigned long long)room);
     else
         snprintf(f->err, f->errlen,
-                 "'%s' is truncated: expected %llu bytes of %s, more than its %lld compressed bytes can "
+                 "'%s' is truncated: expected %llu bytes of %s, more than its %llu compressed bytes can "
                  "hold",
-                 f->path, (unsigned long long)want, what, csize);
+                 f->path, (unsigned long long)want, what, (unsigned long long)size);
     return false;
 }
 
@@ -414,29 +410,19 @@ void rt_npy_shape_text(const RtNpyHeader *h, char *buf, size_t cap) {
         snprintf(buf + len, cap - len, h->ndim == 1 ? ",)" : ")");
 }
 
-static bool npy_truncated(RtZFile *f, const RtNpyHeader *h, uint64_t want, uint64_t have) {
+/* What an array's data is, for messages: "data (shape S, dtype 'D') after the N-byte
+ * header". */
+static void npy_data_what(const RtNpyHeader *h, char *buf, size_t cap) {
     char shape[RT_NPY_SHAPE_TEXT];
     rt_npy_shape_text(h, shape, sizeof shape);
-    snprintf(f->err, f->errlen,
-             "'%s' is truncated: expected %llu bytes of data (shape %s, dtype '%s') after the "
-             "%lld-byte header, found %llu",
-             f->path, (unsigned long long)want, shape, h->descr, (long long)h->data_offset,
-             (unsigned long long)have);
-    return false;
+    snprintf(buf, cap, "data (shape %s, dtype '%s') after the %lld-byte header", shape, h->descr,
+             (long long)h->data_offset);
 }
 
 bool rt_npy_check_size(RtZFile *f, const RtNpyHeader *h, uint64_t total) {
-    uint64_t want = total * (uint64_t)h->size, room;
-    bool exact;
-    if (!rt_zf_room(f, (uint64_t)h->data_offset, &room, &exact) || room >= want)
-        return true; /* the read loop will tell */
-    if (exact)
-        return npy_truncated(f, h, want, room);
-    char shape[RT_NPY_SHAPE_TEXT], what[RT_NPY_SHAPE_TEXT + 96];
-    rt_npy_shape_text(h, shape, sizeof shape);
-    snprintf(what, sizeof what, "data (shape %s, dtype '%s') after the %lld-byte header", shape, h->descr,
-             (long long)h->data_offset);
-    return rt_zf_short(f, want, room, false, what);
+    char what[RT_NPY_SHAPE_TEXT + 96];
+    npy_data_what(h, what, sizeof what);
+    return rt_zf_holds(f, (uint64_t)h->data_offset, total * (uint64_t)h->size, what);
 }
 
 bool rt_npy_read_data(RtZFile *f, const RtNpyHeader *h, uint64_t total, const char *what,
@@ -451,8 +437,13 @@ bool rt_npy_read_data(RtZFile *f, const RtNpyHeader *h, uint64_t total, const ch
         if (!put(ctx, f, done / (uint64_t)h->size, buf, got / (size_t)h->size))
             return false;
         done += got;
-        if (got < want)
-            return npy_truncated(f, h, want_bytes, done);
+        if (got < want) {
+            char data[RT_NPY_SHAPE_TEXT + 96];
+            npy_data_what(h, data, sizeof data);
+            snprintf(f->err, f->errlen, "'%s' is truncated: expected %llu bytes of %s, found %llu", f->path,
+                     (unsigned long long)want_bytes, data, (unsigned long long)done);
+            return false;
+        }
     }
     return rt_zf_expect_end(f, what);
 }

@@ -486,16 +486,14 @@ bool rt_zf_open(RtZFile *f, const char *what);
 bool rt_zf_read(RtZFile *f, void *buf, size_t n, size_t *got);
 /* After the payload: any further byte is an error ("... unexpected bytes after WHAT"). */
 bool rt_zf_expect_end(RtZFile *f, const char *what);
-/* How many bytes of data the file can hold after `offset` (the header already read),
- * known before its buffer is allocated: a plain file's size after it (*exact), or for a
- * gzip file a bound, 1032 bytes of data per compressed byte (deflate's largest ratio), so
- * that a 40-byte file whose header declares gigabytes is refused before they are
- * allocated. False where the size is unknown (stat fails): the read loop will tell. */
-bool rt_zf_room(RtZFile *f, uint64_t offset, uint64_t *room, bool *exact);
-/* The message of a header that declares more bytes than rt_zf_room allows: "'PATH' is
- * truncated: expected WANT bytes of WHAT, found ROOM" (plain) or "..., more than its N
- * compressed bytes can hold" (gzip). Returns false. */
-bool rt_zf_short(RtZFile *f, uint64_t want, uint64_t room, bool exact, const char *what);
+/* Can the file hold `want` bytes of data after `offset` (the header already read)?
+ * Asked before the data's buffer is allocated: a plain file's size after it; for gzip,
+ * at most 1032 bytes of data per compressed byte (deflate's largest ratio), so that a
+ * 40-byte file whose header declares gigabytes is refused before they are allocated.
+ * False with "'PATH' is truncated: expected WANT bytes of WHAT, found N" (plain) or
+ * "..., more than its N compressed bytes can hold" (gzip); true where the size is
+ * unknown (stat fails: the read loop will tell). */
+bool rt_zf_holds(RtZFile *f, uint64_t offset, uint64_t want, const char *what);
 
 /* npy.c: NumPy .npy files (format 1.0, 2.0 and 3.0), read through an open RtZFile. */
 #define RT_NPY_MAX_DIMS 32 /* the parser refuses more */
