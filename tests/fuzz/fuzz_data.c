@@ -18,9 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "nnq_rt.h"
+#include "put_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,21 +28,6 @@ static char g_dir[64], g_input[128], g_images[128], g_labels[128], g_c10[128], g
     g_c10_file[160], g_c100_file[160];
 static const char *g_img, *g_lab, *g_cdir;
 static int32_t g_classes;
-
-static bool put_file(const char *path, const void *p, size_t n, bool gz) {
-    if (gz) {
-        gzFile f = gzopen(path, "wb");
-        if (!f)
-            return false;
-        bool ok = n == 0 || gzwrite(f, p, (unsigned)n) == (int)n;
-        return gzclose(f) == Z_OK && ok;
-    }
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return false;
-    bool ok = fwrite(p, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
 
 static void cleanup(void) {
     unlink(g_input), unlink(g_images), unlink(g_labels), unlink(g_c10_file), unlink(g_c100_file);

@@ -26,6 +26,7 @@
 
 #include "deploy.h"
 #include "nnq_infer.h"
+#include "put_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -85,8 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)(size - 4));
         for (int i = 0; i < 4; i++) b[size - 4 + i] = (uint8_t)(crc >> (8 * i));
     }
-    FILE *f = fopen(g_path, "wb");
-    if (!f || fwrite(b, 1, size, f) != size || fclose(f) != 0) abort();
+    if (!put_file(g_path, b, size, false)) abort();
     free(b);
     char err[512];
     for (int flags = 0; flags < 2; flags++) {

@@ -18,18 +18,11 @@
 #include <unistd.h>
 
 #include "nnq_rt.h"
+#include "put_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char g_dir[64], g_input[128], g_images[128], g_labels[128];
-
-static bool put_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return false;
-    bool ok = fwrite(p, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
 
 /* A .npy 1.0 file: header dict padded to 64 bytes, then n data bytes. */
 static bool put_npy(const char *path, const char *dict, const void *p, size_t n) {
@@ -41,7 +34,7 @@ static bool put_npy(const char *path, const char *dict, const void *p, size_t n)
     memset(buf + 10 + len, ' ', total - 10 - len - 1);
     buf[total - 1] = '\n';
     memcpy(buf + total, p, n);
-    return put_file(path, buf, total + n);
+    return put_file(path, buf, total + n, false);
 }
 
 static void cleanup(void) {
@@ -86,7 +79,7 @@ static int entry_labels(NnqRun *run) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     setup();
-    if (!put_file(g_input, data, size))
+    if (!put_file(g_input, data, size, false))
         abort();
     NnqRunOptions o;
     nnq_run_options_default(&o);
