@@ -72,8 +72,7 @@ static int parse(int argc, char **argv) {
                 return 2;
             }
             const char *v = argv[++i];
-            char *end;
-            long n = strtol(v, &end, 10);
+            long long n = 0;
             if (str) {
                 *str = v;
             } else if (!strcmp(a, "--split")) {
@@ -82,15 +81,18 @@ static int parse(int argc, char **argv) {
                     return 2;
                 }
                 args.cifar_split = !strcmp(v, "test");
-            } else if (*end || n < 1 || n > 100000 || (!strcmp(a, "--classes") && n != 10 && n != 100)) {
-                fprintf(stderr, "nnqc: error: bad value '%s' for %s\n", v, a);
+            } else if (!strcmp(a, "--classes")) {
+                if (strcmp(v, "10") && strcmp(v, "100")) {
+                    fprintf(stderr, "nnqc: error: --classes takes 10 or 100, not '%s'\n", v);
+                    return 2;
+                }
+                args.cifar_classes = atoi(v);
+            } else if (!nnq_option_number(a, v, 1, 100000, &n)) {
                 return 2;
             } else if (!strcmp(a, "--top")) {
                 args.top = (int)n;
-            } else if (!strcmp(a, "--batch")) {
-                args.batch = (int)n;
             } else {
-                args.cifar_classes = (int)n;
+                args.batch = (int)n;
             }
         } else if (!strcmp(a, "--float")) {
             args.floats = true;

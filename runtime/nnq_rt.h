@@ -98,6 +98,9 @@ int nnq_run_rank(const NnqRun *run);
  * --metrics, --resume, --progress, --quiet), advancing *i past its value. Returns 1 when consumed,
  * 0 when argv[*i] is not a run option, -1 after printing an error. */
 int nnq_run_parse_option(NnqRunOptions *opts, int argc, char **argv, int *i);
+/* A whole number from lo to hi in s, the value of option `flag`: true with *out set, or
+ * false after printing "FLAG takes a whole number from LO TO HI, not 'S'". */
+bool nnq_option_number(const char *flag, const char *s, long long lo, long long hi, long long *out);
 /* The help text of those options, one per line. */
 const char *nnq_run_options_help(void);
 /* A program's buffer in a built trainer: a common symbol of its .bss. */

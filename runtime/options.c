@@ -8,11 +8,14 @@
 
 #include "nnq_rt.h"
 
-static bool parse_ll(const char *s, long long lo, long long hi, long long *out) {
+bool nnq_option_number(const char *flag, const char *s, long long lo, long long hi, long long *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) return false;
+    if (errno || *end || end == s || v < lo || v > hi) {
+        fprintf(stderr, "nnqc: error: %s takes a whole number from %lld to %lld, not '%s'\n", flag, lo, hi, s);
+        return false;
+    }
     *out = v;
     return true;
 }
@@ -49,19 +52,19 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
     }
     if ((t = takes("--epochs", argc, argv, i, &val))) {
         if (t < 0) return -1;
-        if (!parse_ll(val, 1, 1000000, &n)) goto bad;
+        if (!nnq_option_number("--epochs", val, 1, 1000000, &n)) return -1;
         o->epochs = (int32_t)n;
         return 1;
     }
     if ((t = takes("--seed", argc, argv, i, &val))) {
         if (t < 0) return -1;
-        if (!parse_ll(val, 0, INT64_MAX, &n)) goto bad;
+        if (!nnq_option_number("--seed", val, 0, INT64_MAX, &n)) return -1;
         o->seed = n;
         return 1;
     }
     if ((t = takes("--threads", argc, argv, i, &val))) {
         if (t < 0) return -1;
-        if (!parse_ll(val, 1, NNQ_MAX_THREADS, &n)) goto bad;
+        if (!nnq_option_number("--threads", val, 1, NNQ_MAX_THREADS, &n)) return -1;
         o->threads = (int32_t)n;
         return 1;
     }
@@ -77,7 +80,10 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
     }
     if ((t = takes("--resume", argc, argv, i, &val))) {
         if (t < 0) return -1;
-        if (!*val) goto bad;
+        if (!*val) {
+            fprintf(stderr, "nnqc: error: --resume takes a checkpoint directory or file, not ''\n");
+            return -1;
+        }
         o->resume_dir = val;
         return 1;
     }
@@ -86,13 +92,13 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
         if (!strcmp(val, "bar")) o->progress = 1;
         else if (!strcmp(val, "lines")) o->progress = 0;
         else if (!strcmp(val, "auto")) o->progress = -1;
-        else goto bad;
+        else {
+            fprintf(stderr, "nnqc: error: --progress takes bar, lines or auto, not '%s'\n", val);
+            return -1;
+        }
         return 1;
     }
     return 0;
-bad:
-    fprintf(stderr, "nnqc: error: bad value '%s' for %s\n", val, a);
-    return -1;
 }
 
 const char *nnq_run_options_help(void) {

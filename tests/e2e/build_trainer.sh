@@ -5,7 +5,7 @@
 # fused batch norm included; the JIT keeps the program's buffers in a mapping of its
 # own, the trainer in .bss), also with buffers past 2 GiB, it
 # resumes from its checkpoint (--resume) to the model `nnqc run` trains uninterrupted,
-# and it rejects unknown options with status 2, and output lost on standard output with 1. A program whose buffers pass the
+# and it rejects unknown options and bad option values (naming what the option takes) with status 2, and output lost on standard output with 1. A program whose buffers pass the
 # machine's memory and swap is refused with a message.
 set -eu
 NNQC="$1"; SRC="$2"
@@ -31,6 +31,15 @@ set +e
 ./trainer --bogus > bad.txt 2>&1; rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q "unknown option '--bogus'" bad.txt || fail "unknown option: exit $rc"
+# a bad option value: exit 2 and what the option takes
+for arg in "--threads 0|--threads takes a whole number from 1 to 1024, not '0'" \
+           "--epochs=2e3|--epochs takes a whole number from 1 to 1000000, not '2e3'" \
+           "--progress=bars|--progress takes bar, lines or auto, not 'bars'"; do
+    set +e
+    ./trainer ${arg%%|*} > bad.txt 2>&1; rc=$?
+    set -e
+    [ $rc -eq 2 ] && grep -qF -- "${arg#*|}" bad.txt || { cat bad.txt; fail "${arg%%|*}: exit $rc"; }
+done
 # its epoch lines lost to a full disk: exit 1 and a message (it exited 0), the model saved
 if [ -w /dev/full ]; then
     rm -f mlp_subset.nnqm

@@ -123,6 +123,16 @@ mkdir -p "$tmp/odir"
 refused "cannot write '$tmp/odir': it is a directory" "$NNQC" predict "$M" "$IMG" -o "$tmp/odir"
 [ ! -e "$tmp/nodir/o.npy.tmp" ] && ok "no partial output" || bad "a partial file was left"
 "$NNQC" eval "$M" > /dev/null 2>&1; [ $? -eq 2 ] && ok "eval without data: usage (exit 2)" || bad "eval without data"
+# a bad option value: exit 2 and what the option takes
+usage_error() { # WANT CMD...: exit 2, WANT in stderr
+    local want="$1"; shift
+    "$@" > "$tmp/r.out" 2> "$tmp/r.err"; local rc=$?
+    if [ $rc -eq 2 ] && grep -qF -- "$want" "$tmp/r.err"; then ok "usage error: $want"
+    else bad "expected exit 2 and '$want', got $rc:"; cat "$tmp/r.err"; fi
+}
+usage_error "--top takes a whole number from 1 to 100000, not '0'" "$NNQC" predict "$M" "$IMG" --top 0
+usage_error "--classes takes 10 or 100, not '7'" "$NNQC" eval "$M" --cifar "$tmp/c/cifar-10-batches-bin" --classes 7
+usage_error "--threads takes a whole number from 1 to 1024, not 'two'" "$NNQC" eval "$M" --images "$IMG" --labels "$LAB" --threads two
 
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
