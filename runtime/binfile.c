@@ -378,3 +378,40 @@ bool rt_rd_str(RtReader *r, const char **s, uint32_t *len, uint32_t max, const c
     r->pos += *len;
     return true;
 }
+
+bool rt_is_name(const char *s, size_t len, size_t max) {
+    if (len < 1 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] <= ' ' || s[i] > '~')
+            return false;
+    return true;
+}
+
+bool rt_rd_name(RtReader *r, const char **s, uint32_t *len, uint32_t max, const char *what) {
+    size_t at = r->pos;
+    if (!rt_rd_str(r, s, len, max, what))
+        return false;
+    if (!rt_is_name(*s, *len, max)) {
+        char shown[4 * 64 + 4];
+        rt_rd_error(r, "%s at byte %zu is '%s': a name is 1 to %u printable ASCII characters, no space",
+                    what, at, rt_printable(*s, *len, 64, shown, sizeof shown), max);
+        return false;
+    }
+    return true;
+}
+
+const char *rt_printable(const void *s, size_t len, size_t max, char *out, size_t cap) {
+    const unsigned char *p = s;
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < max && o + 5 <= cap; i++) {
+        if (p[i] >= ' ' && p[i] <= '~' && p[i] != '\\')
+            out[o++] = (char)p[i];
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", p[i]);
+    }
+    if (len > max && o + 4 <= cap)
+        memcpy(out + o, "...", 3), o += 3;
+    out[o < cap ? o : cap - 1] = '\0';
+    return out;
+}

@@ -332,10 +332,11 @@ static bool ck_walk(NnqRun *run, RtReader *r, bool copy) {
             return false;
         if (copy)
             continue;
+        char shown[4 * 64 + 4];
         if (!mine) {
             snprintf(r->err, r->errlen,
-                     "was written by a different program: it has '%.*s', this program does not",
-                     (int)len, s);
+                     "was written by a different program: it has '%s', this program does not",
+                     rt_printable(s, len, 64, shown, sizeof shown));
             return false;
         }
         if (i >= n) {
@@ -347,9 +348,9 @@ static bool ck_walk(NnqRun *run, RtReader *r, bool copy) {
         }
         if (!str_is(s, len, mine->name)) {
             snprintf(r->err, r->errlen,
-                     "was written by a different program: it has '%.*s' where this program "
+                     "was written by a different program: it has '%s' where this program "
                      "has '%s'",
-                     (int)len, s, mine->name);
+                     rt_printable(s, len, 64, shown, sizeof shown), mine->name);
             return false;
         }
         if ((int64_t)v != mine->value) {
@@ -373,10 +374,10 @@ static bool ck_walk(NnqRun *run, RtReader *r, bool copy) {
             memcpy(mine->p, r->p + r->pos, (size_t)bytes);
         } else if (!mine || i >= n || !str_is(s, len, mine->name) ||
                    bytes != (uint64_t)mine->value) {
-            char there[64], here[64];
+            char there[4 * 40 + 64], here[64], shown[4 * 40 + 4];
             if (i < n)
-                snprintf(there, sizeof there, "'%.*s' (%llu bytes)", (int)(len < 40 ? len : 40), s,
-                         (unsigned long long)bytes);
+                snprintf(there, sizeof there, "'%s' (%llu bytes)",
+                         rt_printable(s, len, 40, shown, sizeof shown), (unsigned long long)bytes);
             else
                 snprintf(there, sizeof there, "nothing");
             if (mine)

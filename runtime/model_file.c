@@ -96,7 +96,7 @@ static void buf_f32(NnqRun *run, float f) {
 }
 
 void nnq_rt_model_begin(NnqRun *run, const char *model) {
-    if (!model || strlen(model) > MODEL_MAX_NAME)
+    if (!model || !rt_is_name(model, strlen(model), MODEL_MAX_NAME))
         nnq_rt_fail(run, "model_begin: invalid model name");
     run->pending_model = rt_strdup(run, model);
     run->model_len = 0;
@@ -120,7 +120,7 @@ void nnq_rt_model_add(NnqRun *run, const char *name, int32_t rank, const int64_t
     if (!run->pending_model)
         nnq_rt_fail(run, "model_add: no model begun (nnq_rt_model_begin was not called)");
     const char *model = run->pending_model;
-    if (!name || !*name || strlen(name) > MODEL_MAX_NAME)
+    if (!name || !rt_is_name(name, strlen(name), MODEL_MAX_NAME))
         nnq_rt_fail(run, "model '%s': invalid tensor name", model);
     for (int32_t i = 0; i < run->model_ntensors; i++)
         if (strcmp(run->model_names[i], name) == 0)
@@ -295,11 +295,11 @@ static float f32_from_bits(uint32_t u) {
     return f;
 }
 
-/* A string field, copied (malloc) into *out. */
+/* A name field (rt_rd_name), copied (malloc) into *out. */
 static bool rd_string(RtReader *r, char **out, const char *what) {
     const char *s;
     uint32_t n;
-    if (!rt_rd_str(r, &s, &n, MODEL_MAX_NAME, what))
+    if (!rt_rd_name(r, &s, &n, MODEL_MAX_NAME, what))
         return false;
     *out = malloc(n + 1);
     if (!*out) {
@@ -463,7 +463,9 @@ static bool rd_arch(RtReader *r, NnqModelFile *mf) {
             if (strlen(infer_ops[k].name) == len && !memcmp(infer_ops[k].name, name, len))
                 op->op = (NnqInferOp)k;
         if (op->op == NNQ_INFER_COUNT) {
-            rt_rd_error(r, "op %u is '%.*s', not an op this build knows", i, (int)(len > 64 ? 64 : len), name);
+            char shown[4 * 64 + 4];
+            rt_rd_error(r, "op %u is '%s', not an op this build knows", i,
+                        rt_printable(name, len, 64, shown, sizeof shown));
             return false;
         }
         const char *opn = infer_ops[op->op].name;
@@ -499,8 +501,9 @@ static bool rd_arch(RtReader *r, NnqModelFile *mf) {
                 if (strlen(mf->tensors[t].name) == tl && !memcmp(mf->tensors[t].name, tn, tl))
                     op->tensor[k] = t;
             if (op->tensor[k] < 0) {
-                rt_rd_error(r, "op %u (%s) reads tensor '%.*s', which the file does not hold", i, opn,
-                            (int)(tl > 64 ? 64 : tl), tn);
+                char shown[4 * 64 + 4];
+                rt_rd_error(r, "op %u (%s) reads tensor '%s', which the file does not hold", i, opn,
+                            rt_printable(tn, tl, 64, shown, sizeof shown));
                 return false;
             }
         }
@@ -744,6 +747,31 @@ static unsigned char *model_slurp(const char *path, size_t *size, char *err, siz
     return buf;
 }
 
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(NnqModelTensor *const *)a)->name, (*(NnqModelTensor *const *)b)->name);
+}
+
+/* No two tensors of the file share a name (an op's tensor, an exported file, is named by
+ * it): sorted, neighbours compared. */
+static bool names_distinct(RtReader *r, const NnqModelFile *mf) {
+    NnqModelTensor **order = malloc((size_t)(mf->ntensors ? mf->ntensors : 1) * sizeof *order);
+    if (!order) {
+        snprintf(r->err, r->errlen, "'%s': out of memory", r->path);
+        return false;
+    }
+    for (int32_t i = 0; i < mf->ntensors; i++)
+        order[i] = &mf->tensors[i];
+    qsort(order, (size_t)mf->ntensors, sizeof *order, by_name);
+    bool ok = true;
+    for (int32_t i = 1; i < mf->ntensors && ok; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+            rt_rd_error(r, "two tensors are named '%s'", order[i]->name);
+            ok = false;
+        }
+    free(order);
+    return ok;
+}
+
 NnqModelFile *nnq_model_read(const char *path, char *err, size_t errlen) {
     return nnq_model_load(path, 0, err, errlen);
 }
@@ -808,6 +836,8 @@ NnqModelFile *nnq_model_load(const char *path, int flags, char *err, size_t errl
         if (!rd_tensor(&r, &mf->tensors[i], flags))
             goto fail;
     }
+    if (!names_distinct(&r, mf))
+        goto fail;
     if (version >= 2 && !rd_arch(&r, mf))
         goto fail;
     if (r.pos != r.end) {

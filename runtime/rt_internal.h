@@ -461,6 +461,14 @@ bool rt_rd_u32(RtReader *r, uint32_t *v, const char *what);
 bool rt_rd_u64(RtReader *r, uint64_t *v, const char *what);
 /* A length-prefixed string of at most max bytes, in place (*s points into the file). */
 bool rt_rd_str(RtReader *r, const char **s, uint32_t *len, uint32_t max, const char *what);
+/* A name as nnq writes it into its files (model and tensor names): 1 to max bytes, each a
+ * printable ASCII character other than the space; else false with the message. */
+bool rt_rd_name(RtReader *r, const char **s, uint32_t *len, uint32_t max, const char *what);
+/* Whether s is such a name (the writers' check: nnq writes no file its readers refuse). */
+bool rt_is_name(const char *s, size_t len, size_t max);
+/* At most `max` bytes of s[0, len) for a message, into out (cap >= 4 * max + 4): every
+ * byte outside printable ASCII written \xNN, "..." when cut. Returns out. */
+const char *rt_printable(const void *s, size_t len, size_t max, char *out, size_t cap);
 
 /* data.c: the run-owned path of `name` (a file, or a directory when want_dir) on the data
  * search path (data.c's header); fails listing every candidate tried. `what` names it in

@@ -2,7 +2,8 @@
 # tools/test.sh [ctest options] — set up, build, then run the whole default test suite;
 # then build the sanitized tree (build-asan/: clang, ASan + UBSan) and run there the
 # tests labelled "sanitize" (unit, golden, fuzz_replay, a short end-to-end subset) and
-# "fuzz" (libFuzzer: fuzz_compile 60 s, fuzz_npy 20 s, fuzz_data 20 s, fuzz_model 30 s). NNQ_SANITIZE_TESTS=0 skips the second part.
+# "fuzz" (libFuzzer: fuzz_compile 60 s, fuzz_npy 20 s, fuzz_data 20 s, fuzz_model 30 s,
+# fuzz_checkpoint 20 s). NNQ_SANITIZE_TESTS=0 skips the second part.
 # Long runs (full training) carry the ctest label "long": tools/test.sh -L long (with
 # options, only the main tree's ctest runs, with them).
 set -euo pipefail

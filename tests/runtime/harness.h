@@ -94,6 +94,7 @@ void test_model_layout(void);
 void test_model_bad_value(void);
 void test_model_save_failures(void);
 void test_model_corruption(void);
+void test_model_names(void);
 
 void test_checkpoint_roundtrip(void);
 void test_checkpoint_refusals(void);

@@ -203,6 +203,22 @@ void test_checkpoint_refusals(void) {
     good[n / 2] ^= 0x10;
     CHECK(th_write_file(file, "NNQM this is a model", 20, false));
     expect_refused(dir, file, "not an nnq checkpoint");
+    /* a description with a control character, its CRC right: shown as \xNN, never sent
+     * to the terminal */
+    unsigned char *m = memmem(good, n, "model mlp", 9);
+    CHECK(m != NULL);
+    if (m) {
+        *m = 0x1b;
+        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), good, (uInt)(n - 4));
+        unsigned char *c = good + n - 4, keep[4];
+        memcpy(keep, c, 4);
+        for (int i = 0; i < 4; i++)
+            c[i] = (unsigned char)(crc >> (8 * i));
+        CHECK(th_write_file(file, good, n, false));
+        expect_refused(dir, file, "it has '\\x1bodel mlp' where this program has 'model mlp'");
+        *m = 'm';
+        memcpy(c, keep, 4);
+    }
     unlink(file);
     expect_refused(dir, file, "No such file or directory");
 

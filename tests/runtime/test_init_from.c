@@ -171,6 +171,11 @@ void test_init_tensor_errors(void) {
     CHECK(read_tensor("t", 2, d23, 0, &err) == 1);
     CHECK(th_contains(err, "malformed .npy header"), "got: %s", err);
     free(err);
+    /* a control character in the header: named, not sent to the terminal */
+    CHECK(th_write_file(path, "\x93NUMPY\x01\x00\x06\x00{\x1b[2J\n", 16, false));
+    CHECK(read_tensor("t", 2, d23, 0, &err) == 1);
+    CHECK(th_contains(err, "byte 0x1b (the header must be ASCII)") && !strchr(err, 0x1b), "got: %s", err);
+    free(err);
     remove(path);
     mkdir(path, 0700);
     CHECK(read_tensor("t", 2, d23, NNQ_INIT_OPTIONAL, &err) == 1);

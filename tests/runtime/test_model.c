@@ -427,3 +427,50 @@ void test_model_corruption(void) {
     CHECK(read_fails(missing, "No such file", msg, sizeof msg), "got: %s", msg);
     free(missing), free(b), free(good), free(bad);
 }
+
+/* Names in a model file are what nnq writes (printable ASCII, no space) and distinct: a
+ * control character (shown as \xNN, never sent to the terminal), a NUL, an empty name and
+ * a second tensor of the same name are refused; so is writing such a name. */
+void test_model_names(void) {
+    float w[2] = {1, -1}, v[2] = {-1, 1};
+    TensorSpec spec[] = {{"w", 1, {2}, 2, {-1, 1}, w}, {"v", 1, {2}, 2, {-1, 1}, v}};
+    char *good = th_path("names.nnqm"), *bad = th_path("names_bad.nnqm");
+    CHECK(save_status(spec, 2, good, NULL) == 0);
+    size_t n = 0;
+    unsigned char *b = slurp(good, &n);
+    unsigned char *at = NULL; /* the second tensor's name: length 1, then 'v' */
+    for (size_t i = 0; b && i + 5 <= n && !at; i++)
+        if (!memcmp(b + i, "\x01\x00\x00\x00v", 5))
+            at = b + i + 4;
+    CHECK(at != NULL, "tensor 'v' not found in the file");
+    if (!at) {
+        free(b), free(good), free(bad);
+        return;
+    }
+    char msg[512];
+    static const struct {
+        unsigned char c;
+        const char *want;
+    } cases[] = {{'w', "two tensors are named 'w'"},
+                 {0x1b, "tensor name at byte"},
+                 {0, "is '\\x00': a name is 1 to 4096 printable ASCII characters, no space"},
+                 {' ', "is ' ': a name"}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        *at = cases[k].c;
+        rewrite(bad, b, n, true);
+        CHECK(read_fails(bad, cases[k].want, msg, sizeof msg), "byte 0x%02x: got: %s", cases[k].c, msg);
+        CHECK(!strchr(msg, 0x1b), "a control character reached the message: %s", msg);
+    }
+    *at = 0x1b;
+    rewrite(bad, b, n, true);
+    CHECK(read_fails(bad, "is '\\x1b'", msg, sizeof msg), "got: %s", msg);
+
+    at[-4] = 0; /* an empty name */
+    rewrite(bad, b, n, true);
+    CHECK(read_fails(bad, "tensor name at byte", msg, sizeof msg), "got: %s", msg);
+
+    TensorSpec esc[] = {{"a\tb", 1, {2}, 2, {-1, 1}, w}};
+    char *err = NULL;
+    CHECK(save_status(esc, 1, bad, &err) == 1 && th_contains(err, "invalid tensor name"), "got: %s", err ? err : "");
+    free(err), free(b), free(good), free(bad);
+}

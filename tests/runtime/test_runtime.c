@@ -249,6 +249,7 @@ static const TestCase g_cases[] = {
     CASE(test_model_bad_value),
     CASE(test_model_save_failures),
     CASE(test_model_corruption),
+    CASE(test_model_names),
     CASE(test_infer_dense),
     CASE(test_infer_conv),
     CASE(test_infer_refused),
