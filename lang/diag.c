@@ -4,7 +4,8 @@
  * space, and a caret line with one leading space that copies the tabs of the source
  * line before the column, so the caret lands under the right character in any tab
  * width. The caret line skips UTF-8 continuation bytes, so a character takes one
- * column there (SrcLoc columns themselves count bytes). Notes are printed the same way
+ * column there (SrcLoc columns themselves count bytes). A line longer than EXCERPT_MAX
+ * bytes is shown cut around the column, a control character as '?'. Notes are printed the same way
  * and do not count as errors. Output is flushed after each message so it interleaves
  * sanely with other writers of `out`. */
 #include "diag.h"
@@ -35,6 +36,10 @@ int diag_error_count(const Diag *diag) {
     return diag->errors;
 }
 
+/* The most of a source line an excerpt shows: a longer line is cut to this many bytes
+ * around the column, each cut end marked "...". */
+#define EXCERPT_MAX 160
+
 /* Prints the source line of `loc` and a caret under its column. */
 static void diag_print_excerpt(Diag *diag, SrcLoc loc) {
     const SourceFile *src = loc.file;
@@ -50,12 +55,28 @@ static void diag_print_excerpt(Diag *diag, SrcLoc loc) {
         eol++;
     if (eol > p && eol[-1] == '\r')
         eol--;
-    fprintf(diag->out, " %.*s\n ", (int)(eol - p), p);
-    for (int col = 1; col < loc.col; col++) {
-        const char *c = p + col - 1;
-        if (c < eol && (*c & 0xC0) == 0x80)
+    const char *at = p + (loc.col - 1 < eol - p ? loc.col - 1 : eol - p);
+    const char *from = p, *to = eol; /* the part shown, whole UTF-8 characters */
+    if (to - from > EXCERPT_MAX) {
+        from = at - from > EXCERPT_MAX / 2 ? at - EXCERPT_MAX / 2 : p;
+        while (from < at && (*from & 0xC0) == 0x80)
+            from++;
+        to = eol - from > EXCERPT_MAX ? from + EXCERPT_MAX : eol;
+        while (to > at && to < eol && (*to & 0xC0) == 0x80)
+            to--;
+    }
+    /* control characters (an escape sequence would act on the terminal) as '?', one
+     * column each like every other byte */
+    fputs(from > p ? " ..." : " ", diag->out);
+    for (const char *c = from; c < to; c++)
+        fputc((unsigned char)*c < 0x20 && *c != '\t' ? '?' : *c == 0x7f ? '?' : *c, diag->out);
+    fputs(to < eol ? "...\n " : "\n ", diag->out);
+    if (from > p)
+        fputs("   ", diag->out);
+    for (const char *c = from; c < p + loc.col - 1; c++) {
+        if (c < to && (*c & 0xC0) == 0x80)
             continue; /* a UTF-8 continuation byte: its character already has a column */
-        fputc(c < eol && *c == '\t' ? '\t' : ' ', diag->out);
+        fputc(c < to && *c == '\t' ? '\t' : ' ', diag->out);
     }
     fputs("^\n", diag->out);
 }

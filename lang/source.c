@@ -7,14 +7,20 @@
 #include "source.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "diag.h"
 
-/* Reads all of `f` into a malloc'd buffer with a NUL after the last byte. */
-static char *source_read_all(FILE *f, size_t *len_out) {
+/* The largest source file read (a line's columns and a file's offsets are ints). */
+#define SOURCE_MAX ((size_t)256 << 20)
+
+/* Reads all of `f` into a malloc'd buffer with a NUL after the last byte, stopping after
+ * a NUL byte (the caller reports it: /dev/zero would otherwise be read until memory ran
+ * out) or past SOURCE_MAX bytes (*too_big set). */
+static char *source_read_all(FILE *f, size_t *len_out, bool *too_big) {
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     if (!buf)
@@ -31,8 +37,14 @@ static char *source_read_all(FILE *f, size_t *len_out) {
             cap *= 2;
         }
         size_t n = fread(buf + len, 1, cap - len - 1, f);
+        bool nul = memchr(buf + len, '\0', n) != NULL;
         len += n;
-        if (n == 0)
+        if (len > SOURCE_MAX) {
+            free(buf);
+            *too_big = true;
+            return NULL;
+        }
+        if (n == 0 || nul)
             break;
     }
     if (ferror(f)) {
@@ -53,9 +65,15 @@ SourceFile *source_load(Arena *arena, const char *path, Diag *diag) {
     }
     errno = 0;
     size_t len = 0;
-    char *buf = source_read_all(f, &len);
+    bool too_big = false;
+    char *buf = source_read_all(f, &len, &too_big);
     int err = errno ? errno : EIO;
     fclose(f);
+    if (too_big) {
+        diag_error_noloc(diag, "cannot read '%s': it is larger than %zu MiB, the most a source file may hold",
+                         path, SOURCE_MAX >> 20);
+        return NULL;
+    }
     if (!buf) {
         diag_error_noloc(diag, "cannot read '%s': %s", path, strerror(err));
         return NULL;

@@ -2,7 +2,8 @@
 # Bad input at run time gets a clear message, a non-zero exit (1, not a crash) and
 # leaves no half-written output: missing and corrupt data files, shape and label
 # mismatches, a diverging run, an unwritable model path, a batch too large for the
-# machine's memory, a full disk under --emit -o and under standard output.
+# machine's memory, a full disk under --emit -o and under standard output, a source file
+# that never ends.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -175,6 +176,17 @@ if [ -w /dev/full ]; then
     if [ $rc -eq 1 ] && grep -q "error: cannot write standard output: No space left on device" out.txt; then pass=$((pass + 1)); else
         fails=$((fails + 1)); echo "FAIL inspect-stdout-full: exit $rc"; cat out.txt; fi
 fi
+
+# A source that never ends: /dev/zero stops at its first NUL (it was read until memory ran
+# out), an endless text at 256 MiB, each with a message and exit 1.
+expect_check() { # NAME PATTERN FILE: nnqc check exits 1 within 60 s and prints PATTERN
+    timeout 60 "$NNQC" check "$3" > out.txt 2>&1
+    local rc=$?
+    if [ $rc -eq 1 ] && grep -q -- "$2" out.txt; then pass=$((pass + 1)); else
+        fails=$((fails + 1)); echo "FAIL $1: exit $rc, expected 1 and '$2' in:"; head -c 600 out.txt; fi
+}
+expect_check source-dev-zero "/dev/zero:1:1: error: file contains a NUL byte" /dev/zero < /dev/null
+expect_check source-endless "cannot read '/dev/stdin': it is larger than 256 MiB" /dev/stdin < <(yes "# one more comment line")
 
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
