@@ -127,30 +127,61 @@ static int argmax_node(PCtx *cx, PVal v) {
     return idx;
 }
 
-/* Can node `id` take whole values only? Whole constants; comparisons, logic and sign;
- * sums, differences, products, negations, abs, min, max and selects of whole values
- * (argmax is a select chain of constants); a soft or weight name by its definition.
- * Not aux values, beta, w0, quotients or the transcendental functions. memo[i]: 0 not
- * yet known, 1 whole, 2 not (at least sx_count entries). */
-static bool whole_valued(PCtx *cx, int id, char *memo) {
-    if (memo[id]) return memo[id] == 1;
+/* The values an index can take: whole numbers from lo to hi. */
+typedef struct Span {
+    double lo, hi;
+} Span;
+
+/* Whether node `id` takes whole values only, and which (*out, by interval arithmetic:
+ * it may hold values the node never takes, never miss one). Whole constants; comparisons
+ * and logic (0 or 1) and sign (-1 to 1); sums, differences, products, negations, abs,
+ * min, max and selects of whole values (argmax is a select chain of constants); a soft or
+ * weight name by its definition. Not aux values, beta, w0, quotients or the
+ * transcendental functions. memo[i]: 0 not yet known, 1 whole (its span in span[i]),
+ * 2 not (both at least sx_count entries). */
+static bool whole_span(PCtx *cx, int id, char *memo, Span *span, Span *out) {
+    if (memo[id]) {
+        *out = span[id];
+        return memo[id] == 1;
+    }
     const SxNode *n = sx_node(cx->pool, id);
     bool r = false;
+    Span a = {0, 0}, b = {0, 0}, s = {0, 0};
     switch (n->op) {
-    case SX_CONST: r = isfinite(n->value) && n->value == floor(n->value); break;
-    case SX_LT: case SX_LE: case SX_EQ: case SX_NE: case SX_AND: case SX_OR: case SX_NOT: case SX_SIGN:
-        r = true;
+    case SX_CONST:
+        r = isfinite(n->value) && n->value == floor(n->value);
+        s = (Span){n->value, n->value};
         break;
+    case SX_LT: case SX_LE: case SX_EQ: case SX_NE: case SX_AND: case SX_OR: case SX_NOT:
+        r = true, s = (Span){0, 1};
+        break;
+    case SX_SIGN: r = true, s = (Span){-1, 1}; break;
     case SX_ADD: case SX_SUB: case SX_MUL: case SX_MAX: case SX_MIN:
-        r = whole_valued(cx, n->a, memo) && whole_valued(cx, n->b, memo);
+        r = whole_span(cx, n->a, memo, span, &a) && whole_span(cx, n->b, memo, span, &b);
+        if (n->op == SX_ADD) s = (Span){a.lo + b.lo, a.hi + b.hi};
+        else if (n->op == SX_SUB) s = (Span){a.lo - b.hi, a.hi - b.lo};
+        else if (n->op == SX_MAX) s = (Span){fmax(a.lo, b.lo), fmax(a.hi, b.hi)};
+        else if (n->op == SX_MIN) s = (Span){fmin(a.lo, b.lo), fmin(a.hi, b.hi)};
+        else {
+            double p[4] = {a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi};
+            s = (Span){fmin(fmin(p[0], p[1]), fmin(p[2], p[3])), fmax(fmax(p[0], p[1]), fmax(p[2], p[3]))};
+        }
         break;
-    case SX_NEG: case SX_ABS: case SX_NOGRAD: r = whole_valued(cx, n->a, memo); break;
-    case SX_SELECT: r = whole_valued(cx, n->b, memo) && whole_valued(cx, n->c, memo); break;
+    case SX_NEG: case SX_ABS: case SX_NOGRAD:
+        r = whole_span(cx, n->a, memo, span, &a);
+        if (n->op == SX_NOGRAD) s = a;
+        else if (n->op == SX_NEG) s = (Span){-a.hi, -a.lo};
+        else s = a.lo >= 0 ? a : a.hi <= 0 ? (Span){-a.hi, -a.lo} : (Span){0, fmax(-a.lo, a.hi)};
+        break;
+    case SX_SELECT:
+        r = whole_span(cx, n->b, memo, span, &a) && whole_span(cx, n->c, memo, span, &b);
+        s = (Span){fmin(a.lo, b.lo), fmax(a.hi, b.hi)};
+        break;
     case SX_VAR:
         for (int i = 0; i < cx->nnamed; i++) {
             const Named *nm = &cx->names[i];
             if (nm->def && n->slot >= nm->var0 && n->slot < nm->var0 + nm->n) {
-                r = whole_valued(cx, nm->def[n->slot - nm->var0], memo);
+                r = whole_span(cx, nm->def[n->slot - nm->var0], memo, span, &s);
                 break;
             }
         }
@@ -158,13 +189,14 @@ static bool whole_valued(PCtx *cx, int id, char *memo) {
     default: break;
     }
     memo[id] = r ? 1 : 2;
+    span[id] = *out = s;
     return r;
 }
 
 /* v[i] for a scalar index node: a select chain, or the element itself when i is a
  * constant, which must then be a whole number in [0, n), checked on the double ((int) of
  * a huge, infinite or NaN value is undefined); a computed index must take whole values
- * only (whole_valued). An error at `at` otherwise, and -1. */
+ * from 0 to n - 1 only (whole_span). An error at `at` otherwise, and -1. */
 static int pick(PCtx *cx, PVal v, int index, SrcLoc at) {
     SxPool *p = cx->pool;
     double ci;
@@ -177,14 +209,24 @@ static int pick(PCtx *cx, PVal v, int index, SrcLoc at) {
         return -1;
     }
     char *memo = calloc((size_t)sx_count(p), 1);
-    assert(memo);
-    bool whole = whole_valued(cx, index, memo);
-    free(memo);
+    Span *span = malloc((size_t)sx_count(p) * sizeof *span), range;
+    assert(memo && span);
+    bool whole = whole_span(cx, index, memo, span, &range);
+    free(memo), free(span);
     if (!whole) {
         perr(cx, at,
              "this index can take values that are not whole numbers; an index is a whole constant, a "
              "comparison, argmax(...), or a sum, product or `if` of such",
              NULL, NULL);
+        return -1;
+    }
+    if (range.lo < 0 || range.hi > v.n - 1) {
+        char msg[192];
+        snprintf(msg, sizeof msg,
+                 "this index can take values from %g to %g, outside the %d positions of the vector "
+                 "(0 to %d); clamp(index, 0, %d) bounds it",
+                 range.lo + 0.0, range.hi + 0.0, v.n, v.n - 1, v.n - 1);
+        perr(cx, at, "%s", msg, NULL);
         return -1;
     }
     int r = v.c[v.n - 1];
