@@ -91,13 +91,20 @@ static bool expect(Parser *ps, const char *s) {
     return fail(ps, msg);
 }
 
-/* A name: letters, digits, '_' and '.'. */
+/* A name: letters, digits, '_' and '.', at most NNQ_MAX_IDENT of them. */
 static const char *name(Parser *ps) {
     skip_blanks(ps);
     const char *s = ps->p;
     while (isalnum((unsigned char)*ps->p) || *ps->p == '_' || *ps->p == '.') ps->p++;
     if (ps->p == s) {
         fail(ps, "expected a name");
+        return NULL;
+    }
+    if (ps->p - s > NNQ_MAX_IDENT) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "name of %zu characters; at most %d are allowed", (size_t)(ps->p - s), NNQ_MAX_IDENT);
+        ps->p = s;
+        fail(ps, msg);
         return NULL;
     }
     return arena_strndup(ps->m->arena, s, (size_t)(ps->p - s));

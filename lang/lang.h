@@ -12,6 +12,11 @@
 #include "diag.h"
 #include "source.h"
 
+/* The longest identifier, in bytes, and the longest name the IR reader takes: a model's
+ * name goes into its model files (names of at most 4096 bytes) and its checkpoints'
+ * descriptions. */
+#define NNQ_MAX_IDENT 1024
+
 /* Parses a whole file. Returns the AST_PROGRAM node, or NULL when any lexical or
  * syntax error was reported (all of them are reported, with recovery at statement
  * boundaries). */

@@ -7,7 +7,8 @@
  * token is YYEOF, returned again on every later call.
  *
  * Token syntax (the grammar is in parser.y):
- *   identifier  [A-Za-z_][A-Za-z0-9_]*   (keywords are reserved words of the same shape)
+ *   identifier  [A-Za-z_][A-Za-z0-9_]*, at most NNQ_MAX_IDENT bytes (keywords are
+ *               reserved words of the same shape)
  *   number      1  300  1.0  1.  .5  1e-3  2.5E+4   (is_int when digits only)
  *   string      "..." with escapes \" \\ \n \t, on one line
  *   punctuation ( ) [ ] { } , : . = -> + - * / == != < <= > >= |
@@ -441,6 +442,17 @@ static Token lexer_string(Lexer *lx, bool closed) {
     return t;
 }
 
+/* An identifier or keyword (tokens.def). Identifiers name models, data sets and
+ * projections in model files, checkpoints and generated symbols: longer than
+ * NNQ_MAX_IDENT bytes is an error (the token stays usable, so parsing goes on). */
+static Token lexer_ident(Lexer *lx) {
+    size_t len = (size_t)(lx->cur - lx->tok);
+    Token t = lexer_make(lx, lexer_keyword(lx->tok, len));
+    if (len > NNQ_MAX_IDENT)
+        lexer_error(lx, t.loc, "identifier of %zu characters; at most %d are allowed", len, NNQ_MAX_IDENT);
+    return t;
+}
+
 static Token lexer_bad_char(Lexer *lx) {
     Token t = lexer_make(lx, TOK_NNQ_YYUNDEF);
     unsigned char c = (unsigned char)t.text[0];
@@ -483,7 +495,7 @@ Token lexer_next(Lexer *lx) {
             continue;
         }
 
-        ident        { return lexer_make(lx, lexer_keyword(lx->tok, (size_t)(lx->cur - lx->tok))); } /* tokens.def */
+        ident        { return lexer_ident(lx); }
 
         dig+                                          { return lexer_number(lx, true); }
         (dig+ "." dig* | "." dig+) exp? | dig+ exp    { return lexer_number(lx, false); }

@@ -177,6 +177,19 @@ if [ -w /dev/full ]; then
         fails=$((fails + 1)); echo "FAIL inspect-stdout-full: exit $rc"; cat out.txt; fi
 fi
 
+# A model name of 1024 characters, the most an identifier may have, trains, saves,
+# checkpoints and resumes (one of 5000 stopped the run with "checkpoint: invalid
+# description"; 1025 is refused by the lexer: golden case identifier_too_long).
+long=$(printf 'm%.0s' $(seq 1024))
+program longname "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
+    'checkpoint "cklong"' 'save "long.nnqm"'
+sed -i "s/^model m(/model $long(/; s/^train m on/train $long on/" longname.nnq
+rc=0
+"$NNQC" run longname.nnq --data-dir "$tmp" --progress=lines > out.txt 2>&1 &&
+    "$NNQC" run longname.nnq --data-dir "$tmp" --progress=lines --resume cklong --epochs 2 >> out.txt 2>&1 || rc=$?
+if [ $rc -eq 0 ] && "$NNQC" inspect long.nnqm | grep -q "^model $long: " && grep -q "after epoch 1 of 2" out.txt; then
+    pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL long-model-name: exit $rc"; head -c 600 out.txt; fi
+
 # A source that never ends: /dev/zero stops at its first NUL (it was read until memory ran
 # out), an endless text at 256 MiB, each with a message and exit 1.
 expect_check() { # NAME PATTERN FILE: nnqc check exits 1 within 60 s and prints PATTERN

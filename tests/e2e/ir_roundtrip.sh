@@ -69,6 +69,13 @@ sed 's/^\(  %4 = matmul %2, %3 : f32\[N, \)300\]/\1301]/' fashion_mlp_float.ir >
     grep -q '^ *\^$' err &&
     ! grep -q 'internal error' err && ok "IR that does not verify: the file's error at its instruction" ||
     { cat err; bad "IR that does not verify (exit $rc)"; }
+# a name longer than identifiers may be (1024 bytes): refused where it starts; it reached
+# the checkpoint's description and stopped the run with "checkpoint: invalid description"
+long=$(printf 'q%.0s' $(seq 1025))
+sed "s/^module @[A-Za-z0-9_]*/module @$long/" fashion_mlp_float.ir > long.ir
+"$NNQC" --from-ir long.ir --emit=ir > /dev/null 2> err; rc=$?
+[ $rc = 1 ] && grep -q '^long.ir:[0-9]*:9: error: name of 1025 characters; at most 1024 are allowed$' err &&
+    ok "IR: a name of 1025 characters refused at its place" || { head -c 400 err; bad "IR long name (exit $rc)"; }
 # unstored NAME BUFFER: NAME.ir (of NAME.nnq) with the soft kernel's store of BUFFER
 # removed must be refused: the next update would load a value nothing wrote
 unstored() {
