@@ -51,8 +51,14 @@ typedef struct PCtx {
     int weight_named;           /* index of the weight value in names[], -1 before */
     int gbase;                  /* grad(x) VARs: gbase + (VAR of x) */
     int *adj;                   /* per VAR adjoint (after derivation), -1 = none */
+    int depth;                  /* eval's nesting, at most PROJ_MAX_DEPTH */
+    bool too_deep;              /* that was reported (once) */
     bool failed;
 } PCtx;
+
+/* The deepest expression a projection may nest (eval recurses once a level, about 1.5 KB
+ * of stack each; a sum of 10,000 terms overflowed the stack). */
+#define PROJ_MAX_DEPTH 1000
 
 static PVal pv_error(void) {
     PVal v;
@@ -448,7 +454,23 @@ static PVal eval_call(PCtx *cx, const AstNode *e) {
     return pv_error();
 }
 
+static PVal eval_node(PCtx *cx, const AstNode *e);
+
 static PVal eval(PCtx *cx, const AstNode *e) {
+    if (cx->depth >= PROJ_MAX_DEPTH) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "this expression nests more than %d levels deep", PROJ_MAX_DEPTH);
+        if (!cx->too_deep) perr(cx, e->loc, "%s", msg, NULL);
+        cx->too_deep = true;
+        return pv_error();
+    }
+    cx->depth++;
+    PVal v = eval_node(cx, e);
+    cx->depth--;
+    return v;
+}
+
+static PVal eval_node(PCtx *cx, const AstNode *e) {
     SxPool *p = cx->pool;
     switch (e->kind) {
     case AST_NUMBER: return pv_scalar(sx_const(p, e->num));
