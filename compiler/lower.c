@@ -27,6 +27,11 @@ typedef struct Binding {
 } Binding;
 
 #define LOWER_MAX_DEPTH 32
+/* The most operations a model's forward pass may expand to. Loops and blocks repeat their
+ * bodies, so a few lines can ask for millions (five nested loops over 20 values, or
+ * blocks each calling the next twice); the passes after lowering take seconds at 10^5
+ * operations (a ResNet-18 has about 200). */
+#define LOWER_MAX_OPS 100000
 
 typedef struct Lower {
     IrModule *m;
@@ -530,6 +535,13 @@ static bool type_shape(Lower *lw, const AstNode *ty, SrcLoc at, IrShape *out) {
 static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result, const AstNode **ret) {
     for (int i = first; i < owner->nkids && !lw->failed; i++) {
         const AstNode *st = owner->kids[i];
+        if (lw->f->n > LOWER_MAX_OPS) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the model expands to more than %d operations here (its loops and "
+                     "blocks repeat their bodies)", LOWER_MAX_OPS);
+            lerror(lw, st->loc, "%s", msg, NULL);
+            return false;
+        }
         if (st->kind == AST_ASSIGN) {
             int v = lower_expr(lw, st->kids[0]);
             if (v < 0) return false;
