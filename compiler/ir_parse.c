@@ -306,10 +306,20 @@ static bool at_ref(Parser *ps, IrInst *in, bool bn) {
     return true;
 }
 
+/* The most instructions a function read from text may hold: what lowering's bound on a
+ * model (100,000 operations) gives a training step, with room; past it the passes after
+ * reading (memplan's placement is quadratic in the values) would run for minutes. */
+#define IR_MAX_INSTS 400000
+
 static bool parse_inst(Parser *ps, IrFunc *f) {
     IrModule *m = ps->m;
     SrcLoc at = here(ps); /* where the verifier locates this instruction's failures */
     int id = -1;
+    if (f->n >= IR_MAX_INSTS) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "a function of more than %d instructions", IR_MAX_INSTS);
+        return fail(ps, msg);
+    }
     if (*ps->p == '%') {
         int64_t v;
         ps->p++;
