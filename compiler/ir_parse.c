@@ -307,9 +307,10 @@ static bool at_ref(Parser *ps, IrInst *in, bool bn) {
 }
 
 /* The most instructions a function read from text may hold: what lowering's bound on a
- * model (100,000 operations) gives a training step, with room; past it the passes after
- * reading (memplan's placement is quadratic in the values) would run for minutes. */
-#define IR_MAX_INSTS 400000
+ * model (20,000 operations) gives a training step, with room (8 instructions an
+ * operation); past it the passes after reading (memplan's placement is quadratic in the
+ * values, LLVM's code generation superlinear) would run for hours. */
+#define IR_MAX_INSTS 160000
 
 static bool parse_inst(Parser *ps, IrFunc *f) {
     IrModule *m = ps->m;
