@@ -358,37 +358,90 @@ static void make_buffers(Cg *cg) {
 /* Enters a --profile phase (phases.def). */
 static void phase(Cg *cg, int p) { cg_rt_call(cg, "nnq_rt_phase", (LLVMValueRef[]){ci32(cg, p)}, 1); }
 
+/* A parameter's or a reshape's value in the function being emitted. In eval, the
+ * weights or the hard weights: loaded from a table at 2 p + hard rather than a select.
+ * Selects of addresses on one flag, a hundred of them in one function, cost LLVM's
+ * instruction selection 0.19 s for MobileNetV2's eval_batch (its scheduler moving the
+ * flag between them); the loads, 0.04 s. */
+static void bind_alias(Cg *cg, FnCtx *fc, int i) {
+    const IrInst *in = &fc->f->insts[i];
+    if (in->op == IR_RESHAPE) {
+        fc->val[i] = fc->val[in->args[0]];
+        return;
+    }
+    fc->val[i] = as_ptr(cg, cg->pbuf[in->attr[0]][IRB_WEIGHT], cg->tf32);
+    if (fc->hard) {
+        LLVMValueRef at = LLVMBuildAdd(cg->b, ci64(cg, 2 * (int64_t)in->attr[0]),
+                                       LLVMBuildZExt(cg->b, fc->hard, cg->ti64, ""), "");
+        fc->val[i] = as_ptr(cg, LLVMBuildLoad2(cg->b, cg->tp, gep(cg, cg->tp, cg->weight_table, at), ""), cg->tf32);
+    }
+}
+
+/* A step is cut into parts of at most this many instructions, each a function of its
+ * own that the step calls in turn: LLVM's code generation is superlinear in a function's
+ * size (a chain of 8,000 relus as one function took 7.4 s). */
+#define CG_PART_INSTS 256
+
+/* Ends the part being emitted (if any) and starts the next: a function `outer`.partK of
+ * (n, ntot, hard, calib) that `outer` calls at the end of block `at` (the caller binds
+ * the earlier parameters and reshapes again inside it; every other value is a global
+ * buffer, the same in every part). */
+static void next_part(Cg *cg, LLVMValueRef outer, LLVMBasicBlockRef at, const LLVMValueRef *args, int k) {
+    if (k > 0) LLVMBuildRetVoid(cg->b);
+    LLVMTypeRef ps[4] = {cg->ti64, cg->ti64, cg->ti32, cg->ti32};
+    LLVMTypeRef ty = LLVMFunctionType(cg->tv, ps, 4, 0);
+    char name[96];
+    snprintf(name, sizeof name, "%s.part%d", LLVMGetValueName(outer), k);
+    LLVMValueRef part = cg_new_function(cg, name, ty, false);
+    mark_cold(cg, part);
+    LLVMBasicBlockRef entry = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, at);
+    LLVMBuildCall2(cg->b, ty, part, (LLVMValueRef *)args, 4, "");
+    LLVMPositionBuilderAtEnd(cg->b, entry);
+}
+
 /* One function: the source ops' values bound to buffers, every other instruction the
- * target's code, the training step's --profile phases marked. */
+ * target's code, the training step's --profile phases marked; in parts of at most
+ * CG_PART_INSTS instructions (next_part). */
 static void emit_func_body(Cg *cg, FnCtx *fc) {
     const IrFunc *f = fc->f;
+    LLVMValueRef outer = cg->fn;
+    LLVMBasicBlockRef at = LLVMGetInsertBlock(cg->b);
+    FnCtx top = *fc;
+    LLVMValueRef args[4] = {fc->n, fc->ntot,
+                            fc->hard ? LLVMBuildZExt(cg->b, fc->hard, cg->ti32, "") : ci32(cg, 0),
+                            fc->calib ? LLVMBuildZExt(cg->b, fc->calib, cg->ti32, "") : ci32(cg, 0)};
     int cur = -1; /* the training step marks its phases; evaluation is one phase of its own */
+    int parts = 0, in_part = CG_PART_INSTS;
     for (int i = 0; i < f->n; i++) {
         const IrInst *in = &f->insts[i];
-        if (!fc->hard && !ir_op_source(in->op) && ir_op_phase(in->op) != cur)
-            phase(cg, cur = ir_op_phase(in->op));
-        if (in->op == IR_PARAM) {
-            /* In eval, the weights or the hard weights: loaded from a table at 2 p + hard
-             * rather than a select. Selects of addresses on one flag, a hundred of them in
-             * one function, cost LLVM's instruction selection 0.19 s for MobileNetV2's
-             * eval_batch (its scheduler moving the flag between them); the loads, 0.04 s. */
-            fc->val[i] = as_ptr(cg, cg->pbuf[in->attr[0]][IRB_WEIGHT], cg->tf32);
-            if (fc->hard) {
-                LLVMValueRef at = LLVMBuildAdd(cg->b, ci64(cg, 2 * (int64_t)in->attr[0]),
-                                               LLVMBuildZExt(cg->b, fc->hard, cg->ti64, ""), "");
-                fc->val[i] = as_ptr(cg, LLVMBuildLoad2(cg->b, cg->tp, gep(cg, cg->tp, cg->weight_table, at), ""), cg->tf32);
-            }
-            continue;
+        if (!ir_op_source(in->op) && in->op != IR_PARAM && in->op != IR_RESHAPE && in_part >= CG_PART_INSTS &&
+            !fc->deferred_to) {
+            next_part(cg, outer, at, args, parts++);
+            LLVMValueRef fn = cg->fn;
+            fc->n = LLVMGetParam(fn, 0), fc->ntot = LLVMGetParam(fn, 1);
+            fc->hard = top.hard ? LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(fn, 2), ci32(cg, 0), "hard") : NULL;
+            fc->calib = top.calib ? LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(fn, 3), ci32(cg, 0), "calib") : NULL;
+            for (int j = 0; j < i; j++)
+                if (f->insts[j].op == IR_PARAM || f->insts[j].op == IR_RESHAPE) bind_alias(cg, fc, j);
+            in_part = 0;
         }
-        if (in->op == IR_RESHAPE) {
-            fc->val[i] = fc->val[in->args[0]];
+        if (!top.hard && !ir_op_source(in->op) && ir_op_phase(in->op) != cur)
+            phase(cg, cur = ir_op_phase(in->op));
+        if (in->op == IR_PARAM || in->op == IR_RESHAPE) {
+            bind_alias(cg, fc, i);
             continue;
         }
         if (ir_op_source(in->op)) continue; /* input, labels, param_grad: make_buffers bound them */
         assert(cg->target->ops[in->op] && "the target has no code for this op");
         cg->target->ops[in->op](cg, fc, i, fc->val[i]);
+        in_part++;
     }
     assert(!fc->deferred_to && "a deferred call was not made");
+    if (parts > 0) LLVMBuildRetVoid(cg->b);
+    cg->fn = outer;
+    LLVMPositionBuilderAtEnd(cg->b, at);
+    fc->n = top.n, fc->ntot = top.ntot, fc->hard = top.hard, fc->calib = top.calib;
 }
 
 static void emit_tensor_functions(Cg *cg) {

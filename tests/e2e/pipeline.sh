@@ -9,7 +9,8 @@
 #    compiler/train_settings.def and compiler/layers.def (nnqc --help-settings, --help-layers),
 #    docs/projections.md's table of functions every row of compiler/proj_builtins.def;
 #  - --emit=asm prints the host's assembly of the whole program (nnq_main and the
-#    kernels), --emit=obj -o FILE writes a relocatable object that defines nnq_main.
+#    kernels), --emit=obj -o FILE writes a relocatable object that defines nnq_main;
+#  - a training step of more than 256 instructions calls its parts, in order.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -69,5 +70,13 @@ if [ "$(head -c 4 $tmp/l.o | od -An -c | tr -d ' ')" = '177ELF' ] && nm $tmp/l.o
 else
     bad "--emit=obj: not an object defining nnq_main"
 fi
+# a step in parts: MobileNetV2's train_step (over 500 instructions) calls functions of at
+# most 256 instructions each, train_step.part0, part1, ... in order, and nothing else
+"$NNQC" --emit=llvm -O0 "$SRC/examples/cifar10_mobilenetv2_md.nnq" > $tmp/m.ll 2> $tmp/err || { cat $tmp/err; bad "--emit=llvm failed"; }
+calls=$(sed -n '/^define.* @train_step(/,/^}/p' $tmp/m.ll | grep -o '@train_step\.part[0-9]*' | tr '\n' ' ')
+nparts=$(grep -c '^define.* @train_step\.part[0-9]*(' $tmp/m.ll)
+want=$(seq 0 $((nparts - 1)) | sed 's/^/@train_step.part/' | tr '\n' ' ')
+if [ "$nparts" -ge 2 ] && [ "$calls" = "$want" ]; then ok "train_step calls its $nparts parts in order"
+else bad "train_step's parts: $nparts defined, calls: $calls"; fi
 echo "$pass passed, $fails failed"
 [ $fails = 0 ]
