@@ -355,6 +355,11 @@ static void profile_report(NnqRun *run) {
 
 void nnq_rt_train_begin(NnqRun *run, const char *model, int32_t epochs, int64_t iters_per_epoch,
                         int64_t train_count, int64_t val_count, int64_t test_count) {
+    if (epochs > 0 && iters_per_epoch < 1) /* a batch is never partial: nothing would train */
+        nnq_rt_fail(run,
+                    "training %s: its %lld training samples are fewer than one batch, so an epoch "
+                    "would train nothing (lower `batch`, or `validation`, which holds out samples)",
+                    model ? model : "?", (long long)train_count);
     run->model_name = rt_strdup(run, model ? model : "?");
     run->epochs = epochs;
     run->iters_per_epoch = iters_per_epoch;

@@ -3,7 +3,7 @@
 # leaves no half-written output: missing and corrupt data files, shape and label
 # mismatches, a diverging run, an unwritable model path, a batch too large for the
 # machine's memory, a full disk under --emit -o and under standard output, a source file
-# that never ends.
+# that never ends, a batch larger than the training set.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -176,6 +176,11 @@ if [ -w /dev/full ]; then
     if [ $rc -eq 1 ] && grep -q "error: cannot write standard output: No space left on device" out.txt; then pass=$((pass + 1)); else
         fails=$((fails + 1)); echo "FAIL inspect-stdout-full: exit $rc"; cat out.txt; fi
 fi
+
+# A batch larger than the training samples: every epoch had no iteration, and the run
+# went on and saved its initial model as if trained ("1 epoch of 0 iterations").
+program bigbatch "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" "batch = 1000"
+expect_error batch-above-data "training m: its 900 training samples are fewer than one batch, so an epoch would train nothing" bigbatch.nnq
 
 # A model name of 1024 characters, the most an identifier may have, trains, saves,
 # checkpoints and resumes (one of 5000 stopped the run with "checkpoint: invalid
