@@ -7,7 +7,8 @@
  *    PATH.tmp, the CRC-32 of everything written is appended, the file is fsynced and
  *    renamed over PATH, and the directory is fsynced (best effort). On any failure the
  *    .tmp is removed, PATH is untouched and the run fails naming the step, after the
- *    descriptor is closed.
+ *    descriptor is closed. Writers of one PATH in several processes take turns (a lock
+ *    on PATH.tmp, wr_init): each file renamed into place is one writer's, whole.
  *  - Between rt_wr_open and rt_wr_commit nothing fails: a write error is recorded and
  *    reported by the commit.
  *  - A reader never reads past `end`; a failed read leaves a message in `err`.
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,12 +51,34 @@ void rt_put_le64(unsigned char *p, uint64_t v) {
 
 /* ---- writing ---- */
 
-/* PATH.tmp opened for w (tmp: the caller's, freed by it); a failure is recorded as the
- * step "create", which rt_wr_bytes then skips and wr_finish reports. */
+/* PATH.tmp opened for w (tmp: the caller's, freed by it), locked (flock) and emptied; a
+ * failure is recorded as the step "create", which rt_wr_bytes then skips and wr_finish
+ * reports. Two processes writing one PATH (runs of one program side by side, saving one
+ * model file) take turns: each holds the lock from here until its .tmp is renamed or
+ * removed, and one that waited opens PATH.tmp again when the file it waited on is no
+ * longer there under that name. (Opened with O_TRUNC and unlocked, both wrote into one
+ * .tmp, and a mix of the two was renamed into place.) Where the file system has no
+ * locks, it goes on unlocked. */
 static void wr_init(RtWriter *w, NnqRun *run, const char *path, const char *tmp, const char *what) {
     *w =
         (RtWriter){.run = run, .path = path, .tmp = tmp, .what = what, .crc = crc32(0L, Z_NULL, 0)};
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    struct stat mine = {0}, named;
+    for (int tries = 0;; tries++) {
+        w->fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (w->fd < 0)
+            break;
+        while (flock(w->fd, LOCK_EX) != 0 && errno == EINTR) {
+        } /* any other failure (no locks on this file system): on, unlocked */
+        if (fstat(w->fd, &mine) != 0 || tries == 1000 ||
+            (stat(tmp, &named) == 0 && named.st_dev == mine.st_dev && named.st_ino == mine.st_ino))
+            break; /* the file PATH.tmp names, and it is ours */
+        close(w->fd); /* renamed or removed by the writer we waited for */
+    }
+    if (w->fd >= 0 && S_ISREG(mine.st_mode) && ftruncate(w->fd, 0) != 0) {
+        int err = errno;
+        close(w->fd);
+        w->fd = -1, errno = err;
+    }
     if (w->fd < 0)
         w->step = "create", w->err = errno;
 }
@@ -148,19 +172,21 @@ static bool wr_rename(const char *tmp, const char *path) {
     return true;
 }
 
-/* The commit's steps: the CRC (unless no_crc), fsync, close, then (outside a file set)
- * wr_rename. On failure the .tmp is removed and w->step says which step failed. */
+/* The commit's steps: the CRC (unless no_crc), fsync, then (outside a file set)
+ * wr_rename, and close, which releases wr_init's lock: the .tmp is renamed, or on failure
+ * removed, while it is held. w->step says which step failed. (In a file set the .tmp is
+ * closed before nnq_files_commit renames it, unlocked.) */
 static bool wr_finish(RtWriter *w) {
     if (!w->no_crc)
         rt_wr_u32(w, (uint32_t)w->crc);
     if (!w->step && fsync(w->fd) != 0)
         w->step = "sync", w->err = errno;
-    if (w->fd >= 0 && close(w->fd) != 0 && !w->step)
-        w->step = "close", w->err = errno;
     if (!w->step && !w->defer && !wr_rename(w->tmp, w->path))
         w->step = "rename", w->err = errno;
     if (w->step && w->fd >= 0) /* a .tmp this writer created */
         unlink(w->tmp);
+    if (w->fd >= 0 && close(w->fd) != 0 && !w->step)
+        w->step = "close", w->err = errno;
     return !w->step;
 }
 

@@ -11,7 +11,8 @@
  *    bar_width records what is on the line so that the next regular line (or an error)
  *    first erases it (or ends it).
  *  - The metrics file is written as PATH.tmp, one JSON object per line, flushed per
- *    line; nnq_rt_train_end (or nnq_run_free) fsyncs it and renames it to PATH. PATH
+ *    line; nnq_rt_train_end (or nnq_run_free) fsyncs it and renames it to PATH. The run
+ *    holds a lock on PATH.tmp until then: a second run given the same PATH stops at once. PATH
  *    only ever holds whole lines: a run's complete record, or the record of the epochs
  *    a failed or interrupted run finished (a divergence is diagnosed from it); a run
  *    that failed before its first line, or on writing the file, leaves PATH as it was.
@@ -21,9 +22,11 @@
  *  - Values < 0 (and non-finite values) mean "not evaluated": omitted from the line and
  *    written as null in JSON. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -82,10 +85,28 @@ bool rt_progress_open(NnqRun *run) {
         if (!run->metrics_history)
             run->metrics_history = read_text(path);
     }
-    run->metrics = fopen(run->metrics_tmp, "w");
+    /* locked for the whole run (flock, released as it is closed, after its rename): a
+     * second run given the same PATH stops here, where it used to truncate the first
+     * one's .tmp and write its lines into it */
+    int fd = open(run->metrics_tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        close(fd);
+        fprintf(stderr, "nnqc: error: cannot write metrics file '%s': another run is writing '%s'\n",
+                path, run->metrics_tmp);
+        return false;
+    }
+    struct stat mine;
+    if (fd >= 0 && (fstat(fd, &mine) != 0 || (S_ISREG(mine.st_mode) && ftruncate(fd, 0) != 0))) {
+        int err = errno;
+        close(fd);
+        fd = -1, errno = err;
+    }
+    run->metrics = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!run->metrics) {
         fprintf(stderr, "nnqc: error: cannot write metrics file '%s': %s\n", run->metrics_tmp,
                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return false;
     }
     return true;
@@ -94,13 +115,14 @@ bool rt_progress_open(NnqRun *run) {
 /* Closes and removes the .tmp (after an error). */
 static void metrics_discard(NnqRun *run) {
     if (run->metrics) {
+        unlink(run->metrics_tmp); /* before the close releases the lock */
         fclose(run->metrics);
         run->metrics = NULL;
-        unlink(run->metrics_tmp);
     }
 }
 
-/* fsync, close, rename. false with a message in err on failure (the .tmp is then gone). */
+/* fsync, rename, close (the lock is held until the file is in place). false with a
+ * message in err on failure (the .tmp is then gone). */
 static bool metrics_finish(NnqRun *run, char *err, size_t errlen) {
     FILE *f = run->metrics;
     run->metrics = NULL;
@@ -111,25 +133,23 @@ static bool metrics_finish(NnqRun *run, char *err, size_t errlen) {
         ok = fsync(fileno(f)) == 0;
     }
     int saved = errno;
-    if (fclose(f) != 0 && ok) {
-        saved = errno;
-        step = "close";
-        ok = false;
-    }
-    if (ok && rename(run->metrics_tmp, run->opts.metrics_path) != 0) {
+    bool renamed = ok && rename(run->metrics_tmp, run->opts.metrics_path) == 0;
+    if (ok && !renamed) {
         saved = errno;
         snprintf(err, errlen, "cannot rename metrics file '%s' to '%s': %s", run->metrics_tmp,
                  run->opts.metrics_path, strerror(saved));
-        unlink(run->metrics_tmp);
-        return false;
-    }
-    if (!ok) {
+    } else if (!ok) {
         snprintf(err, errlen, "cannot %s metrics file '%s': %s", step, run->metrics_tmp,
                  strerror(saved));
+    }
+    if (!renamed)
         unlink(run->metrics_tmp);
+    if (fclose(f) != 0 && renamed) {
+        snprintf(err, errlen, "cannot close metrics file '%s': %s", run->opts.metrics_path,
+                 strerror(errno));
         return false;
     }
-    return true;
+    return renamed;
 }
 
 /* Appends one line to the metrics file; fails the run on an I/O error. */

@@ -3,7 +3,7 @@
 # leaves no half-written output: missing and corrupt data files, shape and label
 # mismatches, a diverging run, an unwritable model path, a batch too large for the
 # machine's memory, a full disk under --emit -o and under standard output, a source file
-# that never ends, a batch larger than the training set.
+# that never ends, a batch larger than the training set, two runs given one metrics path.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -181,6 +181,18 @@ fi
 # went on and saved its initial model as if trained ("1 epoch of 0 iterations").
 program bigbatch "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" "batch = 1000"
 expect_error batch-above-data "training m: its 900 training samples are fewer than one batch, so an epoch would train nothing" bigbatch.nnq
+
+# Two runs given one --metrics path: the second stops at once, where it truncated the
+# first one's .tmp and wrote its lines into it. The first holds the path while it waits
+# for its data (a FIFO, opened for reading before any epoch), then fails on the empty file.
+mkfifo fifo-images.gz
+program waiting fifo-images.gz "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+"$NNQC" run waiting.nnq --data-dir "$tmp" --progress=lines --metrics shared.jsonl > first.txt 2>&1 &
+first=$!
+for i in $(seq 100); do [ -e shared.jsonl.tmp ] && break; sleep 0.1; done
+program second "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+expect_error metrics-in-use "cannot write metrics file 'shared.jsonl': another run is writing 'shared.jsonl.tmp'" second.nnq --metrics shared.jsonl
+timeout 20 sh -c ": > fifo-images.gz"; wait $first
 
 # A model name of 1024 characters, the most an identifier may have, trains, saves,
 # checkpoints and resumes (one of 5000 stopped the run with "checkpoint: invalid

@@ -95,6 +95,7 @@ void test_model_bad_value(void);
 void test_model_save_failures(void);
 void test_model_corruption(void);
 void test_model_names(void);
+void test_model_concurrent_saves(void);
 
 void test_checkpoint_roundtrip(void);
 void test_checkpoint_refusals(void);

@@ -250,6 +250,7 @@ static const TestCase g_cases[] = {
     CASE(test_model_save_failures),
     CASE(test_model_corruption),
     CASE(test_model_names),
+    CASE(test_model_concurrent_saves),
     CASE(test_infer_dense),
     CASE(test_infer_conv),
     CASE(test_infer_refused),
