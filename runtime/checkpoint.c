@@ -11,6 +11,8 @@
  *    its state regions (nnq_rt_checkpoint_state) once, before resuming or saving; a
  *    checkpoint holds them in declaration order, followed by nothing else. The run's
  *    generator (run.c) is always part of the state.
+ *  - One run a directory: rank 0 holds a lock (flock) on it from nnq_rt_checkpoint_dir
+ *    to the run's end, and a second run given it stops at once.
  *  - Saving never leaves a partial file under the checkpoint's name: the data goes to
  *    DIR/checkpoint.nnqc.tmp, is fsynced and renamed over DIR/checkpoint.nnqc, and the
  *    directory is fsynced; on any failure the .tmp is removed and the previous checkpoint
@@ -37,6 +39,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -229,6 +232,9 @@ void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch) {
 
 static void checkpoint_release(NnqRun *run) {
     ck_handle_signals(false);
+    if (run->ckpt_lock > 0)
+        close(run->ckpt_lock - 1);
+    run->ckpt_lock = 0;
     free(run->ckpt_desc); /* names and the directory are tracked blocks */
     free(run->ckpt_state);
     run->ckpt_desc = run->ckpt_state = NULL;
@@ -253,6 +259,14 @@ void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
     nnq_make_dirs(run, d, "checkpoint directory");
     if (access(d, W_OK | X_OK) != 0)
         nnq_rt_fail(run, "cannot write checkpoints to '%s': %s", d, strerror(errno));
+    /* one run a directory: two saving into one took turns whole, but a resume then took
+     * whichever saved last, the other run's state where the program was the same */
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        close(fd);
+        nnq_rt_fail(run, "checkpoint directory '%s' is in use by another run", d);
+    }
+    run->ckpt_lock = fd + 1;
     run->ckpt_dir = d;
     rt_on_release(run, checkpoint_release); /* restores the signal handlers */
     ck_handle_signals(true);

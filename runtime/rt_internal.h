@@ -210,6 +210,7 @@ struct NnqRun {
 
     /* checkpoints (checkpoint.c) */
     char *ckpt_dir; /* the program's checkpoint directory (tracked); NULL: none */
+    int ckpt_lock;  /* 1 + a descriptor of ckpt_dir, locked for the run (flock); 0: none */
     RtCkptItem *ckpt_desc, *ckpt_state; /* declaration order; malloc'd arrays */
     int32_t ckpt_ndesc, ckpt_cap_desc, ckpt_nstate, ckpt_cap_state;
 };

@@ -185,13 +185,18 @@ expect_error batch-above-data "training m: its 900 training samples are fewer th
 # Two runs given one --metrics path: the second stops at once, where it truncated the
 # first one's .tmp and wrote its lines into it. The first holds the path while it waits
 # for its data (a FIFO, opened for reading before any epoch), then fails on the empty file.
+# So does a second run given its checkpoint directory (the two took turns saving whole
+# checkpoints, and a resume took whichever was last, the other run's state).
 mkfifo fifo-images.gz
-program waiting fifo-images.gz "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+program waiting fifo-images.gz "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'checkpoint "ckshared"'
 "$NNQC" run waiting.nnq --data-dir "$tmp" --progress=lines --metrics shared.jsonl > first.txt 2>&1 &
 first=$!
-for i in $(seq 100); do [ -e shared.jsonl.tmp ] && break; sleep 0.1; done
+for i in $(seq 100); do [ -e shared.jsonl.tmp ] && [ -d ckshared ] && break; sleep 0.1; done
+sleep 0.5 # the directory is made, then locked
 program second "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
 expect_error metrics-in-use "cannot write metrics file 'shared.jsonl': another run is writing 'shared.jsonl.tmp'" second.nnq --metrics shared.jsonl
+program secondck "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'checkpoint "ckshared"'
+expect_error checkpoint-in-use "checkpoint directory 'ckshared' is in use by another run" secondck.nnq
 timeout 20 sh -c ": > fifo-images.gz"; wait $first
 
 # A model name of 1024 characters, the most an identifier may have, trains, saves,
