@@ -271,11 +271,10 @@ static bool idx_load_images(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
             pixels[done + i] = lut[buf[i]];
         done += got;
         if (got < want) {
-            snprintf(f->err, f->errlen,
-                     "'%s' is truncated: expected %llu bytes of pixel data (%u images of "
-                     "%ux%u) after the 16-byte header, found %llu (image %llu is incomplete)",
-                     f->path, (unsigned long long)total, dims[0], dims[1], dims[2],
-                     (unsigned long long)done, (unsigned long long)(done / sample));
+            rt_zf_truncated(f, total, data, done);
+            size_t len = strlen(f->err);
+            snprintf(f->err + len, f->errlen - len, " (image %llu is incomplete)",
+                     (unsigned long long)(done / sample));
             return false;
         }
     }
@@ -295,7 +294,8 @@ static bool idx_load_labels(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
     uint32_t n;
     if (!idx_header(f, IDX_MAGIC_LABELS, "label", 1, &n))
         return false;
-    if (!rt_zf_holds(f, 8, n, "labels after the 8-byte header"))
+    const char *data = "labels after the 8-byte header";
+    if (!rt_zf_holds(f, 8, n, data))
         return false;
     int32_t *labels = rt_alloc_try(run, (int64_t)n * (int64_t)sizeof(int32_t) + 1, false);
     if (!labels) {
@@ -318,13 +318,8 @@ static bool idx_load_labels(NnqRun *run, RtZFile *f, NnqDataSet *ds) {
             }
         }
         done += got;
-        if (got < want) {
-            snprintf(f->err, f->errlen,
-                     "'%s' is truncated: expected %u bytes of labels after the 8-byte header, "
-                     "found %llu",
-                     f->path, n, (unsigned long long)done);
-            return false;
-        }
+        if (got < want)
+            return rt_zf_truncated(f, n, data, done);
     }
     char what[64];
     snprintf(what, sizeof what, "%u labels", n);

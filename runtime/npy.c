@@ -56,13 +56,16 @@ bool rt_zf_holds(RtZFile *f, uint64_t offset, uint64_t want, const char *what) {
     if (room >= want)
         return true;
     if (plain)
-        snprintf(f->err, f->errlen, "'%s' is truncated: expected %llu bytes of %s, found %llu", f->path,
-                 (unsigned long long)want, what, (unsigned long long)room);
-    else
-        snprintf(f->err, f->errlen,
-                 "'%s' is truncated: expected %llu bytes of %s, more than its %llu compressed bytes can "
-                 "hold",
-                 f->path, (unsigned long long)want, what, (unsigned long long)size);
+        return rt_zf_truncated(f, want, what, room);
+    snprintf(f->err, f->errlen,
+             "'%s' is truncated: expected %llu bytes of %s, more than its %llu compressed bytes can hold",
+             f->path, (unsigned long long)want, what, (unsigned long long)size);
+    return false;
+}
+
+bool rt_zf_truncated(RtZFile *f, uint64_t want, const char *what, uint64_t found) {
+    snprintf(f->err, f->errlen, "'%s' is truncated: expected %llu bytes of %s, found %llu", f->path,
+             (unsigned long long)want, what, (unsigned long long)found);
     return false;
 }
 
@@ -440,9 +443,7 @@ bool rt_npy_read_data(RtZFile *f, const RtNpyHeader *h, uint64_t total, const ch
         if (got < want) {
             char data[RT_NPY_SHAPE_TEXT + 96];
             npy_data_what(h, data, sizeof data);
-            snprintf(f->err, f->errlen, "'%s' is truncated: expected %llu bytes of %s, found %llu", f->path,
-                     (unsigned long long)want_bytes, data, (unsigned long long)done);
-            return false;
+            return rt_zf_truncated(f, want_bytes, data, done);
         }
     }
     return rt_zf_expect_end(f, what);

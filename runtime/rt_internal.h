@@ -503,6 +503,9 @@ bool rt_zf_expect_end(RtZFile *f, const char *what);
  * "..., more than its N compressed bytes can hold" (gzip); true where the size is
  * unknown (stat fails: the read loop will tell). */
 bool rt_zf_holds(RtZFile *f, uint64_t offset, uint64_t want, const char *what);
+/* "'PATH' is truncated: expected WANT bytes of WHAT, found FOUND" in f->err; false (the
+ * size check above and the read loops after it say it alike). */
+bool rt_zf_truncated(RtZFile *f, uint64_t want, const char *what, uint64_t found);
 
 /* npy.c: NumPy .npy files (format 1.0, 2.0 and 3.0), read through an open RtZFile. */
 #define RT_NPY_MAX_DIMS 32 /* the parser refuses more */

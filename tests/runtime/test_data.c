@@ -273,6 +273,9 @@ void test_idx_errors(void) {
     /* the same, gzip-compressed */
     CHECK(try_files("truncgz", im, li - 5, lb, ll, true, &err, &path) == 1);
     CHECK(th_contains(err, "truncated") && th_contains(err, "found 79"), "got: %s", err);
+    CHECK(th_contains(err, "bytes of pixel data (") &&
+              th_contains(err, "after the 16-byte header, found 79 (image ") && th_contains(err, " is incomplete)"),
+          "the read loop's message: %s", err);
     free(err), free(path);
 
     /* a header that declares far more than the file holds (54530 images of 2 x 54530, 23.8 GB
