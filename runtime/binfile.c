@@ -51,34 +51,49 @@ void rt_put_le64(unsigned char *p, uint64_t v) {
 
 /* ---- writing ---- */
 
-/* PATH.tmp opened for w (tmp: the caller's, freed by it), locked (flock) and emptied; a
- * failure is recorded as the step "create", which rt_wr_bytes then skips and wr_finish
- * reports. Two processes writing one PATH (runs of one program side by side, saving one
- * model file) take turns: each holds the lock from here until its .tmp is renamed or
- * removed, and one that waited opens PATH.tmp again when the file it waited on is no
- * longer there under that name. (Opened with O_TRUNC and unlocked, both wrote into one
- * .tmp, and a mix of the two was renamed into place.) Where the file system has no
- * locks, it goes on unlocked. */
+int rt_open_tmp_locked(const char *tmp, bool wait) {
+    struct stat mine, named;
+    int fd;
+    for (int tries = 0;; tries++) {
+        fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0)
+            return -1;
+        int locked;
+        while ((locked = flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+        }
+        if (locked != 0 && errno == EWOULDBLOCK) {
+            close(fd);
+            errno = EWOULDBLOCK;
+            return -1;
+        } /* any other failure (no locks on this file system): on, unlocked */
+        if (fstat(fd, &mine) != 0) {
+            int err = errno;
+            close(fd);
+            errno = err;
+            return -1;
+        }
+        if (tries == 1000 || (stat(tmp, &named) == 0 && named.st_dev == mine.st_dev && named.st_ino == mine.st_ino))
+            break; /* the file PATH.tmp names, and it is ours */
+        close(fd); /* renamed or removed by the writer we waited for */
+    }
+    if (S_ISREG(mine.st_mode) && ftruncate(fd, 0) != 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+/* PATH.tmp opened for w (tmp: the caller's, freed by it) by rt_open_tmp_locked, waiting
+ * its turn; a failure is recorded as the step "create", which rt_wr_bytes then skips
+ * and wr_finish reports. The lock is held until the .tmp is renamed or removed
+ * (wr_finish). (Opened with O_TRUNC and unlocked, two runs saving one model file both
+ * wrote into one .tmp, and a mix of the two was renamed into place.) */
 static void wr_init(RtWriter *w, NnqRun *run, const char *path, const char *tmp, const char *what) {
     *w =
         (RtWriter){.run = run, .path = path, .tmp = tmp, .what = what, .crc = crc32(0L, Z_NULL, 0)};
-    struct stat mine = {0}, named;
-    for (int tries = 0;; tries++) {
-        w->fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-        if (w->fd < 0)
-            break;
-        while (flock(w->fd, LOCK_EX) != 0 && errno == EINTR) {
-        } /* any other failure (no locks on this file system): on, unlocked */
-        if (fstat(w->fd, &mine) != 0 || tries == 1000 ||
-            (stat(tmp, &named) == 0 && named.st_dev == mine.st_dev && named.st_ino == mine.st_ino))
-            break; /* the file PATH.tmp names, and it is ours */
-        close(w->fd); /* renamed or removed by the writer we waited for */
-    }
-    if (w->fd >= 0 && S_ISREG(mine.st_mode) && ftruncate(w->fd, 0) != 0) {
-        int err = errno;
-        close(w->fd);
-        w->fd = -1, errno = err;
-    }
+    w->fd = rt_open_tmp_locked(tmp, true);
     if (w->fd < 0)
         w->step = "create", w->err = errno;
 }

@@ -22,11 +22,9 @@
  *  - Values < 0 (and non-finite values) mean "not evaluated": omitted from the line and
  *    written as null in JSON. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -88,18 +86,11 @@ bool rt_progress_open(NnqRun *run) {
     /* locked for the whole run (flock, released as it is closed, after its rename): a
      * second run given the same PATH stops here, where it used to truncate the first
      * one's .tmp and write its lines into it */
-    int fd = open(run->metrics_tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-        close(fd);
+    int fd = rt_open_tmp_locked(run->metrics_tmp, false);
+    if (fd < 0 && errno == EWOULDBLOCK) {
         fprintf(stderr, "nnqc: error: cannot write metrics file '%s': another run is writing '%s'\n",
                 path, run->metrics_tmp);
         return false;
-    }
-    struct stat mine;
-    if (fd >= 0 && (fstat(fd, &mine) != 0 || (S_ISREG(mine.st_mode) && ftruncate(fd, 0) != 0))) {
-        int err = errno;
-        close(fd);
-        fd = -1, errno = err;
     }
     run->metrics = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!run->metrics) {

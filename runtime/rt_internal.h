@@ -447,6 +447,14 @@ void rt_wr_u32(RtWriter *w, uint32_t v);
 void rt_wr_u64(RtWriter *w, uint64_t v);
 void rt_wr_commit(RtWriter *w);
 
+/* PATH.tmp (tmp) opened for writing, created if missing, locked (flock) and emptied: the
+ * descriptor, or -1 with errno. Writers of one PATH in several processes take turns on
+ * it: wait, until the lock is free, and then on the file PATH.tmp names again when the
+ * one waited on was renamed or removed meanwhile; else -1 with EWOULDBLOCK while another
+ * process holds it. Where the file system has no locks, unlocked. The lock lasts until
+ * the descriptor is closed: rename or remove the .tmp before. */
+int rt_open_tmp_locked(const char *tmp, bool wait);
+
 /* Reads [pos, end) of a file in memory; a failure writes "'PATH': KIND: ..." (or
  * "KIND: ..." without a path) to err and returns false. */
 typedef struct RtReader {
