@@ -367,7 +367,7 @@ static int export_npy_entry(NnqRun *run) {
         const NnqModelTensor *t = &model_file->tensors[i];
         if (!safe_name(t->name)) nnq_rt_fail(run, "tensor name '%s' is not a safe file name", t->name);
     }
-    nnq_files_begin(run); /* every file or none replaces what the directory held */
+    nnq_files_begin(run, args.output); /* every file or none replaces what the directory held */
     for (int i = 0; i < model_file->ntensors; i++) {
         const NnqModelTensor *t = &model_file->tensors[i];
         int64_t n = nnq_model_count(t);

@@ -809,7 +809,7 @@ int export_c(NnqRun *run, const NnqModelFile *mf, const char *dir, const char *p
     char *cpath = nnq_rt_alloc(run, (int64_t)dl), *hpath = nnq_rt_alloc(run, (int64_t)dl);
     snprintf(cpath, dl, "%s/%s.c", dir, P);
     snprintf(hpath, dl, "%s/%s.h", dir, P);
-    nnq_files_begin(run); /* both or neither: never a header beside another model's source */
+    nnq_files_begin(run, dir); /* both or neither: never a header beside another model's source */
     nnq_file_save(run, hpath, htext, hlen, "C header");
     nnq_file_save(run, cpath, ctext, clen, "C source");
     nnq_files_commit(run);

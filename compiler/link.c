@@ -1,7 +1,7 @@
 /* link.c — the last step of `nnqc build`: the system C compiler driver links the
  * generated object with the runtime library (static) and the shared libraries it
  * needs into an executable. The result appears under its name only when linking
- * succeeded (OUT.tmp, then rename). The library list is fixed when nnqc is built. */
+ * succeeded (OUT.PID.tmp, then rename). The library list is fixed when nnqc is built. */
 #include <errno.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -22,9 +22,9 @@ extern char **environ;
 #endif
 
 bool link_trainer(const char *const *objects, int nobjects, const char *out, Diag *diag) {
-    size_t n = strlen(out) + 8;
+    size_t n = strlen(out) + 32;
     char *tmp = malloc(n);
-    snprintf(tmp, n, "%s.tmp", out);
+    snprintf(tmp, n, "%s.%ld.tmp", out, (long)getpid()); /* this build's own (nnqc.c: build_trainer) */
     /* argv: cc -o TMP --no-relax OBJECTS... RUNTIME LIBS... The program's buffers are
      * common symbols past the rest of .bss (codegen.c's trainer_buffers), reached through
      * the GOT; without --no-relax, GNU ld rewrites those loads into 32-bit offsets, and

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
@@ -194,7 +195,10 @@ static int parse_args(int argc, char **argv, Options *o) {
 
 /* nnqc build: the same module as `run`, plus a main(), as objects (generated on
  * --threads threads, as for run) linked with the runtime. The objects go to temporary
- * files next to the output. */
+ * files next to the output, named with this process's id (OUT.PID.I.o.tmp), as is the
+ * linker's output (link.c): builds of one output side by side each link their own
+ * objects, and the last rename wins, whole. (With shared names, two builds truncated
+ * and wrote each other's objects.) */
 static bool build_trainer(const Options *o, const Program *prog, const IrModule *m, Diag *diag) {
     if (!prog->train) {
         diag_error_noloc(diag, "%s: nothing to build: the program has no train block", o->file);
@@ -216,9 +220,9 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
         char *paths[CG_MAX_OBJECTS];
         ok = nobj > 0;
         for (int i = 0; i < nobj; i++) {
-            size_t n = strlen(o->output) + 32;
+            size_t n = strlen(o->output) + 48;
             paths[i] = malloc(n);
-            snprintf(paths[i], n, "%s.%d.o.tmp", o->output, i);
+            snprintf(paths[i], n, "%s.%ld.%d.o.tmp", o->output, (long)getpid(), i);
             if (ok) {
                 FILE *f = fopen(paths[i], "wb");
                 size_t len = LLVMGetBufferSize(objs[i]);

@@ -17,8 +17,8 @@
  *  - nnq_stdout_check, at the end of a command, reports output to standard output that
  *    was lost (a full disk, a closed pipe with SIGPIPE ignored), so the exit status says so.
  *  - nnq_output_check tells, before a run or a build does its work, whether such a
- *    PATH.tmp can be created (model files; nnqc build's trainer, which its link writes as
- *    PATH.tmp too). */
+ *    PATH.tmp can be created (model files; nnqc build's trainer, whose objects and link
+ *    write PATH.PID.*.tmp beside it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -190,7 +190,7 @@ static bool wr_rename(const char *tmp, const char *path) {
 /* The commit's steps: the CRC (unless no_crc), fsync, then (outside a file set)
  * wr_rename, and close, which releases wr_init's lock: the .tmp is renamed, or on failure
  * removed, while it is held. w->step says which step failed. (In a file set the .tmp is
- * closed before nnq_files_commit renames it, unlocked.) */
+ * closed before nnq_files_commit renames it: the set's directory lock covers it.) */
 static bool wr_finish(RtWriter *w) {
     if (!w->no_crc)
         rt_wr_u32(w, (uint32_t)w->crc);
@@ -247,6 +247,12 @@ bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, s
 
 /* ---- file sets ---- */
 
+static void files_unlock(NnqRun *run) {
+    if (run->files_lock > 0)
+        close(run->files_lock - 1);
+    run->files_lock = 0;
+}
+
 /* The .tmp files of a set that was not committed (the run failed part way). */
 static void files_release(NnqRun *run) {
     for (int32_t i = 0; i < run->nfiles_pending; i++)
@@ -255,11 +261,25 @@ static void files_release(NnqRun *run) {
     run->files_pending = NULL;
     run->nfiles_pending = run->cap_files_pending = 0;
     run->files_deferred = false;
+    files_unlock(run);
 }
 
-void nnq_files_begin(NnqRun *run) {
+/* One set a directory at a time: the directory is locked (flock) from here to the
+ * commit, so two processes writing sets into one directory take turns whole. (Each
+ * .tmp is closed, and its own lock released, before the commit renames it: without
+ * this, two exports side by side could leave one's header beside the other's source.)
+ * A directory that cannot be opened or locked is written unlocked; its files' own
+ * creation then reports what is wrong. */
+void nnq_files_begin(NnqRun *run, const char *dir) {
     rt_on_release(run, files_release);
     run->files_deferred = true;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        fprintf(stderr, "note: waiting for another process writing into '%s'\n", dir);
+        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+    }
+    run->files_lock = fd + 1;
 }
 
 void nnq_files_commit(NnqRun *run) {
@@ -280,6 +300,7 @@ void nnq_files_commit(NnqRun *run) {
                     path, tmp, strerror(err), i, n);
     }
     run->nfiles_pending = 0;
+    files_unlock(run);
 }
 
 bool nnq_stdout_check(void) {

@@ -172,12 +172,13 @@ void nnq_file_save(NnqRun *run, const char *path, const void *data, size_t len, 
 void nnq_npy_save(NnqRun *run, const char *path, const char *descr, int ndim, const int64_t *shape,
                   const void *data, size_t len);
 
-/* A set of files written as one (nnqc export: a C header and its source, a model's
- * .npy files): between the two calls nnq_file_save and nnq_npy_save write each file
- * whole to PATH.tmp, and nnq_files_commit renames them all over their paths. Where a
- * write fails, no file of the set has replaced one already there (the .tmp files written
- * so far are removed as the run ends). */
-void nnq_files_begin(NnqRun *run);
+/* A set of files written as one into the directory dir (nnqc export: a C header and
+ * its source, a model's .npy files): between the two calls nnq_file_save and
+ * nnq_npy_save write each file whole to PATH.tmp, and nnq_files_commit renames them all
+ * over their paths. Where a write fails, no file of the set has replaced one already
+ * there (the .tmp files written so far are removed as the run ends). The directory is
+ * locked (flock) from begin to commit: a second process's set into it waits its turn. */
+void nnq_files_begin(NnqRun *run, const char *dir);
 void nnq_files_commit(NnqRun *run);
 
 /* Reports an error and unwinds to nnq_run_invoke. Only valid inside it. */

@@ -204,6 +204,7 @@ struct NnqRun {
         const char *tmp, *path;
     } *files_pending;
     int32_t nfiles_pending, cap_files_pending;
+    int files_lock; /* 1 + the descriptor of the set's directory, locked (flock); 0: none */
 
     /* the process group (mpi.c): rank 0 of 1 without MPI */
     int32_t rank, nranks;

@@ -17,9 +17,17 @@ sed -e 's/validation = 1000/validation = 500/' -e 's/^    save /    checkpoint "
 cd "$tmp"
 "$NNQC" build b.nnq -o trainer || fail "nnqc build failed"
 [ -x trainer ] || fail "no executable written"
-[ ! -e trainer.tmp ] && [ ! -e trainer.o.tmp ] || fail "temporary files left behind"
+[ -z "$(ls -A | grep "^trainer\..*tmp$")" ] || fail "temporary files left behind: $(ls -A | grep tmp)"
 ./trainer --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > aot.txt 2>&1 || { cat aot.txt; fail "trainer failed"; }
 mv mlp_subset.nnqm aot.nnqm
+# Three builds of one trainer side by side: each links objects of its own (OUT.PID.I.o.tmp),
+# every one succeeds, and what is left under the name trains the same model. (With shared
+# names they truncated and rewrote each other's objects.)
+pids=""; for i in 1 2 3; do "$NNQC" build b.nnq -o par > "par$i.out" 2>&1 & pids="$pids $!"; done
+for p in $pids; do wait "$p" || { cat par*.out; fail "a build beside two others failed"; }; done
+[ -z "$(ls -A | grep "^par\..*tmp$")" ] || fail "builds side by side left temporary files: $(ls -A | grep tmp)"
+./par --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > par.txt 2>&1 || { cat par.txt; fail "the trainer built beside others failed"; }
+cmp aot.nnqm mlp_subset.nnqm || fail "a trainer built beside others trains another model"
 "$NNQC" run b.nnq --data-dir "$tmp" --epochs 1 --threads 2 --progress=lines > jit.txt 2>&1 || { cat jit.txt; fail "nnqc run failed"; }
 cmp aot.nnqm mlp_subset.nnqm || fail "trainer and nnqc run disagree"
 ./trainer --data-dir "$tmp" --epochs 2 --threads 2 --progress=lines --resume ck > resume.txt 2>&1 || { cat resume.txt; fail "trainer --resume failed"; }

@@ -103,6 +103,26 @@ got=$(tail -c +129 "$tmp/npy/sub/dense1.w.npy" | head -c 256 | od -An -tf4 -v | 
     ok "export --format npy: the float values are the labels the packed bits name" ||
     bad "export npy: dense1.w's first 64 values do not match its bits and labels ($labels)"
 
+# Two exports into one directory take turns whole: while another process holds the
+# directory (flock, as a running export does from its first .tmp to its last rename), an
+# export waits, saying so, and writes nothing; it finishes once the lock is released.
+# (Before, the .tmp files were unlocked once written and two sets' renames could
+# interleave.)
+mkdir -p "$tmp/turns"; mkfifo "$tmp/turns.hold"
+flock "$tmp/turns" sh -c "read x < '$tmp/turns.hold'" &
+holder=$!
+for i in $(seq 100); do flock -n "$tmp/turns" true || break; sleep 0.1; done
+"$NNQC" export "$M" --format c -o "$tmp/turns" > "$tmp/turns.out" 2> "$tmp/turns.err" &
+exporter=$!
+for i in $(seq 200); do grep -q "waiting for another process writing into '$tmp/turns'" "$tmp/turns.err" && break; sleep 0.1; done
+grep -q "note: waiting for another process writing into '$tmp/turns'" "$tmp/turns.err" && [ -z "$(ls -A "$tmp/turns")" ] &&
+    ok "export into a directory another process is writing: waits, nothing written" ||
+    { bad "export beside a locked directory: did not wait ($(ls -A "$tmp/turns" | tr '\n' ' '))"; cat "$tmp/turns.err"; }
+echo go > "$tmp/turns.hold"; wait $holder
+wait $exporter; rc=$?
+[ $rc -eq 0 ] && [ -s "$tmp/turns/model.c" ] && [ -s "$tmp/turns/model.h" ] &&
+    ok "export after the lock is released: both files" || { bad "export after the lock: exit $rc"; cat "$tmp/turns.err"; }
+
 # refused, with a message, exit 1, no output
 refused() { # WANT CMD...: exit 1, WANT in stderr
     local want="$1"; shift
