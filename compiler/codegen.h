@@ -61,8 +61,9 @@ enum { CG_MAX_OBJECTS = 16 };
 int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemoryBufferRef objs[CG_MAX_OBJECTS],
                        Diag *diag);
 
-/* link.c: links objects with the runtime and its libraries into an executable at `out`,
- * atomically (a temporary name, then rename). */
-bool link_trainer(const char *const *objects, int nobjects, const char *out, Diag *diag);
+/* link.c: links the objects with the runtime and its libraries into an executable at
+ * `out`, atomically (temporary files named with the process id, then a rename); a
+ * signal ending the build removes them. */
+bool link_trainer(LLVMMemoryBufferRef *objs, int nobjs, const char *out, Diag *diag);
 
 #endif

@@ -1,8 +1,17 @@
-/* link.c — the last step of `nnqc build`: the system C compiler driver links the
- * generated object with the runtime library (static) and the shared libraries it
- * needs into an executable. The result appears under its name only when linking
- * succeeded (OUT.PID.tmp, then rename). The library list is fixed when nnqc is built. */
+/* link.c — the last step of `nnqc build`: the generated objects are written to
+ * temporary files beside the output and the system C compiler driver links them with
+ * the runtime library (static) and the shared libraries it needs into an executable.
+ * The library list is fixed when nnqc is built.
+ *
+ * The result appears under its name only when linking succeeded: the linker writes
+ * OUT.PID.tmp, renamed over OUT. The objects are OUT.PID.I.o.tmp. Named with this
+ * process's id, builds of one output side by side each link their own objects and the
+ * last rename wins, whole (with shared names, two builds truncated and wrote each
+ * other's objects). Every temporary file is removed when the build ends, also when
+ * SIGINT, SIGTERM or SIGHUP ends it (Ctrl-C while it links). */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +30,58 @@ extern char **environ;
 #define NNQ_LINK_LIBS ""
 #endif
 
-bool link_trainer(const char *const *objects, int nobjects, const char *out, Diag *diag) {
-    size_t n = strlen(out) + 32;
-    char *tmp = malloc(n);
-    snprintf(tmp, n, "%s.%ld.tmp", out, (long)getpid()); /* this build's own (nnqc.c: build_trainer) */
+/* The build's temporary files, removed by a signal that ends it. The linker runs in a
+ * process group of its own, which the handler gives the same signal and waits for (a
+ * SIGTERM sent to nnqc alone, or to cc alone, would leave ld writing OUT.PID.tmp); a
+ * Ctrl-C at the terminal reaches nnqc, which passes it on. The signal's default action
+ * follows, so the caller still sees the process killed by it. A signal ignored from the
+ * start (nohup, a background job's SIGINT) stays ignored; the linker gets the default
+ * actions back at its exec. */
+static const int link_signals[] = {SIGINT, SIGTERM, SIGHUP};
+enum { LINK_NSIGNALS = sizeof link_signals / sizeof *link_signals };
+static struct sigaction link_old[LINK_NSIGNALS];
+static char *volatile link_tmp[CG_MAX_OBJECTS + 1];
+static volatile sig_atomic_t link_ntmp;
+static volatile pid_t link_child;
+
+static void link_on_signal(int sig) {
+    if (link_child > 0 && kill(-link_child, sig) == 0) /* its process group: cc, collect2, ld */
+        while (waitpid(link_child, NULL, 0) < 0 && errno == EINTR) {
+        }
+    for (sig_atomic_t i = 0; i < link_ntmp; i++) unlink(link_tmp[i]);
+    raise(sig); /* SA_RESETHAND: the default action, once this handler returns */
+}
+
+static void link_handle_signals(bool on) {
+    link_ntmp = 0;
+    link_child = 0;
+    for (int i = 0; i < LINK_NSIGNALS; i++) {
+        if (!on) {
+            sigaction(link_signals[i], &link_old[i], NULL);
+            continue;
+        }
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = link_on_signal;
+        sa.sa_flags = SA_RESETHAND;
+        sigfillset(&sa.sa_mask);
+        sigaction(link_signals[i], NULL, &link_old[i]);
+        if (link_old[i].sa_handler != SIG_IGN) sigaction(link_signals[i], &sa, NULL);
+    }
+}
+
+/* OUT.PID plus suffix, malloc'd, removed by a signal from now on */
+static char *link_tmp_name(const char *out, const char *suffix) {
+    size_t n = strlen(out) + strlen(suffix) + 24;
+    char *path = malloc(n);
+    snprintf(path, n, "%s.%ld%s", out, (long)getpid(), suffix);
+    link_tmp[link_ntmp] = path;
+    link_ntmp = link_ntmp + 1;
+    return path;
+}
+
+/* Runs the linker: cc -o tmp ... objects; true when it exited with 0. */
+static bool run_linker(char *const *objects, int nobjects, const char *tmp, const char *out, Diag *diag) {
     /* argv: cc -o TMP --no-relax OBJECTS... RUNTIME LIBS... The program's buffers are
      * common symbols past the rest of .bss (codegen.c's trainer_buffers), reached through
      * the GOT; without --no-relax, GNU ld rewrites those loads into 32-bit offsets, and
@@ -44,7 +101,20 @@ bool link_trainer(const char *const *objects, int nobjects, const char *out, Dia
     for (char *tok = strtok(libs, "|"); tok && argc < cap - 1; tok = strtok(NULL, "|")) argv[argc++] = tok;
     argv[argc] = NULL;
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
+    /* signals held from the spawn until link_child names the linker, which starts with
+     * the mask as it was */
+    sigset_t all, mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &mask);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &mask);
+    int rc = posix_spawnp(&pid, argv[0], NULL, &attr, (char *const *)argv, environ);
+    posix_spawnattr_destroy(&attr);
+    if (rc == 0) link_child = pid;
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
     bool ok = false;
     if (rc != 0) {
         diag_error_noloc(diag, "cannot run the linker '%s': %s (install gcc, or set CC)", argv[0], strerror(rc));
@@ -52,16 +122,41 @@ bool link_trainer(const char *const *objects, int nobjects, const char *out, Dia
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            diag_error_noloc(diag, "linking %s failed (the linker's messages are above)", out);
-        else if (rename(tmp, out) != 0)
-            diag_error_noloc(diag, "cannot create %s: %s", out, strerror(errno));
-        else
-            ok = true;
+        link_child = 0;
+        ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!ok) diag_error_noloc(diag, "linking %s failed (the linker's messages are above)", out);
     }
-    if (!ok) unlink(tmp);
     free(argv);
     free(libs);
+    return ok;
+}
+
+bool link_trainer(LLVMMemoryBufferRef *objs, int nobjs, const char *out, Diag *diag) {
+    char *paths[CG_MAX_OBJECTS + 1];
+    int written = 0;
+    bool ok = true;
+    link_handle_signals(true);
+    for (int i = 0; i < nobjs && ok; i++) {
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, ".%d.o.tmp", i);
+        paths[i] = link_tmp_name(out, suffix);
+        written = i + 1;
+        FILE *f = fopen(paths[i], "wb");
+        size_t len = LLVMGetBufferSize(objs[i]);
+        ok = f && fwrite(LLVMGetBufferStart(objs[i]), 1, len, f) == len;
+        ok = f && fclose(f) == 0 && ok;
+        if (!ok) diag_error_noloc(diag, "cannot write %s: %s", paths[i], strerror(errno));
+    }
+    char *tmp = link_tmp_name(out, ".tmp");
+    ok = ok && run_linker(paths, nobjs, tmp, out, diag);
+    if (ok && rename(tmp, out) != 0) {
+        diag_error_noloc(diag, "cannot create %s: %s", out, strerror(errno));
+        ok = false;
+    }
+    if (!ok) unlink(tmp);
+    for (int i = 0; i < written; i++) unlink(paths[i]);
+    link_handle_signals(false);
+    for (int i = 0; i < written; i++) free(paths[i]);
     free(tmp);
     return ok;
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
@@ -194,11 +193,7 @@ static int parse_args(int argc, char **argv, Options *o) {
 }
 
 /* nnqc build: the same module as `run`, plus a main(), as objects (generated on
- * --threads threads, as for run) linked with the runtime. The objects go to temporary
- * files next to the output, named with this process's id (OUT.PID.I.o.tmp), as is the
- * linker's output (link.c): builds of one output side by side each link their own
- * objects, and the last rename wins, whole. (With shared names, two builds truncated
- * and wrote each other's objects.) */
+ * --threads threads, as for run) linked with the runtime (link.c). */
 static bool build_trainer(const Options *o, const Program *prog, const IrModule *m, Diag *diag) {
     if (!prog->train) {
         diag_error_noloc(diag, "%s: nothing to build: the program has no train block", o->file);
@@ -216,32 +211,9 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
         cg_set_fingerprint(mod, NULL);
         cg_add_trainer_main(mod);
         LLVMMemoryBufferRef objs[CG_MAX_OBJECTS];
-        int nobj = cg_compile_objects(mod, o->opt_level, o->run.threads, objs, diag), written = 0;
-        char *paths[CG_MAX_OBJECTS];
-        ok = nobj > 0;
-        for (int i = 0; i < nobj; i++) {
-            size_t n = strlen(o->output) + 48;
-            paths[i] = malloc(n);
-            snprintf(paths[i], n, "%s.%ld.%d.o.tmp", o->output, (long)getpid(), i);
-            if (ok) {
-                FILE *f = fopen(paths[i], "wb");
-                size_t len = LLVMGetBufferSize(objs[i]);
-                bool wrote = false;
-                if (f) {
-                    written = i + 1;
-                    wrote = fwrite(LLVMGetBufferStart(objs[i]), 1, len, f) == len;
-                    wrote = fclose(f) == 0 && wrote;
-                }
-                if (!wrote) diag_error_noloc(diag, "cannot write %s: %s", paths[i], strerror(errno));
-                ok = wrote;
-            }
-            LLVMDisposeMemoryBuffer(objs[i]);
-        }
-        ok = ok && link_trainer((const char *const *)paths, nobj, o->output, diag);
-        for (int i = 0; i < nobj; i++) {
-            if (i < written) remove(paths[i]);
-            free(paths[i]);
-        }
+        int nobj = cg_compile_objects(mod, o->opt_level, o->run.threads, objs, diag);
+        ok = nobj > 0 && link_trainer(objs, nobj, o->output, diag);
+        for (int i = 0; i < nobj; i++) LLVMDisposeMemoryBuffer(objs[i]);
         LLVMDisposeModule(mod);
     }
     LLVMContextDispose(ctx);

@@ -57,6 +57,26 @@ if [ -w /dev/full ]; then
     [ $rc -eq 1 ] && grep -q "error: cannot write standard output" full.txt && [ -s mlp_subset.nnqm ] ||
         { cat full.txt; fail "a trainer's standard output on a full disk: exit $rc"; }
 fi
+# A build ended by a signal while it links leaves nothing beside its output: the linker
+# here (CC) writes a partial OUT.PID.tmp, sends nnqc SIGTERM, and would write more a
+# second later. nnqc passes the signal to the linker's process group, waits for it,
+# removes its objects and the partial output, and is killed by SIGTERM (status 143).
+# Before, the objects were left (and without the linker stopped, its later output).
+cat > slowcc << 'EOF'
+#!/bin/sh
+echo partial > "$2"
+kill -TERM $PPID
+sleep 1
+echo more > "$2"
+sleep 30
+EOF
+chmod +x slowcc
+set +e
+CC="$tmp/slowcc" timeout 20 "$NNQC" build b.nnq -o sig > sigbuild.txt 2>&1; rc=$?
+set -e
+sleep 2 # past the linker's second write, had it gone on
+[ $rc -eq 143 ] && [ -z "$(ls -A | grep "^sig\.")" ] ||
+    { cat sigbuild.txt; fail "a build ended by SIGTERM while linking: exit $rc, left: $(ls -A | grep "^sig\\." | tr '\n' ' ')"; }
 # Buffers past 2 GiB, which the code reaches through the GOT (common symbols at the end of
 # .bss, linked with --no-relax; at 32-bit offsets the link failed, "relocations truncated
 # to fit"): the trainer trains as nnqc run does. 3.4 GB of buffers, run where there is
