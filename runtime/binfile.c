@@ -15,7 +15,8 @@
  *  - nnq_file_write is the same writer for a whole file in memory without a run (nnqc
  *    --emit -o): no CRC, the failure described in the caller's buffer.
  *  - nnq_stdout_check, at the end of a command, reports output to standard output that
- *    was lost (a full disk, a closed pipe with SIGPIPE ignored), so the exit status says so.
+ *    was lost (a full disk, a closed pipe with SIGPIPE ignored, as a training run ignores
+ *    it: progress.c), so the exit status says so.
  *  - nnq_output_check tells, before a run or a build does its work, whether such a
  *    PATH.tmp can be created (model files; nnqc build's trainer, whose objects and link
  *    write PATH.PID.*.tmp beside it). */

@@ -23,6 +23,7 @@
  *    written as null in JSON. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -371,6 +372,12 @@ void nnq_rt_train_begin(NnqRun *run, const char *model, int32_t epochs, int64_t 
                     "training %s: its %lld training samples are fewer than one batch, so an epoch "
                     "would train nothing (lower `batch`, or `validation`, which holds out samples)",
                     model ? model : "?", (long long)train_count);
+    /* A training run's product is its model file; its lines are a log. A reader of them
+     * that went away (`| head`, a pager quit, a killed tee) no longer kills the run with
+     * SIGPIPE, losing the training: the lines are dropped, the run saves what it trains,
+     * and it ends with status 1 saying standard output was lost (nnq_stdout_check), as on
+     * a full disk. For the rest of the process: the lines after training are logs too. */
+    signal(SIGPIPE, SIG_IGN);
     run->model_name = rt_strdup(run, model ? model : "?");
     run->epochs = epochs;
     run->iters_per_epoch = iters_per_epoch;

@@ -171,6 +171,13 @@ if [ -w /dev/full ]; then
     rc=$?
     if [ $rc -eq 1 ] && grep -q "error: cannot write standard output" out.txt && "$NNQC" inspect full.nnqm > /dev/null; then
         pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL run-stdout-full: exit $rc"; cat out.txt; fi
+    # the same where the reader of its lines went away (`| head`): SIGPIPE killed the run
+    # (status 141) before it saved anything
+    rm -f full.nnqm
+    "$NNQC" run tofull.nnq --data-dir "$tmp" --progress=lines 2> out.txt | :
+    rc=${PIPESTATUS[0]}
+    if [ $rc -eq 1 ] && grep -q "error: cannot write standard output" out.txt && "$NNQC" inspect full.nnqm > /dev/null; then
+        pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL run-stdout-closed-pipe: exit $rc"; cat out.txt; fi
     "$NNQC" inspect full.nnqm > /dev/full 2> out.txt
     rc=$?
     if [ $rc -eq 1 ] && grep -q "error: cannot write standard output: No space left on device" out.txt; then pass=$((pass + 1)); else
