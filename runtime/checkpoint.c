@@ -25,10 +25,11 @@
  *    written. State named train.* or dropout.* holds the loop's scalars; all other state
  *    is float32 (codegen.c's declare_checkpoint); the scan skips carried values
  *    (P.carryK), which may be infinite.
- *  - While a program with a checkpoint directory runs, SIGINT and SIGTERM only set a
- *    flag: the epoch finishes, its checkpoint is saved and the run fails saying how to
- *    resume (a second signal has its default effect). The handler runs on an alternate
- *    stack, on the thread that installed it (the pool's workers block both signals,
+ *  - While a program with a checkpoint directory runs, SIGINT, SIGTERM and SIGHUP (the
+ *    terminal closed) only set a flag: the epoch finishes, its checkpoint is saved and
+ *    the run fails saying how to resume (a second signal has its default effect). The
+ *    handler runs on an alternate stack, on the thread that installed it (the pool's
+ *    workers block the three signals,
  *    parallel.c): oneDNN 2.6's AVX-512 sgemm kernels point rsp into their heap
  *    workspace while they run, and a signal frame pushed there corrupted the heap
  *    (oneDNN issue 4845, fixed after 3.11; here 1 SIGINT in 8 aborted the run). */
@@ -107,7 +108,7 @@ void nnq_rt_checkpoint_state(NnqRun *run, const char *name, void *p, int64_t byt
 
 static volatile sig_atomic_t ck_signal; /* the signal received, 0: none */
 static bool ck_handling;
-static struct sigaction ck_old_int, ck_old_term;
+static struct sigaction ck_old_int, ck_old_term, ck_old_hup;
 
 static void ck_on_signal(int sig) {
     static const char msg[] = "\nnnqc: interrupted: finishing this epoch to save a checkpoint "
@@ -143,13 +144,17 @@ static void ck_handle_signals(bool on) {
         /* a signal ignored from the start (a background job's SIGINT) stays ignored */
         sigaction(SIGINT, NULL, &ck_old_int);
         sigaction(SIGTERM, NULL, &ck_old_term);
+        sigaction(SIGHUP, NULL, &ck_old_hup);
         if (ck_old_int.sa_handler != SIG_IGN)
             sigaction(SIGINT, &sa, NULL);
         if (ck_old_term.sa_handler != SIG_IGN)
             sigaction(SIGTERM, &sa, NULL);
+        if (ck_old_hup.sa_handler != SIG_IGN) /* the terminal closed (nohup ignores it) */
+            sigaction(SIGHUP, &sa, NULL);
     } else {
         sigaction(SIGINT, &ck_old_int, NULL);
         sigaction(SIGTERM, &ck_old_term, NULL);
+        sigaction(SIGHUP, &ck_old_hup, NULL);
     }
     ck_handling = on;
 }
@@ -227,7 +232,7 @@ void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch) {
     rt_mpi_barrier(run); /* no rank ends the job (MPI_Abort) before rank 0 has saved */
     nnq_rt_fail(run, "interrupted by %s after epoch %d of %d: checkpoint saved in '%s'; continue "
                 "with the same command and --resume %s",
-                sig == SIGTERM ? "SIGTERM" : "SIGINT", epoch, run->epochs, run->ckpt_dir, run->ckpt_dir);
+                sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT", epoch, run->epochs, run->ckpt_dir, run->ckpt_dir);
 }
 
 static void checkpoint_release(NnqRun *run) {

@@ -160,11 +160,12 @@ static bool spin_while_positive(const int *p) {
 
 static void *worker_main(void *arg) {
     thread_index = (int)(intptr_t)arg;
-    /* SIGINT and SIGTERM go to the thread that handles them (checkpoint.c) */
+    /* SIGINT, SIGTERM and SIGHUP go to the thread that handles them (checkpoint.c) */
     sigset_t block;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, NULL);
     uint64_t seen = 0;
     for (;;) {

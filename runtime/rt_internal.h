@@ -560,7 +560,7 @@ void rt_progress_resumed(NnqRun *run, int64_t epoch);
 /* progress.c: closes and renames the metrics file now (an interrupted run keeps the
  * record of its finished epochs); fails the run on an I/O error. */
 void rt_progress_keep_metrics(NnqRun *run);
-/* checkpoint.c: called at the end of every epoch; after SIGINT or SIGTERM (handled only
+/* checkpoint.c: called at the end of every epoch; after SIGINT, SIGTERM or SIGHUP (handled only
  * while a program with a checkpoint directory trains) saves a checkpoint, keeps the
  * metrics and fails the run, saying how to resume. */
 void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch);

@@ -159,6 +159,18 @@ if [ $rc -eq 1 ] && [ -n "$at" ] && [ -f int/ck/checkpoint.nnqc ] && [ "$(metric
     && [ "$(metrics_from int 1)" = "$(metrics_from longfull 1 | head -n "$at")" ]; then
     ok "SIGINT: exit 1 after epoch $at with its checkpoint and the metrics of epochs 1-$at"
 else bad "SIGINT: exit $rc, expected 1 with a checkpoint and metrics:"; cat int/out.txt; fi
+# SIGHUP (the terminal closed, an ssh session dropped) does the same; it killed the run
+mkdir -p hup
+(cd hup && exec "$NNQC" run ../long.nnq --data-dir "$tmp" --threads 2 --progress=lines > out.txt 2>&1) &
+pid=$!
+for _ in $(seq 1 3000); do
+    grep -q '^epoch ' hup/out.txt 2>/dev/null && break
+    sleep 0.01
+done
+kill -HUP $pid 2>/dev/null; wait $pid; rc=$?
+if [ $rc -eq 1 ] && grep -q "interrupted by SIGHUP after epoch [0-9]* of 12: checkpoint saved in 'ck'" hup/out.txt &&
+    [ -f hup/ck/checkpoint.nnqc ]; then ok "SIGHUP: exit 1 with its checkpoint"
+else bad "SIGHUP: exit $rc, expected 1 with a checkpoint:"; cat hup/out.txt; fi
 train int long.nnq --resume ck || { cat int/out.txt; fail "resuming the interrupted run failed"; }
 if cmp -s longfull/model.nnqm int/model.nnqm && [ "$(metrics_from int 1)" = "$(metrics_from longfull 1)" ]; then
     ok "interrupted after epoch $at and resumed: the same model, the whole metrics record"
