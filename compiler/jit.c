@@ -232,8 +232,9 @@ static int cache_load(const char *path, LLVMMemoryBufferRef objs[MAX_PARTS]) {
 /* Stores n objects under `path` (tmp, then rename); a cache that cannot be written is
  * skipped silently: it only saves time. */
 static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *objs, int n) {
-    char d[4096];
-    snprintf(d, sizeof d, "%s", dir);
+    char d[4096], tmp[4096];
+    int dl = snprintf(d, sizeof d, "%s", dir), tl = snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    if (dl < 0 || (size_t)dl >= sizeof d || tl < 0 || (size_t)tl >= sizeof tmp) return; /* past PATH_MAX: no cache */
     for (char *p = d + 1; *p; p++) /* mkdir -p; EEXIST is fine */
         if (*p == '/') {
             *p = 0;
@@ -241,8 +242,6 @@ static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *
             *p = '/';
         }
     mkdir(d, 0777);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
     unsigned char head[12];
