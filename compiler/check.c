@@ -63,6 +63,14 @@ static void error(Checker *ck, SrcLoc loc, const char *fmt, const char *a) {
     ck->failed = true;
 }
 
+/* "unknown data set 'NAME'" (+ tail), and the data set declared so far nearest it */
+static void unknown_data(Checker *ck, SrcLoc loc, const char *name, const char *tail) {
+    DiagNear near = diag_near(name);
+    for (int i = 0; i < ck->prog->ndata; i++) diag_near_offer(&near, ck->prog->data[i]->name);
+    diag_unknown(ck->diag, loc, "data set", &near, tail);
+    ck->failed = true;
+}
+
 /* Every top-level name lives in one namespace. */
 static bool check_fresh(Checker *ck, const AstNode *item) {
     Program *prog = ck->prog;
@@ -305,8 +313,7 @@ static void check_normalize(Checker *ck, DataDecl *d, const AstNode *norm) {
              norm->kids[0]->kind == AST_IDENT) {
         DataDecl *other = NULL;
         if (!find_data_node(ck->prog, norm->kids[0]->name, &other)) {
-            error(ck, norm->kids[0]->loc, "unknown data set '%s' (define it first)",
-                  norm->kids[0]->name);
+            unknown_data(ck, norm->kids[0]->loc, norm->kids[0]->name, "(define it first)");
             return;
         }
         if (!other->normalize) {
@@ -406,8 +413,16 @@ static void check_data_source(Checker *ck, DataDecl *d, const AstNode *e) {
 static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
     static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "schedule", NULL};
     static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "schedule", NULL};
+    static const char *const optimizers[] = {"adam", "adamw", "sgd"};
     if (e->kind != AST_CALL || (strcmp(e->name, "adam") && strcmp(e->name, "adamw") && strcmp(e->name, "sgd"))) {
-        error(ck, e->loc, "unknown optimizer (available: adam(...), adamw(...), sgd(...))", NULL);
+        if ((e->kind == AST_CALL || e->kind == AST_IDENT) && e->name) {
+            DiagNear near = diag_near(e->name);
+            for (int i = 0; i < 3; i++) diag_near_offer(&near, optimizers[i]);
+            diag_unknown(ck->diag, e->loc, "optimizer", &near, "(available: adam(...), adamw(...), sgd(...))");
+            ck->failed = true;
+        } else {
+            error(ck, e->loc, "unknown optimizer (available: adam(...), adamw(...), sgd(...))", NULL);
+        }
         return;
     }
     bool adam = strcmp(e->name, "sgd") != 0;
@@ -561,35 +576,11 @@ void train_settings_print(FILE *out) {
 #undef NNQ_SETTING
 }
 
-/* Levenshtein distance of a and b, capped at 9 (names are short). */
-static int edit_distance(const char *a, const char *b) {
-    int la = (int)strlen(a), lb = (int)strlen(b);
-    if (la > 32 || lb > 32) return 9;
-    int d[33][33];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
-    for (int i = 1; i <= la; i++)
-        for (int j = 1; j <= lb; j++) {
-            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            d[i][j] = best;
-        }
-    return d[la][lb] > 9 ? 9 : d[la][lb];
-}
-
 static void unknown_setting(Checker *ck, const AstNode *st) {
-    int best = -1, dist = 3; /* suggest only close names */
-    for (int k = 0; k < NSETTINGS; k++) {
-        int d = edit_distance(st->name, settings[k].name);
-        if (d < dist) dist = d, best = k;
-    }
-    if (best >= 0) {
-        diag_error(ck->diag, st->loc, "unknown setting '%s'; did you mean '%s'?", st->name, settings[best].name);
-        ck->failed = true;
-    } else {
-        error(ck, st->loc, "unknown setting '%s'", st->name);
-    }
+    DiagNear near = diag_near(st->name);
+    for (int k = 0; k < NSETTINGS; k++) diag_near_offer(&near, settings[k].name);
+    diag_unknown(ck->diag, st->loc, "setting", &near, NULL);
+    ck->failed = true;
     diag_note_names(ck->diag, st->loc, "settings", &settings[0].name, NSETTINGS, sizeof settings[0]);
 }
 
@@ -605,10 +596,14 @@ static void check_train(Checker *ck, const AstNode *item) {
     tc->model = item->name;
     tc->data = item->kids[0]->name;
     train_config_defaults(tc);
-    if (!program_find_model(prog, tc->model))
-        error(ck, item->loc, "unknown model '%s'", tc->model);
+    if (!program_find_model(prog, tc->model)) {
+        DiagNear near = diag_near(tc->model);
+        for (int i = 0; i < prog->nmodels; i++) diag_near_offer(&near, prog->models[i]->name);
+        diag_unknown(ck->diag, item->loc, "model", &near, NULL);
+        ck->failed = true;
+    }
     if (!find_data_node(prog, tc->data, NULL))
-        error(ck, item->kids[0]->loc, "unknown data set '%s'", tc->data);
+        unknown_data(ck, item->kids[0]->loc, tc->data, NULL);
     for (int i = 1; i < item->nkids; i++) {
         const AstNode *st = item->kids[i];
         const AstNode *e = st->nkids ? st->kids[0] : NULL;
@@ -622,7 +617,7 @@ static void check_train(Checker *ck, const AstNode *item) {
         }
         case AST_EVALUATE:
             if (!find_data_node(prog, st->name, NULL))
-                error(ck, st->loc, "unknown data set '%s'", st->name);
+                unknown_data(ck, st->loc, st->name, NULL);
             tc->eval_data = st->name;
             if (e) want_epoch_cadence(ck, e, "evaluation", &tc->eval_every_epochs);
             break;

@@ -71,6 +71,14 @@ static const Binding *lookup(Lower *lw, const char *name) {
     return NULL;
 }
 
+/* "unknown name 'NAME'", with the name in sight nearest it */
+static void unknown_name(Lower *lw, SrcLoc loc, const char *name) {
+    DiagNear near = diag_near(name);
+    for (int i = lw->nenv - 1; i >= lw->scope; i--) diag_near_offer(&near, lw->env[i].name);
+    diag_unknown(lw->diag, loc, "name", &near, NULL);
+    lw->failed = true;
+}
+
 /* Every value and parameter passes here, so here the shapes' bounds are checked: an
  * error, and the value still emitted for the caller to use. */
 static int emit(Lower *lw, IrOp op, int a, int b, IrShape s, const AstNode *at) {
@@ -150,13 +158,13 @@ static bool quant_of(Lower *lw, const AstNode *call, ProjUse *use) {
     }
     const AstNode *def = program_find_projection(lw->prog, pname);
     if (!def) {
-        lerror(lw, at, "unknown projection '%s'", pname, NULL);
-        char list[512] = "";
-        size_t at_len = 0;
-        for (int i = 0; i < lw->prog->nprojs && at_len + 40 < sizeof list; i++)
-            at_len += (size_t)snprintf(list + at_len, sizeof list - at_len, "%s%s", i ? ", " : "",
-                                       lw->prog->projs[i]->name);
-        if (at_len) diag_note(lw->diag, at, "known projections: %s", list);
+        DiagNear near = diag_near(pname);
+        for (int i = 0; i < lw->prog->nprojs; i++) diag_near_offer(&near, lw->prog->projs[i]->name);
+        diag_unknown(lw->diag, at, "projection", &near, NULL);
+        lw->failed = true;
+        const char **names = arena_alloc(lw->m->arena, sizeof *names * (size_t)(lw->prog->nprojs + 1));
+        for (int i = 0; i < lw->prog->nprojs; i++) names[i] = lw->prog->projs[i]->name;
+        if (lw->prog->nprojs) diag_note_names(lw->diag, at, "known projections", names, lw->prog->nprojs, sizeof *names);
         return false;
     }
     int want = def->kids[0] ? def->kids[0]->nkids : 0;
@@ -174,9 +182,12 @@ static bool quant_of(Lower *lw, const AstNode *call, ProjUse *use) {
         const AstNode *a = largs->kids[0];
         if (a->kind == AST_IDENT) ls = program_find_labels(lw->prog, a->name);
         if (!ls) {
-            if (a->kind == AST_IDENT)
-                lerror(lw, a->loc, "unknown label set '%s'", a->name, NULL);
-            else
+            if (a->kind == AST_IDENT) {
+                DiagNear near = diag_near(a->name);
+                for (int i = 0; i < lw->prog->nlabels; i++) diag_near_offer(&near, lw->prog->labels[i]->name);
+                diag_unknown(lw->diag, a->loc, "label set", &near, NULL);
+                lw->failed = true;
+            } else
                 lerror(lw, a->loc, "a projection's argument must name a label set", NULL, NULL);
             return false;
         }
@@ -244,7 +255,8 @@ static bool const_num(Lower *lw, const AstNode *e, double *out) {
             *out = bd->num;
             return true;
         }
-        lerror(lw, e->loc, bd ? "'%s' is not a number here" : "unknown name '%s'", e->name, NULL);
+        if (bd) lerror(lw, e->loc, "'%s' is not a number here", e->name, NULL);
+        else unknown_name(lw, e->loc, e->name);
         return false;
     }
     case AST_UNARY:
@@ -476,7 +488,11 @@ static int lower_call(Lower *lw, const AstNode *e) {
         int x = lower_expr(lw, e->kids[0]);
         return x < 0 ? -1 : ly->lower(lw, e, x);
     }
-    lerror(lw, e->loc, "unknown layer '%s'", e->name, NULL);
+    DiagNear near = diag_near(e->name);
+    for (int i = 0; i < NLAYERS; i++) diag_near_offer(&near, layers[i].name);
+    for (int i = 0; i < lw->prog->nblocks; i++) diag_near_offer(&near, lw->prog->blocks[i]->name);
+    diag_unknown(lw->diag, e->loc, "layer", &near, NULL);
+    lw->failed = true;
     diag_note_names(lw->diag, e->loc, "layers", &layers[0].name, NLAYERS, sizeof layers[0]);
     return -1;
 }
@@ -486,7 +502,8 @@ static int lower_expr(Lower *lw, const AstNode *e) {
     case AST_IDENT: {
         const Binding *bd = lookup(lw, e->name);
         if (bd && bd->kind == B_TENSOR) return bd->value;
-        lerror(lw, e->loc, bd ? "'%s' is not a tensor" : "unknown name '%s'", e->name, NULL);
+        if (bd) lerror(lw, e->loc, "'%s' is not a tensor", e->name, NULL);
+        else unknown_name(lw, e->loc, e->name);
         return -1;
     }
     case AST_IF: { /* the condition is known at compile time; only one branch is built */

@@ -449,7 +449,9 @@ static PVal eval_call(PCtx *cx, const AstNode *e) {
         if (!want_args(cx, e, b->min_args, b->max_args)) return pv_error();
         return b->fn(cx, e, b->op);
     }
-    perr(cx, e->loc, "unknown function '%s' in a projection", e->name, NULL);
+    DiagNear near = diag_near(e->name);
+    for (int i = 0; i < NBUILTINS; i++) diag_near_offer(&near, builtins[i].name);
+    perr(cx, e->loc, near.best ? "unknown function '%s' in a projection; did you mean '%s'?" : "unknown function '%s' in a projection", e->name, near.best);
     diag_note_names(cx->diag, e->loc, "available", &builtins[0].name, NBUILTINS, sizeof builtins[0]);
     return pv_error();
 }
@@ -506,7 +508,10 @@ static PVal eval_node(PCtx *cx, const AstNode *e) {
         }
         const LabelSet *ls = program_find_labels(cx->prog, e->name);
         if (ls) return labels_value(cx, ls);
-        perr(cx, e->loc, "unknown name '%s' in projection", e->name, NULL);
+        DiagNear near = diag_near(e->name);
+        for (int i = cx->nnamed - 1; i >= 0; i--) diag_near_offer(&near, cx->names[i].name);
+        for (int i = 0; i < cx->prog->nlabels; i++) diag_near_offer(&near, cx->prog->labels[i]->name);
+        perr(cx, e->loc, near.best ? "unknown name '%s' in projection; did you mean '%s'?" : "unknown name '%s' in projection", e->name, near.best);
         return pv_error();
     }
     case AST_CARD: {
