@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
@@ -170,6 +171,14 @@ static int parse_args(int argc, char **argv, Options *o) {
             return 2;
         } else if (!o->command && !o->emit && (!strcmp(a, "run") || !strcmp(a, "check") || !strcmp(a, "build"))) {
             o->command = a;
+        } else if (!o->command && !o->emit && !o->file && !strpbrk(a, "./") && access(a, F_OK) != 0) {
+            /* a word that names no command and no file: a misspelt command */
+            static const char *const commands[] = {"run", "check", "build", "inspect", "eval", "predict", "export"};
+            DiagNear near = diag_near(a);
+            for (size_t k = 0; k < sizeof commands / sizeof *commands; k++) diag_near_offer(&near, commands[k]);
+            fprintf(stderr, "nnqc: error: unknown command '%s'%s%s%s (see nnqc --help)\n", a,
+                    near.best ? "; did you mean '" : "", near.best ? near.best : "", near.best ? "'?" : "");
+            return 2;
         } else if (!o->file) {
             o->file = a;
         } else {

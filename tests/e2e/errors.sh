@@ -3,7 +3,8 @@
 # leaves no half-written output: missing and corrupt data files, shape and label
 # mismatches, a diverging run, an unwritable model path, a batch too large for the
 # machine's memory, a full disk under --emit -o and under standard output, a source file
-# that never ends, a batch larger than the training set, two runs given one metrics path.
+# that never ends, a batch larger than the training set, two runs given one metrics path;
+# and usage errors on the command line (exit 2).
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -229,6 +230,21 @@ expect_check() { # NAME PATTERN FILE: nnqc check exits 1 within 60 s and prints 
 }
 expect_check source-dev-zero "/dev/zero:1:1: error: file contains a NUL byte" /dev/zero < /dev/null
 expect_check source-endless "cannot read '/dev/stdin': it is larger than 256 MiB" /dev/stdin < <(yes "# one more comment line")
+
+# The command line: a misspelt command names the nearest one; exit 2 for usage errors.
+expect_usage() { # NAME PATTERN ARGS...: nnqc exits 2 and prints PATTERN
+    local name="$1" pattern="$2"; shift 2
+    "$NNQC" "$@" > out.txt 2>&1
+    local rc=$?
+    if [ $rc -eq 2 ] && grep -q -- "$pattern" out.txt; then pass=$((pass + 1)); else
+        fails=$((fails + 1)); echo "FAIL $name: exit $rc, expected 2 and '$pattern' in:"; head -c 600 out.txt; fi
+}
+expect_usage cmd-check "error: unknown command 'chek'; did you mean 'check'? (see nnqc --help)" chek m.nnq
+expect_usage cmd-eval "error: unknown command 'evl'; did you mean 'eval'?" evl m.nnqm
+expect_usage cmd-far "error: unknown command 'frobnicate' (see nnqc --help)" frobnicate m.nnq
+expect_usage option "error: unknown option '--epoch'" run m.nnq --epoch 3
+expect_usage build-output "error: build needs -o TRAINER" build m.nnq
+expect_usage opt-level "error: -O takes 0, 1, 2 or 3" check m.nnq -O4
 
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
