@@ -9,7 +9,9 @@
  * last rename wins, whole (with shared names, two builds truncated and wrote each
  * other's objects). Every temporary file is removed when the build ends, also when
  * SIGINT, SIGTERM or SIGHUP ends it (Ctrl-C while it links). */
+#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -32,8 +34,12 @@ extern char **environ;
 
 /* The build's temporary files, removed by a signal that ends it. The linker runs in a
  * process group of its own, which the handler gives the same signal and waits for (a
- * SIGTERM sent to nnqc alone, or to cc alone, would leave ld writing OUT.PID.tmp); a
- * Ctrl-C at the terminal reaches nnqc, which passes it on. The signal's default action
+ * SIGTERM sent to nnqc alone, or to cc alone, would leave ld writing OUT.PID.tmp: gcc's
+ * driver does not stop the collect2 and ld under it); a Ctrl-C at the terminal reaches
+ * nnqc, which passes it on. Being out of the terminal's foreground group, the linker
+ * does not touch the terminal: its input is /dev/null, its output comes through a pipe
+ * that nnqc copies to its standard error (as ninja runs commands), so a terminal set to
+ * stop background writers (stty tostop) cannot stop it. The signal's default action
  * follows, so the caller still sees the process killed by it. A signal ignored from the
  * start (nohup, a background job's SIGINT) stays ignored; the linker gets the default
  * actions back at its exec. */
@@ -101,6 +107,18 @@ static bool run_linker(char *const *objects, int nobjects, const char *tmp, cons
     for (char *tok = strtok(libs, "|"); tok && argc < cap - 1; tok = strtok(NULL, "|")) argv[argc++] = tok;
     argv[argc] = NULL;
     pid_t pid;
+    int out_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+        diag_error_noloc(diag, "cannot run the linker: %s", strerror(errno));
+        free(argv);
+        free(libs);
+        return false;
+    }
+    posix_spawn_file_actions_t files;
+    posix_spawn_file_actions_init(&files);
+    posix_spawn_file_actions_addopen(&files, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&files, out_pipe[1], 1);
+    posix_spawn_file_actions_adddup2(&files, out_pipe[1], 2);
     /* signals held from the spawn until link_child names the linker, which starts with
      * the mask as it was */
     sigset_t all, mask;
@@ -111,10 +129,17 @@ static bool run_linker(char *const *objects, int nobjects, const char *tmp, cons
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setsigmask(&attr, &mask);
-    int rc = posix_spawnp(&pid, argv[0], NULL, &attr, (char *const *)argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], &files, &attr, (char *const *)argv, environ);
     posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&files);
     if (rc == 0) link_child = pid;
     pthread_sigmask(SIG_SETMASK, &mask, NULL);
+    close(out_pipe[1]);
+    /* the linker's messages, to standard error, until it and its children close the pipe */
+    char buf[4096];
+    for (ssize_t n; rc == 0 && ((n = read(out_pipe[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR));)
+        if (n > 0 && fwrite(buf, 1, (size_t)n, stderr) != (size_t)n) break;
+    close(out_pipe[0]);
     bool ok = false;
     if (rc != 0) {
         diag_error_noloc(diag, "cannot run the linker '%s': %s (install gcc, or set CC)", argv[0], strerror(rc));

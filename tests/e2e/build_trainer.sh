@@ -77,6 +77,14 @@ set -e
 sleep 2 # past the linker's second write, had it gone on
 [ $rc -eq 143 ] && [ -z "$(ls -A | grep "^sig\.")" ] ||
     { cat sigbuild.txt; fail "a build ended by SIGTERM while linking: exit $rc, left: $(ls -A | grep "^sig\\." | tr '\n' ' ')"; }
+# A failing linker: its messages reach nnqc's standard error (through the pipe nnqc reads
+# them from), the build exits 1 and leaves nothing.
+printf '#!/bin/sh\necho "ld: cannot find -lnosuchlib" >&2\nexit 1\n' > badcc; chmod +x badcc
+set +e
+CC="$tmp/badcc" "$NNQC" build b.nnq -o nolink > badbuild.txt 2>&1; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "^ld: cannot find -lnosuchlib" badbuild.txt && grep -q "linking nolink failed" badbuild.txt &&
+    [ -z "$(ls -A | grep "^nolink")" ] || { cat badbuild.txt; fail "a failing linker: exit $rc, left: $(ls -A | grep "^nolink" | tr '\n' ' ')"; }
 # Buffers past 2 GiB, which the code reaches through the GOT (common symbols at the end of
 # .bss, linked with --no-relax; at 32-bit offsets the link failed, "relocations truncated
 # to fit"): the trainer trains as nnqc run does. 3.4 GB of buffers, run where there is
