@@ -19,11 +19,19 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
 
 typedef struct Jit Jit;
 
+/* The compiled-code cache: a directory, and the most bytes its entries may take (0: no
+ * limit); past it, the entries used longest ago are removed as a new one is stored. */
+typedef struct JitCache {
+    const char *dir;
+    uint64_t max_bytes;
+} JitCache;
+
 /* Lowers an IrModule through LLVM (optimized at `opt_level` 0-3 for the host CPU) into
- * native code, generated on up to `threads` threads (0: one per CPU). With `cache_dir` (may be NULL: no cache), the native code is looked up
- * in and stored to that directory's compiled-code cache; *cached (may be NULL) says
- * whether it came from there. NULL after reporting an error. */
-Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const char *cache_dir,
+ * native code, generated on up to `threads` threads (0: one per CPU). With `cache` (may
+ * be NULL: no cache), the native code is looked up in and stored to that compiled-code
+ * cache; *cached (may be NULL) says whether it came from there. NULL after reporting an
+ * error. */
+Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const JitCache *cache,
                  bool *cached, Diag *diag);
 /* Address of a JIT-compiled symbol, NULL when absent. */
 void *jit_lookup(Jit *jit, const char *name);

@@ -11,14 +11,18 @@
  * instead of optimizing and generating code again. A cache file is KEY.o: "NNQJIT2\0",
  * the number of objects (u32), then each object's length (u64) and CRC-32 (u32) and the
  * ELF object itself; it is written to a temporary name and renamed, and one that fails
- * its checks is ignored and replaced.
+ * its checks is ignored and replaced. The cache is bounded (JitCache.max_bytes): a hit
+ * sets its file's modification time to now, and storing an entry that takes the cache
+ * past its bound removes the entries used longest ago (cache_trim).
  *
  * Parallel optimization and code generation: the module's functions are dealt to
  * partitions (a function with the callees it may inline), and each partition is
  * optimized and becomes an object of its own on a thread of its own (see
  * compile_objects). NNQ_JITDUMP=1 names the generated functions for perf (perf_layer). */
 #include <pthread.h>
+#include <dirent.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -221,6 +225,7 @@ static int cache_load(const char *path, LLVMMemoryBufferRef objs[MAX_PARTS]) {
         free(data);
     }
     ok = ok && fgetc(f) == EOF;
+    if (ok) futimens(fileno(f), NULL); /* used now: the last the bound removes (best effort) */
     fclose(f);
     if (!ok) {
         for (int i = 0; i < n; i++) LLVMDisposeMemoryBuffer(objs[i]);
@@ -229,12 +234,76 @@ static int cache_load(const char *path, LLVMMemoryBufferRef objs[MAX_PARTS]) {
     return n;
 }
 
+typedef struct CacheEntry {
+    char *name;
+    uint64_t bytes;
+    struct timespec used;
+} CacheEntry;
+
+static int by_use(const void *a, const void *b) {
+    const CacheEntry *x = a, *y = b;
+    if (x->used.tv_sec != y->used.tv_sec) return x->used.tv_sec < y->used.tv_sec ? -1 : 1;
+    if (x->used.tv_nsec != y->used.tv_nsec) return x->used.tv_nsec < y->used.tv_nsec ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Whether name is a cache entry, KEY.o (KEY: 32 hex digits), or with tmp, the temporary
+ * KEY.o.PID.tmp of one being stored. */
+static bool cache_name(const char *name, bool tmp) {
+    for (int i = 0; i < 32; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return false;
+    if (strncmp(name + 32, ".o", 2)) return false;
+    size_t n = strlen(name);
+    return tmp ? n > 38 && !strcmp(name + n - 4, ".tmp") : n == 34;
+}
+
+/* Keeps the cache in dir within max bytes (0: no bound), after `kept` (a file name in it,
+ * the entry just stored) was written: past the bound, the entries used longest ago
+ * (cache_load touches a hit) are removed until the rest fit, `kept` never. Temporaries
+ * older than an hour (a run killed while storing) are removed too. Only this cache's own
+ * names are counted or removed. Harmless beside other processes: a file removed here
+ * stays readable to whoever opened it, a missing entry is compiled again. */
+static void cache_trim(const char *dir, const char *kept, uint64_t max) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    CacheEntry *e = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t total = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    for (struct dirent *de; (de = readdir(d));) {
+        struct stat st;
+        bool entry = cache_name(de->d_name, false), tmp = !entry && cache_name(de->d_name, true);
+        if ((!entry && !tmp) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (tmp) {
+            if (st.st_mtim.tv_sec < now.tv_sec - 3600) unlinkat(dirfd(d), de->d_name, 0);
+            continue;
+        }
+        total += (uint64_t)st.st_size;
+        if (!max || !strcmp(de->d_name, kept)) continue;
+        if (n == cap) {
+            CacheEntry *grown = realloc(e, sizeof *e * (cap = cap ? 2 * cap : 64));
+            if (!grown) break;
+            e = grown;
+        }
+        e[n++] = (CacheEntry){strdup(de->d_name), (uint64_t)st.st_size, st.st_mtim};
+    }
+    qsort(e, n, sizeof *e, by_use);
+    for (size_t i = 0; i < n; i++) {
+        if (total > max && e[i].name && unlinkat(dirfd(d), e[i].name, 0) == 0) total -= e[i].bytes;
+        free(e[i].name);
+    }
+    free(e);
+    closedir(d);
+}
+
 /* Stores n objects under `path` (tmp, then rename); a cache that cannot be written is
- * skipped silently: it only saves time. */
-static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *objs, int n) {
+ * skipped silently (false): it only saves time. */
+static bool cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *objs, int n) {
     char d[4096], tmp[4096];
     int dl = snprintf(d, sizeof d, "%s", dir), tl = snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    if (dl < 0 || (size_t)dl >= sizeof d || tl < 0 || (size_t)tl >= sizeof tmp) return; /* past PATH_MAX: no cache */
+    if (dl < 0 || (size_t)dl >= sizeof d || tl < 0 || (size_t)tl >= sizeof tmp) return false; /* past PATH_MAX: no cache */
     for (char *p = d + 1; *p; p++) /* mkdir -p; EEXIST is fine */
         if (*p == '/') {
             *p = 0;
@@ -243,7 +312,7 @@ static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *
         }
     mkdir(d, 0777);
     FILE *f = fopen(tmp, "wb");
-    if (!f) return;
+    if (!f) return false;
     unsigned char head[12];
     memcpy(head, cache_magic, 8);
     put_le(head + 8, (uint64_t)n, 4);
@@ -257,7 +326,9 @@ static void cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *
         ok = fwrite(part, 1, sizeof part, f) == sizeof part && fwrite(data, 1, len, f) == len;
     }
     ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) unlink(tmp);
+    if (ok && rename(tmp, path) == 0) return true;
+    unlink(tmp);
+    return false;
 }
 
 /* ---- parallel optimization and code generation ----
@@ -753,7 +824,7 @@ static LLVMOrcObjectLayerRef perf_layer(void *ctx, LLVMOrcExecutionSessionRef es
     return layer;
 }
 
-Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const char *cache_dir,
+Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const JitCache *cache,
                  bool *cached, Diag *diag) {
     init_llvm();
     if (cached) *cached = false;
@@ -782,7 +853,8 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
     char path[4096] = "", fit[256];
     bool fits = nnq_buffers_fit(data_size, fit, sizeof fit); /* known before the compile is spent on it */
     if (!fits) diag_error_noloc(diag, "%s", fit);
-    if (fits && cache_dir && *cache_dir) {
+    const char *cache_dir = cache && cache->dir && *cache->dir ? cache->dir : NULL;
+    if (fits && cache_dir) {
         char *text = LLVMPrintModuleToString(mod);
         char *cpu, *features;
         host_target(&cpu, &features);
@@ -804,7 +876,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
     if (!path[0]) cg_set_fingerprint(mod, NULL); /* no cache: printed for it alone */
     if (!nobj && fits) {
         nobj = compile_objects(mod, tm, opt_level, threads, false, objs, diag);
-        if (nobj && path[0]) cache_store(cache_dir, path, objs, nobj);
+        if (nobj && path[0] && cache_store(cache_dir, path, objs, nobj)) cache_trim(cache_dir, strrchr(path, '/') + 1, cache->max_bytes);
     }
     LLVMDisposeTargetMachine(tm);
     LLVMDisposeModule(mod);

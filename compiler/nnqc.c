@@ -71,18 +71,38 @@ static void usage(FILE *out) {
           "  NNQ_ISA=avx2|portable  generate code and run kernels for at most AVX2 (or SSE2),\n"
           "                     as on an older CPU (default: the widest this CPU runs)\n"
           "  NNQ_JITDUMP=1      name the generated functions for perf: a jitdump file under\n"
-          "                     $JITDUMPDIR/.debug/jit (else $HOME's) for perf inject --jit\n",
+          "                     $JITDUMPDIR/.debug/jit (else $HOME's) for perf inject --jit\n"
+          "  NNQ_CACHE_MAX=SIZE the most the compiled-code cache holds (bytes, or with K, M\n"
+          "                     or G; 0: no bound; default 1G): past it, the programs run\n"
+          "                     longest ago go\n",
           out);
 }
 
-/* The compiled-code cache: $NNQ_CACHE_DIR, else $XDG_CACHE_HOME/nnq, else $HOME/.cache/nnq;
- * NULL when none can be named. */
-static const char *cache_dir(char *buf, size_t n) {
+/* The compiled-code cache: $NNQ_CACHE_DIR, else $XDG_CACHE_HOME/nnq, else $HOME/.cache/nnq
+ * (dir NULL when none can be named), holding at most $NNQ_CACHE_MAX bytes (a whole number,
+ * or with K, M or G: KiB, MiB, GiB; 0: no bound; default 1G). False after reporting a
+ * bad $NNQ_CACHE_MAX. */
+static bool cache_config(JitCache *cache, char *buf, size_t n) {
     const char *env = getenv("NNQ_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int len = env && *env ? snprintf(buf, n, "%s", env)
               : xdg && *xdg ? snprintf(buf, n, "%s/nnq", xdg)
               : home && *home ? snprintf(buf, n, "%s/.cache/nnq", home) : -1;
-    return len > 0 && (size_t)len < n ? buf : NULL;
+    cache->dir = len > 0 && (size_t)len < n ? buf : NULL;
+    cache->max_bytes = (uint64_t)1 << 30;
+    const char *max = getenv("NNQ_CACHE_MAX");
+    if (!max || !*max) return true;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(max, &end, 10);
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : *end ? -1 : 0;
+    if (shift > 0) end++;
+    if (*max < '0' || *max > '9' || errno || shift < 0 || *end || v > (~0ull >> shift)) {
+        fprintf(stderr, "nnqc: error: NNQ_CACHE_MAX is '%s': the compiled-code cache's size, a whole number of "
+                "bytes or with K, M or G (e.g. 500M; 0: no bound)\n", max);
+        return false;
+    }
+    cache->max_bytes = (uint64_t)v << shift;
+    return true;
 }
 
 static double now_seconds(void) {
@@ -329,10 +349,15 @@ static int nnqc_main(int argc, char **argv) {
             diag_error_noloc(diag, "%s: nothing to run: the program has no train block", o.file);
             goto done;
         }
-        char cache[4096];
+        char cache_path[4096];
+        JitCache cache;
+        if (!o.no_cache && !cache_config(&cache, cache_path, sizeof cache_path)) {
+            rc = 2;
+            goto done;
+        }
         double t0 = now_seconds();
         bool cached;
-        Jit *jit = jit_compile(m, o.opt_level, o.run.threads, false, o.no_cache ? NULL : cache_dir(cache, sizeof cache), &cached, diag);
+        Jit *jit = jit_compile(m, o.opt_level, o.run.threads, false, o.no_cache ? NULL : &cache, &cached, diag);
         if (!jit) goto done;
         char *dup = strdup(o.file ? o.file : o.from_ir);
         o.run.base_dir = dirname(dup);

@@ -2,7 +2,8 @@
 # The compiled-code cache: a first run stores one cache file, a second run of the same
 # program loads it ("from the compiled-code cache") and trains to the same model file;
 # a damaged cache file is ignored, recompiled and rewritten; another program gets an
-# entry of its own; --no-cache neither reads nor writes it. The first run's --profile
+# entry of its own; --no-cache neither reads nor writes it; past NNQ_CACHE_MAX the entries
+# used longest ago go. The first run's --profile
 # line in the metrics counts the iterations trained and charges time to the MLP's phases
 # (GEMM, batch norm, update) and none to convolutions, with the totals when the second
 # and the last iteration began. Code generation on 1 and 2 threads: the cache file holds
@@ -76,6 +77,30 @@ done
 rm -rf cache
 run nocache --no-cache
 [ ! -e cache ] || fail "--no-cache wrote the cache"
+# The bound (NNQ_CACHE_MAX): storing an entry that takes the cache past it removes the
+# entries used longest ago, a hit counting as a use; a temporary left by a run killed
+# while storing goes once it is an hour old. Three programs (seeds 21, 22, 23) under a
+# bound of two and a half entries: 21 and 22 stored, 21 used again, 23 stored: 22 goes.
+seedrun() { # SEED: trains c.nnq with that seed
+    sed "s/seed *= *[0-9]*/seed = $1/" c.nnq > s$1.nnq
+    "$NNQC" run s$1.nnq --data-dir "$tmp" --epochs 1 --progress=lines --profile > s$1.out 2>&1 || { cat s$1.out; fail "seed $1 failed"; }
+}
+mkdir cache
+seedrun 21; e21=$(ls cache)
+export NNQ_CACHE_MAX=$(( $(stat -c %s cache/$e21) * 5 / 2 ))
+seedrun 22; e22=$(ls cache | grep -vx "$e21")
+old_tmp=0123456789abcdef0123456789abcdef.o.999.tmp new_tmp=fedcba9876543210fedcba9876543210.o.998.tmp
+touch -d '2 hours ago' cache/$old_tmp; touch cache/$new_tmp
+seedrun 21
+grep -q "(from the compiled-code cache)" s21.out || fail "seed 21 again did not use the cache"
+seedrun 23
+left=$(ls cache | tr '\n' ' ')
+[ -e cache/$e21 ] && [ ! -e cache/$e22 ] && [ "$(ls cache/*.o | wc -l)" = 2 ] && [ ! -e cache/$old_tmp ] && [ -e cache/$new_tmp ] ||
+    fail "the cache bound: expected $e21, a new entry and $new_tmp, found $left"
+rc=0; NNQ_CACHE_MAX=12X "$NNQC" run c.nnq --data-dir "$tmp" --epochs 1 > bad.out 2>&1 || rc=$?
+[ $rc = 2 ] && grep -q "error: NNQ_CACHE_MAX is '12X': the compiled-code cache's size" bad.out || fail "NNQ_CACHE_MAX=12X: exit $rc, $(cat bad.out)"
+unset NNQ_CACHE_MAX
+rm -rf cache
 # NNQ_JITDUMP=1: LLVM's perf listener writes the generated functions to a jitdump file
 # (its magic "JiTD", then a record per function with its name), for `perf inject --jit`
 NNQ_JITDUMP=1 JITDUMPDIR="$tmp/jd" run jitdump --no-cache
@@ -87,4 +112,4 @@ for f in train_step kernel.update.dense1.w.body; do
 done
 rc=0; NNQ_JITDUMP=yes "$NNQC" run c.nnq --data-dir "$tmp" --epochs 1 > bad.out 2>&1 || rc=$?
 [ $rc = 1 ] && grep -q 'error: NNQ_JITDUMP is "yes": expected 0 or 1' bad.out || fail "NNQ_JITDUMP=yes: exit $rc, $(cat bad.out)"
-echo "10 passed, 0 failed"
+echo "12 passed, 0 failed"
