@@ -99,7 +99,7 @@ profile_ms() {
         for (i = 1; i <= m; i++)
             if (kv[i] ~ /^"[a-z_]*":[0-9.]+$/) { split(kv[i], a, ":"); if (pick(a[1])) t += a[2] }
         return t }
-    function pick(k) { gsub(/"/, "", k); return want != "" ? k == want : k !~ /^(eval|peak_rss_mib)$/ }'
+    function pick(k) { gsub(/"/, "", k); return want != "" ? k == want : k !~ /^(eval|peak_rss_mib|threads)$/ }'
 }
 
 # ir_counts NNQC PROGRAM: "PARAMS BN_FEATURES BNS" of a program, from nnqc --emit=ir.

@@ -27,10 +27,10 @@ typedef struct JitCache {
 } JitCache;
 
 /* Lowers an IrModule through LLVM (optimized at `opt_level` 0-3 for the host CPU) into
- * native code, generated on up to `threads` threads (0: one per CPU). With `cache` (may
- * be NULL: no cache), the native code is looked up in and stored to that compiled-code
- * cache; *cached (may be NULL) says whether it came from there. NULL after reporting an
- * error. */
+ * native code, generated on up to `threads` threads (0: one per usable CPU,
+ * nnq_cpus_usable). With `cache` (may be NULL: no cache), the native code is looked up in
+ * and stored to that compiled-code cache; *cached (may be NULL) says whether it came from
+ * there. NULL after reporting an error. */
 Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_internals, const JitCache *cache,
                  bool *cached, Diag *diag);
 /* Address of a JIT-compiled symbol, NULL when absent. */
@@ -62,7 +62,7 @@ void cg_add_trainer_main(LLVMModuleRef mod);
  * reporting an error. */
 LLVMMemoryBufferRef cg_emit_native(LLVMModuleRef mod, int opt_level, bool assembly, Diag *diag);
 /* Optimizes `mod` and compiles it to position-independent objects in memory, generated
- * on up to `threads` threads (0: one per CPU; jit.c's partitions): how many are in objs,
+ * on up to `threads` threads (0: one per usable CPU; jit.c's partitions): how many are in objs,
  * 0 after reporting an error (also where a trainer's buffers, its common symbols, pass
  * this machine's memory and swap: nnq_memory_total). The caller disposes of them. */
 enum { CG_MAX_OBJECTS = 16 };

@@ -486,14 +486,11 @@ static int by_work_desc(const void *a, const void *b) {
 }
 
 /* The partition of each defined function into *owner (malloc'd, in module order);
- * returns the number of partitions: at most `threads` (<= 0: one per online CPU) and
+ * returns the number of partitions: at most `threads` (<= 0: one per usable CPU) and
  * MAX_PARTS, and PART_MIN_WORK each; skip_glue: the orchestration code counts for no
  * work (it goes to a partition of its own after). */
 static int assign_parts(const Fns *s, int threads, bool skip_glue, int **owner) {
-    if (threads <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cpus > 0 ? (int)cpus : 1;
-    }
+    if (threads <= 0) threads = nnq_cpus_usable();
     int n = s->n, m = n > 0 ? n : 1;
     int *up = malloc(sizeof *up * (size_t)m);
     Work *group = calloc((size_t)m, sizeof *group); /* by representative */
@@ -692,7 +689,7 @@ static void *part_thread(void *arg) {
 
 /* Optimizes `mod` (its target already set from tm) and compiles it with tm's settings
  * (for_object: a linker's objects, else the JIT's code model) to objects in memory, on
- * up to `threads` threads (<= 0: one per CPU), and one more for the orchestration code's
+ * up to `threads` threads (<= 0: one per usable CPU), and one more for the orchestration code's
  * partition (its unoptimized compile is short); at one thread, one after the other.
  * Returns how many objects are in objs, 0 after reporting an error. `mod` is left with
  * partition 0's code. */

@@ -92,7 +92,7 @@ void rt_mpi_init(NnqRun *run) {
     }
 }
 
-/* The pool's threads when --threads is not given: 0 (every CPU) without MPI; with it,
+/* The pool's threads when --threads is not given: 0 (nnq_cpus_usable) without MPI; with it,
  * the CPUs this process may run on, shared by the ranks on this node unless the launcher
  * bound each rank to its own CPUs already (Open MPI binds to cores by default). */
 int32_t rt_mpi_threads(void) {

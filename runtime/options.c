@@ -104,7 +104,8 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
 const char *nnq_run_options_help(void) {
     return "  --epochs N         override the program's epochs\n"
            "  --seed N           override the program's seed\n"
-           "  --threads N        threads that train, and that nnqc run compiles on (default: all CPUs)\n"
+           "  --threads N        threads that train, and that nnqc run compiles on (default: the\n"
+           "                     CPUs this process may use: its affinity, its cgroup's quota)\n"
            "  --data-dir DIR     search DIR first for data files (also $NNQ_DATA_DIR)\n"
            "  --metrics PATH     write JSON Lines metrics to PATH\n"
            "  --resume DIR       continue from the checkpoint in DIR (written by `checkpoint`)\n"

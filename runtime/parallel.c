@@ -196,12 +196,10 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/* threads <= 0: every online CPU; at most RT_MAX_THREADS. */
+/* threads <= 0: every CPU this process may use (cpus.c); at most RT_MAX_THREADS. */
 static int resolve_threads(int threads) {
-    if (threads <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cpus > RT_MAX_THREADS ? RT_MAX_THREADS : cpus > 0 ? (int)cpus : 1;
-    }
+    if (threads <= 0)
+        threads = nnq_cpus_usable();
     return threads > RT_MAX_THREADS ? RT_MAX_THREADS : threads;
 }
 
@@ -210,6 +208,15 @@ void rt_parallel_set_threads(int threads) {
     pthread_mutex_lock(&pool_mu);
     pool_threads = threads;
     pthread_mutex_unlock(&pool_mu);
+}
+
+int rt_parallel_threads(void) {
+    pthread_mutex_lock(&pool_mu);
+    if (pool_threads == 0)
+        pool_threads = resolve_threads(0);
+    int threads = pool_threads;
+    pthread_mutex_unlock(&pool_mu);
+    return threads;
 }
 
 void rt_parallel_set_min_items_cap(int64_t cap) {

@@ -339,14 +339,17 @@ static void profile_report(NnqRun *run) {
     const double *end = prof.total; /* where the steady iterations end */
     if (prof.steps >= 3)
         steady = prof.steps - 2, end = prof.mark;
-    printf("profile: %lld training iterations, %.2fs (the first, with what preceded it, %.3fs)\n"
+    int threads = rt_parallel_threads();
+    printf("profile: %lld training iterations on %d thread%s, %.2fs (the first, with what preceded it, %.3fs)\n"
            "%-12s %9s %7s %18s\n",
-           (long long)prof.steps, sum, first, "phase", "seconds", "share", "ms / later iter");
+           (long long)prof.steps, threads, threads == 1 ? "" : "s", sum, first, "phase", "seconds", "share",
+           "ms / later iter");
     for (int p = 0; p < NNQ_PHASE_COUNT; p++)
         printf("%-12s %9.3f %6.1f%% %18.3f\n", phase_label[p], prof.total[p], sum > 0 ? 100 * prof.total[p] / sum : 0,
                steady ? 1e3 * (end[p] - prof.warm[p]) / (double)steady : 0);
     char line[2048];
-    size_t len = (size_t)snprintf(line, sizeof line, "{\"profile\":true,\"iterations\":%lld", (long long)prof.steps);
+    size_t len = (size_t)snprintf(line, sizeof line, "{\"profile\":true,\"iterations\":%lld,\"threads\":%d",
+                                  (long long)prof.steps, threads);
     const char *part[3] = {"seconds", "first_iteration", "last_iteration"};
     const double *at[3] = {prof.total, prof.warm, prof.steps >= 2 ? prof.mark : prof.warm};
     for (int k = 0; k < 3; k++) {

@@ -222,6 +222,10 @@ struct NnqRun {
  * calls each registered function once, last registered first. Registering again is a
  * no-op. The subsystems depend on run.c, never the other way round. */
 void rt_on_release(NnqRun *run, void (*fn)(NnqRun *run));
+
+/* cpus.c: the CPUs the cgroup CPU quotas allow a process whose /proc/self/cgroup is
+ * self_cgroup, the cgroup file systems mounted under fs_root; 0: no quota. */
+int rt_cgroup_cpus(const char *self_cgroup, const char *fs_root);
 /* A tracked 64-byte aligned block (zeroed when asked); fails the run on bad sizes or
  * when memory is exhausted. rt_alloc_try returns NULL instead of failing, for callers
  * that must release something first. */
@@ -247,8 +251,10 @@ double rt_now(void); /* monotonic seconds */
  * it runs the whole range on the calling thread. */
 typedef void (*RtRangeFn)(void *ctx, int64_t begin, int64_t end);
 void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx);
-/* threads <= 0: the number of online CPUs. */
+/* threads <= 0: every CPU this process may use (nnq_cpus_usable). */
 void rt_parallel_set_threads(int threads);
+/* The threads a job may use, the caller included (after rt_parallel_set_threads). */
+int rt_parallel_threads(void);
 /* cap > 0: every job splits as if its min_items were at most cap (tests use 1 to split
  * tiny jobs); 0: as asked. */
 void rt_parallel_set_min_items_cap(int64_t cap);

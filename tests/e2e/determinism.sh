@@ -9,7 +9,8 @@
 # add + relu fused, forward and backward) and one of depthwise convolutions
 # (dw_conv_subset.nnq: each batch norm + relu read by one fused into it) on 1, 2 and 3 threads, and with
 # --no-fuse-layers, save the same model file and print the same accuracies (the
-# evaluations run the fused eval forms: bias + batch norm + relu (+ maxpool)).
+# evaluations run the fused eval forms: bias + batch norm + relu (+ maxpool)). The default
+# thread count follows the CPUs the process may use (taskset).
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -62,4 +63,13 @@ for prog in $progs; do
              cmp -s ref.acc v.acc || { diff ref.acc v.acc; fail "$prog: $v changed an evaluation"; }; fi
     done
 done
-echo "$(( $(wc -w <<< "$progs") + 1 )) passed, 0 failed"
+# The default thread count is the CPUs the process may use (its affinity mask, its
+# cgroup's CPU quota), not every online CPU: under `taskset -c 0` a run trains on one
+# thread (it put two threads on one CPU: 1.55x the time); --threads still decides.
+if command -v taskset > /dev/null && [ "$(nproc --all)" -gt 1 ]; then
+    taskset -c 0 "$NNQC" run det.nnq --data-dir "$tmp" --epochs 1 --profile --progress=lines > t1.txt 2>&1 || { cat t1.txt; fail "taskset run failed"; }
+    grep -q "^profile: [0-9]* training iterations on 1 thread," t1.txt || { grep "^profile" t1.txt; fail "taskset -c 0: not one thread"; }
+    taskset -c 0 "$NNQC" run det.nnq --data-dir "$tmp" --epochs 1 --profile --threads 3 --progress=lines > t3.txt 2>&1 || { cat t3.txt; fail "--threads 3 run failed"; }
+    grep -q "^profile: [0-9]* training iterations on 3 threads," t3.txt || { grep "^profile" t3.txt; fail "--threads 3 under taskset: not three threads"; }
+fi
+echo "$(( $(wc -w <<< "$progs") + 2 )) passed, 0 failed"

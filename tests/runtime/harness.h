@@ -112,6 +112,7 @@ void test_conv_kernels(void);
 void test_dwconv_kernels(void);
 void test_gemm_threads(void);
 void test_pool_max_threads(void);
+void test_cgroup_cpus(void);
 void test_maxpool(void);
 void test_bn_relu_maxpool(void);
 void test_chan_relu_grad_affine(void);

@@ -221,6 +221,7 @@ static const TestCase g_cases[] = {
     CASE(test_dwconv_kernels),
     CASE(test_gemm_threads),
     CASE(test_pool_max_threads),
+    CASE(test_cgroup_cpus),
     CASE(test_maxpool),
     CASE(test_bn_relu_maxpool),
     CASE(test_chan_relu_grad_affine),
