@@ -92,16 +92,17 @@ void rt_mpi_init(NnqRun *run) {
     }
 }
 
-/* The pool's threads when --threads is not given: 0 (nnq_cpus_usable) without MPI; with it,
- * the CPUs this process may run on, shared by the ranks on this node unless the launcher
- * bound each rank to its own CPUs already (Open MPI binds to cores by default). */
+/* The pool's threads when --threads is not given: 0 (nnq_cpus_usable) without MPI; with
+ * it, the CPUs this process may use (within its cgroup's quota), shared by the ranks on
+ * this node unless the launcher bound each rank to its own CPUs already (Open MPI binds
+ * to cores by default). */
 int32_t rt_mpi_threads(void) {
     if (world.size <= 1) return 0;
     cpu_set_t set;
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-    int cpus = CPU_COUNT(&set);
-    if (cpus >= online && world.local_size > 1) cpus /= world.local_size;
+    int cpus = nnq_cpus_usable(); /* the mask, within the cgroup's quota */
+    if (CPU_COUNT(&set) >= online && world.local_size > 1) cpus /= world.local_size; /* not bound: shared */
     return cpus > 0 ? cpus : 1;
 }
 
