@@ -84,7 +84,7 @@ const char *nnq_isa(void);
 /* Whether that set is narrower than this CPU's widest ($NNQ_ISA held it). */
 bool nnq_isa_held(void);
 /* The CPUs this process may use: its affinity mask's, fewer where its cgroup's CPU quota
- * allows less (runtime/cpus.c); at least 1. The default thread count. */
+ * allows less (runtime/cgroup.c); at least 1. The default thread count. */
 int nnq_cpus_usable(void);
 /* NULL on failure (message printed), e.g. metrics file cannot be opened. */
 NnqRun *nnq_run_new(const NnqRunOptions *opts);

@@ -196,7 +196,7 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/* threads <= 0: every CPU this process may use (cpus.c); at most RT_MAX_THREADS. */
+/* threads <= 0: every CPU this process may use (cgroup.c); at most RT_MAX_THREADS. */
 static int resolve_threads(int threads) {
     if (threads <= 0)
         threads = nnq_cpus_usable();

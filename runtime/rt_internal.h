@@ -223,23 +223,23 @@ struct NnqRun {
  * no-op. The subsystems depend on run.c, never the other way round. */
 void rt_on_release(NnqRun *run, void (*fn)(NnqRun *run));
 
-/* cpus.c: the CPUs the cgroup CPU quotas allow a process whose /proc/self/cgroup is
- * self_cgroup, the cgroup file systems mounted under fs_root; 0: no quota. */
-int rt_cgroup_cpus(const char *self_cgroup, const char *fs_root);
 /* A tracked 64-byte aligned block (zeroed when asked); fails the run on bad sizes or
  * when memory is exhausted. rt_alloc_try returns NULL instead of failing, for callers
  * that must release something first. */
 void *rt_alloc_block(NnqRun *run, int64_t bytes, bool zero);
 void *rt_alloc_try(NnqRun *run, int64_t bytes, bool zero);
 
-/* The lowest memory limit of a process's cgroup and its ancestors, or -1 where none is
- * set or readable (nnq_memory_available: "/proc/self/cgroup" under "/sys/fs/cgroup";
- * tests give files of their own). proc_cgroup's lines are "ID:CONTROLLERS:PATH": cgroup
- * v2's "0::PATH" gives ROOT/PATH/memory.max, else v1's memory controller
- * ROOT/memory/PATH/memory.limit_in_bytes ("max", or near 2^63 there: no limit). The limit
- * itself, not what is left under it: the usage counts page cache the kernel would
- * reclaim. */
+/* cgroup.c: the lowest memory limit of a process's cgroup and its ancestors, or -1 where
+ * none is set or readable (nnq_memory_available: "/proc/self/cgroup" under
+ * "/sys/fs/cgroup"; tests give files of their own). proc_cgroup's lines are
+ * "ID:CONTROLLERS:PATH": cgroup v2's "0::PATH" gives ROOT/PATH/memory.max, v1's memory
+ * controller ROOT/memory/PATH/memory.limit_in_bytes ("max", or near 2^63 there: no
+ * limit). The limit itself, not what is left under it: the usage counts page cache the
+ * kernel would reclaim. */
 int64_t rt_cgroup_limit(const char *proc_cgroup, const char *root);
+/* cgroup.c: the CPUs the CPU quotas of the same cgroups allow, rounded up; 0: no quota.
+ * (v2 cpu.max, v1 ROOT/cpu,cpuacct/PATH/cpu.cfs_quota_us over cpu.cfs_period_us.) */
+int rt_cgroup_cpus(const char *self_cgroup, const char *fs_root);
 char *rt_strdup(NnqRun *run, const char *s);
 uint64_t rt_rng_next(NnqRun *run);
 uint64_t rt_rng_below(NnqRun *run, uint64_t bound); /* uniform in [0, bound), bound > 0 */

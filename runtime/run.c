@@ -217,17 +217,6 @@ void nnq_prefault(void *p, size_t bytes) {
 #endif
 }
 
-/* A number from the first line of `path` ("max" or none: -1). */
-static int64_t file_number(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    char line[64];
-    long long v = -1;
-    if (fgets(line, sizeof line, f) && sscanf(line, "%lld", &v) != 1) v = -1;
-    fclose(f);
-    return v;
-}
-
 /* The value of `key` (kB) in /proc/meminfo, in bytes, or -1. */
 static int64_t meminfo_bytes(const char *key) {
     FILE *f = fopen("/proc/meminfo", "r");
@@ -239,38 +228,6 @@ static int64_t meminfo_bytes(const char *key) {
         if (!strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, "%lld", &kb) == 1) break;
     fclose(f);
     return kb < 0 ? -1 : (int64_t)kb * 1024;
-}
-
-int64_t rt_cgroup_limit(const char *proc_cgroup, const char *root) {
-    FILE *f = fopen(proc_cgroup, "r");
-    if (!f) return -1;
-    char line[4096], v1[4096] = "", v2[4096] = "", file[8448];
-    while (fgets(line, sizeof line, f)) { /* "ID:CONTROLLERS:PATH" */
-        line[strcspn(line, "\n")] = 0;
-        char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL, *save = NULL;
-        if (!path) continue;
-        *ctl++ = 0, *path++ = 0;
-        if (!strcmp(line, "0") && !*ctl) snprintf(v2, sizeof v2, "%s", path);
-        for (char *c = strtok_r(ctl, ",", &save); c; c = strtok_r(NULL, ",", &save))
-            if (!strcmp(c, "memory")) snprintf(v1, sizeof v1, "%s", path);
-    }
-    fclose(f);
-    int64_t lowest = -1;
-    for (int v = 2; v >= 1; v--) {
-        char *path = v == 2 ? v2 : v1;
-        if (*path != '/') continue;
-        for (;;) { /* the cgroup, then each parent up to the root */
-            char *slash = strrchr(path, '/');
-            snprintf(file, sizeof file, "%s%s%s/%s", root, v == 2 ? "" : "/memory", slash == path && !path[1] ? "" : path,
-                     v == 2 ? "memory.max" : "memory.limit_in_bytes");
-            int64_t lim = file_number(file);
-            if (lim > 0 && lim < ((int64_t)1 << 60) && (lowest < 0 || lim < lowest)) lowest = lim;
-            if (slash == path && !path[1]) break; /* the root done */
-            if (slash == path) path[1] = 0;       /* "/a": the root next */
-            else *slash = 0;
-        }
-    }
-    return lowest;
 }
 
 /* meminfo's `mem` + `swap`; without /proc, the machine's physical memory. */

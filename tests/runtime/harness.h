@@ -56,6 +56,7 @@ bool th_write_npy(const char *path, int major, const char *header, bool raw, con
 void test_alloc(void);
 void test_prefault(void);
 void test_memory_limits(void);
+void test_cgroup_cpus(void);
 void test_trap(void);
 void test_seed_override(void);
 void test_shuffle(void);
@@ -112,7 +113,6 @@ void test_conv_kernels(void);
 void test_dwconv_kernels(void);
 void test_gemm_threads(void);
 void test_pool_max_threads(void);
-void test_cgroup_cpus(void);
 void test_maxpool(void);
 void test_bn_relu_maxpool(void);
 void test_chan_relu_grad_affine(void);

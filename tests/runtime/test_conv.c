@@ -7,8 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "harness.h"
 #include "rt_internal.h"
@@ -429,55 +427,6 @@ void test_pool_max_threads(void) {
     rt_parallel_for(2 * NNQ_MAX_THREADS, 1, widest_part, &most);
     CHECK(most == 2, "%d items past the bound: a part of %lld items", 2 * NNQ_MAX_THREADS, (long long)most);
     rt_parallel_set_threads(0);
-}
-
-/* cpus.c: the CPU quota of a process's cgroups (a fake /proc/self/cgroup and cgroup
- * trees in the test's directory): cgroup v2's cpu.max of the group and of each group
- * above it, the least rounded up; v1's cpu.cfs_quota_us / cpu.cfs_period_us under
- * cpu,cpuacct; "max", -1 and missing files as no quota; other controllers ignored. */
-static void cg_file(const char *rel, const char *text) {
-    char *path = th_path(rel);
-    for (char *p = path + strlen(th_tmpdir()) + 1; *p; p++) /* mkdir -p */
-        if (*p == '/') {
-            *p = 0;
-            mkdir(path, 0777);
-            *p = '/';
-        }
-    CHECK(th_write_file(path, text, strlen(text), false), "cannot write %s", path);
-    free(path);
-}
-
-void test_cgroup_cpus(void) {
-    char *self = th_path("cg/self"), *root = th_path("cg/fs");
-    cg_file("cg/self", "0::/user.slice/job\n");
-    CHECK(rt_cgroup_cpus(self, root) == 0, "no files: no quota");
-    cg_file("cg/fs/user.slice/job/cpu.max", "max 100000\n");
-    CHECK(rt_cgroup_cpus(self, root) == 0, "max: no quota");
-    cg_file("cg/fs/user.slice/cpu.max", "250000 100000\n");
-    CHECK(rt_cgroup_cpus(self, root) == 3, "2.5 CPUs above the group: %d", rt_cgroup_cpus(self, root));
-    cg_file("cg/fs/cpu.max", "200000 100000\n");
-    CHECK(rt_cgroup_cpus(self, root) == 2, "the least of the groups: %d", rt_cgroup_cpus(self, root));
-    cg_file("cg/fs/user.slice/job/cpu.max", "50000 100000\n");
-    CHECK(rt_cgroup_cpus(self, root) == 1, "half a CPU in the group itself: %d", rt_cgroup_cpus(self, root));
-    /* v1, and a controller line that is not the CPU's */
-    cg_file("cg/self", "7:memory:/docker/c1\n4:cpu,cpuacct:/docker/c1\n0::/\n");
-    cg_file("cg/fs/memory/docker/c1/cpu.cfs_quota_us", "100000\n");
-    cg_file("cg/fs/memory/docker/c1/cpu.cfs_period_us", "100000\n");
-    cg_file("cg/fs/cpu,cpuacct/docker/c1/cpu.cfs_quota_us", "-1\n");
-    cg_file("cg/fs/cpu,cpuacct/docker/c1/cpu.cfs_period_us", "100000\n");
-    CHECK(rt_cgroup_cpus(self, root) == 2, "v1 without quota, v2's root at 2: %d", rt_cgroup_cpus(self, root));
-    cg_file("cg/fs/cpu,cpuacct/docker/c1/cpu.cfs_quota_us", "150000\n");
-    CHECK(rt_cgroup_cpus(self, root) == 2, "v1 1.5 CPUs: %d", rt_cgroup_cpus(self, root));
-    cg_file("cg/fs/cpu,cpuacct/cpu.cfs_quota_us", "50000\n");
-    cg_file("cg/fs/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-    CHECK(rt_cgroup_cpus(self, root) == 1, "v1's root at half a CPU: %d", rt_cgroup_cpus(self, root));
-    char *none = th_path("cg/none");
-    CHECK(rt_cgroup_cpus(none, root) == 0, "no /proc/self/cgroup: no quota");
-    int usable = nnq_cpus_usable();
-    CHECK(usable >= 1 && usable <= sysconf(_SC_NPROCESSORS_ONLN), "usable CPUs %d", usable);
-    free(none);
-    free(self);
-    free(root);
 }
 
 /* The pooling entry points split planes over the thread pool: with 1, 2 and 3 threads

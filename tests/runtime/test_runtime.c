@@ -204,6 +204,7 @@ static const TestCase g_cases[] = {
     CASE(test_alloc),
     CASE(test_prefault),
     CASE(test_memory_limits),
+    CASE(test_cgroup_cpus),
     CASE(test_trap),
     CASE(test_seed_override),
     CASE(test_shuffle),
@@ -221,7 +222,6 @@ static const TestCase g_cases[] = {
     CASE(test_dwconv_kernels),
     CASE(test_gemm_threads),
     CASE(test_pool_max_threads),
-    CASE(test_cgroup_cpus),
     CASE(test_maxpool),
     CASE(test_bn_relu_maxpool),
     CASE(test_chan_relu_grad_affine),
@@ -372,6 +372,43 @@ static void put(const char *rel, const char *text) {
             path[i] = '/';
         }
     CHECK(th_write_file(path, text, strlen(text), false), "writing %s", rel);
+}
+
+/* The CPU quota of a process's cgroups, laid out the same way: cgroup v2's cpu.max of
+ * the group and of each group above it, the least, rounded up; v1's cpu.cfs_quota_us
+ * over cpu.cfs_period_us under cpu,cpuacct; "max", -1 and missing files as no quota;
+ * another controller's files ignored. */
+void test_cgroup_cpus(void) {
+    static const struct {
+        const char *file, *text; /* written, then */
+        int cpus;                /* what the quota allows */
+    } steps[] = {
+        {"cq/proc", "0::/user.slice/job\n", 0},                        /* no files: none */
+        {"cq/sys/user.slice/job/cpu.max", "max 100000\n", 0},          /* max: none */
+        {"cq/sys/user.slice/cpu.max", "250000 100000\n", 3},           /* above the group, up */
+        {"cq/sys/cpu.max", "200000 100000\n", 2},                      /* the least of them */
+        {"cq/sys/user.slice/job/cpu.max", "50000 100000\n", 1},        /* the group's own */
+        {"cq/proc", "7:memory:/d/c\n4:cpu,cpuacct:/d/c\n0::/\n", 2}, /* v1 and v2's root */
+        {"cq/sys/memory/d/c/cpu.cfs_quota_us", "100000\n", 2},         /* not the CPU's */
+        {"cq/sys/memory/d/c/cpu.cfs_period_us", "100000\n", 2},
+        {"cq/sys/cpu,cpuacct/d/c/cpu.cfs_quota_us", "-1\n", 2},        /* v1's none */
+        {"cq/sys/cpu,cpuacct/d/c/cpu.cfs_period_us", "100000\n", 2},
+        {"cq/sys/cpu,cpuacct/d/c/cpu.cfs_quota_us", "150000\n", 2},    /* v1's 1.5 */
+        {"cq/sys/cpu,cpuacct/cpu.cfs_period_us", "100000\n", 2},
+        {"cq/sys/cpu,cpuacct/cpu.cfs_quota_us", "50000\n", 1},         /* v1's root */
+    };
+    char *proc = th_path("cq/proc"), *root = th_path("cq/sys");
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        put(steps[i].file, steps[i].text);
+        int got = rt_cgroup_cpus(proc, root);
+        CHECK(got == steps[i].cpus, "after %s = %s: %d CPUs, not %d", steps[i].file, steps[i].text, got,
+              steps[i].cpus);
+    }
+    CHECK(rt_cgroup_cpus(root, root) == 0, "an unreadable file: no quota");
+    int usable = nnq_cpus_usable();
+    CHECK(usable >= 1 && usable <= sysconf(_SC_NPROCESSORS_ONLN), "usable CPUs %d", usable);
+    free(proc);
+    free(root);
 }
 
 /* The memory check's cgroup limits, from files laid out as /proc/self/cgroup and
