@@ -16,7 +16,8 @@
  * 0.2 ms, timed (the next job of a training step usually comes sooner: with 20 us, one
  * job in five of a LeNet-5 run found its worker asleep and paid for waking it, and
  * whole runs took 3% longer), then sleeps on a condition variable; the caller likewise
- * while waiting for the last part. Workers start on first
+ * while waiting for the last part. With more threads than the process has CPUs nobody
+ * spins (pool_spin_ns). Workers start on first
  * use. Jobs come from one thread at a time (generated code
  * is single-threaded); a job's parts may call rt_parallel_for again, which then runs the
  * whole range inline on that thread.
@@ -57,6 +58,10 @@ static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t pool_done = PTHREAD_COND_INITIALIZER;
 static int pool_threads;    /* threads a job may use, the caller included; 0: not set */
+/* How long a waiting thread spins: RT_SPIN_NS, or none where the pool has more threads
+ * than the process has CPUs (--threads 8 on 2): a spinning thread then holds a CPU a
+ * working one needs (as libgomp stops spinning when oversubscribed). */
+static int64_t pool_spin_ns = RT_SPIN_NS;
 static int64_t pool_min_cap; /* > 0: caps every job's min_items (tests split tiny jobs) */
 static int pool_workers;    /* worker threads started */
 static uint64_t pool_generation; /* the current job */
@@ -133,10 +138,10 @@ static int64_t mono_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Spins while *p == v, for at most RT_SPIN_NS (timed, since a pause instruction takes
+/* Spins while *p == v, for at most pool_spin_ns (timed, since a pause instruction takes
  * from about 10 to over 50 ns depending on the CPU); true when *p changed. */
 static bool spin_while_eq(const uint64_t *p, uint64_t v) {
-    int64_t end = mono_ns() + RT_SPIN_NS;
+    int64_t end = mono_ns() + __atomic_load_n(&pool_spin_ns, __ATOMIC_RELAXED);
     do
         for (int i = 0; i < 64; i++) {
             if (__atomic_load_n(p, __ATOMIC_ACQUIRE) != v) return true;
@@ -148,7 +153,7 @@ static bool spin_while_eq(const uint64_t *p, uint64_t v) {
 
 /* The same while *p > 0. */
 static bool spin_while_positive(const int *p) {
-    int64_t end = mono_ns() + RT_SPIN_NS;
+    int64_t end = mono_ns() + __atomic_load_n(&pool_spin_ns, __ATOMIC_RELAXED);
     do
         for (int i = 0; i < 64; i++) {
             if (__atomic_load_n(p, __ATOMIC_ACQUIRE) <= 0) return true;
@@ -205,9 +210,15 @@ static int resolve_threads(int threads) {
 
 void rt_parallel_set_threads(int threads) {
     threads = resolve_threads(threads);
+    int64_t spin = threads > nnq_cpus_usable() ? 0 : RT_SPIN_NS;
     pthread_mutex_lock(&pool_mu);
     pool_threads = threads;
+    __atomic_store_n(&pool_spin_ns, spin, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&pool_mu);
+}
+
+int64_t rt_parallel_spin_ns(void) {
+    return __atomic_load_n(&pool_spin_ns, __ATOMIC_RELAXED);
 }
 
 int rt_parallel_threads(void) {

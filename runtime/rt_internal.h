@@ -255,6 +255,9 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx);
 void rt_parallel_set_threads(int threads);
 /* The threads a job may use, the caller included (after rt_parallel_set_threads). */
 int rt_parallel_threads(void);
+/* How long a waiting thread spins before it sleeps, in ns: 0 where the pool has more
+ * threads than the process has CPUs (nnq_cpus_usable), else 0.2 ms. */
+int64_t rt_parallel_spin_ns(void);
 /* cap > 0: every job splits as if its min_items were at most cap (tests use 1 to split
  * tiny jobs); 0: as asked. */
 void rt_parallel_set_min_items_cap(int64_t cap);

@@ -416,9 +416,16 @@ static void widest_part(void *ctx, int64_t begin, int64_t end) {
 
 /* The pool takes as many threads as --threads allows (NNQ_MAX_THREADS, 1024): a job of
  * 1,000 items at 1,000 threads runs in parts of one item each. The pool once stopped at
- * 256 threads and gave some parts four items, a many-core server's CPUs past 256 idle. */
+ * 256 threads and gave some parts four items, a many-core server's CPUs past 256 idle.
+ * With more threads than CPUs its threads do not spin while they wait. */
 void test_pool_max_threads(void) {
     int64_t most = 0;
+    /* more threads than CPUs: nobody spins waiting (a spinner holds a CPU a worker needs) */
+    rt_parallel_set_threads(nnq_cpus_usable());
+    CHECK(rt_parallel_spin_ns() > 0, "a pool of the CPUs' size spins briefly");
+    rt_parallel_set_threads(nnq_cpus_usable() + 1);
+    CHECK(rt_parallel_spin_ns() == 0, "one thread more than CPUs: %lld ns of spinning",
+          (long long)rt_parallel_spin_ns());
     rt_parallel_set_threads(1000);
     rt_parallel_for(1000, 1, widest_part, &most);
     CHECK(most == 1, "1000 items on 1000 threads: a part of %lld items", (long long)most);
