@@ -289,7 +289,8 @@ static void cache_trim(const char *dir, const char *kept, uint64_t max) {
         }
         e[n++] = (CacheEntry){strdup(de->d_name), (uint64_t)st.st_size, st.st_mtim};
     }
-    qsort(e, n, sizeof *e, by_use);
+    if (n > 1)
+        qsort(e, n, sizeof *e, by_use);
     for (size_t i = 0; i < n; i++) {
         if (total > max && e[i].name && unlinkat(dirfd(d), e[i].name, 0) == 0) total -= e[i].bytes;
         free(e[i].name);
