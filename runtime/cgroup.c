@@ -69,32 +69,29 @@ static void cgroup_walk(const char *self_cgroup, const char *fs_root, const char
     fclose(f);
 }
 
-/* The first word of DIR/FILE as a number ("max": -1); *found whether it was read. */
-static long long file_number(const char *dir, const char *file, bool *found) {
-    char path[PATH_MAX + 64];
-    long long v = -1;
-    char word[32] = "";
-    *found = false;
+/* The first two words of DIR/FILE as numbers into v ("max": -1); how many were read. */
+static int file_numbers(const char *dir, const char *file, long long v[2]) {
+    char path[PATH_MAX + 64], word[2][32];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     FILE *f = fopen(path, "r");
     if (!f)
-        return -1;
-    if (fscanf(f, "%31s", word) == 1) {
-        *found = true;
-        v = strcmp(word, "max") ? strtoll(word, NULL, 10) : -1;
-    }
+        return 0;
+    int n = fscanf(f, "%31s %31s", word[0], word[1]);
     fclose(f);
-    return v;
+    n = n < 0 ? 0 : n;
+    for (int i = 0; i < n; i++)
+        v[i] = strcmp(word[i], "max") ? strtoll(word[i], NULL, 10) : -1;
+    return n;
 }
 
 /* ---- memory ---- */
 
 static void memory_visit(const char *dir, bool v2, void *ctx) {
     int64_t *lowest = ctx;
-    bool found;
-    long long lim = file_number(dir, v2 ? "memory.max" : "memory.limit_in_bytes", &found);
-    if (lim > 0 && lim < ((long long)1 << 60) && (*lowest < 0 || lim < *lowest)) /* near 2^63: none */
-        *lowest = lim;
+    long long lim[2];
+    if (file_numbers(dir, v2 ? "memory.max" : "memory.limit_in_bytes", lim) >= 1 && lim[0] > 0 &&
+        lim[0] < ((long long)1 << 60) && (*lowest < 0 || lim[0] < *lowest)) /* near 2^63: none */
+        *lowest = lim[0];
 }
 
 int64_t rt_cgroup_limit(const char *proc_cgroup, const char *root) {
@@ -108,24 +105,14 @@ int64_t rt_cgroup_limit(const char *proc_cgroup, const char *root) {
 
 static void cpu_visit(const char *dir, bool v2, void *ctx) {
     int *least = ctx;
-    long long quota = -1, period = 0;
-    bool found = false;
-    if (v2) {
-        char path[PATH_MAX + 64];
-        snprintf(path, sizeof path, "%s/cpu.max", dir);
-        FILE *f = fopen(path, "r");
-        char q[32];
-        if (f && fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max"))
-            quota = strtoll(q, NULL, 10);
-        if (f)
-            fclose(f);
-    } else {
-        quota = file_number(dir, "cpu.cfs_quota_us", &found);
-        period = found ? file_number(dir, "cpu.cfs_period_us", &found) : 0;
-    }
-    if (quota <= 0 || period <= 0)
+    long long qp[2], period[2]; /* v2: "QUOTA PERIOD"; v1: a file each */
+    bool read = v2 ? file_numbers(dir, "cpu.max", qp) == 2
+                   : file_numbers(dir, "cpu.cfs_quota_us", qp) >= 1 && file_numbers(dir, "cpu.cfs_period_us", period) >= 1;
+    if (read && !v2)
+        qp[1] = period[0];
+    if (!read || qp[0] <= 0 || qp[1] <= 0)
         return;
-    long long cpus = (quota + period - 1) / period;
+    long long cpus = (qp[0] + qp[1] - 1) / qp[1];
     if (cpus > INT_MAX)
         cpus = INT_MAX;
     if (*least == 0 || cpus < *least)

@@ -144,32 +144,44 @@ static int64_t mono_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Spins while *p == v, for at most pool_spin_ns (timed, since a pause instruction takes
- * from about 10 to over 50 ns depending on the CPU); true when *p changed. */
+/* A spin's clock: spin_start gives its end (pool_spin_ns from now) and when it turns
+ * polite (RT_SPIN_POLITE_NS from now); spin_on, after each round of checks, yields the
+ * CPU once polite and says whether the spin goes on. Timed, since a pause instruction
+ * takes from about 10 to over 50 ns depending on the CPU. */
+static int64_t spin_start(int64_t *polite) {
+    int64_t now = mono_ns();
+    *polite = now + RT_SPIN_POLITE_NS;
+    return now + __atomic_load_n(&pool_spin_ns, __ATOMIC_RELAXED);
+}
+
+static bool spin_on(int64_t polite, int64_t end) {
+    int64_t now = mono_ns();
+    if (now >= polite)
+        sched_yield();
+    return now < end;
+}
+
+/* Spins while *p == v; true when *p changed. */
 static bool spin_while_eq(const uint64_t *p, uint64_t v) {
-    int64_t now = mono_ns(), end = now + __atomic_load_n(&pool_spin_ns, __ATOMIC_RELAXED);
-    int64_t polite = now + RT_SPIN_POLITE_NS;
-    do {
+    int64_t polite, end = spin_start(&polite);
+    do
         for (int i = 0; i < 64; i++) {
             if (__atomic_load_n(p, __ATOMIC_ACQUIRE) != v) return true;
             cpu_relax();
         }
-        if ((now = mono_ns()) >= polite) sched_yield();
-    } while (now < end);
+    while (spin_on(polite, end));
     return false;
 }
 
 /* The same while *p > 0. */
 static bool spin_while_positive(const int *p) {
-    int64_t now = mono_ns(), end = now + __atomic_load_n(&pool_spin_ns, __ATOMIC_RELAXED);
-    int64_t polite = now + RT_SPIN_POLITE_NS;
-    do {
+    int64_t polite, end = spin_start(&polite);
+    do
         for (int i = 0; i < 64; i++) {
             if (__atomic_load_n(p, __ATOMIC_ACQUIRE) <= 0) return true;
             cpu_relax();
         }
-        if ((now = mono_ns()) >= polite) sched_yield();
-    } while (now < end);
+    while (spin_on(polite, end));
     return false;
 }
 
@@ -211,16 +223,17 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/* threads <= 0: every CPU this process may use (cgroup.c); at most RT_MAX_THREADS. */
-static int resolve_threads(int threads) {
+/* threads <= 0: every CPU this process may use (usable, cgroup.c); at most RT_MAX_THREADS. */
+static int resolve_threads(int threads, int usable) {
     if (threads <= 0)
-        threads = nnq_cpus_usable();
+        threads = usable;
     return threads > RT_MAX_THREADS ? RT_MAX_THREADS : threads;
 }
 
 void rt_parallel_set_threads(int threads) {
-    threads = resolve_threads(threads);
-    int64_t spin = threads > nnq_cpus_usable() ? 0 : RT_SPIN_NS;
+    int usable = nnq_cpus_usable();
+    threads = resolve_threads(threads, usable);
+    int64_t spin = threads > usable ? 0 : RT_SPIN_NS;
     pthread_mutex_lock(&pool_mu);
     pool_threads = threads;
     __atomic_store_n(&pool_spin_ns, spin, __ATOMIC_RELAXED);
@@ -234,7 +247,7 @@ int64_t rt_parallel_spin_ns(void) {
 int rt_parallel_threads(void) {
     pthread_mutex_lock(&pool_mu);
     if (pool_threads == 0)
-        pool_threads = resolve_threads(0);
+        pool_threads = resolve_threads(0, nnq_cpus_usable());
     int threads = pool_threads;
     pthread_mutex_unlock(&pool_mu);
     return threads;
@@ -252,7 +265,7 @@ bool rt_parallel_reserve(int64_t per_thread, int64_t shared) {
     rt_parallel_init();
     pthread_mutex_lock(&pool_mu);
     if (pool_threads == 0)
-        pool_threads = resolve_threads(0);
+        pool_threads = resolve_threads(0, nnq_cpus_usable());
     /* every thread that may claim a part: the set number, and workers started before */
     int threads = pool_threads > pool_workers + 1 ? pool_threads : pool_workers + 1;
     pthread_mutex_unlock(&pool_mu);
@@ -308,7 +321,7 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
     }
     pthread_mutex_lock(&pool_mu);
     if (pool_threads == 0)
-        pool_threads = resolve_threads(0);
+        pool_threads = resolve_threads(0, nnq_cpus_usable());
     if (pool_min_cap > 0 && min_items > pool_min_cap)
         min_items = pool_min_cap;
     int64_t most = n / (min_items < 1 ? 1 : min_items);
