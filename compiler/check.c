@@ -413,15 +413,19 @@ static void check_data_source(Checker *ck, DataDecl *d, const AstNode *e) {
 static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
     static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "schedule", NULL};
     static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "schedule", NULL};
-    static const char *const optimizers[] = {"adam", "adamw", "sgd"};
-    if (e->kind != AST_CALL || (strcmp(e->name, "adam") && strcmp(e->name, "adamw") && strcmp(e->name, "sgd"))) {
-        if ((e->kind == AST_CALL || e->kind == AST_IDENT) && e->name) {
-            DiagNear near = diag_near(e->name);
-            for (int i = 0; i < 3; i++) diag_near_offer(&near, optimizers[i]);
-            diag_unknown(ck->diag, e->loc, "optimizer", &near, "(available: adam(...), adamw(...), sgd(...))");
+    static const char *const optimizers[] = {"adam", "adamw", "sgd", NULL};
+    static const char available[] = "(available: adam(...), adamw(...), sgd(...))";
+    const char *name = (e->kind == AST_CALL || e->kind == AST_IDENT) ? e->name : NULL;
+    bool known = false;
+    for (int i = 0; optimizers[i] && e->kind == AST_CALL; i++) known |= !strcmp(name, optimizers[i]);
+    if (!known) {
+        if (name) {
+            DiagNear near = diag_near(name);
+            for (int i = 0; optimizers[i]; i++) diag_near_offer(&near, optimizers[i]);
+            diag_unknown(ck->diag, e->loc, "optimizer", &near, available);
             ck->failed = true;
         } else {
-            error(ck, e->loc, "unknown optimizer (available: adam(...), adamw(...), sgd(...))", NULL);
+            error(ck, e->loc, "unknown optimizer %s", available);
         }
         return;
     }

@@ -400,8 +400,12 @@ static int export_c_entry(NnqRun *run) {
 
 /* ---- the commands ---- */
 
+const char *const deploy_commands[] = {"inspect", "eval", "predict", "export", NULL};
+
 bool deploy_command(const char *word) {
-    return !strcmp(word, "inspect") || !strcmp(word, "eval") || !strcmp(word, "predict") || !strcmp(word, "export");
+    for (const char *const *c = deploy_commands; *c; c++)
+        if (!strcmp(word, *c)) return true;
+    return false;
 }
 
 int deploy_main(int argc, char **argv, const char *stdlib_dir) {

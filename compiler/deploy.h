@@ -5,7 +5,8 @@
 
 #include "nnq_rt.h"
 
-/* True for the commands deploy_main runs. */
+/* The commands deploy_main runs (NULL-terminated), and whether word is one of them. */
+extern const char *const deploy_commands[];
 bool deploy_command(const char *word);
 /* nnqc COMMAND ...: argv[1] is the command. Returns the exit status. */
 int deploy_main(int argc, char **argv, const char *stdlib_dir);

@@ -111,6 +111,15 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The commands parse_args takes (deploy.c's run on their own: deploy_commands). */
+static const char *const commands[] = {"run", "check", "build", NULL};
+
+static bool is_command(const char *word) {
+    for (const char *const *c = commands; *c; c++)
+        if (!strcmp(word, *c)) return true;
+    return false;
+}
+
 static int parse_args(int argc, char **argv, Options *o) {
     memset(o, 0, sizeof *o);
     o->opt_level = 2;
@@ -189,15 +198,16 @@ static int parse_args(int argc, char **argv, Options *o) {
             fprintf(stderr, "nnqc: error: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
-        } else if (!o->command && !o->emit && (!strcmp(a, "run") || !strcmp(a, "check") || !strcmp(a, "build"))) {
+        } else if (!o->command && !o->emit && is_command(a)) {
             o->command = a;
         } else if (!o->command && !o->emit && !o->file && !strpbrk(a, "./") && access(a, F_OK) != 0) {
             /* a word that names no command and no file: a misspelt command */
-            static const char *const commands[] = {"run", "check", "build", "inspect", "eval", "predict", "export"};
             DiagNear near = diag_near(a);
-            for (size_t k = 0; k < sizeof commands / sizeof *commands; k++) diag_near_offer(&near, commands[k]);
-            fprintf(stderr, "nnqc: error: unknown command '%s'%s%s%s (see nnqc --help)\n", a,
-                    near.best ? "; did you mean '" : "", near.best ? near.best : "", near.best ? "'?" : "");
+            for (const char *const *c = commands; *c; c++) diag_near_offer(&near, *c);
+            for (const char *const *c = deploy_commands; *c; c++) diag_near_offer(&near, *c);
+            char hint[96];
+            fprintf(stderr, "nnqc: error: unknown command '%s'%s (see nnqc --help)\n", a,
+                    diag_near_hint(&near, hint, sizeof hint));
             return 2;
         } else if (!o->file) {
             o->file = a;

@@ -451,7 +451,8 @@ static PVal eval_call(PCtx *cx, const AstNode *e) {
     }
     DiagNear near = diag_near(e->name);
     for (int i = 0; i < NBUILTINS; i++) diag_near_offer(&near, builtins[i].name);
-    perr(cx, e->loc, near.best ? "unknown function '%s' in a projection; did you mean '%s'?" : "unknown function '%s' in a projection", e->name, near.best);
+    char hint[96];
+    perr(cx, e->loc, "unknown function '%s' in a projection%s", e->name, diag_near_hint(&near, hint, sizeof hint));
     diag_note_names(cx->diag, e->loc, "available", &builtins[0].name, NBUILTINS, sizeof builtins[0]);
     return pv_error();
 }
@@ -511,7 +512,8 @@ static PVal eval_node(PCtx *cx, const AstNode *e) {
         DiagNear near = diag_near(e->name);
         for (int i = cx->nnamed - 1; i >= 0; i--) diag_near_offer(&near, cx->names[i].name);
         for (int i = 0; i < cx->prog->nlabels; i++) diag_near_offer(&near, cx->prog->labels[i]->name);
-        perr(cx, e->loc, near.best ? "unknown name '%s' in projection; did you mean '%s'?" : "unknown name '%s' in projection", e->name, near.best);
+        char hint[96];
+        perr(cx, e->loc, "unknown name '%s' in projection%s", e->name, diag_near_hint(&near, hint, sizeof hint));
         return pv_error();
     }
     case AST_CARD: {

@@ -168,10 +168,15 @@ void diag_near_offer(DiagNear *near, const char *candidate) {
     }
 }
 
+const char *diag_near_hint(const DiagNear *near, char *buf, size_t cap) {
+    if (!near->best)
+        return "";
+    snprintf(buf, cap, "; did you mean '%s'?", near->best);
+    return buf;
+}
+
 void diag_unknown(Diag *diag, SrcLoc loc, const char *what, const DiagNear *near, const char *tail) {
-    if (near->best)
-        diag_error(diag, loc, "unknown %s '%s'%s%s; did you mean '%s'?", what, near->name, tail ? " " : "",
-                   tail ? tail : "", near->best);
-    else
-        diag_error(diag, loc, "unknown %s '%s'%s%s", what, near->name, tail ? " " : "", tail ? tail : "");
+    char hint[96];
+    diag_error(diag, loc, "unknown %s '%s'%s%s%s", what, near->name, tail ? " " : "", tail ? tail : "",
+               diag_near_hint(near, hint, sizeof hint));
 }

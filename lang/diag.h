@@ -36,8 +36,10 @@ typedef struct DiagNear {
 } DiagNear;
 DiagNear diag_near(const char *name);
 void diag_near_offer(DiagNear *near, const char *candidate);
-/* The error "unknown WHAT 'NAME'", then " TAIL" where tail is not NULL, then "; did you
- * mean 'BEST'?" where a name was near. */
+/* "; did you mean 'BEST'?" where a name was near, else "": in buf (cap bytes; 96 hold
+ * any). */
+const char *diag_near_hint(const DiagNear *near, char *buf, size_t cap);
+/* The error "unknown WHAT 'NAME'", then " TAIL" where tail is not NULL, then the hint. */
 void diag_unknown(Diag *diag, SrcLoc loc, const char *what, const DiagNear *near, const char *tail);
 int diag_error_count(const Diag *diag);
 
