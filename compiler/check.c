@@ -417,7 +417,12 @@ static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
     static const char available[] = "(available: adam(...), adamw(...), sgd(...))";
     const char *name = (e->kind == AST_CALL || e->kind == AST_IDENT) ? e->name : NULL;
     bool known = false;
-    for (int i = 0; optimizers[i] && e->kind == AST_CALL; i++) known |= !strcmp(name, optimizers[i]);
+    for (int i = 0; optimizers[i] && name; i++) known |= !strcmp(name, optimizers[i]);
+    if (known && e->kind != AST_CALL) { /* `optimizer = adam`: a known name, not called */
+        diag_error(ck->diag, e->loc, "optimizer '%s' is written as a call: %s(lr = ...) %s", name, name, available);
+        ck->failed = true;
+        return;
+    }
     if (!known) {
         if (name) {
             DiagNear near = diag_near(name);
