@@ -120,8 +120,11 @@ grep -q "note: waiting for another process writing into '$tmp/turns'" "$tmp/turn
     { bad "export beside a locked directory: did not wait ($(ls -A "$tmp/turns" | tr '\n' ' '))"; cat "$tmp/turns.err"; }
 echo go > "$tmp/turns.hold"; wait $holder
 wait $exporter; rc=$?
-[ $rc -eq 0 ] && [ -s "$tmp/turns/model.c" ] && [ -s "$tmp/turns/model.h" ] &&
-    ok "export after the lock is released: both files" || { bad "export after the lock: exit $rc"; cat "$tmp/turns.err"; }
+"$NNQC" export "$M" --format c -o "$tmp/alone" > /dev/null 2>&1 # the same export, nobody waiting
+[ $rc -eq 0 ] && [ -s "$tmp/turns/model.c" ] && cmp -s "$tmp/turns/model.c" "$tmp/alone/model.c" &&
+    cmp -s "$tmp/turns/model.h" "$tmp/alone/model.h" &&
+    ok "export after the lock is released: both files, as an export alone writes them" ||
+    { bad "export after the lock: exit $rc, or files other than an export alone's"; cat "$tmp/turns.err"; }
 
 # refused, with a message, exit 1, no output
 refused() { # WANT CMD...: exit 1, WANT in stderr
