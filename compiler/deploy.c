@@ -34,6 +34,25 @@ static DeployArgs args;          /* the command being run, for the nnq_run_invok
 static NnqModelFile *model_file;
 static NnqNet *net;
 
+/* The options of inspect, eval, predict and export (the usage says which takes which),
+ * and the two run options they take. */
+enum {
+    D_IMAGES, D_LABELS, D_CIFAR, D_CLASSES, D_COARSE, D_SPLIT, D_DATA, D_OUTPUT, D_TOP, D_FORMAT, D_NAME, D_FLOAT,
+    D_CONFUSION, D_BATCH, D_H, D_HELP
+};
+static const NnqOption deploy_options[] = {
+    [D_IMAGES] = {"--images", "FILE", NULL}, [D_LABELS] = {"--labels", "FILE", NULL},
+    [D_CIFAR] = {"--cifar", "DIR", NULL},    [D_CLASSES] = {"--classes", "N", NULL},
+    [D_COARSE] = {"--coarse", NULL, NULL},   [D_SPLIT] = {"--split", "SPLIT", NULL},
+    [D_DATA] = {"--data", "NAME", NULL},     [D_OUTPUT] = {"-o", "PATH", NULL},
+    [D_TOP] = {"--top", "K", NULL},          [D_FORMAT] = {"--format", "FORMAT", NULL},
+    [D_NAME] = {"--name", "PREFIX", NULL},   [D_FLOAT] = {"--float", NULL, NULL},
+    [D_CONFUSION] = {"--confusion", NULL, NULL}, [D_BATCH] = {"--batch", "N", NULL},
+    [D_H] = {"-h", NULL, NULL},              [D_HELP] = {"--help", NULL, NULL},
+    {NULL, NULL, NULL},
+};
+static const NnqOption run_taken[] = {{"--threads", "N", NULL}, {"--data-dir", "DIR", NULL}, {NULL, NULL, NULL}};
+
 static void deploy_usage(FILE *out) {
     fputs("usage: nnqc inspect MODEL.nnqm\n"
           "       nnqc eval MODEL.nnqm --images FILE --labels FILE   IDX (.gz) or .npy files\n"
@@ -59,52 +78,51 @@ static int parse(int argc, char **argv) {
     args.command = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        const char **str = !strcmp(a, "--images") ? &args.images : !strcmp(a, "--labels") ? &args.labels
-                           : !strcmp(a, "--cifar") ? &args.cifar : !strcmp(a, "--data") ? &args.data
-                           : !strcmp(a, "-o") ? &args.output : !strcmp(a, "--format") ? &args.format
-                           : !strcmp(a, "--name") ? &args.name : NULL;
-        if (!strcmp(a, "--threads") || !strncmp(a, "--threads=", 10) || !strcmp(a, "--data-dir") ||
-            !strncmp(a, "--data-dir=", 11)) {
-            if (nnq_run_parse_option(&args.run, argc, argv, &i) < 0) return 2;
-        } else if (str || !strcmp(a, "--top") || !strcmp(a, "--batch") || !strcmp(a, "--classes") || !strcmp(a, "--split")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "nnqc: error: %s needs a value\n", a);
+        const char *v = NULL;
+        long long n = 0;
+        int t = 0;
+        if (!strncmp(a, "--threads", 9) || !strncmp(a, "--data-dir", 10)) /* the run options these commands take */
+            t = nnq_run_parse_option(&args.run, argc, argv, &i);
+        if (t < 0) return 2;
+        if (t > 0) continue;
+        int k = nnq_option_find(deploy_options, argc, argv, &i, &v);
+        const char **str = k == D_IMAGES ? &args.images : k == D_LABELS ? &args.labels : k == D_CIFAR ? &args.cifar
+                           : k == D_DATA ? &args.data : k == D_OUTPUT ? &args.output : k == D_FORMAT ? &args.format
+                           : k == D_NAME ? &args.name : NULL;
+        if (k == -2) return 2;
+        if (str) {
+            *str = v;
+        } else if (k == D_SPLIT) {
+            if (strcmp(v, "test") && strcmp(v, "train")) {
+                fprintf(stderr, "nnqc: error: --split takes test or train, not '%s'\n", v);
                 return 2;
             }
-            const char *v = argv[++i];
-            long long n = 0;
-            if (str) {
-                *str = v;
-            } else if (!strcmp(a, "--split")) {
-                if (strcmp(v, "test") && strcmp(v, "train")) {
-                    fprintf(stderr, "nnqc: error: --split takes test or train, not '%s'\n", v);
-                    return 2;
-                }
-                args.cifar_split = !strcmp(v, "test");
-            } else if (!strcmp(a, "--classes")) {
-                if (strcmp(v, "10") && strcmp(v, "100")) {
-                    fprintf(stderr, "nnqc: error: --classes takes 10 or 100, not '%s'\n", v);
-                    return 2;
-                }
-                args.cifar_classes = atoi(v);
-            } else if (!nnq_option_number(a, v, 1, 100000, &n)) {
+            args.cifar_split = !strcmp(v, "test");
+        } else if (k == D_CLASSES) {
+            if (strcmp(v, "10") && strcmp(v, "100")) {
+                fprintf(stderr, "nnqc: error: --classes takes 10 or 100, not '%s'\n", v);
                 return 2;
-            } else if (!strcmp(a, "--top")) {
-                args.top = (int)n;
-            } else {
-                args.batch = (int)n;
             }
-        } else if (!strcmp(a, "--float")) {
+            args.cifar_classes = atoi(v);
+        } else if ((k == D_TOP || k == D_BATCH) && !nnq_option_number(deploy_options[k].flag, v, 1, 100000, &n)) {
+            return 2;
+        } else if (k == D_TOP) {
+            args.top = (int)n;
+        } else if (k == D_BATCH) {
+            args.batch = (int)n;
+        } else if (k == D_FLOAT) {
             args.floats = true;
-        } else if (!strcmp(a, "--confusion")) {
+        } else if (k == D_CONFUSION) {
             args.confusion = true;
-        } else if (!strcmp(a, "--coarse")) {
+        } else if (k == D_COARSE) {
             args.coarse = true;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        } else if (k == D_H || k == D_HELP) {
             deploy_usage(stdout);
             return 0;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "nnqc: error: unknown option '%s' for %s\n", a, args.command);
+            char where[32];
+            snprintf(where, sizeof where, " for %s", args.command);
+            nnq_option_unknown(a, where, (const NnqOption *const[]){deploy_options, run_taken, NULL}, "");
             return 2;
         } else if (!args.model) {
             args.model = a;

@@ -40,6 +40,36 @@ typedef struct Options {
     NnqRunOptions run;
 } Options;
 
+/* The compiler's options (the run options are the runtime's: nnq_run_options). The
+ * modes before -o are the usage lines' (their help: NULL). */
+enum {
+    OPT_H, OPT_HELP, OPT_VERSION, OPT_HELP_BUILTINS, OPT_HELP_LAYERS, OPT_HELP_SETTINGS, OPT_EMIT, OPT_FROM_IR,
+    OPT_OUTPUT, OPT_OPT_LEVEL, OPT_DUMP_AFTER, OPT_VERIFY_EACH, OPT_NO_SHARE_MEMORY, OPT_NO_FUSE_LAYERS, OPT_NO_CACHE
+};
+static const NnqOption options[] = {
+    [OPT_H] = {"-h", NULL, NULL},
+    [OPT_HELP] = {"--help", NULL, NULL},
+    [OPT_VERSION] = {"--version", NULL, NULL},
+    [OPT_HELP_BUILTINS] = {"--help-builtins", NULL, NULL},
+    [OPT_HELP_LAYERS] = {"--help-layers", NULL, NULL},
+    [OPT_HELP_SETTINGS] = {"--help-settings", NULL, NULL},
+    [OPT_EMIT] = {"--emit", "STAGE", NULL},
+    [OPT_FROM_IR] = {"--from-ir", "FILE.ir", NULL},
+    [OPT_OUTPUT] = {"-o", "PATH", "the trainer to write (build); where --emit writes (default stdout)"},
+    [OPT_OPT_LEVEL] = {"-O", "N", "LLVM optimization level 0-3 (default 2; 3 also unrolls and\n"
+                                  "interleaves loops)"},
+    [OPT_DUMP_AFTER] = {"--dump-after", "PASS", "print the IR after a pass: lower, instantiate, autodiff, fuse_layers,\n"
+                                                 "fuse or memplan"},
+    [OPT_VERIFY_EACH] = {"--verify-each", NULL, "run the IR verifier after every pass"},
+    [OPT_NO_SHARE_MEMORY] = {"--no-share-memory", NULL, "give every IR value its own buffer (no lifetime sharing)"},
+    [OPT_NO_FUSE_LAYERS] = {"--no-fuse-layers", NULL, "keep bias_add + batch norm (+ relu, + maxpool), relu_grad + bn_grad,\n"
+                                                      "relu + maxpool and add + relu as separate ops"},
+    [OPT_NO_CACHE] = {"--no-cache", NULL, "neither use nor fill the compiled-code cache ($NNQ_CACHE_DIR,\n"
+                                          "else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)"},
+    {NULL, NULL, NULL},
+};
+static const NnqOption *const compiler_options = options + OPT_OUTPUT; /* those the help lists */
+
 static void usage(FILE *out) {
     fputs("usage: nnqc run FILE.nnq [options]       compile and train\n"
           "       nnqc build FILE.nnq -o TRAINER    write a standalone trainer executable\n"
@@ -54,20 +84,10 @@ static void usage(FILE *out) {
           "       nnqc --version                    this build, its LLVM, the CPU and the libraries it runs on\n"
           "training options (run; a built trainer takes the same):\n",
           out);
-    fputs(nnq_run_options_help(), out);
-    fputs("compiler options:\n"
-          "  -o PATH            the trainer to write (build); where --emit writes (default stdout)\n"
-          "  -O N               LLVM optimization level 0-3 (default 2; 3 also unrolls and\n"
-          "                     interleaves loops)\n"
-          "  --dump-after=PASS  print the IR after a pass: lower, instantiate, autodiff, fuse_layers,\n"
-          "                     fuse or memplan\n"
-          "  --verify-each      run the IR verifier after every pass\n"
-          "  --no-share-memory  give every IR value its own buffer (no lifetime sharing)\n"
-          "  --no-fuse-layers   keep bias_add + batch norm (+ relu, + maxpool), relu_grad + bn_grad,\n"
-          "                     relu + maxpool and add + relu as separate ops\n"
-          "  --no-cache         neither use nor fill the compiled-code cache ($NNQ_CACHE_DIR,\n"
-          "                     else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)\n"
-          "environment:\n"
+    nnq_options_print(out, nnq_run_options);
+    fputs("compiler options:\n", out);
+    nnq_options_print(out, compiler_options);
+    fputs("environment:\n"
           "  NNQ_ISA=avx2|portable  generate code and run kernels for at most AVX2 (or SSE2),\n"
           "                     as on an older CPU (default: the widest this CPU runs)\n"
           "  NNQ_JITDUMP=1      name the generated functions for perf: a jitdump file under\n"
@@ -127,43 +147,43 @@ static int parse_args(int argc, char **argv, Options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
-#define TAKES(flag)                                                                                \
-    (strcmp(a, flag) == 0 ? (i + 1 < argc ? (val = argv[++i], 1) : (fprintf(stderr, "nnqc: error: %s needs a value\n", flag), -1)) \
-     : strncmp(a, flag "=", strlen(flag) + 1) == 0 ? (val = a + strlen(flag) + 1, 1) : 0)
         int t = nnq_run_parse_option(&o->run, argc, argv, &i);
         if (t < 0) return 2;
         if (t > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) { /* for a bug report: this build and what it runs on */
+        int k = a[0] == '-' && a[1] == 'O' && a[2] && a[2] != '=' ? OPT_OPT_LEVEL : nnq_option_find(options, argc, argv, &i, &val);
+        if (k == OPT_OPT_LEVEL && !val) val = a + 2; /* -O2 */
+        switch (k) {
+        case -2: return 2;
+        case OPT_H:
+        case OPT_HELP: usage(stdout); return 0;
+        case OPT_VERSION: { /* for a bug report: this build and what it runs on */
             char *cpu = LLVMGetHostCPUName();
             printf("nnqc %s\nLLVM %s, host CPU %s\n", NNQ_VERSION, LLVM_VERSION_STRING, cpu);
             LLVMDisposeMessage(cpu);
             nnq_describe_libraries(stdout);
             return 0;
-        } else if (!strcmp(a, "--help-builtins")) { /* the functions of projections, as a Markdown table */
+        }
+        case OPT_HELP_BUILTINS: /* the functions of projections, as a Markdown table */
             printf("| function | value |\n|---|---|\n");
             proj_builtins_print(stdout);
             return 0;
-        } else if (!strcmp(a, "--help-layers")) { /* the layers, as a Markdown table */
+        case OPT_HELP_LAYERS: /* the layers, as a Markdown table */
             printf("| layer | input | result | parameters |\n|---|---|---|---|\n");
             layers_print(stdout);
             return 0;
-        } else if (!strcmp(a, "--help-settings")) { /* a train block's settings, as a Markdown table */
+        case OPT_HELP_SETTINGS: /* a train block's settings, as a Markdown table */
             printf("| setting | meaning | default |\n|---|---|---|\n");
             train_settings_print(stdout);
             return 0;
-        } else if ((t = TAKES("--emit"))) {
-            if (t < 0) return 2;
+        case OPT_EMIT:
             for (int e = EMIT_TOKENS; e <= EMIT_OBJ; e++)
                 if (!strcmp(val, emit_names[e])) o->emit = (Emit)e;
             if (!o->emit) {
                 fprintf(stderr, "nnqc: error: unknown stage '%s' (tokens, ast, ir, llvm, asm, obj)\n", val);
                 return 2;
             }
-        } else if ((t = TAKES("--dump-after"))) {
-            if (t < 0) return 2;
+            continue;
+        case OPT_DUMP_AFTER: {
             bool known = false;
             for (int p = 0; nnq_ir_pass_name(p); p++) known |= !strcmp(val, nnq_ir_pass_name(p));
             if (!known) {
@@ -173,30 +193,25 @@ static int parse_args(int argc, char **argv, Options *o) {
                 return 2;
             }
             o->dump_after = val;
-        } else if ((t = TAKES("--from-ir"))) {
-            if (t < 0) return 2;
-            o->from_ir = val;
-        } else if ((t = TAKES("-o"))) {
-            if (t < 0) return 2;
-            o->output = val;
-        } else if (!strcmp(a, "--verify-each")) {
-            o->verify_each = true;
-        } else if (!strcmp(a, "--no-share-memory")) {
-            o->unshared_memory = true;
-        } else if (!strcmp(a, "--no-cache")) {
-            o->no_cache = true;
-        } else if (!strcmp(a, "--no-fuse-layers")) {
-            o->no_fuse_layers = true;
-        } else if (!strncmp(a, "-O", 2)) {
-            const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
-            if (v[0] < '0' || v[0] > '3' || v[1]) {
+            continue;
+        }
+        case OPT_FROM_IR: o->from_ir = val; continue;
+        case OPT_OUTPUT: o->output = val; continue;
+        case OPT_OPT_LEVEL:
+            if (val[0] < '0' || val[0] > '3' || val[1]) {
                 fprintf(stderr, "nnqc: error: -O takes 0, 1, 2 or 3\n");
                 return 2;
             }
-            o->opt_level = v[0] - '0';
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "nnqc: error: unknown option '%s'\n", a);
-            usage(stderr);
+            o->opt_level = val[0] - '0';
+            continue;
+        case OPT_VERIFY_EACH: o->verify_each = true; continue;
+        case OPT_NO_SHARE_MEMORY: o->unshared_memory = true; continue;
+        case OPT_NO_FUSE_LAYERS: o->no_fuse_layers = true; continue;
+        case OPT_NO_CACHE: o->no_cache = true; continue;
+        default: break; /* -1: not an option */
+        }
+        if (a[0] == '-' && a[1]) {
+            nnq_option_unknown(a, "", (const NnqOption *const[]){nnq_run_options, options, NULL}, " (see nnqc --help)");
             return 2;
         } else if (!o->command && !o->emit && is_command(a)) {
             o->command = a;

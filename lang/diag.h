@@ -13,6 +13,7 @@
 
 #include <stdio.h>
 
+#include "near.h"
 #include "source.h"
 
 typedef struct Diag Diag;
@@ -26,19 +27,6 @@ void diag_note(Diag *diag, SrcLoc loc, const char *fmt, ...) __attribute__((form
 void diag_note_names(Diag *diag, SrcLoc loc, const char *what, const char *const *first, int n, size_t stride);
 void diag_error_noloc(Diag *diag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* "Did you mean": start a DiagNear with the unknown name, offer it every name in sight;
- * it keeps the closest within (length + 2) / 3 edits (an insertion, a deletion, a
- * substitution, or two neighbours swapped), the first offered among equals. Names past
- * 64 bytes get no suggestion. */
-typedef struct DiagNear {
-    const char *name, *best;
-    int dist;
-} DiagNear;
-DiagNear diag_near(const char *name);
-void diag_near_offer(DiagNear *near, const char *candidate);
-/* "; did you mean 'BEST'?" where a name was near, else "": in buf (cap bytes; 96 hold
- * any). */
-const char *diag_near_hint(const DiagNear *near, char *buf, size_t cap);
 /* The error "unknown WHAT 'NAME'", then " TAIL" where tail is not NULL, then the hint. */
 void diag_unknown(Diag *diag, SrcLoc loc, const char *what, const DiagNear *near, const char *tail);
 int diag_error_count(const Diag *diag);

@@ -97,15 +97,30 @@ void nnq_run_free(NnqRun *run);
 /* This process's rank in its MPI job: 0 without MPI (runtime/mpi.c). */
 int nnq_run_rank(const NnqRun *run);
 
-/* Parses the run option at argv[*i] (--epochs, --seed, --threads, --data-dir,
- * --metrics, --resume, --progress, --quiet), advancing *i past its value. Returns 1 when consumed,
- * 0 when argv[*i] is not a run option, -1 after printing an error. */
+/* A command-line option: its flag ("--epochs", "-o"), the name of its value in the help
+ * ("N"; NULL: a switch, which takes none) and its help, whose lines after the first
+ * continue under it. Each command's options are one table, ended by a row of NULLs. */
+typedef struct NnqOption {
+    const char *flag, *value, *help;
+} NnqOption;
+/* argv[*i] against a table: the index of its row, with the value in *val ("--flag VALUE",
+ * *i then moved past VALUE, or "--flag=VALUE"); -1 when argv[*i] is no row's flag; -2
+ * after printing that a flag lacks its value or that a switch was given one. */
+int nnq_option_find(const NnqOption *table, int argc, char **argv, int *i, const char **val);
+/* The help of a table's rows: "  FLAG VALUE", the help from column 22. */
+void nnq_options_print(FILE *out, const NnqOption *table);
+/* Prints "nnqc: error: unknown option 'ARG'" + where (e.g. " for eval"; may be "") + the
+ * closest flag of the NULL-ended list of tables ("; did you mean '--epochs'?") + tail. */
+void nnq_option_unknown(const char *arg, const char *where, const NnqOption *const *tables, const char *tail);
+/* The options every trainer takes (--epochs, --seed, --threads, --data-dir, --metrics,
+ * --resume, --progress, --quiet, --profile). */
+extern const NnqOption nnq_run_options[];
+/* Parses the run option at argv[*i], advancing *i past its value. Returns 1 when
+ * consumed, 0 when argv[*i] is not a run option, -1 after printing an error. */
 int nnq_run_parse_option(NnqRunOptions *opts, int argc, char **argv, int *i);
 /* A whole number from lo to hi in s, the value of option `flag`: true with *out set, or
  * false after printing "FLAG takes a whole number from LO TO HI, not 'S'". */
 bool nnq_option_number(const char *flag, const char *s, long long lo, long long hi, long long *out);
-/* The help text of those options, one per line. */
-const char *nnq_run_options_help(void);
 /* A program's buffer in a built trainer: a common symbol of its .bss. */
 typedef struct NnqSpan {
     void *start;

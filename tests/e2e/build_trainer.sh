@@ -38,11 +38,17 @@ cmp resumed.nnqm mlp_subset.nnqm || fail "trainer --resume and an uninterrupted 
 set +e
 ./trainer --bogus > bad.txt 2>&1; rc=$?
 set -e
-[ $rc -eq 2 ] && grep -q "unknown option '--bogus'" bad.txt || fail "unknown option: exit $rc"
+[ $rc -eq 2 ] && grep -q "unknown option '--bogus' (see --help)" bad.txt || fail "unknown option: exit $rc"
+set +e
+./trainer --epoch=2 > bad.txt 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -qF "unknown option '--epoch=2'; did you mean '--epochs'? (see --help)" bad.txt || { cat bad.txt; fail "--epoch=2: exit $rc"; }
 # a bad option value: exit 2 and what the option takes
 for arg in "--threads 0|--threads takes a whole number from 1 to 1024, not '0'" \
            "--epochs=2e3|--epochs takes a whole number from 1 to 1000000, not '2e3'" \
-           "--progress=bars|--progress takes bar, lines or auto, not 'bars'"; do
+           "--progress=bars|--progress takes bar, lines or auto, not 'bars'" \
+           "--quiet=yes|--quiet takes no value" \
+           "--seed|--seed needs a value"; do
     set +e
     ./trainer ${arg%%|*} > bad.txt 2>&1; rc=$?
     set -e

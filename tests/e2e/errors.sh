@@ -242,7 +242,12 @@ expect_usage() { # NAME PATTERN ARGS...: nnqc exits 2 and prints PATTERN
 expect_usage cmd-check "error: unknown command 'chek'; did you mean 'check'? (see nnqc --help)" chek m.nnq
 expect_usage cmd-eval "error: unknown command 'evl'; did you mean 'eval'?" evl m.nnqm
 expect_usage cmd-far "error: unknown command 'frobnicate' (see nnqc --help)" frobnicate m.nnq
-expect_usage option "error: unknown option '--epoch'" run m.nnq --epoch 3
+expect_usage option "error: unknown option '--epoch'; did you mean '--epochs'? (see nnqc --help)" run m.nnq --epoch 3
+expect_usage option-compiler "error: unknown option '--no-cahce'; did you mean '--no-cache'?" run m.nnq --no-cahce
+expect_usage option-far "error: unknown option '--frobnicate' (see nnqc --help)" check m.nnq --frobnicate
+expect_usage option-switch "error: --verify-each takes no value" check m.nnq --verify-each=1
+expect_usage option-eval "error: unknown option '--imgaes' for eval; did you mean '--images'?" eval m.nnqm --imgaes a
+expect_usage option-eval-run "error: unknown option '--thread' for eval; did you mean '--threads'?" eval m.nnqm --thread 2
 expect_usage build-output "error: build needs -o TRAINER" build m.nnq
 expect_usage opt-level "error: -O takes 0, 1, 2 or 3" check m.nnq -O4
 

@@ -17,7 +17,7 @@ NNQC="$1"; SRC="$2"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ex="$SRC/examples/fashion_lenet5_pmf.nnq"
 
-passes=$("$NNQC" --help | sed -n 's/.*--dump-after=PASS  print the IR after a pass: //p;/^ \{21\}[a-z_, ]*or [a-z_]*$/p' | tr -d ',' | sed 's/ or / /' | tr -s ' \n' ' ')
+passes=$("$NNQC" --help | sed -n 's/.*--dump-after PASS  print the IR after a pass: //p;/^ \{21\}[a-z_, ]*or [a-z_]*$/p' | tr -d ',' | sed 's/ or / /' | tr -s ' \n' ' ')
 [ "$(echo $passes)" = "lower instantiate autodiff fuse_layers fuse memplan" ] && ok "the help lists the passes: $passes" || bad "the help lists '$passes'"
 prev=""
 for p in lower instantiate autodiff fuse_layers fuse memplan; do
