@@ -11,7 +11,10 @@
  *    on PATH.tmp, wr_init): each file renamed into place is one writer's, whole.
  *  - Between rt_wr_open and rt_wr_commit nothing fails: a write error is recorded and
  *    reported by the commit.
- *  - A reader never reads past `end`; a failed read leaves a message in `err`.
+ *  - A reader never reads past `end`; a failed read leaves a message in `err`. A file
+ *    is read whole into memory (rt_slurp), not mapped: a file cut short or a disk
+ *    failing while it is read is an error, where a mapping would end the process with
+ *    SIGBUS.
  *  - nnq_file_write is the same writer for a whole file in memory without a run (nnqc
  *    --emit -o): no CRC, the failure described in the caller's buffer.
  *  - nnq_stdout_check, at the end of a command, reports output to standard output that
@@ -391,6 +394,43 @@ void nnq_npy_save(NnqRun *run, const char *path, const char *descr, int ndim, co
 }
 
 /* ---- reading ---- */
+
+unsigned char *rt_slurp(const char *path, const char *what, size_t *size, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s '%s': %s", what, path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        snprintf(err, errlen, "cannot read %s '%s': %s", what, path, e ? strerror(e) : "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        snprintf(err, errlen, "cannot read %s '%s': out of memory for its %zu bytes", what, path, n);
+        close(fd);
+        return NULL;
+    }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(err, errlen, "cannot read %s '%s': %s", what, path, r < 0 ? strerror(errno) : "file shrank while reading");
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *size = n;
+    return buf;
+}
 
 void rt_rd_error(RtReader *r, const char *fmt, ...) {
     int n = r->path ? snprintf(r->err, r->errlen, "'%s': %s: ", r->path, r->kind)

@@ -41,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -493,31 +492,17 @@ int32_t nnq_rt_checkpoint_resume(NnqRun *run, int32_t epochs) {
         snprintf(p, n + sizeof CKPT_FILE + 1, "%s/%s", from, CKPT_FILE);
         path = p;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        nnq_rt_fail(run, "cannot resume from '%s': cannot open checkpoint '%s': %s", from, path,
-                    strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        int e = errno;
-        close(fd);
-        nnq_rt_fail(run, "cannot resume from '%s': '%s' is not a regular file%s%s", from, path,
-                    e ? ": " : "", e ? strerror(e) : "");
-    }
-    size_t size = (size_t)st.st_size;
     char err[1024] = "";
+    size_t size;
+    unsigned char *buf = rt_slurp(path, "checkpoint", &size, err, sizeof err);
+    if (!buf)
+        nnq_rt_fail(run, "cannot resume from '%s': %s", from, err);
     int64_t epoch = -1;
-    if (size == 0) {
+    if (size == 0)
         snprintf(err, sizeof err, "is truncated: the file is empty");
-    } else {
-        void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            snprintf(err, sizeof err, "cannot be read: %s", strerror(errno));
-        } else {
-            epoch = ck_load(run, map, size, epochs, err, sizeof err);
-            munmap(map, size);
-        }
-    }
-    close(fd);
+    else
+        epoch = ck_load(run, buf, size, epochs, err, sizeof err);
+    free(buf);
     if (epoch < 0)
         nnq_rt_fail(run, "checkpoint '%s' %s", path, err);
     rt_progress_resumed(run, epoch);

@@ -705,48 +705,6 @@ void nnq_model_free(NnqModelFile *mf) {
     free(mf);
 }
 
-static unsigned char *model_slurp(const char *path, size_t *size, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open model file '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "cannot read model file '%s': %s", path, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "cannot read model file '%s': not a regular file", path);
-        close(fd);
-        return NULL;
-    }
-    size_t n = (size_t)st.st_size, got = 0;
-    unsigned char *buf = malloc(n ? n : 1);
-    if (!buf) {
-        snprintf(err, errlen, "out of memory reading model file '%s'", path);
-        close(fd);
-        return NULL;
-    }
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            snprintf(err, errlen, "cannot read model file '%s': %s", path,
-                     r < 0 ? strerror(errno) : "file shrank while reading");
-            free(buf);
-            close(fd);
-            return NULL;
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *size = n;
-    return buf;
-}
-
 static int by_name(const void *a, const void *b) {
     return strcmp((*(NnqModelTensor *const *)a)->name, (*(NnqModelTensor *const *)b)->name);
 }
@@ -783,7 +741,7 @@ NnqModelFile *nnq_model_load(const char *path, int flags, char *err, size_t errl
         errlen = sizeof dummy;
     }
     size_t size;
-    unsigned char *buf = model_slurp(path, &size, err, errlen);
+    unsigned char *buf = rt_slurp(path, "model file", &size, err, errlen);
     if (!buf)
         return NULL;
     NnqModelFile *mf = NULL;

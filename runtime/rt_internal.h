@@ -437,6 +437,10 @@ uint32_t rt_le32(const unsigned char *p);
 uint64_t rt_le64(const unsigned char *p);
 void rt_put_le32(unsigned char *p, uint32_t v);
 void rt_put_le64(unsigned char *p, uint64_t v);
+/* The whole regular file PATH in a malloc'd buffer of *size bytes (at least one byte
+ * allocated), or NULL with "cannot open WHAT 'PATH': ..." / "cannot read WHAT 'PATH': ..."
+ * in err. */
+unsigned char *rt_slurp(const char *path, const char *what, size_t *size, char *err, size_t errlen);
 
 /* Writes PATH.tmp, CRC-32 of everything written appended by the commit, which fsyncs,
  * renames over PATH and fsyncs the directory; on failure removes the .tmp and fails the
