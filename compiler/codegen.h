@@ -73,5 +73,10 @@ int cg_compile_objects(LLVMModuleRef mod, int opt_level, int threads, LLVMMemory
  * `out`, atomically (temporary files named with the process id, then a rename); a
  * signal ending the build removes them. */
 bool link_trainer(LLVMMemoryBufferRef *objs, int nobjs, const char *out, Diag *diag);
+/* Whether a trainer can be written at `out`, before the build's work (reported when
+ * not): a directory, a missing or read-only directory, or something that is no regular
+ * file (/dev/null: the rename would replace the device). Where `out` is a symbolic link,
+ * link_trainer replaces the file it names. */
+bool link_output_ok(const char *out, Diag *diag);
 
 #endif

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "codegen.h"
+#include "nnq_rt.h"
 
 extern char **environ;
 
@@ -156,7 +157,22 @@ static bool run_linker(char *const *objects, int nobjects, const char *tmp, cons
     return ok;
 }
 
+bool link_output_ok(const char *out, Diag *diag) {
+    int err = nnq_output_check(out);
+    char *real = NULL;
+    if (!err && nnq_output_dest(out, &real) == NNQ_DEST_STREAM) { /* renamed over, /dev/null would become a trainer */
+        diag_error_noloc(diag, "cannot write the trainer '%s': it is not a regular file", out);
+        return false;
+    }
+    free(real);
+    if (err) diag_error_noloc(diag, "cannot write the trainer '%s': %s", out, nnq_output_problem(err));
+    return !err;
+}
+
 bool link_trainer(LLVMMemoryBufferRef *objs, int nobjs, const char *out, Diag *diag) {
+    char *real;
+    nnq_output_dest(out, &real); /* link_output_ok refused a stream */
+    if (real) out = real;        /* a link: the file it names is replaced, the link stays */
     char *paths[CG_MAX_OBJECTS + 1];
     int written = 0;
     bool ok = true;
@@ -183,5 +199,6 @@ bool link_trainer(LLVMMemoryBufferRef *objs, int nobjs, const char *out, Diag *d
     link_handle_signals(false);
     for (int i = 0; i < written; i++) free(paths[i]);
     free(tmp);
+    free(real);
     return ok;
 }

@@ -253,11 +253,8 @@ static bool build_trainer(const Options *o, const Program *prog, const IrModule 
         diag_error_noloc(diag, "%s: nothing to build: the program has no train block", o->file);
         return false;
     }
-    int err = nnq_output_check(o->output); /* before its code is compiled (seconds for a large network) */
-    if (err) {
-        diag_error_noloc(diag, "cannot write the trainer '%s': %s", o->output, nnq_output_problem(err));
+    if (!link_output_ok(o->output, diag)) /* before its code is compiled (seconds for a large network) */
         return false;
-    }
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = cg_emit_module(m, ctx, false, diag);
     bool ok = false;

@@ -7,7 +7,9 @@
  *    PATH.tmp, the CRC-32 of everything written is appended, the file is fsynced and
  *    renamed over PATH, and the directory is fsynced (best effort). On any failure the
  *    .tmp is removed, PATH is untouched and the run fails naming the step, after the
- *    descriptor is closed. Writers of one PATH in several processes take turns (a lock
+ *    descriptor is closed. Where PATH is a symbolic link, the file it names is replaced
+ *    and the link stays; where PATH is no file (/dev/null, a terminal, a pipe: nnq_output_dest),
+ *    it is written in place, since a rename would replace the device with a file. Writers of one PATH in several processes take turns (a lock
  *    on PATH.tmp, wr_init): each file renamed into place is one writer's, whole.
  *  - Between rt_wr_open and rt_wr_commit nothing fails: a write error is recorded and
  *    reported by the commit.
@@ -55,6 +57,46 @@ void rt_put_le64(unsigned char *p, uint64_t v) {
 
 /* ---- writing ---- */
 
+/* The path a symbolic link's target has from here: a relative target is taken from the
+ * link's directory. malloc'd; NULL when it cannot be read. */
+static char *link_target(const char *link, off_t len) {
+    char *t = malloc((size_t)len + 1);
+    ssize_t n = t ? readlink(link, t, (size_t)len + 1) : -1;
+    if (n < 0 || n > len) {
+        free(t);
+        return NULL;
+    }
+    t[n] = '\0';
+    const char *slash = strrchr(link, '/');
+    if (t[0] == '/' || !slash)
+        return t;
+    size_t d = (size_t)(slash - link) + 1;
+    char *joined = malloc(d + (size_t)n + 1);
+    if (joined) {
+        memcpy(joined, link, d);
+        memcpy(joined + d, t, (size_t)n + 1);
+    }
+    free(t);
+    return joined;
+}
+
+NnqDest nnq_output_dest(const char *path, char **real) {
+    struct stat st;
+    *real = NULL;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return NNQ_DEST_STREAM;
+    /* links, to a file or to none yet (a link made for the first run's output), followed
+     * as the kernel does, at most 40 */
+    for (int hops = 0; hops < 40 && lstat(*real ? *real : path, &st) == 0 && S_ISLNK(st.st_mode); hops++) {
+        char *next = link_target(*real ? *real : path, st.st_size);
+        free(*real);
+        *real = next;
+        if (!next)
+            break; /* unreadable: the link itself is replaced */
+    }
+    return NNQ_DEST_FILE;
+}
+
 int rt_open_tmp_locked(const char *tmp, bool wait) {
     struct stat mine, named;
     int fd;
@@ -90,16 +132,15 @@ int rt_open_tmp_locked(const char *tmp, bool wait) {
 }
 
 /* PATH.tmp opened for w (tmp: the caller's, freed by it) by rt_open_tmp_locked, waiting
- * its turn; a failure is recorded as the step "create", which rt_wr_bytes then skips
- * and wr_finish reports. The lock is held until the .tmp is renamed or removed
+ * its turn, or PATH itself for a stream (nnq_output_dest); a failure is recorded as the step
+ * "create" ("open"), which rt_wr_bytes then skips and wr_finish reports. The lock is held until the .tmp is renamed or removed
  * (wr_finish). (Opened with O_TRUNC and unlocked, two runs saving one model file both
  * wrote into one .tmp, and a mix of the two was renamed into place.) */
-static void wr_init(RtWriter *w, NnqRun *run, const char *path, const char *tmp, const char *what) {
-    *w =
-        (RtWriter){.run = run, .path = path, .tmp = tmp, .what = what, .crc = crc32(0L, Z_NULL, 0)};
-    w->fd = rt_open_tmp_locked(tmp, true);
+static void wr_init(RtWriter *w, NnqRun *run, const char *path, const char *tmp, const char *what, bool stream) {
+    *w = (RtWriter){.run = run, .path = path, .tmp = tmp, .what = what, .crc = crc32(0L, Z_NULL, 0), .stream = stream};
+    w->fd = stream ? open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY) : rt_open_tmp_locked(tmp, true);
     if (w->fd < 0)
-        w->step = "create", w->err = errno;
+        w->step = stream ? "open" : "create", w->err = errno;
 }
 
 /* PATH.tmp in tmp, which holds strlen(path) + 5 bytes (NULL: none). */
@@ -113,18 +154,29 @@ static char *tmp_name(char *tmp, const char *path) {
 }
 
 void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what) {
-    char *tmp = tmp_name(rt_alloc_block(run, (int64_t)strlen(path) + 5, false), path);
-    wr_init(w, run, path, tmp, what);
+    char *real;
+    bool stream = nnq_output_dest(path, &real) == NNQ_DEST_STREAM;
+    if (real) {
+        path = rt_strdup(run, real);
+        free(real);
+    }
+    char *tmp = stream ? NULL : tmp_name(rt_alloc_block(run, (int64_t)strlen(path) + 5, false), path);
+    wr_init(w, run, path, tmp, what, stream);
     if (w->step)
-        nnq_rt_fail(run, "%s '%s': cannot create '%s': %s", what, path, tmp, strerror(w->err));
-    w->defer = run->files_deferred;
+        nnq_rt_fail(run, "%s '%s': cannot %s '%s': %s", what, path, stream ? "open" : "create", stream ? path : tmp,
+                    strerror(w->err));
+    w->defer = run->files_deferred && !stream;
 }
 
 int nnq_output_check(const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) /* the rename at the end would fail */
         return EISDIR;
-    char *tmp = tmp_name(malloc(strlen(path) + 5), path);
+    char *real;
+    if (nnq_output_dest(path, &real) == NNQ_DEST_STREAM)
+        return access(path, W_OK) == 0 ? 0 : errno;
+    char *tmp = tmp_name(malloc(strlen(real ? real : path) + 5), real ? real : path);
+    free(real);
     if (!tmp)
         return ENOMEM;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
@@ -198,11 +250,11 @@ static bool wr_rename(const char *tmp, const char *path) {
 static bool wr_finish(RtWriter *w) {
     if (!w->no_crc)
         rt_wr_u32(w, (uint32_t)w->crc);
-    if (!w->step && fsync(w->fd) != 0)
+    if (!w->step && !w->stream && fsync(w->fd) != 0)
         w->step = "sync", w->err = errno;
-    if (!w->step && !w->defer && !wr_rename(w->tmp, w->path))
+    if (!w->step && !w->defer && !w->stream && !wr_rename(w->tmp, w->path))
         w->step = "rename", w->err = errno;
-    if (w->step && w->fd >= 0) /* a .tmp this writer created */
+    if (w->step && w->fd >= 0 && !w->stream) /* a .tmp this writer created */
         unlink(w->tmp);
     if (w->fd >= 0 && close(w->fd) != 0 && !w->step)
         w->step = "close", w->err = errno;
@@ -211,7 +263,7 @@ static bool wr_finish(RtWriter *w) {
 
 void rt_wr_commit(RtWriter *w) {
     if (!wr_finish(w))
-        nnq_rt_fail(w->run, "%s '%s': %s of '%s' failed: %s", w->what, w->path, w->step, w->tmp,
+        nnq_rt_fail(w->run, "%s '%s': %s of '%s' failed: %s", w->what, w->path, w->step, w->stream ? w->path : w->tmp,
                     strerror(w->err));
     if (!w->defer)
         return;
@@ -231,21 +283,26 @@ void rt_wr_commit(RtWriter *w) {
 }
 
 bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, size_t cap) {
-    char *tmp = tmp_name(malloc(strlen(path) + 5), path);
-    if (!tmp) {
+    char *real;
+    bool stream = nnq_output_dest(path, &real) == NNQ_DEST_STREAM;
+    const char *dest = real ? real : path;
+    char *tmp = stream ? NULL : tmp_name(malloc(strlen(dest) + 5), dest);
+    if (!stream && !tmp) {
+        free(real);
         snprintf(msg, cap, "out of memory");
         return false;
     }
     RtWriter w;
-    wr_init(&w, NULL, path, tmp, NULL);
+    wr_init(&w, NULL, dest, tmp, NULL, stream);
     w.no_crc = true;
     rt_wr_bytes(&w, data, len);
     bool ok = wr_finish(&w);
     if (!ok && w.fd < 0)
-        snprintf(msg, cap, "cannot create '%s': %s", tmp, strerror(w.err));
+        snprintf(msg, cap, "cannot %s '%s': %s", stream ? "open" : "create", stream ? dest : tmp, strerror(w.err));
     else if (!ok)
-        snprintf(msg, cap, "%s of '%s' failed: %s", w.step, tmp, strerror(w.err));
+        snprintf(msg, cap, "%s of '%s' failed: %s", w.step, stream ? dest : tmp, strerror(w.err));
     free(tmp);
+    free(real);
     return ok;
 }
 

@@ -145,6 +145,14 @@ void nnq_prefault(void *p, size_t bytes);
 int nnq_output_check(const char *path);
 /* nnq_output_check's nonzero answer in words: "it is a directory", or strerror(err). */
 const char *nnq_output_problem(int err);
+/* How a writer of PATH writes it. NNQ_DEST_FILE: a regular file, or none yet, replaced
+ * whole: PATH.tmp renamed over it; where PATH is a symbolic link, *real is the file it
+ * names (malloc'd), which is replaced in its own directory, the link left as it is (else
+ * NULL). NNQ_DEST_STREAM: PATH is something else that exists and is not a directory (a
+ * terminal, /dev/null, /dev/stdout, a pipe), written in place: renamed over, the device
+ * or the link to it would be replaced by a file (as root: /dev/null itself). */
+typedef enum { NNQ_DEST_FILE, NNQ_DEST_STREAM } NnqDest;
+NnqDest nnq_output_dest(const char *path, char **real);
 
 /* Writes a whole file held in memory durably, as a model file is written (PATH.tmp,
  * fsync, rename; no partial file under PATH), without a run: true, or false with

@@ -16,12 +16,15 @@
  *    only ever holds whole lines: a run's complete record, or the record of the epochs
  *    a failed or interrupted run finished (a divergence is diagnosed from it); a run
  *    that failed before its first line, or on writing the file, leaves PATH as it was.
+ *    Where PATH is a symbolic link, the file it names is written so; where it is no file
+ *    (/dev/stdout, a pipe: nnq_output_dest), the lines go to it as they come, no .tmp, no lock.
  *  - --resume continues the record: the new file starts with the epoch lines 1..E of
  *    the earlier one (PATH.tmp when a killed run left one, else PATH), E being the
  *    checkpoint's epoch, so no epoch appears twice.
  *  - Values < 0 (and non-finite values) mean "not evaluated": omitted from the line and
  *    written as null in JSON. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -71,6 +74,22 @@ bool rt_progress_open(NnqRun *run) {
         fprintf(stderr, "nnqc: error: cannot write metrics file '%s': it is a directory\n", path);
         return false;
     }
+    char *real;
+    if (nnq_output_dest(path, &real) == NNQ_DEST_STREAM) { /* /dev/stdout, a pipe: the lines as they come */
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        run->metrics = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!run->metrics) {
+            fprintf(stderr, "nnqc: error: cannot write metrics file '%s': %s\n", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return false;
+        }
+        return true;
+    }
+    if (real) { /* a link: the file it names is replaced, the link stays */
+        free((char *)run->opts.metrics_path);
+        run->opts.metrics_path = path = real;
+    }
     size_t n = strlen(path);
     run->metrics_tmp = malloc(n + 5);
     if (!run->metrics_tmp) {
@@ -107,7 +126,8 @@ bool rt_progress_open(NnqRun *run) {
 /* Closes and removes the .tmp (after an error). */
 static void metrics_discard(NnqRun *run) {
     if (run->metrics) {
-        unlink(run->metrics_tmp); /* before the close releases the lock */
+        if (run->metrics_tmp)
+            unlink(run->metrics_tmp); /* before the close releases the lock */
         fclose(run->metrics);
         run->metrics = NULL;
     }
@@ -120,6 +140,14 @@ static bool metrics_finish(NnqRun *run, char *err, size_t errlen) {
     run->metrics = NULL;
     const char *step = "write";
     bool ok = fflush(f) == 0;
+    if (!run->metrics_tmp) { /* a stream: nothing to rename */
+        int e = ok ? 0 : errno;
+        if (fclose(f) != 0 && ok)
+            e = errno, ok = false;
+        if (!ok)
+            snprintf(err, errlen, "cannot write metrics file '%s': %s", run->opts.metrics_path, strerror(e));
+        return ok;
+    }
     if (ok) {
         step = "sync";
         ok = fsync(fileno(f)) == 0;
@@ -152,8 +180,8 @@ static void metrics_line(NnqRun *run, const char *line) {
         fflush(run->metrics) != 0) {
         int saved = errno;
         metrics_discard(run);
-        nnq_rt_fail(run, "cannot write metrics file '%s': %s", run->metrics_tmp,
-                    strerror(saved));
+        nnq_rt_fail(run, "cannot write metrics file '%s': %s",
+                    run->metrics_tmp ? run->metrics_tmp : run->opts.metrics_path, strerror(saved));
     }
 }
 

@@ -454,6 +454,7 @@ typedef struct RtWriter {
     uLong crc;
     bool no_crc;      /* set after rt_wr_open: commit appends no CRC (files of other formats) */
     bool defer;       /* the run's file set is open (nnq_files_begin): commit leaves PATH.tmp */
+    bool stream;      /* PATH is written in place (nnq_output_dest: NNQ_DEST_STREAM), tmp unused */
 } RtWriter;
 void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what);
 void rt_wr_bytes(RtWriter *w, const void *p, size_t n);
