@@ -401,6 +401,7 @@ done:
 }
 
 int main(int argc, char **argv) {
+    nnq_std_fds(); /* before any file is opened */
     int rc = nnqc_main(argc, argv);
     /* output lost on the way (a full disk under a redirection) is a failure too */
     if (!nnq_stdout_check() && rc == 0) rc = 1;

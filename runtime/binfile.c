@@ -19,6 +19,10 @@
  *    SIGBUS.
  *  - nnq_file_write is the same writer for a whole file in memory without a run (nnqc
  *    --emit -o): no CRC, the failure described in the caller's buffer.
+ *  - nnq_std_fds, at the start of a command, opens /dev/null read-only on standard
+ *    input, output or error where one is closed (`>&-`): a file opened next would
+ *    otherwise get number 1 or 2 and receive what is printed (the epoch lines were
+ *    written into the metrics file). Written to, it fails, as the closed one did.
  *  - nnq_stdout_check, at the end of a command, reports output to standard output that
  *    was lost (a full disk, a closed pipe with SIGPIPE ignored, as a training run ignores
  *    it: progress.c), so the exit status says so.
@@ -362,6 +366,18 @@ void nnq_files_commit(NnqRun *run) {
     }
     run->nfiles_pending = 0;
     files_unlock(run);
+}
+
+void nnq_std_fds(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        int null = open("/dev/null", O_RDONLY); /* read-only: a write to it fails, EBADF */
+        if (null >= 0 && null != fd) { /* (the lowest free number, so fd itself: the ones below are open) */
+            dup2(null, fd);
+            close(null);
+        }
+    }
 }
 
 bool nnq_stdout_check(void) {

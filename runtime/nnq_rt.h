@@ -164,6 +164,9 @@ bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, s
  * (flushed, no error); if not, says so on stderr ("cannot write standard output: ...").
  * nnqc's commands and built trainers exit 1 then, not 0. */
 bool nnq_stdout_check(void);
+/* First thing in a command's main: /dev/null, read-only, on each of standard input,
+ * output and error that is closed, so that no file opened later takes its number. */
+void nnq_std_fds(void);
 
 /* The vector instructions the runtime runs and the libraries it runs on, a line each
  * ("OpenBLAS 0.3.21 ... Haswell ...", "oneDNN 2.6.3"), for nnqc --version. */

@@ -132,6 +132,7 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
 }
 
 int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const NnqSpan *buffers, int64_t nbuffers) {
+    nnq_std_fds();
     NnqRunOptions o;
     nnq_run_options_default(&o);
     for (int i = 1; i < argc; i++) {

@@ -8,6 +8,9 @@
 #  - `nnqc build -o` such a path is refused before any work: a trainer is a file.
 #  - A symbolic link is written through: the file it names gets the output, the link
 #    stays a link (the rename used to replace the link by a file).
+#  - With standard output closed (`>&-`) the metrics file holds JSON lines only, and the
+#    run says it could not write standard output (exit 1): the metrics file used to get
+#    descriptor 1, and the epoch lines with it.
 # A pipe is what any user can make (a device node needs root); its readers are timed.
 set -u
 NNQC="$1"; SRC="$2"
@@ -61,6 +64,13 @@ done
 grep -q '"final":true' out/m.jsonl && "$NNQC" inspect out/model.nnqm > /dev/null && grep -q '^module @mlp' out/ir.txt \
     && ok "links: each named file holds its output" || bad "links: an output is not whole"
 [ -z "$(ls out | grep tmp)" ] && [ -z "$(ls | grep '\.tmp$')" ] && ok "links: no .tmp left" || bad "links: $(ls . out)"
+
+# standard output closed
+run p.nnq --metrics closed.jsonl >&- 2> closed.txt; rc=$?
+[ $rc -eq 1 ] && grep -q "cannot write standard output" closed.txt && ok "stdout closed: exit 1, said" \
+    || { bad "stdout closed: exit $rc"; cat closed.txt; }
+[ -s closed.jsonl ] && [ -z "$(grep -v '^{' closed.jsonl)" ] && grep -q '"final":true' closed.jsonl \
+    && ok "stdout closed: the metrics file holds its JSON lines only" || { bad "stdout closed: the metrics file holds:"; cat closed.jsonl; }
 
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
