@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "near.h"
 #include "nnq_rt.h"
@@ -108,7 +109,16 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
         if (!nnq_option_number("--threads", val, 1, NNQ_MAX_THREADS, &n)) return -1;
         o->threads = (int32_t)n;
         return 1;
-    case RUN_DATA_DIR: o->data_dir = val; return 1;
+    case RUN_DATA_DIR: { /* a directory that is not there: a mistake, not a place to skip */
+        struct stat st;
+        if (stat(val, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "nnqc: error: --data-dir '%s': %s\n", val,
+                    stat(val, &st) != 0 ? strerror(errno) : "not a directory");
+            return -1;
+        }
+        o->data_dir = val;
+        return 1;
+    }
     case RUN_METRICS: o->metrics_path = val; return 1;
     case RUN_RESUME:
         if (!*val) {

@@ -244,6 +244,8 @@ expect_usage cmd-eval "error: unknown command 'evl'; did you mean 'eval'?" evl m
 expect_usage cmd-far "error: unknown command 'frobnicate' (see nnqc --help)" frobnicate m.nnq
 expect_usage option "error: unknown option '--epoch'; did you mean '--epochs'? (see nnqc --help)" run m.nnq --epoch 3
 expect_usage option-compiler "error: unknown option '--no-cahce'; did you mean '--no-cache'?" run m.nnq --no-cahce
+expect_usage data-dir-missing "error: --data-dir 'nowhere': No such file or directory" run m.nnq --data-dir nowhere
+expect_usage data-dir-file "error: --data-dir 'shape.nnq': not a directory" run m.nnq --data-dir=shape.nnq
 expect_usage option-far "error: unknown option '--frobnicate' (see nnqc --help)" check m.nnq --frobnicate
 expect_usage option-switch "error: --verify-each takes no value" check m.nnq --verify-each=1
 expect_usage option-eval "error: unknown option '--imgaes' for eval; did you mean '--images'?" eval m.nnqm --imgaes a
