@@ -182,7 +182,10 @@ bool link_trainer(LLVMMemoryBufferRef *objs, int nobjs, const char *out, Diag *d
         snprintf(suffix, sizeof suffix, ".%d.o.tmp", i);
         paths[i] = link_tmp_name(out, suffix);
         written = i + 1;
-        FILE *f = fopen(paths[i], "wb");
+        unlink(paths[i]); /* a new file, not one found there (a link planted in /tmp to write through) */
+        int fd = open(paths[i], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+        if (fd >= 0 && !f) close(fd);
         size_t len = LLVMGetBufferSize(objs[i]);
         ok = f && fwrite(LLVMGetBufferStart(objs[i]), 1, len, f) == len;
         ok = f && fclose(f) == 0 && ok;

@@ -84,6 +84,25 @@ static char *link_target(const char *link, off_t len) {
     return joined;
 }
 
+/* Whether the kernel's rule for links in shared directories (fs.protected_symlinks)
+ * lets this process follow the link `link` (lstat: *ls): not when it lies in a sticky
+ * directory anyone may write (/tmp) and belongs neither to this process's user nor to
+ * the directory's owner. Another user's link in /tmp naming /etc/shadow would otherwise
+ * have a root run's output renamed over that file; the link itself is replaced instead. */
+static bool may_follow(const char *link, const struct stat *ls) {
+    if (ls->st_uid == geteuid())
+        return true;
+    const char *slash = strrchr(link, '/');
+    char *dir = slash ? strndup(link, slash == link ? 1 : (size_t)(slash - link)) : NULL;
+    struct stat ds;
+    bool known = (!slash || dir) && stat(dir ? dir : ".", &ds) == 0;
+    free(dir);
+    if (!known)
+        return false; /* cannot tell: not followed */
+    bool shared = (ds.st_mode & S_ISVTX) && (ds.st_mode & S_IWOTH);
+    return !shared || ls->st_uid == ds.st_uid;
+}
+
 NnqDest nnq_output_dest(const char *path, char **real) {
     struct stat st;
     *real = NULL;
@@ -92,6 +111,8 @@ NnqDest nnq_output_dest(const char *path, char **real) {
     /* links, to a file or to none yet (a link made for the first run's output), followed
      * as the kernel does, at most 40 */
     for (int hops = 0; hops < 40 && lstat(*real ? *real : path, &st) == 0 && S_ISLNK(st.st_mode); hops++) {
+        if (!may_follow(*real ? *real : path, &st))
+            break;
         char *next = link_target(*real ? *real : path, st.st_size);
         free(*real);
         *real = next;
@@ -105,7 +126,9 @@ int rt_open_tmp_locked(const char *tmp, bool wait) {
     struct stat mine, named;
     int fd;
     for (int tries = 0;; tries++) {
-        fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        /* not through a link (planted in a shared directory, PATH.tmp -> /etc/passwd would
+         * be truncated and written), not waiting on a pipe: a file, or refused */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
         if (fd < 0)
             return -1;
         int locked;
@@ -116,8 +139,8 @@ int rt_open_tmp_locked(const char *tmp, bool wait) {
             errno = EWOULDBLOCK;
             return -1;
         } /* any other failure (no locks on this file system): on, unlocked */
-        if (fstat(fd, &mine) != 0) {
-            int err = errno;
+        if (fstat(fd, &mine) != 0 || !S_ISREG(mine.st_mode)) {
+            int err = S_ISREG(mine.st_mode) ? errno : EEXIST; /* PATH.tmp is something else */
             close(fd);
             errno = err;
             return -1;
@@ -126,7 +149,7 @@ int rt_open_tmp_locked(const char *tmp, bool wait) {
             break; /* the file PATH.tmp names, and it is ours */
         close(fd); /* renamed or removed by the writer we waited for */
     }
-    if (S_ISREG(mine.st_mode) && ftruncate(fd, 0) != 0) {
+    if (ftruncate(fd, 0) != 0) {
         int err = errno;
         close(fd);
         errno = err;

@@ -8,6 +8,10 @@
 #  - `nnqc build -o` such a path is refused before any work: a trainer is a file.
 #  - A symbolic link is written through: the file it names gets the output, the link
 #    stays a link (the rename used to replace the link by a file).
+#  - Not through links planted by others: a PATH.tmp that is a link is refused (its file
+#    was truncated and written), and another user's link in a sticky directory anyone
+#    may write (/tmp) is replaced, not followed, as the kernel's protected_symlinks does
+#    (that check needs root, to own a link as another user).
 #  - With standard output closed (`>&-`) the metrics file holds JSON lines only, and the
 #    run says it could not write standard output (exit 1): the metrics file used to get
 #    descriptor 1, and the epoch lines with it.
@@ -64,6 +68,22 @@ done
 grep -q '"final":true' out/m.jsonl && "$NNQC" inspect out/model.nnqm > /dev/null && grep -q '^module @mlp' out/ir.txt \
     && ok "links: each named file holds its output" || bad "links: an output is not whole"
 [ -z "$(ls out | grep tmp)" ] && [ -z "$(ls | grep '\.tmp$')" ] && ok "links: no .tmp left" || bad "links: $(ls . out)"
+
+# links planted by others
+echo precious > victim
+ln -s victim planted.txt.tmp
+"$NNQC" --emit=ir p.nnq -o planted.txt > planted.out 2>&1; rc=$?
+[ $rc -ne 0 ] && [ "$(cat victim)" = precious ] && grep -q "cannot create 'planted.txt.tmp'" planted.out \
+    && ok "a PATH.tmp that is a link: refused, its file untouched" || { bad "planted PATH.tmp: exit $rc, victim: $(head -c 80 victim)"; cat planted.out; }
+if [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1; then
+    mkdir -m 1777 sticky
+    ln -s ../victim sticky/out.txt && chown -h nobody sticky/out.txt
+    "$NNQC" --emit=ir p.nnq -o sticky/out.txt > sticky.out 2>&1; rc=$?
+    [ $rc -eq 0 ] && [ "$(cat victim)" = precious ] && [ -f sticky/out.txt ] && [ ! -L sticky/out.txt ] \
+        && ok "another user's link in a sticky directory: replaced, not followed" || { bad "sticky link: exit $rc, victim: $(head -c 80 victim)"; cat sticky.out; }
+else
+    echo "skip another user's link in a sticky directory (needs root)"
+fi
 
 # standard output closed
 run p.nnq --metrics closed.jsonl >&- 2> closed.txt; rc=$?
