@@ -299,12 +299,14 @@ static void cache_trim(const char *dir, const char *kept, uint64_t max) {
     closedir(d);
 }
 
-/* Stores n objects under `path` (tmp, then rename); a cache that cannot be written is
- * skipped silently (false): it only saves time. */
-static bool cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *objs, int n) {
-    char d[4096], tmp[4096];
-    int dl = snprintf(d, sizeof d, "%s", dir), tl = snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    if (dl < 0 || (size_t)dl >= sizeof d || tl < 0 || (size_t)tl >= sizeof tmp) return false; /* past PATH_MAX: no cache */
+/* Whether the cache directory may be used, made first where missing (mkdir -p): a
+ * directory of this user's that no one else may write. Its objects run as native code,
+ * so one that others can write would run their code: it is left alone, with a note
+ * (once). A directory that cannot be made is skipped silently: the cache only saves time. */
+static bool cache_dir_usable(const char *dir) {
+    char d[4096];
+    int dl = snprintf(d, sizeof d, "%s", dir);
+    if (dl < 0 || (size_t)dl >= sizeof d) return false; /* past PATH_MAX: no cache */
     for (char *p = d + 1; *p; p++) /* mkdir -p; EEXIST is fine */
         if (*p == '/') {
             *p = 0;
@@ -312,6 +314,25 @@ static bool cache_store(const char *dir, const char *path, LLVMMemoryBufferRef *
             *p = '/';
         }
     mkdir(d, 0777);
+    struct stat st;
+    if (stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    const char *why = st.st_uid != geteuid() ? "it belongs to another user"
+                      : st.st_mode & (S_IWGRP | S_IWOTH) ? "others may write it (chmod go-w makes it usable)"
+                                                        : NULL;
+    static _Atomic bool told;
+    if (why && !told) {
+        told = true;
+        fprintf(stderr, "note: not using the compiled-code cache '%s': %s\n", dir, why);
+    }
+    return !why;
+}
+
+/* Stores n objects under `path` (tmp, then rename); a cache that cannot be written is
+ * skipped silently (false): it only saves time. */
+static bool cache_store(const char *path, LLVMMemoryBufferRef *objs, int n) {
+    char tmp[4096];
+    int tl = snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    if (tl < 0 || (size_t)tl >= sizeof tmp) return false; /* past PATH_MAX: no cache */
     FILE *f = fopen(tmp, "wb");
     if (!f) return false;
     unsigned char head[12];
@@ -851,7 +872,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
     char path[4096] = "", fit[256];
     bool fits = nnq_buffers_fit(data_size, fit, sizeof fit); /* known before the compile is spent on it */
     if (!fits) diag_error_noloc(diag, "%s", fit);
-    const char *cache_dir = cache && cache->dir && *cache->dir ? cache->dir : NULL;
+    const char *cache_dir = cache && cache->dir && *cache->dir && cache_dir_usable(cache->dir) ? cache->dir : NULL;
     if (fits && cache_dir) {
         char *text = LLVMPrintModuleToString(mod);
         char *cpu, *features;
@@ -874,7 +895,7 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
     if (!path[0]) cg_set_fingerprint(mod, NULL); /* no cache: printed for it alone */
     if (!nobj && fits) {
         nobj = compile_objects(mod, tm, opt_level, threads, false, objs, diag);
-        if (nobj && path[0] && cache_store(cache_dir, path, objs, nobj)) cache_trim(cache_dir, strrchr(path, '/') + 1, cache->max_bytes);
+        if (nobj && path[0] && cache_store(path, objs, nobj)) cache_trim(cache_dir, strrchr(path, '/') + 1, cache->max_bytes);
     }
     LLVMDisposeTargetMachine(tm);
     LLVMDisposeModule(mod);

@@ -10,7 +10,8 @@
 # one and two objects (jit.c's partitions), each defining the fused kernels' code it
 # calls (a function and the callees it may inline stay together), and both train to the
 # same model file as the default run of the same program. NNQ_JITDUMP=1 writes the
-# generated functions to a jitdump file for perf and trains the same model.
+# generated functions to a jitdump file for perf and trains the same model. A cache
+# directory that others may write is not used.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -112,4 +113,13 @@ for f in train_step kernel.update.dense1.w.body; do
 done
 rc=0; NNQ_JITDUMP=yes "$NNQC" run c.nnq --data-dir "$tmp" --epochs 1 > bad.out 2>&1 || rc=$?
 [ $rc = 1 ] && grep -q 'error: NNQ_JITDUMP is "yes": expected 0 or 1' bad.out || fail "NNQ_JITDUMP=yes: exit $rc, $(cat bad.out)"
-echo "12 passed, 0 failed"
+# a cache directory others may write is not used (its objects run as code), with a note;
+# made private, it is
+mkdir -m 777 shared
+NNQ_CACHE_DIR="$tmp/shared" run shared
+grep -q "note: not using the compiled-code cache '$tmp/shared': others may write it" shared.out || fail "no note for a cache others may write: $(cat shared.out)"
+[ -z "$(ls shared)" ] || fail "a cache others may write was filled: $(ls shared)"
+chmod go-w shared
+NNQ_CACHE_DIR="$tmp/shared" run private
+! grep -q "not using the compiled-code cache" private.out && [ -n "$(ls shared)" ] || fail "a private cache directory was not used: $(cat private.out)"
+echo "13 passed, 0 failed"
