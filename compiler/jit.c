@@ -313,7 +313,7 @@ static bool cache_dir_usable(const char *dir) {
             mkdir(d, 0777);
             *p = '/';
         }
-    mkdir(d, 0777);
+    mkdir(d, 0700); /* the cache's own directory: private whatever the umask */
     struct stat st;
     if (stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) return false;
     const char *why = st.st_uid != geteuid() ? "it belongs to another user"
