@@ -43,8 +43,21 @@ typedef struct Options {
 /* The compiler's options (the run options are the runtime's: nnq_run_options). The
  * modes before -o are the usage lines' (their help: NULL). */
 enum {
-    OPT_H, OPT_HELP, OPT_VERSION, OPT_HELP_BUILTINS, OPT_HELP_LAYERS, OPT_HELP_SETTINGS, OPT_EMIT, OPT_FROM_IR,
-    OPT_OUTPUT, OPT_OPT_LEVEL, OPT_DUMP_AFTER, OPT_VERIFY_EACH, OPT_NO_SHARE_MEMORY, OPT_NO_FUSE_LAYERS, OPT_NO_CACHE
+    OPT_H,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_HELP_BUILTINS,
+    OPT_HELP_LAYERS,
+    OPT_HELP_SETTINGS,
+    OPT_EMIT,
+    OPT_FROM_IR,
+    OPT_OUTPUT,
+    OPT_OPT_LEVEL,
+    OPT_DUMP_AFTER,
+    OPT_VERIFY_EACH,
+    OPT_NO_SHARE_MEMORY,
+    OPT_NO_FUSE_LAYERS,
+    OPT_NO_CACHE
 };
 static const NnqOption options[] = {
     [OPT_H] = {"-h", NULL, NULL},
@@ -55,17 +68,23 @@ static const NnqOption options[] = {
     [OPT_HELP_SETTINGS] = {"--help-settings", NULL, NULL},
     [OPT_EMIT] = {"--emit", "STAGE", NULL},
     [OPT_FROM_IR] = {"--from-ir", "FILE.ir", NULL},
-    [OPT_OUTPUT] = {"-o", "PATH", "the trainer to write (build); where --emit writes (default stdout)"},
-    [OPT_OPT_LEVEL] = {"-O", "N", "LLVM optimization level 0-3 (default 2; 3 also unrolls and\n"
-                                  "interleaves loops)"},
-    [OPT_DUMP_AFTER] = {"--dump-after", "PASS", "print the IR after a pass: lower, instantiate, autodiff, fuse_layers,\n"
-                                                 "fuse or memplan"},
+    [OPT_OUTPUT] = {"-o", "PATH",
+                    "the trainer to write (build); where --emit writes (default stdout)"},
+    [OPT_OPT_LEVEL] = {"-O", "N",
+                       "LLVM optimization level 0-3 (default 2; 3 also unrolls and\n"
+                       "interleaves loops)"},
+    [OPT_DUMP_AFTER] = {"--dump-after", "PASS",
+                        "print the IR after a pass: lower, instantiate, autodiff, fuse_layers,\n"
+                        "fuse or memplan"},
     [OPT_VERIFY_EACH] = {"--verify-each", NULL, "run the IR verifier after every pass"},
-    [OPT_NO_SHARE_MEMORY] = {"--no-share-memory", NULL, "give every IR value its own buffer (no lifetime sharing)"},
-    [OPT_NO_FUSE_LAYERS] = {"--no-fuse-layers", NULL, "keep bias_add + batch norm (+ relu, + maxpool), relu_grad + bn_grad,\n"
-                                                      "relu + maxpool and add + relu as separate ops"},
-    [OPT_NO_CACHE] = {"--no-cache", NULL, "neither use nor fill the compiled-code cache ($NNQ_CACHE_DIR,\n"
-                                          "else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)"},
+    [OPT_NO_SHARE_MEMORY] = {"--no-share-memory", NULL,
+                             "give every IR value its own buffer (no lifetime sharing)"},
+    [OPT_NO_FUSE_LAYERS] = {"--no-fuse-layers", NULL,
+                            "keep bias_add + batch norm (+ relu, + maxpool), relu_grad + bn_grad,\n"
+                            "relu + maxpool and add + relu as separate ops"},
+    [OPT_NO_CACHE] = {"--no-cache", NULL,
+                      "neither use nor fill the compiled-code cache ($NNQ_CACHE_DIR,\n"
+                      "else $XDG_CACHE_HOME/nnq, else ~/.cache/nnq)"},
     {NULL, NULL, NULL},
 };
 static const NnqOption *const compiler_options = options + OPT_OUTPUT; /* those the help lists */
@@ -148,12 +167,18 @@ static int parse_args(int argc, char **argv, Options *o) {
         const char *a = argv[i];
         const char *val = NULL;
         int t = nnq_run_parse_option(&o->run, argc, argv, &i);
-        if (t < 0) return 2;
-        if (t > 0) continue;
-        int k = a[0] == '-' && a[1] == 'O' && a[2] && a[2] != '=' ? OPT_OPT_LEVEL : nnq_option_find(options, argc, argv, &i, &val);
-        if (k == OPT_OPT_LEVEL && !val) val = a + 2; /* -O2 */
+        if (t < 0)
+            return 2;
+        if (t > 0)
+            continue;
+        int k = a[0] == '-' && a[1] == 'O' && a[2] && a[2] != '='
+                    ? OPT_OPT_LEVEL
+                    : nnq_option_find(options, argc, argv, &i, &val);
+        if (k == OPT_OPT_LEVEL && !val)
+            val = a + 2; /* -O2 */
         switch (k) {
-        case -2: return 2;
+        case -2:
+            return 2;
         case OPT_H:
         case OPT_HELP: usage(stdout); return 0;
         case OPT_VERSION: { /* for a bug report: this build and what it runs on */

@@ -8,9 +8,10 @@
  *    renamed over PATH, and the directory is fsynced (best effort). On any failure the
  *    .tmp is removed, PATH is untouched and the run fails naming the step, after the
  *    descriptor is closed. Where PATH is a symbolic link, the file it names is replaced
- *    and the link stays; where PATH is no file (/dev/null, a terminal, a pipe: nnq_output_dest),
- *    it is written in place, since a rename would replace the device with a file. Writers of one PATH in several processes take turns (a lock
- *    on PATH.tmp, wr_init): each file renamed into place is one writer's, whole.
+ *    and the link stays; where PATH is no file (/dev/null, a terminal, a pipe:
+ *    nnq_output_dest), it is written in place, since a rename would replace the device
+ *    with a file. Writers of one PATH in several processes take turns (a lock on
+ *    PATH.tmp, wr_init): each file renamed into place is one writer's, whole.
  *  - Between rt_wr_open and rt_wr_commit nothing fails: a write error is recorded and
  *    reported by the commit.
  *  - A reader never reads past `end`; a failed read leaves a message in `err`. A file
@@ -164,10 +165,11 @@ int rt_open_tmp_locked(const char *tmp, bool wait) {
 }
 
 /* PATH.tmp opened for w (tmp: the caller's, freed by it) by rt_open_tmp_locked, waiting
- * its turn, or PATH itself for a stream (nnq_output_dest); a failure is recorded as the step
- * "create" ("open"), which rt_wr_bytes then skips and wr_finish reports. The lock is held until the .tmp is renamed or removed
- * (wr_finish). (Opened with O_TRUNC and unlocked, two runs saving one model file both
- * wrote into one .tmp, and a mix of the two was renamed into place.) */
+ * its turn, or PATH itself for a stream (nnq_output_dest); a failure is recorded as the
+ * step "create" ("open"), which rt_wr_bytes then skips and wr_finish reports. The lock is
+ * held until the .tmp is renamed or removed (wr_finish). (Opened with O_TRUNC and
+ * unlocked, two runs saving one model file both wrote into one .tmp, and a mix of the
+ * two was renamed into place.) */
 static void wr_init(RtWriter *w, NnqRun *run, const char *path, const char *tmp, const char *what, bool stream) {
     *w = (RtWriter){.run = run, .path = path, .tmp = tmp, .what = what, .crc = crc32(0L, Z_NULL, 0), .stream = stream};
     w->fd = stream ? open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY) : rt_open_tmp_locked(tmp, true);
@@ -521,7 +523,8 @@ unsigned char *rt_slurp(const char *path, const char *what, size_t *size, char *
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            snprintf(err, errlen, "cannot read %s '%s': %s", what, path, r < 0 ? strerror(errno) : "file shrank while reading");
+            snprintf(err, errlen, "cannot read %s '%s': %s", what, path,
+                     r < 0 ? strerror(errno) : "file shrank while reading");
             free(buf);
             close(fd);
             return NULL;
