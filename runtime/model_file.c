@@ -228,6 +228,21 @@ void nnq_rt_model_save_check(NnqRun *run, const char *path) {
     int err = nnq_output_check(path);
     if (err == EISDIR) nnq_rt_fail(run, "cannot save model to '%s': it is a directory", path);
     if (err) nnq_rt_fail(run, "cannot save model to '%s': cannot create '%s.tmp': %s", path, path, strerror(err));
+    if (run->metrics_tmp) { /* --metrics naming the same file: at the end the model replaced the metrics */
+        char *real;
+        nnq_output_dest(path, &real);
+        const char *dest = real ? real : path;
+        size_t n = strlen(dest);
+        char *tmp = malloc(n + 5);
+        struct stat a, b;
+        bool same = tmp && (memcpy(tmp, dest, n), memcpy(tmp + n, ".tmp", 5), stat(tmp, &a) == 0) &&
+                    stat(run->metrics_tmp, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+        free(tmp);
+        free(real);
+        if (same)
+            nnq_rt_fail(run, "cannot save model to '%s': it is also the metrics file (--metrics %s)", path,
+                        run->opts.metrics_path);
+    }
 }
 
 void nnq_rt_model_save(NnqRun *run, const char *path) {

@@ -97,6 +97,10 @@ if "$NNQC" run stale.nnq --data-dir "$tmp" --progress=lines > out.txt 2>&1 && [ 
 
 program metrics "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
 expect_error unwritable-metrics "no/such/dir/m.jsonl" metrics.nnq --metrics no/such/dir/m.jsonl
+# the model file and the metrics file one file: refused before training (at the end the
+# model was renamed over the metrics, exit 0)
+program samefile "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "same.out"'
+expect_error model-is-metrics "error: cannot save model to 'same.out': it is also the metrics file (--metrics same.out)" samefile.nnq --metrics same.out
 
 # A batch whose buffers no machine holds: 784 floats a sample at batch 10^9 are 784e9
 # floats. The buffer's LLVM type must hold them all (LLVMArrayType counts in 32 bits:
