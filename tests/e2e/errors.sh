@@ -101,6 +101,11 @@ expect_error unwritable-metrics "no/such/dir/m.jsonl" metrics.nnq --metrics no/s
 # model was renamed over the metrics, exit 0)
 program samefile "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "same.out"'
 expect_error model-is-metrics "error: cannot save model to 'same.out': it is also the metrics file (--metrics same.out)" samefile.nnq --metrics same.out
+# a `save` path that is the program file: refused before training (it replaced the program)
+program selfsave "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" 'save "selfsave.nnq"'
+cp selfsave.nnq selfsave.before
+expect_error model-is-program "error: the model path 'selfsave.nnq' is the program file 'selfsave.nnq'" selfsave.nnq
+cmp -s selfsave.nnq selfsave.before && pass=$((pass + 1)) || { fails=$((fails + 1)); echo "FAIL: the program file was overwritten by its model"; }
 
 # A batch whose buffers no machine holds: 784 floats a sample at batch 10^9 are 784e9
 # floats. The buffer's LLVM type must hold them all (LLVMArrayType counts in 32 bits:
@@ -251,6 +256,12 @@ expect_usage option-compiler "error: unknown option '--no-cahce'; did you mean '
 expect_usage data-dir-missing "error: --data-dir 'nowhere': No such file or directory" run m.nnq --data-dir nowhere
 expect_usage data-dir-file "error: --data-dir 'shape.nnq': not a directory" run m.nnq --data-dir=shape.nnq
 expect_usage option-far "error: unknown option '--frobnicate' (see nnqc --help)" check m.nnq --frobnicate
+# an output that is the program file: refused before any work (`build p.nnq -o p.nnq`
+# replaced the program with the trainer, `--emit=ir -o` with its IR, a `save` with a model)
+expect_usage output-is-input "error: -o 'samefile.nnq' is the input file 'samefile.nnq'" build samefile.nnq -o samefile.nnq
+expect_usage emit-output-is-input "error: -o './samefile.nnq' is the input file 'samefile.nnq'" --emit=ir samefile.nnq -o ./samefile.nnq
+expect_usage metrics-is-input "error: --metrics 'samefile.nnq' is the input file 'samefile.nnq'" run samefile.nnq --metrics samefile.nnq
+[ "$(head -c 6 samefile.nnq)" = labels ] && pass=$((pass + 1)) || { fails=$((fails + 1)); echo "FAIL: the program file was overwritten by an output"; }
 expect_usage option-switch "error: --verify-each takes no value" check m.nnq --verify-each=1
 expect_usage option-eval "error: unknown option '--imgaes' for eval; did you mean '--images'?" eval m.nnqm --imgaes a
 expect_usage option-eval-run "error: unknown option '--thread' for eval; did you mean '--threads'?" eval m.nnqm --thread 2
