@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,12 +159,6 @@ static bool is_command(const char *word) {
     return false;
 }
 
-/* Whether paths a and b (either may be NULL) name one existing file, through links. */
-static bool same_file(const char *a, const char *b) {
-    struct stat sa, sb;
-    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 static int parse_args(int argc, char **argv, Options *o) {
     memset(o, 0, sizeof *o);
     o->opt_level = 2;
@@ -280,7 +273,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     const char *outs[][2] = {{"-o", o->output}, {"--metrics", o->run.metrics_path}}, *ins[] = {o->file, o->from_ir};
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 2; j++)
-            if (same_file(outs[k][1], ins[j])) {
+            if (nnq_same_file(outs[k][1], ins[j])) {
                 fprintf(stderr, "nnqc: error: %s '%s' is the input file '%s'\n", outs[k][0], outs[k][1], ins[j]);
                 return 2;
             }
@@ -403,7 +396,7 @@ static int nnqc_main(int argc, char **argv) {
         }
         if (mod) LLVMDisposeModule(mod);
         LLVMContextDispose(ctx);
-    } else if (c.prog->train && same_file(c.prog->train->save_path, o.file)) { /* training would replace it */
+    } else if (c.prog->train && nnq_same_file(c.prog->train->save_path, o.file)) { /* training would replace it */
         diag_error_noloc(diag, "the model path '%s' is the program file '%s'", c.prog->train->save_path, o.file);
     } else if (!strcmp(o.command, "check")) {
         rc = 0;

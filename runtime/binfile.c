@@ -123,6 +123,11 @@ NnqDest nnq_output_dest(const char *path, char **real) {
     return NNQ_DEST_FILE;
 }
 
+bool nnq_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 int rt_open_tmp_locked(const char *tmp, bool wait) {
     struct stat mine, named;
     int fd;

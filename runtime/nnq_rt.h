@@ -153,6 +153,9 @@ const char *nnq_output_problem(int err);
  * or the link to it would be replaced by a file (as root: /dev/null itself). */
 typedef enum { NNQ_DEST_FILE, NNQ_DEST_STREAM } NnqDest;
 NnqDest nnq_output_dest(const char *path, char **real);
+/* Whether paths a and b (either may be NULL) name one existing file, through links: an
+ * output that is an input is refused before any work. */
+bool nnq_same_file(const char *a, const char *b);
 
 /* Writes a whole file held in memory durably, as a model file is written (PATH.tmp,
  * fsync, rename; no partial file under PATH), without a run: true, or false with

@@ -60,6 +60,15 @@ h1=$(head -c 128 "$tmp/logits.npy" | tail -c +11 | tr -d '\n'); h2=$(head -c 128
 first=$(tail -c +129 "$tmp/top.npy" | od -An -td4 -v -w12 | awk '{ print $1 }')
 [ "$first" = "$(cat "$tmp/pred.txt")" ] && ok "--top 3: the first column is predict's class" || bad "--top 3 first column differs"
 
+# predict -o naming its own model or images: refused before any work (the model file was
+# replaced by the predictions)
+cp "$M" "$tmp/own.nnqm"; cp "$IMG" "$tmp/own.images"
+for o in own.nnqm own.images; do
+    "$NNQC" predict "$tmp/own.nnqm" "$tmp/own.images" -o "$tmp/$o" > "$tmp/own.out" 2>&1; rc=$?
+    [ $rc -eq 1 ] && grep -q "error: -o '$tmp/$o' is the input file" "$tmp/own.out" && cmp -s "$M" "$tmp/own.nnqm" && cmp -s "$IMG" "$tmp/own.images" &&
+        ok "predict -o its own input ($o): refused, both intact" || { bad "predict -o $o: exit $rc"; cat "$tmp/own.out"; }
+done
+
 # A full disk (a .tmp linked to /dev/full): predict -o and export report it and leave no
 # file; an export is one set, so a failure late in it leaves none of the files before
 # it either (the C header was left beside no source, the first .npy files beside none).
