@@ -228,15 +228,15 @@ void nnq_rt_model_save_check(NnqRun *run, const char *path) {
     int err = nnq_output_check(path);
     if (err == EISDIR) nnq_rt_fail(run, "cannot save model to '%s': it is a directory", path);
     if (err) nnq_rt_fail(run, "cannot save model to '%s': cannot create '%s.tmp': %s", path, path, strerror(err));
-    if (run->metrics_tmp) { /* --metrics naming the same file: at the end the model replaced the metrics */
+    if (run->metrics_tmp) {
+        /* --metrics naming the same file (neither may exist yet, but the metrics' PATH.tmp
+         * does, and is then this one's): at the end the model replaced the metrics */
         char *real;
         nnq_output_dest(path, &real);
         const char *dest = real ? real : path;
-        size_t n = strlen(dest);
-        char *tmp = malloc(n + 5);
-        struct stat a, b;
-        bool same = tmp && (memcpy(tmp, dest, n), memcpy(tmp + n, ".tmp", 5), stat(tmp, &a) == 0) &&
-                    stat(run->metrics_tmp, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+        size_t n = strlen(dest) + 5;
+        char *tmp = malloc(n);
+        bool same = tmp && snprintf(tmp, n, "%s.tmp", dest) > 0 && nnq_same_file(tmp, run->metrics_tmp);
         free(tmp);
         free(real);
         if (same)
