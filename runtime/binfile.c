@@ -347,10 +347,26 @@ bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, s
 
 /* ---- file sets ---- */
 
-static void files_unlock(NnqRun *run) {
-    if (run->files_lock > 0)
-        close(run->files_lock - 1);
-    run->files_lock = 0;
+int rt_dir_lock(const char *dir, bool wait) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        if (!wait) {
+            close(fd);
+            return -1;
+        }
+        fprintf(stderr, "note: waiting for another process writing into '%s'\n", dir);
+        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+    } /* any other failure (no locks on this file system): on, unlocked */
+    return fd + 1;
+}
+
+void rt_dir_unlock(int *lock) {
+    if (*lock > 0)
+        close(*lock - 1);
+    *lock = 0;
 }
 
 /* The .tmp files of a set that was not committed (the run failed part way). */
@@ -361,7 +377,7 @@ static void files_release(NnqRun *run) {
     run->files_pending = NULL;
     run->nfiles_pending = run->cap_files_pending = 0;
     run->files_deferred = false;
-    files_unlock(run);
+    rt_dir_unlock(&run->files_lock);
 }
 
 /* One set a directory at a time: the directory is locked (flock) from here to the
@@ -373,13 +389,7 @@ static void files_release(NnqRun *run) {
 void nnq_files_begin(NnqRun *run, const char *dir) {
     rt_on_release(run, files_release);
     run->files_deferred = true;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-        fprintf(stderr, "note: waiting for another process writing into '%s'\n", dir);
-        while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
-        }
-    }
-    run->files_lock = fd + 1;
+    run->files_lock = rt_dir_lock(dir, true);
 }
 
 void nnq_files_commit(NnqRun *run) {
@@ -400,7 +410,7 @@ void nnq_files_commit(NnqRun *run) {
                     path, tmp, strerror(err), i, n);
     }
     run->nfiles_pending = 0;
-    files_unlock(run);
+    rt_dir_unlock(&run->files_lock);
 }
 
 void nnq_std_fds(void) {

@@ -40,7 +40,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -236,9 +235,7 @@ void rt_checkpoint_epoch_done(NnqRun *run, int32_t epoch) {
 
 static void checkpoint_release(NnqRun *run) {
     ck_handle_signals(false);
-    if (run->ckpt_lock > 0)
-        close(run->ckpt_lock - 1);
-    run->ckpt_lock = 0;
+    rt_dir_unlock(&run->ckpt_lock);
     free(run->ckpt_desc); /* names and the directory are tracked blocks */
     free(run->ckpt_state);
     run->ckpt_desc = run->ckpt_state = NULL;
@@ -265,12 +262,11 @@ void nnq_rt_checkpoint_dir(NnqRun *run, const char *dir) {
         nnq_rt_fail(run, "cannot write checkpoints to '%s': %s", d, strerror(errno));
     /* one run a directory: two saving into one took turns whole, but a resume then took
      * whichever saved last, the other run's state where the program was the same */
-    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-        close(fd);
+    run->ckpt_lock = rt_dir_lock(d, false);
+    if (run->ckpt_lock < 0) {
+        run->ckpt_lock = 0;
         nnq_rt_fail(run, "checkpoint directory '%s' is in use by another run", d);
     }
-    run->ckpt_lock = fd + 1;
     run->ckpt_dir = d;
     rt_on_release(run, checkpoint_release); /* restores the signal handlers */
     ck_handle_signals(true);

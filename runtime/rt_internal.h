@@ -469,6 +469,13 @@ void rt_wr_commit(RtWriter *w);
  * process holds it. Where the file system has no locks, unlocked. The lock lasts until
  * the descriptor is closed: rename or remove the .tmp before. */
 int rt_open_tmp_locked(const char *tmp, bool wait);
+/* An exclusive lock (flock) on directory DIR, held until rt_dir_unlock: 1 + its
+ * descriptor; 0 where DIR cannot be opened (unlocked: what is wrong with it shows when it
+ * is written); -1 while another process holds it, unless wait, which waits for it after
+ * a note ("waiting for another process writing into 'DIR'"). Where the file system has
+ * no locks, unlocked. Checkpoint directories (one run each) and file sets (in turns). */
+int rt_dir_lock(const char *dir, bool wait);
+void rt_dir_unlock(int *lock);
 
 /* Reads [pos, end) of a file in memory; a failure writes "'PATH': KIND: ..." (or
  * "KIND: ..." without a path) to err and returns false. */
