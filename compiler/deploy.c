@@ -334,9 +334,11 @@ static void top_classes(const float *v, int n, int k, int32_t *out) {
 }
 
 static int predict_entry(NnqRun *run) {
-    if (nnq_same_file(args.output, args.model) || nnq_same_file(args.output, args.images))
-        nnq_rt_fail(run, "-o '%s' is the input file '%s'", args.output,
-                    nnq_same_file(args.output, args.model) ? args.model : args.images);
+    const char *input = nnq_same_file(args.output, args.model)    ? args.model
+                        : nnq_same_file(args.output, args.images) ? args.images
+                                                                  : NULL;
+    if (input)
+        nnq_rt_fail(run, "-o '%s' is the input file '%s'", args.output, input);
     int werr = args.output ? nnq_output_check(args.output) : 0; /* before the work, not after */
     if (werr)
         nnq_rt_fail(run, "cannot write '%s': %s", args.output, nnq_output_problem(werr));

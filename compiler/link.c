@@ -158,15 +158,13 @@ static bool run_linker(char *const *objects, int nobjects, const char *tmp, cons
 }
 
 bool link_output_ok(const char *out, Diag *diag) {
-    int err = nnq_output_check(out);
-    char *real = NULL;
-    if (!err && nnq_output_dest(out, &real) == NNQ_DEST_STREAM) { /* renamed over, /dev/null would become a trainer */
-        diag_error_noloc(diag, "cannot write the trainer '%s': it is not a regular file", out);
-        return false;
-    }
+    char *real;
+    bool stream = nnq_output_dest(out, &real) == NNQ_DEST_STREAM; /* renamed over, /dev/null would become a trainer */
     free(real);
+    int err = stream ? 0 : nnq_output_check(out);
+    if (stream) diag_error_noloc(diag, "cannot write the trainer '%s': it is not a regular file", out);
     if (err) diag_error_noloc(diag, "cannot write the trainer '%s': %s", out, nnq_output_problem(err));
-    return !err;
+    return !stream && !err;
 }
 
 bool link_trainer(LLVMMemoryBufferRef *objs, int nobjs, const char *out, Diag *diag) {

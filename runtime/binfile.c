@@ -182,8 +182,7 @@ static void wr_init(RtWriter *w, NnqRun *run, const char *path, const char *tmp,
         w->step = stream ? "open" : "create", w->err = errno;
 }
 
-/* PATH.tmp in tmp, which holds strlen(path) + 5 bytes (NULL: none). */
-static char *tmp_name(char *tmp, const char *path) {
+char *rt_tmp_name(char *tmp, const char *path) {
     size_t n = strlen(path);
     if (tmp) {
         memcpy(tmp, path, n);
@@ -199,7 +198,7 @@ void rt_wr_open(NnqRun *run, RtWriter *w, const char *path, const char *what) {
         path = rt_strdup(run, real);
         free(real);
     }
-    char *tmp = stream ? NULL : tmp_name(rt_alloc_block(run, (int64_t)strlen(path) + 5, false), path);
+    char *tmp = stream ? NULL : rt_tmp_name(rt_alloc_block(run, (int64_t)strlen(path) + 5, false), path);
     wr_init(w, run, path, tmp, what, stream);
     if (w->step)
         nnq_rt_fail(run, "%s '%s': cannot %s '%s': %s", what, path, stream ? "open" : "create", stream ? path : tmp,
@@ -214,7 +213,7 @@ int nnq_output_check(const char *path) {
     char *real;
     if (nnq_output_dest(path, &real) == NNQ_DEST_STREAM)
         return access(path, W_OK) == 0 ? 0 : errno;
-    char *tmp = tmp_name(malloc(strlen(real ? real : path) + 5), real ? real : path);
+    char *tmp = rt_tmp_name(malloc(strlen(real ? real : path) + 5), real ? real : path);
     free(real);
     if (!tmp)
         return ENOMEM;
@@ -325,7 +324,7 @@ bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, s
     char *real;
     bool stream = nnq_output_dest(path, &real) == NNQ_DEST_STREAM;
     const char *dest = real ? real : path;
-    char *tmp = stream ? NULL : tmp_name(malloc(strlen(dest) + 5), dest);
+    char *tmp = stream ? NULL : rt_tmp_name(malloc(strlen(dest) + 5), dest);
     if (!stream && !tmp) {
         free(real);
         snprintf(msg, cap, "out of memory");

@@ -234,9 +234,8 @@ void nnq_rt_model_save_check(NnqRun *run, const char *path) {
         char *real;
         nnq_output_dest(path, &real);
         const char *dest = real ? real : path;
-        size_t n = strlen(dest) + 5;
-        char *tmp = malloc(n);
-        bool same = tmp && snprintf(tmp, n, "%s.tmp", dest) > 0 && nnq_same_file(tmp, run->metrics_tmp);
+        char *tmp = rt_tmp_name(malloc(strlen(dest) + 5), dest);
+        bool same = tmp && nnq_same_file(tmp, run->metrics_tmp);
         free(tmp);
         free(real);
         if (same)

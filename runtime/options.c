@@ -111,9 +111,9 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
         return 1;
     case RUN_DATA_DIR: { /* a directory that is not there: a mistake, not a place to skip */
         struct stat st;
-        if (stat(val, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "nnqc: error: --data-dir '%s': %s\n", val,
-                    stat(val, &st) != 0 ? strerror(errno) : "not a directory");
+        const char *bad = stat(val, &st) != 0 ? strerror(errno) : S_ISDIR(st.st_mode) ? NULL : "not a directory";
+        if (bad) {
+            fprintf(stderr, "nnqc: error: --data-dir '%s': %s\n", val, bad);
             return -1;
         }
         o->data_dir = val;

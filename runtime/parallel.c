@@ -230,6 +230,13 @@ static int resolve_threads(int threads, int usable) {
     return threads > RT_MAX_THREADS ? RT_MAX_THREADS : threads;
 }
 
+/* pool_threads, set to the default first where no count was set; pool_mu held. */
+static int pool_threads_locked(void) {
+    if (pool_threads == 0)
+        pool_threads = resolve_threads(0, nnq_cpus_usable());
+    return pool_threads;
+}
+
 void rt_parallel_set_threads(int threads) {
     int usable = nnq_cpus_usable();
     threads = resolve_threads(threads, usable);
@@ -246,9 +253,7 @@ int64_t rt_parallel_spin_ns(void) {
 
 int rt_parallel_threads(void) {
     pthread_mutex_lock(&pool_mu);
-    if (pool_threads == 0)
-        pool_threads = resolve_threads(0, nnq_cpus_usable());
-    int threads = pool_threads;
+    int threads = pool_threads_locked();
     pthread_mutex_unlock(&pool_mu);
     return threads;
 }
@@ -264,8 +269,7 @@ void rt_parallel_init(void) { pthread_once(&blas_once, blas_single_thread); }
 bool rt_parallel_reserve(int64_t per_thread, int64_t shared) {
     rt_parallel_init();
     pthread_mutex_lock(&pool_mu);
-    if (pool_threads == 0)
-        pool_threads = resolve_threads(0, nnq_cpus_usable());
+    pool_threads_locked();
     /* every thread that may claim a part: the set number, and workers started before */
     int threads = pool_threads > pool_workers + 1 ? pool_threads : pool_workers + 1;
     pthread_mutex_unlock(&pool_mu);
@@ -320,8 +324,7 @@ void rt_parallel_for(int64_t n, int64_t min_items, RtRangeFn fn, void *ctx) {
         return;
     }
     pthread_mutex_lock(&pool_mu);
-    if (pool_threads == 0)
-        pool_threads = resolve_threads(0, nnq_cpus_usable());
+    pool_threads_locked();
     if (pool_min_cap > 0 && min_items > pool_min_cap)
         min_items = pool_min_cap;
     int64_t most = n / (min_items < 1 ? 1 : min_items);

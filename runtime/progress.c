@@ -90,14 +90,11 @@ bool rt_progress_open(NnqRun *run) {
         free((char *)run->opts.metrics_path);
         run->opts.metrics_path = path = real;
     }
-    size_t n = strlen(path);
-    run->metrics_tmp = malloc(n + 5);
+    run->metrics_tmp = rt_tmp_name(malloc(strlen(path) + 5), path);
     if (!run->metrics_tmp) {
         fprintf(stderr, "nnqc: error: out of memory\n");
         return false;
     }
-    memcpy(run->metrics_tmp, path, n);
-    memcpy(run->metrics_tmp + n, ".tmp", 5);
     if (run->opts.resume_dir) { /* read before the .tmp is truncated */
         run->metrics_history = read_text(run->metrics_tmp);
         if (!run->metrics_history)

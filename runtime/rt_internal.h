@@ -468,6 +468,10 @@ void rt_wr_commit(RtWriter *w);
  * one waited on was renamed or removed meanwhile; else -1 with EWOULDBLOCK while another
  * process holds it. Where the file system has no locks, unlocked. The lock lasts until
  * the descriptor is closed: rename or remove the .tmp before. */
+/* PATH.tmp, the name a writer of PATH writes first, into tmp, which holds strlen(path)
+ * + 5 bytes (NULL: none, returned as is: rt_tmp_name(malloc(...), path) passes on a
+ * failed allocation). */
+char *rt_tmp_name(char *tmp, const char *path);
 int rt_open_tmp_locked(const char *tmp, bool wait);
 /* An exclusive lock (flock) on directory DIR, held until rt_dir_unlock: 1 + its
  * descriptor; 0 where DIR cannot be opened (unlocked: what is wrong with it shows when it
