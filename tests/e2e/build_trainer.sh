@@ -49,7 +49,7 @@ set +e
 ./trainer --data-dir "$tmp" --epochs 1 --metrics closed.jsonl --progress=lines >&- 2> closed.txt; rc=$?
 set -e
 [ $rc -eq 1 ] && grep -q "cannot write standard output" closed.txt || { cat closed.txt; fail "stdout closed: exit $rc"; }
-[ -s closed.jsonl ] && [ -z "$(grep -v '^{' closed.jsonl)" ] || { cat closed.jsonl; fail "stdout closed: epoch lines in the metrics file"; }
+[ -s closed.jsonl ] && [ -z "$(grep -v '^{' closed.jsonl)" ] && grep -q '"final":true' closed.jsonl || { cat closed.jsonl; fail "stdout closed: epoch lines in the metrics file, or no final line"; }
 # a bad option value: exit 2 and what the option takes
 for arg in "--threads 0|--threads takes a whole number from 1 to 1024, not '0'" \
            "--epochs=2e3|--epochs takes a whole number from 1 to 1000000, not '2e3'" \

@@ -75,7 +75,7 @@ if [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1; then
     mkdir -m 1777 sticky
     ln -s ../victim sticky/out.txt && chown -h nobody sticky/out.txt
     "$NNQC" --emit=ir p.nnq -o sticky/out.txt > sticky.out 2>&1; rc=$?
-    [ $rc -eq 0 ] && [ "$(cat victim)" = precious ] && [ -f sticky/out.txt ] && [ ! -L sticky/out.txt ] \
+    [ $rc -eq 0 ] && [ "$(cat victim)" = precious ] && [ -f sticky/out.txt ] && [ ! -L sticky/out.txt ] && grep -q '^module @mlp' sticky/out.txt \
         && ok "another user's link in a sticky directory: replaced, not followed" || { bad "sticky link: exit $rc, victim: $(head -c 80 victim)"; cat sticky.out; }
     ln -s ../victim sticky/o2.txt.tmp && chown -h nobody sticky/o2.txt.tmp
     "$NNQC" --emit=ir p.nnq -o sticky/o2.txt > sticky2.out 2>&1; rc=$?
