@@ -62,9 +62,11 @@ static void pathlist_append(PathList *pl, const char *s) {
     pl->len += n;
 }
 
-/* Joins dir and name; NULL when out of memory. Caller frees. */
+/* Joins dir and name (for the current directory ".", name as it is: "./x" would read
+ * "././x" in messages where the user wrote "./x"); NULL when out of memory. Caller frees. */
 static char *path_join(const char *dir, size_t dirlen, const char *name) {
     size_t nlen = strlen(name);
+    if (dirlen == 1 && dir[0] == '.') dirlen = 0;
     bool slash = dirlen > 0 && dir[dirlen - 1] != '/';
     char *p = malloc(dirlen + slash + nlen + 1);
     if (!p)

@@ -43,6 +43,9 @@ program() { # NAME IMAGES LABELS INPUT_SHAPE [SETTINGS...]
 F=fashion-mnist
 program missing "$F/nope-images.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
 expect_error missing-file "cannot find data file 'fashion-mnist/nope-images.gz'" missing.nnq
+# a name that starts with ./ is listed as written under the current directory, not as ././
+program missing_dot "./nope-images.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+expect_error missing-dot-file "tried: .*, \./nope-images.gz (the current directory)" missing_dot.nnq
 
 # a data file's path that names a directory: said, where it read as a missing file
 mkdir -p imgdir
