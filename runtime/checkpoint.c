@@ -463,9 +463,9 @@ static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t
     uint32_t epoch = rt_le32(p + 16);
     if (epoch > (uint32_t)epochs) {
         snprintf(err, errlen,
-                 "was written after epoch %u, but this run has %d epochs (--epochs trains "
+                 "was written after epoch %u, but this run has %d epoch%s (--epochs trains "
                  "longer)",
-                 epoch, epochs);
+                 epoch, epochs, epochs == 1 ? "" : "s");
         return -1;
     }
     r.pos = CKPT_HEADER;

@@ -122,6 +122,7 @@ program other.nnq 32 5 ck
 expect_error other-program "checkpoint '$tmp/full/ck/checkpoint.nnqc' was written by a different program: it has 'parameter dense1.w f32\[784, 64\]" \
     other.nnq --resume "$tmp/full/ck"
 expect_error fewer-epochs "written after epoch 5, but this run has 3 epochs" p.nnq --resume "$tmp/full/ck" --epochs 3
+expect_error one-epoch "written after epoch 5, but this run has 1 epoch (--epochs" p.nnq --resume "$tmp/full/ck" --epochs 1
 mkdir -p cut flip
 size=$(wc -c < full/ck/checkpoint.nnqc)
 head -c $((size - 100)) full/ck/checkpoint.nnqc > cut/checkpoint.nnqc
