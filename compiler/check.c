@@ -6,6 +6,7 @@
  * and reads the train block into a TrainConfig. Models are checked (shapes) when they
  * are lowered (lower.c); projections when they are instantiated (proj.c).
  * Reports every error it finds; returns NULL if there was any. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,21 @@ static void check_block_params(Checker *ck, const AstNode *blk) {
     }
 }
 
+/* A projection's parameter list: none, or one label set (proj.c binds it). Checked where
+ * the projection is defined, used or not: a second parameter was reported only at a use,
+ * as a wrong argument count. */
+static void check_projection_params(Checker *ck, const AstNode *def) {
+    const AstNode *params = def->kids[0];
+    for (int i = 0; params && i < params->nkids; i++) {
+        const AstNode *pa = params->kids[i];
+        const AstNode *ty = pa->nkids ? pa->kids[0] : NULL;
+        if (!ty || strcmp(ty->name, "labels") != 0 || i > 0) {
+            error(ck, pa->loc, "a projection takes one parameter, of type labels", NULL);
+            return;
+        }
+    }
+}
+
 /* A compile-time number: literal, unary +/-. */
 static bool const_number(const AstNode *e, double *out) {
     if (e->kind == AST_NUMBER) {
@@ -116,6 +132,14 @@ static bool const_number(const AstNode *e, double *out) {
     }
     return false;
 }
+
+/* Whether v is 0 or a normal 32-bit float (training computes in them): 1e39 was taken as
+ * infinity, a learning rate of 1e-50 as 0, and the run went on. */
+static bool f32_number(double v) {
+    float f = (float)v;
+    return v == 0 || (isfinite(f) && fabsf(f) >= FLT_MIN);
+}
+#define F32_RANGE_TEXT "must be 0 or a normal 32-bit float, of magnitude 1.2e-38 to 3.4e38 (training computes in them)"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -136,6 +160,10 @@ static void check_labels(Checker *ck, const AstNode *item) {
         for (int i = 0; i < e->nkids; i++) {
             if (!const_number(e->kids[i], &ls->q[i])) {
                 error(ck, e->kids[i]->loc, "a label must be a number", NULL);
+                return;
+            }
+            if (!f32_number(ls->q[i])) {
+                error(ck, e->kids[i]->loc, "a label " F32_RANGE_TEXT, NULL);
                 return;
             }
         }
@@ -159,9 +187,12 @@ static void check_labels(Checker *ck, const AstNode *item) {
         return;
     }
     qsort(ls->q, ls->k, sizeof(double), cmp_double);
-    for (int i = 1; i < ls->k; i++)
-        if (ls->q[i] == ls->q[i - 1]) {
-            error(ck, e->loc, "label set '%s' lists a value twice", item->name);
+    for (int i = 1; i < ls->k; i++) /* as the 32-bit floats training uses: 0 and 1e-50 are one */
+        if ((float)ls->q[i] == (float)ls->q[i - 1]) {
+            error(ck, e->loc,
+                  ls->q[i] == ls->q[i - 1] ? "label set '%s' lists a value twice"
+                                           : "label set '%s' lists two values that are one as 32-bit floats",
+                  item->name);
             return;
         }
     if (ls->k < 2) {
@@ -214,7 +245,11 @@ static bool check_args(Checker *ck, const AstNode *call, int npos, const char *c
 }
 
 static bool want_number(Checker *ck, const AstNode *e, double *out, const char *what) {
-    if (e && const_number(e, out)) return true;
+    if (e && const_number(e, out)) {
+        if (f32_number(*out)) return true;
+        error(ck, e->loc, "%s " F32_RANGE_TEXT, what);
+        return false;
+    }
     if (e) error(ck, e->loc, "%s must be a number", what);
     return false;
 }
@@ -662,6 +697,7 @@ static void collect(Checker *ck, AstNode *root) {
         case AST_IMPORT: load_import(ck, item); break;
         case AST_LABELS: check_labels(ck, item); break;
         case AST_PROJECTION:
+            check_projection_params(ck, item);
             if (check_fresh(ck, item)) PUSH(prog->arena, prog->projs, prog->nprojs, item);
             break;
         case AST_MODEL:

@@ -837,19 +837,10 @@ static bool shift_invariant(SxPool *p, int weight, int naux) {
     return inv;
 }
 
-/* The parameter list: none, or one label set (bound to cx->qname). */
-static bool bind_params(PCtx *cx) {
+/* The parameter list: none, or one label set (check.c), bound to cx->qname. */
+static void bind_params(PCtx *cx) {
     const AstNode *params = cx->def->kids[0];
-    for (int i = 0; params && i < params->nkids; i++) {
-        const AstNode *pa = params->kids[i];
-        const AstNode *ty = pa->nkids ? pa->kids[0] : NULL;
-        if (!ty || strcmp(ty->name, "labels") != 0 || i > 0) {
-            perr(cx, pa->loc, "a projection takes one parameter, of type labels", NULL, NULL);
-            return false;
-        }
-        cx->qname = pa->name;
-    }
-    return true;
+    if (params && params->nkids) cx->qname = params->kids[0]->name;
 }
 
 /* The `requires` clause for cx->q: 1 met (or absent), 0 not met, -1 error reported. */
@@ -863,7 +854,7 @@ static ProjInst *instantiate(PCtx *cx) {
     Program *prog = cx->prog;
     SxPool *p = cx->pool;
     const AstNode *def = cx->def;
-    if (!bind_params(cx)) return NULL;
+    bind_params(cx);
     int met = requires_met(cx);
     if (met < 0) return NULL;
     if (!met) {
@@ -1100,7 +1091,8 @@ static const LabelSet *check_labels_for(Program *prog, Diag *diag, const AstNode
         const LabelSet *q = i < prog->nlabels ? prog->labels[i] : &builtin[i - prog->nlabels];
         PCtx cx;
         ctx_init(&cx, prog, diag, def, q, (SrcLoc){0});
-        int met = bind_params(&cx) ? requires_met(&cx) : -1;
+        bind_params(&cx);
+        int met = requires_met(&cx);
         if (met != 0) {
             *error = met < 0;
             return met > 0 ? q : NULL;
