@@ -44,9 +44,7 @@ extern char **environ;
  * follows, so the caller still sees the process killed by it. A signal ignored from the
  * start (nohup, a background job's SIGINT) stays ignored; the linker gets the default
  * actions back at its exec. */
-static const int link_signals[] = {SIGINT, SIGTERM, SIGHUP};
-enum { LINK_NSIGNALS = sizeof link_signals / sizeof *link_signals };
-static struct sigaction link_old[LINK_NSIGNALS];
+static struct sigaction link_old[NNQ_STOP_SIGNALS];
 static char *volatile link_tmp[CG_MAX_OBJECTS + 1];
 static volatile sig_atomic_t link_ntmp;
 static volatile pid_t link_child;
@@ -62,19 +60,7 @@ static void link_on_signal(int sig) {
 static void link_handle_signals(bool on) {
     link_ntmp = 0;
     link_child = 0;
-    for (int i = 0; i < LINK_NSIGNALS; i++) {
-        if (!on) {
-            sigaction(link_signals[i], &link_old[i], NULL);
-            continue;
-        }
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = link_on_signal;
-        sa.sa_flags = SA_RESETHAND;
-        sigfillset(&sa.sa_mask);
-        sigaction(link_signals[i], NULL, &link_old[i]);
-        if (link_old[i].sa_handler != SIG_IGN) sigaction(link_signals[i], &sa, NULL);
-    }
+    nnq_stop_signals(on ? link_on_signal : NULL, SA_RESETHAND, link_old);
 }
 
 /* OUT.PID plus suffix, malloc'd, removed by a signal from now on */

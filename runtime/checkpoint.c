@@ -106,7 +106,28 @@ void nnq_rt_checkpoint_state(NnqRun *run, const char *name, void *p, int64_t byt
 
 static volatile sig_atomic_t ck_signal; /* the signal received, 0: none */
 static bool ck_handling;
-static struct sigaction ck_old_int, ck_old_term, ck_old_hup;
+static struct sigaction ck_old[NNQ_STOP_SIGNALS];
+
+static const int stop_signals[NNQ_STOP_SIGNALS] = {SIGINT, SIGTERM, SIGHUP};
+
+void nnq_stop_signals(void (*handler)(int), int flags, struct sigaction *old) {
+    for (int i = 0; i < NNQ_STOP_SIGNALS; i++) {
+        if (!handler) {
+            sigaction(stop_signals[i], &old[i], NULL);
+            continue;
+        }
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = handler;
+        sa.sa_flags = flags;
+        sigfillset(&sa.sa_mask);
+        sigaction(stop_signals[i], NULL, &old[i]);
+        /* a signal ignored from the start (nohup's SIGHUP, a background job's SIGINT)
+         * stays ignored */
+        if (old[i].sa_handler != SIG_IGN)
+            sigaction(stop_signals[i], &sa, NULL);
+    }
+}
 
 static void ck_on_signal(int sig) {
     static const char msg[] = "\nnnqc: interrupted: finishing this epoch to save a checkpoint "
@@ -133,26 +154,11 @@ static void ck_handle_signals(bool on) {
         return;
     if (on) {
         ck_signal_stack();
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = ck_on_signal;
-        sa.sa_flags = SA_RESETHAND | SA_ONSTACK; /* the second signal: its default action */
-        sigemptyset(&sa.sa_mask);
         ck_signal = 0;
-        /* a signal ignored from the start (a background job's SIGINT) stays ignored */
-        sigaction(SIGINT, NULL, &ck_old_int);
-        sigaction(SIGTERM, NULL, &ck_old_term);
-        sigaction(SIGHUP, NULL, &ck_old_hup);
-        if (ck_old_int.sa_handler != SIG_IGN)
-            sigaction(SIGINT, &sa, NULL);
-        if (ck_old_term.sa_handler != SIG_IGN)
-            sigaction(SIGTERM, &sa, NULL);
-        if (ck_old_hup.sa_handler != SIG_IGN) /* the terminal closed (nohup ignores it) */
-            sigaction(SIGHUP, &sa, NULL);
+        /* the second signal: its default action */
+        nnq_stop_signals(ck_on_signal, SA_RESETHAND | SA_ONSTACK, ck_old);
     } else {
-        sigaction(SIGINT, &ck_old_int, NULL);
-        sigaction(SIGTERM, &ck_old_term, NULL);
-        sigaction(SIGHUP, &ck_old_hup, NULL);
+        nnq_stop_signals(NULL, 0, ck_old);
     }
     ck_handling = on;
 }

@@ -167,6 +167,15 @@ bool nnq_file_write(const char *path, const void *data, size_t len, char *msg, s
  * (flushed, no error); if not, says so on stderr ("cannot write standard output: ...").
  * nnqc's commands and built trainers exit 1 then, not 0. */
 bool nnq_stdout_check(void);
+/* The signals that ask a run or a build to stop: SIGINT (Ctrl-C), SIGTERM, SIGHUP (the
+ * terminal closed). nnq_stop_signals(handler, flags, old) installs handler for each
+ * (sa_flags `flags`, every signal blocked while it runs), saving the previous actions in
+ * old[NNQ_STOP_SIGNALS], except one ignored from the start, which stays ignored (nohup's
+ * SIGHUP, a background job's SIGINT); with handler NULL, restores them from old. For a
+ * checkpointed run (checkpoint.c) and nnqc build's link (compiler/link.c). */
+#define NNQ_STOP_SIGNALS 3
+struct sigaction;
+void nnq_stop_signals(void (*handler)(int), int flags, struct sigaction *old);
 /* First thing in a command's main: /dev/null, read-only, on each of standard input,
  * output and error that is closed, so that no file opened later takes its number. */
 void nnq_std_fds(void);
