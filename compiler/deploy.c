@@ -425,12 +425,6 @@ static int export_c_entry(NnqRun *run) {
 
 const char *const deploy_commands[] = {"inspect", "eval", "predict", "export", NULL};
 
-bool deploy_command(const char *word) {
-    for (const char *const *c = deploy_commands; *c; c++)
-        if (!strcmp(word, *c)) return true;
-    return false;
-}
-
 int deploy_main(int argc, char **argv, const char *stdlib_dir) {
     int rc = parse(argc, argv);
     if (rc >= 0) return rc;

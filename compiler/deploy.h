@@ -5,9 +5,8 @@
 
 #include "nnq_rt.h"
 
-/* The commands deploy_main runs (NULL-terminated), and whether word is one of them. */
+/* The commands deploy_main runs (NULL-terminated). */
 extern const char *const deploy_commands[];
-bool deploy_command(const char *word);
 /* nnqc COMMAND ...: argv[1] is the command. Returns the exit status. */
 int deploy_main(int argc, char **argv, const char *stdlib_dir);
 /* Writes DIR/PREFIX.c and DIR/PREFIX.h: the model (version 2, label tensors read with

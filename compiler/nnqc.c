@@ -153,8 +153,9 @@ static double now_seconds(void) {
 /* The commands parse_args takes (deploy.c's run on their own: deploy_commands). */
 static const char *const commands[] = {"run", "check", "build", NULL};
 
-static bool is_command(const char *word) {
-    for (const char *const *c = commands; *c; c++)
+/* Whether word is one of a NULL-terminated list (commands, deploy_commands). */
+static bool listed(const char *const *list, const char *word) {
+    for (const char *const *c = list; *c; c++)
         if (!strcmp(word, *c)) return true;
     return false;
 }
@@ -238,7 +239,7 @@ static int parse_args(int argc, char **argv, Options *o) {
         if (a[0] == '-' && a[1]) {
             nnq_option_unknown(a, "", (const NnqOption *const[]){nnq_run_options, options, NULL}, " (see nnqc --help)");
             return 2;
-        } else if (!o->command && !o->emit && is_command(a)) {
+        } else if (!o->command && !o->emit && listed(commands, a)) {
             o->command = a;
         } else if (!o->command && !o->emit && !o->file && !strpbrk(a, "./") && access(a, F_OK) != 0) {
             /* a word that names no command and no file: a misspelt command */
@@ -341,7 +342,7 @@ static int nnqc_main(int argc, char **argv) {
     nnq_run_prepare(); /* OpenBLAS's threads stopped before they take a CPU from compiling */
     const char *stdlib_dir = getenv("NNQ_STDLIB");
     if (!stdlib_dir || !*stdlib_dir) stdlib_dir = NNQ_STDLIB_DIR;
-    if (argc > 1 && deploy_command(argv[1])) return deploy_main(argc, argv, stdlib_dir);
+    if (argc > 1 && listed(deploy_commands, argv[1])) return deploy_main(argc, argv, stdlib_dir);
     Options o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
