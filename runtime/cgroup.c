@@ -4,7 +4,7 @@
  *
  * Requires: Linux (sched_getaffinity, /proc/self/cgroup, the cgroup file systems under
  * /sys/fs/cgroup); elsewhere the files are absent and nothing is limited.
- * Provides: nnq_cpus_usable; rt_cgroup_limit and rt_cgroup_cpus, which read any
+ * Provides: nnq_cpus_usable, rt_cpus_usable; rt_cgroup_limit and rt_cgroup_cpus, which read any
  * /proc/self/cgroup and any root (tests give files of their own).
  *
  * One walk serves both (cgroup_walk): the process's group for a controller, as cgroup
@@ -126,11 +126,16 @@ int rt_cgroup_cpus(const char *self_cgroup, const char *fs_root) {
     return least;
 }
 
-int nnq_cpus_usable(void) {
+int rt_cpus_usable(bool *bound) {
     cpu_set_t set;
-    long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : online;
+    if (bound)
+        *bound = cpus < online;
     int quota = rt_cgroup_cpus("/proc/self/cgroup", "/sys/fs/cgroup");
     if (quota > 0 && quota < cpus)
         cpus = quota;
     return cpus > 0 ? (int)(cpus > INT_MAX ? INT_MAX : cpus) : 1;
 }
+
+int nnq_cpus_usable(void) { return rt_cpus_usable(NULL); }

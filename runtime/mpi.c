@@ -20,8 +20,6 @@
  *    size and process count only) and applies the same updates to the same state.
  *  - A rank that fails (nnq_rt_fail) ends the job: nnq_run_free calls MPI_Abort after the
  *    run's resources are released, so no other rank waits in a collective for it. */
-#define _GNU_SOURCE
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -98,11 +96,9 @@ void rt_mpi_init(NnqRun *run) {
  * to cores by default). */
 int32_t rt_mpi_threads(void) {
     if (world.size <= 1) return 0;
-    cpu_set_t set;
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-    int cpus = nnq_cpus_usable(); /* the mask, within the cgroup's quota */
-    if (CPU_COUNT(&set) >= online && world.local_size > 1) cpus /= world.local_size; /* not bound: shared */
+    bool bound;
+    int cpus = rt_cpus_usable(&bound); /* the mask, within the cgroup's quota */
+    if (!bound && world.local_size > 1) cpus /= world.local_size; /* not bound: shared */
     return cpus > 0 ? cpus : 1;
 }
 

@@ -240,6 +240,9 @@ int64_t rt_cgroup_limit(const char *proc_cgroup, const char *root);
 /* cgroup.c: the CPUs the CPU quotas of the same cgroups allow, rounded up; 0: no quota.
  * (v2 cpu.max, v1 ROOT/cpu,cpuacct/PATH/cpu.cfs_quota_us over cpu.cfs_period_us.) */
 int rt_cgroup_cpus(const char *self_cgroup, const char *fs_root);
+/* nnq_cpus_usable, and in *bound (may be NULL) whether the affinity mask holds fewer
+ * CPUs than are online (a launcher bound the process). */
+int rt_cpus_usable(bool *bound);
 char *rt_strdup(NnqRun *run, const char *s);
 uint64_t rt_rng_next(NnqRun *run);
 uint64_t rt_rng_below(NnqRun *run, uint64_t bound); /* uniform in [0, bound), bound > 0 */
