@@ -105,7 +105,8 @@ typedef struct NnqOption {
 } NnqOption;
 /* argv[*i] against a table: the index of its row, with the value in *val ("--flag VALUE",
  * *i then moved past VALUE, or "--flag=VALUE"); -1 when argv[*i] is no row's flag; -2
- * after printing that a flag lacks its value or that a switch was given one. */
+ * after printing that a flag lacks its value (or has an empty one) or that a switch was
+ * given one. */
 int nnq_option_find(const NnqOption *table, int argc, char **argv, int *i, const char **val);
 /* The help of a table's rows: "  FLAG VALUE", the help from column 22. */
 void nnq_options_print(FILE *out, const NnqOption *table);

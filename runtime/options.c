@@ -43,6 +43,10 @@ int nnq_option_find(const NnqOption *table, int argc, char **argv, int *i, const
             fprintf(stderr, "nnqc: error: %s needs a value\n", table[k].flag);
             return -2;
         }
+        if (!**val) { /* every value names something: `--metrics ""` wrote no metrics, silently */
+            fprintf(stderr, "nnqc: error: %s needs a value, not an empty one\n", table[k].flag);
+            return -2;
+        }
         return k;
     }
     return -1;

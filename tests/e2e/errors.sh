@@ -257,6 +257,9 @@ expect_usage cmd-far "error: unknown command 'frobnicate' (see nnqc --help)" fro
 expect_usage option "error: unknown option '--epoch'; did you mean '--epochs'? (see nnqc --help)" run m.nnq --epoch 3
 expect_usage option-compiler "error: unknown option '--no-cahce'; did you mean '--no-cache'?" run m.nnq --no-cahce
 expect_usage data-dir-missing "error: --data-dir 'nowhere': No such file or directory" run m.nnq --data-dir nowhere
+# an empty value names nothing: --metrics "" trained and wrote no metrics, without a word
+expect_usage metrics-empty "error: --metrics needs a value, not an empty one" run m.nnq --metrics ""
+expect_usage output-empty "error: -o needs a value, not an empty one" build m.nnq -o=
 expect_usage data-dir-file "error: --data-dir 'shape.nnq': not a directory" run m.nnq --data-dir=shape.nnq
 expect_usage option-far "error: unknown option '--frobnicate' (see nnqc --help)" check m.nnq --frobnicate
 # an output that is the program file: refused before any work (`build p.nnq -o p.nnq`
