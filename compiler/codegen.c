@@ -1615,15 +1615,20 @@ void cg_add_trainer_main(LLVMModuleRef mod) {
     assert(entry);
     int nbuf;
     LLVMValueRef buffers = trainer_buffers(mod, &nbuf);
-    LLVMTypeRef tm_params[5] = {i32, pp, p, p, i64};
-    LLVMTypeRef tm_ty = LLVMFunctionType(i32, tm_params, 5, 0);
+    LLVMTypeRef tm_params[6] = {i32, pp, p, p, i64, i32};
+    LLVMTypeRef tm_ty = LLVMFunctionType(i32, tm_params, 6, 0);
     LLVMValueRef tmain = LLVMAddFunction(mod, "nnq_trainer_main", tm_ty);
     LLVMTypeRef main_params[2] = {i32, pp};
     LLVMValueRef mainf = LLVMAddFunction(mod, "main", LLVMFunctionType(i32, main_params, 2, 0));
+    /* main runs before the CPU is checked: baseline x86-64 code, whatever the module's */
+    LLVMAddTargetDependentFunctionAttr(mainf, "target-cpu", "x86-64");
+    LLVMAddTargetDependentFunctionAttr(mainf, "target-features", "");
     LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(ctx, mainf, "entry"));
-    LLVMValueRef args[5] = {LLVMGetParam(mainf, 0), LLVMGetParam(mainf, 1), LLVMBuildBitCast(b, entry, p, ""),
-                            buffers, LLVMConstInt(i64, (unsigned long long)nbuf, 0)};
-    LLVMBuildRet(b, LLVMBuildCall2(b, tm_ty, tmain, args, 5, ""));
+    /* the level the objects are compiled for (jit.c's host_target) */
+    LLVMValueRef args[6] = {LLVMGetParam(mainf, 0), LLVMGetParam(mainf, 1), LLVMBuildBitCast(b, entry, p, ""),
+                            buffers, LLVMConstInt(i64, (unsigned long long)nbuf, 0),
+                            LLVMConstInt(i32, (unsigned long long)nnq_isa_level(), 0)};
+    LLVMBuildRet(b, LLVMBuildCall2(b, tm_ty, tmain, args, 6, ""));
     LLVMDisposeBuilder(b);
 }

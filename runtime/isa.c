@@ -5,8 +5,11 @@
  * Provides: rt_isa (the level, read on every call), rt_isa_kernels (the same, read once:
  *   the dispatched kernels' choice; rt_isa_reset reads it again, for tests that change
  *   $NNQ_ISA), nnq_isa (its name, for the compiler's target features), rt_cpu_lanes (a
- *   kernel family's lanes at that level). conv_dnnl.c and conv_xsmm.c hand the level to
- *   oneDNN and LIBXSMM, which choose their own kernels.
+ *   kernel family's lanes at that level); nnq_isa_level (the x86-64 level, v4, v3 or
+ *   baseline, that a trainer nnqc builds is compiled for: the widest this CPU runs whole
+ *   within that set) and nnq_isa_level_check (a built trainer's first step: whether this
+ *   CPU runs it, else a message). conv_dnnl.c and conv_xsmm.c hand the level to oneDNN
+ *   and LIBXSMM, which choose their own kernels.
  *
  * One knob for every layer, so an AVX-512 machine can run what an AVX2-only one runs:
  * the runtime's kernels (the dispatched ones: RT_ISA_DISPATCH, gemm.c's dot kernel,
@@ -15,6 +18,7 @@
  * loads, before any of this runs: it takes $OPENBLAS_CORETYPE (bench/run --isa sets
  * both). A value that names no level is an error, not ignored: a benchmark run on the
  * wrong instructions would say nothing true. */
+#include <cpuid.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +70,67 @@ void rt_isa_reset(void) {
 
 const char *nnq_isa(void) {
     return levels[rt_isa()];
+}
+
+/* ---- the x86-64 levels a built trainer's code targets ---- */
+
+/* The features each level adds and code for it may use, as the CPU reports them (LLVM's
+ * x86-64-v3 and -v4; below v3, SSE2, which every x86-64 CPU has). */
+static const struct {
+    int level;
+    const char *name;
+} level_features[] = {
+    {1, "avx2"},     {1, "fma"},      {1, "bmi1"},     {1, "bmi2"},     {1, "f16c"},     {1, "movbe"},
+    {1, "lzcnt"},    {2, "avx512f"},  {2, "avx512bw"}, {2, "avx512cd"}, {2, "avx512dq"}, {2, "avx512vl"},
+};
+enum { NFEATURES = sizeof level_features / sizeof level_features[0] };
+static const char *const level_names[] = {"x86-64", "x86-64-v3", "x86-64-v4"};
+static const char *const level_sets[] = {"SSE2", "AVX2", "AVX-512"};
+
+/* This CPU's features of level_features, bit k for row k (the vector ones through
+ * __builtin_cpu_supports, which also asks whether the OS saves their registers). */
+static unsigned cpu_features(void) {
+    __builtin_cpu_init();
+    bool has[NFEATURES] = {__builtin_cpu_supports("avx2"),     __builtin_cpu_supports("fma"),
+                           __builtin_cpu_supports("bmi"),      __builtin_cpu_supports("bmi2"),
+                           false,                              false,
+                           false,                              __builtin_cpu_supports("avx512f"),
+                           __builtin_cpu_supports("avx512bw"), __builtin_cpu_supports("avx512cd"),
+                           __builtin_cpu_supports("avx512dq"), __builtin_cpu_supports("avx512vl")};
+    unsigned a, b, c, d;
+    if (__get_cpuid(1, &a, &b, &c, &d)) has[4] = c & bit_F16C, has[5] = c & bit_MOVBE;
+    if (__get_cpuid(0x80000001, &a, &b, &c, &d)) has[6] = c & bit_LZCNT;
+    unsigned bits = 0;
+    for (int k = 0; k < NFEATURES; k++) bits |= (unsigned)has[k] << k;
+    return bits;
+}
+
+const char *rt_isa_missing(int level, unsigned have) {
+    for (int k = 0; k < NFEATURES; k++)
+        if (level_features[k].level <= level && !(have >> k & 1)) return level_features[k].name;
+    return NULL;
+}
+
+int nnq_isa_level(void) {
+    unsigned have = cpu_features();
+    int want = rt_isa() == RT_ISA_AVX512 ? 2 : rt_isa() == RT_ISA_AVX2 ? 1 : 0;
+    while (want > 0 && rt_isa_missing(want, have)) want--;
+    return want;
+}
+
+const char *nnq_isa_level_name(int level) {
+    return level_names[level < 0 ? 0 : level > 2 ? 2 : level];
+}
+
+bool nnq_isa_level_check(int level, const char *program) {
+    const char *missing = rt_isa_missing(level, cpu_features());
+    if (!missing) return true;
+    fprintf(stderr,
+            "%s: error: this trainer was built for %s CPUs (%s), and this CPU lacks %s: build it again on this "
+            "machine, or build it with NNQ_ISA=%s for CPUs like this one\n",
+            program, nnq_isa_level_name(level), level_sets[level], missing,
+            rt_isa_missing(1, cpu_features()) ? "portable" : "avx2");
+    return false;
 }
 
 int rt_cpu_lanes(int lanes) {

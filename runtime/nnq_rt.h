@@ -83,6 +83,15 @@ void nnq_run_prepare(void);
 const char *nnq_isa(void);
 /* Whether that set is narrower than this CPU's widest ($NNQ_ISA held it). */
 bool nnq_isa_held(void);
+/* The x86-64 level a trainer nnqc builds targets, so that it runs on other CPUs of the
+ * same level (host-tuned code, say AVX-512 on an AVX2 machine, ended with SIGILL): 2
+ * x86-64-v4 (AVX-512 F, BW, CD, DQ, VL), 1 x86-64-v3 (AVX2, FMA, BMI1/2, F16C, MOVBE,
+ * LZCNT), 0 x86-64; the widest within that set whose features this CPU has all of. Its
+ * LLVM CPU name; and a built trainer's first step: true when this CPU runs the level,
+ * else false after saying which feature it lacks (on stderr, as PROGRAM: error: ...). */
+int nnq_isa_level(void);
+const char *nnq_isa_level_name(int level);
+bool nnq_isa_level_check(int level, const char *program);
 /* The CPUs this process may use: its affinity mask's, fewer where its cgroup's CPU quota
  * allows less (runtime/cgroup.c); at least 1. The default thread count. */
 int nnq_cpus_usable(void);
@@ -127,10 +136,12 @@ typedef struct NnqSpan {
     void *start;
     uint64_t bytes;
 } NnqSpan;
-/* main() of a standalone trainer: parses the run options, checks that the program's
+/* main() of a standalone trainer: checks that this CPU runs the x86-64 level its code was
+ * compiled for (nnq_isa_level at the build), parses the run options, checks that the program's
  * buffers (nbuffers spans) fit in memory and maps them in, runs entry, returns the exit
  * status (0 ok, 1 reported error, 2 bad usage). */
-int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const NnqSpan *buffers, int64_t nbuffers);
+int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const NnqSpan *buffers, int64_t nbuffers,
+                     int32_t isa_level);
 
 /* Maps in at once the pages of [p, p + bytes), a program's zero-initialized buffers,
  * which its first step would otherwise fault in one at a time (MADV_POPULATE_WRITE,

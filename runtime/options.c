@@ -145,8 +145,10 @@ int nnq_run_parse_option(NnqRunOptions *o, int argc, char **argv, int *i) {
     }
 }
 
-int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const NnqSpan *buffers, int64_t nbuffers) {
+int nnq_trainer_main(int argc, char **argv, int (*entry)(NnqRun *run), const NnqSpan *buffers, int64_t nbuffers,
+                     int32_t isa_level) {
     nnq_std_fds();
+    if (!nnq_isa_level_check(isa_level, argc > 0 && argv[0] ? argv[0] : "trainer")) return 1;
     NnqRunOptions o;
     nnq_run_options_default(&o);
     for (int i = 1; i < argc; i++) {

@@ -243,6 +243,9 @@ int rt_cgroup_cpus(const char *self_cgroup, const char *fs_root);
 /* nnq_cpus_usable, and in *bound (may be NULL) whether the affinity mask holds fewer
  * CPUs than are online (a launcher bound the process). */
 int rt_cpus_usable(bool *bound);
+/* isa.c: the first feature of x86-64 level `level` (0-2, nnq_isa_level) missing from the
+ * features in `have` (one bit each, in isa.c's order), or NULL. */
+const char *rt_isa_missing(int level, unsigned have);
 char *rt_strdup(NnqRun *run, const char *s);
 uint64_t rt_rng_next(NnqRun *run);
 uint64_t rt_rng_below(NnqRun *run, uint64_t bound); /* uniform in [0, bound), bound > 0 */

@@ -5,7 +5,8 @@
 # take the wider code from the compiled-code cache; LeNet-5 trains at each level (the
 # runtime's kernels per level: tests/runtime/test_isa.c) and says which it ran; with
 # OpenBLAS's kernels narrower than the CPU it trains as well, its products through oneDNN,
-# and --profile says so; a value that names no level is refused before anything runs.
+# and --profile says so; a trainer built for x86-64-v3 trains; a value that names no
+# level is refused before anything runs.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -68,6 +69,17 @@ if [ $top != portable ]; then
     hard=$(json_field generic.jsonl test_acc_hard)
     ge "$hard" 0.6 || fail "OpenBLAS's Prescott kernels: hard-quantized test accuracy $hard < 0.6 after 25 iterations"
     grep -q "^matrix products: .*OpenBLAS's [A-Za-z]* kernels" $top.out || fail "--profile names no library: $(grep 'matrix products' $top.out)"
+    checks=$((checks + 1))
+fi
+
+# a trainer nnqc builds targets its level's generic x86-64 CPU and checks for it as it
+# starts: held to avx2 (x86-64-v3, what an AVX2-only machine runs) it trains here
+if [ $top != portable ]; then
+    NNQ_ISA=avx2 "$NNQC" build l.nnq -o trainer.avx2 > build.out 2>&1 || { cat build.out; fail "NNQ_ISA=avx2: nnqc build failed"; }
+    ./trainer.avx2 --data-dir "$tmp" --epochs 1 --progress=lines --metrics trainer.jsonl > trainer.out 2>&1 ||
+        { cat trainer.out; fail "the trainer built for x86-64-v3 did not run on this CPU"; }
+    hard=$(json_field trainer.jsonl test_acc_hard)
+    ge "$hard" 0.6 || fail "the trainer built for x86-64-v3: hard-quantized test accuracy $hard < 0.6"
     checks=$((checks + 1))
 fi
 

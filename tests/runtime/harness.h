@@ -119,6 +119,7 @@ void test_chan_relu_grad_affine(void);
 void test_chan_lanes(void);
 void test_bn_apply(void);
 void test_isa_levels(void);
+void test_isa_trainer_level(void);
 void test_isa_kernels(void);
 void test_avgpool(void);
 

@@ -3,7 +3,8 @@
  * pooling with and without a batch norm, depthwise convolutions, of x or of a batch norm's
  * values) giving at every level
  * this CPU runs the same bits as at the widest: the narrower versions are what an
- * AVX2-only or older CPU runs, and no other test reaches them on a wider CPU. */
+ * AVX2-only or older CPU runs, and no other test reaches them on a wider CPU; the x86-64
+ * level a built trainer targets, and its check of a CPU's features. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,32 @@ void test_isa_levels(void) {
     }
     setenv("NNQ_ISA", "", 1);
     CHECK(rt_isa() == top, "an empty NNQ_ISA holds nothing back");
+    unsetenv("NNQ_ISA");
+}
+
+/* The x86-64 level a built trainer targets and its check (nnq_isa_level, rt_isa_missing):
+ * a feature set missing one feature of a level lacks that feature, and only levels that
+ * need it; the level follows $NNQ_ISA down and never exceeds the CPU's. */
+void test_isa_trainer_level(void) {
+    enum { V3 = 0x7f, V4 = 0xfff }; /* isa.c's order: seven features of v3, then five of v4 */
+    CHECK(!rt_isa_missing(2, V4) && !rt_isa_missing(1, V3) && !rt_isa_missing(0, 0), "whole sets lack nothing");
+    const char *m = rt_isa_missing(2, V4 & ~(1u << 8));
+    CHECK(m && !strcmp(m, "avx512bw"), "v4 without its second feature lacks avx512bw, not %s", m ? m : "nothing");
+    m = rt_isa_missing(2, V3);
+    CHECK(m && !strcmp(m, "avx512f"), "v3's features lack avx512f for v4, not %s", m ? m : "nothing");
+    m = rt_isa_missing(1, V3 & ~(1u << 6));
+    CHECK(m && !strcmp(m, "lzcnt") && !rt_isa_missing(0, V3 & ~(1u << 6)), "v3 without lzcnt: %s",
+          m ? m : "nothing");
+    RtIsa top = cpu_isa();
+    int cpu_level = nnq_isa_level();
+    CHECK(cpu_level >= 0 && cpu_level <= (top == RT_ISA_AVX512 ? 2 : top == RT_ISA_AVX2 ? 1 : 0) &&
+              nnq_isa_level_check(cpu_level, "test"),
+          "this CPU's level %d (%s) runs here", cpu_level, nnq_isa_level_name(cpu_level));
+    setenv("NNQ_ISA", "avx2", 1);
+    CHECK(nnq_isa_level() == (cpu_level < 1 ? cpu_level : 1), "NNQ_ISA=avx2: level %d", nnq_isa_level());
+    setenv("NNQ_ISA", "portable", 1);
+    CHECK(nnq_isa_level() == 0 && !strcmp(nnq_isa_level_name(0), "x86-64"), "NNQ_ISA=portable: level %d",
+          nnq_isa_level());
     unsetenv("NNQ_ISA");
 }
 

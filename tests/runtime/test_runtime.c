@@ -228,6 +228,7 @@ static const TestCase g_cases[] = {
     CASE(test_chan_lanes),
     CASE(test_bn_apply),
     CASE(test_isa_levels),
+    CASE(test_isa_trainer_level),
     CASE(test_isa_kernels),
     CASE(test_avgpool),
     CASE(test_idx_load),
