@@ -26,7 +26,7 @@ typedef struct Checker {
 
 #define PUSH(arena, arr, n, v)                                                                     \
     do {                                                                                           \
-        (arr) = arena_realloc((arena), (arr), sizeof(*(arr)) * (n), sizeof(*(arr)) * ((n) + 1));   \
+        (arr) = arena_grow((arena), (arr), (size_t)(n), sizeof(*(arr)));                            \
         (arr)[(n)++] = (v);                                                                        \
     } while (0)
 
@@ -725,8 +725,7 @@ static bool load_import(Checker *ck, const AstNode *item) {
     for (int i = 0; i < ck->nimported; i++)
         if (strcmp(ck->imported[i], name) == 0) return true;
     Arena *arena = ck->prog->arena;
-    ck->imported = arena_realloc(arena, ck->imported, sizeof(char *) * ck->nimported,
-                                 sizeof(char *) * (ck->nimported + 1));
+    ck->imported = arena_grow(arena, ck->imported, (size_t)ck->nimported, sizeof(char *));
     ck->imported[ck->nimported++] = name;
     const char *path = arena_printf(arena, "%s/%s.nnq", ck->stdlib_dir, name + 4);
     FILE *f = fopen(path, "rb");

@@ -205,8 +205,7 @@ static bool parse_labels(Parser *ps) {
     }
     LabelSet *copy = arena_alloc(ps->prog->arena, sizeof *copy);
     *copy = ls;
-    ps->prog->labels = arena_realloc(ps->prog->arena, ps->prog->labels, sizeof(LabelSet *) * ps->prog->nlabels,
-                                     sizeof(LabelSet *) * (ps->prog->nlabels + 1));
+    ps->prog->labels = arena_grow(ps->prog->arena, ps->prog->labels, (size_t)ps->prog->nlabels, sizeof(LabelSet *));
     ps->prog->labels[ps->prog->nlabels++] = copy;
     return true;
 }
@@ -275,7 +274,7 @@ static bool parse_param(Parser *ps) {
         if (!p.proj) return ps->failed = true, false;
         if (p.proj->ncomp != aux) return fail(ps, "aux differs from the projection's number of auxiliary arrays");
     }
-    m->params = arena_realloc(m->arena, m->params, sizeof(IrParam) * m->nparams, sizeof(IrParam) * (m->nparams + 1));
+    m->params = arena_grow(m->arena, m->params, (size_t)m->nparams, sizeof(IrParam));
     m->params[m->nparams++] = p;
     return true;
 }
@@ -289,7 +288,7 @@ static bool parse_bn(Parser *ps) {
     if (!n || !expect(ps, ":") || !integer(ps, &f) || !expect(ps, "features")) return false;
     if (f < 1 || f > IR_MAX_DIM) return fail(ps, "the number of features is out of range");
     if (find_bn(m, n) >= 0) return fail(ps, "a second batch norm of this name");
-    m->bns = arena_realloc(m->arena, m->bns, sizeof(IrBn) * m->nbns, sizeof(IrBn) * (m->nbns + 1));
+    m->bns = arena_grow(m->arena, m->bns, (size_t)m->nbns, sizeof(IrBn));
     m->bns[m->nbns++] = (IrBn){n, f};
     return true;
 }

@@ -201,8 +201,7 @@ static int new_param(Lower *lw, const char *name, IrShape shape, const ProjUse *
     IrModule *m = lw->m;
     int idx = lw->next_param++;
     if (idx == m->nparams) {
-        m->params = arena_realloc(m->arena, m->params, sizeof(IrParam) * m->nparams,
-                                  sizeof(IrParam) * (m->nparams + 1));
+        m->params = arena_grow(m->arena, m->params, (size_t)m->nparams, sizeof(IrParam));
         IrParam *p = &m->params[m->nparams++];
         p->name = name;
         p->shape = shape;
@@ -372,7 +371,7 @@ static int lower_batchnorm(Lower *lw, const AstNode *e, int x) {
     int idx = lw->next_bn++;
     IrModule *m = lw->m;
     if (idx == m->nbns) {
-        m->bns = arena_realloc(arena, m->bns, sizeof(IrBn) * m->nbns, sizeof(IrBn) * (m->nbns + 1));
+        m->bns = arena_grow(arena, m->bns, (size_t)m->nbns, sizeof(IrBn));
         m->bns[m->nbns].name = arena_printf(arena, "bn%d", idx + 1);
         m->bns[m->nbns++].features = s.d[1];
     }

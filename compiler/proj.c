@@ -1072,8 +1072,7 @@ ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const 
     free(cx.adj);
     free(cx.names);
     if (!pi) return NULL;
-    prog->insts = arena_realloc(prog->arena, prog->insts, sizeof(ProjInst *) * prog->ninsts,
-                                sizeof(ProjInst *) * (prog->ninsts + 1));
+    prog->insts = arena_grow(prog->arena, prog->insts, (size_t)prog->ninsts, sizeof(ProjInst *));
     prog->insts[prog->ninsts++] = pi;
     return pi;
 }

@@ -108,6 +108,14 @@ void *arena_realloc(Arena *arena, void *old, size_t old_size, size_t new_size) {
     return p;
 }
 
+void *arena_grow(Arena *arena, void *arr, size_t n, size_t size) {
+    if (n == 0)
+        return arena_alloc(arena, 4 * size);
+    if (n < 4 || (n & (n - 1)))
+        return arr;
+    return arena_realloc(arena, arr, n * size, 2 * n * size);
+}
+
 char *arena_strndup(Arena *arena, const char *s, size_t n) {
     char *p = arena_alloc(arena, n + 1);
     memcpy(p, s, n);

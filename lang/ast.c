@@ -56,12 +56,7 @@ AstNode *ast_new(Arena *arena, AstKind kind, SrcLoc loc) {
 
 void ast_add_kid(Arena *arena, AstNode *parent, AstNode *kid) {
     int n = parent->nkids;
-    if (n == 0) {
-        parent->kids = arena_alloc(arena, 4 * sizeof(AstNode *));
-    } else if (n >= 4 && (n & (n - 1)) == 0) {
-        parent->kids = arena_realloc(arena, parent->kids, (size_t)n * sizeof(AstNode *),
-                                     2 * (size_t)n * sizeof(AstNode *));
-    }
+    parent->kids = arena_grow(arena, parent->kids, (size_t)n, sizeof(AstNode *));
     parent->kids[n] = kid;
     parent->nkids = n + 1;
 }

@@ -186,6 +186,20 @@ static void test_arena_basics(void) {
         xs[i] = i + 1;
     int *ys = arena_realloc(a, xs, 4 * sizeof(int), 8 * sizeof(int));
     CHECK(ys[0] == 1 && ys[3] == 4 && ys[4] == 0 && ys[7] == 0);
+    /* arena_grow: contents kept across each doubling, a new block only where n is 0 or a
+     * power of two from 4 (a copy per append made a 1,500-layer program's compile
+     * quadratic in time and memory) */
+    int *arr = NULL, moves = 0;
+    bool kept = true;
+    for (int n = 0; n < 5000; n++) {
+        int *grown = arena_grow(a, arr, (size_t)n, sizeof(int));
+        moves += grown != arr;
+        for (int k = 0; k < n && grown != arr; k++) kept &= grown[k] == k;
+        arr = grown;
+        arr[n] = n;
+    }
+    CHECK(kept);
+    CHECK(moves == 12); /* at 0, 4, 8, ..., 4096 */
     CHECK_STR(arena_strndup(a, "abcdef", 3), "abc");
     CHECK_STR(arena_printf(a, "%s-%d", "x", 42), "x-42");
     arena_free(a);
