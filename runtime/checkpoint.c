@@ -483,6 +483,13 @@ static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t
 
 int32_t nnq_rt_checkpoint_resume(NnqRun *run, int32_t epochs) {
     const char *from = run->opts.resume_dir;
+    char bad[CKPT_MAX_NAME + 160];
+    /* a fresh state not finite: a projection's init or weight gave inf or nan, which the
+     * epoch's end reported as a divergence (relu turns nan into 0, and the loss stayed
+     * finite) */
+    if (!from && rt_state_nonfinite(run, bad, sizeof bad))
+        nnq_rt_fail(run, "training cannot start: the initial state is not finite: the first non-finite "
+                    "tensor is %s (from its projection's init or weight)", bad);
     if (!from)
         return 0;
     /* DIR holding checkpoint.nnqc, or the file itself */

@@ -66,6 +66,20 @@ expect_error shape-mismatch "error: model 'm' expects inputs of shape \[3, 32, 3
 QUANT=float program diverge "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
     "optimizer = sgd(lr = 1e30)"
 expect_error divergence "diverged" diverge.nnq
+# a projection whose weight is not finite from the start: said so before the first step,
+# not as a divergence at the end of the epoch (relu turned the nans into 0s)
+{
+    echo "projection inf_weight() {"
+    echo "    aux a"
+    echo "    init a = w0"
+    echo "    weight w = a / 0"
+    echo "    update a using grad(w)"
+    echo "    hard w = a"
+    echo "}"
+} > inf_proj.nnq
+QUANT=inf_weight program inf_init "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28"
+cat inf_proj.nnq >> inf_init.nnq
+expect_error initial-state-nonfinite "training cannot start: the initial state is not finite: the first non-finite tensor is 'dense1.w.weight' (element 0 is inf" inf_init.nnq
 # a divergence keeps the metrics of the epochs before it (they were deleted with the
 # .tmp); one before any epoch leaves an earlier metrics file as it was
 QUANT=float program diverge2 "$F/train-images-idx3-ubyte.gz" "$F/train-labels-idx1-ubyte.gz" "1, 28, 28" \
