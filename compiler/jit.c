@@ -110,9 +110,10 @@ static void host_target(char **cpu, char **features, bool for_object) {
     }
 }
 
-/* Objects for this CPU's own level (not held by $NNQ_ISA) keep its model's tuning
- * (instruction scheduling, preferred vector width) through each function's "tune-cpu":
- * the generic x86-64-v4 alone cost a built MLP trainer 2% against this machine's. */
+/* Objects for this CPU's own level (not held by $NNQ_ISA) keep the tuning LLVM has for
+ * it (instruction scheduling, preferred vector width: its host CPU name, "generic" for a
+ * CPU newer than LLVM) through each function's "tune-cpu": x86-64-v4's own tuning cost a
+ * built MLP trainer 2-4% against the host's code (speed-log.md). */
 static void tune_for_host(LLVMModuleRef mod) {
     if (nnq_isa_held()) return;
     char *host = LLVMGetHostCPUName();
