@@ -75,31 +75,35 @@ const char *nnq_isa(void) {
 /* ---- the x86-64 levels a built trainer's code targets ---- */
 
 /* The features each level adds and code for it may use, as the CPU reports them (LLVM's
- * x86-64-v3 and -v4; below v3, SSE2, which every x86-64 CPU has). */
+ * x86-64-v3 and -v4; below v3, SSE2, which every x86-64 CPU has): bit F_... of a set. */
+enum { F_AVX2, F_FMA, F_BMI1, F_BMI2, F_F16C, F_MOVBE, F_LZCNT, F_AVX512F, F_AVX512BW, F_AVX512CD, F_AVX512DQ,
+       F_AVX512VL, NFEATURES };
 static const struct {
     int level;
     const char *name;
-} level_features[] = {
-    {1, "avx2"},     {1, "fma"},      {1, "bmi1"},     {1, "bmi2"},     {1, "f16c"},     {1, "movbe"},
-    {1, "lzcnt"},    {2, "avx512f"},  {2, "avx512bw"}, {2, "avx512cd"}, {2, "avx512dq"}, {2, "avx512vl"},
+} level_features[NFEATURES] = {
+    [F_AVX2] = {1, "avx2"},         [F_FMA] = {1, "fma"},           [F_BMI1] = {1, "bmi1"},
+    [F_BMI2] = {1, "bmi2"},         [F_F16C] = {1, "f16c"},         [F_MOVBE] = {1, "movbe"},
+    [F_LZCNT] = {1, "lzcnt"},       [F_AVX512F] = {2, "avx512f"},   [F_AVX512BW] = {2, "avx512bw"},
+    [F_AVX512CD] = {2, "avx512cd"}, [F_AVX512DQ] = {2, "avx512dq"}, [F_AVX512VL] = {2, "avx512vl"},
 };
-enum { NFEATURES = sizeof level_features / sizeof level_features[0] };
 static const char *const level_names[] = {"x86-64", "x86-64-v3", "x86-64-v4"};
 static const char *const level_sets[] = {"SSE2", "AVX2", "AVX-512"};
 
-/* This CPU's features of level_features, bit k for row k (the vector ones through
- * __builtin_cpu_supports, which also asks whether the OS saves their registers). */
+/* This CPU's features (the vector ones through __builtin_cpu_supports, which also asks
+ * whether the OS saves their registers; the three it does not know, from CPUID). */
 static unsigned cpu_features(void) {
     __builtin_cpu_init();
-    bool has[NFEATURES] = {__builtin_cpu_supports("avx2"),     __builtin_cpu_supports("fma"),
-                           __builtin_cpu_supports("bmi"),      __builtin_cpu_supports("bmi2"),
-                           false,                              false,
-                           false,                              __builtin_cpu_supports("avx512f"),
-                           __builtin_cpu_supports("avx512bw"), __builtin_cpu_supports("avx512cd"),
-                           __builtin_cpu_supports("avx512dq"), __builtin_cpu_supports("avx512vl")};
+    bool has[NFEATURES] = {
+        [F_AVX2] = __builtin_cpu_supports("avx2"),         [F_FMA] = __builtin_cpu_supports("fma"),
+        [F_BMI1] = __builtin_cpu_supports("bmi"),          [F_BMI2] = __builtin_cpu_supports("bmi2"),
+        [F_AVX512F] = __builtin_cpu_supports("avx512f"),   [F_AVX512BW] = __builtin_cpu_supports("avx512bw"),
+        [F_AVX512CD] = __builtin_cpu_supports("avx512cd"), [F_AVX512DQ] = __builtin_cpu_supports("avx512dq"),
+        [F_AVX512VL] = __builtin_cpu_supports("avx512vl"),
+    };
     unsigned a, b, c, d;
-    if (__get_cpuid(1, &a, &b, &c, &d)) has[4] = c & bit_F16C, has[5] = c & bit_MOVBE;
-    if (__get_cpuid(0x80000001, &a, &b, &c, &d)) has[6] = c & bit_LZCNT;
+    if (__get_cpuid(1, &a, &b, &c, &d)) has[F_F16C] = c & bit_F16C, has[F_MOVBE] = c & bit_MOVBE;
+    if (__get_cpuid(0x80000001, &a, &b, &c, &d)) has[F_LZCNT] = c & bit_LZCNT;
     unsigned bits = 0;
     for (int k = 0; k < NFEATURES; k++) bits |= (unsigned)has[k] << k;
     return bits;
@@ -123,13 +127,14 @@ const char *nnq_isa_level_name(int level) {
 }
 
 bool nnq_isa_level_check(int level, const char *program) {
-    const char *missing = rt_isa_missing(level, cpu_features());
+    unsigned have = cpu_features();
+    const char *missing = rt_isa_missing(level, have);
     if (!missing) return true;
     fprintf(stderr,
             "%s: error: this trainer was built for %s CPUs (%s), and this CPU lacks %s: build it again on this "
             "machine, or build it with NNQ_ISA=%s for CPUs like this one\n",
             program, nnq_isa_level_name(level), level_sets[level], missing,
-            rt_isa_missing(1, cpu_features()) ? "portable" : "avx2");
+            rt_isa_missing(1, have) ? "portable" : "avx2");
     return false;
 }
 

@@ -244,7 +244,8 @@ int rt_cgroup_cpus(const char *self_cgroup, const char *fs_root);
  * CPUs than are online (a launcher bound the process). */
 int rt_cpus_usable(bool *bound);
 /* isa.c: the first feature of x86-64 level `level` (0-2, nnq_isa_level) missing from the
- * features in `have` (one bit each, in isa.c's order), or NULL. */
+ * features in `have` (one bit each, isa.c's F_ order: avx2 fma bmi1 bmi2 f16c movbe lzcnt
+ * avx512f bw cd dq vl), or NULL. */
 const char *rt_isa_missing(int level, unsigned have);
 char *rt_strdup(NnqRun *run, const char *s);
 uint64_t rt_rng_next(NnqRun *run);
