@@ -364,6 +364,7 @@ static int nnqc_main(int argc, char **argv) {
                             .until = o.emit == EMIT_AST ? NNQ_STAGE_PARSE : NNQ_STAGE_IR};
     NnqCompilation c;
     rc = 1;
+    double t0 = now_seconds(); /* --profile's "compiled in": from the parse to native code ready */
     if (!nnq_compile(&c, o.file, NULL, &co)) goto done;
     Diag *diag = c.diag;
     IrModule *m = c.m;
@@ -414,7 +415,6 @@ static int nnqc_main(int argc, char **argv) {
             rc = 2;
             goto done;
         }
-        double t0 = now_seconds();
         bool cached;
         Jit *jit = jit_compile(m, o.opt_level, o.run.threads, false, o.no_cache ? NULL : &cache, &cached, diag);
         if (!jit) goto done;
