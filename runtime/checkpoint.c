@@ -22,7 +22,8 @@
  *    restored; the mapping and descriptor are released before any failure is reported.
  *  - Every epoch ends with a scan of the float state (rt_checkpoint_epoch_done): a
  *    non-finite value fails the run naming the tensor, before any checkpoint of it is
- *    written. State named train.* or dropout.* holds the loop's scalars; all other state
+ *    written; a fresh run scans its initial state before the first step
+ *    (nnq_rt_checkpoint_resume without --resume). State named train.* or dropout.* holds the loop's scalars; all other state
  *    is float32 (codegen.c's declare_checkpoint); the scan skips carried values
  *    (P.carryK), which may be infinite.
  *  - While a program with a checkpoint directory runs, SIGINT, SIGTERM and SIGHUP (the
@@ -32,7 +33,8 @@
  *    workers block the three signals,
  *    parallel.c): oneDNN 2.6's AVX-512 sgemm kernels point rsp into their heap
  *    workspace while they run, and a signal frame pushed there corrupted the heap
- *    (oneDNN issue 4845, fixed after 3.11; here 1 SIGINT in 8 aborted the run). */
+ *    (oneDNN issue 4845, fixed after 3.11; here 1 SIGINT in 8 aborted the run). The
+ *    three are installed by nnq_stop_signals, which nnqc build's link uses too. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
