@@ -187,7 +187,7 @@ static void check_labels(Checker *ck, const AstNode *item) {
         return;
     }
     qsort(ls->q, ls->k, sizeof(double), cmp_double);
-    for (int i = 1; i < ls->k; i++) /* as the 32-bit floats training uses: 0 and 1e-50 are one */
+    for (int i = 1; i < ls->k; i++) /* as the 32-bit floats training uses: 1 and 1.00000001 are one */
         if ((float)ls->q[i] == (float)ls->q[i - 1]) {
             error(ck, e->loc,
                   ls->q[i] == ls->q[i - 1] ? "label set '%s' lists a value twice"
