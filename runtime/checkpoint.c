@@ -23,9 +23,10 @@
  *  - Every epoch ends with a scan of the float state (rt_checkpoint_epoch_done): a
  *    non-finite value fails the run naming the tensor, before any checkpoint of it is
  *    written; a fresh run scans its initial state before the first step
- *    (nnq_rt_checkpoint_resume without --resume). State named train.* or dropout.* holds the loop's scalars; all other state
- *    is float32 (codegen.c's declare_checkpoint); the scan skips carried values
- *    (P.carryK), which may be infinite.
+ *    (nnq_rt_checkpoint_resume without --resume). State named train.* or dropout.*
+ *    holds the loop's scalars; all other state is float32 (codegen.c's
+ *    declare_checkpoint); the scan skips carried values (P.carryK), which may be
+ *    infinite.
  *  - While a program with a checkpoint directory runs, SIGINT, SIGTERM and SIGHUP (the
  *    terminal closed) only set a flag: the epoch finishes, its checkpoint is saved and
  *    the run fails saying how to resume (a second signal has its default effect). The
@@ -485,15 +486,16 @@ static int64_t ck_load(NnqRun *run, const unsigned char *p, size_t size, int32_t
 
 int32_t nnq_rt_checkpoint_resume(NnqRun *run, int32_t epochs) {
     const char *from = run->opts.resume_dir;
-    char bad[CKPT_MAX_NAME + 160];
-    /* a fresh state not finite: a projection's init or weight gave inf or nan, which the
-     * epoch's end reported as a divergence (relu turns nan into 0, and the loss stayed
-     * finite) */
-    if (!from && rt_state_nonfinite(run, bad, sizeof bad))
-        nnq_rt_fail(run, "training cannot start: the initial state is not finite: the first non-finite "
-                    "tensor is %s (from its projection's init or weight)", bad);
-    if (!from)
+    if (!from) {
+        /* a fresh state not finite: a projection's init or weight gave inf or nan, which
+         * the epoch's end reported as a divergence (relu turns nan into 0, and the loss
+         * stayed finite) */
+        char bad[CKPT_MAX_NAME + 160];
+        if (rt_state_nonfinite(run, bad, sizeof bad))
+            nnq_rt_fail(run, "training cannot start: the initial state is not finite: the first non-finite "
+                        "tensor is %s (from its projection's init or weight)", bad);
         return 0;
+    }
     /* DIR holding checkpoint.nnqc, or the file itself */
     struct stat st;
     const char *path = from;

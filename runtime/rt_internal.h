@@ -469,16 +469,16 @@ void rt_wr_u32(RtWriter *w, uint32_t v);
 void rt_wr_u64(RtWriter *w, uint64_t v);
 void rt_wr_commit(RtWriter *w);
 
+/* PATH.tmp, the name a writer of PATH writes first, into tmp, which holds strlen(path)
+ * + 5 bytes (NULL: none, returned as is: rt_tmp_name(malloc(...), path) passes on a
+ * failed allocation). */
+char *rt_tmp_name(char *tmp, const char *path);
 /* PATH.tmp (tmp) opened for writing, created if missing, locked (flock) and emptied: the
  * descriptor, or -1 with errno. Writers of one PATH in several processes take turns on
  * it: wait, until the lock is free, and then on the file PATH.tmp names again when the
  * one waited on was renamed or removed meanwhile; else -1 with EWOULDBLOCK while another
  * process holds it. Where the file system has no locks, unlocked. The lock lasts until
  * the descriptor is closed: rename or remove the .tmp before. */
-/* PATH.tmp, the name a writer of PATH writes first, into tmp, which holds strlen(path)
- * + 5 bytes (NULL: none, returned as is: rt_tmp_name(malloc(...), path) passes on a
- * failed allocation). */
-char *rt_tmp_name(char *tmp, const char *path);
 int rt_open_tmp_locked(const char *tmp, bool wait);
 /* An exclusive lock (flock) on directory DIR, held until rt_dir_unlock: 1 + its
  * descriptor; 0 where DIR cannot be opened (unlocked: what is wrong with it shows when it
