@@ -65,6 +65,8 @@
 #include <assert.h>
 #include <cblas.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <strings.h>
 
 #include "rt_internal.h"
@@ -84,6 +86,28 @@ static bool dnnl_sized(int32_t m, int32_t n, int32_t k) {
     return 2.0 * m * n * k >= GEMM_DNNL_FLOPS;
 }
 
+/* OpenBLAS's kernel families that need more than SSE3 (openblas_get_corename's names),
+ * with the instructions they need: one table for whether its kernels are as wide as the
+ * level nnq runs (rt_blas_fits_cpu) and whether this CPU runs them at all
+ * (rt_blas_runs_here). */
+enum { BLAS_AVX, BLAS_AVX2, BLAS_AVX512 };
+static const struct {
+    const char *core;
+    int needs;
+} blas_cores[] = {
+    {"sandybridge", BLAS_AVX}, {"bulldozer", BLAS_AVX},   {"piledriver", BLAS_AVX}, {"steamroller", BLAS_AVX},
+    {"excavator", BLAS_AVX},   {"haswell", BLAS_AVX2},    {"zen", BLAS_AVX2},       {"skylakex", BLAS_AVX512},
+    {"cooperlake", BLAS_AVX512}, {"sapphirerapids", BLAS_AVX512},
+};
+
+/* What OpenBLAS's chosen kernels need: BLAS_*, or -1 for SSE3 and below. */
+static int blas_needs(void) {
+    const char *core = openblas_get_corename();
+    for (size_t i = 0; core && i < sizeof blas_cores / sizeof blas_cores[0]; i++)
+        if (strcasecmp(core, blas_cores[i].core) == 0) return blas_cores[i].needs;
+    return -1;
+}
+
 /* Whether OpenBLAS runs kernels as wide as the level nnq runs (rt_isa): on an AVX2 or
  * AVX-512 level, one of its AVX2 or AVX-512 kernels. OpenBLAS chooses by CPU model when
  * it loads, and one older than the CPU falls back to its SSE3 kernels ("Prescott"): Debian
@@ -92,15 +116,31 @@ static bool dnnl_sized(int32_t m, int32_t n, int32_t k) {
  * CPU's features (docs/speed-log.md, "A 16-core Intel Xeon"). OPENBLAS_CORETYPE, read when
  * OpenBLAS loads, names its kernels instead. */
 bool rt_blas_fits_cpu(void) {
-    static const char *const wide_cores[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
-    if (blas_wide < 0) {
-        const char *core = openblas_get_corename();
-        bool found = false;
-        for (size_t i = 0; core && i < sizeof wide_cores / sizeof wide_cores[0]; i++)
-            found |= strcasecmp(core, wide_cores[i]) == 0;
-        blas_wide = found;
-    }
+    if (blas_wide < 0)
+        blas_wide = blas_needs() >= BLAS_AVX2;
     return blas_wide || rt_isa_kernels() == RT_ISA_PORTABLE;
+}
+
+/* Whether this CPU runs the kernels OpenBLAS chose. Its own choice always fits; one that
+ * $OPENBLAS_CORETYPE names (Haswell on a CPU without AVX2, copied from a benchmark's
+ * settings) would die of SIGILL at the first product, so a run stops before it with
+ * this message. */
+bool rt_blas_runs_here(char *err, size_t errlen) {
+    __builtin_cpu_init();
+    int needs = blas_needs();
+    const char *lacks = needs == BLAS_AVX && !__builtin_cpu_supports("avx")         ? "avx"
+                        : needs == BLAS_AVX2 && !__builtin_cpu_supports("avx2")     ? "avx2"
+                        : needs == BLAS_AVX2 && !__builtin_cpu_supports("fma")      ? "fma"
+                        : needs == BLAS_AVX512 && !__builtin_cpu_supports("avx512f") ? "avx512f"
+                        : needs == BLAS_AVX512 && !__builtin_cpu_supports("avx512vl") ? "avx512vl"
+                                                                                     : NULL;
+    if (!lacks) return true;
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    snprintf(err, errlen,
+             "OpenBLAS runs its %s kernels%s%s%s, which need %s, and this CPU lacks it: unset OPENBLAS_CORETYPE "
+             "or name kernels this CPU runs",
+             openblas_get_corename(), env ? " (OPENBLAS_CORETYPE=" : "", env ? env : "", env ? ")" : "", lacks);
+    return false;
 }
 
 bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k) {

@@ -597,6 +597,7 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
                 mf->model, mf->version);
         return NULL;
     }
+    if (!rt_blas_runs_here(err, errlen)) return NULL;
     NnqValueShape *shapes = NULL; /* each value's, from nnq_model_shapes */
     NnqNet *net = calloc(1, sizeof *net);
     if (!net) return set_err(err, errlen, "out of memory"), NULL;

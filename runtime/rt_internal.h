@@ -341,7 +341,9 @@ void rt_dnnl_sgemm(int32_t transa, int32_t transb, int32_t m, int32_t n, int32_t
  * gemm.c's dot kernel for small outputs (the rule), OpenBLAS (never), oneDNN's (always);
  * rt_gemm_dnnl: whether oneDNN computes an m x n x k product now; rt_gemm_dnnl_sized: the
  * same where OpenBLAS's kernels fit the CPU (the rule by ISA and size alone);
- * rt_blas_fits_cpu: whether the kernels OpenBLAS chose are as wide as rt_isa()'s level. */
+ * rt_blas_fits_cpu: whether the kernels OpenBLAS chose are as wide as rt_isa()'s level;
+ * rt_blas_runs_here: whether this CPU runs them at all (false, with a message in err,
+ * where $OPENBLAS_CORETYPE names wider ones than it has). */
 void rt_gemm_set_mode(RtLibMode mode);
 bool rt_gemm_dnnl(int32_t m, int32_t n, int32_t k);
 bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k);
@@ -349,6 +351,7 @@ bool rt_gemm_dnnl_sized(int32_t m, int32_t n, int32_t k);
  * also gives oneDNN those of 2 MFLOP or more whose op(A) is A. */
 bool rt_gemm_dnnl_dense(int32_t transa, int32_t m, int32_t n, int32_t k);
 bool rt_blas_fits_cpu(void);
+bool rt_blas_runs_here(char *err, size_t errlen);
 /* gemm.c: one line saying which libraries (and OpenBLAS's kernels) the products go to,
  * for --profile's report. */
 void rt_gemm_describe(FILE *out);

@@ -64,6 +64,11 @@ static void run_seed_state(NnqRun *run, uint64_t seed) {
 void nnq_run_prepare(void) { rt_parallel_init(); }
 
 NnqRun *nnq_run_new(const NnqRunOptions *opts) {
+    char why[256];
+    if (!rt_blas_runs_here(why, sizeof why)) {
+        fprintf(stderr, "nnq: error: %s\n", why);
+        return NULL;
+    }
     NnqRun *run = calloc(1, sizeof *run);
     if (!run) {
         fprintf(stderr, "nnqc: error: out of memory creating the run\n");

@@ -11,14 +11,18 @@ NNQ_BUILD_DIR="${NNQ_BUILD_DIR:-$NNQ_ROOT/build}"
 NNQ_ASAN_BUILD_DIR="${NNQ_ASAN_BUILD_DIR:-$NNQ_ROOT/build-asan}"
 
 # Build tools, the libraries nnq links (LLVM, OpenBLAS, oneDNN, LIBXSMM, Open MPI, zlib) and the
-# example's data; Open MPI's mpirun for data-parallel runs; clang and its sanitizer and
-# libFuzzer runtimes for the sanitized build.
+# example's data; Open MPI's mpirun for data-parallel runs.
 NNQ_PACKAGES=(gcc make cmake re2c bison llvm-dev libopenblas-dev libdnnl-dev libxsmm-dev libopenmpi-dev openmpi-bin zlib1g-dev
-              dataset-fashion-mnist clang libclang-rt-14-dev)
+              dataset-fashion-mnist)
+# What only the tests need (tools/test.sh installs them): clang and its sanitizer and
+# libFuzzer runtimes for the sanitized build; QEMU's user mode, which runs nnq on emulated
+# CPUs without AVX-512 and without AVX (tests/e2e/emulated_cpus.sh).
+NNQ_TEST_PACKAGES=(clang libclang-rt-14-dev qemu-user)
 
+# nnq_install_packages PACKAGE...: apt-get installs those not installed.
 nnq_install_packages() {
     local missing=()
-    for p in "${NNQ_PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -49,5 +53,5 @@ nnq_build_sanitized() {
     cmake --build "$NNQ_ASAN_BUILD_DIR" -j "$(nnq_jobs)"
 }
 
-nnq_install_packages
+nnq_install_packages "${NNQ_PACKAGES[@]}"
 nnq_build
