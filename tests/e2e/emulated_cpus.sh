@@ -3,10 +3,11 @@
 # AVX2 code since QEMU 7.2, no AVX-512): an AMD EPYC of the Rome generation (AVX2 and FMA,
 # no AVX-512: the kind of machine CI runs on) and an Intel Nehalem (SSE4.2, no AVX).
 # - `nnqc run` compiles there for the CPU it runs on (avx2, portable) and trains the same
-#   model, bit for bit, as this machine held to that level by $NNQ_ISA: the binary MLP,
-#   and LeNet-5, whose convolutions go through LIBXSMM and oneDNN, which choose their
-#   kernels from the CPU's features. So runs and benchmarks held to AVX2 here run the
-#   code an AVX2-only machine runs.
+#   model, bit for bit, as this machine held to that level by $NNQ_ISA: the binary MLP;
+#   LeNet-5, whose convolutions go through LIBXSMM and oneDNN, which choose their kernels
+#   from the CPU's features; 3 x 3 layers by Winograd's transforms and oneDNN with
+#   residual sums (deep_conv_subset.nnq); depthwise layers (dw_conv_subset.nnq). So runs
+#   and benchmarks held to AVX2 here run the code an AVX2-only machine runs.
 # - It does not take this machine's wider code from a shared compiled-code cache.
 # - A trainer built for x86-64-v3 trains there the same model as here; on a CPU without
 #   AVX2 (and one built for x86-64-v4 on a CPU without AVX-512) it refuses to start, with
@@ -21,9 +22,11 @@ NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
 command -v qemu-x86_64 >/dev/null || fail "qemu-x86_64 not found (apt-get install qemu-user)"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-make_subset "$tmp" 700 100
-sed -e '/^ *checkpoint /d' -e 's/^\( *validation *= *\).*/\1100/' "$SRC/examples/fashion_mlp_pmf.nnq" > "$tmp/mlp.nnq"
-sed -e '/^ *checkpoint /d' -e 's/^\( *validation *= *\).*/\1100/' "$SRC/examples/fashion_lenet5_pmf.nnq" > "$tmp/lenet.nnq"
+make_subset "$tmp" 300 100 # 2 steps of 100, each layer's every kernel: forward, gradients, update, evaluation
+for prog in examples/fashion_mlp_pmf:mlp examples/fashion_lenet5_pmf:lenet tests/e2e/deep_conv_subset:deep \
+            tests/e2e/dw_conv_subset:dw; do
+    sed -e '/^ *checkpoint /d' -e 's/^\( *validation *= *\).*/\1100/' "$SRC/${prog%:*}.nnq" > "$tmp/${prog#*:}.nnq"
+done
 cd "$tmp"
 unset NNQ_ISA
 export NNQ_CACHE_DIR="$tmp/cache"
@@ -65,6 +68,8 @@ if [ $top = avx512 ]; then
     ! grep -q "compiled-code cache" $ROME.out || fail "on $ROME the MLP took this machine's AVX-512 code from the compiled-code cache"
 fi
 same $ROME avx2 Haswell lenet.nnq lenet5_binary.nnqm
+same $ROME avx2 Haswell deep.nnq deep_conv.nnqm
+same $ROME avx2 Haswell dw.nnq dw_conv.nnqm
 same $NEHALEM portable Nehalem mlp.nnq mlp_binary.nnqm
 
 # trainers: x86-64-v3 trains the same model there as here held to AVX2 (its runtime's
