@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ir.h"
+#include "nnq_rt.h"
 
 /* A name in a model or block: a tensor (IR value), a compile-time number (block
  * arguments, loop variables), or a quantizer (a block argument such as md_tanh(binary)). */
@@ -403,9 +404,9 @@ static int lower_conv2d(Lower *lw, const AstNode *e, int x) {
     }
     int64_t out, k, stride = 1, pad = 0, groups = 1;
     if (!int_arg(lw, e->kids[1], 1, 1 << 20, &out, "the number of channels") ||
-        !int_arg(lw, e->kids[2], 1, 64, &k, "the kernel size") ||
-        (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, 64, &stride, "stride")) ||
-        (named(e, "pad") && !int_arg(lw, named(e, "pad"), 0, 64, &pad, "pad")) ||
+        !int_arg(lw, e->kids[2], 1, NNQ_CONV_MAX, &k, "the kernel size") ||
+        (named(e, "stride") && !int_arg(lw, named(e, "stride"), 1, NNQ_CONV_MAX, &stride, "stride")) ||
+        (named(e, "pad") && !int_arg(lw, named(e, "pad"), 0, NNQ_CONV_MAX, &pad, "pad")) ||
         (named(e, "groups") && !int_arg(lw, named(e, "groups"), 1, 1 << 20, &groups, "groups")))
         return -1;
     int64_t c = xs->d[1], h = xs->d[2], w = xs->d[3];

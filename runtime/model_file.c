@@ -641,7 +641,11 @@ int nnq_model_shapes(const NnqModelFile *mf, NnqValueShape *shapes, char *err, s
                 return shape_fail(err, errlen, i, op, "weight '%s' does not fit an input of %lld channels", t0->name,
                                   (long long)d[0]);
             int64_t k = t0->dims[2], oh = h + 2 * pad - k, ow = w + 2 * pad - k;
-            if (oh < 0 || ow < 0 || pad >= k)
+            if (k > NNQ_CONV_MAX || stride > NNQ_CONV_MAX || pad > NNQ_CONV_MAX)
+                return shape_fail(err, errlen, i, op, "kernel %lld, stride %lld, padding %lld: each at most %d",
+                                  (long long)k, (long long)stride, (long long)pad, NNQ_CONV_MAX);
+            /* a padding of k or more is the language's too: windows wholly in it give 0 */
+            if (oh < 0 || ow < 0)
                 return shape_fail(err, errlen, i, op, "a %lldx%lld window does not fit %lldx%lld (padding %lld)",
                                   (long long)k, (long long)k, (long long)h, (long long)w, (long long)pad);
             out->dims[0] = t0->dims[0], out->dims[1] = oh / stride + 1, out->dims[2] = ow / stride + 1;

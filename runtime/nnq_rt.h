@@ -56,6 +56,9 @@ enum {
 
 /* The most threads a run's pool takes (--threads 1 to this; every CPU, up to this). */
 #define NNQ_MAX_THREADS 1024
+/* A convolution's kernel size, stride and padding are each at most this: the language's
+ * limit (lower.c) and a model file's (nnq_model_shapes). */
+#define NNQ_CONV_MAX 64
 
 typedef struct NnqRunOptions {
     int32_t epochs;          /* > 0 overrides the program's epochs */

@@ -8,6 +8,8 @@
 #   from the CPU's features; 3 x 3 layers by Winograd's transforms and oneDNN with
 #   residual sums (deep_conv_subset.nnq); depthwise layers (dw_conv_subset.nnq). So runs
 #   and benchmarks held to AVX2 here run the code an AVX2-only machine runs.
+#   So do the trained models' predictions (nnqc predict: the packed engine's dispatched
+#   kernels, and float32).
 # - It does not take this machine's wider code from a shared compiled-code cache.
 # - A trainer built for x86-64-v3 trains there the same model as here; on a CPU without
 #   AVX2 (and one built for x86-64-v4 on a CPU without AVX-512) it refuses to start, with
@@ -58,8 +60,19 @@ same() {
     grep -q "^compiled in [0-9.]*s for $level" "$cpu.out" || fail "$prog on $cpu: $(grep 'compiled' "$cpu.out"), not for $level"
     cmp -s "here.$model" "$model" ||
         fail "$prog on an emulated $cpu trained another model than this machine held to $level: $(grep '^test acc' "$cpu.out") against $(grep '^test acc' "here.$level.out")"
-    echo "$prog on $cpu: $(grep '^compiled' "$cpu.out"), the model of NNQ_ISA=$level here, $(grep '^test acc' "$cpu.out")"
+    # the model's predictions, by the packed engine and in float32, likewise
+    local eng
+    for eng in packed --float; do
+        NNQ_ISA=$level OPENBLAS_CORETYPE=$core "$NNQC" predict "$model" $images -o here.npy --threads 2 \
+            ${eng#packed} > here.pred.out 2>&1 || { cat here.pred.out; fail "$model held to $level: predict ($eng) failed"; }
+        OPENBLAS_CORETYPE=$core emu "$cpu" pred.out "$NNQC" predict "$model" $images -o emu.npy --threads 2 ${eng#packed} ||
+            { cat pred.out; fail "$model on an emulated $cpu: predict ($eng) failed"; }
+        cmp -s here.npy emu.npy || fail "$model on an emulated $cpu: predict ($eng) gave other outputs than here held to $level"
+    done
+    echo "$prog on $cpu: $(grep '^compiled' "$cpu.out"), the model of NNQ_ISA=$level here, $(grep '^test acc' "$cpu.out");" \
+        "its predictions (packed, float32) too"
 }
+images=fashion-mnist/t10k-images-idx3-ubyte.gz
 
 # the cache holds this machine's own code first; the emulated CPU compiles its own
 "$NNQC" run mlp.nnq $(train) > top.out 2>&1 || { cat top.out; fail "the MLP did not train here"; }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # export_c.sh NNQC SRC — nnqc export --format c, end to end. Five models trained briefly
 # on a Fashion-MNIST subset (binary MLP, binary LeNet-5, ternary MLP, float MLP, and
-# export_c_conv.nnq for strides, padding, depthwise convolutions, pools, add, 4 and 5
-# labels; that one also with its normalization stripped) are exported; each export
+# export_c_conv.nnq for strides, padding (of the kernel's size too), depthwise
+# convolutions, pools, add, 4 and 5 labels; that one also with its normalization
+# stripped, and evaluated by the engine as the training evaluated it) are exported; each export
 # compiles on its own with
 # `cc -std=c99 -Wall -Wextra -Werror -pedantic -O2` (gcc, and clang when installed), its
 # object file needs no symbol from outside (no libc, no libm) and holds no writable
@@ -91,6 +92,12 @@ train float "$tmp/float.nnq" --epochs 1
 check float "$run_ccs"
 train conv "$SRC/tests/e2e/export_c_conv.nnq"
 check conv "$run_ccs"
+# the engine evaluates it as the training did (its padding of the kernel's size was
+# refused by the model check: "a 1x1 window does not fit")
+want=$(sed -n 's/^test accuracy: hard \([0-9.]*\).*/\1/p' conv/run.txt)
+got=$("$NNQC" eval conv/convx.nnqm --images "$IMAGES" --labels "$LABELS" 2>&1 | sed -n 's/^accuracy \([0-9.]*\) .*/\1/p')
+[ -n "$want" ] && [ "$got" = "$want" ] && ok "conv: nnqc eval $got, as trained" ||
+    bad "conv: nnqc eval '$got', the training printed '$want'"
 # the same model with no normalization in its file (the record ends with the channel
 # count, 0 here, then the CRC-32, which gzip's trailer holds): the first op reads `in`
 mkdir -p raw

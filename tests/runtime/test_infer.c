@@ -343,7 +343,9 @@ void test_infer_dense(void) {
 }
 
 /* Convolutions: binary with padding, a ternary depthwise one with stride 2, a
- * five-level one without padding; max and average pooling; a residual add. */
+ * five-level one without padding, and with stride 3 and a padding of 3, the kernel's size
+ * (the language allows it: its outer windows read padding only; the engine refused it
+ * until 2026-12-07); max and average pooling; a residual add. */
 void test_infer_conv(void) {
     TNet n = {.rank = 3, .dims = {1, 11, 11}, .classes = 4};
     int c1 = tnet_tensor(&n, "c1.w", 4, (int64_t[]){8, 1, 3, 3}, 2, BIN, 0, 0);
@@ -362,7 +364,7 @@ void test_infer_conv(void) {
     h = tnet_op(&n, "add", 2, h, p, 0, 0, 0, 0, 0, 0);
     int s = tnet_op(&n, "dwconv2d", 1, h, 0, 1, dw, 0, 2, 2, 1);        /* stride 2: [8, 3, 3] */
     h = tnet_op(&n, "conv2d", 1, h, 0, 1, c2, 0, 2, 1, 0);              /* [6, 3, 3] */
-    int t = tnet_op(&n, "conv2d", 1, s, 0, 1, c2, 0, 2, 1, 1);          /* [6, 3, 3] */
+    int t = tnet_op(&n, "conv2d", 1, s, 0, 1, c2, 0, 2, 3, 3);          /* [6, 3, 3] */
     h = tnet_op(&n, "add", 2, h, t, 0, 0, 0, 0, 0, 0);
     h = tnet_op(&n, "avgpool", 1, h, 0, 0, 0, 0, 2, 3, 3);              /* [6, 1, 1] */
     h = tnet_op(&n, "flatten", 1, h, 0, 0, 0, 0, 0, 0, 0);
@@ -444,6 +446,23 @@ void test_infer_refused(void) {
         nnq_net_free(net);
         nnq_model_free(mf);
     }
+
+    /* a padding past the language's limit (NNQ_CONV_MAX): a 1x1 convolution padded by 65 */
+    TOp fl = n.ops[0];
+    int c = tnet_tensor(&n, "c", 4, (int64_t[]){1, 1, 1, 1}, 0, NULL, -1, 1);
+    n.ops[0] = (TOp){.op = "conv2d", .nin = 1, .in = {0}, .nt = 1, .t = {c}, .na = 2, .attr = {1, NNQ_CONV_MAX + 1}};
+    g_arch = tnet_arch(&n);
+    th_invoke_new(NULL, entry_save_net, NULL);
+    free(g_arch.p);
+    mf = nnq_model_read(path, msg, sizeof msg);
+    CHECK(mf != NULL, "%s", msg);
+    if (mf) {
+        NnqNet *net = nnq_net_new(mf, NNQ_NET_FLOAT, msg, sizeof msg);
+        CHECK(!net && th_contains(msg, "op 0 (conv2d): kernel 1, stride 1, padding 65: each at most 64"), "got: %s", msg);
+        nnq_net_free(net);
+        nnq_model_free(mf);
+    }
+    n.ops[0] = fl;
 
     /* a version-1 file (no record) reads, but the engine cannot run it */
     g_arch.n = 0;
