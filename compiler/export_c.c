@@ -707,9 +707,6 @@ int export_c(NnqRun *run, const NnqModelFile *mf, const char *dir, const char *p
     int64_t in_size = 1;
     for (int d = 0; d < a->input_rank; d++) in_size *= a->input_dims[d];
     x.size[0] = in_size;
-    if (a->norm_channels && a->input_dims[0] != a->norm_channels && !(a->input_rank == 1 && a->norm_channels == 1))
-        nnq_rt_fail(run, "model '%s': %d normalization channels for an input of %lld", mf->model, a->norm_channels,
-                    (long long)a->input_dims[0]);
     NnqValueShape *shapes = nnq_rt_alloc(run, (nv + 1) * (int64_t)sizeof *shapes);
     char err[512];
     if (nnq_model_shapes(mf, shapes, err, sizeof err)) nnq_rt_fail(run, "model '%s': %s", mf->model, err);

@@ -607,11 +607,6 @@ NnqNet *nnq_net_new(const NnqModelFile *mf, NnqNetMode mode, char *err, size_t e
     net->size = calloc((size_t)a->nops + 1, sizeof *net->size);
     if (!net->ops || !net->size) goto oom;
     net->in_size = net->size[0] = dims_size(a->input_rank, a->input_dims);
-    if (a->norm_channels && (a->input_dims[0] != a->norm_channels && !(a->input_rank == 1 && a->norm_channels == 1))) {
-        set_err(err, errlen, "model '%s': %d normalization channels for an input of %lld", mf->model, a->norm_channels,
-                (long long)a->input_dims[0]);
-        goto fail;
-    }
     net->chan_size = a->norm_channels ? net->in_size / a->norm_channels : net->in_size;
     net->na = malloc(2 * (size_t)(a->norm_channels + 1) * sizeof(double));
     if (!net->na) goto oom;

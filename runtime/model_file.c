@@ -606,12 +606,22 @@ static int shape_fail(char *err, size_t errlen, int i, NnqInferOp op, const char
 
 int nnq_model_shapes(const NnqModelFile *mf, NnqValueShape *shapes, char *err, size_t errlen) {
     const NnqModelArch *a = mf->arch;
-    shapes[0].rank = a->input_rank;
-    for (int d = 0; d < 3; d++)
-        shapes[0].dims[d] = d < a->input_rank ? a->input_dims[d] : 1;
-    if (a->input_rank != 1 && a->input_rank != 3)
-        return shape_fail(err, errlen, 0, a->ops[0].op, "the input has rank %d; samples are [F] or [C, H, W]",
+    if (a->input_rank < 1 || a->input_rank > 3)
+        return shape_fail(err, errlen, 0, a->ops[0].op, "the input has rank %d; samples are [F], [H, W] or [C, H, W]",
                           a->input_rank);
+    /* [F]; [C, H, W]; a model declared on [H, W] samples (one channel's images, as
+     * nnq_rt_data_check takes them; the language lets only elementwise ops and flatten
+     * read them) as [1, H, W] (until 2026-12-07 such a model trained and was refused here) */
+    const int64_t *in = a->input_dims;
+    shapes[0] = a->input_rank == 1   ? (NnqValueShape){.rank = 1, .dims = {in[0], 1, 1}}
+                : a->input_rank == 2 ? (NnqValueShape){.rank = 3, .dims = {1, in[0], in[1]}}
+                                     : (NnqValueShape){.rank = 3, .dims = {in[0], in[1], in[2]}};
+    /* one (shift, scale) pair for the whole sample, or one per channel of [C, H, W] */
+    if (a->norm_channels > 1 && (a->input_rank != 3 || in[0] != a->norm_channels)) {
+        snprintf(err, errlen, "%d normalization channels for an input of %lld channels", a->norm_channels,
+                 (long long)(a->input_rank == 3 ? in[0] : 1));
+        return -1;
+    }
     for (int i = 0; i < a->nops; i++) {
         const NnqModelOp *mo = &a->ops[i];
         NnqInferOp op = mo->op;

@@ -3,8 +3,9 @@
 # the architecture; predict's classes give eval's accuracy, at batch 1 (dense layers from
 # the packed bits) as at 100, and its .npy outputs have the documented headers; export
 # --format npy writes every tensor; the engine from C (examples/c/engine_predict.c, shown
-# in docs/deploy.md) predicts the same classes; bad input is refused with a message, exit 1 and no
-# output file. (That eval reproduces each example's test accuracy: e2e_examples.)
+# in docs/deploy.md) predicts the same classes; a model declared on [H, W] samples evaluates
+# as trained and exports; bad input is refused with a message, exit 1 and no output
+# file. (That eval reproduces each example's test accuracy: e2e_examples.)
 set -u
 NNQC="$1"; SRC="$2"; ENGINE_PREDICT="$3"
 . "$SRC/tests/e2e/lib.sh"
@@ -155,6 +156,31 @@ mkdir -p "$tmp/odir"
 refused "cannot write '$tmp/odir': it is a directory" "$NNQC" predict "$M" "$IMG" -o "$tmp/odir"
 [ ! -e "$tmp/nodir/o.npy.tmp" ] && ok "no partial output" || bad "a partial file was left"
 "$NNQC" eval "$M" > /dev/null 2>&1; [ $? -eq 2 ] && ok "eval without data: usage (exit 2)" || bad "eval without data"
+# a model declared on [28, 28] samples (one channel's images, only flatten and elementwise
+# ops reading them): eval, packed and float, gives the training's test accuracy, and it
+# exports (the engine refused it: "1 normalization channels for an input of 28")
+cat > "$tmp/hw.nnq" <<'EOF'
+import std.projections
+labels binary = {-1, +1}
+model hw(x: f32[28, 28]) -> f32[10] {
+    return dense(flatten(relu(x) + x), 10, quant = pmf(binary))
+}
+data train = idx("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", normalize = standard)
+data test  = idx("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", normalize = like(train))
+train hw on train {
+    epochs = 1
+    validation = 300
+    evaluate test
+    save "hw.nnqm"
+}
+EOF
+if (cd "$tmp" && "$NNQC" run hw.nnq --data-dir "$tmp" --progress=lines > hw.out 2>&1); then
+    if msg=$(eval_agrees "$NNQC" "$tmp" "$tmp/hw.nnq" "$tmp/hw.out"); then ok "[28, 28] samples: $msg"; else bad "[28, 28] samples: $msg"; fi
+    "$NNQC" export "$tmp/hw.nnqm" --format c -o "$tmp/hwc" > "$tmp/hwc.out" 2>&1 && ok "[28, 28] samples: exported" ||
+        { bad "[28, 28] samples: export failed"; cat "$tmp/hwc.out"; }
+else
+    bad "[28, 28] samples: training failed"; cat "$tmp/hw.out"
+fi
 # a bad option value: exit 2 and what the option takes
 usage_error() { # WANT CMD...: exit 2, WANT in stderr
     local want="$1"; shift
