@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# export_c.sh NNQC SRC — nnqc export --format c, end to end. Five models trained briefly
-# on a Fashion-MNIST subset (binary MLP, binary LeNet-5, ternary MLP, float MLP, and
+# export_c.sh NNQC SRC — nnqc export --format c, end to end. Six models trained briefly
+# on a Fashion-MNIST subset (binary MLP, binary LeNet-5, ternary MLP, float MLP, one
+# declared on [28, 28] samples, and
 # export_c_conv.nnq for strides, padding (of the kernel's size too), depthwise
 # convolutions, pools, add, 4 and 5 labels; that one also with its normalization
 # stripped, and evaluated by the engine as the training evaluated it) are exported; each export
@@ -90,6 +91,24 @@ check ternary "$run_ccs"
 sed -e 's/validation = 10000/validation = 500/' "$SRC/examples/fashion_mlp_float.nnq" > float.nnq
 train float "$tmp/float.nnq" --epochs 1
 check float "$run_ccs"
+# a model declared on [28, 28] samples, read as [1, 28, 28] (refused until 2026-12-07)
+cat > hw.nnq <<'EOF'
+import std.projections
+labels binary = {-1, +1}
+model hw(x: f32[28, 28]) -> f32[10] {
+    return dense(flatten(relu(x) + x), 10, quant = pmf(binary))
+}
+data train = idx("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", normalize = standard)
+data test  = idx("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", normalize = like(train))
+train hw on train {
+    epochs = 1
+    validation = 500
+    evaluate test
+    save "hw.nnqm"
+}
+EOF
+train hw "$tmp/hw.nnq"
+check hw gcc
 train conv "$SRC/tests/e2e/export_c_conv.nnq"
 check conv "$run_ccs"
 # the engine evaluates it as the training did (its padding of the kernel's size was
