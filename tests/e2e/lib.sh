@@ -35,6 +35,7 @@ json_field() { tail -n 1 "$1" | sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p"; }
 # ge A B: A >= B as decimals
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 > b + 0) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
 
 # eval_agrees NNQC DIR PROGRAM OUT: `nnqc eval` of the model PROGRAM saved in DIR, on the
 # data set its train block evaluates, prints (with the packed engine, then with float
