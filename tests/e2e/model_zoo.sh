@@ -4,7 +4,7 @@
 # rest: it trains one epoch on a Fashion-MNIST subset on 2 threads; `nnqc eval` of the
 # saved model, packed and float32, gives the test accuracy the training printed (to one
 # sample: an exact tie of two logits goes either way with the order of summation); a
-# run on 1 thread saves the same model file; its C export compiles and gives the
+# run on 1 thread and a trainer `nnqc build` writes save the same model file; its C export compiles and gives the
 # engine's classes and logits on every test image (export_c_main.c), but for a network
 # trained into a degenerate one (a batch norm's running variance below 1e-7, its inputs
 # all but constant: rounding amplified fills its logits). Any geometry or projection
@@ -46,6 +46,10 @@ zoo() {
     done
     "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > run1.txt 2>&1 || { echo "the 1-thread run failed"; return 1; }
     cmp -s zoo.nnqm two.nnqm || { echo "1 and 2 threads saved different models"; return 1; }
+    "$NNQC" build zoo.nnq -o trainer > build.txt 2>&1 || { echo "nnqc build: $(grep error build.txt | head -2)"; return 1; }
+    rm zoo.nnqm
+    ./trainer --data-dir "$tmp" --threads 2 --quiet > trainer.txt 2>&1 || { echo "the built trainer failed"; return 1; }
+    cmp -s zoo.nnqm two.nnqm || { echo "the built trainer saved another model than nnqc run"; return 1; }
     "$NNQC" export zoo.nnqm --format c -o c > export.txt 2>&1 || { echo "export: $(cat export.txt)"; return 1; }
     "$NNQC" predict zoo.nnqm "$IMG" > engine.txt 2>&1 && "$NNQC" predict zoo.nnqm "$IMG" -o engine.npy > /dev/null 2>&1 ||
         { echo "predict failed: $(cat engine.txt)"; return 1; }
@@ -54,8 +58,8 @@ zoo() {
     local rc=0
     ./drv "$IMG" engine.npy engine.txt "$LAB" > drv.txt 2>&1 || rc=$?
     [ $rc = 0 ] || { [ -n "$note" ] && [ $rc = 1 ]; } || { echo "the export disagrees (status $rc): $(tail -2 drv.txt)"; return 1; }
-    if [ -n "$note" ]; then echo "$want of 300 right, eval (packed, float), 1 thread agree; the C export runs$note"
-    else echo "$want of 300 right, eval (packed, float), 1 thread, C export agree"; fi
+    if [ -n "$note" ]; then echo "$want of 300 right, eval (packed, float), 1 thread, trainer agree; the C export runs$note"
+    else echo "$want of 300 right, eval (packed, float), 1 thread, trainer, C export agree"; fi
 }
 
 for seed in $(seq "$first" "$last"); do
