@@ -160,21 +160,7 @@ refused "cannot write '$tmp/odir': it is a directory" "$NNQC" predict "$M" "$IMG
 # ops reading them): eval, packed and float, gives the training's test accuracy (the
 # engine refused it: "1 normalization channels for an input of 28"; its C export:
 # e2e_export_c)
-cat > "$tmp/hw.nnq" <<'EOF'
-import std.projections
-labels binary = {-1, +1}
-model hw(x: f32[28, 28]) -> f32[10] {
-    return dense(flatten(relu(x) + x), 10, quant = pmf(binary))
-}
-data train = idx("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", normalize = standard)
-data test  = idx("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", normalize = like(train))
-train hw on train {
-    epochs = 1
-    validation = 300
-    evaluate test
-    save "hw.nnqm"
-}
-EOF
+cp "$SRC/tests/e2e/hw_samples.nnq" "$tmp/hw.nnq"
 if (cd "$tmp" && "$NNQC" run hw.nnq --data-dir "$tmp" --progress=lines > hw.out 2>&1); then
     if msg=$(eval_agrees "$NNQC" "$tmp" "$tmp/hw.nnq" "$tmp/hw.out"); then ok "[28, 28] samples: $msg"; else bad "[28, 28] samples: $msg"; fi
 else

@@ -92,22 +92,7 @@ sed -e 's/validation = 10000/validation = 500/' "$SRC/examples/fashion_mlp_float
 train float "$tmp/float.nnq" --epochs 1
 check float "$run_ccs"
 # a model declared on [28, 28] samples, read as [1, 28, 28] (refused until 2026-12-07)
-cat > hw.nnq <<'EOF'
-import std.projections
-labels binary = {-1, +1}
-model hw(x: f32[28, 28]) -> f32[10] {
-    return dense(flatten(relu(x) + x), 10, quant = pmf(binary))
-}
-data train = idx("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", normalize = standard)
-data test  = idx("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", normalize = like(train))
-train hw on train {
-    epochs = 1
-    validation = 500
-    evaluate test
-    save "hw.nnqm"
-}
-EOF
-train hw "$tmp/hw.nnq"
+train hw "$SRC/tests/e2e/hw_samples.nnq"
 check hw gcc
 train conv "$SRC/tests/e2e/export_c_conv.nnq"
 check conv "$run_ccs"

@@ -373,6 +373,22 @@ void test_infer_conv(void) {
     tnet_free(&n);
 }
 
+/* Saves n as g_path (entry_save_net), reads it back, and checks that the engine in `mode`
+ * refuses it with `want` in its message. */
+static void engine_refuses(const TNet *n, NnqNetMode mode, const char *want) {
+    char msg[512];
+    g_net = n, g_arch = tnet_arch(n);
+    th_invoke_new(NULL, entry_save_net, NULL);
+    free(g_arch.p);
+    NnqModelFile *mf = nnq_model_read(g_path, msg, sizeof msg);
+    CHECK(mf != NULL, "%s", msg);
+    if (!mf) return;
+    NnqNet *net = nnq_net_new(mf, mode, msg, sizeof msg);
+    CHECK(!net && th_contains(msg, want), "got: %s", msg);
+    nnq_net_free(net);
+    nnq_model_free(mf);
+}
+
 /* What the reader and the engine refuse. */
 void test_infer_refused(void) {
     TNet n = {.rank = 3, .dims = {1, 4, 4}, .classes = 3};
@@ -422,46 +438,17 @@ void test_infer_refused(void) {
 
     /* shapes the engine refuses: a weight for 15 inputs after a flatten of 16 */
     n.t[w].dims[0] = 15;
-    g_arch = tnet_arch(&n);
-    th_invoke_new(NULL, entry_save_net, NULL);
-    free(g_arch.p);
-    mf = nnq_model_read(path, msg, sizeof msg);
-    CHECK(mf != NULL, "%s", msg);
-    if (mf) {
-        NnqNet *net = nnq_net_new(mf, NNQ_NET_PACKED, msg, sizeof msg);
-        CHECK(!net && th_contains(msg, "op 1 (dense): weight 'w' does not fit an input of 16 features"), "got: %s", msg);
-        nnq_net_free(net);
-        nnq_model_free(mf);
-    }
+    engine_refuses(&n, NNQ_NET_PACKED, "op 1 (dense): weight 'w' does not fit an input of 16 features");
     n.t[w].dims[0] = 16;
     /* classes that are not the last op's width */
     n.classes = 4;
-    g_arch = tnet_arch(&n);
-    th_invoke_new(NULL, entry_save_net, NULL);
-    free(g_arch.p);
-    mf = nnq_model_read(path, msg, sizeof msg);
-    if (mf) {
-        NnqNet *net = nnq_net_new(mf, NNQ_NET_FLOAT, msg, sizeof msg);
-        CHECK(!net && th_contains(msg, "not the 4 classes"), "got: %s", msg);
-        nnq_net_free(net);
-        nnq_model_free(mf);
-    }
-
+    engine_refuses(&n, NNQ_NET_FLOAT, "not the 4 classes");
+    n.classes = 3;
     /* a padding past the language's limit (NNQ_CONV_MAX): a 1x1 convolution padded by 65 */
     TOp fl = n.ops[0];
     int c = tnet_tensor(&n, "c", 4, (int64_t[]){1, 1, 1, 1}, 0, NULL, -1, 1);
     n.ops[0] = (TOp){.op = "conv2d", .nin = 1, .in = {0}, .nt = 1, .t = {c}, .na = 2, .attr = {1, NNQ_CONV_MAX + 1}};
-    g_arch = tnet_arch(&n);
-    th_invoke_new(NULL, entry_save_net, NULL);
-    free(g_arch.p);
-    mf = nnq_model_read(path, msg, sizeof msg);
-    CHECK(mf != NULL, "%s", msg);
-    if (mf) {
-        NnqNet *net = nnq_net_new(mf, NNQ_NET_FLOAT, msg, sizeof msg);
-        CHECK(!net && th_contains(msg, "op 0 (conv2d): kernel 1, stride 1, padding 65: each at most 64"), "got: %s", msg);
-        nnq_net_free(net);
-        nnq_model_free(mf);
-    }
+    engine_refuses(&n, NNQ_NET_FLOAT, "op 0 (conv2d): kernel 1, stride 1, padding 65: each at most 64");
     n.ops[0] = fl;
 
     /* a version-1 file (no record) reads, but the engine cannot run it */
