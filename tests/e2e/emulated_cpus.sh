@@ -33,9 +33,7 @@ cd "$tmp"
 unset NNQ_ISA
 export NNQ_CACHE_DIR="$tmp/cache"
 ROME=EPYC-Rome NEHALEM=Nehalem
-top=portable
-grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && top=avx2
-grep -qw avx512f /proc/cpuinfo && top=avx512
+top=$(cpu_level)
 
 # emu CPU OUT COMMAND...: COMMAND on the emulated CPU, its output in OUT without QEMU's
 # notes on the model's features TCG lacks; its status
@@ -55,8 +53,9 @@ same() {
     NNQ_ISA=$level OPENBLAS_CORETYPE=$core "$NNQC" run "$prog" $(train) > "here.$level.out" 2>&1 ||
         { cat "here.$level.out"; fail "$prog held to $level: the run failed"; }
     mv "$model" "here.$model"
-    OPENBLAS_CORETYPE=$core emu "$cpu" "$cpu.out" "$NNQC" run "$prog" $(train) --profile ||
-        { cat "$cpu.out"; fail "$prog on an emulated $cpu: the run failed (status $?)"; }
+    local rc=0
+    OPENBLAS_CORETYPE=$core emu "$cpu" "$cpu.out" "$NNQC" run "$prog" $(train) --profile || rc=$?
+    [ $rc = 0 ] || { cat "$cpu.out"; fail "$prog on an emulated $cpu: the run failed (status $rc)"; }
     grep -q "^compiled in [0-9.]*s for $level" "$cpu.out" || fail "$prog on $cpu: $(grep 'compiled' "$cpu.out"), not for $level"
     cmp -s "here.$model" "$model" ||
         fail "$prog on an emulated $cpu trained another model than this machine held to $level: $(grep '^test acc' "$cpu.out") against $(grep '^test acc' "here.$level.out")"

@@ -25,9 +25,7 @@ regs() { # regs LEVEL REG: how many lines of the code generated for LEVEL name a
 [ "$(regs avx2 zmm)" = 0 ] || fail "NNQ_ISA=avx2: the generated code uses AVX-512 registers"
 [ "$(regs portable zmm)" = 0 ] && [ "$(regs portable ymm)" = 0 ] || fail "NNQ_ISA=portable: the generated code uses AVX registers"
 checks=$((checks + 2))
-top=portable
-grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && top=avx2
-grep -qw avx512f /proc/cpuinfo && top=avx512
+top=$(cpu_level)
 if [ $top = avx512 ]; then
     [ "$(regs "" zmm)" -gt 0 ] || fail "the generated code uses no AVX-512 register on a CPU that has them"
     checks=$((checks + 1))

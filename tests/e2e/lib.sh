@@ -37,6 +37,14 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 > b + 0) }'; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
 
+# cpu_level: the widest $NNQ_ISA level this CPU runs (avx512, avx2 or portable), as
+# runtime/isa.c's cpu_level reads it
+cpu_level() {
+    if grep -qw avx512f /proc/cpuinfo; then echo avx512
+    elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then echo avx2
+    else echo portable; fi
+}
+
 # eval_agrees NNQC DIR PROGRAM OUT: `nnqc eval` of the model PROGRAM saved in DIR, on the
 # data set its train block evaluates, prints (with the packed engine, then with float
 # weights) the hard test accuracy the training printed in OUT; a message otherwise.

@@ -16,7 +16,8 @@ set -u
 NNQC="$1"; SRC="$2"; ZOO="$3"; first="${4:-1}"; last="${5:-24}"
 . "$SRC/tests/e2e/lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-make_subset "$tmp" 700 300
+ntest=300 # test images: an accuracy printed to 4 places is a count of them
+make_subset "$tmp" 700 $ntest
 IMG="$tmp/fashion-mnist/t10k-images-idx3-ubyte.gz"; LAB="$tmp/fashion-mnist/t10k-labels-idx1-ubyte.gz"
 
 # zoo SEED: the checks above for one program, in $tmp/SEED; a message on the first that fails
@@ -27,9 +28,9 @@ zoo() {
     "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 2 --quiet > run2.txt 2>&1 ||
         { echo "training failed: $(grep -A2 error run2.txt | head -3)"; return 1; }
     mv zoo.nnqm two.nnqm
-    want=$(sed -n 's/^test accuracy: hard \([0-9.]*\) .*/\1/p' run2.txt) # of 300, printed to 4 places
+    want=$(sed -n 's/^test accuracy: hard \([0-9.]*\) .*/\1/p' run2.txt)
     [ -n "$want" ] || { echo "no test accuracy printed"; return 1; }
-    want=$(awk -v a="$want" 'BEGIN { printf "%d", a * 300 + 0.5 }')
+    want=$(awk -v a="$want" -v n=$ntest 'BEGIN { printf "%d", a * n + 0.5 }')
     # A random network may train into a degenerate one: a batch norm whose inputs are
     # all but constant (dead relus before it), its running variance far below its eps
     # (1e-5), which multiplies rounding by up to 316. Its logits are then rounding amplified,
@@ -39,10 +40,10 @@ zoo() {
     lt "${var:-1}" 1e-7 && note=" (a running variance of $var: its logits not compared)"
     for mode in packed --float; do
         "$NNQC" eval two.nnqm --data test zoo.nnq --data-dir "$tmp" ${mode#packed} > eval.txt 2>&1
-        got=$(sed -n 's/^accuracy [0-9.]*  (\([0-9]*\) of 300)$/\1/p' eval.txt)
+        got=$(sed -n "s/^accuracy [0-9.]*  (\\([0-9]*\\) of $ntest)\$/\\1/p" eval.txt)
         # the same count, but for a tie the two orders of summation break apart (one sample)
         [ -n "$got" ] && [ $((got - want)) -le 1 ] && [ $((want - got)) -le 1 ] ||
-            { echo "nnqc eval ($mode): '$got' of 300 right, the training $want $(grep error eval.txt)"; return 1; }
+            { echo "nnqc eval ($mode): '$got' of $ntest right, the training $want $(grep error eval.txt)"; return 1; }
     done
     "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > run1.txt 2>&1 || { echo "the 1-thread run failed"; return 1; }
     cmp -s zoo.nnqm two.nnqm || { echo "1 and 2 threads saved different models"; return 1; }
@@ -58,8 +59,8 @@ zoo() {
     local rc=0
     ./drv "$IMG" engine.npy engine.txt "$LAB" > drv.txt 2>&1 || rc=$?
     [ $rc = 0 ] || { [ -n "$note" ] && [ $rc = 1 ]; } || { echo "the export disagrees (status $rc): $(tail -2 drv.txt)"; return 1; }
-    if [ -n "$note" ]; then echo "$want of 300 right, eval (packed, float), 1 thread, trainer agree; the C export runs$note"
-    else echo "$want of 300 right, eval (packed, float), 1 thread, trainer, C export agree"; fi
+    if [ -n "$note" ]; then echo "$want of $ntest right, eval (packed, float), 1 thread, trainer agree; the C export runs$note"
+    else echo "$want of $ntest right, eval (packed, float), 1 thread, trainer, C export agree"; fi
 }
 
 for seed in $(seq "$first" "$last"); do
