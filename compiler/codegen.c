@@ -139,6 +139,44 @@ LLVMValueRef cg_exp_f32(Cg *cg, LLVMValueRef a) {
     return LLVMBuildFMul(b, LLVMBuildFMul(b, p, scale, ""), cf32(cg, 2.0), "");
 }
 
+/* log, inline like exp, for the same reasons and one more: llvm.log became libmvec's
+ * SIMD log in vectorized loops and libm's logf elsewhere, which round differently, so
+ * -O0 (no vectorizer) trained another model than -O2 wherever a projection took a log
+ * or an atanh (md_tanh's move: found by e2e_model_zoo, 2026-12-07). Here every loop,
+ * scalar or vector, at any optimization level, computes the same bits.
+ *   a denormal x is first scaled by 2^23 (its exponent corrected below);
+ *   x = 2^e m with m in [sqrt(1/2), sqrt(2)), read from the bits, and f = m - 1 (exact);
+ *   log x = e ln 2 + f - f^2 / 2 + f^3 P(f), Cephes' degree-8 P, ln 2 in two parts.
+ * Within 1 ulp of log over the positive floats (test_compiler's test_jit_log); 0 gives
+ * -inf, +inf gives +inf, a negative x or NaN gives NaN. */
+LLVMValueRef cg_log_f32(Cg *cg, LLVMValueRef a) {
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef tiny = LLVMBuildFCmp(b, LLVMRealOLT, a, cf32(cg, 1.17549435e-38), ""); /* below the normals */
+    LLVMValueRef x = LLVMBuildSelect(b, tiny, LLVMBuildFMul(b, a, cf32(cg, 8388608.0), ""), a, "");
+    LLVMValueRef bits = LLVMBuildBitCast(b, x, cg->ti32, "");
+    LLVMValueRef bias = LLVMBuildSelect(b, tiny, LLVMConstInt(cg->ti32, 126 + 23, 0), LLVMConstInt(cg->ti32, 126, 0), "");
+    LLVMValueRef e = LLVMBuildSub(b, LLVMBuildLShr(b, bits, LLVMConstInt(cg->ti32, 23, 0), ""), bias, "");
+    LLVMValueRef mbits = LLVMBuildOr(b, LLVMBuildAnd(b, bits, LLVMConstInt(cg->ti32, 0x007fffff, 0), ""),
+                                     LLVMConstInt(cg->ti32, 0x3f000000, 0), "");
+    LLVMValueRef m = LLVMBuildBitCast(b, mbits, cg->tf32, ""); /* x = 2^e m, m in [1/2, 1) */
+    LLVMValueRef low = LLVMBuildFCmp(b, LLVMRealOLT, m, cf32(cg, 0.707106781186547524), "");
+    e = LLVMBuildSelect(b, low, LLVMBuildSub(b, e, LLVMConstInt(cg->ti32, 1, 0), ""), e, "");
+    LLVMValueRef f = LLVMBuildFSub(b, LLVMBuildSelect(b, low, LLVMBuildFAdd(b, m, m, ""), m, ""), cf32(cg, 1.0), "");
+    LLVMValueRef fe = LLVMBuildSIToFP(b, e, cg->tf32, "");
+    static const double c[] = {7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+                               -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1};
+    LLVMValueRef p = cf32(cg, c[0]);
+    for (int i = 1; i < 9; i++) p = fmuladd(cg, p, f, cf32(cg, c[i]));
+    LLVMValueRef z = LLVMBuildFMul(b, f, f, "");
+    LLVMValueRef y = LLVMBuildFMul(b, f, LLVMBuildFMul(b, z, p, ""), "");
+    y = fmuladd(cg, fe, cf32(cg, -2.12194440e-4), y);
+    y = fmuladd(cg, z, cf32(cg, -0.5), y);
+    LLVMValueRef r = fmuladd(cg, fe, cf32(cg, 0.693359375), LLVMBuildFAdd(b, f, y, ""));
+    r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, a, cf32(cg, INFINITY), ""), a, r, "");
+    r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, a, cf32(cg, 0.0), ""), cf32(cg, -INFINITY), r, "");
+    return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGE, a, cf32(cg, 0.0), ""), r, cf32(cg, NAN), "");
+}
+
 LLVMValueRef cg_local(Cg *cg, LLVMTypeRef ty, LLVMValueRef init, const char *name) {
     /* allocas go to the entry block so mem2reg promotes them */
     LLVMBasicBlockRef cur = LLVMGetInsertBlock(cg->b);
@@ -522,13 +560,13 @@ static LLVMValueRef emit_sx(Cg *cg, SxEmit *e, int id) {
     case SX_DIV: r = LLVMBuildFDiv(b, a, c, ""); break;
     case SX_NEG: r = LLVMBuildFNeg(b, a, ""); break;
     case SX_EXP: r = cg_exp_f32(cg, a); break;
-    case SX_LOG: r = cg_intrinsic(cg, "llvm.log", cg->tf32, &a, 1); break;
+    case SX_LOG: r = cg_log_f32(cg, a); break;
     case SX_SQRT: r = cg_intrinsic(cg, "llvm.sqrt", cg->tf32, &a, 1); break;
     case SX_ABS: r = cg_intrinsic(cg, "llvm.fabs", cg->tf32, &a, 1); break;
     case SX_TANH: r = tanh_f32(cg, a); break;
     case SX_ATANH: { /* atanh(x) = log((1 + x) / (1 - x)) / 2, vectorizable like exp */
         LLVMValueRef q = LLVMBuildFDiv(b, LLVMBuildFAdd(b, cf32(cg, 1), a, ""), LLVMBuildFSub(b, cf32(cg, 1), a, ""), "");
-        r = LLVMBuildFMul(b, cg_intrinsic(cg, "llvm.log", cg->tf32, &q, 1), cf32(cg, 0.5), "");
+        r = LLVMBuildFMul(b, cg_log_f32(cg, q), cf32(cg, 0.5), "");
         break;
     }
     case SX_MAX: r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGE, a, c, ""), a, c, ""); break;

@@ -21,7 +21,6 @@
  * compile_objects). NNQ_JITDUMP=1 names the generated functions for perf (perf_layer). */
 #include <pthread.h>
 #include <dirent.h>
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <errno.h>
 #include <stdint.h>
@@ -64,13 +63,6 @@ static bool report(Diag *diag, LLVMErrorRef err, const char *what) {
     return true;
 }
 
-/* With glibc's vector math library loaded, the loop vectorizer maps log in the fused
- * kernels to its SIMD variants (e.g. _ZGVdN8v_logf) instead of scalarizing it. (exp,
- * the one the projections lean on, is inline code: codegen.c's cg_exp_f32.) The JIT
- * resolves the variants through the process search generator. Without libmvec, calls
- * stay scalar. */
-static const char *vector_library = ""; /* part of the cache key */
-
 static void init_llvm(void) {
     static bool done;
     if (done) return;
@@ -79,16 +71,10 @@ static void init_llvm(void) {
     /* No vectorized epilogue after a vectorized loop (its remainder runs scalar): the
      * kernels' loops run over blocks of 256, so the epilogue was code to compile that
      * hardly ran (a tenth of the binary PMF MLP's LLVM time at AVX-512 width). Parsed
-     * once per process, with the vector library. */
-    const char *argv[3] = {"nnqc", "-enable-epilogue-vectorization=false"};
-    int argc = 2;
-#if defined(__x86_64__) && defined(__linux__)
-    if (dlopen("libmvec.so.1", RTLD_NOW | RTLD_GLOBAL)) {
-        vector_library = "LIBMVEC-X86";
-        argv[argc++] = "-vector-library=LIBMVEC-X86";
-    }
-#endif
-    LLVMParseCommandLineOptions(argc, argv, NULL);
+     * once per process. No vector math library: generated code calls no libm function
+     * (exp and log are inline code, codegen.c), so no loop's bits depend on one. */
+    const char *argv[] = {"nnqc", "-enable-epilogue-vectorization=false"};
+    LLVMParseCommandLineOptions(2, argv, NULL);
     done = true;
 }
 
@@ -895,8 +881,8 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
         host_target(&cpu, &features, false);
         char opt[8], key[33];
         snprintf(opt, sizeof opt, "O%d", opt_level);
-        const char *parts[] = {cache_magic, LLVM_VERSION_STRING, cpu, features, opt, vector_library, text};
-        cache_key(parts, 7, key);
+        const char *parts[] = {cache_magic, LLVM_VERSION_STRING, cpu, features, opt, text};
+        cache_key(parts, 6, key);
         cg_set_fingerprint(mod, text); /* the text printed for the key serves here too */
         LLVMDisposeMessage(text);
         LLVMDisposeMessage(cpu);

@@ -161,10 +161,12 @@ void cg_attribute(Cg *cg, LLVMValueRef fn, unsigned index, const char *name);
 /* A stack variable of cg->fn (in its entry block, so mem2reg promotes it), stored `init`
  * (may be NULL) where the builder stands. */
 LLVMValueRef cg_local(Cg *cg, LLVMTypeRef ty, LLVMValueRef init, const char *name);
-/* A call of the overloaded intrinsic `name` (llvm.sqrt, llvm.log, ...) at type ty. */
+/* A call of the overloaded intrinsic `name` (llvm.sqrt, llvm.fabs, ...) at type ty. */
 LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef ty, LLVMValueRef *args, int n);
 /* exp with its argument raised to -87, away from expf's slow underflow path. */
 LLVMValueRef cg_exp_f32(Cg *cg, LLVMValueRef a);
+/* log as inline code: the same bits in scalar and vector loops at any -O level. */
+LLVMValueRef cg_log_f32(Cg *cg, LLVMValueRef a);
 
 /* A counted loop: cg_loop_begin leaves the builder in its body (iv the counter),
  * cg_loop_end after it. */

@@ -335,17 +335,20 @@ static void cpu_dropout(Cg *cg, FnCtx *fc, int i, LLVMValueRef out) {
     const IrInst *in = &fc->f->insts[i];
     LLVMBuilderRef b = cg->b;
     LLVMValueRef A = arg_val(fc, i, 0);
-    /* The mask is a counter-based hash of (step, instruction, element): no state
-     * beyond the step counter, the same draw for the same seed whatever the thread
-     * count, and a loop that vectorizes. Keep when the top 32 bits fall below
-     * keep * 2^32. */
+    /* The mask is a counter-based hash of (step, dropout, element): no state beyond the
+     * step counter, the same draw for the same seed whatever the thread count, and a
+     * loop that vectorizes. Keep when the top 32 bits fall below keep * 2^32. A dropout
+     * is its place among the function's dropouts, not its instruction's index, which
+     * layer fusion changes (--no-fuse-layers trains the same model). */
     const IrInst *drop = in->op == IR_DROPOUT ? in : &fc->f->insts[in->args[1]];
     double keep = 1.0 - (double)drop->attr[0] * 1e-6;
     LLVMValueRef key = ci64(cg, 0);
     if (in->op == IR_DROPOUT) {
+        int ordinal = 0;
+        for (int j = 0; j < i; j++) ordinal += fc->f->insts[j].op == IR_DROPOUT;
         LLVMValueRef step = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->dropout_step, cg->ti64), "");
         key = LLVMBuildXor(b, LLVMBuildMul(b, step, ci64(cg, (int64_t)0x9E3779B97F4A7C15ull), ""),
-                           ci64(cg, (int64_t)((uint64_t)(i + 1) * 0xD1B54A32D192ED03ull)), "key");
+                           ci64(cg, (int64_t)((uint64_t)(ordinal + 1) * 0xD1B54A32D192ED03ull)), "key");
         /* element positions in the global batch: this rank's part starts at sample mpi.base */
         LLVMValueRef base = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->mpi_base, cg->ti64), "");
         int64_t per = ir_shape_elems(&in->shape); /* per sample */
@@ -755,7 +758,7 @@ static void loss_rows(Cg *cg, IrOp op, int64_t C, LLVMValueRef A, LLVMValueRef B
         cg_loop_end(cg, &j2);
         LLVMValueRef s = get(cg, cg->tf32, sum);
         if (op == IR_XENT) {
-            LLVMValueRef ls = cg_intrinsic(cg, "llvm.log", cg->tf32, &s, 1);
+            LLVMValueRef ls = cg_log_f32(cg, s);
             LLVMValueRef zl = ldf(cg, A, LLVMBuildAdd(b, base, label, ""));
             LLVMValueRef loss = LLVMBuildFSub(b, LLVMBuildFAdd(b, ls, m, ""), zl, "");
             LLVMBuildStore(b, LLVMBuildFAdd(b, get(cg, cg->tf32, acc), loss, ""), acc);

@@ -285,7 +285,7 @@ out:
 /* ---------- the generated exp ---------- */
 
 /* A one-layer program whose projection's weight is `weight` (over aux `a`, `a[|Q|]` when
- * `pair`), JIT-compiled; its `soft` kernel computes the weight from the aux. */
+ * `pair`), JIT-compiled at -O`opt`; its `soft` kernel computes the weight from the aux. */
 typedef struct SoftKernel {
     Compiled c;
     Jit *jit;
@@ -294,7 +294,7 @@ typedef struct SoftKernel {
     int64_t n;
 } SoftKernel;
 
-static bool soft_kernel(SoftKernel *k, bool pair, const char *weight) {
+static bool soft_kernel_at(SoftKernel *k, bool pair, const char *weight, int opt) {
     char src[1024];
     snprintf(src, sizeof src,
              "projection p(Q: labels) requires |Q| == 2 {\n"
@@ -313,7 +313,7 @@ static bool soft_kernel(SoftKernel *k, bool pair, const char *weight) {
              pair ? "a[|Q|]" : "a", weight, pair ? "argmax(a)" : "a >= 0");
     memset(k, 0, sizeof *k);
     if (!compile_source(&k->c, src, true)) return false;
-    k->jit = jit_compile(k->c.m, 1, 0, true, NULL, NULL, k->c.diag);
+    k->jit = jit_compile(k->c.m, opt, 0, true, NULL, NULL, k->c.diag);
     if (!k->jit) return false;
     const IrParam *par = &k->c.m->params[0];
     k->n = par->count;
@@ -325,6 +325,8 @@ static bool soft_kernel(SoftKernel *k, bool pair, const char *weight) {
     k->soft = (void (*)(float, float, float, float, float))jit_lookup(k->jit, name);
     return k->a0 && (!pair || k->a1) && k->w && k->soft;
 }
+
+static bool soft_kernel(SoftKernel *k, bool pair, const char *weight) { return soft_kernel_at(k, pair, weight, 1); }
 
 static void soft_kernel_free(SoftKernel *k) {
     if (k->jit) jit_free(k->jit);
@@ -408,6 +410,76 @@ static void test_jit_exp(void) {
     }
 out:
     soft_kernel_free(&kp);
+    soft_kernel_free(&k);
+}
+
+/* codegen's log is inline code too (before 2026-12-07 llvm.log, which became libmvec's
+ * SIMD log in vector loops and libm's logf in scalar ones, so -O0 trained another model
+ * than -O2): a projection whose weight is log(a), over every binade of the positive
+ * floats, denormals included, and the special values, against log in double: within
+ * 1 ulp; log(0) = -inf, log(+inf) = +inf, NaN for a negative or NaN argument; the
+ * remainder loop gives the vector loop's bits (-O2), and so does the kernel at -O0.
+ * The same -O0 check for exp, tanh and atanh. */
+static void test_jit_log(void) {
+    SoftKernel k, k0;
+    memset(&k0, 0, sizeof k0);
+    bool ok = soft_kernel_at(&k, false, "log(a)", 2); /* -O2: the loop vectorizer runs */
+    CHECK(ok, "the log projection compiles, its kernel and buffers are reachable");
+    if (!ok) goto out;
+    int64_t n = k.n, tail = 37;
+    static const float special[] = {0.0f, -0.0f, 1.0f, 1.00000012f, 0.99999994f, 0.70710677f, 0.70710683f,
+                                    1.41421354f, 1.41421366f, 2.0f, 0.5f, 1e-45f, 1e-40f, 1.17549421e-38f,
+                                    1.17549435e-38f, 3.40282347e38f, INFINITY, -1.0f, -1e-40f, -INFINITY, NAN};
+    int ns = (int)(sizeof special / sizeof special[0]);
+    for (int64_t i = 0; i < n - tail; i++) /* 2^-149 to 2^128, log-spaced, and near 1 */
+        k.a0[i] = i < ns ? special[i]
+                  : i % 3 ? (float)exp2(-149.0 + 277.0 * (double)i / n)
+                          : (float)(1.0 + ((double)i / n - 0.5) * 1e-2);
+    for (int64_t i = n - tail; i < n; i++) k.a0[i] = k.a0[(i - (n - tail)) * 911 % (n - tail)];
+    k.soft(1, 1, 1, 1, 1);
+    double worst = 0;
+    int64_t bad_range = 0, bad_tail = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float a = k.a0[i], got = k.w[i];
+        if (isnan(a) || a < 0) bad_range += !isnan(got);
+        else if (a == 0) bad_range += !(isinf(got) && got < 0);
+        else if (isinf(a)) bad_range += !(isinf(got) && got > 0);
+        else {
+            double want = log((double)a), ulp = fabs(nextafterf((float)want, INFINITY) - (float)want);
+            worst = fmax(worst, fabs(got - want) / fmax(ulp, 1e-45));
+        }
+        if (i >= n - tail) {
+            float body = k.w[(i - (n - tail)) * 911 % (n - tail)];
+            bad_tail += memcmp(&got, &body, sizeof got) != 0 && !(isnan(got) && isnan(body));
+        }
+    }
+    if (getenv("NNQ_TEST_VERBOSE")) printf("log: worst %.3f ulp\n", worst);
+    CHECK(worst <= 1.0, "log within 1 ulp of log in double over the positive floats (worst %.2f ulp)", worst);
+    CHECK(bad_range == 0, "log of 0, +inf, negatives and NaN (%lld wrong)", (long long)bad_range);
+    CHECK(bad_tail == 0, "the remainder loop's log matches the vector loop's (%lld differ)", (long long)bad_tail);
+    static const char *const fns[] = {"log(a)", "exp(a)", "tanh(a)", "atanh(a)"};
+    for (int f = 0; f < 4; f++) {
+        if (f) {
+            soft_kernel_free(&k);
+            ok = soft_kernel_at(&k, false, fns[f], 2);
+            CHECK(ok, "the %s projection compiles", fns[f]);
+            if (!ok) goto out;
+        }
+        ok = soft_kernel_at(&k0, false, fns[f], 0);
+        CHECK(ok, "the %s projection compiles at -O0", fns[f]);
+        if (!ok) goto out;
+        for (int64_t i = 0; i < n; i++) /* the sweep above, and [-1.5, 1.5] for tanh and atanh */
+            k0.a0[i] = k.a0[i] = f < 2 ? k.a0[i] : (float)(-1.5 + 3.0 * (double)((i * 7919) % n) / n);
+        k.soft(1, 1, 1, 1, 1);
+        k0.soft(1, 1, 1, 1, 1);
+        int64_t differ = 0;
+        for (int64_t i = 0; i < n; i++) differ += memcmp(&k.w[i], &k0.w[i], sizeof(float)) != 0;
+        CHECK(differ == 0, "%s compiled at -O0 gives -O2's bits (%lld of %lld differ)", fns[f], (long long)differ,
+              (long long)n);
+        soft_kernel_free(&k0);
+    }
+out:
+    soft_kernel_free(&k0);
     soft_kernel_free(&k);
 }
 
@@ -840,6 +912,7 @@ int main(void) {
     test_projections();
     test_dropout();
     test_jit_exp();
+    test_jit_log();
     test_bn_calibration();
     test_same_numbers(mlp_src, 6, 4, true);
     test_same_numbers(conv_src, 2 * 9 * 9, 3, false);

@@ -3,8 +3,11 @@
  * 16 or 32 channels, the shapes Winograd's transforms and oneDNN take; depthwise ones,
  * with and without bias, batch norm, relu, residual sums), max and average pools of
  * windows 2-3 and strides 1-3, dropout, up to two hidden dense layers, every projection
- * of the standard library over 2, 3 or 5 labels, batch 32, 50 or 100; now and then a
- * model declared on [28, 28] samples. The same seed prints the same program.
+ * of the standard library over 2, 3 or 5 labels; now and then a model declared on
+ * [28, 28] samples. Then a recipe: batch 32, 50 or 100, adam, adamw or sgd with weight
+ * decay and momentum, a step or multistep lr schedule, a parameter group for the biases,
+ * a constant or annealed beta, crops and flips, calibration, keep best or last, two
+ * epochs and a checkpoint every epoch. The same seed prints the same program.
  * tests/e2e/model_zoo.sh trains each and checks that the rest of the pipeline agrees.
  * A test fixture, not an example. */
 #include <inttypes.h>
@@ -22,10 +25,66 @@ static uint64_t next(void) { /* splitmix64 */
 static int between(int lo, int hi) { return lo + (int)(next() % (uint64_t)(hi - lo + 1)); }
 static int chance(int percent) { return (int)(next() % 100) < percent; }
 
-static const char *const quants[] = {"float",       "pmf(binary)",       "pmf(l3)", "md_softmax_s(l3)",
-                                     "pmf(l5)",     "md_tanh_s(binary)", "ste(binary)", "pgd(l3)",
-                                     "picm(binary)", "md_stanh_s(l3)"};
-static const char *quant(void) { return quants[next() % (sizeof quants / sizeof quants[0])]; }
+static const char *const quants[] = {
+    "float",        "pmf(binary)",    "pmf(l3)",           "md_softmax_s(l3)", "pmf(l5)",          "md_tanh_s(binary)",
+    "ste(binary)",  "pgd(l3)",        "picm(binary)",      "md_stanh_s(l3)",   "md_softmax(l3)",   "gd_tanh(binary)",
+    "md_tanh(binary)", "gd_stanh(l5)", "md_softmax_s(binary)", "pgd(binary)"};
+static const char *pick(const char *const *v, int n) { return v[next() % (uint64_t)n]; }
+#define PICK(...) pick((const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
+static const char *custom; /* the program's own projection's use, NULL without one */
+static const char *quant(void) {
+    return custom && chance(25) ? custom : quants[next() % (sizeof quants / sizeof quants[0])];
+}
+
+/* A projection of the program's own (docs/projections.md), drawn from the forms users
+ * write: a squashing function of beta * a for two labels, a softmax or sparsemax over a
+ * score per label for any, stepped by the derivative nnqc derives through it, by a
+ * straight-through gradient, or a mix; sometimes clipped after the step. Prints it and
+ * sets `custom` to a use of it. */
+static void custom_projection(void) {
+    if (chance(50)) {
+        printf("projection mine(Q: labels) requires |Q| == 2 {\n    aux    a\n    init   a = %s\n",
+               PICK("w0", "0.5 * w0 / w0_std", "(abs(w0 - Q[0]) - abs(w0 - Q[1])) / 2"));
+        printf("    soft   s = %s\n", PICK("tanh(beta * a)", "clamp(beta * a, -1, 1)", "beta * a / (1 + abs(beta * a))",
+                                        "2 / (1 + exp(-beta * a)) - 1", "0.5 * tanh(beta * a) + 0.5 * clamp(beta * a, -1, 1)"));
+        printf("    weight w = mid(Q) + half_range(Q) * s\n    update a using %s\n",
+               PICK("grad(a)", "grad(w)", "grad(s)", "grad(a) + 0.01 * grad(w)", "grad(w) * (abs(a) <= 1)"));
+        if (chance(40)) printf("    after  a = clamp(a, -2, 2)\n");
+        printf("    hard   w = %s\n}\n", PICK("Q[a >= 0]", "nearest(Q, mid(Q) + half_range(Q) * s)"));
+        custom = "mine(binary)";
+    } else {
+        printf("projection mine(Q: labels) {\n    aux    a[|Q|]\n"
+               "    init   a = -abs(mid(Q) + half_range(Q) * w0 / (1.7320508 * w0_std) - Q)\n");
+        printf("    soft   u = %s\n    weight w = sum(u * Q)\n", PICK("softmax(beta * a)", "sparsemax(beta * a)"));
+        printf("    update a using %s\n", PICK("grad(a)", "grad(u)", "grad(a) + 0.1 * grad(u)"));
+        if (chance(40)) printf("    after  a = clamp(a, -5, 5)\n");
+        printf("    hard   w = Q[argmax(a)]\n}\n");
+        custom = PICK("mine(binary)", "mine(l3)", "mine(l5)");
+    }
+}
+
+/* An optimizer with an lr schedule now and then (the recipe is drawn after the model,
+ * so a seed's network does not depend on it). */
+static const char *optimizer(void) {
+    static char buf[256];
+    char sched[128] = "";
+    int k = between(0, 3);
+    if (k == 1)
+        snprintf(sched, sizeof sched, ", schedule = step(every = %d %s, gamma = %g)", between(1, 6),
+                 chance(50) ? "iterations" : "epochs", between(1, 9) * 0.1);
+    else if (k == 2)
+        snprintf(sched, sizeof sched, ", schedule = multistep(at = [%d iterations, 1 epochs], gamma = %g)",
+                 between(1, 8), between(1, 9) * 0.1);
+    double lr = between(1, 30) * 1e-4, wd = chance(50) ? 0 : between(1, 10) * 1e-4;
+    switch (between(0, 2)) {
+    case 0: snprintf(buf, sizeof buf, "adam(lr = %g, weight_decay = %g%s)\n", lr, wd, sched); break;
+    case 1: snprintf(buf, sizeof buf, "adamw(lr = %g, weight_decay = %g%s)\n", lr, wd * 50, sched); break;
+    default:
+        snprintf(buf, sizeof buf, "sgd(lr = %g, momentum = %g, weight_decay = %g%s)\n", lr * 30, between(0, 9) * 0.1,
+                 wd, sched);
+    }
+    return buf;
+}
 
 int main(int argc, char **argv) {
     if (argc != 2) {
@@ -37,6 +96,7 @@ int main(int argc, char **argv) {
     int hw = chance(15); /* [28, 28] samples: only elementwise ops and flatten read them */
     int c = 1, h = 28, w = 28;
     printf("import std.projections\nlabels binary = {-1, +1}\nlabels l3 = {-1, 0, +1}\nlabels l5 = levels(5)\n");
+    if (chance(40)) custom_projection();
     printf("model zoo(x: f32[%s]) -> f32[10] {\n", hw ? "28, 28" : "1, 28, 28");
     printf("    h = %s\n", hw ? "relu(x) + x" : "x");
     for (int i = 0, convs = hw ? 0 : between(0, 4); i < convs; i++) {
@@ -66,14 +126,25 @@ int main(int argc, char **argv) {
         printf("    h = relu(%sdense(h, %d, bias = %s, quant = %s)%s)\n", bn ? "batchnorm(" : "", between(8, 40),
                chance(30) ? "false" : "true", quant(), bn ? ")" : "");
     }
-    printf("    return dense(h, 10, quant = %s)\n}\n", quant());
+    printf("    return dense(h, 10, quant = %s)\n}\n", custom ? custom : quant()); /* used at least once */
     static const int batches[] = {32, 50, 100};
+    int batch = batches[next() % 3];
     printf("data train = idx(\"fashion-mnist/train-images-idx3-ubyte.gz\", \"fashion-mnist/train-labels-idx1-ubyte.gz\",\n"
-           "                 normalize = standard)\n"
+           "                 normalize = standard%s)\n"
            "data test  = idx(\"fashion-mnist/t10k-images-idx3-ubyte.gz\", \"fashion-mnist/t10k-labels-idx1-ubyte.gz\",\n"
-           "                 normalize = like(train))\n"
-           "train zoo on train {\n    epochs = 1\n    batch = %d\n    seed = %ld\n    validation = 200\n"
-           "    evaluate test\n    save \"zoo.nnqm\"\n}\n",
-           batches[next() % 3], seed);
+           "                 normalize = like(train))\n",
+           chance(40) ? ", augment = [random_crop(28, pad = 2), hflip]" : chance(30) ? ", augment = [hflip]" : "");
+    printf("train zoo on train {\n    optimizer = %s", optimizer());
+    if (chance(30)) printf("    group = params(\"*.b\", lr = %g, weight_decay = 0)\n", between(1, 20) * 1e-4);
+    if (chance(70))
+        printf("    beta = anneal(start = %g, times = %g, every = %d iterations, max = %g)\n", between(1, 4) * 0.5,
+               1 + between(1, 20) * 0.01, between(1, 5), chance(50) ? 1e4 : 50.0);
+    else if (chance(50))
+        printf("    beta = %g\n", between(1, 8) * 0.5);
+    if (chance(50)) printf("    calibrate = %d\n", chance(30) ? 0 : between(1, 4) * 50);
+    if (chance(50)) printf("    keep = %s\n", chance(50) ? "best" : "last");
+    printf("    epochs = 2\n    batch = %d\n    seed = %ld\n    validation = 200\n"
+           "    evaluate test%s\n    checkpoint \"ck\" every 1 epoch\n    save \"zoo.nnqm\"\n}\n",
+           batch, seed, chance(50) ? " every 1 epoch" : "");
     return 0;
 }

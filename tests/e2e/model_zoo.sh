@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # model_zoo.sh NNQC SRC MODEL_ZOO [FIRST LAST] — random valid programs (model_zoo.c, seeds
 # FIRST to LAST, default 1 to 24) through the whole pipeline, each checked against the
-# rest: it trains one epoch on a Fashion-MNIST subset on 2 threads; `nnqc eval` of the
-# saved model, packed and float32, gives the test accuracy the training printed (to one
-# sample: an exact tie of two logits goes either way with the order of summation); a
-# run on 1 thread and a trainer `nnqc build` writes save the same model file; its C export compiles and gives the
-# engine's classes and logits on every test image (export_c_main.c), but for a network
-# trained into a degenerate one (a batch norm's running variance below 1e-7, its inputs
-# all but constant: rounding amplified fills its logits). Any geometry or projection
-# one part takes and another refuses or computes otherwise shows up here: the engine
-# refused a convolution padded by its kernel's size and a model on [H, W] samples,
-# which trained (2026-12-07). Seeds that fail are printed with their program; rerun one
-# with `model_zoo.sh NNQC SRC MODEL_ZOO SEED SEED`.
+# rest: it trains two epochs on a Fashion-MNIST subset on 2 threads, with a random recipe
+# (optimizer, lr schedule, parameter group, beta schedule, augmentation, calibration,
+# keep); `nnqc eval` of the saved model, packed and float32, gives the test accuracy the
+# training printed (to one sample: an exact tie of two logits goes either way with the
+# order of summation); these save the same model file, byte for byte: a run on 1 thread;
+# one epoch, then --resume from its checkpoint; -O0 with --no-fuse-layers and
+# --no-share-memory; a run from the program's IR text (--emit=ir, --from-ir); the trainer
+# `nnqc build` writes. Its C export compiles and gives the engine's classes and logits on
+# every test image (export_c_main.c), but for a network trained into a degenerate one (a
+# batch norm's running variance below 1e-7, its inputs all but constant: rounding
+# amplified fills its logits). Any geometry, projection or recipe one part takes and
+# another refuses or computes otherwise shows up here: the engine refused a convolution
+# padded by its kernel's size and a model on [H, W] samples, which trained; a dropout's
+# mask was keyed by its instruction's index, which layer fusion moves, so
+# --no-fuse-layers trained another model (2026-12-07). Seeds that fail are printed with
+# their program; rerun one with `model_zoo.sh NNQC SRC MODEL_ZOO SEED SEED`.
 set -u
 NNQC="$1"; SRC="$2"; ZOO="$3"; first="${4:-1}"; last="${5:-24}"
 . "$SRC/tests/e2e/lib.sh"
@@ -47,6 +52,20 @@ zoo() {
     done
     "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > run1.txt 2>&1 || { echo "the 1-thread run failed"; return 1; }
     cmp -s zoo.nnqm two.nnqm || { echo "1 and 2 threads saved different models"; return 1; }
+    # k epochs, then --resume: the uninterrupted run's model (the optimizer's state, the
+    # schedules, the augmentation's and dropout's streams, keep = best's model all carried)
+    mkdir -p resumed && (cd resumed && "$NNQC" run ../zoo.nnq --data-dir "$tmp" --threads 2 --quiet --epochs 1 &&
+        "$NNQC" run ../zoo.nnq --data-dir "$tmp" --threads 2 --quiet --resume ck) > resume.txt 2>&1 ||
+        { echo "the resumed run failed: $(grep error resume.txt | head -2)"; return 1; }
+    cmp -s resumed/zoo.nnqm two.nnqm || { echo "1 epoch and --resume saved another model than 2 epochs"; return 1; }
+    # the same program through the compiler's other paths: unoptimized code, each op its
+    # own loop, each value its own buffer; then from its IR text
+    "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 2 --quiet -O0 --no-fuse-layers --no-share-memory > o0.txt 2>&1 ||
+        { echo "the -O0 run failed: $(grep error o0.txt | head -2)"; return 1; }
+    cmp -s zoo.nnqm two.nnqm || { echo "-O0 --no-fuse-layers --no-share-memory saved another model"; return 1; }
+    "$NNQC" --emit=ir zoo.nnq -o zoo.ir > ir.txt 2>&1 && "$NNQC" run --from-ir zoo.ir zoo.nnq --data-dir "$tmp" --threads 2 --quiet >> ir.txt 2>&1 ||
+        { echo "the run from IR text failed: $(grep error ir.txt | head -2)"; return 1; }
+    cmp -s zoo.nnqm two.nnqm || { echo "the run from its IR text saved another model"; return 1; }
     "$NNQC" build zoo.nnq -o trainer > build.txt 2>&1 || { echo "nnqc build: $(grep error build.txt | head -2)"; return 1; }
     rm zoo.nnqm
     ./trainer --data-dir "$tmp" --threads 2 --quiet > trainer.txt 2>&1 || { echo "the built trainer failed"; return 1; }
@@ -59,8 +78,9 @@ zoo() {
     local rc=0
     ./drv "$IMG" engine.npy engine.txt "$LAB" > drv.txt 2>&1 || rc=$?
     [ $rc = 0 ] || { [ -n "$note" ] && [ $rc = 1 ]; } || { echo "the export disagrees (status $rc): $(tail -2 drv.txt)"; return 1; }
-    if [ -n "$note" ]; then echo "$want of $ntest right, eval (packed, float), 1 thread, trainer agree; the C export runs$note"
-    else echo "$want of $ntest right, eval (packed, float), 1 thread, trainer, C export agree"; fi
+    local agree="eval (packed, float), 1 thread, resume, -O0, IR text, trainer"
+    if [ -n "$note" ]; then echo "$want of $ntest right, $agree agree; the C export runs$note"
+    else echo "$want of $ntest right, $agree, C export agree"; fi
 }
 
 for seed in $(seq "$first" "$last"); do
