@@ -3,20 +3,22 @@
 # FIRST to LAST, default 1 to 24) through the whole pipeline, each checked against the
 # rest: it trains two epochs on a Fashion-MNIST subset on 2 threads, with a random recipe
 # (optimizer, lr schedule, parameter group, beta schedule, augmentation, calibration,
-# keep); `nnqc eval` of the saved model, packed and float32, gives the test accuracy the
-# training printed (to one sample: an exact tie of two logits goes either way with the
-# order of summation); these save the same model file, byte for byte: a run on 1 thread;
-# one epoch, then --resume from its checkpoint; -O0 with --no-fuse-layers and
-# --no-share-memory; a run from the program's IR text (--emit=ir, --from-ir); the trainer
-# `nnqc build` writes. Its C export compiles and gives the engine's classes and logits on
-# every test image (export_c_main.c), but for a network trained into a degenerate one (a
-# batch norm's running variance below 1e-7, its inputs all but constant: rounding
-# amplified fills its logits). Any geometry, projection or recipe one part takes and
-# another refuses or computes otherwise shows up here: the engine refused a convolution
-# padded by its kernel's size and a model on [H, W] samples, which trained; a dropout's
-# mask was keyed by its instruction's index, which layer fusion moves, so
-# --no-fuse-layers trained another model (2026-12-07). Seeds that fail are printed with
-# their program; rerun one with `model_zoo.sh NNQC SRC MODEL_ZOO SEED SEED`.
+# keep); `nnqc eval` of the saved model, packed (100 and 3 samples a call) and float32,
+# gives the test accuracy the training printed (to one sample: an exact tie of two
+# logits goes either way with the order of summation); these save the same model file,
+# byte for byte: a run on 1 thread; one epoch, then --resume from its checkpoint; -O0
+# with --no-fuse-layers and --no-share-memory; a run from the program's IR text
+# (--emit=ir, --from-ir); the trainer `nnqc build` writes. Its C export compiles and
+# gives the engine's classes and logits on every test image (export_c_main.c), but for a
+# network trained into a degenerate one (a batch norm's running variance below 1e-7, its
+# inputs all but constant: rounding amplified fills its logits). Any geometry,
+# projection or recipe one part takes and another refuses or computes otherwise shows up
+# here: the engine refused a convolution padded by its kernel's size and a model on
+# [H, W] samples, which trained; a dropout's mask was keyed by its instruction's index,
+# which layer fusion moves, so --no-fuse-layers trained another model; log was libm's in
+# scalar loops and libmvec's in vector ones, so -O0 trained another model (2026-12-07).
+# Seeds that fail are printed with their program; rerun one with
+# `model_zoo.sh NNQC SRC MODEL_ZOO SEED SEED`.
 set -u
 NNQC="$1"; SRC="$2"; ZOO="$3"; first="${4:-1}"; last="${5:-24}"
 . "$SRC/tests/e2e/lib.sh"
@@ -43,7 +45,7 @@ zoo() {
     var=$("$NNQC" inspect two.nnqm | awk '/running_var/ { for (i = 1; i < NF; i++) if ($i == "min") print $(i + 1) }' |
           sort -g | head -1)
     lt "${var:-1}" 1e-7 && note=" (a running variance of $var: its logits not compared)"
-    for mode in packed --float; do
+    for mode in packed --batch=3 --float; do # (3 samples a call: dense layers straight from the packed bits)
         "$NNQC" eval two.nnqm --data test zoo.nnq --data-dir "$tmp" ${mode#packed} > eval.txt 2>&1
         got=$(sed -n "s/^accuracy [0-9.]*  (\\([0-9]*\\) of $ntest)\$/\\1/p" eval.txt)
         # the same count, but for a tie the two orders of summation break apart (one sample)
@@ -78,7 +80,7 @@ zoo() {
     local rc=0
     ./drv "$IMG" engine.npy engine.txt "$LAB" > drv.txt 2>&1 || rc=$?
     [ $rc = 0 ] || { [ -n "$note" ] && [ $rc = 1 ]; } || { echo "the export disagrees (status $rc): $(tail -2 drv.txt)"; return 1; }
-    local agree="eval (packed, float), 1 thread, resume, -O0, IR text, trainer"
+    local agree="eval (packed, 3 a call, float), 1 thread, resume, -O0, IR text, trainer"
     if [ -n "$note" ]; then echo "$want of $ntest right, $agree agree; the C export runs$note"
     else echo "$want of $ntest right, $agree, C export agree"; fi
 }
