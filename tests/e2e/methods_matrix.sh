@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test matrix: the binary MLP (ternary for the shifted-tanh maps) trained on a
 # Fashion-MNIST subset (9,000 training, 1,000 validation, 2,000 test images, 8 epochs)
-# with every method of std.projections; each must reach its stated hard-quantized test
-# accuracy. Chance is 0.10. The thresholds sit 5 points or more under what each method
+# with every method of std.projections, and ternary with each simplex method (pmf, pgd,
+# md_softmax_s, md_softmax: until 2026-12-07 the last three started every weight on the
+# middle label, and their hard networks stayed at chance); each must reach its stated
+# hard-quantized test accuracy. Chance is 0.10. The thresholds sit 5 points or more under what each method
 # measured when they were set (the soft network reaches ~0.85 here), so they catch a
 # broken method, not noise. Every saved model is read back: each quantized tensor's
 # values lie in its label set (nnqc inspect decodes every value as a label index).
@@ -46,5 +48,8 @@ run md_tanh       'md_tanh(binary)'      'binary = {-1, +1}'      0.70
 run md_stanh_s_3  'md_stanh_s(ternary)'  'ternary = {-1, 0, +1}'  0.72
 run gd_stanh_3    'gd_stanh(ternary)'    'ternary = {-1, 0, +1}'  0.72
 run pmf_3         'pmf(ternary)'         'ternary = {-1, 0, +1}'  0.75
+run pgd_3         'pgd(ternary)'         'ternary = {-1, 0, +1}'  0.75
+run md_softmax_s_3 'md_softmax_s(ternary)' 'ternary = {-1, 0, +1}' 0.74
+run md_softmax_3  'md_softmax(ternary)'  'ternary = {-1, 0, +1}'  0.74
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
