@@ -1,4 +1,5 @@
-/* model_zoo.c SEED — prints a random valid nnq program for Fashion-MNIST: up to four
+/* model_zoo.c SEED [cifar] — prints a random valid nnq program for Fashion-MNIST (with
+ * `cifar`: for CIFAR-10's 3 x 32 x 32 images, in its binary files): up to four
  * convolutions (kernel 1-5, stride 1-3, padding 0 to kernel + 1, half of them 3 x 3 with
  * 16 or 32 channels, the shapes Winograd's transforms and oneDNN take; depthwise ones,
  * with and without bias, batch norm, relu, residual sums), max and average pools of
@@ -13,6 +14,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static uint64_t state;
 
@@ -87,17 +89,18 @@ static const char *optimizer(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: model_zoo SEED\n");
+    int cifar = argc == 3 && strcmp(argv[2], "cifar") == 0;
+    if (argc != 2 && !cifar) {
+        fprintf(stderr, "usage: model_zoo SEED [cifar]\n");
         return 2;
     }
     long seed = strtol(argv[1], NULL, 10);
     state = (uint64_t)seed;
-    int hw = chance(15); /* [28, 28] samples: only elementwise ops and flatten read them */
-    int c = 1, h = 28, w = 28;
+    int hw = chance(15) && !cifar; /* [28, 28] samples: only elementwise ops and flatten read them */
+    int c = cifar ? 3 : 1, h = cifar ? 32 : 28, w = h;
     printf("import std.projections\nlabels binary = {-1, +1}\nlabels l3 = {-1, 0, +1}\nlabels l5 = levels(5)\n");
     if (chance(40)) custom_projection();
-    printf("model zoo(x: f32[%s]) -> f32[10] {\n", hw ? "28, 28" : "1, 28, 28");
+    printf("model zoo(x: f32[%s]) -> f32[10] {\n", cifar ? "3, 32, 32" : hw ? "28, 28" : "1, 28, 28");
     printf("    h = %s\n", hw ? "relu(x) + x" : "x");
     for (int i = 0, convs = hw ? 0 : between(0, 4); i < convs; i++) {
         int k = between(1, 5), s = between(1, 3), p = between(0, k + 1), wide = chance(40);
@@ -129,11 +132,17 @@ int main(int argc, char **argv) {
     printf("    return dense(h, 10, quant = %s)\n}\n", custom ? custom : quant()); /* used at least once */
     static const int batches[] = {32, 50, 100};
     int batch = batches[next() % 3];
-    printf("data train = idx(\"fashion-mnist/train-images-idx3-ubyte.gz\", \"fashion-mnist/train-labels-idx1-ubyte.gz\",\n"
-           "                 normalize = standard%s)\n"
-           "data test  = idx(\"fashion-mnist/t10k-images-idx3-ubyte.gz\", \"fashion-mnist/t10k-labels-idx1-ubyte.gz\",\n"
-           "                 normalize = like(train))\n",
-           chance(40) ? ", augment = [random_crop(28, pad = 2), hflip]" : chance(30) ? ", augment = [hflip]" : "");
+    const char *augment = chance(40) ? (cifar ? ", augment = [random_crop(32, pad = 4), hflip]"
+                                              : ", augment = [random_crop(28, pad = 2), hflip]")
+                          : chance(30) ? ", augment = [hflip]" : "";
+    if (cifar)
+        printf("data train = cifar10(\"cifar-10-batches-bin\", split = train, normalize = standard%s)\n"
+               "data test  = cifar10(\"cifar-10-batches-bin\", split = test, normalize = like(train))\n", augment);
+    else
+        printf("data train = idx(\"fashion-mnist/train-images-idx3-ubyte.gz\", \"fashion-mnist/train-labels-idx1-ubyte.gz\",\n"
+               "                 normalize = standard%s)\n"
+               "data test  = idx(\"fashion-mnist/t10k-images-idx3-ubyte.gz\", \"fashion-mnist/t10k-labels-idx1-ubyte.gz\",\n"
+               "                 normalize = like(train))\n", augment);
     printf("train zoo on train {\n    optimizer = %s", optimizer());
     if (chance(30)) printf("    group = params(\"*.b\", lr = %g, weight_decay = 0)\n", between(1, 20) * 1e-4);
     if (chance(70))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # model_zoo.sh NNQC SRC MODEL_ZOO [FIRST LAST] — random valid programs (model_zoo.c, seeds
 # FIRST to LAST, default 1 to 24) through the whole pipeline, each checked against the
-# rest: it trains two epochs on a Fashion-MNIST subset on 2 threads, with a random recipe
+# rest: it trains two epochs on a Fashion-MNIST subset (every fourth seed: synthetic
+# CIFAR-10 files, build/tests/e2e/make_cifar) on 2 threads, with a random recipe
 # (optimizer, lr schedule, parameter group, beta schedule, augmentation, calibration,
 # keep); `nnqc eval` of the saved model, packed (100 and 3 samples a call) and float32,
 # gives the test accuracy the training printed (to one sample: an exact tie of two
@@ -9,7 +10,8 @@
 # byte for byte: a run on 1 thread; one epoch, then --resume from its checkpoint; -O0
 # with --no-fuse-layers and --no-share-memory; a run from the program's IR text
 # (--emit=ir, --from-ir); the trainer `nnqc build` writes. Its C export compiles and
-# gives the engine's classes and logits on every test image (export_c_main.c), but for a
+# gives the engine's classes and logits on every test image (export_c_main.c; for CIFAR,
+# which predict and the driver do not read, eval --cifar agrees instead), but for a
 # network trained into a degenerate one (a batch norm's running variance below 1e-7, its
 # inputs all but constant: rounding amplified fills its logits). Any geometry,
 # projection or recipe one part takes and another refuses or computes otherwise shows up
@@ -25,13 +27,20 @@ NNQC="$1"; SRC="$2"; ZOO="$3"; first="${4:-1}"; last="${5:-24}"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ntest=300 # test images: an accuracy printed to 4 places is a count of them
 make_subset "$tmp" 700 $ntest
+# every fourth seed a program for CIFAR-10's 3 x 32 x 32 images, in its binary files
+mkdir -p "$tmp/cifar-10-batches-bin" && "$(dirname "$ZOO")/make_cifar" "$tmp/cifar-10-batches-bin" 10 140 $ntest > /dev/null ||
+    fail "make_cifar failed"
 IMG="$tmp/fashion-mnist/t10k-images-idx3-ubyte.gz"; LAB="$tmp/fashion-mnist/t10k-labels-idx1-ubyte.gz"
+
+# right FILE: how many test samples nnqc eval's output FILE counts right
+right() { sed -n "s/^accuracy [0-9.]*  (\([0-9]*\) of $ntest)\$/\1/p" "$1"; }
 
 # zoo SEED: the checks above for one program, in $tmp/SEED; a message on the first that fails
 zoo() {
-    local d="$tmp/$1" want got mode var note=""
+    local d="$tmp/$1" want got mode var note="" kind=""
+    [ $(($1 % 4)) = 0 ] && kind=cifar
     mkdir -p "$d" && cd "$d" || return 1
-    "$ZOO" "$1" > zoo.nnq || { echo "model_zoo $1 failed"; return 1; }
+    "$ZOO" "$1" $kind > zoo.nnq || { echo "model_zoo $1 failed"; return 1; }
     "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 2 --quiet > run2.txt 2>&1 ||
         { echo "training failed: $(grep -A2 error run2.txt | head -3)"; return 1; }
     mv zoo.nnqm two.nnqm
@@ -47,7 +56,8 @@ zoo() {
     lt "${var:-1}" 1e-7 && note=" (a running variance of $var: its logits not compared)"
     for mode in packed --batch=3 --float; do # (3 samples a call: dense layers straight from the packed bits)
         "$NNQC" eval two.nnqm --data test zoo.nnq --data-dir "$tmp" ${mode#packed} > eval.txt 2>&1
-        got=$(sed -n "s/^accuracy [0-9.]*  (\\([0-9]*\\) of $ntest)\$/\\1/p" eval.txt)
+        [ $mode = packed ] && cp eval.txt eval0.txt
+        got=$(right eval.txt)
         # the same count, but for a tie the two orders of summation break apart (one sample)
         [ -n "$got" ] && [ $((got - want)) -le 1 ] && [ $((want - got)) -le 1 ] ||
             { echo "nnqc eval ($mode): '$got' of $ntest right, the training $want $(grep error eval.txt)"; return 1; }
@@ -73,6 +83,15 @@ zoo() {
     ./trainer --data-dir "$tmp" --threads 2 --quiet > trainer.txt 2>&1 || { echo "the built trainer failed"; return 1; }
     cmp -s zoo.nnqm two.nnqm || { echo "the built trainer saved another model than nnqc run"; return 1; }
     "$NNQC" export zoo.nnqm --format c -o c > export.txt 2>&1 || { echo "export: $(cat export.txt)"; return 1; }
+    if [ -n "$kind" ]; then # predict and the driver read IDX images: the export compiles, and eval --cifar agrees
+        cc -std=c99 -O2 -c c/model.c -o model.o > cc.txt 2>&1 || { echo "the export does not compile: $(head -3 cc.txt)"; return 1; }
+        "$NNQC" eval two.nnqm --cifar "$tmp/cifar-10-batches-bin" > eval.txt 2>&1
+        got=$(right eval.txt)
+        [ -n "$got" ] && [ "$got" = "$(right eval0.txt)" ] ||
+            { echo "nnqc eval --cifar: '$got' of $ntest right, --data test $(right eval0.txt)"; return 1; }
+        echo "$want of $ntest right (CIFAR), eval (packed, 3 a call, float, --cifar), 1 thread, resume, -O0, IR text, trainer agree; the C export compiles"
+        return 0
+    fi
     "$NNQC" predict zoo.nnqm "$IMG" > engine.txt 2>&1 && "$NNQC" predict zoo.nnqm "$IMG" -o engine.npy > /dev/null 2>&1 ||
         { echo "predict failed: $(cat engine.txt)"; return 1; }
     cc -std=c99 -O2 -I c c/model.c "$SRC/tests/e2e/export_c_main.c" -o drv -lm > cc.txt 2>&1 ||
