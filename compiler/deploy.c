@@ -58,7 +58,8 @@ static void deploy_usage(FILE *out) {
           "       nnqc eval MODEL.nnqm --images FILE --labels FILE   IDX (.gz) or .npy files\n"
           "       nnqc eval MODEL.nnqm --cifar DIR [--classes 10|100 [--coarse]] [--split test|train]\n"
           "       nnqc eval MODEL.nnqm --data NAME PROGRAM.nnq       a data declaration of the program\n"
-          "       nnqc predict MODEL.nnqm IMAGES [-o OUT.npy] [--top K]\n"
+          "       nnqc predict MODEL.nnqm IMAGES [-o OUT.npy] [--top K]   IDX (.gz) or .npy images\n"
+          "       nnqc predict MODEL.nnqm --cifar DIR [--classes 10|100] [--split test|train] [-o OUT.npy] [--top K]\n"
           "       nnqc export MODEL.nnqm --format c|npy -o DIR [--name PREFIX]\n"
           "options: --float (eval, predict: float32 weights instead of the packed engine),\n"
           "         --confusion (eval: the confusion matrix of any class count),\n"
@@ -144,7 +145,10 @@ static int parse(int argc, char **argv) {
               : args.data && !args.program ? "--data NAME needs the program: nnqc eval MODEL --data NAME PROGRAM.nnq"
                                            : NULL;
     } else if (!why && !strcmp(args.command, "predict")) {
-        why = !args.images ? "predict needs an image file" : NULL;
+        why = !args.images == !args.cifar ? "predict takes an image file or --cifar DIR"
+              : args.coarse               ? "--coarse goes with eval (predict writes the class the model has)"
+              : args.labels || args.data  ? "predict reads images only (--labels and --data go with eval)"
+                                          : NULL;
     } else if (!why && !strcmp(args.command, "export")) {
         why = !args.format || (strcmp(args.format, "c") && strcmp(args.format, "npy"))
                   ? "export needs --format c or --format npy"
@@ -336,13 +340,13 @@ static void top_classes(const float *v, int n, int k, int32_t *out) {
 static int predict_entry(NnqRun *run) {
     const char *input = nnq_same_file(args.output, args.model)    ? args.model
                         : nnq_same_file(args.output, args.images) ? args.images
-                                                                  : NULL;
+                                                                  : NULL; /* (--cifar: a directory) */
     if (input)
         nnq_rt_fail(run, "-o '%s' is the input file '%s'", args.output, input);
     int werr = args.output ? nnq_output_check(args.output) : 0; /* before the work, not after */
     if (werr)
         nnq_rt_fail(run, "cannot write '%s': %s", args.output, nnq_output_problem(werr));
-    int32_t ds = nnq_data_images(run, args.images);
+    int32_t ds = args.cifar ? load_decl(run, eval_data) : nnq_data_images(run, args.images);
     const NnqModelArch *a = model_file->arch;
     nnq_rt_data_check(run, ds, a->input_rank, a->input_dims, a->classes, model_file->model);
     int64_t n = nnq_rt_data_count(run, ds), in = nnq_net_input_size(net), batch = args.batch;

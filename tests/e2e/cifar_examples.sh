@@ -37,5 +37,11 @@ for ex in "$SRC"/examples/cifar10_*.nnq; do
     got=$("$NNQC" eval "$tmp/$model" --cifar "$tmp/cifar-10-batches-bin" | sed -n 's/^accuracy \([0-9.]*\).*/\1/p')
     if [ -n "$want" ] && [ "$got" = "$want" ]; then echo "$name: nnqc eval --cifar agrees: $got"
     else fails=$((fails + 1)); echo "FAIL $name: nnqc eval --cifar: '$got', the training printed '$want'"; fi
+    # predict --cifar: a class per test image, right as often as eval counts (make_cifar's
+    # labels cycle through the classes: image i is class i mod 10)
+    "$NNQC" predict "$tmp/$model" --cifar "$tmp/cifar-10-batches-bin" > "$tmp/$name.pred" 2>&1
+    right=$(awk '$1 == (NR - 1) % 10 { r++ } END { printf "%.4f", r / NR }' "$tmp/$name.pred")
+    if [ "$(wc -l < "$tmp/$name.pred")" = 64 ] && [ "$right" = "$got" ]; then echo "$name: nnqc predict --cifar agrees: $right"
+    else fails=$((fails + 1)); echo "FAIL $name: nnqc predict --cifar: $(wc -l < "$tmp/$name.pred") lines, $right right, eval $got"; fi
 done
 [ $fails -eq 0 ]

@@ -174,6 +174,8 @@ usage_error() { # WANT CMD...: exit 2, WANT in stderr
     else bad "expected exit 2 and '$want', got $rc:"; cat "$tmp/r.err"; fi
 }
 usage_error "--top takes a whole number from 1 to 100000, not '0'" "$NNQC" predict "$M" "$IMG" --top 0
+usage_error "predict takes an image file or --cifar DIR" "$NNQC" predict "$M" "$IMG" --cifar "$tmp/c/cifar-10-batches-bin"
+usage_error "predict reads images only" "$NNQC" predict "$M" "$IMG" --labels "$LAB"
 usage_error "--classes takes 10 or 100, not '7'" "$NNQC" eval "$M" --cifar "$tmp/c/cifar-10-batches-bin" --classes 7
 usage_error "--threads takes a whole number from 1 to 1024, not 'two'" "$NNQC" eval "$M" --images "$IMG" --labels "$LAB" --threads two
 

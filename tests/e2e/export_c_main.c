@@ -1,8 +1,11 @@
 /* export_c_main.c — the test driver of tests/e2e/export_c.sh: runs a model exported by
  * `nnqc export --format c` (compiled with this file, its header model.h found with -I)
- * on every image of an uncompressed IDX image file, and compares it with the engine:
+ * on every image of an uncompressed IDX image file, or of a CIFAR-10 binary file (a
+ * name ending in .bin: records of a label byte and 3 x 32 x 32 pixel bytes, the labels
+ * taken from them), and compares it with the engine:
  *
  *   export_c_main IMAGES.idx ENGINE_LOGITS.npy ENGINE_CLASSES.txt [LABELS.idx]
+ *   export_c_main IMAGES.bin ENGINE_LOGITS.npy ENGINE_CLASSES.txt
  *
  * ENGINE_LOGITS.npy is `nnqc predict MODEL IMAGES -o F.npy` (float32 [N, classes]),
  * ENGINE_CLASSES.txt `nnqc predict MODEL IMAGES` (one class per line). Pixels become
@@ -46,14 +49,22 @@ static void die(const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4 || argc > 5) die("usage: export_c_main IMAGES.idx LOGITS.npy CLASSES.txt [LABELS.idx]");
+    if (argc < 4 || argc > 5) die("usage: export_c_main IMAGES.idx|IMAGES.bin LOGITS.npy CLASSES.txt [LABELS.idx]");
     long ilen, nlen, llen = 0;
     unsigned char *img = read_file(argv[1], &ilen);
-    if (ilen < 16 || img[2] != 0x08 || img[3] < 1) die("images: not an uncompressed IDX file of bytes");
-    long n = be32(img + 4), per = 1;
-    for (int d = 1; d < img[3]; d++) per *= be32(img + 4 + 4 * d);
-    long head = 4 + 4L * img[3];
-    if (per != MODEL_INPUT_SIZE || ilen != head + n * per) die("images: not N samples of the model's input size");
+    size_t namelen = strlen(argv[1]);
+    int cifar = namelen > 4 && !strcmp(argv[1] + namelen - 4, ".bin");
+    long n, per = 1, head, stride; /* sample s's pixels at head + s * stride */
+    if (cifar) {
+        per = 3072, head = 1, stride = 3073, n = ilen / stride;
+        if (per != MODEL_INPUT_SIZE || ilen != n * stride || argc == 5) die("images: not CIFAR-10 records of the model's input size");
+    } else {
+        if (ilen < 16 || img[2] != 0x08 || img[3] < 1) die("images: not an uncompressed IDX file of bytes");
+        n = be32(img + 4);
+        for (int d = 1; d < img[3]; d++) per *= be32(img + 4 + 4 * d);
+        head = 4 + 4L * img[3], stride = per;
+        if (per != MODEL_INPUT_SIZE || ilen != head + n * per) die("images: not N samples of the model's input size");
+    }
 
     /* the engine's logits: .npy version 1.0, '<f4', shape (n, classes) */
     unsigned char *npy = read_file(argv[2], &nlen);
@@ -78,7 +89,7 @@ int main(int argc, char **argv) {
     long bad_logits = 0, bad_class = 0, ties = 0, correct = 0;
     double worst = 0, worst_rel = 0;
     for (long s = 0; s < n; s++) {
-        for (long i = 0; i < per; i++) x[i] = (float)img[head + s * per + i] / 255.0f;
+        for (long i = 0; i < per; i++) x[i] = (float)img[head + s * stride + i] / 255.0f;
         int cls = model_predict(x, logits, scratch), engine;
         if (fscanf(cf, "%d", &engine) != 1) die("the engine's classes: too few lines");
         const float *r = ref + s * MODEL_OUTPUT_SIZE;
@@ -104,11 +115,12 @@ int main(int argc, char **argv) {
             }
         }
         if (lab) correct += cls == lab[8 + s];
+        if (cifar) correct += cls == img[s * stride];
     }
     printf("%ld samples: %ld classes differ from the engine's (%ld more within a tie), %ld with logits out of "
            "tolerance; largest logit difference %.3g (%.3g of the largest logit)",
            n, bad_class, ties, bad_logits, worst, worst_rel);
-    if (lab) printf("; accuracy %.4f", (double)correct / (double)n);
+    if (lab || cifar) printf("; accuracy %.4f", (double)correct / (double)n);
     printf("\n");
     return bad_class || bad_logits ? 1 : 0;
 }

@@ -10,8 +10,8 @@
 # byte for byte: a run on 1 thread; one epoch, then --resume from its checkpoint; -O0
 # with --no-fuse-layers and --no-share-memory; a run from the program's IR text
 # (--emit=ir, --from-ir); the trainer `nnqc build` writes. Its C export compiles and
-# gives the engine's classes and logits on every test image (export_c_main.c; for CIFAR,
-# which predict and the driver do not read, eval --cifar agrees instead), but for a
+# gives the engine's classes and logits on every test image (export_c_main.c; CIFAR's
+# through predict --cifar, and eval --cifar agrees with eval --data), but for a
 # network trained into a degenerate one (a batch norm's running variance below 1e-7, its
 # inputs all but constant: rounding amplified fills its logits). Any geometry,
 # projection or recipe one part takes and another refuses or computes otherwise shows up
@@ -83,23 +83,22 @@ zoo() {
     ./trainer --data-dir "$tmp" --threads 2 --quiet > trainer.txt 2>&1 || { echo "the built trainer failed"; return 1; }
     cmp -s zoo.nnqm two.nnqm || { echo "the built trainer saved another model than nnqc run"; return 1; }
     "$NNQC" export zoo.nnqm --format c -o c > export.txt 2>&1 || { echo "export: $(cat export.txt)"; return 1; }
-    if [ -n "$kind" ]; then # predict and the driver read IDX images: the export compiles, and eval --cifar agrees
-        cc -std=c99 -O2 -c c/model.c -o model.o > cc.txt 2>&1 || { echo "the export does not compile: $(head -3 cc.txt)"; return 1; }
+    local img="$IMG" lab="$LAB" images=("$IMG")
+    if [ -n "$kind" ]; then # CIFAR: predict --cifar, the driver reads the records and their labels
+        img="$tmp/cifar-10-batches-bin/test_batch.bin" lab="" images=(--cifar "$tmp/cifar-10-batches-bin")
         "$NNQC" eval two.nnqm --cifar "$tmp/cifar-10-batches-bin" > eval.txt 2>&1
         got=$(right eval.txt)
         [ -n "$got" ] && [ "$got" = "$(right eval0.txt)" ] ||
             { echo "nnqc eval --cifar: '$got' of $ntest right, --data test $(right eval0.txt)"; return 1; }
-        echo "$want of $ntest right (CIFAR), eval (packed, 3 a call, float, --cifar), 1 thread, resume, -O0, IR text, trainer agree; the C export compiles"
-        return 0
     fi
-    "$NNQC" predict zoo.nnqm "$IMG" > engine.txt 2>&1 && "$NNQC" predict zoo.nnqm "$IMG" -o engine.npy > /dev/null 2>&1 ||
+    "$NNQC" predict zoo.nnqm "${images[@]}" > engine.txt 2>&1 && "$NNQC" predict zoo.nnqm "${images[@]}" -o engine.npy > /dev/null 2>&1 ||
         { echo "predict failed: $(cat engine.txt)"; return 1; }
     cc -std=c99 -O2 -I c c/model.c "$SRC/tests/e2e/export_c_main.c" -o drv -lm > cc.txt 2>&1 ||
         { echo "the export does not compile: $(head -3 cc.txt)"; return 1; }
     local rc=0
-    ./drv "$IMG" engine.npy engine.txt "$LAB" > drv.txt 2>&1 || rc=$?
+    ./drv "$img" engine.npy engine.txt $lab > drv.txt 2>&1 || rc=$?
     [ $rc = 0 ] || { [ -n "$note" ] && [ $rc = 1 ]; } || { echo "the export disagrees (status $rc): $(tail -2 drv.txt)"; return 1; }
-    local agree="eval (packed, 3 a call, float), 1 thread, resume, -O0, IR text, trainer"
+    local agree="eval (packed, 3 a call, float${kind:+, --cifar}), 1 thread, resume, -O0, IR text, trainer"
     if [ -n "$note" ]; then echo "$want of $ntest right, $agree agree; the C export runs$note"
     else echo "$want of $ntest right, $agree, C export agree"; fi
 }
