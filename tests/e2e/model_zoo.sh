@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# model_zoo.sh NNQC SRC MODEL_ZOO [FIRST LAST] — random valid programs (model_zoo.c, seeds
+# model_zoo.sh NNQC SRC MODEL_ZOO [FIRST LAST [mpi|no-mpi]] — random valid programs (model_zoo.c, seeds
 # FIRST to LAST, default 1 to 24) through the whole pipeline, each checked against the
 # rest: it trains two epochs on a Fashion-MNIST subset (every fourth seed: synthetic
 # CIFAR-10 files, build/tests/e2e/make_cifar) on 2 threads, with a random recipe
@@ -9,7 +9,10 @@
 # logits goes either way with the order of summation); these save the same model file,
 # byte for byte: a run on 1 thread; one epoch, then --resume from its checkpoint; -O0
 # with --no-fuse-layers and --no-share-memory; a run from the program's IR text
-# (--emit=ir, --from-ir); the trainer `nnqc build` writes. Its C export compiles and
+# (--emit=ir, --from-ir); the trainer `nnqc build` writes; with MPI (the sixth argument
+# `mpi`; the sanitized tree passes no-mpi: Open MPI's allocations read as leaks there),
+# for seeds 1, 9, 17, ...: `mpirun -np 1`, and two `mpirun -np 2` runs save the same
+# model as each other. Its C export compiles and
 # gives the engine's classes and logits on every test image (export_c_main.c; CIFAR's
 # through predict --cifar, and eval --cifar agrees with eval --data), but for a
 # network trained into a degenerate one (a batch norm's running variance below 1e-7, its
@@ -22,7 +25,8 @@
 # Seeds that fail are printed with their program; rerun one with
 # `model_zoo.sh NNQC SRC MODEL_ZOO SEED SEED`.
 set -u
-NNQC="$1"; SRC="$2"; ZOO="$3"; first="${4:-1}"; last="${5:-24}"
+NNQC="$1"; SRC="$2"; ZOO="$3"; first="${4:-1}"; last="${5:-24}"; mpi="${6:-no-mpi}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 . "$SRC/tests/e2e/lib.sh"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ntest=300 # test images: an accuracy printed to 4 places is a count of them
@@ -37,7 +41,7 @@ right() { sed -n "s/^accuracy [0-9.]*  (\([0-9]*\) of $ntest)\$/\1/p" "$1"; }
 
 # zoo SEED: the checks above for one program, in $tmp/SEED; a message on the first that fails
 zoo() {
-    local d="$tmp/$1" want got mode var note="" kind=""
+    local d="$tmp/$1" want got mode var note="" kind="" extra=""
     [ $(($1 % 4)) = 0 ] && kind=cifar
     mkdir -p "$d" && cd "$d" || return 1
     "$ZOO" "$1" $kind > zoo.nnq || { echo "model_zoo $1 failed"; return 1; }
@@ -78,6 +82,16 @@ zoo() {
     "$NNQC" --emit=ir zoo.nnq -o zoo.ir > ir.txt 2>&1 && "$NNQC" run --from-ir zoo.ir zoo.nnq --data-dir "$tmp" --threads 2 --quiet >> ir.txt 2>&1 ||
         { echo "the run from IR text failed: $(grep error ir.txt | head -2)"; return 1; }
     cmp -s zoo.nnqm two.nnqm || { echo "the run from its IR text saved another model"; return 1; }
+    if [ "$mpi" = mpi ] && [ $(($1 % 8)) = 1 ]; then # data parallel: 1 process, then 2 processes twice
+        timeout 300 mpirun -np 1 "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > mpi.txt 2>&1 ||
+            { echo "mpirun -np 1 failed: $(grep error mpi.txt | head -2)"; return 1; }
+        cmp -s zoo.nnqm two.nnqm || { echo "mpirun -np 1 saved another model than a plain run"; return 1; }
+        timeout 300 mpirun -np 2 "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > mpi.txt 2>&1 && mv zoo.nnqm np2.nnqm &&
+            timeout 300 mpirun -np 2 "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > mpi.txt 2>&1 ||
+            { echo "mpirun -np 2 failed: $(grep error mpi.txt | head -2)"; return 1; }
+        cmp -s zoo.nnqm np2.nnqm || { echo "two mpirun -np 2 runs saved different models"; return 1; }
+        extra=", mpirun -np 1 and -np 2 twice"
+    fi
     "$NNQC" build zoo.nnq -o trainer > build.txt 2>&1 || { echo "nnqc build: $(grep error build.txt | head -2)"; return 1; }
     rm zoo.nnqm
     ./trainer --data-dir "$tmp" --threads 2 --quiet > trainer.txt 2>&1 || { echo "the built trainer failed"; return 1; }
@@ -98,7 +112,7 @@ zoo() {
     local rc=0
     ./drv "$img" engine.npy engine.txt $lab > drv.txt 2>&1 || rc=$?
     [ $rc = 0 ] || { [ -n "$note" ] && [ $rc = 1 ]; } || { echo "the export disagrees (status $rc): $(tail -2 drv.txt)"; return 1; }
-    local agree="eval (packed, 3 a call, float${kind:+, --cifar}), 1 thread, resume, -O0, IR text, trainer"
+    local agree="eval (packed, 3 a call, float${kind:+, --cifar}), 1 thread, resume, -O0, IR text$extra, trainer"
     if [ -n "$note" ]; then echo "$want of $ntest right, $agree agree; the C export runs$note"
     else echo "$want of $ntest right, $agree, C export agree"; fi
 }
