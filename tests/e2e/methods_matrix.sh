@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test matrix: the binary MLP (ternary for the shifted-tanh maps) trained on a
 # Fashion-MNIST subset (9,000 training, 1,000 validation, 2,000 test images, 8 epochs)
-# with every method of std.projections, and ternary with each simplex method (pmf, pgd,
+# with every method of std.projections, ternary with each simplex method (pmf, pgd,
 # md_softmax_s, md_softmax: until 2026-12-07 the last three started every weight on the
-# middle label, and their hard networks stayed at chance); each must reach its stated
-# hard-quantized test accuracy. Chance is 0.10. The thresholds sit 5 points or more under what each method
+# middle label, and their hard networks stayed at chance), and {0, 1} with each method
+# whose init placed the draw around 0, not in the label range (every weight started on
+# one label: chance, until 2026-12-07); each must reach its stated hard-quantized test
+# accuracy. Chance is 0.10. The thresholds sit 5 points or more under what each method
 # measured when they were set (the soft network reaches ~0.85 here), so they catch a
 # broken method, not noise. Every saved model is read back: each quantized tensor's
 # values lie in its label set (nnqc inspect decodes every value as a label index).
@@ -51,5 +53,13 @@ run pmf_3         'pmf(ternary)'         'ternary = {-1, 0, +1}'  0.75
 run pgd_3         'pgd(ternary)'         'ternary = {-1, 0, +1}'  0.75
 run md_softmax_s_3 'md_softmax_s(ternary)' 'ternary = {-1, 0, +1}' 0.74
 run md_softmax_3  'md_softmax(ternary)'  'ternary = {-1, 0, +1}'  0.74
+# an asymmetric pair: each method's draw placed in the label range (0.455-0.6325
+# measured; {0, 1} weights train worse than {-1, +1} ones, their common mode large)
+run pmf_01        'pmf(b01)'             'b01 = {0, 1}'           0.35
+run pgd_01        'pgd(b01)'             'b01 = {0, 1}'           0.35
+run picm_01       'picm(b01)'            'b01 = {0, 1}'           0.35
+run md_softmax_s_01 'md_softmax_s(b01)'  'b01 = {0, 1}'           0.35
+run md_softmax_01 'md_softmax(b01)'      'b01 = {0, 1}'           0.35
+run ste_01        'ste(b01)'             'b01 = {0, 1}'           0.35
 echo "$pass passed, $fails failed"
 [ $fails -eq 0 ]
