@@ -629,7 +629,9 @@ static void test_stdlib_projections(void) {
     CHECK(pmf->kids[2]->kind == AST_AUX);
     CHECK_STR(sexpr(pmf->kids[2]->kids[0]), "(if (== (card Q) 2) 1 (card Q))");
     CHECK(pmf->kids[3]->kind == AST_INIT && pmf->kids[6]->kind == AST_UPDATE);
-    CHECK(strncmp(sexpr(pmf->kids[3]->kids[0]), "(if (== (card Q) 2) (/ (- (call abs (- w0 (index Q 0)))", 54) == 0);
+    /* the draw placed in the label range: mid(Q) + half_range(Q) * w0 */
+    const char *init = "(if (== (card Q) 2) (/ (- (call abs (- (+ (call mid Q) (* (call half_range Q) w0)) (index Q 0)))";
+    CHECK(strncmp(sexpr(pmf->kids[3]->kids[0]), init, strlen(init)) == 0);
     CHECK_STR(sexpr(pmf->kids[7]->kids[0]), "(if (== (card Q) 2) (index Q (> (index a 0) 0)) (index Q (call argmax a)))");
     const AstNode *mds = p.root->kids[5];
     CHECK(mds->kids[6]->kind == AST_MOVE);
