@@ -105,12 +105,16 @@ static LLVMValueRef fmuladd(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef
     return cg_intrinsic(cg, "llvm.fmuladd", cg->tf32, args, 3);
 }
 
+/* ln 2 in two parts (Cody and Waite), for exp's reduction and log's reconstruction:
+ * LN2_HI has 9 significant bits, so n * LN2_HI is exact for |n| < 2^15. */
+static const double LN2_HI = 0.693359375, LN2_LO = -2.12194440e-4;
+
 /* exp, inline: straight-line code the loop vectorizer widens to any vector width, with
  * no call. (Through libmvec, LLVM 14 knows only the 8-wide AVX2 variant: it held the
  * PMF update kernels to 256 bits and spilled every live vector around four calls per
  * iteration, which made them three times slower than the memory they move.)
  *   n = round(x log2 e), by the 1.5 * 2^23 trick: the sum's low bits are n;
- *   r = x - n ln 2, in two parts (Cody and Waite; n * C1 is exact);
+ *   r = x - n ln 2, in two parts (n * LN2_HI is exact);
  *   exp(r) on |r| <= ln2/2 by Cephes' degree-7 polynomial, within 2 ulp of expf;
  *   2^n built in the exponent field, as 2^(n-1) * 2 so that n = 128 still overflows
  *   to +inf only where exp does (x > 88.72).
@@ -126,8 +130,8 @@ LLVMValueRef cg_exp_f32(Cg *cg, LLVMValueRef a) {
     LLVMValueRef magic = cf32(cg, 12582912.0); /* 1.5 * 2^23 */
     LLVMValueRef t = fmuladd(cg, x, cf32(cg, 1.44269504088896341), magic);
     LLVMValueRef n = LLVMBuildFSub(b, t, magic, "");
-    LLVMValueRef r = fmuladd(cg, n, cf32(cg, -0.693359375), x);
-    r = fmuladd(cg, n, cf32(cg, 2.12194440e-4), r);
+    LLVMValueRef r = fmuladd(cg, n, cf32(cg, -LN2_HI), x);
+    r = fmuladd(cg, n, cf32(cg, -LN2_LO), r);
     static const double c[] = {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                                4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1};
     LLVMValueRef p = cf32(cg, c[0]);
@@ -169,9 +173,9 @@ LLVMValueRef cg_log_f32(Cg *cg, LLVMValueRef a) {
     for (int i = 1; i < 9; i++) p = fmuladd(cg, p, f, cf32(cg, c[i]));
     LLVMValueRef z = LLVMBuildFMul(b, f, f, "");
     LLVMValueRef y = LLVMBuildFMul(b, f, LLVMBuildFMul(b, z, p, ""), "");
-    y = fmuladd(cg, fe, cf32(cg, -2.12194440e-4), y);
+    y = fmuladd(cg, fe, cf32(cg, LN2_LO), y);
     y = fmuladd(cg, z, cf32(cg, -0.5), y);
-    LLVMValueRef r = fmuladd(cg, fe, cf32(cg, 0.693359375), LLVMBuildFAdd(b, f, y, ""));
+    LLVMValueRef r = fmuladd(cg, fe, cf32(cg, LN2_HI), LLVMBuildFAdd(b, f, y, ""));
     r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, a, cf32(cg, INFINITY), ""), a, r, "");
     r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, a, cf32(cg, 0.0), ""), cf32(cg, -INFINITY), r, "");
     return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGE, a, cf32(cg, 0.0), ""), r, cf32(cg, NAN), "");

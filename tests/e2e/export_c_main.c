@@ -83,6 +83,9 @@ int main(int argc, char **argv) {
     if (!cf) die("cannot open the engine's classes");
     unsigned char *lab = argc == 5 ? read_file(argv[4], &llen) : NULL;
     if (lab && (llen != 8 + n || be32(lab + 4) != n)) die("labels: not N uncompressed IDX labels");
+    /* sample s's label at labels[s * lstride]: the IDX labels, or each CIFAR record's first byte */
+    const unsigned char *labels = lab ? lab + 8 : cifar ? img : NULL;
+    long lstride = lab ? 1 : stride;
 
     static float scratch[(MODEL_SCRATCH_BYTES + 3) / 4];
     float x[MODEL_INPUT_SIZE], logits[MODEL_OUTPUT_SIZE];
@@ -114,13 +117,12 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "sample %ld: class %d, the engine's %d\n", s, cls, engine);
             }
         }
-        if (lab) correct += cls == lab[8 + s];
-        if (cifar) correct += cls == img[s * stride];
+        if (labels) correct += cls == labels[s * lstride];
     }
     printf("%ld samples: %ld classes differ from the engine's (%ld more within a tie), %ld with logits out of "
            "tolerance; largest logit difference %.3g (%.3g of the largest logit)",
            n, bad_class, ties, bad_logits, worst, worst_rel);
-    if (lab || cifar) printf("; accuracy %.4f", (double)correct / (double)n);
+    if (labels) printf("; accuracy %.4f", (double)correct / (double)n);
     printf("\n");
     return bad_class || bad_logits ? 1 : 0;
 }

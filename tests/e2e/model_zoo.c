@@ -35,7 +35,7 @@ static const char *pick(const char *const *v, int n) { return v[next() % (uint64
 #define PICK(...) pick((const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
 static const char *custom; /* the program's own projection's use, NULL without one */
 static const char *quant(void) {
-    return custom && chance(25) ? custom : quants[next() % (sizeof quants / sizeof quants[0])];
+    return custom && chance(25) ? custom : pick(quants, (int)(sizeof quants / sizeof quants[0]));
 }
 
 /* A projection of the program's own (docs/projections.md), drawn from the forms users

@@ -39,6 +39,15 @@ IMG="$tmp/fashion-mnist/t10k-images-idx3-ubyte.gz"; LAB="$tmp/fashion-mnist/t10k
 # right FILE: how many test samples nnqc eval's output FILE counts right
 right() { sed -n "s/^accuracy [0-9.]*  (\([0-9]*\) of $ntest)\$/\1/p" "$1"; }
 
+# trains_same LOG WHAT CMD...: CMD, its output in LOG, saves zoo.nnqm, the 2-thread
+# run's model (two.nnqm) byte for byte; a message saying which failed
+trains_same() {
+    local log="$1" what="$2"; shift 2
+    rm -f zoo.nnqm
+    "$@" > "$log" 2>&1 || { echo "$what failed: $(grep error "$log" | head -2)"; return 1; }
+    cmp -s zoo.nnqm two.nnqm || { echo "$what saved another model than the 2-thread run"; return 1; }
+}
+
 # zoo SEED: the checks above for one program, in $tmp/SEED; a message on the first that fails
 zoo() {
     local d="$tmp/$1" want got mode var note="" kind="" extra=""
@@ -66,8 +75,7 @@ zoo() {
         [ -n "$got" ] && [ $((got - want)) -le 1 ] && [ $((want - got)) -le 1 ] ||
             { echo "nnqc eval ($mode): '$got' of $ntest right, the training $want $(grep error eval.txt)"; return 1; }
     done
-    "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > run1.txt 2>&1 || { echo "the 1-thread run failed"; return 1; }
-    cmp -s zoo.nnqm two.nnqm || { echo "1 and 2 threads saved different models"; return 1; }
+    trains_same run1.txt "the 1-thread run" "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet || return 1
     # k epochs, then --resume: the uninterrupted run's model (the optimizer's state, the
     # schedules, the augmentation's and dropout's streams, keep = best's model all carried)
     mkdir -p resumed && (cd resumed && "$NNQC" run ../zoo.nnq --data-dir "$tmp" --threads 2 --quiet --epochs 1 &&
@@ -76,16 +84,14 @@ zoo() {
     cmp -s resumed/zoo.nnqm two.nnqm || { echo "1 epoch and --resume saved another model than 2 epochs"; return 1; }
     # the same program through the compiler's other paths: unoptimized code, each op its
     # own loop, each value its own buffer; then from its IR text
-    "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 2 --quiet -O0 --no-fuse-layers --no-share-memory > o0.txt 2>&1 ||
-        { echo "the -O0 run failed: $(grep error o0.txt | head -2)"; return 1; }
-    cmp -s zoo.nnqm two.nnqm || { echo "-O0 --no-fuse-layers --no-share-memory saved another model"; return 1; }
-    "$NNQC" --emit=ir zoo.nnq -o zoo.ir > ir.txt 2>&1 && "$NNQC" run --from-ir zoo.ir zoo.nnq --data-dir "$tmp" --threads 2 --quiet >> ir.txt 2>&1 ||
-        { echo "the run from IR text failed: $(grep error ir.txt | head -2)"; return 1; }
-    cmp -s zoo.nnqm two.nnqm || { echo "the run from its IR text saved another model"; return 1; }
+    trains_same o0.txt "-O0 --no-fuse-layers --no-share-memory" \
+        "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 2 --quiet -O0 --no-fuse-layers --no-share-memory || return 1
+    "$NNQC" --emit=ir zoo.nnq -o zoo.ir > ir.txt 2>&1 || { echo "--emit=ir failed: $(grep error ir.txt | head -2)"; return 1; }
+    trains_same ir.txt "the run from its IR text" "$NNQC" run --from-ir zoo.ir zoo.nnq --data-dir "$tmp" --threads 2 --quiet ||
+        return 1
     if [ "$mpi" = mpi ] && [ $(($1 % 8)) = 1 ]; then # data parallel: 1 process, then 2 processes twice
-        timeout 300 mpirun -np 1 "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > mpi.txt 2>&1 ||
-            { echo "mpirun -np 1 failed: $(grep error mpi.txt | head -2)"; return 1; }
-        cmp -s zoo.nnqm two.nnqm || { echo "mpirun -np 1 saved another model than a plain run"; return 1; }
+        trains_same mpi.txt "mpirun -np 1" timeout 300 mpirun -np 1 "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet ||
+            return 1
         timeout 300 mpirun -np 2 "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > mpi.txt 2>&1 && mv zoo.nnqm np2.nnqm &&
             timeout 300 mpirun -np 2 "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet > mpi.txt 2>&1 ||
             { echo "mpirun -np 2 failed: $(grep error mpi.txt | head -2)"; return 1; }
@@ -93,9 +99,7 @@ zoo() {
         extra=", mpirun -np 1 and -np 2 twice"
     fi
     "$NNQC" build zoo.nnq -o trainer > build.txt 2>&1 || { echo "nnqc build: $(grep error build.txt | head -2)"; return 1; }
-    rm zoo.nnqm
-    ./trainer --data-dir "$tmp" --threads 2 --quiet > trainer.txt 2>&1 || { echo "the built trainer failed"; return 1; }
-    cmp -s zoo.nnqm two.nnqm || { echo "the built trainer saved another model than nnqc run"; return 1; }
+    trains_same trainer.txt "the built trainer" ./trainer --data-dir "$tmp" --threads 2 --quiet || return 1
     "$NNQC" export zoo.nnqm --format c -o c > export.txt 2>&1 || { echo "export: $(cat export.txt)"; return 1; }
     local img="$IMG" lab="$LAB" images=("$IMG")
     if [ -n "$kind" ]; then # CIFAR: predict --cifar, the driver reads the records and their labels
