@@ -11,7 +11,7 @@
  *  - Normalization is always relative to the loaded pixels: each data set records, per
  *    channel, the affine map (shift, scale) now applied to it, so statistics and
  *    repeated calls do not depend on the order of nnq_rt_data_normalize calls.
- *  - The gzFile or FILE of a file being read is closed before any error is reported:
+ *  - A file being read is closed before any error is reported:
  *    loaders write their message into a buffer and return false, and the caller closes
  *    the file and then fails.
  *  - Augmentation draws from the run's generator only when a batch asks for it, so a
@@ -174,11 +174,11 @@ done:
 static void df_load(NnqRun *run, const char *path, NnqDataSet *ds,
                     bool (*load)(NnqRun *, RtZFile *, NnqDataSet *)) {
     char err[2048];
-    RtZFile f = {NULL, path, err, sizeof err};
+    RtZFile f = {.path = path, .err = err, .errlen = sizeof err};
     bool ok = rt_zf_open(&f, "data file");
     if (ok) {
         ok = load(run, &f, ds);
-        gzclose_r(f.gz);
+        rt_zf_close(&f);
     }
     if (!ok)
         nnq_rt_fail(run, "%s", err);

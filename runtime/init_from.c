@@ -135,11 +135,11 @@ int32_t nnq_rt_init_tensor(NnqRun *run, const char *dir, const char *name, int32
         nnq_rt_fail(run, "'%s' is a directory, not the .npy file of %s", path, name);
     size_t errlen = 2 * strlen(path) + 2 * strlen(t.shape) + 2048;
     char *err = rt_alloc_block(run, (int64_t)errlen, false);
-    RtZFile f = {NULL, path, err, errlen};
+    RtZFile f = {.path = path, .err = err, .errlen = errlen};
     bool ok = rt_zf_open(&f, "weights file");
     if (ok) {
         ok = init_read(&f, &t);
-        gzclose_r(f.gz);
+        rt_zf_close(&f);
     }
     if (!ok)
         nnq_rt_fail(run, "%s", err);

@@ -20,36 +20,114 @@
 
 #include "rt_internal.h"
 
-/* ---- reading a file: gzip or plain, through zlib ---- */
+/* ---- reading a file: gzip or plain, through zlib ----
+ * A file that starts with gzip's magic (1f 8b) is inflated member by member (RFC 1952
+ * allows members one after another, as `cat a.gz b.gz` writes them); any other file is
+ * read as it is. Our own loop rather than zlib's gzread: gzread ignores whatever follows
+ * the last member when it is not gzip data, silently, where a plain file's extra bytes
+ * are an error. Here they are one too. */
+
+#define ZF_IN (1u << 17)
+
+/* Reads more of the file into f->in after the avail_in bytes still unread there (moved
+ * to its start). false on a read error. */
+static bool zf_fill(RtZFile *f) {
+    if (f->eof)
+        return true;
+    memmove(f->in, f->zs.next_in, f->zs.avail_in);
+    size_t got = fread(f->in + f->zs.avail_in, 1, ZF_IN - f->zs.avail_in, f->fp);
+    if (ferror(f->fp)) {
+        snprintf(f->err, f->errlen, "cannot read '%s': %s", f->path, strerror(errno));
+        return false;
+    }
+    if (got == 0 || feof(f->fp))
+        f->eof = true;
+    f->zs.next_in = f->in;
+    f->zs.avail_in += (unsigned)got;
+    return true;
+}
+
+/* After a member's end: true with *more when another member follows, true with !*more
+ * at the end of the file, false (the message in f->err) when other bytes follow. */
+static bool zf_next_member(RtZFile *f, bool *more) {
+    while (f->zs.avail_in < 2 && !f->eof)
+        if (!zf_fill(f))
+            return false;
+    *more = false;
+    if (f->zs.avail_in == 0)
+        return true;
+    if (f->zs.avail_in >= 2 && f->zs.next_in[0] == 0x1f && f->zs.next_in[1] == 0x8b) {
+        *more = true;
+        return inflateReset(&f->zs) == Z_OK;
+    }
+    unsigned long long extra = f->zs.avail_in;
+    struct stat st;
+    if (fstat(fileno(f->fp), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size >= f->consumed)
+        extra = (unsigned long long)st.st_size - f->consumed;
+    snprintf(f->err, f->errlen,
+             "'%s' has %llu bytes after its gzip data that are not gzip data (a file appended "
+             "to it, or padding)",
+             f->path, extra);
+    return false;
+}
 
 bool rt_zf_read(RtZFile *f, void *buf, size_t n, size_t *got) {
     size_t total = 0;
+    unsigned char *out = buf;
+    if (!f->gzip) {
+        size_t have = f->zs.avail_in < n ? f->zs.avail_in : n; /* the bytes looked at */
+        memcpy(out, f->zs.next_in, have);
+        f->zs.next_in += have, f->zs.avail_in -= (unsigned)have;
+        total = have;
+        if (total < n)
+            total += fread(out + total, 1, n - total, f->fp);
+        *got = total;
+        if (ferror(f->fp)) {
+            snprintf(f->err, f->errlen, "cannot read '%s': %s", f->path, strerror(errno));
+            return false;
+        }
+        return true;
+    }
     while (total < n) {
+        if (f->member_done) {
+            bool more;
+            if (!zf_next_member(f, &more))
+                return false;
+            if (!more)
+                break;
+            f->member_done = false;
+        }
+        if (f->zs.avail_in == 0 && !f->eof && !zf_fill(f))
+            return false;
         size_t want = n - total;
-        unsigned chunk = want > (1u << 24) ? (1u << 24) : (unsigned)want;
-        int r = gzread(f->gz, (char *)buf + total, chunk);
-        if (r <= 0)
-            break;
-        total += (size_t)r;
+        f->zs.next_out = out + total;
+        f->zs.avail_out = want > (1u << 30) ? (1u << 30) : (unsigned)want;
+        unsigned before_in = f->zs.avail_in, before_out = f->zs.avail_out;
+        int r = inflate(&f->zs, Z_NO_FLUSH);
+        f->consumed += before_in - f->zs.avail_in;
+        total += before_out - f->zs.avail_out;
+        if (r == Z_STREAM_END) {
+            f->member_done = true;
+        } else if (r == Z_BUF_ERROR || (r == Z_OK && before_in == f->zs.avail_in &&
+                                         before_out == f->zs.avail_out)) {
+            if (f->zs.avail_in == 0 && f->eof)
+                break; /* the stream stops early: the caller reports the truncation */
+        } else if (r != Z_OK) {
+            snprintf(f->err, f->errlen, "cannot read '%s': corrupt gzip data (%s)", f->path,
+                     r == Z_MEM_ERROR ? "out of memory" : f->zs.msg ? f->zs.msg : "bad stream");
+            return false;
+        }
     }
     *got = total;
-    int code = Z_OK;
-    const char *msg = gzerror(f->gz, &code);
-    if (code == Z_OK || code == Z_BUF_ERROR) /* Z_BUF_ERROR: stream ended early */
-        return true;
-    if (code == Z_ERRNO)
-        snprintf(f->err, f->errlen, "cannot read '%s': %s", f->path, strerror(errno));
-    else
-        snprintf(f->err, f->errlen, "cannot read '%s': corrupt gzip data (%s)", f->path, msg);
-    return false;
+    return true;
 }
 
 bool rt_zf_holds(RtZFile *f, uint64_t offset, uint64_t want, const char *what) {
     struct stat st;
-    if (stat(f->path, &st) != 0 || st.st_size < 0)
+    if (fstat(fileno(f->fp), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0)
         return true; /* the read loop will tell */
     uint64_t size = (uint64_t)st.st_size, room = size;
-    bool plain = gzdirect(f->gz);
+    bool plain = !f->gzip;
     if (!plain)
         room = size > ((uint64_t)1 << 50) ? UINT64_MAX : size * 1032 + 1032;
     room = room > offset ? room - offset : 0;
@@ -86,14 +164,42 @@ bool rt_zf_expect_end(RtZFile *f, const char *what) {
 
 bool rt_zf_open(RtZFile *f, const char *what) {
     errno = 0;
-    f->gz = gzopen(f->path, "rb");
-    if (!f->gz) {
+    f->fp = fopen(f->path, "rb");
+    f->in = f->fp ? malloc(ZF_IN) : NULL;
+    if (!f->in) {
         snprintf(f->err, f->errlen, "cannot open %s '%s': %s", what, f->path,
                  errno ? strerror(errno) : "out of memory");
+        if (f->fp)
+            fclose(f->fp);
+        f->fp = NULL;
         return false;
     }
-    gzbuffer(f->gz, 1 << 17);
+    memset(&f->zs, 0, sizeof f->zs);
+    f->zs.next_in = f->in;
+    f->eof = f->gzip = f->member_done = false;
+    f->consumed = 0;
+    while (f->zs.avail_in < 2 && !f->eof)
+        if (!zf_fill(f)) {
+            rt_zf_close(f);
+            return false;
+        }
+    f->gzip = f->zs.avail_in >= 2 && f->in[0] == 0x1f && f->in[1] == 0x8b;
+    if (f->gzip && inflateInit2(&f->zs, 16 + MAX_WBITS) != Z_OK) { /* 16: gzip only */
+        snprintf(f->err, f->errlen, "cannot open %s '%s': out of memory", what, f->path);
+        f->gzip = false;
+        rt_zf_close(f);
+        return false;
+    }
     return true;
+}
+
+void rt_zf_close(RtZFile *f) {
+    if (f->gzip)
+        inflateEnd(&f->zs);
+    if (f->fp)
+        fclose(f->fp);
+    free(f->in);
+    f->fp = NULL, f->in = NULL, f->gzip = false;
 }
 
 /* ---- NumPy .npy ----

@@ -6,7 +6,7 @@
  * the declared description and state). Invariants:
  *  - every pointer reachable from an NnqRun is owned by it and released by
  *    nnq_run_free, whether or not an error unwound through the code that made it;
- *  - a module that holds an OS resource (FILE, gzFile, file descriptor) across a call
+ *  - a module that holds an OS resource (FILE, zlib stream, file descriptor) across a call
  *    that might fail releases it before calling nnq_rt_fail — a longjmp never skips
  *    a close;
  *  - no function here calls exit().
@@ -17,6 +17,7 @@
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -522,20 +523,29 @@ char *rt_data_resolve(NnqRun *run, const char *name, bool want_dir, const char *
 /* data.c: "dir/name" + suffix (no second '/' when dir ends in one), a tracked block. */
 char *rt_path_join(NnqRun *run, const char *dir, const char *name, const char *suffix);
 
-/* npy.c: a file read through zlib (gzip-compressed or plain). The functions write any
- * error into err (errlen bytes, a message naming path) and return false; the caller
- * closes the file (gzclose_r) before it fails the run. */
+/* npy.c: a file read through zlib (gzip-compressed, one member or several, or plain).
+ * The functions write any error into err (errlen bytes, a message naming path) and
+ * return false; the caller closes the file (rt_zf_close) before it fails the run.
+ * Set path, err and errlen; rt_zf_open sets the rest. */
 typedef struct RtZFile {
-    gzFile gz;
     const char *path;
     char *err;
     size_t errlen;
+    FILE *fp;
+    unsigned char *in;  /* bytes read from fp, not yet used: zs.next_in, zs.avail_in */
+    z_stream zs;        /* inflating when gzip */
+    uint64_t consumed;  /* compressed bytes inflated so far */
+    bool gzip, eof, member_done;
 } RtZFile;
-/* Opens f->path; what names the file in the message ("cannot open data file 'P': ..."). */
+/* Opens f->path; what names the file in the message ("cannot open data file 'P': ...").
+ * On false nothing is left open. */
 bool rt_zf_open(RtZFile *f, const char *what);
+/* Closes what rt_zf_open opened. */
+void rt_zf_close(RtZFile *f);
 /* Reads up to n bytes; *got = bytes read. false on a read or decompression error. A
  * short read at the end (a gzip stream that stops early included) is not an error here:
- * the caller reports it as truncation with the counts. */
+ * the caller reports it as truncation with the counts. Bytes after the last gzip member
+ * that do not start another are ("'P' has N bytes after its gzip data ..."). */
 bool rt_zf_read(RtZFile *f, void *buf, size_t n, size_t *got);
 /* After the payload: any further byte is an error ("... unexpected bytes after WHAT"). */
 bool rt_zf_expect_end(RtZFile *f, const char *what);

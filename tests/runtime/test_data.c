@@ -221,6 +221,15 @@ void test_idx_search_path(void) {
     free(abs_missing), free(d1), free(d2), free(base), free(cwd), free(empty);
 }
 
+/* The bytes of the file at path into buf (at most cap); how many. */
+static size_t read_into(const char *path, unsigned char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap, f) : 0;
+    if (f)
+        fclose(f);
+    return n;
+}
+
 /* Writes images (raw bytes given) and labels; loads; returns rc with the message. */
 static int try_files(const char *tag, const unsigned char *im, size_t li, const unsigned char *lb,
                      size_t ll, bool gz, char **err, char **images_path) {
@@ -348,6 +357,28 @@ void test_idx_errors(void) {
     CHECK(try_files("corruptgz", gzb, gzn, lb, ll, false, &err, &path) == 1);
     CHECK(th_contains(err, path), "got: %s", err);
     free(err), free(path);
+
+    /* gzip members one after another (what `cat a.gz b.gz` writes) load as their bytes
+     * joined; bytes after the last member that are not gzip data are refused, as a plain
+     * file's are (zlib's gzread ignored them) */
+    char *ph = th_path("head.gz"), *pt = th_path("tail.gz"), *px = th_path("extra.gz");
+    CHECK(th_write_file(ph, im, 20, true) && th_write_file(pt, im + 20, li - 20, true) &&
+          th_write_file(px, "xyz", 3, true));
+    unsigned char cat[8192];
+    size_t catn = read_into(ph, cat, sizeof cat);
+    catn += read_into(pt, cat + catn, sizeof cat - catn);
+    CHECK(try_files("members", cat, catn, lb, ll, false, &err, &path) == 0, "%s", err);
+    free(err), free(path);
+    memcpy(cat + catn, "<html>", 6);
+    CHECK(try_files("garbage", cat, catn + 6, lb, ll, false, &err, &path) == 1);
+    CHECK(th_contains(err, path) && th_contains(err, "has 6 bytes after its gzip data that are not gzip data"),
+          "got: %s", err);
+    free(err), free(path);
+    /* a last member of bytes beyond the images: the plain file's message */
+    size_t catx = catn + read_into(px, cat + catn, sizeof cat - catn);
+    CHECK(try_files("extramember", cat, catx, lb, ll, false, &err, &path) == 1);
+    CHECK(th_contains(err, "3 unexpected bytes after 7 images"), "got: %s", err);
+    free(err), free(path), free(ph), free(pt), free(px);
 
     /* a missing label file */
     char *pi = th_path("bad-good-images");
