@@ -508,10 +508,12 @@ static void check_optimizer(Checker *ck, TrainConfig *tc, const AstNode *e) {
             want_period(ck, named_arg(a, "every"), &tc->lr_every, "every");
         } else {
             const AstNode *at = named_arg(a, "at");
-            if (at->kind != AST_LIST || at->nkids < 1 || at->nkids > NNQ_MAX_MILESTONES) {
-                error(ck, at->loc, "at must be a list of 1 to 16 points, e.g. [7000 iterations, 14000 iterations]", NULL);
+            if (at->kind != AST_LIST || at->nkids < 1) {
+                error(ck, at->loc, "at must be a list of points, e.g. [7000 iterations, 14000 iterations]", NULL);
                 return;
             }
+            tc->lr_milestones = arena_alloc(ck->prog->arena, sizeof *tc->lr_milestones * (size_t)at->nkids);
+            tc->nmilestones = 0;
             for (int i = 0; i < at->nkids; i++)
                 if (want_period(ck, at->kids[i], &tc->lr_milestones[i], "a milestone")) tc->nmilestones++;
         }
@@ -528,20 +530,18 @@ static void check_group(Checker *ck, TrainConfig *tc, const AstNode *e) {
         return;
     }
     if (!check_args(ck, e, 1, args)) return;
-    if (tc->ngroups == NNQ_MAX_GROUPS) {
-        error(ck, e->loc, "at most 16 parameter groups", NULL);
+    ParamGroup g0 = {.loc = e->loc};
+    PUSH(ck->prog->arena, tc->groups, tc->ngroups, g0);
+    ParamGroup *g = &tc->groups[tc->ngroups - 1];
+    if (!want_string(ck, e->kids[0], &g->pattern, "the parameter pattern")) {
+        tc->ngroups--;
         return;
     }
-    ParamGroup *g = &tc->groups[tc->ngroups];
-    memset(g, 0, sizeof *g);
-    g->loc = e->loc;
-    if (!want_string(ck, e->kids[0], &g->pattern, "the parameter pattern")) return;
     const AstNode *a;
     if ((a = named_arg(e, "lr"))) g->has_lr = want_number_in(ck, a, &g->lr, "lr", RANGE_POSITIVE, "a group's learning rate");
     if ((a = named_arg(e, "weight_decay")))
         g->has_weight_decay = want_number_in(ck, a, &g->weight_decay, "weight_decay", RANGE_NONNEGATIVE,
                                              "a negative decay pushes weights away from 0");
-    tc->ngroups++;
 }
 
 static void check_beta(Checker *ck, TrainConfig *tc, const AstNode *e) {

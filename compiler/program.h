@@ -48,9 +48,6 @@ typedef struct ProjInst {
 
 typedef enum OptKind { OPT_SGD, OPT_ADAM } OptKind;
 
-#define NNQ_MAX_MILESTONES 16
-#define NNQ_MAX_GROUPS 16
-
 /* Optimizer settings for the parameters whose names match `pattern` (fnmatch). */
 typedef struct ParamGroup {
     const char *pattern;
@@ -67,10 +64,10 @@ typedef struct TrainConfig {
     double lr, momentum, beta1, beta2, eps, weight_decay;
     bool decoupled_decay; /* adamw: weight decay outside the Adam normalization */
     int64_t lr_every;           /* step schedule: iterations (< 0: -epochs); 0 = none */
-    int64_t lr_milestones[NNQ_MAX_MILESTONES]; /* multistep: iterations (< 0: -epochs) */
+    int64_t *lr_milestones;     /* [nmilestones], multistep: iterations (< 0: -epochs) */
     int nmilestones;
     double lr_gamma;
-    ParamGroup groups[NNQ_MAX_GROUPS];         /* later groups win */
+    ParamGroup *groups;         /* [ngroups], later groups win; in the program's arena */
     int ngroups;
     double beta_start, beta_times, beta_max;
     int64_t beta_every;         /* iterations; 0 = constant beta */
