@@ -794,8 +794,87 @@ static void emit_kernels(Cg *cg) {
     free(code);
 }
 
-static void call_kernel(Cg *cg, int p, int which, LLVMValueRef *scalars) {
-    LLVMBuildCall2(cg->b, cg->kernel_ty, cg->kernels[p * 4 + which], scalars, IRS_COUNT, "");
+/* A call of a kernel entry whose address was loaded from a table (a Rows column). */
+static void call_kernel_at(Cg *cg, LLVMValueRef fn, LLVMValueRef *scalars) {
+    LLVMValueRef f = LLVMBuildBitCast(cg->b, fn, LLVMPointerType(cg->kernel_ty, 0), ""); /* typed pointers (LLVM 14) */
+    LLVMBuildCall2(cg->b, cg->kernel_ty, f, scalars, IRS_COUNT, "");
+}
+
+/* ---------- calls by table ----------
+ * nnq_main initializes, steps, hardens and saves every parameter, declares a
+ * checkpoint's buffers and copies the kept-best model with calls whose arguments are
+ * constants, several per parameter or batch norm: as straight-line code, LLVM's
+ * instruction selection and register allocation paid for them superlinearly (a model of
+ * 1,500 dense layers: nnq_main took 13.6 of the 20 s its module took to compile). Rows
+ * gathers such calls' constant arguments, a row per call; rows_begin makes a constant
+ * table per argument and starts a loop over the rows that loads them (the caller makes
+ * the call, then cg_loop_end): the same calls, in the same order. */
+enum { ROWS_MAX_COLS = 8 };
+typedef struct Rows {
+    int ncols;
+    LLVMTypeRef type[ROWS_MAX_COLS];
+    LLVMValueRef *cell; /* n rows of ncols, row by row */
+    int n, cap;
+} Rows;
+
+static void rows_add(Rows *r, const LLVMValueRef *vals) {
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 64;
+        r->cell = realloc(r->cell, sizeof *r->cell * (size_t)r->cap * (size_t)r->ncols);
+    }
+    for (int c = 0; c < r->ncols; c++) r->cell[(size_t)r->n * (size_t)r->ncols + (size_t)c] = LLVMConstBitCast(vals[c], r->type[c]);
+    r->n++;
+}
+
+static Loop rows_begin(Cg *cg, const Rows *r, const char *name, LLVMValueRef *vals) {
+    LLVMValueRef table[ROWS_MAX_COLS], *col = calloc((size_t)r->n + 1, sizeof *col);
+    for (int c = 0; c < r->ncols; c++) {
+        for (int k = 0; k < r->n; k++) col[k] = r->cell[(size_t)k * (size_t)r->ncols + (size_t)c];
+        table[c] = const_array(cg, r->type[c], col, r->n, name);
+    }
+    free(col);
+    Loop l = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, r->n), name);
+    for (int c = 0; c < r->ncols; c++) vals[c] = LLVMBuildLoad2(cg->b, r->type[c], gep(cg, r->type[c], table[c], l.iv), "");
+    return l;
+}
+
+
+/* The kernel entries `which` (0 update, 1 init, 2 hard, 3 soft) of every parameter, in
+ * order: a loop over a table of them (rows_begin). */
+static void all_kernels(Cg *cg, int which, LLVMValueRef *scalars) {
+    Rows r = {.ncols = 1, .type = {cg->tp}};
+    for (int p = 0; p < cg->m->nparams; p++) rows_add(&r, &cg->kernels[p * 4 + which]);
+    if (r.n > 0) {
+        LLVMValueRef v[1];
+        Loop l = rows_begin(cg, &r, "kernels", v);
+        call_kernel_at(cg, v[0], scalars);
+        cg_loop_end(cg, &l);
+    }
+    free(r.cell);
+}
+
+/* A parameter's initialization from the w0 draw in its grad buffer: init (w0 -> aux),
+ * then soft (aux -> the forward weight; fuse.c), with beta in the scalars; the two
+ * kernel entries loaded from a table. */
+static void init_param_at(Cg *cg, LLVMValueRef init, LLVMValueRef soft, LLVMValueRef *scalars) {
+    call_kernel_at(cg, init, scalars);
+    call_kernel_at(cg, soft, scalars);
+}
+
+/* Every batch norm's statistics buffer `k` (cg->bnbuf[i][k]) set to v, by a table. */
+static void bn_fill(Cg *cg, int k, float v) {
+    const IrModule *m = cg->m;
+    Rows r = {.ncols = 2, .type = {cg->tp, cg->ti64}};
+    for (int i = 0; i < m->nbns; i++) rows_add(&r, (LLVMValueRef[]){cg->bnbuf[i][k], ci64(cg, m->bns[i].features)});
+    if (r.n > 0) {
+        LLVMValueRef t[2];
+        Loop l = rows_begin(cg, &r, "bn.fill", t);
+        Loop c = cg_loop_begin(cg, ci64(cg, 0), t[1], "chan");
+        stf(cg, t[0], c.iv, cf32(cg, v));
+        cg_loop_end(cg, &c);
+        cg_loop_end(cg, &l);
+    }
+    free(r.cell);
 }
 
 /* ---------- evaluate(run, ds, start, count, hard) -> accuracy ---------- */
@@ -816,9 +895,18 @@ static void emit_calibrate(Cg *cg) {
     phase(cg, NNQ_PHASE_EVAL);
     LLVMValueRef K = LLVMBuildLoad2(b, cg->ti64, as_ptr(cg, cg->calib_batches, cg->ti64), "K");
     LLVMValueRef ds = LLVMBuildLoad2(b, cg->ti32, as_ptr(cg, cg->calib_ds, cg->ti32), "ds");
+    /* per batch norm: its hard mean and variance (6, 7), running ones (0, 1), features */
+    Rows r = {.ncols = 5, .type = {cg->tp, cg->tp, cg->tp, cg->tp, cg->ti64}};
     for (int i = 0; i < m->nbns; i++)
-        for (int k = 6; k < 8; k++)
-            LLVMBuildMemSet(b, as_ptr(cg, cg->bnbuf[i][k], cg->ti8), LLVMConstInt(cg->ti8, 0, 0), ci64(cg, m->bns[i].features * 4), 4);
+        rows_add(&r, (LLVMValueRef[]){cg->bnbuf[i][6], cg->bnbuf[i][7], cg->bnbuf[i][0], cg->bnbuf[i][1],
+                                      ci64(cg, m->bns[i].features)});
+    LLVMValueRef t[5];
+    if (r.n > 0) {
+        Loop z = rows_begin(cg, &r, "calib.zero", t);
+        for (int k = 0; k < 2; k++)
+            LLVMBuildMemSet(b, t[k], LLVMConstInt(cg->ti8, 0, 0), LLVMBuildMul(b, t[4], ci64(cg, 4), ""), 4);
+        cg_loop_end(cg, &z);
+    }
     Loop l = cg_loop_begin(cg, ci64(cg, 0), K, "calib");
     LLVMValueRef start = LLVMBuildMul(b, l.iv, ci64(cg, cg->batch), "");
     cg_rt_call(cg, "nnq_rt_data_batch", (LLVMValueRef[]){run, ds, LLVMConstNull(cg->tp), start, ci64(cg, cg->batch), cg->x, cg->y, ci32(cg, 0)}, 8);
@@ -826,14 +914,17 @@ static void emit_calibrate(Cg *cg) {
     cg_loop_end(cg, &l);
     LLVMValueRef none = LLVMBuildICmp(b, LLVMIntEQ, K, ci64(cg, 0), "");
     LLVMValueRef kf = LLVMBuildSIToFP(b, LLVMBuildSelect(b, none, ci64(cg, 1), K, ""), cg->tf32, "");
-    for (int i = 0; i < m->nbns; i++) {
-        Loop c = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, m->bns[i].features), "chan");
-        for (int k = 6; k < 8; k++) {
-            LLVMValueRef avg = LLVMBuildFDiv(b, ldf(cg, cg->bnbuf[i][k], c.iv), kf, "");
-            stf(cg, cg->bnbuf[i][k], c.iv, LLVMBuildSelect(b, none, ldf(cg, cg->bnbuf[i][k - 6], c.iv), avg, ""));
+    if (r.n > 0) {
+        Loop a = rows_begin(cg, &r, "calib.average", t);
+        Loop c = cg_loop_begin(cg, ci64(cg, 0), t[4], "chan");
+        for (int k = 0; k < 2; k++) {
+            LLVMValueRef avg = LLVMBuildFDiv(b, ldf(cg, t[k], c.iv), kf, "");
+            stf(cg, t[k], c.iv, LLVMBuildSelect(b, none, ldf(cg, t[2 + k], c.iv), avg, ""));
         }
         cg_loop_end(cg, &c);
+        cg_loop_end(cg, &a);
     }
+    free(r.cell);
     phase(cg, NNQ_PHASE_OTHER);
     LLVMBuildRetVoid(b);
 }
@@ -876,17 +967,6 @@ static const DataDecl *find_data(const Program *prog, const char *name) {
     return NULL;
 }
 
-/* A parameter's initialization from the w0 draw in its grad buffer: init (w0 -> aux),
- * then soft (aux -> the forward weight; fuse.c), with beta in the scalars. */
-static void init_param(Cg *cg, int p, LLVMValueRef *scalars) {
-    call_kernel(cg, p, 1, scalars);
-    call_kernel(cg, p, 3, scalars);
-}
-
-static void all_kernels(Cg *cg, int which, LLVMValueRef *scalars) {
-    for (int p = 0; p < cg->m->nparams; p++) call_kernel(cg, p, which, scalars);
-}
-
 /* The hard network: its weights (the hard kernels) and then its batch-norm statistics
  * (calibrate), which every hard evaluation and the saved model use. */
 static void hard_network(Cg *cg, LLVMValueRef run, LLVMValueRef *scalars) {
@@ -899,42 +979,6 @@ static LLVMValueRef scalars_beta(Cg *cg, LLVMValueRef *s, LLVMValueRef beta64) {
     for (int i = 0; i < IRS_COUNT; i++) s[i] = cf32(cg, 0);
     s[IRS_BETA] = s[IRS_BETA_NEXT] = bf;
     return bf;
-}
-
-/* ---------- calls by table ----------
- * nnq_main declares a checkpoint's buffers and copies the kept-best model with hundreds
- * of calls whose arguments are constants: straight-line code that LLVM's instruction
- * selection paid for by the call. Rows gathers such calls' constant arguments, a row per
- * call; rows_begin makes a constant table per argument and starts a loop over the rows
- * that loads them (the caller makes the call, then cg_loop_end): the same calls, in the
- * same order. */
-enum { ROWS_MAX_COLS = 6 };
-typedef struct Rows {
-    int ncols;
-    LLVMTypeRef type[ROWS_MAX_COLS];
-    LLVMValueRef *cell; /* n rows of ncols, row by row */
-    int n, cap;
-} Rows;
-
-static void rows_add(Rows *r, const LLVMValueRef *vals) {
-    if (r->n == r->cap) {
-        r->cap = r->cap ? 2 * r->cap : 64;
-        r->cell = realloc(r->cell, sizeof *r->cell * (size_t)r->cap * (size_t)r->ncols);
-    }
-    for (int c = 0; c < r->ncols; c++) r->cell[(size_t)r->n * (size_t)r->ncols + (size_t)c] = LLVMConstBitCast(vals[c], r->type[c]);
-    r->n++;
-}
-
-static Loop rows_begin(Cg *cg, const Rows *r, const char *name, LLVMValueRef *vals) {
-    LLVMValueRef table[ROWS_MAX_COLS], *col = calloc((size_t)r->n + 1, sizeof *col);
-    for (int c = 0; c < r->ncols; c++) {
-        for (int k = 0; k < r->n; k++) col[k] = r->cell[(size_t)k * (size_t)r->ncols + (size_t)c];
-        table[c] = const_array(cg, r->type[c], col, r->n, name);
-    }
-    free(col);
-    Loop l = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, r->n), name);
-    for (int c = 0; c < r->ncols; c++) vals[c] = LLVMBuildLoad2(cg->b, r->type[c], gep(cg, r->type[c], table[c], l.iv), "");
-    return l;
 }
 
 /* Copies between the live model (aux components, bn running stats) and the snapshot. */
@@ -1204,19 +1248,35 @@ static void emit_init_from(Cg *cg, MainCtx *mc, LLVMValueRef *sc) {
     LLVMValueRef dir = cg_rt_call(cg, "nnq_rt_init_from", (LLVMValueRef[]){run, str(cg, cg->tc->init_dir)}, 2);
     LLVMBasicBlockRef join;
     cg_if_begin(cg, LLVMBuildIsNotNull(cg->b, dir, ""), &join);
+    Rows r = {.ncols = 6, .type = {cg->tp, cg->ti32, cg->tp, cg->tp, cg->tp, cg->tp}};
     for (int p = 0; p < m->nparams; p++) {
         const IrParam *par = &m->params[p];
-        cg_rt_call(cg, "nnq_rt_init_tensor", (LLVMValueRef[]){run, dir, str(cg, par->name), ci32(cg, par->shape.rank),
-                                                               const_dims(cg, &par->shape, "dims"), cg->pbuf[p][IRB_GRAD], ci32(cg, 0)}, 7);
-        init_param(cg, p, sc);
+        rows_add(&r, (LLVMValueRef[]){str(cg, par->name), ci32(cg, par->shape.rank), const_dims(cg, &par->shape, "dims"),
+                                      cg->pbuf[p][IRB_GRAD], cg->kernels[p * 4 + 1], cg->kernels[p * 4 + 3]});
     }
+    if (r.n > 0) {
+        LLVMValueRef v[6];
+        Loop l = rows_begin(cg, &r, "init.from", v);
+        cg_rt_call(cg, "nnq_rt_init_tensor", (LLVMValueRef[]){run, dir, v[0], v[1], v[2], v[3], ci32(cg, 0)}, 7);
+        init_param_at(cg, v[4], v[5], sc);
+        cg_loop_end(cg, &l);
+    }
+    free(r.cell);
+    Rows bn = {.ncols = 4, .type = {cg->tp, cg->tp, cg->tp, cg->ti32}};
     for (int i = 0; i < m->nbns; i++)
         for (int k = 0; k < 2; k++) {
             LLVMValueRef dv = ci64(cg, m->bns[i].features);
             const char *nm = arena_printf(m->arena, "%s.%s", m->bns[i].name, k ? "running_var" : "running_mean");
-            cg_rt_call(cg, "nnq_rt_init_tensor", (LLVMValueRef[]){run, dir, str(cg, nm), ci32(cg, 1), const_array(cg, cg->ti64, &dv, 1, "dims"),
-                                                                   cg->bnbuf[i][k], ci32(cg, NNQ_INIT_OPTIONAL | (k ? NNQ_INIT_NONNEG : 0))}, 7);
+            rows_add(&bn, (LLVMValueRef[]){str(cg, nm), const_array(cg, cg->ti64, &dv, 1, "dims"), cg->bnbuf[i][k],
+                                           ci32(cg, NNQ_INIT_OPTIONAL | (k ? NNQ_INIT_NONNEG : 0))});
         }
+    if (bn.n > 0) {
+        LLVMValueRef v[4];
+        Loop l = rows_begin(cg, &bn, "init.from.bn", v);
+        cg_rt_call(cg, "nnq_rt_init_tensor", (LLVMValueRef[]){run, dir, v[0], ci32(cg, 1), v[1], v[2], v[3]}, 7);
+        cg_loop_end(cg, &l);
+    }
+    free(bn.cell);
     const char *note = arena_printf(m->arena, "initial weights of %%lld parameters read from \"%s\" (init from)", cg->tc->init_dir);
     cg_rt_call(cg, "nnq_rt_note", (LLVMValueRef[]){run, str(cg, note), ci64(cg, m->nparams)}, 3);
     cg_if_end(cg, join);
@@ -1230,22 +1290,34 @@ static void emit_main_init(Cg *cg, MainCtx *mc) {
     LLVMValueRef run = mc->run;
     LLVMValueRef sc[IRS_COUNT];
     scalars_beta(cg, sc, cf64(cg, tc->beta_start));
+    /* per parameter: the draw (uniform in [a, b], Xavier's, or normal of mean a and
+     * deviation b), then init_param */
+    Rows r = {.ncols = 7, .type = {cg->tp, cg->ti64, cg->tf32, cg->tf32, cg->ti32, cg->tp, cg->tp}};
     for (int p = 0; p < m->nparams; p++) {
         const IrParam *par = &m->params[p];
-        LLVMValueRef g = as_ptr(cg, cg->pbuf[p][IRB_GRAD], cg->tf32);
-        if (par->init == IR_INIT_XAVIER) {
-            double bound = sqrt(6.0 / (double)(par->fan_in + par->fan_out));
-            cg_rt_call(cg, "nnq_rt_fill_uniform", (LLVMValueRef[]){run, g, ci64(cg, par->count), cf32(cg, -bound), cf32(cg, bound)}, 5);
-        } else {
-            cg_rt_call(cg, "nnq_rt_fill_normal", (LLVMValueRef[]){run, g, ci64(cg, par->count), cf32(cg, 0), cf32(cg, par->init_std)}, 5);
-        }
-        init_param(cg, p, sc);
+        bool xavier = par->init == IR_INIT_XAVIER;
+        double bound = sqrt(6.0 / (double)(par->fan_in + par->fan_out));
+        rows_add(&r, (LLVMValueRef[]){cg->pbuf[p][IRB_GRAD], ci64(cg, par->count), cf32(cg, xavier ? -bound : 0),
+                                      cf32(cg, xavier ? bound : par->init_std), ci32(cg, xavier), cg->kernels[p * 4 + 1],
+                                      cg->kernels[p * 4 + 3]});
     }
-    for (int i = 0; i < m->nbns; i++) {
-        Loop l = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, m->bns[i].features), "bninit");
-        stf(cg, cg->bnbuf[i][1], l.iv, cf32(cg, 1));
+    if (r.n > 0) {
+        LLVMValueRef v[7];
+        Loop l = rows_begin(cg, &r, "init", v);
+        LLVMBasicBlockRef join;
+        LLVMValueRef uniform = LLVMBuildICmp(cg->b, LLVMIntNE, v[4], ci32(cg, 0), "");
+        LLVMValueRef fill[5] = {run, v[0], v[1], v[2], v[3]};
+        cg_if_begin(cg, uniform, &join);
+        cg_rt_call(cg, "nnq_rt_fill_uniform", fill, 5);
+        cg_if_end(cg, join);
+        cg_if_begin(cg, LLVMBuildNot(cg->b, uniform, ""), &join);
+        cg_rt_call(cg, "nnq_rt_fill_normal", fill, 5);
+        cg_if_end(cg, join);
+        init_param_at(cg, v[5], v[6], sc);
         cg_loop_end(cg, &l);
     }
+    free(r.cell);
+    bn_fill(cg, 1, 1.0f); /* running variances 1, means 0 */
     if (tc->init_dir) emit_init_from(cg, mc, sc);
 }
 

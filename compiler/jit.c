@@ -7,7 +7,7 @@
  * Compiled-code cache: with a cache directory, the object is stored under a key that
  * hashes everything it depends on — the unoptimized LLVM module's text (the program,
  * its imports and the compiler's code generation), the optimization level, the LLVM
- * version, the host CPU and its features, the vector math library — and a later compile of the same key loads it
+ * version, the host CPU and its features — and a later compile of the same key loads it
  * instead of optimizing and generating code again. A cache file is KEY.o: "NNQJIT2\0",
  * the number of objects (u32), then each object's length (u64) and CRC-32 (u32) and the
  * ELF object itself; it is written to a temporary name and renamed, and one that fails

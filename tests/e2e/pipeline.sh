@@ -10,7 +10,10 @@
 #    docs/projections.md's table of functions every row of compiler/proj_builtins.def;
 #  - --emit=asm prints the host's assembly of the whole program (nnq_main and the
 #    kernels), --emit=obj -o FILE writes a relocatable object that defines nnq_main;
-#  - a training step of more than 256 instructions calls its parts, in order.
+#  - a training step of more than 256 instructions calls its parts, in order;
+#  - nnq_main and calibrate are as long for 200 layers as for 20: what they do per
+#    parameter or batch norm runs from tables (codegen.c's Rows), not as straight-line
+#    code, which LLVM compiled in time superlinear in its length.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -78,5 +81,34 @@ nparts=$(grep -c '^define.* @train_step\.part[0-9]*(' $tmp/m.ll)
 want=$(seq 0 $((nparts - 1)) | sed 's/^/@train_step.part/' | tr '\n' ' ')
 if [ "$nparts" -ge 2 ] && [ "$calls" = "$want" ]; then ok "train_step calls its $nparts parts in order"
 else bad "train_step's parts: $nparts defined, calls: $calls"; fi
+# nnq_main and calibrate, from --emit=llvm, for N dense layers with batch norms: lines
+deep_lines() {
+    local widths; widths=$(seq -s, 1 "$1" | sed 's/[0-9]\+/16/g')
+    cat > $tmp/deep.nnq <<EOF
+labels binary = {-1, +1}
+model deep(x: f32[1, 28, 28]) -> f32[10] {
+    h = flatten(x)
+    for n in [$widths] {
+        h = relu(batchnorm(dense(h, n, quant = pmf(binary))))
+    }
+    return dense(h, 10)
+}
+data train = idx("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz")
+train deep on train {
+    optimizer = adam(lr = 1e-3)
+    keep      = best
+    init from "pretrained"
+    checkpoint "ck"
+    save      "deep.nnqm"
+}
+EOF
+    "$NNQC" --emit=llvm -O0 $tmp/deep.nnq > $tmp/deep.ll 2> $tmp/err || { cat $tmp/err >&2; return; }
+    for f in nnq_main calibrate; do
+        echo "$f $(awk -v f="@$f(" 'index($0, "define") == 1 && index($0, f) { on = 1 } on { c++ } on && /^}/ { print c; exit }' $tmp/deep.ll)"
+    done
+}
+a=$(deep_lines 20); b=$(deep_lines 200)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok "nnq_main and calibrate as long for 200 layers as for 20 ($(echo $a) lines)" ||
+    bad "nnq_main and calibrate grow with the layers: 20 layers: $a; 200: $b"
 echo "$pass passed, $fails failed"
 [ $fails = 0 ]
