@@ -1,15 +1,17 @@
 /* export_c_main.c — the test driver of tests/e2e/export_c.sh: runs a model exported by
  * `nnqc export --format c` (compiled with this file, its header model.h found with -I)
- * on every image of an uncompressed IDX image file, or of a CIFAR-10 binary file (a
+ * on every image of an uncompressed IDX image file, of a CIFAR-10 binary file (a
  * name ending in .bin: records of a label byte and 3 x 32 x 32 pixel bytes, the labels
- * taken from them), and compares it with the engine:
+ * taken from them), or of an uncompressed .npy file (version 1.0, C order, '|u1' or
+ * '<f4', N samples first: what tests/e2e/make_npy writes), and compares it with the
+ * engine:
  *
  *   export_c_main IMAGES.idx ENGINE_LOGITS.npy ENGINE_CLASSES.txt [LABELS.idx]
- *   export_c_main IMAGES.bin ENGINE_LOGITS.npy ENGINE_CLASSES.txt
+ *   export_c_main IMAGES.bin|IMAGES.npy ENGINE_LOGITS.npy ENGINE_CLASSES.txt
  *
  * ENGINE_LOGITS.npy is `nnqc predict MODEL IMAGES -o F.npy` (float32 [N, classes]),
- * ENGINE_CLASSES.txt `nnqc predict MODEL IMAGES` (one class per line). Pixels become
- * byte / 255 as the data loaders read them. Checks, for every image: the logits agree
+ * ENGINE_CLASSES.txt `nnqc predict MODEL IMAGES` (one class per line). Byte pixels
+ * become byte / 255 as the data loaders read them; float ones are taken as they are. Checks, for every image: the logits agree
  * within 1e-4 * max|engine logit| + 1e-4, and the class is the engine's; a different
  * class is allowed only where the engine's two logits are within that tolerance (a tie
  * the tolerance cannot order), and is counted. Prints a summary line (and the accuracy
@@ -54,8 +56,23 @@ int main(int argc, char **argv) {
     unsigned char *img = read_file(argv[1], &ilen);
     size_t namelen = strlen(argv[1]);
     int cifar = namelen > 4 && !strcmp(argv[1] + namelen - 4, ".bin");
-    long n, per = 1, head, stride; /* sample s's pixels at head + s * stride */
-    if (cifar) {
+    int npy_in = namelen > 4 && !strcmp(argv[1] + namelen - 4, ".npy"), f4 = 0;
+    long n, per = 1, head, stride; /* sample s's pixels at head + s * stride (elements) */
+    if (npy_in) {
+        if (ilen < 10 || memcmp(img, "\x93NUMPY\x01", 7) || argc == 5) die("images: not a .npy file (version 1.0)");
+        head = 10 + (img[8] | (long)img[9] << 8);
+        if (head > ilen) die("images: a .npy header longer than the file");
+        img[head - 1] = 0; /* the header's closing newline */
+        const char *dict = (const char *)img + 10, *sh = strstr(dict, "'shape': (");
+        f4 = strstr(dict, "'<f4'") != NULL;
+        if (!sh || (!f4 && !strstr(dict, "'|u1'")) || !strstr(dict, "'fortran_order': False")) die("images: not a C-order .npy of |u1 or <f4");
+        char *end;
+        n = strtol(sh + 10, &end, 10);
+        while (*end == ',' && end[1] == ' ' && end[2] >= '0' && end[2] <= '9') per *= strtol(end + 2, &end, 10);
+        if (*end != ')' || per != MODEL_INPUT_SIZE || ilen != head + n * per * (f4 ? 4 : 1))
+            die("images: not N samples of the model's input size");
+        stride = per;
+    } else if (cifar) {
         per = 3072, head = 1, stride = 3073, n = ilen / stride;
         if (per != MODEL_INPUT_SIZE || ilen != n * stride || argc == 5) die("images: not CIFAR-10 records of the model's input size");
     } else {
@@ -92,7 +109,11 @@ int main(int argc, char **argv) {
     long bad_logits = 0, bad_class = 0, ties = 0, correct = 0;
     double worst = 0, worst_rel = 0;
     for (long s = 0; s < n; s++) {
-        for (long i = 0; i < per; i++) x[i] = (float)img[head + s * stride + i] / 255.0f;
+        for (long i = 0; i < per; i++) {
+            long at = s * stride + i;
+            if (f4) memcpy(&x[i], img + head + 4 * at, 4); /* little-endian host */
+            else x[i] = (float)img[head + at] / 255.0f;
+        }
         int cls = model_predict(x, logits, scratch), engine;
         if (fscanf(cf, "%d", &engine) != 1) die("the engine's classes: too few lines");
         const float *r = ref + s * MODEL_OUTPUT_SIZE;

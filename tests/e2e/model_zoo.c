@@ -1,14 +1,17 @@
-/* model_zoo.c SEED [cifar] — prints a random valid nnq program for Fashion-MNIST (with
- * `cifar`: for CIFAR-10's 3 x 32 x 32 images, in its binary files): up to four
- * convolutions (kernel 1-5, stride 1-3, padding 0 to kernel + 1, half of them 3 x 3 with
- * 16 or 32 channels, the shapes Winograd's transforms and oneDNN take; depthwise ones,
+/* model_zoo.c SEED [cifar|npy] — prints a random valid nnq program for Fashion-MNIST
+ * (with `cifar`: for CIFAR-10's 3 x 32 x 32 images, in its binary files; with `npy`: for
+ * samples of a random shape, C x H x W with 1 to 5 channels, or none, and sides of 5 to
+ * 40, in .npy files of bytes or floats that tests/e2e/make_npy writes, as the program's
+ * first line says: `# data: make_npy DIR C H W [f4]`) up to four convolutions (kernel
+ * 1-5, stride 1-3, padding 0 to kernel + 1, half of them 3 x 3 with 16, 32 or 64
+ * channels, the shapes Winograd's transforms and oneDNN take; depthwise ones,
  * with and without bias, batch norm, relu, residual sums), max and average pools of
  * windows 2-3 and strides 1-3, dropout, up to two hidden dense layers, every projection
  * of the standard library over 2, 3 or 5 labels; now and then a model declared on
- * [28, 28] samples. Then a recipe: batch 32, 50 or 100, adam, adamw or sgd with weight
+ * [H, W] samples. Then a recipe: batch 32, 50 or 100, adam, adamw or sgd with weight
  * decay and momentum, a step or multistep lr schedule, a parameter group for the biases,
- * a constant or annealed beta, crops and flips, calibration, keep best or last, two
- * epochs and a checkpoint every epoch. The same seed prints the same program.
+ * a constant or annealed beta, crops (square samples) and flips, calibration, keep best
+ * or last, two epochs and a checkpoint every epoch. The same seed prints the same program.
  * tests/e2e/model_zoo.sh trains each and checks that the rest of the pipeline agrees.
  * A test fixture, not an example. */
 #include <inttypes.h>
@@ -89,23 +92,35 @@ static const char *optimizer(void) {
 }
 
 int main(int argc, char **argv) {
-    int cifar = argc == 3 && strcmp(argv[2], "cifar") == 0;
-    if (argc != 2 && !cifar) {
-        fprintf(stderr, "usage: model_zoo SEED [cifar]\n");
+    int cifar = argc == 3 && strcmp(argv[2], "cifar") == 0, npy = argc == 3 && strcmp(argv[2], "npy") == 0;
+    if (argc != 2 && !cifar && !npy) {
+        fprintf(stderr, "usage: model_zoo SEED [cifar|npy]\n");
         return 2;
     }
     long seed = strtol(argv[1], NULL, 10);
     state = (uint64_t)seed;
-    int hw = chance(15) && !cifar; /* [28, 28] samples: only elementwise ops and flatten read them */
-    int c = cifar ? 3 : 1, h = cifar ? 32 : 28, w = h;
+    int c = cifar ? 3 : 1, h = cifar ? 32 : 28, w = h, axis = 1; /* axis: the files have a channel axis */
+    if (npy) {
+        static const int channels[] = {0, 1, 2, 3, 5}; /* 0: [N, H, W] files */
+        c = channels[next() % 5];
+        axis = c > 0, c += !axis;
+        h = between(5, 40), w = chance(30) ? h : between(5, 40);
+        printf("# data: make_npy npy-%ld %d %d %d%s\n", seed, axis ? c : 0, h, w, chance(30) ? " f4" : "");
+    }
+    int hw = chance(15) && c == 1; /* [H, W] samples: only elementwise ops and flatten read them */
+    char shape[64];
+    if (hw) snprintf(shape, sizeof shape, "%d, %d", h, w);
+    else snprintf(shape, sizeof shape, "%d, %d, %d", c, h, w);
     printf("import std.projections\nlabels binary = {-1, +1}\nlabels l3 = {-1, 0, +1}\nlabels l5 = levels(5)\n");
     if (chance(40)) custom_projection();
-    printf("model zoo(x: f32[%s]) -> f32[10] {\n", cifar ? "3, 32, 32" : hw ? "28, 28" : "1, 28, 28");
+    printf("model zoo(x: f32[%s]) -> f32[10] {\n", shape);
     printf("    h = %s\n", hw ? "relu(x) + x" : "x");
+    int h0 = h, w0 = w; /* the sample's sides */
     for (int i = 0, convs = hw ? 0 : between(0, 4); i < convs; i++) {
         int k = between(1, 5), s = between(1, 3), p = between(0, k + 1), wide = chance(40);
         if (wide) k = 3, s = 1, p = 1;
-        int dw = c > 1 && chance(30), o = dw ? c : wide ? (chance(50) ? 16 : 32) : between(2, 8);
+        static const int wides[] = {16, 32, 64};
+        int dw = c > 1 && chance(30), o = dw ? c : wide ? wides[next() % 3] : between(2, 8);
         if (h + 2 * p < k || w + 2 * p < k) continue;
         int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
         if ((long)oh * ow * o > 40000) continue;
@@ -132,10 +147,14 @@ int main(int argc, char **argv) {
     printf("    return dense(h, 10, quant = %s)\n}\n", custom ? custom : quant()); /* used at least once */
     static const int batches[] = {32, 50, 100};
     int batch = batches[next() % 3];
-    const char *augment = chance(40) ? (cifar ? ", augment = [random_crop(32, pad = 4), hflip]"
-                                              : ", augment = [random_crop(28, pad = 2), hflip]")
-                          : chance(30) ? ", augment = [hflip]" : "";
-    if (cifar)
+    char crop[64];
+    snprintf(crop, sizeof crop, ", augment = [random_crop(%d, pad = %d), hflip]", h0, between(1, 4));
+    const char *augment = chance(40) && h0 == w0 ? crop : chance(30) ? ", augment = [hflip]" : "";
+    if (npy)
+        printf("data train = npy(\"npy-%ld/train-images.npy\", \"npy-%ld/train-labels.npy\", normalize = standard%s)\n"
+               "data test  = npy(\"npy-%ld/test-images.npy\", \"npy-%ld/test-labels.npy\", normalize = like(train))\n",
+               seed, seed, augment, seed, seed);
+    else if (cifar)
         printf("data train = cifar10(\"cifar-10-batches-bin\", split = train, normalize = standard%s)\n"
                "data test  = cifar10(\"cifar-10-batches-bin\", split = test, normalize = like(train))\n", augment);
     else

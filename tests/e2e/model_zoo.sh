@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # model_zoo.sh NNQC SRC MODEL_ZOO [FIRST LAST [mpi|no-mpi]] — random valid programs (model_zoo.c, seeds
 # FIRST to LAST, default 1 to 24) through the whole pipeline, each checked against the
-# rest: it trains two epochs on a Fashion-MNIST subset (every fourth seed: synthetic
-# CIFAR-10 files, build/tests/e2e/make_cifar) on 2 threads, with a random recipe
+# rest: it trains two epochs on a Fashion-MNIST subset (seeds 4, 8, ...: synthetic
+# CIFAR-10 files, build/tests/e2e/make_cifar; seeds 2, 6, ...: synthetic .npy files of a
+# random sample shape, make_npy) on 2 threads, with a random recipe
 # (optimizer, lr schedule, parameter group, beta schedule, augmentation, calibration,
 # keep); `nnqc eval` of the saved model, packed (100 and 3 samples a call) and float32,
 # gives the test accuracy the training printed (to one sample: an exact tie of two
@@ -14,7 +15,8 @@
 # for seeds 1, 9, 17, ...: `mpirun -np 1`, and two `mpirun -np 2` runs save the same
 # model as each other. Its C export compiles and
 # gives the engine's classes and logits on every test image (export_c_main.c; CIFAR's
-# through predict --cifar, and eval --cifar agrees with eval --data), but for a
+# through predict --cifar, and eval --cifar agrees with eval --data; .npy images as
+# predict reads them), but for a
 # network trained into a degenerate one (a batch norm's running variance below 1e-7, its
 # inputs all but constant: rounding amplified fills its logits). Any geometry,
 # projection or recipe one part takes and another refuses or computes otherwise shows up
@@ -52,8 +54,15 @@ trains_same() {
 zoo() {
     local d="$tmp/$1" want got mode var note="" kind="" extra=""
     [ $(($1 % 4)) = 0 ] && kind=cifar
+    [ $(($1 % 4)) = 2 ] && kind=npy
     mkdir -p "$d" && cd "$d" || return 1
     "$ZOO" "$1" $kind > zoo.nnq || { echo "model_zoo $1 failed"; return 1; }
+    local npy="" # the .npy files' folder, made as the program's first line says
+    if [ "$kind" = npy ]; then
+        set -- "$1" $(sed -n '1s/^# data: make_npy //p' zoo.nnq)
+        npy="$tmp/$2" && mkdir -p "$npy" && "$(dirname "$ZOO")/make_npy" "$npy" "$3" "$4" "$5" 700 $ntest "$1" ${6:-} > /dev/null ||
+            { echo "make_npy failed"; return 1; }
+    fi
     "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 2 --quiet > run2.txt 2>&1 ||
         { echo "training failed: $(grep -A2 error run2.txt | head -3)"; return 1; }
     mv zoo.nnqm two.nnqm
@@ -102,7 +111,8 @@ zoo() {
     trains_same trainer.txt "the built trainer" ./trainer --data-dir "$tmp" --threads 2 --quiet || return 1
     "$NNQC" export zoo.nnqm --format c -o c > export.txt 2>&1 || { echo "export: $(cat export.txt)"; return 1; }
     local img="$IMG" lab="$LAB" images=("$IMG")
-    if [ -n "$kind" ]; then # CIFAR: predict --cifar, the driver reads the records and their labels
+    [ -n "$npy" ] && img="$npy/test-images.npy" lab="" images=("$img")
+    if [ "$kind" = cifar ]; then # CIFAR: predict --cifar, the driver reads the records and their labels
         img="$tmp/cifar-10-batches-bin/test_batch.bin" lab="" images=(--cifar "$tmp/cifar-10-batches-bin")
         "$NNQC" eval two.nnqm --cifar "$tmp/cifar-10-batches-bin" > eval.txt 2>&1
         got=$(right eval.txt)
@@ -116,7 +126,7 @@ zoo() {
     local rc=0
     ./drv "$img" engine.npy engine.txt $lab > drv.txt 2>&1 || rc=$?
     [ $rc = 0 ] || { [ -n "$note" ] && [ $rc = 1 ]; } || { echo "the export disagrees (status $rc): $(tail -2 drv.txt)"; return 1; }
-    local agree="eval (packed, 3 a call, float${kind:+, --cifar}), 1 thread, resume, -O0, IR text$extra, trainer"
+    local agree="eval (packed, 3 a call, float$([ "$kind" = cifar ] && echo ", --cifar")), 1 thread, resume, -O0, IR text$extra, trainer"
     if [ -n "$note" ]; then echo "$want of $ntest right, $agree agree; the C export runs$note"
     else echo "$want of $ntest right, $agree, C export agree"; fi
 }
