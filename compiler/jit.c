@@ -569,11 +569,36 @@ static bool local_constant(LLVMValueRef g) {
     return LLVMIsGlobalConstant(g) && !LLVMIsDeclaration(g) && (l == LLVMInternalLinkage || l == LLVMPrivateLinkage);
 }
 
-/* Whether some use of function k is other than a call from its own partition. */
+/* Whether constant c (one that holds a function's address: a cast, an array, a local
+ * constant variable) is used other than by instructions of partition p; depth bounds
+ * the walk (deeper: taken as used across). */
+static bool constant_used_across(const Fns *s, const int *owner, int p, LLVMValueRef c, int depth) {
+    if (depth > 8) return true;
+    for (LLVMUseRef u = LLVMGetFirstUse(c); u; u = LLVMGetNextUse(u)) {
+        LLVMValueRef user = LLVMGetUser(u);
+        if (LLVMIsAInstruction(user)) {
+            int fn = fn_index(s, LLVMGetBasicBlockParent(LLVMGetInstructionParent(user)));
+            if (fn < 0 || owner[fn] != p) return true;
+        } else if (LLVMIsAGlobalVariable(user) ? !local_constant(user) : !LLVMIsAConstant(user) || LLVMIsAGlobalValue(user)) {
+            return true;
+        } else if (constant_used_across(s, owner, p, user, depth + 1)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether some use of function k is other than a call from its own partition, or a
+ * local constant's (codegen.c's tables of kernel entries) used only there. */
 static bool used_across(const Fns *s, const int *owner, int k) {
     LLVMValueRef f = s->fn[k];
     for (LLVMUseRef u = LLVMGetFirstUse(f); u; u = LLVMGetNextUse(u)) {
         LLVMValueRef user = LLVMGetUser(u);
+        if (!LLVMIsAInstruction(user)) {
+            bool held = LLVMIsAGlobalVariable(user) ? local_constant(user) : LLVMIsAConstant(user) && !LLVMIsAGlobalValue(user);
+            if (!held || constant_used_across(s, owner, owner[k], user, 0)) return true;
+            continue;
+        }
         if (!LLVMIsACallInst(user) || LLVMGetCalledValue(user) != f) return true;
         for (unsigned a = 0, na = LLVMGetNumArgOperands(user); a < na; a++)
             if (LLVMGetOperand(user, a) == f) return true;
@@ -635,8 +660,11 @@ static void make_declaration(LLVMModuleRef mod, LLVMValueRef f) {
 }
 
 /* Keeps partition p's function bodies; outside partition 0, variables become
- * declarations, llvm.* ones (llvm.compiler.used) go, and so do the local constants that
- * no function of p uses. */
+ * declarations and llvm.* ones (llvm.compiler.used) go; in every partition, so do the
+ * local constants that no function of p uses. (Partition 0 kept them until 2026-12-07:
+ * with nnq_main's tables of kernel entries, a 1,500-layer model's partition 0 held a
+ * table of 12,000 functions the orchestration code's object defines, and the JIT's
+ * linker took 485 s over the dependencies, quadratic in them.) */
 static void keep_part(LLVMModuleRef mod, const int *owner, int p) {
     int k = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(mod), next; f; f = next) {
@@ -644,8 +672,7 @@ static void keep_part(LLVMModuleRef mod, const int *owner, int p) {
         if (LLVMIsDeclaration(f)) continue;
         if (owner[k++] != p) make_declaration(mod, f);
     }
-    if (p == 0) return;
-    for (LLVMValueRef g = LLVMGetFirstGlobal(mod), next; g; g = next) {
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod), next; g && p != 0; g = next) {
         next = LLVMGetNextGlobal(g);
         size_t len;
         const char *name = LLVMGetValueName2(g, &len);
