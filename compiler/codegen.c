@@ -838,7 +838,6 @@ static Loop rows_begin(Cg *cg, const Rows *r, const char *name, LLVMValueRef *va
     return l;
 }
 
-
 /* The kernel entries `which` (0 update, 1 init, 2 hard, 3 soft) of every parameter, in
  * order: a loop over a table of them (rows_begin). */
 static void all_kernels(Cg *cg, int which, LLVMValueRef *scalars) {
@@ -1291,7 +1290,7 @@ static void emit_main_init(Cg *cg, MainCtx *mc) {
     LLVMValueRef sc[IRS_COUNT];
     scalars_beta(cg, sc, cf64(cg, tc->beta_start));
     /* per parameter: the draw (uniform in [a, b], Xavier's, or normal of mean a and
-     * deviation b), then init_param */
+     * deviation b), then init_param_at */
     Rows r = {.ncols = 7, .type = {cg->tp, cg->ti64, cg->tf32, cg->tf32, cg->ti32, cg->tp, cg->tp}};
     for (int p = 0; p < m->nparams; p++) {
         const IrParam *par = &m->params[p];

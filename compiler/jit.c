@@ -7,8 +7,9 @@
  * Compiled-code cache: with a cache directory, the object is stored under a key that
  * hashes everything it depends on — the unoptimized LLVM module's text (the program,
  * its imports and the compiler's code generation), the optimization level, the LLVM
- * version, the host CPU and its features — and a later compile of the same key loads it
- * instead of optimizing and generating code again. A cache file is KEY.o: "NNQJIT2\0",
+ * version, this nnqc's build (compiler_build), the host CPU and its features — and a
+ * later compile of the same key loads it instead of optimizing and generating code
+ * again. A cache file is KEY.o: "NNQJIT2\0",
  * the number of objects (u32), then each object's length (u64) and CRC-32 (u32) and the
  * ELF object itself; it is written to a temporary name and renamed, and one that fails
  * its checks is ignored and replaced. The cache is bounded (JitCache.max_bytes): a hit
@@ -184,6 +185,21 @@ bool cg_optimize(LLVMModuleRef mod, int opt_level, Diag *diag) {
 static const char cache_magic[8] = "NNQJIT2";
 
 enum { MAX_PARTS = CG_MAX_OBJECTS }; /* objects of one program: partitions of its code */
+
+/* This nnqc's build, for the key: the size and modification time of its executable.
+ * Code generation, partitioning and the rules for which symbols an object exports
+ * (jit.c) come after the module text the key hashes, so a rebuilt nnqc with the same
+ * version and LLVM could otherwise load objects an earlier build made: self-consistent,
+ * but not what this build makes (on 2026-12-07 a rebuilt nnqc whose -O0 objects failed
+ * to link passed the tests from the cache its predecessor had filled). "" where unknown. */
+static const char *compiler_build(void) {
+    static char id[64];
+    struct stat st;
+    if (!id[0] && stat("/proc/self/exe", &st) == 0)
+        snprintf(id, sizeof id, "%lld.%lld.%ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                 (long)st.st_mtim.tv_nsec);
+    return id;
+}
 
 /* 128 bits of FNV-1a (two lanes, different offsets) over the parts, each ended by NUL. */
 static void cache_key(const char *const *parts, int n, char out[33]) {
@@ -659,6 +675,17 @@ static void make_declaration(LLVMModuleRef mod, LLVMValueRef f) {
     free(copy);
 }
 
+/* Whether value v is used by an instruction or a variable, directly or through constant
+ * expressions. (A constant expression outlives the instructions that used it: a table's
+ * address computed in a function made a declaration still uses the table.) */
+static bool in_use(LLVMValueRef v, int depth) {
+    for (LLVMUseRef u = LLVMGetFirstUse(v); u; u = LLVMGetNextUse(u)) {
+        LLVMValueRef user = LLVMGetUser(u);
+        if (LLVMIsAInstruction(user) || LLVMIsAGlobalValue(user) || depth > 8 || in_use(user, depth + 1)) return true;
+    }
+    return false;
+}
+
 /* Keeps partition p's function bodies; outside partition 0, variables become
  * declarations and llvm.* ones (llvm.compiler.used) go; in every partition, so do the
  * local constants that no function of p uses. (Partition 0 kept them until 2026-12-07:
@@ -687,7 +714,7 @@ static void keep_part(LLVMModuleRef mod, const int *owner, int p) {
         again = false;
         for (LLVMValueRef g = LLVMGetFirstGlobal(mod), next; g; g = next) {
             next = LLVMGetNextGlobal(g);
-            if (local_constant(g) && !LLVMGetFirstUse(g)) {
+            if (local_constant(g) && !in_use(g, 0)) {
                 LLVMDeleteGlobal(g);
                 again = true;
             }
@@ -908,8 +935,8 @@ Jit *jit_compile(const IrModule *m, int opt_level, int threads, bool export_inte
         host_target(&cpu, &features, false);
         char opt[8], key[33];
         snprintf(opt, sizeof opt, "O%d", opt_level);
-        const char *parts[] = {cache_magic, LLVM_VERSION_STRING, cpu, features, opt, text};
-        cache_key(parts, 6, key);
+        const char *parts[] = {cache_magic, LLVM_VERSION_STRING, compiler_build(), cpu, features, opt, text};
+        cache_key(parts, 7, key);
         cg_set_fingerprint(mod, text); /* the text printed for the key serves here too */
         LLVMDisposeMessage(text);
         LLVMDisposeMessage(cpu);

@@ -11,7 +11,8 @@
 # calls (a function and the callees it may inline stay together), and both train to the
 # same model file as the default run of the same program. NNQ_JITDUMP=1 writes the
 # generated functions to a jitdump file for perf and trains the same model. A cache
-# directory that others may write is not used.
+# directory that others may write is not used. Another build of nnqc stores an entry of
+# its own.
 set -eu
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -122,4 +123,15 @@ grep -q "note: not using the compiled-code cache '$tmp/shared': others may write
 chmod go-w shared
 NNQ_CACHE_DIR="$tmp/shared" run private
 ! grep -q "not using the compiled-code cache" private.out && [ -n "$(ls shared)" ] || fail "a private cache directory was not used: $(cat private.out)"
-echo "13 passed, 0 failed"
+# another build of nnqc (here: the same executable, copied, its modification time moved)
+# does not load what this one stored: code generation after the key's module text
+# (partitions, exported symbols) may differ between builds of one version
+mkdir rebuilt && cp "$NNQC" rebuilt/nnqc && touch -d '2001-01-01' rebuilt/nnqc
+NNQ_CACHE_DIR="$tmp/shared" run again
+grep -q "(from the compiled-code cache)" again.out || fail "the same build did not use its cache"
+n=$(ls shared/*.o | wc -l)
+NNQC="$tmp/rebuilt/nnqc" NNQ_CACHE_DIR="$tmp/shared" run rebuilt
+! grep -q "compiled-code cache" rebuilt.out && [ "$(ls shared/*.o | wc -l)" = $((n + 1)) ] ||
+    fail "another build of nnqc loaded this one's cache entry: $(grep compiled rebuilt.out)"
+cmp -s rebuilt.nnqm private.nnqm || fail "the other build trained another model"
+echo "16 passed, 0 failed"
