@@ -530,18 +530,14 @@ static void check_group(Checker *ck, TrainConfig *tc, const AstNode *e) {
         return;
     }
     if (!check_args(ck, e, 1, args)) return;
-    ParamGroup g0 = {.loc = e->loc};
-    PUSH(ck->prog->arena, tc->groups, tc->ngroups, g0);
-    ParamGroup *g = &tc->groups[tc->ngroups - 1];
-    if (!want_string(ck, e->kids[0], &g->pattern, "the parameter pattern")) {
-        tc->ngroups--;
-        return;
-    }
+    ParamGroup g = {.loc = e->loc};
+    if (!want_string(ck, e->kids[0], &g.pattern, "the parameter pattern")) return;
     const AstNode *a;
-    if ((a = named_arg(e, "lr"))) g->has_lr = want_number_in(ck, a, &g->lr, "lr", RANGE_POSITIVE, "a group's learning rate");
+    if ((a = named_arg(e, "lr"))) g.has_lr = want_number_in(ck, a, &g.lr, "lr", RANGE_POSITIVE, "a group's learning rate");
     if ((a = named_arg(e, "weight_decay")))
-        g->has_weight_decay = want_number_in(ck, a, &g->weight_decay, "weight_decay", RANGE_NONNEGATIVE,
-                                             "a negative decay pushes weights away from 0");
+        g.has_weight_decay = want_number_in(ck, a, &g.weight_decay, "weight_decay", RANGE_NONNEGATIVE,
+                                            "a negative decay pushes weights away from 0");
+    PUSH(ck->prog->arena, tc->groups, tc->ngroups, g);
 }
 
 static void check_beta(Checker *ck, TrainConfig *tc, const AstNode *e) {

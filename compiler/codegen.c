@@ -815,6 +815,7 @@ typedef struct Rows {
     LLVMTypeRef type[ROWS_MAX_COLS];
     LLVMValueRef *cell; /* n rows of ncols, row by row */
     int n, cap;
+    LLVMValueRef table[ROWS_MAX_COLS]; /* the columns' tables, made by the first rows_begin */
 } Rows;
 
 static void rows_add(Rows *r, const LLVMValueRef *vals) {
@@ -826,15 +827,19 @@ static void rows_add(Rows *r, const LLVMValueRef *vals) {
     r->n++;
 }
 
-static Loop rows_begin(Cg *cg, const Rows *r, const char *name, LLVMValueRef *vals) {
-    LLVMValueRef table[ROWS_MAX_COLS], *col = calloc((size_t)r->n + 1, sizeof *col);
-    for (int c = 0; c < r->ncols; c++) {
-        for (int k = 0; k < r->n; k++) col[k] = r->cell[(size_t)k * (size_t)r->ncols + (size_t)c];
-        table[c] = const_array(cg, r->type[c], col, r->n, name);
+/* (Every row is added before the first rows_begin: a second loop over the same rows
+ * reads the tables the first made.) */
+static Loop rows_begin(Cg *cg, Rows *r, const char *name, LLVMValueRef *vals) {
+    if (!r->table[0]) {
+        LLVMValueRef *col = calloc((size_t)r->n + 1, sizeof *col);
+        for (int c = 0; c < r->ncols; c++) {
+            for (int k = 0; k < r->n; k++) col[k] = r->cell[(size_t)k * (size_t)r->ncols + (size_t)c];
+            r->table[c] = const_array(cg, r->type[c], col, r->n, name);
+        }
+        free(col);
     }
-    free(col);
     Loop l = cg_loop_begin(cg, ci64(cg, 0), ci64(cg, r->n), name);
-    for (int c = 0; c < r->ncols; c++) vals[c] = LLVMBuildLoad2(cg->b, r->type[c], gep(cg, r->type[c], table[c], l.iv), "");
+    for (int c = 0; c < r->ncols; c++) vals[c] = LLVMBuildLoad2(cg->b, r->type[c], gep(cg, r->type[c], r->table[c], l.iv), "");
     return l;
 }
 

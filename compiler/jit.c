@@ -585,22 +585,19 @@ static bool local_constant(LLVMValueRef g) {
     return LLVMIsGlobalConstant(g) && !LLVMIsDeclaration(g) && (l == LLVMInternalLinkage || l == LLVMPrivateLinkage);
 }
 
-/* Whether constant c (one that holds a function's address: a cast, an array, a local
- * constant variable) is used other than by instructions of partition p; depth bounds
- * the walk (deeper: taken as used across). */
-static bool constant_used_across(const Fns *s, const int *owner, int p, LLVMValueRef c, int depth) {
-    if (depth > 8) return true;
-    for (LLVMUseRef u = LLVMGetFirstUse(c); u; u = LLVMGetNextUse(u)) {
-        LLVMValueRef user = LLVMGetUser(u);
-        if (LLVMIsAInstruction(user)) {
-            int fn = fn_index(s, LLVMGetBasicBlockParent(LLVMGetInstructionParent(user)));
-            if (fn < 0 || owner[fn] != p) return true;
-        } else if (LLVMIsAGlobalVariable(user) ? !local_constant(user) : !LLVMIsAConstant(user) || LLVMIsAGlobalValue(user)) {
-            return true;
-        } else if (constant_used_across(s, owner, p, user, depth + 1)) {
-            return true;
-        }
+/* Whether `user` of a function of partition p (or of a constant that holds its
+ * address) takes the function outside p: an instruction of another partition, a
+ * variable other than a local constant, or a constant so used; depth bounds the walk
+ * (deeper: taken as outside). */
+static bool user_across(const Fns *s, const int *owner, int p, LLVMValueRef user, int depth) {
+    if (LLVMIsAInstruction(user)) {
+        int fn = fn_index(s, LLVMGetBasicBlockParent(LLVMGetInstructionParent(user)));
+        return fn < 0 || owner[fn] != p;
     }
+    bool held = LLVMIsAGlobalVariable(user) ? local_constant(user) : LLVMIsAConstant(user) && !LLVMIsAGlobalValue(user);
+    if (!held || depth > 8) return true;
+    for (LLVMUseRef u = LLVMGetFirstUse(user); u; u = LLVMGetNextUse(u))
+        if (user_across(s, owner, p, LLVMGetUser(u), depth + 1)) return true;
     return false;
 }
 
@@ -610,16 +607,12 @@ static bool used_across(const Fns *s, const int *owner, int k) {
     LLVMValueRef f = s->fn[k];
     for (LLVMUseRef u = LLVMGetFirstUse(f); u; u = LLVMGetNextUse(u)) {
         LLVMValueRef user = LLVMGetUser(u);
-        if (!LLVMIsAInstruction(user)) {
-            bool held = LLVMIsAGlobalVariable(user) ? local_constant(user) : LLVMIsAConstant(user) && !LLVMIsAGlobalValue(user);
-            if (!held || constant_used_across(s, owner, owner[k], user, 0)) return true;
-            continue;
+        if (LLVMIsAInstruction(user)) { /* a call of f, f not among its arguments */
+            if (!LLVMIsACallInst(user) || LLVMGetCalledValue(user) != f) return true;
+            for (unsigned a = 0, na = LLVMGetNumArgOperands(user); a < na; a++)
+                if (LLVMGetOperand(user, a) == f) return true;
         }
-        if (!LLVMIsACallInst(user) || LLVMGetCalledValue(user) != f) return true;
-        for (unsigned a = 0, na = LLVMGetNumArgOperands(user); a < na; a++)
-            if (LLVMGetOperand(user, a) == f) return true;
-        int caller = fn_index(s, LLVMGetBasicBlockParent(LLVMGetInstructionParent(user)));
-        if (caller < 0 || owner[caller] != owner[k]) return true;
+        if (user_across(s, owner, owner[k], user, 0)) return true;
     }
     return false;
 }
@@ -699,7 +692,7 @@ static void keep_part(LLVMModuleRef mod, const int *owner, int p) {
         if (LLVMIsDeclaration(f)) continue;
         if (owner[k++] != p) make_declaration(mod, f);
     }
-    for (LLVMValueRef g = LLVMGetFirstGlobal(mod), next; g && p != 0; g = next) {
+    for (LLVMValueRef g = p != 0 ? LLVMGetFirstGlobal(mod) : NULL, next; g; g = next) {
         next = LLVMGetNextGlobal(g);
         size_t len;
         const char *name = LLVMGetValueName2(g, &len);

@@ -29,6 +29,12 @@
 
 #define ZF_IN (1u << 17)
 
+/* "cannot read 'P': the system's reason" in f->err; false. */
+static bool zf_read_error(RtZFile *f) {
+    snprintf(f->err, f->errlen, "cannot read '%s': %s", f->path, strerror(errno));
+    return false;
+}
+
 /* Reads more of the file into f->in after the avail_in bytes still unread there (moved
  * to its start). false on a read error. */
 static bool zf_fill(RtZFile *f) {
@@ -36,10 +42,8 @@ static bool zf_fill(RtZFile *f) {
         return true;
     memmove(f->in, f->zs.next_in, f->zs.avail_in);
     size_t got = fread(f->in + f->zs.avail_in, 1, ZF_IN - f->zs.avail_in, f->fp);
-    if (ferror(f->fp)) {
-        snprintf(f->err, f->errlen, "cannot read '%s': %s", f->path, strerror(errno));
-        return false;
-    }
+    if (ferror(f->fp))
+        return zf_read_error(f);
     if (got == 0 || feof(f->fp))
         f->eof = true;
     f->zs.next_in = f->in;
@@ -47,23 +51,31 @@ static bool zf_fill(RtZFile *f) {
     return true;
 }
 
-/* After a member's end: true with *more when another member follows, true with !*more
- * at the end of the file, false (the message in f->err) when other bytes follow. */
-static bool zf_next_member(RtZFile *f, bool *more) {
+/* Whether the unread bytes start a gzip member (its magic, 1f 8b), two of them read in
+ * first where the file has them; *gz tells. false on a read error. */
+static bool zf_at_member(RtZFile *f, bool *gz) {
     while (f->zs.avail_in < 2 && !f->eof)
         if (!zf_fill(f))
             return false;
-    *more = false;
+    *gz = f->zs.avail_in >= 2 && f->zs.next_in[0] == 0x1f && f->zs.next_in[1] == 0x8b;
+    return true;
+}
+
+/* After a member's end: true with *more when another member follows, true with !*more
+ * at the end of the file, false (the message in f->err) when other bytes follow. */
+static bool zf_next_member(RtZFile *f, bool *more) {
+    if (!zf_at_member(f, more))
+        return false;
+    if (*more)
+        return inflateReset(&f->zs) == Z_OK;
     if (f->zs.avail_in == 0)
         return true;
-    if (f->zs.avail_in >= 2 && f->zs.next_in[0] == 0x1f && f->zs.next_in[1] == 0x8b) {
-        *more = true;
-        return inflateReset(&f->zs) == Z_OK;
-    }
+    /* the unread bytes start at the file position less those still in the buffer */
     unsigned long long extra = f->zs.avail_in;
     struct stat st;
-    if (fstat(fileno(f->fp), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size >= f->consumed)
-        extra = (unsigned long long)st.st_size - f->consumed;
+    off_t at = ftello(f->fp);
+    if (fstat(fileno(f->fp), &st) == 0 && S_ISREG(st.st_mode) && at >= (off_t)f->zs.avail_in && st.st_size >= at)
+        extra = (unsigned long long)(st.st_size - at) + f->zs.avail_in;
     snprintf(f->err, f->errlen,
              "'%s' has %llu bytes after its gzip data that are not gzip data (a file appended "
              "to it, or padding)",
@@ -82,11 +94,7 @@ bool rt_zf_read(RtZFile *f, void *buf, size_t n, size_t *got) {
         if (total < n)
             total += fread(out + total, 1, n - total, f->fp);
         *got = total;
-        if (ferror(f->fp)) {
-            snprintf(f->err, f->errlen, "cannot read '%s': %s", f->path, strerror(errno));
-            return false;
-        }
-        return true;
+        return ferror(f->fp) ? zf_read_error(f) : true;
     }
     while (total < n) {
         if (f->member_done) {
@@ -102,15 +110,13 @@ bool rt_zf_read(RtZFile *f, void *buf, size_t n, size_t *got) {
         size_t want = n - total;
         f->zs.next_out = out + total;
         f->zs.avail_out = want > (1u << 30) ? (1u << 30) : (unsigned)want;
-        unsigned before_in = f->zs.avail_in, before_out = f->zs.avail_out;
+        unsigned before = f->zs.avail_out;
         int r = inflate(&f->zs, Z_NO_FLUSH);
-        f->consumed += before_in - f->zs.avail_in;
-        total += before_out - f->zs.avail_out;
+        total += before - f->zs.avail_out;
         if (r == Z_STREAM_END) {
             f->member_done = true;
-        } else if (r == Z_BUF_ERROR || (r == Z_OK && before_in == f->zs.avail_in &&
-                                         before_out == f->zs.avail_out)) {
-            if (f->zs.avail_in == 0 && f->eof)
+        } else if (r == Z_BUF_ERROR) { /* no progress: the input is used up */
+            if (f->eof)
                 break; /* the stream stops early: the caller reports the truncation */
         } else if (r != Z_OK) {
             snprintf(f->err, f->errlen, "cannot read '%s': corrupt gzip data (%s)", f->path,
@@ -177,13 +183,12 @@ bool rt_zf_open(RtZFile *f, const char *what) {
     memset(&f->zs, 0, sizeof f->zs);
     f->zs.next_in = f->in;
     f->eof = f->gzip = f->member_done = false;
-    f->consumed = 0;
-    while (f->zs.avail_in < 2 && !f->eof)
-        if (!zf_fill(f)) {
-            rt_zf_close(f);
-            return false;
-        }
-    f->gzip = f->zs.avail_in >= 2 && f->in[0] == 0x1f && f->in[1] == 0x8b;
+    bool gz;
+    if (!zf_at_member(f, &gz)) {
+        rt_zf_close(f);
+        return false;
+    }
+    f->gzip = gz;
     if (f->gzip && inflateInit2(&f->zs, 16 + MAX_WBITS) != Z_OK) { /* 16: gzip only */
         snprintf(f->err, f->errlen, "cannot open %s '%s': out of memory", what, f->path);
         f->gzip = false;

@@ -534,7 +534,6 @@ typedef struct RtZFile {
     FILE *fp;
     unsigned char *in;  /* bytes read from fp, not yet used: zs.next_in, zs.avail_in */
     z_stream zs;        /* inflating when gzip */
-    uint64_t consumed;  /* compressed bytes inflated so far */
     bool gzip, eof, member_done;
 } RtZFile;
 /* Opens f->path; what names the file in the message ("cannot open data file 'P': ...").

@@ -11,10 +11,10 @@
  *
  * ENGINE_LOGITS.npy is `nnqc predict MODEL IMAGES -o F.npy` (float32 [N, classes]),
  * ENGINE_CLASSES.txt `nnqc predict MODEL IMAGES` (one class per line). Byte pixels
- * become byte / 255 as the data loaders read them; float ones are taken as they are. Checks, for every image: the logits agree
- * within 1e-4 * max|engine logit| + 1e-4, and the class is the engine's; a different
- * class is allowed only where the engine's two logits are within that tolerance (a tie
- * the tolerance cannot order), and is counted. Prints a summary line (and the accuracy
+ * become byte / 255 as the data loaders read them; float ones are taken as they are.
+ * Checks, for every image: the logits agree within 1e-4 * max|engine logit| + 1e-4, and
+ * the class is the engine's; a different class is allowed only where the engine's two
+ * logits are within that tolerance (a tie the tolerance cannot order), and is counted. Prints a summary line (and the accuracy
  * when LABELS is given); exit status 1 on any disagreement. Plain C99 with stdio. */
 #include <math.h>
 #include <stdio.h>
@@ -51,7 +51,7 @@ static void die(const char *what) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4 || argc > 5) die("usage: export_c_main IMAGES.idx|IMAGES.bin LOGITS.npy CLASSES.txt [LABELS.idx]");
+    if (argc < 4 || argc > 5) die("usage: export_c_main IMAGES.idx|IMAGES.bin|IMAGES.npy LOGITS.npy CLASSES.txt [LABELS.idx]");
     long ilen, nlen, llen = 0;
     unsigned char *img = read_file(argv[1], &ilen);
     size_t namelen = strlen(argv[1]);
