@@ -554,6 +554,12 @@ static bool parse_kernel(Parser *ps) {
             if (!ok) break;
             node = ar == 1 ? sx_unary(pool, (SxOp)op, a[0]) : ar == 2 ? sx_binary(pool, (SxOp)op, a[0], a[1]) : sx_select(pool, a[0], a[1], a[2]);
         }
+        if (sx_node(pool, node)->depth > SX_KERNEL_MAX_DEPTH) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "this value is computed through more than %d operations in a row", SX_KERNEL_MAX_DEPTH);
+            ok = fail(ps, msg);
+            break;
+        }
         if (!(ok = at_eol(ps) || fail(ps, "unexpected text after the expression"))) break;
         if (n == cap) nodes = realloc(nodes, sizeof(int) * (size_t)(cap *= 2));
         nodes[n++] = node;

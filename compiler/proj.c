@@ -51,14 +51,10 @@ typedef struct PCtx {
     int weight_named;           /* index of the weight value in names[], -1 before */
     int gbase;                  /* grad(x) VARs: gbase + (VAR of x) */
     int *adj;                   /* per VAR adjoint (after derivation), -1 = none */
-    int depth;                  /* eval's nesting, at most PROJ_MAX_DEPTH */
-    bool too_deep;              /* that was reported (once) */
+    int *full;                  /* [cap_full] by VAR: a placeholder's full definition, -1 others */
+    int cap_full;
     bool failed;
 } PCtx;
-
-/* The deepest expression a projection may nest (eval recurses once a level, about 1.5 KB
- * of stack each; a sum of 10,000 terms overflowed the stack). */
-#define PROJ_MAX_DEPTH 1000
 
 static PVal pv_error(void) {
     PVal v;
@@ -457,23 +453,7 @@ static PVal eval_call(PCtx *cx, const AstNode *e) {
     return pv_error();
 }
 
-static PVal eval_node(PCtx *cx, const AstNode *e);
-
 static PVal eval(PCtx *cx, const AstNode *e) {
-    if (cx->depth >= PROJ_MAX_DEPTH) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "this expression nests more than %d levels deep", PROJ_MAX_DEPTH);
-        if (!cx->too_deep) perr(cx, e->loc, "%s", msg, NULL);
-        cx->too_deep = true;
-        return pv_error();
-    }
-    cx->depth++;
-    PVal v = eval_node(cx, e);
-    cx->depth--;
-    return v;
-}
-
-static PVal eval_node(PCtx *cx, const AstNode *e) {
     SxPool *p = cx->pool;
     switch (e->kind) {
     case AST_NUMBER: return pv_scalar(sx_const(p, e->num));
@@ -701,17 +681,28 @@ static PVal want_shape(PCtx *cx, const AstNode *at, PVal v, int n, const char *w
     return v;
 }
 
-/* Substitutes every placeholder by its full definition, bottom-up. */
-static int *full_defs(PCtx *cx) {
-    int *subst = malloc(sizeof(int) * cx->nvars);
-    for (int v = 0; v < cx->nvars; v++) subst[v] = -1;
-    for (int i = 0; i < cx->nnamed; i++) {
-        Named *nm = &cx->names[i];
-        if (!nm->def) continue;
-        for (int j = 0; j < nm->n; j++)
-            subst[nm->var0 + j] = sx_subst(cx->pool, nm->def[j], subst, cx->nvars);
+/* The full definition of each component of named value `nm` (its placeholders
+ * substituted: cx->full, which definitions in order fill), refused past SX_MAX_DEPTH. */
+static bool define_full(PCtx *cx, Named *nm) {
+    if (cx->nvars > cx->cap_full) {
+        int cap = cx->nvars > 2 * cx->cap_full ? cx->nvars : 2 * cx->cap_full;
+        cx->full = realloc(cx->full, sizeof(int) * cap);
+        assert(cx->full);
+        for (int v = cx->cap_full; v < cap; v++) cx->full[v] = -1;
+        cx->cap_full = cap;
     }
-    return subst;
+    for (int j = 0; j < nm->n; j++) {
+        int f = sx_subst(cx->pool, nm->def[j], cx->full, cx->nvars);
+        if (sx_node(cx->pool, f)->depth > SX_MAX_DEPTH) {
+            char limit[16];
+            snprintf(limit, sizeof limit, "%d", SX_MAX_DEPTH);
+            perr(cx, nm->node->loc, "'%s' is computed through more than %s operations in a row "
+                 "(counting those of the soft values it uses)", nm->name, limit);
+            return false;
+        }
+        cx->full[nm->var0 + j] = f;
+    }
+    return true;
 }
 
 /* Adjoints of every VAR for dLoss/dw = VAR PV_GW, processing named values from the
@@ -911,6 +902,7 @@ static ProjInst *instantiate(PCtx *cx) {
         if (!nm) return NULL;
         nm->def = arena_alloc(prog->arena, sizeof(int) * v.n);
         memcpy(nm->def, v.c, sizeof(int) * v.n);
+        if (!define_full(cx, nm)) return NULL;
         if (st->kind == AST_WEIGHT) cx->weight_named = cx->nnamed - 1;
     }
     if (cx->weight_named < 0) {
@@ -942,7 +934,7 @@ static ProjInst *instantiate(PCtx *cx) {
     }
 
     derive(cx);
-    int *full = full_defs(cx);
+    const int *full = cx->full;
     pi->weight = full[cx->names[cx->weight_named].var0];
     /* One substitution map: placeholders -> definitions, grad VARs -> adjoints; `delta`
      * VARs (after both) stay: the fuser substitutes the optimizer's step for them. */
@@ -1029,7 +1021,6 @@ static ProjInst *instantiate(PCtx *cx) {
     /* `update a using grad(a)` for both of two aux components */
     bool own_grads = ncomp == 2 && pi->grad[0] == map[cx->gbase + PV_AUX] && pi->grad[1] == map[cx->gbase + PV_AUX + 1];
     free(map);
-    free(full);
     if (cx->failed) return NULL;
     if (!have_hard) {
         perr(cx, def->loc, "projection '%s' has no `hard` statement", def->name, NULL);
@@ -1071,6 +1062,7 @@ ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const 
     ProjInst *pi = instantiate(&cx);
     free(cx.adj);
     free(cx.names);
+    free(cx.full);
     if (!pi) return NULL;
     prog->insts = arena_grow(prog->arena, prog->insts, (size_t)prog->ninsts, sizeof(ProjInst *));
     prog->insts[prog->ninsts++] = pi;

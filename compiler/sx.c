@@ -107,13 +107,17 @@ static int intern(SxPool *p, SxNode n) {
         p->nodes = realloc(p->nodes, sizeof(SxNode) * p->cap);
         assert(p->nodes);
     }
+    n.depth = 1;
+    int kids[3] = {n.a, n.b, n.c};
+    for (int k = 0; k < 3; k++)
+        if (kids[k] >= 0 && p->nodes[kids[k]].depth + 1 > n.depth) n.depth = p->nodes[kids[k]].depth + 1;
     p->nodes[p->count] = n;
     p->table[h] = p->count;
     return p->count++;
 }
 
 static SxNode mk(SxOp op, int a, int b, int c) {
-    SxNode n = {op, a, b, c, 0, 0.0};
+    SxNode n = {op, a, b, c, 0, 0.0, 0};
     return n;
 }
 

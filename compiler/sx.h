@@ -29,7 +29,19 @@ typedef struct SxNode {
     int a, b, c;   /* operands (ids), -1 when unused */
     int slot;      /* SX_INPUT: input slot; SX_VAR: variable number */
     double value;  /* SX_CONST */
+    int depth;     /* the nodes on the longest path down to a leaf, itself included */
 } SxNode;
+
+/* The deepest expression a projection may define (SxNode.depth, its soft values'
+ * definitions substituted: proj.c refuses more). The passes over a projection's
+ * expressions (rebuilds, derivatives, code generation) recurse once a level, and a chain
+ * of 50,000 soft values overflowed the stack; derived expressions are a few times as deep
+ * as the definitions they come from. */
+#define SX_MAX_DEPTH 1000
+/* The deepest value a kernel read from IR text may hold (ir_parse.c refuses more): the
+ * kernels nnqc derives from projections within SX_MAX_DEPTH are a few times as deep
+ * (3,006 for a chain of 1,000 tanh whose update sums three gradients). */
+#define SX_KERNEL_MAX_DEPTH 10000
 
 typedef struct SxPool SxPool;
 

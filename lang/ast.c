@@ -46,11 +46,14 @@ const char *ast_op_name(AstOp op) {
     return "?";
 }
 
+bool ast_is_expr(AstKind kind) { return kind >= AST_NUMBER; }
+
 AstNode *ast_new(Arena *arena, AstKind kind, SrcLoc loc) {
     assert(kind >= 0 && kind < AST_KIND_COUNT);
     AstNode *node = arena_alloc(arena, sizeof(AstNode));
     node->kind = kind;
     node->loc = loc;
+    node->depth = ast_is_expr(kind);
     return node;
 }
 
@@ -59,6 +62,7 @@ void ast_add_kid(Arena *arena, AstNode *parent, AstNode *kid) {
     parent->kids = arena_grow(arena, parent->kids, (size_t)n, sizeof(AstNode *));
     parent->kids[n] = kid;
     parent->nkids = n + 1;
+    if (kid && ast_is_expr(parent->kind) && kid->depth + 1 > parent->depth) parent->depth = kid->depth + 1;
 }
 
 int ast_repeated_name(const AstNode *list, int from, int *first) {

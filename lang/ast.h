@@ -42,15 +42,25 @@ struct AstNode {
     const char *str; /* AST_STRING contents (escapes resolved) */
     double num;      /* AST_NUMBER value */
     bool is_int;     /* AST_NUMBER written without '.', 'e' */
+    int depth;       /* expressions: the expression nodes on the longest path down, itself
+                        included (a name or number 1, `a + b` 2); 0 for other kinds */
     int nkids;
     AstNode **kids;
 };
 
+/* The deepest an expression may nest (AstNode.depth): every pass after the parser walks
+ * expressions recursively, and a sum of 50,000 terms (a left-leaning tree, which the
+ * parser's own stack does not bound) overflowed the stack. The parser refuses more. */
+#define AST_MAX_DEPTH 1000
+
 const char *ast_kind_name(AstKind kind);
 const char *ast_op_name(AstOp op); /* "+", "==", "and", "-" (neg), "not" ... */
 
+/* Expression kinds: ast_kinds.def's last section, from Number on. */
+bool ast_is_expr(AstKind kind);
 AstNode *ast_new(Arena *arena, AstKind kind, SrcLoc loc);
-void ast_add_kid(Arena *arena, AstNode *parent, AstNode *kid); /* kid may be NULL */
+/* Appends `kid` (may be NULL); an expression's depth grows past its kid's. */
+void ast_add_kid(Arena *arena, AstNode *parent, AstNode *kid);
 /* The index of the first kid of `list` (NULL: none) from kid `from` on whose name an
  * earlier kid has, that earlier kid's index in *first; -1 when there is none (a block's
  * parameters, a loop's names, which must be distinct). */

@@ -118,6 +118,7 @@ struct ParseCtx {
     bool skipping;
     int skip_depth;
     bool resume_pending;
+    bool too_deep;     /* an expression nested past AST_MAX_DEPTH was reported */
     long resume_index; /* la_index of the token parsing resumed at */
     long phantom_index; /* la_index of a NEWLINE where a missing '{' was assumed */
 };
@@ -154,8 +155,13 @@ static AstNode *parse_program(ParseCtx *ctx) {
     return parse_node(ctx, AST_PROGRAM, (SrcLoc){ctx->src, 1, 1}, NULL);
 }
 
+/* Appends `kid`; an expression that now nests past AST_MAX_DEPTH is an error (once). */
 static AstNode *parse_kid(ParseCtx *ctx, AstNode *parent, AstNode *kid) {
     ast_add_kid(ctx->arena, parent, kid);
+    if (parent->depth > AST_MAX_DEPTH && !ctx->too_deep) {
+        diag_error(ctx->diag, parent->loc, "this expression nests more than %d levels deep", AST_MAX_DEPTH);
+        ctx->too_deep = true;
+    }
     return parent;
 }
 
@@ -164,7 +170,7 @@ static AstNode *parse_kid(ParseCtx *ctx, AstNode *parent, AstNode *kid) {
 static AstNode *parse_append(ParseCtx *ctx, AstNode *parent, const AstNode *list) {
     for (int i = 0; i < list->nkids; i++)
         if (list->kids[i])
-            ast_add_kid(ctx->arena, parent, list->kids[i]);
+            parse_kid(ctx, parent, list->kids[i]);
     return parent;
 }
 

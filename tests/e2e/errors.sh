@@ -3,7 +3,8 @@
 # leaves no half-written output: missing and corrupt data files, shape and label
 # mismatches, a diverging run, an unwritable model path, a batch too large for the
 # machine's memory, a full disk under --emit -o and under standard output, a source file
-# that never ends, a batch larger than the training set, two runs given one metrics path;
+# that never ends, expressions nested too deeply, a batch larger than the training set,
+# two runs given one metrics path;
 # and usage errors on the command line (exit 2).
 set -u
 NNQC="$1"; SRC="$2"
@@ -256,6 +257,58 @@ expect_check() { # NAME PATTERN FILE: nnqc check exits 1 within 60 s and prints 
 }
 expect_check source-dev-zero "/dev/zero:1:1: error: file contains a NUL byte" /dev/zero < /dev/null
 expect_check source-endless "cannot read '/dev/stdin': it is larger than 256 MiB" /dev/stdin < <(yes "# one more comment line")
+
+# Expressions nested past 1,000 levels: every pass after the parser recurses once a
+# level. A model's sum of 50,000 terms (a left-leaning tree, which the parser's stack does
+# not bound) and a projection's chain of 50,000 soft values (each one operation on the
+# one before) overflowed the stack. At 1,000 both compile, through every pass (-O0: the
+# derivatives' code generated, not optimized).
+deep_sum() { # TERMS: a model whose first statement adds TERMS copies of its input
+    { echo "model m(x: f32[4]) -> f32[2] {"
+      printf '    h = x'; for i in $(seq 2 "$1"); do printf ' + x'; done; echo
+      echo "    return dense(h, 2)"
+      echo "}"; } > "sum$1.nnq"
+}
+soft_chain() { # SOFTS: a projection whose weight is the last of SOFTS soft values s_k = s_(k-1) * 0.999
+    { echo "labels b = {-1, +1}"
+      echo "projection chain(Q: labels) {"
+      echo "    aux    a"
+      echo "    init   a = w0"
+      echo "    soft   s1 = a"
+      for i in $(seq 2 "$1"); do echo "    soft   s$i = s$((i - 1)) * 0.999"; done
+      echo "    weight w = s$1"
+      echo "    update a using grad(w)"
+      echo "    hard   w = Q[a > 0]"
+      echo "}"
+      echo "model m(x: f32[4]) -> f32[2] {"
+      echo "    return dense(x, 2, quant = chain(b))"
+      echo "}"; } > "chain$1.nnq"
+}
+deep_sum 50000; soft_chain 50000; deep_sum 1000; soft_chain 1000
+expect_check deep-sum "sum50000.nnq:2:9: error: this expression nests more than 1000 levels deep" sum50000.nnq
+expect_check soft-chain "chain50000.nnq:1005:5: error: 's1001' is computed through more than 1000 operations in a row" chain50000.nnq
+# IR text (--from-ir): a kernel value at most 10,000 operations deep (a chain of 100,000
+# overflowed the stack). The program's soft kernel is replaced by a chain of N products.
+printf 'model m(x: f32[4]) -> f32[2] {\n    return dense(x, 2)\n}\n' > plain.nnq
+"$NNQC" --emit=ir plain.nnq -o plain.ir
+deep_ir() { # N: plain.ir, the weight through N - 1 products
+    awk -v n="$1" '/^kernel @soft\.dense1\.w / { print; print "  %s0 = load aux0[i]"
+                       for (k = 1; k < n; k++) printf "  %%s%d = mul %%s%d, 0.999\n", k, k - 1
+                       printf "  store weight[i], %%s%d\n", n - 1; skip = 1; next }
+                   skip && /^}/ { skip = 0 } !skip' plain.ir > "deep$1.ir"
+}
+deep_ir 100000; deep_ir 10001; deep_ir 10000
+for n in 100000 10001; do
+    "$NNQC" --from-ir deep$n.ir --emit=llvm -o deep.ll > out.txt 2>&1
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "deep$n.ir:[0-9]*:[0-9]*: error: this value is computed through more than 10000 operations in a row" out.txt &&
+       [ ! -e deep.ll ]; then pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL ir-deep-$n: exit $rc"; head -c 600 out.txt; fi
+done
+for f in sum1000.nnq chain1000.nnq "--from-ir deep10000.ir"; do
+    if timeout 300 "$NNQC" --emit=llvm -O0 $f -o deep.ll > out.txt 2>&1 && grep -q "^define " deep.ll; then
+        pass=$((pass + 1)); else fails=$((fails + 1)); echo "FAIL $f: the deepest allowed does not compile"; head -c 600 out.txt; fi
+    rm -f deep.ll
+done
 
 # The command line: a misspelt command names the nearest one; exit 2 for usage errors.
 expect_usage() { # NAME PATTERN ARGS...: nnqc exits 2 and prints PATTERN
