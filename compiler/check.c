@@ -6,6 +6,7 @@
  * and reads the train block into a TrainConfig. Models are checked (shapes) when they
  * are lowered (lower.c); projections when they are instantiated (proj.c).
  * Reports every error it finds; returns NULL if there was any. */
+#include <assert.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,32 +31,49 @@ typedef struct Checker {
         (arr)[(n)++] = (v);                                                                        \
     } while (0)
 
-const LabelSet *program_find_labels(const Program *prog, const char *name) {
-    for (int i = 0; i < prog->nlabels; i++)
-        if (strcmp(prog->labels[i]->name, name) == 0) return prog->labels[i];
-    return NULL;
+uint64_t program_name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
 }
 
-const AstNode *program_find_projection(const Program *prog, const char *name) {
-    for (int i = 0; i < prog->nprojs; i++)
-        if (strcmp(prog->projs[i]->name, name) == 0) return prog->projs[i];
-    return NULL;
+/* The slot of `name` in `top`, or the empty slot where it would go. */
+static TopName *top_slot(TopName *top, int cap, const char *name) {
+    size_t i = program_name_hash(name) & (size_t)(cap - 1);
+    while (top[i].name && strcmp(top[i].name, name)) i = (i + 1) & (size_t)(cap - 1);
+    return &top[i];
 }
 
-const AstNode *program_find_model(const Program *prog, const char *name) {
-    for (int i = 0; i < prog->nmodels; i++)
-        if (strcmp(prog->models[i]->name, name) == 0) return prog->models[i];
-    return NULL;
+void program_declare(Program *prog, AstKind kind, const char *name, const void *def, SrcLoc loc) {
+    if (2 * (prog->ntop + 1) > prog->cap_top) {
+        int cap = prog->cap_top ? 2 * prog->cap_top : 64;
+        TopName *top = arena_alloc(prog->arena, sizeof *top * (size_t)cap);
+        for (int i = 0; i < prog->cap_top; i++)
+            if (prog->top[i].name) *top_slot(top, cap, prog->top[i].name) = prog->top[i];
+        prog->top = top, prog->cap_top = cap;
+    }
+    TopName *slot = top_slot(prog->top, prog->cap_top, name);
+    assert(!slot->name); /* declared once: check_fresh first */
+    *slot = (TopName){name, kind, def, loc};
+    prog->ntop++;
 }
 
-static const AstNode *find_data_node(const Program *prog, const char *name, DataDecl **out) {
-    for (int i = 0; i < prog->ndata; i++)
-        if (strcmp(prog->data[i]->name, name) == 0) {
-            if (out) *out = prog->data[i];
-            return (const AstNode *)prog->data[i];
-        }
-    return NULL;
+const TopName *program_find(const Program *prog, const char *name) {
+    if (!prog->cap_top) return NULL;
+    const TopName *t = top_slot(prog->top, prog->cap_top, name);
+    return t->name ? t : NULL;
 }
+
+static const void *find_kind(const Program *prog, const char *name, AstKind kind) {
+    const TopName *t = program_find(prog, name);
+    return t && t->kind == kind ? t->def : NULL;
+}
+
+const LabelSet *program_find_labels(const Program *prog, const char *name) { return find_kind(prog, name, AST_LABELS); }
+const AstNode *program_find_projection(const Program *prog, const char *name) { return find_kind(prog, name, AST_PROJECTION); }
+const AstNode *program_find_model(const Program *prog, const char *name) { return find_kind(prog, name, AST_MODEL); }
+const AstNode *program_find_block(const Program *prog, const char *name) { return find_kind(prog, name, AST_BLOCK); }
+DataDecl *program_find_data(const Program *prog, const char *name) { return (DataDecl *)find_kind(prog, name, AST_DATA); }
 
 static void error(Checker *ck, SrcLoc loc, const char *fmt, const char *a) {
     char msg[512];
@@ -74,24 +92,19 @@ static void unknown_data(Checker *ck, SrcLoc loc, const char *name, const char *
 
 /* Every top-level name lives in one namespace. */
 static bool check_fresh(Checker *ck, const AstNode *item) {
-    Program *prog = ck->prog;
-    SrcLoc prev = {0};
-    bool dup = false;
-    for (int i = 0; i < prog->nlabels && !dup; i++)
-        if (strcmp(prog->labels[i]->name, item->name) == 0) dup = true, prev = prog->labels[i]->loc;
-    for (int i = 0; i < prog->nprojs && !dup; i++)
-        if (strcmp(prog->projs[i]->name, item->name) == 0) dup = true, prev = prog->projs[i]->loc;
-    for (int i = 0; i < prog->nmodels && !dup; i++)
-        if (strcmp(prog->models[i]->name, item->name) == 0) dup = true, prev = prog->models[i]->loc;
-    for (int i = 0; i < prog->nblocks && !dup; i++)
-        if (strcmp(prog->blocks[i]->name, item->name) == 0) dup = true, prev = prog->blocks[i]->loc;
-    for (int i = 0; i < prog->ndata && !dup; i++)
-        if (strcmp(prog->data[i]->name, item->name) == 0) dup = true, prev = prog->data[i]->loc;
-    if (!dup) return true;
+    const TopName *prev = program_find(ck->prog, item->name);
+    if (!prev) return true;
     if (ck->prelude) return false; /* shadowed by the user's definition */
     error(ck, item->loc, "'%s' is already defined", item->name);
-    diag_note(ck->diag, prev, "first defined here");
+    diag_note(ck->diag, prev->loc, "first defined here");
     return false;
+}
+
+/* A projection, model or block: declared when its name is fresh. */
+static bool declare_item(Checker *ck, const AstNode *item) {
+    if (!check_fresh(ck, item)) return false;
+    program_declare(ck->prog, item->kind, item->name, item, item->loc);
+    return true;
 }
 
 /* A block's parameters have distinct names (a second `x` would hide the first). */
@@ -200,6 +213,7 @@ static void check_labels(Checker *ck, const AstNode *item) {
         return;
     }
     PUSH(ck->prog->arena, ck->prog->labels, ck->prog->nlabels, ls);
+    program_declare(ck->prog, AST_LABELS, ls->name, ls, ls->loc);
 }
 
 static const AstNode *named_arg(const AstNode *call, const char *name) {
@@ -339,6 +353,7 @@ static void check_data(Checker *ck, const AstNode *item) {
     d->loc = item->loc;
     check_data_source(ck, d, item->kids[0]);
     PUSH(ck->prog->arena, ck->prog->data, ck->prog->ndata, d);
+    program_declare(ck->prog, AST_DATA, d->name, d, d->loc);
 }
 
 static void check_normalize(Checker *ck, DataDecl *d, const AstNode *norm) {
@@ -347,7 +362,7 @@ static void check_normalize(Checker *ck, DataDecl *d, const AstNode *norm) {
     else if (norm->kind == AST_CALL && strcmp(norm->name, "like") == 0 && norm->nkids == 1 &&
              norm->kids[0]->kind == AST_IDENT) {
         DataDecl *other = NULL;
-        if (!find_data_node(ck->prog, norm->kids[0]->name, &other)) {
+        if (!(other = program_find_data(ck->prog, norm->kids[0]->name))) {
             unknown_data(ck, norm->kids[0]->loc, norm->kids[0]->name, "(define it first)");
             return;
         }
@@ -642,7 +657,7 @@ static void check_train(Checker *ck, const AstNode *item) {
         diag_unknown(ck->diag, item->loc, "model", &near, NULL);
         ck->failed = true;
     }
-    if (!find_data_node(prog, tc->data, NULL))
+    if (!program_find_data(prog, tc->data))
         unknown_data(ck, item->kids[0]->loc, tc->data, NULL);
     for (int i = 1; i < item->nkids; i++) {
         const AstNode *st = item->kids[i];
@@ -656,7 +671,7 @@ static void check_train(Checker *ck, const AstNode *item) {
             break;
         }
         case AST_EVALUATE:
-            if (!find_data_node(prog, st->name, NULL))
+            if (!program_find_data(prog, st->name))
                 unknown_data(ck, st->loc, st->name, NULL);
             tc->eval_data = st->name;
             if (e) want_epoch_cadence(ck, e, "evaluation", &tc->eval_every_epochs);
@@ -694,14 +709,14 @@ static void collect(Checker *ck, AstNode *root) {
         case AST_LABELS: check_labels(ck, item); break;
         case AST_PROJECTION:
             check_projection_params(ck, item);
-            if (check_fresh(ck, item)) PUSH(prog->arena, prog->projs, prog->nprojs, item);
+            if (declare_item(ck, item)) PUSH(prog->arena, prog->projs, prog->nprojs, item);
             break;
         case AST_MODEL:
-            if (check_fresh(ck, item)) PUSH(prog->arena, prog->models, prog->nmodels, item);
+            if (declare_item(ck, item)) PUSH(prog->arena, prog->models, prog->nmodels, item);
             break;
         case AST_BLOCK:
             check_block_params(ck, item);
-            if (check_fresh(ck, item)) PUSH(prog->arena, prog->blocks, prog->nblocks, item);
+            if (declare_item(ck, item)) PUSH(prog->arena, prog->blocks, prog->nblocks, item);
             break;
         case AST_DATA: check_data(ck, item); break;
         case AST_TRAIN: break; /* after everything is known */

@@ -965,12 +965,6 @@ static void emit_evaluate(Cg *cg) {
 
 static LLVMValueRef str(Cg *cg, const char *s) { return LLVMBuildGlobalStringPtr(cg->b, s, "str"); }
 
-static const DataDecl *find_data(const Program *prog, const char *name) {
-    for (int i = 0; i < prog->ndata; i++)
-        if (!strcmp(prog->data[i]->name, name)) return prog->data[i];
-    return NULL;
-}
-
 /* The hard network: its weights (the hard kernels) and then its batch-norm statistics
  * (calibrate), which every hard evaluation and the saved model use. */
 static void hard_network(Cg *cg, LLVMValueRef run, LLVMValueRef *scalars) {
@@ -1192,8 +1186,8 @@ static void emit_main_data(Cg *cg, MainCtx *mc) {
     LLVMBuilderRef b = cg->b;
     LLVMValueRef run = mc->run;
     /* data */
-    const DataDecl *dtrain = find_data(prog, tc->data);
-    const DataDecl *dtest = tc->eval_data ? find_data(prog, tc->eval_data) : NULL;
+    const DataDecl *dtrain = program_find_data(prog, tc->data);
+    const DataDecl *dtest = tc->eval_data ? program_find_data(prog, tc->eval_data) : NULL;
     LLVMValueRef ds = emit_load_data(cg, run, dtrain);
     LLVMValueRef ntotal = cg_rt_call(cg, "nnq_rt_data_count", (LLVMValueRef[]){run, ds}, 2);
     /* validation: the last V samples, never more than half the set */

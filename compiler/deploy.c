@@ -459,8 +459,7 @@ int deploy_main(int argc, char **argv, const char *stdlib_dir) {
         NnqCompileOptions co = {.stdlib_dir = stdlib_dir, .until = NNQ_STAGE_CHECK};
         compiled = true;
         if (!nnq_compile(&c, args.program, NULL, &co)) goto done;
-        for (int i = 0; i < c.prog->ndata && !eval_data; i++)
-            if (!strcmp(c.prog->data[i]->name, args.data)) eval_data = c.prog->data[i];
+        eval_data = program_find_data(c.prog, args.data);
         if (!eval_data) {
             fprintf(stderr, "nnqc: error: %s declares no data set '%s'\n", args.program, args.data);
             goto done;

@@ -197,7 +197,9 @@ static bool parse_labels(Parser *ps) {
         if (!number(ps, &ls.q[ls.k++])) return false;
     } while (lit(ps, ","));
     if (!expect(ps, "}")) return false;
-    const LabelSet *have = program_find_labels(ps->prog, n);
+    const TopName *top = program_find(ps->prog, n);
+    if (top && top->kind != AST_LABELS) return fail(ps, "the program gives this name to something other than a label set");
+    const LabelSet *have = top ? top->def : NULL;
     if (have) { /* the program's: they must agree */
         bool same = have->k == ls.k;
         for (int i = 0; same && i < ls.k; i++) same = have->q[i] == ls.q[i];
@@ -207,6 +209,7 @@ static bool parse_labels(Parser *ps) {
     *copy = ls;
     ps->prog->labels = arena_grow(ps->prog->arena, ps->prog->labels, (size_t)ps->prog->nlabels, sizeof(LabelSet *));
     ps->prog->labels[ps->prog->nlabels++] = copy;
+    program_declare(ps->prog, AST_LABELS, copy->name, copy, copy->loc);
     return true;
 }
 

@@ -25,7 +25,14 @@ typedef struct Binding {
     int value;
     double num;
     const AstNode *quant;
+    int hides;                   /* the binding of this name it hides (an outer scope's, in env); -1 none */
 } Binding;
+
+/* A name's innermost binding (env index; -1 none): Lower.ix, by name. */
+typedef struct EnvSlot {
+    const char *name;            /* NULL: an empty slot */
+    int at;
+} EnvSlot;
 
 #define LOWER_MAX_DEPTH 32
 /* The most operations a model's forward pass may expand to. Loops and blocks repeat their
@@ -47,6 +54,8 @@ typedef struct Lower {
     Binding *env;                /* the names in sight: env[scope .. nenv), one a name (from the arena, */
     int nenv, cap;               /* grown by doubling: as many names as a program binds) */
     int scope;                   /* first binding visible: blocks see only their own names */
+    EnvSlot *ix;                 /* [ix_cap], open addressing (a power of 2, at most half full) */
+    int ix_n, ix_cap;
     int depth;                   /* block nesting, against runaway recursion */
     bool failed;
 } Lower;
@@ -66,10 +75,40 @@ static const char *fmt_shape(Lower *lw, int v) {
     return arena_strdup(lw->m->arena, buf);
 }
 
+static EnvSlot *ix_probe(EnvSlot *ix, int cap, const char *name) {
+    size_t i = program_name_hash(name) & (size_t)(cap - 1);
+    while (ix[i].name && strcmp(ix[i].name, name)) i = (i + 1) & (size_t)(cap - 1);
+    return &ix[i];
+}
+
+/* The slot of `name`; with `add`, one is made (its `at` -1) where there is none. */
+static EnvSlot *ix_slot(Lower *lw, const char *name, bool add) {
+    if (add && 2 * (lw->ix_n + 1) > lw->ix_cap) {
+        int cap = lw->ix_cap ? 2 * lw->ix_cap : 64;
+        EnvSlot *ix = arena_alloc(lw->m->arena, sizeof *ix * (size_t)cap);
+        for (int i = 0; i < lw->ix_cap; i++)
+            if (lw->ix[i].name) *ix_probe(ix, cap, lw->ix[i].name) = lw->ix[i];
+        lw->ix = ix, lw->ix_cap = cap;
+    }
+    if (!lw->ix_cap) return NULL;
+    EnvSlot *slot = ix_probe(lw->ix, lw->ix_cap, name);
+    if (!slot->name) {
+        if (!add) return NULL;
+        *slot = (EnvSlot){name, -1};
+        lw->ix_n++;
+    }
+    return slot;
+}
+
 static const Binding *lookup(Lower *lw, const char *name) {
-    for (int i = lw->nenv - 1; i >= lw->scope; i--)
-        if (!strcmp(lw->env[i].name, name)) return &lw->env[i];
-    return NULL;
+    const EnvSlot *slot = ix_slot(lw, name, false);
+    return slot && slot->at >= lw->scope ? &lw->env[slot->at] : NULL;
+}
+
+/* Drops the bindings from env[n] on, each name's binding again the one it hid. */
+static void env_pop(Lower *lw, int n) {
+    for (int i = lw->nenv - 1; i >= n; i--) ix_slot(lw, lw->env[i].name, false)->at = lw->env[i].hides;
+    lw->nenv = n;
 }
 
 /* "unknown name 'NAME'", with the name in sight nearest it */
@@ -229,11 +268,14 @@ static int lower_expr(Lower *lw, const AstNode *e);
  * loop) takes the new value in place, so the table holds each name once, however many
  * times a loop binds it. */
 static void bind(Lower *lw, Binding b) {
-    for (int i = lw->nenv - 1; i >= lw->scope; i--)
-        if (!strcmp(lw->env[i].name, b.name)) {
-            lw->env[i] = b;
-            return;
-        }
+    EnvSlot *slot = ix_slot(lw, b.name, true);
+    if (slot->at >= lw->scope) { /* rebound in its scope */
+        b.hides = lw->env[slot->at].hides;
+        lw->env[slot->at] = b;
+        return;
+    }
+    b.hides = slot->at;
+    slot->at = lw->nenv;
     if (lw->nenv == lw->cap) {
         int cap = lw->cap ? 2 * lw->cap : 64;
         Binding *env = arena_alloc(lw->m->arena, sizeof *env * (size_t)cap);
@@ -350,7 +392,6 @@ static int weighted_layer(Lower *lw, const AstNode *e, const char *kind, int lay
 }
 
 static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call);
-static const AstNode *find_block(const Program *prog, const char *name);
 
 /* ---- layers: one function per row of layers.def, given the input lowered ---- */
 
@@ -479,7 +520,7 @@ void layers_print(FILE *out) {
 }
 
 static int lower_call(Lower *lw, const AstNode *e) {
-    const AstNode *blk = find_block(lw->prog, e->name);
+    const AstNode *blk = program_find_block(lw->prog, e->name);
     if (blk) return inline_block(lw, blk, e);
     for (int i = 0; i < NLAYERS; i++) {
         const struct Layer *ly = &layers[i];
@@ -564,7 +605,7 @@ static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result,
         if (st->kind == AST_ASSIGN) {
             int v = lower_expr(lw, st->kids[0]);
             if (v < 0) return false;
-            bind(lw, (Binding){st->name, B_TENSOR, v, 0, NULL});
+            bind(lw, (Binding){.name = st->name, .kind = B_TENSOR, .value = v});
         } else if (st->kind == AST_RETURN) {
             if (!ret) {
                 lerror(lw, st->loc, "return is not allowed inside a for loop", NULL, NULL);
@@ -599,7 +640,7 @@ static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result,
                 for (int v = 0; v < nel; v++) {
                     double num;
                     if (!const_num(lw, el->kind == AST_TUPLE ? el->kids[v] : el, &num)) return false;
-                    bind(lw, (Binding){vars->kids[v]->name, B_NUM, -1, num, NULL});
+                    bind(lw, (Binding){.name = vars->kids[v]->name, .kind = B_NUM, .value = -1, .num = num});
                 }
                 if (!lower_stmts(lw, st, 2, NULL, NULL)) return false;
             }
@@ -609,12 +650,6 @@ static bool lower_stmts(Lower *lw, const AstNode *owner, int first, int *result,
         }
     }
     return !lw->failed;
-}
-
-static const AstNode *find_block(const Program *prog, const char *name) {
-    for (int i = 0; i < prog->nblocks; i++)
-        if (!strcmp(prog->blocks[i]->name, name)) return prog->blocks[i];
-    return NULL;
 }
 
 /* A call of a user block: its body is lowered in place (inlined) with the parameters
@@ -639,7 +674,7 @@ static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call) {
     for (int i = 0; i < np; i++) {
         const AstNode *a = call->kids[i], *p = params->kids[i];
         const AstNode *ty = p->nkids ? p->kids[0] : NULL;
-        Binding b = {p->name, B_TENSOR, -1, 0, NULL};
+        Binding b = {.name = p->name, .kind = B_TENSOR, .value = -1};
         const Binding *bd = a->kind == AST_IDENT ? lookup(lw, a->name) : NULL;
         bool is_quant = (bd && bd->kind == B_QUANT) ||
                         (a->kind == AST_CALL && program_find_projection(lw->prog, a->name)) ||
@@ -673,7 +708,7 @@ static int inline_block(Lower *lw, const AstNode *blk, const AstNode *call) {
     if (ok && !ret) lerror(lw, blk->loc, "block '%s' has no return statement", blk->name, NULL);
     lw->depth--;
     lw->scope = saved_scope;
-    lw->nenv = saved_n;
+    env_pop(lw, saved_n);
     return ok && ret ? result : -1;
 }
 
@@ -681,7 +716,7 @@ static bool lower_model(Lower *lw, const AstNode *model, IrFunc *f, bool train) 
     lw->f = f;
     lw->train = train;
     lw->next_param = lw->next_bn = lw->ndense = lw->nconv = 0;
-    lw->nenv = 0;
+    env_pop(lw, 0);
     f->loss = f->correct = f->logits = -1;
     const AstNode *params = model->kids[0];
     if (!params || params->nkids != 1) {
@@ -708,7 +743,7 @@ static bool lower_model(Lower *lw, const AstNode *model, IrFunc *f, bool train) 
     int y = ir_emit(lw->m, f, IR_LABELS, -1, -1, ir_shape(1, yd), IR_I32);
     lw->scope = 0;
     lw->depth = 0;
-    bind(lw, (Binding){params->kids[0]->name, B_TENSOR, x, 0, NULL});
+    bind(lw, (Binding){.name = params->kids[0]->name, .kind = B_TENSOR, .value = x});
     int result = -1;
     const AstNode *ret_stmt = NULL;
     lower_stmts(lw, model, 2, &result, &ret_stmt);

@@ -118,8 +118,20 @@ typedef struct DataDecl {
     bool hflip;
 } DataDecl;
 
+/* A top-level name: every label set, projection, model, block and data set lives in one
+ * namespace, a hash table (Program.top) of these. */
+typedef struct TopName {
+    const char *name;   /* NULL: an empty slot */
+    AstKind kind;       /* AST_LABELS (def: a LabelSet), AST_DATA (a DataDecl), AST_PROJECTION,
+                           AST_MODEL, AST_BLOCK (the AstNode) */
+    const void *def;
+    SrcLoc loc;
+} TopName;
+
 typedef struct Program {
     Arena *arena;
+    TopName *top;                /* [cap_top], open addressing (a power of 2, at most half full) */
+    int ntop, cap_top;
     SxPool *pool;
     const char *main_path;
     int nlabels;
@@ -141,9 +153,17 @@ typedef struct Program {
  * data and train declarations. Returns NULL after reporting errors. */
 Program *check_program(Arena *arena, Diag *diag, AstNode *root, const char *stdlib_dir);
 
+/* Adds a definition to the namespace (its name not in it yet); the lookups find a name's
+ * definition of one kind (NULL: none, or another kind), in constant time. */
+void program_declare(Program *prog, AstKind kind, const char *name, const void *def, SrcLoc loc);
+/* The namespace's hash of a name (FNV-1a; lower.c's table of a model's names too). */
+uint64_t program_name_hash(const char *name);
+const TopName *program_find(const Program *prog, const char *name);
 const LabelSet *program_find_labels(const Program *prog, const char *name);
 const AstNode *program_find_projection(const Program *prog, const char *name);
 const AstNode *program_find_model(const Program *prog, const char *name);
+const AstNode *program_find_block(const Program *prog, const char *name);
+DataDecl *program_find_data(const Program *prog, const char *name);
 
 /* proj.c: instantiates projection `def` for label set Q (NULL when it takes none),
  * deriving grad(...) symbolically. `use` locates the instantiation for messages.

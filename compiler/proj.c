@@ -1053,10 +1053,8 @@ static void ctx_init(PCtx *cx, Program *prog, Diag *diag, const AstNode *def, co
     cx->use = use;
 }
 
-ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const LabelSet *q,
-                           SrcLoc use) {
-    for (int i = 0; i < prog->ninsts; i++)
-        if (prog->insts[i]->def == def && prog->insts[i]->labels == q) return prog->insts[i];
+/* A new instance of `def` for `q`, added to the program's. */
+static ProjInst *new_instance(Program *prog, Diag *diag, const AstNode *def, const LabelSet *q, SrcLoc use) {
     PCtx cx;
     ctx_init(&cx, prog, diag, def, q, use);
     ProjInst *pi = instantiate(&cx);
@@ -1067,6 +1065,13 @@ ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const 
     prog->insts = arena_grow(prog->arena, prog->insts, (size_t)prog->ninsts, sizeof(ProjInst *));
     prog->insts[prog->ninsts++] = pi;
     return pi;
+}
+
+ProjInst *proj_instantiate(Program *prog, Diag *diag, const AstNode *def, const LabelSet *q,
+                           SrcLoc use) {
+    for (int i = 0; i < prog->ninsts; i++)
+        if (prog->insts[i]->def == def && prog->insts[i]->labels == q) return prog->insts[i];
+    return new_instance(prog, diag, def, q, use);
 }
 
 /* A label set for checking a projection nothing instantiates: the program's own sets in
@@ -1092,14 +1097,22 @@ static const LabelSet *check_labels_for(Program *prog, Diag *diag, const AstNode
     return NULL;
 }
 
+static int cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)*(const void *const *)a, y = (uintptr_t)*(const void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
 bool proj_check_unused(Program *prog, Diag *diag, const AstNode *root) {
     bool ok = true;
+    int nused = prog->ninsts;
+    const AstNode **used = malloc(sizeof *used * (size_t)(nused ? nused : 1)); /* the definitions instantiated, sorted */
+    assert(used);
+    for (int k = 0; k < nused; k++) used[k] = prog->insts[k]->def;
+    qsort(used, (size_t)nused, sizeof *used, cmp_ptr);
     for (int i = 0; i < root->nkids; i++) {
         const AstNode *def = root->kids[i];
         if (def->kind != AST_PROJECTION || program_find_projection(prog, def->name) != def) continue;
-        bool used = false;
-        for (int k = 0; k < prog->ninsts; k++) used |= prog->insts[k]->def == def;
-        if (used) continue;
+        if (bsearch(&def, used, (size_t)nused, sizeof *used, cmp_ptr)) continue;
         const LabelSet *q = NULL;
         if (def->kids[0] && def->kids[0]->nkids) {
             bool error = false;
@@ -1107,11 +1120,12 @@ bool proj_check_unused(Program *prog, Diag *diag, const AstNode *root) {
             if (error) ok = false;
             if (!q) continue; /* no label set meets `requires`: nothing to check against */
         }
-        if (proj_instantiate(prog, diag, def, q, (SrcLoc){0})) continue;
+        if (new_instance(prog, diag, def, q, (SrcLoc){0})) continue;
         ok = false;
         if (q)
             diag_note(diag, def->loc, "'%s' is used nowhere in this file; it was checked for label set %s",
                       def->name, q->name);
     }
+    free(used);
     return ok;
 }
