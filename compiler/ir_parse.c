@@ -512,6 +512,8 @@ static bool parse_kernel(Parser *ps) {
             continue;
         }
         int64_t id;
+        skip_blanks(ps);
+        const char *value_at = ps->p; /* where an error about the value points */
         if (!(ok = expect(ps, "%s") && integer(ps, &id) && expect(ps, "="))) break;
         if (id != n) {
             ok = fail(ps, "kernel values are numbered in order, from %s0");
@@ -560,6 +562,7 @@ static bool parse_kernel(Parser *ps) {
         if (sx_node(pool, node)->depth > SX_KERNEL_MAX_DEPTH) {
             char msg[96];
             snprintf(msg, sizeof msg, "this value is computed through more than %d operations in a row", SX_KERNEL_MAX_DEPTH);
+            ps->p = value_at;
             ok = fail(ps, msg);
             break;
         }
