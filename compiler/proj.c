@@ -453,6 +453,16 @@ static PVal eval_call(PCtx *cx, const AstNode *e) {
     return pv_error();
 }
 
+/* Whether named value `nm` is an aux or computed from one. */
+static bool on_aux(PCtx *cx, const Named *nm) {
+    if (nm->kind == AST_AUX) return true;
+    for (int j = 0; j < nm->n; j++)
+        for (int i = 0; i < cx->nnamed; i++)
+            for (int k = 0; cx->names[i].kind == AST_AUX && k < cx->names[i].n; k++)
+                if (sx_depends(cx->pool, cx->full[nm->var0 + j], sx_var(cx->pool, cx->names[i].var0 + k))) return true;
+    return false;
+}
+
 static PVal eval(PCtx *cx, const AstNode *e) {
     SxPool *p = cx->pool;
     switch (e->kind) {
@@ -481,6 +491,12 @@ static PVal eval(PCtx *cx, const AstNode *e) {
         }
         if (cx->qname && strcmp(e->name, cx->qname) == 0) return labels_value(cx, cx->q);
         Named *nm = find_named(cx, e->name);
+        if (nm && cx->allow_w0 && on_aux(cx, nm)) { /* in `init`, which gives the aux its values */
+            perr(cx, e->loc, nm->kind == AST_AUX ? "`init` cannot use the aux '%s': init gives it its first value (from w0, w0_std, beta, labels and numbers)"
+                                                 : "`init` cannot use '%s': it is computed from an aux, which init gives its first value (from w0, w0_std, beta, labels and numbers)",
+                 e->name, NULL);
+            return pv_error();
+        }
         if (nm) {
             PVal r = pv_error();
             r.n = nm->n;
