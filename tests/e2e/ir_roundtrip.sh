@@ -10,8 +10,8 @@
 #  - IR text cut anywhere (64 places of a whole module) and with bytes changed is
 #    refused with a located error or read, never a crash; a module that reads but does
 #    not verify is the file's error at the instruction, not an internal one; a name
-#    longer than 1,024 characters and a function of more than 160,000 instructions are
-#    refused where they start.
+#    longer than 1,024 characters, a label set named like the program's model and a
+#    function of more than 160,000 instructions are refused where they start.
 set -u
 NNQC="$1"; SRC="$2"
 . "$SRC/tests/e2e/lib.sh"
@@ -78,6 +78,12 @@ sed "s/^module @[A-Za-z0-9_]*/module @$long/" fashion_mlp_float.ir > long.ir
 "$NNQC" --from-ir long.ir --emit=ir > /dev/null 2> err; rc=$?
 [ $rc = 1 ] && grep -q '^long.ir:[0-9]*:9: error: name of 1025 characters; at most 1024 are allowed$' err &&
     ok "IR: a name of 1025 characters refused at its place" || { head -c 400 err; bad "IR long name (exit $rc)"; }
+# a label set given a name the program gives its model (one namespace): refused at it
+# (it was added beside the model's, which the hash table of names would have replaced)
+sed 's/^labels @binary = /labels @mlp = /; s/pmf(binary)/pmf(mlp)/g' fashion_mlp_pmf.ir > clash.ir
+"$NNQC" --from-ir clash.ir "$SRC/examples/fashion_mlp_pmf.nnq" --emit=ir > /dev/null 2> err; rc=$?
+[ $rc = 1 ] && grep -q '^clash.ir:[0-9]*:[0-9]*: error: the program gives this name to something other than a label set$' err &&
+    ok "IR: a label set named like the program's model refused" || { head -c 400 err; bad "IR label set named like the model (exit $rc)"; }
 # a function of more than 160,000 instructions (what lowering's bound of 20,000
 # operations a model gives a training step, with room): refused where it passes it, at
 # once, not handed to passes that take hours there
