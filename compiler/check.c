@@ -31,37 +31,16 @@ typedef struct Checker {
         (arr)[(n)++] = (v);                                                                        \
     } while (0)
 
-uint64_t program_name_hash(const char *s) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-/* The slot of `name` in `top`, or the empty slot where it would go. */
-static TopName *top_slot(TopName *top, int cap, const char *name) {
-    size_t i = program_name_hash(name) & (size_t)(cap - 1);
-    while (top[i].name && strcmp(top[i].name, name)) i = (i + 1) & (size_t)(cap - 1);
-    return &top[i];
-}
-
 void program_declare(Program *prog, AstKind kind, const char *name, const void *def, SrcLoc loc) {
-    if (2 * (prog->ntop + 1) > prog->cap_top) {
-        int cap = prog->cap_top ? 2 * prog->cap_top : 64;
-        TopName *top = arena_alloc(prog->arena, sizeof *top * (size_t)cap);
-        for (int i = 0; i < prog->cap_top; i++)
-            if (prog->top[i].name) *top_slot(top, cap, prog->top[i].name) = prog->top[i];
-        prog->top = top, prog->cap_top = cap;
-    }
-    TopName *slot = top_slot(prog->top, prog->cap_top, name);
-    assert(!slot->name); /* declared once: check_fresh first */
-    *slot = (TopName){name, kind, def, loc};
-    prog->ntop++;
+    int *at = names_add(&prog->names, name);
+    assert(*at < 0); /* declared once: check_fresh first */
+    *at = prog->ntops;
+    PUSH(prog->arena, prog->tops, prog->ntops, ((TopName){name, kind, def, loc}));
 }
 
 const TopName *program_find(const Program *prog, const char *name) {
-    if (!prog->cap_top) return NULL;
-    const TopName *t = top_slot(prog->top, prog->cap_top, name);
-    return t->name ? t : NULL;
+    const int *at = names_find(&prog->names, name);
+    return at ? &prog->tops[*at] : NULL;
 }
 
 static const void *find_kind(const Program *prog, const char *name, AstKind kind) {
@@ -768,6 +747,7 @@ static bool load_import(Checker *ck, const AstNode *item) {
 Program *check_program(Arena *arena, Diag *diag, AstNode *root, const char *stdlib_dir) {
     Program *prog = arena_alloc(arena, sizeof *prog);
     prog->arena = arena;
+    prog->names.arena = arena;
     prog->pool = sx_pool_new();
     Checker ck = {.prog = prog, .diag = diag, .stdlib_dir = stdlib_dir};
     collect(&ck, root);

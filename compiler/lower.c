@@ -28,12 +28,6 @@ typedef struct Binding {
     int hides;                   /* the binding of this name it hides (an outer scope's, in env); -1 none */
 } Binding;
 
-/* A name's innermost binding (env index; -1 none): Lower.ix, by name. */
-typedef struct EnvSlot {
-    const char *name;            /* NULL: an empty slot */
-    int at;
-} EnvSlot;
-
 #define LOWER_MAX_DEPTH 32
 /* The most operations a model's forward pass may expand to. Loops and blocks repeat their
  * bodies, so a few lines can ask for millions (five nested loops over 20 values, or
@@ -54,8 +48,7 @@ typedef struct Lower {
     Binding *env;                /* the names in sight: env[scope .. nenv), one a name (from the arena, */
     int nenv, cap;               /* grown by doubling: as many names as a program binds) */
     int scope;                   /* first binding visible: blocks see only their own names */
-    EnvSlot *ix;                 /* [ix_cap], open addressing (a power of 2, at most half full) */
-    int ix_n, ix_cap;
+    NameIndex innermost;         /* each name to its innermost binding (env index; -1 none) */
     int depth;                   /* block nesting, against runaway recursion */
     bool failed;
 } Lower;
@@ -75,39 +68,14 @@ static const char *fmt_shape(Lower *lw, int v) {
     return arena_strdup(lw->m->arena, buf);
 }
 
-static EnvSlot *ix_probe(EnvSlot *ix, int cap, const char *name) {
-    size_t i = program_name_hash(name) & (size_t)(cap - 1);
-    while (ix[i].name && strcmp(ix[i].name, name)) i = (i + 1) & (size_t)(cap - 1);
-    return &ix[i];
-}
-
-/* The slot of `name`; with `add`, one is made (its `at` -1) where there is none. */
-static EnvSlot *ix_slot(Lower *lw, const char *name, bool add) {
-    if (add && 2 * (lw->ix_n + 1) > lw->ix_cap) {
-        int cap = lw->ix_cap ? 2 * lw->ix_cap : 64;
-        EnvSlot *ix = arena_alloc(lw->m->arena, sizeof *ix * (size_t)cap);
-        for (int i = 0; i < lw->ix_cap; i++)
-            if (lw->ix[i].name) *ix_probe(ix, cap, lw->ix[i].name) = lw->ix[i];
-        lw->ix = ix, lw->ix_cap = cap;
-    }
-    if (!lw->ix_cap) return NULL;
-    EnvSlot *slot = ix_probe(lw->ix, lw->ix_cap, name);
-    if (!slot->name) {
-        if (!add) return NULL;
-        *slot = (EnvSlot){name, -1};
-        lw->ix_n++;
-    }
-    return slot;
-}
-
 static const Binding *lookup(Lower *lw, const char *name) {
-    const EnvSlot *slot = ix_slot(lw, name, false);
-    return slot && slot->at >= lw->scope ? &lw->env[slot->at] : NULL;
+    const int *at = names_find(&lw->innermost, name);
+    return at && *at >= lw->scope ? &lw->env[*at] : NULL;
 }
 
 /* Drops the bindings from env[n] on, each name's binding again the one it hid. */
 static void env_pop(Lower *lw, int n) {
-    for (int i = lw->nenv - 1; i >= n; i--) ix_slot(lw, lw->env[i].name, false)->at = lw->env[i].hides;
+    for (int i = lw->nenv - 1; i >= n; i--) *names_add(&lw->innermost, lw->env[i].name) = lw->env[i].hides;
     lw->nenv = n;
 }
 
@@ -268,14 +236,14 @@ static int lower_expr(Lower *lw, const AstNode *e);
  * loop) takes the new value in place, so the table holds each name once, however many
  * times a loop binds it. */
 static void bind(Lower *lw, Binding b) {
-    EnvSlot *slot = ix_slot(lw, b.name, true);
-    if (slot->at >= lw->scope) { /* rebound in its scope */
-        b.hides = lw->env[slot->at].hides;
-        lw->env[slot->at] = b;
+    int *at = names_add(&lw->innermost, b.name);
+    if (*at >= lw->scope) { /* rebound in its scope */
+        b.hides = lw->env[*at].hides;
+        lw->env[*at] = b;
         return;
     }
-    b.hides = slot->at;
-    slot->at = lw->nenv;
+    b.hides = *at;
+    *at = lw->nenv;
     if (lw->nenv == lw->cap) {
         int cap = lw->cap ? 2 * lw->cap : 64;
         Binding *env = arena_alloc(lw->m->arena, sizeof *env * (size_t)cap);
@@ -783,7 +751,7 @@ IrModule *lower_program(Program *prog, Diag *diag) {
     m->model = model->name;
     m->train.name = "train";
     m->eval.name = "eval";
-    Lower lw = {.m = m, .prog = prog, .diag = diag};
+    Lower lw = {.m = m, .prog = prog, .diag = diag, .innermost = {.arena = m->arena}};
     if (!lower_model(&lw, model, &m->train, true) || !lower_model(&lw, model, &m->eval, false))
         return NULL;
     if (m->nparams == 0) {

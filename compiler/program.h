@@ -11,6 +11,7 @@
 #include "arena.h"
 #include "ast.h"
 #include "diag.h"
+#include "names.h"
 #include "sx.h"
 
 #define NNQ_MAX_LABELS 64
@@ -119,9 +120,9 @@ typedef struct DataDecl {
 } DataDecl;
 
 /* A top-level name: every label set, projection, model, block and data set lives in one
- * namespace, a hash table (Program.top) of these. */
+ * namespace (Program.tops, found through Program.names). */
 typedef struct TopName {
-    const char *name;   /* NULL: an empty slot */
+    const char *name;
     AstKind kind;       /* AST_LABELS (def: a LabelSet), AST_DATA (a DataDecl), AST_PROJECTION,
                            AST_MODEL, AST_BLOCK (the AstNode) */
     const void *def;
@@ -130,8 +131,9 @@ typedef struct TopName {
 
 typedef struct Program {
     Arena *arena;
-    TopName *top;                /* [cap_top], open addressing (a power of 2, at most half full) */
-    int ntop, cap_top;
+    NameIndex names;             /* each top-level name to its index in tops */
+    TopName *tops;
+    int ntops;
     SxPool *pool;
     const char *main_path;
     int nlabels;
@@ -156,8 +158,6 @@ Program *check_program(Arena *arena, Diag *diag, AstNode *root, const char *stdl
 /* Adds a definition to the namespace (its name not in it yet); the lookups find a name's
  * definition of one kind (NULL: none, or another kind), in constant time. */
 void program_declare(Program *prog, AstKind kind, const char *name, const void *def, SrcLoc loc);
-/* The namespace's hash of a name (FNV-1a; lower.c's table of a model's names too). */
-uint64_t program_name_hash(const char *name);
 const TopName *program_find(const Program *prog, const char *name);
 const LabelSet *program_find_labels(const Program *prog, const char *name);
 const AstNode *program_find_projection(const Program *prog, const char *name);
