@@ -1113,22 +1113,15 @@ static const LabelSet *check_labels_for(Program *prog, Diag *diag, const AstNode
     return NULL;
 }
 
-static int cmp_ptr(const void *a, const void *b) {
-    uintptr_t x = (uintptr_t)*(const void *const *)a, y = (uintptr_t)*(const void *const *)b;
-    return x < y ? -1 : x > y;
-}
-
 bool proj_check_unused(Program *prog, Diag *diag, const AstNode *root) {
     bool ok = true;
-    int nused = prog->ninsts;
-    const AstNode **used = malloc(sizeof *used * (size_t)(nused ? nused : 1)); /* the definitions instantiated, sorted */
-    assert(used);
-    for (int k = 0; k < nused; k++) used[k] = prog->insts[k]->def;
-    qsort(used, (size_t)nused, sizeof *used, cmp_ptr);
+    /* the projections instantiated, by name (each is the program's of its name) */
+    NameIndex used = {.arena = prog->arena};
+    for (int k = 0; k < prog->ninsts; k++) names_add(&used, prog->insts[k]->name);
     for (int i = 0; i < root->nkids; i++) {
         const AstNode *def = root->kids[i];
         if (def->kind != AST_PROJECTION || program_find_projection(prog, def->name) != def) continue;
-        if (bsearch(&def, used, (size_t)nused, sizeof *used, cmp_ptr)) continue;
+        if (names_find(&used, def->name)) continue;
         const LabelSet *q = NULL;
         if (def->kids[0] && def->kids[0]->nkids) {
             bool error = false;
@@ -1142,6 +1135,5 @@ bool proj_check_unused(Program *prog, Diag *diag, const AstNode *root) {
             diag_note(diag, def->loc, "'%s' is used nowhere in this file; it was checked for label set %s",
                       def->name, q->name);
     }
-    free(used);
     return ok;
 }
