@@ -112,7 +112,7 @@ static void cpu_visit(const char *dir, bool v2, void *ctx) {
         qp[1] = period[0];
     if (!read || qp[0] <= 0 || qp[1] <= 0)
         return;
-    long long cpus = (qp[0] + qp[1] - 1) / qp[1];
+    long long cpus = qp[0] / qp[1] + (qp[0] % qp[1] != 0); /* rounded up; qp[0] may be LLONG_MAX */
     if (cpus > INT_MAX)
         cpus = INT_MAX;
     if (*least == 0 || cpus < *least)

@@ -388,6 +388,7 @@ void test_cgroup_cpus(void) {
         {"cq/sys/user.slice/job/cpu.max", "max 100000\n", 0},          /* max: none */
         {"cq/sys/user.slice/cpu.max", "250000 100000\n", 3},           /* above the group, up */
         {"cq/sys/cpu.max", "200000 100000\n", 2},                      /* the least of them */
+        {"cq/sys/user.slice/job/cpu.max", "99999999999999999999 1\n", 2}, /* past 2^63: no overflow */
         {"cq/sys/user.slice/job/cpu.max", "50000 100000\n", 1},        /* the group's own */
         {"cq/proc", "7:memory:/d/c\n4:cpu,cpuacct:/d/c\n0::/\n", 2}, /* v1 and v2's root */
         {"cq/sys/memory/d/c/cpu.cfs_quota_us", "100000\n", 2},         /* not the CPU's */
