@@ -215,6 +215,7 @@ struct NnqRun {
     int ckpt_lock;  /* 1 + a descriptor of ckpt_dir, locked for the run (flock); 0: none */
     RtCkptItem *ckpt_desc, *ckpt_state; /* declaration order; malloc'd arrays */
     int32_t ckpt_ndesc, ckpt_cap_desc, ckpt_nstate, ckpt_cap_state;
+    int32_t *ckpt_names, ckpt_names_cap; /* the state's names, hashed: 1 + an index, 0 empty */
 };
 
 /* run.c */

@@ -100,6 +100,7 @@ void test_model_concurrent_saves(void);
 
 void test_checkpoint_roundtrip(void);
 void test_checkpoint_refusals(void);
+void test_checkpoint_names(void);
 void test_checkpoint_save_failures(void);
 
 void test_metrics_success(void);

@@ -231,6 +231,42 @@ void test_checkpoint_refusals(void) {
     free(good), free(file), free(dir);
 }
 
+/* Each state name is declared once, whatever their number: 20,000 distinct names (the
+ * index of names grows past several sizes) are accepted; one declared again is refused,
+ * naming it, also when its first declaration was the first of all. */
+static int g_names, g_again; /* names declared, then the one declared again (-1: none) */
+static int entry_names(NnqRun *run) {
+    char name[32];
+    for (int i = 0; i < g_names; i++) {
+        snprintf(name, sizeof name, "dense%d.w.aux0", i);
+        nnq_rt_checkpoint_state(run, name, &g_step, sizeof g_step);
+    }
+    if (g_again >= 0) {
+        snprintf(name, sizeof name, "dense%d.w.aux0", g_again);
+        nnq_rt_checkpoint_state(run, name, &g_step, sizeof g_step);
+    }
+    return 0;
+}
+
+void test_checkpoint_names(void) {
+    NnqRunOptions o;
+    nnq_run_options_default(&o);
+    o.quiet = true;
+    g_names = 20000;
+    static const int again[] = {-1, 0, 7, 19999};
+    for (size_t k = 0; k < sizeof again / sizeof *again; k++) {
+        g_again = again[k];
+        char *err = NULL, want[64];
+        int rc = th_invoke_new(&o, entry_names, &err);
+        snprintf(want, sizeof want, "state 'dense%d.w.aux0' declared twice", g_again);
+        if (g_again < 0)
+            CHECK(rc == 0, "20,000 distinct state names refused: %s", err ? err : "");
+        else
+            CHECK(rc == 1 && err && th_contains(err, want), "expected '%s', got %d: %s", want, rc, err ? err : "");
+        free(err);
+    }
+}
+
 void test_checkpoint_save_failures(void) {
     char *err = NULL;
     /* a directory that cannot exist (a path under a regular file): fails at once */

@@ -258,6 +258,7 @@ static const TestCase g_cases[] = {
     CASE(test_infer_refused),
     CASE(test_checkpoint_roundtrip),
     CASE(test_checkpoint_refusals),
+    CASE(test_checkpoint_names),
     CASE(test_checkpoint_save_failures),
     CASE(test_metrics_success),
     CASE(test_metrics_failure),
