@@ -13,7 +13,8 @@
  *     walk over the IR, each computing instruction the target's code, each --profile
  *     phase marked;
  *   - per fused kernel (fuse.c) its per-element code in the target's parallel loop,
- *     and per parameter an entry kernel.NAME.PARAM(scalars...);
+ *     run for each parameter by nnq_main's tables (with export_internals also a
+ *     named entry kernel.NAME.PARAM(scalars...) per parameter, for tests);
  *   - @calibrate(run) and @evaluate(run, ds, start, count, hard) -> double accuracy;
  *   - @nnq_main(run) -> i32: data loading, initialization (random draws, then the
  *     weights of `init from` where given), the epoch/iteration loops
@@ -43,8 +44,9 @@
 static LLVMValueRef cf64(Cg *cg, double v) { return LLVMConstReal(cg->tf64, v); }
 
 LLVMValueRef cg_rt_call(Cg *cg, const char *name, LLVMValueRef *args, int nargs) {
-    int i = rt_table_find(name);
-    assert(i >= 0 && "runtime function missing from abi.def");
+    const int *at = names_find(&cg->rt_names, name);
+    assert(at && "runtime function missing from abi.def");
+    int i = *at;
     assert(rt_table[i].nargs == nargs);
     /* Pointer arguments are declared i8*: cast whatever we have. */
     for (int k = 0; k < nargs; k++)
@@ -442,11 +444,33 @@ static void next_part(Cg *cg, LLVMValueRef outer, LLVMBasicBlockRef at, const LL
     LLVMPositionBuilderAtEnd(cg->b, entry);
 }
 
+/* last[j]: the last instruction that reads value j, directly or as an operand of an
+ * instruction it reads (the ops that point at a forward instruction read its operands:
+ * ir_ops.def's ARG1 column), a reshape's reads counted for what it renames. */
+static int *last_reads(const IrFunc *f) {
+    int *last = malloc(sizeof *last * ((size_t)f->n + 1));
+    for (int j = 0; j < f->n; j++) last[j] = j;
+    for (int k = 0; k < f->n; k++)
+        for (int a = 0; a < ir_op_nargs(f->insts[k].op); a++) {
+            int v = f->insts[k].args[a];
+            if (v < 0) continue;
+            last[v] = k;
+            for (int b = 0; b < ir_op_nargs(f->insts[v].op); b++)
+                if (f->insts[v].args[b] >= 0) last[f->insts[v].args[b]] = k;
+        }
+    for (int j = f->n - 1; j >= 0; j--)
+        if (f->insts[j].op == IR_RESHAPE && last[f->insts[j].args[0]] < last[j]) last[f->insts[j].args[0]] = last[j];
+    return last;
+}
+
 /* One function: the source ops' values bound to buffers, every other instruction the
  * target's code, the training step's --profile phases marked; in parts of at most
- * CG_PART_INSTS instructions (next_part). */
+ * CG_PART_INSTS instructions (next_part), each binding again the parameters and
+ * reshapes defined before it that it or a later part reads (all of them, in every
+ * part: 2,800 loads of hard weights in one part of a 1,500-layer eval_batch). */
 static void emit_func_body(Cg *cg, FnCtx *fc) {
     const IrFunc *f = fc->f;
+    int *last = last_reads(f);
     LLVMValueRef outer = cg->fn;
     LLVMBasicBlockRef at = LLVMGetInsertBlock(cg->b);
     FnCtx top = *fc;
@@ -465,7 +489,7 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
             fc->hard = top.hard ? LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(fn, 2), ci32(cg, 0), "hard") : NULL;
             fc->calib = top.calib ? LLVMBuildICmp(cg->b, LLVMIntNE, LLVMGetParam(fn, 3), ci32(cg, 0), "calib") : NULL;
             for (int j = 0; j < i; j++)
-                if (f->insts[j].op == IR_PARAM || f->insts[j].op == IR_RESHAPE) bind_alias(cg, fc, j);
+                if ((f->insts[j].op == IR_PARAM || f->insts[j].op == IR_RESHAPE) && last[j] >= i) bind_alias(cg, fc, j);
             in_part = 0;
         }
         if (!top.hard && !ir_op_source(in->op) && ir_op_phase(in->op) != cur)
@@ -480,6 +504,7 @@ static void emit_func_body(Cg *cg, FnCtx *fc) {
         in_part++;
     }
     assert(!fc->deferred_to && "a deferred call was not made");
+    free(last);
     if (parts > 0) LLVMBuildRetVoid(cg->b);
     cg->fn = outer;
     LLVMPositionBuilderAtEnd(cg->b, at);
@@ -754,15 +779,18 @@ static int kernel_stages(Cg *cg, const IrKernel *k, const int *slot, int *stage)
 }
 
 /* The target's code for each distinct kernel (same_kernel), shared by every parameter it
- * fits, and per parameter a named entry kernel.NAME.PARAM(scalars...) that runs it on
- * the parameter's buffers (tests and benchmarks call it). */
+ * fits, and each parameter's buffers for it (kernel_args): cg->kernels, which nnq_main's
+ * tables hold. With export_internals also a named entry kernel.NAME.PARAM(scalars...)
+ * per parameter and kernel that runs it (tests and benchmarks call them); a run has no
+ * function per parameter (12,000 at 1,500 layers, each a cost to LLVM). */
 static void emit_kernels(Cg *cg) {
     const IrModule *m = cg->m;
     LLVMTypeRef ps[IRS_COUNT];
     for (int i = 0; i < IRS_COUNT; i++) ps[i] = cg->tf32;
     cg->kernel_ty = LLVMFunctionType(cg->tv, ps, IRS_COUNT, 0);
-    cg->kernels = calloc(m->nparams * 4, sizeof(LLVMValueRef));
-    LLVMValueRef *code = calloc(m->nparams * 4, sizeof(LLVMValueRef));
+    cg->kernels = calloc(m->nparams * 4, sizeof *cg->kernels);
+    int *distinct[4], ndistinct[4] = {0}; /* of each kind, the first parameter of each distinct kernel */
+    for (int w = 0; w < 4; w++) distinct[w] = malloc(sizeof(int) * ((size_t)m->nparams + 1));
     for (int p = 0; p < m->nparams; p++) {
         for (int w = 0; w < 4; w++) {
             const IrKernel *k = &m->kernels[p][w];
@@ -771,33 +799,31 @@ static void emit_kernels(Cg *cg) {
             int nb = kernel_buffers(k, bufs, slot);
             char name[256];
             snprintf(name, sizeof name, "kernel.%s.%s", k->name, m->params[p].name);
-            int rep = 0;
-            while (rep < p && !same_kernel(&m->kernels[rep][w], k)) rep++;
-            if (rep < p) {
-                code[p * 4 + w] = code[rep * 4 + w];
+            int d = 0;
+            while (d < ndistinct[w] && !same_kernel(&m->kernels[distinct[w][d]][w], k)) d++;
+            LLVMValueRef *use = cg->kernels[p * 4 + w];
+            if (d < ndistinct[w]) {
+                use[0] = cg->kernels[distinct[w][d] * 4 + w][0];
             } else {
+                distinct[w][ndistinct[w]++] = p;
                 int stage[CG_KERNEL_MAX_BUFS];
                 int stages = kernel_stages(cg, k, slot, stage);
                 KernelCode kc = {k, slot, stage};
-                code[p * 4 + w] = cg->target->kernel(cg, name, nb, stages, kernel_code, &kc);
+                use[0] = cg->target->kernel(cg, name, nb, stages, kernel_code, &kc);
             }
-            LLVMValueRef f = cg_new_function(cg, name, cg->kernel_ty, false);
-            mark_cold(cg, f); /* a call of the shared code, once a step: not worth optimizing */
-            cg->kernels[p * 4 + w] = f;
-            LLVMValueRef addr[CG_KERNEL_MAX_BUFS], sc[IRS_COUNT];
+            LLVMValueRef addr[CG_KERNEL_MAX_BUFS];
             for (int j = 0; j < nb; j++) addr[j] = kbuf(cg, p, &bufs[j]);
-            for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(f, (unsigned)i);
-            cg->target->kernel_run(cg, code[p * 4 + w], name, addr, nb, m->params[p].count, sc);
-            LLVMBuildRetVoid(cg->b);
+            use[1] = cg->target->kernel_args(cg, name, addr, nb);
+            if (cg->export_internals) {
+                LLVMValueRef f = cg_new_function(cg, name, cg->kernel_ty, false), sc[IRS_COUNT];
+                mark_cold(cg, f);
+                for (int i = 0; i < IRS_COUNT; i++) sc[i] = LLVMGetParam(f, (unsigned)i);
+                cg->target->kernel_run(cg, use[0], use[1], ci64(cg, m->params[p].count), sc);
+                LLVMBuildRetVoid(cg->b);
+            }
         }
     }
-    free(code);
-}
-
-/* A call of a kernel entry whose address was loaded from a table (a Rows column). */
-static void call_kernel_at(Cg *cg, LLVMValueRef fn, LLVMValueRef *scalars) {
-    LLVMValueRef f = LLVMBuildBitCast(cg->b, fn, LLVMPointerType(cg->kernel_ty, 0), ""); /* typed pointers (LLVM 14) */
-    LLVMBuildCall2(cg->b, cg->kernel_ty, f, scalars, IRS_COUNT, "");
+    for (int w = 0; w < 4; w++) free(distinct[w]);
 }
 
 /* ---------- calls by table ----------
@@ -809,7 +835,7 @@ static void call_kernel_at(Cg *cg, LLVMValueRef fn, LLVMValueRef *scalars) {
  * gathers such calls' constant arguments, a row per call; rows_begin makes a constant
  * table per argument and starts a loop over the rows that loads them (the caller makes
  * the call, then cg_loop_end): the same calls, in the same order. */
-enum { ROWS_MAX_COLS = 8 };
+enum { ROWS_MAX_COLS = 10 };
 typedef struct Rows {
     int ncols;
     LLVMTypeRef type[ROWS_MAX_COLS];
@@ -843,26 +869,37 @@ static Loop rows_begin(Cg *cg, Rows *r, const char *name, LLVMValueRef *vals) {
     return l;
 }
 
-/* The kernel entries `which` (0 update, 1 init, 2 hard, 3 soft) of every parameter, in
- * order: a loop over a table of them (rows_begin). */
+/* The kernels `which` (0 update, 1 init, 2 hard, 3 soft) of every parameter, in order:
+ * a loop over a table of their code, buffers and counts (rows_begin). */
 static void all_kernels(Cg *cg, int which, LLVMValueRef *scalars) {
-    Rows r = {.ncols = 1, .type = {cg->tp}};
-    for (int p = 0; p < cg->m->nparams; p++) rows_add(&r, &cg->kernels[p * 4 + which]);
+    Rows r = {.ncols = 3, .type = {cg->tp, cg->tp, cg->ti64}};
+    for (int p = 0; p < cg->m->nparams; p++) {
+        const LLVMValueRef *use = cg->kernels[p * 4 + which];
+        rows_add(&r, (LLVMValueRef[]){use[0], use[1], ci64(cg, cg->m->params[p].count)});
+    }
     if (r.n > 0) {
-        LLVMValueRef v[1];
+        LLVMValueRef v[3];
         Loop l = rows_begin(cg, &r, "kernels", v);
-        call_kernel_at(cg, v[0], scalars);
+        cg->target->kernel_run(cg, v[0], v[1], v[2], scalars);
         cg_loop_end(cg, &l);
     }
     free(r.cell);
 }
 
+/* A parameter's init and soft kernels (code, buffers), four columns of a table's row. */
+static void kernels_init_soft(Cg *cg, int p, LLVMValueRef *cols) {
+    for (int k = 0; k < 2; k++) {
+        cols[2 * k] = cg->kernels[p * 4 + (k ? 3 : 1)][0];
+        cols[2 * k + 1] = cg->kernels[p * 4 + (k ? 3 : 1)][1];
+    }
+}
+
 /* A parameter's initialization from the w0 draw in its grad buffer: init (w0 -> aux),
- * then soft (aux -> the forward weight; fuse.c), with beta in the scalars; the two
- * kernel entries loaded from a table. */
-static void init_param_at(Cg *cg, LLVMValueRef init, LLVMValueRef soft, LLVMValueRef *scalars) {
-    call_kernel_at(cg, init, scalars);
-    call_kernel_at(cg, soft, scalars);
+ * then soft (aux -> the forward weight; fuse.c), with beta in the scalars; `k` the four
+ * columns of kernels_init_soft loaded from a table, `count` the parameter's elements. */
+static void init_param_at(Cg *cg, const LLVMValueRef *k, LLVMValueRef count, LLVMValueRef *scalars) {
+    cg->target->kernel_run(cg, k[0], k[1], count, scalars);
+    cg->target->kernel_run(cg, k[2], k[3], count, scalars);
 }
 
 /* Every batch norm's statistics buffer `k` (cg->bnbuf[i][k]) set to v, by a table. */
@@ -1246,17 +1283,19 @@ static void emit_init_from(Cg *cg, MainCtx *mc, LLVMValueRef *sc) {
     LLVMValueRef dir = cg_rt_call(cg, "nnq_rt_init_from", (LLVMValueRef[]){run, str(cg, cg->tc->init_dir)}, 2);
     LLVMBasicBlockRef join;
     cg_if_begin(cg, LLVMBuildIsNotNull(cg->b, dir, ""), &join);
-    Rows r = {.ncols = 6, .type = {cg->tp, cg->ti32, cg->tp, cg->tp, cg->tp, cg->tp}};
+    Rows r = {.ncols = 9, .type = {cg->tp, cg->ti32, cg->tp, cg->tp, cg->ti64, cg->tp, cg->tp, cg->tp, cg->tp}};
     for (int p = 0; p < m->nparams; p++) {
         const IrParam *par = &m->params[p];
-        rows_add(&r, (LLVMValueRef[]){str(cg, par->name), ci32(cg, par->shape.rank), const_dims(cg, &par->shape, "dims"),
-                                      cg->pbuf[p][IRB_GRAD], cg->kernels[p * 4 + 1], cg->kernels[p * 4 + 3]});
+        LLVMValueRef row[9] = {str(cg, par->name), ci32(cg, par->shape.rank), const_dims(cg, &par->shape, "dims"),
+                               cg->pbuf[p][IRB_GRAD], ci64(cg, par->count)};
+        kernels_init_soft(cg, p, row + 5);
+        rows_add(&r, row);
     }
     if (r.n > 0) {
-        LLVMValueRef v[6];
+        LLVMValueRef v[9];
         Loop l = rows_begin(cg, &r, "init.from", v);
         cg_rt_call(cg, "nnq_rt_init_tensor", (LLVMValueRef[]){run, dir, v[0], v[1], v[2], v[3], ci32(cg, 0)}, 7);
-        init_param_at(cg, v[4], v[5], sc);
+        init_param_at(cg, v + 5, v[4], sc);
         cg_loop_end(cg, &l);
     }
     free(r.cell);
@@ -1290,17 +1329,18 @@ static void emit_main_init(Cg *cg, MainCtx *mc) {
     scalars_beta(cg, sc, cf64(cg, tc->beta_start));
     /* per parameter: the draw (uniform in [a, b], Xavier's, or normal of mean a and
      * deviation b), then init_param_at */
-    Rows r = {.ncols = 7, .type = {cg->tp, cg->ti64, cg->tf32, cg->tf32, cg->ti32, cg->tp, cg->tp}};
+    Rows r = {.ncols = 9, .type = {cg->tp, cg->ti64, cg->tf32, cg->tf32, cg->ti32, cg->tp, cg->tp, cg->tp, cg->tp}};
     for (int p = 0; p < m->nparams; p++) {
         const IrParam *par = &m->params[p];
         bool xavier = par->init == IR_INIT_XAVIER;
         double bound = sqrt(6.0 / (double)(par->fan_in + par->fan_out));
-        rows_add(&r, (LLVMValueRef[]){cg->pbuf[p][IRB_GRAD], ci64(cg, par->count), cf32(cg, xavier ? -bound : 0),
-                                      cf32(cg, xavier ? bound : par->init_std), ci32(cg, xavier), cg->kernels[p * 4 + 1],
-                                      cg->kernels[p * 4 + 3]});
+        LLVMValueRef row[9] = {cg->pbuf[p][IRB_GRAD], ci64(cg, par->count), cf32(cg, xavier ? -bound : 0),
+                               cf32(cg, xavier ? bound : par->init_std), ci32(cg, xavier)};
+        kernels_init_soft(cg, p, row + 5);
+        rows_add(&r, row);
     }
     if (r.n > 0) {
-        LLVMValueRef v[7];
+        LLVMValueRef v[9];
         Loop l = rows_begin(cg, &r, "init", v);
         LLVMBasicBlockRef join;
         LLVMValueRef uniform = LLVMBuildICmp(cg->b, LLVMIntNE, v[4], ci32(cg, 0), "");
@@ -1311,7 +1351,7 @@ static void emit_main_init(Cg *cg, MainCtx *mc) {
         cg_if_begin(cg, LLVMBuildNot(cg->b, uniform, ""), &join);
         cg_rt_call(cg, "nnq_rt_fill_normal", fill, 5);
         cg_if_end(cg, join);
-        init_param_at(cg, v[5], v[6], sc);
+        init_param_at(cg, v + 5, v[1], sc);
         cg_loop_end(cg, &l);
     }
     free(r.cell);
@@ -1618,12 +1658,14 @@ LLVMModuleRef cg_emit_module(const IrModule *m, LLVMContextRef ctx, bool export_
     /* Runtime declarations from the ABI table. */
     cg.rt_fn = calloc(rt_table_count, sizeof(LLVMValueRef));
     cg.rt_ty = calloc(rt_table_count, sizeof(LLVMTypeRef));
+    cg.rt_names.arena = m->arena;
     for (int i = 0; i < rt_table_count; i++) {
         LLVMTypeRef codes[6] = {cg.tv, cg.ti32, cg.ti64, cg.tf32, cg.tf64, cg.tp};
         LLVMTypeRef ps[RT_MAX_ARGS];
         for (int k = 0; k < rt_table[i].nargs; k++) ps[k] = codes[rt_table[i].args[k]];
         cg.rt_ty[i] = LLVMFunctionType(codes[rt_table[i].ret], ps, (unsigned)rt_table[i].nargs, 0);
         cg.rt_fn[i] = LLVMAddFunction(cg.mod, rt_table[i].name, cg.rt_ty[i]);
+        *names_add(&cg.rt_names, rt_table[i].name) = i;
     }
     make_buffers(&cg);
     emit_tensor_functions(&cg);

@@ -602,7 +602,7 @@ static bool user_across(const Fns *s, const int *owner, int p, LLVMValueRef user
 }
 
 /* Whether some use of function k is other than a call from its own partition, or a
- * local constant's (codegen.c's tables of kernel entries) used only there. */
+ * local constant's (codegen.c's tables of kernels) used only there. */
 static bool used_across(const Fns *s, const int *owner, int k) {
     LLVMValueRef f = s->fn[k];
     for (LLVMUseRef u = LLVMGetFirstUse(f); u; u = LLVMGetNextUse(u)) {

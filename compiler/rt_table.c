@@ -21,9 +21,3 @@ const int rt_table_count = (int)(sizeof rt_table / sizeof rt_table[0]);
     _Static_assert(sizeof((const int[]){UNPAREN codes}) / sizeof(int) <= RT_MAX_ARGS, #name " has more than RT_MAX_ARGS parameters");
 #include "abi.def"
 #undef NNQ_RT
-
-int rt_table_find(const char *name) {
-    for (int i = 0; i < rt_table_count; i++)
-        if (strcmp(rt_table[i].name, name) == 0) return i;
-    return -1;
-}

@@ -21,6 +21,5 @@ typedef struct RtFn {
 
 extern const RtFn rt_table[];
 extern const int rt_table_count;
-int rt_table_find(const char *name); /* -1 when absent */
 
 #endif

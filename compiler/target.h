@@ -9,8 +9,9 @@
  * target, one CgTarget, supplies what differs between machines:
  *   memory   where a tensor buffer lives (.buffer);
  *   ops      each computing IR op's instance: a library call or a generated loop (.ops);
- *   kernels  how a fused kernel's per-element code becomes a parallel loop, and how
- *            one parameter's instance runs (.kernel, .kernel_run);
+ *   kernels  how a fused kernel's per-element code becomes a parallel loop, what one
+ *            parameter's use of it holds, and how that runs (.kernel, .kernel_args,
+ *            .kernel_run);
  *   setup    what a run needs before any work (.setup).
  * The CPU target is target_cpu.c (cg_target_cpu). A second target is a second CgTarget
  * in files of its own, chosen in cg_emit_module (docs/gpu-plan.md).
@@ -48,6 +49,7 @@ typedef struct Cg {
     LLVMTypeRef tv, ti1, ti8, ti32, ti64, tf32, tf64, tp;
     LLVMValueRef *rt_fn;
     LLVMTypeRef *rt_ty;
+    NameIndex rt_names;              /* each runtime function's index in rt_table (cg_rt_call) */
     LLVMValueRef fn;                 /* function being built */
     /* Buffers */
     LLVMValueRef x, y;               /* the batch */
@@ -63,7 +65,7 @@ typedef struct Cg {
     LLVMValueRef fingerprint;        /* i64 global: a hash of the module's text (cg_set_fingerprint) */
     LLVMValueRef (*best)[2];         /* kept model: per param aux snapshot (flat K*count) */
     LLVMValueRef *bestbn;            /* per bn: rmean+rvar snapshot */
-    LLVMValueRef *kernels;           /* [nparams * 4] */
+    LLVMValueRef (*kernels)[2];      /* [nparams * 4]: each parameter's kernels, its code and args (kernel_run) */
     LLVMValueRef train_step, eval_batch, evaluate;
     LLVMTypeRef train_step_ty, eval_batch_ty, evaluate_ty, kernel_ty, calibrate_ty;
     LLVMValueRef calibrate, calib_ds, calib_batches; /* hard batch-norm statistics */
@@ -132,11 +134,14 @@ struct CgTarget {
      * stage 0's loop, then stage 1's, and so on. Returns what kernel_run calls; one
      * serves every parameter whose kernel is the same code. */
     LLVMValueRef (*kernel)(Cg *cg, const char *name, int nbufs, int stages, CgElemCode *code, const void *kernel);
-    /* Runs a kernel (from .kernel) where the builder stands, for one parameter: its nbufs
-     * buffers (from .buffer), its `count` elements, its scalars (IRS_COUNT f32 values);
-     * `name` is the parameter's kernel's. */
-    void (*kernel_run)(Cg *cg, LLVMValueRef kernel, const char *name, const LLVMValueRef *bufs, int nbufs,
-                       int64_t count, const LLVMValueRef *scalars);
+    /* One parameter's use of a kernel: its nbufs buffers (from .buffer) as one constant
+     * that kernel_run takes; `name` is the parameter's kernel's. */
+    LLVMValueRef (*kernel_args)(Cg *cg, const char *name, const LLVMValueRef *bufs, int nbufs);
+    /* Runs a kernel (from .kernel) where the builder stands, on one parameter's buffers
+     * (`args`, from .kernel_args), its `count` elements (i64) and its scalars (IRS_COUNT
+     * f32 values). The kernel, args and count may be constants or loaded from a table
+     * (codegen.c runs every parameter's kernels by loops over tables of them). */
+    void (*kernel_run)(Cg *cg, LLVMValueRef kernel, LLVMValueRef args, LLVMValueRef count, const LLVMValueRef *scalars);
     /* In nnq_main, once the ranks agree and before any data is loaded: what the run
      * needs before any work. `run` is the NnqRun *. */
     void (*setup)(Cg *cg, LLVMValueRef run);

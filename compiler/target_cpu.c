@@ -234,11 +234,12 @@ static bool param_grad_value(const IrFunc *f, int v) {
 }
 
 /* The training function's values a and b (own buffers) laid out by memplan in memory
- * that overlaps: 0 none, 1 the same range, 2 a partial overlap. */
+ * that overlaps: 0 none, 1 the same range, 2 a partial overlap. (A value bound to a
+ * parameter's gradient buffer, param_grad_value, is one memplan does not place.) */
 static int arena_overlap(Cg *cg, const IrFunc *f, int a, int b) {
     const MemPlan *plan = &cg->m->plan[0];
     if (a == b) return 1;
-    if (plan->value[a] < 0 || plan->value[b] < 0 || param_grad_value(f, a) || param_grad_value(f, b)) return 0;
+    if (plan->value[a] < 0 || plan->value[b] < 0) return 0;
     int64_t a0 = plan->value[a], a1 = a0 + memplan_value_elems(&f->insts[a], cg->batch);
     int64_t b0 = plan->value[b], b1 = b0 + memplan_value_elems(&f->insts[b], cg->batch);
     if (a1 <= b0 || b1 <= a0) return 0;
@@ -890,9 +891,8 @@ static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, CgE
     return f;
 }
 
-/* shape(the parameter's table of buffers "NAME.buffers", count, scalars...) */
-static void cpu_kernel_run(Cg *cg, LLVMValueRef shape, const char *name, const LLVMValueRef *bufs, int nb,
-                           int64_t count, const LLVMValueRef *scalars) {
+/* The parameter's table of buffers, "NAME.buffers": what its kernels' shape loads. */
+static LLVMValueRef cpu_kernel_args(Cg *cg, const char *name, const LLVMValueRef *bufs, int nb) {
     char tname[256];
     LLVMValueRef init[CG_KERNEL_MAX_BUFS];
     for (int j = 0; j < nb; j++) init[j] = LLVMConstBitCast(bufs[j], cg->tp);
@@ -901,9 +901,19 @@ static void cpu_kernel_run(Cg *cg, LLVMValueRef shape, const char *name, const L
     LLVMSetInitializer(table, LLVMConstArray(cg->tp, init, (unsigned)nb));
     LLVMSetGlobalConstant(table, 1);
     LLVMSetLinkage(table, LLVMInternalLinkage);
-    LLVMValueRef args[2 + IRS_COUNT] = {as_ptr(cg, table, cg->ti8), ci64(cg, count)};
+    return LLVMConstBitCast(table, cg->tp);
+}
+
+/* shape(table, count, scalars...) */
+static void cpu_kernel_run(Cg *cg, LLVMValueRef shape, LLVMValueRef table, LLVMValueRef count,
+                           const LLVMValueRef *scalars) {
+    LLVMTypeRef ps[2 + IRS_COUNT] = {cg->tp, cg->ti64};
+    for (int i = 0; i < IRS_COUNT; i++) ps[2 + i] = cg->tf32;
+    LLVMTypeRef ty = LLVMFunctionType(cg->tv, ps, 2 + IRS_COUNT, 0);
+    LLVMValueRef args[2 + IRS_COUNT] = {table, count};
     for (int i = 0; i < IRS_COUNT; i++) args[2 + i] = scalars[i];
-    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(shape), shape, args, 2 + IRS_COUNT, "");
+    LLVMValueRef f = LLVMBuildBitCast(cg->b, shape, LLVMPointerType(ty, 0), ""); /* typed pointers (LLVM 14) */
+    LLVMBuildCall2(cg->b, ty, f, args, 2 + IRS_COUNT, "");
 }
 
 /* ---------- setup ---------- */
@@ -974,6 +984,7 @@ const CgTarget cg_target_cpu = {
         [IR_XENT_GRAD] = cpu_loss,
     },
     .kernel = cpu_kernel,
+    .kernel_args = cpu_kernel_args,
     .kernel_run = cpu_kernel_run,
     .setup = cpu_setup,
 };
