@@ -156,8 +156,8 @@ MemPlan memplan_func(const IrFunc *f, int64_t batch, bool share, Arena *arena) {
 #undef ADD_BLOCK
     qsort(blocks, (size_t)nb, sizeof *blocks, by_size_desc);
     /* the blocks placed so far, by offset: each block goes in the first gap, in offset
-     * order, among those whose lifetimes overlap its own (a sort of those per block made
-     * a function of 30,000 instructions take a second here) */
+     * order, among those whose lifetimes overlap its own (sorting those for each block
+     * was 6% of a 1,500-layer program's --emit=obj) */
     Block **placed = malloc(sizeof(Block *) * ((size_t)nb + 1));
     for (int b = 0; b < nb; b++) {
         Block *blk = &blocks[b];

@@ -843,6 +843,14 @@ static void stage_loop(Cg *cg, CgElemCode *code, const void *kernel, int stage, 
     cg_loop_end_interleaved(cg, &l, KERNEL_INTERLEAVE);
 }
 
+/* A kernel's shape(table, count, scalars...): what cpu_kernel defines and cpu_kernel_run
+ * calls. */
+static LLVMTypeRef shape_type(Cg *cg) {
+    LLVMTypeRef ps[2 + IRS_COUNT] = {cg->tp, cg->ti64};
+    for (int i = 0; i < IRS_COUNT; i++) ps[2 + i] = cg->tf32;
+    return LLVMFunctionType(cg->tv, ps, 2 + IRS_COUNT, 0);
+}
+
 /* core(begin, end, buffers..., scalars...) runs `code` over [begin, end): the buffers are
  * distinct arrays (noalias), so it vectorizes without run-time alias checks.
  * shape(table, count, scalars...) runs body(ctx, begin, end) on the thread pool, which
@@ -871,11 +879,8 @@ static LLVMValueRef cpu_kernel(Cg *cg, const char *name, int nb, int stages, CgE
         cg_loop_end(cg, &blk);
     }
     LLVMBuildRetVoid(cg->b);
-    /* shape(table, count, scalars...) */
-    LLVMTypeRef sps[IRS_COUNT + 2] = {cg->tp, cg->ti64};
-    for (int i = 0; i < IRS_COUNT; i++) sps[i + 2] = cg->tf32;
     snprintf(fname, sizeof fname, "%s.shape", name);
-    LLVMValueRef f = cg_new_function(cg, fname, LLVMFunctionType(cg->tv, sps, IRS_COUNT + 2, 0), false);
+    LLVMValueRef f = cg_new_function(cg, fname, shape_type(cg), false);
     LLVMValueRef v[1 + IRS_COUNT] = {LLVMGetParam(f, 0)};
     for (int i = 0; i < IRS_COUNT; i++) v[1 + i] = LLVMGetParam(f, (unsigned)(2 + i));
     snprintf(fname, sizeof fname, "%s.body", name);
@@ -907,9 +912,7 @@ static LLVMValueRef cpu_kernel_args(Cg *cg, const char *name, const LLVMValueRef
 /* shape(table, count, scalars...) */
 static void cpu_kernel_run(Cg *cg, LLVMValueRef shape, LLVMValueRef table, LLVMValueRef count,
                            const LLVMValueRef *scalars) {
-    LLVMTypeRef ps[2 + IRS_COUNT] = {cg->tp, cg->ti64};
-    for (int i = 0; i < IRS_COUNT; i++) ps[2 + i] = cg->tf32;
-    LLVMTypeRef ty = LLVMFunctionType(cg->tv, ps, 2 + IRS_COUNT, 0);
+    LLVMTypeRef ty = shape_type(cg);
     LLVMValueRef args[2 + IRS_COUNT] = {table, count};
     for (int i = 0; i < IRS_COUNT; i++) args[2 + i] = scalars[i];
     LLVMValueRef f = LLVMBuildBitCast(cg->b, shape, LLVMPointerType(ty, 0), ""); /* typed pointers (LLVM 14) */
