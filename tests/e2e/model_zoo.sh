@@ -121,7 +121,7 @@ zoo() {
     fi
     "$NNQC" predict zoo.nnqm "${images[@]}" > engine.txt 2>&1 && "$NNQC" predict zoo.nnqm "${images[@]}" -o engine.npy > /dev/null 2>&1 ||
         { echo "predict failed: $(cat engine.txt)"; return 1; }
-    cc -std=c99 -O2 -I c c/model.c "$SRC/tests/e2e/export_c_main.c" -o drv -lm > cc.txt 2>&1 ||
+    cc -std=c99 -O2 -I c c/model.c "$SRC/tests/e2e/export_c_main.c" "$SRC/tests/e2e/export_c_ref.c" -o drv -lm > cc.txt 2>&1 ||
         { echo "the export does not compile: $(head -3 cc.txt)"; return 1; }
     local rc=0
     ./drv "$img" engine.npy engine.txt $lab > drv.txt 2>&1 || rc=$?
