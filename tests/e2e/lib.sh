@@ -32,10 +32,9 @@ make_subset() {
 # json_field FILE KEY: the number KEY has in the final (last) line of a JSON Lines file.
 json_field() { tail -n 1 "$1" | sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p"; }
 
-# ge A B: A >= B as decimals
+# ge A B: A >= B as decimals (gt: >)
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 > b + 0) }'; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
 
 # cpu_level: the widest $NNQ_ISA level this CPU runs (avx512, avx2 or portable), as
 # runtime/isa.c's cpu_level reads it

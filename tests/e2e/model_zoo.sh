@@ -14,11 +14,12 @@
 # `mpi`; the sanitized tree passes no-mpi: Open MPI's allocations read as leaks there),
 # for seeds 1, 9, 17, ...: `mpirun -np 1`, and two `mpirun -np 2` runs save the same
 # model as each other. Its C export compiles and
-# gives the engine's classes and logits on every test image (export_c_main.c; CIFAR's
-# through predict --cifar, and eval --cifar agrees with eval --data; .npy images as
-# predict reads them), but for a
-# network trained into a degenerate one (a batch norm's running variance below 1e-7, its
-# inputs all but constant: rounding amplified fills its logits). Any geometry,
+# gives the engine's classes and logits on every test image (CIFAR's through predict
+# --cifar, and eval --cifar agrees with eval --data; .npy images as predict reads them):
+# the engine's logits within float rounding of the export's code run in double
+# (export_c_main.c; networks trained into degenerate ones, a batch norm's running
+# variance 0, were exempt before: seeds 44, 91, 107, 144, 189, 208, 229, 240 and 283
+# are, and pass). Any geometry,
 # projection or recipe one part takes and another refuses or computes otherwise shows up
 # here: the engine refused a convolution padded by its kernel's size and a model on
 # [H, W] samples, which trained; a dropout's mask was keyed by its instruction's index,
@@ -52,7 +53,7 @@ trains_same() {
 
 # zoo SEED: the checks above for one program, in $tmp/SEED; a message on the first that fails
 zoo() {
-    local d="$tmp/$1" want got mode var note="" kind="" extra=""
+    local d="$tmp/$1" want got mode kind="" extra=""
     [ $(($1 % 4)) = 0 ] && kind=cifar
     [ $(($1 % 4)) = 2 ] && kind=npy
     mkdir -p "$d" && cd "$d" || return 1
@@ -69,13 +70,6 @@ zoo() {
     want=$(sed -n 's/^test accuracy: hard \([0-9.]*\) .*/\1/p' run2.txt)
     [ -n "$want" ] || { echo "no test accuracy printed"; return 1; }
     want=$(awk -v a="$want" -v n=$ntest 'BEGIN { printf "%d", a * n + 0.5 }')
-    # A random network may train into a degenerate one: a batch norm whose inputs are
-    # all but constant (dead relus before it), its running variance far below its eps
-    # (1e-5), which multiplies rounding by up to 316. Its logits are then rounding amplified,
-    # and any two orders of summation (the engine at batch 1 and at 100, the export) differ.
-    var=$("$NNQC" inspect two.nnqm | awk '/running_var/ { for (i = 1; i < NF; i++) if ($i == "min") print $(i + 1) }' |
-          sort -g | head -1)
-    lt "${var:-1}" 1e-7 && note=" (a running variance of $var: its logits not compared)"
     for mode in packed --batch=3 --float; do # (3 samples a call: dense layers straight from the packed bits)
         "$NNQC" eval two.nnqm --data test zoo.nnq --data-dir "$tmp" ${mode#packed} > eval.txt 2>&1
         [ $mode = packed ] && cp eval.txt eval0.txt
@@ -123,12 +117,9 @@ zoo() {
         { echo "predict failed: $(cat engine.txt)"; return 1; }
     cc -std=c99 -O2 -I c c/model.c "$SRC/tests/e2e/export_c_main.c" "$SRC/tests/e2e/export_c_ref.c" -o drv -lm > cc.txt 2>&1 ||
         { echo "the export does not compile: $(head -3 cc.txt)"; return 1; }
-    local rc=0
-    ./drv "$img" engine.npy engine.txt $lab > drv.txt 2>&1 || rc=$?
-    [ $rc = 0 ] || { [ -n "$note" ] && [ $rc = 1 ]; } || { echo "the export disagrees (status $rc): $(tail -2 drv.txt)"; return 1; }
-    local agree="eval (packed, 3 a call, float$([ "$kind" = cifar ] && echo ", --cifar")), 1 thread, resume, -O0, IR text$extra, trainer"
-    if [ -n "$note" ]; then echo "$want of $ntest right, $agree agree; the C export runs$note"
-    else echo "$want of $ntest right, $agree, C export agree"; fi
+    ./drv "$img" engine.npy engine.txt $lab > drv.txt 2>&1 || { echo "the export disagrees (status $?): $(tail -2 drv.txt)"; return 1; }
+    echo "$want of $ntest right, eval (packed, 3 a call, float$([ "$kind" = cifar ] && echo ", --cifar")), 1 thread, resume," \
+         "-O0, IR text$extra, trainer, C export agree"
 }
 
 for seed in $(seq "$first" "$last"); do
