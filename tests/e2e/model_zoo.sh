@@ -6,8 +6,9 @@
 # random sample shape, make_npy) on 2 threads, with a random recipe
 # (optimizer, lr schedule, parameter group, beta schedule, augmentation, calibration,
 # keep); `nnqc eval` of the saved model, packed (100 and 3 samples a call) and float32,
-# gives the test accuracy the training printed (to one sample: an exact tie of two
-# logits goes either way with the order of summation); these save the same model file,
+# gives the test accuracy the training printed (to as many samples as have their two
+# largest logits tied to rounding, at least one: such a tie goes either way with the
+# order of summation); these save the same model file,
 # byte for byte: a run on 1 thread; one epoch, then --resume from its checkpoint; -O0
 # with --no-fuse-layers and --no-share-memory; a run from the program's IR text
 # (--emit=ir, --from-ir); the trainer `nnqc build` writes; with MPI (the sixth argument
@@ -42,6 +43,24 @@ IMG="$tmp/fashion-mnist/t10k-images-idx3-ubyte.gz"; LAB="$tmp/fashion-mnist/t10k
 # right FILE: how many test samples nnqc eval's output FILE counts right
 right() { sed -n "s/^accuracy [0-9.]*  (\([0-9]*\) of $ntest)\$/\1/p" "$1"; }
 
+# near_ties F.npy: how many rows of a float32 [N, C] .npy (nnqc predict -o) have their
+# two largest values within 1e-4 of the row's largest magnitude + 1e-4 (od prints each
+# float so that it reads back exactly)
+near_ties() {
+    local off c
+    off=$((10 + $(od -An -j8 -N2 -tu2 "$1")))
+    c=$(head -c $off "$1" | LC_ALL=C sed -n "s/.*'shape': ([0-9]*, \([0-9]*\)).*/\1/p")
+    od -An -v -tf4 -w$((4 * c)) -j $off "$1" | awk '{
+        a = b = -3.4e38; m = 0
+        for (i = 1; i <= NF; i++) {
+            v = $i + 0
+            if (v > a) { b = a; a = v } else if (v > b) b = v
+            if (v > m) m = v; else if (-v > m) m = -v
+        }
+        if (a - b <= 1e-4 * m + 1e-4) n++
+    } END { print n + 0 }'
+}
+
 # trains_same LOG WHAT CMD...: CMD, its output in LOG, saves zoo.nnqm, the 2-thread
 # run's model (two.nnqm) byte for byte; a message saying which failed
 trains_same() {
@@ -70,13 +89,23 @@ zoo() {
     want=$(sed -n 's/^test accuracy: hard \([0-9.]*\) .*/\1/p' run2.txt)
     [ -n "$want" ] || { echo "no test accuracy printed"; return 1; }
     want=$(awk -v a="$want" -v n=$ntest 'BEGIN { printf "%d", a * n + 0.5 }')
+    # the test images as the engine reads them (img, lab: as the C export's driver does)
+    local img="$IMG" lab="$LAB" images=("$IMG")
+    [ -n "$npy" ] && img="$npy/test-images.npy" lab="" images=("$img")
+    [ "$kind" = cifar ] && img="$tmp/cifar-10-batches-bin/test_batch.bin" lab="" images=(--cifar "$tmp/cifar-10-batches-bin")
+    # slack: the images whose two largest logits tie to rounding, at least 1; the
+    # training's evaluation and the engine sum in other orders, and each may break such a
+    # tie its own way (a network trained into one whose logits are small integers ties
+    # exactly on most images: seed 1 under the sanitized build, 231 of 300, 2026-12-08)
+    "$NNQC" predict two.nnqm "${images[@]}" -o ties.npy > ties.txt 2>&1 || { echo "predict failed: $(cat ties.txt)"; return 1; }
+    local slack; slack=$(near_ties ties.npy)
+    [ "$slack" -ge 1 ] || slack=1
     for mode in packed --batch=3 --float; do # (3 samples a call: dense layers straight from the packed bits)
         "$NNQC" eval two.nnqm --data test zoo.nnq --data-dir "$tmp" ${mode#packed} > eval.txt 2>&1
         [ $mode = packed ] && cp eval.txt eval0.txt
         got=$(right eval.txt)
-        # the same count, but for a tie the two orders of summation break apart (one sample)
-        [ -n "$got" ] && [ $((got - want)) -le 1 ] && [ $((want - got)) -le 1 ] ||
-            { echo "nnqc eval ($mode): '$got' of $ntest right, the training $want $(grep error eval.txt)"; return 1; }
+        [ -n "$got" ] && [ $((got - want)) -le $slack ] && [ $((want - got)) -le $slack ] ||
+            { echo "nnqc eval ($mode): '$got' of $ntest right, the training $want ($slack ties) $(grep error eval.txt)"; return 1; }
     done
     trains_same run1.txt "the 1-thread run" "$NNQC" run zoo.nnq --data-dir "$tmp" --threads 1 --quiet || return 1
     # k epochs, then --resume: the uninterrupted run's model (the optimizer's state, the
@@ -104,10 +133,7 @@ zoo() {
     "$NNQC" build zoo.nnq -o trainer > build.txt 2>&1 || { echo "nnqc build: $(grep error build.txt | head -2)"; return 1; }
     trains_same trainer.txt "the built trainer" ./trainer --data-dir "$tmp" --threads 2 --quiet || return 1
     "$NNQC" export zoo.nnqm --format c -o c > export.txt 2>&1 || { echo "export: $(cat export.txt)"; return 1; }
-    local img="$IMG" lab="$LAB" images=("$IMG")
-    [ -n "$npy" ] && img="$npy/test-images.npy" lab="" images=("$img")
     if [ "$kind" = cifar ]; then # CIFAR: predict --cifar, the driver reads the records and their labels
-        img="$tmp/cifar-10-batches-bin/test_batch.bin" lab="" images=(--cifar "$tmp/cifar-10-batches-bin")
         "$NNQC" eval two.nnqm --cifar "$tmp/cifar-10-batches-bin" > eval.txt 2>&1
         got=$(right eval.txt)
         [ -n "$got" ] && [ "$got" = "$(right eval0.txt)" ] ||
